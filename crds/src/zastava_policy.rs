@@ -1,0 +1,177 @@
+//! `ZastavaPolicy` (cluster-scoped): which images Pods may run.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{HasConditions, NamespacedSecretRef};
+use crate::scan::Verdict;
+
+/// Admission policy enforced by Zastava: which images, in which namespaces, must be pinned
+/// by digest, signed by given keys, and scanned with an acceptable verdict.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "stella-ops.org",
+    version = "v1alpha1",
+    doc = "Admission policy enforced by the Zastava webhook on Pods and pod templates.",
+    kind = "ZastavaPolicy",
+    status = "ZastavaPolicyStatus",
+    shortname = "zpol",
+    category = "stellaops",
+    derive = "PartialEq",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Digest", type_ = "boolean", json_path = ".spec.requireDigest"),
+    printcolumn(name = "Namespaces", type_ = "integer", json_path = ".status.matchingNamespaces"),
+    printcolumn(name = "Failure Policy", type_ = "string", json_path = ".spec.failurePolicy", priority = 1),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ZastavaPolicySpec {
+    /// `dryRun` admits and records an audit annotation; `warn` admits with warnings;
+    /// `enforce` denies.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Namespaces the policy applies to; all when omitted. The operator's own namespace
+    /// and `kube-system` are always excluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Image globs the policy applies to (`registry.example.com/**`); all images when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub images: Vec<String>,
+    /// Images and namespaces the policy never applies to.
+    #[serde(default)]
+    pub exemptions: Exemptions,
+    /// Require images to be referenced by digest (`@sha256:…`).
+    #[serde(default)]
+    pub require_digest: bool,
+    /// Require a cosign signature by one of the given keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_signature: Option<SignatureRequirement>,
+    /// Require a recent scan whose verdict is acceptable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_scan: Option<ScanRequirement>,
+    /// What the API server does when the webhook cannot answer. `Ignore` (the default)
+    /// keeps the cluster upgradeable while Zastava is unavailable.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+    /// Seconds the API server waits for the webhook.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 30))]
+    pub timeout_seconds: i32,
+}
+
+fn default_timeout_seconds() -> i32 {
+    5
+}
+
+/// Enforcement mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// Admit; record what would have been denied in an audit annotation.
+    #[default]
+    DryRun,
+    /// Admit with warnings shown by `kubectl`.
+    Warn,
+    /// Deny.
+    Enforce,
+}
+
+/// Webhook failure policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FailurePolicy {
+    /// Admit when the webhook cannot answer.
+    #[default]
+    Ignore,
+    /// Deny when the webhook cannot answer.
+    Fail,
+}
+
+/// Exemptions of a policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct Exemptions {
+    /// Image globs never checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub images: Vec<String>,
+    /// Namespace globs never checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub namespaces: Vec<String>,
+}
+
+/// Signature requirement: keys from a Secret, keyless identity, or both.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.publicKeys) || has(self.keyless)").message("requireSignature needs publicKeys or keyless"))]
+pub struct SignatureRequirement {
+    /// Secret holding PEM ECDSA P-256 public keys; a signature by any of them is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_keys: Option<NamespacedSecretRef>,
+    /// Keyless (Fulcio) identity the signing certificate must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessIdentity>,
+}
+
+/// A keyless signing identity.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct KeylessIdentity {
+    /// OIDC issuer of the signing certificate.
+    #[schemars(regex(pattern = r"^https://"))]
+    pub issuer: String,
+    /// Subject (email or URI) of the signing certificate.
+    #[schemars(length(min = 1))]
+    pub subject: String,
+}
+
+/// Scan requirement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanRequirement {
+    /// Oldest acceptable scan result (`24h`, `168h`).
+    #[serde(default = "default_max_age")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?$"), length(min = 2, max = 16))]
+    pub max_age: String,
+    /// Verdicts that deny.
+    #[serde(default = "default_deny_on_verdict")]
+    #[schemars(length(min = 1, max = 3))]
+    pub deny_on_verdict: Vec<Verdict>,
+}
+
+fn default_max_age() -> String {
+    "168h".to_string()
+}
+
+fn default_deny_on_verdict() -> Vec<Verdict> {
+    vec![Verdict::Fail]
+}
+
+/// Observed state of a ZastavaPolicy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZastavaPolicyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Namespaces the policy currently applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching_namespaces: Option<i32>,
+    /// Expiry of the webhook's serving certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<Time>,
+    /// `Ready` condition: the webhook is configured and serving this policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl HasConditions for ZastavaPolicyStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn observed_generation(&self) -> Option<i64> {
+        self.observed_generation
+    }
+}

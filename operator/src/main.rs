@@ -1,0 +1,4 @@
+mod crdgen;
+fn main() -> anyhow::Result<()> {
+    crdgen::run(std::path::Path::new("."), false)
+}
