@@ -1,1 +1,92 @@
+//! One reconciler per Stella Ops kind. Each kind's module holds its pure desired state
+//! (`desired(&Cr, &Config) -> objects`); [`acceptance`] is the shared reconciler that
+//! validates specs and reports conditions; [`run`] wires every controller up.
 
+pub mod acceptance;
+pub mod context;
+pub mod error;
+pub mod kind;
+pub mod metrics;
+
+pub mod federation_site;
+pub mod mirror_domain;
+pub mod notify_rule;
+pub mod platform;
+pub mod scan;
+pub mod schedule;
+pub mod zastava_policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use serde_json::Value;
+use stellaops_crds::validation::StellaObject;
+use stellaops_crds::{FederationSite, MirrorDomain, NotifyRule, Platform, Scan, Schedule, ZastavaPolicy};
+
+pub use context::{Config, Context, FIELD_MANAGER};
+pub use error::{Error, Result};
+pub use kind::StellaKind;
+
+/// What the operator would do with one object: the objects it creates, and what its
+/// kind still waits for when that is not everything.
+#[derive(Debug)]
+pub struct Plan {
+    /// Kubernetes objects the operator would apply, with owner references set.
+    pub objects: Vec<Value>,
+    /// What is not yet built for this kind, if anything.
+    pub awaiting: Option<&'static str>,
+}
+
+/// The plan for a validated object. Pure.
+pub fn plan(object: &StellaObject, config: &Config) -> Plan {
+    let (objects, awaiting) = match object {
+        StellaObject::Scan(o) => (scan::desired(o, config), scan::AWAITING),
+        StellaObject::Schedule(o) => (schedule::desired(o, config), schedule::AWAITING),
+        StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), notify_rule::AWAITING),
+        StellaObject::FederationSite(o) => (federation_site::desired(o, config), federation_site::AWAITING),
+        StellaObject::MirrorDomain(o) => (mirror_domain::desired(o, config), mirror_domain::AWAITING),
+        StellaObject::ZastavaPolicy(o) => (zastava_policy::desired(o, config), zastava_policy::AWAITING),
+        StellaObject::Platform(o) => (platform::desired(o, config), platform::AWAITING),
+    };
+    Plan { objects, awaiting: Some(awaiting) }
+}
+
+fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconciliations.with_label_values(&[K::KIND, "error"]).inc();
+    ctx.metrics.failures.with_label_values(&[K::KIND, error.metric_label()]).inc();
+    tracing::warn!(kind = K::KIND, %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn run_kind<K: StellaKind>(ctx: Arc<Context>, awaiting: &'static str) {
+    let api = kube::Api::<K>::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(
+            move |object, ctx| acceptance::reconcile(object, ctx, awaiting),
+            error_policy::<K>,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Ok((object, _)) = result {
+                tracing::debug!(kind = K::KIND, name = %object.name, "reconciled");
+            }
+        })
+        .await;
+}
+
+/// Run every controller until a shutdown signal. Call only while holding the leader lease.
+pub async fn run(ctx: Arc<Context>) {
+    futures::join!(
+        run_kind::<Scan>(ctx.clone(), scan::AWAITING),
+        run_kind::<Schedule>(ctx.clone(), schedule::AWAITING),
+        run_kind::<NotifyRule>(ctx.clone(), notify_rule::AWAITING),
+        run_kind::<FederationSite>(ctx.clone(), federation_site::AWAITING),
+        run_kind::<MirrorDomain>(ctx.clone(), mirror_domain::AWAITING),
+        run_kind::<ZastavaPolicy>(ctx.clone(), zastava_policy::AWAITING),
+        run_kind::<Platform>(ctx.clone(), platform::AWAITING),
+    );
+}

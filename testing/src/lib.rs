@@ -1,1 +1,192 @@
+//! Test helpers shared by the workspace.
+//!
+//! * [`ApiServer`]: a scripted Kubernetes API server over `tower_test`, so reconcile tests
+//!   can assert the method, path, field manager and body of every call and answer it.
+//! * [`service`]: the address of a real test service (PostgreSQL, S3, registry) started by
+//!   `scripts/test.sh`; under `CI=true` a missing service fails the test instead of skipping.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{self, SendResponse};
+
+/// How long a test waits for the code under test to make its next call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The mock API server's side of a [`Client`].
+pub struct ApiServer {
+    handle: mock::Handle<Request<Body>, Response<Body>>,
+}
+
+/// A client wired to a scripted API server. `default_namespace` is the client's default.
+pub fn mock_client(default_namespace: &str) -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, default_namespace), ApiServer { handle })
+}
+
+/// One request received by the mock API server, waiting for its answer.
+pub struct Call {
+    /// HTTP method.
+    pub method: Method,
+    /// Path without the query string.
+    pub path: String,
+    /// Query parameters.
+    pub query: BTreeMap<String, String>,
+    /// `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// Body parsed as JSON (`Value::Null` when empty).
+    pub body: Value,
+    send: SendResponse<Response<Body>>,
+}
+
+impl ApiServer {
+    /// Wait for the next call; panics when none comes within five seconds.
+    pub async fn next_call(&mut self) -> Call {
+        let (request, send) = tokio::time::timeout(CALL_TIMEOUT, self.handle.next_request())
+            .await
+            .expect("the code under test made no further API call within 5s")
+            .expect("the client was dropped before making the expected call");
+        let (parts, body) = request.into_parts();
+        let bytes = body.collect_bytes().await.expect("request body readable");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                // Server-side apply bodies may be YAML; ours are JSON, so keep the text.
+                Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        };
+        let query = parts
+            .uri
+            .query()
+            .map(|q| {
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+                    .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Call {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query,
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body,
+            send,
+        }
+    }
+
+    /// Wait for the next call and assert its method and path.
+    pub async fn expect(&mut self, method: Method, path: &str) -> Call {
+        let call = self.next_call().await;
+        assert_eq!(
+            (&call.method, call.path.as_str()),
+            (&method, path),
+            "unexpected API call (body: {})",
+            call.body
+        );
+        call
+    }
+
+    /// Assert that no further call arrives within `quiet`.
+    pub async fn expect_no_more_calls(mut self, quiet: Duration) {
+        if let Ok(Some((request, _))) = tokio::time::timeout(quiet, self.handle.next_request()).await {
+            panic!("unexpected extra API call: {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+impl Call {
+    /// The `fieldManager` query parameter.
+    pub fn field_manager(&self) -> Option<&str> {
+        self.query.get("fieldManager").map(String::as_str)
+    }
+
+    /// True for a server-side apply with `force=true`.
+    pub fn is_forced_apply(&self) -> bool {
+        self.method == Method::PATCH
+            && self.content_type.as_deref() == Some("application/apply-patch+yaml")
+            && self.query.get("force").map(String::as_str) == Some("true")
+    }
+
+    /// Answer with a status code and JSON body.
+    pub fn respond(self, status: u16, body: Value) {
+        let response = Response::builder()
+            .status(StatusCode::from_u16(status).expect("valid status"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
+            .expect("valid response");
+        self.send.send_response(response);
+    }
+
+    /// Answer 200 with the request body itself (what the API server returns for an apply,
+    /// near enough for the code under test).
+    pub fn respond_with_request_body(self) {
+        let body = self.body.clone();
+        self.respond(200, body);
+    }
+
+    /// Answer with a Kubernetes `Status` error.
+    pub fn respond_status(self, code: u16, reason: &str, message: &str) {
+        self.respond(
+            code,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": message, "reason": reason, "code": code}),
+        );
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(()) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of a test-service variable (set by `scripts/test.sh`). When it is unset:
+/// under `CI=true` the test fails (CI must exercise the real service); otherwise it prints
+/// why and returns `None` so the caller can skip.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("{var} is not set but CI=true: run the tests through scripts/test.sh, which starts the real service");
+            }
+            eprintln!("skipped: {var} is not set (run scripts/test.sh to start the real service)");
+            None
+        }
+    }
+}

@@ -1,1 +1,3 @@
+//! Controller tests: pure assessments and reconcile side effects against the mock API server.
 
+mod acceptance;

@@ -1,0 +1,51 @@
+//! The shared context every reconcile gets: client, recorder, metrics, configuration.
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::metrics::Metrics;
+
+/// The field manager of every server-side apply and status patch the operator makes.
+pub const FIELD_MANAGER: &str = "stellaops-operator";
+
+/// Operator-wide settings that shape what the controllers create.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Namespace the operator runs in (webhook Service, certificates, leases).
+    pub operator_namespace: String,
+    /// Image of `stellaops-worker`, run by Jobs, CronJobs and Deployments.
+    pub worker_image: String,
+    /// Most scan Jobs running at once, operator-wide.
+    pub max_concurrent_scans: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            operator_namespace: "stellaops-system".to_string(),
+            worker_image: format!("ghcr.io/stella-ops/stellaops-operator:{}", env!("CARGO_PKG_VERSION")),
+            max_concurrent_scans: 4,
+        }
+    }
+}
+
+/// Everything a reconcile needs, built once.
+#[derive(Clone)]
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event recorder shared by every controller.
+    pub recorder: Recorder,
+    /// Reconcile metrics.
+    pub metrics: Metrics,
+    /// Operator settings.
+    pub config: Config,
+}
+
+impl Context {
+    /// Build a context; `instance` identifies this replica in Events (its Pod name).
+    pub fn new(client: Client, metrics: Metrics, config: Config, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance };
+        Context { recorder: Recorder::new(client.clone(), reporter), client, metrics, config }
+    }
+}

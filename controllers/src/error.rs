@@ -1,0 +1,29 @@
+//! The one error type of the controllers.
+
+/// Why a reconcile failed. Variant names double as metric labels and condition reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the Kubernetes API failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object could not be (de)serialized.
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+    /// The object lacks something the API server always sets (name, namespace).
+    #[error("object is missing {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// Short, stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "Kube",
+            Error::Serialization(_) => "Serialization",
+            Error::MissingField(_) => "MissingField",
+        }
+    }
+}
+
+/// Result of a reconcile step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
