@@ -1,4 +1,46 @@
-mod crdgen;
-fn main() -> anyhow::Result<()> {
-    crdgen::run(std::path::Path::new("."), false)
+use std::process::ExitCode;
+
+use clap::Parser;
+use stellaops_operator::cli::{Cli, Command};
+use stellaops_operator::{crdgen, preview, runtime, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crdgen(args) => report(crdgen::run(&args.root, args.check)),
+        Command::Preview(args) => {
+            let mut config = stellaops_controllers::Config {
+                operator_namespace: args.namespace.clone(),
+                ..Default::default()
+            };
+            if let Some(image) = args.worker_image {
+                config.worker_image = image;
+            }
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            match preview::run(&args.files, &config, &mut stdout.lock(), &mut stderr.lock()) {
+                Ok(summary) if summary.invalid == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(error) => report(Err(error)),
+            }
+        }
+        Command::Run(args) => {
+            telemetry::init(cli.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            match runtime {
+                Ok(runtime) => report(runtime.block_on(runtime::run(args))),
+                Err(error) => report(Err(error.into())),
+            }
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

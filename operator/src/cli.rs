@@ -1,0 +1,100 @@
+//! Command-line interface of `stellaops-operator`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The Stella Ops operator: runs the Stella Ops supply-chain security platform on Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "stellaops-operator", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STELLAOPS_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controllers against a cluster (kubeconfig or in-cluster config).
+    Run(RunArgs),
+    /// Validate resources as the API server would and print what the operator would create
+    /// for them, without a cluster. Exits non-zero naming file, document and field on any error.
+    Preview(PreviewArgs),
+    /// Write the CRD YAML for every kind into config/crd/bases and the Helm chart.
+    Crdgen(CrdgenArgs),
+}
+
+/// Arguments of `run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespace the operator runs in (holds its Lease and webhook objects).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "stellaops-system")]
+    pub namespace: String,
+    /// This replica's identity for leader election and Events; the Pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "STELLAOPS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so only one replica reconciles. Disable only when
+    /// running a single replica by hand.
+    #[arg(long, env = "STELLAOPS_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "stellaops-operator-leader")]
+    pub lease_name: String,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Seconds between renewals (and between attempts of a standby).
+    #[arg(long, default_value_t = 5)]
+    pub lease_retry_seconds: u64,
+    /// Kubeconfig context to use instead of the current one (outside a cluster).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Image of stellaops-worker, run by the Jobs, CronJobs and Deployments the operator creates.
+    #[arg(long, env = "STELLAOPS_WORKER_IMAGE")]
+    pub worker_image: Option<String>,
+    /// Most scan Jobs running at once across the cluster.
+    #[arg(long, env = "STELLAOPS_MAX_CONCURRENT_SCANS", default_value_t = 4)]
+    pub max_concurrent_scans: u32,
+}
+
+/// Arguments of `preview`.
+#[derive(Args, Debug)]
+pub struct PreviewArgs {
+    /// A YAML/JSON file, a directory of them (not recursive), or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Worker image written into the objects shown.
+    #[arg(long, env = "STELLAOPS_WORKER_IMAGE")]
+    pub worker_image: Option<String>,
+    /// Operator namespace assumed for the objects shown.
+    #[arg(long, default_value = "stellaops-system")]
+    pub namespace: String,
+}
+
+/// Arguments of `crdgen`.
+#[derive(Args, Debug)]
+pub struct CrdgenArgs {
+    /// Repository root to write into.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// Only check that the committed YAML matches the types; exit 1 when it drifted.
+    #[arg(long)]
+    pub check: bool,
+}

@@ -1,0 +1,133 @@
+//! `stellaops-operator run`: connect, serve probes and metrics, win the Lease, reconcile,
+//! and shut down cleanly on SIGTERM/SIGINT (releasing the Lease for a fast failover).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use prometheus::Registry;
+use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::{Config, Context};
+
+use crate::cli::RunArgs;
+use crate::http::{Probes, router};
+use crate::leader::{LeaderConfig, LeaderElector, Round};
+
+/// Operator settings from the command line.
+pub fn controller_config(args: &RunArgs) -> Config {
+    let mut config = Config { operator_namespace: args.namespace.clone(), ..Config::default() };
+    if let Some(image) = &args.worker_image {
+        config.worker_image = image.clone();
+    }
+    config.max_concurrent_scans = args.max_concurrent_scans;
+    config
+}
+
+async fn client(args: &RunArgs) -> anyhow::Result<kube::Client> {
+    let config = match &args.context {
+        Some(context) => {
+            let options = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
+            kube::Config::from_custom_kubeconfig(Kubeconfig::read()?, &options).await?
+        }
+        None => kube::Config::infer().await.context("no kubeconfig and not in a cluster")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn identity(args: &RunArgs) -> String {
+    args.pod_name.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "stellaops-operator".into());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Run until shutdown or loss of leadership (an error, so the Pod restarts as a standby).
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let leader_gauge = prometheus::IntGauge::new("stellaops_leader", "1 while this replica holds the leader Lease")?;
+    registry.register(Box::new(leader_gauge.clone()))?;
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    let app = router(Probes { registry, ready: ready.clone() });
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+            tracing::error!(%error, "probe server stopped");
+        }
+    });
+
+    let client = client(&args).await?;
+    let identity = identity(&args);
+    let ctx = Arc::new(Context::new(client.clone(), metrics, controller_config(&args), Some(identity.clone())));
+
+    if !args.leader_election {
+        client.apiserver_version().await.context("reaching the Kubernetes API")?;
+        ready.store(true, Ordering::Relaxed);
+        tracing::warn!("leader election disabled: run only one replica like this");
+        leader_gauge.set(1);
+        stellaops_controllers::run(ctx).await;
+        return Ok(());
+    }
+
+    let elector = LeaderElector::new(
+        client,
+        LeaderConfig {
+            namespace: args.namespace.clone(),
+            lease_name: args.lease_name.clone(),
+            identity: identity.clone(),
+            lease_duration: Duration::from_secs(args.lease_duration_seconds),
+            retry_period: Duration::from_secs(args.lease_retry_seconds),
+        },
+    );
+    let mut last_holder = String::new();
+    let acquired = elector.acquire(|round| match round {
+        Ok(round) => {
+            ready.store(true, Ordering::Relaxed);
+            if let Round::Following(holder) = round
+                && *holder != last_holder
+            {
+                tracing::info!(%holder, "standing by: another replica leads");
+                last_holder = holder.clone();
+            }
+        }
+        Err(error) => tracing::warn!(%error, "leader election round failed"),
+    });
+    tokio::select! {
+        _ = acquired => {}
+        _ = shutdown_signal() => return Ok(()),
+    }
+    tracing::info!(%identity, lease = %args.lease_name, "became leader; starting controllers");
+    leader_gauge.set(1);
+
+    let outcome = tokio::select! {
+        _ = stellaops_controllers::run(ctx) => Ok(()),
+        lost = elector.hold() => Err(anyhow::anyhow!("lost leadership: {lost}")),
+    };
+    leader_gauge.set(0);
+    if outcome.is_ok() {
+        // Controllers stop on the shutdown signal; hand the Lease over at once.
+        if let Err(error) = elector.release().await {
+            tracing::warn!(%error, "could not release the lease");
+        }
+        tracing::info!("shut down");
+    }
+    outcome
+}
