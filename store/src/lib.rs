@@ -1,1 +1,40 @@
+//! The platform's shared storage: the PostgreSQL schema (sqlx migrations), the events
+//! outbox, and the S3 client and object layout.
 
+pub mod outbox;
+pub mod s3;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A database call failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// An S3 call failed.
+    #[error("object storage: {0}")]
+    ObjectStorage(String),
+}
+
+/// Result of a storage call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The migrations embedded in every binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connect to PostgreSQL (`postgres://user:password@host:port/database`).
+pub async fn connect(database_url: &str) -> Result<PgPool> {
+    Ok(PgPoolOptions::new().max_connections(8).connect(database_url).await?)
+}
+
+/// Apply every pending migration. Safe to run concurrently from several Pods: sqlx
+/// serialises them with an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}

@@ -190,3 +190,113 @@ pub fn service(var: &str) -> Option<String> {
         }
     }
 }
+
+/// Build OCI images on disk and push them to the test registry with `skopeo`.
+pub mod oci {
+    use std::path::Path;
+    use std::process::Command;
+
+    use serde_json::json;
+    use sha2::{Digest, Sha256};
+
+    /// Digests of an image written by [`write_layout`].
+    #[derive(Clone, Debug)]
+    pub struct BuiltImage {
+        /// `sha256:…` of the image manifest.
+        pub manifest_digest: String,
+        /// The manifest bytes exactly as written.
+        pub manifest: Vec<u8>,
+        /// `sha256:…` of each (compressed) layer blob.
+        pub layer_digests: Vec<String>,
+    }
+
+    fn digest(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    fn write_blob(dir: &Path, bytes: &[u8]) -> String {
+        let digest = digest(bytes);
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).expect("create blobs dir");
+        std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).expect("write blob");
+        digest
+    }
+
+    /// `bytes` compressed with the system `gzip -n` (no name or time: deterministic).
+    pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut child = Command::new("gzip")
+            .args(["-n", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run gzip");
+        child.stdin.take().expect("stdin").write_all(bytes).expect("feed gzip");
+        let out = child.wait_with_output().expect("gzip output");
+        assert!(out.status.success(), "gzip failed");
+        out.stdout
+    }
+
+    /// Write an OCI image layout at `dir` whose layers are the tar archives `layers`
+    /// (stored gzip-compressed, as registries expect), tagged `tag`.
+    pub fn write_layout(dir: &Path, layers: &[Vec<u8>], tag: &str) -> BuiltImage {
+        std::fs::create_dir_all(dir).expect("create layout dir");
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+        let diff_ids: Vec<String> = layers.iter().map(|l| digest(l)).collect();
+        let compressed: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
+        let layer_digests: Vec<String> = compressed.iter().map(|l| write_blob(dir, l)).collect();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .expect("config JSON");
+        let config_digest = write_blob(dir, &config);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": compressed.iter().zip(&layer_digests).map(|(l, d)| json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": l.len()})).collect::<Vec<_>>(),
+        }))
+        .expect("manifest JSON");
+        let manifest_digest = write_blob(dir, &manifest);
+        let index = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+            "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("index JSON")).expect("index.json");
+        BuiltImage { manifest_digest, manifest, layer_digests }
+    }
+
+    /// A tar archive holding `files` (path, contents), made with the system `tar`.
+    pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("stellaops-tar-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (path, contents) in files {
+            let file = root.join(path);
+            std::fs::create_dir_all(file.parent().expect("file has a parent")).expect("mkdir");
+            std::fs::write(&file, contents).expect("write file");
+        }
+        let out = Command::new("tar")
+            .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", "-", "-C"])
+            .arg(&root)
+            .arg(".")
+            .output()
+            .expect("run tar");
+        assert!(out.status.success(), "tar failed: {}", String::from_utf8_lossy(&out.stderr));
+        let _ = std::fs::remove_dir_all(&root);
+        out.stdout
+    }
+
+    /// Push the layout at `dir` (tag `tag`) to `registry/repository:tag` with skopeo.
+    pub fn push(dir: &Path, tag: &str, registry: &str, repository: &str) {
+        let out = Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{tag}", dir.display()))
+            .arg(format!("docker://{registry}/{repository}:{tag}"))
+            .output()
+            .expect("run skopeo (installed by scripts/test.sh)");
+        assert!(out.status.success(), "skopeo copy failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,1 +1,4 @@
+//! Store tests against the real PostgreSQL and S3 servers started by scripts/test.sh.
 
+mod object_storage;
+mod postgres;

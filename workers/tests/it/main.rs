@@ -1,1 +1,3 @@
+//! Worker tests; the registry ones run against the real registry from scripts/test.sh.
 
+mod registry;

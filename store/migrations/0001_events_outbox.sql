@@ -1,0 +1,30 @@
+-- The platform's events outbox: every component appends events here (report.ready,
+-- rescan.delta, zastava.admission, federation.imported, ...) in the same transaction as
+-- the change they describe; consumers (the notify worker, Schedule's advisory trigger)
+-- read it in id order and keep their own progress. Rows are never updated.
+CREATE TABLE events_outbox (
+    id               BIGSERIAL PRIMARY KEY,
+    kind             TEXT        NOT NULL,
+    namespace        TEXT,
+    subject          TEXT        NOT NULL,
+    severity         TEXT        CHECK (severity IN ('critical', 'high', 'medium', 'low')),
+    payload          JSONB       NOT NULL,
+    -- The producer's key for this event: a retried producer cannot add it twice.
+    idempotency_key  TEXT        NOT NULL UNIQUE,
+    created_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE INDEX events_outbox_kind_id ON events_outbox (kind, id);
+
+-- Wake consumers waiting with LISTEN stellaops_events; the payload is the new id.
+CREATE FUNCTION events_outbox_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('stellaops_events', NEW.id::text);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER events_outbox_notify
+    AFTER INSERT ON events_outbox
+    FOR EACH ROW EXECUTE FUNCTION events_outbox_notify();

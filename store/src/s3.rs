@@ -1,0 +1,61 @@
+//! S3 client construction and the platform's object layout (release-and-operations §7.1).
+
+use aws_sdk_s3::config::{BehaviorVersion, Region};
+
+/// How to reach object storage. Credentials come from the standard `AWS_*` variables
+/// (or the pod's ambient identity).
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    /// Endpoint of an S3-compatible server; AWS when `None`.
+    pub endpoint: Option<String>,
+    /// Region; `AWS_REGION` or `us-east-1` when `None`.
+    pub region: Option<String>,
+    /// Path-style addressing (needed by most self-hosted servers).
+    pub force_path_style: bool,
+}
+
+impl S3Settings {
+    /// Settings from `--s3-endpoint`/`AWS_ENDPOINT_URL` and `AWS_REGION`; path style is
+    /// used whenever an endpoint is given.
+    pub fn from_env(endpoint_flag: Option<String>) -> Self {
+        let endpoint = endpoint_flag.or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).filter(|e| !e.is_empty());
+        S3Settings {
+            force_path_style: endpoint.is_some(),
+            endpoint,
+            region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
+        }
+    }
+}
+
+/// Build a client.
+pub async fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
+    let region = Region::new(settings.region.clone().unwrap_or_else(|| "us-east-1".to_string()));
+    let shared = aws_config::defaults(BehaviorVersion::latest()).region(region).load().await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// Object keys under the platform bucket.
+pub mod layout {
+    /// Per-layer SBOM fragment, keyed by the layer digest (`sha256:<hex>`).
+    pub fn layer_fragment(layer_digest: &str) -> String {
+        format!("scanner/layers/{}/sbom.cdx.json.zst", hex_part(layer_digest))
+    }
+
+    /// Image inventory SBOM, keyed by the image digest.
+    pub fn image_inventory(image_digest: &str) -> String {
+        format!("scanner/images/{}/inventory.cdx.json", hex_part(image_digest))
+    }
+
+    /// Concelier export tree of one export.
+    pub fn concelier_export(export_id: &str) -> String {
+        format!("concelier/json/{export_id}/")
+    }
+
+    fn hex_part(digest: &str) -> &str {
+        digest.strip_prefix("sha256:").unwrap_or(digest)
+    }
+}
