@@ -1,1 +1,14 @@
+//! Operator tests: CLI, preview, CRD drift, leader election, probes, packaging.
 
+mod cli;
+mod crd_drift;
+mod leader;
+mod packaging;
+mod preview;
+mod probes;
+
+use std::path::PathBuf;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
