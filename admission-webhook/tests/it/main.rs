@@ -1,1 +1,3 @@
+//! Zastava tests with real AdmissionReview documents.
 
+mod review;
