@@ -32,9 +32,12 @@ pub struct ContainerImage {
 pub fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
         "Pod" => Some(&["spec"]),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "ReplicationController" => {
-            Some(&["spec", "template", "spec"])
-        }
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some(&["spec", "template", "spec"]),
         "CronJob" => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
         _ => None,
     }
@@ -44,7 +47,9 @@ pub fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
 /// Containers without an image are reported with an empty image so a policy can refuse
 /// them explicitly rather than skip them.
 pub fn images(kind: &str, object: &Value) -> Vec<ContainerImage> {
-    let Some(path) = pod_spec_path(kind) else { return Vec::new() };
+    let Some(path) = pod_spec_path(kind) else {
+        return Vec::new();
+    };
     let mut spec = object;
     for key in path {
         spec = &spec[*key];
@@ -56,7 +61,9 @@ pub fn images(kind: &str, object: &Value) -> Vec<ContainerImage> {
         ("containers", ContainerKind::Regular),
         ("ephemeralContainers", ContainerKind::Ephemeral),
     ] {
-        let Some(list) = spec[field].as_array() else { continue };
+        let Some(list) = spec[field].as_array() else {
+            continue;
+        };
         for (i, container) in list.iter().enumerate() {
             found.push(ContainerImage {
                 path: format!("{prefix}.{field}[{i}].image"),

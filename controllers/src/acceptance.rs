@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::ResourceExt;
 use serde_json::{Value, json};
 use stellaops_crds::{CONDITION_READY, condition, set_condition};
 
@@ -54,7 +54,14 @@ pub fn assess(
                 .any(|c| c.type_ == CONDITION_ACCEPTED && c.status == "True");
             set_condition(
                 &mut conditions,
-                condition(CONDITION_ACCEPTED, true, "Valid", "the spec is valid", generation, now.clone()),
+                condition(
+                    CONDITION_ACCEPTED,
+                    true,
+                    "Valid",
+                    "the spec is valid",
+                    generation,
+                    now.clone(),
+                ),
             );
             set_condition(
                 &mut conditions,
@@ -70,34 +77,68 @@ pub fn assess(
                 ),
             );
             (!was_accepted).then(|| {
-                (EventType::Normal, "Accepted", format!("{kind} spec is valid"))
+                (
+                    EventType::Normal,
+                    "Accepted",
+                    format!("{kind} spec is valid"),
+                )
             })
         }
         Err(errors) => {
-            let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let message = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             let same_failure = current.iter().any(|c| {
                 c.type_ == CONDITION_ACCEPTED && c.status == "False" && c.message == message
             });
             set_condition(
                 &mut conditions,
-                condition(CONDITION_ACCEPTED, false, "InvalidSpec", message.clone(), generation, now.clone()),
+                condition(
+                    CONDITION_ACCEPTED,
+                    false,
+                    "InvalidSpec",
+                    message.clone(),
+                    generation,
+                    now.clone(),
+                ),
             );
             set_condition(
                 &mut conditions,
-                condition(CONDITION_READY, false, "InvalidSpec", message.clone(), generation, now),
+                condition(
+                    CONDITION_READY,
+                    false,
+                    "InvalidSpec",
+                    message.clone(),
+                    generation,
+                    now,
+                ),
             );
             (!same_failure).then_some((EventType::Warning, "InvalidSpec", message))
         }
     };
     let changed = conditions != current || observed_generation != generation;
-    Assessment { conditions, changed, event }
+    Assessment {
+        conditions,
+        changed,
+        event,
+    }
 }
 
 /// Reconcile one object with [`assess`]: patch the status when it changed, publish an
 /// Event on transitions.
-pub async fn reconcile<K: StellaKind>(object: Arc<K>, ctx: Arc<Context>, awaiting: &str) -> Result<Action> {
+pub async fn reconcile<K: StellaKind>(
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    awaiting: &str,
+) -> Result<Action> {
     let started = Instant::now();
-    let name = object.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let name = object
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
     let value = serde_json::to_value(&*object)?;
     let observed = value["status"]["observedGeneration"].as_i64();
     let assessment = assess(
@@ -117,8 +158,12 @@ pub async fn reconcile<K: StellaKind>(object: Arc<K>, ctx: Arc<Context>, awaitin
                 "conditions": assessment.conditions,
             }
         });
-        let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() };
-        api.patch_status(&name, &params, &Patch::Merge(&patch)).await?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        api.patch_status(&name, &params, &Patch::Merge(&patch))
+            .await?;
     }
     if let Some((type_, reason, note)) = assessment.event {
         let event = Event {
@@ -133,8 +178,14 @@ pub async fn reconcile<K: StellaKind>(object: Arc<K>, ctx: Arc<Context>, awaitin
             tracing::warn!(kind = K::KIND, %name, %error, "could not publish event");
         }
     }
-    ctx.metrics.duration.with_label_values(&[K::KIND]).observe(started.elapsed().as_secs_f64());
-    ctx.metrics.reconciliations.with_label_values(&[K::KIND, "ok"]).inc();
+    ctx.metrics
+        .duration
+        .with_label_values(&[K::KIND])
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&[K::KIND, "ok"])
+        .inc();
     // Level-triggered safety net: look again hourly even without a watch event.
     Ok(Action::requeue(Duration::from_secs(3600)))
 }

@@ -23,7 +23,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             operator_namespace: "stellaops-system".to_string(),
-            worker_image: format!("ghcr.io/stella-ops/stellaops-operator:{}", env!("CARGO_PKG_VERSION")),
+            worker_image: format!(
+                "ghcr.io/stella-ops/stellaops-operator:{}",
+                env!("CARGO_PKG_VERSION")
+            ),
             max_concurrent_scans: 4,
         }
     }
@@ -45,7 +48,15 @@ pub struct Context {
 impl Context {
     /// Build a context; `instance` identifies this replica in Events (its Pod name).
     pub fn new(client: Client, metrics: Metrics, config: Config, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance };
-        Context { recorder: Recorder::new(client.clone(), reporter), client, metrics, config }
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            config,
+        }
     }
 }

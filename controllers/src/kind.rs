@@ -27,7 +27,10 @@ macro_rules! namespaced_kind {
         impl StellaKind for $ty {
             const KIND: &'static str = $kind;
             fn conditions(&self) -> &[Condition] {
-                self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+                self.status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default()
             }
             fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
                 match namespace {
@@ -49,7 +52,10 @@ namespaced_kind!(Platform, "Platform");
 impl StellaKind for ZastavaPolicy {
     const KIND: &'static str = "ZastavaPolicy";
     fn conditions(&self) -> &[Condition] {
-        self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
     }
     fn api(client: Client, _namespace: Option<&str>) -> Api<Self> {
         Api::all(client)

@@ -24,7 +24,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use serde_json::Value;
 use stellaops_crds::validation::StellaObject;
-use stellaops_crds::{FederationSite, MirrorDomain, NotifyRule, Platform, Scan, Schedule, ZastavaPolicy};
+use stellaops_crds::{
+    FederationSite, MirrorDomain, NotifyRule, Platform, Scan, Schedule, ZastavaPolicy,
+};
 
 pub use context::{Config, Context, FIELD_MANAGER};
 pub use error::{Error, Result};
@@ -46,17 +48,33 @@ pub fn plan(object: &StellaObject, config: &Config) -> Plan {
         StellaObject::Scan(o) => (scan::desired(o, config), scan::AWAITING),
         StellaObject::Schedule(o) => (schedule::desired(o, config), schedule::AWAITING),
         StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), notify_rule::AWAITING),
-        StellaObject::FederationSite(o) => (federation_site::desired(o, config), federation_site::AWAITING),
-        StellaObject::MirrorDomain(o) => (mirror_domain::desired(o, config), mirror_domain::AWAITING),
-        StellaObject::ZastavaPolicy(o) => (zastava_policy::desired(o, config), zastava_policy::AWAITING),
+        StellaObject::FederationSite(o) => (
+            federation_site::desired(o, config),
+            federation_site::AWAITING,
+        ),
+        StellaObject::MirrorDomain(o) => {
+            (mirror_domain::desired(o, config), mirror_domain::AWAITING)
+        }
+        StellaObject::ZastavaPolicy(o) => {
+            (zastava_policy::desired(o, config), zastava_policy::AWAITING)
+        }
         StellaObject::Platform(o) => (platform::desired(o, config), platform::AWAITING),
     };
-    Plan { objects, awaiting: Some(awaiting) }
+    Plan {
+        objects,
+        awaiting: Some(awaiting),
+    }
 }
 
 fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconciliations.with_label_values(&[K::KIND, "error"]).inc();
-    ctx.metrics.failures.with_label_values(&[K::KIND, error.metric_label()]).inc();
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&[K::KIND, "error"])
+        .inc();
+    ctx.metrics
+        .failures
+        .with_label_values(&[K::KIND, error.metric_label()])
+        .inc();
     tracing::warn!(kind = K::KIND, %error, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }

@@ -37,7 +37,10 @@ use crate::schedule::CRON_PATTERN;
 pub struct FederationSiteSpec {
     /// For `import`: the remote site whose bundles are accepted (the manifest's site must
     /// match). For `export`: this site's own id, written into every bundle. Immutable.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("siteId is immutable; cursors belong to a site"))]
     pub site_id: String,
     /// Human-readable name shown by `sites list`.

@@ -24,18 +24,37 @@ use crate::schedule::CRON_PATTERN;
     category = "stellaops",
     derive = "PartialEq",
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domainId"),
-    printcolumn(name = "Export", type_ = "string", json_path = ".status.activeExportId"),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Export",
+        type_ = "string",
+        json_path = ".status.activeExportId"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncAt"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorDomainSpec {
     /// Domain identifier, matching the exporter's manifest (`primary`, `community`). It is
     /// the `{domain}` in `/concelier/exports/mirror/{domain}/…`. Immutable.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("domainId is immutable; downstream sites address the mirror by it"))]
     pub domain_id: String,
     /// Human-readable name published in `index.json`.
@@ -94,7 +113,10 @@ fn default_storage_size() -> Quantity {
 
 impl Default for MirrorStorage {
     fn default() -> Self {
-        MirrorStorage { size: default_storage_size(), storage_class_name: None }
+        MirrorStorage {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
     }
 }
 
@@ -118,7 +140,10 @@ fn default_true() -> bool {
 
 impl Default for MirrorAuth {
     fn default() -> Self {
-        MirrorAuth { require_authentication: true, htpasswd_secret_ref: None }
+        MirrorAuth {
+            require_authentication: true,
+            htpasswd_secret_ref: None,
+        }
     }
 }
 

@@ -24,9 +24,22 @@ use crate::common::{HasConditions, SecretKeyRef, Severity};
     printcolumn(name = "Sent", type_ = "integer", json_path = ".status.sent"),
     printcolumn(name = "Throttled", type_ = "integer", json_path = ".status.throttled"),
     printcolumn(name = "Failed", type_ = "integer", json_path = ".status.failed"),
-    printcolumn(name = "Last Delivery", type_ = "date", json_path = ".status.lastDeliveryAt", priority = 1),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Last Delivery",
+        type_ = "date",
+        json_path = ".status.lastDeliveryAt",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NotifyRuleSpec {
@@ -159,7 +172,10 @@ pub enum Digest {
 pub struct NotifyAction {
     /// Name of the action, unique within the rule; part of the idempotency key.
     #[serde(default = "default_action_name")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub name: String,
     /// Delivery channel.
     pub channel: Channel,
@@ -178,7 +194,10 @@ pub struct NotifyAction {
     pub template: String,
     /// Suppress repeats of the same subject for this long (`5m`, `1h`); repeats are counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"), length(min = 2, max = 16))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 16)
+    )]
     pub throttle: Option<String>,
     /// Coalesce events into one message per window.
     #[serde(default)]

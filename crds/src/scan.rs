@@ -24,19 +24,44 @@ use crate::common::{HasConditions, LocalObjectReference, Severity};
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Verdict", type_ = "string", json_path = ".status.verdict"),
-    printcolumn(name = "Critical", type_ = "integer", json_path = ".status.findings.critical"),
+    printcolumn(
+        name = "Critical",
+        type_ = "integer",
+        json_path = ".status.findings.critical"
+    ),
     printcolumn(name = "High", type_ = "integer", json_path = ".status.findings.high"),
-    printcolumn(name = "Components", type_ = "integer", json_path = ".status.sbom.components", priority = 1),
-    printcolumn(name = "Digest", type_ = "string", json_path = ".status.imageDigest", priority = 1),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Components",
+        type_ = "integer",
+        json_path = ".status.sbom.components",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".status.imageDigest",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     selectable = ".spec.image"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScanSpec {
     /// Image to scan, by tag (`registry/repo:tag`) or by digest (`registry/repo@sha256:…`).
     /// Immutable: create a new Scan to scan another image.
-    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$"))]
+    #[schemars(
+        length(min = 1, max = 512),
+        regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")
+    )]
     #[x_kube(
         validation = Rule::new("!self.contains('@') || self.matches('@sha256:[a-f0-9]{64}$')").message("a digest reference must end in @sha256: and 64 lowercase hex characters"),
         validation = Rule::new("self == oldSelf").message("spec.image is immutable; create a new Scan for another image")
@@ -121,7 +146,11 @@ fn default_fail_on() -> Severity {
 
 impl Default for ScanPolicy {
     fn default() -> Self {
-        ScanPolicy { fail_on: default_fail_on(), warn_on: None, ignore_unfixed: false }
+        ScanPolicy {
+            fail_on: default_fail_on(),
+            warn_on: None,
+            ignore_unfixed: false,
+        }
     }
 }
 

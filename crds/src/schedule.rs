@@ -29,11 +29,33 @@ pub const CRON_PATTERN: &str = r"^(@(yearly|annually|monthly|weekly|daily|midnig
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Last", type_ = "date", json_path = ".status.lastScheduleTime"),
-    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextScheduleTime"),
-    printcolumn(name = "Selected", type_ = "integer", json_path = ".status.lastRun.selected", priority = 1),
-    printcolumn(name = "New Findings", type_ = "integer", json_path = ".status.lastRun.newFindings", priority = 1),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextScheduleTime"
+    ),
+    printcolumn(
+        name = "Selected",
+        type_ = "integer",
+        json_path = ".status.lastRun.selected",
+        priority = 1
+    ),
+    printcolumn(
+        name = "New Findings",
+        type_ = "integer",
+        json_path = ".status.lastRun.newFindings",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleSpec {
@@ -175,7 +197,10 @@ fn default_rate_per_second() -> i32 {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { max_scans: default_max_scans(), rate_per_second: default_rate_per_second() }
+        RunLimits {
+            max_scans: default_max_scans(),
+            rate_per_second: default_rate_per_second(),
+        }
     }
 }
 

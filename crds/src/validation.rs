@@ -34,7 +34,10 @@ impl fmt::Display for FieldError {
 
 impl FieldError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { path: path.into(), message: message.into() }
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -131,7 +134,10 @@ pub fn admit_update(
         Some(other) => {
             errors.push(FieldError::new(
                 "kind",
-                format!("Unsupported value: {other:?}: supported values: {}", quoted(&KINDS)),
+                format!(
+                    "Unsupported value: {other:?}: supported values: {}",
+                    quoted(&KINDS)
+                ),
             ));
             return Err(errors);
         }
@@ -158,7 +164,8 @@ pub fn admit_update(
     }
 
     // CEL rules, evaluated on the defaulted object (the API server defaults first).
-    if let Err(cel_errors) = kube::core::cel::Validator::new().validate(&schema.root, &object, old) {
+    if let Err(cel_errors) = kube::core::cel::Validator::new().validate(&schema.root, &object, old)
+    {
         return Err(cel_errors
             .iter()
             .map(|e| FieldError::new(e.field_path.trim_start_matches('.'), e.message.clone()))
@@ -173,7 +180,10 @@ fn parse_typed(kind: &str, object: &Value) -> Result<StellaObject, FieldError> {
     fn parse<T: serde::de::DeserializeOwned>(object: &Value) -> Result<T, FieldError> {
         serde_path_to_error::deserialize(object).map_err(|e| {
             let path = e.path().to_string();
-            FieldError::new(if path == "." { String::new() } else { path }, e.inner().to_string())
+            FieldError::new(
+                if path == "." { String::new() } else { path },
+                e.inner().to_string(),
+            )
         })
     }
     Ok(match kind {
@@ -189,7 +199,11 @@ fn parse_typed(kind: &str, object: &Value) -> Result<StellaObject, FieldError> {
 }
 
 fn quoted(values: &[&str]) -> String {
-    values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
+    values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// RFC 1123 subdomain, as Kubernetes requires of most object names.
@@ -229,18 +243,29 @@ fn check_value(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<F
         if schema.get("nullable").and_then(Value::as_bool) == Some(true) {
             return;
         }
-        errors.push(FieldError::new(path, "Invalid value: null: must not be null"));
+        errors.push(FieldError::new(
+            path,
+            "Invalid value: null: must not be null",
+        ));
         return;
     }
-    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let int_or_string = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true);
     if int_or_string {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            errors.push(FieldError::new(path, format!("Invalid value: {value}: must be an integer or a string")));
+            errors.push(FieldError::new(
+                path,
+                format!("Invalid value: {value}: must be an integer or a string"),
+            ));
         }
         return;
     }
-    let preserve_unknown =
-        schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+    let preserve_unknown = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => check_object(schema, value, path, preserve_unknown, errors),
         Some("array") => check_array(schema, value, path, errors),
@@ -259,11 +284,7 @@ fn check_value(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<F
                 errors.push(type_error(path, value, "number"));
             }
         }
-        Some("boolean") => {
-            if !value.is_boolean() {
-                errors.push(type_error(path, value, "boolean"));
-            }
-        }
+        Some("boolean") if !value.is_boolean() => errors.push(type_error(path, value, "boolean")),
         _ => {}
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
@@ -273,7 +294,10 @@ fn check_value(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<F
         let supported: Vec<String> = allowed.iter().map(Value::to_string).collect();
         errors.push(FieldError::new(
             path,
-            format!("Unsupported value: {value}: supported values: {}", supported.join(", ")),
+            format!(
+                "Unsupported value: {value}: supported values: {}",
+                supported.join(", ")
+            ),
         ));
     }
 }
@@ -288,11 +312,18 @@ fn type_error(path: &str, value: &Value, want: &str) -> FieldError {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     };
-    FieldError::new(path, format!("Invalid value: {value}: must be of type {want}, not {have}"))
+    FieldError::new(
+        path,
+        format!("Invalid value: {value}: must be of type {want}, not {have}"),
+    )
 }
 
 fn child_path(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn check_object(
@@ -307,7 +338,10 @@ fn check_object(
         return;
     };
     let empty = Map::new();
-    let properties = schema.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
 
     // Null for a non-nullable field means "absent" to the API server: drop it, then default.
@@ -344,7 +378,10 @@ fn check_object(
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && map.len() as u64 > max
     {
-        errors.push(FieldError::new(path, format!("Too many: {}: must have at most {max} items", map.len())));
+        errors.push(FieldError::new(
+            path,
+            format!("Too many: {}: must have at most {max} items", map.len()),
+        ));
     }
 }
 
@@ -357,12 +394,18 @@ fn check_array(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<F
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && len > max
     {
-        errors.push(FieldError::new(path, format!("Too many: {len}: must have at most {max} items")));
+        errors.push(FieldError::new(
+            path,
+            format!("Too many: {len}: must have at most {max} items"),
+        ));
     }
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && len < min
     {
-        errors.push(FieldError::new(path, format!("Invalid value: {len}: must have at least {min} items")));
+        errors.push(FieldError::new(
+            path,
+            format!("Invalid value: {len}: must have at least {min} items"),
+        ));
     }
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter_mut().enumerate() {
@@ -380,18 +423,30 @@ fn check_string(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fiel
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
         && chars > max
     {
-        errors.push(FieldError::new(path, format!("Too long: may not be more than {max} bytes")));
+        errors.push(FieldError::new(
+            path,
+            format!("Too long: may not be more than {max} bytes"),
+        ));
     }
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
         && chars < min
     {
-        errors.push(FieldError::new(path, format!("Invalid value: {s:?}: should be at least {min} chars long")));
+        errors.push(FieldError::new(
+            path,
+            format!("Invalid value: {s:?}: should be at least {min} chars long"),
+        ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(pattern) {
             Ok(re) if re.is_match(s) => {}
-            Ok(_) => errors.push(FieldError::new(path, format!("Invalid value: {s:?}: should match '{pattern}'"))),
-            Err(e) => errors.push(FieldError::new(path, format!("schema pattern does not compile: {e}"))),
+            Ok(_) => errors.push(FieldError::new(
+                path,
+                format!("Invalid value: {s:?}: should match '{pattern}'"),
+            )),
+            Err(e) => errors.push(FieldError::new(
+                path,
+                format!("schema pattern does not compile: {e}"),
+            )),
         }
     }
 }
@@ -401,11 +456,17 @@ fn check_range(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Field
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
         && n < min
     {
-        errors.push(FieldError::new(path, format!("Invalid value: {value}: should be greater than or equal to {min}")));
+        errors.push(FieldError::new(
+            path,
+            format!("Invalid value: {value}: should be greater than or equal to {min}"),
+        ));
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
         && n > max
     {
-        errors.push(FieldError::new(path, format!("Invalid value: {value}: should be less than or equal to {max}")));
+        errors.push(FieldError::new(
+            path,
+            format!("Invalid value: {value}: should be less than or equal to {max}"),
+        ));
     }
 }

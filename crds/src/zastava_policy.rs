@@ -22,10 +22,27 @@ use crate::scan::Verdict;
     derive = "PartialEq",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
     printcolumn(name = "Digest", type_ = "boolean", json_path = ".spec.requireDigest"),
-    printcolumn(name = "Namespaces", type_ = "integer", json_path = ".status.matchingNamespaces"),
-    printcolumn(name = "Failure Policy", type_ = "string", json_path = ".spec.failurePolicy", priority = 1),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Namespaces",
+        type_ = "integer",
+        json_path = ".status.matchingNamespaces"
+    ),
+    printcolumn(
+        name = "Failure Policy",
+        type_ = "string",
+        json_path = ".spec.failurePolicy",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZastavaPolicySpec {

@@ -31,7 +31,12 @@ pub fn router(probes: Probes) -> Router {
 async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
     let mut body = Vec::new();
     match TextEncoder::new().encode(&probes.registry.gather(), &mut body) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            body,
+        )
+            .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -40,6 +45,9 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
     if probes.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not connected to the Kubernetes API yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to the Kubernetes API yet",
+        )
     }
 }

@@ -43,16 +43,21 @@ pub enum Decision {
 
 /// Decide what to do with `lease` at `now`. Pure.
 pub fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp) -> Decision {
-    let Some(lease) = lease else { return Decision::Create };
+    let Some(lease) = lease else {
+        return Decision::Create;
+    };
     let spec = lease.spec.clone().unwrap_or_default();
     match spec.holder_identity.as_deref() {
         Some(holder) if holder == identity => Decision::Renew,
         None | Some("") => Decision::TakeOver,
         Some(holder) => {
-            let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
+            let duration =
+                SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
             let renewed = spec.renew_time.or(spec.acquire_time).map(|t| t.0);
             match renewed {
-                Some(renewed) if renewed + duration > now => Decision::Follow { holder: holder.to_string() },
+                Some(renewed) if renewed + duration > now => Decision::Follow {
+                    holder: holder.to_string(),
+                },
                 _ => Decision::TakeOver,
             }
         }
@@ -77,16 +82,28 @@ pub enum Round {
 impl LeaderElector {
     /// A candidate for `config.lease_name` using `client`.
     pub fn new(client: kube::Client, config: LeaderConfig) -> Self {
-        LeaderElector { api: Api::namespaced(client, &config.namespace), config }
+        LeaderElector {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+        }
     }
 
-    fn held_spec(&self, previous: Option<&LeaseSpec>, now: Timestamp, transition: bool) -> LeaseSpec {
+    fn held_spec(
+        &self,
+        previous: Option<&LeaseSpec>,
+        now: Timestamp,
+        transition: bool,
+    ) -> LeaseSpec {
         let previous = previous.cloned().unwrap_or_default();
         let transitions = previous.lease_transitions.unwrap_or(0) + i32::from(transition);
         LeaseSpec {
             holder_identity: Some(self.config.identity.clone()),
             lease_duration_seconds: Some(self.config.lease_duration.as_secs() as i32),
-            acquire_time: if transition { Some(MicroTime(now)) } else { previous.acquire_time },
+            acquire_time: if transition {
+                Some(MicroTime(now))
+            } else {
+                previous.acquire_time
+            },
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),
             ..Default::default()
@@ -102,7 +119,10 @@ impl LeaderElector {
             Decision::Follow { holder } => return Ok(Round::Following(holder)),
             Decision::Create => {
                 let lease = Lease {
-                    metadata: ObjectMeta { name: Some(self.config.lease_name.clone()), ..Default::default() },
+                    metadata: ObjectMeta {
+                        name: Some(self.config.lease_name.clone()),
+                        ..Default::default()
+                    },
                     spec: Some(self.held_spec(None, now, true)),
                 };
                 self.api.create(&PostParams::default(), &lease).await
@@ -113,12 +133,16 @@ impl LeaderElector {
                 lease.spec = Some(self.held_spec(lease.spec.as_ref(), now, transition));
                 // resourceVersion stays set: the API server refuses the write if anyone
                 // else changed the Lease since we read it.
-                self.api.replace(&self.config.lease_name, &PostParams::default(), &lease).await
+                self.api
+                    .replace(&self.config.lease_name, &PostParams::default(), &lease)
+                    .await
             }
         };
         match result {
             Ok(_) => Ok(Round::Leading),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Round::Following("another candidate".into())),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Ok(Round::Following("another candidate".into()))
+            }
             Err(e) => Err(e),
         }
     }
@@ -147,7 +171,10 @@ impl LeaderElector {
                 Err(error) => {
                     tracing::warn!(%error, "lease renewal failed");
                     if last_success.elapsed() >= self.config.lease_duration {
-                        return format!("could not renew the lease for {:?}: {error}", self.config.lease_duration);
+                        return format!(
+                            "could not renew the lease for {:?}: {error}",
+                            self.config.lease_duration
+                        );
                     }
                 }
             }
@@ -156,7 +183,9 @@ impl LeaderElector {
 
     /// Give the lease up on shutdown so a standby takes over at once.
     pub async fn release(&self) -> kube::Result<()> {
-        let Some(mut lease) = self.api.get_opt(&self.config.lease_name).await? else { return Ok(()) };
+        let Some(mut lease) = self.api.get_opt(&self.config.lease_name).await? else {
+            return Ok(());
+        };
         let spec = lease.spec.get_or_insert_with(Default::default);
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return Ok(());
@@ -164,7 +193,9 @@ impl LeaderElector {
         spec.holder_identity = None;
         spec.renew_time = None;
         spec.acquire_time = None;
-        self.api.replace(&self.config.lease_name, &PostParams::default(), &lease).await?;
+        self.api
+            .replace(&self.config.lease_name, &PostParams::default(), &lease)
+            .await?;
         Ok(())
     }
 }

@@ -26,7 +26,9 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             telemetry::init(cli.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build();
             match runtime {
                 Ok(runtime) => report(runtime.block_on(runtime::run(args))),
                 Err(error) => report(Err(error.into())),

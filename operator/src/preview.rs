@@ -19,7 +19,10 @@ pub enum Outcome {
     /// Not one of our kinds; left alone.
     Skipped { label: String, why: String },
     /// Refused, with every reason.
-    Invalid { label: String, errors: Vec<FieldError> },
+    Invalid {
+        label: String,
+        errors: Vec<FieldError>,
+    },
 }
 
 /// Totals of a preview.
@@ -45,7 +48,10 @@ pub fn input_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
                 && name != "kustomization.yaml"
                 && name != "kustomization.yml"
@@ -59,7 +65,8 @@ pub fn input_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn documents(text: &str) -> Result<Vec<(usize, Value)>, String> {
     let mut docs = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(document).map_err(|e| format!("document {}: {e}", index + 1))?;
+        let value =
+            Value::deserialize(document).map_err(|e| format!("document {}: {e}", index + 1))?;
         if !value.is_null() {
             docs.push((index + 1, value));
         }
@@ -71,7 +78,10 @@ pub fn documents(text: &str) -> Result<Vec<(usize, Value)>, String> {
 pub fn preview_document(source: &str, mut doc: Value, config: &Config) -> Outcome {
     let kind = doc["kind"].as_str().unwrap_or("?").to_string();
     let name = doc["metadata"]["name"].as_str().unwrap_or("?").to_string();
-    let group = doc["apiVersion"].as_str().and_then(|v| v.split_once('/')).map(|(g, _)| g.to_string());
+    let group = doc["apiVersion"]
+        .as_str()
+        .and_then(|v| v.split_once('/'))
+        .map(|(g, _)| g.to_string());
     if group.as_deref() != Some(stellaops_crds::GROUP) {
         return Outcome::Skipped {
             label: format!("{source} {kind}/{name}"),
@@ -79,12 +89,16 @@ pub fn preview_document(source: &str, mut doc: Value, config: &Config) -> Outcom
         };
     }
     // As kubectl does with no namespace in the document or the context.
-    if is_namespaced(&kind) == Some(true) && doc["metadata"].get("namespace").is_none() {
-        if let Some(meta) = doc["metadata"].as_object_mut() {
-            meta.insert("namespace".into(), Value::from("default"));
-        }
+    if is_namespaced(&kind) == Some(true)
+        && doc["metadata"].get("namespace").is_none()
+        && let Some(meta) = doc["metadata"].as_object_mut()
+    {
+        meta.insert("namespace".into(), Value::from("default"));
     }
-    let namespace = doc["metadata"]["namespace"].as_str().map(|ns| format!("{ns}/")).unwrap_or_default();
+    let namespace = doc["metadata"]["namespace"]
+        .as_str()
+        .map(|ns| format!("{ns}/"))
+        .unwrap_or_default();
     let label = format!("{source} {kind} {namespace}{name}");
     match admit(&doc) {
         Err(errors) => Outcome::Invalid { label, errors },
@@ -120,10 +134,13 @@ pub fn run(
         for file in input_files(path)? {
             let (source, text) = if file == Path::new("-") {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading stdin")?;
                 ("<stdin>".to_string(), text)
             } else {
-                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 (file.display().to_string(), text)
             };
             let docs = match documents(&text) {

@@ -17,7 +17,10 @@ use crate::leader::{LeaderConfig, LeaderElector, Round};
 
 /// Operator settings from the command line.
 pub fn controller_config(args: &RunArgs) -> Config {
-    let mut config = Config { operator_namespace: args.namespace.clone(), ..Config::default() };
+    let mut config = Config {
+        operator_namespace: args.namespace.clone(),
+        ..Config::default()
+    };
     if let Some(image) = &args.worker_image {
         config.worker_image = image.clone();
     }
@@ -28,10 +31,15 @@ pub fn controller_config(args: &RunArgs) -> Config {
 async fn client(args: &RunArgs) -> anyhow::Result<kube::Client> {
     let config = match &args.context {
         Some(context) => {
-            let options = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
+            let options = KubeConfigOptions {
+                context: Some(context.clone()),
+                ..Default::default()
+            };
             kube::Config::from_custom_kubeconfig(Kubeconfig::read()?, &options).await?
         }
-        None => kube::Config::infer().await.context("no kubeconfig and not in a cluster")?,
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
     };
     Ok(kube::Client::try_from(config)?)
 }
@@ -59,7 +67,10 @@ async fn shutdown_signal() {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
-    let leader_gauge = prometheus::IntGauge::new("stellaops_leader", "1 while this replica holds the leader Lease")?;
+    let leader_gauge = prometheus::IntGauge::new(
+        "stellaops_leader",
+        "1 while this replica holds the leader Lease",
+    )?;
     registry.register(Box::new(leader_gauge.clone()))?;
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -67,19 +78,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.metrics_addr))?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
-    let app = router(Probes { registry, ready: ready.clone() });
+    let app = router(Probes {
+        registry,
+        ready: ready.clone(),
+    });
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+        {
             tracing::error!(%error, "probe server stopped");
         }
     });
 
     let client = client(&args).await?;
     let identity = identity(&args);
-    let ctx = Arc::new(Context::new(client.clone(), metrics, controller_config(&args), Some(identity.clone())));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        controller_config(&args),
+        Some(identity.clone()),
+    ));
 
     if !args.leader_election {
-        client.apiserver_version().await.context("reaching the Kubernetes API")?;
+        client
+            .apiserver_version()
+            .await
+            .context("reaching the Kubernetes API")?;
         ready.store(true, Ordering::Relaxed);
         tracing::warn!("leader election disabled: run only one replica like this");
         leader_gauge.set(1);

@@ -29,7 +29,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connect to PostgreSQL (`postgres://user:password@host:port/database`).
 pub async fn connect(database_url: &str) -> Result<PgPool> {
-    Ok(PgPoolOptions::new().max_connections(8).connect(database_url).await?)
+    Ok(PgPoolOptions::new()
+        .max_connections(8)
+        .connect(database_url)
+        .await?)
 }
 
 /// Apply every pending migration. Safe to run concurrently from several Pods: sqlx

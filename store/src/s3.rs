@@ -18,7 +18,9 @@ impl S3Settings {
     /// Settings from `--s3-endpoint`/`AWS_ENDPOINT_URL` and `AWS_REGION`; path style is
     /// used whenever an endpoint is given.
     pub fn from_env(endpoint_flag: Option<String>) -> Self {
-        let endpoint = endpoint_flag.or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).filter(|e| !e.is_empty());
+        let endpoint = endpoint_flag
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .filter(|e| !e.is_empty());
         S3Settings {
             force_path_style: endpoint.is_some(),
             endpoint,
@@ -29,9 +31,18 @@ impl S3Settings {
 
 /// Build a client.
 pub async fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
-    let region = Region::new(settings.region.clone().unwrap_or_else(|| "us-east-1".to_string()));
-    let shared = aws_config::defaults(BehaviorVersion::latest()).region(region).load().await;
-    let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+    let region = Region::new(
+        settings
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_string()),
+    );
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await;
+    let mut builder =
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
@@ -42,12 +53,18 @@ pub async fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
 pub mod layout {
     /// Per-layer SBOM fragment, keyed by the layer digest (`sha256:<hex>`).
     pub fn layer_fragment(layer_digest: &str) -> String {
-        format!("scanner/layers/{}/sbom.cdx.json.zst", hex_part(layer_digest))
+        format!(
+            "scanner/layers/{}/sbom.cdx.json.zst",
+            hex_part(layer_digest)
+        )
     }
 
     /// Image inventory SBOM, keyed by the image digest.
     pub fn image_inventory(image_digest: &str) -> String {
-        format!("scanner/images/{}/inventory.cdx.json", hex_part(image_digest))
+        format!(
+            "scanner/images/{}/inventory.cdx.json",
+            hex_part(image_digest)
+        )
     }
 
     /// Concelier export tree of one export.

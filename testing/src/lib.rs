@@ -25,7 +25,10 @@ pub struct ApiServer {
 /// A client wired to a scripted API server. `default_namespace` is the client's default.
 pub fn mock_client(default_namespace: &str) -> (Client, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, default_namespace), ApiServer { handle })
+    (
+        Client::new(service, default_namespace),
+        ApiServer { handle },
+    )
 }
 
 /// One request received by the mock API server, waiting for its answer.
@@ -98,8 +101,14 @@ impl ApiServer {
 
     /// Assert that no further call arrives within `quiet`.
     pub async fn expect_no_more_calls(mut self, quiet: Duration) {
-        if let Ok(Some((request, _))) = tokio::time::timeout(quiet, self.handle.next_request()).await {
-            panic!("unexpected extra API call: {} {}", request.method(), request.uri());
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(quiet, self.handle.next_request()).await
+        {
+            panic!(
+                "unexpected extra API call: {} {}",
+                request.method(),
+                request.uri()
+            );
         }
     }
 }
@@ -151,7 +160,11 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(())
+                {
                     Ok(b) => {
                         out.push(b);
                         i += 3;
@@ -183,7 +196,9 @@ pub fn service(var: &str) -> Option<String> {
         Ok(value) if !value.is_empty() => Some(value),
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("{var} is not set but CI=true: run the tests through scripts/test.sh, which starts the real service");
+                panic!(
+                    "{var} is not set but CI=true: run the tests through scripts/test.sh, which starts the real service"
+                );
             }
             eprintln!("skipped: {var} is not set (run scripts/test.sh to start the real service)");
             None
@@ -231,7 +246,12 @@ pub mod oci {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("run gzip");
-        child.stdin.take().expect("stdin").write_all(bytes).expect("feed gzip");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(bytes)
+            .expect("feed gzip");
         let out = child.wait_with_output().expect("gzip output");
         assert!(out.status.success(), "gzip failed");
         out.stdout
@@ -241,7 +261,8 @@ pub mod oci {
     /// (stored gzip-compressed, as registries expect), tagged `tag`.
     pub fn write_layout(dir: &Path, layers: &[Vec<u8>], tag: &str) -> BuiltImage {
         std::fs::create_dir_all(dir).expect("create layout dir");
-        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .expect("oci-layout");
         let diff_ids: Vec<String> = layers.iter().map(|l| digest(l)).collect();
         let compressed: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
         let layer_digests: Vec<String> = compressed.iter().map(|l| write_blob(dir, l)).collect();
@@ -263,8 +284,16 @@ pub mod oci {
         let index = json!({"schemaVersion": 2, "manifests": [{
             "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
             "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}]});
-        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("index JSON")).expect("index.json");
-        BuiltImage { manifest_digest, manifest, layer_digests }
+        std::fs::write(
+            dir.join("index.json"),
+            serde_json::to_vec(&index).expect("index JSON"),
+        )
+        .expect("index.json");
+        BuiltImage {
+            manifest_digest,
+            manifest,
+            layer_digests,
+        }
     }
 
     /// A tar archive holding `files` (path, contents), made with the system `tar`.
@@ -279,12 +308,25 @@ pub mod oci {
             std::fs::write(&file, contents).expect("write file");
         }
         let out = Command::new("tar")
-            .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", "-", "-C"])
+            .args([
+                "--sort=name",
+                "--mtime=@0",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "-cf",
+                "-",
+                "-C",
+            ])
             .arg(&root)
             .arg(".")
             .output()
             .expect("run tar");
-        assert!(out.status.success(), "tar failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tar failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = std::fs::remove_dir_all(&root);
         out.stdout
     }
@@ -292,11 +334,21 @@ pub mod oci {
     /// Push the layout at `dir` (tag `tag`) to `registry/repository:tag` with skopeo.
     pub fn push(dir: &Path, tag: &str, registry: &str, repository: &str) {
         let out = Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"])
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
             .arg(format!("oci:{}:{tag}", dir.display()))
             .arg(format!("docker://{registry}/{repository}:{tag}"))
             .output()
             .expect("run skopeo (installed by scripts/test.sh)");
-        assert!(out.status.success(), "skopeo copy failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

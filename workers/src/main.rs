@@ -44,7 +44,9 @@ enum ImageCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -57,27 +59,43 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
-            let url = cli.database_url.context("--database-url or DATABASE_URL is required")?;
+            let url = cli
+                .database_url
+                .context("--database-url or DATABASE_URL is required")?;
             let pool = stellaops_store::connect(&url).await?;
             stellaops_store::migrate(&pool).await?;
             println!("migrations applied");
         }
-        Command::Image { command: ImageCommand::Resolve { image, docker_config, plain_http } } => {
+        Command::Image {
+            command:
+                ImageCommand::Resolve {
+                    image,
+                    docker_config,
+                    plain_http,
+                },
+        } => {
             let credentials = match docker_config {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    Credentials::from_docker_config(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Credentials::from_docker_config(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
                 }
                 None => Credentials::default(),
             };
             let reference: ImageReference = image.parse()?;
-            let manifest = RegistryClient::new(credentials, plain_http)?.fetch_manifest(&reference).await?;
-            println!("{}", serde_json::json!({
-                "image": reference.to_string(),
-                "digest": manifest.digest,
-                "mediaType": manifest.media_type,
-                "size": manifest.bytes.len(),
-            }));
+            let manifest = RegistryClient::new(credentials, plain_http)?
+                .fetch_manifest(&reference)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "image": reference.to_string(),
+                    "digest": manifest.digest,
+                    "mediaType": manifest.media_type,
+                    "size": manifest.bytes.len(),
+                })
+            );
         }
     }
     Ok(())

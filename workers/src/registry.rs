@@ -28,13 +28,21 @@ pub enum RegistryError {
     InvalidReference(String, &'static str),
     /// The registry answered 401/403 even after authenticating.
     #[error("registry {registry} refused access to {repository} ({status}); check the pull secret")]
-    Unauthorized { registry: String, repository: String, status: u16 },
+    Unauthorized {
+        registry: String,
+        repository: String,
+        status: u16,
+    },
     /// No such manifest.
     #[error("{0} not found in the registry")]
     NotFound(String),
     /// The content does not match its digest.
     #[error("digest mismatch for {reference}: expected {expected}, got {actual}")]
-    DigestMismatch { reference: String, expected: String, actual: String },
+    DigestMismatch {
+        reference: String,
+        expected: String,
+        actual: String,
+    },
     /// Any other HTTP failure.
     #[error("registry request failed: {0}")]
     Http(#[from] reqwest::Error),
@@ -67,7 +75,9 @@ impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.reference {
             Reference::Tag(tag) => write!(f, "{}/{}:{tag}", self.registry, self.repository),
-            Reference::Digest(digest) => write!(f, "{}/{}@{digest}", self.registry, self.repository),
+            Reference::Digest(digest) => {
+                write!(f, "{}/{}@{digest}", self.registry, self.repository)
+            }
         }
     }
 }
@@ -82,9 +92,17 @@ impl FromStr for ImageReference {
         }
         let (name, digest) = match s.split_once('@') {
             Some((name, digest)) => {
-                let hex = digest.strip_prefix("sha256:").ok_or_else(|| invalid("only sha256 digests are supported"))?;
-                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    return Err(invalid("a digest is sha256: and 64 lowercase hex characters"));
+                let hex = digest
+                    .strip_prefix("sha256:")
+                    .ok_or_else(|| invalid("only sha256 digests are supported"))?;
+                if hex.len() != 64
+                    || !hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    return Err(invalid(
+                        "a digest is sha256: and 64 lowercase hex characters",
+                    ));
                 }
                 (name, Some(digest.to_string()))
             }
@@ -96,7 +114,9 @@ impl FromStr for ImageReference {
             _ => (name, None),
         };
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
                 (first.to_string(), rest.to_string())
             }
             _ if name.contains('/') => ("docker.io".to_string(), name.to_string()),
@@ -113,13 +133,21 @@ impl FromStr for ImageReference {
             (None, Some(tag)) => Reference::Tag(tag),
             (None, None) => Reference::Tag("latest".to_string()),
         };
-        Ok(ImageReference { registry, repository, reference })
+        Ok(ImageReference {
+            registry,
+            repository,
+            reference,
+        })
     }
 }
 
 impl ImageReference {
     fn api_host(&self) -> &str {
-        if self.registry == "docker.io" { "registry-1.docker.io" } else { &self.registry }
+        if self.registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
     }
 }
 
@@ -144,22 +172,43 @@ impl Credentials {
     /// Parse a `.dockerconfigjson` document (`{"auths": {"host": {"auth": base64(user:pass)}}}`
     /// or with `username`/`password`).
     pub fn from_docker_config(json: &str) -> Result<Self, String> {
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-        let auths = value.get("auths").and_then(|a| a.as_object()).ok_or("no \"auths\" object")?;
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        let auths = value
+            .get("auths")
+            .and_then(|a| a.as_object())
+            .ok_or("no \"auths\" object")?;
         let mut by_registry = HashMap::new();
         for (host, entry) in auths {
-            let host = host.trim_start_matches("https://").trim_start_matches("http://");
+            let host = host
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
             let host = host.split('/').next().unwrap_or(host).to_string();
             let pair = if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
-                let decoded = STANDARD.decode(auth).map_err(|e| format!("{host}: auth is not base64: {e}"))?;
-                let decoded = String::from_utf8(decoded).map_err(|_| format!("{host}: auth is not UTF-8"))?;
-                let (user, pass) = decoded.split_once(':').ok_or(format!("{host}: auth is not user:password"))?;
+                let decoded = STANDARD
+                    .decode(auth)
+                    .map_err(|e| format!("{host}: auth is not base64: {e}"))?;
+                let decoded =
+                    String::from_utf8(decoded).map_err(|_| format!("{host}: auth is not UTF-8"))?;
+                let (user, pass) = decoded
+                    .split_once(':')
+                    .ok_or(format!("{host}: auth is not user:password"))?;
                 (user.to_string(), pass.to_string())
             } else {
-                let get = |k: &str| entry.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let get = |k: &str| {
+                    entry
+                        .get(k)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 (get("username"), get("password"))
             };
-            let host = if host == "index.docker.io" { "docker.io".to_string() } else { host };
+            let host = if host == "index.docker.io" {
+                "docker.io".to_string()
+            } else {
+                host
+            };
             by_registry.insert(host, pair);
         }
         Ok(Credentials { by_registry })
@@ -184,7 +233,11 @@ pub enum Challenge {
     /// `Basic realm=…`
     Basic,
     /// `Bearer realm=…,service=…,scope=…`
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
 }
 
 /// Parse a `WWW-Authenticate` header value.
@@ -193,7 +246,11 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let mut map = HashMap::new();
     let mut rest = params;
     while let Some((key, after)) = rest.split_once('=') {
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
             let end = quoted.find('"').unwrap_or(quoted.len());
             (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
@@ -227,24 +284,45 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("stellaops-worker/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(RegistryClient { http, credentials, plain_http })
+        Ok(RegistryClient {
+            http,
+            credentials,
+            plain_http,
+        })
     }
 
     fn base_url(&self, image: &ImageReference) -> String {
         let host = image.api_host();
-        let plain = host.starts_with("localhost") || host.starts_with("127.") || self.plain_http.iter().any(|h| h == host);
+        let plain = host.starts_with("localhost")
+            || host.starts_with("127.")
+            || self.plain_http.iter().any(|h| h == host);
         format!("{}://{host}", if plain { "http" } else { "https" })
     }
 
-    async fn authorization(&self, image: &ImageReference, headers: &HeaderMap) -> Result<Option<String>, RegistryError> {
-        let Some(challenge) = headers.get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge) else {
+    async fn authorization(
+        &self,
+        image: &ImageReference,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, RegistryError> {
+        let Some(challenge) = headers
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+        else {
             return Ok(None);
         };
         let creds = self.credentials.for_registry(&image.registry);
         match challenge {
-            Challenge::Basic => Ok(creds.map(|(u, p)| format!("Basic {}", STANDARD.encode(format!("{u}:{p}"))))),
-            Challenge::Bearer { realm, service, scope } => {
-                let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", image.repository));
+            Challenge::Basic => {
+                Ok(creds.map(|(u, p)| format!("Basic {}", STANDARD.encode(format!("{u}:{p}")))))
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                let scope =
+                    scope.unwrap_or_else(|| format!("repository:{}:pull", image.repository));
                 let mut request = self.http.get(&realm).query(&[("scope", scope.as_str())]);
                 if let Some(service) = &service {
                     request = request.query(&[("service", service.as_str())]);
@@ -261,7 +339,10 @@ impl RegistryClient {
                     });
                 }
                 let body: serde_json::Value = response.json().await?;
-                let token = body.get("token").or_else(|| body.get("access_token")).and_then(|t| t.as_str());
+                let token = body
+                    .get("token")
+                    .or_else(|| body.get("access_token"))
+                    .and_then(|t| t.as_str());
                 Ok(token.map(|t| format!("Bearer {t}")))
             }
         }
@@ -275,13 +356,23 @@ impl RegistryClient {
             Reference::Tag(tag) => tag.clone(),
             Reference::Digest(digest) => digest.clone(),
         };
-        let url = format!("{}/v2/{}/manifests/{reference}", self.base_url(image), image.repository);
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.base_url(image),
+            image.repository
+        );
         let accept = MANIFEST_MEDIA_TYPES.join(", ");
         let mut response = self.http.get(&url).header(ACCEPT, &accept).send().await?;
         if response.status() == StatusCode::UNAUTHORIZED
             && let Some(auth) = self.authorization(image, response.headers()).await?
         {
-            response = self.http.get(&url).header(ACCEPT, &accept).header(AUTHORIZATION, auth).send().await?;
+            response = self
+                .http
+                .get(&url)
+                .header(ACCEPT, &accept)
+                .header(AUTHORIZATION, auth)
+                .send()
+                .await?;
         }
         match response.status() {
             s if s.is_success() => {}
@@ -315,8 +406,16 @@ impl RegistryClient {
         if let Some(expected) = expected
             && expected != digest
         {
-            return Err(RegistryError::DigestMismatch { reference: image.to_string(), expected, actual: digest });
+            return Err(RegistryError::DigestMismatch {
+                reference: image.to_string(),
+                expected,
+                actual: digest,
+            });
         }
-        Ok(Manifest { media_type, digest, bytes })
+        Ok(Manifest {
+            media_type,
+            digest,
+            bytes,
+        })
     }
 }

@@ -28,25 +28,62 @@ fn a_pod_review_parses_and_every_container_is_found() {
     assert_eq!(request.namespace.as_deref(), Some("prod-web"));
     let object = serde_json::to_value(request.object.unwrap()).unwrap();
     let found = images("Pod", &object);
-    let summary: Vec<(&str, ContainerKind, &str)> =
-        found.iter().map(|c| (c.container.as_str(), c.kind, c.path.as_str())).collect();
-    assert_eq!(summary, vec![
-        ("migrate", ContainerKind::Init, "spec.initContainers[0].image"),
-        ("app", ContainerKind::Regular, "spec.containers[0].image"),
-        ("sidecar", ContainerKind::Regular, "spec.containers[1].image"),
-        ("debug", ContainerKind::Ephemeral, "spec.ephemeralContainers[0].image"),
-    ]);
+    let summary: Vec<(&str, ContainerKind, &str)> = found
+        .iter()
+        .map(|c| (c.container.as_str(), c.kind, c.path.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "migrate",
+                ContainerKind::Init,
+                "spec.initContainers[0].image"
+            ),
+            ("app", ContainerKind::Regular, "spec.containers[0].image"),
+            (
+                "sidecar",
+                ContainerKind::Regular,
+                "spec.containers[1].image"
+            ),
+            (
+                "debug",
+                ContainerKind::Ephemeral,
+                "spec.ephemeralContainers[0].image"
+            ),
+        ]
+    );
 }
 
 #[test]
 fn pod_templates_of_every_workload_kind_are_found() {
     let template = json!({"spec": {"containers": [{"name": "c", "image": "nginx"}]}});
     for (kind, object, path) in [
-        ("Deployment", json!({"spec": {"template": template}}), "spec.template.spec.containers[0].image"),
-        ("StatefulSet", json!({"spec": {"template": template}}), "spec.template.spec.containers[0].image"),
-        ("DaemonSet", json!({"spec": {"template": template}}), "spec.template.spec.containers[0].image"),
-        ("Job", json!({"spec": {"template": template}}), "spec.template.spec.containers[0].image"),
-        ("CronJob", json!({"spec": {"jobTemplate": {"spec": {"template": template}}}}), "spec.jobTemplate.spec.template.spec.containers[0].image"),
+        (
+            "Deployment",
+            json!({"spec": {"template": template}}),
+            "spec.template.spec.containers[0].image",
+        ),
+        (
+            "StatefulSet",
+            json!({"spec": {"template": template}}),
+            "spec.template.spec.containers[0].image",
+        ),
+        (
+            "DaemonSet",
+            json!({"spec": {"template": template}}),
+            "spec.template.spec.containers[0].image",
+        ),
+        (
+            "Job",
+            json!({"spec": {"template": template}}),
+            "spec.template.spec.containers[0].image",
+        ),
+        (
+            "CronJob",
+            json!({"spec": {"jobTemplate": {"spec": {"template": template}}}}),
+            "spec.jobTemplate.spec.template.spec.containers[0].image",
+        ),
     ] {
         let found = images(kind, &object);
         assert_eq!(found.len(), 1, "{kind}");

@@ -11,15 +11,43 @@ fn every_crd_has_status_category_short_name_and_ready_column() {
     for crd in &crds {
         let kind = &crd.spec.names.kind;
         assert_eq!(crd.spec.group, "stella-ops.org");
-        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["stellaops".to_string()][..]), "{kind}");
-        assert!(crd.spec.names.short_names.as_ref().is_some_and(|s| !s.is_empty()), "{kind}");
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["stellaops".to_string()][..]),
+            "{kind}"
+        );
+        assert!(
+            crd.spec
+                .names
+                .short_names
+                .as_ref()
+                .is_some_and(|s| !s.is_empty()),
+            "{kind}"
+        );
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{kind}");
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "{kind}"
+        );
         let columns = version.additional_printer_columns.as_ref().unwrap();
-        assert!(columns.iter().any(|c| c.name == "Ready"), "{kind} lacks a Ready column");
-        assert!(columns.iter().any(|c| c.name == "Age"), "{kind} lacks an Age column");
-        let scope = if kind == "ZastavaPolicy" { "Cluster" } else { "Namespaced" };
+        assert!(
+            columns.iter().any(|c| c.name == "Ready"),
+            "{kind} lacks a Ready column"
+        );
+        assert!(
+            columns.iter().any(|c| c.name == "Age"),
+            "{kind} lacks an Age column"
+        );
+        let scope = if kind == "ZastavaPolicy" {
+            "Cluster"
+        } else {
+            "Namespaced"
+        };
         assert_eq!(crd.spec.scope, scope, "{kind}");
     }
 }
@@ -29,8 +57,16 @@ fn status_carries_observed_generation_and_conditions() {
     for crd in all_crds() {
         let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap()).unwrap();
         let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
-        assert!(status.get("observedGeneration").is_some(), "{}", crd.spec.names.kind);
-        assert_eq!(status["conditions"]["type"], "array", "{}", crd.spec.names.kind);
+        assert!(
+            status.get("observedGeneration").is_some(),
+            "{}",
+            crd.spec.names.kind
+        );
+        assert_eq!(
+            status["conditions"]["type"], "array",
+            "{}",
+            crd.spec.names.kind
+        );
     }
 }
 
@@ -41,7 +77,11 @@ fn every_spec_field_has_a_description() {
         if let Some(props) = schema.get("properties").and_then(Value::as_object) {
             for (key, prop) in props {
                 let here = format!("{path}.{key}");
-                if prop.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if prop
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     missing.push(here.clone());
                 }
                 walk(prop, &here, missing);
@@ -54,9 +94,16 @@ fn every_spec_field_has_a_description() {
     let mut missing = Vec::new();
     for crd in all_crds() {
         let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap()).unwrap();
-        walk(&schema["openAPIV3Schema"]["properties"]["spec"], &crd.spec.names.kind, &mut missing);
+        walk(
+            &schema["openAPIV3Schema"]["properties"]["spec"],
+            &crd.spec.names.kind,
+            &mut missing,
+        );
     }
-    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
 }
 
 #[test]

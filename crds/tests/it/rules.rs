@@ -8,7 +8,9 @@ fn scan(spec: Value) -> Value {
            "metadata": {"name": "s", "namespace": "default"}, "spec": spec})
 }
 
-fn messages(result: Result<(Value, StellaObject), Vec<stellaops_crds::validation::FieldError>>) -> Vec<String> {
+fn messages(
+    result: Result<(Value, StellaObject), Vec<stellaops_crds::validation::FieldError>>,
+) -> Vec<String> {
     match result {
         Ok(_) => Vec::new(),
         Err(errors) => errors.iter().map(ToString::to_string).collect(),
@@ -21,7 +23,9 @@ fn defaults_are_applied_before_rules_and_parse() {
     assert_eq!(defaulted["spec"]["policy"]["failOn"], "critical");
     assert_eq!(defaulted["spec"]["activeDeadlineSeconds"], 600);
     assert_eq!(defaulted["spec"]["sbomFormat"], "cyclonedx-json");
-    let StellaObject::Scan(scan) = typed else { panic!("not a Scan") };
+    let StellaObject::Scan(scan) = typed else {
+        panic!("not a Scan")
+    };
     assert_eq!(scan.spec.platform, "linux/amd64");
 }
 
@@ -30,8 +34,13 @@ fn digest_references_must_be_complete() {
     let good = format!("nginx@sha256:{}", "a".repeat(64));
     assert!(admit(&scan(json!({"image": good}))).is_ok());
     let short = messages(admit(&scan(json!({"image": "nginx@sha256:abc"}))));
-    assert!(short.iter().any(|m| m.starts_with("spec.image:")), "{short:?}");
-    let upper = messages(admit(&scan(json!({"image": format!("nginx@sha256:{}", "A".repeat(64))}))));
+    assert!(
+        short.iter().any(|m| m.starts_with("spec.image:")),
+        "{short:?}"
+    );
+    let upper = messages(admit(&scan(
+        json!({"image": format!("nginx@sha256:{}", "A".repeat(64))}),
+    )));
     assert!(!upper.is_empty());
 }
 
@@ -40,7 +49,10 @@ fn scan_image_is_immutable_but_other_fields_may_change() {
     let old = scan(json!({"image": "nginx:1.27"}));
     let changed_image = scan(json!({"image": "nginx:1.28"}));
     let errors = messages(admit_update(&changed_image, Some(&old)));
-    assert!(errors.iter().any(|m| m.contains("spec.image is immutable")), "{errors:?}");
+    assert!(
+        errors.iter().any(|m| m.contains("spec.image is immutable")),
+        "{errors:?}"
+    );
     let forced = scan(json!({"image": "nginx:1.27", "force": true}));
     assert!(admit_update(&forced, Some(&old)).is_ok());
 }
@@ -56,8 +68,16 @@ fn warn_threshold_must_be_below_fail_threshold() {
 #[test]
 fn wrong_types_and_nulls_are_reported_with_paths() {
     let errors = messages(admit(&scan(json!({"image": 42, "force": "yes"}))));
-    assert!(errors.iter().any(|m| m.starts_with("spec.image: Invalid value: 42: must be of type string")), "{errors:?}");
-    assert!(errors.iter().any(|m| m.starts_with("spec.force:")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|m| m.starts_with("spec.image: Invalid value: 42: must be of type string")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|m| m.starts_with("spec.force:")),
+        "{errors:?}"
+    );
     // null on a non-nullable field means "absent", so the default applies.
     let (defaulted, _) = admit(&scan(json!({"image": "nginx", "force": null}))).unwrap();
     assert_eq!(defaulted["spec"]["force"], false);
@@ -67,12 +87,24 @@ fn wrong_types_and_nulls_are_reported_with_paths() {
 fn metadata_and_kind_are_checked() {
     let mut doc = scan(json!({"image": "nginx"}));
     doc["metadata"]["name"] = json!("Not_Valid");
-    assert!(messages(admit(&doc)).iter().any(|m| m.starts_with("metadata.name: Invalid value")));
+    assert!(
+        messages(admit(&doc))
+            .iter()
+            .any(|m| m.starts_with("metadata.name: Invalid value"))
+    );
     doc["kind"] = json!("Scanner");
-    assert!(messages(admit(&doc)).iter().any(|m| m.starts_with("kind: Unsupported value")));
+    assert!(
+        messages(admit(&doc))
+            .iter()
+            .any(|m| m.starts_with("kind: Unsupported value"))
+    );
     let mut doc = scan(json!({"image": "nginx"}));
     doc["apiVersion"] = json!("stella-ops.org/v1");
-    assert!(messages(admit(&doc)).iter().any(|m| m.starts_with("apiVersion: Unsupported value")));
+    assert!(
+        messages(admit(&doc))
+            .iter()
+            .any(|m| m.starts_with("apiVersion: Unsupported value"))
+    );
 }
 
 fn platform(spec: Value) -> Value {
@@ -85,13 +117,21 @@ fn platform_manifest_source_is_exactly_one() {
     let base = json!({"version": "2.4.1", "verification": {"publicKeySecretRef": {"name": "k"}}});
     let mut none = base.clone();
     none["releaseManifest"] = json!({});
-    assert!(messages(admit(&platform(none))).iter().any(|m| m.contains("exactly one")));
+    assert!(
+        messages(admit(&platform(none)))
+            .iter()
+            .any(|m| m.contains("exactly one"))
+    );
     let mut url = base.clone();
     url["releaseManifest"] = json!({"url": "https://releases.example.com/release.yaml"});
     assert!(admit(&platform(url)).is_ok());
     let mut http = base;
     http["releaseManifest"] = json!({"url": "http://releases.example.com/release.yaml"});
-    assert!(messages(admit(&platform(http))).iter().any(|m| m.starts_with("spec.releaseManifest.url")));
+    assert!(
+        messages(admit(&platform(http)))
+            .iter()
+            .any(|m| m.starts_with("spec.releaseManifest.url"))
+    );
 }
 
 #[test]
@@ -103,11 +143,26 @@ fn federation_site_id_is_immutable_and_signing_is_required_to_export_signed() {
                         "transport": {"volume": {"claim": {"name": "drop"}}}, "policy": policy}})
     };
     let unsigned_export = messages(admit(&site("site-a", json!({}))));
-    assert!(unsigned_export.iter().any(|m| m.contains("signingKey is required")), "{unsigned_export:?}");
-    let signed = site("site-a", json!({"signingKey": {"name": "federation-signer"}}));
+    assert!(
+        unsigned_export
+            .iter()
+            .any(|m| m.contains("signingKey is required")),
+        "{unsigned_export:?}"
+    );
+    let signed = site(
+        "site-a",
+        json!({"signingKey": {"name": "federation-signer"}}),
+    );
     assert!(admit(&signed).is_ok());
-    let renamed = site("site-b", json!({"signingKey": {"name": "federation-signer"}}));
-    assert!(messages(admit_update(&renamed, Some(&signed))).iter().any(|m| m.contains("siteId is immutable")));
+    let renamed = site(
+        "site-b",
+        json!({"signingKey": {"name": "federation-signer"}}),
+    );
+    assert!(
+        messages(admit_update(&renamed, Some(&signed)))
+            .iter()
+            .any(|m| m.contains("siteId is immutable"))
+    );
 }
 
 #[test]

@@ -22,7 +22,11 @@ fn every_sample_is_admitted_and_there_is_one_per_kind() {
             }
             Err(errors) => panic!(
                 "{name} is refused: {}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         }
     }
@@ -50,7 +54,9 @@ fn every_invalid_example_is_refused_at_its_stated_path() {
             Err(errors) => errors,
         };
         assert!(
-            errors.iter().any(|e| e.path == want_path && e.message.contains(&want_message)),
+            errors
+                .iter()
+                .any(|e| e.path == want_path && e.message.contains(&want_message)),
             "{}: wanted `{want_path}: …{want_message}…`, got {:?}",
             path.display(),
             errors.iter().map(ToString::to_string).collect::<Vec<_>>()

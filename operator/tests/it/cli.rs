@@ -20,13 +20,20 @@ fn preview_of_the_samples_exits_zero_and_reports_each() {
     assert!(stderr.contains("7 valid, 0 invalid, 0 skipped"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     for kind in stellaops_crds::KINDS {
-        assert!(stdout.contains(&format!("\nkind: {kind}\n")), "{kind} missing from preview output");
+        assert!(
+            stdout.contains(&format!("\nkind: {kind}\n")),
+            "{kind} missing from preview output"
+        );
     }
 }
 
 #[test]
 fn preview_of_an_invalid_example_exits_non_zero_naming_file_document_and_field() {
-    let out = operator(&["preview", "-f", "config/samples/invalid/scan-unknown-severity.yaml"]);
+    let out = operator(&[
+        "preview",
+        "-f",
+        "config/samples/invalid/scan-unknown-severity.yaml",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -38,14 +45,26 @@ fn preview_of_an_invalid_example_exits_non_zero_naming_file_document_and_field()
 #[test]
 fn crdgen_check_passes_on_the_committed_yaml() {
     let out = operator(&["crdgen", "--check"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn help_documents_every_run_flag() {
     let out = operator(&["run", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--namespace", "--metrics-addr", "--leader-election", "--lease-name", "--worker-image", "--log-format", "--context"] {
+    for flag in [
+        "--namespace",
+        "--metrics-addr",
+        "--leader-election",
+        "--lease-name",
+        "--worker-image",
+        "--log-format",
+        "--context",
+    ] {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }
 }

@@ -7,7 +7,10 @@ use crate::repo_root;
 fn committed_crds_match_the_types() {
     for dir in CRD_DIRS {
         let problems = drift(&repo_root().join(dir));
-        assert!(problems.is_empty(), "run `cargo run -p stellaops-operator -- crdgen`: {problems:?}");
+        assert!(
+            problems.is_empty(),
+            "run `cargo run -p stellaops-operator -- crdgen`: {problems:?}"
+        );
     }
 }
 

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use stellaops_operator::leader::{Decision, LeaderConfig, LeaderElector, Round, decide};
 use stellaops_testing::mock_client;
 
-const LEASE_PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/stellaops-system/leases/stellaops-operator-leader";
+const LEASE_PATH: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/stellaops-system/leases/stellaops-operator-leader";
 
 fn lease(holder: Option<&str>, renewed: Timestamp, transitions: i32) -> Value {
     json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -27,13 +28,24 @@ fn decisions() {
     let fresh = now - jiff::SignedDuration::from_secs(5);
     let stale = now - jiff::SignedDuration::from_secs(16);
     assert_eq!(decide(None, "me", now), Decision::Create);
-    assert_eq!(decide(Some(&typed(lease(Some("me"), stale, 1))), "me", now), Decision::Renew);
+    assert_eq!(
+        decide(Some(&typed(lease(Some("me"), stale, 1))), "me", now),
+        Decision::Renew
+    );
     assert_eq!(
         decide(Some(&typed(lease(Some("other"), fresh, 1))), "me", now),
-        Decision::Follow { holder: "other".into() }
+        Decision::Follow {
+            holder: "other".into()
+        }
     );
-    assert_eq!(decide(Some(&typed(lease(Some("other"), stale, 1))), "me", now), Decision::TakeOver);
-    assert_eq!(decide(Some(&typed(lease(None, fresh, 1))), "me", now), Decision::TakeOver);
+    assert_eq!(
+        decide(Some(&typed(lease(Some("other"), stale, 1))), "me", now),
+        Decision::TakeOver
+    );
+    assert_eq!(
+        decide(Some(&typed(lease(None, fresh, 1))), "me", now),
+        Decision::TakeOver
+    );
 }
 
 fn elector(client: kube::Client) -> LeaderElector {
@@ -53,9 +65,16 @@ fn elector(client: kube::Client) -> LeaderElector {
 async fn creates_the_lease_when_there_is_none() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        server.expect(Method::GET, LEASE_PATH).await.respond_status(404, "NotFound", "leases \"x\" not found");
+        server.expect(Method::GET, LEASE_PATH).await.respond_status(
+            404,
+            "NotFound",
+            "leases \"x\" not found",
+        );
         let create = server
-            .expect(Method::POST, "/apis/coordination.k8s.io/v1/namespaces/stellaops-system/leases")
+            .expect(
+                Method::POST,
+                "/apis/coordination.k8s.io/v1/namespaces/stellaops-system/leases",
+            )
             .await;
         assert_eq!(create.body["spec"]["holderIdentity"], "me");
         assert_eq!(create.body["spec"]["leaseTransitions"], 1);
@@ -70,18 +89,35 @@ async fn renews_with_optimistic_concurrency_and_follows_a_live_holder() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
         let old = Timestamp::now() - jiff::SignedDuration::from_secs(3);
-        server.expect(Method::GET, LEASE_PATH).await.respond(200, lease(Some("me"), old, 2));
+        server
+            .expect(Method::GET, LEASE_PATH)
+            .await
+            .respond(200, lease(Some("me"), old, 2));
         let put = server.expect(Method::PUT, LEASE_PATH).await;
-        assert_eq!(put.body["metadata"]["resourceVersion"], "41", "renewal must be conditional");
-        assert_eq!(put.body["spec"]["leaseTransitions"], 2, "a renewal is not a transition");
+        assert_eq!(
+            put.body["metadata"]["resourceVersion"], "41",
+            "renewal must be conditional"
+        );
+        assert_eq!(
+            put.body["spec"]["leaseTransitions"], 2,
+            "a renewal is not a transition"
+        );
         put.respond_with_request_body();
 
-        server.expect(Method::GET, LEASE_PATH).await.respond(200, lease(Some("other"), Timestamp::now(), 3));
-        server.expect_no_more_calls(Duration::from_millis(100)).await;
+        server
+            .expect(Method::GET, LEASE_PATH)
+            .await
+            .respond(200, lease(Some("other"), Timestamp::now(), 3));
+        server
+            .expect_no_more_calls(Duration::from_millis(100))
+            .await;
     });
     let elector = elector(client);
     assert_eq!(elector.round().await.unwrap(), Round::Leading);
-    assert_eq!(elector.round().await.unwrap(), Round::Following("other".into()));
+    assert_eq!(
+        elector.round().await.unwrap(),
+        Round::Following("other".into())
+    );
     verifier.await.unwrap();
 }
 
@@ -90,14 +126,20 @@ async fn takes_over_an_expired_lease_and_loses_a_race_gracefully() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
         let stale = Timestamp::now() - jiff::SignedDuration::from_secs(60);
-        server.expect(Method::GET, LEASE_PATH).await.respond(200, lease(Some("crashed"), stale, 4));
+        server
+            .expect(Method::GET, LEASE_PATH)
+            .await
+            .respond(200, lease(Some("crashed"), stale, 4));
         let put = server.expect(Method::PUT, LEASE_PATH).await;
         assert_eq!(put.body["spec"]["holderIdentity"], "me");
         assert_eq!(put.body["spec"]["leaseTransitions"], 5);
         // Another candidate wrote first: the API server refuses our stale resourceVersion.
         put.respond_status(409, "Conflict", "the object has been modified");
     });
-    assert!(matches!(elector(client).round().await.unwrap(), Round::Following(_)));
+    assert!(matches!(
+        elector(client).round().await.unwrap(),
+        Round::Following(_)
+    ));
     verifier.await.unwrap();
 }
 
@@ -105,9 +147,18 @@ async fn takes_over_an_expired_lease_and_loses_a_race_gracefully() {
 async fn hold_returns_when_another_replica_takes_the_lease() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        server.expect(Method::GET, LEASE_PATH).await.respond(200, lease(Some("me"), Timestamp::now(), 1));
-        server.expect(Method::PUT, LEASE_PATH).await.respond_with_request_body();
-        server.expect(Method::GET, LEASE_PATH).await.respond(200, lease(Some("usurper"), Timestamp::now(), 2));
+        server
+            .expect(Method::GET, LEASE_PATH)
+            .await
+            .respond(200, lease(Some("me"), Timestamp::now(), 1));
+        server
+            .expect(Method::PUT, LEASE_PATH)
+            .await
+            .respond_with_request_body();
+        server
+            .expect(Method::GET, LEASE_PATH)
+            .await
+            .respond(200, lease(Some("usurper"), Timestamp::now(), 2));
     });
     let reason = elector(client).hold().await;
     assert!(reason.contains("usurper"), "{reason}");
@@ -118,12 +169,26 @@ async fn hold_returns_when_another_replica_takes_the_lease() {
 async fn release_clears_the_holder_only_when_it_is_us() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        server.expect(Method::GET, LEASE_PATH).await.respond(200, lease(Some("me"), Timestamp::now(), 1));
+        server
+            .expect(Method::GET, LEASE_PATH)
+            .await
+            .respond(200, lease(Some("me"), Timestamp::now(), 1));
         let put = server.expect(Method::PUT, LEASE_PATH).await;
-        assert!(put.body["spec"].get("holderIdentity").is_none_or(Value::is_null), "{}", put.body);
+        assert!(
+            put.body["spec"]
+                .get("holderIdentity")
+                .is_none_or(Value::is_null),
+            "{}",
+            put.body
+        );
         put.respond_with_request_body();
-        server.expect(Method::GET, LEASE_PATH).await.respond(200, lease(Some("other"), Timestamp::now(), 2));
-        server.expect_no_more_calls(Duration::from_millis(100)).await;
+        server
+            .expect(Method::GET, LEASE_PATH)
+            .await
+            .respond(200, lease(Some("other"), Timestamp::now(), 2));
+        server
+            .expect_no_more_calls(Duration::from_millis(100))
+            .await;
     });
     let elector = elector(client);
     elector.release().await.unwrap();

@@ -20,8 +20,16 @@ fn tool(var: &str, name: &str) -> Option<String> {
 }
 
 fn render(program: &str, args: &[&str]) -> Vec<Value> {
-    let out = Command::new(program).args(args).current_dir(repo_root()).output().expect("run renderer");
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run renderer");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).unwrap())
@@ -32,24 +40,35 @@ fn render(program: &str, args: &[&str]) -> Vec<Value> {
 fn kinds(objects: &[Value]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for o in objects {
-        *counts.entry(o["kind"].as_str().unwrap().to_string()).or_default() += 1;
+        *counts
+            .entry(o["kind"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     counts
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
-    objects.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind}"))
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
 }
 
 /// The restricted Pod Security Standard, as the operator Deployment must meet it.
 fn assert_restricted(deployment: &Value) {
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     for c in pod["containers"].as_array().unwrap() {
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
-        assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert_eq!(
+            c["securityContext"]["capabilities"]["drop"],
+            serde_json::json!(["ALL"])
+        );
         assert!(c["readinessProbe"].is_object() && c["livenessProbe"].is_object());
     }
 }
@@ -60,17 +79,38 @@ fn cluster_rules(objects: &[Value]) -> Value {
 
 #[test]
 fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
-    let Some(kubectl) = tool("STELLAOPS_TEST_KUBECTL", "kubectl") else { return };
+    let Some(kubectl) = tool("STELLAOPS_TEST_KUBECTL", "kubectl") else {
+        return;
+    };
     let objects = render(&kubectl, &["kustomize", "config/default"]);
     let counts = kinds(&objects);
-    assert_eq!(counts.get("CustomResourceDefinition"), Some(&7), "{counts:?}");
-    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "Deployment", "ValidatingWebhookConfiguration", "Namespace"] {
-        assert!(counts.contains_key(kind), "config/default lacks {kind}: {counts:?}");
+    assert_eq!(
+        counts.get("CustomResourceDefinition"),
+        Some(&7),
+        "{counts:?}"
+    );
+    for kind in [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "Deployment",
+        "ValidatingWebhookConfiguration",
+        "Namespace",
+    ] {
+        assert!(
+            counts.contains_key(kind),
+            "config/default lacks {kind}: {counts:?}"
+        );
     }
     assert_restricted(find(&objects, "Deployment"));
     let webhook = &find(&objects, "ValidatingWebhookConfiguration")["webhooks"][0];
     assert_eq!(webhook["sideEffects"], "None");
-    assert_eq!(webhook["admissionReviewVersions"], serde_json::json!(["v1"]));
+    assert_eq!(
+        webhook["admissionReviewVersions"],
+        serde_json::json!(["v1"])
+    );
     // The samples kustomization is valid too and holds one resource of each kind.
     let samples = render(&kubectl, &["kustomize", "config/samples"]);
     assert_eq!(samples.len(), 7);
@@ -78,14 +118,42 @@ fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
 
 #[test]
 fn helm_chart_lints_renders_and_matches_the_kustomize_rbac() {
-    let Some(helm) = tool("STELLAOPS_TEST_HELM", "helm") else { return };
+    let Some(helm) = tool("STELLAOPS_TEST_HELM", "helm") else {
+        return;
+    };
     let chart = "charts/stellaops-operator";
-    let lint = Command::new(&helm).args(["lint", "--strict", chart]).current_dir(repo_root()).output().unwrap();
-    assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stdout));
+    let lint = Command::new(&helm)
+        .args(["lint", "--strict", chart])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
 
-    let objects = render(&helm, &["template", "stellaops", chart, "--namespace", "stellaops-system", "--set", "metrics.serviceMonitor.enabled=true"]);
+    let objects = render(
+        &helm,
+        &[
+            "template",
+            "stellaops",
+            chart,
+            "--namespace",
+            "stellaops-system",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+    );
     let counts = kinds(&objects);
-    for kind in ["ClusterRole", "Deployment", "Service", "ServiceMonitor", "ValidatingWebhookConfiguration", "ServiceAccount"] {
+    for kind in [
+        "ClusterRole",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "ValidatingWebhookConfiguration",
+        "ServiceAccount",
+    ] {
         assert!(counts.contains_key(kind), "chart lacks {kind}: {counts:?}");
     }
     assert_restricted(find(&objects, "Deployment"));

@@ -1,37 +1,67 @@
 use std::path::PathBuf;
 
 use stellaops_controllers::Config;
-use stellaops_operator::preview::{Outcome, Summary, documents, input_files, preview_document, run};
+use stellaops_operator::preview::{
+    Outcome, Summary, documents, input_files, preview_document, run,
+};
 
 use crate::repo_root;
 
 fn preview_text(text: &str) -> (Summary, String, String) {
-    let dir = std::env::temp_dir().join(format!("stellaops-preview-{}-{}", std::process::id(), text.len()));
+    let dir = std::env::temp_dir().join(format!(
+        "stellaops-preview-{}-{}",
+        std::process::id(),
+        text.len()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("input.yaml");
     std::fs::write(&file, text).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let summary = run(&[file], &Config::default(), &mut out, &mut err).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    (summary, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    (
+        summary,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
 }
 
 #[test]
 fn directories_are_read_flat_sorted_and_without_kustomization() {
     let files = input_files(&repo_root().join("config/samples")).unwrap();
-    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names.len(), 7, "{names:?}");
     assert!(names.windows(2).all(|w| w[0] < w[1]));
-    assert!(!names.iter().any(|n| n.contains("kustomization") || n.contains("invalid")));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("kustomization") || n.contains("invalid"))
+    );
 }
 
 #[test]
 fn multi_document_files_are_numbered_and_other_kinds_skipped() {
     let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n---\napiVersion: stella-ops.org/v1alpha1\nkind: Scan\nmetadata: {name: s}\nspec: {image: nginx}\n---\napiVersion: stella-ops.org/v1alpha1\nkind: Scan\nmetadata: {name: t}\nspec: {image: 7}\n";
     let (summary, out, err) = preview_text(text);
-    assert_eq!(summary, Summary { valid: 1, invalid: 1, skipped: 1 });
-    assert!(err.contains("input.yaml#1 ConfigMap/x: not a stella-ops.org kind"), "{err}");
-    assert!(err.contains("input.yaml#4 Scan default/t: spec.image: Invalid value: 7"), "{err}");
+    assert_eq!(
+        summary,
+        Summary {
+            valid: 1,
+            invalid: 1,
+            skipped: 1
+        }
+    );
+    assert!(
+        err.contains("input.yaml#1 ConfigMap/x: not a stella-ops.org kind"),
+        "{err}"
+    );
+    assert!(
+        err.contains("input.yaml#4 Scan default/t: spec.image: Invalid value: 7"),
+        "{err}"
+    );
     assert!(out.contains("input.yaml#3 Scan default/s: valid"), "{out}");
     // Defaults are shown, as the API server would store them.
     assert!(out.contains("activeDeadlineSeconds: 600"), "{out}");
@@ -62,7 +92,20 @@ fn cluster_scoped_kinds_get_no_default_namespace() {
 fn every_invalid_example_fails_preview() {
     let dir: PathBuf = repo_root().join("config/samples/invalid");
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let summary = run(&[dir.clone()], &Config::default(), &mut out, &mut err).unwrap();
+    let summary = run(
+        std::slice::from_ref(&dir),
+        &Config::default(),
+        &mut out,
+        &mut err,
+    )
+    .unwrap();
     let count = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(summary, Summary { valid: 0, invalid: count, skipped: 0 });
+    assert_eq!(
+        summary,
+        Summary {
+            valid: 0,
+            invalid: count,
+            skipped: 0
+        }
+    );
 }

@@ -9,9 +9,17 @@ use stellaops_store::outbox::{self, NewEvent};
 pub async fn fresh_database(name: &str) -> Option<String> {
     let server = stellaops_testing::service("STELLAOPS_TEST_DATABASE_URL")?;
     let db = format!("{name}_{}", std::process::id());
-    let mut admin = PgConnection::connect(&server).await.expect("connect to the test PostgreSQL");
-    admin.execute(format!("DROP DATABASE IF EXISTS {db}").as_str()).await.unwrap();
-    admin.execute(format!("CREATE DATABASE {db}").as_str()).await.unwrap();
+    let mut admin = PgConnection::connect(&server)
+        .await
+        .expect("connect to the test PostgreSQL");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {db}").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {db}").as_str())
+        .await
+        .unwrap();
     let (base, _) = server.rsplit_once('/').expect("database URL has a path");
     Some(format!("{base}/{db}"))
 }
@@ -29,46 +37,74 @@ fn event(key: &str) -> NewEvent {
 
 #[tokio::test]
 async fn migrations_apply_once_and_outbox_round_trips() {
-    let Some(url) = fresh_database("store_outbox").await else { return };
+    let Some(url) = fresh_database("store_outbox").await else {
+        return;
+    };
     let pool = stellaops_store::connect(&url).await.unwrap();
     stellaops_store::migrate(&pool).await.unwrap();
     // Idempotent: a second run (another Pod starting) applies nothing and fails nothing.
     stellaops_store::migrate(&pool).await.unwrap();
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(applied, stellaops_store::MIGRATOR.iter().count() as i64);
 
     let first = outbox::publish(&pool, &event("scan/abc")).await.unwrap();
     assert!(first.is_some());
     // A retried producer cannot add the same event twice.
-    assert_eq!(outbox::publish(&pool, &event("scan/abc")).await.unwrap(), None);
-    let second = outbox::publish(&pool, &event("scan/def")).await.unwrap().unwrap();
+    assert_eq!(
+        outbox::publish(&pool, &event("scan/abc")).await.unwrap(),
+        None
+    );
+    let second = outbox::publish(&pool, &event("scan/def"))
+        .await
+        .unwrap()
+        .unwrap();
 
     let events = outbox::read_after(&pool, 0, 10).await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].payload["findings"]["high"], 2);
     assert_eq!(events[1].id, second);
-    assert!(outbox::read_after(&pool, second, 10).await.unwrap().is_empty());
+    assert!(
+        outbox::read_after(&pool, second, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn an_event_published_in_a_rolled_back_transaction_never_appears() {
-    let Some(url) = fresh_database("store_rollback").await else { return };
+    let Some(url) = fresh_database("store_rollback").await else {
+        return;
+    };
     let pool = stellaops_store::connect(&url).await.unwrap();
     stellaops_store::migrate(&pool).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
-    outbox::publish(&mut *tx, &event("scan/rolled-back")).await.unwrap();
+    outbox::publish(&mut *tx, &event("scan/rolled-back"))
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     assert!(outbox::read_after(&pool, 0, 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn listeners_are_woken_by_inserts() {
-    let Some(url) = fresh_database("store_listen").await else { return };
+    let Some(url) = fresh_database("store_listen").await else {
+        return;
+    };
     let pool = stellaops_store::connect(&url).await.unwrap();
     stellaops_store::migrate(&pool).await.unwrap();
     let mut listener = PgListener::connect(&url).await.unwrap();
     listener.listen(outbox::NOTIFY_CHANNEL).await.unwrap();
-    let id = outbox::publish(&pool, &event("scan/notify")).await.unwrap().unwrap();
-    let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.unwrap().unwrap();
+    let id = outbox::publish(&pool, &event("scan/notify"))
+        .await
+        .unwrap()
+        .unwrap();
+    let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(notification.payload(), id.to_string());
 }
