@@ -119,14 +119,6 @@ pub struct S3Location {
     pub secret_ref: Option<LocalObjectReference>,
 }
 
-/// Fields every status carries. Flattened into each kind's status.
-pub trait HasConditions {
-    /// Conditions, newest state of each type.
-    fn conditions(&self) -> &[Condition];
-    /// The generation the status describes.
-    fn observed_generation(&self) -> Option<i64>;
-}
-
 /// Set `new` in `conditions`, replacing the condition of the same type. The transition time
 /// is kept when the status does not change, as `metav1.Condition` requires.
 pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{HasConditions, LocalObjectReference, S3Location, SecretKeyRef};
+use crate::common::{LocalObjectReference, S3Location, SecretKeyRef};
 use crate::schedule::CRON_PATTERN;
 
 /// Synchronise canonical advisories with another site: export signed delta bundles since
@@ -213,13 +213,4 @@ pub struct FederationSiteStatus {
     /// `Ready`, `Syncing` and `Failed` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-impl HasConditions for FederationSiteStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
 }

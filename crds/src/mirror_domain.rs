@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{HasConditions, S3Location, SecretKeyRef};
+use crate::common::{S3Location, SecretKeyRef};
 use crate::schedule::CRON_PATTERN;
 
 /// A mirror domain: signed Concelier/Excititor export bundles pulled from S3 onto a volume
@@ -203,15 +203,6 @@ pub struct MirrorDomainStatus {
     /// `Ready`, `Synced` and `Serving` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-impl HasConditions for MirrorDomainStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
 }
 
 /// Counts of one sync.

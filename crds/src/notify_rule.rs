@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{HasConditions, SecretKeyRef, Severity};
+use crate::common::{SecretKeyRef, Severity};
 
 /// Route platform events (scan reports, re-scan deltas, admission denials, imports,
 /// releases) to people, with throttling, digests and durable at-most-once delivery.
@@ -237,13 +237,4 @@ pub struct NotifyRuleStatus {
     /// `Ready` condition: the rule and its Secrets are valid and a worker runs it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-impl HasConditions for NotifyRuleStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
 }

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{HasConditions, SecretKeyRef};
+use crate::common::SecretKeyRef;
 
 /// `MAJOR.MINOR.PATCH` as release manifests spell versions.
 pub const SEMVER_PATTERN: &str = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$";
@@ -193,15 +193,6 @@ pub struct PlatformStatus {
     /// `Ready`, `Available`, `Progressing`, `Upgradeable` and `ReleaseVerified`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-impl HasConditions for PlatformStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
 }
 
 /// Rollout phase.

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{HasConditions, LocalObjectReference, Severity};
+use crate::common::{LocalObjectReference, Severity};
 
 /// Scan one container image: resolve its digest, inventory its packages into an SBOM,
 /// match them against the advisory store and decide a verdict from `policy`.
@@ -191,15 +191,6 @@ pub struct ScanStatus {
     /// `Ready`, `Queued`, `Succeeded` and `Failed` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-impl HasConditions for ScanStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
 }
 
 /// Life-cycle phase of a Scan.

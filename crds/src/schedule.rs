@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{HasConditions, Severity};
+use crate::common::Severity;
 
 /// Cron expressions: five fields, or one of the `@hourly`-style macros. Time zones go in
 /// `timeZone`, never in the expression (as for CronJob).
@@ -313,15 +313,6 @@ pub struct ScheduleStatus {
     /// `Ready` and `Running` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-impl HasConditions for ScheduleStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
 }
 
 /// Counts of one run.

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{HasConditions, NamespacedSecretRef};
+use crate::common::NamespacedSecretRef;
 use crate::scan::Verdict;
 
 /// Admission policy enforced by Zastava: which images, in which namespaces, must be pinned
@@ -182,13 +182,4 @@ pub struct ZastavaPolicyStatus {
     /// `Ready` condition: the webhook is configured and serving this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-impl HasConditions for ZastavaPolicyStatus {
-    fn conditions(&self) -> &[Condition] {
-        &self.conditions
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
 }
