@@ -1,6 +1,7 @@
 //! The platform's shared storage: the PostgreSQL schema (sqlx migrations), the events
 //! outbox, and the S3 client and object layout.
 
+pub mod advisories;
 pub mod outbox;
 pub mod s3;
 

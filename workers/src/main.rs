@@ -3,6 +3,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use stellaops_store::s3::S3Settings;
+use stellaops_workers::federation_cli::{self, AdvisoriesCommand, FederationCommand};
 use stellaops_workers::registry::{Credentials, ImageReference, RegistryClient};
 
 /// The Stella Ops data-plane worker, run by the operator inside Jobs, CronJobs and Deployments.
@@ -12,6 +14,9 @@ struct Cli {
     /// PostgreSQL URL (postgres://user:password@host:port/database).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// Endpoint of an S3-compatible server (credentials from the standard AWS_* variables).
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    s3_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,6 +25,16 @@ struct Cli {
 enum Command {
     /// Apply the platform's PostgreSQL migrations (safe to run from several Pods at once).
     Migrate,
+    /// Canonical advisories.
+    Advisories {
+        #[command(subcommand)]
+        command: AdvisoriesCommand,
+    },
+    /// Federation between sites: signed delta bundles and site policies.
+    Federation {
+        #[command(subcommand)]
+        command: FederationCommand,
+    },
     /// Inspect container images in a registry.
     Image {
         #[command(subcommand)]
@@ -44,11 +59,10 @@ enum ImageCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -56,37 +70,36 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn database(url: Option<&str>) -> anyhow::Result<sqlx::PgPool> {
+    let url = url.context("--database-url or DATABASE_URL is required")?;
+    let pool = stellaops_store::connect(url).await.context("connecting to PostgreSQL")?;
+    stellaops_store::migrate(&pool).await?;
+    Ok(pool)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let s3 = S3Settings::from_env(cli.s3_endpoint.clone());
     match cli.command {
         Command::Migrate => {
-            let url = cli
-                .database_url
-                .context("--database-url or DATABASE_URL is required")?;
-            let pool = stellaops_store::connect(&url).await?;
-            stellaops_store::migrate(&pool).await?;
+            database(cli.database_url.as_deref()).await?;
             println!("migrations applied");
         }
-        Command::Image {
-            command:
-                ImageCommand::Resolve {
-                    image,
-                    docker_config,
-                    plain_http,
-                },
-        } => {
+        Command::Advisories { command } => {
+            federation_cli::advisories(&database(cli.database_url.as_deref()).await?, command).await?;
+        }
+        Command::Federation { command } => {
+            return federation_cli::federation(&database(cli.database_url.as_deref()).await?, &s3, command).await;
+        }
+        Command::Image { command: ImageCommand::Resolve { image, docker_config, plain_http } } => {
             let credentials = match docker_config {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    Credentials::from_docker_config(&text)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    Credentials::from_docker_config(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
                 }
                 None => Credentials::default(),
             };
             let reference: ImageReference = image.parse()?;
-            let manifest = RegistryClient::new(credentials, plain_http)?
-                .fetch_manifest(&reference)
-                .await?;
+            let manifest = RegistryClient::new(credentials, plain_http)?.fetch_manifest(&reference).await?;
             println!(
                 "{}",
                 serde_json::json!({
@@ -98,5 +111,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(true)
 }

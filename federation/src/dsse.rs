@@ -1,0 +1,144 @@
+//! DSSE envelopes signed with ES256 (ECDSA P-256, SHA-256, ASN.1 DER signatures).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use p256::ecdsa::signature::{Signer as _, Verifier as _};
+use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Payload type of federation bundle signatures.
+pub const PAYLOAD_TYPE: &str = "application/stellaops.federation.bundle+json";
+
+/// A DSSE envelope, in the seed's field names.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// What the payload is.
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    /// Base64 of the signed bytes.
+    pub payload: String,
+    /// One or more signatures.
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+/// One signature of an envelope.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeSignature {
+    /// `sha256:<hex>` of the signer's public key (SubjectPublicKeyInfo DER).
+    #[serde(rename = "keyId")]
+    pub key_id: String,
+    /// Always `ES256`.
+    pub algorithm: String,
+    /// Base64 of the DER ECDSA signature over the PAE.
+    pub signature: String,
+}
+
+/// Key problems.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The PEM does not hold a usable P-256 key.
+    #[error("not a PEM ECDSA P-256 {0} key")]
+    BadKey(&'static str),
+}
+
+/// DSSE pre-authentication encoding: `DSSEv1 <len(type)> <type> <len(body)> <body>`.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// `sha256:<hex>` of a public key's SubjectPublicKeyInfo DER.
+pub fn key_id(key: &VerifyingKey) -> String {
+    let der = key.to_public_key_der().expect("P-256 keys encode");
+    format!("sha256:{}", hex::encode(Sha256::digest(der.as_bytes())))
+}
+
+/// A signing key.
+pub struct Signer {
+    key: SigningKey,
+    key_id: String,
+}
+
+impl Signer {
+    /// From a PEM private key (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`).
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let key = SigningKey::from_pkcs8_pem(pem)
+            .or_else(|_| p256::SecretKey::from_sec1_pem(pem).map(SigningKey::from))
+            .map_err(|_| KeyError::BadKey("private"))?;
+        Ok(Self::from_key(key))
+    }
+
+    /// From a key.
+    pub fn from_key(key: SigningKey) -> Self {
+        let key_id = key_id(key.verifying_key());
+        Signer { key, key_id }
+    }
+
+    /// This signer's key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Sign `payload`. ECDSA nonces are derived from the key and message (RFC 6979), so
+    /// the same payload gives the same envelope.
+    pub fn sign(&self, payload: &[u8]) -> Envelope {
+        let signature: DerSignature = self.key.sign(&pae(PAYLOAD_TYPE, payload));
+        Envelope {
+            payload_type: PAYLOAD_TYPE.to_string(),
+            payload: STANDARD.encode(payload),
+            signatures: vec![EnvelopeSignature {
+                key_id: self.key_id.clone(),
+                algorithm: "ES256".to_string(),
+                signature: STANDARD.encode(signature.as_bytes()),
+            }],
+        }
+    }
+}
+
+/// Public keys trusted to sign bundles.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedKeys {
+    keys: Vec<(String, VerifyingKey)>,
+}
+
+impl TrustedKeys {
+    /// From PEM public keys (`PUBLIC KEY`).
+    pub fn from_pems<'a>(pems: impl IntoIterator<Item = &'a str>) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        for pem in pems {
+            let key = VerifyingKey::from_public_key_pem(pem.trim()).map_err(|_| KeyError::BadKey("public"))?;
+            keys.push((key_id(&key), key));
+        }
+        Ok(TrustedKeys { keys })
+    }
+
+    /// Add a key.
+    pub fn push(&mut self, key: VerifyingKey) {
+        self.keys.push((key_id(&key), key));
+    }
+
+    /// True when no key is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key id of the first signature on `envelope` that a trusted key verifies over
+    /// `payload`, or `None`.
+    pub fn verify(&self, envelope: &Envelope, payload: &[u8]) -> Option<String> {
+        let message = pae(&envelope.payload_type, payload);
+        envelope.signatures.iter().find_map(|sig| {
+            let bytes = STANDARD.decode(&sig.signature).ok()?;
+            let signature = p256::ecdsa::Signature::from_der(&bytes).ok()?;
+            self.keys
+                .iter()
+                .filter(|(id, _)| sig.key_id.is_empty() || *id == sig.key_id)
+                .find(|(_, key)| key.verify(&message, &signature).is_ok())
+                .map(|(id, _)| id.clone())
+        })
+    }
+}

@@ -1,0 +1,385 @@
+//! The canonical advisory store: canonicals, source edges, deletions, and the change
+//! sequence federation cursors point into. Writes are batched (one statement per kind
+//! per call) and must run inside a transaction that first calls [`lock_changes`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+
+use crate::Result;
+
+/// One canonical advisory: a vulnerability as it affects one package. Field order is the
+/// canonical JSON order (see docs/canonical-advisory.md).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CanonicalAdvisory {
+    /// `sha256:<hex>` of `"{vuln_id}|{affects_key}"`: the identity shared by every site.
+    pub merge_hash: String,
+    /// CVE id when known, else the source's id.
+    pub vuln_id: String,
+    /// The CVE id, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cve: Option<String>,
+    /// Other ids of the same vulnerability, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Package URL without version (`pkg:npm/express`, `pkg:deb/debian/openssl?distro=debian-12`).
+    pub affects_key: String,
+    /// Ecosystem as OSV names it (`npm`, `PyPI`, `Debian:12`).
+    pub ecosystem: String,
+    /// Affected ranges: `[{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.19.2"}]}]`.
+    #[serde(default, skip_serializing_if = "is_empty_array")]
+    pub ranges: Value,
+    /// Explicitly affected versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
+    /// `critical`, `high`, `medium` or `low`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// `{"version": "3.1", "vector": "CVSS:3.1/…", "score": 7.5}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cvss: Option<Value>,
+    /// One-line summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// First published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<DateTime<Utc>>,
+    /// Last modified upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<DateTime<Utc>>,
+    /// When upstream withdrew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<DateTime<Utc>>,
+}
+
+fn is_empty_array(v: &Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(Vec::is_empty)
+}
+
+impl CanonicalAdvisory {
+    /// The merge hash of a (vulnerability, package) pair.
+    pub fn merge_hash_of(vuln_id: &str, affects_key: &str) -> String {
+        sha256_hex(format!("{vuln_id}|{affects_key}").as_bytes())
+    }
+
+    /// `sha256:<hex>` of the canonical JSON: equal content, equal hash.
+    pub fn content_hash(&self) -> String {
+        sha256_hex(&serde_json::to_vec(self).expect("canonicals serialize"))
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A link from a canonical to the source document it came from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEdge {
+    /// The canonical.
+    pub merge_hash: String,
+    /// Source name (`nvd`, `ghsa`, `debian`, `osv`).
+    pub source: String,
+    /// The document's id at that source.
+    pub source_advisory_id: String,
+    /// `sha256:<hex>` of the document.
+    pub document_hash: String,
+    /// When the document was fetched.
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// A withdrawn or deleted canonical.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Deletion {
+    /// The canonical.
+    pub merge_hash: String,
+    /// Why (`withdrawn`, `deleted`).
+    pub reason: String,
+}
+
+/// A position in the change sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChangePoint {
+    /// Sequence number.
+    pub seq: i64,
+    /// When the change was made.
+    pub at: DateTime<Utc>,
+}
+
+/// One change, in sequence order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// A canonical created or updated.
+    Canonical(CanonicalAdvisory),
+    /// A source edge added or changed.
+    Edge(SourceEdge),
+    /// A canonical withdrawn or deleted.
+    Deletion(Deletion),
+}
+
+/// Serialise writers of the change sequence for the rest of the transaction, so sequence
+/// numbers commit in order.
+pub async fn lock_changes(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(7305814, 1)").execute(conn).await?;
+    Ok(())
+}
+
+/// What is stored locally for a canonical.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCanonical {
+    /// The canonical.
+    pub advisory: CanonicalAdvisory,
+    /// Its content hash.
+    pub content_hash: String,
+    /// Site it was imported from; `None` when ingested here.
+    pub origin_site: Option<String>,
+}
+
+const CANONICAL_COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, \
+     severity, cvss, summary, published, modified, withdrawn";
+
+type CanonicalRow = (
+    String,
+    String,
+    Option<String>,
+    Vec<String>,
+    String,
+    String,
+    Value,
+    Vec<String>,
+    Option<String>,
+    Option<Value>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn from_row(row: CanonicalRow) -> CanonicalAdvisory {
+    let (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, summary, published, modified, withdrawn) = row;
+    CanonicalAdvisory { merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, summary, published, modified, withdrawn }
+}
+
+/// The stored canonicals among `merge_hashes`.
+pub async fn stored_canonicals(conn: &mut PgConnection, merge_hashes: &[String]) -> Result<HashMap<String, StoredCanonical>> {
+    use sqlx::Row as _;
+    let query = format!("SELECT {CANONICAL_COLUMNS}, content_hash, origin_site FROM canonical_advisories WHERE merge_hash = ANY($1)");
+    let rows = sqlx::query(&query).bind(merge_hashes).fetch_all(&mut *conn).await?;
+    let mut stored = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let advisory = from_row(canonical_from_pg_row(row)?);
+        let entry = StoredCanonical {
+            content_hash: row.try_get("content_hash")?,
+            origin_site: row.try_get("origin_site")?,
+            advisory,
+        };
+        stored.insert(entry.advisory.merge_hash.clone(), entry);
+    }
+    Ok(stored)
+}
+
+fn canonical_from_pg_row(r: &sqlx::postgres::PgRow) -> Result<CanonicalRow> {
+    use sqlx::Row as _;
+    Ok((
+        r.try_get("merge_hash")?,
+        r.try_get("vuln_id")?,
+        r.try_get("cve")?,
+        r.try_get("aliases")?,
+        r.try_get("affects_key")?,
+        r.try_get("ecosystem")?,
+        r.try_get("ranges")?,
+        r.try_get("versions")?,
+        r.try_get("severity")?,
+        r.try_get("cvss")?,
+        r.try_get("summary")?,
+        r.try_get("published")?,
+        r.try_get("modified")?,
+        r.try_get("withdrawn")?,
+    ))
+}
+
+/// Insert or replace `canonicals` (in order, each taking the next change number),
+/// recording `origin_site`, and clear any deletion of them. Returns the last change
+/// written.
+pub async fn write_canonicals(
+    conn: &mut PgConnection,
+    canonicals: &[CanonicalAdvisory],
+    origin_site: Option<&str>,
+) -> Result<Option<ChangePoint>> {
+    if canonicals.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<Value> = canonicals
+        .iter()
+        .map(|c| {
+            let mut row = serde_json::to_value(c).expect("canonicals serialize");
+            row["content_hash"] = Value::from(c.content_hash());
+            row
+        })
+        .collect();
+    let point: (i64, DateTime<Utc>) = sqlx::query_as(
+        "WITH input AS (
+             SELECT x.*, ord FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS x(
+                 merge_hash text, vuln_id text, cve text, aliases text[], affects_key text, ecosystem text,
+                 ranges jsonb, versions text[], severity text, cvss jsonb, summary text,
+                 published timestamptz, modified timestamptz, withdrawn timestamptz, content_hash text)
+         ), numbered AS (
+             SELECT input.*, nextval('advisory_change_seq') AS seq FROM input ORDER BY ord
+         ), written AS (
+             INSERT INTO canonical_advisories (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges,
+                 versions, severity, cvss, summary, published, modified, withdrawn, content_hash, origin_site,
+                 change_seq, changed_at)
+             SELECT merge_hash, vuln_id, cve, coalesce(aliases, '{}'), affects_key, ecosystem, coalesce(ranges, '[]'),
+                 coalesce(versions, '{}'), severity, cvss, summary, published, modified, withdrawn, content_hash, $2,
+                 seq, now()
+             FROM numbered ORDER BY seq
+             ON CONFLICT (merge_hash) DO UPDATE SET vuln_id = EXCLUDED.vuln_id, cve = EXCLUDED.cve,
+                 aliases = EXCLUDED.aliases, affects_key = EXCLUDED.affects_key, ecosystem = EXCLUDED.ecosystem,
+                 ranges = EXCLUDED.ranges, versions = EXCLUDED.versions, severity = EXCLUDED.severity,
+                 cvss = EXCLUDED.cvss, summary = EXCLUDED.summary, published = EXCLUDED.published,
+                 modified = EXCLUDED.modified, withdrawn = EXCLUDED.withdrawn, content_hash = EXCLUDED.content_hash,
+                 origin_site = EXCLUDED.origin_site, change_seq = EXCLUDED.change_seq, changed_at = EXCLUDED.changed_at
+             RETURNING merge_hash, change_seq, changed_at
+         ), cleared AS (
+             DELETE FROM advisory_deletions WHERE merge_hash IN (SELECT merge_hash FROM written)
+         )
+         SELECT max(change_seq), max(changed_at) FROM written",
+    )
+    .bind(Value::Array(rows))
+    .bind(origin_site)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some(ChangePoint { seq: point.0, at: point.1 }))
+}
+
+/// Insert or replace `edges` whose canonical exists; returns how many were written
+/// (an edge to the same document, by hash, is left alone and not counted).
+pub async fn write_edges(conn: &mut PgConnection, edges: &[SourceEdge]) -> Result<u64> {
+    if edges.is_empty() {
+        return Ok(0);
+    }
+    let rows = serde_json::to_value(edges).expect("edges serialize");
+    let written = sqlx::query(
+        "WITH input AS (
+             SELECT x.*, ord FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS x(
+                 merge_hash text, source text, source_advisory_id text, document_hash text, fetched_at timestamptz)
+         ), wanted AS (
+             SELECT input.* FROM input
+             JOIN canonical_advisories c ON c.merge_hash = input.merge_hash
+             LEFT JOIN advisory_source_edges e ON e.merge_hash = input.merge_hash AND e.source = input.source
+                  AND e.source_advisory_id = input.source_advisory_id
+             WHERE e.merge_hash IS NULL OR e.document_hash <> input.document_hash
+         ), numbered AS (
+             SELECT wanted.*, nextval('advisory_change_seq') AS seq FROM wanted ORDER BY ord
+         )
+         INSERT INTO advisory_source_edges (merge_hash, source, source_advisory_id, document_hash, fetched_at, change_seq, changed_at)
+         SELECT merge_hash, source, source_advisory_id, document_hash, fetched_at, seq, now() FROM numbered ORDER BY seq
+         ON CONFLICT (merge_hash, source, source_advisory_id) DO UPDATE SET document_hash = EXCLUDED.document_hash,
+             fetched_at = EXCLUDED.fetched_at, change_seq = EXCLUDED.change_seq, changed_at = EXCLUDED.changed_at",
+    )
+    .bind(rows)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(written)
+}
+
+/// Delete the canonicals of `deletions` (their edges go with them) and record each
+/// deletion. Returns how many canonicals were present and removed.
+pub async fn write_deletions(conn: &mut PgConnection, deletions: &[Deletion]) -> Result<u64> {
+    if deletions.is_empty() {
+        return Ok(0);
+    }
+    let rows = serde_json::to_value(deletions).expect("deletions serialize");
+    let removed: i64 = sqlx::query_scalar(
+        "WITH input AS (
+             SELECT x.*, ord FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS x(merge_hash text, reason text)
+         ), numbered AS (
+             SELECT input.*, nextval('advisory_change_seq') AS seq FROM input ORDER BY ord
+         ), recorded AS (
+             INSERT INTO advisory_deletions (merge_hash, reason, change_seq, changed_at)
+             SELECT merge_hash, reason, seq, now() FROM numbered ORDER BY seq
+             ON CONFLICT (merge_hash) DO UPDATE SET reason = EXCLUDED.reason, change_seq = EXCLUDED.change_seq,
+                 changed_at = EXCLUDED.changed_at
+         ), removed AS (
+             DELETE FROM canonical_advisories WHERE merge_hash IN (SELECT merge_hash FROM input) RETURNING 1
+         )
+         SELECT count(*) FROM removed",
+    )
+    .bind(rows)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(removed as u64)
+}
+
+/// Up to `limit` changes after sequence number `after`, in sequence order, each with its
+/// change point. Run it in a `REPEATABLE READ` transaction so the three tables are read
+/// from one snapshot.
+pub async fn changes_after(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<(ChangePoint, Change)>> {
+    let mut changes = Vec::new();
+    let canonical_rows = sqlx::query(&format!(
+        "SELECT {CANONICAL_COLUMNS}, change_seq, changed_at FROM canonical_advisories
+         WHERE change_seq > $1 ORDER BY change_seq LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &canonical_rows {
+        use sqlx::Row as _;
+        let point = ChangePoint { seq: row.try_get("change_seq")?, at: row.try_get("changed_at")? };
+        changes.push((point, Change::Canonical(from_row(canonical_from_pg_row(row)?))));
+    }
+    let edges: Vec<(String, String, String, String, DateTime<Utc>, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT merge_hash, source, source_advisory_id, document_hash, fetched_at, change_seq, changed_at
+         FROM advisory_source_edges WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (merge_hash, source, source_advisory_id, document_hash, fetched_at, seq, at) in edges {
+        let edge = SourceEdge { merge_hash, source, source_advisory_id, document_hash, fetched_at };
+        changes.push((ChangePoint { seq, at }, Change::Edge(edge)));
+    }
+    let deletions: Vec<(String, String, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT merge_hash, reason, change_seq, changed_at FROM advisory_deletions
+         WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (merge_hash, reason, seq, at) in deletions {
+        changes.push((ChangePoint { seq, at }, Change::Deletion(Deletion { merge_hash, reason })));
+    }
+    changes.sort_by_key(|(point, _)| point.seq);
+    changes.truncate(limit.max(0) as usize);
+    Ok(changes)
+}
+
+/// The newest change, if any.
+pub async fn latest_change(pool: &PgPool) -> Result<Option<ChangePoint>> {
+    let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT change_seq, changed_at FROM (
+             SELECT change_seq, changed_at FROM canonical_advisories
+             UNION ALL SELECT change_seq, changed_at FROM advisory_source_edges
+             UNION ALL SELECT change_seq, changed_at FROM advisory_deletions) c
+         ORDER BY change_seq DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(seq, at)| ChangePoint { seq, at }))
+}
+
+/// Number of canonicals stored.
+pub async fn canonical_count(pool: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM canonical_advisories").fetch_one(pool).await?)
+}

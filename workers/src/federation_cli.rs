@@ -1,0 +1,455 @@
+//! `stellaops-worker advisories …` and `stellaops-worker federation …`, with the seed's
+//! CLI shape (federation-setup-and-operations.md).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use aws_sdk_s3::primitives::ByteStream;
+use clap::{Args, Subcommand};
+use sqlx::PgPool;
+use stellaops_federation::cursor::Cursor;
+use stellaops_federation::dsse::{Signer, TrustedKeys};
+use stellaops_federation::export::{ExportOptions, export};
+use stellaops_federation::import::{ImportOptions, OnConflict, import};
+use stellaops_federation::sites::{self, PolicyUpdate};
+use stellaops_federation::{ingest, osv, validate};
+use stellaops_store::s3::S3Settings;
+
+/// `advisories` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AdvisoriesCommand {
+    /// Read advisory documents into canonicals and source edges (idempotent).
+    Ingest {
+        /// Document format.
+        #[arg(long, value_parser = ["osv"], default_value = "osv")]
+        format: String,
+        /// Source name for the edges; derived from each document's id when omitted.
+        #[arg(long)]
+        source: Option<String>,
+        /// Files or directories (read recursively for *.json).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+/// `federation` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum FederationCommand {
+    /// Export, import and validate bundles.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
+    /// Federation partners.
+    Sites {
+        #[command(subcommand)]
+        command: SitesCommand,
+    },
+}
+
+/// `federation bundle` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Export the changes after a cursor (everything without -c).
+    Export(ExportArgs),
+    /// Validate and import a bundle from a file, `-` (stdin) or `s3://bucket/key`.
+    Import(ImportArgs),
+    /// Check a bundle without importing it.
+    Validate {
+        /// Bundle file, `-` or `s3://bucket/key`.
+        file: String,
+        /// PEM public keys to check the signature with.
+        #[arg(long = "trusted-key")]
+        trusted_keys: Vec<PathBuf>,
+        /// Fail when the bundle is not signed.
+        #[arg(long)]
+        require_signature: bool,
+        /// Size limit.
+        #[arg(long, default_value = "100MB", value_parser = parse_size)]
+        max_bundle_size: u64,
+    },
+}
+
+/// Arguments of `bundle export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Export the changes after this cursor (`2025-01-14T00:00:00Z#0000`).
+    #[arg(short = 'c', long = "cursor")]
+    cursor: Option<String>,
+    /// Output file, `-` for stdout, or `s3://bucket/prefix/` (one object per bundle).
+    /// Several bundles to a file are written as FILE-0001.zst, FILE-0002.zst, …
+    #[arg(short = 'o', long = "output", default_value = "-")]
+    output: String,
+    /// This site's id, written into the manifest.
+    #[arg(long, env = "STELLAOPS_SITE_ID")]
+    site_id: String,
+    /// Most items per bundle.
+    #[arg(long, default_value_t = 10_000)]
+    max_items: usize,
+    /// zstd compression level (1–19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression_level: i32,
+    /// PEM ECDSA P-256 private key to sign with.
+    #[arg(long, env = "STELLAOPS_SIGNING_KEY_FILE")]
+    signing_key: Option<PathBuf>,
+}
+
+/// Arguments of `bundle import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Bundle file, `-` for stdin, or `s3://bucket/key`.
+    file: String,
+    /// Validate and report, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the response as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Import even if the cursor is not after the current one.
+    #[arg(long)]
+    force: bool,
+    /// Skip signature verification (only for sites marked trusted; testing only).
+    #[arg(long)]
+    skip_signature: bool,
+    /// Conflict strategy.
+    #[arg(long, default_value = "prefer_remote", value_parser = ["prefer_remote", "prefer_local", "fail"])]
+    on_conflict: String,
+    /// PEM public keys trusted to sign bundles (files, or directories of *.pem).
+    #[arg(long = "trusted-key", env = "STELLAOPS_TRUSTED_KEYS", value_delimiter = ',')]
+    trusted_keys: Vec<PathBuf>,
+    /// Expected bundle hash (`sha256:<hex>`).
+    #[arg(long)]
+    expect_hash: Option<String>,
+    /// Absolute size limit before the site's own limit applies.
+    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    max_bundle_size: u64,
+}
+
+/// `federation sites` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SitesCommand {
+    /// List sites with their status, last sync and cursor.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent imports from a site.
+    History {
+        /// Site id.
+        site: String,
+        /// How many.
+        #[arg(long, default_value_t = 10)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a trusted site.
+    Add {
+        /// Site id.
+        site: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Change a site's policy.
+    Policy {
+        /// Site id.
+        site: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+}
+
+/// Policy flags.
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// Display name.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Accept imports from the site.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    enabled: Option<bool>,
+    /// Largest bundle accepted (`100MB`, `1GB`, bytes).
+    #[arg(long, value_parser = parse_size)]
+    max_bundle_size: Option<u64>,
+    /// Sources accepted, comma-separated (`nvd,ghsa,debian`); empty accepts all.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    allowed_sources: Option<Vec<String>>,
+    /// Refuse unsigned bundles.
+    #[arg(long)]
+    require_signature: Option<bool>,
+    /// Allow `--skip-signature` for this site.
+    #[arg(long)]
+    skip_signature_trusted: Option<bool>,
+}
+
+/// `100MB`, `1GB`, `512KiB` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{s:?} is not a size like 100MB"))?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn json_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for entry in entries {
+            json_files(&entry, out)?;
+        }
+    } else if path.extension().is_some_and(|e| e == "json") || path.is_file() {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn s3_location(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    Some((bucket.to_string(), key.to_string()))
+}
+
+async fn read_input(source: &str, s3: &S3Settings) -> anyhow::Result<Vec<u8>> {
+    if source == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("reading stdin")?;
+        return Ok(bytes);
+    }
+    if let Some((bucket, key)) = s3_location(source) {
+        let client = stellaops_store::s3::client(s3).await;
+        let object = client.get_object().bucket(&bucket).key(&key).send().await.with_context(|| format!("reading {source}"))?;
+        return Ok(object.body.collect().await.context("reading object body")?.into_bytes().to_vec());
+    }
+    std::fs::read(source).with_context(|| format!("reading {source}"))
+}
+
+fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                let p = entry?.path();
+                if p.extension().is_some_and(|e| e == "pem" || e == "pub") {
+                    files.push(p);
+                }
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let pems: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
+        .collect::<anyhow::Result<_>>()?;
+    TrustedKeys::from_pems(pems.iter().map(String::as_str)).map_err(|e| anyhow::anyhow!("trusted keys: {e}"))
+}
+
+/// Run an `advisories` command.
+pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Result<()> {
+    let AdvisoriesCommand::Ingest { format: _, source, paths } = command;
+    let mut files = Vec::new();
+    for path in &paths {
+        json_files(path, &mut files)?;
+    }
+    let now = chrono::Utc::now();
+    let mut documents = Vec::with_capacity(files.len());
+    for file in &files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        documents.push(osv::parse(&file.display().to_string(), &bytes, source.as_deref(), now)?);
+    }
+    let summary = ingest::ingest(pool, documents).await?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn numbered(path: &str, index: usize) -> String {
+    let p = Path::new(path);
+    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match p.extension() {
+        Some(ext) => format!("{stem}-{index:04}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{index:04}"),
+    };
+    p.with_file_name(name).display().to_string()
+}
+
+/// Run a `federation` command. Returns the process's success.
+pub async fn federation(pool: &PgPool, s3: &S3Settings, command: FederationCommand) -> anyhow::Result<bool> {
+    match command {
+        FederationCommand::Bundle { command: BundleCommand::Export(args) } => {
+            let since: Option<Cursor> = args.cursor.as_deref().map(str::parse).transpose()?;
+            let signer = match &args.signing_key {
+                Some(path) => Some(Signer::from_pem(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?),
+                None => None,
+            };
+            let options = ExportOptions {
+                site_id: args.site_id.clone(),
+                since,
+                max_items: args.max_items,
+                compression_level: args.compression_level,
+                signer: signer.as_ref(),
+            };
+            let started = std::time::Instant::now();
+            let bundles = export(pool, &options).await?;
+            crate::metrics::EXPORT_DURATION.observe(started.elapsed().as_secs_f64());
+            if bundles.is_empty() {
+                eprintln!("no changes after {}", args.cursor.as_deref().unwrap_or("the beginning"));
+                return Ok(true);
+            }
+            for (i, bundle) in bundles.iter().enumerate() {
+                crate::metrics::BUNDLE_SIZE.observe(bundle.bytes.len() as f64);
+                let destination = if args.output == "-" {
+                    if bundles.len() > 1 {
+                        bail!("{} bundles (more than --max-items {} changes): write them with -o FILE or s3://", bundles.len(), args.max_items);
+                    }
+                    std::io::stdout().write_all(&bundle.bytes)?;
+                    "<stdout>".to_string()
+                } else if let Some((bucket, prefix)) = s3_location(&args.output) {
+                    let seq = bundle.cursor.rsplit_once('#').map(|(_, s)| s).unwrap_or("0");
+                    let key = format!("{}/bundle-{:0>12}.tar.zst", prefix.trim_end_matches('/'), seq).trim_start_matches('/').to_string();
+                    stellaops_store::s3::client(s3)
+                        .await
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .body(ByteStream::from(bundle.bytes.clone()))
+                        .send()
+                        .await
+                        .with_context(|| format!("writing s3://{bucket}/{key}"))?;
+                    format!("s3://{bucket}/{key}")
+                } else {
+                    let path = if bundles.len() == 1 { args.output.clone() } else { numbered(&args.output, i + 1) };
+                    // Write then rename: a reader never sees half a bundle.
+                    let partial = format!("{path}.partial");
+                    std::fs::write(&partial, &bundle.bytes).with_context(|| format!("writing {partial}"))?;
+                    std::fs::rename(&partial, &path)?;
+                    path
+                };
+                eprintln!(
+                    "exported {destination}: {} canonicals, {} edges, {} deletions, cursor {}, {}",
+                    bundle.counts.canonicals, bundle.counts.edges, bundle.counts.deletions, bundle.cursor, bundle.bundle_hash
+                );
+            }
+            Ok(true)
+        }
+        FederationCommand::Bundle { command: BundleCommand::Import(args) } => {
+            let bytes = read_input(&args.file, s3).await?;
+            let options = ImportOptions {
+                dry_run: args.dry_run,
+                skip_signature: args.skip_signature,
+                force: args.force,
+                on_conflict: args.on_conflict.parse::<OnConflict>().map_err(anyhow::Error::msg)?,
+                expected_hash: args.expect_hash.clone(),
+                max_bundle_size_bytes: args.max_bundle_size,
+            };
+            let trusted = trusted_keys(&args.trusted_keys)?;
+            let started = std::time::Instant::now();
+            let result = import(pool, &bytes, &options, &trusted).await;
+            crate::metrics::IMPORT_DURATION.observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(response) => {
+                    crate::metrics::record_import(&response);
+                    if args.json {
+                        println!("{}", serde_json::to_string_pretty(&response)?);
+                    } else {
+                        let c = &response.counts;
+                        println!(
+                            "{} {} from {}: cursor {}; canonicals {} created, {} updated, {} skipped; {} edges added; {} deletions; {} conflicts; {} ms",
+                            if response.dry_run { "Dry run of" } else { "Imported" },
+                            response.bundle_hash,
+                            response.site_id,
+                            response.imported_cursor,
+                            c.canonical_created,
+                            c.canonical_updated,
+                            c.canonical_skipped,
+                            c.edges_added,
+                            c.deletions_processed,
+                            response.conflicts.len(),
+                            response.duration_ms
+                        );
+                    }
+                    Ok(true)
+                }
+                Err(error) => {
+                    if args.json {
+                        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"success": false, "error": error.to_string()}))?);
+                    }
+                    Err(error.into())
+                }
+            }
+        }
+        FederationCommand::Bundle { command: BundleCommand::Validate { file, trusted_keys: keys, require_signature, max_bundle_size } } => {
+            let bytes = read_input(&file, s3).await?;
+            let name = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(file.clone());
+            let report = validate::report(&name, &bytes, max_bundle_size, &trusted_keys(&keys)?, require_signature);
+            print!("{}", report.text);
+            Ok(report.ready)
+        }
+        FederationCommand::Sites { command } => sites_command(pool, command).await,
+    }
+}
+
+async fn sites_command(pool: &PgPool, command: SitesCommand) -> anyhow::Result<bool> {
+    match command {
+        SitesCommand::List { json } => {
+            let all = sites::list(pool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:<25} {:<8} {:<19} {}", "SITE ID", "STATUS", "LAST SYNC", "CURSOR");
+                println!("{} {} {} {}", "─".repeat(25), "─".repeat(8), "─".repeat(19), "─".repeat(26));
+                for site in all {
+                    println!(
+                        "{:<25} {:<8} {:<19} {}",
+                        site.site_id,
+                        if site.enabled { "enabled" } else { "disabled" },
+                        site.last_sync_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "never".into()),
+                        site.last_cursor.unwrap_or_else(|| "-".into())
+                    );
+                }
+            }
+        }
+        SitesCommand::History { site, limit, json } => {
+            let entries = sites::history(pool, &site, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                for e in entries {
+                    println!(
+                        "{}  {}  {}  {}",
+                        e.finished_at.format("%Y-%m-%d %H:%M:%S"),
+                        if e.success { "ok    " } else { "FAILED" },
+                        e.cursor.as_deref().unwrap_or("-"),
+                        e.error.unwrap_or_else(|| e.counts.to_string())
+                    );
+                }
+            }
+        }
+        SitesCommand::Add { site, policy } | SitesCommand::Policy { site, policy } => {
+            let update = PolicyUpdate {
+                display_name: policy.display_name,
+                enabled: policy.enabled,
+                max_bundle_size_bytes: policy.max_bundle_size.map(|s| s as i64),
+                allowed_sources: policy.allowed_sources,
+                require_signature: policy.require_signature,
+                skip_signature_trusted: policy.skip_signature_trusted,
+            };
+            let site = sites::set_policy(pool, &site, &update).await?;
+            println!("{}", serde_json::to_string_pretty(&site)?);
+        }
+    }
+    Ok(true)
+}
