@@ -20,8 +20,13 @@ use crate::dsse::{Envelope, PAYLOAD_TYPE, Signer, TrustedKeys};
 /// Format version written into every manifest.
 pub const FORMAT_VERSION: &str = "feedser-bundle/1.0";
 /// Members in archive order.
-pub const MEMBERS: [&str; 5] =
-    ["MANIFEST.json", "canonicals.ndjson", "edges.ndjson", "deletions.ndjson", "SIGNATURE.json"];
+pub const MEMBERS: [&str; 5] = [
+    "MANIFEST.json",
+    "canonicals.ndjson",
+    "edges.ndjson",
+    "deletions.ndjson",
+    "SIGNATURE.json",
+];
 const DATA_MEMBERS: [&str; 3] = ["canonicals.ndjson", "edges.ndjson", "deletions.ndjson"];
 
 /// Item counts of a bundle.
@@ -162,12 +167,27 @@ pub struct Contents<'a> {
 
 /// Write a bundle. The same inputs (and key) give byte-identical output.
 pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level: i32) -> Vec<u8> {
-    let Contents { site_id, since_cursor, cursor, canonicals, edges, deletions } = contents;
+    let Contents {
+        site_id,
+        since_cursor,
+        cursor,
+        canonicals,
+        edges,
+        deletions,
+    } = contents;
     let data = [ndjson(canonicals), ndjson(edges), ndjson(deletions)];
     let files = DATA_MEMBERS
         .iter()
         .zip(&data)
-        .map(|(name, bytes)| (name.to_string(), MemberDigest { sha256: sha256_hex(bytes), size: bytes.len() as u64 }))
+        .map(|(name, bytes)| {
+            (
+                name.to_string(),
+                MemberDigest {
+                    sha256: sha256_hex(bytes),
+                    size: bytes.len() as u64,
+                },
+            )
+        })
         .collect();
     let manifest = Manifest {
         version: FORMAT_VERSION.to_string(),
@@ -184,12 +204,18 @@ pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     manifest_bytes.push(b'\n');
     let signature = signer.map(|s| {
-        let mut bytes = serde_json::to_vec_pretty(&s.sign(&manifest_bytes)).expect("envelope serializes");
+        let mut bytes =
+            serde_json::to_vec_pretty(&s.sign(&manifest_bytes)).expect("envelope serializes");
         bytes.push(b'\n');
         bytes
     });
     let mut members: Vec<(&str, &[u8])> = vec![(MEMBERS[0], &manifest_bytes)];
-    members.extend(DATA_MEMBERS.iter().copied().zip(data.iter().map(Vec::as_slice)));
+    members.extend(
+        DATA_MEMBERS
+            .iter()
+            .copied()
+            .zip(data.iter().map(Vec::as_slice)),
+    );
     if let Some(signature) = &signature {
         members.push((MEMBERS[4], signature));
     }
@@ -197,13 +223,18 @@ pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level
     zstd::bulk::compress(&tar, compression_level).expect("zstd compresses in memory")
 }
 
-fn parse_ndjson<T: serde::de::DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<Vec<T>, BundleError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| BundleError::Corrupt(format!("{name} is not UTF-8")))?;
+fn parse_ndjson<T: serde::de::DeserializeOwned>(
+    name: &str,
+    bytes: &[u8],
+) -> Result<Vec<T>, BundleError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| BundleError::Corrupt(format!("{name} is not UTF-8")))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.is_empty())
         .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| BundleError::Corrupt(format!("{name} line {}: {e}", i + 1)))
+            serde_json::from_str(line)
+                .map_err(|e| BundleError::Corrupt(format!("{name} line {}: {e}", i + 1)))
         })
         .collect()
 }
@@ -213,7 +244,10 @@ fn parse_ndjson<T: serde::de::DeserializeOwned>(name: &str, bytes: &[u8]) -> Res
 pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
     let size = bytes.len() as u64;
     if size > max_size {
-        return Err(BundleError::TooLarge { size, max: max_size });
+        return Err(BundleError::TooLarge {
+            size,
+            max: max_size,
+        });
     }
     let bundle_hash = sha256_hex(bytes);
     // Bound decompression so a small bomb cannot exhaust memory.
@@ -225,70 +259,131 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
         .read_to_end(&mut tar_bytes)
         .map_err(|e| BundleError::Corrupt(format!("zstd: {e}")))?;
     if tar_bytes.len() as u64 > limit {
-        return Err(BundleError::Corrupt(format!("expands to more than {limit} bytes")));
+        return Err(BundleError::Corrupt(format!(
+            "expands to more than {limit} bytes"
+        )));
     }
 
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     let mut archive = tar::Archive::new(tar_bytes.as_slice());
-    for entry in archive.entries().map_err(|e| BundleError::Corrupt(format!("tar: {e}")))? {
+    for entry in archive
+        .entries()
+        .map_err(|e| BundleError::Corrupt(format!("tar: {e}")))?
+    {
         let mut entry = entry.map_err(|e| BundleError::Corrupt(format!("tar: {e}")))?;
-        let name = entry.path().map_err(|e| BundleError::Corrupt(format!("tar: {e}")))?.to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .map_err(|e| BundleError::Corrupt(format!("tar: {e}")))?
+            .to_string_lossy()
+            .into_owned();
         if !MEMBERS.contains(&name.as_str()) {
             return Err(BundleError::Corrupt(format!("unexpected member {name:?}")));
         }
         let mut content = Vec::new();
-        entry.read_to_end(&mut content).map_err(|e| BundleError::Corrupt(format!("{name}: {e}")))?;
+        entry
+            .read_to_end(&mut content)
+            .map_err(|e| BundleError::Corrupt(format!("{name}: {e}")))?;
         members.push((name, content));
     }
     let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
-    let expected: &[&str] = if names.len() == 5 { &MEMBERS } else { &MEMBERS[..4] };
+    let expected: &[&str] = if names.len() == 5 {
+        &MEMBERS
+    } else {
+        &MEMBERS[..4]
+    };
     if names != expected {
-        return Err(BundleError::Corrupt(format!("members {names:?}, expected {expected:?} in that order")));
+        return Err(BundleError::Corrupt(format!(
+            "members {names:?}, expected {expected:?} in that order"
+        )));
     }
-    let borrowed: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let borrowed: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
     if canonical_tar(&borrowed) != tar_bytes {
-        return Err(BundleError::Corrupt("archive is not in canonical form (headers or padding altered)".into()));
+        return Err(BundleError::Corrupt(
+            "archive is not in canonical form (headers or padding altered)".into(),
+        ));
     }
 
-    let member = |name: &str| members.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_slice());
+    let member = |name: &str| {
+        members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    };
     let manifest_bytes = member("MANIFEST.json").expect("checked above").to_vec();
     let manifest_value: serde_json::Value = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| BundleError::Corrupt(format!("MANIFEST.json: {e}")))?;
     match manifest_value.get("version").and_then(|v| v.as_str()) {
         Some(FORMAT_VERSION) => {}
-        other => return Err(BundleError::UnsupportedVersion(other.unwrap_or("none").to_string())),
+        other => {
+            return Err(BundleError::UnsupportedVersion(
+                other.unwrap_or("none").to_string(),
+            ));
+        }
     }
     let manifest: Manifest = serde_json::from_value(manifest_value)
         .map_err(|e| BundleError::Corrupt(format!("MANIFEST.json: {e}")))?;
     for name in DATA_MEMBERS {
         let bytes = member(name).expect("checked above");
-        let want = manifest.files.get(name).ok_or_else(|| BundleError::Corrupt(format!("manifest lacks {name}")))?;
+        let want = manifest
+            .files
+            .get(name)
+            .ok_or_else(|| BundleError::Corrupt(format!("manifest lacks {name}")))?;
         if want.size != bytes.len() as u64 || want.sha256 != sha256_hex(bytes) {
-            return Err(BundleError::Corrupt(format!("{name} does not match its digest in the manifest")));
+            return Err(BundleError::Corrupt(format!(
+                "{name} does not match its digest in the manifest"
+            )));
         }
     }
     if manifest.files.len() != DATA_MEMBERS.len() {
         return Err(BundleError::Corrupt("manifest lists unknown files".into()));
     }
-    let canonicals: Vec<CanonicalAdvisory> = parse_ndjson("canonicals.ndjson", member("canonicals.ndjson").unwrap())?;
+    let canonicals: Vec<CanonicalAdvisory> =
+        parse_ndjson("canonicals.ndjson", member("canonicals.ndjson").unwrap())?;
     let edges: Vec<SourceEdge> = parse_ndjson("edges.ndjson", member("edges.ndjson").unwrap())?;
-    let deletions: Vec<Deletion> = parse_ndjson("deletions.ndjson", member("deletions.ndjson").unwrap())?;
-    let counts = Counts { canonicals: canonicals.len() as u64, edges: edges.len() as u64, deletions: deletions.len() as u64 };
+    let deletions: Vec<Deletion> =
+        parse_ndjson("deletions.ndjson", member("deletions.ndjson").unwrap())?;
+    let counts = Counts {
+        canonicals: canonicals.len() as u64,
+        edges: edges.len() as u64,
+        deletions: deletions.len() as u64,
+    };
     if counts != manifest.counts {
-        return Err(BundleError::Corrupt(format!("counts {:?} do not match the manifest {:?}", counts, manifest.counts)));
+        return Err(BundleError::Corrupt(format!(
+            "counts {:?} do not match the manifest {:?}",
+            counts, manifest.counts
+        )));
     }
-    if let Some(bad) = canonicals.iter().find(|c| c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key)) {
-        return Err(BundleError::Corrupt(format!("canonical {} has a merge hash that does not match its identity", bad.merge_hash)));
+    if let Some(bad) = canonicals
+        .iter()
+        .find(|c| c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key))
+    {
+        return Err(BundleError::Corrupt(format!(
+            "canonical {} has a merge hash that does not match its identity",
+            bad.merge_hash
+        )));
     }
     let signature = match member("SIGNATURE.json") {
         None => None,
         Some(bytes) => {
-            let envelope: Envelope = serde_json::from_slice(bytes)
-                .map_err(|e| BundleError::BadSignature(format!("SIGNATURE.json is not a DSSE envelope: {e}")))?;
+            let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| {
+                BundleError::BadSignature(format!("SIGNATURE.json is not a DSSE envelope: {e}"))
+            })?;
             Some(envelope)
         }
     };
-    Ok(OpenedBundle { bundle_hash, size, manifest, manifest_bytes, canonicals, edges, deletions, signature })
+    Ok(OpenedBundle {
+        bundle_hash,
+        size,
+        manifest,
+        manifest_bytes,
+        canonicals,
+        edges,
+        deletions,
+        signature,
+    })
 }
 
 impl OpenedBundle {
@@ -296,16 +391,21 @@ impl OpenedBundle {
     pub fn verify_signature(&self, trusted: &TrustedKeys) -> Result<String, BundleError> {
         let envelope = self.signature.as_ref().ok_or(BundleError::Unsigned)?;
         if envelope.payload_type != PAYLOAD_TYPE {
-            return Err(BundleError::BadSignature(format!("payload type {:?}", envelope.payload_type)));
+            return Err(BundleError::BadSignature(format!(
+                "payload type {:?}",
+                envelope.payload_type
+            )));
         }
         let payload = STANDARD
             .decode(&envelope.payload)
             .map_err(|_| BundleError::BadSignature("payload is not base64".into()))?;
         if payload != self.manifest_bytes {
-            return Err(BundleError::BadSignature("the signed payload is not this bundle's manifest".into()));
+            return Err(BundleError::BadSignature(
+                "the signed payload is not this bundle's manifest".into(),
+            ));
         }
-        trusted
-            .verify(envelope, &payload)
-            .ok_or_else(|| BundleError::BadSignature("no trusted key verifies the signature (key mismatch)".into()))
+        trusted.verify(envelope, &payload).ok_or_else(|| {
+            BundleError::BadSignature("no trusted key verifies the signature (key mismatch)".into())
+        })
     }
 }

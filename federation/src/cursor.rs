@@ -17,7 +17,10 @@ pub struct Cursor {
 impl Cursor {
     /// The cursor before any change (`1970-01-01T00:00:00.000Z#0000`).
     pub fn origin() -> Self {
-        Cursor { at: DateTime::UNIX_EPOCH, seq: 0 }
+        Cursor {
+            at: DateTime::UNIX_EPOCH,
+            seq: 0,
+        }
     }
 }
 
@@ -35,13 +38,20 @@ impl Ord for Cursor {
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{:04}", self.at.to_rfc3339_opts(SecondsFormat::Millis, true), self.seq)
+        write!(
+            f,
+            "{}#{:04}",
+            self.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            self.seq
+        )
     }
 }
 
 /// A cursor that does not parse.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid cursor {0:?}: expected {{ISO-8601 timestamp}}#{{sequence}}, e.g. 2025-01-15T10:00:00.000Z#0001")]
+#[error(
+    "invalid cursor {0:?}: expected {{ISO-8601 timestamp}}#{{sequence}}, e.g. 2025-01-15T10:00:00.000Z#0001"
+)]
 pub struct InvalidCursor(pub String);
 
 impl FromStr for Cursor {
@@ -50,7 +60,9 @@ impl FromStr for Cursor {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || InvalidCursor(s.to_string());
         let (at, seq) = s.split_once('#').ok_or_else(invalid)?;
-        let at = DateTime::parse_from_rfc3339(at).map_err(|_| invalid())?.with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339(at)
+            .map_err(|_| invalid())?
+            .with_timezone(&Utc);
         if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }

@@ -10,11 +10,28 @@ pub fn base_score_v3(vector: &str) -> Option<f64> {
         return None;
     }
     let metric = |name: &str| -> Option<&str> {
-        vector.split('/').skip(1).find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+        vector
+            .split('/')
+            .skip(1)
+            .find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
     };
-    let av = match metric("AV")? { "N" => 0.85, "A" => 0.62, "L" => 0.55, "P" => 0.2, _ => return None };
-    let ac = match metric("AC")? { "L" => 0.77, "H" => 0.44, _ => return None };
-    let scope_changed = match metric("S")? { "U" => false, "C" => true, _ => return None };
+    let av = match metric("AV")? {
+        "N" => 0.85,
+        "A" => 0.62,
+        "L" => 0.55,
+        "P" => 0.2,
+        _ => return None,
+    };
+    let ac = match metric("AC")? {
+        "L" => 0.77,
+        "H" => 0.44,
+        _ => return None,
+    };
+    let scope_changed = match metric("S")? {
+        "U" => false,
+        "C" => true,
+        _ => return None,
+    };
     let pr = match (metric("PR")?, scope_changed) {
         ("N", _) => 0.85,
         ("L", false) => 0.62,
@@ -23,8 +40,17 @@ pub fn base_score_v3(vector: &str) -> Option<f64> {
         ("H", true) => 0.5,
         _ => return None,
     };
-    let ui = match metric("UI")? { "N" => 0.85, "R" => 0.62, _ => return None };
-    let cia = |v: &str| match v { "H" => Some(0.56), "L" => Some(0.22), "N" => Some(0.0), _ => None };
+    let ui = match metric("UI")? {
+        "N" => 0.85,
+        "R" => 0.62,
+        _ => return None,
+    };
+    let cia = |v: &str| match v {
+        "H" => Some(0.56),
+        "L" => Some(0.22),
+        "N" => Some(0.0),
+        _ => None,
+    };
     let (c, i, a) = (cia(metric("C")?)?, cia(metric("I")?)?, cia(metric("A")?)?);
 
     let iss = 1.0 - (1.0 - c) * (1.0 - i) * (1.0 - a);
@@ -37,14 +63,22 @@ pub fn base_score_v3(vector: &str) -> Option<f64> {
     if impact <= 0.0 {
         return Some(0.0);
     }
-    let raw = if scope_changed { 1.08 * (impact + exploitability) } else { impact + exploitability };
+    let raw = if scope_changed {
+        1.08 * (impact + exploitability)
+    } else {
+        impact + exploitability
+    };
     Some(round_up(raw.min(10.0)))
 }
 
 /// CVSS v3.1 Roundup: the smallest number with one decimal that is >= `value`.
 fn round_up(value: f64) -> f64 {
     let int = (value * 100_000.0).round() as i64;
-    if int % 10_000 == 0 { int as f64 / 100_000.0 } else { ((int / 10_000) + 1) as f64 / 10.0 }
+    if int % 10_000 == 0 {
+        int as f64 / 100_000.0
+    } else {
+        ((int / 10_000) + 1) as f64 / 10.0
+    }
 }
 
 /// Qualitative rating of a score: `critical`, `high`, `medium`, `low`, or `None` for 0.

@@ -47,7 +47,13 @@ pub enum KeyError {
 
 /// DSSE pre-authentication encoding: `DSSEv1 <len(type)> <type> <len(body)> <body>`.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
     out.extend_from_slice(payload);
     out
 }
@@ -111,7 +117,8 @@ impl TrustedKeys {
     pub fn from_pems<'a>(pems: impl IntoIterator<Item = &'a str>) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
         for pem in pems {
-            let key = VerifyingKey::from_public_key_pem(pem.trim()).map_err(|_| KeyError::BadKey("public"))?;
+            let key = VerifyingKey::from_public_key_pem(pem.trim())
+                .map_err(|_| KeyError::BadKey("public"))?;
             keys.push((key_id(&key), key));
         }
         Ok(TrustedKeys { keys })

@@ -38,22 +38,32 @@ pub struct ExportedBundle {
 
 /// Export every change after `options.since`, split into bundles of at most
 /// `max_items`, all read from one database snapshot. No changes: no bundles.
-pub async fn export(pool: &PgPool, options: &ExportOptions<'_>) -> Result<Vec<ExportedBundle>, stellaops_store::Error> {
+pub async fn export(
+    pool: &PgPool,
+    options: &ExportOptions<'_>,
+) -> Result<Vec<ExportedBundle>, stellaops_store::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let mut bundles = Vec::new();
     let mut since = options.since;
     let limit = options.max_items.max(1) as i64;
     loop {
         let after = since.map_or(0, |c| c.seq);
         let changes = advisories::changes_after(&mut tx, after, limit).await?;
-        let Some((last, _)) = changes.last() else { break };
-        let cursor = Cursor { at: last.at, seq: last.seq };
+        let Some((last, _)) = changes.last() else {
+            break;
+        };
+        let cursor = Cursor {
+            at: last.at,
+            seq: last.seq,
+        };
         let (mut canonicals, mut edges, mut deletions) = (Vec::new(), Vec::new(), Vec::new());
         let full = changes.len() as i64 == limit;
         for (_, change) in changes {
             match change {
-                Change::Canonical(c) => canonicals.push(c),
+                Change::Canonical(c) => canonicals.push(*c),
                 Change::Edge(e) => edges.push(e),
                 Change::Deletion(d) => deletions.push(d),
             }
@@ -75,7 +85,11 @@ pub async fn export(pool: &PgPool, options: &ExportOptions<'_>) -> Result<Vec<Ex
             bytes,
             since_cursor: since.map(|c| c.to_string()),
             cursor: cursor.to_string(),
-            counts: Counts { canonicals: canonicals.len() as u64, edges: edges.len() as u64, deletions: deletions.len() as u64 },
+            counts: Counts {
+                canonicals: canonicals.len() as u64,
+                edges: edges.len() as u64,
+                deletions: deletions.len() as u64,
+            },
         });
         since = Some(cursor);
         if !full {

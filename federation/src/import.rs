@@ -36,7 +36,9 @@ impl std::str::FromStr for OnConflict {
             "prefer_remote" => Ok(OnConflict::PreferRemote),
             "prefer_local" => Ok(OnConflict::PreferLocal),
             "fail" => Ok(OnConflict::Fail),
-            other => Err(format!("unknown conflict strategy {other:?}: use prefer_remote, prefer_local or fail")),
+            other => Err(format!(
+                "unknown conflict strategy {other:?}: use prefer_remote, prefer_local or fail"
+            )),
         }
     }
 }
@@ -133,7 +135,9 @@ pub enum ImportError {
         allowed: String,
     },
     /// `--skip-signature` for a site not marked trusted.
-    #[error("Signature verification failed: skipping it requires a site marked trusted (sites policy --skip-signature-trusted)")]
+    #[error(
+        "Signature verification failed: skipping it requires a site marked trusted (sites policy --skip-signature-trusted)"
+    )]
     SkipNotTrusted,
     /// Hash differs from the expected one.
     #[error("Bundle hash mismatch: expected {expected}, got {actual}")]
@@ -152,7 +156,9 @@ pub enum ImportError {
         current: String,
     },
     /// A bundle in between is missing.
-    #[error("Cursor gap: bundle starts after {since} but this site has imported up to {current}; import the bundles in between first (or --force)")]
+    #[error(
+        "Cursor gap: bundle starts after {since} but this site has imported up to {current}; import the bundles in between first (or --force)"
+    )]
     CursorGap {
         /// Bundle start.
         since: String,
@@ -163,7 +169,9 @@ pub enum ImportError {
     #[error("Bundle already imported: {0}")]
     AlreadyImported(String),
     /// `on_conflict: fail`.
-    #[error("Conflict on {merge_hash} field {field}: import aborted (on_conflict=fail); nothing was written")]
+    #[error(
+        "Conflict on {merge_hash} field {field}: import aborted (on_conflict=fail); nothing was written"
+    )]
     Conflict {
         /// The canonical.
         merge_hash: String,
@@ -181,12 +189,29 @@ pub enum ImportError {
     Store(#[from] stellaops_store::Error),
 }
 
-fn differing_fields(local: &CanonicalAdvisory, remote: &CanonicalAdvisory) -> Vec<(String, Value, Value)> {
-    let (l, r) = (serde_json::to_value(local).unwrap_or_default(), serde_json::to_value(remote).unwrap_or_default());
-    let keys: BTreeSet<&String> = l.as_object().into_iter().chain(r.as_object()).flat_map(|m| m.keys()).collect();
+fn differing_fields(
+    local: &CanonicalAdvisory,
+    remote: &CanonicalAdvisory,
+) -> Vec<(String, Value, Value)> {
+    let (l, r) = (
+        serde_json::to_value(local).unwrap_or_default(),
+        serde_json::to_value(remote).unwrap_or_default(),
+    );
+    let keys: BTreeSet<&String> = l
+        .as_object()
+        .into_iter()
+        .chain(r.as_object())
+        .flat_map(|m| m.keys())
+        .collect();
     keys.into_iter()
         .filter(|k| l.get(*k) != r.get(*k))
-        .map(|k| (k.clone(), l.get(k).cloned().unwrap_or(Value::Null), r.get(k).cloned().unwrap_or(Value::Null)))
+        .map(|k| {
+            (
+                k.clone(),
+                l.get(k).cloned().unwrap_or(Value::Null),
+                r.get(k).cloned().unwrap_or(Value::Null),
+            )
+        })
         .collect()
 }
 
@@ -199,14 +224,23 @@ async fn check_site_policy(
     let site_id = &opened.manifest.site_id;
     let mut conn = pool.acquire().await?;
     let site = sites::get(&mut conn, site_id, false).await?;
-    let site = site.filter(|s| s.enabled).ok_or_else(|| ImportError::SiteNotAllowed(site_id.clone()))?;
+    let site = site
+        .filter(|s| s.enabled)
+        .ok_or_else(|| ImportError::SiteNotAllowed(site_id.clone()))?;
     if opened.size > site.max_bundle_size_bytes as u64 {
-        return Err(BundleError::TooLarge { size: opened.size, max: site.max_bundle_size_bytes as u64 }.into());
+        return Err(BundleError::TooLarge {
+            size: opened.size,
+            max: site.max_bundle_size_bytes as u64,
+        }
+        .into());
     }
     if let Some(expected) = &options.expected_hash
         && *expected != opened.bundle_hash
     {
-        return Err(ImportError::HashMismatch { expected: expected.clone(), actual: opened.bundle_hash.clone() });
+        return Err(ImportError::HashMismatch {
+            expected: expected.clone(),
+            actual: opened.bundle_hash.clone(),
+        });
     }
     let signed_by = if options.skip_signature {
         if !site.skip_signature_trusted {
@@ -225,7 +259,10 @@ async fn check_site_policy(
         None
     };
     if !site.allowed_sources.is_empty()
-        && let Some(edge) = opened.edges.iter().find(|e| !site.allowed_sources.contains(&e.source))
+        && let Some(edge) = opened
+            .edges
+            .iter()
+            .find(|e| !site.allowed_sources.contains(&e.source))
     {
         return Err(ImportError::SourceNotAllowed {
             source_name: edge.source.clone(),
@@ -253,13 +290,17 @@ pub async fn import(
             since_cursor: opened.manifest.since_cursor.clone(),
             cursor: Some(opened.manifest.cursor.clone()),
             success: result.is_ok(),
-            counts: result.as_ref().map(|r| json!(r.counts)).unwrap_or_else(|_| json!({})),
+            counts: result
+                .as_ref()
+                .map(|r| json!(r.counts))
+                .unwrap_or_else(|_| json!({})),
             error: result.as_ref().err().map(ToString::to_string),
             duration_ms: started.elapsed().as_millis() as i64,
             finished_at: Utc::now(),
         };
         if let Ok(mut conn) = pool.acquire().await
-            && let Err(error) = sites::record_history(&mut conn, &opened.manifest.site_id, &entry).await
+            && let Err(error) =
+                sites::record_history(&mut conn, &opened.manifest.site_id, &entry).await
         {
             tracing::warn!(%error, "could not record the import in the site history");
         }
@@ -276,7 +317,10 @@ async fn apply(
 ) -> Result<ImportResponse, ImportError> {
     let signed_by = check_site_policy(pool, opened, options, trusted).await?;
     let manifest = &opened.manifest;
-    let bundle_cursor: Cursor = manifest.cursor.parse().map_err(|e: crate::cursor::InvalidCursor| ImportError::BadCursor(e.to_string()))?;
+    let bundle_cursor: Cursor = manifest
+        .cursor
+        .parse()
+        .map_err(|e: crate::cursor::InvalidCursor| ImportError::BadCursor(e.to_string()))?;
     let since: Option<Cursor> = manifest
         .since_cursor
         .as_deref()
@@ -291,32 +335,46 @@ async fn apply(
         .filter(|s| s.enabled)
         .ok_or_else(|| ImportError::SiteNotAllowed(manifest.site_id.clone()))?;
     if !options.force {
-        let duplicate: Option<String> =
-            sqlx::query_scalar("SELECT cursor FROM federation_imported_bundles WHERE bundle_hash = $1")
-                .bind(&opened.bundle_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let duplicate: Option<String> = sqlx::query_scalar(
+            "SELECT cursor FROM federation_imported_bundles WHERE bundle_hash = $1",
+        )
+        .bind(&opened.bundle_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
         if duplicate.is_some() {
             return Err(ImportError::AlreadyImported(opened.bundle_hash.clone()));
         }
         let current: Option<Cursor> = site.last_cursor.as_deref().and_then(|c| c.parse().ok());
         if let Some(current) = current {
             if bundle_cursor <= current {
-                return Err(ImportError::CursorNotAfter { bundle: manifest.cursor.clone(), current: current.to_string() });
+                return Err(ImportError::CursorNotAfter {
+                    bundle: manifest.cursor.clone(),
+                    current: current.to_string(),
+                });
             }
             if let Some(since) = since
                 && since.seq > current.seq
             {
-                return Err(ImportError::CursorGap { since: since.to_string(), current: current.to_string() });
+                return Err(ImportError::CursorGap {
+                    since: since.to_string(),
+                    current: current.to_string(),
+                });
             }
         } else if let Some(since) = since {
-            return Err(ImportError::CursorGap { since: since.to_string(), current: "nothing (no bundle imported yet)".into() });
+            return Err(ImportError::CursorGap {
+                since: since.to_string(),
+                current: "nothing (no bundle imported yet)".into(),
+            });
         }
     }
 
     let mut counts = ImportCounts::default();
     let mut conflicts = Vec::new();
-    let hashes: Vec<String> = opened.canonicals.iter().map(|c| c.merge_hash.clone()).collect();
+    let hashes: Vec<String> = opened
+        .canonicals
+        .iter()
+        .map(|c| c.merge_hash.clone())
+        .collect();
     let stored = advisories::stored_canonicals(&mut tx, &hashes).await?;
     let mut to_write = Vec::new();
     let mut actions = Vec::new();
@@ -327,7 +385,9 @@ async fn apply(
                 actions.push((remote, "Created"));
                 to_write.push(remote.clone());
             }
-            Some(local) if local.content_hash == remote.content_hash() => counts.canonical_skipped += 1,
+            Some(local) if local.content_hash == remote.content_hash() => {
+                counts.canonical_skipped += 1
+            }
             Some(local) if local.origin_site.as_deref() == Some(manifest.site_id.as_str()) => {
                 // The sender's own earlier value: a plain update, not a conflict.
                 counts.canonical_updated += 1;
@@ -338,7 +398,10 @@ async fn apply(
                 let fields = differing_fields(&local.advisory, remote);
                 if options.on_conflict == OnConflict::Fail {
                     let field = fields.first().map(|f| f.0.clone()).unwrap_or_default();
-                    return Err(ImportError::Conflict { merge_hash: remote.merge_hash.clone(), field });
+                    return Err(ImportError::Conflict {
+                        merge_hash: remote.merge_hash.clone(),
+                        field,
+                    });
                 }
                 for (field, local_value, remote_value) in fields {
                     tracing::info!(merge_hash = %remote.merge_hash, %field, resolution = ?options.on_conflict, "federation conflict");
@@ -376,12 +439,23 @@ async fn apply(
                 "merge_hash": canonical.merge_hash, "action": action, "bundle_hash": opened.bundle_hash,
                 "site_id": manifest.site_id, "imported_at": imported_at,
             }),
-            idempotency_key: format!("canonical-imported/{}/{}", opened.bundle_hash, canonical.merge_hash),
+            idempotency_key: format!(
+                "canonical-imported/{}/{}",
+                opened.bundle_hash, canonical.merge_hash
+            ),
         };
         outbox::publish(&mut *tx, &event).await?;
     }
-    let items = counts.canonical_created + counts.canonical_updated + counts.edges_added + counts.deletions_processed;
-    let changed_keys: Vec<&str> = actions.iter().map(|(c, _)| c.affects_key.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    let items = counts.canonical_created
+        + counts.canonical_updated
+        + counts.edges_added
+        + counts.deletions_processed;
+    let changed_keys: Vec<&str> = actions
+        .iter()
+        .map(|(c, _)| c.affects_key.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     outbox::publish(
         &mut *tx,
         &NewEvent {

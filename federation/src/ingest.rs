@@ -32,15 +32,24 @@ pub struct IngestSummary {
 type Provenance = (u8, String, String); // (rank, source advisory id, source)
 
 /// Ingest parsed documents in one transaction.
-pub async fn ingest(pool: &PgPool, documents: Vec<Parsed>) -> Result<IngestSummary, stellaops_store::Error> {
-    let mut summary = IngestSummary { documents: documents.len(), ..Default::default() };
+pub async fn ingest(
+    pool: &PgPool,
+    documents: Vec<Parsed>,
+) -> Result<IngestSummary, stellaops_store::Error> {
+    let mut summary = IngestSummary {
+        documents: documents.len(),
+        ..Default::default()
+    };
     // Best candidate per canonical within this batch, by (rank, id); every edge is kept.
     let mut best: HashMap<String, (Provenance, CanonicalAdvisory)> = HashMap::new();
     let mut edges: Vec<SourceEdge> = Vec::new();
     let mut deletions: Vec<Deletion> = Vec::new();
     for doc in documents {
         if doc.withdrawn {
-            deletions.extend(doc.canonicals.iter().map(|c| Deletion { merge_hash: c.merge_hash.clone(), reason: "withdrawn".into() }));
+            deletions.extend(doc.canonicals.iter().map(|c| Deletion {
+                merge_hash: c.merge_hash.clone(),
+                reason: "withdrawn".into(),
+            }));
             continue;
         }
         let provenance: Provenance = (source_rank(&doc.source), doc.id.clone(), doc.source.clone());
@@ -48,7 +57,10 @@ pub async fn ingest(pool: &PgPool, documents: Vec<Parsed>) -> Result<IngestSumma
             match best.get(&canonical.merge_hash) {
                 Some((current, _)) if *current <= provenance => {}
                 _ => {
-                    best.insert(canonical.merge_hash.clone(), (provenance.clone(), canonical));
+                    best.insert(
+                        canonical.merge_hash.clone(),
+                        (provenance.clone(), canonical),
+                    );
                 }
             }
         }
@@ -69,7 +81,9 @@ pub async fn ingest(pool: &PgPool, documents: Vec<Parsed>) -> Result<IngestSumma
     let mut best_linked: HashMap<&str, Provenance> = HashMap::new();
     for (hash, source, id) in &linked {
         let p = (source_rank(source), id.clone(), source.clone());
-        let entry = best_linked.entry(hash.as_str()).or_insert_with(|| p.clone());
+        let entry = best_linked
+            .entry(hash.as_str())
+            .or_insert_with(|| p.clone());
         if p < *entry {
             *entry = p;
         }
@@ -77,12 +91,17 @@ pub async fn ingest(pool: &PgPool, documents: Vec<Parsed>) -> Result<IngestSumma
 
     let mut to_write: Vec<(Provenance, CanonicalAdvisory)> = Vec::new();
     for (hash, (provenance, canonical)) in best {
-        if best_linked.get(hash.as_str()).is_some_and(|linked| *linked < provenance) {
+        if best_linked
+            .get(hash.as_str())
+            .is_some_and(|linked| *linked < provenance)
+        {
             summary.unchanged += 1; // a better source owns the content; only the edge is added
             continue;
         }
         match stored.get(&hash) {
-            Some(existing) if existing.content_hash == canonical.content_hash() => summary.unchanged += 1,
+            Some(existing) if existing.content_hash == canonical.content_hash() => {
+                summary.unchanged += 1
+            }
             Some(_) => {
                 summary.updated += 1;
                 to_write.push((provenance, canonical));
@@ -97,13 +116,32 @@ pub async fn ingest(pool: &PgPool, documents: Vec<Parsed>) -> Result<IngestSumma
     to_write.sort_by(|a, b| a.1.merge_hash.cmp(&b.1.merge_hash));
     let canonicals: Vec<CanonicalAdvisory> = to_write.into_iter().map(|(_, c)| c).collect();
     advisories::write_canonicals(&mut tx, &canonicals, None).await?;
-    edges.sort_by(|a, b| (&a.merge_hash, &a.source, &a.source_advisory_id).cmp(&(&b.merge_hash, &b.source, &b.source_advisory_id)));
+    edges.sort_by(|a, b| {
+        (&a.merge_hash, &a.source, &a.source_advisory_id).cmp(&(
+            &b.merge_hash,
+            &b.source,
+            &b.source_advisory_id,
+        ))
+    });
     summary.edges = advisories::write_edges(&mut tx, &edges).await?;
     let withdrawn: HashSet<&str> = deletions.iter().map(|d| d.merge_hash.as_str()).collect();
-    let existing_withdrawn = advisories::stored_canonicals(&mut tx, &withdrawn.iter().map(|s| s.to_string()).collect::<Vec<_>>()).await?;
-    let deletions: Vec<Deletion> = deletions.into_iter().filter(|d| existing_withdrawn.contains_key(&d.merge_hash)).collect();
+    let existing_withdrawn = advisories::stored_canonicals(
+        &mut tx,
+        &withdrawn.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )
+    .await?;
+    let deletions: Vec<Deletion> = deletions
+        .into_iter()
+        .filter(|d| existing_withdrawn.contains_key(&d.merge_hash))
+        .collect();
     summary.withdrawn = advisories::write_deletions(&mut tx, &deletions).await?;
     tx.commit().await?;
-    summary.cursor = advisories::latest_change(pool).await?.map(|p| Cursor { at: p.at, seq: p.seq }.to_string());
+    summary.cursor = advisories::latest_change(pool).await?.map(|p| {
+        Cursor {
+            at: p.at,
+            seq: p.seq,
+        }
+        .to_string()
+    });
     Ok(summary)
 }

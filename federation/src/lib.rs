@@ -4,10 +4,10 @@
 pub mod bundle;
 pub mod cursor;
 pub mod cvss;
+pub mod dsse;
+pub mod export;
+pub mod import;
 pub mod ingest;
 pub mod osv;
 pub mod sites;
 pub mod validate;
-pub mod dsse;
-pub mod export;
-pub mod import;

@@ -111,17 +111,24 @@ pub fn source_rank(source: &str) -> u8 {
 pub fn affects_key(ecosystem: &str, name: &str, purl: Option<&str>) -> String {
     if let Some(purl) = purl.filter(|p| p.starts_with("pkg:")) {
         // Drop any version, qualifiers stay (they carry the distro).
-        let (base, qualifiers) = purl.split_once('?').map_or((purl, None), |(b, q)| (b, Some(q)));
+        let (base, qualifiers) = purl
+            .split_once('?')
+            .map_or((purl, None), |(b, q)| (b, Some(q)));
         let base = base.split_once('@').map_or(base, |(b, _)| b);
         return match qualifiers {
             Some(q) => format!("{base}?{q}"),
             None => base.to_string(),
         };
     }
-    let (eco, release) = ecosystem.split_once(':').map_or((ecosystem, None), |(e, r)| (e, Some(r)));
+    let (eco, release) = ecosystem
+        .split_once(':')
+        .map_or((ecosystem, None), |(e, r)| (e, Some(r)));
     match eco {
         "npm" => format!("pkg:npm/{}", name.replace('@', "%40")),
-        "PyPI" => format!("pkg:pypi/{}", name.to_ascii_lowercase().replace(['_', '.'], "-")),
+        "PyPI" => format!(
+            "pkg:pypi/{}",
+            name.to_ascii_lowercase().replace(['_', '.'], "-")
+        ),
         "Go" => format!("pkg:golang/{name}"),
         "Maven" => format!("pkg:maven/{}", name.replacen(':', "/", 1)),
         "crates.io" => format!("pkg:cargo/{name}"),
@@ -134,10 +141,16 @@ pub fn affects_key(ecosystem: &str, name: &str, purl: Option<&str>) -> String {
         },
         "Ubuntu" => format!("pkg:deb/ubuntu/{name}"),
         "Alpine" => match release {
-            Some(r) => format!("pkg:apk/alpine/{name}?distro=alpine-{}", r.trim_start_matches('v')),
+            Some(r) => format!(
+                "pkg:apk/alpine/{name}?distro=alpine-{}",
+                r.trim_start_matches('v')
+            ),
             None => format!("pkg:apk/alpine/{name}"),
         },
-        other => format!("pkg:generic/{}/{name}", other.to_ascii_lowercase().replace(' ', "-")),
+        other => format!(
+            "pkg:generic/{}/{name}",
+            other.to_ascii_lowercase().replace(' ', "-")
+        ),
     }
 }
 
@@ -146,14 +159,25 @@ fn micros(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     t.map(|t| t.trunc_subsecs(6))
 }
 
-fn severity_of(severities: &[Severity], database_specific: Option<&Value>) -> (Option<String>, Option<Value>) {
+fn severity_of(
+    severities: &[Severity],
+    database_specific: Option<&Value>,
+) -> (Option<String>, Option<Value>) {
     let cvss = severities.iter().find_map(|s| {
         let version = match s.kind.as_str() {
-            "CVSS_V3" => s.score.split('/').next()?.strip_prefix("CVSS:")?.to_string(),
+            "CVSS_V3" => s
+                .score
+                .split('/')
+                .next()?
+                .strip_prefix("CVSS:")?
+                .to_string(),
             _ => return None,
         };
         let score = cvss::base_score_v3(&s.score)?;
-        Some((json!({"version": version, "vector": s.score, "score": score}), score))
+        Some((
+            json!({"version": version, "vector": s.score, "score": score}),
+            score,
+        ))
     });
     let from_database = database_specific
         .and_then(|d| d.get("severity"))
@@ -165,39 +189,81 @@ fn severity_of(severities: &[Severity], database_specific: Option<&Value>) -> (O
             "LOW" => Some("low"),
             _ => None,
         });
-    let severity = from_database.or_else(|| cvss.as_ref().and_then(|(_, score)| cvss::rating(*score)));
+    let severity =
+        from_database.or_else(|| cvss.as_ref().and_then(|(_, score)| cvss::rating(*score)));
     (severity.map(str::to_string), cvss.map(|(v, _)| v))
 }
 
 /// Parse one OSV document. `source` overrides the source derived from the id.
-pub fn parse(name: &str, bytes: &[u8], source: Option<&str>, fetched_at: DateTime<Utc>) -> Result<Parsed, OsvError> {
-    let err = |reason: String| OsvError { name: name.to_string(), reason };
-    let doc: Document = serde_json::from_slice(bytes).map_err(|e| err(format!("not an OSV document: {e}")))?;
+pub fn parse(
+    name: &str,
+    bytes: &[u8],
+    source: Option<&str>,
+    fetched_at: DateTime<Utc>,
+) -> Result<Parsed, OsvError> {
+    let err = |reason: String| OsvError {
+        name: name.to_string(),
+        reason,
+    };
+    let doc: Document =
+        serde_json::from_slice(bytes).map_err(|e| err(format!("not an OSV document: {e}")))?;
     if doc.id.trim().is_empty() {
         return Err(err("empty id".into()));
     }
-    let source = source.map(str::to_string).unwrap_or_else(|| source_of(&doc.id));
+    let source = source
+        .map(str::to_string)
+        .unwrap_or_else(|| source_of(&doc.id));
     let cve = if doc.id.starts_with("CVE-") {
         Some(doc.id.clone())
     } else {
-        doc.aliases.iter().filter(|a| a.starts_with("CVE-")).min().cloned()
+        doc.aliases
+            .iter()
+            .filter(|a| a.starts_with("CVE-"))
+            .min()
+            .cloned()
     };
     let vuln_id = cve.clone().unwrap_or_else(|| doc.id.clone());
-    let mut aliases: Vec<String> = doc.aliases.iter().chain(std::iter::once(&doc.id)).filter(|a| **a != vuln_id).cloned().collect();
+    let mut aliases: Vec<String> = doc
+        .aliases
+        .iter()
+        .chain(std::iter::once(&doc.id))
+        .filter(|a| **a != vuln_id)
+        .cloned()
+        .collect();
     aliases.sort();
     aliases.dedup();
     let summary = doc
         .summary
         .clone()
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| doc.details.as_deref().and_then(|d| d.lines().find(|l| !l.trim().is_empty())).map(str::to_string));
+        .or_else(|| {
+            doc.details
+                .as_deref()
+                .and_then(|d| d.lines().find(|l| !l.trim().is_empty()))
+                .map(str::to_string)
+        });
     let document_hash = sha256_hex(bytes);
-    let mut parsed = Parsed { id: doc.id.clone(), source: source.clone(), withdrawn: doc.withdrawn.is_some(), ..Default::default() };
+    let mut parsed = Parsed {
+        id: doc.id.clone(),
+        source: source.clone(),
+        withdrawn: doc.withdrawn.is_some(),
+        ..Default::default()
+    };
     for affected in &doc.affected {
-        let Some(package) = &affected.package else { continue };
+        let Some(package) = &affected.package else {
+            continue;
+        };
         let affects_key = affects_key(&package.ecosystem, &package.name, package.purl.as_deref());
-        let severities = if affected.severity.is_empty() { &doc.severity } else { &affected.severity };
-        let database = affected.database_specific.as_ref().filter(|d| d.get("severity").is_some()).or(doc.database_specific.as_ref());
+        let severities = if affected.severity.is_empty() {
+            &doc.severity
+        } else {
+            &affected.severity
+        };
+        let database = affected
+            .database_specific
+            .as_ref()
+            .filter(|d| d.get("severity").is_some())
+            .or(doc.database_specific.as_ref());
         let (severity, cvss) = severity_of(severities, database);
         let ranges: Vec<Value> = affected
             .ranges

@@ -52,17 +52,27 @@ const SITE_COLUMNS: &str = "site_id, display_name, enabled, max_bundle_size_byte
      skip_signature_trusted, last_cursor, last_sync_at, bundles_imported, total_items_imported";
 
 /// One site, locked for update when `for_update`.
-pub async fn get(conn: &mut PgConnection, site_id: &str, for_update: bool) -> sqlx::Result<Option<Site>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    site_id: &str,
+    for_update: bool,
+) -> sqlx::Result<Option<Site>> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
-    sqlx::query_as(&format!("SELECT {SITE_COLUMNS} FROM federation_sites WHERE site_id = $1{lock}"))
-        .bind(site_id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {SITE_COLUMNS} FROM federation_sites WHERE site_id = $1{lock}"
+    ))
+    .bind(site_id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Every site, by id.
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<Site>> {
-    sqlx::query_as(&format!("SELECT {SITE_COLUMNS} FROM federation_sites ORDER BY site_id")).fetch_all(pool).await
+    sqlx::query_as(&format!(
+        "SELECT {SITE_COLUMNS} FROM federation_sites ORDER BY site_id"
+    ))
+    .fetch_all(pool)
+    .await
 }
 
 /// Create the site if needed and apply `update`.

@@ -17,7 +17,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -27,7 +27,13 @@ fn thousands(n: u64) -> String {
 
 /// Validate `bytes` (named `name`) against `trusted` keys; `require_signature` makes an
 /// unsigned bundle fail.
-pub fn report(name: &str, bytes: &[u8], max_size: u64, trusted: &TrustedKeys, require_signature: bool) -> Report {
+pub fn report(
+    name: &str,
+    bytes: &[u8],
+    max_size: u64,
+    trusted: &TrustedKeys,
+    require_signature: bool,
+) -> Report {
     let mut text = format!("Bundle: {name}\n");
     let opened: Result<OpenedBundle, BundleError> = bundle::open(bytes, max_size);
     let opened = match opened {
@@ -38,7 +44,10 @@ pub fn report(name: &str, bytes: &[u8], max_size: u64, trusted: &TrustedKeys, re
                 BundleError::Corrupt(_) => ("✗ Invalid", format!("✗ {error}")),
                 _ => ("✓ Valid", format!("✗ {error}")),
             };
-            let _ = write!(text, "Verification:\nHash: {hash}\nFormat: {format}\nNot ready for import.\n");
+            let _ = write!(
+                text,
+                "Verification:\nHash: {hash}\nFormat: {format}\nNot ready for import.\n"
+            );
             return Report { text, ready: false };
         }
     };
@@ -57,11 +66,18 @@ pub fn report(name: &str, bytes: &[u8], max_size: u64, trusted: &TrustedKeys, re
     );
     let signature_ok = match (&opened.signature, trusted.is_empty()) {
         (None, _) => {
-            let _ = writeln!(text, "Signature: {} Not signed", if require_signature { "✗" } else { "-" });
+            let _ = writeln!(
+                text,
+                "Signature: {} Not signed",
+                if require_signature { "✗" } else { "-" }
+            );
             !require_signature
         }
         (Some(_), true) => {
-            let _ = writeln!(text, "Signature: ? Present, not checked (give --trusted-key)");
+            let _ = writeln!(
+                text,
+                "Signature: ? Present, not checked (give --trusted-key)"
+            );
             !require_signature
         }
         (Some(_), false) => match opened.verify_signature(trusted) {
@@ -76,6 +92,13 @@ pub fn report(name: &str, bytes: &[u8], max_size: u64, trusted: &TrustedKeys, re
         },
     };
     let _ = writeln!(text, "Format: ✓ Valid");
-    text.push_str(if signature_ok { "Ready for import.\n" } else { "Not ready for import.\n" });
-    Report { text, ready: signature_ok }
+    text.push_str(if signature_ok {
+        "Ready for import.\n"
+    } else {
+        "Not ready for import.\n"
+    });
+    Report {
+        text,
+        ready: signature_ok,
+    }
 }

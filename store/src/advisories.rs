@@ -116,8 +116,8 @@ pub struct ChangePoint {
 /// One change, in sequence order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    /// A canonical created or updated.
-    Canonical(CanonicalAdvisory),
+    /// A canonical created or updated (boxed: it is much larger than the others).
+    Canonical(Box<CanonicalAdvisory>),
     /// A source edge added or changed.
     Edge(SourceEdge),
     /// A canonical withdrawn or deleted.
@@ -127,7 +127,9 @@ pub enum Change {
 /// Serialise writers of the change sequence for the rest of the transaction, so sequence
 /// numbers commit in order.
 pub async fn lock_changes(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(7305814, 1)").execute(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7305814, 1)")
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -163,15 +165,53 @@ type CanonicalRow = (
 );
 
 fn from_row(row: CanonicalRow) -> CanonicalAdvisory {
-    let (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, summary, published, modified, withdrawn) = row;
-    CanonicalAdvisory { merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, summary, published, modified, withdrawn }
+    let (
+        merge_hash,
+        vuln_id,
+        cve,
+        aliases,
+        affects_key,
+        ecosystem,
+        ranges,
+        versions,
+        severity,
+        cvss,
+        summary,
+        published,
+        modified,
+        withdrawn,
+    ) = row;
+    CanonicalAdvisory {
+        merge_hash,
+        vuln_id,
+        cve,
+        aliases,
+        affects_key,
+        ecosystem,
+        ranges,
+        versions,
+        severity,
+        cvss,
+        summary,
+        published,
+        modified,
+        withdrawn,
+    }
 }
 
 /// The stored canonicals among `merge_hashes`.
-pub async fn stored_canonicals(conn: &mut PgConnection, merge_hashes: &[String]) -> Result<HashMap<String, StoredCanonical>> {
+pub async fn stored_canonicals(
+    conn: &mut PgConnection,
+    merge_hashes: &[String],
+) -> Result<HashMap<String, StoredCanonical>> {
     use sqlx::Row as _;
-    let query = format!("SELECT {CANONICAL_COLUMNS}, content_hash, origin_site FROM canonical_advisories WHERE merge_hash = ANY($1)");
-    let rows = sqlx::query(&query).bind(merge_hashes).fetch_all(&mut *conn).await?;
+    let query = format!(
+        "SELECT {CANONICAL_COLUMNS}, content_hash, origin_site FROM canonical_advisories WHERE merge_hash = ANY($1)"
+    );
+    let rows = sqlx::query(&query)
+        .bind(merge_hashes)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut stored = HashMap::with_capacity(rows.len());
     for row in &rows {
         let advisory = from_row(canonical_from_pg_row(row)?);
@@ -226,7 +266,8 @@ pub async fn write_canonicals(
         .collect();
     let point: (i64, DateTime<Utc>) = sqlx::query_as(
         "WITH input AS (
-             SELECT x.*, ord FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS x(
+             SELECT x.*, e.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
+                 LATERAL jsonb_to_record(e.doc) AS x(
                  merge_hash text, vuln_id text, cve text, aliases text[], affects_key text, ecosystem text,
                  ranges jsonb, versions text[], severity text, cvss jsonb, summary text,
                  published timestamptz, modified timestamptz, withdrawn timestamptz, content_hash text)
@@ -256,7 +297,10 @@ pub async fn write_canonicals(
     .bind(origin_site)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Some(ChangePoint { seq: point.0, at: point.1 }))
+    Ok(Some(ChangePoint {
+        seq: point.0,
+        at: point.1,
+    }))
 }
 
 /// Insert or replace `edges` whose canonical exists; returns how many were written
@@ -268,7 +312,8 @@ pub async fn write_edges(conn: &mut PgConnection, edges: &[SourceEdge]) -> Resul
     let rows = serde_json::to_value(edges).expect("edges serialize");
     let written = sqlx::query(
         "WITH input AS (
-             SELECT x.*, ord FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS x(
+             SELECT x.*, e.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
+                 LATERAL jsonb_to_record(e.doc) AS x(
                  merge_hash text, source text, source_advisory_id text, document_hash text, fetched_at timestamptz)
          ), wanted AS (
              SELECT input.* FROM input
@@ -300,7 +345,8 @@ pub async fn write_deletions(conn: &mut PgConnection, deletions: &[Deletion]) ->
     let rows = serde_json::to_value(deletions).expect("deletions serialize");
     let removed: i64 = sqlx::query_scalar(
         "WITH input AS (
-             SELECT x.*, ord FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS x(merge_hash text, reason text)
+             SELECT x.*, e.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
+                 LATERAL jsonb_to_record(e.doc) AS x(merge_hash text, reason text)
          ), numbered AS (
              SELECT input.*, nextval('advisory_change_seq') AS seq FROM input ORDER BY ord
          ), recorded AS (
@@ -322,7 +368,11 @@ pub async fn write_deletions(conn: &mut PgConnection, deletions: &[Deletion]) ->
 /// Up to `limit` changes after sequence number `after`, in sequence order, each with its
 /// change point. Run it in a `REPEATABLE READ` transaction so the three tables are read
 /// from one snapshot.
-pub async fn changes_after(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<(ChangePoint, Change)>> {
+pub async fn changes_after(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(ChangePoint, Change)>> {
     let mut changes = Vec::new();
     let canonical_rows = sqlx::query(&format!(
         "SELECT {CANONICAL_COLUMNS}, change_seq, changed_at FROM canonical_advisories
@@ -334,10 +384,25 @@ pub async fn changes_after(conn: &mut PgConnection, after: i64, limit: i64) -> R
     .await?;
     for row in &canonical_rows {
         use sqlx::Row as _;
-        let point = ChangePoint { seq: row.try_get("change_seq")?, at: row.try_get("changed_at")? };
-        changes.push((point, Change::Canonical(from_row(canonical_from_pg_row(row)?))));
+        let point = ChangePoint {
+            seq: row.try_get("change_seq")?,
+            at: row.try_get("changed_at")?,
+        };
+        changes.push((
+            point,
+            Change::Canonical(Box::new(from_row(canonical_from_pg_row(row)?))),
+        ));
     }
-    let edges: Vec<(String, String, String, String, DateTime<Utc>, i64, DateTime<Utc>)> = sqlx::query_as(
+    type EdgeRow = (
+        String,
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+        i64,
+        DateTime<Utc>,
+    );
+    let edges: Vec<EdgeRow> = sqlx::query_as(
         "SELECT merge_hash, source, source_advisory_id, document_hash, fetched_at, change_seq, changed_at
          FROM advisory_source_edges WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
     )
@@ -346,7 +411,13 @@ pub async fn changes_after(conn: &mut PgConnection, after: i64, limit: i64) -> R
     .fetch_all(&mut *conn)
     .await?;
     for (merge_hash, source, source_advisory_id, document_hash, fetched_at, seq, at) in edges {
-        let edge = SourceEdge { merge_hash, source, source_advisory_id, document_hash, fetched_at };
+        let edge = SourceEdge {
+            merge_hash,
+            source,
+            source_advisory_id,
+            document_hash,
+            fetched_at,
+        };
         changes.push((ChangePoint { seq, at }, Change::Edge(edge)));
     }
     let deletions: Vec<(String, String, i64, DateTime<Utc>)> = sqlx::query_as(
@@ -358,7 +429,10 @@ pub async fn changes_after(conn: &mut PgConnection, after: i64, limit: i64) -> R
     .fetch_all(&mut *conn)
     .await?;
     for (merge_hash, reason, seq, at) in deletions {
-        changes.push((ChangePoint { seq, at }, Change::Deletion(Deletion { merge_hash, reason })));
+        changes.push((
+            ChangePoint { seq, at },
+            Change::Deletion(Deletion { merge_hash, reason }),
+        ));
     }
     changes.sort_by_key(|(point, _)| point.seq);
     changes.truncate(limit.max(0) as usize);
@@ -381,5 +455,9 @@ pub async fn latest_change(pool: &PgPool) -> Result<Option<ChangePoint>> {
 
 /// Number of canonicals stored.
 pub async fn canonical_count(pool: &PgPool) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM canonical_advisories").fetch_one(pool).await?)
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM canonical_advisories")
+            .fetch_one(pool)
+            .await?,
+    )
 }

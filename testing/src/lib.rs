@@ -352,3 +352,24 @@ pub mod oci {
         );
     }
 }
+
+/// A fresh, empty database on the test PostgreSQL (named `{name}_{pid}`), so tests never
+/// see each other's rows. `None` (skip) outside CI when no server is configured.
+pub async fn fresh_database(name: &str) -> Option<String> {
+    use sqlx::{Connection, Executor};
+    let server = service("STELLAOPS_TEST_DATABASE_URL")?;
+    let db = format!("{name}_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("connect to the test PostgreSQL");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
+        .await
+        .expect("drop old test database");
+    admin
+        .execute(format!("CREATE DATABASE {db}").as_str())
+        .await
+        .expect("create test database");
+    let (base, _) = server.rsplit_once('/').expect("database URL has a path");
+    Some(format!("{base}/{db}"))
+}

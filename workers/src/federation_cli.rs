@@ -116,7 +116,11 @@ pub struct ImportArgs {
     #[arg(long, default_value = "prefer_remote", value_parser = ["prefer_remote", "prefer_local", "fail"])]
     on_conflict: String,
     /// PEM public keys trusted to sign bundles (files, or directories of *.pem).
-    #[arg(long = "trusted-key", env = "STELLAOPS_TRUSTED_KEYS", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-key",
+        env = "STELLAOPS_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
     trusted_keys: Vec<PathBuf>,
     /// Expected bundle hash (`sha256:<hex>`).
     #[arg(long)]
@@ -190,7 +194,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("{s:?} is not a size like 100MB"))?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 100MB"))?;
     let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" => 1_000,
@@ -201,12 +207,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "GIB" => 1 << 30,
         other => return Err(format!("unknown size unit {other:?}")),
     };
-    number.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn json_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         entries.sort();
         for entry in entries {
             json_files(&entry, out)?;
@@ -226,13 +236,27 @@ fn s3_location(uri: &str) -> Option<(String, String)> {
 async fn read_input(source: &str, s3: &S3Settings) -> anyhow::Result<Vec<u8>> {
     if source == "-" {
         let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
         return Ok(bytes);
     }
     if let Some((bucket, key)) = s3_location(source) {
         let client = stellaops_store::s3::client(s3).await;
-        let object = client.get_object().bucket(&bucket).key(&key).send().await.with_context(|| format!("reading {source}"))?;
-        return Ok(object.body.collect().await.context("reading object body")?.into_bytes().to_vec());
+        let object = client
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .with_context(|| format!("reading {source}"))?;
+        return Ok(object
+            .body
+            .collect()
+            .await
+            .context("reading object body")?
+            .into_bytes()
+            .to_vec());
     }
     std::fs::read(source).with_context(|| format!("reading {source}"))
 }
@@ -255,12 +279,17 @@ fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
         .iter()
         .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
         .collect::<anyhow::Result<_>>()?;
-    TrustedKeys::from_pems(pems.iter().map(String::as_str)).map_err(|e| anyhow::anyhow!("trusted keys: {e}"))
+    TrustedKeys::from_pems(pems.iter().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("trusted keys: {e}"))
 }
 
 /// Run an `advisories` command.
 pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Result<()> {
-    let AdvisoriesCommand::Ingest { format: _, source, paths } = command;
+    let AdvisoriesCommand::Ingest {
+        format: _,
+        source,
+        paths,
+    } = command;
     let mut files = Vec::new();
     for path in &paths {
         json_files(path, &mut files)?;
@@ -269,7 +298,12 @@ pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Re
     let mut documents = Vec::with_capacity(files.len());
     for file in &files {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        documents.push(osv::parse(&file.display().to_string(), &bytes, source.as_deref(), now)?);
+        documents.push(osv::parse(
+            &file.display().to_string(),
+            &bytes,
+            source.as_deref(),
+            now,
+        )?);
     }
     let summary = ingest::ingest(pool, documents).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -278,7 +312,10 @@ pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Re
 
 fn numbered(path: &str, index: usize) -> String {
     let p = Path::new(path);
-    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match p.extension() {
         Some(ext) => format!("{stem}-{index:04}.{}", ext.to_string_lossy()),
         None => format!("{stem}-{index:04}"),
@@ -287,12 +324,21 @@ fn numbered(path: &str, index: usize) -> String {
 }
 
 /// Run a `federation` command. Returns the process's success.
-pub async fn federation(pool: &PgPool, s3: &S3Settings, command: FederationCommand) -> anyhow::Result<bool> {
+pub async fn federation(
+    pool: &PgPool,
+    s3: &S3Settings,
+    command: FederationCommand,
+) -> anyhow::Result<bool> {
     match command {
-        FederationCommand::Bundle { command: BundleCommand::Export(args) } => {
+        FederationCommand::Bundle {
+            command: BundleCommand::Export(args),
+        } => {
             let since: Option<Cursor> = args.cursor.as_deref().map(str::parse).transpose()?;
             let signer = match &args.signing_key {
-                Some(path) => Some(Signer::from_pem(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?),
+                Some(path) => Some(Signer::from_pem(
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )?),
                 None => None,
             };
             let options = ExportOptions {
@@ -306,20 +352,37 @@ pub async fn federation(pool: &PgPool, s3: &S3Settings, command: FederationComma
             let bundles = export(pool, &options).await?;
             crate::metrics::EXPORT_DURATION.observe(started.elapsed().as_secs_f64());
             if bundles.is_empty() {
-                eprintln!("no changes after {}", args.cursor.as_deref().unwrap_or("the beginning"));
+                eprintln!(
+                    "no changes after {}",
+                    args.cursor.as_deref().unwrap_or("the beginning")
+                );
                 return Ok(true);
             }
             for (i, bundle) in bundles.iter().enumerate() {
                 crate::metrics::BUNDLE_SIZE.observe(bundle.bytes.len() as f64);
                 let destination = if args.output == "-" {
                     if bundles.len() > 1 {
-                        bail!("{} bundles (more than --max-items {} changes): write them with -o FILE or s3://", bundles.len(), args.max_items);
+                        bail!(
+                            "{} bundles (more than --max-items {} changes): write them with -o FILE or s3://",
+                            bundles.len(),
+                            args.max_items
+                        );
                     }
                     std::io::stdout().write_all(&bundle.bytes)?;
                     "<stdout>".to_string()
                 } else if let Some((bucket, prefix)) = s3_location(&args.output) {
-                    let seq = bundle.cursor.rsplit_once('#').map(|(_, s)| s).unwrap_or("0");
-                    let key = format!("{}/bundle-{:0>12}.tar.zst", prefix.trim_end_matches('/'), seq).trim_start_matches('/').to_string();
+                    let seq = bundle
+                        .cursor
+                        .rsplit_once('#')
+                        .map(|(_, s)| s)
+                        .unwrap_or("0");
+                    let key = format!(
+                        "{}/bundle-{:0>12}.tar.zst",
+                        prefix.trim_end_matches('/'),
+                        seq
+                    )
+                    .trim_start_matches('/')
+                    .to_string();
                     stellaops_store::s3::client(s3)
                         .await
                         .put_object()
@@ -331,27 +394,41 @@ pub async fn federation(pool: &PgPool, s3: &S3Settings, command: FederationComma
                         .with_context(|| format!("writing s3://{bucket}/{key}"))?;
                     format!("s3://{bucket}/{key}")
                 } else {
-                    let path = if bundles.len() == 1 { args.output.clone() } else { numbered(&args.output, i + 1) };
+                    let path = if bundles.len() == 1 {
+                        args.output.clone()
+                    } else {
+                        numbered(&args.output, i + 1)
+                    };
                     // Write then rename: a reader never sees half a bundle.
                     let partial = format!("{path}.partial");
-                    std::fs::write(&partial, &bundle.bytes).with_context(|| format!("writing {partial}"))?;
+                    std::fs::write(&partial, &bundle.bytes)
+                        .with_context(|| format!("writing {partial}"))?;
                     std::fs::rename(&partial, &path)?;
                     path
                 };
                 eprintln!(
                     "exported {destination}: {} canonicals, {} edges, {} deletions, cursor {}, {}",
-                    bundle.counts.canonicals, bundle.counts.edges, bundle.counts.deletions, bundle.cursor, bundle.bundle_hash
+                    bundle.counts.canonicals,
+                    bundle.counts.edges,
+                    bundle.counts.deletions,
+                    bundle.cursor,
+                    bundle.bundle_hash
                 );
             }
             Ok(true)
         }
-        FederationCommand::Bundle { command: BundleCommand::Import(args) } => {
+        FederationCommand::Bundle {
+            command: BundleCommand::Import(args),
+        } => {
             let bytes = read_input(&args.file, s3).await?;
             let options = ImportOptions {
                 dry_run: args.dry_run,
                 skip_signature: args.skip_signature,
                 force: args.force,
-                on_conflict: args.on_conflict.parse::<OnConflict>().map_err(anyhow::Error::msg)?,
+                on_conflict: args
+                    .on_conflict
+                    .parse::<OnConflict>()
+                    .map_err(anyhow::Error::msg)?,
                 expected_hash: args.expect_hash.clone(),
                 max_bundle_size_bytes: args.max_bundle_size,
             };
@@ -368,7 +445,11 @@ pub async fn federation(pool: &PgPool, s3: &S3Settings, command: FederationComma
                         let c = &response.counts;
                         println!(
                             "{} {} from {}: cursor {}; canonicals {} created, {} updated, {} skipped; {} edges added; {} deletions; {} conflicts; {} ms",
-                            if response.dry_run { "Dry run of" } else { "Imported" },
+                            if response.dry_run {
+                                "Dry run of"
+                            } else {
+                                "Imported"
+                            },
                             response.bundle_hash,
                             response.site_id,
                             response.imported_cursor,
@@ -385,16 +466,38 @@ pub async fn federation(pool: &PgPool, s3: &S3Settings, command: FederationComma
                 }
                 Err(error) => {
                     if args.json {
-                        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"success": false, "error": error.to_string()}))?);
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(
+                                &serde_json::json!({"success": false, "error": error.to_string()})
+                            )?
+                        );
                     }
                     Err(error.into())
                 }
             }
         }
-        FederationCommand::Bundle { command: BundleCommand::Validate { file, trusted_keys: keys, require_signature, max_bundle_size } } => {
+        FederationCommand::Bundle {
+            command:
+                BundleCommand::Validate {
+                    file,
+                    trusted_keys: keys,
+                    require_signature,
+                    max_bundle_size,
+                },
+        } => {
             let bytes = read_input(&file, s3).await?;
-            let name = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(file.clone());
-            let report = validate::report(&name, &bytes, max_bundle_size, &trusted_keys(&keys)?, require_signature);
+            let name = Path::new(&file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(file.clone());
+            let report = validate::report(
+                &name,
+                &bytes,
+                max_bundle_size,
+                &trusted_keys(&keys)?,
+                require_signature,
+            );
             print!("{}", report.text);
             Ok(report.ready)
         }
@@ -409,14 +512,25 @@ async fn sites_command(pool: &PgPool, command: SitesCommand) -> anyhow::Result<b
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:<25} {:<8} {:<19} {}", "SITE ID", "STATUS", "LAST SYNC", "CURSOR");
-                println!("{} {} {} {}", "─".repeat(25), "─".repeat(8), "─".repeat(19), "─".repeat(26));
+                println!(
+                    "{:<25} {:<8} {:<19} CURSOR",
+                    "SITE ID", "STATUS", "LAST SYNC"
+                );
+                println!(
+                    "{} {} {} {}",
+                    "─".repeat(25),
+                    "─".repeat(8),
+                    "─".repeat(19),
+                    "─".repeat(26)
+                );
                 for site in all {
                     println!(
                         "{:<25} {:<8} {:<19} {}",
                         site.site_id,
                         if site.enabled { "enabled" } else { "disabled" },
-                        site.last_sync_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "never".into()),
+                        site.last_sync_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_else(|| "never".into()),
                         site.last_cursor.unwrap_or_else(|| "-".into())
                     );
                 }

@@ -59,7 +59,9 @@ enum ImageCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -72,7 +74,9 @@ async fn main() -> ExitCode {
 
 async fn database(url: Option<&str>) -> anyhow::Result<sqlx::PgPool> {
     let url = url.context("--database-url or DATABASE_URL is required")?;
-    let pool = stellaops_store::connect(url).await.context("connecting to PostgreSQL")?;
+    let pool = stellaops_store::connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
     stellaops_store::migrate(&pool).await?;
     Ok(pool)
 }
@@ -85,21 +89,38 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("migrations applied");
         }
         Command::Advisories { command } => {
-            federation_cli::advisories(&database(cli.database_url.as_deref()).await?, command).await?;
+            federation_cli::advisories(&database(cli.database_url.as_deref()).await?, command)
+                .await?;
         }
         Command::Federation { command } => {
-            return federation_cli::federation(&database(cli.database_url.as_deref()).await?, &s3, command).await;
+            return federation_cli::federation(
+                &database(cli.database_url.as_deref()).await?,
+                &s3,
+                command,
+            )
+            .await;
         }
-        Command::Image { command: ImageCommand::Resolve { image, docker_config, plain_http } } => {
+        Command::Image {
+            command:
+                ImageCommand::Resolve {
+                    image,
+                    docker_config,
+                    plain_http,
+                },
+        } => {
             let credentials = match docker_config {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    Credentials::from_docker_config(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Credentials::from_docker_config(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
                 }
                 None => Credentials::default(),
             };
             let reference: ImageReference = image.parse()?;
-            let manifest = RegistryClient::new(credentials, plain_http)?.fetch_manifest(&reference).await?;
+            let manifest = RegistryClient::new(credentials, plain_http)?
+                .fetch_manifest(&reference)
+                .await?;
             println!(
                 "{}",
                 serde_json::json!({

@@ -2,17 +2,27 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, register_histogram, register_int_counter_vec};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounterVec, Opts, register_histogram, register_int_counter_vec,
+};
 use stellaops_federation::import::ImportResponse;
 
 /// `federation_export_duration_seconds`.
 pub static EXPORT_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
-    register_histogram!(HistogramOpts::new("federation_export_duration_seconds", "Export time")).expect("registers once")
+    register_histogram!(HistogramOpts::new(
+        "federation_export_duration_seconds",
+        "Export time"
+    ))
+    .expect("registers once")
 });
 
 /// `federation_import_duration_seconds`.
 pub static IMPORT_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
-    register_histogram!(HistogramOpts::new("federation_import_duration_seconds", "Import time")).expect("registers once")
+    register_histogram!(HistogramOpts::new(
+        "federation_import_duration_seconds",
+        "Import time"
+    ))
+    .expect("registers once")
 });
 
 /// `federation_bundle_size_bytes`.
@@ -26,14 +36,23 @@ pub static BUNDLE_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
 
 /// `federation_items_processed_total{type}`.
 pub static ITEMS_PROCESSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(Opts::new("federation_items_processed_total", "Items processed by type"), &["type"])
-        .expect("registers once")
+    register_int_counter_vec!(
+        Opts::new(
+            "federation_items_processed_total",
+            "Items processed by type"
+        ),
+        &["type"]
+    )
+    .expect("registers once")
 });
 
 /// `federation_conflicts_total{resolution}`.
 pub static CONFLICTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(Opts::new("federation_conflicts_total", "Merge conflicts encountered"), &["resolution"])
-        .expect("registers once")
+    register_int_counter_vec!(
+        Opts::new("federation_conflicts_total", "Merge conflicts encountered"),
+        &["resolution"]
+    )
+    .expect("registers once")
 });
 
 /// Count an import's items and conflicts.
@@ -49,7 +68,10 @@ pub fn record_import(response: &ImportResponse) {
         ITEMS_PROCESSED.with_label_values(&[kind]).inc_by(n);
     }
     for conflict in &response.conflicts {
-        let resolution = serde_json::to_value(conflict.resolution).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let resolution = serde_json::to_value(conflict.resolution)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         CONFLICTS.with_label_values(&[&resolution]).inc();
     }
 }

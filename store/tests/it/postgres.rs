@@ -2,27 +2,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, Executor, PgConnection};
 use stellaops_store::outbox::{self, NewEvent};
-
-/// A fresh database on the test server, so tests never see each other's rows.
-pub async fn fresh_database(name: &str) -> Option<String> {
-    let server = stellaops_testing::service("STELLAOPS_TEST_DATABASE_URL")?;
-    let db = format!("{name}_{}", std::process::id());
-    let mut admin = PgConnection::connect(&server)
-        .await
-        .expect("connect to the test PostgreSQL");
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {db}").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {db}").as_str())
-        .await
-        .unwrap();
-    let (base, _) = server.rsplit_once('/').expect("database URL has a path");
-    Some(format!("{base}/{db}"))
-}
+use stellaops_testing::fresh_database;
 
 fn event(key: &str) -> NewEvent {
     NewEvent {

@@ -1,0 +1,185 @@
+use std::io::Read;
+
+use stellaops_federation::bundle::{self, BundleError, Contents};
+use stellaops_store::advisories::{Deletion, sha256_hex};
+
+use crate::fixtures::{key_pair, osv_doc, parse};
+
+fn sample_bundle(signer: Option<&stellaops_federation::dsse::Signer>) -> Vec<u8> {
+    let a = parse(&osv_doc("GHSA-aaaa-bbbb-0001", "express", "4.19.2", "HIGH"));
+    let b = parse(&osv_doc(
+        "GHSA-aaaa-bbbb-0002",
+        "lodash",
+        "4.17.21",
+        "CRITICAL",
+    ));
+    let canonicals = [a.canonicals, b.canonicals].concat();
+    let edges = [a.edges, b.edges].concat();
+    let deletions = vec![Deletion {
+        merge_hash: "sha256:00".into(),
+        reason: "withdrawn".into(),
+    }];
+    bundle::write(
+        &Contents {
+            site_id: "site-a",
+            since_cursor: None,
+            cursor: "2025-01-15T10:30:00.000Z#0042".into(),
+            canonicals: &canonicals,
+            edges: &edges,
+            deletions: &deletions,
+        },
+        signer,
+        3,
+    )
+}
+
+/// Decompress, change one member with `edit`, and rebuild a canonical archive.
+fn repack(bytes: &[u8], edit: impl Fn(&str, &mut Vec<u8>)) -> Vec<u8> {
+    let mut tar_bytes = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .unwrap()
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        edit(&name, &mut content);
+        let mut header = tar::Header::new_ustar();
+        header.set_path(&name).unwrap();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder.append(&header, content.as_slice()).unwrap();
+    }
+    zstd::bulk::compress(&builder.into_inner().unwrap(), 3).unwrap()
+}
+
+#[test]
+fn output_is_deterministic_and_opens() {
+    let (signer, trusted) = key_pair();
+    let first = sample_bundle(Some(&signer));
+    assert_eq!(
+        first,
+        sample_bundle(Some(&signer)),
+        "same data and key, same bytes"
+    );
+    let opened = bundle::open(&first, 1 << 20).unwrap();
+    assert_eq!(opened.bundle_hash, sha256_hex(&first));
+    assert_eq!(opened.manifest.version, "feedser-bundle/1.0");
+    assert_eq!(
+        (
+            opened.manifest.counts.canonicals,
+            opened.manifest.counts.edges,
+            opened.manifest.counts.deletions
+        ),
+        (2, 2, 1)
+    );
+    assert_eq!(opened.verify_signature(&trusted).unwrap(), signer.key_id());
+}
+
+#[test]
+fn a_changed_byte_in_any_member_is_detected() {
+    let (signer, trusted) = key_pair();
+    let original = sample_bundle(Some(&signer));
+    for member in bundle::MEMBERS {
+        let tampered = repack(&original, |name, content| {
+            if name != member {
+                return;
+            }
+            if name == "MANIFEST.json" {
+                // Relabel the bundle as another site's: the signed manifest must catch it.
+                *content = String::from_utf8(content.clone())
+                    .unwrap()
+                    .replace("site-a", "site-b")
+                    .into_bytes();
+            } else {
+                let i = content
+                    .iter()
+                    .rposition(|b| b.is_ascii_alphanumeric())
+                    .unwrap();
+                content[i] = if content[i] == b'a' { b'b' } else { b'a' };
+            }
+        });
+        let outcome = bundle::open(&tampered, 1 << 20).and_then(|o| o.verify_signature(&trusted));
+        let error = outcome
+            .expect_err(&format!("a change to {member} went unnoticed"))
+            .to_string();
+        let expected = match member {
+            "MANIFEST.json" | "SIGNATURE.json" => "Signature verification failed",
+            _ => "does not match its digest in the manifest",
+        };
+        assert!(error.contains(expected), "{member}: {error}");
+    }
+}
+
+#[test]
+fn header_and_compression_tampering_is_detected() {
+    let original = sample_bundle(None);
+    // A header-only change (mtime) leaves every member intact but breaks canonical form.
+    let mut tar_bytes = Vec::new();
+    zstd::stream::read::Decoder::new(original.as_slice())
+        .unwrap()
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&tar_bytes[..512]);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    tar_bytes[..512].copy_from_slice(header.as_bytes());
+    let retarred = zstd::bulk::compress(&tar_bytes, 3).unwrap();
+    assert!(
+        matches!(bundle::open(&retarred, 1 << 20), Err(BundleError::Corrupt(m)) if m.contains("canonical form"))
+    );
+    // Truncated archive.
+    assert!(bundle::open(&original[..original.len() / 2], 1 << 20).is_err());
+    // Not zstd at all.
+    assert!(matches!(
+        bundle::open(b"PK\x03\x04 not a bundle", 1 << 20),
+        Err(BundleError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn signatures_size_and_version_are_enforced() {
+    let (signer, _) = key_pair();
+    let (_, other_trusted) = key_pair();
+    let signed = sample_bundle(Some(&signer));
+    let opened = bundle::open(&signed, 1 << 20).unwrap();
+    let wrong_key = opened.verify_signature(&other_trusted).unwrap_err();
+    assert!(
+        wrong_key
+            .to_string()
+            .starts_with("Signature verification failed"),
+        "{wrong_key}"
+    );
+    let unsigned = bundle::open(&sample_bundle(None), 1 << 20).unwrap();
+    assert!(matches!(
+        unsigned.verify_signature(&other_trusted),
+        Err(BundleError::Unsigned)
+    ));
+    let too_large = bundle::open(&signed, 100).unwrap_err();
+    assert!(
+        too_large.to_string().starts_with("Bundle too large"),
+        "{too_large}"
+    );
+    // Another format version, even correctly digested, is refused by name.
+    let future = repack(&sample_bundle(None), |name, content| {
+        if name == "MANIFEST.json" {
+            *content = String::from_utf8(content.clone())
+                .unwrap()
+                .replace("feedser-bundle/1.0", "feedser-bundle/2.0")
+                .into_bytes();
+        }
+    });
+    assert!(
+        matches!(bundle::open(&future, 1 << 20), Err(BundleError::UnsupportedVersion(v)) if v == "feedser-bundle/2.0")
+    );
+}

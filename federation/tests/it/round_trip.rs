@@ -1,0 +1,592 @@
+//! ingest → export → validate → import on a second database, and every refusal leaving
+//! the store unchanged. Real PostgreSQL.
+
+use serde_json::json;
+use sqlx::PgPool;
+use stellaops_federation::cursor::Cursor;
+use stellaops_federation::dsse::TrustedKeys;
+use stellaops_federation::export::{ExportOptions, ExportedBundle, export};
+use stellaops_federation::import::{ImportError, ImportOptions, OnConflict, import};
+use stellaops_federation::sites::{self, PolicyUpdate};
+use stellaops_federation::{ingest, validate};
+
+use crate::fixtures::{count, database, key_pair, osv_doc, parse};
+
+fn docs(n: usize) -> Vec<serde_json::Value> {
+    (1..=n)
+        .map(|i| {
+            osv_doc(
+                &format!("GHSA-test-{i:04}-{i:04}"),
+                &format!("pkg-{i}"),
+                "1.2.3",
+                "HIGH",
+            )
+        })
+        .collect()
+}
+
+async fn ingest_docs(pool: &PgPool, docs: &[serde_json::Value]) -> ingest::IngestSummary {
+    ingest::ingest(pool, docs.iter().map(parse).collect())
+        .await
+        .unwrap()
+}
+
+async fn export_all(
+    pool: &PgPool,
+    since: Option<Cursor>,
+    signer: &stellaops_federation::dsse::Signer,
+    max_items: usize,
+) -> Vec<ExportedBundle> {
+    export(
+        pool,
+        &ExportOptions {
+            site_id: "site-a".into(),
+            since,
+            max_items,
+            compression_level: 3,
+            signer: Some(signer),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn options() -> ImportOptions {
+    ImportOptions {
+        max_bundle_size_bytes: 1 << 30,
+        ..Default::default()
+    }
+}
+
+async fn allow_site_a(pool: &PgPool) {
+    sites::set_policy(
+        pool,
+        "site-a",
+        &PolicyUpdate {
+            display_name: Some("Site A".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Row counts of everything an import may touch.
+async fn snapshot(pool: &PgPool) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in [
+        "canonical_advisories",
+        "advisory_source_edges",
+        "advisory_deletions",
+        "events_outbox",
+        "federation_imported_bundles",
+    ] {
+        counts.push(count(pool, table).await);
+    }
+    let cursor: Option<String> =
+        sqlx::query_scalar("SELECT last_cursor FROM federation_sites WHERE site_id = 'site-a'")
+            .fetch_optional(pool)
+            .await
+            .unwrap()
+            .flatten();
+    counts.push(cursor.map_or(0, |c| c.parse::<Cursor>().unwrap().seq));
+    counts
+}
+
+#[tokio::test]
+async fn ingest_is_idempotent_and_a_modified_document_advances_the_cursor() {
+    let Some(pool) = database("fed_ingest").await else {
+        return;
+    };
+    let first = ingest_docs(&pool, &docs(3)).await;
+    assert_eq!((first.created, first.updated, first.edges), (3, 0, 3));
+    let again = ingest_docs(&pool, &docs(3)).await;
+    assert_eq!(
+        (again.created, again.updated, again.unchanged, again.edges),
+        (0, 0, 3, 0)
+    );
+    assert_eq!(
+        again.cursor, first.cursor,
+        "re-ingesting the same documents changes nothing"
+    );
+
+    let mut modified = docs(3);
+    modified[1]["affected"][0]["ranges"][0]["events"][1]["fixed"] = json!("1.2.4");
+    let third = ingest_docs(&pool, &modified).await;
+    assert_eq!((third.created, third.updated, third.unchanged), (0, 1, 2));
+    let (before, after): (Cursor, Cursor) = (
+        first.cursor.unwrap().parse().unwrap(),
+        third.cursor.unwrap().parse().unwrap(),
+    );
+    assert!(after > before);
+
+    // An NVD record for the same CVE and package adds an edge but never overrides GHSA.
+    let mut nvd = osv_doc("CVE-2024-0001", "pkg-1", "9.9.9", "LOW");
+    nvd["aliases"] = json!([]);
+    let summary = ingest_docs(&pool, &[nvd]).await;
+    assert_eq!((summary.updated, summary.edges), (0, 1));
+
+    // Withdrawal removes the canonical and records a deletion.
+    let mut withdrawn = docs(1).remove(0);
+    withdrawn["withdrawn"] = json!("2024-04-01T00:00:00Z");
+    let summary = ingest_docs(&pool, &[withdrawn]).await;
+    assert_eq!(summary.withdrawn, 1);
+    assert_eq!(count(&pool, "advisory_deletions").await, 1);
+}
+
+#[tokio::test]
+async fn full_and_delta_round_trip_between_two_sites() {
+    let (Some(a), Some(b)) = (database("fed_rt_a").await, database("fed_rt_b").await) else {
+        return;
+    };
+    let (signer, trusted) = key_pair();
+    ingest_docs(&a, &docs(5)).await;
+    let full = export_all(&a, None, &signer, 10_000).await;
+    assert_eq!(full.len(), 1);
+    assert_eq!((full[0].counts.canonicals, full[0].counts.edges), (5, 5));
+
+    let report = validate::report("full.zst", &full[0].bytes, 1 << 30, &trusted, true);
+    assert!(report.ready, "{}", report.text);
+    assert!(
+        report
+            .text
+            .contains("Version: feedser-bundle/1.0\nSite: site-a\n"),
+        "{}",
+        report.text
+    );
+    assert!(
+        report
+            .text
+            .contains(&format!("Signature: ✓ Valid (key: {})", signer.key_id())),
+        "{}",
+        report.text
+    );
+
+    allow_site_a(&b).await;
+    let dry = import(
+        &b,
+        &full[0].bytes,
+        &ImportOptions {
+            dry_run: true,
+            ..options()
+        },
+        &trusted,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.counts.canonical_created, 5);
+    assert_eq!(
+        count(&b, "canonical_advisories").await,
+        0,
+        "a dry run writes nothing"
+    );
+
+    let response = import(&b, &full[0].bytes, &options(), &trusted)
+        .await
+        .unwrap();
+    assert!(response.success);
+    assert_eq!(
+        (
+            response.counts.canonical_created,
+            response.counts.edges_added
+        ),
+        (5, 5)
+    );
+    assert_eq!(response.imported_cursor, full[0].cursor);
+    assert_eq!(response.signed_by.as_deref(), Some(signer.key_id()));
+    let body = serde_json::to_value(&response).unwrap();
+    for key in [
+        "success",
+        "bundle_hash",
+        "imported_cursor",
+        "counts",
+        "conflicts",
+        "duration_ms",
+    ] {
+        assert!(body.get(key).is_some(), "response lacks {key}");
+    }
+    // One canonical-imported event per created canonical, plus the summary event.
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM events_outbox ORDER BY id")
+        .fetch_all(&b)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "canonical-imported").count(),
+        5
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("federation.imported")
+    );
+
+    // Same content on both sides.
+    let digest = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>(
+            "SELECT string_agg(content_hash, ',' ORDER BY merge_hash) FROM canonical_advisories",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(digest(a.clone()).await, digest(b.clone()).await);
+
+    // Delta: one modified document, one new.
+    let mut next = docs(6);
+    next[2]["affected"][0]["ranges"][0]["events"][1]["fixed"] = json!("2.0.0");
+    ingest_docs(&a, &next).await;
+    let since: Cursor = full[0].cursor.parse().unwrap();
+    let delta = export_all(&a, Some(since), &signer, 10_000).await;
+    assert_eq!(delta.len(), 1);
+    assert_eq!(
+        delta[0].counts.canonicals, 2,
+        "only what changed since the cursor"
+    );
+    let response = import(&b, &delta[0].bytes, &options(), &trusted)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            response.counts.canonical_created,
+            response.counts.canonical_updated
+        ),
+        (1, 1)
+    );
+    assert!(
+        response.conflicts.is_empty(),
+        "updates from the origin site are not conflicts"
+    );
+    assert_eq!(digest(a.clone()).await, digest(b.clone()).await);
+
+    // The status the seed's `sites list` shows.
+    let site = sites::list(&b).await.unwrap().remove(0);
+    assert_eq!(site.last_cursor.as_deref(), Some(delta[0].cursor.as_str()));
+    assert_eq!(site.bundles_imported, 2);
+    assert_eq!(sites::history(&b, "site-a", 10).await.unwrap().len(), 2);
+
+    // Stale and duplicate bundles are refused and change nothing.
+    let before = snapshot(&b).await;
+    let stale = import(&b, &full[0].bytes, &options(), &trusted)
+        .await
+        .unwrap_err();
+    assert!(
+        stale.to_string().starts_with("Bundle already imported"),
+        "{stale}"
+    );
+    let mut older_site_state = options();
+    older_site_state.force = false;
+    sqlx::query("DELETE FROM federation_imported_bundles")
+        .execute(&b)
+        .await
+        .unwrap();
+    let stale = import(&b, &full[0].bytes, &older_site_state, &trusted)
+        .await
+        .unwrap_err();
+    assert!(
+        stale.to_string().starts_with("Cursor not after current"),
+        "{stale}"
+    );
+    assert_eq!(&snapshot(&b).await[..4], &before[..4]);
+    // A failed attempt is in the history.
+    let history = sites::history(&b, "site-a", 1).await.unwrap();
+    assert!(
+        !history[0].success
+            && history[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("Cursor not after current")
+    );
+}
+
+#[tokio::test]
+async fn max_items_splits_into_ordered_bundles_and_gaps_are_refused() {
+    let (Some(a), Some(b)) = (database("fed_split_a").await, database("fed_split_b").await) else {
+        return;
+    };
+    let (signer, trusted) = key_pair();
+    ingest_docs(&a, &docs(7)).await; // 14 changes: 7 canonicals + 7 edges
+    let bundles = export_all(&a, None, &signer, 5).await;
+    assert_eq!(bundles.len(), 3);
+    assert_eq!(
+        bundles.iter().map(|b| b.counts.total()).collect::<Vec<_>>(),
+        vec![5, 5, 4]
+    );
+    assert_eq!(
+        bundles[1].since_cursor.as_deref(),
+        Some(bundles[0].cursor.as_str())
+    );
+    allow_site_a(&b).await;
+    // Skipping the second bundle would lose data: refused.
+    import(&b, &bundles[0].bytes, &options(), &trusted)
+        .await
+        .unwrap();
+    let gap = import(&b, &bundles[2].bytes, &options(), &trusted)
+        .await
+        .unwrap_err();
+    assert!(matches!(gap, ImportError::CursorGap { .. }), "{gap}");
+    for bundle in &bundles[1..] {
+        import(&b, &bundle.bytes, &options(), &trusted)
+            .await
+            .unwrap();
+    }
+    assert_eq!(count(&b, "canonical_advisories").await, 7);
+    assert_eq!(count(&b, "advisory_source_edges").await, 7);
+    // The same data and cursor give byte-identical bundles.
+    let again = export_all(&a, None, &signer, 5).await;
+    assert!(bundles.iter().zip(&again).all(|(x, y)| x.bytes == y.bytes));
+}
+
+#[tokio::test]
+async fn refusals_leave_the_store_unchanged() {
+    let (Some(a), Some(b)) = (
+        database("fed_refuse_a").await,
+        database("fed_refuse_b").await,
+    ) else {
+        return;
+    };
+    let (signer, trusted) = key_pair();
+    ingest_docs(&a, &docs(3)).await;
+    let bundle = export_all(&a, None, &signer, 10_000).await.remove(0);
+    let before = snapshot(&b).await;
+
+    let not_allowed = import(&b, &bundle.bytes, &options(), &trusted)
+        .await
+        .unwrap_err();
+    assert!(
+        not_allowed.to_string().starts_with("Site not allowed"),
+        "{not_allowed}"
+    );
+
+    allow_site_a(&b).await;
+    let (_, wrong) = key_pair();
+    let bad_key = import(&b, &bundle.bytes, &options(), &wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        bad_key
+            .to_string()
+            .starts_with("Signature verification failed"),
+        "{bad_key}"
+    );
+
+    let unsigned = export(
+        &a,
+        &ExportOptions {
+            site_id: "site-a".into(),
+            since: None,
+            max_items: 100,
+            compression_level: 3,
+            signer: None,
+        },
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    let missing = import(&b, &unsigned.bytes, &options(), &trusted)
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .starts_with("Signature verification failed"),
+        "{missing}"
+    );
+    let skip = import(
+        &b,
+        &unsigned.bytes,
+        &ImportOptions {
+            skip_signature: true,
+            ..options()
+        },
+        &trusted,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(skip, ImportError::SkipNotTrusted), "{skip}");
+
+    let mut truncated = bundle.bytes.clone();
+    truncated.truncate(truncated.len() - 10);
+    assert!(import(&b, &truncated, &options(), &trusted).await.is_err());
+
+    sites::set_policy(
+        &b,
+        "site-a",
+        &PolicyUpdate {
+            max_bundle_size_bytes: Some(100),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let large = import(&b, &bundle.bytes, &options(), &trusted)
+        .await
+        .unwrap_err();
+    assert!(large.to_string().starts_with("Bundle too large"), "{large}");
+    sites::set_policy(
+        &b,
+        "site-a",
+        &PolicyUpdate {
+            max_bundle_size_bytes: Some(1 << 30),
+            allowed_sources: Some(vec!["nvd".into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let source = import(&b, &bundle.bytes, &options(), &trusted)
+        .await
+        .unwrap_err();
+    assert!(
+        source.to_string().starts_with("Source not allowed: ghsa"),
+        "{source}"
+    );
+    let wrong_hash = import(
+        &b,
+        &bundle.bytes,
+        &ImportOptions {
+            expected_hash: Some("sha256:00".into()),
+            ..options()
+        },
+        &TrustedKeys::default(),
+    )
+    .await;
+    assert!(wrong_hash.is_err());
+
+    let after = snapshot(&b).await;
+    assert_eq!(
+        &after[..5],
+        &before[..5],
+        "no refused import changed the store"
+    );
+}
+
+#[tokio::test]
+async fn conflicts_follow_the_strategy() {
+    let (Some(a), Some(b)) = (
+        database("fed_conflict_a").await,
+        database("fed_conflict_b").await,
+    ) else {
+        return;
+    };
+    let (signer, trusted) = key_pair();
+    ingest_docs(&a, &docs(2)).await;
+    // Site B ingested its own, different view of the first advisory.
+    let mut local = docs(1);
+    local[0]["database_specific"]["severity"] = json!("CRITICAL");
+    ingest_docs(&b, &local).await;
+    allow_site_a(&b).await;
+    let bundle = export_all(&a, None, &signer, 100).await.remove(0);
+
+    let fail = import(
+        &b,
+        &bundle.bytes,
+        &ImportOptions {
+            on_conflict: OnConflict::Fail,
+            ..options()
+        },
+        &trusted,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&fail, ImportError::Conflict { field, .. } if field == "severity"),
+        "{fail}"
+    );
+    assert_eq!(
+        count(&b, "canonical_advisories").await,
+        1,
+        "on_conflict=fail writes nothing"
+    );
+
+    let keep = import(
+        &b,
+        &bundle.bytes,
+        &ImportOptions {
+            on_conflict: OnConflict::PreferLocal,
+            dry_run: true,
+            ..options()
+        },
+        &trusted,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (keep.counts.canonical_created, keep.counts.canonical_skipped),
+        (1, 1)
+    );
+    let conflict = serde_json::to_value(&keep.conflicts[0]).unwrap();
+    assert_eq!(conflict["field"], "severity");
+    assert_eq!(
+        (
+            conflict["local_value"].as_str(),
+            conflict["remote_value"].as_str()
+        ),
+        (Some("critical"), Some("high"))
+    );
+    assert_eq!(conflict["resolution"], "prefer_local");
+
+    let remote = import(&b, &bundle.bytes, &options(), &trusted)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            remote.counts.canonical_created,
+            remote.counts.canonical_updated
+        ),
+        (1, 1)
+    );
+    assert_eq!(remote.conflicts[0].resolution, OnConflict::PreferRemote);
+    let severity: String = sqlx::query_scalar(
+        "SELECT severity FROM canonical_advisories WHERE vuln_id = 'CVE-2024-0001'",
+    )
+    .fetch_one(&b)
+    .await
+    .unwrap();
+    assert_eq!(severity, "high");
+}
+
+#[tokio::test]
+async fn an_import_failing_mid_transaction_leaves_no_rows_and_can_be_retried() {
+    let (Some(a), Some(b)) = (
+        database("fed_atomic_a").await,
+        database("fed_atomic_b").await,
+    ) else {
+        return;
+    };
+    let (signer, trusted) = key_pair();
+    ingest_docs(&a, &docs(4)).await;
+    let bundle = export_all(&a, None, &signer, 100).await.remove(0);
+    allow_site_a(&b).await;
+    // Make the database fail while the edges are being written, after the canonicals.
+    sqlx::query(
+        "CREATE FUNCTION fail_edges() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'simulated crash during import'; END $$",
+    )
+    .execute(&b)
+    .await
+    .unwrap();
+    sqlx::query("CREATE TRIGGER fail_edges BEFORE INSERT ON advisory_source_edges FOR EACH ROW EXECUTE FUNCTION fail_edges()")
+        .execute(&b)
+        .await
+        .unwrap();
+    let before = snapshot(&b).await;
+    let error = import(&b, &bundle.bytes, &options(), &trusted)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("simulated crash"), "{error}");
+    assert_eq!(&snapshot(&b).await[..5], &before[..5], "no partial rows");
+    sqlx::query("DROP TRIGGER fail_edges ON advisory_source_edges")
+        .execute(&b)
+        .await
+        .unwrap();
+    let response = import(&b, &bundle.bytes, &options(), &trusted)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            response.counts.canonical_created,
+            response.counts.edges_added
+        ),
+        (4, 4)
+    );
+}
