@@ -4,7 +4,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -148,4 +150,18 @@ impl TrustedKeys {
                 .map(|(id, _)| id.clone())
         })
     }
+}
+
+/// A new ES256 key pair as (PKCS#8 private key PEM, public key PEM).
+pub fn generate_key_pair() -> (String, String) {
+    let key = SigningKey::random(&mut rand_core::OsRng);
+    let private = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("P-256 keys encode")
+        .to_string();
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("P-256 keys encode");
+    (private, public)
 }

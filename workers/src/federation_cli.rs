@@ -41,6 +41,13 @@ pub enum FederationCommand {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// Generate an ES256 signing key pair: PREFIX.pem (private) and PREFIX.pub (public,
+    /// to distribute to importing sites).
+    Keygen {
+        /// Output path prefix.
+        #[arg(short = 'o', long = "output", default_value = "federation-signer")]
+        prefix: PathBuf,
+    },
     /// Federation partners.
     Sites {
         #[command(subcommand)]
@@ -502,6 +509,7 @@ pub async fn federation(
             Ok(report.ready)
         }
         FederationCommand::Sites { command } => sites_command(pool, command).await,
+        FederationCommand::Keygen { .. } => unreachable!("handled without a database by keygen()"),
     }
 }
 
@@ -566,4 +574,43 @@ async fn sites_command(pool: &PgPool, command: SitesCommand) -> anyhow::Result<b
         }
     }
     Ok(true)
+}
+
+/// `federation keygen`: needs no database.
+pub fn keygen(prefix: &Path) -> anyhow::Result<()> {
+    let (private, public) = stellaops_federation::dsse::generate_key_pair();
+    let private_path = prefix.with_extension("pem");
+    let public_path = prefix.with_extension("pub");
+    if private_path.exists() {
+        bail!("{} exists; not overwriting a key", private_path.display());
+    }
+    write_private(&private_path, &private)?;
+    std::fs::write(&public_path, public)
+        .with_context(|| format!("writing {}", public_path.display()))?;
+    // The public key must read back as a trusted key, or importing sites could not use it.
+    TrustedKeys::from_pems([std::fs::read_to_string(&public_path)?.as_str()])?;
+    println!(
+        "wrote {} (keep secret) and {} (give to importing sites)",
+        private_path.display(),
+        public_path.display()
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(pem.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))
 }

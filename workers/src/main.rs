@@ -92,6 +92,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             federation_cli::advisories(&database(cli.database_url.as_deref()).await?, command)
                 .await?;
         }
+        Command::Federation {
+            command: FederationCommand::Keygen { prefix },
+        } => federation_cli::keygen(&prefix)?,
         Command::Federation { command } => {
             return federation_cli::federation(
                 &database(cli.database_url.as_deref()).await?,

@@ -1,3 +1,4 @@
 //! Worker tests; the registry ones run against the real registry from scripts/test.sh.
 
+mod federation_cli;
 mod registry;
