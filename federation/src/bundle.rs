@@ -167,15 +167,54 @@ pub struct Contents<'a> {
 
 /// Write a bundle. The same inputs (and key) give byte-identical output.
 pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level: i32) -> Vec<u8> {
-    let Contents {
-        site_id,
-        since_cursor,
-        cursor,
+    let members = NdjsonMembers {
+        canonicals: ndjson(contents.canonicals),
+        edges: ndjson(contents.edges),
+        deletions: ndjson(contents.deletions),
+        counts: Counts {
+            canonicals: contents.canonicals.len() as u64,
+            edges: contents.edges.len() as u64,
+            deletions: contents.deletions.len() as u64,
+        },
+    };
+    write_members(
+        contents.site_id,
+        contents.since_cursor.clone(),
+        contents.cursor.clone(),
+        members,
+        signer,
+        compression_level,
+    )
+}
+
+/// The three data members, already serialised one compact JSON object per line.
+pub struct NdjsonMembers {
+    /// `canonicals.ndjson`.
+    pub canonicals: Vec<u8>,
+    /// `edges.ndjson`.
+    pub edges: Vec<u8>,
+    /// `deletions.ndjson`.
+    pub deletions: Vec<u8>,
+    /// Lines in each.
+    pub counts: Counts,
+}
+
+/// Write a bundle from serialised members (what export streams out of the store).
+pub fn write_members(
+    site_id: &str,
+    since_cursor: Option<String>,
+    cursor: String,
+    members: NdjsonMembers,
+    signer: Option<&Signer>,
+    compression_level: i32,
+) -> Vec<u8> {
+    let NdjsonMembers {
         canonicals,
         edges,
         deletions,
-    } = contents;
-    let data = [ndjson(canonicals), ndjson(edges), ndjson(deletions)];
+        counts,
+    } = members;
+    let data = [canonicals, edges, deletions];
     let files = DATA_MEMBERS
         .iter()
         .zip(&data)
@@ -192,13 +231,9 @@ pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level
     let manifest = Manifest {
         version: FORMAT_VERSION.to_string(),
         site_id: site_id.to_string(),
-        since_cursor: since_cursor.clone(),
-        cursor: cursor.clone(),
-        counts: Counts {
-            canonicals: canonicals.len() as u64,
-            edges: edges.len() as u64,
-            deletions: deletions.len() as u64,
-        },
+        since_cursor,
+        cursor,
+        counts,
         files,
     };
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");

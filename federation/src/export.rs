@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use stellaops_store::advisories::{self, Change};
 
-use crate::bundle::{self, Counts};
+use crate::bundle::{self, Counts, NdjsonMembers};
 use crate::cursor::Cursor;
 use crate::dsse::Signer;
 
@@ -59,37 +59,45 @@ pub async fn export(
             at: last.at,
             seq: last.seq,
         };
-        let (mut canonicals, mut edges, mut deletions) = (Vec::new(), Vec::new(), Vec::new());
         let full = changes.len() as i64 == limit;
+        let mut members = NdjsonMembers {
+            canonicals: Vec::new(),
+            edges: Vec::new(),
+            deletions: Vec::new(),
+            counts: Counts::default(),
+        };
         for (_, change) in changes {
-            match change {
-                Change::Canonical(c) => canonicals.push(*c),
-                Change::Edge(e) => edges.push(e),
-                Change::Deletion(d) => deletions.push(d),
-            }
+            let (buffer, count, line) = match change {
+                Change::Canonical(line) => (
+                    &mut members.canonicals,
+                    &mut members.counts.canonicals,
+                    line,
+                ),
+                Change::Edge(line) => (&mut members.edges, &mut members.counts.edges, line),
+                Change::Deletion(line) => {
+                    (&mut members.deletions, &mut members.counts.deletions, line)
+                }
+            };
+            buffer.extend_from_slice(line.as_bytes());
+            buffer.push(b'\n');
+            *count += 1;
         }
-        let bytes = bundle::write(
-            &bundle::Contents {
-                site_id: &options.site_id,
-                since_cursor: since.map(|c| c.to_string()),
-                cursor: cursor.to_string(),
-                canonicals: &canonicals,
-                edges: &edges,
-                deletions: &deletions,
-            },
+        let counts = members.counts.clone();
+        let since_cursor = since.map(|c| c.to_string());
+        let bytes = bundle::write_members(
+            &options.site_id,
+            since_cursor.clone(),
+            cursor.to_string(),
+            members,
             options.signer,
             options.compression_level,
         );
         bundles.push(ExportedBundle {
             bundle_hash: advisories::sha256_hex(&bytes),
             bytes,
-            since_cursor: since.map(|c| c.to_string()),
+            since_cursor,
             cursor: cursor.to_string(),
-            counts: Counts {
-                canonicals: canonicals.len() as u64,
-                edges: edges.len() as u64,
-                deletions: deletions.len() as u64,
-            },
+            counts,
         });
         since = Some(cursor);
         if !full {

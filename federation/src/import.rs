@@ -283,6 +283,10 @@ pub async fn import(
 ) -> Result<ImportResponse, ImportError> {
     let started = Instant::now();
     let opened = bundle::open(bytes, options.max_bundle_size_bytes)?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "bundle opened and checked"
+    );
     let result = apply(pool, &opened, options, trusted, started).await;
     if !options.dry_run && !matches!(result, Err(ImportError::SiteNotAllowed(_))) {
         let entry = HistoryEntry {
@@ -376,6 +380,10 @@ async fn apply(
         .map(|c| c.merge_hash.clone())
         .collect();
     let stored = advisories::stored_canonicals(&mut tx, &hashes).await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "stored canonicals read"
+    );
     let mut to_write = Vec::new();
     let mut actions = Vec::new();
     for remote in &opened.canonicals {
@@ -424,28 +432,45 @@ async fn apply(
         }
     }
     advisories::write_canonicals(&mut tx, &to_write, Some(&manifest.site_id)).await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "canonicals written"
+    );
     counts.edges_added = advisories::write_edges(&mut tx, &opened.edges).await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "edges written"
+    );
     counts.deletions_processed = advisories::write_deletions(&mut tx, &opened.deletions).await?;
 
-    let imported_at = Utc::now();
-    for (canonical, action) in &actions {
-        let event = NewEvent {
-            kind: "canonical-imported".into(),
-            namespace: None,
-            subject: canonical.merge_hash.clone(),
-            severity: canonical.severity.clone(),
-            payload: json!({
-                "canonical_id": canonical.merge_hash, "cve": canonical.cve, "affects_key": canonical.affects_key,
-                "merge_hash": canonical.merge_hash, "action": action, "bundle_hash": opened.bundle_hash,
-                "site_id": manifest.site_id, "imported_at": imported_at,
-            }),
-            idempotency_key: format!(
-                "canonical-imported/{}/{}",
-                opened.bundle_hash, canonical.merge_hash
-            ),
-        };
-        outbox::publish(&mut *tx, &event).await?;
-    }
+    // One canonical-imported event per created or updated canonical, built in the
+    // database from what was just staged (no per-row round trips).
+    let created: Vec<&str> = actions
+        .iter()
+        .filter(|(_, a)| *a == "Created")
+        .map(|(c, _)| c.merge_hash.as_str())
+        .collect();
+    sqlx::query(&format!(
+        "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
+         SELECT 'canonical-imported', NULL, s.merge_hash, s.severity,
+             jsonb_build_object('canonical_id', s.merge_hash, 'cve', s.cve, 'affects_key', s.affects_key,
+                 'merge_hash', s.merge_hash,
+                 'action', CASE WHEN s.merge_hash = ANY($3) THEN 'Created' ELSE 'Updated' END,
+                 'bundle_hash', $1::text, 'site_id', $2::text, 'imported_at', now()),
+             'canonical-imported/' || $1 || '/' || s.merge_hash
+         FROM {} s ORDER BY s.ord
+         ON CONFLICT (idempotency_key) DO NOTHING",
+        advisories::STAGED_CANONICALS
+    ))
+    .bind(&opened.bundle_hash)
+    .bind(&manifest.site_id)
+    .bind(&created)
+    .execute(&mut *tx)
+    .await?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "events published"
+    );
     let items = counts.canonical_created
         + counts.canonical_updated
         + counts.edges_added
@@ -456,19 +481,16 @@ async fn apply(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    outbox::publish(
-        &mut *tx,
-        &NewEvent {
-            kind: "federation.imported".into(),
-            namespace: None,
-            subject: manifest.site_id.clone(),
-            severity: None,
-            payload: json!({"site_id": manifest.site_id, "bundle_hash": opened.bundle_hash, "cursor": manifest.cursor,
+    let summary = NewEvent {
+        kind: "federation.imported".into(),
+        namespace: None,
+        subject: manifest.site_id.clone(),
+        severity: None,
+        payload: json!({"site_id": manifest.site_id, "bundle_hash": opened.bundle_hash, "cursor": manifest.cursor,
                             "counts": counts, "affects_keys": changed_keys}),
-            idempotency_key: format!("federation.imported/{}", opened.bundle_hash),
-        },
-    )
-    .await?;
+        idempotency_key: format!("federation.imported/{}", opened.bundle_hash),
+    };
+    outbox::publish(&mut *tx, &summary).await?;
     sqlx::query(
         "UPDATE federation_sites SET last_cursor = $2, last_sync_at = now(), bundles_imported = bundles_imported + 1,
              total_items_imported = total_items_imported + $3 WHERE site_id = $1",

@@ -16,15 +16,22 @@ CREATE TABLE events_outbox (
 
 CREATE INDEX events_outbox_kind_id ON events_outbox (kind, id);
 
--- Wake consumers waiting with LISTEN stellaops_events; the payload is the new id.
+-- Wake consumers waiting with LISTEN stellaops_events, once per statement (a bulk insert
+-- of 100,000 events sends one notification); the payload is the highest new id.
 CREATE FUNCTION events_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    newest BIGINT;
 BEGIN
-    PERFORM pg_notify('stellaops_events', NEW.id::text);
-    RETURN NEW;
+    SELECT max(id) INTO newest FROM inserted;
+    IF newest IS NOT NULL THEN
+        PERFORM pg_notify('stellaops_events', newest::text);
+    END IF;
+    RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER events_outbox_notify
     AFTER INSERT ON events_outbox
-    FOR EACH ROW EXECUTE FUNCTION events_outbox_notify();
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION events_outbox_notify();

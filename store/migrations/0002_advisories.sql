@@ -23,7 +23,8 @@ CREATE TABLE canonical_advisories (
     published     TIMESTAMPTZ,
     modified      TIMESTAMPTZ,
     withdrawn     TIMESTAMPTZ,
-    content_hash  TEXT        NOT NULL,               -- sha256 of the canonical JSON
+    content_hash  TEXT        NOT NULL,               -- sha256 of document
+    document      TEXT        NOT NULL,               -- the canonical JSON, as exported
     origin_site   TEXT,                               -- NULL: ingested here
     change_seq    BIGINT      NOT NULL,
     changed_at    TIMESTAMPTZ NOT NULL
@@ -39,6 +40,7 @@ CREATE TABLE advisory_source_edges (
     source_advisory_id  TEXT        NOT NULL,
     document_hash       TEXT        NOT NULL,         -- sha256 of the source document
     fetched_at          TIMESTAMPTZ NOT NULL,
+    document            TEXT        NOT NULL,         -- the edge JSON, as exported
     change_seq          BIGINT      NOT NULL,
     changed_at          TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (merge_hash, source, source_advisory_id)

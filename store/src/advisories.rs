@@ -113,15 +113,15 @@ pub struct ChangePoint {
     pub at: DateTime<Utc>,
 }
 
-/// One change, in sequence order.
+/// One change, in sequence order, as the JSON line a bundle carries for it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    /// A canonical created or updated (boxed: it is much larger than the others).
-    Canonical(Box<CanonicalAdvisory>),
+    /// A canonical created or updated.
+    Canonical(String),
     /// A source edge added or changed.
-    Edge(SourceEdge),
+    Edge(String),
     /// A canonical withdrawn or deleted.
-    Deletion(Deletion),
+    Deletion(String),
 }
 
 /// Serialise writers of the change sequence for the rest of the transaction, so sequence
@@ -245,58 +245,150 @@ fn canonical_from_pg_row(r: &sqlx::postgres::PgRow) -> Result<CanonicalRow> {
     ))
 }
 
+/// Rows per COPY: bounds the text buffer built in memory.
+const WRITE_BATCH: usize = 20_000;
+
+/// Staging table `write_canonicals` fills (per connection, emptied at commit): callers may
+/// read it in the same transaction, e.g. to derive outbox events from what was written.
+pub const STAGED_CANONICALS: &str = "staged_canonicals";
+
+/// COPY text format: one row of tab-separated fields.
+struct CopyRows(String);
+
+impl CopyRows {
+    fn new() -> Self {
+        CopyRows(String::new())
+    }
+
+    fn field(&mut self, value: Option<&str>) -> &mut Self {
+        if !self.0.is_empty() && !self.0.ends_with('\n') {
+            self.0.push('\t');
+        }
+        match value {
+            None => self.0.push_str("\\N"),
+            Some(v) => {
+                for ch in v.chars() {
+                    match ch {
+                        '\\' => self.0.push_str("\\\\"),
+                        '\t' => self.0.push_str("\\t"),
+                        '\n' => self.0.push_str("\\n"),
+                        '\r' => self.0.push_str("\\r"),
+                        c => self.0.push(c),
+                    }
+                }
+            }
+        }
+        self
+    }
+
+    fn array(&mut self, items: &[String]) -> &mut Self {
+        let mut literal = String::from("{");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                literal.push(',');
+            }
+            literal.push('"');
+            literal.push_str(&item.replace('\\', "\\\\").replace('"', "\\\""));
+            literal.push('"');
+        }
+        literal.push('}');
+        self.field(Some(&literal))
+    }
+
+    fn end_row(&mut self) {
+        self.0.push('\n');
+    }
+}
+
+fn timestamp(t: &Option<DateTime<Utc>>) -> Option<String> {
+    t.map(|t| t.to_rfc3339())
+}
+
+async fn copy_in(conn: &mut PgConnection, statement: &str, rows: &CopyRows) -> Result<()> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    copy.send(rows.0.as_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
 /// Insert or replace `canonicals` (in order, each taking the next change number),
-/// recording `origin_site`, and clear any deletion of them. Returns the last change
-/// written.
+/// recording `origin_site`, and clear any deletion of them. Rows go through COPY into a
+/// staging table, then one set-based upsert. Returns the last change written.
 pub async fn write_canonicals(
     conn: &mut PgConnection,
     canonicals: &[CanonicalAdvisory],
     origin_site: Option<&str>,
 ) -> Result<Option<ChangePoint>> {
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS staged_canonicals (
+             ord bigint, merge_hash text, vuln_id text, cve text, aliases text[], affects_key text, ecosystem text,
+             ranges jsonb, versions text[], severity text, cvss jsonb, summary text, published timestamptz,
+             modified timestamptz, withdrawn timestamptz, content_hash text, document text) ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("TRUNCATE staged_canonicals")
+        .execute(&mut *conn)
+        .await?;
     if canonicals.is_empty() {
         return Ok(None);
     }
-    let rows: Vec<Value> = canonicals
-        .iter()
-        .map(|c| {
-            let mut row = serde_json::to_value(c).expect("canonicals serialize");
-            row["content_hash"] = Value::from(c.content_hash());
-            row
-        })
-        .collect();
+    for (batch, chunk) in canonicals.chunks(WRITE_BATCH).enumerate() {
+        let mut rows = CopyRows::new();
+        for (i, c) in chunk.iter().enumerate() {
+            let document = serde_json::to_string(c).expect("canonicals serialize");
+            let ranges = if c.ranges.is_null() {
+                "[]".to_string()
+            } else {
+                c.ranges.to_string()
+            };
+            rows.field(Some(&(batch * WRITE_BATCH + i).to_string()))
+                .field(Some(&c.merge_hash))
+                .field(Some(&c.vuln_id))
+                .field(c.cve.as_deref())
+                .array(&c.aliases)
+                .field(Some(&c.affects_key))
+                .field(Some(&c.ecosystem))
+                .field(Some(&ranges))
+                .array(&c.versions)
+                .field(c.severity.as_deref())
+                .field(c.cvss.as_ref().map(Value::to_string).as_deref())
+                .field(c.summary.as_deref())
+                .field(timestamp(&c.published).as_deref())
+                .field(timestamp(&c.modified).as_deref())
+                .field(timestamp(&c.withdrawn).as_deref())
+                .field(Some(&sha256_hex(document.as_bytes())))
+                .field(Some(&document))
+                .end_row();
+        }
+        copy_in(conn, "COPY staged_canonicals FROM STDIN", &rows).await?;
+    }
     let point: (i64, DateTime<Utc>) = sqlx::query_as(
-        "WITH input AS (
-             SELECT x.*, e.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
-                 LATERAL jsonb_to_record(e.doc) AS x(
-                 merge_hash text, vuln_id text, cve text, aliases text[], affects_key text, ecosystem text,
-                 ranges jsonb, versions text[], severity text, cvss jsonb, summary text,
-                 published timestamptz, modified timestamptz, withdrawn timestamptz, content_hash text)
-         ), numbered AS (
-             SELECT input.*, nextval('advisory_change_seq') AS seq FROM input ORDER BY ord
-         ), written AS (
+        "WITH written AS (
              INSERT INTO canonical_advisories (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges,
-                 versions, severity, cvss, summary, published, modified, withdrawn, content_hash, origin_site,
-                 change_seq, changed_at)
-             SELECT merge_hash, vuln_id, cve, coalesce(aliases, '{}'), affects_key, ecosystem, coalesce(ranges, '[]'),
-                 coalesce(versions, '{}'), severity, cvss, summary, published, modified, withdrawn, content_hash, $2,
-                 seq, now()
-             FROM numbered ORDER BY seq
+                 versions, severity, cvss, summary, published, modified, withdrawn, content_hash, document,
+                 origin_site, change_seq, changed_at)
+             SELECT merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss,
+                 summary, published, modified, withdrawn, content_hash, document, $1,
+                 nextval('advisory_change_seq'), now()
+             FROM (SELECT * FROM staged_canonicals ORDER BY ord) staged
              ON CONFLICT (merge_hash) DO UPDATE SET vuln_id = EXCLUDED.vuln_id, cve = EXCLUDED.cve,
                  aliases = EXCLUDED.aliases, affects_key = EXCLUDED.affects_key, ecosystem = EXCLUDED.ecosystem,
                  ranges = EXCLUDED.ranges, versions = EXCLUDED.versions, severity = EXCLUDED.severity,
                  cvss = EXCLUDED.cvss, summary = EXCLUDED.summary, published = EXCLUDED.published,
                  modified = EXCLUDED.modified, withdrawn = EXCLUDED.withdrawn, content_hash = EXCLUDED.content_hash,
-                 origin_site = EXCLUDED.origin_site, change_seq = EXCLUDED.change_seq, changed_at = EXCLUDED.changed_at
-             RETURNING merge_hash, change_seq, changed_at
-         ), cleared AS (
-             DELETE FROM advisory_deletions WHERE merge_hash IN (SELECT merge_hash FROM written)
+                 document = EXCLUDED.document, origin_site = EXCLUDED.origin_site,
+                 change_seq = EXCLUDED.change_seq, changed_at = EXCLUDED.changed_at
+             RETURNING change_seq, changed_at
          )
          SELECT max(change_seq), max(changed_at) FROM written",
     )
-    .bind(Value::Array(rows))
     .bind(origin_site)
     .fetch_one(&mut *conn)
     .await?;
+    sqlx::query("DELETE FROM advisory_deletions d USING staged_canonicals s WHERE d.merge_hash = s.merge_hash")
+        .execute(&mut *conn)
+        .await?;
     Ok(Some(ChangePoint {
         seq: point.0,
         at: point.1,
@@ -309,27 +401,47 @@ pub async fn write_edges(conn: &mut PgConnection, edges: &[SourceEdge]) -> Resul
     if edges.is_empty() {
         return Ok(0);
     }
-    let rows = serde_json::to_value(edges).expect("edges serialize");
-    let written = sqlx::query(
-        "WITH input AS (
-             SELECT x.*, e.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
-                 LATERAL jsonb_to_record(e.doc) AS x(
-                 merge_hash text, source text, source_advisory_id text, document_hash text, fetched_at timestamptz)
-         ), wanted AS (
-             SELECT input.* FROM input
-             JOIN canonical_advisories c ON c.merge_hash = input.merge_hash
-             LEFT JOIN advisory_source_edges e ON e.merge_hash = input.merge_hash AND e.source = input.source
-                  AND e.source_advisory_id = input.source_advisory_id
-             WHERE e.merge_hash IS NULL OR e.document_hash <> input.document_hash
-         ), numbered AS (
-             SELECT wanted.*, nextval('advisory_change_seq') AS seq FROM wanted ORDER BY ord
-         )
-         INSERT INTO advisory_source_edges (merge_hash, source, source_advisory_id, document_hash, fetched_at, change_seq, changed_at)
-         SELECT merge_hash, source, source_advisory_id, document_hash, fetched_at, seq, now() FROM numbered ORDER BY seq
-         ON CONFLICT (merge_hash, source, source_advisory_id) DO UPDATE SET document_hash = EXCLUDED.document_hash,
-             fetched_at = EXCLUDED.fetched_at, change_seq = EXCLUDED.change_seq, changed_at = EXCLUDED.changed_at",
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS staged_edges (
+             ord bigint, merge_hash text, source text, source_advisory_id text, document_hash text,
+             fetched_at timestamptz, document text) ON COMMIT DELETE ROWS",
     )
-    .bind(rows)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("TRUNCATE staged_edges")
+        .execute(&mut *conn)
+        .await?;
+    for (batch, chunk) in edges.chunks(WRITE_BATCH).enumerate() {
+        let mut rows = CopyRows::new();
+        for (i, e) in chunk.iter().enumerate() {
+            rows.field(Some(&(batch * WRITE_BATCH + i).to_string()))
+                .field(Some(&e.merge_hash))
+                .field(Some(&e.source))
+                .field(Some(&e.source_advisory_id))
+                .field(Some(&e.document_hash))
+                .field(Some(&e.fetched_at.to_rfc3339()))
+                .field(Some(&serde_json::to_string(e).expect("edges serialize")))
+                .end_row();
+        }
+        copy_in(conn, "COPY staged_edges FROM STDIN", &rows).await?;
+    }
+    let written = sqlx::query(
+        "INSERT INTO advisory_source_edges (merge_hash, source, source_advisory_id, document_hash, fetched_at,
+             document, change_seq, changed_at)
+         SELECT merge_hash, source, source_advisory_id, document_hash, fetched_at, document,
+             nextval('advisory_change_seq'), now()
+         FROM (
+             SELECT s.* FROM staged_edges s
+             JOIN canonical_advisories c ON c.merge_hash = s.merge_hash
+             LEFT JOIN advisory_source_edges e ON e.merge_hash = s.merge_hash AND e.source = s.source
+                  AND e.source_advisory_id = s.source_advisory_id
+             WHERE e.merge_hash IS NULL OR e.document_hash <> s.document_hash
+             ORDER BY s.ord
+         ) wanted
+         ON CONFLICT (merge_hash, source, source_advisory_id) DO UPDATE SET document_hash = EXCLUDED.document_hash,
+             fetched_at = EXCLUDED.fetched_at, document = EXCLUDED.document, change_seq = EXCLUDED.change_seq,
+             changed_at = EXCLUDED.changed_at",
+    )
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -342,16 +454,16 @@ pub async fn write_deletions(conn: &mut PgConnection, deletions: &[Deletion]) ->
     if deletions.is_empty() {
         return Ok(0);
     }
-    let rows = serde_json::to_value(deletions).expect("deletions serialize");
+    let (hashes, reasons): (Vec<String>, Vec<String>) = deletions
+        .iter()
+        .map(|d| (d.merge_hash.clone(), d.reason.clone()))
+        .unzip();
     let removed: i64 = sqlx::query_scalar(
         "WITH input AS (
-             SELECT x.*, e.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
-                 LATERAL jsonb_to_record(e.doc) AS x(merge_hash text, reason text)
-         ), numbered AS (
-             SELECT input.*, nextval('advisory_change_seq') AS seq FROM input ORDER BY ord
+             SELECT merge_hash, reason, ord FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(merge_hash, reason, ord)
          ), recorded AS (
              INSERT INTO advisory_deletions (merge_hash, reason, change_seq, changed_at)
-             SELECT merge_hash, reason, seq, now() FROM numbered ORDER BY seq
+             SELECT merge_hash, reason, nextval('advisory_change_seq'), now() FROM (SELECT * FROM input ORDER BY ord) i
              ON CONFLICT (merge_hash) DO UPDATE SET reason = EXCLUDED.reason, change_seq = EXCLUDED.change_seq,
                  changed_at = EXCLUDED.changed_at
          ), removed AS (
@@ -359,84 +471,48 @@ pub async fn write_deletions(conn: &mut PgConnection, deletions: &[Deletion]) ->
          )
          SELECT count(*) FROM removed",
     )
-    .bind(rows)
+    .bind(&hashes)
+    .bind(&reasons)
     .fetch_one(&mut *conn)
     .await?;
     Ok(removed as u64)
 }
 
-/// Up to `limit` changes after sequence number `after`, in sequence order, each with its
-/// change point. Run it in a `REPEATABLE READ` transaction so the three tables are read
-/// from one snapshot.
+/// Up to `limit` changes after sequence number `after`, in sequence order, each as its
+/// exported JSON line. Run it in a `REPEATABLE READ` transaction so the three tables are
+/// read from one snapshot.
 pub async fn changes_after(
     conn: &mut PgConnection,
     after: i64,
     limit: i64,
 ) -> Result<Vec<(ChangePoint, Change)>> {
-    let mut changes = Vec::new();
-    let canonical_rows = sqlx::query(&format!(
-        "SELECT {CANONICAL_COLUMNS}, change_seq, changed_at FROM canonical_advisories
-         WHERE change_seq > $1 ORDER BY change_seq LIMIT $2"
-    ))
-    .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in &canonical_rows {
-        use sqlx::Row as _;
-        let point = ChangePoint {
-            seq: row.try_get("change_seq")?,
-            at: row.try_get("changed_at")?,
-        };
-        changes.push((
-            point,
-            Change::Canonical(Box::new(from_row(canonical_from_pg_row(row)?))),
-        ));
-    }
-    type EdgeRow = (
-        String,
-        String,
-        String,
-        String,
-        DateTime<Utc>,
-        i64,
-        DateTime<Utc>,
-    );
-    let edges: Vec<EdgeRow> = sqlx::query_as(
-        "SELECT merge_hash, source, source_advisory_id, document_hash, fetched_at, change_seq, changed_at
-         FROM advisory_source_edges WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
+    let rows: Vec<(i16, i64, DateTime<Utc>, String)> = sqlx::query_as(
+        r#"(SELECT 0::int2, change_seq, changed_at, document FROM canonical_advisories
+              WHERE change_seq > $1 ORDER BY change_seq LIMIT $2)
+         UNION ALL
+         (SELECT 1::int2, change_seq, changed_at, document FROM advisory_source_edges
+              WHERE change_seq > $1 ORDER BY change_seq LIMIT $2)
+         UNION ALL
+         (SELECT 2::int2, change_seq, changed_at,
+                 '{"merge_hash":' || to_json(merge_hash)::text || ',"reason":' || to_json(reason)::text || '}'
+              FROM advisory_deletions WHERE change_seq > $1 ORDER BY change_seq LIMIT $2)
+         ORDER BY 2 LIMIT $2"#,
     )
     .bind(after)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    for (merge_hash, source, source_advisory_id, document_hash, fetched_at, seq, at) in edges {
-        let edge = SourceEdge {
-            merge_hash,
-            source,
-            source_advisory_id,
-            document_hash,
-            fetched_at,
-        };
-        changes.push((ChangePoint { seq, at }, Change::Edge(edge)));
-    }
-    let deletions: Vec<(String, String, i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT merge_hash, reason, change_seq, changed_at FROM advisory_deletions
-         WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (merge_hash, reason, seq, at) in deletions {
-        changes.push((
-            ChangePoint { seq, at },
-            Change::Deletion(Deletion { merge_hash, reason }),
-        ));
-    }
-    changes.sort_by_key(|(point, _)| point.seq);
-    changes.truncate(limit.max(0) as usize);
-    Ok(changes)
+    Ok(rows
+        .into_iter()
+        .map(|(kind, seq, at, line)| {
+            let change = match kind {
+                0 => Change::Canonical(line),
+                1 => Change::Edge(line),
+                _ => Change::Deletion(line),
+            };
+            (ChangePoint { seq, at }, change)
+        })
+        .collect())
 }
 
 /// The newest change, if any.

@@ -64,6 +64,35 @@ pub async fn publish<'e>(executor: impl PgExecutor<'e>, event: &NewEvent) -> Res
     Ok(id)
 }
 
+/// Append many events in order with one statement per thousand; events whose
+/// idempotency key exists already are skipped. Returns how many were added.
+pub async fn publish_many(conn: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<u64> {
+    let mut added = 0;
+    for chunk in events.chunks(1_000) {
+        let rows: Vec<Value> = chunk
+            .iter()
+            .map(|e| {
+                serde_json::json!({"kind": e.kind, "namespace": e.namespace, "subject": e.subject,
+                                   "severity": e.severity, "payload": e.payload, "idempotency_key": e.idempotency_key})
+            })
+            .collect();
+        added += sqlx::query(
+            "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
+             SELECT x.kind, x.namespace, x.subject, x.severity, x.payload, x.idempotency_key
+             FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
+                  LATERAL jsonb_to_record(e.doc) AS x(kind text, namespace text, subject text, severity text,
+                                                      payload jsonb, idempotency_key text)
+             ORDER BY e.ord
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(Value::Array(rows))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(added)
+}
+
 /// Events after `after_id`, oldest first, at most `limit`.
 pub async fn read_after(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<Event>> {
     Ok(sqlx::query_as::<_, Event>(

