@@ -17,6 +17,8 @@ pub struct Config {
     pub worker_image: String,
     /// Most scan Jobs running at once, operator-wide.
     pub max_concurrent_scans: u32,
+    /// Secret (in each resource's namespace) whose `url` key is the PostgreSQL URL workers use.
+    pub database_secret: String,
 }
 
 impl Default for Config {
@@ -28,6 +30,7 @@ impl Default for Config {
                 env!("CARGO_PKG_VERSION")
             ),
             max_concurrent_scans: 4,
+            database_secret: "stellaops-database".to_string(),
         }
     }
 }

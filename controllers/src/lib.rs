@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod kind;
 pub mod metrics;
+pub mod workload;
 
 pub mod federation_site;
 pub mod mirror_domain;
@@ -45,25 +46,23 @@ pub struct Plan {
 /// The plan for a validated object. Pure.
 pub fn plan(object: &StellaObject, config: &Config) -> Plan {
     let (objects, awaiting) = match object {
-        StellaObject::Scan(o) => (scan::desired(o, config), scan::AWAITING),
-        StellaObject::Schedule(o) => (schedule::desired(o, config), schedule::AWAITING),
-        StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), notify_rule::AWAITING),
-        StellaObject::FederationSite(o) => (
-            federation_site::desired(o, config),
-            federation_site::AWAITING,
+        StellaObject::Scan(o) => (scan::desired(o, config), Some(scan::AWAITING)),
+        StellaObject::Schedule(o) => (schedule::desired(o, config), Some(schedule::AWAITING)),
+        StellaObject::NotifyRule(o) => {
+            (notify_rule::desired(o, config), Some(notify_rule::AWAITING))
+        }
+        StellaObject::FederationSite(o) => (federation_site::desired(o, config), None),
+        StellaObject::MirrorDomain(o) => (
+            mirror_domain::desired(o, config),
+            Some(mirror_domain::AWAITING),
         ),
-        StellaObject::MirrorDomain(o) => {
-            (mirror_domain::desired(o, config), mirror_domain::AWAITING)
-        }
-        StellaObject::ZastavaPolicy(o) => {
-            (zastava_policy::desired(o, config), zastava_policy::AWAITING)
-        }
-        StellaObject::Platform(o) => (platform::desired(o, config), platform::AWAITING),
+        StellaObject::ZastavaPolicy(o) => (
+            zastava_policy::desired(o, config),
+            Some(zastava_policy::AWAITING),
+        ),
+        StellaObject::Platform(o) => (platform::desired(o, config), Some(platform::AWAITING)),
     };
-    Plan {
-        objects,
-        awaiting: Some(awaiting),
-    }
+    Plan { objects, awaiting }
 }
 
 fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -96,13 +95,38 @@ async fn run_kind<K: StellaKind>(ctx: Arc<Context>, awaiting: &'static str) {
         .await;
 }
 
+async fn run_federation_sites(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels("app.kubernetes.io/component=federation-sync");
+    Controller::new(
+        kube::Api::<FederationSite>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        kube::Api::<k8s_openapi::api::batch::v1::CronJob>::all(client.clone()),
+        owned.clone(),
+    )
+    .owns(
+        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        owned,
+    )
+    .shutdown_on_signal()
+    .run(
+        federation_site::reconcile,
+        error_policy::<FederationSite>,
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
+}
+
 /// Run every controller until a shutdown signal. Call only while holding the leader lease.
 pub async fn run(ctx: Arc<Context>) {
     futures::join!(
         run_kind::<Scan>(ctx.clone(), scan::AWAITING),
         run_kind::<Schedule>(ctx.clone(), schedule::AWAITING),
         run_kind::<NotifyRule>(ctx.clone(), notify_rule::AWAITING),
-        run_kind::<FederationSite>(ctx.clone(), federation_site::AWAITING),
+        run_federation_sites(ctx.clone()),
         run_kind::<MirrorDomain>(ctx.clone(), mirror_domain::AWAITING),
         run_kind::<ZastavaPolicy>(ctx.clone(), zastava_policy::AWAITING),
         run_kind::<Platform>(ctx.clone(), platform::AWAITING),

@@ -210,6 +210,12 @@ pub struct FederationSiteStatus {
     /// Name of the owned CronJob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_job_name: Option<String>,
+    /// The sync Job whose result the counters include last (so none is counted twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<String>,
+    /// Why the latest sync failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     /// `Ready`, `Syncing` and `Failed` conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

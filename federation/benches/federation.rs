@@ -115,6 +115,7 @@ async fn copy_rows(
                 opt(c.modified.map(|t| t.to_rfc3339())),
                 "\\N".into(),
                 copy_field(&c.content_hash()),
+                copy_field(&serde_json::to_string(c).unwrap()),
                 (first_seq + i).to_string(),
                 "2024-01-01T00:00:00Z".into(),
             ]
@@ -131,6 +132,7 @@ async fn copy_rows(
                 copy_field(&e.source_advisory_id),
                 copy_field(&e.document_hash),
                 e.fetched_at.to_rfc3339(),
+                copy_field(&serde_json::to_string(e).unwrap()),
                 (first_seq + *N + i).to_string(),
                 "2024-01-01T00:00:00Z".into(),
             ]
@@ -141,13 +143,13 @@ async fn copy_rows(
     let started = Instant::now();
     let mut conn = pool.acquire().await.unwrap();
     let mut copy = conn
-        .copy_in_raw("COPY canonical_advisories (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, summary, published, modified, withdrawn, content_hash, change_seq, changed_at) FROM STDIN")
+        .copy_in_raw("COPY canonical_advisories (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, summary, published, modified, withdrawn, content_hash, document, change_seq, changed_at) FROM STDIN")
         .await
         .unwrap();
     copy.send(canonical_text.as_bytes()).await.unwrap();
     copy.finish().await.unwrap();
     let mut copy = conn
-        .copy_in_raw("COPY advisory_source_edges (merge_hash, source, source_advisory_id, document_hash, fetched_at, change_seq, changed_at) FROM STDIN")
+        .copy_in_raw("COPY advisory_source_edges (merge_hash, source, source_advisory_id, document_hash, fetched_at, document, change_seq, changed_at) FROM STDIN")
         .await
         .unwrap();
     copy.send(edge_text.as_bytes()).await.unwrap();

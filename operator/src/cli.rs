@@ -69,6 +69,14 @@ pub struct RunArgs {
     /// Image of stellaops-worker, run by the Jobs, CronJobs and Deployments the operator creates.
     #[arg(long, env = "STELLAOPS_WORKER_IMAGE")]
     pub worker_image: Option<String>,
+    /// Secret, in each resource's namespace, whose `url` key is the PostgreSQL URL the
+    /// workers use.
+    #[arg(
+        long,
+        env = "STELLAOPS_DATABASE_SECRET",
+        default_value = "stellaops-database"
+    )]
+    pub database_secret: String,
     /// Most scan Jobs running at once across the cluster.
     #[arg(long, env = "STELLAOPS_MAX_CONCURRENT_SCANS", default_value_t = 4)]
     pub max_concurrent_scans: u32,

@@ -41,6 +41,9 @@ pub enum FederationCommand {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// One scheduled sync, as the FederationSite CronJob runs it: import every new bundle
+    /// from the transport in order, or export the changes after the newest bundle there.
+    Sync(SyncArgs),
     /// Generate an ES256 signing key pair: PREFIX.pem (private) and PREFIX.pub (public,
     /// to distribute to importing sites).
     Keygen {
@@ -135,6 +138,53 @@ pub struct ImportArgs {
     /// Absolute size limit before the site's own limit applies.
     #[arg(long, default_value = "1GB", value_parser = parse_size)]
     max_bundle_size: u64,
+}
+
+/// Arguments of `federation sync`.
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// For import: the remote site; for export: this site.
+    #[arg(long)]
+    site_id: String,
+    /// `import` or `export`.
+    #[arg(long, value_parser = ["import", "export"])]
+    direction: String,
+    /// Bundles live in this S3 bucket…
+    #[arg(long, required_unless_present = "directory")]
+    s3_bucket: Option<String>,
+    /// …under this prefix.
+    #[arg(long, default_value = "")]
+    s3_prefix: String,
+    /// Or in this directory (a volume for air-gap drops).
+    #[arg(long, conflicts_with = "s3_bucket")]
+    directory: Option<PathBuf>,
+    /// PEM public keys trusted to sign imports (files or directories).
+    #[arg(long = "trusted-key", value_delimiter = ',')]
+    trusted_keys: Vec<PathBuf>,
+    /// PEM private key that signs exports.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// Conflict strategy of imports.
+    #[arg(long, default_value = "prefer_remote", value_parser = ["prefer_remote", "prefer_local", "fail"])]
+    on_conflict: String,
+    /// Largest bundle accepted.
+    #[arg(long, default_value = "100MB", value_parser = parse_size)]
+    max_bundle_size: u64,
+    /// Sources accepted from the site; all when empty.
+    #[arg(long, value_delimiter = ',')]
+    allowed_sources: Vec<String>,
+    /// Refuse unsigned bundles (import) / sign every bundle (export).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    require_signature: bool,
+    /// Display name recorded for the site.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Most items per exported bundle.
+    #[arg(long, default_value_t = 10_000)]
+    max_items: usize,
+    /// zstd level of exports.
+    #[arg(long, default_value_t = 3)]
+    compression_level: i32,
 }
 
 /// `federation sites` subcommands.
@@ -509,6 +559,7 @@ pub async fn federation(
             Ok(report.ready)
         }
         FederationCommand::Sites { command } => sites_command(pool, command).await,
+        FederationCommand::Sync(args) => sync(pool, s3, args).await,
         FederationCommand::Keygen { .. } => unreachable!("handled without a database by keygen()"),
     }
 }
@@ -613,4 +664,236 @@ fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Where a sync finds and drops bundles.
+enum Transport {
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        prefix: String,
+    },
+    Directory(PathBuf),
+}
+
+impl Transport {
+    /// Bundle names in import order (`bundle-<seq>.tar.zst` names sort by sequence).
+    async fn list(&self) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        match self {
+            Transport::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix.as_str())
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
+                    names.extend(
+                        page.contents()
+                            .iter()
+                            .filter_map(|o| o.key())
+                            .filter(|k| k.ends_with(".zst"))
+                            .map(str::to_string),
+                    );
+                }
+            }
+            Transport::Directory(dir) => {
+                for entry in
+                    std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
+                {
+                    let name = entry?.file_name().to_string_lossy().into_owned();
+                    if name.ends_with(".zst") {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn read(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Transport::S3 { client, bucket, .. } => {
+                let object = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(name)
+                    .send()
+                    .await
+                    .with_context(|| format!("reading s3://{bucket}/{name}"))?;
+                Ok(object.body.collect().await?.into_bytes().to_vec())
+            }
+            Transport::Directory(dir) => Ok(std::fs::read(dir.join(name))?),
+        }
+    }
+
+    async fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        match self {
+            Transport::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let key = format!("{}/{name}", prefix.trim_end_matches('/'))
+                    .trim_start_matches('/')
+                    .to_string();
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .body(ByteStream::from(bytes.to_vec()))
+                    .send()
+                    .await?;
+                Ok(format!("s3://{bucket}/{key}"))
+            }
+            Transport::Directory(dir) => {
+                let path = dir.join(name);
+                let partial = dir.join(format!(".{name}.partial"));
+                std::fs::write(&partial, bytes)?;
+                std::fs::rename(&partial, &path)?;
+                Ok(path.display().to_string())
+            }
+        }
+    }
+}
+
+/// `federation sync`: returns success; prints a JSON summary (also the Pod's termination
+/// message, which the operator reads into the FederationSite status).
+async fn sync(pool: &PgPool, s3: &S3Settings, args: SyncArgs) -> anyhow::Result<bool> {
+    let transport = match (&args.s3_bucket, &args.directory) {
+        (Some(bucket), _) => Transport::S3 {
+            client: stellaops_store::s3::client(s3).await,
+            bucket: bucket.clone(),
+            prefix: args.s3_prefix.clone(),
+        },
+        (None, Some(dir)) => Transport::Directory(dir.clone()),
+        (None, None) => bail!("give --s3-bucket or --directory"),
+    };
+    let started = std::time::Instant::now();
+    let mut summary = serde_json::json!({"site_id": args.site_id, "direction": args.direction});
+    let outcome: anyhow::Result<()> = async {
+        if args.direction == "export" {
+            let signer = match &args.signing_key {
+                Some(path) => Some(Signer::from_pem(
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )?),
+                None if args.require_signature => {
+                    bail!("export with require_signature needs --signing-key")
+                }
+                None => None,
+            };
+            // The destination is the truth: continue after the newest bundle already there.
+            let since = match transport.list().await?.last() {
+                Some(name) => {
+                    let bytes = transport.read(name).await?;
+                    let opened = stellaops_federation::bundle::open(&bytes, u64::MAX)?;
+                    Some(opened.manifest.cursor.parse::<Cursor>()?)
+                }
+                None => None,
+            };
+            let bundles = export(
+                pool,
+                &ExportOptions {
+                    site_id: args.site_id.clone(),
+                    since,
+                    max_items: args.max_items,
+                    compression_level: args.compression_level,
+                    signer: signer.as_ref(),
+                },
+            )
+            .await?;
+            let mut written = Vec::new();
+            for bundle in &bundles {
+                let seq = bundle
+                    .cursor
+                    .rsplit_once('#')
+                    .map(|(_, s)| s)
+                    .unwrap_or("0");
+                written.push(
+                    transport
+                        .write(&format!("bundle-{seq:0>12}.tar.zst"), &bundle.bytes)
+                        .await?,
+                );
+            }
+            summary["bundles"] = serde_json::json!(written.len());
+            summary["items"] =
+                serde_json::json!(bundles.iter().map(|b| b.counts.total()).sum::<u64>());
+            summary["cursor"] = serde_json::json!(
+                bundles
+                    .last()
+                    .map(|b| b.cursor.clone())
+                    .or(since.map(|c| c.to_string()))
+            );
+            return Ok(());
+        }
+        sites::set_policy(
+            pool,
+            &args.site_id,
+            &PolicyUpdate {
+                display_name: args.display_name.clone(),
+                enabled: Some(true),
+                max_bundle_size_bytes: Some(args.max_bundle_size as i64),
+                allowed_sources: Some(args.allowed_sources.clone()),
+                require_signature: Some(args.require_signature),
+                skip_signature_trusted: None,
+            },
+        )
+        .await?;
+        let trusted = trusted_keys(&args.trusted_keys)?;
+        let options = ImportOptions {
+            on_conflict: args
+                .on_conflict
+                .parse::<OnConflict>()
+                .map_err(anyhow::Error::msg)?,
+            max_bundle_size_bytes: args.max_bundle_size,
+            ..Default::default()
+        };
+        let (mut imported, mut skipped, mut items) = (0u64, 0u64, 0u64);
+        for name in transport.list().await? {
+            let bytes = transport.read(&name).await?;
+            match import(pool, &bytes, &options, &trusted).await {
+                Ok(response) => {
+                    crate::metrics::record_import(&response);
+                    let c = &response.counts;
+                    items += c.canonical_created
+                        + c.canonical_updated
+                        + c.edges_added
+                        + c.deletions_processed;
+                    imported += 1;
+                    summary["cursor"] = serde_json::json!(response.imported_cursor);
+                }
+                // Bundles already applied are expected on every run.
+                Err(stellaops_federation::import::ImportError::AlreadyImported(_))
+                | Err(stellaops_federation::import::ImportError::CursorNotAfter { .. }) => {
+                    skipped += 1
+                }
+                Err(error) => return Err(anyhow::anyhow!("{name}: {error}")),
+            }
+        }
+        summary["bundles"] = serde_json::json!(imported);
+        summary["skipped"] = serde_json::json!(skipped);
+        summary["items"] = serde_json::json!(items);
+        Ok(())
+    }
+    .await;
+    summary["duration_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
+    summary["success"] = serde_json::json!(outcome.is_ok());
+    if let Err(error) = &outcome {
+        summary["error"] = serde_json::json!(format!("{error:#}"));
+    }
+    let text = serde_json::to_string(&summary)?;
+    println!("{text}");
+    // Kubernetes shows this file as the container's termination message.
+    if Path::new("/dev/termination-log").exists() {
+        let _ = std::fs::write("/dev/termination-log", &text);
+    }
+    outcome.map(|()| true)
 }

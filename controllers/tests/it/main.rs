@@ -1,3 +1,4 @@
 //! Controller tests: pure assessments and reconcile side effects against the mock API server.
 
 mod acceptance;
+mod federation_site;

@@ -1,0 +1,289 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+use stellaops_controllers::federation_site::{
+    SyncResult, compute_status, cron_job, reconcile, sync_args,
+};
+use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::{Config, Context, FIELD_MANAGER};
+use stellaops_crds::FederationSite;
+use stellaops_testing::mock_client;
+
+fn site(spec: Value) -> FederationSite {
+    serde_json::from_value(json!({
+        "apiVersion": "stella-ops.org/v1alpha1", "kind": "FederationSite",
+        "metadata": {"name": "hub", "namespace": "stellaops", "uid": "6f3b0000-0000-4000-8000-000000000001", "generation": 2},
+        "spec": spec}))
+    .unwrap()
+}
+
+fn import_site() -> FederationSite {
+    site(
+        json!({"siteId": "site-us-east-1", "direction": "import", "schedule": "15 * * * *",
+                "transport": {"s3": {"bucket": "fed", "prefix": "hub/", "endpoint": "http://minio:9000", "secretRef": {"name": "fed-s3"}}},
+                "policy": {"trustedKeys": {"name": "fed-keys"}, "allowedSources": ["nvd", "ghsa"], "onConflict": "prefer_local",
+                           "maxBundleSizeBytes": 1048576, "requireSignature": true, "maxItems": 10000, "compressionLevel": 3}}),
+    )
+}
+
+fn t(s: i64) -> Time {
+    Time(jiff::Timestamp::from_second(1_700_000_000 + s).unwrap())
+}
+
+#[test]
+fn an_import_site_becomes_a_restricted_owned_cron_job() {
+    let cron = cron_job(&import_site(), &Config::default());
+    assert_eq!(cron.metadata.name.as_deref(), Some("hub-federation-sync"));
+    let owner = &cron.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("FederationSite", Some(true))
+    );
+    let spec = &cron.spec;
+    assert_eq!(spec.schedule, "15 * * * *");
+    assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
+    assert_eq!(spec.suspend, Some(false));
+    let pod = spec
+        .job_template
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().run_as_non_root,
+        Some(true)
+    );
+    let container = &pod.containers[0];
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(
+        (
+            security.read_only_root_filesystem,
+            security.allow_privilege_escalation
+        ),
+        (Some(true), Some(false))
+    );
+    let args = container.args.as_ref().unwrap().join(" ");
+    assert!(args.starts_with("federation sync --site-id site-us-east-1 --direction import --s3-bucket fed --s3-prefix hub/"), "{args}");
+    for part in [
+        "--max-bundle-size 1048576",
+        "--on-conflict prefer_local",
+        "--allowed-sources nvd,ghsa",
+        "--trusted-key /etc/stellaops/trusted-keys",
+    ] {
+        assert!(args.contains(part), "{args} lacks {part}");
+    }
+    let env = serde_json::to_value(container.env.as_ref().unwrap()).unwrap();
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "DATABASE_URL"
+                && e["valueFrom"]["secretKeyRef"]["name"] == "stellaops-database")
+    );
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "AWS_ENDPOINT_URL" && e["value"] == "http://minio:9000")
+    );
+    assert_eq!(
+        container.env_from.as_ref().unwrap()[0]
+            .secret_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "fed-s3"
+    );
+    let volumes: Vec<&str> = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(volumes, vec!["tmp", "trusted-keys"]);
+}
+
+#[test]
+fn an_air_gapped_export_site_mounts_its_claim_and_signing_key() {
+    let exporter = site(
+        json!({"siteId": "site-a", "direction": "export", "enabled": false,
+                               "transport": {"volume": {"claim": {"name": "usb-drop"}, "path": "/outbox"}},
+                               "policy": {"signingKey": {"name": "fed-signer", "key": "key.pem"}, "maxItems": 500, "compressionLevel": 9}}),
+    );
+    let args = sync_args(&exporter).join(" ");
+    assert!(
+        args.contains("--directory /var/lib/stellaops/federation/outbox"),
+        "{args}"
+    );
+    assert!(
+        args.contains("--signing-key /etc/stellaops/signing/key.pem --")
+            || args.ends_with("--signing-key /etc/stellaops/signing/key.pem"),
+        "{args}"
+    );
+    assert!(
+        args.contains("--max-items 500") && args.contains("--compression-level 9"),
+        "{args}"
+    );
+    let cron = cron_job(&exporter, &Config::default());
+    assert_eq!(
+        cron.spec.suspend,
+        Some(true),
+        "a disabled site suspends its CronJob"
+    );
+    let pod = cron.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let claim = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "bundles")
+        .unwrap()
+        .persistent_volume_claim
+        .unwrap();
+    assert_eq!(
+        (claim.claim_name.as_str(), claim.read_only),
+        ("usb-drop", Some(false))
+    );
+}
+
+fn cron_applied() -> CronJob {
+    let mut cron = cron_job(&import_site(), &Config::default());
+    cron.status = Some(Default::default());
+    cron
+}
+
+#[test]
+fn status_counts_each_successful_job_once_and_reports_failures() {
+    let site = import_site();
+    let ok = SyncResult {
+        job: "hub-federation-sync-1".into(),
+        succeeded: true,
+        finished_at: Some(t(10)),
+        summary: Some(
+            json!({"cursor": "2025-01-15T10:30:00.000Z#0042", "bundles": 2, "items": 40, "success": true}),
+        ),
+        error: None,
+    };
+    let first = compute_status(&site, Some(&cron_applied()), Some(&ok), t(20));
+    assert_eq!(
+        (first.bundles_imported, first.total_items_imported),
+        (2, 40)
+    );
+    assert_eq!(
+        first.last_cursor.as_deref(),
+        Some("2025-01-15T10:30:00.000Z#0042")
+    );
+    let ready = first
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Scheduled")
+    );
+
+    let mut seen = site.clone();
+    seen.status = Some(first.clone());
+    let again = compute_status(&seen, Some(&cron_applied()), Some(&ok), t(80));
+    assert_eq!(
+        again, first,
+        "the same Job is not counted twice and nothing else moves"
+    );
+
+    let failed = SyncResult {
+        job: "hub-federation-sync-2".into(),
+        succeeded: false,
+        finished_at: None,
+        summary: None,
+        error: Some(
+            "bundle-000000000043.tar.zst: Signature verification failed: key mismatch".into(),
+        ),
+    };
+    let after_failure = compute_status(&seen, Some(&cron_applied()), Some(&failed), t(90));
+    let ready = after_failure
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "SyncFailed")
+    );
+    assert!(ready.message.contains("Signature verification failed"));
+    assert_eq!(
+        after_failure.bundles_imported, 2,
+        "counters keep what succeeded"
+    );
+}
+
+#[tokio::test]
+async fn reconcile_applies_the_cron_job_and_writes_status() {
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        let apply = server
+            .expect(
+                Method::PATCH,
+                "/apis/batch/v1/namespaces/stellaops/cronjobs/hub-federation-sync",
+            )
+            .await;
+        assert!(apply.is_forced_apply(), "server-side apply with force");
+        assert_eq!(apply.field_manager(), Some(FIELD_MANAGER));
+        assert_eq!(apply.body["kind"], "CronJob");
+        assert_eq!(
+            apply.body["metadata"]["ownerReferences"][0]["uid"],
+            "6f3b0000-0000-4000-8000-000000000001"
+        );
+        apply.respond_with_request_body();
+        let jobs = server
+            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
+            .await;
+        assert_eq!(
+            jobs.query.get("labelSelector").map(String::as_str),
+            Some("stella-ops.org/federationsite=hub")
+        );
+        jobs.respond(
+            200,
+            json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": []}),
+        );
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/federationsites/hub/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["cronJobName"], "hub-federation-sync");
+        assert_eq!(status.body["status"]["observedGeneration"], 2);
+        let conditions = status.body["status"]["conditions"].as_array().unwrap();
+        assert!(
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        );
+        let mut stored = serde_json::to_value(import_site()).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+        server
+            .expect_no_more_calls(Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    let action = reconcile(Arc::new(import_site()), ctx).await.unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+    );
+    verifier.await.unwrap();
+}
