@@ -44,6 +44,22 @@ pub enum FederationCommand {
     /// One scheduled sync, as the FederationSite CronJob runs it: import every new bundle
     /// from the transport in order, or export the changes after the newest bundle there.
     Sync(SyncArgs),
+    /// Serve the federation HTTP API (import, sync status, metrics).
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// PEM public keys trusted to sign bundles (files or directories).
+        #[arg(
+            long = "trusted-key",
+            env = "STELLAOPS_TRUSTED_KEYS",
+            value_delimiter = ','
+        )]
+        trusted_keys: Vec<PathBuf>,
+        /// Largest request body.
+        #[arg(long, default_value = "1GB", value_parser = parse_size)]
+        max_bundle_size: u64,
+    },
     /// Generate an ES256 signing key pair: PREFIX.pem (private) and PREFIX.pub (public,
     /// to distribute to importing sites).
     Keygen {
@@ -560,6 +576,25 @@ pub async fn federation(
         }
         FederationCommand::Sites { command } => sites_command(pool, command).await,
         FederationCommand::Sync(args) => sync(pool, s3, args).await,
+        FederationCommand::Serve {
+            listen,
+            trusted_keys: keys,
+            max_bundle_size,
+        } => {
+            let state = std::sync::Arc::new(crate::federation_api::ApiState {
+                pool: pool.clone(),
+                trusted: trusted_keys(&keys)?,
+                max_bundle_size_bytes: max_bundle_size,
+            });
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            eprintln!("federation API on http://{listen}");
+            axum::serve(listener, crate::federation_api::router(state))
+                .with_graceful_shutdown(crate::federation_api::shutdown_signal())
+                .await?;
+            Ok(true)
+        }
         FederationCommand::Keygen { .. } => unreachable!("handled without a database by keygen()"),
     }
 }

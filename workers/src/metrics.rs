@@ -55,8 +55,11 @@ pub static CONFLICTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("registers once")
 });
 
-/// Count an import's items and conflicts.
+/// Count an import's items and conflicts (a dry run processed nothing).
 pub fn record_import(response: &ImportResponse) {
+    if response.dry_run {
+        return;
+    }
     let c = &response.counts;
     for (kind, n) in [
         ("canonical_created", c.canonical_created),

@@ -1,4 +1,5 @@
 //! Worker tests; the registry ones run against the real registry from scripts/test.sh.
 
+mod federation_api;
 mod federation_cli;
 mod registry;
