@@ -431,7 +431,7 @@ async fn apply(
             }
         }
     }
-    advisories::write_canonicals(&mut tx, &to_write, Some(&manifest.site_id)).await?;
+    let written = advisories::write_canonicals(&mut tx, &to_write, Some(&manifest.site_id)).await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "canonicals written"
@@ -444,29 +444,32 @@ async fn apply(
     counts.deletions_processed = advisories::write_deletions(&mut tx, &opened.deletions).await?;
 
     // One canonical-imported event per created or updated canonical, built in the
-    // database from what was just staged (no per-row round trips).
+    // database from the rows just written (no per-row round trips).
     let created: Vec<&str> = actions
         .iter()
         .filter(|(_, a)| *a == "Created")
         .map(|(c, _)| c.merge_hash.as_str())
         .collect();
-    sqlx::query(&format!(
-        "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
-         SELECT 'canonical-imported', NULL, s.merge_hash, s.severity,
-             jsonb_build_object('canonical_id', s.merge_hash, 'cve', s.cve, 'affects_key', s.affects_key,
-                 'merge_hash', s.merge_hash,
-                 'action', CASE WHEN s.merge_hash = ANY($3) THEN 'Created' ELSE 'Updated' END,
-                 'bundle_hash', $1::text, 'site_id', $2::text, 'imported_at', now()),
-             'canonical-imported/' || $1 || '/' || s.merge_hash
-         FROM {} s ORDER BY s.ord
-         ON CONFLICT (idempotency_key) DO NOTHING",
-        advisories::STAGED_CANONICALS
-    ))
-    .bind(&opened.bundle_hash)
-    .bind(&manifest.site_id)
-    .bind(&created)
-    .execute(&mut *tx)
-    .await?;
+    if let Some(range) = written {
+        sqlx::query(
+            "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
+             SELECT 'canonical-imported', NULL, c.merge_hash, c.severity,
+                 jsonb_build_object('canonical_id', c.merge_hash, 'cve', c.cve, 'affects_key', c.affects_key,
+                     'merge_hash', c.merge_hash,
+                     'action', CASE WHEN c.merge_hash = ANY($3) THEN 'Created' ELSE 'Updated' END,
+                     'bundle_hash', $1::text, 'site_id', $2::text, 'imported_at', now()),
+                 'canonical-imported/' || $1 || '/' || c.merge_hash
+             FROM canonical_advisories c WHERE c.change_seq BETWEEN $4 AND $5 ORDER BY c.change_seq
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&opened.bundle_hash)
+        .bind(&manifest.site_id)
+        .bind(&created)
+        .bind(range.first)
+        .bind(range.last.seq)
+        .execute(&mut *tx)
+        .await?;
+    }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "events published"

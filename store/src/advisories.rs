@@ -245,13 +245,6 @@ fn canonical_from_pg_row(r: &sqlx::postgres::PgRow) -> Result<CanonicalRow> {
     ))
 }
 
-/// Rows per COPY: bounds the text buffer built in memory.
-const WRITE_BATCH: usize = 20_000;
-
-/// Staging table `write_canonicals` fills (per connection, emptied at commit): callers may
-/// read it in the same transaction, e.g. to derive outbox events from what was written.
-pub const STAGED_CANONICALS: &str = "staged_canonicals";
-
 /// COPY text format: one row of tab-separated fields.
 struct CopyRows(String);
 
@@ -311,87 +304,134 @@ async fn copy_in(conn: &mut PgConnection, statement: &str, rows: &CopyRows) -> R
     Ok(())
 }
 
-/// Insert or replace `canonicals` (in order, each taking the next change number),
-/// recording `origin_site`, and clear any deletion of them. Rows go through COPY into a
-/// staging table, then one set-based upsert. Returns the last change written.
+/// The change numbers a write took: `first..=last.seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeRange {
+    /// First sequence number.
+    pub first: i64,
+    /// Last change.
+    pub last: ChangePoint,
+}
+
+/// Reserve `n` consecutive change numbers and return the first, with the transaction's
+/// timestamp. Callers hold [`lock_changes`], so nobody else draws from the sequence.
+async fn reserve(conn: &mut PgConnection, n: usize) -> Result<(i64, DateTime<Utc>)> {
+    let (first, now): (i64, DateTime<Utc>) =
+        sqlx::query_as("SELECT nextval('advisory_change_seq'), now()")
+            .fetch_one(&mut *conn)
+            .await?;
+    if n > 1 {
+        sqlx::query("SELECT setval('advisory_change_seq', $1)")
+            .bind(first + n as i64 - 1)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((first, now))
+}
+
+/// Insert or replace `canonicals` (in order, taking consecutive change numbers),
+/// recording `origin_site`, and clear any deletion of them. New canonicals are COPYed
+/// straight into the table; changed ones go through a COPYed staging table and one
+/// UPDATE. Returns the change numbers taken.
 pub async fn write_canonicals(
     conn: &mut PgConnection,
     canonicals: &[CanonicalAdvisory],
     origin_site: Option<&str>,
-) -> Result<Option<ChangePoint>> {
-    sqlx::query(
-        "CREATE TEMP TABLE IF NOT EXISTS staged_canonicals (
-             ord bigint, merge_hash text, vuln_id text, cve text, aliases text[], affects_key text, ecosystem text,
-             ranges jsonb, versions text[], severity text, cvss jsonb, summary text, published timestamptz,
-             modified timestamptz, withdrawn timestamptz, content_hash text, document text) ON COMMIT DELETE ROWS",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("TRUNCATE staged_canonicals")
-        .execute(&mut *conn)
-        .await?;
+) -> Result<Option<ChangeRange>> {
     if canonicals.is_empty() {
         return Ok(None);
     }
-    for (batch, chunk) in canonicals.chunks(WRITE_BATCH).enumerate() {
-        let mut rows = CopyRows::new();
-        for (i, c) in chunk.iter().enumerate() {
-            let document = serde_json::to_string(c).expect("canonicals serialize");
-            let ranges = if c.ranges.is_null() {
-                "[]".to_string()
-            } else {
-                c.ranges.to_string()
-            };
-            rows.field(Some(&(batch * WRITE_BATCH + i).to_string()))
-                .field(Some(&c.merge_hash))
-                .field(Some(&c.vuln_id))
-                .field(c.cve.as_deref())
-                .array(&c.aliases)
-                .field(Some(&c.affects_key))
-                .field(Some(&c.ecosystem))
-                .field(Some(&ranges))
-                .array(&c.versions)
-                .field(c.severity.as_deref())
-                .field(c.cvss.as_ref().map(Value::to_string).as_deref())
-                .field(c.summary.as_deref())
-                .field(timestamp(&c.published).as_deref())
-                .field(timestamp(&c.modified).as_deref())
-                .field(timestamp(&c.withdrawn).as_deref())
-                .field(Some(&sha256_hex(document.as_bytes())))
-                .field(Some(&document))
-                .end_row();
-        }
-        copy_in(conn, "COPY staged_canonicals FROM STDIN", &rows).await?;
-    }
-    let point: (i64, DateTime<Utc>) = sqlx::query_as(
-        "WITH written AS (
-             INSERT INTO canonical_advisories (merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges,
-                 versions, severity, cvss, summary, published, modified, withdrawn, content_hash, document,
-                 origin_site, change_seq, changed_at)
-             SELECT merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss,
-                 summary, published, modified, withdrawn, content_hash, document, $1,
-                 nextval('advisory_change_seq'), now()
-             FROM (SELECT * FROM staged_canonicals ORDER BY ord) staged
-             ON CONFLICT (merge_hash) DO UPDATE SET vuln_id = EXCLUDED.vuln_id, cve = EXCLUDED.cve,
-                 aliases = EXCLUDED.aliases, affects_key = EXCLUDED.affects_key, ecosystem = EXCLUDED.ecosystem,
-                 ranges = EXCLUDED.ranges, versions = EXCLUDED.versions, severity = EXCLUDED.severity,
-                 cvss = EXCLUDED.cvss, summary = EXCLUDED.summary, published = EXCLUDED.published,
-                 modified = EXCLUDED.modified, withdrawn = EXCLUDED.withdrawn, content_hash = EXCLUDED.content_hash,
-                 document = EXCLUDED.document, origin_site = EXCLUDED.origin_site,
-                 change_seq = EXCLUDED.change_seq, changed_at = EXCLUDED.changed_at
-             RETURNING change_seq, changed_at
-         )
-         SELECT max(change_seq), max(changed_at) FROM written",
+    let hashes: Vec<&str> = canonicals.iter().map(|c| c.merge_hash.as_str()).collect();
+    let existing: std::collections::HashSet<String> = sqlx::query_scalar(
+        "SELECT merge_hash FROM canonical_advisories WHERE merge_hash = ANY($1)",
     )
-    .bind(origin_site)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM advisory_deletions d USING staged_canonicals s WHERE d.merge_hash = s.merge_hash")
+    .bind(&hashes)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let (first, now) = reserve(conn, canonicals.len()).await?;
+    let changed_at = now.to_rfc3339();
+    let (mut new_rows, mut changed_rows) = (CopyRows::new(), CopyRows::new());
+    let mut new_hashes = Vec::new();
+    for (i, c) in canonicals.iter().enumerate() {
+        let document = serde_json::to_string(c).expect("canonicals serialize");
+        let ranges = if c.ranges.is_null() {
+            "[]".to_string()
+        } else {
+            c.ranges.to_string()
+        };
+        let rows = if existing.contains(&c.merge_hash) {
+            &mut changed_rows
+        } else {
+            new_hashes.push(c.merge_hash.as_str());
+            &mut new_rows
+        };
+        rows.field(Some(&c.merge_hash))
+            .field(Some(&c.vuln_id))
+            .field(c.cve.as_deref())
+            .array(&c.aliases)
+            .field(Some(&c.affects_key))
+            .field(Some(&c.ecosystem))
+            .field(Some(&ranges))
+            .array(&c.versions)
+            .field(c.severity.as_deref())
+            .field(c.cvss.as_ref().map(Value::to_string).as_deref())
+            .field(c.summary.as_deref())
+            .field(timestamp(&c.published).as_deref())
+            .field(timestamp(&c.modified).as_deref())
+            .field(timestamp(&c.withdrawn).as_deref())
+            .field(Some(&sha256_hex(document.as_bytes())))
+            .field(Some(&document))
+            .field(origin_site)
+            .field(Some(&(first + i as i64).to_string()))
+            .field(Some(&changed_at))
+            .end_row();
+    }
+    const COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, \
+        summary, published, modified, withdrawn, content_hash, document, origin_site, change_seq, changed_at";
+    if !new_rows.0.is_empty() {
+        copy_in(
+            conn,
+            &format!("COPY canonical_advisories ({COLUMNS}) FROM STDIN"),
+            &new_rows,
+        )
+        .await?;
+        sqlx::query("DELETE FROM advisory_deletions WHERE merge_hash = ANY($1)")
+            .bind(&new_hashes)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !changed_rows.0.is_empty() {
+        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS staged_canonicals (LIKE canonical_advisories) ON COMMIT DELETE ROWS")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("TRUNCATE staged_canonicals")
+            .execute(&mut *conn)
+            .await?;
+        copy_in(
+            conn,
+            &format!("COPY staged_canonicals ({COLUMNS}) FROM STDIN"),
+            &changed_rows,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE canonical_advisories c SET vuln_id = s.vuln_id, cve = s.cve, aliases = s.aliases,
+                 affects_key = s.affects_key, ecosystem = s.ecosystem, ranges = s.ranges, versions = s.versions,
+                 severity = s.severity, cvss = s.cvss, summary = s.summary, published = s.published,
+                 modified = s.modified, withdrawn = s.withdrawn, content_hash = s.content_hash, document = s.document,
+                 origin_site = s.origin_site, change_seq = s.change_seq, changed_at = s.changed_at
+             FROM staged_canonicals s WHERE c.merge_hash = s.merge_hash",
+        )
         .execute(&mut *conn)
         .await?;
-    Ok(Some(ChangePoint {
-        seq: point.0,
-        at: point.1,
+    }
+    Ok(Some(ChangeRange {
+        first,
+        last: ChangePoint {
+            seq: first + canonicals.len() as i64 - 1,
+            at: now,
+        },
     }))
 }
 
@@ -401,51 +441,93 @@ pub async fn write_edges(conn: &mut PgConnection, edges: &[SourceEdge]) -> Resul
     if edges.is_empty() {
         return Ok(0);
     }
-    sqlx::query(
-        "CREATE TEMP TABLE IF NOT EXISTS staged_edges (
-             ord bigint, merge_hash text, source text, source_advisory_id text, document_hash text,
-             fetched_at timestamptz, document text) ON COMMIT DELETE ROWS",
+    let hashes: Vec<&str> = edges.iter().map(|e| e.merge_hash.as_str()).collect();
+    let canonicals: std::collections::HashSet<String> = sqlx::query_scalar(
+        "SELECT merge_hash FROM canonical_advisories WHERE merge_hash = ANY($1)",
     )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("TRUNCATE staged_edges")
+    .bind(&hashes)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let stored: HashMap<(String, String, String), String> = sqlx::query_as::<_, (String, String, String, String)>(
+        "SELECT merge_hash, source, source_advisory_id, document_hash FROM advisory_source_edges WHERE merge_hash = ANY($1)",
+    )
+    .bind(&hashes)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(m, s, i, d)| ((m, s, i), d))
+    .collect();
+    let wanted: Vec<(&SourceEdge, bool)> = edges
+        .iter()
+        .filter(|e| canonicals.contains(&e.merge_hash))
+        .filter_map(|e| {
+            match stored.get(&(
+                e.merge_hash.clone(),
+                e.source.clone(),
+                e.source_advisory_id.clone(),
+            )) {
+                None => Some((e, true)),
+                Some(hash) if *hash != e.document_hash => Some((e, false)),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    let (first, now) = reserve(conn, wanted.len()).await?;
+    let changed_at = now.to_rfc3339();
+    let (mut new_rows, mut changed_rows) = (CopyRows::new(), CopyRows::new());
+    for (i, (e, is_new)) in wanted.iter().enumerate() {
+        let rows = if *is_new {
+            &mut new_rows
+        } else {
+            &mut changed_rows
+        };
+        rows.field(Some(&e.merge_hash))
+            .field(Some(&e.source))
+            .field(Some(&e.source_advisory_id))
+            .field(Some(&e.document_hash))
+            .field(Some(&e.fetched_at.to_rfc3339()))
+            .field(Some(&serde_json::to_string(e).expect("edges serialize")))
+            .field(Some(&(first + i as i64).to_string()))
+            .field(Some(&changed_at))
+            .end_row();
+    }
+    const COLUMNS: &str = "merge_hash, source, source_advisory_id, document_hash, fetched_at, document, change_seq, changed_at";
+    if !new_rows.0.is_empty() {
+        copy_in(
+            conn,
+            &format!("COPY advisory_source_edges ({COLUMNS}) FROM STDIN"),
+            &new_rows,
+        )
+        .await?;
+    }
+    if !changed_rows.0.is_empty() {
+        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS staged_edges (LIKE advisory_source_edges) ON COMMIT DELETE ROWS")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("TRUNCATE staged_edges")
+            .execute(&mut *conn)
+            .await?;
+        copy_in(
+            conn,
+            &format!("COPY staged_edges ({COLUMNS}) FROM STDIN"),
+            &changed_rows,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE advisory_source_edges e SET document_hash = s.document_hash, fetched_at = s.fetched_at,
+                 document = s.document, change_seq = s.change_seq, changed_at = s.changed_at
+             FROM staged_edges s WHERE e.merge_hash = s.merge_hash AND e.source = s.source
+                 AND e.source_advisory_id = s.source_advisory_id",
+        )
         .execute(&mut *conn)
         .await?;
-    for (batch, chunk) in edges.chunks(WRITE_BATCH).enumerate() {
-        let mut rows = CopyRows::new();
-        for (i, e) in chunk.iter().enumerate() {
-            rows.field(Some(&(batch * WRITE_BATCH + i).to_string()))
-                .field(Some(&e.merge_hash))
-                .field(Some(&e.source))
-                .field(Some(&e.source_advisory_id))
-                .field(Some(&e.document_hash))
-                .field(Some(&e.fetched_at.to_rfc3339()))
-                .field(Some(&serde_json::to_string(e).expect("edges serialize")))
-                .end_row();
-        }
-        copy_in(conn, "COPY staged_edges FROM STDIN", &rows).await?;
     }
-    let written = sqlx::query(
-        "INSERT INTO advisory_source_edges (merge_hash, source, source_advisory_id, document_hash, fetched_at,
-             document, change_seq, changed_at)
-         SELECT merge_hash, source, source_advisory_id, document_hash, fetched_at, document,
-             nextval('advisory_change_seq'), now()
-         FROM (
-             SELECT s.* FROM staged_edges s
-             JOIN canonical_advisories c ON c.merge_hash = s.merge_hash
-             LEFT JOIN advisory_source_edges e ON e.merge_hash = s.merge_hash AND e.source = s.source
-                  AND e.source_advisory_id = s.source_advisory_id
-             WHERE e.merge_hash IS NULL OR e.document_hash <> s.document_hash
-             ORDER BY s.ord
-         ) wanted
-         ON CONFLICT (merge_hash, source, source_advisory_id) DO UPDATE SET document_hash = EXCLUDED.document_hash,
-             fetched_at = EXCLUDED.fetched_at, document = EXCLUDED.document, change_seq = EXCLUDED.change_seq,
-             changed_at = EXCLUDED.changed_at",
-    )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(written)
+    Ok(wanted.len() as u64)
 }
 
 /// Delete the canonicals of `deletions` (their edges go with them) and record each
