@@ -328,6 +328,15 @@ pub fn compute_status(
             if let Some(summary) = &result.summary {
                 if let Some(cursor) = summary["cursor"].as_str() {
                     status.last_cursor = Some(cursor.to_string());
+                    // How far behind the data was when this sync finished (stable between syncs,
+                    // so the status does not churn).
+                    let cursor_at = cursor
+                        .split_once('#')
+                        .and_then(|(at, _)| at.parse::<jiff::Timestamp>().ok());
+                    let finished = status.last_sync_at.as_ref().map(|t| t.0);
+                    if let (Some(at), Some(finished)) = (cursor_at, finished) {
+                        status.cursor_lag_seconds = Some((finished - at).get_seconds().max(0));
+                    }
                 }
                 status.bundles_imported += summary["bundles"].as_i64().unwrap_or(0);
                 status.total_items_imported += summary["items"].as_i64().unwrap_or(0);

@@ -226,6 +226,47 @@ fn main() {
             n = *N
         );
 
+        // Warm up both paths (connections, catalogs, allocator) on a small set first.
+        {
+            let warm = fresh("bench_warm").await;
+            let few = &set1[..set1.len().min(2_000)];
+            let few_edges = &edges1[..edges1.len().min(2_000)];
+            copy_rows(&warm, few, few_edges, 1).await;
+            let warm_import = fresh("bench_warm_import").await;
+            sites::set_policy(
+                &warm_import,
+                "bench-site",
+                &PolicyUpdate {
+                    require_signature: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            let small = bundle::write(
+                &Contents {
+                    site_id: "bench-site",
+                    since_cursor: None,
+                    cursor: cursor1.to_string(),
+                    canonicals: few,
+                    edges: few_edges,
+                    deletions: &[],
+                },
+                None,
+                3,
+            );
+            import(
+                &warm_import,
+                &small,
+                &ImportOptions {
+                    max_bundle_size_bytes: 1 << 32,
+                    ..Default::default()
+                },
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        }
         let reference = fresh("bench_copy").await;
         let copy_empty = copy_rows(&reference, &set1, &edges1, 1).await;
         let copy_populated = copy_rows(&reference, &set2, &edges2, 1 + rows).await;
