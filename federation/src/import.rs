@@ -445,18 +445,13 @@ async fn apply(
 
     // One canonical-imported event per created or updated canonical, built in the
     // database from the rows just written (no per-row round trips).
-    let created: Vec<&str> = actions
-        .iter()
-        .filter(|(_, a)| *a == "Created")
-        .map(|(c, _)| c.merge_hash.as_str())
-        .collect();
     if let Some(range) = written {
         sqlx::query(
             "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
              SELECT 'canonical-imported', NULL, c.merge_hash, c.severity,
                  jsonb_build_object('canonical_id', c.merge_hash, 'cve', c.cve, 'affects_key', c.affects_key,
                      'merge_hash', c.merge_hash,
-                     'action', CASE WHEN c.merge_hash = ANY($3) THEN 'Created' ELSE 'Updated' END,
+                     'action', CASE WHEN c.change_seq <= $3 THEN 'Created' ELSE 'Updated' END,
                      'bundle_hash', $1::text, 'site_id', $2::text, 'imported_at', now()),
                  'canonical-imported/' || $1 || '/' || c.merge_hash
              FROM canonical_advisories c WHERE c.change_seq BETWEEN $4 AND $5 ORDER BY c.change_seq
@@ -464,7 +459,7 @@ async fn apply(
         )
         .bind(&opened.bundle_hash)
         .bind(&manifest.site_id)
-        .bind(&created)
+        .bind(range.last_created)
         .bind(range.first)
         .bind(range.last.seq)
         .execute(&mut *tx)

@@ -304,11 +304,14 @@ async fn copy_in(conn: &mut PgConnection, statement: &str, rows: &CopyRows) -> R
     Ok(())
 }
 
-/// The change numbers a write took: `first..=last.seq`.
+/// The change numbers a write took: `first..=last.seq`; canonicals that were new took
+/// `first..=last_created`, replaced ones the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChangeRange {
     /// First sequence number.
     pub first: i64,
+    /// Last number taken by a newly created canonical (`first - 1` when none was new).
+    pub last_created: i64,
     /// Last change.
     pub last: ChangePoint,
 }
@@ -341,6 +344,7 @@ pub async fn write_canonicals(
     if canonicals.is_empty() {
         return Ok(None);
     }
+    let started = std::time::Instant::now();
     let hashes: Vec<&str> = canonicals.iter().map(|c| c.merge_hash.as_str()).collect();
     let existing: std::collections::HashSet<String> = sqlx::query_scalar(
         "SELECT merge_hash FROM canonical_advisories WHERE merge_hash = ANY($1)",
@@ -354,18 +358,27 @@ pub async fn write_canonicals(
     let changed_at = now.to_rfc3339();
     let (mut new_rows, mut changed_rows) = (CopyRows::new(), CopyRows::new());
     let mut new_hashes = Vec::new();
-    for (i, c) in canonicals.iter().enumerate() {
+    // New canonicals take the first numbers, replaced ones the rest (each group in input
+    // order), so readers can tell them apart by number alone.
+    let new_count = canonicals
+        .iter()
+        .filter(|c| !existing.contains(&c.merge_hash))
+        .count() as i64;
+    let (mut next_new, mut next_changed) = (first, first + new_count);
+    for c in canonicals {
         let document = serde_json::to_string(c).expect("canonicals serialize");
         let ranges = if c.ranges.is_null() {
             "[]".to_string()
         } else {
             c.ranges.to_string()
         };
-        let rows = if existing.contains(&c.merge_hash) {
-            &mut changed_rows
+        let (rows, seq) = if existing.contains(&c.merge_hash) {
+            next_changed += 1;
+            (&mut changed_rows, next_changed - 1)
         } else {
             new_hashes.push(c.merge_hash.as_str());
-            &mut new_rows
+            next_new += 1;
+            (&mut new_rows, next_new - 1)
         };
         rows.field(Some(&c.merge_hash))
             .field(Some(&c.vuln_id))
@@ -384,12 +397,16 @@ pub async fn write_canonicals(
             .field(Some(&sha256_hex(document.as_bytes())))
             .field(Some(&document))
             .field(origin_site)
-            .field(Some(&(first + i as i64).to_string()))
+            .field(Some(&seq.to_string()))
             .field(Some(&changed_at))
             .end_row();
     }
     const COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, \
         summary, published, modified, withdrawn, content_hash, document, origin_site, change_seq, changed_at";
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "canonical COPY rows built"
+    );
     if !new_rows.0.is_empty() {
         copy_in(
             conn,
@@ -397,6 +414,10 @@ pub async fn write_canonicals(
             &new_rows,
         )
         .await?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "canonicals copied"
+        );
         sqlx::query("DELETE FROM advisory_deletions WHERE merge_hash = ANY($1)")
             .bind(&new_hashes)
             .execute(&mut *conn)
@@ -428,6 +449,7 @@ pub async fn write_canonicals(
     }
     Ok(Some(ChangeRange {
         first,
+        last_created: first + new_count - 1,
         last: ChangePoint {
             seq: first + canonicals.len() as i64 - 1,
             at: now,
