@@ -20,6 +20,18 @@ use crate::kind::StellaKind;
 /// Condition reporting whether the spec passed validation.
 pub const CONDITION_ACCEPTED: &str = "Accepted";
 
+/// `Accepted=True`: the spec passed validation.
+pub fn accepted(generation: Option<i64>, now: Time) -> Condition {
+    condition(
+        CONDITION_ACCEPTED,
+        true,
+        "Valid",
+        "the spec is valid",
+        generation,
+        now,
+    )
+}
+
 /// What a reconcile should write and say.
 #[derive(Debug, PartialEq)]
 pub struct Assessment {
@@ -52,17 +64,7 @@ pub fn assess(
             let was_accepted = current
                 .iter()
                 .any(|c| c.type_ == CONDITION_ACCEPTED && c.status == "True");
-            set_condition(
-                &mut conditions,
-                condition(
-                    CONDITION_ACCEPTED,
-                    true,
-                    "Valid",
-                    "the spec is valid",
-                    generation,
-                    now.clone(),
-                ),
-            );
+            set_condition(&mut conditions, accepted(generation, now.clone()));
             set_condition(
                 &mut conditions,
                 condition(

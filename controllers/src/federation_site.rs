@@ -19,7 +19,7 @@ use stellaops_crds::{
     CONDITION_READY, FederationSite, FederationSiteStatus, condition, set_condition,
 };
 
-use crate::acceptance::{self, CONDITION_ACCEPTED};
+use crate::acceptance;
 use crate::context::{Config, Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::workload;
@@ -290,14 +290,7 @@ pub fn compute_status(
     let mut conditions: Vec<Condition> = std::mem::take(&mut status.conditions);
     set_condition(
         &mut conditions,
-        condition(
-            CONDITION_ACCEPTED,
-            true,
-            "Valid",
-            "the spec is valid",
-            generation,
-            now.clone(),
-        ),
+        acceptance::accepted(generation, now.clone()),
     );
     let active = cron
         .and_then(|c| c.status.as_ref())

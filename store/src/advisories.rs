@@ -14,7 +14,7 @@ use crate::Result;
 
 /// One canonical advisory: a vulnerability as it affects one package. Field order is the
 /// canonical JSON order (see docs/canonical-advisory.md).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, sqlx::FromRow)]
 #[serde(deny_unknown_fields)]
 pub struct CanonicalAdvisory {
     /// `sha256:<hex>` of `"{vuln_id}|{affects_key}"`: the identity shared by every site.
@@ -147,58 +147,6 @@ pub struct StoredCanonical {
 const CANONICAL_COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, \
      severity, cvss, summary, published, modified, withdrawn";
 
-type CanonicalRow = (
-    String,
-    String,
-    Option<String>,
-    Vec<String>,
-    String,
-    String,
-    Value,
-    Vec<String>,
-    Option<String>,
-    Option<Value>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
-
-fn from_row(row: CanonicalRow) -> CanonicalAdvisory {
-    let (
-        merge_hash,
-        vuln_id,
-        cve,
-        aliases,
-        affects_key,
-        ecosystem,
-        ranges,
-        versions,
-        severity,
-        cvss,
-        summary,
-        published,
-        modified,
-        withdrawn,
-    ) = row;
-    CanonicalAdvisory {
-        merge_hash,
-        vuln_id,
-        cve,
-        aliases,
-        affects_key,
-        ecosystem,
-        ranges,
-        versions,
-        severity,
-        cvss,
-        summary,
-        published,
-        modified,
-        withdrawn,
-    }
-}
-
 /// The stored canonicals among `merge_hashes`.
 pub async fn stored_canonicals(
     conn: &mut PgConnection,
@@ -214,7 +162,7 @@ pub async fn stored_canonicals(
         .await?;
     let mut stored = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let advisory = from_row(canonical_from_pg_row(row)?);
+        let advisory = <CanonicalAdvisory as sqlx::FromRow<_>>::from_row(row)?;
         let entry = StoredCanonical {
             content_hash: row.try_get("content_hash")?,
             origin_site: row.try_get("origin_site")?,
@@ -223,26 +171,6 @@ pub async fn stored_canonicals(
         stored.insert(entry.advisory.merge_hash.clone(), entry);
     }
     Ok(stored)
-}
-
-fn canonical_from_pg_row(r: &sqlx::postgres::PgRow) -> Result<CanonicalRow> {
-    use sqlx::Row as _;
-    Ok((
-        r.try_get("merge_hash")?,
-        r.try_get("vuln_id")?,
-        r.try_get("cve")?,
-        r.try_get("aliases")?,
-        r.try_get("affects_key")?,
-        r.try_get("ecosystem")?,
-        r.try_get("ranges")?,
-        r.try_get("versions")?,
-        r.try_get("severity")?,
-        r.try_get("cvss")?,
-        r.try_get("summary")?,
-        r.try_get("published")?,
-        r.try_get("modified")?,
-        r.try_get("withdrawn")?,
-    ))
 }
 
 /// COPY text format: one row of tab-separated fields.
