@@ -59,6 +59,12 @@ pub enum FederationCommand {
         /// Largest request body.
         #[arg(long, default_value = "1GB", value_parser = parse_size)]
         max_bundle_size: u64,
+        /// PEM certificate chain: serve HTTPS (the seed asks for TLS on these endpoints).
+        #[arg(long, requires = "tls_key", env = "STELLAOPS_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of `--tls-cert`.
+        #[arg(long, requires = "tls_cert", env = "STELLAOPS_TLS_KEY")]
+        tls_key: Option<PathBuf>,
     },
     /// Generate an ES256 signing key pair: PREFIX.pem (private) and PREFIX.pub (public,
     /// to distribute to importing sites).
@@ -580,6 +586,8 @@ pub async fn federation(
             listen,
             trusted_keys: keys,
             max_bundle_size,
+            tls_cert,
+            tls_key,
         } => {
             let state = std::sync::Arc::new(crate::federation_api::ApiState {
                 pool: pool.clone(),
@@ -589,10 +597,28 @@ pub async fn federation(
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            eprintln!("federation API on http://{listen}");
-            axum::serve(listener, crate::federation_api::router(state))
-                .with_graceful_shutdown(crate::federation_api::shutdown_signal())
-                .await?;
+            let app = crate::federation_api::router(state);
+            let shutdown = crate::federation_api::shutdown_signal();
+            match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => {
+                    let tls = crate::tls::TlsListener::new(
+                        listener,
+                        crate::tls::server_config(&cert, &key)?,
+                    )?;
+                    eprintln!("federation API on https://{listen}");
+                    axum::serve(tls, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await?;
+                }
+                _ => {
+                    eprintln!(
+                        "federation API on http://{listen} (plain HTTP: give --tls-cert and --tls-key outside a TLS mesh)"
+                    );
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await?;
+                }
+            }
             Ok(true)
         }
         FederationCommand::Keygen { .. } => unreachable!("handled without a database by keygen()"),

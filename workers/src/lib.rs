@@ -5,3 +5,4 @@ pub mod federation_api;
 pub mod federation_cli;
 pub mod metrics;
 pub mod registry;
+pub mod tls;

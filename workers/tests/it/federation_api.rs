@@ -237,3 +237,62 @@ async fn sync_imports_new_bundles_from_a_directory_in_order_and_reports_json() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn the_api_serves_https_with_the_given_certificate() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("stellaops-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+
+    // /healthz needs no database; the pool never connects.
+    let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+    let state = Arc::new(ApiState {
+        pool,
+        trusted: TrustedKeys::default(),
+        max_bundle_size_bytes: 1 << 20,
+    });
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let config = stellaops_workers::tls::server_config(&cert, &key).unwrap();
+    let listener = stellaops_workers::tls::TlsListener::new(tcp, config).unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("https://localhost:{}/healthz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    assert!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_err()
+    );
+    // A client that does not trust the certificate is refused.
+    assert!(
+        reqwest::get(format!("https://localhost:{}/healthz", addr.port()))
+            .await
+            .is_err()
+    );
+    // Mismatched certificate and key are refused at start-up with a clear error.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(&key, other.signing_key.serialize_pem()).unwrap();
+    let mismatch = stellaops_workers::tls::server_config(&cert, &key).unwrap_err();
+    assert!(
+        format!("{mismatch:#}").contains("do not match"),
+        "{mismatch:#}"
+    );
+    server.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
