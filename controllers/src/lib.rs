@@ -106,9 +106,19 @@ async fn run_federation_sites(ctx: Arc<Context>) {
         kube::Api::<k8s_openapi::api::batch::v1::CronJob>::all(client.clone()),
         owned.clone(),
     )
-    .owns(
+    // Jobs belong to the CronJob, not the site: map them back by their label so a
+    // finished sync is reported at once.
+    .watches(
         kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
         owned,
+        |job| {
+            use kube::ResourceExt;
+            let site = job.labels().get("stella-ops.org/federationsite")?.clone();
+            Some(
+                kube::runtime::reflector::ObjectRef::<FederationSite>::new(&site)
+                    .within(&job.namespace()?),
+            )
+        },
     )
     .shutdown_on_signal()
     .run(
