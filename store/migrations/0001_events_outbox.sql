@@ -14,7 +14,10 @@ CREATE TABLE events_outbox (
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE INDEX events_outbox_kind_id ON events_outbox (kind, id);
+-- Consumers of one kind (Schedule's advisory trigger reads federation.imported) find
+-- their events by kind; the per-canonical import events are many and read in id order,
+-- so they stay out of this index.
+CREATE INDEX events_outbox_kind_id ON events_outbox (kind, id) WHERE kind <> 'canonical-imported';
 
 -- Wake consumers waiting with LISTEN stellaops_events, once per statement (a bulk insert
 -- of 100,000 events sends one notification); the payload is the highest new id.
