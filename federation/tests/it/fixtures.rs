@@ -10,7 +10,9 @@ pub fn osv_doc(id: &str, package: &str, fixed: &str, severity: &str) -> Value {
         "schema_version": "1.6.0",
         "id": id,
         "aliases": [format!("CVE-2024-{}", &id[id.len() - 4..])],
-        "summary": format!("{package} before {fixed} is vulnerable"),
+        // Quotes, a tab, a backslash and a newline: they must survive every layer (JSON,
+        // COPY escaping, NDJSON) byte for byte.
+        "summary": format!("{package} before {fixed} is \"vulnerable\"\tsee C:\\{package}\nsecond line"),
         "published": "2024-03-01T10:00:00Z",
         "modified": "2024-03-02T11:30:00.123456789Z",
         "affected": [{
