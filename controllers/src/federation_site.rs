@@ -436,12 +436,9 @@ async fn latest_result(ctx: &Context, site: &FederationSite) -> Result<Option<Sy
         .await?
         .items
         .into_iter()
-        .filter(|j| {
-            j.status.as_ref().is_some_and(|s| {
-                s.completion_time.is_some()
-                    || s.failed.unwrap_or(0) > 0 && s.active.unwrap_or(0) == 0
-            })
-        })
+        // Finished means the Job says so (Complete or Failed), not a Pod that failed
+        // while the Job still retries.
+        .filter(|j| job_finished(j).is_some())
         .collect();
     finished.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
     let Some(job) = finished.pop() else {
@@ -449,7 +446,7 @@ async fn latest_result(ctx: &Context, site: &FederationSite) -> Result<Option<Sy
     };
     let name = job.name_any();
     let status = job.status.clone().unwrap_or_default();
-    let succeeded = status.succeeded.unwrap_or(0) > 0;
+    let succeeded = job_finished(&job) == Some(true);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_list = pods
         .list(&ListParams::default().labels(&format!("job-name={name}")))
@@ -483,6 +480,19 @@ async fn latest_result(ctx: &Context, site: &FederationSite) -> Result<Option<Sy
         summary,
         error,
     }))
+}
+
+/// `Some(true)` for a Job with `Complete=True`, `Some(false)` for `Failed=True`, else `None`.
+pub fn job_finished(job: &Job) -> Option<bool> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .filter(|c| c.status == "True")
+        .find_map(|c| match c.type_.as_str() {
+            "Complete" => Some(true),
+            "Failed" => Some(false),
+            _ => None,
+        })
 }
 
 /// Reconcile a FederationSite: validate, apply the CronJob, report status.

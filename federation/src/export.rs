@@ -51,7 +51,13 @@ pub async fn export(
     let limit = options.max_items.max(1) as i64;
     loop {
         let after = since.map_or(0, |c| c.seq);
+        let read_started = std::time::Instant::now();
         let changes = advisories::changes_after(&mut tx, after, limit).await?;
+        tracing::debug!(
+            changes = changes.len(),
+            elapsed_ms = read_started.elapsed().as_millis() as u64,
+            "changes read"
+        );
         let Some((last, _)) = changes.last() else {
             break;
         };
@@ -91,6 +97,10 @@ pub async fn export(
             members,
             options.signer,
             options.compression_level,
+        );
+        tracing::debug!(
+            elapsed_ms = read_started.elapsed().as_millis() as u64,
+            "bundle written"
         );
         bundles.push(ExportedBundle {
             bundle_hash: advisories::sha256_hex(&bytes),

@@ -287,3 +287,100 @@ async fn reconcile_applies_the_cron_job_and_writes_status() {
     );
     verifier.await.unwrap();
 }
+
+#[test]
+fn a_job_is_finished_only_when_its_conditions_say_so() {
+    use k8s_openapi::api::batch::v1::Job;
+    use stellaops_controllers::federation_site::job_finished;
+    let job = |conditions: Value, failed: i32, active: i32| -> Job {
+        serde_json::from_value(json!({"metadata": {"name": "j"}, "status": {"conditions": conditions, "failed": failed, "active": active}})).unwrap()
+    };
+    // A Pod failed but the Job retries: not finished.
+    assert_eq!(job_finished(&job(json!([]), 1, 0)), None);
+    assert_eq!(
+        job_finished(&job(json!([{"type": "Complete", "status": "True"}]), 1, 0)),
+        Some(true)
+    );
+    assert_eq!(
+        job_finished(&job(
+            json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]),
+            3,
+            0
+        )),
+        Some(false)
+    );
+    assert_eq!(
+        job_finished(&job(json!([{"type": "Failed", "status": "False"}]), 0, 1)),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_finished_sync_is_read_from_its_pod_into_the_status() {
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        server
+            .expect(
+                Method::PATCH,
+                "/apis/batch/v1/namespaces/stellaops/cronjobs/hub-federation-sync",
+            )
+            .await
+            .respond_with_request_body();
+        server.expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs").await.respond(200, json!({
+            "apiVersion": "batch/v1", "kind": "JobList", "metadata": {},
+            "items": [
+                {"metadata": {"name": "hub-federation-sync-100", "namespace": "stellaops", "creationTimestamp": "2025-01-15T10:00:00Z"},
+                 "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1, "completionTime": "2025-01-15T10:01:00Z"}},
+                {"metadata": {"name": "hub-federation-sync-200", "namespace": "stellaops", "creationTimestamp": "2025-01-15T11:00:00Z"},
+                 "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1, "completionTime": "2025-01-15T11:01:00Z"}}
+            ]}));
+        let pods = server
+            .expect(Method::GET, "/api/v1/namespaces/stellaops/pods")
+            .await;
+        assert_eq!(
+            pods.query.get("labelSelector").map(String::as_str),
+            Some("job-name=hub-federation-sync-200"),
+            "the newest finished Job"
+        );
+        let message =
+            json!({"site_id": "site-us-east-1", "direction": "import", "bundles": 3, "items": 120,
+                             "cursor": "2025-01-15T10:59:00.000Z#0420", "success": true})
+            .to_string();
+        pods.respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            {"metadata": {"name": "hub-federation-sync-200-x"}, "status": {"containerStatuses": [{
+                "name": "sync", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "message": message}}}]}}]}),
+        );
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/federationsites/hub/status",
+            )
+            .await;
+        let s = &status.body["status"];
+        assert_eq!(
+            (
+                s["lastCursor"].as_str(),
+                s["bundlesImported"].as_i64(),
+                s["totalItemsImported"].as_i64()
+            ),
+            (Some("2025-01-15T10:59:00.000Z#0420"), Some(3), Some(120))
+        );
+        assert_eq!(s["lastJob"], "hub-federation-sync-200");
+        assert_eq!(s["lastSyncAt"], "2025-01-15T11:01:00Z");
+        assert_eq!(s["cursorLagSeconds"], 120);
+        let mut stored = serde_json::to_value(import_site()).unwrap();
+        stored["status"] = s.clone();
+        status.respond(200, stored);
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(import_site()), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
