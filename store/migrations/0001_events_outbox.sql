@@ -20,13 +20,15 @@ CREATE TABLE events_outbox (
 CREATE INDEX events_outbox_kind_id ON events_outbox (kind, id) WHERE kind <> 'canonical-imported';
 
 -- Wake consumers waiting with LISTEN stellaops_events, once per statement (a bulk insert
--- of 100,000 events sends one notification); the payload is the highest new id.
+-- of 100,000 events sends one notification); the payload is the highest id so far. No
+-- transition table: keeping every inserted row for the trigger would cost more than the
+-- one index probe.
 CREATE FUNCTION events_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     newest BIGINT;
 BEGIN
-    SELECT max(id) INTO newest FROM inserted;
+    SELECT max(id) INTO newest FROM events_outbox;
     IF newest IS NOT NULL THEN
         PERFORM pg_notify('stellaops_events', newest::text);
     END IF;
@@ -36,5 +38,4 @@ $$;
 
 CREATE TRIGGER events_outbox_notify
     AFTER INSERT ON events_outbox
-    REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION events_outbox_notify();
