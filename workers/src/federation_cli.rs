@@ -19,6 +19,11 @@ use stellaops_store::s3::S3Settings;
 /// `advisories` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum AdvisoriesCommand {
+    /// Print one canonical advisory by merge hash (the seed's `canonical get`).
+    Get {
+        /// `sha256:<hex>` merge hash.
+        merge_hash: String,
+    },
     /// Read advisory documents into canonicals and source edges (idempotent).
     Ingest {
         /// Document format.
@@ -218,6 +223,11 @@ pub enum SitesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One site's state next to this site's own cursor (the seed's `sites status`).
+    Status {
+        /// Site id.
+        site: String,
+    },
     /// Recent imports from a site.
     History {
         /// Site id.
@@ -364,11 +374,26 @@ fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
 
 /// Run an `advisories` command.
 pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Result<()> {
-    let AdvisoriesCommand::Ingest {
-        format: _,
-        source,
-        paths,
-    } = command;
+    let (source, paths) = match command {
+        AdvisoriesCommand::Get { merge_hash } => {
+            let mut conn = pool.acquire().await?;
+            let found = stellaops_store::advisories::stored_canonicals(
+                &mut conn,
+                std::slice::from_ref(&merge_hash),
+            )
+            .await?;
+            let stored = found
+                .get(&merge_hash)
+                .with_context(|| format!("no canonical {merge_hash}"))?;
+            println!("{}", serde_json::to_string_pretty(&stored.advisory)?);
+            return Ok(());
+        }
+        AdvisoriesCommand::Ingest {
+            format: _,
+            source,
+            paths,
+        } => (source, paths),
+    };
     let mut files = Vec::new();
     for path in &paths {
         json_files(path, &mut files)?;
@@ -655,6 +680,29 @@ async fn sites_command(pool: &PgPool, command: SitesCommand) -> anyhow::Result<b
                     );
                 }
             }
+        }
+        SitesCommand::Status { site } => {
+            let mut conn = pool.acquire().await?;
+            let Some(found) = sites::get(&mut conn, &site, false).await? else {
+                bail!(
+                    "Site not allowed: {site} is not a known site (add it with `federation sites add`)"
+                );
+            };
+            let local = stellaops_store::advisories::latest_change(pool)
+                .await?
+                .map(|p| {
+                    Cursor {
+                        at: p.at,
+                        seq: p.seq,
+                    }
+                    .to_string()
+                });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"site": found, "local_cursor": local})
+                )?
+            );
         }
         SitesCommand::History { site, limit, json } => {
             let entries = sites::history(pool, &site, limit).await?;
