@@ -307,3 +307,126 @@ async fn bundles_travel_through_s3() {
     assert_eq!(sites[0]["total_items_imported"], 6);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The seed's promise for air-gapped sites: an import killed half-way leaves nothing
+/// behind, and running it again completes it. The worker is SIGKILLed while it holds
+/// the change lock inside its transaction.
+#[tokio::test]
+async fn an_import_killed_mid_transaction_leaves_no_rows_and_a_rerun_completes() {
+    let Some(url) = stellaops_testing::fresh_database("cli_kill").await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("stellaops-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A bundle big enough that the import's transaction lasts a while.
+    let now = chrono::Utc::now();
+    let (mut canonicals, mut edges) = (Vec::new(), Vec::new());
+    for i in 0..40_000 {
+        let id = format!("GO-2024-{i:05}");
+        let doc = json!({"id": id, "affected": [{"package": {"ecosystem": "Go", "name": format!("example.com/m{i}")},
+                                                 "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.0.1"}]}]}]});
+        let parsed =
+            stellaops_federation::osv::parse(&id, &serde_json::to_vec(&doc).unwrap(), None, now)
+                .unwrap();
+        canonicals.extend(parsed.canonicals);
+        edges.extend(parsed.edges);
+    }
+    let bytes = stellaops_federation::bundle::write(
+        &stellaops_federation::bundle::Contents {
+            site_id: "site-a",
+            since_cursor: None,
+            cursor: "2025-01-15T10:00:00.000Z#80000".into(),
+            canonicals: &canonicals,
+            edges: &edges,
+            deletions: &[],
+        },
+        None,
+        3,
+    );
+    let bundle = dir.join("big.zst");
+    std::fs::write(&bundle, bytes).unwrap();
+    ok(&worker(
+        &url,
+        &[
+            "federation",
+            "sites",
+            "add",
+            "site-a",
+            "--require-signature",
+            "false",
+        ],
+    ));
+
+    let pool = stellaops_store::connect(&url).await.unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stellaops-worker"))
+        .args(["federation", "bundle", "import", bundle.to_str().unwrap()])
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the import holds the change lock (it does so inside its transaction).
+    let mut held = false;
+    for _ in 0..2_000 {
+        let locks: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7305814 AND granted")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if locks > 0 {
+            held = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(
+        held,
+        "the import finished before it could be killed; make the bundle larger"
+    );
+    child.kill().unwrap(); // SIGKILL: no cleanup code runs
+    child.wait().unwrap();
+    // The server notices the dropped connection and rolls the transaction back.
+    for _ in 0..500 {
+        let locks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7305814",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if locks == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for table in [
+        "canonical_advisories",
+        "advisory_source_edges",
+        "events_outbox",
+        "federation_imported_bundles",
+    ] {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "{table} kept rows of the killed import");
+    }
+    let cursor: Option<String> = sqlx::query_scalar("SELECT last_cursor FROM federation_sites")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(cursor, None);
+
+    ok(&worker(
+        &url,
+        &["federation", "bundle", "import", bundle.to_str().unwrap()],
+    ));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM canonical_advisories")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 40_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
