@@ -4,5 +4,6 @@
 pub mod federation_api;
 pub mod federation_cli;
 pub mod metrics;
+pub mod mirror;
 pub mod registry;
 pub mod tls;

@@ -35,10 +35,47 @@ enum Command {
         #[command(subcommand)]
         command: FederationCommand,
     },
+    /// Mirror domains.
+    Mirror {
+        #[command(subcommand)]
+        command: MirrorCommand,
+    },
     /// Inspect container images in a registry.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MirrorCommand {
+    /// Serve one mirror domain's exports (index, manifest, bundle, JWS) with Basic auth,
+    /// hourly budgets and CDN cache headers.
+    Serve {
+        /// Export root holding `<exportId>/mirror/…` directories.
+        #[arg(long, env = "STELLAOPS_MIRROR_ROOT")]
+        root: PathBuf,
+        /// Domain id (`primary`).
+        #[arg(long, env = "STELLAOPS_MIRROR_DOMAIN")]
+        domain_id: String,
+        /// Export to serve; else the `latest` link, else the newest directory.
+        #[arg(long, env = "STELLAOPS_MIRROR_ACTIVE_EXPORT_ID")]
+        active_export_id: Option<String>,
+        /// Require Basic credentials from the htpasswd file.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        require_authentication: bool,
+        /// htpasswd file with bcrypt entries (`htpasswd -B`).
+        #[arg(long, env = "STELLAOPS_MIRROR_HTPASSWD")]
+        htpasswd: Option<PathBuf>,
+        /// Index requests per credential per hour (0: unlimited).
+        #[arg(long, default_value_t = 600)]
+        max_index_requests_per_hour: u32,
+        /// Manifest and bundle requests per credential per hour (0: unlimited).
+        #[arg(long, default_value_t = 1200)]
+        max_download_requests_per_hour: u32,
+        /// Listen address.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -102,6 +139,37 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 command,
             )
             .await;
+        }
+        Command::Mirror {
+            command:
+                MirrorCommand::Serve {
+                    root,
+                    domain_id,
+                    active_export_id,
+                    require_authentication,
+                    htpasswd,
+                    max_index_requests_per_hour,
+                    max_download_requests_per_hour,
+                    listen,
+                },
+        } => {
+            use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, router};
+            let mirror = Mirror::new(MirrorConfig {
+                root,
+                domain_id,
+                active_export_id,
+                require_authentication,
+                htpasswd,
+                max_index_requests_per_hour,
+                max_download_requests_per_hour,
+            })?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            eprintln!("mirror on http://{listen}");
+            axum::serve(listener, router(std::sync::Arc::new(mirror)))
+                .with_graceful_shutdown(stellaops_workers::federation_api::shutdown_signal())
+                .await?;
         }
         Command::Image {
             command:

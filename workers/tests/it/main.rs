@@ -2,4 +2,5 @@
 
 mod federation_api;
 mod federation_cli;
+mod mirror_serve;
 mod registry;

@@ -1,0 +1,376 @@
+//! `stellaops-worker mirror serve`: the mirror HTTP server of one domain
+//! (mirror-operations-runbook §1.1, §5, §6).
+//!
+//! * `/concelier/exports/index.json` — `Cache-Control: public, max-age=60`
+//! * `/concelier/exports/mirror/{domain}/manifest.json`, `bundle.json`, `bundle.json.jws` —
+//!   `Cache-Control: public, max-age=300, immutable`
+//! * strong ETags, `If-None-Match` → 304; Basic auth against a bcrypt htpasswd file →
+//!   401 with `WWW-Authenticate`; hourly budgets per credential → 429 with `Retry-After`;
+//! * the export served: the explicit id, else the `latest` link, else the newest directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+
+/// Settings of one mirror domain's server.
+#[derive(Clone, Debug)]
+pub struct MirrorConfig {
+    /// Export root: `<root>/<exportId>/mirror/…`.
+    pub root: PathBuf,
+    /// Domain id (`primary`).
+    pub domain_id: String,
+    /// Export to serve; `None` falls back to `latest`, then the newest directory.
+    pub active_export_id: Option<String>,
+    /// Require Basic credentials.
+    pub require_authentication: bool,
+    /// `user:bcrypt-hash` lines.
+    pub htpasswd: Option<PathBuf>,
+    /// Index requests per credential per hour; 0 is unlimited.
+    pub max_index_requests_per_hour: u32,
+    /// Manifest and bundle requests per credential per hour; 0 is unlimited.
+    pub max_download_requests_per_hour: u32,
+}
+
+/// `mirror_requests_total{route, status}`.
+static REQUESTS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        prometheus::Opts::new(
+            "mirror_requests_total",
+            "Mirror requests by route and status"
+        ),
+        &["route", "status"]
+    )
+    .expect("registers once")
+});
+
+/// Which budget a request draws on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Budget {
+    Index,
+    Download,
+}
+
+/// Server state.
+pub struct Mirror {
+    config: MirrorConfig,
+    users: HashMap<String, String>,
+    /// Verified (user, sha256(password)) pairs: bcrypt is deliberately slow.
+    verified: Mutex<HashMap<(String, [u8; 32]), bool>>,
+    /// (budget, credential) → (window start in hours since epoch, requests).
+    windows: Mutex<HashMap<(Budget, String), (u64, u32)>>,
+    /// (path, modified, length) → strong ETag.
+    etags: Mutex<HashMap<(PathBuf, SystemTime, u64), String>>,
+}
+
+/// Parse an htpasswd file: `user:hash` per line; comments and blank lines skipped.
+/// Only bcrypt hashes (`$2a$`, `$2b$`, `$2y$`) are accepted.
+pub fn parse_htpasswd(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut users = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (user, hash) = line
+            .split_once(':')
+            .ok_or(format!("htpasswd line {} has no ':'", i + 1))?;
+        if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
+            return Err(format!(
+                "htpasswd line {} ({user}) is not a bcrypt hash; create it with `htpasswd -B`",
+                i + 1
+            ));
+        }
+        users.insert(user.to_string(), hash.to_string());
+    }
+    Ok(users)
+}
+
+impl Mirror {
+    /// Load the configuration (and the htpasswd file).
+    pub fn new(config: MirrorConfig) -> anyhow::Result<Self> {
+        let users = match &config.htpasswd {
+            Some(path) => {
+                parse_htpasswd(&std::fs::read_to_string(path)?).map_err(anyhow::Error::msg)?
+            }
+            None => HashMap::new(),
+        };
+        anyhow::ensure!(
+            !config.require_authentication || !users.is_empty(),
+            "requireAuthentication needs an htpasswd file with at least one user"
+        );
+        Ok(Mirror {
+            config,
+            users,
+            verified: Mutex::default(),
+            windows: Mutex::default(),
+            etags: Mutex::default(),
+        })
+    }
+
+    /// The export directory served now.
+    pub fn active_export(&self) -> Option<PathBuf> {
+        let root = &self.config.root;
+        if let Some(id) = &self.config.active_export_id {
+            let dir = root.join(id);
+            return dir.is_dir().then_some(dir);
+        }
+        let latest = root.join("latest");
+        if latest.is_dir() {
+            return Some(latest);
+        }
+        let mut newest: Option<(SystemTime, PathBuf)> = None;
+        for entry in std::fs::read_dir(root).ok()?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !path.is_dir() || name.starts_with('.') {
+                continue;
+            }
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(UNIX_EPOCH);
+            if newest
+                .as_ref()
+                .is_none_or(|(t, p)| (modified, &path) > (*t, p))
+            {
+                newest = Some((modified, path));
+            }
+        }
+        newest.map(|(_, p)| p)
+    }
+
+    /// The credential a request presents, checked: `Ok(None)` when anonymous access is
+    /// allowed, `Err` when it is refused.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, ()> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|pair| {
+                pair.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+            });
+        let Some((user, password)) = presented else {
+            return if self.config.require_authentication {
+                Err(())
+            } else {
+                Ok(None)
+            };
+        };
+        let Some(hash) = self.users.get(&user) else {
+            return Err(());
+        };
+        let key = (user.clone(), Sha256::digest(password.as_bytes()).into());
+        let cached = self.verified.lock().expect("lock").get(&key).copied();
+        let ok = cached.unwrap_or_else(|| {
+            let ok = bcrypt::verify(&password, hash).unwrap_or(false);
+            self.verified.lock().expect("lock").insert(key, ok);
+            ok
+        });
+        if ok { Ok(Some(user)) } else { Err(()) }
+    }
+
+    /// Count a request against its budget; `Err(seconds)` until the window resets.
+    fn spend(&self, budget: Budget, credential: &str, now: SystemTime) -> Result<(), u64> {
+        let limit = match budget {
+            Budget::Index => self.config.max_index_requests_per_hour,
+            Budget::Download => self.config.max_download_requests_per_hour,
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let hour = secs / 3600;
+        let mut windows = self.windows.lock().expect("lock");
+        let entry = windows
+            .entry((budget, credential.to_string()))
+            .or_insert((hour, 0));
+        if entry.0 != hour {
+            *entry = (hour, 0);
+        }
+        if entry.1 >= limit {
+            return Err((hour + 1) * 3600 - secs);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    fn etag(&self, path: &Path, modified: SystemTime, len: u64, body: &[u8]) -> String {
+        let key = (path.to_path_buf(), modified, len);
+        if let Some(tag) = self.etags.lock().expect("lock").get(&key) {
+            return tag.clone();
+        }
+        let tag = format!("\"sha256-{}\"", hex::encode(Sha256::digest(body)));
+        self.etags.lock().expect("lock").insert(key, tag.clone());
+        tag
+    }
+}
+
+fn unauthorized() -> Response {
+    let mut response = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"stellaops-mirror\", charset=\"UTF-8\""),
+    );
+    response
+}
+
+async fn serve_file(
+    mirror: &Mirror,
+    headers: &HeaderMap,
+    budget: Budget,
+    relative: &str,
+    cache: &'static str,
+) -> Response {
+    let credential = match mirror.authenticate(headers) {
+        Ok(credential) => credential,
+        Err(()) => return unauthorized(),
+    };
+    let client = credential.unwrap_or_else(|| "anonymous".to_string());
+    if let Err(retry_after) = mirror.spend(budget, &client, SystemTime::now()) {
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            "hourly request budget exhausted\n",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return response;
+    }
+    let Some(export) = mirror.active_export() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no export has been synced yet\n",
+        )
+            .into_response();
+    };
+    let path = export.join("mirror").join(relative);
+    let (body, metadata) = match (
+        tokio::fs::read(&path).await,
+        tokio::fs::metadata(&path).await,
+    ) {
+        (Ok(body), Ok(metadata)) => (body, metadata),
+        _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    };
+    let etag = mirror.etag(
+        &path,
+        metadata.modified().unwrap_or(UNIX_EPOCH),
+        metadata.len(),
+        &body,
+    );
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let content_type = if relative.ends_with(".json") {
+            "application/json"
+        } else {
+            "application/jose"
+        };
+        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex etag"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+fn counted(route: &str, response: Response) -> Response {
+    REQUESTS
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn index(State(mirror): State<Arc<Mirror>>, headers: HeaderMap) -> Response {
+    counted(
+        "index",
+        serve_file(
+            &mirror,
+            &headers,
+            Budget::Index,
+            "index.json",
+            "public, max-age=60",
+        )
+        .await,
+    )
+}
+
+async fn domain_file(
+    State(mirror): State<Arc<Mirror>>,
+    UrlPath((domain, file)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if domain != mirror.config.domain_id
+        || !matches!(
+            file.as_str(),
+            "manifest.json" | "bundle.json" | "bundle.json.jws"
+        )
+    {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    let response = serve_file(
+        &mirror,
+        &headers,
+        Budget::Download,
+        &format!("{domain}/{file}"),
+        "public, max-age=300, immutable",
+    )
+    .await;
+    counted("download", response)
+}
+
+async fn metrics() -> Response {
+    use prometheus::Encoder;
+    LazyLock::force(&REQUESTS);
+    let mut body = Vec::new();
+    match prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn readyz(State(mirror): State<Arc<Mirror>>) -> Response {
+    match mirror.active_export() {
+        Some(_) => (StatusCode::OK, "ok\n").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no export has been synced yet\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The router of one domain.
+pub fn router(mirror: Arc<Mirror>) -> Router {
+    Router::new()
+        .route("/concelier/exports/index.json", get(index))
+        .route(
+            "/concelier/exports/mirror/{domain}/{file}",
+            get(domain_file),
+        )
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(mirror)
+}

@@ -1,0 +1,288 @@
+//! The runbook's §6 smoke tests against `mirror serve`, over a real socket.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, parse_htpasswd, router};
+
+fn write(root: &Path, export: &str, files: &[(&str, &str)]) {
+    for (path, body) in files {
+        let file = root.join(export).join("mirror").join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, body).unwrap();
+    }
+}
+
+fn export_tree(root: &Path, export: &str) {
+    write(
+        root,
+        export,
+        &[
+            (
+                "index.json",
+                &format!("{{\"exportId\":\"{export}\",\"domains\":[\"primary\"]}}"),
+            ),
+            (
+                "primary/manifest.json",
+                &format!("{{\"exportId\":\"{export}\"}}"),
+            ),
+            ("primary/bundle.json", "{\"advisories\":[]}"),
+            ("primary/bundle.json.jws", "eyJhbGciOiJFUzI1NiJ9..c2ln"),
+        ],
+    );
+}
+
+struct Server {
+    base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(config: MirrorConfig) -> Server {
+    let mirror = Arc::new(Mirror::new(config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move { axum::serve(listener, router(mirror)).await.unwrap() });
+    Server { base, task }
+}
+
+fn config(root: &Path, htpasswd: Option<&Path>) -> MirrorConfig {
+    MirrorConfig {
+        root: root.to_path_buf(),
+        domain_id: "primary".into(),
+        active_export_id: None,
+        require_authentication: htpasswd.is_some(),
+        htpasswd: htpasswd.map(Path::to_path_buf),
+        max_index_requests_per_hour: 0,
+        max_download_requests_per_hour: 0,
+    }
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("stellaops-mirror-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn auth_cache_headers_etags_and_export_fallback() {
+    let dir = temp("smoke");
+    let root = dir.join("exports");
+    export_tree(&root, "2025-01-14");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    export_tree(&root, "2025-01-15");
+    let htpasswd = dir.join("htpasswd");
+    // `htpasswd -B` writes $2y$; cost 4 keeps the test fast.
+    let hash = bcrypt::hash("s3cret", 4)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    std::fs::write(&htpasswd, format!("# mirror-primary\nsite-b:{hash}\n")).unwrap();
+    let server = start(config(&root, Some(&htpasswd))).await;
+    let http = reqwest::Client::new();
+    let index = format!("{}/concelier/exports/index.json", server.base);
+    let manifest = format!(
+        "{}/concelier/exports/mirror/primary/manifest.json",
+        server.base
+    );
+
+    let anonymous = http.get(&index).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        anonymous.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+    assert_eq!(
+        http.get(&index)
+            .basic_auth("site-b", Some("wrong"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(&index)
+            .basic_auth("nobody", Some("s3cret"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let ok = http
+        .get(&index)
+        .basic_auth("site-b", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["cache-control"], "public, max-age=60");
+    assert_eq!(
+        ok.text().await.unwrap(),
+        "{\"exportId\":\"2025-01-15\",\"domains\":[\"primary\"]}",
+        "the newest export"
+    );
+
+    let m = http
+        .get(&manifest)
+        .basic_auth("site-b", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 200);
+    assert_eq!(
+        m.headers()["cache-control"],
+        "public, max-age=300, immutable"
+    );
+    let etag = m.headers()["etag"].to_str().unwrap().to_string();
+    assert!(
+        etag.starts_with("\"sha256-") && etag.ends_with('"'),
+        "strong ETag: {etag}"
+    );
+    let cached = http
+        .get(&manifest)
+        .basic_auth("site-b", Some("s3cret"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(cached.headers()["etag"].to_str().unwrap(), etag);
+    for file in ["bundle.json", "bundle.json.jws"] {
+        let r = http
+            .get(format!(
+                "{}/concelier/exports/mirror/primary/{file}",
+                server.base
+            ))
+            .basic_auth("site-b", Some("s3cret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{file}");
+    }
+    let other = http
+        .get(format!(
+            "{}/concelier/exports/mirror/community/manifest.json",
+            server.base
+        ))
+        .basic_auth("site-b", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+
+    // A `latest` link wins over the newest directory.
+    std::os::unix::fs::symlink(root.join("2025-01-14"), root.join("latest")).unwrap();
+    let latest = http
+        .get(&index)
+        .basic_auth("site-b", Some("s3cret"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(latest.contains("2025-01-14"), "{latest}");
+    server.task.abort();
+
+    // An explicit export id wins over both.
+    let mut explicit = config(&root, None);
+    explicit.active_export_id = Some("2025-01-15".into());
+    let server = start(explicit).await;
+    let body = reqwest::get(format!("{}/concelier/exports/index.json", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("2025-01-15"), "{body}");
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mirror_requests_total{route=\"index\",status=\"401\"}"),
+        "{metrics}"
+    );
+    server.task.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn budgets_answer_429_with_retry_after_per_credential() {
+    let dir = temp("budget");
+    export_tree(&dir, "2025-01-15");
+    let mut cfg = config(&dir, None);
+    cfg.max_index_requests_per_hour = 2;
+    cfg.max_download_requests_per_hour = 1;
+    let server = start(cfg).await;
+    let index = format!("{}/concelier/exports/index.json", server.base);
+    for _ in 0..2 {
+        assert_eq!(reqwest::get(&index).await.unwrap().status(), 200);
+    }
+    let limited = reqwest::get(&index).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "Retry-After {retry}");
+    // Downloads have their own budget.
+    let bundle = format!(
+        "{}/concelier/exports/mirror/primary/bundle.json",
+        server.base
+    );
+    assert_eq!(reqwest::get(&bundle).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(&bundle).await.unwrap().status(), 429);
+    server.task.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn readiness_waits_for_a_first_sync_and_bad_htpasswd_is_refused() {
+    let dir = temp("ready");
+    let server = start(config(&dir, None)).await;
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/concelier/exports/index.json", server.base))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    export_tree(&dir, "2025-01-15");
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.task.abort();
+    assert!(
+        parse_htpasswd("user:{SHA}abc")
+            .unwrap_err()
+            .contains("htpasswd -B")
+    );
+    assert!(parse_htpasswd("no-colon").is_err());
+    let mut cfg = config(&dir, None);
+    cfg.require_authentication = true;
+    assert!(
+        Mirror::new(cfg).is_err(),
+        "authentication without users is refused at start-up"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
