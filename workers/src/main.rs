@@ -49,6 +49,24 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum MirrorCommand {
+    /// Copy an S3 prefix onto the mirror volume (size-only comparison, atomic files).
+    Sync {
+        /// Bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix (`concelier/latest`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Target directory (the mirror's export root).
+        #[arg(long)]
+        directory: PathBuf,
+        /// Remove local files the prefix no longer has (only after every copy succeeded).
+        #[arg(long)]
+        delete: bool,
+        /// Downloads at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Serve one mirror domain's exports (index, manifest, bundle, JWS) with Basic auth,
     /// hourly budgets and CDN cache headers.
     Serve {
@@ -137,6 +155,27 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 &database(cli.database_url.as_deref()).await?,
                 &s3,
                 command,
+            )
+            .await;
+        }
+        Command::Mirror {
+            command:
+                MirrorCommand::Sync {
+                    bucket,
+                    prefix,
+                    directory,
+                    delete,
+                    concurrency,
+                },
+        } => {
+            let client = stellaops_store::s3::client(&s3).await;
+            return stellaops_workers::mirror::sync::run(
+                &client,
+                &bucket,
+                &prefix,
+                &directory,
+                delete,
+                concurrency,
             )
             .await;
         }

@@ -1,4 +1,5 @@
-//! Mirror domains: `mirror serve` (this module's server). The S3 → volume sync is not
-//! written yet.
+//! Mirror domains: `mirror serve` (the HTTP server of one domain) and `mirror sync` (an
+//! S3 prefix onto the volume it serves).
 
 pub mod serve;
+pub mod sync;

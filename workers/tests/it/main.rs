@@ -3,4 +3,5 @@
 mod federation_api;
 mod federation_cli;
 mod mirror_serve;
+mod mirror_sync;
 mod registry;

@@ -1,0 +1,156 @@
+//! `mirror sync` against the real S3 server.
+
+use aws_sdk_s3::primitives::ByteStream;
+use stellaops_store::s3::{S3Settings, client};
+use stellaops_workers::mirror::sync::{SyncCounts, sync};
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.path().is_dir() {
+                walk(root, &entry.path(), out);
+            } else {
+                out.push(
+                    entry
+                        .path()
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn copies_changes_only_deletes_extraneous_and_never_half_applies() {
+    let Some(endpoint) = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let s3 = client(&S3Settings {
+        endpoint: Some(endpoint),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    let bucket = format!("mirror-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    put(
+        &s3,
+        &bucket,
+        "concelier/latest/2025-01-15/mirror/index.json",
+        b"{\"exportId\":\"2025-01-15\"}",
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        "concelier/latest/2025-01-15/mirror/primary/manifest.json",
+        b"{}",
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        "concelier/latest/2025-01-15/mirror/primary/bundle.json",
+        &vec![b'x'; 300_000],
+    )
+    .await;
+    put(&s3, &bucket, "other/ignored.json", b"{}").await;
+    let dir = std::env::temp_dir().join(format!("stellaops-mirror-sync-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let first = sync(&s3, &bucket, "concelier/latest", &dir, true, 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        SyncCounts {
+            copied: 3,
+            deleted: 0,
+            bytes: 300_000 + 2 + 25,
+            unchanged: 0
+        }
+    );
+    assert_eq!(
+        files(&dir),
+        vec![
+            "2025-01-15/mirror/index.json",
+            "2025-01-15/mirror/primary/bundle.json",
+            "2025-01-15/mirror/primary/manifest.json",
+        ]
+    );
+
+    // Nothing changed: nothing is transferred.
+    let again = sync(&s3, &bucket, "concelier/latest/", &dir, true, 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        SyncCounts {
+            copied: 0,
+            deleted: 0,
+            bytes: 0,
+            unchanged: 3
+        }
+    );
+
+    // Size-only comparison: a new size is copied; an extraneous local file is deleted
+    // with --delete and kept without it; a stale temporary file is cleaned up.
+    put(
+        &s3,
+        &bucket,
+        "concelier/latest/2025-01-15/mirror/primary/manifest.json",
+        b"{\"v\":2}",
+    )
+    .await;
+    std::fs::write(dir.join("2025-01-15/mirror/old.json"), b"{}").unwrap();
+    std::fs::write(dir.join("2025-01-15/mirror/.index.json.partial"), b"half").unwrap();
+    let keep = sync(&s3, &bucket, "concelier/latest", &dir, false, 4)
+        .await
+        .unwrap();
+    assert_eq!((keep.copied, keep.deleted), (1, 0));
+    assert!(dir.join("2025-01-15/mirror/old.json").exists());
+    assert!(!dir.join("2025-01-15/mirror/.index.json.partial").exists());
+    let pruned = sync(&s3, &bucket, "concelier/latest", &dir, true, 4)
+        .await
+        .unwrap();
+    assert_eq!((pruned.copied, pruned.deleted), (0, 1));
+    assert_eq!(
+        std::fs::read(dir.join("2025-01-15/mirror/primary/manifest.json")).unwrap(),
+        b"{\"v\":2}"
+    );
+
+    // A failing sync (unreachable bucket) changes nothing locally.
+    let before = files(&dir);
+    assert!(
+        sync(
+            &s3,
+            "no-such-bucket-anywhere",
+            "concelier/latest",
+            &dir,
+            true,
+            4
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(files(&dir), before);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+}
