@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, KeyToPath, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
-    PodTemplateSpec, SecretEnvSource, SecretVolumeSource, Volume, VolumeMount,
+    KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, SecretVolumeSource,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
@@ -23,6 +23,7 @@ use crate::acceptance;
 use crate::context::{Config, Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::workload;
+pub use crate::workload::{SyncResult, job_finished};
 
 /// Where the bundle volume is mounted in the sync Pod.
 pub const VOLUME_MOUNT: &str = "/var/lib/stellaops/federation";
@@ -119,31 +120,14 @@ pub fn cron_job(site: &FederationSite, config: &Config) -> CronJob {
         workload::resources("100m", "256Mi", "1Gi"),
     );
     let mut volumes = vec![workload::tmp_volume()];
-    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    container
+        .env
+        .get_or_insert_with(Vec::new)
+        .push(workload::database_url_env(config));
     if let Some(s3) = &spec.transport.s3 {
-        let env = container.env.get_or_insert_with(Vec::new);
-        if let Some(endpoint) = &s3.endpoint {
-            env.push(EnvVar {
-                name: "AWS_ENDPOINT_URL".into(),
-                value: Some(endpoint.clone()),
-                ..Default::default()
-            });
-        }
-        env.push(EnvVar {
-            name: "AWS_REGION".into(),
-            value: Some(s3.region.clone().unwrap_or_else(|| "us-east-1".into())),
-            ..Default::default()
-        });
-        if let Some(secret) = &s3.secret_ref {
-            container.env_from = Some(vec![EnvFromSource {
-                secret_ref: Some(SecretEnvSource {
-                    name: secret.name.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }]);
-        }
+        workload::s3_env(&mut container, s3);
     }
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
     if let Some(volume) = &spec.transport.volume {
         volumes.push(Volume {
             name: "bundles".into(),
@@ -255,21 +239,6 @@ pub fn desired(site: &FederationSite, config: &Config) -> Vec<Value> {
     value["apiVersion"] = json!("batch/v1");
     value["kind"] = json!("CronJob");
     vec![value]
-}
-
-/// What the latest finished sync said (the worker's JSON termination message).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SyncResult {
-    /// The Job.
-    pub job: String,
-    /// Whether it succeeded.
-    pub succeeded: bool,
-    /// When it finished.
-    pub finished_at: Option<Time>,
-    /// The worker's summary, if it wrote one.
-    pub summary: Option<Value>,
-    /// Why it failed, from the Job's condition or the worker's summary.
-    pub error: Option<String>,
 }
 
 /// The status a FederationSite should have. Pure.
@@ -424,77 +393,6 @@ pub fn compute_status(
     status
 }
 
-/// The newest finished sync Job of a site and what its Pod reported.
-async fn latest_result(ctx: &Context, site: &FederationSite) -> Result<Option<SyncResult>> {
-    let ns = site
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let selector = format!("stella-ops.org/federationsite={}", site.name_any());
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut finished: Vec<Job> = jobs
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        // Finished means the Job says so (Complete or Failed), not a Pod that failed
-        // while the Job still retries.
-        .filter(|j| job_finished(j).is_some())
-        .collect();
-    finished.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
-    let Some(job) = finished.pop() else {
-        return Ok(None);
-    };
-    let name = job.name_any();
-    let status = job.status.clone().unwrap_or_default();
-    let succeeded = job_finished(&job) == Some(true);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let pod_list = pods
-        .list(&ListParams::default().labels(&format!("job-name={name}")))
-        .await?;
-    let message = pod_list.items.iter().rev().find_map(|p| {
-        p.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-    });
-    let summary: Option<Value> = message
-        .as_deref()
-        .and_then(|m| serde_json::from_str(m).ok());
-    let error = summary
-        .as_ref()
-        .and_then(|s| s["error"].as_str().map(str::to_string))
-        .or_else(|| {
-            status
-                .conditions
-                .as_ref()?
-                .iter()
-                .find(|c| c.type_ == "Failed")
-                .and_then(|c| c.message.clone())
-        });
-    Ok(Some(SyncResult {
-        job: name,
-        succeeded,
-        finished_at: status.completion_time.clone(),
-        summary,
-        error,
-    }))
-}
-
-/// `Some(true)` for a Job with `Complete=True`, `Some(false)` for `Failed=True`, else `None`.
-pub fn job_finished(job: &Job) -> Option<bool> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .filter(|c| c.status == "True")
-        .find_map(|c| match c.type_.as_str() {
-            "Complete" => Some(true),
-            "Failed" => Some(false),
-            _ => None,
-        })
-}
-
 /// Reconcile a FederationSite: validate, apply the CronJob, report status.
 pub async fn reconcile(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<Action> {
     let value = serde_json::to_value(&*site)?;
@@ -525,7 +423,8 @@ pub async fn reconcile(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<A
             &Patch::Apply(&body),
         )
         .await?;
-    let latest = latest_result(&ctx, &site).await?;
+    let selector = format!("stella-ops.org/federationsite={}", site.name_any());
+    let latest = workload::latest_job_result(&ctx.client, &ns, &selector).await?;
     let status = compute_status(
         &site,
         Some(&applied),

@@ -10,7 +10,15 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
 use crate::context::{Config, FIELD_MANAGER};
+use crate::error::Result;
 
 /// Standard labels of everything made for `owner` (of `kind`) with `component`.
 pub fn labels(owner_name: &str, kind: &str, component: &str) -> BTreeMap<String, String> {
@@ -79,7 +87,23 @@ pub fn pod_security() -> PodSecurityContext {
     }
 }
 
-/// A worker container: our image, restricted, with a writable /tmp and `DATABASE_URL`.
+/// `DATABASE_URL` from the configured Secret (key `url`) in the workload's namespace.
+pub fn database_url_env(config: &Config) -> EnvVar {
+    EnvVar {
+        name: "DATABASE_URL".into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: config.database_secret.clone(),
+                key: "url".into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A worker container: our image, restricted, with a writable /tmp.
 pub fn worker_container(
     config: &Config,
     name: &str,
@@ -91,18 +115,7 @@ pub fn worker_container(
         image: Some(config.worker_image.clone()),
         command: Some(vec!["stellaops-worker".into()]),
         args: Some(args),
-        env: Some(vec![EnvVar {
-            name: "DATABASE_URL".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: config.database_secret.clone(),
-                    key: "url".into(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        env: Some(Vec::new()),
         resources: Some(resources),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -121,6 +134,37 @@ pub fn worker_container(
             ..Default::default()
         }]),
         ..Default::default()
+    }
+}
+
+/// S3 settings of a workload: endpoint and region variables, credentials from a Secret.
+pub fn s3_env(container: &mut Container, location: &stellaops_crds::S3Location) {
+    let env = container.env.get_or_insert_with(Vec::new);
+    if let Some(endpoint) = &location.endpoint {
+        env.push(EnvVar {
+            name: "AWS_ENDPOINT_URL".into(),
+            value: Some(endpoint.clone()),
+            ..Default::default()
+        });
+    }
+    env.push(EnvVar {
+        name: "AWS_REGION".into(),
+        value: Some(
+            location
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".into()),
+        ),
+        ..Default::default()
+    });
+    if let Some(secret) = &location.secret_ref {
+        container.env_from = Some(vec![k8s_openapi::api::core::v1::EnvFromSource {
+            secret_ref: Some(k8s_openapi::api::core::v1::SecretEnvSource {
+                name: secret.name.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]);
     }
 }
 
@@ -146,4 +190,91 @@ pub fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequire
         )])),
         ..Default::default()
     }
+}
+
+/// What the latest finished Job said (the worker's JSON termination message).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncResult {
+    /// The Job.
+    pub job: String,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+    /// When it finished.
+    pub finished_at: Option<Time>,
+    /// The worker's summary, if it wrote one.
+    pub summary: Option<Value>,
+    /// Why it failed, from the Job's condition or the worker's summary.
+    pub error: Option<String>,
+}
+
+/// `Some(true)` for a Job with `Complete=True`, `Some(false)` for `Failed=True`, else `None`.
+pub fn job_finished(job: &Job) -> Option<bool> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .filter(|c| c.status == "True")
+        .find_map(|c| match c.type_.as_str() {
+            "Complete" => Some(true),
+            "Failed" => Some(false),
+            _ => None,
+        })
+}
+
+/// The newest finished Job matching `selector` in `namespace`, and the JSON its Pod left
+/// as termination message.
+pub async fn latest_job_result(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+) -> Result<Option<SyncResult>> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let mut finished: Vec<Job> = jobs
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items
+        .into_iter()
+        // Finished means the Job says so (Complete or Failed), not a Pod that failed
+        // while the Job still retries.
+        .filter(|j| job_finished(j).is_some())
+        .collect();
+    finished.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
+    let Some(job) = finished.pop() else {
+        return Ok(None);
+    };
+    let name = job.name_any();
+    let status = job.status.clone().unwrap_or_default();
+    let succeeded = job_finished(&job) == Some(true);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod_list = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await?;
+    let message = pod_list.items.iter().rev().find_map(|p| {
+        p.status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+    });
+    let summary: Option<Value> = message
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok());
+    let error = summary
+        .as_ref()
+        .and_then(|s| s["error"].as_str().map(str::to_string))
+        .or_else(|| {
+            status
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Failed")
+                .and_then(|c| c.message.clone())
+        });
+    Ok(Some(SyncResult {
+        job: name,
+        succeeded,
+        finished_at: status.completion_time.clone(),
+        summary,
+        error,
+    }))
 }
