@@ -52,10 +52,7 @@ pub fn plan(object: &StellaObject, config: &Config) -> Plan {
             (notify_rule::desired(o, config), Some(notify_rule::AWAITING))
         }
         StellaObject::FederationSite(o) => (federation_site::desired(o, config), None),
-        StellaObject::MirrorDomain(o) => (
-            mirror_domain::desired(o, config),
-            Some(mirror_domain::AWAITING),
-        ),
+        StellaObject::MirrorDomain(o) => (mirror_domain::desired(o, config), None),
         StellaObject::ZastavaPolicy(o) => (
             zastava_policy::desired(o, config),
             Some(zastava_policy::AWAITING),
@@ -130,6 +127,39 @@ async fn run_federation_sites(ctx: Arc<Context>) {
     .await;
 }
 
+async fn run_mirror_domains(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels("stella-ops.org/mirrordomain");
+    Controller::new(
+        kube::Api::<MirrorDomain>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone()),
+        owned.clone(),
+    )
+    .owns(
+        kube::Api::<k8s_openapi::api::batch::v1::CronJob>::all(client.clone()),
+        owned.clone(),
+    )
+    .watches(
+        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        owned,
+        |job| {
+            use kube::ResourceExt;
+            let domain = job.labels().get("stella-ops.org/mirrordomain")?.clone();
+            Some(
+                kube::runtime::reflector::ObjectRef::<MirrorDomain>::new(&domain)
+                    .within(&job.namespace()?),
+            )
+        },
+    )
+    .shutdown_on_signal()
+    .run(mirror_domain::reconcile, error_policy::<MirrorDomain>, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
 /// Run every controller until a shutdown signal. Call only while holding the leader lease.
 pub async fn run(ctx: Arc<Context>) {
     futures::join!(
@@ -137,7 +167,7 @@ pub async fn run(ctx: Arc<Context>) {
         run_kind::<Schedule>(ctx.clone(), schedule::AWAITING),
         run_kind::<NotifyRule>(ctx.clone(), notify_rule::AWAITING),
         run_federation_sites(ctx.clone()),
-        run_kind::<MirrorDomain>(ctx.clone(), mirror_domain::AWAITING),
+        run_mirror_domains(ctx.clone()),
         run_kind::<ZastavaPolicy>(ctx.clone(), zastava_policy::AWAITING),
         run_kind::<Platform>(ctx.clone(), platform::AWAITING),
     );

@@ -2,3 +2,4 @@
 
 mod acceptance;
 mod federation_site;
+mod mirror_domain;

@@ -1,0 +1,262 @@
+use std::sync::Arc;
+
+use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+use stellaops_controllers::federation_site::SyncResult;
+use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::mirror_domain::{
+    compute_status, cron_job, deployment, desired, pvc, reconcile, service,
+};
+use stellaops_controllers::{Config, Context, FIELD_MANAGER};
+use stellaops_crds::MirrorDomain;
+use stellaops_testing::mock_client;
+
+fn domain(replicas: i32) -> MirrorDomain {
+    serde_json::from_value(json!({
+        "apiVersion": "stella-ops.org/v1alpha1", "kind": "MirrorDomain",
+        "metadata": {"name": "primary", "namespace": "stellaops", "uid": "11110000-0000-4000-8000-000000000001", "generation": 1},
+        "spec": {"domainId": "primary", "replicas": replicas, "syncSchedule": "*/5 * * * *",
+                 "source": {"bucket": "mirror-stellaops", "prefix": "concelier/latest", "endpoint": "http://minio:9000", "secretRef": {"name": "mirror-sync-aws"}},
+                 "storage": {"size": "20Gi", "storageClassName": "fast"},
+                 "auth": {"requireAuthentication": true, "htpasswdSecretRef": {"name": "mirror-gateway-htpasswd", "key": "mirror-primary.htpasswd"}},
+                 "rateLimits": {"maxIndexRequestsPerHour": 600, "maxDownloadRequestsPerHour": 1200}}}))
+    .unwrap()
+}
+
+#[test]
+fn a_domain_becomes_claim_sync_cron_job_server_and_service() {
+    let config = Config::default();
+    let objects = desired(&domain(2), &config);
+    let kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["PersistentVolumeClaim", "CronJob", "Deployment", "Service"]
+    );
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["metadata"]["ownerReferences"][0]["kind"] == "MirrorDomain")
+    );
+
+    let claim = pvc(&domain(2)).spec.unwrap();
+    assert_eq!(
+        claim.access_modes.unwrap(),
+        vec!["ReadWriteMany"],
+        "two servers share the volume"
+    );
+    assert_eq!(
+        pvc(&domain(1)).spec.unwrap().access_modes.unwrap(),
+        vec!["ReadWriteOnce"]
+    );
+    assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
+
+    let cron = cron_job(&domain(1), &config);
+    assert_eq!(cron.spec.schedule, "*/5 * * * *");
+    let pod = cron.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap().join(" ");
+    assert_eq!(
+        args,
+        "mirror sync --bucket mirror-stellaops --prefix concelier/latest --directory /var/lib/stellaops/mirror --delete"
+    );
+    let env = serde_json::to_value(pod.containers[0].env.clone().unwrap()).unwrap();
+    assert!(
+        !env.to_string().contains("DATABASE_URL"),
+        "the mirror needs no database"
+    );
+
+    let server = deployment(&domain(2), &config).spec;
+    assert_eq!(server.replicas, Some(2));
+    let pod = server.template.spec.unwrap();
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap().join(" ");
+    for part in [
+        "mirror serve --root /var/lib/stellaops/mirror --domain-id primary",
+        "--require-authentication true",
+        "--max-index-requests-per-hour 600",
+        "--htpasswd /etc/stellaops/htpasswd/htpasswd",
+    ] {
+        assert!(args.contains(part), "{args} lacks {part}");
+    }
+    assert_eq!(
+        container
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .unwrap()
+            .read_only_root_filesystem,
+        Some(true)
+    );
+    let exports = container
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "exports")
+        .unwrap();
+    assert_eq!(
+        exports.read_only,
+        Some(true),
+        "servers only read the volume"
+    );
+    let svc = service(&domain(1)).spec.unwrap();
+    assert_eq!(svc.ports.unwrap()[0].port, 80);
+}
+
+fn t(s: i64) -> Time {
+    Time(jiff::Timestamp::from_second(1_736_937_000 + s).unwrap())
+}
+
+#[test]
+fn status_reports_sync_counts_and_keeps_serving_after_a_failed_sync() {
+    let mut ready = deployment(&domain(1), &Config::default());
+    ready.status = Some(serde_json::from_value(json!({"readyReplicas": 1})).unwrap());
+    let none = compute_status(&domain(1), Some(&ready), None, t(0));
+    let r = none.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.reason.as_str()),
+        ("False", "AwaitingFirstSync")
+    );
+    assert_eq!(
+        none.url.as_deref(),
+        Some("http://primary-mirror.stellaops.svc/concelier/exports/index.json")
+    );
+
+    let ok = SyncResult {
+        job: "s-1".into(),
+        succeeded: true,
+        finished_at: Some(t(60)),
+        summary: Some(json!({"copied": 3, "deleted": 1, "bytes": 300027, "success": true})),
+        error: None,
+    };
+    let synced = compute_status(&domain(1), Some(&ready), Some(&ok), t(70));
+    let counts = synced.last_sync.clone().unwrap();
+    assert_eq!(
+        (counts.copied, counts.deleted, counts.bytes),
+        (3, 1, 300027)
+    );
+    assert_eq!(synced.ready_replicas, 1);
+    assert_eq!(
+        synced
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap()
+            .status,
+        "True"
+    );
+
+    let mut seen = domain(1);
+    seen.status = Some(synced);
+    let failed = SyncResult {
+        job: "s-2".into(),
+        succeeded: false,
+        finished_at: None,
+        summary: None,
+        error: Some("reading s3://mirror-stellaops/x: AccessDenied".into()),
+    };
+    let after = compute_status(&seen, Some(&ready), Some(&failed), t(400));
+    let synced_condition = after
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert_eq!(
+        (
+            synced_condition.status.as_str(),
+            synced_condition.reason.as_str()
+        ),
+        ("False", "SyncFailed")
+    );
+    assert!(
+        synced_condition
+            .message
+            .contains("previous export keeps serving")
+    );
+    let ready_condition = after
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        ready_condition.status, "True",
+        "a failed sync does not take the mirror down"
+    );
+}
+
+#[tokio::test]
+async fn reconcile_applies_four_objects_then_status() {
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        for (path, kind) in [
+            (
+                "/api/v1/namespaces/stellaops/persistentvolumeclaims/primary-mirror",
+                "PersistentVolumeClaim",
+            ),
+            (
+                "/apis/batch/v1/namespaces/stellaops/cronjobs/primary-mirror-sync",
+                "CronJob",
+            ),
+            (
+                "/apis/apps/v1/namespaces/stellaops/deployments/primary-mirror",
+                "Deployment",
+            ),
+            (
+                "/api/v1/namespaces/stellaops/services/primary-mirror",
+                "Service",
+            ),
+        ] {
+            let call = server.expect(Method::PATCH, path).await;
+            assert!(call.is_forced_apply(), "{kind}");
+            assert_eq!(call.field_manager(), Some(FIELD_MANAGER));
+            assert_eq!(call.body["kind"], kind);
+            call.respond_with_request_body();
+        }
+        let jobs = server
+            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
+            .await;
+        assert_eq!(
+            jobs.query.get("labelSelector").map(String::as_str),
+            Some("stella-ops.org/mirrordomain=primary,app.kubernetes.io/component=mirror-sync")
+        );
+        jobs.respond(
+            200,
+            json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": []}),
+        );
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/mirrordomains/primary/status",
+            )
+            .await;
+        assert_eq!(
+            status.body["status"]["url"],
+            "http://primary-mirror.stellaops.svc/concelier/exports/index.json"
+        );
+        let mut stored: Value = serde_json::to_value(domain(1)).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(domain(1)), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
