@@ -154,3 +154,96 @@ async fn copies_changes_only_deletes_extraneous_and_never_half_applies() {
 
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A sync killed while downloading leaves no partially written file under a served name,
+/// keeps the previous files, and the next run completes (and drops the leftovers).
+#[tokio::test]
+async fn an_interrupted_sync_never_exposes_a_partial_file() {
+    let Some(endpoint) = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let s3 = client(&S3Settings {
+        endpoint: Some(endpoint.clone()),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    let bucket = format!("mirror-kill-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let big = vec![7u8; 48 << 20];
+    for i in 0..4 {
+        put(
+            &s3,
+            &bucket,
+            &format!("exports/2025-01-16/mirror/primary/bundle-{i}.json"),
+            &big,
+        )
+        .await;
+    }
+    let dir = std::env::temp_dir().join(format!("stellaops-mirror-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("2025-01-15/mirror")).unwrap();
+    std::fs::write(
+        dir.join("2025-01-15/mirror/index.json"),
+        b"{\"previous\":true}",
+    )
+    .unwrap();
+
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stellaops-worker"))
+            .args([
+                "mirror",
+                "sync",
+                "--bucket",
+                &bucket,
+                "--prefix",
+                "exports",
+                "--directory",
+                dir.to_str().unwrap(),
+                "--concurrency",
+                "2",
+                "--s3-endpoint",
+                &endpoint,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    // Kill it as soon as a download is under way.
+    let mut saw_partial = false;
+    for _ in 0..5_000 {
+        if files(&dir).iter().any(|f| f.ends_with(".partial")) {
+            saw_partial = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        saw_partial,
+        "the sync finished before it could be interrupted"
+    );
+    let after_kill = files(&dir);
+    for file in &after_kill {
+        if file.ends_with(".json") && file.contains("bundle-") {
+            let len = std::fs::metadata(dir.join(file)).unwrap().len();
+            assert_eq!(len, big.len() as u64, "{file} is served but incomplete");
+        }
+    }
+    assert!(
+        after_kill.contains(&"2025-01-15/mirror/index.json".to_string()),
+        "the previous export is still there"
+    );
+
+    let out = run().wait_with_output().unwrap();
+    assert!(out.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["success"], true);
+    let files = files(&dir);
+    assert!(!files.iter().any(|f| f.ends_with(".partial")), "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.contains("bundle-")).count(), 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
