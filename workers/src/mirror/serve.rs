@@ -69,8 +69,58 @@ pub struct Mirror {
     verified: Mutex<HashMap<(String, [u8; 32]), bool>>,
     /// (budget, credential) → (window start in hours since epoch, requests).
     windows: Mutex<HashMap<(Budget, String), (u64, u32)>>,
-    /// (path, modified, length) → strong ETag.
-    etags: Mutex<HashMap<(PathBuf, SystemTime, u64), String>>,
+    /// (path, modified, length) → content and strong ETag, so hot files are served from
+    /// memory without copying (bounded by [`CACHE_BYTES`]).
+    files: Mutex<FileCache>,
+}
+
+/// Most bytes of file content kept in memory.
+pub const CACHE_BYTES: u64 = 256 << 20;
+
+type FileKey = (PathBuf, SystemTime, u64);
+
+#[derive(Default)]
+struct FileCache {
+    entries: HashMap<FileKey, (axum::body::Bytes, String, u64)>,
+    bytes: u64,
+    clock: u64,
+}
+
+impl FileCache {
+    fn get(&mut self, key: &FileKey) -> Option<(axum::body::Bytes, String)> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(body, etag, used)| {
+            *used = clock;
+            (body.clone(), etag.clone())
+        })
+    }
+
+    fn insert(&mut self, key: FileKey, body: axum::body::Bytes, etag: String) {
+        let size = body.len() as u64;
+        if size > CACHE_BYTES / 2 {
+            return;
+        }
+        // Older versions of the same file go first, then the least recently used.
+        self.entries.retain(|(path, _, _), _| *path != key.0);
+        self.bytes = self.entries.values().map(|(b, _, _)| b.len() as u64).sum();
+        while self.bytes + size > CACHE_BYTES {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((body, _, _)) = self.entries.remove(&oldest) {
+                self.bytes -= body.len() as u64;
+            }
+        }
+        self.bytes += size;
+        self.clock += 1;
+        self.entries.insert(key, (body, etag, self.clock));
+    }
 }
 
 /// Parse an htpasswd file: `user:hash` per line; comments and blank lines skipped.
@@ -114,7 +164,7 @@ impl Mirror {
             users,
             verified: Mutex::default(),
             windows: Mutex::default(),
-            etags: Mutex::default(),
+            files: Mutex::default(),
         })
     }
 
@@ -208,14 +258,24 @@ impl Mirror {
         Ok(())
     }
 
-    fn etag(&self, path: &Path, modified: SystemTime, len: u64, body: &[u8]) -> String {
-        let key = (path.to_path_buf(), modified, len);
-        if let Some(tag) = self.etags.lock().expect("lock").get(&key) {
-            return tag.clone();
+    /// The content and strong ETag of `path`, from memory when it has not changed.
+    async fn read(&self, path: &Path) -> std::io::Result<(axum::body::Bytes, String)> {
+        let metadata = tokio::fs::metadata(path).await?;
+        let key = (
+            path.to_path_buf(),
+            metadata.modified().unwrap_or(UNIX_EPOCH),
+            metadata.len(),
+        );
+        if let Some(hit) = self.files.lock().expect("lock").get(&key) {
+            return Ok(hit);
         }
-        let tag = format!("\"sha256-{}\"", hex::encode(Sha256::digest(body)));
-        self.etags.lock().expect("lock").insert(key, tag.clone());
-        tag
+        let body = axum::body::Bytes::from(tokio::fs::read(path).await?);
+        let etag = format!("\"sha256-{}\"", hex::encode(Sha256::digest(&body)));
+        self.files
+            .lock()
+            .expect("lock")
+            .insert(key, body.clone(), etag.clone());
+        Ok((body, etag))
     }
 }
 
@@ -259,19 +319,9 @@ async fn serve_file(
             .into_response();
     };
     let path = export.join("mirror").join(relative);
-    let (body, metadata) = match (
-        tokio::fs::read(&path).await,
-        tokio::fs::metadata(&path).await,
-    ) {
-        (Ok(body), Ok(metadata)) => (body, metadata),
-        _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    let Ok((body, etag)) = mirror.read(&path).await else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let etag = mirror.etag(
-        &path,
-        metadata.modified().unwrap_or(UNIX_EPOCH),
-        metadata.len(),
-        &body,
-    );
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

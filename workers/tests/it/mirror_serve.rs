@@ -152,6 +152,22 @@ async fn auth_cache_headers_etags_and_export_fallback() {
         .unwrap();
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(cached.headers()["etag"].to_str().unwrap(), etag);
+    // A re-synced file is served fresh, with a new ETag (the memory cache follows the disk).
+    std::fs::write(
+        root.join("2025-01-15/mirror/primary/manifest.json"),
+        b"{\"exportId\":\"2025-01-15\",\"v\":2}",
+    )
+    .unwrap();
+    let fresh = http
+        .get(&manifest)
+        .basic_auth("site-b", Some("s3cret"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert_ne!(fresh.headers()["etag"].to_str().unwrap(), etag);
+    assert!(fresh.text().await.unwrap().contains("\"v\":2"));
     for file in ["bundle.json", "bundle.json.jws"] {
         let r = http
             .get(format!(
