@@ -7,5 +7,17 @@ set -euo pipefail
 source "$(dirname "$0")/services.sh"
 start_services
 
+# References the benchmarks compare against: nginx and wrk (mirror serving), the AWS CLI
+# (mirror sync).
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v aws >/dev/null || { log "installing the AWS CLI (pip)"; python3 -m pip install -q awscli; }
+
 log "cargo bench"
 cargo bench --locked "$@"

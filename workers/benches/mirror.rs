@@ -1,0 +1,305 @@
+//! Mirror throughput next to the references issue 8 names, in the same run:
+//! * serving `index.json` and a 10 MB `bundle.json` with auth and budgets on, against
+//!   nginx serving the same files from the same directory with the same htpasswd (wrk);
+//! * syncing 2,000 objects (~500 MB, mixed sizes) from the local S3 server, against
+//!   `aws s3 sync --delete --size-only`, and a no-change re-sync of each.
+//! Run through scripts/bench.sh (needs the S3 server, nginx, wrk and the AWS CLI).
+//! Prints figures; asserts nothing but that both sides served and synced.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine;
+use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, router};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wrk(url: &str, auth: &str) -> f64 {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c32",
+            "-d5s",
+            "-H",
+            &format!("Authorization: Basic {auth}"),
+            url,
+        ])
+        .output()
+        .expect("wrk (scripts/bench.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let non_2xx = text.lines().any(|l| l.contains("Non-2xx"));
+    assert!(!non_2xx, "wrk saw errors for {url}:\n{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn start_nginx(root: &Path, htpasswd: &Path, port: u16, dir: &Path) -> Child {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; worker_processes 2; pid {pid}; error_log {dir}/error.log;
+             events {{ worker_connections 1024; }}
+             http {{ access_log off; sendfile on; tcp_nopush on;
+               client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
+               uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+               server {{ listen 127.0.0.1:{port};
+                 location /concelier/exports/ {{ auth_basic mirror; auth_basic_user_file {htpasswd};
+                   alias {root}/; }}
+                 location /open/ {{ alias {root}/; }} }} }}",
+            pid = dir.join("nginx.pid").display(),
+            dir = dir.display(),
+            root = root.join("2025-01-15/mirror").display(),
+            htpasswd = htpasswd.display(),
+        ),
+    )
+    .unwrap();
+    Command::new("nginx")
+        .args([
+            "-c",
+            conf.to_str().unwrap(),
+            "-e",
+            dir.join("error.log").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/bench.sh installs it)")
+}
+
+async fn serving(dir: &Path) {
+    let root = dir.join("exports");
+    let mirror_dir = root.join("2025-01-15/mirror/primary");
+    std::fs::create_dir_all(&mirror_dir).unwrap();
+    std::fs::write(
+        root.join("2025-01-15/mirror/index.json"),
+        br#"{"exportId":"2025-01-15","domains":["primary"]}"#,
+    )
+    .unwrap();
+    std::fs::write(mirror_dir.join("bundle.json"), vec![b'a'; 10 << 20]).unwrap();
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("bench:{}\n", bcrypt::hash("bench-password", 5).unwrap()),
+    )
+    .unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("bench:bench-password");
+
+    let mirror = Arc::new(
+        Mirror::new(MirrorConfig {
+            root: root.clone(),
+            domain_id: "primary".into(),
+            active_export_id: None,
+            require_authentication: true,
+            htpasswd: Some(htpasswd.clone()),
+            max_index_requests_per_hour: u32::MAX,
+            max_download_requests_per_hour: u32::MAX,
+        })
+        .unwrap(),
+    );
+    let ours = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", ours))
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router(mirror)).await.unwrap() });
+    let nginx_port = free_port();
+    let mut nginx = start_nginx(&root, &htpasswd, nginx_port, dir);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    for (name, path, nginx_path) in [
+        (
+            "index.json",
+            "/concelier/exports/index.json",
+            "/concelier/exports/index.json",
+        ),
+        (
+            "10 MB bundle.json",
+            "/concelier/exports/mirror/primary/bundle.json",
+            "/concelier/exports/primary/bundle.json",
+        ),
+    ] {
+        let ours_rate = tokio::task::spawn_blocking({
+            let url = format!("http://127.0.0.1:{ours}{path}");
+            let auth = auth.clone();
+            move || wrk(&url, &auth)
+        })
+        .await
+        .unwrap();
+        let nginx_rate = wrk(&format!("http://127.0.0.1:{nginx_port}{nginx_path}"), &auth);
+        println!(
+            "serve {name:<18} ours {ours_rate:>10.0} req/s | nginx {nginx_rate:>10.0} req/s | ours/nginx {:.2}",
+            ours_rate / nginx_rate
+        );
+    }
+    // Without authentication on either side: nginx's raw file serving as the ceiling.
+    let open = Arc::new(
+        Mirror::new(MirrorConfig {
+            root: root.clone(),
+            domain_id: "primary".into(),
+            active_export_id: None,
+            require_authentication: false,
+            htpasswd: None,
+            max_index_requests_per_hour: 0,
+            max_download_requests_per_hour: 0,
+        })
+        .unwrap(),
+    );
+    let open_port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", open_port))
+        .await
+        .unwrap();
+    let open_server =
+        tokio::spawn(async move { axum::serve(listener, router(open)).await.unwrap() });
+    for (name, path, nginx_path) in [
+        (
+            "index.json",
+            "/concelier/exports/index.json",
+            "/open/index.json",
+        ),
+        (
+            "10 MB bundle.json",
+            "/concelier/exports/mirror/primary/bundle.json",
+            "/open/primary/bundle.json",
+        ),
+    ] {
+        let ours_rate = tokio::task::spawn_blocking({
+            let url = format!("http://127.0.0.1:{open_port}{path}");
+            move || wrk(&url, "none")
+        })
+        .await
+        .unwrap();
+        let nginx_rate = wrk(
+            &format!("http://127.0.0.1:{nginx_port}{nginx_path}"),
+            "none",
+        );
+        println!(
+            "serve {name:<18} (no auth) ours {ours_rate:>10.0} req/s | nginx {nginx_rate:>10.0} req/s | ours/nginx {:.2}",
+            ours_rate / nginx_rate
+        );
+    }
+    let _ = nginx.kill();
+    server.abort();
+    open_server.abort();
+}
+
+async fn syncing(dir: &Path, endpoint: &str) {
+    let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
+        endpoint: Some(endpoint.into()),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    let bucket = format!("mirror-bench-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    // 2,000 objects, ~500 MB: mostly small files and a few large ones.
+    let mut total = 0usize;
+    let mut uploads = Vec::new();
+    for i in 0..2000usize {
+        let size = match i % 100 {
+            0 => 20 << 20,
+            1..=9 => 1 << 20,
+            _ => 16 << 10,
+        };
+        total += size;
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        uploads.push(tokio::spawn(async move {
+            let key = format!("exports/2025-01-15/mirror/primary/part-{i:04}.json");
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(ByteStream::from(vec![b'z'; size]))
+                .send()
+                .await
+                .unwrap();
+        }));
+        if uploads.len() == 32 {
+            for u in uploads.drain(..) {
+                u.await.unwrap();
+            }
+        }
+    }
+    for u in uploads {
+        u.await.unwrap();
+    }
+    println!("sync: 2000 objects, {:.0} MB", total as f64 / 1e6);
+
+    let ours_dir: PathBuf = dir.join("ours");
+    let aws_dir: PathBuf = dir.join("aws");
+    let started = Instant::now();
+    let counts =
+        stellaops_workers::mirror::sync::sync(&s3, &bucket, "exports", &ours_dir, true, 16)
+            .await
+            .unwrap();
+    let ours = started.elapsed();
+    assert_eq!(counts.copied, 2000);
+    let aws = |target: &Path| {
+        let started = Instant::now();
+        let status = Command::new("aws")
+            .args([
+                "s3",
+                "sync",
+                &format!("s3://{bucket}/exports"),
+                target.to_str().unwrap(),
+                "--delete",
+                "--size-only",
+                "--endpoint-url",
+                endpoint,
+                "--only-show-errors",
+            ])
+            .status()
+            .expect("aws CLI (scripts/bench.sh installs it)");
+        assert!(status.success());
+        started.elapsed()
+    };
+    let aws_first = aws(&aws_dir);
+    println!(
+        "sync first  ours {:>7.2} s | aws s3 sync {:>7.2} s | ours/aws time {:.2}",
+        ours.as_secs_f64(),
+        aws_first.as_secs_f64(),
+        ours.as_secs_f64() / aws_first.as_secs_f64()
+    );
+    let started = Instant::now();
+    let again = stellaops_workers::mirror::sync::sync(&s3, &bucket, "exports", &ours_dir, true, 16)
+        .await
+        .unwrap();
+    let ours_again = started.elapsed();
+    assert_eq!(
+        (again.copied, again.bytes),
+        (0, 0),
+        "a no-change re-sync transfers nothing"
+    );
+    let aws_again = aws(&aws_dir);
+    println!(
+        "sync again  ours {:>7.2} s | aws s3 sync {:>7.2} s | ours/aws time {:.2} (transferred: 0 files)",
+        ours_again.as_secs_f64(),
+        aws_again.as_secs_f64(),
+        ours_again.as_secs_f64() / aws_again.as_secs_f64()
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("stellaops-mirror-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    runtime.block_on(async {
+        serving(&dir).await;
+        let endpoint = std::env::var("STELLAOPS_TEST_S3_ENDPOINT")
+            .expect("STELLAOPS_TEST_S3_ENDPOINT (use scripts/bench.sh)");
+        syncing(&dir, &endpoint).await;
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
