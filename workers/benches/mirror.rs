@@ -3,6 +3,7 @@
 //!   nginx serving the same files from the same directory with the same htpasswd (wrk);
 //! * syncing 2,000 objects (~500 MB, mixed sizes) from the local S3 server, against
 //!   `aws s3 sync --delete --size-only`, and a no-change re-sync of each.
+//!
 //! Run through scripts/bench.sh (needs the S3 server, nginx, wrk and the AWS CLI).
 //! Prints figures; asserts nothing but that both sides served and synced.
 
