@@ -189,6 +189,7 @@ async fn serving(dir: &Path) {
         );
     }
     let _ = nginx.kill();
+    let _ = nginx.wait();
     server.abort();
     open_server.abort();
 }
