@@ -239,7 +239,7 @@ async fn syncing(dir: &Path, endpoint: &str) {
     let aws_dir: PathBuf = dir.join("aws");
     let started = Instant::now();
     let counts =
-        stellaops_workers::mirror::sync::sync(&s3, &bucket, "exports", &ours_dir, true, 16)
+        stellaops_workers::mirror::sync::sync(&s3, &bucket, "exports", &ours_dir, true, 32)
             .await
             .unwrap();
     let ours = started.elapsed();
@@ -271,7 +271,7 @@ async fn syncing(dir: &Path, endpoint: &str) {
         ours.as_secs_f64() / aws_first.as_secs_f64()
     );
     let started = Instant::now();
-    let again = stellaops_workers::mirror::sync::sync(&s3, &bucket, "exports", &ours_dir, true, 16)
+    let again = stellaops_workers::mirror::sync::sync(&s3, &bucket, "exports", &ours_dir, true, 32)
         .await
         .unwrap();
     let ours_again = started.elapsed();

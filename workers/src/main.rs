@@ -63,8 +63,8 @@ enum MirrorCommand {
         /// Remove local files the prefix no longer has (only after every copy succeeded).
         #[arg(long)]
         delete: bool,
-        /// Downloads at once.
-        #[arg(long, default_value_t = 16)]
+        /// Downloads at once (most mirror files are small, so latency, not bandwidth, bounds a sync).
+        #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
     /// Serve one mirror domain's exports (index, manifest, bundle, JWS) with Basic auth,
