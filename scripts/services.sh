@@ -103,6 +103,8 @@ start_s3() {
     --secret-key "$AWS_SECRET_ACCESS_KEY" "$STATE/s3" >"$STATE/s3.log" 2>&1 &
   PIDS+=($!)
   export STELLAOPS_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  # Where s3s-fs keeps objects (<bucket>/<key>): tests corrupt objects there on purpose.
+  export STELLAOPS_TEST_S3_DATA_DIR="$STATE/s3"
   wait_for "S3 server" curl -s -o /dev/null "$STELLAOPS_TEST_S3_ENDPOINT/"
   log "S3 (s3s-fs) on 127.0.0.1:$port"
 }

@@ -112,7 +112,15 @@ async fn download(
         .to_string_lossy();
     let temporary = parent.join(format!(".{name}{PARTIAL}"));
     let result: anyhow::Result<u64> = async {
-        let object = s3.get_object().bucket(bucket).key(key).send().await.with_context(|| format!("reading s3://{bucket}/{key}"))?;
+        // Ask for the object's checksum, so the SDK verifies the bytes against it.
+        let object = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .with_context(|| format!("reading s3://{bucket}/{key}"))?;
         let mut body = object.body;
         let mut file = tokio::fs::File::create(&temporary).await?;
         let mut written = 0u64;

@@ -247,3 +247,73 @@ async fn an_interrupted_sync_never_exposes_a_partial_file() {
     assert_eq!(files.iter().filter(|f| f.contains("bundle-")).count(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A corrupt object (its stored bytes no longer match the checksum recorded at upload)
+/// fails the sync: it is not served, nothing is deleted, no partial file is left.
+#[tokio::test]
+async fn a_corrupt_object_fails_the_sync_and_changes_nothing() {
+    let Some(endpoint) = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let Some(data_dir) = stellaops_testing::service("STELLAOPS_TEST_S3_DATA_DIR") else {
+        return;
+    };
+    let s3 = client(&S3Settings {
+        endpoint: Some(endpoint),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    let bucket = format!("mirror-corrupt-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    put(
+        &s3,
+        &bucket,
+        "exports/2025-01-17/mirror/index.json",
+        b"{\"exportId\":\"2025-01-17\"}",
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        "exports/2025-01-17/mirror/primary/bundle.json",
+        b"{\"advisories\":[1,2,3]}",
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("stellaops-mirror-corrupt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("2025-01-16/mirror")).unwrap();
+    std::fs::write(
+        dir.join("2025-01-16/mirror/index.json"),
+        b"{\"previous\":true}",
+    )
+    .unwrap();
+
+    // Flip one byte of the stored bundle, keeping its size.
+    let stored = std::path::Path::new(&data_dir)
+        .join(&bucket)
+        .join("exports/2025-01-17/mirror/primary/bundle.json");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[15] ^= 0x01;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let error = sync(&s3, &bucket, "exports", &dir, true, 4)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("nothing was deleted"),
+        "{error:#}"
+    );
+    let left = files(&dir);
+    assert!(
+        left.contains(&"2025-01-16/mirror/index.json".to_string()),
+        "the previous export is kept: {left:?}"
+    );
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.ends_with("bundle.json") || f.ends_with(".partial")),
+        "{left:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
