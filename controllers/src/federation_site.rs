@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
-    KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, SecretVolumeSource,
-    Volume, VolumeMount,
+    KeyToPath, PersistentVolumeClaimVolumeSource, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
@@ -186,51 +185,24 @@ pub fn cron_job(site: &FederationSite, config: &Config) -> CronJob {
             ..Default::default()
         });
     }
-    CronJob {
-        metadata: ObjectMeta {
+    workload::sync_cron_job(
+        ObjectMeta {
             name: Some(name),
             namespace: site.namespace(),
-            labels: Some(labels.clone()),
+            labels: Some(labels),
             owner_references: Some(vec![workload::owner_reference(site)]),
             ..Default::default()
         },
-        spec: CronJobSpec {
-            schedule: spec.schedule.clone(),
-            suspend: Some(!spec.enabled),
-            concurrency_policy: Some("Forbid".into()),
-            starting_deadline_seconds: Some(300),
-            successful_jobs_history_limit: Some(3),
-            failed_jobs_history_limit: Some(3),
-            job_template: JobTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(2),
-                    active_deadline_seconds: Some(3600),
-                    ttl_seconds_after_finished: Some(86_400),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(labels),
-                            ..Default::default()
-                        }),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".into()),
-                            security_context: Some(workload::pod_security()),
-                            automount_service_account_token: Some(false),
-                            containers: vec![container],
-                            volumes: Some(volumes),
-                            ..Default::default()
-                        }),
-                    },
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
+        workload::SyncSchedule {
+            schedule: &spec.schedule,
+            suspend: !spec.enabled,
+            starting_deadline_seconds: 300,
+            active_deadline_seconds: 3600,
+            ttl_seconds_after_finished: 86_400,
         },
-        ..Default::default()
-    }
+        container,
+        volumes,
+    )
 }
 
 /// The objects for `preview`, as applied (with `apiVersion` and `kind`).

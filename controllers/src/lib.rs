@@ -92,6 +92,19 @@ async fn run_kind<K: StellaKind>(ctx: Arc<Context>, awaiting: &'static str) {
         .await;
 }
 
+/// The resource a sync Job was made for, from the `stella-ops.org/<kind>` label its
+/// CronJob's template gives it (the Job's owner is the CronJob, not the resource).
+fn sync_job_owner<K: StellaKind>(
+    job: k8s_openapi::api::batch::v1::Job,
+) -> Option<kube::runtime::reflector::ObjectRef<K>> {
+    use kube::ResourceExt;
+    let name = job
+        .labels()
+        .get(&format!("stella-ops.org/{}", K::KIND.to_ascii_lowercase()))?
+        .clone();
+    Some(kube::runtime::reflector::ObjectRef::<K>::new(&name).within(&job.namespace()?))
+}
+
 async fn run_federation_sites(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("app.kubernetes.io/component=federation-sync");
@@ -108,14 +121,7 @@ async fn run_federation_sites(ctx: Arc<Context>) {
     .watches(
         kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
         owned,
-        |job| {
-            use kube::ResourceExt;
-            let site = job.labels().get("stella-ops.org/federationsite")?.clone();
-            Some(
-                kube::runtime::reflector::ObjectRef::<FederationSite>::new(&site)
-                    .within(&job.namespace()?),
-            )
-        },
+        sync_job_owner::<FederationSite>,
     )
     .shutdown_on_signal()
     .run(
@@ -145,14 +151,7 @@ async fn run_mirror_domains(ctx: Arc<Context>) {
     .watches(
         kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
         owned,
-        |job| {
-            use kube::ResourceExt;
-            let domain = job.labels().get("stella-ops.org/mirrordomain")?.clone();
-            Some(
-                kube::runtime::reflector::ObjectRef::<MirrorDomain>::new(&domain)
-                    .within(&job.namespace()?),
-            )
-        },
+        sync_job_owner::<MirrorDomain>,
     )
     .shutdown_on_signal()
     .run(mirror_domain::reconcile, error_policy::<MirrorDomain>, ctx)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
     ContainerPort, HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource,
@@ -123,48 +123,18 @@ pub fn cron_job(domain: &MirrorDomain, config: &Config) -> CronJob {
             mount_path: EXPORT_ROOT.into(),
             ..Default::default()
         });
-    let labels = workload::labels(&domain.name_any(), "MirrorDomain", "mirror-sync");
-    CronJob {
-        metadata: meta(domain, name, "mirror-sync"),
-        spec: CronJobSpec {
-            schedule: domain.spec.sync_schedule.clone(),
-            concurrency_policy: Some("Forbid".into()),
-            starting_deadline_seconds: Some(120),
-            successful_jobs_history_limit: Some(3),
-            failed_jobs_history_limit: Some(3),
-            job_template: JobTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(2),
-                    active_deadline_seconds: Some(1800),
-                    ttl_seconds_after_finished: Some(3600),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(labels),
-                            ..Default::default()
-                        }),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".into()),
-                            security_context: Some(workload::pod_security()),
-                            automount_service_account_token: Some(false),
-                            containers: vec![container],
-                            volumes: Some(vec![
-                                workload::tmp_volume(),
-                                claim_volume(domain, false),
-                            ]),
-                            ..Default::default()
-                        }),
-                    },
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
+    workload::sync_cron_job(
+        meta(domain, name, "mirror-sync"),
+        workload::SyncSchedule {
+            schedule: &domain.spec.sync_schedule,
+            suspend: false,
+            starting_deadline_seconds: 120,
+            active_deadline_seconds: 1800,
+            ttl_seconds_after_finished: 3600,
         },
-        ..Default::default()
-    }
+        container,
+        vec![workload::tmp_volume(), claim_volume(domain, false)],
+    )
 }
 
 /// The server Deployment.

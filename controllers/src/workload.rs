@@ -278,3 +278,70 @@ pub async fn latest_job_result(
         error,
     }))
 }
+
+/// Timing of a sync CronJob.
+pub struct SyncSchedule<'a> {
+    /// Cron expression.
+    pub schedule: &'a str,
+    /// Suspend the CronJob.
+    pub suspend: bool,
+    /// A run that cannot start within this many seconds is skipped.
+    pub starting_deadline_seconds: i64,
+    /// A run is stopped after this many seconds.
+    pub active_deadline_seconds: i64,
+    /// Finished Jobs are removed after this many seconds.
+    pub ttl_seconds_after_finished: i32,
+}
+
+/// A sync CronJob running `container` with `volumes`: Forbid concurrency, three Jobs of
+/// history each way, two retries, restricted Pods without a service-account token.
+pub fn sync_cron_job(
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    timing: SyncSchedule<'_>,
+    container: Container,
+    volumes: Vec<Volume>,
+) -> k8s_openapi::api::batch::v1::CronJob {
+    use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let labels = metadata.labels.clone();
+    CronJob {
+        metadata,
+        spec: CronJobSpec {
+            schedule: timing.schedule.to_string(),
+            suspend: Some(timing.suspend),
+            concurrency_policy: Some("Forbid".into()),
+            starting_deadline_seconds: Some(timing.starting_deadline_seconds),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: labels.clone(),
+                    ..Default::default()
+                }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(2),
+                    active_deadline_seconds: Some(timing.active_deadline_seconds),
+                    ttl_seconds_after_finished: Some(timing.ttl_seconds_after_finished),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels,
+                            ..Default::default()
+                        }),
+                        spec: Some(PodSpec {
+                            restart_policy: Some("Never".into()),
+                            security_context: Some(pod_security()),
+                            automount_service_account_token: Some(false),
+                            containers: vec![container],
+                            volumes: Some(volumes),
+                            ..Default::default()
+                        }),
+                    },
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
