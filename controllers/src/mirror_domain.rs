@@ -31,6 +31,8 @@ use crate::workload::{self, SyncResult};
 /// Where the export volume is mounted.
 pub const EXPORT_ROOT: &str = "/var/lib/stellaops/mirror";
 const HTPASSWD_MOUNT: &str = "/etc/stellaops/htpasswd";
+/// Where the exporter's public key is mounted.
+const SIGNATURE_KEY_MOUNT: &str = "/etc/stellaops/signature";
 
 /// Names of the owned objects.
 pub fn names(domain: &MirrorDomain) -> (String, String) {
@@ -93,11 +95,49 @@ fn claim_volume(domain: &MirrorDomain, read_only: bool) -> Volume {
     }
 }
 
+/// The options naming the served export and the exporter key, and the volume and mount
+/// the key needs; shared by the sync Job and the server.
+fn export_options(domain: &MirrorDomain) -> (Vec<String>, Option<(Volume, VolumeMount)>) {
+    let spec = &domain.spec;
+    let mut args = Vec::new();
+    if let Some(id) = &spec.active_export_id {
+        args.extend(["--active-export-id".into(), id.clone()]);
+    }
+    let Some(signature) = &spec.signature else {
+        return (args, None);
+    };
+    let secret = &signature.public_key_secret_ref;
+    let volume = Volume {
+        name: "signature-key".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: secret.key.clone().unwrap_or_else(|| "cosign.pub".into()),
+                path: "key.pub".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mount = VolumeMount {
+        name: "signature-key".into(),
+        mount_path: SIGNATURE_KEY_MOUNT.into(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    args.extend([
+        "--signature-key".into(),
+        format!("{SIGNATURE_KEY_MOUNT}/key.pub"),
+    ]);
+    (args, Some((volume, mount)))
+}
+
 /// The sync CronJob.
 pub fn cron_job(domain: &MirrorDomain, config: &Config) -> CronJob {
     let (_, name) = names(domain);
     let source = &domain.spec.source;
-    let args = vec![
+    let mut args = vec![
         "mirror".into(),
         "sync".into(),
         "--bucket".into(),
@@ -108,6 +148,8 @@ pub fn cron_job(domain: &MirrorDomain, config: &Config) -> CronJob {
         EXPORT_ROOT.into(),
         "--delete".into(),
     ];
+    let (export_args, key_volume) = export_options(domain);
+    args.extend(export_args);
     let mut container = workload::worker_container(
         config,
         "sync",
@@ -123,6 +165,14 @@ pub fn cron_job(domain: &MirrorDomain, config: &Config) -> CronJob {
             mount_path: EXPORT_ROOT.into(),
             ..Default::default()
         });
+    let mut volumes = vec![workload::tmp_volume(), claim_volume(domain, false)];
+    if let Some((volume, mount)) = key_volume {
+        volumes.push(volume);
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(mount);
+    }
     workload::sync_cron_job(
         meta(domain, name, "mirror-sync"),
         workload::SyncSchedule {
@@ -133,7 +183,7 @@ pub fn cron_job(domain: &MirrorDomain, config: &Config) -> CronJob {
             ttl_seconds_after_finished: 3600,
         },
         container,
-        vec![workload::tmp_volume(), claim_volume(domain, false)],
+        volumes,
     )
 }
 
@@ -157,9 +207,8 @@ pub fn deployment(domain: &MirrorDomain, config: &Config) -> Deployment {
         "--listen".into(),
         "0.0.0.0:8080".into(),
     ];
-    if let Some(id) = &spec.active_export_id {
-        args.extend(["--active-export-id".into(), id.clone()]);
-    }
+    let (export_args, key_volume) = export_options(domain);
+    args.extend(export_args);
     let mut volumes = vec![workload::tmp_volume(), claim_volume(domain, true)];
     let mut container = workload::worker_container(
         config,
@@ -196,6 +245,10 @@ pub fn deployment(domain: &MirrorDomain, config: &Config) -> Deployment {
             ..Default::default()
         });
         args.extend(["--htpasswd".into(), format!("{HTPASSWD_MOUNT}/htpasswd")]);
+    }
+    if let Some((volume, mount)) = key_volume {
+        volumes.push(volume);
+        mounts.push(mount);
     }
     container.args = Some(args);
     container.ports = Some(vec![ContainerPort {
@@ -301,11 +354,17 @@ pub fn compute_status(
         url: domain
             .namespace()
             .map(|ns| format!("http://{service_name}.{ns}.svc/concelier/exports/index.json")),
-        active_export_id: domain
-            .spec
-            .active_export_id
-            .clone()
-            .or(previous.active_export_id.clone()),
+        // What the latest sync saw served; before any sync, what the spec asks for.
+        active_export_id: latest
+            .and_then(|r| r.summary.as_ref())
+            .and_then(|s| s.get("activeExportId"))
+            .map(|id| id.as_str().map(str::to_string))
+            .unwrap_or_else(|| {
+                previous
+                    .active_export_id
+                    .clone()
+                    .or(domain.spec.active_export_id.clone())
+            }),
         ..previous.clone()
     };
     let mut conditions: Vec<Condition> = std::mem::take(&mut status.conditions);
@@ -369,6 +428,41 @@ pub fn compute_status(
             ),
         ),
     }
+    if domain.spec.signature.is_some() {
+        let summary = latest
+            .filter(|r| r.succeeded)
+            .and_then(|r| r.summary.as_ref());
+        if let Some(summary) = summary {
+            let verdict = match summary.get("signatureError").and_then(Value::as_str) {
+                Some(error) => (
+                    false,
+                    "SignatureInvalid",
+                    format!("{error}; the server withholds that bundle.json"),
+                ),
+                None => (
+                    true,
+                    "Verified",
+                    format!(
+                        "bundle.json signatures verified for {}",
+                        summary["signaturesVerified"]
+                    ),
+                ),
+            };
+            set_condition(
+                &mut conditions,
+                condition(
+                    "SignatureVerified",
+                    verdict.0,
+                    verdict.1,
+                    verdict.2,
+                    generation,
+                    now.clone(),
+                ),
+            );
+        }
+    } else {
+        conditions.retain(|c| c.type_ != "SignatureVerified");
+    }
     let wanted = domain.spec.replicas;
     let serving = wanted == 0 || status.ready_replicas >= wanted;
     set_condition(
@@ -386,8 +480,16 @@ pub fn compute_status(
             now.clone(),
         ),
     );
-    let ready = serving && status.last_sync_at.is_some();
+    let bad_signature = conditions
+        .iter()
+        .find(|c| c.type_ == "SignatureVerified" && c.status == "False")
+        .map(|c| c.message.clone());
+    let ready = serving && status.last_sync_at.is_some() && bad_signature.is_none();
     let (reason, message) = match (serving, status.last_sync_at.is_some(), &sync_error) {
+        (true, true, _) if bad_signature.is_some() => (
+            "SignatureInvalid",
+            bad_signature.clone().unwrap_or_default(),
+        ),
         (true, true, None) => (
             "Serving",
             format!("serving {}", status.url.clone().unwrap_or_default()),

@@ -80,6 +80,11 @@ pub struct MirrorDomainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"), length(max = 128))]
     pub active_export_id: Option<String>,
+    /// Exporter signature check (the runbook's `SIGNATURE__ENABLED`): each sync checks the
+    /// served export's `bundle.json.jws`, and the server withholds a `bundle.json` whose
+    /// signature does not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<MirrorSignature>,
     /// Number of mirror server Pods. Pods share the volume read-only, so more than one
     /// needs a `ReadWriteMany` or `ReadOnlyMany`-capable storage class.
     #[serde(default = "default_replicas")]
@@ -118,6 +123,15 @@ impl Default for MirrorStorage {
             storage_class_name: None,
         }
     }
+}
+
+/// The exporter key `bundle.json.jws` must verify against.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorSignature {
+    /// Secret key holding the exporter's PEM ECDSA P-256 public key (default key
+    /// `cosign.pub`, as `cosign generate-key-pair` names it).
+    pub public_key_secret_ref: SecretKeyRef,
 }
 
 /// Authentication of a mirror.

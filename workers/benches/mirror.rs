@@ -105,6 +105,7 @@ async fn serving(dir: &Path) {
             htpasswd: Some(htpasswd.clone()),
             max_index_requests_per_hour: u32::MAX,
             max_download_requests_per_hour: u32::MAX,
+            signature_key: None,
         })
         .unwrap(),
     );
@@ -152,6 +153,7 @@ async fn serving(dir: &Path) {
             htpasswd: None,
             max_index_requests_per_hour: 0,
             max_download_requests_per_hour: 0,
+            signature_key: None,
         })
         .unwrap(),
     );

@@ -66,6 +66,38 @@ enum MirrorCommand {
         /// Downloads at once (most mirror files are small, so latency, not bandwidth, bounds a sync).
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// The export the server is told to serve, so the report names what is served.
+        #[arg(long, env = "STELLAOPS_MIRROR_ACTIVE_EXPORT_ID")]
+        active_export_id: Option<String>,
+        /// Exporter's PEM public key: report whether the served export's signatures verify.
+        #[arg(long, env = "STELLAOPS_MIRROR_SIGNATURE_KEY")]
+        signature_key: Option<PathBuf>,
+    },
+    /// Check a detached JWS (or cosign signature) on a downloaded bundle.json, like
+    /// `cosign verify-blob --key KEY --signature SIG FILE`.
+    Verify {
+        /// The exporter's PEM public key (ECDSA P-256).
+        #[arg(long)]
+        key: PathBuf,
+        /// `bundle.json.jws`.
+        #[arg(long)]
+        signature: PathBuf,
+        /// `bundle.json`.
+        file: PathBuf,
+    },
+    /// Sign a bundle.json as a detached ES256 JWS (what an exporter publishes).
+    Sign {
+        /// PKCS#8 PEM private key (ECDSA P-256), e.g. from `stellaops-worker federation keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// Key id put in the JWS header.
+        #[arg(long)]
+        key_id: String,
+        /// `bundle.json`.
+        file: PathBuf,
+        /// Where to write the JWS (default: FILE.jws).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Serve one mirror domain's exports (index, manifest, bundle, JWS) with Basic auth,
     /// hourly budgets and CDN cache headers.
@@ -91,6 +123,9 @@ enum MirrorCommand {
         /// Manifest and bundle requests per credential per hour (0: unlimited).
         #[arg(long, default_value_t = 1200)]
         max_download_requests_per_hour: u32,
+        /// Exporter's PEM public key: serve bundle.json only while its JWS verifies.
+        #[arg(long, env = "STELLAOPS_MIRROR_SIGNATURE_KEY")]
+        signature_key: Option<PathBuf>,
         /// Listen address.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
@@ -166,6 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     directory,
                     delete,
                     concurrency,
+                    active_export_id,
+                    signature_key,
                 },
         } => {
             let client = stellaops_store::s3::client(&s3).await;
@@ -176,8 +213,66 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 &directory,
                 delete,
                 concurrency,
+                stellaops_workers::mirror::sync::ServedExport {
+                    active_export_id: active_export_id.as_deref(),
+                    signature_key: signature_key.as_deref(),
+                },
             )
             .await;
+        }
+        Command::Mirror {
+            command:
+                MirrorCommand::Verify {
+                    key,
+                    signature,
+                    file,
+                },
+        } => {
+            use stellaops_workers::mirror::jws;
+            let key = jws::public_key_from_pem(&std::fs::read_to_string(&key)?)
+                .with_context(|| key.display().to_string())?;
+            let signature = std::fs::read_to_string(&signature)
+                .with_context(|| signature.display().to_string())?;
+            let payload = std::fs::read(&file).with_context(|| file.display().to_string())?;
+            match jws::verify_detached(&signature, &payload, &key) {
+                Ok(kid) => {
+                    println!(
+                        "Verified OK{}",
+                        kid.map(|k| format!(" (key id {k})")).unwrap_or_default()
+                    );
+                    return Ok(true);
+                }
+                Err(error) => {
+                    eprintln!("{}: {error}", file.display());
+                    return Ok(false);
+                }
+            }
+        }
+        Command::Mirror {
+            command:
+                MirrorCommand::Sign {
+                    key,
+                    key_id,
+                    file,
+                    output,
+                },
+        } => {
+            use p256::pkcs8::DecodePrivateKey;
+            let pem = std::fs::read_to_string(&key)?;
+            let signer = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem).map_err(|_| {
+                anyhow::anyhow!("{}: not a PKCS#8 P-256 private key", key.display())
+            })?;
+            let payload = std::fs::read(&file).with_context(|| file.display().to_string())?;
+            let output = output.unwrap_or_else(|| {
+                let mut name = file.as_os_str().to_owned();
+                name.push(".jws");
+                PathBuf::from(name)
+            });
+            std::fs::write(
+                &output,
+                stellaops_workers::mirror::jws::sign_detached(&signer, &key_id, &payload),
+            )?;
+            println!("wrote {}", output.display());
         }
         Command::Mirror {
             command:
@@ -189,6 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     htpasswd,
                     max_index_requests_per_hour,
                     max_download_requests_per_hour,
+                    signature_key,
                     listen,
                 },
         } => {
@@ -201,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 htpasswd,
                 max_index_requests_per_hour,
                 max_download_requests_per_hour,
+                signature_key,
             })?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

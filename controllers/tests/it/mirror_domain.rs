@@ -260,3 +260,102 @@ async fn reconcile_applies_four_objects_then_status() {
     reconcile(Arc::new(domain(1)), ctx).await.unwrap();
     verifier.await.unwrap();
 }
+
+#[test]
+fn the_served_export_and_its_signature_come_from_the_latest_sync() {
+    let mut signed = domain(1);
+    signed.spec.active_export_id = Some("2025-01-15".into());
+    signed.spec.signature = Some(
+        serde_json::from_value(json!({"publicKeySecretRef": {"name": "mirror-signing"}})).unwrap(),
+    );
+    let config = Config::default();
+    let cron = cron_job(&signed, &config);
+    let pod = cron.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap().join(" ");
+    assert!(
+        args.ends_with(
+            "--active-export-id 2025-01-15 --signature-key /etc/stellaops/signature/key.pub"
+        ),
+        "{args}"
+    );
+    let key_volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "signature-key")
+        .unwrap();
+    let secret = key_volume.secret.unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("mirror-signing"));
+    assert_eq!(secret.items.unwrap()[0].key, "cosign.pub");
+    let server = deployment(&signed, &config).spec.template.spec.unwrap();
+    let args = server.containers[0].args.clone().unwrap().join(" ");
+    assert!(args.contains("--signature-key /etc/stellaops/signature/key.pub"));
+    assert!(
+        server.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_path == "/etc/stellaops/signature")
+    );
+
+    let mut ready = deployment(&signed, &config);
+    ready.status = Some(serde_json::from_value(json!({"readyReplicas": 1})).unwrap());
+    // Before a sync: the export asked for.
+    let before = compute_status(&signed, Some(&ready), None, t(0));
+    assert_eq!(before.active_export_id.as_deref(), Some("2025-01-15"));
+    // A sync that finds the requested export missing says nothing is served.
+    let mut unsigned = domain(1);
+    unsigned.spec.active_export_id = Some("2025-01-15".into());
+    let missing = SyncResult {
+        job: "s-1".into(),
+        succeeded: true,
+        finished_at: Some(t(60)),
+        summary: Some(json!({"success": true, "copied": 0, "activeExportId": null})),
+        error: None,
+    };
+    let after = compute_status(&unsigned, Some(&ready), Some(&missing), t(70));
+    assert_eq!(after.active_export_id, None);
+    assert!(
+        after
+            .conditions
+            .iter()
+            .all(|c| c.type_ != "SignatureVerified")
+    );
+
+    let verified = SyncResult {
+        summary: Some(
+            json!({"success": true, "copied": 3, "activeExportId": "2025-01-15",
+                             "signaturesVerified": ["primary"]}),
+        ),
+        ..missing.clone()
+    };
+    let good = compute_status(&signed, Some(&ready), Some(&verified), t(70));
+    assert_eq!(good.active_export_id.as_deref(), Some("2025-01-15"));
+    let condition = |s: &stellaops_crds::mirror_domain::MirrorDomainStatus, t: &str| {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+        (c.status, c.reason, c.message)
+    };
+    assert_eq!(condition(&good, "SignatureVerified").0, "True");
+    assert_eq!(condition(&good, "Ready").0, "True");
+
+    let tampered = SyncResult {
+        summary: Some(
+            json!({"success": true, "copied": 1, "activeExportId": "2025-01-15",
+                             "signatureError": "domain primary: the signature does not match bundle.json and the given key"}),
+        ),
+        ..missing
+    };
+    let bad = compute_status(&signed, Some(&ready), Some(&tampered), t(400));
+    let (status, reason, message) = condition(&bad, "SignatureVerified");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SignatureInvalid")
+    );
+    assert!(message.contains("withholds"), "{message}");
+    let (status, reason, _) = condition(&bad, "Ready");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SignatureInvalid")
+    );
+}

@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -40,6 +41,9 @@ pub struct MirrorConfig {
     pub max_index_requests_per_hour: u32,
     /// Manifest and bundle requests per credential per hour; 0 is unlimited.
     pub max_download_requests_per_hour: u32,
+    /// PEM public key of the exporter: when set, `bundle.json` is served only while
+    /// `bundle.json.jws` verifies against it (the runbook's `SIGNATURE__ENABLED`).
+    pub signature_key: Option<PathBuf>,
 }
 
 /// `mirror_requests_total{route, status}`.
@@ -72,6 +76,9 @@ pub struct Mirror {
     /// (path, modified, length) → content and strong ETag, so hot files are served from
     /// memory without copying (bounded by [`CACHE_BYTES`]).
     files: Mutex<FileCache>,
+    signature_key: Option<p256::ecdsa::VerifyingKey>,
+    /// (bundle ETag, signature ETag) → verification outcome.
+    signatures: Mutex<HashMap<(String, String), Result<(), String>>>,
 }
 
 /// Most bytes of file content kept in memory.
@@ -159,7 +166,20 @@ impl Mirror {
             !config.require_authentication || !users.is_empty(),
             "requireAuthentication needs an htpasswd file with at least one user"
         );
+        let signature_key = match &config.signature_key {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Some(
+                    super::jws::public_key_from_pem(&pem)
+                        .with_context(|| format!("{}", path.display()))?,
+                )
+            }
+            None => None,
+        };
         Ok(Mirror {
+            signature_key,
+            signatures: Mutex::default(),
             config,
             users,
             verified: Mutex::default(),
@@ -170,34 +190,7 @@ impl Mirror {
 
     /// The export directory served now.
     pub fn active_export(&self) -> Option<PathBuf> {
-        let root = &self.config.root;
-        if let Some(id) = &self.config.active_export_id {
-            let dir = root.join(id);
-            return dir.is_dir().then_some(dir);
-        }
-        let latest = root.join("latest");
-        if latest.is_dir() {
-            return Some(latest);
-        }
-        let mut newest: Option<(SystemTime, PathBuf)> = None;
-        for entry in std::fs::read_dir(root).ok()?.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !path.is_dir() || name.starts_with('.') {
-                continue;
-            }
-            let modified = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(UNIX_EPOCH);
-            if newest
-                .as_ref()
-                .is_none_or(|(t, p)| (modified, &path) > (*t, p))
-            {
-                newest = Some((modified, path));
-            }
-        }
-        newest.map(|(_, p)| p)
+        super::active_export(&self.config.root, self.config.active_export_id.as_deref())
     }
 
     /// The credential a request presents, checked: `Ok(None)` when anonymous access is
@@ -279,6 +272,43 @@ impl Mirror {
     }
 }
 
+impl Mirror {
+    /// With a signature key: whether `bundle` (at `path`) carries a valid detached JWS
+    /// next to it. Checked once per (bundle, signature) content.
+    async fn check_signature(
+        &self,
+        path: &Path,
+        bundle: &[u8],
+        bundle_etag: &str,
+    ) -> Result<(), String> {
+        let Some(key) = &self.signature_key else {
+            return Ok(());
+        };
+        let jws_path = path.with_file_name("bundle.json.jws");
+        let (jws, jws_etag) = self
+            .read(&jws_path)
+            .await
+            .map_err(|_| "bundle.json.jws is missing".to_string())?;
+        let cache_key = (bundle_etag.to_string(), jws_etag);
+        if let Some(outcome) = self.signatures.lock().expect("lock").get(&cache_key) {
+            return outcome.clone();
+        }
+        let outcome = std::str::from_utf8(&jws)
+            .map_err(|_| "bundle.json.jws is not text".to_string())
+            .and_then(|text| {
+                super::jws::verify_detached(text, bundle, key)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        let mut cache = self.signatures.lock().expect("lock");
+        if cache.len() > 1024 {
+            cache.clear();
+        }
+        cache.insert(cache_key, outcome.clone());
+        outcome
+    }
+}
+
 fn unauthorized() -> Response {
     let mut response = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
     response.headers_mut().insert(
@@ -322,6 +352,20 @@ async fn serve_file(
     let Ok((body, etag)) = mirror.read(&path).await else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
+    if relative.ends_with("/bundle.json")
+        && let Err(reason) = mirror.check_signature(&path, &body, &etag).await
+    {
+        // Never hand out a bundle the exporter's key does not vouch for.
+        tracing::warn!(path = %path.display(), %reason, "bundle.json refused");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "bundle.json of export {} failed signature verification: {reason}\n",
+                super::export_id(&export)
+            ),
+        )
+            .into_response();
+    }
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -220,7 +220,18 @@ fn remove_empty_dirs(dir: &Path) -> std::io::Result<bool> {
     Ok(empty)
 }
 
-/// Run a sync and report it as JSON (stdout and the Pod's termination message).
+/// What the server is told about the export it serves, so the sync can report on it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServedExport<'a> {
+    /// The explicit export id, if any.
+    pub active_export_id: Option<&'a str>,
+    /// The exporter's PEM public key, if signatures are checked.
+    pub signature_key: Option<&'a Path>,
+}
+
+/// Run a sync and report it as JSON (stdout and the Pod's termination message),
+/// including `activeExportId`: the export the server will serve afterwards (the explicit
+/// `active_export_id` when the volume has it, else `latest`, else the newest).
 pub async fn run(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -228,7 +239,12 @@ pub async fn run(
     dir: &Path,
     delete: bool,
     concurrency: usize,
+    served: ServedExport<'_>,
 ) -> anyhow::Result<bool> {
+    let ServedExport {
+        active_export_id,
+        signature_key,
+    } = served;
     let started = Instant::now();
     let outcome = sync(s3, bucket, prefix, dir, delete, concurrency).await;
     let mut summary = match &outcome {
@@ -238,6 +254,19 @@ pub async fn run(
         }
         Err(error) => serde_json::json!({"success": false, "error": format!("{error:#}")}),
     };
+    // A failed sync changed nothing, so what is served is reported either way.
+    let active = super::active_export(dir, active_export_id);
+    summary["activeExportId"] = serde_json::json!(active.as_deref().map(super::export_id));
+    if let Some(key) = signature_key {
+        let checked = match &active {
+            Some(export) => check_signatures(export, key),
+            None => Err("no export to check".to_string()),
+        };
+        match checked {
+            Ok(domains) => summary["signaturesVerified"] = serde_json::json!(domains),
+            Err(error) => summary["signatureError"] = serde_json::json!(error),
+        }
+    }
     summary["duration_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
     let text = summary.to_string();
     println!("{text}");
@@ -245,4 +274,36 @@ pub async fn run(
         let _ = std::fs::write("/dev/termination-log", &text);
     }
     outcome.map(|_| true)
+}
+
+/// Check every `mirror/<domain>/bundle.json` of `export` against its `bundle.json.jws`
+/// with the PEM key at `key`; the domains checked, or the first failure.
+pub fn check_signatures(export: &Path, key: &Path) -> Result<Vec<String>, String> {
+    let pem = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key = super::jws::public_key_from_pem(&pem).map_err(|e| e.to_string())?;
+    let mut domains = Vec::new();
+    let entries = std::fs::read_dir(export.join("mirror"))
+        .map_err(|e| format!("{}/mirror: {e}", export.display()))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("bundle.json").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let domain = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bundle = std::fs::read(dir.join("bundle.json")).map_err(|e| e.to_string())?;
+        let jws = std::fs::read_to_string(dir.join("bundle.json.jws"))
+            .map_err(|_| format!("domain {domain}: bundle.json.jws is missing"))?;
+        super::jws::verify_detached(&jws, &bundle, &key)
+            .map_err(|e| format!("domain {domain}: {e}"))?;
+        domains.push(domain);
+    }
+    if domains.is_empty() {
+        return Err(format!("{} has no bundle.json to check", export.display()));
+    }
+    Ok(domains)
 }

@@ -55,6 +55,7 @@ fn config(root: &Path, htpasswd: Option<&Path>) -> MirrorConfig {
         htpasswd: htpasswd.map(Path::to_path_buf),
         max_index_requests_per_hour: 0,
         max_download_requests_per_hour: 0,
+        signature_key: None,
     }
 }
 
@@ -301,4 +302,96 @@ async fn readiness_waits_for_a_first_sync_and_bad_htpasswd_is_refused() {
         "authentication without users is refused at start-up"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn signed_bundles_verify_with_the_published_key_and_tampered_ones_are_withheld() {
+    use p256::pkcs8::DecodePrivateKey;
+    use stellaops_workers::mirror::jws;
+    let dir = temp("signed");
+    export_tree(&dir, "2025-02-01");
+    let (private_pem, public_pem) = stellaops_federation::dsse::generate_key_pair();
+    let signer = p256::ecdsa::SigningKey::from_pkcs8_pem(&private_pem).unwrap();
+    let domain = dir.join("2025-02-01/mirror/primary");
+    let bundle_body = br#"{"advisories":[{"id":"CVE-2025-0001"}]}"#;
+    std::fs::write(domain.join("bundle.json"), bundle_body).unwrap();
+    std::fs::write(
+        domain.join("bundle.json.jws"),
+        jws::sign_detached(&signer, "mirror-primary-2025", bundle_body),
+    )
+    .unwrap();
+    let key_file = dir.join("mirror-key.pub");
+    std::fs::write(&key_file, &public_pem).unwrap();
+
+    let mut cfg = config(&dir, None);
+    cfg.signature_key = Some(key_file.clone());
+    let server = start(cfg).await;
+    let url = |f: &str| format!("{}/concelier/exports/mirror/primary/{f}", server.base);
+
+    // What a downstream site does: download both, verify with the published key.
+    let bundle = reqwest::get(url("bundle.json")).await.unwrap();
+    assert_eq!(bundle.status(), 200);
+    let bundle = bundle.bytes().await.unwrap();
+    let signature = reqwest::get(url("bundle.json.jws"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = jws::public_key_from_pem(&public_pem).unwrap();
+    assert_eq!(
+        jws::verify_detached(&signature, &bundle, &key),
+        Ok(Some("mirror-primary-2025".into()))
+    );
+    // The same check with the CLI, as docs/mirror.md shows it.
+    // Outside the export root: a new directory there would become the newest export.
+    let downloaded = temp("signed-download");
+    std::fs::write(downloaded.join("bundle.json"), &bundle).unwrap();
+    std::fs::write(downloaded.join("bundle.json.jws"), &signature).unwrap();
+    let verify = |file: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stellaops-worker"))
+            .args(["mirror", "verify", "--key"])
+            .arg(&key_file)
+            .arg("--signature")
+            .arg(downloaded.join("bundle.json.jws"))
+            .arg(downloaded.join(file))
+            .output()
+            .unwrap()
+    };
+    let ok = verify("bundle.json");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("Verified OK"));
+    let mut altered = bundle.to_vec();
+    altered[3] ^= 0x20;
+    std::fs::write(downloaded.join("altered.json"), &altered).unwrap();
+    let refused = verify("altered.json");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not match"));
+
+    // An export whose bundle no longer matches its signature is not handed out.
+    std::fs::write(domain.join("bundle.json"), &altered).unwrap();
+    let withheld = reqwest::get(url("bundle.json")).await.unwrap();
+    assert_eq!(withheld.status(), 503);
+    assert!(
+        withheld
+            .text()
+            .await
+            .unwrap()
+            .contains("2025-02-01 failed signature verification")
+    );
+    // Manifests and the JWS itself stay available for inspection.
+    assert_eq!(
+        reqwest::get(url("manifest.json")).await.unwrap().status(),
+        200
+    );
+    server.task.abort();
+
+    let mut cfg = config(&dir, None);
+    cfg.signature_key = Some(dir.join("2025-02-01/mirror/index.json"));
+    assert!(
+        Mirror::new(cfg).is_err(),
+        "a key that is not a key stops start-up"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&downloaded).unwrap();
 }

@@ -317,3 +317,47 @@ async fn a_corrupt_object_fails_the_sync_and_changes_nothing() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_sync_reports_whether_the_served_export_signatures_verify() {
+    use p256::pkcs8::DecodePrivateKey;
+    use stellaops_workers::mirror::{jws, sync::check_signatures};
+    let dir = std::env::temp_dir().join(format!("stellaops-sync-sig-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (private_pem, public_pem) = stellaops_federation::dsse::generate_key_pair();
+    let signer = p256::ecdsa::SigningKey::from_pkcs8_pem(&private_pem).unwrap();
+    for domain in ["primary", "secondary"] {
+        let d = dir.join("2025-03-01/mirror").join(domain);
+        std::fs::create_dir_all(&d).unwrap();
+        let body = format!("{{\"domain\":\"{domain}\"}}");
+        std::fs::write(d.join("bundle.json"), &body).unwrap();
+        std::fs::write(
+            d.join("bundle.json.jws"),
+            jws::sign_detached(&signer, "k1", body.as_bytes()),
+        )
+        .unwrap();
+    }
+    let key = dir.join("key.pub");
+    std::fs::write(&key, public_pem).unwrap();
+    let export = dir.join("2025-03-01");
+    assert_eq!(
+        check_signatures(&export, &key).unwrap(),
+        vec!["primary", "secondary"]
+    );
+    std::fs::write(
+        export.join("mirror/secondary/bundle.json"),
+        "{\"domain\":\"evil\"}",
+    )
+    .unwrap();
+    let error = check_signatures(&export, &key).unwrap_err();
+    assert!(
+        error.starts_with("domain secondary: the signature does not match"),
+        "{error}"
+    );
+    std::fs::remove_file(export.join("mirror/primary/bundle.json.jws")).unwrap();
+    assert_eq!(
+        check_signatures(&export, &key).unwrap_err(),
+        "domain primary: bundle.json.jws is missing"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
