@@ -46,6 +46,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// Operator settings.
     pub config: Config,
+    /// The platform database, for the events outbox (`release.*` events). Without it
+    /// those events are only Kubernetes Events, and a warning says so.
+    pub outbox: Option<sqlx::PgPool>,
 }
 
 impl Context {
@@ -60,6 +63,13 @@ impl Context {
             client,
             metrics,
             config,
+            outbox: None,
         }
+    }
+
+    /// The same context, appending events to the outbox of `pool`.
+    pub fn with_outbox(mut self, pool: sqlx::PgPool) -> Self {
+        self.outbox = Some(pool);
+        self
     }
 }

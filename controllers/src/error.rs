@@ -12,6 +12,9 @@ pub enum Error {
     /// The object lacks something the API server always sets (name, namespace).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    /// Appending to the events outbox failed (the reconcile is retried; keys make it safe).
+    #[error("events outbox: {0}")]
+    Outbox(#[from] stellaops_store::Error),
 }
 
 impl Error {
@@ -21,6 +24,7 @@ impl Error {
             Error::Kube(_) => "Kube",
             Error::Serialization(_) => "Serialization",
             Error::MissingField(_) => "MissingField",
+            Error::Outbox(_) => "Outbox",
         }
     }
 }

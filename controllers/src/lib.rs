@@ -45,6 +45,12 @@ pub struct Plan {
 
 /// The plan for a validated object. Pure.
 pub fn plan(object: &StellaObject, config: &Config) -> Plan {
+    plan_with(object, config, &platform::Inputs::default())
+}
+
+/// [`plan`], with the ConfigMaps and Secrets that came with the object (a Platform's
+/// release manifest and key, in `preview`). Pure.
+pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inputs) -> Plan {
     let (objects, awaiting) = match object {
         StellaObject::Scan(o) => (scan::desired(o, config), Some(scan::AWAITING)),
         StellaObject::Schedule(o) => (schedule::desired(o, config), Some(schedule::AWAITING)),
@@ -57,7 +63,7 @@ pub fn plan(object: &StellaObject, config: &Config) -> Plan {
             zastava_policy::desired(o, config),
             Some(zastava_policy::AWAITING),
         ),
-        StellaObject::Platform(o) => (platform::desired(o, config), Some(platform::AWAITING)),
+        StellaObject::Platform(o) => (platform::desired_with(o, inputs), None),
     };
     Plan { objects, awaiting }
 }
@@ -159,6 +165,24 @@ async fn run_mirror_domains(ctx: Arc<Context>) {
     .await;
 }
 
+async fn run_platforms(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    Controller::new(
+        kube::Api::<Platform>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    // Migration Jobs are owned; component Deployments belong to the chart, so a rollout
+    // in progress is polled instead (every 10 s).
+    .owns(
+        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        watcher::Config::default().labels("stella-ops.org/platform"),
+    )
+    .shutdown_on_signal()
+    .run(platform::reconcile, error_policy::<Platform>, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
 /// Run every controller until a shutdown signal. Call only while holding the leader lease.
 pub async fn run(ctx: Arc<Context>) {
     futures::join!(
@@ -168,6 +192,6 @@ pub async fn run(ctx: Arc<Context>) {
         run_federation_sites(ctx.clone()),
         run_mirror_domains(ctx.clone()),
         run_kind::<ZastavaPolicy>(ctx.clone(), zastava_policy::AWAITING),
-        run_kind::<Platform>(ctx.clone(), platform::AWAITING),
+        run_platforms(ctx.clone()),
     );
 }

@@ -175,6 +175,12 @@ pub struct PlatformStatus {
     /// Release every component runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+    /// Channel of the running release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_channel: Option<String>,
+    /// `sha256:<hex>` of the verified `release.yaml` of the running release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_digest: Option<String>,
     /// Release being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_version: Option<String>,
@@ -184,6 +190,17 @@ pub struct PlatformStatus {
     /// The step in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<RolloutStep>,
+    /// The upgrade or rollback in progress, recorded so a restarted operator resumes it
+    /// exactly where it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    /// The latest failed rollout. The operator does not retry it until the Platform's
+    /// generation changes (a new version, `rollbackTo`, or any other spec edit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<RolloutFailure>,
+    /// Rollouts started so far; numbers migration Jobs and event keys.
+    #[serde(default)]
+    pub attempts: i64,
     /// Every component of the release and its state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentStatus>,
@@ -227,6 +244,60 @@ pub struct RolloutStep {
     pub started_at: Option<Time>,
 }
 
+/// What an operation does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum OperationKind {
+    /// Roll the release of `spec.version` out.
+    Upgrade,
+    /// Put the components a failed upgrade changed back, in reverse order.
+    AutoRollback,
+    /// Go back on request (`spec.rollbackTo`) to a release from `status.history`.
+    RollbackTo,
+}
+
+/// An upgrade or rollback in progress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// What it does.
+    pub kind: OperationKind,
+    /// Release it moves to.
+    pub version: String,
+    /// Channel of that release.
+    pub channel: String,
+    /// Release it moves from, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<String>,
+    /// `sha256:<hex>` of the `release.yaml` it rolls out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_digest: Option<String>,
+    /// The Platform generation that asked for it.
+    pub generation: i64,
+    /// Rollout number (`status.attempts` when it started).
+    pub attempt: i64,
+    /// Ordered steps: `migrate-expand`, component names, `migrate-contract`.
+    pub steps: Vec<String>,
+    /// When it started.
+    pub started_at: Time,
+    /// For an automatic rollback: why the upgrade failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+/// A failed rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutFailure {
+    /// Release that failed.
+    pub version: String,
+    /// Platform generation of the attempt.
+    pub generation: i64,
+    /// What failed, with the step.
+    pub reason: String,
+    /// When.
+    pub at: Time,
+}
+
 /// State of one component.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -235,7 +306,14 @@ pub struct ComponentStatus {
     pub name: String,
     /// Image by digest the component runs or is moving to.
     pub image: String,
-    /// `Pending`, `Updating`, `Healthy`, `Failed` or `RolledBack`.
+    /// Image it ran before the operation, restored by a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_image: Option<String>,
+    /// Release version of `image`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `Pending`, `Updating`, `Healthy`, `Failed`, `RolledBack`, or `Retained` (not in
+    /// the release, left alone).
     pub state: String,
     /// When the state last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,10 +328,13 @@ pub struct ReleaseRecord {
     pub version: String,
     /// Channel it came from.
     pub channel: String,
-    /// When it became available or failed.
+    /// When it was replaced or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
-    /// `Available`, `Failed` or `RolledBack`.
+    /// `sha256:<hex>` of its `release.yaml`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_digest: Option<String>,
+    /// `Superseded` (ran, then replaced: a rollback target), `Failed` or `RolledBack`.
     pub state: String,
     /// Why it ended in that state.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -57,7 +57,7 @@ pub enum StellaObject {
     /// A ZastavaPolicy.
     ZastavaPolicy(ZastavaPolicy),
     /// A Platform.
-    Platform(Platform),
+    Platform(Box<Platform>),
 }
 
 impl StellaObject {
@@ -193,7 +193,7 @@ fn parse_typed(kind: &str, object: &Value) -> Result<StellaObject, FieldError> {
         "FederationSite" => StellaObject::FederationSite(parse(object)?),
         "MirrorDomain" => StellaObject::MirrorDomain(parse(object)?),
         "ZastavaPolicy" => StellaObject::ZastavaPolicy(parse(object)?),
-        "Platform" => StellaObject::Platform(parse(object)?),
+        "Platform" => StellaObject::Platform(Box::new(parse(object)?)),
         other => return Err(FieldError::new("kind", format!("unknown kind {other}"))),
     })
 }

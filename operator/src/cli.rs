@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// Most scan Jobs running at once across the cluster.
     #[arg(long, env = "STELLAOPS_MAX_CONCURRENT_SCANS", default_value_t = 4)]
     pub max_concurrent_scans: u32,
+    /// PostgreSQL URL of the platform database, where the operator appends its own events
+    /// (`release.progress`, `release.failed`, `release.rolledback`) to the outbox.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 /// Arguments of `preview`.

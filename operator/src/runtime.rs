@@ -94,12 +94,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let client = client(&args).await?;
     let identity = identity(&args);
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         metrics,
         controller_config(&args),
         Some(identity.clone()),
-    ));
+    );
+    match &args.database_url {
+        // Lazy: a database that is down delays outbox writes (reconciles retry), not start-up.
+        Some(url) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(4)
+                .connect_lazy(url)
+                .context("parsing --database-url")?;
+            ctx = ctx.with_outbox(pool);
+        }
+        None => tracing::warn!(
+            "no --database-url: release events go to Kubernetes Events only, not the events outbox"
+        ),
+    }
+    let ctx = Arc::new(ctx);
 
     if !args.leader_election {
         client

@@ -3,3 +3,4 @@
 mod acceptance;
 mod federation_site;
 mod mirror_domain;
+mod platform;

@@ -113,7 +113,11 @@ fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
     );
     // The samples kustomization is valid too and holds one resource of each kind.
     let samples = render(&kubectl, &["kustomize", "config/samples"]);
-    assert_eq!(samples.len(), 7);
+    assert_eq!(
+        samples.len(),
+        9,
+        "one of each kind, and the Platform's release ConfigMap and key"
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ fn directories_are_read_flat_sorted_and_without_kustomization() {
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 8, "one per kind and platform-release.yaml: {names:?}");
     assert!(names.windows(2).all(|w| w[0] < w[1]));
     assert!(
         !names
@@ -44,25 +44,26 @@ fn directories_are_read_flat_sorted_and_without_kustomization() {
 
 #[test]
 fn multi_document_files_are_numbered_and_other_kinds_skipped() {
-    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n---\napiVersion: stella-ops.org/v1alpha1\nkind: Scan\nmetadata: {name: s}\nspec: {image: nginx}\n---\napiVersion: stella-ops.org/v1alpha1\nkind: Scan\nmetadata: {name: t}\nspec: {image: 7}\n";
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\n---\napiVersion: stella-ops.org/v1alpha1\nkind: Scan\nmetadata: {name: s}\nspec: {image: nginx}\n---\napiVersion: stella-ops.org/v1alpha1\nkind: Scan\nmetadata: {name: t}\nspec: {image: 7}\n";
     let (summary, out, err) = preview_text(text);
     assert_eq!(
         summary,
         Summary {
             valid: 1,
             invalid: 1,
-            skipped: 1
+            skipped: 1,
+            inputs: 1
         }
     );
     assert!(
-        err.contains("input.yaml#1 ConfigMap/x: not a stella-ops.org kind"),
+        err.contains("input.yaml#1 Service/x: not a stella-ops.org kind"),
         "{err}"
     );
     assert!(
-        err.contains("input.yaml#4 Scan default/t: spec.image: Invalid value: 7"),
+        err.contains("input.yaml#5 Scan default/t: spec.image: Invalid value: 7"),
         "{err}"
     );
-    assert!(out.contains("input.yaml#3 Scan default/s: valid"), "{out}");
+    assert!(out.contains("input.yaml#4 Scan default/s: valid"), "{out}");
     // Defaults are shown, as the API server would store them.
     assert!(out.contains("activeDeadlineSeconds: 600"), "{out}");
 }
@@ -105,7 +106,8 @@ fn every_invalid_example_fails_preview() {
         Summary {
             valid: 0,
             invalid: count,
-            skipped: 0
+            skipped: 0,
+            inputs: 0
         }
     );
 }
