@@ -1128,3 +1128,110 @@ async fn a_tampered_release_changes_nothing_in_the_cluster() {
     reconcile(Arc::new(platform("2.4.1")), ctx).await.unwrap();
     verifier.await.unwrap();
 }
+
+/// Serve one reconcile of `platform("2.4.1")` whose release and Deployments are as given;
+/// answers everything, checks nothing.
+async fn serve_one_reconcile(
+    mut server: stellaops_testing::ApiServer,
+    text: String,
+    signature: String,
+    public_b64: String,
+) {
+    server
+        .expect(
+            Method::GET,
+            "/api/v1/namespaces/stellaops/configmaps/stellaops-release",
+        )
+        .await
+        .respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "stellaops-release", "namespace": "stellaops"},
+                   "data": {"release.yaml": text, "release.yaml.sig": signature}}),
+        );
+    server
+        .expect(
+            Method::GET,
+            "/api/v1/namespaces/stellaops/secrets/stellaops-release-key",
+        )
+        .await
+        .respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "stellaops-release-key", "namespace": "stellaops"},
+                   "data": {"cosign.pub": public_b64}}),
+        );
+    server
+        .expect(
+            Method::GET,
+            "/apis/apps/v1/namespaces/stellaops/deployments",
+        )
+        .await
+        .respond(
+            200,
+            list(
+                "DeploymentList",
+                vec![deployment("authority", &image("authority", 'a'))],
+            ),
+        );
+    server
+        .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
+        .await
+        .respond(200, list("JobList", vec![]));
+    loop {
+        let call = server.next_call().await;
+        if call.method == Method::PATCH && call.path.ends_with("/status") {
+            let mut stored = serde_json::to_value(platform("2.4.1")).unwrap();
+            stored["status"] = call.body["status"].clone();
+            call.respond(200, stored);
+        } else if call.path.contains("/events") {
+            let last = call.body["reason"] == "ComponentUpdating";
+            call.respond_with_request_body();
+            if last {
+                return;
+            }
+        } else {
+            call.respond_with_request_body();
+        }
+    }
+}
+
+#[tokio::test]
+async fn release_events_reach_the_outbox_once_even_when_a_reconcile_is_retried() {
+    let Some(url) = stellaops_testing::fresh_database("platform_outbox").await else {
+        return;
+    };
+    let pool = stellaops_store::connect(&url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    let keys = keys();
+    let text = manifest("2.4.1", 'b', &["authority"], false);
+    let signature = sign(&keys, text.as_bytes());
+    let public_b64 = STANDARD.encode(&keys.public_pem);
+    // The same reconcile twice (as after a failed status write): one set of events.
+    for _ in 0..2 {
+        let (client, server) = mock_client("default");
+        let serving = tokio::spawn(serve_one_reconcile(
+            server,
+            text.clone(),
+            signature.clone(),
+            public_b64.clone(),
+        ));
+        let ctx = Arc::new(
+            Context::new(client, Metrics::unregistered(), Config::default(), None)
+                .with_outbox(pool.clone()),
+        );
+        reconcile(Arc::new(platform("2.4.1")), ctx).await.unwrap();
+        serving.await.unwrap();
+    }
+    let events = stellaops_store::outbox::read_after(&pool, 0, 100)
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.payload["phase"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(kinds, vec![("release.progress", "started")]);
+    assert_eq!(events[0].subject, "platform/stellaops");
+    assert_eq!(events[0].namespace.as_deref(), Some("stellaops"));
+    assert_eq!(events[0].payload["version"], "2.4.1");
+}

@@ -33,7 +33,11 @@ fn directories_are_read_flat_sorted_and_without_kustomization() {
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 8, "one per kind and platform-release.yaml: {names:?}");
+    assert_eq!(
+        names.len(),
+        8,
+        "one per kind and platform-release.yaml: {names:?}"
+    );
     assert!(names.windows(2).all(|w| w[0] < w[1]));
     assert!(
         !names
