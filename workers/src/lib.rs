@@ -5,5 +5,6 @@ pub mod federation_api;
 pub mod federation_cli;
 pub mod metrics;
 pub mod mirror;
+pub mod notify;
 pub mod registry;
 pub mod tls;

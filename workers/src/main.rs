@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: MirrorCommand,
     },
+    /// Deliver notifications (NotifyRule) from the events outbox.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Inspect container images in a registry.
     Image {
         #[command(subcommand)]
@@ -129,6 +134,34 @@ enum MirrorCommand {
         /// Listen address.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NotifyCommand {
+    /// Consume the outbox and deliver to Slack, Teams, webhooks and email until stopped.
+    Run {
+        /// Rules file the operator renders (re-read when it changes).
+        #[arg(long, env = "STELLAOPS_NOTIFY_CONFIG")]
+        config: PathBuf,
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// Seconds a delivery stays leased to this worker before another may retry it.
+        #[arg(long, default_value_t = 60)]
+        lease_seconds: i64,
+        /// Attempts before a delivery is dead-lettered.
+        #[arg(long, default_value_t = 8)]
+        max_attempts: i32,
+        /// First retry delay in milliseconds (doubles per attempt, ±25% jitter).
+        #[arg(long, default_value_t = 2000)]
+        base_backoff_ms: u64,
+        /// Longest an outbox writer's transaction may take, in seconds.
+        #[arg(long, default_value_t = 600)]
+        grace_seconds: i64,
+        /// Timeout of one delivery, in milliseconds.
+        #[arg(long, default_value_t = 10000)]
+        timeout_ms: u64,
     },
 }
 
@@ -305,6 +338,53 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             eprintln!("mirror on http://{listen}");
             axum::serve(listener, router(std::sync::Arc::new(mirror)))
                 .with_graceful_shutdown(stellaops_workers::federation_api::shutdown_signal())
+                .await?;
+        }
+        Command::Notify {
+            command:
+                NotifyCommand::Run {
+                    config,
+                    listen,
+                    lease_seconds,
+                    max_attempts,
+                    base_backoff_ms,
+                    grace_seconds,
+                    timeout_ms,
+                },
+        } => {
+            use stellaops_workers::notify::{Options, Worker};
+            let pool = database(cli.database_url.as_deref()).await?;
+            let options = Options {
+                lease_seconds,
+                max_attempts,
+                base_backoff: std::time::Duration::from_millis(base_backoff_ms),
+                grace_seconds,
+                http_timeout: std::time::Duration::from_millis(timeout_ms),
+                ..Options::default()
+            };
+            let worker = Worker::from_file(pool, config, options)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let probes = axum::Router::new()
+                .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+                .route("/readyz", axum::routing::get(|| async { "ok\n" }))
+                .route(
+                    "/metrics",
+                    axum::routing::get(|| async {
+                        use prometheus::Encoder;
+                        let mut body = Vec::new();
+                        let _ =
+                            prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut body);
+                        body
+                    }),
+                );
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, probes).await;
+            });
+            eprintln!("notify worker running; probes on http://{listen}");
+            worker
+                .run(stellaops_workers::federation_api::shutdown_signal())
                 .await?;
         }
         Command::Image {
