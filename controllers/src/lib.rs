@@ -54,9 +54,7 @@ pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inpu
     let (objects, awaiting) = match object {
         StellaObject::Scan(o) => (scan::desired(o, config), Some(scan::AWAITING)),
         StellaObject::Schedule(o) => (schedule::desired(o, config), Some(schedule::AWAITING)),
-        StellaObject::NotifyRule(o) => {
-            (notify_rule::desired(o, config), Some(notify_rule::AWAITING))
-        }
+        StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), None),
         StellaObject::FederationSite(o) => (federation_site::desired(o, config), None),
         StellaObject::MirrorDomain(o) => (mirror_domain::desired(o, config), None),
         StellaObject::ZastavaPolicy(o) => (
@@ -165,6 +163,37 @@ async fn run_mirror_domains(ctx: Arc<Context>) {
     .await;
 }
 
+async fn run_notify_rules(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels("stella-ops.org/notifyrule");
+    Controller::new(
+        kube::Api::<NotifyRule>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    // The worker Deployment is shared by a namespace's rules (none is its controller):
+    // a change to it reconciles every rule of that namespace.
+    .watches(
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::all(client),
+        owned,
+        |deployment| {
+            use kube::ResourceExt;
+            let ns = deployment.namespace().unwrap_or_default();
+            deployment
+                .owner_references()
+                .iter()
+                .filter(|o| o.kind == "NotifyRule")
+                .map(|o| {
+                    kube::runtime::reflector::ObjectRef::<NotifyRule>::new(&o.name).within(&ns)
+                })
+                .collect::<Vec<_>>()
+        },
+    )
+    .shutdown_on_signal()
+    .run(notify_rule::reconcile, error_policy::<NotifyRule>, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
 async fn run_platforms(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     Controller::new(
@@ -188,7 +217,7 @@ pub async fn run(ctx: Arc<Context>) {
     futures::join!(
         run_kind::<Scan>(ctx.clone(), scan::AWAITING),
         run_kind::<Schedule>(ctx.clone(), schedule::AWAITING),
-        run_kind::<NotifyRule>(ctx.clone(), notify_rule::AWAITING),
+        run_notify_rules(ctx.clone()),
         run_federation_sites(ctx.clone()),
         run_mirror_domains(ctx.clone()),
         run_kind::<ZastavaPolicy>(ctx.clone(), zastava_policy::AWAITING),

@@ -1,16 +1,629 @@
-//! NotifyRule controller.
+//! NotifyRule controller: checks each rule's Secrets, renders every valid, enabled rule
+//! of a namespace into the configuration of one notify worker Deployment there
+//! (`stellaops-notify`, owned by all the namespace's rules, so it goes with the last one),
+//! and reports what was sent, throttled and dead-lettered from the delivery records.
 //!
-//! Will render enabled rules into the notify worker Deployment's configuration.
+//! The rules reach the worker through a mounted ConfigMap, which the worker re-reads when
+//! it changes, so editing a rule restarts nothing; only a new Secret reference changes the
+//! Deployment (a new volume).
 
-use serde_json::Value;
-use stellaops_crds::NotifyRule;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::context::Config;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec,
+    Probe, Secret, SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use stellaops_crds::notify_rule::{Channel, Digest, NotifyAction, NotifyRuleStatus};
+use stellaops_crds::{CONDITION_READY, NotifyRule, condition, set_condition};
+use stellaops_store::notify::{ActionConfig, NotifyConfig, RuleConfig, RuleCounts};
 
-/// What this kind still waits for before it becomes `Ready`.
-pub const AWAITING: &str = "the notify worker Deployment is not available yet";
+use crate::acceptance;
+use crate::context::{Config, Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+use crate::workload;
 
-/// The objects the operator creates for a NotifyRule (none until its workload controller lands).
-pub fn desired(_object: &NotifyRule, _config: &Config) -> Vec<Value> {
-    Vec::new()
+/// Name of the worker Deployment and its ConfigMap in each namespace with rules.
+pub const WORKER_NAME: &str = "stellaops-notify";
+/// Where the rendered rules are mounted.
+const CONFIG_MOUNT: &str = "/etc/stellaops/notify";
+/// Where each referenced Secret is mounted: `<SECRETS_MOUNT>/<secret name>/<key>`.
+const SECRETS_MOUNT: &str = "/etc/stellaops/notify-secrets";
+
+/// A Secret's entries as text, by key.
+pub type SecretData = BTreeMap<String, String>;
+
+/// Why a rule cannot run: the condition reason and a message naming the action and key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// `SecretNotFound`, `SecretKeyMissing` or `InvalidSecret`.
+    pub reason: &'static str,
+    /// What to fix.
+    pub message: String,
+}
+
+fn invalid(reason: &'static str, message: String) -> Invalid {
+    Invalid { reason, message }
+}
+
+/// Seconds of `5m`, `1h30m`, `45s`.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let (mut total, mut number, mut any) = (0i64, String::new(), false);
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' => {
+                let n: i64 = number.parse().ok()?;
+                total += n * match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                number.clear();
+                any = true;
+            }
+            _ => return None,
+        }
+    }
+    (any && number.is_empty()).then_some(total)
+}
+
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Slack => "slack",
+        Channel::Teams => "teams",
+        Channel::Email => "email",
+        Channel::Webhook => "webhook",
+    }
+}
+
+/// Check one action against its Secret (`None`: the Secret does not exist).
+pub fn validate_action(action: &NotifyAction, secret: Option<&SecretData>) -> Result<(), Invalid> {
+    let name = &action.secret_ref.name;
+    let Some(data) = secret else {
+        return Err(invalid(
+            "SecretNotFound",
+            format!("action {}: Secret {name} not found", action.name),
+        ));
+    };
+    let need = |key: &str| -> Result<&String, Invalid> {
+        data.get(key)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    "SecretKeyMissing",
+                    format!(
+                        "action {}: Secret {name} has no key {key} (needed by the {} channel)",
+                        action.name,
+                        channel_name(action.channel)
+                    ),
+                )
+            })
+    };
+    match action.channel {
+        Channel::Slack | Channel::Teams | Channel::Webhook => {
+            let url = need("url")?.trim();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(
+                    "InvalidSecret",
+                    format!(
+                        "action {}: Secret {name} key url is not an http(s) URL",
+                        action.name
+                    ),
+                ));
+            }
+            if action.channel == Channel::Webhook {
+                need("hmacKey")?;
+            }
+        }
+        Channel::Email => {
+            need("host")?;
+            need("from")?;
+            if let Some(port) = data.get("port")
+                && port.trim().parse::<u16>().is_err()
+            {
+                return Err(invalid(
+                    "InvalidSecret",
+                    format!(
+                        "action {}: Secret {name} key port is not a port number",
+                        action.name
+                    ),
+                ));
+            }
+            if data.contains_key("username") != data.contains_key("password") {
+                return Err(invalid(
+                    "InvalidSecret",
+                    format!(
+                        "action {}: Secret {name} needs both username and password, or neither",
+                        action.name
+                    ),
+                ));
+            }
+            if let Some(tls) = data.get("tls")
+                && !matches!(tls.trim(), "starttls" | "none")
+            {
+                return Err(invalid(
+                    "InvalidSecret",
+                    format!(
+                        "action {}: Secret {name} key tls must be starttls or none",
+                        action.name
+                    ),
+                ));
+            }
+        }
+    }
+    if !matches!(action.template.as_str(), "concise" | "detailed") {
+        need(&action.template).map_err(|_| {
+            invalid(
+                "SecretKeyMissing",
+                format!(
+                    "action {}: template {:?} is neither concise nor detailed nor a key of Secret {name}",
+                    action.name, action.template
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Check every action of `rule`.
+pub fn validate(rule: &NotifyRule, secrets: &BTreeMap<String, SecretData>) -> Result<(), Invalid> {
+    for action in &rule.spec.actions {
+        validate_action(action, secrets.get(&action.secret_ref.name))?;
+    }
+    Ok(())
+}
+
+/// The worker's view of one rule.
+pub fn rule_config(rule: &NotifyRule) -> RuleConfig {
+    let spec = &rule.spec;
+    RuleConfig {
+        namespace: rule.namespace().unwrap_or_default(),
+        name: rule.name_any(),
+        event_kinds: spec
+            .match_
+            .event_kinds
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect(),
+        min_severity: spec
+            .match_
+            .min_severity
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(str::to_string)),
+        namespaces: spec.match_.namespaces.clone(),
+        include_accepted_vex: spec.match_.vex.include_accepted_justifications,
+        actions: spec
+            .actions
+            .iter()
+            .map(|a| ActionConfig {
+                name: a.name.clone(),
+                channel: channel_name(a.channel).to_string(),
+                target: a.target.clone(),
+                template: a.template.clone(),
+                throttle_seconds: a.throttle.as_deref().and_then(parse_duration),
+                digest: match a.digest {
+                    Digest::None => "none",
+                    Digest::Hourly => "hourly",
+                    Digest::Daily => "daily",
+                }
+                .to_string(),
+                secret_dir: format!("{SECRETS_MOUNT}/{}", a.secret_ref.name),
+            })
+            .collect(),
+    }
+}
+
+/// The configuration of a namespace's worker: its enabled, valid rules, by name.
+pub fn render_config(namespace: &str, runnable: &[&NotifyRule]) -> NotifyConfig {
+    let mut rules: Vec<RuleConfig> = runnable.iter().map(|r| rule_config(r)).collect();
+    rules.sort_by(|a, b| a.name.cmp(&b.name));
+    NotifyConfig {
+        consumer: format!("notify/{namespace}"),
+        rules,
+    }
+}
+
+fn owners(rules: &[&NotifyRule]) -> Vec<OwnerReference> {
+    let mut refs: Vec<OwnerReference> = rules
+        .iter()
+        .map(|r| OwnerReference {
+            controller: Some(false),
+            block_owner_deletion: Some(false),
+            ..workload::owner_reference(*r)
+        })
+        .collect();
+    refs.sort_by(|a, b| a.name.cmp(&b.name));
+    refs
+}
+
+fn meta(namespace: &str, owners: Vec<OwnerReference>) -> ObjectMeta {
+    let mut labels = workload::labels(WORKER_NAME, "NotifyRule", "notify-worker");
+    labels.insert("stella-ops.org/notifyrule".into(), WORKER_NAME.into());
+    ObjectMeta {
+        name: Some(WORKER_NAME.into()),
+        namespace: Some(namespace.into()),
+        labels: Some(labels),
+        owner_references: Some(owners),
+        ..Default::default()
+    }
+}
+
+/// The ConfigMap holding `rules.json`.
+pub fn config_map(namespace: &str, config: &NotifyConfig, all_rules: &[&NotifyRule]) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(namespace, owners(all_rules)),
+        data: Some(BTreeMap::from([(
+            "rules.json".to_string(),
+            serde_json::to_string_pretty(config).expect("config serializes"),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The worker Deployment, mounting the ConfigMap and every Secret the rules use.
+pub fn deployment(
+    namespace: &str,
+    config: &NotifyConfig,
+    all_rules: &[&NotifyRule],
+    operator: &Config,
+) -> Deployment {
+    let secrets: BTreeSet<String> = config
+        .rules
+        .iter()
+        .flat_map(|r| r.actions.iter())
+        .filter_map(|a| {
+            a.secret_dir
+                .strip_prefix(&format!("{SECRETS_MOUNT}/"))
+                .map(str::to_string)
+        })
+        .collect();
+    let mut container = workload::worker_container(
+        operator,
+        "notify",
+        vec![
+            "notify".into(),
+            "run".into(),
+            "--config".into(),
+            format!("{CONFIG_MOUNT}/rules.json"),
+            "--listen".into(),
+            "0.0.0.0:8080".into(),
+        ],
+        workload::resources("50m", "64Mi", "256Mi"),
+    );
+    container
+        .env
+        .get_or_insert_with(Vec::new)
+        .push(workload::database_url_env(operator));
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    mounts.push(VolumeMount {
+        name: "rules".into(),
+        mount_path: CONFIG_MOUNT.into(),
+        read_only: Some(true),
+        ..Default::default()
+    });
+    let mut volumes = vec![
+        workload::tmp_volume(),
+        Volume {
+            name: "rules".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: WORKER_NAME.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    for (i, secret) in secrets.iter().enumerate() {
+        let volume = format!("secret-{i}");
+        volumes.push(Volume {
+            name: volume.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume,
+            mount_path: format!("{SECRETS_MOUNT}/{secret}"),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    container.ports = Some(vec![ContainerPort {
+        name: Some("http".into()),
+        container_port: 8080,
+        ..Default::default()
+    }]);
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    container.liveness_probe = Some(probe("/healthz"));
+    container.readiness_probe = Some(probe("/readyz"));
+    let labels = workload::labels(WORKER_NAME, "NotifyRule", "notify-worker");
+    Deployment {
+        metadata: meta(namespace, owners(all_rules)),
+        spec: DeploymentSpec {
+            // Several replicas would be safe (deliveries are leased); one keeps it small.
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    security_context: Some(workload::pod_security()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn with_type<T: serde::Serialize>(object: &T, api_version: &str, kind: &str) -> Value {
+    let mut value = serde_json::to_value(object).expect("objects serialize");
+    value["apiVersion"] = json!(api_version);
+    value["kind"] = json!(kind);
+    value
+}
+
+/// What `preview` shows: the worker's ConfigMap and Deployment as if this rule were the
+/// namespace's only one (its Secrets are not checked offline).
+pub fn desired(rule: &NotifyRule, config: &Config) -> Vec<Value> {
+    let namespace = rule.namespace().unwrap_or_else(|| "default".into());
+    let rules = [rule];
+    let runnable: Vec<&NotifyRule> = rules.iter().copied().filter(|r| r.spec.enabled).collect();
+    let rendered = render_config(&namespace, &runnable);
+    vec![
+        with_type(
+            &config_map(&namespace, &rendered, &rules),
+            "v1",
+            "ConfigMap",
+        ),
+        with_type(
+            &deployment(&namespace, &rendered, &rules, config),
+            "apps/v1",
+            "Deployment",
+        ),
+    ]
+}
+
+/// The status of a rule. Pure.
+pub fn compute_status(
+    rule: &NotifyRule,
+    validation: &Result<(), Invalid>,
+    worker: Option<&Deployment>,
+    counts: Option<&RuleCounts>,
+    now: Time,
+) -> NotifyRuleStatus {
+    let previous = rule.status.clone().unwrap_or_default();
+    let generation = rule.metadata.generation;
+    let mut status = NotifyRuleStatus {
+        observed_generation: generation,
+        ..previous
+    };
+    if let Some(c) = counts {
+        status.sent = c.sent;
+        status.throttled = c.throttled;
+        status.failed = c.failed;
+        status.last_delivery_at = c
+            .last_delivery_at
+            .and_then(|t| jiff::Timestamp::from_second(t.timestamp()).ok().map(Time));
+        status.last_error = c.last_error.clone();
+    }
+    let mut conditions: Vec<Condition> = std::mem::take(&mut status.conditions);
+    set_condition(
+        &mut conditions,
+        acceptance::accepted(generation, now.clone()),
+    );
+    let ready_workers = worker
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let (ready, reason, message) = match validation {
+        Err(problem) => (false, problem.reason, problem.message.clone()),
+        Ok(()) if !rule.spec.enabled => (
+            true,
+            "Disabled",
+            "the rule is disabled: matching events are not delivered (nor replayed later)"
+                .to_string(),
+        ),
+        Ok(()) if ready_workers == 0 => (
+            false,
+            "WorkerNotReady",
+            format!("the notify worker Deployment {WORKER_NAME} has no ready replica yet"),
+        ),
+        Ok(()) => (
+            true,
+            "Delivering",
+            format!(
+                "{} action(s) delivered by {WORKER_NAME}",
+                rule.spec.actions.len()
+            ),
+        ),
+    };
+    set_condition(
+        &mut conditions,
+        condition(
+            CONDITION_READY,
+            ready,
+            reason,
+            message,
+            generation,
+            now.clone(),
+        ),
+    );
+    let dead = counts.map(|c| c.failed).unwrap_or(status.failed);
+    set_condition(
+        &mut conditions,
+        condition(
+            "DeadLetters",
+            dead > 0,
+            if dead > 0 { "DeliveriesFailed" } else { "None" },
+            if dead > 0 {
+                format!(
+                    "{dead} deliveries failed every retry; latest error: {}",
+                    status.last_error.clone().unwrap_or_default()
+                )
+            } else {
+                "no delivery has been given up".to_string()
+            },
+            generation,
+            now,
+        ),
+    );
+    status.conditions = conditions;
+    status
+}
+
+async fn secret_data(api: &Api<Secret>, name: &str) -> Result<Option<SecretData>> {
+    let Some(secret) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let mut data: SecretData = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    data.extend(secret.string_data.unwrap_or_default());
+    Ok(Some(data))
+}
+
+/// Reconcile one rule: check its namespace's rules, apply the worker, record status.
+pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let ns = rule
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let all: Vec<NotifyRule> = rules_api.list(&ListParams::default()).await?.items;
+    let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();
+    let names: BTreeSet<String> = all
+        .iter()
+        .flat_map(|r| r.spec.actions.iter().map(|a| a.secret_ref.name.clone()))
+        .collect();
+    for name in names {
+        if let Some(data) = secret_data(&secrets_api, &name).await? {
+            secrets.insert(name, data);
+        }
+    }
+    let all_refs: Vec<&NotifyRule> = all
+        .iter()
+        .filter(|r| r.meta().deletion_timestamp.is_none())
+        .collect();
+    let runnable: Vec<&NotifyRule> = all_refs
+        .iter()
+        .copied()
+        .filter(|r| r.spec.enabled && validate(r, &secrets).is_ok())
+        .collect();
+    let config = render_config(&ns, &runnable);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    config_maps
+        .patch(
+            WORKER_NAME,
+            &params,
+            &Patch::Apply(&with_type(
+                &config_map(&ns, &config, &all_refs),
+                "v1",
+                "ConfigMap",
+            )),
+        )
+        .await?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let worker = deployments
+        .patch(
+            WORKER_NAME,
+            &params,
+            &Patch::Apply(&with_type(
+                &deployment(&ns, &config, &all_refs, &ctx.config),
+                "apps/v1",
+                "Deployment",
+            )),
+        )
+        .await?;
+    let counts = match &ctx.outbox {
+        Some(pool) => {
+            Some(stellaops_store::notify::rule_counts(pool, &ns, &rule.name_any()).await?)
+        }
+        None => None,
+    };
+    let validation = validate(&rule, &secrets);
+    let status = compute_status(
+        &rule,
+        &validation,
+        Some(&worker),
+        counts.as_ref(),
+        Time(jiff::Timestamp::now()),
+    );
+    let was = rule
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
+        .map(|c| c.reason.clone());
+    if rule.status.as_ref() != Some(&status) {
+        let api_params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        rules_api
+            .patch_status(
+                &rule.name_any(),
+                &api_params,
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await?;
+    }
+    if let Err(problem) = &validation
+        && was.as_deref() != Some(problem.reason)
+    {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: problem.reason.to_string(),
+            note: Some(problem.message.clone()),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &rule.object_ref(&())).await {
+            tracing::warn!(%error, "could not publish event");
+        }
+    }
+    ctx.metrics
+        .duration
+        .with_label_values(&["NotifyRule"])
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&["NotifyRule", "ok"])
+        .inc();
+    // Counts move with deliveries, which the operator does not watch: look again soon.
+    Ok(Action::requeue(Duration::from_secs(30)))
 }

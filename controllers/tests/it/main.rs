@@ -3,4 +3,5 @@
 mod acceptance;
 mod federation_site;
 mod mirror_domain;
+mod notify_rule;
 mod platform;

@@ -4,4 +4,5 @@ mod federation_api;
 mod federation_cli;
 mod mirror_serve;
 mod mirror_sync;
+mod notify;
 mod registry;

@@ -1,0 +1,369 @@
+//! NotifyRule: Secret checks, the rendered worker configuration and Deployment, status,
+//! and the reconcile's calls against the mock API server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::notify_rule::{
+    SecretData, WORKER_NAME, compute_status, deployment, desired, parse_duration, reconcile,
+    render_config, validate,
+};
+use stellaops_controllers::{Config, Context, FIELD_MANAGER};
+use stellaops_crds::NotifyRule;
+use stellaops_store::notify::RuleCounts;
+use stellaops_testing::mock_client;
+
+fn rule(name: &str, enabled: bool) -> NotifyRule {
+    serde_json::from_value(json!({
+        "apiVersion": "stella-ops.org/v1alpha1", "kind": "NotifyRule",
+        "metadata": {"name": name, "namespace": "stellaops", "generation": 2,
+                     "uid": format!("33330000-0000-4000-8000-{:012}", name.len())},
+        "spec": {"enabled": enabled,
+                 "match": {"eventKinds": ["report.ready", "rescan.delta"], "minSeverity": "high",
+                           "namespaces": ["prod-*"], "vex": {"includeAcceptedJustifications": false}},
+                 "actions": [
+                    {"name": "slack-sec-alerts", "channel": "slack", "secretRef": {"name": "slack-sec-alerts"},
+                     "target": "#sec-alerts", "template": "concise", "throttle": "5m"},
+                    {"name": "soc-mailbox", "channel": "email", "secretRef": {"name": "soc-smtp"},
+                     "target": "soc@acme.org", "template": "detailed", "digest": "hourly"}]}
+    }))
+    .unwrap()
+}
+
+fn secrets() -> BTreeMap<String, SecretData> {
+    BTreeMap::from([
+        (
+            "slack-sec-alerts".to_string(),
+            BTreeMap::from([(
+                "url".to_string(),
+                "https://hooks.slack.com/services/T0/B0/x".to_string(),
+            )]),
+        ),
+        (
+            "soc-smtp".to_string(),
+            BTreeMap::from([
+                ("host".to_string(), "smtp.acme.org".to_string()),
+                ("port".to_string(), "587".to_string()),
+                ("username".to_string(), "notify".to_string()),
+                ("password".to_string(), "pw".to_string()),
+                ("from".to_string(), "stellaops@acme.org".to_string()),
+            ]),
+        ),
+    ])
+}
+
+#[test]
+fn secrets_are_checked_per_channel_with_a_reason_naming_action_and_key() {
+    let r = rule("high-critical-alerts", true);
+    assert_eq!(validate(&r, &secrets()), Ok(()));
+    let mut s = secrets();
+    s.remove("soc-smtp");
+    let e = validate(&r, &s).unwrap_err();
+    assert_eq!(e.reason, "SecretNotFound");
+    assert_eq!(e.message, "action soc-mailbox: Secret soc-smtp not found");
+    let mut s = secrets();
+    s.get_mut("soc-smtp").unwrap().remove("from");
+    let e = validate(&r, &s).unwrap_err();
+    assert_eq!(
+        (e.reason, e.message.as_str()),
+        (
+            "SecretKeyMissing",
+            "action soc-mailbox: Secret soc-smtp has no key from (needed by the email channel)"
+        )
+    );
+    let mut s = secrets();
+    s.get_mut("soc-smtp").unwrap().remove("password");
+    assert!(
+        validate(&r, &s)
+            .unwrap_err()
+            .message
+            .contains("both username and password")
+    );
+    let mut s = secrets();
+    s.get_mut("slack-sec-alerts")
+        .unwrap()
+        .insert("url".into(), "hooks.slack.com".into());
+    assert_eq!(validate(&r, &s).unwrap_err().reason, "InvalidSecret");
+    // A webhook needs its HMAC key; a custom template needs its key.
+    let mut hook = rule("hook", true);
+    hook.spec.actions[0].channel = stellaops_crds::notify_rule::Channel::Webhook;
+    let e = validate(&hook, &secrets()).unwrap_err();
+    assert!(e.message.contains("has no key hmacKey"), "{}", e.message);
+    let mut custom = rule("custom", true);
+    custom.spec.actions[0].template = "my-template".into();
+    let e = validate(&custom, &secrets()).unwrap_err();
+    assert!(
+        e.message.contains("template \"my-template\""),
+        "{}",
+        e.message
+    );
+    assert_eq!(parse_duration("5m"), Some(300));
+    assert_eq!(parse_duration("1h30m"), Some(5400));
+    assert_eq!(parse_duration("5x"), None);
+}
+
+#[test]
+fn enabled_rules_render_into_one_worker_config_and_deployment() {
+    let a = rule("high-critical-alerts", true);
+    let b = rule("off", false);
+    let config = render_config("stellaops", &[&a]);
+    assert_eq!(config.consumer, "notify/stellaops");
+    let rendered = &config.rules[0];
+    assert_eq!(rendered.event_kinds, vec!["report.ready", "rescan.delta"]);
+    assert_eq!(rendered.min_severity.as_deref(), Some("high"));
+    assert_eq!(rendered.actions[0].throttle_seconds, Some(300));
+    assert_eq!(rendered.actions[1].digest, "hourly");
+    assert_eq!(
+        rendered.actions[0].secret_dir,
+        "/etc/stellaops/notify-secrets/slack-sec-alerts"
+    );
+    let d = deployment("stellaops", &config, &[&a, &b], &Config::default());
+    let owners: Vec<String> = d
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|o| format!("{}:{:?}", o.name, o.controller))
+        .collect();
+    assert_eq!(
+        owners,
+        vec!["high-critical-alerts:Some(false)", "off:Some(false)"],
+        "every rule owns it; it goes with the last"
+    );
+    let pod = d.spec.template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.args.clone().unwrap().join(" "),
+        "notify run --config /etc/stellaops/notify/rules.json --listen 0.0.0.0:8080"
+    );
+    let mounts: Vec<String> = c
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(mounts.contains(&"/etc/stellaops/notify-secrets/soc-smtp".to_string()));
+    assert!(mounts.contains(&"/etc/stellaops/notify".to_string()));
+    assert!(
+        c.env
+            .clone()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "DATABASE_URL")
+    );
+    assert_eq!(
+        c.security_context
+            .as_ref()
+            .unwrap()
+            .read_only_root_filesystem,
+        Some(true)
+    );
+    // A rule edit that keeps the same Secrets changes only the ConfigMap: the Deployment
+    // (and so the Pods) stay as they are.
+    let mut edited = a.clone();
+    edited.spec.match_.min_severity = Some(stellaops_crds::Severity::Critical);
+    let other = deployment(
+        "stellaops",
+        &render_config("stellaops", &[&edited]),
+        &[&edited, &b],
+        &Config::default(),
+    );
+    assert_eq!(
+        serde_json::to_value(&other.spec).unwrap(),
+        serde_json::to_value(&deployment("stellaops", &config, &[&a, &b], &Config::default()).spec)
+            .unwrap()
+    );
+    // preview shows both objects.
+    let objects = desired(&a, &Config::default());
+    let kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["ConfigMap", "Deployment"]);
+    assert!(
+        objects[0]["data"]["rules.json"]
+            .as_str()
+            .unwrap()
+            .contains("slack-sec-alerts")
+    );
+}
+
+fn t() -> Time {
+    Time(jiff::Timestamp::from_second(1_763_800_000).unwrap())
+}
+
+#[test]
+fn status_counts_deliveries_and_says_why_it_is_not_ready() {
+    let r = rule("high-critical-alerts", true);
+    let mut worker = deployment(
+        "stellaops",
+        &render_config("stellaops", &[&r]),
+        &[&r],
+        &Config::default(),
+    );
+    let counts = RuleCounts {
+        sent: 12,
+        throttled: 3,
+        failed: 1,
+        pending: 0,
+        last_delivery_at: Some("2026-11-22T10:00:00Z".parse().unwrap()),
+        last_error: Some("HTTP 500".into()),
+    };
+    let ready = |s: &stellaops_crds::notify_rule::NotifyRuleStatus, t: &str| {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    };
+    let s = compute_status(&r, &Ok(()), Some(&worker), Some(&counts), t());
+    assert_eq!((s.sent, s.throttled, s.failed), (12, 3, 1));
+    assert_eq!(s.last_error.as_deref(), Some("HTTP 500"));
+    assert!(s.last_delivery_at.is_some());
+    assert_eq!(ready(&s, "Ready").1, "WorkerNotReady");
+    let (dead, reason, message) = ready(&s, "DeadLetters");
+    assert_eq!(
+        (dead.as_str(), reason.as_str()),
+        ("True", "DeliveriesFailed")
+    );
+    assert!(message.contains("HTTP 500"));
+    worker.status = Some(serde_json::from_value(json!({"readyReplicas": 1})).unwrap());
+    let s = compute_status(&r, &Ok(()), Some(&worker), Some(&counts), t());
+    assert_eq!(ready(&s, "Ready").0, "True");
+    let s = compute_status(
+        &r,
+        &Err(stellaops_controllers::notify_rule::Invalid {
+            reason: "SecretNotFound",
+            message: "action soc-mailbox: Secret soc-smtp not found".into(),
+        }),
+        Some(&worker),
+        None,
+        t(),
+    );
+    assert_eq!(
+        ready(&s, "Ready"),
+        (
+            "False".to_string(),
+            "SecretNotFound".to_string(),
+            "action soc-mailbox: Secret soc-smtp not found".to_string()
+        )
+    );
+    let s = compute_status(&rule("off", false), &Ok(()), Some(&worker), None, t());
+    assert_eq!(ready(&s, "Ready").1, "Disabled");
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+}
+
+#[tokio::test]
+async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        let rules = server
+            .expect(
+                Method::GET,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/notifyrules",
+            )
+            .await;
+        rules.respond(
+            200,
+            list(
+                "NotifyRuleList",
+                vec![
+                    serde_json::to_value(rule("high-critical-alerts", true)).unwrap(),
+                    serde_json::to_value(rule("zz-other", true)).unwrap(),
+                ],
+            ),
+        );
+        // Both rules use the same two Secrets: each is read once. soc-smtp is missing.
+        let slack = server
+            .expect(
+                Method::GET,
+                "/api/v1/namespaces/stellaops/secrets/slack-sec-alerts",
+            )
+            .await;
+        slack.respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "slack-sec-alerts"},
+                   "data": {"url": "aHR0cHM6Ly9ob29rcy5zbGFjay5jb20vc2VydmljZXMvVDAvQjAveA=="}}),
+        );
+        server
+            .expect(Method::GET, "/api/v1/namespaces/stellaops/secrets/soc-smtp")
+            .await
+            .respond_status(404, "NotFound", "secrets \"soc-smtp\" not found");
+        let cm = server
+            .expect(
+                Method::PATCH,
+                "/api/v1/namespaces/stellaops/configmaps/stellaops-notify",
+            )
+            .await;
+        assert!(cm.is_forced_apply());
+        assert_eq!(cm.field_manager(), Some(FIELD_MANAGER));
+        let rules_json: Value =
+            serde_json::from_str(cm.body["data"]["rules.json"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            rules_json["rules"],
+            json!([]),
+            "no rule can run without its Secrets"
+        );
+        assert_eq!(
+            cm.body["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        cm.respond_with_request_body();
+        let d = server
+            .expect(
+                Method::PATCH,
+                &format!("/apis/apps/v1/namespaces/stellaops/deployments/{WORKER_NAME}"),
+            )
+            .await;
+        assert!(d.is_forced_apply());
+        d.respond_with_request_body();
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/notifyrules/high-critical-alerts/status",
+            )
+            .await;
+        let ready = status.body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert_eq!(ready["reason"], "SecretNotFound");
+        let mut stored = serde_json::to_value(rule("high-critical-alerts", true)).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/stellaops/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "SecretNotFound");
+        assert_eq!(event.body["type"], "Warning");
+        event.respond_with_request_body();
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(rule("high-critical-alerts", true)), ctx)
+        .await
+        .unwrap();
+    verifier.await.unwrap();
+}
