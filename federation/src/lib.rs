@@ -11,3 +11,4 @@ pub mod ingest;
 pub mod osv;
 pub mod sites;
 pub mod validate;
+pub mod versions;

@@ -7,4 +7,5 @@ pub mod metrics;
 pub mod mirror;
 pub mod notify;
 pub mod registry;
+pub mod scan;
 pub mod tls;

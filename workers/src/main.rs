@@ -45,6 +45,44 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// Scan one image: inventory, SBOM to S3, findings and verdict to PostgreSQL.
+    Scan {
+        /// Image reference (`registry/repo:tag` or `registry/repo@sha256:…`).
+        image: String,
+        /// Bucket for SBOMs and the layer cache.
+        #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
+        bucket: String,
+        /// Platform chosen from a multi-platform image.
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
+        /// Fail at or above this severity.
+        #[arg(long, default_value = "high")]
+        fail_on: String,
+        /// Warn at or above this severity.
+        #[arg(long)]
+        warn_on: Option<String>,
+        /// Findings without a fix do not count for the verdict.
+        #[arg(long)]
+        ignore_unfixed: bool,
+        /// `cyclonedx-json` (always written) or `spdx-json` (written as well).
+        #[arg(long, default_value = "cyclonedx-json")]
+        sbom_format: String,
+        /// A `.dockerconfigjson` file with registry credentials.
+        #[arg(long, env = "DOCKER_CONFIG_JSON")]
+        docker_config: Option<PathBuf>,
+        /// Registries spoken to over plain HTTP (localhost and 127.0.0.0/8 always are).
+        #[arg(long = "plain-http")]
+        plain_http: Vec<String>,
+        /// The Scan this runs for (namespace), for the record.
+        #[arg(long, env = "STELLAOPS_SCAN_NAMESPACE")]
+        scan_namespace: Option<String>,
+        /// The Scan's name.
+        #[arg(long, env = "STELLAOPS_SCAN_NAME")]
+        scan_name: Option<String>,
+        /// The Scan's uid.
+        #[arg(long, env = "STELLAOPS_SCAN_UID")]
+        scan_uid: Option<String>,
+    },
     /// Inspect container images in a registry.
     Image {
         #[command(subcommand)]
@@ -386,6 +424,58 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             worker
                 .run(stellaops_workers::federation_api::shutdown_signal())
                 .await?;
+        }
+        Command::Scan {
+            image,
+            bucket,
+            platform,
+            fail_on,
+            warn_on,
+            ignore_unfixed,
+            sbom_format,
+            docker_config,
+            plain_http,
+            scan_namespace,
+            scan_name,
+            scan_uid,
+        } => {
+            use stellaops_workers::scan::{Policy, Requester, ScanJob};
+            let credentials = match &docker_config {
+                Some(path) => Credentials::from_docker_config(
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )
+                .map_err(anyhow::Error::msg)?,
+                None => Credentials::default(),
+            };
+            let registry = RegistryClient::new(credentials, plain_http)?;
+            let pool = database(cli.database_url.as_deref()).await?;
+            let client = stellaops_store::s3::client(&s3).await;
+            let scratch =
+                std::env::temp_dir().join(format!("stellaops-scan-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch)?;
+            let job = ScanJob {
+                registry: &registry,
+                s3: &client,
+                bucket: &bucket,
+                pool: &pool,
+                platform: &platform,
+                policy: Policy {
+                    fail_on,
+                    warn_on,
+                    ignore_unfixed,
+                },
+                requester: Requester {
+                    namespace: scan_namespace,
+                    name: scan_name,
+                    uid: scan_uid,
+                },
+                spdx: sbom_format == "spdx-json",
+                scratch: &scratch,
+            };
+            let outcome = stellaops_workers::scan::run(&job, &image).await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            return outcome;
         }
         Command::Image {
             command:

@@ -225,6 +225,8 @@ pub struct RegistryClient {
     http: reqwest::Client,
     credentials: Credentials,
     plain_http: Vec<String>,
+    /// The last Authorization that worked, reused for the next requests (blobs).
+    auth: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -288,6 +290,7 @@ impl RegistryClient {
             http,
             credentials,
             plain_http,
+            auth: Default::default(),
         })
     }
 
@@ -417,5 +420,109 @@ impl RegistryClient {
             digest,
             bytes,
         })
+    }
+
+    /// GET `url` of `image`'s repository, authenticating when challenged (and reusing
+    /// the credentials that worked).
+    async fn get(
+        &self,
+        image: &ImageReference,
+        url: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let cached = self.auth.lock().expect("lock").clone();
+        let mut request = self.http.get(url);
+        if let Some(auth) = &cached {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        let mut response = request.send().await?;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && let Some(auth) = self.authorization(image, response.headers()).await?
+        {
+            response = self
+                .http
+                .get(url)
+                .header(AUTHORIZATION, &auth)
+                .send()
+                .await?;
+            if response.status().is_success() {
+                *self.auth.lock().expect("lock") = Some(auth);
+            }
+        }
+        match response.status() {
+            s if s.is_success() => Ok(response),
+            StatusCode::NOT_FOUND => Err(RegistryError::NotFound(url.to_string())),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                Err(RegistryError::Unauthorized {
+                    registry: image.registry.clone(),
+                    repository: image.repository.clone(),
+                    status: s.as_u16(),
+                })
+            }
+            s => Err(RegistryError::Protocol(format!("GET {url}: HTTP {s}"))),
+        }
+    }
+
+    /// A small blob (an image config) in memory, verified against its digest.
+    pub async fn fetch_blob(
+        &self,
+        image: &ImageReference,
+        digest: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.base_url(image),
+            image.repository
+        );
+        let bytes = self.get(image, &url).await?.bytes().await?.to_vec();
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                reference: format!("{image} blob"),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Stream a blob into `file` without holding it in memory, verifying its digest;
+    /// returns its size. A mismatch leaves nothing usable (the caller drops the file).
+    pub async fn download_blob(
+        &self,
+        image: &ImageReference,
+        digest: &str,
+        file: &std::path::Path,
+    ) -> Result<u64, RegistryError> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.base_url(image),
+            image.repository
+        );
+        let mut response = self.get(image, &url).await?;
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e| RegistryError::Protocol(format!("writing {}: {e}", file.display())))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = response.chunk().await? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| RegistryError::Protocol(format!("writing {}: {e}", file.display())))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| RegistryError::Protocol(format!("writing {}: {e}", file.display())))?;
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                reference: format!("{image} layer"),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(size)
     }
 }

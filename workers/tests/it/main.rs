@@ -6,3 +6,4 @@ mod mirror_serve;
 mod mirror_sync;
 mod notify;
 mod registry;
+mod scan;

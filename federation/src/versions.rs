@@ -1,0 +1,708 @@
+//! Version ordering per ecosystem, as each package manager orders its own versions, and
+//! OSV range semantics on top: dpkg (Debian, Ubuntu), apk (Alpine), PEP 440 (PyPI),
+//! Maven, and semantic versions (npm, crates.io, Go, NuGet, RubyGems and the rest).
+
+use std::cmp::Ordering;
+
+/// Which ordering an ecosystem uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `[epoch:]upstream[-revision]`, Debian policy §5.6.12.
+    Dpkg,
+    /// Alpine's apk versions (`1.2.3_rc1-r0`).
+    Apk,
+    /// PEP 440.
+    Pep440,
+    /// Maven's ComparableVersion.
+    Maven,
+    /// Semantic versions (and dotted numeric versions of any length).
+    Semver,
+}
+
+impl Scheme {
+    /// The scheme of an OSV ecosystem (`Debian:12`, `PyPI`, …) or package URL type
+    /// (`deb`, `pypi`, …).
+    pub fn of(ecosystem: &str) -> Scheme {
+        let base = ecosystem.split(':').next().unwrap_or(ecosystem);
+        match base {
+            "Debian" | "Ubuntu" | "deb" => Scheme::Dpkg,
+            "Alpine" | "apk" => Scheme::Apk,
+            "PyPI" | "pypi" => Scheme::Pep440,
+            "Maven" | "maven" => Scheme::Maven,
+            _ => Scheme::Semver,
+        }
+    }
+
+    /// Compare two versions.
+    pub fn compare(self, a: &str, b: &str) -> Ordering {
+        match self {
+            Scheme::Dpkg => dpkg_compare(a, b),
+            Scheme::Apk => apk_compare(a, b),
+            Scheme::Pep440 => pep440_compare(a, b),
+            Scheme::Maven => maven_compare(a, b),
+            Scheme::Semver => semver_compare(a, b),
+        }
+    }
+}
+
+// ---- dpkg ---------------------------------------------------------------------------
+
+fn dpkg_order(c: Option<u8>) -> i32 {
+    match c {
+        None => 0,
+        Some(b'~') => -1,
+        Some(c) if c.is_ascii_digit() => 0,
+        Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+        Some(c) => i32::from(c) + 256,
+    }
+}
+
+/// dpkg's `verrevcmp`: alternate non-digit runs (compared with `~` before everything,
+/// even the end, and letters before other characters) and digit runs (numerically).
+fn verrevcmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let mut first_diff = 0;
+        while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
+            let ac = dpkg_order(a.get(i).copied().filter(|c| !c.is_ascii_digit()));
+            let bc = dpkg_order(b.get(j).copied().filter(|c| !c.is_ascii_digit()));
+            if ac != bc {
+                return ac.cmp(&bc);
+            }
+            if i < a.len() && !a[i].is_ascii_digit() {
+                i += 1;
+            }
+            if j < b.len() && !b[j].is_ascii_digit() {
+                j += 1;
+            }
+        }
+        while i < a.len() && a[i] == b'0' {
+            i += 1;
+        }
+        while j < b.len() && b[j] == b'0' {
+            j += 1;
+        }
+        while i < a.len() && a[i].is_ascii_digit() && j < b.len() && b[j].is_ascii_digit() {
+            if first_diff == 0 {
+                first_diff = i32::from(a[i]) - i32::from(b[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+        if i < a.len() && a[i].is_ascii_digit() {
+            return Ordering::Greater;
+        }
+        if j < b.len() && b[j].is_ascii_digit() {
+            return Ordering::Less;
+        }
+        if first_diff != 0 {
+            return first_diff.cmp(&0);
+        }
+    }
+    Ordering::Equal
+}
+
+fn dpkg_split(v: &str) -> (u64, &str, &str) {
+    let (epoch, rest) = match v.split_once(':') {
+        Some((e, r)) if e.chars().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), r),
+        _ => (0, v),
+    };
+    match rest.rsplit_once('-') {
+        Some((upstream, revision)) => (epoch, upstream, revision),
+        None => (epoch, rest, ""),
+    }
+}
+
+/// Debian version comparison.
+pub fn dpkg_compare(a: &str, b: &str) -> Ordering {
+    let (ea, ua, ra) = dpkg_split(a.trim());
+    let (eb, ub, rb) = dpkg_split(b.trim());
+    ea.cmp(&eb)
+        .then_with(|| verrevcmp(ua, ub))
+        .then_with(|| verrevcmp(ra, rb))
+}
+
+// ---- apk ----------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone)]
+enum ApkToken {
+    // Order matters: a pre-release suffix sorts before the end of the version.
+    PreSuffix(u8, u64),
+    End,
+    PostSuffix(u8, u64),
+    Letter(u8),
+    Number(u64),
+}
+
+fn apk_tokens(v: &str) -> (Vec<ApkToken>, u64) {
+    let (body, revision) = match v.rsplit_once("-r") {
+        Some((b, r)) if r.chars().all(|c| c.is_ascii_digit()) && !r.is_empty() => {
+            (b, r.parse().unwrap_or(0))
+        }
+        _ => (v, 0),
+    };
+    let mut tokens = Vec::new();
+    let (main, suffixes) = body.split_once('_').map_or((body, ""), |(m, s)| (m, s));
+    for part in main.split('.') {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        if !digits.is_empty() {
+            tokens.push(ApkToken::Number(digits.parse().unwrap_or(u64::MAX)));
+        }
+        for c in part[digits.len()..].bytes() {
+            tokens.push(ApkToken::Letter(c));
+        }
+    }
+    if !suffixes.is_empty() {
+        for suffix in suffixes.split('_') {
+            let name: String = suffix
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            let n = suffix[name.len()..].parse().unwrap_or(0);
+            let token = match name.as_str() {
+                "alpha" => ApkToken::PreSuffix(0, n),
+                "beta" => ApkToken::PreSuffix(1, n),
+                "pre" => ApkToken::PreSuffix(2, n),
+                "rc" => ApkToken::PreSuffix(3, n),
+                "cvs" => ApkToken::PostSuffix(0, n),
+                "svn" => ApkToken::PostSuffix(1, n),
+                "git" => ApkToken::PostSuffix(2, n),
+                "hg" => ApkToken::PostSuffix(3, n),
+                _ => ApkToken::PostSuffix(4, n), // "p" and anything else after a release
+            };
+            tokens.push(token);
+        }
+    }
+    (tokens, revision)
+}
+
+/// Alpine (apk) version comparison.
+pub fn apk_compare(a: &str, b: &str) -> Ordering {
+    let (ta, ra) = apk_tokens(a.trim());
+    let (tb, rb) = apk_tokens(b.trim());
+    let len = ta.len().max(tb.len());
+    for i in 0..len {
+        let x = ta.get(i).cloned().unwrap_or(ApkToken::End);
+        let y = tb.get(i).cloned().unwrap_or(ApkToken::End);
+        match (&x, &y) {
+            // A longer number sequence is newer (1.2.1 > 1.2).
+            (ApkToken::Number(_), ApkToken::End) => return Ordering::Greater,
+            (ApkToken::End, ApkToken::Number(_)) => return Ordering::Less,
+            _ => {}
+        }
+        match x.cmp(&y) {
+            Ordering::Equal => continue,
+            other => return other,
+        }
+    }
+    ra.cmp(&rb)
+}
+
+// ---- PEP 440 ------------------------------------------------------------------------
+
+/// (epoch, release, pre-phase key, post, dev): compared as a tuple.
+type Pep440Key = (u64, Vec<u64>, (i8, u64), i64, (i8, u64));
+
+fn pep440_key(v: &str) -> Pep440Key {
+    let v = v.trim().to_ascii_lowercase();
+    let v = v.strip_prefix('v').unwrap_or(&v);
+    let v = v.split('+').next().unwrap_or(v); // local versions sort with their public part
+    let (epoch, rest) = match v.split_once('!') {
+        Some((e, r)) => (e.parse().unwrap_or(0), r),
+        None => (0, v),
+    };
+    let mut release = Vec::new();
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            break;
+        }
+        release.push(rest[start..i].parse().unwrap_or(u64::MAX));
+        if i < bytes.len() && bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    while release.len() > 1 && release.last() == Some(&0) {
+        release.pop();
+    }
+    let tail = &rest[i..];
+    let mut pre: Option<(i8, u64)> = None;
+    let mut post: Option<u64> = None;
+    let mut dev: Option<u64> = None;
+    let mut t = tail;
+    let number = |s: &str| -> (u64, usize) {
+        let s2 = s.trim_start_matches(['.', '-', '_']);
+        let skipped = s.len() - s2.len();
+        let digits: String = s2.chars().take_while(char::is_ascii_digit).collect();
+        (digits.parse().unwrap_or(0), skipped + digits.len())
+    };
+    while !t.is_empty() {
+        let t2 = t.trim_start_matches(['.', '-', '_']);
+        let (label, phase) = [
+            ("alpha", 0),
+            ("beta", 1),
+            ("preview", 2),
+            ("pre", 2),
+            ("rc", 2),
+            ("a", 0),
+            ("b", 1),
+            ("c", 2),
+            ("post", 10),
+            ("rev", 10),
+            ("r", 10),
+            ("dev", 20),
+        ]
+        .into_iter()
+        .find(|(l, _)| t2.starts_with(l))
+        .unwrap_or(("", -1));
+        if phase < 0 {
+            // `1.0-1` is a post-release.
+            let (n, used) = number(t2);
+            if used > 0 && t.starts_with('-') {
+                post = Some(n);
+                t = &t2[used..];
+                continue;
+            }
+            break;
+        }
+        let (n, used) = number(&t2[label.len()..]);
+        match phase {
+            10 => post = Some(n),
+            20 => dev = Some(n),
+            p => pre = Some((p, n)),
+        }
+        t = &t2[label.len() + used..];
+    }
+    // dev-only releases sort before pre-releases; releases after them.
+    let pre_key = match (pre, dev, post) {
+        (Some(p), _, _) => p,
+        (None, Some(_), None) => (-1, 0),
+        _ => (3, 0),
+    };
+    let post_key = post.map_or(-1, |p| p as i64);
+    let dev_key = dev.map_or((1, 0), |d| (0, d));
+    (epoch, release, pre_key, post_key, dev_key)
+}
+
+fn compare_release(a: &[u64], b: &[u64]) -> Ordering {
+    let len = a.len().max(b.len());
+    for i in 0..len {
+        match a.get(i).unwrap_or(&0).cmp(b.get(i).unwrap_or(&0)) {
+            Ordering::Equal => continue,
+            other => return other,
+        }
+    }
+    Ordering::Equal
+}
+
+/// PEP 440 comparison.
+pub fn pep440_compare(a: &str, b: &str) -> Ordering {
+    let (ea, ra, pa, qa, da) = pep440_key(a);
+    let (eb, rb, pb, qb, db) = pep440_key(b);
+    ea.cmp(&eb)
+        .then_with(|| compare_release(&ra, &rb))
+        .then_with(|| pa.cmp(&pb))
+        .then_with(|| qa.cmp(&qb))
+        .then_with(|| da.cmp(&db))
+}
+
+// ---- Maven --------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum MavenItem {
+    Number(u64),
+    Qualifier(String),
+}
+
+fn maven_qualifier_rank(q: &str) -> (i32, String) {
+    let rank = match q {
+        "alpha" | "a" => 0,
+        "beta" | "b" => 1,
+        "milestone" | "m" => 2,
+        "rc" | "cr" => 3,
+        "snapshot" => 4,
+        "" | "ga" | "final" | "release" => 5,
+        "sp" => 6,
+        _ => 7, // unknown qualifiers sort after known ones, lexically
+    };
+    (
+        rank,
+        if rank == 7 {
+            q.to_string()
+        } else {
+            String::new()
+        },
+    )
+}
+
+fn maven_items(v: &str) -> Vec<MavenItem> {
+    let v = v.trim().to_ascii_lowercase();
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let flush = |current: &mut String, items: &mut Vec<MavenItem>| {
+        if current.is_empty() {
+            return;
+        }
+        if current.chars().all(|c| c.is_ascii_digit()) {
+            items.push(MavenItem::Number(current.parse().unwrap_or(u64::MAX)));
+        } else {
+            items.push(MavenItem::Qualifier(std::mem::take(current)));
+        }
+        current.clear();
+    };
+    let mut last_digit: Option<bool> = None;
+    for c in v.chars() {
+        if c == '.' || c == '-' || c == '_' {
+            flush(&mut current, &mut items);
+            last_digit = None;
+            continue;
+        }
+        let digit = c.is_ascii_digit();
+        if last_digit.is_some_and(|d| d != digit) {
+            flush(&mut current, &mut items);
+        }
+        current.push(c);
+        last_digit = Some(digit);
+    }
+    flush(&mut current, &mut items);
+    // Trailing zeros and release qualifiers carry no meaning (1.0 == 1 == 1.0.0-ga).
+    while let Some(last) = items.last() {
+        let empty = match last {
+            MavenItem::Number(0) => true,
+            MavenItem::Qualifier(q) => maven_qualifier_rank(q).0 == 5,
+            _ => false,
+        };
+        if empty {
+            items.pop();
+        } else {
+            break;
+        }
+    }
+    items
+}
+
+/// Maven version comparison (ComparableVersion's ordering for the usual forms).
+pub fn maven_compare(a: &str, b: &str) -> Ordering {
+    let (ia, ib) = (maven_items(a), maven_items(b));
+    let len = ia.len().max(ib.len());
+    for i in 0..len {
+        let ord = match (ia.get(i), ib.get(i)) {
+            (Some(MavenItem::Number(x)), Some(MavenItem::Number(y))) => x.cmp(y),
+            (Some(MavenItem::Number(_)), Some(MavenItem::Qualifier(_))) => Ordering::Greater,
+            (Some(MavenItem::Qualifier(_)), Some(MavenItem::Number(_))) => Ordering::Less,
+            (Some(MavenItem::Qualifier(x)), Some(MavenItem::Qualifier(y))) => {
+                maven_qualifier_rank(x).cmp(&maven_qualifier_rank(y))
+            }
+            (Some(MavenItem::Number(x)), None) => x.cmp(&0),
+            (None, Some(MavenItem::Number(y))) => 0.cmp(y),
+            (Some(MavenItem::Qualifier(x)), None) => {
+                maven_qualifier_rank(x).cmp(&(5, String::new()))
+            }
+            (None, Some(MavenItem::Qualifier(y))) => {
+                (5, String::new()).cmp(&maven_qualifier_rank(y))
+            }
+            (None, None) => Ordering::Equal,
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
+// ---- semver -------------------------------------------------------------------------
+
+/// Semantic version comparison; any number of numeric parts (NuGet has four), a leading
+/// `v` (Go) ignored, build metadata ignored, pre-releases before their release.
+pub fn semver_compare(a: &str, b: &str) -> Ordering {
+    fn split(v: &str) -> (Vec<u64>, Option<Vec<String>>) {
+        let v = v.trim();
+        let v = v.strip_prefix('v').unwrap_or(v);
+        let v = v.split('+').next().unwrap_or(v);
+        let (core, pre) = match v.split_once('-') {
+            Some((c, p)) => (c, Some(p.split('.').map(str::to_string).collect())),
+            None => (v, None),
+        };
+        (
+            core.split('.').map(|p| p.parse().unwrap_or(0)).collect(),
+            pre,
+        )
+    }
+    let (ca, pa) = split(a);
+    let (cb, pb) = split(b);
+    compare_release(&ca, &cb).then_with(|| match (pa, pb) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => {
+            for (p, q) in x.iter().zip(&y) {
+                let ord = match (p.parse::<u64>(), q.parse::<u64>()) {
+                    (Ok(m), Ok(n)) => m.cmp(&n),
+                    (Ok(_), Err(_)) => Ordering::Less,
+                    (Err(_), Ok(_)) => Ordering::Greater,
+                    (Err(_), Err(_)) => p.cmp(q),
+                };
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+    })
+}
+
+// ---- OSV ranges ---------------------------------------------------------------------
+
+/// Whether `version` is affected by OSV `ranges` (SEMVER and ECOSYSTEM; GIT ranges name
+/// commits and are skipped) or the explicit `versions` list. Within a range, a version is
+/// affected from an `introduced` until the next `fixed` (exclusive) or `last_affected`
+/// (inclusive); `limit` caps the range.
+pub fn is_affected(
+    scheme: Scheme,
+    version: &str,
+    ranges: &serde_json::Value,
+    versions: &[String],
+) -> bool {
+    if versions
+        .iter()
+        .any(|v| scheme.compare(v, version) == Ordering::Equal)
+    {
+        return true;
+    }
+    let Some(ranges) = ranges.as_array() else {
+        return false;
+    };
+    for range in ranges {
+        if range["type"].as_str() == Some("GIT") {
+            continue;
+        }
+        let Some(events) = range["events"].as_array() else {
+            continue;
+        };
+        let limit = events.iter().find_map(|e| e["limit"].as_str());
+        if let Some(limit) = limit
+            && limit != "*"
+            && scheme.compare(version, limit) != Ordering::Less
+        {
+            continue;
+        }
+        // Events sorted by version ("0" first), then walked in order.
+        let mut sorted: Vec<(&str, &str)> = events
+            .iter()
+            .filter_map(|e| {
+                let obj = e.as_object()?;
+                let (k, v) = obj.iter().next()?;
+                Some((k.as_str(), v.as_str()?))
+            })
+            .filter(|(k, _)| *k != "limit")
+            .collect();
+        sorted.sort_by(|(_, a), (_, b)| match (*a, *b) {
+            ("0", "0") => Ordering::Equal,
+            ("0", _) => Ordering::Less,
+            (_, "0") => Ordering::Greater,
+            (a, b) => scheme.compare(a, b),
+        });
+        let mut affected = false;
+        for (kind, at) in sorted {
+            let cmp = if at == "0" {
+                Ordering::Greater
+            } else {
+                scheme.compare(version, at)
+            };
+            match kind {
+                "introduced" if cmp != Ordering::Less => affected = true,
+                "fixed" if cmp != Ordering::Less => affected = false,
+                "last_affected" if cmp == Ordering::Greater => affected = false,
+                _ => {}
+            }
+        }
+        if affected {
+            return true;
+        }
+    }
+    false
+}
+
+/// The first `fixed` version of any range, if the advisory names one.
+pub fn fixed_version(ranges: &serde_json::Value) -> Option<String> {
+    ranges
+        .as_array()?
+        .iter()
+        .flat_map(|r| r["events"].as_array().cloned().unwrap_or_default())
+        .find_map(|e| e["fixed"].as_str().map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Ordering::{Equal, Greater, Less};
+    use serde_json::json;
+
+    fn check(scheme: Scheme, cases: &[(&str, &str, Ordering)]) {
+        for (a, b, want) in cases {
+            assert_eq!(scheme.compare(a, b), *want, "{scheme:?}: {a} vs {b}");
+            assert_eq!(
+                scheme.compare(b, a),
+                want.reverse(),
+                "{scheme:?}: {b} vs {a}"
+            );
+        }
+    }
+
+    #[test]
+    fn dpkg_follows_debian_policy() {
+        // Debian policy §5.6.12 and dpkg's own test vectors.
+        check(
+            Scheme::Dpkg,
+            &[
+                ("1.0~rc1", "1.0", Less),
+                ("1.0~~", "1.0~~a", Less),
+                ("1.0~~a", "1.0~", Less),
+                ("1.0~", "1.0", Less),
+                ("1.0", "1.0a", Less),
+                ("1:0.9", "2.0", Greater),
+                ("1.0-1", "1.0-2", Less),
+                ("1.0-10", "1.0-9", Greater),
+                ("2.30-1", "2.30", Greater),
+                ("3.0.11-1~deb12u2", "3.0.11-1", Less),
+                ("3.0.11-1~deb12u2", "3.0.11-1~deb12u1", Greater),
+                ("1.2.3", "1.2.3", Equal),
+                ("0:1.2.3", "1.2.3", Equal),
+                ("1.002", "1.2", Equal),
+                ("1.0+dfsg-1", "1.0-1", Greater),
+                ("7.88.1-10+deb12u5", "7.88.1-10+deb12u12", Less),
+            ],
+        );
+    }
+
+    #[test]
+    fn apk_orders_suffixes_letters_and_revisions() {
+        check(
+            Scheme::Apk,
+            &[
+                ("1.2.3-r0", "1.2.3-r1", Less),
+                ("1.2.3_rc1-r0", "1.2.3-r0", Less),
+                ("1.2.3_alpha", "1.2.3_beta", Less),
+                ("1.2.3_p1", "1.2.3", Greater),
+                ("1.2.3a", "1.2.3", Greater),
+                ("1.2.3a", "1.2.3b", Less),
+                ("1.2.10", "1.2.9", Greater),
+                ("1.2", "1.2.1", Less),
+                ("3.1.4-r5", "3.1.4-r5", Equal),
+                ("1.36.1-r15", "1.36.1-r2", Greater),
+            ],
+        );
+    }
+
+    #[test]
+    fn pep440_orders_dev_pre_release_post() {
+        // The ordering example of PEP 440 §"Summary of permitted suffixes and relative ordering".
+        let ordered = [
+            "1.0.dev456",
+            "1.0a1",
+            "1.0a2.dev456",
+            "1.0a12.dev456",
+            "1.0a12",
+            "1.0b1.dev456",
+            "1.0b2",
+            "1.0b2.post345.dev456",
+            "1.0b2.post345",
+            "1.0rc1.dev456",
+            "1.0rc1",
+            "1.0",
+            "1.0+abc.5",
+            "1.0.post456.dev34",
+            "1.0.post456",
+            "1.0.15",
+            "1.1.dev1",
+        ];
+        for pair in ordered.windows(2) {
+            let ord = Scheme::Pep440.compare(pair[0], pair[1]);
+            assert!(
+                ord != Greater,
+                "{} should not sort after {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        check(
+            Scheme::Pep440,
+            &[
+                ("1.0", "1.0.0", Equal),
+                ("1!0.1", "2.0", Greater),
+                ("2.0.0rc1", "2.0.0", Less),
+                ("2.31.0", "2.4.0", Greater),
+                ("1.0-1", "1.0", Greater),
+                ("1.0.post1", "1.0", Greater),
+                ("1.0a1", "1.0.dev1", Greater),
+            ],
+        );
+    }
+
+    #[test]
+    fn maven_orders_qualifiers() {
+        check(
+            Scheme::Maven,
+            &[
+                ("1.0-alpha-1", "1.0-beta-1", Less),
+                ("1.0-rc1", "1.0", Less),
+                ("1.0-SNAPSHOT", "1.0", Less),
+                ("1.0-rc1", "1.0-SNAPSHOT", Less),
+                ("1.0", "1.0.0", Equal),
+                ("1.0-ga", "1", Equal),
+                ("1.0-sp1", "1.0", Greater),
+                ("2.17.1", "2.17.0", Greater),
+                ("2.9.10.8", "2.10.0", Less),
+                ("1.0.1", "1.0-foo", Greater),
+            ],
+        );
+    }
+
+    #[test]
+    fn semver_orders_prereleases_and_any_length() {
+        check(
+            Scheme::Semver,
+            &[
+                ("1.0.0-alpha", "1.0.0-alpha.1", Less),
+                ("1.0.0-alpha.1", "1.0.0-alpha.beta", Less),
+                ("1.0.0-beta.2", "1.0.0-beta.11", Less),
+                ("1.0.0-rc.1", "1.0.0", Less),
+                ("v1.20.3", "1.20.10", Less),
+                ("4.19.2", "4.19.2+build.5", Equal),
+                ("6.0.0.1", "6.0.0", Greater),
+            ],
+        );
+    }
+
+    #[test]
+    fn osv_ranges() {
+        let ranges = json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.19.2"}]},
+                            {"type": "SEMVER", "events": [{"introduced": "5.0.0"}, {"last_affected": "5.0.3"}]}]);
+        let s = Scheme::Semver;
+        assert!(is_affected(s, "4.19.1", &ranges, &[]));
+        assert!(!is_affected(s, "4.19.2", &ranges, &[]));
+        assert!(!is_affected(s, "4.20.0", &ranges, &[]));
+        assert!(is_affected(s, "5.0.3", &ranges, &[]));
+        assert!(!is_affected(s, "5.0.4", &ranges, &[]));
+        assert!(is_affected(s, "9.9.9", &ranges, &["9.9.9".into()]));
+        // Re-introduced after a fix.
+        let again = json!([{"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"fixed": "1.2"}, {"introduced": "2.0"}]}]);
+        assert!(!is_affected(s, "1.5", &again, &[]));
+        assert!(is_affected(s, "2.1", &again, &[]));
+        let deb = json!([{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]}]);
+        assert!(is_affected(Scheme::Dpkg, "3.0.11-1~deb12u1", &deb, &[]));
+        assert!(!is_affected(Scheme::Dpkg, "3.0.11-1~deb12u2", &deb, &[]));
+        assert!(!is_affected(Scheme::Dpkg, "3.0.13-1~deb12u1", &deb, &[]));
+        assert_eq!(fixed_version(&deb).as_deref(), Some("3.0.11-1~deb12u2"));
+        let git = json!([{"type": "GIT", "events": [{"introduced": "0"}]}]);
+        assert!(!is_affected(s, "1.0", &git, &[]));
+    }
+}

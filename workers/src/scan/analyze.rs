@@ -1,0 +1,591 @@
+//! One layer at a time: stream the (gzip, zstd or plain) tar, keep only the files that
+//! say what is installed, and turn them into a fragment — packages per file, whiteouts
+//! and the OS release — that the layer cache stores under the layer digest.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest file read into memory for analysis (a jar, a binary).
+const MAX_FILE: u64 = 256 << 20;
+
+/// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
+pub const ANALYZER_VERSION: u32 = 1;
+
+/// A package as found in a file, before the OS is known.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FoundPackage {
+    /// Package URL type: `deb`, `apk`, `npm`, `pypi`, `maven`, `nuget`, `golang`, `cargo`.
+    pub kind: String,
+    /// Namespace part (Maven group id, npm scope is part of the name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+}
+
+/// `/etc/os-release`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsRelease {
+    /// `ID` (`debian`, `alpine`, `ubuntu`).
+    pub id: String,
+    /// `VERSION_ID`.
+    pub version_id: String,
+    /// `PRETTY_NAME`.
+    pub pretty_name: String,
+}
+
+/// What one layer contributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fragment {
+    /// Analyzer version that made it.
+    pub analyzer: u32,
+    /// Files of interest (path without leading `/`) and the packages in each; a file
+    /// with no packages is kept too, since it hides the same path of earlier layers.
+    pub files: BTreeMap<String, Vec<FoundPackage>>,
+    /// Paths deleted by whiteouts (`.wh.<name>`).
+    pub whiteouts: Vec<String>,
+    /// Directories made opaque (`.wh..wh..opq`): earlier layers' content below is hidden.
+    pub opaque: Vec<String>,
+    /// The OS release file, if the layer has one.
+    pub os: Option<OsRelease>,
+}
+
+/// Parse a dpkg `status` file (or a `status.d/` entry): installed packages only.
+pub fn parse_dpkg(text: &str) -> Vec<FoundPackage> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut name = None;
+        let mut version = None;
+        let mut installed = true;
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("Package:") {
+                name = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Status:") {
+                installed = v.trim().ends_with(" installed");
+            }
+        }
+        if let (Some(name), Some(version), true) = (name, version, installed) {
+            out.push(FoundPackage {
+                kind: "deb".into(),
+                namespace: String::new(),
+                name,
+                version,
+            });
+        }
+    }
+    out
+}
+
+/// Parse apk's `lib/apk/db/installed`.
+pub fn parse_apk(text: &str) -> Vec<FoundPackage> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut name = None;
+        let mut version = None;
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("P:") {
+                name = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("V:") {
+                version = Some(v.trim().to_string());
+            }
+        }
+        if let (Some(name), Some(version)) = (name, version) {
+            out.push(FoundPackage {
+                kind: "apk".into(),
+                namespace: String::new(),
+                name,
+                version,
+            });
+        }
+    }
+    out
+}
+
+/// Parse `os-release`.
+pub fn parse_os_release(text: &str) -> OsRelease {
+    let mut os = OsRelease::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').to_string();
+        match key.trim() {
+            "ID" => os.id = value,
+            "VERSION_ID" => os.version_id = value,
+            "PRETTY_NAME" => os.pretty_name = value,
+            _ => {}
+        }
+    }
+    os
+}
+
+/// An npm `package.json` directly under `node_modules/<name>` or
+/// `node_modules/@scope/<name>`.
+fn is_npm_manifest(path: &str) -> bool {
+    let Some(dir) = path.strip_suffix("/package.json") else {
+        return false;
+    };
+    let Some(idx) = dir.rfind("node_modules/") else {
+        return false;
+    };
+    let rest = &dir[idx + "node_modules/".len()..];
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [name] => !name.is_empty() && !name.starts_with('.'),
+        [scope, name] => scope.starts_with('@') && !name.is_empty(),
+        _ => false,
+    }
+}
+
+fn parse_npm(text: &str) -> Vec<FoundPackage> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    match (json["name"].as_str(), json["version"].as_str()) {
+        (Some(name), Some(version)) => vec![FoundPackage {
+            kind: "npm".into(),
+            namespace: String::new(),
+            name: name.to_string(),
+            version: version.to_string(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// Python `METADATA` / `PKG-INFO`.
+pub fn parse_python(text: &str) -> Vec<FoundPackage> {
+    let mut name = None;
+    let mut version = None;
+    for line in text.lines() {
+        if line.is_empty() {
+            break; // the body starts
+        }
+        if let Some(v) = line.strip_prefix("Name:") {
+            name = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("Version:") {
+            version = Some(v.trim().to_string());
+        }
+    }
+    match (name, version) {
+        (Some(name), Some(version)) => vec![FoundPackage {
+            kind: "pypi".into(),
+            namespace: String::new(),
+            name: name.to_ascii_lowercase().replace(['_', '.'], "-"),
+            version,
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// .NET `*.deps.json`: the `libraries` of type `package`.
+pub fn parse_deps_json(text: &str) -> Vec<FoundPackage> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(libraries) = json["libraries"].as_object() {
+        for (key, library) in libraries {
+            if library["type"].as_str() != Some("package") {
+                continue;
+            }
+            if let Some((name, version)) = key.split_once('/') {
+                out.push(FoundPackage {
+                    kind: "nuget".into(),
+                    namespace: String::new(),
+                    name: name.to_string(),
+                    version: version.to_string(),
+                });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Maven `pom.properties` files inside a jar (nested jars are not opened).
+pub fn parse_jar(bytes: &[u8]) -> Vec<FoundPackage> {
+    let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let Ok(mut file) = archive.by_index(i) else {
+            continue;
+        };
+        let name = file.name().to_string();
+        if !(name.starts_with("META-INF/maven/") && name.ends_with("/pom.properties")) {
+            continue;
+        }
+        let mut text = String::new();
+        if file
+            .by_ref()
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .is_err()
+        {
+            continue;
+        }
+        let mut props = BTreeMap::new();
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                props.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+        if let (Some(g), Some(a), Some(v)) = (
+            props.get("groupId"),
+            props.get("artifactId"),
+            props.get("version"),
+        ) {
+            out.push(FoundPackage {
+                kind: "maven".into(),
+                namespace: g.clone(),
+                name: a.clone(),
+                version: v.clone(),
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Go build information (`\xff Go buildinf:`, Go 1.18+ layout) of a binary: its modules.
+pub fn parse_go_binary(bytes: &[u8]) -> Vec<FoundPackage> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    let Some(at) = bytes.windows(MAGIC.len()).position(|w| w == MAGIC) else {
+        return Vec::new();
+    };
+    let header = &bytes[at..];
+    // Flags byte 15: bit 1 set = inline varint-prefixed strings (Go 1.18+).
+    if header.len() < 32 || header[15] & 2 == 0 {
+        return Vec::new();
+    }
+    let mut rest = &header[32..];
+    let mut read_string = || -> Option<String> {
+        let (len, used) = read_uvarint(rest)?;
+        let end = used.checked_add(len as usize)?;
+        let s = rest.get(used..end)?;
+        rest = &rest[end..];
+        Some(String::from_utf8_lossy(s).into_owned())
+    };
+    let _go_version = read_string();
+    let Some(modinfo) = read_string() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in modinfo.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["mod", path, version, ..] | ["dep", path, version, ..]
+                if version.starts_with('v') && *version != "(devel)" =>
+            {
+                out.push(FoundPackage {
+                    kind: "golang".into(),
+                    namespace: String::new(),
+                    name: path.to_string(),
+                    version: version.to_string(),
+                });
+            }
+            // A replacement names the module actually built in.
+            ["=>", path, version, ..] if version.starts_with('v') => {
+                if let Some(last) = out.last_mut() {
+                    last.name = path.to_string();
+                    last.version = version.to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn read_uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Rust `cargo auditable` data: the zlib-compressed JSON in the ELF section `.dep-v0`.
+pub fn parse_cargo_auditable(bytes: &[u8]) -> Vec<FoundPackage> {
+    let Some(section) = elf_section(bytes, ".dep-v0") else {
+        return Vec::new();
+    };
+    let mut json = String::new();
+    if flate2::read::ZlibDecoder::new(section)
+        .take(8 << 20)
+        .read_to_string(&mut json)
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&json) else {
+        return Vec::new();
+    };
+    let mut out: Vec<FoundPackage> = value["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["source"].as_str() == Some("crates.io"))
+        .filter_map(|p| {
+            Some(FoundPackage {
+                kind: "cargo".into(),
+                namespace: String::new(),
+                name: p["name"].as_str()?.to_string(),
+                version: p["version"].as_str()?.to_string(),
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The bytes of a named section of a 64-bit little-endian ELF file.
+fn elf_section<'a>(bytes: &'a [u8], wanted: &str) -> Option<&'a [u8]> {
+    if bytes.get(..4)? != b"\x7fELF" || *bytes.get(4)? != 2 || *bytes.get(5)? != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?));
+    let shoff = u64_at(0x28)? as usize;
+    let shentsize = u16_at(0x3a)? as usize;
+    let shnum = u16_at(0x3c)? as usize;
+    let shstrndx = u16_at(0x3e)? as usize;
+    let header = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
+    let strtab = header(shstrndx)?;
+    let names_at = u64_at(strtab + 0x18)? as usize;
+    for i in 0..shnum {
+        let h = header(i)?;
+        let name_off = u32_at(h)? as usize;
+        let name = bytes.get(names_at + name_off..)?;
+        let end = name.iter().position(|b| *b == 0)?;
+        if &name[..end] == wanted.as_bytes() {
+            let offset = u64_at(h + 0x18)? as usize;
+            let size = u64_at(h + 0x20)? as usize;
+            return bytes.get(offset..offset.checked_add(size)?);
+        }
+    }
+    None
+}
+
+/// What a path is to the analyzers.
+enum Interest {
+    Dpkg,
+    Apk,
+    OsRelease,
+    Npm,
+    Python,
+    DotNet,
+    Jar,
+    Binary,
+}
+
+fn interest(path: &str, executable: bool) -> Option<Interest> {
+    if path == "var/lib/dpkg/status"
+        || (path.starts_with("var/lib/dpkg/status.d/") && !path.ends_with(".md5sums"))
+    {
+        return Some(Interest::Dpkg);
+    }
+    if path == "lib/apk/db/installed" {
+        return Some(Interest::Apk);
+    }
+    if path == "etc/os-release" || path == "usr/lib/os-release" {
+        return Some(Interest::OsRelease);
+    }
+    if is_npm_manifest(path) {
+        return Some(Interest::Npm);
+    }
+    if path.ends_with(".dist-info/METADATA") || path.ends_with(".egg-info/PKG-INFO") {
+        return Some(Interest::Python);
+    }
+    if path.ends_with(".deps.json") {
+        return Some(Interest::DotNet);
+    }
+    if path.ends_with(".jar") || path.ends_with(".war") || path.ends_with(".ear") {
+        return Some(Interest::Jar);
+    }
+    if executable {
+        return Some(Interest::Binary);
+    }
+    None
+}
+
+/// Analyse a layer blob on disk. Blocking; run it on a blocking thread.
+pub fn analyse_layer(file: &Path) -> std::io::Result<Fragment> {
+    let mut head = [0u8; 4];
+    let mut f = std::fs::File::open(file)?;
+    let n = f.read(&mut head)?;
+    drop(f);
+    let f = BufReader::new(std::fs::File::open(file)?);
+    let reader: Box<dyn Read> = if n >= 2 && head[..2] == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else if n == 4 && head == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(zstd::stream::read::Decoder::new(f)?)
+    } else {
+        Box::new(f)
+    };
+    analyse_tar(reader)
+}
+
+/// Analyse an uncompressed tar stream.
+pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
+    let mut fragment = Fragment {
+        analyzer: ANALYZER_VERSION,
+        ..Fragment::default()
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.to_string_lossy().into_owned();
+        let path = raw
+            .trim_start_matches("./")
+            .trim_start_matches('/')
+            .to_string();
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+        if name == ".wh..wh..opq" {
+            fragment.opaque.push(dir.to_string());
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            fragment.whiteouts.push(if dir.is_empty() {
+                hidden.to_string()
+            } else {
+                format!("{dir}/{hidden}")
+            });
+            continue;
+        }
+        let header = entry.header();
+        if !header.entry_type().is_file() {
+            continue;
+        }
+        let size = header.size().unwrap_or(0);
+        let executable = header.mode().unwrap_or(0) & 0o111 != 0;
+        let Some(kind) = interest(&path, executable) else {
+            continue;
+        };
+        if size > MAX_FILE {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut bytes)?;
+        let text = || String::from_utf8_lossy(&bytes).into_owned();
+        let packages = match kind {
+            Interest::Dpkg => parse_dpkg(&text()),
+            Interest::Apk => parse_apk(&text()),
+            Interest::OsRelease => {
+                fragment.os = Some(parse_os_release(&text()));
+                continue;
+            }
+            Interest::Npm => parse_npm(&text()),
+            Interest::Python => parse_python(&text()),
+            Interest::DotNet => parse_deps_json(&text()),
+            Interest::Jar => parse_jar(&bytes),
+            Interest::Binary => {
+                if bytes.get(..4) != Some(b"\x7fELF") {
+                    continue;
+                }
+                let mut found = parse_go_binary(&bytes);
+                found.extend(parse_cargo_auditable(&bytes));
+                if found.is_empty() {
+                    continue;
+                }
+                found
+            }
+        };
+        fragment.files.insert(path, packages);
+    }
+    fragment.whiteouts.sort();
+    fragment.opaque.sort();
+    Ok(fragment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_takes_installed_packages_only() {
+        let status = "Package: openssl\nStatus: install ok installed\nVersion: 3.0.11-1~deb12u2\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n\nPackage: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9+deb12u4\n";
+        let found = parse_dpkg(status);
+        let names: Vec<(&str, &str)> = found
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("openssl", "3.0.11-1~deb12u2"), ("libc6", "2.36-9+deb12u4")]
+        );
+    }
+
+    #[test]
+    fn apk_python_npm_paths_and_os_release() {
+        let apk = parse_apk("C:Q1abc\nP:musl\nV:1.2.4-r2\nA:x86_64\n\nP:busybox\nV:1.36.1-r15\n");
+        assert_eq!(apk.len(), 2);
+        assert_eq!(apk[1].version, "1.36.1-r15");
+        let py = parse_python(
+            "Metadata-Version: 2.1\nName: Requests_Toolbelt\nVersion: 1.0.0\n\nVersion: nope\n",
+        );
+        assert_eq!(
+            (py[0].name.as_str(), py[0].version.as_str()),
+            ("requests-toolbelt", "1.0.0")
+        );
+        assert!(is_npm_manifest("app/node_modules/express/package.json"));
+        assert!(is_npm_manifest("node_modules/@babel/core/package.json"));
+        assert!(!is_npm_manifest(
+            "app/node_modules/express/lib/package.json"
+        ));
+        assert!(!is_npm_manifest("app/package.json"));
+        let os = parse_os_release(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+        );
+        assert_eq!((os.id.as_str(), os.version_id.as_str()), ("debian", "12"));
+    }
+
+    #[test]
+    fn dotnet_and_go_build_info() {
+        let deps = r#"{"libraries": {"Newtonsoft.Json/13.0.1": {"type": "package"}, "MyApp/1.0.0": {"type": "project"}}}"#;
+        let found = parse_deps_json(deps);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].name.as_str(), found[0].version.as_str()),
+            ("Newtonsoft.Json", "13.0.1")
+        );
+        // A Go 1.18+ build info blob inside some bytes.
+        let modinfo = "path\texample.com/app\nmod\texample.com/app\t(devel)\t\ndep\tgolang.org/x/net\tv0.17.0\th1:x\ndep\tgithub.com/old/lib\tv1.0.0\th1:y\n=>\tgithub.com/new/lib\tv1.2.0\th1:z\n";
+        let mut blob = b"\x7fELF....padding".to_vec();
+        let mut header = b"\xff Go buildinf:".to_vec();
+        header.push(8);
+        header.push(2);
+        header.resize(32, 0);
+        blob.extend(header);
+        for s in ["go1.22.1", modinfo] {
+            blob.push(s.len() as u8 & 0x7f | 0x80);
+            blob.push((s.len() >> 7) as u8);
+            blob.extend(s.as_bytes());
+        }
+        let found = parse_go_binary(&blob);
+        let mods: Vec<(&str, &str)> = found
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        assert_eq!(
+            mods,
+            vec![
+                ("golang.org/x/net", "v0.17.0"),
+                ("github.com/new/lib", "v1.2.0")
+            ]
+        );
+    }
+}

@@ -1,0 +1,872 @@
+//! `stellaops-worker scan IMAGE`: registry → layers (cached per layer digest in S3) →
+//! inventory with package URLs → CycloneDX SBOM in S3 → findings against the canonical
+//! advisories → verdict, all recorded in PostgreSQL with a `report.ready` event.
+
+pub mod analyze;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{PgPool, Row};
+use stellaops_federation::versions::{Scheme, fixed_version, is_affected};
+
+use crate::registry::{ImageReference, Manifest, RegistryClient, RegistryError};
+use analyze::{FoundPackage, Fragment, OsRelease};
+
+/// One component of an image, with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Component {
+    /// Package URL with version.
+    pub purl: String,
+    /// Keys advisories are stored under (package URL without version; with and without
+    /// the distro qualifier).
+    pub affects_keys: Vec<String>,
+    /// Package URL type.
+    pub kind: String,
+    /// Name (with namespace for Maven: `group/artifact`).
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Digest of the layer that introduced it.
+    pub layer: String,
+    /// File it was found in.
+    pub path: String,
+}
+
+fn encode_npm(name: &str) -> String {
+    name.replace('@', "%40")
+}
+
+/// The package URL of a found package and the keys to look its advisories up by.
+pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<String>) {
+    let v = &p.version;
+    let (base, qualifier) = match p.kind.as_str() {
+        "deb" => {
+            let distro = os.map(|o| o.id.as_str()).unwrap_or("debian");
+            if distro == "ubuntu" {
+                (format!("pkg:deb/ubuntu/{}", p.name), None)
+            } else {
+                let major = os
+                    .map(|o| {
+                        o.version_id
+                            .split('.')
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .filter(|m| !m.is_empty());
+                (
+                    format!("pkg:deb/debian/{}", p.name),
+                    major.map(|m| format!("distro=debian-{m}")),
+                )
+            }
+        }
+        "apk" => {
+            let minor = os.map(|o| {
+                let mut parts = o.version_id.split('.');
+                format!(
+                    "{}.{}",
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or("")
+                )
+            });
+            (
+                format!("pkg:apk/alpine/{}", p.name),
+                minor
+                    .filter(|m| m != ".")
+                    .map(|m| format!("distro=alpine-{m}")),
+            )
+        }
+        "npm" => (format!("pkg:npm/{}", encode_npm(&p.name)), None),
+        "maven" => (format!("pkg:maven/{}/{}", p.namespace, p.name), None),
+        other => (format!("pkg:{other}/{}", p.name), None),
+    };
+    match qualifier {
+        Some(q) => (format!("{base}@{v}?{q}"), vec![format!("{base}?{q}"), base]),
+        None => (format!("{base}@{v}"), vec![base]),
+    }
+}
+
+/// Stack the layers' fragments as the container's filesystem would: whiteouts and opaque
+/// directories hide earlier layers' files, a later file replaces an earlier one. Each
+/// surviving package keeps the earliest layer it appeared in at that path.
+pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRelease>) {
+    let mut files: BTreeMap<String, Vec<FoundPackage>> = BTreeMap::new();
+    let mut os = None;
+    let hidden = |path: &str, dir: &str| {
+        dir.is_empty() || path == dir || path.starts_with(&format!("{dir}/"))
+    };
+    for (_, fragment) in fragments {
+        for dir in &fragment.opaque {
+            files.retain(|p, _| !(p.starts_with(&format!("{dir}/")) || (dir.is_empty())));
+        }
+        for gone in &fragment.whiteouts {
+            files.retain(|p, _| !hidden(p, gone));
+        }
+        for (path, packages) in &fragment.files {
+            files.insert(path.clone(), packages.clone());
+        }
+        if fragment.os.is_some() {
+            os = fragment.os.clone();
+        }
+    }
+    let mut components = BTreeSet::new();
+    for (path, packages) in &files {
+        for p in packages {
+            let layer = fragments
+                .iter()
+                .find(|(_, f)| f.files.get(path).is_some_and(|ps| ps.contains(p)))
+                .map(|(d, _)| d.clone())
+                .unwrap_or_default();
+            let (purl, affects_keys) = purl_of(p, os.as_ref());
+            components.insert(Component {
+                purl,
+                affects_keys,
+                kind: p.kind.clone(),
+                name: if p.namespace.is_empty() {
+                    p.name.clone()
+                } else {
+                    format!("{}/{}", p.namespace, p.name)
+                },
+                version: p.version.clone(),
+                layer,
+                path: path.clone(),
+            });
+        }
+    }
+    // One entry per package URL (the same package can sit in several files).
+    let mut seen = BTreeSet::new();
+    let unique = components
+        .into_iter()
+        .filter(|c| seen.insert(c.purl.clone()))
+        .collect();
+    (unique, os)
+}
+
+/// A CycloneDX 1.6 JSON SBOM. Deterministic: no timestamp, serial number derived from the
+/// image digest, components sorted by package URL.
+pub fn cyclonedx(
+    image: &str,
+    digest: &str,
+    components: &[Component],
+    os: Option<&OsRelease>,
+) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(digest.as_bytes());
+    let h = hex::encode(&hash[..16]);
+    let serial = format!(
+        "urn:uuid:{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    );
+    let mut list: Vec<Value> = components
+        .iter()
+        .map(|c| {
+            json!({
+                "type": "library",
+                "bom-ref": c.purl,
+                "name": c.name,
+                "version": c.version,
+                "purl": c.purl,
+                "properties": [
+                    {"name": "stellaops:layer.digest", "value": c.layer},
+                    {"name": "stellaops:file.path", "value": c.path}
+                ]
+            })
+        })
+        .collect();
+    if let Some(os) = os {
+        list.push(
+            json!({"type": "operating-system", "bom-ref": format!("os:{}@{}", os.id, os.version_id),
+                         "name": os.id, "version": os.version_id, "description": os.pretty_name}),
+        );
+    }
+    let bom = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": serial,
+        "version": 1,
+        "metadata": {
+            "tools": {"components": [{"type": "application", "name": "stellaops-worker", "version": env!("CARGO_PKG_VERSION")}]},
+            "component": {"type": "container", "bom-ref": digest, "name": image, "version": digest}
+        },
+        "components": list,
+    });
+    let mut out = serde_json::to_vec_pretty(&bom).expect("SBOM serializes");
+    out.push(b'\n');
+    out
+}
+
+/// An advisory row as matching needs it.
+#[derive(Clone, Debug)]
+pub struct AdvisoryRow {
+    /// Identity.
+    pub merge_hash: String,
+    /// CVE or source id.
+    pub vuln_id: String,
+    /// Package URL without version.
+    pub affects_key: String,
+    /// OSV ecosystem.
+    pub ecosystem: String,
+    /// OSV ranges.
+    pub ranges: Value,
+    /// Explicit versions.
+    pub versions: Vec<String>,
+    /// Severity.
+    pub severity: Option<String>,
+}
+
+/// A component affected by an advisory.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Finding {
+    /// Advisory identity.
+    pub merge_hash: String,
+    /// CVE or source id.
+    pub vuln_id: String,
+    /// Component.
+    pub purl: String,
+    /// Severity, if rated.
+    pub severity: Option<String>,
+    /// First fixed version, if any.
+    pub fixed_version: Option<String>,
+    /// Layer of the component.
+    pub layer: String,
+}
+
+/// Match components against advisory rows. Pure.
+pub fn match_components(components: &[Component], rows: &[AdvisoryRow]) -> Vec<Finding> {
+    let mut by_key: BTreeMap<&str, Vec<&AdvisoryRow>> = BTreeMap::new();
+    for row in rows {
+        by_key
+            .entry(row.affects_key.as_str())
+            .or_default()
+            .push(row);
+    }
+    let mut findings = BTreeSet::new();
+    for c in components {
+        for key in &c.affects_keys {
+            for row in by_key.get(key.as_str()).into_iter().flatten() {
+                if is_affected(
+                    Scheme::of(&row.ecosystem),
+                    &c.version,
+                    &row.ranges,
+                    &row.versions,
+                ) {
+                    findings.insert(Finding {
+                        merge_hash: row.merge_hash.clone(),
+                        vuln_id: row.vuln_id.clone(),
+                        purl: c.purl.clone(),
+                        severity: row.severity.clone(),
+                        fixed_version: fixed_version(&row.ranges),
+                        layer: c.layer.clone(),
+                    });
+                }
+            }
+        }
+    }
+    findings.into_iter().collect()
+}
+
+/// The Scan's policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Fail at or above this severity.
+    pub fail_on: String,
+    /// Warn at or above this severity.
+    pub warn_on: Option<String>,
+    /// Findings without a fixed version do not count.
+    pub ignore_unfixed: bool,
+}
+
+fn rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    }
+}
+
+/// Counts by severity.
+pub fn counts(findings: &[Finding]) -> BTreeMap<&'static str, i64> {
+    let mut out = BTreeMap::from([("critical", 0), ("high", 0), ("medium", 0), ("low", 0)]);
+    for f in findings {
+        if let Some(slot) = f.severity.as_deref().and_then(|s| {
+            ["critical", "high", "medium", "low"]
+                .into_iter()
+                .find(|k| *k == s)
+        }) {
+            *out.get_mut(slot).expect("known severity") += 1;
+        }
+    }
+    out
+}
+
+/// `Pass`, `Warn` or `Fail` under `policy`.
+pub fn verdict(findings: &[Finding], policy: &Policy) -> &'static str {
+    let counted = findings
+        .iter()
+        .filter(|f| !(policy.ignore_unfixed && f.fixed_version.is_none()))
+        .filter_map(|f| f.severity.as_deref())
+        .map(rank)
+        .max()
+        .unwrap_or(0);
+    if counted > 0 && counted >= rank(&policy.fail_on) {
+        "Fail"
+    } else if policy
+        .warn_on
+        .as_deref()
+        .is_some_and(|w| counted > 0 && counted >= rank(w))
+    {
+        "Warn"
+    } else {
+        "Pass"
+    }
+}
+
+/// Read the advisory rows for `components` and the snapshot they were read at.
+pub async fn advisories_for(
+    pool: &PgPool,
+    components: &[Component],
+) -> anyhow::Result<(Vec<AdvisoryRow>, i64)> {
+    let keys: Vec<String> = components
+        .iter()
+        .flat_map(|c| c.affects_keys.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut tx = pool.begin().await?;
+    // One snapshot: the rows and the sequence value agree.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let snapshot: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM advisory_change_seq",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows = sqlx::query(
+        "SELECT merge_hash, vuln_id, affects_key, ecosystem, ranges, versions, severity
+         FROM canonical_advisories WHERE affects_key = ANY($1) AND withdrawn IS NULL",
+    )
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| AdvisoryRow {
+        merge_hash: r.get("merge_hash"),
+        vuln_id: r.get("vuln_id"),
+        affects_key: r.get("affects_key"),
+        ecosystem: r.get("ecosystem"),
+        ranges: r.get("ranges"),
+        versions: r.get("versions"),
+        severity: r.get("severity"),
+    })
+    .collect();
+    tx.commit().await?;
+    Ok((rows, snapshot))
+}
+
+/// What a finished scan records.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanSummary {
+    /// Row id in `scan_results`.
+    pub scan_id: i64,
+    /// Image as asked.
+    pub image: String,
+    /// Digest scanned.
+    pub image_digest: String,
+    /// SBOM location.
+    pub sbom_uri: String,
+    /// `sha256:` of the SBOM bytes.
+    pub sbom_sha256: String,
+    /// Components in the SBOM.
+    pub components: i64,
+    /// Findings by severity.
+    pub findings: BTreeMap<&'static str, i64>,
+    /// Verdict.
+    pub verdict: &'static str,
+    /// Advisory snapshot matched against.
+    pub advisory_snapshot: i64,
+    /// Layers analysed now / taken from the cache.
+    pub layers_analysed: usize,
+    /// Layers taken from the cache.
+    pub layers_cached: usize,
+}
+
+/// Who asked (the Scan), for the record.
+#[derive(Clone, Debug, Default)]
+pub struct Requester {
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// UID.
+    pub uid: Option<String>,
+}
+
+/// Record a scan, its findings and package index, and the `report.ready` event, in one
+/// transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn record(
+    pool: &PgPool,
+    requester: &Requester,
+    image: &str,
+    digest: &str,
+    snapshot: i64,
+    sbom: (&str, &str),
+    components: &[Component],
+    findings: &[Finding],
+    policy: &Policy,
+    started: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(i64, &'static str)> {
+    let verdict = verdict(findings, policy);
+    let c = counts(findings);
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name, scan_uid,
+            sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING id",
+    )
+    .bind(digest)
+    .bind(image)
+    .bind(snapshot)
+    .bind(&requester.namespace)
+    .bind(&requester.name)
+    .bind(&requester.uid)
+    .bind(sbom.0)
+    .bind(sbom.1)
+    .bind(components.len() as i32)
+    .bind(c["critical"] as i32)
+    .bind(c["high"] as i32)
+    .bind(c["medium"] as i32)
+    .bind(c["low"] as i32)
+    .bind(verdict)
+    .bind(serde_json::to_value(policy)?)
+    .bind(started)
+    .fetch_one(&mut *tx)
+    .await?;
+    let col = |f: fn(&Finding) -> Option<String>| findings.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
+    )
+    .bind(id)
+    .bind(col(|f| Some(f.merge_hash.clone())))
+    .bind(col(|f| Some(f.vuln_id.clone())))
+    .bind(col(|f| Some(f.purl.clone())))
+    .bind(col(|f| f.severity.clone()))
+    .bind(col(|f| f.fixed_version.clone()))
+    .bind(col(|f| Some(f.layer.clone())))
+    .execute(&mut *tx)
+    .await?;
+    let mut keys = Vec::new();
+    let mut purls = Vec::new();
+    for comp in components {
+        if let Some(key) = comp.affects_keys.first() {
+            keys.push(key.clone());
+            purls.push(comp.purl.clone());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO image_packages (image_digest, affects_key, purl)
+         SELECT $1, * FROM unnest($2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(digest)
+    .bind(&keys)
+    .bind(&purls)
+    .execute(&mut *tx)
+    .await?;
+    let highest = ["critical", "high", "medium", "low"]
+        .into_iter()
+        .find(|s| c[s] > 0)
+        .map(str::to_string);
+    stellaops_store::outbox::publish(
+        &mut *tx,
+        &stellaops_store::outbox::NewEvent {
+            kind: "report.ready".into(),
+            namespace: requester.namespace.clone(),
+            subject: format!("{image}@{digest}"),
+            severity: highest,
+            payload: json!({"scanId": id, "image": image, "imageDigest": digest, "verdict": verdict,
+                            "findings": c, "sbom": {"uri": sbom.0, "sha256": sbom.1, "components": components.len()},
+                            "scan": {"namespace": requester.namespace, "name": requester.name}}),
+            idempotency_key: format!("report.ready/{id}"),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((id, verdict))
+}
+
+/// Settings of one scan run.
+pub struct ScanJob<'a> {
+    /// Registry client (with the pull secrets).
+    pub registry: &'a RegistryClient,
+    /// S3 client and bucket for SBOMs and the layer cache.
+    pub s3: &'a aws_sdk_s3::Client,
+    /// Bucket.
+    pub bucket: &'a str,
+    /// Database.
+    pub pool: &'a PgPool,
+    /// `os/arch[/variant]` chosen from an index.
+    pub platform: &'a str,
+    /// Policy.
+    pub policy: Policy,
+    /// Who asked.
+    pub requester: Requester,
+    /// Also write an SPDX 2.3 document.
+    pub spdx: bool,
+    /// Scratch directory for layer blobs.
+    pub scratch: &'a std::path::Path,
+}
+
+/// Choose the platform's manifest from an index.
+pub fn select_platform(index: &Value, platform: &str) -> Option<String> {
+    let mut want = platform.split('/');
+    let (os, arch, variant) = (want.next()?, want.next()?, want.next());
+    index["manifests"].as_array()?.iter().find_map(|m| {
+        let p = &m["platform"];
+        (p["os"].as_str() == Some(os)
+            && p["architecture"].as_str() == Some(arch)
+            && variant.is_none_or(|v| p["variant"].as_str() == Some(v)))
+        .then(|| m["digest"].as_str().map(str::to_string))
+        .flatten()
+    })
+}
+
+fn is_index(manifest: &Manifest, json: &Value) -> bool {
+    manifest.media_type.contains("index")
+        || manifest.media_type.contains("manifest.list")
+        || json.get("manifests").is_some()
+}
+
+async fn get_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "reading s3://{bucket}/{key}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(e)
+        )),
+    }
+}
+
+async fn put_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+) -> anyhow::Result<()> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(bytes.into())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "writing s3://{bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(())
+}
+
+/// Scan `image`: everything from the registry to the recorded verdict.
+pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary> {
+    let started = chrono::Utc::now();
+    let reference: ImageReference = image
+        .parse()
+        .map_err(|e: RegistryError| anyhow::anyhow!("{e}"))?;
+    let top = job.registry.fetch_manifest(&reference).await?;
+    let digest = top.digest.clone();
+    let mut json: Value = serde_json::from_slice(&top.bytes).context("the manifest is not JSON")?;
+    if is_index(&top, &json) {
+        let chosen = select_platform(&json, job.platform).ok_or_else(|| {
+            anyhow::anyhow!("{image} has no manifest for platform {}", job.platform)
+        })?;
+        let mut by_digest = reference.clone();
+        by_digest.reference = crate::registry::Reference::Digest(chosen);
+        let manifest = job.registry.fetch_manifest(&by_digest).await?;
+        json = serde_json::from_slice(&manifest.bytes).context("the manifest is not JSON")?;
+    }
+    let layers: Vec<(String, String)> = json["layers"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("{image}: the manifest lists no layers"))?
+        .iter()
+        .map(|l| {
+            (
+                l["digest"].as_str().unwrap_or_default().to_string(),
+                l["mediaType"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let mut fragments = Vec::new();
+    let (mut analysed, mut cached) = (0, 0);
+    for (layer, media_type) in &layers {
+        if !layer.starts_with("sha256:") {
+            anyhow::bail!("{image}: layer digest {layer:?} is not sha256");
+        }
+        if media_type.contains("foreign") || media_type.contains("nondistributable") {
+            continue;
+        }
+        let key = stellaops_store::s3::layout::layer_fragment(layer);
+        if let Some(bytes) = get_object(job.s3, job.bucket, &key).await?
+            && let Ok(text) = zstd::decode_all(bytes.as_slice())
+            && let Ok(fragment) = serde_json::from_slice::<Fragment>(&text)
+            && fragment.analyzer == analyze::ANALYZER_VERSION
+        {
+            cached += 1;
+            fragments.push((layer.clone(), fragment));
+            continue;
+        }
+        let file = job.scratch.join(layer.replace(':', "-"));
+        job.registry
+            .download_blob(&reference, layer, &file)
+            .await
+            .with_context(|| format!("downloading layer {layer}"))?;
+        let path = file.clone();
+        let fragment = tokio::task::spawn_blocking(move || analyze::analyse_layer(&path))
+            .await?
+            .with_context(|| {
+                format!("layer {layer} is not a readable (gzip, zstd or plain) tar")
+            })?;
+        let _ = std::fs::remove_file(&file);
+        let encoded = zstd::encode_all(serde_json::to_vec(&fragment)?.as_slice(), 3)?;
+        put_object(job.s3, job.bucket, &key, encoded, "application/zstd").await?;
+        analysed += 1;
+        fragments.push((layer.clone(), fragment));
+    }
+    let (components, os) = merge(&fragments);
+    let sbom = cyclonedx(image, &digest, &components, os.as_ref());
+    let sbom_sha = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sbom))
+    );
+    let sbom_key = stellaops_store::s3::layout::image_inventory(&digest);
+    put_object(
+        job.s3,
+        job.bucket,
+        &sbom_key,
+        sbom,
+        "application/vnd.cyclonedx+json",
+    )
+    .await?;
+    if job.spdx {
+        let spdx = spdx(image, &digest, &components);
+        put_object(
+            job.s3,
+            job.bucket,
+            &sbom_key.replace("inventory.cdx.json", "inventory.spdx.json"),
+            spdx,
+            "application/spdx+json",
+        )
+        .await?;
+    }
+    let (rows, snapshot) = advisories_for(job.pool, &components).await?;
+    let findings = match_components(&components, &rows);
+    let sbom_uri = format!("s3://{}/{sbom_key}", job.bucket);
+    let (scan_id, verdict) = record(
+        job.pool,
+        &job.requester,
+        image,
+        &digest,
+        snapshot,
+        (&sbom_uri, &sbom_sha),
+        &components,
+        &findings,
+        &job.policy,
+        started,
+    )
+    .await?;
+    Ok(ScanSummary {
+        scan_id,
+        image: image.to_string(),
+        image_digest: digest,
+        sbom_uri,
+        sbom_sha256: sbom_sha,
+        components: components.len() as i64,
+        findings: counts(&findings),
+        verdict,
+        advisory_snapshot: snapshot,
+        layers_analysed: analysed,
+        layers_cached: cached,
+    })
+}
+
+/// An SPDX 2.3 JSON document of the same inventory (deterministic, like the CycloneDX one).
+pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
+    let packages: Vec<Value> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({"SPDXID": format!("SPDXRef-Package-{i}"), "name": c.name, "versionInfo": c.version,
+                   "downloadLocation": "NOASSERTION",
+                   "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": c.purl}]})
+        })
+        .collect();
+    let doc = json!({
+        "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
+        "name": image, "documentNamespace": format!("https://stella-ops.org/spdx/{}", digest.replace(':', "-")),
+        "creationInfo": {"creators": ["Tool: stellaops-worker"], "created": "1970-01-01T00:00:00Z"},
+        "packages": packages,
+    });
+    let mut out = serde_json::to_vec_pretty(&doc).expect("SPDX serializes");
+    out.push(b'\n');
+    out
+}
+
+/// Run a scan and report it as JSON on stdout and as the Pod's termination message.
+pub async fn run(job: &ScanJob<'_>, image: &str) -> anyhow::Result<bool> {
+    let outcome = scan(job, image).await;
+    let summary = match &outcome {
+        Ok(s) => {
+            let mut v = serde_json::to_value(s)?;
+            v["success"] = json!(true);
+            v
+        }
+        Err(e) => json!({"success": false, "image": image, "error": format!("{e:#}")}),
+    };
+    let text = summary.to_string();
+    println!("{text}");
+    if std::path::Path::new("/dev/termination-log").exists() {
+        // The kubelet keeps 4 KiB: the summary is small; an error is cut to fit.
+        let mut f = std::fs::File::create("/dev/termination-log")?;
+        let _ = f.write_all(&text.as_bytes()[..text.len().min(4000)]);
+    }
+    let _ = std::io::stdout().flush();
+    outcome.map(|_| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(kind: &str, name: &str, version: &str) -> FoundPackage {
+        FoundPackage {
+            kind: kind.into(),
+            namespace: String::new(),
+            name: name.into(),
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn layers_stack_with_whiteouts_and_replacements() {
+        let base = Fragment {
+            files: BTreeMap::from([
+                (
+                    "var/lib/dpkg/status".into(),
+                    vec![
+                        pkg("deb", "openssl", "3.0.11-1~deb12u1"),
+                        pkg("deb", "libc6", "2.36-9"),
+                    ],
+                ),
+                (
+                    "app/node_modules/left-pad/package.json".into(),
+                    vec![pkg("npm", "left-pad", "1.3.0")],
+                ),
+            ]),
+            os: Some(OsRelease {
+                id: "debian".into(),
+                version_id: "12".into(),
+                pretty_name: String::new(),
+            }),
+            ..Fragment::default()
+        };
+        let upgrade = Fragment {
+            files: BTreeMap::from([(
+                "var/lib/dpkg/status".into(),
+                vec![
+                    pkg("deb", "openssl", "3.0.11-1~deb12u2"),
+                    pkg("deb", "libc6", "2.36-9"),
+                ],
+            )]),
+            whiteouts: vec!["app/node_modules/left-pad".into()],
+            ..Fragment::default()
+        };
+        let (components, os) = merge(&[("sha256:a".into(), base), ("sha256:b".into(), upgrade)]);
+        assert_eq!(os.unwrap().version_id, "12");
+        let got: Vec<(&str, &str)> = components
+            .iter()
+            .map(|c| (c.purl.as_str(), c.layer.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("pkg:deb/debian/libc6@2.36-9?distro=debian-12", "sha256:a"),
+                (
+                    "pkg:deb/debian/openssl@3.0.11-1~deb12u2?distro=debian-12",
+                    "sha256:b"
+                ),
+            ],
+            "the upgraded openssl came with layer b; left-pad was deleted"
+        );
+        assert_eq!(
+            components[1].affects_keys,
+            vec![
+                "pkg:deb/debian/openssl?distro=debian-12",
+                "pkg:deb/debian/openssl"
+            ]
+        );
+    }
+
+    #[test]
+    fn verdicts_follow_the_policy() {
+        let f = |sev: &str, fixed: Option<&str>| Finding {
+            merge_hash: format!("m{sev}"),
+            vuln_id: "CVE-1".into(),
+            purl: "p".into(),
+            severity: Some(sev.into()),
+            fixed_version: fixed.map(Into::into),
+            layer: String::new(),
+        };
+        let policy = Policy {
+            fail_on: "high".into(),
+            warn_on: Some("medium".into()),
+            ignore_unfixed: false,
+        };
+        assert_eq!(verdict(&[], &policy), "Pass");
+        assert_eq!(verdict(&[f("low", None)], &policy), "Pass");
+        assert_eq!(verdict(&[f("medium", None)], &policy), "Warn");
+        assert_eq!(verdict(&[f("critical", None)], &policy), "Fail");
+        let lenient = Policy {
+            ignore_unfixed: true,
+            ..policy
+        };
+        assert_eq!(verdict(&[f("critical", None)], &lenient), "Pass");
+        assert_eq!(verdict(&[f("critical", Some("2.0"))], &lenient), "Fail");
+    }
+
+    #[test]
+    fn platform_selection() {
+        let index = json!({"manifests": [
+            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}]});
+        assert_eq!(
+            select_platform(&index, "linux/amd64").as_deref(),
+            Some("sha256:amd")
+        );
+        assert_eq!(
+            select_platform(&index, "linux/arm64/v8").as_deref(),
+            Some("sha256:arm")
+        );
+        assert_eq!(select_platform(&index, "windows/amd64"), None);
+    }
+}

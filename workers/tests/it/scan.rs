@@ -1,0 +1,397 @@
+//! The scanner against the real registry, S3 server and PostgreSQL: images built here
+//! (dpkg and apk databases, node_modules, dist-info, a jar, a .deps.json, whiteouts),
+//! pushed, scanned, and the exact inventory, findings and verdict checked.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+use stellaops_store::s3::{S3Settings, client};
+use stellaops_testing::oci;
+use stellaops_workers::registry::{Credentials, RegistryClient};
+use stellaops_workers::scan::{Policy, Requester, ScanJob, scan};
+
+fn jar(group: &str, artifact: &str, version: &str) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file(
+            format!("META-INF/maven/{group}/{artifact}/pom.properties"),
+            options,
+        )
+        .unwrap();
+        write!(
+            zip,
+            "groupId={group}\nartifactId={artifact}\nversion={version}\n"
+        )
+        .unwrap();
+        zip.start_file("org/Example.class", options).unwrap();
+        zip.write_all(b"\xca\xfe\xba\xbe").unwrap();
+        zip.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+fn osv(id: &str, ecosystem: &str, name: &str, events: Value, severity: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": id, "modified": "2024-06-01T00:00:00Z", "published": "2024-05-01T00:00:00Z",
+        "aliases": [], "summary": format!("{id} in {name}"),
+        "affected": [{"package": {"ecosystem": ecosystem, "name": name},
+                      "ranges": [{"type": "ECOSYSTEM", "events": events}]}],
+        "database_specific": {"severity": severity}
+    }))
+    .unwrap()
+}
+
+struct Env {
+    registry: String,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    pool: sqlx::PgPool,
+}
+
+async fn env(name: &str) -> Option<Env> {
+    let registry = stellaops_testing::service("STELLAOPS_TEST_REGISTRY")?;
+    let endpoint = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT")?;
+    let url = stellaops_testing::fresh_database(name).await?;
+    let pool = stellaops_store::connect(&url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    let s3 = client(&S3Settings {
+        endpoint: Some(endpoint),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    let bucket = format!("scan-{name}-{}", std::process::id()).replace('_', "-");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    Some(Env {
+        registry,
+        s3,
+        bucket,
+        pool,
+    })
+}
+
+async fn ingest(pool: &sqlx::PgPool, docs: Vec<Vec<u8>>) {
+    let parsed = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            stellaops_federation::osv::parse(&format!("doc{i}"), d, None, chrono::Utc::now())
+                .unwrap()
+        })
+        .collect();
+    stellaops_federation::ingest::ingest(pool, parsed)
+        .await
+        .unwrap();
+}
+
+fn push(env: &Env, repo: &str, layers: Vec<Vec<u8>>) -> oci::BuiltImage {
+    let dir = std::env::temp_dir().join(format!("stellaops-scan-{repo}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let built = oci::write_layout(&dir, &layers, "v1");
+    oci::push(&dir, "v1", &env.registry, &format!("stellaops-it/{repo}"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    built
+}
+
+fn base_layer() -> Vec<u8> {
+    let dpkg = b"Package: openssl\nStatus: install ok installed\nVersion: 3.0.11-1~deb12u1\n\nPackage: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u4\n\nPackage: removed\nStatus: deinstall ok config-files\nVersion: 1.0\n";
+    let jar = jar("org.apache.logging.log4j", "log4j-core", "2.14.1");
+    oci::tar_of(&[
+        ("etc/os-release", b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"),
+        ("var/lib/dpkg/status", dpkg),
+        ("app/node_modules/express/package.json", br#"{"name": "express", "version": "4.19.1"}"#),
+        ("app/node_modules/@babel/core/package.json", br#"{"name": "@babel/core", "version": "7.24.0"}"#),
+        ("app/node_modules/express/lib/package.json", br#"{"name": "not-a-package", "version": "0"}"#),
+        ("usr/lib/python3/dist-packages/Requests-2.31.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: Requests\nVersion: 2.31.0\n"),
+        ("app/lib/log4j-core-2.14.1.jar", &jar),
+        ("app/App.deps.json", br#"{"libraries": {"Newtonsoft.Json/12.0.1": {"type": "package", "sha512": "x"}, "App/1.0.0": {"type": "project"}}}"#),
+    ])
+}
+
+#[tokio::test]
+async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_the_cache() {
+    let Some(env) = env("scan_full").await else {
+        return;
+    };
+    ingest(
+        &env.pool,
+        vec![
+            osv(
+                "DSA-0001",
+                "Debian:12",
+                "openssl",
+                json!([{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]),
+                "high",
+            ),
+            osv(
+                "GHSA-0002",
+                "npm",
+                "express",
+                json!([{"introduced": "0"}, {"fixed": "4.19.2"}]),
+                "medium",
+            ),
+            osv(
+                "GHSA-0003",
+                "Maven",
+                "org.apache.logging.log4j:log4j-core",
+                json!([{"introduced": "2.0"}, {"fixed": "2.15.0"}]),
+                "critical",
+            ),
+            osv(
+                "PYSEC-0004",
+                "PyPI",
+                "requests",
+                json!([{"introduced": "0"}, {"fixed": "2.32.0"}]),
+                "medium",
+            ),
+            osv(
+                "GHSA-0005",
+                "NuGet",
+                "Newtonsoft.Json",
+                json!([{"introduced": "0"}, {"fixed": "13.0.1"}]),
+                "high",
+            ),
+            osv(
+                "GHSA-0006",
+                "npm",
+                "express",
+                json!([{"introduced": "5.0.0"}, {"fixed": "5.0.1"}]),
+                "critical",
+            ),
+            osv(
+                "DSA-0007",
+                "Debian:11",
+                "openssl",
+                json!([{"introduced": "0"}, {"fixed": "9.9"}]),
+                "critical",
+            ),
+        ],
+    )
+    .await;
+    // Layer 2 removes express (whiteout) and upgrades openssl.
+    let upgrade = oci::tar_of(&[
+        ("app/node_modules/.wh.express", b""),
+        ("var/lib/dpkg/status", b"Package: openssl\nStatus: install ok installed\nVersion: 3.0.11-1~deb12u2\n\nPackage: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u4\n"),
+    ]);
+    let base = base_layer();
+    let first = push(&env, "app", vec![base.clone()]);
+    let second = push(&env, "app-patched", vec![base, upgrade]);
+
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let scratch =
+        std::env::temp_dir().join(format!("stellaops-scan-scratch-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let job = ScanJob {
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy {
+            fail_on: "high".into(),
+            warn_on: Some("medium".into()),
+            ignore_unfixed: false,
+        },
+        requester: Requester {
+            namespace: Some("prod-eu".into()),
+            name: Some("app".into()),
+            uid: Some("uid-1".into()),
+        },
+        spdx: true,
+        scratch: &scratch,
+    };
+    let image = format!("{}/stellaops-it/app:v1", env.registry);
+    let summary = scan(&job, &image).await.unwrap();
+    assert_eq!(summary.image_digest, first.manifest_digest);
+    assert_eq!((summary.layers_analysed, summary.layers_cached), (1, 0));
+    assert_eq!(summary.verdict, "Fail");
+    assert_eq!(summary.components, 7);
+    assert_eq!(
+        (
+            summary.findings["critical"],
+            summary.findings["high"],
+            summary.findings["medium"],
+            summary.findings["low"]
+        ),
+        (1, 2, 2, 0)
+    );
+    // The SBOM in S3: exact inventory, with the layer that brought each component.
+    let key = summary
+        .sbom_uri
+        .strip_prefix(&format!("s3://{}/", env.bucket))
+        .unwrap()
+        .to_string();
+    let bytes = env
+        .s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let sbom: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(sbom["specVersion"], "1.6");
+    let purls: Vec<&str> = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    assert_eq!(
+        purls,
+        vec![
+            "pkg:deb/debian/libc6@2.36-9+deb12u4?distro=debian-12",
+            "pkg:deb/debian/openssl@3.0.11-1~deb12u1?distro=debian-12",
+            "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1",
+            "pkg:npm/%40babel/core@7.24.0",
+            "pkg:npm/express@4.19.1",
+            "pkg:nuget/Newtonsoft.Json@12.0.1",
+            "pkg:pypi/requests@2.31.0",
+        ]
+    );
+    assert!(
+        sbom["components"][0]["properties"]
+            .to_string()
+            .contains(&first.layer_digests[0]),
+        "each component names its layer"
+    );
+    assert_eq!(
+        summary.sbom_sha256,
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        )
+    );
+    let spdx = env
+        .s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(key.replace("cdx", "spdx"))
+        .send()
+        .await;
+    assert!(spdx.is_ok(), "SPDX written when asked");
+
+    // Findings stored per scan; the Debian 11 advisory does not apply to Debian 12.
+    let findings: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT vuln_id, purl, fixed_version FROM scan_findings WHERE scan_id = $1 ORDER BY vuln_id",
+    )
+    .bind(summary.scan_id)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let ids: Vec<&str> = findings.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            "DSA-0001",
+            "GHSA-0002",
+            "GHSA-0003",
+            "GHSA-0005",
+            "PYSEC-0004"
+        ]
+    );
+    // The report event.
+    let events = stellaops_store::outbox::read_after(&env.pool, 0, 10)
+        .await
+        .unwrap();
+    let report = events.iter().find(|e| e.kind == "report.ready").unwrap();
+    assert_eq!(report.severity.as_deref(), Some("critical"));
+    assert_eq!(report.namespace.as_deref(), Some("prod-eu"));
+    assert_eq!(report.payload["verdict"], "Fail");
+
+    // The same scan again gives a byte-identical SBOM.
+    let again = scan(&job, &image).await.unwrap();
+    assert_eq!(again.sbom_sha256, summary.sbom_sha256);
+    assert_eq!(again.layers_cached, 1);
+
+    // The patched image shares the base layer: only the new layer is analysed.
+    let patched = scan(
+        &job,
+        &format!("{}/stellaops-it/app-patched:v1", env.registry),
+    )
+    .await
+    .unwrap();
+    assert_eq!(patched.image_digest, second.manifest_digest);
+    assert_eq!((patched.layers_analysed, patched.layers_cached), (1, 1));
+    assert_eq!(patched.components, 6, "express was deleted by a whiteout");
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT vuln_id FROM scan_findings WHERE scan_id = $1 ORDER BY vuln_id")
+            .bind(patched.scan_id)
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        ids,
+        vec!["GHSA-0003", "GHSA-0005", "PYSEC-0004"],
+        "openssl fixed, express gone"
+    );
+    // The package index for advisory deltas.
+    let holders: Vec<String> = sqlx::query_scalar(
+        "SELECT image_digest FROM image_packages WHERE affects_key = 'pkg:npm/express'",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(holders, vec![first.manifest_digest.clone()]);
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_image_or_a_corrupt_layer_fails_with_a_clear_message() {
+    let Some(env) = env("scan_errors").await else {
+        return;
+    };
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let scratch =
+        std::env::temp_dir().join(format!("stellaops-scan-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let job = ScanJob {
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy {
+            fail_on: "high".into(),
+            warn_on: None,
+            ignore_unfixed: false,
+        },
+        requester: Requester::default(),
+        spdx: false,
+        scratch: &scratch,
+    };
+    let missing = scan(&job, &format!("{}/stellaops-it/nothing:v9", env.registry))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{missing:#}").contains("not found in the registry"),
+        "{missing:#}"
+    );
+    // A layer that is not a tar at all (gzip of random bytes).
+    let corrupt = push(
+        &env,
+        "corrupt",
+        vec![b"this is not a tar archive, not at all".repeat(20)],
+    );
+    let error = scan(&job, &format!("{}/stellaops-it/corrupt:v1", env.registry))
+        .await
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains(&corrupt.layer_digests[0]) && text.contains("not a readable"),
+        "{text}"
+    );
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM scan_results")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 0, "a failed scan records nothing");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
