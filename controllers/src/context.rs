@@ -19,6 +19,8 @@ pub struct Config {
     pub max_concurrent_scans: u32,
     /// Secret (in each resource's namespace) whose `url` key is the PostgreSQL URL workers use.
     pub database_secret: String,
+    /// Platform bucket (SBOMs, layer cache) and how scan Jobs reach it.
+    pub storage: stellaops_crds::S3Location,
 }
 
 impl Default for Config {
@@ -31,6 +33,16 @@ impl Default for Config {
             ),
             max_concurrent_scans: 4,
             database_secret: "stellaops-database".to_string(),
+            storage: stellaops_crds::S3Location {
+                bucket: "stellaops".to_string(),
+                prefix: String::new(),
+                endpoint: None,
+                region: None,
+                force_path_style: true,
+                secret_ref: Some(stellaops_crds::LocalObjectReference {
+                    name: "stellaops-s3".to_string(),
+                }),
+            },
         }
     }
 }

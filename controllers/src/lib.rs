@@ -52,7 +52,7 @@ pub fn plan(object: &StellaObject, config: &Config) -> Plan {
 /// release manifest and key, in `preview`). Pure.
 pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inputs) -> Plan {
     let (objects, awaiting) = match object {
-        StellaObject::Scan(o) => (scan::desired(o, config), Some(scan::AWAITING)),
+        StellaObject::Scan(o) => (scan::desired(o, config), None),
         StellaObject::Schedule(o) => (schedule::desired(o, config), Some(schedule::AWAITING)),
         StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), None),
         StellaObject::FederationSite(o) => (federation_site::desired(o, config), None),
@@ -163,6 +163,22 @@ async fn run_mirror_domains(ctx: Arc<Context>) {
     .await;
 }
 
+async fn run_scans(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    Controller::new(
+        kube::Api::<Scan>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        watcher::Config::default().labels("app.kubernetes.io/component=scan"),
+    )
+    .shutdown_on_signal()
+    .run(scan::reconcile, error_policy::<Scan>, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
 async fn run_notify_rules(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/notifyrule");
@@ -215,7 +231,7 @@ async fn run_platforms(ctx: Arc<Context>) {
 /// Run every controller until a shutdown signal. Call only while holding the leader lease.
 pub async fn run(ctx: Arc<Context>) {
     futures::join!(
-        run_kind::<Scan>(ctx.clone(), scan::AWAITING),
+        run_scans(ctx.clone()),
         run_kind::<Schedule>(ctx.clone(), schedule::AWAITING),
         run_notify_rules(ctx.clone()),
         run_federation_sites(ctx.clone()),

@@ -1,16 +1,648 @@
-//! Scan controller.
-//!
-//! Will own one scanner Job per Scan, queued under the operator-wide concurrency limit.
+//! Scan controller: one owned Job per Scan running `stellaops-worker scan`, at most
+//! `max_concurrent_scans` Jobs operator-wide (the rest wait, `Queued`, in creation
+//! order), reuse of a digest's result at the same advisory snapshot without a Job, and
+//! the status filled from the database (or the Job's termination message) when it ends.
 
-use serde_json::Value;
-use stellaops_crds::Scan;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::context::Config;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    EnvVar, KeyToPath, Pod, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use stellaops_crds::scan::{FindingCounts, SbomRef, ScanPhase, ScanStatus, Verdict};
+use stellaops_crds::{CONDITION_READY, Scan, condition, set_condition};
 
-/// What this kind still waits for before it becomes `Ready`.
-pub const AWAITING: &str = "the scanner worker Job is not available yet";
+use crate::acceptance;
+use crate::context::{Config, Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+use crate::workload;
 
-/// The objects the operator creates for a Scan (none until its workload controller lands).
-pub fn desired(_object: &Scan, _config: &Config) -> Vec<Value> {
-    Vec::new()
+/// Label on every scan Job (how the operator-wide cap counts them).
+pub const COMPONENT: &str = "scan";
+
+fn severity(s: stellaops_crds::Severity) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The Job's name for `scan` at its current generation.
+pub fn job_name(scan: &Scan) -> String {
+    let generation = scan.metadata.generation.unwrap_or(1);
+    workload::child_name(&scan.name_any(), &format!("-scan-{generation}"), 63)
+}
+
+/// Whether the image names a digest (`…@sha256:<64 hex>`).
+pub fn pinned_digest(image: &str) -> Option<&str> {
+    let (_, digest) = image.rsplit_once('@')?;
+    (digest.len() == 71 && digest.starts_with("sha256:")).then_some(digest)
+}
+
+/// The scan Job.
+pub fn job(scan: &Scan, config: &Config) -> Job {
+    let spec = &scan.spec;
+    let mut args = vec![
+        "scan".to_string(),
+        spec.image.clone(),
+        "--bucket".into(),
+        config.storage.bucket.clone(),
+        "--platform".into(),
+        spec.platform.clone(),
+        "--fail-on".into(),
+        severity(spec.policy.fail_on),
+        "--sbom-format".into(),
+        serde_json::to_value(spec.sbom_format)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "cyclonedx-json".into()),
+    ];
+    if let Some(warn) = spec.policy.warn_on {
+        args.extend(["--warn-on".into(), severity(warn)]);
+    }
+    if spec.policy.ignore_unfixed {
+        args.push("--ignore-unfixed".into());
+    }
+    if spec.force {
+        args.push("--force".into());
+    }
+    let resources = spec
+        .resources
+        .clone()
+        .unwrap_or_else(|| workload::resources("250m", "256Mi", "1Gi"));
+    let mut container = workload::worker_container(config, "scan", Vec::new(), resources);
+    workload::s3_env(&mut container, &config.storage);
+    let env = container.env.get_or_insert_with(Vec::new);
+    env.push(workload::database_url_env(config));
+    for (name, value) in [
+        ("STELLAOPS_SCAN_NAMESPACE", scan.namespace()),
+        ("STELLAOPS_SCAN_NAME", Some(scan.name_any())),
+        ("STELLAOPS_SCAN_UID", scan.uid()),
+    ] {
+        env.push(EnvVar {
+            name: name.into(),
+            value,
+            ..Default::default()
+        });
+    }
+    let mut volumes = vec![workload::tmp_volume()];
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    // The target image's pull secrets go to the worker's registry client, not the kubelet.
+    for (i, secret) in spec.image_pull_secrets.iter().enumerate() {
+        let name = format!("pull-secret-{i}");
+        volumes.push(Volume {
+            name: name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ".dockerconfigjson".into(),
+                    path: "config.json".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let path = format!("/etc/stellaops/pull-secrets/{i}");
+        mounts.push(VolumeMount {
+            name,
+            mount_path: path.clone(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        args.extend(["--docker-config".into(), format!("{path}/config.json")]);
+    }
+    container.args = Some(args);
+    let labels = workload::labels(&scan.name_any(), "Scan", COMPONENT);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(scan)),
+            namespace: scan.namespace(),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![workload::owner_reference(scan)]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(1),
+            active_deadline_seconds: Some(spec.active_deadline_seconds),
+            // Finished Jobs go after an hour; the Scan keeps the result.
+            ttl_seconds_after_finished: Some(3600),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    security_context: Some(workload::pod_security()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What `preview` shows: the Job.
+pub fn desired(scan: &Scan, config: &Config) -> Vec<Value> {
+    let mut value = serde_json::to_value(job(scan, config)).expect("Job serializes");
+    value["apiVersion"] = json!("batch/v1");
+    value["kind"] = json!("Job");
+    vec![value]
+}
+
+/// A Scan waiting for a slot, as the queue sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// `namespace/name`.
+    pub key: String,
+    /// When it was created (RFC 3339; ties broken by key).
+    pub created: String,
+}
+
+/// Where `key` stands: `Ok(())` may start now, `Err(position)` waits (1 = next).
+pub fn queue_position(
+    key: &str,
+    waiting: &[Waiting],
+    running: usize,
+    cap: usize,
+) -> Result<(), usize> {
+    let mut order: Vec<&Waiting> = waiting.iter().collect();
+    order.sort_by(|a, b| (&a.created, &a.key).cmp(&(&b.created, &b.key)));
+    let index = order
+        .iter()
+        .position(|w| w.key == key)
+        .unwrap_or(order.len());
+    let free = cap.saturating_sub(running);
+    if index < free {
+        Ok(())
+    } else {
+        Err(index - free + 1)
+    }
+}
+
+/// A recorded result, as the status shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanResult {
+    /// Digest scanned.
+    pub image_digest: String,
+    /// SBOM.
+    pub sbom: SbomRef,
+    /// Counts.
+    pub findings: FindingCounts,
+    /// Verdict.
+    pub verdict: Verdict,
+}
+
+/// How the Job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still running (or not created).
+    Running,
+    /// Recorded result (possibly reused).
+    Succeeded(ScanResult),
+    /// Failed, with the worker's message.
+    Failed(String),
+}
+
+fn verdict_of(text: &str) -> Verdict {
+    match text {
+        "Fail" => Verdict::Fail,
+        "Warn" => Verdict::Warn,
+        _ => Verdict::Pass,
+    }
+}
+
+/// The result the worker left as its termination message.
+pub fn result_from_summary(summary: &Value) -> Option<ScanResult> {
+    Some(ScanResult {
+        image_digest: summary["imageDigest"].as_str()?.to_string(),
+        sbom: SbomRef {
+            uri: summary["sbomUri"].as_str()?.to_string(),
+            sha256: summary["sbomSha256"].as_str()?.to_string(),
+            components: summary["components"].as_i64()?,
+        },
+        findings: FindingCounts {
+            critical: summary["findings"]["critical"].as_i64().unwrap_or(0),
+            high: summary["findings"]["high"].as_i64().unwrap_or(0),
+            medium: summary["findings"]["medium"].as_i64().unwrap_or(0),
+            low: summary["findings"]["low"].as_i64().unwrap_or(0),
+        },
+        verdict: verdict_of(summary["verdict"].as_str()?),
+    })
+}
+
+/// The status of a Scan. Pure.
+pub fn compute_status(
+    scan: &Scan,
+    job_name: Option<&str>,
+    queued: Option<usize>,
+    outcome: &Outcome,
+    reused: bool,
+    now: Time,
+) -> ScanStatus {
+    let previous = scan.status.clone().unwrap_or_default();
+    let generation = scan.metadata.generation;
+    let mut status = ScanStatus {
+        observed_generation: generation,
+        job_name: job_name.map(str::to_string).or(previous.job_name.clone()),
+        ..previous.clone()
+    };
+    let mut conditions: Vec<Condition> = std::mem::take(&mut status.conditions);
+    set_condition(
+        &mut conditions,
+        acceptance::accepted(generation, now.clone()),
+    );
+    let cond = |t: &str, ok: bool, reason: &str, message: String| {
+        condition(t, ok, reason, message, generation, now.clone())
+    };
+    match (queued, outcome) {
+        (Some(position), _) => {
+            status.phase = Some(ScanPhase::Queued);
+            set_condition(
+                &mut conditions,
+                cond(
+                    "Queued",
+                    true,
+                    "ConcurrencyLimit",
+                    format!("waiting for a free scan slot: position {position} in the queue"),
+                ),
+            );
+            set_condition(
+                &mut conditions,
+                cond(
+                    CONDITION_READY,
+                    false,
+                    "Queued",
+                    format!("queued at position {position}"),
+                ),
+            );
+        }
+        (None, Outcome::Running) => {
+            status.phase = Some(ScanPhase::Running);
+            status.started_at = status.started_at.or(Some(now.clone()));
+            set_condition(
+                &mut conditions,
+                cond("Queued", false, "Started", "a scan slot was free".into()),
+            );
+            set_condition(
+                &mut conditions,
+                cond(
+                    CONDITION_READY,
+                    false,
+                    "Scanning",
+                    format!(
+                        "Job {} is scanning {}",
+                        status.job_name.clone().unwrap_or_default(),
+                        scan.spec.image
+                    ),
+                ),
+            );
+        }
+        (None, Outcome::Succeeded(result)) => {
+            status.phase = Some(ScanPhase::Succeeded);
+            status.image_digest = Some(result.image_digest.clone());
+            status.sbom = Some(result.sbom.clone());
+            status.findings = Some(result.findings.clone());
+            status.verdict = Some(result.verdict);
+            status.reused = reused;
+            status.completed_at = status.completed_at.or(Some(now.clone()));
+            status.started_at = status.started_at.or(Some(now.clone()));
+            conditions.retain(|c| c.type_ != "Queued");
+            let f = &result.findings;
+            set_condition(
+                &mut conditions,
+                cond(
+                    CONDITION_READY,
+                    true,
+                    if reused { "Reused" } else { "Scanned" },
+                    format!(
+                        "{:?}: {} critical, {} high, {} medium, {} low in {} components{}",
+                        result.verdict,
+                        f.critical,
+                        f.high,
+                        f.medium,
+                        f.low,
+                        result.sbom.components,
+                        if reused {
+                            " (result of an earlier scan of this digest at the same advisory snapshot)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ),
+            );
+        }
+        (None, Outcome::Failed(message)) => {
+            status.phase = Some(ScanPhase::Failed);
+            status.completed_at = status.completed_at.or(Some(now.clone()));
+            conditions.retain(|c| c.type_ != "Queued");
+            set_condition(
+                &mut conditions,
+                cond(CONDITION_READY, false, "ScanFailed", message.clone()),
+            );
+        }
+    }
+    status.conditions = conditions;
+    status
+}
+
+/// The latest result recorded for this Scan (by uid), or for `digest` at `snapshot`.
+async fn recorded(
+    pool: &sqlx::PgPool,
+    where_: &str,
+    bind: &str,
+    snapshot: Option<i64>,
+) -> Result<Option<ScanResult>> {
+    use sqlx::Row;
+    let sql = format!(
+        "SELECT image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict
+         FROM scan_results WHERE {where_} ORDER BY id DESC LIMIT 1"
+    );
+    let mut query = sqlx::query(&sql).bind(bind);
+    if let Some(s) = snapshot {
+        query = query.bind(s);
+    }
+    let row = query
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| Error::Outbox(e.into()))?;
+    Ok(row.map(|r| ScanResult {
+        image_digest: r.get("image_digest"),
+        sbom: SbomRef {
+            uri: r.get("sbom_uri"),
+            sha256: r.get("sbom_sha256"),
+            components: i64::from(r.get::<i32, _>("components")),
+        },
+        findings: FindingCounts {
+            critical: i64::from(r.get::<i32, _>("critical")),
+            high: i64::from(r.get::<i32, _>("high")),
+            medium: i64::from(r.get::<i32, _>("medium")),
+            low: i64::from(r.get::<i32, _>("low")),
+        },
+        verdict: verdict_of(r.get::<String, _>("verdict").as_str()),
+    }))
+}
+
+async fn current_snapshot(pool: &sqlx::PgPool) -> Result<i64> {
+    sqlx::query_scalar(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM advisory_change_seq",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| Error::Outbox(e.into()))
+}
+
+fn job_failure(job: &Job) -> String {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
+        .and_then(|c| c.message.clone().or(c.reason.clone()))
+        .unwrap_or_else(|| "the scan Job failed".into())
+}
+
+/// Reconcile one Scan.
+pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let ns = scan
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = scan.name_any();
+    let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = Time(jiff::Timestamp::now());
+    let done = scan.status.as_ref().is_some_and(|s| {
+        s.observed_generation == scan.metadata.generation
+            && matches!(s.phase, Some(ScanPhase::Succeeded | ScanPhase::Failed))
+    });
+    if done {
+        return Ok(Action::await_change());
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let name_of_job = job_name(&scan);
+    let existing = jobs.get_opt(&name_of_job).await?;
+    let mut reused = false;
+    let (queued, outcome, job_ref): (Option<usize>, Outcome, Option<&str>) = match &existing {
+        Some(j) => match workload::job_finished(j) {
+            None => (None, Outcome::Running, Some(name_of_job.as_str())),
+            Some(succeeded) => {
+                let summary = termination_summary(&ctx.client, &ns, &name_of_job).await?;
+                let from_db = match (&ctx.outbox, scan.uid()) {
+                    (Some(pool), Some(uid)) => recorded(pool, "scan_uid = $1", &uid, None).await?,
+                    _ => None,
+                };
+                let outcome = match (
+                    succeeded,
+                    from_db.or_else(|| summary.as_ref().and_then(result_from_summary)),
+                ) {
+                    (true, Some(result)) => Outcome::Succeeded(result),
+                    (true, None) => {
+                        Outcome::Failed("the scan Job finished without recording a result".into())
+                    }
+                    (false, _) => Outcome::Failed(
+                        summary
+                            .as_ref()
+                            .and_then(|s| s["error"].as_str().map(str::to_string))
+                            .unwrap_or_else(|| job_failure(j)),
+                    ),
+                };
+                (None, outcome, Some(name_of_job.as_str()))
+            }
+        },
+        None => {
+            // Reuse a pinned digest's result at the current advisory snapshot.
+            let reuse = match (
+                &ctx.outbox,
+                pinned_digest(&scan.spec.image),
+                scan.spec.force,
+            ) {
+                (Some(pool), Some(digest), false) => {
+                    let snapshot = current_snapshot(pool).await?;
+                    recorded(
+                        pool,
+                        "image_digest = $1 AND advisory_snapshot = $2",
+                        digest,
+                        Some(snapshot),
+                    )
+                    .await?
+                }
+                _ => None,
+            };
+            if let Some(result) = reuse {
+                reused = true;
+                (None, Outcome::Succeeded(result), None)
+            } else {
+                // The queue: running scan Jobs and waiting Scans, operator-wide.
+                let all_jobs: Api<Job> = Api::all(ctx.client.clone());
+                let running = all_jobs
+                    .list(
+                        &ListParams::default()
+                            .labels(&format!("app.kubernetes.io/component={COMPONENT}")),
+                    )
+                    .await?
+                    .items
+                    .iter()
+                    .filter(|j| workload::job_finished(j).is_none())
+                    .count();
+                let all_scans: Api<Scan> = Api::all(ctx.client.clone());
+                let waiting: Vec<Waiting> = all_scans
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .iter()
+                    .filter(|s| {
+                        !matches!(
+                            s.status.as_ref().and_then(|st| st.phase),
+                            Some(ScanPhase::Running | ScanPhase::Succeeded | ScanPhase::Failed)
+                        ) || s.status.as_ref().and_then(|st| st.observed_generation)
+                            != s.metadata.generation
+                    })
+                    .filter(|s| s.meta().deletion_timestamp.is_none())
+                    .map(|s| Waiting {
+                        key: format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()),
+                        created: s
+                            .metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .map(|t| t.0.to_string())
+                            .unwrap_or_default(),
+                    })
+                    .collect();
+                match queue_position(
+                    &format!("{ns}/{name}"),
+                    &waiting,
+                    running,
+                    ctx.config.max_concurrent_scans as usize,
+                ) {
+                    Err(position) => (Some(position), Outcome::Running, None),
+                    Ok(()) => {
+                        let mut body = serde_json::to_value(job(&scan, &ctx.config))?;
+                        body["apiVersion"] = json!("batch/v1");
+                        body["kind"] = json!("Job");
+                        jobs.patch(
+                            &name_of_job,
+                            &PatchParams::apply(FIELD_MANAGER).force(),
+                            &Patch::Apply(&body),
+                        )
+                        .await?;
+                        publish(
+                            &ctx,
+                            &scan,
+                            EventType::Normal,
+                            "JobCreated",
+                            format!("Job {name_of_job} scans {}", scan.spec.image),
+                        )
+                        .await;
+                        (None, Outcome::Running, Some(name_of_job.as_str()))
+                    }
+                }
+            }
+        }
+    };
+    let status = compute_status(&scan, job_ref, queued, &outcome, reused, now);
+    let phase_changed = scan.status.as_ref().and_then(|s| s.phase) != status.phase;
+    if scan.status.as_ref() != Some(&status) {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        scans
+            .patch_status(&name, &params, &Patch::Merge(&json!({"status": status})))
+            .await?;
+    }
+    if phase_changed {
+        match &outcome {
+            Outcome::Succeeded(r) => {
+                publish(
+                    &ctx,
+                    &scan,
+                    EventType::Normal,
+                    if reused { "Reused" } else { "Scanned" },
+                    format!("{:?} for {}", r.verdict, r.image_digest),
+                )
+                .await
+            }
+            Outcome::Failed(m) => {
+                publish(&ctx, &scan, EventType::Warning, "ScanFailed", m.clone()).await
+            }
+            Outcome::Running if queued.is_some() => {
+                publish(
+                    &ctx,
+                    &scan,
+                    EventType::Normal,
+                    "Queued",
+                    "waiting for a free scan slot".into(),
+                )
+                .await
+            }
+            _ => {}
+        }
+    }
+    ctx.metrics
+        .duration
+        .with_label_values(&["Scan"])
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&["Scan", "ok"])
+        .inc();
+    Ok(match status.phase {
+        Some(ScanPhase::Queued) => Action::requeue(Duration::from_secs(15)),
+        Some(ScanPhase::Running) => Action::requeue(Duration::from_secs(60)),
+        _ => Action::await_change(),
+    })
+}
+
+async fn publish(ctx: &Context, scan: &Scan, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scan".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &scan.object_ref(&())).await {
+        tracing::warn!(%error, "could not publish event");
+    }
+}
+
+/// The JSON the worker left as its Pod's termination message.
+async fn termination_summary(client: &kube::Client, ns: &str, job: &str) -> Result<Option<Value>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await?;
+    let mut messages: BTreeMap<String, Value> = BTreeMap::new();
+    for pod in list.items {
+        let created = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        let message = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+            });
+        if let Some(value) = message.and_then(|m| serde_json::from_str::<Value>(&m).ok()) {
+            messages.insert(created, value);
+        }
+    }
+    Ok(messages.into_values().next_back())
 }

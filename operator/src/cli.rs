@@ -30,7 +30,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the controllers against a cluster (kubeconfig or in-cluster config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate resources as the API server would and print what the operator would create
     /// for them, without a cluster. Exits non-zero naming file, document and field on any error.
     Preview(PreviewArgs),
@@ -80,6 +80,16 @@ pub struct RunArgs {
     /// Most scan Jobs running at once across the cluster.
     #[arg(long, env = "STELLAOPS_MAX_CONCURRENT_SCANS", default_value_t = 4)]
     pub max_concurrent_scans: u32,
+    /// Platform bucket for SBOMs and the scanner's layer cache.
+    #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
+    pub bucket: String,
+    /// S3 endpoint scan Jobs use (omit for AWS S3).
+    #[arg(long, env = "STELLAOPS_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Secret (in each Scan's namespace) with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+    /// for scan Jobs.
+    #[arg(long, env = "STELLAOPS_S3_SECRET", default_value = "stellaops-s3")]
+    pub s3_secret: String,
     /// PostgreSQL URL of the platform database, where the operator appends its own events
     /// (`release.progress`, `release.failed`, `release.rolledback`) to the outbox.
     #[arg(long, env = "DATABASE_URL")]

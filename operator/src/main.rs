@@ -30,7 +30,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build();
             match runtime {
-                Ok(runtime) => report(runtime.block_on(runtime::run(args))),
+                Ok(runtime) => report(runtime.block_on(runtime::run(*args))),
                 Err(error) => report(Err(error.into())),
             }
         }

@@ -26,6 +26,11 @@ pub fn controller_config(args: &RunArgs) -> Config {
     }
     config.max_concurrent_scans = args.max_concurrent_scans;
     config.database_secret = args.database_secret.clone();
+    config.storage.bucket = args.bucket.clone();
+    config.storage.endpoint = args.s3_endpoint.clone();
+    config.storage.secret_ref = Some(stellaops_crds::LocalObjectReference {
+        name: args.s3_secret.clone(),
+    });
     config
 }
 

@@ -67,12 +67,15 @@ enum Command {
         /// `cyclonedx-json` (always written) or `spdx-json` (written as well).
         #[arg(long, default_value = "cyclonedx-json")]
         sbom_format: String,
-        /// A `.dockerconfigjson` file with registry credentials.
-        #[arg(long, env = "DOCKER_CONFIG_JSON")]
-        docker_config: Option<PathBuf>,
+        /// `.dockerconfigjson` files with registry credentials (repeatable).
+        #[arg(long)]
+        docker_config: Vec<PathBuf>,
         /// Registries spoken to over plain HTTP (localhost and 127.0.0.0/8 always are).
         #[arg(long = "plain-http")]
         plain_http: Vec<String>,
+        /// Scan again even when this digest was scanned at the current advisory snapshot.
+        #[arg(long)]
+        force: bool,
         /// The Scan this runs for (namespace), for the record.
         #[arg(long, env = "STELLAOPS_SCAN_NAMESPACE")]
         scan_namespace: Option<String>,
@@ -435,19 +438,22 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             sbom_format,
             docker_config,
             plain_http,
+            force,
             scan_namespace,
             scan_name,
             scan_uid,
         } => {
             use stellaops_workers::scan::{Policy, Requester, ScanJob};
-            let credentials = match &docker_config {
-                Some(path) => Credentials::from_docker_config(
-                    &std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                )
-                .map_err(anyhow::Error::msg)?,
-                None => Credentials::default(),
-            };
+            let mut credentials = Credentials::default();
+            for path in &docker_config {
+                credentials.merge(
+                    Credentials::from_docker_config(
+                        &std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                );
+            }
             let registry = RegistryClient::new(credentials, plain_http)?;
             let pool = database(cli.database_url.as_deref()).await?;
             let client = stellaops_store::s3::client(&s3).await;
@@ -472,6 +478,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 },
                 spdx: sbom_format == "spdx-json",
                 scratch: &scratch,
+                force,
             };
             let outcome = stellaops_workers::scan::run(&job, &image).await;
             let _ = std::fs::remove_dir_all(&scratch);

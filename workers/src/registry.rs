@@ -214,6 +214,13 @@ impl Credentials {
         Ok(Credentials { by_registry })
     }
 
+    /// Add `other`'s registries (an earlier entry for a registry wins).
+    pub fn merge(&mut self, other: Credentials) {
+        for (registry, pair) in other.by_registry {
+            self.by_registry.entry(registry).or_insert(pair);
+        }
+    }
+
     fn for_registry(&self, registry: &str) -> Option<&(String, String)> {
         self.by_registry.get(registry)
     }

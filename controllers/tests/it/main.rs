@@ -5,3 +5,4 @@ mod federation_site;
 mod mirror_domain;
 mod notify_rule;
 mod platform;
+mod scan;

@@ -528,6 +528,87 @@ pub struct ScanJob<'a> {
     pub spdx: bool,
     /// Scratch directory for layer blobs.
     pub scratch: &'a std::path::Path,
+    /// Scan even when this digest has a result at the current advisory snapshot.
+    pub force: bool,
+}
+
+/// When `digest` was already scanned at the current advisory snapshot: record that
+/// result again for this requester (findings copied, verdict under this policy) without
+/// touching the registry's layers.
+async fn reuse(
+    job: &ScanJob<'_>,
+    image: &str,
+    digest: &str,
+) -> anyhow::Result<Option<ScanSummary>> {
+    let mut tx = job.pool.begin().await?;
+    let snapshot: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM advisory_change_seq",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let Some(row) = sqlx::query(
+        "SELECT id, sbom_uri, sbom_sha256, components FROM scan_results
+         WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(digest)
+    .bind(snapshot)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let earlier: i64 = row.get("id");
+    let findings: Vec<Finding> = sqlx::query(
+        "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest FROM scan_findings WHERE scan_id = $1",
+    )
+    .bind(earlier)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| Finding {
+        merge_hash: r.get("merge_hash"),
+        vuln_id: r.get("vuln_id"),
+        purl: r.get("purl"),
+        severity: r.get("severity"),
+        fixed_version: r.get("fixed_version"),
+        layer: r.get::<Option<String>, _>("layer_digest").unwrap_or_default(),
+    })
+    .collect();
+    tx.commit().await?;
+    let sbom_uri: String = row.get("sbom_uri");
+    let sbom_sha: String = row.get("sbom_sha256");
+    let components: i32 = row.get("components");
+    let (scan_id, verdict) = record(
+        job.pool,
+        &job.requester,
+        image,
+        digest,
+        snapshot,
+        (&sbom_uri, &sbom_sha),
+        &[],
+        &findings,
+        &job.policy,
+        chrono::Utc::now(),
+    )
+    .await?;
+    sqlx::query("UPDATE scan_results SET components = $2 WHERE id = $1")
+        .bind(scan_id)
+        .bind(components)
+        .execute(job.pool)
+        .await?;
+    Ok(Some(ScanSummary {
+        scan_id,
+        image: image.to_string(),
+        image_digest: digest.to_string(),
+        sbom_uri,
+        sbom_sha256: sbom_sha,
+        components: i64::from(components),
+        findings: counts(&findings),
+        verdict,
+        advisory_snapshot: snapshot,
+        layers_analysed: 0,
+        layers_cached: 0,
+    }))
 }
 
 /// Choose the platform's manifest from an index.
@@ -596,6 +677,11 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         .map_err(|e: RegistryError| anyhow::anyhow!("{e}"))?;
     let top = job.registry.fetch_manifest(&reference).await?;
     let digest = top.digest.clone();
+    if !job.force
+        && let Some(summary) = reuse(job, image, &digest).await?
+    {
+        return Ok(summary);
+    }
     let mut json: Value = serde_json::from_slice(&top.bytes).context("the manifest is not JSON")?;
     if is_index(&top, &json) {
         let chosen = select_platform(&json, job.platform).ok_or_else(|| {

@@ -201,6 +201,7 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
         },
         spdx: true,
         scratch: &scratch,
+        force: true,
     };
     let image = format!("{}/stellaops-it/app:v1", env.registry);
     let summary = scan(&job, &image).await.unwrap();
@@ -340,6 +341,24 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
     .await
     .unwrap();
     assert_eq!(holders, vec![first.manifest_digest.clone()]);
+    // Without force, a digest scanned at this advisory snapshot is not pulled again: its
+    // result is recorded for the new requester, verdict under the new policy.
+    let lenient = ScanJob {
+        force: false,
+        policy: Policy {
+            fail_on: "critical".into(),
+            warn_on: None,
+            ignore_unfixed: false,
+        },
+        ..job
+    };
+    let reused = scan(&lenient, &image).await.unwrap();
+    assert_eq!((reused.layers_analysed, reused.layers_cached), (0, 0));
+    assert_eq!(reused.sbom_sha256, summary.sbom_sha256);
+    assert_eq!(reused.components, 7);
+    assert_eq!(reused.findings, summary.findings);
+    assert_eq!(reused.verdict, "Fail", "log4j is critical");
+    assert_ne!(reused.scan_id, summary.scan_id);
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
@@ -366,6 +385,7 @@ async fn a_missing_image_or_a_corrupt_layer_fails_with_a_clear_message() {
         requester: Requester::default(),
         spdx: false,
         scratch: &scratch,
+        force: false,
     };
     let missing = scan(&job, &format!("{}/stellaops-it/nothing:v9", env.registry))
         .await

@@ -1,0 +1,425 @@
+//! Scan: the Job, the operator-wide queue, status from the worker's result, reuse without
+//! a Job, and the reconcile's calls against the mock API server.
+
+use std::sync::Arc;
+
+use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::scan::{
+    Outcome, Waiting, compute_status, job, pinned_digest, queue_position, reconcile,
+    result_from_summary,
+};
+use stellaops_controllers::{Config, Context, FIELD_MANAGER};
+use stellaops_crds::Scan;
+use stellaops_crds::scan::{ScanPhase, Verdict};
+use stellaops_testing::mock_client;
+
+fn scan(name: &str, image: &str) -> Scan {
+    serde_json::from_value(json!({
+        "apiVersion": "stella-ops.org/v1alpha1", "kind": "Scan",
+        "metadata": {"name": name, "namespace": "prod-eu", "generation": 1,
+                     "uid": "44440000-0000-4000-8000-000000000001",
+                     "creationTimestamp": "2026-11-22T08:00:00Z"},
+        "spec": {"image": image, "imagePullSecrets": [{"name": "regcred"}],
+                 "policy": {"failOn": "high", "warnOn": "medium", "ignoreUnfixed": true},
+                 "activeDeadlineSeconds": 900}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_job_runs_the_worker_restricted_with_the_pull_secret_and_a_deadline() {
+    let j = job(
+        &scan("app", "registry.example.com/app:1.0"),
+        &Config::default(),
+    );
+    assert_eq!(j.metadata.name.as_deref(), Some("app-scan-1"));
+    let spec = j.spec.unwrap();
+    assert_eq!(spec.active_deadline_seconds, Some(900));
+    assert_eq!(spec.ttl_seconds_after_finished, Some(3600));
+    let pod = spec.template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.args.clone().unwrap().join(" "),
+        "scan registry.example.com/app:1.0 --bucket stellaops --platform linux/amd64 --fail-on high --sbom-format cyclonedx-json --warn-on medium --ignore-unfixed --docker-config /etc/stellaops/pull-secrets/0/config.json"
+    );
+    let env: Vec<String> = c
+        .env
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    for wanted in ["DATABASE_URL", "AWS_REGION", "STELLAOPS_SCAN_UID"] {
+        assert!(env.contains(&wanted.to_string()), "{env:?}");
+    }
+    assert_eq!(
+        c.env_from.clone().unwrap()[0]
+            .secret_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "stellaops-s3"
+    );
+    assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    assert_eq!(
+        c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+        "1Gi"
+    );
+    let secret = pod.volumes.unwrap()[1].secret.clone().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("regcred"));
+    assert_eq!(
+        pinned_digest(&format!("r/app@sha256:{}", "a".repeat(64))),
+        Some(format!("sha256:{}", "a".repeat(64)).as_str())
+    );
+    assert_eq!(pinned_digest("r/app:1"), None);
+}
+
+#[test]
+fn the_queue_admits_in_creation_order_up_to_the_cap() {
+    let w = |key: &str, created: &str| Waiting {
+        key: key.into(),
+        created: created.into(),
+    };
+    let waiting = vec![
+        w("a/late", "2026-11-22T08:03:00Z"),
+        w("a/first", "2026-11-22T08:01:00Z"),
+        w("b/second", "2026-11-22T08:02:00Z"),
+    ];
+    assert_eq!(queue_position("a/first", &waiting, 2, 4), Ok(()));
+    assert_eq!(queue_position("b/second", &waiting, 2, 4), Ok(()));
+    assert_eq!(queue_position("a/late", &waiting, 2, 4), Err(1));
+    assert_eq!(queue_position("a/first", &waiting, 4, 4), Err(1));
+    assert_eq!(queue_position("a/late", &waiting, 4, 4), Err(3));
+}
+
+fn t() -> Time {
+    Time(jiff::Timestamp::from_second(1_763_800_000).unwrap())
+}
+
+#[test]
+fn status_follows_queue_job_and_result() {
+    let s = scan("app", "registry.example.com/app:1.0");
+    let queued = compute_status(&s, None, Some(2), &Outcome::Running, false, t());
+    assert_eq!(queued.phase, Some(ScanPhase::Queued));
+    let q = queued
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Queued")
+        .unwrap();
+    assert_eq!(
+        (q.status.as_str(), q.reason.as_str()),
+        ("True", "ConcurrencyLimit")
+    );
+    assert!(q.message.contains("position 2"));
+    let summary = json!({"success": true, "imageDigest": "sha256:abc", "sbomUri": "s3://stellaops/scanner/images/abc/inventory.cdx.json",
+                         "sbomSha256": "sha256:def", "components": 42, "verdict": "Fail",
+                         "findings": {"critical": 1, "high": 2, "medium": 0, "low": 5}});
+    let result = result_from_summary(&summary).unwrap();
+    let done = compute_status(
+        &s,
+        Some("app-scan-1"),
+        None,
+        &Outcome::Succeeded(result),
+        false,
+        t(),
+    );
+    assert_eq!(done.phase, Some(ScanPhase::Succeeded));
+    assert_eq!(done.verdict, Some(Verdict::Fail));
+    assert_eq!(done.sbom.as_ref().unwrap().components, 42);
+    assert_eq!(done.findings.as_ref().unwrap().low, 5);
+    assert_eq!(done.image_digest.as_deref(), Some("sha256:abc"));
+    let ready = done.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Scanned")
+    );
+    let failed = compute_status(
+        &s,
+        Some("app-scan-1"),
+        None,
+        &Outcome::Failed(
+            "registry registry.example.com refused access to app (401); check the pull secret"
+                .into(),
+        ),
+        false,
+        t(),
+    );
+    assert_eq!(failed.phase, Some(ScanPhase::Failed));
+    let ready = failed
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "ScanFailed");
+    assert!(ready.message.contains("check the pull secret"));
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+}
+
+fn running_job(name: &str) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "other"},
+           "spec": {"template": {"spec": {"containers": []}}}, "status": {"active": 1}})
+}
+
+#[tokio::test]
+async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
+    // Cap 1, one scan Job running elsewhere: queued.
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        server
+            .expect(
+                Method::GET,
+                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+            )
+            .await
+            .respond_status(404, "NotFound", "jobs \"app-scan-1\" not found");
+        let jobs = server.expect(Method::GET, "/apis/batch/v1/jobs").await;
+        assert_eq!(
+            jobs.query.get("labelSelector").map(String::as_str),
+            Some("app.kubernetes.io/component=scan")
+        );
+        jobs.respond(200, list("JobList", vec![running_job("busy-scan-1")]));
+        server
+            .expect(Method::GET, "/apis/stella-ops.org/v1alpha1/scans")
+            .await
+            .respond(
+                200,
+                list(
+                    "ScanList",
+                    vec![serde_json::to_value(scan("app", "r/app:1")).unwrap()],
+                ),
+            );
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["phase"], "Queued");
+        let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/prod-eu/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "Queued");
+        event.respond_with_request_body();
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let config = Config {
+        max_concurrent_scans: 1,
+        ..Config::default()
+    };
+    let ctx = Arc::new(Context::new(client, Metrics::unregistered(), config, None));
+    reconcile(Arc::new(scan("app", "r/app:1")), ctx)
+        .await
+        .unwrap();
+    verifier.await.unwrap();
+
+    // Cap 4: the Job is created by server-side apply.
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        server
+            .expect(
+                Method::GET,
+                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+            )
+            .await
+            .respond_status(404, "NotFound", "not found");
+        server
+            .expect(Method::GET, "/apis/batch/v1/jobs")
+            .await
+            .respond(200, list("JobList", vec![running_job("busy-scan-1")]));
+        server
+            .expect(Method::GET, "/apis/stella-ops.org/v1alpha1/scans")
+            .await
+            .respond(
+                200,
+                list(
+                    "ScanList",
+                    vec![serde_json::to_value(scan("app", "r/app:1")).unwrap()],
+                ),
+            );
+        let apply = server
+            .expect(
+                Method::PATCH,
+                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+            )
+            .await;
+        assert!(apply.is_forced_apply());
+        assert_eq!(apply.field_manager(), Some(FIELD_MANAGER));
+        assert_eq!(apply.body["metadata"]["ownerReferences"][0]["kind"], "Scan");
+        apply.respond_with_request_body();
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/prod-eu/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "JobCreated");
+        event.respond_with_request_body();
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["phase"], "Running");
+        assert_eq!(status.body["status"]["jobName"], "app-scan-1");
+        let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(scan("app", "r/app:1")), ctx)
+        .await
+        .unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_job_reports_the_workers_message() {
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        server
+            .expect(Method::GET, "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1")
+            .await
+            .respond(200, json!({"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "app-scan-1", "namespace": "prod-eu"},
+                "spec": {"template": {"spec": {"containers": []}}},
+                "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}));
+        let pods = server
+            .expect(Method::GET, "/api/v1/namespaces/prod-eu/pods")
+            .await;
+        assert_eq!(
+            pods.query.get("labelSelector").map(String::as_str),
+            Some("job-name=app-scan-1")
+        );
+        pods.respond(200, list("PodList", vec![json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "app-scan-1-x", "creationTimestamp": "2026-11-22T08:00:00Z"},
+            "status": {"containerStatuses": [{"name": "scan", "image": "w", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "message":
+                    "{\"success\":false,\"error\":\"registry r refused access to app (401); check the pull secret\"}"}}}]}})]));
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["phase"], "Failed");
+        let ready = status.body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap()
+                .contains("(401); check the pull secret")
+        );
+        let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/prod-eu/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "ScanFailed");
+        event.respond_with_request_body();
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(scan("app", "r/app:1")), ctx)
+        .await
+        .unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
+    let Some(url) = stellaops_testing::fresh_database("scan_reuse").await else {
+        return;
+    };
+    let pool = stellaops_store::connect(&url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    let digest = format!("sha256:{}", "b".repeat(64));
+    sqlx::query(
+        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256, components,
+            critical, high, medium, low, verdict, started_at)
+         VALUES ($1, 'r/app', 0, 's3://stellaops/x', 'sha256:s', 12, 0, 1, 0, 0, 'Fail', now())",
+    )
+    .bind(&digest)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let image = format!("r/app@{digest}");
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        server
+            .expect(
+                Method::GET,
+                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+            )
+            .await
+            .respond_status(404, "NotFound", "not found");
+        // No Job: straight to the status.
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["phase"], "Succeeded");
+        assert_eq!(status.body["status"]["reused"], true);
+        assert_eq!(status.body["status"]["findings"]["high"], 1);
+        let mut stored = status.body.clone();
+        stored["apiVersion"] = json!("stella-ops.org/v1alpha1");
+        stored["kind"] = json!("Scan");
+        stored["metadata"] = json!({"name": "app", "namespace": "prod-eu"});
+        stored["spec"] = json!({"image": "x"});
+        status.respond(200, stored);
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/prod-eu/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "Reused");
+        event.respond_with_request_body();
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_outbox(pool),
+    );
+    reconcile(Arc::new(scan("app", &image)), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
