@@ -246,13 +246,13 @@ pub mod oci {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("run gzip");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(bytes)
-            .expect("feed gzip");
+        // Feed stdin from another thread: a large layer would fill the stdout pipe
+        // while we are still writing, and both sides would wait for ever.
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = bytes.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input).expect("feed gzip"));
         let out = child.wait_with_output().expect("gzip output");
+        feeder.join().expect("gzip feeder");
         assert!(out.status.success(), "gzip failed");
         out.stdout
     }
