@@ -385,9 +385,7 @@ pub async fn reconcile(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<A
     let cron = cron_job(&site, &ctx.config);
     let cron_name = cron.metadata.name.clone().expect("named");
     let cron_api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut body = serde_json::to_value(&cron)?;
-    body["apiVersion"] = json!("batch/v1");
-    body["kind"] = json!("CronJob");
+    let body = workload::typed(&cron);
     let applied = cron_api
         .patch(
             &cron_name,

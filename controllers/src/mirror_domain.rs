@@ -18,7 +18,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use serde::Serialize;
 use serde_json::{Value, json};
 use stellaops_crds::mirror_domain::SyncCounts;
 use stellaops_crds::{CONDITION_READY, MirrorDomain, MirrorDomainStatus, condition, set_condition};
@@ -318,20 +317,13 @@ pub fn service(domain: &MirrorDomain) -> Service {
     }
 }
 
-fn with_type<T: Serialize>(object: &T, api_version: &str, kind: &str) -> Value {
-    let mut value = serde_json::to_value(object).expect("objects serialize");
-    value["apiVersion"] = json!(api_version);
-    value["kind"] = json!(kind);
-    value
-}
-
 /// Everything a MirrorDomain becomes, as applied. Pure.
 pub fn desired(domain: &MirrorDomain, config: &Config) -> Vec<Value> {
     vec![
-        with_type(&pvc(domain), "v1", "PersistentVolumeClaim"),
-        with_type(&cron_job(domain, config), "batch/v1", "CronJob"),
-        with_type(&deployment(domain, config), "apps/v1", "Deployment"),
-        with_type(&service(domain), "v1", "Service"),
+        workload::typed(&pvc(domain)),
+        workload::typed(&cron_job(domain, config)),
+        workload::typed(&deployment(domain, config)),
+        workload::typed(&service(domain)),
     ]
 }
 
@@ -543,25 +535,25 @@ pub async fn reconcile(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<A
     apply(
         Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns),
         &server_name,
-        with_type(&pvc(&domain), "v1", "PersistentVolumeClaim"),
+        workload::typed(&pvc(&domain)),
     )
     .await?;
     apply(
         Api::<CronJob>::namespaced(client.clone(), &ns),
         &cron_name,
-        with_type(&cron_job(&domain, &ctx.config), "batch/v1", "CronJob"),
+        workload::typed(&cron_job(&domain, &ctx.config)),
     )
     .await?;
     let deployment = apply(
         Api::<Deployment>::namespaced(client.clone(), &ns),
         &server_name,
-        with_type(&deployment(&domain, &ctx.config), "apps/v1", "Deployment"),
+        workload::typed(&deployment(&domain, &ctx.config)),
     )
     .await?;
     apply(
         Api::<Service>::namespaced(client.clone(), &ns),
         &server_name,
-        with_type(&service(&domain), "v1", "Service"),
+        workload::typed(&service(&domain)),
     )
     .await?;
     let selector = format!(

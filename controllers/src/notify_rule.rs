@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec,
-    Probe, Secret, SecretVolumeSource, Volume, VolumeMount,
+    Probe, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
@@ -57,27 +57,7 @@ fn invalid(reason: &'static str, message: String) -> Invalid {
     Invalid { reason, message }
 }
 
-/// Seconds of `5m`, `1h30m`, `45s`.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let (mut total, mut number, mut any) = (0i64, String::new(), false);
-    for c in text.chars() {
-        match c {
-            '0'..='9' => number.push(c),
-            'h' | 'm' | 's' => {
-                let n: i64 = number.parse().ok()?;
-                total += n * match c {
-                    'h' => 3600,
-                    'm' => 60,
-                    _ => 1,
-                };
-                number.clear();
-                any = true;
-            }
-            _ => return None,
-        }
-    }
-    (any && number.is_empty()).then_some(total)
-}
+pub use crate::workload::parse_duration;
 
 fn channel_name(channel: Channel) -> &'static str {
     match channel {
@@ -386,13 +366,6 @@ pub fn deployment(
     }
 }
 
-fn with_type<T: serde::Serialize>(object: &T, api_version: &str, kind: &str) -> Value {
-    let mut value = serde_json::to_value(object).expect("objects serialize");
-    value["apiVersion"] = json!(api_version);
-    value["kind"] = json!(kind);
-    value
-}
-
 /// What `preview` shows: the worker's ConfigMap and Deployment as if this rule were the
 /// namespace's only one (its Secrets are not checked offline).
 pub fn desired(rule: &NotifyRule, config: &Config) -> Vec<Value> {
@@ -401,16 +374,8 @@ pub fn desired(rule: &NotifyRule, config: &Config) -> Vec<Value> {
     let runnable: Vec<&NotifyRule> = rules.iter().copied().filter(|r| r.spec.enabled).collect();
     let rendered = render_config(&namespace, &runnable);
     vec![
-        with_type(
-            &config_map(&namespace, &rendered, &rules),
-            "v1",
-            "ConfigMap",
-        ),
-        with_type(
-            &deployment(&namespace, &rendered, &rules, config),
-            "apps/v1",
-            "Deployment",
-        ),
+        workload::typed(&config_map(&namespace, &rendered, &rules)),
+        workload::typed(&deployment(&namespace, &rendered, &rules, config)),
     ]
 }
 
@@ -502,20 +467,6 @@ pub fn compute_status(
     status
 }
 
-async fn secret_data(api: &Api<Secret>, name: &str) -> Result<Option<SecretData>> {
-    let Some(secret) = api.get_opt(name).await? else {
-        return Ok(None);
-    };
-    let mut data: SecretData = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect();
-    data.extend(secret.string_data.unwrap_or_default());
-    Ok(Some(data))
-}
-
 /// Reconcile one rule: check its namespace's rules, apply the worker, record status.
 pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
@@ -523,7 +474,6 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), &ns);
-    let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let all: Vec<NotifyRule> = rules_api.list(&ListParams::default()).await?.items;
     let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();
     let names: BTreeSet<String> = all
@@ -531,7 +481,7 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
         .flat_map(|r| r.spec.actions.iter().map(|a| a.secret_ref.name.clone()))
         .collect();
     for name in names {
-        if let Some(data) = secret_data(&secrets_api, &name).await? {
+        if let Some(data) = workload::secret_entries(&ctx.client, &ns, &name).await? {
             secrets.insert(name, data);
         }
     }
@@ -551,11 +501,7 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
         .patch(
             WORKER_NAME,
             &params,
-            &Patch::Apply(&with_type(
-                &config_map(&ns, &config, &all_refs),
-                "v1",
-                "ConfigMap",
-            )),
+            &Patch::Apply(&workload::typed(&config_map(&ns, &config, &all_refs))),
         )
         .await?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
@@ -563,11 +509,12 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
         .patch(
             WORKER_NAME,
             &params,
-            &Patch::Apply(&with_type(
-                &deployment(&ns, &config, &all_refs, &ctx.config),
-                "apps/v1",
-                "Deployment",
-            )),
+            &Patch::Apply(&workload::typed(&deployment(
+                &ns,
+                &config,
+                &all_refs,
+                &ctx.config,
+            ))),
         )
         .await?;
     let counts = match &ctx.outbox {

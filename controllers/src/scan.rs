@@ -3,13 +3,12 @@
 //! order), reuse of a digest's result at the same advisory snapshot without a Job, and
 //! the status filled from the database (or the Job's termination message) when it ends.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    EnvVar, KeyToPath, Pod, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
+    EnvVar, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -157,10 +156,7 @@ pub fn job(scan: &Scan, config: &Config) -> Job {
 
 /// What `preview` shows: the Job.
 pub fn desired(scan: &Scan, config: &Config) -> Vec<Value> {
-    let mut value = serde_json::to_value(job(scan, config)).expect("Job serializes");
-    value["apiVersion"] = json!("batch/v1");
-    value["kind"] = json!("Job");
-    vec![value]
+    vec![workload::typed(&job(scan, config))]
 }
 
 /// A Scan waiting for a slot, as the queue sees it.
@@ -397,21 +393,7 @@ async fn recorded(
 }
 
 async fn current_snapshot(pool: &sqlx::PgPool) -> Result<i64> {
-    sqlx::query_scalar(
-        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM advisory_change_seq",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(|e| Error::Outbox(e.into()))
-}
-
-fn job_failure(job: &Job) -> String {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
-        .and_then(|c| c.message.clone().or(c.reason.clone()))
-        .unwrap_or_else(|| "the scan Job failed".into())
+    Ok(stellaops_store::advisories::snapshot(pool).await?)
 }
 
 /// Reconcile one Scan.
@@ -438,7 +420,7 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
         Some(j) => match workload::job_finished(j) {
             None => (None, Outcome::Running, Some(name_of_job.as_str())),
             Some(succeeded) => {
-                let summary = termination_summary(&ctx.client, &ns, &name_of_job).await?;
+                let summary = workload::termination_summary(&ctx.client, &ns, &name_of_job).await?;
                 let from_db = match (&ctx.outbox, scan.uid()) {
                     (Some(pool), Some(uid)) => recorded(pool, "scan_uid = $1", &uid, None).await?,
                     _ => None,
@@ -455,7 +437,8 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                         summary
                             .as_ref()
                             .and_then(|s| s["error"].as_str().map(str::to_string))
-                            .unwrap_or_else(|| job_failure(j)),
+                            .or_else(|| workload::job_failure(j))
+                            .unwrap_or_else(|| "the scan Job failed".into()),
                     ),
                 };
                 (None, outcome, Some(name_of_job.as_str()))
@@ -528,9 +511,7 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 ) {
                     Err(position) => (Some(position), Outcome::Running, None),
                     Ok(()) => {
-                        let mut body = serde_json::to_value(job(&scan, &ctx.config))?;
-                        body["apiVersion"] = json!("batch/v1");
-                        body["kind"] = json!("Job");
+                        let body = workload::typed(&job(&scan, &ctx.config));
                         jobs.patch(
                             &name_of_job,
                             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -616,33 +597,4 @@ async fn publish(ctx: &Context, scan: &Scan, type_: EventType, reason: &str, not
     if let Err(error) = ctx.recorder.publish(&event, &scan.object_ref(&())).await {
         tracing::warn!(%error, "could not publish event");
     }
-}
-
-/// The JSON the worker left as its Pod's termination message.
-async fn termination_summary(client: &kube::Client, ns: &str, job: &str) -> Result<Option<Value>> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await?;
-    let mut messages: BTreeMap<String, Value> = BTreeMap::new();
-    for pod in list.items {
-        let created = pod
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string())
-            .unwrap_or_default();
-        let message = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|c| {
-                c.iter()
-                    .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-            });
-        if let Some(value) = message.and_then(|m| serde_json::from_str::<Value>(&m).ok()) {
-            messages.insert(created, value);
-        }
-    }
-    Ok(messages.into_values().next_back())
 }

@@ -117,16 +117,7 @@ pub fn worker_container(
         args: Some(args),
         env: Some(Vec::new()),
         resources: Some(resources),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(vec![VolumeMount {
             name: "tmp".into(),
@@ -166,6 +157,54 @@ pub fn s3_env(container: &mut Container, location: &stellaops_crds::S3Location) 
             ..Default::default()
         }]);
     }
+}
+
+/// `object` as the JSON body of a server-side apply (or `preview`): with the
+/// `apiVersion` and `kind` its type says.
+pub fn typed<K>(object: &K) -> Value
+where
+    K: k8s_openapi::Resource + serde::Serialize,
+{
+    let mut value = serde_json::to_value(object).expect("Kubernetes objects serialize");
+    value["apiVersion"] = Value::from(K::API_VERSION);
+    value["kind"] = Value::from(K::KIND);
+    value
+}
+
+/// The security context of every container the operator creates (restricted profile).
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Seconds of a duration written as the CRDs do: `24h`, `5m`, `1h30m`, `45s`.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let (mut total, mut number, mut any) = (0i64, String::new(), false);
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' => {
+                let n: i64 = number.parse().ok()?;
+                total += n * match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                number.clear();
+                any = true;
+            }
+            _ => return None,
+        }
+    }
+    (any && number.is_empty()).then_some(total)
 }
 
 /// The `tmp` emptyDir every worker mounts (the root filesystem is read-only).
@@ -244,32 +283,11 @@ pub async fn latest_job_result(
     let name = job.name_any();
     let status = job.status.clone().unwrap_or_default();
     let succeeded = job_finished(&job) == Some(true);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pod_list = pods
-        .list(&ListParams::default().labels(&format!("job-name={name}")))
-        .await?;
-    let message = pod_list.items.iter().rev().find_map(|p| {
-        p.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-    });
-    let summary: Option<Value> = message
-        .as_deref()
-        .and_then(|m| serde_json::from_str(m).ok());
+    let summary = termination_summary(client, ns, &name).await?;
     let error = summary
         .as_ref()
         .and_then(|s| s["error"].as_str().map(str::to_string))
-        .or_else(|| {
-            status
-                .conditions
-                .as_ref()?
-                .iter()
-                .find(|c| c.type_ == "Failed")
-                .and_then(|c| c.message.clone())
-        });
+        .or_else(|| job_failure(&job));
     Ok(Some(SyncResult {
         job: name,
         succeeded,
@@ -277,6 +295,72 @@ pub async fn latest_job_result(
         summary,
         error,
     }))
+}
+
+/// A Secret's entries as text (`data` decoded, `stringData` on top); `None` when the
+/// Secret does not exist.
+pub async fn secret_entries(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    let Some(secret) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let mut entries: BTreeMap<String, String> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    entries.extend(secret.string_data.unwrap_or_default());
+    Ok(Some(entries))
+}
+
+/// The message of a Job's `Failed` condition (or its reason).
+pub fn job_failure(job: &Job) -> Option<String> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .and_then(|c| c.message.clone().or(c.reason.clone()))
+}
+
+/// The JSON a Job's newest Pod left as its termination message (workers write their
+/// summary there), if any.
+pub async fn termination_summary(
+    client: &kube::Client,
+    ns: &str,
+    job: &str,
+) -> Result<Option<Value>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await?;
+    let mut messages: BTreeMap<String, Value> = BTreeMap::new();
+    for pod in list.items {
+        let created = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        let message = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+            });
+        if let Some(value) = message.and_then(|m| serde_json::from_str::<Value>(&m).ok()) {
+            messages.insert(created, value);
+        }
+    }
+    Ok(messages.into_values().next_back())
 }
 
 /// Timing of a sync CronJob.

@@ -569,3 +569,13 @@ pub async fn canonical_count(pool: &PgPool) -> Result<i64> {
             .await?,
     )
 }
+
+/// The advisory snapshot: the last change sequence value handed out (0 before any), which
+/// scan results record so a later scan can tell whether advisories moved since.
+pub async fn snapshot<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM advisory_change_seq",
+    )
+    .fetch_one(executor)
+    .await?)
+}

@@ -15,8 +15,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, Container, EnvFromSource, PodSpec, PodTemplateSpec, Secret,
-    SecretEnvSource, SecurityContext,
+    ConfigMap, Container, EnvFromSource, PodSpec, PodTemplateSpec, SecretEnvSource,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -148,16 +147,7 @@ pub fn migration_job(
             }),
             ..Default::default()
         }]),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(workload::restricted_container()),
         resources: Some(workload::resources("100m", "128Mi", "512Mi")),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
@@ -291,14 +281,9 @@ pub fn deployment_view(deployment: &Deployment) -> Option<DeploymentView> {
 pub fn job_view(job: &Job) -> JobView {
     match workload::job_finished(job) {
         Some(true) => JobView::Succeeded,
-        Some(false) => JobView::Failed(
-            job.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
-                .and_then(|c| c.message.clone().or(c.reason.clone()))
-                .unwrap_or_else(|| "the Job failed".into()),
-        ),
+        Some(false) => {
+            JobView::Failed(workload::job_failure(job).unwrap_or_else(|| "the Job failed".into()))
+        }
         None => JobView::Running,
     }
 }
@@ -407,24 +392,13 @@ async fn fetch_key(
 ) -> Result<Result<String, ReleaseError>> {
     let key_ref = &platform.spec.verification.public_key_secret_ref;
     let key_name = key_ref.key.clone().unwrap_or_else(|| "cosign.pub".into());
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let Some(secret) = api.get_opt(&key_ref.name).await? else {
+    let Some(entries) = workload::secret_entries(client, ns, &key_ref.name).await? else {
         return Ok(Err(ReleaseError::Missing(format!(
             "Secret {ns}/{} (the release public key) not found",
             key_ref.name
         ))));
     };
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&key_name))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(&key_name).cloned())
-        });
+    let value = entries.get(&key_name).cloned();
     Ok(value.ok_or_else(|| {
         ReleaseError::Missing(format!("Secret {} has no key {key_name}", key_ref.name))
     }))
@@ -556,10 +530,7 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
                 image,
                 args,
             } => {
-                let mut body =
-                    serde_json::to_value(migration_job(&platform, job_name, phase, image, args))?;
-                body["apiVersion"] = json!("batch/v1");
-                body["kind"] = json!("Job");
+                let body = workload::typed(&migration_job(&platform, job_name, phase, image, args));
                 jobs.patch(
                     job_name,
                     &PatchParams::apply(FIELD_MANAGER).force(),

@@ -27,22 +27,7 @@ fn blocker(reason: &'static str, message: String) -> Option<Blocker> {
 
 /// Parse `24h`, `90m`, `1h30m`.
 pub fn parse_window(text: &str) -> Option<SignedDuration> {
-    let mut total = 0i64;
-    let mut number = String::new();
-    let mut any = false;
-    for c in text.chars() {
-        match c {
-            '0'..='9' => number.push(c),
-            'h' | 'm' => {
-                let n: i64 = number.parse().ok()?;
-                total += if c == 'h' { n * 3600 } else { n * 60 };
-                number.clear();
-                any = true;
-            }
-            _ => return None,
-        }
-    }
-    (any && number.is_empty()).then(|| SignedDuration::from_secs(total))
+    crate::workload::parse_duration(text).map(SignedDuration::from_secs)
 }
 
 fn channel_rank(channel: &str) -> Option<u8> {

@@ -348,11 +348,7 @@ pub async fn advisories_for(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let snapshot: i64 = sqlx::query_scalar(
-        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM advisory_change_seq",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
     let rows = sqlx::query(
         "SELECT merge_hash, vuln_id, affects_key, ecosystem, ranges, versions, severity
          FROM canonical_advisories WHERE affects_key = ANY($1) AND withdrawn IS NULL",
@@ -541,11 +537,7 @@ async fn reuse(
     digest: &str,
 ) -> anyhow::Result<Option<ScanSummary>> {
     let mut tx = job.pool.begin().await?;
-    let snapshot: i64 = sqlx::query_scalar(
-        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM advisory_change_seq",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
     let Some(row) = sqlx::query(
         "SELECT id, sbom_uri, sbom_sha256, components FROM scan_results
          WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1",
