@@ -1,6 +1,11 @@
-//! Zastava, the admission webhook. This crate holds the parts that do not depend on a
-//! policy yet: reading an AdmissionReview safely and finding every image a workload runs.
-//! Policy evaluation and the TLS server build on these.
+//! Zastava, the admission webhook: reading AdmissionReviews safely, finding every image a
+//! workload runs, applying ZastavaPolicies (a pure decision over gathered evidence),
+//! verifying cosign signatures, looking up scan verdicts, and the TLS server around it.
 
+pub mod cache;
+pub mod cosign;
+pub mod evidence;
+pub mod policy;
 pub mod review;
+pub mod server;
 pub mod workload;

@@ -6,6 +6,6 @@ pub mod federation_cli;
 pub mod metrics;
 pub mod mirror;
 pub mod notify;
-pub mod registry;
+pub use stellaops_registry as registry;
 pub mod scan;
-pub mod tls;
+pub use stellaops_tls as tls;

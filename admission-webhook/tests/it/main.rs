@@ -1,3 +1,5 @@
 //! Zastava tests with real AdmissionReview documents.
 
+mod policy;
 mod review;
+mod server;

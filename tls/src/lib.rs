@@ -1,10 +1,11 @@
-//! TLS for the worker's HTTP servers: rustls (ring), certificates from PEM files, and an
+//! TLS for the platform's HTTPS servers: rustls (ring), certificates from PEM files or a
+//! certificate that can be replaced while serving (the webhook's rotated Secret), and an
 //! axum listener that finishes each handshake off the accept loop so a slow client cannot
 //! hold the others up.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,25 +15,83 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::server::TlsStream;
 
 /// A server configuration from a PEM certificate chain and private key.
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading {}", cert.display()))?
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let certified = certified_key(&cert_pem, &key_pem)
+        .with_context(|| format!("{} and {}", cert.display(), key.display()))?;
+    Ok(config_with_resolver(Arc::new(ReloadableCert::new(Some(
+        certified,
+    )))))
+}
+
+/// A certificate and key ready for rustls, from PEM bytes.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<CertifiedKey>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
-    anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", cert.display());
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
+        .context("not a PEM certificate chain")?;
+    anyhow::ensure!(!chain.is_empty(), "no certificate in the PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem).context("not a PEM private key")?;
+    let provider = tokio_rustls::rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(chain, key, &provider)
+        .context("certificate and key do not match")?;
+    Ok(Arc::new(certified))
+}
+
+/// A server configuration whose certificate comes from `resolver` at each handshake.
+pub fn config_with_resolver(resolver: Arc<ReloadableCert>) -> Arc<ServerConfig> {
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("certificate and key do not match")?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
+}
+
+/// The serving certificate, replaceable while connections are open: new handshakes get
+/// the new certificate, established connections keep theirs (so rotation drops nothing).
+/// Until a certificate is set, handshakes fail.
+#[derive(Debug, Default)]
+pub struct ReloadableCert {
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl ReloadableCert {
+    /// A resolver serving `initial` (or nothing yet).
+    pub fn new(initial: Option<Arc<CertifiedKey>>) -> Self {
+        ReloadableCert {
+            current: RwLock::new(initial),
+        }
+    }
+
+    /// Serve `certified` from the next handshake on.
+    pub fn set(&self, certified: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(certified);
+    }
+
+    /// Whether a certificate is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// An axum listener serving TLS.

@@ -1,0 +1,517 @@
+//! A ZastavaPolicy as the webhook applies it, and the decision itself: pure functions of
+//! (policy, request, evidence, now), tested table-style.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::core::admission::AdmissionResponse;
+use p256::ecdsa::VerifyingKey;
+use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+use sha2::{Digest as _, Sha256};
+use stellaops_crds::ZastavaPolicy;
+use stellaops_crds::scan::Verdict;
+use stellaops_crds::zastava_policy::Mode;
+
+use crate::workload::ContainerImage;
+
+/// Namespaces no policy ever applies to (besides the operator's own).
+pub const ALWAYS_EXEMPT_NAMESPACES: [&str; 1] = ["kube-system"];
+
+/// A verification key with its fingerprint (first 16 hex digits of the SHA-256 of its
+/// SubjectPublicKeyInfo, as people compare them).
+#[derive(Clone, Debug)]
+pub struct TrustedKey {
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// The key.
+    pub key: VerifyingKey,
+}
+
+/// Parse every `PUBLIC KEY` PEM block in `pem` (a Secret value may hold several).
+pub fn parse_public_keys(pem: &str) -> Result<Vec<TrustedKey>, String> {
+    let mut keys = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN PUBLIC KEY-----") {
+        let end_marker = "-----END PUBLIC KEY-----";
+        let Some(end) = rest[start..].find(end_marker) else {
+            return Err("a PUBLIC KEY block has no END line".into());
+        };
+        let block = &rest[start..start + end + end_marker.len()];
+        let key = VerifyingKey::from_public_key_pem(block)
+            .map_err(|e| format!("not an ECDSA P-256 public key: {e}"))?;
+        keys.push(trusted_key(key));
+        rest = &rest[start + end + end_marker.len()..];
+    }
+    Ok(keys)
+}
+
+/// A key with its fingerprint.
+pub fn trusted_key(key: VerifyingKey) -> TrustedKey {
+    let der = key
+        .to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_default();
+    TrustedKey {
+        fingerprint: hex::encode(Sha256::digest(der))[..16].to_string(),
+        key,
+    }
+}
+
+/// The signature check of a policy.
+#[derive(Clone, Debug)]
+pub struct SignatureCheck {
+    /// Keys whose signature is accepted.
+    pub keys: Vec<TrustedKey>,
+}
+
+/// The scan check of a policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanCheck {
+    /// Oldest acceptable result.
+    pub max_age: Duration,
+    /// Verdicts that deny.
+    pub deny_on: Vec<Verdict>,
+}
+
+/// A policy ready to apply.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    /// Policy name.
+    pub name: String,
+    /// `metadata.generation` it was compiled from.
+    pub generation: i64,
+    /// Enforcement mode.
+    pub mode: Mode,
+    /// Image globs the policy applies to (all when empty).
+    pub images: Vec<String>,
+    /// Image globs never checked.
+    pub exempt_images: Vec<String>,
+    /// Namespace globs never checked.
+    pub exempt_namespaces: Vec<String>,
+    /// Require `@sha256:` references.
+    pub require_digest: bool,
+    /// Require a signature by one of these keys.
+    pub signature: Option<SignatureCheck>,
+    /// Require an acceptable recent scan.
+    pub scan: Option<ScanCheck>,
+    /// Identity of everything a cached result depends on: name, generation and key
+    /// fingerprints. A key rotation or spec change gives a new one, so no earlier result
+    /// is reused.
+    pub cache_key: String,
+}
+
+/// Why a policy cannot be applied as written (the controller's `Ready=False` reason).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The public-key Secret holds no usable key.
+    #[error("{0}")]
+    InvalidKeys(String),
+    /// Keyless verification is asked for but not offered.
+    #[error(
+        "keyless (Fulcio) signatures cannot be verified by this version; use publicKeys instead"
+    )]
+    KeylessUnsupported,
+    /// `maxAge` does not parse.
+    #[error("requireScan.maxAge {0:?} is not a duration such as 24h or 90m")]
+    InvalidMaxAge(String),
+}
+
+impl PolicyError {
+    /// Condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PolicyError::InvalidKeys(_) => "InvalidKeys",
+            PolicyError::KeylessUnsupported => "KeylessUnsupported",
+            PolicyError::InvalidMaxAge(_) => "InvalidMaxAge",
+        }
+    }
+}
+
+/// `24h`, `90m`, `1h30m`.
+pub fn parse_hours_minutes(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut seen = false;
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' if !number.is_empty() => {
+                let n: u64 = number.parse().ok()?;
+                total += if c == 'h' { n * 3600 } else { n * 60 };
+                number.clear();
+                seen = true;
+            }
+            _ => return None,
+        }
+    }
+    (seen && number.is_empty()).then_some(Duration::from_secs(total))
+}
+
+/// Compile `policy`; `key_pems` are the values of its public-key Secret (when it names one).
+pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPolicy, PolicyError> {
+    let spec = &policy.spec;
+    let signature = match &spec.require_signature {
+        None => None,
+        Some(requirement) if requirement.public_keys.is_none() => {
+            return Err(PolicyError::KeylessUnsupported);
+        }
+        Some(_) => {
+            let mut keys = Vec::new();
+            for pem in key_pems {
+                keys.extend(parse_public_keys(pem).map_err(PolicyError::InvalidKeys)?);
+            }
+            if keys.is_empty() {
+                return Err(PolicyError::InvalidKeys(
+                    "the public-key Secret holds no PEM PUBLIC KEY".into(),
+                ));
+            }
+            keys.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+            keys.dedup_by(|a, b| a.fingerprint == b.fingerprint);
+            Some(SignatureCheck { keys })
+        }
+    };
+    let scan = match &spec.require_scan {
+        None => None,
+        Some(requirement) => Some(ScanCheck {
+            max_age: parse_hours_minutes(&requirement.max_age)
+                .ok_or_else(|| PolicyError::InvalidMaxAge(requirement.max_age.clone()))?,
+            deny_on: requirement.deny_on_verdict.clone(),
+        }),
+    };
+    let name = policy.metadata.name.clone().unwrap_or_default();
+    let generation = policy.metadata.generation.unwrap_or(0);
+    let fingerprints: Vec<&str> = signature
+        .iter()
+        .flat_map(|s| s.keys.iter().map(|k| k.fingerprint.as_str()))
+        .collect();
+    let cache_key = format!("{name}/{generation}/{}", fingerprints.join(","));
+    Ok(CompiledPolicy {
+        name,
+        generation,
+        mode: spec.mode,
+        images: spec.images.clone(),
+        exempt_images: spec.exemptions.images.clone(),
+        exempt_namespaces: spec.exemptions.namespaces.clone(),
+        require_digest: spec.require_digest,
+        signature,
+        scan,
+        cache_key,
+    })
+}
+
+/// Glob over image references: `*` matches within one path segment, `**` across
+/// segments, `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some(b'*') if p.get(1) == Some(&b'*') => {
+                let rest = &p[2..];
+                (0..=t.len()).any(|i| go(rest, &t[i..]))
+            }
+            Some(b'*') => {
+                let rest = &p[1..];
+                for i in 0..=t.len() {
+                    if go(rest, &t[i..]) {
+                        return true;
+                    }
+                    if i < t.len() && t[i] == b'/' {
+                        break;
+                    }
+                }
+                false
+            }
+            Some(b'?') => !t.is_empty() && t[0] != b'/' && go(&p[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+/// The fully qualified form of an image reference (`nginx` → `docker.io/library/nginx:latest`),
+/// so globs written either way match.
+pub fn normalize(image: &str) -> String {
+    let (name, suffix) = match image.split_once('@') {
+        Some((name, digest)) => (name, format!("@{digest}")),
+        None => match image.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, format!(":{tag}")),
+            _ => (image, ":latest".to_string()),
+        },
+    };
+    let name = match name.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            name.to_string()
+        }
+        Some(_) => format!("docker.io/{name}"),
+        None => format!("docker.io/library/{name}"),
+    };
+    format!("{name}{suffix}")
+}
+
+fn matches_any(globs: &[String], image: &str) -> bool {
+    let full = normalize(image);
+    globs
+        .iter()
+        .any(|g| glob_match(g, image) || glob_match(g, &full))
+}
+
+/// The digest an image reference pins (`…@sha256:<64 hex>`).
+pub fn pinned_digest(image: &str) -> Option<&str> {
+    let (_, digest) = image.rsplit_once('@')?;
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(digest)
+}
+
+/// Whether `policy` applies to Pods in `namespace` at all.
+pub fn applies_to_namespace(policy: &CompiledPolicy, namespace: &str, own: &str) -> bool {
+    namespace != own
+        && !ALWAYS_EXEMPT_NAMESPACES.contains(&namespace)
+        && !policy
+            .exempt_namespaces
+            .iter()
+            .any(|g| glob_match(g, namespace))
+}
+
+/// Whether `policy` checks `image`.
+pub fn applies_to_image(policy: &CompiledPolicy, image: &str) -> bool {
+    (policy.images.is_empty() || matches_any(&policy.images, image))
+        && !matches_any(&policy.exempt_images, image)
+}
+
+/// What is known of one image, gathered once per request (or from the cache).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evidence {
+    /// The image's digest: pinned in the reference or resolved from the registry; the
+    /// error says why it is unknown.
+    pub digest: Option<Result<String, String>>,
+    /// The fingerprint of the key whose signature verified, or why none did.
+    pub signature: Option<Result<String, String>>,
+    /// The latest scan of the digest (`None` when never scanned), or why it is unknown.
+    pub scan: Option<Result<Option<ScanRecord>, String>>,
+}
+
+/// The latest scan result of a digest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanRecord {
+    /// Verdict.
+    pub verdict: Verdict,
+    /// When the scan finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// What a policy needs to know about an image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The digest (for the signature or scan checks).
+    pub digest: bool,
+    /// A verified signature.
+    pub signature: bool,
+    /// The latest scan.
+    pub scan: bool,
+}
+
+/// What `policy` needs to decide on `image`.
+pub fn needs(policy: &CompiledPolicy) -> Needs {
+    Needs {
+        digest: policy.signature.is_some() || policy.scan.is_some(),
+        signature: policy.signature.is_some(),
+        scan: policy.scan.is_some(),
+    }
+}
+
+/// One broken rule, worded so a person can act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Field path of the image, such as `spec.containers[1].image`.
+    pub path: String,
+    /// The image as written.
+    pub image: String,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+/// Every rule `image` breaks under `policy`, given what is known of it. Pure.
+pub fn check_image(
+    policy: &CompiledPolicy,
+    image: &ContainerImage,
+    evidence: &Evidence,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut broken = Vec::new();
+    if image.image.is_empty() {
+        broken.push("the container names no image".to_string());
+        return broken;
+    }
+    if policy.require_digest && pinned_digest(&image.image).is_none() {
+        let name = image.image.split('@').next().unwrap_or(&image.image);
+        let name = match name.rsplit_once(':') {
+            Some((n, tag)) if !tag.contains('/') => n,
+            _ => name,
+        };
+        broken.push(format!(
+            "not pinned by digest; reference it as {name}@sha256:<digest>"
+        ));
+    }
+    let digest = match &evidence.digest {
+        Some(Ok(d)) => Some(d.as_str()),
+        Some(Err(e)) if policy.signature.is_some() || policy.scan.is_some() => {
+            broken.push(format!("cannot resolve its digest: {e}"));
+            None
+        }
+        _ => None,
+    };
+    if let (Some(_), Some(digest)) = (&policy.signature, digest) {
+        match &evidence.signature {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => broken.push(format!("signature check failed for {digest}: {e}")),
+            None => broken.push(format!("signature of {digest} was not checked")),
+        }
+    }
+    if let (Some(scan), Some(digest)) = (&policy.scan, digest) {
+        match &evidence.scan {
+            Some(Ok(Some(record))) => {
+                let age = now.signed_duration_since(record.finished_at);
+                let max = chrono::Duration::from_std(scan.max_age).unwrap_or(chrono::Duration::MAX);
+                if age > max {
+                    broken.push(format!(
+                        "latest scan of {digest} is from {} (older than {}); apply a Scan for it",
+                        record
+                            .finished_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        humanize(scan.max_age)
+                    ));
+                } else if scan.deny_on.contains(&record.verdict) {
+                    broken.push(format!(
+                        "latest scan of {digest} has verdict {:?}; fix its findings or rebuild the image",
+                        record.verdict
+                    ));
+                }
+            }
+            Some(Ok(None)) => broken.push(format!(
+                "{digest} has never been scanned; apply a Scan for it"
+            )),
+            Some(Err(e)) => broken.push(format!("cannot read the scan result of {digest}: {e}")),
+            None => broken.push(format!("scan result of {digest} was not checked")),
+        }
+    }
+    broken
+}
+
+fn humanize(d: Duration) -> String {
+    let minutes = d.as_secs() / 60;
+    match (minutes / 60, minutes % 60) {
+        (h, 0) => format!("{h}h"),
+        (0, m) => format!("{m}m"),
+        (h, m) => format!("{h}h{m}m"),
+    }
+}
+
+/// The outcome of one policy on one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Policy name.
+    pub policy: String,
+    /// Mode it ran in.
+    pub mode: Mode,
+    /// Broken rules, in container order.
+    pub violations: Vec<Violation>,
+    /// Images the policy checked.
+    pub checked: usize,
+}
+
+impl Decision {
+    /// `allow`, `warn`, `dry-run-deny` or `deny` (the metric label and event field).
+    pub fn label(&self) -> &'static str {
+        match (self.violations.is_empty(), self.mode) {
+            (true, _) => "allow",
+            (false, Mode::DryRun) => "dry-run-deny",
+            (false, Mode::Warn) => "warn",
+            (false, Mode::Enforce) => "deny",
+        }
+    }
+
+    /// One line listing every violation.
+    pub fn summary(&self) -> String {
+        self.violations
+            .iter()
+            .map(|v| format!("{} ({}): {}", v.path, v.image, v.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Decide on the images of one object. `evidence` is keyed by image reference. Pure.
+pub fn decide(
+    policy: &CompiledPolicy,
+    images: &[ContainerImage],
+    evidence: &BTreeMap<String, Evidence>,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut violations = Vec::new();
+    let mut checked = 0;
+    let none = Evidence::default();
+    for image in images {
+        if !image.image.is_empty() && !applies_to_image(policy, &image.image) {
+            continue;
+        }
+        checked += 1;
+        let known = evidence.get(&image.image).unwrap_or(&none);
+        for reason in check_image(policy, image, known, now) {
+            violations.push(Violation {
+                path: image.path.clone(),
+                image: image.image.clone(),
+                reason,
+            });
+        }
+    }
+    Decision {
+        policy: policy.name.clone(),
+        mode: policy.mode,
+        violations,
+        checked,
+    }
+}
+
+/// The AdmissionResponse for `decision` (built on `base`, which carries the request's uid).
+pub fn respond(base: AdmissionResponse, decision: &Decision) -> AdmissionResponse {
+    if decision.violations.is_empty() {
+        return base;
+    }
+    let summary = decision.summary();
+    match decision.mode {
+        Mode::Enforce => {
+            let mut response = base.deny(format!(
+                "ZastavaPolicy {} denies this: {summary}",
+                decision.policy
+            ));
+            response.result.code = 403;
+            response.result.reason = "Forbidden".into();
+            response
+        }
+        Mode::Warn => {
+            let mut response = base;
+            response.warnings = Some(
+                decision
+                    .violations
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "ZastavaPolicy {} (warn): {} ({}): {}",
+                            decision.policy, v.path, v.image, v.reason
+                        )
+                    })
+                    .collect(),
+            );
+            response
+        }
+        Mode::DryRun => {
+            let mut response = base;
+            // The API server prefixes the key with the webhook's name, which names the policy.
+            response
+                .audit_annotations
+                .insert("would-deny".into(), summary);
+            response
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! The HTTP side: `POST /validate/{policy}` answers AdmissionReview v1 for one policy (the
+//! operator registers one webhook per ZastavaPolicy, so the API server has already applied
+//! its namespace selector), `/readyz` on its own port, Prometheus metrics.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kube::core::admission::{AdmissionResponse, Operation};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde_json::{Value, json};
+use stellaops_tls::ReloadableCert;
+
+use crate::cache::Cache;
+use crate::cosign;
+use crate::evidence::EvidenceSource;
+use crate::policy::{self, CompiledPolicy, Decision, Evidence, ScanRecord};
+use crate::review;
+use crate::workload;
+
+/// Tunables of the webhook.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The operator's namespace, never checked.
+    pub own_namespace: String,
+    /// Most cached lookups.
+    pub cache_capacity: usize,
+    /// How long a verified signature is trusted without asking the registry again.
+    pub signature_ttl: Duration,
+    /// How long a missing or bad signature is remembered (short: a fix should show soon).
+    pub negative_ttl: Duration,
+    /// How long a tag's digest and a digest's latest scan are remembered.
+    pub fact_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            own_namespace: "stellaops-system".into(),
+            cache_capacity: 10_000,
+            signature_ttl: Duration::from_secs(600),
+            negative_ttl: Duration::from_secs(30),
+            fact_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Webhook metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Decisions by policy and outcome (`allow`, `warn`, `dry-run-deny`, `deny`, `invalid`).
+    pub decisions: IntCounterVec,
+    /// Time to answer, by policy.
+    pub latency: HistogramVec,
+    /// Cache lookups by kind (`digest`, `signature`, `scan`) and result (`hit`, `miss`).
+    pub cache: IntCounterVec,
+    /// Lookups that failed (registry or database unavailable), by kind.
+    pub lookup_errors: IntCounterVec,
+}
+
+impl Metrics {
+    /// Register the webhook's metrics in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "zastava_admission_decisions_total",
+                "Admission decisions by policy and outcome",
+            ),
+            &["policy", "decision"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "zastava_admission_duration_seconds",
+                "Time to answer an AdmissionReview",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["policy"],
+        )?;
+        let cache = IntCounterVec::new(
+            Opts::new("zastava_cache_lookups_total", "Verification cache lookups"),
+            &["kind", "result"],
+        )?;
+        let lookup_errors = IntCounterVec::new(
+            Opts::new(
+                "zastava_lookup_errors_total",
+                "Registry or database lookups that failed",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(lookup_errors.clone()))?;
+        Ok(Metrics {
+            decisions,
+            latency,
+            cache,
+            lookup_errors,
+        })
+    }
+}
+
+#[derive(Clone)]
+enum Fact {
+    Digest(String),
+    Signature(Result<String, String>),
+    Scan(Option<ScanRecord>),
+}
+
+/// The webhook's state.
+pub struct Webhook {
+    settings: Settings,
+    policies: RwLock<HashMap<String, Arc<CompiledPolicy>>>,
+    evidence: Arc<dyn EvidenceSource>,
+    cache: Cache<Fact>,
+    metrics: Metrics,
+    outbox: Option<sqlx::PgPool>,
+    synced: AtomicBool,
+    /// The serving certificate (readiness waits for it).
+    pub certificate: Arc<ReloadableCert>,
+}
+
+impl Webhook {
+    /// A webhook with no policies yet (not ready until [`Webhook::set_policies`]).
+    pub fn new(
+        settings: Settings,
+        evidence: Arc<dyn EvidenceSource>,
+        outbox: Option<sqlx::PgPool>,
+        metrics: Metrics,
+        certificate: Arc<ReloadableCert>,
+    ) -> Arc<Self> {
+        Arc::new(Webhook {
+            cache: Cache::new(settings.cache_capacity),
+            settings,
+            policies: RwLock::new(HashMap::new()),
+            evidence,
+            metrics,
+            outbox,
+            synced: AtomicBool::new(false),
+            certificate,
+        })
+    }
+
+    /// Replace the policies (all of them: one that is gone stops applying).
+    pub fn set_policies(&self, policies: impl IntoIterator<Item = CompiledPolicy>) {
+        let map = policies
+            .into_iter()
+            .map(|p| (p.name.clone(), Arc::new(p)))
+            .collect();
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = map;
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// The policy named `name`.
+    pub fn policy(&self, name: &str) -> Option<Arc<CompiledPolicy>> {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Whether policies are loaded and a certificate is being served.
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::Acquire) && self.certificate.is_loaded()
+    }
+
+    fn cached(&self, kind: &str, key: &str) -> Option<Fact> {
+        let hit = self.cache.get(key, Instant::now());
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        self.metrics.cache.with_label_values(&[kind, result]).inc();
+        hit
+    }
+
+    fn lookup_failed(&self, kind: &str, error: String) -> String {
+        self.metrics.lookup_errors.with_label_values(&[kind]).inc();
+        error
+    }
+
+    async fn digest_of(&self, image: &str) -> Result<String, String> {
+        if let Some(digest) = policy::pinned_digest(image) {
+            return Ok(digest.to_string());
+        }
+        let key = format!("digest|{image}");
+        if let Some(Fact::Digest(digest)) = self.cached("digest", &key) {
+            return Ok(digest);
+        }
+        let digest = self
+            .evidence
+            .resolve_digest(image)
+            .await
+            .map_err(|e| self.lookup_failed("digest", e))?;
+        self.cache.insert(
+            key,
+            Fact::Digest(digest.clone()),
+            self.settings.fact_ttl,
+            Instant::now(),
+        );
+        Ok(digest)
+    }
+
+    async fn signature_of(
+        &self,
+        policy: &CompiledPolicy,
+        image: &str,
+        digest: &str,
+    ) -> Result<String, String> {
+        let Some(check) = &policy.signature else {
+            return Err("no signature check".into());
+        };
+        let repository = image.split('@').next().unwrap_or(image);
+        let repository = match repository.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => name,
+            _ => repository,
+        };
+        // Keyed by the policy's generation and key fingerprints: a new key or spec is a miss.
+        let key = format!("signature|{}|{repository}|{digest}", policy.cache_key);
+        if let Some(Fact::Signature(result)) = self.cached("signature", &key) {
+            return result;
+        }
+        let found = self
+            .evidence
+            .signatures(image, digest)
+            .await
+            .map_err(|e| self.lookup_failed("signature", e))?;
+        let result = if found.is_empty() {
+            Err(format!(
+                "no cosign signature ({} in the image's repository); sign it with cosign",
+                cosign::signature_tag(digest)
+            ))
+        } else {
+            let mut last = String::new();
+            let mut verified = None;
+            for signature in &found {
+                match cosign::verify(
+                    &signature.payload,
+                    &signature.signature,
+                    digest,
+                    &check.keys,
+                ) {
+                    Ok(fingerprint) => {
+                        verified = Some(fingerprint);
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            verified.ok_or(format!(
+                "{} signature(s) found, none valid: {last}",
+                found.len()
+            ))
+        };
+        let ttl = if result.is_ok() {
+            self.settings.signature_ttl
+        } else {
+            self.settings.negative_ttl
+        };
+        self.cache
+            .insert(key, Fact::Signature(result.clone()), ttl, Instant::now());
+        result
+    }
+
+    async fn scan_of(&self, digest: &str) -> Result<Option<ScanRecord>, String> {
+        let key = format!("scan|{digest}");
+        if let Some(Fact::Scan(record)) = self.cached("scan", &key) {
+            return Ok(record);
+        }
+        let record = self
+            .evidence
+            .latest_scan(digest)
+            .await
+            .map_err(|e| self.lookup_failed("scan", e))?;
+        self.cache.insert(
+            key,
+            Fact::Scan(record.clone()),
+            self.settings.fact_ttl,
+            Instant::now(),
+        );
+        Ok(record)
+    }
+
+    /// Everything `policy` needs to know of `image`.
+    pub async fn evidence_for(&self, policy: &CompiledPolicy, image: &str) -> Evidence {
+        let needs = policy::needs(policy);
+        let mut evidence = Evidence::default();
+        if !needs.digest || image.is_empty() {
+            return evidence;
+        }
+        let digest = self.digest_of(image).await;
+        evidence.digest = Some(digest.clone());
+        let Ok(digest) = digest else {
+            return evidence;
+        };
+        let (signature, scan) = tokio::join!(
+            async {
+                if needs.signature {
+                    Some(self.signature_of(policy, image, &digest).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if needs.scan {
+                    Some(self.scan_of(&digest).await)
+                } else {
+                    None
+                }
+            }
+        );
+        evidence.signature = signature;
+        evidence.scan = scan;
+        evidence
+    }
+
+    /// Answer one AdmissionReview body for `policy_name`: the HTTP status and the review.
+    /// A body that cannot be read gets an `invalid` review; a policy this replica has not
+    /// loaded gets 503, so the API server applies the webhook's failure policy.
+    pub async fn review(&self, policy_name: &str, body: &[u8]) -> (StatusCode, Value) {
+        let started = Instant::now();
+        let request = match review::parse(body) {
+            Ok(request) => request,
+            Err(refusal) => {
+                self.metrics
+                    .decisions
+                    .with_label_values(&[policy_name, "invalid"])
+                    .inc();
+                return (
+                    StatusCode::OK,
+                    serde_json::to_value(&*refusal).unwrap_or_default(),
+                );
+            }
+        };
+        let Some(policy) = self.policy(policy_name) else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": format!("ZastavaPolicy {policy_name} is not loaded on this replica")}),
+            );
+        };
+        let base = AdmissionResponse::from(&request);
+        let namespace = request.namespace.clone().unwrap_or_default();
+        let skip = matches!(request.operation, Operation::Delete | Operation::Connect)
+            || !policy::applies_to_namespace(&policy, &namespace, &self.settings.own_namespace);
+        let object = request
+            .object
+            .as_ref()
+            .and_then(|o| serde_json::to_value(o).ok());
+        let kind = request.kind.kind.clone();
+        let images = match (&object, skip) {
+            (Some(object), false) => workload::images(&kind, object),
+            _ => Vec::new(),
+        };
+        // On update only images that are new are judged: relabelling a running Pod or
+        // scaling a Deployment must not be refused for what was admitted before.
+        let previous: BTreeSet<String> = match (&request.old_object, &request.operation) {
+            (Some(old), Operation::Update) => serde_json::to_value(old)
+                .map(|old| {
+                    workload::images(&kind, &old)
+                        .into_iter()
+                        .map(|i| i.image)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => BTreeSet::new(),
+        };
+        let images: Vec<_> = images
+            .into_iter()
+            .filter(|i| !previous.contains(&i.image))
+            .collect();
+        // Each distinct image is looked up once, all of them concurrently.
+        let distinct: BTreeSet<&str> = images
+            .iter()
+            .map(|i| i.image.as_str())
+            .filter(|i| !i.is_empty() && policy::applies_to_image(&policy, i))
+            .collect();
+        let gathered =
+            futures::future::join_all(distinct.iter().map(|image| async {
+                (image.to_string(), self.evidence_for(&policy, image).await)
+            }))
+            .await;
+        let evidence: BTreeMap<String, Evidence> = gathered.into_iter().collect();
+        let decision = policy::decide(&policy, &images, &evidence, chrono::Utc::now());
+        let response = policy::respond(base, &decision);
+        self.metrics
+            .decisions
+            .with_label_values(&[policy_name, decision.label()])
+            .inc();
+        self.metrics
+            .latency
+            .with_label_values(&[policy_name])
+            .observe(started.elapsed().as_secs_f64());
+        if !decision.violations.is_empty() {
+            let name = object
+                .as_ref()
+                .and_then(|o| o["metadata"]["name"].as_str().map(str::to_string))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| request.name.clone());
+            self.record(&request.uid, &namespace, &kind, &name, &request, &decision);
+        }
+        (
+            StatusCode::OK,
+            serde_json::to_value(response.into_review()).unwrap_or_default(),
+        )
+    }
+
+    /// One `zastava.admission` event per denial or warning, written off the request path.
+    fn record(
+        &self,
+        uid: &str,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        request: &kube::core::admission::AdmissionRequest<kube::core::DynamicObject>,
+        decision: &Decision,
+    ) {
+        tracing::info!(
+            policy = %decision.policy, decision = decision.label(), %namespace, %kind, %name,
+            violations = %decision.summary(), "admission policy violated"
+        );
+        let Some(pool) = self.outbox.clone() else {
+            return;
+        };
+        let event = stellaops_store::outbox::NewEvent {
+            kind: "zastava.admission".into(),
+            namespace: Some(namespace.to_string()).filter(|n| !n.is_empty()),
+            subject: format!("{kind}/{name}"),
+            severity: None,
+            payload: json!({
+                "policy": decision.policy,
+                "mode": decision.mode,
+                "decision": decision.label(),
+                "operation": format!("{:?}", request.operation).to_uppercase(),
+                "kind": kind,
+                "namespace": namespace,
+                "name": name,
+                "user": request.user_info.username,
+                "violations": decision.violations.iter().map(|v| json!({
+                    "path": v.path, "image": v.image, "reason": v.reason,
+                })).collect::<Vec<_>>(),
+            }),
+            idempotency_key: format!("zastava:{uid}:{}", decision.policy),
+        };
+        tokio::spawn(async move {
+            if let Err(error) = stellaops_store::outbox::publish(&pool, &event).await {
+                tracing::warn!(%error, "could not write the zastava.admission event");
+            }
+        });
+    }
+}
+
+async fn validate(
+    State(webhook): State<Arc<Webhook>>,
+    Path(policy): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (status, review) = webhook.review(&policy, &body).await;
+    (status, axum::Json(review)).into_response()
+}
+
+/// The AdmissionReview routes.
+pub fn router(webhook: Arc<Webhook>) -> Router {
+    Router::new()
+        .route("/validate/{policy}", post(validate))
+        .with_state(webhook)
+}
+
+/// `/healthz` and `/readyz` (ready once policies and a certificate are loaded).
+pub fn health_router(webhook: Arc<Webhook>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(webhook): State<Arc<Webhook>>| async move {
+                if webhook.is_ready() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "waiting for policies and the serving certificate",
+                    )
+                }
+            }),
+        )
+        .with_state(webhook)
+}
+
+/// Serve the AdmissionReview routes over TLS on `listener` until the future is dropped;
+/// the certificate comes from `webhook.certificate` at each handshake (so a rotated
+/// Secret takes effect without a restart).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    webhook: Arc<Webhook>,
+) -> std::io::Result<()> {
+    let config = stellaops_tls::config_with_resolver(webhook.certificate.clone());
+    let listener = stellaops_tls::TlsListener::new(listener, config)?;
+    axum::serve(listener, router(webhook)).await
+}
