@@ -19,6 +19,8 @@ pub struct Config {
     pub max_concurrent_scans: u32,
     /// Secret (in each resource's namespace) whose `url` key is the PostgreSQL URL workers use.
     pub database_secret: String,
+    /// Service (in the operator's namespace) in front of the Zastava webhook.
+    pub webhook_service: String,
     /// Platform bucket (SBOMs, layer cache) and how scan Jobs reach it.
     pub storage: stellaops_crds::S3Location,
 }
@@ -33,6 +35,7 @@ impl Default for Config {
             ),
             max_concurrent_scans: 4,
             database_secret: "stellaops-database".to_string(),
+            webhook_service: "stellaops-zastava-webhook".to_string(),
             storage: stellaops_crds::S3Location {
                 bucket: "stellaops".to_string(),
                 prefix: String::new(),

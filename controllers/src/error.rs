@@ -15,6 +15,12 @@ pub enum Error {
     /// Appending to the events outbox failed (the reconcile is retried; keys make it safe).
     #[error("events outbox: {0}")]
     Outbox(#[from] stellaops_store::Error),
+    /// Issuing a webhook certificate failed.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// The spec passed the schema but cannot be used (a selector the API rejects).
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
 }
 
 impl Error {
@@ -25,6 +31,8 @@ impl Error {
             Error::Serialization(_) => "Serialization",
             Error::MissingField(_) => "MissingField",
             Error::Outbox(_) => "Outbox",
+            Error::Certificate(_) => "Certificate",
+            Error::InvalidSpec(_) => "InvalidSpec",
         }
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -57,10 +58,7 @@ pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inpu
         StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), None),
         StellaObject::FederationSite(o) => (federation_site::desired(o, config), None),
         StellaObject::MirrorDomain(o) => (mirror_domain::desired(o, config), None),
-        StellaObject::ZastavaPolicy(o) => (
-            zastava_policy::desired(o, config),
-            Some(zastava_policy::AWAITING),
-        ),
+        StellaObject::ZastavaPolicy(o) => (zastava_policy::desired(o, config), None),
         StellaObject::Platform(o) => (platform::desired_with(o, inputs), None),
     };
     Plan { objects, awaiting }
@@ -228,6 +226,33 @@ async fn run_platforms(ctx: Arc<Context>) {
     .await;
 }
 
+async fn run_zastava_policies(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    Controller::new(
+        kube::Api::<ZastavaPolicy>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>::all(client.clone()),
+        watcher::Config::default().labels("app.kubernetes.io/component=zastava-webhook"),
+    )
+    // A new or relabelled namespace changes every policy's count (metadata only).
+    .reconcile_all_on(
+        watcher::watcher(
+            kube::Api::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(
+                client,
+            ),
+            watcher::Config::default(),
+        )
+        .touched_objects()
+        .filter_map(|change| async move { change.ok().map(|_| ()) }),
+    )
+    .shutdown_on_signal()
+    .run(zastava_policy::reconcile, error_policy::<ZastavaPolicy>, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
 /// Run every controller until a shutdown signal. Call only while holding the leader lease.
 pub async fn run(ctx: Arc<Context>) {
     futures::join!(
@@ -236,7 +261,7 @@ pub async fn run(ctx: Arc<Context>) {
         run_notify_rules(ctx.clone()),
         run_federation_sites(ctx.clone()),
         run_mirror_domains(ctx.clone()),
-        run_kind::<ZastavaPolicy>(ctx.clone(), zastava_policy::AWAITING),
+        run_zastava_policies(ctx.clone()),
         run_platforms(ctx.clone()),
     );
 }

@@ -94,6 +94,34 @@ pub struct RunArgs {
     /// (`release.progress`, `release.failed`, `release.rolledback`) to the outbox.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Address the Zastava admission webhook serves TLS on (every replica serves it, leader
+    /// or not). `off` disables it.
+    #[arg(long, env = "STELLAOPS_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: String,
+    /// Address of the webhook's own /readyz and /healthz.
+    #[arg(
+        long,
+        env = "STELLAOPS_WEBHOOK_HEALTH_ADDR",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub webhook_health_addr: SocketAddr,
+    /// Service, in the operator's namespace, in front of the webhook (its certificate's name).
+    #[arg(
+        long,
+        env = "STELLAOPS_WEBHOOK_SERVICE",
+        default_value = "stellaops-zastava-webhook"
+    )]
+    pub webhook_service: String,
+    /// dockerconfigjson file with credentials for reading signatures from private registries.
+    #[arg(long, env = "STELLAOPS_WEBHOOK_DOCKER_CONFIG")]
+    pub webhook_docker_config: Option<std::path::PathBuf>,
+    /// Registries reached over plain HTTP (test and air-gapped mirrors only).
+    #[arg(
+        long = "insecure-registry",
+        env = "STELLAOPS_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Arguments of `preview`.

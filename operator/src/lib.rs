@@ -7,3 +7,4 @@ pub mod leader;
 pub mod preview;
 pub mod runtime;
 pub mod telemetry;
+pub mod webhook;

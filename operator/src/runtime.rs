@@ -26,6 +26,7 @@ pub fn controller_config(args: &RunArgs) -> Config {
     }
     config.max_concurrent_scans = args.max_concurrent_scans;
     config.database_secret = args.database_secret.clone();
+    config.webhook_service = args.webhook_service.clone();
     config.storage.bucket = args.bucket.clone();
     config.storage.endpoint = args.s3_endpoint.clone();
     config.storage.secret_ref = Some(stellaops_crds::LocalObjectReference {
@@ -85,7 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.metrics_addr))?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
     let app = router(Probes {
-        registry,
+        registry: registry.clone(),
         ready: ready.clone(),
     });
     tokio::spawn(async move {
@@ -117,6 +118,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => tracing::warn!(
             "no --database-url: release events go to Kubernetes Events only, not the events outbox"
         ),
+    }
+    if args.webhook_addr != "off" {
+        crate::webhook::start(client.clone(), &args, &registry, ctx.outbox.clone()).await?;
     }
     let ctx = Arc::new(ctx);
 

@@ -6,3 +6,4 @@ mod mirror_domain;
 mod notify_rule;
 mod platform;
 mod scan;
+mod zastava_policy;

@@ -77,6 +77,39 @@ fn cluster_rules(objects: &[Value]) -> Value {
     find(objects, "ClusterRole")["rules"].clone()
 }
 
+/// The webhook is served by the operator Pods behind a Service on 443; no
+/// ValidatingWebhookConfiguration is shipped (the operator registers one per ZastavaPolicy).
+fn assert_webhook_served(objects: &[serde_json::Value]) {
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "ValidatingWebhookConfiguration"),
+        "webhook configurations belong to the operator"
+    );
+    let service = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "Service"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("zastava-webhook"))
+        })
+        .expect("a zastava-webhook Service");
+    assert_eq!(service["spec"]["ports"][0]["port"], 443);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "webhook");
+    let ports: Vec<&str> = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        ["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        ports.contains(&"webhook") && ports.contains(&"webhook-health"),
+        "{ports:?}"
+    );
+}
+
 #[test]
 fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
     let Some(kubectl) = tool("STELLAOPS_TEST_KUBECTL", "kubectl") else {
@@ -96,7 +129,7 @@ fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
         "RoleBinding",
         "ServiceAccount",
         "Deployment",
-        "ValidatingWebhookConfiguration",
+        "Service",
         "Namespace",
     ] {
         assert!(
@@ -105,12 +138,7 @@ fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
         );
     }
     assert_restricted(find(&objects, "Deployment"));
-    let webhook = &find(&objects, "ValidatingWebhookConfiguration")["webhooks"][0];
-    assert_eq!(webhook["sideEffects"], "None");
-    assert_eq!(
-        webhook["admissionReviewVersions"],
-        serde_json::json!(["v1"])
-    );
+    assert_webhook_served(&objects);
     // The samples kustomization is valid too and holds one resource of each kind.
     let samples = render(&kubectl, &["kustomize", "config/samples"]);
     assert_eq!(
@@ -155,12 +183,12 @@ fn helm_chart_lints_renders_and_matches_the_kustomize_rbac() {
         "Deployment",
         "Service",
         "ServiceMonitor",
-        "ValidatingWebhookConfiguration",
         "ServiceAccount",
     ] {
         assert!(counts.contains_key(kind), "chart lacks {kind}: {counts:?}");
     }
     assert_restricted(find(&objects, "Deployment"));
+    assert_webhook_served(&objects);
     let without_monitor = render(&helm, &["template", "stellaops", chart]);
     assert!(!kinds(&without_monitor).contains_key("ServiceMonitor"));
 

@@ -87,7 +87,17 @@ fn cluster_scoped_kinds_get_no_default_namespace() {
     match preview_document("x#1", doc, &Config::default()) {
         Outcome::Valid { label, yaml } => {
             assert_eq!(label, "x#1 ZastavaPolicy p");
-            assert!(!yaml.contains("namespace:"), "{yaml}");
+            // The policy itself has no namespace; its webhook configuration points at the
+            // operator's Service.
+            let policy_document = yaml
+                .split("kind: ValidatingWebhookConfiguration")
+                .next()
+                .unwrap();
+            let policy_document = &policy_document[..policy_document
+                .rfind("---")
+                .unwrap_or(policy_document.len())];
+            assert!(!policy_document.contains("namespace:"), "{yaml}");
+            assert!(yaml.contains("path: /validate/p"), "{yaml}");
         }
         other => panic!("{other:?}"),
     }

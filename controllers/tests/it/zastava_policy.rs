@@ -1,0 +1,452 @@
+//! ZastavaPolicy: webhook configuration, certificate plans and rotation (checked with real
+//! TLS handshakes), namespace counting, and reconcile side effects against the mock API.
+
+use std::sync::Arc;
+
+use http::Method;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use serde_json::{Value, json};
+use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::zastava_policy::{
+    CA_RENEW_BEFORE_DAYS, CA_SECRET, SERVING_RENEW_BEFORE_DAYS, StoredCa, StoredServing,
+    TLS_SECRET, ca_secret, issue_ca, issue_serving, matching_namespaces, plan_certificates,
+    read_ca, read_serving, reconcile, service_names, tls_secret, webhook_configuration,
+};
+use stellaops_controllers::{Config, Context, FIELD_MANAGER};
+use stellaops_crds::ZastavaPolicy;
+use stellaops_testing::mock_client;
+
+const DAY: i64 = 86_400;
+const NOW: i64 = 1_795_000_000;
+
+fn policy(spec: Value) -> ZastavaPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
+        "metadata": {"name": "production-images", "uid": "0b5c8f1e-0000-4000-8000-000000000001", "generation": 3},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_webhook_configuration_covers_the_workload_kinds_and_excludes_the_operator() {
+    let config = Config::default();
+    let policy = policy(json!({
+        "mode": "enforce", "failurePolicy": "Fail", "timeoutSeconds": 3,
+        "namespaceSelector": {"matchLabels": {"environment": "production"}},
+    }));
+    let vwc = serde_json::to_value(webhook_configuration(&policy, &config, "PEM")).unwrap();
+    assert_eq!(
+        vwc["metadata"]["name"],
+        "stellaops-zastava-production-images"
+    );
+    assert_eq!(
+        vwc["metadata"]["ownerReferences"][0]["kind"],
+        "ZastavaPolicy"
+    );
+    let hook = &vwc["webhooks"][0];
+    assert_eq!(hook["name"], "production-images.zastava.stella-ops.org");
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(hook["timeoutSeconds"], 3);
+    assert_eq!(hook["sideEffects"], "None");
+    assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    assert_eq!(
+        hook["clientConfig"]["service"],
+        json!({"name": "stellaops-zastava-webhook", "namespace": "stellaops-system",
+               "path": "/validate/production-images", "port": 443})
+    );
+    // ByteString serializes as base64.
+    assert_eq!(hook["clientConfig"]["caBundle"], "UEVN");
+    assert_eq!(
+        hook["namespaceSelector"],
+        json!({"matchLabels": {"environment": "production"}, "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["stellaops-system", "kube-system"]}]})
+    );
+    let resources: Vec<String> = hook["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            let group = r["apiGroups"][0].as_str().unwrap().to_string();
+            assert_eq!(r["operations"], json!(["CREATE", "UPDATE"]));
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |res| format!("{group}/{}", res.as_str().unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "/pods",
+            "/pods/ephemeralcontainers",
+            "apps/deployments",
+            "apps/statefulsets",
+            "apps/daemonsets",
+            "batch/jobs",
+            "batch/cronjobs"
+        ]
+    );
+}
+
+fn ca(not_after: i64) -> StoredCa {
+    StoredCa {
+        cert_pem: format!("CA valid until {not_after}"),
+        key_pem: String::new(),
+        not_after,
+        previous: None,
+    }
+}
+
+#[test]
+fn certificates_are_renewed_long_before_expiry() {
+    let fresh_ca = ca(NOW + 3000 * DAY);
+    let serving = |days: i64, issuer: &StoredCa| StoredServing {
+        not_after: NOW + days * DAY,
+        issuer: issuer.fingerprint(),
+    };
+    let cases = [
+        ("nothing yet", None, None, (true, true)),
+        (
+            "all fresh",
+            Some(fresh_ca.clone()),
+            Some(serving(80, &fresh_ca)),
+            (false, false),
+        ),
+        (
+            "serving within 30 days",
+            Some(fresh_ca.clone()),
+            Some(serving(SERVING_RENEW_BEFORE_DAYS - 1, &fresh_ca)),
+            (false, true),
+        ),
+        (
+            "serving from an unknown CA",
+            Some(fresh_ca.clone()),
+            Some(serving(80, &ca(1))),
+            (false, true),
+        ),
+        (
+            // The current serving certificate stays (its CA stays in the bundle).
+            "CA within a year",
+            Some(ca(NOW + (CA_RENEW_BEFORE_DAYS - 1) * DAY)),
+            Some(serving(80, &ca(NOW + (CA_RENEW_BEFORE_DAYS - 1) * DAY))),
+            (true, false),
+        ),
+        (
+            "CA expired",
+            Some(ca(NOW - DAY)),
+            Some(serving(80, &ca(NOW - DAY))),
+            (true, true),
+        ),
+        (
+            "serving missing",
+            Some(fresh_ca.clone()),
+            None,
+            (false, true),
+        ),
+    ];
+    for (case, ca, serving, (new_ca, new_serving)) in cases {
+        let plan = plan_certificates(ca.as_ref(), serving.as_ref(), NOW);
+        assert_eq!(
+            (plan.new_ca.is_some(), plan.new_serving.is_some()),
+            (new_ca, new_serving),
+            "{case}: {plan:?}"
+        );
+    }
+}
+
+async fn handshake_ok(bundle: &str, cert: &str, key: &str, host: &str) -> bool {
+    let resolver = Arc::new(stellaops_tls::ReloadableCert::new(Some(
+        stellaops_tls::certified_key(cert.as_bytes(), key.as_bytes()).unwrap(),
+    )));
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener =
+        stellaops_tls::TlsListener::new(tcp, stellaops_tls::config_with_resolver(resolver))
+            .unwrap();
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .resolve(host, addr);
+    for cert in reqwest::Certificate::from_pem_bundle(bundle.as_bytes()).unwrap() {
+        client = client.add_root_certificate(cert);
+    }
+    let ok = client
+        .build()
+        .unwrap()
+        .get(format!("https://{host}:{}/", addr.port()))
+        .send()
+        .await
+        .is_ok();
+    server.abort();
+    ok
+}
+
+#[tokio::test]
+async fn issued_certificates_chain_to_the_bundle_through_a_ca_rotation() {
+    let config = Config::default();
+    let names = service_names(&config);
+    let host = "stellaops-zastava-webhook.stellaops-system.svc";
+    let now = jiff::Timestamp::now().as_second();
+    let first = issue_ca(now, None).unwrap();
+    let (cert, key, not_after) = issue_serving(&first, &names, now).unwrap();
+    assert_eq!(not_after, now + 90 * DAY);
+    assert!(handshake_ok(&first.bundle(now), &cert, &key, host).await);
+    // Another CA's bundle does not trust it.
+    let stranger = issue_ca(now, None).unwrap();
+    assert!(!handshake_ok(&stranger.bundle(now), &cert, &key, host).await);
+
+    // Rotation: the new bundle trusts both the old serving certificate and a new one.
+    let second = issue_ca(now, Some(&first)).unwrap();
+    let bundle = second.bundle(now);
+    assert!(handshake_ok(&bundle, &cert, &key, host).await);
+    let (new_cert, new_key, _) = issue_serving(&second, &names, now).unwrap();
+    assert!(handshake_ok(&bundle, &new_cert, &new_key, host).await);
+    // Once the old CA has expired it leaves the bundle.
+    assert_eq!(second.bundle(first.not_after + 1), second.cert_pem);
+
+    // What is written reads back the same.
+    let stored = ca_secret(&second, &config, now);
+    assert_eq!(read_ca(&stored).unwrap(), second);
+    let serving = tls_secret(&second, new_cert, new_key, not_after, &config);
+    assert_eq!(
+        read_serving(&serving).unwrap(),
+        StoredServing {
+            not_after,
+            issuer: second.fingerprint()
+        }
+    );
+    assert_eq!(serving.type_.as_deref(), Some("kubernetes.io/tls"));
+}
+
+#[test]
+fn namespaces_are_counted_with_the_selector_and_exemptions() {
+    let config = Config::default();
+    let policy = policy(json!({
+        "namespaceSelector": {"matchExpressions": [{"key": "environment", "operator": "In", "values": ["production", "staging"]}]},
+        "exemptions": {"namespaces": ["*-sandbox"]},
+    }));
+    let ns = |name: &str, env: &str| -> Namespace {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"environment": env}}}))
+            .unwrap()
+    };
+    let namespaces = [
+        ns("shop", "production"),
+        ns("shop-sandbox", "production"),
+        ns("stellaops-system", "production"),
+        ns("kube-system", "production"),
+        ns("qa", "staging"),
+        ns("dev", "development"),
+    ];
+    assert_eq!(
+        matching_namespaces(&policy, &config, &namespaces).unwrap(),
+        ["shop", "qa"]
+    );
+}
+
+fn context(client: kube::Client) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ))
+}
+
+fn not_found(call: stellaops_testing::Call) {
+    call.respond_status(404, "NotFound", "not found");
+}
+
+#[tokio::test]
+async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_ready() {
+    let (client, mut server) = mock_client("default");
+    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
+        key.verifying_key(),
+        p256::pkcs8::LineEnding::LF,
+    )
+    .unwrap();
+    let verifier = tokio::spawn(async move {
+        let keys = server
+            .expect(
+                Method::GET,
+                "/api/v1/namespaces/stellaops-system/secrets/signing-keys",
+            )
+            .await;
+        keys.respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "signing-keys"},
+            "data": {"cosign.pub": base64_encode(&pem)}}),
+        );
+        not_found(
+            server
+                .expect(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/stellaops-system/secrets/{CA_SECRET}"),
+                )
+                .await,
+        );
+        not_found(
+            server
+                .expect(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/stellaops-system/secrets/{TLS_SECRET}"),
+                )
+                .await,
+        );
+        let ca = server
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/stellaops-system/secrets/{CA_SECRET}"),
+            )
+            .await;
+        assert!(ca.is_forced_apply());
+        assert_eq!(ca.field_manager(), Some(FIELD_MANAGER));
+        let ca_secret: Secret = serde_json::from_value(ca.body.clone()).unwrap();
+        let stored_ca = read_ca(&ca_secret).expect("complete CA Secret");
+        ca.respond_with_request_body();
+        let tls = server
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/stellaops-system/secrets/{TLS_SECRET}"),
+            )
+            .await;
+        let tls_secret: Secret = serde_json::from_value(tls.body.clone()).unwrap();
+        assert_eq!(
+            read_serving(&tls_secret).unwrap().issuer,
+            stored_ca.fingerprint()
+        );
+        tls.respond_with_request_body();
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "CertificateIssued");
+        assert_eq!(
+            event.body["note"],
+            "webhook certificates issued: no CA yet; no serving certificate yet"
+        );
+        event.respond_with_request_body();
+        let vwc = server
+            .expect(Method::PATCH, "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/stellaops-zastava-production-images")
+            .await;
+        assert!(vwc.is_forced_apply());
+        let bundle = vwc.body["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(base64_decode(&bundle), stored_ca.cert_pem);
+        vwc.respond_with_request_body();
+        let namespaces = server.expect(Method::GET, "/api/v1/namespaces").await;
+        namespaces.respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": [
+                {"metadata": {"name": "shop", "labels": {"environment": "production"}}},
+                {"metadata": {"name": "dev", "labels": {"environment": "dev"}}},
+            ]}),
+        );
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
+            )
+            .await;
+        let body = &status.body["status"];
+        assert_eq!(body["matchingNamespaces"], 1);
+        assert_eq!(body["observedGeneration"], 3);
+        assert!(body["certificateNotAfter"].is_string());
+        assert_eq!(body["conditions"][0]["type"], "Ready");
+        assert_eq!(body["conditions"][0]["status"], "True");
+        assert_eq!(body["conditions"][0]["reason"], "WebhookConfigured");
+        assert_eq!(
+            body["conditions"][0]["message"],
+            "webhook registered for 1 namespace(s) in warn mode (failure policy Ignore)"
+        );
+        status.respond(
+            200,
+            json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
+            "metadata": {"name": "production-images"}, "spec": {}}),
+        );
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(200))
+            .await;
+    });
+    let policy = policy(json!({
+        "mode": "warn",
+        "namespaceSelector": {"matchLabels": {"environment": "production"}},
+        "requireSignature": {"publicKeys": {"name": "signing-keys"}},
+    }));
+    reconcile(Arc::new(policy), context(client)).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_key_secret_is_reported_not_ready_without_touching_the_webhook() {
+    let (client, mut server) = mock_client("default");
+    let verifier =
+        tokio::spawn(async move {
+            not_found(
+                server
+                    .expect(
+                        Method::GET,
+                        "/api/v1/namespaces/security/secrets/signing-keys",
+                    )
+                    .await,
+            );
+            let event = server
+                .expect(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/default/events",
+                )
+                .await;
+            assert_eq!(event.body["reason"], "KeySecretMissing");
+            assert_eq!(event.body["type"], "Warning");
+            event.respond_with_request_body();
+            let status = server
+                .expect(
+                    Method::PATCH,
+                    "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
+                )
+                .await;
+            let ready = &status.body["status"]["conditions"][0];
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], "KeySecretMissing");
+            assert!(ready["message"].as_str().unwrap().starts_with(
+                "public-key Secret security/signing-keys (or its key) does not exist"
+            ));
+            status.respond(
+                200,
+                json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
+            "metadata": {"name": "production-images"}, "spec": {}}),
+            );
+            server
+                .expect_no_more_calls(std::time::Duration::from_millis(200))
+                .await;
+        });
+    let policy = policy(json!({
+        "mode": "enforce",
+        "requireSignature": {"publicKeys": {"name": "signing-keys", "namespace": "security"}},
+    }));
+    reconcile(Arc::new(policy), context(client)).await.unwrap();
+    verifier.await.unwrap();
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn base64_decode(text: &str) -> String {
+    use base64::Engine;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap(),
+    )
+    .unwrap()
+}

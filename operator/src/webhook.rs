@@ -1,0 +1,160 @@
+//! The Zastava webhook inside the operator process. Every replica serves it (admission
+//! must not wait for a leader): policies come from a watch of ZastavaPolicies (their keys
+//! re-read every 30 s, so a rotated key Secret takes effect within that), the serving
+//! certificate from a watch of the Secret the controller rotates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use stellaops_admission_webhook::evidence::RegistryEvidence;
+use stellaops_admission_webhook::policy::{CompiledPolicy, compile};
+use stellaops_admission_webhook::server::{Metrics, Settings, Webhook, health_router, serve_tls};
+use stellaops_controllers::zastava_policy::{TLS_SECRET, policy_keys};
+use stellaops_crds::ZastavaPolicy;
+use stellaops_registry::{Credentials, RegistryClient};
+use stellaops_tls::ReloadableCert;
+
+use crate::cli::RunArgs;
+
+/// Compile every policy in `store`. One that cannot be compiled (its key Secret missing or
+/// broken) is left out: its requests get 503 and the API server applies its failure
+/// policy, while the controller reports why on the policy.
+pub async fn compile_all(
+    client: &Client,
+    store: &Store<ZastavaPolicy>,
+    operator_namespace: &str,
+) -> Vec<CompiledPolicy> {
+    let mut compiled = Vec::new();
+    for policy in store.state() {
+        let keys = match policy_keys(client, &policy, operator_namespace).await {
+            Ok(Some(keys)) => keys,
+            Ok(None) => {
+                tracing::warn!(policy = %policy.name_any(), "public-key Secret missing; policy not enforced");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(policy = %policy.name_any(), %error, "reading public keys failed");
+                continue;
+            }
+        };
+        match compile(&policy, &keys) {
+            Ok(policy) => compiled.push(policy),
+            Err(error) => {
+                tracing::warn!(policy = %policy.name_any(), %error, "policy not enforced")
+            }
+        }
+    }
+    compiled
+}
+
+/// Start the webhook's servers and watches; returns once they are spawned.
+pub async fn start(
+    client: Client,
+    args: &RunArgs,
+    registry: &prometheus::Registry,
+    database: Option<sqlx::PgPool>,
+) -> anyhow::Result<()> {
+    let addr: std::net::SocketAddr = args
+        .webhook_addr
+        .parse()
+        .with_context(|| format!("--webhook-addr {:?}", args.webhook_addr))?;
+    let mut credentials = Credentials::default();
+    if let Some(path) = &args.webhook_docker_config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        credentials = Credentials::from_docker_config(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    let evidence = RegistryEvidence {
+        registry: RegistryClient::new(credentials, args.insecure_registries.clone())?,
+        database: database.clone(),
+    };
+    let certificate = Arc::new(ReloadableCert::new(None));
+    let webhook = Webhook::new(
+        Settings {
+            own_namespace: args.namespace.clone(),
+            ..Settings::default()
+        },
+        Arc::new(evidence),
+        database,
+        Metrics::register(registry)?,
+        certificate.clone(),
+    );
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the webhook on {addr}"))?;
+    let health = tokio::net::TcpListener::bind(args.webhook_health_addr)
+        .await
+        .with_context(|| format!("binding {}", args.webhook_health_addr))?;
+    tracing::info!(%addr, health = %args.webhook_health_addr, "serving the Zastava webhook");
+    tokio::spawn(serve_tls(listener, webhook.clone()));
+    let health_app = health_router(webhook.clone());
+    tokio::spawn(async move { axum::serve(health, health_app).await });
+
+    // The serving certificate: reloaded whenever the controller rotates the Secret.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={TLS_SECRET}"));
+    tokio::spawn(async move {
+        let mut changes = watcher(secrets, by_name).applied_objects().boxed();
+        while let Some(change) = changes.next().await {
+            let secret = match change {
+                Ok(secret) => secret,
+                Err(error) => {
+                    tracing::warn!(%error, "watching the webhook certificate");
+                    continue;
+                }
+            };
+            let data = secret.data.unwrap_or_default();
+            let (Some(cert), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
+                continue;
+            };
+            match stellaops_tls::certified_key(&cert.0, &key.0) {
+                Ok(certified) => {
+                    certificate.set(certified);
+                    tracing::info!("webhook serving certificate loaded");
+                }
+                Err(error) => tracing::warn!(%error, "webhook certificate Secret unusable"),
+            }
+        }
+    });
+
+    // Policies: recompiled on every change and every 30 s (for key Secret changes).
+    let (store, writer) = reflector::store::<ZastavaPolicy>();
+    let policies = reflector::reflector(
+        writer,
+        watcher(
+            Api::<ZastavaPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    );
+    let namespace = args.namespace.clone();
+    tokio::spawn(async move {
+        let mut changes = policies.touched_objects().boxed();
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                change = changes.next() => match change {
+                    None => break,
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "watching ZastavaPolicies");
+                        continue;
+                    }
+                    Some(Ok(_)) => {}
+                },
+                _ = tick.tick() => {}
+            }
+            if store.wait_until_ready().await.is_err() {
+                break;
+            }
+            webhook.set_policies(compile_all(&client, &store, &namespace).await);
+        }
+    });
+    Ok(())
+}
