@@ -13,9 +13,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::admission::Operation;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use serde_json::{Value, json};
+use serde_json::json;
 use stellaops_tls::ReloadableCert;
 
 use crate::cache::Cache;
@@ -125,6 +125,7 @@ pub struct Webhook {
     metrics: Metrics,
     outbox: Option<sqlx::PgPool>,
     synced: AtomicBool,
+    cache_counters: [prometheus::IntCounter; 6],
     /// The serving certificate (readiness waits for it).
     pub certificate: Arc<ReloadableCert>,
 }
@@ -138,7 +139,17 @@ impl Webhook {
         metrics: Metrics,
         certificate: Arc<ReloadableCert>,
     ) -> Arc<Self> {
+        let counter = |kind, result| metrics.cache.with_label_values(&[kind, result]);
+        let cache_counters = [
+            counter("digest", "hit"),
+            counter("digest", "miss"),
+            counter("signature", "hit"),
+            counter("signature", "miss"),
+            counter("scan", "hit"),
+            counter("scan", "miss"),
+        ];
         Arc::new(Webhook {
+            cache_counters,
             cache: Cache::new(settings.cache_capacity),
             settings,
             policies: RwLock::new(HashMap::new()),
@@ -176,8 +187,13 @@ impl Webhook {
 
     fn cached(&self, kind: &str, key: &str) -> Option<Fact> {
         let hit = self.cache.get(key, Instant::now());
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        self.metrics.cache.with_label_values(&[kind, result]).inc();
+        // Counters resolved once: this runs for every image of every request.
+        let index = match kind {
+            "digest" => 0,
+            "signature" => 2,
+            _ => 4,
+        } + usize::from(hit.is_none());
+        self.cache_counters[index].inc();
         hit
     }
 
@@ -324,7 +340,7 @@ impl Webhook {
     /// Answer one AdmissionReview body for `policy_name`: the HTTP status and the review.
     /// A body that cannot be read gets an `invalid` review; a policy this replica has not
     /// loaded gets 503, so the API server applies the webhook's failure policy.
-    pub async fn review(&self, policy_name: &str, body: &[u8]) -> (StatusCode, Value) {
+    pub async fn review(&self, policy_name: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
         let started = Instant::now();
         let request = match review::parse(body) {
             Ok(request) => request,
@@ -335,40 +351,36 @@ impl Webhook {
                     .inc();
                 return (
                     StatusCode::OK,
-                    serde_json::to_value(&*refusal).unwrap_or_default(),
+                    serde_json::to_vec(&*refusal).unwrap_or_default(),
                 );
             }
         };
         let Some(policy) = self.policy(policy_name) else {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": format!("ZastavaPolicy {policy_name} is not loaded on this replica")}),
+                serde_json::to_vec(&json!({"error": format!("ZastavaPolicy {policy_name} is not loaded on this replica")}))
+                    .unwrap_or_default(),
             );
         };
-        let base = AdmissionResponse::from(&request);
+        let base = request.allow();
         let namespace = request.namespace.clone().unwrap_or_default();
         let skip = matches!(request.operation, Operation::Delete | Operation::Connect)
             || !policy::applies_to_namespace(&policy, &namespace, &self.settings.own_namespace);
-        let object = request
-            .object
-            .as_ref()
-            .and_then(|o| serde_json::to_value(o).ok());
+        // `data` is the object without its metadata: enough to find the pod spec, and no
+        // second serialization.
+        let object = request.object.as_ref();
         let kind = request.kind.kind.clone();
-        let images = match (&object, skip) {
+        let images = match (object, skip) {
             (Some(object), false) => workload::images(&kind, object),
             _ => Vec::new(),
         };
         // On update only images that are new are judged: relabelling a running Pod or
         // scaling a Deployment must not be refused for what was admitted before.
         let previous: BTreeSet<String> = match (&request.old_object, &request.operation) {
-            (Some(old), Operation::Update) => serde_json::to_value(old)
-                .map(|old| {
-                    workload::images(&kind, &old)
-                        .into_iter()
-                        .map(|i| i.image)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            (Some(old), Operation::Update) => workload::images(&kind, old)
+                .into_iter()
+                .map(|i| i.image)
+                .collect(),
             _ => BTreeSet::new(),
         };
         let images: Vec<_> = images
@@ -399,15 +411,15 @@ impl Webhook {
             .observe(started.elapsed().as_secs_f64());
         if !decision.violations.is_empty() {
             let name = object
-                .as_ref()
-                .and_then(|o| o["metadata"]["name"].as_str().map(str::to_string))
+                .and_then(|o| o["metadata"]["name"].as_str())
                 .filter(|n| !n.is_empty())
+                .map(str::to_string)
                 .unwrap_or_else(|| request.name.clone());
             self.record(&request.uid, &namespace, &kind, &name, &request, &decision);
         }
         (
             StatusCode::OK,
-            serde_json::to_value(response.into_review()).unwrap_or_default(),
+            serde_json::to_vec(&response.into_review()).unwrap_or_default(),
         )
     }
 
@@ -418,7 +430,7 @@ impl Webhook {
         namespace: &str,
         kind: &str,
         name: &str,
-        request: &kube::core::admission::AdmissionRequest<kube::core::DynamicObject>,
+        request: &review::Request,
         decision: &Decision,
     ) {
         tracing::info!(
@@ -462,7 +474,12 @@ async fn validate(
     body: Bytes,
 ) -> Response {
     let (status, review) = webhook.review(&policy, &body).await;
-    (status, axum::Json(review)).into_response()
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        review,
+    )
+        .into_response()
 }
 
 /// The AdmissionReview routes.

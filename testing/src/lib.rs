@@ -331,6 +331,78 @@ pub mod oci {
         out.stdout
     }
 
+    async fn upload_blob(
+        http: &reqwest::Client,
+        registry: &str,
+        repository: &str,
+        bytes: &[u8],
+    ) -> String {
+        let digest = digest(bytes);
+        // The two-step upload every distribution registry supports: start, then PUT.
+        let started = http
+            .post(format!("http://{registry}/v2/{repository}/blobs/uploads/"))
+            .send()
+            .await
+            .expect("start blob upload");
+        assert_eq!(started.status(), 202, "start blob upload");
+        let location = started.headers()["location"]
+            .to_str()
+            .expect("upload location")
+            .to_string();
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            format!("http://{registry}{location}")
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let finished = http
+            .put(format!("{location}{separator}digest={digest}"))
+            .header("Content-Type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("finish blob upload");
+        assert_eq!(finished.status(), 201, "finish blob upload");
+        digest
+    }
+
+    /// Store a cosign signature of `image_digest` in `registry/repository` the way
+    /// `cosign sign` does: an OCI manifest tagged `sha256-<hex>.sig` whose one layer is the
+    /// simple-signing `payload`, with the base64 `signature` in its
+    /// `dev.cosignproject.cosign/signature` annotation.
+    pub async fn push_cosign_signature(
+        registry: &str,
+        repository: &str,
+        image_digest: &str,
+        payload: &[u8],
+        signature: &str,
+    ) {
+        let http = reqwest::Client::new();
+        let config =
+            br#"{"architecture":"","config":{},"os":"","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = upload_blob(&http, registry, repository, config).await;
+        let payload_digest = upload_blob(&http, registry, repository, payload).await;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{
+                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "digest": payload_digest, "size": payload.len(),
+                "annotations": {"dev.cosignproject.cosign/signature": signature},
+            }],
+        });
+        let tag = format!("{}.sig", image_digest.replacen(':', "-", 1));
+        let response = http
+            .put(format!("http://{registry}/v2/{repository}/manifests/{tag}"))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(serde_json::to_vec(&manifest).expect("manifest JSON"))
+            .send()
+            .await
+            .expect("push signature manifest");
+        assert_eq!(response.status(), 201, "push signature manifest");
+    }
+
     /// Push the layout at `dir` (tag `tag`) to `registry/repository:tag` with skopeo.
     pub fn push(dir: &Path, tag: &str, registry: &str, repository: &str) {
         let out = Command::new("skopeo")

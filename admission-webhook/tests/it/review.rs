@@ -26,7 +26,9 @@ fn a_pod_review_parses_and_every_container_is_found() {
     let body = serde_json::to_vec(&pod_review()).unwrap();
     let request = parse(&body).expect("valid review");
     assert_eq!(request.namespace.as_deref(), Some("prod-web"));
-    let object = serde_json::to_value(request.object.unwrap()).unwrap();
+    assert_eq!(request.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(request.kind.kind, "Pod");
+    let object = request.object.unwrap();
     let found = images("Pod", &object);
     let summary: Vec<(&str, ContainerKind, &str)> = found
         .iter()

@@ -1,0 +1,411 @@
+//! Zastava's answer time over TLS on loopback, next to a bare axum TLS endpoint that only
+//! echoes, measured in the same run with the same client, certificate and listener:
+//! * an AdmissionReview for a 3-container Pod with cached verification results, at a fixed
+//!   1,000 requests/s (open loop: each request on its own task at its time, latency from
+//!   its send) and at maximum throughput (closed loop, 32 connections);
+//! * the uncached path: every request verifies each image against the real registry
+//!   (`STELLAOPS_TEST_REGISTRY`, images pushed and signed here) — skipped, and said so,
+//!   when no registry is configured.
+//!
+//! Run with `scripts/bench.sh -p stellaops-admission-webhook --bench admission`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use base64::Engine;
+use futures::future::BoxFuture;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::EncodePublicKey;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use stellaops_admission_webhook::cosign;
+use stellaops_admission_webhook::evidence::{EvidenceSource, FoundSignature, RegistryEvidence};
+use stellaops_admission_webhook::policy::{ScanRecord, compile};
+use stellaops_admission_webhook::server::{Metrics, Settings, Webhook, serve_tls};
+use stellaops_crds::ZastavaPolicy;
+use stellaops_crds::scan::Verdict;
+use stellaops_tls::ReloadableCert;
+
+const RATE: u64 = 1000;
+const SECONDS: u64 = 5;
+const CONCURRENCY: usize = 32;
+
+/// Signatures and verdicts from memory: after the first request nothing is asked anyway.
+struct InMemory {
+    signatures: Vec<(String, FoundSignature)>,
+}
+
+impl EvidenceSource for InMemory {
+    fn resolve_digest<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move { Err(format!("{image} is not pinned")) })
+    }
+    fn signatures<'a>(
+        &'a self,
+        _image: &'a str,
+        digest: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FoundSignature>, String>> {
+        let found = self
+            .signatures
+            .iter()
+            .filter(|(d, _)| d == digest)
+            .map(|(_, s)| s.clone())
+            .collect();
+        Box::pin(async move { Ok(found) })
+    }
+    fn latest_scan<'a>(
+        &'a self,
+        _digest: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ScanRecord>, String>> {
+        Box::pin(async move {
+            Ok(Some(ScanRecord {
+                verdict: Verdict::Pass,
+                finished_at: chrono::Utc::now(),
+            }))
+        })
+    }
+}
+
+fn sign(key: &SigningKey, payload: &[u8]) -> String {
+    let signature: Signature = key.sign(payload);
+    base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
+}
+
+fn policy_for(
+    key: &SigningKey,
+    require_scan: bool,
+) -> stellaops_admission_webhook::policy::CompiledPolicy {
+    let mut spec = json!({"mode": "enforce", "requireDigest": true,
+        "requireSignature": {"publicKeys": {"name": "keys", "namespace": "stellaops-system"}}});
+    if require_scan {
+        spec["requireScan"] = json!({"maxAge": "24h"});
+    }
+    let policy: ZastavaPolicy = serde_json::from_value(json!({
+        "apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
+        "metadata": {"name": "bench", "generation": 1}, "spec": spec,
+    }))
+    .unwrap();
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    compile(&policy, &[pem]).unwrap()
+}
+
+fn pod_review(images: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web", "namespace": "shop", "operation": "CREATE",
+            "userInfo": {"username": "bench"},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"containers": images.iter().enumerate()
+                    .map(|(i, image)| json!({"name": format!("c{i}"), "image": image})).collect::<Vec<_>>()}},
+            "dryRun": false
+        }
+    }))
+    .unwrap()
+}
+
+struct Tls {
+    cert_pem: String,
+    resolver: Arc<ReloadableCert>,
+}
+
+fn tls() -> Tls {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let key = stellaops_tls::certified_key(
+        cert_pem.as_bytes(),
+        certified.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    Tls {
+        cert_pem,
+        resolver: Arc::new(ReloadableCert::new(Some(key))),
+    }
+}
+
+async fn start_webhook(
+    tls: &Tls,
+    evidence: Arc<dyn EvidenceSource>,
+    settings: Settings,
+    policy: stellaops_admission_webhook::policy::CompiledPolicy,
+) -> std::net::SocketAddr {
+    let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+    let webhook = Webhook::new(settings, evidence, None, metrics, tls.resolver.clone());
+    webhook.set_policies([policy]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, webhook));
+    addr
+}
+
+async fn start_echo(tls: &Tls) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = stellaops_tls::config_with_resolver(tls.resolver.clone());
+    let listener = stellaops_tls::TlsListener::new(listener, config).unwrap();
+    let app = axum::Router::new().route(
+        "/validate/{policy}",
+        axum::routing::post(|body: Bytes| async move { body }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn client(tls: &Tls, addr: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+fn url(addr: std::net::SocketAddr) -> String {
+    format!("https://localhost:{}/validate/bench", addr.port())
+}
+
+async fn send(client: &reqwest::Client, url: &str, body: &[u8]) -> bool {
+    match client.post(url).body(body.to_vec()).send().await {
+        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Open loop at `rate` per second: each request is sent on its own task at its time
+/// whatever the others are doing; latency from when it was sent (tokio's timer has a
+/// 1 ms resolution, so the send can lag the schedule by up to that; the lag is reported).
+async fn fixed_rate(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    rate: u64,
+    seconds: u64,
+) -> (Vec<Duration>, usize) {
+    let total = rate * seconds;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (client, url, body) = (client.clone(), url.to_string(), body.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let ok = send(&client, &url, &body).await;
+            (ok, sent.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut failed = 0;
+    for task in tasks {
+        let (ok, latency) = task.await.unwrap();
+        if ok {
+            latencies.push(latency);
+        } else {
+            failed += 1;
+        }
+    }
+    latencies.sort();
+    (latencies, failed)
+}
+
+/// Closed loop with `concurrency` requests in flight for `seconds`: requests per second.
+async fn max_throughput(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    concurrency: usize,
+    seconds: u64,
+) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.to_string(), body.to_vec());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    if send(&client, &url, &body).await {
+                        done += 1;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for worker in workers {
+        total += worker.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn uncached(tls: &Tls, key: &SigningKey) {
+    let Ok(registry) = std::env::var("STELLAOPS_TEST_REGISTRY") else {
+        println!(
+            "uncached path: skipped (STELLAOPS_TEST_REGISTRY is not set; scripts/bench.sh starts the registry)"
+        );
+        return;
+    };
+    let mut images = Vec::new();
+    for i in 0..3 {
+        let repository = format!("zastava-bench/app{i}");
+        let dir = std::env::temp_dir().join(format!("zastava-bench-{}-{i}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layer = stellaops_testing::oci::tar_of(&[("etc/id", format!("{i}").as_bytes())]);
+        let built = stellaops_testing::oci::write_layout(&dir, &[layer], "1");
+        stellaops_testing::oci::push(&dir, "1", &registry, &repository);
+        let _ = std::fs::remove_dir_all(&dir);
+        let payload = cosign::payload(&format!("{registry}/{repository}"), &built.manifest_digest);
+        stellaops_testing::oci::push_cosign_signature(
+            &registry,
+            &repository,
+            &built.manifest_digest,
+            &payload,
+            &sign(key, &payload),
+        )
+        .await;
+        images.push(format!("{registry}/{repository}@{}", built.manifest_digest));
+    }
+    let evidence = RegistryEvidence {
+        registry: stellaops_registry::RegistryClient::new(
+            Default::default(),
+            vec![registry.clone()],
+        )
+        .unwrap(),
+        database: None,
+    };
+    // Nothing is remembered: every request asks the registry for each image.
+    let settings = Settings {
+        cache_capacity: 1,
+        signature_ttl: Duration::ZERO,
+        negative_ttl: Duration::ZERO,
+        fact_ttl: Duration::ZERO,
+        ..Settings::default()
+    };
+    let addr = start_webhook(tls, Arc::new(evidence), settings, policy_for(key, false)).await;
+    let client = client(tls, addr);
+    let body = pod_review(&images);
+    let answer: Value = client
+        .post(url(addr))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let mut latencies = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        assert!(send(&client, &url(addr), &body).await);
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "uncached path (3 images, each: signature manifest + payload blob from the local registry): p50 {:.2} ms, p99 {:.2} ms over {} sequential requests",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        latencies.len()
+    );
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[tokio::main]
+async fn main() {
+    let tls = tls();
+    let key = SigningKey::from_slice(&[9; 32]).unwrap();
+    let digests: Vec<String> = (0..3)
+        .map(|i| digest_of(format!("image {i}").as_bytes()))
+        .collect();
+    let images: Vec<String> = digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("registry.example.com/shop/app{i}@{d}"))
+        .collect();
+    let signatures = digests
+        .iter()
+        .zip(&images)
+        .map(|(digest, image)| {
+            let payload = cosign::payload(image.split('@').next().unwrap(), digest);
+            (
+                digest.clone(),
+                FoundSignature {
+                    signature: sign(&key, &payload),
+                    payload,
+                },
+            )
+        })
+        .collect();
+    let webhook = start_webhook(
+        &tls,
+        Arc::new(InMemory { signatures }),
+        Settings::default(),
+        policy_for(&key, true),
+    )
+    .await;
+    let echo = start_echo(&tls).await;
+    let body = pod_review(&images);
+    let webhook_client = client(&tls, webhook);
+    let echo_client = client(&tls, echo);
+    let answer: Value = webhook_client
+        .post(url(webhook))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    println!(
+        "AdmissionReview: 3-container Pod, requireDigest + requireSignature + requireScan, cached; {} bytes",
+        body.len()
+    );
+    let mut rows = Vec::new();
+    for (name, client, addr) in [
+        ("zastava", &webhook_client, webhook),
+        ("echo", &echo_client, echo),
+    ] {
+        // Warm the connection pool.
+        max_throughput(client, &url(addr), &body, CONCURRENCY, 1).await;
+        let (latencies, failed) = fixed_rate(client, &url(addr), &body, RATE, SECONDS).await;
+        let throughput = max_throughput(client, &url(addr), &body, CONCURRENCY, SECONDS).await;
+        println!(
+            "{name:8} at {RATE}/s for {SECONDS}s: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, failed {failed}; max throughput {:.0} req/s ({CONCURRENCY} connections)",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            ms(percentile(&latencies, 1.0)),
+            throughput
+        );
+        rows.push((percentile(&latencies, 0.99), throughput));
+    }
+    println!(
+        "zastava/echo throughput ratio {:.2} (aim >= 0.5); zastava p99 {:.3} ms (aim < 2 ms)",
+        rows[0].1 / rows[1].1,
+        ms(rows[0].0)
+    );
+    uncached(&tls, &key).await;
+}

@@ -1,0 +1,247 @@
+//! Signatures from the real registry (images pushed and signed in the test, the signature
+//! stored as cosign stores it) and scan verdicts from the real PostgreSQL, through the
+//! webhook's own evidence source.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use stellaops_admission_webhook::cosign;
+use stellaops_admission_webhook::evidence::{EvidenceSource, RegistryEvidence};
+use stellaops_admission_webhook::policy::compile;
+use stellaops_registry::{Credentials, RegistryClient};
+use stellaops_testing::oci;
+
+use crate::policy::{public_pem, sign, signing_key, zastava_policy};
+use crate::server::{client, pod, review, start};
+
+/// Push a small image as `repository:tag`; returns its digest.
+pub fn push_image(registry: &str, repository: &str, tag: &str, marker: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "zastava-{}-{}-{tag}",
+        std::process::id(),
+        repository.replace('/', "-")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let layer = oci::tar_of(&[("etc/marker", marker.as_bytes())]);
+    let built = oci::write_layout(&dir, &[layer], tag);
+    oci::push(&dir, tag, registry, repository);
+    let _ = std::fs::remove_dir_all(&dir);
+    built.manifest_digest
+}
+
+#[tokio::test]
+async fn signatures_in_the_real_registry_admit_signed_images_and_refuse_the_rest() {
+    let Some(registry) = stellaops_testing::service("STELLAOPS_TEST_REGISTRY") else {
+        return;
+    };
+    let signed = push_image(&registry, "zastava/signed", "1.0", "signed");
+    let unsigned = push_image(&registry, "zastava/unsigned", "1.0", "unsigned");
+    let key = signing_key(11);
+    let payload = cosign::payload(&format!("{registry}/zastava/signed"), &signed);
+    oci::push_cosign_signature(
+        &registry,
+        "zastava/signed",
+        &signed,
+        &payload,
+        &sign(&key, &payload),
+    )
+    .await;
+
+    let evidence = Arc::new(RegistryEvidence {
+        registry: RegistryClient::new(Credentials::default(), vec![registry.clone()]).unwrap(),
+        database: None,
+    });
+    // The source itself: the tag resolves, the signature is found, an unsigned digest has none.
+    let signed_tag = format!("{registry}/zastava/signed:1.0");
+    assert_eq!(evidence.resolve_digest(&signed_tag).await.unwrap(), signed);
+    let found = evidence.signatures(&signed_tag, &signed).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].payload, payload);
+    let unsigned_ref = format!("{registry}/zastava/unsigned@{unsigned}");
+    assert!(
+        evidence
+            .signatures(&unsigned_ref, &unsigned)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        evidence
+            .resolve_digest(&format!("{registry}/zastava/missing:1"))
+            .await
+            .unwrap_err()
+            .contains("not found")
+    );
+
+    let running = start(evidence).await;
+    let policy = |seed: u8| {
+        compile(
+            &zastava_policy(
+                json!({"mode": "enforce",
+                       "requireSignature": {"publicKeys": {"name": "keys", "namespace": "stellaops-system"}}}),
+                1,
+            ),
+            &[public_pem(&signing_key(seed))],
+        )
+        .unwrap()
+    };
+    running.webhook.set_policies([policy(11)]);
+    let https = client(&running, &running.cert_pem);
+    let url = format!("https://localhost:{}/validate/prod", running.addr.port());
+    let ask = |images: Vec<String>| {
+        let https = https.clone();
+        let url = url.clone();
+        async move {
+            let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+            let answer: Value = https
+                .post(&url)
+                .json(&review("Pod", "CREATE", pod(&refs), Value::Null))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["response"].clone()
+        }
+    };
+    // Signed, by tag (resolved through the registry) and by digest: admitted.
+    let answer = ask(vec![
+        signed_tag.clone(),
+        format!("{registry}/zastava/signed@{signed}"),
+    ])
+    .await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    // Unsigned: refused, naming the tag cosign would have written.
+    let answer = ask(vec![unsigned_ref.clone()]).await;
+    assert_eq!(answer["allowed"], false);
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&cosign::signature_tag(&unsigned)),
+        "{answer}"
+    );
+    // The policy's key changes: the cached verification is not reused.
+    running.webhook.set_policies([policy(12)]);
+    let answer = ask(vec![signed_tag.clone()]).await;
+    assert_eq!(answer["allowed"], false);
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 signature(s) found, none valid: not signed by any trusted key"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
+    let Some(url) = stellaops_testing::fresh_database("zastava_scan").await else {
+        return;
+    };
+    let pool = stellaops_store::connect(&url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    let failing = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+    let passing = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+    for (digest, verdict, hours_ago) in [
+        (failing, "Pass", 30),
+        (failing, "Fail", 2),
+        (passing, "Pass", 1),
+    ] {
+        sqlx::query(
+            "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256,
+                components, verdict, started_at, finished_at)
+             VALUES ($1, 'registry.example.com/app', 0, 's3://b/k', 'x', 1, $2, now(), now() - make_interval(hours => $3))",
+        )
+        .bind(digest)
+        .bind(verdict)
+        .bind(hours_ago)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let evidence = RegistryEvidence {
+        registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
+        database: Some(pool.clone()),
+    };
+    let latest = evidence.latest_scan(failing).await.unwrap().unwrap();
+    assert_eq!(
+        latest.verdict,
+        stellaops_crds::scan::Verdict::Fail,
+        "the newest result wins"
+    );
+    assert!(evidence.latest_scan("sha256:none").await.unwrap().is_none());
+
+    // Through the webhook with the outbox: one zastava.admission event for the denial.
+    let certificate = Arc::new(stellaops_tls::ReloadableCert::new(None));
+    let metrics =
+        stellaops_admission_webhook::server::Metrics::register(&prometheus::Registry::new())
+            .unwrap();
+    let webhook = stellaops_admission_webhook::server::Webhook::new(
+        Default::default(),
+        Arc::new(evidence),
+        Some(pool.clone()),
+        metrics,
+        certificate,
+    );
+    webhook.set_policies([compile(
+        &zastava_policy(
+            json!({"mode": "warn", "requireScan": {"maxAge": "24h", "denyOnVerdict": ["Fail"]}}),
+            1,
+        ),
+        &[],
+    )
+    .unwrap()]);
+    let images = [
+        format!("registry.example.com/app@{failing}"),
+        format!("registry.example.com/app@{passing}"),
+    ];
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let body = serde_json::to_vec(&review("Pod", "CREATE", pod(&refs), Value::Null)).unwrap();
+    let (status, answer) = webhook.review("prod", &body).await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "warn mode admits");
+    let warnings = answer["response"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("latest scan of {failing} has verdict Fail"))
+    );
+    // The event is written off the request path: wait for it.
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = stellaops_store::outbox::read_after(&pool, 0, 10)
+            .await
+            .unwrap();
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event.kind, "zastava.admission");
+    assert_eq!(event.namespace.as_deref(), Some("shop"));
+    assert_eq!(event.subject, "Pod/web");
+    assert_eq!(event.payload["decision"], "warn");
+    assert_eq!(event.payload["policy"], "prod");
+    assert_eq!(event.payload["user"], "alice@example.com");
+    assert_eq!(
+        event.payload["violations"][0]["path"],
+        "spec.containers[0].image"
+    );
+    // The same request again (same uid) does not write a second event.
+    let (_, _) = webhook.review("prod", &body).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        stellaops_store::outbox::read_after(&pool, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
