@@ -6,4 +6,5 @@ mod mirror_domain;
 mod notify_rule;
 mod platform;
 mod scan;
+mod schedule;
 mod zastava_policy;

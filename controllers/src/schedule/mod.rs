@@ -2,6 +2,9 @@
 //!
 //! Will compute run times (cron, time zone, windows, jitter) and start evaluations or Scans.
 
+pub mod cron;
+pub mod timing;
+
 use serde_json::Value;
 use stellaops_crds::Schedule;
 

@@ -1,0 +1,351 @@
+//! Schedule: cron next-run computation over many expressions and zones (DST gaps and
+//! repeats included), and run decisions as pure functions of (schedule, history, now).
+
+use jiff::Timestamp;
+use serde_json::json;
+use stellaops_controllers::schedule::cron::{Cron, time_zone};
+use stellaops_controllers::schedule::timing::{
+    Decision, History, Timing, decide, jitter_seconds, run_id,
+};
+use stellaops_crds::schedule::ScheduleSpec;
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn next(expr: &str, zone: Option<&str>, after: &str) -> Option<String> {
+    Cron::parse(expr)
+        .unwrap()
+        .next_after(ts(after), &time_zone(zone).unwrap())
+        .map(|t| t.to_string())
+}
+
+#[test]
+fn expressions_are_parsed_or_refused_with_the_reason() {
+    for (expr, error) in [
+        ("* * * *", "has 4 fields"),
+        ("61 * * * *", "minute"),
+        ("* 24 * * *", "hour"),
+        ("* * 0 * *", "day of month"),
+        ("*/0 * * * *", "step"),
+        ("0 0 L * *", "not supported"),
+        ("0 0 * * 5#3", "not supported"),
+        ("0 0 * FOO *", "not a number or name"),
+        ("0 0 * * 5-1", "empty range"),
+    ] {
+        let e = Cron::parse(expr).unwrap_err();
+        assert!(e.contains(error), "{expr}: {e}");
+    }
+    assert!(
+        time_zone(Some("Mars/Olympus"))
+            .unwrap_err()
+            .contains("not an IANA time zone")
+    );
+}
+
+#[test]
+fn next_runs_in_utc() {
+    let after = "2026-11-25T10:07:00Z";
+    for (expr, expected) in [
+        ("*/15 * * * *", "2026-11-25T10:15:00Z"),
+        ("0 2 * * *", "2026-11-26T02:00:00Z"),
+        ("@hourly", "2026-11-25T11:00:00Z"),
+        ("@daily", "2026-11-26T00:00:00Z"),
+        ("@weekly", "2026-11-29T00:00:00Z"),
+        ("@monthly", "2026-12-01T00:00:00Z"),
+        ("@yearly", "2027-01-01T00:00:00Z"),
+        ("0 9 * * MON-FRI", "2026-11-26T09:00:00Z"),
+        ("0 9 * * sat,sun", "2026-11-28T09:00:00Z"),
+        ("0 0 * * 7", "2026-11-29T00:00:00Z"),
+        // Day of month OR day of week when both are restricted (cron's rule).
+        ("30 4 1,15 * 5", "2026-11-27T04:30:00Z"),
+        ("0 12 1 JAN,jul *", "2027-01-01T12:00:00Z"),
+        ("5-10/5 * * * *", "2026-11-25T10:10:00Z"),
+        ("10/20 * * * *", "2026-11-25T10:10:00Z"),
+        ("0 0 29 2 *", "2028-02-29T00:00:00Z"),
+        ("7 10 25 11 *", "2027-11-25T10:07:00Z"),
+    ] {
+        assert_eq!(next(expr, None, after).as_deref(), Some(expected), "{expr}");
+    }
+    assert_eq!(
+        next("0 0 30 2 *", None, after),
+        None,
+        "February 30th never comes"
+    );
+}
+
+#[test]
+fn time_zones_and_daylight_saving() {
+    // Sofia: EET (+02) → EEST (+03) at 2026-03-29 01:00Z; back at 2026-10-25 01:00Z.
+    let sofia = Some("Europe/Sofia");
+    assert_eq!(
+        next("0 2 * * *", sofia, "2026-11-25T12:00:00Z").as_deref(),
+        Some("2026-11-26T00:00:00Z")
+    );
+    assert_eq!(
+        next("0 2 * * *", sofia, "2026-07-01T12:00:00Z").as_deref(),
+        Some("2026-07-01T23:00:00Z")
+    );
+    // 03:30 does not exist on the spring-forward day: it runs at the transition.
+    assert_eq!(
+        next("30 3 * * *", sofia, "2026-03-28T12:00:00Z").as_deref(),
+        Some("2026-03-29T01:00:00Z")
+    );
+    // ...and on the next day at 03:30 EEST again.
+    assert_eq!(
+        next("30 3 * * *", sofia, "2026-03-29T01:00:00Z").as_deref(),
+        Some("2026-03-30T00:30:00Z")
+    );
+    // 03:30 happens twice on the fall-back day: it runs once, the first time.
+    assert_eq!(
+        next("30 3 * * *", sofia, "2026-10-24T12:00:00Z").as_deref(),
+        Some("2026-10-25T00:30:00Z")
+    );
+    assert_eq!(
+        next("30 3 * * *", sofia, "2026-10-25T00:30:00Z").as_deref(),
+        Some("2026-10-26T01:30:00Z")
+    );
+    // Every half hour through the repeated hour: the second pass does not run again.
+    let cron = Cron::parse("*/30 * * * *").unwrap();
+    let runs: Vec<String> = cron
+        .upcoming(ts("2026-10-24T23:45:00Z"), &time_zone(sofia).unwrap(), 5)
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "2026-10-25T00:00:00Z", // 03:00 EEST
+            "2026-10-25T00:30:00Z", // 03:30 EEST
+            "2026-10-25T02:00:00Z", // 04:00 EET (03:00–03:59 EET are the repeat)
+            "2026-10-25T02:30:00Z",
+            "2026-10-25T03:00:00Z",
+        ]
+    );
+    // New York: 02:30 skipped on 2026-03-08 (runs at 03:00 EDT = 07:00Z); 01:30 repeated
+    // on 2026-11-01 (runs at the EDT one).
+    let ny = Some("America/New_York");
+    assert_eq!(
+        next("30 2 * * *", ny, "2026-03-07T12:00:00Z").as_deref(),
+        Some("2026-03-08T07:00:00Z")
+    );
+    assert_eq!(
+        next("30 1 * * *", ny, "2026-10-31T12:00:00Z").as_deref(),
+        Some("2026-11-01T05:30:00Z")
+    );
+    assert_eq!(
+        next("30 1 * * *", ny, "2026-11-01T05:30:00Z").as_deref(),
+        Some("2026-11-02T06:30:00Z")
+    );
+    // Southern hemisphere and a half-hour zone.
+    assert_eq!(
+        next(
+            "0 2 * * *",
+            Some("Australia/Sydney"),
+            "2026-11-25T00:00:00Z"
+        )
+        .as_deref(),
+        Some("2026-11-25T15:00:00Z")
+    );
+    assert_eq!(
+        next("0 9 * * *", Some("Asia/Kolkata"), "2026-11-25T00:00:00Z").as_deref(),
+        Some("2026-11-25T03:30:00Z")
+    );
+    // Lord Howe moves by half an hour: 02:15 is skipped on 2026-10-04.
+    assert_eq!(
+        next(
+            "15 2 * * *",
+            Some("Australia/Lord_Howe"),
+            "2026-10-03T12:00:00Z"
+        )
+        .as_deref(),
+        Some("2026-10-03T15:30:00Z")
+    );
+}
+
+fn timing(spec: serde_json::Value) -> Timing {
+    let spec: ScheduleSpec = serde_json::from_value(spec).unwrap();
+    Timing::of(&spec, "stellaops", "nightly-eu").unwrap()
+}
+
+fn history(last: Option<&str>, active: usize) -> History {
+    History {
+        last_schedule_time: last.map(ts),
+        created: ts("2026-11-01T00:00:00Z"),
+        active,
+    }
+}
+
+fn started(d: &Decision) -> Option<String> {
+    d.start.map(|t| t.to_string())
+}
+
+#[test]
+fn runs_start_when_due_and_never_twice() {
+    let t = timing(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia"}));
+    // Not yet due.
+    let d = decide(
+        &t,
+        &history(Some("2026-11-24T00:00:00Z"), 0),
+        ts("2026-11-24T23:59:00Z"),
+    );
+    assert_eq!(d.start, None);
+    assert_eq!(d.next_start.unwrap().to_string(), "2026-11-25T00:00:00Z");
+    // Due: start it and record it.
+    let now = ts("2026-11-25T00:00:05Z");
+    let d = decide(&t, &history(Some("2026-11-24T00:00:00Z"), 0), now);
+    assert_eq!(started(&d).as_deref(), Some("2026-11-25T00:00:00Z"));
+    assert_eq!(d.record, d.start);
+    assert_eq!(d.missed, 0);
+    // After a restart with the run recorded: nothing to do until tomorrow.
+    let d = decide(&t, &history(Some("2026-11-25T00:00:00Z"), 1), now);
+    assert_eq!(d.start, None);
+    assert_eq!(d.next_start.unwrap().to_string(), "2026-11-26T00:00:00Z");
+    // The run id is the same whenever it is computed.
+    assert_eq!(
+        run_id("nightly-eu", ts("2026-11-25T00:00:00Z")),
+        run_id("nightly-eu", ts("2026-11-25T00:00:00Z"))
+    );
+    assert_eq!(
+        run_id("nightly-eu", ts("2026-11-25T00:00:00Z")),
+        "nightly-eu-29926080"
+    );
+}
+
+#[test]
+fn catch_up_deadline_and_concurrency() {
+    let three_days_down = ts("2026-11-25T08:00:00Z");
+    let last = Some("2026-11-22T00:00:00Z");
+    // once: one run for the three missed nights.
+    let t = timing(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia", "catchUp": "once"}));
+    let d = decide(&t, &history(last, 0), three_days_down);
+    assert_eq!(started(&d).as_deref(), Some("2026-11-25T00:00:00Z"));
+    assert_eq!(d.missed, 2);
+    // skip: the latest is hours late, so none runs; the next night is waited for.
+    let t = timing(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia", "catchUp": "skip"}));
+    let d = decide(&t, &history(last, 0), three_days_down);
+    assert_eq!(d.start, None);
+    assert_eq!(d.missed, 3);
+    assert_eq!(d.record.unwrap().to_string(), "2026-11-25T00:00:00Z");
+    assert!(d.not_started.unwrap().contains("catchUp: skip"));
+    // skip, but on time (within the grace): it runs.
+    let d = decide(
+        &t,
+        &history(Some("2026-11-24T00:00:00Z"), 0),
+        ts("2026-11-25T00:01:00Z"),
+    );
+    assert_eq!(started(&d).as_deref(), Some("2026-11-25T00:00:00Z"));
+    // A starting deadline: an hour late with a 30-minute deadline is missed.
+    let t = timing(
+        json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia", "startingDeadlineSeconds": 1800}),
+    );
+    let d = decide(
+        &t,
+        &history(Some("2026-11-24T00:00:00Z"), 0),
+        ts("2026-11-25T01:00:00Z"),
+    );
+    assert_eq!(d.start, None);
+    assert!(
+        d.not_started
+            .unwrap()
+            .contains("startingDeadlineSeconds (1800s)")
+    );
+    // ...twenty minutes late is fine.
+    let d = decide(
+        &t,
+        &history(Some("2026-11-24T00:00:00Z"), 0),
+        ts("2026-11-25T00:20:00Z"),
+    );
+    assert!(d.start.is_some());
+    // Forbid with a run still active: skipped and recorded.
+    let now = ts("2026-11-25T00:00:30Z");
+    let t = timing(
+        json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia", "concurrencyPolicy": "Forbid"}),
+    );
+    let d = decide(&t, &history(Some("2026-11-24T00:00:00Z"), 1), now);
+    assert_eq!(d.start, None);
+    assert!(d.not_started.unwrap().contains("concurrencyPolicy: Forbid"));
+    // Replace: start, stopping the old one.
+    let t = timing(
+        json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia", "concurrencyPolicy": "Replace"}),
+    );
+    let d = decide(&t, &history(Some("2026-11-24T00:00:00Z"), 1), now);
+    assert!(d.start.is_some() && d.replace_active);
+    // Allow: start alongside.
+    let t = timing(
+        json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia", "concurrencyPolicy": "Allow"}),
+    );
+    let d = decide(&t, &history(Some("2026-11-24T00:00:00Z"), 1), now);
+    assert!(d.start.is_some() && !d.replace_active);
+    // Suspended: nothing, and no next time.
+    let t = timing(json!({"schedule": "0 2 * * *", "suspend": true}));
+    let d = decide(&t, &history(last, 0), three_days_down);
+    assert_eq!((d.start, d.next_start, d.record), (None, None, None));
+    // The first run comes after creation.
+    let t = timing(json!({"schedule": "0 2 * * *"}));
+    let d = decide(&t, &history(None, 0), ts("2026-11-01T01:00:00Z"));
+    assert_eq!(d.start, None);
+    assert_eq!(d.next_start.unwrap().to_string(), "2026-11-01T02:00:00Z");
+}
+
+#[test]
+fn jitter_and_windows_move_the_start() {
+    let jitter = jitter_seconds("stellaops", "nightly-eu", 300);
+    assert!((0..300).contains(&jitter));
+    assert_eq!(
+        jitter,
+        jitter_seconds("stellaops", "nightly-eu", 300),
+        "deterministic"
+    );
+    assert_ne!(jitter, jitter_seconds("stellaops", "nightly-us", 300));
+    let t =
+        timing(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia", "jitterSeconds": 300}));
+    let start = t.start_at(ts("2026-11-25T00:00:00Z")).unwrap();
+    assert_eq!(
+        start.as_second() - ts("2026-11-25T00:00:00Z").as_second(),
+        jitter
+    );
+    // Not started before its jitter has passed.
+    let d = decide(
+        &t,
+        &history(Some("2026-11-24T00:00:00Z"), 0),
+        ts("2026-11-25T00:00:00Z"),
+    );
+    assert_eq!(d.start.is_some(), jitter == 0);
+
+    // Hourly runs, but only in a 01:00–05:00 Sofia window on weekdays.
+    let t = timing(json!({"schedule": "@hourly", "timeZone": "Europe/Sofia",
+        "windows": [{"start": "01:00", "duration": "4h", "days": ["Mon", "Tue", "Wed", "Thu", "Fri"]}]}));
+    // Wednesday 12:00 Sofia: waits for Thursday 01:00 Sofia.
+    assert_eq!(
+        t.start_at(ts("2026-11-25T10:00:00Z")).unwrap().to_string(),
+        "2026-11-25T23:00:00Z"
+    );
+    // Inside the window: at once.
+    assert_eq!(
+        t.start_at(ts("2026-11-26T01:00:00Z")).unwrap().to_string(),
+        "2026-11-26T01:00:00Z"
+    );
+    // Saturday: waits for Monday.
+    assert_eq!(
+        t.start_at(ts("2026-11-28T10:00:00Z")).unwrap().to_string(),
+        "2026-11-29T23:00:00Z"
+    );
+    // A window in another zone than the schedule's.
+    let t = timing(json!({"schedule": "0 * * * *", "timeZone": "Europe/Sofia",
+        "windows": [{"start": "22:00", "duration": "90m", "timeZone": "America/New_York"}]}));
+    assert_eq!(
+        t.start_at(ts("2026-11-25T12:00:00Z")).unwrap().to_string(),
+        "2026-11-26T03:00:00Z"
+    );
+    // The next five starts, as preview shows them.
+    let t = timing(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia"}));
+    let starts: Vec<String> = t
+        .upcoming_starts(ts("2026-11-25T12:00:00Z"), 5)
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(starts.len(), 5);
+    assert_eq!(starts[0], "2026-11-26T00:00:00Z");
+    assert_eq!(starts[4], "2026-11-30T00:00:00Z");
+}
