@@ -5,6 +5,7 @@ pub mod advisories;
 pub mod notify;
 pub mod outbox;
 pub mod s3;
+pub mod schedules;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

@@ -1,6 +1,7 @@
 //! The data-plane worker, `stellaops-worker`: the code run inside the Jobs, CronJobs and
 //! Deployments the operator creates.
 
+pub mod evaluate;
 pub mod federation_api;
 pub mod federation_cli;
 pub mod metrics;

@@ -45,6 +45,25 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// Re-evaluate stored image inventories against the current advisories (no image is
+    /// pulled): a Schedule run (`--run`) or the given digests. Prints a JSON report.
+    Evaluate {
+        /// A run recorded by the Schedule controller (its images, rate and notify settings).
+        #[arg(long, conflicts_with = "digest")]
+        run: Option<String>,
+        /// Image digests (`sha256:…`) to re-evaluate.
+        #[arg(long, required_unless_present = "run")]
+        digest: Vec<String>,
+        /// Most images per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Emit `rescan.delta` for images with new findings.
+        #[arg(long)]
+        notify: bool,
+        /// Only findings at or above this severity count as new.
+        #[arg(long)]
+        min_severity: Option<String>,
+    },
     /// Scan one image: inventory, SBOM to S3, findings and verdict to PostgreSQL.
     Scan {
         /// Image reference (`registry/repo:tag` or `registry/repo@sha256:…`).
@@ -427,6 +446,30 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             worker
                 .run(stellaops_workers::federation_api::shutdown_signal())
                 .await?;
+        }
+        Command::Evaluate {
+            run,
+            digest,
+            rate,
+            notify,
+            min_severity,
+        } => {
+            let pool = database(cli.database_url.as_deref()).await?;
+            let report = match run {
+                Some(run) => stellaops_workers::evaluate::run(&pool, &run).await?,
+                None => {
+                    let settings = stellaops_workers::evaluate::Settings {
+                        rate_per_second: rate,
+                        notify,
+                        min_severity,
+                        namespace: None,
+                        name: None,
+                        run_id: None,
+                    };
+                    stellaops_workers::evaluate::evaluate(&pool, &digest, &settings).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Scan {
             image,

@@ -239,8 +239,8 @@ pub struct Finding {
     pub layer: String,
 }
 
-/// Match components against advisory rows. Pure.
-pub fn match_components(components: &[Component], rows: &[AdvisoryRow]) -> Vec<Finding> {
+/// Advisory rows by affects key, built once for many images.
+pub fn index_rows(rows: &[AdvisoryRow]) -> BTreeMap<&str, Vec<&AdvisoryRow>> {
     let mut by_key: BTreeMap<&str, Vec<&AdvisoryRow>> = BTreeMap::new();
     for row in rows {
         by_key
@@ -248,6 +248,19 @@ pub fn match_components(components: &[Component], rows: &[AdvisoryRow]) -> Vec<F
             .or_default()
             .push(row);
     }
+    by_key
+}
+
+/// Match components against advisory rows. Pure.
+pub fn match_components(components: &[Component], rows: &[AdvisoryRow]) -> Vec<Finding> {
+    match_indexed(components, &index_rows(rows))
+}
+
+/// Match components against rows indexed by [`index_rows`]. Pure.
+pub fn match_indexed(
+    components: &[Component],
+    by_key: &BTreeMap<&str, Vec<&AdvisoryRow>>,
+) -> Vec<Finding> {
     let mut findings = BTreeSet::new();
     for c in components {
         for key in &c.affects_keys {
@@ -285,7 +298,8 @@ pub struct Policy {
     pub ignore_unfixed: bool,
 }
 
-fn rank(severity: &str) -> u8 {
+/// Order of severities (unknown is 0).
+pub fn rank(severity: &str) -> u8 {
     match severity {
         "critical" => 4,
         "high" => 3,
@@ -343,6 +357,14 @@ pub async fn advisories_for(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    advisories_for_keys(pool, &keys).await
+}
+
+/// Read the advisory rows stored under `keys` and the snapshot they were read at.
+pub async fn advisories_for_keys(
+    pool: &PgPool,
+    keys: &[String],
+) -> anyhow::Result<(Vec<AdvisoryRow>, i64)> {
     let mut tx = pool.begin().await?;
     // One snapshot: the rows and the sequence value agree.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -353,7 +375,7 @@ pub async fn advisories_for(
         "SELECT merge_hash, vuln_id, affects_key, ecosystem, ranges, versions, severity
          FROM canonical_advisories WHERE affects_key = ANY($1) AND withdrawn IS NULL",
     )
-    .bind(&keys)
+    .bind(keys)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -465,21 +487,26 @@ pub async fn record(
     .bind(col(|f| Some(f.layer.clone())))
     .execute(&mut *tx)
     .await?;
-    let mut keys = Vec::new();
-    let mut purls = Vec::new();
+    // The stored inventory: what a later analysis-only run re-matches without the image.
+    let (mut keys, mut purls, mut versions, mut layers) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for comp in components {
-        if let Some(key) = comp.affects_keys.first() {
+        for key in &comp.affects_keys {
             keys.push(key.clone());
             purls.push(comp.purl.clone());
+            versions.push(comp.version.clone());
+            layers.push(comp.layer.clone());
         }
     }
     sqlx::query(
-        "INSERT INTO image_packages (image_digest, affects_key, purl)
-         SELECT $1, * FROM unnest($2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO image_packages (image_digest, affects_key, purl, version, layer_digest)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
     )
     .bind(digest)
     .bind(&keys)
     .bind(&purls)
+    .bind(&versions)
+    .bind(&layers)
     .execute(&mut *tx)
     .await?;
     let highest = ["critical", "high", "medium", "low"]

@@ -32,7 +32,7 @@ fn jar(group: &str, artifact: &str, version: &str) -> Vec<u8> {
     buf.into_inner()
 }
 
-fn osv(id: &str, ecosystem: &str, name: &str, events: Value, severity: &str) -> Vec<u8> {
+pub fn osv(id: &str, ecosystem: &str, name: &str, events: Value, severity: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "id": id, "modified": "2024-06-01T00:00:00Z", "published": "2024-05-01T00:00:00Z",
         "aliases": [], "summary": format!("{id} in {name}"),
@@ -72,7 +72,7 @@ async fn env(name: &str) -> Option<Env> {
     })
 }
 
-async fn ingest(pool: &sqlx::PgPool, docs: Vec<Vec<u8>>) {
+pub async fn ingest(pool: &sqlx::PgPool, docs: Vec<Vec<u8>>) {
     let parsed = docs
         .iter()
         .enumerate()

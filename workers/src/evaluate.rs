@@ -1,0 +1,349 @@
+//! `stellaops-worker evaluate`: re-match the stored inventories of images against the
+//! current advisories without pulling them — new findings, a new verdict per image, and a
+//! `rescan.delta` event for each image with new findings at or above a severity.
+//!
+//! Work goes in chunks (one query per table per chunk, one transaction of writes per
+//! chunk), paced to the run's rate budget.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{PgPool, Row};
+
+use crate::scan::{
+    Component, Finding, Policy, advisories_for_keys, counts, index_rows, match_indexed, rank,
+    verdict,
+};
+
+/// How a batch of images is re-evaluated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Most images evaluated per second (the run's `ratePerSecond`).
+    pub rate_per_second: u32,
+    /// Emit `rescan.delta` events.
+    pub notify: bool,
+    /// Only findings at or above this severity are new findings (all when `None`).
+    pub min_severity: Option<String>,
+    /// Who asked (recorded on each new result), e.g. the Schedule.
+    pub namespace: Option<String>,
+    /// Name of the asker.
+    pub name: Option<String>,
+    /// Run whose progress is recorded.
+    pub run_id: Option<String>,
+}
+
+/// What a batch did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Images re-evaluated.
+    pub evaluated: i64,
+    /// Images without a stored inventory (never scanned): nothing to re-evaluate.
+    pub never_scanned: i64,
+    /// Images with new findings at or above the threshold.
+    pub new_findings: i64,
+    /// Verdicts after re-evaluation.
+    pub verdicts: BTreeMap<String, i64>,
+    /// `rescan.delta` events written.
+    pub events: i64,
+    /// Advisory snapshot matched against (the last chunk's).
+    pub advisory_snapshot: i64,
+}
+
+struct Previous {
+    id: i64,
+    image_ref: String,
+    sbom_uri: String,
+    sbom_sha256: String,
+    components: i32,
+    policy: Policy,
+}
+
+fn default_policy() -> Policy {
+    Policy {
+        fail_on: "high".into(),
+        warn_on: None,
+        ignore_unfixed: false,
+    }
+}
+
+/// Re-evaluate `digests`.
+pub async fn evaluate(
+    pool: &PgPool,
+    digests: &[String],
+    settings: &Settings,
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let rate = settings.rate_per_second.max(1) as usize;
+    let chunk_size = rate.clamp(1, 1000);
+    let started = Instant::now();
+    let mut done = 0usize;
+    for chunk in digests.chunks(chunk_size) {
+        // Pace: `done` images may have started by now at `rate` per second.
+        let due = Duration::from_secs_f64(done as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        evaluate_chunk(pool, chunk, settings, &mut report).await?;
+        done += chunk.len();
+        if let Some(run) = &settings.run_id {
+            stellaops_store::schedules::progress(pool, run, done as i64, report.new_findings)
+                .await?;
+        }
+    }
+    Ok(report)
+}
+
+async fn evaluate_chunk(
+    pool: &PgPool,
+    digests: &[String],
+    settings: &Settings,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let previous: HashMap<String, Previous> = sqlx::query(
+        "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256, components, policy
+         FROM scan_results WHERE image_digest = ANY($1)
+         ORDER BY image_digest, finished_at DESC, id DESC",
+    )
+    .bind(digests)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| {
+        let policy = serde_json::from_value(r.get("policy")).unwrap_or_else(|_| default_policy());
+        (
+            r.get("image_digest"),
+            Previous {
+                id: r.get("id"),
+                image_ref: r.get("image_ref"),
+                sbom_uri: r.get("sbom_uri"),
+                sbom_sha256: r.get("sbom_sha256"),
+                components: r.get("components"),
+                policy,
+            },
+        )
+    })
+    .collect();
+    report.never_scanned += (digests.len() - previous.len()) as i64;
+    if previous.is_empty() {
+        return Ok(());
+    }
+    // The stored inventories, grouped back into components.
+    let mut inventories: HashMap<String, BTreeMap<String, Component>> = HashMap::new();
+    let mut keys = BTreeSet::new();
+    for row in sqlx::query(
+        "SELECT image_digest, purl, affects_key, version, layer_digest FROM image_packages
+         WHERE image_digest = ANY($1)",
+    )
+    .bind(digests)
+    .fetch_all(pool)
+    .await?
+    {
+        let (digest, purl, key): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        keys.insert(key.clone());
+        let component = inventories
+            .entry(digest)
+            .or_default()
+            .entry(purl.clone())
+            .or_insert_with(|| Component {
+                purl,
+                affects_keys: Vec::new(),
+                kind: String::new(),
+                name: String::new(),
+                version: row.get(3),
+                layer: row.get(4),
+                path: String::new(),
+            });
+        component.affects_keys.push(key);
+    }
+    let previous_ids: Vec<i64> = previous.values().map(|p| p.id).collect();
+    let mut known: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
+    for (id, merge_hash, purl) in sqlx::query_as::<_, (i64, String, String)>(
+        "SELECT scan_id, merge_hash, purl FROM scan_findings WHERE scan_id = ANY($1)",
+    )
+    .bind(&previous_ids)
+    .fetch_all(pool)
+    .await?
+    {
+        known.entry(id).or_default().insert((merge_hash, purl));
+    }
+    let keys: Vec<String> = keys.into_iter().collect();
+    let (rows, snapshot) = advisories_for_keys(pool, &keys).await?;
+    let by_key = index_rows(&rows);
+    report.advisory_snapshot = snapshot;
+    let threshold = settings.min_severity.as_deref().map(rank).unwrap_or(0);
+    let empty = BTreeMap::new();
+    let none = BTreeSet::new();
+
+    struct Outcome<'a> {
+        digest: &'a str,
+        previous: &'a Previous,
+        findings: Vec<Finding>,
+        verdict: &'static str,
+        new: Vec<Finding>,
+    }
+    let mut outcomes = Vec::with_capacity(previous.len());
+    for digest in digests {
+        let Some(prev) = previous.get(digest) else {
+            continue;
+        };
+        let components: Vec<Component> = inventories
+            .get(digest)
+            .unwrap_or(&empty)
+            .values()
+            .cloned()
+            .collect();
+        let findings = match_indexed(&components, &by_key);
+        let verdict = verdict(&findings, &prev.policy);
+        let before = known.get(&prev.id).unwrap_or(&none);
+        let new: Vec<Finding> = findings
+            .iter()
+            .filter(|f| !before.contains(&(f.merge_hash.clone(), f.purl.clone())))
+            .filter(|f| f.severity.as_deref().map(rank).unwrap_or(0) >= threshold)
+            .cloned()
+            .collect();
+        outcomes.push(Outcome {
+            digest,
+            previous: prev,
+            findings,
+            verdict,
+            new,
+        });
+    }
+
+    // One transaction for the chunk: results, findings, events.
+    let mut tx = pool.begin().await?;
+    let mut columns: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<i32>) = Default::default();
+    let mut severities: [Vec<i32>; 4] = Default::default();
+    let mut verdicts = Vec::new();
+    let mut policies = Vec::new();
+    for o in &outcomes {
+        columns.0.push(o.digest);
+        columns.1.push(&o.previous.image_ref);
+        columns.2.push(&o.previous.sbom_uri);
+        columns.3.push(&o.previous.sbom_sha256);
+        columns.4.push(o.previous.components);
+        let c = counts(&o.findings);
+        for (i, s) in ["critical", "high", "medium", "low"].iter().enumerate() {
+            severities[i].push(c[s] as i32);
+        }
+        verdicts.push(o.verdict);
+        policies.push(serde_json::to_value(&o.previous.policy)?);
+    }
+    let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name,
+             sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at)
+         SELECT d, r, $3, $4, $5, u, s, c, cr, hi, me, lo, v, p, now()
+         FROM unnest($1::text[], $2::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[],
+                     $11::int[], $12::int[], $13::text[], $14::jsonb[])
+              AS t(d, r, u, s, c, cr, hi, me, lo, v, p)
+         RETURNING image_digest, id",
+    )
+    .bind(&columns.0)
+    .bind(&columns.1)
+    .bind(report.advisory_snapshot)
+    .bind(&settings.namespace)
+    .bind(settings.name.as_ref().map(|n| format!("schedule/{n}")))
+    .bind(&columns.2)
+    .bind(&columns.3)
+    .bind(&columns.4)
+    .bind(&severities[0])
+    .bind(&severities[1])
+    .bind(&severities[2])
+    .bind(&severities[3])
+    .bind(&verdicts)
+    .bind(&policies)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut finding_columns: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    let mut optional: (Vec<Option<&str>>, Vec<Option<&str>>, Vec<&str>) = Default::default();
+    let mut events = Vec::new();
+    for o in &outcomes {
+        let id = ids[o.digest];
+        for f in &o.findings {
+            finding_columns.0.push(id);
+            finding_columns.1.push(&f.merge_hash);
+            finding_columns.2.push(&f.vuln_id);
+            finding_columns.3.push(&f.purl);
+            optional.0.push(f.severity.as_deref());
+            optional.1.push(f.fixed_version.as_deref());
+            optional.2.push(&f.layer);
+        }
+        *report.verdicts.entry(o.verdict.to_string()).or_default() += 1;
+        if o.new.is_empty() {
+            continue;
+        }
+        report.new_findings += 1;
+        if settings.notify {
+            let highest = o
+                .new
+                .iter()
+                .filter_map(|f| f.severity.clone())
+                .max_by_key(|s| rank(s));
+            events.push(stellaops_store::outbox::NewEvent {
+                kind: "rescan.delta".into(),
+                namespace: settings.namespace.clone(),
+                subject: format!("{}@{}", o.previous.image_ref, o.digest),
+                severity: highest,
+                payload: json!({
+                    "scanId": id, "previousScanId": o.previous.id,
+                    "image": o.previous.image_ref, "imageDigest": o.digest,
+                    "verdict": o.verdict, "advisorySnapshot": report.advisory_snapshot,
+                    "schedule": {"namespace": settings.namespace, "name": settings.name, "run": settings.run_id},
+                    "newFindings": o.new.iter().map(|f| json!({
+                        "vulnId": f.vuln_id, "purl": f.purl, "severity": f.severity,
+                        "fixedVersion": f.fixed_version,
+                    })).collect::<Vec<_>>(),
+                }),
+                idempotency_key: format!("rescan.delta/{id}"),
+            });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
+    )
+    .bind(&finding_columns.0)
+    .bind(&finding_columns.1)
+    .bind(&finding_columns.2)
+    .bind(&finding_columns.3)
+    .bind(&optional.0)
+    .bind(&optional.1)
+    .bind(&optional.2)
+    .execute(&mut *tx)
+    .await?;
+    report.events += stellaops_store::outbox::publish_many(&mut tx, &events).await? as i64;
+    tx.commit().await?;
+    report.evaluated += outcomes.len() as i64;
+    Ok(())
+}
+
+/// Run the stored run `run_id` to its end, recording progress and the outcome.
+pub async fn run(pool: &PgPool, run_id: &str) -> anyhow::Result<Report> {
+    let run = stellaops_store::schedules::run(pool, run_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("schedule run {run_id} does not exist"))?;
+    let settings = Settings {
+        rate_per_second: run.rate_per_second.max(1) as u32,
+        notify: run.notify,
+        min_severity: run.min_severity.clone(),
+        namespace: Some(run.schedule_namespace.clone()),
+        name: Some(run.schedule_name.clone()),
+        run_id: Some(run.id.clone()),
+    };
+    match evaluate(pool, &run.images, &settings).await {
+        Ok(report) => {
+            stellaops_store::schedules::finish(pool, run_id, None).await?;
+            Ok(report)
+        }
+        Err(error) => {
+            let message = format!("{error:#}");
+            stellaops_store::schedules::finish(pool, run_id, Some(&message)).await?;
+            Err(error)
+        }
+    }
+}

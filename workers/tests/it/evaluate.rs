@@ -1,0 +1,207 @@
+//! Analysis-only re-evaluation against the real PostgreSQL: stored inventories re-matched
+//! after new advisories, new findings and verdicts, `rescan.delta` events, the
+//! advisory-delta index, and a Schedule run recorded end to end.
+
+use serde_json::json;
+use stellaops_workers::evaluate::{Settings, evaluate, run};
+use stellaops_workers::scan::{
+    Component, Policy, Requester, advisories_for, match_components, record,
+};
+
+use crate::scan::{ingest, osv};
+
+pub fn npm(name: &str, version: &str) -> Component {
+    Component {
+        purl: format!("pkg:npm/{name}@{version}"),
+        affects_keys: vec![format!("pkg:npm/{name}")],
+        kind: "npm".into(),
+        name: name.into(),
+        version: version.into(),
+        layer: "sha256:layer".into(),
+        path: format!("node_modules/{name}/package.json"),
+    }
+}
+
+pub async fn stored_scan(pool: &sqlx::PgPool, digest: &str, components: &[Component]) {
+    let (rows, snapshot) = advisories_for(pool, components).await.unwrap();
+    let findings = match_components(components, &rows);
+    let policy = Policy {
+        fail_on: "critical".into(),
+        warn_on: Some("medium".into()),
+        ignore_unfixed: false,
+    };
+    record(
+        pool,
+        &Requester::default(),
+        "registry.example.com/shop/web",
+        digest,
+        snapshot,
+        ("s3://stellaops/sboms/x.json", "sha256:sbom"),
+        components,
+        &findings,
+        &policy,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+}
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+#[tokio::test]
+async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() {
+    let Some(url) = stellaops_testing::fresh_database("evaluate").await else {
+        return;
+    };
+    let pool = stellaops_store::connect(&url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    let lodash = json!([{"introduced": "0"}, {"fixed": "4.17.21"}]);
+    ingest(
+        &pool,
+        vec![osv("GHSA-lodash", "npm", "lodash", lodash, "HIGH")],
+    )
+    .await;
+    let (x, y, z) = (digest('a'), digest('b'), digest('c'));
+    stored_scan(
+        &pool,
+        &x,
+        &[npm("lodash", "4.17.20"), npm("minimist", "1.2.0")],
+    )
+    .await;
+    stored_scan(&pool, &y, &[npm("minimist", "1.2.0")]).await;
+    // A Schedule starts reading the advisory changes from here.
+    let (none, _, head) = stellaops_store::schedules::advisory_delta(&pool, "shop", "nightly")
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "a new Schedule does not react to history");
+    stellaops_store::schedules::set_advisory_cursor(&pool, "shop", "nightly", head)
+        .await
+        .unwrap();
+
+    // A federation import brings a critical minimist advisory and a low one for lodash.
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    let lodash_low = json!([{"introduced": "4.0.0"}, {"fixed": "4.17.22"}]);
+    ingest(
+        &pool,
+        vec![
+            osv("GHSA-minimist", "npm", "minimist", minimist, "CRITICAL"),
+            osv("GHSA-lodash-low", "npm", "lodash", lodash_low, "LOW"),
+        ],
+    )
+    .await;
+    // The delta selects exactly the images holding a changed package.
+    let (affected, from, to) = stellaops_store::schedules::advisory_delta(&pool, "shop", "nightly")
+        .await
+        .unwrap();
+    assert_eq!(affected, vec![x.clone(), y.clone()]);
+    assert_eq!(from, head);
+    assert!(to > head);
+
+    let settings = Settings {
+        rate_per_second: 1000,
+        notify: true,
+        min_severity: Some("high".into()),
+        namespace: Some("shop".into()),
+        name: Some("nightly".into()),
+        run_id: None,
+    };
+    let report = evaluate(&pool, &[x.clone(), y.clone(), z.clone()], &settings)
+        .await
+        .unwrap();
+    assert_eq!(report.evaluated, 2);
+    assert_eq!(report.never_scanned, 1);
+    assert_eq!(
+        report.new_findings, 2,
+        "minimist is new for both; the low lodash one is below high"
+    );
+    assert_eq!(report.events, 2);
+    assert_eq!(report.verdicts.get("Fail"), Some(&2));
+    let events = stellaops_store::outbox::read_after(&pool, 0, 100)
+        .await
+        .unwrap();
+    let deltas: Vec<_> = events.iter().filter(|e| e.kind == "rescan.delta").collect();
+    assert_eq!(deltas.len(), 2);
+    let for_x = deltas.iter().find(|e| e.subject.ends_with(&x)).unwrap();
+    assert_eq!(for_x.severity.as_deref(), Some("critical"));
+    assert_eq!(for_x.namespace.as_deref(), Some("shop"));
+    let new: Vec<&str> = for_x.payload["newFindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["vulnId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        new,
+        ["GHSA-minimist"],
+        "known and below-threshold findings are not new"
+    );
+    // The new result is the latest for the digest, with all its findings counted.
+    let (critical, high, low, verdict, scan_name): (i32, i32, i32, String, String) = sqlx::query_as(
+        "SELECT critical, high, low, verdict, scan_name FROM scan_results WHERE image_digest = $1
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&x)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (critical, high, low, verdict.as_str(), scan_name.as_str()),
+        (1, 1, 1, "Fail", "schedule/nightly")
+    );
+
+    // Evaluated again with nothing new: no new findings, no events.
+    let again = evaluate(&pool, &[x.clone(), y.clone()], &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.evaluated, again.new_findings, again.events),
+        (2, 0, 0)
+    );
+
+    // A recorded run runs to its end and keeps its counts.
+    let new_run = stellaops_store::schedules::NewRun {
+        id: "nightly-1".into(),
+        namespace: "shop".into(),
+        name: "nightly".into(),
+        trigger: "cron".into(),
+        mode: "analysis-only".into(),
+        scheduled_at: chrono::Utc::now(),
+        images: vec![x.clone(), z.clone()],
+        selected: 3,
+        skipped: 1,
+        rate_per_second: 100,
+        notify: true,
+        min_severity: Some("high".into()),
+    };
+    assert!(
+        stellaops_store::schedules::create_run(&pool, &new_run)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !stellaops_store::schedules::create_run(&pool, &new_run)
+            .await
+            .unwrap(),
+        "idempotent"
+    );
+    let report = run(&pool, "nightly-1").await.unwrap();
+    assert_eq!(report.evaluated, 1);
+    let stored = stellaops_store::schedules::run(&pool, "nightly-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.finished_at.is_some());
+    assert_eq!(
+        (stored.created, stored.new_findings, stored.error),
+        (2, 0, None)
+    );
+    assert!(
+        run(&pool, "missing")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist")
+    );
+}
