@@ -220,11 +220,11 @@ async fn evaluate_chunk(
     let mut verdicts = Vec::new();
     let mut policies = Vec::new();
     for o in &outcomes {
-        columns.0.push(o.digest);
-        columns.1.push(&o.previous.image_ref);
-        columns.2.push(&o.previous.sbom_uri);
-        columns.3.push(&o.previous.sbom_sha256);
-        columns.4.push(o.previous.components);
+        digests_col.push(o.digest);
+        refs.push(o.previous.image_ref.as_str());
+        sbom_uris.push(o.previous.sbom_uri.as_str());
+        sbom_hashes.push(o.previous.sbom_sha256.as_str());
+        component_counts.push(o.previous.components);
         let c = counts(&o.findings);
         for (i, s) in ["critical", "high", "medium", "low"].iter().enumerate() {
             severities[i].push(c[s] as i32);
@@ -241,14 +241,14 @@ async fn evaluate_chunk(
               AS t(d, r, u, s, c, cr, hi, me, lo, v, p)
          RETURNING image_digest, id",
     )
-    .bind(&columns.0)
-    .bind(&columns.1)
+    .bind(&digests_col)
+    .bind(&refs)
     .bind(report.advisory_snapshot)
     .bind(&settings.namespace)
     .bind(settings.name.as_ref().map(|n| format!("schedule/{n}")))
-    .bind(&columns.2)
-    .bind(&columns.3)
-    .bind(&columns.4)
+    .bind(&sbom_uris)
+    .bind(&sbom_hashes)
+    .bind(&component_counts)
     .bind(&severities[0])
     .bind(&severities[1])
     .bind(&severities[2])
@@ -259,19 +259,21 @@ async fn evaluate_chunk(
     .await?
     .into_iter()
     .collect();
-    let mut finding_columns: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
-    let mut optional: (Vec<Option<&str>>, Vec<Option<&str>>, Vec<&str>) = Default::default();
+    // Columns of the findings rows.
+    let (mut scan_ids, mut hashes, mut vulns, mut purls) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut f_severities, mut fixed, mut layers) = (Vec::new(), Vec::new(), Vec::new());
     let mut events = Vec::new();
     for o in &outcomes {
         let id = ids[o.digest];
         for f in &o.findings {
-            finding_columns.0.push(id);
-            finding_columns.1.push(&f.merge_hash);
-            finding_columns.2.push(&f.vuln_id);
-            finding_columns.3.push(&f.purl);
-            optional.0.push(f.severity.as_deref());
-            optional.1.push(f.fixed_version.as_deref());
-            optional.2.push(&f.layer);
+            scan_ids.push(id);
+            hashes.push(f.merge_hash.as_str());
+            vulns.push(f.vuln_id.as_str());
+            purls.push(f.purl.as_str());
+            f_severities.push(f.severity.as_deref());
+            fixed.push(f.fixed_version.as_deref());
+            layers.push(f.layer.as_str());
         }
         *report.verdicts.entry(o.verdict.to_string()).or_default() += 1;
         if o.new.is_empty() {
@@ -307,13 +309,13 @@ async fn evaluate_chunk(
         "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest)
          SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
     )
-    .bind(&finding_columns.0)
-    .bind(&finding_columns.1)
-    .bind(&finding_columns.2)
-    .bind(&finding_columns.3)
-    .bind(&optional.0)
-    .bind(&optional.1)
-    .bind(&optional.2)
+    .bind(&scan_ids)
+    .bind(&hashes)
+    .bind(&vulns)
+    .bind(&purls)
+    .bind(&f_severities)
+    .bind(&fixed)
+    .bind(&layers)
     .execute(&mut *tx)
     .await?;
     report.events += stellaops_store::outbox::publish_many(&mut tx, &events).await? as i64;
