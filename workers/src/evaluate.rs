@@ -215,7 +215,9 @@ async fn evaluate_chunk(
 
     // One transaction for the chunk: results, findings, events.
     let mut tx = pool.begin().await?;
-    let mut columns: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<i32>) = Default::default();
+    // Columns of the new scan_results rows.
+    let (mut digests_col, mut refs, mut sbom_uris, mut sbom_hashes, mut component_counts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut severities: [Vec<i32>; 4] = Default::default();
     let mut verdicts = Vec::new();
     let mut policies = Vec::new();
