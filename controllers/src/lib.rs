@@ -34,14 +34,14 @@ pub use context::{Config, Context, FIELD_MANAGER};
 pub use error::{Error, Result};
 pub use kind::StellaKind;
 
-/// What the operator would do with one object: the objects it creates, and what its
-/// kind still waits for when that is not everything.
+/// What the operator would do with one object: the objects it creates, and notes for the
+/// person reading (a Schedule's next run times).
 #[derive(Debug)]
 pub struct Plan {
     /// Kubernetes objects the operator would apply, with owner references set.
     pub objects: Vec<Value>,
-    /// What is not yet built for this kind, if anything.
-    pub awaiting: Option<&'static str>,
+    /// Lines worth showing next to the objects.
+    pub notes: Vec<String>,
 }
 
 /// The plan for a validated object. Pure.
@@ -52,16 +52,19 @@ pub fn plan(object: &StellaObject, config: &Config) -> Plan {
 /// [`plan`], with the ConfigMaps and Secrets that came with the object (a Platform's
 /// release manifest and key, in `preview`). Pure.
 pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inputs) -> Plan {
-    let (objects, awaiting) = match object {
-        StellaObject::Scan(o) => (scan::desired(o, config), None),
-        StellaObject::Schedule(o) => (schedule::desired(o, config), Some(schedule::AWAITING)),
-        StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), None),
-        StellaObject::FederationSite(o) => (federation_site::desired(o, config), None),
-        StellaObject::MirrorDomain(o) => (mirror_domain::desired(o, config), None),
-        StellaObject::ZastavaPolicy(o) => (zastava_policy::desired(o, config), None),
-        StellaObject::Platform(o) => (platform::desired_with(o, inputs), None),
+    let (objects, notes) = match object {
+        StellaObject::Scan(o) => (scan::desired(o, config), Vec::new()),
+        StellaObject::Schedule(o) => (
+            schedule::desired(o, config),
+            schedule::preview_notes(o, jiff::Timestamp::now()),
+        ),
+        StellaObject::NotifyRule(o) => (notify_rule::desired(o, config), Vec::new()),
+        StellaObject::FederationSite(o) => (federation_site::desired(o, config), Vec::new()),
+        StellaObject::MirrorDomain(o) => (mirror_domain::desired(o, config), Vec::new()),
+        StellaObject::ZastavaPolicy(o) => (zastava_policy::desired(o, config), Vec::new()),
+        StellaObject::Platform(o) => (platform::desired_with(o, inputs), Vec::new()),
     };
-    Plan { objects, awaiting }
+    Plan { objects, notes }
 }
 
 fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -75,23 +78,6 @@ fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>
         .inc();
     tracing::warn!(kind = K::KIND, %error, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
-}
-
-async fn run_kind<K: StellaKind>(ctx: Arc<Context>, awaiting: &'static str) {
-    let api = kube::Api::<K>::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
-        .run(
-            move |object, ctx| acceptance::reconcile(object, ctx, awaiting),
-            error_policy::<K>,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Ok((object, _)) = result {
-                tracing::debug!(kind = K::KIND, name = %object.name, "reconciled");
-            }
-        })
-        .await;
 }
 
 /// The resource a sync Job was made for, from the `stella-ops.org/<kind>` label its
@@ -226,6 +212,22 @@ async fn run_platforms(ctx: Arc<Context>) {
     .await;
 }
 
+async fn run_schedules(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    Controller::new(
+        kube::Api::<Schedule>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
+    )
+    .shutdown_on_signal()
+    .run(schedule::reconcile, error_policy::<Schedule>, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
 async fn run_zastava_policies(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     Controller::new(
@@ -257,7 +259,7 @@ async fn run_zastava_policies(ctx: Arc<Context>) {
 pub async fn run(ctx: Arc<Context>) {
     futures::join!(
         run_scans(ctx.clone()),
-        run_kind::<Schedule>(ctx.clone(), schedule::AWAITING),
+        run_schedules(ctx.clone()),
         run_notify_rules(ctx.clone()),
         run_federation_sites(ctx.clone()),
         run_mirror_domains(ctx.clone()),

@@ -164,8 +164,8 @@ pub fn preview_document_with(
             let plan = plan_with(&object, config, inputs);
             let mut yaml = String::new();
             let _ = writeln!(yaml, "# {label}: valid");
-            if let Some(awaiting) = plan.awaiting {
-                let _ = writeln!(yaml, "# not yet created by this operator build: {awaiting}");
+            for note in &plan.notes {
+                let _ = writeln!(yaml, "# {note}");
             }
             let _ = write!(yaml, "---\n{}", to_yaml(&defaulted));
             for object in &plan.objects {

@@ -182,8 +182,8 @@ impl Cron {
                     for &minute in &self.minutes {
                         let civil = date.at(hour, minute, 0, 0);
                         // Local times well before `after` cannot be after it, even across a
-                        // fold (at most a few hours back).
-                        if civil < local.saturating_sub(1.day()) {
+                        // fold (no zone has shifted its clock by more than two hours).
+                        if civil < local.saturating_sub(3.hours()) {
                             continue;
                         }
                         let instant = resolve(civil, tz);

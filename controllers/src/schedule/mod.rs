@@ -1,19 +1,712 @@
-//! Schedule controller.
-//!
-//! Will compute run times (cron, time zone, windows, jitter) and start evaluations or Scans.
+//! Schedule controller: decides when runs are due ([`timing`]), selects the images running
+//! in the selected Pods (by digest), applies `onlyIf` and the limits, records the run in
+//! the database (its id derived from the scheduled time, so a restart never runs it twice),
+//! and starts it — an owned `stellaops-worker evaluate` Job (analysis-only) or forced Scans
+//! (content-refresh). After a federation import, `onAdvisoryDelta` runs only the images the
+//! changed advisories affect.
 
 pub mod cron;
 pub mod timing;
 
-use serde_json::Value;
-use stellaops_crds::Schedule;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::context::Config;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use stellaops_admission_webhook::policy::{glob_match, normalize};
+use stellaops_crds::schedule::{RunSummary, ScheduleMode, ScheduleStatus};
+use stellaops_crds::{CONDITION_READY, Scan, Schedule, condition, set_condition};
+use stellaops_store::schedules::{NewRun, Run};
 
-/// What this kind still waits for before it becomes `Ready`.
-pub const AWAITING: &str = "scheduled re-evaluation is not available yet";
+use crate::acceptance;
+use crate::context::{Config, Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+use crate::workload;
+use timing::{Decision, History, Timing};
 
-/// The objects the operator creates for a Schedule (none until its workload controller lands).
-pub fn desired(_object: &Schedule, _config: &Config) -> Vec<Value> {
-    Vec::new()
+/// Component label of run Jobs.
+pub const COMPONENT: &str = "schedule-run";
+/// Label naming the run on what it created.
+pub const RUN_LABEL: &str = "stella-ops.org/schedule-run";
+
+/// An image running somewhere in the selection.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunningImage {
+    /// `sha256:…` the kubelet resolved.
+    pub digest: String,
+    /// Reference to scan it by: the spec's repository pinned to the digest.
+    pub reference: String,
+}
+
+fn digest_of_image_id(image_id: &str) -> Option<&str> {
+    let (_, digest) = image_id.rsplit_once('@')?;
+    (digest.starts_with("sha256:") && digest.len() == 71).then_some(digest)
+}
+
+fn repository(image: &str) -> &str {
+    let name = image.split('@').next().unwrap_or(image);
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    }
+}
+
+/// The images (by digest, de-duplicated) running in Pods of the selected namespaces that
+/// match the pod selector and the image globs. Pure.
+pub fn select(
+    schedule: &Schedule,
+    namespaces: &[Namespace],
+    pods: &[Pod],
+) -> Result<Vec<RunningImage>> {
+    use kube::core::{Selector, SelectorExt};
+    let selection = &schedule.spec.selection;
+    let to_selector =
+        |s: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>| {
+            s.clone()
+                .map(|s| {
+                    Selector::try_from(s).map_err(|e| Error::InvalidSpec(format!("selector: {e}")))
+                })
+                .transpose()
+        };
+    let namespace_selector = to_selector(&selection.namespace_selector)?;
+    let pod_selector = to_selector(&selection.pod_selector)?;
+    let allowed: BTreeSet<String> = namespaces
+        .iter()
+        .filter(|ns| {
+            namespace_selector.as_ref().is_none_or(|s| {
+                let mut labels = ns.labels().clone();
+                labels.insert("kubernetes.io/metadata.name".into(), ns.name_any());
+                s.matches(&labels)
+            })
+        })
+        .map(|ns| ns.name_any())
+        .collect();
+    let mut found = BTreeMap::new();
+    for pod in pods {
+        let ns = pod.namespace().unwrap_or_default();
+        if !allowed.contains(&ns)
+            || !pod_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(pod.labels()))
+        {
+            continue;
+        }
+        let Some(status) = &pod.status else { continue };
+        if status.phase.as_deref() != Some("Running") {
+            continue;
+        }
+        let statuses = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .chain(status.init_container_statuses.iter().flatten())
+            .chain(status.ephemeral_container_statuses.iter().flatten());
+        for container in statuses {
+            let Some(digest) = digest_of_image_id(&container.image_id) else {
+                continue;
+            };
+            let image = &container.image;
+            let globs = &selection.images;
+            if !globs.is_empty()
+                && !globs
+                    .iter()
+                    .any(|g| glob_match(g, image) || glob_match(g, &normalize(image)))
+            {
+                continue;
+            }
+            found
+                .entry(digest.to_string())
+                .or_insert_with(|| RunningImage {
+                    digest: digest.to_string(),
+                    reference: format!("{}@{digest}", repository(image)),
+                });
+        }
+    }
+    Ok(found.into_values().collect())
+}
+
+/// What a run takes after `onlyIf` and `maxScans`: (chosen, left out by onlyIf, left out
+/// by the limit). `last_reports` maps digests to their latest report time. Pure.
+pub fn apply_limits(
+    schedule: &Schedule,
+    selected: &[RunningImage],
+    last_reports: &BTreeMap<String, jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> (Vec<RunningImage>, usize, usize) {
+    let older_than = schedule
+        .spec
+        .selection
+        .only_if
+        .as_ref()
+        .and_then(|o| o.last_report_older_than_days);
+    let eligible: Vec<RunningImage> = selected
+        .iter()
+        .filter(|image| match older_than {
+            None => true,
+            Some(days) => last_reports.get(&image.digest).is_none_or(|at| {
+                now.duration_since(*at) > jiff::SignedDuration::from_hours(24 * days as i64)
+            }),
+        })
+        .cloned()
+        .collect();
+    let by_only_if = selected.len() - eligible.len();
+    let max = schedule.spec.limits.max_scans.max(0) as usize;
+    let by_limit = eligible.len().saturating_sub(max);
+    (
+        eligible.into_iter().take(max).collect(),
+        by_only_if,
+        by_limit,
+    )
+}
+
+fn mode_name(mode: ScheduleMode) -> &'static str {
+    match mode {
+        ScheduleMode::AnalysisOnly => "analysis-only",
+        ScheduleMode::ContentRefresh => "content-refresh",
+    }
+}
+
+/// The Job running an analysis-only run.
+pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
+    let mut container = workload::worker_container(
+        config,
+        "evaluate",
+        vec!["evaluate".into(), "--run".into(), run_id.to_string()],
+        workload::resources("100m", "128Mi", "512Mi"),
+    );
+    container
+        .env
+        .get_or_insert_with(Vec::new)
+        .push(workload::database_url_env(config));
+    let mut labels = workload::labels(&schedule.name_any(), "Schedule", COMPONENT);
+    labels.insert(RUN_LABEL.into(), run_id.to_string());
+    Job {
+        metadata: ObjectMeta {
+            name: Some(run_id.to_string()),
+            namespace: schedule.namespace(),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![workload::owner_reference(schedule)]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(2),
+            active_deadline_seconds: Some(6 * 3600),
+            ttl_seconds_after_finished: Some(24 * 3600),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    security_context: Some(workload::pod_security()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    volumes: Some(vec![workload::tmp_volume()]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The forced Scan a content-refresh run creates for `image`.
+pub fn refresh_scan(schedule: &Schedule, run_id: &str, image: &RunningImage) -> Scan {
+    let hex = image.digest.trim_start_matches("sha256:");
+    let name = format!("{run_id}-{}", &hex[..12.min(hex.len())]);
+    let mut labels = workload::labels(&schedule.name_any(), "Schedule", "schedule-scan");
+    labels.insert(RUN_LABEL.into(), run_id.to_string());
+    let mut scan = Scan::new(
+        &name,
+        serde_json::from_value(json!({"image": image.reference, "force": true}))
+            .expect("a Scan spec from an image and force"),
+    );
+    scan.metadata.namespace = schedule.namespace();
+    scan.metadata.labels = Some(labels);
+    scan.metadata.owner_references = Some(vec![workload::owner_reference(schedule)]);
+    scan
+}
+
+/// What `preview` shows: the Job (or a sample Scan) one run creates.
+pub fn desired(schedule: &Schedule, config: &Config) -> Vec<Value> {
+    let run_id = format!("{}-<run>", schedule.name_any());
+    match schedule.spec.mode {
+        ScheduleMode::AnalysisOnly => {
+            vec![workload::typed(&evaluate_job(schedule, &run_id, config))]
+        }
+        ScheduleMode::ContentRefresh => vec![
+            serde_json::to_value(refresh_scan(
+                schedule,
+                &run_id,
+                &RunningImage {
+                    digest: format!("sha256:{}", "0".repeat(64)),
+                    reference: "<each selected image>@sha256:<digest>".into(),
+                },
+            ))
+            .expect("a Scan serializes"),
+        ],
+    }
+}
+
+/// Lines `preview` prints about a Schedule: its next five start times.
+pub fn preview_notes(schedule: &Schedule, now: jiff::Timestamp) -> Vec<String> {
+    let ns = schedule.namespace().unwrap_or_else(|| "default".into());
+    match Timing::of(&schedule.spec, &ns, &schedule.name_any()) {
+        Ok(timing) => {
+            let mut notes = vec![format!(
+                "next runs (after jitter {}s and windows): {}",
+                timing.jitter.as_secs(),
+                timing
+                    .upcoming_starts(now, 5)
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )];
+            if schedule.spec.triggers.on_advisory_delta {
+                notes.push("also runs for the images a federation import affects".into());
+            }
+            notes
+        }
+        Err(e) => vec![format!("schedule cannot run: {e}")],
+    }
+}
+
+fn to_time(t: jiff::Timestamp) -> Time {
+    Time(t)
+}
+
+fn summary(run: &Run) -> RunSummary {
+    RunSummary {
+        id: run.id.clone(),
+        trigger: run.trigger.clone(),
+        selected: run.selected,
+        created: run.created,
+        skipped: run.skipped,
+        new_findings: run.new_findings,
+    }
+}
+
+/// The status after a decision, from the runs in the database. Pure.
+pub fn compute_status(
+    schedule: &Schedule,
+    decision: &Decision,
+    runs: &[Run],
+    note: Option<&str>,
+    now: jiff::Timestamp,
+) -> ScheduleStatus {
+    let generation = schedule.meta().generation;
+    let mut status = schedule.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    if let Some(record) = decision.record {
+        status.last_schedule_time = Some(to_time(record));
+    }
+    status.next_schedule_time = decision.next_start.map(to_time);
+    status.active = runs
+        .iter()
+        .filter(|r| r.finished_at.is_none())
+        .map(|r| r.id.clone())
+        .collect();
+    status.last_run = runs.first().map(summary);
+    if let Some(ok) = runs
+        .iter()
+        .find(|r| r.finished_at.is_some() && r.error.is_none())
+    {
+        status.last_successful_time = ok
+            .finished_at
+            .and_then(|t| jiff::Timestamp::from_second(t.timestamp()).ok())
+            .map(to_time);
+    }
+    let now_time = Time(now);
+    let (reason, message) = if schedule.spec.suspend {
+        (
+            "Suspended",
+            "suspended: no run starts until suspend is false".to_string(),
+        )
+    } else {
+        match (decision.next_start, note) {
+            (_, Some(note)) => ("Scheduled", note.to_string()),
+            (Some(next), None) => ("Scheduled", format!("next run at {next}")),
+            (None, None) => ("Scheduled", "the schedule has no future run".to_string()),
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        condition(
+            CONDITION_READY,
+            true,
+            reason,
+            message,
+            generation,
+            now_time.clone(),
+        ),
+    );
+    let failed = runs.first().and_then(|r| r.error.clone());
+    let (running, reason, message) = match (status.active.first(), failed) {
+        (Some(id), _) => (true, "RunActive", format!("run {id} in progress")),
+        (None, Some(error)) => (false, "LastRunFailed", error),
+        (None, None) => (false, "Idle", "no run in progress".to_string()),
+    };
+    set_condition(
+        &mut status.conditions,
+        condition("Running", running, reason, message, generation, now_time),
+    );
+    status
+}
+
+async fn not_ready(
+    schedule: &Schedule,
+    ctx: &Context,
+    reason: &str,
+    message: String,
+) -> Result<Action> {
+    let ns = schedule
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let generation = schedule.meta().generation;
+    let mut status = schedule.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let changed = !status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CONDITION_READY && c.reason == reason && c.message == message);
+    set_condition(
+        &mut status.conditions,
+        condition(
+            CONDITION_READY,
+            false,
+            reason,
+            message.clone(),
+            generation,
+            Time(jiff::Timestamp::now()),
+        ),
+    );
+    if changed {
+        ctx.recorder
+            .publish(
+                &Event {
+                    type_: EventType::Warning,
+                    reason: reason.into(),
+                    note: Some(message),
+                    action: "Schedule".into(),
+                    secondary: None,
+                },
+                &schedule.object_ref(&()),
+            )
+            .await?;
+    }
+    patch_status(ctx, &ns, &schedule.name_any(), &status).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn patch_status(ctx: &Context, ns: &str, name: &str, status: &ScheduleStatus) -> Result<()> {
+    let api: Api<Schedule> = Api::namespaced(ctx.client.clone(), ns);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(&json!({"status": status})))
+        .await?;
+    Ok(())
+}
+
+async fn running_images(ctx: &Context, schedule: &Schedule) -> Result<Vec<RunningImage>> {
+    let namespaces = Api::<Namespace>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let mut params = ListParams::default();
+    if let Some(selector) = &schedule.spec.selection.pod_selector {
+        let selector = kube::core::Selector::try_from(selector.clone())
+            .map_err(|e| Error::InvalidSpec(format!("podSelector: {e}")))?;
+        params = params.labels_from(&selector);
+    }
+    let pods = Api::<Pod>::all(ctx.client.clone())
+        .list(&params)
+        .await?
+        .items;
+    select(schedule, &namespaces, &pods)
+}
+
+/// Create the run (selection, limits, database row) and start what it runs.
+async fn start_run(
+    ctx: &Context,
+    pool: &sqlx::PgPool,
+    schedule: &Schedule,
+    run_id: &str,
+    trigger: &str,
+    scheduled_at: jiff::Timestamp,
+    candidates: Vec<RunningImage>,
+) -> Result<()> {
+    let ns = schedule
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let digests: Vec<String> = candidates.iter().map(|c| c.digest.clone()).collect();
+    let reports: BTreeMap<String, jiff::Timestamp> =
+        stellaops_store::schedules::latest_reports(pool, &digests)
+            .await?
+            .into_iter()
+            .filter_map(|(d, t)| {
+                jiff::Timestamp::from_second(t.timestamp())
+                    .ok()
+                    .map(|t| (d, t))
+            })
+            .collect();
+    let now = jiff::Timestamp::now();
+    let (chosen, by_only_if, by_limit) = apply_limits(schedule, &candidates, &reports, now);
+    let spec = &schedule.spec;
+    let run = NewRun {
+        id: run_id.to_string(),
+        namespace: ns.clone(),
+        name: schedule.name_any(),
+        trigger: trigger.into(),
+        mode: mode_name(spec.mode).into(),
+        scheduled_at: chrono::DateTime::from_timestamp(scheduled_at.as_second(), 0)
+            .unwrap_or_default(),
+        images: chosen.iter().map(|c| c.digest.clone()).collect(),
+        selected: candidates.len() as i64,
+        skipped: (by_only_if + by_limit) as i64,
+        rate_per_second: spec.limits.rate_per_second,
+        notify: spec.notify.on_new_findings,
+        min_severity: spec
+            .notify
+            .min_severity
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(str::to_string)),
+    };
+    stellaops_store::schedules::create_run(pool, &run).await?;
+    match spec.mode {
+        ScheduleMode::AnalysisOnly => {
+            let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+            jobs.patch(
+                run_id,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&workload::typed(&evaluate_job(
+                    schedule,
+                    run_id,
+                    &ctx.config,
+                ))),
+            )
+            .await?;
+        }
+        ScheduleMode::ContentRefresh => {
+            // Created at the rate budget; Scans beyond the operator-wide cap wait Queued.
+            let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), &ns);
+            let pause = Duration::from_secs_f64(1.0 / spec.limits.rate_per_second.max(1) as f64);
+            for (i, image) in chosen.iter().enumerate() {
+                let scan = refresh_scan(schedule, run_id, image);
+                match scans.create(&PostParams::default(), &scan).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                stellaops_store::schedules::progress(pool, run_id, i as i64 + 1, 0).await?;
+                tokio::time::sleep(pause).await;
+            }
+            stellaops_store::schedules::finish(pool, run_id, None).await?;
+        }
+    }
+    let skipped = if by_only_if + by_limit > 0 {
+        format!(
+            "; {by_only_if} left out by onlyIf, {by_limit} by maxScans {}",
+            spec.limits.max_scans
+        )
+    } else {
+        String::new()
+    };
+    ctx.recorder
+        .publish(
+            &Event {
+                type_: EventType::Normal,
+                reason: "RunStarted".into(),
+                note: Some(format!(
+                    "{trigger} run {run_id}: {} running image(s) selected, {} to {}{skipped}",
+                    candidates.len(),
+                    chosen.len(),
+                    if spec.mode == ScheduleMode::AnalysisOnly {
+                        "re-evaluate"
+                    } else {
+                        "scan"
+                    }
+                )),
+                action: "Run".into(),
+                secondary: None,
+            },
+            &schedule.object_ref(&()),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Settle runs whose Job ended without the worker recording the end (killed, deadline).
+async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run]) -> Result<()> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    for run in runs
+        .iter()
+        .filter(|r| r.finished_at.is_none() && r.mode == "analysis-only")
+    {
+        match jobs.get_opt(&run.id).await? {
+            Some(job) => {
+                if workload::job_finished(&job) == Some(false) {
+                    let why = workload::job_failure(&job)
+                        .unwrap_or_else(|| "the evaluate Job failed".into());
+                    stellaops_store::schedules::finish(pool, &run.id, Some(&why)).await?;
+                }
+            }
+            None => {
+                stellaops_store::schedules::finish(pool, &run.id, Some("the evaluate Job is gone"))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reconcile a Schedule.
+pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
+    let mut spec_only = serde_json::to_value(&*schedule)?;
+    spec_only.as_object_mut().map(|m| m.remove("status"));
+    if stellaops_crds::validation::admit(&spec_only).is_err() {
+        return acceptance::reconcile(schedule, ctx, "").await;
+    }
+    let ns = schedule
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = schedule.name_any();
+    let timing = match Timing::of(&schedule.spec, &ns, &name) {
+        Ok(timing) => timing,
+        Err(e) => return not_ready(&schedule, &ctx, "InvalidSchedule", e).await,
+    };
+    let Some(pool) = ctx.outbox.clone() else {
+        return not_ready(
+            &schedule,
+            &ctx,
+            "DatabaseRequired",
+            "runs are recorded in the platform database: start the operator with --database-url"
+                .into(),
+        )
+        .await;
+    };
+    let limit = schedule.spec.history_limit.max(1) as i64 + 10;
+    let runs = stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?;
+    settle_runs(&ctx, &pool, &ns, &runs).await?;
+    let runs = stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?;
+    let now = jiff::Timestamp::now();
+    let history = History {
+        last_schedule_time: schedule
+            .status
+            .as_ref()
+            .and_then(|s| s.last_schedule_time.as_ref())
+            .map(|t| t.0),
+        created: schedule
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or(now),
+        active: runs.iter().filter(|r| r.finished_at.is_none()).count(),
+    };
+    let decision = timing::decide(&timing, &history, now);
+    let mut note = decision.not_started.clone();
+    if let Some(missed) = &decision.not_started {
+        ctx.recorder
+            .publish(
+                &Event {
+                    type_: EventType::Warning,
+                    reason: "RunSkipped".into(),
+                    note: Some(missed.clone()),
+                    action: "Schedule".into(),
+                    secondary: None,
+                },
+                &schedule.object_ref(&()),
+            )
+            .await?;
+    }
+    if decision.replace_active {
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        for run in runs.iter().filter(|r| r.finished_at.is_none()) {
+            if run.mode == "analysis-only" {
+                match jobs.delete(&run.id, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            stellaops_store::schedules::finish(
+                &pool,
+                &run.id,
+                Some("replaced by a newer run (concurrencyPolicy: Replace)"),
+            )
+            .await?;
+        }
+    }
+    if let Some(scheduled) = decision.start {
+        let run_id = timing::run_id(&name, scheduled);
+        let images = running_images(&ctx, &schedule).await?;
+        start_run(&ctx, &pool, &schedule, &run_id, "cron", scheduled, images).await?;
+    }
+    let mut delta_pending = false;
+    if schedule.spec.triggers.on_advisory_delta && !schedule.spec.suspend {
+        let (affected, _, head) =
+            stellaops_store::schedules::advisory_delta(&pool, &ns, &name).await?;
+        let delta_active = runs
+            .iter()
+            .any(|r| r.finished_at.is_none() && r.trigger == "advisory-delta");
+        if affected.is_empty() {
+            stellaops_store::schedules::set_advisory_cursor(&pool, &ns, &name, head).await?;
+        } else if delta_active {
+            delta_pending = true;
+            note = Some(format!(
+                "{} image(s) affected by new advisories wait for the current delta run",
+                affected.len()
+            ));
+        } else {
+            let affected: BTreeSet<String> = affected.into_iter().collect();
+            let running: Vec<RunningImage> = running_images(&ctx, &schedule)
+                .await?
+                .into_iter()
+                .filter(|i| affected.contains(&i.digest))
+                .collect();
+            if !running.is_empty() {
+                let run_id = workload::child_name(&name, &format!("-delta-{head}"), 52);
+                start_run(
+                    &ctx,
+                    &pool,
+                    &schedule,
+                    &run_id,
+                    "advisory-delta",
+                    now,
+                    running,
+                )
+                .await?;
+            }
+            stellaops_store::schedules::set_advisory_cursor(&pool, &ns, &name, head).await?;
+        }
+    }
+    stellaops_store::schedules::prune(&pool, &ns, &name, schedule.spec.history_limit.max(1) as i64)
+        .await?;
+    let runs = stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?;
+    let status = compute_status(&schedule, &decision, &runs, note.as_deref(), now);
+    if schedule.status.as_ref() != Some(&status) {
+        patch_status(&ctx, &ns, &name, &status).await?;
+    }
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&["Schedule", "ok"])
+        .inc();
+    let mut wait = timing::requeue_after(&decision, now);
+    if !status.active.is_empty() || schedule.spec.triggers.on_advisory_delta || delta_pending {
+        // Follow runs and new advisories every 30 s.
+        wait = wait.min(Duration::from_secs(30));
+    }
+    Ok(Action::requeue(wait))
 }

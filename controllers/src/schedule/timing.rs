@@ -12,8 +12,9 @@ use super::cron::{Cron, resolve, time_zone};
 /// A run that became due longer ago than this without a deadline is "late": with
 /// `catchUp: skip` it is forgotten rather than run.
 pub const ON_TIME_GRACE: SignedDuration = SignedDuration::from_secs(300);
-/// Most due times looked at in one decision (a per-minute schedule after a week down).
-const MAX_DUE: usize = 20_000;
+/// How far back missed runs are looked for: after a longer outage the count of missed runs
+/// covers this last week only (catch-up runs once either way).
+pub const LOOKBACK: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// A window in which runs may start.
 #[derive(Clone, Debug)]
@@ -208,8 +209,11 @@ pub fn decide(timing: &Timing, history: &History, now: Timestamp) -> Decision {
     if timing.suspend {
         return decision;
     }
-    let mut due: Vec<(Timestamp, Timestamp)> = Vec::new();
-    let mut cursor = base;
+    // Due runs since the last one (within the look-back): how many, and the latest.
+    let floor = now.checked_sub(LOOKBACK).unwrap_or(now);
+    let mut cursor = base.max(floor);
+    let mut due = 0usize;
+    let mut latest: Option<(Timestamp, Timestamp)> = None;
     let mut upcoming = None;
     while let Some(scheduled) = timing.next_scheduled(cursor) {
         let Some(start) = timing.start_at(scheduled) else {
@@ -219,18 +223,16 @@ pub fn decide(timing: &Timing, history: &History, now: Timestamp) -> Decision {
             upcoming = Some(start);
             break;
         }
-        if due.len() == MAX_DUE {
-            due.remove(0);
-        }
-        due.push((scheduled, start));
+        due += 1;
+        latest = Some((scheduled, start));
         cursor = scheduled;
     }
     decision.next_start = upcoming;
-    let Some(&(latest, latest_start)) = due.last() else {
+    let Some((latest, latest_start)) = latest else {
         return decision;
     };
     decision.record = Some(latest);
-    decision.missed = due.len() - 1;
+    decision.missed = due - 1;
     let late = now.duration_since(latest_start);
     if let Some(deadline) = timing.deadline
         && late > deadline

@@ -349,3 +349,290 @@ fn jitter_and_windows_move_the_start() {
     assert_eq!(starts[0], "2026-11-26T00:00:00Z");
     assert_eq!(starts[4], "2026-11-30T00:00:00Z");
 }
+
+mod controller {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use http::Method;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use serde_json::{Value, json};
+    use stellaops_controllers::metrics::Metrics;
+    use stellaops_controllers::schedule::{
+        RunningImage, apply_limits, evaluate_job, preview_notes, reconcile, select,
+    };
+    use stellaops_controllers::{Config, Context, FIELD_MANAGER};
+    use stellaops_crds::Schedule;
+    use stellaops_testing::mock_client;
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const C: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+    fn schedule(spec: Value) -> Schedule {
+        serde_json::from_value(json!({
+            "apiVersion": "stella-ops.org/v1alpha1", "kind": "Schedule",
+            "metadata": {"name": "nightly", "namespace": "shop", "uid": "5e0c0000-0000-4000-8000-000000000006",
+                         "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn namespaces() -> Vec<Namespace> {
+        [("shop", "production"), ("lab", "dev")]
+            .iter()
+            .map(|(n, env)| {
+                serde_json::from_value(
+                    json!({"metadata": {"name": n, "labels": {"environment": env}}}),
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn pod(ns: &str, name: &str, phase: &str, app: &str, containers: &[(&str, &str)]) -> Value {
+        json!({
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+            "spec": {"containers": []},
+            "status": {"phase": phase, "containerStatuses": containers.iter().map(|(image, digest)| json!({
+                "name": "c", "image": image, "imageID": format!("{image}@{digest}"),
+                "ready": true, "restartCount": 0})).collect::<Vec<_>>(),
+                "initContainerStatuses": [{"name": "init", "image": "registry.example.com/init:1",
+                    "imageID": format!("docker-pullable://registry.example.com/init@{C}"), "ready": true, "restartCount": 0}]}
+        })
+    }
+
+    fn pods() -> Vec<Pod> {
+        [
+            pod(
+                "shop",
+                "web-1",
+                "Running",
+                "web",
+                &[("registry.example.com/web:2", A), ("docker.io/envoy:1", B)],
+            ),
+            pod(
+                "shop",
+                "web-2",
+                "Running",
+                "web",
+                &[("registry.example.com/web:2", A)],
+            ),
+            pod(
+                "shop",
+                "job-1",
+                "Succeeded",
+                "batch",
+                &[("registry.example.com/batch:1", B)],
+            ),
+            pod(
+                "lab",
+                "exp-1",
+                "Running",
+                "web",
+                &[("registry.example.com/exp:1", B)],
+            ),
+        ]
+        .into_iter()
+        .map(|p| serde_json::from_value(p).unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn running_images_are_selected_by_namespace_pod_labels_and_globs_once_each() {
+        let s = schedule(json!({"schedule": "0 2 * * *", "selection": {
+            "namespaceSelector": {"matchLabels": {"environment": "production"}},
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "images": ["registry.example.com/**"]}}));
+        let found = select(&s, &namespaces(), &pods()).unwrap();
+        assert_eq!(
+            found,
+            vec![
+                RunningImage {
+                    digest: A.into(),
+                    reference: format!("registry.example.com/web@{A}")
+                },
+                RunningImage {
+                    digest: C.into(),
+                    reference: format!("registry.example.com/init@{C}")
+                },
+            ],
+            "envoy is outside the globs, the finished Pod and the lab namespace are not selected"
+        );
+        let everything = schedule(json!({"schedule": "0 2 * * *"}));
+        assert_eq!(
+            select(&everything, &namespaces(), &pods()).unwrap().len(),
+            3
+        );
+    }
+
+    #[test]
+    fn only_if_and_max_scans_are_counted_not_dropped() {
+        let s = schedule(json!({"schedule": "0 2 * * *", "limits": {"maxScans": 1},
+            "selection": {"onlyIf": {"lastReportOlderThanDays": 7}}}));
+        let now: jiff::Timestamp = "2026-11-25T00:00:00Z".parse().unwrap();
+        let images: Vec<RunningImage> = [A, B, C]
+            .iter()
+            .map(|d| RunningImage {
+                digest: d.to_string(),
+                reference: format!("r@{d}"),
+            })
+            .collect();
+        let reports = BTreeMap::from([
+            (A.to_string(), "2026-11-24T00:00:00Z".parse().unwrap()), // recent: left out
+            (B.to_string(), "2026-11-01T00:00:00Z".parse().unwrap()), // old: taken
+        ]); // C never reported: taken
+        let (chosen, by_only_if, by_limit) = apply_limits(&s, &images, &reports, now);
+        assert_eq!(
+            chosen.iter().map(|c| c.digest.as_str()).collect::<Vec<_>>(),
+            [B]
+        );
+        assert_eq!((by_only_if, by_limit), (1, 1));
+    }
+
+    #[test]
+    fn a_run_is_an_owned_restricted_evaluate_job_and_preview_lists_next_runs() {
+        let s = schedule(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia"}));
+        let job =
+            serde_json::to_value(evaluate_job(&s, "nightly-29926080", &Config::default())).unwrap();
+        assert_eq!(job["metadata"]["name"], "nightly-29926080");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "Schedule");
+        assert_eq!(
+            job["metadata"]["labels"]["stella-ops.org/schedule-run"],
+            "nightly-29926080"
+        );
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["args"],
+            json!(["evaluate", "--run", "nightly-29926080"])
+        );
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(container["env"][0]["name"], "DATABASE_URL");
+        let notes = preview_notes(&s, "2026-11-25T12:00:00Z".parse().unwrap());
+        assert_eq!(
+            notes[0],
+            "next runs (after jitter 0s and windows): 2026-11-26T00:00:00Z, 2026-11-27T00:00:00Z, 2026-11-28T00:00:00Z, 2026-11-29T00:00:00Z, 2026-11-30T00:00:00Z"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_due_run_selects_records_and_starts_once_across_a_restart() {
+        let Some(url) = stellaops_testing::fresh_database("schedule_controller").await else {
+            return;
+        };
+        let pool = stellaops_store::connect(&url).await.unwrap();
+        stellaops_store::migrate(&pool).await.unwrap();
+        let (client, mut server) = mock_client("default");
+        let ctx = Arc::new(
+            Context::new(client, Metrics::unregistered(), Config::default(), None)
+                .with_outbox(pool.clone()),
+        );
+        let s = schedule(
+            json!({"schedule": "*/5 * * * *", "catchUp": "once", "limits": {"maxScans": 1},
+            "selection": {"namespaceSelector": {"matchLabels": {"environment": "production"}}}}),
+        );
+        let verifier = tokio::spawn(async move {
+            server.expect(Method::GET, "/api/v1/namespaces").await.respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": namespaces()}),
+            );
+            server.expect(Method::GET, "/api/v1/pods").await.respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
+            );
+            let job = server.next_call().await;
+            assert_eq!(job.method, Method::PATCH);
+            assert!(
+                job.path
+                    .starts_with("/apis/batch/v1/namespaces/shop/jobs/nightly-"),
+                "{}",
+                job.path
+            );
+            assert!(job.is_forced_apply());
+            assert_eq!(job.field_manager(), Some(FIELD_MANAGER));
+            let run_id = job.body["metadata"]["name"].as_str().unwrap().to_string();
+            job.respond_with_request_body();
+            let event = server
+                .expect(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/shop/events",
+                )
+                .await;
+            assert_eq!(event.body["reason"], "RunStarted");
+            assert!(
+                event.body["note"].as_str().unwrap().ends_with("3 running image(s) selected, 1 to re-evaluate; 0 left out by onlyIf, 2 by maxScans 1"),
+                "{}",
+                event.body["note"]
+            );
+            event.respond_with_request_body();
+            let status = server
+                .expect(
+                    Method::PATCH,
+                    "/apis/stella-ops.org/v1alpha1/namespaces/shop/schedules/nightly/status",
+                )
+                .await;
+            let body = status.body["status"].clone();
+            assert_eq!(body["active"], json!([run_id]));
+            assert_eq!(body["lastRun"]["selected"], 3);
+            assert_eq!(body["lastRun"]["skipped"], 2);
+            assert_eq!(body["lastRun"]["trigger"], "cron");
+            assert!(body["lastScheduleTime"].is_string() && body["nextScheduleTime"].is_string());
+            let running = body["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Running")
+                .unwrap()
+                .clone();
+            assert_eq!(running["status"], "True");
+            let mut stored =
+                serde_json::to_value(schedule(json!({"schedule": "*/5 * * * *"}))).unwrap();
+            stored["status"] = body.clone();
+            status.respond(200, stored);
+            server
+                .expect_no_more_calls(std::time::Duration::from_millis(200))
+                .await;
+            (run_id, body)
+        });
+        reconcile(Arc::new(s.clone()), ctx.clone()).await.unwrap();
+        let (run_id, status) = verifier.await.unwrap();
+        let run = stellaops_store::schedules::run(&pool, &run_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.images.len(), 1);
+        assert_eq!(
+            (run.selected, run.skipped, run.mode.as_str()),
+            (3, 2, "analysis-only")
+        );
+
+        // The operator restarts: the same Schedule with its recorded status starts nothing
+        // new; it only looks at the running Job.
+        let (client, mut server) = mock_client("default");
+        let ctx = Arc::new(
+            Context::new(client, Metrics::unregistered(), Config::default(), None)
+                .with_outbox(pool.clone()),
+        );
+        let mut restarted = s.clone();
+        restarted.status = Some(serde_json::from_value(status).unwrap());
+        let expected_job = format!("/apis/batch/v1/namespaces/shop/jobs/{run_id}");
+        let verifier = tokio::spawn(async move {
+            let job = server.expect(Method::GET, &expected_job).await;
+            job.respond(200, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "status": {"active": 1}}));
+            // Anything else would be a second run (or a status change).
+            server
+                .expect_no_more_calls(std::time::Duration::from_millis(300))
+                .await;
+        });
+        reconcile(Arc::new(restarted), ctx).await.unwrap();
+        verifier.await.unwrap();
+        assert_eq!(
+            stellaops_store::schedules::runs(&pool, "shop", "nightly", 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
