@@ -73,6 +73,10 @@ pub fn job(scan: &Scan, config: &Config) -> Job {
     if spec.force {
         args.push("--force".into());
     }
+    // A Scan of a content-refresh Schedule run reports its new findings to that run.
+    if let Some(run) = scan.labels().get(crate::schedule::RUN_LABEL) {
+        args.extend(["--schedule-run".into(), run.clone()]);
+    }
     let resources = spec
         .resources
         .clone()

@@ -133,6 +133,16 @@ pub async fn progress(pool: &PgPool, id: &str, created: i64, new_findings: i64) 
     Ok(())
 }
 
+/// Record how many Scans a content-refresh run has created.
+pub async fn record_created(pool: &PgPool, id: &str, created: i64) -> Result<()> {
+    sqlx::query("UPDATE schedule_runs SET created = $2 WHERE id = $1")
+        .bind(id)
+        .bind(created)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Mark a run finished, with its error if it failed.
 pub async fn finish(pool: &PgPool, id: &str, error: Option<&str>) -> Result<()> {
     sqlx::query(

@@ -283,28 +283,16 @@ async fn evaluate_chunk(
         }
         report.new_findings += 1;
         if settings.notify {
-            let highest = o
-                .new
-                .iter()
-                .filter_map(|f| f.severity.clone())
-                .max_by_key(|s| rank(s));
-            events.push(stellaops_store::outbox::NewEvent {
-                kind: "rescan.delta".into(),
-                namespace: settings.namespace.clone(),
-                subject: format!("{}@{}", o.previous.image_ref, o.digest),
-                severity: highest,
-                payload: json!({
-                    "scanId": id, "previousScanId": o.previous.id,
-                    "image": o.previous.image_ref, "imageDigest": o.digest,
-                    "verdict": o.verdict, "advisorySnapshot": report.advisory_snapshot,
-                    "schedule": {"namespace": settings.namespace, "name": settings.name, "run": settings.run_id},
-                    "newFindings": o.new.iter().map(|f| json!({
-                        "vulnId": f.vuln_id, "purl": f.purl, "severity": f.severity,
-                        "fixedVersion": f.fixed_version,
-                    })).collect::<Vec<_>>(),
-                }),
-                idempotency_key: format!("rescan.delta/{id}"),
-            });
+            events.push(delta_event(
+                settings,
+                &o.previous.image_ref,
+                o.digest,
+                id,
+                o.previous.id,
+                o.verdict,
+                report.advisory_snapshot,
+                &o.new,
+            ));
         }
     }
     sqlx::query(
@@ -324,6 +312,146 @@ async fn evaluate_chunk(
     tx.commit().await?;
     report.evaluated += outcomes.len() as i64;
     Ok(())
+}
+
+/// The `rescan.delta` event for an image whose result `scan_id` has `new` findings that
+/// its previous result `previous_id` lacked.
+#[allow(clippy::too_many_arguments)]
+fn delta_event(
+    settings: &Settings,
+    image_ref: &str,
+    digest: &str,
+    scan_id: i64,
+    previous_id: i64,
+    verdict: &str,
+    snapshot: i64,
+    new: &[Finding],
+) -> stellaops_store::outbox::NewEvent {
+    let highest = new
+        .iter()
+        .filter_map(|f| f.severity.clone())
+        .max_by_key(|s| rank(s));
+    stellaops_store::outbox::NewEvent {
+        kind: "rescan.delta".into(),
+        namespace: settings.namespace.clone(),
+        subject: format!("{image_ref}@{digest}"),
+        severity: highest,
+        payload: json!({
+            "scanId": scan_id, "previousScanId": previous_id,
+            "image": image_ref, "imageDigest": digest,
+            "verdict": verdict, "advisorySnapshot": snapshot,
+            "schedule": {"namespace": settings.namespace, "name": settings.name, "run": settings.run_id},
+            "newFindings": new.iter().map(|f| json!({
+                "vulnId": f.vuln_id, "purl": f.purl, "severity": f.severity,
+                "fixedVersion": f.fixed_version,
+            })).collect::<Vec<_>>(),
+        }),
+        idempotency_key: format!("rescan.delta/{scan_id}"),
+    }
+}
+
+/// After a content-refresh Scan of run `run_id` recorded `scan_id` for `digest`: count the
+/// image in the run's `new_findings` and announce it when its findings include ones the
+/// digest's previous result lacked (at or above the run's threshold). Returns whether it
+/// had new findings. A digest scanned for the first time has nothing to compare with.
+pub async fn announce_refresh(
+    pool: &PgPool,
+    run_id: &str,
+    scan_id: i64,
+    digest: &str,
+) -> anyhow::Result<bool> {
+    let run = stellaops_store::schedules::run(pool, run_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("schedule run {run_id} does not exist"))?;
+    let previous: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM scan_results WHERE image_digest = $1 AND id <> $2
+         ORDER BY finished_at DESC, id DESC LIMIT 1",
+    )
+    .bind(digest)
+    .bind(scan_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(previous) = previous else {
+        return Ok(false);
+    };
+    let findings_of = |id: i64| {
+        sqlx::query_as::<
+            _,
+            (
+                String,
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ),
+        >(
+            "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest
+             FROM scan_findings WHERE scan_id = $1",
+        )
+        .bind(id)
+        .fetch_all(pool)
+    };
+    let before: BTreeSet<(String, String)> = findings_of(previous)
+        .await?
+        .into_iter()
+        .map(|(hash, _, purl, ..)| (hash, purl))
+        .collect();
+    let threshold = run.min_severity.as_deref().map(rank).unwrap_or(0);
+    let new: Vec<Finding> = findings_of(scan_id)
+        .await?
+        .into_iter()
+        .map(
+            |(merge_hash, vuln_id, purl, severity, fixed_version, layer)| Finding {
+                merge_hash,
+                vuln_id,
+                purl,
+                severity,
+                fixed_version,
+                layer: layer.unwrap_or_default(),
+            },
+        )
+        .filter(|f| !before.contains(&(f.merge_hash.clone(), f.purl.clone())))
+        .filter(|f| f.severity.as_deref().map(rank).unwrap_or(0) >= threshold)
+        .collect();
+    if new.is_empty() {
+        return Ok(false);
+    }
+    let (image_ref, verdict, snapshot): (String, String, i64) = sqlx::query_as(
+        "SELECT image_ref, verdict, advisory_snapshot FROM scan_results WHERE id = $1",
+    )
+    .bind(scan_id)
+    .fetch_one(pool)
+    .await?;
+    let settings = Settings {
+        rate_per_second: 1,
+        notify: run.notify,
+        min_severity: run.min_severity.clone(),
+        namespace: Some(run.schedule_namespace.clone()),
+        name: Some(run.schedule_name.clone()),
+        run_id: Some(run.id.clone()),
+    };
+    let mut tx = pool.begin().await?;
+    // With notify the event's key makes a repeated announcement count once; without, a
+    // repeat compares against this result and finds nothing new.
+    let counted = if run.notify {
+        let event = delta_event(
+            &settings, &image_ref, digest, scan_id, previous, &verdict, snapshot, &new,
+        );
+        stellaops_store::outbox::publish(&mut *tx, &event)
+            .await?
+            .is_some()
+    } else {
+        true
+    };
+    if counted {
+        sqlx::query("UPDATE schedule_runs SET new_findings = new_findings + 1 WHERE id = $1")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Run the stored run `run_id` to its end, recording progress and the outcome.

@@ -104,6 +104,10 @@ enum Command {
         /// The Scan's uid.
         #[arg(long, env = "STELLAOPS_SCAN_UID")]
         scan_uid: Option<String>,
+        /// The content-refresh Schedule run this Scan belongs to: its new findings are
+        /// counted there and announced as `rescan.delta`.
+        #[arg(long)]
+        schedule_run: Option<String>,
     },
     /// Inspect container images in a registry.
     Image {
@@ -485,6 +489,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             scan_namespace,
             scan_name,
             scan_uid,
+            schedule_run,
         } => {
             use stellaops_workers::scan::{Policy, Requester, ScanJob};
             let mut credentials = Credentials::default();
@@ -525,7 +530,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             let outcome = stellaops_workers::scan::run(&job, &image).await;
             let _ = std::fs::remove_dir_all(&scratch);
-            return outcome;
+            let summary = outcome?;
+            if let Some(run) = schedule_run {
+                stellaops_workers::evaluate::announce_refresh(
+                    &pool,
+                    &run,
+                    summary.scan_id,
+                    &summary.image_digest,
+                )
+                .await?;
+            }
+            return Ok(true);
         }
         Command::Image {
             command:

@@ -509,10 +509,9 @@ async fn start_run(
                     Err(kube::Error::Api(e)) if e.code == 409 => {}
                     Err(e) => return Err(e.into()),
                 }
-                stellaops_store::schedules::progress(pool, run_id, i as i64 + 1, 0).await?;
+                stellaops_store::schedules::record_created(pool, run_id, i as i64 + 1).await?;
                 tokio::time::sleep(pause).await;
             }
-            stellaops_store::schedules::finish(pool, run_id, None).await?;
         }
     }
     let skipped = if by_only_if + by_limit > 0 {
@@ -547,8 +546,46 @@ async fn start_run(
     Ok(())
 }
 
-/// Settle runs whose Job ended without the worker recording the end (killed, deadline).
+/// Whether a content-refresh run is over: every Scan it created has finished. `Some`
+/// with the failure summary (or `None` when all succeeded) once it is. Pure.
+pub fn refresh_outcome(run: &Run, scans: &[Scan]) -> Option<Option<String>> {
+    use stellaops_crds::scan::ScanPhase;
+    if scans.len() < run.images.len() {
+        return None;
+    }
+    let phases: Vec<Option<ScanPhase>> = scans
+        .iter()
+        .map(|s| s.status.as_ref().and_then(|st| st.phase))
+        .collect();
+    if !phases
+        .iter()
+        .all(|p| matches!(p, Some(ScanPhase::Succeeded) | Some(ScanPhase::Failed)))
+    {
+        return None;
+    }
+    let failed = phases
+        .iter()
+        .filter(|p| matches!(p, Some(ScanPhase::Failed)))
+        .count();
+    Some((failed > 0).then(|| format!("{failed} of {} Scans failed", scans.len())))
+}
+
+/// Settle runs that are over: an evaluate Job that ended without the worker recording the
+/// end (killed, deadline), a content-refresh run whose Scans have all finished.
 async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run]) -> Result<()> {
+    let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), ns);
+    for run in runs
+        .iter()
+        .filter(|r| r.finished_at.is_none() && r.mode == "content-refresh")
+    {
+        let created = scans
+            .list(&ListParams::default().labels(&format!("{RUN_LABEL}={}", run.id)))
+            .await?
+            .items;
+        if let Some(outcome) = refresh_outcome(run, &created) {
+            stellaops_store::schedules::finish(pool, &run.id, outcome.as_deref()).await?;
+        }
+    }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     for run in runs
         .iter()

@@ -516,6 +516,78 @@ mod controller {
         );
     }
 
+    #[test]
+    fn a_content_refresh_run_is_over_when_every_scan_has_finished() {
+        use stellaops_controllers::schedule::{refresh_outcome, refresh_scan};
+        let s = schedule(json!({"schedule": "0 2 * * *", "mode": "content-refresh"}));
+        let image = RunningImage {
+            digest: A.into(),
+            reference: format!("registry.example.com/web@{A}"),
+        };
+        let scan = refresh_scan(&s, "nightly-1", &image);
+        assert_eq!(
+            scan.metadata.name.as_deref(),
+            Some("nightly-1-aaaaaaaaaaaa")
+        );
+        assert!(scan.spec.force);
+        assert_eq!(scan.spec.image, format!("registry.example.com/web@{A}"));
+        // Its Job reports new findings to the run.
+        let job = serde_json::to_value(stellaops_controllers::scan::job(&scan, &Config::default()))
+            .unwrap();
+        let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--schedule-run", "nightly-1"]),
+            "{args:?}"
+        );
+        let run = stellaops_store::schedules::Run {
+            id: "nightly-1".into(),
+            schedule_namespace: "shop".into(),
+            schedule_name: "nightly".into(),
+            trigger: "cron".into(),
+            mode: "content-refresh".into(),
+            scheduled_at: chrono::Utc::now(),
+            images: vec![A.into(), B.into()],
+            selected: 2,
+            skipped: 0,
+            created: 2,
+            new_findings: 0,
+            rate_per_second: 50,
+            notify: true,
+            min_severity: None,
+            started_at: chrono::Utc::now(),
+            finished_at: None,
+            error: None,
+        };
+        let with_phase = |phase: &str| {
+            let mut scan = scan.clone();
+            scan.status = Some(serde_json::from_value(json!({"phase": phase})).unwrap());
+            scan
+        };
+        assert_eq!(
+            refresh_outcome(&run, &[with_phase("Succeeded")]),
+            None,
+            "one Scan not created yet"
+        );
+        assert_eq!(
+            refresh_outcome(&run, &[with_phase("Succeeded"), with_phase("Running")]),
+            None
+        );
+        assert_eq!(
+            refresh_outcome(&run, &[with_phase("Succeeded"), with_phase("Succeeded")]),
+            Some(None)
+        );
+        assert_eq!(
+            refresh_outcome(&run, &[with_phase("Succeeded"), with_phase("Failed")]),
+            Some(Some("1 of 2 Scans failed".into()))
+        );
+    }
+
     #[tokio::test]
     async fn a_due_run_selects_records_and_starts_once_across_a_restart() {
         let Some(url) = stellaops_testing::fresh_database("schedule_controller").await else {

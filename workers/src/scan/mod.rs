@@ -838,7 +838,7 @@ pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
 }
 
 /// Run a scan and report it as JSON on stdout and as the Pod's termination message.
-pub async fn run(job: &ScanJob<'_>, image: &str) -> anyhow::Result<bool> {
+pub async fn run(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary> {
     let outcome = scan(job, image).await;
     let summary = match &outcome {
         Ok(s) => {
@@ -856,7 +856,7 @@ pub async fn run(job: &ScanJob<'_>, image: &str) -> anyhow::Result<bool> {
         let _ = f.write_all(&text.as_bytes()[..text.len().min(4000)]);
     }
     let _ = std::io::stdout().flush();
-    outcome.map(|_| true)
+    outcome
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! advisory-delta index, and a Schedule run recorded end to end.
 
 use serde_json::json;
-use stellaops_workers::evaluate::{Settings, evaluate, run};
+use stellaops_workers::evaluate::{Settings, announce_refresh, evaluate, run};
 use stellaops_workers::scan::{
     Component, Policy, Requester, advisories_for, match_components, record,
 };
@@ -204,4 +204,56 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
             .to_string()
             .contains("does not exist")
     );
+
+    // Content refresh: a forced Scan of y in a run finds a new high advisory; the run
+    // counts it once and announces it once.
+    let refresh = stellaops_store::schedules::NewRun {
+        id: "nightly-refresh".into(),
+        mode: "content-refresh".into(),
+        images: vec![y.clone()],
+        ..new_run.clone()
+    };
+    stellaops_store::schedules::create_run(&pool, &refresh)
+        .await
+        .unwrap();
+    let qs = json!([{"introduced": "0"}, {"fixed": "1.2.7"}]);
+    ingest(
+        &pool,
+        vec![osv("GHSA-minimist-2", "npm", "minimist", qs, "HIGH")],
+    )
+    .await;
+    stored_scan(&pool, &y, &[npm("minimist", "1.2.0")]).await;
+    let latest: i64 =
+        sqlx::query_scalar("SELECT max(id) FROM scan_results WHERE image_digest = $1")
+            .bind(&y)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let before = stellaops_store::outbox::read_after(&pool, 0, 100)
+        .await
+        .unwrap()
+        .len();
+    assert!(
+        announce_refresh(&pool, "nightly-refresh", latest, &y)
+            .await
+            .unwrap()
+    );
+    assert!(
+        announce_refresh(&pool, "nightly-refresh", latest, &y)
+            .await
+            .unwrap()
+    );
+    let stored = stellaops_store::schedules::run(&pool, "nightly-refresh")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.new_findings, 1, "counted once");
+    let events = stellaops_store::outbox::read_after(&pool, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), before + 1, "announced once");
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "rescan.delta");
+    assert_eq!(last.payload["newFindings"][0]["vulnId"], "GHSA-minimist-2");
+    assert_eq!(last.payload["schedule"]["run"], "nightly-refresh");
 }
