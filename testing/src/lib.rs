@@ -405,14 +405,29 @@ pub mod oci {
 
     /// Push the layout at `dir` (tag `tag`) to `registry/repository:tag` with skopeo.
     pub fn push(dir: &Path, tag: &str, registry: &str, repository: &str) {
-        let out = Command::new("skopeo")
-            .args([
-                "--insecure-policy",
-                "copy",
-                "--quiet",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-            ])
+        push_as(dir, tag, registry, repository, None)
+    }
+
+    /// [`push`] with `user:password` for a registry that requires them.
+    pub fn push_as(
+        dir: &Path,
+        tag: &str,
+        registry: &str,
+        repository: &str,
+        credentials: Option<&str>,
+    ) {
+        let mut command = Command::new("skopeo");
+        command.args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(credentials) = credentials {
+            command.arg(format!("--dest-creds={credentials}"));
+        }
+        let out = command
             .arg(format!("oci:{}:{tag}", dir.display()))
             .arg(format!("docker://{registry}/{repository}:{tag}"))
             .output()

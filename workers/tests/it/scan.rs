@@ -415,3 +415,142 @@ async fn a_missing_image_or_a_corrupt_layer_fails_with_a_clear_message() {
     assert_eq!(recorded, 0, "a failed scan records nothing");
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// A second registry that requires Basic credentials (htpasswd), run by the test.
+struct AuthRegistry {
+    address: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn auth_registry(user: &str, password: &str) -> AuthRegistry {
+    let dir = std::env::temp_dir().join(format!("stellaops-auth-registry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let hash = bcrypt::hash(password, 4).unwrap();
+    std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "version: 0.1\nlog: {{ level: warn }}\nstorage:\n  filesystem: {{ rootdirectory: {} }}\n\
+             auth:\n  htpasswd:\n    realm: stellaops-test\n    path: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display(),
+            dir.join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker-registry (installed by scripts/test.sh)");
+    let address = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("http://{address}/v2/")).await {
+            assert_eq!(response.status(), 401, "the registry asks for credentials");
+            return AuthRegistry {
+                address,
+                child,
+                dir,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the authenticating registry did not start");
+}
+
+#[tokio::test]
+async fn a_registry_refusing_access_fails_with_a_clear_message_and_the_pull_secret_works() {
+    let Some(env) = env("scan_auth").await else {
+        return;
+    };
+    let registry = auth_registry("stellaops", "registry-secret").await;
+    let dir = std::env::temp_dir().join(format!("stellaops-scan-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let built = oci::write_layout(&dir, &[base_layer()], "v1");
+    oci::push_as(
+        &dir,
+        "v1",
+        &registry.address,
+        "private/app",
+        Some("stellaops:registry-secret"),
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let image = format!("{}/private/app:v1", registry.address);
+    let scratch = std::env::temp_dir().join(format!(
+        "stellaops-scan-auth-scratch-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let policy = Policy {
+        fail_on: "critical".into(),
+        warn_on: None,
+        ignore_unfixed: false,
+    };
+    let config = |user: &str, password: &str| {
+        let auth = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{user}:{password}"),
+        );
+        Credentials::from_docker_config(&format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            registry.address
+        ))
+        .unwrap()
+    };
+    for (credentials, expected) in [
+        (Credentials::default(), None),
+        (config("stellaops", "wrong"), None),
+        (config("stellaops", "registry-secret"), Some(())),
+    ] {
+        let client = RegistryClient::new(credentials, vec![]).unwrap();
+        let job = ScanJob {
+            registry: &client,
+            s3: &env.s3,
+            bucket: &env.bucket,
+            pool: &env.pool,
+            platform: "linux/amd64",
+            policy: policy.clone(),
+            requester: Requester::default(),
+            spdx: false,
+            scratch: &scratch,
+            force: true,
+        };
+        match (scan(&job, &image).await, expected) {
+            (Ok(summary), Some(())) => assert_eq!(summary.image_digest, built.manifest_digest),
+            (Err(error), None) => {
+                let text = format!("{error:#}");
+                assert!(
+                    text.contains(&format!(
+                        "registry {} refused access to private/app (401); check the pull secret",
+                        registry.address
+                    )),
+                    "{text}"
+                );
+            }
+            (outcome, expected) => panic!(
+                "unexpected {:?} (expected success: {})",
+                outcome.map(|s| s.image_digest),
+                expected.is_some()
+            ),
+        }
+    }
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
