@@ -140,6 +140,11 @@ pub fn affects_key(ecosystem: &str, name: &str, purl: Option<&str>) -> String {
             None => format!("pkg:deb/debian/{name}"),
         },
         "Ubuntu" => format!("pkg:deb/ubuntu/{name}"),
+        "Red Hat" => format!("pkg:rpm/redhat/{name}"),
+        "Rocky Linux" => format!("pkg:rpm/rocky-linux/{name}"),
+        "AlmaLinux" => format!("pkg:rpm/almalinux/{name}"),
+        "openSUSE" => format!("pkg:rpm/opensuse/{name}"),
+        "SUSE" => format!("pkg:rpm/suse/{name}"),
         "Alpine" => match release {
             Some(r) => format!(
                 "pkg:apk/alpine/{name}?distro=alpine-{}",

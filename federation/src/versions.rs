@@ -17,6 +17,8 @@ pub enum Scheme {
     Maven,
     /// Semantic versions (and dotted numeric versions of any length).
     Semver,
+    /// RPM's `[epoch:]version[-release]` with `rpmvercmp` (`~` and `^` included).
+    Rpm,
 }
 
 impl Scheme {
@@ -29,6 +31,8 @@ impl Scheme {
             "Alpine" | "apk" => Scheme::Apk,
             "PyPI" | "pypi" => Scheme::Pep440,
             "Maven" | "maven" => Scheme::Maven,
+            "Red Hat" | "Rocky Linux" | "AlmaLinux" | "openSUSE" | "SUSE" | "Mageia"
+            | "openEuler" | "rpm" => Scheme::Rpm,
             _ => Scheme::Semver,
         }
     }
@@ -41,8 +45,127 @@ impl Scheme {
             Scheme::Pep440 => pep440_compare(a, b),
             Scheme::Maven => maven_compare(a, b),
             Scheme::Semver => semver_compare(a, b),
+            Scheme::Rpm => rpm_compare(a, b),
         }
     }
+}
+
+// ---- rpm ----------------------------------------------------------------------------
+
+/// RPM's `rpmvercmp`: alternating numeric and alphabetic segments, other characters only
+/// separate; `~` sorts before everything (even the end), `^` after the end but before
+/// anything else; a numeric segment is newer than an alphabetic one.
+pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
+    if a == b {
+        return Ordering::Equal;
+    }
+    let (mut one, mut two) = (a.as_bytes(), b.as_bytes());
+    let separator = |c: u8| !c.is_ascii_alphanumeric() && c != b'~' && c != b'^';
+    loop {
+        while one.first().is_some_and(|c| separator(*c)) {
+            one = &one[1..];
+        }
+        while two.first().is_some_and(|c| separator(*c)) {
+            two = &two[1..];
+        }
+        if one.first() == Some(&b'~') || two.first() == Some(&b'~') {
+            if one.first() != Some(&b'~') {
+                return Ordering::Greater;
+            }
+            if two.first() != Some(&b'~') {
+                return Ordering::Less;
+            }
+            one = &one[1..];
+            two = &two[1..];
+            continue;
+        }
+        if one.first() == Some(&b'^') || two.first() == Some(&b'^') {
+            if one.is_empty() {
+                return Ordering::Less;
+            }
+            if two.is_empty() {
+                return Ordering::Greater;
+            }
+            if one.first() != Some(&b'^') {
+                return Ordering::Greater;
+            }
+            if two.first() != Some(&b'^') {
+                return Ordering::Less;
+            }
+            one = &one[1..];
+            two = &two[1..];
+            continue;
+        }
+        if one.is_empty() || two.is_empty() {
+            break;
+        }
+        let numeric = one[0].is_ascii_digit();
+        let take = |s: &[u8]| {
+            s.iter()
+                .take_while(|c| {
+                    if numeric {
+                        c.is_ascii_digit()
+                    } else {
+                        c.is_ascii_alphabetic()
+                    }
+                })
+                .count()
+        };
+        let (n1, n2) = (take(one), take(two));
+        let (seg1, seg2) = (&one[..n1], &two[..n2]);
+        if seg2.is_empty() {
+            // Different segment types: a number is newer than letters.
+            return if numeric {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
+        }
+        let order = if numeric {
+            let strip = |s: &[u8]| {
+                let zeros = s.iter().take_while(|c| **c == b'0').count();
+                s[zeros..].to_vec()
+            };
+            let (x, y) = (strip(seg1), strip(seg2));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(&y))
+        } else {
+            seg1.cmp(seg2)
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+        one = &one[n1..];
+        two = &two[n2..];
+    }
+    match (one.is_empty(), two.is_empty()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        _ => Ordering::Greater,
+    }
+}
+
+fn rpm_split(v: &str) -> (u64, &str, Option<&str>) {
+    let (epoch, rest) = match v.split_once(':') {
+        Some((e, rest)) if e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), rest),
+        _ => (0, v),
+    };
+    match rest.rsplit_once('-') {
+        Some((version, release)) => (epoch, version, Some(release)),
+        None => (epoch, rest, None),
+    }
+}
+
+/// Compare two `[epoch:]version[-release]` strings as rpm does (a missing release matches
+/// any release, as in a dependency on `name >= 1.0`).
+pub fn rpm_compare(a: &str, b: &str) -> Ordering {
+    let (ea, va, ra) = rpm_split(a.trim());
+    let (eb, vb, rb) = rpm_split(b.trim());
+    ea.cmp(&eb)
+        .then_with(|| rpmvercmp(va, vb))
+        .then_with(|| match (ra, rb) {
+            (Some(x), Some(y)) => rpmvercmp(x, y),
+            _ => Ordering::Equal,
+        })
 }
 
 // ---- dpkg ---------------------------------------------------------------------------
@@ -680,6 +803,65 @@ mod tests {
                 ("6.0.0.1", "6.0.0", Greater),
             ],
         );
+    }
+
+    #[test]
+    fn rpm_follows_rpmvercmp() {
+        // Vectors from rpm's own test suite (tests/rpmvercmp.at).
+        check(
+            Scheme::Rpm,
+            &[
+                ("1.0", "1.0", Equal),
+                ("1.0", "2.0", Less),
+                ("2.0.1", "2.0", Greater),
+                ("2.0.1a", "2.0.1", Greater),
+                ("5.5p1", "5.5p2", Less),
+                ("5.5p10", "5.5p1", Greater),
+                ("10xyz", "10.1xyz", Less),
+                ("xyz10", "xyz10.1", Less),
+                ("xyz.4", "8", Less),
+                ("8", "xyz.4", Greater),
+                ("5.5p1", "5.5.p1", Equal),
+                ("10b2", "10a1", Greater),
+                ("1.0aa", "1.0a", Greater),
+                ("6.0.rc1", "6.0", Greater),
+                ("10.0001", "10.1", Equal),
+                ("10.0001", "10.0039", Less),
+                ("4.999.9", "5.0", Less),
+                ("20101121", "20101122", Less),
+                ("2_0", "2_0", Equal),
+                ("2.0", "2_0", Equal),
+                ("a", "a", Equal),
+                ("a+", "a+", Equal),
+                ("a+", "a_", Equal),
+                ("+a", "_a", Equal),
+                ("1.0~rc1", "1.0~rc1", Equal),
+                ("1.0~rc1", "1.0", Less),
+                ("1.0", "1.0~rc1", Greater),
+                ("1.0~rc1", "1.0~rc2", Less),
+                ("1.0~rc1~git123", "1.0~rc1", Less),
+                ("1.0^", "1.0", Greater),
+                ("1.0^git1", "1.0", Greater),
+                ("1.0^git1", "1.0^git2", Less),
+                ("1.0^git1", "1.01", Less),
+                ("1.0^20160101", "1.0.1", Less),
+                ("1.0^20160101^git1", "1.0^20160101", Greater),
+                ("1.0~rc1^git1", "1.0~rc1", Greater),
+                ("1.0^git1~pre", "1.0^git1", Less),
+                // Epoch and release.
+                ("1:1.0-1", "2.0-1", Greater),
+                ("0:3.0.7-27.el9", "3.0.7-27.el9", Equal),
+                ("3.0.7-27.el9", "3.0.7-28.el9", Less),
+                ("3.0.7-27.el9_2.1", "3.0.7-27.el9", Greater),
+                ("3.0.7", "3.0.7-27.el9", Equal),
+                ("1:3.0.7-24.el9", "1:3.0.7-27.el9", Less),
+            ],
+        );
+        assert_eq!(
+            Scheme::of("Red Hat:enterprise_linux:9::baseos"),
+            Scheme::Rpm
+        );
+        assert_eq!(Scheme::of("Rocky Linux:9"), Scheme::Rpm);
     }
 
     #[test]

@@ -12,14 +12,16 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 1;
+pub const ANALYZER_VERSION: u32 = 2;
 
 /// A package as found in a file, before the OS is known.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FoundPackage {
-    /// Package URL type: `deb`, `apk`, `npm`, `pypi`, `maven`, `nuget`, `golang`, `cargo`.
+    /// Package URL type: `deb`, `apk`, `rpm`, `npm`, `pypi`, `maven`, `nuget`, `golang`,
+    /// `cargo`.
     pub kind: String,
-    /// Namespace part (Maven group id, npm scope is part of the name).
+    /// Namespace part (Maven group id; for `rpm` the architecture; an npm scope is part
+    /// of the name).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     /// Name.
@@ -384,6 +386,7 @@ fn elf_section<'a>(bytes: &'a [u8], wanted: &str) -> Option<&'a [u8]> {
 enum Interest {
     Dpkg,
     Apk,
+    RpmSqlite,
     OsRelease,
     Npm,
     Python,
@@ -400,6 +403,9 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     }
     if path == "lib/apk/db/installed" {
         return Some(Interest::Apk);
+    }
+    if path == "var/lib/rpm/rpmdb.sqlite" || path == "usr/lib/sysimage/rpm/rpmdb.sqlite" {
+        return Some(Interest::RpmSqlite);
     }
     if path == "etc/os-release" || path == "usr/lib/os-release" {
         return Some(Interest::OsRelease);
@@ -484,6 +490,12 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         let packages = match kind {
             Interest::Dpkg => parse_dpkg(&text()),
             Interest::Apk => parse_apk(&text()),
+            Interest::RpmSqlite => super::rpmdb::parse_rpmdb_sqlite(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{path} is not a readable RPM database: {e}"),
+                )
+            })?,
             Interest::OsRelease => {
                 fragment.os = Some(parse_os_release(&text()));
                 continue;

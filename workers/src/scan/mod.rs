@@ -3,6 +3,7 @@
 //! advisories → verdict, all recorded in PostgreSQL with a `report.ready` event.
 
 pub mod analyze;
+pub mod rpmdb;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -79,6 +80,43 @@ pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<String>
                     .filter(|m| m != ".")
                     .map(|m| format!("distro=alpine-{m}")),
             )
+        }
+        "rpm" => {
+            let id = os.map(|o| o.id.as_str()).unwrap_or("");
+            let vendor = match id {
+                "rhel" => "redhat",
+                "rocky" => "rocky-linux",
+                "opensuse-leap" | "opensuse-tumbleweed" | "opensuse" => "opensuse",
+                "sles" => "suse",
+                "ol" => "oracle",
+                "amzn" => "amazon",
+                "" => "redhat",
+                other => other,
+            };
+            let major = os
+                .map(|o| {
+                    o.version_id
+                        .split('.')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .filter(|m| !m.is_empty() && !id.is_empty());
+            let base = format!("pkg:rpm/{vendor}/{}", p.name);
+            let distro = major.map(|m| format!("distro={id}-{m}"));
+            let arch = (!p.namespace.is_empty()).then(|| format!("arch={}", p.namespace));
+            let qualifiers: Vec<String> = arch.into_iter().chain(distro.clone()).collect();
+            let purl = if qualifiers.is_empty() {
+                format!("{base}@{v}")
+            } else {
+                format!("{base}@{v}?{}", qualifiers.join("&"))
+            };
+            let mut keys = Vec::new();
+            if let Some(d) = distro {
+                keys.push(format!("{base}?{d}"));
+            }
+            keys.push(base);
+            return (purl, keys);
         }
         "npm" => (format!("pkg:npm/{}", encode_npm(&p.name)), None),
         "maven" => (format!("pkg:maven/{}/{}", p.namespace, p.name), None),

@@ -7,4 +7,5 @@ mod mirror_serve;
 mod mirror_sync;
 mod notify;
 mod registry;
+mod rpmdb;
 mod scan;

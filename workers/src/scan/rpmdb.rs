@@ -1,0 +1,273 @@
+//! The RPM database of Red Hat-family images (`rpmdb.sqlite`, RHEL/UBI 9, Fedora, Rocky,
+//! Alma, openSUSE): a read-only walk of the SQLite table `Packages` and a parse of each
+//! stored RPM header for name, epoch, version, release and arch. No SQLite library: the
+//! file format is stable and documented (sqlite.org/fileformat2.html), and only one table
+//! is read. Anything malformed stops with an error, never a panic.
+
+use super::analyze::FoundPackage;
+
+const HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+struct Db<'a> {
+    bytes: &'a [u8],
+    page_size: usize,
+    usable: usize,
+}
+
+fn be16(b: &[u8], at: usize) -> Option<usize> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?) as usize)
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// SQLite's big-endian varint (1–9 bytes); returns (value, length).
+fn varint(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for i in 0..9 {
+        let byte = *b.get(at + i)?;
+        if i == 8 {
+            return Some(((value << 8) | u64::from(byte), 9));
+        }
+        value = (value << 7) | u64::from(byte & 0x7f);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+impl<'a> Db<'a> {
+    fn open(bytes: &'a [u8]) -> Result<Self, String> {
+        if bytes.get(..16) != Some(HEADER) {
+            return Err("not an SQLite database".into());
+        }
+        let page_size = match be16(bytes, 16).ok_or("truncated header")? {
+            1 => 65_536,
+            n if n >= 512 && n.is_power_of_two() => n,
+            n => return Err(format!("page size {n} is not valid")),
+        };
+        let reserved = *bytes.get(20).ok_or("truncated header")? as usize;
+        Ok(Db {
+            bytes,
+            page_size,
+            usable: page_size - reserved,
+        })
+    }
+
+    fn page(&self, number: u32) -> Result<&'a [u8], String> {
+        let start = (number as usize)
+            .checked_sub(1)
+            .ok_or("page 0 referenced")?
+            * self.page_size;
+        self.bytes
+            .get(start..start + self.page_size)
+            .ok_or_else(|| format!("page {number} is past the end of the file"))
+    }
+
+    /// The payload of a table-leaf cell at `at` in `page`, following overflow pages.
+    fn payload(&self, page: &[u8], at: usize) -> Result<Vec<u8>, String> {
+        let (length, n) = varint(page, at).ok_or("truncated cell")?;
+        let (_, m) = varint(page, at + n).ok_or("truncated cell")?;
+        let start = at + n + m;
+        let length = length as usize;
+        let u = self.usable;
+        let max_local = u - 35;
+        let local = if length <= max_local {
+            length
+        } else {
+            let min_local = (u - 12) * 32 / 255 - 23;
+            let k = min_local + (length - min_local) % (u - 4);
+            if k <= max_local { k } else { min_local }
+        };
+        let mut out = page
+            .get(start..start + local)
+            .ok_or("cell payload past the page")?
+            .to_vec();
+        if local < length {
+            let mut next = be32(page, start + local).ok_or("truncated overflow pointer")?;
+            let mut guard = 0;
+            while out.len() < length {
+                guard += 1;
+                if next == 0 || guard > self.bytes.len() / self.page_size + 1 {
+                    return Err("broken overflow chain".into());
+                }
+                let overflow = self.page(next)?;
+                next = be32(overflow, 0).ok_or("truncated overflow page")?;
+                let take = (length - out.len()).min(u - 4);
+                out.extend_from_slice(overflow.get(4..4 + take).ok_or("short overflow page")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record of the table B-tree rooted at `root`, in rowid order.
+    fn table(&self, root: u32) -> Result<Vec<Vec<u8>>, String> {
+        let mut records = Vec::new();
+        let mut stack = vec![root];
+        let mut visited = 0usize;
+        while let Some(number) = stack.pop() {
+            visited += 1;
+            if visited > self.bytes.len() / self.page_size + 1 {
+                return Err("B-tree loops".into());
+            }
+            let page = self.page(number)?;
+            let header = if number == 1 { 100 } else { 0 };
+            let kind = *page.get(header).ok_or("empty page")?;
+            let cells = be16(page, header + 3).ok_or("truncated page header")?;
+            match kind {
+                0x0d => {
+                    for i in 0..cells {
+                        let at = be16(page, header + 8 + 2 * i).ok_or("truncated cell pointers")?;
+                        records.push(self.payload(page, at)?);
+                    }
+                }
+                0x05 => {
+                    let right = be32(page, header + 8).ok_or("truncated page header")?;
+                    // Pushed in reverse so children are visited left to right.
+                    stack.push(right);
+                    for i in (0..cells).rev() {
+                        let at =
+                            be16(page, header + 12 + 2 * i).ok_or("truncated cell pointers")?;
+                        stack.push(be32(page, at).ok_or("truncated interior cell")?);
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "page {number} has type {other:#x}, not a table page"
+                    ));
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// A column value of a record.
+#[derive(Debug, PartialEq)]
+enum Value<'a> {
+    Null,
+    Int(i64),
+    Bytes(&'a [u8]),
+}
+
+fn columns(record: &[u8]) -> Result<Vec<Value<'_>>, String> {
+    let (header_len, n) = varint(record, 0).ok_or("truncated record")?;
+    let mut at = n;
+    let mut body = header_len as usize;
+    let mut out = Vec::new();
+    while at < header_len as usize {
+        let (serial, n) = varint(record, at).ok_or("truncated record header")?;
+        at += n;
+        let (value, size) = match serial {
+            0 => (Value::Null, 0),
+            1..=6 => {
+                let size = [0, 1, 2, 3, 4, 6, 8][serial as usize];
+                let bytes = record.get(body..body + size).ok_or("truncated integer")?;
+                let mut v: i64 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+                for b in bytes {
+                    v = (v << 8) | i64::from(*b);
+                }
+                (Value::Int(v), size)
+            }
+            7 => (Value::Null, 8),
+            8 => (Value::Int(0), 0),
+            9 => (Value::Int(1), 0),
+            n if n >= 12 => {
+                let size = ((n - 12) / 2) as usize;
+                (
+                    Value::Bytes(record.get(body..body + size).ok_or("truncated blob")?),
+                    size,
+                )
+            }
+            _ => return Err("reserved serial type".into()),
+        };
+        body += size;
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// Name, epoch, version, release and arch from one RPM header blob (as rpm stores it in
+/// its database: index count, data length, index entries, data).
+pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
+    let count = be32(blob, 0).ok_or("truncated RPM header")? as usize;
+    let data_len = be32(blob, 4).ok_or("truncated RPM header")? as usize;
+    let data_start = 8 + count.checked_mul(16).ok_or("RPM header too large")?;
+    let data = blob
+        .get(data_start..data_start + data_len)
+        .ok_or("RPM header data past the blob")?;
+    let (mut name, mut version, mut release, mut arch, mut epoch) = (None, None, None, None, None);
+    for i in 0..count {
+        let entry = 8 + 16 * i;
+        let tag = be32(blob, entry).ok_or("truncated index")?;
+        let kind = be32(blob, entry + 4).ok_or("truncated index")?;
+        let offset = be32(blob, entry + 8).ok_or("truncated index")? as usize;
+        let string = || -> Option<String> {
+            let rest = data.get(offset..)?;
+            let end = rest.iter().position(|b| *b == 0)?;
+            Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+        };
+        match (tag, kind) {
+            (1000, 6) => name = string(),
+            (1001, 6) => version = string(),
+            (1002, 6) => release = string(),
+            (1022, 6) => arch = string(),
+            (1003, 4) => epoch = be32(data, offset),
+            _ => {}
+        }
+    }
+    let (Some(name), Some(version)) = (name, version) else {
+        return Err("RPM header without name or version".into());
+    };
+    // Imported signing keys are stored as pseudo-packages.
+    if name == "gpg-pubkey" {
+        return Ok(None);
+    }
+    let mut evr = match epoch {
+        Some(e) => format!("{e}:{version}"),
+        None => version,
+    };
+    if let Some(release) = release {
+        evr = format!("{evr}-{release}");
+    }
+    Ok(Some(FoundPackage {
+        kind: "rpm".into(),
+        namespace: arch.unwrap_or_default(),
+        name,
+        version: evr,
+    }))
+}
+
+/// Every installed package in an `rpmdb.sqlite`.
+pub fn parse_rpmdb_sqlite(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
+    let db = Db::open(bytes)?;
+    let mut root = None;
+    for record in db.table(1)? {
+        let cols = columns(&record)?;
+        if let [
+            Value::Bytes(b"table"),
+            Value::Bytes(b"Packages"),
+            _,
+            Value::Int(page),
+            ..,
+        ] = cols.as_slice()
+        {
+            root = Some(*page as u32);
+        }
+    }
+    let root = root.ok_or("no Packages table")?;
+    let mut found = Vec::new();
+    for record in db.table(root)? {
+        let cols = columns(&record)?;
+        let Some(Value::Bytes(blob)) = cols.get(1) else {
+            return Err("a Packages row without a header blob".into());
+        };
+        if let Some(package) = parse_header(blob)? {
+            found.push(package);
+        }
+    }
+    found.sort();
+    Ok(found)
+}

@@ -1,0 +1,234 @@
+//! RPM databases (`rpmdb.sqlite`) made by SQLite itself, read by our own reader: many
+//! pages (interior B-tree pages), a header larger than a page (overflow chains), epochs,
+//! the signing-key pseudo-packages, and corrupt files.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
+use stellaops_workers::scan::rpmdb::parse_rpmdb_sqlite;
+use stellaops_workers::scan::{AdvisoryRow, match_components, purl_of};
+
+/// An RPM header blob as rpm stores it: index count, data length, entries, data.
+fn header(
+    name: &str,
+    epoch: Option<u32>,
+    version: &str,
+    release: &str,
+    arch: &str,
+    summary: &str,
+) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut entries: Vec<(u32, u32, u32, u32)> = Vec::new();
+    for (tag, text) in [
+        (1000, name),
+        (1001, version),
+        (1002, release),
+        (1004, summary),
+        (1022, arch),
+    ] {
+        entries.push((tag, 6, data.len() as u32, 1));
+        data.extend_from_slice(text.as_bytes());
+        data.push(0);
+    }
+    if let Some(epoch) = epoch {
+        while data.len() % 4 != 0 {
+            data.push(0);
+        }
+        entries.push((1003, 4, data.len() as u32, 1));
+        data.extend_from_slice(&epoch.to_be_bytes());
+    }
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    blob.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    for (tag, kind, offset, count) in entries {
+        for v in [tag, kind, offset, count] {
+            blob.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    blob.extend_from_slice(&data);
+    blob
+}
+
+/// An `rpmdb.sqlite` holding `blobs`, written by Python's sqlite3.
+fn rpmdb(blobs: &[Vec<u8>]) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path =
+        std::env::temp_dir().join(format!("stellaops-rpmdb-{}-{n}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let script = r#"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+db.execute("CREATE TABLE Name (key TEXT NOT NULL, hnum INTEGER NOT NULL, idx INTEGER NOT NULL)")
+for line in sys.stdin:
+    db.execute("INSERT INTO Packages (blob) VALUES (?)", (bytes.fromhex(line.strip()),))
+db.commit()
+db.close()
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stdin = child.stdin.take().unwrap();
+    for blob in blobs {
+        writeln!(stdin, "{}", hex::encode(blob)).unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    bytes
+}
+
+#[test]
+fn packages_are_read_from_rpmdb_sqlite() {
+    let mut blobs = vec![
+        header(
+            "openssl",
+            Some(1),
+            "3.0.7",
+            "27.el9",
+            "x86_64",
+            "Utilities from the general purpose cryptography library",
+        ),
+        header(
+            "gpg-pubkey",
+            None,
+            "fd431d51",
+            "4ae0493b",
+            "(none)",
+            "gpg(Red Hat, Inc.)",
+        ),
+        // Bigger than a page: stored with overflow pages.
+        header(
+            "kernel-doc",
+            None,
+            "5.14.0",
+            "427.el9",
+            "noarch",
+            &"documentation ".repeat(1200),
+        ),
+    ];
+    for i in 0..400 {
+        blobs.push(header(
+            &format!("package-{i:03}"),
+            None,
+            "1.0",
+            &format!("{i}.el9"),
+            "x86_64",
+            "filler",
+        ));
+    }
+    let bytes = rpmdb(&blobs);
+    assert!(bytes.len() > 4 * 4096, "several pages");
+    let found = parse_rpmdb_sqlite(&bytes).unwrap();
+    assert_eq!(found.len(), 402, "every package but the signing key");
+    let openssl = found.iter().find(|p| p.name == "openssl").unwrap();
+    assert_eq!(
+        openssl,
+        &FoundPackage {
+            kind: "rpm".into(),
+            namespace: "x86_64".into(),
+            name: "openssl".into(),
+            version: "1:3.0.7-27.el9".into()
+        }
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.name == "kernel-doc" && p.version == "5.14.0-427.el9")
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.name == "package-399" && p.version == "1.0-399.el9")
+    );
+
+    // Its package URL and the advisory it matches (OSV "Red Hat" ecosystem, rpm ordering).
+    let os = OsRelease {
+        id: "rhel".into(),
+        version_id: "9.4".into(),
+        pretty_name: String::new(),
+    };
+    let (purl, keys) = purl_of(openssl, Some(&os));
+    assert_eq!(
+        purl,
+        "pkg:rpm/redhat/openssl@1:3.0.7-27.el9?arch=x86_64&distro=rhel-9"
+    );
+    assert_eq!(
+        keys,
+        [
+            "pkg:rpm/redhat/openssl?distro=rhel-9",
+            "pkg:rpm/redhat/openssl"
+        ]
+    );
+    let component = stellaops_workers::scan::Component {
+        purl,
+        affects_keys: keys,
+        kind: "rpm".into(),
+        name: "openssl".into(),
+        version: openssl.version.clone(),
+        layer: "sha256:l".into(),
+        path: "var/lib/rpm/rpmdb.sqlite".into(),
+    };
+    let row = |fixed: &str| AdvisoryRow {
+        merge_hash: format!("h-{fixed}"),
+        vuln_id: format!("RHSA-{fixed}"),
+        affects_key: stellaops_federation::osv::affects_key(
+            "Red Hat:enterprise_linux:9::baseos",
+            "openssl",
+            None,
+        ),
+        ecosystem: "Red Hat:enterprise_linux:9::baseos".into(),
+        ranges: json!([{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]),
+        versions: vec![],
+        severity: Some("high".into()),
+    };
+    let findings = match_components(
+        std::slice::from_ref(&component),
+        &[
+            row("1:3.0.7-28.el9"),
+            row("1:3.0.7-24.el9"),
+            row("3.0.8-1.el9"),
+        ],
+    );
+    let ids: Vec<&str> = findings.iter().map(|f| f.vuln_id.as_str()).collect();
+    // Fixed in 28: affected. Fixed in 24: not. 3.0.8 without epoch is older than epoch 1.
+    assert_eq!(ids, ["RHSA-1:3.0.7-28.el9"]);
+}
+
+#[test]
+fn corrupt_rpm_databases_are_errors_not_panics() {
+    assert_eq!(
+        parse_rpmdb_sqlite(b"not sqlite at all").unwrap_err(),
+        "not an SQLite database"
+    );
+    let bytes = rpmdb(&[header(
+        "bash",
+        None,
+        "5.1.8",
+        "9.el9",
+        "x86_64",
+        "The GNU Bourne Again shell",
+    )]);
+    // Cut inside the header, the schema page and the Packages page.
+    for cut in [100, 1000, 4096, 4096 + 100] {
+        assert!(parse_rpmdb_sqlite(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    // Flipped bytes anywhere never panic.
+    for at in (0..bytes.len()).step_by(97) {
+        let mut broken = bytes.clone();
+        broken[at] ^= 0xff;
+        let _ = parse_rpmdb_sqlite(&broken);
+    }
+    assert_eq!(
+        parse_rpmdb_sqlite(&bytes).unwrap()[0].version,
+        "5.1.8-9.el9"
+    );
+}
