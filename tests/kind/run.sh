@@ -3,7 +3,9 @@
 # applies config/default and the samples, and checks that
 #   * the API server refuses every invalid example with its stated message,
 #   * every sample gets a Ready condition from the operator,
-#   * `kubectl get stellaops` lists them.
+#   * `kubectl get stellaops` lists them,
+#   * an enforced ZastavaPolicy gets its webhook registered and the API server refuses a
+#     Pod that breaks it (server-side dry run goes through validating webhooks).
 # Where kind or a Docker engine is missing it prints a skip line and exits 0
 # (non-zero when STELLAOPS_REQUIRE_KIND=1).
 set -euo pipefail
@@ -68,6 +70,35 @@ for resource in $(kubectl get stellaops -A -o jsonpath='{range .items[*]}{.kind}
   if [ -z "$ready" ]; then echo "FAIL: $resource has no Ready condition"; failures=$((failures + 1)); else echo "ok: $resource Ready reason $ready"; fi
 done
 kubectl get stellaops -A
+
+echo "==> Zastava refuses a Pod that breaks an enforced policy"
+kubectl create namespace zastava-e2e --dry-run=client -o yaml | kubectl apply -f -
+kubectl label namespace zastava-e2e stellaops-e2e=zastava --overwrite
+kubectl apply -f - <<'YAML'
+apiVersion: stella-ops.org/v1alpha1
+kind: ZastavaPolicy
+metadata:
+  name: e2e-digest
+spec:
+  mode: enforce
+  requireDigest: true
+  failurePolicy: Fail
+  namespaceSelector:
+    matchLabels:
+      stellaops-e2e: zastava
+YAML
+kubectl wait --for=condition=Ready zastavapolicy/e2e-digest --timeout=120s
+kubectl get validatingwebhookconfiguration stellaops-zastava-e2e-digest
+denied=""
+for _ in $(seq 1 30); do
+  if out=$(kubectl -n zastava-e2e run e2e-web --image=nginx:1.27 --restart=Never --dry-run=server 2>&1); then
+    sleep 2; continue
+  fi
+  if grep -q "not pinned by digest" <<<"$out"; then denied=1; break; fi
+  sleep 2 # the webhook may still be loading the policy (503 → failure policy)
+done
+if [ -n "$denied" ]; then echo "ok: Pod with a tag refused: $out"; else echo "FAIL: Pod with a tag was not refused: ${out:-admitted}"; failures=$((failures + 1)); fi
+kubectl delete zastavapolicy e2e-digest
 
 if [ "$failures" -gt 0 ]; then echo "$failures kind check(s) failed"; exit 1; fi
 echo "kind end-to-end checks passed"
