@@ -472,7 +472,15 @@ async fn start_run(
         mode: mode_name(spec.mode).into(),
         scheduled_at: chrono::DateTime::from_timestamp(scheduled_at.as_second(), 0)
             .unwrap_or_default(),
-        images: chosen.iter().map(|c| c.digest.clone()).collect(),
+        // Analysis-only runs evaluate digests; content-refresh runs scan references
+        // pinned to them.
+        images: chosen
+            .iter()
+            .map(|c| match spec.mode {
+                ScheduleMode::AnalysisOnly => c.digest.clone(),
+                ScheduleMode::ContentRefresh => c.reference.clone(),
+            })
+            .collect(),
         selected: candidates.len() as i64,
         skipped: (by_only_if + by_limit) as i64,
         rate_per_second: spec.limits.rate_per_second,
@@ -499,18 +507,8 @@ async fn start_run(
             .await?;
         }
         ScheduleMode::ContentRefresh => {
-            // Created at the rate budget; Scans beyond the operator-wide cap wait Queued.
-            let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), &ns);
-            let pause = Duration::from_secs_f64(1.0 / spec.limits.rate_per_second.max(1) as f64);
-            for (i, image) in chosen.iter().enumerate() {
-                let scan = refresh_scan(schedule, run_id, image);
-                match scans.create(&PostParams::default(), &scan).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(e.into()),
-                }
-                stellaops_store::schedules::record_created(pool, run_id, i as i64 + 1).await?;
-                tokio::time::sleep(pause).await;
+            if let Some(run) = stellaops_store::schedules::run(pool, run_id).await? {
+                create_refresh_batch(ctx, pool, schedule, &run).await?;
             }
         }
     }
@@ -546,6 +544,46 @@ async fn start_run(
     Ok(())
 }
 
+/// Create the next second's worth (`ratePerSecond`) of a content-refresh run's Scans;
+/// returns whether more remain. Progress is in the run's row, so a restart continues
+/// where it was and an existing Scan is not an error.
+async fn create_refresh_batch(
+    ctx: &Context,
+    pool: &sqlx::PgPool,
+    schedule: &Schedule,
+    run: &Run,
+) -> Result<bool> {
+    let ns = schedule
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), &ns);
+    let start = (run.created.max(0) as usize).min(run.images.len());
+    let end = (start + run.rate_per_second.max(1) as usize).min(run.images.len());
+    for reference in &run.images[start..end] {
+        let digest = reference
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .unwrap_or(reference);
+        let image = RunningImage {
+            digest: digest.to_string(),
+            reference: reference.clone(),
+        };
+        match scans
+            .create(
+                &PostParams::default(),
+                &refresh_scan(schedule, &run.id, &image),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    stellaops_store::schedules::record_created(pool, &run.id, end as i64).await?;
+    Ok(end < run.images.len())
+}
+
 /// Whether a content-refresh run is over: every Scan it created has finished. `Some`
 /// with the failure summary (or `None` when all succeeded) once it is. Pure.
 pub fn refresh_outcome(run: &Run, scans: &[Scan]) -> Option<Option<String>> {
@@ -578,6 +616,9 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
         .iter()
         .filter(|r| r.finished_at.is_none() && r.mode == "content-refresh")
     {
+        if (run.created as usize) < run.images.len() {
+            continue;
+        }
         let created = scans
             .list(&ListParams::default().labels(&format!("{RUN_LABEL}={}", run.id)))
             .await?
@@ -635,6 +676,15 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     };
     let limit = schedule.spec.history_limit.max(1) as i64 + 10;
     let runs = stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?;
+    // Content-refresh runs still creating their Scans go on at their rate.
+    let mut creating = false;
+    for run in runs.iter().filter(|r| {
+        r.finished_at.is_none()
+            && r.mode == "content-refresh"
+            && (r.created as usize) < r.images.len()
+    }) {
+        creating |= create_refresh_batch(&ctx, &pool, &schedule, run).await?;
+    }
     settle_runs(&ctx, &pool, &ns, &runs).await?;
     let runs = stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?;
     let now = jiff::Timestamp::now();
@@ -741,6 +791,16 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .with_label_values(&["Schedule", "ok"])
         .inc();
     let mut wait = timing::requeue_after(&decision, now);
+    if creating
+        || runs.iter().any(|r| {
+            r.finished_at.is_none()
+                && r.mode == "content-refresh"
+                && (r.created as usize) < r.images.len()
+        })
+    {
+        // Next second's Scans.
+        wait = wait.min(Duration::from_secs(1));
+    }
     if !status.active.is_empty() || schedule.spec.triggers.on_advisory_delta || delta_pending {
         // Follow runs and new advisories every 30 s.
         wait = wait.min(Duration::from_secs(30));

@@ -707,4 +707,135 @@ mod controller {
             1
         );
     }
+
+    #[tokio::test]
+    async fn a_content_refresh_run_creates_its_scans_at_the_rate_and_ends_when_they_finish() {
+        let Some(url) = stellaops_testing::fresh_database("schedule_refresh").await else {
+            return;
+        };
+        let pool = stellaops_store::connect(&url).await.unwrap();
+        stellaops_store::migrate(&pool).await.unwrap();
+        let context = |client| {
+            Arc::new(
+                Context::new(client, Metrics::unregistered(), Config::default(), None)
+                    .with_outbox(pool.clone()),
+            )
+        };
+        let s = schedule(json!({"schedule": "*/5 * * * *", "mode": "content-refresh",
+            "limits": {"maxScans": 2, "ratePerSecond": 1}}));
+        let scans_path = "/apis/stella-ops.org/v1alpha1/namespaces/shop/scans";
+        let status_path = "/apis/stella-ops.org/v1alpha1/namespaces/shop/schedules/nightly/status";
+
+        // First reconcile: the run starts and creates one Scan (rate 1/s).
+        let (client, mut server) = mock_client("default");
+        let verifier = tokio::spawn(async move {
+            server.expect(Method::GET, "/api/v1/namespaces").await.respond(
+                200, json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": namespaces()}));
+            server.expect(Method::GET, "/api/v1/pods").await.respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
+            );
+            let scan = server.expect(Method::POST, scans_path).await;
+            assert_eq!(scan.body["spec"]["force"], true);
+            assert_eq!(
+                scan.body["spec"]["image"],
+                format!("registry.example.com/web@{A}")
+            );
+            let run = scan.body["metadata"]["labels"]["stella-ops.org/schedule-run"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            scan.respond_with_request_body();
+            server
+                .expect(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/shop/events",
+                )
+                .await
+                .respond_with_request_body();
+            let status = server.expect(Method::PATCH, status_path).await;
+            assert_eq!(status.body["status"]["lastRun"]["created"], 1);
+            let body = status.body["status"].clone();
+            status.respond(
+                200,
+                serde_json::to_value(schedule(json!({"schedule": "*/5 * * * *"}))).unwrap(),
+            );
+            server
+                .expect_no_more_calls(std::time::Duration::from_millis(200))
+                .await;
+            (run, body)
+        });
+        let action = reconcile(Arc::new(s.clone()), context(client))
+            .await
+            .unwrap();
+        assert_eq!(
+            action,
+            kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(1))
+        );
+        let (run, status) = verifier.await.unwrap();
+        let mut s = s;
+        s.status = Some(serde_json::from_value(status).unwrap());
+
+        // A second later: the second Scan.
+        let (client, mut server) = mock_client("default");
+        let verifier = tokio::spawn(async move {
+            let scan = server.expect(Method::POST, scans_path).await;
+            assert_eq!(scan.body["spec"]["image"], format!("docker.io/envoy@{B}"));
+            scan.respond_with_request_body();
+            let status = server.expect(Method::PATCH, status_path).await;
+            assert_eq!(status.body["status"]["lastRun"]["created"], 2);
+            let body = status.body["status"].clone();
+            status.respond(
+                200,
+                serde_json::to_value(schedule(json!({"schedule": "*/5 * * * *"}))).unwrap(),
+            );
+            server
+                .expect_no_more_calls(std::time::Duration::from_millis(200))
+                .await;
+            body
+        });
+        reconcile(Arc::new(s.clone()), context(client))
+            .await
+            .unwrap();
+        s.status = Some(serde_json::from_value(verifier.await.unwrap()).unwrap());
+
+        // Both Scans finished: the run ends.
+        let (client, mut server) = mock_client("default");
+        let label = format!("stella-ops.org/schedule-run={run}");
+        let verifier = tokio::spawn(async move {
+            let list = server.expect(Method::GET, scans_path).await;
+            assert_eq!(list.query.get("labelSelector"), Some(&label));
+            let done = |image: &str, phase: &str| {
+                json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "Scan",
+                "metadata": {"name": image, "namespace": "shop"}, "spec": {"image": image}, "status": {"phase": phase}})
+            };
+            list.respond(
+                200,
+                json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ScanList", "metadata": {},
+                "items": [done("a", "Succeeded"), done("b", "Failed")]}),
+            );
+            let status = server.expect(Method::PATCH, status_path).await;
+            assert_eq!(status.body["status"]["active"], json!(null));
+            let running = status.body["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Running")
+                .unwrap()
+                .clone();
+            assert_eq!(running["reason"], "LastRunFailed");
+            assert_eq!(running["message"], "1 of 2 Scans failed");
+            status.respond(
+                200,
+                serde_json::to_value(schedule(json!({"schedule": "*/5 * * * *"}))).unwrap(),
+            );
+        });
+        reconcile(Arc::new(s), context(client)).await.unwrap();
+        verifier.await.unwrap();
+        let stored = stellaops_store::schedules::run(&pool, &run)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.finished_at.is_some());
+    }
 }
