@@ -249,6 +249,22 @@ async fn run_zastava_policies(ctx: Arc<Context>) {
         .touched_objects()
         .filter_map(|change| async move { change.ok().map(|_| ()) }),
     )
+    // The webhook certificates are shared by every policy: when they change (a rotation by
+    // one policy's reconcile), every webhook configuration takes the new CA bundle.
+    .reconcile_all_on(
+        watcher::watcher(
+            kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                ctx.client.clone(),
+                &ctx.config.operator_namespace,
+            ),
+            watcher::Config::default().fields(&format!(
+                "metadata.name={}",
+                zastava_policy::CA_SECRET
+            )),
+        )
+        .applied_objects()
+        .filter_map(|change| async move { change.ok().map(|_| ()) }),
+    )
     .shutdown_on_signal()
     .run(zastava_policy::reconcile, error_policy::<ZastavaPolicy>, ctx)
     .for_each(|_| async {})

@@ -518,6 +518,10 @@ pub async fn ensure_certificates(
     config: &Config,
     now: i64,
 ) -> Result<(String, i64, Vec<&'static str>)> {
+    // Policies reconcile concurrently and share the certificates: one at a time reads,
+    // decides and writes them, so two first reconciles never issue two CAs.
+    static CERTIFICATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _held = CERTIFICATES.lock().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.operator_namespace);
     let mut ca = secrets.get_opt(CA_SECRET).await?.as_ref().and_then(read_ca);
     let serving_secret = secrets.get_opt(TLS_SECRET).await?;

@@ -450,3 +450,45 @@ fn base64_decode(text: &str) -> String {
     )
     .unwrap()
 }
+
+#[tokio::test]
+async fn concurrent_first_reconciles_issue_one_ca() {
+    use stellaops_controllers::zastava_policy::ensure_certificates;
+    let (client, mut server) = mock_client("default");
+    let ca_path = format!("/api/v1/namespaces/stellaops-system/secrets/{CA_SECRET}");
+    let tls_path = format!("/api/v1/namespaces/stellaops-system/secrets/{TLS_SECRET}");
+    let verifier = tokio::spawn(async move {
+        // The first caller reads nothing and writes both Secrets…
+        not_found(server.expect(Method::GET, &ca_path).await);
+        not_found(server.expect(Method::GET, &tls_path).await);
+        let ca = server.expect(Method::PATCH, &ca_path).await;
+        let ca_body = ca.body.clone();
+        ca.respond_with_request_body();
+        let tls = server.expect(Method::PATCH, &tls_path).await;
+        let tls_body = tls.body.clone();
+        tls.respond_with_request_body();
+        // …and only then does the second read them, find them good, and write nothing.
+        server
+            .expect(Method::GET, &ca_path)
+            .await
+            .respond(200, ca_body);
+        server
+            .expect(Method::GET, &tls_path)
+            .await
+            .respond(200, tls_body);
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(200))
+            .await;
+    });
+    let config = Config::default();
+    let now = jiff::Timestamp::now().as_second();
+    let (a, b) = tokio::join!(
+        ensure_certificates(&client, &config, now),
+        ensure_certificates(&client, &config, now)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    verifier.await.unwrap();
+    assert_eq!(a.0, b.0, "both see the same CA bundle");
+    let renewed = a.2.len() + b.2.len();
+    assert_eq!(renewed, 2, "one CA and one serving certificate in all");
+}
