@@ -42,6 +42,8 @@ install_missing() {
   command -v docker-registry >/dev/null || apt+=(docker-registry)
   command -v skopeo >/dev/null || apt+=(skopeo)
   command -v zstd >/dev/null || apt+=(zstd)
+  # BerkeleyDB's db_load writes the RPM Packages databases the scanner tests read.
+  command -v db5.3_load >/dev/null || apt+=(db5.3-util)
   if [ ${#apt[@]} -gt 0 ]; then
     log "installing ${apt[*]} (apt)"
     as_root apt-get update -qq

@@ -387,6 +387,7 @@ enum Interest {
     Dpkg,
     Apk,
     RpmSqlite,
+    RpmBdb,
     OsRelease,
     Npm,
     Python,
@@ -406,6 +407,9 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     }
     if path == "var/lib/rpm/rpmdb.sqlite" || path == "usr/lib/sysimage/rpm/rpmdb.sqlite" {
         return Some(Interest::RpmSqlite);
+    }
+    if path == "var/lib/rpm/Packages" || path == "usr/lib/sysimage/rpm/Packages" {
+        return Some(Interest::RpmBdb);
     }
     if path == "etc/os-release" || path == "usr/lib/os-release" {
         return Some(Interest::OsRelease);
@@ -491,6 +495,12 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
             Interest::Dpkg => parse_dpkg(&text()),
             Interest::Apk => parse_apk(&text()),
             Interest::RpmSqlite => super::rpmdb::parse_rpmdb_sqlite(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{path} is not a readable RPM database: {e}"),
+                )
+            })?,
+            Interest::RpmBdb => super::rpmdb::parse_rpmdb_bdb(&bytes).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("{path} is not a readable RPM database: {e}"),

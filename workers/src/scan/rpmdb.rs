@@ -271,3 +271,100 @@ pub fn parse_rpmdb_sqlite(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
     found.sort();
     Ok(found)
 }
+
+/// Every installed package in a BerkeleyDB hash `Packages` file (RHEL/CentOS 7 and 8,
+/// UBI 8, older Fedora and SUSE): each hash page's key/data pairs, a data item either on
+/// the page or in a chain of overflow pages, each data an RPM header. Either byte order.
+pub fn parse_rpmdb_bdb(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
+    const P_OVERHEAD: usize = 26;
+    let magic = bytes.get(12..16).ok_or("not a BerkeleyDB file")?;
+    let little = match magic {
+        [0x61, 0x15, 0x06, 0x00] => true,
+        [0x00, 0x06, 0x15, 0x61] => false,
+        _ => return Err("not a BerkeleyDB hash database".into()),
+    };
+    let u16_at = |b: &[u8], at: usize| -> Option<usize> {
+        let v: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+        Some(if little {
+            u16::from_le_bytes(v)
+        } else {
+            u16::from_be_bytes(v)
+        } as usize)
+    };
+    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
+        let v: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        Some(if little {
+            u32::from_le_bytes(v)
+        } else {
+            u32::from_be_bytes(v)
+        })
+    };
+    let page_size = u32_at(bytes, 20).ok_or("truncated metadata page")? as usize;
+    if !(512..=65_536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(format!("page size {page_size} is not valid"));
+    }
+    let pages = bytes.len() / page_size;
+    let page = |n: usize| bytes.get(n * page_size..(n + 1) * page_size);
+    let overflow = |first: u32, length: usize| -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(length);
+        let mut next = first as usize;
+        let mut guard = 0;
+        while out.len() < length {
+            guard += 1;
+            if next == 0 || guard > pages {
+                return Err("broken overflow chain".into());
+            }
+            let p = page(next).ok_or("overflow page past the end of the file")?;
+            if p[25] != 7 {
+                return Err(format!("page {next} is not an overflow page"));
+            }
+            let used = u16_at(p, 22).ok_or("truncated overflow page")?;
+            out.extend_from_slice(
+                p.get(P_OVERHEAD..P_OVERHEAD + used)
+                    .ok_or("short overflow page")?,
+            );
+            next = u32_at(p, 16).ok_or("truncated overflow page")? as usize;
+        }
+        out.truncate(length);
+        Ok(out)
+    };
+    let mut found = Vec::new();
+    for n in 1..pages {
+        let p = page(n).ok_or("truncated page")?;
+        // 13: hash page; 2: hash page of older, unsorted databases.
+        if p[25] != 13 && p[25] != 2 {
+            continue;
+        }
+        let entries = u16_at(p, 20).ok_or("truncated page header")?;
+        let offsets: Vec<usize> = (0..entries)
+            .map(|i| u16_at(p, P_OVERHEAD + 2 * i).ok_or("truncated item index"))
+            .collect::<Result<_, _>>()?;
+        // Items are pairs: key, data. An on-page item ends where the previous one begins.
+        for i in (1..entries).step_by(2) {
+            let (key_at, data_at) = (offsets[i - 1], offsets[i]);
+            let key_end = if i == 1 { page_size } else { offsets[i - 2] };
+            let key = p.get(key_at + 1..key_end).ok_or("key past the page")?;
+            if p.get(key_at) == Some(&1) && key.iter().all(|b| *b == 0) {
+                // Record 0 holds rpm's next instance number, not a header.
+                continue;
+            }
+            let blob = match p.get(data_at) {
+                Some(1) => p
+                    .get(data_at + 1..key_at)
+                    .ok_or("data past the page")?
+                    .to_vec(),
+                Some(3) => {
+                    let first = u32_at(p, data_at + 4).ok_or("truncated off-page item")?;
+                    let length = u32_at(p, data_at + 8).ok_or("truncated off-page item")? as usize;
+                    overflow(first, length)?
+                }
+                other => return Err(format!("unexpected hash item type {other:?}")),
+            };
+            if let Some(package) = parse_header(&blob)? {
+                found.push(package);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}

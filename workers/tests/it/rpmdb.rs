@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
-use stellaops_workers::scan::rpmdb::parse_rpmdb_sqlite;
+use stellaops_workers::scan::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_sqlite};
 use stellaops_workers::scan::{AdvisoryRow, match_components, purl_of};
 
 /// An RPM header blob as rpm stores it: index count, data length, entries, data.
@@ -231,4 +231,118 @@ fn corrupt_rpm_databases_are_errors_not_panics() {
         parse_rpmdb_sqlite(&bytes).unwrap()[0].version,
         "5.1.8-9.el9"
     );
+}
+
+/// A BerkeleyDB hash `Packages` file holding `blobs` under rpm's keys, written by
+/// BerkeleyDB itself (`db5.3_load`, installed by scripts/services.sh).
+fn packages_bdb(blobs: &[Vec<u8>]) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("stellaops-Packages-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut input = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
+    // Record 0: rpm's next instance number.
+    input.push_str(&format!(
+        " 00000000\n {}\n",
+        hex::encode((blobs.len() as u32 + 1).to_le_bytes())
+    ));
+    for (i, blob) in blobs.iter().enumerate() {
+        input.push_str(&format!(
+            " {}\n {}\n",
+            hex::encode((i as u32 + 1).to_le_bytes()),
+            hex::encode(blob)
+        ));
+    }
+    input.push_str("DATA=END\n");
+    let mut child = Command::new("db5.3_load")
+        .arg("-f")
+        .arg("/dev/stdin")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("db5.3_load (db5.3-util, installed by scripts/services.sh)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "db5.3_load failed");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    bytes
+}
+
+#[test]
+fn packages_are_read_from_a_berkeleydb_packages_file() {
+    let mut blobs = vec![
+        header(
+            "openssl-libs",
+            Some(1),
+            "1.1.1k",
+            "12.el8_9",
+            "x86_64",
+            "A general purpose cryptography library",
+        ),
+        header(
+            "gpg-pubkey",
+            None,
+            "fd431d51",
+            "4ae0493b",
+            "(none)",
+            "gpg(Red Hat, Inc.)",
+        ),
+        // Larger than a page: stored on overflow pages.
+        header(
+            "kernel-doc",
+            None,
+            "4.18.0",
+            "513.el8",
+            "noarch",
+            &"documentation ".repeat(1500),
+        ),
+    ];
+    for i in 0..300 {
+        blobs.push(header(
+            &format!("package-{i:03}"),
+            None,
+            "2.0",
+            &format!("{i}.el8"),
+            "x86_64",
+            "filler",
+        ));
+    }
+    let bytes = packages_bdb(&blobs);
+    let found = parse_rpmdb_bdb(&bytes).unwrap();
+    assert_eq!(
+        found.len(),
+        302,
+        "every package but the signing key and record 0"
+    );
+    assert!(found.contains(&FoundPackage {
+        kind: "rpm".into(),
+        namespace: "x86_64".into(),
+        name: "openssl-libs".into(),
+        version: "1:1.1.1k-12.el8_9".into(),
+    }));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.name == "kernel-doc" && p.version == "4.18.0-513.el8")
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.name == "package-299" && p.version == "2.0-299.el8")
+    );
+    // Not BerkeleyDB, or cut short: errors, never panics.
+    assert!(parse_rpmdb_bdb(b"definitely not a database").is_err());
+    for cut in (0..bytes.len()).step_by(4096) {
+        let _ = parse_rpmdb_bdb(&bytes[..cut]);
+    }
+    for at in (0..bytes.len()).step_by(251) {
+        let mut broken = bytes.clone();
+        broken[at] ^= 0xff;
+        let _ = parse_rpmdb_bdb(&broken);
+    }
 }
