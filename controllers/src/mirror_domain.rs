@@ -507,19 +507,6 @@ pub fn compute_status(
     status
 }
 
-async fn apply<K>(api: Api<K>, name: &str, body: Value) -> Result<K>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    Ok(api
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?)
-}
-
 /// Reconcile a MirrorDomain: validate, apply the four objects, report status.
 pub async fn reconcile(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<Action> {
     let mut spec_only = serde_json::to_value(&*domain)?;
@@ -532,28 +519,28 @@ pub async fn reconcile(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<A
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let (server_name, cron_name) = names(&domain);
     let client = ctx.client.clone();
-    apply(
+    workload::apply(
         Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns),
         &server_name,
-        workload::typed(&pvc(&domain)),
+        &workload::typed(&pvc(&domain)),
     )
     .await?;
-    apply(
+    workload::apply(
         Api::<CronJob>::namespaced(client.clone(), &ns),
         &cron_name,
-        workload::typed(&cron_job(&domain, &ctx.config)),
+        &workload::typed(&cron_job(&domain, &ctx.config)),
     )
     .await?;
-    let deployment = apply(
+    let deployment = workload::apply(
         Api::<Deployment>::namespaced(client.clone(), &ns),
         &server_name,
-        workload::typed(&deployment(&domain, &ctx.config)),
+        &workload::typed(&deployment(&domain, &ctx.config)),
     )
     .await?;
-    apply(
+    workload::apply(
         Api::<Service>::namespaced(client.clone(), &ns),
         &server_name,
-        workload::typed(&service(&domain)),
+        &workload::typed(&service(&domain)),
     )
     .await?;
     let selector = format!(

@@ -6,11 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    EnvVar, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -125,37 +123,19 @@ pub fn job(scan: &Scan, config: &Config) -> Job {
     }
     container.args = Some(args);
     let labels = workload::labels(&scan.name_any(), "Scan", COMPONENT);
-    Job {
-        metadata: ObjectMeta {
-            name: Some(job_name(scan)),
-            namespace: scan.namespace(),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![workload::owner_reference(scan)]),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(1),
-            active_deadline_seconds: Some(spec.active_deadline_seconds),
+    workload::run_once_job(
+        scan,
+        job_name(scan),
+        labels,
+        container,
+        Some(volumes),
+        workload::JobLimits {
+            backoff: 1,
+            deadline_seconds: spec.active_deadline_seconds,
             // Finished Jobs go after an hour; the Scan keeps the result.
-            ttl_seconds_after_finished: Some(3600),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    security_context: Some(workload::pod_security()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+            ttl_seconds: 3600,
+        },
+    )
 }
 
 /// What `preview` shows: the Job.

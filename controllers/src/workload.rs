@@ -429,3 +429,125 @@ pub fn sync_cron_job(
         ..Default::default()
     }
 }
+
+/// How many retries a run-once Job gets, how long it may run and how long it is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct JobLimits {
+    /// `backoffLimit`.
+    pub backoff: i32,
+    /// `activeDeadlineSeconds`.
+    pub deadline_seconds: i64,
+    /// `ttlSecondsAfterFinished`.
+    pub ttl_seconds: i32,
+}
+
+/// A run-once Job owned by `owner`, in its namespace: one container, restricted pod
+/// security, no service-account token, the Pod labelled like the Job.
+pub fn run_once_job<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    name: String,
+    labels: BTreeMap<String, String>,
+    container: Container,
+    volumes: Option<Vec<Volume>>,
+    limits: JobLimits,
+) -> Job {
+    use k8s_openapi::api::batch::v1::JobSpec;
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: owner.meta().namespace.clone(),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner_reference(owner)]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(limits.backoff),
+            active_deadline_seconds: Some(limits.deadline_seconds),
+            ttl_seconds_after_finished: Some(limits.ttl_seconds),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    security_context: Some(pod_security()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    volumes,
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Server-side apply `object` (a typed body from [`typed`]) as the operator, taking over
+/// fields another manager set.
+pub async fn apply<K>(api: Api<K>, name: &str, object: &Value) -> Result<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::api::{Patch, PatchParams};
+    Ok(api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?)
+}
+
+/// Set `Ready=False` with `reason` and `message` in `conditions`; returns whether that
+/// is news (so the caller raises a Warning Event once, not at every reconcile).
+pub fn set_not_ready(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> bool {
+    use stellaops_crds::{CONDITION_READY, condition, set_condition};
+    let news = !conditions
+        .iter()
+        .any(|c| c.type_ == CONDITION_READY && c.reason == reason && c.message == message);
+    set_condition(
+        conditions,
+        condition(
+            CONDITION_READY,
+            false,
+            reason,
+            message,
+            generation,
+            Time(jiff::Timestamp::now()),
+        ),
+    );
+    news
+}
+
+/// Publish an Event about `object`.
+pub async fn publish_event<K: Resource<DynamicType = ()>>(
+    recorder: &kube::runtime::events::Recorder,
+    object: &K,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    note: String,
+    action: &str,
+) -> Result<()> {
+    recorder
+        .publish(
+            &kube::runtime::events::Event {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: action.into(),
+                secondary: None,
+            },
+            &object.object_ref(&()),
+        )
+        .await?;
+    Ok(())
+}

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -498,19 +498,6 @@ pub async fn policy_keys(
     })
 }
 
-async fn apply<K>(api: Api<K>, name: &str, body: Value) -> Result<K>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    Ok(api
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?)
-}
-
 /// Make sure the CA and serving certificate exist and are not near expiry; returns the
 /// CA bundle and the serving certificate's expiry, and what was renewed.
 pub async fn ensure_certificates(
@@ -530,10 +517,10 @@ pub async fn ensure_certificates(
     let mut renewed = Vec::new();
     if let Some(why) = plan.new_ca {
         let fresh = issue_ca(now, ca.as_ref())?;
-        apply(
+        workload::apply(
             secrets.clone(),
             CA_SECRET,
-            workload::typed(&ca_secret(&fresh, config, now)),
+            &workload::typed(&ca_secret(&fresh, config, now)),
         )
         .await?;
         ca = Some(fresh);
@@ -543,10 +530,10 @@ pub async fn ensure_certificates(
     let mut not_after = serving.map(|s| s.not_after).unwrap_or_default();
     if let Some(why) = plan.new_serving {
         let (cert, key, expiry) = issue_serving(&ca, &service_names(config), now)?;
-        apply(
+        workload::apply(
             secrets,
             TLS_SECRET,
-            workload::typed(&tls_secret(&ca, cert, key, expiry, config)),
+            &workload::typed(&tls_secret(&ca, cert, key, expiry, config)),
         )
         .await?;
         not_after = expiry;
@@ -582,35 +569,16 @@ async fn not_ready(
     let generation = policy.meta().generation;
     let mut status = policy.status.clone().unwrap_or_default();
     status.observed_generation = generation;
-    let now = Time(jiff::Timestamp::now());
-    let was_same = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == CONDITION_READY && c.reason == reason && c.message == message);
-    set_condition(
-        &mut status.conditions,
-        condition(
-            CONDITION_READY,
-            false,
+    if workload::set_not_ready(&mut status.conditions, reason, &message, generation) {
+        workload::publish_event(
+            &ctx.recorder,
+            policy,
+            EventType::Warning,
             reason,
-            message.clone(),
-            generation,
-            now,
-        ),
-    );
-    if !was_same {
-        ctx.recorder
-            .publish(
-                &Event {
-                    type_: EventType::Warning,
-                    reason: reason.to_string(),
-                    note: Some(message),
-                    action: "Configure".into(),
-                    secondary: None,
-                },
-                &policy.object_ref(&()),
-            )
-            .await?;
+            message,
+            "Configure",
+        )
+        .await?;
     }
     report(policy, ctx, status).await?;
     Ok(Action::requeue(Duration::from_secs(60)))
@@ -642,26 +610,20 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
     let now = jiff::Timestamp::now().as_second();
     let (bundle, not_after, renewed) = ensure_certificates(&client, &ctx.config, now).await?;
     if !renewed.is_empty() {
-        ctx.recorder
-            .publish(
-                &Event {
-                    type_: EventType::Normal,
-                    reason: "CertificateIssued".into(),
-                    note: Some(format!(
-                        "webhook certificates issued: {}",
-                        renewed.join("; ")
-                    )),
-                    action: "Rotate".into(),
-                    secondary: None,
-                },
-                &policy.object_ref(&()),
-            )
-            .await?;
+        workload::publish_event(
+            &ctx.recorder,
+            &*policy,
+            EventType::Normal,
+            "CertificateIssued",
+            format!("webhook certificates issued: {}", renewed.join("; ")),
+            "Rotate",
+        )
+        .await?;
     }
-    apply(
+    workload::apply(
         Api::<ValidatingWebhookConfiguration>::all(client.clone()),
         &webhook_configuration_name(&policy),
-        workload::typed(&webhook_configuration(&policy, &ctx.config, &bundle)),
+        &workload::typed(&webhook_configuration(&policy, &ctx.config, &bundle)),
     )
     .await?;
     let namespaces = Api::<Namespace>::all(client.clone())

@@ -13,11 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvFromSource, PodSpec, PodTemplateSpec, SecretEnvSource,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvFromSource, SecretEnvSource};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as RequeueAction;
 use kube::runtime::events::{Event, EventType};
@@ -152,35 +149,18 @@ pub fn migration_job(
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
-    Job {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: platform.namespace(),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![workload::owner_reference(platform)]),
-            ..Default::default()
+    workload::run_once_job(
+        platform,
+        name.to_string(),
+        labels,
+        container,
+        None,
+        workload::JobLimits {
+            backoff: 2,
+            deadline_seconds: i64::from(platform.spec.upgrade.health_timeout_seconds),
+            ttl_seconds: 7 * 86400,
         },
-        spec: Some(JobSpec {
-            backoff_limit: Some(2),
-            active_deadline_seconds: Some(i64::from(platform.spec.upgrade.health_timeout_seconds)),
-            ttl_seconds_after_finished: Some(7 * 86400),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    security_context: Some(workload::pod_security()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![container],
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    )
 }
 
 /// The rollout plan of `platform`'s release, for `preview`: ordered steps with the image

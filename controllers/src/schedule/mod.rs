@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use stellaops_admission_webhook::policy::{glob_match, normalize};
@@ -187,36 +187,18 @@ pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
         .push(workload::database_url_env(config));
     let mut labels = workload::labels(&schedule.name_any(), "Schedule", COMPONENT);
     labels.insert(RUN_LABEL.into(), run_id.to_string());
-    Job {
-        metadata: ObjectMeta {
-            name: Some(run_id.to_string()),
-            namespace: schedule.namespace(),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![workload::owner_reference(schedule)]),
-            ..Default::default()
+    workload::run_once_job(
+        schedule,
+        run_id.to_string(),
+        labels,
+        container,
+        Some(vec![workload::tmp_volume()]),
+        workload::JobLimits {
+            backoff: 2,
+            deadline_seconds: 6 * 3600,
+            ttl_seconds: 24 * 3600,
         },
-        spec: Some(JobSpec {
-            backoff_limit: Some(2),
-            active_deadline_seconds: Some(6 * 3600),
-            ttl_seconds_after_finished: Some(24 * 3600),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    security_context: Some(workload::pod_security()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![container],
-                    volumes: Some(vec![workload::tmp_volume()]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    )
 }
 
 /// The forced Scan a content-refresh run creates for `image`.
@@ -375,34 +357,16 @@ async fn not_ready(
     let generation = schedule.meta().generation;
     let mut status = schedule.status.clone().unwrap_or_default();
     status.observed_generation = generation;
-    let changed = !status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == CONDITION_READY && c.reason == reason && c.message == message);
-    set_condition(
-        &mut status.conditions,
-        condition(
-            CONDITION_READY,
-            false,
+    if workload::set_not_ready(&mut status.conditions, reason, &message, generation) {
+        workload::publish_event(
+            &ctx.recorder,
+            schedule,
+            EventType::Warning,
             reason,
-            message.clone(),
-            generation,
-            Time(jiff::Timestamp::now()),
-        ),
-    );
-    if changed {
-        ctx.recorder
-            .publish(
-                &Event {
-                    type_: EventType::Warning,
-                    reason: reason.into(),
-                    note: Some(message),
-                    action: "Schedule".into(),
-                    secondary: None,
-                },
-                &schedule.object_ref(&()),
-            )
-            .await?;
+            message,
+            "Schedule",
+        )
+        .await?;
     }
     patch_status(ctx, &ns, &schedule.name_any(), &status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -494,15 +458,10 @@ async fn start_run(
     stellaops_store::schedules::create_run(pool, &run).await?;
     match spec.mode {
         ScheduleMode::AnalysisOnly => {
-            let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-            jobs.patch(
+            workload::apply(
+                Api::<Job>::namespaced(ctx.client.clone(), &ns),
                 run_id,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&workload::typed(&evaluate_job(
-                    schedule,
-                    run_id,
-                    &ctx.config,
-                ))),
+                &workload::typed(&evaluate_job(schedule, run_id, &ctx.config)),
             )
             .await?;
         }
@@ -520,27 +479,24 @@ async fn start_run(
     } else {
         String::new()
     };
-    ctx.recorder
-        .publish(
-            &Event {
-                type_: EventType::Normal,
-                reason: "RunStarted".into(),
-                note: Some(format!(
-                    "{trigger} run {run_id}: {} running image(s) selected, {} to {}{skipped}",
-                    candidates.len(),
-                    chosen.len(),
-                    if spec.mode == ScheduleMode::AnalysisOnly {
-                        "re-evaluate"
-                    } else {
-                        "scan"
-                    }
-                )),
-                action: "Run".into(),
-                secondary: None,
-            },
-            &schedule.object_ref(&()),
-        )
-        .await?;
+    workload::publish_event(
+        &ctx.recorder,
+        schedule,
+        EventType::Normal,
+        "RunStarted",
+        format!(
+            "{trigger} run {run_id}: {} running image(s) selected, {} to {}{skipped}",
+            candidates.len(),
+            chosen.len(),
+            if spec.mode == ScheduleMode::AnalysisOnly {
+                "re-evaluate"
+            } else {
+                "scan"
+            }
+        ),
+        "Run",
+    )
+    .await?;
     Ok(())
 }
 
@@ -705,18 +661,15 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let decision = timing::decide(&timing, &history, now);
     let mut note = decision.not_started.clone();
     if let Some(missed) = &decision.not_started {
-        ctx.recorder
-            .publish(
-                &Event {
-                    type_: EventType::Warning,
-                    reason: "RunSkipped".into(),
-                    note: Some(missed.clone()),
-                    action: "Schedule".into(),
-                    secondary: None,
-                },
-                &schedule.object_ref(&()),
-            )
-            .await?;
+        workload::publish_event(
+            &ctx.recorder,
+            &*schedule,
+            EventType::Warning,
+            "RunSkipped",
+            missed.clone(),
+            "Schedule",
+        )
+        .await?;
     }
     if decision.replace_active {
         let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
