@@ -177,6 +177,20 @@ async fn send(client: &reqwest::Client, url: &str, body: &[u8]) -> bool {
     }
 }
 
+/// The measured request must be admitted, or the figures would be about refusals.
+async fn assert_admitted(client: &reqwest::Client, addr: std::net::SocketAddr, body: &[u8]) {
+    let answer: Value = client
+        .post(url(addr))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -303,16 +317,7 @@ async fn uncached(tls: &Tls, key: &SigningKey) {
     let addr = start_webhook(tls, Arc::new(evidence), settings, policy_for(key, false)).await;
     let client = client(tls, addr);
     let body = pod_review(&images);
-    let answer: Value = client
-        .post(url(addr))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_admitted(&client, addr, &body).await;
     let mut latencies = Vec::new();
     for _ in 0..200 {
         let started = Instant::now();
@@ -369,16 +374,7 @@ async fn main() {
     let body = pod_review(&images);
     let webhook_client = client(&tls, webhook);
     let echo_client = client(&tls, echo);
-    let answer: Value = webhook_client
-        .post(url(webhook))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_admitted(&webhook_client, webhook, &body).await;
 
     println!(
         "AdmissionReview: 3-container Pod, requireDigest + requireSignature + requireScan, cached; {} bytes",

@@ -44,13 +44,13 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-/// The plan for a validated object. Pure.
+/// The plan for a validated object. Pure but for the clock (a Schedule's next runs).
 pub fn plan(object: &StellaObject, config: &Config) -> Plan {
     plan_with(object, config, &platform::Inputs::default())
 }
 
 /// [`plan`], with the ConfigMaps and Secrets that came with the object (a Platform's
-/// release manifest and key, in `preview`). Pure.
+/// release manifest and key, in `preview`). Pure but for the clock.
 pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inputs) -> Plan {
     let (objects, notes) = match object {
         StellaObject::Scan(o) => (scan::desired(o, config), Vec::new()),

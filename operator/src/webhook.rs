@@ -150,6 +150,13 @@ pub async fn start(
                 },
                 _ = tick.tick() => {}
             }
+            // Take every change already waiting (the initial list arrives as one per
+            // policy): one recompile for the lot, not one per policy.
+            while let Some(Some(change)) = futures::FutureExt::now_or_never(changes.next()) {
+                if let Err(error) = change {
+                    tracing::warn!(%error, "watching ZastavaPolicies");
+                }
+            }
             if store.wait_until_ready().await.is_err() {
                 break;
             }

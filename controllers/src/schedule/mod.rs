@@ -565,8 +565,10 @@ pub fn refresh_outcome(run: &Run, scans: &[Scan]) -> Option<Option<String>> {
 }
 
 /// Settle runs that are over: an evaluate Job that ended without the worker recording the
-/// end (killed, deadline), a content-refresh run whose Scans have all finished.
-async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run]) -> Result<()> {
+/// end (killed, deadline), a content-refresh run whose Scans have all finished. Returns
+/// whether any was.
+async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run]) -> Result<bool> {
+    let mut settled = false;
     let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), ns);
     for run in runs
         .iter()
@@ -581,6 +583,7 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
             .items;
         if let Some(outcome) = refresh_outcome(run, &created) {
             stellaops_store::schedules::finish(pool, &run.id, outcome.as_deref()).await?;
+            settled = true;
         }
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
@@ -594,15 +597,17 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
                     let why = workload::job_failure(&job)
                         .unwrap_or_else(|| "the evaluate Job failed".into());
                     stellaops_store::schedules::finish(pool, &run.id, Some(&why)).await?;
+                    settled = true;
                 }
             }
             None => {
                 stellaops_store::schedules::finish(pool, &run.id, Some("the evaluate Job is gone"))
                     .await?;
+                settled = true;
             }
         }
     }
-    Ok(())
+    Ok(settled)
 }
 
 /// Reconcile a Schedule.
@@ -641,8 +646,11 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     }) {
         creating |= create_refresh_batch(&ctx, &pool, &schedule, run).await?;
     }
-    settle_runs(&ctx, &pool, &ns, &runs).await?;
-    let runs = stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?;
+    let runs = if settle_runs(&ctx, &pool, &ns, &runs).await? {
+        stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?
+    } else {
+        runs
+    };
     let now = jiff::Timestamp::now();
     let history = History {
         last_schedule_time: schedule
@@ -689,9 +697,12 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             .await?;
         }
     }
+    // Listed once per reconcile, for the cron run and the delta run alike.
+    let mut running: Option<Vec<RunningImage>> = None;
     if let Some(scheduled) = decision.start {
         let run_id = timing::run_id(&name, scheduled);
         let images = running_images(&ctx, &schedule).await?;
+        running = Some(images.clone());
         start_run(&ctx, &pool, &schedule, &run_id, "cron", scheduled, images).await?;
     }
     let mut delta_pending = false;
@@ -711,8 +722,11 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             ));
         } else {
             let affected: BTreeSet<String> = affected.into_iter().collect();
-            let running: Vec<RunningImage> = running_images(&ctx, &schedule)
-                .await?
+            let listed = match running.take() {
+                Some(listed) => listed,
+                None => running_images(&ctx, &schedule).await?,
+            };
+            let running: Vec<RunningImage> = listed
                 .into_iter()
                 .filter(|i| affected.contains(&i.digest))
                 .collect();

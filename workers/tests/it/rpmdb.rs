@@ -51,13 +51,27 @@ fn header(
     blob
 }
 
-/// An `rpmdb.sqlite` holding `blobs`, written by Python's sqlite3.
-fn rpmdb(blobs: &[Vec<u8>]) -> Vec<u8> {
+/// The file `program args… FILE` writes when fed `input` on stdin.
+fn written_by(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let path =
-        std::env::temp_dir().join(format!("stellaops-rpmdb-{}-{n}.sqlite", std::process::id()));
+    let path = std::env::temp_dir().join(format!("stellaops-rpmdb-{}-{n}", std::process::id()));
     let _ = std::fs::remove_file(&path);
+    let mut child = Command::new(program)
+        .args(args)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} (installed by scripts/services.sh): {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    assert!(child.wait().unwrap().success(), "{program} failed");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    bytes
+}
+
+/// An `rpmdb.sqlite` holding `blobs`, written by Python's sqlite3.
+fn rpmdb(blobs: &[Vec<u8>]) -> Vec<u8> {
     let script = r#"
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -68,34 +82,30 @@ for line in sys.stdin:
 db.commit()
 db.close()
 "#;
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut stdin = child.stdin.take().unwrap();
-    for blob in blobs {
-        writeln!(stdin, "{}", hex::encode(blob)).unwrap();
-    }
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    bytes
+    let input: String = blobs
+        .iter()
+        .map(|b| format!("{}\n", hex::encode(b)))
+        .collect();
+    written_by("python3", &["-c", script], input.as_bytes())
 }
 
-#[test]
-fn packages_are_read_from_rpmdb_sqlite() {
+/// The headers of a small distribution: openssl (with an epoch), the signing key's
+/// pseudo-package, a header larger than a page, and `fillers` more packages.
+fn distribution(
+    openssl: (&str, &str, &str),
+    kernel_doc: (&str, &str, usize),
+    fillers: usize,
+    filler_version: &str,
+    dist: &str,
+) -> Vec<Vec<u8>> {
     let mut blobs = vec![
         header(
-            "openssl",
+            openssl.0,
             Some(1),
-            "3.0.7",
-            "27.el9",
+            openssl.1,
+            openssl.2,
             "x86_64",
-            "Utilities from the general purpose cryptography library",
+            "A general purpose cryptography library",
         ),
         header(
             "gpg-pubkey",
@@ -105,26 +115,38 @@ fn packages_are_read_from_rpmdb_sqlite() {
             "(none)",
             "gpg(Red Hat, Inc.)",
         ),
-        // Bigger than a page: stored with overflow pages.
         header(
             "kernel-doc",
             None,
-            "5.14.0",
-            "427.el9",
+            kernel_doc.0,
+            kernel_doc.1,
             "noarch",
-            &"documentation ".repeat(1200),
+            &"documentation ".repeat(kernel_doc.2),
         ),
     ];
-    for i in 0..400 {
+    for i in 0..fillers {
         blobs.push(header(
             &format!("package-{i:03}"),
             None,
-            "1.0",
-            &format!("{i}.el9"),
+            filler_version,
+            &format!("{i}.{dist}"),
             "x86_64",
             "filler",
         ));
     }
+    blobs
+}
+
+#[test]
+fn packages_are_read_from_rpmdb_sqlite() {
+    // The kernel-doc header is bigger than a page: stored with overflow pages.
+    let blobs = distribution(
+        ("openssl", "3.0.7", "27.el9"),
+        ("5.14.0", "427.el9", 1200),
+        400,
+        "1.0",
+        "el9",
+    );
     let bytes = rpmdb(&blobs);
     assert!(bytes.len() > 4 * 4096, "several pages");
     let found = parse_rpmdb_sqlite(&bytes).unwrap();
@@ -236,10 +258,6 @@ fn corrupt_rpm_databases_are_errors_not_panics() {
 /// A BerkeleyDB hash `Packages` file holding `blobs` under rpm's keys, written by
 /// BerkeleyDB itself (`db5.3_load`, installed by scripts/services.sh).
 fn packages_bdb(blobs: &[Vec<u8>]) -> Vec<u8> {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let path = std::env::temp_dir().join(format!("stellaops-Packages-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
     let mut input = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
     // Record 0: rpm's next instance number.
     input.push_str(&format!(
@@ -254,64 +272,19 @@ fn packages_bdb(blobs: &[Vec<u8>]) -> Vec<u8> {
         ));
     }
     input.push_str("DATA=END\n");
-    let mut child = Command::new("db5.3_load")
-        .arg("-f")
-        .arg("/dev/stdin")
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("db5.3_load (db5.3-util, installed by scripts/services.sh)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "db5.3_load failed");
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    bytes
+    written_by("db5.3_load", &["-f", "/dev/stdin"], input.as_bytes())
 }
 
 #[test]
 fn packages_are_read_from_a_berkeleydb_packages_file() {
-    let mut blobs = vec![
-        header(
-            "openssl-libs",
-            Some(1),
-            "1.1.1k",
-            "12.el8_9",
-            "x86_64",
-            "A general purpose cryptography library",
-        ),
-        header(
-            "gpg-pubkey",
-            None,
-            "fd431d51",
-            "4ae0493b",
-            "(none)",
-            "gpg(Red Hat, Inc.)",
-        ),
-        // Larger than a page: stored on overflow pages.
-        header(
-            "kernel-doc",
-            None,
-            "4.18.0",
-            "513.el8",
-            "noarch",
-            &"documentation ".repeat(1500),
-        ),
-    ];
-    for i in 0..300 {
-        blobs.push(header(
-            &format!("package-{i:03}"),
-            None,
-            "2.0",
-            &format!("{i}.el8"),
-            "x86_64",
-            "filler",
-        ));
-    }
+    // The kernel-doc header is larger than a page: stored on overflow pages.
+    let blobs = distribution(
+        ("openssl-libs", "1.1.1k", "12.el8_9"),
+        ("4.18.0", "513.el8", 1500),
+        300,
+        "2.0",
+        "el8",
+    );
     let bytes = packages_bdb(&blobs);
     let found = parse_rpmdb_bdb(&bytes).unwrap();
     assert_eq!(
