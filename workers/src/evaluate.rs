@@ -34,6 +34,20 @@ pub struct Settings {
     pub run_id: Option<String>,
 }
 
+impl Settings {
+    /// The settings a recorded Schedule run asks for.
+    pub fn of_run(run: &stellaops_store::schedules::Run) -> Settings {
+        Settings {
+            rate_per_second: run.rate_per_second.max(1) as u32,
+            notify: run.notify,
+            min_severity: run.min_severity.clone(),
+            namespace: Some(run.schedule_namespace.clone()),
+            name: Some(run.schedule_name.clone()),
+            run_id: Some(run.id.clone()),
+        }
+    }
+}
+
 /// What a batch did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -423,14 +437,7 @@ pub async fn announce_refresh(
     .bind(scan_id)
     .fetch_one(pool)
     .await?;
-    let settings = Settings {
-        rate_per_second: 1,
-        notify: run.notify,
-        min_severity: run.min_severity.clone(),
-        namespace: Some(run.schedule_namespace.clone()),
-        name: Some(run.schedule_name.clone()),
-        run_id: Some(run.id.clone()),
-    };
+    let settings = Settings::of_run(&run);
     let mut tx = pool.begin().await?;
     // With notify the event's key makes a repeated announcement count once; without, a
     // repeat compares against this result and finds nothing new.
@@ -459,14 +466,7 @@ pub async fn run(pool: &PgPool, run_id: &str) -> anyhow::Result<Report> {
     let run = stellaops_store::schedules::run(pool, run_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("schedule run {run_id} does not exist"))?;
-    let settings = Settings {
-        rate_per_second: run.rate_per_second.max(1) as u32,
-        notify: run.notify,
-        min_severity: run.min_severity.clone(),
-        namespace: Some(run.schedule_namespace.clone()),
-        name: Some(run.schedule_name.clone()),
-        run_id: Some(run.id.clone()),
-    };
+    let settings = Settings::of_run(&run);
     match evaluate(pool, &run.images, &settings).await {
         Ok(report) => {
             stellaops_store::schedules::finish(pool, run_id, None).await?;
