@@ -41,6 +41,18 @@ fn encode_npm(name: &str) -> String {
     name.replace('@', "%40")
 }
 
+/// The major release (`12` of `12.5`) of the image's OS, if known.
+fn major_version(os: Option<&OsRelease>) -> Option<String> {
+    os.map(|o| {
+        o.version_id
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
+    .filter(|m| !m.is_empty())
+}
+
 /// The package URL of a found package and the keys to look its advisories up by.
 pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<String>) {
     let v = &p.version;
@@ -50,15 +62,7 @@ pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<String>
             if distro == "ubuntu" {
                 (format!("pkg:deb/ubuntu/{}", p.name), None)
             } else {
-                let major = os
-                    .map(|o| {
-                        o.version_id
-                            .split('.')
-                            .next()
-                            .unwrap_or_default()
-                            .to_string()
-                    })
-                    .filter(|m| !m.is_empty());
+                let major = major_version(os);
                 (
                     format!("pkg:deb/debian/{}", p.name),
                     major.map(|m| format!("distro=debian-{m}")),
@@ -93,15 +97,7 @@ pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<String>
                 "" => "redhat",
                 other => other,
             };
-            let major = os
-                .map(|o| {
-                    o.version_id
-                        .split('.')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .filter(|m| !m.is_empty() && !id.is_empty());
+            let major = major_version(os).filter(|_| !id.is_empty());
             let base = format!("pkg:rpm/{vendor}/{}", p.name);
             let distro = major.map(|m| format!("distro={id}-{m}"));
             let arch = (!p.namespace.is_empty()).then(|| format!("arch={}", p.namespace));
