@@ -8,7 +8,9 @@
 //! change without detection.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write as _};
+
+use sha2::{Digest, Sha256};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -122,31 +124,269 @@ pub struct OpenedBundle {
     pub signature: Option<Envelope>,
 }
 
-fn ndjson<T: Serialize>(items: &[T]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for item in items {
-        serde_json::to_writer(&mut out, item).expect("items serialize");
-        out.push(b'\n');
-    }
-    out
+/// The 512-byte ustar header every member gets: fixed mode, owner and time, so equal
+/// members give equal bytes.
+fn tar_header(name: &str, size: u64) -> [u8; 512] {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(name).expect("member names are short");
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    *header.as_bytes()
 }
 
-/// The canonical tar of `members` (name, bytes), in the given order.
+/// Zero bytes after a member of `size` bytes, up to the next 512-byte block.
+fn tar_padding(size: u64) -> &'static [u8] {
+    const ZEROS: [u8; 512] = [0; 512];
+    &ZEROS[..(512 - (size % 512) as usize) % 512]
+}
+
+/// The canonical tar of `members` (name, bytes), in the given order: header, content
+/// and padding of each, then two zero blocks.
 fn canonical_tar(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut tar =
+        Vec::with_capacity(members.iter().map(|(_, b)| b.len() + 1024).sum::<usize>() + 1024);
     for (name, bytes) in members {
-        let mut header = tar::Header::new_ustar();
-        header.set_path(name).expect("member names are short");
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
-        builder.append(&header, *bytes).expect("writing to memory");
+        tar.extend_from_slice(&tar_header(name, bytes.len() as u64));
+        tar.extend_from_slice(bytes);
+        tar.extend_from_slice(tar_padding(bytes.len() as u64));
     }
-    builder.into_inner().expect("writing to memory")
+    tar.extend_from_slice(&[0; 1024]);
+    tar
+}
+
+/// Members are hashed and compressed in blocks of exactly this size (the last may be
+/// shorter), never cut where a network read ended, so the output depends on the content
+/// alone.
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// Blocks waiting for the compressing thread before `line` waits for it.
+const QUEUED_BLOCKS: usize = 16;
+
+/// What the compressing thread is told.
+enum Work {
+    /// The next bytes of the current member.
+    Block(Vec<u8>),
+    /// The current member is complete; the next block starts the next one.
+    EndMember,
+}
+
+/// A finished data member: its digest and its zstd frame.
+struct FinishedMember {
+    digest: MemberDigest,
+    frame: Vec<u8>,
+}
+
+/// Hashes and compresses each member's blocks as they come; returns the finished members.
+fn compress_members(work: std::sync::mpsc::Receiver<Work>, level: i32) -> Vec<FinishedMember> {
+    let start = || {
+        (
+            Sha256::new(),
+            0u64,
+            zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd accepts the level"),
+        )
+    };
+    let mut finished = Vec::with_capacity(DATA_MEMBERS.len());
+    let mut member = start();
+    for item in work {
+        match item {
+            Work::Block(block) => {
+                member.0.update(&block);
+                member.1 += block.len() as u64;
+                member.2.write_all(&block).expect("compressing into memory");
+            }
+            Work::EndMember => {
+                let (hasher, size, frame) = std::mem::replace(&mut member, start());
+                finished.push(FinishedMember {
+                    digest: MemberDigest {
+                        sha256: format!("sha256:{}", hex::encode(hasher.finalize())),
+                        size,
+                    },
+                    frame: frame.finish().expect("compressing into memory"),
+                });
+            }
+        }
+    }
+    finished
+}
+
+/// Writes a bundle while its data arrives: each data member is hashed and compressed, on
+/// a thread of its own, as its lines come in (export streams them out of the database
+/// while PostgreSQL is still sending), and the manifest, which needs every digest, is
+/// put in front at the end. The result is the concatenation of zstd frames described in
+/// docs/federation-bundle.md ("Compression"); the same members and key give the same
+/// bytes, however the lines arrived.
+pub struct BundleWriter {
+    level: i32,
+    block: Vec<u8>,
+    lines: Vec<u64>,
+    work: std::sync::mpsc::SyncSender<Work>,
+    compressor: std::thread::JoinHandle<Vec<FinishedMember>>,
+}
+
+impl BundleWriter {
+    /// A writer compressing at zstd `level`.
+    pub fn new(level: i32) -> Self {
+        let (work, queue) = std::sync::mpsc::sync_channel(QUEUED_BLOCKS);
+        BundleWriter {
+            level,
+            block: Vec::with_capacity(BLOCK_BYTES),
+            lines: Vec::with_capacity(DATA_MEMBERS.len()),
+            work,
+            compressor: std::thread::Builder::new()
+                .name("bundle-compress".into())
+                .spawn(move || compress_members(queue, level))
+                .expect("a thread can be started"),
+        }
+    }
+
+    fn send(&mut self, work: Work) {
+        // The thread only stops when this writer drops its sender, so it is there.
+        self.work
+            .send(work)
+            .expect("the compressing thread runs until finish()");
+    }
+
+    fn send_block(&mut self) {
+        if !self.block.is_empty() {
+            let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES));
+            self.send(Work::Block(block));
+        }
+    }
+
+    /// Start the next data member (`canonicals.ndjson`, then `edges.ndjson`, then
+    /// `deletions.ndjson`), ending the one before.
+    pub fn next_member(&mut self) {
+        assert!(
+            self.lines.len() < DATA_MEMBERS.len(),
+            "a bundle has three data members"
+        );
+        if !self.lines.is_empty() {
+            self.send_block();
+            self.send(Work::EndMember);
+        }
+        self.lines.push(0);
+    }
+
+    /// Append one JSON object (given without its newline) to the current member.
+    pub fn line(&mut self, line: &[u8]) {
+        self.joined_lines(line);
+    }
+
+    /// Append lines joined by newlines (with none after the last) to the current member.
+    pub fn joined_lines(&mut self, lines: &[u8]) {
+        let count = self
+            .lines
+            .last_mut()
+            .expect("next_member() is called before the first line");
+        *count += 1 + lines.iter().filter(|b| **b == b'\n').count() as u64;
+        self.push(lines);
+        self.push(b"\n");
+    }
+
+    /// Blocks are cut at fixed offsets, so the compressor sees the same writes whatever
+    /// way the lines arrived.
+    fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = (BLOCK_BYTES - self.block.len()).min(bytes.len());
+            self.block.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.block.len() == BLOCK_BYTES {
+                self.send_block();
+            }
+        }
+    }
+
+    /// Lines written so far to each data member.
+    pub fn counts(&self) -> Counts {
+        let line_count = |i: usize| self.lines.get(i).copied().unwrap_or(0);
+        Counts {
+            canonicals: line_count(0),
+            edges: line_count(1),
+            deletions: line_count(2),
+        }
+    }
+
+    /// End the last member (members never started are empty), write the manifest and,
+    /// with `signer`, the signature; return the bundle's bytes.
+    pub fn finish(
+        mut self,
+        site_id: &str,
+        since_cursor: Option<String>,
+        cursor: String,
+        signer: Option<&Signer>,
+    ) -> Vec<u8> {
+        while self.lines.len() < DATA_MEMBERS.len() {
+            self.next_member();
+        }
+        self.send_block();
+        self.send(Work::EndMember);
+        let counts = self.counts();
+        let BundleWriter {
+            level,
+            work,
+            compressor,
+            ..
+        } = self;
+        drop(work);
+        let finished = compressor
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let manifest = Manifest {
+            version: FORMAT_VERSION.to_string(),
+            site_id: site_id.to_string(),
+            since_cursor,
+            cursor,
+            counts,
+            files: DATA_MEMBERS
+                .iter()
+                .zip(&finished)
+                .map(|(name, member)| (name.to_string(), member.digest.clone()))
+                .collect(),
+        };
+        let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        manifest_bytes.push(b'\n');
+        let signature = signer.map(|s| {
+            let mut bytes =
+                serde_json::to_vec_pretty(&s.sign(&manifest_bytes)).expect("envelope serializes");
+            bytes.push(b'\n');
+            bytes
+        });
+
+        let compress =
+            |bytes: &[u8]| zstd::bulk::compress(bytes, level).expect("zstd compresses in memory");
+        // Frame 0: the manifest member and the first data member's header.
+        let mut head = tar_header(MEMBERS[0], manifest_bytes.len() as u64).to_vec();
+        head.extend_from_slice(&manifest_bytes);
+        head.extend_from_slice(tar_padding(manifest_bytes.len() as u64));
+        head.extend_from_slice(&tar_header(DATA_MEMBERS[0], finished[0].digest.size));
+        let mut out = compress(&head);
+        for (i, member) in finished.iter().enumerate() {
+            // The member's own frame, then one with its padding and what follows it: the
+            // next member's header, or the signature member and the end of the archive.
+            out.extend_from_slice(&member.frame);
+            let mut between = tar_padding(member.digest.size).to_vec();
+            match finished.get(i + 1) {
+                Some(next) => {
+                    between.extend_from_slice(&tar_header(DATA_MEMBERS[i + 1], next.digest.size))
+                }
+                None => {
+                    if let Some(signature) = &signature {
+                        between.extend_from_slice(&tar_header(MEMBERS[4], signature.len() as u64));
+                        between.extend_from_slice(signature);
+                        between.extend_from_slice(tar_padding(signature.len() as u64));
+                    }
+                    between.extend_from_slice(&[0; 1024]);
+                }
+            }
+            out.extend_from_slice(&compress(&between));
+        }
+        out
+    }
 }
 
 /// What goes into a bundle.
@@ -167,95 +407,25 @@ pub struct Contents<'a> {
 
 /// Write a bundle. The same inputs (and key) give byte-identical output.
 pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level: i32) -> Vec<u8> {
-    let members = NdjsonMembers {
-        canonicals: ndjson(contents.canonicals),
-        edges: ndjson(contents.edges),
-        deletions: ndjson(contents.deletions),
-        counts: Counts {
-            canonicals: contents.canonicals.len() as u64,
-            edges: contents.edges.len() as u64,
-            deletions: contents.deletions.len() as u64,
-        },
-    };
-    write_members(
+    fn member<T: Serialize>(writer: &mut BundleWriter, items: &[T], line: &mut Vec<u8>) {
+        writer.next_member();
+        for item in items {
+            line.clear();
+            serde_json::to_writer(&mut *line, item).expect("items serialize");
+            writer.line(line);
+        }
+    }
+    let mut writer = BundleWriter::new(compression_level);
+    let mut line = Vec::new();
+    member(&mut writer, contents.canonicals, &mut line);
+    member(&mut writer, contents.edges, &mut line);
+    member(&mut writer, contents.deletions, &mut line);
+    writer.finish(
         contents.site_id,
         contents.since_cursor.clone(),
         contents.cursor.clone(),
-        members,
         signer,
-        compression_level,
     )
-}
-
-/// The three data members, already serialised one compact JSON object per line.
-pub struct NdjsonMembers {
-    /// `canonicals.ndjson`.
-    pub canonicals: Vec<u8>,
-    /// `edges.ndjson`.
-    pub edges: Vec<u8>,
-    /// `deletions.ndjson`.
-    pub deletions: Vec<u8>,
-    /// Lines in each.
-    pub counts: Counts,
-}
-
-/// Write a bundle from serialised members (what export streams out of the store).
-pub fn write_members(
-    site_id: &str,
-    since_cursor: Option<String>,
-    cursor: String,
-    members: NdjsonMembers,
-    signer: Option<&Signer>,
-    compression_level: i32,
-) -> Vec<u8> {
-    let NdjsonMembers {
-        canonicals,
-        edges,
-        deletions,
-        counts,
-    } = members;
-    let data = [canonicals, edges, deletions];
-    let files = DATA_MEMBERS
-        .iter()
-        .zip(&data)
-        .map(|(name, bytes)| {
-            (
-                name.to_string(),
-                MemberDigest {
-                    sha256: sha256_hex(bytes),
-                    size: bytes.len() as u64,
-                },
-            )
-        })
-        .collect();
-    let manifest = Manifest {
-        version: FORMAT_VERSION.to_string(),
-        site_id: site_id.to_string(),
-        since_cursor,
-        cursor,
-        counts,
-        files,
-    };
-    let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    manifest_bytes.push(b'\n');
-    let signature = signer.map(|s| {
-        let mut bytes =
-            serde_json::to_vec_pretty(&s.sign(&manifest_bytes)).expect("envelope serializes");
-        bytes.push(b'\n');
-        bytes
-    });
-    let mut members: Vec<(&str, &[u8])> = vec![(MEMBERS[0], &manifest_bytes)];
-    members.extend(
-        DATA_MEMBERS
-            .iter()
-            .copied()
-            .zip(data.iter().map(Vec::as_slice)),
-    );
-    if let Some(signature) = &signature {
-        members.push((MEMBERS[4], signature));
-    }
-    let tar = canonical_tar(&members);
-    zstd::bulk::compress(&tar, compression_level).expect("zstd compresses in memory")
 }
 
 fn parse_ndjson<T: serde::de::DeserializeOwned>(
@@ -360,26 +530,58 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
     }
     let manifest: Manifest = serde_json::from_value(manifest_value)
         .map_err(|e| BundleError::Corrupt(format!("MANIFEST.json: {e}")))?;
-    for name in DATA_MEMBERS {
+    if let Some(name) = DATA_MEMBERS
+        .iter()
+        .find(|n| !manifest.files.contains_key(**n))
+    {
+        return Err(BundleError::Corrupt(format!("manifest lacks {name}")));
+    }
+    if manifest.files.len() != DATA_MEMBERS.len() {
+        return Err(BundleError::Corrupt("manifest lists unknown files".into()));
+    }
+    let digest_matches = |name: &str| -> Result<(), BundleError> {
         let bytes = member(name).expect("checked above");
-        let want = manifest
-            .files
-            .get(name)
-            .ok_or_else(|| BundleError::Corrupt(format!("manifest lacks {name}")))?;
+        let want = &manifest.files[name];
         if want.size != bytes.len() as u64 || want.sha256 != sha256_hex(bytes) {
             return Err(BundleError::Corrupt(format!(
                 "{name} does not match its digest in the manifest"
             )));
         }
-    }
-    if manifest.files.len() != DATA_MEMBERS.len() {
-        return Err(BundleError::Corrupt("manifest lists unknown files".into()));
-    }
-    let canonicals: Vec<CanonicalAdvisory> =
-        parse_ndjson("canonicals.ndjson", member("canonicals.ndjson").unwrap())?;
-    let edges: Vec<SourceEdge> = parse_ndjson("edges.ndjson", member("edges.ndjson").unwrap())?;
-    let deletions: Vec<Deletion> =
-        parse_ndjson("deletions.ndjson", member("deletions.ndjson").unwrap())?;
+        Ok(())
+    };
+    // Canonicals on one thread, edges and deletions on another: checking and parsing is
+    // most of the time an import spends before it reaches the database.
+    let (canonicals, rest) = std::thread::scope(|scope| {
+        let edges_and_deletions = scope.spawn(|| {
+            digest_matches("edges.ndjson")?;
+            digest_matches("deletions.ndjson")?;
+            let edges: Vec<SourceEdge> =
+                parse_ndjson("edges.ndjson", member("edges.ndjson").unwrap())?;
+            let deletions: Vec<Deletion> =
+                parse_ndjson("deletions.ndjson", member("deletions.ndjson").unwrap())?;
+            Ok::<_, BundleError>((edges, deletions))
+        });
+        let canonicals = digest_matches("canonicals.ndjson").and_then(|()| {
+            let canonicals: Vec<CanonicalAdvisory> =
+                parse_ndjson("canonicals.ndjson", member("canonicals.ndjson").unwrap())?;
+            if let Some(bad) = canonicals.iter().find(|c| {
+                c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key)
+            }) {
+                return Err(BundleError::Corrupt(format!(
+                    "canonical {} has a merge hash that does not match its identity",
+                    bad.merge_hash
+                )));
+            }
+            Ok(canonicals)
+        });
+        let rest = edges_and_deletions
+            .join()
+            .expect("bundle parsing does not panic");
+        (canonicals, rest)
+    });
+    // The first failing member in archive order decides the message.
+    let canonicals = canonicals?;
+    let (edges, deletions) = rest?;
     let counts = Counts {
         canonicals: canonicals.len() as u64,
         edges: edges.len() as u64,
@@ -389,15 +591,6 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
         return Err(BundleError::Corrupt(format!(
             "counts {:?} do not match the manifest {:?}",
             counts, manifest.counts
-        )));
-    }
-    if let Some(bad) = canonicals
-        .iter()
-        .find(|c| c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key))
-    {
-        return Err(BundleError::Corrupt(format!(
-            "canonical {} has a merge hash that does not match its identity",
-            bad.merge_hash
         )));
     }
     let signature = match member("SIGNATURE.json") {

@@ -1,9 +1,9 @@
 //! Export of the changes after a cursor as one or more signed bundles.
 
 use sqlx::PgPool;
-use stellaops_store::advisories::{self, Change};
+use stellaops_store::advisories::{self, ChangeKind};
 
-use crate::bundle::{self, Counts, NdjsonMembers};
+use crate::bundle::{BundleWriter, Counts};
 use crate::cursor::Cursor;
 use crate::dsse::Signer;
 
@@ -46,60 +46,47 @@ pub async fn export(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
+    // Serial plans only: stream_changes relies on an aggregate consuming a sorted
+    // subquery in order, which a parallel plan would not keep.
+    sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+        .execute(&mut *tx)
+        .await?;
     let mut bundles = Vec::new();
     let mut since = options.since;
     let limit = options.max_items.max(1) as i64;
     loop {
         let after = since.map_or(0, |c| c.seq);
-        let read_started = std::time::Instant::now();
-        let changes = advisories::changes_after(&mut tx, after, limit).await?;
-        tracing::debug!(
-            changes = changes.len(),
-            elapsed_ms = read_started.elapsed().as_millis() as u64,
-            "changes read"
-        );
-        let Some((last, _)) = changes.last() else {
+        let started = std::time::Instant::now();
+        let cut = advisories::change_cut(&mut tx, after, limit).await?;
+        let Some(last) =
+            advisories::last_change_in(&mut tx, after, cut.unwrap_or(i64::MAX)).await?
+        else {
             break;
         };
         let cursor = Cursor {
             at: last.at,
             seq: last.seq,
         };
-        let full = changes.len() as i64 == limit;
-        let mut members = NdjsonMembers {
-            canonicals: Vec::new(),
-            edges: Vec::new(),
-            deletions: Vec::new(),
-            counts: Counts::default(),
-        };
-        for (_, change) in changes {
-            let (buffer, count, line) = match change {
-                Change::Canonical(line) => (
-                    &mut members.canonicals,
-                    &mut members.counts.canonicals,
-                    line,
-                ),
-                Change::Edge(line) => (&mut members.edges, &mut members.counts.edges, line),
-                Change::Deletion(line) => {
-                    (&mut members.deletions, &mut members.counts.deletions, line)
-                }
-            };
-            buffer.extend_from_slice(line.as_bytes());
-            buffer.push(b'\n');
-            *count += 1;
+        // Each member is hashed and compressed while PostgreSQL is still sending it.
+        let mut writer = BundleWriter::new(options.compression_level);
+        for kind in ChangeKind::ALL {
+            writer.next_member();
+            advisories::stream_changes(&mut tx, kind, after, last.seq, |lines| {
+                writer.joined_lines(lines)
+            })
+            .await?;
         }
-        let counts = members.counts.clone();
+        let counts = writer.counts();
         let since_cursor = since.map(|c| c.to_string());
-        let bytes = bundle::write_members(
+        let bytes = writer.finish(
             &options.site_id,
             since_cursor.clone(),
             cursor.to_string(),
-            members,
             options.signer,
-            options.compression_level,
         );
         tracing::debug!(
-            elapsed_ms = read_started.elapsed().as_millis() as u64,
+            changes = counts.total(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "bundle written"
         );
         bundles.push(ExportedBundle {
@@ -110,7 +97,7 @@ pub async fn export(
             counts,
         });
         since = Some(cursor);
-        if !full {
+        if cut.is_none() {
             break;
         }
     }

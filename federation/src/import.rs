@@ -1,7 +1,7 @@
 //! Import of a bundle: every check first, then everything in one transaction, so a
 //! refused or failed import changes nothing. Answers with the seed's response shape.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -431,12 +431,21 @@ async fn apply(
             }
         }
     }
-    let written = advisories::write_canonicals(&mut tx, &to_write, Some(&manifest.site_id)).await?;
+    let written = advisories::write_canonicals(&mut tx, &to_write, Some(&manifest.site_id), |h| {
+        stored.contains_key(h)
+    })
+    .await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "canonicals written"
     );
-    counts.edges_added = advisories::write_edges(&mut tx, &opened.edges).await?;
+    let created: HashSet<&str> = actions
+        .iter()
+        .filter(|(_, action)| *action == "Created")
+        .map(|(c, _)| c.merge_hash.as_str())
+        .collect();
+    counts.edges_added =
+        advisories::write_edges(&mut tx, &opened.edges, |h| created.contains(h)).await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "edges written"
@@ -444,7 +453,9 @@ async fn apply(
     counts.deletions_processed = advisories::write_deletions(&mut tx, &opened.deletions).await?;
 
     // One canonical-imported event per created or updated canonical, built in the
-    // database from the rows just written (no per-row round trips).
+    // database from the rows just written (no per-row round trips). The key names the
+    // change: each write takes its own number, and a number ascending with the index
+    // keeps the unique index's inserts at its right edge.
     if let Some(range) = written {
         sqlx::query(
             "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
@@ -453,7 +464,7 @@ async fn apply(
                      'merge_hash', c.merge_hash,
                      'action', CASE WHEN c.change_seq <= $3 THEN 'Created' ELSE 'Updated' END,
                      'bundle_hash', $1::text, 'site_id', $2::text, 'imported_at', now()),
-                 'canonical-imported/' || $1 || '/' || c.merge_hash
+                 'canonical-imported/' || lpad(c.change_seq::text, 19, '0')
              FROM canonical_advisories c WHERE c.change_seq BETWEEN $4 AND $5 ORDER BY c.change_seq
              ON CONFLICT (idempotency_key) DO NOTHING",
         )

@@ -115,7 +115,12 @@ pub async fn ingest(
     // Deterministic order of change numbers.
     to_write.sort_by(|a, b| a.1.merge_hash.cmp(&b.1.merge_hash));
     let canonicals: Vec<CanonicalAdvisory> = to_write.into_iter().map(|(_, c)| c).collect();
-    advisories::write_canonicals(&mut tx, &canonicals, None).await?;
+    advisories::write_canonicals(&mut tx, &canonicals, None, |h| stored.contains_key(h)).await?;
+    let created: HashSet<&str> = canonicals
+        .iter()
+        .map(|c| c.merge_hash.as_str())
+        .filter(|h| !stored.contains_key(*h))
+        .collect();
     edges.sort_by(|a, b| {
         (&a.merge_hash, &a.source, &a.source_advisory_id).cmp(&(
             &b.merge_hash,
@@ -123,7 +128,7 @@ pub async fn ingest(
             &b.source_advisory_id,
         ))
     });
-    summary.edges = advisories::write_edges(&mut tx, &edges).await?;
+    summary.edges = advisories::write_edges(&mut tx, &edges, |h| created.contains(h)).await?;
     let withdrawn: HashSet<&str> = deletions.iter().map(|d| d.merge_hash.as_str()).collect();
     let existing_withdrawn = advisories::stored_canonicals(
         &mut tx,

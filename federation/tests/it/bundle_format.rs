@@ -183,3 +183,56 @@ fn signatures_size_and_version_are_enforced() {
         matches!(bundle::open(&future, 1 << 20), Err(BundleError::UnsupportedVersion(v)) if v == "feedser-bundle/2.0")
     );
 }
+
+/// The streamed, multi-frame layout is ordinary zstd and tar to other tools: the zstd CLI
+/// (installed by scripts/services.sh) sees seven frames and decompresses all of them, and
+/// tar lists the members in order.
+#[test]
+fn the_zstd_and_tar_tools_read_a_bundle() {
+    let (signer, _) = key_pair();
+    let bytes = sample_bundle(Some(&signer));
+    let dir = std::env::temp_dir().join(format!("stellaops-bundle-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bundle.zst");
+    std::fs::write(&file, &bytes).unwrap();
+    let run = |program: &str, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} (installed by scripts/services.sh): {e}"));
+        assert!(output.status.success(), "{program} {args:?}: {output:?}");
+        output.stdout
+    };
+    let listing = String::from_utf8(run("zstd", &["-lv", file.to_str().unwrap()])).unwrap();
+    assert!(
+        listing.contains("# Zstandard Frames: 7"),
+        "zstd -lv:\n{listing}"
+    );
+    let archive = run("zstd", &["-dc", file.to_str().unwrap()]);
+    let mut ours = Vec::new();
+    zstd::stream::read::Decoder::new(bytes.as_slice())
+        .unwrap()
+        .read_to_end(&mut ours)
+        .unwrap();
+    assert_eq!(
+        archive, ours,
+        "the CLI and the library read the same archive"
+    );
+    std::fs::write(dir.join("bundle.tar"), &archive).unwrap();
+    let members = String::from_utf8(run(
+        "tar",
+        &["-tf", dir.join("bundle.tar").to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(
+        members.lines().collect::<Vec<_>>(),
+        [
+            "MANIFEST.json",
+            "canonicals.ndjson",
+            "edges.ndjson",
+            "deletions.ndjson",
+            "SIGNATURE.json"
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
