@@ -132,6 +132,13 @@ async fn fixture(name: &str) -> Option<Fixture> {
     Some(Fixture { pool, dir })
 }
 
+impl Drop for Fixture {
+    /// The mounted-Secret directories go with the test.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Fixture {
     /// A mounted Secret: one file per key.
     fn secret(&self, name: &str, entries: &[(&str, &str)]) -> String {
