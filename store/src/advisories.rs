@@ -905,41 +905,22 @@ mod tests {
                 "cut {cut}: {error}"
             );
         }
+        let error = |bytes: &[u8]| read_in_chunks(bytes, 64).unwrap_err().to_string();
         let mut wrong_signature = bytes.clone();
         wrong_signature[0] = b'X';
-        assert!(
-            read_in_chunks(&wrong_signature, 64)
-                .unwrap_err()
-                .to_string()
-                .contains("signature")
-        );
+        assert!(error(&wrong_signature).contains("signature"));
         let mut null = copy_stream(&[]);
         let trailer = null.split_off(null.len() - 2);
         null.extend_from_slice(&1i16.to_be_bytes());
         null.extend_from_slice(&(-1i32).to_be_bytes());
         null.extend_from_slice(&trailer);
-        assert!(
-            read_in_chunks(&null, 64)
-                .unwrap_err()
-                .to_string()
-                .contains("null")
-        );
+        assert!(error(&null).contains("null"));
         let mut two_columns = copy_stream(&[]);
         two_columns.truncate(two_columns.len() - 2);
         two_columns.extend_from_slice(&2i16.to_be_bytes());
-        assert!(
-            read_in_chunks(&two_columns, 64)
-                .unwrap_err()
-                .to_string()
-                .contains("2 columns")
-        );
+        assert!(error(&two_columns).contains("2 columns"));
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert!(
-            read_in_chunks(&trailing, 64)
-                .unwrap_err()
-                .to_string()
-                .contains("after the trailer")
-        );
+        assert!(error(&trailing).contains("after the trailer"));
     }
 }
