@@ -53,7 +53,7 @@ pub async fn export(
         .await?;
     let mut bundles = Vec::new();
     let mut since = options.since;
-    let limit = options.max_items.max(1) as i64;
+    let limit = i64::try_from(options.max_items.max(1)).unwrap_or(i64::MAX);
     loop {
         let after = since.map_or(0, |c| c.seq);
         let started = std::time::Instant::now();

@@ -334,6 +334,12 @@ async fn max_items_splits_into_ordered_bundles_and_gaps_are_refused() {
     // The same data and cursor give byte-identical bundles.
     let again = export_all(&a, None, &signer, 5).await;
     assert!(bundles.iter().zip(&again).all(|(x, y)| x.bytes == y.bytes));
+    // A limit beyond any count (even one that does not fit PostgreSQL's bigint) is one bundle.
+    let whole = export_all(&a, None, &signer, usize::MAX).await;
+    assert_eq!(
+        whole.iter().map(|b| b.counts.total()).collect::<Vec<_>>(),
+        vec![14]
+    );
 }
 
 #[tokio::test]
