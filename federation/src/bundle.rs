@@ -7,7 +7,7 @@
 //! of its members (fixed order, headers and padding), so no byte of the archive can
 //! change without detection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write as _};
 
 use sha2::{Digest, Sha256};
@@ -559,6 +559,16 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
                 parse_ndjson("edges.ndjson", member("edges.ndjson").unwrap())?;
             let deletions: Vec<Deletion> =
                 parse_ndjson("deletions.ndjson", member("deletions.ndjson").unwrap())?;
+            let mut seen = HashSet::with_capacity(edges.len());
+            if let Some(twice) = edges
+                .iter()
+                .find(|e| !seen.insert((&e.merge_hash, &e.source, &e.source_advisory_id)))
+            {
+                return Err(BundleError::Corrupt(format!(
+                    "edges.ndjson lists the edge {} {} {} twice",
+                    twice.merge_hash, twice.source, twice.source_advisory_id
+                )));
+            }
             Ok::<_, BundleError>((edges, deletions))
         });
         let canonicals = digest_matches("canonicals.ndjson").and_then(|()| {
@@ -570,6 +580,15 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
                 return Err(BundleError::Corrupt(format!(
                     "canonical {} has a merge hash that does not match its identity",
                     bad.merge_hash
+                )));
+            }
+            // An export holds each canonical once (its latest state); two copies would
+            // leave which one wins to chance.
+            let mut seen = HashSet::with_capacity(canonicals.len());
+            if let Some(twice) = canonicals.iter().find(|c| !seen.insert(&c.merge_hash)) {
+                return Err(BundleError::Corrupt(format!(
+                    "canonicals.ndjson lists canonical {} twice",
+                    twice.merge_hash
                 )));
             }
             Ok(canonicals)

@@ -236,3 +236,43 @@ fn the_zstd_and_tar_tools_read_a_bundle() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A well-formed, correctly hashed bundle that lists a canonical or an edge twice is
+/// refused before anything is written: the store could not tell which copy to keep.
+#[test]
+fn a_canonical_or_edge_listed_twice_is_refused() {
+    let a = parse(&osv_doc("GHSA-aaaa-bbbb-0001", "express", "4.19.2", "HIGH"));
+    let write = |canonicals: &[_], edges: &[_]| {
+        bundle::write(
+            &Contents {
+                site_id: "site-a",
+                since_cursor: None,
+                cursor: "2025-01-15T10:30:00.000Z#0042".into(),
+                canonicals,
+                edges,
+                deletions: &[],
+            },
+            None,
+            3,
+        )
+    };
+    let canonical_twice = write(
+        &[a.canonicals.clone(), a.canonicals.clone()].concat(),
+        &a.edges,
+    );
+    let error = bundle::open(&canonical_twice, 1 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("Bundle is corrupt: canonicals.ndjson lists canonical sha256:")
+            && error.ends_with(" twice"),
+        "{error}"
+    );
+    let edge_twice = write(&a.canonicals, &[a.edges.clone(), a.edges.clone()].concat());
+    let error = bundle::open(&edge_twice, 1 << 20).unwrap_err().to_string();
+    assert!(
+        error.starts_with("Bundle is corrupt: edges.ndjson lists the edge sha256:"),
+        "{error}"
+    );
+    assert!(bundle::open(&write(&a.canonicals, &a.edges), 1 << 20).is_ok());
+}
