@@ -391,7 +391,7 @@ async fn apply(
             None => {
                 counts.canonical_created += 1;
                 actions.push((remote, "Created"));
-                to_write.push(remote.clone());
+                to_write.push(remote);
             }
             Some(local) if local.content_hash == remote.content_hash() => {
                 counts.canonical_skipped += 1
@@ -400,7 +400,7 @@ async fn apply(
                 // The sender's own earlier value: a plain update, not a conflict.
                 counts.canonical_updated += 1;
                 actions.push((remote, "Updated"));
-                to_write.push(remote.clone());
+                to_write.push(remote);
             }
             Some(local) => {
                 let fields = differing_fields(&local.advisory, remote);
@@ -424,7 +424,7 @@ async fn apply(
                 if options.on_conflict == OnConflict::PreferRemote {
                     counts.canonical_updated += 1;
                     actions.push((remote, "Updated"));
-                    to_write.push(remote.clone());
+                    to_write.push(remote);
                 } else {
                     counts.canonical_skipped += 1;
                 }

@@ -114,7 +114,7 @@ pub async fn ingest(
     }
     // Deterministic order of change numbers.
     to_write.sort_by(|a, b| a.1.merge_hash.cmp(&b.1.merge_hash));
-    let canonicals: Vec<CanonicalAdvisory> = to_write.into_iter().map(|(_, c)| c).collect();
+    let canonicals: Vec<&CanonicalAdvisory> = to_write.iter().map(|(_, c)| c).collect();
     advisories::write_canonicals(&mut tx, &canonicals, None, |h| stored.contains_key(h)).await?;
     let created: HashSet<&str> = canonicals
         .iter()

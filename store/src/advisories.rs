@@ -286,7 +286,7 @@ async fn reserve(conn: &mut PgConnection, n: usize) -> Result<(i64, DateTime<Utc
 /// a COPYed staging table and one UPDATE. Returns the change numbers taken.
 pub async fn write_canonicals(
     conn: &mut PgConnection,
-    canonicals: &[CanonicalAdvisory],
+    canonicals: &[&CanonicalAdvisory],
     origin_site: Option<&str>,
     is_stored: impl Fn(&str) -> bool,
 ) -> Result<Option<ChangeRange>> {
@@ -298,8 +298,10 @@ pub async fn write_canonicals(
     let changed_at = now.to_rfc3339();
     // New canonicals take the first numbers, replaced ones the rest (each group in input
     // order), so readers can tell them apart by number alone.
-    let (new, replaced): (Vec<&CanonicalAdvisory>, Vec<&CanonicalAdvisory>) =
-        canonicals.iter().partition(|c| !is_stored(&c.merge_hash));
+    let (new, replaced): (Vec<&CanonicalAdvisory>, Vec<&CanonicalAdvisory>) = canonicals
+        .iter()
+        .copied()
+        .partition(|c| !is_stored(&c.merge_hash));
     const COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, \
         summary, published, modified, withdrawn, content_hash, document, origin_site, change_seq, changed_at";
     async fn copy_canonicals(

@@ -649,7 +649,8 @@ async fn streamed_export_matches_the_store_and_the_in_memory_writer() {
             .collect();
         let mut tx = a.begin().await.unwrap();
         advisories::lock_changes(&mut tx).await.unwrap();
-        advisories::write_canonicals(&mut tx, &canonicals, None, |_| false)
+        let refs: Vec<&CanonicalAdvisory> = canonicals.iter().collect();
+        advisories::write_canonicals(&mut tx, &refs, None, |_| false)
             .await
             .unwrap();
         advisories::write_edges(&mut tx, &edges, |_| true)
