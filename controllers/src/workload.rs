@@ -385,8 +385,8 @@ pub fn sync_cron_job(
     container: Container,
     volumes: Vec<Volume>,
 ) -> k8s_openapi::api::batch::v1::CronJob {
-    use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
-    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
+
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     let labels = metadata.labels.clone();
     CronJob {
@@ -403,26 +403,16 @@ pub fn sync_cron_job(
                     labels: labels.clone(),
                     ..Default::default()
                 }),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(2),
-                    active_deadline_seconds: Some(timing.active_deadline_seconds),
-                    ttl_seconds_after_finished: Some(timing.ttl_seconds_after_finished),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels,
-                            ..Default::default()
-                        }),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".into()),
-                            security_context: Some(pod_security()),
-                            automount_service_account_token: Some(false),
-                            containers: vec![container],
-                            volumes: Some(volumes),
-                            ..Default::default()
-                        }),
+                spec: Some(run_once_job_spec(
+                    labels,
+                    container,
+                    Some(volumes),
+                    JobLimits {
+                        backoff: 2,
+                        deadline_seconds: timing.active_deadline_seconds,
+                        ttl_seconds: timing.ttl_seconds_after_finished,
                     },
-                    ..Default::default()
-                }),
+                )),
             },
             ..Default::default()
         },
@@ -451,8 +441,6 @@ pub fn run_once_job<K: Resource<DynamicType = ()>>(
     volumes: Option<Vec<Volume>>,
     limits: JobLimits,
 ) -> Job {
-    use k8s_openapi::api::batch::v1::JobSpec;
-    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     Job {
         metadata: ObjectMeta {
@@ -462,26 +450,40 @@ pub fn run_once_job<K: Resource<DynamicType = ()>>(
             owner_references: Some(vec![owner_reference(owner)]),
             ..Default::default()
         },
-        spec: Some(JobSpec {
-            backoff_limit: Some(limits.backoff),
-            active_deadline_seconds: Some(limits.deadline_seconds),
-            ttl_seconds_after_finished: Some(limits.ttl_seconds),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    security_context: Some(pod_security()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![container],
-                    volumes,
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
+        spec: Some(run_once_job_spec(Some(labels), container, volumes, limits)),
+        ..Default::default()
+    }
+}
+
+/// The Job spec of a run-once Job (and of each run of a sync CronJob): one container,
+/// restricted pod security, no service-account token, the Pod labelled `labels`.
+fn run_once_job_spec(
+    labels: Option<BTreeMap<String, String>>,
+    container: Container,
+    volumes: Option<Vec<Volume>>,
+    limits: JobLimits,
+) -> k8s_openapi::api::batch::v1::JobSpec {
+    use k8s_openapi::api::batch::v1::JobSpec;
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    JobSpec {
+        backoff_limit: Some(limits.backoff),
+        active_deadline_seconds: Some(limits.deadline_seconds),
+        ttl_seconds_after_finished: Some(limits.ttl_seconds),
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels,
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                restart_policy: Some("Never".into()),
+                security_context: Some(pod_security()),
+                automount_service_account_token: Some(false),
+                containers: vec![container],
+                volumes,
+                ..Default::default()
+            }),
+        },
         ..Default::default()
     }
 }
