@@ -64,12 +64,9 @@ fn synthetic(set: &str) -> (Vec<CanonicalAdvisory>, Vec<SourceEdge>) {
 }
 
 async fn fresh(name: &str) -> PgPool {
-    let url = stellaops_testing::fresh_database(name)
+    stellaops_testing::migrated_database(name, &stellaops_store::MIGRATOR)
         .await
-        .expect("STELLAOPS_TEST_DATABASE_URL (use scripts/bench.sh)");
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
-    pool
+        .expect("STELLAOPS_TEST_DATABASE_URL (use scripts/bench.sh)")
 }
 
 fn copy_field(s: &str) -> String {

@@ -460,3 +460,19 @@ pub async fn fresh_database(name: &str) -> Option<String> {
     let (base, _) = server.rsplit_once('/').expect("database URL has a path");
     Some(format!("{base}/{db}"))
 }
+
+/// A [`fresh_database`] with `migrator`'s migrations applied (pass
+/// `&stellaops_store::MIGRATOR`), behind a pool sized like the store's own.
+pub async fn migrated_database(
+    name: &str,
+    migrator: &sqlx::migrate::Migrator,
+) -> Option<sqlx::PgPool> {
+    let url = fresh_database(name).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&url)
+        .await
+        .expect("connect to the fresh test database");
+    migrator.run(&pool).await.expect("apply the migrations");
+    Some(pool)
+}

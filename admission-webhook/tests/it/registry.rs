@@ -137,11 +137,11 @@ async fn signatures_in_the_real_registry_admit_signed_images_and_refuse_the_rest
 
 #[tokio::test]
 async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
-    let Some(url) = stellaops_testing::fresh_database("zastava_scan").await else {
+    let Some(pool) =
+        stellaops_testing::migrated_database("zastava_scan", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
     let failing = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
     let passing = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
     for (digest, verdict, hours_ago) in [

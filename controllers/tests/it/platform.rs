@@ -1198,11 +1198,11 @@ async fn serve_one_reconcile(
 
 #[tokio::test]
 async fn release_events_reach_the_outbox_once_even_when_a_reconcile_is_retried() {
-    let Some(url) = stellaops_testing::fresh_database("platform_outbox").await else {
+    let Some(pool) =
+        stellaops_testing::migrated_database("platform_outbox", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
     let keys = keys();
     let text = manifest("2.4.1", 'b', &["authority"], false);
     let signature = sign(&keys, text.as_bytes());

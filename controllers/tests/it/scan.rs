@@ -364,11 +364,11 @@ async fn a_failed_job_reports_the_workers_message() {
 
 #[tokio::test]
 async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
-    let Some(url) = stellaops_testing::fresh_database("scan_reuse").await else {
+    let Some(pool) =
+        stellaops_testing::migrated_database("scan_reuse", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
     let digest = format!("sha256:{}", "b".repeat(64));
     sqlx::query(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256, components,

@@ -590,11 +590,12 @@ mod controller {
 
     #[tokio::test]
     async fn a_due_run_selects_records_and_starts_once_across_a_restart() {
-        let Some(url) = stellaops_testing::fresh_database("schedule_controller").await else {
+        let Some(pool) =
+            stellaops_testing::migrated_database("schedule_controller", &stellaops_store::MIGRATOR)
+                .await
+        else {
             return;
         };
-        let pool = stellaops_store::connect(&url).await.unwrap();
-        stellaops_store::migrate(&pool).await.unwrap();
         let (client, mut server) = mock_client("default");
         let ctx = Arc::new(
             Context::new(client, Metrics::unregistered(), Config::default(), None)
@@ -710,11 +711,12 @@ mod controller {
 
     #[tokio::test]
     async fn a_content_refresh_run_creates_its_scans_at_the_rate_and_ends_when_they_finish() {
-        let Some(url) = stellaops_testing::fresh_database("schedule_refresh").await else {
+        let Some(pool) =
+            stellaops_testing::migrated_database("schedule_refresh", &stellaops_store::MIGRATOR)
+                .await
+        else {
             return;
         };
-        let pool = stellaops_store::connect(&url).await.unwrap();
-        stellaops_store::migrate(&pool).await.unwrap();
         let context = |client| {
             Arc::new(
                 Context::new(client, Metrics::unregistered(), Config::default(), None)

@@ -42,9 +42,7 @@ pub fn key_pair() -> (Signer, TrustedKeys) {
 }
 
 pub async fn database(name: &str) -> Option<PgPool> {
-    let url = stellaops_testing::fresh_database(name).await?;
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
+    let pool = stellaops_testing::migrated_database(name, &stellaops_store::MIGRATOR).await?;
     Some(pool)
 }
 

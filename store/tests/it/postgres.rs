@@ -18,11 +18,11 @@ fn event(key: &str) -> NewEvent {
 
 #[tokio::test]
 async fn migrations_apply_once_and_outbox_round_trips() {
-    let Some(url) = fresh_database("store_outbox").await else {
+    let Some(pool) =
+        stellaops_testing::migrated_database("store_outbox", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
     // Idempotent: a second run (another Pod starting) applies nothing and fails nothing.
     stellaops_store::migrate(&pool).await.unwrap();
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
@@ -57,11 +57,11 @@ async fn migrations_apply_once_and_outbox_round_trips() {
 
 #[tokio::test]
 async fn an_event_published_in_a_rolled_back_transaction_never_appears() {
-    let Some(url) = fresh_database("store_rollback").await else {
+    let Some(pool) =
+        stellaops_testing::migrated_database("store_rollback", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
     outbox::publish(&mut *tx, &event("scan/rolled-back"))
         .await

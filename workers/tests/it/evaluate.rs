@@ -52,11 +52,11 @@ fn digest(c: char) -> String {
 
 #[tokio::test]
 async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() {
-    let Some(url) = stellaops_testing::fresh_database("evaluate").await else {
+    let Some(pool) =
+        stellaops_testing::migrated_database("evaluate", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
     let lodash = json!([{"introduced": "0"}, {"fixed": "4.17.21"}]);
     ingest(
         &pool,

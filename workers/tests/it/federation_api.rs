@@ -36,11 +36,11 @@ fn bundle_bytes(since: Option<&str>, cursor: &str, ids: &[&str]) -> Vec<u8> {
 
 #[tokio::test]
 async fn import_and_status_over_http() {
-    let Some(url) = stellaops_testing::fresh_database("api_import").await else {
+    let Some(pool) =
+        stellaops_testing::migrated_database("api_import", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
     sites::set_policy(
         &pool,
         "site-a",

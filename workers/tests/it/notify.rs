@@ -123,9 +123,7 @@ struct Fixture {
 }
 
 async fn fixture(name: &str) -> Option<Fixture> {
-    let url = stellaops_testing::fresh_database(name).await?;
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
+    let pool = stellaops_testing::migrated_database(name, &stellaops_store::MIGRATOR).await?;
     let dir = std::env::temp_dir().join(format!("stellaops-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -53,9 +53,7 @@ struct Env {
 async fn env(name: &str) -> Option<Env> {
     let registry = stellaops_testing::service("STELLAOPS_TEST_REGISTRY")?;
     let endpoint = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT")?;
-    let url = stellaops_testing::fresh_database(name).await?;
-    let pool = stellaops_store::connect(&url).await.unwrap();
-    stellaops_store::migrate(&pool).await.unwrap();
+    let pool = stellaops_testing::migrated_database(name, &stellaops_store::MIGRATOR).await?;
     let s3 = client(&S3Settings {
         endpoint: Some(endpoint),
         region: None,
