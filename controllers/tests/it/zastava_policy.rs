@@ -256,6 +256,21 @@ fn context(client: kube::Client) -> Arc<Context> {
     ))
 }
 
+/// Answer the status patch and expect nothing after it.
+async fn status_accepted_and_done(
+    status: stellaops_testing::Call,
+    server: stellaops_testing::ApiServer,
+) {
+    status.respond(
+        200,
+        json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
+            "metadata": {"name": "production-images"}, "spec": {}}),
+    );
+    server
+        .expect_no_more_calls(std::time::Duration::from_millis(200))
+        .await;
+}
+
 fn not_found(call: stellaops_testing::Call) {
     call.respond_status(404, "NotFound", "not found");
 }
@@ -367,14 +382,7 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
             body["conditions"][0]["message"],
             "webhook registered for 1 namespace(s) in warn mode (failure policy Ignore)"
         );
-        status.respond(
-            200,
-            json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
-            "metadata": {"name": "production-images"}, "spec": {}}),
-        );
-        server
-            .expect_no_more_calls(std::time::Duration::from_millis(200))
-            .await;
+        status_accepted_and_done(status, server).await;
     });
     let policy = policy(json!({
         "mode": "warn",
@@ -419,14 +427,7 @@ async fn a_missing_key_secret_is_reported_not_ready_without_touching_the_webhook
             assert!(ready["message"].as_str().unwrap().starts_with(
                 "public-key Secret security/signing-keys (or its key) does not exist"
             ));
-            status.respond(
-                200,
-                json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
-            "metadata": {"name": "production-images"}, "spec": {}}),
-            );
-            server
-                .expect_no_more_calls(std::time::Duration::from_millis(200))
-                .await;
+            status_accepted_and_done(status, server).await;
         });
     let policy = policy(json!({
         "mode": "enforce",
