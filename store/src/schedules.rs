@@ -8,14 +8,16 @@ use sqlx::{FromRow, PgPool};
 
 use crate::Result;
 
-/// A run to record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A run as planned: what is recorded when it starts.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
 pub struct NewRun {
     /// Run id (deterministic: a second create is a no-op).
     pub id: String,
     /// Schedule namespace.
+    #[sqlx(rename = "schedule_namespace")]
     pub namespace: String,
     /// Schedule name.
+    #[sqlx(rename = "schedule_name")]
     pub name: String,
     /// `cron` or `advisory-delta`.
     pub trigger: String,
@@ -37,37 +39,16 @@ pub struct NewRun {
     pub min_severity: Option<String>,
 }
 
-/// A stored run.
+/// A stored run: its plan and its progress.
 #[derive(Clone, Debug, PartialEq, Eq, FromRow)]
 pub struct Run {
-    /// Run id.
-    pub id: String,
-    /// Schedule namespace.
-    pub schedule_namespace: String,
-    /// Schedule name.
-    pub schedule_name: String,
-    /// Trigger.
-    pub trigger: String,
-    /// Mode.
-    pub mode: String,
-    /// Scheduled time.
-    pub scheduled_at: DateTime<Utc>,
-    /// Digests.
-    pub images: Vec<String>,
-    /// Selected.
-    pub selected: i64,
-    /// Skipped.
-    pub skipped: i64,
+    /// What was recorded when it started.
+    #[sqlx(flatten)]
+    pub plan: NewRun,
     /// Evaluated or created.
     pub created: i64,
     /// Images with new findings.
     pub new_findings: i64,
-    /// Rate budget.
-    pub rate_per_second: i32,
-    /// Emit events.
-    pub notify: bool,
-    /// Severity threshold.
-    pub min_severity: Option<String>,
     /// Started.
     pub started_at: DateTime<Utc>,
     /// Finished (`None` while running).

@@ -38,12 +38,12 @@ impl Settings {
     /// The settings a recorded Schedule run asks for.
     pub fn of_run(run: &stellaops_store::schedules::Run) -> Settings {
         Settings {
-            rate_per_second: run.rate_per_second.max(1) as u32,
-            notify: run.notify,
-            min_severity: run.min_severity.clone(),
-            namespace: Some(run.schedule_namespace.clone()),
-            name: Some(run.schedule_name.clone()),
-            run_id: Some(run.id.clone()),
+            rate_per_second: run.plan.rate_per_second.max(1) as u32,
+            notify: run.plan.notify,
+            min_severity: run.plan.min_severity.clone(),
+            namespace: Some(run.plan.namespace.clone()),
+            name: Some(run.plan.name.clone()),
+            run_id: Some(run.plan.id.clone()),
         }
     }
 }
@@ -411,7 +411,7 @@ pub async fn announce_refresh(
         .into_iter()
         .map(|(hash, _, purl, ..)| (hash, purl))
         .collect();
-    let threshold = run.min_severity.as_deref().map(rank).unwrap_or(0);
+    let threshold = run.plan.min_severity.as_deref().map(rank).unwrap_or(0);
     let new: Vec<Finding> = findings_of(scan_id)
         .await?
         .into_iter()
@@ -441,7 +441,7 @@ pub async fn announce_refresh(
     let mut tx = pool.begin().await?;
     // With notify the event's key makes a repeated announcement count once; without, a
     // repeat compares against this result and finds nothing new.
-    let counted = if run.notify {
+    let counted = if run.plan.notify {
         let event = delta_event(
             &settings, &image_ref, digest, scan_id, previous, &verdict, snapshot, &new,
         );
@@ -467,7 +467,7 @@ pub async fn run(pool: &PgPool, run_id: &str) -> anyhow::Result<Report> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("schedule run {run_id} does not exist"))?;
     let settings = Settings::of_run(&run);
-    match evaluate(pool, &run.images, &settings).await {
+    match evaluate(pool, &run.plan.images, &settings).await {
         Ok(report) => {
             stellaops_store::schedules::finish(pool, run_id, None).await?;
             Ok(report)

@@ -269,11 +269,11 @@ fn to_time(t: jiff::Timestamp) -> Time {
 
 fn summary(run: &Run) -> RunSummary {
     RunSummary {
-        id: run.id.clone(),
-        trigger: run.trigger.clone(),
-        selected: run.selected,
+        id: run.plan.id.clone(),
+        trigger: run.plan.trigger.clone(),
+        selected: run.plan.selected,
         created: run.created,
-        skipped: run.skipped,
+        skipped: run.plan.skipped,
         new_findings: run.new_findings,
     }
 }
@@ -296,7 +296,7 @@ pub fn compute_status(
     status.active = runs
         .iter()
         .filter(|r| r.finished_at.is_none())
-        .map(|r| r.id.clone())
+        .map(|r| r.plan.id.clone())
         .collect();
     status.last_run = runs.first().map(summary);
     if let Some(ok) = runs
@@ -513,9 +513,9 @@ async fn create_refresh_batch(
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), &ns);
-    let start = (run.created.max(0) as usize).min(run.images.len());
-    let end = (start + run.rate_per_second.max(1) as usize).min(run.images.len());
-    for reference in &run.images[start..end] {
+    let start = (run.created.max(0) as usize).min(run.plan.images.len());
+    let end = (start + run.plan.rate_per_second.max(1) as usize).min(run.plan.images.len());
+    for reference in &run.plan.images[start..end] {
         let digest = reference
             .rsplit_once('@')
             .map(|(_, d)| d)
@@ -527,7 +527,7 @@ async fn create_refresh_batch(
         match scans
             .create(
                 &PostParams::default(),
-                &refresh_scan(schedule, &run.id, &image),
+                &refresh_scan(schedule, &run.plan.id, &image),
             )
             .await
         {
@@ -536,15 +536,15 @@ async fn create_refresh_batch(
             Err(e) => return Err(e.into()),
         }
     }
-    stellaops_store::schedules::record_created(pool, &run.id, end as i64).await?;
-    Ok(end < run.images.len())
+    stellaops_store::schedules::record_created(pool, &run.plan.id, end as i64).await?;
+    Ok(end < run.plan.images.len())
 }
 
 /// Whether a content-refresh run is over: every Scan it created has finished. `Some`
 /// with the failure summary (or `None` when all succeeded) once it is. Pure.
 pub fn refresh_outcome(run: &Run, scans: &[Scan]) -> Option<Option<String>> {
     use stellaops_crds::scan::ScanPhase;
-    if scans.len() < run.images.len() {
+    if scans.len() < run.plan.images.len() {
         return None;
     }
     let phases: Vec<Option<ScanPhase>> = scans
@@ -572,37 +572,41 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
     let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), ns);
     for run in runs
         .iter()
-        .filter(|r| r.finished_at.is_none() && r.mode == "content-refresh")
+        .filter(|r| r.finished_at.is_none() && r.plan.mode == "content-refresh")
     {
-        if (run.created as usize) < run.images.len() {
+        if (run.created as usize) < run.plan.images.len() {
             continue;
         }
         let created = scans
-            .list(&ListParams::default().labels(&format!("{RUN_LABEL}={}", run.id)))
+            .list(&ListParams::default().labels(&format!("{RUN_LABEL}={}", run.plan.id)))
             .await?
             .items;
         if let Some(outcome) = refresh_outcome(run, &created) {
-            stellaops_store::schedules::finish(pool, &run.id, outcome.as_deref()).await?;
+            stellaops_store::schedules::finish(pool, &run.plan.id, outcome.as_deref()).await?;
             settled = true;
         }
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     for run in runs
         .iter()
-        .filter(|r| r.finished_at.is_none() && r.mode == "analysis-only")
+        .filter(|r| r.finished_at.is_none() && r.plan.mode == "analysis-only")
     {
-        match jobs.get_opt(&run.id).await? {
+        match jobs.get_opt(&run.plan.id).await? {
             Some(job) => {
                 if workload::job_finished(&job) == Some(false) {
                     let why = workload::job_failure(&job)
                         .unwrap_or_else(|| "the evaluate Job failed".into());
-                    stellaops_store::schedules::finish(pool, &run.id, Some(&why)).await?;
+                    stellaops_store::schedules::finish(pool, &run.plan.id, Some(&why)).await?;
                     settled = true;
                 }
             }
             None => {
-                stellaops_store::schedules::finish(pool, &run.id, Some("the evaluate Job is gone"))
-                    .await?;
+                stellaops_store::schedules::finish(
+                    pool,
+                    &run.plan.id,
+                    Some("the evaluate Job is gone"),
+                )
+                .await?;
                 settled = true;
             }
         }
@@ -641,8 +645,8 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let mut creating = false;
     for run in runs.iter().filter(|r| {
         r.finished_at.is_none()
-            && r.mode == "content-refresh"
-            && (r.created as usize) < r.images.len()
+            && r.plan.mode == "content-refresh"
+            && (r.created as usize) < r.plan.images.len()
     }) {
         creating |= create_refresh_batch(&ctx, &pool, &schedule, run).await?;
     }
@@ -682,8 +686,8 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     if decision.replace_active {
         let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
         for run in runs.iter().filter(|r| r.finished_at.is_none()) {
-            if run.mode == "analysis-only" {
-                match jobs.delete(&run.id, &DeleteParams::background()).await {
+            if run.plan.mode == "analysis-only" {
+                match jobs.delete(&run.plan.id, &DeleteParams::background()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -691,7 +695,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             }
             stellaops_store::schedules::finish(
                 &pool,
-                &run.id,
+                &run.plan.id,
                 Some("replaced by a newer run (concurrencyPolicy: Replace)"),
             )
             .await?;
@@ -711,7 +715,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             stellaops_store::schedules::advisory_delta(&pool, &ns, &name).await?;
         let delta_active = runs
             .iter()
-            .any(|r| r.finished_at.is_none() && r.trigger == "advisory-delta");
+            .any(|r| r.finished_at.is_none() && r.plan.trigger == "advisory-delta");
         if affected.is_empty() {
             stellaops_store::schedules::set_advisory_cursor(&pool, &ns, &name, head).await?;
         } else if delta_active {
@@ -761,8 +765,8 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     if creating
         || runs.iter().any(|r| {
             r.finished_at.is_none()
-                && r.mode == "content-refresh"
-                && (r.created as usize) < r.images.len()
+                && r.plan.mode == "content-refresh"
+                && (r.created as usize) < r.plan.images.len()
         })
     {
         // Next second's Scans.

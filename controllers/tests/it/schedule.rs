@@ -546,20 +546,22 @@ mod controller {
             "{args:?}"
         );
         let run = stellaops_store::schedules::Run {
-            id: "nightly-1".into(),
-            schedule_namespace: "shop".into(),
-            schedule_name: "nightly".into(),
-            trigger: "cron".into(),
-            mode: "content-refresh".into(),
-            scheduled_at: chrono::Utc::now(),
-            images: vec![A.into(), B.into()],
-            selected: 2,
-            skipped: 0,
+            plan: stellaops_store::schedules::NewRun {
+                id: "nightly-1".into(),
+                namespace: "shop".into(),
+                name: "nightly".into(),
+                trigger: "cron".into(),
+                mode: "content-refresh".into(),
+                scheduled_at: chrono::Utc::now(),
+                images: vec![A.into(), B.into()],
+                selected: 2,
+                skipped: 0,
+                rate_per_second: 50,
+                notify: true,
+                min_severity: None,
+            },
             created: 2,
             new_findings: 0,
-            rate_per_second: 50,
-            notify: true,
-            min_severity: None,
             started_at: chrono::Utc::now(),
             finished_at: None,
             error: None,
@@ -674,9 +676,9 @@ mod controller {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(run.images.len(), 1);
+        assert_eq!(run.plan.images.len(), 1);
         assert_eq!(
-            (run.selected, run.skipped, run.mode.as_str()),
+            (run.plan.selected, run.plan.skipped, run.plan.mode.as_str()),
             (3, 2, "analysis-only")
         );
 
