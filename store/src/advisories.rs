@@ -251,6 +251,20 @@ impl<'c> CopyStream<'c> {
     }
 }
 
+/// An empty session-private table shaped like `like`, for rows that replace stored ones
+/// through one `UPDATE … FROM`; its rows go at commit.
+async fn empty_staging_table(conn: &mut PgConnection, name: &str, like: &str) -> Result<()> {
+    sqlx::query(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {like}) ON COMMIT DELETE ROWS"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!("TRUNCATE {name}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// The change numbers a write took: `first..=last.seq`; canonicals that were new took
 /// `first..=last_created`, replaced ones the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -367,12 +381,7 @@ pub async fn write_canonicals(
         .await?;
     }
     if !replaced.is_empty() {
-        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS staged_canonicals (LIKE canonical_advisories) ON COMMIT DELETE ROWS")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("TRUNCATE staged_canonicals")
-            .execute(&mut *conn)
-            .await?;
+        empty_staging_table(conn, "staged_canonicals", "canonical_advisories").await?;
         let mut copy = CopyStream::start(
             conn,
             &format!("COPY staged_canonicals ({COLUMNS}) FROM STDIN"),
@@ -522,12 +531,7 @@ pub async fn write_edges(
         copy.finish().await?;
     }
     if wanted.iter().any(|(_, new)| !*new) {
-        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS staged_edges (LIKE advisory_source_edges) ON COMMIT DELETE ROWS")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("TRUNCATE staged_edges")
-            .execute(&mut *conn)
-            .await?;
+        empty_staging_table(conn, "staged_edges", "advisory_source_edges").await?;
         let mut copy =
             CopyStream::start(conn, &format!("COPY staged_edges ({COLUMNS}) FROM STDIN")).await?;
         copy_edges(
@@ -818,16 +822,7 @@ impl BinaryCopyReader {
 
 /// The newest change, if any.
 pub async fn latest_change(pool: &PgPool) -> Result<Option<ChangePoint>> {
-    let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT change_seq, changed_at FROM (
-             SELECT change_seq, changed_at FROM canonical_advisories
-             UNION ALL SELECT change_seq, changed_at FROM advisory_source_edges
-             UNION ALL SELECT change_seq, changed_at FROM advisory_deletions) c
-         ORDER BY change_seq DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(seq, at)| ChangePoint { seq, at }))
+    last_change_in(&mut *pool.acquire().await?, i64::MIN, i64::MAX).await
 }
 
 /// Number of canonicals stored.
