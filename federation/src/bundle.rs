@@ -145,18 +145,56 @@ fn tar_padding(size: u64) -> &'static [u8] {
     &ZEROS[..(512 - (size % 512) as usize) % 512]
 }
 
-/// The canonical tar of `members` (name, bytes), in the given order: header, content
-/// and padding of each, then two zero blocks.
-fn canonical_tar(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut tar =
-        Vec::with_capacity(members.iter().map(|(_, b)| b.len() + 1024).sum::<usize>() + 1024);
-    for (name, bytes) in members {
-        tar.extend_from_slice(&tar_header(name, bytes.len() as u64));
-        tar.extend_from_slice(bytes);
-        tar.extend_from_slice(tar_padding(bytes.len() as u64));
+/// The members of `tar`, borrowed from it, read in one pass that also checks canonical
+/// form: every header exactly as [`tar_header`] writes it, zero padding, then the two
+/// zero blocks and nothing after them.
+fn canonical_members(tar: &[u8]) -> Result<Vec<(&str, &[u8])>, BundleError> {
+    const NOT_CANONICAL: &str = "archive is not in canonical form (headers or padding altered)";
+    let corrupt = |what: String| BundleError::Corrupt(what);
+    let mut members = Vec::new();
+    let mut at = 0;
+    loop {
+        let block = tar
+            .get(at..at + 512)
+            .ok_or_else(|| corrupt("tar: the archive ends early".into()))?;
+        if block.iter().all(|b| *b == 0) {
+            break;
+        }
+        let header = tar::Header::from_byte_slice(block);
+        let name = header.path_bytes().into_owned();
+        let name = MEMBERS
+            .iter()
+            .copied()
+            .find(|m| m.as_bytes() == name.as_slice())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "unexpected member {:?}",
+                    String::from_utf8_lossy(&name)
+                ))
+            })?;
+        let size = header
+            .size()
+            .map_err(|e| corrupt(format!("tar: {name}: {e}")))?;
+        if tar_header(name, size) != *block {
+            return Err(corrupt(NOT_CANONICAL.into()));
+        }
+        let start = at + 512;
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|size| start.checked_add(size))
+            .filter(|end| *end <= tar.len())
+            .ok_or_else(|| corrupt(format!("tar: {name} is cut short")))?;
+        let padding = tar_padding(size);
+        if tar.get(end..end + padding.len()) != Some(padding) {
+            return Err(corrupt(NOT_CANONICAL.into()));
+        }
+        members.push((name, &tar[start..end]));
+        at = end + padding.len();
     }
-    tar.extend_from_slice(&[0; 1024]);
-    tar
+    if tar.len() != at + 1024 || tar[at..].iter().any(|b| *b != 0) {
+        return Err(corrupt(NOT_CANONICAL.into()));
+    }
+    Ok(members)
 }
 
 /// Members are hashed and compressed in blocks of exactly this size (the last may be
@@ -469,28 +507,8 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
         )));
     }
 
-    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut archive = tar::Archive::new(tar_bytes.as_slice());
-    for entry in archive
-        .entries()
-        .map_err(|e| BundleError::Corrupt(format!("tar: {e}")))?
-    {
-        let mut entry = entry.map_err(|e| BundleError::Corrupt(format!("tar: {e}")))?;
-        let name = entry
-            .path()
-            .map_err(|e| BundleError::Corrupt(format!("tar: {e}")))?
-            .to_string_lossy()
-            .into_owned();
-        if !MEMBERS.contains(&name.as_str()) {
-            return Err(BundleError::Corrupt(format!("unexpected member {name:?}")));
-        }
-        let mut content = Vec::new();
-        entry
-            .read_to_end(&mut content)
-            .map_err(|e| BundleError::Corrupt(format!("{name}: {e}")))?;
-        members.push((name, content));
-    }
-    let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    let members = canonical_members(&tar_bytes)?;
+    let names: Vec<&str> = members.iter().map(|(n, _)| *n).collect();
     let expected: &[&str] = if names.len() == 5 {
         &MEMBERS
     } else {
@@ -501,22 +519,8 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
             "members {names:?}, expected {expected:?} in that order"
         )));
     }
-    let borrowed: Vec<(&str, &[u8])> = members
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    if canonical_tar(&borrowed) != tar_bytes {
-        return Err(BundleError::Corrupt(
-            "archive is not in canonical form (headers or padding altered)".into(),
-        ));
-    }
 
-    let member = |name: &str| {
-        members
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, b)| b.as_slice())
-    };
+    let member = |name: &str| members.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
     let manifest_bytes = member("MANIFEST.json").expect("checked above").to_vec();
     let manifest_value: serde_json::Value = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| BundleError::Corrupt(format!("MANIFEST.json: {e}")))?;

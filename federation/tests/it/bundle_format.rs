@@ -276,3 +276,33 @@ fn a_canonical_or_edge_listed_twice_is_refused() {
     );
     assert!(bundle::open(&write(&a.canonicals, &a.edges), 1 << 20).is_ok());
 }
+
+/// Bytes outside the members (padding, the end-of-archive blocks, anything after them)
+/// are part of canonical form too.
+#[test]
+fn padding_and_trailing_bytes_are_checked() {
+    let original = sample_bundle(None);
+    let tar_bytes = zstd::stream::decode_all(original.as_slice()).unwrap();
+    let manifest_size = tar::Header::from_byte_slice(&tar_bytes[..512])
+        .size()
+        .unwrap() as usize;
+    assert_ne!(manifest_size % 512, 0, "the manifest is padded");
+    let open_tar = |tar: &[u8]| bundle::open(&zstd::bulk::compress(tar, 3).unwrap(), 1 << 20);
+    assert!(open_tar(&tar_bytes).is_ok());
+    let mut padding = tar_bytes.clone();
+    padding[512 + manifest_size] = b'x';
+    let mut longer = tar_bytes.clone();
+    longer.extend_from_slice(&[0; 512]);
+    let mut shorter = tar_bytes.clone();
+    shorter.truncate(tar_bytes.len() - 512);
+    for (what, tar) in [
+        ("padding", padding),
+        ("an extra block", longer),
+        ("a missing end block", shorter),
+    ] {
+        assert!(
+            matches!(open_tar(&tar), Err(BundleError::Corrupt(m)) if m.contains("canonical form")),
+            "{what} went unnoticed"
+        );
+    }
+}
