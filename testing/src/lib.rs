@@ -4,6 +4,11 @@
 //!   can assert the method, path, field manager and body of every call and answer it.
 //! * [`service`]: the address of a real test service (PostgreSQL, S3, registry) started by
 //!   `scripts/test.sh`; under `CI=true` a missing service fails the test instead of skipping.
+//! * [`apiserver::Emulator`]: an HTTPS Kubernetes API server emulator for end-to-end tests.
+//! * [`rbac`]: the RBAC decision the emulator enforces.
+
+pub mod apiserver;
+pub mod rbac;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

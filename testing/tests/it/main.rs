@@ -1,0 +1,4 @@
+//! Integration tests of the test helpers: the API server emulator with the real kube client
+//! and the real kubectl.
+
+mod emulator;
