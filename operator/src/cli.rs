@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Seconds between renewals (and between attempts of a standby).
     #[arg(long, default_value_t = 5)]
     pub lease_retry_seconds: u64,
+    /// Seconds in-flight reconciles get to finish after SIGTERM before the process exits
+    /// (keep it well under the Pod's terminationGracePeriodSeconds, 30 by default).
+    #[arg(long, env = "STELLAOPS_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
     /// Kubeconfig context to use instead of the current one (outside a cluster).
     #[arg(long)]
     pub context: Option<String>,

@@ -5,6 +5,9 @@ use stellaops_operator::cli::{Cli, Command};
 use stellaops_operator::{crdgen, preview, runtime, telemetry};
 
 fn main() -> ExitCode {
+    // The one rustls provider of the workspace, chosen explicitly rather than left to
+    // rustls' feature detection (which panics the first TLS connection if a second appears).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Crdgen(args) => report(crdgen::run(&args.root, args.check)),

@@ -70,6 +70,20 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Run the controllers until a shutdown signal, then let in-flight reconciles finish for at
+/// most `grace`. Reconciles are idempotent, so one cut short is redone by the next leader;
+/// waiting longer would outlast the Pod's termination grace period (SIGKILL, and the Lease
+/// held until it expires).
+async fn run_controllers(ctx: Arc<Context>, grace: Duration) {
+    tokio::select! {
+        _ = stellaops_controllers::run(ctx) => {}
+        _ = async {
+            shutdown_signal().await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(?grace, "reconciles still running after the shutdown grace; stopping them"),
+    }
+}
+
 /// Run until shutdown or loss of leadership (an error, so the Pod restarts as a standby).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let registry = Registry::new();
@@ -123,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::webhook::start(client.clone(), &args, &registry, ctx.outbox.clone()).await?;
     }
     let ctx = Arc::new(ctx);
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
 
     if !args.leader_election {
         client
@@ -132,7 +147,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready.store(true, Ordering::Relaxed);
         tracing::warn!("leader election disabled: run only one replica like this");
         leader_gauge.set(1);
-        stellaops_controllers::run(ctx).await;
+        run_controllers(ctx, grace).await;
         return Ok(());
     }
 
@@ -167,7 +182,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     leader_gauge.set(1);
 
     let outcome = tokio::select! {
-        _ = stellaops_controllers::run(ctx) => Ok(()),
+        _ = run_controllers(ctx, grace) => Ok(()),
         lost = elector.hold() => Err(anyhow::anyhow!("lost leadership: {lost}")),
     };
     leader_gauge.set(0);

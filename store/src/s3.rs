@@ -38,6 +38,7 @@ pub async fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
             .unwrap_or_else(|| "us-east-1".to_string()),
     );
     let shared = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .region(region)
         .load()
         .await;
@@ -47,6 +48,15 @@ pub async fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
         builder = builder.endpoint_url(endpoint);
     }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// The HTTPS client of every AWS call (S3 and the credential providers): rustls on ring,
+/// the one crypto provider of the workspace (the SDK's default client is on aws-lc-rs).
+fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Object keys under the platform bucket.

@@ -246,6 +246,9 @@ enum ImageCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The one rustls provider of the workspace, chosen explicitly rather than left to
+    // rustls' feature detection (which panics the first TLS connection if a second appears).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();

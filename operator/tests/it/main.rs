@@ -2,10 +2,12 @@
 
 mod cli;
 mod crd_drift;
+// mod e2e; (enabled once the emulator and the runner land)
 mod leader;
 mod packaging;
 mod preview;
 mod probes;
+mod startup;
 
 use std::path::PathBuf;
 
