@@ -19,7 +19,16 @@ const VERBS: [&str; 8] = [
 ];
 
 #[allow(clippy::too_many_arguments)]
-fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, status: bool, short: &[&str], categories: &[&str]) -> ResourceType {
+fn builtin(
+    group: &str,
+    version: &str,
+    plural: &str,
+    kind: &str,
+    namespaced: bool,
+    status: bool,
+    short: &[&str],
+    categories: &[&str],
+) -> ResourceType {
     ResourceType {
         group: group.into(),
         version: version.into(),
@@ -36,7 +45,16 @@ fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: boo
 
 /// The Namespace resource type.
 pub(crate) fn namespaces() -> ResourceType {
-    builtin("", "v1", "namespaces", "Namespace", false, true, &["ns"], &[])
+    builtin(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        false,
+        true,
+        &["ns"],
+        &[],
+    )
 }
 
 /// The built-in kinds served.
@@ -46,27 +64,189 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
         namespaces(),
         builtin("", "v1", "pods", "Pod", true, true, &["po"], all),
         builtin("", "v1", "secrets", "Secret", true, false, &[], &[]),
-        builtin("", "v1", "configmaps", "ConfigMap", true, false, &["cm"], &[]),
+        builtin(
+            "",
+            "v1",
+            "configmaps",
+            "ConfigMap",
+            true,
+            false,
+            &["cm"],
+            &[],
+        ),
         builtin("", "v1", "services", "Service", true, true, &["svc"], all),
-        builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false, &["sa"], &[]),
-        builtin("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, true, &["pvc"], &[]),
+        builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            false,
+            &["sa"],
+            &[],
+        ),
+        builtin(
+            "",
+            "v1",
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            true,
+            true,
+            &["pvc"],
+            &[],
+        ),
         builtin("", "v1", "events", "Event", true, false, &["ev"], &[]),
-        builtin("apps", "v1", "deployments", "Deployment", true, true, &["deploy"], all),
-        builtin("apps", "v1", "statefulsets", "StatefulSet", true, true, &["sts"], all),
-        builtin("apps", "v1", "daemonsets", "DaemonSet", true, true, &["ds"], all),
-        builtin("apps", "v1", "replicasets", "ReplicaSet", true, true, &["rs"], all),
+        builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            true,
+            &["deploy"],
+            all,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "statefulsets",
+            "StatefulSet",
+            true,
+            true,
+            &["sts"],
+            all,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "daemonsets",
+            "DaemonSet",
+            true,
+            true,
+            &["ds"],
+            all,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "replicasets",
+            "ReplicaSet",
+            true,
+            true,
+            &["rs"],
+            all,
+        ),
         builtin("batch", "v1", "jobs", "Job", true, true, &[], all),
-        builtin("batch", "v1", "cronjobs", "CronJob", true, true, &["cj"], all),
-        builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false, &[], &[]),
-        builtin("events.k8s.io", "v1", "events", "Event", true, false, &["ev"], &[]),
-        builtin("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false, false, &[], &["api-extensions"]),
-        builtin("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", false, false, &[], &["api-extensions"]),
-        builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, false, &[], &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, false, &[], &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, false, &[], &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, false, &[], &[]),
-        builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, true, &["crd", "crds"], &["api-extensions"]),
-        builtin("apiregistration.k8s.io", "v1", "apiservices", "APIService", false, true, &[], &["api-extensions"]),
+        builtin(
+            "batch",
+            "v1",
+            "cronjobs",
+            "CronJob",
+            true,
+            true,
+            &["cj"],
+            all,
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            true,
+            false,
+            &[],
+            &[],
+        ),
+        builtin(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            false,
+            &["ev"],
+            &[],
+        ),
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            false,
+            false,
+            &[],
+            &["api-extensions"],
+        ),
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            false,
+            false,
+            &[],
+            &["api-extensions"],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "roles",
+            "Role",
+            true,
+            false,
+            &[],
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            false,
+            &[],
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            true,
+            false,
+            &[],
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            false,
+            &[],
+            &[],
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            false,
+            true,
+            &["crd", "crds"],
+            &["api-extensions"],
+        ),
+        builtin(
+            "apiregistration.k8s.io",
+            "v1",
+            "apiservices",
+            "APIService",
+            false,
+            true,
+            &[],
+            &["api-extensions"],
+        ),
     ]
 }
 
@@ -117,7 +297,10 @@ pub(crate) fn group_list<'a>(types: impl Iterator<Item = &'a Arc<ResourceType>>)
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub(crate) fn group<'a>(types: impl Iterator<Item = &'a Arc<ResourceType>>, name: &str) -> Option<Value> {
+pub(crate) fn group<'a>(
+    types: impl Iterator<Item = &'a Arc<ResourceType>>,
+    name: &str,
+) -> Option<Value> {
     let groups = groups(types);
     let versions = groups.get(name)?;
     let mut doc = group_doc(name, versions);
@@ -126,7 +309,11 @@ pub(crate) fn group<'a>(types: impl Iterator<Item = &'a Arc<ResourceType>>, name
     Some(doc)
 }
 
-pub(crate) fn resource_list<'a>(types: impl Iterator<Item = &'a Arc<ResourceType>>, group: &str, version: &str) -> Option<Value> {
+pub(crate) fn resource_list<'a>(
+    types: impl Iterator<Item = &'a Arc<ResourceType>>,
+    group: &str,
+    version: &str,
+) -> Option<Value> {
     let mut resources = Vec::new();
     for rt in types.filter(|rt| rt.group == group && rt.version == version) {
         let mut doc = json!({
@@ -155,7 +342,9 @@ pub(crate) fn resource_list<'a>(types: impl Iterator<Item = &'a Arc<ResourceType
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 fn openapi_path(group: &str, version: &str) -> String {
@@ -182,7 +371,10 @@ pub(crate) fn openapi_index<'a>(types: impl Iterator<Item = &'a Arc<ResourceType
 /// The OpenAPI v3 document of one group version: just the PATCH operations, tagged with
 /// their kind and accepting `fieldValidation`, which is what kubectl looks for before it
 /// leaves validation to the server.
-pub(crate) fn openapi_group_version<'a>(types: impl Iterator<Item = &'a Arc<ResourceType>>, path: &str) -> Option<Value> {
+pub(crate) fn openapi_group_version<'a>(
+    types: impl Iterator<Item = &'a Arc<ResourceType>>,
+    path: &str,
+) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     for rt in types.filter(|rt| openapi_path(&rt.group, &rt.version) == path) {
         let collection = if rt.namespaced {

@@ -92,7 +92,13 @@ fn k8s_verb(method: &Method, has_name: bool, watch: bool) -> &'static str {
 }
 
 impl Shared {
-    pub fn new(store: Store, authorize: bool, admin_token: String, sa_prefix: String, address: std::net::SocketAddr) -> Shared {
+    pub fn new(
+        store: Store,
+        authorize: bool,
+        admin_token: String,
+        sa_prefix: String,
+        address: std::net::SocketAddr,
+    ) -> Shared {
         Shared {
             store: Mutex::new(store),
             authorize,
@@ -124,7 +130,11 @@ impl Shared {
     }
 
     fn authenticate(&self, request: &Request<Incoming>) -> Option<UserInfo> {
-        let header = request.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
         let token = header.strip_prefix("Bearer ")?.trim();
         if token == self.admin_token {
             return Some(UserInfo {
@@ -133,7 +143,9 @@ impl Shared {
             });
         }
         let encoded = token.strip_prefix(&self.sa_prefix)?.strip_prefix('.')?;
-        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (namespace, name) = decoded.split_once('/')?;
         Some(UserInfo {
@@ -179,7 +191,12 @@ impl Shared {
                 (verb.to_string(), response)
             }
         };
-        self.record(&user.name, &verb, &path_and_query, response.status().as_u16());
+        self.record(
+            &user.name,
+            &verb,
+            &path_and_query,
+            response.status().as_u16(),
+        );
         response
     }
 
@@ -189,18 +206,28 @@ impl Shared {
         }
         let rbac: Vec<Value> = self.with_store(|store| {
             let mut objects = Vec::new();
-            for plural in ["roles", "clusterroles", "rolebindings", "clusterrolebindings"] {
+            for plural in [
+                "roles",
+                "clusterroles",
+                "rolebindings",
+                "clusterrolebindings",
+            ] {
                 if let Some(rt) = store.resource("rbac.authorization.k8s.io", "v1", plural) {
                     objects.extend(store.snapshot(&rt, None).into_iter().map(|o| (*o).clone()));
                 }
             }
             objects
         });
-        crate::rbac::authorize(user, attributes, &rbac).map_err(|reason| forbidden(user, attributes, &reason))
+        crate::rbac::authorize(user, attributes, &rbac)
+            .map_err(|reason| forbidden(user, attributes, &reason))
     }
 
     fn resolve(&self, path: &str, query: &BTreeMap<String, String>) -> Resolved {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+        let parts: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .collect();
         let (group, version, rest) = match parts.as_slice() {
             ["api", "v1", rest @ ..] if !rest.is_empty() => ("", "v1", rest),
             ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
@@ -211,7 +238,9 @@ impl Shared {
             rest => (false, rest),
         };
         let (namespace, rest): (Option<String>, &[&str]) = match rest {
-            ["namespaces", ns, sub] if matches!(*sub, "status" | "finalize") => (Some(ns.to_string()), rest),
+            ["namespaces", ns, sub] if matches!(*sub, "status" | "finalize") => {
+                (Some(ns.to_string()), rest)
+            }
             ["namespaces", ns, more @ ..] if !more.is_empty() => (Some(ns.to_string()), more),
             rest => (None, rest),
         };
@@ -225,7 +254,8 @@ impl Shared {
             return Resolved::NotFound;
         };
         let namespace = if rt.namespaced { namespace } else { None };
-        let watch = watch_prefix || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+        let watch =
+            watch_prefix || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
         Resolved::Resource(Target {
             rt,
             namespace,
@@ -246,7 +276,9 @@ impl Shared {
             ["apis", group] => discovery::group(store.types(), group),
             ["apis", group, version] => discovery::resource_list(store.types(), group, version),
             ["openapi", "v3"] => Some(discovery::openapi_index(store.types())),
-            ["openapi", "v3", rest @ ..] => discovery::openapi_group_version(store.types(), &rest.join("/")),
+            ["openapi", "v3", rest @ ..] => {
+                discovery::openapi_group_version(store.types(), &rest.join("/"))
+            }
             ["healthz" | "livez" | "readyz"] => Some(Value::Null),
             _ => None,
         });
@@ -264,7 +296,13 @@ impl Shared {
         }
     }
 
-    async fn resource(self: Arc<Self>, request: Request<Incoming>, target: Target, query: BTreeMap<String, String>, user: &UserInfo) -> Response<Body> {
+    async fn resource(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        target: Target,
+        query: BTreeMap<String, String>,
+        user: &UserInfo,
+    ) -> Response<Body> {
         let method = request.method().clone();
         let accept = request
             .headers()
@@ -292,11 +330,18 @@ impl Shared {
             .to_string();
         let manager = query.get("fieldManager").cloned().unwrap_or(agent);
         let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
-        let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+        let body = if matches!(
+            method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        ) {
             match Limited::new(request.into_body(), MAX_BODY).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => {
-                    return error_response(&ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"));
+                    return error_response(&ApiError::new(
+                        413,
+                        "RequestEntityTooLarge",
+                        "Request entity too large: limit is 3145728",
+                    ));
                 }
             }
         } else {
@@ -304,7 +349,10 @@ impl Shared {
         };
         let rt = target.rt.clone();
         let ns = target.namespace.clone().unwrap_or_default();
-        if rt.namespaced && target.namespace.is_none() && !matches!(method, Method::GET | Method::HEAD) {
+        if rt.namespaced
+            && target.namespace.is_none()
+            && !matches!(method, Method::GET | Method::HEAD)
+        {
             return error_response(&page_not_found());
         }
         let table = accept.contains("as=Table");
@@ -319,8 +367,19 @@ impl Shared {
                 .with_store(|store| store.get(&rt, &ns, name))
                 .map(|object| {
                     if table {
-                        let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
-                        (200, table::table(&rt, &[object], query.get("includeObject").map_or("Metadata", String::as_str), meta))
+                        let meta =
+                            json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                        (
+                            200,
+                            table::table(
+                                &rt,
+                                &[object],
+                                query
+                                    .get("includeObject")
+                                    .map_or("Metadata", String::as_str),
+                                meta,
+                            ),
+                        )
                     } else {
                         (200, (*object).clone())
                     }
@@ -332,12 +391,22 @@ impl Shared {
                 };
             }
             (&Method::POST, None) => parse_json(&body).and_then(|object| {
-                self.with_store(|store| store.create(&rt, &ns, object, super::store::Op::Update(&manager), dry_run))
-                    .map(|created| (201, created))
+                self.with_store(|store| {
+                    store.create(
+                        &rt,
+                        &ns,
+                        object,
+                        super::store::Op::Update(&manager),
+                        dry_run,
+                    )
+                })
+                .map(|created| (201, created))
             }),
             (&Method::PUT, Some(name)) => parse_json(&body).and_then(|object| {
-                self.with_store(|store| store.update(&rt, &ns, name, &target.sub, object, &manager, dry_run))
-                    .map(|updated| (200, updated))
+                self.with_store(|store| {
+                    store.update(&rt, &ns, name, &target.sub, object, &manager, dry_run)
+                })
+                .map(|updated| (200, updated))
             }),
             (&Method::PATCH, Some(name)) => {
                 let force = query.get("force").is_some_and(|v| v == "true");
@@ -362,7 +431,15 @@ impl Shared {
                     (200, json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {}, "items": deleted}))
                 })
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({} {})", method, rt.group_resource()))),
+            _ => Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!(
+                    "the server does not allow this method on the requested resource ({} {})",
+                    method,
+                    rt.group_resource()
+                ),
+            )),
         };
         let _ = user;
         match result {
@@ -371,24 +448,42 @@ impl Shared {
         }
     }
 
-    fn list(&self, target: &Target, query: &BTreeMap<String, String>, table: bool) -> Result<Response<Body>, ApiError> {
+    fn list(
+        &self,
+        target: &Target,
+        query: &BTreeMap<String, String>,
+        table: bool,
+    ) -> Result<Response<Body>, ApiError> {
         let (labels, fields) = selectors(query)?;
-        let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let limit: usize = query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
         let after = match query.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => Some(decode_continue(token).ok_or_else(|| {
-                ApiError::new(400, "BadRequest", "continue key is not valid: illegal base64 data")
+                ApiError::new(
+                    400,
+                    "BadRequest",
+                    "continue key is not valid: illegal base64 data",
+                )
             })?),
             None => None,
         };
         let (rv, objects) = self.with_store(|store| {
-            (store.current_rv(), store.snapshot(&target.rt, target.namespace.as_deref()))
+            (
+                store.current_rv(),
+                store.snapshot(&target.rt, target.namespace.as_deref()),
+            )
         });
         let rv = after.as_ref().map_or(rv, |(rv, _, _)| *rv);
         let mut matched: Vec<Arc<Value>> = objects
             .into_iter()
             .filter(|o| {
                 let key = object_key(o);
-                after.as_ref().is_none_or(|(_, ns, name)| key > (ns.as_str(), name.as_str()))
+                after
+                    .as_ref()
+                    .is_none_or(|(_, ns, name)| key > (ns.as_str(), name.as_str()))
             })
             .filter(|o| labels.matches(o) && fields.matches(o))
             .collect();
@@ -404,8 +499,13 @@ impl Shared {
             list_meta["remainingItemCount"] = json!(remaining);
         }
         if table {
-            let include = query.get("includeObject").map_or("Metadata", String::as_str);
-            return Ok(json_response(200, &table::table(&target.rt, &matched, include, list_meta)));
+            let include = query
+                .get("includeObject")
+                .map_or("Metadata", String::as_str);
+            return Ok(json_response(
+                200,
+                &table::table(&target.rt, &matched, include, list_meta),
+            ));
         }
         // Written item by item: a list of thousands of objects is never cloned whole.
         let mut out = Vec::with_capacity(256 * matched.len() + 256);
@@ -426,13 +526,22 @@ impl Shared {
         Ok(bytes_response(200, out))
     }
 
-    fn watch(&self, target: Target, labels: LabelSelector, fields: FieldSelector, query: &BTreeMap<String, String>) -> Response<Body> {
+    fn watch(
+        &self,
+        target: Target,
+        labels: LabelSelector,
+        fields: FieldSelector,
+        query: &BTreeMap<String, String>,
+    ) -> Response<Body> {
         let rt = target.rt.clone();
         let filter = WatchFilter {
             group: rt.group.clone(),
             plural: rt.plural.clone(),
             namespace: target.namespace.clone(),
-            name: target.name.clone().or_else(|| fields.name().map(str::to_string)),
+            name: target
+                .name
+                .clone()
+                .or_else(|| fields.name().map(str::to_string)),
             labels,
             fields,
         };
@@ -441,7 +550,9 @@ impl Shared {
             .filter(|rv| !rv.is_empty() && rv.as_str() != "0")
             .map(|rv| rv.parse().unwrap_or(0));
         let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
-        let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+        let bookmarks = query
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true");
         let timeout = query
             .get("timeoutSeconds")
             .and_then(|t| t.parse().ok())
@@ -489,7 +600,15 @@ impl Shared {
                 }
             }
             if let Some(events) = subscription {
-                pump(tx, events, filter, timeout, bookmarks.then_some(kind), start_rv).await;
+                pump(
+                    tx,
+                    events,
+                    filter,
+                    timeout,
+                    bookmarks.then_some(kind),
+                    start_rv,
+                )
+                .await;
             }
         });
         let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -524,7 +643,10 @@ impl WatchFilter {
     fn matches(&self, change: &Change) -> bool {
         change.group == self.group
             && change.plural == self.plural
-            && self.namespace.as_ref().is_none_or(|ns| *ns == change.namespace)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == change.namespace)
             && self.matches_object(&change.object)
     }
 
@@ -549,7 +671,14 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
 
 /// Forward matching changes until the client leaves, the timeout passes, or the watcher
 /// falls too far behind (then it gets 410 and relists, as from a real server).
-async fn pump(tx: mpsc::Sender<Bytes>, mut events: broadcast::Receiver<Arc<Change>>, filter: WatchFilter, timeout: Duration, bookmark: Option<(String, String)>, start_rv: u64) {
+async fn pump(
+    tx: mpsc::Sender<Bytes>,
+    mut events: broadcast::Receiver<Arc<Change>>,
+    filter: WatchFilter,
+    timeout: Duration,
+    bookmark: Option<(String, String)>,
+    start_rv: u64,
+) {
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
@@ -595,7 +724,9 @@ fn object_key(object: &Value) -> (&str, &str) {
 }
 
 fn decode_continue(token: &str) -> Option<(u64, String, String)> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(token).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
     Some((
         value["rv"].as_u64()?,
@@ -613,7 +744,11 @@ fn selectors(query: &BTreeMap<String, String>) -> Result<(LabelSelector, FieldSe
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request was in an unknown format: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request was in an unknown format: {e}"
+        ))
+    })
 }
 
 fn patch_body(content_type: &str, body: &[u8], has_manager: bool) -> Result<PatchBody, ApiError> {
@@ -625,13 +760,21 @@ fn patch_body(content_type: &str, body: &[u8], has_manager: bool) -> Result<Patc
             .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}"))),
         "application/apply-patch+yaml" => {
             if !has_manager {
-                return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
             }
             serde_yaml::from_slice::<Value>(body)
                 .map(PatchBody::Apply)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
         }
-        other => Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"))),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
+            ),
+        )),
     }
 }
 
@@ -639,18 +782,31 @@ fn delete_options(body: &[u8], query: &BTreeMap<String, String>) -> DeleteOption
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let text = |v: &Value| v.as_str().map(str::to_string);
     DeleteOptions {
-        propagation: query.get("propagationPolicy").cloned().or_else(|| text(&parsed["propagationPolicy"])).or_else(|| {
-            parsed["orphanDependents"].as_bool().filter(|o| *o).map(|_| "Orphan".to_string())
-        }),
+        propagation: query
+            .get("propagationPolicy")
+            .cloned()
+            .or_else(|| text(&parsed["propagationPolicy"]))
+            .or_else(|| {
+                parsed["orphanDependents"]
+                    .as_bool()
+                    .filter(|o| *o)
+                    .map(|_| "Orphan".to_string())
+            }),
         precondition_uid: text(&parsed["preconditions"]["uid"]),
         precondition_rv: text(&parsed["preconditions"]["resourceVersion"]),
         dry_run: query.get("dryRun").is_some_and(|v| v == "All")
-            || parsed["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")),
+            || parsed["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All")),
     }
 }
 
 fn page_not_found() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 fn nonresource_attributes(verb: &str, path: &str) -> RequestAttributes {
@@ -680,7 +836,10 @@ fn resource_attributes(verb: &str, target: &Target) -> RequestAttributes {
 /// 403 in the API server's words.
 fn forbidden(user: &UserInfo, attributes: &RequestAttributes, reason: &str) -> ApiError {
     if let Some(path) = &attributes.non_resource_path {
-        let message = format!("forbidden: User \"{}\" cannot {} path \"{path}\"", user.name, attributes.verb);
+        let message = format!(
+            "forbidden: User \"{}\" cannot {} path \"{path}\"",
+            user.name, attributes.verb
+        );
         return ApiError::new(403, "Forbidden", with_reason(message, reason));
     }
     let group_resource = if attributes.api_group.is_empty() {
@@ -706,14 +865,21 @@ fn forbidden(user: &UserInfo, attributes: &RequestAttributes, reason: &str) -> A
         user.name, attributes.verb, attributes.api_group
     );
     ApiError {
-        details: Some(json!({"name": attributes.name.clone().unwrap_or_default(), "group": attributes.api_group, "kind": attributes.resource})),
+        details: Some(
+            json!({"name": attributes.name.clone().unwrap_or_default(), "group": attributes.api_group, "kind": attributes.resource}),
+        ),
         ..ApiError::new(403, "Forbidden", with_reason(message, reason))
     }
 }
 
 fn with_reason(message: String, reason: &str) -> String {
-    if reason.is_empty() || reason.contains(" is forbidden: ") || reason.starts_with("forbidden: ") {
-        if reason.is_empty() { message } else { reason.to_string() }
+    if reason.is_empty() || reason.contains(" is forbidden: ") || reason.starts_with("forbidden: ")
+    {
+        if reason.is_empty() {
+            message
+        } else {
+            reason.to_string()
+        }
     } else {
         format!("{message}: {reason}")
     }

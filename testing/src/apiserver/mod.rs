@@ -109,7 +109,10 @@ impl Emulator {
         if options.stella_crds {
             for crd in stellaops_crds::all_crds() {
                 let crd = serde_json::to_value(&crd).context("CRD serializes")?;
-                store.preload(crd).map_err(anyhow::Error::msg).context("registering a Stella Ops CRD")?;
+                store
+                    .preload(crd)
+                    .map_err(anyhow::Error::msg)
+                    .context("registering a Stella Ops CRD")?;
             }
         }
         // CRDs and namespaces first, so objects that need them find them.
@@ -124,7 +127,10 @@ impl Emulator {
             if object.is_null() {
                 continue;
             }
-            store.preload(object).map_err(anyhow::Error::msg).context("preloading an object")?;
+            store
+                .preload(object)
+                .map_err(anyhow::Error::msg)
+                .context("preloading an object")?;
         }
         let listener = TcpListener::bind(options.addr)
             .await
@@ -165,8 +171,8 @@ impl Emulator {
     /// Token of `system:serviceaccount:NAMESPACE:NAME` (groups `system:serviceaccounts`,
     /// `system:serviceaccounts:NAMESPACE`, `system:authenticated`).
     pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
-        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{namespace}/{name}"));
+        let encoded =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{namespace}/{name}"));
         format!("{}.{encoded}", self.shared.sa_prefix)
     }
 
@@ -193,9 +199,9 @@ impl Emulator {
     /// so a resume from an older resourceVersion gets 410 Gone, then serve again on the same
     /// port with the same objects (which keep their resourceVersions).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        if let Some(server) = self.server.take() {
+        if let Some(mut server) = self.server.take() {
             server.accept.abort();
-            let _ = (&mut { server }).accept_done().await;
+            server.accept_done().await;
         }
         self.shared.with_store(|store| store.compact());
         // The old listener is gone once its task is aborted; binding may race the OS briefly.
@@ -217,9 +223,9 @@ impl Emulator {
 
     /// Stop serving.
     pub async fn shutdown(mut self) {
-        if let Some(server) = self.server.take() {
+        if let Some(mut server) = self.server.take() {
             server.accept.abort();
-            let _ = (&mut { server }).accept_done().await;
+            server.accept_done().await;
         }
     }
 
@@ -240,12 +246,8 @@ impl Server {
     /// connection.
     async fn accept_done(&mut self) {
         let _ = (&mut self.accept).await;
-        let mut connections = std::mem::take(
-            &mut *self
-                .connections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let mut connections =
+            std::mem::take(&mut *self.connections.lock().unwrap_or_else(|e| e.into_inner()));
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
@@ -313,7 +315,8 @@ fn test_tls() -> anyhow::Result<(String, Arc<tokio_rustls::rustls::ServerConfig>
         .distinguished_name
         .push(DnType::CommonName, "stellaops emulator");
     let cert = params.signed_by(&key, &issuer)?;
-    let certified = stellaops_tls::certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes())?;
+    let certified =
+        stellaops_tls::certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes())?;
     let resolver = Arc::new(stellaops_tls::ReloadableCert::new(Some(certified)));
     Ok((ca_cert.pem(), stellaops_tls::config_with_resolver(resolver)))
 }

@@ -127,6 +127,9 @@ mod tests {
         let old = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]}});
         let patch = json!({"spec": {"containers": [{"name": "b", "image": "3"}, {"name": "a", "$patch": "delete"}]}});
         let new = apply_patch(&old, PatchBody::Strategic(patch)).unwrap();
-        assert_eq!(new["spec"]["containers"], json!([{"name": "b", "image": "3"}]));
+        assert_eq!(
+            new["spec"]["containers"],
+            json!([{"name": "b", "image": "3"}])
+        );
     }
 }

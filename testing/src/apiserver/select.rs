@@ -124,7 +124,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = term.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ));
             };
             out.push((path.trim().to_string(), equal, value.trim().to_string()));
         }
@@ -163,7 +165,16 @@ mod tests {
     #[test]
     fn label_selectors() {
         let object = json!({"metadata": {"labels": {"app": "x", "tier": "db"}}});
-        let yes = ["app=x", "app==x", "tier!=web", "tier in (db, web)", "app notin (y)", "app", "!missing", "app=x,tier"];
+        let yes = [
+            "app=x",
+            "app==x",
+            "tier!=web",
+            "tier in (db, web)",
+            "app notin (y)",
+            "app",
+            "!missing",
+            "app=x,tier",
+        ];
         let no = ["app=y", "tier in (web)", "!app", "missing", "app notin (x)"];
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&object), "{s}");
@@ -175,8 +186,17 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let object = json!({"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running"}});
-        assert!(FieldSelector::parse("metadata.name=a,status.phase!=Failed").unwrap().matches(&object));
-        assert!(!FieldSelector::parse("metadata.namespace=m").unwrap().matches(&object));
+        let object =
+            json!({"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running"}});
+        assert!(
+            FieldSelector::parse("metadata.name=a,status.phase!=Failed")
+                .unwrap()
+                .matches(&object)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace=m")
+                .unwrap()
+                .matches(&object)
+        );
     }
 }

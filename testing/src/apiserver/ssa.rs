@@ -16,8 +16,13 @@ type FieldSet = BTreeSet<Path>;
 /// The key of a map list, if `field` holds one (every item must carry the key).
 fn list_key(field: &str, items: &[Value]) -> Option<&'static str> {
     let key = match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "ports" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "ports" => "name",
         "volumeMounts" => "mountPath",
         "conditions" => "type",
         "ownerReferences" => "uid",
@@ -141,7 +146,9 @@ fn value_at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
 
 /// Remove what `path` names from `value`.
 fn remove_at(value: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let (target, parents) = if last == "." {
         match parents.split_last() {
             Some((item, rest)) => (item.as_str(), rest),
@@ -155,7 +162,9 @@ fn remove_at(value: &mut Value, path: &[String]) {
         let next = if let Some(field) = element.strip_prefix("f:") {
             current.get_mut(field)
         } else if let Some(key) = element.strip_prefix("k:") {
-            let Ok(key) = serde_json::from_str::<Map<String, Value>>(key) else { return };
+            let Ok(key) = serde_json::from_str::<Map<String, Value>>(key) else {
+                return;
+            };
             current.as_array_mut().and_then(|items| {
                 items
                     .iter_mut()
@@ -209,7 +218,8 @@ fn merge(live: &mut Value, applied: &Value, field: &str) {
             }
         }
         (Value::Array(live_items), Value::Array(applied_items))
-            if list_key(field, applied_items).is_some() && list_key(field, live_items).is_some() =>
+            if list_key(field, applied_items).is_some()
+                && list_key(field, live_items).is_some() =>
         {
             let key = list_key(field, applied_items).expect("checked");
             for item in applied_items {
@@ -321,7 +331,13 @@ fn scoped_fields(object: &Value, sub: &str) -> FieldSet {
 
 /// Record that `manager` made a non-apply write from `old` to `new`: it owns what it
 /// changed, and nobody owns what it removed.
-pub(crate) fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, sub: &str, api_version: &str) {
+pub(crate) fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    sub: &str,
+    api_version: &str,
+) {
     let mut entries = old.map(read_entries).unwrap_or_default();
     let before = old.map(|o| scoped_fields(o, sub)).unwrap_or_default();
     let after = scoped_fields(new, sub);
@@ -336,9 +352,12 @@ pub(crate) fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, 
         return;
     }
     for entry in entries.iter_mut() {
-        let mine = entry.manager == manager && entry.operation == "Update" && entry.subresource == sub;
+        let mine =
+            entry.manager == manager && entry.operation == "Update" && entry.subresource == sub;
         if !mine {
-            entry.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+            entry
+                .fields
+                .retain(|p| !changed.contains(p) && !removed.contains(p));
         } else {
             entry.fields.retain(|p| !removed.contains(p));
         }
@@ -367,10 +386,18 @@ pub(crate) fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, 
 
 /// Server-side apply of `applied` by `manager` onto `live` (`None`: a create). `Err` lists
 /// the conflicts as (other manager, `.field.path`).
-pub(crate) fn apply(live: Option<&Value>, applied: &Value, manager: &str, force: bool, sub: &str, api_version: &str) -> Result<Value, Vec<(String, String)>> {
+pub(crate) fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    sub: &str,
+    api_version: &str,
+) -> Result<Value, Vec<(String, String)>> {
     let mut entries = live.map(read_entries).unwrap_or_default();
     let new_set = scoped_fields(applied, sub);
-    let is_mine = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
+    let is_mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
     let mut conflicts = Vec::new();
     if let Some(live) = live {
         for entry in entries.iter_mut().filter(|e| !is_mine(e)) {
@@ -424,7 +451,12 @@ pub(crate) fn apply(live: Option<&Value>, applied: &Value, manager: &str, force:
     let mut applied_body = applied.clone();
     if let Some(map) = applied_body.as_object_mut() {
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
+            meta.retain(|k, _| {
+                matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                )
+            });
         }
         map.remove("apiVersion");
         map.remove("kind");
@@ -487,10 +519,12 @@ mod tests {
     fn apply_removes_what_the_manager_no_longer_sets() {
         let first = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"a": 1, "b": 2}});
         let live = apply(None, &first, "m", false, "", "v1").unwrap();
-        let second = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"a": 3}});
+        let second =
+            json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"a": 3}});
         let live = apply(Some(&live), &second, "m", false, "", "v1").unwrap();
         assert_eq!(live["spec"], json!({"a": 3}));
-        let other = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"a": 4}});
+        let other =
+            json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"a": 4}});
         let conflicts = apply(Some(&live), &other, "n", false, "", "v1").unwrap_err();
         assert_eq!(conflicts, vec![("m".to_string(), ".spec.a".to_string())]);
         let forced = apply(Some(&live), &other, "n", true, "", "v1").unwrap();

@@ -196,6 +196,8 @@ pub(crate) struct Change {
 }
 
 type ObjKey = (String, String, String, String);
+/// The objects of one resource by (namespace, name).
+type Objects = BTreeMap<(String, String), Arc<Value>>;
 
 /// How a write records field ownership.
 #[derive(Clone, Copy, Debug)]
@@ -217,7 +219,7 @@ pub(crate) struct DeleteOptions {
 
 pub(crate) struct Store {
     types: BTreeMap<(String, String, String), Arc<ResourceType>>,
-    objects: HashMap<(String, String), BTreeMap<(String, String), Arc<Value>>>,
+    objects: HashMap<(String, String), Objects>,
     uids: HashMap<String, ObjKey>,
     dependents: HashMap<String, BTreeSet<ObjKey>>,
     rv: u64,
@@ -257,7 +259,9 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object.get("metadata").is_some_and(Value::is_object) {
         object["metadata"] = json!({});
     }
-    object["metadata"].as_object_mut().expect("metadata is an object")
+    object["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
@@ -452,9 +456,21 @@ impl Store {
     }
 
     /// Record a write (or with `None`, a deletion) and tell the watchers.
-    fn commit(&mut self, rt: &ResourceType, ns: &str, name: &str, object: Option<Value>, event: &'static str) -> Arc<Value> {
+    fn commit(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        object: Option<Value>,
+        event: &'static str,
+    ) -> Arc<Value> {
         let rv = self.next_rv();
-        let key = (rt.group.clone(), rt.plural.clone(), ns.to_string(), name.to_string());
+        let key = (
+            rt.group.clone(),
+            rt.plural.clone(),
+            ns.to_string(),
+            name.to_string(),
+        );
         let map = self.objects.entry(rt.storage()).or_default();
         let old = map.remove(&(ns.to_string(), name.to_string()));
         if let Some(old) = &old {
@@ -477,7 +493,10 @@ impl Store {
                     self.uids.insert(uid.to_string(), key.clone());
                 }
                 for owner in owner_uids(&object) {
-                    self.dependents.entry(owner).or_default().insert(key.clone());
+                    self.dependents
+                        .entry(owner)
+                        .or_default()
+                        .insert(key.clone());
                 }
                 let object = Arc::new(object);
                 self.objects
@@ -514,18 +533,24 @@ impl Store {
 
     /// Create `object` as an admin would, replacing nothing that exists.
     pub fn preload(&mut self, object: Value) -> Result<(), String> {
-        let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
         let rt = self
             .resource_for(api_version, kind)
             .ok_or_else(|| format!("no resource serves {api_version} {kind}"))?;
         let ns = if rt.namespaced {
-            meta_str(&object, "namespace").unwrap_or("default").to_string()
+            meta_str(&object, "namespace")
+                .unwrap_or("default")
+                .to_string()
         } else {
             String::new()
         };
         if rt.namespaced && !self.namespace_exists(&ns) {
-            let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let namespace =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             self.preload(namespace)?;
         }
         match self.create(&rt, &ns, object, Op::Update("preload"), false) {
@@ -535,9 +560,18 @@ impl Store {
         }
     }
 
-    pub fn create(&mut self, rt: &ResourceType, ns: &str, mut object: Value, op: Op, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        mut object: Value,
+        op: Op,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         if !object.is_object() {
-            return Err(ApiError::bad_request("the body of the request is not an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request is not an object",
+            ));
         }
         check_type(rt, &mut object)?;
         let metadata = meta_mut(&mut object);
@@ -610,7 +644,13 @@ impl Store {
         metadata.insert("uid".into(), json!(uid));
         metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
         metadata.insert("generation".into(), json!(1));
-        for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             metadata.remove(field);
         }
         if rt.status
@@ -623,7 +663,9 @@ impl Store {
         }
         defaults_on_create(rt, &mut object, &uid);
         match op {
-            Op::Update(manager) => ssa::track_update(None, &mut object, manager, "", &rt.api_version()),
+            Op::Update(manager) => {
+                ssa::track_update(None, &mut object, manager, "", &rt.api_version())
+            }
             Op::Apply(manager, _) => {
                 let applied = ssa::apply(None, &object, manager, true, "", &rt.api_version())
                     .map_err(|_| ApiError::bad_request("apply conflict on create"))?;
@@ -652,11 +694,19 @@ impl Store {
         let plural = names["plural"].as_str().unwrap_or_default().to_string();
         let kind = names["kind"].as_str().unwrap_or_default().to_string();
         if group.is_empty() || plural.is_empty() || kind.is_empty() {
-            return Err(ApiError::new(422, "Invalid", "CustomResourceDefinition needs spec.group, spec.names.plural and spec.names.kind"));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "CustomResourceDefinition needs spec.group, spec.names.plural and spec.names.kind",
+            ));
         }
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         self.types
@@ -669,7 +719,10 @@ impl Store {
                 group: group.clone(),
                 version: version["name"].as_str().unwrap_or("v1").to_string(),
                 plural: plural.clone(),
-                singular: names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase()),
+                singular: names["singular"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| kind.to_lowercase()),
                 kind: kind.clone(),
                 namespaced: spec["scope"].as_str() != Some("Cluster"),
                 short_names: strings(&names["shortNames"]),
@@ -695,9 +748,21 @@ impl Store {
     }
 
     /// PUT of the object or its `sub`resource.
-    pub fn update(&mut self, rt: &ResourceType, ns: &str, name: &str, sub: &str, mut body: Value, manager: &str, dry_run: bool) -> Result<Value, ApiError> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        sub: &str,
+        mut body: Value,
+        manager: &str,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         if !body.is_object() {
-            return Err(ApiError::bad_request("the body of the request is not an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request is not an object",
+            ));
         }
         check_type(rt, &mut body)?;
         if let Some(given) = meta_str(&body, "name")
@@ -719,7 +784,17 @@ impl Store {
 
     /// PATCH of the object or its `sub`resource; an apply creates a missing object.
     #[allow(clippy::too_many_arguments)]
-    pub fn patch(&mut self, rt: &ResourceType, ns: &str, name: &str, sub: &str, body: PatchBody, manager: &str, force: bool, dry_run: bool) -> Result<(u16, Value), ApiError> {
+    pub fn patch(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        sub: &str,
+        body: PatchBody,
+        manager: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<(u16, Value), ApiError> {
         let old = match self.lookup(rt, ns, name) {
             Some(old) => old,
             None => match (&body, sub) {
@@ -733,7 +808,8 @@ impl Store {
                         )));
                     }
                     meta_mut(&mut object).insert("name".into(), json!(name));
-                    let created = self.create(rt, ns, object, Op::Apply(manager, force), dry_run)?;
+                    let created =
+                        self.create(rt, ns, object, Op::Apply(manager, force), dry_run)?;
                     return Ok((201, created));
                 }
                 _ => return Err(ApiError::not_found(rt, name)),
@@ -754,27 +830,54 @@ impl Store {
                 let mut applied = applied;
                 check_type(rt, &mut applied)?;
                 return self
-                    .finish(rt, ns, name, sub, &old, applied, Op::Apply(manager, force), dry_run)
+                    .finish(
+                        rt,
+                        ns,
+                        name,
+                        sub,
+                        &old,
+                        applied,
+                        Op::Apply(manager, force),
+                        dry_run,
+                    )
                     .map(|v| (200, v));
             }
-            other => patch::apply_patch(&old, other).map_err(|message| {
-                ApiError::new(422, "Invalid", message)
-            })?,
+            other => patch::apply_patch(&old, other)
+                .map_err(|message| ApiError::new(422, "Invalid", message))?,
         };
         let mut patched = patched;
         check_type(rt, &mut patched)?;
         if meta_str(&patched, "resourceVersion") != meta_str(&old, "resourceVersion") {
             return Err(ApiError::conflict(rt, name));
         }
-        self.finish(rt, ns, name, sub, &old, patched, Op::Update(manager), dry_run)
-            .map(|v| (200, v))
+        self.finish(
+            rt,
+            ns,
+            name,
+            sub,
+            &old,
+            patched,
+            Op::Update(manager),
+            dry_run,
+        )
+        .map(|v| (200, v))
     }
 
     /// The common end of update, patch and apply: keep what the request may not change,
     /// admit, bump the generation, record field ownership, store (unless nothing changed),
     /// and delete for real when the last finalizer of a deleted object goes.
     #[allow(clippy::too_many_arguments)]
-    fn finish(&mut self, rt: &ResourceType, ns: &str, name: &str, sub: &str, old: &Value, body: Value, op: Op, dry_run: bool) -> Result<Value, ApiError> {
+    fn finish(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        sub: &str,
+        old: &Value,
+        body: Value,
+        op: Op,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let api_version = rt.api_version();
         let mut new = match op {
             Op::Update(_) => body,
@@ -814,7 +917,16 @@ impl Store {
         }
         let old_meta = meta(old).cloned().unwrap_or_default();
         let metadata = meta_mut(&mut new);
-        for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"] {
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+        ] {
             match old_meta.get(field) {
                 Some(value) => metadata.insert(field.into(), value.clone()),
                 None => metadata.remove(field),
@@ -831,7 +943,10 @@ impl Store {
             new = admit(rt, name, &new, Some(old))?;
         }
         if sub.is_empty() && spec_part(&new) != spec_part(old) {
-            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            let generation = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
         if let Op::Update(manager) = op {
@@ -849,7 +964,10 @@ impl Store {
         if dry_run {
             return Ok(new);
         }
-        if meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp")) && !has_finalizers(&new) && rt.kind != "Namespace" {
+        if meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"))
+            && !has_finalizers(&new)
+            && rt.kind != "Namespace"
+        {
             let stored = self.commit(rt, ns, name, Some(new), "MODIFIED");
             let gone = self.remove_now(rt, ns, name);
             let _ = stored;
@@ -860,15 +978,26 @@ impl Store {
     }
 
     /// DELETE of one object.
-    pub fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str, options: &DeleteOptions) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
         let old = self.get(rt, ns, name)?;
         if let Some(uid) = &options.precondition_uid
             && Some(uid.as_str()) != meta_str(&old, "uid")
         {
-            return Err(ApiError::new(409, "Conflict", format!(
-                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                rt.group_resource(), meta_str(&old, "uid").unwrap_or("")
-            )));
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    rt.group_resource(),
+                    meta_str(&old, "uid").unwrap_or("")
+                ),
+            ));
         }
         if let Some(rv) = &options.precondition_rv
             && Some(rv.as_str()) != meta_str(&old, "resourceVersion")
@@ -881,7 +1010,13 @@ impl Store {
         Ok((*self.delete_object(rt, ns, name, options.propagation.as_deref())).clone())
     }
 
-    fn delete_object(&mut self, rt: &ResourceType, ns: &str, name: &str, propagation: Option<&str>) -> Arc<Value> {
+    fn delete_object(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        propagation: Option<&str>,
+    ) -> Arc<Value> {
         let Some(old) = self.lookup(rt, ns, name) else {
             return Arc::new(Value::Null);
         };
@@ -908,10 +1043,20 @@ impl Store {
     }
 
     fn orphan(&mut self, uid: &str) {
-        let keys: Vec<ObjKey> = self.dependents.get(uid).into_iter().flatten().cloned().collect();
+        let keys: Vec<ObjKey> = self
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         for (group, plural, ns, name) in keys {
-            let Some(rt) = self.any_version(&group, &plural) else { continue };
-            let Some(object) = self.lookup(&rt, &ns, &name) else { continue };
+            let Some(rt) = self.any_version(&group, &plural) else {
+                continue;
+            };
+            let Some(object) = self.lookup(&rt, &ns, &name) else {
+                continue;
+            };
             let mut object = (*object).clone();
             if let Some(refs) = meta_mut(&mut object)
                 .get_mut("ownerReferences")
@@ -924,7 +1069,13 @@ impl Store {
     }
 
     fn collect_dependents(&mut self, uid: &str) {
-        let keys: Vec<ObjKey> = self.dependents.get(uid).into_iter().flatten().cloned().collect();
+        let keys: Vec<ObjKey> = self
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         for (group, plural, ns, name) in keys {
             if let Some(rt) = self.any_version(&group, &plural) {
                 self.delete_object(&rt, &ns, &name, Some("Foreground"));
@@ -995,27 +1146,48 @@ impl Store {
     fn remove_now(&mut self, rt: &ResourceType, ns: &str, name: &str) -> Arc<Value> {
         let gone = self.commit(rt, ns, name, None, "DELETED");
         if let Some(uid) = meta_str(&gone, "uid") {
-            let keys: Vec<ObjKey> = self.dependents.get(uid).into_iter().flatten().cloned().collect();
+            let keys: Vec<ObjKey> = self
+                .dependents
+                .get(uid)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
             for (group, plural, dns, dname) in keys {
-                let Some(drt) = self.any_version(&group, &plural) else { continue };
-                let Some(dependent) = self.lookup(&drt, &dns, &dname) else { continue };
-                let alive = owner_uids(&dependent).iter().any(|o| self.uids.contains_key(o));
+                let Some(drt) = self.any_version(&group, &plural) else {
+                    continue;
+                };
+                let Some(dependent) = self.lookup(&drt, &dns, &dname) else {
+                    continue;
+                };
+                let alive = owner_uids(&dependent)
+                    .iter()
+                    .any(|o| self.uids.contains_key(o));
                 if !alive {
                     self.delete_object(&drt, &dns, &dname, None);
                 }
             }
         }
         if rt.kind == "CustomResourceDefinition" {
-            let group = gone["spec"]["group"].as_str().unwrap_or_default().to_string();
-            let plural = gone["spec"]["names"]["plural"].as_str().unwrap_or_default().to_string();
+            let group = gone["spec"]["group"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let plural = gone["spec"]["names"]["plural"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if let Some(crt) = self.any_version(&group, &plural) {
                 for object in self.snapshot(&crt, None) {
-                    let ons = meta_str(&object, "namespace").unwrap_or_default().to_string();
+                    let ons = meta_str(&object, "namespace")
+                        .unwrap_or_default()
+                        .to_string();
                     let oname = meta_str(&object, "name").unwrap_or_default().to_string();
                     self.commit(&crt, &ons, &oname, None, "DELETED");
                 }
             }
-            self.types.retain(|(g, _, p), _| !(g == &group && p == &plural));
+            self.types
+                .retain(|(g, _, p), _| !(g == &group && p == &plural));
             self.objects.remove(&(group, plural));
         }
         if rt.namespaced {
@@ -1025,18 +1197,28 @@ impl Store {
     }
 
     /// DELETE of a collection: every object matching `keep`.
-    pub fn delete_collection(&mut self, rt: &ResourceType, ns: Option<&str>, keep: impl Fn(&Value) -> bool, options: &DeleteOptions) -> Vec<Value> {
+    pub fn delete_collection(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        keep: impl Fn(&Value) -> bool,
+        options: &DeleteOptions,
+    ) -> Vec<Value> {
         let mut deleted = Vec::new();
         for object in self.snapshot(rt, ns) {
             if !keep(&object) {
                 continue;
             }
-            let ons = meta_str(&object, "namespace").unwrap_or_default().to_string();
+            let ons = meta_str(&object, "namespace")
+                .unwrap_or_default()
+                .to_string();
             let oname = meta_str(&object, "name").unwrap_or_default().to_string();
             if options.dry_run {
                 deleted.push((*object).clone());
             } else {
-                deleted.push((*self.delete_object(rt, &ons, &oname, options.propagation.as_deref())).clone());
+                deleted.push(
+                    (*self.delete_object(rt, &ons, &oname, options.propagation.as_deref())).clone(),
+                );
             }
         }
         deleted
@@ -1074,7 +1256,9 @@ fn check_type(rt: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
 /// What an applier may set through this endpoint: no status on the main resource of a kind
 /// with a status subresource, only status through `/status`.
 fn scope_applied(rt: &ResourceType, sub: &str, applied: &mut Value) {
-    let Some(map) = applied.as_object_mut() else { return };
+    let Some(map) = applied.as_object_mut() else {
+        return;
+    };
     if sub == "status" {
         map.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
         if let Some(metadata) = map.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -1106,12 +1290,19 @@ fn apply_conflict(rt: &ResourceType, name: &str, conflicts: &[(String, String)])
         })
         .collect();
     ApiError {
-        details: Some(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes})),
+        details: Some(
+            json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}),
+        ),
         ..ApiError::new(409, "Conflict", message)
     }
 }
 
-fn admit(rt: &ResourceType, name: &str, object: &Value, old: Option<&Value>) -> Result<Value, ApiError> {
+fn admit(
+    rt: &ResourceType,
+    name: &str,
+    object: &Value,
+    old: Option<&Value>,
+) -> Result<Value, ApiError> {
     match stellaops_crds::validation::admit_update(object, old) {
         Ok((admitted, _)) => {
             let mut admitted = admitted;
@@ -1158,7 +1349,9 @@ fn defaults_on_create(rt: &ResourceType, object: &mut Value, uid: &str) {
         }
         ("batch", "Job") => {
             let name = meta_str(object, "name").unwrap_or_default().to_string();
-            let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else { return };
+            let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+                return;
+            };
             spec.entry("parallelism").or_insert(json!(1));
             spec.entry("completions").or_insert(json!(1));
             spec.entry("backoffLimit").or_insert(json!(6));
@@ -1169,7 +1362,10 @@ fn defaults_on_create(rt: &ResourceType, object: &mut Value, uid: &str) {
                     "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
                     "controller-uid": uid, "job-name": name,
                 });
-                spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+                spec.insert(
+                    "selector".into(),
+                    json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+                );
                 let template = spec.entry("template").or_insert(json!({}));
                 if !template["metadata"].is_object() {
                     template["metadata"] = json!({});
@@ -1177,7 +1373,10 @@ fn defaults_on_create(rt: &ResourceType, object: &mut Value, uid: &str) {
                 if !template["metadata"]["labels"].is_object() {
                     template["metadata"]["labels"] = json!({});
                 }
-                if let (Some(target), Some(labels)) = (template["metadata"]["labels"].as_object_mut(), labels.as_object()) {
+                if let (Some(target), Some(labels)) = (
+                    template["metadata"]["labels"].as_object_mut(),
+                    labels.as_object(),
+                ) {
                     for (k, v) in labels {
                         target.insert(k.clone(), v.clone());
                     }

@@ -47,7 +47,9 @@ fn parse(expr: &str) -> Result<Vec<Step>, String> {
                 let inner = inner.trim();
                 if inner == "*" {
                     steps.push(Step::All);
-                } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
+                } else if let Some(filter) =
+                    inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')'))
+                {
                     let (left, equal, right) = if let Some((l, r)) = filter.split_once("!=") {
                         (l, false, r)
                     } else if let Some((l, r)) = filter.split_once("==") {
@@ -62,12 +64,17 @@ fn parse(expr: &str) -> Result<Vec<Step>, String> {
                         .split('.')
                         .map(str::to_string)
                         .collect();
-                    let right = right.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
+                    let right = right
+                        .trim()
+                        .trim_matches(|c| c == '"' || c == '\'')
+                        .to_string();
                     steps.push(Step::Filter(path, equal, right));
                 } else if let Ok(index) = inner.parse() {
                     steps.push(Step::Index(index));
                 } else {
-                    steps.push(Step::Field(inner.trim_matches(|c| c == '"' || c == '\'').into()));
+                    steps.push(Step::Field(
+                        inner.trim_matches(|c| c == '"' || c == '\'').into(),
+                    ));
                 }
                 i = close + 1;
             }
@@ -155,14 +162,26 @@ fn column(name: &str, kind: &str, format: &str, description: &str, priority: i64
 /// The columns of `rt`: the CRD's printer columns, or a few obvious ones for built-ins.
 fn columns(rt: &ResourceType) -> Vec<(Value, String)> {
     let mut out = vec![(
-        column("Name", "string", "name", "Name must be unique within a namespace.", 0),
+        column(
+            "Name",
+            "string",
+            "name",
+            "Name must be unique within a namespace.",
+            0,
+        ),
         ".metadata.name".to_string(),
     )];
     if !rt.printer_columns.is_empty() {
         for c in &rt.printer_columns {
             let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
             out.push((
-                column(&field("name"), &field("type"), &field("format"), &field("description"), c["priority"].as_i64().unwrap_or(0)),
+                column(
+                    &field("name"),
+                    &field("type"),
+                    &field("format"),
+                    &field("description"),
+                    c["priority"].as_i64().unwrap_or(0),
+                ),
                 field("jsonPath"),
             ));
         }
@@ -171,8 +190,14 @@ fn columns(rt: &ResourceType) -> Vec<(Value, String)> {
     let extra: &[(&str, &str)] = match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => &[("Status", ".status.phase"), ("Node", ".spec.nodeName")],
         ("", "Namespace") => &[("Status", ".status.phase")],
-        ("batch", "Job") => &[("Succeeded", ".status.succeeded"), ("Failed", ".status.failed")],
-        ("apps", "Deployment") => &[("Ready", ".status.readyReplicas"), ("Replicas", ".spec.replicas")],
+        ("batch", "Job") => &[
+            ("Succeeded", ".status.succeeded"),
+            ("Failed", ".status.failed"),
+        ],
+        ("apps", "Deployment") => &[
+            ("Ready", ".status.readyReplicas"),
+            ("Replicas", ".spec.replicas"),
+        ],
         ("coordination.k8s.io", "Lease") => &[("Holder", ".spec.holderIdentity")],
         _ => &[],
     };
@@ -180,14 +205,25 @@ fn columns(rt: &ResourceType) -> Vec<(Value, String)> {
         out.push((column(name, "string", "", "", 0), path.to_string()));
     }
     out.push((
-        column("Age", "date", "", "CreationTimestamp is when the object was created.", 0),
+        column(
+            "Age",
+            "date",
+            "",
+            "CreationTimestamp is when the object was created.",
+            0,
+        ),
         ".metadata.creationTimestamp".to_string(),
     ));
     out
 }
 
 /// A Table of `objects`; `include` is the `includeObject` parameter.
-pub(crate) fn table(rt: &ResourceType, objects: &[Arc<Value>], include: &str, list_meta: Value) -> Value {
+pub(crate) fn table(
+    rt: &ResourceType,
+    objects: &[Arc<Value>],
+    include: &str,
+    list_meta: Value,
+) -> Value {
     let columns = columns(rt);
     let rows: Vec<Value> = objects
         .iter()
@@ -234,7 +270,10 @@ mod tests {
         let object = json!({"spec": {"a": {"b": 1}}, "status": {"conditions": [
             {"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}});
         assert_eq!(jsonpath(&object, ".spec.a.b").unwrap(), vec![json!(1)]);
-        assert_eq!(jsonpath(&object, ".status.conditions[0].type").unwrap(), vec![json!("Other")]);
+        assert_eq!(
+            jsonpath(&object, ".status.conditions[0].type").unwrap(),
+            vec![json!("Other")]
+        );
         assert_eq!(
             jsonpath(&object, ".status.conditions[?(@.type==\"Ready\")].status").unwrap(),
             vec![json!("True")]

@@ -2,3 +2,4 @@
 //! and the real kubectl.
 
 mod emulator;
+mod kubectl;
