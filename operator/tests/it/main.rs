@@ -1,7 +1,8 @@
-//! Operator tests: CLI, preview, CRD drift, leader election, probes, packaging.
+//! Operator tests: CLI, preview, CRD drift, leader election, probes, packaging, the Dockerfile.
 
 mod cli;
 mod crd_drift;
+mod dockerfile;
 // mod e2e; (enabled once the emulator and the runner land)
 mod leader;
 mod packaging;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::repo_root;
 
-fn tool(var: &str, name: &str) -> Option<String> {
+pub(crate) fn tool(var: &str, name: &str) -> Option<String> {
     // scripts/test.sh sets the variable; otherwise use PATH, and skip outside CI.
     if let Ok(path) = std::env::var(var) {
         return Some(path);
@@ -19,7 +19,7 @@ fn tool(var: &str, name: &str) -> Option<String> {
     stellaops_testing::service(var)
 }
 
-fn render(program: &str, args: &[&str]) -> Vec<Value> {
+pub(crate) fn render(program: &str, args: &[&str]) -> Vec<Value> {
     let out = Command::new(program)
         .args(args)
         .current_dir(repo_root())
@@ -47,7 +47,7 @@ fn kinds(objects: &[Value]) -> BTreeMap<String, usize> {
     counts
 }
 
-fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+pub(crate) fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     objects
         .iter()
         .find(|o| o["kind"] == kind)
