@@ -3,3 +3,5 @@
 
 mod emulator;
 mod kubectl;
+mod kubelet;
+mod rbac;
