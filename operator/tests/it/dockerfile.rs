@@ -127,6 +127,8 @@ struct Image {
     cmd: Vec<String>,
     /// Path in the image → the cargo binary target it was built from.
     binaries: BTreeMap<String, String>,
+    /// The base images of the stages it copies from.
+    builders: Vec<String>,
 }
 
 /// A temp directory removed when dropped.
@@ -162,6 +164,7 @@ fn emulate(dockerfile: &str, context: &Path, tag: &str) -> Result<Image, String>
         entrypoint: Vec::new(),
         cmd: Vec::new(),
         binaries: BTreeMap::new(),
+        builders: Vec::new(),
     };
     for ins in &last.body {
         match ins.keyword.as_str() {
@@ -182,6 +185,7 @@ fn emulate(dockerfile: &str, context: &Path, tag: &str) -> Result<Image, String>
                         .iter()
                         .find(|s| s.name.as_deref() == Some(from))
                         .ok_or_else(|| ins.fail(format!("no stage named {from}")))?;
+                    image.builders.push(stage.base.clone());
                     let root = scratch.0.join(from);
                     built.insert(from.to_string(), build_stage(stage, &context, &root)?);
                 }
@@ -308,13 +312,6 @@ fn build_stage(
             }
             _ => return Err(ins.fail("not emulated in the build stage")),
         }
-    }
-    if !stage.base.starts_with("rust:") {
-        return Err(format!(
-            "the build stage's base {} is not an official rust image, whose CARGO_HOME \
-             ({RUST_IMAGE_CARGO_HOME}) the cache mounts assume",
-            stage.base
-        ));
     }
     Ok(installed)
 }
@@ -740,6 +737,64 @@ fn the_build_stage_resolves_offline_and_installs_the_shipped_binaries() {
         .map(|bin| (format!("/usr/local/bin/{bin}"), bin.clone()))
         .collect();
     assert_eq!(image.binaries, shipped);
+    // The builder's toolchain is the one the workspace asks for (`rust-version`).
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let rust_version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"'))
+        .expect("the workspace sets rust-version");
+    for builder in &image.builders {
+        assert!(
+            builder
+                .strip_prefix("rust:")
+                .is_some_and(|tag| tag == rust_version
+                    || tag.starts_with(&format!("{rust_version}-"))
+                    || tag.starts_with(&format!("{rust_version}."))),
+            "build stage FROM {builder}, the workspace needs Rust {rust_version}"
+        );
+    }
+    assert!(!image.builders.is_empty());
+}
+
+#[test]
+fn dockerignore_is_read_as_docker_reads_it() {
+    let scratch = Scratch::new("ignore");
+    std::fs::write(
+        scratch.0.join(".dockerignore"),
+        "# comment\n/target/\n*.md\n!README.md\ndocs/**/*.png\n./.git\n",
+    )
+    .unwrap();
+    let ignore = DockerIgnore::read(&scratch.0).unwrap();
+    for (path, excluded) in [
+        ("target", true),
+        ("target/debug/stellaops-worker", true),
+        ("CHANGELOG.md", true),
+        ("README.md", false),
+        // Patterns are anchored at the root: `*` stays within one directory.
+        ("workers/CHANGELOG.md", false),
+        ("docs/a/b/c.png", true),
+        ("docs/c.png", true),
+        (".git/HEAD", true),
+        ("Cargo.toml", false),
+    ] {
+        assert_eq!(ignore.excluded(path), excluded, "{path}");
+    }
+    // The repository's own context: no build output, every member's sources.
+    let context = Context::read(&repo_root()).unwrap();
+    assert!(
+        !context
+            .entries
+            .keys()
+            .any(|p| p.starts_with("target/") || p.starts_with(".git/"))
+    );
+    for member in members(&repo_root()).unwrap().values() {
+        assert!(
+            context
+                .entries
+                .contains_key(&format!("{}/Cargo.toml", member.dir))
+        );
+    }
 }
 
 /// Today's Dockerfile with its `COPY . .` preceded by per-crate manifest COPYs and a
