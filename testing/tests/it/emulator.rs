@@ -573,3 +573,38 @@ async fn many_objects_with_watchers() {
     );
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn service_accounts_without_a_binding_get_403_in_the_servers_words() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let emulator = Emulator::start(EmulatorOptions::default())
+        .await
+        .expect("emulator starts");
+    let token = emulator.service_account_token("stellaops-system", "stellaops-operator");
+    let client = emulator.client(&token).await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client, "default");
+    let job = serde_json::from_value(
+        json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}),
+    )
+    .unwrap();
+    let status = api_error(jobs.create(&PostParams::default(), &job).await);
+    assert_eq!(status.code, 403);
+    assert!(
+        status.message.starts_with(
+            "jobs.batch is forbidden: User \"system:serviceaccount:stellaops-system:stellaops-operator\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"default\""
+        ),
+        "{}",
+        status.message
+    );
+    let entry = emulator.audit_log().pop().expect("audited");
+    assert_eq!(
+        (entry.user.as_str(), entry.verb.as_str(), entry.status),
+        (
+            "system:serviceaccount:stellaops-system:stellaops-operator",
+            "create",
+            403
+        )
+    );
+    emulator.shutdown().await;
+}
