@@ -62,7 +62,8 @@ pub struct RunnerOptions {
     /// the container's own `envFrom` and `env`: the Pod's variables win.
     pub extra_env: Vec<(String, String)>,
     /// Where Pod directories (`pods/<namespace>/<pod>/`: volumes, `<container>.log`,
-    /// termination messages) and volume claims (`claims/<namespace>/<claim>/`) go.
+    /// termination messages), volume claims (`claims/<namespace>/<claim>/`) and `hostPath`
+    /// stand-ins (`host/<path>`) go.
     pub work_dir: PathBuf,
 }
 
@@ -1426,7 +1427,14 @@ impl PodRun {
             if let Some(claim) = &volume.persistent_volume_claim {
                 path = self.inner.claim_dir(ns, &claim.claim_name);
             } else if let Some(host) = &volume.host_path {
-                path = PathBuf::from(&host.path);
+                // Never the machine's own directories: a stand-in under the work dir.
+                let relative = Path::new(host.path.trim_start_matches('/'));
+                if !relative
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    path = self.inner.options.work_dir.join("host").join(relative);
+                }
             } else if let Some(secret) = &volume.secret {
                 let name = secret.secret_name.clone().unwrap_or_default();
                 match sources.secret(client, ns, &name).await? {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use stellaops_testing::apiserver::{Emulator, EmulatorOptions};
@@ -37,13 +37,14 @@ case "$mode" in
     exit 3
     ;;
   sleep)
+    echo "pid: $$"
     sleep "$1"
     ;;
 esac
 "#;
 
 struct Setup {
-    _emulator: Emulator,
+    emulator: Emulator,
     client: Client,
     runner: LocalRunner,
     dir: PathBuf,
@@ -86,7 +87,7 @@ async fn setup(name: &str) -> Setup {
         },
     );
     Setup {
-        _emulator: emulator,
+        emulator,
         client,
         runner,
         dir,
@@ -577,14 +578,77 @@ async fn deployments_become_available() {
             Some("NewReplicaSetAvailable")
         );
     }
-    let notify: Vec<_> = s
-        .runner
-        .started()
-        .into_iter()
-        .filter(|p| p.pod.starts_with("notify-"))
-        .collect();
-    assert_eq!(notify.len(), 1, "one process for the one replica");
-    assert_eq!(notify[0].exit_code, None, "still running");
+    let notify = |s: &Setup| -> Vec<StartedProcess> {
+        s.runner
+            .started()
+            .into_iter()
+            .filter(|p| p.pod.starts_with("notify-"))
+            .collect()
+    };
+    let first = notify(&s);
+    assert_eq!(first.len(), 1, "one process for the one replica");
+    assert_eq!(first[0].exit_code, None, "still running");
+
+    // A new template replaces the Pod: the old process is killed, a new one starts.
+    deployments
+        .patch(
+            "notify",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "main", "image": IMAGE, "command": ["stellaops-worker", "sleep", "31"]},
+            ]}}}})),
+        )
+        .await
+        .expect("patch Deployment");
+    let processes = wait_for("the new replica's process", || async {
+        let all = notify(&s);
+        (all.len() == 2 && all[0].exit_code == Some(137)).then_some(all)
+    })
+    .await;
+    assert_eq!(processes[1].argv[1..], ["sleep".to_string(), "31".into()]);
+    assert_eq!(processes[1].exit_code, None);
+    let deployment = wait_for("the new template to be available", || async {
+        let d = deployments.get("notify").await.ok()?;
+        let status = d.status.as_ref()?;
+        (status.observed_generation == d.metadata.generation
+            && status.available_replicas == Some(1))
+        .then_some(d)
+    })
+    .await;
+    assert!(deployment.metadata.generation > Some(1));
+
+    // stop() kills what still runs.
+    let pod_dir = s.runner.pod_dir(NS, &processes[1].pod);
+    let log = std::fs::read_to_string(pod_dir.join("main.log")).expect("log");
+    let pid = log
+        .lines()
+        .find_map(|l| l.strip_prefix("pid: "))
+        .expect("the worker printed its pid")
+        .to_string();
+    s.finish().await;
+    wait_for("the process to be gone", || async {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie nobody has reaped yet.
+        (stat.is_empty() || stat.split(' ').nth(2) == Some("Z")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn jobs_run_once_across_anemulator_restart() {
+    let mut s = setup("restart").await;
+    s.create::<Job>(job("before", worker_pod(&["report"]), json!({})))
+        .await;
+    s.finished_job("before").await;
+    s.emulator.restart().await.expect("restart");
+    s.create::<Job>(job("after", worker_pod(&["report"]), json!({})))
+        .await;
+    let after = s.finished_job("after").await;
+    assert!(condition(&after, "Complete").is_some());
+    // The watches relisted everything; nothing ran twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.processes_of("before").len(), 1);
+    assert_eq!(s.processes_of("after").len(), 1);
     s.finish().await;
 }
 
