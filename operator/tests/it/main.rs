@@ -3,7 +3,7 @@
 mod cli;
 mod crd_drift;
 mod dockerfile;
-// mod e2e; (enabled once the emulator and the runner land)
+mod e2e;
 mod leader;
 mod packaging;
 mod preview;

@@ -1,0 +1,462 @@
+//! End to end: the real `stellaops-operator` binary, started as a process as in a cluster,
+//! against the API server emulator (HTTPS, RBAC from `config/rbac`, our admission) with its
+//! local Job runner executing the real `stellaops-worker` for our image, the real
+//! `kubectl`, and the test PostgreSQL, S3 server and registry.
+
+mod operator_runs;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::discovery::ApiResource;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stellaops_testing::apiserver::{Emulator, EmulatorOptions};
+use stellaops_testing::kubelet::{LocalRunner, RunnerOptions};
+
+use crate::repo_root;
+
+/// The worker image the operator is told to use; the runner executes it locally.
+pub const WORKER_IMAGE: &str = "stellaops.test/stellaops-operator:e2e";
+/// The operator's namespace and service account, as `config/rbac` names them.
+pub const OPERATOR_NAMESPACE: &str = "stellaops-system";
+pub const OPERATOR_ACCOUNT: &str = "stellaops-operator";
+
+/// Every document of the YAML files of `dir` (kustomization.yaml left out).
+pub fn manifests(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "yaml")
+                && p.file_name().is_some_and(|n| n != "kustomization.yaml")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|d| Value::deserialize(d).unwrap())
+                .filter(|v| !v.is_null())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Test services this tier needs; `None` (skipped) outside CI when they are not running.
+pub struct Services {
+    pub database_server: String,
+    pub s3_endpoint: String,
+    pub registry: String,
+    pub kubectl: String,
+}
+
+impl Services {
+    pub fn find() -> Option<Services> {
+        Some(Services {
+            database_server: stellaops_testing::service("STELLAOPS_TEST_DATABASE_URL")?,
+            s3_endpoint: stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT")?,
+            registry: stellaops_testing::service("STELLAOPS_TEST_REGISTRY")?,
+            kubectl: stellaops_testing::service("STELLAOPS_TEST_KUBECTL")?,
+        })
+    }
+}
+
+/// A binary of the workspace, next to this test's own executable (`target/<profile>/`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let operator = PathBuf::from(env!("CARGO_BIN_EXE_stellaops-operator"));
+    let path = operator.with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --workspace` builds it (or `cargo build -p stellaops-workers`)",
+        path.display()
+    );
+    path
+}
+
+/// One emulated cluster: the emulator, the local runner, a scratch directory, the test
+/// database (migrated) and bucket, and the operator processes started on it.
+pub struct Cluster {
+    pub emulator: Emulator,
+    pub runner: Option<LocalRunner>,
+    pub admin: kube::Client,
+    pub dir: PathBuf,
+    pub services: Services,
+    pub database_url: String,
+    pub bucket: String,
+    pub operators: Vec<Operator>,
+}
+
+/// A running `stellaops-operator run`.
+pub struct Operator {
+    pub name: String,
+    pub child: Child,
+    pub metrics_addr: String,
+    pub webhook_addr: String,
+    pub log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    /// Start the emulator with the project's RBAC, the runner, and the platform's database
+    /// and bucket; `None` when the test services are missing (outside CI).
+    pub async fn start(name: &str) -> Option<Cluster> {
+        let services = Services::find()?;
+        let pool = stellaops_testing::migrated_database(name, &stellaops_store::MIGRATOR).await?;
+        pool.close().await;
+        let database_url = {
+            let (base, _) = services.database_server.rsplit_once('/').unwrap();
+            format!("{base}/{name}_{}", std::process::id())
+        };
+        let bucket = format!("e2e-{name}-{}", std::process::id()).replace('_', "-");
+        let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
+            endpoint: Some(services.s3_endpoint.clone()),
+            region: None,
+            force_path_style: true,
+        })
+        .await;
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+
+        let emulator = Emulator::start(EmulatorOptions {
+            preload: manifests(&repo_root().join("config/rbac")),
+            ..EmulatorOptions::default()
+        })
+        .await
+        .expect("the emulator starts");
+        let admin = emulator.client(&emulator.admin_token()).await;
+        let dir = std::env::temp_dir().join(format!("stellaops-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let runner = LocalRunner::start(
+            admin.clone(),
+            RunnerOptions {
+                own_images: vec![WORKER_IMAGE.to_string()],
+                binaries: BTreeMap::from([(
+                    "stellaops-worker".to_string(),
+                    workspace_binary("stellaops-worker"),
+                )]),
+                extra_env: vec![("RUST_LOG".into(), "info".into())],
+                work_dir: dir.join("pods"),
+            },
+        );
+        let cluster = Cluster {
+            emulator,
+            runner: Some(runner),
+            admin,
+            dir,
+            services,
+            database_url,
+            bucket,
+            operators: Vec::new(),
+        };
+        // The platform's credentials, where today's workloads read them (the resource's
+        // namespace), and the samples' namespace.
+        for ns in ["stellaops", "tenant-a"] {
+            cluster.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await;
+        }
+        for ns in ["default", "stellaops", "tenant-a", OPERATOR_NAMESPACE] {
+            cluster.platform_secrets(ns).await;
+        }
+        Some(cluster)
+    }
+
+    async fn platform_secrets(&self, ns: &str) {
+        self.apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "stellaops-database", "namespace": ns},
+            "stringData": {"url": self.database_url}}))
+        .await;
+        self.apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "stellaops-s3", "namespace": ns},
+            "stringData": {"AWS_ACCESS_KEY_ID": std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+                           "AWS_SECRET_ACCESS_KEY": std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()}}))
+        .await;
+    }
+
+    /// Create `object` as an admin (server-side apply, field manager `e2e-test`).
+    pub async fn apply(&self, object: Value) -> Value {
+        let api = self.api_for(&object);
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let params = kube::api::PatchParams::apply("e2e-test").force();
+        let applied = api
+            .patch(&name, &params, &kube::api::Patch::Apply(&object))
+            .await
+            .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+        serde_json::to_value(applied).unwrap()
+    }
+
+    /// A dynamic API for `object`'s kind (and namespace, if it has one).
+    pub fn api_for(&self, object: &Value) -> Api<DynamicObject> {
+        let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), object["apiVersion"].as_str().unwrap().to_string()),
+        };
+        let kind = object["kind"].as_str().unwrap();
+        let resource = ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk(&group, &version, kind),
+            &plural(kind),
+        );
+        match object["metadata"]["namespace"].as_str() {
+            Some(ns) => Api::namespaced_with(self.admin.clone(), ns, &resource),
+            None if namespaced(kind) => Api::default_namespaced_with(self.admin.clone(), &resource),
+            None => Api::all_with(self.admin.clone(), &resource),
+        }
+    }
+
+    /// A kubeconfig file for `token`.
+    pub fn kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, self.emulator.kubeconfig(token)).unwrap();
+        path
+    }
+
+    /// Run the real kubectl as an admin; returns stdout, panics with stderr on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_output(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let kubeconfig = self.kubeconfig("admin", &self.emulator.admin_token());
+        let mut child = Command::new(&self.services.kubectl)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", &self.dir)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Start `stellaops-operator run` as the operator's service account.
+    pub fn start_operator(&mut self, name: &str, extra: &[&str]) -> &Operator {
+        let token = self
+            .emulator
+            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT);
+        let kubeconfig = self.kubeconfig(&format!("operator-{name}"), &token);
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let webhook_addr = format!("127.0.0.1:{}", free_port());
+        let health_addr = format!("127.0.0.1:{}", free_port());
+        let log = self.dir.join(format!("operator-{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_stellaops-operator"))
+            .args([
+                "run",
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--pod-name",
+                name,
+                "--metrics-addr",
+                &metrics_addr,
+                "--webhook-addr",
+                &webhook_addr,
+                "--webhook-health-addr",
+                &health_addr,
+                "--worker-image",
+                WORKER_IMAGE,
+                "--bucket",
+                &self.bucket,
+                "--s3-endpoint",
+                &self.services.s3_endpoint,
+                "--database-url",
+                &self.database_url,
+                "--lease-duration-seconds",
+                "4",
+                "--lease-retry-seconds",
+                "1",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start stellaops-operator");
+        self.operators.push(Operator {
+            name: name.to_string(),
+            child,
+            metrics_addr,
+            webhook_addr,
+            log,
+        });
+        self.operators.last().unwrap()
+    }
+
+    /// Wait until `check` returns `Some`, polling every 200 ms; panics after `limit`,
+    /// with every operator's log.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if started.elapsed() > limit {
+                panic!("{what}: not within {limit:?}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The operators' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        self.operators
+            .iter()
+            .map(|o| {
+                let text = std::fs::read_to_string(&o.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                format!(
+                    "--- operator {} (last 60 lines)\n{}",
+                    o.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A custom resource of ours, as JSON.
+    pub async fn get(&self, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        let mut probe = json!({"apiVersion": api_version(kind), "kind": kind, "metadata": {"name": name}});
+        if let Some(ns) = ns {
+            probe["metadata"]["namespace"] = json!(ns);
+        }
+        self.api_for(&probe)
+            .get_opt(name)
+            .await
+            .unwrap()
+            .map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    /// Requests answered 403 to the operator's service account: a verb the code uses that
+    /// `config/rbac` does not grant.
+    pub fn forbidden_operator_requests(&self) -> Vec<String> {
+        let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}");
+        self.emulator
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.user == user && e.status == 403)
+            .map(|e| format!("{} {}", e.verb, e.path))
+            .collect()
+    }
+
+    /// Stop everything; kill the operators first so nothing writes while the rest stops.
+    pub async fn stop(mut self) {
+        for operator in &mut self.operators {
+            let _ = operator.child.kill();
+            let _ = operator.child.wait();
+        }
+        if let Some(runner) = self.runner.take() {
+            runner.stop().await;
+        }
+        self.emulator.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Operator {
+    /// Send SIGTERM, as the kubelet does when a Pod stops.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// This replica's `/metrics` text.
+    pub async fn metrics(&self) -> Option<String> {
+        let response = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .ok()?;
+        response.text().await.ok()
+    }
+
+    /// The value of an unlabelled gauge or counter in `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics().await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// `apiVersion` of a kind used in these tests.
+pub fn api_version(kind: &str) -> &'static str {
+    match kind {
+        "Job" | "CronJob" => "batch/v1",
+        "Deployment" => "apps/v1",
+        "Lease" => "coordination.k8s.io/v1",
+        "ValidatingWebhookConfiguration" => "admissionregistration.k8s.io/v1",
+        "Secret" | "ConfigMap" | "Pod" | "Namespace" | "Service" | "PersistentVolumeClaim" => {
+            "v1"
+        }
+        _ => stellaops_crds::API_VERSION,
+    }
+}
+
+fn plural(kind: &str) -> String {
+    match kind {
+        "NotifyRule" => "notifyrules".into(),
+        "ZastavaPolicy" => "zastavapolicies".into(),
+        "ValidatingWebhookConfiguration" => "validatingwebhookconfigurations".into(),
+        _ => format!("{}s", kind.to_ascii_lowercase()),
+    }
+}
+
+fn namespaced(kind: &str) -> bool {
+    !matches!(
+        kind,
+        "Namespace" | "ZastavaPolicy" | "ValidatingWebhookConfiguration" | "ClusterRole"
+    )
+}
+
+/// The `Ready` condition of an object: (status, reason).
+pub fn ready(object: &Value) -> Option<(String, String)> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Create `object` as the admin would with `kubectl create` (no apply).
+pub async fn create(api: &Api<DynamicObject>, object: Value) -> DynamicObject {
+    let object: DynamicObject = serde_json::from_value(object).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap()
+}

@@ -1,0 +1,497 @@
+//! The operator as a cluster runs it: samples applied with kubectl, a Scan from Queued to
+//! Succeeded through a worker Job, leader election between two processes, an API server
+//! restart, deletion, the webhook, and SIGTERM under load.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stellaops_testing::oci;
+
+use super::{Cluster, OPERATOR_NAMESPACE, create, ready};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// The Ready state each sample settles in on a cluster that has the platform's secrets
+/// but none of the samples' own (their Slack, S3, htpasswd and key Secrets), so the
+/// documented waiting states are what the operator must report.
+fn expected_sample_states() -> Vec<(&'static str, Option<&'static str>, &'static str, &'static [&'static str])> {
+    vec![
+        // Its pull Secret is not there: the worker Pod cannot start (as a kubelet would keep
+        // it in ContainerCreating), so the Scan stays Scanning until its deadline.
+        ("Scan", Some("default"), "nginx-1-27", &["Scanning", "ScanFailed"]),
+        ("Schedule", Some("stellaops"), "nightly-eu", &["Scheduled"]),
+        // Its Slack and SMTP Secrets are not there.
+        ("NotifyRule", Some("stellaops"), "high-critical-alerts", &["SecretNotFound"]),
+        // Scheduled, waiting for its first sync.
+        ("FederationSite", Some("stellaops"), "site-us-east-1", &["Scheduled", "Idle"]),
+        // The sync CronJob has not run yet.
+        ("MirrorDomain", Some("stellaops"), "primary", &["AwaitingFirstSync"]),
+        // The public-key Secret is not there.
+        ("ZastavaPolicy", None, "production-images", &["KeySecretMissing"]),
+        // The release verifies; the upgrade waits for a backup within `requireBackupWithin`.
+        ("Platform", Some("stellaops"), "stellaops", &["BackupMissing"]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_the_samples_and_each_settles_where_its_docs_say() {
+    let Some(mut cluster) = Cluster::start("e2e_samples").await else {
+        return;
+    };
+    cluster.start_operator("solo", &[]);
+    let applied = cluster.kubectl(&["apply", "--server-side", "-k", "config/samples"]);
+    assert!(applied.contains("scan.stella-ops.org/nginx-1-27 serverside-applied"), "{applied}");
+
+    let mut states = Vec::new();
+    for (kind, ns, name, allowed) in expected_sample_states() {
+        let (status, reason) = cluster
+            .wait_for(&format!("{kind} {name} reports Ready for its generation"), SETTLE, || async {
+                let object = cluster.get(kind, ns, name).await?;
+                let observed = object["status"]["observedGeneration"].as_i64()?;
+                (Some(observed) == object["metadata"]["generation"].as_i64())
+                    .then(|| ready(&object))
+                    .flatten()
+            })
+            .await;
+        let documented = status == "True" || allowed.contains(&reason.as_str());
+        states.push((format!("{kind}/{name}: Ready={status} ({reason})"), documented));
+    }
+    let table: Vec<String> = states.iter().map(|(s, ok)| format!("{s}{}", if *ok { "" } else { "  <- not documented" })).collect();
+    eprintln!("sample states:\n  {}", table.join("\n  "));
+    assert!(states.iter().all(|(_, ok)| *ok), "{}\n{}", table.join("\n"), cluster.logs());
+
+    // `kubectl get` shows every kind with its printer columns.
+    let table = cluster.kubectl(&["get", "stellaops", "-A"]);
+    for kind in stellaops_crds::KINDS {
+        assert!(
+            table.to_lowercase().contains(&format!("{}.stella-ops.org/", kind.to_lowercase())),
+            "{kind} missing from `kubectl get stellaops -A`:\n{table}"
+        );
+    }
+    let scans = cluster.kubectl(&["get", "scans", "-A"]);
+    let header = scans.lines().next().unwrap_or_default();
+    for column in ["IMAGE", "PHASE", "VERDICT"] {
+        assert!(header.contains(column), "column {column} missing:\n{scans}");
+    }
+    // `kubectl wait` returns for a kind that is Ready.
+    let out = cluster.kubectl_output(
+        &["wait", "--for=condition=Ready", "-n", "stellaops", "schedule/nightly-eu", "--timeout=20s"],
+        None,
+    );
+    assert!(out.status.success(), "kubectl wait: {}", String::from_utf8_lossy(&out.stderr));
+
+    let forbidden = cluster.forbidden_operator_requests();
+    assert!(
+        forbidden.is_empty(),
+        "the operator made requests config/rbac does not allow:\n{}",
+        forbidden.join("\n")
+    );
+    cluster.stop().await;
+}
+
+fn dpkg_image_layer() -> Vec<u8> {
+    oci::tar_of(&[
+        ("etc/os-release", b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"),
+        ("var/lib/dpkg/status", b"Package: openssl\nStatus: install ok installed\nVersion: 3.0.11-1~deb12u1\n\nPackage: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u4\n"),
+    ])
+}
+
+async fn ingest_openssl_advisory(database_url: &str) {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let doc = serde_json::to_vec(&json!({
+        "id": "DSA-E2E-1", "modified": "2024-06-01T00:00:00Z", "published": "2024-05-01T00:00:00Z",
+        "aliases": ["CVE-2024-0001"], "summary": "openssl issue",
+        "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]}]}],
+        "database_specific": {"severity": "high"}
+    }))
+    .unwrap();
+    let parsed = stellaops_federation::osv::parse("e2e", &doc, None, chrono::Utc::now()).unwrap();
+    stellaops_federation::ingest::ingest(&pool, vec![parsed]).await.unwrap();
+    pool.close().await;
+}
+
+async fn push_image(cluster: &Cluster, repository: &str) -> (String, String) {
+    let dir = cluster.dir.join(format!("image-{repository}"));
+    let built = oci::write_layout(&dir, &[dpkg_image_layer()], "v1");
+    oci::push(&dir, "v1", &cluster.services.registry, repository);
+    (
+        format!("{}/{repository}:v1", cluster.services.registry),
+        built.manifest_digest,
+    )
+}
+
+fn scan(ns: &str, name: &str, image: &str) -> Value {
+    json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "Scan",
+           "metadata": {"name": name, "namespace": ns},
+           "spec": {"image": image, "policy": {"failOn": "critical", "warnOn": "high"}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_goes_from_queued_through_a_worker_job_to_its_verdict() {
+    let Some(mut cluster) = Cluster::start("e2e_scan").await else {
+        return;
+    };
+    ingest_openssl_advisory(&cluster.database_url).await;
+    let (image, digest) = push_image(&cluster, "e2e/app").await;
+    cluster.start_operator("solo", &[]);
+    let manifest = serde_yaml::to_string(&scan("tenant-a", "app", &image)).unwrap();
+    let out = cluster.kubectl_output(&["apply", "--server-side", "-f", "-"], Some(&manifest));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let phases = std::sync::Mutex::new(Vec::<String>::new());
+    let done = cluster
+        .wait_for("the Scan finishes", Duration::from_secs(120), || async {
+            let object = cluster.get("Scan", Some("tenant-a"), "app").await?;
+            let phase = object["status"]["phase"].as_str()?.to_string();
+            let mut seen = phases.lock().unwrap();
+            if seen.last() != Some(&phase) {
+                seen.push(phase.clone());
+            }
+            matches!(phase.as_str(), "Succeeded" | "Failed").then_some(object)
+        })
+        .await;
+    let phases = phases.into_inner().unwrap();
+    eprintln!("Scan phases seen: {phases:?}");
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done:#}\n{}", cluster.logs());
+    assert!(phases.len() >= 2, "seen phases {phases:?}: a Scan passes through Queued/Running");
+    assert_eq!(done["status"]["imageDigest"], digest.as_str());
+    assert_eq!(done["status"]["verdict"], "Warn", "one high finding, failOn critical");
+    assert_eq!(done["status"]["findings"]["high"], 1);
+    assert_eq!(ready(&done).unwrap().0, "True");
+
+    // The worker ran once, as a Job the operator made, and left its results in S3 and
+    // PostgreSQL.
+    let jobs = cluster.emulator.objects("batch/v1", "Job");
+    assert_eq!(jobs.len(), 1, "one Job: {jobs:#?}");
+    let runs = cluster.runner.as_ref().unwrap().started();
+    assert_eq!(runs.len(), 1, "one worker process: {runs:?}");
+    let uri = done["status"]["sbom"]["uri"].as_str().expect("an SBOM URI");
+    let key = uri.split_once(&format!("{}/", cluster.bucket)).expect("the SBOM is in the platform bucket").1;
+    let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
+        endpoint: Some(cluster.services.s3_endpoint.clone()),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    let sbom = s3.get_object().bucket(&cluster.bucket).key(key).send().await.unwrap();
+    let sbom = sbom.body.collect().await.unwrap().into_bytes();
+    let sbom: Value = serde_json::from_slice(&sbom).unwrap();
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    let pool = sqlx::PgPool::connect(&cluster.database_url).await.unwrap();
+    let findings: i64 = sqlx::query_scalar("SELECT count(*) FROM scan_findings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(findings, 1);
+    pool.close().await;
+
+    // kubectl reads it as a person would.
+    let out = cluster.kubectl_output(&["wait", "--for=condition=Ready", "-n", "tenant-a", "scan/app", "--timeout=10s"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let row = cluster.kubectl(&["get", "scans", "-n", "tenant-a"]);
+    assert!(row.contains("Succeeded") && row.contains("Warn"), "{row}");
+    assert!(cluster.forbidden_operator_requests().is_empty(), "{:?}", cluster.forbidden_operator_requests());
+    cluster.stop().await;
+}
+
+fn leader(cluster: &Cluster) -> Option<String> {
+    let lease = cluster
+        .emulator
+        .objects("coordination.k8s.io/v1", "Lease")
+        .into_iter()
+        .find(|l| l["metadata"]["name"] == "stellaops-operator-leader")?;
+    lease["spec"]["holderIdentity"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_elect_one_leader_and_hand_over_when_it_dies() {
+    let Some(mut cluster) = Cluster::start("e2e_leader").await else {
+        return;
+    };
+    cluster.start_operator("replica-a", &[]);
+    cluster.start_operator("replica-b", &[]);
+    let first = cluster
+        .wait_for("a leader", Duration::from_secs(30), || async { leader(&cluster) })
+        .await;
+    // Exactly one replica says it leads.
+    let mut leading = Vec::new();
+    for operator in &cluster.operators {
+        let gauge = cluster
+            .wait_for("metrics", Duration::from_secs(20), || operator.metric("stellaops_leader"))
+            .await;
+        if gauge == 1.0 {
+            leading.push(operator.name.clone());
+        }
+    }
+    assert_eq!(leading, vec![first.clone()], "one leader, the Lease holder");
+
+    let api = cluster.api_for(&scan("tenant-a", "before", "127.0.0.1:1/none:v1"));
+    create(&api, scan("tenant-a", "before", "127.0.0.1:1/none:v1")).await;
+    cluster
+        .wait_for("the leader reconciles", SETTLE, || async {
+            cluster.get("Scan", Some("tenant-a"), "before").await?["status"]["phase"].as_str().map(|_| ())
+        })
+        .await;
+
+    // Kill the leader without a chance to release the Lease.
+    let index = cluster.operators.iter().position(|o| o.name == first).unwrap();
+    let killed_at = Instant::now();
+    cluster.operators[index].child.kill().unwrap();
+    cluster.operators[index].child.wait().unwrap();
+    let second = cluster
+        .wait_for("a new leader", Duration::from_secs(20), || async {
+            leader(&cluster).filter(|h| *h != first)
+        })
+        .await;
+    let handover = killed_at.elapsed();
+    eprintln!("leadership passed from {first} to {second} in {handover:?}");
+    assert!(handover < Duration::from_secs(4 + 1 + 3), "within the lease duration plus a retry: {handover:?}");
+
+    create(&api, scan("tenant-a", "after", "127.0.0.1:1/none:v2")).await;
+    cluster
+        .wait_for("the new leader reconciles", SETTLE, || async {
+            cluster.get("Scan", Some("tenant-a"), "after").await?["status"]["phase"].as_str().map(|_| ())
+        })
+        .await;
+    // Settle, then count: each Scan has made exactly one Job, once.
+    cluster
+        .wait_for("both scans finish", SETTLE, || async {
+            let mut done = 0;
+            for name in ["before", "after"] {
+                let phase = cluster.get("Scan", Some("tenant-a"), name).await?["status"]["phase"].clone();
+                if phase == "Failed" || phase == "Succeeded" {
+                    done += 1;
+                }
+            }
+            (done == 2).then_some(())
+        })
+        .await;
+    let creates: Vec<_> = cluster
+        .emulator
+        .audit_log()
+        .into_iter()
+        .filter(|e| e.path.contains("/jobs") && e.status == 201)
+        .collect();
+    assert_eq!(creates.len(), 2, "one Job per Scan, never twice: {creates:#?}");
+    assert_eq!(cluster.runner.as_ref().unwrap().started().len(), 2);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_restart_breaks_watches_and_the_operator_carries_on() {
+    let Some(mut cluster) = Cluster::start("e2e_restart").await else {
+        return;
+    };
+    cluster.start_operator("solo", &[]);
+    let api = cluster.api_for(&scan("tenant-a", "x", "i"));
+    create(&api, scan("tenant-a", "one", "127.0.0.1:1/none:v1")).await;
+    cluster
+        .wait_for("the first Scan finishes", SETTLE, || async {
+            let phase = cluster.get("Scan", Some("tenant-a"), "one").await?["status"]["phase"].clone();
+            (phase == "Failed" || phase == "Succeeded").then_some(())
+        })
+        .await;
+    cluster.emulator.restart().await.unwrap();
+    create(&api, scan("tenant-a", "two", "127.0.0.1:1/none:v2")).await;
+    cluster
+        .wait_for("the Scan created after the restart finishes", SETTLE, || async {
+            let phase = cluster.get("Scan", Some("tenant-a"), "two").await?["status"]["phase"].clone();
+            (phase == "Failed" || phase == "Succeeded").then_some(())
+        })
+        .await;
+    let gone = cluster
+        .emulator
+        .audit_log()
+        .into_iter()
+        .filter(|e| e.status == 410)
+        .count();
+    eprintln!("410 Gone answers after the restart: {gone}");
+    assert_eq!(cluster.emulator.objects("batch/v1", "Job").len(), 2, "no Job made twice");
+    assert_eq!(cluster.runner.as_ref().unwrap().started().len(), 2);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_each_kind_removes_what_the_operator_made_for_it() {
+    let Some(mut cluster) = Cluster::start("e2e_delete").await else {
+        return;
+    };
+    cluster.start_operator("solo", &[]);
+    cluster.kubectl(&["apply", "--server-side", "-k", "config/samples"]);
+    // Wait until each has been reconciled (its children exist where it makes any).
+    for (kind, ns, name, _) in expected_sample_states() {
+        cluster
+            .wait_for(&format!("{kind} {name} reconciled"), SETTLE, || async {
+                cluster.get(kind, ns, name).await?["status"]["observedGeneration"].as_i64()
+            })
+            .await;
+    }
+    let owned = |cluster: &Cluster| -> Vec<String> {
+        let mut names = Vec::new();
+        for (api_version, kind) in [
+            ("batch/v1", "Job"),
+            ("batch/v1", "CronJob"),
+            ("apps/v1", "Deployment"),
+            ("v1", "Service"),
+            ("v1", "PersistentVolumeClaim"),
+            ("v1", "ConfigMap"),
+            ("v1", "Pod"),
+            ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+        ] {
+            for object in cluster.emulator.objects(api_version, kind) {
+                let owners = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+                if owners.iter().any(|o| o["apiVersion"].as_str().is_some_and(|v| v.starts_with("stella-ops.org/") || v == "batch/v1"))
+                {
+                    names.push(format!("{kind}/{}", object["metadata"]["name"].as_str().unwrap_or("?")));
+                }
+            }
+        }
+        names
+    };
+    let before = owned(&cluster);
+    assert!(!before.is_empty(), "the samples made objects");
+    eprintln!("made for the samples: {before:?}");
+    cluster.kubectl(&["delete", "-k", "config/samples", "--wait=false"]);
+    cluster
+        .wait_for("everything the samples made is gone", SETTLE, || async {
+            let left = owned(&cluster);
+            left.is_empty().then_some(())
+        })
+        .await;
+    for (kind, ns, name, _) in expected_sample_states() {
+        cluster
+            .wait_for(&format!("{kind} {name} deleted"), SETTLE, || async {
+                cluster.get(kind, ns, name).await.is_none().then_some(())
+            })
+            .await;
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_stops_the_operator_well_within_the_grace_period() {
+    let Some(mut cluster) = Cluster::start("e2e_sigterm").await else {
+        return;
+    };
+    // Scans of an unreachable registry: the operator is busy queueing and starting Jobs.
+    let api = cluster.api_for(&scan("tenant-a", "x", "i"));
+    for i in 0..300 {
+        create(&api, scan("tenant-a", &format!("load-{i}"), &format!("127.0.0.1:1/none:v{i}"))).await;
+    }
+    cluster.start_operator("solo", &[]);
+    cluster
+        .wait_for("the operator is reconciling", SETTLE, || async {
+            let operator = &cluster.operators[0];
+            let text = operator.metrics().await?;
+            text.lines()
+                .any(|l| l.starts_with("stellaops_reconciliations_total") && l.contains("Scan"))
+                .then_some(())
+        })
+        .await;
+    let signalled = Instant::now();
+    cluster.operators[0].terminate();
+    let status = loop {
+        if let Some(status) = cluster.operators[0].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "still running 20 s after SIGTERM\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("stopped {:?} after SIGTERM with {status}", signalled.elapsed());
+    assert!(status.success(), "a clean stop exits 0\n{}", cluster.logs());
+    // It handed the Lease over rather than letting it expire.
+    let holder = leader(&cluster);
+    assert!(holder.as_deref().is_none_or(str::is_empty), "Lease released, holder {holder:?}");
+    let _ = OPERATOR_NAMESPACE;
+    cluster.stop().await;
+}
+
+fn pod_review(uid: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web", "namespace": "tenant-a", "operation": "CREATE",
+            "userInfo": {"username": "alice@example.com"},
+            "object": {"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "web", "namespace": "tenant-a"},
+                       "spec": {"containers": [{"name": "web", "image": image}]}},
+            "oldObject": null, "dryRun": false
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_operator_answers_admission_reviews_with_the_certificate_it_issued() {
+    let Some(mut cluster) = Cluster::start("e2e_webhook").await else {
+        return;
+    };
+    cluster.start_operator("solo", &[]);
+    cluster
+        .apply(json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
+            "metadata": {"name": "pinned"},
+            "spec": {"mode": "enforce", "images": ["**"], "requireDigest": true, "failurePolicy": "Fail"}}))
+        .await;
+    // The controller registers the webhook with the CA it made.
+    let configuration = cluster
+        .wait_for("the ValidatingWebhookConfiguration with a caBundle", SETTLE, || async {
+            cluster
+                .emulator
+                .objects("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
+                .into_iter()
+                .find(|c| c["webhooks"][0]["clientConfig"]["caBundle"].as_str().is_some_and(|b| !b.is_empty()))
+        })
+        .await;
+    let webhook = &configuration["webhooks"][0];
+    let service = &webhook["clientConfig"]["service"];
+    let host = format!(
+        "{}.{}.svc",
+        service["name"].as_str().unwrap(),
+        service["namespace"].as_str().unwrap()
+    );
+    assert_eq!(service["namespace"], OPERATOR_NAMESPACE);
+    let path = service["path"].as_str().unwrap().to_string();
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(webhook["clientConfig"]["caBundle"].as_str().unwrap())
+        .unwrap();
+    let webhook_addr: std::net::SocketAddr = cluster.operators[0].webhook_addr.parse().unwrap();
+    // Verified as the API server verifies it: the Service's DNS name against the CA bundle.
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve(&host, webhook_addr)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("https://{host}:{}{path}", webhook_addr.port());
+    let post = |review: Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let response = client.post(&url).json(&review).send().await.ok()?;
+            if !response.status().is_success() {
+                return None;
+            }
+            response.json::<Value>().await.ok()
+        }
+    };
+    // Until the webhook has loaded the certificate and compiled the policy it may refuse.
+    let by_tag = cluster
+        .wait_for("the webhook answers", SETTLE, || post(pod_review("by-tag", "registry.test/app:1.0")))
+        .await;
+    assert_eq!(by_tag["response"]["uid"], "by-tag");
+    assert_eq!(by_tag["response"]["allowed"], false, "{by_tag:#}");
+    let message = by_tag["response"]["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("digest"), "the reason names what to do: {message}");
+    let digest = format!("registry.test/app@sha256:{}", "a".repeat(64));
+    let by_digest = post(pod_review("by-digest", &digest)).await.expect("an answer");
+    assert_eq!(by_digest["response"]["allowed"], true, "{by_digest:#}");
+    cluster.stop().await;
+}
