@@ -9,7 +9,8 @@
 //!   `SuccessCriteriaMet`+`Complete` or `FailureTarget`+`Failed`). `ttlSecondsAfterFinished`
 //!   and indexed completions are ignored; `suspend` only stops new Pods.
 //! * CronJob controller: a Job named `<cronjob>-<minutes since the epoch>` at each
-//!   schedule time (UTC; `timeZone` is ignored), `suspend`, `concurrencyPolicy`,
+//!   schedule time (UTC; `timeZone` is ignored; read by `croner`, which also takes a leading
+//!   seconds field that Kubernetes would refuse: handy in tests), `suspend`, `concurrencyPolicy`,
 //!   `startingDeadlineSeconds`, history limits, `status.lastScheduleTime`/`active`/
 //!   `lastSuccessfulTime`; [`LocalRunner::trigger_cron_job`] creates one now.
 //! * Deployment controller: Pods straight from the template (no ReplicaSet; labelled

@@ -723,3 +723,44 @@ async fn a_cron_job_runs_on_its_schedule() {
     );
     s.finish().await;
 }
+
+#[tokio::test]
+async fn init_containers_run_first_and_on_failure_restarts_in_place() {
+    let s = setup("init").await;
+    let pod = json!({
+        "restartPolicy": "OnFailure",
+        "volumes": [{"name": "work", "emptyDir": {}}],
+        "initContainers": [{
+            "name": "prepare", "image": IMAGE, "command": ["stellaops-worker"],
+            "args": ["report", "--out=/work/prepared"],
+            "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+        }],
+        "containers": [{
+            "name": "worker", "image": IMAGE, "command": ["stellaops-worker"], "args": ["fail"],
+            "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+        }],
+    });
+    s.create::<Job>(job("retry", pod, json!({"backoffLimit": 1})))
+        .await;
+    let job = s.finished_job("retry").await;
+    let failed = condition(&job, "Failed").expect("Failed condition");
+    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
+
+    let processes = s.processes_of("retry");
+    let containers: Vec<&str> = processes.iter().map(|p| p.container.as_str()).collect();
+    // One Pod: the init container once, then the failing container restarted in place
+    // until its restarts exceed the backoff limit.
+    assert_eq!(
+        containers,
+        ["prepare", "worker", "worker", "worker"],
+        "{processes:?}"
+    );
+    assert!(processes.iter().all(|p| p.pod == processes[0].pod));
+    assert_eq!(processes[0].exit_code, Some(0));
+    let prepared = s
+        .runner
+        .pod_dir(NS, &processes[0].pod)
+        .join("volumes/work/prepared");
+    assert_eq!(std::fs::read_to_string(prepared).unwrap(), "done\n");
+    s.finish().await;
+}
