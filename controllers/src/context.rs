@@ -23,6 +23,8 @@ pub struct Config {
     pub webhook_service: String,
     /// Platform bucket (SBOMs, layer cache) and how scan Jobs reach it.
     pub storage: stellaops_crds::S3Location,
+    /// Most reconciles of one kind running at once.
+    pub reconcile_concurrency: u16,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
                 env!("CARGO_PKG_VERSION")
             ),
             max_concurrent_scans: 4,
+            reconcile_concurrency: 8,
             database_secret: "stellaops-database".to_string(),
             webhook_service: "stellaops-zastava-webhook".to_string(),
             storage: stellaops_crds::S3Location {

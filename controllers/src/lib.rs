@@ -67,6 +67,12 @@ pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inpu
     Plan { objects, notes }
 }
 
+/// Bounded reconciles per controller: a cluster with thousands of objects is worked through
+/// at a steady rate instead of all at once, and SIGTERM waits for a handful, not thousands.
+fn controller_config(ctx: &Context) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(ctx.config.reconcile_concurrency)
+}
+
 fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconciliations
@@ -111,6 +117,7 @@ async fn run_federation_sites(ctx: Arc<Context>) {
         owned,
         sync_job_owner::<FederationSite>,
     )
+    .with_config(controller_config(&ctx))
     .shutdown_on_signal()
     .run(
         federation_site::reconcile,
@@ -141,6 +148,7 @@ async fn run_mirror_domains(ctx: Arc<Context>) {
         owned,
         sync_job_owner::<MirrorDomain>,
     )
+    .with_config(controller_config(&ctx))
     .shutdown_on_signal()
     .run(mirror_domain::reconcile, error_policy::<MirrorDomain>, ctx)
     .for_each(|_| async {})
@@ -157,6 +165,7 @@ async fn run_scans(ctx: Arc<Context>) {
         kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
         watcher::Config::default().labels("app.kubernetes.io/component=scan"),
     )
+    .with_config(controller_config(&ctx))
     .shutdown_on_signal()
     .run(scan::reconcile, error_policy::<Scan>, ctx)
     .for_each(|_| async {})
@@ -188,6 +197,7 @@ async fn run_notify_rules(ctx: Arc<Context>) {
                 .collect::<Vec<_>>()
         },
     )
+    .with_config(controller_config(&ctx))
     .shutdown_on_signal()
     .run(notify_rule::reconcile, error_policy::<NotifyRule>, ctx)
     .for_each(|_| async {})
@@ -206,6 +216,7 @@ async fn run_platforms(ctx: Arc<Context>) {
         kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
         watcher::Config::default().labels("stella-ops.org/platform"),
     )
+    .with_config(controller_config(&ctx))
     .shutdown_on_signal()
     .run(platform::reconcile, error_policy::<Platform>, ctx)
     .for_each(|_| async {})
@@ -222,6 +233,7 @@ async fn run_schedules(ctx: Arc<Context>) {
         kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
         watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
     )
+    .with_config(controller_config(&ctx))
     .shutdown_on_signal()
     .run(schedule::reconcile, error_policy::<Schedule>, ctx)
     .for_each(|_| async {})
@@ -265,6 +277,7 @@ async fn run_zastava_policies(ctx: Arc<Context>) {
         .applied_objects()
         .filter_map(|change| async move { change.ok().map(|_| ()) }),
     )
+    .with_config(controller_config(&ctx))
     .shutdown_on_signal()
     .run(zastava_policy::reconcile, error_policy::<ZastavaPolicy>, ctx)
     .for_each(|_| async {})

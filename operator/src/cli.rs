@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Seconds between renewals (and between attempts of a standby).
     #[arg(long, default_value_t = 5)]
     pub lease_retry_seconds: u64,
+    /// Most reconciles of one kind running at once (each controller has its own budget).
+    #[arg(long, env = "STELLAOPS_RECONCILE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub reconcile_concurrency: u16,
     /// Seconds in-flight reconciles get to finish after SIGTERM before the process exits
     /// (keep it well under the Pod's terminationGracePeriodSeconds, 30 by default).
     #[arg(long, env = "STELLAOPS_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]

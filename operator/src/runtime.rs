@@ -25,6 +25,7 @@ pub fn controller_config(args: &RunArgs) -> Config {
         config.worker_image = image.clone();
     }
     config.max_concurrent_scans = args.max_concurrent_scans;
+    config.reconcile_concurrency = args.reconcile_concurrency;
     config.database_secret = args.database_secret.clone();
     config.webhook_service = args.webhook_service.clone();
     config.storage.bucket = args.bucket.clone();

@@ -125,7 +125,10 @@ pub async fn start(
         }
     });
 
-    // Policies: recompiled on every change and every 30 s (for key Secret changes).
+    // Policies: recompiled on every change and every 30 s (for key Secret changes). One task
+    // drives the watch (the store fills only while its stream is polled); the other waits
+    // for the store and recompiles. Changes that arrive while a compile runs leave one
+    // permit on `changed`, so a burst (the initial list: one per policy) costs one recompile.
     let (store, writer) = reflector::store::<ZastavaPolicy>();
     let policies = reflector::reflector(
         writer,
@@ -134,28 +137,24 @@ pub async fn start(
             watcher::Config::default(),
         ),
     );
-    let namespace = args.namespace.clone();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let notify = changed.clone();
     tokio::spawn(async move {
         let mut changes = policies.touched_objects().boxed();
+        while let Some(change) = changes.next().await {
+            match change {
+                Ok(_) => notify.notify_one(),
+                Err(error) => tracing::warn!(%error, "watching ZastavaPolicies"),
+            }
+        }
+    });
+    let namespace = args.namespace.clone();
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tokio::select! {
-                change = changes.next() => match change {
-                    None => break,
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "watching ZastavaPolicies");
-                        continue;
-                    }
-                    Some(Ok(_)) => {}
-                },
+                _ = changed.notified() => {}
                 _ = tick.tick() => {}
-            }
-            // Take every change already waiting (the initial list arrives as one per
-            // policy): one recompile for the lot, not one per policy.
-            while let Some(Some(change)) = futures::FutureExt::now_or_never(changes.next()) {
-                if let Err(error) = change {
-                    tracing::warn!(%error, "watching ZastavaPolicies");
-                }
             }
             if store.wait_until_ready().await.is_err() {
                 break;

@@ -164,7 +164,9 @@ impl Cluster {
         // The platform's credentials, where today's workloads read them (the resource's
         // namespace), and the samples' namespace.
         for ns in ["stellaops", "tenant-a"] {
-            cluster.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await;
+            cluster
+                .apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+                .await;
         }
         for ns in ["default", "stellaops", "tenant-a", OPERATOR_NAMESPACE] {
             cluster.platform_secrets(ns).await;
@@ -176,7 +178,7 @@ impl Cluster {
         self.apply(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "stellaops-database", "namespace": ns},
             "stringData": {"url": self.database_url}}))
-        .await;
+            .await;
         self.apply(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "stellaops-s3", "namespace": ns},
             "stringData": {"AWS_ACCESS_KEY_ID": std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
@@ -200,7 +202,10 @@ impl Cluster {
     pub fn api_for(&self, object: &Value) -> Api<DynamicObject> {
         let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), object["apiVersion"].as_str().unwrap().to_string()),
+            None => (
+                String::new(),
+                object["apiVersion"].as_str().unwrap().to_string(),
+            ),
         };
         let kind = object["kind"].as_str().unwrap();
         let resource = ApiResource::from_gvk_with_plural(
@@ -347,7 +352,8 @@ impl Cluster {
 
     /// A custom resource of ours, as JSON.
     pub async fn get(&self, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
-        let mut probe = json!({"apiVersion": api_version(kind), "kind": kind, "metadata": {"name": name}});
+        let mut probe =
+            json!({"apiVersion": api_version(kind), "kind": kind, "metadata": {"name": name}});
         if let Some(ns) = ns {
             probe["metadata"]["namespace"] = json!(ns);
         }
@@ -418,9 +424,7 @@ pub fn api_version(kind: &str) -> &'static str {
         "Deployment" => "apps/v1",
         "Lease" => "coordination.k8s.io/v1",
         "ValidatingWebhookConfiguration" => "admissionregistration.k8s.io/v1",
-        "Secret" | "ConfigMap" | "Pod" | "Namespace" | "Service" | "PersistentVolumeClaim" => {
-            "v1"
-        }
+        "Secret" | "ConfigMap" | "Pod" | "Namespace" | "Service" | "PersistentVolumeClaim" => "v1",
         _ => stellaops_crds::API_VERSION,
     }
 }

@@ -14,22 +14,57 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// The Ready state each sample settles in on a cluster that has the platform's secrets
 /// but none of the samples' own (their Slack, S3, htpasswd and key Secrets), so the
 /// documented waiting states are what the operator must report.
-fn expected_sample_states() -> Vec<(&'static str, Option<&'static str>, &'static str, &'static [&'static str])> {
+fn expected_sample_states() -> Vec<(
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static [&'static str],
+)> {
     vec![
         // Its pull Secret is not there: the worker Pod cannot start (as a kubelet would keep
         // it in ContainerCreating), so the Scan stays Scanning until its deadline.
-        ("Scan", Some("default"), "nginx-1-27", &["Scanning", "ScanFailed"]),
+        (
+            "Scan",
+            Some("default"),
+            "nginx-1-27",
+            &["Scanning", "ScanFailed"],
+        ),
         ("Schedule", Some("stellaops"), "nightly-eu", &["Scheduled"]),
         // Its Slack and SMTP Secrets are not there.
-        ("NotifyRule", Some("stellaops"), "high-critical-alerts", &["SecretNotFound"]),
+        (
+            "NotifyRule",
+            Some("stellaops"),
+            "high-critical-alerts",
+            &["SecretNotFound"],
+        ),
         // Scheduled, waiting for its first sync.
-        ("FederationSite", Some("stellaops"), "site-us-east-1", &["Scheduled", "Idle"]),
+        (
+            "FederationSite",
+            Some("stellaops"),
+            "site-us-east-1",
+            &["Scheduled", "Idle"],
+        ),
         // The sync CronJob has not run yet.
-        ("MirrorDomain", Some("stellaops"), "primary", &["AwaitingFirstSync"]),
+        (
+            "MirrorDomain",
+            Some("stellaops"),
+            "primary",
+            &["AwaitingFirstSync"],
+        ),
         // The public-key Secret is not there.
-        ("ZastavaPolicy", None, "production-images", &["KeySecretMissing"]),
+        (
+            "ZastavaPolicy",
+            None,
+            "production-images",
+            &["KeySecretMissing"],
+        ),
         // The release verifies; the upgrade waits for a backup within `requireBackupWithin`.
-        ("Platform", Some("stellaops"), "stellaops", &["BackupMissing"]),
+        (
+            "Platform",
+            Some("stellaops"),
+            "stellaops",
+            &["BackupMissing"],
+        ),
     ]
 }
 
@@ -40,31 +75,51 @@ async fn kubectl_applies_the_samples_and_each_settles_where_its_docs_say() {
     };
     cluster.start_operator("solo", &[]);
     let applied = cluster.kubectl(&["apply", "--server-side", "-k", "config/samples"]);
-    assert!(applied.contains("scan.stella-ops.org/nginx-1-27 serverside-applied"), "{applied}");
+    assert!(
+        applied.contains("scan.stella-ops.org/nginx-1-27 serverside-applied"),
+        "{applied}"
+    );
 
     let mut states = Vec::new();
     for (kind, ns, name, allowed) in expected_sample_states() {
         let (status, reason) = cluster
-            .wait_for(&format!("{kind} {name} reports Ready for its generation"), SETTLE, || async {
-                let object = cluster.get(kind, ns, name).await?;
-                let observed = object["status"]["observedGeneration"].as_i64()?;
-                (Some(observed) == object["metadata"]["generation"].as_i64())
-                    .then(|| ready(&object))
-                    .flatten()
-            })
+            .wait_for(
+                &format!("{kind} {name} reports Ready for its generation"),
+                SETTLE,
+                || async {
+                    let object = cluster.get(kind, ns, name).await?;
+                    let observed = object["status"]["observedGeneration"].as_i64()?;
+                    (Some(observed) == object["metadata"]["generation"].as_i64())
+                        .then(|| ready(&object))
+                        .flatten()
+                },
+            )
             .await;
         let documented = status == "True" || allowed.contains(&reason.as_str());
-        states.push((format!("{kind}/{name}: Ready={status} ({reason})"), documented));
+        states.push((
+            format!("{kind}/{name}: Ready={status} ({reason})"),
+            documented,
+        ));
     }
-    let table: Vec<String> = states.iter().map(|(s, ok)| format!("{s}{}", if *ok { "" } else { "  <- not documented" })).collect();
+    let table: Vec<String> = states
+        .iter()
+        .map(|(s, ok)| format!("{s}{}", if *ok { "" } else { "  <- not documented" }))
+        .collect();
     eprintln!("sample states:\n  {}", table.join("\n  "));
-    assert!(states.iter().all(|(_, ok)| *ok), "{}\n{}", table.join("\n"), cluster.logs());
+    assert!(
+        states.iter().all(|(_, ok)| *ok),
+        "{}\n{}",
+        table.join("\n"),
+        cluster.logs()
+    );
 
     // `kubectl get` shows every kind with its printer columns.
     let table = cluster.kubectl(&["get", "stellaops", "-A"]);
     for kind in stellaops_crds::KINDS {
         assert!(
-            table.to_lowercase().contains(&format!("{}.stella-ops.org/", kind.to_lowercase())),
+            table
+                .to_lowercase()
+                .contains(&format!("{}.stella-ops.org/", kind.to_lowercase())),
             "{kind} missing from `kubectl get stellaops -A`:\n{table}"
         );
     }
@@ -75,10 +130,21 @@ async fn kubectl_applies_the_samples_and_each_settles_where_its_docs_say() {
     }
     // `kubectl wait` returns for a kind that is Ready.
     let out = cluster.kubectl_output(
-        &["wait", "--for=condition=Ready", "-n", "stellaops", "schedule/nightly-eu", "--timeout=20s"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "-n",
+            "stellaops",
+            "schedule/nightly-eu",
+            "--timeout=20s",
+        ],
         None,
     );
-    assert!(out.status.success(), "kubectl wait: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let forbidden = cluster.forbidden_operator_requests();
     assert!(
@@ -107,7 +173,9 @@ async fn ingest_openssl_advisory(database_url: &str) {
     }))
     .unwrap();
     let parsed = stellaops_federation::osv::parse("e2e", &doc, None, chrono::Utc::now()).unwrap();
-    stellaops_federation::ingest::ingest(&pool, vec![parsed]).await.unwrap();
+    stellaops_federation::ingest::ingest(&pool, vec![parsed])
+        .await
+        .unwrap();
     pool.close().await;
 }
 
@@ -137,7 +205,11 @@ async fn a_scan_goes_from_queued_through_a_worker_job_to_its_verdict() {
     cluster.start_operator("solo", &[]);
     let manifest = serde_yaml::to_string(&scan("tenant-a", "app", &image)).unwrap();
     let out = cluster.kubectl_output(&["apply", "--server-side", "-f", "-"], Some(&manifest));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let phases = std::sync::Mutex::new(Vec::<String>::new());
     let done = cluster
@@ -153,10 +225,21 @@ async fn a_scan_goes_from_queued_through_a_worker_job_to_its_verdict() {
         .await;
     let phases = phases.into_inner().unwrap();
     eprintln!("Scan phases seen: {phases:?}");
-    assert_eq!(done["status"]["phase"], "Succeeded", "{done:#}\n{}", cluster.logs());
-    assert!(phases.len() >= 2, "seen phases {phases:?}: a Scan passes through Queued/Running");
+    assert_eq!(
+        done["status"]["phase"],
+        "Succeeded",
+        "{done:#}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        phases.len() >= 2,
+        "seen phases {phases:?}: a Scan passes through Queued/Running"
+    );
     assert_eq!(done["status"]["imageDigest"], digest.as_str());
-    assert_eq!(done["status"]["verdict"], "Warn", "one high finding, failOn critical");
+    assert_eq!(
+        done["status"]["verdict"], "Warn",
+        "one high finding, failOn critical"
+    );
     assert_eq!(done["status"]["findings"]["high"], 1);
     assert_eq!(ready(&done).unwrap().0, "True");
 
@@ -167,14 +250,23 @@ async fn a_scan_goes_from_queued_through_a_worker_job_to_its_verdict() {
     let runs = cluster.runner.as_ref().unwrap().started();
     assert_eq!(runs.len(), 1, "one worker process: {runs:?}");
     let uri = done["status"]["sbom"]["uri"].as_str().expect("an SBOM URI");
-    let key = uri.split_once(&format!("{}/", cluster.bucket)).expect("the SBOM is in the platform bucket").1;
+    let key = uri
+        .split_once(&format!("{}/", cluster.bucket))
+        .expect("the SBOM is in the platform bucket")
+        .1;
     let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
         endpoint: Some(cluster.services.s3_endpoint.clone()),
         region: None,
         force_path_style: true,
     })
     .await;
-    let sbom = s3.get_object().bucket(&cluster.bucket).key(key).send().await.unwrap();
+    let sbom = s3
+        .get_object()
+        .bucket(&cluster.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
     let sbom = sbom.body.collect().await.unwrap().into_bytes();
     let sbom: Value = serde_json::from_slice(&sbom).unwrap();
     assert_eq!(sbom["bomFormat"], "CycloneDX");
@@ -187,12 +279,49 @@ async fn a_scan_goes_from_queued_through_a_worker_job_to_its_verdict() {
     pool.close().await;
 
     // kubectl reads it as a person would.
-    let out = cluster.kubectl_output(&["wait", "--for=condition=Ready", "-n", "tenant-a", "scan/app", "--timeout=10s"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cluster.kubectl_output(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "-n",
+            "tenant-a",
+            "scan/app",
+            "--timeout=10s",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let row = cluster.kubectl(&["get", "scans", "-n", "tenant-a"]);
     assert!(row.contains("Succeeded") && row.contains("Warn"), "{row}");
-    assert!(cluster.forbidden_operator_requests().is_empty(), "{:?}", cluster.forbidden_operator_requests());
+    assert!(
+        cluster.forbidden_operator_requests().is_empty(),
+        "{:?}",
+        cluster.forbidden_operator_requests()
+    );
     cluster.stop().await;
+}
+
+/// How many distinct Jobs the runner started worker processes for (a failed scan is
+/// retried once, in a second Pod of the same Job: `backoffLimit: 1`).
+fn jobs_run(cluster: &Cluster) -> usize {
+    let jobs: std::collections::BTreeSet<String> = cluster
+        .runner
+        .as_ref()
+        .unwrap()
+        .started()
+        .into_iter()
+        .map(|p| {
+            p.pod
+                .rsplit_once('-')
+                .map(|(job, _)| job.to_string())
+                .unwrap_or(p.pod)
+        })
+        .collect();
+    jobs.len()
 }
 
 fn leader(cluster: &Cluster) -> Option<String> {
@@ -212,13 +341,17 @@ async fn two_replicas_elect_one_leader_and_hand_over_when_it_dies() {
     cluster.start_operator("replica-a", &[]);
     cluster.start_operator("replica-b", &[]);
     let first = cluster
-        .wait_for("a leader", Duration::from_secs(30), || async { leader(&cluster) })
+        .wait_for("a leader", Duration::from_secs(30), || async {
+            leader(&cluster)
+        })
         .await;
     // Exactly one replica says it leads.
     let mut leading = Vec::new();
     for operator in &cluster.operators {
         let gauge = cluster
-            .wait_for("metrics", Duration::from_secs(20), || operator.metric("stellaops_leader"))
+            .wait_for("metrics", Duration::from_secs(20), || {
+                operator.metric("stellaops_leader")
+            })
             .await;
         if gauge == 1.0 {
             leading.push(operator.name.clone());
@@ -230,12 +363,18 @@ async fn two_replicas_elect_one_leader_and_hand_over_when_it_dies() {
     create(&api, scan("tenant-a", "before", "127.0.0.1:1/none:v1")).await;
     cluster
         .wait_for("the leader reconciles", SETTLE, || async {
-            cluster.get("Scan", Some("tenant-a"), "before").await?["status"]["phase"].as_str().map(|_| ())
+            cluster.get("Scan", Some("tenant-a"), "before").await?["status"]["phase"]
+                .as_str()
+                .map(|_| ())
         })
         .await;
 
     // Kill the leader without a chance to release the Lease.
-    let index = cluster.operators.iter().position(|o| o.name == first).unwrap();
+    let index = cluster
+        .operators
+        .iter()
+        .position(|o| o.name == first)
+        .unwrap();
     let killed_at = Instant::now();
     cluster.operators[index].child.kill().unwrap();
     cluster.operators[index].child.wait().unwrap();
@@ -246,12 +385,17 @@ async fn two_replicas_elect_one_leader_and_hand_over_when_it_dies() {
         .await;
     let handover = killed_at.elapsed();
     eprintln!("leadership passed from {first} to {second} in {handover:?}");
-    assert!(handover < Duration::from_secs(4 + 1 + 3), "within the lease duration plus a retry: {handover:?}");
+    assert!(
+        handover < Duration::from_secs(4 + 1 + 3),
+        "within the lease duration plus a retry: {handover:?}"
+    );
 
     create(&api, scan("tenant-a", "after", "127.0.0.1:1/none:v2")).await;
     cluster
         .wait_for("the new leader reconciles", SETTLE, || async {
-            cluster.get("Scan", Some("tenant-a"), "after").await?["status"]["phase"].as_str().map(|_| ())
+            cluster.get("Scan", Some("tenant-a"), "after").await?["status"]["phase"]
+                .as_str()
+                .map(|_| ())
         })
         .await;
     // Settle, then count: each Scan has made exactly one Job, once.
@@ -259,7 +403,8 @@ async fn two_replicas_elect_one_leader_and_hand_over_when_it_dies() {
         .wait_for("both scans finish", SETTLE, || async {
             let mut done = 0;
             for name in ["before", "after"] {
-                let phase = cluster.get("Scan", Some("tenant-a"), name).await?["status"]["phase"].clone();
+                let phase =
+                    cluster.get("Scan", Some("tenant-a"), name).await?["status"]["phase"].clone();
                 if phase == "Failed" || phase == "Succeeded" {
                     done += 1;
                 }
@@ -273,8 +418,12 @@ async fn two_replicas_elect_one_leader_and_hand_over_when_it_dies() {
         .into_iter()
         .filter(|e| e.path.contains("/jobs") && e.status == 201)
         .collect();
-    assert_eq!(creates.len(), 2, "one Job per Scan, never twice: {creates:#?}");
-    assert_eq!(cluster.runner.as_ref().unwrap().started().len(), 2);
+    assert_eq!(
+        creates.len(),
+        2,
+        "one Job per Scan, never twice: {creates:#?}"
+    );
+    assert_eq!(jobs_run(&cluster), 2, "worker processes ran for two Jobs");
     cluster.stop().await;
 }
 
@@ -288,27 +437,48 @@ async fn an_api_server_restart_breaks_watches_and_the_operator_carries_on() {
     create(&api, scan("tenant-a", "one", "127.0.0.1:1/none:v1")).await;
     cluster
         .wait_for("the first Scan finishes", SETTLE, || async {
-            let phase = cluster.get("Scan", Some("tenant-a"), "one").await?["status"]["phase"].clone();
+            let phase =
+                cluster.get("Scan", Some("tenant-a"), "one").await?["status"]["phase"].clone();
             (phase == "Failed" || phase == "Succeeded").then_some(())
         })
         .await;
+    let before_restart = cluster.emulator.audit_log().len();
     cluster.emulator.restart().await.unwrap();
+    // The test's own client lost its pooled connection too: a new one.
+    cluster.admin = cluster
+        .emulator
+        .client(&cluster.emulator.admin_token())
+        .await;
+    let api = cluster.api_for(&scan("tenant-a", "x", "i"));
     create(&api, scan("tenant-a", "two", "127.0.0.1:1/none:v2")).await;
     cluster
-        .wait_for("the Scan created after the restart finishes", SETTLE, || async {
-            let phase = cluster.get("Scan", Some("tenant-a"), "two").await?["status"]["phase"].clone();
-            (phase == "Failed" || phase == "Succeeded").then_some(())
-        })
+        .wait_for(
+            "the Scan created after the restart finishes",
+            SETTLE,
+            || async {
+                let phase =
+                    cluster.get("Scan", Some("tenant-a"), "two").await?["status"]["phase"].clone();
+                (phase == "Failed" || phase == "Succeeded").then_some(())
+            },
+        )
         .await;
-    let gone = cluster
-        .emulator
-        .audit_log()
-        .into_iter()
-        .filter(|e| e.status == 410)
+    // The watches broke; resuming from their old resourceVersions got 410 Gone (an ERROR
+    // event), so the operator listed Scans again.
+    let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:stellaops-operator");
+    let relists = cluster.emulator.audit_log()[before_restart..]
+        .iter()
+        .filter(|e| e.user == user && e.verb == "list" && e.path.contains("/scans"))
         .count();
-    eprintln!("410 Gone answers after the restart: {gone}");
-    assert_eq!(cluster.emulator.objects("batch/v1", "Job").len(), 2, "no Job made twice");
-    assert_eq!(cluster.runner.as_ref().unwrap().started().len(), 2);
+    assert!(
+        relists >= 1,
+        "the operator relisted Scans after the restart"
+    );
+    assert_eq!(
+        cluster.emulator.objects("batch/v1", "Job").len(),
+        2,
+        "no Job made twice"
+    );
+    assert_eq!(jobs_run(&cluster), 2, "worker processes ran for two Jobs");
     cluster.stop().await;
 }
 
@@ -337,13 +507,25 @@ async fn deleting_each_kind_removes_what_the_operator_made_for_it() {
             ("v1", "PersistentVolumeClaim"),
             ("v1", "ConfigMap"),
             ("v1", "Pod"),
-            ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+            ),
         ] {
             for object in cluster.emulator.objects(api_version, kind) {
-                let owners = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-                if owners.iter().any(|o| o["apiVersion"].as_str().is_some_and(|v| v.starts_with("stella-ops.org/") || v == "batch/v1"))
-                {
-                    names.push(format!("{kind}/{}", object["metadata"]["name"].as_str().unwrap_or("?")));
+                let owners = object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if owners.iter().any(|o| {
+                    o["apiVersion"]
+                        .as_str()
+                        .is_some_and(|v| v.starts_with("stella-ops.org/") || v == "batch/v1")
+                }) {
+                    names.push(format!(
+                        "{kind}/{}",
+                        object["metadata"]["name"].as_str().unwrap_or("?")
+                    ));
                 }
             }
         }
@@ -376,8 +558,16 @@ async fn sigterm_under_load_stops_the_operator_well_within_the_grace_period() {
     };
     // Scans of an unreachable registry: the operator is busy queueing and starting Jobs.
     let api = cluster.api_for(&scan("tenant-a", "x", "i"));
-    for i in 0..300 {
-        create(&api, scan("tenant-a", &format!("load-{i}"), &format!("127.0.0.1:1/none:v{i}"))).await;
+    for i in 0..1000 {
+        create(
+            &api,
+            scan(
+                "tenant-a",
+                &format!("load-{i}"),
+                &format!("127.0.0.1:1/none:v{i}"),
+            ),
+        )
+        .await;
     }
     cluster.start_operator("solo", &[]);
     cluster
@@ -402,12 +592,17 @@ async fn sigterm_under_load_stops_the_operator_well_within_the_grace_period() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    eprintln!("stopped {:?} after SIGTERM with {status}", signalled.elapsed());
+    eprintln!(
+        "stopped {:?} after SIGTERM with {status}",
+        signalled.elapsed()
+    );
     assert!(status.success(), "a clean stop exits 0\n{}", cluster.logs());
     // It handed the Lease over rather than letting it expire.
     let holder = leader(&cluster);
-    assert!(holder.as_deref().is_none_or(str::is_empty), "Lease released, holder {holder:?}");
-    let _ = OPERATOR_NAMESPACE;
+    assert!(
+        holder.as_deref().is_none_or(str::is_empty),
+        "Lease released, holder {holder:?}"
+    );
     cluster.stop().await;
 }
 
@@ -441,13 +636,24 @@ async fn the_running_operator_answers_admission_reviews_with_the_certificate_it_
         .await;
     // The controller registers the webhook with the CA it made.
     let configuration = cluster
-        .wait_for("the ValidatingWebhookConfiguration with a caBundle", SETTLE, || async {
-            cluster
-                .emulator
-                .objects("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
-                .into_iter()
-                .find(|c| c["webhooks"][0]["clientConfig"]["caBundle"].as_str().is_some_and(|b| !b.is_empty()))
-        })
+        .wait_for(
+            "the ValidatingWebhookConfiguration with a caBundle",
+            SETTLE,
+            || async {
+                cluster
+                    .emulator
+                    .objects(
+                        "admissionregistration.k8s.io/v1",
+                        "ValidatingWebhookConfiguration",
+                    )
+                    .into_iter()
+                    .find(|c| {
+                        c["webhooks"][0]["clientConfig"]["caBundle"]
+                            .as_str()
+                            .is_some_and(|b| !b.is_empty())
+                    })
+            },
+        )
         .await;
     let webhook = &configuration["webhooks"][0];
     let service = &webhook["clientConfig"]["service"];
@@ -484,14 +690,23 @@ async fn the_running_operator_answers_admission_reviews_with_the_certificate_it_
     };
     // Until the webhook has loaded the certificate and compiled the policy it may refuse.
     let by_tag = cluster
-        .wait_for("the webhook answers", SETTLE, || post(pod_review("by-tag", "registry.test/app:1.0")))
+        .wait_for("the webhook answers", SETTLE, || {
+            post(pod_review("by-tag", "registry.test/app:1.0"))
+        })
         .await;
     assert_eq!(by_tag["response"]["uid"], "by-tag");
     assert_eq!(by_tag["response"]["allowed"], false, "{by_tag:#}");
-    let message = by_tag["response"]["status"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("digest"), "the reason names what to do: {message}");
+    let message = by_tag["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("digest"),
+        "the reason names what to do: {message}"
+    );
     let digest = format!("registry.test/app@sha256:{}", "a".repeat(64));
-    let by_digest = post(pod_review("by-digest", &digest)).await.expect("an answer");
+    let by_digest = post(pod_review("by-digest", &digest))
+        .await
+        .expect("an answer");
     assert_eq!(by_digest["response"]["allowed"], true, "{by_digest:#}");
     cluster.stop().await;
 }
