@@ -25,7 +25,10 @@
 //! [`RunnerOptions::extra_env`], then the container's `envFrom` and `env` (so the Pod's
 //! own variables win, as a container's spec does over anything the node adds). Mount paths
 //! (and the termination-message path) are rewritten to local directories wherever they
-//! start an argument, a working directory or an environment value.
+//! start an argument, a working directory or an environment value. Every Pod in a cluster
+//! has its own IP; here they share the loopback, so an argument that binds every interface
+//! (`0.0.0.0:PORT`, the form our servers' `--listen` takes) gets a free loopback port of
+//! its own instead, and two Pods of one port never collide.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -1560,6 +1563,12 @@ impl PodRun {
         }
         env.set("HOSTNAME", self.name.clone());
         env.set("HOME", self.dir.to_string_lossy().into_owned());
+        // A kubelet bind-mounts the termination-message file at its path; a process here
+        // cannot see that path, so our workers are told where it is instead.
+        env.set(
+            "TERMINATION_MESSAGE_PATH",
+            termination_file.to_string_lossy().into_owned(),
+        );
         for (k, v) in &self.inner.options.extra_env {
             env.set(k, v.clone());
         }
@@ -1688,7 +1697,7 @@ impl PodRun {
             .skip(1)
             .chain(container.args.iter().flatten())
         {
-            argv.push(expand(&rewrite(arg, &mounts), &env));
+            argv.push(own_address(&expand(&rewrite(arg, &mounts), &env)));
         }
         let cwd = match container.working_dir.as_deref().filter(|d| !d.is_empty()) {
             Some(dir) => {
@@ -1964,6 +1973,20 @@ fn rewrite(input: &str, mounts: &[(String, String)]) -> String {
     out
 }
 
+/// `0.0.0.0:PORT` as a free port on 127.0.0.1 (see the module doc); anything else as is.
+fn own_address(arg: &str) -> String {
+    let Some(port) = arg.strip_prefix("0.0.0.0:") else {
+        return arg.to_string();
+    };
+    if port.parse::<u16>().is_err() {
+        return arg.to_string();
+    }
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.to_string(),
+        Err(_) => arg.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2008,5 +2031,16 @@ mod tests {
         std::fs::write(&log, "x".repeat(5000)).unwrap();
         assert_eq!(log_tail(&log).len(), 2048);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn every_interface_binds_get_a_loopback_port_of_their_own() {
+        let first = super::own_address("0.0.0.0:8080");
+        let second = super::own_address("0.0.0.0:8080");
+        assert!(first.starts_with("127.0.0.1:"), "{first}");
+        assert_ne!(first, "127.0.0.1:8080");
+        assert_ne!(first, second);
+        assert_eq!(super::own_address("--listen"), "--listen");
+        assert_eq!(super::own_address("0.0.0.0:http"), "0.0.0.0:http");
     }
 }

@@ -1000,9 +1000,6 @@ async fn sync(pool: &PgPool, s3: &S3Settings, args: SyncArgs) -> anyhow::Result<
     }
     let text = serde_json::to_string(&summary)?;
     println!("{text}");
-    // Kubernetes shows this file as the container's termination message.
-    if Path::new("/dev/termination-log").exists() {
-        let _ = std::fs::write("/dev/termination-log", &text);
-    }
+    crate::termination::write(&text);
     outcome.map(|()| true)
 }

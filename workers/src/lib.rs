@@ -9,4 +9,5 @@ pub mod mirror;
 pub mod notify;
 pub use stellaops_registry as registry;
 pub mod scan;
+pub mod termination;
 pub use stellaops_tls as tls;

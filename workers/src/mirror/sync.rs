@@ -270,9 +270,7 @@ pub async fn run(
     summary["duration_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
     let text = summary.to_string();
     println!("{text}");
-    if Path::new("/dev/termination-log").exists() {
-        let _ = std::fs::write("/dev/termination-log", &text);
-    }
+    crate::termination::write(&text);
     outcome.map(|_| true)
 }
 

@@ -884,11 +884,7 @@ pub async fn run(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary> 
     };
     let text = summary.to_string();
     println!("{text}");
-    if std::path::Path::new("/dev/termination-log").exists() {
-        // The kubelet keeps 4 KiB: the summary is small; an error is cut to fit.
-        let mut f = std::fs::File::create("/dev/termination-log")?;
-        let _ = f.write_all(&text.as_bytes()[..text.len().min(4000)]);
-    }
+    crate::termination::write(&text);
     let _ = std::io::stdout().flush();
     outcome
 }

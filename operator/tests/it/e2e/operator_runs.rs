@@ -710,3 +710,89 @@ async fn the_running_operator_answers_admission_reviews_with_the_certificate_it_
     assert_eq!(by_digest["response"]["allowed"], true, "{by_digest:#}");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_sync_run_reports_what_it_copied_on_the_mirror_domain() {
+    let Some(mut cluster) = Cluster::start("e2e_mirror").await else {
+        return;
+    };
+    let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
+        endpoint: Some(cluster.services.s3_endpoint.clone()),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    for (key, body) in [
+        ("exports/index.json", r#"{"domains":["e2e"]}"#),
+        ("exports/mirror/e2e/manifest.json", r#"{"domainId":"e2e"}"#),
+    ] {
+        s3.put_object()
+            .bucket(&cluster.bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    cluster.start_operator("solo", &[]);
+    let endpoint = cluster.services.s3_endpoint.clone();
+    let bucket = cluster.bucket.clone();
+    cluster
+        .apply(json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "MirrorDomain",
+            "metadata": {"name": "e2e", "namespace": "tenant-a"},
+            "spec": {"domainId": "e2e", "source": {"bucket": bucket, "prefix": "exports",
+                     "endpoint": endpoint, "forcePathStyle": true, "secretRef": {"name": "stellaops-s3"}},
+                     "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false}}}))
+        .await;
+    let cron_job = cluster
+        .wait_for("the sync CronJob", SETTLE, || async {
+            cluster
+                .emulator
+                .objects("batch/v1", "CronJob")
+                .into_iter()
+                .find(|c| c["metadata"]["namespace"] == "tenant-a")
+                .map(|c| c["metadata"]["name"].as_str().unwrap().to_string())
+        })
+        .await;
+    // Run it now rather than at the next five-minute mark.
+    cluster
+        .runner
+        .as_ref()
+        .unwrap()
+        .trigger_cron_job("tenant-a", &cron_job)
+        .await
+        .unwrap();
+    let domain = cluster
+        .wait_for("the MirrorDomain reports the sync", SETTLE, || async {
+            let domain = cluster.get("MirrorDomain", Some("tenant-a"), "e2e").await?;
+            domain["status"]["lastSync"]["copied"]
+                .as_i64()
+                .map(|_| domain)
+        })
+        .await;
+    // Both objects copied, counted from the worker's termination message.
+    assert_eq!(domain["status"]["lastSync"]["copied"], 2, "{domain:#}");
+    assert!(domain["status"]["lastSyncAt"].is_string());
+    let claim = cluster.dir.join("pods/claims/tenant-a");
+    let copied: Vec<_> = walk(&claim);
+    assert!(
+        copied
+            .iter()
+            .any(|p| p.ends_with("mirror/e2e/manifest.json")),
+        "the volume holds the export: {copied:?}"
+    );
+    cluster.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path.to_string_lossy().into_owned());
+        }
+    }
+    found
+}
