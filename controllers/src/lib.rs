@@ -258,6 +258,7 @@ async fn run_zastava_policies(ctx: Arc<Context>) {
             ),
             watcher::Config::default(),
         )
+        .default_backoff()
         .touched_objects()
         .filter_map(|change| async move { change.ok().map(|_| ()) }),
     )
@@ -274,6 +275,7 @@ async fn run_zastava_policies(ctx: Arc<Context>) {
                 zastava_policy::CA_SECRET
             )),
         )
+        .default_backoff()
         .applied_objects()
         .filter_map(|change| async move { change.ok().map(|_| ()) }),
     )

@@ -33,7 +33,13 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build();
             match runtime {
-                Ok(runtime) => report(runtime.block_on(runtime::run(*args))),
+                Ok(runtime) => {
+                    let outcome = runtime.block_on(runtime::run(*args));
+                    // Tasks still running (watches, servers) must not keep a process that
+                    // has decided to exit alive: after a lost Lease the Pod has to restart.
+                    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+                    report(outcome)
+                }
                 Err(error) => report(Err(error.into())),
             }
         }

@@ -102,7 +102,12 @@ pub async fn start(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
     let by_name = watcher::Config::default().fields(&format!("metadata.name={TLS_SECRET}"));
     tokio::spawn(async move {
-        let mut changes = watcher(secrets, by_name).applied_objects().boxed();
+        // Backoff: without it a watch that keeps failing (API server gone) retries in a
+        // tight loop, burning a core and never yielding to shutdown.
+        let mut changes = watcher(secrets, by_name)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
         while let Some(change) = changes.next().await {
             let secret = match change {
                 Ok(secret) => secret,
@@ -135,7 +140,8 @@ pub async fn start(
         watcher(
             Api::<ZastavaPolicy>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .default_backoff(),
     );
     let changed = Arc::new(tokio::sync::Notify::new());
     let notify = changed.clone();

@@ -390,6 +390,15 @@ impl Cluster {
     }
 }
 
+/// A test that panics must not leave operators running (they would hold ports and CPU
+/// long after the test): kill them when the handle goes.
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Operator {
     /// Send SIGTERM, as the kubelet does when a Pod stops.
     pub fn terminate(&self) {

@@ -9,7 +9,7 @@ use stellaops_testing::oci;
 
 use super::{Cluster, OPERATOR_NAMESPACE, create, ready};
 
-const SETTLE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(120);
 
 /// The Ready state each sample settles in on a cluster that has the platform's secrets
 /// but none of the samples' own (their Slack, S3, htpasswd and key Secrets), so the
@@ -795,4 +795,58 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_api_server_exits_so_its_pod_restarts() {
+    let Some(mut cluster) = Cluster::start("e2e_lost").await else {
+        return;
+    };
+    cluster.start_operator("solo", &[]);
+    cluster
+        .wait_for("leadership", Duration::from_secs(30), || async {
+            leader(&cluster)
+        })
+        .await;
+    let Cluster {
+        emulator,
+        runner,
+        mut operators,
+        dir,
+        ..
+    } = cluster;
+    if let Some(runner) = runner {
+        runner.stop().await;
+    }
+    emulator.shutdown().await;
+    // The Lease cannot be renewed: the replica gives up leadership and exits (non-zero,
+    // so the kubelet restarts it as a standby), within the lease duration and a margin;
+    // its watches back off rather than spin.
+    let gone = Instant::now();
+    let operator = &mut operators[0];
+    let status = loop {
+        if let Some(status) = operator.child.try_wait().unwrap() {
+            break status;
+        }
+        let log = std::fs::read_to_string(&operator.log).unwrap_or_default();
+        assert!(
+            gone.elapsed() < Duration::from_secs(15),
+            "still running 15 s after the API server went away:\n{}",
+            log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "exited {:?} after the API server went away: {status}",
+        gone.elapsed()
+    );
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&operator.log).unwrap();
+    assert!(log.contains("lost leadership"), "says why:\n{log}");
+    let lines = log.lines().count();
+    assert!(
+        lines < 2_000,
+        "{lines} log lines: a watch retried without backoff"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
