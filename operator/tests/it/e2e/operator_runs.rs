@@ -850,3 +850,73 @@ async fn a_leader_that_loses_the_api_server_exits_so_its_pod_restarts() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_waits_queued_for_a_free_slot_then_runs_to_its_verdict() {
+    let Some(mut cluster) = Cluster::start("e2e_queue").await else {
+        return;
+    };
+    ingest_openssl_advisory(&cluster.database_url).await;
+    let (image, _) = push_image(&cluster, "e2e/queued").await;
+    // A registry that accepts connections and never answers: the first Scan holds the only
+    // slot until it is deleted.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_addr = stall.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = stall.accept().await {
+            sockets.push(socket);
+        }
+    });
+    cluster.start_operator("solo", &["--max-concurrent-scans", "1"]);
+    let api = cluster.api_for(&scan("tenant-a", "x", "i"));
+    create(
+        &api,
+        scan("tenant-a", "blocker", &format!("{stall_addr}/stalled:v1")),
+    )
+    .await;
+    cluster
+        .wait_for("the blocker runs", SETTLE, || async {
+            (cluster.get("Scan", Some("tenant-a"), "blocker").await?["status"]["phase"]
+                == "Running")
+                .then_some(())
+        })
+        .await;
+    create(&api, scan("tenant-a", "app", &image)).await;
+    let queued = cluster
+        .wait_for("the second Scan is queued", SETTLE, || async {
+            let object = cluster.get("Scan", Some("tenant-a"), "app").await?;
+            (object["status"]["phase"] == "Queued").then_some(object)
+        })
+        .await;
+    assert_eq!(
+        ready(&queued).unwrap(),
+        ("False".to_string(), "Queued".to_string())
+    );
+    assert_eq!(
+        cluster.emulator.objects("batch/v1", "Job").len(),
+        1,
+        "no Job for a queued Scan"
+    );
+    // Deleting the blocker frees the slot (its Job goes with it).
+    cluster.kubectl(&["delete", "scan", "blocker", "-n", "tenant-a"]);
+    let done = cluster
+        .wait_for("the queued Scan finishes", SETTLE, || async {
+            let object = cluster.get("Scan", Some("tenant-a"), "app").await?;
+            matches!(
+                object["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            )
+            .then_some(object)
+        })
+        .await;
+    assert_eq!(
+        done["status"]["phase"],
+        "Succeeded",
+        "{done:#}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(done["status"]["verdict"], "Warn");
+    held.abort();
+    cluster.stop().await;
+}
