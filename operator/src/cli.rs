@@ -122,7 +122,8 @@ pub struct RunArgs {
     /// dockerconfigjson file with credentials for reading signatures from private registries.
     #[arg(long, env = "STELLAOPS_WEBHOOK_DOCKER_CONFIG")]
     pub webhook_docker_config: Option<std::path::PathBuf>,
-    /// Registries reached over plain HTTP (test and air-gapped mirrors only).
+    /// Registries reached over plain HTTP, by exact host or host:port (test and air-gapped
+    /// mirrors only); loopback addresses always are.
     #[arg(
         long = "insecure-registry",
         env = "STELLAOPS_INSECURE_REGISTRIES",

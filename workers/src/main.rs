@@ -89,7 +89,8 @@ enum Command {
         /// `.dockerconfigjson` files with registry credentials (repeatable).
         #[arg(long)]
         docker_config: Vec<PathBuf>,
-        /// Registries spoken to over plain HTTP (localhost and 127.0.0.0/8 always are).
+        /// Registries spoken to over plain HTTP, by exact host or host:port (loopback
+        /// addresses — 127.0.0.0/8, ::1, localhost — always are).
         #[arg(long = "plain-http")]
         plain_http: Vec<String>,
         /// Scan again even when this digest was scanned at the current advisory snapshot.
@@ -238,7 +239,8 @@ enum ImageCommand {
         /// A `.dockerconfigjson` file with registry credentials.
         #[arg(long, env = "DOCKER_CONFIG_JSON")]
         docker_config: Option<PathBuf>,
-        /// Registries spoken to over plain HTTP (localhost and 127.0.0.0/8 always are).
+        /// Registries spoken to over plain HTTP, by exact host or host:port (loopback
+        /// addresses — 127.0.0.0/8, ::1, localhost — always are).
         #[arg(long = "plain-http")]
         plain_http: Vec<String>,
     },

@@ -745,7 +745,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         let manifest = job.registry.fetch_manifest(&by_digest).await?;
         json = serde_json::from_slice(&manifest.bytes).context("the manifest is not JSON")?;
     }
-    let layers: Vec<(String, String)> = json["layers"]
+    let layers: Vec<(String, String, Option<u64>)> = json["layers"]
         .as_array()
         .ok_or_else(|| anyhow::anyhow!("{image}: the manifest lists no layers"))?
         .iter()
@@ -753,12 +753,13 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
             (
                 l["digest"].as_str().unwrap_or_default().to_string(),
                 l["mediaType"].as_str().unwrap_or_default().to_string(),
+                l["size"].as_u64(),
             )
         })
         .collect();
     let mut fragments = Vec::new();
     let (mut analysed, mut cached) = (0, 0);
-    for (layer, media_type) in &layers {
+    for (layer, media_type, size) in &layers {
         if !layer.starts_with("sha256:") {
             anyhow::bail!("{image}: layer digest {layer:?} is not sha256");
         }
@@ -776,8 +777,11 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
             continue;
         }
         let file = job.scratch.join(layer.replace(':', "-"));
+        // The descriptor's size bounds the download: a registry cannot fill the disk.
+        let size = size
+            .ok_or_else(|| anyhow::anyhow!("{image}: layer {layer} has no size in the manifest"))?;
         job.registry
-            .download_blob(&reference, layer, &file)
+            .download_blob(&reference, layer, size, &file)
             .await
             .with_context(|| format!("downloading layer {layer}"))?;
         let path = file.clone();

@@ -415,8 +415,8 @@ async fn a_missing_image_or_a_corrupt_layer_fails_with_a_clear_message() {
 }
 
 /// A second registry that requires Basic credentials (htpasswd), run by the test.
-struct AuthRegistry {
-    address: String,
+pub(crate) struct AuthRegistry {
+    pub(crate) address: String,
     child: std::process::Child,
     dir: std::path::PathBuf,
 }
@@ -429,8 +429,11 @@ impl Drop for AuthRegistry {
     }
 }
 
-async fn auth_registry(user: &str, password: &str) -> AuthRegistry {
-    let dir = std::env::temp_dir().join(format!("stellaops-auth-registry-{}", std::process::id()));
+pub(crate) async fn auth_registry(name: &str, user: &str, password: &str) -> AuthRegistry {
+    let dir = std::env::temp_dir().join(format!(
+        "stellaops-auth-registry-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let hash = bcrypt::hash(password, 4).unwrap();
@@ -479,7 +482,7 @@ async fn a_registry_refusing_access_fails_with_a_clear_message_and_the_pull_secr
     let Some(env) = env("scan_auth").await else {
         return;
     };
-    let registry = auth_registry("stellaops", "registry-secret").await;
+    let registry = auth_registry("scan", "stellaops", "registry-secret").await;
     let dir = std::env::temp_dir().join(format!("stellaops-scan-auth-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let built = oci::write_layout(&dir, &[base_layer()], "v1");
