@@ -11,7 +11,7 @@ use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
 use sha2::{Digest as _, Sha256};
 use stellaops_crds::ZastavaPolicy;
 use stellaops_crds::scan::Verdict;
-use stellaops_crds::zastava_policy::Mode;
+use stellaops_crds::zastava_policy::{Mode, OnTimeout};
 
 use crate::workload::ContainerImage;
 
@@ -95,6 +95,11 @@ pub struct CompiledPolicy {
     pub signature: Option<SignatureCheck>,
     /// Require an acceptable recent scan.
     pub scan: Option<ScanCheck>,
+    /// What `enforce` does with checks that did not finish within `budget`.
+    pub on_timeout: OnTimeout,
+    /// Time to answer a review in: below the API server's `timeoutSeconds`, so the answer
+    /// is ours and not the failure policy's.
+    pub budget: Duration,
     /// Identity of everything a cached result depends on: name, generation and key
     /// fingerprints. A key rotation or spec change gives a new one, so no earlier result
     /// is reused.
@@ -125,6 +130,18 @@ impl PolicyError {
             PolicyError::KeylessUnsupported => "KeylessUnsupported",
             PolicyError::InvalidMaxAge(_) => "InvalidMaxAge",
         }
+    }
+}
+
+/// The time the webhook allows itself for a review when the API server waits
+/// `timeout_seconds`: one second less (network and TLS between them take some), half of it
+/// for a one-second timeout.
+pub fn answer_budget(timeout_seconds: i32) -> Duration {
+    let timeout = Duration::from_secs(u64::try_from(timeout_seconds.clamp(1, 30)).unwrap_or(5));
+    if timeout > Duration::from_secs(1) {
+        timeout - Duration::from_secs(1)
+    } else {
+        timeout / 2
     }
 }
 
@@ -187,6 +204,8 @@ pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPo
         .collect();
     let cache_key = format!("{name}/{generation}/{}", fingerprints.join(","));
     Ok(CompiledPolicy {
+        on_timeout: spec.on_timeout,
+        budget: answer_budget(spec.timeout_seconds),
         name,
         generation,
         mode: spec.mode,
@@ -201,32 +220,78 @@ pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPo
 }
 
 /// Glob over image references: `*` matches within one path segment, `**` across
-/// segments, `?` one character.
+/// segments, `?` one character. Runs in O(|pattern| × |text|) time and O(|pattern|) space
+/// (a set of pattern positions advanced one text byte at a time), whatever the pattern:
+/// no backtracking, so `*a*a*a*…` against a long name costs no more than any other glob.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some(b'*') if p.get(1) == Some(&b'*') => {
-                let rest = &p[2..];
-                (0..=t.len()).any(|i| go(rest, &t[i..]))
+    #[derive(Clone, Copy, PartialEq)]
+    enum Token {
+        Byte(u8),
+        One,
+        Segment,
+        Any,
+    }
+    let bytes = pattern.as_bytes();
+    let mut tokens = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'*' if bytes.get(i + 1) == Some(&b'*') => {
+                tokens.push(Token::Any);
+                i += 2;
             }
-            Some(b'*') => {
-                let rest = &p[1..];
-                for i in 0..=t.len() {
-                    if go(rest, &t[i..]) {
-                        return true;
-                    }
-                    if i < t.len() && t[i] == b'/' {
-                        break;
-                    }
-                }
-                false
+            b'*' => {
+                tokens.push(Token::Segment);
+                i += 1;
             }
-            Some(b'?') => !t.is_empty() && t[0] != b'/' && go(&p[1..], &t[1..]),
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+            b'?' => {
+                tokens.push(Token::One);
+                i += 1;
+            }
+            c => {
+                tokens.push(Token::Byte(c));
+                i += 1;
+            }
         }
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    let end = tokens.len();
+    // `active[k]`: the text read so far can leave the pattern at position k.
+    let mut active = vec![false; end + 1];
+    let mut next = vec![false; end + 1];
+    let close = |set: &mut Vec<bool>| {
+        // A star may match nothing: being before it is also being after it.
+        for k in 0..end {
+            if set[k] && matches!(tokens[k], Token::Segment | Token::Any) {
+                set[k + 1] = true;
+            }
+        }
+    };
+    active[0] = true;
+    close(&mut active);
+    for &c in text.as_bytes() {
+        next.iter_mut().for_each(|n| *n = false);
+        let mut any = false;
+        for k in 0..end {
+            if !active[k] {
+                continue;
+            }
+            let target = match tokens[k] {
+                Token::Byte(b) if b == c => k + 1,
+                Token::One if c != b'/' => k + 1,
+                Token::Segment if c != b'/' => k,
+                Token::Any => k,
+                _ => continue,
+            };
+            next[target] = true;
+            any = true;
+        }
+        if !any {
+            return false;
+        }
+        close(&mut next);
+        std::mem::swap(&mut active, &mut next);
+    }
+    active[end]
 }
 
 /// The fully qualified form of an image reference (`nginx` → `docker.io/library/nginx:latest`),
@@ -289,6 +354,20 @@ pub struct Evidence {
     pub signature: Option<Result<String, String>>,
     /// The latest scan of the digest (`None` when never scanned), or why it is unknown.
     pub scan: Option<Result<Option<ScanRecord>, String>>,
+    /// Lookups that did not finish within the answer budget or could not be made (registry
+    /// or database unreachable); their errors say which. What `onTimeout` applies to.
+    pub unavailable: Vec<Lookup>,
+}
+
+/// One kind of lookup the webhook makes for an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Tag to digest, at the registry.
+    Digest,
+    /// Signatures, at the registry.
+    Signature,
+    /// Latest scan, in the database.
+    Scan,
 }
 
 /// The latest scan result of a digest.
@@ -329,6 +408,17 @@ pub struct Violation {
     pub image: String,
     /// What is wrong and what to do.
     pub reason: String,
+    /// The rule could not be checked in time (rather than found broken).
+    pub unchecked: bool,
+}
+
+/// One finding of [`check_image_detailed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// What is wrong and what to do.
+    pub reason: String,
+    /// It could not be checked in time.
+    pub unchecked: bool,
 }
 
 /// Every rule `image` breaks under `policy`, given what is known of it. Pure.
@@ -338,9 +428,30 @@ pub fn check_image(
     evidence: &Evidence,
     now: DateTime<Utc>,
 ) -> Vec<String> {
+    check_image_detailed(policy, image, evidence, now)
+        .into_iter()
+        .map(|f| f.reason)
+        .collect()
+}
+
+/// [`check_image`], saying of each finding whether it is a check that did not finish.
+pub fn check_image_detailed(
+    policy: &CompiledPolicy,
+    image: &ContainerImage,
+    evidence: &Evidence,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
     let mut broken = Vec::new();
+    let broke = |reason: String| Finding {
+        reason,
+        unchecked: false,
+    };
+    let unchecked = |lookup: Lookup, reason: String| Finding {
+        unchecked: evidence.unavailable.contains(&lookup),
+        reason,
+    };
     if image.image.is_empty() {
-        broken.push("the container names no image".to_string());
+        broken.push(broke("the container names no image".to_string()));
         return broken;
     }
     if policy.require_digest && pinned_digest(&image.image).is_none() {
@@ -349,14 +460,17 @@ pub fn check_image(
             Some((n, tag)) if !tag.contains('/') => n,
             _ => name,
         };
-        broken.push(format!(
+        broken.push(broke(format!(
             "not pinned by digest; reference it as {name}@sha256:<digest>"
-        ));
+        )));
     }
     let digest = match &evidence.digest {
         Some(Ok(d)) => Some(d.as_str()),
         Some(Err(e)) if policy.signature.is_some() || policy.scan.is_some() => {
-            broken.push(format!("cannot resolve its digest: {e}"));
+            broken.push(unchecked(
+                Lookup::Digest,
+                format!("cannot resolve its digest: {e}"),
+            ));
             None
         }
         _ => None,
@@ -364,8 +478,11 @@ pub fn check_image(
     if let (Some(_), Some(digest)) = (&policy.signature, digest) {
         match &evidence.signature {
             Some(Ok(_)) => {}
-            Some(Err(e)) => broken.push(format!("signature check failed for {digest}: {e}")),
-            None => broken.push(format!("signature of {digest} was not checked")),
+            Some(Err(e)) => broken.push(unchecked(
+                Lookup::Signature,
+                format!("signature check failed for {digest}: {e}"),
+            )),
+            None => broken.push(broke(format!("signature of {digest} was not checked"))),
         }
     }
     if let (Some(scan), Some(digest)) = (&policy.scan, digest) {
@@ -374,25 +491,28 @@ pub fn check_image(
                 let age = now.signed_duration_since(record.finished_at);
                 let max = chrono::Duration::from_std(scan.max_age).unwrap_or(chrono::Duration::MAX);
                 if age > max {
-                    broken.push(format!(
+                    broken.push(broke(format!(
                         "latest scan of {digest} is from {} (older than {}); apply a Scan for it",
                         record
                             .finished_at
                             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         humanize(scan.max_age)
-                    ));
+                    )));
                 } else if scan.deny_on.contains(&record.verdict) {
-                    broken.push(format!(
+                    broken.push(broke(format!(
                         "latest scan of {digest} has verdict {:?}; fix its findings or rebuild the image",
                         record.verdict
-                    ));
+                    )));
                 }
             }
-            Some(Ok(None)) => broken.push(format!(
+            Some(Ok(None)) => broken.push(broke(format!(
                 "{digest} has never been scanned; apply a Scan for it"
+            ))),
+            Some(Err(e)) => broken.push(unchecked(
+                Lookup::Scan,
+                format!("cannot read the scan result of {digest}: {e}"),
             )),
-            Some(Err(e)) => broken.push(format!("cannot read the scan result of {digest}: {e}")),
-            None => broken.push(format!("scan result of {digest} was not checked")),
+            None => broken.push(broke(format!("scan result of {digest} was not checked"))),
         }
     }
     broken
@@ -414,6 +534,8 @@ pub struct Decision {
     pub policy: String,
     /// Mode it ran in.
     pub mode: Mode,
+    /// What `enforce` does when every violation is a check that did not finish.
+    pub on_timeout: OnTimeout,
     /// Broken rules, in container order.
     pub violations: Vec<Violation>,
     /// Images the policy checked.
@@ -421,14 +543,24 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// `allow`, `warn`, `dry-run-deny` or `deny` (the metric label and event field).
+    /// `allow`, `warn`, `dry-run-deny`, `deny` or `unchecked-allow` (enforce, but only
+    /// checks that did not finish, and `onTimeout: allow`): the metric label and event field.
     pub fn label(&self) -> &'static str {
         match (self.violations.is_empty(), self.mode) {
             (true, _) => "allow",
             (false, Mode::DryRun) => "dry-run-deny",
             (false, Mode::Warn) => "warn",
+            (false, Mode::Enforce) if self.admitted_unchecked() => "unchecked-allow",
             (false, Mode::Enforce) => "deny",
         }
+    }
+
+    /// Whether `enforce` admits because every violation is a check that did not finish
+    /// and the policy says `onTimeout: allow`.
+    pub fn admitted_unchecked(&self) -> bool {
+        self.on_timeout == OnTimeout::Allow
+            && !self.violations.is_empty()
+            && self.violations.iter().all(|v| v.unchecked)
     }
 
     /// One line listing every violation.
@@ -457,17 +589,19 @@ pub fn decide(
         }
         checked += 1;
         let known = evidence.get(&image.image).unwrap_or(&none);
-        for reason in check_image(policy, image, known, now) {
+        for finding in check_image_detailed(policy, image, known, now) {
             violations.push(Violation {
                 path: image.path.clone(),
                 image: image.image.clone(),
-                reason,
+                reason: finding.reason,
+                unchecked: finding.unchecked,
             });
         }
     }
     Decision {
         policy: policy.name.clone(),
         mode: policy.mode,
+        on_timeout: policy.on_timeout,
         violations,
         checked,
     }
@@ -479,7 +613,26 @@ pub fn respond(base: AdmissionResponse, decision: &Decision) -> AdmissionRespons
         return base;
     }
     let summary = decision.summary();
+    let warnings = |label: &str| {
+        Some(
+            decision
+                .violations
+                .iter()
+                .map(|v| {
+                    format!(
+                        "ZastavaPolicy {} ({label}): {} ({}): {}",
+                        decision.policy, v.path, v.image, v.reason
+                    )
+                })
+                .collect(),
+        )
+    };
     match decision.mode {
+        Mode::Enforce if decision.admitted_unchecked() => {
+            let mut response = base;
+            response.warnings = warnings("not checked in time, admitted by onTimeout: allow");
+            response
+        }
         Mode::Enforce => {
             let mut response = base.deny(format!(
                 "ZastavaPolicy {} denies this: {summary}",
@@ -491,22 +644,27 @@ pub fn respond(base: AdmissionResponse, decision: &Decision) -> AdmissionRespons
         }
         Mode::Warn => {
             let mut response = base;
-            response.warnings = Some(
-                decision
-                    .violations
-                    .iter()
-                    .map(|v| {
-                        format!(
-                            "ZastavaPolicy {} (warn): {} ({}): {}",
-                            decision.policy, v.path, v.image, v.reason
-                        )
-                    })
-                    .collect(),
-            );
+            response.warnings = warnings("warn");
             response
         }
         Mode::DryRun => {
             let mut response = base;
+            // What could not be checked is said even in dry run: the audit would mislead.
+            if decision.violations.iter().any(|v| v.unchecked) {
+                response.warnings = Some(
+                    decision
+                        .violations
+                        .iter()
+                        .filter(|v| v.unchecked)
+                        .map(|v| {
+                            format!(
+                                "ZastavaPolicy {} (dryRun, not checked in time): {} ({}): {}",
+                                decision.policy, v.path, v.image, v.reason
+                            )
+                        })
+                        .collect(),
+                );
+            }
             // The API server prefixes the key with the webhook's name, which names the policy.
             response
                 .audit_annotations

@@ -41,6 +41,9 @@ pub struct Request {
     /// The object before an update.
     #[serde(default)]
     pub old_object: Option<Value>,
+    /// A server-side dry run: decide, but record nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Group/version/kind of the request's object (only the kind is used).

@@ -4,8 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,8 +23,8 @@ use stellaops_tls::ReloadableCert;
 
 use crate::cache::Cache;
 use crate::cosign;
-use crate::evidence::EvidenceSource;
-use crate::policy::{self, CompiledPolicy, Decision, Evidence, ScanRecord};
+use crate::evidence::{EvidenceSource, FoundSignature};
+use crate::policy::{self, CompiledPolicy, Decision, Evidence, Lookup, ScanRecord, Violation};
 use crate::review;
 use crate::workload;
 
@@ -38,6 +41,12 @@ pub struct Settings {
     pub negative_ttl: Duration,
     /// How long a tag's digest and a digest's latest scan are remembered.
     pub fact_ttl: Duration,
+    /// Reviews needing lookups answered at once; one more is answered at once, as if its
+    /// lookups had timed out (the policy's `onTimeout` applies).
+    pub max_in_flight: usize,
+    /// How long a lookup may run in the background after the review that started it was
+    /// answered (its result still fills the cache for the next review).
+    pub lookup_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -48,6 +57,8 @@ impl Default for Settings {
             signature_ttl: Duration::from_secs(600),
             negative_ttl: Duration::from_secs(30),
             fact_ttl: Duration::from_secs(30),
+            max_in_flight: 256,
+            lookup_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -116,12 +127,29 @@ enum Fact {
     Scan(Option<ScanRecord>),
 }
 
+/// The outcome of one shared lookup.
+#[derive(Clone)]
+enum Flight {
+    Digest(Result<String, String>),
+    Signatures(Result<Vec<FoundSignature>, String>),
+    Scan(Result<Option<ScanRecord>, String>),
+    Failed(String),
+}
+
+type Flights = Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Flight>>>>>;
+
+/// The `policy` label of requests for a policy this replica has not loaded: a name from the
+/// URL never becomes a label (an unbounded set of series).
+pub const UNLOADED_POLICY_LABEL: &str = "(not loaded)";
+
 /// The webhook's state.
 pub struct Webhook {
     settings: Settings,
     policies: RwLock<HashMap<String, Arc<CompiledPolicy>>>,
     evidence: Arc<dyn EvidenceSource>,
-    cache: Cache<Fact>,
+    cache: Arc<Cache<Fact>>,
+    flights: Flights,
+    in_flight: Arc<tokio::sync::Semaphore>,
     metrics: Metrics,
     outbox: Option<sqlx::PgPool>,
     synced: AtomicBool,
@@ -150,7 +178,9 @@ impl Webhook {
         ];
         Arc::new(Webhook {
             cache_counters,
-            cache: Cache::new(settings.cache_capacity),
+            cache: Arc::new(Cache::new(settings.cache_capacity)),
+            flights: Default::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1))),
             settings,
             policies: RwLock::new(HashMap::new()),
             evidence,
@@ -180,9 +210,59 @@ impl Webhook {
             .cloned()
     }
 
-    /// Whether policies are loaded and a certificate is being served.
+    /// Whether policies are synced and a certificate is being served. With no policy
+    /// there is nothing to serve (no webhook configuration names this one), so the
+    /// certificate, issued with the first policy, is not waited for.
     pub fn is_ready(&self) -> bool {
-        self.synced.load(Ordering::Acquire) && self.certificate.is_loaded()
+        self.synced.load(Ordering::Acquire)
+            && (self.certificate.is_loaded()
+                || self
+                    .policies
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty())
+    }
+
+    /// Run `lookup` once for every concurrent caller asking for `key`. It runs as its own
+    /// task bounded by `lookup_timeout`: a caller whose deadline passes stops waiting, the
+    /// lookup finishes (and fills the cache) for whoever asks next.
+    async fn shared_lookup(&self, key: String, lookup: BoxFuture<'static, Flight>) -> Flight {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            match flights.get(&key) {
+                Some(flight) => flight.clone(),
+                None => {
+                    let registry = self.flights.clone();
+                    let limit = self.settings.lookup_timeout;
+                    let finished = key.clone();
+                    let task = tokio::spawn(async move {
+                        let outcome =
+                            tokio::time::timeout(limit, lookup)
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Flight::Failed(format!(
+                                        "no answer within {} s",
+                                        limit.as_secs_f64()
+                                    ))
+                                });
+                        registry
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&finished);
+                        outcome
+                    });
+                    let flight = async move {
+                        task.await
+                            .unwrap_or_else(|e| Flight::Failed(format!("lookup failed: {e}")))
+                    }
+                    .boxed()
+                    .shared();
+                    flights.insert(key, flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.await
     }
 
     fn cached(&self, kind: &str, key: &str) -> Option<Fact> {
@@ -210,28 +290,36 @@ impl Webhook {
         if let Some(Fact::Digest(digest)) = self.cached("digest", &key) {
             return Ok(digest);
         }
-        let digest = self
-            .evidence
-            .resolve_digest(image)
-            .await
-            .map_err(|e| self.lookup_failed("digest", e))?;
-        self.cache.insert(
-            key,
-            Fact::Digest(digest.clone()),
+        let (evidence, cache, ttl) = (
+            self.evidence.clone(),
+            self.cache.clone(),
             self.settings.fact_ttl,
-            Instant::now(),
         );
-        Ok(digest)
+        let (image, cache_key) = (image.to_string(), key.clone());
+        let lookup = async move {
+            let result = evidence.resolve_digest(&image).await;
+            if let Ok(digest) = &result {
+                cache.insert(cache_key, Fact::Digest(digest.clone()), ttl, Instant::now());
+            }
+            Flight::Digest(result)
+        };
+        match self.shared_lookup(key, lookup.boxed()).await {
+            Flight::Digest(result) => result.map_err(|e| self.lookup_failed("digest", e)),
+            Flight::Failed(e) => Err(self.lookup_failed("digest", e)),
+            _ => Err("internal error: mismatched lookup".into()),
+        }
     }
 
+    /// The fingerprint of the key that verified `digest`'s signature, or why none did;
+    /// the outer error says the signatures could not be fetched at all.
     async fn signature_of(
         &self,
         policy: &CompiledPolicy,
         image: &str,
         digest: &str,
-    ) -> Result<String, String> {
+    ) -> Result<Result<String, String>, String> {
         let Some(check) = &policy.signature else {
-            return Err("no signature check".into());
+            return Ok(Err("no signature check".into()));
         };
         let repository = image.split('@').next().unwrap_or(image);
         let repository = match repository.rsplit_once(':') {
@@ -241,13 +329,21 @@ impl Webhook {
         // Keyed by the policy's generation and key fingerprints: a new key or spec is a miss.
         let key = format!("signature|{}|{repository}|{digest}", policy.cache_key);
         if let Some(Fact::Signature(result)) = self.cached("signature", &key) {
-            return result;
+            return Ok(result);
         }
-        let found = self
-            .evidence
-            .signatures(image, digest)
+        let evidence = self.evidence.clone();
+        let (owned_image, owned_digest) = (image.to_string(), digest.to_string());
+        let lookup = async move {
+            Flight::Signatures(evidence.signatures(&owned_image, &owned_digest).await)
+        };
+        let found = match self
+            .shared_lookup(format!("signatures|{image}|{digest}"), lookup.boxed())
             .await
-            .map_err(|e| self.lookup_failed("signature", e))?;
+        {
+            Flight::Signatures(found) => found.map_err(|e| self.lookup_failed("signature", e))?,
+            Flight::Failed(e) => return Err(self.lookup_failed("signature", e)),
+            _ => return Err("internal error: mismatched lookup".into()),
+        };
         let result = if found.is_empty() {
             Err(format!(
                 "no cosign signature ({} in the image's repository); sign it with cosign",
@@ -282,7 +378,7 @@ impl Webhook {
         };
         self.cache
             .insert(key, Fact::Signature(result.clone()), ttl, Instant::now());
-        result
+        Ok(result)
     }
 
     async fn scan_of(&self, digest: &str) -> Result<Option<ScanRecord>, String> {
@@ -290,49 +386,94 @@ impl Webhook {
         if let Some(Fact::Scan(record)) = self.cached("scan", &key) {
             return Ok(record);
         }
-        let record = self
-            .evidence
-            .latest_scan(digest)
-            .await
-            .map_err(|e| self.lookup_failed("scan", e))?;
-        self.cache.insert(
-            key,
-            Fact::Scan(record.clone()),
+        let (evidence, cache, ttl) = (
+            self.evidence.clone(),
+            self.cache.clone(),
             self.settings.fact_ttl,
-            Instant::now(),
         );
-        Ok(record)
+        let (digest, cache_key) = (digest.to_string(), key.clone());
+        let lookup = async move {
+            let result = evidence.latest_scan(&digest).await;
+            if let Ok(record) = &result {
+                cache.insert(cache_key, Fact::Scan(record.clone()), ttl, Instant::now());
+            }
+            Flight::Scan(result)
+        };
+        match self.shared_lookup(key, lookup.boxed()).await {
+            Flight::Scan(result) => result.map_err(|e| self.lookup_failed("scan", e)),
+            Flight::Failed(e) => Err(self.lookup_failed("scan", e)),
+            _ => Err("internal error: mismatched lookup".into()),
+        }
     }
 
-    /// Everything `policy` needs to know of `image`.
-    pub async fn evidence_for(&self, policy: &CompiledPolicy, image: &str) -> Evidence {
+    /// Everything `policy` needs to know of `image`, as far as it is known by `deadline`.
+    /// A lookup still running then is recorded as unavailable with an error saying so; one
+    /// that failed (registry or database unreachable) likewise.
+    pub async fn evidence_for(
+        &self,
+        policy: &CompiledPolicy,
+        image: &str,
+        deadline: tokio::time::Instant,
+    ) -> Evidence {
         let needs = policy::needs(policy);
         let mut evidence = Evidence::default();
         if !needs.digest || image.is_empty() {
             return evidence;
         }
-        let digest = self.digest_of(image).await;
+        let late = |what: &str| {
+            format!(
+                "{what} did not answer within {:.1} s, so this was not checked",
+                policy.budget.as_secs_f64()
+            )
+        };
+        let digest = match tokio::time::timeout_at(deadline, self.digest_of(image)).await {
+            Ok(digest) => digest,
+            Err(_) => {
+                evidence.unavailable.push(Lookup::Digest);
+                Err(self.lookup_failed("digest", late("the registry")))
+            }
+        };
         evidence.digest = Some(digest.clone());
         let Ok(digest) = digest else {
             return evidence;
         };
         let (signature, scan) = tokio::join!(
             async {
-                if needs.signature {
-                    Some(self.signature_of(policy, image, &digest).await)
-                } else {
-                    None
+                if !needs.signature {
+                    return None;
                 }
+                let found =
+                    tokio::time::timeout_at(deadline, self.signature_of(policy, image, &digest))
+                        .await;
+                Some(match found {
+                    Ok(Ok(verified)) => Ok(verified),
+                    Ok(Err(unreachable)) => Err(Err(unreachable)),
+                    Err(_) => Err(Err(self.lookup_failed("signature", late("the registry")))),
+                })
             },
             async {
-                if needs.scan {
-                    Some(self.scan_of(&digest).await)
-                } else {
-                    None
+                if !needs.scan {
+                    return None;
                 }
+                Some(
+                    tokio::time::timeout_at(deadline, self.scan_of(&digest))
+                        .await
+                        .unwrap_or_else(|_| Err(self.lookup_failed("scan", late("the database")))),
+                )
             }
         );
-        evidence.signature = signature;
+        evidence.signature = signature.map(|found| match found {
+            Ok(verified) => verified,
+            Err(unavailable) => {
+                evidence.unavailable.push(Lookup::Signature);
+                unavailable
+            }
+        });
+        if let Some(Err(_)) = &scan {
+            // A scan lookup answers "never scanned" as Ok(None): an error is always an
+            // outage, never a verdict.
+            evidence.unavailable.push(Lookup::Scan);
+        }
         evidence.scan = scan;
         evidence
     }
@@ -342,12 +483,17 @@ impl Webhook {
     /// loaded gets 503, so the API server applies the webhook's failure policy.
     pub async fn review(&self, policy_name: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
         let started = Instant::now();
+        let policy = self.policy(policy_name);
+        let label = policy
+            .as_ref()
+            .map_or(UNLOADED_POLICY_LABEL.to_string(), |p| p.name.clone());
+        let label = label.as_str();
         let request = match review::parse(body) {
             Ok(request) => request,
             Err(refusal) => {
                 self.metrics
                     .decisions
-                    .with_label_values(&[policy_name, "invalid"])
+                    .with_label_values(&[label, "invalid"])
                     .inc();
                 return (
                     StatusCode::OK,
@@ -355,7 +501,11 @@ impl Webhook {
                 );
             }
         };
-        let Some(policy) = self.policy(policy_name) else {
+        let Some(policy) = policy else {
+            self.metrics
+                .decisions
+                .with_label_values(&[UNLOADED_POLICY_LABEL, "unavailable"])
+                .inc();
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 serde_json::to_vec(&json!({"error": format!("ZastavaPolicy {policy_name} is not loaded on this replica")}))
@@ -393,23 +543,60 @@ impl Webhook {
             .map(|i| i.image.as_str())
             .filter(|i| !i.is_empty() && policy::applies_to_image(&policy, i))
             .collect();
-        let gathered =
-            futures::future::join_all(distinct.iter().map(|image| async {
-                (image.to_string(), self.evidence_for(&policy, image).await)
+        let deadline = tokio::time::Instant::from_std(started) + policy.budget;
+        let needs_lookups = policy::needs(&policy).digest && !distinct.is_empty();
+        // Bounded concurrency: past the limit a review is answered at once, as if its
+        // lookups had timed out, instead of queueing behind the others.
+        let permit = if needs_lookups {
+            self.in_flight.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let decision = if needs_lookups && permit.is_none() {
+            let reason = format!(
+                "the webhook is answering its limit of {} reviews at once, so this was not checked",
+                self.settings.max_in_flight
+            );
+            policy::Decision {
+                policy: policy.name.clone(),
+                mode: policy.mode,
+                on_timeout: policy.on_timeout,
+                checked: images.len(),
+                violations: images
+                    .iter()
+                    .filter(|i| distinct.contains(i.image.as_str()))
+                    .map(|i| Violation {
+                        path: i.path.clone(),
+                        image: i.image.clone(),
+                        reason: reason.clone(),
+                        unchecked: true,
+                    })
+                    .collect(),
+            }
+        } else {
+            let gathered = futures::future::join_all(distinct.iter().map(|image| async {
+                (
+                    image.to_string(),
+                    self.evidence_for(&policy, image, deadline).await,
+                )
             }))
             .await;
-        let evidence: BTreeMap<String, Evidence> = gathered.into_iter().collect();
-        let decision = policy::decide(&policy, &images, &evidence, chrono::Utc::now());
+            let evidence: BTreeMap<String, Evidence> = gathered.into_iter().collect();
+            policy::decide(&policy, &images, &evidence, chrono::Utc::now())
+        };
+        drop(permit);
         let response = policy::respond(base, &decision);
         self.metrics
             .decisions
-            .with_label_values(&[policy_name, decision.label()])
+            .with_label_values(&[label, decision.label()])
             .inc();
         self.metrics
             .latency
-            .with_label_values(&[policy_name])
+            .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
-        if !decision.violations.is_empty() {
+        // A server-side dry run (`kubectl apply --dry-run=server`) must have no side
+        // effects: the configuration says `sideEffects: None`.
+        if !decision.violations.is_empty() && !request.dry_run {
             let name = object
                 .and_then(|o| o["metadata"]["name"].as_str())
                 .filter(|n| !n.is_empty())

@@ -74,10 +74,27 @@ pub struct ZastavaPolicySpec {
     /// keeps the cluster upgradeable while Zastava is unavailable.
     #[serde(default)]
     pub failure_policy: FailurePolicy,
-    /// Seconds the API server waits for the webhook.
+    /// Seconds the API server waits for the webhook. The webhook answers within one second
+    /// less (half of it when this is 1), whatever its registry and database do.
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 30))]
     pub timeout_seconds: i32,
+    /// What `enforce` does with an image whose registry or database lookups did not finish
+    /// within the answer budget: `deny` (fail closed, the default) or `allow` (admit with a
+    /// warning naming what was not checked). `warn` and `dryRun` always admit with a warning.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+/// What `enforce` does when a check could not be completed in time.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnTimeout {
+    /// Deny, saying what could not be checked.
+    #[default]
+    Deny,
+    /// Admit with a warning saying what could not be checked.
+    Allow,
 }
 
 fn default_timeout_seconds() -> i32 {

@@ -71,9 +71,33 @@ pub async fn start(
         credentials = Credentials::from_docker_config(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
+    // Lookups get their own small pool that fails fast: a database that is down or
+    // saturated must cost a review milliseconds, not the API server's whole timeout (and
+    // never the controllers' connections).
+    let lookups = match &args.database_url {
+        Some(url) => Some(
+            stellaops_store::lookup_pool(
+                url,
+                8,
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+            )
+            .context("parsing --database-url")?,
+        ),
+        None => None,
+    };
     let evidence = RegistryEvidence {
-        registry: RegistryClient::new(credentials, args.insecure_registries.clone())?,
-        database: database.clone(),
+        registry: RegistryClient::with_limits(
+            credentials,
+            args.insecure_registries.clone(),
+            stellaops_registry::RegistryLimits {
+                connect_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(10),
+                stall_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+        )?,
+        database: lookups,
     };
     let certificate = Arc::new(ReloadableCert::new(None));
     let webhook = Webhook::new(

@@ -38,6 +38,27 @@ pub async fn connect(database_url: &str) -> Result<PgPool> {
         .await?)
 }
 
+/// A lazily connecting pool for lookups on a request path with a deadline (the admission
+/// webhook): at most `max_connections`, waiting at most `acquire_timeout` for a connection
+/// (a database that is down or saturated fails fast instead of queueing), each statement
+/// cancelled by the server after `statement_timeout`.
+pub fn lookup_pool(
+    database_url: &str,
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+    statement_timeout: std::time::Duration,
+) -> Result<PgPool> {
+    let options: sqlx::postgres::PgConnectOptions = database_url.parse()?;
+    let options = options.options([(
+        "statement_timeout",
+        format!("{}ms", statement_timeout.as_millis()),
+    )]);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options))
+}
+
 /// Apply every pending migration. Safe to run concurrently from several Pods: sqlx
 /// serialises them with an advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Zastava tests with real AdmissionReview documents.
 
+mod deadline;
 mod policy;
 mod registry;
 mod review;

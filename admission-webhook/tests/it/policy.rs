@@ -91,9 +91,27 @@ fn globs_match_within_and_across_segments() {
         ("prod-?", "prod-a", true),
         ("prod-?", "prod-ab", false),
         ("team-*", "team-payments", true),
+        ("**", "", true),
+        ("*", "a/b", false),
+        ("a**b", "a/x/y/b", true),
+        ("a*/b", "a/b", true),
+        ("**/web", "r.io/a/web", true),
+        ("**/web", "r.io/a/web2", false),
+        ("?", "/", false),
     ] {
         assert_eq!(glob_match(pattern, text), expected, "{pattern} ~ {text}");
     }
+    // Patterns that make a backtracking matcher exponential finish here: the matcher is a
+    // set of pattern positions advanced once per byte (this took minutes before).
+    let name = format!("registry.example.com/{}", "a".repeat(4096));
+    for pattern in [
+        format!("{}b", "*a".repeat(30)),
+        format!("{}b", "**a".repeat(30)),
+        format!("registry.example.com/{}x", "*a*".repeat(20)),
+    ] {
+        assert!(!glob_match(&pattern, &name), "{pattern}");
+    }
+    assert!(glob_match(&"*a".repeat(30), &name[21..]));
     assert_eq!(normalize("nginx"), "docker.io/library/nginx:latest");
     assert_eq!(normalize("bitnami/redis:7"), "docker.io/bitnami/redis:7");
     assert_eq!(normalize("localhost:5000/a/b"), "localhost:5000/a/b:latest");
@@ -168,6 +186,7 @@ fn decisions_table() {
         digest: Some(Ok(DIGEST.into())),
         signature: Some(Ok("fingerprint".into())),
         scan: scanned(Verdict::Pass, 1),
+        unavailable: Vec::new(),
     };
     // (case, spec, image, evidence, expected reasons (substrings; empty = admitted))
     let cases: Vec<(&str, serde_json::Value, String, Evidence, Vec<&str>)> = vec![
@@ -280,6 +299,7 @@ fn decisions_table() {
                 digest: Some(Ok(DIGEST.into())),
                 signature: Some(Err("no cosign signature".into())),
                 scan: scanned(Verdict::Pass, 48),
+                unavailable: Vec::new(),
             },
             vec!["not pinned", "signature check failed", "older than 24h"],
         ),

@@ -234,8 +234,16 @@ async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
         event.payload["violations"][0]["path"],
         "spec.containers[0].image"
     );
-    // The same request again (same uid) does not write a second event.
+    // The same request again (same uid) does not write a second event, nor does a
+    // server-side dry run (`sideEffects: None`), although it gets the same answer.
     let (_, _) = webhook.review("prod", &body).await;
+    let mut dry_run = review("Pod", "CREATE", pod(&refs), Value::Null);
+    dry_run["request"]["dryRun"] = json!(true);
+    let (_, answer) = webhook
+        .review("prod", &serde_json::to_vec(&dry_run).unwrap())
+        .await;
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["response"]["warnings"].as_array().unwrap().len(), 1);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
         stellaops_store::outbox::read_after(&pool, 0, 10)

@@ -70,6 +70,11 @@ fn assert_restricted(deployment: &Value) {
             serde_json::json!(["ALL"])
         );
         assert!(c["readinessProbe"].is_object() && c["livenessProbe"].is_object());
+        // Readiness is the webhook's: certificate loaded and policies synced.
+        assert_eq!(
+            c["readinessProbe"]["httpGet"],
+            serde_json::json!({"path": "/readyz", "port": "webhook-health"})
+        );
     }
 }
 
