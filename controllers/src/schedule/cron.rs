@@ -80,10 +80,11 @@ fn field(
                 "{what}: {part:?} is outside {min}-{max} or an empty range"
             ));
         }
-        let mut v = lo;
-        while v <= hi {
+        // Checked: a step such as 4294967295 must end the range, not wrap (or panic).
+        let mut next = Some(lo);
+        while let Some(v) = next.filter(|v| *v <= hi) {
             values.push(v);
-            v += step.unwrap_or(1);
+            next = v.checked_add(step.unwrap_or(1));
         }
     }
     values.sort_unstable();

@@ -41,6 +41,13 @@ fn expressions_are_parsed_or_refused_with_the_reason() {
             .unwrap_err()
             .contains("not an IANA time zone")
     );
+    // A step past u32::MAX − value ends the range (it wrapped, or panicked, before).
+    let huge = Cron::parse("1/4294967295 2/4294967295 * * *").unwrap();
+    assert_eq!(
+        huge.next_after(ts("2026-11-25T10:07:00Z"), &time_zone(None).unwrap())
+            .map(|t| t.to_string()),
+        Some("2026-11-26T02:01:00Z".to_string())
+    );
 }
 
 #[test]

@@ -414,7 +414,16 @@ impl Worker {
                 error: Some(if error.is_timeout() {
                     format!("no answer within {:?}", self.options.http_timeout)
                 } else {
-                    format!("{error}")
+                    // Webhook URLs are secrets (Slack, Teams): the error text goes to the
+                    // delivery record, status and logs, so it names what failed, not where.
+                    let error = error.without_url();
+                    let mut text = error.to_string();
+                    let mut source = std::error::Error::source(&error);
+                    while let Some(cause) = source {
+                        text.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    text
                 }),
                 permanent: false,
             },

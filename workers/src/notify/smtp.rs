@@ -12,7 +12,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, RootCertStore};
 
 /// How to reach the relay.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SmtpSettings {
     /// Host name (also the TLS server name).
     pub host: String,
@@ -28,6 +28,21 @@ pub struct SmtpSettings {
     pub from: String,
     /// Extra CA certificates (PEM) to trust besides the public roots.
     pub ca_pem: Option<String>,
+}
+
+/// `Debug` without the password (settings end up in logs and panics).
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<PEM>"))
+            .finish()
+    }
 }
 
 /// Why sending failed: `permanent` for 5xx answers (retrying cannot help).

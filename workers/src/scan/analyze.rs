@@ -272,7 +272,7 @@ pub fn parse_go_binary(bytes: &[u8]) -> Vec<FoundPackage> {
     let mut rest = &header[32..];
     let mut read_string = || -> Option<String> {
         let (len, used) = read_uvarint(rest)?;
-        let end = used.checked_add(len as usize)?;
+        let end = used.checked_add(usize::try_from(len).ok()?)?;
         let s = rest.get(used..end)?;
         rest = &rest[end..];
         Some(String::from_utf8_lossy(s).into_owned())
@@ -353,29 +353,31 @@ pub fn parse_cargo_auditable(bytes: &[u8]) -> Vec<FoundPackage> {
     out
 }
 
-/// The bytes of a named section of a 64-bit little-endian ELF file.
+/// The bytes of a named section of a 64-bit little-endian ELF file. Every offset comes
+/// from the file: all arithmetic on them is checked, every read is a `get`.
 fn elf_section<'a>(bytes: &'a [u8], wanted: &str) -> Option<&'a [u8]> {
     if bytes.get(..4)? != b"\x7fELF" || *bytes.get(4)? != 2 || *bytes.get(5)? != 1 {
         return None;
     }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?));
-    let shoff = u64_at(0x28)? as usize;
-    let shentsize = u16_at(0x3a)? as usize;
-    let shnum = u16_at(0x3c)? as usize;
-    let shstrndx = u16_at(0x3e)? as usize;
+    let field = |o: usize, n: usize| bytes.get(o..o.checked_add(n)?);
+    let u16_at = |o: usize| Some(u16::from_le_bytes(field(o, 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(field(o, 4)?.try_into().ok()?));
+    let u64_at = |o: usize| usize::try_from(u64::from_le_bytes(field(o, 8)?.try_into().ok()?)).ok();
+    let shoff = u64_at(0x28)?;
+    let shentsize = usize::from(u16_at(0x3a)?);
+    let shnum = usize::from(u16_at(0x3c)?);
+    let shstrndx = usize::from(u16_at(0x3e)?);
     let header = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
     let strtab = header(shstrndx)?;
-    let names_at = u64_at(strtab + 0x18)? as usize;
+    let names_at = u64_at(strtab.checked_add(0x18)?)?;
     for i in 0..shnum {
         let h = header(i)?;
-        let name_off = u32_at(h)? as usize;
-        let name = bytes.get(names_at + name_off..)?;
+        let name_off = usize::try_from(u32_at(h)?).ok()?;
+        let name = bytes.get(names_at.checked_add(name_off)?..)?;
         let end = name.iter().position(|b| *b == 0)?;
         if &name[..end] == wanted.as_bytes() {
-            let offset = u64_at(h + 0x18)? as usize;
-            let size = u64_at(h + 0x20)? as usize;
+            let offset = u64_at(h.checked_add(0x18)?)?;
+            let size = u64_at(h.checked_add(0x20)?)?;
             return bytes.get(offset..offset.checked_add(size)?);
         }
     }

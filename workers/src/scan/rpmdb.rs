@@ -3,6 +3,10 @@
 //! stored RPM header for name, epoch, version, release and arch. No SQLite library: the
 //! file format is stable and documented (sqlite.org/fileformat2.html), and only one table
 //! is read. Anything malformed stops with an error, never a panic.
+//!
+//! Both readers cap the record bytes they produce at the size of the file itself: in a
+//! valid database every payload byte is stored once, so more means overflow chains shared
+//! between records (a small file expanding to gigabytes), refused with an error.
 
 use super::analyze::FoundPackage;
 
@@ -10,6 +14,8 @@ const HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 struct Db<'a> {
     bytes: &'a [u8],
+    /// Record bytes that may still be produced (starts at the file's size).
+    budget: std::cell::Cell<usize>,
     page_size: usize,
     usable: usize,
 }
@@ -49,10 +55,16 @@ impl<'a> Db<'a> {
             n => return Err(format!("page size {n} is not valid")),
         };
         let reserved = *bytes.get(20).ok_or("truncated header")? as usize;
+        // SQLite's own minimum: below it the payload formulas underflow.
+        let usable = page_size - reserved;
+        if usable < 480 {
+            return Err(format!("usable page size {usable} is below 480"));
+        }
         Ok(Db {
             bytes,
+            budget: std::cell::Cell::new(bytes.len()),
             page_size,
-            usable: page_size - reserved,
+            usable,
         })
     }
 
@@ -60,9 +72,15 @@ impl<'a> Db<'a> {
         let start = (number as usize)
             .checked_sub(1)
             .ok_or("page 0 referenced")?
-            * self.page_size;
+            .checked_mul(self.page_size)
+            .ok_or("page number out of range")?;
         self.bytes
-            .get(start..start + self.page_size)
+            .get(
+                start
+                    ..start
+                        .checked_add(self.page_size)
+                        .ok_or("page number out of range")?,
+            )
             .ok_or_else(|| format!("page {number} is past the end of the file"))
     }
 
@@ -71,7 +89,15 @@ impl<'a> Db<'a> {
         let (length, n) = varint(page, at).ok_or("truncated cell")?;
         let (_, m) = varint(page, at + n).ok_or("truncated cell")?;
         let start = at + n + m;
-        let length = length as usize;
+        let length = usize::try_from(length).map_err(|_| "cell too large")?;
+        let remaining = self.budget.get();
+        if length > remaining {
+            return Err(format!(
+                "records add up to more than the file's {} bytes (shared overflow pages); refused",
+                self.bytes.len()
+            ));
+        }
+        self.budget.set(remaining - length);
         let u = self.usable;
         let max_local = u - 35;
         let local = if length <= max_local {
@@ -82,7 +108,12 @@ impl<'a> Db<'a> {
             if k <= max_local { k } else { min_local }
         };
         let mut out = page
-            .get(start..start + local)
+            .get(
+                start
+                    ..start
+                        .checked_add(local)
+                        .ok_or("cell payload past the page")?,
+            )
             .ok_or("cell payload past the page")?
             .to_vec();
         if local < length {
@@ -304,8 +335,18 @@ pub fn parse_rpmdb_bdb(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
         return Err(format!("page size {page_size} is not valid"));
     }
     let pages = bytes.len() / page_size;
-    let page = |n: usize| bytes.get(n * page_size..(n + 1) * page_size);
+    let page =
+        |n: usize| bytes.get(n.checked_mul(page_size)?..n.checked_add(1)?.checked_mul(page_size)?);
+    let budget = std::cell::Cell::new(bytes.len());
     let overflow = |first: u32, length: usize| -> Result<Vec<u8>, String> {
+        let remaining = budget.get();
+        if length > remaining {
+            return Err(format!(
+                "records add up to more than the file's {} bytes (shared overflow pages); refused",
+                bytes.len()
+            ));
+        }
+        budget.set(remaining - length);
         let mut out = Vec::with_capacity(length);
         let mut next = first as usize;
         let mut guard = 0;

@@ -321,6 +321,12 @@ async fn failures_are_retried_with_backoff_honouring_retry_after_then_dead_lette
     let broken = receiver(vec![Answer::Status(500)]).await;
     let gone = receiver(vec![Answer::Status(404)]).await;
     let hanging = receiver(vec![Answer::Hang, Answer::Ok]).await;
+    // A Slack URL is a secret: nothing may repeat it once nobody answers there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = format!("http://{closed}/services/T0000/B0000/SECRETPATHTOKEN");
     let rules = vec![
         rule(
             "busy",
@@ -357,6 +363,14 @@ async fn failures_are_retried_with_backoff_honouring_retry_after_then_dead_lette
         rule(
             "misconfigured",
             vec![action("a", "webhook", &f.secret("empty", &[]))],
+        ),
+        rule(
+            "unreachable",
+            vec![action(
+                "a",
+                "slack",
+                &f.secret("unreachable", &[("url", &unreachable)]),
+            )],
         ),
     ];
     let config = NotifyConfig {
@@ -413,6 +427,24 @@ async fn failures_are_retried_with_backoff_honouring_retry_after_then_dead_lette
             .contains("has no key url"),
         "{misconfigured:?}"
     );
+    let unreachable_counts = counts("unreachable").await;
+    let error = unreachable_counts.last_error.clone().unwrap_or_default();
+    assert!(error.contains("error sending request"), "{error}");
+    assert!(
+        !error.contains("SECRETPATHTOKEN") && !error.contains("/services/"),
+        "the webhook URL leaked into the delivery record: {error}"
+    );
+    let attempt_errors: Vec<(Option<String>,)> = sqlx::query_as(
+        "SELECT a.error FROM notify_attempts a
+         JOIN notify_deliveries d ON d.id = a.delivery_id WHERE d.rule_name = 'unreachable'",
+    )
+    .fetch_all(&f.pool)
+    .await
+    .unwrap();
+    assert!(!attempt_errors.is_empty());
+    for (error,) in attempt_errors {
+        assert!(!error.unwrap_or_default().contains("SECRETPATHTOKEN"));
+    }
     // Every attempt recorded: status code (or none), latency, error.
     let rows: Vec<(Option<i32>, i32, Option<String>)> = sqlx::query_as(
         "SELECT a.status_code, a.latency_ms, a.error FROM notify_attempts a
@@ -700,4 +732,23 @@ async fn email_goes_to_a_real_smtp_server_over_starttls_with_auth() {
             .contains("SMTP AUTH: 535"),
         "{counts:?}"
     );
+}
+
+#[test]
+fn smtp_settings_never_show_the_password_in_debug() {
+    let settings = stellaops_workers::notify::smtp::SmtpSettings {
+        host: "smtp.example.com".into(),
+        port: 587,
+        tls: "starttls".into(),
+        username: Some("notify".into()),
+        password: Some("hunter2-smtp".into()),
+        from: "stellaops@example.com".into(),
+        ca_pem: None,
+    };
+    let text = format!("{settings:?}");
+    assert!(
+        text.contains("smtp.example.com") && text.contains("<redacted>"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
 }
