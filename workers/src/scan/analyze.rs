@@ -434,8 +434,45 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     None
 }
 
-/// Analyse a layer blob on disk. Blocking; run it on a blocking thread.
+/// The most a layer may decompress to: 200 times its compressed size, at least 1 GiB and at
+/// most 64 GiB. Real layers compress 2–10×; a decompression bomb (gzip reaches ~1000×,
+/// zstd far more) is stopped after a bounded amount of work.
+pub fn max_layer_bytes(compressed: u64) -> u64 {
+    compressed.saturating_mul(200).clamp(1 << 30, 64 << 30)
+}
+
+/// A reader that fails once more than `remaining` bytes came through.
+struct Capped<R> {
+    inner: R,
+    remaining: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.remaining = self.remaining.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the layer decompresses to more than {} bytes; refused",
+                    self.limit
+                ),
+            )
+        })?;
+        Ok(n)
+    }
+}
+
+/// Analyse a layer blob on disk, at most [`max_layer_bytes`] of it decompressed. Blocking;
+/// run it on a blocking thread.
 pub fn analyse_layer(file: &Path) -> std::io::Result<Fragment> {
+    let compressed = std::fs::metadata(file)?.len();
+    analyse_layer_capped(file, max_layer_bytes(compressed))
+}
+
+/// [`analyse_layer`] with an explicit cap on the decompressed bytes.
+pub fn analyse_layer_capped(file: &Path, limit: u64) -> std::io::Result<Fragment> {
     let mut head = [0u8; 4];
     let mut f = std::fs::File::open(file)?;
     let n = f.read(&mut head)?;
@@ -448,7 +485,11 @@ pub fn analyse_layer(file: &Path) -> std::io::Result<Fragment> {
     } else {
         Box::new(f)
     };
-    analyse_tar(reader)
+    analyse_tar(Capped {
+        inner: reader,
+        remaining: limit,
+        limit,
+    })
 }
 
 /// Analyse an uncompressed tar stream.

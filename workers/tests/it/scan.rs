@@ -555,3 +555,23 @@ async fn a_registry_refusing_access_fails_with_a_clear_message_and_the_pull_secr
     }
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+#[test]
+fn a_layer_decompressing_past_its_cap_is_refused() {
+    use stellaops_workers::scan::analyze::{analyse_layer_capped, max_layer_bytes};
+    let layer = oci::gzip(&oci::tar_of(&[("zeros", &vec![0u8; 4 << 20])]));
+    let file = std::env::temp_dir().join(format!("stellaops-bomb-{}", std::process::id()));
+    std::fs::write(&file, &layer).unwrap();
+    let error = analyse_layer_capped(&file, 1 << 20).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("decompresses to more than 1048576 bytes"),
+        "{error}"
+    );
+    assert!(analyse_layer_capped(&file, 8 << 20).is_ok());
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(max_layer_bytes(10), 1 << 30, "at least 1 GiB");
+    assert_eq!(max_layer_bytes(100 << 20), 20_000 << 20, "200 times");
+    assert_eq!(max_layer_bytes(u64::MAX), 64 << 30, "at most 64 GiB");
+}
