@@ -21,6 +21,9 @@ pub enum Error {
     /// The spec passed the schema but cannot be used (a selector the API rejects).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The finalizer could not be handled (an object without name or namespace).
+    #[error("finalizer: {0}")]
+    Finalizer(String),
 }
 
 impl Error {
@@ -33,6 +36,7 @@ impl Error {
             Error::Outbox(_) => "Outbox",
             Error::Certificate(_) => "Certificate",
             Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Finalizer(_) => "Finalizer",
         }
     }
 }

@@ -31,7 +31,13 @@ const SIGNING_KEY_MOUNT: &str = "/etc/stellaops/signing";
 
 /// Name of the CronJob of a FederationSite (CronJob names are at most 52 characters).
 pub fn cron_job_name(site: &FederationSite) -> String {
-    workload::child_name(&site.name_any(), "-federation-sync", 52)
+    // In the platform namespace: named after the site's namespace too.
+    crate::tenancy::platform_name(
+        &site.namespace().unwrap_or_default(),
+        &site.name_any(),
+        "-federation-sync",
+        52,
+    )
 }
 
 /// The arguments of `stellaops-worker federation sync` for `site`.
@@ -107,7 +113,44 @@ pub fn sync_args(site: &FederationSite) -> Vec<String> {
     args
 }
 
-/// The CronJob a FederationSite becomes. Pure.
+/// The site's Secrets (S3 credentials, trusted keys for an import, signing key for an
+/// export) as copied into the platform namespace, where the sync runs.
+pub fn secret_copies(site: &FederationSite) -> Vec<crate::tenancy::SecretCopy> {
+    let cron = cron_job_name(site);
+    let spec = &site.spec;
+    let mut copies = Vec::new();
+    let mut add = |source: &str, purpose: &str| {
+        copies.push(crate::tenancy::SecretCopy {
+            source: source.to_string(),
+            copy: format!("{cron}-{purpose}"),
+        })
+    };
+    if let Some(secret) = spec
+        .transport
+        .s3
+        .as_ref()
+        .and_then(|s| s.secret_ref.as_ref())
+    {
+        add(&secret.name, "s3");
+    }
+    if spec.direction == Direction::Import
+        && let Some(keys) = &spec.policy.trusted_keys
+    {
+        add(&keys.name, "trusted-keys");
+    }
+    if spec.direction == Direction::Export
+        && let Some(key) = &spec.policy.signing_key
+    {
+        add(&key.name, "signing-key");
+    }
+    copies
+}
+
+fn copy_of(site: &FederationSite, purpose: &str) -> String {
+    format!("{}-{purpose}", cron_job_name(site))
+}
+
+/// The CronJob a FederationSite becomes, in the platform namespace. Pure.
 pub fn cron_job(site: &FederationSite, config: &Config) -> CronJob {
     let name = cron_job_name(site);
     let labels = workload::labels(&site.name_any(), "FederationSite", "federation-sync");
@@ -124,7 +167,11 @@ pub fn cron_job(site: &FederationSite, config: &Config) -> CronJob {
         .get_or_insert_with(Vec::new)
         .push(workload::database_url_env(config));
     if let Some(s3) = &spec.transport.s3 {
-        workload::s3_env(&mut container, s3);
+        let mut copied = s3.clone();
+        if let Some(secret) = &mut copied.secret_ref {
+            secret.name = copy_of(site, "s3");
+        }
+        workload::s3_env(&mut container, &copied);
     }
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
     if let Some(volume) = &spec.transport.volume {
@@ -142,13 +189,11 @@ pub fn cron_job(site: &FederationSite, config: &Config) -> CronJob {
             ..Default::default()
         });
     }
-    if spec.direction == Direction::Import
-        && let Some(keys) = &spec.policy.trusted_keys
-    {
+    if spec.direction == Direction::Import && spec.policy.trusted_keys.is_some() {
         volumes.push(Volume {
             name: "trusted-keys".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(keys.name.clone()),
+                secret_name: Some(copy_of(site, "trusted-keys")),
                 ..Default::default()
             }),
             ..Default::default()
@@ -167,7 +212,7 @@ pub fn cron_job(site: &FederationSite, config: &Config) -> CronJob {
         volumes.push(Volume {
             name: "signing-key".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(key.name.clone()),
+                secret_name: Some(copy_of(site, "signing-key")),
                 items: Some(vec![KeyToPath {
                     key: file.clone(),
                     path: file,
@@ -186,13 +231,7 @@ pub fn cron_job(site: &FederationSite, config: &Config) -> CronJob {
         });
     }
     workload::sync_cron_job(
-        ObjectMeta {
-            name: Some(name),
-            namespace: site.namespace(),
-            labels: Some(labels),
-            owner_references: Some(vec![workload::owner_reference(site)]),
-            ..Default::default()
-        },
+        crate::tenancy::platform_meta(site, &config.operator_namespace, name, labels),
         workload::SyncSchedule {
             schedule: &spec.schedule,
             suspend: !spec.enabled,
@@ -365,8 +404,16 @@ pub fn compute_status(
     status
 }
 
-/// Reconcile a FederationSite: validate, apply the CronJob, report status.
+/// Reconcile a FederationSite: validate, copy its Secrets and apply the CronJob in the
+/// platform namespace, report status; the finalizer removes them with the site.
 pub async fn reconcile(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<Action> {
+    crate::tenancy::reconcile_with_cleanup(site, ctx, apply, |site, ctx| async move {
+        crate::tenancy::cleanup_by_uid(&*site, &ctx).await
+    })
+    .await
+}
+
+async fn apply(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<Action> {
     let value = serde_json::to_value(&*site)?;
     if stellaops_crds::validation::admit(&{
         let mut v = value.clone();
@@ -384,7 +431,25 @@ pub async fn reconcile(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<A
     let name = site.name_any();
     let cron = cron_job(&site, &ctx.config);
     let cron_name = cron.metadata.name.clone().expect("named");
-    let cron_api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let platform_ns = ctx.config.operator_namespace.clone();
+    let owned = crate::tenancy::owned_selector(&site.uid().unwrap_or_default());
+    // The copies first: the CronJob's Pods mount them. Kept in step at every reconcile.
+    let copy_meta = ObjectMeta {
+        labels: cron.metadata.labels.clone(),
+        annotations: cron.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    let copy_selector = format!("{owned},app.kubernetes.io/component=federation-sync");
+    crate::tenancy::copy_secrets(
+        &ctx,
+        &ns,
+        &secret_copies(&site),
+        &copy_meta,
+        None,
+        Some(&copy_selector),
+    )
+    .await?;
+    let cron_api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &platform_ns);
     let body = workload::typed(&cron);
     let applied = cron_api
         .patch(
@@ -393,8 +458,7 @@ pub async fn reconcile(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<A
             &Patch::Apply(&body),
         )
         .await?;
-    let selector = format!("stella-ops.org/federationsite={}", site.name_any());
-    let latest = workload::latest_job_result(&ctx.client, &ns, &selector).await?;
+    let latest = workload::latest_job_result(&ctx.client, &platform_ns, &owned).await?;
     let status = compute_status(
         &site,
         Some(&applied),

@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod kind;
 pub mod metrics;
+pub mod tenancy;
 pub mod workload;
 
 pub mod federation_site;
@@ -86,36 +87,33 @@ fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>
     Action::requeue(Duration::from_secs(15))
 }
 
-/// The resource a sync Job was made for, from the `stella-ops.org/<kind>` label its
-/// CronJob's template gives it (the Job's owner is the CronJob, not the resource).
-fn sync_job_owner<K: StellaKind>(
-    job: k8s_openapi::api::batch::v1::Job,
-) -> Option<kube::runtime::reflector::ObjectRef<K>> {
-    use kube::ResourceExt;
-    let name = job
-        .labels()
-        .get(&format!("stella-ops.org/{}", K::KIND.to_ascii_lowercase()))?
-        .clone();
-    Some(kube::runtime::reflector::ObjectRef::<K>::new(&name).within(&job.namespace()?))
+/// An API of kind `K` in the platform namespace, where the workers run.
+fn platform_api<K>(ctx: &Context) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    kube::Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace)
 }
 
 async fn run_federation_sites(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("app.kubernetes.io/component=federation-sync");
     Controller::new(
-        kube::Api::<FederationSite>::all(client.clone()),
+        kube::Api::<FederationSite>::all(client),
         watcher::Config::default().any_semantic(),
     )
-    .owns(
-        kube::Api::<k8s_openapi::api::batch::v1::CronJob>::all(client.clone()),
-        owned.clone(),
-    )
-    // Jobs belong to the CronJob, not the site: map them back by their label so a
-    // finished sync is reported at once.
+    // The CronJob and its Jobs run in the platform namespace: mapped back by owner labels
+    // (the Jobs get them from the CronJob's template), so a finished sync is reported at once.
     .watches(
-        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+        owned.clone(),
+        |o| tenancy::owner_of::<FederationSite, _>(&o),
+    )
+    .watches(
+        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
         owned,
-        sync_job_owner::<FederationSite>,
+        |o| tenancy::owner_of::<FederationSite, _>(&o),
     )
     .with_config(controller_config(&ctx))
     .shutdown_on_signal()
@@ -132,21 +130,23 @@ async fn run_mirror_domains(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/mirrordomain");
     Controller::new(
-        kube::Api::<MirrorDomain>::all(client.clone()),
+        kube::Api::<MirrorDomain>::all(client),
         watcher::Config::default().any_semantic(),
     )
-    .owns(
-        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone()),
+    .watches(
+        platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
         owned.clone(),
-    )
-    .owns(
-        kube::Api::<k8s_openapi::api::batch::v1::CronJob>::all(client.clone()),
-        owned.clone(),
+        |o| tenancy::owner_of::<MirrorDomain, _>(&o),
     )
     .watches(
-        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+        owned.clone(),
+        |o| tenancy::owner_of::<MirrorDomain, _>(&o),
+    )
+    .watches(
+        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
         owned,
-        sync_job_owner::<MirrorDomain>,
+        |o| tenancy::owner_of::<MirrorDomain, _>(&o),
     )
     .with_config(controller_config(&ctx))
     .shutdown_on_signal()
@@ -161,9 +161,11 @@ async fn run_scans(ctx: Arc<Context>) {
         kube::Api::<Scan>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .owns(
-        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+    // Scan Jobs run in the platform namespace: mapped back by their owner labels.
+    .watches(
+        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
         watcher::Config::default().labels("app.kubernetes.io/component=scan"),
+        |job| tenancy::owner_of::<Scan, _>(&job),
     )
     .with_config(controller_config(&ctx))
     .shutdown_on_signal()
@@ -179,23 +181,12 @@ async fn run_notify_rules(ctx: Arc<Context>) {
         kube::Api::<NotifyRule>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    // The worker Deployment is shared by a namespace's rules (none is its controller):
-    // a change to it reconciles every rule of that namespace.
+    // The worker Deployment (in the platform namespace) is shared by a namespace's rules:
+    // a change to it reconciles every rule it names.
     .watches(
-        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::all(client),
+        platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
         owned,
-        |deployment| {
-            use kube::ResourceExt;
-            let ns = deployment.namespace().unwrap_or_default();
-            deployment
-                .owner_references()
-                .iter()
-                .filter(|o| o.kind == "NotifyRule")
-                .map(|o| {
-                    kube::runtime::reflector::ObjectRef::<NotifyRule>::new(&o.name).within(&ns)
-                })
-                .collect::<Vec<_>>()
-        },
+        |deployment| notify_rule::rules_of(&deployment),
     )
     .with_config(controller_config(&ctx))
     .shutdown_on_signal()
@@ -213,7 +204,7 @@ async fn run_platforms(ctx: Arc<Context>) {
     // Migration Jobs are owned; component Deployments belong to the chart, so a rollout
     // in progress is polled instead (every 10 s).
     .owns(
-        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
         watcher::Config::default().labels("stella-ops.org/platform"),
     )
     .with_config(controller_config(&ctx))
@@ -229,9 +220,10 @@ async fn run_schedules(ctx: Arc<Context>) {
         kube::Api::<Schedule>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .owns(
-        kube::Api::<k8s_openapi::api::batch::v1::Job>::all(client),
+    .watches(
+        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
         watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
+        |job| tenancy::owner_of::<Schedule, _>(&job),
     )
     .with_config(controller_config(&ctx))
     .shutdown_on_signal()

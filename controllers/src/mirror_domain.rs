@@ -33,31 +33,67 @@ const HTPASSWD_MOUNT: &str = "/etc/stellaops/htpasswd";
 /// Where the exporter's public key is mounted.
 const SIGNATURE_KEY_MOUNT: &str = "/etc/stellaops/signature";
 
-/// Names of the owned objects.
+/// Names of the objects made in the platform namespace: the server (claim, Deployment,
+/// Service) and the sync CronJob, both after the domain's namespace and name.
 pub fn names(domain: &MirrorDomain) -> (String, String) {
+    let ns = domain.namespace().unwrap_or_default();
     let name = domain.name_any();
     (
-        workload::child_name(&name, "-mirror", 63),
-        workload::child_name(&name, "-mirror-sync", 52),
+        crate::tenancy::platform_name(&ns, &name, "-mirror", 63),
+        crate::tenancy::platform_name(&ns, &name, "-mirror-sync", 52),
     )
 }
 
-fn meta(domain: &MirrorDomain, name: String, component: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: domain.namespace(),
-        labels: Some(workload::labels(
-            &domain.name_any(),
-            "MirrorDomain",
-            component,
-        )),
-        owner_references: Some(vec![workload::owner_reference(domain)]),
-        ..Default::default()
+/// Labels of the domain's objects with `component`, owner labels included (so the server's
+/// selector never matches another namespace's domain of the same name).
+fn component_labels(domain: &MirrorDomain, component: &str) -> BTreeMap<String, String> {
+    let mut labels = workload::labels(&domain.name_any(), "MirrorDomain", component);
+    labels.extend(crate::tenancy::owner_labels(domain));
+    labels
+}
+
+fn meta(domain: &MirrorDomain, config: &Config, name: String, component: &str) -> ObjectMeta {
+    crate::tenancy::platform_meta(
+        domain,
+        &config.operator_namespace,
+        name,
+        component_labels(domain, component),
+    )
+}
+
+/// The domain's Secrets (S3 credentials, htpasswd, exporter key) as copied into the
+/// platform namespace, where the sync and the server run.
+pub fn secret_copies(domain: &MirrorDomain) -> Vec<crate::tenancy::SecretCopy> {
+    let (server, _) = names(domain);
+    let spec = &domain.spec;
+    let mut copies = Vec::new();
+    if let Some(secret) = &spec.source.secret_ref {
+        copies.push(crate::tenancy::SecretCopy {
+            source: secret.name.clone(),
+            copy: format!("{server}-s3"),
+        });
     }
+    if let Some(secret) = &spec.auth.htpasswd_secret_ref {
+        copies.push(crate::tenancy::SecretCopy {
+            source: secret.name.clone(),
+            copy: format!("{server}-htpasswd"),
+        });
+    }
+    if let Some(signature) = &spec.signature {
+        copies.push(crate::tenancy::SecretCopy {
+            source: signature.public_key_secret_ref.name.clone(),
+            copy: format!("{server}-signature-key"),
+        });
+    }
+    copies
+}
+
+fn copy_of(domain: &MirrorDomain, purpose: &str) -> String {
+    format!("{}-{purpose}", names(domain).0)
 }
 
 /// The volume claim.
-pub fn pvc(domain: &MirrorDomain) -> PersistentVolumeClaim {
+pub fn pvc(domain: &MirrorDomain, config: &Config) -> PersistentVolumeClaim {
     let (name, _) = names(domain);
     // More than one server Pod reads the volume at once: it must be shareable.
     let access = if domain.spec.replicas > 1 {
@@ -66,7 +102,7 @@ pub fn pvc(domain: &MirrorDomain) -> PersistentVolumeClaim {
         "ReadWriteOnce"
     };
     PersistentVolumeClaim {
-        metadata: meta(domain, name, "mirror-storage"),
+        metadata: meta(domain, config, name, "mirror-storage"),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec![access.into()]),
             storage_class_name: domain.spec.storage.storage_class_name.clone(),
@@ -109,7 +145,7 @@ fn export_options(domain: &MirrorDomain) -> (Vec<String>, Option<(Volume, Volume
     let volume = Volume {
         name: "signature-key".into(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.name.clone()),
+            secret_name: Some(copy_of(domain, "signature-key")),
             items: Some(vec![KeyToPath {
                 key: secret.key.clone().unwrap_or_else(|| "cosign.pub".into()),
                 path: "key.pub".into(),
@@ -155,7 +191,11 @@ pub fn cron_job(domain: &MirrorDomain, config: &Config) -> CronJob {
         args,
         workload::resources("100m", "128Mi", "512Mi"),
     );
-    workload::s3_env(&mut container, source);
+    let mut copied = source.clone();
+    if let Some(secret) = &mut copied.secret_ref {
+        secret.name = copy_of(domain, "s3");
+    }
+    workload::s3_env(&mut container, &copied);
     container
         .volume_mounts
         .get_or_insert_with(Vec::new)
@@ -173,7 +213,7 @@ pub fn cron_job(domain: &MirrorDomain, config: &Config) -> CronJob {
             .push(mount);
     }
     workload::sync_cron_job(
-        meta(domain, name, "mirror-sync"),
+        meta(domain, config, name, "mirror-sync"),
         workload::SyncSchedule {
             schedule: &domain.spec.sync_schedule,
             suspend: false,
@@ -227,7 +267,7 @@ pub fn deployment(domain: &MirrorDomain, config: &Config) -> Deployment {
         volumes.push(Volume {
             name: "htpasswd".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name.clone()),
+                secret_name: Some(copy_of(domain, "htpasswd")),
                 items: Some(vec![KeyToPath {
                     key: key.clone(),
                     path: "htpasswd".into(),
@@ -266,9 +306,9 @@ pub fn deployment(domain: &MirrorDomain, config: &Config) -> Deployment {
     };
     container.liveness_probe = Some(probe("/healthz"));
     container.readiness_probe = Some(probe("/readyz"));
-    let labels = workload::labels(&domain.name_any(), "MirrorDomain", "mirror-server");
+    let labels = component_labels(domain, "mirror-server");
     Deployment {
-        metadata: meta(domain, name, "mirror-server"),
+        metadata: meta(domain, config, name, "mirror-server"),
         spec: DeploymentSpec {
             replicas: Some(spec.replicas),
             selector: LabelSelector {
@@ -295,16 +335,12 @@ pub fn deployment(domain: &MirrorDomain, config: &Config) -> Deployment {
 }
 
 /// The Service in front of the servers.
-pub fn service(domain: &MirrorDomain) -> Service {
+pub fn service(domain: &MirrorDomain, config: &Config) -> Service {
     let (name, _) = names(domain);
     Service {
-        metadata: meta(domain, name, "mirror-server"),
+        metadata: meta(domain, config, name, "mirror-server"),
         spec: Some(ServiceSpec {
-            selector: Some(workload::labels(
-                &domain.name_any(),
-                "MirrorDomain",
-                "mirror-server",
-            )),
+            selector: Some(component_labels(domain, "mirror-server")),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
                 port: 80,
@@ -320,10 +356,10 @@ pub fn service(domain: &MirrorDomain) -> Service {
 /// Everything a MirrorDomain becomes, as applied. Pure.
 pub fn desired(domain: &MirrorDomain, config: &Config) -> Vec<Value> {
     vec![
-        workload::typed(&pvc(domain)),
+        workload::typed(&pvc(domain, config)),
         workload::typed(&cron_job(domain, config)),
         workload::typed(&deployment(domain, config)),
-        workload::typed(&service(domain)),
+        workload::typed(&service(domain, config)),
     ]
 }
 
@@ -343,8 +379,10 @@ pub fn compute_status(
             .and_then(|d| d.status.as_ref())
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0),
-        url: domain
-            .namespace()
+        // The Service is in the platform namespace (where the applied Deployment is).
+        url: deployment
+            .and_then(|d| d.metadata.namespace.clone())
+            .or_else(|| domain.namespace())
             .map(|ns| format!("http://{service_name}.{ns}.svc/concelier/exports/index.json")),
         // What the latest sync saw served; before any sync, what the spec asks for.
         active_export_id: latest
@@ -507,8 +545,16 @@ pub fn compute_status(
     status
 }
 
-/// Reconcile a MirrorDomain: validate, apply the four objects, report status.
+/// Reconcile a MirrorDomain: validate, copy its Secrets and apply the four objects in the
+/// platform namespace, report status; the finalizer removes them with the domain.
 pub async fn reconcile(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<Action> {
+    crate::tenancy::reconcile_with_cleanup(domain, ctx, apply, |domain, ctx| async move {
+        crate::tenancy::cleanup_by_uid(&*domain, &ctx).await
+    })
+    .await
+}
+
+async fn apply(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<Action> {
     let mut spec_only = serde_json::to_value(&*domain)?;
     spec_only.as_object_mut().map(|m| m.remove("status"));
     if stellaops_crds::validation::admit(&spec_only).is_err() {
@@ -519,35 +565,46 @@ pub async fn reconcile(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<A
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let (server_name, cron_name) = names(&domain);
     let client = ctx.client.clone();
-    workload::apply(
-        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns),
-        &server_name,
-        &workload::typed(&pvc(&domain)),
+    let platform_ns = ctx.config.operator_namespace.clone();
+    let owned = crate::tenancy::owned_selector(&domain.uid().unwrap_or_default());
+    // The copies first: the sync and server Pods mount them. Kept in step at every reconcile.
+    crate::tenancy::copy_secrets(
+        &ctx,
+        &ns,
+        &secret_copies(&domain),
+        &meta(&domain, &ctx.config, String::new(), "mirror-secret"),
+        None,
+        Some(&format!(
+            "{owned},app.kubernetes.io/component=mirror-secret"
+        )),
     )
     .await?;
     workload::apply(
-        Api::<CronJob>::namespaced(client.clone(), &ns),
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &platform_ns),
+        &server_name,
+        &workload::typed(&pvc(&domain, &ctx.config)),
+    )
+    .await?;
+    workload::apply(
+        Api::<CronJob>::namespaced(client.clone(), &platform_ns),
         &cron_name,
         &workload::typed(&cron_job(&domain, &ctx.config)),
     )
     .await?;
     let deployment = workload::apply(
-        Api::<Deployment>::namespaced(client.clone(), &ns),
+        Api::<Deployment>::namespaced(client.clone(), &platform_ns),
         &server_name,
         &workload::typed(&deployment(&domain, &ctx.config)),
     )
     .await?;
     workload::apply(
-        Api::<Service>::namespaced(client.clone(), &ns),
+        Api::<Service>::namespaced(client.clone(), &platform_ns),
         &server_name,
-        &workload::typed(&service(&domain)),
+        &workload::typed(&service(&domain, &ctx.config)),
     )
     .await?;
-    let selector = format!(
-        "stella-ops.org/mirrordomain={},app.kubernetes.io/component=mirror-sync",
-        domain.name_any()
-    );
-    let latest = workload::latest_job_result(&client, &ns, &selector).await?;
+    let selector = format!("{owned},app.kubernetes.io/component=mirror-sync");
+    let latest = workload::latest_job_result(&client, &platform_ns, &selector).await?;
     let status = compute_status(
         &domain,
         Some(&deployment),

@@ -1,7 +1,12 @@
 //! NotifyRule controller: checks each rule's Secrets, renders every valid, enabled rule
-//! of a namespace into the configuration of one notify worker Deployment there
-//! (`stellaops-notify`, owned by all the namespace's rules, so it goes with the last one),
-//! and reports what was sent, throttled and dead-lettered from the delivery records.
+//! of a namespace into the configuration of one notify worker Deployment for that namespace
+//! in the platform namespace (`<namespace>-stellaops-notify`: it holds the database
+//! credentials), with copies of the rules' channel Secrets; the rules' finalizer removes the
+//! worker with the namespace's last rule. It reports what was sent, throttled and
+//! dead-lettered from the delivery records.
+//!
+//! A rule outside the platform namespace sees only events about its own namespace, and a
+//! custom template may only be a Secret key starting `template.`.
 //!
 //! The rules reach the worker through a mounted ConfigMap, which the worker re-reads when
 //! it changes, so editing a rule restarts nothing; only a new Secret reference changes the
@@ -16,9 +21,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec,
     Probe, SecretVolumeSource, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -34,8 +37,21 @@ use crate::context::{Config, Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::workload;
 
-/// Name of the worker Deployment and its ConfigMap in each namespace with rules.
+/// Base name of the worker Deployment and its ConfigMap of each namespace with rules.
 pub const WORKER_NAME: &str = "stellaops-notify";
+/// Annotation on the worker: the names of the rules it delivers for (how a change to the
+/// worker maps back to them; several rules share it, so no single owner label fits).
+pub const RULES_ANNOTATION: &str = "stella-ops.org/notify-rules";
+
+/// The worker Deployment (and ConfigMap) of namespace `ns`'s rules, in the platform namespace.
+pub fn worker_name(ns: &str) -> String {
+    crate::tenancy::platform_name(ns, WORKER_NAME, "", 63)
+}
+
+/// The copy in the platform namespace of channel Secret `secret` of namespace `ns`.
+pub fn secret_copy_name(ns: &str, secret: &str) -> String {
+    crate::tenancy::platform_name(ns, &format!("{WORKER_NAME}-{secret}"), "", 253)
+}
 /// Where the rendered rules are mounted.
 const CONFIG_MOUNT: &str = "/etc/stellaops/notify";
 /// Where each referenced Secret is mounted: `<SECRETS_MOUNT>/<secret name>/<key>`.
@@ -144,6 +160,18 @@ pub fn validate_action(action: &NotifyAction, secret: Option<&SecretData>) -> Re
         }
     }
     if !matches!(action.template.as_str(), "concise" | "detailed") {
+        if !action
+            .template
+            .starts_with(stellaops_store::notify::TEMPLATE_KEY_PREFIX)
+        {
+            return Err(invalid(
+                "InvalidTemplate",
+                format!(
+                    "action {}: template {:?} is neither concise nor detailed nor a Secret key starting \"template.\" (only those keys of Secret {name} may be read into a message)",
+                    action.name, action.template
+                ),
+            ));
+        }
         need(&action.template).map_err(|_| {
             invalid(
                 "SecretKeyMissing",
@@ -165,11 +193,14 @@ pub fn validate(rule: &NotifyRule, secrets: &BTreeMap<String, SecretData>) -> Re
     Ok(())
 }
 
-/// The worker's view of one rule.
-pub fn rule_config(rule: &NotifyRule) -> RuleConfig {
+/// The worker's view of one rule; a rule outside `platform_namespace` is scoped to the events
+/// of its own namespace.
+pub fn rule_config(rule: &NotifyRule, platform_namespace: &str) -> RuleConfig {
     let spec = &rule.spec;
+    let ns = rule.namespace().unwrap_or_default();
     RuleConfig {
-        namespace: rule.namespace().unwrap_or_default(),
+        scope: (ns != platform_namespace).then(|| ns.clone()),
+        namespace: ns,
         name: rule.name_any(),
         event_kinds: spec
             .match_
@@ -206,8 +237,15 @@ pub fn rule_config(rule: &NotifyRule) -> RuleConfig {
 }
 
 /// The configuration of a namespace's worker: its enabled, valid rules, by name.
-pub fn render_config(namespace: &str, runnable: &[&NotifyRule]) -> NotifyConfig {
-    let mut rules: Vec<RuleConfig> = runnable.iter().map(|r| rule_config(r)).collect();
+pub fn render_config(
+    namespace: &str,
+    runnable: &[&NotifyRule],
+    platform_namespace: &str,
+) -> NotifyConfig {
+    let mut rules: Vec<RuleConfig> = runnable
+        .iter()
+        .map(|r| rule_config(r, platform_namespace))
+        .collect();
     rules.sort_by(|a, b| a.name.cmp(&b.name));
     NotifyConfig {
         consumer: format!("notify/{namespace}"),
@@ -215,35 +253,70 @@ pub fn render_config(namespace: &str, runnable: &[&NotifyRule]) -> NotifyConfig 
     }
 }
 
-fn owners(rules: &[&NotifyRule]) -> Vec<OwnerReference> {
-    let mut refs: Vec<OwnerReference> = rules
-        .iter()
-        .map(|r| OwnerReference {
-            controller: Some(false),
-            block_owner_deletion: Some(false),
-            ..workload::owner_reference(*r)
-        })
-        .collect();
-    refs.sort_by(|a, b| a.name.cmp(&b.name));
-    refs
-}
-
-fn meta(namespace: &str, owners: Vec<OwnerReference>) -> ObjectMeta {
+/// Labels of a namespace's worker objects: owner kind and namespace (no uid: the rules
+/// share them).
+fn worker_labels(namespace: &str) -> BTreeMap<String, String> {
     let mut labels = workload::labels(WORKER_NAME, "NotifyRule", "notify-worker");
     labels.insert("stella-ops.org/notifyrule".into(), WORKER_NAME.into());
+    labels.insert(crate::tenancy::OWNER_KIND.into(), "NotifyRule".into());
+    labels.insert(crate::tenancy::OWNER_NAMESPACE.into(), namespace.into());
+    labels
+}
+
+/// Selector of everything made for namespace `ns`'s rules in the platform namespace.
+pub fn worker_selector(ns: &str) -> String {
+    format!(
+        "{}=NotifyRule,{}={ns}",
+        crate::tenancy::OWNER_KIND,
+        crate::tenancy::OWNER_NAMESPACE
+    )
+}
+
+fn meta(namespace: &str, rules: &[&NotifyRule], operator: &Config) -> ObjectMeta {
+    let mut names: Vec<String> = rules.iter().map(|r| r.name_any()).collect();
+    names.sort();
     ObjectMeta {
-        name: Some(WORKER_NAME.into()),
-        namespace: Some(namespace.into()),
-        labels: Some(labels),
-        owner_references: Some(owners),
+        name: Some(worker_name(namespace)),
+        namespace: Some(operator.operator_namespace.clone()),
+        labels: Some(worker_labels(namespace)),
+        annotations: Some(BTreeMap::from([(
+            RULES_ANNOTATION.to_string(),
+            names.join(","),
+        )])),
         ..Default::default()
     }
 }
 
+/// The rules a worker object (in the platform namespace) delivers for, from its labels and
+/// annotation.
+pub fn rules_of<O: ResourceExt>(
+    object: &O,
+) -> Vec<kube::runtime::reflector::ObjectRef<NotifyRule>> {
+    let Some(ns) = object.labels().get(crate::tenancy::OWNER_NAMESPACE) else {
+        return Vec::new();
+    };
+    object
+        .annotations()
+        .get(RULES_ANNOTATION)
+        .map(|names| {
+            names
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(|n| kube::runtime::reflector::ObjectRef::new(n).within(ns))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The ConfigMap holding `rules.json`.
-pub fn config_map(namespace: &str, config: &NotifyConfig, all_rules: &[&NotifyRule]) -> ConfigMap {
+pub fn config_map(
+    namespace: &str,
+    config: &NotifyConfig,
+    all_rules: &[&NotifyRule],
+    operator: &Config,
+) -> ConfigMap {
     ConfigMap {
-        metadata: meta(namespace, owners(all_rules)),
+        metadata: meta(namespace, all_rules, operator),
         data: Some(BTreeMap::from([(
             "rules.json".to_string(),
             serde_json::to_string_pretty(config).expect("config serializes"),
@@ -298,7 +371,7 @@ pub fn deployment(
         Volume {
             name: "rules".into(),
             config_map: Some(ConfigMapVolumeSource {
-                name: WORKER_NAME.into(),
+                name: worker_name(namespace),
                 ..Default::default()
             }),
             ..Default::default()
@@ -309,7 +382,7 @@ pub fn deployment(
         volumes.push(Volume {
             name: volume.clone(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
+                secret_name: Some(secret_copy_name(namespace, secret)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -337,9 +410,9 @@ pub fn deployment(
     };
     container.liveness_probe = Some(probe("/healthz"));
     container.readiness_probe = Some(probe("/readyz"));
-    let labels = workload::labels(WORKER_NAME, "NotifyRule", "notify-worker");
+    let labels = worker_labels(namespace);
     Deployment {
-        metadata: meta(namespace, owners(all_rules)),
+        metadata: meta(namespace, all_rules, operator),
         spec: DeploymentSpec {
             // Several replicas would be safe (deliveries are leased); one keeps it small.
             replicas: Some(1),
@@ -372,9 +445,9 @@ pub fn desired(rule: &NotifyRule, config: &Config) -> Vec<Value> {
     let namespace = rule.namespace().unwrap_or_else(|| "default".into());
     let rules = [rule];
     let runnable: Vec<&NotifyRule> = rules.iter().copied().filter(|r| r.spec.enabled).collect();
-    let rendered = render_config(&namespace, &runnable);
+    let rendered = render_config(&namespace, &runnable, &config.operator_namespace);
     vec![
-        workload::typed(&config_map(&namespace, &rendered, &rules)),
+        workload::typed(&config_map(&namespace, &rendered, &rules, config)),
         workload::typed(&deployment(&namespace, &rendered, &rules, config)),
     ]
 }
@@ -422,14 +495,22 @@ pub fn compute_status(
         Ok(()) if ready_workers == 0 => (
             false,
             "WorkerNotReady",
-            format!("the notify worker Deployment {WORKER_NAME} has no ready replica yet"),
+            format!(
+                "the notify worker Deployment {} has no ready replica yet",
+                worker
+                    .and_then(|d| d.metadata.name.clone())
+                    .unwrap_or_else(|| WORKER_NAME.into())
+            ),
         ),
         Ok(()) => (
             true,
             "Delivering",
             format!(
-                "{} action(s) delivered by {WORKER_NAME}",
-                rule.spec.actions.len()
+                "{} action(s) delivered by {}",
+                rule.spec.actions.len(),
+                worker
+                    .and_then(|d| d.metadata.name.clone())
+                    .unwrap_or_else(|| WORKER_NAME.into())
             ),
         ),
     };
@@ -467,56 +548,118 @@ pub fn compute_status(
     status
 }
 
-/// Reconcile one rule: check its namespace's rules, apply the worker, record status.
+/// Reconcile one rule: check its namespace's rules, apply the worker in the platform
+/// namespace, record status. Deleting a rule re-renders the worker without it (and removes
+/// the worker with the namespace's last rule) before the finalizer is released.
 pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Action> {
-    let started = std::time::Instant::now();
-    let ns = rule
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), &ns);
+    crate::tenancy::reconcile_with_cleanup(rule, ctx, apply, |rule, ctx| async move {
+        let ns = rule
+            .namespace()
+            .ok_or(Error::MissingField("metadata.namespace"))?;
+        sync_namespace(&ctx, &ns).await?;
+        Ok(Action::await_change())
+    })
+    .await
+}
+
+/// Render namespace `ns`'s live rules into its worker in the platform namespace, with copies
+/// of their channel Secrets (stale copies pruned); with no live rule left, delete it all.
+/// Returns the Secrets read (by name) and the applied worker.
+async fn sync_namespace(
+    ctx: &Context,
+    ns: &str,
+) -> Result<(BTreeMap<String, SecretData>, Option<Deployment>)> {
+    let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), ns);
     let all: Vec<NotifyRule> = rules_api.list(&ListParams::default()).await?.items;
-    let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();
-    let names: BTreeSet<String> = all
-        .iter()
-        .flat_map(|r| r.spec.actions.iter().map(|a| a.secret_ref.name.clone()))
-        .collect();
-    for name in names {
-        if let Some(data) = workload::secret_entries(&ctx.client, &ns, &name).await? {
-            secrets.insert(name, data);
-        }
-    }
     let all_refs: Vec<&NotifyRule> = all
         .iter()
         .filter(|r| r.meta().deletion_timestamp.is_none())
         .collect();
+    let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();
+    let names: BTreeSet<String> = all_refs
+        .iter()
+        .flat_map(|r| r.spec.actions.iter().map(|a| a.secret_ref.name.clone()))
+        .collect();
+    for name in &names {
+        if let Some(data) = workload::secret_entries(&ctx.client, ns, name).await? {
+            secrets.insert(name.clone(), data);
+        }
+    }
+    if all_refs.is_empty() {
+        crate::tenancy::delete_owned(ctx, &worker_selector(ns)).await?;
+        return Ok((secrets, None));
+    }
     let runnable: Vec<&NotifyRule> = all_refs
         .iter()
         .copied()
         .filter(|r| r.spec.enabled && validate(r, &secrets).is_ok())
         .collect();
-    let config = render_config(&ns, &runnable);
+    let config = render_config(ns, &runnable, &ctx.config.operator_namespace);
+    // The copies of the Secrets the runnable rules use, before the worker mounts them.
+    let used: BTreeSet<String> = runnable
+        .iter()
+        .flat_map(|r| r.spec.actions.iter().map(|a| a.secret_ref.name.clone()))
+        .collect();
+    let copies: Vec<crate::tenancy::SecretCopy> = used
+        .iter()
+        .map(|name| crate::tenancy::SecretCopy {
+            source: name.clone(),
+            copy: secret_copy_name(ns, name),
+        })
+        .collect();
+    let copy_meta = meta(ns, &all_refs, &ctx.config);
+    crate::tenancy::copy_secrets(
+        ctx,
+        ns,
+        &copies,
+        &ObjectMeta {
+            name: None,
+            namespace: None,
+            ..copy_meta
+        },
+        None,
+        Some(&worker_selector(ns)),
+    )
+    .await?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let platform_ns = &ctx.config.operator_namespace;
+    let name = worker_name(ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), platform_ns);
     config_maps
         .patch(
-            WORKER_NAME,
+            &name,
             &params,
-            &Patch::Apply(&workload::typed(&config_map(&ns, &config, &all_refs))),
-        )
-        .await?;
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let worker = deployments
-        .patch(
-            WORKER_NAME,
-            &params,
-            &Patch::Apply(&workload::typed(&deployment(
-                &ns,
+            &Patch::Apply(&workload::typed(&config_map(
+                ns,
                 &config,
                 &all_refs,
                 &ctx.config,
             ))),
         )
         .await?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), platform_ns);
+    let worker = deployments
+        .patch(
+            &name,
+            &params,
+            &Patch::Apply(&workload::typed(&deployment(
+                ns,
+                &config,
+                &all_refs,
+                &ctx.config,
+            ))),
+        )
+        .await?;
+    Ok((secrets, Some(worker)))
+}
+
+async fn apply(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let ns = rule
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), &ns);
+    let (secrets, worker) = sync_namespace(&ctx, &ns).await?;
     let counts = match &ctx.outbox {
         Some(pool) => {
             Some(stellaops_store::notify::rule_counts(pool, &ns, &rule.name_any()).await?)
@@ -527,7 +670,7 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
     let status = compute_status(
         &rule,
         &validation,
-        Some(&worker),
+        worker.as_ref(),
         counts.as_ref(),
         Time(jiff::Timestamp::now()),
     );

@@ -32,10 +32,31 @@ fn severity(s: stellaops_crds::Severity) -> String {
         .unwrap_or_default()
 }
 
-/// The Job's name for `scan` at its current generation.
+/// The Job's name for `scan` at its current generation, in the platform namespace
+/// (`<namespace>-<name>-scan-<generation>`).
 pub fn job_name(scan: &Scan) -> String {
     let generation = scan.metadata.generation.unwrap_or(1);
-    workload::child_name(&scan.name_any(), &format!("-scan-{generation}"), 63)
+    crate::tenancy::platform_name(
+        &scan.namespace().unwrap_or_default(),
+        &scan.name_any(),
+        &format!("-scan-{generation}"),
+        63,
+    )
+}
+
+/// The copies of the Scan's pull secrets the Job mounts: `(source, copy)` in the platform
+/// namespace, named after the Job (which owns them once it exists).
+pub fn pull_secret_copies(scan: &Scan) -> Vec<crate::tenancy::SecretCopy> {
+    let job = job_name(scan);
+    scan.spec
+        .image_pull_secrets
+        .iter()
+        .enumerate()
+        .map(|(i, secret)| crate::tenancy::SecretCopy {
+            source: secret.name.clone(),
+            copy: format!("{job}-pull-{i}"),
+        })
+        .collect()
 }
 
 /// Whether the image names a digest (`…@sha256:<64 hex>`).
@@ -96,13 +117,14 @@ pub fn job(scan: &Scan, config: &Config) -> Job {
     }
     let mut volumes = vec![workload::tmp_volume()];
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
-    // The target image's pull secrets go to the worker's registry client, not the kubelet.
-    for (i, secret) in spec.image_pull_secrets.iter().enumerate() {
+    // The target image's pull secrets go to the worker's registry client, not the kubelet;
+    // the Job mounts the platform namespace's copies of them.
+    for (i, copy) in pull_secret_copies(scan).into_iter().enumerate() {
         let name = format!("pull-secret-{i}");
         volumes.push(Volume {
             name: name.clone(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name.clone()),
+                secret_name: Some(copy.copy),
                 items: Some(vec![KeyToPath {
                     key: ".dockerconfigjson".into(),
                     path: "config.json".into(),
@@ -123,8 +145,9 @@ pub fn job(scan: &Scan, config: &Config) -> Job {
     }
     container.args = Some(args);
     let labels = workload::labels(&scan.name_any(), "Scan", COMPONENT);
-    workload::run_once_job(
+    workload::platform_run_once_job(
         scan,
+        config,
         job_name(scan),
         labels,
         container,
@@ -380,8 +403,50 @@ async fn current_snapshot(pool: &sqlx::PgPool) -> Result<i64> {
     Ok(stellaops_store::advisories::snapshot(pool).await?)
 }
 
-/// Reconcile one Scan.
+/// Reconcile one Scan: its Job (and pull-secret copies) in the platform namespace, removed by
+/// the finalizer when the Scan is deleted.
 pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
+    crate::tenancy::reconcile_with_cleanup(scan, ctx, apply, |scan, ctx| async move {
+        crate::tenancy::cleanup_by_uid(&*scan, &ctx).await
+    })
+    .await
+}
+
+/// Create the Job with the pull-secret copies: labelled with the Scan first (so a failure in
+/// between leaves nothing the finalizer misses), then owned by the Job, so they go with it.
+async fn create_job(ctx: &Context, scan: &Scan, jobs: &Api<Job>) -> Result<()> {
+    let ns = scan
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let copies = pull_secret_copies(scan);
+    let body = job(scan, &ctx.config);
+    let copy_meta = kube::api::ObjectMeta {
+        labels: body.metadata.labels.clone(),
+        annotations: body.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    let missing = crate::tenancy::copy_secrets(ctx, &ns, &copies, &copy_meta, None, None).await?;
+    let created = jobs
+        .patch(
+            &job_name(scan),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&workload::typed(&body)),
+        )
+        .await?;
+    if !copies.is_empty() {
+        let owner = created.controller_owner_ref(&()).map(|mut o| {
+            o.block_owner_deletion = Some(false);
+            o
+        });
+        crate::tenancy::copy_secrets(ctx, &ns, &copies, &copy_meta, owner, None).await?;
+    }
+    if !missing.is_empty() {
+        tracing::warn!(scan = %scan.name_any(), ?missing, "pull secrets not found; scanning without them");
+    }
+    Ok(())
+}
+
+async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
     let ns = scan
         .namespace()
@@ -396,7 +461,8 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     if done {
         return Ok(Action::await_change());
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let platform_ns = ctx.config.operator_namespace.clone();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &platform_ns);
     let name_of_job = job_name(&scan);
     let existing = jobs.get_opt(&name_of_job).await?;
     let mut reused = false;
@@ -404,7 +470,8 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
         Some(j) => match workload::job_finished(j) {
             None => (None, Outcome::Running, Some(name_of_job.as_str())),
             Some(succeeded) => {
-                let summary = workload::termination_summary(&ctx.client, &ns, &name_of_job).await?;
+                let summary =
+                    workload::termination_summary(&ctx.client, &platform_ns, &name_of_job).await?;
                 let from_db = match (&ctx.outbox, scan.uid()) {
                     (Some(pool), Some(uid)) => recorded(pool, "scan_uid = $1", &uid, None).await?,
                     _ => None,
@@ -452,8 +519,7 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 (None, Outcome::Succeeded(result), None)
             } else {
                 // The queue: running scan Jobs and waiting Scans, operator-wide.
-                let all_jobs: Api<Job> = Api::all(ctx.client.clone());
-                let running = all_jobs
+                let running = jobs
                     .list(
                         &ListParams::default()
                             .labels(&format!("app.kubernetes.io/component={COMPONENT}")),
@@ -495,13 +561,7 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 ) {
                     Err(position) => (Some(position), Outcome::Running, None),
                     Ok(()) => {
-                        let body = workload::typed(&job(&scan, &ctx.config));
-                        jobs.patch(
-                            &name_of_job,
-                            &PatchParams::apply(FIELD_MANAGER).force(),
-                            &Patch::Apply(&body),
-                        )
-                        .await?;
+                        create_job(&ctx, &scan, &jobs).await?;
                         publish(
                             &ctx,
                             &scan,

@@ -87,7 +87,8 @@ pub fn pod_security() -> PodSecurityContext {
     }
 }
 
-/// `DATABASE_URL` from the configured Secret (key `url`) in the workload's namespace.
+/// `DATABASE_URL` from the configured Secret (key `url`) in the platform namespace, where
+/// every workload that uses it runs.
 pub fn database_url_env(config: &Config) -> EnvVar {
     EnvVar {
         name: "DATABASE_URL".into(),
@@ -389,6 +390,8 @@ pub fn sync_cron_job(
 
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     let labels = metadata.labels.clone();
+    // The Jobs carry the CronJob's owner labels and annotations, so they map back to it.
+    let annotations = metadata.annotations.clone();
     CronJob {
         metadata,
         spec: CronJobSpec {
@@ -401,6 +404,7 @@ pub fn sync_cron_job(
             job_template: JobTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: labels.clone(),
+                    annotations,
                     ..Default::default()
                 }),
                 spec: Some(run_once_job_spec(
@@ -442,15 +446,49 @@ pub fn run_once_job<K: Resource<DynamicType = ()>>(
     limits: JobLimits,
 ) -> Job {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    Job {
-        metadata: ObjectMeta {
+    job_with_meta(
+        ObjectMeta {
             name: Some(name),
             namespace: owner.meta().namespace.clone(),
-            labels: Some(labels.clone()),
+            labels: Some(labels),
             owner_references: Some(vec![owner_reference(owner)]),
             ..Default::default()
         },
-        spec: Some(run_once_job_spec(Some(labels), container, volumes, limits)),
+        container,
+        volumes,
+        limits,
+    )
+}
+
+/// A run-once Job made for `owner` in the platform namespace (it holds platform
+/// credentials): owner labels instead of an ownerReference, otherwise as [`run_once_job`].
+pub fn platform_run_once_job<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    config: &Config,
+    name: String,
+    labels: BTreeMap<String, String>,
+    container: Container,
+    volumes: Option<Vec<Volume>>,
+    limits: JobLimits,
+) -> Job {
+    job_with_meta(
+        crate::tenancy::platform_meta(owner, &config.operator_namespace, name, labels),
+        container,
+        volumes,
+        limits,
+    )
+}
+
+fn job_with_meta(
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    container: Container,
+    volumes: Option<Vec<Volume>>,
+    limits: JobLimits,
+) -> Job {
+    let labels = metadata.labels.clone();
+    Job {
+        metadata,
+        spec: Some(run_once_job_spec(labels, container, volumes, limits)),
         ..Default::default()
     }
 }

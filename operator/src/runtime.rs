@@ -76,6 +76,15 @@ async fn shutdown_signal() {
 /// waiting longer would outlast the Pod's termination grace period (SIGKILL, and the Lease
 /// held until it expires).
 async fn run_controllers(ctx: Arc<Context>, grace: Duration) {
+    // The leader (only it) applies the platform's migrations, so no worker needs DDL rights.
+    // A database that is down does not stop the controllers: what needs it retries, and
+    // workers refuse to start against an older schema with a message saying why.
+    if let Some(pool) = &ctx.outbox {
+        match stellaops_store::migrate(pool).await {
+            Ok(()) => tracing::info!("database migrations applied"),
+            Err(error) => tracing::error!(%error, "applying database migrations failed"),
+        }
+    }
     tokio::select! {
         _ = stellaops_controllers::run(ctx) => {}
         _ = async {

@@ -4,6 +4,7 @@
 pub mod advisories;
 pub mod notify;
 pub mod outbox;
+pub mod roles;
 pub mod s3;
 pub mod schedules;
 
@@ -22,6 +23,16 @@ pub enum Error {
     /// An S3 call failed.
     #[error("object storage: {0}")]
     ObjectStorage(String),
+    /// The database schema is older than this binary (migrations not applied yet).
+    #[error(
+        "the database schema is at migration {found}, this binary needs {needed}: the operator's leader applies migrations at start, or run `stellaops-worker migrate` with the owner role"
+    )]
+    SchemaBehind {
+        /// The newest applied migration.
+        found: i64,
+        /// The newest migration this binary carries.
+        needed: i64,
+    },
 }
 
 /// Result of a storage call.
@@ -63,5 +74,26 @@ pub fn lookup_pool(
 /// serialises them with an advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Check, without DDL, that every migration this binary carries has been applied. Workers
+/// and the webhook call this instead of [`migrate`]: they run under roles that cannot
+/// change the schema.
+pub async fn check_schema(pool: &PgPool) -> Result<()> {
+    let needed = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .or_else(|e| match &e {
+                // No migration table: nothing applied yet.
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(None),
+                _ => Err(e),
+            })?;
+    let found = found.unwrap_or(0);
+    if found < needed {
+        return Err(Error::SchemaBehind { found, needed });
+    }
     Ok(())
 }

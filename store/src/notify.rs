@@ -40,6 +40,10 @@ pub struct RuleConfig {
     /// Namespace globs; empty matches every namespace.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// The only namespace whose events the rule may see (rules outside the platform
+    /// namespace); `None` for the platform's own rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Also take events whose findings are all VEX `not_affected` with an accepted justification.
     #[serde(default)]
     pub include_accepted_vex: bool,
@@ -126,9 +130,19 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// Prefix of the Secret keys a custom template may be read from.
+pub const TEMPLATE_KEY_PREFIX: &str = "template.";
+
 /// Whether `rule` takes `event`.
 pub fn matches(rule: &RuleConfig, event: &NotifyEvent) -> bool {
     if !rule.event_kinds.contains(&event.kind) {
+        return false;
+    }
+    // A tenant's rule sees only events about its own namespace (platform-wide events such
+    // as federation imports have none).
+    if let Some(scope) = &rule.scope
+        && event.namespace.as_deref() != Some(scope.as_str())
+    {
         return false;
     }
     if let (Some(min), Some(severity)) = (&rule.min_severity, &event.severity)
@@ -603,6 +617,7 @@ mod tests {
             event_kinds: vec!["report.ready".into(), "release.failed".into()],
             min_severity: Some("high".into()),
             namespaces: vec!["prod-*".into()],
+            scope: None,
             include_accepted_vex: false,
             actions: vec![],
         };
@@ -638,5 +653,27 @@ mod tests {
             ..rule
         };
         assert!(matches(&lenient, &vex));
+    }
+
+    #[test]
+    fn a_tenant_rule_sees_only_its_own_namespace() {
+        let rule = RuleConfig {
+            namespace: "team-a".into(),
+            name: "r".into(),
+            event_kinds: vec!["report.ready".into(), "federation.imported".into()],
+            min_severity: None,
+            // Globs cannot widen the scope.
+            namespaces: vec!["*".into()],
+            scope: Some("team-a".into()),
+            include_accepted_vex: false,
+            actions: vec![],
+        };
+        assert!(matches(&rule, &event("report.ready", Some("team-a"), None)));
+        assert!(!matches(
+            &rule,
+            &event("report.ready", Some("team-b"), None)
+        ));
+        // Platform-wide events (no namespace) are the platform's.
+        assert!(!matches(&rule, &event("federation.imported", None, None)));
     }
 }

@@ -467,6 +467,54 @@ pub async fn fresh_database(name: &str) -> Option<String> {
     Some(format!("{base}/{db}"))
 }
 
+/// The URL of a [`fresh_database`] with `migrator`'s migrations applied, for a process that
+/// connects on its own (the workers check the schema; they do not migrate).
+pub async fn migrated_database_url(
+    name: &str,
+    migrator: &sqlx::migrate::Migrator,
+) -> Option<String> {
+    let url = fresh_database(name).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect to the fresh test database");
+    migrator.run(&pool).await.expect("apply the migrations");
+    pool.close().await;
+    Some(url)
+}
+
+/// A login role `role` on the test server (dropped first if a previous run left it), given
+/// `grants` (`stellaops_store::roles::grants`) in the database of `owner_url`; returns the
+/// URL of that database as `role`. The test server trusts loopback logins, so no password.
+pub async fn database_role(owner_url: &str, role: &str, grants: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let mut owner = sqlx::PgConnection::connect(owner_url)
+        .await
+        .expect("connect as the owner");
+    // A role left by an earlier run still owns privileges in databases since dropped.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(&mut owner)
+            .await
+            .expect("look up the role");
+    if !exists {
+        owner
+            .execute(format!("CREATE ROLE {role} LOGIN").as_str())
+            .await
+            .expect("create the role");
+    }
+    owner
+        .execute(grants)
+        .await
+        .expect("grant the role its privileges");
+    let (server, database) = owner_url.rsplit_once('/').expect("database URL has a path");
+    let (scheme, rest) = server.split_once("://").expect("a URL");
+    let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    format!("{scheme}://{role}@{host}/{database}")
+}
+
 /// A [`fresh_database`] with `migrator`'s migrations applied (pass
 /// `&stellaops_store::MIGRATOR`), behind a pool sized like the store's own.
 pub async fn migrated_database(

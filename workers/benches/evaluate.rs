@@ -18,7 +18,10 @@ const ADVISORIES: i64 = 1_000;
 
 #[tokio::main]
 async fn main() {
-    let Some(url) = stellaops_testing::fresh_database("bench_evaluate").await else {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("bench_evaluate", &stellaops_store::MIGRATOR)
+            .await
+    else {
         println!(
             "skipped: STELLAOPS_TEST_DATABASE_URL is not set (scripts/bench.sh starts PostgreSQL)"
         );

@@ -107,7 +107,9 @@ async fn run(label: &str, pool: &sqlx::PgPool, arrivals: &Arrivals, burst: bool)
 
 #[tokio::main]
 async fn main() {
-    let Some(url) = stellaops_testing::fresh_database("notify_bench").await else {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("notify_bench", &stellaops_store::MIGRATOR).await
+    else {
         eprintln!("skipped: no STELLAOPS_TEST_DATABASE_URL (run scripts/bench.sh)");
         return;
     };
@@ -128,6 +130,7 @@ async fn main() {
             event_kinds: vec!["report.ready".into()],
             min_severity: Some("high".into()),
             namespaces: vec!["prod-*".into()],
+            scope: None,
             include_accepted_vex: false,
             actions: vec![ActionConfig {
                 name: "hook".into(),

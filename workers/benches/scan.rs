@@ -221,7 +221,7 @@ async fn main() {
     let (Some(registry), Some(_), Some(database)) = (
         stellaops_testing::service("STELLAOPS_TEST_REGISTRY"),
         stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT"),
-        stellaops_testing::fresh_database("scan_bench").await,
+        stellaops_testing::migrated_database_url("scan_bench", &stellaops_store::MIGRATOR).await,
     ) else {
         eprintln!(
             "skipped: image scans need the registry, S3 and PostgreSQL (run scripts/bench.sh)"

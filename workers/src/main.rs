@@ -264,12 +264,14 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The platform database, checked to be migrated. Workers never run DDL (their role has
+/// none): migrations come from the operator's leader or `stellaops-worker migrate`.
 async fn database(url: Option<&str>) -> anyhow::Result<sqlx::PgPool> {
     let url = url.context("--database-url or DATABASE_URL is required")?;
     let pool = stellaops_store::connect(url)
         .await
         .context("connecting to PostgreSQL")?;
-    stellaops_store::migrate(&pool).await?;
+    stellaops_store::check_schema(&pool).await?;
     Ok(pool)
 }
 
@@ -277,7 +279,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let s3 = S3Settings::from_env(cli.s3_endpoint.clone());
     match cli.command {
         Command::Migrate => {
-            database(cli.database_url.as_deref()).await?;
+            let url = cli
+                .database_url
+                .as_deref()
+                .context("--database-url or DATABASE_URL is required")?;
+            let pool = stellaops_store::connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            stellaops_store::migrate(&pool).await?;
             println!("migrations applied");
         }
         Command::Advisories { command } => {

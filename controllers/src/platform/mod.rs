@@ -418,6 +418,41 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = platform.name_any();
     let client = &ctx.client;
+    // The platform's components, migrations and release inputs live in the platform
+    // namespace; the operator may change Deployments and run Jobs only there.
+    if ns != ctx.config.operator_namespace {
+        let mut status = platform.status.clone().unwrap_or_default();
+        let message = format!(
+            "a Platform must live in the platform namespace {}: it upgrades the components and runs the migrations there",
+            ctx.config.operator_namespace
+        );
+        let news = workload::set_not_ready(
+            &mut status.conditions,
+            "OutsidePlatformNamespace",
+            &message,
+            platform.metadata.generation,
+        );
+        if news {
+            status.observed_generation = platform.metadata.generation;
+            let api: Api<Platform> = Api::namespaced(client.clone(), &ns);
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..Default::default()
+            };
+            api.patch_status(&name, &params, &Patch::Merge(&json!({"status": status})))
+                .await?;
+            workload::publish_event(
+                &ctx.recorder,
+                &*platform,
+                kube::runtime::events::EventType::Warning,
+                "OutsidePlatformNamespace",
+                message,
+                "Reconcile",
+            )
+            .await?;
+        }
+        return Ok(RequeueAction::await_change());
+    }
 
     let files = fetch_manifest(client, &ns, &platform.spec.release_manifest).await?;
     let key = fetch_key(client, &ns, &platform).await?;

@@ -173,7 +173,14 @@ fn mode_name(mode: ScheduleMode) -> &'static str {
     }
 }
 
-/// The Job running an analysis-only run.
+/// The name of the Job of run `run_id` of a Schedule in namespace `ns`, in the platform
+/// namespace.
+pub fn evaluate_job_name(ns: &str, run_id: &str) -> String {
+    crate::tenancy::platform_name(ns, run_id, "", 63)
+}
+
+/// The Job running an analysis-only run, in the platform namespace (it holds the database
+/// credentials).
 pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
     let mut container = workload::worker_container(
         config,
@@ -187,9 +194,10 @@ pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
         .push(workload::database_url_env(config));
     let mut labels = workload::labels(&schedule.name_any(), "Schedule", COMPONENT);
     labels.insert(RUN_LABEL.into(), run_id.to_string());
-    workload::run_once_job(
+    workload::platform_run_once_job(
         schedule,
-        run_id.to_string(),
+        config,
+        evaluate_job_name(&schedule.namespace().unwrap_or_default(), run_id),
         labels,
         container,
         Some(vec![workload::tmp_volume()]),
@@ -383,21 +391,34 @@ async fn patch_status(ctx: &Context, ns: &str, name: &str, status: &ScheduleStat
     Ok(())
 }
 
+/// The namespace a Schedule may select Pods in: its own, unless it lives in the platform
+/// namespace (then every namespace its selector matches). A tenant never sees another
+/// tenant's workloads through a Schedule.
+pub fn selection_scope(schedule: &Schedule, platform_namespace: &str) -> Option<String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    (ns != platform_namespace).then_some(ns)
+}
+
 async fn running_images(ctx: &Context, schedule: &Schedule) -> Result<Vec<RunningImage>> {
-    let namespaces = Api::<Namespace>::all(ctx.client.clone())
+    let scope = selection_scope(schedule, &ctx.config.operator_namespace);
+    let namespaces: Vec<Namespace> = Api::<Namespace>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
-        .items;
+        .items
+        .into_iter()
+        .filter(|n| scope.as_ref().is_none_or(|s| *s == n.name_any()))
+        .collect();
     let mut params = ListParams::default();
     if let Some(selector) = &schedule.spec.selection.pod_selector {
         let selector = kube::core::Selector::try_from(selector.clone())
             .map_err(|e| Error::InvalidSpec(format!("podSelector: {e}")))?;
         params = params.labels_from(&selector);
     }
-    let pods = Api::<Pod>::all(ctx.client.clone())
-        .list(&params)
-        .await?
-        .items;
+    let pods_api = match &scope {
+        Some(ns) => Api::<Pod>::namespaced(ctx.client.clone(), ns),
+        None => Api::<Pod>::all(ctx.client.clone()),
+    };
+    let pods = pods_api.list(&params).await?.items;
     select(schedule, &namespaces, &pods)
 }
 
@@ -459,8 +480,8 @@ async fn start_run(
     match spec.mode {
         ScheduleMode::AnalysisOnly => {
             workload::apply(
-                Api::<Job>::namespaced(ctx.client.clone(), &ns),
-                run_id,
+                Api::<Job>::namespaced(ctx.client.clone(), &ctx.config.operator_namespace),
+                &evaluate_job_name(&ns, run_id),
                 &workload::typed(&evaluate_job(schedule, run_id, &ctx.config)),
             )
             .await?;
@@ -586,12 +607,12 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
             settled = true;
         }
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
     for run in runs
         .iter()
         .filter(|r| r.finished_at.is_none() && r.plan.mode == "analysis-only")
     {
-        match jobs.get_opt(&run.plan.id).await? {
+        match jobs.get_opt(&evaluate_job_name(ns, &run.plan.id)).await? {
             Some(job) => {
                 if workload::job_finished(&job) == Some(false) {
                     let why = workload::job_failure(&job)
@@ -614,8 +635,16 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
     Ok(settled)
 }
 
-/// Reconcile a Schedule.
+/// Reconcile a Schedule; its evaluate Jobs run in the platform namespace and the finalizer
+/// removes them with the Schedule.
 pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
+    crate::tenancy::reconcile_with_cleanup(schedule, ctx, apply, |schedule, ctx| async move {
+        crate::tenancy::cleanup_by_uid(&*schedule, &ctx).await
+    })
+    .await
+}
+
+async fn apply(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
     let mut spec_only = serde_json::to_value(&*schedule)?;
     spec_only.as_object_mut().map(|m| m.remove("status"));
     if stellaops_crds::validation::admit(&spec_only).is_err() {
@@ -684,10 +713,11 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .await?;
     }
     if decision.replace_active {
-        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
         for run in runs.iter().filter(|r| r.finished_at.is_none()) {
             if run.plan.mode == "analysis-only" {
-                match jobs.delete(&run.plan.id, &DeleteParams::background()).await {
+                let job = evaluate_job_name(&ns, &run.plan.id);
+                match jobs.delete(&job, &DeleteParams::background()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),

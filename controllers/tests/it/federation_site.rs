@@ -9,6 +9,9 @@ use stellaops_controllers::federation_site::{
     SyncResult, compute_status, cron_job, reconcile, sync_args,
 };
 use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::tenancy::{
+    FINALIZER, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE, OWNER_UID,
+};
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};
 use stellaops_crds::FederationSite;
 use stellaops_testing::mock_client;
@@ -16,7 +19,8 @@ use stellaops_testing::mock_client;
 fn site(spec: Value) -> FederationSite {
     serde_json::from_value(json!({
         "apiVersion": "stella-ops.org/v1alpha1", "kind": "FederationSite",
-        "metadata": {"name": "hub", "namespace": "stellaops", "uid": "6f3b0000-0000-4000-8000-000000000001", "generation": 2},
+        "metadata": {"name": "hub", "namespace": "stellaops", "uid": "6f3b0000-0000-4000-8000-000000000001", "generation": 2,
+                     "finalizers": [FINALIZER]},
         "spec": spec}))
     .unwrap()
 }
@@ -37,12 +41,20 @@ fn t(s: i64) -> Time {
 #[test]
 fn an_import_site_becomes_a_restricted_owned_cron_job() {
     let cron = cron_job(&import_site(), &Config::default());
-    assert_eq!(cron.metadata.name.as_deref(), Some("hub-federation-sync"));
-    let owner = &cron.metadata.owner_references.as_ref().unwrap()[0];
+    // In the platform namespace, named after the site's namespace, owned by labels.
     assert_eq!(
-        (owner.kind.as_str(), owner.controller),
-        ("FederationSite", Some(true))
+        cron.metadata.name.as_deref(),
+        Some("stellaops-hub-federation-sync")
     );
+    assert_eq!(cron.metadata.namespace.as_deref(), Some("stellaops-system"));
+    assert!(cron.metadata.owner_references.is_none());
+    let labels = cron.metadata.labels.clone().unwrap();
+    assert_eq!(labels[OWNER_KIND], "FederationSite");
+    assert_eq!(labels[OWNER_UID], "6f3b0000-0000-4000-8000-000000000001");
+    // Its Jobs carry the same owner labels and name, so they map back to the site.
+    let template = cron.spec.job_template.metadata.clone().unwrap();
+    assert_eq!(template.labels.unwrap()[OWNER_NAMESPACE], "stellaops");
+    assert_eq!(template.annotations.unwrap()[OWNER_NAME], "hub");
     let spec = &cron.spec;
     assert_eq!(spec.schedule, "15 * * * *");
     assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
@@ -99,7 +111,8 @@ fn an_import_site_becomes_a_restricted_owned_cron_job() {
             .as_ref()
             .unwrap()
             .name,
-        "fed-s3"
+        "stellaops-hub-federation-sync-s3",
+        "the platform namespace's copy of fed-s3"
     );
     let volumes: Vec<&str> = pod
         .volumes
@@ -163,7 +176,7 @@ fn cron_applied() -> CronJob {
 fn status_counts_each_successful_job_once_and_reports_failures() {
     let site = import_site();
     let ok = SyncResult {
-        job: "hub-federation-sync-1".into(),
+        job: "stellaops-hub-federation-sync-1".into(),
         succeeded: true,
         finished_at: Some(t(10)),
         summary: Some(
@@ -199,7 +212,7 @@ fn status_counts_each_successful_job_once_and_reports_failures() {
     );
 
     let failed = SyncResult {
-        job: "hub-federation-sync-2".into(),
+        job: "stellaops-hub-federation-sync-2".into(),
         succeeded: false,
         finished_at: None,
         summary: None,
@@ -224,30 +237,93 @@ fn status_counts_each_successful_job_once_and_reports_failures() {
     );
 }
 
+/// The site's S3 and trusted-keys Secrets are copied into the platform namespace, and copies
+/// no longer referenced are pruned (here: one left from an earlier spec).
+async fn expect_secret_copies(server: &mut stellaops_testing::ApiServer) {
+    for (source, copy) in [
+        ("fed-s3", "stellaops-hub-federation-sync-s3"),
+        ("fed-keys", "stellaops-hub-federation-sync-trusted-keys"),
+    ] {
+        server
+            .expect(
+                Method::GET,
+                &format!("/api/v1/namespaces/stellaops/secrets/{source}"),
+            )
+            .await
+            .respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": source, "namespace": "stellaops"},
+                    "data": {"key": "dmFsdWU="}}),
+            );
+        let applied = server
+            .expect(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/stellaops-system/secrets/{copy}"),
+            )
+            .await;
+        assert_eq!(applied.body["data"]["key"], "dmFsdWU=");
+        assert_eq!(
+            applied.body["metadata"]["labels"][OWNER_KIND],
+            "FederationSite"
+        );
+        applied.respond_with_request_body();
+    }
+    let listed = server
+        .expect(Method::GET, "/api/v1/namespaces/stellaops-system/secrets")
+        .await;
+    assert_eq!(
+        listed.query.get("labelSelector").map(String::as_str),
+        Some(
+            "stella-ops.org/owner-uid=6f3b0000-0000-4000-8000-000000000001,app.kubernetes.io/component=federation-sync"
+        )
+    );
+    listed.respond(
+        200,
+        json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": [
+            {"metadata": {"name": "stellaops-hub-federation-sync-s3", "namespace": "stellaops-system"}},
+            {"metadata": {"name": "stellaops-hub-federation-sync-signing-key", "namespace": "stellaops-system"}}]}),
+    );
+    server
+        .expect(
+            Method::DELETE,
+            "/api/v1/namespaces/stellaops-system/secrets/stellaops-hub-federation-sync-signing-key",
+        )
+        .await
+        .respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+        );
+}
+
 #[tokio::test]
 async fn reconcile_applies_the_cron_job_and_writes_status() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
+        expect_secret_copies(&mut server).await;
         let apply = server
             .expect(
                 Method::PATCH,
-                "/apis/batch/v1/namespaces/stellaops/cronjobs/hub-federation-sync",
+                "/apis/batch/v1/namespaces/stellaops-system/cronjobs/stellaops-hub-federation-sync",
             )
             .await;
         assert!(apply.is_forced_apply(), "server-side apply with force");
         assert_eq!(apply.field_manager(), Some(FIELD_MANAGER));
         assert_eq!(apply.body["kind"], "CronJob");
         assert_eq!(
-            apply.body["metadata"]["ownerReferences"][0]["uid"],
+            apply.body["metadata"]["labels"][OWNER_UID],
             "6f3b0000-0000-4000-8000-000000000001"
         );
         apply.respond_with_request_body();
         let jobs = server
-            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
+            .expect(
+                Method::GET,
+                "/apis/batch/v1/namespaces/stellaops-system/jobs",
+            )
             .await;
         assert_eq!(
             jobs.query.get("labelSelector").map(String::as_str),
-            Some("stella-ops.org/federationsite=hub")
+            Some("stella-ops.org/owner-uid=6f3b0000-0000-4000-8000-000000000001")
         );
         jobs.respond(
             200,
@@ -259,7 +335,10 @@ async fn reconcile_applies_the_cron_job_and_writes_status() {
                 "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/federationsites/hub/status",
             )
             .await;
-        assert_eq!(status.body["status"]["cronJobName"], "hub-federation-sync");
+        assert_eq!(
+            status.body["status"]["cronJobName"],
+            "stellaops-hub-federation-sync"
+        );
         assert_eq!(status.body["status"]["observedGeneration"], 2);
         let conditions = status.body["status"]["conditions"].as_array().unwrap();
         assert!(
@@ -319,27 +398,28 @@ fn a_job_is_finished_only_when_its_conditions_say_so() {
 async fn a_finished_sync_is_read_from_its_pod_into_the_status() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
+        expect_secret_copies(&mut server).await;
         server
             .expect(
                 Method::PATCH,
-                "/apis/batch/v1/namespaces/stellaops/cronjobs/hub-federation-sync",
+                "/apis/batch/v1/namespaces/stellaops-system/cronjobs/stellaops-hub-federation-sync",
             )
             .await
             .respond_with_request_body();
-        server.expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs").await.respond(200, json!({
+        server.expect(Method::GET, "/apis/batch/v1/namespaces/stellaops-system/jobs").await.respond(200, json!({
             "apiVersion": "batch/v1", "kind": "JobList", "metadata": {},
             "items": [
-                {"metadata": {"name": "hub-federation-sync-100", "namespace": "stellaops", "creationTimestamp": "2025-01-15T10:00:00Z"},
+                {"metadata": {"name": "stellaops-hub-federation-sync-100", "namespace": "stellaops", "creationTimestamp": "2025-01-15T10:00:00Z"},
                  "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1, "completionTime": "2025-01-15T10:01:00Z"}},
-                {"metadata": {"name": "hub-federation-sync-200", "namespace": "stellaops", "creationTimestamp": "2025-01-15T11:00:00Z"},
+                {"metadata": {"name": "stellaops-hub-federation-sync-200", "namespace": "stellaops", "creationTimestamp": "2025-01-15T11:00:00Z"},
                  "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1, "completionTime": "2025-01-15T11:01:00Z"}}
             ]}));
         let pods = server
-            .expect(Method::GET, "/api/v1/namespaces/stellaops/pods")
+            .expect(Method::GET, "/api/v1/namespaces/stellaops-system/pods")
             .await;
         assert_eq!(
             pods.query.get("labelSelector").map(String::as_str),
-            Some("job-name=hub-federation-sync-200"),
+            Some("job-name=stellaops-hub-federation-sync-200"),
             "the newest finished Job"
         );
         let message =
@@ -349,7 +429,7 @@ async fn a_finished_sync_is_read_from_its_pod_into_the_status() {
         pods.respond(
             200,
             json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
-            {"metadata": {"name": "hub-federation-sync-200-x"}, "status": {"containerStatuses": [{
+            {"metadata": {"name": "stellaops-hub-federation-sync-200-x"}, "status": {"containerStatuses": [{
                 "name": "sync", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"terminated": {"exitCode": 0, "message": message}}}]}}]}),
         );
@@ -368,7 +448,7 @@ async fn a_finished_sync_is_read_from_its_pod_into_the_status() {
             ),
             (Some("2025-01-15T10:59:00.000Z#0420"), Some(3), Some(120))
         );
-        assert_eq!(s["lastJob"], "hub-federation-sync-200");
+        assert_eq!(s["lastJob"], "stellaops-hub-federation-sync-200");
         assert_eq!(s["lastSyncAt"], "2025-01-15T11:01:00Z");
         assert_eq!(s["cursorLagSeconds"], 120);
         let mut stored = serde_json::to_value(import_site()).unwrap();

@@ -8,6 +8,7 @@ use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::mirror_domain::{
     compute_status, cron_job, deployment, desired, pvc, reconcile, service,
 };
+use stellaops_controllers::tenancy::{FINALIZER, OWNER_KIND, OWNER_NAMESPACE, OWNER_UID};
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};
 use stellaops_crds::MirrorDomain;
 use stellaops_testing::mock_client;
@@ -15,7 +16,8 @@ use stellaops_testing::mock_client;
 fn domain(replicas: i32) -> MirrorDomain {
     serde_json::from_value(json!({
         "apiVersion": "stella-ops.org/v1alpha1", "kind": "MirrorDomain",
-        "metadata": {"name": "primary", "namespace": "stellaops", "uid": "11110000-0000-4000-8000-000000000001", "generation": 1},
+        "metadata": {"name": "primary", "namespace": "stellaops", "uid": "11110000-0000-4000-8000-000000000001", "generation": 1,
+                     "finalizers": [FINALIZER]},
         "spec": {"domainId": "primary", "replicas": replicas, "syncSchedule": "*/5 * * * *",
                  "source": {"bucket": "mirror-stellaops", "prefix": "concelier/latest", "endpoint": "http://minio:9000", "secretRef": {"name": "mirror-sync-aws"}},
                  "storage": {"size": "20Gi", "storageClassName": "fast"},
@@ -36,20 +38,28 @@ fn a_domain_becomes_claim_sync_cron_job_server_and_service() {
         kinds,
         vec!["PersistentVolumeClaim", "CronJob", "Deployment", "Service"]
     );
-    assert!(
-        objects
-            .iter()
-            .all(|o| o["metadata"]["ownerReferences"][0]["kind"] == "MirrorDomain")
-    );
+    // All in the platform namespace, owned by labels (no cross-namespace ownerReferences).
+    assert!(objects.iter().all(|o| {
+        o["metadata"]["namespace"] == "stellaops-system"
+            && o["metadata"]["ownerReferences"].is_null()
+            && o["metadata"]["labels"][OWNER_UID] == "11110000-0000-4000-8000-000000000001"
+    }));
+    // The server's selector holds the owner too: a same-named domain of another namespace
+    // is never behind this Service.
+    assert_eq!(objects[3]["spec"]["selector"][OWNER_NAMESPACE], "stellaops");
 
-    let claim = pvc(&domain(2)).spec.unwrap();
+    let claim = pvc(&domain(2), &Config::default()).spec.unwrap();
     assert_eq!(
         claim.access_modes.unwrap(),
         vec!["ReadWriteMany"],
         "two servers share the volume"
     );
     assert_eq!(
-        pvc(&domain(1)).spec.unwrap().access_modes.unwrap(),
+        pvc(&domain(1), &Config::default())
+            .spec
+            .unwrap()
+            .access_modes
+            .unwrap(),
         vec!["ReadWriteOnce"]
     );
     assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
@@ -113,7 +123,7 @@ fn a_domain_becomes_claim_sync_cron_job_server_and_service() {
         Some(true),
         "servers only read the volume"
     );
-    let svc = service(&domain(1)).spec.unwrap();
+    let svc = service(&domain(1), &Config::default()).spec.unwrap();
     assert_eq!(svc.ports.unwrap()[0].port, 80);
 }
 
@@ -133,7 +143,7 @@ fn status_reports_sync_counts_and_keeps_serving_after_a_failed_sync() {
     );
     assert_eq!(
         none.url.as_deref(),
-        Some("http://primary-mirror.stellaops.svc/concelier/exports/index.json")
+        Some("http://stellaops-primary-mirror.stellaops-system.svc/concelier/exports/index.json")
     );
 
     let ok = SyncResult {
@@ -202,21 +212,59 @@ fn status_reports_sync_counts_and_keeps_serving_after_a_failed_sync() {
 async fn reconcile_applies_four_objects_then_status() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
+        // The S3 and htpasswd Secrets are copied into the platform namespace first.
+        for (source, copy) in [
+            ("mirror-sync-aws", "stellaops-primary-mirror-s3"),
+            (
+                "mirror-gateway-htpasswd",
+                "stellaops-primary-mirror-htpasswd",
+            ),
+        ] {
+            server
+                .expect(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/stellaops/secrets/{source}"),
+                )
+                .await
+                .respond(
+                    200,
+                    json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": source, "namespace": "stellaops"}, "data": {"k": "dg=="}}),
+                );
+            let applied = server
+                .expect(
+                    Method::PATCH,
+                    &format!("/api/v1/namespaces/stellaops-system/secrets/{copy}"),
+                )
+                .await;
+            assert_eq!(
+                applied.body["metadata"]["labels"][OWNER_KIND],
+                "MirrorDomain"
+            );
+            applied.respond_with_request_body();
+        }
+        server
+            .expect(Method::GET, "/api/v1/namespaces/stellaops-system/secrets")
+            .await
+            .respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []}),
+            );
         for (path, kind) in [
             (
-                "/api/v1/namespaces/stellaops/persistentvolumeclaims/primary-mirror",
+                "/api/v1/namespaces/stellaops-system/persistentvolumeclaims/stellaops-primary-mirror",
                 "PersistentVolumeClaim",
             ),
             (
-                "/apis/batch/v1/namespaces/stellaops/cronjobs/primary-mirror-sync",
+                "/apis/batch/v1/namespaces/stellaops-system/cronjobs/stellaops-primary-mirror-sync",
                 "CronJob",
             ),
             (
-                "/apis/apps/v1/namespaces/stellaops/deployments/primary-mirror",
+                "/apis/apps/v1/namespaces/stellaops-system/deployments/stellaops-primary-mirror",
                 "Deployment",
             ),
             (
-                "/api/v1/namespaces/stellaops/services/primary-mirror",
+                "/api/v1/namespaces/stellaops-system/services/stellaops-primary-mirror",
                 "Service",
             ),
         ] {
@@ -227,11 +275,16 @@ async fn reconcile_applies_four_objects_then_status() {
             call.respond_with_request_body();
         }
         let jobs = server
-            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
+            .expect(
+                Method::GET,
+                "/apis/batch/v1/namespaces/stellaops-system/jobs",
+            )
             .await;
         assert_eq!(
             jobs.query.get("labelSelector").map(String::as_str),
-            Some("stella-ops.org/mirrordomain=primary,app.kubernetes.io/component=mirror-sync")
+            Some(
+                "stella-ops.org/owner-uid=11110000-0000-4000-8000-000000000001,app.kubernetes.io/component=mirror-sync"
+            )
         );
         jobs.respond(
             200,
@@ -245,7 +298,7 @@ async fn reconcile_applies_four_objects_then_status() {
             .await;
         assert_eq!(
             status.body["status"]["url"],
-            "http://primary-mirror.stellaops.svc/concelier/exports/index.json"
+            "http://stellaops-primary-mirror.stellaops-system.svc/concelier/exports/index.json"
         );
         let mut stored: Value = serde_json::to_value(domain(1)).unwrap();
         stored["status"] = status.body["status"].clone();
@@ -285,7 +338,10 @@ fn the_served_export_and_its_signature_come_from_the_latest_sync() {
         .find(|v| v.name == "signature-key")
         .unwrap();
     let secret = key_volume.secret.unwrap();
-    assert_eq!(secret.secret_name.as_deref(), Some("mirror-signing"));
+    assert_eq!(
+        secret.secret_name.as_deref(),
+        Some("stellaops-primary-mirror-signature-key")
+    );
     assert_eq!(secret.items.unwrap()[0].key, "cosign.pub");
     let server = deployment(&signed, &config).spec.template.spec.unwrap();
     let args = server.containers[0].args.clone().unwrap().join(" ");

@@ -8,10 +8,12 @@ use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 use stellaops_controllers::metrics::Metrics;
+use stellaops_controllers::notify_rule::{RULES_ANNOTATION, rules_of};
 use stellaops_controllers::notify_rule::{
     SecretData, WORKER_NAME, compute_status, deployment, desired, parse_duration, reconcile,
     render_config, validate,
 };
+use stellaops_controllers::tenancy::{FINALIZER, OWNER_NAMESPACE};
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};
 use stellaops_crds::NotifyRule;
 use stellaops_store::notify::RuleCounts;
@@ -21,7 +23,8 @@ fn rule(name: &str, enabled: bool) -> NotifyRule {
     serde_json::from_value(json!({
         "apiVersion": "stella-ops.org/v1alpha1", "kind": "NotifyRule",
         "metadata": {"name": name, "namespace": "stellaops", "generation": 2,
-                     "uid": format!("33330000-0000-4000-8000-{:012}", name.len())},
+                     "uid": format!("33330000-0000-4000-8000-{:012}", name.len()),
+                     "finalizers": [FINALIZER]},
         "spec": {"enabled": enabled,
                  "match": {"eventKinds": ["report.ready", "rescan.delta"], "minSeverity": "high",
                            "namespaces": ["prod-*"], "vex": {"includeAcceptedJustifications": false}},
@@ -94,13 +97,30 @@ fn secrets_are_checked_per_channel_with_a_reason_naming_action_and_key() {
     let e = validate(&hook, &secrets()).unwrap_err();
     assert!(e.message.contains("has no key hmacKey"), "{}", e.message);
     let mut custom = rule("custom", true);
-    custom.spec.actions[0].template = "my-template".into();
+    custom.spec.actions[0].template = "template.missing".into();
     let e = validate(&custom, &secrets()).unwrap_err();
     assert!(
-        e.message.contains("template \"my-template\""),
+        e.message.contains("template \"template.missing\""),
         "{}",
         e.message
     );
+    // Only `template.*` keys may be read into a message: never a credential.
+    let mut leaky = rule("leaky", true);
+    leaky.spec.actions[1].template = "password".into();
+    let e = validate(&leaky, &secrets()).unwrap_err();
+    assert_eq!(e.reason, "InvalidTemplate");
+    assert!(
+        e.message.contains("starting \"template.\""),
+        "{}",
+        e.message
+    );
+    let mut s = secrets();
+    s.get_mut("soc-smtp")
+        .unwrap()
+        .insert("template.soc".into(), "{{kind}}".into());
+    let mut fine = rule("fine", true);
+    fine.spec.actions[1].template = "template.soc".into();
+    assert_eq!(validate(&fine, &s), Ok(()));
     assert_eq!(parse_duration("5m"), Some(300));
     assert_eq!(parse_duration("1h30m"), Some(5400));
     assert_eq!(parse_duration("5x"), None);
@@ -110,9 +130,16 @@ fn secrets_are_checked_per_channel_with_a_reason_naming_action_and_key() {
 fn enabled_rules_render_into_one_worker_config_and_deployment() {
     let a = rule("high-critical-alerts", true);
     let b = rule("off", false);
-    let config = render_config("stellaops", &[&a]);
+    let config = render_config("stellaops", &[&a], "stellaops-system");
     assert_eq!(config.consumer, "notify/stellaops");
     let rendered = &config.rules[0];
+    // A tenant's rule sees only its own namespace's events…
+    assert_eq!(rendered.scope.as_deref(), Some("stellaops"));
+    // …the platform namespace's rules see every namespace's.
+    assert_eq!(
+        render_config("stellaops", &[&a], "stellaops").rules[0].scope,
+        None
+    );
     assert_eq!(rendered.event_kinds, vec!["report.ready", "rescan.delta"]);
     assert_eq!(rendered.min_severity.as_deref(), Some("high"));
     assert_eq!(rendered.actions[0].throttle_seconds, Some(300));
@@ -122,19 +149,23 @@ fn enabled_rules_render_into_one_worker_config_and_deployment() {
         "/etc/stellaops/notify-secrets/slack-sec-alerts"
     );
     let d = deployment("stellaops", &config, &[&a, &b], &Config::default());
-    let owners: Vec<String> = d
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap()
-        .iter()
-        .map(|o| format!("{}:{:?}", o.name, o.controller))
-        .collect();
+    // In the platform namespace, for namespace stellaops, naming every rule it serves.
+    assert_eq!(d.metadata.namespace.as_deref(), Some("stellaops-system"));
     assert_eq!(
-        owners,
-        vec!["high-critical-alerts:Some(false)", "off:Some(false)"],
-        "every rule owns it; it goes with the last"
+        d.metadata.name.as_deref(),
+        Some("stellaops-stellaops-notify")
     );
+    assert!(d.metadata.owner_references.is_none());
+    assert_eq!(
+        d.metadata.labels.clone().unwrap()[OWNER_NAMESPACE],
+        "stellaops"
+    );
+    assert_eq!(
+        d.metadata.annotations.clone().unwrap()[RULES_ANNOTATION],
+        "high-critical-alerts,off"
+    );
+    let refs: Vec<String> = rules_of(&d).iter().map(|r| r.to_string()).collect();
+    assert_eq!(refs.len(), 2, "{refs:?}");
     let pod = d.spec.template.spec.unwrap();
     let c = &pod.containers[0];
     assert_eq!(
@@ -149,6 +180,21 @@ fn enabled_rules_render_into_one_worker_config_and_deployment() {
         .map(|m| m.mount_path.clone())
         .collect();
     assert!(mounts.contains(&"/etc/stellaops/notify-secrets/soc-smtp".to_string()));
+    let copies: Vec<String> = pod
+        .volumes
+        .clone()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert_eq!(
+        copies,
+        vec![
+            "stellaops-stellaops-notify-slack-sec-alerts",
+            "stellaops-stellaops-notify-soc-smtp"
+        ],
+        "the worker mounts the platform namespace's copies"
+    );
     assert!(mounts.contains(&"/etc/stellaops/notify".to_string()));
     assert!(
         c.env
@@ -170,7 +216,7 @@ fn enabled_rules_render_into_one_worker_config_and_deployment() {
     edited.spec.match_.min_severity = Some(stellaops_crds::Severity::Critical);
     let other = deployment(
         "stellaops",
-        &render_config("stellaops", &[&edited]),
+        &render_config("stellaops", &[&edited], "stellaops-system"),
         &[&edited, &b],
         &Config::default(),
     );
@@ -203,7 +249,7 @@ fn status_counts_deliveries_and_says_why_it_is_not_ready() {
     let r = rule("high-critical-alerts", true);
     let mut worker = deployment(
         "stellaops",
-        &render_config("stellaops", &[&r]),
+        &render_config("stellaops", &[&r], "stellaops-system"),
         &[&r],
         &Config::default(),
     );
@@ -295,10 +341,19 @@ async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
             .expect(Method::GET, "/api/v1/namespaces/stellaops/secrets/soc-smtp")
             .await
             .respond_status(404, "NotFound", "secrets \"soc-smtp\" not found");
+        // No rule can run: no copy is kept (stale ones are pruned).
+        let listed = server
+            .expect(Method::GET, "/api/v1/namespaces/stellaops-system/secrets")
+            .await;
+        assert_eq!(
+            listed.query.get("labelSelector").map(String::as_str),
+            Some("stella-ops.org/owner-kind=NotifyRule,stella-ops.org/owner-namespace=stellaops")
+        );
+        listed.respond(200, list("SecretList", vec![]));
         let cm = server
             .expect(
                 Method::PATCH,
-                "/api/v1/namespaces/stellaops/configmaps/stellaops-notify",
+                "/api/v1/namespaces/stellaops-system/configmaps/stellaops-stellaops-notify",
             )
             .await;
         assert!(cm.is_forced_apply());
@@ -311,17 +366,14 @@ async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
             "no rule can run without its Secrets"
         );
         assert_eq!(
-            cm.body["metadata"]["ownerReferences"]
-                .as_array()
-                .unwrap()
-                .len(),
-            2
+            cm.body["metadata"]["annotations"][RULES_ANNOTATION],
+            "high-critical-alerts,zz-other"
         );
         cm.respond_with_request_body();
         let d = server
             .expect(
                 Method::PATCH,
-                &format!("/apis/apps/v1/namespaces/stellaops/deployments/{WORKER_NAME}"),
+                "/apis/apps/v1/namespaces/stellaops-system/deployments/stellaops-stellaops-notify",
             )
             .await;
         assert!(d.is_forced_apply());
@@ -365,5 +417,105 @@ async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
     reconcile(Arc::new(rule("high-critical-alerts", true)), ctx)
         .await
         .unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_the_last_rule_of_a_namespace_removes_its_worker_then_the_finalizer() {
+    let mut deleted = rule("high-critical-alerts", true);
+    deleted.metadata.deletion_timestamp = Some(t());
+    let stored = serde_json::to_value(&deleted).unwrap();
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        server
+            .expect(
+                Method::GET,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/notifyrules",
+            )
+            .await
+            .respond(200, list("NotifyRuleList", vec![stored.clone()]));
+        let selector =
+            "stella-ops.org/owner-kind=NotifyRule,stella-ops.org/owner-namespace=stellaops";
+        for (path, kind, item) in [
+            (
+                "/apis/batch/v1/namespaces/stellaops-system/cronjobs",
+                "CronJobList",
+                None,
+            ),
+            (
+                "/apis/batch/v1/namespaces/stellaops-system/jobs",
+                "JobList",
+                None,
+            ),
+            (
+                "/apis/apps/v1/namespaces/stellaops-system/deployments",
+                "DeploymentList",
+                Some("stellaops-stellaops-notify"),
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/services",
+                "ServiceList",
+                None,
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/persistentvolumeclaims",
+                "PersistentVolumeClaimList",
+                None,
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/configmaps",
+                "ConfigMapList",
+                Some("stellaops-stellaops-notify"),
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/secrets",
+                "SecretList",
+                Some("stellaops-stellaops-notify-slack-sec-alerts"),
+            ),
+        ] {
+            let listed = server.expect(Method::GET, path).await;
+            assert_eq!(
+                listed.query.get("labelSelector").map(String::as_str),
+                Some(selector),
+                "{path}"
+            );
+            let items: Vec<Value> = item
+                .iter()
+                .map(|name| json!({"metadata": {"name": name, "namespace": "stellaops-system"}}))
+                .collect();
+            listed.respond(200, list(kind, items));
+            if let Some(name) = item {
+                server
+                    .expect(Method::DELETE, &format!("{path}/{name}"))
+                    .await
+                    .respond(
+                        200,
+                        json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+                    );
+            }
+        }
+        let release = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/notifyrules/high-critical-alerts",
+            )
+            .await;
+        assert!(
+            release.body.to_string().contains("remove"),
+            "{}",
+            release.body
+        );
+        release.respond(200, stored);
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(deleted), ctx).await.unwrap();
     verifier.await.unwrap();
 }

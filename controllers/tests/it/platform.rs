@@ -1031,7 +1031,7 @@ async fn reconcile_reads_release_and_key_then_sets_one_image_and_records_status(
     let ctx = Arc::new(Context::new(
         client,
         Metrics::unregistered(),
-        Config::default(),
+        platform_config(),
         None,
     ));
     let action = reconcile(Arc::new(platform("2.4.1")), ctx).await.unwrap();
@@ -1122,7 +1122,7 @@ async fn a_tampered_release_changes_nothing_in_the_cluster() {
     let ctx = Arc::new(Context::new(
         client,
         Metrics::unregistered(),
-        Config::default(),
+        platform_config(),
         None,
     ));
     reconcile(Arc::new(platform("2.4.1")), ctx).await.unwrap();
@@ -1217,7 +1217,7 @@ async fn release_events_reach_the_outbox_once_even_when_a_reconcile_is_retried()
             public_b64.clone(),
         ));
         let ctx = Arc::new(
-            Context::new(client, Metrics::unregistered(), Config::default(), None)
+            Context::new(client, Metrics::unregistered(), platform_config(), None)
                 .with_outbox(pool.clone()),
         );
         reconcile(Arc::new(platform("2.4.1")), ctx).await.unwrap();
@@ -1234,4 +1234,63 @@ async fn release_events_reach_the_outbox_once_even_when_a_reconcile_is_retried()
     assert_eq!(events[0].subject, "platform/stellaops");
     assert_eq!(events[0].namespace.as_deref(), Some("stellaops"));
     assert_eq!(events[0].payload["version"], "2.4.1");
+}
+
+/// The operator's settings with the samples' platform namespace (`stellaops`), where a
+/// Platform must live.
+fn platform_config() -> Config {
+    Config {
+        operator_namespace: "stellaops".into(),
+        ..Config::default()
+    }
+}
+
+#[tokio::test]
+async fn a_platform_outside_the_platform_namespace_is_refused_without_touching_anything() {
+    let (client, mut server) = stellaops_testing::mock_client("default");
+    let verifier = tokio::spawn(async move {
+        let status = server
+            .expect(
+                http::Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/platforms/stellaops/status",
+            )
+            .await;
+        let ready = status.body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert_eq!(ready["reason"], "OutsidePlatformNamespace");
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap()
+                .contains("stellaops-system"),
+            "{ready}"
+        );
+        status.respond(200, serde_json::to_value(platform("2.4.1")).unwrap());
+        let event = server
+            .expect(
+                http::Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/stellaops/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "OutsidePlatformNamespace");
+        event.respond_with_request_body();
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    stellaops_controllers::platform::reconcile(Arc::new(platform("2.4.1")), ctx)
+        .await
+        .unwrap();
+    verifier.await.unwrap();
 }

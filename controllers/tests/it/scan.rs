@@ -11,6 +11,9 @@ use stellaops_controllers::scan::{
     Outcome, Waiting, compute_status, job, pinned_digest, queue_position, reconcile,
     result_from_summary,
 };
+use stellaops_controllers::tenancy::{
+    FINALIZER, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE, OWNER_UID,
+};
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};
 use stellaops_crds::Scan;
 use stellaops_crds::scan::{ScanPhase, Verdict};
@@ -21,7 +24,8 @@ fn scan(name: &str, image: &str) -> Scan {
         "apiVersion": "stella-ops.org/v1alpha1", "kind": "Scan",
         "metadata": {"name": name, "namespace": "prod-eu", "generation": 1,
                      "uid": "44440000-0000-4000-8000-000000000001",
-                     "creationTimestamp": "2026-11-22T08:00:00Z"},
+                     "creationTimestamp": "2026-11-22T08:00:00Z",
+                     "finalizers": [FINALIZER]},
         "spec": {"image": image, "imagePullSecrets": [{"name": "regcred"}],
                  "policy": {"failOn": "high", "warnOn": "medium", "ignoreUnfixed": true},
                  "activeDeadlineSeconds": 900}
@@ -35,7 +39,7 @@ fn the_job_runs_the_worker_restricted_with_the_pull_secret_and_a_deadline() {
         &scan("app", "registry.example.com/app:1.0"),
         &Config::default(),
     );
-    assert_eq!(j.metadata.name.as_deref(), Some("app-scan-1"));
+    assert_eq!(j.metadata.name.as_deref(), Some("prod-eu-app-scan-1"));
     let spec = j.spec.unwrap();
     assert_eq!(spec.active_deadline_seconds, Some(900));
     assert_eq!(spec.ttl_seconds_after_finished, Some(3600));
@@ -68,8 +72,18 @@ fn the_job_runs_the_worker_restricted_with_the_pull_secret_and_a_deadline() {
         c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
         "1Gi"
     );
+    // In the platform namespace, owned by labels; the pull secret is the platform's copy.
+    assert_eq!(j.metadata.namespace.as_deref(), Some("stellaops-system"));
+    assert!(j.metadata.owner_references.is_none());
+    let labels = j.metadata.labels.clone().unwrap();
+    assert_eq!(labels[OWNER_UID], "44440000-0000-4000-8000-000000000001");
+    assert_eq!(labels[OWNER_NAMESPACE], "prod-eu");
+    assert_eq!(j.metadata.annotations.clone().unwrap()[OWNER_NAME], "app");
     let secret = pod.volumes.unwrap()[1].secret.clone().unwrap();
-    assert_eq!(secret.secret_name.as_deref(), Some("regcred"));
+    assert_eq!(
+        secret.secret_name.as_deref(),
+        Some("prod-eu-app-scan-1-pull-0")
+    );
     assert_eq!(
         pinned_digest(&format!("r/app@sha256:{}", "a".repeat(64))),
         Some(format!("sha256:{}", "a".repeat(64)).as_str())
@@ -120,7 +134,7 @@ fn status_follows_queue_job_and_result() {
     let result = result_from_summary(&summary).unwrap();
     let done = compute_status(
         &s,
-        Some("app-scan-1"),
+        Some("prod-eu-app-scan-1"),
         None,
         &Outcome::Succeeded(result),
         false,
@@ -138,7 +152,7 @@ fn status_follows_queue_job_and_result() {
     );
     let failed = compute_status(
         &s,
-        Some("app-scan-1"),
+        Some("prod-eu-app-scan-1"),
         None,
         &Outcome::Failed(
             "registry registry.example.com refused access to app (401); check the pull secret"
@@ -174,11 +188,16 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
         server
             .expect(
                 Method::GET,
-                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+                "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1",
             )
             .await
             .respond_status(404, "NotFound", "jobs \"app-scan-1\" not found");
-        let jobs = server.expect(Method::GET, "/apis/batch/v1/jobs").await;
+        let jobs = server
+            .expect(
+                Method::GET,
+                "/apis/batch/v1/namespaces/stellaops-system/jobs",
+            )
+            .await;
         assert_eq!(
             jobs.query.get("labelSelector").map(String::as_str),
             Some("app.kubernetes.io/component=scan")
@@ -232,12 +251,15 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
         server
             .expect(
                 Method::GET,
-                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+                "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1",
             )
             .await
             .respond_status(404, "NotFound", "not found");
         server
-            .expect(Method::GET, "/apis/batch/v1/jobs")
+            .expect(
+                Method::GET,
+                "/apis/batch/v1/namespaces/stellaops-system/jobs",
+            )
             .await
             .respond(200, list("JobList", vec![running_job("busy-scan-1")]));
         server
@@ -250,16 +272,60 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
                     vec![serde_json::to_value(scan("app", "r/app:1")).unwrap()],
                 ),
             );
+        // The pull secret is copied into the platform namespace, labelled with the Scan…
+        let regcred = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "prod-eu"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": "e30="}});
+        server
+            .expect(Method::GET, "/api/v1/namespaces/prod-eu/secrets/regcred")
+            .await
+            .respond(200, regcred.clone());
+        let copy = server
+            .expect(
+                Method::PATCH,
+                "/api/v1/namespaces/stellaops-system/secrets/prod-eu-app-scan-1-pull-0",
+            )
+            .await;
+        assert!(copy.is_forced_apply());
+        assert_eq!(copy.body["data"][".dockerconfigjson"], "e30=");
+        assert_eq!(copy.body["type"], "kubernetes.io/dockerconfigjson");
+        assert_eq!(
+            copy.body["metadata"]["labels"][OWNER_UID],
+            "44440000-0000-4000-8000-000000000001"
+        );
+        assert!(copy.body["metadata"]["ownerReferences"].is_null());
+        copy.respond_with_request_body();
         let apply = server
             .expect(
                 Method::PATCH,
-                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+                "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1",
             )
             .await;
         assert!(apply.is_forced_apply());
         assert_eq!(apply.field_manager(), Some(FIELD_MANAGER));
-        assert_eq!(apply.body["metadata"]["ownerReferences"][0]["kind"], "Scan");
-        apply.respond_with_request_body();
+        assert!(apply.body["metadata"]["ownerReferences"].is_null());
+        assert_eq!(apply.body["metadata"]["labels"][OWNER_KIND], "Scan");
+        let mut job = apply.body.clone();
+        job["metadata"]["uid"] = json!("77770000-0000-4000-8000-000000000007");
+        apply.respond(200, job);
+        // …then owned by the Job, so it goes with it.
+        server
+            .expect(Method::GET, "/api/v1/namespaces/prod-eu/secrets/regcred")
+            .await
+            .respond(200, regcred);
+        let owned = server
+            .expect(
+                Method::PATCH,
+                "/api/v1/namespaces/stellaops-system/secrets/prod-eu-app-scan-1-pull-0",
+            )
+            .await;
+        assert_eq!(owned.body["metadata"]["ownerReferences"][0]["kind"], "Job");
+        assert_eq!(
+            owned.body["metadata"]["ownerReferences"][0]["uid"],
+            "77770000-0000-4000-8000-000000000007"
+        );
+        owned.respond_with_request_body();
         let event = server
             .expect(
                 Method::POST,
@@ -275,7 +341,7 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
             )
             .await;
         assert_eq!(status.body["status"]["phase"], "Running");
-        assert_eq!(status.body["status"]["jobName"], "app-scan-1");
+        assert_eq!(status.body["status"]["jobName"], "prod-eu-app-scan-1");
         let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
         stored["status"] = status.body["status"].clone();
         status.respond(200, stored);
@@ -300,21 +366,21 @@ async fn a_failed_job_reports_the_workers_message() {
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
         server
-            .expect(Method::GET, "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1")
+            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1")
             .await
             .respond(200, json!({"apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": "app-scan-1", "namespace": "prod-eu"},
+                "metadata": {"name": "prod-eu-app-scan-1", "namespace": "prod-eu"},
                 "spec": {"template": {"spec": {"containers": []}}},
                 "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}));
         let pods = server
-            .expect(Method::GET, "/api/v1/namespaces/prod-eu/pods")
+            .expect(Method::GET, "/api/v1/namespaces/stellaops-system/pods")
             .await;
         assert_eq!(
             pods.query.get("labelSelector").map(String::as_str),
-            Some("job-name=app-scan-1")
+            Some("job-name=prod-eu-app-scan-1")
         );
         pods.respond(200, list("PodList", vec![json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "app-scan-1-x", "creationTimestamp": "2026-11-22T08:00:00Z"},
+            "metadata": {"name": "prod-eu-app-scan-1-x", "creationTimestamp": "2026-11-22T08:00:00Z"},
             "status": {"containerStatuses": [{"name": "scan", "image": "w", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"terminated": {"exitCode": 1, "message":
                     "{\"success\":false,\"error\":\"registry r refused access to app (401); check the pull secret\"}"}}}]}})]));
@@ -385,7 +451,7 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
         server
             .expect(
                 Method::GET,
-                "/apis/batch/v1/namespaces/prod-eu/jobs/app-scan-1",
+                "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1",
             )
             .await
             .respond_status(404, "NotFound", "not found");
@@ -421,5 +487,129 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
         Context::new(client, Metrics::unregistered(), Config::default(), None).with_outbox(pool),
     );
     reconcile(Arc::new(scan("app", &image)), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_scan_gets_the_finalizer_before_anything_is_made() {
+    let mut fresh = scan("app", "r/app:1");
+    fresh.metadata.finalizers = None;
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        let patch = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app",
+            )
+            .await;
+        assert!(patch.body.to_string().contains(FINALIZER), "{}", patch.body);
+        let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
+        stored["metadata"]["finalizers"] = json!([FINALIZER]);
+        patch.respond(200, stored);
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(fresh), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_a_scan_deletes_its_job_and_copies_then_releases_the_finalizer() {
+    let mut deleted = scan("app", "r/app:1");
+    deleted.metadata.deletion_timestamp = Some(t());
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        let selector = format!("{OWNER_UID}=44440000-0000-4000-8000-000000000001");
+        for (path, kind, item) in [
+            (
+                "/apis/batch/v1/namespaces/stellaops-system/cronjobs",
+                "CronJobList",
+                None,
+            ),
+            (
+                "/apis/batch/v1/namespaces/stellaops-system/jobs",
+                "JobList",
+                Some(running_job("prod-eu-app-scan-1")),
+            ),
+            (
+                "/apis/apps/v1/namespaces/stellaops-system/deployments",
+                "DeploymentList",
+                None,
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/services",
+                "ServiceList",
+                None,
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/persistentvolumeclaims",
+                "PersistentVolumeClaimList",
+                None,
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/configmaps",
+                "ConfigMapList",
+                None,
+            ),
+            (
+                "/api/v1/namespaces/stellaops-system/secrets",
+                "SecretList",
+                Some(json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "prod-eu-app-scan-1-pull-0", "namespace": "stellaops-system"}})),
+            ),
+        ] {
+            let listed = server.expect(Method::GET, path).await;
+            assert_eq!(
+                listed.query.get("labelSelector").map(String::as_str),
+                Some(selector.as_str()),
+                "{path}"
+            );
+            let name = item
+                .as_ref()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string());
+            listed.respond(200, list(kind, item.into_iter().collect()));
+            if let Some(name) = name {
+                server
+                    .expect(Method::DELETE, &format!("{path}/{name}"))
+                    .await
+                    .respond(
+                        200,
+                        json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+                    );
+            }
+        }
+        // Then the finalizer goes, and the Scan with it.
+        let release = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app",
+            )
+            .await;
+        assert!(
+            release.body.to_string().contains("remove"),
+            "{}",
+            release.body
+        );
+        let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
+        stored["metadata"]["finalizers"] = json!([]);
+        release.respond(200, stored);
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Metrics::unregistered(),
+        Config::default(),
+        None,
+    ));
+    reconcile(Arc::new(deleted), ctx).await.unwrap();
     verifier.await.unwrap();
 }

@@ -366,7 +366,7 @@ mod controller {
     use serde_json::{Value, json};
     use stellaops_controllers::metrics::Metrics;
     use stellaops_controllers::schedule::{
-        RunningImage, apply_limits, evaluate_job, preview_notes, reconcile, select,
+        RunningImage, apply_limits, evaluate_job, preview_notes, reconcile, select, selection_scope,
     };
     use stellaops_controllers::{Config, Context, FIELD_MANAGER};
     use stellaops_crds::Schedule;
@@ -380,7 +380,8 @@ mod controller {
         serde_json::from_value(json!({
             "apiVersion": "stella-ops.org/v1alpha1", "kind": "Schedule",
             "metadata": {"name": "nightly", "namespace": "shop", "uid": "5e0c0000-0000-4000-8000-000000000006",
-                         "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
+                         "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "finalizers": [stellaops_controllers::tenancy::FINALIZER]},
             "spec": spec,
         }))
         .unwrap()
@@ -503,8 +504,20 @@ mod controller {
         let s = schedule(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia"}));
         let job =
             serde_json::to_value(evaluate_job(&s, "nightly-29926080", &Config::default())).unwrap();
-        assert_eq!(job["metadata"]["name"], "nightly-29926080");
-        assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "Schedule");
+        // In the platform namespace (it holds the database URL), owned by labels.
+        assert_eq!(job["metadata"]["name"], "shop-nightly-29926080");
+        assert_eq!(job["metadata"]["namespace"], "stellaops-system");
+        assert!(job["metadata"]["ownerReferences"].is_null());
+        assert_eq!(
+            job["metadata"]["labels"]["stella-ops.org/owner-kind"],
+            "Schedule"
+        );
+        // A tenant's Schedule selects only its own namespace's Pods; the platform's, any.
+        assert_eq!(
+            selection_scope(&s, "stellaops-system").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(selection_scope(&s, "shop"), None);
         assert_eq!(
             job["metadata"]["labels"]["stella-ops.org/schedule-run"],
             "nightly-29926080"
@@ -619,21 +632,27 @@ mod controller {
                 200,
                 json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": namespaces()}),
             );
-            server.expect(Method::GET, "/api/v1/pods").await.respond(
-                200,
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
-            );
+            server
+                .expect(Method::GET, "/api/v1/namespaces/shop/pods")
+                .await
+                .respond(
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
+                );
             let job = server.next_call().await;
             assert_eq!(job.method, Method::PATCH);
             assert!(
                 job.path
-                    .starts_with("/apis/batch/v1/namespaces/shop/jobs/nightly-"),
+                    .starts_with("/apis/batch/v1/namespaces/stellaops-system/jobs/shop-nightly-"),
                 "{}",
                 job.path
             );
             assert!(job.is_forced_apply());
             assert_eq!(job.field_manager(), Some(FIELD_MANAGER));
-            let run_id = job.body["metadata"]["name"].as_str().unwrap().to_string();
+            let run_id = job.body["metadata"]["labels"]["stella-ops.org/schedule-run"]
+                .as_str()
+                .unwrap()
+                .to_string();
             job.respond_with_request_body();
             let event = server
                 .expect(
@@ -698,7 +717,7 @@ mod controller {
         );
         let mut restarted = s.clone();
         restarted.status = Some(serde_json::from_value(status).unwrap());
-        let expected_job = format!("/apis/batch/v1/namespaces/shop/jobs/{run_id}");
+        let expected_job = format!("/apis/batch/v1/namespaces/stellaops-system/jobs/shop-{run_id}");
         let verifier = tokio::spawn(async move {
             let job = server.expect(Method::GET, &expected_job).await;
             job.respond(200, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "status": {"active": 1}}));
@@ -742,10 +761,13 @@ mod controller {
         let verifier = tokio::spawn(async move {
             server.expect(Method::GET, "/api/v1/namespaces").await.respond(
                 200, json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": namespaces()}));
-            server.expect(Method::GET, "/api/v1/pods").await.respond(
-                200,
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
-            );
+            server
+                .expect(Method::GET, "/api/v1/namespaces/shop/pods")
+                .await
+                .respond(
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
+                );
             let scan = server.expect(Method::POST, scans_path).await;
             assert_eq!(scan.body["spec"]["force"], true);
             assert_eq!(

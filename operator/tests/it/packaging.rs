@@ -82,6 +82,84 @@ fn cluster_rules(objects: &[Value]) -> Value {
     find(objects, "ClusterRole")["rules"].clone()
 }
 
+/// The rules of the Role granting what the operator does in the platform namespace.
+fn platform_rules(objects: &[Value]) -> Value {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "Role"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-platform"))
+        })
+        .expect("a platform Role")["rules"]
+        .clone()
+}
+
+/// The ValidatingAdmissionPolicy and its binding confine the operator's own service account
+/// (`account` in `namespace`) to that namespace.
+fn assert_workload_policy(objects: &[Value], namespace: &str, account: &str) {
+    let policy = find(objects, "ValidatingAdmissionPolicy");
+    let binding = find(objects, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(
+        binding["spec"]["validationActions"],
+        serde_json::json!(["Deny"])
+    );
+    let matched = policy["spec"]["matchConditions"][0]["expression"]
+        .as_str()
+        .unwrap();
+    assert!(
+        matched.contains(&format!("system:serviceaccount:{namespace}:{account}\"")),
+        "{matched}"
+    );
+    let namespace_rule = policy["spec"]["validations"][0]["expression"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        namespace_rule,
+        format!("request.namespace == \"{namespace}\"")
+    );
+}
+
+/// No cluster-wide write on workloads: whoever holds the ClusterRole cannot run a Pod (so
+/// cannot act as any service account) outside the platform namespace.
+fn assert_no_workload_writes_cluster_wide(objects: &[Value]) {
+    for rule in cluster_rules(objects).as_array().unwrap() {
+        let resources: Vec<&str> = rule["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for workload in [
+            "jobs",
+            "cronjobs",
+            "deployments",
+            "pods",
+            "services",
+            "persistentvolumeclaims",
+            "configmaps",
+            "secrets",
+        ] {
+            if resources.contains(&workload) {
+                assert!(
+                    !verbs
+                        .iter()
+                        .any(|v| matches!(*v, "create" | "patch" | "update" | "delete" | "*")),
+                    "the ClusterRole may {verbs:?} {workload}"
+                );
+            }
+        }
+    }
+}
+
 /// The webhook is served by the operator Pods behind a Service on 443; no
 /// ValidatingWebhookConfiguration is shipped (the operator registers one per ZastavaPolicy).
 fn assert_webhook_served(objects: &[serde_json::Value]) {
@@ -144,6 +222,8 @@ fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
     }
     assert_restricted(find(&objects, "Deployment"));
     assert_webhook_served(&objects);
+    assert_no_workload_writes_cluster_wide(&objects);
+    assert_workload_policy(&objects, "stellaops-system", "stellaops-operator");
     // The samples kustomization is valid too and holds one resource of each kind.
     let samples = render(&kubectl, &["kustomize", "config/samples"]);
     assert_eq!(
@@ -204,5 +284,30 @@ fn helm_chart_lints_renders_and_matches_the_kustomize_rbac() {
     if let Some(kubectl) = tool("STELLAOPS_TEST_KUBECTL", "kubectl") {
         let kustomized = render(&kubectl, &["kustomize", "config/rbac"]);
         assert_eq!(cluster_rules(&objects), cluster_rules(&kustomized));
+        assert_eq!(platform_rules(&objects), platform_rules(&kustomized));
     }
+    assert_no_workload_writes_cluster_wide(&objects);
+    assert_workload_policy(&objects, "stellaops-system", "stellaops-stellaops-operator");
+    let without_policy = render(
+        &helm,
+        &[
+            "template",
+            "stellaops",
+            chart,
+            "--set",
+            "admissionPolicy.enabled=false",
+        ],
+    );
+    assert!(!kinds(&without_policy).contains_key("ValidatingAdmissionPolicy"));
+    // The platform Role is in the release namespace, where the workers run.
+    let role = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "Role"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-platform"))
+        })
+        .unwrap();
+    assert_eq!(role["metadata"]["namespace"], "stellaops-system");
 }

@@ -2,3 +2,4 @@
 
 mod object_storage;
 mod postgres;
+mod roles;

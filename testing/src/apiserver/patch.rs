@@ -20,7 +20,19 @@ pub(crate) fn apply_patch(old: &Value, body: PatchBody) -> Result<Value, String>
     match body {
         PatchBody::Merge(patch) => json_patch::merge(&mut target, &patch),
         PatchBody::Json(patch) => {
-            json_patch::patch(&mut target, &patch).map_err(|e| e.to_string())?;
+            // As the API server's json-patch library does: `test` of an absent path against
+            // `null` succeeds (kube's finalizer helper relies on it to add the first one).
+            let ops: Vec<json_patch::PatchOperation> = patch
+                .0
+                .into_iter()
+                .filter(|op| match op {
+                    json_patch::PatchOperation::Test(t) => {
+                        !(t.value.is_null() && target.pointer(t.path.as_str()).is_none())
+                    }
+                    _ => true,
+                })
+                .collect();
+            json_patch::patch(&mut target, &ops).map_err(|e| e.to_string())?;
         }
         PatchBody::Strategic(patch) => strategic(&mut target, &patch),
         PatchBody::Apply(_) => unreachable!("apply is not a plain patch"),

@@ -338,13 +338,21 @@ impl Worker {
         action: &ActionConfig,
         lease: &Lease,
     ) -> Result<Message, String> {
-        let custom =
-            match action.template.as_str() {
-                "concise" | "detailed" => None,
-                key => Some(read_secret(&action.secret_dir, key).ok_or_else(|| {
+        let custom = match action.template.as_str() {
+            "concise" | "detailed" => None,
+            // Only `template.*` keys: a template naming `password` would mail it out.
+            key if !key.starts_with(store::TEMPLATE_KEY_PREFIX) => {
+                return Err(format!(
+                    "template {key:?} is not a template key (custom templates are Secret keys starting {:?})",
+                    store::TEMPLATE_KEY_PREFIX
+                ));
+            }
+            key => {
+                Some(read_secret(&action.secret_dir, key).ok_or_else(|| {
                     format!("template {key:?} is not a key of the action's Secret")
-                })?),
-            };
+                })?)
+            }
+        };
         let rule_ref = json!({"namespace": rule.namespace, "name": rule.name});
         if let Some(window) = lease.digest_window {
             let events = store::digest_items(&self.pool, lease.id)

@@ -159,7 +159,9 @@ async fn import_and_status_over_http() {
 
 #[tokio::test]
 async fn sync_imports_new_bundles_from_a_directory_in_order_and_reports_json() {
-    let Some(url) = stellaops_testing::fresh_database("sync_dir").await else {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("sync_dir", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("stellaops-sync-{}", std::process::id()));

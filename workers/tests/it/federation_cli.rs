@@ -42,8 +42,8 @@ fn write_osv(dir: &Path, id: &str, package: &str, fixed: &str) {
 #[tokio::test]
 async fn ingest_export_validate_import_through_the_cli() {
     let (Some(a), Some(b)) = (
-        stellaops_testing::fresh_database("cli_site_a").await,
-        stellaops_testing::fresh_database("cli_site_b").await,
+        stellaops_testing::migrated_database_url("cli_site_a", &stellaops_store::MIGRATOR).await,
+        stellaops_testing::migrated_database_url("cli_site_b", &stellaops_store::MIGRATOR).await,
     ) else {
         return;
     };
@@ -211,8 +211,8 @@ async fn bundles_travel_through_s3() {
         return;
     };
     let (Some(a), Some(b)) = (
-        stellaops_testing::fresh_database("cli_s3_a").await,
-        stellaops_testing::fresh_database("cli_s3_b").await,
+        stellaops_testing::migrated_database_url("cli_s3_a", &stellaops_store::MIGRATOR).await,
+        stellaops_testing::migrated_database_url("cli_s3_b", &stellaops_store::MIGRATOR).await,
     ) else {
         return;
     };
@@ -313,7 +313,9 @@ async fn bundles_travel_through_s3() {
 /// the change lock inside its transaction.
 #[tokio::test]
 async fn an_import_killed_mid_transaction_leaves_no_rows_and_a_rerun_completes() {
-    let Some(url) = stellaops_testing::fresh_database("cli_kill").await else {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("cli_kill", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("stellaops-kill-{}", std::process::id()));

@@ -184,6 +184,7 @@ fn rule(name: &str, actions: Vec<ActionConfig>) -> RuleConfig {
         event_kinds: vec!["report.ready".into(), "rescan.delta".into()],
         min_severity: Some("high".into()),
         namespaces: vec!["prod-*".into()],
+        scope: None,
         include_accepted_vex: false,
         actions,
     }

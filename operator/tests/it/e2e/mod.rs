@@ -88,6 +88,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub services: Services,
     pub database_url: String,
+    /// The same database as the workers' role: rows, no DDL (what the workers get).
+    pub worker_database_url: String,
     pub bucket: String,
     pub operators: Vec<Operator>,
 }
@@ -119,6 +121,26 @@ impl Cluster {
         let database_url = {
             let (base, _) = services.database_server.rsplit_once('/').unwrap();
             format!("{base}/{name}_{}", std::process::id())
+        };
+        // The workers connect as a role without DDL rights, as docs/security.md sets them
+        // up: a worker that needed a GRANT it lacks, or ran a migration, fails the test.
+        let worker_database_url = {
+            let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+            let owner: String = sqlx::query_scalar("SELECT current_user::text")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let worker = format!("{name}_worker_{}", std::process::id());
+            let grants = stellaops_store::roles::grants(&stellaops_store::roles::Roles {
+                owner: &owner,
+                worker: &worker,
+                webhook: &format!("{name}_webhook_{}", std::process::id()),
+            });
+            // The webhook role is granted too (the GRANTs name it); create it first.
+            let webhook = format!("{name}_webhook_{}", std::process::id());
+            stellaops_testing::database_role(&database_url, &webhook, "SELECT 1").await;
+            stellaops_testing::database_role(&database_url, &worker, &grants).await
         };
         let bucket = format!("e2e-{name}-{}", std::process::id()).replace('_', "-");
         let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
@@ -158,26 +180,26 @@ impl Cluster {
             dir,
             services,
             database_url,
+            worker_database_url,
             bucket,
             operators: Vec::new(),
         };
-        // The platform's credentials, where today's workloads read them (the resource's
-        // namespace), and the samples' namespace.
-        for ns in ["stellaops", "tenant-a"] {
+        // The samples' and the tests' tenant namespaces. The platform's credentials are only
+        // in the platform namespace: no tenant namespace holds them, and every workload that
+        // needs them runs there.
+        for ns in ["stellaops", "tenant-a", OPERATOR_NAMESPACE] {
             cluster
                 .apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
                 .await;
         }
-        for ns in ["default", "stellaops", "tenant-a", OPERATOR_NAMESPACE] {
-            cluster.platform_secrets(ns).await;
-        }
+        cluster.platform_secrets(OPERATOR_NAMESPACE).await;
         Some(cluster)
     }
 
     async fn platform_secrets(&self, ns: &str) {
         self.apply(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "stellaops-database", "namespace": ns},
-            "stringData": {"url": self.database_url}}))
+            "stringData": {"url": self.worker_database_url}}))
             .await;
         self.apply(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "stellaops-s3", "namespace": ns},

@@ -29,11 +29,16 @@ fn expected_sample_states() -> Vec<(
             "nginx-1-27",
             &["Scanning", "ScanFailed"],
         ),
-        ("Schedule", Some("stellaops"), "nightly-eu", &["Scheduled"]),
+        (
+            "Schedule",
+            Some("stellaops-system"),
+            "nightly-eu",
+            &["Scheduled"],
+        ),
         // Its Slack and SMTP Secrets are not there.
         (
             "NotifyRule",
-            Some("stellaops"),
+            Some("stellaops-system"),
             "high-critical-alerts",
             &["SecretNotFound"],
         ),
@@ -61,7 +66,7 @@ fn expected_sample_states() -> Vec<(
         // The release verifies; the upgrade waits for a backup within `requireBackupWithin`.
         (
             "Platform",
-            Some("stellaops"),
+            Some("stellaops-system"),
             "stellaops",
             &["BackupMissing"],
         ),
@@ -482,6 +487,52 @@ async fn an_api_server_restart_breaks_watches_and_the_operator_carries_on() {
     cluster.stop().await;
 }
 
+/// What the operator made for custom resources (of `owner_namespace`, if given): owned by
+/// reference in the same namespace (webhook configurations, a Job's Secret copies, a
+/// CronJob's Jobs) or by owner labels in the platform namespace.
+fn made_for_resources(cluster: &Cluster, owner_namespace: Option<&str>) -> Vec<String> {
+    let mut names = Vec::new();
+    for (api_version, kind) in [
+        ("batch/v1", "Job"),
+        ("batch/v1", "CronJob"),
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("v1", "PersistentVolumeClaim"),
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "Pod"),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+        ),
+    ] {
+        for object in cluster.emulator.objects(api_version, kind) {
+            let metadata = &object["metadata"];
+            let by_reference = owner_namespace.is_none()
+                && metadata["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|o| {
+                        o["apiVersion"]
+                            .as_str()
+                            .is_some_and(|v| v.starts_with("stella-ops.org/") || v == "batch/v1")
+                    });
+            let labels = &metadata["labels"];
+            let by_label = labels["stella-ops.org/owner-kind"].is_string()
+                && owner_namespace.is_none_or(|ns| labels["stella-ops.org/owner-namespace"] == ns);
+            if by_reference || by_label {
+                names.push(format!(
+                    "{kind}/{}/{}",
+                    metadata["namespace"].as_str().unwrap_or(""),
+                    metadata["name"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    names
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_each_kind_removes_what_the_operator_made_for_it() {
     let Some(mut cluster) = Cluster::start("e2e_delete").await else {
@@ -497,43 +548,22 @@ async fn deleting_each_kind_removes_what_the_operator_made_for_it() {
             })
             .await;
     }
-    let owned = |cluster: &Cluster| -> Vec<String> {
-        let mut names = Vec::new();
-        for (api_version, kind) in [
-            ("batch/v1", "Job"),
-            ("batch/v1", "CronJob"),
-            ("apps/v1", "Deployment"),
-            ("v1", "Service"),
-            ("v1", "PersistentVolumeClaim"),
-            ("v1", "ConfigMap"),
-            ("v1", "Pod"),
-            (
-                "admissionregistration.k8s.io/v1",
-                "ValidatingWebhookConfiguration",
-            ),
-        ] {
-            for object in cluster.emulator.objects(api_version, kind) {
-                let owners = object["metadata"]["ownerReferences"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                if owners.iter().any(|o| {
-                    o["apiVersion"]
-                        .as_str()
-                        .is_some_and(|v| v.starts_with("stella-ops.org/") || v == "batch/v1")
-                }) {
-                    names.push(format!(
-                        "{kind}/{}",
-                        object["metadata"]["name"].as_str().unwrap_or("?")
-                    ));
-                }
-            }
-        }
-        names
-    };
+    let owned = |cluster: &Cluster| made_for_resources(cluster, None);
     let before = owned(&cluster);
     assert!(!before.is_empty(), "the samples made objects");
     eprintln!("made for the samples: {before:?}");
+    // Every worker object is in the platform namespace, none in a tenant's.
+    let misplaced: Vec<&String> = before
+        .iter()
+        .filter(|n| {
+            !n.starts_with("ValidatingWebhookConfiguration/")
+                && !n.contains(&format!("/{OPERATOR_NAMESPACE}/"))
+        })
+        .collect();
+    assert!(
+        misplaced.is_empty(),
+        "outside the platform namespace: {misplaced:?}"
+    );
     cluster.kubectl(&["delete", "-k", "config/samples", "--wait=false"]);
     cluster
         .wait_for("everything the samples made is gone", SETTLE, || async {
@@ -737,11 +767,19 @@ async fn a_mirror_sync_run_reports_what_it_copied_on_the_mirror_domain() {
     cluster.start_operator("solo", &[]);
     let endpoint = cluster.services.s3_endpoint.clone();
     let bucket = cluster.bucket.clone();
+    // The tenant's own credentials for its source bucket; the sync runs in the platform
+    // namespace with a copy of them.
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "source-s3", "namespace": "tenant-a"},
+            "stringData": {"AWS_ACCESS_KEY_ID": std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+                           "AWS_SECRET_ACCESS_KEY": std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()}}))
+        .await;
     cluster
         .apply(json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "MirrorDomain",
             "metadata": {"name": "e2e", "namespace": "tenant-a"},
             "spec": {"domainId": "e2e", "source": {"bucket": bucket, "prefix": "exports",
-                     "endpoint": endpoint, "forcePathStyle": true, "secretRef": {"name": "stellaops-s3"}},
+                     "endpoint": endpoint, "forcePathStyle": true, "secretRef": {"name": "source-s3"}},
                      "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false}}}))
         .await;
     let cron_job = cluster
@@ -750,7 +788,10 @@ async fn a_mirror_sync_run_reports_what_it_copied_on_the_mirror_domain() {
                 .emulator
                 .objects("batch/v1", "CronJob")
                 .into_iter()
-                .find(|c| c["metadata"]["namespace"] == "tenant-a")
+                .find(|c| {
+                    c["metadata"]["namespace"] == OPERATOR_NAMESPACE
+                        && c["metadata"]["labels"]["stella-ops.org/owner-namespace"] == "tenant-a"
+                })
                 .map(|c| c["metadata"]["name"].as_str().unwrap().to_string())
         })
         .await;
@@ -759,7 +800,7 @@ async fn a_mirror_sync_run_reports_what_it_copied_on_the_mirror_domain() {
         .runner
         .as_ref()
         .unwrap()
-        .trigger_cron_job("tenant-a", &cron_job)
+        .trigger_cron_job(OPERATOR_NAMESPACE, &cron_job)
         .await
         .unwrap();
     let domain = cluster
@@ -773,7 +814,9 @@ async fn a_mirror_sync_run_reports_what_it_copied_on_the_mirror_domain() {
     // Both objects copied, counted from the worker's termination message.
     assert_eq!(domain["status"]["lastSync"]["copied"], 2, "{domain:#}");
     assert!(domain["status"]["lastSyncAt"].is_string());
-    let claim = cluster.dir.join("pods/claims/tenant-a");
+    let claim = cluster
+        .dir
+        .join(format!("pods/claims/{OPERATOR_NAMESPACE}"));
     let copied: Vec<_> = walk(&claim);
     assert!(
         copied
@@ -918,5 +961,120 @@ async fn a_scan_waits_queued_for_a_free_slot_then_runs_to_its_verdict() {
     );
     assert_eq!(done["status"]["verdict"], "Warn");
     held.abort();
+
+async fn what_a_tenant_deleted_while_the_operator_was_down_is_removed_at_its_next_start() {
+    let Some(mut cluster) = Cluster::start("e2e_down_delete").await else {
+        return;
+    };
+    cluster.start_operator("first", &[]);
+    // A tenant's Scan with a pull secret and a MirrorDomain with S3 credentials: what they
+    // make (Job, CronJob, Deployment, Service, claim, Secret copies) is in the platform
+    // namespace, labelled with its owner; the tenant namespace holds only its own inputs.
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "tenant-a"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": "{\"auths\":{}}"}}))
+        .await;
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "mirror-s3", "namespace": "tenant-a"},
+            "stringData": {"AWS_ACCESS_KEY_ID": "tenant", "AWS_SECRET_ACCESS_KEY": "tenant"}}))
+        .await;
+    let mut tenant_scan = scan("tenant-a", "app", "127.0.0.1:1/none:v1");
+    tenant_scan["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    let scans = cluster.api_for(&tenant_scan);
+    create(&scans, tenant_scan).await;
+    let domain = json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "MirrorDomain",
+        "metadata": {"name": "mirror", "namespace": "tenant-a"},
+        "spec": {"domainId": "mirror", "replicas": 1,
+                 "source": {"bucket": cluster.bucket, "prefix": "exports/",
+                            "secretRef": {"name": "mirror-s3"}},
+                 "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false}}});
+    let domains = cluster.api_for(&domain);
+    create(&domains, domain).await;
+    let made = cluster
+        .wait_for(
+            "the tenant's objects in the platform namespace",
+            SETTLE,
+            || async {
+                let made = made_for_resources(&cluster, Some("tenant-a"));
+                let kinds = [
+                    "Job/",
+                    "CronJob/",
+                    "Deployment/",
+                    "Service/",
+                    "PersistentVolumeClaim/",
+                    "Secret/",
+                ];
+                kinds
+                    .iter()
+                    .all(|k| made.iter().any(|n| n.starts_with(k)))
+                    .then_some(made)
+            },
+        )
+        .await;
+    eprintln!("made for tenant-a: {made:?}");
+    assert!(
+        made.iter()
+            .all(|n| n.contains(&format!("/{OPERATOR_NAMESPACE}/"))),
+        "{made:?}"
+    );
+    // The pull secret's copy is owned by the Job (it goes with it).
+    let copy = cluster
+        .emulator
+        .objects("v1", "Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "tenant-a-app-scan-1-pull-0")
+        .expect("the pull secret's copy");
+    assert_eq!(copy["metadata"]["ownerReferences"][0]["kind"], "Job");
+
+    // The operator stops; the tenant deletes both. The finalizer holds them.
+    for operator in &mut cluster.operators {
+        operator.child.kill().unwrap();
+        operator.child.wait().unwrap();
+    }
+    cluster.kubectl(&[
+        "delete",
+        "-n",
+        "tenant-a",
+        "scan/app",
+        "mirrordomain/mirror",
+        "--wait=false",
+    ]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (kind, name) in [("Scan", "app"), ("MirrorDomain", "mirror")] {
+        let held = cluster
+            .get(kind, Some("tenant-a"), name)
+            .await
+            .expect("held by the finalizer");
+        assert!(held["metadata"]["deletionTimestamp"].is_string());
+    }
+    assert_eq!(
+        made_for_resources(&cluster, Some("tenant-a")).len(),
+        made.len()
+    );
+
+    // The next start cleans up and releases the finalizers.
+    cluster.start_operator("second", &[]);
+    cluster
+        .wait_for("everything made for tenant-a is gone", SETTLE, || async {
+            made_for_resources(&cluster, Some("tenant-a"))
+                .is_empty()
+                .then_some(())
+        })
+        .await;
+    for (kind, name) in [("Scan", "app"), ("MirrorDomain", "mirror")] {
+        cluster
+            .wait_for(&format!("{kind} {name} deleted"), SETTLE, || async {
+                cluster
+                    .get(kind, Some("tenant-a"), name)
+                    .await
+                    .is_none()
+                    .then_some(())
+            })
+            .await;
+    }
+    assert_eq!(cluster.forbidden_operator_requests(), Vec::<String>::new());
     cluster.stop().await;
 }
