@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::notify_rule::{RULES_ANNOTATION, rules_of};
 use stellaops_controllers::notify_rule::{
-    SecretData, WORKER_NAME, compute_status, deployment, desired, parse_duration, reconcile,
-    render_config, validate,
+    SecretData, compute_status, deployment, desired, parse_duration, reconcile, render_config,
+    validate,
 };
 use stellaops_controllers::tenancy::{FINALIZER, OWNER_NAMESPACE};
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};

@@ -961,7 +961,10 @@ async fn a_scan_waits_queued_for_a_free_slot_then_runs_to_its_verdict() {
     );
     assert_eq!(done["status"]["verdict"], "Warn");
     held.abort();
+    cluster.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_tenant_deleted_while_the_operator_was_down_is_removed_at_its_next_start() {
     let Some(mut cluster) = Cluster::start("e2e_down_delete").await else {
         return;
