@@ -21,6 +21,9 @@ pub enum Error {
     /// The spec passed the schema but cannot be used (a selector the API rejects).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// A shared cache's watch ended before its first full list (the operator is stopping).
+    #[error("cache not ready: {0}")]
+    CacheNotReady(String),
 }
 
 impl Error {
@@ -33,6 +36,7 @@ impl Error {
             Error::Outbox(_) => "Outbox",
             Error::Certificate(_) => "Certificate",
             Error::InvalidSpec(_) => "InvalidSpec",
+            Error::CacheNotReady(_) => "CacheNotReady",
         }
     }
 }

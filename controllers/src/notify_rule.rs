@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -474,7 +474,22 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), &ns);
-    let all: Vec<NotifyRule> = rules_api.list(&ListParams::default()).await?.items;
+    // The namespace's rules from the shared store (plus this one, should the store trail
+    // its watch event): one worker config serves them all.
+    ctx.caches
+        .notify_rules
+        .wait_until_ready()
+        .await
+        .map_err(|e| Error::CacheNotReady(e.to_string()))?;
+    let mut all: Vec<Arc<NotifyRule>> = ctx
+        .caches
+        .notify_rules
+        .state_filter(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()));
+    match all.iter_mut().find(|r| r.metadata.uid == rule.metadata.uid) {
+        Some(cached) => *cached = rule.clone(),
+        None => all.push(rule.clone()),
+    }
+    all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();
     let names: BTreeSet<String> = all
         .iter()
@@ -487,6 +502,7 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
     }
     let all_refs: Vec<&NotifyRule> = all
         .iter()
+        .map(|r| r.as_ref())
         .filter(|r| r.meta().deletion_timestamp.is_none())
         .collect();
     let runnable: Vec<&NotifyRule> = all_refs

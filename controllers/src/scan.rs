@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -143,36 +143,6 @@ pub fn desired(scan: &Scan, config: &Config) -> Vec<Value> {
     vec![workload::typed(&job(scan, config))]
 }
 
-/// A Scan waiting for a slot, as the queue sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Waiting {
-    /// `namespace/name`.
-    pub key: String,
-    /// When it was created (RFC 3339; ties broken by key).
-    pub created: String,
-}
-
-/// Where `key` stands: `Ok(())` may start now, `Err(position)` waits (1 = next).
-pub fn queue_position(
-    key: &str,
-    waiting: &[Waiting],
-    running: usize,
-    cap: usize,
-) -> Result<(), usize> {
-    let mut order: Vec<&Waiting> = waiting.iter().collect();
-    order.sort_by(|a, b| (&a.created, &a.key).cmp(&(&b.created, &b.key)));
-    let index = order
-        .iter()
-        .position(|w| w.key == key)
-        .unwrap_or(order.len());
-    let free = cap.saturating_sub(running);
-    if index < free {
-        Ok(())
-    } else {
-        Err(index - free + 1)
-    }
-}
-
 /// A recorded result, as the status shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanResult {
@@ -224,7 +194,7 @@ pub fn result_from_summary(summary: &Value) -> Option<ScanResult> {
     })
 }
 
-/// The status of a Scan. Pure.
+/// The status of a Scan. Pure. `queued` is the slot cap when the Scan waits for a slot.
 pub fn compute_status(
     scan: &Scan,
     job_name: Option<&str>,
@@ -249,7 +219,7 @@ pub fn compute_status(
         condition(t, ok, reason, message, generation, now.clone())
     };
     match (queued, outcome) {
-        (Some(position), _) => {
+        (Some(cap), _) => {
             status.phase = Some(ScanPhase::Queued);
             set_condition(
                 &mut conditions,
@@ -257,17 +227,16 @@ pub fn compute_status(
                     "Queued",
                     true,
                     "ConcurrencyLimit",
-                    format!("waiting for a free scan slot: position {position} in the queue"),
+                    // No queue position: it would change for every waiting Scan each time
+                    // one starts, rewriting N statuses per start.
+                    format!(
+                        "waiting for a free scan slot (at most {cap} scans run at once; the oldest waiting Scan starts first)"
+                    ),
                 ),
             );
             set_condition(
                 &mut conditions,
-                cond(
-                    CONDITION_READY,
-                    false,
-                    "Queued",
-                    format!("queued at position {position}"),
-                ),
+                cond(CONDITION_READY, false, "Queued", "queued".to_string()),
             );
         }
         (None, Outcome::Running) => {
@@ -396,15 +365,19 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     if done {
         return Ok(Action::await_change());
     }
+    ctx.caches.scans_ready().await?;
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let name_of_job = job_name(&scan);
-    let existing = jobs.get_opt(&name_of_job).await?;
+    let existing = ctx
+        .caches
+        .scan_jobs
+        .get(&kube::runtime::reflector::ObjectRef::new(&name_of_job).within(&ns));
     let mut reused = false;
     let (queued, outcome, job_ref): (Option<usize>, Outcome, Option<&str>) = match &existing {
         Some(j) => match workload::job_finished(j) {
             None => (None, Outcome::Running, Some(name_of_job.as_str())),
             Some(succeeded) => {
-                let summary = workload::termination_summary(&ctx.client, &ns, &name_of_job).await?;
+                let summary = workload::cached_termination_summary(&ctx, &ns, &name_of_job).await?;
                 let from_db = match (&ctx.outbox, scan.uid()) {
                     (Some(pool), Some(uid)) => recorded(pool, "scan_uid = $1", &uid, None).await?,
                     _ => None,
@@ -451,50 +424,13 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 reused = true;
                 (None, Outcome::Succeeded(result), None)
             } else {
-                // The queue: running scan Jobs and waiting Scans, operator-wide.
-                let all_jobs: Api<Job> = Api::all(ctx.client.clone());
-                let running = all_jobs
-                    .list(
-                        &ListParams::default()
-                            .labels(&format!("app.kubernetes.io/component={COMPONENT}")),
-                    )
-                    .await?
-                    .items
-                    .iter()
-                    .filter(|j| workload::job_finished(j).is_none())
-                    .count();
-                let all_scans: Api<Scan> = Api::all(ctx.client.clone());
-                let waiting: Vec<Waiting> = all_scans
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .iter()
-                    .filter(|s| {
-                        !matches!(
-                            s.status.as_ref().and_then(|st| st.phase),
-                            Some(ScanPhase::Running | ScanPhase::Succeeded | ScanPhase::Failed)
-                        ) || s.status.as_ref().and_then(|st| st.observed_generation)
-                            != s.metadata.generation
-                    })
-                    .filter(|s| s.meta().deletion_timestamp.is_none())
-                    .map(|s| Waiting {
-                        key: format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()),
-                        created: s
-                            .metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .map(|t| t.0.to_string())
-                            .unwrap_or_default(),
-                    })
-                    .collect();
-                match queue_position(
-                    &format!("{ns}/{name}"),
-                    &waiting,
-                    running,
-                    ctx.config.max_concurrent_scans as usize,
-                ) {
-                    Err(position) => (Some(position), Outcome::Running, None),
-                    Ok(()) => {
+                // The queue, from the shared stores: no LIST, and no walk over every Scan.
+                let cap = ctx.config.max_concurrent_scans as usize;
+                let free = cap - ctx.caches.running_scan_jobs(cap);
+                if ctx.caches.waiting_ahead_at_least(&scan, free) {
+                    (Some(cap), Outcome::Running, None)
+                } else {
+                    {
                         let body = workload::typed(&job(&scan, &ctx.config));
                         jobs.patch(
                             &name_of_job,
@@ -502,6 +438,9 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                             &Patch::Apply(&body),
                         )
                         .await?;
+                        ctx.caches.scan_job_started(
+                            kube::runtime::reflector::ObjectRef::new(&name_of_job).within(&ns),
+                        );
                         publish(
                             &ctx,
                             &scan,
@@ -563,9 +502,11 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
         .reconciliations
         .with_label_values(&["Scan", "ok"])
         .inc();
+    // A freed slot wakes the head of the queue and a Job's changes wake its Scan (both
+    // through the scan Job watch): these requeues are only a safety net.
     Ok(match status.phase {
-        Some(ScanPhase::Queued) => Action::requeue(Duration::from_secs(15)),
-        Some(ScanPhase::Running) => Action::requeue(Duration::from_secs(60)),
+        Some(ScanPhase::Queued) => Action::requeue(Duration::from_secs(300)),
+        Some(ScanPhase::Running) => Action::requeue(Duration::from_secs(300)),
         _ => Action::await_change(),
     })
 }

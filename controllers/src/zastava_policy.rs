@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
 };
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -626,10 +626,18 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         &workload::typed(&webhook_configuration(&policy, &ctx.config, &bundle)),
     )
     .await?;
-    let namespaces = Api::<Namespace>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    ctx.caches
+        .namespaces
+        .wait_until_ready()
+        .await
+        .map_err(|e| Error::CacheNotReady(e.to_string()))?;
+    let namespaces: Vec<Namespace> = ctx
+        .caches
+        .namespaces
+        .state()
+        .iter()
+        .map(|n| n.as_ref().clone())
+        .collect();
     let matching = matching_namespaces(&policy, &ctx.config, &namespaces)?;
     let generation = policy.meta().generation;
     let mut status = policy.status.clone().unwrap_or_default();

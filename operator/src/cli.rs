@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// Most reconciles of one kind running at once (each controller has its own budget).
     #[arg(long, env = "STELLAOPS_RECONCILE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub reconcile_concurrency: u16,
+    /// Milliseconds within which triggers of one object make a single reconcile.
+    #[arg(long, env = "STELLAOPS_RECONCILE_DEBOUNCE_MS", default_value_t = 200)]
+    pub reconcile_debounce_ms: u64,
     /// Seconds in-flight reconciles get to finish after SIGTERM before the process exits
     /// (keep it well under the Pod's terminationGracePeriodSeconds, 30 by default).
     #[arg(long, env = "STELLAOPS_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]

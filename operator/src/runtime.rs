@@ -26,6 +26,7 @@ pub fn controller_config(args: &RunArgs) -> Config {
     }
     config.max_concurrent_scans = args.max_concurrent_scans;
     config.reconcile_concurrency = args.reconcile_concurrency;
+    config.reconcile_debounce = std::time::Duration::from_millis(args.reconcile_debounce_ms);
     config.database_secret = args.database_secret.clone();
     config.webhook_service = args.webhook_service.clone();
     config.storage.bucket = args.bucket.clone();

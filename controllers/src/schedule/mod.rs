@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -384,20 +384,38 @@ async fn patch_status(ctx: &Context, ns: &str, name: &str, status: &ScheduleStat
 }
 
 async fn running_images(ctx: &Context, schedule: &Schedule) -> Result<Vec<RunningImage>> {
-    let namespaces = Api::<Namespace>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let mut params = ListParams::default();
-    if let Some(selector) = &schedule.spec.selection.pod_selector {
-        let selector = kube::core::Selector::try_from(selector.clone())
-            .map_err(|e| Error::InvalidSpec(format!("podSelector: {e}")))?;
-        params = params.labels_from(&selector);
-    }
-    let pods = Api::<Pod>::all(ctx.client.clone())
-        .list(&params)
-        .await?
-        .items;
+    // From the shared stores: a run start used to LIST every Pod of the cluster.
+    let not_ready =
+        |e: kube::runtime::reflector::store::WriterDropped| Error::CacheNotReady(e.to_string());
+    ctx.caches
+        .namespaces
+        .wait_until_ready()
+        .await
+        .map_err(not_ready)?;
+    ctx.caches
+        .pods
+        .wait_until_ready()
+        .await
+        .map_err(not_ready)?;
+    let namespaces: Vec<Namespace> = ctx
+        .caches
+        .namespaces
+        .state()
+        .iter()
+        .map(|n| n.as_ref().clone())
+        .collect();
+    let mut pods: Vec<Pod> = ctx
+        .caches
+        .pods
+        .state_filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .iter()
+        .map(|p| p.as_ref().clone())
+        .collect();
+    // In LIST order (namespace, name), as the store's order is arbitrary: an image two
+    // Pods run under different names is named after the same Pod every time.
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
     select(schedule, &namespaces, &pods)
 }
 
@@ -569,7 +587,6 @@ pub fn refresh_outcome(run: &Run, scans: &[Scan]) -> Option<Option<String>> {
 /// whether any was.
 async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run]) -> Result<bool> {
     let mut settled = false;
-    let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), ns);
     for run in runs
         .iter()
         .filter(|r| r.finished_at.is_none() && r.plan.mode == "content-refresh")
@@ -577,10 +594,21 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
         if (run.created as usize) < run.plan.images.len() {
             continue;
         }
-        let created = scans
-            .list(&ListParams::default().labels(&format!("{RUN_LABEL}={}", run.plan.id)))
-            .await?
-            .items;
+        ctx.caches
+            .scans
+            .wait_until_ready()
+            .await
+            .map_err(|e| Error::CacheNotReady(e.to_string()))?;
+        let created: Vec<Scan> = ctx
+            .caches
+            .scans
+            .state_filter(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.labels().get(RUN_LABEL) == Some(&run.plan.id)
+            })
+            .iter()
+            .map(|s| s.as_ref().clone())
+            .collect();
         if let Some(outcome) = refresh_outcome(run, &created) {
             stellaops_store::schedules::finish(pool, &run.plan.id, outcome.as_deref()).await?;
             settled = true;

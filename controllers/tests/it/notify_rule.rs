@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
+use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::notify_rule::{
     SecretData, WORKER_NAME, compute_status, deployment, desired, parse_duration, reconcile,
@@ -255,30 +256,15 @@ fn status_counts_deliveries_and_says_why_it_is_not_ready() {
     assert_eq!(ready(&s, "Ready").1, "Disabled");
 }
 
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
-}
-
 #[tokio::test]
 async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
+    // The namespace's rules come from the shared store: no LIST.
+    let caches = Caches::filled(Contents {
+        notify_rules: vec![rule("high-critical-alerts", true), rule("zz-other", true)],
+        ..Default::default()
+    });
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        let rules = server
-            .expect(
-                Method::GET,
-                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/notifyrules",
-            )
-            .await;
-        rules.respond(
-            200,
-            list(
-                "NotifyRuleList",
-                vec![
-                    serde_json::to_value(rule("high-critical-alerts", true)).unwrap(),
-                    serde_json::to_value(rule("zz-other", true)).unwrap(),
-                ],
-            ),
-        );
         // Both rules use the same two Secrets: each is read once. soc-smtp is missing.
         let slack = server
             .expect(
@@ -356,12 +342,9 @@ async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
             .expect_no_more_calls(std::time::Duration::from_millis(100))
             .await;
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
+    );
     reconcile(Arc::new(rule("high-critical-alerts", true)), ctx)
         .await
         .unwrap();
