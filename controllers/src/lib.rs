@@ -227,9 +227,9 @@ async fn run_scans<S>(
     let caches = ctx.caches.clone();
     let cap = ctx.config.max_concurrent_scans as usize;
     root_controller(&ctx.client, scans)
-        // A scan Job's change reconciles its Scan; a finished (or removed) one frees a
-        // slot, so the Scans at the head of the queue are woken too, and no queued Scan
-        // has to poll for a slot.
+        // A scan Job's change reconciles its Scan; when a slot is free after it (the Job
+        // finished or was removed) the Scans at the head of the queue are woken too, so no
+        // queued Scan has to poll for a slot.
         .watches_stream(scan_jobs, move |job| {
             use kube::ResourceExt;
             let ns = job.namespace().unwrap_or_default();
@@ -239,9 +239,10 @@ async fn run_scans<S>(
                 .filter(|o| o.kind == "Scan")
                 .map(|o| ObjectRef::new(&o.name).within(&ns))
                 .collect();
-            if workload::job_finished(&job).is_some() || job.metadata.deletion_timestamp.is_some() {
-                wake.extend(caches.queue_heads(cap));
-            }
+            // The event may be a deletion (which looks like any other here): ask the store,
+            // already updated by this event, whether a slot is free.
+            let free = cap.saturating_sub(caches.running_scan_jobs(cap));
+            wake.extend(caches.queue_heads(free));
             wake
         })
         .with_config(controller_config(&ctx))

@@ -308,19 +308,16 @@ pub fn compute_status(
     status
 }
 
-/// The latest result recorded for this Scan (by uid), or for `digest` at `snapshot`.
+/// The latest result recorded for this Scan (by uid), or for `digest` at `snapshot`
+/// (`sql` is one of `stellaops_store::scans`' lookups).
 async fn recorded(
     pool: &sqlx::PgPool,
-    where_: &str,
+    sql: &str,
     bind: &str,
     snapshot: Option<i64>,
 ) -> Result<Option<ScanResult>> {
     use sqlx::Row;
-    let sql = format!(
-        "SELECT image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict
-         FROM scan_results WHERE {where_} ORDER BY id DESC LIMIT 1"
-    );
-    let mut query = sqlx::query(&sql).bind(bind);
+    let mut query = sqlx::query(sql).bind(bind);
     if let Some(s) = snapshot {
         query = query.bind(s);
     }
@@ -379,7 +376,9 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             Some(succeeded) => {
                 let summary = workload::cached_termination_summary(&ctx, &ns, &name_of_job).await?;
                 let from_db = match (&ctx.outbox, scan.uid()) {
-                    (Some(pool), Some(uid)) => recorded(pool, "scan_uid = $1", &uid, None).await?,
+                    (Some(pool), Some(uid)) => {
+                        recorded(pool, stellaops_store::scans::BY_SCAN_SQL, &uid, None).await?
+                    }
                     _ => None,
                 };
                 let outcome = match (
@@ -412,7 +411,7 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                     let snapshot = current_snapshot(pool).await?;
                     recorded(
                         pool,
-                        "image_digest = $1 AND advisory_snapshot = $2",
+                        stellaops_store::scans::REUSE_SQL,
                         digest,
                         Some(snapshot),
                     )

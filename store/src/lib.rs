@@ -4,7 +4,9 @@
 pub mod advisories;
 pub mod notify;
 pub mod outbox;
+pub mod retention;
 pub mod s3;
+pub mod scans;
 pub mod schedules;
 
 use sqlx::PgPool;
