@@ -107,9 +107,10 @@ pub struct RunArgs {
     /// Connections of the controllers' database pool (outbox, scan reuse, schedules).
     #[arg(long, env = "STELLAOPS_CONTROLLER_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub controller_db_connections: u32,
-    /// Connections of the webhook's database pool (verdict lookups, decision events), apart
-    /// from the controllers' so a reconcile burst never makes an admission review wait.
-    #[arg(long, env = "STELLAOPS_WEBHOOK_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Connections of each of the webhook's database pools (fail-fast verdict lookups;
+    /// decision events), apart from the controllers' so a reconcile burst never makes an
+    /// admission review wait.
+    #[arg(long, env = "STELLAOPS_WEBHOOK_DB_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub webhook_db_connections: u32,
     /// Days finished notify deliveries (and their attempts) are kept.
     #[arg(long, env = "STELLAOPS_RETAIN_DELIVERIES_DAYS", default_value_t = 30)]
