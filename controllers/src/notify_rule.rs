@@ -485,9 +485,11 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
         .caches
         .notify_rules
         .state_filter(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()));
+    // A rule deleted since its reconcile was queued (the store shows it gone) must not
+    // make the worker again with itself as owner.
     match all.iter_mut().find(|r| r.metadata.uid == rule.metadata.uid) {
         Some(cached) => *cached = rule.clone(),
-        None => all.push(rule.clone()),
+        None => return Ok(Action::await_change()),
     }
     all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();

@@ -429,6 +429,15 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 if ctx.caches.waiting_ahead_at_least(&scan, free) {
                     (Some(cap), Outcome::Running, None)
                 } else {
+                    // The store may trail a deletion (the Scan's Job went with it and woke
+                    // it): one point read before making a Job it would own.
+                    let fresh = scans.get_opt(&name).await?;
+                    if fresh.is_none_or(|s| {
+                        s.metadata.uid != scan.metadata.uid
+                            || s.metadata.deletion_timestamp.is_some()
+                    }) {
+                        return Ok(Action::await_change());
+                    }
                     {
                         let body = workload::typed(&job(&scan, &ctx.config));
                         jobs.patch(

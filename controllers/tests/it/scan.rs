@@ -260,9 +260,17 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
         .unwrap();
     verifier.await.unwrap();
 
-    // Cap 4: the Job is created by server-side apply.
+    // Cap 4: the Job is created by server-side apply, after one point read (not a LIST)
+    // that the Scan still exists.
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
+        server
+            .expect(
+                Method::GET,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app",
+            )
+            .await
+            .respond(200, serde_json::to_value(scan("app", "r/app:1")).unwrap());
         let apply = server
             .expect(
                 Method::PATCH,
