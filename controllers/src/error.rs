@@ -27,6 +27,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value [`Error::metric_label`] gives, so the error counters can start at zero.
+    pub const METRIC_LABELS: [&'static str; 6] = [
+        "Kube",
+        "Serialization",
+        "MissingField",
+        "Outbox",
+        "Certificate",
+        "InvalidSpec",
+    ];
+
     /// Short, stable label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

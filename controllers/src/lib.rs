@@ -89,7 +89,9 @@ fn retry_key<K: StellaKind>(object: &K) -> String {
     )
 }
 
-/// Run `reconcile`, forgetting the object's earlier failures when it succeeds.
+/// Run `reconcile`, forgetting the object's earlier failures when it succeeds. Timed and
+/// counted here for every controller alike: the duration histogram covers early returns
+/// and failures too (failures are counted by [`error_policy`]).
 async fn tracked<K, F, Fut>(object: Arc<K>, ctx: Arc<Context>, reconcile: F) -> Result<Action>
 where
     K: StellaKind,
@@ -97,9 +99,18 @@ where
     Fut: std::future::Future<Output = Result<Action>>,
 {
     let key = retry_key(object.as_ref());
+    let started = std::time::Instant::now();
     let result = reconcile(object, ctx.clone()).await;
+    ctx.metrics
+        .duration
+        .with_label_values(&[K::KIND])
+        .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.retries.succeeded(&key);
+        ctx.metrics
+            .reconciliations
+            .with_label_values(&[K::KIND, "ok"])
+            .inc();
     }
     result
 }

@@ -469,7 +469,6 @@ pub fn compute_status(
 
 /// Reconcile one rule: check its namespace's rules, apply the worker, record status.
 pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Action> {
-    let started = std::time::Instant::now();
     let ns = rule
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -581,14 +580,6 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
             tracing::warn!(%error, "could not publish event");
         }
     }
-    ctx.metrics
-        .duration
-        .with_label_values(&["NotifyRule"])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["NotifyRule", "ok"])
-        .inc();
     // Counts move with deliveries, which the operator does not watch: look again soon.
     Ok(Action::requeue(Duration::from_secs(30)))
 }

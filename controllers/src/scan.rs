@@ -348,7 +348,6 @@ async fn current_snapshot(pool: &sqlx::PgPool) -> Result<i64> {
 
 /// Reconcile one Scan.
 pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
-    let started = std::time::Instant::now();
     let ns = scan
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -370,11 +369,13 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
         .scan_jobs
         .get(&kube::runtime::reflector::ObjectRef::new(&name_of_job).within(&ns));
     let mut reused = false;
+    let mut summary_seen: Option<Value> = None;
     let (queued, outcome, job_ref): (Option<usize>, Outcome, Option<&str>) = match &existing {
         Some(j) => match workload::job_finished(j) {
             None => (None, Outcome::Running, Some(name_of_job.as_str())),
             Some(succeeded) => {
                 let summary = workload::cached_termination_summary(&ctx, &ns, &name_of_job).await?;
+                summary_seen = summary.clone();
                 let from_db = match (&ctx.outbox, scan.uid()) {
                     (Some(pool), Some(uid)) => {
                         recorded(pool, stellaops_store::scans::BY_SCAN_SQL, &uid, None).await?
@@ -463,7 +464,7 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             }
         }
     };
-    let status = compute_status(&scan, job_ref, queued, &outcome, reused, now);
+    let status = compute_status(&scan, job_ref, queued, &outcome, reused, now.clone());
     let phase_changed = scan.status.as_ref().and_then(|s| s.phase) != status.phase;
     if scan.status.as_ref() != Some(&status) {
         let params = PatchParams {
@@ -475,6 +476,7 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             .await?;
     }
     if phase_changed {
+        record_result(&ctx, &scan, &outcome, reused, summary_seen.as_ref(), now);
         match &outcome {
             Outcome::Succeeded(r) => {
                 publish(
@@ -502,14 +504,6 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             _ => {}
         }
     }
-    ctx.metrics
-        .duration
-        .with_label_values(&["Scan"])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["Scan", "ok"])
-        .inc();
     // A freed slot wakes the head of the queue and a Job's changes wake its Scan (both
     // through the scan Job watch): these requeues are only a safety net.
     Ok(match status.phase {
@@ -517,6 +511,46 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
         Some(ScanPhase::Running) => Action::requeue(Duration::from_secs(300)),
         _ => Action::await_change(),
     })
+}
+
+/// Count a Scan's result once, when its phase changes to it: the worker's Job is gone
+/// before anything could scrape it, so its figures come from its termination message.
+fn record_result(
+    ctx: &Context,
+    scan: &Scan,
+    outcome: &Outcome,
+    reused: bool,
+    summary: Option<&Value>,
+    now: Time,
+) {
+    let metrics = &ctx.metrics;
+    let result = match outcome {
+        Outcome::Running => return,
+        Outcome::Succeeded(r) => {
+            metrics
+                .verdicts
+                .with_label_values(&[&format!("{:?}", r.verdict)])
+                .inc();
+            if reused { "reused" } else { "succeeded" }
+        }
+        Outcome::Failed(_) => "failed",
+    };
+    metrics.scans.with_label_values(&[result]).inc();
+    if let Some(created) = &scan.metadata.creation_timestamp {
+        let bytes = summary.and_then(|s| s["imageBytes"].as_u64());
+        let seconds = now.0.duration_since(created.0).as_secs_f64().max(0.0);
+        metrics
+            .scan_latency
+            .with_label_values(&[crate::metrics::size_bucket(bytes)])
+            .observe(seconds);
+    }
+    if let Some(summary) = summary {
+        for (key, label) in [("layersCached", "hit"), ("layersAnalysed", "miss")] {
+            if let Some(n) = summary[key].as_u64() {
+                metrics.layer_cache.with_label_values(&[label]).inc_by(n);
+            }
+        }
+    }
 }
 
 async fn publish(ctx: &Context, scan: &Scan, type_: EventType, reason: &str, note: String) {

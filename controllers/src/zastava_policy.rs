@@ -643,6 +643,7 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
     let mut status = policy.status.clone().unwrap_or_default();
     status.observed_generation = generation;
     status.matching_namespaces = Some(matching.len() as i32);
+    ctx.metrics.webhook_certificate_expiry.set(not_after);
     status.certificate_not_after = jiff::Timestamp::from_second(not_after).ok().map(Time);
     let mode = serde_json::to_value(policy.spec.mode)?;
     let message = format!(
@@ -663,10 +664,6 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         ),
     );
     report(&policy, &ctx, status).await?;
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["ZastavaPolicy", "ok"])
-        .inc();
     // Come back before the serving certificate needs renewing (and hourly for the count).
     let renew_in = (not_after - SERVING_RENEW_BEFORE_DAYS * DAY - now).clamp(60, 3600);
     Ok(Action::requeue(Duration::from_secs(renew_in as u64)))

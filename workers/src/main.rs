@@ -437,6 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 ..Options::default()
             };
             let worker = Worker::from_file(pool, config, options)?;
+            stellaops_workers::notify::init_metrics();
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;

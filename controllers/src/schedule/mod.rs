@@ -384,6 +384,7 @@ async fn patch_status(ctx: &Context, ns: &str, name: &str, status: &ScheduleStat
 }
 
 async fn running_images(ctx: &Context, schedule: &Schedule) -> Result<Vec<RunningImage>> {
+    let _timer = ctx.metrics.selection.start_timer();
     // From the shared stores: a run start used to LIST every Pod of the cluster.
     let not_ready =
         |e: kube::runtime::reflector::store::WriterDropped| Error::CacheNotReady(e.to_string());
@@ -474,6 +475,7 @@ async fn start_run(
             .and_then(|v| v.as_str().map(str::to_string)),
     };
     stellaops_store::schedules::create_run(pool, &run).await?;
+    ctx.metrics.impacted_images.inc_by(chosen.len() as u64);
     match spec.mode {
         ScheduleMode::AnalysisOnly => {
             workload::apply(
@@ -482,6 +484,7 @@ async fn start_run(
                 &workload::typed(&evaluate_job(schedule, run_id, &ctx.config)),
             )
             .await?;
+            ctx.metrics.jobs_enqueued.inc();
         }
         ScheduleMode::ContentRefresh => {
             if let Some(run) = stellaops_store::schedules::run(pool, run_id).await? {
@@ -549,7 +552,7 @@ async fn create_refresh_batch(
             )
             .await
         {
-            Ok(_) => {}
+            Ok(_) => ctx.metrics.jobs_enqueued.inc(),
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
@@ -785,10 +788,6 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     if schedule.status.as_ref() != Some(&status) {
         patch_status(&ctx, &ns, &name, &status).await?;
     }
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["Schedule", "ok"])
-        .inc();
     let mut wait = timing::requeue_after(&decision, now);
     if creating
         || runs.iter().any(|r| {
