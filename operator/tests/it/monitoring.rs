@@ -265,3 +265,101 @@ fn kustomize_renders_config_monitoring() {
         1
     );
 }
+
+/// The Deployments the operator makes for the notify and mirror samples, from `plan`.
+fn worker_deployments() -> Vec<Value> {
+    let config = stellaops_controllers::Config::default();
+    ["notifyrule.yaml", "mirrordomain.yaml"]
+        .iter()
+        .flat_map(|file| {
+            let text =
+                std::fs::read_to_string(repo_root().join("config/samples").join(file)).unwrap();
+            let sample: Value = serde_yaml::from_str(&text).unwrap();
+            let (_, object) = stellaops_crds::validation::admit(&sample).unwrap();
+            stellaops_controllers::plan(&object, &config).objects
+        })
+        .filter(|o| o["kind"] == "Deployment")
+        .collect()
+}
+
+/// Whether a PodMonitor selects `labels` and finds its endpoint port on `containers`.
+fn pod_monitor_scrapes(monitor: &Value, labels: &Value, containers: &Value) -> bool {
+    let selector = &monitor["spec"]["selector"];
+    let matches_labels = selector["matchLabels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| &labels[k] == v);
+    let matches_expressions = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            assert_eq!(e["operator"], "In");
+            e["values"]
+                .as_array()
+                .unwrap()
+                .contains(&labels[e["key"].as_str().unwrap()])
+        });
+    let port = &monitor["spec"]["podMetricsEndpoints"][0]["port"];
+    let has_port = containers.as_array().unwrap().iter().any(|c| {
+        c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| &p["name"] == port)
+    });
+    matches_labels && matches_expressions && has_port
+}
+
+#[test]
+fn the_pod_monitors_select_the_worker_deployments_the_operator_makes() {
+    let deployments = worker_deployments();
+    assert_eq!(deployments.len(), 2, "a notify worker and a mirror server");
+    let mut monitors = vec![];
+    let config =
+        std::fs::read_to_string(repo_root().join("config/monitoring/podmonitor.yaml")).unwrap();
+    for document in serde_yaml::Deserializer::from_str(&config) {
+        let value: Value = serde::Deserialize::deserialize(document).unwrap();
+        if value["kind"] == "PodMonitor" {
+            monitors.push(("config/monitoring".to_string(), value));
+        }
+    }
+    if let Some(helm) = tool("STELLAOPS_TEST_HELM", "helm") {
+        let rendered = render(
+            &helm,
+            &[
+                "template",
+                "s",
+                "charts/stellaops-operator",
+                "--set",
+                "metrics.podMonitor.enabled=true",
+            ],
+        );
+        let chart = rendered
+            .into_iter()
+            .find(|o| o["kind"] == "PodMonitor")
+            .expect("the chart's PodMonitor");
+        monitors.push(("chart".to_string(), chart));
+    }
+    for (source, monitor) in &monitors {
+        for deployment in &deployments {
+            let template = &deployment["spec"]["template"];
+            assert!(
+                pod_monitor_scrapes(
+                    monitor,
+                    &template["metadata"]["labels"],
+                    &template["spec"]["containers"]
+                ),
+                "the {source} PodMonitor misses {}",
+                deployment["metadata"]["name"]
+            );
+        }
+        // And not the operator's own Pods or Jobs.
+        assert!(!pod_monitor_scrapes(
+            monitor,
+            &serde_json::json!({"app.kubernetes.io/name": "stellaops-operator"}),
+            &serde_json::json!([{"ports": [{"name": "http"}]}])
+        ));
+    }
+}
