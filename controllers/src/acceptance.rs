@@ -3,7 +3,7 @@
 //! reports `Ready` honestly while the kind's workload controller is not yet built.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
@@ -135,7 +135,6 @@ pub async fn reconcile<K: StellaKind>(
     ctx: Arc<Context>,
     awaiting: &str,
 ) -> Result<Action> {
-    let started = Instant::now();
     let name = object
         .meta()
         .name
@@ -180,14 +179,6 @@ pub async fn reconcile<K: StellaKind>(
             tracing::warn!(kind = K::KIND, %name, %error, "could not publish event");
         }
     }
-    ctx.metrics
-        .duration
-        .with_label_values(&[K::KIND])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&[K::KIND, "ok"])
-        .inc();
     // Level-triggered safety net: look again hourly even without a watch event.
     Ok(Action::requeue(Duration::from_secs(3600)))
 }

@@ -3,6 +3,7 @@
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::cache::{Caches, Contents};
 use crate::metrics::Metrics;
 
 /// The field manager of every server-side apply and status patch the operator makes.
@@ -25,6 +26,8 @@ pub struct Config {
     pub storage: stellaops_crds::S3Location,
     /// Most reconciles of one kind running at once.
     pub reconcile_concurrency: u16,
+    /// Triggers of one object closer together than this make one reconcile.
+    pub reconcile_debounce: std::time::Duration,
 }
 
 impl Default for Config {
@@ -37,6 +40,7 @@ impl Default for Config {
             ),
             max_concurrent_scans: 4,
             reconcile_concurrency: 8,
+            reconcile_debounce: std::time::Duration::from_millis(200),
             database_secret: "stellaops-database".to_string(),
             webhook_service: "stellaops-zastava-webhook".to_string(),
             storage: stellaops_crds::S3Location {
@@ -67,6 +71,12 @@ pub struct Context {
     /// The platform database, for the events outbox (`release.*` events). Without it
     /// those events are only Kubernetes Events, and a warning says so.
     pub outbox: Option<sqlx::PgPool>,
+    /// The shared stores reconcilers read instead of LISTing. [`crate::run`] replaces
+    /// these with stores its watches fill; until then (and in tests) they are ready and
+    /// hold what [`Context::with_caches`] gave.
+    pub caches: Caches,
+    /// Failures in a row per object, for the error policy's backoff.
+    pub retries: std::sync::Arc<crate::retry::Retries>,
 }
 
 impl Context {
@@ -82,7 +92,15 @@ impl Context {
             metrics,
             config,
             outbox: None,
+            caches: Caches::filled(Contents::default()),
+            retries: Default::default(),
         }
+    }
+
+    /// The same context, reading `caches`.
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// The same context, appending events to the outbox of `pool`.

@@ -24,9 +24,22 @@ pub enum Error {
     /// The finalizer could not be handled (an object without name or namespace).
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A shared cache's watch ended before its first full list (the operator is stopping).
+    #[error("cache not ready: {0}")]
+    CacheNotReady(String),
 }
 
 impl Error {
+    /// Every value [`Error::metric_label`] gives, so the error counters can start at zero.
+    pub const METRIC_LABELS: [&'static str; 6] = [
+        "Kube",
+        "Serialization",
+        "MissingField",
+        "Outbox",
+        "Certificate",
+        "InvalidSpec",
+    ];
+
     /// Short, stable label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -37,6 +50,7 @@ impl Error {
             Error::Certificate(_) => "Certificate",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Finalizer(_) => "Finalizer",
+            Error::CacheNotReady(_) => "CacheNotReady",
         }
     }
 }

@@ -465,6 +465,12 @@ async fn apply(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<Action> {
         latest.as_ref(),
         Time(jiff::Timestamp::now()),
     );
+    if let Some(lag) = status.cursor_lag_seconds {
+        ctx.metrics
+            .federation_cursor_lag
+            .with_label_values(&[&ns, &name])
+            .set(lag);
+    }
     if site.status.as_ref() != Some(&status) {
         let api: Api<FederationSite> = Api::namespaced(ctx.client.clone(), &ns);
         let params = PatchParams {
@@ -474,10 +480,6 @@ async fn apply(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<Action> {
         api.patch_status(&name, &params, &Patch::Merge(&json!({"status": status})))
             .await?;
     }
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["FederationSite", "ok"])
-        .inc();
     // Jobs finish on the CronJob's schedule; look again soon to report their results.
     Ok(Action::requeue(Duration::from_secs(60)))
 }

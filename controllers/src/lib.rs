@@ -3,10 +3,12 @@
 //! validates specs and reports conditions; [`run`] wires every controller up.
 
 pub mod acceptance;
+pub mod cache;
 pub mod context;
 pub mod error;
 pub mod kind;
 pub mod metrics;
+pub mod retry;
 pub mod tenancy;
 pub mod workload;
 
@@ -19,12 +21,11 @@ pub mod schedule;
 pub mod zastava_policy;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use stellaops_crds::validation::StellaObject;
 use stellaops_crds::{
@@ -70,11 +71,52 @@ pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inpu
 
 /// Bounded reconciles per controller: a cluster with thousands of objects is worked through
 /// at a steady rate instead of all at once, and SIGTERM waits for a handful, not thousands.
+/// Debounced: a burst of changes to one object (apply, then labels, then an owned Job's
+/// three status updates) makes one reconcile.
 fn controller_config(ctx: &Context) -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(ctx.config.reconcile_concurrency)
+    kube::runtime::controller::Config::default()
+        .concurrency(ctx.config.reconcile_concurrency)
+        .debounce(ctx.config.reconcile_debounce)
 }
 
-fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+/// `Kind/namespace/name`, the key of an object's failures in a row.
+fn retry_key<K: StellaKind>(object: &K) -> String {
+    use kube::ResourceExt;
+    format!(
+        "{}/{}/{}",
+        K::KIND,
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// Run `reconcile`, forgetting the object's earlier failures when it succeeds. Timed and
+/// counted here for every controller alike: the duration histogram covers early returns
+/// and failures too (failures are counted by [`error_policy`]).
+async fn tracked<K, F, Fut>(object: Arc<K>, ctx: Arc<Context>, reconcile: F) -> Result<Action>
+where
+    K: StellaKind,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action>>,
+{
+    let key = retry_key(object.as_ref());
+    let started = std::time::Instant::now();
+    let result = reconcile(object, ctx.clone()).await;
+    ctx.metrics
+        .duration
+        .with_label_values(&[K::KIND])
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.retries.succeeded(&key);
+        ctx.metrics
+            .reconciliations
+            .with_label_values(&[K::KIND, "ok"])
+            .inc();
+    }
+    result
+}
+
+fn error_policy<K: StellaKind>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconciliations
         .with_label_values(&[K::KIND, "error"])
@@ -83,8 +125,10 @@ fn error_policy<K: StellaKind>(_object: Arc<K>, error: &Error, ctx: Arc<Context>
         .failures
         .with_label_values(&[K::KIND, error.metric_label()])
         .inc();
-    tracing::warn!(kind = K::KIND, %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+    let key = retry_key(object.as_ref());
+    let delay = ctx.retries.failed(&key);
+    tracing::warn!(kind = K::KIND, object = %key, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// An API of kind `K` in the platform namespace, where the workers run.
@@ -96,164 +140,205 @@ where
     kube::Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace)
 }
 
+/// A root kind's controller input: its watch fills `writer`'s store (every change), and
+/// only changes that call for a reconcile ([`cache::spec_changes`]) trigger one.
+fn root_controller<K>(
+    client: &kube::Client,
+    writer: kube::runtime::reflector::store::Writer<K>,
+) -> Controller<K>
+where
+    K: StellaKind + kube::Resource<DynamicType = ()>,
+{
+    let reader = writer.as_reader();
+    let trigger = watcher::watcher(
+        kube::Api::<K>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(cache::spec_changes, Default::default());
+    Controller::for_stream(trigger, reader)
+}
+
+/// [`root_controller`] with a store of its own.
+fn own_root_controller<K>(client: &kube::Client) -> Controller<K>
+where
+    K: StellaKind + kube::Resource<DynamicType = ()>,
+{
+    root_controller(client, kube::runtime::reflector::store::Writer::default())
+}
+
 async fn run_federation_sites(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("app.kubernetes.io/component=federation-sync");
-    Controller::new(
-        kube::Api::<FederationSite>::all(client),
-        watcher::Config::default().any_semantic(),
-    )
-    // The CronJob and its Jobs run in the platform namespace: mapped back by owner labels
-    // (the Jobs get them from the CronJob's template), so a finished sync is reported at once.
-    .watches(
-        platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-        owned.clone(),
-        |o| tenancy::owner_of::<FederationSite, _>(&o),
-    )
-    .watches(
-        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-        owned,
-        |o| tenancy::owner_of::<FederationSite, _>(&o),
-    )
-    .with_config(controller_config(&ctx))
-    .shutdown_on_signal()
-    .run(
-        federation_site::reconcile,
-        error_policy::<FederationSite>,
-        ctx,
-    )
-    .for_each(|_| async {})
-    .await;
+    own_root_controller::<FederationSite>(&client)
+        // The CronJob and its Jobs run in the platform namespace: mapped back by owner
+        // labels (the Jobs get them from the CronJob's template), so a finished sync is
+        // reported at once.
+        .watches(
+            platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+            owned.clone(),
+            |o| tenancy::owner_of::<FederationSite, _>(&o),
+        )
+        .watches(
+            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+            owned,
+            |o| tenancy::owner_of::<FederationSite, _>(&o),
+        )
+        .with_config(controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(
+            |o, c| tracked(o, c, federation_site::reconcile),
+            error_policy::<FederationSite>,
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 async fn run_mirror_domains(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/mirrordomain");
-    Controller::new(
-        kube::Api::<MirrorDomain>::all(client),
-        watcher::Config::default().any_semantic(),
-    )
-    .watches(
-        platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
-        owned.clone(),
-        |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-    )
-    .watches(
-        platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-        owned.clone(),
-        |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-    )
-    .watches(
-        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-        owned,
-        |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-    )
-    .with_config(controller_config(&ctx))
-    .shutdown_on_signal()
-    .run(mirror_domain::reconcile, error_policy::<MirrorDomain>, ctx)
-    .for_each(|_| async {})
-    .await;
+    own_root_controller::<MirrorDomain>(&client)
+        .watches(
+            platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
+            owned.clone(),
+            |o| tenancy::owner_of::<MirrorDomain, _>(&o),
+        )
+        .watches(
+            platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+            owned.clone(),
+            |o| tenancy::owner_of::<MirrorDomain, _>(&o),
+        )
+        .watches(
+            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+            owned,
+            |o| tenancy::owner_of::<MirrorDomain, _>(&o),
+        )
+        .with_config(controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(
+            |o, c| tracked(o, c, mirror_domain::reconcile),
+            error_policy::<MirrorDomain>,
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
-async fn run_scans(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
-    Controller::new(
-        kube::Api::<Scan>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    // Scan Jobs run in the platform namespace: mapped back by their owner labels.
-    .watches(
-        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-        watcher::Config::default().labels("app.kubernetes.io/component=scan"),
-        |job| tenancy::owner_of::<Scan, _>(&job),
-    )
-    .with_config(controller_config(&ctx))
-    .shutdown_on_signal()
-    .run(scan::reconcile, error_policy::<Scan>, ctx)
-    .for_each(|_| async {})
-    .await;
+async fn run_scans<S>(
+    ctx: Arc<Context>,
+    scans: kube::runtime::reflector::store::Writer<Scan>,
+    scan_jobs: S,
+) where
+    S: futures::Stream<Item = Result<k8s_openapi::api::batch::v1::Job, watcher::Error>>
+        + Send
+        + 'static,
+{
+    let caches = ctx.caches.clone();
+    let cap = ctx.config.max_concurrent_scans as usize;
+    root_controller(&ctx.client, scans)
+        // A scan Job (in the platform namespace, mapped back to its Scan by owner labels)
+        // reconciles its Scan when it changes; when a slot is free after it (the Job
+        // finished or was removed) the Scans at the head of the queue are woken too, so no
+        // queued Scan has to poll for a slot.
+        .watches_stream(scan_jobs, move |job| {
+            let mut wake: Vec<ObjectRef<Scan>> =
+                tenancy::owner_of::<Scan, _>(&job).into_iter().collect();
+            // The event may be a deletion (which looks like any other here): ask the store,
+            // already updated by this event, whether a slot is free.
+            let free = cap.saturating_sub(caches.running_scan_jobs(cap));
+            wake.extend(caches.queue_heads(free));
+            wake
+        })
+        .with_config(controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(
+            |o, c| tracked(o, c, scan::reconcile),
+            error_policy::<Scan>,
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
-async fn run_notify_rules(ctx: Arc<Context>) {
+async fn run_notify_rules(
+    ctx: Arc<Context>,
+    rules: kube::runtime::reflector::store::Writer<NotifyRule>,
+) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/notifyrule");
-    Controller::new(
-        kube::Api::<NotifyRule>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    // The worker Deployment (in the platform namespace) is shared by a namespace's rules:
-    // a change to it reconciles every rule it names.
-    .watches(
-        platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
-        owned,
-        |deployment| notify_rule::rules_of(&deployment),
-    )
-    .with_config(controller_config(&ctx))
-    .shutdown_on_signal()
-    .run(notify_rule::reconcile, error_policy::<NotifyRule>, ctx)
-    .for_each(|_| async {})
-    .await;
+    root_controller(&client, rules)
+        // The worker Deployment (in the platform namespace) is shared by a namespace's
+        // rules: a change to it reconciles every rule it names.
+        .watches(
+            platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
+            owned,
+            |deployment| notify_rule::rules_of(&deployment),
+        )
+        .with_config(controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(
+            |o, c| tracked(o, c, notify_rule::reconcile),
+            error_policy::<NotifyRule>,
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 async fn run_platforms(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    Controller::new(
-        kube::Api::<Platform>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    // Migration Jobs are owned; component Deployments belong to the chart, so a rollout
-    // in progress is polled instead (every 10 s).
-    .owns(
-        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-        watcher::Config::default().labels("stella-ops.org/platform"),
-    )
-    .with_config(controller_config(&ctx))
-    .shutdown_on_signal()
-    .run(platform::reconcile, error_policy::<Platform>, ctx)
-    .for_each(|_| async {})
-    .await;
+    own_root_controller::<Platform>(&client)
+        // Migration Jobs are owned; component Deployments belong to the chart, so a rollout
+        // in progress is polled instead (every 10 s).
+        .owns(
+            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+            watcher::Config::default().labels("stella-ops.org/platform"),
+        )
+        .with_config(controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(
+            |o, c| tracked(o, c, platform::reconcile),
+            error_policy::<Platform>,
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 async fn run_schedules(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    Controller::new(
-        kube::Api::<Schedule>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .watches(
-        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-        watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
-        |job| tenancy::owner_of::<Schedule, _>(&job),
-    )
-    .with_config(controller_config(&ctx))
-    .shutdown_on_signal()
-    .run(schedule::reconcile, error_policy::<Schedule>, ctx)
-    .for_each(|_| async {})
-    .await;
+    own_root_controller::<Schedule>(&client)
+        .watches(
+            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+            watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
+            |job| tenancy::owner_of::<Schedule, _>(&job),
+        )
+        .with_config(controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(
+            |o, c| tracked(o, c, schedule::reconcile),
+            error_policy::<Schedule>,
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
-async fn run_zastava_policies(ctx: Arc<Context>) {
+async fn run_zastava_policies<N>(ctx: Arc<Context>, namespace_changes: N)
+where
+    N: futures::Stream<Item = ()> + Send + 'static,
+{
     let client = ctx.client.clone();
-    Controller::new(
-        kube::Api::<ZastavaPolicy>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
+    own_root_controller::<ZastavaPolicy>(&client)
     .owns(
         kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>::all(client.clone()),
         watcher::Config::default().labels("app.kubernetes.io/component=zastava-webhook"),
     )
-    // A new or relabelled namespace changes every policy's count (metadata only).
-    .reconcile_all_on(
-        watcher::watcher(
-            kube::Api::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(
-                client,
-            ),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .touched_objects()
-        .filter_map(|change| async move { change.ok().map(|_| ()) }),
-    )
+    // A new or relabelled namespace changes every policy's count.
+    .reconcile_all_on(namespace_changes)
     // The webhook certificates are shared by every policy: when they change (a rotation by
     // one policy's reconcile), every webhook configuration takes the new CA bundle.
     .reconcile_all_on(
@@ -273,20 +358,62 @@ async fn run_zastava_policies(ctx: Arc<Context>) {
     )
     .with_config(controller_config(&ctx))
     .shutdown_on_signal()
-    .run(zastava_policy::reconcile, error_policy::<ZastavaPolicy>, ctx)
+    .run(
+        |o, c| tracked(o, c, zastava_policy::reconcile),
+        error_policy::<ZastavaPolicy>,
+        ctx,
+    )
     .for_each(|_| async {})
     .await;
 }
 
 /// Run every controller until a shutdown signal. Call only while holding the leader lease.
+///
+/// One watch per kind fills the shared stores of [`cache::Caches`], which every reconcile
+/// reads instead of LISTing; the same watches trigger the controllers that need them.
 pub async fn run(ctx: Arc<Context>) {
-    futures::join!(
-        run_scans(ctx.clone()),
-        run_schedules(ctx.clone()),
-        run_notify_rules(ctx.clone()),
-        run_federation_sites(ctx.clone()),
-        run_mirror_domains(ctx.clone()),
-        run_zastava_policies(ctx.clone()),
-        run_platforms(ctx.clone()),
-    );
+    let (caches, writers) = cache::Caches::new();
+    let ctx = Arc::new(ctx.as_ref().clone().with_caches(caches));
+    let client = ctx.client.clone();
+    // Scan Jobs run in the platform namespace only (and the operator may watch Jobs only
+    // there).
+    let scan_jobs = watcher::watcher(
+        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+        watcher::Config::default()
+            .labels(&format!("app.kubernetes.io/component={}", scan::COMPONENT))
+            .any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writers.scan_jobs)
+    .touched_objects();
+    let pods = watcher::watcher(
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|pod| *pod = cache::trim_pod(std::mem::take(pod)))
+    .reflect(writers.pods)
+    .for_each(|_| async {});
+    let namespace_changes = watcher::watcher(
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|ns| *ns = cache::trim_namespace(std::mem::take(ns)))
+    .reflect(writers.namespaces)
+    .touched_objects()
+    .filter_map(|change| async move { change.ok().map(|_| ()) });
+    let controllers = async {
+        futures::join!(
+            run_scans(ctx.clone(), writers.scans, scan_jobs),
+            run_schedules(ctx.clone()),
+            run_notify_rules(ctx.clone(), writers.notify_rules),
+            run_federation_sites(ctx.clone()),
+            run_mirror_domains(ctx.clone()),
+            run_zastava_policies(ctx.clone(), namespace_changes),
+            run_platforms(ctx.clone()),
+        );
+    };
+    // The Pod watch feeds no controller: it runs until the controllers stop (on a signal).
+    futures::future::select(Box::pin(controllers), Box::pin(pods)).await;
 }

@@ -611,6 +611,44 @@ async fn apply(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<Action> {
         latest.as_ref(),
         Time(jiff::Timestamp::now()),
     );
+    // A sync newer than the one the status reports: tell NotifyRules (`mirror.synced`).
+    // Written before the status, so a failed status write retries the event, which its
+    // key (one per sync Job) keeps from being appended twice.
+    let previous_sync = domain.status.as_ref().and_then(|s| s.last_sync_at.clone());
+    if let Some(result) = latest.as_ref().filter(|r| r.succeeded)
+        && status.last_sync_at.is_some()
+        && status.last_sync_at != previous_sync
+    {
+        match &ctx.outbox {
+            Some(pool) => {
+                stellaops_store::outbox::publish(
+                    pool,
+                    &stellaops_store::outbox::NewEvent {
+                        kind: "mirror.synced".into(),
+                        namespace: Some(ns.clone()),
+                        subject: format!("mirrordomain/{}", domain.name_any()),
+                        severity: None,
+                        payload: json!({
+                            "domainId": domain.spec.domain_id,
+                            "name": domain.name_any(),
+                            "job": result.job,
+                            "finishedAt": status.last_sync_at,
+                            "activeExportId": status.active_export_id,
+                            "copied": status.last_sync.as_ref().map(|s| s.copied),
+                            "deleted": status.last_sync.as_ref().map(|s| s.deleted),
+                            "bytes": status.last_sync.as_ref().map(|s| s.bytes),
+                        }),
+                        idempotency_key: format!("mirror.synced/{ns}/{}", result.job),
+                    },
+                )
+                .await?;
+            }
+            None => tracing::debug!(
+                domain = %domain.name_any(),
+                "no database configured: mirror.synced not written to the outbox"
+            ),
+        }
+    }
     if domain.status.as_ref() != Some(&status) {
         let api: Api<MirrorDomain> = Api::namespaced(client, &ns);
         let params = PatchParams {
@@ -624,9 +662,5 @@ async fn apply(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await?;
     }
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["MirrorDomain", "ok"])
-        .inc();
     Ok(Action::requeue(Duration::from_secs(60)))
 }

@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -556,7 +556,7 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
         let ns = rule
             .namespace()
             .ok_or(Error::MissingField("metadata.namespace"))?;
-        sync_namespace(&ctx, &ns).await?;
+        sync_namespace(&ctx, &ns, &rule).await?;
         Ok(Action::await_change())
     })
     .await
@@ -564,15 +564,21 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
 
 /// Render namespace `ns`'s live rules into its worker in the platform namespace, with copies
 /// of their channel Secrets (stale copies pruned); with no live rule left, delete it all.
-/// Returns the Secrets read (by name) and the applied worker.
+/// The rules come from the shared store, `current` (the rule being reconciled) in the version
+/// at hand should the store trail its watch event. Returns the Secrets read (by name) and the
+/// applied worker.
 async fn sync_namespace(
     ctx: &Context,
     ns: &str,
+    current: &Arc<NotifyRule>,
 ) -> Result<(BTreeMap<String, SecretData>, Option<Deployment>)> {
-    let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), ns);
-    let all: Vec<NotifyRule> = rules_api.list(&ListParams::default()).await?.items;
+    let mut all: Vec<Arc<NotifyRule>> = namespace_rules(ctx, ns).await?;
+    all.retain(|r| r.metadata.uid != current.metadata.uid);
+    all.push(current.clone());
+    all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let all_refs: Vec<&NotifyRule> = all
         .iter()
+        .map(|r| r.as_ref())
         .filter(|r| r.meta().deletion_timestamp.is_none())
         .collect();
     let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();
@@ -653,13 +659,34 @@ async fn sync_namespace(
     Ok((secrets, Some(worker)))
 }
 
+/// The rules of namespace `ns` in the shared store (waiting for its first full list).
+async fn namespace_rules(ctx: &Context, ns: &str) -> Result<Vec<Arc<NotifyRule>>> {
+    ctx.caches
+        .notify_rules
+        .wait_until_ready()
+        .await
+        .map_err(|e| Error::CacheNotReady(e.to_string()))?;
+    Ok(ctx
+        .caches
+        .notify_rules
+        .state_filter(|r| r.metadata.namespace.as_deref() == Some(ns)))
+}
+
 async fn apply(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Action> {
-    let started = std::time::Instant::now();
     let ns = rule
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
+    // A rule deleted since its reconcile was queued (the store shows it gone) must not
+    // make the worker again.
+    if !namespace_rules(&ctx, &ns)
+        .await?
+        .iter()
+        .any(|r| r.metadata.uid == rule.metadata.uid)
+    {
+        return Ok(Action::await_change());
+    }
     let rules_api: Api<NotifyRule> = Api::namespaced(ctx.client.clone(), &ns);
-    let (secrets, worker) = sync_namespace(&ctx, &ns).await?;
+    let (secrets, worker) = sync_namespace(&ctx, &ns, &rule).await?;
     let counts = match &ctx.outbox {
         Some(pool) => {
             Some(stellaops_store::notify::rule_counts(pool, &ns, &rule.name_any()).await?)
@@ -706,14 +733,6 @@ async fn apply(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Action> {
             tracing::warn!(%error, "could not publish event");
         }
     }
-    ctx.metrics
-        .duration
-        .with_label_values(&["NotifyRule"])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["NotifyRule", "ok"])
-        .inc();
     // Counts move with deliveries, which the operator does not watch: look again soon.
     Ok(Action::requeue(Duration::from_secs(30)))
 }

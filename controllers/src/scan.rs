@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -166,36 +166,6 @@ pub fn desired(scan: &Scan, config: &Config) -> Vec<Value> {
     vec![workload::typed(&job(scan, config))]
 }
 
-/// A Scan waiting for a slot, as the queue sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Waiting {
-    /// `namespace/name`.
-    pub key: String,
-    /// When it was created (RFC 3339; ties broken by key).
-    pub created: String,
-}
-
-/// Where `key` stands: `Ok(())` may start now, `Err(position)` waits (1 = next).
-pub fn queue_position(
-    key: &str,
-    waiting: &[Waiting],
-    running: usize,
-    cap: usize,
-) -> Result<(), usize> {
-    let mut order: Vec<&Waiting> = waiting.iter().collect();
-    order.sort_by(|a, b| (&a.created, &a.key).cmp(&(&b.created, &b.key)));
-    let index = order
-        .iter()
-        .position(|w| w.key == key)
-        .unwrap_or(order.len());
-    let free = cap.saturating_sub(running);
-    if index < free {
-        Ok(())
-    } else {
-        Err(index - free + 1)
-    }
-}
-
 /// A recorded result, as the status shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanResult {
@@ -247,7 +217,7 @@ pub fn result_from_summary(summary: &Value) -> Option<ScanResult> {
     })
 }
 
-/// The status of a Scan. Pure.
+/// The status of a Scan. Pure. `queued` is the slot cap when the Scan waits for a slot.
 pub fn compute_status(
     scan: &Scan,
     job_name: Option<&str>,
@@ -272,7 +242,7 @@ pub fn compute_status(
         condition(t, ok, reason, message, generation, now.clone())
     };
     match (queued, outcome) {
-        (Some(position), _) => {
+        (Some(cap), _) => {
             status.phase = Some(ScanPhase::Queued);
             set_condition(
                 &mut conditions,
@@ -280,17 +250,16 @@ pub fn compute_status(
                     "Queued",
                     true,
                     "ConcurrencyLimit",
-                    format!("waiting for a free scan slot: position {position} in the queue"),
+                    // No queue position: it would change for every waiting Scan each time
+                    // one starts, rewriting N statuses per start.
+                    format!(
+                        "waiting for a free scan slot (at most {cap} scans run at once; the oldest waiting Scan starts first)"
+                    ),
                 ),
             );
             set_condition(
                 &mut conditions,
-                cond(
-                    CONDITION_READY,
-                    false,
-                    "Queued",
-                    format!("queued at position {position}"),
-                ),
+                cond(CONDITION_READY, false, "Queued", "queued".to_string()),
             );
         }
         (None, Outcome::Running) => {
@@ -362,19 +331,16 @@ pub fn compute_status(
     status
 }
 
-/// The latest result recorded for this Scan (by uid), or for `digest` at `snapshot`.
+/// The latest result recorded for this Scan (by uid), or for `digest` at `snapshot`
+/// (`sql` is one of `stellaops_store::scans`' lookups).
 async fn recorded(
     pool: &sqlx::PgPool,
-    where_: &str,
+    sql: &str,
     bind: &str,
     snapshot: Option<i64>,
 ) -> Result<Option<ScanResult>> {
     use sqlx::Row;
-    let sql = format!(
-        "SELECT image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict
-         FROM scan_results WHERE {where_} ORDER BY id DESC LIMIT 1"
-    );
-    let mut query = sqlx::query(&sql).bind(bind);
+    let mut query = sqlx::query(sql).bind(bind);
     if let Some(s) = snapshot {
         query = query.bind(s);
     }
@@ -447,7 +413,6 @@ async fn create_job(ctx: &Context, scan: &Scan, jobs: &Api<Job>) -> Result<()> {
 }
 
 async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
-    let started = std::time::Instant::now();
     let ns = scan
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -461,19 +426,27 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     if done {
         return Ok(Action::await_change());
     }
+    ctx.caches.scans_ready().await?;
     let platform_ns = ctx.config.operator_namespace.clone();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &platform_ns);
     let name_of_job = job_name(&scan);
-    let existing = jobs.get_opt(&name_of_job).await?;
+    let existing = ctx
+        .caches
+        .scan_jobs
+        .get(&kube::runtime::reflector::ObjectRef::new(&name_of_job).within(&platform_ns));
     let mut reused = false;
+    let mut summary_seen: Option<Value> = None;
     let (queued, outcome, job_ref): (Option<usize>, Outcome, Option<&str>) = match &existing {
         Some(j) => match workload::job_finished(j) {
             None => (None, Outcome::Running, Some(name_of_job.as_str())),
             Some(succeeded) => {
                 let summary =
-                    workload::termination_summary(&ctx.client, &platform_ns, &name_of_job).await?;
+                    workload::cached_termination_summary(&ctx, &platform_ns, &name_of_job).await?;
+                summary_seen = summary.clone();
                 let from_db = match (&ctx.outbox, scan.uid()) {
-                    (Some(pool), Some(uid)) => recorded(pool, "scan_uid = $1", &uid, None).await?,
+                    (Some(pool), Some(uid)) => {
+                        recorded(pool, stellaops_store::scans::BY_SCAN_SQL, &uid, None).await?
+                    }
                     _ => None,
                 };
                 let outcome = match (
@@ -506,7 +479,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                     let snapshot = current_snapshot(pool).await?;
                     recorded(
                         pool,
-                        "image_digest = $1 AND advisory_snapshot = $2",
+                        stellaops_store::scans::REUSE_SQL,
                         digest,
                         Some(snapshot),
                     )
@@ -518,50 +491,27 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 reused = true;
                 (None, Outcome::Succeeded(result), None)
             } else {
-                // The queue: running scan Jobs and waiting Scans, operator-wide.
-                let running = jobs
-                    .list(
-                        &ListParams::default()
-                            .labels(&format!("app.kubernetes.io/component={COMPONENT}")),
-                    )
-                    .await?
-                    .items
-                    .iter()
-                    .filter(|j| workload::job_finished(j).is_none())
-                    .count();
-                let all_scans: Api<Scan> = Api::all(ctx.client.clone());
-                let waiting: Vec<Waiting> = all_scans
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .iter()
-                    .filter(|s| {
-                        !matches!(
-                            s.status.as_ref().and_then(|st| st.phase),
-                            Some(ScanPhase::Running | ScanPhase::Succeeded | ScanPhase::Failed)
-                        ) || s.status.as_ref().and_then(|st| st.observed_generation)
-                            != s.metadata.generation
-                    })
-                    .filter(|s| s.meta().deletion_timestamp.is_none())
-                    .map(|s| Waiting {
-                        key: format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()),
-                        created: s
-                            .metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .map(|t| t.0.to_string())
-                            .unwrap_or_default(),
-                    })
-                    .collect();
-                match queue_position(
-                    &format!("{ns}/{name}"),
-                    &waiting,
-                    running,
-                    ctx.config.max_concurrent_scans as usize,
-                ) {
-                    Err(position) => (Some(position), Outcome::Running, None),
-                    Ok(()) => {
+                // The queue, from the shared stores: no LIST, and no walk over every Scan.
+                let cap = ctx.config.max_concurrent_scans as usize;
+                let free = cap - ctx.caches.running_scan_jobs(cap);
+                if ctx.caches.waiting_ahead_at_least(&scan, free) {
+                    (Some(cap), Outcome::Running, None)
+                } else {
+                    // The store may trail a deletion: one point read before making a Job
+                    // for it (the finalizer's cleanup may have run already).
+                    let fresh = scans.get_opt(&name).await?;
+                    if fresh.is_none_or(|s| {
+                        s.metadata.uid != scan.metadata.uid
+                            || s.metadata.deletion_timestamp.is_some()
+                    }) {
+                        return Ok(Action::await_change());
+                    }
+                    {
                         create_job(&ctx, &scan, &jobs).await?;
+                        ctx.caches.scan_job_started(
+                            kube::runtime::reflector::ObjectRef::new(&name_of_job)
+                                .within(&platform_ns),
+                        );
                         publish(
                             &ctx,
                             &scan,
@@ -576,7 +526,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             }
         }
     };
-    let status = compute_status(&scan, job_ref, queued, &outcome, reused, now);
+    let status = compute_status(&scan, job_ref, queued, &outcome, reused, now.clone());
     let phase_changed = scan.status.as_ref().and_then(|s| s.phase) != status.phase;
     if scan.status.as_ref() != Some(&status) {
         let params = PatchParams {
@@ -588,6 +538,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             .await?;
     }
     if phase_changed {
+        record_result(&ctx, &scan, &outcome, reused, summary_seen.as_ref(), now);
         match &outcome {
             Outcome::Succeeded(r) => {
                 publish(
@@ -615,19 +566,53 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             _ => {}
         }
     }
-    ctx.metrics
-        .duration
-        .with_label_values(&["Scan"])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["Scan", "ok"])
-        .inc();
+    // A freed slot wakes the head of the queue and a Job's changes wake its Scan (both
+    // through the scan Job watch): these requeues are only a safety net.
     Ok(match status.phase {
-        Some(ScanPhase::Queued) => Action::requeue(Duration::from_secs(15)),
-        Some(ScanPhase::Running) => Action::requeue(Duration::from_secs(60)),
+        Some(ScanPhase::Queued) => Action::requeue(Duration::from_secs(300)),
+        Some(ScanPhase::Running) => Action::requeue(Duration::from_secs(300)),
         _ => Action::await_change(),
     })
+}
+
+/// Count a Scan's result once, when its phase changes to it: the worker's Job is gone
+/// before anything could scrape it, so its figures come from its termination message.
+fn record_result(
+    ctx: &Context,
+    scan: &Scan,
+    outcome: &Outcome,
+    reused: bool,
+    summary: Option<&Value>,
+    now: Time,
+) {
+    let metrics = &ctx.metrics;
+    let result = match outcome {
+        Outcome::Running => return,
+        Outcome::Succeeded(r) => {
+            metrics
+                .verdicts
+                .with_label_values(&[&format!("{:?}", r.verdict)])
+                .inc();
+            if reused { "reused" } else { "succeeded" }
+        }
+        Outcome::Failed(_) => "failed",
+    };
+    metrics.scans.with_label_values(&[result]).inc();
+    if let Some(created) = &scan.metadata.creation_timestamp {
+        let bytes = summary.and_then(|s| s["imageBytes"].as_u64());
+        let seconds = now.0.duration_since(created.0).as_secs_f64().max(0.0);
+        metrics
+            .scan_latency
+            .with_label_values(&[crate::metrics::size_bucket(bytes)])
+            .observe(seconds);
+    }
+    if let Some(summary) = summary {
+        for (key, label) in [("layersCached", "hit"), ("layersAnalysed", "miss")] {
+            if let Some(n) = summary[key].as_u64() {
+                metrics.layer_cache.with_label_values(&[label]).inc_by(n);
+            }
+        }
+    }
 }
 
 async fn publish(ctx: &Context, scan: &Scan, type_: EventType, reason: &str, note: String) {

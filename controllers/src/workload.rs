@@ -341,8 +341,30 @@ pub async fn termination_summary(
     let list = pods
         .list(&ListParams::default().labels(&format!("job-name={job}")))
         .await?;
+    Ok(newest_termination_message(list.items.iter()))
+}
+
+/// [`termination_summary`] read from the shared Pod store; the LIST only when the store
+/// holds no message of the Job's Pods yet (its watch may trail the Job's).
+pub async fn cached_termination_summary(
+    ctx: &crate::Context,
+    ns: &str,
+    job: &str,
+) -> Result<Option<Value>> {
+    let pods = ctx.caches.pods.state_filter(|pod| {
+        pod.metadata.namespace.as_deref() == Some(ns)
+            && pod.labels().get("job-name").map(String::as_str) == Some(job)
+    });
+    match newest_termination_message(pods.iter().map(|p| p.as_ref())) {
+        Some(summary) => Ok(Some(summary)),
+        None => termination_summary(&ctx.client, ns, job).await,
+    }
+}
+
+/// The JSON termination message of the newest Pod that left one.
+fn newest_termination_message<'a>(pods: impl Iterator<Item = &'a Pod>) -> Option<Value> {
     let mut messages: BTreeMap<String, Value> = BTreeMap::new();
-    for pod in list.items {
+    for pod in pods {
         let created = pod
             .metadata
             .creation_timestamp
@@ -361,7 +383,7 @@ pub async fn termination_summary(
             messages.insert(created, value);
         }
     }
-    Ok(messages.into_values().next_back())
+    messages.into_values().next_back()
 }
 
 /// Timing of a sync CronJob.

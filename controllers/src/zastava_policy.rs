@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
 };
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -626,15 +626,24 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         &workload::typed(&webhook_configuration(&policy, &ctx.config, &bundle)),
     )
     .await?;
-    let namespaces = Api::<Namespace>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    ctx.caches
+        .namespaces
+        .wait_until_ready()
+        .await
+        .map_err(|e| Error::CacheNotReady(e.to_string()))?;
+    let namespaces: Vec<Namespace> = ctx
+        .caches
+        .namespaces
+        .state()
+        .iter()
+        .map(|n| n.as_ref().clone())
+        .collect();
     let matching = matching_namespaces(&policy, &ctx.config, &namespaces)?;
     let generation = policy.meta().generation;
     let mut status = policy.status.clone().unwrap_or_default();
     status.observed_generation = generation;
     status.matching_namespaces = Some(matching.len() as i32);
+    ctx.metrics.webhook_certificate_expiry.set(not_after);
     status.certificate_not_after = jiff::Timestamp::from_second(not_after).ok().map(Time);
     let mode = serde_json::to_value(policy.spec.mode)?;
     let message = format!(
@@ -655,10 +664,6 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         ),
     );
     report(&policy, &ctx, status).await?;
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["ZastavaPolicy", "ok"])
-        .inc();
     // Come back before the serving certificate needs renewing (and hourly for the count).
     let renew_in = (not_after - SERVING_RENEW_BEFORE_DAYS * DAY - now).clamp(60, 3600);
     Ok(Action::requeue(Duration::from_secs(renew_in as u64)))

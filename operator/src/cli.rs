@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// Most reconciles of one kind running at once (each controller has its own budget).
     #[arg(long, env = "STELLAOPS_RECONCILE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub reconcile_concurrency: u16,
+    /// Milliseconds within which triggers of one object make a single reconcile.
+    #[arg(long, env = "STELLAOPS_RECONCILE_DEBOUNCE_MS", default_value_t = 200)]
+    pub reconcile_debounce_ms: u64,
     /// Seconds in-flight reconciles get to finish after SIGTERM before the process exits
     /// (keep it well under the Pod's terminationGracePeriodSeconds, 30 by default).
     #[arg(long, env = "STELLAOPS_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
@@ -101,6 +104,34 @@ pub struct RunArgs {
     /// (`release.progress`, `release.failed`, `release.rolledback`) to the outbox.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Connections of the controllers' database pool (outbox, scan reuse, schedules).
+    #[arg(long, env = "STELLAOPS_CONTROLLER_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub controller_db_connections: u32,
+    /// Connections of each of the webhook's database pools (fail-fast verdict lookups;
+    /// decision events), apart from the controllers' so a reconcile burst never makes an
+    /// admission review wait.
+    #[arg(long, env = "STELLAOPS_WEBHOOK_DB_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_db_connections: u32,
+    /// Days finished notify deliveries (and their attempts) are kept.
+    #[arg(long, env = "STELLAOPS_RETAIN_DELIVERIES_DAYS", default_value_t = 30)]
+    pub retain_deliveries_days: u64,
+    /// Days outbox events are kept.
+    #[arg(long, env = "STELLAOPS_RETAIN_EVENTS_DAYS", default_value_t = 30)]
+    pub retain_events_days: u64,
+    /// Days finished schedule runs are kept.
+    #[arg(
+        long,
+        env = "STELLAOPS_RETAIN_SCHEDULE_RUNS_DAYS",
+        default_value_t = 90
+    )]
+    pub retain_schedule_runs_days: u64,
+    /// Seconds between retention passes (each deletes in batches of 1,000 rows).
+    #[arg(
+        long,
+        env = "STELLAOPS_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 3600
+    )]
+    pub retention_interval_seconds: u64,
     /// Address the Zastava admission webhook serves TLS on (every replica serves it, leader
     /// or not). `off` disables it.
     #[arg(long, env = "STELLAOPS_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]

@@ -199,3 +199,81 @@ impl LeaderElector {
         Ok(())
     }
 }
+
+/// Lease renewal on a thread of its own, with its own single-threaded runtime and its own
+/// client (built there, so its connection and buffer tasks run there too): reconciles that
+/// keep the main runtime's workers busy — decoding a 10,000-object list, a slow reconcile
+/// that blocks — cannot delay a renewal past the lease duration and cost the leadership.
+pub struct LeaseHolder {
+    lost: tokio::sync::oneshot::Receiver<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseHolder {
+    /// Start renewing the Lease of `config` (already acquired) with a client made from
+    /// `client_config`.
+    pub fn start(client_config: kube::Config, config: LeaderConfig) -> std::io::Result<Self> {
+        let (lost_tx, lost) = tokio::sync::oneshot::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lease-renewal".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = lost_tx.send(format!("no runtime for lease renewal: {error}"));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let client = match kube::Client::try_from(client_config) {
+                        Ok(client) => client,
+                        Err(error) => {
+                            let _ = lost_tx.send(format!("no client for lease renewal: {error}"));
+                            return;
+                        }
+                    };
+                    let elector = LeaderElector::new(client, config);
+                    tokio::select! {
+                        lost = elector.hold() => { let _ = lost_tx.send(lost); }
+                        _ = stop_rx => {}
+                    }
+                });
+            })?;
+        Ok(LeaseHolder {
+            lost,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Wait until leadership is lost, and say why.
+    pub async fn lost(&mut self) -> String {
+        (&mut self.lost)
+            .await
+            .unwrap_or_else(|_| "the lease renewal thread stopped".into())
+    }
+
+    /// Whether leadership was lost already (without waiting).
+    pub fn is_lost(&mut self) -> bool {
+        !matches!(
+            self.lost.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        )
+    }
+
+    /// Stop renewing and wait for the thread (before the Lease is released, so no renewal
+    /// races the release).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}

@@ -13,7 +13,7 @@ use stellaops_controllers::{Config, Context};
 
 use crate::cli::RunArgs;
 use crate::http::{Probes, router};
-use crate::leader::{LeaderConfig, LeaderElector, Round};
+use crate::leader::{LeaderConfig, LeaderElector, LeaseHolder, Round};
 
 /// Operator settings from the command line.
 pub fn controller_config(args: &RunArgs) -> Config {
@@ -26,6 +26,7 @@ pub fn controller_config(args: &RunArgs) -> Config {
     }
     config.max_concurrent_scans = args.max_concurrent_scans;
     config.reconcile_concurrency = args.reconcile_concurrency;
+    config.reconcile_debounce = std::time::Duration::from_millis(args.reconcile_debounce_ms);
     config.database_secret = args.database_secret.clone();
     config.webhook_service = args.webhook_service.clone();
     config.storage.bucket = args.bucket.clone();
@@ -36,8 +37,8 @@ pub fn controller_config(args: &RunArgs) -> Config {
     config
 }
 
-async fn client(args: &RunArgs) -> anyhow::Result<kube::Client> {
-    let config = match &args.context {
+async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
+    Ok(match &args.context {
         Some(context) => {
             let options = KubeConfigOptions {
                 context: Some(context.clone()),
@@ -48,8 +49,7 @@ async fn client(args: &RunArgs) -> anyhow::Result<kube::Client> {
         None => kube::Config::infer()
             .await
             .context("no kubeconfig and not in a cluster")?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    })
 }
 
 fn identity(args: &RunArgs) -> String {
@@ -94,6 +94,28 @@ async fn run_controllers(ctx: Arc<Context>, grace: Duration) {
     }
 }
 
+fn retention_ages(args: &RunArgs) -> stellaops_store::retention::Ages {
+    let days = |d: u64| Duration::from_secs(d.saturating_mul(24 * 3600));
+    stellaops_store::retention::Ages {
+        deliveries: days(args.retain_deliveries_days),
+        attempts: days(args.retain_deliveries_days),
+        outbox_events: days(args.retain_events_days),
+        schedule_runs: days(args.retain_schedule_runs_days),
+    }
+}
+
+/// Delete what has outlived its retention, every `interval`, for as long as the process
+/// runs (every replica: the deletes are bounded batches and idempotent).
+async fn retention(pool: sqlx::PgPool, ages: stellaops_store::retention::Ages, interval: Duration) {
+    loop {
+        match stellaops_store::retention::prune(&pool, &ages, 1000).await {
+            Ok(pruned) => tracing::debug!(?pruned, "retention pass"),
+            Err(error) => tracing::warn!(%error, "retention pass failed"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
 /// Run until shutdown or loss of leadership (an error, so the Pod restarts as a standby).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let registry = Registry::new();
@@ -122,7 +144,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
 
-    let client = client(&args).await?;
+    let kube_config = kube_config(&args).await?;
+    let client = kube::Client::try_from(kube_config.clone())?;
     let identity = identity(&args);
     let mut ctx = Context::new(
         client.clone(),
@@ -130,21 +153,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller_config(&args),
         Some(identity.clone()),
     );
+    // Two pools: admission reviews must not queue behind reconciles for a connection.
+    let mut webhook_pool = None;
     match &args.database_url {
         // Lazy: a database that is down delays outbox writes (reconciles retry), not start-up.
         Some(url) => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(4)
-                .connect_lazy(url)
-                .context("parsing --database-url")?;
-            ctx = ctx.with_outbox(pool);
+            let pool = |connections: u32| {
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(connections)
+                    .connect_lazy(url)
+                    .context("parsing --database-url")
+            };
+            let controllers_pool = pool(args.controller_db_connections)?;
+            tokio::spawn(retention(
+                controllers_pool.clone(),
+                retention_ages(&args),
+                Duration::from_secs(args.retention_interval_seconds.max(60)),
+            ));
+            ctx = ctx.with_outbox(controllers_pool);
+            webhook_pool = Some(pool(args.webhook_db_connections)?);
         }
         None => tracing::warn!(
             "no --database-url: release events go to Kubernetes Events only, not the events outbox"
         ),
     }
     if args.webhook_addr != "off" {
-        crate::webhook::start(client.clone(), &args, &registry, ctx.outbox.clone()).await?;
+        crate::webhook::start(client.clone(), &args, &registry, webhook_pool).await?;
     }
     let ctx = Arc::new(ctx);
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
@@ -161,16 +195,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let elector = LeaderElector::new(
-        client,
-        LeaderConfig {
-            namespace: args.namespace.clone(),
-            lease_name: args.lease_name.clone(),
-            identity: identity.clone(),
-            lease_duration: Duration::from_secs(args.lease_duration_seconds),
-            retry_period: Duration::from_secs(args.lease_retry_seconds),
-        },
-    );
+    let leader_config = LeaderConfig {
+        namespace: args.namespace.clone(),
+        lease_name: args.lease_name.clone(),
+        identity: identity.clone(),
+        lease_duration: Duration::from_secs(args.lease_duration_seconds),
+        retry_period: Duration::from_secs(args.lease_retry_seconds),
+    };
+    let elector = LeaderElector::new(client, leader_config.clone());
     let mut last_holder = String::new();
     let acquired = elector.acquire(|round| match round {
         Ok(round) => {
@@ -191,10 +223,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%identity, lease = %args.lease_name, "became leader; starting controllers");
     leader_gauge.set(1);
 
+    // Renewal runs on a thread and runtime of its own, never behind the reconciles.
+    let mut holder = LeaseHolder::start(kube_config, leader_config)
+        .context("starting the lease renewal thread")?;
     let outcome = tokio::select! {
         _ = run_controllers(ctx, grace) => Ok(()),
-        lost = elector.hold() => Err(anyhow::anyhow!("lost leadership: {lost}")),
+        lost = holder.lost() => Err(anyhow::anyhow!("lost leadership: {lost}")),
     };
+    holder.stop().await;
     leader_gauge.set(0);
     if outcome.is_ok() {
         // Controllers stop on the shutdown signal; hand the Lease over at once.

@@ -78,7 +78,7 @@ pub async fn start(
         Some(url) => Some(
             stellaops_store::lookup_pool(
                 url,
-                8,
+                args.webhook_db_connections,
                 Duration::from_millis(500),
                 Duration::from_secs(2),
             )

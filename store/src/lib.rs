@@ -4,8 +4,10 @@
 pub mod advisories;
 pub mod notify;
 pub mod outbox;
+pub mod retention;
 pub mod roles;
 pub mod s3;
+pub mod scans;
 pub mod schedules;
 
 use sqlx::PgPool;

@@ -538,6 +538,18 @@ pub struct RuleCounts {
     pub last_error: Option<String>,
 }
 
+/// A rule's latest delivery error: from the rule's deliveries (index `notify_deliveries_rule`)
+/// to each one's newest failed attempt (index `notify_attempts_errors`), never a walk over
+/// every attempt of every rule.
+pub const LAST_ERROR_SQL: &str = "SELECT a.error FROM notify_deliveries d
+     CROSS JOIN LATERAL (
+         SELECT id, error FROM notify_attempts
+         WHERE delivery_id = d.id AND error IS NOT NULL
+         ORDER BY id DESC LIMIT 1
+     ) a
+     WHERE d.rule_namespace = $1 AND d.rule_name = $2
+     ORDER BY a.id DESC LIMIT 1";
+
 /// Counts of one rule's deliveries.
 pub async fn rule_counts(pool: &PgPool, namespace: &str, name: &str) -> Result<RuleCounts> {
     let mut counts = RuleCounts::default();
@@ -561,15 +573,11 @@ pub async fn rule_counts(pool: &PgPool, namespace: &str, name: &str) -> Result<R
             _ => counts.pending += n,
         }
     }
-    counts.last_error = sqlx::query_scalar(
-        "SELECT a.error FROM notify_attempts a JOIN notify_deliveries d ON d.id = a.delivery_id
-         WHERE d.rule_namespace = $1 AND d.rule_name = $2 AND a.error IS NOT NULL
-         ORDER BY a.id DESC LIMIT 1",
-    )
-    .bind(namespace)
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
+    counts.last_error = sqlx::query_scalar(LAST_ERROR_SQL)
+        .bind(namespace)
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
     Ok(counts)
 }
 

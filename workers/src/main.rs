@@ -414,9 +414,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("mirror on http://{listen}");
-            axum::serve(listener, router(std::sync::Arc::new(mirror)))
-                .with_graceful_shutdown(stellaops_workers::federation_api::shutdown_signal())
-                .await?;
+            // With connect info: failed logins are limited per user and client address.
+            axum::serve(
+                listener,
+                router(std::sync::Arc::new(mirror))
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(stellaops_workers::federation_api::shutdown_signal())
+            .await?;
         }
         Command::Notify {
             command:
@@ -441,6 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 ..Options::default()
             };
             let worker = Worker::from_file(pool, config, options)?;
+            stellaops_workers::notify::init_metrics();
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;

@@ -412,7 +412,6 @@ pub fn status_patch(status: &stellaops_crds::platform::PlatformStatus) -> Value 
 
 /// Reconcile one Platform: verify, observe, decide, apply, record.
 pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<RequeueAction> {
-    let started = std::time::Instant::now();
     let ns = platform
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -588,13 +587,5 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
             tracing::warn!(%name, %error, "could not publish event");
         }
     }
-    ctx.metrics
-        .duration
-        .with_label_values(&["Platform"])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["Platform", "ok"])
-        .inc();
     Ok(RequeueAction::requeue(decision.requeue))
 }

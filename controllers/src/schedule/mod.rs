@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -400,25 +400,51 @@ pub fn selection_scope(schedule: &Schedule, platform_namespace: &str) -> Option<
 }
 
 async fn running_images(ctx: &Context, schedule: &Schedule) -> Result<Vec<RunningImage>> {
+    let _timer = ctx.metrics.selection.start_timer();
+    // A tenant's Schedule sees its own namespace only (pods elsewhere are dropped by
+    // `select`, which keeps only Pods of the namespaces it is given).
     let scope = selection_scope(schedule, &ctx.config.operator_namespace);
-    let namespaces: Vec<Namespace> = Api::<Namespace>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|n| scope.as_ref().is_none_or(|s| *s == n.name_any()))
+    // From the shared stores: a run start used to LIST every Pod of the cluster.
+    let not_ready =
+        |e: kube::runtime::reflector::store::WriterDropped| Error::CacheNotReady(e.to_string());
+    ctx.caches
+        .namespaces
+        .wait_until_ready()
+        .await
+        .map_err(not_ready)?;
+    ctx.caches
+        .pods
+        .wait_until_ready()
+        .await
+        .map_err(not_ready)?;
+    let namespaces: Vec<Namespace> = ctx
+        .caches
+        .namespaces
+        .state_filter(|n| {
+            scope
+                .as_deref()
+                .is_none_or(|s| n.metadata.name.as_deref() == Some(s))
+        })
+        .iter()
+        .map(|n| n.as_ref().clone())
         .collect();
-    let mut params = ListParams::default();
-    if let Some(selector) = &schedule.spec.selection.pod_selector {
-        let selector = kube::core::Selector::try_from(selector.clone())
-            .map_err(|e| Error::InvalidSpec(format!("podSelector: {e}")))?;
-        params = params.labels_from(&selector);
-    }
-    let pods_api = match &scope {
-        Some(ns) => Api::<Pod>::namespaced(ctx.client.clone(), ns),
-        None => Api::<Pod>::all(ctx.client.clone()),
-    };
-    let pods = pods_api.list(&params).await?.items;
+    let mut pods: Vec<Pod> = ctx
+        .caches
+        .pods
+        .state_filter(|p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && scope
+                    .as_deref()
+                    .is_none_or(|s| p.metadata.namespace.as_deref() == Some(s))
+        })
+        .iter()
+        .map(|p| p.as_ref().clone())
+        .collect();
+    // In LIST order (namespace, name), as the store's order is arbitrary: an image two
+    // Pods run under different names is named after the same Pod every time.
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
     select(schedule, &namespaces, &pods)
 }
 
@@ -477,6 +503,7 @@ async fn start_run(
             .and_then(|v| v.as_str().map(str::to_string)),
     };
     stellaops_store::schedules::create_run(pool, &run).await?;
+    ctx.metrics.impacted_images.inc_by(chosen.len() as u64);
     match spec.mode {
         ScheduleMode::AnalysisOnly => {
             workload::apply(
@@ -485,6 +512,7 @@ async fn start_run(
                 &workload::typed(&evaluate_job(schedule, run_id, &ctx.config)),
             )
             .await?;
+            ctx.metrics.jobs_enqueued.inc();
         }
         ScheduleMode::ContentRefresh => {
             if let Some(run) = stellaops_store::schedules::run(pool, run_id).await? {
@@ -552,7 +580,7 @@ async fn create_refresh_batch(
             )
             .await
         {
-            Ok(_) => {}
+            Ok(_) => ctx.metrics.jobs_enqueued.inc(),
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
@@ -590,7 +618,6 @@ pub fn refresh_outcome(run: &Run, scans: &[Scan]) -> Option<Option<String>> {
 /// whether any was.
 async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run]) -> Result<bool> {
     let mut settled = false;
-    let scans: Api<Scan> = Api::namespaced(ctx.client.clone(), ns);
     for run in runs
         .iter()
         .filter(|r| r.finished_at.is_none() && r.plan.mode == "content-refresh")
@@ -598,10 +625,21 @@ async fn settle_runs(ctx: &Context, pool: &sqlx::PgPool, ns: &str, runs: &[Run])
         if (run.created as usize) < run.plan.images.len() {
             continue;
         }
-        let created = scans
-            .list(&ListParams::default().labels(&format!("{RUN_LABEL}={}", run.plan.id)))
-            .await?
-            .items;
+        ctx.caches
+            .scans
+            .wait_until_ready()
+            .await
+            .map_err(|e| Error::CacheNotReady(e.to_string()))?;
+        let created: Vec<Scan> = ctx
+            .caches
+            .scans
+            .state_filter(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.labels().get(RUN_LABEL) == Some(&run.plan.id)
+            })
+            .iter()
+            .map(|s| s.as_ref().clone())
+            .collect();
         if let Some(outcome) = refresh_outcome(run, &created) {
             stellaops_store::schedules::finish(pool, &run.plan.id, outcome.as_deref()).await?;
             settled = true;
@@ -787,10 +825,6 @@ async fn apply(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
     if schedule.status.as_ref() != Some(&status) {
         patch_status(&ctx, &ns, &name, &status).await?;
     }
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["Schedule", "ok"])
-        .inc();
     let mut wait = timing::requeue_after(&decision, now);
     if creating
         || runs.iter().any(|r| {

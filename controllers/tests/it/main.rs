@@ -5,6 +5,7 @@ mod federation_site;
 mod mirror_domain;
 mod notify_rule;
 mod platform;
+mod retry;
 mod scan;
 mod schedule;
 mod zastava_policy;

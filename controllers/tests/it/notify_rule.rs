@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
+use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::notify_rule::{RULES_ANNOTATION, rules_of};
 use stellaops_controllers::notify_rule::{
@@ -240,6 +241,10 @@ fn enabled_rules_render_into_one_worker_config_and_deployment() {
     );
 }
 
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+}
+
 fn t() -> Time {
     Time(jiff::Timestamp::from_second(1_763_800_000).unwrap())
 }
@@ -301,30 +306,15 @@ fn status_counts_deliveries_and_says_why_it_is_not_ready() {
     assert_eq!(ready(&s, "Ready").1, "Disabled");
 }
 
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
-}
-
 #[tokio::test]
 async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
+    // The namespace's rules come from the shared store: no LIST.
+    let caches = Caches::filled(Contents {
+        notify_rules: vec![rule("high-critical-alerts", true), rule("zz-other", true)],
+        ..Default::default()
+    });
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        let rules = server
-            .expect(
-                Method::GET,
-                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/notifyrules",
-            )
-            .await;
-        rules.respond(
-            200,
-            list(
-                "NotifyRuleList",
-                vec![
-                    serde_json::to_value(rule("high-critical-alerts", true)).unwrap(),
-                    serde_json::to_value(rule("zz-other", true)).unwrap(),
-                ],
-            ),
-        );
         // Both rules use the same two Secrets: each is read once. soc-smtp is missing.
         let slack = server
             .expect(
@@ -408,12 +398,9 @@ async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
             .expect_no_more_calls(std::time::Duration::from_millis(100))
             .await;
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
+    );
     reconcile(Arc::new(rule("high-critical-alerts", true)), ctx)
         .await
         .unwrap();
@@ -427,13 +414,6 @@ async fn deleting_the_last_rule_of_a_namespace_removes_its_worker_then_the_final
     let stored = serde_json::to_value(&deleted).unwrap();
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        server
-            .expect(
-                Method::GET,
-                "/apis/stella-ops.org/v1alpha1/namespaces/stellaops/notifyrules",
-            )
-            .await
-            .respond(200, list("NotifyRuleList", vec![stored.clone()]));
         let selector =
             "stella-ops.org/owner-kind=NotifyRule,stella-ops.org/owner-namespace=stellaops";
         for (path, kind, item) in [
@@ -510,12 +490,14 @@ async fn deleting_the_last_rule_of_a_namespace_removes_its_worker_then_the_final
             .expect_no_more_calls(std::time::Duration::from_millis(100))
             .await;
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    // The namespace's rules come from the shared store: the deleted one is its only rule.
+    let caches = Caches::filled(Contents {
+        notify_rules: vec![deleted.clone()],
+        ..Default::default()
+    });
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
+    );
     reconcile(Arc::new(deleted), ctx).await.unwrap();
     verifier.await.unwrap();
 }

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use http::Method;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
+use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::scan::{
-    Outcome, Waiting, compute_status, job, pinned_digest, queue_position, reconcile,
-    result_from_summary,
+    Outcome, compute_status, job, pinned_digest, reconcile, result_from_summary,
 };
 use stellaops_controllers::tenancy::{
     FINALIZER, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE, OWNER_UID,
@@ -91,22 +93,66 @@ fn the_job_runs_the_worker_restricted_with_the_pull_secret_and_a_deadline() {
     assert_eq!(pinned_digest("r/app:1"), None);
 }
 
+fn scan_created(ns: &str, name: &str, created: &str) -> Scan {
+    let mut s = scan(name, "r/app:1");
+    s.metadata.namespace = Some(ns.into());
+    s.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+    s
+}
+
+fn job_of(name: &str, running: bool) -> Job {
+    let mut j: Job = serde_json::from_value(running_job(name)).unwrap();
+    if !running {
+        j.status = Some(
+            serde_json::from_value(json!({"conditions": [{"type": "Complete", "status": "True"}]}))
+                .unwrap(),
+        );
+    }
+    j
+}
+
 #[test]
 fn the_queue_admits_in_creation_order_up_to_the_cap() {
-    let w = |key: &str, created: &str| Waiting {
-        key: key.into(),
-        created: created.into(),
-    };
-    let waiting = vec![
-        w("a/late", "2026-11-22T08:03:00Z"),
-        w("a/first", "2026-11-22T08:01:00Z"),
-        w("b/second", "2026-11-22T08:02:00Z"),
-    ];
-    assert_eq!(queue_position("a/first", &waiting, 2, 4), Ok(()));
-    assert_eq!(queue_position("b/second", &waiting, 2, 4), Ok(()));
-    assert_eq!(queue_position("a/late", &waiting, 2, 4), Err(1));
-    assert_eq!(queue_position("a/first", &waiting, 4, 4), Err(1));
-    assert_eq!(queue_position("a/late", &waiting, 4, 4), Err(3));
+    let late = scan_created("a", "late", "2026-11-22T08:03:00Z");
+    let first = scan_created("a", "first", "2026-11-22T08:01:00Z");
+    let second = scan_created("b", "second", "2026-11-22T08:02:00Z");
+    let mut running_scan = scan_created("a", "running", "2026-11-22T07:00:00Z");
+    running_scan.status = Some(compute_status(
+        &running_scan,
+        Some("running-scan-1"),
+        None,
+        &Outcome::Running,
+        false,
+        t(),
+    ));
+    let caches = Caches::filled(Contents {
+        scans: vec![late.clone(), first.clone(), second.clone(), running_scan],
+        scan_jobs: vec![
+            job_of("running-scan-1", true),
+            job_of("busy-scan-1", true),
+            job_of("done-scan-1", false),
+        ],
+        ..Default::default()
+    });
+    // Two Jobs run (the finished one does not count), counted only up to the cap.
+    assert_eq!(caches.running_scan_jobs(4), 2);
+    assert_eq!(caches.running_scan_jobs(1), 1);
+    // Cap 4, two slots free: the two oldest waiting Scans start, the third waits; the
+    // Running Scan is not in the queue.
+    let free = 4 - caches.running_scan_jobs(4);
+    assert!(!caches.waiting_ahead_at_least(&first, free));
+    assert!(!caches.waiting_ahead_at_least(&second, free));
+    assert!(caches.waiting_ahead_at_least(&late, free));
+    // No slot free: everyone waits.
+    assert!(caches.waiting_ahead_at_least(&first, 0));
+    assert_eq!(
+        caches.queue_heads(2),
+        vec![ObjectRef::from_obj(&first), ObjectRef::from_obj(&second)]
+    );
+    assert_eq!(caches.queue_heads(5).len(), 3);
+    // A Job this replica just created counts before its watch event arrives.
+    caches.scan_job_started(ObjectRef::new("new-scan-1").within("a"));
+    assert_eq!(caches.running_scan_jobs(4), 3);
 }
 
 fn t() -> Time {
@@ -127,7 +173,13 @@ fn status_follows_queue_job_and_result() {
         (q.status.as_str(), q.reason.as_str()),
         ("True", "ConcurrencyLimit")
     );
-    assert!(q.message.contains("position 2"));
+    // No position: it would change for every waiting Scan whenever one starts.
+    assert!(
+        q.message.contains("at most 2 scans run at once"),
+        "{}",
+        q.message
+    );
+    assert!(!q.message.contains("position"));
     let summary = json!({"success": true, "imageDigest": "sha256:abc", "sbomUri": "s3://stellaops/scanner/images/abc/inventory.cdx.json",
                          "sbomSha256": "sha256:def", "components": 42, "verdict": "Fail",
                          "findings": {"critical": 1, "high": 2, "medium": 0, "low": 5}});
@@ -182,37 +234,10 @@ fn running_job(name: &str) -> Value {
 
 #[tokio::test]
 async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
-    // Cap 1, one scan Job running elsewhere: queued.
+    // Cap 1, one scan Job running elsewhere: queued. Everything the queue needs is read
+    // from the shared stores: the first call is the status write, and nothing is LISTed.
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        server
-            .expect(
-                Method::GET,
-                "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1",
-            )
-            .await
-            .respond_status(404, "NotFound", "jobs \"app-scan-1\" not found");
-        let jobs = server
-            .expect(
-                Method::GET,
-                "/apis/batch/v1/namespaces/stellaops-system/jobs",
-            )
-            .await;
-        assert_eq!(
-            jobs.query.get("labelSelector").map(String::as_str),
-            Some("app.kubernetes.io/component=scan")
-        );
-        jobs.respond(200, list("JobList", vec![running_job("busy-scan-1")]));
-        server
-            .expect(Method::GET, "/apis/stella-ops.org/v1alpha1/scans")
-            .await
-            .respond(
-                200,
-                list(
-                    "ScanList",
-                    vec![serde_json::to_value(scan("app", "r/app:1")).unwrap()],
-                ),
-            );
         let status = server
             .expect(
                 Method::PATCH,
@@ -239,39 +264,31 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
         max_concurrent_scans: 1,
         ..Config::default()
     };
-    let ctx = Arc::new(Context::new(client, Metrics::unregistered(), config, None));
+    let caches = || {
+        Caches::filled(Contents {
+            scans: vec![scan("app", "r/app:1")],
+            scan_jobs: vec![job_of("busy-scan-1", true)],
+            ..Default::default()
+        })
+    };
+    let ctx =
+        Arc::new(Context::new(client, Metrics::unregistered(), config, None).with_caches(caches()));
     reconcile(Arc::new(scan("app", "r/app:1")), ctx)
         .await
         .unwrap();
     verifier.await.unwrap();
 
-    // Cap 4: the Job is created by server-side apply.
+    // Cap 4: the Job is created by server-side apply, after one point read (not a LIST)
+    // that the Scan still exists.
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
         server
             .expect(
                 Method::GET,
-                "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1",
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app",
             )
             .await
-            .respond_status(404, "NotFound", "not found");
-        server
-            .expect(
-                Method::GET,
-                "/apis/batch/v1/namespaces/stellaops-system/jobs",
-            )
-            .await
-            .respond(200, list("JobList", vec![running_job("busy-scan-1")]));
-        server
-            .expect(Method::GET, "/apis/stella-ops.org/v1alpha1/scans")
-            .await
-            .respond(
-                200,
-                list(
-                    "ScanList",
-                    vec![serde_json::to_value(scan("app", "r/app:1")).unwrap()],
-                ),
-            );
+            .respond(200, serde_json::to_value(scan("app", "r/app:1")).unwrap());
         // The pull secret is copied into the platform namespace, labelled with the Scan…
         let regcred = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "regcred", "namespace": "prod-eu"},
@@ -349,12 +366,10 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
             .expect_no_more_calls(std::time::Duration::from_millis(100))
             .await;
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None)
+            .with_caches(caches()),
+    );
     reconcile(Arc::new(scan("app", "r/app:1")), ctx)
         .await
         .unwrap();
@@ -363,27 +378,27 @@ async fn at_the_cap_a_scan_waits_queued_and_below_it_the_job_is_created() {
 
 #[tokio::test]
 async fn a_failed_job_reports_the_workers_message() {
+    // The Job and its Pod's termination message come from the shared stores.
+    let failed_job: Job = serde_json::from_value(json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "prod-eu-app-scan-1", "namespace": "stellaops-system"},
+        "spec": {"template": {"spec": {"containers": []}}},
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}))
+    .unwrap();
+    let pod = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "prod-eu-app-scan-1-x", "namespace": "stellaops-system", "labels": {"job-name": "prod-eu-app-scan-1"},
+                     "creationTimestamp": "2026-11-22T08:00:00Z"},
+        "spec": {"containers": [{"name": "scan", "image": "w"}]},
+        "status": {"containerStatuses": [{"name": "scan", "image": "w", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "message":
+                "{\"success\":false,\"error\":\"registry r refused access to app (401); check the pull secret\"}"}}}]}}))
+    .unwrap();
+    let caches = Caches::filled(Contents {
+        scan_jobs: vec![failed_job],
+        pods: vec![pod],
+        ..Default::default()
+    });
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        server
-            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1")
-            .await
-            .respond(200, json!({"apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": "prod-eu-app-scan-1", "namespace": "prod-eu"},
-                "spec": {"template": {"spec": {"containers": []}}},
-                "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}));
-        let pods = server
-            .expect(Method::GET, "/api/v1/namespaces/stellaops-system/pods")
-            .await;
-        assert_eq!(
-            pods.query.get("labelSelector").map(String::as_str),
-            Some("job-name=prod-eu-app-scan-1")
-        );
-        pods.respond(200, list("PodList", vec![json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "prod-eu-app-scan-1-x", "creationTimestamp": "2026-11-22T08:00:00Z"},
-            "status": {"containerStatuses": [{"name": "scan", "image": "w", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 1, "message":
-                    "{\"success\":false,\"error\":\"registry r refused access to app (401); check the pull secret\"}"}}}]}})]));
         let status = server
             .expect(
                 Method::PATCH,
@@ -415,13 +430,13 @@ async fn a_failed_job_reports_the_workers_message() {
             .await;
         assert_eq!(event.body["reason"], "ScanFailed");
         event.respond_with_request_body();
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
+    );
     reconcile(Arc::new(scan("app", "r/app:1")), ctx)
         .await
         .unwrap();
@@ -448,13 +463,6 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
     let image = format!("r/app@{digest}");
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        server
-            .expect(
-                Method::GET,
-                "/apis/batch/v1/namespaces/stellaops-system/jobs/prod-eu-app-scan-1",
-            )
-            .await
-            .respond_status(404, "NotFound", "not found");
         // No Job: straight to the status.
         let status = server
             .expect(

@@ -364,6 +364,7 @@ mod controller {
     use http::Method;
     use k8s_openapi::api::core::v1::{Namespace, Pod};
     use serde_json::{Value, json};
+    use stellaops_controllers::cache::{Caches, Contents};
     use stellaops_controllers::metrics::Metrics;
     use stellaops_controllers::schedule::{
         RunningImage, apply_limits, evaluate_job, preview_notes, reconcile, select, selection_scope,
@@ -408,6 +409,15 @@ mod controller {
                 "ready": true, "restartCount": 0})).collect::<Vec<_>>(),
                 "initContainerStatuses": [{"name": "init", "image": "registry.example.com/init:1",
                     "imageID": format!("docker-pullable://registry.example.com/init@{C}"), "ready": true, "restartCount": 0}]}
+        })
+    }
+
+    /// Shared stores holding [`namespaces`] and [`pods`].
+    fn running_pods() -> Caches {
+        Caches::filled(Contents {
+            namespaces: namespaces(),
+            pods: pods(),
+            ..Default::default()
         })
     }
 
@@ -619,26 +629,17 @@ mod controller {
             return;
         };
         let (client, mut server) = mock_client("default");
+        // Namespaces and Pods come from the shared stores: the first call is the Job.
         let ctx = Arc::new(
             Context::new(client, Metrics::unregistered(), Config::default(), None)
-                .with_outbox(pool.clone()),
+                .with_outbox(pool.clone())
+                .with_caches(running_pods()),
         );
         let s = schedule(
             json!({"schedule": "*/5 * * * *", "catchUp": "once", "limits": {"maxScans": 1},
             "selection": {"namespaceSelector": {"matchLabels": {"environment": "production"}}}}),
         );
         let verifier = tokio::spawn(async move {
-            server.expect(Method::GET, "/api/v1/namespaces").await.respond(
-                200,
-                json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": namespaces()}),
-            );
-            server
-                .expect(Method::GET, "/api/v1/namespaces/shop/pods")
-                .await
-                .respond(
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
-                );
             let job = server.next_call().await;
             assert_eq!(job.method, Method::PATCH);
             assert!(
@@ -745,10 +746,11 @@ mod controller {
         else {
             return;
         };
-        let context = |client| {
+        let context = |client, caches| {
             Arc::new(
                 Context::new(client, Metrics::unregistered(), Config::default(), None)
-                    .with_outbox(pool.clone()),
+                    .with_outbox(pool.clone())
+                    .with_caches(caches),
             )
         };
         let s = schedule(json!({"schedule": "*/5 * * * *", "mode": "content-refresh",
@@ -759,15 +761,6 @@ mod controller {
         // First reconcile: the run starts and creates one Scan (rate 1/s).
         let (client, mut server) = mock_client("default");
         let verifier = tokio::spawn(async move {
-            server.expect(Method::GET, "/api/v1/namespaces").await.respond(
-                200, json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": namespaces()}));
-            server
-                .expect(Method::GET, "/api/v1/namespaces/shop/pods")
-                .await
-                .respond(
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods()}),
-                );
             let scan = server.expect(Method::POST, scans_path).await;
             assert_eq!(scan.body["spec"]["force"], true);
             assert_eq!(
@@ -798,7 +791,7 @@ mod controller {
                 .await;
             (run, body)
         });
-        let action = reconcile(Arc::new(s.clone()), context(client))
+        let action = reconcile(Arc::new(s.clone()), context(client, running_pods()))
             .await
             .unwrap();
         assert_eq!(
@@ -813,6 +806,8 @@ mod controller {
         let (client, mut server) = mock_client("default");
         let verifier = tokio::spawn(async move {
             let scan = server.expect(Method::POST, scans_path).await;
+            // Digest B runs as lab/exp-1 and shop/web-1, but a Schedule of the tenant
+            // namespace shop sees only shop's Pods: named after shop/web-1's container.
             assert_eq!(scan.body["spec"]["image"], format!("docker.io/envoy@{B}"));
             scan.respond_with_request_body();
             let status = server.expect(Method::PATCH, status_path).await;
@@ -827,26 +822,29 @@ mod controller {
                 .await;
             body
         });
-        reconcile(Arc::new(s.clone()), context(client))
+        reconcile(Arc::new(s.clone()), context(client, running_pods()))
             .await
             .unwrap();
         s.status = Some(serde_json::from_value(verifier.await.unwrap()).unwrap());
 
-        // Both Scans finished: the run ends.
+        // Both Scans finished (as the shared Scan store shows them): the run ends.
         let (client, mut server) = mock_client("default");
-        let label = format!("stella-ops.org/schedule-run={run}");
+        let done = |image: &str, phase: &str, run: &str| -> stellaops_crds::Scan {
+            serde_json::from_value(json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "Scan",
+                "metadata": {"name": image, "namespace": "shop", "labels": {"stella-ops.org/schedule-run": run}},
+                "spec": {"image": image}, "status": {"phase": phase}}))
+            .unwrap()
+        };
+        let finished = Caches::filled(Contents {
+            scans: vec![
+                done("a", "Succeeded", &run),
+                done("b", "Failed", &run),
+                // Another run's Scan, still running, is not this run's.
+                done("c", "Running", "other-run"),
+            ],
+            ..Default::default()
+        });
         let verifier = tokio::spawn(async move {
-            let list = server.expect(Method::GET, scans_path).await;
-            assert_eq!(list.query.get("labelSelector"), Some(&label));
-            let done = |image: &str, phase: &str| {
-                json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "Scan",
-                "metadata": {"name": image, "namespace": "shop"}, "spec": {"image": image}, "status": {"phase": phase}})
-            };
-            list.respond(
-                200,
-                json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ScanList", "metadata": {},
-                "items": [done("a", "Succeeded"), done("b", "Failed")]}),
-            );
             let status = server.expect(Method::PATCH, status_path).await;
             assert_eq!(status.body["status"]["active"], json!(null));
             let running = status.body["status"]["conditions"]
@@ -863,7 +861,9 @@ mod controller {
                 serde_json::to_value(schedule(json!({"schedule": "*/5 * * * *"}))).unwrap(),
             );
         });
-        reconcile(Arc::new(s), context(client)).await.unwrap();
+        reconcile(Arc::new(s), context(client, finished))
+            .await
+            .unwrap();
         verifier.await.unwrap();
         let stored = stellaops_store::schedules::run(&pool, &run)
             .await

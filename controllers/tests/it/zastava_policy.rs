@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::Method;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use serde_json::{Value, json};
+use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::zastava_policy::{
     CA_RENEW_BEFORE_DAYS, CA_SECRET, SERVING_RENEW_BEFORE_DAYS, StoredCa, StoredServing,
@@ -248,12 +249,23 @@ fn namespaces_are_counted_with_the_selector_and_exemptions() {
 }
 
 fn context(client: kube::Client) -> Arc<Context> {
-    Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ))
+    let namespaces = [("shop", "production"), ("dev", "dev")]
+        .iter()
+        .map(|(name, env)| {
+            serde_json::from_value(
+                json!({"metadata": {"name": name, "labels": {"environment": env}}}),
+            )
+            .unwrap()
+        })
+        .collect();
+    Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(
+            Caches::filled(Contents {
+                namespaces,
+                ..Default::default()
+            }),
+        ),
+    )
 }
 
 /// Answer the status patch and expect nothing after it.
@@ -357,14 +369,7 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
             .to_string();
         assert_eq!(base64_decode(&bundle), stored_ca.cert_pem);
         vwc.respond_with_request_body();
-        let namespaces = server.expect(Method::GET, "/api/v1/namespaces").await;
-        namespaces.respond(
-            200,
-            json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": [
-                {"metadata": {"name": "shop", "labels": {"environment": "production"}}},
-                {"metadata": {"name": "dev", "labels": {"environment": "dev"}}},
-            ]}),
-        );
+        // The namespaces it counts come from the shared store: no LIST.
         let status = server
             .expect(
                 Method::PATCH,

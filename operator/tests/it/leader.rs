@@ -195,3 +195,73 @@ async fn release_clears_the_holder_only_when_it_is_us() {
     elector.release().await.unwrap();
     verifier.await.unwrap();
 }
+
+/// The leader's runtime is held busy (a blocking reconcile, a huge list being decoded) for
+/// three lease durations; the Lease is renewed all along by the renewal thread, and
+/// leadership is not lost.
+#[test]
+fn renewal_continues_while_the_controllers_runtime_is_blocked() {
+    use stellaops_operator::leader::LeaseHolder;
+    use stellaops_testing::apiserver::{Emulator, EmulatorOptions};
+
+    // The API server on a runtime of its own, as a real one is its own process.
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emulator = server_runtime
+        .block_on(Emulator::start(EmulatorOptions {
+            authorize: false,
+            ..Default::default()
+        }))
+        .unwrap();
+    let kubeconfig = emulator.kubeconfig(&emulator.admin_token());
+    let config = LeaderConfig {
+        namespace: "stellaops-system".into(),
+        lease_name: "stellaops-operator-leader".into(),
+        identity: "me".into(),
+        lease_duration: Duration::from_millis(1500),
+        retry_period: Duration::from_millis(100),
+    };
+    let renew_time = || -> Timestamp {
+        let leases = emulator.objects("coordination.k8s.io/v1", "Lease");
+        leases[0]["spec"]["renewTime"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    // The operator's runtime: one thread, like a runtime whose workers are all busy.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut holder = runtime.block_on(async {
+        let client_config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(client_config.clone()).unwrap();
+        let elector = LeaderElector::new(client, config.clone());
+        assert_eq!(elector.round().await.unwrap(), Round::Leading);
+        LeaseHolder::start(client_config, config.clone()).unwrap()
+    });
+    let acquired = renew_time();
+    runtime.block_on(async {
+        // Blocks the only thread of this runtime: nothing else on it runs meanwhile.
+        std::thread::sleep(Duration::from_millis(4500));
+    });
+    let renewed = renew_time();
+    let age = Timestamp::now().duration_since(renewed);
+    assert!(
+        renewed > acquired && age < jiff::SignedDuration::from_millis(1000),
+        "the Lease was last renewed {age:?} ago (acquired at {acquired}, renewed at {renewed})"
+    );
+    assert!(!holder.is_lost(), "leadership was lost while blocked");
+    runtime.block_on(holder.stop());
+    server_runtime.block_on(emulator.shutdown());
+}

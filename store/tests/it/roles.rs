@@ -37,6 +37,8 @@ async fn a_worker_writes_rows_but_no_ddl_and_the_webhook_only_reads_verdicts() {
         worker: &worker,
         webhook: &webhook,
     });
+    // The grants name both roles: create the webhook's before granting anything.
+    stellaops_testing::database_role(&owner, &webhook, "SELECT 1").await;
     let worker_url = stellaops_testing::database_role(&owner, &worker, &sql).await;
     let webhook_url = stellaops_testing::database_role(&owner, &webhook, &sql).await;
 

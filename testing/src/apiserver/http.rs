@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     pub admin_token: String,
     pub sa_prefix: String,
     audit: Mutex<Vec<AuditEntry>>,
+    traffic: Mutex<super::Traffic>,
     address: String,
 }
 
@@ -105,6 +106,7 @@ impl Shared {
             admin_token,
             sa_prefix,
             audit: Mutex::new(Vec::new()),
+            traffic: Mutex::new(super::Traffic::default()),
             address: address.to_string(),
         }
     }
@@ -115,6 +117,13 @@ impl Shared {
 
     pub fn audit_log(&self) -> Vec<AuditEntry> {
         self.audit.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn traffic(&self) -> super::Traffic {
+        self.traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn record(&self, user: &str, verb: &str, path: &str, status: u16) {
@@ -191,6 +200,13 @@ impl Shared {
                 (verb.to_string(), response)
             }
         };
+        {
+            use hyper::body::Body as _;
+            let mut traffic = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
+            *traffic.requests.entry(verb.clone()).or_insert(0) += 1;
+            // Watch responses stream (no exact size): their bytes are not counted.
+            traffic.response_bytes += response.body().size_hint().exact().unwrap_or(0);
+        }
         self.record(
             &user.name,
             &verb,

@@ -51,6 +51,15 @@ use tokio::task::JoinHandle;
 
 pub use store::AuditEntry;
 
+/// Counters of what the emulator served.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Requests per Kubernetes verb (`list`, `watch`, `get`, `patch`, ...).
+    pub requests: std::collections::BTreeMap<String, u64>,
+    /// Bytes of response bodies with a known length (every answer but a watch stream).
+    pub response_bytes: u64,
+}
+
 /// How to start an [`Emulator`].
 #[derive(Clone, Debug)]
 pub struct EmulatorOptions {
@@ -238,6 +247,12 @@ impl Emulator {
     /// Every request served so far.
     pub fn audit_log(&self) -> Vec<AuditEntry> {
         self.shared.audit_log()
+    }
+
+    /// Requests per verb and response bytes so far, without copying the audit log (which
+    /// a benchmark of thousands of objects makes large).
+    pub fn traffic(&self) -> Traffic {
+        self.shared.traffic()
     }
 }
 

@@ -16,13 +16,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 
 /// Settings of one mirror domain's server.
 #[derive(Clone, Debug)]
@@ -69,8 +70,13 @@ enum Budget {
 pub struct Mirror {
     config: MirrorConfig,
     users: HashMap<String, String>,
-    /// Verified (user, sha256(password)) pairs: bcrypt is deliberately slow.
-    verified: Mutex<HashMap<(String, [u8; 32]), bool>>,
+    /// (user, sha256(password)) pairs that verified: bcrypt is deliberately slow. Only
+    /// successes are kept (failures would let anyone fill it), at most [`VERIFIED_ENTRIES`].
+    verified: Mutex<std::collections::HashSet<(String, [u8; 32])>>,
+    /// (user, client address) → (window start in minutes since epoch, failed attempts).
+    failures: Mutex<HashMap<(String, String), (u64, u32)>>,
+    /// bcrypt verifications running at once (each on a blocking thread).
+    bcrypt_slots: tokio::sync::Semaphore,
     /// (budget, credential) → (window start in hours since epoch, requests).
     windows: Mutex<HashMap<(Budget, String), (u64, u32)>>,
     /// (path, modified, length) → content and strong ETag, so hot files are served from
@@ -79,6 +85,30 @@ pub struct Mirror {
     signature_key: Option<p256::ecdsa::VerifyingKey>,
     /// (bundle ETag, signature ETag) → verification outcome.
     signatures: Mutex<HashMap<(String, String), Result<(), String>>>,
+}
+
+/// What an unknown user's password is checked against, so an unknown user costs the same
+/// bcrypt as a known one.
+static UNKNOWN_USER_HASH: LazyLock<String> =
+    LazyLock::new(|| bcrypt::hash("no such user", 10).unwrap_or_default());
+
+/// Verified credentials remembered at most (the set is emptied when full).
+pub const VERIFIED_ENTRIES: usize = 1024;
+/// Failed attempts per user and client address per minute before further attempts are
+/// refused without running bcrypt.
+pub const MAX_FAILURES_PER_MINUTE: u32 = 5;
+/// bcrypt verifications running at once.
+pub const BCRYPT_CONCURRENCY: usize = 4;
+/// Failure windows remembered at most (the oldest are dropped first).
+const FAILURE_ENTRIES: usize = 8192;
+
+/// Why a request's credentials were not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Missing, unknown or wrong: 401.
+    Unauthorized,
+    /// Too many failures from this client for this user: 429 with this Retry-After.
+    Throttled(u64),
 }
 
 /// Most bytes of file content kept in memory.
@@ -183,6 +213,8 @@ impl Mirror {
             config,
             users,
             verified: Mutex::default(),
+            failures: Mutex::default(),
+            bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
             windows: Mutex::default(),
             files: Mutex::default(),
         })
@@ -194,8 +226,15 @@ impl Mirror {
     }
 
     /// The credential a request presents, checked: `Ok(None)` when anonymous access is
-    /// allowed, `Err` when it is refused.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, ()> {
+    /// allowed. A verified (user, password) is remembered; bcrypt runs on a blocking thread
+    /// (a few at once), never on the async workers; after [`MAX_FAILURES_PER_MINUTE`]
+    /// failures for a user from one client address, attempts are refused for the rest of
+    /// the minute without running bcrypt.
+    pub async fn authenticate(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        client: &str,
+    ) -> Result<Option<String>, Refusal> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -208,22 +247,70 @@ impl Mirror {
             });
         let Some((user, password)) = presented else {
             return if self.config.require_authentication {
-                Err(())
+                Err(Refusal::Unauthorized)
             } else {
                 Ok(None)
             };
         };
-        let Some(hash) = self.users.get(&user) else {
-            return Err(());
-        };
         let key = (user.clone(), Sha256::digest(password.as_bytes()).into());
-        let cached = self.verified.lock().expect("lock").get(&key).copied();
-        let ok = cached.unwrap_or_else(|| {
-            let ok = bcrypt::verify(&password, hash).unwrap_or(false);
-            self.verified.lock().expect("lock").insert(key, ok);
-            ok
-        });
-        if ok { Ok(Some(user)) } else { Err(()) }
+        if self.verified.lock().expect("lock").contains(&key) {
+            return Ok(Some(user));
+        }
+        let minute = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            / 60;
+        let failure_key = (user.clone(), client.to_string());
+        if let Some((window, count)) = self.failures.lock().expect("lock").get(&failure_key)
+            && *window == minute
+            && *count >= MAX_FAILURES_PER_MINUTE
+        {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            return Err(Refusal::Throttled((minute + 1) * 60 - now));
+        }
+        // An unknown user costs a bcrypt too, so timing does not tell which users exist.
+        let hash = self.users.get(&user).cloned();
+        let ok = {
+            let _slot = self
+                .bcrypt_slots
+                .acquire()
+                .await
+                .map_err(|_| Refusal::Unauthorized)?;
+            tokio::task::spawn_blocking(move || match hash {
+                Some(hash) => bcrypt::verify(&password, &hash).unwrap_or(false),
+                None => {
+                    let _ = bcrypt::verify(&password, UNKNOWN_USER_HASH.as_str());
+                    false
+                }
+            })
+            .await
+            .unwrap_or(false)
+        };
+        if ok {
+            let mut verified = self.verified.lock().expect("lock");
+            if verified.len() >= VERIFIED_ENTRIES {
+                verified.clear();
+            }
+            verified.insert(key);
+            return Ok(Some(user));
+        }
+        let mut failures = self.failures.lock().expect("lock");
+        if failures.len() >= FAILURE_ENTRIES {
+            failures.retain(|_, (window, _)| *window == minute);
+            if failures.len() >= FAILURE_ENTRIES {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(failure_key).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        Err(Refusal::Unauthorized)
     }
 
     /// Count a request against its budget; `Err(seconds)` until the window resets.
@@ -319,15 +406,27 @@ fn unauthorized() -> Response {
 }
 
 async fn serve_file(
-    mirror: &Mirror,
+    mirror: &Arc<Mirror>,
     headers: &HeaderMap,
+    client: &str,
     budget: Budget,
     relative: &str,
     cache: &'static str,
 ) -> Response {
-    let credential = match mirror.authenticate(headers) {
+    let credential = match mirror.authenticate(headers, client).await {
         Ok(credential) => credential,
-        Err(()) => return unauthorized(),
+        Err(Refusal::Unauthorized) => return unauthorized(),
+        Err(Refusal::Throttled(retry_after)) => {
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again later\n",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return response;
+        }
     };
     let client = credential.unwrap_or_else(|| "anonymous".to_string());
     if let Err(retry_after) = mirror.spend(budget, &client, SystemTime::now()) {
@@ -396,12 +495,25 @@ fn counted(route: &str, response: Response) -> Response {
     response
 }
 
-async fn index(State(mirror): State<Arc<Mirror>>, headers: HeaderMap) -> Response {
+/// The client's address when the server was started with connect info (as `main` does).
+fn client_of(connect: &Option<axum::Extension<ConnectInfo<SocketAddr>>>) -> String {
+    connect
+        .as_ref()
+        .map(|c| c.0.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn index(
+    State(mirror): State<Arc<Mirror>>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
     counted(
         "index",
         serve_file(
             &mirror,
             &headers,
+            &client_of(&connect),
             Budget::Index,
             "index.json",
             "public, max-age=60",
@@ -413,6 +525,7 @@ async fn index(State(mirror): State<Arc<Mirror>>, headers: HeaderMap) -> Respons
 async fn domain_file(
     State(mirror): State<Arc<Mirror>>,
     UrlPath((domain, file)): UrlPath<(String, String)>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     if domain != mirror.config.domain_id
@@ -426,6 +539,7 @@ async fn domain_file(
     let response = serve_file(
         &mirror,
         &headers,
+        &client_of(&connect),
         Budget::Download,
         &format!("{domain}/{file}"),
         "public, max-age=300, immutable",

@@ -48,16 +48,30 @@ pub static COALESCED: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("registers once")
 });
 
-/// `notify_latency_ms{channel}`: event written → delivered.
+/// `notify_latency_seconds{channel}`: event written → delivered (the seed's
+/// `notify.latency_ms`, in Prometheus' base unit).
 pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     prometheus::register_histogram_vec!(
-        "notify_latency_ms",
-        "Milliseconds from event to delivery",
+        "notify_latency_seconds",
+        "Seconds from event written to delivered",
         &["channel"],
-        prometheus::exponential_buckets(5.0, 2.0, 18).expect("valid buckets")
+        prometheus::exponential_buckets(0.005, 2.0, 18).expect("valid buckets")
     )
     .expect("registers once")
 });
+
+/// Register the notify metrics with every channel and drop reason at zero, so rates and
+/// ratios exist from the first scrape rather than from the first delivery.
+pub fn init_metrics() {
+    for channel in ["slack", "teams", "email", "webhook"] {
+        SENT.with_label_values(&[channel]);
+        LATENCY.with_label_values(&[channel]);
+    }
+    for reason in ["throttled", "dead"] {
+        DROPPED.with_label_values(&[reason]);
+    }
+    LazyLock::force(&COALESCED);
+}
 
 /// Tuning of a worker.
 #[derive(Clone, Debug)]
@@ -318,7 +332,7 @@ impl Worker {
                 {
                     LATENCY
                         .with_label_values(&[&lease.channel])
-                        .observe((Utc::now() - created).num_milliseconds() as f64);
+                        .observe((Utc::now() - created).num_milliseconds() as f64 / 1000.0);
                 }
             }
             Outcome::Dead => {

@@ -453,6 +453,9 @@ pub struct ScanSummary {
     pub layers_analysed: usize,
     /// Layers taken from the cache.
     pub layers_cached: usize,
+    /// Compressed size of the image's layers, as the manifest gives it (the operator files
+    /// scan latency by it); 0 when the result was reused without reading the manifest.
+    pub image_bytes: u64,
 }
 
 /// Who asked (the Scan), for the record.
@@ -661,6 +664,7 @@ async fn reuse(
         advisory_snapshot: snapshot,
         layers_analysed: 0,
         layers_cached: 0,
+        image_bytes: 0,
     }))
 }
 
@@ -757,6 +761,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
             )
         })
         .collect();
+    let image_bytes: u64 = layers.iter().filter_map(|(_, _, size)| *size).sum();
     let mut fragments = Vec::new();
     let (mut analysed, mut cached) = (0, 0);
     for (layer, media_type, size) in &layers {
@@ -850,6 +855,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         advisory_snapshot: snapshot,
         layers_analysed: analysed,
         layers_cached: cached,
+        image_bytes,
     })
 }
 

@@ -395,3 +395,61 @@ async fn signed_bundles_verify_with_the_published_key_and_tampered_ones_are_with
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&downloaded).unwrap();
 }
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_user_and_address_and_only_successes_are_cached() {
+    let dir = temp("throttle");
+    let root = dir.join("exports");
+    export_tree(&root, "20261125T0000Z");
+    let htpasswd = dir.join("htpasswd");
+    let hash = |password: &str| bcrypt::hash(password, 4).unwrap();
+    std::fs::write(
+        &htpasswd,
+        format!("site-b:{}\nsite-c:{}\n", hash("s3cret"), hash("other")),
+    )
+    .unwrap();
+    // Served as `main` serves it: with the client's address.
+    let mirror = Arc::new(Mirror::new(config(&root, Some(&htpasswd))).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router(mirror).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    let client = reqwest::Client::new();
+    let get = |user: &'static str, password: &'static str| {
+        let request = client
+            .get(format!("{base}/concelier/exports/index.json"))
+            .basic_auth(user, Some(password));
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(get("site-b", "s3cret").await.status(), StatusCode::OK);
+    for _ in 0..5 {
+        assert_eq!(
+            get("site-b", "wrong").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let throttled = get("site-b", "wrong-again").await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // The verified password stays accepted; another user is not affected.
+    assert_eq!(get("site-b", "s3cret").await.status(), StatusCode::OK);
+    assert_eq!(get("site-c", "other").await.status(), StatusCode::OK);
+    assert_eq!(
+        get("nobody", "x").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "an unknown user is refused (after the same bcrypt as a known one)"
+    );
+    task.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,6 +3,7 @@
 //! local Job runner executing the real `stellaops-worker` for our image, the real
 //! `kubectl`, and the test PostgreSQL, S3 server and registry.
 
+mod observability;
 mod operator_runs;
 
 use std::collections::BTreeMap;

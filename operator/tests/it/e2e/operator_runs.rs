@@ -167,7 +167,7 @@ fn dpkg_image_layer() -> Vec<u8> {
     ])
 }
 
-async fn ingest_openssl_advisory(database_url: &str) {
+pub(super) async fn ingest_openssl_advisory(database_url: &str) {
     let pool = sqlx::PgPool::connect(database_url).await.unwrap();
     let doc = serde_json::to_vec(&json!({
         "id": "DSA-E2E-1", "modified": "2024-06-01T00:00:00Z", "published": "2024-05-01T00:00:00Z",
@@ -184,7 +184,7 @@ async fn ingest_openssl_advisory(database_url: &str) {
     pool.close().await;
 }
 
-async fn push_image(cluster: &Cluster, repository: &str) -> (String, String) {
+pub(super) async fn push_image(cluster: &Cluster, repository: &str) -> (String, String) {
     let dir = cluster.dir.join(format!("image-{repository}"));
     let built = oci::write_layout(&dir, &[dpkg_image_layer()], "v1");
     oci::push(&dir, "v1", &cluster.services.registry, repository);
@@ -194,7 +194,7 @@ async fn push_image(cluster: &Cluster, repository: &str) -> (String, String) {
     )
 }
 
-fn scan(ns: &str, name: &str, image: &str) -> Value {
+pub(super) fn scan(ns: &str, name: &str, image: &str) -> Value {
     json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "Scan",
            "metadata": {"name": name, "namespace": ns},
            "spec": {"image": image, "policy": {"failOn": "critical", "warnOn": "high"}}})
@@ -636,7 +636,7 @@ async fn sigterm_under_load_stops_the_operator_well_within_the_grace_period() {
     cluster.stop().await;
 }
 
-fn pod_review(uid: &str, image: &str) -> Value {
+pub(super) fn pod_review(uid: &str, image: &str) -> Value {
     json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {

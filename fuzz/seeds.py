@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Write the small seed corpora in fuzz/corpus/ (re-run to regenerate; the fuzzer only
+reads them). rpmdb seeds are made by SQLite and db5.3_load themselves, the rest by hand."""
+import io, json, os, shutil, sqlite3, struct, subprocess, tarfile, tempfile, zipfile
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(target, name, data):
+    os.makedirs(os.path.join(ROOT, target), exist_ok=True)
+    with open(os.path.join(ROOT, target, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def header(name, version, release, arch="x86_64", epoch=None):
+    data, entries = b"", []
+    for tag, text in [(1000, name), (1001, version), (1002, release), (1004, "s"), (1022, arch)]:
+        entries.append((tag, 6, len(data), 1))
+        data += text.encode() + b"\0"
+    if epoch is not None:
+        data += b"\0" * (-len(data) % 4)
+        entries.append((1003, 4, len(data), 1))
+        data += struct.pack(">I", epoch)
+    blob = struct.pack(">II", len(entries), len(data))
+    for e in entries:
+        blob += struct.pack(">IIII", *e)
+    return blob + data
+
+
+HEADERS = [header("openssl-libs", "1.1.1k", "12.el8", epoch=1), header("bash", "5.1", "6.el9")]
+
+DPKG = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13.dfsg-1\n"
+APK = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\nP:busybox\nV:1.36.1-r5\n"
+OS_RELEASE = 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12"\n'
+METADATA = "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n"
+DEPS = json.dumps({"targets": {".NETCoreApp,Version=v8.0": {}}, "libraries": {"Newtonsoft.Json/13.0.1": {"type": "package"}}})
+
+
+def tar(files):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def main():
+    for target in os.listdir(ROOT) if os.path.isdir(ROOT) else []:
+        if target != "federation_bundle":
+            shutil.rmtree(os.path.join(ROOT, target))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rpmdb.sqlite")
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+        for blob in HEADERS:
+            db.execute("INSERT INTO Packages (blob) VALUES (?)", (blob,))
+        db.commit()
+        db.close()
+        sqlite_bytes = open(path, "rb").read()
+        put("rpmdb_sqlite", "two-packages.sqlite", sqlite_bytes)
+        put("rpmdb_sqlite", "header", HEADERS[0])
+        dump = "VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n"
+        dump += " 00000000\n %s\n" % struct.pack("<I", len(HEADERS) + 1).hex()
+        for i, blob in enumerate(HEADERS):
+            dump += " %s\n %s\n" % (struct.pack("<I", i + 1).hex(), blob.hex())
+        dump += "DATA=END\n"
+        bdb = os.path.join(tmp, "Packages")
+        if shutil.which("db5.3_load"):
+            subprocess.run(["db5.3_load", "-f", "/dev/stdin", bdb], input=dump.encode(), check=True)
+            put("rpmdb_bdb", "two-packages.bdb", open(bdb, "rb").read())
+        else:
+            put("rpmdb_bdb", "magic", b"\0" * 12 + bytes([0x61, 0x15, 0x06, 0x00]) + b"\0" * 48)
+    layer = tar([("etc/os-release", OS_RELEASE.encode()), ("var/lib/dpkg/status", DPKG.encode()),
+                 ("lib/apk/db/installed", APK.encode()),
+                 ("usr/lib/python3/site-packages/requests-2.31.0.dist-info/METADATA", METADATA.encode()),
+                 ("var/lib/rpm/rpmdb.sqlite", sqlite_bytes)])
+    put("layer_tar", "layer.tar", layer)
+    for name, text in [("dpkg-status", DPKG), ("apk-installed", APK), ("os-release", OS_RELEASE),
+                       ("METADATA", METADATA), ("deps.json", DEPS)]:
+        put("package_databases", name, text)
+    jar = io.BytesIO()
+    with zipfile.ZipFile(jar, "w") as z:
+        z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nImplementation-Title: demo\nImplementation-Version: 1.2\n")
+        z.writestr("META-INF/maven/org.example/demo/pom.properties", "groupId=org.example\nartifactId=demo\nversion=1.2\n")
+    put("binaries", "demo.jar", jar.getvalue())
+    # The start of a Go binary's build info blob and a minimal ELF header.
+    put("binaries", "go-buildinfo", b"\xff Go buildinf:\x08\x02" + b"\0" * 16 + b"\x06go1.22" + b"\x20path\texample.com/app\nmod\texample.com/app\t(devel)\t\n")
+    put("binaries", "elf-header", b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, 64, 0, 0, 64, 56, 0, 64, 0, 0))
+    osv = {"id": "GHSA-aaaa-bbbb-cccc", "modified": "2024-05-01T00:00:00Z", "published": "2024-04-01T00:00:00Z",
+           "summary": "demo", "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+           "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+                         "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.31.0"}]}]},
+                        {"package": {"ecosystem": "Debian:12", "name": "glibc"}, "versions": ["2.36-9"]}]}
+    put("osv", "ghsa.json", json.dumps(osv))
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u1", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+        "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+        "namespace": "shop", "operation": "CREATE", "userInfo": {"username": "alice"}, "dryRun": False,
+        "object": {"metadata": {"name": "web"}, "spec": {"template": {"spec": {
+            "initContainers": [{"name": "init", "image": "busybox:1.36"}],
+            "containers": [{"name": "web", "image": "registry.example.com/shop/web@sha256:" + "a" * 64}]}}}}}}
+    put("admission_review", "deployment.json", json.dumps(review))
+    put("htpasswd", "users", "alice:$2y$05$abcdefghijklmnopqrstuu5Tr6uVZbHk1bX8o0s2sVV5kYl1ZxW.K\n# comment\nbob:$2b$04$0123456789012345678901\n")
+    for i, expr in enumerate(["*/5 * * * *", "0 0 29 2 *", "@daily", "30 2 * * MON-FRI", "0 0,12 1-7 */2 SUN"]):
+        put("cron", "expr-%d" % i, expr)
+    for i, (scheme, versions) in enumerate([
+            (0, "1:2.36-9+deb12u4\n2.36-9\n2.36~rc1-1"), (1, "1.2.4-r2\n1.2.4_rc1-r0\n1.2.4-r10"),
+            (2, "2.31.0\n2.31.0rc1\n1!0.1.post2.dev3"), (3, "1.0-SNAPSHOT\n1.0\n1.0-alpha-1"),
+            (4, "1.2.3-beta.1\n1.2.3\n1.10.0"), (5, "1:1.1.1k-12.el8\n1.1.1k-2.el8~1\n1.1.1^git1-1")]):
+        put("version_order", "scheme-%d" % i, bytes([scheme]) + versions.encode())
+    # federation_bundle: a real (unsigned) bundle exported by `stellaops-worker federation
+    # bundle export` after ingesting osv/ghsa.json, kept as committed (not regenerated here):
+    # "unsigned-bundle" = 0x00 + the .zst file, "unsigned-bundle-tar" = 0x01 + its tar.
+
+
+main()

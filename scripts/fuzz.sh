@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Run one coverage-guided fuzz target for SECONDS: scripts/fuzz.sh TARGET SECONDS
+#   scripts/fuzz.sh list            the targets
+#   scripts/fuzz.sh build [TARGET]  build only (all targets when none is named)
+#   scripts/fuzz.sh smoke SECONDS   every target for SECONDS each (CI's opt-in smoke)
+#
+# libFuzzer through the libfuzzer-sys crate, instrumented with rustc's stable SanitizerCoverage
+# flags (what cargo-fuzz passes with --sanitizer none), so neither a nightly toolchain nor
+# cargo-fuzz is needed. Overflow checks and debug assertions are on: an unchecked offset is a
+# crash. New inputs go to a scratch corpus; the committed seeds in fuzz/corpus/TARGET are read
+# only. A crash leaves its input in fuzz/artifacts/TARGET/ and fails the script; turn it into
+# a regression test (see docs/hardening.md) before fixing.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+manifest="$root/fuzz/Cargo.toml"
+# The fuzz crate is a workspace member: the workspace's Cargo.lock pins what is fuzzed, and
+# the instrumented build gets a target directory of its own.
+target_dir="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}/fuzz}"
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
+export CARGO_INCREMENTAL=0
+
+targets() { sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | grep -v '^stellaops-fuzz$'; }
+
+build() {
+    local args=()
+    for t in "$@"; do args+=(--bin "$t"); done
+    # --target keeps the instrumentation off build scripts and proc macros.
+    cargo build --locked --manifest-path "$manifest" --profile fuzz --target "$triple" \
+        --target-dir "$target_dir" "${args[@]}"
+}
+
+case "${1:-}" in
+    list) targets; exit 0 ;;
+    build)
+        shift
+        if [ $# -eq 0 ]; then mapfile -t all < <(targets); build "${all[@]}"; else build "$@"; fi
+        exit 0 ;;
+    smoke)
+        seconds="${2:?usage: scripts/fuzz.sh smoke SECONDS}"
+        mapfile -t all < <(targets)
+        build "${all[@]}"
+        for t in "${all[@]}"; do
+            echo "==> fuzz $t for ${seconds}s"
+            log="${TMPDIR:-/tmp}/stellaops-fuzz-$t.log"
+            if ! FUZZ_SKIP_BUILD=1 "$0" "$t" "$seconds" > "$log" 2>&1; then
+                tail -40 "$log" >&2
+                echo "fuzz target $t failed (log: $log)" >&2
+                exit 1
+            fi
+            grep -E "^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added)" "$log" || true
+        done
+        exit 0 ;;
+    ""|-h|--help) sed -n '2,12p' "$0"; exit 2 ;;
+esac
+
+target="$1"
+seconds="${2:?usage: scripts/fuzz.sh TARGET SECONDS}"
+targets | grep -qx "$target" || { echo "no fuzz target $target; scripts/fuzz.sh list" >&2; exit 2; }
+[ -n "${FUZZ_SKIP_BUILD:-}" ] || build "$target"
+seeds="$root/fuzz/corpus/$target"
+work="${FUZZ_WORK_DIR:-${TMPDIR:-/tmp}/stellaops-fuzz-$target}"
+artifacts="$root/fuzz/artifacts/$target"
+mkdir -p "$seeds" "$work" "$artifacts"
+# -timeout: one input taking 10 s is a hang, reported like a crash; -rss_limit_mb: so is 2 GiB.
+exec "$target_dir/$triple/fuzz/$target" \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$seeds"
