@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Cluster;
 use super::operator_runs::{ingest_openssl_advisory, pod_review, push_image, scan};
+use super::{Cluster, OPERATOR_NAMESPACE};
 use crate::repo_root;
 
 const SETTLE: Duration = Duration::from_secs(90);
@@ -323,12 +323,20 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
             "spec": {"match": {"eventKinds": ["report.ready"]},
                      "actions": [{"name": "hook", "channel": "webhook", "secretRef": {"name": "e2e-hook"}}]}}))
         .await;
+    // The tenant's own credentials for the buckets (the platform's stay in the platform
+    // namespace); the syncs run there with copies of them.
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "tenant-s3", "namespace": "tenant-a"},
+            "stringData": {"AWS_ACCESS_KEY_ID": std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+                           "AWS_SECRET_ACCESS_KEY": std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()}}))
+        .await;
     // A mirror and a federation export, each run once by hand below.
     cluster
         .apply(json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "MirrorDomain",
             "metadata": {"name": "e2e", "namespace": "tenant-a"},
             "spec": {"domainId": "e2e", "source": {"bucket": bucket, "prefix": "exports",
-                     "endpoint": endpoint, "forcePathStyle": true, "secretRef": {"name": "stellaops-s3"}},
+                     "endpoint": endpoint, "forcePathStyle": true, "secretRef": {"name": "tenant-s3"}},
                      "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false}}}))
         .await;
     cluster
@@ -338,7 +346,7 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
             "spec": {"siteId": "site-out", "direction": "export",
                      "transport": {"s3": {"bucket": bucket, "prefix": "federation",
                                           "endpoint": endpoint, "forcePathStyle": true,
-                                          "secretRef": {"name": "stellaops-s3"}}},
+                                          "secretRef": {"name": "tenant-s3"}}},
                      "schedule": "0 3 * * *", "policy": {"requireSignature": false}}}),
         )
         .await;
@@ -357,7 +365,7 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
         .await;
     assert_eq!(scanned["status"]["phase"], "Succeeded", "{scanned:#}");
 
-    // Run the sync CronJobs now rather than on their schedules.
+    // Run the sync CronJobs (in the platform namespace) now rather than on their schedules.
     for (kind, name) in [("MirrorDomain", "e2e"), ("FederationSite", "out")] {
         let label = format!("stella-ops.org/{}", kind.to_ascii_lowercase());
         let cron_job = cluster
@@ -374,7 +382,7 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
             .runner
             .as_ref()
             .unwrap()
-            .trigger_cron_job("tenant-a", &cron_job)
+            .trigger_cron_job(OPERATOR_NAMESPACE, &cron_job)
             .await
             .unwrap();
     }
@@ -394,7 +402,7 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
     // The mirror server, once the sync has given it an export.
     let mirror = cluster
         .wait_for("the mirror server answers", SETTLE, || async {
-            let addr = listen_address(&cluster, "tenant-a", "e2e-mirror")?;
+            let addr = listen_address(&cluster, OPERATOR_NAMESPACE, "tenant-a-e2e-mirror")?;
             let response = reqwest::get(format!("http://{addr}/concelier/exports/index.json"))
                 .await
                 .ok()?;
@@ -425,7 +433,7 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
         .await;
     assert_eq!(synced["domainId"], "e2e", "{synced}");
     assert_eq!(synced["copied"], 2, "{synced}");
-    let notify = listen_address(&cluster, "tenant-a", "stellaops-notify")
+    let notify = listen_address(&cluster, OPERATOR_NAMESPACE, "tenant-a-stellaops-notify")
         .expect("the notify worker runs with a --listen address");
 
     // Admission reviews, as the API server posts them (the certificate itself is checked
