@@ -497,10 +497,11 @@ fn operator_cases(sa: &UserInfo) -> Vec<(&UserInfo, RequestAttributes, bool)> {
     let home = Some("stellaops-system");
     let tenant = Some("tenant-a");
     vec![
-        // Jobs by server-side apply (a PATCH that may create), in any namespace.
+        // Jobs by server-side apply (a PATCH that may create), in the platform namespace
+        // only: everything that holds platform credentials runs there.
         (
             sa,
-            request("patch", "batch", "jobs", tenant, Some("scan-x")),
+            request("patch", "batch", "jobs", home, Some("tenant-a-scan-x")),
             true,
         ),
         (
@@ -508,18 +509,29 @@ fn operator_cases(sa: &UserInfo) -> Vec<(&UserInfo, RequestAttributes, bool)> {
             request("patch", "batch", "jobs", home, Some("migrate-1")),
             true,
         ),
-        (sa, request("create", "batch", "jobs", tenant, None), true),
+        (sa, request("create", "batch", "jobs", home, None), true),
         (
             sa,
-            request("delete", "batch", "jobs", tenant, Some("evaluate-1")),
+            request("delete", "batch", "jobs", home, Some("evaluate-1")),
             true,
         ),
-        (sa, request("watch", "batch", "jobs", None, None), true),
+        (sa, request("watch", "batch", "jobs", home, None), true),
         (
             sa,
-            request("patch", "batch", "cronjobs", tenant, Some("sync")),
+            request("patch", "batch", "cronjobs", home, Some("sync")),
             true,
         ),
+        (
+            sa,
+            request("delete", "apps", "deployments", home, Some("notify")),
+            true,
+        ),
+        (
+            sa,
+            request("patch", "", "secrets", home, Some("tenant-a-scan-x-pull-0")),
+            true,
+        ),
+        (sa, request("watch", "", "pods", None, None), true),
         (sa, request("list", "", "pods", tenant, None), true),
         (
             sa,
@@ -648,9 +660,37 @@ fn operator_cases(sa: &UserInfo) -> Vec<(&UserInfo, RequestAttributes, bool)> {
             request("list", "coordination.k8s.io", "leases", home, None),
             false,
         ),
+        // No workload write, and no Job watch, outside the platform namespace.
         (
             sa,
-            request("delete", "apps", "deployments", home, Some("notify")),
+            request("patch", "batch", "jobs", tenant, Some("scan-x")),
+            false,
+        ),
+        (sa, request("create", "batch", "jobs", tenant, None), false),
+        (sa, request("watch", "batch", "jobs", None, None), false),
+        (
+            sa,
+            request("patch", "batch", "cronjobs", tenant, Some("sync")),
+            false,
+        ),
+        (
+            sa,
+            request("patch", "apps", "deployments", tenant, Some("notify")),
+            false,
+        ),
+        (
+            sa,
+            request("delete", "apps", "deployments", tenant, Some("notify")),
+            false,
+        ),
+        (
+            sa,
+            request("patch", "", "services", tenant, Some("mirror")),
+            false,
+        ),
+        (
+            sa,
+            request("patch", "", "secrets", tenant, Some("copy")),
             false,
         ),
         (
