@@ -110,10 +110,38 @@ enum Command {
         #[arg(long)]
         schedule_run: Option<String>,
     },
+    /// What the platform keeps in object storage.
+    Artifacts {
+        #[command(subcommand)]
+        command: ArtifactsCommand,
+    },
     /// Inspect container images in a registry.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ArtifactsCommand {
+    /// One lifecycle pass (release-and-operations §7): the `short` class by a bucket rule
+    /// where the store has lifecycle rules (swept otherwise), expired `default` objects no
+    /// current result points to deleted, compliance artifacts never; prints the pass as
+    /// JSON and records it for the Platform's upgrade checklist.
+    Lifecycle {
+        /// Bucket.
+        #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
+        bucket: String,
+        /// Days working artifacts (`scanner/diffs/`) are kept.
+        #[arg(long, default_value_t = 14)]
+        short_days: u32,
+        /// Days SBOMs, layer fragments and indexes are kept once no current result
+        /// points to them.
+        #[arg(long, default_value_t = 180)]
+        default_days: u32,
+        /// Most objects one pass deletes (the next pass continues).
+        #[arg(long, default_value_t = 100_000)]
+        max_deleted: u64,
     },
 }
 
@@ -552,6 +580,34 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .await?;
             }
             return Ok(true);
+        }
+        Command::Artifacts {
+            command:
+                ArtifactsCommand::Lifecycle {
+                    bucket,
+                    short_days,
+                    default_days,
+                    max_deleted,
+                },
+        } => {
+            let pool = database(cli.database_url.as_deref()).await?;
+            let client = stellaops_store::s3::client(&s3).await;
+            let pass = stellaops_store::lifecycle::run_pass(
+                &client,
+                &bucket,
+                &pool,
+                &stellaops_store::lifecycle::Retention::days(short_days, default_days),
+                stellaops_store::lifecycle::Bounds {
+                    max_deleted,
+                    ..Default::default()
+                },
+                std::time::SystemTime::now(),
+            )
+            .await?;
+            if let Some(risk) = &pass.compliance_at_risk {
+                tracing::warn!(%risk, "compliance artifacts would be expired by a bucket rule");
+            }
+            println!("{}", serde_json::to_string(&pass)?);
         }
         Command::Image {
             command:

@@ -428,7 +428,7 @@ mod tests {
         record.push(0xfe); // header length 2^64 - 2
         record.extend([0xff; 8]);
         record.push(0x0c); // a blob of about 2^63 bytes
-        let error = columns(&record).err().expect("refused");
+        let error = columns(&record).expect_err("refused");
         assert!(
             error.contains("truncated") || error.contains("longer than memory"),
             "{error}"
