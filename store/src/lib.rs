@@ -9,6 +9,7 @@ pub mod retention;
 pub mod s3;
 pub mod scans;
 pub mod schedules;
+pub mod vex;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -25,6 +26,9 @@ pub enum Error {
     /// An S3 call failed.
     #[error("object storage: {0}")]
     ObjectStorage(String),
+    /// The write was refused and nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result of a storage call.

@@ -110,6 +110,11 @@ enum Command {
         #[arg(long)]
         schedule_run: Option<String>,
     },
+    /// VEX statements (OpenVEX, CSAF VEX, CycloneDX VEX).
+    Vex {
+        #[command(subcommand)]
+        command: VexCommand,
+    },
     /// What the platform keeps in object storage.
     Artifacts {
         #[command(subcommand)]
@@ -119,6 +124,23 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VexCommand {
+    /// Store a provider's VEX documents: the same document again changes nothing, a newer
+    /// version replaces the older one's statements, an older one is ignored, a malformed
+    /// one is refused naming the field (and the others are still stored).
+    Ingest {
+        /// `openvex`, `csaf` or `cyclonedx`.
+        #[arg(long, value_parser = ["openvex", "csaf", "cyclonedx"])]
+        format: String,
+        /// Who issued the documents (the name trust weights use).
+        #[arg(long)]
+        provider: String,
+        /// A file, a directory (its `*.json` files, in name order) or `-` for standard input.
+        source: PathBuf,
     },
 }
 
@@ -580,6 +602,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .await?;
             }
             return Ok(true);
+        }
+        Command::Vex {
+            command:
+                VexCommand::Ingest {
+                    format,
+                    provider,
+                    source,
+                },
+        } => {
+            let pool = database(cli.database_url.as_deref()).await?;
+            return stellaops_workers::vex::ingest(&pool, &format, &provider, &source).await;
         }
         Command::Artifacts {
             command:

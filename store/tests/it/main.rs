@@ -5,3 +5,4 @@ mod lifecycle;
 mod object_storage;
 mod postgres;
 mod retention;
+mod vex;

@@ -10,3 +10,4 @@ mod notify;
 mod registry;
 mod rpmdb;
 mod scan;
+mod vex;
