@@ -155,8 +155,10 @@ fn rpm_split(v: &str) -> (u64, &str, Option<&str>) {
     }
 }
 
-/// Compare two `[epoch:]version[-release]` strings as rpm does (a missing release matches
-/// any release, as in a dependency on `name >= 1.0`).
+/// Compare two `[epoch:]version[-release]` strings as rpm orders installed packages. A
+/// missing release sorts before every release: rpm's dependency matching lets it match any
+/// release, but that is not an order (1.0 would equal both 1.0-1 and 1.0-2, found by
+/// fuzzing the comparator for transitivity), and ranges need one.
 pub fn rpm_compare(a: &str, b: &str) -> Ordering {
     let (ea, va, ra) = rpm_split(a.trim());
     let (eb, vb, rb) = rpm_split(b.trim());
@@ -164,7 +166,9 @@ pub fn rpm_compare(a: &str, b: &str) -> Ordering {
         .then_with(|| rpmvercmp(va, vb))
         .then_with(|| match (ra, rb) {
             (Some(x), Some(y)) => rpmvercmp(x, y),
-            _ => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
         })
 }
 
@@ -853,7 +857,8 @@ mod tests {
                 ("0:3.0.7-27.el9", "3.0.7-27.el9", Equal),
                 ("3.0.7-27.el9", "3.0.7-28.el9", Less),
                 ("3.0.7-27.el9_2.1", "3.0.7-27.el9", Greater),
-                ("3.0.7", "3.0.7-27.el9", Equal),
+                ("3.0.7", "3.0.7-27.el9", Less),
+                ("3.0.7-1", "3.0.7", Greater),
                 ("1:3.0.7-24.el9", "1:3.0.7-27.el9", Less),
             ],
         );
@@ -862,6 +867,37 @@ mod tests {
             Scheme::Rpm
         );
         assert_eq!(Scheme::of("Rocky Linux:9"), Scheme::Rpm);
+    }
+
+    #[test]
+    fn rpm_order_is_transitive_with_and_without_releases() {
+        let versions = [
+            "1.0",
+            "1.0-1",
+            "1.0-2",
+            "0:1.0-2",
+            "1:0.9",
+            "1.0~rc1",
+            "1.0~rc1-5",
+            "1.0^git1",
+            "1.0.1",
+            "2_0",
+            "2.0",
+            "2.0-1.el9",
+        ];
+        for a in versions {
+            for b in versions {
+                for c in versions {
+                    let (ab, bc, ac) = (rpm_compare(a, b), rpm_compare(b, c), rpm_compare(a, c));
+                    if ab != Greater && bc != Greater {
+                        assert_ne!(ac, Greater, "{a} <= {b} <= {c} but {a} > {c}");
+                    }
+                    if ab == Equal && bc == Equal {
+                        assert_eq!(ac, Equal, "{a} == {b} == {c} but not {a} == {c}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

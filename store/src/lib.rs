@@ -2,6 +2,7 @@
 //! outbox, and the S3 client and object layout.
 
 pub mod advisories;
+pub mod lifecycle;
 pub mod notify;
 pub mod outbox;
 pub mod retention;
@@ -9,6 +10,7 @@ pub mod roles;
 pub mod s3;
 pub mod scans;
 pub mod schedules;
+pub mod vex;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -35,6 +37,9 @@ pub enum Error {
         /// The newest migration this binary carries.
         needed: i64,
     },
+    /// The write was refused and nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result of a storage call.

@@ -45,6 +45,8 @@ pub struct Pruned {
     pub outbox_events: u64,
     /// Schedule runs.
     pub schedule_runs: u64,
+    /// Artifact lifecycle passes (never a bucket's latest: the upgrade checklist reads it).
+    pub lifecycle_passes: u64,
 }
 
 const DELIVERIES: &str = "DELETE FROM notify_deliveries WHERE id IN (
@@ -59,6 +61,12 @@ const OUTBOX_EVENTS: &str = "DELETE FROM events_outbox WHERE id IN (
 const SCHEDULE_RUNS: &str = "DELETE FROM schedule_runs WHERE id IN (
     SELECT id FROM schedule_runs
     WHERE finished_at IS NOT NULL AND finished_at < now() - make_interval(secs => $1)
+    LIMIT $2)";
+
+const LIFECYCLE_PASSES: &str = "DELETE FROM artifact_lifecycle_passes WHERE id IN (
+    SELECT id FROM artifact_lifecycle_passes p
+    WHERE finished_at < now() - make_interval(secs => $1)
+      AND EXISTS (SELECT 1 FROM artifact_lifecycle_passes n WHERE n.bucket = p.bucket AND n.id > p.id)
     LIMIT $2)";
 
 async fn delete_in_batches(pool: &PgPool, sql: &str, age: Duration, batch: i64) -> Result<u64> {
@@ -85,5 +93,8 @@ pub async fn prune(pool: &PgPool, ages: &Ages, batch: i64) -> Result<Pruned> {
         attempts: delete_in_batches(pool, ATTEMPTS, ages.attempts, batch).await?,
         outbox_events: delete_in_batches(pool, OUTBOX_EVENTS, ages.outbox_events, batch).await?,
         schedule_runs: delete_in_batches(pool, SCHEDULE_RUNS, ages.schedule_runs, batch).await?,
+        // Kept as long as schedule runs: both are the record of housekeeping work.
+        lifecycle_passes: delete_in_batches(pool, LIFECYCLE_PASSES, ages.schedule_runs, batch)
+            .await?,
     })
 }

@@ -10,4 +10,5 @@ pub mod notify;
 pub use stellaops_registry as registry;
 pub mod scan;
 pub mod termination;
+pub mod vex;
 pub use stellaops_tls as tls;

@@ -110,10 +110,60 @@ enum Command {
         #[arg(long)]
         schedule_run: Option<String>,
     },
+    /// VEX statements (OpenVEX, CSAF VEX, CycloneDX VEX).
+    Vex {
+        #[command(subcommand)]
+        command: VexCommand,
+    },
+    /// What the platform keeps in object storage.
+    Artifacts {
+        #[command(subcommand)]
+        command: ArtifactsCommand,
+    },
     /// Inspect container images in a registry.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VexCommand {
+    /// Store a provider's VEX documents: the same document again changes nothing, a newer
+    /// version replaces the older one's statements, an older one is ignored, a malformed
+    /// one is refused naming the field (and the others are still stored).
+    Ingest {
+        /// `openvex`, `csaf` or `cyclonedx`.
+        #[arg(long, value_parser = ["openvex", "csaf", "cyclonedx"])]
+        format: String,
+        /// Who issued the documents (the name trust weights use).
+        #[arg(long)]
+        provider: String,
+        /// A file, a directory (its `*.json` files, in name order) or `-` for standard input.
+        source: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ArtifactsCommand {
+    /// One lifecycle pass (release-and-operations §7): the `short` class by a bucket rule
+    /// where the store has lifecycle rules (swept otherwise), expired `default` objects no
+    /// current result points to deleted, compliance artifacts never; prints the pass as
+    /// JSON and records it for the Platform's upgrade checklist.
+    Lifecycle {
+        /// Bucket.
+        #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
+        bucket: String,
+        /// Days working artifacts (`scanner/diffs/`) are kept.
+        #[arg(long, default_value_t = 14)]
+        short_days: u32,
+        /// Days SBOMs, layer fragments and indexes are kept once no current result
+        /// points to them.
+        #[arg(long, default_value_t = 180)]
+        default_days: u32,
+        /// Most objects one pass deletes (the next pass continues).
+        #[arg(long, default_value_t = 100_000)]
+        max_deleted: u64,
     },
 }
 
@@ -561,6 +611,45 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .await?;
             }
             return Ok(true);
+        }
+        Command::Vex {
+            command:
+                VexCommand::Ingest {
+                    format,
+                    provider,
+                    source,
+                },
+        } => {
+            let pool = database(cli.database_url.as_deref()).await?;
+            return stellaops_workers::vex::ingest(&pool, &format, &provider, &source).await;
+        }
+        Command::Artifacts {
+            command:
+                ArtifactsCommand::Lifecycle {
+                    bucket,
+                    short_days,
+                    default_days,
+                    max_deleted,
+                },
+        } => {
+            let pool = database(cli.database_url.as_deref()).await?;
+            let client = stellaops_store::s3::client(&s3).await;
+            let pass = stellaops_store::lifecycle::run_pass(
+                &client,
+                &bucket,
+                &pool,
+                &stellaops_store::lifecycle::Retention::days(short_days, default_days),
+                stellaops_store::lifecycle::Bounds {
+                    max_deleted,
+                    ..Default::default()
+                },
+                std::time::SystemTime::now(),
+            )
+            .await?;
+            if let Some(risk) = &pass.compliance_at_risk {
+                tracing::warn!(%risk, "compliance artifacts would be expired by a bucket rule");
+            }
+            println!("{}", serde_json::to_string(&pass)?);
         }
         Command::Image {
             command:

@@ -482,11 +482,23 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
             None
         }
     };
+    // A store that cannot say (no database, or it failed) does not block: the lifecycle
+    // pass is what finds a risk, and it records one only when it saw the rule.
+    let compliance_at_risk = match &ctx.outbox {
+        Some(pool) => stellaops_store::lifecycle::compliance_at_risk(pool)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%name, %error, "reading the last artifact lifecycle pass");
+                None
+            }),
+        None => None,
+    };
     let decision = rollout::decide(&Input {
         platform: &platform,
         release: verified.as_ref(),
         observed: &observed,
         last_backup,
+        compliance_at_risk,
         now: jiff::Timestamp::now(),
     });
 

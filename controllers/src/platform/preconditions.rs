@@ -58,6 +58,7 @@ pub fn upgrade_blocker(
     platform: &Platform,
     release: &Release,
     last_backup: Option<Timestamp>,
+    compliance_at_risk: Option<&str>,
     now: Timestamp,
 ) -> Option<Blocker> {
     let spec = &platform.spec;
@@ -177,6 +178,14 @@ pub fn upgrade_blocker(
                 ),
             );
         }
+    }
+    if let Some(risk) = compliance_at_risk {
+        return blocker(
+            "ComplianceArtifactsAtRisk",
+            format!(
+                "the last artifact lifecycle pass found that {risk}: an upgrade must not run while signed verdicts can be purged; remove that rule or narrow it to other prefixes, then let the next `stellaops-worker artifacts lifecycle` pass confirm"
+            ),
+        );
     }
     None
 }

@@ -122,6 +122,8 @@ pub struct Input<'a> {
     pub observed: &'a Observed,
     /// From the backup annotation.
     pub last_backup: Option<Timestamp>,
+    /// What the last artifact lifecycle pass found would purge compliance artifacts.
+    pub compliance_at_risk: Option<String>,
     /// Now.
     pub now: Timestamp,
 }
@@ -351,6 +353,7 @@ impl Machine<'_> {
             self.input.platform,
             release,
             self.input.last_backup,
+            self.input.compliance_at_risk.as_deref(),
             self.input.now,
         ) {
             self.hold = Some((reason, message));
@@ -954,6 +957,7 @@ impl Machine<'_> {
                 self.input.platform,
                 release,
                 self.input.last_backup,
+                self.input.compliance_at_risk.as_deref(),
                 self.input.now,
             ) {
                 Some(b)

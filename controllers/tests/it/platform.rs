@@ -207,6 +207,7 @@ struct Sim {
     observed: Observed,
     now: Timestamp,
     last_backup: Option<Timestamp>,
+    compliance_at_risk: Option<String>,
     /// Components whose rollouts finish as soon as their image changes.
     auto_healthy: bool,
     /// Components that never become available.
@@ -240,6 +241,7 @@ impl Sim {
             observed,
             now: "2027-06-21T10:00:00Z".parse().unwrap(),
             last_backup: None,
+            compliance_at_risk: None,
             auto_healthy: true,
             broken: Vec::new(),
         }
@@ -251,6 +253,7 @@ impl Sim {
             release: self.release.as_ref(),
             observed: &self.observed,
             last_backup: self.last_backup,
+            compliance_at_risk: self.compliance_at_risk.clone(),
             now: self.now,
         })
     }
@@ -728,6 +731,18 @@ fn preconditions_block_the_start_with_the_exact_reason() {
     check(&mut sim, "BackupTooOld", "requireBackupWithin is 24h");
     sim.last_backup = Some(sim.now - jiff::SignedDuration::from_hours(2));
     assert_eq!(sim.step().actions.len(), 1, "a fresh backup lets it start");
+
+    // Release seed §12: no upgrade while a bucket rule could purge signed verdicts.
+    let mut sim = Sim::new(&keys, "2.4.4", 'b', &ALL, false);
+    sim.compliance_at_risk =
+        Some("bucket lifecycle rule all (prefix \"\") expires objects under attest/".into());
+    check(&mut sim, "ComplianceArtifactsAtRisk", "rule all");
+    sim.compliance_at_risk = None;
+    assert_eq!(
+        sim.step().actions.len(),
+        1,
+        "once the rule is gone it starts"
+    );
 
     let mut sim = Sim::new(&keys, "2.4.4", 'b', &ALL, false);
     sim.platform.spec.upgrade.paused = true;

@@ -1,7 +1,9 @@
 //! Store tests against the real PostgreSQL and S3 servers started by scripts/test.sh.
 
 mod indexes;
+mod lifecycle;
 mod object_storage;
 mod postgres;
 mod retention;
 mod roles;
+mod vex;

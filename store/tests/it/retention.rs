@@ -63,6 +63,17 @@ async fn old_finished_rows_go_in_batches_and_live_ones_stay() {
     .await
     .unwrap();
 
+    // Lifecycle passes: bucket a has 4 old ones (the newest of them is its latest and
+    // stays); bucket b one old one, its latest.
+    sqlx::query(
+        "INSERT INTO artifact_lifecycle_passes (bucket, pass, finished_at)
+         SELECT CASE WHEN i <= 4 THEN 'a' ELSE 'b' END, '{}', now() - interval '100 days'
+         FROM generate_series(1, 5) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
     let pruned = prune(&pool, &Ages::default(), 7).await.unwrap();
     assert_eq!(
         pruned,
@@ -71,6 +82,7 @@ async fn old_finished_rows_go_in_batches_and_live_ones_stay() {
             attempts: 5,
             outbox_events: 23,
             schedule_runs: 3,
+            lifecycle_passes: 3,
         }
     );
     assert_eq!(count(&pool, "notify_deliveries").await, 15);

@@ -683,7 +683,20 @@ impl Store {
             object["status"] = crd_status;
         }
         let stored = self.commit(rt, ns, &name, Some(object), "ADDED");
+        self.collect_if_orphaned(rt, ns, &name, &stored);
         Ok((*stored).clone())
+    }
+
+    /// The garbage collector's other half: an object whose every owner is absent (created
+    /// after its owner's deletion, or given only stale owners) is deleted, as a real
+    /// cluster's collector does once it has confirmed the owners are gone. The writer still
+    /// gets its answer; watchers then see the deletion.
+    fn collect_if_orphaned(&mut self, rt: &ResourceType, ns: &str, name: &str, stored: &Value) {
+        let owners = owner_uids(stored);
+        if owners.is_empty() || owners.iter().any(|o| self.uids.contains_key(o)) {
+            return;
+        }
+        self.delete_object(rt, ns, name, None);
     }
 
     /// The resource types a CRD defines, and the status a real server would give it.
@@ -974,6 +987,9 @@ impl Store {
             return Ok((*gone).clone());
         }
         let stored = self.commit(rt, ns, name, Some(new), "MODIFIED");
+        if sub.is_empty() {
+            self.collect_if_orphaned(rt, ns, name, &stored);
+        }
         Ok((*stored).clone())
     }
 

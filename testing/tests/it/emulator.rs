@@ -395,7 +395,33 @@ async fn finalizers_hold_deletion_and_owners_collect_dependents() {
         .await
         .expect("orphan stays");
     assert!(orphan.owner_references().is_empty());
+
+    // A dependent written after its owner was deleted (a controller racing the deletion)
+    // is collected too, as a real cluster's garbage collector does.
+    let late: Secret = serde_json::from_value(json!({"metadata": {"name": "late-child", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "owner-bg", "uid": orphan_owner_uid(&api).await}]}}))
+    .expect("a Secret");
+    secrets
+        .create(&PostParams::default(), &late)
+        .await
+        .expect("the write itself succeeds");
+    assert_eq!(api_error(secrets.get("late-child").await).code, 404);
     emulator.shutdown().await;
+}
+
+/// The uid of an owner that existed and was deleted.
+async fn orphan_owner_uid(api: &Api<ConfigMap>) -> String {
+    let gone = api
+        .create(
+            &PostParams::default(),
+            &config_map("short-lived", json!({})),
+        )
+        .await
+        .expect("owner");
+    api.delete("short-lived", &DeleteParams::background())
+        .await
+        .expect("delete owner");
+    gone.uid().unwrap()
 }
 
 #[tokio::test]

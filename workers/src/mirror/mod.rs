@@ -8,6 +8,20 @@ pub mod sync;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The link in a mirror's root naming the complete snapshot served now
+/// (`.snapshots/<name>`); `mirror sync` replaces it with one `rename`.
+pub const CURRENT_LINK: &str = ".current";
+
+/// Where the served exports are: the snapshot `root/.current` points to, resolved once
+/// (so a request reads every file from one snapshot even while a sync flips the link),
+/// else `root` itself (a volume filled by hand or by an older sync).
+pub fn served_root(root: &Path) -> PathBuf {
+    match std::fs::read_link(root.join(CURRENT_LINK)) {
+        Ok(target) => root.join(target),
+        Err(_) => root.to_path_buf(),
+    }
+}
+
 /// The export directory a mirror serves under `root`: `explicit` when given (and present),
 /// else `latest`, else the most recently modified export directory.
 pub fn active_export(root: &Path, explicit: Option<&str>) -> Option<PathBuf> {

@@ -6,7 +6,8 @@
 //!   `Cache-Control: public, max-age=300, immutable`
 //! * strong ETags, `If-None-Match` → 304; Basic auth against a bcrypt htpasswd file →
 //!   401 with `WWW-Authenticate`; hourly budgets per credential → 429 with `Retry-After`;
-//! * the export served: the explicit id, else the `latest` link, else the newest directory.
+//! * the export served: the explicit id, else the `latest` link, else the newest directory,
+//!   looked up in the complete snapshot `.current` points to (see `mirror::sync`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -222,7 +223,10 @@ impl Mirror {
 
     /// The export directory served now.
     pub fn active_export(&self) -> Option<PathBuf> {
-        super::active_export(&self.config.root, self.config.active_export_id.as_deref())
+        super::active_export(
+            &super::served_root(&self.config.root),
+            self.config.active_export_id.as_deref(),
+        )
     }
 
     /// The credential a request presents, checked: `Ok(None)` when anonymous access is

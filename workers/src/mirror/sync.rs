@@ -1,39 +1,66 @@
-//! `stellaops-worker mirror sync`: an S3 prefix onto a directory, like
-//! `aws s3 sync --delete --size-only`, but every file appears atomically (written to a
-//! hidden temporary name, then renamed), nothing is deleted unless every copy succeeded,
-//! and the counts are reported for the MirrorDomain status.
+//! `stellaops-worker mirror sync`: an S3 prefix onto the mirror volume, like
+//! `aws s3 sync --delete --size-only`, but switched in whole:
+//!
+//! * the new state is built in a staging directory `<root>/.staging-<name>`: files whose
+//!   size matches the served snapshot are hard-linked from it (no copy, no extra space),
+//!   the others downloaded, each checked against its listed size and the object's checksum;
+//! * once every file is there and, with a signature key, every `bundle.json` of the export
+//!   that would be served verifies, the staging directory becomes `.snapshots/<name>` and
+//!   the link `<root>/.current` is replaced by one `rename(2)`. The server resolves that
+//!   link once per request, so it reads the previous snapshot or the new one, never a mix
+//!   and never a file being written;
+//! * anything less (an error, a kill, a bad signature) leaves `.current` as it was; the next
+//!   run removes the leftovers. The snapshot replaced is kept (a request that resolved the
+//!   link just before the switch still finds its files) and older ones are deleted.
+//!
+//! The counts are reported for the MirrorDomain status.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
+use super::CURRENT_LINK;
+
 /// Temporary files carry this suffix (and a leading dot) until they are complete.
 const PARTIAL: &str = ".partial";
+/// Complete snapshots, one directory each: `<root>/.snapshots/<name>/<exportId>/…`.
+pub const SNAPSHOTS: &str = ".snapshots";
+/// Prefix of a snapshot being built.
+pub const STAGING: &str = ".staging-";
+/// Prefix of the new link before it is renamed over `.current`.
+const LINK_TEMPORARY: &str = ".current.tmp-";
 
 /// What a sync did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SyncCounts {
     /// Files downloaded (new or of another size).
     pub copied: u64,
-    /// Local files removed because the prefix no longer has them.
+    /// Served files the new snapshot no longer has (with `delete`).
     pub deleted: u64,
     /// Bytes downloaded.
     pub bytes: u64,
-    /// Files already up to date.
+    /// Files already up to date (carried over without a download).
     pub unchanged: u64,
 }
 
-/// Objects under `prefix`: relative key → size.
+/// One object of the listing.
+#[derive(Clone, Copy, Debug)]
+struct Remote {
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+/// Objects under `prefix`: relative key → size and modification time.
 async fn remote_listing(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-) -> anyhow::Result<BTreeMap<String, u64>> {
+) -> anyhow::Result<BTreeMap<String, Remote>> {
     let mut objects = BTreeMap::new();
     let mut pages = s3
         .list_objects_v2()
@@ -58,28 +85,47 @@ async fn remote_listing(
             {
                 bail!("refusing object key {key:?}: it would escape the mirror directory");
             }
+            let top = relative.split('/').next().unwrap_or_default();
+            if is_ours(top) {
+                bail!("refusing object key {key:?}: {top} is the mirror's own bookkeeping");
+            }
             objects.insert(
                 relative.to_string(),
-                object.size().unwrap_or(0).max(0) as u64,
+                Remote {
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    modified: object
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                },
             );
         }
     }
     Ok(objects)
 }
 
-/// Files under `dir`: relative path → size; temporary files are removed on the way.
+/// Names in the root that belong to the sync itself, not to an export.
+fn is_ours(name: &str) -> bool {
+    name == CURRENT_LINK
+        || name == SNAPSHOTS
+        || name.starts_with(STAGING)
+        || name.starts_with(LINK_TEMPORARY)
+}
+
+/// Files under `dir`: relative path → size. The sync's own entries at the top and
+/// temporary files left by an older sync are not part of it.
 fn local_listing(dir: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if dir == root && is_ours(&name) {
+                continue;
+            }
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 walk(root, &path, out)?;
-            } else if entry.file_name().to_string_lossy().ends_with(PARTIAL) {
-                // Left by an interrupted sync; never served, safe to drop.
-                std::fs::remove_file(&path)?;
-            } else {
+            } else if kind.is_file() && !name.ends_with(PARTIAL) {
                 let relative = path
                     .strip_prefix(root)
                     .expect("under root")
@@ -127,11 +173,14 @@ async fn download(
         while let Some(chunk) = body.next().await {
             let chunk = chunk.with_context(|| format!("reading s3://{bucket}/{key}"))?;
             written += chunk.len() as u64;
+            if written > expected {
+                bail!("s3://{bucket}/{key}: more than the {expected} bytes the listing says");
+            }
             file.write_all(&chunk).await?;
         }
         file.sync_all().await?;
         if written != expected {
-            bail!("s3://{bucket}/{key}: got {written} bytes, the listing says {expected}: not replacing the served file");
+            bail!("s3://{bucket}/{key}: got {written} bytes, the listing says {expected}");
         }
         Ok(written)
     }
@@ -148,9 +197,207 @@ async fn download(
     }
 }
 
-/// Sync `s3://bucket/prefix` onto `dir`. Copies run `concurrency` at a time; with
-/// `delete`, local files missing from the prefix are removed — only after every copy
-/// succeeded, so a failed sync leaves the previous export whole.
+/// Put `from` at `to` without copying its bytes when the file system allows.
+fn carry_over(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
+}
+
+/// The snapshot `.current` points to, if it does.
+fn current_snapshot(root: &Path) -> Option<PathBuf> {
+    let target = std::fs::read_link(root.join(CURRENT_LINK)).ok()?;
+    let dir = root.join(target);
+    dir.is_dir().then_some(dir)
+}
+
+/// Remove what an interrupted sync left: staging directories and temporary links.
+fn remove_leftovers(root: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(STAGING) {
+            std::fs::remove_dir_all(entry.path())?;
+        } else if name.starts_with(LINK_TEMPORARY) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_directory(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Give each export directory of `staging` the time of its newest object, so "the newest
+/// export" means the most recently uploaded one, not the one downloaded last.
+fn set_export_times(staging: &Path, remote: &BTreeMap<String, Remote>) -> std::io::Result<()> {
+    let mut newest: BTreeMap<&str, SystemTime> = BTreeMap::new();
+    for (relative, object) in remote {
+        if let (Some((top, _)), Some(modified)) = (relative.split_once('/'), object.modified) {
+            let entry = newest.entry(top).or_insert(modified);
+            *entry = (*entry).max(modified);
+        }
+    }
+    for (top, modified) in newest {
+        std::fs::File::open(staging.join(top))?
+            .set_times(std::fs::FileTimes::new().set_modified(modified))?;
+    }
+    Ok(())
+}
+
+/// Make the complete `staging` directory the served snapshot: rename it under
+/// `.snapshots`, point a new link at it and rename the link over `.current` (atomic), then
+/// delete the snapshots older than `previous`.
+fn switch(root: &Path, staging: &Path, name: &str, previous: Option<&Path>) -> anyhow::Result<()> {
+    let snapshots = root.join(SNAPSHOTS);
+    std::fs::create_dir_all(&snapshots)?;
+    let snapshot = snapshots.join(name);
+    std::fs::rename(staging, &snapshot)
+        .with_context(|| format!("moving {} into place", staging.display()))?;
+    sync_directory(&snapshots)?;
+    let link = root.join(format!("{LINK_TEMPORARY}{name}"));
+    std::os::unix::fs::symlink(Path::new(SNAPSHOTS).join(name), &link)?;
+    std::fs::rename(&link, root.join(CURRENT_LINK))
+        .with_context(|| format!("switching {} to {name}", root.join(CURRENT_LINK).display()))?;
+    sync_directory(root)?;
+    let keep = previous.and_then(Path::file_name);
+    for entry in std::fs::read_dir(&snapshots)?.flatten() {
+        let entry_name = entry.file_name();
+        if entry_name != name && Some(entry_name.as_os_str()) != keep {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Sync `s3://bucket/prefix` onto the mirror root `dir` (see the module comment). Copies
+/// run `concurrency` at a time; with `delete`, files the prefix no longer has are left out
+/// of the new snapshot, else carried over. `verify` is handed the complete staging
+/// directory (or the served snapshot when nothing changed) and must accept it before it
+/// is switched in; its refusal fails the sync.
+pub async fn sync_verified<F>(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    dir: &Path,
+    delete: bool,
+    concurrency: usize,
+    verify: F,
+) -> anyhow::Result<SyncCounts>
+where
+    F: FnOnce(&Path) -> Result<(), String>,
+{
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    let remote = remote_listing(s3, bucket, &prefix).await?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    remove_leftovers(dir).with_context(|| format!("cleaning up {}", dir.display()))?;
+    let current = current_snapshot(dir);
+    // Without a snapshot yet, files an older sync wrote straight into the root are the
+    // baseline: they are carried over, then (with `delete`) removed from the root.
+    let baseline = current.clone().unwrap_or_else(|| dir.to_path_buf());
+    let local = local_listing(&baseline)?;
+    let mut counts = SyncCounts::default();
+    let wanted: Vec<(String, u64)> = remote
+        .iter()
+        .filter(|(path, object)| local.get(*path) != Some(&object.size))
+        .map(|(p, o)| (p.clone(), o.size))
+        .collect();
+    let extraneous: Vec<&String> = local.keys().filter(|p| !remote.contains_key(*p)).collect();
+    counts.unchanged = (remote.len() - wanted.len()) as u64;
+    if let Some(current) = &current
+        && wanted.is_empty()
+        && (extraneous.is_empty() || !delete)
+    {
+        // The served snapshot already is the synced state.
+        verify(current).map_err(|e| anyhow::anyhow!("the served export: {e}"))?;
+        return Ok(counts);
+    }
+
+    let name = format!(
+        "{:020}-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+        std::process::id()
+    );
+    let staging = dir.join(format!("{STAGING}{name}"));
+    let built: anyhow::Result<()> = async {
+        std::fs::create_dir(&staging)?;
+        for (relative, object) in &remote {
+            if local.get(relative) == Some(&object.size) {
+                carry_over(&baseline.join(relative), &staging.join(relative))?;
+            }
+        }
+        if !delete {
+            for relative in &extraneous {
+                carry_over(&baseline.join(relative), &staging.join(relative))?;
+            }
+        }
+        let mut copies = futures::stream::iter(wanted.into_iter().map(|(relative, size)| {
+            let key = format!("{prefix}{relative}");
+            let target: PathBuf = staging.join(&relative);
+            async move { download(s3, bucket, &key, &target, size).await }
+        }))
+        .buffer_unordered(concurrency.max(1));
+        let mut first_error = None;
+        while let Some(result) = copies.next().await {
+            match result {
+                Ok(bytes) => {
+                    counts.copied += 1;
+                    counts.bytes += bytes;
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error.context(format!(
+                "sync stopped after {} files; nothing was switched in or deleted",
+                counts.copied
+            )));
+        }
+        set_export_times(&staging, &remote)?;
+        verify(&staging).map_err(|e| {
+            anyhow::anyhow!(
+                "the new export was not switched in (the previous one keeps serving): {e}"
+            )
+        })?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = built {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(error);
+    }
+    if delete {
+        counts.deleted = extraneous.len() as u64;
+    }
+    switch(dir, &staging, &name, current.as_deref())?;
+    if delete && current.is_none() {
+        // The files an older sync wrote into the root now live in the snapshot.
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_ours(&name) {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// [`sync_verified`] without a check of its own.
 pub async fn sync(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -159,65 +406,7 @@ pub async fn sync(
     delete: bool,
     concurrency: usize,
 ) -> anyhow::Result<SyncCounts> {
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
-        prefix.to_string()
-    } else {
-        format!("{prefix}/")
-    };
-    let remote = remote_listing(s3, bucket, &prefix).await?;
-    let local = local_listing(dir)?;
-    let mut counts = SyncCounts::default();
-    let wanted: Vec<(String, u64)> = remote
-        .iter()
-        .filter(|(path, size)| local.get(*path) != Some(size))
-        .map(|(p, s)| (p.clone(), *s))
-        .collect();
-    counts.unchanged = (remote.len() - wanted.len()) as u64;
-    let mut copies = futures::stream::iter(wanted.into_iter().map(|(relative, size)| {
-        let key = format!("{prefix}{relative}");
-        let target: PathBuf = dir.join(&relative);
-        async move { download(s3, bucket, &key, &target, size).await }
-    }))
-    .buffer_unordered(concurrency.max(1));
-    let mut first_error = None;
-    while let Some(result) = copies.next().await {
-        match result {
-            Ok(bytes) => {
-                counts.copied += 1;
-                counts.bytes += bytes;
-            }
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
-    }
-    if let Some(error) = first_error {
-        return Err(error.context(format!(
-            "sync stopped after {} files; nothing was deleted",
-            counts.copied
-        )));
-    }
-    if delete {
-        for relative in local.keys().filter(|p| !remote.contains_key(*p)) {
-            std::fs::remove_file(dir.join(relative))?;
-            counts.deleted += 1;
-        }
-        remove_empty_dirs(dir)?;
-    }
-    Ok(counts)
-}
-
-fn remove_empty_dirs(dir: &Path) -> std::io::Result<bool> {
-    let mut empty = true;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() && remove_empty_dirs(&entry.path())? {
-            std::fs::remove_dir(entry.path())?;
-        } else {
-            empty = false;
-        }
-    }
-    Ok(empty)
+    sync_verified(s3, bucket, prefix, dir, delete, concurrency, |_| Ok(())).await
 }
 
 /// What the server is told about the export it serves, so the sync can report on it.
@@ -230,8 +419,10 @@ pub struct ServedExport<'a> {
 }
 
 /// Run a sync and report it as JSON (stdout and the Pod's termination message),
-/// including `activeExportId`: the export the server will serve afterwards (the explicit
-/// `active_export_id` when the volume has it, else `latest`, else the newest).
+/// including `activeExportId`: the export served afterwards (the explicit
+/// `active_export_id` when the snapshot has it, else `latest`, else the newest). With a
+/// signature key the new snapshot is switched in only when the export it would serve
+/// verifies (`signaturesVerified`, or `signatureError` and a failed sync).
 pub async fn run(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -246,7 +437,28 @@ pub async fn run(
         signature_key,
     } = served;
     let started = Instant::now();
-    let outcome = sync(s3, bucket, prefix, dir, delete, concurrency).await;
+    let mut verified = None;
+    let mut signature_error = None;
+    let check = |snapshot: &Path| -> Result<(), String> {
+        let Some(key) = signature_key else {
+            return Ok(());
+        };
+        let checked = match super::active_export(snapshot, active_export_id) {
+            Some(export) => check_signatures(&export, key),
+            None => Err("no export to check".to_string()),
+        };
+        match checked {
+            Ok(domains) => {
+                verified = Some(domains);
+                Ok(())
+            }
+            Err(error) => {
+                signature_error = Some(error.clone());
+                Err(format!("signature check failed: {error}"))
+            }
+        }
+    };
+    let outcome = sync_verified(s3, bucket, prefix, dir, delete, concurrency, check).await;
     let mut summary = match &outcome {
         Ok(counts) => {
             serde_json::json!({"success": true, "copied": counts.copied, "deleted": counts.deleted,
@@ -254,18 +466,14 @@ pub async fn run(
         }
         Err(error) => serde_json::json!({"success": false, "error": format!("{error:#}")}),
     };
-    // A failed sync changed nothing, so what is served is reported either way.
-    let active = super::active_export(dir, active_export_id);
+    // A failed sync switched nothing in, so what is served is reported either way.
+    let active = super::active_export(&super::served_root(dir), active_export_id);
     summary["activeExportId"] = serde_json::json!(active.as_deref().map(super::export_id));
-    if let Some(key) = signature_key {
-        let checked = match &active {
-            Some(export) => check_signatures(export, key),
-            None => Err("no export to check".to_string()),
-        };
-        match checked {
-            Ok(domains) => summary["signaturesVerified"] = serde_json::json!(domains),
-            Err(error) => summary["signatureError"] = serde_json::json!(error),
-        }
+    if let Some(domains) = verified {
+        summary["signaturesVerified"] = serde_json::json!(domains);
+    }
+    if let Some(error) = signature_error {
+        summary["signatureError"] = serde_json::json!(error);
     }
     summary["duration_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
     let text = summary.to_string();

@@ -195,7 +195,7 @@ fn columns(record: &[u8]) -> Result<Vec<Value<'_>>, String> {
             0 => (Value::Null, 0),
             1..=6 => {
                 let size = [0, 1, 2, 3, 4, 6, 8][serial as usize];
-                let bytes = record.get(body..body + size).ok_or("truncated integer")?;
+                let bytes = field(record, body, size).ok_or("truncated integer")?;
                 let mut v: i64 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
                 for b in bytes {
                     v = (v << 8) | i64::from(*b);
@@ -208,16 +208,22 @@ fn columns(record: &[u8]) -> Result<Vec<Value<'_>>, String> {
             n if n >= 12 => {
                 let size = ((n - 12) / 2) as usize;
                 (
-                    Value::Bytes(record.get(body..body + size).ok_or("truncated blob")?),
+                    Value::Bytes(field(record, body, size).ok_or("truncated blob")?),
                     size,
                 )
             }
             _ => return Err("reserved serial type".into()),
         };
-        body += size;
+        body = body.checked_add(size).ok_or("record longer than memory")?;
         out.push(value);
     }
     Ok(out)
+}
+
+/// `size` bytes of `record` from `start`, if they are all there (a hostile header can
+/// declare offsets and sizes anywhere up to 2^64).
+fn field(record: &[u8], start: usize, size: usize) -> Option<&[u8]> {
+    record.get(start..start.checked_add(size)?)
 }
 
 /// Name, epoch, version, release and arch from one RPM header blob (as rpm stores it in
@@ -408,4 +414,24 @@ pub fn parse_rpmdb_bdb(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
     }
     found.sort();
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: a record whose header puts the body near the top of the address
+    /// space and declares a blob of 2^63 bytes made `body + size` overflow.
+    #[test]
+    fn a_record_declaring_sizes_past_the_address_space_is_refused() {
+        let mut record = vec![0xff; 8];
+        record.push(0xfe); // header length 2^64 - 2
+        record.extend([0xff; 8]);
+        record.push(0x0c); // a blob of about 2^63 bytes
+        let error = columns(&record).expect_err("refused");
+        assert!(
+            error.contains("truncated") || error.contains("longer than memory"),
+            "{error}"
+        );
+    }
 }

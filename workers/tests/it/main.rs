@@ -1,5 +1,6 @@
 //! Worker tests; the registry ones run against the real registry from scripts/test.sh.
 
+mod artifacts;
 mod evaluate;
 mod federation_api;
 mod federation_cli;
@@ -9,3 +10,4 @@ mod notify;
 mod registry;
 mod rpmdb;
 mod scan;
+mod vex;

@@ -1,0 +1,5 @@
+//! The platform's decider (high-level architecture §0, §4.2): VEX statements from every
+//! provider's documents, and the consensus that says, per vulnerability and product, which
+//! status the platform believes. Pure: no database, no network, no clock.
+
+pub mod vex;

@@ -1,0 +1,2 @@
+//! VEX tests: every format's published-example shapes, refusals, consensus tables.
+mod vex;
