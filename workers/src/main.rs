@@ -337,6 +337,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Federation {
             command: FederationCommand::Keygen { prefix },
         } => federation_cli::keygen(&prefix)?,
+        Command::Federation {
+            command:
+                FederationCommand::Bundle {
+                    command: command @ federation_cli::BundleCommand::Validate { .. },
+                },
+        } => return federation_cli::validate(command, &s3).await,
         Command::Federation { command } => {
             return federation_cli::federation(
                 &database(cli.database_url.as_deref()).await?,

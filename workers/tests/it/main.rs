@@ -4,6 +4,7 @@ mod artifacts;
 mod evaluate;
 mod federation_api;
 mod federation_cli;
+mod federation_hardening;
 mod mirror_serve;
 mod mirror_sync;
 mod notify;
