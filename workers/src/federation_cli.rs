@@ -24,10 +24,12 @@ pub enum AdvisoriesCommand {
         /// `sha256:<hex>` merge hash.
         merge_hash: String,
     },
-    /// Read advisory documents into canonicals and source edges (idempotent).
+    /// Read advisory documents into canonicals and source edges (idempotent); or, with
+    /// `--format kev` (CISA's KEV catalog JSON) or `--format epss` (FIRST's daily EPSS CSV,
+    /// decompressed), replace the exploitation signals with a newer feed (one file).
     Ingest {
         /// Document format.
-        #[arg(long, value_parser = ["osv"], default_value = "osv")]
+        #[arg(long, value_parser = ["osv", "kev", "epss"], default_value = "osv")]
         format: String,
         /// Source name for the edges; derived from each document's id when omitted.
         #[arg(long)]
@@ -492,6 +494,13 @@ pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Re
             return Ok(());
         }
         AdvisoriesCommand::Ingest {
+            format,
+            source: _,
+            paths,
+        } if format == "kev" || format == "epss" => {
+            return exploit_feed(pool, &format, &paths).await;
+        }
+        AdvisoriesCommand::Ingest {
             format: _,
             source,
             paths,
@@ -514,6 +523,40 @@ pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Re
     }
     let summary = ingest::ingest(pool, documents).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// `advisories ingest --format kev|epss FILE`.
+async fn exploit_feed(pool: &sqlx::PgPool, format: &str, paths: &[PathBuf]) -> anyhow::Result<()> {
+    use stellaops_policy::exploits::{MAX_FEED_BYTES, parse_epss, parse_kev};
+    let [path] = paths else {
+        anyhow::bail!("--format {format} reads one file, not {}", paths.len());
+    };
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_FEED_BYTES as u64,
+        "{}: {size} bytes is more than a {format} feed may have",
+        path.display()
+    );
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let replaced = if format == "kev" {
+        let catalog = parse_kev(&bytes).with_context(|| format!("{}", path.display()))?;
+        stellaops_store::exploits::replace_kev(pool, &catalog).await?
+    } else {
+        // EPSS files are named epss_scores-YYYY-MM-DD.csv: the date when the comment line
+        // (which carries it) was stripped.
+        let named_date = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.get(s.len().saturating_sub(10)..))
+            .and_then(|d| d.parse().ok());
+        let scores =
+            parse_epss(&bytes, named_date).with_context(|| format!("{}", path.display()))?;
+        stellaops_store::exploits::replace_epss(pool, &scores).await?
+    };
+    println!("{}", serde_json::to_string_pretty(&replaced)?);
     Ok(())
 }
 

@@ -1,2 +1,3 @@
 //! VEX tests: every format's published-example shapes, refusals, consensus tables.
+mod exploits;
 mod vex;

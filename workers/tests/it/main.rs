@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod evaluate;
+mod exploits;
 mod federation_api;
 mod federation_cli;
 mod federation_hardening;
