@@ -3,6 +3,7 @@
 //! advisories → verdict, all recorded in PostgreSQL with a `report.ready` event.
 
 pub mod analyze;
+pub mod diff;
 pub mod purl;
 pub mod rpmdb;
 

@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod debian;
+mod diff;
 mod evaluate;
 mod exploits;
 mod federation_api;
