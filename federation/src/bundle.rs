@@ -485,6 +485,16 @@ fn parse_ndjson<T: serde::de::DeserializeOwned>(
 /// Open and check a bundle: size limit, archive structure, canonical form, format
 /// version, member digests and counts, merge hashes, and the envelope's payload.
 pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
+    open_with_limit(bytes, max_size, max_size.saturating_mul(64).max(1 << 20))
+}
+
+/// [`open`] with an explicit cap on the decompressed archive (`open` allows 64 × the
+/// size limit): a server sizes it to its memory.
+pub fn open_with_limit(
+    bytes: &[u8],
+    max_size: u64,
+    max_expanded: u64,
+) -> Result<OpenedBundle, BundleError> {
     let size = bytes.len() as u64;
     if size > max_size {
         return Err(BundleError::TooLarge {
@@ -494,7 +504,7 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
     }
     let bundle_hash = sha256_hex(bytes);
     // Bound decompression so a small bomb cannot exhaust memory.
-    let limit = max_size.saturating_mul(64).max(1 << 20);
+    let limit = max_expanded;
     let mut tar_bytes = Vec::new();
     zstd::stream::read::Decoder::new(bytes)
         .map_err(|e| BundleError::Corrupt(format!("not zstd: {e}")))?
@@ -639,7 +649,9 @@ pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
 
 impl OpenedBundle {
     /// Verify the DSSE signature against `trusted`; returns the signing key's id.
+    /// Only keys trusted for the manifest's `site_id` count (see [`TrustedKeys::for_site`]).
     pub fn verify_signature(&self, trusted: &TrustedKeys) -> Result<String, BundleError> {
+        let trusted = trusted.for_site(&self.manifest.site_id);
         let envelope = self.signature.as_ref().ok_or(BundleError::Unsigned)?;
         if envelope.payload_type != PAYLOAD_TYPE {
             return Err(BundleError::BadSignature(format!(
@@ -656,7 +668,10 @@ impl OpenedBundle {
             ));
         }
         trusted.verify(envelope, &payload).ok_or_else(|| {
-            BundleError::BadSignature("no trusted key verifies the signature (key mismatch)".into())
+            BundleError::BadSignature(format!(
+                "no key trusted for site {} verifies the signature (key mismatch)",
+                self.manifest.site_id
+            ))
         })
     }
 }

@@ -87,6 +87,11 @@ impl Signer {
         Signer { key, key_id }
     }
 
+    /// The public half of this signer's key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        *self.key.verifying_key()
+    }
+
     /// This signer's key id.
     pub fn key_id(&self) -> &str {
         &self.key_id
@@ -108,27 +113,61 @@ impl Signer {
     }
 }
 
-/// Public keys trusted to sign bundles.
+/// Public keys trusted to sign bundles, each for one site or (unscoped) for every site.
 #[derive(Clone, Debug, Default)]
 pub struct TrustedKeys {
-    keys: Vec<(String, VerifyingKey)>,
+    /// (key id, key, the site it may sign for; `None`: any site).
+    keys: Vec<(String, VerifyingKey, Option<String>)>,
 }
 
 impl TrustedKeys {
-    /// From PEM public keys (`PUBLIC KEY`).
+    /// From PEM public keys (`PUBLIC KEY`), trusted for every site.
     pub fn from_pems<'a>(pems: impl IntoIterator<Item = &'a str>) -> Result<Self, KeyError> {
-        let mut keys = Vec::new();
+        let mut trusted = TrustedKeys::default();
         for pem in pems {
-            let key = VerifyingKey::from_public_key_pem(pem.trim())
-                .map_err(|_| KeyError::BadKey("public"))?;
-            keys.push((key_id(&key), key));
+            trusted.push_pem(pem, None)?;
         }
-        Ok(TrustedKeys { keys })
+        Ok(trusted)
     }
 
-    /// Add a key.
+    /// Add a PEM public key, trusted for `site` only (or for every site with `None`).
+    pub fn push_pem(&mut self, pem: &str, site: Option<&str>) -> Result<(), KeyError> {
+        let key = VerifyingKey::from_public_key_pem(pem.trim())
+            .map_err(|_| KeyError::BadKey("public"))?;
+        self.keys
+            .push((key_id(&key), key, site.map(str::to_string)));
+        Ok(())
+    }
+
+    /// Add a key trusted for every site.
     pub fn push(&mut self, key: VerifyingKey) {
-        self.keys.push((key_id(&key), key));
+        self.keys.push((key_id(&key), key, None));
+    }
+
+    /// Add a key trusted for `site` only.
+    pub fn push_for_site(&mut self, key: VerifyingKey, site: &str) {
+        self.keys.push((key_id(&key), key, Some(site.to_string())));
+    }
+
+    /// The keys that may sign for `site`: its own and the unscoped ones.
+    pub fn for_site(&self, site: &str) -> TrustedKeys {
+        TrustedKeys {
+            keys: self
+                .keys
+                .iter()
+                .filter(|(_, _, scope)| scope.as_deref().is_none_or(|s| s == site))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Key ids trusted for every site (a caller may want to warn about them).
+    pub fn unscoped(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .filter(|(_, _, scope)| scope.is_none())
+            .map(|(id, _, _)| id.as_str())
+            .collect()
     }
 
     /// True when no key is trusted.
@@ -137,7 +176,7 @@ impl TrustedKeys {
     }
 
     /// The key id of the first signature on `envelope` that a trusted key verifies over
-    /// `payload`, or `None`.
+    /// `payload`, or `None`. Scopes are not looked at: narrow with [`Self::for_site`].
     pub fn verify(&self, envelope: &Envelope, payload: &[u8]) -> Option<String> {
         let message = pae(&envelope.payload_type, payload);
         envelope.signatures.iter().find_map(|sig| {
@@ -145,9 +184,9 @@ impl TrustedKeys {
             let signature = p256::ecdsa::Signature::from_der(&bytes).ok()?;
             self.keys
                 .iter()
-                .filter(|(id, _)| sig.key_id.is_empty() || *id == sig.key_id)
-                .find(|(_, key)| key.verify(&message, &signature).is_ok())
-                .map(|(id, _)| id.clone())
+                .filter(|(id, _, _)| sig.key_id.is_empty() || *id == sig.key_id)
+                .find(|(_, key, _)| key.verify(&message, &signature).is_ok())
+                .map(|(id, _, _)| id.clone())
         })
     }
 }

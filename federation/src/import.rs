@@ -59,6 +59,11 @@ pub struct ImportOptions {
     pub expected_hash: Option<String>,
     /// Absolute size limit applied before the site is known.
     pub max_bundle_size_bytes: u64,
+    /// The site the bundle must come from (a sync of one site, a token bound to one site):
+    /// a bundle whose manifest names another `site_id` is refused before anything else.
+    pub expected_site_id: Option<String>,
+    /// Cap on the decompressed archive; `None`: 64 × `max_bundle_size_bytes`.
+    pub max_expanded_bytes: Option<u64>,
 }
 
 /// The seed's counts.
@@ -124,6 +129,14 @@ pub enum ImportError {
     /// Unknown or disabled site.
     #[error("Site not allowed: {0}")]
     SiteNotAllowed(String),
+    /// The bundle names another site than the one being synced (or authorised).
+    #[error("Site mismatch: the bundle is from site {got}, expected site {expected}")]
+    WrongSite {
+        /// The site being synced.
+        expected: String,
+        /// The bundle's `site_id`.
+        got: String,
+    },
     /// An edge from a source the site may not send.
     #[error("Source not allowed: {source_name} (site {site} may send {allowed})")]
     SourceNotAllowed {
@@ -282,7 +295,19 @@ pub async fn import(
     trusted: &TrustedKeys,
 ) -> Result<ImportResponse, ImportError> {
     let started = Instant::now();
-    let opened = bundle::open(bytes, options.max_bundle_size_bytes)?;
+    let opened = match options.max_expanded_bytes {
+        Some(expanded) => bundle::open_with_limit(bytes, options.max_bundle_size_bytes, expanded)?,
+        None => bundle::open(bytes, options.max_bundle_size_bytes)?,
+    };
+    if let Some(expected) = &options.expected_site_id
+        && *expected != opened.manifest.site_id
+    {
+        // Not recorded in either site's history: the bundle's claim is what is in doubt.
+        return Err(ImportError::WrongSite {
+            expected: expected.clone(),
+            got: opened.manifest.site_id.clone(),
+        });
+    }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "bundle opened and checked"

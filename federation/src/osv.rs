@@ -108,8 +108,18 @@ pub fn source_rank(source: &str) -> u8 {
 }
 
 /// The package URL (without version) OSV's ecosystem and name map to.
+///
+/// For the distribution ecosystems (Debian, Ubuntu, Alpine) the key is made from the
+/// ecosystem and name even when OSV gives a purl: their records name the *source* package
+/// with a purl like `pkg:deb/debian/glibc?arch=source` that carries no release, while the
+/// ecosystem (`Debian:12`) does; the scanner looks such advisories up by the source package
+/// of each binary package.
 pub fn affects_key(ecosystem: &str, name: &str, purl: Option<&str>) -> String {
-    if let Some(purl) = purl.filter(|p| p.starts_with("pkg:")) {
+    let distro = matches!(
+        ecosystem.split(':').next(),
+        Some("Debian" | "Ubuntu" | "Alpine")
+    );
+    if let Some(purl) = purl.filter(|p| p.starts_with("pkg:") && !distro) {
         // Drop any version, qualifiers stay (they carry the distro).
         let (base, qualifiers) = purl
             .split_once('?')

@@ -598,73 +598,102 @@ pub fn is_affected(
     ranges: &serde_json::Value,
     versions: &[String],
 ) -> bool {
-    if versions
-        .iter()
-        .any(|v| scheme.compare(v, version) == Ordering::Equal)
-    {
-        return true;
-    }
-    let Some(ranges) = ranges.as_array() else {
-        return false;
-    };
-    for range in ranges {
-        if range["type"].as_str() == Some("GIT") {
-            continue;
-        }
-        let Some(events) = range["events"].as_array() else {
-            continue;
-        };
-        let limit = events.iter().find_map(|e| e["limit"].as_str());
-        if let Some(limit) = limit
-            && limit != "*"
-            && scheme.compare(version, limit) != Ordering::Less
-        {
-            continue;
-        }
-        // Events sorted by version ("0" first), then walked in order.
-        let mut sorted: Vec<(&str, &str)> = events
-            .iter()
-            .filter_map(|e| {
-                let obj = e.as_object()?;
-                let (k, v) = obj.iter().next()?;
-                Some((k.as_str(), v.as_str()?))
-            })
-            .filter(|(k, _)| *k != "limit")
-            .collect();
-        sorted.sort_by(|(_, a), (_, b)| match (*a, *b) {
-            ("0", "0") => Ordering::Equal,
-            ("0", _) => Ordering::Less,
-            (_, "0") => Ordering::Greater,
-            (a, b) => scheme.compare(a, b),
-        });
-        let mut affected = false;
-        for (kind, at) in sorted {
-            let cmp = if at == "0" {
-                Ordering::Greater
-            } else {
-                scheme.compare(version, at)
-            };
-            match kind {
-                "introduced" if cmp != Ordering::Less => affected = true,
-                "fixed" if cmp != Ordering::Less => affected = false,
-                "last_affected" if cmp == Ordering::Greater => affected = false,
-                _ => {}
-            }
-        }
-        if affected {
-            return true;
-        }
-    }
-    false
+    affected(scheme, version, ranges, versions).is_some()
 }
 
-/// The first `fixed` version of any range, if the advisory names one.
-pub fn fixed_version(ranges: &serde_json::Value) -> Option<String> {
-    ranges
-        .as_array()?
+/// How a version is affected: the fix of the range that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Affected {
+    /// The `fixed` event that ends the affected stretch holding the version, if the
+    /// advisory names one (none after a `last_affected`, none when only the explicit
+    /// `versions` list names it).
+    pub fixed: Option<String>,
+}
+
+/// [`is_affected`], and with it the fix that applies to *this* version: with several
+/// ranges (or several introduced/fixed pairs in one range), the first `fixed` above the
+/// version in the stretch that contains it — never the fix of another stretch, which may
+/// lie below the installed version.
+pub fn affected(
+    scheme: Scheme,
+    version: &str,
+    ranges: &serde_json::Value,
+    versions: &[String],
+) -> Option<Affected> {
+    let listed = versions
         .iter()
-        .flat_map(|r| r["events"].as_array().cloned().unwrap_or_default())
-        .find_map(|e| e["fixed"].as_str().map(str::to_string))
+        .any(|v| scheme.compare(v, version) == Ordering::Equal);
+    let mut found: Option<Affected> = None;
+    for range in ranges.as_array().into_iter().flatten() {
+        if let Some(fixed) = range_holds(scheme, version, range) {
+            if fixed.is_some() {
+                return Some(Affected { fixed });
+            }
+            found.get_or_insert(Affected { fixed: None });
+        }
+    }
+    found.or(listed.then_some(Affected { fixed: None }))
+}
+
+/// Whether one OSV range holds `version`: `Some(fix)` when it does, with the `fixed`
+/// event ending that stretch.
+fn range_holds(scheme: Scheme, version: &str, range: &serde_json::Value) -> Option<Option<String>> {
+    if range["type"].as_str() == Some("GIT") {
+        return None;
+    }
+    let events = range["events"].as_array()?;
+    let limit = events.iter().find_map(|e| e["limit"].as_str());
+    if let Some(limit) = limit
+        && limit != "*"
+        && scheme.compare(version, limit) != Ordering::Less
+    {
+        return None;
+    }
+    // Events sorted by version ("0" first), then walked in order.
+    let mut sorted: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| {
+            let obj = e.as_object()?;
+            let (k, v) = obj.iter().next()?;
+            Some((k.as_str(), v.as_str()?))
+        })
+        .filter(|(k, _)| *k != "limit")
+        .collect();
+    sorted.sort_by(|(_, a), (_, b)| match (*a, *b) {
+        ("0", "0") => Ordering::Equal,
+        ("0", _) => Ordering::Less,
+        (_, "0") => Ordering::Greater,
+        (a, b) => scheme.compare(a, b),
+    });
+    let mut affected = false;
+    let mut end: Option<Option<String>> = None;
+    for (kind, at) in sorted {
+        let cmp = if at == "0" {
+            Ordering::Greater
+        } else {
+            scheme.compare(version, at)
+        };
+        if cmp == Ordering::Less {
+            // Above the version: the first event that closes a stretch closes this one.
+            if end.is_none() {
+                match kind {
+                    "fixed" => end = Some(Some(at.to_string())),
+                    "last_affected" => end = Some(None),
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        match kind {
+            "introduced" => affected = true,
+            "fixed" => affected = false,
+            "last_affected" if cmp == Ordering::Greater => affected = false,
+            // The version is the last affected one of its stretch: no fix is named.
+            "last_affected" if end.is_none() => end = Some(None),
+            _ => {}
+        }
+    }
+    affected.then(|| end.flatten())
 }
 
 #[cfg(test)]
@@ -919,8 +948,62 @@ mod tests {
         assert!(is_affected(Scheme::Dpkg, "3.0.11-1~deb12u1", &deb, &[]));
         assert!(!is_affected(Scheme::Dpkg, "3.0.11-1~deb12u2", &deb, &[]));
         assert!(!is_affected(Scheme::Dpkg, "3.0.13-1~deb12u1", &deb, &[]));
-        assert_eq!(fixed_version(&deb).as_deref(), Some("3.0.11-1~deb12u2"));
+        assert_eq!(
+            affected(Scheme::Dpkg, "3.0.11-1~deb12u1", &deb, &[]),
+            Some(Affected {
+                fixed: Some("3.0.11-1~deb12u2".into())
+            })
+        );
         let git = json!([{"type": "GIT", "events": [{"introduced": "0"}]}]);
         assert!(!is_affected(s, "1.0", &git, &[]));
+    }
+
+    fn fix(scheme: Scheme, version: &str, ranges: &serde_json::Value) -> Option<Option<String>> {
+        affected(scheme, version, ranges, &[]).map(|a| a.fixed)
+    }
+
+    #[test]
+    fn the_fix_is_the_one_of_the_range_holding_the_version() {
+        // The example: 1.2.0 lies in the second range; its fix is 1.2.3, not the
+        // first range's 0.2.1 (a downgrade).
+        let two = json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.2.1"}]},
+                         {"type": "SEMVER", "events": [{"introduced": "1.0.0"}, {"fixed": "1.2.3"}]}]);
+        let s = Scheme::Semver;
+        assert_eq!(fix(s, "1.2.0", &two), Some(Some("1.2.3".into())));
+        assert_eq!(fix(s, "0.1.0", &two), Some(Some("0.2.1".into())));
+        assert_eq!(fix(s, "0.5.0", &two), None);
+        assert_eq!(fix(s, "1.2.3", &two), None);
+        // The same stretches as events of one range, listed out of order.
+        let one = json!([{"type": "ECOSYSTEM", "events": [{"fixed": "1.2.3"}, {"introduced": "1.0.0"},
+                                                          {"introduced": "0"}, {"fixed": "0.2.1"},
+                                                          {"introduced": "2.0.0"}, {"fixed": "2.0.5"}]}]);
+        assert_eq!(fix(s, "1.2.0", &one), Some(Some("1.2.3".into())));
+        assert_eq!(fix(s, "0.0.1", &one), Some(Some("0.2.1".into())));
+        assert_eq!(fix(s, "2.0.4", &one), Some(Some("2.0.5".into())));
+        assert_eq!(fix(s, "1.5.0", &one), None);
+        assert_eq!(fix(s, "3.0.0", &one), None);
+        // A stretch closed by last_affected has no fix, even when a later stretch has one.
+        let last = json!([{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"last_affected": "1.0"},
+                                                           {"introduced": "2.0"}, {"fixed": "2.5"}]}]);
+        assert_eq!(fix(s, "0.5", &last), Some(None));
+        assert_eq!(fix(s, "1.0", &last), Some(None));
+        assert_eq!(fix(s, "2.1", &last), Some(Some("2.5".into())));
+        // Re-introduced without a fix: affected, nothing to upgrade to.
+        let open = json!([{"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"fixed": "1.2"}, {"introduced": "2.0"}]}]);
+        assert_eq!(fix(s, "1.1", &open), Some(Some("1.2".into())));
+        assert_eq!(fix(s, "2.1", &open), Some(None));
+        // Named only in the explicit list: affected, no fix known.
+        assert_eq!(
+            affected(s, "9.9.9", &two, &["9.9.9".into()]),
+            Some(Affected { fixed: None })
+        );
+        // dpkg ordering decides which stretch holds the version.
+        let deb = json!([{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.36-9+deb12u3"}]},
+                         {"type": "ECOSYSTEM", "events": [{"introduced": "2.36-9+deb12u5"}, {"fixed": "2.36-9+deb12u10"}]}]);
+        assert_eq!(
+            fix(Scheme::Dpkg, "2.36-9+deb12u7", &deb),
+            Some(Some("2.36-9+deb12u10".into()))
+        );
+        assert_eq!(fix(Scheme::Dpkg, "2.36-9+deb12u4", &deb), None);
     }
 }

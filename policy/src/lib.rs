@@ -2,4 +2,6 @@
 //! provider's documents, and the consensus that says, per vulnerability and product, which
 //! status the platform believes. Pure: no database, no network, no clock.
 
+pub mod evaluate;
+pub mod exploits;
 pub mod vex;

@@ -54,6 +54,7 @@ pub const PREFIXES: &[(&str, Class)] = &[
     ("scanner/diffs/", Class::Short),
     ("scanner/layers/", Class::Default),
     ("scanner/images/", Class::Default),
+    ("scanner/sboms/", Class::Default),
     ("scanner/indexes/", Class::Default),
     ("scanner/attest/", Class::Compliance),
     ("attest/", Class::Compliance),
@@ -519,6 +520,7 @@ mod tests {
         assert_eq!(class_of("attest/abc.dsse.json"), Some(Class::Compliance));
         assert_eq!(class_of("concelier/json/1/index.json"), None);
         assert_eq!(class_of("federation/bundle-000000000001.tar.zst"), None);
+        assert_eq!(class_of("scanner/sboms/abc.cdx.json"), Some(Class::Default));
         assert_eq!(class_of("scanner/imagesX/a"), None);
     }
 

@@ -69,12 +69,19 @@ pub mod layout {
         )
     }
 
-    /// Image inventory SBOM, keyed by the image digest.
-    pub fn image_inventory(image_digest: &str) -> String {
-        format!(
-            "scanner/images/{}/inventory.cdx.json",
-            hex_part(image_digest)
-        )
+    /// An image's inventory SBOM (CycloneDX), named by the SHA-256 of its own bytes:
+    /// content-addressed, so an object never changes once written and every stored
+    /// `sbom_sha256` keeps matching the object its result points to (the seed's
+    /// `images/<imgDigest>/inventory…` key would be rewritten by every rescan of the
+    /// digest). Which image it describes is in the SBOM and in `scan_results`.
+    pub fn image_inventory(sbom_sha256: &str) -> String {
+        format!("scanner/sboms/{}.cdx.json", hex_part(sbom_sha256))
+    }
+
+    /// The SPDX rendering of the inventory whose CycloneDX SBOM has `sbom_sha256` (both
+    /// are made from the same inventory, deterministically, so the name stays true).
+    pub fn image_inventory_spdx(sbom_sha256: &str) -> String {
+        format!("scanner/sboms/{}.spdx.json", hex_part(sbom_sha256))
     }
 
     /// Concelier export tree of one export.

@@ -10,3 +10,10 @@ pub const BY_SCAN_SQL: &str =
 pub const REUSE_SQL: &str =
     "SELECT image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict
      FROM scan_results WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1";
+
+/// Whether a digest (`$1`) has any recorded scan (then its inventory is stored).
+pub const SCANNED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM scan_results WHERE image_digest = $1)";
+
+/// The stored inventory of a digest (`$1`): each package URL once, with its layer.
+pub const INVENTORY_SQL: &str = "SELECT DISTINCT purl, layer_digest FROM image_packages
+     WHERE image_digest = $1 ORDER BY purl, layer_digest";

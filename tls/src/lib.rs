@@ -30,6 +30,50 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig
     )))))
 }
 
+/// A server configuration from a PEM certificate chain and private key that also asks
+/// clients for a certificate and verifies any presented against the PEM CA certificates
+/// in `client_ca` (a certificate that does not verify fails the handshake). Clients
+/// without one are let through to the application, which decides (a bearer token may do).
+pub fn server_config_with_client_ca(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let certified = certified_key(&cert_pem, &key_pem)
+        .with_context(|| format!("{} and {}", cert.display(), key.display()))?;
+    let ca_pem =
+        std::fs::read(client_ca).with_context(|| format!("reading {}", client_ca.display()))?;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&ca_pem) {
+        let ca = ca.with_context(|| format!("{}: not a PEM certificate", client_ca.display()))?;
+        roots
+            .add(ca)
+            .with_context(|| format!("{}: not a usable CA certificate", client_ca.display()))?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "{}: no CA certificate in it",
+        client_ca.display()
+    );
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let verifier = tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .context("client certificate verifier")?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(ReloadableCert::new(Some(certified))));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A certificate and key ready for rustls, from PEM bytes.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<CertifiedKey>> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)

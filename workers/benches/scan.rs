@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stellaops_testing::oci;
-use stellaops_workers::scan::{AdvisoryRow, Component, Policy, match_components, verdict};
+use stellaops_workers::scan::{
+    AdvisoryRow, Component, MatchKey, Policy, match_components, verdict,
+};
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     // xorshift: incompressible enough, deterministic.
@@ -174,7 +176,12 @@ fn evaluation() {
     let components: Vec<Component> = (0..5000)
         .map(|i| Component {
             purl: format!("pkg:npm/mod{i}@1.{}.{}", i % 7, i % 13),
-            affects_keys: vec![format!("pkg:npm/mod{i}")],
+            affects_keys: vec![MatchKey::new(
+                format!("pkg:npm/mod{i}"),
+                &format!("1.{}.{}", i % 7, i % 13),
+            )],
+            source: String::new(),
+            source_version: String::new(),
             kind: "npm".into(),
             name: format!("mod{i}"),
             version: format!("1.{}.{}", i % 7, i % 13),

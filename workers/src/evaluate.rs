@@ -13,8 +13,8 @@ use serde_json::json;
 use sqlx::{PgPool, Row};
 
 use crate::scan::{
-    Component, Finding, Policy, advisories_for_keys, counts, index_rows, match_indexed, rank,
-    verdict,
+    Component, Finding, MatchKey, Policy, advisories_for_keys, counts, index_rows, match_indexed,
+    rank, verdict,
 };
 
 /// How a batch of images is re-evaluated.
@@ -156,6 +156,7 @@ async fn evaluate_chunk(
     .await?
     {
         let (digest, purl, key): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let version: String = row.get(3);
         keys.insert(key.clone());
         let component = inventories
             .entry(digest)
@@ -166,11 +167,14 @@ async fn evaluate_chunk(
                 affects_keys: Vec::new(),
                 kind: String::new(),
                 name: String::new(),
-                version: row.get(3),
+                version: version.clone(),
+                source: String::new(),
+                source_version: String::new(),
                 layer: row.get(4),
                 path: String::new(),
             });
-        component.affects_keys.push(key);
+        // Each key keeps the version it is matched at (a source package's for its keys).
+        component.affects_keys.push(MatchKey { key, version });
     }
     let previous_ids: Vec<i64> = previous.values().map(|p| p.id).collect();
     let mut known: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();

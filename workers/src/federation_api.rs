@@ -5,17 +5,32 @@
 //!   seed's response JSON.
 //! * `GET /api/v1/federation/sync/status`: every site's sync state and the local cursor.
 //! * `GET /metrics` (the seed's `federation_*` metrics), `/healthz`, `/readyz`.
+//!
+//! Import and status need authentication: a bearer token from the tokens file (a mounted
+//! Secret; a token may be bound to one site, and then only that site's bundles are
+//! accepted with it) or a client certificate issued by the configured CA (HTTPS only).
+//! `force` is refused over plain HTTP. A body is read with its limit applied while it
+//! arrives (an announced `Content-Length` past it is refused before reading), one import
+//! at a time, the limit sized to the container's memory.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use stellaops_federation::bundle::BundleError;
 use stellaops_federation::cursor::Cursor;
@@ -23,14 +38,216 @@ use stellaops_federation::dsse::TrustedKeys;
 use stellaops_federation::import::{ImportError, ImportOptions, OnConflict, import};
 use stellaops_federation::sites;
 
+/// How long an import waits for the one in progress before `503` with `Retry-After`.
+pub const IMPORT_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Shortest bearer token accepted in the tokens file.
+pub const MIN_TOKEN_LENGTH: usize = 16;
+
+/// Bearer tokens, kept as SHA-256 digests; `Debug` shows how many, never a token.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    /// (the site a token may import for, `None`: any; SHA-256 of the token).
+    entries: Vec<(Option<String>, [u8; 32])>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} redacted)", self.entries.len())
+    }
+}
+
+impl Tokens {
+    /// Parse a tokens file: one `SITE:TOKEN` per line (`*:TOKEN` for any site); blank
+    /// lines and `#` comments skipped; tokens of at least [`MIN_TOKEN_LENGTH`] characters.
+    pub fn parse(text: &str) -> Result<Tokens, String> {
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (site, token) = line.split_once(':').ok_or_else(|| {
+                format!(
+                    "tokens line {}: expected SITE:TOKEN (or *:TOKEN for any site)",
+                    i + 1
+                )
+            })?;
+            let (site, token) = (site.trim(), token.trim());
+            if site.is_empty() {
+                return Err(format!("tokens line {}: no site before ':'", i + 1));
+            }
+            if token.len() < MIN_TOKEN_LENGTH {
+                return Err(format!(
+                    "tokens line {} ({site}): a token needs at least {MIN_TOKEN_LENGTH} characters",
+                    i + 1
+                ));
+            }
+            let scope = (site != "*").then(|| site.to_string());
+            entries.push((scope, Sha256::digest(token.as_bytes()).into()));
+        }
+        Ok(Tokens { entries })
+    }
+
+    /// Read and parse a tokens file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Tokens> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Tokens::parse(&text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| path.display().to_string())
+    }
+
+    /// No token configured.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The scope of `presented` when it is a configured token: `Some(None)` for any site.
+    fn scope(&self, presented: &str) -> Option<Option<String>> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.entries
+            .iter()
+            .find(|(_, d)| *d == digest)
+            .map(|(site, _)| site.clone())
+    }
+}
+
+/// Body limits of the import endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, applied while reading.
+    pub max_body_bytes: u64,
+    /// Largest decompressed archive.
+    pub max_expanded_bytes: u64,
+    /// The whole body must arrive within this.
+    pub body_timeout: Duration,
+}
+
+impl Limits {
+    /// From `--max-bundle-size` and the container's memory limit: a body gets at most an
+    /// eighth of the memory and its decompressed archive half (one import runs at a time),
+    /// so a large upload cannot get the Pod OOM-killed.
+    pub fn for_memory(max_bundle_size: u64, memory: Option<u64>, body_timeout: Duration) -> Limits {
+        let expanded = max_bundle_size.saturating_mul(64).max(1 << 20);
+        match memory {
+            Some(memory) => Limits {
+                max_body_bytes: max_bundle_size.min(memory / 8),
+                max_expanded_bytes: expanded.min(memory / 2),
+                body_timeout,
+            },
+            None => Limits {
+                max_body_bytes: max_bundle_size,
+                max_expanded_bytes: expanded,
+                body_timeout,
+            },
+        }
+    }
+}
+
+/// The memory limit of this container (cgroup v2 `memory.max`, else v1
+/// `memory.limit_in_bytes`), when there is one.
+pub fn memory_limit() -> Option<u64> {
+    for file in [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            // "max" (v2) or a huge number (v1) mean no limit.
+            return text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|m| *m < (1u64 << 60));
+        }
+    }
+    None
+}
+
 /// Shared state of the API.
 pub struct ApiState {
     /// The store.
     pub pool: PgPool,
-    /// Keys trusted to sign bundles.
+    /// Keys trusted to sign bundles (each for one site, or for any).
     pub trusted: TrustedKeys,
-    /// Largest request body accepted.
-    pub max_bundle_size_bytes: u64,
+    /// Body limits.
+    pub limits: Limits,
+    /// Bearer tokens accepted.
+    pub tokens: Tokens,
+    /// Whether a client certificate verified against the configured CA authenticates.
+    pub client_certificates: bool,
+    /// One import at a time: each holds its body in memory.
+    pub imports: tokio::sync::Semaphore,
+}
+
+impl ApiState {
+    /// State with its authentication; refused when there is none (neither tokens nor a
+    /// client CA).
+    pub fn new(
+        pool: PgPool,
+        trusted: TrustedKeys,
+        limits: Limits,
+        tokens: Tokens,
+        client_certificates: bool,
+    ) -> anyhow::Result<ApiState> {
+        anyhow::ensure!(
+            !tokens.is_empty() || client_certificates,
+            "federation serve needs authentication: --tokens-file (bearer tokens) and/or --client-ca (client certificates, with --tls-cert)"
+        );
+        Ok(ApiState {
+            pool,
+            trusted,
+            limits,
+            tokens,
+            client_certificates,
+            imports: tokio::sync::Semaphore::new(1),
+        })
+    }
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("limits", &self.limits)
+            .field("tokens", &self.tokens)
+            .field("client_certificates", &self.client_certificates)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the server knows of a connection: served with
+/// `router(..).into_make_service_with_connect_info::<Peer>()`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: Option<SocketAddr>,
+    /// Over TLS.
+    pub tls: bool,
+    /// The client presented a certificate that verified against the configured CA (the
+    /// handshake fails for any other certificate).
+    pub client_certificate: bool,
+}
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer {
+            addr: Some(*stream.remote_addr()),
+            tls: false,
+            client_certificate: false,
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        let (_, connection) = stream.io().get_ref();
+        Peer {
+            addr: Some(*stream.remote_addr()),
+            tls: true,
+            client_certificate: connection
+                .peer_certificates()
+                .is_some_and(|chain| !chain.is_empty()),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -47,12 +264,8 @@ struct ImportQuery {
 
 /// The router.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let limit = usize::try_from(state.max_bundle_size_bytes).unwrap_or(usize::MAX);
     Router::new()
-        .route(
-            "/api/v1/federation/import",
-            post(import_bundle).layer(DefaultBodyLimit::max(limit)),
-        )
+        .route("/api/v1/federation/import", post(import_bundle))
         .route("/api/v1/federation/sync/status", get(sync_status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
@@ -66,6 +279,7 @@ fn error_status(error: &ImportError) -> StatusCode {
         ImportError::Bundle(BundleError::Unsigned | BundleError::BadSignature(_))
         | ImportError::SkipNotTrusted
         | ImportError::SiteNotAllowed(_)
+        | ImportError::WrongSite { .. }
         | ImportError::SourceNotAllowed { .. } => StatusCode::FORBIDDEN,
         ImportError::CursorNotAfter { .. }
         | ImportError::CursorGap { .. }
@@ -76,12 +290,63 @@ fn error_status(error: &ImportError) -> StatusCode {
     }
 }
 
+fn refuse(status: StatusCode, error: impl std::fmt::Display) -> Response {
+    (
+        status,
+        axum::Json(json!({"success": false, "error": error.to_string()})),
+    )
+        .into_response()
+}
+
+/// Who is asking: `Some(Some(site))` for a token bound to one site, `Some(None)` for a
+/// token for any site or a client certificate; `None` when unauthenticated.
+fn authenticate(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Option<Option<String>> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match bearer {
+        Some(token) => state.tokens.scope(token),
+        None if state.client_certificates && peer.client_certificate => Some(None),
+        None => None,
+    }
+}
+
+/// `401` with the challenge.
+fn unauthorized() -> Response {
+    let mut response = refuse(
+        StatusCode::UNAUTHORIZED,
+        "authentication required: a bearer token or a client certificate",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"stellaops-federation\""),
+    );
+    response
+}
+
+fn peer_of(connect: &Option<axum::Extension<ConnectInfo<Peer>>>) -> Peer {
+    connect.as_ref().map(|c| c.0.0).unwrap_or_default()
+}
+
 async fn import_bundle(
     State(state): State<Arc<ApiState>>,
+    connect: Option<axum::Extension<ConnectInfo<Peer>>>,
     Query(query): Query<ImportQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let peer = peer_of(&connect);
+    let Some(site_scope) = authenticate(&state, &headers, &peer) else {
+        return unauthorized();
+    };
+    if query.force && !peer.tls {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "force is refused over plain HTTP: it overrides the cursor checks, so send it over HTTPS",
+        );
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -90,11 +355,10 @@ async fn import_bundle(
         content_type,
         "application/zstd" | "application/octet-stream"
     ) {
-        return (
+        return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            axum::Json(json!({"success": false, "error": "send the bundle with Content-Type: application/zstd"})),
-        )
-            .into_response();
+            "send the bundle with Content-Type: application/zstd",
+        );
     }
     let on_conflict = match query
         .on_conflict
@@ -103,12 +367,57 @@ async fn import_bundle(
         .transpose()
     {
         Ok(c) => c.unwrap_or_default(),
-        Err(e) => {
-            return (
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let limit = state.limits.max_body_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = announced
+        && length > limit
+    {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is {length} bytes, more than the {limit} accepted; not read"),
+        );
+    }
+    // One body in memory at a time.
+    let Ok(Ok(_permit)) = tokio::time::timeout(IMPORT_QUEUE_WAIT, state.imports.acquire()).await
+    else {
+        let mut response = refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another import is in progress; try again later",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(IMPORT_QUEUE_WAIT.as_secs()),
+        );
+        return response;
+    };
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let bytes = match tokio::time::timeout(state.limits.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is more than the {limit} bytes accepted; reading stopped there"),
+            );
+        }
+        Ok(Err(error)) => {
+            return refuse(
                 StatusCode::BAD_REQUEST,
-                axum::Json(json!({"success": false, "error": e})),
-            )
-                .into_response();
+                format!("reading the body: {error}"),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    state.limits.body_timeout.as_secs()
+                ),
+            );
         }
     };
     let options = ImportOptions {
@@ -117,12 +426,14 @@ async fn import_bundle(
         force: query.force,
         on_conflict,
         expected_hash: None,
-        max_bundle_size_bytes: state.max_bundle_size_bytes,
+        max_bundle_size_bytes: limit,
+        expected_site_id: site_scope,
+        max_expanded_bytes: Some(state.limits.max_expanded_bytes),
     };
     let started = std::time::Instant::now();
-    let result = import(&state.pool, &body, &options, &state.trusted).await;
+    let result = import(&state.pool, &bytes, &options, &state.trusted).await;
     crate::metrics::IMPORT_DURATION.observe(started.elapsed().as_secs_f64());
-    crate::metrics::BUNDLE_SIZE.observe(body.len() as f64);
+    crate::metrics::BUNDLE_SIZE.observe(bytes.len() as f64);
     match result {
         Ok(response) => {
             crate::metrics::record_import(&response);
@@ -130,16 +441,19 @@ async fn import_bundle(
         }
         Err(error) => {
             tracing::warn!(%error, "federation import refused");
-            (
-                error_status(&error),
-                axum::Json(json!({"success": false, "error": error.to_string()})),
-            )
-                .into_response()
+            refuse(error_status(&error), error)
         }
     }
 }
 
-async fn sync_status(State(state): State<Arc<ApiState>>) -> Response {
+async fn sync_status(
+    State(state): State<Arc<ApiState>>,
+    connect: Option<axum::Extension<ConnectInfo<Peer>>>,
+    headers: HeaderMap,
+) -> Response {
+    if authenticate(&state, &headers, &peer_of(&connect)).is_none() {
+        return unauthorized();
+    }
     let sites = match sites::list(&state.pool).await {
         Ok(sites) => sites,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

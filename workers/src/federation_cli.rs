@@ -24,10 +24,12 @@ pub enum AdvisoriesCommand {
         /// `sha256:<hex>` merge hash.
         merge_hash: String,
     },
-    /// Read advisory documents into canonicals and source edges (idempotent).
+    /// Read advisory documents into canonicals and source edges (idempotent); or, with
+    /// `--format kev` (CISA's KEV catalog JSON) or `--format epss` (FIRST's daily EPSS CSV,
+    /// decompressed), replace the exploitation signals with a newer feed (one file).
     Ingest {
         /// Document format.
-        #[arg(long, value_parser = ["osv"], default_value = "osv")]
+        #[arg(long, value_parser = ["osv", "kev", "epss"], default_value = "osv")]
         format: String,
         /// Source name for the edges; derived from each document's id when omitted.
         #[arg(long)]
@@ -61,9 +63,21 @@ pub enum FederationCommand {
             value_delimiter = ','
         )]
         trusted_keys: Vec<PathBuf>,
-        /// Largest request body.
+        /// Largest request body (read with the limit applied; lowered to an eighth of the
+        /// container's memory limit when that is smaller).
         #[arg(long, default_value = "1GB", value_parser = parse_size)]
         max_bundle_size: u64,
+        /// Seconds a request body may take to arrive.
+        #[arg(long, default_value_t = 300)]
+        body_timeout_seconds: u64,
+        /// Bearer tokens (a mounted Secret): one `SITE:TOKEN` per line, `*:TOKEN` for any
+        /// site; a token bound to a site imports only that site's bundles.
+        #[arg(long, env = "STELLAOPS_FEDERATION_TOKENS_FILE")]
+        tokens_file: Option<PathBuf>,
+        /// PEM CA certificates: clients with a certificate issued by one are authenticated
+        /// (HTTPS only, so it needs --tls-cert).
+        #[arg(long, env = "STELLAOPS_FEDERATION_CLIENT_CA", requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
         /// PEM certificate chain: serve HTTPS (the seed asks for TLS on these endpoints).
         #[arg(long, requires = "tls_key", env = "STELLAOPS_TLS_CERT")]
         tls_cert: Option<PathBuf>,
@@ -322,54 +336,145 @@ fn s3_location(uri: &str) -> Option<(String, String)> {
     Some((bucket.to_string(), key.to_string()))
 }
 
-async fn read_input(source: &str, s3: &S3Settings) -> anyhow::Result<Vec<u8>> {
+fn too_large(what: &str, size: u64, max: u64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} is {size} bytes, more than the {max} allowed (--max-bundle-size); not read"
+    )
+}
+
+/// Read `reader` into memory, at most `max` bytes: one byte more fails.
+fn read_capped(reader: impl Read, what: &str, max: u64) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {what}"))?;
+    if bytes.len() as u64 > max {
+        return Err(anyhow::anyhow!(
+            "{what} is more than the {max} bytes allowed (--max-bundle-size); not read"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// An S3 object into memory: its announced size is checked before a byte is buffered,
+/// and the body is cut off at `max` in case the announcement was wrong.
+async fn read_object_capped(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    max: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let what = format!("s3://{bucket}/{key}");
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("reading {what}"))?;
+    if let Some(length) = object.content_length()
+        && length.max(0) as u64 > max
+    {
+        return Err(too_large(&what, length.max(0) as u64, max));
+    }
+    let mut body = object.body;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.with_context(|| format!("reading {what}"))?;
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(anyhow::anyhow!(
+                "{what} is more than the {max} bytes allowed (--max-bundle-size); not read"
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// A file into memory: its size is checked before it is read.
+fn read_file_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    let what = path.display().to_string();
+    let file = std::fs::File::open(path).with_context(|| format!("reading {what}"))?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("reading {what}"))?
+        .len();
+    if size > max {
+        return Err(too_large(&what, size, max));
+    }
+    read_capped(file, &what, max)
+}
+
+/// A bundle from a file, `-` (stdin) or `s3://bucket/key`, at most `max` bytes, checked
+/// before it is buffered where the size is known up front.
+async fn read_input(source: &str, s3: &S3Settings, max: u64) -> anyhow::Result<Vec<u8>> {
     if source == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading stdin")?;
-        return Ok(bytes);
+        return read_capped(std::io::stdin().lock(), "stdin", max);
     }
     if let Some((bucket, key)) = s3_location(source) {
         let client = stellaops_store::s3::client(s3).await;
-        let object = client
-            .get_object()
-            .bucket(&bucket)
-            .key(&key)
-            .send()
-            .await
-            .with_context(|| format!("reading {source}"))?;
-        return Ok(object
-            .body
-            .collect()
-            .await
-            .context("reading object body")?
-            .into_bytes()
-            .to_vec());
+        return read_object_capped(&client, &bucket, &key, max).await;
     }
-    std::fs::read(source).with_context(|| format!("reading {source}"))
+    read_file_capped(Path::new(source), max)
 }
 
-fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
-    let mut files = Vec::new();
-    for path in paths {
+/// Trusted keys from `--trusted-key` values: `PATH` or `SITE=PATH`, a PEM file or a
+/// directory of `*.pem`/`*.pub`. A `SITE=` key is trusted for that site only. With
+/// `only_site` (a sync of one site) every key is that site's and another `SITE=` is an
+/// error; otherwise a bare `PATH` is trusted for every site.
+pub fn trusted_keys_for(
+    values: &[PathBuf],
+    only_site: Option<&str>,
+) -> anyhow::Result<TrustedKeys> {
+    let mut trusted = TrustedKeys::default();
+    for value in values {
+        let text = value.to_string_lossy();
+        let (site, path) = match text.split_once('=') {
+            Some((site, path)) if !site.is_empty() && !site.contains('/') => {
+                (Some(site.to_string()), PathBuf::from(path))
+            }
+            _ => (None, value.clone()),
+        };
+        let site = match (site, only_site) {
+            (Some(site), Some(only)) if site != only => {
+                bail!("--trusted-key {text}: a key for site {site} given to a sync of site {only}")
+            }
+            (site, only) => site.or(only.map(str::to_string)),
+        };
+        let mut files = Vec::new();
         if path.is_dir() {
-            for entry in std::fs::read_dir(path)? {
+            for entry in std::fs::read_dir(&path)? {
                 let p = entry?.path();
                 if p.extension().is_some_and(|e| e == "pem" || e == "pub") {
                     files.push(p);
                 }
             }
+            files.sort();
         } else {
             files.push(path.clone());
         }
+        for file in files {
+            let pem = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            trusted
+                .push_pem(&pem, site.as_deref())
+                .map_err(|e| anyhow::anyhow!("trusted key {}: {e}", file.display()))?;
+        }
     }
-    let pems: Vec<String> = files
-        .iter()
-        .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
-        .collect::<anyhow::Result<_>>()?;
-    TrustedKeys::from_pems(pems.iter().map(String::as_str))
-        .map_err(|e| anyhow::anyhow!("trusted keys: {e}"))
+    Ok(trusted)
+}
+
+/// Trusted keys for commands that may see bundles of any site; bare paths are trusted
+/// for every site, which is said on stderr.
+fn trusted_keys(paths: &[PathBuf]) -> anyhow::Result<TrustedKeys> {
+    let trusted = trusted_keys_for(paths, None)?;
+    for id in trusted.unscoped() {
+        eprintln!(
+            "note: key {id} is trusted for every site; give it as --trusted-key SITE=PATH to trust it for one"
+        );
+    }
+    Ok(trusted)
 }
 
 /// Run an `advisories` command.
@@ -387,6 +492,13 @@ pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Re
                 .with_context(|| format!("no canonical {merge_hash}"))?;
             println!("{}", serde_json::to_string_pretty(&stored.advisory)?);
             return Ok(());
+        }
+        AdvisoriesCommand::Ingest {
+            format,
+            source: _,
+            paths,
+        } if format == "kev" || format == "epss" => {
+            return exploit_feed(pool, &format, &paths).await;
         }
         AdvisoriesCommand::Ingest {
             format: _,
@@ -411,6 +523,40 @@ pub async fn advisories(pool: &PgPool, command: AdvisoriesCommand) -> anyhow::Re
     }
     let summary = ingest::ingest(pool, documents).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// `advisories ingest --format kev|epss FILE`.
+async fn exploit_feed(pool: &sqlx::PgPool, format: &str, paths: &[PathBuf]) -> anyhow::Result<()> {
+    use stellaops_policy::exploits::{MAX_FEED_BYTES, parse_epss, parse_kev};
+    let [path] = paths else {
+        anyhow::bail!("--format {format} reads one file, not {}", paths.len());
+    };
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_FEED_BYTES as u64,
+        "{}: {size} bytes is more than a {format} feed may have",
+        path.display()
+    );
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let replaced = if format == "kev" {
+        let catalog = parse_kev(&bytes).with_context(|| format!("{}", path.display()))?;
+        stellaops_store::exploits::replace_kev(pool, &catalog).await?
+    } else {
+        // EPSS files are named epss_scores-YYYY-MM-DD.csv: the date when the comment line
+        // (which carries it) was stripped.
+        let named_date = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.get(s.len().saturating_sub(10)..))
+            .and_then(|d| d.parse().ok());
+        let scores =
+            parse_epss(&bytes, named_date).with_context(|| format!("{}", path.display()))?;
+        stellaops_store::exploits::replace_epss(pool, &scores).await?
+    };
+    println!("{}", serde_json::to_string_pretty(&replaced)?);
     Ok(())
 }
 
@@ -524,7 +670,7 @@ pub async fn federation(
         FederationCommand::Bundle {
             command: BundleCommand::Import(args),
         } => {
-            let bytes = read_input(&args.file, s3).await?;
+            let bytes = read_input(&args.file, s3, args.max_bundle_size).await?;
             let options = ImportOptions {
                 dry_run: args.dry_run,
                 skip_signature: args.skip_signature,
@@ -535,6 +681,8 @@ pub async fn federation(
                     .map_err(anyhow::Error::msg)?,
                 expected_hash: args.expect_hash.clone(),
                 max_bundle_size_bytes: args.max_bundle_size,
+                expected_site_id: None,
+                max_expanded_bytes: None,
             };
             let trusted = trusted_keys(&args.trusted_keys)?;
             let started = std::time::Instant::now();
@@ -582,54 +730,55 @@ pub async fn federation(
             }
         }
         FederationCommand::Bundle {
-            command:
-                BundleCommand::Validate {
-                    file,
-                    trusted_keys: keys,
-                    require_signature,
-                    max_bundle_size,
-                },
-        } => {
-            let bytes = read_input(&file, s3).await?;
-            let name = Path::new(&file)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or(file.clone());
-            let report = validate::report(
-                &name,
-                &bytes,
-                max_bundle_size,
-                &trusted_keys(&keys)?,
-                require_signature,
-            );
-            print!("{}", report.text);
-            Ok(report.ready)
-        }
+            command: BundleCommand::Validate { .. },
+        } => unreachable!("handled without a database by validate()"),
         FederationCommand::Sites { command } => sites_command(pool, command).await,
         FederationCommand::Sync(args) => sync(pool, s3, args).await,
         FederationCommand::Serve {
             listen,
             trusted_keys: keys,
             max_bundle_size,
+            body_timeout_seconds,
+            tokens_file,
+            client_ca,
             tls_cert,
             tls_key,
         } => {
-            let state = std::sync::Arc::new(crate::federation_api::ApiState {
-                pool: pool.clone(),
-                trusted: trusted_keys(&keys)?,
-                max_bundle_size_bytes: max_bundle_size,
-            });
+            let tokens = match &tokens_file {
+                Some(path) => crate::federation_api::Tokens::from_file(path)?,
+                None => crate::federation_api::Tokens::default(),
+            };
+            let limits = crate::federation_api::Limits::for_memory(
+                max_bundle_size,
+                crate::federation_api::memory_limit(),
+                std::time::Duration::from_secs(body_timeout_seconds),
+            );
+            let state = std::sync::Arc::new(crate::federation_api::ApiState::new(
+                pool.clone(),
+                trusted_keys(&keys)?,
+                limits,
+                tokens,
+                client_ca.is_some(),
+            )?);
+            eprintln!(
+                "request bodies up to {} bytes ({} decompressed), {} s to arrive",
+                limits.max_body_bytes,
+                limits.max_expanded_bytes,
+                limits.body_timeout.as_secs()
+            );
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let app = crate::federation_api::router(state);
+            let app = crate::federation_api::router(state)
+                .into_make_service_with_connect_info::<crate::federation_api::Peer>();
             let shutdown = crate::federation_api::shutdown_signal();
             match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
-                    let tls = crate::tls::TlsListener::new(
-                        listener,
-                        crate::tls::server_config(&cert, &key)?,
-                    )?;
+                    let config = match &client_ca {
+                        Some(ca) => crate::tls::server_config_with_client_ca(&cert, &key, ca)?,
+                        None => crate::tls::server_config(&cert, &key)?,
+                    };
+                    let tls = crate::tls::TlsListener::new(listener, config)?;
                     eprintln!("federation API on https://{listen}");
                     axum::serve(tls, app)
                         .with_graceful_shutdown(shutdown)
@@ -637,7 +786,7 @@ pub async fn federation(
                 }
                 _ => {
                     eprintln!(
-                        "federation API on http://{listen} (plain HTTP: give --tls-cert and --tls-key outside a TLS mesh)"
+                        "federation API on http://{listen} (plain HTTP: `force` is refused; give --tls-cert and --tls-key outside a TLS mesh)"
                     );
                     axum::serve(listener, app)
                         .with_graceful_shutdown(shutdown)
@@ -736,6 +885,33 @@ async fn sites_command(pool: &PgPool, command: SitesCommand) -> anyhow::Result<b
     Ok(true)
 }
 
+/// `federation bundle validate`: needs no database. Returns whether the bundle is ready.
+pub async fn validate(command: BundleCommand, s3: &S3Settings) -> anyhow::Result<bool> {
+    let BundleCommand::Validate {
+        file,
+        trusted_keys: keys,
+        require_signature,
+        max_bundle_size,
+    } = command
+    else {
+        bail!("not a validate command");
+    };
+    let bytes = read_input(&file, s3, max_bundle_size).await?;
+    let name = Path::new(&file)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(file.clone());
+    let report = validate::report(
+        &name,
+        &bytes,
+        max_bundle_size,
+        &trusted_keys(&keys)?,
+        require_signature,
+    );
+    print!("{}", report.text);
+    Ok(report.ready)
+}
+
 /// `federation keygen`: needs no database.
 pub fn keygen(prefix: &Path) -> anyhow::Result<()> {
     let (private, public) = stellaops_federation::dsse::generate_key_pair();
@@ -827,19 +1003,13 @@ impl Transport {
         Ok(names)
     }
 
-    async fn read(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+    /// A bundle, at most `max` bytes: the size is checked before the bytes are buffered.
+    async fn read(&self, name: &str, max: u64) -> anyhow::Result<Vec<u8>> {
         match self {
             Transport::S3 { client, bucket, .. } => {
-                let object = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(name)
-                    .send()
-                    .await
-                    .with_context(|| format!("reading s3://{bucket}/{name}"))?;
-                Ok(object.body.collect().await?.into_bytes().to_vec())
+                read_object_capped(client, bucket, name, max).await
             }
-            Transport::Directory(dir) => Ok(std::fs::read(dir.join(name))?),
+            Transport::Directory(dir) => read_file_capped(&dir.join(name), max),
         }
     }
 
@@ -899,11 +1069,35 @@ async fn sync(pool: &PgPool, s3: &S3Settings, args: SyncArgs) -> anyhow::Result<
                 }
                 None => None,
             };
-            // The destination is the truth: continue after the newest bundle already there.
+            // The destination is the truth: continue after the newest bundle already there,
+            // once it is shown to be this site's own (its site id, and a signature by this
+            // site's key or a key trusted for it) — a planted bundle must not move the
+            // cursor past changes that were never exported.
             let since = match transport.list().await?.last() {
                 Some(name) => {
-                    let bytes = transport.read(name).await?;
-                    let opened = stellaops_federation::bundle::open(&bytes, u64::MAX)?;
+                    let bytes = transport.read(name, args.max_bundle_size).await?;
+                    let opened =
+                        stellaops_federation::bundle::open(&bytes, args.max_bundle_size)
+                            .with_context(|| format!("{name} at the destination"))?;
+                    if opened.manifest.site_id != args.site_id {
+                        bail!(
+                            "{name} at the destination is from site {}, not this site {}; its cursor is not trusted",
+                            opened.manifest.site_id,
+                            args.site_id
+                        );
+                    }
+                    let mut keys = trusted_keys_for(&args.trusted_keys, Some(&args.site_id))?;
+                    if let Some(signer) = &signer {
+                        keys.push_for_site(signer.verifying_key(), &args.site_id);
+                    }
+                    match opened.verify_signature(&keys) {
+                        Ok(_) => {}
+                        Err(stellaops_federation::bundle::BundleError::Unsigned)
+                            if !args.require_signature => {}
+                        Err(error) => bail!(
+                            "{name} at the destination: {error}; its cursor is not trusted (check --signing-key/--trusted-key, or remove the bundle)"
+                        ),
+                    }
                     Some(opened.manifest.cursor.parse::<Cursor>()?)
                 }
                 None => None,
@@ -956,8 +1150,10 @@ async fn sync(pool: &PgPool, s3: &S3Settings, args: SyncArgs) -> anyhow::Result<
             },
         )
         .await?;
-        let trusted = trusted_keys(&args.trusted_keys)?;
+        // Keys given to a sync are the synced site's, whatever else they might sign.
+        let trusted = trusted_keys_for(&args.trusted_keys, Some(&args.site_id))?;
         let options = ImportOptions {
+            expected_site_id: Some(args.site_id.clone()),
             on_conflict: args
                 .on_conflict
                 .parse::<OnConflict>()
@@ -967,7 +1163,7 @@ async fn sync(pool: &PgPool, s3: &S3Settings, args: SyncArgs) -> anyhow::Result<
         };
         let (mut imported, mut skipped, mut items) = (0u64, 0u64, 0u64);
         for name in transport.list().await? {
-            let bytes = transport.read(&name).await?;
+            let bytes = transport.read(&name, args.max_bundle_size).await?;
             match import(pool, &bytes, &options, &trusted).await {
                 Ok(response) => {
                     crate::metrics::record_import(&response);

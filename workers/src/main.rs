@@ -120,6 +120,31 @@ enum Command {
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
+    /// What changed between two images: added, removed and version-changed packages, each
+    /// with the layer that caused it. Read from the stored inventories; an image never
+    /// scanned is pulled and scanned first (a digest alone must have been scanned).
+    Diff {
+        /// The earlier image: a reference (`registry/repo:tag`, `…@sha256:…`) or a digest.
+        old: String,
+        /// The later image, likewise.
+        new: String,
+        /// Print the diff as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Bucket for SBOMs and the layer cache (when an image must be scanned).
+        #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
+        bucket: String,
+        /// Platform chosen from a multi-platform image.
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
+        /// `.dockerconfigjson` files with registry credentials (repeatable).
+        #[arg(long)]
+        docker_config: Vec<PathBuf>,
+        /// Registries spoken to over plain HTTP, by exact host or host:port (loopback
+        /// addresses — 127.0.0.0/8, ::1, localhost — always are).
+        #[arg(long = "plain-http")]
+        plain_http: Vec<String>,
+    },
     /// Inspect container images in a registry.
     Image {
         #[command(subcommand)]
@@ -346,6 +371,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Federation {
             command: FederationCommand::Keygen { prefix },
         } => federation_cli::keygen(&prefix)?,
+        Command::Federation {
+            command:
+                FederationCommand::Bundle {
+                    command: command @ federation_cli::BundleCommand::Validate { .. },
+                },
+        } => return federation_cli::validate(command, &s3).await,
         Command::Federation { command } => {
             return federation_cli::federation(
                 &database(cli.database_url.as_deref()).await?,
@@ -650,6 +681,63 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 tracing::warn!(%risk, "compliance artifacts would be expired by a bucket rule");
             }
             println!("{}", serde_json::to_string(&pass)?);
+        }
+        Command::Diff {
+            old,
+            new,
+            json,
+            bucket,
+            platform,
+            docker_config,
+            plain_http,
+        } => {
+            use stellaops_workers::scan::diff::{diff, inventory_of, render};
+            use stellaops_workers::scan::{Policy, Requester, ScanJob};
+            let mut credentials = Credentials::default();
+            for path in &docker_config {
+                credentials.merge(
+                    Credentials::from_docker_config(
+                        &std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                );
+            }
+            let registry = RegistryClient::new(credentials, plain_http)?;
+            let pool = database(cli.database_url.as_deref()).await?;
+            let client = stellaops_store::s3::client(&s3).await;
+            let scratch =
+                std::env::temp_dir().join(format!("stellaops-diff-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch)?;
+            let job = ScanJob {
+                registry: &registry,
+                s3: &client,
+                bucket: &bucket,
+                pool: &pool,
+                platform: &platform,
+                policy: Policy {
+                    fail_on: "critical".into(),
+                    warn_on: None,
+                    ignore_unfixed: false,
+                },
+                requester: Requester::default(),
+                spdx: false,
+                scratch: &scratch,
+                force: false,
+            };
+            let outcome = async {
+                let (old_digest, before, _) = inventory_of(&job, &old).await?;
+                let (new_digest, after, _) = inventory_of(&job, &new).await?;
+                anyhow::Ok(diff(&old_digest, &before, &new_digest, &after))
+            }
+            .await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            let d = outcome?;
+            if json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                print!("{}", render(&d));
+            }
         }
         Command::Image {
             command:

@@ -97,6 +97,23 @@ fn package_urls_follow_each_ecosystem() {
         ),
         "pkg:golang/golang.org/x/net"
     );
+    // OSV's Debian and Alpine records name the source package with a release-less purl.
+    assert_eq!(
+        affects_key(
+            "Debian:12",
+            "glibc",
+            Some("pkg:deb/debian/glibc?arch=source")
+        ),
+        "pkg:deb/debian/glibc?distro=debian-12"
+    );
+    assert_eq!(
+        affects_key(
+            "Alpine:v3.20",
+            "openssl",
+            Some("pkg:apk/alpine/openssl?arch=source")
+        ),
+        "pkg:apk/alpine/openssl?distro=alpine-3.20"
+    );
     assert_eq!(source_of("GHSA-xxxx-yyyy-zzzz"), "ghsa");
     assert_eq!(source_of("DSA-5678-1"), "debian");
 }

@@ -1,2 +1,4 @@
 //! VEX tests: every format's published-example shapes, refusals, consensus tables.
+mod evaluate;
+mod exploits;
 mod vex;

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 2;
+pub const ANALYZER_VERSION: u32 = 3;
 
 /// A package as found in a file, before the OS is known.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FoundPackage {
     /// Package URL type: `deb`, `apk`, `rpm`, `npm`, `pypi`, `maven`, `nuget`, `golang`,
     /// `cargo`.
@@ -28,6 +28,47 @@ pub struct FoundPackage {
     pub name: String,
     /// Version.
     pub version: String,
+    /// The source package it was built from (dpkg `Source:`, apk `o:` origin, rpm
+    /// `SOURCERPM`); empty when the database names none (then it is its own source).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// The source package's version when the database gives one that differs from
+    /// `version` (dpkg `Source: glibc (2.36-9)` of a binNMU, the release of a source RPM).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_version: String,
+}
+
+impl FoundPackage {
+    /// A package without a separate source.
+    pub fn new(kind: &str, namespace: &str, name: &str, version: &str) -> Self {
+        FoundPackage {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            version: version.into(),
+            ..FoundPackage::default()
+        }
+    }
+
+    /// The source package's name and version: the package itself when it names none.
+    pub fn source_package(&self) -> (&str, &str) {
+        let name = if self.source.is_empty() {
+            &self.name
+        } else {
+            &self.source
+        };
+        let version = if self.source_version.is_empty() {
+            &self.version
+        } else {
+            &self.source_version
+        };
+        (name, version)
+    }
+
+    /// Whether the source differs from the binary package (in name or version).
+    pub fn has_distinct_source(&self) -> bool {
+        self.source_package() != (self.name.as_str(), self.version.as_str())
+    }
 }
 
 /// `/etc/os-release`.
@@ -57,54 +98,82 @@ pub struct Fragment {
     pub os: Option<OsRelease>,
 }
 
-/// Parse a dpkg `status` file (or a `status.d/` entry): installed packages only.
+/// Parse a dpkg `status` file (or a `status.d/` entry): installed packages only, with the
+/// `Source:` field (`glibc`, or `bash (5.2.15-2)` when the source version differs).
 pub fn parse_dpkg(text: &str) -> Vec<FoundPackage> {
     let mut out = Vec::new();
     for stanza in text.split("\n\n") {
         let mut name = None;
         let mut version = None;
+        let mut source = None;
         let mut installed = true;
         for line in stanza.lines() {
             if let Some(v) = line.strip_prefix("Package:") {
                 name = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Version:") {
                 version = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Source:") {
+                source = Some(v.trim());
             } else if let Some(v) = line.strip_prefix("Status:") {
                 installed = v.trim().ends_with(" installed");
             }
         }
         if let (Some(name), Some(version), true) = (name, version, installed) {
-            out.push(FoundPackage {
-                kind: "deb".into(),
-                namespace: String::new(),
-                name,
-                version,
-            });
+            let (source, source_version) = match source {
+                Some(field) => split_dpkg_source(field),
+                None => (String::new(), String::new()),
+            };
+            let mut p = FoundPackage::new("deb", "", &name, &version);
+            if source != name {
+                p.source = source;
+            }
+            if source_version != version {
+                p.source_version = source_version;
+            }
+            out.push(p);
         }
     }
     out
 }
 
-/// Parse apk's `lib/apk/db/installed`.
+/// `glibc` → (`glibc`, ``); `bash (5.2.15-2)` → (`bash`, `5.2.15-2`).
+fn split_dpkg_source(field: &str) -> (String, String) {
+    match field.split_once('(') {
+        Some((name, rest)) => (
+            name.trim().to_string(),
+            rest.split(')')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+        None => (field.trim().to_string(), String::new()),
+    }
+}
+
+/// Parse apk's `lib/apk/db/installed`, with each package's origin (`o:`, the aport it was
+/// built from; subpackages share its version).
 pub fn parse_apk(text: &str) -> Vec<FoundPackage> {
     let mut out = Vec::new();
     for stanza in text.split("\n\n") {
         let mut name = None;
         let mut version = None;
+        let mut origin = None;
         for line in stanza.lines() {
             if let Some(v) = line.strip_prefix("P:") {
                 name = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("V:") {
                 version = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("o:") {
+                origin = Some(v.trim().to_string());
             }
         }
         if let (Some(name), Some(version)) = (name, version) {
-            out.push(FoundPackage {
-                kind: "apk".into(),
-                namespace: String::new(),
-                name,
-                version,
-            });
+            let mut p = FoundPackage::new("apk", "", &name, &version);
+            if let Some(origin) = origin.filter(|o| !o.is_empty() && *o != name) {
+                p.source = origin;
+            }
+            out.push(p);
         }
     }
     out
@@ -156,6 +225,7 @@ fn parse_npm(text: &str) -> Vec<FoundPackage> {
             namespace: String::new(),
             name: name.to_string(),
             version: version.to_string(),
+            ..FoundPackage::default()
         }],
         _ => Vec::new(),
     }
@@ -179,8 +249,9 @@ pub fn parse_python(text: &str) -> Vec<FoundPackage> {
         (Some(name), Some(version)) => vec![FoundPackage {
             kind: "pypi".into(),
             namespace: String::new(),
-            name: name.to_ascii_lowercase().replace(['_', '.'], "-"),
+            name: name.to_ascii_lowercase().replace('_', "-"),
             version,
+            ..FoundPackage::default()
         }],
         _ => Vec::new(),
     }
@@ -203,6 +274,7 @@ pub fn parse_deps_json(text: &str) -> Vec<FoundPackage> {
                     namespace: String::new(),
                     name: name.to_string(),
                     version: version.to_string(),
+                    ..FoundPackage::default()
                 });
             }
         }
@@ -250,6 +322,7 @@ pub fn parse_jar(bytes: &[u8]) -> Vec<FoundPackage> {
                 namespace: g.clone(),
                 name: a.clone(),
                 version: v.clone(),
+                ..FoundPackage::default()
             });
         }
     }
@@ -293,6 +366,7 @@ pub fn parse_go_binary(bytes: &[u8]) -> Vec<FoundPackage> {
                     namespace: String::new(),
                     name: path.to_string(),
                     version: version.to_string(),
+                    ..FoundPackage::default()
                 });
             }
             // A replacement names the module actually built in.
@@ -346,6 +420,7 @@ pub fn parse_cargo_auditable(bytes: &[u8]) -> Vec<FoundPackage> {
                 namespace: String::new(),
                 name: p["name"].as_str()?.to_string(),
                 version: p["version"].as_str()?.to_string(),
+                ..FoundPackage::default()
             })
         })
         .collect();

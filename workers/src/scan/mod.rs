@@ -3,6 +3,8 @@
 //! advisories → verdict, all recorded in PostgreSQL with a `report.ready` event.
 
 pub mod analyze;
+pub mod diff;
+pub mod purl;
 pub mod rpmdb;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,33 +14,76 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
-use stellaops_federation::versions::{Scheme, fixed_version, is_affected};
+use stellaops_federation::versions::{Scheme, affected};
 
 use crate::registry::{ImageReference, Manifest, RegistryClient, RegistryError};
 use analyze::{FoundPackage, Fragment, OsRelease};
+
+/// A key advisories are looked up by, and the version to compare with their ranges.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MatchKey {
+    /// Package URL without version, as the advisory store keys advisories
+    /// ([`stellaops_federation::osv::affects_key`]).
+    pub key: String,
+    /// The version compared under this key: the binary package's, or its source
+    /// package's for keys that name the source.
+    pub version: String,
+}
+
+impl MatchKey {
+    /// `key` matched at `version`.
+    pub fn new(key: String, version: &str) -> Self {
+        MatchKey {
+            key,
+            version: version.to_string(),
+        }
+    }
+}
 
 /// One component of an image, with where it came from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Component {
     /// Package URL with version.
     pub purl: String,
-    /// Keys advisories are stored under (package URL without version; with and without
-    /// the distro qualifier).
-    pub affects_keys: Vec<String>,
+    /// Keys advisories are stored under, each with the version to match (package URL
+    /// without version; with and without the distro qualifier; the source package's for
+    /// distributions whose advisories name source packages).
+    pub affects_keys: Vec<MatchKey>,
     /// Package URL type.
     pub kind: String,
     /// Name (with namespace for Maven: `group/artifact`).
     pub name: String,
     /// Version.
     pub version: String,
+    /// The source package it was built from, when it differs from the package itself
+    /// (name empty otherwise).
+    pub source: String,
+    /// The source package's version, when `source` is set or the version differs.
+    pub source_version: String,
     /// Digest of the layer that introduced it.
     pub layer: String,
     /// File it was found in.
     pub path: String,
 }
 
-fn encode_npm(name: &str) -> String {
-    name.replace('@', "%40")
+impl Component {
+    /// The source package (name, version) when it is not the component itself.
+    pub fn source_package(&self) -> Option<(&str, &str)> {
+        if self.source.is_empty() && self.source_version.is_empty() {
+            return None;
+        }
+        let name = if self.source.is_empty() {
+            self.name.as_str()
+        } else {
+            self.source.as_str()
+        };
+        let version = if self.source_version.is_empty() {
+            self.version.as_str()
+        } else {
+            self.source_version.as_str()
+        };
+        Some((name, version))
+    }
 }
 
 /// The major release (`12` of `12.5`) of the image's OS, if known.
@@ -53,74 +98,170 @@ fn major_version(os: Option<&OsRelease>) -> Option<String> {
     .filter(|m| !m.is_empty())
 }
 
-/// The package URL of a found package and the keys to look its advisories up by.
-pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<String>) {
-    let v = &p.version;
-    let (base, qualifier) = match p.kind.as_str() {
+/// The `major.minor` release of an Alpine image (`3.19` of `3.19.1`), if known.
+fn alpine_release(os: Option<&OsRelease>) -> Option<String> {
+    let o = os?;
+    let mut parts = o.version_id.split('.');
+    let (major, minor) = (parts.next()?, parts.next()?);
+    (!major.is_empty() && !minor.is_empty()).then(|| format!("{major}.{minor}"))
+}
+
+/// The RPM vendor (purl namespace) of an `os-release` `ID`.
+fn rpm_vendor(id: &str) -> &str {
+    match id {
+        "rhel" | "" => "redhat",
+        "rocky" => "rocky-linux",
+        "opensuse-leap" | "opensuse-tumbleweed" | "opensuse" => "opensuse",
+        "sles" => "suse",
+        "ol" => "oracle",
+        "amzn" => "amazon",
+        other => other,
+    }
+}
+
+/// Keys `pkg:<base>` with and without `?<qualifier>` (the qualified one first).
+fn keys(base: String, qualifier: Option<String>, version: &str) -> Vec<MatchKey> {
+    let mut out = Vec::new();
+    if let Some(q) = qualifier {
+        out.push(MatchKey::new(format!("{base}?{q}"), version));
+    }
+    out.push(MatchKey::new(base, version));
+    out
+}
+
+/// The package URL of a found package (canonical form of the purl specification) and the
+/// keys to look its advisories up by.
+///
+/// Debian, Ubuntu and Alpine advisories name *source* packages (OSV's `Debian:12`
+/// `glibc`, not `libc6`): their packages are looked up by their source package and its
+/// version only. RPM advisories come both ways (Red Hat's name binary RPMs, others the
+/// source RPM): RPMs are looked up by both. The purl names the binary package; a Debian
+/// package's source rides in the `upstream` qualifier (`upstream=glibc`, or
+/// `upstream=bash%405.2.15-2` when the source version differs), as Syft and Trivy write it.
+pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<MatchKey>) {
+    use purl::PackageUrl;
+    let v = p.version.as_str();
+    let (src, src_version) = p.source_package();
+    match p.kind.as_str() {
         "deb" => {
-            let distro = os.map(|o| o.id.as_str()).unwrap_or("debian");
-            if distro == "ubuntu" {
-                (format!("pkg:deb/ubuntu/{}", p.name), None)
+            let ubuntu = os.is_some_and(|o| o.id == "ubuntu");
+            let vendor = if ubuntu { "ubuntu" } else { "debian" };
+            let distro = (!ubuntu)
+                .then(|| major_version(os).map(|m| format!("debian-{m}")))
+                .flatten();
+            let upstream = if p.source_version.is_empty() {
+                p.source.clone()
             } else {
-                let major = major_version(os);
-                (
-                    format!("pkg:deb/debian/{}", p.name),
-                    major.map(|m| format!("distro=debian-{m}")),
-                )
-            }
+                format!("{src}@{src_version}")
+            };
+            let purl = PackageUrl::new("deb", &p.name.to_ascii_lowercase())
+                .namespace(vendor)
+                .version(v)
+                .qualifier("distro", distro.as_deref().unwrap_or_default())
+                .qualifier("upstream", &upstream);
+            let base = format!("pkg:deb/{vendor}/{src}");
+            (
+                purl.to_string(),
+                keys(base, distro.map(|d| format!("distro={d}")), src_version),
+            )
         }
         "apk" => {
-            let minor = os.map(|o| {
-                let mut parts = o.version_id.split('.');
-                format!(
-                    "{}.{}",
-                    parts.next().unwrap_or(""),
-                    parts.next().unwrap_or("")
-                )
-            });
+            let release = alpine_release(os);
+            let distro = release.as_ref().map(|r| format!("alpine-{r}"));
+            let purl = PackageUrl::new("apk", &p.name.to_ascii_lowercase())
+                .namespace("alpine")
+                .version(v)
+                .qualifier("distro", distro.as_deref().unwrap_or_default());
+            let base = format!("pkg:apk/alpine/{src}");
             (
-                format!("pkg:apk/alpine/{}", p.name),
-                minor
-                    .filter(|m| m != ".")
-                    .map(|m| format!("distro=alpine-{m}")),
+                purl.to_string(),
+                keys(base, distro.map(|d| format!("distro={d}")), src_version),
             )
         }
         "rpm" => {
             let id = os.map(|o| o.id.as_str()).unwrap_or("");
-            let vendor = match id {
-                "rhel" => "redhat",
-                "rocky" => "rocky-linux",
-                "opensuse-leap" | "opensuse-tumbleweed" | "opensuse" => "opensuse",
-                "sles" => "suse",
-                "ol" => "oracle",
-                "amzn" => "amazon",
-                "" => "redhat",
-                other => other,
+            let vendor = rpm_vendor(id);
+            let distro = major_version(os)
+                .filter(|_| !id.is_empty())
+                .map(|m| format!("{id}-{m}"));
+            // The purl carries the epoch as a qualifier, the version is version-release.
+            let (epoch, evr) = match v.split_once(':') {
+                Some((e, rest)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => {
+                    (e, rest)
+                }
+                _ => ("", v),
             };
-            let major = major_version(os).filter(|_| !id.is_empty());
-            let base = format!("pkg:rpm/{vendor}/{}", p.name);
-            let distro = major.map(|m| format!("distro={id}-{m}"));
-            let arch = (!p.namespace.is_empty()).then(|| format!("arch={}", p.namespace));
-            let qualifiers: Vec<String> = arch.into_iter().chain(distro.clone()).collect();
-            let purl = if qualifiers.is_empty() {
-                format!("{base}@{v}")
-            } else {
-                format!("{base}@{v}?{}", qualifiers.join("&"))
-            };
-            let mut keys = Vec::new();
-            if let Some(d) = distro {
-                keys.push(format!("{base}?{d}"));
+            let purl = PackageUrl::new("rpm", &p.name)
+                .namespace(vendor)
+                .version(evr)
+                .qualifier("arch", &p.namespace)
+                .qualifier("distro", distro.as_deref().unwrap_or_default())
+                .qualifier("epoch", epoch);
+            let qualifier = distro.map(|d| format!("distro={d}"));
+            let mut all = keys(format!("pkg:rpm/{vendor}/{}", p.name), qualifier.clone(), v);
+            for key in keys(format!("pkg:rpm/{vendor}/{src}"), qualifier, src_version) {
+                if !all.iter().any(|k| k.key == key.key) {
+                    all.push(key);
+                }
             }
-            keys.push(base);
-            return (purl, keys);
+            (purl.to_string(), all)
         }
-        "npm" => (format!("pkg:npm/{}", encode_npm(&p.name)), None),
-        "maven" => (format!("pkg:maven/{}/{}", p.namespace, p.name), None),
-        other => (format!("pkg:{other}/{}", p.name), None),
-    };
-    match qualifier {
-        Some(q) => (format!("{base}@{v}?{q}"), vec![format!("{base}?{q}"), base]),
-        None => (format!("{base}@{v}"), vec![base]),
+        "npm" => {
+            let (scope, name) = match p.name.split_once('/') {
+                Some((scope, name)) if scope.starts_with('@') => (scope, name),
+                _ => ("", p.name.as_str()),
+            };
+            let purl = PackageUrl::new("npm", name).namespace(scope).version(v);
+            (
+                purl.to_string(),
+                vec![MatchKey::new(
+                    format!("pkg:npm/{}", p.name.replace('@', "%40")),
+                    v,
+                )],
+            )
+        }
+        "pypi" => {
+            // The purl spec: lower case, `_` as `-`; advisories are keyed by the PEP 503
+            // form (`.` as `-` too), as the advisory store makes it.
+            let name = p.name.to_ascii_lowercase().replace('_', "-");
+            let purl = PackageUrl::new("pypi", &name).version(v);
+            (
+                purl.to_string(),
+                vec![MatchKey::new(
+                    format!("pkg:pypi/{}", name.replace('.', "-")),
+                    v,
+                )],
+            )
+        }
+        "maven" => {
+            let purl = PackageUrl::new("maven", &p.name)
+                .namespace(&p.namespace)
+                .version(v);
+            (
+                purl.to_string(),
+                vec![MatchKey::new(
+                    format!("pkg:maven/{}/{}", p.namespace, p.name),
+                    v,
+                )],
+            )
+        }
+        "golang" => {
+            let (namespace, name) = p.name.rsplit_once('/').unwrap_or(("", p.name.as_str()));
+            let purl = PackageUrl::new("golang", name)
+                .namespace(namespace)
+                .version(v);
+            (
+                purl.to_string(),
+                vec![MatchKey::new(format!("pkg:golang/{}", p.name), v)],
+            )
+        }
+        other => {
+            let purl = PackageUrl::new(other, &p.name).version(v);
+            (
+                purl.to_string(),
+                vec![MatchKey::new(format!("pkg:{other}/{}", p.name), v)],
+            )
+        }
     }
 }
 
@@ -166,6 +307,12 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
                     format!("{}/{}", p.namespace, p.name)
                 },
                 version: p.version.clone(),
+                source: p.source.clone(),
+                source_version: if p.has_distinct_source() {
+                    p.source_package().1.to_string()
+                } else {
+                    String::new()
+                },
                 layer,
                 path: path.clone(),
             });
@@ -202,17 +349,29 @@ pub fn cyclonedx(
     let mut list: Vec<Value> = components
         .iter()
         .map(|c| {
-            json!({
+            let mut properties = vec![
+                json!({"name": "stellaops:layer.digest", "value": c.layer}),
+                json!({"name": "stellaops:file.path", "value": c.path}),
+            ];
+            let mut component = json!({
                 "type": "library",
                 "bom-ref": c.purl,
                 "name": c.name,
                 "version": c.version,
                 "purl": c.purl,
-                "properties": [
-                    {"name": "stellaops:layer.digest", "value": c.layer},
-                    {"name": "stellaops:file.path", "value": c.path}
-                ]
-            })
+            });
+            if let Some((name, version)) = c.source_package() {
+                properties.push(json!({"name": "stellaops:source.name", "value": name}));
+                properties.push(json!({"name": "stellaops:source.version", "value": version}));
+                // The source package is what the binary package descends from.
+                let mut ancestor = json!({"type": "library", "name": name, "version": version});
+                if let Some(purl) = source_purl(c, name, version) {
+                    ancestor["purl"] = json!(purl);
+                }
+                component["pedigree"] = json!({"ancestors": [ancestor]});
+            }
+            component["properties"] = Value::Array(properties);
+            component
         })
         .collect();
     if let Some(os) = os {
@@ -235,6 +394,53 @@ pub fn cyclonedx(
     let mut out = serde_json::to_vec_pretty(&bom).expect("SBOM serializes");
     out.push(b'\n');
     out
+}
+
+/// The package URL of a component's source package, where the purl type has a way to say
+/// "source": Debian's `arch=source`, RPM's `arch=src`.
+fn source_purl(c: &Component, name: &str, version: &str) -> Option<String> {
+    use purl::PackageUrl;
+    let parsed = PackageUrlParts::of(&c.purl)?;
+    let arch = match c.kind.as_str() {
+        "deb" => "source",
+        "rpm" => "src",
+        _ => return None,
+    };
+    let mut p = PackageUrl::new(&c.kind, name)
+        .namespace(&parsed.namespace)
+        .qualifier("arch", arch)
+        .qualifier("distro", &parsed.distro);
+    p = if c.kind == "rpm" {
+        match version.split_once(':') {
+            Some((epoch, rest)) => p.version(rest).qualifier("epoch", epoch),
+            None => p.version(version),
+        }
+    } else {
+        p.version(version)
+    };
+    Some(p.to_string())
+}
+
+/// The namespace and `distro` qualifier of a package URL we made.
+struct PackageUrlParts {
+    namespace: String,
+    distro: String,
+}
+
+impl PackageUrlParts {
+    fn of(purl: &str) -> Option<Self> {
+        let rest = purl.strip_prefix("pkg:")?;
+        let (path, qualifiers) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut segments = path.split('/');
+        let _type = segments.next()?;
+        let namespace = segments.next()?.to_string();
+        let distro = qualifiers
+            .split('&')
+            .find_map(|q| q.strip_prefix("distro="))
+            .unwrap_or_default()
+            .to_string();
+        Some(PackageUrlParts { namespace, distro })
+    }
 }
 
 /// An advisory row as matching needs it.
@@ -298,10 +504,10 @@ pub fn match_indexed(
     let mut findings = BTreeSet::new();
     for c in components {
         for key in &c.affects_keys {
-            for row in by_key.get(key.as_str()).into_iter().flatten() {
-                if is_affected(
+            for row in by_key.get(key.key.as_str()).into_iter().flatten() {
+                if let Some(hit) = affected(
                     Scheme::of(&row.ecosystem),
-                    &c.version,
+                    &key.version,
                     &row.ranges,
                     &row.versions,
                 ) {
@@ -310,7 +516,7 @@ pub fn match_indexed(
                         vuln_id: row.vuln_id.clone(),
                         purl: c.purl.clone(),
                         severity: row.severity.clone(),
-                        fixed_version: fixed_version(&row.ranges),
+                        fixed_version: hit.fixed,
                         layer: c.layer.clone(),
                     });
                 }
@@ -387,7 +593,7 @@ pub async fn advisories_for(
 ) -> anyhow::Result<(Vec<AdvisoryRow>, i64)> {
     let keys: Vec<String> = components
         .iter()
-        .flat_map(|c| c.affects_keys.iter().cloned())
+        .flat_map(|c| c.affects_keys.iter().map(|k| k.key.clone()))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -529,9 +735,9 @@ pub async fn record(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for comp in components {
         for key in &comp.affects_keys {
-            keys.push(key.clone());
+            keys.push(key.key.clone());
             purls.push(comp.purl.clone());
-            versions.push(comp.version.clone());
+            versions.push(key.version.clone());
             layers.push(comp.layer.clone());
         }
     }
@@ -807,7 +1013,9 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         "sha256:{}",
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sbom))
     );
-    let sbom_key = stellaops_store::s3::layout::image_inventory(&digest);
+    // Content-addressed: the key names the bytes, so no later scan of this digest (other
+    // reference, other advisories, forced) can replace an SBOM a result points to.
+    let sbom_key = stellaops_store::s3::layout::image_inventory(&sbom_sha);
     put_object(
         job.s3,
         job.bucket,
@@ -821,7 +1029,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         put_object(
             job.s3,
             job.bucket,
-            &sbom_key.replace("inventory.cdx.json", "inventory.spdx.json"),
+            &stellaops_store::s3::layout::image_inventory_spdx(&sbom_sha),
             spdx,
             "application/spdx+json",
         )
@@ -859,22 +1067,44 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
     })
 }
 
-/// An SPDX 2.3 JSON document of the same inventory (deterministic, like the CycloneDX one).
+/// An SPDX 2.3 JSON document of the same inventory (deterministic, like the CycloneDX one):
+/// the document DESCRIBES the image (a package of purpose CONTAINER), the image CONTAINS
+/// every component; a component built from another source package says so in
+/// `sourceInfo`.
 pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
-    let packages: Vec<Value> = components
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            json!({"SPDXID": format!("SPDXRef-Package-{i}"), "name": c.name, "versionInfo": c.version,
-                   "downloadLocation": "NOASSERTION",
-                   "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": c.purl}]})
-        })
-        .collect();
+    const IMAGE: &str = "SPDXRef-Image";
+    let mut packages = vec![json!({
+        "SPDXID": IMAGE, "name": image, "versionInfo": digest,
+        "downloadLocation": "NOASSERTION", "filesAnalyzed": false,
+        "primaryPackagePurpose": "CONTAINER",
+        "checksums": digest.strip_prefix("sha256:").map(|hex| vec![json!({"algorithm": "SHA256", "checksumValue": hex})]).unwrap_or_default(),
+    })];
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": IMAGE,
+    })];
+    for (i, c) in components.iter().enumerate() {
+        let id = format!("SPDXRef-Package-{i}");
+        let mut package = json!({
+            "SPDXID": id, "name": c.name, "versionInfo": c.version,
+            "downloadLocation": "NOASSERTION", "filesAnalyzed": false,
+            "primaryPackagePurpose": "LIBRARY",
+            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": c.purl}],
+            "comment": format!("layer {}, {}", c.layer, c.path),
+        });
+        if let Some((name, version)) = c.source_package() {
+            package["sourceInfo"] = json!(format!("built package from: {name} {version}"));
+        }
+        packages.push(package);
+        relationships.push(json!({
+            "spdxElementId": IMAGE, "relationshipType": "CONTAINS", "relatedSpdxElement": id,
+        }));
+    }
     let doc = json!({
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
         "name": image, "documentNamespace": format!("https://stella-ops.org/spdx/{}", digest.replace(':', "-")),
-        "creationInfo": {"creators": ["Tool: stellaops-worker"], "created": "1970-01-01T00:00:00Z"},
+        "creationInfo": {"creators": [format!("Tool: stellaops-worker-{}", env!("CARGO_PKG_VERSION"))], "created": "1970-01-01T00:00:00Z"},
         "packages": packages,
+        "relationships": relationships,
     });
     let mut out = serde_json::to_vec_pretty(&doc).expect("SPDX serializes");
     out.push(b'\n');
@@ -904,12 +1134,7 @@ mod tests {
     use super::*;
 
     fn pkg(kind: &str, name: &str, version: &str) -> FoundPackage {
-        FoundPackage {
-            kind: kind.into(),
-            namespace: String::new(),
-            name: name.into(),
-            version: version.into(),
-        }
+        FoundPackage::new(kind, "", name, version)
     }
 
     #[test]
@@ -963,13 +1188,76 @@ mod tests {
             ],
             "the upgraded openssl came with layer b; left-pad was deleted"
         );
+        let keys: Vec<(&str, &str)> = components[1]
+            .affects_keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.version.as_str()))
+            .collect();
         assert_eq!(
-            components[1].affects_keys,
+            keys,
             vec![
-                "pkg:deb/debian/openssl?distro=debian-12",
-                "pkg:deb/debian/openssl"
+                (
+                    "pkg:deb/debian/openssl?distro=debian-12",
+                    "3.0.11-1~deb12u2"
+                ),
+                ("pkg:deb/debian/openssl", "3.0.11-1~deb12u2")
             ]
         );
+    }
+
+    #[test]
+    fn the_fix_reported_and_ignore_unfixed_follow_the_range_holding_the_version() {
+        let component = |version: &str| Component {
+            purl: format!("pkg:npm/lib@{version}"),
+            affects_keys: vec![MatchKey::new("pkg:npm/lib".into(), version)],
+            kind: "npm".into(),
+            name: "lib".into(),
+            version: version.into(),
+            source: String::new(),
+            source_version: String::new(),
+            layer: "sha256:l".into(),
+            path: String::new(),
+        };
+        let row = |id: &str, ranges: Value| AdvisoryRow {
+            merge_hash: format!("m-{id}"),
+            vuln_id: id.into(),
+            affects_key: "pkg:npm/lib".into(),
+            ecosystem: "npm".into(),
+            ranges,
+            versions: vec![],
+            severity: Some("critical".into()),
+        };
+        // The example: 1.2.0 in ranges 0–0.2.1 and 1.0.0–1.2.3.
+        let two = row(
+            "GHSA-two",
+            json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.2.1"}]},
+                   {"type": "SEMVER", "events": [{"introduced": "1.0.0"}, {"fixed": "1.2.3"}]}]),
+        );
+        // A fixed early stretch, and an open one holding 2.1.0.
+        let open = row(
+            "GHSA-open",
+            json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.2.1"}]},
+                   {"type": "SEMVER", "events": [{"introduced": "2.0.0"}, {"last_affected": "2.9.9"}]}]),
+        );
+        let rows = [two, open];
+        let found = match_components(&[component("1.2.0")], &rows);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].fixed_version.as_deref(), Some("1.2.3"));
+        let found = match_components(&[component("2.1.0")], &rows);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].vuln_id, "GHSA-open");
+        assert_eq!(found[0].fixed_version, None, "not the other range's 0.2.1");
+        let policy = Policy {
+            fail_on: "high".into(),
+            warn_on: None,
+            ignore_unfixed: true,
+        };
+        assert_eq!(verdict(&found, &policy), "Pass", "unfixed for 2.1.0");
+        let strict = Policy {
+            ignore_unfixed: false,
+            ..policy
+        };
+        assert_eq!(verdict(&found, &strict), "Fail");
     }
 
     #[test]

@@ -226,7 +226,7 @@ fn field(record: &[u8], start: usize, size: usize) -> Option<&[u8]> {
     record.get(start..start.checked_add(size)?)
 }
 
-/// Name, epoch, version, release and arch from one RPM header blob (as rpm stores it in
+/// Name, epoch, version, release, arch and source RPM from one RPM header blob (as rpm stores it in
 /// its database: index count, data length, index entries, data).
 pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
     let count = be32(blob, 0).ok_or("truncated RPM header")? as usize;
@@ -236,6 +236,7 @@ pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
         .get(data_start..data_start + data_len)
         .ok_or("RPM header data past the blob")?;
     let (mut name, mut version, mut release, mut arch, mut epoch) = (None, None, None, None, None);
+    let mut source_rpm = None;
     for i in 0..count {
         let entry = 8 + 16 * i;
         let tag = be32(blob, entry).ok_or("truncated index")?;
@@ -251,6 +252,7 @@ pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
             (1001, 6) => version = string(),
             (1002, 6) => release = string(),
             (1022, 6) => arch = string(),
+            (1044, 6) => source_rpm = string(),
             (1003, 4) => epoch = be32(data, offset),
             _ => {}
         }
@@ -269,12 +271,35 @@ pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
     if let Some(release) = release {
         evr = format!("{evr}-{release}");
     }
-    Ok(Some(FoundPackage {
-        kind: "rpm".into(),
-        namespace: arch.unwrap_or_default(),
-        name,
-        version: evr,
-    }))
+    let mut found = FoundPackage::new("rpm", &arch.unwrap_or_default(), &name, &evr);
+    // The source RPM shares the binary's epoch (one spec file builds both).
+    if let Some((src_name, src_version)) = source_rpm.as_deref().and_then(split_source_rpm) {
+        let src_evr = match epoch {
+            Some(e) => format!("{e}:{src_version}"),
+            None => src_version.to_string(),
+        };
+        if src_name != found.name {
+            found.source = src_name.to_string();
+        }
+        if src_evr != found.version {
+            found.source_version = src_evr;
+        }
+    }
+    Ok(Some(found))
+}
+
+/// `openssl-3.0.7-27.el9.src.rpm` → (`openssl`, `3.0.7-27.el9`): the name is everything
+/// before the last two dashes.
+pub fn split_source_rpm(file: &str) -> Option<(&str, &str)> {
+    let stem = file
+        .strip_suffix(".src.rpm")
+        .or_else(|| file.strip_suffix(".nosrc.rpm"))?;
+    let (rest, _release) = stem.rsplit_once('-')?;
+    let (name, _version) = rest.rsplit_once('-')?;
+    if name.is_empty() {
+        return None;
+    }
+    Some((name, &stem[name.len() + 1..]))
 }
 
 /// Every installed package in an `rpmdb.sqlite`.

@@ -5,7 +5,7 @@
 use serde_json::json;
 use stellaops_workers::evaluate::{Settings, announce_refresh, evaluate, run};
 use stellaops_workers::scan::{
-    Component, Policy, Requester, advisories_for, match_components, record,
+    Component, MatchKey, Policy, Requester, advisories_for, match_components, record,
 };
 
 use crate::scan::{ingest, osv};
@@ -13,7 +13,9 @@ use crate::scan::{ingest, osv};
 pub fn npm(name: &str, version: &str) -> Component {
     Component {
         purl: format!("pkg:npm/{name}@{version}"),
-        affects_keys: vec![format!("pkg:npm/{name}")],
+        affects_keys: vec![MatchKey::new(format!("pkg:npm/{name}"), version)],
+        source: String::new(),
+        source_version: String::new(),
         kind: "npm".into(),
         name: name.into(),
         version: version.into(),

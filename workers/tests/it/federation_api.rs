@@ -8,7 +8,20 @@ use stellaops_federation::bundle::{self, Contents};
 use stellaops_federation::dsse::TrustedKeys;
 use stellaops_federation::osv;
 use stellaops_federation::sites::{self, PolicyUpdate};
-use stellaops_workers::federation_api::{ApiState, router};
+use stellaops_workers::federation_api::{ApiState, Limits, Peer, Tokens, router};
+
+const TOKEN: &str = "federation-test-token-0123456789";
+
+fn state(pool: sqlx::PgPool) -> ApiState {
+    ApiState::new(
+        pool,
+        TrustedKeys::default(),
+        Limits::for_memory(1 << 20, None, std::time::Duration::from_secs(30)),
+        Tokens::parse(&format!("*:{TOKEN}")).unwrap(),
+        false,
+    )
+    .unwrap()
+}
 
 fn bundle_bytes(since: Option<&str>, cursor: &str, ids: &[&str]) -> Vec<u8> {
     let now = chrono::Utc::now();
@@ -51,17 +64,21 @@ async fn import_and_status_over_http() {
     )
     .await
     .unwrap();
-    let state = Arc::new(ApiState {
-        pool: pool.clone(),
-        trusted: TrustedKeys::default(),
-        max_bundle_size_bytes: 1 << 20,
-    });
+    let state = Arc::new(state(pool.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<Peer>(),
+        )
+        .await
+        .unwrap()
+    });
     let http = reqwest::Client::new();
     let post = |body: Vec<u8>, query: &'static str| {
         http.post(format!("{base}/api/v1/federation/import{query}"))
+            .bearer_auth(TOKEN)
             .header("content-type", "application/zstd")
             .body(body)
             .send()
@@ -108,6 +125,7 @@ async fn import_and_status_over_http() {
     assert_eq!(bad_strategy.status(), 400);
     let wrong_type = http
         .post(format!("{base}/api/v1/federation/import"))
+        .bearer_auth(TOKEN)
         .header("content-type", "application/json")
         .body("{}")
         .send()
@@ -117,6 +135,7 @@ async fn import_and_status_over_http() {
 
     let status: Value = http
         .get(format!("{base}/api/v1/federation/sync/status"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()
@@ -251,11 +270,7 @@ async fn the_api_serves_https_with_the_given_certificate() {
 
     // /healthz needs no database; the pool never connects.
     let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
-    let state = Arc::new(ApiState {
-        pool,
-        trusted: TrustedKeys::default(),
-        max_bundle_size_bytes: 1 << 20,
-    });
+    let state = Arc::new(state(pool));
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
     let config = stellaops_workers::tls::server_config(&cert, &key).unwrap();

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-fn worker(database_url: &str, args: &[&str]) -> Output {
+pub(crate) fn worker(database_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stellaops-worker"))
         .args(args)
         .env("DATABASE_URL", database_url)
@@ -15,7 +15,7 @@ fn worker(database_url: &str, args: &[&str]) -> Output {
         .expect("run stellaops-worker")
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "failed: {}\n{}",
@@ -25,7 +25,7 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn write_osv(dir: &Path, id: &str, package: &str, fixed: &str) {
+pub(crate) fn write_osv(dir: &Path, id: &str, package: &str, fixed: &str) {
     let doc = json!({
         "id": id, "aliases": [], "modified": "2024-05-01T00:00:00Z",
         "affected": [{"package": {"ecosystem": "PyPI", "name": package},

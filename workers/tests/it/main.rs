@@ -1,9 +1,13 @@
 //! Worker tests; the registry ones run against the real registry from scripts/test.sh.
 
 mod artifacts;
+mod debian;
+mod diff;
 mod evaluate;
+mod exploits;
 mod federation_api;
 mod federation_cli;
+mod federation_hardening;
 mod mirror_serve;
 mod mirror_sync;
 mod notify;

@@ -10,7 +10,9 @@ use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
 use stellaops_workers::scan::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_sqlite};
 use stellaops_workers::scan::{AdvisoryRow, match_components, purl_of};
 
-/// An RPM header blob as rpm stores it: index count, data length, entries, data.
+/// An RPM header blob as rpm stores it: index count, data length, entries, data. Its
+/// SOURCERPM is `<name>-<version>-<release>.src.rpm`, with a `-libs` suffix dropped from
+/// the name as Red Hat's spec files do (`openssl-libs` is built from `openssl`).
 fn header(
     name: &str,
     epoch: Option<u32>,
@@ -21,12 +23,17 @@ fn header(
 ) -> Vec<u8> {
     let mut data = Vec::new();
     let mut entries: Vec<(u32, u32, u32, u32)> = Vec::new();
+    let source_rpm = format!(
+        "{}-{version}-{release}.src.rpm",
+        name.strip_suffix("-libs").unwrap_or(name)
+    );
     for (tag, text) in [
         (1000, name),
         (1001, version),
         (1002, release),
         (1004, summary),
         (1022, arch),
+        (1044, source_rpm.as_str()),
     ] {
         entries.push((tag, 6, data.len() as u32, 1));
         data.extend_from_slice(text.as_bytes());
@@ -158,7 +165,8 @@ fn packages_are_read_from_rpmdb_sqlite() {
             kind: "rpm".into(),
             namespace: "x86_64".into(),
             name: "openssl".into(),
-            version: "1:3.0.7-27.el9".into()
+            version: "1:3.0.7-27.el9".into(),
+            ..FoundPackage::default()
         }
     );
     assert!(
@@ -181,10 +189,11 @@ fn packages_are_read_from_rpmdb_sqlite() {
     let (purl, keys) = purl_of(openssl, Some(&os));
     assert_eq!(
         purl,
-        "pkg:rpm/redhat/openssl@1:3.0.7-27.el9?arch=x86_64&distro=rhel-9"
+        "pkg:rpm/redhat/openssl@3.0.7-27.el9?arch=x86_64&distro=rhel-9&epoch=1"
     );
+    let key_names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
     assert_eq!(
-        keys,
+        key_names,
         [
             "pkg:rpm/redhat/openssl?distro=rhel-9",
             "pkg:rpm/redhat/openssl"
@@ -196,6 +205,8 @@ fn packages_are_read_from_rpmdb_sqlite() {
         kind: "rpm".into(),
         name: "openssl".into(),
         version: openssl.version.clone(),
+        source: String::new(),
+        source_version: String::new(),
         layer: "sha256:l".into(),
         path: "var/lib/rpm/rpmdb.sqlite".into(),
     };
@@ -297,7 +308,49 @@ fn packages_are_read_from_a_berkeleydb_packages_file() {
         namespace: "x86_64".into(),
         name: "openssl-libs".into(),
         version: "1:1.1.1k-12.el8_9".into(),
+        source: "openssl".into(),
+        ..FoundPackage::default()
     }));
+    // Looked up as the binary RPM and as its source RPM, both at the installed EVR.
+    let libs = found.iter().find(|p| p.name == "openssl-libs").unwrap();
+    let os = OsRelease {
+        id: "rhel".into(),
+        version_id: "8.9".into(),
+        pretty_name: String::new(),
+    };
+    let (purl, keys) = purl_of(libs, Some(&os));
+    assert_eq!(
+        purl,
+        "pkg:rpm/redhat/openssl-libs@1.1.1k-12.el8_9?arch=x86_64&distro=rhel-8&epoch=1"
+    );
+    let keys: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|k| (k.key.as_str(), k.version.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (
+                "pkg:rpm/redhat/openssl-libs?distro=rhel-8",
+                "1:1.1.1k-12.el8_9"
+            ),
+            ("pkg:rpm/redhat/openssl-libs", "1:1.1.1k-12.el8_9"),
+            ("pkg:rpm/redhat/openssl?distro=rhel-8", "1:1.1.1k-12.el8_9"),
+            ("pkg:rpm/redhat/openssl", "1:1.1.1k-12.el8_9"),
+        ]
+    );
+    assert_eq!(
+        stellaops_workers::scan::rpmdb::split_source_rpm("xz-5.2.5-8.el9_0.src.rpm"),
+        Some(("xz", "5.2.5-8.el9_0"))
+    );
+    assert_eq!(
+        stellaops_workers::scan::rpmdb::split_source_rpm("python3.11-3.11.5-1.el9_3.src.rpm"),
+        Some(("python3.11", "3.11.5-1.el9_3"))
+    );
+    assert_eq!(
+        stellaops_workers::scan::rpmdb::split_source_rpm("nonsense.rpm"),
+        None
+    );
     assert!(
         found
             .iter()

@@ -246,7 +246,7 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
     assert_eq!(
         purls,
         vec![
-            "pkg:deb/debian/libc6@2.36-9+deb12u4?distro=debian-12",
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?distro=debian-12",
             "pkg:deb/debian/openssl@3.0.11-1~deb12u1?distro=debian-12",
             "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1",
             "pkg:npm/%40babel/core@7.24.0",

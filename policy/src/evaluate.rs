@@ -1,0 +1,452 @@
+//! The evaluator (high-level architecture §4.3–§4.4): one pure function from an image's
+//! findings, the VEX consensus about them, their exploitation signals and a policy to the
+//! verdict, with what decided each finding.
+//!
+//! Per finding, in order:
+//! 1. **VEX**: a consensus of `not_affected` or `fixed` takes the finding out (decided by
+//!    the VEX statement's providers).
+//! 2. **Rules**, in their order: the first rule whose matchers all hold decides. `escalate`
+//!    raises the finding's severity and evaluation goes on with the next rules; an `ignore`
+//!    whose `until` has passed does not apply (no one has to remove it).
+//! 3. **Thresholds**: with no deciding rule, `ignoreUnfixed`, `failOn` and `warnOn` decide
+//!    by severity, as the Scan's inline policy always has.
+//!
+//! The verdict is `Fail` when any finding fails, else `Warn` when any warns, else `Pass`.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::vex::Status;
+use crate::vex::consensus::Decision;
+
+/// Severities in order.
+pub const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
+
+/// Rank of a severity (unknown: 0).
+pub fn rank(severity: &str) -> u8 {
+    SEVERITIES
+        .iter()
+        .position(|s| *s == severity)
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// What the evaluator knows of one finding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// Vulnerability id.
+    pub id: String,
+    /// Its aliases.
+    pub aliases: Vec<String>,
+    /// The component's package URL.
+    pub purl: String,
+    /// Severity (`low` … `critical`), if rated.
+    pub severity: Option<String>,
+    /// The fixed version, if any.
+    pub fixed_version: Option<String>,
+    /// Layer digest of the component.
+    pub layer: String,
+    /// Advisory source (`osv`, `debian`, …).
+    pub source: Option<String>,
+    /// Whether the entrypoint uses the component (`None`: not known).
+    pub used_by_entrypoint: Option<bool>,
+    /// In the KEV catalog.
+    pub kev: bool,
+    /// EPSS probability.
+    pub epss: Option<f64>,
+}
+
+/// Where a finding is: the image and the namespace asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject<'a> {
+    /// Namespace of the Scan or workload (`None`: cluster-wide evaluation).
+    pub namespace: Option<&'a str>,
+    /// Image repository (`registry/path`, no tag or digest).
+    pub repository: &'a str,
+}
+
+/// Conditions of a rule; all given ones must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Matchers {
+    /// Namespace globs.
+    pub namespaces: Vec<String>,
+    /// Image repository globs.
+    pub images: Vec<String>,
+    /// Package URL globs (the purl without qualifiers).
+    pub purls: Vec<String>,
+    /// Vulnerability ids (an alias matches too).
+    pub vulnerabilities: Vec<String>,
+    /// Advisory sources.
+    pub sources: Vec<String>,
+    /// Severities.
+    pub severities: Vec<String>,
+    /// Layer digests.
+    pub layers: Vec<String>,
+    /// The entrypoint uses the component (unknown never matches).
+    pub used_by_entrypoint: Option<bool>,
+    /// In the KEV catalog (or not).
+    pub kev: Option<bool>,
+    /// EPSS at least.
+    pub epss_at_least: Option<f64>,
+    /// A fixed version exists (or not).
+    pub fix_available: Option<bool>,
+}
+
+/// What a rule does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Action {
+    /// The finding does not count, until `until` (if given).
+    Ignore {
+        /// Expiry of the waiver.
+        until: Option<Timestamp>,
+        /// Why (required).
+        justification: String,
+    },
+    /// The finding warns.
+    Warn,
+    /// The finding fails.
+    Fail,
+    /// Decision put off: the finding warns, never fails.
+    Defer,
+    /// The finding fails unless one of `vendors` says `not_affected` with one of
+    /// `justifications` (any, when empty).
+    RequireVex {
+        /// Providers whose statement counts.
+        vendors: Vec<String>,
+        /// Accepted justifications.
+        justifications: Vec<String>,
+    },
+    /// The finding's severity becomes `to` (evaluation goes on).
+    Escalate {
+        /// The new severity.
+        to: String,
+    },
+}
+
+/// One rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Name, shown as what decided.
+    pub name: String,
+    /// When it applies.
+    #[serde(default)]
+    pub matchers: Matchers,
+    /// What it does.
+    pub action: Action,
+}
+
+/// A policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Rules, first match decides.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Fail at or above this severity (`None`: thresholds never fail).
+    pub fail_on: Option<String>,
+    /// Warn at or above this severity.
+    pub warn_on: Option<String>,
+    /// Findings without a fixed version do not count by threshold.
+    #[serde(default)]
+    pub ignore_unfixed: bool,
+}
+
+impl Policy {
+    /// SHA-256 of the policy's canonical JSON (object keys sorted, no whitespace): equal
+    /// policies have equal digests however they were written.
+    pub fn digest(&self) -> String {
+        let value = serde_json::to_value(self).expect("a policy serializes");
+        let canonical = serde_json::to_vec(&value).expect("a value serializes");
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical))
+        )
+    }
+}
+
+/// What became of a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Does not count.
+    Ignored,
+    /// Counts, below the warn threshold.
+    Counted,
+    /// Makes the verdict at least Warn.
+    Warns,
+    /// Makes the verdict Fail.
+    Fails,
+}
+
+/// A finding's outcome and what decided it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decided {
+    /// Index into the findings given.
+    pub finding: usize,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The severity after escalation.
+    pub severity: Option<String>,
+    /// `rule:<name>`, `vex:<providers>` or `threshold`.
+    pub decided_by: String,
+    /// For a person.
+    pub reason: String,
+}
+
+/// The verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: &'static str,
+    /// The policy's digest.
+    pub policy_digest: String,
+    /// Every finding, in the order given.
+    pub findings: Vec<Decided>,
+    /// Counted findings (not ignored) by severity.
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// Linear-time `*` glob (no other metacharacters).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|b| *b == b'*')
+}
+
+fn purl_without_qualifiers(purl: &str) -> &str {
+    purl.split(['?', '#']).next().unwrap_or(purl)
+}
+
+fn matches(m: &Matchers, finding: &Finding, severity: Option<&str>, subject: &Subject<'_>) -> bool {
+    let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|g| glob(g, value));
+    (m.namespaces.is_empty()
+        || subject
+            .namespace
+            .is_some_and(|ns| m.namespaces.iter().any(|g| glob(g, ns))))
+        && any(&m.images, subject.repository)
+        && any(&m.purls, purl_without_qualifiers(&finding.purl))
+        && (m.vulnerabilities.is_empty()
+            || m.vulnerabilities
+                .iter()
+                .any(|v| *v == finding.id || finding.aliases.contains(v)))
+        && (m.sources.is_empty()
+            || finding
+                .source
+                .as_ref()
+                .is_some_and(|s| m.sources.contains(s)))
+        && (m.severities.is_empty()
+            || severity.is_some_and(|s| m.severities.iter().any(|x| x == s)))
+        && (m.layers.is_empty() || m.layers.contains(&finding.layer))
+        && m.used_by_entrypoint
+            .is_none_or(|want| finding.used_by_entrypoint == Some(want))
+        && m.kev.is_none_or(|want| finding.kev == want)
+        && m.epss_at_least
+            .is_none_or(|min| finding.epss.is_some_and(|e| e >= min))
+        && m.fix_available
+            .is_none_or(|want| finding.fixed_version.is_some() == want)
+}
+
+fn threshold(policy: &Policy, finding: &Finding, severity: Option<&str>) -> (Outcome, String) {
+    if policy.ignore_unfixed && finding.fixed_version.is_none() {
+        return (Outcome::Ignored, "no fixed version (ignoreUnfixed)".into());
+    }
+    let r = severity.map_or(0, rank);
+    let at_least = |t: &Option<String>| t.as_deref().is_some_and(|t| r > 0 && r >= rank(t));
+    let shown = severity.unwrap_or("unrated");
+    if at_least(&policy.fail_on) {
+        (
+            Outcome::Fails,
+            format!(
+                "{shown} is at or above failOn {}",
+                policy.fail_on.as_deref().unwrap_or("")
+            ),
+        )
+    } else if at_least(&policy.warn_on) {
+        (
+            Outcome::Warns,
+            format!(
+                "{shown} is at or above warnOn {}",
+                policy.warn_on.as_deref().unwrap_or("")
+            ),
+        )
+    } else {
+        (Outcome::Counted, format!("{shown} is below the thresholds"))
+    }
+}
+
+/// Evaluate `findings` of `subject` under `policy` at `now`; `vex[i]` is the consensus
+/// about `findings[i]` (`None`: no statement).
+pub fn evaluate(
+    findings: &[Finding],
+    vex: &[Option<Decision>],
+    subject: &Subject<'_>,
+    policy: &Policy,
+    now: Timestamp,
+) -> Evaluation {
+    let mut decided = Vec::with_capacity(findings.len());
+    for (index, finding) in findings.iter().enumerate() {
+        let decision = vex.get(index).and_then(Option::as_ref);
+        decided.push(decide_one(index, finding, decision, subject, policy, now));
+    }
+    let verdict = match decided.iter().map(|d| d.outcome).max() {
+        Some(Outcome::Fails) => "Fail",
+        Some(Outcome::Warns) => "Warn",
+        _ => "Pass",
+    };
+    let mut counts: BTreeMap<String, u64> = SEVERITIES.iter().map(|s| (s.to_string(), 0)).collect();
+    for d in decided.iter().filter(|d| d.outcome != Outcome::Ignored) {
+        if let Some(slot) = d.severity.as_ref().and_then(|s| counts.get_mut(s)) {
+            *slot += 1;
+        }
+    }
+    Evaluation {
+        verdict,
+        policy_digest: policy.digest(),
+        findings: decided,
+        counts,
+    }
+}
+
+fn providers(decision: &Decision) -> String {
+    decision
+        .votes
+        .iter()
+        .filter(|v| v.not_counted.is_none() && Some(v.status) == decision.status)
+        .map(|v| v.provider.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decide_one(
+    index: usize,
+    finding: &Finding,
+    vex: Option<&Decision>,
+    subject: &Subject<'_>,
+    policy: &Policy,
+    now: Timestamp,
+) -> Decided {
+    let mut severity = finding.severity.clone();
+    let done = |outcome, severity: Option<String>, by: String, reason: String| Decided {
+        finding: index,
+        outcome,
+        severity,
+        decided_by: by,
+        reason,
+    };
+    if let Some(decision) = vex
+        && let Some(status @ (Status::NotAffected | Status::Fixed)) = decision.status
+    {
+        return done(
+            Outcome::Ignored,
+            severity,
+            format!("vex:{}", providers(decision)),
+            format!("VEX consensus: {status}"),
+        );
+    }
+    let mut escalations = Vec::new();
+    for rule in &policy.rules {
+        if !matches(&rule.matchers, finding, severity.as_deref(), subject) {
+            continue;
+        }
+        let by = format!("rule:{}", rule.name);
+        match &rule.action {
+            Action::Ignore {
+                until,
+                justification,
+            } => {
+                if until.is_some_and(|u| u <= now) {
+                    continue;
+                }
+                let expiry = until.map(|u| format!(" until {u}")).unwrap_or_default();
+                return done(
+                    Outcome::Ignored,
+                    severity,
+                    by,
+                    format!("waived{expiry}: {justification}"),
+                );
+            }
+            Action::Warn => return done(Outcome::Warns, severity, by, "the rule warns".into()),
+            Action::Fail => return done(Outcome::Fails, severity, by, "the rule fails".into()),
+            Action::Defer => {
+                return done(
+                    Outcome::Warns,
+                    severity,
+                    by,
+                    "deferred: warns, never fails".into(),
+                );
+            }
+            Action::RequireVex {
+                vendors,
+                justifications,
+            } => {
+                let vouched = vex.is_some_and(|d| {
+                    d.votes.iter().any(|v| {
+                        v.status == Status::NotAffected
+                            && (vendors.is_empty() || vendors.contains(&v.provider))
+                            && (justifications.is_empty()
+                                || v.justification
+                                    .as_ref()
+                                    .is_some_and(|j| justifications.contains(j)))
+                    })
+                });
+                return if vouched {
+                    done(
+                        Outcome::Ignored,
+                        severity,
+                        by,
+                        "not_affected from a required vendor".into(),
+                    )
+                } else {
+                    done(
+                        Outcome::Fails,
+                        severity,
+                        by,
+                        format!(
+                            "needs a not_affected statement from {}",
+                            if vendors.is_empty() {
+                                "any vendor".to_string()
+                            } else {
+                                vendors.join(", ")
+                            }
+                        ),
+                    )
+                };
+            }
+            Action::Escalate { to } => {
+                if severity.as_deref().map_or(0, rank) < rank(to) {
+                    escalations.push(format!("{} by rule {}", to, rule.name));
+                    severity = Some(to.clone());
+                }
+            }
+        }
+    }
+    let (outcome, mut reason) = threshold(policy, finding, severity.as_deref());
+    if !escalations.is_empty() {
+        reason = format!("escalated to {}; {reason}", escalations.join(", then "));
+    }
+    done(outcome, severity, "threshold".into(), reason)
+}
