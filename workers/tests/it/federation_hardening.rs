@@ -425,7 +425,10 @@ fn sync_run(database_url: &str, dir: &Path, extra: &[&str]) -> (bool, Value) {
 
 #[tokio::test]
 async fn sync_refuses_another_site_s_bundle_and_objects_past_the_limit() {
-    let Some(url) = stellaops_testing::fresh_database("sync_site").await else {
+    // Workers never migrate (the operator does): the test database comes migrated.
+    let Some(url) =
+        stellaops_testing::migrated_database_url("sync_site", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
     let dir = temp("sync-site");
@@ -518,7 +521,9 @@ fn validate_needs_no_database_and_keys_are_trusted_per_site() {
 
 #[tokio::test]
 async fn export_checks_the_destination_s_last_bundle_before_trusting_its_cursor() {
-    let Some(url) = stellaops_testing::fresh_database("export_check").await else {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("export_check", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
     let dir = temp("export-check");
