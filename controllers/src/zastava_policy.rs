@@ -54,8 +54,8 @@ pub const SERVING_VALIDITY_DAYS: i64 = 90;
 /// See [`SERVING_VALIDITY_DAYS`].
 pub const SERVING_RENEW_BEFORE_DAYS: i64 = 30;
 
-/// The webhook's CA as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The webhook's CA as stored. `Debug` leaves out the private key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredCa {
     /// PEM certificate.
     pub cert_pem: String,
@@ -65,6 +65,17 @@ pub struct StoredCa {
     pub not_after: i64,
     /// The previous CA certificate and its expiry, while still in the bundle.
     pub previous: Option<(String, i64)>,
+}
+
+impl std::fmt::Debug for StoredCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCa")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"[REDACTED]")
+            .field("not_after", &self.not_after)
+            .field("previous", &self.previous)
+            .finish()
+    }
 }
 
 impl StoredCa {

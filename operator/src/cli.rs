@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
 /// The Stella Ops operator: runs the Stella Ops supply-chain security platform on Kubernetes.
 #[derive(Parser, Debug)]
@@ -102,8 +103,9 @@ pub struct RunArgs {
     pub s3_secret: String,
     /// PostgreSQL URL of the platform database, where the operator appends its own events
     /// (`release.progress`, `release.failed`, `release.rolledback`) to the outbox.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    /// Held as a secret: `Debug` shows `[REDACTED]`, `--help` never prints the value.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret_arg)]
+    pub database_url: Option<SecretString>,
     /// Connections of the controllers' database pool (outbox, scan reuse, schedules).
     #[arg(long, env = "STELLAOPS_CONTROLLER_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub controller_db_connections: u32,
@@ -186,4 +188,9 @@ pub struct CrdgenArgs {
     /// Only check that the committed YAML matches the types; exit 1 when it drifted.
     #[arg(long)]
     pub check: bool,
+}
+
+/// A command-line value kept as a secret (never shown by `Debug`).
+pub fn secret_arg(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }

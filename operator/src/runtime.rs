@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus::Registry;
+use secrecy::ExposeSecret;
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::{Config, Context};
 
@@ -161,7 +162,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let pool = |connections: u32| {
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(connections)
-                    .connect_lazy(url)
+                    .connect_lazy(url.expose_secret())
                     .context("parsing --database-url")
             };
             let controllers_pool = pool(args.controller_db_connections)?;

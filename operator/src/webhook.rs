@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use secrecy::ExposeSecret;
 use stellaops_admission_webhook::evidence::RegistryEvidence;
 use stellaops_admission_webhook::policy::{CompiledPolicy, compile};
 use stellaops_admission_webhook::server::{Metrics, Settings, Webhook, health_router, serve_tls};
@@ -77,7 +78,7 @@ pub async fn start(
     let lookups = match &args.database_url {
         Some(url) => Some(
             stellaops_store::lookup_pool(
-                url,
+                url.expose_secret(),
                 args.webhook_db_connections,
                 Duration::from_millis(500),
                 Duration::from_secs(2),

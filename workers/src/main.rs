@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 use stellaops_store::s3::S3Settings;
 use stellaops_workers::federation_cli::{self, AdvisoriesCommand, FederationCommand};
 use stellaops_workers::registry::{Credentials, ImageReference, RegistryClient};
@@ -11,9 +12,10 @@ use stellaops_workers::registry::{Credentials, ImageReference, RegistryClient};
 #[derive(Parser, Debug)]
 #[command(name = "stellaops-worker", version, about)]
 struct Cli {
-    /// PostgreSQL URL (postgres://user:password@host:port/database).
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    database_url: Option<String>,
+    /// PostgreSQL URL (postgres://user:password@host:port/database). Held as a secret:
+    /// `Debug` shows `[REDACTED]`.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true, value_parser = secret_arg)]
+    database_url: Option<SecretString>,
     /// Endpoint of an S3-compatible server (credentials from the standard AWS_* variables).
     #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
     s3_endpoint: Option<String>,
@@ -339,6 +341,11 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A command-line value kept as a secret (never shown by `Debug`).
+fn secret_arg(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
+}
+
 /// The platform database, checked to be migrated. Workers never run DDL (their role has
 /// none): migrations come from the operator's leader or `stellaops-worker migrate`.
 async fn database(url: Option<&str>) -> anyhow::Result<sqlx::PgPool> {
@@ -356,7 +363,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Migrate => {
             let url = cli
                 .database_url
-                .as_deref()
+                .as_ref()
+                .map(ExposeSecret::expose_secret)
                 .context("--database-url or DATABASE_URL is required")?;
             let pool = stellaops_store::connect(url)
                 .await
@@ -365,8 +373,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("migrations applied");
         }
         Command::Advisories { command } => {
-            federation_cli::advisories(&database(cli.database_url.as_deref()).await?, command)
-                .await?;
+            federation_cli::advisories(
+                &database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?,
+                command,
+            )
+            .await?;
         }
         Command::Federation {
             command: FederationCommand::Keygen { prefix },
@@ -379,7 +390,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         } => return federation_cli::validate(command, &s3).await,
         Command::Federation { command } => {
             return federation_cli::federation(
-                &database(cli.database_url.as_deref()).await?,
+                &database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?,
                 &s3,
                 command,
             )
@@ -517,7 +528,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 },
         } => {
             use stellaops_workers::notify::{Options, Worker};
-            let pool = database(cli.database_url.as_deref()).await?;
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let options = Options {
                 lease_seconds,
                 max_attempts,
@@ -559,7 +570,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             notify,
             min_severity,
         } => {
-            let pool = database(cli.database_url.as_deref()).await?;
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let report = match run {
                 Some(run) => stellaops_workers::evaluate::run(&pool, &run).await?,
                 None => {
@@ -604,7 +615,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 );
             }
             let registry = RegistryClient::new(credentials, plain_http)?;
-            let pool = database(cli.database_url.as_deref()).await?;
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let client = stellaops_store::s3::client(&s3).await;
             let scratch =
                 std::env::temp_dir().join(format!("stellaops-scan-{}", std::process::id()));
@@ -651,7 +662,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     source,
                 },
         } => {
-            let pool = database(cli.database_url.as_deref()).await?;
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             return stellaops_workers::vex::ingest(&pool, &format, &provider, &source).await;
         }
         Command::Artifacts {
@@ -663,7 +674,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     max_deleted,
                 },
         } => {
-            let pool = database(cli.database_url.as_deref()).await?;
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let client = stellaops_store::s3::client(&s3).await;
             let pass = stellaops_store::lifecycle::run_pass(
                 &client,
@@ -704,7 +715,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 );
             }
             let registry = RegistryClient::new(credentials, plain_http)?;
-            let pool = database(cli.database_url.as_deref()).await?;
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let client = stellaops_store::s3::client(&s3).await;
             let scratch =
                 std::env::temp_dir().join(format!("stellaops-diff-{}", std::process::id()));
@@ -772,4 +783,27 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_url_never_shows_in_debug_output() {
+        let cli = Cli::parse_from([
+            "stellaops-worker",
+            "--database-url",
+            "postgres://worker:pa55-SECRET@db:5432/stellaops",
+            "migrate",
+        ]);
+        let shown = format!("{cli:?} {cli:#?}");
+        assert!(!shown.contains("pa55-SECRET"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        assert_eq!(
+            cli.database_url.as_ref().map(ExposeSecret::expose_secret),
+            Some("postgres://worker:pa55-SECRET@db:5432/stellaops"),
+            "the value itself is kept"
+        );
+    }
 }

@@ -30,13 +30,28 @@ use release::{Release, ReleaseError};
 use rollout::{Action, DeploymentView, Input, JobView, Observed, STEP_CONTRACT, STEP_EXPAND};
 
 /// Secrets and ConfigMaps given to [`desired_with`] alongside the Platform (in `preview`,
-/// the other documents of the input), by (namespace, name) → key → text.
-#[derive(Clone, Debug, Default)]
+/// the other documents of the input), by (namespace, name) → key → text. `Debug` shows
+/// the Secrets' keys, never their values.
+#[derive(Clone, Default)]
 pub struct Inputs {
     /// ConfigMaps' `data`.
     pub config_maps: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Secrets' `stringData`/`data`, decoded.
     pub secrets: BTreeMap<(String, String), BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&(String, String), Vec<&String>> = self
+            .secrets
+            .iter()
+            .map(|(name, data)| (name, data.keys().collect()))
+            .collect();
+        f.debug_struct("Inputs")
+            .field("config_maps", &self.config_maps)
+            .field("secrets (keys only)", &secrets)
+            .finish()
+    }
 }
 
 /// Where the release manifest and its signature come from, fetched.

@@ -68,3 +68,55 @@ fn help_documents_every_run_flag() {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }
 }
+
+/// Issue 17 item 5: structs holding a database URL or a private key never show it in
+/// `Debug`, and `--help` never prints the value of `DATABASE_URL`.
+#[test]
+fn secrets_never_show_in_debug_output_or_help() {
+    use clap::Parser;
+    const SECRET: &str = "pa55-SECRET-0f9e";
+    let url = format!("postgres://operator:{SECRET}@db.example:5432/stellaops");
+    let cli = stellaops_operator::cli::Cli::parse_from([
+        "stellaops-operator",
+        "run",
+        "--database-url",
+        &url,
+    ]);
+    let shown = format!("{cli:?} {cli:#?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("REDACTED"), "{shown}");
+
+    let ca = stellaops_controllers::zastava_policy::StoredCa {
+        cert_pem: "-----BEGIN CERTIFICATE-----\nPUBLIC\n-----END CERTIFICATE-----\n".into(),
+        key_pem: format!("-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n"),
+        not_after: 0,
+        previous: None,
+    };
+    let shown = format!("{ca:?} {ca:#?}");
+    assert!(
+        !shown.contains(SECRET) && shown.contains("PUBLIC"),
+        "{shown}"
+    );
+
+    let mut inputs = stellaops_controllers::platform::Inputs::default();
+    inputs.secrets.insert(
+        ("stellaops".into(), "release-key".into()),
+        [("cosign.pub".to_string(), SECRET.to_string())].into(),
+    );
+    let shown = format!("{inputs:?}");
+    assert!(
+        !shown.contains(SECRET) && shown.contains("cosign.pub"),
+        "{shown}"
+    );
+
+    let help = Command::new(env!("CARGO_BIN_EXE_stellaops-operator"))
+        .args(["run", "--help"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("DATABASE_URL") && !text.contains(SECRET),
+        "{text}"
+    );
+}

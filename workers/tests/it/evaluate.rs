@@ -259,3 +259,79 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
     assert_eq!(last.payload["newFindings"][0]["vulnId"], "GHSA-minimist-2");
     assert_eq!(last.payload["schedule"]["run"], "nightly-refresh");
 }
+
+/// Analysis-only re-evaluation matches a Debian package by its source package at the
+/// source version, as the scan did: the stored inventory keeps each key's own version.
+#[tokio::test]
+async fn stored_debian_packages_are_rematched_by_their_source_package() {
+    use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
+    let Some(pool) =
+        stellaops_testing::migrated_database("evaluate_source", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let mut found = FoundPackage::new("deb", "", "libbz2-1.0", "1.0.8-5+b1");
+    found.source = "bzip2".into();
+    found.source_version = "1.0.8-5".into();
+    let os = OsRelease {
+        id: "debian".into(),
+        version_id: "12".into(),
+        pretty_name: String::new(),
+    };
+    let (purl, affects_keys) = stellaops_workers::scan::purl_of(&found, Some(&os));
+    let component = Component {
+        purl: purl.clone(),
+        affects_keys,
+        kind: "deb".into(),
+        name: found.name.clone(),
+        version: found.version.clone(),
+        source: found.source.clone(),
+        source_version: found.source_version.clone(),
+        layer: "sha256:layer".into(),
+        path: "var/lib/dpkg/status".into(),
+    };
+    let image = digest('d');
+    stored_scan(&pool, &image, std::slice::from_ref(&component)).await;
+    // The source version is the last affected one: the binNMU's own version is above it.
+    ingest(
+        &pool,
+        vec![
+            osv(
+                "DSA-bzip2",
+                "Debian:12",
+                "bzip2",
+                json!([{"introduced": "0"}, {"last_affected": "1.0.8-5"}]),
+                "HIGH",
+            ),
+            osv(
+                "DSA-binary-name",
+                "Debian:12",
+                "libbz2-1.0",
+                json!([{"introduced": "0"}, {"fixed": "9"}]),
+                "HIGH",
+            ),
+        ],
+    )
+    .await;
+    let settings = Settings {
+        rate_per_second: 1000,
+        notify: false,
+        min_severity: None,
+        namespace: None,
+        name: None,
+        run_id: None,
+    };
+    let report = evaluate(&pool, std::slice::from_ref(&image), &settings)
+        .await
+        .unwrap();
+    assert_eq!((report.evaluated, report.new_findings), (1, 1));
+    let found: Vec<(String, String)> = sqlx::query_as(
+        "SELECT f.vuln_id, f.purl FROM scan_findings f
+         WHERE f.scan_id = (SELECT max(id) FROM scan_results WHERE image_digest = $1)",
+    )
+    .bind(&image)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(found, [("DSA-bzip2".to_string(), purl)]);
+}
