@@ -844,6 +844,32 @@ pub async fn snapshot<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<i64> {
     .await?)
 }
 
+/// Every id each advisory is known by (its id, CVE and aliases), by merge hash: what VEX
+/// statements and exploitation feeds are matched on.
+pub async fn ids_of(
+    pool: &PgPool,
+    merge_hashes: &[String],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT merge_hash, vuln_id, cve, aliases FROM canonical_advisories WHERE merge_hash = ANY($1)",
+    )
+    .bind(merge_hashes)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mut ids: Vec<String> = vec![r.get("vuln_id")];
+            ids.extend(r.get::<Option<String>, _>("cve"));
+            ids.extend(r.get::<Vec<String>, _>("aliases"));
+            let mut seen = std::collections::BTreeSet::new();
+            ids.retain(|id| seen.insert(id.clone()));
+            (r.get("merge_hash"), ids)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgPool, Row};
 
+use crate::scan::judge::{Evidence, Judged, judge, repository_of};
 use crate::scan::{
-    Component, Finding, MatchKey, Policy, advisories_for_keys, counts, index_rows, match_indexed,
-    rank, verdict,
+    Component, Finding, MatchKey, Policy, advisories_for_keys, index_rows, match_indexed, rank,
 };
 
 /// How a batch of images is re-evaluated.
@@ -199,7 +199,7 @@ async fn evaluate_chunk(
         digest: &'a str,
         previous: &'a Previous,
         findings: Vec<Finding>,
-        verdict: &'static str,
+        judged: Option<Judged>,
         new: Vec<Finding>,
     }
     let mut outcomes = Vec::with_capacity(previous.len());
@@ -214,7 +214,6 @@ async fn evaluate_chunk(
             .cloned()
             .collect();
         let findings = match_indexed(&components, &by_key);
-        let verdict = verdict(&findings, &prev.policy);
         let before = known.get(&prev.id).unwrap_or(&none);
         let new: Vec<Finding> = findings
             .iter()
@@ -226,10 +225,25 @@ async fn evaluate_chunk(
             digest,
             previous: prev,
             findings,
-            verdict,
+            judged: None,
             new,
         });
     }
+    // The decider's lookups (VEX, KEV/EPSS) once for the chunk, then each image judged.
+    let evidence = Evidence::load(pool, outcomes.iter().flat_map(|o| &o.findings)).await?;
+    let now = jiff::Timestamp::now();
+    for o in &mut outcomes {
+        o.judged = Some(judge(
+            &evidence,
+            o.digest,
+            settings.namespace.as_deref(),
+            repository_of(&o.previous.image_ref),
+            &o.findings,
+            &o.previous.policy,
+            now,
+        ));
+    }
+    let judged = |o: &Outcome<'_>| o.judged.clone().expect("judged above");
 
     // One transaction for the chunk: results, findings, events.
     let mut tx = pool.begin().await?;
@@ -239,26 +253,29 @@ async fn evaluate_chunk(
     let mut severities: [Vec<i32>; 4] = Default::default();
     let mut verdicts = Vec::new();
     let mut policies = Vec::new();
+    let mut digests_of_policy = Vec::new();
     for o in &outcomes {
         digests_col.push(o.digest);
         refs.push(o.previous.image_ref.as_str());
         sbom_uris.push(o.previous.sbom_uri.as_str());
         sbom_hashes.push(o.previous.sbom_sha256.as_str());
         component_counts.push(o.previous.components);
-        let c = counts(&o.findings);
+        let j = judged(o);
         for (i, s) in ["critical", "high", "medium", "low"].iter().enumerate() {
-            severities[i].push(c[s] as i32);
+            severities[i].push(j.counts[s] as i32);
         }
-        verdicts.push(o.verdict);
+        verdicts.push(j.verdict);
+        digests_of_policy.push(j.policy_digest);
         policies.push(serde_json::to_value(&o.previous.policy)?);
     }
     let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name,
-             sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at)
-         SELECT d, r, $3, $4, $5, u, s, c, cr, hi, me, lo, v, p, now()
+             sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at,
+             policy_digest)
+         SELECT d, r, $3, $4, $5, u, s, c, cr, hi, me, lo, v, p, now(), pd
          FROM unnest($1::text[], $2::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[],
-                     $11::int[], $12::int[], $13::text[], $14::jsonb[])
-              AS t(d, r, u, s, c, cr, hi, me, lo, v, p)
+                     $11::int[], $12::int[], $13::text[], $14::jsonb[], $15::text[])
+              AS t(d, r, u, s, c, cr, hi, me, lo, v, p, pd)
          RETURNING image_digest, id",
     )
     .bind(&digests_col)
@@ -275,6 +292,7 @@ async fn evaluate_chunk(
     .bind(&severities[3])
     .bind(&verdicts)
     .bind(&policies)
+    .bind(&digests_of_policy)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -283,10 +301,12 @@ async fn evaluate_chunk(
     let (mut scan_ids, mut hashes, mut vulns, mut purls) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut f_severities, mut fixed, mut layers) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut f_outcomes, mut deciders, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
     let mut events = Vec::new();
     for o in &outcomes {
         let id = ids[o.digest];
-        for f in &o.findings {
+        let j = judged(o);
+        for (f, d) in o.findings.iter().zip(&j.decided) {
             scan_ids.push(id);
             hashes.push(f.merge_hash.as_str());
             vulns.push(f.vuln_id.as_str());
@@ -294,8 +314,17 @@ async fn evaluate_chunk(
             f_severities.push(f.severity.as_deref());
             fixed.push(f.fixed_version.as_deref());
             layers.push(f.layer.as_str());
+            f_outcomes.push(
+                serde_json::to_value(d.outcome)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            deciders.push(d.decided_by.clone());
+            reasons.push(d.reason.clone());
         }
-        *report.verdicts.entry(o.verdict.to_string()).or_default() += 1;
+        let verdict = j.verdict;
+        *report.verdicts.entry(verdict.to_string()).or_default() += 1;
         if o.new.is_empty() {
             continue;
         }
@@ -307,15 +336,17 @@ async fn evaluate_chunk(
                 o.digest,
                 id,
                 o.previous.id,
-                o.verdict,
+                verdict,
                 report.advisory_snapshot,
                 &o.new,
             ));
         }
     }
     sqlx::query(
-        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
+        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest,
+             outcome, decided_by, reason)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[])",
     )
     .bind(&scan_ids)
     .bind(&hashes)
@@ -324,6 +355,9 @@ async fn evaluate_chunk(
     .bind(&f_severities)
     .bind(&fixed)
     .bind(&layers)
+    .bind(&f_outcomes)
+    .bind(&deciders)
+    .bind(&reasons)
     .execute(&mut *tx)
     .await?;
     report.events += stellaops_store::outbox::publish_many(&mut tx, &events).await? as i64;

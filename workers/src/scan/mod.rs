@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod diff;
+pub mod judge;
 pub mod purl;
 pub mod rpmdb;
 
@@ -540,50 +541,22 @@ pub struct Policy {
 
 /// Order of severities (unknown is 0).
 pub fn rank(severity: &str) -> u8 {
-    match severity {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
+    stellaops_policy::evaluate::rank(severity)
 }
 
-/// Counts by severity.
-pub fn counts(findings: &[Finding]) -> BTreeMap<&'static str, i64> {
-    let mut out = BTreeMap::from([("critical", 0), ("high", 0), ("medium", 0), ("low", 0)]);
-    for f in findings {
-        if let Some(slot) = f.severity.as_deref().and_then(|s| {
-            ["critical", "high", "medium", "low"]
-                .into_iter()
-                .find(|k| *k == s)
-        }) {
-            *out.get_mut(slot).expect("known severity") += 1;
-        }
-    }
-    out
-}
-
-/// `Pass`, `Warn` or `Fail` under `policy`.
+/// `Pass`, `Warn` or `Fail` under `policy` with no VEX statement or exploitation signal
+/// known: the decider's thresholds ([`judge::judge`] is what scans and re-evaluations use).
 pub fn verdict(findings: &[Finding], policy: &Policy) -> &'static str {
-    let counted = findings
-        .iter()
-        .filter(|f| !(policy.ignore_unfixed && f.fixed_version.is_none()))
-        .filter_map(|f| f.severity.as_deref())
-        .map(rank)
-        .max()
-        .unwrap_or(0);
-    if counted > 0 && counted >= rank(&policy.fail_on) {
-        "Fail"
-    } else if policy
-        .warn_on
-        .as_deref()
-        .is_some_and(|w| counted > 0 && counted >= rank(w))
-    {
-        "Warn"
-    } else {
-        "Pass"
-    }
+    judge::judge(
+        &judge::Evidence::default(),
+        "",
+        None,
+        "",
+        findings,
+        policy,
+        jiff::Timestamp::now(),
+    )
+    .verdict
 }
 
 /// Read the advisory rows for `components` and the snapshot they were read at.
@@ -675,8 +648,18 @@ pub struct Requester {
     pub uid: Option<String>,
 }
 
-/// Record a scan, its findings and package index, and the `report.ready` event, in one
-/// transaction.
+/// What [`record`] stored.
+pub struct Recorded {
+    /// Row id in `scan_results`.
+    pub id: i64,
+    /// The verdict.
+    pub verdict: &'static str,
+    /// Findings that count, by severity (VEX and waivers taken out).
+    pub counts: BTreeMap<&'static str, i64>,
+}
+
+/// Record a scan, its findings (with what decided each: VEX, a rule, the thresholds) and
+/// package index, and the `report.ready` event, in one transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn record(
     pool: &PgPool,
@@ -689,14 +672,24 @@ pub async fn record(
     findings: &[Finding],
     policy: &Policy,
     started: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<(i64, &'static str)> {
-    let verdict = verdict(findings, policy);
-    let c = counts(findings);
+) -> anyhow::Result<Recorded> {
+    let evidence = judge::Evidence::load(pool, findings).await?;
+    let judged = judge::judge(
+        &evidence,
+        digest,
+        requester.namespace.as_deref(),
+        judge::repository_of(image),
+        findings,
+        policy,
+        jiff::Timestamp::now(),
+    );
+    let verdict = judged.verdict;
+    let c = judged.counts.clone();
     let mut tx = pool.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name, scan_uid,
-            sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING id",
+            sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at, policy_digest)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) RETURNING id",
     )
     .bind(digest)
     .bind(image)
@@ -714,12 +707,18 @@ pub async fn record(
     .bind(verdict)
     .bind(serde_json::to_value(policy)?)
     .bind(started)
+    .bind(&judged.policy_digest)
     .fetch_one(&mut *tx)
     .await?;
     let col = |f: fn(&Finding) -> Option<String>| findings.iter().map(f).collect::<Vec<_>>();
+    let decided = |f: fn(&stellaops_policy::evaluate::Decided) -> String| {
+        judged.decided.iter().map(f).collect::<Vec<_>>()
+    };
     sqlx::query(
-        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
+        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest,
+             outcome, decided_by, reason)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[])",
     )
     .bind(id)
     .bind(col(|f| Some(f.merge_hash.clone())))
@@ -728,6 +727,14 @@ pub async fn record(
     .bind(col(|f| f.severity.clone()))
     .bind(col(|f| f.fixed_version.clone()))
     .bind(col(|f| Some(f.layer.clone())))
+    .bind(decided(|d| {
+        serde_json::to_value(d.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }))
+    .bind(decided(|d| d.decided_by.clone()))
+    .bind(decided(|d| d.reason.clone()))
     .execute(&mut *tx)
     .await?;
     // The stored inventory: what a later analysis-only run re-matches without the image.
@@ -771,7 +778,11 @@ pub async fn record(
     )
     .await?;
     tx.commit().await?;
-    Ok((id, verdict))
+    Ok(Recorded {
+        id,
+        verdict,
+        counts: c,
+    })
 }
 
 /// Settings of one scan run.
@@ -840,7 +851,11 @@ async fn reuse(
     let sbom_uri: String = row.get("sbom_uri");
     let sbom_sha: String = row.get("sbom_sha256");
     let components: i32 = row.get("components");
-    let (scan_id, verdict) = record(
+    let Recorded {
+        id: scan_id,
+        verdict,
+        counts: counted,
+    } = record(
         job.pool,
         &job.requester,
         image,
@@ -865,7 +880,7 @@ async fn reuse(
         sbom_uri,
         sbom_sha256: sbom_sha,
         components: i64::from(components),
-        findings: counts(&findings),
+        findings: counted,
         verdict,
         advisory_snapshot: snapshot,
         layers_analysed: 0,
@@ -1038,7 +1053,11 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
     let (rows, snapshot) = advisories_for(job.pool, &components).await?;
     let findings = match_components(&components, &rows);
     let sbom_uri = format!("s3://{}/{sbom_key}", job.bucket);
-    let (scan_id, verdict) = record(
+    let Recorded {
+        id: scan_id,
+        verdict,
+        counts: counted,
+    } = record(
         job.pool,
         &job.requester,
         image,
@@ -1058,7 +1077,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         sbom_uri,
         sbom_sha256: sbom_sha,
         components: components.len() as i64,
-        findings: counts(&findings),
+        findings: counted,
         verdict,
         advisory_snapshot: snapshot,
         layers_analysed: analysed,

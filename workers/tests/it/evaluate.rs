@@ -335,3 +335,80 @@ async fn stored_debian_packages_are_rematched_by_their_source_package() {
     .unwrap();
     assert_eq!(found, [("DSA-bzip2".to_string(), purl)]);
 }
+
+#[tokio::test]
+async fn a_vendor_not_affected_statement_changes_the_verdict_of_stored_images() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("evaluate_vex", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    ingest(
+        &pool,
+        vec![osv(
+            "GHSA-minimist",
+            "npm",
+            "minimist",
+            minimist,
+            "CRITICAL",
+        )],
+    )
+    .await;
+    let x = digest('d');
+    stored_scan(&pool, &x, &[npm("minimist", "1.2.0")]).await;
+    let verdict_of = |pool: sqlx::PgPool, digest: String| async move {
+        sqlx::query_as::<_, (String, i32, Option<String>)>(
+            "SELECT r.verdict, r.critical, f.decided_by FROM scan_results r
+             JOIN scan_findings f ON f.scan_id = r.id
+             WHERE r.image_digest = $1 ORDER BY r.id DESC LIMIT 1",
+        )
+        .bind(digest)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        verdict_of(pool.clone(), x.clone()).await,
+        ("Fail".into(), 1, Some("threshold".into()))
+    );
+
+    // The vendor says the vulnerable code is never run.
+    let statement = json!({
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://vendor.example/vex/1", "author": "vendor", "version": 1,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "statements": [{"vulnerability": {"name": "GHSA-minimist"},
+                        "products": [{"@id": "pkg:npm/minimist@1.2.0"}],
+                        "status": "not_affected",
+                        "justification": "vulnerable_code_not_in_execute_path"}]
+    });
+    let document = stellaops_policy::vex::parse(
+        stellaops_policy::vex::Format::OpenVex,
+        statement.to_string().as_bytes(),
+    )
+    .unwrap();
+    stellaops_store::vex::ingest(&pool, "vendor", &document)
+        .await
+        .unwrap();
+    let settings = Settings {
+        rate_per_second: 1000,
+        notify: false,
+        min_severity: None,
+        namespace: None,
+        name: None,
+        run_id: None,
+    };
+    let report = evaluate(&pool, std::slice::from_ref(&x), &settings)
+        .await
+        .unwrap();
+    assert_eq!(report.verdicts.get("Pass"), Some(&1));
+    assert_eq!(
+        verdict_of(pool.clone(), x.clone()).await,
+        ("Pass".into(), 0, Some("vex:vendor".into())),
+        "the finding is kept, taken out by the vendor's statement"
+    );
+    // A scan recorded now (a rescan or a reused result) is judged the same way.
+    stored_scan(&pool, &x, &[npm("minimist", "1.2.0")]).await;
+    assert_eq!(verdict_of(pool.clone(), x).await.0, "Pass");
+}

@@ -1,0 +1,166 @@
+//! From matched findings to the verdict through the decider (`stellaops_policy`): the VEX
+//! consensus about each finding, its KEV/EPSS signals, the policy. The lookups for many
+//! images are made once ([`Evidence::load`]); judging an image is then pure ([`judge`]).
+
+use std::collections::BTreeMap;
+
+use sqlx::PgPool;
+use stellaops_policy::evaluate::{self, Decided, Outcome, Subject};
+use stellaops_policy::vex::consensus::{Claim, Decision, Trust, applies, decide, purl_base};
+
+use super::{Finding, Policy};
+
+/// What the decider needs besides the findings, looked up once for many of them.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    /// Every id each advisory is known by, by merge hash.
+    ids: BTreeMap<String, Vec<String>>,
+    /// VEX statements about any of those ids, for the findings' packages.
+    claims: Vec<Claim>,
+    /// KEV/EPSS per CVE.
+    signals: BTreeMap<String, stellaops_store::exploits::Signals>,
+}
+
+impl Evidence {
+    /// Look up what `findings` need (three queries, whatever their number).
+    pub async fn load<'a>(
+        pool: &PgPool,
+        findings: impl IntoIterator<Item = &'a Finding>,
+    ) -> anyhow::Result<Evidence> {
+        let mut hashes = Vec::new();
+        let mut bases = Vec::new();
+        for f in findings {
+            hashes.push(f.merge_hash.clone());
+            bases.extend(purl_base(&f.purl));
+        }
+        hashes.sort();
+        hashes.dedup();
+        bases.sort();
+        bases.dedup();
+        if hashes.is_empty() {
+            return Ok(Evidence::default());
+        }
+        let ids = stellaops_store::advisories::ids_of(pool, &hashes).await?;
+        let mut all_ids: Vec<String> = ids.values().flatten().cloned().collect();
+        all_ids.sort();
+        all_ids.dedup();
+        let claims = stellaops_store::vex::claims(pool, &all_ids, &bases).await?;
+        let cves: Vec<String> = all_ids
+            .iter()
+            .filter(|id| id.starts_with("CVE-"))
+            .cloned()
+            .collect();
+        let signals = stellaops_store::exploits::signals(pool, &cves).await?;
+        Ok(Evidence {
+            ids,
+            claims,
+            signals,
+        })
+    }
+
+    fn ids<'a>(&'a self, finding: &'a Finding) -> Vec<&'a str> {
+        match self.ids.get(&finding.merge_hash) {
+            Some(ids) => ids.iter().map(String::as_str).collect(),
+            None => vec![finding.vuln_id.as_str()],
+        }
+    }
+}
+
+/// The verdict of one image and what decided each finding.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: &'static str,
+    /// Findings that count, by severity: all but those VEX or a rule took out (findings
+    /// `ignoreUnfixed` leaves out of the verdict are still counted, as before).
+    pub counts: BTreeMap<&'static str, i64>,
+    /// Per finding, in the order given.
+    pub decided: Vec<Decided>,
+    /// The VEX consensus per finding (`None`: no statement).
+    pub vex: Vec<Option<Decision>>,
+    /// The policy's digest.
+    pub policy_digest: String,
+}
+
+/// The inline policy as the decider's (thresholds only, no rules).
+pub fn policy_of(policy: &Policy) -> evaluate::Policy {
+    evaluate::Policy {
+        rules: Vec::new(),
+        fail_on: Some(policy.fail_on.clone()),
+        warn_on: policy.warn_on.clone(),
+        ignore_unfixed: policy.ignore_unfixed,
+    }
+}
+
+/// Judge `findings` of `digest` (asked for from `namespace`, image `repository`).
+pub fn judge(
+    evidence: &Evidence,
+    digest: &str,
+    namespace: Option<&str>,
+    repository: &str,
+    findings: &[Finding],
+    policy: &Policy,
+    now: jiff::Timestamp,
+) -> Judged {
+    let trust = Trust::default();
+    let mut inputs = Vec::with_capacity(findings.len());
+    let mut vex = Vec::with_capacity(findings.len());
+    for finding in findings {
+        let ids = evidence.ids(finding);
+        let applicable: Vec<&Claim> = evidence
+            .claims
+            .iter()
+            .filter(|c| applies(&c.statement, &ids, &finding.purl, digest))
+            .collect();
+        vex.push((!applicable.is_empty()).then(|| decide(applicable, &trust)));
+        let signal = ids.iter().find_map(|id| evidence.signals.get(*id));
+        inputs.push(evaluate::Finding {
+            id: finding.vuln_id.clone(),
+            aliases: ids.iter().map(|s| s.to_string()).collect(),
+            purl: finding.purl.clone(),
+            severity: finding.severity.clone(),
+            fixed_version: finding.fixed_version.clone(),
+            layer: finding.layer.clone(),
+            source: None,
+            used_by_entrypoint: None,
+            kev: signal.is_some_and(|s| s.kev_since.is_some()),
+            epss: signal.and_then(|s| s.epss),
+        });
+    }
+    let subject = Subject {
+        namespace,
+        repository,
+    };
+    let evaluation = evaluate::evaluate(&inputs, &vex, &subject, &policy_of(policy), now);
+    let mut counts = BTreeMap::from([("critical", 0), ("high", 0), ("medium", 0), ("low", 0)]);
+    for d in &evaluation.findings {
+        let taken_out = d.outcome == Outcome::Ignored && d.decided_by != "threshold";
+        if taken_out {
+            continue;
+        }
+        if let Some(slot) = d
+            .severity
+            .as_deref()
+            .and_then(|s| counts.keys().copied().find(|k| *k == s))
+        {
+            *counts.get_mut(slot).expect("a known severity") += 1;
+        }
+    }
+    Judged {
+        verdict: evaluation.verdict,
+        counts,
+        decided: evaluation.findings,
+        vex,
+        policy_digest: evaluation.policy_digest,
+    }
+}
+
+/// The repository part of an image reference (no tag or digest).
+pub fn repository_of(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    match without_digest.rsplit_once(':') {
+        // A colon after the last slash is a tag; before it, a registry port.
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => without_digest,
+    }
+}
