@@ -29,8 +29,8 @@ def header(name, version, release, arch="x86_64", epoch=None):
 
 HEADERS = [header("openssl-libs", "1.1.1k", "12.el8", epoch=1), header("bash", "5.1", "6.el9")]
 
-DPKG = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13.dfsg-1\n"
-APK = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\nP:busybox\nV:1.36.1-r5\n"
+DPKG = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13.dfsg-1\n\nPackage: libbz2-1.0\nStatus: install ok installed\nSource: bzip2 (1.0.8-5)\nVersion: 1.0.8-5+b1\n"
+APK = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\nP:busybox\nV:1.36.1-r5\n\nP:libcrypto3\nV:3.3.2-r0\no:openssl\n"
 OS_RELEASE = 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12"\n'
 METADATA = "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n"
 DEPS = json.dumps({"targets": {".NETCoreApp,Version=v8.0": {}}, "libraries": {"Newtonsoft.Json/13.0.1": {"type": "package"}}})

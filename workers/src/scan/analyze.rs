@@ -670,6 +670,29 @@ mod tests {
     }
 
     #[test]
+    fn dpkg_and_apk_sources() {
+        let status = "Package: libc6\nStatus: install ok installed\nSource: glibc\nVersion: 2.36-9+deb12u4\nDescription: x\n Source: not-a-field\n\nPackage: libbz2-1.0\nStatus: install ok installed\nSource: bzip2 (1.0.8-5)\nVersion: 1.0.8-5+b1\n\nPackage: bash\nStatus: install ok installed\nVersion: 5.2.15-2+b2\nSource: bash (5.2.15-2)\n\nPackage: openssl\nStatus: install ok installed\nSource: openssl\nVersion: 3.0.11-1\n";
+        let found = parse_dpkg(status);
+        assert_eq!(
+            found.iter().map(|p| p.source_package()).collect::<Vec<_>>(),
+            vec![
+                ("glibc", "2.36-9+deb12u4"),
+                ("bzip2", "1.0.8-5"),
+                ("bash", "5.2.15-2"),
+                ("openssl", "3.0.11-1")
+            ]
+        );
+        assert_eq!(
+            (found[3].source.as_str(), found[3].source_version.as_str()),
+            ("", ""),
+            "its own source: nothing stored"
+        );
+        let apk = parse_apk("P:libcrypto3\nV:3.3.2-r0\no:openssl\n\nP:musl\nV:1.2.5-r0\no:musl\n");
+        assert_eq!(apk[0].source_package(), ("openssl", "3.3.2-r0"));
+        assert!(!apk[1].has_distinct_source());
+    }
+
+    #[test]
     fn apk_python_npm_paths_and_os_release() {
         let apk = parse_apk("C:Q1abc\nP:musl\nV:1.2.4-r2\nA:x86_64\n\nP:busybox\nV:1.36.1-r15\n");
         assert_eq!(apk.len(), 2);
