@@ -50,8 +50,56 @@ fn version_key(version: &Version) -> Vec<i64> {
         .collect()
 }
 
+/// The vulnerability ids and package bases a changed document's statements (old and new)
+/// speak about: what re-evaluation looks for among stored results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Vulnerability ids and aliases.
+    pub ids: Vec<String>,
+    /// `type/namespace/name` of the packages (a statement about a whole image adds none).
+    pub purl_bases: Vec<String>,
+    /// Images statements are limited to.
+    pub images: Vec<String>,
+}
+
+impl Touched {
+    fn add(&mut self, statements: &[Statement]) {
+        for s in statements {
+            self.ids.push(s.vulnerability.clone());
+            self.ids.extend(s.aliases.iter().cloned());
+            self.purl_bases
+                .extend(s.product.purl.as_deref().and_then(purl_base));
+            self.images.extend(s.product.image_digest.clone());
+        }
+        for list in [&mut self.ids, &mut self.purl_bases, &mut self.images] {
+            list.sort();
+            list.dedup();
+        }
+    }
+
+    /// Nothing to look for.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A superseded statement's vulnerability, aliases, purl and image.
+type WithdrawnStatement = (String, Vec<String>, Option<String>, Option<String>);
+
 /// Store `document` as `provider`'s.
 pub async fn ingest(pool: &PgPool, provider: &str, document: &Document) -> Result<Ingested> {
+    ingest_touching(pool, provider, document)
+        .await
+        .map(|(i, _)| i)
+}
+
+/// [`ingest`], also saying what the change touches (empty when nothing changed).
+pub async fn ingest_touching(
+    pool: &PgPool,
+    provider: &str,
+    document: &Document,
+) -> Result<(Ingested, Touched)> {
+    let mut touched = Touched::default();
     let mut tx = pool.begin().await?;
     let existing = sqlx::query(
         "SELECT id, version, version_key, sha256 FROM vex_documents
@@ -90,13 +138,16 @@ pub async fn ingest(pool: &PgPool, provider: &str, document: &Document) -> Resul
             let stored_key: Vec<i64> = row.get("version_key");
             let stored_sha: String = row.get("sha256");
             if stored_sha == document.sha256 {
-                return Ok(Ingested::Unchanged);
+                return Ok((Ingested::Unchanged, touched));
             }
             match stored_key.cmp(&new_key) {
                 std::cmp::Ordering::Greater => {
-                    return Ok(Ingested::Older {
-                        current: stored_version,
-                    });
+                    return Ok((
+                        Ingested::Older {
+                            current: stored_version,
+                        },
+                        touched,
+                    ));
                 }
                 std::cmp::Ordering::Equal => {
                     return Err(Error::Refused(format!(
@@ -119,10 +170,23 @@ pub async fn ingest(pool: &PgPool, provider: &str, document: &Document) -> Resul
             .bind(to_chrono(document.timestamp))
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM vex_statements WHERE document = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // What the superseded version said is touched too: a withdrawn statement
+            // changes decisions as much as a new one.
+            let old: Vec<WithdrawnStatement> = sqlx::query_as(
+                "DELETE FROM vex_statements WHERE document = $1
+                 RETURNING vulnerability, aliases, purl, image_digest",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (vulnerability, aliases, purl, image) in old {
+                touched.ids.push(vulnerability);
+                touched.ids.extend(aliases);
+                touched
+                    .purl_bases
+                    .extend(purl.as_deref().and_then(purl_base));
+                touched.images.extend(image);
+            }
             (
                 id,
                 Ingested::Superseded {
@@ -134,7 +198,39 @@ pub async fn ingest(pool: &PgPool, provider: &str, document: &Document) -> Resul
     };
     insert_statements(&mut tx, row_id, &document.statements).await?;
     tx.commit().await?;
-    Ok(outcome)
+    touched.add(&document.statements);
+    Ok((outcome, touched))
+}
+
+/// Images whose latest result has a finding a change `touched` may decide differently: an
+/// advisory known by one of its ids, on a package of one of its bases (or any package of
+/// an image a statement is limited to).
+pub async fn affected_images(pool: &PgPool, touched: &Touched) -> Result<Vec<String>> {
+    if touched.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT r.image_digest, f.purl
+         FROM scan_results r
+         JOIN scan_findings f ON f.scan_id = r.id
+         LEFT JOIN canonical_advisories a ON a.merge_hash = f.merge_hash
+         WHERE r.id = (SELECT max(id) FROM scan_results l WHERE l.image_digest = r.image_digest)
+           AND (f.vuln_id = ANY($1) OR a.cve = ANY($1) OR a.aliases && $1)",
+    )
+    .bind(&touched.ids)
+    .fetch_all(pool)
+    .await?;
+    let mut images: Vec<String> = rows
+        .into_iter()
+        .filter(|(digest, purl)| {
+            touched.images.contains(digest)
+                || purl_base(purl).is_some_and(|b| touched.purl_bases.binary_search(&b).is_ok())
+        })
+        .map(|(digest, _)| digest)
+        .collect();
+    images.sort();
+    images.dedup();
+    Ok(images)
 }
 
 /// Aliases travel as one string per row, joined by the unit separator (a 2-D array cannot

@@ -58,6 +58,9 @@ pub struct Report {
     pub never_scanned: i64,
     /// Images with new findings at or above the threshold.
     pub new_findings: i64,
+    /// Images whose verdict or set of counted findings changed without new findings (a
+    /// VEX statement, a waiver's expiry, a policy change).
+    pub decisions_changed: i64,
     /// Verdicts after re-evaluation.
     pub verdicts: BTreeMap<String, i64>,
     /// `rescan.delta` events written.
@@ -73,6 +76,7 @@ struct Previous {
     sbom_sha256: String,
     components: i32,
     policy: Policy,
+    verdict: String,
 }
 
 fn default_policy() -> Policy {
@@ -117,7 +121,8 @@ async fn evaluate_chunk(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let previous: HashMap<String, Previous> = sqlx::query(
-        "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256, components, policy
+        "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256, components, policy,
+                verdict
          FROM scan_results WHERE image_digest = ANY($1)
          ORDER BY image_digest, finished_at DESC, id DESC",
     )
@@ -136,6 +141,7 @@ async fn evaluate_chunk(
                 sbom_sha256: r.get("sbom_sha256"),
                 components: r.get("components"),
                 policy,
+                verdict: r.get("verdict"),
             },
         )
     })
@@ -178,13 +184,23 @@ async fn evaluate_chunk(
     }
     let previous_ids: Vec<i64> = previous.values().map(|p| p.id).collect();
     let mut known: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
-    for (id, merge_hash, purl) in sqlx::query_as::<_, (i64, String, String)>(
-        "SELECT scan_id, merge_hash, purl FROM scan_findings WHERE scan_id = ANY($1)",
-    )
-    .bind(&previous_ids)
-    .fetch_all(pool)
-    .await?
+    // Of those, the ones that counted (rows from before the decider have no outcome: all
+    // of them counted).
+    let mut counted_before: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
+    for (id, merge_hash, purl, outcome) in
+        sqlx::query_as::<_, (i64, String, String, Option<String>)>(
+            "SELECT scan_id, merge_hash, purl, outcome FROM scan_findings WHERE scan_id = ANY($1)",
+        )
+        .bind(&previous_ids)
+        .fetch_all(pool)
+        .await?
     {
+        if outcome.as_deref() != Some("ignored") {
+            counted_before
+                .entry(id)
+                .or_default()
+                .insert((merge_hash.clone(), purl.clone()));
+        }
         known.entry(id).or_default().insert((merge_hash, purl));
     }
     let keys: Vec<String> = keys.into_iter().collect();
@@ -325,10 +341,23 @@ async fn evaluate_chunk(
         }
         let verdict = j.verdict;
         *report.verdicts.entry(verdict.to_string()).or_default() += 1;
+        let counted_now: BTreeSet<(String, String)> = o
+            .findings
+            .iter()
+            .zip(&j.decided)
+            .filter(|(_, d)| d.outcome != stellaops_policy::evaluate::Outcome::Ignored)
+            .map(|(f, _)| (f.merge_hash.clone(), f.purl.clone()))
+            .collect();
+        let decision_changed = verdict != o.previous.verdict
+            || counted_before.get(&o.previous.id).unwrap_or(&none) != &counted_now;
         if o.new.is_empty() {
-            continue;
+            if !decision_changed {
+                continue;
+            }
+            report.decisions_changed += 1;
+        } else {
+            report.new_findings += 1;
         }
-        report.new_findings += 1;
         if settings.notify {
             events.push(delta_event(
                 settings,
@@ -336,7 +365,7 @@ async fn evaluate_chunk(
                 o.digest,
                 id,
                 o.previous.id,
-                verdict,
+                (verdict, &o.previous.verdict),
                 report.advisory_snapshot,
                 &o.new,
             ));
@@ -375,7 +404,7 @@ fn delta_event(
     digest: &str,
     scan_id: i64,
     previous_id: i64,
-    verdict: &str,
+    (verdict, previous_verdict): (&str, &str),
     snapshot: i64,
     new: &[Finding],
 ) -> stellaops_store::outbox::NewEvent {
@@ -391,7 +420,7 @@ fn delta_event(
         payload: json!({
             "scanId": scan_id, "previousScanId": previous_id,
             "image": image_ref, "imageDigest": digest,
-            "verdict": verdict, "advisorySnapshot": snapshot,
+            "verdict": verdict, "previousVerdict": previous_verdict, "advisorySnapshot": snapshot,
             "schedule": {"namespace": settings.namespace, "name": settings.name, "run": settings.run_id},
             "newFindings": new.iter().map(|f| json!({
                 "vulnId": f.vuln_id, "purl": f.purl, "severity": f.severity,
@@ -475,13 +504,25 @@ pub async fn announce_refresh(
     .bind(scan_id)
     .fetch_one(pool)
     .await?;
+    let previous_verdict: String =
+        sqlx::query_scalar("SELECT verdict FROM scan_results WHERE id = $1")
+            .bind(previous)
+            .fetch_one(pool)
+            .await?;
     let settings = Settings::of_run(&run);
     let mut tx = pool.begin().await?;
     // With notify the event's key makes a repeated announcement count once; without, a
     // repeat compares against this result and finds nothing new.
     let counted = if run.plan.notify {
         let event = delta_event(
-            &settings, &image_ref, digest, scan_id, previous, &verdict, snapshot, &new,
+            &settings,
+            &image_ref,
+            digest,
+            scan_id,
+            previous,
+            (&verdict, &previous_verdict),
+            snapshot,
+            &new,
         );
         stellaops_store::outbox::publish(&mut *tx, &event)
             .await?

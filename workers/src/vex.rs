@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use stellaops_policy::vex::{Format, MAX_DOCUMENT_BYTES, parse};
-use stellaops_store::vex::Ingested;
+use stellaops_store::vex::{Ingested, Touched};
 
 /// The documents `source` names: a file, a directory's `*.json` files in name order, or
 /// standard input (`-`).
@@ -46,7 +46,10 @@ fn documents(source: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// Ingest every document of `source`; `Ok(false)` when any was refused (the others are
-/// stored all the same: each document is its own transaction).
+/// stored all the same: each document is its own transaction). Then re-evaluate, without
+/// pulling anything, exactly the images whose latest result has a finding the changed
+/// statements speak about: new results, and `rescan.delta` where the verdict or the
+/// counted findings changed.
 pub async fn ingest(
     pool: &sqlx::PgPool,
     format: &str,
@@ -55,6 +58,7 @@ pub async fn ingest(
 ) -> anyhow::Result<bool> {
     let format = Format::parse(format).context("--format is openvex, csaf or cyclonedx")?;
     let mut all_stored = true;
+    let mut touched = Touched::default();
     for (name, bytes) in documents(source)? {
         let document = match parse(format, &bytes) {
             Ok(document) => document,
@@ -64,7 +68,15 @@ pub async fn ingest(
                 continue;
             }
         };
-        match stellaops_store::vex::ingest(pool, provider, &document).await {
+        let result = stellaops_store::vex::ingest_touching(pool, provider, &document)
+            .await
+            .map(|(ingested, changed)| {
+                touched.ids.extend(changed.ids);
+                touched.purl_bases.extend(changed.purl_bases);
+                touched.images.extend(changed.images);
+                ingested
+            });
+        match result {
             Ok(Ingested::New { statements }) => println!(
                 "{name}: {} version {}: stored, {statements} statements",
                 document.id, document.version.text
@@ -89,6 +101,30 @@ pub async fn ingest(
                 all_stored = false;
             }
         }
+    }
+    for list in [
+        &mut touched.ids,
+        &mut touched.purl_bases,
+        &mut touched.images,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    let images = stellaops_store::vex::affected_images(pool, &touched).await?;
+    if !images.is_empty() {
+        let settings = crate::evaluate::Settings {
+            rate_per_second: 1000,
+            notify: true,
+            min_severity: None,
+            namespace: None,
+            name: None,
+            run_id: None,
+        };
+        let report = crate::evaluate::evaluate(pool, &images, &settings).await?;
+        println!(
+            "re-evaluated {} images: {} with a changed verdict or counted findings, {} events",
+            report.evaluated, report.decisions_changed, report.events
+        );
     }
     Ok(all_stored)
 }

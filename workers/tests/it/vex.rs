@@ -118,3 +118,109 @@ async fn a_directory_is_ingested_and_a_bad_document_is_refused_naming_the_field(
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_changed_statement_re_evaluates_exactly_the_images_it_speaks_about() {
+    use crate::evaluate::{npm, stored_scan};
+    use crate::scan::{ingest, osv};
+    use serde_json::json;
+
+    let Some(database_url) = stellaops_testing::fresh_database("workers_vex_reeval").await else {
+        return;
+    };
+    let pool = stellaops_store::connect(&database_url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    ingest(
+        &pool,
+        vec![osv(
+            "GHSA-minimist",
+            "npm",
+            "minimist",
+            minimist,
+            "CRITICAL",
+        )],
+    )
+    .await;
+    let (x, y) = (
+        format!("sha256:{}", "e".repeat(64)),
+        format!("sha256:{}", "f".repeat(64)),
+    );
+    stored_scan(&pool, &x, &[npm("minimist", "1.2.0")]).await;
+    stored_scan(&pool, &y, &[npm("lodash", "4.17.21")]).await;
+    let latest = |digest: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, String)>(
+                "SELECT id, verdict FROM scan_results WHERE image_digest = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(digest)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (_, before) = latest(x.clone()).await;
+    assert_eq!(before, "Fail");
+    let (y_before, _) = latest(y.clone()).await;
+
+    let document = |version: u32, status: &str| {
+        let mut statement = json!({"vulnerability": {"name": "GHSA-minimist"},
+            "products": [{"@id": "pkg:npm/minimist@1.2.0"}], "status": status});
+        if status == "not_affected" {
+            statement["justification"] = "vulnerable_code_not_in_execute_path".into();
+        }
+        json!({"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://vendor.example/vex/minimist",
+               "author": "vendor", "version": version, "timestamp": format!("2026-01-0{version}T00:00:00Z"),
+               "statements": [statement]})
+        .to_string()
+    };
+    let run = |doc: String| {
+        vex_ingest(
+            &database_url,
+            &["--format", "openvex", "--provider", "vendor", "-"],
+            Some(doc.as_bytes()),
+        )
+    };
+    let out = run(document(1, "not_affected"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "re-evaluated 1 images: 1 with a changed verdict or counted findings, 1 events"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(latest(x.clone()).await.1, "Pass");
+    assert_eq!(
+        latest(y.clone()).await.0,
+        y_before,
+        "an image it does not speak about is left alone"
+    );
+    let events = stellaops_store::outbox::read_after(&pool, 0, 100)
+        .await
+        .unwrap();
+    let delta = events
+        .iter()
+        .rfind(|e| e.kind == "rescan.delta")
+        .expect("announced");
+    assert_eq!(delta.payload["previousVerdict"], "Fail");
+    assert_eq!(delta.payload["verdict"], "Pass");
+
+    // The same document again: nothing to re-evaluate.
+    let out = run(document(1, "not_affected"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("re-evaluated"));
+
+    // Version 2 takes it back: the image fails again.
+    let out = run(document(2, "affected"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 with a changed verdict"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(latest(x).await.1, "Fail");
+}
