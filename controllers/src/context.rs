@@ -28,6 +28,12 @@ pub struct Config {
     pub reconcile_concurrency: u16,
     /// Triggers of one object closer together than this make one reconcile.
     pub reconcile_debounce: std::time::Duration,
+    /// Secret (in the platform namespace) whose `key.pem` signs verdicts: mounted by scan
+    /// and evaluate Jobs only.
+    pub verdict_signing_secret: String,
+    /// Public keys a recorded verdict must be signed by before a Scan reports or reuses it
+    /// (none: no verdict is trusted).
+    pub verdict_keys: stellaops_store::attestation::VerdictKeys,
 }
 
 impl Default for Config {
@@ -43,6 +49,8 @@ impl Default for Config {
             reconcile_debounce: std::time::Duration::from_millis(200),
             database_secret: "stellaops-database".to_string(),
             webhook_service: "stellaops-zastava-webhook".to_string(),
+            verdict_signing_secret: "stellaops-verdict-signing".to_string(),
+            verdict_keys: Default::default(),
             storage: stellaops_crds::S3Location {
                 bucket: "stellaops".to_string(),
                 prefix: String::new(),

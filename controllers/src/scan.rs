@@ -144,6 +144,7 @@ pub fn job(scan: &Scan, config: &Config) -> Job {
         args.extend(["--docker-config".into(), format!("{path}/config.json")]);
     }
     container.args = Some(args);
+    workload::verdict_signing(&mut container, &mut volumes, config);
     let labels = workload::labels(&scan.name_any(), "Scan", COMPONENT);
     workload::platform_run_once_job(
         scan,
@@ -333,12 +334,16 @@ pub fn compute_status(
 
 /// The latest result recorded for this Scan (by uid), or for `digest` at `snapshot`
 /// (`sql` is one of `stellaops_store::scans`' lookups).
+/// The recorded result `sql` finds, once its DSSE envelope verifies against the configured
+/// keys (`Err` says why it does not: then the row is not trusted). What is reported comes
+/// from the signed Statement, not from the row's columns.
 async fn recorded(
+    keys: &stellaops_store::attestation::VerdictKeys,
     pool: &sqlx::PgPool,
     sql: &str,
     bind: &str,
     snapshot: Option<i64>,
-) -> Result<Option<ScanResult>> {
+) -> Result<Option<std::result::Result<ScanResult, String>>> {
     use sqlx::Row;
     let mut query = sqlx::query(sql).bind(bind);
     if let Some(s) = snapshot {
@@ -348,20 +353,30 @@ async fn recorded(
         .fetch_optional(pool)
         .await
         .map_err(|e| Error::Outbox(e.into()))?;
-    Ok(row.map(|r| ScanResult {
-        image_digest: r.get("image_digest"),
-        sbom: SbomRef {
-            uri: r.get("sbom_uri"),
-            sha256: r.get("sbom_sha256"),
-            components: i64::from(r.get::<i32, _>("components")),
-        },
-        findings: FindingCounts {
-            critical: i64::from(r.get::<i32, _>("critical")),
-            high: i64::from(r.get::<i32, _>("high")),
-            medium: i64::from(r.get::<i32, _>("medium")),
-            low: i64::from(r.get::<i32, _>("low")),
-        },
-        verdict: verdict_of(r.get::<String, _>("verdict").as_str()),
+    Ok(row.map(|r| {
+        let digest: String = r.get("image_digest");
+        let signed = stellaops_store::attestation::check_row(
+            keys,
+            &digest,
+            r.get::<String, _>("verdict").as_str(),
+            r.get::<Option<String>, _>("attestation_key").as_deref(),
+            r.get::<Option<Vec<u8>>, _>("attestation").as_deref(),
+        )?;
+        Ok(ScanResult {
+            image_digest: digest,
+            sbom: SbomRef {
+                uri: signed.sbom.uri,
+                sha256: signed.sbom.sha256,
+                components: i64::from(r.get::<i32, _>("components")),
+            },
+            findings: FindingCounts {
+                critical: signed.findings.critical,
+                high: signed.findings.high,
+                medium: signed.findings.medium,
+                low: signed.findings.low,
+            },
+            verdict: verdict_of(&signed.verdict),
+        })
     }))
 }
 
@@ -445,15 +460,30 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 summary_seen = summary.clone();
                 let from_db = match (&ctx.outbox, scan.uid()) {
                     (Some(pool), Some(uid)) => {
-                        recorded(pool, stellaops_store::scans::BY_SCAN_SQL, &uid, None).await?
+                        recorded(
+                            &ctx.config.verdict_keys,
+                            pool,
+                            stellaops_store::scans::BY_SCAN_SQL,
+                            &uid,
+                            None,
+                        )
+                        .await?
                     }
                     _ => None,
                 };
-                let outcome = match (
-                    succeeded,
-                    from_db.or_else(|| summary.as_ref().and_then(result_from_summary)),
-                ) {
-                    (true, Some(result)) => Outcome::Succeeded(result),
+                // Without a database only the worker's own message is there to report.
+                let from_summary = || {
+                    ctx.outbox
+                        .is_none()
+                        .then(|| summary.as_ref().and_then(result_from_summary))
+                        .flatten()
+                        .map(Ok)
+                };
+                let outcome = match (succeeded, from_db.or_else(from_summary)) {
+                    (true, Some(Ok(result))) => Outcome::Succeeded(result),
+                    (true, Some(Err(reason))) => {
+                        Outcome::Failed(format!("the recorded verdict is not trusted: {reason}"))
+                    }
                     (true, None) => {
                         Outcome::Failed("the scan Job finished without recording a result".into())
                     }
@@ -477,13 +507,23 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             ) {
                 (Some(pool), Some(digest), false) => {
                     let snapshot = current_snapshot(pool).await?;
-                    recorded(
+                    match recorded(
+                        &ctx.config.verdict_keys,
                         pool,
                         stellaops_store::scans::REUSE_SQL,
                         digest,
                         Some(snapshot),
                     )
                     .await?
+                    {
+                        Some(Ok(result)) => Some(result),
+                        // A result whose envelope does not verify is never reused: scan again.
+                        Some(Err(reason)) => {
+                            tracing::warn!(scan = %name, %reason, "not reusing an unverified result");
+                            None
+                        }
+                        None => None,
+                    }
                 }
                 _ => None,
             };

@@ -209,6 +209,45 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 }
 
 /// The `tmp` emptyDir every worker mounts (the root filesystem is read-only).
+/// Where scan and evaluate workers find the verdict signing key.
+pub const VERDICT_SIGNING_KEY_PATH: &str = "/etc/stellaops/verdict-signing/key.pem";
+
+/// Give a verdict-writing worker (scan, evaluate) the signing key: the platform namespace's
+/// Secret `config.verdict_signing_secret` (optional, so a missing Secret fails the worker with
+/// a message naming it instead of leaving the Pod pending), its path in
+/// `STELLAOPS_VERDICT_SIGNING_KEY`.
+pub fn verdict_signing(container: &mut Container, volumes: &mut Vec<Volume>, config: &Config) {
+    use k8s_openapi::api::core::v1::{KeyToPath, SecretVolumeSource};
+    volumes.push(Volume {
+        name: "verdict-signing".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(config.verdict_signing_secret.clone()),
+            items: Some(vec![KeyToPath {
+                key: "key.pem".into(),
+                path: "key.pem".into(),
+                ..Default::default()
+            }]),
+            optional: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            name: "verdict-signing".into(),
+            mount_path: "/etc/stellaops/verdict-signing".into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    container.env.get_or_insert_with(Vec::new).push(EnvVar {
+        name: "STELLAOPS_VERDICT_SIGNING_KEY".into(),
+        value: Some(VERDICT_SIGNING_KEY_PATH.into()),
+        ..Default::default()
+    });
+}
+
 pub fn tmp_volume() -> Volume {
     Volume {
         name: "tmp".into(),

@@ -152,6 +152,19 @@ pub struct RunArgs {
         default_value = "stellaops-zastava-webhook"
     )]
     pub webhook_service: String,
+    /// PEM file of the public keys (one or more `PUBLIC KEY` blocks) scan verdicts must be
+    /// signed by; the webhook and the Scan controller trust no verdict without one. Mount
+    /// only the public half of the signing Secret here (docs/security.md).
+    #[arg(long, env = "STELLAOPS_VERDICT_PUBLIC_KEYS")]
+    pub verdict_public_keys: Option<std::path::PathBuf>,
+    /// Secret in the platform namespace whose `key.pem` is the verdict signing key the scan
+    /// and evaluate Jobs mount.
+    #[arg(
+        long,
+        env = "STELLAOPS_VERDICT_SIGNING_SECRET",
+        default_value = "stellaops-verdict-signing"
+    )]
+    pub verdict_signing_secret: String,
     /// dockerconfigjson file with credentials for reading signatures from private registries.
     #[arg(long, env = "STELLAOPS_WEBHOOK_DOCKER_CONFIG")]
     pub webhook_docker_config: Option<std::path::PathBuf>,

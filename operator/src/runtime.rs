@@ -35,7 +35,36 @@ pub fn controller_config(args: &RunArgs) -> Config {
     config.storage.secret_ref = Some(stellaops_crds::LocalObjectReference {
         name: args.s3_secret.clone(),
     });
+    config.verdict_signing_secret = args.verdict_signing_secret.clone();
     config
+}
+
+/// The verdict public keys of `--verdict-public-keys` (none without the flag: then no
+/// verdict is trusted, and a warning says so).
+pub fn verdict_keys(args: &RunArgs) -> anyhow::Result<stellaops_store::attestation::VerdictKeys> {
+    let Some(path) = &args.verdict_public_keys else {
+        tracing::warn!(
+            "no --verdict-public-keys: no scan verdict is trusted (requireScan denies, Scans fail)"
+        );
+        return Ok(Default::default());
+    };
+    // The manifests mount the signing Secret's pub.pem optionally: before that Secret
+    // exists nothing is trusted, and the operator still starts.
+    if !path.exists() {
+        tracing::warn!(
+            path = %path.display(),
+            "no verdict public key file: no scan verdict is trusted until the Secret stellaops-verdict-signing exists (then restart)"
+        );
+        return Ok(Default::default());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let keys = stellaops_store::attestation::VerdictKeys::from_pem_bundle(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if keys.is_empty() {
+        anyhow::bail!("{} holds no PEM public key", path.display());
+    }
+    Ok(keys)
 }
 
 async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
@@ -148,12 +177,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let kube_config = kube_config(&args).await?;
     let client = kube::Client::try_from(kube_config.clone())?;
     let identity = identity(&args);
-    let mut ctx = Context::new(
-        client.clone(),
-        metrics,
-        controller_config(&args),
-        Some(identity.clone()),
-    );
+    let mut config = controller_config(&args);
+    config.verdict_keys = verdict_keys(&args)?;
+    let mut ctx = Context::new(client.clone(), metrics, config, Some(identity.clone()));
     // Two pools: admission reviews must not queue behind reconciles for a connection.
     let mut webhook_pool = None;
     match &args.database_url {

@@ -99,6 +99,7 @@ pub async fn start(
             },
         )?,
         database: lookups,
+        verdict_keys: crate::runtime::verdict_keys(args)?,
     };
     let certificate = Arc::new(ReloadableCert::new(None));
     let webhook = Webhook::new(

@@ -2,6 +2,7 @@
 //! outbox, and the S3 client and object layout.
 
 pub mod advisories;
+pub mod attestation;
 pub mod exploits;
 pub mod lifecycle;
 pub mod notify;

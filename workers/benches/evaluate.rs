@@ -95,6 +95,7 @@ async fn main() {
         .unwrap();
     let selected = started.elapsed();
     let settings = Settings {
+        signer: None,
         rate_per_second: 100_000,
         notify: true,
         min_severity: Some("high".into()),

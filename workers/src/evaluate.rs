@@ -32,6 +32,8 @@ pub struct Settings {
     pub name: Option<String>,
     /// Run whose progress is recorded.
     pub run_id: Option<String>,
+    /// Signs each re-evaluation's verdict.
+    pub signer: Option<std::sync::Arc<stellaops_store::attestation::VerdictSigner>>,
 }
 
 impl Settings {
@@ -44,6 +46,7 @@ impl Settings {
             namespace: Some(run.plan.namespace.clone()),
             name: Some(run.plan.name.clone()),
             run_id: Some(run.plan.id.clone()),
+            signer: None,
         }
     }
 }
@@ -270,6 +273,7 @@ async fn evaluate_chunk(
     let mut verdicts = Vec::new();
     let mut policies = Vec::new();
     let mut digests_of_policy = Vec::new();
+    let (mut attestation_keys, mut attestations) = (Vec::new(), Vec::new());
     for o in &outcomes {
         digests_col.push(o.digest);
         refs.push(o.previous.image_ref.as_str());
@@ -280,6 +284,36 @@ async fn evaluate_chunk(
         for (i, s) in ["critical", "high", "medium", "low"].iter().enumerate() {
             severities[i].push(j.counts[s] as i32);
         }
+        // Each re-evaluation is a verdict of its own, signed like a scan's (kept with the
+        // row; without a key it is recorded unsigned and nothing trusts it).
+        let envelope = settings.signer.as_ref().map(|signer| {
+            signer.sign(
+                o.digest,
+                &stellaops_store::attestation::VerdictPredicate {
+                    image: o.previous.image_ref.clone(),
+                    verdict: j.verdict.to_string(),
+                    findings: stellaops_store::attestation::FindingCounts {
+                        critical: j.counts["critical"],
+                        high: j.counts["high"],
+                        medium: j.counts["medium"],
+                        low: j.counts["low"],
+                    },
+                    sbom: stellaops_store::attestation::SbomRef {
+                        uri: o.previous.sbom_uri.clone(),
+                        sha256: o.previous.sbom_sha256.clone(),
+                    },
+                    advisory_snapshot: report.advisory_snapshot,
+                    policy_digest: j.policy_digest.to_string(),
+                    scanned_at: chrono::Utc::now(),
+                },
+            )
+        });
+        attestation_keys.push(
+            envelope
+                .as_deref()
+                .map(stellaops_store::attestation::object_key),
+        );
+        attestations.push(envelope);
         verdicts.push(j.verdict);
         digests_of_policy.push(j.policy_digest);
         policies.push(serde_json::to_value(&o.previous.policy)?);
@@ -287,11 +321,12 @@ async fn evaluate_chunk(
     let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name,
              sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at,
-             policy_digest)
-         SELECT d, r, $3, $4, $5, u, s, c, cr, hi, me, lo, v, p, now(), pd
+             policy_digest, attestation_key, attestation)
+         SELECT d, r, $3, $4, $5, u, s, c, cr, hi, me, lo, v, p, now(), pd, ak, a
          FROM unnest($1::text[], $2::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[],
-                     $11::int[], $12::int[], $13::text[], $14::jsonb[], $15::text[])
-              AS t(d, r, u, s, c, cr, hi, me, lo, v, p, pd)
+                     $11::int[], $12::int[], $13::text[], $14::jsonb[], $15::text[], $16::text[],
+                     $17::bytea[])
+              AS t(d, r, u, s, c, cr, hi, me, lo, v, p, pd, ak, a)
          RETURNING image_digest, id",
     )
     .bind(&digests_col)
@@ -309,6 +344,8 @@ async fn evaluate_chunk(
     .bind(&verdicts)
     .bind(&policies)
     .bind(&digests_of_policy)
+    .bind(&attestation_keys)
+    .bind(&attestations)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -541,11 +578,18 @@ pub async fn announce_refresh(
 }
 
 /// Run the stored run `run_id` to its end, recording progress and the outcome.
-pub async fn run(pool: &PgPool, run_id: &str) -> anyhow::Result<Report> {
+pub async fn run(
+    pool: &PgPool,
+    run_id: &str,
+    signer: Option<std::sync::Arc<stellaops_store::attestation::VerdictSigner>>,
+) -> anyhow::Result<Report> {
     let run = stellaops_store::schedules::run(pool, run_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("schedule run {run_id} does not exist"))?;
-    let settings = Settings::of_run(&run);
+    let settings = Settings {
+        signer,
+        ..Settings::of_run(&run)
+    };
     match evaluate(pool, &run.plan.images, &settings).await {
         Ok(report) => {
             stellaops_store::schedules::finish(pool, run_id, None).await?;

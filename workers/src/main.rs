@@ -65,11 +65,20 @@ enum Command {
         /// Only findings at or above this severity count as new.
         #[arg(long)]
         min_severity: Option<String>,
+        /// PEM private key that signs the verdict (`key.pem` of the platform namespace's
+        /// signing Secret); without it the result is recorded unsigned and nothing trusts it.
+        #[arg(long, env = "STELLAOPS_VERDICT_SIGNING_KEY")]
+        verdict_signing_key: Option<std::path::PathBuf>,
     },
     /// Scan one image: inventory, SBOM to S3, findings and verdict to PostgreSQL.
     Scan {
         /// Image reference (`registry/repo:tag` or `registry/repo@sha256:…`).
         image: String,
+        /// PEM private key that signs the verdict (`key.pem` of the platform namespace's
+        /// signing Secret); without it the result is recorded unsigned and nothing trusts it.
+        #[arg(long, env = "STELLAOPS_VERDICT_SIGNING_KEY")]
+        verdict_signing_key: Option<std::path::PathBuf>,
+
         /// Bucket for SBOMs and the layer cache.
         #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
         bucket: String,
@@ -168,6 +177,10 @@ enum VexCommand {
         provider: String,
         /// A file, a directory (its `*.json` files, in name order) or `-` for standard input.
         source: PathBuf,
+        /// PEM private key that signs the verdicts of the re-evaluations this ingest causes
+        /// (`key.pem` of the platform namespace's signing Secret).
+        #[arg(long, env = "STELLAOPS_VERDICT_SIGNING_KEY")]
+        verdict_signing_key: Option<std::path::PathBuf>,
     },
 }
 
@@ -339,6 +352,25 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The verdict signing key at `path` (none without the flag). A path that cannot be read is
+/// an error naming the Secret it should come from: an unsigned verdict is never trusted.
+fn verdict_signer(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<stellaops_store::attestation::VerdictSigner>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading the verdict signing key {} (key.pem of the Secret stellaops-verdict-signing in the platform namespace; docs/security.md)",
+            path.display()
+        )
+    })?;
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Some(signer))
 }
 
 /// A command-line value kept as a secret (never shown by `Debug`).
@@ -569,10 +601,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             rate,
             notify,
             min_severity,
+            verdict_signing_key,
         } => {
+            let signer = verdict_signer(verdict_signing_key.as_deref())?.map(std::sync::Arc::new);
             let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let report = match run {
-                Some(run) => stellaops_workers::evaluate::run(&pool, &run).await?,
+                Some(run) => stellaops_workers::evaluate::run(&pool, &run, signer).await?,
                 None => {
                     let settings = stellaops_workers::evaluate::Settings {
                         rate_per_second: rate,
@@ -581,6 +615,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                         namespace: None,
                         name: None,
                         run_id: None,
+                        signer,
                     };
                     stellaops_workers::evaluate::evaluate(&pool, &digest, &settings).await?
                 }
@@ -602,8 +637,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             scan_name,
             scan_uid,
             schedule_run,
+            verdict_signing_key,
         } => {
             use stellaops_workers::scan::{Policy, Requester, ScanJob};
+            let signer = verdict_signer(verdict_signing_key.as_deref())?;
             let mut credentials = Credentials::default();
             for path in &docker_config {
                 credentials.merge(
@@ -621,6 +658,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 std::env::temp_dir().join(format!("stellaops-scan-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;
             let job = ScanJob {
+                signer: signer.as_ref(),
                 registry: &registry,
                 s3: &client,
                 bucket: &bucket,
@@ -660,10 +698,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     format,
                     provider,
                     source,
+                    verdict_signing_key,
                 },
         } => {
+            let signer = verdict_signer(verdict_signing_key.as_deref())?.map(std::sync::Arc::new);
             let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
-            return stellaops_workers::vex::ingest(&pool, &format, &provider, &source).await;
+            return stellaops_workers::vex::ingest(&pool, &format, &provider, &source, signer)
+                .await;
         }
         Command::Artifacts {
             command:
@@ -721,6 +762,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 std::env::temp_dir().join(format!("stellaops-diff-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;
             let job = ScanJob {
+                signer: None,
                 registry: &registry,
                 s3: &client,
                 bucket: &bucket,

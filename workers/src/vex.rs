@@ -55,6 +55,7 @@ pub async fn ingest(
     format: &str,
     provider: &str,
     source: &Path,
+    signer: Option<std::sync::Arc<stellaops_store::attestation::VerdictSigner>>,
 ) -> anyhow::Result<bool> {
     let format = Format::parse(format).context("--format is openvex, csaf or cyclonedx")?;
     let mut all_stored = true;
@@ -119,6 +120,7 @@ pub async fn ingest(
             namespace: None,
             name: None,
             run_id: None,
+            signer,
         };
         let report = crate::evaluate::evaluate(pool, &images, &settings).await?;
         println!(

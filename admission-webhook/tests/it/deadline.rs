@@ -92,6 +92,7 @@ async fn a_stalled_registry_is_answered_inside_the_budget() {
     let evidence = Arc::new(RegistryEvidence {
         registry: RegistryClient::new(Credentials::default(), vec![]).unwrap(),
         database: None,
+        verdict_keys: Default::default(),
     });
     let (webhook, _) = webhook(evidence, Settings::default());
     let image = format!("{registry}/shop/web:2");
@@ -150,6 +151,7 @@ async fn a_stopped_or_hung_database_is_answered_inside_the_budget() {
         let evidence = Arc::new(RegistryEvidence {
             registry: RegistryClient::new(Credentials::default(), vec![]).unwrap(),
             database: Some(pool),
+            verdict_keys: Default::default(),
         });
         let (webhook, _) = webhook(evidence, Settings::default());
         // Pinned by digest: only the database is asked.
@@ -206,6 +208,7 @@ impl EvidenceSource for Slow {
             Ok(Some(ScanRecord {
                 verdict: stellaops_crds::scan::Verdict::Pass,
                 finished_at: chrono::Utc::now(),
+                unverified: None,
             }))
         })
     }

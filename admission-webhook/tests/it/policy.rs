@@ -168,6 +168,7 @@ fn scanned(verdict: Verdict, hours_ago: i64) -> Option<Result<Option<ScanRecord>
     Some(Ok(Some(ScanRecord {
         verdict,
         finished_at: now() - chrono::Duration::hours(hours_ago),
+        unverified: None,
     })))
 }
 

@@ -50,6 +50,7 @@ async fn signatures_in_the_real_registry_admit_signed_images_and_refuse_the_rest
     let evidence = Arc::new(RegistryEvidence {
         registry: RegistryClient::new(Credentials::default(), vec![registry.clone()]).unwrap(),
         database: None,
+        verdict_keys: Default::default(),
     });
     // The source itself: the tag resolves, the signature is found, an unsigned digest has none.
     let signed_tag = format!("{registry}/zastava/signed:1.0");
@@ -144,26 +145,19 @@ async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
     };
     let failing = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
     let passing = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+    let (private, public) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
     for (digest, verdict, hours_ago) in [
         (failing, "Pass", 30),
         (failing, "Fail", 2),
         (passing, "Pass", 1),
     ] {
-        sqlx::query(
-            "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256,
-                components, verdict, started_at, finished_at)
-             VALUES ($1, 'registry.example.com/app', 0, 's3://b/k', 'x', 1, $2, now(), now() - make_interval(hours => $3))",
-        )
-        .bind(digest)
-        .bind(verdict)
-        .bind(hours_ago)
-        .execute(&pool)
-        .await
-        .unwrap();
+        insert_verdict(&pool, digest, verdict, hours_ago, Some(&signer)).await;
     }
     let evidence = RegistryEvidence {
         registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
         database: Some(pool.clone()),
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap(),
     };
     let latest = evidence.latest_scan(failing).await.unwrap().unwrap();
     assert_eq!(
@@ -252,4 +246,169 @@ async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
             .len(),
         1
     );
+}
+
+/// A result row for `digest`, finished `hours_ago`, with its envelope when `signer` is given
+/// (as the scan worker writes it), or without one (a row written straight into PostgreSQL).
+async fn insert_verdict(
+    pool: &sqlx::PgPool,
+    digest: &str,
+    verdict: &str,
+    hours_ago: i32,
+    signer: Option<&stellaops_store::attestation::VerdictSigner>,
+) {
+    let finished = chrono::Utc::now() - chrono::Duration::hours(i64::from(hours_ago));
+    let envelope = signer.map(|signer| {
+        signer.sign(
+            digest,
+            &stellaops_store::attestation::VerdictPredicate {
+                image: "registry.example.com/app".into(),
+                verdict: verdict.into(),
+                findings: Default::default(),
+                sbom: stellaops_store::attestation::SbomRef {
+                    uri: "s3://b/k".into(),
+                    sha256: "x".into(),
+                },
+                advisory_snapshot: 0,
+                policy_digest: "sha256:p".into(),
+                scanned_at: finished,
+            },
+        )
+    });
+    let key = envelope
+        .as_deref()
+        .map(stellaops_store::attestation::object_key);
+    sqlx::query(
+        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256,
+            components, verdict, started_at, finished_at, attestation_key, attestation)
+         VALUES ($1, 'registry.example.com/app', 0, 's3://b/k', 'x', 1, $2, now(), $3, $4, $5)",
+    )
+    .bind(digest)
+    .bind(verdict)
+    .bind(finished)
+    .bind(key)
+    .bind(envelope)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_pass_row_does_not_admit_and_a_tampered_envelope_is_named() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("zastava_forged", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let (private, public) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
+    let forged = "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+    let tampered = "sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+    let signed = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    // A Pass written straight into PostgreSQL, as anyone holding a database role could.
+    insert_verdict(&pool, forged, "Pass", 1, None).await;
+    // A signed Fail whose stored envelope was then edited to say Pass (and renamed to match).
+    insert_verdict(&pool, tampered, "Fail", 1, Some(&signer)).await;
+    let (key, envelope): (String, Vec<u8>) = sqlx::query_as(
+        "SELECT attestation_key, attestation FROM scan_results WHERE image_digest = $1",
+    )
+    .bind(tampered)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let mut parsed: stellaops_store::attestation::Envelope =
+        serde_json::from_slice(&envelope).unwrap();
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let payload = String::from_utf8(engine.decode(&parsed.payload).unwrap()).unwrap();
+    parsed.payload = engine.encode(payload.replace("\"Fail\"", "\"Pass\""));
+    let edited = serde_json::to_vec(&parsed).unwrap();
+    let edited_key = stellaops_store::attestation::object_key(&edited);
+    assert_ne!(edited_key, key);
+    sqlx::query(
+        "UPDATE scan_results SET verdict = 'Pass', attestation_key = $2, attestation = $3
+         WHERE image_digest = $1",
+    )
+    .bind(tampered)
+    .bind(&edited_key)
+    .bind(&edited)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // And one honest Pass.
+    insert_verdict(&pool, signed, "Pass", 1, Some(&signer)).await;
+
+    let evidence = RegistryEvidence {
+        registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
+        database: Some(pool.clone()),
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap(),
+    };
+    let record = evidence.latest_scan(forged).await.unwrap().unwrap();
+    assert!(
+        record
+            .unverified
+            .as_deref()
+            .is_some_and(|r| r.contains("no signed verdict envelope")),
+        "{record:?}"
+    );
+    let record = evidence.latest_scan(tampered).await.unwrap().unwrap();
+    let reason = record.unverified.clone().unwrap();
+    assert!(reason.contains(&edited_key), "{reason}");
+    assert!(
+        evidence
+            .latest_scan(signed)
+            .await
+            .unwrap()
+            .unwrap()
+            .unverified
+            .is_none()
+    );
+
+    let certificate = Arc::new(stellaops_tls::ReloadableCert::new(None));
+    let metrics =
+        stellaops_admission_webhook::server::Metrics::register(&prometheus::Registry::new())
+            .unwrap();
+    let webhook = stellaops_admission_webhook::server::Webhook::new(
+        Default::default(),
+        Arc::new(evidence),
+        None,
+        metrics,
+        certificate,
+    );
+    webhook.set_policies([compile(
+        &zastava_policy(
+            json!({"mode": "enforce", "requireScan": {"maxAge": "24h", "denyOnVerdict": ["Fail"]}}),
+            1,
+        ),
+        &[],
+    )
+    .unwrap()]);
+    let decide = |digest: &str| {
+        let image = format!("registry.example.com/app@{digest}");
+        serde_json::to_vec(&review(
+            "Pod",
+            "CREATE",
+            pod(&[image.as_str()]),
+            Value::Null,
+        ))
+        .unwrap()
+    };
+    for (digest, needle) in [
+        (forged, "no signed verdict envelope".to_string()),
+        (tampered, edited_key.clone()),
+    ] {
+        let (status, answer) = webhook.review("prod", &decide(digest)).await;
+        assert_eq!(status, 200);
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["response"]["allowed"], false, "{answer}");
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{digest} counts as not scanned"))
+                && message.contains(&needle),
+            "{message}"
+        );
+    }
+    let (_, answer) = webhook.review("prod", &decide(signed)).await;
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }

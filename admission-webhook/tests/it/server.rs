@@ -52,6 +52,7 @@ impl EvidenceSource for FakeRegistry {
             Ok(Some(ScanRecord {
                 verdict: Verdict::Pass,
                 finished_at: chrono::Utc::now(),
+                unverified: None,
             }))
         })
     }

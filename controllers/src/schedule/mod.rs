@@ -192,6 +192,8 @@ pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
         .env
         .get_or_insert_with(Vec::new)
         .push(workload::database_url_env(config));
+    let mut volumes = vec![workload::tmp_volume()];
+    workload::verdict_signing(&mut container, &mut volumes, config);
     let mut labels = workload::labels(&schedule.name_any(), "Schedule", COMPONENT);
     labels.insert(RUN_LABEL.into(), run_id.to_string());
     workload::platform_run_once_job(
@@ -200,7 +202,7 @@ pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
         evaluate_job_name(&schedule.namespace().unwrap_or_default(), run_id),
         labels,
         container,
-        Some(vec![workload::tmp_volume()]),
+        Some(volumes),
         workload::JobLimits {
             backoff: 2,
             deadline_seconds: 6 * 3600,

@@ -451,15 +451,55 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
         return;
     };
     let digest = format!("sha256:{}", "b".repeat(64));
-    sqlx::query(
-        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256, components,
-            critical, high, medium, low, verdict, started_at)
-         VALUES ($1, 'r/app', 0, 's3://stellaops/x', 'sha256:s', 12, 0, 1, 0, 0, 'Fail', now())",
-    )
-    .bind(&digest)
-    .execute(&pool)
-    .await
-    .unwrap();
+    // Signed as the worker signs it: only a verified result is reused. The same row
+    // without its envelope (written straight into PostgreSQL) is not.
+    let (private, public) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
+    let envelope = signer.sign(
+        &digest,
+        &stellaops_store::attestation::VerdictPredicate {
+            image: "r/app".into(),
+            verdict: "Fail".into(),
+            findings: stellaops_store::attestation::FindingCounts {
+                critical: 0,
+                high: 1,
+                medium: 0,
+                low: 0,
+            },
+            sbom: stellaops_store::attestation::SbomRef {
+                uri: "s3://stellaops/x".into(),
+                sha256: "sha256:s".into(),
+            },
+            advisory_snapshot: 0,
+            policy_digest: "sha256:p".into(),
+            scanned_at: chrono::Utc::now(),
+        },
+    );
+    let forged = format!("sha256:{}", "c".repeat(64));
+    for (d, key, envelope) in [
+        (
+            &digest,
+            Some(stellaops_store::attestation::object_key(&envelope)),
+            Some(envelope),
+        ),
+        (&forged, None, None),
+    ] {
+        sqlx::query(
+            "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256, components,
+                critical, high, medium, low, verdict, started_at, attestation_key, attestation)
+             VALUES ($1, 'r/app', 0, 's3://stellaops/x', 'sha256:s', 12, 0, 1, 0, 0, 'Fail', now(), $2, $3)",
+        )
+        .bind(d)
+        .bind(key)
+        .bind(envelope)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let config = Config {
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap(),
+        ..Config::default()
+    };
     let image = format!("r/app@{digest}");
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
@@ -492,9 +532,53 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
             .await;
     });
     let ctx = Arc::new(
-        Context::new(client, Metrics::unregistered(), Config::default(), None).with_outbox(pool),
+        Context::new(client, Metrics::unregistered(), config.clone(), None)
+            .with_outbox(pool.clone()),
     );
     reconcile(Arc::new(scan("app", &image)), ctx).await.unwrap();
+    verifier.await.unwrap();
+
+    // The forged row is not reused: with no slot free the Scan waits Queued for its own Job.
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["phase"], "Queued", "{}", status.body);
+        let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+        server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/prod-eu/events",
+            )
+            .await
+            .respond_with_request_body();
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let busy = Config {
+        max_concurrent_scans: 1,
+        ..config
+    };
+    let caches = Caches::filled(Contents {
+        scans: vec![scan("app", &format!("r/app@{forged}"))],
+        scan_jobs: vec![job_of("busy-scan-1", true)],
+        ..Default::default()
+    });
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), busy, None)
+            .with_outbox(pool)
+            .with_caches(caches),
+    );
+    reconcile(Arc::new(scan("app", &format!("r/app@{forged}"))), ctx)
+        .await
+        .unwrap();
     verifier.await.unwrap();
 }
 

@@ -1,5 +1,6 @@
 //! Store tests against the real PostgreSQL and S3 servers started by scripts/test.sh.
 
+mod attestation;
 mod indexes;
 mod lifecycle;
 mod object_storage;

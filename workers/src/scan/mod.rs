@@ -672,6 +672,7 @@ pub async fn record(
     findings: &[Finding],
     policy: &Policy,
     started: chrono::DateTime<chrono::Utc>,
+    attest: Option<&Attest<'_>>,
 ) -> anyhow::Result<Recorded> {
     let evidence = judge::Evidence::load(pool, findings).await?;
     let judged = judge::judge(
@@ -685,11 +686,47 @@ pub async fn record(
     );
     let verdict = judged.verdict;
     let c = judged.counts.clone();
+    // The signed verdict, in S3 before the row that references it.
+    let attestation = match attest {
+        Some(a) => {
+            let predicate = stellaops_store::attestation::VerdictPredicate {
+                image: image.to_string(),
+                verdict: verdict.to_string(),
+                findings: stellaops_store::attestation::FindingCounts {
+                    critical: c["critical"],
+                    high: c["high"],
+                    medium: c["medium"],
+                    low: c["low"],
+                },
+                sbom: stellaops_store::attestation::SbomRef {
+                    uri: sbom.0.to_string(),
+                    sha256: sbom.1.to_string(),
+                },
+                advisory_snapshot: snapshot,
+                policy_digest: judged.policy_digest.to_string(),
+                scanned_at: chrono::Utc::now(),
+            };
+            let envelope = a.signer.sign(digest, &predicate);
+            let key = stellaops_store::attestation::object_key(&envelope);
+            put_object(
+                a.s3,
+                a.bucket,
+                &key,
+                envelope.clone(),
+                "application/vnd.dsse.envelope.v1+json",
+            )
+            .await?;
+            Some((key, envelope))
+        }
+        None => None,
+    };
+    let (attestation_key, attestation) = attestation.unzip();
     let mut tx = pool.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name, scan_uid,
-            sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at, policy_digest)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) RETURNING id",
+            sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at, policy_digest,
+            attestation_key, attestation)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) RETURNING id",
     )
     .bind(digest)
     .bind(image)
@@ -708,6 +745,8 @@ pub async fn record(
     .bind(serde_json::to_value(policy)?)
     .bind(started)
     .bind(&judged.policy_digest)
+    .bind(&attestation_key)
+    .bind(&attestation)
     .fetch_one(&mut *tx)
     .await?;
     let col = |f: fn(&Finding) -> Option<String>| findings.iter().map(f).collect::<Vec<_>>();
@@ -785,8 +824,29 @@ pub async fn record(
     })
 }
 
+/// The verdict signing key and the bucket its envelopes go to.
+pub struct Attest<'a> {
+    /// The key (from the platform namespace's signing Secret).
+    pub signer: &'a stellaops_store::attestation::VerdictSigner,
+    /// S3 client.
+    pub s3: &'a aws_sdk_s3::Client,
+    /// Bucket (`attest/<sha256>.dsse.json`).
+    pub bucket: &'a str,
+}
+
+/// The job's signing key with its bucket, when it has one.
+fn attest<'a>(job: &ScanJob<'a>) -> Option<Attest<'a>> {
+    job.signer.map(|signer| Attest {
+        signer,
+        s3: job.s3,
+        bucket: job.bucket,
+    })
+}
+
 /// Settings of one scan run.
 pub struct ScanJob<'a> {
+    /// Signs each verdict (none: results are recorded unsigned, and nothing trusts them).
+    pub signer: Option<&'a stellaops_store::attestation::VerdictSigner>,
     /// Registry client (with the pull secrets).
     pub registry: &'a RegistryClient,
     /// S3 client and bucket for SBOMs and the layer cache.
@@ -820,7 +880,8 @@ async fn reuse(
     let mut tx = job.pool.begin().await?;
     let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
     let Some(row) = sqlx::query(
-        "SELECT id, sbom_uri, sbom_sha256, components FROM scan_results
+        "SELECT id, sbom_uri, sbom_sha256, components, verdict, attestation_key, attestation
+         FROM scan_results
          WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1",
     )
     .bind(digest)
@@ -830,6 +891,21 @@ async fn reuse(
     else {
         return Ok(None);
     };
+    // A result is reused (and signed again) only when this key's signature on it verifies:
+    // a row written by anything else is scanned afresh, never laundered into a signed one.
+    if let Some(signer) = job.signer {
+        let keys = stellaops_store::attestation::VerdictKeys::of(signer);
+        if let Err(reason) = stellaops_store::attestation::check_row(
+            &keys,
+            digest,
+            row.get::<String, _>("verdict").as_str(),
+            row.get::<Option<String>, _>("attestation_key").as_deref(),
+            row.get::<Option<Vec<u8>>, _>("attestation").as_deref(),
+        ) {
+            eprintln!("not reusing the earlier result of {digest}: {reason}");
+            return Ok(None);
+        }
+    }
     let earlier: i64 = row.get("id");
     let findings: Vec<Finding> = sqlx::query(
         "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest FROM scan_findings WHERE scan_id = $1",
@@ -866,6 +942,7 @@ async fn reuse(
         &findings,
         &job.policy,
         chrono::Utc::now(),
+        attest(job).as_ref(),
     )
     .await?;
     sqlx::query("UPDATE scan_results SET components = $2 WHERE id = $1")
@@ -1068,6 +1145,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         &findings,
         &job.policy,
         started,
+        attest(job).as_ref(),
     )
     .await?;
     Ok(ScanSummary {

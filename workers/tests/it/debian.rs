@@ -295,6 +295,7 @@ async fn real_debian_packages_are_matched_by_their_source_packages() {
     let scratch = work.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let job = ScanJob {
+        signer: None,
         registry: &registry_client,
         s3: &s3,
         bucket: &bucket,

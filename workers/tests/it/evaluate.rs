@@ -43,6 +43,7 @@ pub async fn stored_scan(pool: &sqlx::PgPool, digest: &str, components: &[Compon
         &findings,
         &policy,
         chrono::Utc::now(),
+        None,
     )
     .await
     .unwrap();
@@ -102,6 +103,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
     assert!(to > head);
 
     let settings = Settings {
+        signer: None,
         rate_per_second: 1000,
         notify: true,
         min_severity: Some("high".into()),
@@ -188,7 +190,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
             .unwrap(),
         "idempotent"
     );
-    let report = run(&pool, "nightly-1").await.unwrap();
+    let report = run(&pool, "nightly-1", None).await.unwrap();
     assert_eq!(report.evaluated, 1);
     let stored = stellaops_store::schedules::run(&pool, "nightly-1")
         .await
@@ -200,7 +202,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
         (2, 0, None)
     );
     assert!(
-        run(&pool, "missing")
+        run(&pool, "missing", None)
             .await
             .unwrap_err()
             .to_string()
@@ -314,6 +316,7 @@ async fn stored_debian_packages_are_rematched_by_their_source_package() {
     )
     .await;
     let settings = Settings {
+        signer: None,
         rate_per_second: 1000,
         notify: false,
         min_severity: None,
@@ -392,6 +395,7 @@ async fn a_vendor_not_affected_statement_changes_the_verdict_of_stored_images() 
         .await
         .unwrap();
     let settings = Settings {
+        signer: None,
         rate_per_second: 1000,
         notify: false,
         min_severity: None,

@@ -182,6 +182,7 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
         std::env::temp_dir().join(format!("stellaops-scan-scratch-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let job = ScanJob {
+        signer: None,
         registry: &registry,
         s3: &env.s3,
         bucket: &env.bucket,
@@ -342,6 +343,7 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
     // Without force, a digest scanned at this advisory snapshot is not pulled again: its
     // result is recorded for the new requester, verdict under the new policy.
     let lenient = ScanJob {
+        signer: None,
         force: false,
         policy: Policy {
             fail_on: "critical".into(),
@@ -370,6 +372,7 @@ async fn a_missing_image_or_a_corrupt_layer_fails_with_a_clear_message() {
         std::env::temp_dir().join(format!("stellaops-scan-errors-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let job = ScanJob {
+        signer: None,
         registry: &registry,
         s3: &env.s3,
         bucket: &env.bucket,
@@ -523,6 +526,7 @@ async fn a_registry_refusing_access_fails_with_a_clear_message_and_the_pull_secr
     ] {
         let client = RegistryClient::new(credentials, vec![]).unwrap();
         let job = ScanJob {
+            signer: None,
             registry: &client,
             s3: &env.s3,
             bucket: &env.bucket,

@@ -194,6 +194,15 @@ impl Cluster {
                 .await;
         }
         cluster.platform_secrets(OPERATOR_NAMESPACE).await;
+        // The verdict signing key exists only in the platform namespace; the operators get
+        // its public half.
+        let (private, public) = stellaops_store::attestation::generate_key_pair();
+        cluster
+            .apply(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "stellaops-verdict-signing", "namespace": OPERATOR_NAMESPACE},
+                "stringData": {"key.pem": private, "pub.pem": public}}))
+            .await;
+        std::fs::write(cluster.dir.join("verdict-keys.pem"), &public).unwrap();
         Some(cluster)
     }
 
@@ -318,7 +327,9 @@ impl Cluster {
                 "4",
                 "--lease-retry-seconds",
                 "1",
+                "--verdict-public-keys",
             ])
+            .arg(self.dir.join("verdict-keys.pem"))
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
