@@ -507,13 +507,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("mirror on http://{listen}");
             // With connect info: failed logins are limited per user and client address.
-            axum::serve(
+            // Open connections and the time to send headers are bounded.
+            stellaops_workers::tls::serve_bounded(
                 listener,
-                router(std::sync::Arc::new(mirror))
-                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                router(std::sync::Arc::new(mirror)),
+                stellaops_workers::mirror::serve::CONNECTION_LIMITS,
+                |_, addr: &std::net::SocketAddr| *addr,
+                stellaops_workers::federation_api::shutdown_signal(),
             )
-            .with_graceful_shutdown(stellaops_workers::federation_api::shutdown_signal())
-            .await?;
+            .await;
         }
         Command::Notify {
             command:
