@@ -122,6 +122,15 @@ enum Command {
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
+    /// Why an image's verdict is what it is: its latest result, every finding with what
+    /// decided it (a VEX consensus and its providers, a rule, the thresholds) and why.
+    Explain {
+        /// A digest (`sha256:…`) or the reference the image was scanned as.
+        image: String,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// What changed between two images: added, removed and version-changed packages, each
     /// with the layer that caused it. Read from the stored inventories; an image never
     /// scanned is pulled and scanned first (a digest alone must have been scanned).
@@ -694,6 +703,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 tracing::warn!(%risk, "compliance artifacts would be expired by a bucket rule");
             }
             println!("{}", serde_json::to_string(&pass)?);
+        }
+        Command::Explain { image, json } => {
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
+            let Some(explanation) = stellaops_store::scans::explain(&pool, &image).await? else {
+                anyhow::bail!("{image} was never scanned");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                print!("{}", stellaops_workers::scan::judge::render(&explanation));
+            }
         }
         Command::Diff {
             old,
