@@ -688,7 +688,9 @@ async fn connections_are_bounded_in_number_and_header_time() {
 /// tokens file it answers 401 without a token and serves with one.
 #[tokio::test]
 async fn the_serve_command_needs_authentication_and_honours_its_tokens_file() {
-    let Some(url) = stellaops_testing::fresh_database("serve_cli").await else {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("serve_cli", &stellaops_store::MIGRATOR).await
+    else {
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
