@@ -24,3 +24,95 @@ pub const SCANNED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM scan_results WHERE i
 /// The stored inventory of a digest (`$1`): each package URL once, with its layer.
 pub const INVENTORY_SQL: &str = "SELECT DISTINCT purl, layer_digest FROM image_packages
      WHERE image_digest = $1 ORDER BY purl, layer_digest";
+
+/// Why a result is what it is: the result and every finding with what decided it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// Result id.
+    pub scan_id: i64,
+    /// Image as scanned.
+    pub image: String,
+    /// Its digest.
+    pub image_digest: String,
+    /// The verdict.
+    pub verdict: String,
+    /// The policy (JSON) and its digest.
+    pub policy: serde_json::Value,
+    /// Digest of the policy (results from before the decider have none).
+    pub policy_digest: Option<String>,
+    /// When it was recorded.
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Every matched finding.
+    pub findings: Vec<ExplainedFinding>,
+}
+
+/// One finding of an [`Explanation`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplainedFinding {
+    /// Vulnerability id.
+    pub vuln_id: String,
+    /// Component.
+    pub purl: String,
+    /// Severity.
+    pub severity: Option<String>,
+    /// Fixed version.
+    pub fixed_version: Option<String>,
+    /// `fails`, `warns`, `counted` or `ignored` (`None`: recorded before the decider).
+    pub outcome: Option<String>,
+    /// `vex:<providers>`, `rule:<name>` or `threshold`.
+    pub decided_by: Option<String>,
+    /// For a person.
+    pub reason: Option<String>,
+}
+
+/// The latest result of `image` — a digest (`sha256:…`) or the reference it was scanned
+/// as — explained; `None` when it was never scanned.
+pub async fn explain(pool: &sqlx::PgPool, image: &str) -> crate::Result<Option<Explanation>> {
+    use sqlx::Row;
+    let Some(row) = sqlx::query(
+        "SELECT id, image_ref, image_digest, verdict, policy, policy_digest, finished_at
+         FROM scan_results WHERE image_digest = $1 OR image_ref = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(image)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let scan_id: i64 = row.get("id");
+    let findings = sqlx::query_as::<_, (String, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)>(
+        "SELECT vuln_id, purl, severity, fixed_version, outcome, decided_by, reason FROM scan_findings
+         WHERE scan_id = $1
+         ORDER BY CASE outcome WHEN 'fails' THEN 0 WHEN 'warns' THEN 1 WHEN 'counted' THEN 2 ELSE 3 END,
+                  CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END,
+                  vuln_id, purl",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(
+        |(vuln_id, purl, severity, fixed_version, outcome, decided_by, reason)| ExplainedFinding {
+            vuln_id,
+            purl,
+            severity,
+            fixed_version,
+            outcome,
+            decided_by,
+            reason,
+        },
+    )
+    .collect();
+    Ok(Some(Explanation {
+        scan_id,
+        image: row.get("image_ref"),
+        image_digest: row.get("image_digest"),
+        verdict: row.get("verdict"),
+        policy: row.get("policy"),
+        policy_digest: row.get("policy_digest"),
+        finished_at: row.get("finished_at"),
+        findings,
+    }))
+}

@@ -195,3 +195,88 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// Bounds of [`serve_bounded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; the next is accepted when one closes.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (from the connection's start, and
+    /// between requests on a kept-alive connection); then the connection is closed.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serve `router` on `listener` like `axum::serve(..).with_graceful_shutdown(shutdown)`,
+/// but with a bound on open connections and on the time to send request headers (which
+/// `axum::serve` leaves unbounded: a client trickling a header byte a minute would hold
+/// its connection, and its memory, forever). Each request carries
+/// `ConnectInfo(connect_info(&io, &addr))`. HTTP/1.1 only (what the ALPN offers).
+pub async fn serve_bounded<L, C, F, S>(
+    mut listener: L,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    connect_info: F,
+    shutdown: S,
+) where
+    L: axum::serve::Listener,
+    C: Clone + Send + Sync + 'static,
+    F: Fn(&L::Io, &L::Addr) -> C,
+    S: std::future::Future<Output = ()> + Send,
+{
+    use tower::ServiceExt as _;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let info = connect_info(&io, &addr);
+        let service = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(info)))
+            .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
+                request.map(axum::body::Body::new)
+            });
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _slot = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    // Let the open connections finish their requests, then return.
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}

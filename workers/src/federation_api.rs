@@ -227,21 +227,24 @@ pub struct Peer {
     pub client_certificate: bool,
 }
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+impl Peer {
+    /// A plain TCP connection.
+    pub fn plain(_io: &tokio::net::TcpStream, addr: &SocketAddr) -> Peer {
         Peer {
-            addr: Some(*stream.remote_addr()),
+            addr: Some(*addr),
             tls: false,
             client_certificate: false,
         }
     }
-}
 
-impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        let (_, connection) = stream.io().get_ref();
+    /// A TLS connection, with whether its client presented a (verified) certificate.
+    pub fn tls(
+        io: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        addr: &SocketAddr,
+    ) -> Peer {
+        let (_, connection) = io.get_ref();
         Peer {
-            addr: Some(*stream.remote_addr()),
+            addr: Some(*addr),
             tls: true,
             client_certificate: connection
                 .peer_certificates()
@@ -249,6 +252,25 @@ impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
         }
     }
 }
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer::plain(stream.io(), stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Peer::tls(stream.io(), stream.remote_addr())
+    }
+}
+
+/// Connections `federation serve` keeps open at once, and the time a client has to send
+/// a request's headers.
+pub const CONNECTION_LIMITS: crate::tls::ConnectionLimits = crate::tls::ConnectionLimits {
+    max_connections: 256,
+    header_read_timeout: Duration::from_secs(30),
+};
 
 #[derive(Deserialize, Default)]
 struct ImportQuery {

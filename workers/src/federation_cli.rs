@@ -769,9 +769,9 @@ pub async fn federation(
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let app = crate::federation_api::router(state)
-                .into_make_service_with_connect_info::<crate::federation_api::Peer>();
+            let app = crate::federation_api::router(state);
             let shutdown = crate::federation_api::shutdown_signal();
+            let bounds = crate::federation_api::CONNECTION_LIMITS;
             match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
                     let config = match &client_ca {
@@ -780,17 +780,27 @@ pub async fn federation(
                     };
                     let tls = crate::tls::TlsListener::new(listener, config)?;
                     eprintln!("federation API on https://{listen}");
-                    axum::serve(tls, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await?;
+                    crate::tls::serve_bounded(
+                        tls,
+                        app,
+                        bounds,
+                        crate::federation_api::Peer::tls,
+                        shutdown,
+                    )
+                    .await;
                 }
                 _ => {
                     eprintln!(
                         "federation API on http://{listen} (plain HTTP: `force` is refused; give --tls-cert and --tls-key outside a TLS mesh)"
                     );
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await?;
+                    crate::tls::serve_bounded(
+                        listener,
+                        app,
+                        bounds,
+                        crate::federation_api::Peer::plain,
+                        shutdown,
+                    )
+                    .await;
                 }
             }
             Ok(true)

@@ -131,6 +131,15 @@ enum Command {
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
+    /// Why an image's verdict is what it is: its latest result, every finding with what
+    /// decided it (a VEX consensus and its providers, a rule, the thresholds) and why.
+    Explain {
+        /// A digest (`sha256:…`) or the reference the image was scanned as.
+        image: String,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// What changed between two images: added, removed and version-changed packages, each
     /// with the layer that caused it. Read from the stored inventories; an image never
     /// scanned is pulled and scanned first (a digest alone must have been scanned).
@@ -539,13 +548,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("mirror on http://{listen}");
             // With connect info: failed logins are limited per user and client address.
-            axum::serve(
+            // Open connections and the time to send headers are bounded.
+            stellaops_workers::tls::serve_bounded(
                 listener,
-                router(std::sync::Arc::new(mirror))
-                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                router(std::sync::Arc::new(mirror)),
+                stellaops_workers::mirror::serve::CONNECTION_LIMITS,
+                |_, addr: &std::net::SocketAddr| *addr,
+                stellaops_workers::federation_api::shutdown_signal(),
             )
-            .with_graceful_shutdown(stellaops_workers::federation_api::shutdown_signal())
-            .await?;
+            .await;
         }
         Command::Notify {
             command:
@@ -733,6 +744,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 tracing::warn!(%risk, "compliance artifacts would be expired by a bucket rule");
             }
             println!("{}", serde_json::to_string(&pass)?);
+        }
+        Command::Explain { image, json } => {
+            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
+            let Some(explanation) = stellaops_store::scans::explain(&pool, &image).await? else {
+                anyhow::bail!("{image} was never scanned");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                print!("{}", stellaops_workers::scan::judge::render(&explanation));
+            }
         }
         Command::Diff {
             old,

@@ -112,6 +112,13 @@ pub enum Refusal {
     Throttled(u64),
 }
 
+/// Connections `mirror serve` keeps open at once, and the time a client has to send a
+/// request's headers.
+pub const CONNECTION_LIMITS: crate::tls::ConnectionLimits = crate::tls::ConnectionLimits {
+    max_connections: 1024,
+    header_read_timeout: std::time::Duration::from_secs(30),
+};
+
 /// Most bytes of file content kept in memory.
 pub const CACHE_BYTES: u64 = 256 << 20;
 

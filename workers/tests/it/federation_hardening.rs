@@ -616,3 +616,132 @@ async fn export_checks_the_destination_s_last_bundle_before_trusting_its_cursor(
     assert_eq!(again["cursor"], first["cursor"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `serve_bounded` (what `federation serve` and `mirror serve` run): a client that does
+/// not finish its headers is cut off after the header timeout, and past the connection
+/// limit the next client waits for a free slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_bounded_in_number_and_header_time() {
+    use stellaops_workers::tls::{ConnectionLimits, serve_bounded};
+    let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+    let state = Arc::new(
+        ApiState::new(
+            pool,
+            TrustedKeys::default(),
+            limits(1 << 20),
+            tokens(),
+            false,
+        )
+        .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bounds = ConnectionLimits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(1),
+    };
+    let server = tokio::spawn(serve_bounded(
+        listener,
+        router(state),
+        bounds,
+        Peer::plain,
+        std::future::pending(),
+    ));
+    let (stalled, waited, answer) = tokio::task::spawn_blocking(move || {
+        // Half a header, then nothing: the server closes the connection.
+        let mut slow = std::net::TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+        let started = Instant::now();
+        slow.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = slow.read_to_end(&mut rest);
+        let stalled = started.elapsed();
+        // Two silent connections fill the slots; a third client is served only once the
+        // header timeout has freed one.
+        let _a = std::net::TcpStream::connect(addr).unwrap();
+        let _b = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let mut third = std::net::TcpStream::connect(addr).unwrap();
+        third
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let answer = status_line(&mut third);
+        (stalled, started.elapsed(), answer)
+    })
+    .await
+    .unwrap();
+    assert!(
+        stalled >= Duration::from_millis(900) && stalled < Duration::from_secs(5),
+        "a stalled header was cut after {stalled:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(700),
+        "the third connection waited {waited:?} for a slot"
+    );
+    server.abort();
+}
+
+/// The real binary: `federation serve` without authentication does not start; with a
+/// tokens file it answers 401 without a token and serves with one.
+#[tokio::test]
+async fn the_serve_command_needs_authentication_and_honours_its_tokens_file() {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("serve_cli", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let refused = worker(&url, &["federation", "serve", "--listen", &listen]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("needs authentication"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let dir = temp("serve-cli");
+    let tokens_file = dir.join("tokens");
+    std::fs::write(&tokens_file, format!("*:{ANY_SITE_TOKEN}\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stellaops-worker"))
+        .args(["federation", "serve", "--listen", &listen, "--tokens-file"])
+        .arg(&tokens_file)
+        .env("DATABASE_URL", &url)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let status_url = format!("http://{listen}/api/v1/federation/sync/status");
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("http://{listen}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "federation serve did not come up");
+    let anonymous = http.get(&status_url).send().await.unwrap();
+    let with_token = http
+        .get(&status_url)
+        .bearer_auth(ANY_SITE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(with_token.status(), 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -211,6 +211,38 @@ async fn a_changed_statement_re_evaluates_exactly_the_images_it_speaks_about() {
     assert_eq!(delta.payload["previousVerdict"], "Fail");
     assert_eq!(delta.payload["verdict"], "Pass");
 
+    // explain says why: the finding is kept, taken out by the vendor.
+    let explain = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_stellaops-worker"))
+            .arg("explain")
+            .args(args)
+            .env("DATABASE_URL", &database_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = explain(&[&x]);
+    assert!(text.contains("verdict Pass"), "{text}");
+    assert!(
+        text.contains("Taken out (1):")
+            && text.contains("critical  GHSA-minimist in pkg:npm/minimist@1.2.0 (fixed in 1.2.6) — vex:vendor: VEX consensus: not_affected"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&explain(&[&x, "--json"])).unwrap();
+    assert_eq!(json["findings"][0]["decidedBy"], "vex:vendor");
+    assert!(
+        json["policyDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
     // The same document again: nothing to re-evaluate.
     let out = run(document(1, "not_affected"));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("re-evaluated"));
@@ -222,5 +254,12 @@ async fn a_changed_statement_re_evaluates_exactly_the_images_it_speaks_about() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(latest(x).await.1, "Fail");
+    assert_eq!(latest(x.clone()).await.1, "Fail");
+    let text = explain(&[&x]);
+    assert!(
+        text.contains("verdict Fail")
+            && text.contains("Failing (1):")
+            && text.contains("— threshold: critical is at or above failOn critical"),
+        "{text}"
+    );
 }
