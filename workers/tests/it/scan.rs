@@ -181,8 +181,10 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
     let scratch =
         std::env::temp_dir().join(format!("stellaops-scan-scratch-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
+    let (private, public) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
     let job = ScanJob {
-        signer: None,
+        signer: Some(&signer),
         registry: &registry,
         s3: &env.s3,
         bucket: &env.bucket,
@@ -217,6 +219,36 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
         ),
         (1, 2, 2, 0)
     );
+    // The signed verdict: in S3 under attest/<sha256>.dsse.json, the same bytes in the row,
+    // verified by the public key and saying what the summary says.
+    let (attestation_key, attestation): (String, Vec<u8>) =
+        sqlx::query_as("SELECT attestation_key, attestation FROM scan_results WHERE id = $1")
+            .bind(summary.scan_id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert!(attestation_key.starts_with("attest/"), "{attestation_key}");
+    let stored = env
+        .s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(&attestation_key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(stored.as_ref(), attestation.as_slice());
+    let keys = stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap();
+    let signed = keys
+        .verify(&attestation_key, &stored, &summary.image_digest)
+        .unwrap();
+    assert_eq!(signed.verdict, "Fail");
+    assert_eq!((signed.findings.critical, signed.findings.high), (1, 2));
+    assert_eq!(signed.sbom.uri, summary.sbom_uri);
     // The SBOM in S3: exact inventory, with the layer that brought each component.
     let key = summary
         .sbom_uri
