@@ -169,62 +169,83 @@ where
     root_controller(client, kube::runtime::reflector::store::Writer::default())
 }
 
-async fn run_federation_sites(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels("app.kubernetes.io/component=federation-sync");
-    own_root_controller::<FederationSite>(&client)
-        // The CronJob and its Jobs run in the platform namespace: mapped back by owner
-        // labels (the Jobs get them from the CronJob's template), so a finished sync is
-        // reported at once.
-        .watches(
-            platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-            owned.clone(),
-            |o| tenancy::owner_of::<FederationSite, _>(&o),
-        )
-        .watches(
-            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-            owned,
-            |o| tenancy::owner_of::<FederationSite, _>(&o),
-        )
-        .with_config(controller_config(&ctx))
+/// Drive `controller` until a shutdown signal, every kind alike: the operator's controller
+/// settings (bounded concurrency, debounce), `reconcile` timed and counted by [`tracked`],
+/// failures retried with per-object backoff by [`error_policy`].
+async fn drive<K, F, Fut>(controller: Controller<K>, ctx: Arc<Context>, reconcile: F)
+where
+    K: StellaKind
+        + kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action>> + Send + 'static,
+{
+    let config = controller_config(&ctx);
+    controller
+        .with_config(config)
         .shutdown_on_signal()
         .run(
-            |o, c| tracked(o, c, federation_site::reconcile),
-            error_policy::<FederationSite>,
+            move |object, ctx| tracked(object, ctx, reconcile),
+            error_policy::<K>,
             ctx,
         )
         .for_each(|_| async {})
         .await;
 }
 
+async fn run_federation_sites(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels("app.kubernetes.io/component=federation-sync");
+    drive(
+        own_root_controller::<FederationSite>(&client)
+            // The CronJob and its Jobs run in the platform namespace: mapped back by owner
+            // labels (the Jobs get them from the CronJob's template), so a finished sync is
+            // reported at once.
+            .watches(
+                platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+                owned.clone(),
+                |o| tenancy::owner_of::<FederationSite, _>(&o),
+            )
+            .watches(
+                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+                owned,
+                |o| tenancy::owner_of::<FederationSite, _>(&o),
+            ),
+        ctx,
+        federation_site::reconcile,
+    )
+    .await;
+}
+
 async fn run_mirror_domains(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/mirrordomain");
-    own_root_controller::<MirrorDomain>(&client)
-        .watches(
-            platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
-            owned.clone(),
-            |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-        )
-        .watches(
-            platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-            owned.clone(),
-            |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-        )
-        .watches(
-            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-            owned,
-            |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-        )
-        .with_config(controller_config(&ctx))
-        .shutdown_on_signal()
-        .run(
-            |o, c| tracked(o, c, mirror_domain::reconcile),
-            error_policy::<MirrorDomain>,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+    drive(
+        own_root_controller::<MirrorDomain>(&client)
+            .watches(
+                platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
+                owned.clone(),
+                |o| tenancy::owner_of::<MirrorDomain, _>(&o),
+            )
+            .watches(
+                platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+                owned.clone(),
+                |o| tenancy::owner_of::<MirrorDomain, _>(&o),
+            )
+            .watches(
+                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+                owned,
+                |o| tenancy::owner_of::<MirrorDomain, _>(&o),
+            ),
+        ctx,
+        mirror_domain::reconcile,
+    )
+    .await;
 }
 
 async fn run_scans<S>(
@@ -238,29 +259,25 @@ async fn run_scans<S>(
 {
     let caches = ctx.caches.clone();
     let cap = ctx.config.max_concurrent_scans as usize;
-    root_controller(&ctx.client, scans)
-        // A scan Job (in the platform namespace, mapped back to its Scan by owner labels)
-        // reconciles its Scan when it changes; when a slot is free after it (the Job
-        // finished or was removed) the Scans at the head of the queue are woken too, so no
-        // queued Scan has to poll for a slot.
-        .watches_stream(scan_jobs, move |job| {
-            let mut wake: Vec<ObjectRef<Scan>> =
-                tenancy::owner_of::<Scan, _>(&job).into_iter().collect();
-            // The event may be a deletion (which looks like any other here): ask the store,
-            // already updated by this event, whether a slot is free.
-            let free = cap.saturating_sub(caches.running_scan_jobs(cap));
-            wake.extend(caches.queue_heads(free));
-            wake
-        })
-        .with_config(controller_config(&ctx))
-        .shutdown_on_signal()
-        .run(
-            |o, c| tracked(o, c, scan::reconcile),
-            error_policy::<Scan>,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+    drive(
+        root_controller(&ctx.client, scans)
+            // A scan Job (in the platform namespace, mapped back to its Scan by owner labels)
+            // reconciles its Scan when it changes; when a slot is free after it (the Job
+            // finished or was removed) the Scans at the head of the queue are woken too, so no
+            // queued Scan has to poll for a slot.
+            .watches_stream(scan_jobs, move |job| {
+                let mut wake: Vec<ObjectRef<Scan>> =
+                    tenancy::owner_of::<Scan, _>(&job).into_iter().collect();
+                // The event may be a deletion (which looks like any other here): ask the store,
+                // already updated by this event, whether a slot is free.
+                let free = cap.saturating_sub(caches.running_scan_jobs(cap));
+                wake.extend(caches.queue_heads(free));
+                wake
+            }),
+        ctx,
+        scan::reconcile,
+    )
+    .await;
 }
 
 async fn run_notify_rules(
@@ -269,62 +286,49 @@ async fn run_notify_rules(
 ) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/notifyrule");
-    root_controller(&client, rules)
-        // The worker Deployment (in the platform namespace) is shared by a namespace's
-        // rules: a change to it reconciles every rule it names.
-        .watches(
-            platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
-            owned,
-            |deployment| notify_rule::rules_of(&deployment),
-        )
-        .with_config(controller_config(&ctx))
-        .shutdown_on_signal()
-        .run(
-            |o, c| tracked(o, c, notify_rule::reconcile),
-            error_policy::<NotifyRule>,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+    drive(
+        root_controller(&client, rules)
+            // The worker Deployment (in the platform namespace) is shared by a namespace's
+            // rules: a change to it reconciles every rule it names.
+            .watches(
+                platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
+                owned,
+                |deployment| notify_rule::rules_of(&deployment),
+            ),
+        ctx,
+        notify_rule::reconcile,
+    )
+    .await;
 }
 
 async fn run_platforms(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    own_root_controller::<Platform>(&client)
-        // Migration Jobs are owned; component Deployments belong to the chart, so a rollout
-        // in progress is polled instead (every 10 s).
-        .owns(
-            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-            watcher::Config::default().labels("stella-ops.org/platform"),
-        )
-        .with_config(controller_config(&ctx))
-        .shutdown_on_signal()
-        .run(
-            |o, c| tracked(o, c, platform::reconcile),
-            error_policy::<Platform>,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+    drive(
+        own_root_controller::<Platform>(&client)
+            // Migration Jobs are owned; component Deployments belong to the chart, so a rollout
+            // in progress is polled instead (every 10 s).
+            .owns(
+                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+                watcher::Config::default().labels("stella-ops.org/platform"),
+            ),
+        ctx,
+        platform::reconcile,
+    )
+    .await;
 }
 
 async fn run_schedules(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    own_root_controller::<Schedule>(&client)
-        .watches(
+    drive(
+        own_root_controller::<Schedule>(&client).watches(
             platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
             watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
             |job| tenancy::owner_of::<Schedule, _>(&job),
-        )
-        .with_config(controller_config(&ctx))
-        .shutdown_on_signal()
-        .run(
-            |o, c| tracked(o, c, schedule::reconcile),
-            error_policy::<Schedule>,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
+        ),
+        ctx,
+        schedule::reconcile,
+    )
+    .await;
 }
 
 async fn run_zastava_policies<N>(ctx: Arc<Context>, namespace_changes: N)
@@ -332,38 +336,34 @@ where
     N: futures::Stream<Item = ()> + Send + 'static,
 {
     let client = ctx.client.clone();
-    own_root_controller::<ZastavaPolicy>(&client)
-    .owns(
-        kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>::all(client.clone()),
-        watcher::Config::default().labels("app.kubernetes.io/component=zastava-webhook"),
-    )
-    // A new or relabelled namespace changes every policy's count.
-    .reconcile_all_on(namespace_changes)
-    // The webhook certificates are shared by every policy: when they change (a rotation by
-    // one policy's reconcile), every webhook configuration takes the new CA bundle.
-    .reconcile_all_on(
-        watcher::watcher(
-            kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
-                ctx.client.clone(),
-                &ctx.config.operator_namespace,
+    drive(
+        own_root_controller::<ZastavaPolicy>(&client)
+            .owns(
+                kube::Api::<
+                    k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
+                >::all(client.clone()),
+                watcher::Config::default().labels("app.kubernetes.io/component=zastava-webhook"),
+            )
+            // A new or relabelled namespace changes every policy's count.
+            .reconcile_all_on(namespace_changes)
+            // The webhook certificates are shared by every policy: when they change (a rotation by
+            // one policy's reconcile), every webhook configuration takes the new CA bundle.
+            .reconcile_all_on(
+                watcher::watcher(
+                    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                        ctx.client.clone(),
+                        &ctx.config.operator_namespace,
+                    ),
+                    watcher::Config::default()
+                        .fields(&format!("metadata.name={}", zastava_policy::CA_SECRET)),
+                )
+                .default_backoff()
+                .applied_objects()
+                .filter_map(|change| async move { change.ok().map(|_| ()) }),
             ),
-            watcher::Config::default().fields(&format!(
-                "metadata.name={}",
-                zastava_policy::CA_SECRET
-            )),
-        )
-        .default_backoff()
-        .applied_objects()
-        .filter_map(|change| async move { change.ok().map(|_| ()) }),
-    )
-    .with_config(controller_config(&ctx))
-    .shutdown_on_signal()
-    .run(
-        |o, c| tracked(o, c, zastava_policy::reconcile),
-        error_policy::<ZastavaPolicy>,
         ctx,
+        zastava_policy::reconcile,
     )
-    .for_each(|_| async {})
     .await;
 }
 
