@@ -6,6 +6,7 @@ pub mod acceptance;
 pub mod cache;
 pub mod context;
 pub mod error;
+pub mod housekeeping;
 pub mod kind;
 pub mod metrics;
 pub mod retry;

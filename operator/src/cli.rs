@@ -127,6 +127,20 @@ pub struct RunArgs {
         default_value_t = 90
     )]
     pub retain_schedule_runs_days: u64,
+    /// Cron schedule (UTC) of the artifact lifecycle CronJob the leader keeps in the
+    /// platform namespace (`stellaops-worker artifacts lifecycle`); `off` removes it.
+    #[arg(
+        long,
+        env = "STELLAOPS_ARTIFACT_LIFECYCLE_SCHEDULE",
+        default_value = "17 3 * * *"
+    )]
+    pub artifact_lifecycle_schedule: String,
+    /// Days working artifacts (image diffs) are kept.
+    #[arg(long, env = "STELLAOPS_ARTIFACT_SHORT_DAYS", default_value_t = 14)]
+    pub artifact_short_days: u32,
+    /// Days SBOMs and layer fragments are kept once no current result points to them.
+    #[arg(long, env = "STELLAOPS_ARTIFACT_DEFAULT_DAYS", default_value_t = 180)]
+    pub artifact_default_days: u32,
     /// Seconds between retention passes (each deletes in batches of 1,000 rows).
     #[arg(
         long,

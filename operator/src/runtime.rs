@@ -105,7 +105,11 @@ async fn shutdown_signal() {
 /// most `grace`. Reconciles are idempotent, so one cut short is redone by the next leader;
 /// waiting longer would outlast the Pod's termination grace period (SIGKILL, and the Lease
 /// held until it expires).
-async fn run_controllers(ctx: Arc<Context>, grace: Duration) {
+async fn run_controllers(
+    ctx: Arc<Context>,
+    grace: Duration,
+    lifecycle: Option<stellaops_controllers::housekeeping::ArtifactLifecycle>,
+) {
     // The leader (only it) applies the platform's migrations, so no worker needs DDL rights.
     // A database that is down does not stop the controllers: what needs it retries, and
     // workers refuse to start against an older schema with a message saying why.
@@ -115,6 +119,16 @@ async fn run_controllers(ctx: Arc<Context>, grace: Duration) {
             Err(error) => tracing::error!(%error, "applying database migrations failed"),
         }
     }
+    // The housekeeping CronJob follows this operator's settings (image, bucket, schedule).
+    if let Err(error) = stellaops_controllers::housekeeping::apply_artifact_lifecycle(
+        &ctx.client,
+        &ctx.config,
+        lifecycle.as_ref(),
+    )
+    .await
+    {
+        tracing::error!(%error, "applying the artifact lifecycle CronJob failed");
+    }
     tokio::select! {
         _ = stellaops_controllers::run(ctx) => {}
         _ = async {
@@ -122,6 +136,18 @@ async fn run_controllers(ctx: Arc<Context>, grace: Duration) {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(?grace, "reconciles still running after the shutdown grace; stopping them"),
     }
+}
+
+fn artifact_lifecycle(
+    args: &RunArgs,
+) -> Option<stellaops_controllers::housekeeping::ArtifactLifecycle> {
+    (args.artifact_lifecycle_schedule != "off").then(|| {
+        stellaops_controllers::housekeeping::ArtifactLifecycle {
+            schedule: args.artifact_lifecycle_schedule.clone(),
+            short_days: args.artifact_short_days,
+            default_days: args.artifact_default_days,
+        }
+    })
 }
 
 fn retention_ages(args: &RunArgs) -> stellaops_store::retention::Ages {
@@ -218,7 +244,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready.store(true, Ordering::Relaxed);
         tracing::warn!("leader election disabled: run only one replica like this");
         leader_gauge.set(1);
-        run_controllers(ctx, grace).await;
+        run_controllers(ctx, grace, artifact_lifecycle(&args)).await;
         return Ok(());
     }
 
@@ -254,7 +280,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut holder = LeaseHolder::start(kube_config, leader_config)
         .context("starting the lease renewal thread")?;
     let outcome = tokio::select! {
-        _ = run_controllers(ctx, grace) => Ok(()),
+        _ = run_controllers(ctx, grace, artifact_lifecycle(&args)) => Ok(()),
         lost = holder.lost() => Err(anyhow::anyhow!("lost leadership: {lost}")),
     };
     holder.stop().await;

@@ -1096,3 +1096,75 @@ async fn what_a_tenant_deleted_while_the_operator_was_down_is_removed_at_its_nex
     assert_eq!(cluster.forbidden_operator_requests(), Vec::<String>::new());
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeps_the_artifact_lifecycle_cron_job_and_its_run_sweeps() {
+    let Some(mut cluster) = Cluster::start("e2e_lifecycle").await else {
+        return;
+    };
+    cluster.start_operator("solo", &["--artifact-short-days", "0"]);
+    let cron_job = cluster
+        .wait_for("the artifact lifecycle CronJob", SETTLE, || async {
+            cluster
+                .emulator
+                .objects("batch/v1", "CronJob")
+                .into_iter()
+                .find(|c| {
+                    c["metadata"]["namespace"] == OPERATOR_NAMESPACE
+                        && c["metadata"]["name"] == "stellaops-artifact-lifecycle"
+                })
+        })
+        .await;
+    assert_eq!(cron_job["spec"]["schedule"], "17 3 * * *");
+    assert_eq!(cron_job["spec"]["timeZone"], "Etc/UTC");
+    // A working artifact older than its class's age (zero days here) is swept by the run.
+    let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
+        endpoint: Some(cluster.services.s3_endpoint.clone()),
+        region: None,
+        force_path_style: true,
+    })
+    .await;
+    s3.put_object()
+        .bucket(&cluster.bucket)
+        .key("scanner/diffs/old_new/diff.json.zst")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{}"))
+        .send()
+        .await
+        .expect("put");
+    cluster
+        .runner
+        .as_ref()
+        .unwrap()
+        .trigger_cron_job(OPERATOR_NAMESPACE, "stellaops-artifact-lifecycle")
+        .await
+        .unwrap();
+    cluster
+        .wait_for("the lifecycle Job succeeds", SETTLE, || async {
+            cluster
+                .emulator
+                .objects("batch/v1", "Job")
+                .into_iter()
+                .find(|j| {
+                    j["metadata"]["labels"]["app.kubernetes.io/component"] == "artifact-lifecycle"
+                        && j["status"]["succeeded"] == 1
+                })
+        })
+        .await;
+    let pool = stellaops_store::connect(&cluster.database_url)
+        .await
+        .unwrap();
+    let passes: i64 = sqlx::query_scalar("SELECT count(*) FROM artifact_lifecycle_passes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(passes, 1, "the pass was recorded");
+    let left = s3
+        .list_objects_v2()
+        .bucket(&cluster.bucket)
+        .prefix("scanner/diffs/")
+        .send()
+        .await
+        .unwrap();
+    assert!(left.contents().is_empty(), "the working artifact was swept");
+    cluster.stop().await;
+}
