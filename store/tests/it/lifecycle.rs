@@ -39,28 +39,34 @@ async fn result_row(pool: &sqlx::PgPool, digest: &str, uri: &str, finished_days_
     .expect("insert a result");
 }
 
-#[tokio::test]
-async fn expired_artifacts_go_and_current_results_and_compliance_artifacts_stay() {
-    let Some(endpoint) = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT") else {
-        return;
-    };
-    let Some(pool) =
-        stellaops_testing::migrated_database("store_lifecycle", &stellaops_store::MIGRATOR).await
-    else {
-        return;
-    };
+/// A client of the test S3 server with a fresh bucket, and a migrated database; `None`
+/// (skip) outside CI without the services.
+async fn fixture(
+    database: &str,
+    bucket: &str,
+) -> Option<(aws_sdk_s3::Client, String, sqlx::PgPool)> {
+    let endpoint = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT")?;
+    let pool = stellaops_testing::migrated_database(database, &stellaops_store::MIGRATOR).await?;
     let s3 = client(&S3Settings {
         endpoint: Some(endpoint),
         region: None,
         force_path_style: true,
     })
     .await;
-    let bucket = format!("lifecycle-{}", std::process::id());
+    let bucket = format!("{bucket}-{}", std::process::id());
     s3.create_bucket()
         .bucket(&bucket)
         .send()
         .await
         .expect("create bucket");
+    Some((s3, bucket, pool))
+}
+
+#[tokio::test]
+async fn expired_artifacts_go_and_current_results_and_compliance_artifacts_stay() {
+    let Some((s3, bucket, pool)) = fixture("store_lifecycle", "lifecycle").await else {
+        return;
+    };
     let (a, b) = ("aa".repeat(32), "bb".repeat(32));
     let objects = [
         format!("scanner/images/{a}/inventory.cdx.json"),
@@ -154,27 +160,9 @@ async fn expired_artifacts_go_and_current_results_and_compliance_artifacts_stay(
 
 #[tokio::test]
 async fn a_pass_stops_at_its_bound_and_the_next_one_continues() {
-    let Some(endpoint) = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT") else {
+    let Some((s3, bucket, pool)) = fixture("store_lifecycle_bound", "lifecycle-bound").await else {
         return;
     };
-    let Some(pool) =
-        stellaops_testing::migrated_database("store_lifecycle_bound", &stellaops_store::MIGRATOR)
-            .await
-    else {
-        return;
-    };
-    let s3 = client(&S3Settings {
-        endpoint: Some(endpoint),
-        region: None,
-        force_path_style: true,
-    })
-    .await;
-    let bucket = format!("lifecycle-bound-{}", std::process::id());
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("create bucket");
     for i in 0..5 {
         s3.put_object()
             .bucket(&bucket)
