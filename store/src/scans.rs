@@ -48,7 +48,7 @@ pub struct Explanation {
 }
 
 /// One finding of an [`Explanation`].
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExplainedFinding {
     /// Vulnerability id.
@@ -65,6 +65,10 @@ pub struct ExplainedFinding {
     pub decided_by: Option<String>,
     /// For a person.
     pub reason: Option<String>,
+    /// In CISA's KEV catalog since (its CVE, from the latest feed ingested).
+    pub kev_since: Option<chrono::NaiveDate>,
+    /// EPSS probability (latest feed).
+    pub epss: Option<f64>,
 }
 
 /// The latest result of `image` — a digest (`sha256:…`) or the reference it was scanned
@@ -82,28 +86,34 @@ pub async fn explain(pool: &sqlx::PgPool, image: &str) -> crate::Result<Option<E
         return Ok(None);
     };
     let scan_id: i64 = row.get("id");
-    let findings = sqlx::query_as::<_, (String, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)>(
-        "SELECT vuln_id, purl, severity, fixed_version, outcome, decided_by, reason FROM scan_findings
-         WHERE scan_id = $1
-         ORDER BY CASE outcome WHEN 'fails' THEN 0 WHEN 'warns' THEN 1 WHEN 'counted' THEN 2 ELSE 3 END,
-                  CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END,
-                  vuln_id, purl",
+    // KEV and EPSS by the advisory's CVE (the finding's own id when it is one).
+    let findings = sqlx::query(
+        "SELECT f.vuln_id, f.purl, f.severity, f.fixed_version, f.outcome, f.decided_by, f.reason,
+                k.date_added AS kev_since, e.epss
+         FROM scan_findings f
+         LEFT JOIN canonical_advisories a ON a.merge_hash = f.merge_hash
+         LEFT JOIN kev_entries k ON k.cve = COALESCE(a.cve, f.vuln_id)
+         LEFT JOIN epss_scores e ON e.cve = COALESCE(a.cve, f.vuln_id)
+         WHERE f.scan_id = $1
+         ORDER BY CASE f.outcome WHEN 'fails' THEN 0 WHEN 'warns' THEN 1 WHEN 'counted' THEN 2 ELSE 3 END,
+                  CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END,
+                  f.vuln_id, f.purl",
     )
     .bind(scan_id)
     .fetch_all(pool)
     .await?
-    .into_iter()
-    .map(
-        |(vuln_id, purl, severity, fixed_version, outcome, decided_by, reason)| ExplainedFinding {
-            vuln_id,
-            purl,
-            severity,
-            fixed_version,
-            outcome,
-            decided_by,
-            reason,
-        },
-    )
+    .iter()
+    .map(|r| ExplainedFinding {
+        vuln_id: r.get("vuln_id"),
+        purl: r.get("purl"),
+        severity: r.get("severity"),
+        fixed_version: r.get("fixed_version"),
+        outcome: r.get("outcome"),
+        decided_by: r.get("decided_by"),
+        reason: r.get("reason"),
+        kev_since: r.get("kev_since"),
+        epss: r.get("epss"),
+    })
     .collect();
     Ok(Some(Explanation {
         scan_id,

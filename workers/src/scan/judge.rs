@@ -198,9 +198,16 @@ pub fn render(e: &stellaops_store::scans::Explanation) -> String {
         }
         let _ = writeln!(out, "\n{title} ({}):", members.len());
         for f in members {
+            let mut exploitation = Vec::new();
+            if let Some(since) = f.kev_since {
+                exploitation.push(format!("KEV since {since}"));
+            }
+            if let Some(epss) = f.epss {
+                exploitation.push(format!("EPSS {epss:.3}"));
+            }
             let _ = writeln!(
                 out,
-                "  {:<9} {} in {}{} — {}: {}",
+                "  {:<9} {} in {}{}{} — {}: {}",
                 f.severity.as_deref().unwrap_or("unrated"),
                 f.vuln_id,
                 f.purl,
@@ -208,6 +215,11 @@ pub fn render(e: &stellaops_store::scans::Explanation) -> String {
                     .as_deref()
                     .map(|v| format!(" (fixed in {v})"))
                     .unwrap_or_default(),
+                if exploitation.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", exploitation.join(", "))
+                },
                 f.decided_by
                     .as_deref()
                     .unwrap_or("recorded before the decider"),
