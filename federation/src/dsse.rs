@@ -8,7 +8,6 @@ use p256::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Payload type of federation bundle signatures.
 pub const PAYLOAD_TYPE: &str = "application/stellaops.federation.bundle+json";
@@ -47,24 +46,9 @@ pub enum KeyError {
     BadKey(&'static str),
 }
 
-/// DSSE pre-authentication encoding: `DSSEv1 <len(type)> <type> <len(body)> <body>`.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {} {} ",
-        payload_type.len(),
-        payload_type,
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
-
-/// `sha256:<hex>` of a public key's SubjectPublicKeyInfo DER.
-pub fn key_id(key: &VerifyingKey) -> String {
-    let der = key.to_public_key_der().expect("P-256 keys encode");
-    format!("sha256:{}", hex::encode(Sha256::digest(der.as_bytes())))
-}
+// DSSE's pre-authentication encoding and key ids are the platform's one implementation,
+// shared with the signed verdicts.
+pub use stellaops_store::attestation::{key_id, pae};
 
 /// A signing key.
 pub struct Signer {
