@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodStatus, Secret};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -22,6 +22,15 @@ use crate::workload;
 /// A Job this replica created that its store has not shown yet, forgotten after this long
 /// (the watch delivers it in milliseconds; the bound only keeps the map from growing).
 const STARTED_MEMORY: Duration = Duration::from_secs(60);
+
+/// Events a shared store buffers for each subscriber before its watch waits for them.
+const SHARED_BUFFER: usize = 256;
+
+/// Label selector of the sync Jobs in [`Caches::sync_jobs`].
+pub const SYNC_JOBS: &str = "app.kubernetes.io/component in (federation-sync,mirror-sync)";
+
+/// Label selector of the Secret copies in [`Caches::secret_copies`].
+pub const SECRET_COPIES: &str = crate::tenancy::OWNER_KIND;
 
 /// Read handles on every shared store. Cloning is cheap (the stores are shared).
 #[derive(Clone)]
@@ -36,6 +45,12 @@ pub struct Caches {
     pub namespaces: Store<Namespace>,
     /// Every NotifyRule, cluster-wide.
     pub notify_rules: Store<NotifyRule>,
+    /// The copies of tenants' Secrets in the platform namespace (labelled with their owner):
+    /// what a reconcile compares with before writing a copy, and prunes from.
+    pub secret_copies: Store<Secret>,
+    /// FederationSite and MirrorDomain sync Jobs of the platform namespace (a shared store:
+    /// its watch also triggers those two controllers).
+    pub sync_jobs: Store<Job>,
     /// Scan Jobs this replica created that `scan_jobs` does not show yet: without them two
     /// reconciles a few milliseconds apart could both take the last free slot.
     started: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>>,
@@ -53,6 +68,10 @@ pub struct Writers {
     pub namespaces: reflector::store::Writer<Namespace>,
     /// Fills [`Caches::notify_rules`].
     pub notify_rules: reflector::store::Writer<NotifyRule>,
+    /// Fills [`Caches::secret_copies`].
+    pub secret_copies: reflector::store::Writer<Secret>,
+    /// Fills [`Caches::sync_jobs`]; subscribe before handing it to its watch.
+    pub sync_jobs: reflector::store::Writer<Job>,
 }
 
 /// Objects to fill caches with at once (tests, `preview`).
@@ -68,6 +87,10 @@ pub struct Contents {
     pub namespaces: Vec<Namespace>,
     /// NotifyRules.
     pub notify_rules: Vec<NotifyRule>,
+    /// Secret copies in the platform namespace.
+    pub secret_copies: Vec<Secret>,
+    /// Sync Jobs.
+    pub sync_jobs: Vec<Job>,
 }
 
 fn fill<K>(writer: &mut reflector::store::Writer<K>, objects: Vec<K>)
@@ -90,6 +113,8 @@ impl Caches {
         let (pods, pods_writer) = reflector::store();
         let (namespaces, namespaces_writer) = reflector::store();
         let (notify_rules, notify_rules_writer) = reflector::store();
+        let (secret_copies, secret_copies_writer) = reflector::store();
+        let (sync_jobs, sync_jobs_writer) = reflector::store_shared(SHARED_BUFFER);
         (
             Caches {
                 scans,
@@ -97,6 +122,8 @@ impl Caches {
                 pods,
                 namespaces,
                 notify_rules,
+                secret_copies,
+                sync_jobs,
                 started: Arc::default(),
             },
             Writers {
@@ -105,6 +132,8 @@ impl Caches {
                 pods: pods_writer,
                 namespaces: namespaces_writer,
                 notify_rules: notify_rules_writer,
+                secret_copies: secret_copies_writer,
+                sync_jobs: sync_jobs_writer,
             },
         )
     }
@@ -127,6 +156,8 @@ impl Caches {
                 .collect(),
         );
         fill(&mut writers.notify_rules, contents.notify_rules);
+        fill(&mut writers.secret_copies, contents.secret_copies);
+        fill(&mut writers.sync_jobs, contents.sync_jobs);
         caches
     }
 

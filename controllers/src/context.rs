@@ -85,6 +85,8 @@ pub struct Context {
     pub caches: Caches,
     /// Failures in a row per object, for the error policy's backoff.
     pub retries: std::sync::Arc<crate::retry::Retries>,
+    /// The last sync of each namespace's notify worker, shared by its rules' reconciles.
+    pub notify_syncs: std::sync::Arc<crate::notify_rule::NamespaceSyncs>,
 }
 
 impl Context {
@@ -102,6 +104,7 @@ impl Context {
             outbox: None,
             caches: Caches::filled(Contents::default()),
             retries: Default::default(),
+            notify_syncs: Default::default(),
         }
     }
 

@@ -458,7 +458,7 @@ async fn apply(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<Action> {
             &Patch::Apply(&body),
         )
         .await?;
-    let latest = workload::latest_job_result(&ctx.client, &platform_ns, &owned).await?;
+    let latest = workload::latest_job_result(&ctx, &platform_ns, &owned).await?;
     let status = compute_status(
         &site,
         Some(&applied),

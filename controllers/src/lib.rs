@@ -199,31 +199,35 @@ where
         .await;
 }
 
-async fn run_federation_sites(ctx: Arc<Context>) {
+async fn run_federation_sites<J>(ctx: Arc<Context>, sync_jobs: J)
+where
+    J: futures::Stream<Item = Arc<k8s_openapi::api::batch::v1::Job>> + Send + 'static,
+{
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("app.kubernetes.io/component=federation-sync");
     drive(
         own_root_controller::<FederationSite>(&client)
             // The CronJob and its Jobs run in the platform namespace: mapped back by owner
             // labels (the Jobs get them from the CronJob's template), so a finished sync is
-            // reported at once.
+            // reported at once. The Jobs come from the shared sync Job store's watch.
             .watches(
                 platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-                owned.clone(),
-                |o| tenancy::owner_of::<FederationSite, _>(&o),
-            )
-            .watches(
-                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
                 owned,
                 |o| tenancy::owner_of::<FederationSite, _>(&o),
-            ),
+            )
+            .watches_shared_stream(sync_jobs, |o| {
+                tenancy::owner_of::<FederationSite, _>(o.as_ref())
+            }),
         ctx,
         federation_site::reconcile,
     )
     .await;
 }
 
-async fn run_mirror_domains(ctx: Arc<Context>) {
+async fn run_mirror_domains<J>(ctx: Arc<Context>, sync_jobs: J)
+where
+    J: futures::Stream<Item = Arc<k8s_openapi::api::batch::v1::Job>> + Send + 'static,
+{
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/mirrordomain");
     drive(
@@ -235,14 +239,12 @@ async fn run_mirror_domains(ctx: Arc<Context>) {
             )
             .watches(
                 platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-                owned.clone(),
-                |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-            )
-            .watches(
-                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
                 owned,
                 |o| tenancy::owner_of::<MirrorDomain, _>(&o),
-            ),
+            )
+            .watches_shared_stream(sync_jobs, |o| {
+                tenancy::owner_of::<MirrorDomain, _>(o.as_ref())
+            }),
         ctx,
         mirror_domain::reconcile,
     )
@@ -287,6 +289,7 @@ async fn run_notify_rules(
 ) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels("stella-ops.org/notifyrule");
+    let syncs = ctx.notify_syncs.clone();
     drive(
         root_controller(&client, rules)
             // The worker Deployment (in the platform namespace) is shared by a namespace's
@@ -294,7 +297,15 @@ async fn run_notify_rules(
             .watches(
                 platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
                 owned,
-                |deployment| notify_rule::rules_of(&deployment),
+                move |deployment| {
+                    // The rules' status reads the worker: their next reconcile syncs afresh.
+                    if let Some(ns) =
+                        kube::ResourceExt::labels(&deployment).get(tenancy::OWNER_NAMESPACE)
+                    {
+                        syncs.forget(ns);
+                    }
+                    notify_rule::rules_of(&deployment)
+                },
             ),
         ctx,
         notify_rule::reconcile,
@@ -404,17 +415,48 @@ pub async fn run(ctx: Arc<Context>) {
     .reflect(writers.namespaces)
     .touched_objects()
     .filter_map(|change| async move { change.ok().map(|_| ()) });
+    // Copies of tenants' Secrets in the platform namespace: compared before writing a copy
+    // again, and pruned from, instead of LISTing Secrets in a reconcile.
+    let secret_copies = watcher::watcher(
+        platform_api::<k8s_openapi::api::core::v1::Secret>(&ctx),
+        watcher::Config::default()
+            .labels(cache::SECRET_COPIES)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .modify(|secret| secret.metadata.managed_fields = None)
+    .reflect(writers.secret_copies)
+    .for_each(|_| async {});
+    // One watch of the sync Jobs fills their shared store and triggers both controllers.
+    let sync_jobs_writer = writers.sync_jobs;
+    let federation_jobs = sync_jobs_writer
+        .subscribe()
+        .expect("the sync Job store is shared");
+    let mirror_jobs = sync_jobs_writer
+        .subscribe()
+        .expect("the sync Job store is shared");
+    let sync_jobs = watcher::watcher(
+        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+        watcher::Config::default()
+            .labels(cache::SYNC_JOBS)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .reflect_shared(sync_jobs_writer)
+    .for_each(|_| async {});
     let controllers = async {
         futures::join!(
             run_scans(ctx.clone(), writers.scans, scan_jobs),
             run_schedules(ctx.clone()),
             run_notify_rules(ctx.clone(), writers.notify_rules),
-            run_federation_sites(ctx.clone()),
-            run_mirror_domains(ctx.clone()),
+            run_federation_sites(ctx.clone(), federation_jobs),
+            run_mirror_domains(ctx.clone(), mirror_jobs),
             run_zastava_policies(ctx.clone(), namespace_changes),
             run_platforms(ctx.clone()),
         );
     };
-    // The Pod watch feeds no controller: it runs until the controllers stop (on a signal).
-    futures::future::select(Box::pin(controllers), Box::pin(pods)).await;
+    // These watches feed no controller directly (the sync Jobs' subscribers do): they run
+    // until the controllers stop (on a signal).
+    let stores = futures::future::join3(pods, secret_copies, sync_jobs);
+    futures::future::select(Box::pin(controllers), Box::pin(stores)).await;
 }

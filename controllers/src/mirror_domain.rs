@@ -604,7 +604,7 @@ async fn apply(domain: Arc<MirrorDomain>, ctx: Arc<Context>) -> Result<Action> {
     )
     .await?;
     let selector = format!("{owned},app.kubernetes.io/component=mirror-sync");
-    let latest = workload::latest_job_result(&client, &platform_ns, &selector).await?;
+    let latest = workload::latest_job_result(&ctx, &platform_ns, &selector).await?;
     let status = compute_status(
         &domain,
         Some(&deployment),

@@ -12,9 +12,10 @@
 //! it changes, so editing a rule restarts nothing; only a new Secret reference changes the
 //! Deployment (a new volume).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -59,6 +60,60 @@ const SECRETS_MOUNT: &str = "/etc/stellaops/notify-secrets";
 
 /// A Secret's entries as text, by key.
 pub type SecretData = BTreeMap<String, String>;
+
+/// How long one namespace sync (its channel Secrets read, its worker applied) serves the
+/// other rules of the namespace: below the rules' 30 s requeue, so each namespace is synced
+/// about once per period however many rules it has.
+const SYNC_REUSE: Duration = Duration::from_secs(20);
+
+/// The last sync of each namespace's worker, reused by the other rules' reconciles while
+/// their inputs are unchanged: without it each of a namespace's R rules would read every
+/// channel Secret and apply the worker at each requeue, O(R²) calls per period. A change to
+/// a rule changes the inputs; a change to the worker forgets its namespace's entry.
+#[derive(Default)]
+pub struct NamespaceSyncs(Mutex<HashMap<String, NamespaceSync>>);
+
+#[derive(Clone)]
+struct NamespaceSync {
+    inputs: u64,
+    at: Instant,
+    secrets: BTreeMap<String, SecretData>,
+    worker: Option<Deployment>,
+}
+
+impl NamespaceSyncs {
+    fn fresh(&self, ns: &str, inputs: u64) -> Option<NamespaceSync> {
+        let syncs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        syncs
+            .get(ns)
+            .filter(|s| s.inputs == inputs && s.at.elapsed() < SYNC_REUSE)
+            .cloned()
+    }
+
+    fn remember(&self, ns: &str, sync: NamespaceSync) {
+        let mut syncs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        syncs.retain(|_, s| s.at.elapsed() < SYNC_REUSE);
+        syncs.insert(ns.to_string(), sync);
+    }
+
+    /// Forget namespace `ns`'s last sync (its worker changed, or a rule is being deleted).
+    pub fn forget(&self, ns: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(ns);
+    }
+}
+
+/// What a namespace sync depends on among its rules: which rules, at which generation,
+/// which are being deleted.
+fn sync_inputs(rules: &[Arc<NotifyRule>]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for rule in rules {
+        rule.metadata.name.hash(&mut hasher);
+        rule.metadata.uid.hash(&mut hasher);
+        rule.metadata.generation.hash(&mut hasher);
+        rule.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    }
+    hasher.finish()
+}
 
 /// Why a rule cannot run: the condition reason and a message naming the action and key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -566,7 +621,7 @@ pub async fn reconcile(rule: Arc<NotifyRule>, ctx: Arc<Context>) -> Result<Actio
 /// of their channel Secrets (stale copies pruned); with no live rule left, delete it all.
 /// The rules come from the shared store, `current` (the rule being reconciled) in the version
 /// at hand should the store trail its watch event. Returns the Secrets read (by name) and the
-/// applied worker.
+/// applied worker; a sync of the same inputs a moment ago ([`NamespaceSyncs`]) is reused.
 async fn sync_namespace(
     ctx: &Context,
     ns: &str,
@@ -576,23 +631,30 @@ async fn sync_namespace(
     all.retain(|r| r.metadata.uid != current.metadata.uid);
     all.push(current.clone());
     all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let inputs = sync_inputs(&all);
+    if let Some(sync) = ctx.notify_syncs.fresh(ns, inputs) {
+        return Ok((sync.secrets, sync.worker));
+    }
     let all_refs: Vec<&NotifyRule> = all
         .iter()
         .map(|r| r.as_ref())
         .filter(|r| r.meta().deletion_timestamp.is_none())
         .collect();
-    let mut secrets: BTreeMap<String, SecretData> = BTreeMap::new();
-    let names: BTreeSet<String> = all_refs
+    let names: Vec<String> = all_refs
         .iter()
         .flat_map(|r| r.spec.actions.iter().map(|a| a.secret_ref.name.clone()))
+        .collect::<BTreeSet<String>>()
+        .into_iter()
         .collect();
-    for name in &names {
-        if let Some(data) = workload::secret_entries(&ctx.client, ns, name).await? {
-            secrets.insert(name.clone(), data);
-        }
-    }
+    // Each Secret is read once per sync: for the checks and for its copy.
+    let sources = crate::tenancy::read_secrets(ctx, ns, &names).await?;
+    let secrets: BTreeMap<String, SecretData> = sources
+        .iter()
+        .map(|(name, secret)| (name.clone(), workload::entries_of(secret)))
+        .collect();
     if all_refs.is_empty() {
         crate::tenancy::delete_owned(ctx, &worker_selector(ns)).await?;
+        ctx.notify_syncs.forget(ns);
         return Ok((secrets, None));
     }
     let runnable: Vec<&NotifyRule> = all_refs
@@ -614,9 +676,9 @@ async fn sync_namespace(
         })
         .collect();
     let copy_meta = meta(ns, &all_refs, &ctx.config);
-    crate::tenancy::copy_secrets(
+    crate::tenancy::copy_read_secrets(
         ctx,
-        ns,
+        &sources,
         &copies,
         &ObjectMeta {
             name: None,
@@ -656,6 +718,15 @@ async fn sync_namespace(
             ))),
         )
         .await?;
+    ctx.notify_syncs.remember(
+        ns,
+        NamespaceSync {
+            inputs,
+            at: Instant::now(),
+            secrets: secrets.clone(),
+            worker: Some(worker.clone()),
+        },
+    );
     Ok((secrets, Some(worker)))
 }
 

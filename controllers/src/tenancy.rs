@@ -112,51 +112,52 @@ pub fn owned_selector(uid: &str) -> String {
     format!("{OWNER_UID}={uid}")
 }
 
-async fn delete_matching<K>(api: Api<K>, selector: &str, keep: &BTreeSet<String>) -> Result<usize>
+/// Whether `labels` satisfy an equality-based label selector (`k=v,k2=v2`, or a bare `k`
+/// for "has label k"): the only form the operator's own selectors take.
+pub fn selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|term| !term.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((key, value)) => labels.get(key.trim()).map(String::as_str) == Some(value.trim()),
+            None => labels.contains_key(term),
+        })
+}
+
+/// Delete every object of `api` matching `selector` with one `deletecollection` (no LIST,
+/// no request per object). Returns how many were deleted.
+async fn delete_collection<K>(api: Api<K>, selector: &str) -> Result<usize>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut deleted = 0;
-    for object in api.list(&ListParams::default().labels(selector)).await? {
-        let name = object.name_any();
-        if keep.contains(&name) {
-            continue;
-        }
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => deleted += 1,
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(deleted)
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::background(),
+            &ListParams::default().labels(selector),
+        )
+        .await?;
+    Ok(deleted.left().map_or(0, |list| list.items.len()))
 }
 
 /// Delete every object of the platform namespace matching `selector`: Jobs and CronJobs
-/// (their Pods go with them), Deployments, Services, claims, ConfigMaps and Secret copies.
-/// Returns how many were deleted.
+/// (their Pods go with them), Deployments, Services, claims, ConfigMaps and Secret copies,
+/// one `deletecollection` per kind. Returns how many were deleted.
 pub async fn delete_owned(ctx: &Context, selector: &str) -> Result<usize> {
     let ns = &ctx.config.operator_namespace;
     let c = &ctx.client;
-    let none = BTreeSet::new();
     let mut deleted = 0;
-    deleted += delete_matching(Api::<CronJob>::namespaced(c.clone(), ns), selector, &none).await?;
-    deleted += delete_matching(Api::<Job>::namespaced(c.clone(), ns), selector, &none).await?;
-    deleted += delete_matching(
-        Api::<Deployment>::namespaced(c.clone(), ns),
-        selector,
-        &none,
-    )
-    .await?;
-    deleted += delete_matching(Api::<Service>::namespaced(c.clone(), ns), selector, &none).await?;
-    deleted += delete_matching(
+    deleted += delete_collection(Api::<CronJob>::namespaced(c.clone(), ns), selector).await?;
+    deleted += delete_collection(Api::<Job>::namespaced(c.clone(), ns), selector).await?;
+    deleted += delete_collection(Api::<Deployment>::namespaced(c.clone(), ns), selector).await?;
+    deleted += delete_collection(Api::<Service>::namespaced(c.clone(), ns), selector).await?;
+    deleted += delete_collection(
         Api::<PersistentVolumeClaim>::namespaced(c.clone(), ns),
         selector,
-        &none,
     )
     .await?;
-    deleted +=
-        delete_matching(Api::<ConfigMap>::namespaced(c.clone(), ns), selector, &none).await?;
-    deleted += delete_matching(Api::<Secret>::namespaced(c.clone(), ns), selector, &none).await?;
+    deleted += delete_collection(Api::<ConfigMap>::namespaced(c.clone(), ns), selector).await?;
+    deleted += delete_collection(Api::<Secret>::namespaced(c.clone(), ns), selector).await?;
     Ok(deleted)
 }
 
@@ -167,6 +168,23 @@ pub struct SecretCopy {
     pub source: String,
     /// Its copy's name in the platform namespace.
     pub copy: String,
+}
+
+/// Read the Secrets named `names` in `ns` (one GET each: the operator may read tenants'
+/// Secrets only by name). Missing ones are left out.
+pub async fn read_secrets(
+    ctx: &Context,
+    ns: &str,
+    names: &[String],
+) -> Result<BTreeMap<String, Secret>> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut found = BTreeMap::new();
+    for name in names {
+        if let Some(secret) = api.get_opt(name).await? {
+            found.insert(name.clone(), secret);
+        }
+    }
+    Ok(found)
 }
 
 /// Copy each of `copies` from `source_ns` into the platform namespace with `labels` (owner
@@ -181,17 +199,32 @@ pub async fn copy_secrets(
     owner: Option<OwnerReference>,
     prune: Option<&str>,
 ) -> Result<Vec<String>> {
+    let names: Vec<String> = copies.iter().map(|c| c.source.clone()).collect();
+    let sources = read_secrets(ctx, source_ns, &names).await?;
+    copy_read_secrets(ctx, &sources, copies, metadata, owner, prune).await
+}
+
+/// [`copy_secrets`] from Secrets already read (by [`read_secrets`]). A copy the store of
+/// copies already shows as wanted is not written again; pruning reads that store, so
+/// neither step LISTs.
+pub async fn copy_read_secrets(
+    ctx: &Context,
+    sources: &BTreeMap<String, Secret>,
+    copies: &[SecretCopy],
+    metadata: &ObjectMeta,
+    owner: Option<OwnerReference>,
+    prune: Option<&str>,
+) -> Result<Vec<String>> {
     let platform_ns = &ctx.config.operator_namespace;
-    let sources: Api<Secret> = Api::namespaced(ctx.client.clone(), source_ns);
     let targets: Api<Secret> = Api::namespaced(ctx.client.clone(), platform_ns);
     let mut missing = Vec::new();
     for copy in copies {
-        let Some(source) = sources.get_opt(&copy.source).await? else {
+        let Some(source) = sources.get(&copy.source) else {
             missing.push(copy.source.clone());
             continue;
         };
-        let mut data = source.data.unwrap_or_default();
-        for (k, v) in source.string_data.unwrap_or_default() {
+        let mut data = source.data.clone().unwrap_or_default();
+        for (k, v) in source.string_data.clone().unwrap_or_default() {
             data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
         }
         let secret = Secret {
@@ -201,11 +234,18 @@ pub async fn copy_secrets(
                 owner_references: owner.clone().map(|o| vec![o]),
                 ..metadata.clone()
             },
-            type_: source.type_,
+            type_: source.type_.clone(),
             data: Some(data),
             immutable: None,
             string_data: None,
         };
+        let stored = ctx
+            .caches
+            .secret_copies
+            .get(&ObjectRef::new(&copy.copy).within(platform_ns));
+        if stored.is_some_and(|stored| copy_is_current(&stored, &secret)) {
+            continue;
+        }
         targets
             .patch(
                 &copy.copy,
@@ -215,10 +255,55 @@ pub async fn copy_secrets(
             .await?;
     }
     if let Some(selector) = prune {
-        let keep: BTreeSet<String> = copies.iter().map(|c| c.copy.clone()).collect();
-        delete_matching(targets, selector, &keep).await?;
+        let keep: BTreeSet<&String> = copies.iter().map(|c| &c.copy).collect();
+        let stale = ctx.caches.secret_copies.state_filter(|s| {
+            s.metadata.namespace.as_deref() == Some(platform_ns.as_str())
+                && selector_matches(selector, s.labels())
+                && !keep.contains(&s.name_any())
+        });
+        for secret in stale {
+            match targets
+                .delete(&secret.name_any(), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(missing)
+}
+
+/// Whether the stored copy already holds what `wanted` would write: same type and data,
+/// and every label, annotation and owner `wanted` sets.
+fn copy_is_current(stored: &Secret, wanted: &Secret) -> bool {
+    let contains = |have: &Option<BTreeMap<String, String>>,
+                    want: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    // The API server stores an absent type as `Opaque` and may drop an empty `data`.
+    let type_of = |s: &Secret| s.type_.clone().unwrap_or_else(|| "Opaque".into());
+    type_of(stored) == type_of(wanted)
+        && stored.data.clone().unwrap_or_default() == wanted.data.clone().unwrap_or_default()
+        && contains(&stored.metadata.labels, &wanted.metadata.labels)
+        && contains(&stored.metadata.annotations, &wanted.metadata.annotations)
+        && wanted
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|owners| {
+                owners.iter().all(|o| {
+                    stored
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|s| s.uid == o.uid)
+                })
+            })
 }
 
 /// Delete what was made for `object` (selected by its uid). The default cleanup.

@@ -299,31 +299,30 @@ pub fn job_finished(job: &Job) -> Option<bool> {
         })
 }
 
-/// The newest finished Job matching `selector` in `namespace`, and the JSON its Pod left
-/// as termination message.
+/// The newest finished sync Job matching `selector` in `namespace`, and the JSON its Pod left
+/// as termination message: read from the shared stores (sync Jobs, Pods), not LISTed.
 pub async fn latest_job_result(
-    client: &kube::Client,
+    ctx: &crate::Context,
     ns: &str,
     selector: &str,
 ) -> Result<Option<SyncResult>> {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let mut finished: Vec<Job> = jobs
-        .list(&ListParams::default().labels(selector))
-        .await?
-        .items
+    let finished = ctx.caches.sync_jobs.state_filter(|j| {
+        j.metadata.namespace.as_deref() == Some(ns)
+            && crate::tenancy::selector_matches(selector, j.labels())
+            // Finished means the Job says so (Complete or Failed), not a Pod that failed
+            // while the Job still retries.
+            && job_finished(j).is_some()
+    });
+    let Some(job) = finished
         .into_iter()
-        // Finished means the Job says so (Complete or Failed), not a Pod that failed
-        // while the Job still retries.
-        .filter(|j| job_finished(j).is_some())
-        .collect();
-    finished.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
-    let Some(job) = finished.pop() else {
+        .max_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0))
+    else {
         return Ok(None);
     };
     let name = job.name_any();
     let status = job.status.clone().unwrap_or_default();
     let succeeded = job_finished(&job) == Some(true);
-    let summary = termination_summary(client, ns, &name).await?;
+    let summary = cached_termination_summary(ctx, ns, &name).await?;
     let error = summary
         .as_ref()
         .and_then(|s| s["error"].as_str().map(str::to_string))
@@ -345,17 +344,19 @@ pub async fn secret_entries(
     name: &str,
 ) -> Result<Option<BTreeMap<String, String>>> {
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
-    let Some(secret) = api.get_opt(name).await? else {
-        return Ok(None);
-    };
+    Ok(api.get_opt(name).await?.as_ref().map(entries_of))
+}
+
+/// A Secret's entries as text: `data` decoded, `stringData` on top.
+pub fn entries_of(secret: &k8s_openapi::api::core::v1::Secret) -> BTreeMap<String, String> {
     let mut entries: BTreeMap<String, String> = secret
         .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
         .collect();
-    entries.extend(secret.string_data.unwrap_or_default());
-    Ok(Some(entries))
+    entries.extend(secret.string_data.clone().unwrap_or_default());
+    entries
 }
 
 /// The message of a Job's `Failed` condition (or its reason).

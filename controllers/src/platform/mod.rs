@@ -9,13 +9,13 @@ pub mod preconditions;
 pub mod release;
 pub mod rollout;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvFromSource, SecretEnvSource};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as RequeueAction;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -337,10 +337,19 @@ async fn fetch_manifest(
 
 async fn fetch_url_pair(url: &str, signature_url: &str) -> Result<ManifestFiles, ReleaseError> {
     const LIMIT: usize = 4 << 20;
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| ReleaseError::Missing(e.to_string()))?;
+    // One client for every reconcile (its connection pool and TLS set-up are reused).
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = match CLIENT.get() {
+        Some(client) => client.clone(),
+        None => {
+            let built = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(|e| ReleaseError::Missing(e.to_string()))?;
+            CLIENT.get_or_init(|| built).clone()
+        }
+    };
     let get = |u: String| {
         let client = client.clone();
         async move {
@@ -474,22 +483,32 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
-    let observed = Observed {
-        deployments: deployments
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter_map(|d| Some((d.name_any(), deployment_view(d)?)))
-            .collect(),
-        jobs: jobs
-            .list(&ListParams::default().labels(&format!("stella-ops.org/platform={name}")))
-            .await?
-            .items
-            .iter()
-            .map(|j| (j.name_any(), job_view(j)))
-            .collect(),
-    };
+    // Point reads of what the rollout may look at, not LISTs of the namespace: the
+    // Deployments of the release's, the status's and the history's components, and the
+    // current operation's migration Jobs.
+    let status = platform.status.clone().unwrap_or_default();
+    let mut component_names: BTreeSet<String> =
+        status.components.iter().map(|c| c.name.clone()).collect();
+    component_names.extend(status.history.iter().flat_map(|r| r.images.keys().cloned()));
+    if let Ok(release) = &verified {
+        component_names.extend(release.components.iter().map(|c| c.name.clone()));
+    }
+    let mut observed = Observed::default();
+    for component in &component_names {
+        if let Some(d) = deployments.get_opt(component).await?
+            && let Some(view) = deployment_view(&d)
+        {
+            observed.deployments.insert(d.name_any(), view);
+        }
+    }
+    if let Some(op) = &status.operation {
+        for phase in ["expand", "contract"] {
+            let job_name = rollout::migration_job_name(&name, phase, &op.version, op.attempt);
+            if let Some(j) = jobs.get_opt(&job_name).await? {
+                observed.jobs.insert(j.name_any(), job_view(&j));
+            }
+        }
+    }
     let last_backup = match preconditions::last_backup(&platform) {
         Ok(at) => at,
         Err(problem) => {

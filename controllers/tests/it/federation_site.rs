@@ -5,6 +5,7 @@ use http::Method;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
+use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::federation_site::{
     SyncResult, compute_status, cron_job, reconcile, sync_args,
 };
@@ -240,10 +241,11 @@ fn status_counts_each_successful_job_once_and_reports_failures() {
 /// The site's S3 and trusted-keys Secrets are copied into the platform namespace, and copies
 /// no longer referenced are pruned (here: one left from an earlier spec).
 async fn expect_secret_copies(server: &mut stellaops_testing::ApiServer) {
-    for (source, copy) in [
+    let pairs = [
         ("fed-s3", "stellaops-hub-federation-sync-s3"),
         ("fed-keys", "stellaops-hub-federation-sync-trusted-keys"),
-    ] {
+    ];
+    for (source, _) in pairs {
         server
             .expect(
                 Method::GET,
@@ -256,6 +258,8 @@ async fn expect_secret_copies(server: &mut stellaops_testing::ApiServer) {
                     "metadata": {"name": source, "namespace": "stellaops"},
                     "data": {"key": "dmFsdWU="}}),
             );
+    }
+    for (_, copy) in pairs {
         let applied = server
             .expect(
                 Method::PATCH,
@@ -269,21 +273,7 @@ async fn expect_secret_copies(server: &mut stellaops_testing::ApiServer) {
         );
         applied.respond_with_request_body();
     }
-    let listed = server
-        .expect(Method::GET, "/api/v1/namespaces/stellaops-system/secrets")
-        .await;
-    assert_eq!(
-        listed.query.get("labelSelector").map(String::as_str),
-        Some(
-            "stella-ops.org/owner-uid=6f3b0000-0000-4000-8000-000000000001,app.kubernetes.io/component=federation-sync"
-        )
-    );
-    listed.respond(
-        200,
-        json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": [
-            {"metadata": {"name": "stellaops-hub-federation-sync-s3", "namespace": "stellaops-system"}},
-            {"metadata": {"name": "stellaops-hub-federation-sync-signing-key", "namespace": "stellaops-system"}}]}),
-    );
+    // The stale copy is found in the store of copies (no LIST) and deleted by name.
     server
         .expect(
             Method::DELETE,
@@ -294,6 +284,35 @@ async fn expect_secret_copies(server: &mut stellaops_testing::ApiServer) {
             200,
             json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
         );
+}
+
+/// The shared stores a reconcile of `import_site` reads: a copy left from an earlier spec,
+/// a copy of another site (kept), and `jobs` (the site's sync Jobs).
+fn caches(jobs: Vec<Value>) -> Caches {
+    let copy = |name: &str, uid: &str| -> k8s_openapi::api::core::v1::Secret {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "stellaops-system",
+                "labels": {OWNER_KIND: "FederationSite", OWNER_UID: uid,
+                           "app.kubernetes.io/component": "federation-sync"}}}))
+        .unwrap()
+    };
+    Caches::filled(Contents {
+        secret_copies: vec![
+            copy(
+                "stellaops-hub-federation-sync-signing-key",
+                "6f3b0000-0000-4000-8000-000000000001",
+            ),
+            copy(
+                "stellaops-other-federation-sync-s3",
+                "6f3b0000-0000-4000-8000-000000000002",
+            ),
+        ],
+        sync_jobs: jobs
+            .into_iter()
+            .map(|j| serde_json::from_value(j).unwrap())
+            .collect(),
+        ..Default::default()
+    })
 }
 
 #[tokio::test]
@@ -315,20 +334,7 @@ async fn reconcile_applies_the_cron_job_and_writes_status() {
             "6f3b0000-0000-4000-8000-000000000001"
         );
         apply.respond_with_request_body();
-        let jobs = server
-            .expect(
-                Method::GET,
-                "/apis/batch/v1/namespaces/stellaops-system/jobs",
-            )
-            .await;
-        assert_eq!(
-            jobs.query.get("labelSelector").map(String::as_str),
-            Some("stella-ops.org/owner-uid=6f3b0000-0000-4000-8000-000000000001")
-        );
-        jobs.respond(
-            200,
-            json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": []}),
-        );
+        // No sync has finished (the Job store holds none): no Job LIST either.
         let status = server
             .expect(
                 Method::PATCH,
@@ -353,12 +359,10 @@ async fn reconcile_applies_the_cron_job_and_writes_status() {
             .expect_no_more_calls(Duration::from_millis(100))
             .await;
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None)
+            .with_caches(caches(vec![])),
+    );
     let action = reconcile(Arc::new(import_site()), ctx).await.unwrap();
     assert_eq!(
         action,
@@ -406,14 +410,6 @@ async fn a_finished_sync_is_read_from_its_pod_into_the_status() {
             )
             .await
             .respond_with_request_body();
-        server.expect(Method::GET, "/apis/batch/v1/namespaces/stellaops-system/jobs").await.respond(200, json!({
-            "apiVersion": "batch/v1", "kind": "JobList", "metadata": {},
-            "items": [
-                {"metadata": {"name": "stellaops-hub-federation-sync-100", "namespace": "stellaops", "creationTimestamp": "2025-01-15T10:00:00Z"},
-                 "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1, "completionTime": "2025-01-15T10:01:00Z"}},
-                {"metadata": {"name": "stellaops-hub-federation-sync-200", "namespace": "stellaops", "creationTimestamp": "2025-01-15T11:00:00Z"},
-                 "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1, "completionTime": "2025-01-15T11:01:00Z"}}
-            ]}));
         let pods = server
             .expect(Method::GET, "/api/v1/namespaces/stellaops-system/pods")
             .await;
@@ -455,12 +451,37 @@ async fn a_finished_sync_is_read_from_its_pod_into_the_status() {
         stored["status"] = s.clone();
         status.respond(200, stored);
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    // Two finished syncs of this site in the Job store (and one of another site, newer):
+    // the newest of this site's is reported.
+    let job = |name: &str, uid: &str, created: &str| {
+        json!({"metadata": {"name": name, "namespace": "stellaops-system", "creationTimestamp": created,
+                "labels": {OWNER_UID: uid, "app.kubernetes.io/component": "federation-sync"}},
+               "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1,
+                          "completionTime": "2025-01-15T11:01:00Z"}})
+    };
+    let mut older = job(
+        "stellaops-hub-federation-sync-100",
+        "6f3b0000-0000-4000-8000-000000000001",
+        "2025-01-15T10:00:00Z",
+    );
+    older["status"]["completionTime"] = json!("2025-01-15T10:01:00Z");
+    let jobs = vec![
+        older,
+        job(
+            "stellaops-hub-federation-sync-200",
+            "6f3b0000-0000-4000-8000-000000000001",
+            "2025-01-15T11:00:00Z",
+        ),
+        job(
+            "stellaops-other-federation-sync-300",
+            "6f3b0000-0000-4000-8000-000000000002",
+            "2025-01-15T12:00:00Z",
+        ),
+    ];
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None)
+            .with_caches(caches(jobs)),
+    );
     reconcile(Arc::new(import_site()), ctx).await.unwrap();
     verifier.await.unwrap();
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
+use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::federation_site::SyncResult;
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::mirror_domain::{
@@ -208,18 +209,29 @@ fn status_reports_sync_counts_and_keeps_serving_after_a_failed_sync() {
     );
 }
 
-#[tokio::test]
-async fn reconcile_applies_four_objects_then_status() {
+/// One reconcile of `domain(1)` against the mock, the store of Secret copies holding
+/// `copies`: the copies not current in the store are written (their bodies are returned),
+/// then the four objects, then the status.
+async fn reconcile_with_copies(copies: Vec<Value>) -> Vec<Value> {
+    // Copies holding what the sources hold (`k: v`) are current.
+    let current: Vec<String> = copies
+        .iter()
+        .filter(|c| c["data"]["k"] == "dg==")
+        .map(|c| c["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     let (client, mut server) = mock_client("default");
     let verifier = tokio::spawn(async move {
-        // The S3 and htpasswd Secrets are copied into the platform namespace first.
-        for (source, copy) in [
+        let mut written = Vec::new();
+        // The S3 and htpasswd Secrets are read, then copied into the platform namespace
+        // first.
+        let pairs = [
             ("mirror-sync-aws", "stellaops-primary-mirror-s3"),
             (
                 "mirror-gateway-htpasswd",
                 "stellaops-primary-mirror-htpasswd",
             ),
-        ] {
+        ];
+        for (source, _) in pairs {
             server
                 .expect(
                     Method::GET,
@@ -231,25 +243,24 @@ async fn reconcile_applies_four_objects_then_status() {
                     json!({"apiVersion": "v1", "kind": "Secret",
                         "metadata": {"name": source, "namespace": "stellaops"}, "data": {"k": "dg=="}}),
                 );
+        }
+        for (_, copy) in pairs {
+            if current.iter().any(|c| c == copy) {
+                continue;
+            }
             let applied = server
                 .expect(
                     Method::PATCH,
                     &format!("/api/v1/namespaces/stellaops-system/secrets/{copy}"),
                 )
                 .await;
+            written.push(applied.body.clone());
             assert_eq!(
                 applied.body["metadata"]["labels"][OWNER_KIND],
                 "MirrorDomain"
             );
             applied.respond_with_request_body();
         }
-        server
-            .expect(Method::GET, "/api/v1/namespaces/stellaops-system/secrets")
-            .await
-            .respond(
-                200,
-                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []}),
-            );
         for (path, kind) in [
             (
                 "/api/v1/namespaces/stellaops-system/persistentvolumeclaims/stellaops-primary-mirror",
@@ -274,22 +285,6 @@ async fn reconcile_applies_four_objects_then_status() {
             assert_eq!(call.body["kind"], kind);
             call.respond_with_request_body();
         }
-        let jobs = server
-            .expect(
-                Method::GET,
-                "/apis/batch/v1/namespaces/stellaops-system/jobs",
-            )
-            .await;
-        assert_eq!(
-            jobs.query.get("labelSelector").map(String::as_str),
-            Some(
-                "stella-ops.org/owner-uid=11110000-0000-4000-8000-000000000001,app.kubernetes.io/component=mirror-sync"
-            )
-        );
-        jobs.respond(
-            200,
-            json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": []}),
-        );
         let status = server
             .expect(
                 Method::PATCH,
@@ -303,15 +298,36 @@ async fn reconcile_applies_four_objects_then_status() {
         let mut stored: Value = serde_json::to_value(domain(1)).unwrap();
         stored["status"] = status.body["status"].clone();
         status.respond(200, stored);
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+        written
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Metrics::unregistered(),
-        Config::default(),
-        None,
-    ));
+    let caches = Caches::filled(Contents {
+        secret_copies: copies
+            .into_iter()
+            .map(|c| serde_json::from_value(c).unwrap())
+            .collect(),
+        ..Default::default()
+    });
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
+    );
     reconcile(Arc::new(domain(1)), ctx).await.unwrap();
-    verifier.await.unwrap();
+    verifier.await.unwrap()
+}
+
+#[tokio::test]
+async fn reconcile_applies_four_objects_then_status() {
+    let written = reconcile_with_copies(Vec::new()).await;
+    assert_eq!(written.len(), 2, "both copies are written the first time");
+    // The next reconcile finds both copies current in the store: the sources are read
+    // again (a change must reach the copy), nothing is written.
+    assert!(reconcile_with_copies(written.clone()).await.is_empty());
+    // A changed source is written again.
+    let mut stale = written;
+    stale[0]["data"]["k"] = json!("b2xk");
+    assert_eq!(reconcile_with_copies(stale).await.len(), 1);
 }
 
 #[test]

@@ -309,8 +309,21 @@ fn status_counts_deliveries_and_says_why_it_is_not_ready() {
 #[tokio::test]
 async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
     // The namespace's rules come from the shared store: no LIST.
+    // The store of Secret copies holds a stale copy of this namespace's rules and one of
+    // another namespace's: only the first is pruned, by name, without a LIST.
+    let copy = |name: &str, ns: &str| -> k8s_openapi::api::core::v1::Secret {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "stellaops-system",
+                "labels": {"stella-ops.org/owner-kind": "NotifyRule",
+                           "stella-ops.org/owner-namespace": ns}}}))
+        .unwrap()
+    };
     let caches = Caches::filled(Contents {
         notify_rules: vec![rule("high-critical-alerts", true), rule("zz-other", true)],
+        secret_copies: vec![
+            copy("stellaops-stellaops-notify-old-hook", "stellaops"),
+            copy("team-b-stellaops-notify-hook", "team-b"),
+        ],
         ..Default::default()
     });
     let (client, mut server) = mock_client("default");
@@ -332,14 +345,16 @@ async fn reconcile_checks_secrets_applies_config_and_worker_then_status() {
             .await
             .respond_status(404, "NotFound", "secrets \"soc-smtp\" not found");
         // No rule can run: no copy is kept (stale ones are pruned).
-        let listed = server
-            .expect(Method::GET, "/api/v1/namespaces/stellaops-system/secrets")
-            .await;
-        assert_eq!(
-            listed.query.get("labelSelector").map(String::as_str),
-            Some("stella-ops.org/owner-kind=NotifyRule,stella-ops.org/owner-namespace=stellaops")
-        );
-        listed.respond(200, list("SecretList", vec![]));
+        server
+            .expect(
+                Method::DELETE,
+                "/api/v1/namespaces/stellaops-system/secrets/stellaops-stellaops-notify-old-hook",
+            )
+            .await
+            .respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+            );
         let cm = server
             .expect(
                 Method::PATCH,
@@ -453,9 +468,10 @@ async fn deleting_the_last_rule_of_a_namespace_removes_its_worker_then_the_final
                 Some("stellaops-stellaops-notify-slack-sec-alerts"),
             ),
         ] {
-            let listed = server.expect(Method::GET, path).await;
+            // One deletecollection per kind, by owner label: no LIST, no DELETE per object.
+            let deleted = server.expect(Method::DELETE, path).await;
             assert_eq!(
-                listed.query.get("labelSelector").map(String::as_str),
+                deleted.query.get("labelSelector").map(String::as_str),
                 Some(selector),
                 "{path}"
             );
@@ -463,16 +479,7 @@ async fn deleting_the_last_rule_of_a_namespace_removes_its_worker_then_the_final
                 .iter()
                 .map(|name| json!({"metadata": {"name": name, "namespace": "stellaops-system"}}))
                 .collect();
-            listed.respond(200, list(kind, items));
-            if let Some(name) = item {
-                server
-                    .expect(Method::DELETE, &format!("{path}/{name}"))
-                    .await
-                    .respond(
-                        200,
-                        json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
-                    );
-            }
+            deleted.respond(200, list(kind, items));
         }
         let release = server
             .expect(

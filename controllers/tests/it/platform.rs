@@ -916,8 +916,31 @@ fn preview_prints_the_ordered_plan_of_a_verified_release() {
     assert_eq!(plan["release"]["reason"], "ManifestUnavailable");
 }
 
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+/// Expect a GET of each component Deployment in `names` (sorted, as the controller reads
+/// them), answered from `existing` or with 404.
+async fn expect_component_reads(
+    server: &mut stellaops_testing::ApiServer,
+    names: &[&str],
+    existing: Vec<Value>,
+) {
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    for name in sorted {
+        let call = server
+            .expect(
+                Method::GET,
+                &format!("/apis/apps/v1/namespaces/stellaops/deployments/{name}"),
+            )
+            .await;
+        match existing.iter().find(|d| d["metadata"]["name"] == name) {
+            Some(d) => call.respond(200, d.clone()),
+            None => call.respond_status(
+                404,
+                "NotFound",
+                &format!("deployments.apps \"{name}\" not found"),
+            ),
+        }
+    }
 }
 
 fn deployment(name: &str, image: &str) -> Value {
@@ -963,30 +986,17 @@ async fn reconcile_reads_release_and_key_then_sets_one_image_and_records_status(
                    "metadata": {"name": "stellaops-release-key", "namespace": "stellaops"},
                    "data": {"cosign.pub": public_b64}}),
         );
-        let deployments = server
-            .expect(
-                Method::GET,
-                "/apis/apps/v1/namespaces/stellaops/deployments",
-            )
-            .await;
-        deployments.respond(
-            200,
-            list(
-                "DeploymentList",
-                vec![
-                    deployment("authority", &image("authority", 'a')),
-                    deployment("signer", &image("signer", 'a')),
-                ],
-            ),
-        );
-        let jobs = server
-            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
-            .await;
-        assert_eq!(
-            jobs.query.get("labelSelector").map(String::as_str),
-            Some("stella-ops.org/platform=stellaops")
-        );
-        jobs.respond(200, list("JobList", vec![]));
+        // Each component of the release read by name (no LIST of the namespace); no
+        // operation in the status, so no migration Job is read.
+        expect_component_reads(
+            &mut server,
+            &["authority", "signer"],
+            vec![
+                deployment("authority", &image("authority", 'a')),
+                deployment("signer", &image("signer", 'a')),
+            ],
+        )
+        .await;
         // Only Authority's image, by server-side apply of that one field.
         let apply = server
             .expect(
@@ -1090,23 +1100,7 @@ async fn a_tampered_release_changes_nothing_in_the_cluster() {
                        "metadata": {"name": "stellaops-release-key", "namespace": "stellaops"},
                        "data": {"cosign.pub": public_b64}}),
             );
-        server
-            .expect(
-                Method::GET,
-                "/apis/apps/v1/namespaces/stellaops/deployments",
-            )
-            .await
-            .respond(
-                200,
-                list(
-                    "DeploymentList",
-                    vec![deployment("authority", &image("authority", 'a'))],
-                ),
-            );
-        server
-            .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
-            .await
-            .respond(200, list("JobList", vec![]));
+        // A release that does not verify names no component to read.
         // No Deployment patch: straight to the status.
         let status = server
             .expect(
@@ -1176,23 +1170,12 @@ async fn serve_one_reconcile(
                    "metadata": {"name": "stellaops-release-key", "namespace": "stellaops"},
                    "data": {"cosign.pub": public_b64}}),
         );
-    server
-        .expect(
-            Method::GET,
-            "/apis/apps/v1/namespaces/stellaops/deployments",
-        )
-        .await
-        .respond(
-            200,
-            list(
-                "DeploymentList",
-                vec![deployment("authority", &image("authority", 'a'))],
-            ),
-        );
-    server
-        .expect(Method::GET, "/apis/batch/v1/namespaces/stellaops/jobs")
-        .await
-        .respond(200, list("JobList", vec![]));
+    expect_component_reads(
+        &mut server,
+        &["authority"],
+        vec![deployment("authority", &image("authority", 'a'))],
+    )
+    .await;
     loop {
         let call = server.next_call().await;
         if call.method == Method::PATCH && call.path.ends_with("/status") {

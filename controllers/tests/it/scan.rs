@@ -657,25 +657,14 @@ async fn deleting_a_scan_deletes_its_job_and_copies_then_releases_the_finalizer(
                     "metadata": {"name": "prod-eu-app-scan-1-pull-0", "namespace": "stellaops-system"}})),
             ),
         ] {
-            let listed = server.expect(Method::GET, path).await;
+            // One deletecollection per kind, by owner label: no LIST, no DELETE per object.
+            let deleted = server.expect(Method::DELETE, path).await;
             assert_eq!(
-                listed.query.get("labelSelector").map(String::as_str),
+                deleted.query.get("labelSelector").map(String::as_str),
                 Some(selector.as_str()),
                 "{path}"
             );
-            let name = item
-                .as_ref()
-                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string());
-            listed.respond(200, list(kind, item.into_iter().collect()));
-            if let Some(name) = name {
-                server
-                    .expect(Method::DELETE, &format!("{path}/{name}"))
-                    .await
-                    .respond(
-                        200,
-                        json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
-                    );
-            }
+            deleted.respond(200, list(kind, item.into_iter().collect()));
         }
         // Then the finalizer goes, and the Scan with it.
         let release = server
