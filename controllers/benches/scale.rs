@@ -229,6 +229,49 @@ async fn measure(n: usize, change: bool) -> Figures {
     }
     operator.abort();
     let _ = operator.await;
+
+    // A restart (a new leader, or a full resync): every Scan already has its status, so
+    // a reconcile should read the stores and write nothing.
+    let before = emulator.traffic();
+    let metrics = Metrics::unregistered();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        Config::default(),
+        Some("bench-restart".into()),
+    ));
+    let started = Instant::now();
+    let operator = tokio::spawn(stellaops_controllers::run(ctx));
+    let reconciled = || {
+        metrics
+            .reconciliations
+            .with_label_values(&["Scan", "ok"])
+            .get()
+    };
+    while reconciled() < n as u64 {
+        if started.elapsed() > Duration::from_secs(600) {
+            panic!(
+                "after a restart only {} of {n} Scans reconciled in 10 minutes",
+                reconciled()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let resync = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = emulator.traffic();
+    let writes: u64 = ["create", "patch", "update", "delete"]
+        .iter()
+        .map(|verb| diff(&after, &before, verb))
+        .sum();
+    println!(
+        "scale N={n}: after a restart every Scan reconciled again in {:.2} s ({:.1}× the floor), {writes} writes, {} LIST requests (the watches' initial lists)",
+        resync.as_secs_f64(),
+        resync.as_secs_f64() / floor.as_secs_f64(),
+        diff(&after, &before, "list")
+    );
+    operator.abort();
+    let _ = operator.await;
     emulator.shutdown().await;
     Figures {
         n,

@@ -106,6 +106,11 @@ pub struct RunArgs {
     /// Held as a secret: `Debug` shows `[REDACTED]`, `--help` never prints the value.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret_arg)]
     pub database_url: Option<SecretString>,
+    /// PostgreSQL URL the Zastava webhook connects with (verdict lookups, decision events):
+    /// the `stellaops_webhook` role of docs/security.md, which may only read verdicts and
+    /// append events. Without it the webhook uses --database-url.
+    #[arg(long, env = "WEBHOOK_DATABASE_URL", hide_env_values = true, value_parser = secret_arg)]
+    pub webhook_database_url: Option<SecretString>,
     /// Connections of the controllers' database pool (outbox, scan reuse, schedules).
     #[arg(long, env = "STELLAOPS_CONTROLLER_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub controller_db_connections: u32,
@@ -190,6 +195,15 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+}
+
+impl RunArgs {
+    /// The URL the webhook connects with: its own role's when given, else the operator's.
+    pub fn webhook_database(&self) -> Option<&SecretString> {
+        self.webhook_database_url
+            .as_ref()
+            .or(self.database_url.as_ref())
+    }
 }
 
 /// Arguments of `preview`.

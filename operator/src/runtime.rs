@@ -224,11 +224,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Duration::from_secs(args.retention_interval_seconds.max(60)),
             ));
             ctx = ctx.with_outbox(controllers_pool);
-            webhook_pool = Some(pool(args.webhook_db_connections)?);
         }
         None => tracing::warn!(
             "no --database-url: release events go to Kubernetes Events only, not the events outbox"
         ),
+    }
+    // The webhook's decision events, as the webhook's own role when one is given.
+    if let Some(url) = args.webhook_database() {
+        webhook_pool = Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(args.webhook_db_connections)
+                .connect_lazy(url.expose_secret())
+                .context("parsing the webhook's database URL")?,
+        );
     }
     if args.webhook_addr != "off" {
         crate::webhook::start(client.clone(), &args, &registry, webhook_pool).await?;

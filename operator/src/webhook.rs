@@ -75,7 +75,7 @@ pub async fn start(
     // Lookups get their own small pool that fails fast: a database that is down or
     // saturated must cost a review milliseconds, not the API server's whole timeout (and
     // never the controllers' connections).
-    let lookups = match &args.database_url {
+    let lookups = match args.webhook_database() {
         Some(url) => Some(
             stellaops_store::lookup_pool(
                 url.expose_secret(),
@@ -83,7 +83,7 @@ pub async fn start(
                 Duration::from_millis(500),
                 Duration::from_secs(2),
             )
-            .context("parsing --database-url")?,
+            .context("parsing the webhook's database URL")?,
         ),
         None => None,
     };

@@ -138,10 +138,35 @@ async fn signatures_in_the_real_registry_admit_signed_images_and_refuse_the_rest
 
 #[tokio::test]
 async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
-    let Some(pool) =
-        stellaops_testing::migrated_database("zastava_scan", &stellaops_store::MIGRATOR).await
+    let Some(owner_url) =
+        stellaops_testing::migrated_database_url("zastava_scan", &stellaops_store::MIGRATOR)
+            .await
     else {
         return;
+    };
+    // Rows are written (and the outbox read back) as the owner; the webhook connects as
+    // the `stellaops_webhook` role of docs/security.md, which may only read verdicts and
+    // append events: a lookup or event needing more fails this test.
+    let pool = stellaops_store::connect(&owner_url).await.unwrap();
+    let webhook_pool = {
+        let owner: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let pid = std::process::id();
+        let (worker, webhook) = (
+            format!("zastava_worker_{pid}"),
+            format!("zastava_webhook_{pid}"),
+        );
+        let grants = stellaops_store::roles::grants(&stellaops_store::roles::Roles {
+            owner: &owner,
+            worker: &worker,
+            webhook: &webhook,
+        });
+        stellaops_testing::database_role(&owner_url, &webhook, "SELECT 1").await;
+        stellaops_testing::database_role(&owner_url, &worker, "SELECT 1").await;
+        let url = stellaops_testing::database_role(&owner_url, &webhook, &grants).await;
+        stellaops_store::connect(&url).await.unwrap()
     };
     let failing = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
     let passing = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
@@ -156,7 +181,7 @@ async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
     }
     let evidence = RegistryEvidence {
         registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
-        database: Some(pool.clone()),
+        database: Some(webhook_pool.clone()),
         verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap(),
     };
     let latest = evidence.latest_scan(failing).await.unwrap().unwrap();
@@ -175,7 +200,7 @@ async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
     let webhook = stellaops_admission_webhook::server::Webhook::new(
         Default::default(),
         Arc::new(evidence),
-        Some(pool.clone()),
+        Some(webhook_pool.clone()),
         metrics,
         certificate,
     );

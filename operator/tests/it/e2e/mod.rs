@@ -91,6 +91,8 @@ pub struct Cluster {
     pub database_url: String,
     /// The same database as the workers' role: rows, no DDL (what the workers get).
     pub worker_database_url: String,
+    /// The same database as the webhook's role: read verdicts, append events.
+    pub webhook_database_url: String,
     pub bucket: String,
     pub operators: Vec<Operator>,
 }
@@ -125,7 +127,7 @@ impl Cluster {
         };
         // The workers connect as a role without DDL rights, as docs/security.md sets them
         // up: a worker that needed a GRANT it lacks, or ran a migration, fails the test.
-        let worker_database_url = {
+        let (worker_database_url, webhook_database_url) = {
             let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
             let owner: String = sqlx::query_scalar("SELECT current_user::text")
                 .fetch_one(&pool)
@@ -140,8 +142,12 @@ impl Cluster {
             });
             // The webhook role is granted too (the GRANTs name it); create it first.
             let webhook = format!("{name}_webhook_{}", std::process::id());
-            stellaops_testing::database_role(&database_url, &webhook, "SELECT 1").await;
-            stellaops_testing::database_role(&database_url, &worker, &grants).await
+            let webhook_url =
+                stellaops_testing::database_role(&database_url, &webhook, "SELECT 1").await;
+            (
+                stellaops_testing::database_role(&database_url, &worker, &grants).await,
+                webhook_url,
+            )
         };
         let bucket = format!("e2e-{name}-{}", std::process::id()).replace('_', "-");
         let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
@@ -182,6 +188,7 @@ impl Cluster {
             services,
             database_url,
             worker_database_url,
+            webhook_database_url,
             bucket,
             operators: Vec::new(),
         };
@@ -323,6 +330,10 @@ impl Cluster {
                 &self.services.s3_endpoint,
                 "--database-url",
                 &self.database_url,
+                // The webhook as its own role: a lookup or event needing more than it is
+                // granted fails the tests that go through the webhook.
+                "--webhook-database-url",
+                &self.webhook_database_url,
                 "--lease-duration-seconds",
                 "4",
                 "--lease-retry-seconds",
