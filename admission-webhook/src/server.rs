@@ -700,14 +700,30 @@ pub fn health_router(webhook: Arc<Webhook>) -> Router {
         .with_state(webhook)
 }
 
+/// Connections the webhook serves at once (the API servers keep a few each), and the time
+/// a client has to send a request's headers: a hostile client costs a bounded amount.
+pub const CONNECTION_LIMITS: stellaops_tls::ConnectionLimits = stellaops_tls::ConnectionLimits {
+    max_connections: 1024,
+    header_read_timeout: std::time::Duration::from_secs(10),
+};
+
 /// Serve the AdmissionReview routes over TLS on `listener` until the future is dropped;
 /// the certificate comes from `webhook.certificate` at each handshake (so a rotated
-/// Secret takes effect without a restart).
+/// Secret takes effect without a restart). Connections are bounded by
+/// [`CONNECTION_LIMITS`] (and handshakes by [`stellaops_tls::MAX_HANDSHAKES`]).
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     webhook: Arc<Webhook>,
 ) -> std::io::Result<()> {
     let config = stellaops_tls::config_with_resolver(webhook.certificate.clone());
     let listener = stellaops_tls::TlsListener::new(listener, config)?;
-    axum::serve(listener, router(webhook)).await
+    stellaops_tls::serve_bounded(
+        listener,
+        router(webhook),
+        CONNECTION_LIMITS,
+        |_, peer: &std::net::SocketAddr| *peer,
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
 }

@@ -227,6 +227,21 @@ async fn measure(n: usize, change: bool) -> Figures {
             latency.as_secs_f64() * 1e3
         );
     }
+    // Let every Scan get its status (a Scan's first reconcile adds the finalizer, the next
+    // writes the status) before the restart below.
+    let settling = Instant::now();
+    while emulator
+        .objects("stella-ops.org/v1alpha1", "Scan")
+        .iter()
+        .any(|s| !s["status"]["phase"].is_string())
+        && settling.elapsed() < Duration::from_secs(300)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "scale N={n}: every Scan had a status {:.1} s after the full pass",
+        (full_pass + settling.elapsed()).as_secs_f64() - full_pass.as_secs_f64()
+    );
     operator.abort();
     let _ = operator.await;
 

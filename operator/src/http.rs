@@ -10,6 +10,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
 
+/// Connections the probe and metrics endpoints (the operator's and the webhook's health
+/// port) serve at once, and the time a client has to send its request's headers: kubelet
+/// and Prometheus need a few; anything else costs a bounded amount.
+pub const PROBE_LIMITS: stellaops_tls::ConnectionLimits = stellaops_tls::ConnectionLimits {
+    max_connections: 64,
+    header_read_timeout: std::time::Duration::from_secs(10),
+};
+
 /// Shared state of the probe and metrics endpoints.
 #[derive(Clone)]
 pub struct Probes {

@@ -192,12 +192,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready: ready.clone(),
     });
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-        {
-            tracing::error!(%error, "probe server stopped");
-        }
+        stellaops_tls::serve_bounded(
+            listener,
+            app,
+            crate::http::PROBE_LIMITS,
+            |_, peer: &std::net::SocketAddr| *peer,
+            shutdown_signal(),
+        )
+        .await;
     });
 
     let kube_config = kube_config(&args).await?;

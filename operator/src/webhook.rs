@@ -122,7 +122,13 @@ pub async fn start(
     tracing::info!(%addr, health = %args.webhook_health_addr, "serving the Zastava webhook");
     tokio::spawn(serve_tls(listener, webhook.clone()));
     let health_app = health_router(webhook.clone());
-    tokio::spawn(async move { axum::serve(health, health_app).await });
+    tokio::spawn(stellaops_tls::serve_bounded(
+        health,
+        health_app,
+        crate::http::PROBE_LIMITS,
+        |_, peer: &std::net::SocketAddr| *peer,
+        std::future::pending(),
+    ));
 
     // The serving certificate: reloaded whenever the controller rotates the Secret.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);

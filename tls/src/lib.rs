@@ -146,13 +146,19 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Accept on `tcp`, handshaking with `config`; handshakes that fail or take longer
-    /// than ten seconds are dropped (and logged).
+    /// than ten seconds are dropped (and logged). At most [`MAX_HANDSHAKES`] run at once:
+    /// a flood of connections that never finish their handshake waits in the kernel's
+    /// backlog instead of costing a task and a TLS state each.
     pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, connections) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
+                let Ok(handshake) = handshakes.clone().acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match tcp.accept().await {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -163,6 +169,7 @@ impl TlsListener {
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let _handshake = handshake;
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
                         .await
                     {
@@ -195,6 +202,9 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// TLS handshakes a [`TlsListener`] runs at once.
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// Bounds of [`serve_bounded`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

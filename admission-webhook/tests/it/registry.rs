@@ -139,8 +139,7 @@ async fn signatures_in_the_real_registry_admit_signed_images_and_refuse_the_rest
 #[tokio::test]
 async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
     let Some(owner_url) =
-        stellaops_testing::migrated_database_url("zastava_scan", &stellaops_store::MIGRATOR)
-            .await
+        stellaops_testing::migrated_database_url("zastava_scan", &stellaops_store::MIGRATOR).await
     else {
         return;
     };

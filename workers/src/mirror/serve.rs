@@ -80,12 +80,14 @@ pub struct Mirror {
     bcrypt_slots: tokio::sync::Semaphore,
     /// (budget, credential) → (window start in hours since epoch, requests).
     windows: Mutex<HashMap<(Budget, String), (u64, u32)>>,
-    /// (path, modified, length) → content and strong ETag, so hot files are served from
+    /// path → content and strong ETag at a (modified, length), so hot files are served from
     /// memory without copying (bounded by [`CACHE_BYTES`]).
     files: Mutex<FileCache>,
+    /// The export served for the last state of the root seen.
+    resolved: Mutex<Option<ResolvedExport>>,
     signature_key: Option<p256::ecdsa::VerifyingKey>,
     /// (bundle ETag, signature ETag) → verification outcome.
-    signatures: Mutex<HashMap<(String, String), Result<(), String>>>,
+    signatures: Mutex<HashMap<(HeaderValue, HeaderValue), Result<(), String>>>,
 }
 
 /// What an unknown user's password is checked against, so an unknown user costs the same
@@ -122,51 +124,98 @@ pub const CONNECTION_LIMITS: crate::tls::ConnectionLimits = crate::tls::Connecti
 /// Most bytes of file content kept in memory.
 pub const CACHE_BYTES: u64 = 256 << 20;
 
-type FileKey = (PathBuf, SystemTime, u64);
+/// A file's content and strong ETag (pre-rendered as a header value), valid while the
+/// file keeps the modification time and length it had when read.
+#[derive(Clone)]
+struct CachedFile {
+    modified: SystemTime,
+    len: u64,
+    body: axum::body::Bytes,
+    etag: HeaderValue,
+    used: u64,
+}
 
 #[derive(Default)]
 struct FileCache {
-    entries: HashMap<FileKey, (axum::body::Bytes, String, u64)>,
+    entries: HashMap<PathBuf, CachedFile>,
     bytes: u64,
     clock: u64,
 }
 
 impl FileCache {
-    fn get(&mut self, key: &FileKey) -> Option<(axum::body::Bytes, String)> {
+    /// The content and ETag of `path` when it is cached as `(modified, len)`; a lookup by
+    /// reference, no allocation.
+    fn get(
+        &mut self,
+        path: &Path,
+        modified: SystemTime,
+        len: u64,
+    ) -> Option<(axum::body::Bytes, HeaderValue)> {
         self.clock += 1;
         let clock = self.clock;
-        self.entries.get_mut(key).map(|(body, etag, used)| {
-            *used = clock;
-            (body.clone(), etag.clone())
-        })
+        let entry = self.entries.get_mut(path)?;
+        if entry.modified != modified || entry.len != len {
+            return None;
+        }
+        entry.used = clock;
+        Some((entry.body.clone(), entry.etag.clone()))
     }
 
-    fn insert(&mut self, key: FileKey, body: axum::body::Bytes, etag: String) {
+    fn insert(
+        &mut self,
+        path: PathBuf,
+        modified: SystemTime,
+        body: axum::body::Bytes,
+        etag: HeaderValue,
+    ) {
         let size = body.len() as u64;
         if size > CACHE_BYTES / 2 {
             return;
         }
-        // Older versions of the same file go first, then the least recently used.
-        self.entries.retain(|(path, _, _), _| *path != key.0);
-        self.bytes = self.entries.values().map(|(b, _, _)| b.len() as u64).sum();
+        // An older version of the same file goes first, then the least recently used.
+        if let Some(old) = self.entries.remove(&path) {
+            self.bytes -= old.body.len() as u64;
+        }
         while self.bytes + size > CACHE_BYTES {
             let Some(oldest) = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, _, used))| *used)
+                .min_by_key(|(_, entry)| entry.used)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            if let Some((body, _, _)) = self.entries.remove(&oldest) {
-                self.bytes -= body.len() as u64;
+            if let Some(entry) = self.entries.remove(&oldest) {
+                self.bytes -= entry.body.len() as u64;
             }
         }
         self.bytes += size;
         self.clock += 1;
-        self.entries.insert(key, (body, etag, self.clock));
+        let entry = CachedFile {
+            modified,
+            len: size,
+            body,
+            etag,
+            used: self.clock,
+        };
+        self.entries.insert(path, entry);
     }
 }
+
+/// The export directory resolved for a state of the mirror's root: reused while the
+/// `.current` link points to the same snapshot and the snapshot directory keeps its
+/// modification time (adding, removing or replacing an export, or the `latest` link,
+/// changes it), so a request costs two system calls instead of a directory listing.
+#[derive(Clone)]
+struct ResolvedExport {
+    served_root: PathBuf,
+    root_modified: SystemTime,
+    export: Option<Arc<PathBuf>>,
+}
+
+/// A directory modified this recently is not trusted to stay as resolved: a second change
+/// within the file system's timestamp granularity would leave its modification time as is.
+const RESOLUTION_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Parse an htpasswd file: `user:hash` per line; comments and blank lines skipped.
 /// Only bcrypt hashes (`$2a$`, `$2b$`, `$2y$`) are accepted.
@@ -225,15 +274,41 @@ impl Mirror {
             bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
             windows: Mutex::default(),
             files: Mutex::default(),
+            resolved: Mutex::default(),
         })
     }
 
     /// The export directory served now.
     pub fn active_export(&self) -> Option<PathBuf> {
-        super::active_export(
-            &super::served_root(&self.config.root),
-            self.config.active_export_id.as_deref(),
-        )
+        self.served_export().map(|export| export.as_ref().clone())
+    }
+
+    /// [`Mirror::active_export`] without listing the root again while it has not changed.
+    fn served_export(&self) -> Option<Arc<PathBuf>> {
+        let served_root = super::served_root(&self.config.root);
+        let root_modified = std::fs::metadata(&served_root)
+            .and_then(|m| m.modified())
+            .ok();
+        if let Some(root_modified) = root_modified
+            && let Some(resolved) = self.resolved.lock().expect("lock").as_ref()
+            && resolved.served_root == served_root
+            && resolved.root_modified == root_modified
+        {
+            return resolved.export.clone();
+        }
+        let export = super::active_export(&served_root, self.config.active_export_id.as_deref())
+            .map(Arc::new);
+        let settled = root_modified.filter(|modified| {
+            SystemTime::now()
+                .duration_since(*modified)
+                .is_ok_and(|age| age >= RESOLUTION_SETTLE)
+        });
+        *self.resolved.lock().expect("lock") = settled.map(|root_modified| ResolvedExport {
+            served_root,
+            root_modified,
+            export: export.clone(),
+        });
+        export
     }
 
     /// The credential a request presents, checked: `Ok(None)` when anonymous access is
@@ -349,23 +424,32 @@ impl Mirror {
         Ok(())
     }
 
-    /// The content and strong ETag of `path`, from memory when it has not changed.
-    async fn read(&self, path: &Path) -> std::io::Result<(axum::body::Bytes, String)> {
-        let metadata = tokio::fs::metadata(path).await?;
-        let key = (
-            path.to_path_buf(),
-            metadata.modified().unwrap_or(UNIX_EPOCH),
-            metadata.len(),
-        );
-        if let Some(hit) = self.files.lock().expect("lock").get(&key) {
+    /// The content and strong ETag of `path`, from memory when it has not changed. The
+    /// `stat` runs inline (one cheap system call; a trip to the blocking pool would cost
+    /// more than the whole answer); reading a changed file runs on the blocking pool.
+    async fn read(&self, path: &Path) -> std::io::Result<(axum::body::Bytes, HeaderValue)> {
+        let metadata = std::fs::metadata(path)?;
+        let modified = metadata.modified().unwrap_or(UNIX_EPOCH);
+        if let Some(hit) = self
+            .files
+            .lock()
+            .expect("lock")
+            .get(path, modified, metadata.len())
+        {
             return Ok(hit);
         }
         let body = axum::body::Bytes::from(tokio::fs::read(path).await?);
-        let etag = format!("\"sha256-{}\"", hex::encode(Sha256::digest(&body)));
-        self.files
-            .lock()
-            .expect("lock")
-            .insert(key, body.clone(), etag.clone());
+        let etag = HeaderValue::from_str(&format!(
+            "\"sha256-{}\"",
+            hex::encode(Sha256::digest(&body))
+        ))
+        .expect("a hex ETag is a header value");
+        self.files.lock().expect("lock").insert(
+            path.to_path_buf(),
+            modified,
+            body.clone(),
+            etag.clone(),
+        );
         Ok((body, etag))
     }
 }
@@ -377,7 +461,7 @@ impl Mirror {
         &self,
         path: &Path,
         bundle: &[u8],
-        bundle_etag: &str,
+        bundle_etag: &HeaderValue,
     ) -> Result<(), String> {
         let Some(key) = &self.signature_key else {
             return Ok(());
@@ -387,7 +471,7 @@ impl Mirror {
             .read(&jws_path)
             .await
             .map_err(|_| "bundle.json.jws is missing".to_string())?;
-        let cache_key = (bundle_etag.to_string(), jws_etag);
+        let cache_key = (bundle_etag.clone(), jws_etag);
         if let Some(outcome) = self.signatures.lock().expect("lock").get(&cache_key) {
             return outcome.clone();
         }
@@ -419,12 +503,21 @@ fn unauthorized() -> Response {
 async fn serve_file(
     mirror: &Arc<Mirror>,
     headers: &HeaderMap,
-    client: &str,
+    connect: &Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     budget: Budget,
     relative: &str,
     cache: &'static str,
 ) -> Response {
-    let credential = match mirror.authenticate(headers, client).await {
+    // An anonymous request to an open mirror needs no credential check (nor the client's
+    // address, which only failed logins are counted by).
+    let anonymous_allowed =
+        !mirror.config.require_authentication && !headers.contains_key(header::AUTHORIZATION);
+    let checked = if anonymous_allowed {
+        Ok(None)
+    } else {
+        mirror.authenticate(headers, &client_of(connect)).await
+    };
+    let credential = match checked {
         Ok(credential) => credential,
         Err(Refusal::Unauthorized) => return unauthorized(),
         Err(Refusal::Throttled(retry_after)) => {
@@ -439,8 +532,8 @@ async fn serve_file(
             return response;
         }
     };
-    let client = credential.unwrap_or_else(|| "anonymous".to_string());
-    if let Err(retry_after) = mirror.spend(budget, &client, SystemTime::now()) {
+    let client = credential.as_deref().unwrap_or("anonymous");
+    if let Err(retry_after) = mirror.spend(budget, client, SystemTime::now()) {
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
             "hourly request budget exhausted\n",
@@ -451,7 +544,7 @@ async fn serve_file(
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         return response;
     }
-    let Some(export) = mirror.active_export() else {
+    let Some(export) = mirror.served_export() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "no export has been synced yet\n",
@@ -479,7 +572,7 @@ async fn serve_file(
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| v.split(',').any(|t| etag == t.trim() || t.trim() == "*"));
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -491,18 +584,34 @@ async fn serve_file(
         ([(header::CONTENT_TYPE, content_type)], body).into_response()
     };
     let h = response.headers_mut();
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).expect("hex etag"),
-    );
+    h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     response
 }
 
-fn counted(route: &str, response: Response) -> Response {
-    REQUESTS
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
+/// The counters of the answers nearly every request gets (200 and 304 per route), looked
+/// up once: `with_label_values` hashes the labels and takes a lock on each call.
+static COMMON_COUNTERS: LazyLock<[[prometheus::IntCounter; 2]; 2]> = LazyLock::new(|| {
+    ["index", "download"]
+        .map(|route| ["200", "304"].map(|status| REQUESTS.with_label_values(&[route, status])))
+});
+
+fn counted(route: &'static str, response: Response) -> Response {
+    let status = response.status();
+    let common_route = match route {
+        "index" => Some(0),
+        "download" => Some(1),
+        _ => None,
+    };
+    let common_status = match status {
+        StatusCode::OK => Some(0),
+        StatusCode::NOT_MODIFIED => Some(1),
+        _ => None,
+    };
+    match (common_route, common_status) {
+        (Some(r), Some(s)) => COMMON_COUNTERS[r][s].inc(),
+        _ => REQUESTS.with_label_values(&[route, status.as_str()]).inc(),
+    }
     response
 }
 
@@ -524,7 +633,7 @@ async fn index(
         serve_file(
             &mirror,
             &headers,
-            &client_of(&connect),
+            &connect,
             Budget::Index,
             "index.json",
             "public, max-age=60",
@@ -550,7 +659,7 @@ async fn domain_file(
     let response = serve_file(
         &mirror,
         &headers,
-        &client_of(&connect),
+        &connect,
         Budget::Download,
         &format!("{domain}/{file}"),
         "public, max-age=300, immutable",
@@ -592,4 +701,53 @@ pub fn router(mirror: Arc<Mirror>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(mirror)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn age(dir: &Path, seconds: u64) {
+        let then = SystemTime::now() - std::time::Duration::from_secs(seconds);
+        std::fs::File::open(dir)
+            .and_then(|d| d.set_modified(then))
+            .expect("set the directory's modification time");
+    }
+
+    #[test]
+    fn the_served_export_is_resolved_again_when_the_root_changes() {
+        let root = std::env::temp_dir().join(format!("stellaops-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("2025-01-01")).unwrap();
+        age(&root.join("2025-01-01"), 7200);
+        age(&root, 3600);
+        let mirror = Mirror::new(MirrorConfig {
+            root: root.clone(),
+            domain_id: "primary".into(),
+            active_export_id: None,
+            require_authentication: false,
+            htpasswd: None,
+            max_index_requests_per_hour: 0,
+            max_download_requests_per_hour: 0,
+            signature_key: None,
+        })
+        .unwrap();
+        assert_eq!(mirror.active_export(), Some(root.join("2025-01-01")));
+        assert!(
+            mirror.resolved.lock().unwrap().is_some(),
+            "a settled root is remembered"
+        );
+        // A new export changes the root's modification time: found at the next request.
+        std::fs::create_dir_all(root.join("2025-01-02")).unwrap();
+        assert_eq!(mirror.active_export(), Some(root.join("2025-01-02")));
+        assert!(
+            mirror.resolved.lock().unwrap().is_none(),
+            "a root changed this second is not remembered"
+        );
+        // So is a `latest` link, once the root has settled.
+        std::os::unix::fs::symlink("2025-01-01", root.join("latest")).unwrap();
+        age(&root, 60);
+        assert_eq!(mirror.active_export(), Some(root.join("latest")));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
