@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use stellaops_crds::scan::ScanPhase;
-use stellaops_crds::{NotifyRule, Scan};
+use stellaops_crds::{NotifyRule, Scan, ScanPolicy};
 
 use crate::error::{Error, Result};
 use crate::workload;
@@ -36,6 +36,8 @@ pub struct Caches {
     pub namespaces: Store<Namespace>,
     /// Every NotifyRule, cluster-wide.
     pub notify_rules: Store<NotifyRule>,
+    /// Every ScanPolicy (cluster-scoped): what a Scan naming one reads its rules from.
+    pub scan_policies: Store<ScanPolicy>,
     /// Scan Jobs this replica created that `scan_jobs` does not show yet: without them two
     /// reconciles a few milliseconds apart could both take the last free slot.
     started: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>>,
@@ -53,6 +55,8 @@ pub struct Writers {
     pub namespaces: reflector::store::Writer<Namespace>,
     /// Fills [`Caches::notify_rules`].
     pub notify_rules: reflector::store::Writer<NotifyRule>,
+    /// Fills [`Caches::scan_policies`].
+    pub scan_policies: reflector::store::Writer<ScanPolicy>,
 }
 
 /// Objects to fill caches with at once (tests, `preview`).
@@ -68,6 +72,8 @@ pub struct Contents {
     pub namespaces: Vec<Namespace>,
     /// NotifyRules.
     pub notify_rules: Vec<NotifyRule>,
+    /// ScanPolicies.
+    pub scan_policies: Vec<ScanPolicy>,
 }
 
 fn fill<K>(writer: &mut reflector::store::Writer<K>, objects: Vec<K>)
@@ -90,6 +96,7 @@ impl Caches {
         let (pods, pods_writer) = reflector::store();
         let (namespaces, namespaces_writer) = reflector::store();
         let (notify_rules, notify_rules_writer) = reflector::store();
+        let (scan_policies, scan_policies_writer) = reflector::store();
         (
             Caches {
                 scans,
@@ -97,6 +104,7 @@ impl Caches {
                 pods,
                 namespaces,
                 notify_rules,
+                scan_policies,
                 started: Arc::default(),
             },
             Writers {
@@ -105,6 +113,7 @@ impl Caches {
                 pods: pods_writer,
                 namespaces: namespaces_writer,
                 notify_rules: notify_rules_writer,
+                scan_policies: scan_policies_writer,
             },
         )
     }
@@ -127,6 +136,7 @@ impl Caches {
                 .collect(),
         );
         fill(&mut writers.notify_rules, contents.notify_rules);
+        fill(&mut writers.scan_policies, contents.scan_policies);
         caches
     }
 

@@ -102,6 +102,8 @@ async fn main() {
         namespace: Some("bench".into()),
         name: Some("delta".into()),
         run_id: None,
+        policy: None,
+        now: None,
     };
     let report = evaluate(&pool, &affected, &settings).await.unwrap();
     let total = started.elapsed();

@@ -476,6 +476,7 @@ fn plural(kind: &str) -> String {
     match kind {
         "NotifyRule" => "notifyrules".into(),
         "ZastavaPolicy" => "zastavapolicies".into(),
+        "ScanPolicy" => "scanpolicies".into(),
         "ValidatingWebhookConfiguration" => "validatingwebhookconfigurations".into(),
         _ => format!("{}s", kind.to_ascii_lowercase()),
     }
