@@ -485,7 +485,11 @@ fn plural(kind: &str) -> String {
 fn namespaced(kind: &str) -> bool {
     !matches!(
         kind,
-        "Namespace" | "ZastavaPolicy" | "ValidatingWebhookConfiguration" | "ClusterRole"
+        "Namespace"
+            | "ZastavaPolicy"
+            | "ScanPolicy"
+            | "ValidatingWebhookConfiguration"
+            | "ClusterRole"
     )
 }
 
