@@ -365,6 +365,19 @@ pub fn evaluate(
     policy: &Policy,
     now: Timestamp,
 ) -> Evaluation {
+    evaluate_digested(findings, vex, subject, policy, &policy.digest(), now)
+}
+
+/// [`evaluate`] with `policy`'s digest computed once by the caller: judging many images
+/// under one policy need not serialize and hash it for each.
+pub fn evaluate_digested(
+    findings: &[Finding],
+    vex: &[Option<Decision>],
+    subject: &Subject<'_>,
+    policy: &Policy,
+    digest: &str,
+    now: Timestamp,
+) -> Evaluation {
     let mut decided = Vec::with_capacity(findings.len());
     for (index, finding) in findings.iter().enumerate() {
         let decision = vex.get(index).and_then(Option::as_ref);
@@ -383,7 +396,7 @@ pub fn evaluate(
     }
     Evaluation {
         verdict,
-        policy_digest: policy.digest(),
+        policy_digest: digest.to_string(),
         findings: decided,
         counts,
     }

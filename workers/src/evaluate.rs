@@ -12,7 +12,9 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgPool, Row};
 
-use crate::scan::judge::{Evidence, Judged, judge, repository_of};
+use std::sync::Arc;
+
+use crate::scan::judge::{Decider, Evidence, Judged, judge_under, repository_of};
 use crate::scan::{
     Component, Finding, MatchKey, Policy, advisories_for_keys, index_rows, match_indexed, rank,
 };
@@ -91,7 +93,9 @@ struct Previous {
     sbom_uri: String,
     sbom_sha256: String,
     components: i32,
-    policy: Policy,
+    /// The policy decided under (shared by every result when the run names one) and its
+    /// decider's form, made once.
+    policy: Arc<(Policy, Decider)>,
     verdict: String,
 }
 
@@ -178,13 +182,20 @@ async fn evaluate_chunk(
         .fetch_all(pool)
         .await?,
     };
+    let shared = settings
+        .policy
+        .as_ref()
+        .map(|p| Arc::new((p.clone(), Decider::of(p))));
     let previous: Vec<Previous> = rows
         .into_iter()
         .map(|r| {
-            let policy = match &settings.policy {
+            let policy = match &shared {
                 Some(p) => p.clone(),
                 None => {
-                    serde_json::from_value(r.get("policy")).unwrap_or_else(|_| default_policy())
+                    let own: Policy = serde_json::from_value(r.get("policy"))
+                        .unwrap_or_else(|_| default_policy());
+                    let decider = Decider::of(&own);
+                    Arc::new((own, decider))
                 }
             };
             Previous {
@@ -304,13 +315,13 @@ async fn evaluate_chunk(
     let evidence = Evidence::load(pool, outcomes.iter().flat_map(|o| &o.findings)).await?;
     let now = settings.now.unwrap_or_else(jiff::Timestamp::now);
     for o in &mut outcomes {
-        o.judged = Some(judge(
+        o.judged = Some(judge_under(
             &evidence,
             o.digest,
             requester(settings, o.previous).0,
             repository_of(&o.previous.image_ref),
             &o.findings,
-            &o.previous.policy,
+            &o.previous.policy.1,
             now,
         ));
     }
@@ -375,7 +386,7 @@ async fn evaluate_chunk(
         attestations.push(envelope);
         verdicts.push(j.verdict);
         digests_of_policy.push(j.policy_digest.as_str());
-        policies.push(serde_json::to_value(&o.previous.policy)?);
+        policies.push(serde_json::to_value(&o.previous.policy.0)?);
     }
     // Keyed by image and Scan: under a ScanPolicy one image may have a result per Scan.
     let ids: HashMap<(String, Option<String>), i64> = sqlx::query_as::<_, (String, Option<String>, i64)>(

@@ -94,6 +94,23 @@ pub fn policy_of(policy: &Policy) -> evaluate::Policy {
     }
 }
 
+/// A policy as the decider takes it, with its digest: made once for the many images
+/// judged under it.
+#[derive(Clone, Debug)]
+pub struct Decider {
+    policy: evaluate::Policy,
+    digest: String,
+}
+
+impl Decider {
+    /// The decider's form of `policy`.
+    pub fn of(policy: &Policy) -> Decider {
+        let policy = policy_of(policy);
+        let digest = policy.digest();
+        Decider { policy, digest }
+    }
+}
+
 /// Judge `findings` of `digest` (asked for from `namespace`, image `repository`).
 pub fn judge(
     evidence: &Evidence,
@@ -102,6 +119,27 @@ pub fn judge(
     repository: &str,
     findings: &[Finding],
     policy: &Policy,
+    now: jiff::Timestamp,
+) -> Judged {
+    judge_under(
+        evidence,
+        digest,
+        namespace,
+        repository,
+        findings,
+        &Decider::of(policy),
+        now,
+    )
+}
+
+/// [`judge`] under a [`Decider`] made once.
+pub fn judge_under(
+    evidence: &Evidence,
+    digest: &str,
+    namespace: Option<&str>,
+    repository: &str,
+    findings: &[Finding],
+    decider: &Decider,
     now: jiff::Timestamp,
 ) -> Judged {
     let trust = Trust::default();
@@ -139,7 +177,14 @@ pub fn judge(
         namespace,
         repository,
     };
-    let evaluation = evaluate::evaluate(&inputs, &vex, &subject, &policy_of(policy), now);
+    let evaluation = evaluate::evaluate_digested(
+        &inputs,
+        &vex,
+        &subject,
+        &decider.policy,
+        &decider.digest,
+        now,
+    );
     let mut counts = BTreeMap::from([("critical", 0), ("high", 0), ("medium", 0), ("low", 0)]);
     for d in &evaluation.findings {
         let taken_out = d.outcome == Outcome::Ignored && d.decided_by != "threshold";
