@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use stellaops_crds::scan::ScanPhase;
-use stellaops_crds::{NotifyRule, Scan};
+use stellaops_crds::{NotifyRule, Scan, ScanPolicy};
 
 use crate::error::{Error, Result};
 use crate::workload;
@@ -51,6 +51,8 @@ pub struct Caches {
     /// FederationSite and MirrorDomain sync Jobs of the platform namespace (a shared store:
     /// its watch also triggers those two controllers).
     pub sync_jobs: Store<Job>,
+    /// Every ScanPolicy (cluster-scoped): what a Scan naming one reads its rules from.
+    pub scan_policies: Store<ScanPolicy>,
     /// Scan Jobs this replica created that `scan_jobs` does not show yet: without them two
     /// reconciles a few milliseconds apart could both take the last free slot.
     started: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>>,
@@ -72,6 +74,8 @@ pub struct Writers {
     pub secret_copies: reflector::store::Writer<Secret>,
     /// Fills [`Caches::sync_jobs`]; subscribe before handing it to its watch.
     pub sync_jobs: reflector::store::Writer<Job>,
+    /// Fills [`Caches::scan_policies`].
+    pub scan_policies: reflector::store::Writer<ScanPolicy>,
 }
 
 /// Objects to fill caches with at once (tests, `preview`).
@@ -91,6 +95,8 @@ pub struct Contents {
     pub secret_copies: Vec<Secret>,
     /// Sync Jobs.
     pub sync_jobs: Vec<Job>,
+    /// ScanPolicies.
+    pub scan_policies: Vec<ScanPolicy>,
 }
 
 fn fill<K>(writer: &mut reflector::store::Writer<K>, objects: Vec<K>)
@@ -115,6 +121,7 @@ impl Caches {
         let (notify_rules, notify_rules_writer) = reflector::store();
         let (secret_copies, secret_copies_writer) = reflector::store();
         let (sync_jobs, sync_jobs_writer) = reflector::store_shared(SHARED_BUFFER);
+        let (scan_policies, scan_policies_writer) = reflector::store();
         (
             Caches {
                 scans,
@@ -124,6 +131,7 @@ impl Caches {
                 notify_rules,
                 secret_copies,
                 sync_jobs,
+                scan_policies,
                 started: Arc::default(),
             },
             Writers {
@@ -134,6 +142,7 @@ impl Caches {
                 notify_rules: notify_rules_writer,
                 secret_copies: secret_copies_writer,
                 sync_jobs: sync_jobs_writer,
+                scan_policies: scan_policies_writer,
             },
         )
     }
@@ -158,6 +167,7 @@ impl Caches {
         fill(&mut writers.notify_rules, contents.notify_rules);
         fill(&mut writers.secret_copies, contents.secret_copies);
         fill(&mut writers.sync_jobs, contents.sync_jobs);
+        fill(&mut writers.scan_policies, contents.scan_policies);
         caches
     }
 

@@ -7,7 +7,7 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stellaops_crds::{
-    FederationSite, MirrorDomain, NotifyRule, Platform, Scan, Schedule, ZastavaPolicy,
+    FederationSite, MirrorDomain, NotifyRule, Platform, Scan, ScanPolicy, Schedule, ZastavaPolicy,
 };
 
 /// A Stella Ops kind as the generic parts of the controllers see it.
@@ -48,6 +48,25 @@ namespaced_kind!(NotifyRule, "NotifyRule");
 namespaced_kind!(FederationSite, "FederationSite");
 namespaced_kind!(MirrorDomain, "MirrorDomain");
 namespaced_kind!(Platform, "Platform");
+
+macro_rules! cluster_kind {
+    ($ty:ty, $kind:literal) => {
+        impl StellaKind for $ty {
+            const KIND: &'static str = $kind;
+            fn conditions(&self) -> &[Condition] {
+                self.status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default()
+            }
+            fn api(client: Client, _namespace: Option<&str>) -> Api<Self> {
+                Api::all(client)
+            }
+        }
+    };
+}
+
+cluster_kind!(ScanPolicy, "ScanPolicy");
 
 impl StellaKind for ZastavaPolicy {
     const KIND: &'static str = "ZastavaPolicy";

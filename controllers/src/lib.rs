@@ -18,6 +18,7 @@ pub mod mirror_domain;
 pub mod notify_rule;
 pub mod platform;
 pub mod scan;
+pub mod scan_policy;
 pub mod schedule;
 pub mod zastava_policy;
 
@@ -30,7 +31,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use stellaops_crds::validation::StellaObject;
 use stellaops_crds::{
-    FederationSite, MirrorDomain, NotifyRule, Platform, Scan, Schedule, ZastavaPolicy,
+    FederationSite, MirrorDomain, NotifyRule, Platform, Scan, ScanPolicy, Schedule, ZastavaPolicy,
 };
 
 pub use context::{Config, Context, FIELD_MANAGER};
@@ -57,6 +58,13 @@ pub fn plan(object: &StellaObject, config: &Config) -> Plan {
 pub fn plan_with(object: &StellaObject, config: &Config, inputs: &platform::Inputs) -> Plan {
     let (objects, notes) = match object {
         StellaObject::Scan(o) => (scan::desired(o, config), Vec::new()),
+        StellaObject::ScanPolicy(o) => (
+            scan_policy::desired(o, config),
+            vec![format!(
+                "policy digest {} (a change re-evaluates the results decided under it; so does each waiver's expiry)",
+                scan_policy::to_policy(&o.spec).digest()
+            )],
+        ),
         StellaObject::Schedule(o) => (
             schedule::desired(o, config),
             schedule::preview_notes(o, jiff::Timestamp::now()),
@@ -261,9 +269,34 @@ async fn run_scans<S>(
         + 'static,
 {
     let caches = ctx.caches.clone();
+    let for_policies = ctx.caches.clone();
+    let for_reevaluations = ctx.caches.clone();
     let cap = ctx.config.max_concurrent_scans as usize;
     drive(
         root_controller(&ctx.client, scans)
+            // A ScanPolicy becoming Ready starts the Scans waiting for it.
+            .watches(
+                kube::Api::<ScanPolicy>::all(ctx.client.clone()),
+                watcher::Config::default(),
+                move |policy| {
+                    use kube::ResourceExt;
+                    scan::scans_naming(&for_policies.scans, &policy.name_any())
+                },
+            )
+            // A finished re-evaluation under a ScanPolicy: its Scans read their new result.
+            .watches(
+                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+                watcher::Config::default().labels(&format!(
+                    "app.kubernetes.io/component={}",
+                    scan_policy::COMPONENT
+                )),
+                move |job| {
+                    scan_policy::policy_of_job(&job)
+                        .filter(|_| workload::job_finished(&job).is_some())
+                        .map(|name| scan::scans_naming(&for_reevaluations.scans, &name))
+                        .unwrap_or_default()
+                },
+            )
             // A scan Job (in the platform namespace, mapped back to its Scan by owner labels)
             // reconciles its Scan when it changes; when a slot is free after it (the Job
             // finished or was removed) the Scans at the head of the queue are woken too, so no
@@ -279,6 +312,19 @@ async fn run_scans<S>(
             }),
         ctx,
         scan::reconcile,
+    )
+    .await;
+}
+
+async fn run_scan_policies(
+    ctx: Arc<Context>,
+    policies: kube::runtime::reflector::store::Writer<ScanPolicy>,
+) {
+    let client = ctx.client.clone();
+    drive(
+        root_controller(&client, policies),
+        ctx,
+        scan_policy::reconcile,
     )
     .await;
 }
@@ -447,6 +493,7 @@ pub async fn run(ctx: Arc<Context>) {
     let controllers = async {
         futures::join!(
             run_scans(ctx.clone(), writers.scans, scan_jobs),
+            run_scan_policies(ctx.clone(), writers.scan_policies),
             run_schedules(ctx.clone()),
             run_notify_rules(ctx.clone(), writers.notify_rules),
             run_federation_sites(ctx.clone(), federation_jobs),

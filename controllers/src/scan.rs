@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use stellaops_crds::scan::{FindingCounts, SbomRef, ScanPhase, ScanStatus, Verdict};
+use stellaops_crds::scan::{Exploitation, FindingCounts, SbomRef, ScanPhase, ScanStatus, Verdict};
 use stellaops_crds::{CONDITION_READY, Scan, condition, set_condition};
 
 use crate::acceptance;
@@ -65,8 +65,15 @@ pub fn pinned_digest(image: &str) -> Option<&str> {
     (digest.len() == 71 && digest.starts_with("sha256:")).then_some(digest)
 }
 
-/// The scan Job.
+/// The scan Job (as `preview` shows it: a ScanPolicy's rules are read when the Job is made).
 pub fn job(scan: &Scan, config: &Config) -> Job {
+    job_for(scan, config, None)
+}
+
+/// The scan Job, deciding under `policy_json` (the evaluator's form of the ScanPolicy
+/// `spec.policy.policyRef` names, from [`crate::scan_policy::ready_policy`]). The worker gets
+/// the rules as an argument: it needs no access to the cluster.
+pub fn job_for(scan: &Scan, config: &Config, policy_json: Option<&str>) -> Job {
     let spec = &scan.spec;
     let mut args = vec![
         "scan".to_string(),
@@ -88,6 +95,19 @@ pub fn job(scan: &Scan, config: &Config) -> Job {
     }
     if spec.policy.ignore_unfixed {
         args.push("--ignore-unfixed".into());
+    }
+    if let Some(reference) = &spec.policy.policy_ref {
+        args.extend([
+            "--policy-ref".into(),
+            reference.name.clone(),
+            "--policy-json".into(),
+            policy_json.map(str::to_string).unwrap_or_else(|| {
+                format!(
+                    "<the rules of ScanPolicy {}, read when the Job is made>",
+                    reference.name
+                )
+            }),
+        ]);
     }
     if spec.force {
         args.push("--force".into());
@@ -178,6 +198,11 @@ pub struct ScanResult {
     pub findings: FindingCounts,
     /// Verdict.
     pub verdict: Verdict,
+    /// The policy digest the verdict was decided under.
+    pub policy_digest: Option<String>,
+    /// The findings that made the verdict and the exploited ones among those counted
+    /// (from the database; `None` from a termination message).
+    pub reasons: Option<stellaops_store::scans::ResultReasons>,
 }
 
 /// How the Job ended.
@@ -189,6 +214,8 @@ pub enum Outcome {
     Succeeded(ScanResult),
     /// Failed, with the worker's message.
     Failed(String),
+    /// Waiting for the ScanPolicy it names to be Ready, with why it is not.
+    PolicyNotReady(String),
 }
 
 fn verdict_of(text: &str) -> Verdict {
@@ -215,7 +242,37 @@ pub fn result_from_summary(summary: &Value) -> Option<ScanResult> {
             low: summary["findings"]["low"].as_i64().unwrap_or(0),
         },
         verdict: verdict_of(summary["verdict"].as_str()?),
+        policy_digest: None,
+        reasons: None,
     })
+}
+
+/// The top reasons as the `Ready` message ends: what failed or warned, most severe first,
+/// and the known-exploited count.
+fn top_reasons(reasons: Option<&stellaops_store::scans::ResultReasons>) -> String {
+    let Some(r) = reasons else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if !r.top.is_empty() {
+        out.push_str(". Because of: ");
+        out.push_str(&r.top.join("; "));
+        let more = r.deciding - r.top.len() as i64;
+        if more > 0 {
+            out.push_str(&format!(
+                "; and {more} more (stellaops-worker explain shows all)"
+            ));
+        }
+    }
+    if r.kev > 0 || r.high_epss > 0 {
+        out.push_str(&format!(
+            ". Exploitation: {} in CISA KEV, {} with EPSS at least {}",
+            r.kev,
+            r.high_epss,
+            stellaops_store::scans::HIGH_EPSS
+        ));
+    }
+    out
 }
 
 /// The status of a Scan. Pure. `queued` is the slot cap when the Scan waits for a slot.
@@ -290,6 +347,11 @@ pub fn compute_status(
             status.sbom = Some(result.sbom.clone());
             status.findings = Some(result.findings.clone());
             status.verdict = Some(result.verdict);
+            status.policy_digest = result.policy_digest.clone();
+            status.exploitation = result.reasons.as_ref().map(|r| Exploitation {
+                kev: r.kev,
+                high_epss: r.high_epss,
+            });
             status.reused = reused;
             status.completed_at = status.completed_at.or(Some(now.clone()));
             status.started_at = status.started_at.or(Some(now.clone()));
@@ -302,7 +364,7 @@ pub fn compute_status(
                     true,
                     if reused { "Reused" } else { "Scanned" },
                     format!(
-                        "{:?}: {} critical, {} high, {} medium, {} low in {} components{}",
+                        "{:?}: {} critical, {} high, {} medium, {} low in {} components{}{}",
                         result.verdict,
                         f.critical,
                         f.high,
@@ -313,8 +375,21 @@ pub fn compute_status(
                             " (result of an earlier scan of this digest at the same advisory snapshot)"
                         } else {
                             ""
-                        }
+                        },
+                        top_reasons(result.reasons.as_ref())
                     ),
+                ),
+            );
+        }
+        (None, Outcome::PolicyNotReady(message)) => {
+            status.phase = Some(ScanPhase::Pending);
+            set_condition(
+                &mut conditions,
+                cond(
+                    CONDITION_READY,
+                    false,
+                    "PolicyNotReady",
+                    format!("{message}; the Scan starts once it is Ready"),
                 ),
             );
         }
@@ -353,15 +428,24 @@ async fn recorded(
         .fetch_optional(pool)
         .await
         .map_err(|e| Error::Outbox(e.into()))?;
-    Ok(row.map(|r| {
-        let digest: String = r.get("image_digest");
-        let signed = stellaops_store::attestation::check_row(
-            keys,
-            &digest,
-            r.get::<String, _>("verdict").as_str(),
-            r.get::<Option<String>, _>("attestation_key").as_deref(),
-            r.get::<Option<Vec<u8>>, _>("attestation").as_deref(),
-        )?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let digest: String = r.get("image_digest");
+    let signed = match stellaops_store::attestation::check_row(
+        keys,
+        &digest,
+        r.get::<String, _>("verdict").as_str(),
+        r.get::<Option<String>, _>("attestation_key").as_deref(),
+        r.get::<Option<Vec<u8>>, _>("attestation").as_deref(),
+    ) {
+        Ok(signed) => signed,
+        Err(reason) => return Ok(Some(Err(reason))),
+    };
+    // What decided the verdict, for the `Ready` message (explanatory: the counts and the
+    // verdict come from the signed statement).
+    let reasons = stellaops_store::scans::reasons(pool, r.get("id"), TOP_REASONS).await?;
+    Ok(Some({
         Ok(ScanResult {
             image_digest: digest,
             sbom: SbomRef {
@@ -376,9 +460,14 @@ async fn recorded(
                 low: signed.findings.low,
             },
             verdict: verdict_of(&signed.verdict),
+            policy_digest: Some(signed.policy_digest).filter(|d| !d.is_empty()),
+            reasons: Some(reasons),
         })
     }))
 }
+
+/// How many failing or warning findings the `Ready` message names.
+const TOP_REASONS: usize = 3;
 
 async fn current_snapshot(pool: &sqlx::PgPool) -> Result<i64> {
     Ok(stellaops_store::advisories::snapshot(pool).await?)
@@ -395,12 +484,17 @@ pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
 
 /// Create the Job with the pull-secret copies: labelled with the Scan first (so a failure in
 /// between leaves nothing the finalizer misses), then owned by the Job, so they go with it.
-async fn create_job(ctx: &Context, scan: &Scan, jobs: &Api<Job>) -> Result<()> {
+async fn create_job(
+    ctx: &Context,
+    scan: &Scan,
+    jobs: &Api<Job>,
+    policy_json: Option<&str>,
+) -> Result<()> {
     let ns = scan
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let copies = pull_secret_copies(scan);
-    let body = job(scan, &ctx.config);
+    let body = job_for(scan, &ctx.config, policy_json);
     let copy_meta = kube::api::ObjectMeta {
         labels: body.metadata.labels.clone(),
         annotations: body.metadata.annotations.clone(),
@@ -439,7 +533,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             && matches!(s.phase, Some(ScanPhase::Succeeded | ScanPhase::Failed))
     });
     if done {
-        return Ok(Action::await_change());
+        return follow_reevaluation(&scan, &ctx, &scans, now).await;
     }
     ctx.caches.scans_ready().await?;
     let platform_ns = ctx.config.operator_namespace.clone();
@@ -499,11 +593,29 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             }
         },
         None => {
-            // Reuse a pinned digest's result at the current advisory snapshot.
+            // A ScanPolicy named must be Ready: its rules go to the worker.
+            let policy_json = match &scan.spec.policy.policy_ref {
+                Some(reference) => {
+                    let policy = ctx
+                        .caches
+                        .scan_policies
+                        .get(&kube::runtime::reflector::ObjectRef::new(&reference.name));
+                    match crate::scan_policy::ready_policy(policy.as_deref(), &reference.name) {
+                        Ok(json) => Some(json),
+                        Err(why) => {
+                            return wait_for_policy(&ctx, &scan, &scans, why, now).await;
+                        }
+                    }
+                }
+                None => None,
+            };
+            // Reuse a pinned digest's result at the current advisory snapshot (not under a
+            // ScanPolicy: a result decided under other rules says nothing; the worker reuses
+            // the inventory and decides again).
             let reuse = match (
                 &ctx.outbox,
                 pinned_digest(&scan.spec.image),
-                scan.spec.force,
+                scan.spec.force || policy_json.is_some(),
             ) {
                 (Some(pool), Some(digest), false) => {
                     let snapshot = current_snapshot(pool).await?;
@@ -547,7 +659,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                         return Ok(Action::await_change());
                     }
                     {
-                        create_job(&ctx, &scan, &jobs).await?;
+                        create_job(&ctx, &scan, &jobs, policy_json.as_deref()).await?;
                         ctx.caches.scan_job_started(
                             kube::runtime::reflector::ObjectRef::new(&name_of_job)
                                 .within(&platform_ns),
@@ -615,6 +727,136 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
+/// A Scan waiting for its ScanPolicy: `Pending` with why; the ScanPolicy watch wakes it.
+async fn wait_for_policy(
+    ctx: &Context,
+    scan: &Scan,
+    scans: &Api<Scan>,
+    why: String,
+    now: Time,
+) -> Result<Action> {
+    let status = compute_status(
+        scan,
+        None,
+        None,
+        &Outcome::PolicyNotReady(why.clone()),
+        false,
+        now,
+    );
+    if scan.status.as_ref() != Some(&status) {
+        scans
+            .patch_status(
+                &scan.name_any(),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await?;
+        publish(ctx, scan, EventType::Warning, "PolicyNotReady", why).await;
+    }
+    // The ScanPolicy's changes wake the Scan; this is only a safety net.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// A finished Scan deciding under a ScanPolicy: its result is evaluated again when the
+/// policy changes or a waiver expires (a re-evaluation Job records a new result for this
+/// Scan's uid). The status follows the latest verified result; an Event says when the
+/// verdict changed.
+async fn follow_reevaluation(
+    scan: &Scan,
+    ctx: &Context,
+    scans: &Api<Scan>,
+    now: Time,
+) -> Result<Action> {
+    let previous = scan.status.clone().unwrap_or_default();
+    let (Some(_), Some(pool), Some(uid), Some(ScanPhase::Succeeded)) = (
+        &scan.spec.policy.policy_ref,
+        &ctx.outbox,
+        scan.uid(),
+        previous.phase,
+    ) else {
+        return Ok(Action::await_change());
+    };
+    let result = match recorded(
+        &ctx.config.verdict_keys,
+        pool,
+        stellaops_store::scans::BY_SCAN_SQL,
+        &uid,
+        None,
+    )
+    .await?
+    {
+        Some(Ok(result)) => result,
+        Some(Err(reason)) => {
+            // An unverified re-evaluation changes nothing the Scan reports.
+            tracing::warn!(scan = %scan.name_any(), %reason, "ignoring an unverified re-evaluation");
+            return Ok(Action::await_change());
+        }
+        None => return Ok(Action::await_change()),
+    };
+    let status = compute_status(
+        scan,
+        None,
+        None,
+        &Outcome::Succeeded(result.clone()),
+        previous.reused,
+        now,
+    );
+    if scan.status.as_ref() != Some(&status) {
+        scans
+            .patch_status(
+                &scan.name_any(),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await?;
+        if previous.verdict != Some(result.verdict) {
+            publish(
+                ctx,
+                scan,
+                EventType::Normal,
+                "Reevaluated",
+                format!(
+                    "{} → {:?} for {} under policy {}",
+                    previous
+                        .verdict
+                        .map(|v| format!("{v:?}"))
+                        .unwrap_or_else(|| "none".into()),
+                    result.verdict,
+                    result.image_digest,
+                    result.policy_digest.as_deref().unwrap_or("(unrecorded)")
+                ),
+            )
+            .await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// The Scans that name the ScanPolicy `name` (from the shared store).
+pub fn scans_naming(
+    scans: &kube::runtime::reflector::Store<Scan>,
+    name: &str,
+) -> Vec<kube::runtime::reflector::ObjectRef<Scan>> {
+    scans
+        .state()
+        .iter()
+        .filter(|s| {
+            s.spec
+                .policy
+                .policy_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+        })
+        .map(|s| kube::runtime::reflector::ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
 /// Count a Scan's result once, when its phase changes to it: the worker's Job is gone
 /// before anything could scrape it, so its figures come from its termination message.
 fn record_result(
@@ -627,7 +869,7 @@ fn record_result(
 ) {
     let metrics = &ctx.metrics;
     let result = match outcome {
-        Outcome::Running => return,
+        Outcome::Running | Outcome::PolicyNotReady(_) => return,
         Outcome::Succeeded(r) => {
             metrics
                 .verdicts

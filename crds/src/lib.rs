@@ -11,6 +11,7 @@ pub mod mirror_domain;
 pub mod notify_rule;
 pub mod platform;
 pub mod scan;
+pub mod scan_policy;
 pub mod schedule;
 pub mod validation;
 pub mod zastava_policy;
@@ -21,6 +22,7 @@ pub use mirror_domain::{MirrorDomain, MirrorDomainSpec, MirrorDomainStatus};
 pub use notify_rule::{NotifyRule, NotifyRuleSpec, NotifyRuleStatus};
 pub use platform::{Platform, PlatformSpec, PlatformStatus};
 pub use scan::{Scan, ScanSpec, ScanStatus};
+pub use scan_policy::{ScanPolicy, ScanPolicySpec, ScanPolicyStatus};
 pub use schedule::{Schedule, ScheduleSpec, ScheduleStatus};
 pub use zastava_policy::{ZastavaPolicy, ZastavaPolicySpec, ZastavaPolicyStatus};
 
@@ -28,8 +30,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 /// Every kind, in the order the README documents them.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "Scan",
+    "ScanPolicy",
     "Schedule",
     "NotifyRule",
     "FederationSite",
@@ -42,6 +45,7 @@ pub const KINDS: [&str; 7] = [
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![
         Scan::crd(),
+        ScanPolicy::crd(),
         Schedule::crd(),
         NotifyRule::crd(),
         FederationSite::crd(),

@@ -31,6 +31,12 @@ use crate::common::{LocalObjectReference, Severity};
     ),
     printcolumn(name = "High", type_ = "integer", json_path = ".status.findings.high"),
     printcolumn(
+        name = "KEV",
+        type_ = "integer",
+        json_path = ".status.exploitation.kev",
+        priority = 1
+    ),
+    printcolumn(
         name = "Components",
         type_ = "integer",
         json_path = ".status.sbom.components",
@@ -87,9 +93,9 @@ pub struct ScanSpec {
     #[schemars(regex(pattern = r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$"))]
     pub platform: String,
 
-    /// How findings become a verdict.
+    /// How findings become a verdict: inline thresholds, or a ScanPolicy by name.
     #[serde(default)]
-    pub policy: ScanPolicy,
+    pub policy: InlinePolicy,
 
     /// Seconds the scan Job may run before it is stopped and the Scan fails.
     #[serde(default = "default_active_deadline_seconds")]
@@ -124,11 +130,12 @@ pub enum SbomFormat {
 }
 
 /// How findings map to a verdict: `Fail` when any finding is at or above `failOn`,
-/// `Warn` when any is at or above `warnOn`, otherwise `Pass`.
+/// `Warn` when any is at or above `warnOn`, otherwise `Pass` (the simple form). With
+/// `policyRef`, the named ScanPolicy's rules and thresholds decide instead.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.warnOn) || ['critical','high','medium','low'].indexOf(self.warnOn) > ['critical','high','medium','low'].indexOf(self.failOn)").message("warnOn must be less severe than failOn"))]
-pub struct ScanPolicy {
+pub struct InlinePolicy {
     /// Lowest severity that makes the verdict `Fail`.
     #[serde(default = "default_fail_on")]
     pub fail_on: Severity,
@@ -138,18 +145,23 @@ pub struct ScanPolicy {
     /// Ignore findings that have no fixed version yet.
     #[serde(default)]
     pub ignore_unfixed: bool,
+    /// A ScanPolicy (cluster-scoped) whose rules and thresholds decide instead of the
+    /// fields above. The Scan waits (`Ready=False`, `PolicyNotReady`) until it is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<LocalObjectReference>,
 }
 
 fn default_fail_on() -> Severity {
     Severity::Critical
 }
 
-impl Default for ScanPolicy {
+impl Default for InlinePolicy {
     fn default() -> Self {
-        ScanPolicy {
+        InlinePolicy {
             fail_on: default_fail_on(),
             warn_on: None,
             ignore_unfixed: false,
+            policy_ref: None,
         }
     }
 }
@@ -179,6 +191,13 @@ pub struct ScanStatus {
     /// Outcome of applying `spec.policy` to the findings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// Digest of the policy the verdict was decided under (for `policyRef`, the
+    /// ScanPolicy's `status.policyDigest` at the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// Counted findings that are known or likely exploited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploitation: Option<Exploitation>,
     /// True when the result was reused from an earlier scan of the same digest.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
@@ -229,6 +248,18 @@ pub struct SbomRef {
     pub sha256: String,
     /// Number of components in the SBOM.
     pub components: i64,
+}
+
+/// Counted findings (those no VEX statement or rule took out) with exploitation signals.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Exploitation {
+    /// In the CISA Known Exploited Vulnerabilities catalog.
+    #[serde(default)]
+    pub kev: i64,
+    /// With an EPSS probability of at least 0.1.
+    #[serde(default)]
+    pub high_epss: i64,
 }
 
 /// Number of findings by severity.

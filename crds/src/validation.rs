@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 
 use crate::{
-    API_VERSION, FederationSite, KINDS, MirrorDomain, NotifyRule, Platform, Scan, Schedule,
-    ZastavaPolicy, all_crds,
+    API_VERSION, FederationSite, KINDS, MirrorDomain, NotifyRule, Platform, Scan, ScanPolicy,
+    Schedule, ZastavaPolicy, all_crds,
 };
 
 /// One reason an object is refused, at a field path such as `spec.policy.failOn`.
@@ -46,6 +46,8 @@ impl FieldError {
 pub enum StellaObject {
     /// A Scan.
     Scan(Scan),
+    /// A ScanPolicy.
+    ScanPolicy(ScanPolicy),
     /// A Schedule.
     Schedule(Schedule),
     /// A NotifyRule.
@@ -65,6 +67,7 @@ impl StellaObject {
     pub fn kind(&self) -> &'static str {
         match self {
             StellaObject::Scan(_) => "Scan",
+            StellaObject::ScanPolicy(_) => "ScanPolicy",
             StellaObject::Schedule(_) => "Schedule",
             StellaObject::NotifyRule(_) => "NotifyRule",
             StellaObject::FederationSite(_) => "FederationSite",
@@ -188,6 +191,7 @@ fn parse_typed(kind: &str, object: &Value) -> Result<StellaObject, FieldError> {
     }
     Ok(match kind {
         "Scan" => StellaObject::Scan(parse(object)?),
+        "ScanPolicy" => StellaObject::ScanPolicy(parse(object)?),
         "Schedule" => StellaObject::Schedule(parse(object)?),
         "NotifyRule" => StellaObject::NotifyRule(parse(object)?),
         "FederationSite" => StellaObject::FederationSite(parse(object)?),

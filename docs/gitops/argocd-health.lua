@@ -10,7 +10,8 @@
 -- Until the operator has looked at the current generation nothing is known: Progressing.
 
 local progressing = {
-  Scan = { Queued = true, Scanning = true },
+  Scan = { Queued = true, Scanning = true, PolicyNotReady = true },
+  ScanPolicy = {},
   Schedule = {},
   NotifyRule = { WorkerNotReady = true },
   FederationSite = { CronJobMissing = true },

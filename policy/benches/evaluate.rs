@@ -24,7 +24,7 @@ fn main() {
             severity: Some(severities[i % 4].to_string()),
             fixed_version: (i % 3 != 0).then(|| "9.9.9".to_string()),
             layer: format!("sha256:{:064x}", i % 12),
-            source: Some("osv".into()),
+            sources: vec!["osv".into()],
             used_by_entrypoint: Some(i % 5 == 0),
             kev: i % 97 == 0,
             epss: Some((i % 100) as f64 / 100.0),

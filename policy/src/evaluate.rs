@@ -48,8 +48,10 @@ pub struct Finding {
     pub fixed_version: Option<String>,
     /// Layer digest of the component.
     pub layer: String,
-    /// Advisory source (`osv`, `debian`, …).
-    pub source: Option<String>,
+    /// Sources the advisory came from (`osv`, `debian`, …); a `sources` matcher holds
+    /// when any of them is listed.
+    #[serde(default)]
+    pub sources: Vec<String>,
     /// Whether the entrypoint uses the component (`None`: not known).
     pub used_by_entrypoint: Option<bool>,
     /// In the KEV catalog.
@@ -167,6 +169,66 @@ impl Policy {
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical))
         )
     }
+
+    /// The earliest `until` of an `ignore` rule still in force at `now`: when it passes,
+    /// the same findings may decide differently, so whoever keeps verdicts current must
+    /// evaluate again then.
+    pub fn next_expiry(&self, now: Timestamp) -> Option<Timestamp> {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.action {
+                Action::Ignore { until, .. } => *until,
+                _ => None,
+            })
+            .filter(|until| *until > now)
+            .min()
+    }
+
+    /// What is wrong with the policy, each problem naming the rule (empty: nothing).
+    /// Severities must be known ones, an `ignore` must say why, rule names must be unique
+    /// (they are what the explanation shows as the decider) and EPSS is a probability.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let known = |s: &str| SEVERITIES.contains(&s);
+        for (field, value) in [("failOn", &self.fail_on), ("warnOn", &self.warn_on)] {
+            if let Some(v) = value
+                && !known(v)
+            {
+                problems.push(format!("{field} {v:?} is not one of {SEVERITIES:?}"));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = format!("rules[{i}] ({:?})", rule.name);
+            if rule.name.is_empty() {
+                problems.push(format!("rules[{i}] has no name"));
+            } else if !names.insert(rule.name.as_str()) {
+                problems.push(format!("{at}: the name is used by an earlier rule"));
+            }
+            for s in &rule.matchers.severities {
+                if !known(s) {
+                    problems.push(format!("{at}: severity {s:?} is not one of {SEVERITIES:?}"));
+                }
+            }
+            if let Some(e) = rule.matchers.epss_at_least
+                && !(0.0..=1.0).contains(&e)
+            {
+                problems.push(format!("{at}: epssAtLeast {e} is not between 0 and 1"));
+            }
+            match &rule.action {
+                Action::Ignore { justification, .. } if justification.trim().is_empty() => {
+                    problems.push(format!("{at}: an ignore needs a justification"));
+                }
+                Action::Escalate { to } if !known(to) => {
+                    problems.push(format!(
+                        "{at}: escalate to {to:?} is not one of {SEVERITIES:?}"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        problems
+    }
 }
 
 /// What became of a finding.
@@ -253,11 +315,7 @@ fn matches(m: &Matchers, finding: &Finding, severity: Option<&str>, subject: &Su
             || m.vulnerabilities
                 .iter()
                 .any(|v| *v == finding.id || finding.aliases.contains(v)))
-        && (m.sources.is_empty()
-            || finding
-                .source
-                .as_ref()
-                .is_some_and(|s| m.sources.contains(s)))
+        && (m.sources.is_empty() || finding.sources.iter().any(|s| m.sources.contains(s)))
         && (m.severities.is_empty()
             || severity.is_some_and(|s| m.severities.iter().any(|x| x == s)))
         && (m.layers.is_empty() || m.layers.contains(&finding.layer))
@@ -307,6 +365,19 @@ pub fn evaluate(
     policy: &Policy,
     now: Timestamp,
 ) -> Evaluation {
+    evaluate_digested(findings, vex, subject, policy, &policy.digest(), now)
+}
+
+/// [`evaluate`] with `policy`'s digest computed once by the caller: judging many images
+/// under one policy need not serialize and hash it for each.
+pub fn evaluate_digested(
+    findings: &[Finding],
+    vex: &[Option<Decision>],
+    subject: &Subject<'_>,
+    policy: &Policy,
+    digest: &str,
+    now: Timestamp,
+) -> Evaluation {
     let mut decided = Vec::with_capacity(findings.len());
     for (index, finding) in findings.iter().enumerate() {
         let decision = vex.get(index).and_then(Option::as_ref);
@@ -325,7 +396,7 @@ pub fn evaluate(
     }
     Evaluation {
         verdict,
-        policy_digest: policy.digest(),
+        policy_digest: digest.to_string(),
         findings: decided,
         counts,
     }

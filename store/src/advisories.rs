@@ -870,6 +870,26 @@ pub async fn ids_of(
         .collect())
 }
 
+/// The sources (`osv`, `debian`, …) each advisory came from, sorted, by merge hash: what a
+/// ScanPolicy rule's `sources` matcher is held against.
+pub async fn sources_of(
+    pool: &PgPool,
+    merge_hashes: &[String],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT merge_hash, source FROM advisory_source_edges
+         WHERE merge_hash = ANY($1) ORDER BY merge_hash, source",
+    )
+    .bind(merge_hashes)
+    .fetch_all(pool)
+    .await?;
+    let mut sources: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (hash, source) in rows {
+        sources.entry(hash).or_default().push(source);
+    }
+    Ok(sources)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,14 +7,14 @@ pub const LATEST_VERDICT_SQL: &str =
 
 /// The latest result recorded for a Scan, by its uid (`$1`).
 pub const BY_SCAN_SQL: &str =
-    "SELECT image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
+    "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
             attestation_key, attestation
      FROM scan_results WHERE scan_uid = $1 ORDER BY id DESC LIMIT 1";
 
 /// The latest result of a digest (`$1`) at an advisory snapshot (`$2`): a Scan of that
 /// digest now would find the same, so it is reused. Served by index `scan_results_reuse`.
 pub const REUSE_SQL: &str =
-    "SELECT image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
+    "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
             attestation_key, attestation
      FROM scan_results WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1";
 
@@ -24,6 +24,28 @@ pub const SCANNED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM scan_results WHERE i
 /// The stored inventory of a digest (`$1`): each package URL once, with its layer.
 pub const INVENTORY_SQL: &str = "SELECT DISTINCT purl, layer_digest FROM image_packages
      WHERE image_digest = $1 ORDER BY purl, layer_digest";
+
+/// Each Scan's latest result of the digests `$1`, of those recorded under the ScanPolicy
+/// named `$2`: what a change of that policy (or a waiver's expiry) re-evaluates. A Scan
+/// whose latest result came from another policy is left alone.
+pub const LATEST_UNDER_POLICY_SQL: &str = "SELECT * FROM (
+         SELECT DISTINCT ON (image_digest, scan_uid) id, image_digest, image_ref, sbom_uri,
+                sbom_sha256, components, policy, verdict, scan_namespace, scan_name, scan_uid
+         FROM scan_results WHERE image_digest = ANY($1)
+         ORDER BY image_digest, scan_uid, finished_at DESC, id DESC) latest
+     WHERE policy->>'policyRef' = $2";
+
+/// The digests with a result recorded under the ScanPolicy `name` (served by the
+/// partial index `scan_results_policy_ref`).
+pub async fn digests_under_policy(pool: &sqlx::PgPool, name: &str) -> crate::Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT image_digest FROM scan_results
+         WHERE policy ? 'policyRef' AND policy->>'policyRef' = $1 ORDER BY image_digest",
+    )
+    .bind(name)
+    .fetch_all(pool)
+    .await?)
+}
 
 /// Why a result is what it is: the result and every finding with what decided it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -125,4 +147,71 @@ pub async fn explain(pool: &sqlx::PgPool, image: &str) -> crate::Result<Option<E
         finished_at: row.get("finished_at"),
         findings,
     }))
+}
+
+/// What a Scan's status says about a result besides its counts: the findings that made
+/// the verdict (most severe first) and how many counted findings are known exploited.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultReasons {
+    /// `<id> in <purl> (<severity>; <decider>: <reason>)` for each failing, then warning,
+    /// finding, at most the limit asked for.
+    pub top: Vec<String>,
+    /// Failing and warning findings in all (of which `top` shows the first).
+    pub deciding: i64,
+    /// Counted (not ignored) findings in the CISA KEV catalog.
+    pub kev: i64,
+    /// Counted findings with an EPSS probability of at least [`HIGH_EPSS`].
+    pub high_epss: i64,
+}
+
+/// The EPSS probability from which a finding counts as likely exploited on a Scan's
+/// status (10 %: EPSS scores are heavily skewed, well under 10 % of CVEs reach it).
+pub const HIGH_EPSS: f64 = 0.1;
+
+/// [`ResultReasons`] of result `scan_id`, with at most `limit` top reasons.
+pub async fn reasons(
+    pool: &sqlx::PgPool,
+    scan_id: i64,
+    limit: usize,
+) -> crate::Result<ResultReasons> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT f.vuln_id, f.purl, f.severity, f.outcome, f.decided_by, f.reason,
+                k.cve IS NOT NULL AS kev, e.epss
+         FROM scan_findings f
+         LEFT JOIN canonical_advisories a ON a.merge_hash = f.merge_hash
+         LEFT JOIN kev_entries k ON k.cve = COALESCE(a.cve, f.vuln_id)
+         LEFT JOIN epss_scores e ON e.cve = COALESCE(a.cve, f.vuln_id)
+         WHERE f.scan_id = $1 AND COALESCE(f.outcome, 'counted') <> 'ignored'
+         ORDER BY CASE f.outcome WHEN 'fails' THEN 0 WHEN 'warns' THEN 1 ELSE 2 END,
+                  CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END,
+                  f.vuln_id, f.purl",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await?;
+    let mut out = ResultReasons::default();
+    for r in rows {
+        let epss: Option<f64> = r.get("epss");
+        out.kev += i64::from(r.get::<bool, _>("kev"));
+        out.high_epss += i64::from(epss.is_some_and(|e| e >= HIGH_EPSS));
+        let outcome: Option<String> = r.get("outcome");
+        if !matches!(outcome.as_deref(), Some("fails" | "warns")) {
+            continue;
+        }
+        let (vuln, purl): (String, String) = (r.get("vuln_id"), r.get("purl"));
+        let severity: Option<String> = r.get("severity");
+        let decided_by: Option<String> = r.get("decided_by");
+        let reason: Option<String> = r.get("reason");
+        out.deciding += 1;
+        if out.top.len() < limit {
+            out.top.push(format!(
+                "{vuln} in {purl} ({}; {}: {})",
+                severity.as_deref().unwrap_or("unrated"),
+                decided_by.as_deref().unwrap_or("threshold"),
+                reason.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    Ok(out)
 }

@@ -4,14 +4,19 @@
 //! (analysis-only: new results, findings and `rescan.delta` events written). Seed target
 //! p95 ≤ 5 min for 10k images; aim ≤ 30 s here.
 //!
+//! Then one ScanPolicy change (issue 20): every image's latest result is recorded as
+//! decided under ScanPolicy `bench` (each for its own Scan), the policy gains a 100-rule
+//! version, and all of them are re-evaluated under it (`evaluate --policy-ref`); reported
+//! in images/s. `STELLAOPS_BENCH_IMAGES` sets the number of images (default 10,000).
+//!
 //! Run with `scripts/bench.sh -p stellaops-workers --bench evaluate`.
 
 use std::time::Instant;
 
 use serde_json::json;
-use stellaops_workers::evaluate::{Settings, evaluate};
+use stellaops_workers::evaluate::{Settings, evaluate, reevaluate_policy};
 
-const IMAGES: i64 = 10_000;
+const DEFAULT_IMAGES: i64 = 10_000;
 const COMPONENTS: i64 = 50;
 const PACKAGES: i64 = 2_000;
 const ADVISORIES: i64 = 1_000;
@@ -27,6 +32,10 @@ async fn main() {
         );
         return;
     };
+    let images: i64 = std::env::var("STELLAOPS_BENCH_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_IMAGES);
     let pool = stellaops_store::connect(&url).await.unwrap();
     stellaops_store::migrate(&pool).await.unwrap();
 
@@ -41,7 +50,7 @@ async fn main() {
          FROM generate_series(0, $1 - 1) i, generate_series(0, $2 - 1) j
          ON CONFLICT DO NOTHING",
     )
-    .bind(IMAGES)
+    .bind(images)
     .bind(COMPONENTS)
     .bind(PACKAGES)
     .execute(&pool)
@@ -55,7 +64,7 @@ async fn main() {
                 '{\"failOn\": \"critical\", \"warnOn\": \"medium\", \"ignoreUnfixed\": false}', now()
          FROM generate_series(0, $1 - 1) i",
     )
-    .bind(IMAGES)
+    .bind(images)
     .bind(COMPONENTS as i32)
     .execute(&pool)
     .await
@@ -85,7 +94,7 @@ async fn main() {
         .await
         .unwrap();
     println!(
-        "setup: {IMAGES} inventories x {COMPONENTS} components, {ADVISORIES} advisories ingested in {:.1} s",
+        "setup: {images} inventories x {COMPONENTS} components, {ADVISORIES} advisories ingested in {:.1} s",
         setup.elapsed().as_secs_f64()
     );
 
@@ -102,6 +111,8 @@ async fn main() {
         namespace: Some("bench".into()),
         name: Some("delta".into()),
         run_id: None,
+        policy: None,
+        now: None,
     };
     let report = evaluate(&pool, &affected, &settings).await.unwrap();
     let total = started.elapsed();
@@ -122,5 +133,48 @@ async fn main() {
         } else {
             "missed"
         }
+    );
+
+    // One ScanPolicy change: every image's latest result decided under `bench`, for a Scan
+    // of its own; then the policy gains 100 rules (none waiving the critical findings).
+    sqlx::query(
+        "UPDATE scan_results SET policy = policy || '{\"policyRef\": \"bench\"}'::jsonb,
+                scan_uid = 'uid-' || image_digest",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let rules: Vec<serde_json::Value> = (0..100)
+        .map(|i| match i % 4 {
+            0 => json!({"name": format!("waive-{i}"), "matchers": {"vulnerabilities": [format!("CVE-2099-{i}")]},
+                        "action": {"type": "ignore", "until": "2099-01-01T00:00:00Z", "justification": "bench"}}),
+            1 => json!({"name": format!("image-{i}"), "matchers": {"images": [format!("registry.example.com/other{i}*")]},
+                        "action": {"type": "fail"}}),
+            2 => json!({"name": format!("purl-{i}"), "matchers": {"purls": [format!("pkg:npm/q{i}@*")]},
+                        "action": {"type": "defer"}}),
+            _ => json!({"name": format!("kev-{i}"), "matchers": {"kev": true, "epssAtLeast": 0.9},
+                        "action": {"type": "escalate", "to": "critical"}}),
+        })
+        .collect();
+    let evaluator: stellaops_policy::evaluate::Policy =
+        serde_json::from_value(json!({"failOn": "critical", "warnOn": "medium", "rules": rules}))
+            .unwrap();
+    let policy = stellaops_workers::scan::Policy::from_evaluator(Some("bench".into()), evaluator);
+    let settings = Settings {
+        name: None,
+        namespace: None,
+        min_severity: None,
+        ..settings
+    };
+    let started = Instant::now();
+    let report = reevaluate_policy(&pool, &policy, &settings).await.unwrap();
+    let total = started.elapsed();
+    println!(
+        "ScanPolicy change (100 rules) -> {} stored results re-evaluated in {:.2} s ({:.0} images/s; {} changed, {} rescan.delta events)",
+        report.evaluated,
+        total.as_secs_f64(),
+        report.evaluated as f64 / total.as_secs_f64(),
+        report.decisions_changed,
+        report.events
     );
 }

@@ -204,6 +204,7 @@ fn evaluation() {
         fail_on: "high".into(),
         warn_on: Some("medium".into()),
         ignore_unfixed: false,
+        ..Default::default()
     };
     let mut times = Vec::new();
     let mut found = 0;

@@ -12,7 +12,9 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgPool, Row};
 
-use crate::scan::judge::{Evidence, Judged, judge, repository_of};
+use std::sync::Arc;
+
+use crate::scan::judge::{Decider, Evidence, Judged, judge_under, repository_of};
 use crate::scan::{
     Component, Finding, MatchKey, Policy, advisories_for_keys, index_rows, match_indexed, rank,
 };
@@ -34,6 +36,12 @@ pub struct Settings {
     pub run_id: Option<String>,
     /// Signs each re-evaluation's verdict.
     pub signer: Option<std::sync::Arc<stellaops_store::attestation::VerdictSigner>>,
+    /// Decide under this policy instead of each result's own. With a `policyRef`, only
+    /// the results recorded under that ScanPolicy are evaluated (the latest of each image
+    /// for each Scan), each keeping its Scan so the Scan's status follows.
+    pub policy: Option<Policy>,
+    /// The clock waivers are judged by (`None`: now).
+    pub now: Option<jiff::Timestamp>,
 }
 
 impl Settings {
@@ -47,6 +55,8 @@ impl Settings {
             name: Some(run.plan.name.clone()),
             run_id: Some(run.plan.id.clone()),
             signer: None,
+            policy: None,
+            now: None,
         }
     }
 }
@@ -74,20 +84,46 @@ pub struct Report {
 
 struct Previous {
     id: i64,
+    image_digest: String,
     image_ref: String,
+    /// Who asked for it (a Scan): kept by a re-evaluation not made for a Schedule.
+    scan_namespace: Option<String>,
+    scan_name: Option<String>,
+    scan_uid: Option<String>,
     sbom_uri: String,
     sbom_sha256: String,
     components: i32,
-    policy: Policy,
+    /// The policy decided under (shared by every result when the run names one) and its
+    /// decider's form, made once.
+    policy: Arc<(Policy, Decider)>,
     verdict: String,
 }
 
 fn default_policy() -> Policy {
     Policy {
         fail_on: "high".into(),
-        warn_on: None,
-        ignore_unfixed: false,
+        ..Default::default()
     }
+}
+
+/// Re-evaluate every result recorded under the ScanPolicy `policy.policy_ref` (the latest
+/// of each image for each Scan) under `policy`: after the policy changed or one of its
+/// waivers expired. Nothing is pulled; each Scan gets a new result it reads as its own.
+pub async fn reevaluate_policy(
+    pool: &PgPool,
+    policy: &Policy,
+    settings: &Settings,
+) -> anyhow::Result<Report> {
+    let name = policy
+        .policy_ref
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("a policy re-evaluation needs the ScanPolicy's name"))?;
+    let digests = stellaops_store::scans::digests_under_policy(pool, name).await?;
+    let settings = Settings {
+        policy: Some(policy.clone()),
+        ..settings.clone()
+    };
+    evaluate(pool, &digests, &settings).await
 }
 
 /// Re-evaluate `digests`.
@@ -123,33 +159,62 @@ async fn evaluate_chunk(
     settings: &Settings,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let previous: HashMap<String, Previous> = sqlx::query(
-        "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256, components, policy,
-                verdict
-         FROM scan_results WHERE image_digest = ANY($1)
-         ORDER BY image_digest, finished_at DESC, id DESC",
-    )
-    .bind(digests)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|r| {
-        let policy = serde_json::from_value(r.get("policy")).unwrap_or_else(|_| default_policy());
-        (
-            r.get("image_digest"),
+    let policy_ref = settings
+        .policy
+        .as_ref()
+        .and_then(|p| p.policy_ref.as_deref());
+    let rows = match policy_ref {
+        // Under one ScanPolicy: each Scan's latest result of the image.
+        Some(name) => {
+            sqlx::query(stellaops_store::scans::LATEST_UNDER_POLICY_SQL)
+                .bind(digests)
+                .bind(name)
+                .fetch_all(pool)
+                .await?
+        }
+        None => sqlx::query(
+            "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256,
+                        components, policy, verdict, scan_namespace, scan_name, scan_uid
+                 FROM scan_results WHERE image_digest = ANY($1)
+                 ORDER BY image_digest, finished_at DESC, id DESC",
+        )
+        .bind(digests)
+        .fetch_all(pool)
+        .await?,
+    };
+    let shared = settings
+        .policy
+        .as_ref()
+        .map(|p| Arc::new((p.clone(), Decider::of(p))));
+    let previous: Vec<Previous> = rows
+        .into_iter()
+        .map(|r| {
+            let policy = match &shared {
+                Some(p) => p.clone(),
+                None => {
+                    let own: Policy = serde_json::from_value(r.get("policy"))
+                        .unwrap_or_else(|_| default_policy());
+                    let decider = Decider::of(&own);
+                    Arc::new((own, decider))
+                }
+            };
             Previous {
                 id: r.get("id"),
+                image_digest: r.get("image_digest"),
                 image_ref: r.get("image_ref"),
+                scan_namespace: r.get("scan_namespace"),
+                scan_name: r.get("scan_name"),
+                scan_uid: r.get("scan_uid"),
                 sbom_uri: r.get("sbom_uri"),
                 sbom_sha256: r.get("sbom_sha256"),
                 components: r.get("components"),
                 policy,
                 verdict: r.get("verdict"),
-            },
-        )
-    })
-    .collect();
-    report.never_scanned += (digests.len() - previous.len()) as i64;
+            }
+        })
+        .collect();
+    let with_result: BTreeSet<&str> = previous.iter().map(|p| p.image_digest.as_str()).collect();
+    report.never_scanned += (digests.len() - with_result.len()) as i64;
     if previous.is_empty() {
         return Ok(());
     }
@@ -185,7 +250,7 @@ async fn evaluate_chunk(
         // Each key keeps the version it is matched at (a source package's for its keys).
         component.affects_keys.push(MatchKey { key, version });
     }
-    let previous_ids: Vec<i64> = previous.values().map(|p| p.id).collect();
+    let previous_ids: Vec<i64> = previous.iter().map(|p| p.id).collect();
     let mut known: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
     // Of those, the ones that counted (rows from before the decider have no outcome: all
     // of them counted).
@@ -222,10 +287,8 @@ async fn evaluate_chunk(
         new: Vec<Finding>,
     }
     let mut outcomes = Vec::with_capacity(previous.len());
-    for digest in digests {
-        let Some(prev) = previous.get(digest) else {
-            continue;
-        };
+    for prev in &previous {
+        let digest = prev.image_digest.as_str();
         let components: Vec<Component> = inventories
             .get(digest)
             .unwrap_or(&empty)
@@ -250,19 +313,21 @@ async fn evaluate_chunk(
     }
     // The decider's lookups (VEX, KEV/EPSS) once for the chunk, then each image judged.
     let evidence = Evidence::load(pool, outcomes.iter().flat_map(|o| &o.findings)).await?;
-    let now = jiff::Timestamp::now();
+    let now = settings.now.unwrap_or_else(jiff::Timestamp::now);
     for o in &mut outcomes {
-        o.judged = Some(judge(
+        o.judged = Some(judge_under(
             &evidence,
             o.digest,
-            settings.namespace.as_deref(),
+            requester(settings, o.previous).0,
             repository_of(&o.previous.image_ref),
             &o.findings,
-            &o.previous.policy,
+            &o.previous.policy.1,
             now,
         ));
     }
-    let judged = |o: &Outcome<'_>| o.judged.clone().expect("judged above");
+    fn judged<'o>(o: &'o Outcome<'_>) -> &'o Judged {
+        o.judged.as_ref().expect("judged above")
+    }
 
     // One transaction for the chunk: results, findings, events.
     let mut tx = pool.begin().await?;
@@ -272,10 +337,15 @@ async fn evaluate_chunk(
     let mut severities: [Vec<i32>; 4] = Default::default();
     let mut verdicts = Vec::new();
     let mut policies = Vec::new();
+    let (mut namespaces, mut names, mut uids) = (Vec::new(), Vec::new(), Vec::new());
     let mut digests_of_policy = Vec::new();
     let (mut attestation_keys, mut attestations) = (Vec::new(), Vec::new());
     for o in &outcomes {
         digests_col.push(o.digest);
+        let (namespace, name, uid) = requester(settings, o.previous);
+        namespaces.push(namespace);
+        names.push(name);
+        uids.push(uid);
         refs.push(o.previous.image_ref.as_str());
         sbom_uris.push(o.previous.sbom_uri.as_str());
         sbom_hashes.push(o.previous.sbom_sha256.as_str());
@@ -315,25 +385,26 @@ async fn evaluate_chunk(
         );
         attestations.push(envelope);
         verdicts.push(j.verdict);
-        digests_of_policy.push(j.policy_digest);
-        policies.push(serde_json::to_value(&o.previous.policy)?);
+        digests_of_policy.push(j.policy_digest.as_str());
+        policies.push(serde_json::to_value(&o.previous.policy.0)?);
     }
-    let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+    // Keyed by image and Scan: under a ScanPolicy one image may have a result per Scan.
+    let ids: HashMap<(String, Option<String>), i64> = sqlx::query_as::<_, (String, Option<String>, i64)>(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name,
              sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at,
-             policy_digest, attestation_key, attestation)
-         SELECT d, r, $3, $4, $5, u, s, c, cr, hi, me, lo, v, p, now(), pd, ak, a
-         FROM unnest($1::text[], $2::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[],
-                     $11::int[], $12::int[], $13::text[], $14::jsonb[], $15::text[], $16::text[],
-                     $17::bytea[])
-              AS t(d, r, u, s, c, cr, hi, me, lo, v, p, pd, ak, a)
-         RETURNING image_digest, id",
+             policy_digest, attestation_key, attestation, scan_uid)
+         SELECT d, r, $3, ns, n, u, s, c, cr, hi, me, lo, v, p, now(), pd, ak, a, uid
+         FROM unnest($1::text[], $2::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+                     $9::int[], $10::int[], $11::int[], $12::int[], $13::text[], $14::jsonb[],
+                     $15::text[], $16::text[], $17::bytea[], $18::text[])
+              AS t(d, r, ns, n, u, s, c, cr, hi, me, lo, v, p, pd, ak, a, uid)
+         RETURNING image_digest, scan_uid, id",
     )
     .bind(&digests_col)
     .bind(&refs)
     .bind(report.advisory_snapshot)
-    .bind(&settings.namespace)
-    .bind(settings.name.as_ref().map(|n| format!("schedule/{n}")))
+    .bind(&namespaces)
+    .bind(&names)
     .bind(&sbom_uris)
     .bind(&sbom_hashes)
     .bind(&component_counts)
@@ -346,9 +417,11 @@ async fn evaluate_chunk(
     .bind(&digests_of_policy)
     .bind(&attestation_keys)
     .bind(&attestations)
+    .bind(&uids)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
+    .map(|(digest, uid, id)| ((digest, uid), id))
     .collect();
     // Columns of the findings rows.
     let (mut scan_ids, mut hashes, mut vulns, mut purls) =
@@ -357,7 +430,7 @@ async fn evaluate_chunk(
     let (mut f_outcomes, mut deciders, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
     let mut events = Vec::new();
     for o in &outcomes {
-        let id = ids[o.digest];
+        let id = ids[&(o.digest.to_string(), o.previous.scan_uid.clone())];
         let j = judged(o);
         for (f, d) in o.findings.iter().zip(&j.decided) {
             scan_ids.push(id);
@@ -430,6 +503,26 @@ async fn evaluate_chunk(
     tx.commit().await?;
     report.evaluated += outcomes.len() as i64;
     Ok(())
+}
+
+/// Who a re-evaluation's result is recorded for: the Schedule whose run made it, else the
+/// Scan the previous result was for (then that Scan's status reads it as its own).
+fn requester<'a>(
+    settings: &'a Settings,
+    previous: &'a Previous,
+) -> (Option<&'a str>, Option<String>, Option<&'a str>) {
+    match &settings.name {
+        Some(schedule) => (
+            settings.namespace.as_deref(),
+            Some(format!("schedule/{schedule}")),
+            None,
+        ),
+        None => (
+            previous.scan_namespace.as_deref(),
+            previous.scan_name.clone(),
+            previous.scan_uid.as_deref(),
+        ),
+    }
 }
 
 /// The `rescan.delta` event for an image whose result `scan_id` has `new` findings that

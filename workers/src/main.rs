@@ -48,14 +48,23 @@ enum Command {
         command: NotifyCommand,
     },
     /// Re-evaluate stored image inventories against the current advisories (no image is
-    /// pulled): a Schedule run (`--run`) or the given digests. Prints a JSON report.
+    /// pulled): a Schedule run (`--run`), the given digests, or every result decided under
+    /// a ScanPolicy (`--policy-ref` with `--policy-json`). Prints a JSON report.
     Evaluate {
         /// A run recorded by the Schedule controller (its images, rate and notify settings).
-        #[arg(long, conflicts_with = "digest")]
+        #[arg(long, conflicts_with_all = ["digest", "policy_ref"])]
         run: Option<String>,
         /// Image digests (`sha256:…`) to re-evaluate.
-        #[arg(long, required_unless_present = "run")]
+        #[arg(long, required_unless_present_any = ["run", "policy_ref"], conflicts_with = "policy_ref")]
         digest: Vec<String>,
+        /// The ScanPolicy whose results are re-evaluated (after it changed or a waiver of it
+        /// expired), under `--policy-json`.
+        #[arg(long, requires = "policy_json")]
+        policy_ref: Option<String>,
+        /// The ScanPolicy as the evaluator takes it (rules and thresholds, JSON), as the
+        /// operator computed its digest from.
+        #[arg(long, requires = "policy_ref")]
+        policy_json: Option<String>,
         /// Most images per second.
         #[arg(long, default_value_t = 1000)]
         rate: u32,
@@ -94,6 +103,14 @@ enum Command {
         /// Findings without a fix do not count for the verdict.
         #[arg(long)]
         ignore_unfixed: bool,
+        /// The ScanPolicy deciding the verdict (recorded with it, so its changes and expiring
+        /// waivers re-evaluate this result); needs `--policy-json`.
+        #[arg(long, requires = "policy_json")]
+        policy_ref: Option<String>,
+        /// That ScanPolicy as the evaluator takes it (rules and thresholds, JSON); replaces
+        /// `--fail-on`, `--warn-on` and `--ignore-unfixed`.
+        #[arg(long, requires = "policy_ref")]
+        policy_json: Option<String>,
         /// `cyclonedx-json` (always written) or `spdx-json` (written as well).
         #[arg(long, default_value = "cyclonedx-json")]
         sbom_format: String,
@@ -365,6 +382,28 @@ async fn main() -> ExitCode {
 
 /// The verdict signing key at `path` (none without the flag). A path that cannot be read is
 /// an error naming the Secret it should come from: an unsigned verdict is never trusted.
+/// The ScanPolicy given as `--policy-ref NAME --policy-json JSON` (the evaluator's form);
+/// refused, naming the field, when the JSON is not a policy or the policy is not valid.
+fn scan_policy(
+    name: Option<String>,
+    json: Option<&str>,
+) -> anyhow::Result<Option<stellaops_workers::scan::Policy>> {
+    let (Some(name), Some(json)) = (name, json) else {
+        return Ok(None);
+    };
+    let policy: stellaops_policy::evaluate::Policy =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(json))
+            .map_err(|e| anyhow::anyhow!("--policy-json: at {}: {}", e.path(), e.inner()))?;
+    let problems = policy.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("--policy-json: ScanPolicy {name}: {}", problems.join("; "));
+    }
+    Ok(Some(stellaops_workers::scan::Policy::from_evaluator(
+        Some(name),
+        policy,
+    )))
+}
+
 fn verdict_signer(
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<stellaops_store::attestation::VerdictSigner>> {
@@ -609,25 +648,34 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Evaluate {
             run,
             digest,
+            policy_ref,
+            policy_json,
             rate,
             notify,
             min_severity,
             verdict_signing_key,
         } => {
             let signer = verdict_signer(verdict_signing_key.as_deref())?.map(std::sync::Arc::new);
+            let policy = scan_policy(policy_ref, policy_json.as_deref())?;
             let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
-            let report = match run {
-                Some(run) => stellaops_workers::evaluate::run(&pool, &run, signer).await?,
-                None => {
-                    let settings = stellaops_workers::evaluate::Settings {
-                        rate_per_second: rate,
-                        notify,
-                        min_severity,
-                        namespace: None,
-                        name: None,
-                        run_id: None,
-                        signer,
-                    };
+            let settings = stellaops_workers::evaluate::Settings {
+                rate_per_second: rate,
+                notify,
+                min_severity,
+                namespace: None,
+                name: None,
+                run_id: None,
+                signer: signer.clone(),
+                policy: None,
+                now: None,
+            };
+            let report = match (run, policy) {
+                (Some(run), _) => stellaops_workers::evaluate::run(&pool, &run, signer).await?,
+                (None, Some(policy)) => {
+                    stellaops_workers::evaluate::reevaluate_policy(&pool, &policy, &settings)
+                        .await?
+                }
+                (None, None) => {
                     stellaops_workers::evaluate::evaluate(&pool, &digest, &settings).await?
                 }
             };
@@ -640,6 +688,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             fail_on,
             warn_on,
             ignore_unfixed,
+            policy_ref,
+            policy_json,
             sbom_format,
             docker_config,
             plain_http,
@@ -652,6 +702,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         } => {
             use stellaops_workers::scan::{Policy, Requester, ScanJob};
             let signer = verdict_signer(verdict_signing_key.as_deref())?;
+            let policy = match scan_policy(policy_ref, policy_json.as_deref())? {
+                Some(policy) => policy,
+                None => Policy {
+                    fail_on,
+                    warn_on,
+                    ignore_unfixed,
+                    ..Default::default()
+                },
+            };
             let mut credentials = Credentials::default();
             for path in &docker_config {
                 credentials.merge(
@@ -675,11 +734,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 bucket: &bucket,
                 pool: &pool,
                 platform: &platform,
-                policy: Policy {
-                    fail_on,
-                    warn_on,
-                    ignore_unfixed,
-                },
+                policy,
                 requester: Requester {
                     namespace: scan_namespace,
                     name: scan_name,
@@ -794,6 +849,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     fail_on: "critical".into(),
                     warn_on: None,
                     ignore_unfixed: false,
+                    ..Default::default()
                 },
                 requester: Requester::default(),
                 spdx: false,

@@ -120,6 +120,8 @@ pub async fn ingest(
             namespace: None,
             name: None,
             run_id: None,
+            policy: None,
+            now: None,
             signer,
         };
         let report = crate::evaluate::evaluate(pool, &images, &settings).await?;

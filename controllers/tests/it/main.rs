@@ -7,5 +7,6 @@ mod notify_rule;
 mod platform;
 mod retry;
 mod scan;
+mod scan_policy;
 mod schedule;
 mod zastava_policy;

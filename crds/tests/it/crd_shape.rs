@@ -7,7 +7,7 @@ use stellaops_crds::{all_crds, crd_file_name, crd_yaml};
 #[test]
 fn every_crd_has_status_category_short_name_and_ready_column() {
     let crds = all_crds();
-    assert_eq!(crds.len(), 7);
+    assert_eq!(crds.len(), 8);
     for crd in &crds {
         let kind = &crd.spec.names.kind;
         assert_eq!(crd.spec.group, "stella-ops.org");
@@ -43,7 +43,7 @@ fn every_crd_has_status_category_short_name_and_ready_column() {
             columns.iter().any(|c| c.name == "Age"),
             "{kind} lacks an Age column"
         );
-        let scope = if kind == "ZastavaPolicy" {
+        let scope = if kind == "ZastavaPolicy" || kind == "ScanPolicy" {
             "Cluster"
         } else {
             "Namespaced"

@@ -17,7 +17,7 @@ fn preview_of_the_samples_exits_zero_and_reports_each() {
     let out = operator(&["preview", "-f", "config/samples/"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("7 valid, 0 invalid, 0 skipped"), "{stderr}");
+    assert!(stderr.contains("8 valid, 0 invalid, 0 skipped"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     for kind in stellaops_crds::KINDS {
         assert!(

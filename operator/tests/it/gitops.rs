@@ -33,6 +33,7 @@ fn samples() -> Vec<(&'static str, Option<Value>, &'static str, &'static str)> {
     let mut samples = Vec::new();
     let healthy = [
         ("Scan", "Scanned"),
+        ("ScanPolicy", "Valid"),
         ("Schedule", "Scheduled"),
         ("NotifyRule", "Delivering"),
         ("FederationSite", "Scheduled"),
@@ -70,6 +71,7 @@ fn samples() -> Vec<(&'static str, Option<Value>, &'static str, &'static str)> {
     for (kind, reason) in [
         ("Scan", "Queued"),
         ("Scan", "Scanning"),
+        ("Scan", "PolicyNotReady"),
         ("NotifyRule", "WorkerNotReady"),
         ("FederationSite", "CronJobMissing"),
         ("MirrorDomain", "AwaitingFirstSync"),
@@ -85,6 +87,7 @@ fn samples() -> Vec<(&'static str, Option<Value>, &'static str, &'static str)> {
     }
     for (kind, reason) in [
         ("Scan", "ScanFailed"),
+        ("ScanPolicy", "Invalid"),
         ("Schedule", "InvalidSchedule"),
         ("Schedule", "DatabaseRequired"),
         ("NotifyRule", "SecretNotFound"),

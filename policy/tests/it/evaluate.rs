@@ -240,3 +240,67 @@ fn globs_match_in_linear_time() {
     let text = "a".repeat(49) + &"b".repeat(100_000);
     assert!(!glob(&pattern, &text));
 }
+
+#[test]
+fn the_next_expiry_is_the_earliest_waiver_still_in_force() {
+    let p = policy(json!({"failOn": "high", "rules": [
+        {"name": "a", "matchers": {"vulnerabilities": ["CVE-1"]},
+         "action": {"type": "ignore", "until": "2026-05-01T00:00:00Z", "justification": "gone"}},
+        {"name": "b", "matchers": {"vulnerabilities": ["CVE-2"]},
+         "action": {"type": "ignore", "until": "2026-09-01T00:00:00Z", "justification": "later"}},
+        {"name": "c", "matchers": {"vulnerabilities": ["CVE-3"]},
+         "action": {"type": "ignore", "until": "2026-07-01T00:00:00Z", "justification": "sooner"}},
+        {"name": "d", "action": {"type": "ignore", "justification": "forever"}},
+    ]}));
+    assert_eq!(
+        p.next_expiry(now()),
+        Some("2026-07-01T00:00:00Z".parse().unwrap())
+    );
+    assert_eq!(
+        p.next_expiry("2026-07-01T00:00:00Z".parse().unwrap()),
+        Some("2026-09-01T00:00:00Z".parse().unwrap()),
+        "a waiver expiring exactly now is no longer in force"
+    );
+    assert_eq!(p.next_expiry("2027-01-01T00:00:00Z".parse().unwrap()), None);
+}
+
+#[test]
+fn problems_name_the_rule_and_what_is_wrong() {
+    let p = policy(json!({"failOn": "severe", "rules": [
+        {"name": "w", "action": {"type": "ignore", "justification": "  "}},
+        {"name": "w", "action": {"type": "warn"}},
+        {"name": "e", "matchers": {"epssAtLeast": 1.5, "severities": ["urgent"]},
+         "action": {"type": "escalate", "to": "extreme"}},
+    ]}));
+    let problems = p.problems();
+    for expected in [
+        "failOn \"severe\"",
+        "rules[0] (\"w\"): an ignore needs a justification",
+        "rules[1] (\"w\"): the name is used by an earlier rule",
+        "rules[2] (\"e\"): severity \"urgent\"",
+        "rules[2] (\"e\"): epssAtLeast 1.5",
+        "rules[2] (\"e\"): escalate to \"extreme\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected} not in {problems:?}"
+        );
+    }
+    assert_eq!(problems.len(), 6, "{problems:?}");
+    assert!(policy(json!({"failOn": "high"})).problems().is_empty());
+}
+
+#[test]
+fn a_source_matcher_holds_when_any_source_of_the_advisory_is_listed() {
+    let p = policy(json!({"failOn": "critical", "rules": [
+        {"name": "debian-says", "matchers": {"sources": ["debian"]}, "action": {"type": "fail"}}
+    ]}));
+    let mut f = finding("CVE-1", "low", None);
+    f.sources = vec!["ghsa".into(), "osv".into()];
+    let before = evaluate(std::slice::from_ref(&f), &[], &SUBJECT, &p, now());
+    assert_eq!(before.verdict, "Pass");
+    f.sources.push("debian".into());
+    let after = evaluate(&[f], &[], &SUBJECT, &p, now());
+    assert_eq!(after.verdict, "Fail");
+    assert_eq!(after.findings[0].decided_by, "rule:debian-says");
+}

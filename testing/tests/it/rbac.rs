@@ -545,6 +545,28 @@ fn operator_cases(sa: &UserInfo) -> Vec<(&UserInfo, RequestAttributes, bool)> {
         ),
         (
             sa,
+            request("watch", "stella-ops.org", "scanpolicies", None, None),
+            true,
+        ),
+        (
+            sa,
+            request(
+                "patch",
+                "stella-ops.org",
+                "scanpolicies/status",
+                None,
+                Some("p"),
+            ),
+            true,
+        ),
+        // The operator reads ScanPolicies; it never writes their spec.
+        (
+            sa,
+            request("patch", "stella-ops.org", "scanpolicies", None, Some("p")),
+            false,
+        ),
+        (
+            sa,
             request(
                 "patch",
                 "stella-ops.org",

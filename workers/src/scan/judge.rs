@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use sqlx::PgPool;
 use stellaops_policy::evaluate::{self, Decided, Outcome, Subject};
-use stellaops_policy::vex::consensus::{Claim, Decision, Trust, applies, decide, purl_base};
+use stellaops_policy::vex::consensus::{Claim, Trust, applies, decide, purl_base};
 
 use super::{Finding, Policy};
 
@@ -19,10 +19,12 @@ pub struct Evidence {
     claims: Vec<Claim>,
     /// KEV/EPSS per CVE.
     signals: BTreeMap<String, stellaops_store::exploits::Signals>,
+    /// The sources each advisory came from, by merge hash.
+    sources: BTreeMap<String, Vec<String>>,
 }
 
 impl Evidence {
-    /// Look up what `findings` need (three queries, whatever their number).
+    /// Look up what `findings` need (four queries, whatever their number).
     pub async fn load<'a>(
         pool: &PgPool,
         findings: impl IntoIterator<Item = &'a Finding>,
@@ -51,10 +53,12 @@ impl Evidence {
             .cloned()
             .collect();
         let signals = stellaops_store::exploits::signals(pool, &cves).await?;
+        let sources = stellaops_store::advisories::sources_of(pool, &hashes).await?;
         Ok(Evidence {
             ids,
             claims,
             signals,
+            sources,
         })
     }
 
@@ -76,19 +80,34 @@ pub struct Judged {
     pub counts: BTreeMap<&'static str, i64>,
     /// Per finding, in the order given.
     pub decided: Vec<Decided>,
-    /// The VEX consensus per finding (`None`: no statement).
-    pub vex: Vec<Option<Decision>>,
     /// The policy's digest.
     pub policy_digest: String,
 }
 
-/// The inline policy as the decider's (thresholds only, no rules).
+/// The policy as the decider's (its digest is the one the ScanPolicy's status shows).
 pub fn policy_of(policy: &Policy) -> evaluate::Policy {
     evaluate::Policy {
-        rules: Vec::new(),
-        fail_on: Some(policy.fail_on.clone()),
+        rules: policy.rules.clone(),
+        fail_on: (!policy.fail_on.is_empty()).then(|| policy.fail_on.clone()),
         warn_on: policy.warn_on.clone(),
         ignore_unfixed: policy.ignore_unfixed,
+    }
+}
+
+/// A policy as the decider takes it, with its digest: made once for the many images
+/// judged under it.
+#[derive(Clone, Debug)]
+pub struct Decider {
+    policy: evaluate::Policy,
+    digest: String,
+}
+
+impl Decider {
+    /// The decider's form of `policy`.
+    pub fn of(policy: &Policy) -> Decider {
+        let policy = policy_of(policy);
+        let digest = policy.digest();
+        Decider { policy, digest }
     }
 }
 
@@ -100,6 +119,27 @@ pub fn judge(
     repository: &str,
     findings: &[Finding],
     policy: &Policy,
+    now: jiff::Timestamp,
+) -> Judged {
+    judge_under(
+        evidence,
+        digest,
+        namespace,
+        repository,
+        findings,
+        &Decider::of(policy),
+        now,
+    )
+}
+
+/// [`judge`] under a [`Decider`] made once.
+pub fn judge_under(
+    evidence: &Evidence,
+    digest: &str,
+    namespace: Option<&str>,
+    repository: &str,
+    findings: &[Finding],
+    decider: &Decider,
     now: jiff::Timestamp,
 ) -> Judged {
     let trust = Trust::default();
@@ -121,7 +161,13 @@ pub fn judge(
             severity: finding.severity.clone(),
             fixed_version: finding.fixed_version.clone(),
             layer: finding.layer.clone(),
-            source: None,
+            sources: evidence
+                .sources
+                .get(&finding.merge_hash)
+                .cloned()
+                .unwrap_or_default(),
+            // Not known until the Usage view (EntryTrace) exists: a rule asking for it
+            // never matches rather than guessing.
             used_by_entrypoint: None,
             kev: signal.is_some_and(|s| s.kev_since.is_some()),
             epss: signal.and_then(|s| s.epss),
@@ -131,7 +177,14 @@ pub fn judge(
         namespace,
         repository,
     };
-    let evaluation = evaluate::evaluate(&inputs, &vex, &subject, &policy_of(policy), now);
+    let evaluation = evaluate::evaluate_digested(
+        &inputs,
+        &vex,
+        &subject,
+        &decider.policy,
+        &decider.digest,
+        now,
+    );
     let mut counts = BTreeMap::from([("critical", 0), ("high", 0), ("medium", 0), ("low", 0)]);
     for d in &evaluation.findings {
         let taken_out = d.outcome == Outcome::Ignored && d.decided_by != "threshold";
@@ -150,7 +203,6 @@ pub fn judge(
         verdict: evaluation.verdict,
         counts,
         decided: evaluation.findings,
-        vex,
         policy_digest: evaluation.policy_digest,
     }
 }

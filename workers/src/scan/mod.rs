@@ -527,8 +527,11 @@ pub fn match_indexed(
     findings.into_iter().collect()
 }
 
-/// The Scan's policy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The policy a verdict is decided under: the Scan's inline thresholds, or a ScanPolicy's
+/// rules and thresholds (`policyRef` names it). Stored with each result (the `policy`
+/// column), so a re-evaluation decides under the same policy; results from before rules
+/// existed read back with none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
     /// Fail at or above this severity.
@@ -537,6 +540,43 @@ pub struct Policy {
     pub warn_on: Option<String>,
     /// Findings without a fixed version do not count.
     pub ignore_unfixed: bool,
+    /// The ScanPolicy's rules, in order (the evaluator's own type: one evaluator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<stellaops_policy::evaluate::Rule>,
+    /// The ScanPolicy these came from: when it changes or one of its waivers expires, the
+    /// results decided under it are evaluated again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<String>,
+}
+
+impl Default for Policy {
+    /// The Scan kind's default: fail on critical, nothing else.
+    fn default() -> Self {
+        Policy {
+            fail_on: "critical".into(),
+            warn_on: None,
+            ignore_unfixed: false,
+            rules: Vec::new(),
+            policy_ref: None,
+        }
+    }
+}
+
+impl Policy {
+    /// A ScanPolicy's policy as the evaluator has it (`stellaops_policy::evaluate::Policy`,
+    /// the form the controller computes the digest of), named `name`.
+    pub fn from_evaluator(
+        name: Option<String>,
+        policy: stellaops_policy::evaluate::Policy,
+    ) -> Policy {
+        Policy {
+            fail_on: policy.fail_on.unwrap_or_default(),
+            warn_on: policy.warn_on,
+            ignore_unfixed: policy.ignore_unfixed,
+            rules: policy.rules,
+            policy_ref: name,
+        }
+    }
 }
 
 /// Order of severities (unknown is 0).
@@ -1348,6 +1388,7 @@ mod tests {
             fail_on: "high".into(),
             warn_on: None,
             ignore_unfixed: true,
+            ..Default::default()
         };
         assert_eq!(verdict(&found, &policy), "Pass", "unfixed for 2.1.0");
         let strict = Policy {
@@ -1371,6 +1412,7 @@ mod tests {
             fail_on: "high".into(),
             warn_on: Some("medium".into()),
             ignore_unfixed: false,
+            ..Default::default()
         };
         assert_eq!(verdict(&[], &policy), "Pass");
         assert_eq!(verdict(&[f("low", None)], &policy), "Pass");

@@ -305,6 +305,7 @@ async fn real_debian_packages_are_matched_by_their_source_packages() {
             fail_on: "critical".into(),
             warn_on: Some("medium".into()),
             ignore_unfixed: true,
+            ..Default::default()
         },
         requester: Requester::default(),
         spdx: true,

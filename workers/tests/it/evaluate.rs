@@ -3,7 +3,7 @@
 //! advisory-delta index, and a Schedule run recorded end to end.
 
 use serde_json::json;
-use stellaops_workers::evaluate::{Settings, announce_refresh, evaluate, run};
+use stellaops_workers::evaluate::{Settings, announce_refresh, evaluate, reevaluate_policy, run};
 use stellaops_workers::scan::{
     Component, MatchKey, Policy, Requester, advisories_for, match_components, record,
 };
@@ -31,6 +31,7 @@ pub async fn stored_scan(pool: &sqlx::PgPool, digest: &str, components: &[Compon
         fail_on: "critical".into(),
         warn_on: Some("medium".into()),
         ignore_unfixed: false,
+        ..Default::default()
     };
     record(
         pool,
@@ -110,6 +111,8 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
         namespace: Some("shop".into()),
         name: Some("nightly".into()),
         run_id: None,
+        policy: None,
+        now: None,
     };
     let report = evaluate(&pool, &[x.clone(), y.clone(), z.clone()], &settings)
         .await
@@ -323,6 +326,8 @@ async fn stored_debian_packages_are_rematched_by_their_source_package() {
         namespace: None,
         name: None,
         run_id: None,
+        policy: None,
+        now: None,
     };
     let report = evaluate(&pool, std::slice::from_ref(&image), &settings)
         .await
@@ -402,6 +407,8 @@ async fn a_vendor_not_affected_statement_changes_the_verdict_of_stored_images() 
         namespace: None,
         name: None,
         run_id: None,
+        policy: None,
+        now: None,
     };
     let report = evaluate(&pool, std::slice::from_ref(&x), &settings)
         .await
@@ -415,4 +422,171 @@ async fn a_vendor_not_affected_statement_changes_the_verdict_of_stored_images() 
     // A scan recorded now (a rescan or a reused result) is judged the same way.
     stored_scan(&pool, &x, &[npm("minimist", "1.2.0")]).await;
     assert_eq!(verdict_of(pool.clone(), x).await.0, "Pass");
+}
+
+/// A ScanPolicy's `ignore` turns a stored Fail into Pass; once its `until` has passed, the
+/// same re-evaluation (nobody touched the policy) makes it Fail again. Only results decided
+/// under that ScanPolicy are re-evaluated, each keeping its Scan (whose status reads the
+/// latest result by uid).
+#[tokio::test]
+async fn a_scan_policy_waiver_passes_until_it_expires_then_fails_again() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("evaluate_policy", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    ingest(
+        &pool,
+        vec![osv(
+            "GHSA-minimist",
+            "npm",
+            "minimist",
+            minimist,
+            "CRITICAL",
+        )],
+    )
+    .await;
+    let x = digest('e');
+    let components = [npm("minimist", "1.2.0")];
+    let (rows, snapshot) = advisories_for(&pool, &components).await.unwrap();
+    let findings = match_components(&components, &rows);
+    let scan = |uid: &str| Requester {
+        namespace: Some("shop".into()),
+        name: Some(format!("scan-{uid}")),
+        uid: Some(uid.into()),
+    };
+    let under_policy = |rules: serde_json::Value| {
+        let policy: stellaops_policy::evaluate::Policy =
+            serde_json::from_value(json!({"failOn": "critical", "rules": rules})).unwrap();
+        Policy::from_evaluator(Some("shop-policy".into()), policy)
+    };
+    let record_for = |uid: &'static str, policy: Policy| {
+        let pool = pool.clone();
+        let (findings, x) = (findings.clone(), x.clone());
+        async move {
+            record(
+                &pool,
+                &scan(uid),
+                "registry.example.com/shop/web",
+                &x,
+                snapshot,
+                ("s3://stellaops/sboms/x.json", "sha256:sbom"),
+                &[npm("minimist", "1.2.0")],
+                &findings,
+                &policy,
+                chrono::Utc::now(),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    // One Scan under the ScanPolicy (no rules yet), one with the inline thresholds.
+    record_for("uid-web", under_policy(json!([]))).await;
+    record_for("uid-inline", Policy::default()).await;
+    let latest = |uid: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let verdict: String = sqlx::query_scalar(
+                "SELECT verdict FROM scan_results WHERE scan_uid = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(uid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let (decided_by, reason): (Option<String>, Option<String>) = sqlx::query_as(
+                "SELECT f.decided_by, f.reason FROM scan_findings f
+                 WHERE f.scan_id = (SELECT id FROM scan_results WHERE scan_uid = $1
+                                    ORDER BY id DESC LIMIT 1)",
+            )
+            .bind(uid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (
+                verdict,
+                decided_by.unwrap_or_default(),
+                reason.unwrap_or_default(),
+            )
+        }
+    };
+    assert_eq!(latest("uid-web").await.0, "Fail");
+
+    // The ScanPolicy waives the finding until a fixed time.
+    let until: jiff::Timestamp = "2031-03-01T12:00:00Z".parse().unwrap();
+    let policy = under_policy(json!([{
+        "name": "waive-minimist",
+        "matchers": {"vulnerabilities": ["GHSA-minimist"], "images": ["registry.example.com/shop/*"]},
+        "action": {"type": "ignore", "until": until.to_string(),
+                   "justification": "prototype pollution needs attacker-controlled args"}
+    }]));
+    let at = |now: jiff::Timestamp| Settings {
+        signer: None,
+        rate_per_second: 1000,
+        notify: true,
+        min_severity: None,
+        namespace: None,
+        name: None,
+        run_id: None,
+        policy: None,
+        now: Some(now),
+    };
+    let before = until - jiff::SignedDuration::from_hours(24);
+    let report = reevaluate_policy(&pool, &policy, &at(before))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.evaluated, 1,
+        "only the Scan under the ScanPolicy: {report:?}"
+    );
+    assert_eq!(report.decisions_changed, 1);
+    assert_eq!(report.events, 1, "the changed verdict is announced");
+    let (verdict, decided_by, reason) = latest("uid-web").await;
+    assert_eq!(
+        (verdict.as_str(), decided_by.as_str()),
+        ("Pass", "rule:waive-minimist")
+    );
+    assert!(reason.contains("until 2031-03-01T12:00:00Z"), "{reason}");
+    assert_eq!(
+        latest("uid-inline").await.0,
+        "Fail",
+        "another policy's Scan is left alone"
+    );
+    let inline_results: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM scan_results WHERE scan_uid = 'uid-inline'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(inline_results, 1);
+    // The result names the Scan, so the Scan controller's lookup by uid finds it, and
+    // records the digest of the evaluator's form of the policy.
+    let (scan_name, policy_digest): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT scan_name, policy_digest FROM scan_results WHERE scan_uid = 'uid-web'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(scan_name.as_deref(), Some("scan-uid-web"));
+    assert_eq!(
+        policy_digest,
+        Some(stellaops_workers::scan::judge::policy_of(&policy).digest())
+    );
+
+    // Nothing changes while the waiver is in force: no new decision, no event.
+    let again = reevaluate_policy(&pool, &policy, &at(before))
+        .await
+        .unwrap();
+    assert_eq!((again.decisions_changed, again.events), (0, 0));
+
+    // The waiver's `until` passes; nobody touched the policy.
+    let after = until + jiff::SignedDuration::from_secs(1);
+    let report = reevaluate_policy(&pool, &policy, &at(after)).await.unwrap();
+    assert_eq!(report.decisions_changed, 1);
+    let (verdict, decided_by, _) = latest("uid-web").await;
+    assert_eq!(
+        (verdict.as_str(), decided_by.as_str()),
+        ("Fail", "threshold")
+    );
 }

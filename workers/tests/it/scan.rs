@@ -194,6 +194,7 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
             fail_on: "high".into(),
             warn_on: Some("medium".into()),
             ignore_unfixed: false,
+            ..Default::default()
         },
         requester: Requester {
             namespace: Some("prod-eu".into()),
@@ -381,6 +382,7 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
             fail_on: "critical".into(),
             warn_on: None,
             ignore_unfixed: false,
+            ..Default::default()
         },
         ..job
     };
@@ -414,6 +416,7 @@ async fn a_missing_image_or_a_corrupt_layer_fails_with_a_clear_message() {
             fail_on: "high".into(),
             warn_on: None,
             ignore_unfixed: false,
+            ..Default::default()
         },
         requester: Requester::default(),
         spdx: false,
@@ -539,6 +542,7 @@ async fn a_registry_refusing_access_fails_with_a_clear_message_and_the_pull_secr
         fail_on: "critical".into(),
         warn_on: None,
         ignore_unfixed: false,
+        ..Default::default()
     };
     let config = |user: &str, password: &str| {
         let auth = base64::Engine::encode(

@@ -487,6 +487,7 @@ fn plural(kind: &str) -> String {
     match kind {
         "NotifyRule" => "notifyrules".into(),
         "ZastavaPolicy" => "zastavapolicies".into(),
+        "ScanPolicy" => "scanpolicies".into(),
         "ValidatingWebhookConfiguration" => "validatingwebhookconfigurations".into(),
         _ => format!("{}s", kind.to_ascii_lowercase()),
     }
@@ -495,7 +496,11 @@ fn plural(kind: &str) -> String {
 fn namespaced(kind: &str) -> bool {
     !matches!(
         kind,
-        "Namespace" | "ZastavaPolicy" | "ValidatingWebhookConfiguration" | "ClusterRole"
+        "Namespace"
+            | "ZastavaPolicy"
+            | "ScanPolicy"
+            | "ValidatingWebhookConfiguration"
+            | "ClusterRole"
     )
 }
 

@@ -29,6 +29,8 @@ fn expected_sample_states() -> Vec<(
             "nginx-1-27",
             &["Scanning", "ScanFailed"],
         ),
+        // Valid: its digest recorded, the next waiver expiry awaited.
+        ("ScanPolicy", None, "production", &["Valid"]),
         (
             "Schedule",
             Some("stellaops-system"),
