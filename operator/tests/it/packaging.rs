@@ -202,7 +202,7 @@ fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
     let counts = kinds(&objects);
     assert_eq!(
         counts.get("CustomResourceDefinition"),
-        Some(&7),
+        Some(&8),
         "{counts:?}"
     );
     for kind in [
@@ -228,7 +228,7 @@ fn kustomize_default_renders_crds_rbac_deployment_and_webhook() {
     let samples = render(&kubectl, &["kustomize", "config/samples"]);
     assert_eq!(
         samples.len(),
-        9,
+        10,
         "one of each kind, and the Platform's release ConfigMap and key"
     );
 }
@@ -278,7 +278,7 @@ fn helm_chart_lints_renders_and_matches_the_kustomize_rbac() {
     assert!(!kinds(&without_monitor).contains_key("ServiceMonitor"));
 
     let with_crds = render(&helm, &["template", "stellaops", chart, "--include-crds"]);
-    assert_eq!(kinds(&with_crds).get("CustomResourceDefinition"), Some(&7));
+    assert_eq!(kinds(&with_crds).get("CustomResourceDefinition"), Some(&8));
 
     // Least privilege stays identical in both install paths.
     if let Some(kubectl) = tool("STELLAOPS_TEST_KUBECTL", "kubectl") {

@@ -35,7 +35,7 @@ fn directories_are_read_flat_sorted_and_without_kustomization() {
         .collect();
     assert_eq!(
         names.len(),
-        8,
+        9,
         "one per kind and platform-release.yaml: {names:?}"
     );
     assert!(names.windows(2).all(|w| w[0] < w[1]));
