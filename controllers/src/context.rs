@@ -85,6 +85,9 @@ pub struct Context {
     pub caches: Caches,
     /// Failures in a row per object, for the error policy's backoff.
     pub retries: std::sync::Arc<crate::retry::Retries>,
+    /// What the webhook in this process verified, read by the runtime audit (none: every
+    /// signature counts as not verified yet).
+    pub signature_facts: Option<std::sync::Arc<dyn crate::zastava_audit::SignatureFacts>>,
 }
 
 impl Context {
@@ -102,12 +105,22 @@ impl Context {
             outbox: None,
             caches: Caches::filled(Contents::default()),
             retries: Default::default(),
+            signature_facts: None,
         }
     }
 
     /// The same context, reading `caches`.
     pub fn with_caches(mut self, caches: Caches) -> Self {
         self.caches = caches;
+        self
+    }
+
+    /// The same context, reading signature verifications from `facts` (the webhook).
+    pub fn with_signature_facts(
+        mut self,
+        facts: std::sync::Arc<dyn crate::zastava_audit::SignatureFacts>,
+    ) -> Self {
+        self.signature_facts = Some(facts);
         self
     }
 

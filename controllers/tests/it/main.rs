@@ -8,4 +8,5 @@ mod platform;
 mod retry;
 mod scan;
 mod schedule;
+mod zastava_audit;
 mod zastava_policy;
