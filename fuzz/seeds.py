@@ -110,6 +110,18 @@ def main():
             (2, "2.31.0\n2.31.0rc1\n1!0.1.post2.dev3"), (3, "1.0-SNAPSHOT\n1.0\n1.0-alpha-1"),
             (4, "1.2.3-beta.1\n1.2.3\n1.10.0"), (5, "1:1.1.1k-12.el8\n1.1.1k-2.el8~1\n1.1.1^git1-1")]):
         put("version_order", "scheme-%d" % i, bytes([scheme]) + versions.encode())
+    # oci_referrers: a referrers index and a signature/attestation manifest.
+    put("oci_referrers", "index.json", json.dumps({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "digest": "sha256:" + "1" * 64, "size": 12, "annotations": {"a": "b"}}]}))
+    put("oci_referrers", "manifest.json", json.dumps({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": "sha256:" + "2" * 64,
+         "size": 3, "annotations": {"dev.cosignproject.cosign/signature": "MEU=",
+                                    "dev.sigstore.cosign/certificate": "-----BEGIN CERTIFICATE-----"}},
+        {"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": "sha256:" + "3" * 64, "size": 3,
+         "annotations": {"predicateType": "https://slsa.dev/provenance/v1"}}]}))
     # federation_bundle: a real (unsigned) bundle exported by `stellaops-worker federation
     # bundle export` after ingesting osv/ghsa.json, kept as committed (not regenerated here):
     # "unsigned-bundle" = 0x00 + the .zst file, "unsigned-bundle-tar" = 0x01 + its tar.

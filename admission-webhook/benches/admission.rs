@@ -361,6 +361,7 @@ async fn main() {
                 FoundSignature {
                     signature: sign(&key, &payload),
                     payload,
+                    ..Default::default()
                 },
             )
         })

@@ -1,7 +1,10 @@
-//! Cosign signatures as cosign stores them: an OCI manifest tagged `sha256-<hex>.sig` in the
-//! image's repository, one layer per signature holding the "simple signing" payload, the
-//! base64 ECDSA signature of that payload in the layer's
-//! `dev.cosignproject.cosign/signature` annotation.
+//! Cosign signatures as cosign stores them: an OCI manifest in the image's repository, one
+//! layer per signature holding the "simple signing" payload, the base64 ECDSA signature of
+//! that payload in the layer's `dev.cosignproject.cosign/signature` annotation (and, for a
+//! keyless signature, the certificate, chain and Rekor bundle in `dev.sigstore.cosign/*`
+//! annotations). The manifest is found as an OCI 1.1 referrer of the image (artifact type
+//! [`SIGNATURE_ARTIFACT_TYPE`]) or under the legacy tag `sha256-<hex>.sig`; attestations
+//! likewise (DSSE envelope layers, legacy tag `sha256-<hex>.att`).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,34 +21,111 @@ pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesi
 /// `critical.type` of an image signature payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 
+/// Annotation holding a keyless signature's PEM signing certificate.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// Annotation holding a keyless signature's PEM intermediate chain.
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// Annotation holding the Rekor bundle (signed entry timestamp and entry) of a signature.
+pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+/// Artifact type of a cosign signature manifest stored as an OCI 1.1 referrer.
+pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// Artifact type of a Sigstore bundle stored as an OCI 1.1 referrer (cosign's bundle spec).
+pub const SIGSTORE_BUNDLE_ARTIFACT_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// Artifact type of a cosign attestation manifest stored as an OCI 1.1 referrer.
+pub const ATTESTATION_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.att.v1+json";
+/// Media type of a DSSE envelope layer (an attestation).
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// Annotation naming an attestation layer's predicate type.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+/// Annotation naming a Sigstore bundle referrer's predicate type.
+pub const BUNDLE_PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
+
 /// The tag cosign stores the signatures of `digest` under (`sha256-<hex>.sig`).
 pub fn signature_tag(digest: &str) -> String {
     format!("{}.sig", digest.replacen(':', "-", 1))
 }
 
+/// The tag cosign stores the attestations of `digest` under (`sha256-<hex>.att`).
+pub fn attestation_tag(digest: &str) -> String {
+    format!("{}.att", digest.replacen(':', "-", 1))
+}
+
 /// One signature layer of a signature manifest.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SignatureLayer {
     /// Digest of the payload blob.
     pub payload_digest: String,
     /// Base64 signature from the annotation.
     pub signature: String,
+    /// PEM signing certificate (keyless), from the annotation.
+    pub certificate: Option<String>,
+    /// PEM chain up to the root (keyless), from the annotation.
+    pub chain: Option<String>,
+    /// Rekor bundle JSON, from the annotation.
+    pub rekor_bundle: Option<String>,
 }
 
-/// The signature layers of a `.sig` manifest (layers of another media type are ignored).
-pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, String> {
+fn layers_of(manifest: &[u8], what: &str) -> Result<Vec<Value>, String> {
     let manifest: Value =
-        serde_json::from_slice(manifest).map_err(|e| format!("signature manifest: {e}"))?;
-    let layers = manifest["layers"]
-        .as_array()
-        .ok_or("signature manifest has no layers")?;
+        serde_json::from_slice(manifest).map_err(|e| format!("{what} manifest: {e}"))?;
+    match manifest.get("layers") {
+        Some(Value::Array(layers)) => Ok(layers.clone()),
+        _ => Err(format!("{what} manifest has no layers")),
+    }
+}
+
+/// The signature layers of a signature manifest (layers of another media type, and
+/// layers without a digest or signature, are ignored).
+pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, String> {
+    let layers = layers_of(manifest, "signature")?;
     Ok(layers
         .iter()
         .filter(|l| l["mediaType"] == SIMPLE_SIGNING_MEDIA_TYPE)
         .filter_map(|l| {
+            let annotation = |key: &str| l["annotations"][key].as_str().map(str::to_string);
             Some(SignatureLayer {
                 payload_digest: l["digest"].as_str()?.to_string(),
-                signature: l["annotations"][SIGNATURE_ANNOTATION].as_str()?.to_string(),
+                signature: annotation(SIGNATURE_ANNOTATION)?,
+                certificate: annotation(CERTIFICATE_ANNOTATION),
+                chain: annotation(CHAIN_ANNOTATION),
+                rekor_bundle: annotation(REKOR_BUNDLE_ANNOTATION),
+            })
+        })
+        .collect())
+}
+
+/// One attestation layer: a DSSE envelope blob (cosign's `.att` layout) or a Sigstore
+/// bundle blob (a bundle referrer), with the predicate type its annotation announces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttestationLayer {
+    /// Media type of the blob.
+    pub media_type: String,
+    /// Digest of the blob.
+    pub digest: String,
+    /// The predicate type the annotation announces (to be checked against the statement).
+    pub predicate_type: Option<String>,
+}
+
+/// The attestation layers of an attestation manifest: DSSE envelopes and Sigstore bundles.
+pub fn attestation_layers(manifest: &[u8]) -> Result<Vec<AttestationLayer>, String> {
+    let layers = layers_of(manifest, "attestation")?;
+    Ok(layers
+        .iter()
+        .filter_map(|l| {
+            let media_type = l["mediaType"].as_str()?;
+            if media_type != DSSE_MEDIA_TYPE
+                && !media_type.starts_with("application/vnd.dev.sigstore.bundle")
+            {
+                return None;
+            }
+            let annotations = &l["annotations"];
+            Some(AttestationLayer {
+                media_type: media_type.to_string(),
+                digest: l["digest"].as_str()?.to_string(),
+                predicate_type: annotations[PREDICATE_TYPE_ANNOTATION]
+                    .as_str()
+                    .or(annotations[BUNDLE_PREDICATE_TYPE_ANNOTATION].as_str())
+                    .map(str::to_string),
             })
         })
         .collect())

@@ -3,18 +3,40 @@
 
 use futures::future::BoxFuture;
 use stellaops_crds::scan::Verdict;
-use stellaops_registry::{ImageReference, Reference, RegistryClient};
+use stellaops_registry::{ImageReference, Reference, ReferrersSource, RegistryClient};
 
 use crate::cosign;
 use crate::policy::ScanRecord;
 
 /// A signature found for a digest: the signed payload and the base64 signature.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FoundSignature {
     /// Payload bytes, as signed.
     pub payload: Vec<u8>,
     /// Base64 signature.
     pub signature: String,
+    /// PEM signing certificate of a keyless signature.
+    pub certificate: Option<String>,
+    /// PEM chain of a keyless signature.
+    pub chain: Option<String>,
+    /// Rekor bundle JSON (signed entry timestamp and entry).
+    pub rekor_bundle: Option<String>,
+    /// Where it was found (`referrers API`, `referrers tag sha256-…`, `tag sha256-….sig`),
+    /// for messages.
+    pub found_at: String,
+}
+
+/// An attestation found for a digest: a DSSE envelope (or a Sigstore bundle holding one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoundAttestation {
+    /// Media type of the blob (`application/vnd.dsse.envelope.v1+json` or a bundle's).
+    pub media_type: String,
+    /// The blob, as stored.
+    pub blob: Vec<u8>,
+    /// The predicate type its annotation announces.
+    pub predicate_type: Option<String>,
+    /// Where it was found, for messages.
+    pub found_at: String,
 }
 
 /// Lookups the webhook makes; errors are worded for the person whose Pod was refused.
@@ -27,6 +49,15 @@ pub trait EvidenceSource: Send + Sync + 'static {
         image: &'a str,
         digest: &'a str,
     ) -> BoxFuture<'a, Result<Vec<FoundSignature>, String>>;
+    /// The attestations stored for `digest` in `image`'s repository (empty: none). Sources
+    /// that keep none need not say so.
+    fn attestations<'a>(
+        &'a self,
+        _image: &'a str,
+        _digest: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FoundAttestation>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// The latest scan result of `digest`, if any.
     fn latest_scan<'a>(
         &'a self,
@@ -49,6 +80,76 @@ fn parse(image: &str) -> Result<ImageReference, String> {
     image.parse::<ImageReference>().map_err(|e| e.to_string())
 }
 
+/// Manifests found for one digest: (where, bytes).
+type FoundManifests = Vec<(String, Vec<u8>)>;
+
+impl RegistryEvidence {
+    /// The manifests of `artifact_type` referring to `digest` (API or tag schema), and why
+    /// the referrers could not be listed, if they could not.
+    async fn referring_manifests(
+        &self,
+        repository: &ImageReference,
+        digest: &str,
+        artifact_type: &str,
+    ) -> (FoundManifests, Option<String>) {
+        let listed = match self
+            .registry
+            .referrers(repository, digest, Some(artifact_type))
+            .await
+        {
+            Ok(listed) => listed,
+            Err(e) => return (Vec::new(), Some(format!("listing referrers: {e}"))),
+        };
+        let at = match listed.source {
+            ReferrersSource::Api => "referrers API".to_string(),
+            _ => format!(
+                "referrers tag {}",
+                stellaops_registry::referrers_tag(digest)
+            ),
+        };
+        let mut manifests = Vec::new();
+        for referrer in listed.referrers {
+            let mut pinned = repository.clone();
+            pinned.reference = Reference::Digest(referrer.digest.clone());
+            match self.registry.fetch_manifest(&pinned).await {
+                Ok(manifest) => manifests.push((at.clone(), manifest.bytes)),
+                // A listed referrer that cannot be read is as good as absent; the others
+                // still count.
+                Err(e) => {
+                    return (
+                        manifests,
+                        Some(format!("referrer {}: {e}", referrer.digest)),
+                    );
+                }
+            }
+        }
+        (manifests, None)
+    }
+
+    /// [`Self::referring_manifests`] plus cosign's legacy tag `legacy_tag`. The outer error:
+    /// the legacy tag could not be read (an outage, not an absence).
+    async fn signature_manifests(
+        &self,
+        repository: &ImageReference,
+        digest: &str,
+        artifact_type: &str,
+        legacy_tag: String,
+    ) -> Result<(FoundManifests, Option<String>), String> {
+        let (mut manifests, error) = self
+            .referring_manifests(repository, digest, artifact_type)
+            .await;
+        let mut tagged = repository.clone();
+        tagged.reference = Reference::Tag(legacy_tag.clone());
+        match self.registry.fetch_manifest(&tagged).await {
+            Ok(manifest) => manifests.push((format!("tag {legacy_tag}"), manifest.bytes)),
+            Err(stellaops_registry::RegistryError::NotFound(_)) => {}
+            Err(e) if manifests.is_empty() => return Err(e.to_string()),
+            Err(_) => {}
+        }
+        Ok((manifests, error))
+    }
+}
+
 impl EvidenceSource for RegistryEvidence {
     fn resolve_digest<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move {
@@ -68,26 +169,100 @@ impl EvidenceSource for RegistryEvidence {
         digest: &'a str,
     ) -> BoxFuture<'a, Result<Vec<FoundSignature>, String>> {
         Box::pin(async move {
-            let mut reference = parse(image)?;
-            reference.reference = Reference::Tag(cosign::signature_tag(digest));
-            let manifest = match self.registry.fetch_manifest(&reference).await {
-                Ok(manifest) => manifest,
-                Err(stellaops_registry::RegistryError::NotFound(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.to_string()),
-            };
-            let mut found = Vec::new();
-            for layer in cosign::signature_layers(&manifest.bytes)? {
-                let payload = self
-                    .registry
-                    .fetch_blob(&reference, &layer.payload_digest)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                found.push(FoundSignature {
-                    payload,
-                    signature: layer.signature,
-                });
+            let repository = parse(image)?;
+            let mut found: Vec<FoundSignature> = Vec::new();
+            // Referrers first (API, then tag schema), then cosign's legacy tag; a signature
+            // stored both ways counts once. A failing referrers lookup only matters when the
+            // legacy tag has nothing either.
+            let manifests = self
+                .signature_manifests(
+                    &repository,
+                    digest,
+                    cosign::SIGNATURE_ARTIFACT_TYPE,
+                    cosign::signature_tag(digest),
+                )
+                .await;
+            let (manifests, referrers_error) = manifests?;
+            for (at, manifest) in manifests {
+                for layer in cosign::signature_layers(&manifest)? {
+                    let payload = self
+                        .registry
+                        .fetch_blob(&repository, &layer.payload_digest)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let signature = FoundSignature {
+                        payload,
+                        signature: layer.signature,
+                        certificate: layer.certificate,
+                        chain: layer.chain,
+                        rekor_bundle: layer.rekor_bundle,
+                        found_at: at.clone(),
+                    };
+                    if !found.iter().any(|f| {
+                        f.payload == signature.payload && f.signature == signature.signature
+                    }) {
+                        found.push(signature);
+                    }
+                }
             }
-            Ok(found)
+            match referrers_error {
+                Some(error) if found.is_empty() => Err(error),
+                _ => Ok(found),
+            }
+        })
+    }
+
+    fn attestations<'a>(
+        &'a self,
+        image: &'a str,
+        digest: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FoundAttestation>, String>> {
+        Box::pin(async move {
+            let repository = parse(image)?;
+            let mut found: Vec<FoundAttestation> = Vec::new();
+            let mut manifests = Vec::new();
+            let mut errors = Vec::new();
+            for (artifact_type, legacy) in [
+                (cosign::SIGSTORE_BUNDLE_ARTIFACT_TYPE, None),
+                (
+                    cosign::ATTESTATION_ARTIFACT_TYPE,
+                    Some(cosign::attestation_tag(digest)),
+                ),
+            ] {
+                let (mut more, error) = match legacy {
+                    Some(tag) => {
+                        self.signature_manifests(&repository, digest, artifact_type, tag)
+                            .await?
+                    }
+                    None => {
+                        self.referring_manifests(&repository, digest, artifact_type)
+                            .await
+                    }
+                };
+                manifests.append(&mut more);
+                errors.extend(error);
+            }
+            for (at, manifest) in manifests {
+                for layer in cosign::attestation_layers(&manifest)? {
+                    let blob = self
+                        .registry
+                        .fetch_blob(&repository, &layer.digest)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !found.iter().any(|f| f.blob == blob) {
+                        found.push(FoundAttestation {
+                            media_type: layer.media_type,
+                            blob,
+                            predicate_type: layer.predicate_type,
+                            found_at: at.clone(),
+                        });
+                    }
+                }
+            }
+            match errors.into_iter().next() {
+                Some(error) if found.is_empty() => Err(error),
+                _ => Ok(found),
+            }
         })
     }
 

@@ -145,6 +145,17 @@ pub fn answer_budget(timeout_seconds: i32) -> Duration {
     }
 }
 
+/// Compile `policy` for the runtime audit, which never verifies a signature itself (it
+/// reads what the webhook verified): a signature requirement is kept without keys, so
+/// neither a key Secret nor keyless support is needed to audit the other rules.
+pub fn compile_for_audit(policy: &ZastavaPolicy) -> Result<CompiledPolicy, PolicyError> {
+    let mut unsigned = policy.clone();
+    let require_signature = unsigned.spec.require_signature.take();
+    let mut compiled = compile(&unsigned, &[])?;
+    compiled.signature = require_signature.map(|_| SignatureCheck { keys: Vec::new() });
+    Ok(compiled)
+}
+
 /// `24h`, `90m`, `1h30m`.
 pub fn parse_hours_minutes(text: &str) -> Option<Duration> {
     let mut total = 0u64;

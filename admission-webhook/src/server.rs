@@ -142,6 +142,17 @@ enum Flight {
 
 type Flights = Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Flight>>>>>;
 
+/// The cache key of a signature verification: the policy's generation and key fingerprints
+/// (a new key or spec is a miss), the image's repository and the digest.
+fn signature_cache_key(policy: &CompiledPolicy, image: &str, digest: &str) -> String {
+    let repository = image.split('@').next().unwrap_or(image);
+    let repository = match repository.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => repository,
+    };
+    format!("signature|{}|{repository}|{digest}", policy.cache_key)
+}
+
 /// The `policy` label of requests for a policy this replica has not loaded: a name from the
 /// URL never becomes a label (an unbounded set of series).
 pub const UNLOADED_POLICY_LABEL: &str = "(not loaded)";
@@ -212,6 +223,44 @@ impl Webhook {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// What this replica verified of `digest` (run as `image`) under the policy named
+    /// `policy_name`, without waiting and without counting as a review's cache lookup:
+    /// `None` when the policy is not loaded or nothing is cached (expired or never asked).
+    pub fn verified_signature(
+        &self,
+        policy_name: &str,
+        image: &str,
+        digest: &str,
+    ) -> Option<Result<String, String>> {
+        let policy = self.policy(policy_name)?;
+        policy.signature.as_ref()?;
+        match self
+            .cache
+            .get(&signature_cache_key(&policy, image, digest), Instant::now())
+        {
+            Some(Fact::Signature(result)) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// Verify `digest`'s signature under the policy named `policy_name` in the background
+    /// (the result fills the cache [`Webhook::verified_signature`] reads), bounded by
+    /// `lookup_timeout`; does nothing for a policy not loaded here.
+    pub fn verify_in_background(self: &Arc<Self>, policy_name: &str, image: &str, digest: &str) {
+        let Some(policy) = self.policy(policy_name) else {
+            return;
+        };
+        if policy.signature.is_none() {
+            return;
+        }
+        let (webhook, image, digest) = (self.clone(), image.to_string(), digest.to_string());
+        let limit = self.settings.lookup_timeout;
+        tokio::spawn(async move {
+            let _ =
+                tokio::time::timeout(limit, webhook.signature_of(&policy, &image, &digest)).await;
+        });
     }
 
     /// Whether policies are synced and a certificate is being served. With no policy
@@ -325,13 +374,7 @@ impl Webhook {
         let Some(check) = &policy.signature else {
             return Ok(Err("no signature check".into()));
         };
-        let repository = image.split('@').next().unwrap_or(image);
-        let repository = match repository.rsplit_once(':') {
-            Some((name, tag)) if !tag.contains('/') => name,
-            _ => repository,
-        };
-        // Keyed by the policy's generation and key fingerprints: a new key or spec is a miss.
-        let key = format!("signature|{}|{repository}|{digest}", policy.cache_key);
+        let key = signature_cache_key(policy, image, digest);
         if let Some(Fact::Signature(result)) = self.cached("signature", &key) {
             return Ok(result);
         }
@@ -350,7 +393,7 @@ impl Webhook {
         };
         let result = if found.is_empty() {
             Err(format!(
-                "no cosign signature ({} in the image's repository); sign it with cosign",
+                "no cosign signature (neither an OCI referrer of the digest nor the tag {} in the image's repository); sign it with cosign",
                 cosign::signature_tag(digest)
             ))
         } else {

@@ -87,6 +87,9 @@ pub struct Context {
     pub retries: std::sync::Arc<crate::retry::Retries>,
     /// The last sync of each namespace's notify worker, shared by its rules' reconciles.
     pub notify_syncs: std::sync::Arc<crate::notify_rule::NamespaceSyncs>,
+    /// What the webhook in this process verified, read by the runtime audit (none: every
+    /// signature counts as not verified yet).
+    pub signature_facts: Option<std::sync::Arc<dyn crate::zastava_audit::SignatureFacts>>,
 }
 
 impl Context {
@@ -105,12 +108,22 @@ impl Context {
             caches: Caches::filled(Contents::default()),
             retries: Default::default(),
             notify_syncs: Default::default(),
+            signature_facts: None,
         }
     }
 
     /// The same context, reading `caches`.
     pub fn with_caches(mut self, caches: Caches) -> Self {
         self.caches = caches;
+        self
+    }
+
+    /// The same context, reading signature verifications from `facts` (the webhook).
+    pub fn with_signature_facts(
+        mut self,
+        facts: std::sync::Arc<dyn crate::zastava_audit::SignatureFacts>,
+    ) -> Self {
+        self.signature_facts = Some(facts);
         self
     }
 

@@ -20,6 +20,7 @@ pub mod platform;
 pub mod scan;
 pub mod scan_policy;
 pub mod schedule;
+pub mod zastava_audit;
 pub mod zastava_policy;
 
 use std::sync::Arc;
@@ -394,8 +395,11 @@ where
     N: futures::Stream<Item = ()> + Send + 'static,
 {
     let client = ctx.client.clone();
-    drive(
-        own_root_controller::<ZastavaPolicy>(&client)
+    let controller = own_root_controller::<ZastavaPolicy>(&client);
+    // The Observer reads the controller's own store of policies: no second watch.
+    let observer = zastava_audit::run(ctx.clone(), controller.store());
+    let controller = drive(
+        controller
             .owns(
                 kube::Api::<
                     k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
@@ -421,8 +425,9 @@ where
             ),
         ctx,
         zastava_policy::reconcile,
-    )
-    .await;
+    );
+    // The Observer runs as long as the controller (it stops with it on a signal).
+    futures::future::select(Box::pin(controller), Box::pin(observer)).await;
 }
 
 /// Run every controller until a shutdown signal. Call only while holding the leader lease.

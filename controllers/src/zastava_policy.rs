@@ -553,10 +553,17 @@ pub async fn ensure_certificates(
     Ok((ca.bundle(now), not_after, renewed))
 }
 
-async fn report(policy: &ZastavaPolicy, ctx: &Context, status: ZastavaPolicyStatus) -> Result<()> {
+async fn report(
+    policy: &ZastavaPolicy,
+    ctx: &Context,
+    mut status: ZastavaPolicyStatus,
+) -> Result<()> {
     if policy.status.as_ref() == Some(&status) {
         return Ok(());
     }
+    // `status.audit` is the Observer's: a reconcile's copy may be older than what the
+    // Observer wrote since, and a merge patch without the field leaves it alone.
+    status.audit = None;
     let api: Api<ZastavaPolicy> = Api::all(ctx.client.clone());
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),

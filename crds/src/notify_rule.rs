@@ -71,6 +71,9 @@ pub enum EventKind {
     /// Zastava denied or warned about a workload.
     #[serde(rename = "zastava.admission")]
     ZastavaAdmission,
+    /// Zastava's runtime audit found a running workload breaking a policy.
+    #[serde(rename = "zastava.runtime")]
+    ZastavaRuntime,
     /// A federation bundle was imported.
     #[serde(rename = "federation.imported")]
     FederationImported,
@@ -95,6 +98,7 @@ impl EventKind {
             EventKind::ReportReady => "report.ready",
             EventKind::RescanDelta => "rescan.delta",
             EventKind::ZastavaAdmission => "zastava.admission",
+            EventKind::ZastavaRuntime => "zastava.runtime",
             EventKind::FederationImported => "federation.imported",
             EventKind::MirrorSynced => "mirror.synced",
             EventKind::ReleaseProgress => "release.progress",

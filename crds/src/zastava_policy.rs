@@ -28,6 +28,11 @@ use crate::scan::Verdict;
         json_path = ".status.matchingNamespaces"
     ),
     printcolumn(
+        name = "Violations",
+        type_ = "integer",
+        json_path = ".status.audit.violations"
+    ),
+    printcolumn(
         name = "Failure Policy",
         type_ = "string",
         json_path = ".spec.failurePolicy",
@@ -84,6 +89,55 @@ pub struct ZastavaPolicySpec {
     /// warning naming what was not checked). `warn` and `dryRun` always admit with a warning.
     #[serde(default)]
     pub on_timeout: OnTimeout,
+    /// Runtime audit of the Pods already running in the policy's namespaces (admitted
+    /// before the policy existed, or while it was in `dryRun`): evaluated from the operator's
+    /// caches every `interval` and on every policy change, without blocking anything.
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// The runtime audit (the Observer) of a policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSettings {
+    /// Audit running Pods at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Time between two passes (`5m`, `1h`); a spec change starts one at once.
+    #[serde(default = "default_audit_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?$"), length(min = 2, max = 16))]
+    pub interval: String,
+    /// Create a `Scan` (in the Pod's namespace) for each running image that has no verdict
+    /// yet, at most `scanBudget` per pass.
+    #[serde(default)]
+    pub create_scans: bool,
+    /// Most Scans one pass creates.
+    #[serde(default = "default_scan_budget")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub scan_budget: i32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            interval: default_audit_interval(),
+            create_scans: false,
+            scan_budget: default_scan_budget(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_audit_interval() -> String {
+    "5m".to_string()
+}
+
+fn default_scan_budget() -> i32 {
+    10
 }
 
 /// What `enforce` does when a check could not be completed in time.
@@ -196,7 +250,53 @@ pub struct ZastavaPolicyStatus {
     /// Expiry of the webhook's serving certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<Time>,
+    /// The latest runtime audit of running Pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditStatus>,
     /// `Ready` condition: the webhook is configured and serving this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the latest runtime audit found. Each running Pod the policy covers counts once:
+/// `violations` if a rule is known broken, else `unscanned` if something could not be known
+/// (no scan verdict yet, signature not verified yet, running digest unknown), else
+/// `compliant`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditStatus {
+    /// When the pass ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_time: Option<Time>,
+    /// The policy generation the pass evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Running Pods the policy covers.
+    pub pods: i32,
+    /// Pods breaking no rule.
+    pub compliant: i32,
+    /// Pods breaking at least one rule.
+    pub violations: i32,
+    /// Pods with nothing broken but something not yet known.
+    pub unscanned: i32,
+    /// Scans this pass created for running images without a verdict.
+    #[serde(default)]
+    pub scans_requested: i32,
+    /// The first violations (at most 20), so `kubectl describe` shows what to fix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<AuditFinding>,
+}
+
+/// One broken rule on a running Pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditFinding {
+    /// Namespace of the Pod.
+    pub namespace: String,
+    /// Name of the Pod.
+    pub pod: String,
+    /// The container's image as it runs.
+    pub image: String,
+    /// What is wrong.
+    pub reason: String,
 }

@@ -241,7 +241,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     if args.webhook_addr != "off" {
-        crate::webhook::start(client.clone(), &args, &registry, webhook_pool).await?;
+        let webhook = crate::webhook::start(client.clone(), &args, &registry, webhook_pool).await?;
+        // The runtime audit reads what this replica's webhook verified.
+        ctx = ctx.with_signature_facts(Arc::new(crate::webhook::WebhookFacts(webhook)));
     }
     let ctx = Arc::new(ctx);
     let grace = Duration::from_secs(args.shutdown_grace_seconds);

@@ -54,13 +54,27 @@ pub async fn compile_all(
     compiled
 }
 
-/// Start the webhook's servers and watches; returns once they are spawned.
+/// The webhook as the runtime audit sees it: what it verified, and background
+/// verification of what it has not.
+pub struct WebhookFacts(pub Arc<Webhook>);
+
+impl stellaops_controllers::zastava_audit::SignatureFacts for WebhookFacts {
+    fn verified(&self, policy: &str, image: &str, digest: &str) -> Option<Result<String, String>> {
+        self.0.verified_signature(policy, image, digest)
+    }
+
+    fn request(&self, policy: &str, image: &str, digest: &str) {
+        self.0.verify_in_background(policy, image, digest);
+    }
+}
+
+/// Start the webhook's servers and watches; returns the webhook once they are spawned.
 pub async fn start(
     client: Client,
     args: &RunArgs,
     registry: &prometheus::Registry,
     database: Option<sqlx::PgPool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Arc<Webhook>> {
     let addr: std::net::SocketAddr = args
         .webhook_addr
         .parse()
@@ -187,6 +201,7 @@ pub async fn start(
         }
     });
     let namespace = args.namespace.clone();
+    let running = webhook.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
@@ -200,5 +215,5 @@ pub async fn start(
             webhook.set_policies(compile_all(&client, &store, &namespace).await);
         }
     });
-    Ok(())
+    Ok(running)
 }

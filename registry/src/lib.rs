@@ -17,6 +17,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LOCATION, WWW_AUTHENTICA
 use reqwest::{StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 
+pub mod referrers;
+
+pub use referrers::{Referrer, Referrers, ReferrersSource, referrers_tag};
+
 /// Manifest media types we accept, most specific first.
 pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",

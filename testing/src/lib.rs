@@ -409,6 +409,115 @@ pub mod oci {
         assert_eq!(response.status(), 201, "push signature manifest");
     }
 
+    /// A manifest pushed by [`push_referrer`].
+    #[derive(Clone, Debug)]
+    pub struct PushedReferrer {
+        /// `sha256:…` of the manifest.
+        pub digest: String,
+        /// The manifest bytes exactly as pushed.
+        pub manifest: Vec<u8>,
+        /// Its descriptor as a referrers list names it (with `artifactType`).
+        pub descriptor: serde_json::Value,
+    }
+
+    /// Store an OCI 1.1 artifact of `artifact_type` referring to `subject` (a manifest
+    /// digest in the same repository), as `cosign --registry-referrers-mode=oci-1-1` and
+    /// `oras attach` do: an image manifest with an empty config, `layers` (bytes, media type,
+    /// annotations) and a `subject` descriptor, pushed by digest. With `tag_schema` it is also
+    /// added to the `sha256-<hex>` index of the referrers tag schema (what those clients do
+    /// when the registry has no referrers API); without, only a registry's API could find it.
+    pub async fn push_referrer(
+        registry: &str,
+        repository: &str,
+        subject: &str,
+        artifact_type: &str,
+        layers: &[(&[u8], &str, serde_json::Value)],
+        tag_schema: bool,
+    ) -> PushedReferrer {
+        let http = reqwest::Client::new();
+        let subject_manifest = http
+            .get(format!(
+                "http://{registry}/v2/{repository}/manifests/{subject}"
+            ))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .expect("fetch the subject manifest");
+        assert_eq!(subject_manifest.status(), 200, "subject {subject} exists");
+        let subject_type = subject_manifest.headers()["content-type"]
+            .to_str()
+            .expect("content type")
+            .to_string();
+        let subject_size = subject_manifest.bytes().await.expect("subject bytes").len();
+        let empty = b"{}";
+        let empty_digest = upload_blob(&http, registry, repository, empty).await;
+        let mut descriptors = Vec::new();
+        for (bytes, media_type, annotations) in layers {
+            let digest = upload_blob(&http, registry, repository, bytes).await;
+            descriptors.push(json!({"mediaType": media_type, "digest": digest,
+                "size": bytes.len(), "annotations": annotations}));
+        }
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+            "layers": descriptors,
+            "subject": {"mediaType": subject_type, "digest": subject, "size": subject_size},
+        }))
+        .expect("manifest JSON");
+        let digest = digest(&manifest);
+        let response = http
+            .put(format!(
+                "http://{registry}/v2/{repository}/manifests/{digest}"
+            ))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .await
+            .expect("push the referrer");
+        assert_eq!(
+            response.status(),
+            201,
+            "push the referrer: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let descriptor = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": artifact_type, "digest": digest, "size": manifest.len()});
+        if tag_schema {
+            let tag = subject.replacen(':', "-", 1);
+            let url = format!("http://{registry}/v2/{repository}/manifests/{tag}");
+            let existing = http
+                .get(&url)
+                .header("Accept", "application/vnd.oci.image.index.v1+json")
+                .send()
+                .await
+                .expect("read the referrers index");
+            let mut index = if existing.status() == 200 {
+                existing.json().await.expect("referrers index JSON")
+            } else {
+                json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
+            };
+            index["manifests"]
+                .as_array_mut()
+                .expect("manifests list")
+                .push(descriptor.clone());
+            let response = http
+                .put(&url)
+                .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+                .body(serde_json::to_vec(&index).expect("index JSON"))
+                .send()
+                .await
+                .expect("push the referrers index");
+            assert_eq!(response.status(), 201, "push the referrers index");
+        }
+        PushedReferrer {
+            digest,
+            manifest,
+            descriptor,
+        }
+    }
+
     /// Push the layout at `dir` (tag `tag`) to `registry/repository:tag` with skopeo.
     pub fn push(dir: &Path, tag: &str, registry: &str, repository: &str) {
         push_as(dir, tag, registry, repository, None)

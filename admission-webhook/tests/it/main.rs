@@ -2,6 +2,7 @@
 
 mod deadline;
 mod policy;
+mod referrers;
 mod registry;
 mod review;
 mod server;

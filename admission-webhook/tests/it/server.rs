@@ -187,6 +187,7 @@ fn signed_registry() -> FakeRegistry {
         vec![FoundSignature {
             signature: sign(&key, &payload),
             payload,
+            ..Default::default()
         }],
     );
     registry
@@ -271,7 +272,7 @@ async fn pods_and_deployments_are_judged_over_tls_and_lookups_are_cached() {
     assert_eq!(
         message,
         format!(
-            "ZastavaPolicy prod denies this: spec.containers[1].image (registry.example.com/shop/web:2): signature check failed for {UNSIGNED}: no cosign signature ({} in the image's repository); sign it with cosign",
+            "ZastavaPolicy prod denies this: spec.containers[1].image (registry.example.com/shop/web:2): signature check failed for {UNSIGNED}: no cosign signature (neither an OCI referrer of the digest nor the tag {} in the image's repository); sign it with cosign",
             cosign::signature_tag(UNSIGNED)
         )
     );

@@ -9,4 +9,5 @@ mod retry;
 mod scan;
 mod scan_policy;
 mod schedule;
+mod zastava_audit;
 mod zastava_policy;

@@ -1170,3 +1170,114 @@ async fn the_leader_keeps_the_artifact_lifecycle_cron_job_and_its_run_sweeps() {
     assert!(left.contents().is_empty(), "the working artifact was swept");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_audits_the_pods_already_running_against_a_new_policy() {
+    let Some(mut cluster) = Cluster::start("e2e_audit").await else {
+        return;
+    };
+    // Pods that were running before the policy existed (the emulator calls no webhook).
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"environment": "production"}}}))
+        .await;
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "sandbox", "labels": {"environment": "dev"}}}))
+        .await;
+    let digest = format!("registry.test/app@sha256:{}", "b".repeat(64));
+    for (namespace, name, image) in [
+        ("shop", "by-tag", "registry.test/app:1.0"),
+        ("shop", "by-digest", digest.as_str()),
+        ("sandbox", "by-tag", "registry.test/app:1.0"),
+    ] {
+        cluster
+            .apply(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"containers": [{"name": "app", "image": image}]}}))
+            .await;
+    }
+    cluster.start_operator("solo", &[]);
+    cluster
+        .apply(
+            json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "ZastavaPolicy",
+            "metadata": {"name": "pinned"},
+            "spec": {"mode": "dryRun", "requireDigest": true,
+                     "namespaceSelector": {"matchLabels": {"environment": "production"}}}}),
+        )
+        .await;
+    let audit = cluster
+        .wait_for("status.audit on the policy", SETTLE, || async {
+            cluster
+                .emulator
+                .objects("stella-ops.org/v1alpha1", "ZastavaPolicy")
+                .into_iter()
+                .find_map(|p| {
+                    let audit = p["status"]["audit"].clone();
+                    (audit["pods"] == 2).then_some(audit)
+                })
+        })
+        .await;
+    assert_eq!(audit["violations"], 1, "{audit:#}");
+    assert_eq!(audit["compliant"], 1, "{audit:#}");
+    assert_eq!(audit["unscanned"], 0, "{audit:#}");
+    assert_eq!(audit["observedGeneration"], 1, "{audit:#}");
+    assert_eq!(audit["examples"][0]["namespace"], "shop");
+    assert_eq!(audit["examples"][0]["pod"], "by-tag");
+    let event = cluster
+        .wait_for(
+            "a RuntimePolicyViolation Event on the Pod",
+            SETTLE,
+            || async {
+                cluster
+                    .emulator
+                    .objects("events.k8s.io/v1", "Event")
+                    .into_iter()
+                    .find(|e| e["reason"] == "RuntimePolicyViolation")
+            },
+        )
+        .await;
+    assert_eq!(event["regarding"]["kind"], "Pod", "{event:#}");
+    assert_eq!(event["regarding"]["name"], "by-tag");
+    assert_eq!(event["regarding"]["namespace"], "shop");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not pinned by digest"),
+        "{event:#}"
+    );
+    let payload = cluster
+        .wait_for("a zastava.runtime event in the outbox", SETTLE, || async {
+            let pool = sqlx::PgPool::connect(&cluster.database_url).await.ok()?;
+            let payload: Option<Value> = sqlx::query_scalar(
+                "SELECT payload FROM events_outbox WHERE kind = 'zastava.runtime'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .ok()?;
+            pool.close().await;
+            payload
+        })
+        .await;
+    assert_eq!(payload["policy"], "pinned", "{payload}");
+    assert_eq!(payload["pod"], "by-tag");
+    assert_eq!(payload["namespace"], "shop");
+    // The reconcile's own status writes (Ready, after the certificates) leave the audit alone.
+    let policy = cluster
+        .wait_for("the policy Ready", SETTLE, || async {
+            cluster
+                .emulator
+                .objects("stella-ops.org/v1alpha1", "ZastavaPolicy")
+                .into_iter()
+                .find(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+        })
+        .await;
+    assert_eq!(policy["status"]["audit"]["violations"], 1);
+    cluster.stop().await;
+}
