@@ -59,7 +59,10 @@ async fn without_a_referrers_api_the_tag_schema_finds_signatures_and_attestation
     let Some(registry) = stellaops_testing::service("STELLAOPS_TEST_REGISTRY") else {
         return;
     };
-    let signed = push_image(&registry, "referrers/tagschema", "1.0", "tag-schema");
+    // A subject of its own per run: the tag-schema index of a subject pushed by an earlier
+    // run against the same registry would still list that run's referrers.
+    let marker = format!("tag-schema-{}", std::process::id());
+    let signed = push_image(&registry, "referrers/tagschema", "1.0", &marker);
     let bare = push_image(&registry, "referrers/bare", "1.0", "bare");
     let key = signing_key(21);
     let payload = cosign::payload(&format!("{registry}/referrers/tagschema"), &signed);
@@ -301,7 +304,8 @@ async fn a_registry_with_the_referrers_api_is_asked_through_it_page_by_page() {
     let Some(registry) = stellaops_testing::service("STELLAOPS_TEST_REGISTRY") else {
         return;
     };
-    let subject = push_image(&registry, "referrers/api", "1.0", "api");
+    let marker = format!("api-{}", std::process::id());
+    let subject = push_image(&registry, "referrers/api", "1.0", &marker);
     let key = signing_key(22);
     let payload = cosign::payload(&format!("{registry}/referrers/api"), &subject);
     let (layer, annotations) = signature_layer(&payload, &sign(&key, &payload));
