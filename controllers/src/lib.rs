@@ -16,6 +16,7 @@ pub mod workload;
 pub mod federation_site;
 pub mod mirror_domain;
 pub mod notify_rule;
+pub mod reports_api;
 pub mod platform;
 pub mod scan;
 pub mod schedule;

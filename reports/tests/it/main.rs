@@ -1,0 +1,1 @@
+//! Reports API tests against the real PostgreSQL and S3 servers and the real kubectl.
