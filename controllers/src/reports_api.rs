@@ -37,7 +37,8 @@ pub async fn ensure(client: &kube::Client, config: &Config, now: i64) -> Result<
     let (bundle, _, renewed) =
         ensure_serving_certificate(client, config, now, &serving(config)).await?;
     let api: Api<APIService> = Api::all(client.clone());
-    let patch = json!({"spec": {"caBundle": base64::engine::general_purpose::STANDARD.encode(bundle)}});
+    let patch =
+        json!({"spec": {"caBundle": base64::engine::general_purpose::STANDARD.encode(bundle)}});
     match api
         .patch(
             API_SERVICE,

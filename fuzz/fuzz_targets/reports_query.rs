@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(token) = Continue::decode(text, 1_764_633_600, 900) {
         // What decodes re-encodes to a token that decodes the same.
-        assert_eq!(Continue::decode(&token.encode(), 1_764_633_600, 900), Ok(token));
+        assert_eq!(
+            Continue::decode(&token.encode(), 1_764_633_600, 900),
+            Ok(token)
+        );
     }
     let _ = stellaops_reports::server::route(text, &Default::default());
 });

@@ -55,7 +55,10 @@ pub async fn start(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the reports API on {addr}"))?;
     tracing::info!(%addr, "serving the reports API");
     tokio::spawn(async move {
-        if let Err(error) = stellaops_reports::server::serve(listener, reports, crate::runtime::shutdown_signal()).await {
+        if let Err(error) =
+            stellaops_reports::server::serve(listener, reports, crate::runtime::shutdown_signal())
+                .await
+        {
             tracing::error!(%error, "the reports API stopped");
         }
     });

@@ -124,7 +124,12 @@ fn verifier(pem: &str, what: &str) -> Result<Option<Arc<dyn ClientCertVerifier>>
 pub fn subject(cert: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     let subject = parsed.subject();
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let orgs = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
@@ -435,10 +440,7 @@ mod tests {
         headers.append("x-remote-group", "team-a".parse().unwrap());
         headers.append("x-remote-group", "devs".parse().unwrap());
         headers.append("x-remote-extra-scopes", "view".parse().unwrap());
-        headers.append(
-            "x-remote-extra-example.org%2fteam",
-            "red".parse().unwrap(),
-        );
+        headers.append("x-remote-extra-example.org%2fteam", "red".parse().unwrap());
         let user = user_from_headers(&config(), &headers).unwrap();
         assert_eq!(user.name, "alice");
         assert_eq!(user.groups, ["team-a", "devs", "system:authenticated"]);

@@ -133,7 +133,11 @@ impl Authorizer {
     }
 
     /// Whether `user` may do `attributes`.
-    pub async fn authorize(&self, user: &User, attributes: &Attributes) -> Result<Decision, ApiError> {
+    pub async fn authorize(
+        &self,
+        user: &User,
+        attributes: &Attributes,
+    ) -> Result<Decision, ApiError> {
         let Some(client) = &self.client else {
             return Ok(Decision::Allow);
         };
@@ -143,10 +147,11 @@ impl Authorizer {
         }
         let review = review(user, attributes);
         let api: Api<SubjectAccessReview> = Api::all(client.clone());
-        let answer = tokio::time::timeout(self.timeout, api.create(&PostParams::default(), &review))
-            .await
-            .map_err(|_| ApiError::internal("the SubjectAccessReview timed out"))?
-            .map_err(|e| ApiError::internal(format!("SubjectAccessReview: {e}")))?;
+        let answer =
+            tokio::time::timeout(self.timeout, api.create(&PostParams::default(), &review))
+                .await
+                .map_err(|_| ApiError::internal("the SubjectAccessReview timed out"))?
+                .map_err(|e| ApiError::internal(format!("SubjectAccessReview: {e}")))?;
         let status = answer.status.unwrap_or_default();
         let decision = if status.allowed && status.denied != Some(true) {
             Decision::Allow
@@ -214,9 +219,9 @@ mod tests {
         let err = get.forbidden(&user, "no binding");
         assert_eq!(err.code, 403);
         assert!(
-            err.message.starts_with(
-                "imageverdicts.reports.stella-ops.org \"sha256-ab\" is forbidden"
-            ) && err.message.ends_with("at the cluster scope: no binding"),
+            err.message
+                .starts_with("imageverdicts.reports.stella-ops.org \"sha256-ab\" is forbidden")
+                && err.message.ends_with("at the cluster scope: no binding"),
             "{}",
             err.message
         );

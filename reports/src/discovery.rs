@@ -217,10 +217,7 @@ mod tests {
                 let s = schema(kind, v3);
                 let text = s.to_string();
                 assert!(!text.contains("$ref"), "{kind:?} v3={v3}: {text}");
-                assert_eq!(
-                    s["x-kubernetes-group-version-kind"][0]["kind"],
-                    kind.name()
-                );
+                assert_eq!(s["x-kubernetes-group-version-kind"][0]["kind"], kind.name());
                 assert_eq!(s["properties"]["metadata"]["type"], "object");
                 if !v3 {
                     assert!(!text.contains("nullable"), "{text}");

@@ -606,10 +606,19 @@ mod tests {
 
     #[test]
     fn repositories_and_label_values() {
-        assert_eq!(repository_of("registry:5000/acme/api:1.2"), "registry:5000/acme/api");
+        assert_eq!(
+            repository_of("registry:5000/acme/api:1.2"),
+            "registry:5000/acme/api"
+        );
         assert_eq!(repository_of("nginx@sha256:abcd"), "nginx");
-        assert_eq!(repository_of("registry:5000/acme/api"), "registry:5000/acme/api");
-        assert_eq!(label_value("registry:5000/acme/api"), "registry_5000_acme_api");
+        assert_eq!(
+            repository_of("registry:5000/acme/api"),
+            "registry:5000/acme/api"
+        );
+        assert_eq!(
+            label_value("registry:5000/acme/api"),
+            "registry_5000_acme_api"
+        );
         assert_eq!(label_value(&"a/".repeat(40)).len(), 63);
         assert_eq!(label_value("/x/"), "x");
     }

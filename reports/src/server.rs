@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use http::{HeaderMap, Method, Uri};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -21,7 +21,7 @@ use crate::kinds::{self, Kind, ScanRef};
 use crate::selector::{self, FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::token::{Continue, TokenError};
-use crate::{discovery, table, GROUP, VERSION};
+use crate::{GROUP, VERSION, discovery, table};
 
 /// Bounds and timings.
 #[derive(Clone, Debug)]
@@ -190,7 +190,8 @@ pub fn route(path: &str, query: &BTreeMap<String, String>) -> Result<Route, ApiE
     if !subresource_ok {
         return Err(ApiError::page_not_found());
     }
-    let watch = watch_prefix || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let watch =
+        watch_prefix || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     Ok(Route::Resource {
         kind,
         namespace,
@@ -271,7 +272,9 @@ impl Reports {
             return Err(ApiError::new(
                 405,
                 "MethodNotAllowed",
-                format!("the server does not allow this method on the requested resource ({method})"),
+                format!(
+                    "the server does not allow this method on the requested resource ({method})"
+                ),
             ));
         }
         let (kind, namespace, name, subresource, watch) = match route? {
@@ -320,13 +323,14 @@ impl Reports {
                     .await
             }
             (Some(name), _) => {
-                let object = self.get(kind, namespace.as_deref(), &name, as_table).await?;
+                let object = self
+                    .get(kind, namespace.as_deref(), &name, as_table)
+                    .await?;
                 Ok(json_response(&object))
             }
             (None, _) => {
                 let now = chrono::Utc::now().timestamp();
-                let list_query =
-                    parse_list_query(&query, now, self.settings.continue_ttl_seconds)?;
+                let list_query = parse_list_query(&query, now, self.settings.continue_ttl_seconds)?;
                 let list = self
                     .list(kind, namespace.as_deref(), &list_query, as_table)
                     .await?;
@@ -417,7 +421,10 @@ impl Reports {
         let digests: Vec<&str> = rows.iter().map(|r| r.image_digest.as_str()).collect();
         let mut by_digest: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         for (digest, ecosystem, count) in store::ecosystems(&self.pool, &digests).await? {
-            by_digest.entry(digest).or_default().insert(ecosystem, count);
+            by_digest
+                .entry(digest)
+                .or_default()
+                .insert(ecosystem, count);
         }
         Ok(by_digest)
     }
@@ -442,9 +449,7 @@ impl Reports {
                         let mut findings = by_id.remove(&row.id).unwrap_or_default();
                         let truncated = findings.len() as i64 > bound;
                         findings.truncate(bound as usize);
-                        serde_json::to_value(kinds::vulnerability_report(
-                            row, &findings, truncated,
-                        ))
+                        serde_json::to_value(kinds::vulnerability_report(row, &findings, truncated))
                     })
                     .collect()
             }
@@ -507,7 +512,12 @@ impl Reports {
             (None, b) if kind.namespaced() => b,
             (None, _) => None,
         };
-        if !kind.namespaced() && query.fields.exact_namespace().is_some_and(|n| !n.is_empty()) {
+        if !kind.namespaced()
+            && query
+                .fields
+                .exact_namespace()
+                .is_some_and(|n| !n.is_empty())
+        {
             return Ok((version, rows, None));
         }
         let name = query.fields.exact_name();
@@ -621,9 +631,7 @@ impl Reports {
         name: &str,
         format: &str,
     ) -> Result<Response, ApiError> {
-        let row = self
-            .row_of(Kind::SbomReport, Some(namespace), name)
-            .await?;
+        let row = self.row_of(Kind::SbomReport, Some(namespace), name).await?;
         let Some(s3) = &self.s3 else {
             return Err(ApiError::new(
                 503,
@@ -638,7 +646,9 @@ impl Reports {
             .ok_or_else(|| ApiError::internal(format!("stored SBOM URI {:?}", row.sbom_uri)))?;
         let key = match format {
             "cyclonedx" | "cyclonedx-json" => cyclonedx_key.to_string(),
-            "spdx" | "spdx-json" => stellaops_store::s3::layout::image_inventory_spdx(&row.sbom_sha256),
+            "spdx" | "spdx-json" => {
+                stellaops_store::s3::layout::image_inventory_spdx(&row.sbom_sha256)
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
                     "format {other:?}: cyclonedx or spdx"
@@ -708,7 +718,8 @@ pub async fn serve(
         listener,
         router(reports),
         stellaops_tls::ConnectionLimits::default(),
-        move |io: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>, _addr: &std::net::SocketAddr| {
+        move |io: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+              _addr: &std::net::SocketAddr| {
             authenticator.classify(io.get_ref().1.peer_certificates())
         },
         shutdown,
@@ -736,16 +747,33 @@ mod tests {
             Ok(Route::Resource { kind: Kind::VulnerabilityReport, namespace: Some(ref n), name: Some(ref m), .. }) if n == "a" && m == "web"
         ));
         assert!(matches!(
-            route(&format!("{base}/vulnerabilityreports"), &q(&[("watch", "true")])),
-            Ok(Route::Resource { namespace: None, name: None, watch: true, .. })
+            route(
+                &format!("{base}/vulnerabilityreports"),
+                &q(&[("watch", "true")])
+            ),
+            Ok(Route::Resource {
+                namespace: None,
+                name: None,
+                watch: true,
+                ..
+            })
         ));
         assert!(matches!(
             route(&format!("{base}/imageverdicts/sha256-ab"), &q(&[])),
-            Ok(Route::Resource { kind: Kind::ImageVerdict, .. })
+            Ok(Route::Resource {
+                kind: Kind::ImageVerdict,
+                ..
+            })
         ));
         assert!(matches!(
-            route(&format!("{base}/namespaces/a/sbomreports/web/document"), &q(&[])),
-            Ok(Route::Resource { kind: Kind::SbomReport, .. })
+            route(
+                &format!("{base}/namespaces/a/sbomreports/web/document"),
+                &q(&[])
+            ),
+            Ok(Route::Resource {
+                kind: Kind::SbomReport,
+                ..
+            })
         ));
         for missing in [
             format!("{base}/namespaces/a/imageverdicts/x"),
@@ -754,14 +782,13 @@ mod tests {
             "/apis/other.io/v1/things".to_string(),
             "/nowhere".to_string(),
         ] {
-            assert_eq!(
-                route(&missing, &q(&[])).unwrap_err().code,
-                404,
-                "{missing}"
-            );
+            assert_eq!(route(&missing, &q(&[])).unwrap_err().code, 404, "{missing}");
         }
         assert!(matches!(route("/apis", &q(&[])), Ok(Route::Document(_))));
-        assert!(matches!(route("/openapi/v3/apis/reports.stella-ops.org/v1alpha1", &q(&[])), Ok(Route::Document(_))));
+        assert!(matches!(
+            route("/openapi/v3/apis/reports.stella-ops.org/v1alpha1", &q(&[])),
+            Ok(Route::Document(_))
+        ));
     }
 
     #[test]
@@ -775,7 +802,11 @@ mod tests {
         }
         .encode();
         let parsed = parse_list_query(
-            &q(&[("limit", "5"), ("continue", &token), ("labelSelector", "verdict=Fail")]),
+            &q(&[
+                ("limit", "5"),
+                ("continue", &token),
+                ("labelSelector", "verdict=Fail"),
+            ]),
             1010,
             900,
         )
@@ -799,7 +830,9 @@ mod tests {
             400
         );
         assert_eq!(
-            parse_list_query(&q(&[("limit", "x")]), 0, 900).unwrap_err().code,
+            parse_list_query(&q(&[("limit", "x")]), 0, 900)
+                .unwrap_err()
+                .code,
             400
         );
     }

@@ -43,9 +43,7 @@ impl ApiError {
     /// 404 for an object of `kind`.
     pub fn not_found(kind: Kind, name: &str) -> ApiError {
         ApiError {
-            details: Some(
-                json!({"name": name, "group": crate::GROUP, "kind": kind.plural()}),
-            ),
+            details: Some(json!({"name": name, "group": crate::GROUP, "kind": kind.plural()})),
             ..ApiError::new(
                 404,
                 "NotFound",
@@ -56,7 +54,11 @@ impl ApiError {
 
     /// 404 for a path that is no resource.
     pub fn page_not_found() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 500.

@@ -39,13 +39,26 @@ pub fn columns(kind: Kind) -> Vec<Value> {
         "When the result shown was recorded.",
         0,
     );
-    let counts = ["Critical", "High", "Medium", "Low"]
-        .map(|s| column(s, "integer", "", &format!("Counted {} findings.", s.to_lowercase()), 0));
+    let counts = ["Critical", "High", "Medium", "Low"].map(|s| {
+        column(
+            s,
+            "integer",
+            "",
+            &format!("Counted {} findings.", s.to_lowercase()),
+            0,
+        )
+    });
     match kind {
         Kind::VulnerabilityReport => {
             let mut c = vec![
                 name,
-                column("Image", "string", "", "The image as the Scan asked for it.", 0),
+                column(
+                    "Image",
+                    "string",
+                    "",
+                    "The image as the Scan asked for it.",
+                    0,
+                ),
                 column("Verdict", "string", "", "Pass, Warn or Fail.", 0),
             ];
             c.extend(counts);
@@ -56,7 +69,13 @@ pub fn columns(kind: Kind) -> Vec<Value> {
         }
         Kind::SbomReport => vec![
             name,
-            column("Image", "string", "", "The image as the Scan asked for it.", 0),
+            column(
+                "Image",
+                "string",
+                "",
+                "The image as the Scan asked for it.",
+                0,
+            ),
             column("Components", "integer", "", "Components in the SBOM.", 0),
             age,
             column("Digest", "string", "", "Digest scanned.", 1),
@@ -129,16 +148,37 @@ pub fn row(kind: Kind, row: &ResultRow, now: chrono::DateTime<chrono::Utc>) -> V
     let counts = row.counts.map(i64::from);
     let cells = match kind {
         Kind::VulnerabilityReport => json!([
-            meta.name, row.image_ref, row.verdict, counts[0], counts[1], counts[2], counts[3],
-            age, short_digest(&row.image_digest),
-            row.policy_digest.as_deref().map(short_digest).unwrap_or_default(),
+            meta.name,
+            row.image_ref,
+            row.verdict,
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3],
+            age,
+            short_digest(&row.image_digest),
+            row.policy_digest
+                .as_deref()
+                .map(short_digest)
+                .unwrap_or_default(),
         ]),
         Kind::SbomReport => json!([
-            meta.name, row.image_ref, row.components, age,
-            short_digest(&row.image_digest), row.sbom_uri,
+            meta.name,
+            row.image_ref,
+            row.components,
+            age,
+            short_digest(&row.image_digest),
+            row.sbom_uri,
         ]),
         Kind::ImageVerdict => json!([
-            meta.name, row.image_ref, row.verdict, counts[0], counts[1], counts[2], counts[3], age,
+            meta.name,
+            row.image_ref,
+            row.verdict,
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3],
+            age,
         ]),
     };
     json!({
@@ -172,7 +212,9 @@ mod tests {
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
         ));
         assert!(!wants_table("application/json"));
-        assert!(!wants_table("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"));
+        assert!(!wants_table(
+            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+        ));
     }
 
     #[test]
@@ -205,7 +247,10 @@ mod tests {
             sbom_sha256: "sha256:b".into(),
         };
         for kind in Kind::ALL {
-            let cells = row(kind, &r, chrono::Utc::now())["cells"].as_array().unwrap().len();
+            let cells = row(kind, &r, chrono::Utc::now())["cells"]
+                .as_array()
+                .unwrap()
+                .len();
             assert_eq!(cells, columns(kind).len(), "{kind:?}");
         }
     }

@@ -85,7 +85,10 @@ mod tests {
             name: "web".into(),
             at: 1000,
         };
-        assert_eq!(Continue::decode(&token.encode(), 1100, 300), Ok(token.clone()));
+        assert_eq!(
+            Continue::decode(&token.encode(), 1100, 300),
+            Ok(token.clone())
+        );
         assert_eq!(
             Continue::decode(&token.encode(), 1301, 300),
             Err(TokenError::Expired)

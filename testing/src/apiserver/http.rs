@@ -197,7 +197,12 @@ impl Shared {
                 Err(e) => error_response(&e),
                 Ok(()) => self.subject_access_review(request).await,
             };
-            self.record(&user.name, "create", &path_and_query, response.status().as_u16());
+            self.record(
+                &user.name,
+                "create",
+                &path_and_query,
+                response.status().as_u16(),
+            );
             return response;
         }
         let (verb, response) = match self.resolve(&path, &query) {
@@ -261,7 +266,10 @@ impl Shared {
                 api_group: text(&r["group"]),
                 resource: text(&r["resource"]),
                 subresource: text(&r["subresource"]),
-                namespace: r["namespace"].as_str().filter(|n| !n.is_empty()).map(Into::into),
+                namespace: r["namespace"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                    .map(Into::into),
                 name: r["name"].as_str().filter(|n| !n.is_empty()).map(Into::into),
                 non_resource_path: None,
             }
