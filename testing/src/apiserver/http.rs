@@ -217,7 +217,18 @@ impl Shared {
             Resolved::NotFound => ("get".to_string(), error_response(&page_not_found())),
             Resolved::Resource(target) => {
                 let verb = k8s_verb(request.method(), target.name.is_some(), target.watch);
-                let response = match self.check(&user, &resource_attributes(verb, &target)) {
+                let mut attributes = resource_attributes(verb, &target);
+                // As the API server's request-info resolver: a list or watch selecting one
+                // name by field is authorized as a request for that name (so `resourceNames`
+                // rules allow watching one object).
+                if attributes.name.is_none() && matches!(verb, "list" | "watch") {
+                    attributes.name = query.get("fieldSelector").and_then(|f| {
+                        let (field, value) = f.split_once("==").or_else(|| f.split_once('='))?;
+                        (field == "metadata.name" && !value.contains(','))
+                            .then(|| value.to_string())
+                    });
+                }
+                let response = match self.check(&user, &attributes) {
                     Err(e) => error_response(&e),
                     Ok(()) => self.clone().resource(request, target, query, &user).await,
                 };
