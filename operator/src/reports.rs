@@ -49,6 +49,7 @@ pub async fn start(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         authenticator: authenticator.clone(),
         authorizer: Authorizer::new(client.clone()),
         certificate: certificate.clone(),
+        hub: stellaops_reports::watch::Hub::new(256),
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await

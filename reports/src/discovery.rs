@@ -8,7 +8,7 @@ use crate::{API_VERSION, GROUP, VERSION};
 
 /// Verbs each kind serves.
 pub fn verbs(_kind: Kind) -> Vec<&'static str> {
-    vec!["get", "list"]
+    vec!["get", "list", "watch"]
 }
 
 /// `/apis/reports.stella-ops.org/v1alpha1`.

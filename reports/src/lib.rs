@@ -6,7 +6,7 @@
 //!   `stellaops_store::reports` reads from PostgreSQL; SBOM documents come from S3.
 //! * [`server`]: discovery, GET, LIST with `limit`/`continue` (a LIST reads at one
 //!   resourceVersion, a result id), label and field selectors, server-side Tables, OpenAPI
-//!   v2 and v3, errors as `Status`.
+//!   v2 and v3, errors as `Status`; [`watch`]: WATCH fed by the outbox's `LISTEN`.
 //! * [`auth`] and [`authz`]: the front proxy's client certificate and headers (or a user's
 //!   own certificate) from the `extension-apiserver-authentication` ConfigMap, and a
 //!   cached `SubjectAccessReview` per request.
@@ -20,6 +20,7 @@ pub mod server;
 pub mod status;
 pub mod table;
 pub mod token;
+pub mod watch;
 
 /// The API group.
 pub const GROUP: &str = "reports.stella-ops.org";

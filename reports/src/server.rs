@@ -71,6 +71,8 @@ pub struct Reports {
     pub authorizer: Authorizer,
     /// The serving certificate.
     pub certificate: Arc<stellaops_tls::ReloadableCert>,
+    /// Wakes watches (`Hub::new(max_watches)`).
+    pub hub: crate::watch::Hub,
 }
 
 /// A parsed LIST query.
@@ -256,7 +258,7 @@ async fn handle(
 impl Reports {
     /// Serve one request.
     pub async fn serve(
-        &self,
+        self: &Arc<Self>,
         peer: &Peer,
         method: &Method,
         uri: &Uri,
@@ -304,18 +306,49 @@ impl Reports {
         if let Decision::Deny(reason) = self.authorizer.authorize(&user, &attributes).await? {
             return Err(attributes.forbidden(&user, &reason));
         }
-        if watch {
-            return Err(ApiError::new(
-                405,
-                "MethodNotAllowed",
-                format!("watch is not supported on {}", kind.group_resource()),
-            ));
-        }
         let accept = headers
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let as_table = table::wants_table(accept);
+        if watch {
+            if !subresource.is_empty() {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "watch is not supported on a subresource",
+                ));
+            }
+            let list_query = parse_list_query(&query, 0, i64::MAX)?;
+            let mut fields = list_query.fields;
+            fields.name.extend(name);
+            let after = match query.get("resourceVersion").map(String::as_str) {
+                None | Some("" | "0") => None,
+                Some(text) => Some(text.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "resourceVersion: {text:?} is not one of this server's"
+                    ))
+                })?),
+            };
+            let timeout = query
+                .get("timeoutSeconds")
+                .and_then(|t| t.parse::<u64>().ok())
+                .map_or(crate::watch::MAX_WATCH, std::time::Duration::from_secs);
+            return self
+                .watch(crate::watch::WatchRequest {
+                    kind,
+                    namespace,
+                    labels: list_query.labels,
+                    fields,
+                    after,
+                    as_table,
+                    timeout,
+                    bookmarks: query
+                        .get("allowWatchBookmarks")
+                        .is_some_and(|b| b == "true"),
+                })
+                .await;
+        }
         match (name, subresource.as_str()) {
             (Some(name), "document") => {
                 let format = query.get("format").map_or("cyclonedx", String::as_str);
@@ -430,7 +463,7 @@ impl Reports {
     }
 
     /// Full objects of `rows` (as of `version`), with what each kind carries beside the row.
-    async fn objects(
+    pub(crate) async fn objects(
         &self,
         kind: Kind,
         rows: &[ResultRow],

@@ -313,3 +313,43 @@ pub async fn scans_of(
     .fetch_all(pool)
     .await?)
 }
+
+/// A result recorded after a resourceVersion, and whether it is the first of its Scan and
+/// of its digest (a watch's `ADDED`) or replaces an earlier one (`MODIFIED`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewerResult {
+    /// The result.
+    pub row: ResultRow,
+    /// No earlier result of the same Scan (namespace and name).
+    pub first_of_scan: bool,
+    /// No earlier result of the same digest.
+    pub first_of_digest: bool,
+}
+
+/// Results with `id > after`, oldest first, at most `limit`: what a watch sends next.
+pub async fn results_after(
+    pool: &PgPool,
+    after: i64,
+    limit: i64,
+) -> crate::Result<Vec<NewerResult>> {
+    let sql = format!(
+        "SELECT {RESULT_COLUMNS},
+            NOT EXISTS (SELECT 1 FROM scan_results p WHERE p.scan_namespace = r.scan_namespace
+                        AND p.scan_name = r.scan_name AND p.id < r.id) AS first_of_scan,
+            NOT EXISTS (SELECT 1 FROM scan_results p WHERE p.image_digest = r.image_digest
+                        AND p.id < r.id) AS first_of_digest
+         FROM scan_results r WHERE id > $1 ORDER BY id LIMIT $2"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| NewerResult {
+            row: result_row(r),
+            first_of_scan: r.get("first_of_scan"),
+            first_of_digest: r.get("first_of_digest"),
+        })
+        .collect())
+}

@@ -212,6 +212,20 @@ pub async fn record(
     )
     .await
     .unwrap();
+    // The event the scan worker writes with its result (what wakes watches).
+    stellaops_store::outbox::publish(
+        &mut *tx,
+        &stellaops_store::outbox::NewEvent {
+            kind: "report.ready".into(),
+            namespace: Some(namespace.into()),
+            subject: format!("{image}@{image_digest}"),
+            severity: None,
+            payload: json!({"scanId": id, "verdict": verdict}),
+            idempotency_key: format!("report.ready/{id}"),
+        },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     id
 }
@@ -292,6 +306,7 @@ pub async fn start(name: &str) -> Option<Fixture> {
         authenticator: Arc::new(authenticator),
         authorizer: Authorizer::new(emulator.client(&emulator.admin_token()).await),
         certificate: Arc::new(stellaops_tls::ReloadableCert::new(Some(certified))),
+        hub: stellaops_reports::watch::Hub::new(64),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -184,9 +184,87 @@ async fn kubectl_gets_lists_explains_pages_and_is_refused() {
         "{verdicts}"
     );
 
+    // `kubectl get --watch` sees a report appear when a scan result is written.
+    let mut watching = Command::new(&sam.binary)
+        .arg("--kubeconfig")
+        .arg(&sam.kubeconfig)
+        .args(["get", "vulnerabilityreports", "-n", "team-a", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = watching.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = |what: &str| {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("kubectl --watch printed no {what}"))
+    };
+    assert!(next_line("header").contains("VERDICT"));
+    let listed: Vec<String> = (0..2).map(|_| next_line("listed report")).collect();
+    assert!(listed.iter().any(|l| l.starts_with("web ")), "{listed:?}");
+    fixture::record(
+        &f.pool,
+        (&sbom.0, &sbom.1),
+        "team-a",
+        "fresh",
+        "registry.example/acme/fresh:3",
+        77,
+        "Fail",
+        &[("CVE-2024-0009", "pkg:npm/express@4.18.0", "high", "fails")],
+    )
+    .await;
+    let seen = next_line("new report");
+    assert!(
+        seen.split_whitespace().collect::<Vec<_>>()[..5]
+            == ["fresh", "registry.example/acme/fresh:3", "Fail", "0", "1"],
+        "{seen}"
+    );
+    // Another team's result is not in this namespace's watch; a rescan of web is.
+    fixture::record(
+        &f.pool,
+        (&sbom.0, &sbom.1),
+        "team-b",
+        "other",
+        "x:1",
+        78,
+        "Pass",
+        &[],
+    )
+    .await;
+    fixture::record(
+        &f.pool,
+        (&sbom.0, &sbom.1),
+        "team-a",
+        "web",
+        "registry.example/acme/web:1.0",
+        1,
+        "Pass",
+        &[],
+    )
+    .await;
+    let rescanned = next_line("rescanned report");
+    assert!(
+        rescanned.starts_with("web ") && rescanned.contains("Pass"),
+        "{rescanned}"
+    );
+    watching.kill().unwrap();
+    let _ = watching.wait();
+
     // alice reads her team's reports, and is refused another's in kubectl's words.
     let alice = Kubectl::new(&binary, &f, "alice", &["team-a-devs"]);
-    assert_eq!(alice.ok(&["get", "vulns", "-o", "name"]).lines().count(), 2);
+    assert_eq!(alice.ok(&["get", "vulns", "-o", "name"]).lines().count(), 3);
     let refused = alice.run(&["get", "vulns", "-n", "team-b"]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
