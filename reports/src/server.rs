@@ -364,10 +364,10 @@ impl Reports {
             (None, _) => {
                 let now = chrono::Utc::now().timestamp();
                 let list_query = parse_list_query(&query, now, self.settings.continue_ttl_seconds)?;
-                let list = self
+                let body = self
                     .list(kind, namespace.as_deref(), &list_query, as_table)
                     .await?;
-                Ok(json_response(&list))
+                Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
             }
         }
     }
@@ -414,11 +414,8 @@ impl Reports {
         let row = self.row_of(kind, namespace, name).await?;
         if as_table {
             let meta = json!({"resourceVersion": row.id.to_string()});
-            return Ok(table::table(
-                kind,
-                vec![table::row(kind, &row, chrono::Utc::now())],
-                meta,
-            ));
+            let table = table::table(kind, vec![table::row(kind, &row, chrono::Utc::now())], meta);
+            return serde_json::to_value(table).map_err(ApiError::internal);
         }
         let object = match kind {
             Kind::SbomReport => {
@@ -559,7 +556,9 @@ impl Reports {
             .as_ref()
             .map(|t| (t.ns.clone(), t.name.clone()))
             .unwrap_or_default();
-        let batch = (cap.saturating_add(1)).clamp(1, 1000) as i64;
+        // Few large reads: each is one index scan of the latest rows after the key.
+        let batch = (cap.saturating_add(1)).clamp(1, 10_000) as i64;
+        let selecting = !query.labels.is_empty() || query.fields != FieldSelector::default();
         loop {
             let fetched = match kind {
                 Kind::ImageVerdict => {
@@ -590,12 +589,13 @@ impl Reports {
             };
             let exhausted = (fetched.len() as i64) < batch;
             for row in fetched {
-                let meta = kinds::meta(kind, &row);
-                after_ns = meta.namespace.clone().unwrap_or_default();
-                after_name = meta.name.clone();
-                if query.labels.matches(&meta.labels)
-                    && query.fields.matches(meta.namespace.as_deref(), &meta.name)
-                {
+                (after_ns, after_name) = key(kind, &row);
+                let selected = !selecting || {
+                    let meta = kinds::meta(kind, &row);
+                    query.labels.matches(&meta.labels)
+                        && query.fields.matches(meta.namespace.as_deref(), &meta.name)
+                };
+                if selected {
                     rows.push(row);
                     if rows.len() > cap {
                         break;
@@ -609,12 +609,12 @@ impl Reports {
         let token = if rows.len() > cap {
             rows.truncate(cap);
             rows.last().map(|last| {
-                let meta = kinds::meta(kind, last);
+                let (ns, name) = key(kind, last);
                 Continue {
                     v: 1,
                     rv: version,
-                    ns: meta.namespace.unwrap_or_default(),
-                    name: meta.name,
+                    ns,
+                    name,
                     at: issued,
                 }
             })
@@ -624,14 +624,14 @@ impl Reports {
         Ok((version, rows, token))
     }
 
-    /// A LIST as objects or as a Table.
+    /// A LIST as objects or as a Table, as the JSON body sent.
     pub async fn list(
         &self,
         kind: Kind,
         namespace: Option<&str>,
         query: &ListQuery,
         as_table: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Vec<u8>, ApiError> {
         let cap = match (query.limit, as_table) {
             (0, true) => usize::MAX - 1,
             (n, true) => n,
@@ -643,18 +643,20 @@ impl Reports {
         if let Some(token) = token {
             meta["continue"] = json!(token.encode());
         }
-        if as_table {
+        let body = if as_table {
             let now = chrono::Utc::now();
             let cells = rows.iter().map(|r| table::row(kind, r, now)).collect();
-            return Ok(table::table(kind, cells, meta));
-        }
-        let items = self.objects(kind, &rows, version).await?;
-        Ok(json!({
-            "kind": format!("{}List", kind.name()),
-            "apiVersion": crate::API_VERSION,
-            "metadata": meta,
-            "items": items,
-        }))
+            serde_json::to_vec(&table::table(kind, cells, meta))
+        } else {
+            let items = self.objects(kind, &rows, version).await?;
+            serde_json::to_vec(&json!({
+                "kind": format!("{}List", kind.name()),
+                "apiVersion": crate::API_VERSION,
+                "metadata": meta,
+                "items": items,
+            }))
+        };
+        body.map_err(ApiError::internal)
     }
 
     /// The SBOM document of a Scan from S3 (`format`: `cyclonedx` or `spdx`).
@@ -735,6 +737,17 @@ impl Reports {
             Body::from(bytes),
         )
             .into_response())
+    }
+}
+
+/// The (namespace, name) a LIST of `kind` is ordered by.
+fn key(kind: Kind, row: &ResultRow) -> (String, String) {
+    match kind {
+        Kind::ImageVerdict => (String::new(), kinds::digest_to_name(&row.image_digest)),
+        _ => (
+            row.scan_namespace.clone().unwrap_or_default(),
+            row.scan_name.clone().unwrap_or_default(),
+        ),
     }
 }
 

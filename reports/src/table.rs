@@ -1,6 +1,7 @@
 //! Server-side `Table` output (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`):
 //! the columns `kubectl get` shows.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use stellaops_store::reports::ResultRow;
 
@@ -141,65 +142,111 @@ fn short_digest(digest: &str) -> String {
     }
 }
 
-/// One row of `kind` for `row` (ecosystem counts are not shown, so not needed).
-pub fn row(kind: Kind, row: &ResultRow, now: chrono::DateTime<chrono::Utc>) -> Value {
-    let age = human_duration((now - row.finished_at).num_seconds());
+/// A cell: text or a number.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// Text.
+    Text(String),
+    /// A count.
+    Number(i64),
+}
+
+/// `PartialObjectMetadata` of a row (kubectl reads the namespace and labels from it).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowObject {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: kinds::Meta,
+}
+
+/// One row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    /// One cell per column.
+    pub cells: Vec<Cell>,
+    /// The object's metadata.
+    pub object: RowObject,
+}
+
+/// A `meta.k8s.io/v1` Table, serialized straight from these types (a 10,000-row LIST
+/// never becomes a `serde_json::Value` tree).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Table {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: Value,
+    column_definitions: Vec<Value>,
+    /// The rows.
+    pub rows: Vec<Row>,
+}
+
+/// One row of `kind` for `row`.
+pub fn row(kind: Kind, row: &ResultRow, now: chrono::DateTime<chrono::Utc>) -> Row {
+    use Cell::{Number, Text};
+    let age = Text(human_duration((now - row.finished_at).num_seconds()));
     let meta = kinds::meta(kind, row);
-    let counts = row.counts.map(i64::from);
+    let [critical, high, medium, low] = row.counts.map(|c| Number(c.into()));
+    let name = Text(meta.name.clone());
+    let image = Text(row.image_ref.clone());
     let cells = match kind {
-        Kind::VulnerabilityReport => json!([
-            meta.name,
-            row.image_ref,
-            row.verdict,
-            counts[0],
-            counts[1],
-            counts[2],
-            counts[3],
+        Kind::VulnerabilityReport => vec![
+            name,
+            image,
+            Text(row.verdict.clone()),
+            critical,
+            high,
+            medium,
+            low,
             age,
-            short_digest(&row.image_digest),
-            row.policy_digest
-                .as_deref()
-                .map(short_digest)
-                .unwrap_or_default(),
-        ]),
-        Kind::SbomReport => json!([
-            meta.name,
-            row.image_ref,
-            row.components,
+            Text(short_digest(&row.image_digest)),
+            Text(
+                row.policy_digest
+                    .as_deref()
+                    .map(short_digest)
+                    .unwrap_or_default(),
+            ),
+        ],
+        Kind::SbomReport => vec![
+            name,
+            image,
+            Number(row.components.into()),
             age,
-            short_digest(&row.image_digest),
-            row.sbom_uri,
-        ]),
-        Kind::ImageVerdict => json!([
-            meta.name,
-            row.image_ref,
-            row.verdict,
-            counts[0],
-            counts[1],
-            counts[2],
-            counts[3],
+            Text(short_digest(&row.image_digest)),
+            Text(row.sbom_uri.clone()),
+        ],
+        Kind::ImageVerdict => vec![
+            name,
+            image,
+            Text(row.verdict.clone()),
+            critical,
+            high,
+            medium,
+            low,
             age,
-        ]),
+        ],
     };
-    json!({
-        "cells": cells,
-        "object": {
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": meta,
+    Row {
+        cells,
+        object: RowObject {
+            kind: "PartialObjectMetadata",
+            api_version: "meta.k8s.io/v1",
+            metadata: meta,
         },
-    })
+    }
 }
 
 /// The Table of `rows`.
-pub fn table(kind: Kind, rows: Vec<Value>, list_meta: Value) -> Value {
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_meta,
-        "columnDefinitions": columns(kind),
-        "rows": rows,
-    })
+pub fn table(kind: Kind, rows: Vec<Row>, list_meta: Value) -> Table {
+    Table {
+        kind: "Table",
+        api_version: "meta.k8s.io/v1",
+        metadata: list_meta,
+        column_definitions: columns(kind),
+        rows,
+    }
 }
 
 #[cfg(test)]
@@ -247,10 +294,7 @@ mod tests {
             sbom_sha256: "sha256:b".into(),
         };
         for kind in Kind::ALL {
-            let cells = row(kind, &r, chrono::Utc::now())["cells"]
-                .as_array()
-                .unwrap()
-                .len();
+            let cells = row(kind, &r, chrono::Utc::now()).cells.len();
             assert_eq!(cells, columns(kind).len(), "{kind:?}");
         }
     }

@@ -258,16 +258,17 @@ impl Reports {
     ) -> Result<Vec<Value>, ApiError> {
         if as_table {
             let now = chrono::Utc::now();
-            return Ok(rows
+            return rows
                 .iter()
                 .map(|r| {
-                    table::table(
+                    serde_json::to_value(table::table(
                         kind,
                         vec![table::row(kind, r, now)],
                         json!({"resourceVersion": r.id.to_string()}),
-                    )
+                    ))
+                    .map_err(ApiError::internal)
                 })
-                .collect());
+                .collect();
         }
         self.objects(kind, rows, version).await
     }
