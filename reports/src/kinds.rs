@@ -166,7 +166,7 @@ pub struct Finding {
     /// Vulnerability id (the CVE when there is one).
     pub id: String,
     /// The advisory's other ids (GHSA, distribution advisories…).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
     /// The affected package.
     pub package: Package,
@@ -185,8 +185,7 @@ pub struct Finding {
     /// What it does to the verdict: `fails`, `warns`, `counted` or `ignored`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
-    /// What decided the outcome: `vex:<providers>` (a VEX statement), `rule:<name>` (a
-    /// ScanPolicy rule) or `threshold` (failOn).
+    /// What decided the outcome: `vex:<providers>` (VEX), `rule:<name>` (a ScanPolicy rule), `threshold` (failOn).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
     /// Why, for a person.
@@ -231,7 +230,7 @@ pub struct VulnerabilityReport {
     /// Every matched finding, what fails first.
     pub findings: Vec<Finding>,
     /// True when `findings` was cut at the server's bound.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub findings_truncated: bool,
 }
 
@@ -287,7 +286,7 @@ pub struct SbomReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub components: Option<Vec<Component>>,
     /// True when `components` was cut at the bound.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub components_truncated: bool,
 }
 

@@ -291,7 +291,12 @@ impl Shared {
         let decision = crate::rbac::authorize(&user, &attributes, &self.rbac_objects());
         review["status"] = match decision {
             Ok(()) => json!({"allowed": true, "reason": "allowed by the emulator's RBAC"}),
-            Err(reason) => json!({"allowed": false, "reason": reason}),
+            // As the RBAC authorizer answers a review: no reason, or only what it found
+            // wrong with the bindings.
+            Err(reason) => json!({"allowed": false, "reason": reason
+                .split_once(": RBAC: ")
+                .map(|(_, rbac)| format!("RBAC: {rbac}"))
+                .unwrap_or_default()}),
         };
         review["metadata"] = json!({"creationTimestamp": null});
         json_response(201, &review)
