@@ -167,8 +167,8 @@ pub struct RunArgs {
     )]
     pub webhook_service: String,
     /// Address the reports API (`reports.stella-ops.org`, an aggregated API behind the
-    /// APIService) serves TLS on; every replica serves it. `off` disables it. It needs
-    /// `--database-url`.
+    /// APIService) serves TLS on; every replica serves it. `off` disables it. Without
+    /// `--database-url` it answers discovery, and 503 to reads.
     #[arg(long, env = "STELLAOPS_REPORTS_ADDR", default_value = "0.0.0.0:6443")]
     pub reports_addr: String,
     /// Service, in the operator's namespace, in front of the reports API (its certificate's name).

@@ -25,17 +25,24 @@ pub async fn start(client: Client, args: &RunArgs) -> anyhow::Result<()> {
         .reports_addr
         .parse()
         .with_context(|| format!("--reports-addr {:?}", args.reports_addr))?;
-    let Some(url) = &args.database_url else {
-        tracing::warn!("no --database-url: the reports API is not served");
-        return Ok(());
+    // Without a database the API is still served (discovery answers, reads get 503): an
+    // APIService whose backend is gone stalls the cluster's discovery and namespace
+    // deletion.
+    let pool = match &args.database_url {
+        Some(url) => Some(
+            stellaops_store::lookup_pool(
+                url.expose_secret(),
+                args.reports_db_connections,
+                Duration::from_secs(2),
+                Duration::from_secs(20),
+            )
+            .context("parsing --database-url")?,
+        ),
+        None => {
+            tracing::warn!("no --database-url: the reports API answers 503 to reads");
+            None
+        }
     };
-    let pool = stellaops_store::lookup_pool(
-        url.expose_secret(),
-        args.reports_db_connections,
-        Duration::from_secs(2),
-        Duration::from_secs(20),
-    )
-    .context("parsing --database-url")?;
     let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings::from_env(
         args.s3_endpoint.clone(),
     ))

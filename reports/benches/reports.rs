@@ -135,7 +135,7 @@ async fn main() {
 
     let reports = Arc::new(Reports {
         settings: Settings::default(),
-        pool: pool.clone(),
+        pool: Some(pool.clone()),
         s3: None,
         authenticator: Arc::new(Default::default()),
         authorizer: stellaops_reports::authz::Authorizer::allow_all(),

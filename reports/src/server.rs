@@ -61,8 +61,10 @@ impl Default for Settings {
 pub struct Reports {
     /// Bounds and timings.
     pub settings: Settings,
-    /// The platform database (a pool that fails fast, with a statement timeout).
-    pub pool: PgPool,
+    /// The platform database (a pool that fails fast, with a statement timeout). Without
+    /// one the server still answers discovery (so the cluster's API discovery and namespace
+    /// deletion never wait on it) and says 503 for the rest.
+    pub pool: Option<PgPool>,
     /// Object storage for SBOM documents (none: the `document` subresource is 503).
     pub s3: Option<aws_sdk_s3::Client>,
     /// Who the client is.
@@ -256,6 +258,17 @@ async fn handle(
 }
 
 impl Reports {
+    /// The database, or 503.
+    pub fn pool(&self) -> Result<&PgPool, ApiError> {
+        self.pool.as_ref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the reports API has no database: the operator runs without --database-url",
+            )
+        })
+    }
+
     /// Serve one request.
     pub async fn serve(
         self: &Arc<Self>,
@@ -382,11 +395,11 @@ impl Reports {
             Kind::ImageVerdict => {
                 let digest =
                     kinds::name_to_digest(name).ok_or_else(|| ApiError::not_found(kind, name))?;
-                store::latest_per_digest(&self.pool, i64::MAX, "", Some(&digest), 1).await?
+                store::latest_per_digest(self.pool()?, i64::MAX, "", Some(&digest), 1).await?
             }
             _ => {
                 store::latest_per_scan(
-                    &self.pool,
+                    self.pool()?,
                     &ScanQuery {
                         version: i64::MAX,
                         namespace,
@@ -420,7 +433,7 @@ impl Reports {
         let object = match kind {
             Kind::SbomReport => {
                 let mut components = store::components(
-                    &self.pool,
+                    self.pool()?,
                     &row.image_digest,
                     "",
                     self.settings.max_components + 1,
@@ -450,7 +463,7 @@ impl Reports {
     ) -> Result<BTreeMap<String, BTreeMap<String, i64>>, ApiError> {
         let digests: Vec<&str> = rows.iter().map(|r| r.image_digest.as_str()).collect();
         let mut by_digest: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for (digest, ecosystem, count) in store::ecosystems(&self.pool, &digests).await? {
+        for (digest, ecosystem, count) in store::ecosystems(self.pool()?, &digests).await? {
             by_digest
                 .entry(digest)
                 .or_default()
@@ -471,7 +484,7 @@ impl Reports {
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 let bound = self.settings.max_findings;
                 let mut by_id: BTreeMap<i64, Vec<store::FindingRow>> = BTreeMap::new();
-                for f in store::findings(&self.pool, &ids, bound + 1).await? {
+                for f in store::findings(self.pool()?, &ids, bound + 1).await? {
                     by_id.entry(f.scan_id).or_default().push(f);
                 }
                 rows.iter()
@@ -497,7 +510,7 @@ impl Reports {
                 let digests: Vec<&str> = rows.iter().map(|r| r.image_digest.as_str()).collect();
                 let mut scans: BTreeMap<String, Vec<ScanRef>> = BTreeMap::new();
                 for (digest, namespace, name) in store::scans_of(
-                    &self.pool,
+                    self.pool()?,
                     &digests,
                     version,
                     self.settings.max_scans_per_verdict,
@@ -531,7 +544,7 @@ impl Reports {
         let now = chrono::Utc::now().timestamp();
         let version = match &query.token {
             Some(token) => token.rv,
-            None => store::current_version(&self.pool).await?,
+            None => store::current_version(self.pool()?).await?,
         };
         let issued = query.token.as_ref().map_or(now, |t| t.at);
         let mut rows = Vec::new();
@@ -570,12 +583,18 @@ impl Reports {
                         None => None,
                     };
                     let after = kinds::name_to_digest(&after_name).unwrap_or_default();
-                    store::latest_per_digest(&self.pool, version, &after, digest.as_deref(), batch)
-                        .await?
+                    store::latest_per_digest(
+                        self.pool()?,
+                        version,
+                        &after,
+                        digest.as_deref(),
+                        batch,
+                    )
+                    .await?
                 }
                 _ => {
                     store::latest_per_scan(
-                        &self.pool,
+                        self.pool()?,
                         &ScanQuery {
                             version,
                             namespace,
@@ -835,6 +854,53 @@ mod tests {
             route("/openapi/v3/apis/reports.stella-ops.org/v1alpha1", &q(&[])),
             Ok(Route::Document(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn without_a_database_discovery_answers_and_reads_are_503() {
+        let reports = Arc::new(Reports {
+            settings: Settings::default(),
+            pool: None,
+            s3: None,
+            authenticator: Arc::new(Authenticator::default()),
+            authorizer: Authorizer::allow_all(),
+            certificate: Arc::new(stellaops_tls::ReloadableCert::new(None)),
+            hub: crate::watch::Hub::new(1),
+        });
+        let user = Peer::User(crate::auth::User {
+            name: "sam".into(),
+            ..Default::default()
+        });
+        let get = |path: &str| {
+            let (reports, user) = (reports.clone(), user.clone());
+            let uri: Uri = path.parse().unwrap();
+            async move {
+                match reports
+                    .serve(&user, &Method::GET, &uri, &HeaderMap::new())
+                    .await
+                {
+                    Ok(response) => response.status().as_u16(),
+                    Err(error) => error.code,
+                }
+            }
+        };
+        assert_eq!(get("/apis/reports.stella-ops.org/v1alpha1").await, 200);
+        assert_eq!(get("/openapi/v2").await, 200);
+        assert_eq!(
+            get("/apis/reports.stella-ops.org/v1alpha1/vulnerabilityreports").await,
+            503
+        );
+        assert_eq!(
+            get("/apis/reports.stella-ops.org/v1alpha1/vulnerabilityreports?watch=true").await,
+            503
+        );
+        // Nobody is anybody without a certificate.
+        let uri: Uri = "/apis".parse().unwrap();
+        let anonymous = reports
+            .serve(&Peer::Anonymous, &Method::GET, &uri, &HeaderMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(anonymous.code, 401);
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Reports {
             self.hub.slots.clone().try_acquire_owned().map_err(|_| {
                 ApiError::new(429, "TooManyRequests", "too many watches open; retry later")
             })?;
-        let mut wake = self.hub.subscribe(&self.pool);
+        let mut wake = self.hub.subscribe(self.pool()?);
         // Where to start, and the current state first when no resourceVersion was given.
         let (mut last, initial) = match request.after {
             Some(after) => (after, Vec::new()),
@@ -195,7 +195,11 @@ impl Reports {
                     _ = tokio::time::sleep(POLL) => {}
                 }
                 loop {
-                    let newer = match store::results_after(&reports.pool, last, BATCH).await {
+                    let newer = match reports.pool().map_err(|e| e.message) {
+                        Ok(pool) => store::results_after(pool, last, BATCH).await,
+                        Err(message) => Err(stellaops_store::Error::Refused(message)),
+                    };
+                    let newer = match newer {
                         Ok(newer) => newer,
                         Err(error) => {
                             tracing::warn!(%error, "reports watch: reading new results");

@@ -301,7 +301,7 @@ pub async fn start(name: &str) -> Option<Fixture> {
     .unwrap();
     let reports = Arc::new(Reports {
         settings: Settings::default(),
-        pool: pool.clone(),
+        pool: Some(pool.clone()),
         s3: Some(s3.clone()),
         authenticator: Arc::new(authenticator),
         authorizer: Authorizer::new(emulator.client(&emulator.admin_token()).await),
