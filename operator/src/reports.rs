@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use secrecy::ExposeSecret;
@@ -72,37 +72,12 @@ pub async fn start(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     });
 
     // The serving certificate, reloaded whenever the leader renews it.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
-    let by_name = watcher::Config::default().fields(&format!(
-        "metadata.name={}",
-        stellaops_controllers::reports_api::TLS_SECRET
+    tokio::spawn(crate::webhook::follow_certificate(
+        Api::namespaced(client.clone(), &args.namespace),
+        stellaops_controllers::reports_api::TLS_SECRET,
+        certificate,
+        "reports API",
     ));
-    tokio::spawn(async move {
-        let mut changes = watcher(secrets, by_name)
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(change) = changes.next().await {
-            let secret = match change {
-                Ok(secret) => secret,
-                Err(error) => {
-                    tracing::warn!(%error, "watching the reports API certificate");
-                    continue;
-                }
-            };
-            let data = secret.data.unwrap_or_default();
-            let (Some(cert), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
-                continue;
-            };
-            match stellaops_tls::certified_key(&cert.0, &key.0) {
-                Ok(certified) => {
-                    certificate.set(certified);
-                    tracing::info!("reports API serving certificate loaded");
-                }
-                Err(error) => tracing::warn!(%error, "reports API certificate Secret unusable"),
-            }
-        }
-    });
 
     // Who the front proxy is, from the cluster.
     let (namespace, name) = AUTHENTICATION_CONFIGMAP;

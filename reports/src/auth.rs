@@ -273,6 +273,7 @@ pub fn user_from_headers(config: &AuthConfig, headers: &http::HeaderMap) -> Opti
         .collect();
     push_authenticated(&mut groups);
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Extra keys are percent-encoded in header names (`X-Remote-Extra-Example.com%2fkey`).
     for (header, value) in headers {
         let header = header.as_str();
         for prefix in &config.extra_prefixes {
@@ -282,7 +283,7 @@ pub fn user_from_headers(config: &AuthConfig, headers: &http::HeaderMap) -> Opti
                 && let Ok(value) = value.to_str()
             {
                 extra
-                    .entry(unescape(key).to_ascii_lowercase())
+                    .entry(crate::kinds::percent_decode(key).to_ascii_lowercase())
                     .or_default()
                     .push(value.to_string());
             }
@@ -294,31 +295,6 @@ pub fn user_from_headers(config: &AuthConfig, headers: &http::HeaderMap) -> Opti
         groups,
         extra,
     })
-}
-
-/// Extra keys are percent-encoded in header names (`X-Remote-Extra-Example.com%2fkey`).
-fn unescape(key: &str) -> String {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match decoded {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug)]

@@ -448,7 +448,8 @@ pub fn parse_purl(purl: &str) -> (String, String, Option<String>) {
     )
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded (others kept as they are); not UTF-8 afterwards: lossy.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
