@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image, two binaries: stellaops-operator (the controllers) and stellaops-worker (the
-# data plane run in the Jobs, CronJobs and Deployments the operator creates).
+# One image, three binaries: stellaops-operator (the controllers and the reports API),
+# stellaops-worker (the data plane run in the Jobs, CronJobs and Deployments the operator
+# creates) and kubectl-stellaops (the kubectl plugin, to copy out of the image).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -16,9 +17,10 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p stellaops-operator -p stellaops-workers \
+    cargo build --release --locked -p stellaops-operator -p stellaops-workers -p kubectl-stellaops \
  && install -D -m 0755 target/release/stellaops-operator /out/stellaops-operator \
- && install -D -m 0755 target/release/stellaops-worker /out/stellaops-worker
+ && install -D -m 0755 target/release/stellaops-worker /out/stellaops-worker \
+ && install -D -m 0755 target/release/kubectl-stellaops /out/kubectl-stellaops
 
 # distroless: glibc, CA certificates, no shell; runs as uid 65532. Its PATH includes
 # /usr/local/bin, where the workloads' `command: [stellaops-worker]` is found.
@@ -28,6 +30,6 @@ LABEL org.opencontainers.image.title="stellaops-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
-EXPOSE 8080 9443
+EXPOSE 8080 9443 6443
 ENTRYPOINT ["/usr/local/bin/stellaops-operator"]
 CMD ["run"]

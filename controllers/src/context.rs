@@ -22,6 +22,8 @@ pub struct Config {
     pub database_secret: String,
     /// Service (in the operator's namespace) in front of the Zastava webhook.
     pub webhook_service: String,
+    /// Service (in the operator's namespace) in front of the reports API.
+    pub reports_service: String,
     /// Platform bucket (SBOMs, layer cache) and how scan Jobs reach it.
     pub storage: stellaops_crds::S3Location,
     /// Most reconciles of one kind running at once.
@@ -49,6 +51,7 @@ impl Default for Config {
             reconcile_debounce: std::time::Duration::from_millis(200),
             database_secret: "stellaops-database".to_string(),
             webhook_service: "stellaops-zastava-webhook".to_string(),
+            reports_service: "stellaops-reports".to_string(),
             verdict_signing_secret: "stellaops-verdict-signing".to_string(),
             verdict_keys: Default::default(),
             storage: stellaops_crds::S3Location {

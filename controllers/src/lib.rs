@@ -17,6 +17,7 @@ pub mod federation_site;
 pub mod mirror_domain;
 pub mod notify_rule;
 pub mod platform;
+pub mod reports_api;
 pub mod scan;
 pub mod scan_policy;
 pub mod schedule;

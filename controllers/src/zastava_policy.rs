@@ -274,6 +274,7 @@ fn rfc3339(seconds: i64) -> String {
 
 fn secret(
     name: &str,
+    component: &str,
     config: &Config,
     data: BTreeMap<&str, String>,
     annotations: BTreeMap<&str, String>,
@@ -285,7 +286,7 @@ fn secret(
     );
     labels.insert(
         "app.kubernetes.io/component".to_string(),
-        "zastava-webhook".to_string(),
+        component.to_string(),
     );
     Secret {
         metadata: ObjectMeta {
@@ -301,7 +302,7 @@ fn secret(
             ..Default::default()
         },
         type_: Some(
-            if name == TLS_SECRET {
+            if data.contains_key("tls.crt") {
                 "kubernetes.io/tls"
             } else {
                 "Opaque"
@@ -329,10 +330,10 @@ pub fn ca_secret(ca: &StoredCa, config: &Config, now: i64) -> Secret {
         data.insert("previous.crt", pem.clone());
         annotations.insert(PREVIOUS_NOT_AFTER, rfc3339(*not_after));
     }
-    secret(CA_SECRET, config, data, annotations)
+    secret(CA_SECRET, "zastava-webhook", config, data, annotations)
 }
 
-/// The serving certificate Secret.
+/// The webhook's serving certificate Secret.
 pub fn tls_secret(
     ca: &StoredCa,
     cert_pem: String,
@@ -340,8 +341,50 @@ pub fn tls_secret(
     not_after: i64,
     config: &Config,
 ) -> Secret {
+    serving_secret(
+        &Serving::webhook(config),
+        ca,
+        cert_pem,
+        key_pem,
+        not_after,
+        config,
+    )
+}
+
+/// A serving certificate issued by the operator's CA: the webhook's, or the reports API's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Serving {
+    /// Secret (in the operator's namespace) holding it.
+    pub secret: String,
+    /// DNS names it is for.
+    pub names: Vec<String>,
+    /// `app.kubernetes.io/component` of the Secret.
+    pub component: String,
+}
+
+impl Serving {
+    /// The webhook's.
+    pub fn webhook(config: &Config) -> Serving {
+        Serving {
+            secret: TLS_SECRET.into(),
+            names: service_names(config),
+            component: "zastava-webhook".into(),
+        }
+    }
+}
+
+/// The Secret of a serving certificate.
+pub fn serving_secret(
+    serving: &Serving,
+    ca: &StoredCa,
+    cert_pem: String,
+    key_pem: String,
+    not_after: i64,
+    config: &Config,
+) -> Secret {
     secret(
-        TLS_SECRET,
+        &serving.secret,
+        &serving.component,
         config,
         BTreeMap::from([
             ("tls.crt", cert_pem),
@@ -516,15 +559,26 @@ pub async fn ensure_certificates(
     config: &Config,
     now: i64,
 ) -> Result<(String, i64, Vec<&'static str>)> {
+    ensure_serving_certificate(client, config, now, &Serving::webhook(config)).await
+}
+
+/// Make sure the CA and the serving certificate `serving` exist and are not near expiry;
+/// returns the CA bundle, the serving certificate's expiry, and what was renewed.
+pub async fn ensure_serving_certificate(
+    client: &kube::Client,
+    config: &Config,
+    now: i64,
+    serving: &Serving,
+) -> Result<(String, i64, Vec<&'static str>)> {
     // Policies reconcile concurrently and share the certificates: one at a time reads,
     // decides and writes them, so two first reconciles never issue two CAs.
     static CERTIFICATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _held = CERTIFICATES.lock().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.operator_namespace);
     let mut ca = secrets.get_opt(CA_SECRET).await?.as_ref().and_then(read_ca);
-    let serving_secret = secrets.get_opt(TLS_SECRET).await?;
-    let serving = serving_secret.as_ref().and_then(read_serving);
-    let plan = plan_certificates(ca.as_ref(), serving.as_ref(), now);
+    let stored = secrets.get_opt(&serving.secret).await?;
+    let stored = stored.as_ref().and_then(read_serving);
+    let plan = plan_certificates(ca.as_ref(), stored.as_ref(), now);
     let mut renewed = Vec::new();
     if let Some(why) = plan.new_ca {
         let fresh = issue_ca(now, ca.as_ref())?;
@@ -538,13 +592,13 @@ pub async fn ensure_certificates(
         renewed.push(why);
     }
     let ca = ca.ok_or_else(|| Error::Certificate("no CA after issuing one".into()))?;
-    let mut not_after = serving.map(|s| s.not_after).unwrap_or_default();
+    let mut not_after = stored.map(|s| s.not_after).unwrap_or_default();
     if let Some(why) = plan.new_serving {
-        let (cert, key, expiry) = issue_serving(&ca, &service_names(config), now)?;
+        let (cert, key, expiry) = issue_serving(&ca, &serving.names, now)?;
         workload::apply(
             secrets,
-            TLS_SECRET,
-            &workload::typed(&tls_secret(&ca, cert, key, expiry, config)),
+            &serving.secret,
+            &workload::typed(&serving_secret(serving, &ca, cert, key, expiry, config)),
         )
         .await?;
         not_after = expiry;

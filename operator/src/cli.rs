@@ -171,6 +171,22 @@ pub struct RunArgs {
         default_value = "stellaops-zastava-webhook"
     )]
     pub webhook_service: String,
+    /// Address the reports API (`reports.stella-ops.org`, an aggregated API behind the
+    /// APIService) serves TLS on; every replica serves it. `off` disables it. Without
+    /// `--database-url` it answers discovery, and 503 to reads.
+    #[arg(long, env = "STELLAOPS_REPORTS_ADDR", default_value = "0.0.0.0:6443")]
+    pub reports_addr: String,
+    /// Service, in the operator's namespace, in front of the reports API (its certificate's name).
+    #[arg(
+        long,
+        env = "STELLAOPS_REPORTS_SERVICE",
+        default_value = "stellaops-reports"
+    )]
+    pub reports_service: String,
+    /// Connections of the reports API's database pool (fail-fast reads, apart from the
+    /// controllers' and the webhook's).
+    #[arg(long, env = "STELLAOPS_REPORTS_DB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reports_db_connections: u32,
     /// PEM file of the public keys (one or more `PUBLIC KEY` blocks) scan verdicts must be
     /// signed by; the webhook and the Scan controller trust no verdict without one. Mount
     /// only the public half of the signing Secret here (docs/security.md).

@@ -5,6 +5,7 @@ pub mod crdgen;
 pub mod http;
 pub mod leader;
 pub mod preview;
+pub mod reports;
 pub mod runtime;
 pub mod telemetry;
 pub mod webhook;

@@ -30,6 +30,7 @@ pub fn controller_config(args: &RunArgs) -> Config {
     config.reconcile_debounce = std::time::Duration::from_millis(args.reconcile_debounce_ms);
     config.database_secret = args.database_secret.clone();
     config.webhook_service = args.webhook_service.clone();
+    config.reports_service = args.reports_service.clone();
     config.storage.bucket = args.bucket.clone();
     config.storage.endpoint = args.s3_endpoint.clone();
     config.storage.secret_ref = Some(stellaops_crds::LocalObjectReference {
@@ -89,7 +90,7 @@ fn identity(args: &RunArgs) -> String {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -130,7 +131,8 @@ async fn run_controllers(
         tracing::error!(%error, "applying the artifact lifecycle CronJob failed");
     }
     tokio::select! {
-        _ = stellaops_controllers::run(ctx) => {}
+        _ = stellaops_controllers::run(ctx.clone()) => {}
+        _ = crate::reports::keep_certificate(ctx) => {}
         _ = async {
             shutdown_signal().await;
             tokio::time::sleep(grace).await;
@@ -244,6 +246,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let webhook = crate::webhook::start(client.clone(), &args, &registry, webhook_pool).await?;
         // The runtime audit reads what this replica's webhook verified.
         ctx = ctx.with_signature_facts(Arc::new(crate::webhook::WebhookFacts(webhook)));
+    }
+    if args.reports_addr != "off" {
+        crate::reports::start(client.clone(), &args).await?;
     }
     let ctx = Arc::new(ctx);
     let grace = Duration::from_secs(args.shutdown_grace_seconds);

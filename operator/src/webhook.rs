@@ -69,6 +69,46 @@ impl stellaops_controllers::zastava_audit::SignatureFacts for WebhookFacts {
 }
 
 /// Start the webhook's servers and watches; returns the webhook once they are spawned.
+
+/// Serve the certificate of the TLS Secret `name` through `certificate`, reloading it
+/// whenever the Secret changes (the webhook's and the reports API's: the leader rotates
+/// them). Runs for as long as the process.
+pub async fn follow_certificate(
+    secrets: Api<Secret>,
+    name: &str,
+    certificate: Arc<ReloadableCert>,
+    what: &str,
+) {
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    // Backoff: without it a watch that keeps failing (API server gone) retries in a
+    // tight loop, burning a core and never yielding to shutdown.
+    let mut changes = watcher(secrets, by_name)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(change) = changes.next().await {
+        let secret = match change {
+            Ok(secret) => secret,
+            Err(error) => {
+                tracing::warn!(%error, "watching the {what} certificate");
+                continue;
+            }
+        };
+        let data = secret.data.unwrap_or_default();
+        let (Some(cert), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
+            continue;
+        };
+        match stellaops_tls::certified_key(&cert.0, &key.0) {
+            Ok(certified) => {
+                certificate.set(certified);
+                tracing::info!("{what} serving certificate loaded");
+            }
+            Err(error) => tracing::warn!(%error, "{what} certificate Secret unusable"),
+        }
+    }
+}
+
+/// Start the webhook's servers and watches; returns once they are spawned.
 pub async fn start(
     client: Client,
     args: &RunArgs,
@@ -145,36 +185,12 @@ pub async fn start(
     ));
 
     // The serving certificate: reloaded whenever the controller rotates the Secret.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
-    let by_name = watcher::Config::default().fields(&format!("metadata.name={TLS_SECRET}"));
-    tokio::spawn(async move {
-        // Backoff: without it a watch that keeps failing (API server gone) retries in a
-        // tight loop, burning a core and never yielding to shutdown.
-        let mut changes = watcher(secrets, by_name)
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(change) = changes.next().await {
-            let secret = match change {
-                Ok(secret) => secret,
-                Err(error) => {
-                    tracing::warn!(%error, "watching the webhook certificate");
-                    continue;
-                }
-            };
-            let data = secret.data.unwrap_or_default();
-            let (Some(cert), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
-                continue;
-            };
-            match stellaops_tls::certified_key(&cert.0, &key.0) {
-                Ok(certified) => {
-                    certificate.set(certified);
-                    tracing::info!("webhook serving certificate loaded");
-                }
-                Err(error) => tracing::warn!(%error, "webhook certificate Secret unusable"),
-            }
-        }
-    });
+    tokio::spawn(follow_certificate(
+        Api::namespaced(client.clone(), &args.namespace),
+        TLS_SECRET,
+        certificate,
+        "webhook",
+    ));
 
     // Policies: recompiled on every change and every 30 s (for key Secret changes). One task
     // drives the watch (the store fills only while its stream is polled); the other waits

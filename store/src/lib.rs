@@ -7,6 +7,7 @@ pub mod exploits;
 pub mod lifecycle;
 pub mod notify;
 pub mod outbox;
+pub mod reports;
 pub mod retention;
 pub mod roles;
 pub mod s3;

@@ -214,4 +214,145 @@ pub async fn reasons(
         }
     }
     Ok(out)
+/// A result to record (the scan worker's and the tests' one way in).
+#[derive(Clone, Debug)]
+pub struct NewResult<'a> {
+    /// `sha256:…` scanned.
+    pub image_digest: &'a str,
+    /// The image as asked.
+    pub image_ref: &'a str,
+    /// Advisory change sequence matched against.
+    pub advisory_snapshot: i64,
+    /// The Scan that asked (namespace, name, uid), when one did.
+    pub scan_namespace: Option<&'a str>,
+    /// See `scan_namespace`.
+    pub scan_name: Option<&'a str>,
+    /// See `scan_namespace`.
+    pub scan_uid: Option<&'a str>,
+    /// `s3://bucket/key` of the CycloneDX SBOM.
+    pub sbom_uri: &'a str,
+    /// `sha256:` of the SBOM bytes.
+    pub sbom_sha256: &'a str,
+    /// Components in the SBOM.
+    pub components: i32,
+    /// Counted findings: critical, high, medium, low.
+    pub counts: [i32; 4],
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: &'a str,
+    /// The policy as evaluated (JSON).
+    pub policy: serde_json::Value,
+    /// Its digest.
+    pub policy_digest: Option<&'a str>,
+    /// When the scan started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// S3 key of the signed verdict, and the envelope bytes.
+    pub attestation: Option<(&'a str, &'a [u8])>,
+}
+
+/// One finding of a [`NewResult`], with what decided it.
+#[derive(Clone, Debug, Default)]
+pub struct NewFinding {
+    /// Canonical advisory it matched.
+    pub merge_hash: String,
+    /// Vulnerability id.
+    pub vuln_id: String,
+    /// Component (package URL with version).
+    pub purl: String,
+    /// Severity.
+    pub severity: Option<String>,
+    /// Fixed version.
+    pub fixed_version: Option<String>,
+    /// Layer that introduced the component.
+    pub layer_digest: String,
+    /// `fails`, `warns`, `counted` or `ignored`.
+    pub outcome: String,
+    /// `vex:<providers>`, `rule:<name>` or `threshold`.
+    pub decided_by: String,
+    /// For a person.
+    pub reason: String,
+}
+
+/// One row of an image's stored inventory (per affects key).
+#[derive(Clone, Debug, Default)]
+pub struct NewPackage {
+    /// Package URL without version (with or without the distro qualifier).
+    pub affects_key: String,
+    /// Package URL.
+    pub purl: String,
+    /// Version under the affects key's ordering.
+    pub version: String,
+    /// Layer that introduced it.
+    pub layer_digest: String,
+}
+
+/// Record a result with its findings and the image's inventory, in `tx` (the caller adds
+/// its events and commits); returns the result id.
+pub async fn insert_result(
+    tx: &mut sqlx::PgConnection,
+    result: &NewResult<'_>,
+    findings: &[NewFinding],
+    packages: &[NewPackage],
+) -> crate::Result<i64> {
+    let (attestation_key, attestation) = result.attestation.unzip();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name, scan_uid,
+            sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at, policy_digest,
+            attestation_key, attestation)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) RETURNING id",
+    )
+    .bind(result.image_digest)
+    .bind(result.image_ref)
+    .bind(result.advisory_snapshot)
+    .bind(result.scan_namespace)
+    .bind(result.scan_name)
+    .bind(result.scan_uid)
+    .bind(result.sbom_uri)
+    .bind(result.sbom_sha256)
+    .bind(result.components)
+    .bind(result.counts[0])
+    .bind(result.counts[1])
+    .bind(result.counts[2])
+    .bind(result.counts[3])
+    .bind(result.verdict)
+    .bind(&result.policy)
+    .bind(result.started_at)
+    .bind(result.policy_digest)
+    .bind(attestation_key)
+    .bind(attestation)
+    .fetch_one(&mut *tx)
+    .await?;
+    fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+        items.iter().map(f).collect()
+    }
+    sqlx::query(
+        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest,
+             outcome, decided_by, reason)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[])",
+    )
+    .bind(id)
+    .bind(col(findings, |f| f.merge_hash.as_str()))
+    .bind(col(findings, |f| f.vuln_id.as_str()))
+    .bind(col(findings, |f| f.purl.as_str()))
+    .bind(col(findings, |f| f.severity.as_deref()))
+    .bind(col(findings, |f| f.fixed_version.as_deref()))
+    .bind(col(findings, |f| f.layer_digest.as_str()))
+    .bind(col(findings, |f| f.outcome.as_str()))
+    .bind(col(findings, |f| f.decided_by.as_str()))
+    .bind(col(findings, |f| f.reason.as_str()))
+    .execute(&mut *tx)
+    .await?;
+    // The stored inventory: what a later analysis-only run re-matches without the image.
+    sqlx::query(
+        "INSERT INTO image_packages (image_digest, affects_key, purl, version, layer_digest)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(result.image_digest)
+    .bind(col(packages, |p| p.affects_key.as_str()))
+    .bind(col(packages, |p| p.purl.as_str()))
+    .bind(col(packages, |p| p.version.as_str()))
+    .bind(col(packages, |p| p.layer_digest.as_str()))
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
 }

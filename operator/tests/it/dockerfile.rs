@@ -729,13 +729,17 @@ fn the_build_stage_resolves_offline_and_installs_the_shipped_binaries() {
         image.entrypoint,
         image.binaries
     );
-    // Every binary of the two shipped packages, in /usr/local/bin.
+    // Every binary of the shipped packages, in /usr/local/bin.
     let members = members(&repo_root()).unwrap();
-    let shipped: BTreeMap<String, String> = ["stellaops-operator", "stellaops-workers"]
-        .iter()
-        .flat_map(|p| members[*p].bins.iter())
-        .map(|bin| (format!("/usr/local/bin/{bin}"), bin.clone()))
-        .collect();
+    let shipped: BTreeMap<String, String> = [
+        "stellaops-operator",
+        "stellaops-workers",
+        "kubectl-stellaops",
+    ]
+    .iter()
+    .flat_map(|p| members[*p].bins.iter())
+    .map(|bin| (format!("/usr/local/bin/{bin}"), bin.clone()))
+    .collect();
     assert_eq!(image.binaries, shipped);
     // The builder's toolchain is the one the workspace asks for (`rust-version`).
     let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();

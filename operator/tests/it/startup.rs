@@ -67,6 +67,8 @@ fn run_starts_against_an_https_kubeconfig_without_panicking() {
             "127.0.0.1:0",
             "--webhook-health-addr",
             "127.0.0.1:0",
+            "--reports-addr",
+            "127.0.0.1:0",
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")

@@ -21,6 +21,8 @@ use super::store::{ApiError, AuditEntry, Change, DeleteOptions, ResourceType, St
 use super::table;
 use crate::rbac::{RequestAttributes, UserInfo};
 
+/// Where `SubjectAccessReview`s are created.
+const SAR_PATH: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 /// Largest request body, as the real server's limit.
 const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Longest watch when the client gives no `timeoutSeconds`.
@@ -181,6 +183,28 @@ impl Shared {
         };
         let query = parse_query(request.uri().query());
         let path = request.uri().path().to_string();
+        if request.method() == Method::POST && path.trim_end_matches('/') == SAR_PATH {
+            let attributes = RequestAttributes {
+                verb: "create".into(),
+                api_group: "authorization.k8s.io".into(),
+                resource: "subjectaccessreviews".into(),
+                subresource: String::new(),
+                namespace: None,
+                name: None,
+                non_resource_path: None,
+            };
+            let response = match self.check(&user, &attributes) {
+                Err(e) => error_response(&e),
+                Ok(()) => self.subject_access_review(request).await,
+            };
+            self.record(
+                &user.name,
+                "create",
+                &path_and_query,
+                response.status().as_u16(),
+            );
+            return response;
+        }
         let (verb, response) = match self.resolve(&path, &query) {
             Resolved::NonResource => {
                 let verb = k8s_verb(request.method(), true, false).to_string();
@@ -193,7 +217,18 @@ impl Shared {
             Resolved::NotFound => ("get".to_string(), error_response(&page_not_found())),
             Resolved::Resource(target) => {
                 let verb = k8s_verb(request.method(), target.name.is_some(), target.watch);
-                let response = match self.check(&user, &resource_attributes(verb, &target)) {
+                let mut attributes = resource_attributes(verb, &target);
+                // As the API server's request-info resolver: a list or watch selecting one
+                // name by field is authorized as a request for that name (so `resourceNames`
+                // rules allow watching one object).
+                if attributes.name.is_none() && matches!(verb, "list" | "watch") {
+                    attributes.name = query.get("fieldSelector").and_then(|f| {
+                        let (field, value) = f.split_once("==").or_else(|| f.split_once('='))?;
+                        (field == "metadata.name" && !value.contains(','))
+                            .then(|| value.to_string())
+                    });
+                }
+                let response = match self.check(&user, &attributes) {
                     Err(e) => error_response(&e),
                     Ok(()) => self.clone().resource(request, target, query, &user).await,
                 };
@@ -216,11 +251,59 @@ impl Shared {
         response
     }
 
-    fn check(&self, user: &UserInfo, attributes: &RequestAttributes) -> Result<(), ApiError> {
-        if !self.authorize || user.groups.iter().any(|g| g == "system:masters") {
-            return Ok(());
-        }
-        let rbac: Vec<Value> = self.with_store(|store| {
+    /// Answer a `SubjectAccessReview` (what an extension API server asks for each request)
+    /// by the RBAC objects stored here, as the API server's RBAC authorizer would.
+    async fn subject_access_review(&self, request: Request<Incoming>) -> Response<Body> {
+        let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return error_response(&ApiError::bad_request("body too large")),
+        };
+        let mut review = match parse_json(&body) {
+            Ok(review) => review,
+            Err(e) => return error_response(&e),
+        };
+        let spec = &review["spec"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let user = UserInfo {
+            name: text(&spec["user"]),
+            groups: spec["groups"]
+                .as_array()
+                .map(|g| g.iter().map(text).collect())
+                .unwrap_or_default(),
+        };
+        let attributes = if let Some(r) = spec.get("resourceAttributes") {
+            RequestAttributes {
+                verb: text(&r["verb"]),
+                api_group: text(&r["group"]),
+                resource: text(&r["resource"]),
+                subresource: text(&r["subresource"]),
+                namespace: r["namespace"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                    .map(Into::into),
+                name: r["name"].as_str().filter(|n| !n.is_empty()).map(Into::into),
+                non_resource_path: None,
+            }
+        } else {
+            let n = &spec["nonResourceAttributes"];
+            nonresource_attributes(&text(&n["verb"]), &text(&n["path"]))
+        };
+        let decision = crate::rbac::authorize(&user, &attributes, &self.rbac_objects());
+        review["status"] = match decision {
+            Ok(()) => json!({"allowed": true, "reason": "allowed by the emulator's RBAC"}),
+            // As the RBAC authorizer answers a review: no reason, or only what it found
+            // wrong with the bindings.
+            Err(reason) => json!({"allowed": false, "reason": reason
+                .split_once(": RBAC: ")
+                .map(|(_, rbac)| format!("RBAC: {rbac}"))
+                .unwrap_or_default()}),
+        };
+        review["metadata"] = json!({"creationTimestamp": null});
+        json_response(201, &review)
+    }
+
+    fn rbac_objects(&self) -> Vec<Value> {
+        self.with_store(|store| {
             let mut objects = Vec::new();
             for plural in [
                 "roles",
@@ -233,8 +316,14 @@ impl Shared {
                 }
             }
             objects
-        });
-        crate::rbac::authorize(user, attributes, &rbac)
+        })
+    }
+
+    fn check(&self, user: &UserInfo, attributes: &RequestAttributes) -> Result<(), ApiError> {
+        if !self.authorize || user.groups.iter().any(|g| g == "system:masters") {
+            return Ok(());
+        }
+        crate::rbac::authorize(user, attributes, &self.rbac_objects())
             .map_err(|reason| forbidden(user, attributes, &reason))
     }
 

@@ -760,83 +760,62 @@ pub async fn record(
         }
         None => None,
     };
-    let (attestation_key, attestation) = attestation.unzip();
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name, scan_uid,
-            sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at, policy_digest,
-            attestation_key, attestation)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) RETURNING id",
+    let new_findings: Vec<_> = findings
+        .iter()
+        .zip(&judged.decided)
+        .map(|(f, d)| stellaops_store::scans::NewFinding {
+            merge_hash: f.merge_hash.clone(),
+            vuln_id: f.vuln_id.clone(),
+            purl: f.purl.clone(),
+            severity: f.severity.clone(),
+            fixed_version: f.fixed_version.clone(),
+            layer_digest: f.layer.clone(),
+            outcome: serde_json::to_value(d.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            decided_by: d.decided_by.clone(),
+            reason: d.reason.clone(),
+        })
+        .collect();
+    let packages: Vec<_> = components
+        .iter()
+        .flat_map(|comp| {
+            comp.affects_keys
+                .iter()
+                .map(|key| stellaops_store::scans::NewPackage {
+                    affects_key: key.key.clone(),
+                    purl: comp.purl.clone(),
+                    version: key.version.clone(),
+                    layer_digest: comp.layer.clone(),
+                })
+        })
+        .collect();
+    let id = stellaops_store::scans::insert_result(
+        &mut tx,
+        &stellaops_store::scans::NewResult {
+            image_digest: digest,
+            image_ref: image,
+            advisory_snapshot: snapshot,
+            scan_namespace: requester.namespace.as_deref(),
+            scan_name: requester.name.as_deref(),
+            scan_uid: requester.uid.as_deref(),
+            sbom_uri: sbom.0,
+            sbom_sha256: sbom.1,
+            components: components.len() as i32,
+            counts: ["critical", "high", "medium", "low"].map(|s| c[s] as i32),
+            verdict,
+            policy: serde_json::to_value(policy)?,
+            policy_digest: Some(&judged.policy_digest),
+            started_at: started,
+            attestation: attestation
+                .as_ref()
+                .map(|(key, envelope)| (key.as_str(), envelope.as_slice())),
+        },
+        &new_findings,
+        &packages,
     )
-    .bind(digest)
-    .bind(image)
-    .bind(snapshot)
-    .bind(&requester.namespace)
-    .bind(&requester.name)
-    .bind(&requester.uid)
-    .bind(sbom.0)
-    .bind(sbom.1)
-    .bind(components.len() as i32)
-    .bind(c["critical"] as i32)
-    .bind(c["high"] as i32)
-    .bind(c["medium"] as i32)
-    .bind(c["low"] as i32)
-    .bind(verdict)
-    .bind(serde_json::to_value(policy)?)
-    .bind(started)
-    .bind(&judged.policy_digest)
-    .bind(&attestation_key)
-    .bind(&attestation)
-    .fetch_one(&mut *tx)
-    .await?;
-    let col = |f: fn(&Finding) -> Option<String>| findings.iter().map(f).collect::<Vec<_>>();
-    let decided = |f: fn(&stellaops_policy::evaluate::Decided) -> String| {
-        judged.decided.iter().map(f).collect::<Vec<_>>()
-    };
-    sqlx::query(
-        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest,
-             outcome, decided_by, reason)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::text[], $10::text[])",
-    )
-    .bind(id)
-    .bind(col(|f| Some(f.merge_hash.clone())))
-    .bind(col(|f| Some(f.vuln_id.clone())))
-    .bind(col(|f| Some(f.purl.clone())))
-    .bind(col(|f| f.severity.clone()))
-    .bind(col(|f| f.fixed_version.clone()))
-    .bind(col(|f| Some(f.layer.clone())))
-    .bind(decided(|d| {
-        serde_json::to_value(d.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    }))
-    .bind(decided(|d| d.decided_by.clone()))
-    .bind(decided(|d| d.reason.clone()))
-    .execute(&mut *tx)
-    .await?;
-    // The stored inventory: what a later analysis-only run re-matches without the image.
-    let (mut keys, mut purls, mut versions, mut layers) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for comp in components {
-        for key in &comp.affects_keys {
-            keys.push(key.key.clone());
-            purls.push(comp.purl.clone());
-            versions.push(key.version.clone());
-            layers.push(comp.layer.clone());
-        }
-    }
-    sqlx::query(
-        "INSERT INTO image_packages (image_digest, affects_key, purl, version, layer_digest)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(digest)
-    .bind(&keys)
-    .bind(&purls)
-    .bind(&versions)
-    .bind(&layers)
-    .execute(&mut *tx)
     .await?;
     let highest = ["critical", "high", "medium", "low"]
         .into_iter()

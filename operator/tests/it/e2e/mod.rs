@@ -5,6 +5,7 @@
 
 mod observability;
 mod operator_runs;
+mod reports;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -97,12 +98,44 @@ pub struct Cluster {
     pub operators: Vec<Operator>,
 }
 
+/// What the emulator starts with: the project's RBAC (config/rbac, and config/reports but
+/// its APIService, a kind the emulator does not serve), and the roles a cluster bootstraps
+/// for extension API servers that config/reports binds.
+fn preload() -> Vec<Value> {
+    let mut objects = manifests(&repo_root().join("config/rbac"));
+    objects.extend(
+        manifests(&repo_root().join("config/reports"))
+            .into_iter()
+            .filter(|o| o["kind"] != "APIService" && o["kind"] != "Service"),
+    );
+    objects.push(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}),
+    );
+    objects.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "system:auth-delegator"},
+        "rules": [
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        ],
+    }));
+    objects.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "extension-apiserver-authentication-reader", "namespace": "kube-system"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                   "resourceNames": ["extension-apiserver-authentication"],
+                   "verbs": ["get", "list", "watch"]}],
+    }));
+    objects
+}
+
 /// A running `stellaops-operator run`.
 pub struct Operator {
     pub name: String,
     pub child: Child,
     pub metrics_addr: String,
     pub webhook_addr: String,
+    pub reports_addr: String,
     pub log: PathBuf,
 }
 
@@ -159,7 +192,7 @@ impl Cluster {
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
 
         let emulator = Emulator::start(EmulatorOptions {
-            preload: manifests(&repo_root().join("config/rbac")),
+            preload: preload(),
             ..EmulatorOptions::default()
         })
         .await
@@ -308,6 +341,7 @@ impl Cluster {
         let metrics_addr = format!("127.0.0.1:{}", free_port());
         let webhook_addr = format!("127.0.0.1:{}", free_port());
         let health_addr = format!("127.0.0.1:{}", free_port());
+        let reports_addr = format!("127.0.0.1:{}", free_port());
         let log = self.dir.join(format!("operator-{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_stellaops-operator"))
             .args([
@@ -322,6 +356,8 @@ impl Cluster {
                 &webhook_addr,
                 "--webhook-health-addr",
                 &health_addr,
+                "--reports-addr",
+                &reports_addr,
                 "--worker-image",
                 WORKER_IMAGE,
                 "--bucket",
@@ -354,6 +390,7 @@ impl Cluster {
             child,
             metrics_addr,
             webhook_addr,
+            reports_addr,
             log,
         });
         self.operators.last().unwrap()
@@ -477,6 +514,7 @@ pub fn api_version(kind: &str) -> &'static str {
         "Job" | "CronJob" => "batch/v1",
         "Deployment" => "apps/v1",
         "Lease" => "coordination.k8s.io/v1",
+        "ClusterRoleBinding" => "rbac.authorization.k8s.io/v1",
         "ValidatingWebhookConfiguration" => "admissionregistration.k8s.io/v1",
         "Secret" | "ConfigMap" | "Pod" | "Namespace" | "Service" | "PersistentVolumeClaim" => "v1",
         _ => stellaops_crds::API_VERSION,
@@ -501,6 +539,7 @@ fn namespaced(kind: &str) -> bool {
             | "ScanPolicy"
             | "ValidatingWebhookConfiguration"
             | "ClusterRole"
+            | "ClusterRoleBinding"
     )
 }
 
