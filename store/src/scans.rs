@@ -214,6 +214,8 @@ pub async fn reasons(
         }
     }
     Ok(out)
+}
+
 /// A result to record (the scan worker's and the tests' one way in).
 #[derive(Clone, Debug)]
 pub struct NewResult<'a> {
