@@ -68,8 +68,6 @@ impl stellaops_controllers::zastava_audit::SignatureFacts for WebhookFacts {
     }
 }
 
-/// Start the webhook's servers and watches; returns the webhook once they are spawned.
-
 /// Serve the certificate of the TLS Secret `name` through `certificate`, reloading it
 /// whenever the Secret changes (the webhook's and the reports API's: the leader rotates
 /// them). Runs for as long as the process.
@@ -108,7 +106,7 @@ pub async fn follow_certificate(
     }
 }
 
-/// Start the webhook's servers and watches; returns once they are spawned.
+/// Start the webhook's servers and watches; returns the webhook once they are spawned.
 pub async fn start(
     client: Client,
     args: &RunArgs,
