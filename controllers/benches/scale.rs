@@ -100,6 +100,40 @@ struct Figures {
     change_latency: Option<Duration>,
 }
 
+/// Start the real `run` wiring as replica `instance`; return it and the time until every
+/// one of the `n` Scans was reconciled once.
+async fn start_and_pass(
+    client: &kube::Client,
+    metrics: &Metrics,
+    instance: &str,
+    n: usize,
+) -> (tokio::task::JoinHandle<()>, Duration) {
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        Config::default(),
+        Some(instance.into()),
+    ));
+    let started = Instant::now();
+    let operator = tokio::spawn(stellaops_controllers::run(ctx));
+    let reconciled = || {
+        metrics
+            .reconciliations
+            .with_label_values(&["Scan", "ok"])
+            .get()
+    };
+    while reconciled() < n as u64 {
+        if started.elapsed() > Duration::from_secs(600) {
+            panic!(
+                "{instance}: only {} of {n} Scans reconciled in 10 minutes",
+                reconciled()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (operator, started.elapsed())
+}
+
 async fn measure(n: usize, change: bool) -> Figures {
     let emulator = Emulator::start(EmulatorOptions {
         authorize: false,
@@ -127,30 +161,7 @@ async fn measure(n: usize, change: bool) -> Figures {
     reset_peak_rss();
     let before = emulator.traffic();
     let metrics = Metrics::unregistered();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        Config::default(),
-        Some("bench".into()),
-    ));
-    let started = Instant::now();
-    let operator = tokio::spawn(stellaops_controllers::run(ctx));
-    let reconciled = || {
-        metrics
-            .reconciliations
-            .with_label_values(&["Scan", "ok"])
-            .get()
-    };
-    while reconciled() < n as u64 {
-        if started.elapsed() > Duration::from_secs(600) {
-            panic!(
-                "only {} of {n} Scans reconciled in 10 minutes",
-                reconciled()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let full_pass = started.elapsed();
+    let (operator, full_pass) = start_and_pass(&client, &metrics, "bench", n).await;
     // Let the tail (events, the NotifyRules) settle before reading the counters.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = emulator.traffic();
@@ -249,30 +260,7 @@ async fn measure(n: usize, change: bool) -> Figures {
     // a reconcile should read the stores and write nothing.
     let before = emulator.traffic();
     let metrics = Metrics::unregistered();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        Config::default(),
-        Some("bench-restart".into()),
-    ));
-    let started = Instant::now();
-    let operator = tokio::spawn(stellaops_controllers::run(ctx));
-    let reconciled = || {
-        metrics
-            .reconciliations
-            .with_label_values(&["Scan", "ok"])
-            .get()
-    };
-    while reconciled() < n as u64 {
-        if started.elapsed() > Duration::from_secs(600) {
-            panic!(
-                "after a restart only {} of {n} Scans reconciled in 10 minutes",
-                reconciled()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let resync = started.elapsed();
+    let (operator, resync) = start_and_pass(&client, &metrics, "bench-restart", n).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = emulator.traffic();
     let writes: u64 = ["create", "patch", "update", "delete"]
