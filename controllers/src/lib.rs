@@ -10,6 +10,7 @@ pub mod housekeeping;
 pub mod kind;
 pub mod metrics;
 pub mod retry;
+pub mod running_images;
 pub mod tenancy;
 pub mod workload;
 
@@ -509,7 +510,12 @@ pub async fn run(ctx: Arc<Context>) {
         );
     };
     // These watches feed no controller directly (the sync Jobs' subscribers do): they run
-    // until the controllers stop (on a signal).
-    let stores = futures::future::join3(pods, secret_copies, sync_jobs);
+    // until the controllers stop (on a signal), as does the running-images keeper.
+    let stores = futures::future::join4(
+        pods,
+        secret_copies,
+        sync_jobs,
+        running_images::run(ctx.clone()),
+    );
     futures::future::select(Box::pin(controllers), Box::pin(stores)).await;
 }

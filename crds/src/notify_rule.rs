@@ -68,6 +68,10 @@ pub enum EventKind {
     /// A scheduled re-evaluation found new findings for an image.
     #[serde(rename = "rescan.delta")]
     RescanDelta,
+    /// A running workload container moved to another image digest (with the package diff
+    /// of the two stored inventories).
+    #[serde(rename = "image.changed")]
+    ImageChanged,
     /// Zastava denied or warned about a workload.
     #[serde(rename = "zastava.admission")]
     ZastavaAdmission,
@@ -97,6 +101,7 @@ impl EventKind {
         match self {
             EventKind::ReportReady => "report.ready",
             EventKind::RescanDelta => "rescan.delta",
+            EventKind::ImageChanged => "image.changed",
             EventKind::ZastavaAdmission => "zastava.admission",
             EventKind::ZastavaRuntime => "zastava.runtime",
             EventKind::FederationImported => "federation.imported",

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use http_body_util::BodyExt as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
@@ -28,6 +29,10 @@ struct Cli {
     /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
     #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
+    /// Longest one request may take, as kubectl's flag: `30s`, `2m`, `1h` (a bare number
+    /// is seconds).
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_timeout)]
+    request_timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,9 +79,34 @@ enum SbomFormat {
     Spdx,
 }
 
+/// Largest answer the plugin reads: a report or SBOM bounded by the server is far smaller.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// `--request-timeout`: `30s`, `2m`, `1h` or a number of seconds; more than zero.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 2m or 1h"))?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .filter(|s| *s > 0)
+    .ok_or_else(|| format!("{text:?} is not a duration like 30s, 2m or 1h (more than zero)"))?;
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 struct Cluster {
     client: kube::Client,
     namespace: String,
+    /// Longest one request may take (`--request-timeout`).
+    timeout: std::time::Duration,
 }
 
 impl Cluster {
@@ -101,15 +131,50 @@ impl Cluster {
         Ok(Cluster {
             client: kube::Client::try_from(config)?,
             namespace,
+            timeout: cli.request_timeout,
         })
     }
 
+    /// GET `path`: its body when the server answers 2xx (read up to [`MAX_BODY`], within
+    /// `--request-timeout`), the server's `Status` message otherwise.
     async fn get_raw(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         let request = http::Request::get(path)
             .header(http::header::ACCEPT, "application/json")
-            .body(Vec::new())?;
-        let text = self.client.request_text(request).await.map_err(explain)?;
-        Ok(text.into_bytes())
+            .body(kube::client::Body::from(Vec::new()))?;
+        let exchange = async {
+            let response = self.client.send(request).await.map_err(explain)?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|error| {
+                    if error.is::<http_body_util::LengthLimitError>() {
+                        anyhow::anyhow!(
+                            "the answer to GET {path} is larger than {} MiB; refused",
+                            MAX_BODY >> 20
+                        )
+                    } else {
+                        anyhow::anyhow!("reading the answer to GET {path}: {error}")
+                    }
+                })?
+                .to_bytes();
+            anyhow::Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no complete answer to GET {path} within {} s (--request-timeout)",
+                    self.timeout.as_secs()
+                )
+            })??;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        Err(match serde_json::from_slice::<kube::core::Status>(&body) {
+            Ok(answer) => explain(kube::Error::Api(Box::new(answer))),
+            Err(_) => anyhow::anyhow!("the server answered GET {path} with {status}"),
+        })
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {

@@ -15,6 +15,15 @@ pub const LABEL_SEVERITY: &str = "severity";
 /// Label with the image repository, `/` and `:` written as `_` (label values allow
 /// neither), cut to 63 characters.
 pub const LABEL_REPOSITORY: &str = "repository";
+/// Label with what a report is about: `scan` (a Scan's result) or `workload` (a running
+/// workload container's image, from the latest result of its digest).
+pub const LABEL_SOURCE: &str = "source";
+/// Label with the workload's kind, lower-case (workload reports only).
+pub const LABEL_WORKLOAD_KIND: &str = "workload-kind";
+/// Label with the workload's name (workload reports only).
+pub const LABEL_WORKLOAD_NAME: &str = "workload-name";
+/// Label with the container's name (workload reports only).
+pub const LABEL_CONTAINER: &str = "container";
 
 /// Which kind a request is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -199,8 +208,23 @@ pub struct Finding {
     pub layer_digest: Option<String>,
 }
 
-/// A Scan's vulnerability report: one per Scan, same namespace and name, from its latest
-/// result in PostgreSQL (never stored in etcd).
+/// A running workload container a report is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// Namespace.
+    pub namespace: String,
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `Job`, `CronJob`, `ReplicaSet` or `Pod`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Container.
+    pub container: String,
+}
+
+/// A vulnerability report, never stored in etcd: one per Scan (same namespace and name,
+/// from its latest result in PostgreSQL), and one per running workload container (named
+/// `<kind>-<name>-<container>`, from the latest result of the digest it runs).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VulnerabilityReport {
@@ -223,8 +247,12 @@ pub struct VulnerabilityReport {
     pub advisory_snapshot: i64,
     /// When the result was recorded.
     pub scanned_at: String,
-    /// The Scan.
-    pub scan: ScanRef,
+    /// The Scan (a Scan's report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanRef>,
+    /// The running workload container (a workload's report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
     /// Counted findings by severity.
     pub summary: Summary,
     /// Every matched finding, what fails first.
@@ -259,7 +287,8 @@ pub struct Component {
     pub layer_digest: String,
 }
 
-/// A Scan's SBOM: one per Scan, same namespace and name.
+/// An SBOM: one per Scan (same namespace and name) and one per running workload container
+/// (named like its VulnerabilityReport).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SbomReport {
@@ -273,8 +302,12 @@ pub struct SbomReport {
     pub image: String,
     /// Digest scanned.
     pub image_digest: String,
-    /// The Scan.
-    pub scan: ScanRef,
+    /// The Scan (a Scan's SBOM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanRef>,
+    /// The running workload container (a workload's SBOM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
     /// The SBOM document.
     pub sbom: SbomLocation,
     /// Components in the SBOM.
@@ -315,6 +348,12 @@ pub struct ImageVerdict {
     pub summary: Summary,
     /// The Scans (in their namespaces) with a result for this digest.
     pub scans: Vec<ScanRef>,
+    /// Where it runs: the workload containers running this digest now (at most the
+    /// server's bound; `runningTruncated` says when there are more).
+    pub running_in: Vec<WorkloadRef>,
+    /// True when `runningIn` was cut at the bound.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub running_truncated: bool,
 }
 
 /// `sha256:<hex>` → `sha256-<hex>` (a valid object name).
@@ -373,7 +412,7 @@ pub fn highest_severity(counts: &[i32; 4]) -> &'static str {
 
 /// The labels of a result.
 pub fn labels(row: &ResultRow) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (LABEL_VERDICT.to_string(), row.verdict.clone()),
         (
             LABEL_SEVERITY.to_string(),
@@ -383,7 +422,21 @@ pub fn labels(row: &ResultRow) -> BTreeMap<String, String> {
             LABEL_REPOSITORY.to_string(),
             label_value(repository_of(&row.image_ref)),
         ),
-    ])
+    ]);
+    let source = match &row.workload {
+        Some(w) => {
+            labels.insert(
+                LABEL_WORKLOAD_KIND.into(),
+                label_value(&w.kind.to_lowercase()),
+            );
+            labels.insert(LABEL_WORKLOAD_NAME.into(), label_value(&w.name));
+            labels.insert(LABEL_CONTAINER.into(), label_value(&w.container));
+            "workload"
+        }
+        None => "scan",
+    };
+    labels.insert(LABEL_SOURCE.into(), source.into());
+    labels
 }
 
 /// RFC 3339 with seconds, as Kubernetes writes times.
@@ -420,11 +473,22 @@ fn summary(row: &ResultRow) -> Summary {
     }
 }
 
-fn scan_ref(row: &ResultRow) -> ScanRef {
-    ScanRef {
+/// The Scan a Scan's row belongs to (none for a workload's row).
+fn scan_ref(row: &ResultRow) -> Option<ScanRef> {
+    row.workload.is_none().then(|| ScanRef {
         namespace: row.scan_namespace.clone().unwrap_or_default(),
         name: row.scan_name.clone().unwrap_or_default(),
-    }
+    })
+}
+
+/// The workload container a workload's row reports on.
+fn workload_ref(row: &ResultRow) -> Option<WorkloadRef> {
+    row.workload.as_ref().map(|w| WorkloadRef {
+        namespace: row.scan_namespace.clone().unwrap_or_default(),
+        kind: w.kind.clone(),
+        name: w.name.clone(),
+        container: w.container.clone(),
+    })
 }
 
 /// Type, name and version of a package URL (`pkg:type/namespace/name@version?q#s`), the
@@ -524,6 +588,7 @@ pub fn vulnerability_report(
         advisory_snapshot: row.advisory_snapshot,
         scanned_at: rfc3339(&row.finished_at),
         scan: scan_ref(row),
+        workload: workload_ref(row),
         summary: summary(row),
         findings: findings.iter().map(finding).collect(),
         findings_truncated: truncated,
@@ -543,6 +608,7 @@ pub fn sbom_report(
         image: row.image_ref.clone(),
         image_digest: row.image_digest.clone(),
         scan: scan_ref(row),
+        workload: workload_ref(row),
         sbom: SbomLocation {
             uri: row.sbom_uri.clone(),
             sha256: row.sbom_sha256.clone(),
@@ -563,8 +629,13 @@ pub fn sbom_report(
     }
 }
 
-/// The image verdict of `row` with the Scans that have a result of its digest.
-pub fn image_verdict(row: &ResultRow, scans: Vec<ScanRef>) -> ImageVerdict {
+/// The image verdict of `row` with the Scans that have a result of its digest and the
+/// workload containers running it (`running.1`: more were left out).
+pub fn image_verdict(
+    row: &ResultRow,
+    scans: Vec<ScanRef>,
+    running: (Vec<WorkloadRef>, bool),
+) -> ImageVerdict {
     ImageVerdict {
         api_version: API_VERSION.into(),
         kind: Kind::ImageVerdict.name().into(),
@@ -576,6 +647,8 @@ pub fn image_verdict(row: &ResultRow, scans: Vec<ScanRef>) -> ImageVerdict {
         scanned_at: rfc3339(&row.finished_at),
         summary: summary(row),
         scans,
+        running_in: running.0,
+        running_truncated: running.1,
     }
 }
 

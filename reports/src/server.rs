@@ -14,10 +14,11 @@ use http::{HeaderMap, Method, Uri};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use stellaops_store::reports::{self as store, ResultRow, ScanQuery};
+use stellaops_store::running_images;
 
 use crate::auth::{Authenticator, Peer};
 use crate::authz::{Attributes, Authorizer, Decision};
-use crate::kinds::{self, Kind, ScanRef};
+use crate::kinds::{self, Kind, ScanRef, WorkloadRef};
 use crate::selector::{self, FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::token::{Continue, TokenError};
@@ -522,10 +523,27 @@ impl Reports {
                         .or_default()
                         .push(ScanRef { namespace, name });
                 }
+                // Where each digest runs now (not versioned: what runs is not history).
+                let bound = self.settings.max_scans_per_verdict;
+                let mut running: BTreeMap<String, Vec<WorkloadRef>> = BTreeMap::new();
+                for r in running_images::running_of(self.pool()?, &digests, bound + 1).await? {
+                    running
+                        .entry(r.image_digest)
+                        .or_default()
+                        .push(WorkloadRef {
+                            namespace: r.namespace,
+                            kind: r.workload_kind,
+                            name: r.workload_name,
+                            container: r.container,
+                        });
+                }
                 rows.iter()
                     .map(|row| {
                         let s = scans.remove(&row.image_digest).unwrap_or_default();
-                        serde_json::to_value(kinds::image_verdict(row, s))
+                        let mut r = running.remove(&row.image_digest).unwrap_or_default();
+                        let truncated = r.len() as i64 > bound;
+                        r.truncate(bound as usize);
+                        serde_json::to_value(kinds::image_verdict(row, s, (r, truncated)))
                     })
                     .collect()
             }
@@ -608,7 +626,13 @@ impl Reports {
             };
             let exhausted = (fetched.len() as i64) < batch;
             for row in fetched {
-                (after_ns, after_name) = key(kind, &row);
+                let row_key = key(kind, &row);
+                // A workload report named like a Scan in its namespace: the Scan's wins
+                // (it sorts first), the workload's is not shown under the same name.
+                if row_key == (after_ns.clone(), after_name.clone()) {
+                    continue;
+                }
+                (after_ns, after_name) = row_key;
                 let selected = !selecting || {
                     let meta = kinds::meta(kind, &row);
                     query.labels.matches(&meta.labels)

@@ -66,6 +66,7 @@ pub fn columns(kind: Kind) -> Vec<Value> {
             c.push(age);
             c.push(column("Digest", "string", "", "Digest scanned.", 1));
             c.push(column("Policy", "string", "", "Digest of the policy.", 1));
+            c.push(source_column());
             c
         }
         Kind::SbomReport => vec![
@@ -81,6 +82,7 @@ pub fn columns(kind: Kind) -> Vec<Value> {
             age,
             column("Digest", "string", "", "Digest scanned.", 1),
             column("SBOM", "string", "", "Where the SBOM is stored.", 1),
+            source_column(),
         ],
         Kind::ImageVerdict => {
             let mut c = vec![
@@ -92,6 +94,24 @@ pub fn columns(kind: Kind) -> Vec<Value> {
             c.push(age);
             c
         }
+    }
+}
+
+fn source_column() -> Value {
+    column(
+        "Source",
+        "string",
+        "",
+        "What the report is about: Scan, or the running workload and container (Deployment/web:app).",
+        1,
+    )
+}
+
+/// The Source cell of a row.
+fn source(row: &ResultRow) -> String {
+    match &row.workload {
+        Some(w) => format!("{}/{}:{}", w.kind, w.name, w.container),
+        None => "Scan".into(),
     }
 }
 
@@ -208,6 +228,7 @@ pub fn row(kind: Kind, row: &ResultRow, now: chrono::DateTime<chrono::Utc>) -> R
                     .map(short_digest)
                     .unwrap_or_default(),
             ),
+            Text(source(row)),
         ],
         Kind::SbomReport => vec![
             name,
@@ -216,6 +237,7 @@ pub fn row(kind: Kind, row: &ResultRow, now: chrono::DateTime<chrono::Utc>) -> R
             age,
             Text(short_digest(&row.image_digest)),
             Text(row.sbom_uri.clone()),
+            Text(source(row)),
         ],
         Kind::ImageVerdict => vec![
             name,
@@ -292,6 +314,7 @@ mod tests {
             components: 10,
             sbom_uri: "s3://b/k".into(),
             sbom_sha256: "sha256:b".into(),
+            workload: None,
         };
         for kind in Kind::ALL {
             let cells = row(kind, &r, chrono::Utc::now()).cells.len();

@@ -12,7 +12,8 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use stellaops_store::reports::{self as store, NewerResult};
+use stellaops_store::reports::{self as store, NewerResult, ResultRow, WorkloadRef};
+use stellaops_store::running_images::{self, RunningImage};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::kinds::{self, Kind};
@@ -27,6 +28,8 @@ pub const POLL: Duration = Duration::from_secs(5);
 pub const MAX_WATCH: Duration = Duration::from_secs(1800);
 /// Results read per query.
 const BATCH: i64 = 500;
+/// Workload containers per digest a watch reports on for one new result, at most.
+const MAX_WORKLOAD_EVENTS: i64 = 1000;
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
@@ -115,17 +118,58 @@ fn selects(request: &WatchRequest, newer: &NewerResult) -> Option<&'static str> 
     if request.kind.namespaced() && !scan_result {
         return None;
     }
-    let meta = kinds::meta(request.kind, row);
-    let selected = (request.namespace.is_none() || meta.namespace == request.namespace)
-        && request.labels.matches(&meta.labels)
-        && request
-            .fields
-            .matches(meta.namespace.as_deref(), &meta.name);
     let first = match request.kind {
         Kind::ImageVerdict => newer.first_of_digest,
         _ => newer.first_of_scan,
     };
-    selected.then_some(if first { "ADDED" } else { "MODIFIED" })
+    selected(request, row).then_some(if first { "ADDED" } else { "MODIFIED" })
+}
+
+fn selected(request: &WatchRequest, row: &ResultRow) -> bool {
+    let meta = kinds::meta(request.kind, row);
+    (request.namespace.is_none() || meta.namespace == request.namespace)
+        && request.labels.matches(&meta.labels)
+        && request
+            .fields
+            .matches(meta.namespace.as_deref(), &meta.name)
+}
+
+/// The workload reports a new result of a digest changes: one per workload container
+/// running the digest (`ADDED` when it is the digest's first result), those the watch
+/// selects. What runs where is not history, so a workload that starts or stops running a
+/// digest shows in the next LIST, not as a watch event.
+fn workload_events(
+    request: &WatchRequest,
+    newer: &NewerResult,
+    running: &[RunningImage],
+) -> Vec<(&'static str, ResultRow)> {
+    let kind = if newer.first_of_digest {
+        "ADDED"
+    } else {
+        "MODIFIED"
+    };
+    running
+        .iter()
+        .filter(|w| w.image_digest == newer.row.image_digest)
+        .map(|w| (kind, workload_row(&newer.row, w)))
+        .filter(|(_, row)| selected(request, row))
+        .collect()
+}
+
+/// `result` shown as the report of the workload container `w` that runs its digest.
+pub fn workload_row(result: &ResultRow, w: &RunningImage) -> ResultRow {
+    ResultRow {
+        scan_namespace: Some(w.namespace.clone()),
+        scan_name: Some(w.report_name.clone()),
+        scan_uid: None,
+        image_ref: w.image_ref.clone(),
+        workload: Some(WorkloadRef {
+            kind: w.workload_kind.clone(),
+            name: w.workload_name.clone(),
+            container: w.container.clone(),
+        }),
+        ..result.clone()
+    }
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -211,28 +255,54 @@ impl Reports {
                     let Some(end) = newer.last().map(|n| n.row.id) else {
                         break;
                     };
-                    for n in &newer {
-                        // The object (findings and all) is read only for what is selected.
-                        let Some(kind) = selects(&request, n) else {
-                            continue;
+                    // Workload reports follow the results of the digests they run.
+                    let running = if request.kind.namespaced() {
+                        let digests: Vec<&str> =
+                            newer.iter().map(|n| n.row.image_digest.as_str()).collect();
+                        let read = match reports.pool() {
+                            Ok(pool) => {
+                                running_images::running_of(pool, &digests, MAX_WORKLOAD_EVENTS)
+                                    .await
+                                    .map_err(ApiError::internal)
+                            }
+                            Err(error) => Err(error),
                         };
-                        let shown = reports
-                            .shown(
-                                request.kind,
-                                std::slice::from_ref(&n.row),
-                                n.row.id,
-                                request.as_table,
-                            )
-                            .await;
-                        let object = match shown {
-                            Ok(mut shown) => shown.pop().unwrap_or_default(),
+                        match read {
+                            Ok(running) => running,
                             Err(error) => {
                                 let _ = tx.send(line("ERROR", &error.to_status())).await;
                                 return;
                             }
-                        };
-                        if tx.send(line(kind, &object)).await.is_err() {
-                            return;
+                        }
+                    } else {
+                        Vec::new()
+                    };
+                    for n in &newer {
+                        let mut events: Vec<(&str, ResultRow)> = selects(&request, n)
+                            .map(|kind| (kind, n.row.clone()))
+                            .into_iter()
+                            .collect();
+                        events.extend(workload_events(&request, n, &running));
+                        for (kind, row) in events {
+                            // The object (findings and all) is read only for what is selected.
+                            let shown = reports
+                                .shown(
+                                    request.kind,
+                                    std::slice::from_ref(&row),
+                                    row.id,
+                                    request.as_table,
+                                )
+                                .await;
+                            let object = match shown {
+                                Ok(mut shown) => shown.pop().unwrap_or_default(),
+                                Err(error) => {
+                                    let _ = tx.send(line("ERROR", &error.to_status())).await;
+                                    return;
+                                }
+                            };
+                            if tx.send(line(kind, &object)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     last = end;

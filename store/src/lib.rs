@@ -4,12 +4,14 @@
 pub mod advisories;
 pub mod attestation;
 pub mod exploits;
+pub mod inventory_diff;
 pub mod lifecycle;
 pub mod notify;
 pub mod outbox;
 pub mod reports;
 pub mod retention;
 pub mod roles;
+pub mod running_images;
 pub mod s3;
 pub mod scans;
 pub mod schedules;

@@ -16,18 +16,39 @@ const RESULT_COLUMNS: &str = "id, scan_namespace, scan_name, scan_uid, image_ref
     critical, high, medium, low, policy_digest, advisory_snapshot, finished_at, components, sbom_uri,
     sbom_sha256";
 
-/// The latest result of each Scan as of `$1`, in (namespace, name) order after the key
-/// (`$2`, `$3`), optionally in one namespace (`$4`) or of one name (`$5`); at most `$6`.
-/// Results written for something other than a Scan (a Schedule's re-evaluation records
-/// `schedule/<name>`) are not a Scan's. Served by index `scan_results_report`.
+/// The latest result of each Scan as of `$1`, and of the digest each running workload
+/// container runs (`running_images`, named by its report name), merged in (namespace, name)
+/// order after the key (`$2`, `$3`), optionally in one namespace (`$4`) or of one name
+/// (`$5`); at most `$6`. Results written for something other than a Scan (a Schedule's
+/// re-evaluation records `schedule/<name>`) are not a Scan's. A workload whose digest has no
+/// result yet has no row. Served by indexes `scan_results_report`, `running_images_pkey`
+/// and `scan_results_digest_id`.
 pub fn latest_per_scan_sql() -> String {
     format!(
-        "SELECT DISTINCT ON (scan_namespace, scan_name) {RESULT_COLUMNS}
-         FROM scan_results
-         WHERE scan_namespace IS NOT NULL AND scan_name IS NOT NULL AND strpos(scan_name, '/') = 0
-           AND id <= $1 AND (scan_namespace, scan_name) > ($2, $3)
-           AND ($4::text IS NULL OR scan_namespace = $4) AND ($5::text IS NULL OR scan_name = $5)
-         ORDER BY scan_namespace, scan_name, id DESC
+        "SELECT * FROM (
+           (SELECT DISTINCT ON (scan_namespace, scan_name) {RESULT_COLUMNS},
+                   NULL::text AS workload_kind, NULL::text AS workload_name, NULL::text AS container
+            FROM scan_results
+            WHERE scan_namespace IS NOT NULL AND scan_name IS NOT NULL AND strpos(scan_name, '/') = 0
+              AND id <= $1 AND (scan_namespace, scan_name) > ($2, $3)
+              AND ($4::text IS NULL OR scan_namespace = $4) AND ($5::text IS NULL OR scan_name = $5)
+            ORDER BY scan_namespace, scan_name, id DESC
+            LIMIT $6)
+           UNION ALL
+           (SELECT r.id, w.namespace, w.report_name, NULL, w.image_ref, r.image_digest, r.verdict,
+                   r.critical, r.high, r.medium, r.low, r.policy_digest, r.advisory_snapshot,
+                   r.finished_at, r.components, r.sbom_uri, r.sbom_sha256,
+                   w.workload_kind, w.workload_name, w.container
+            FROM running_images w
+            CROSS JOIN LATERAL (SELECT * FROM scan_results s
+                                WHERE s.image_digest = w.image_digest AND s.id <= $1
+                                ORDER BY s.id DESC LIMIT 1) r
+            WHERE (w.namespace, w.report_name) > ($2, $3)
+              AND ($4::text IS NULL OR w.namespace = $4) AND ($5::text IS NULL OR w.report_name = $5)
+            ORDER BY w.namespace, w.report_name
+            LIMIT $6)
+         ) merged
+         ORDER BY scan_namespace, scan_name, workload_kind NULLS FIRST
          LIMIT $6"
     )
 }
@@ -75,6 +96,19 @@ pub struct ResultRow {
     pub sbom_uri: String,
     /// `sha256:` of the SBOM bytes.
     pub sbom_sha256: String,
+    /// The running workload container this row reports on (none: a Scan's result).
+    pub workload: Option<WorkloadRef>,
+}
+
+/// A workload container a report is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadRef {
+    /// `Deployment`, `StatefulSet`, … or `Pod`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The container.
+    pub container: String,
 }
 
 fn result_row(r: &sqlx::postgres::PgRow) -> ResultRow {
@@ -98,6 +132,15 @@ fn result_row(r: &sqlx::postgres::PgRow) -> ResultRow {
         components: r.get("components"),
         sbom_uri: r.get("sbom_uri"),
         sbom_sha256: r.get("sbom_sha256"),
+        workload: r
+            .try_get::<Option<String>, _>("workload_kind")
+            .ok()
+            .flatten()
+            .map(|kind| WorkloadRef {
+                kind,
+                name: r.get("workload_name"),
+                container: r.get("container"),
+            }),
     }
 }
 

@@ -1381,7 +1381,8 @@ impl PodRun {
         }
         for (i, container) in spec.containers.iter().enumerate() {
             self.statuses[i] = json!({
-                "name": container.name, "image": container.image, "imageID": "",
+                "name": container.name, "image": container.image,
+                "imageID": image_id(container.image.as_deref().unwrap_or_default()),
                 "ready": true, "started": true, "restartCount": 0,
                 "state": {"running": {"startedAt": started.to_string()}},
             });
@@ -1728,7 +1729,7 @@ fn running_status(
     ready: bool,
 ) -> Value {
     json!({
-        "name": container.name, "image": container.image, "imageID": "",
+        "name": container.name, "image": container.image, "imageID": image_id(&container.image),
         "containerID": format!("local://{}", container.name),
         "ready": ready, "started": true, "restartCount": restarts,
         "state": {"running": {"startedAt": started.to_string()}},
@@ -1753,9 +1754,18 @@ fn terminated_status(
         terminated["message"] = json!(message);
     }
     json!({
-        "name": name, "image": image, "imageID": "", "ready": false, "started": false,
+        "name": name, "image": image, "imageID": image_id(image), "ready": false, "started": false,
         "restartCount": restarts, "state": {"terminated": terminated},
     })
+}
+
+/// The `imageID` a kubelet reports: the pulled manifest's digest. Only an image pinned by
+/// digest has one here (nothing is pulled, so a tag resolves to nothing).
+fn image_id(image: &str) -> String {
+    match image.rsplit_once('@') {
+        Some((_, digest)) if digest.starts_with("sha256:") => format!("docker-pullable://{image}"),
+        _ => String::new(),
+    }
 }
 
 /// Start one container's process, wait for it, and return its exit code and terminated

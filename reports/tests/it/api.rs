@@ -395,3 +395,193 @@ async fn reads_lists_pages_and_refuses_like_the_api_server() {
     }
     assert_eq!(f.reviews(), before + 1);
 }
+
+/// What runs where: `team-c`'s Deployment `shop` runs digest 1 (scanned by team-a/web and
+/// then team-b/worker), its sidecar runs an image nobody scanned, and a workload in
+/// team-a has a report name that a Scan already holds.
+async fn seed_running(f: &Fixture) {
+    use stellaops_store::running_images::{RunningImage, apply};
+    let row =
+        |ns: &str, name: &str, kind: &str, workload: &str, container: &str, n: u32| RunningImage {
+            namespace: ns.into(),
+            report_name: name.into(),
+            workload_kind: kind.into(),
+            workload_name: workload.into(),
+            container: container.into(),
+            image_ref: format!("registry.example/run/{container}:live"),
+            image_digest: fixture::digest(n),
+        };
+    apply(
+        &f.pool,
+        &[
+            row(
+                "team-c",
+                "deployment-shop-web",
+                "Deployment",
+                "shop",
+                "web",
+                1,
+            ),
+            row(
+                "team-c",
+                "deployment-shop-proxy",
+                "Deployment",
+                "shop",
+                "proxy",
+                77,
+            ),
+            row("team-a", "web", "Pod", "web", "web", 2),
+            row("team-d", "statefulset-db-db", "StatefulSet", "db", "db", 2),
+        ],
+        &[],
+        &[],
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_workloads_have_reports_and_verdicts_say_where_images_run() {
+    let Some(f) = fixture::start("reports_running").await else {
+        return;
+    };
+    seed(&f).await;
+    seed_running(&f).await;
+    let security = f.client(Some(&f.client_ca.issue("sam", &["security"], &[])));
+    let name_of = |i: &Value| {
+        format!(
+            "{}/{}",
+            i["metadata"]["namespace"].as_str().unwrap(),
+            i["metadata"]["name"].as_str().unwrap()
+        )
+    };
+
+    // Merged with the Scans' reports in (namespace, name) order; the sidecar's image has no
+    // result, so no report; the Scan keeps its name in team-a.
+    let (code, list) = get(&security, &f, &format!("{BASE}/vulnerabilityreports")).await;
+    assert_eq!(code, 200, "{list}");
+    let names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(name_of)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "team-a/api",
+            "team-a/web",
+            "team-b/worker",
+            "team-c/deployment-shop-web",
+            "team-d/statefulset-db-db"
+        ]
+    );
+    assert!(list["items"][1]["scan"].is_object());
+
+    // One page at a time gives the same, each once.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (_, page) = get(
+            &security,
+            &f,
+            &format!("{BASE}/vulnerabilityreports?limit=1&continue={token}"),
+        )
+        .await;
+        paged.extend(page["items"].as_array().unwrap().iter().map(name_of));
+        match page["metadata"]["continue"].as_str() {
+            Some(next) => token = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(paged, names);
+
+    // The workload's report: the latest result of its digest (team-b/worker's Warn), its
+    // own image reference, the workload instead of a Scan, and labels to select it by.
+    let (code, shop) = get(
+        &security,
+        &f,
+        &format!("{BASE}/namespaces/team-c/vulnerabilityreports/deployment-shop-web"),
+    )
+    .await;
+    assert_eq!(code, 200, "{shop}");
+    assert_eq!(shop["verdict"], "Warn");
+    assert_eq!(shop["image"], "registry.example/run/web:live");
+    assert_eq!(shop["imageDigest"], fixture::digest(1));
+    assert!(shop.get("scan").is_none(), "{shop}");
+    assert_eq!(
+        shop["workload"],
+        serde_json::json!({"namespace": "team-c", "kind": "Deployment", "name": "shop", "container": "web"})
+    );
+    assert_eq!(shop["findings"][0]["id"], "CVE-2024-0004", "{shop}");
+    assert_eq!(shop["metadata"]["labels"]["source"], "workload");
+    assert_eq!(shop["metadata"]["labels"]["workload-kind"], "deployment");
+    let (_, workloads) = get(
+        &security,
+        &f,
+        &format!("{BASE}/vulnerabilityreports?labelSelector=source%3Dworkload"),
+    )
+    .await;
+    let names: Vec<String> = workloads["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(name_of)
+        .collect();
+    assert_eq!(
+        names,
+        ["team-c/deployment-shop-web", "team-d/statefulset-db-db"]
+    );
+    let (_, sbom) = get(
+        &security,
+        &f,
+        &format!("{BASE}/namespaces/team-c/sbomreports/deployment-shop-web"),
+    )
+    .await;
+    assert_eq!(sbom["componentCount"], 3, "{sbom}");
+
+    // Where each digest runs, under its ImageVerdict.
+    let (_, verdict) = get(
+        &security,
+        &f,
+        &format!(
+            "{BASE}/imageverdicts/{}",
+            fixture::digest(2).replace(':', "-")
+        ),
+    )
+    .await;
+    let running: Vec<String> = verdict["runningIn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            format!(
+                "{}/{}/{}",
+                w["namespace"].as_str().unwrap(),
+                w["kind"].as_str().unwrap(),
+                w["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(running, ["team-a/Pod/web", "team-d/StatefulSet/db"]);
+
+    // The workload stops running: its report is gone from the next LIST and GET.
+    stellaops_store::running_images::apply(
+        &f.pool,
+        &[],
+        &[("team-c".into(), "deployment-shop-web".into())],
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        get(
+            &security,
+            &f,
+            &format!("{BASE}/namespaces/team-c/vulnerabilityreports/deployment-shop-web"),
+        )
+        .await
+        .0,
+        404
+    );
+}

@@ -97,6 +97,16 @@ async fn the_operator_serves_reports_to_the_front_proxy_as_rbac_allows() {
     tx.commit().await.unwrap();
     pool.close().await;
 
+    // A Pod running the scanned digest in another namespace: its workload report comes
+    // from the leader's Pod cache and the digest's latest result.
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-b"}}))
+        .await;
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "tenant-b"},
+            "spec": {"containers": [{"name": "app", "image": format!("registry.test/app@{digest}")}]}}))
+        .await;
     cluster.start_operator("a", &[]);
     // The leader's certificate, from the operator's CA.
     let ca_secret = cluster
@@ -158,6 +168,45 @@ async fn the_operator_serves_reports_to_the_front_proxy_as_rbac_allows() {
     assert_eq!(report["kind"], "VulnerabilityReport");
     assert_eq!(report["verdict"], "Fail");
     assert_eq!(report["findings"][0]["id"], "CVE-2025-1");
+    let workload_url = format!(
+        "https://{host}:{}/apis/reports.stella-ops.org/v1alpha1/namespaces/tenant-b/vulnerabilityreports/pod-web-app",
+        addr.port()
+    );
+    let workload = cluster
+        .wait_for("the running Pod's report", SETTLE, || async {
+            let response = client
+                .get(&workload_url)
+                .header("X-Remote-User", "sam")
+                .header("X-Remote-Group", "security")
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(())?;
+            response.json::<Value>().await.ok()
+        })
+        .await;
+    assert_eq!(workload["verdict"], "Fail", "{workload}");
+    assert_eq!(workload["workload"]["kind"], "Pod", "{workload}");
+    assert_eq!(workload["findings"][0]["id"], "CVE-2025-1");
+    let verdict: Value = client
+        .get(format!(
+            "https://{host}:{}/apis/reports.stella-ops.org/v1alpha1/imageverdicts/{}",
+            addr.port(),
+            digest.replace(':', "-")
+        ))
+        .header("X-Remote-User", "sam")
+        .header("X-Remote-Group", "security")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict["runningIn"],
+        json!([{"namespace": "tenant-b", "kind": "Pod", "name": "web", "container": "app"}]),
+        "{verdict}"
+    );
     let (code, refused) = as_user("interns").await.unwrap();
     assert_eq!(code, 403, "{refused}");
     assert!(
