@@ -4,6 +4,7 @@
 pub mod advisories;
 pub mod attestation;
 pub mod exploits;
+pub mod layer_cache;
 pub mod lifecycle;
 pub mod notify;
 pub mod outbox;
