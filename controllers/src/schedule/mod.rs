@@ -224,6 +224,8 @@ pub fn refresh_scan(schedule: &Schedule, run_id: &str, image: &RunningImage) -> 
         serde_json::from_value(json!({"image": image.reference, "force": true}))
             .expect("a Scan spec from an image and force"),
     );
+    // The Schedule's ScanPolicy decides each of its Scans' verdicts.
+    scan.spec.policy.policy_ref = schedule.spec.policy_ref.clone();
     scan.metadata.namespace = schedule.namespace();
     scan.metadata.labels = Some(labels);
     scan.metadata.owner_references = Some(vec![workload::owner_reference(schedule)]);
