@@ -289,11 +289,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = controller_config(&args);
     let (keys, key_file) = verdict_keys(&args)?;
     config.verdict_keys = keys.clone();
+    // Registered even without a key file, so the metrics are always there (0 keys).
+    let key_metrics = VerdictKeyMetrics::register(&registry)?;
     if let Some(file) = key_file {
         tokio::spawn(follow_verdict_keys(
             file,
             Duration::from_secs(args.verdict_keys_reload_seconds),
-            VerdictKeyMetrics::register(&registry)?,
+            key_metrics,
         ));
     }
     let mut ctx = Context::new(client.clone(), metrics, config, Some(identity.clone()));
