@@ -73,7 +73,7 @@ pub struct RegistryEvidence {
     pub database: Option<sqlx::PgPool>,
     /// The public keys a verdict's DSSE envelope must verify against; a verdict that does
     /// not is "not scanned" (none configured: no verdict is trusted).
-    pub verdict_keys: stellaops_store::attestation::VerdictKeys,
+    pub verdict_keys: stellaops_store::attestation::SharedVerdictKeys,
 }
 
 fn parse(image: &str) -> Result<ImageReference, String> {
@@ -294,7 +294,7 @@ impl EvidenceSource for RegistryEvidence {
             // Only what the envelope says is trusted: its verdict and its time.
             Ok(row.map(|(verdict, finished_at, key, envelope)| {
                 match stellaops_store::attestation::check_row(
-                    &self.verdict_keys,
+                    &self.verdict_keys.current(),
                     digest,
                     &verdict,
                     key.as_deref(),

@@ -35,7 +35,7 @@ pub struct Config {
     pub verdict_signing_secret: String,
     /// Public keys a recorded verdict must be signed by before a Scan reports or reuses it
     /// (none: no verdict is trusted).
-    pub verdict_keys: stellaops_store::attestation::VerdictKeys,
+    pub verdict_keys: stellaops_store::attestation::SharedVerdictKeys,
 }
 
 impl Default for Config {

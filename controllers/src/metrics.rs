@@ -106,7 +106,7 @@ impl Metrics {
             layer_cache: IntCounterVec::new(
                 Opts::new(
                     "scanner_layer_cache_lookups_total",
-                    "Image layers scan workers found in the per-layer cache (hit) or analysed (miss)",
+                    "Image layers scan workers found in the per-layer cache (hit) or analysed (miss); refused: cached fragments that failed their seal check (forged or changed) and were analysed again (also counted as miss)",
                 ),
                 &["result"],
             )?,
@@ -154,7 +154,7 @@ impl Metrics {
         for verdict in ["Pass", "Warn", "Fail"] {
             metrics.verdicts.with_label_values(&[verdict]);
         }
-        for result in ["hit", "miss"] {
+        for result in ["hit", "miss", "refused"] {
             metrics.layer_cache.with_label_values(&[result]);
         }
         for size in ["small", "medium", "large", "unknown"] {

@@ -555,7 +555,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 let from_db = match (&ctx.outbox, scan.uid()) {
                     (Some(pool), Some(uid)) => {
                         recorded(
-                            &ctx.config.verdict_keys,
+                            &ctx.config.verdict_keys.current(),
                             pool,
                             stellaops_store::scans::BY_SCAN_SQL,
                             &uid,
@@ -620,7 +620,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 (Some(pool), Some(digest), false) => {
                     let snapshot = current_snapshot(pool).await?;
                     match recorded(
-                        &ctx.config.verdict_keys,
+                        &ctx.config.verdict_keys.current(),
                         pool,
                         stellaops_store::scans::REUSE_SQL,
                         digest,
@@ -780,7 +780,7 @@ async fn follow_reevaluation(
         return Ok(Action::await_change());
     };
     let result = match recorded(
-        &ctx.config.verdict_keys,
+        &ctx.config.verdict_keys.current(),
         pool,
         stellaops_store::scans::BY_SCAN_SQL,
         &uid,
@@ -889,7 +889,11 @@ fn record_result(
             .observe(seconds);
     }
     if let Some(summary) = summary {
-        for (key, label) in [("layersCached", "hit"), ("layersAnalysed", "miss")] {
+        for (key, label) in [
+            ("layersCached", "hit"),
+            ("layersAnalysed", "miss"),
+            ("layersRefused", "refused"),
+        ] {
             if let Some(n) = summary[key].as_u64() {
                 metrics.layer_cache.with_label_values(&[label]).inc_by(n);
             }

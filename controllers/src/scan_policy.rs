@@ -151,6 +151,8 @@ pub fn reevaluation_job(
         .env
         .get_or_insert_with(Vec::new)
         .push(workload::database_url_env(config));
+    // The signed verdicts' envelopes go to the platform bucket, as a scan's do.
+    workload::verdict_bucket(&mut container, config);
     let mut volumes = vec![workload::tmp_volume()];
     workload::verdict_signing(&mut container, &mut volumes, config);
     let labels = workload::labels(&policy.name_any(), "ScanPolicy", COMPONENT);

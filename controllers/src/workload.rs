@@ -248,6 +248,17 @@ pub fn verdict_signing(container: &mut Container, volumes: &mut Vec<Volume>, con
     });
 }
 
+/// Give a worker that writes signed verdicts without otherwise touching S3 (evaluate) the
+/// platform bucket: S3 settings and credentials, the bucket in `STELLAOPS_BUCKET`.
+pub fn verdict_bucket(container: &mut Container, config: &Config) {
+    s3_env(container, &config.storage);
+    container.env.get_or_insert_with(Vec::new).push(EnvVar {
+        name: "STELLAOPS_BUCKET".into(),
+        value: Some(config.storage.bucket.clone()),
+        ..Default::default()
+    });
+}
+
 pub fn tmp_volume() -> Volume {
     Volume {
         name: "tmp".into(),

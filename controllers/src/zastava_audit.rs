@@ -595,14 +595,16 @@ fn clamp(n: usize) -> i32 {
 }
 
 /// The Scan the Observer creates for a running image without a verdict: the schema's
-/// defaults for everything but the image (by digest).
+/// defaults for everything but the image (by digest) and the policy's ScanPolicy.
 pub fn audit_scan(
     policy: &ZastavaPolicy,
     namespace: &str,
     name: &str,
     image: &str,
 ) -> Result<Scan> {
-    let spec: stellaops_crds::scan::ScanSpec = serde_json::from_value(json!({"image": image}))?;
+    let mut spec: stellaops_crds::scan::ScanSpec = serde_json::from_value(json!({"image": image}))?;
+    // The policy's ScanPolicy decides the verdict.
+    spec.policy.policy_ref = policy.spec.policy_ref.clone();
     let mut scan = Scan::new(name, spec);
     scan.metadata.namespace = Some(namespace.to_string());
     scan.metadata.labels = Some(BTreeMap::from([

@@ -121,6 +121,14 @@ pub struct ScheduleSpec {
     #[serde(default)]
     pub triggers: Triggers,
 
+    /// A ScanPolicy (cluster-scoped) whose rules and thresholds decide the verdicts of this
+    /// Schedule's runs, as a Scan's `spec.policy.policyRef` does: each Scan a
+    /// `content-refresh` run creates names it (and waits, `PolicyNotReady`, until it is
+    /// Ready). `analysis-only` runs do not take it yet: they decide under each image's own
+    /// earlier policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<crate::common::LocalObjectReference>,
+
     /// Number of finished runs kept in history.
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 0, max = 100))]

@@ -94,6 +94,11 @@ pub struct ZastavaPolicySpec {
     /// caches every `interval` and on every policy change, without blocking anything.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// A ScanPolicy (cluster-scoped) whose rules and thresholds decide the verdicts of the
+    /// Scans the audit creates (`audit.createScans`), as a Scan's `spec.policy.policyRef`
+    /// does (each waits, `PolicyNotReady`, until it is Ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<crate::common::LocalObjectReference>,
 }
 
 /// The runtime audit (the Observer) of a policy.

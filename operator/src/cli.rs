@@ -192,6 +192,11 @@ pub struct RunArgs {
     /// only the public half of the signing Secret here (docs/security.md).
     #[arg(long, env = "STELLAOPS_VERDICT_PUBLIC_KEYS")]
     pub verdict_public_keys: Option<std::path::PathBuf>,
+    /// Seconds between looks at `--verdict-public-keys`: a changed file (a rotated Secret,
+    /// which the kubelet updates in the mount) is put in force without a restart; an
+    /// unusable one is refused and the keys in force stay.
+    #[arg(long, env = "STELLAOPS_VERDICT_KEYS_RELOAD_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub verdict_keys_reload_seconds: u64,
     /// Secret in the platform namespace whose `key.pem` is the verdict signing key the scan
     /// and evaluate Jobs mount.
     #[arg(

@@ -40,32 +40,111 @@ pub fn controller_config(args: &RunArgs) -> Config {
     config
 }
 
-/// The verdict public keys of `--verdict-public-keys` (none without the flag: then no
-/// verdict is trusted, and a warning says so).
-pub fn verdict_keys(args: &RunArgs) -> anyhow::Result<stellaops_store::attestation::VerdictKeys> {
+/// The verdict public keys of `--verdict-public-keys` and the file they come from (none
+/// without the flag: then no verdict is trusted, and a warning says so). A file that exists
+/// but is unusable stops the start; one that does not exist yet (the signing Secret is
+/// mounted optionally) starts with no key and is followed until it appears.
+pub fn verdict_keys(
+    args: &RunArgs,
+) -> anyhow::Result<(
+    stellaops_store::attestation::SharedVerdictKeys,
+    Option<stellaops_store::attestation::KeyFile>,
+)> {
+    use stellaops_store::attestation::{KeyFile, KeyFileChange, SharedVerdictKeys};
+    let keys = SharedVerdictKeys::default();
     let Some(path) = &args.verdict_public_keys else {
         tracing::warn!(
             "no --verdict-public-keys: no scan verdict is trusted (requireScan denies, Scans fail)"
         );
-        return Ok(Default::default());
+        return Ok((keys, None));
     };
-    // The manifests mount the signing Secret's pub.pem optionally: before that Secret
-    // exists nothing is trusted, and the operator still starts.
-    if !path.exists() {
-        tracing::warn!(
-            path = %path.display(),
-            "no verdict public key file: no scan verdict is trusted until the Secret stellaops-verdict-signing exists (then restart)"
-        );
-        return Ok(Default::default());
+    let mut file = KeyFile::new(path, keys.clone());
+    match file.check() {
+        KeyFileChange::Loaded(ids) => {
+            tracing::info!(path = %path.display(), keys = ?ids, "verdict public keys loaded")
+        }
+        KeyFileChange::Refused(why) if path.exists() => anyhow::bail!("{why}"),
+        KeyFileChange::Refused(why) => tracing::warn!("{why}"),
+        KeyFileChange::Unchanged => {}
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let keys = stellaops_store::attestation::VerdictKeys::from_pem_bundle(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if keys.is_empty() {
-        anyhow::bail!("{} holds no PEM public key", path.display());
+    Ok((keys, Some(file)))
+}
+
+/// What following the verdict key file is counted by.
+#[derive(Clone)]
+pub struct VerdictKeyMetrics {
+    /// `stellaops_verdict_keys_reloads_total{result="loaded"|"refused"}`.
+    pub reloads: prometheus::IntCounterVec,
+    /// `stellaops_verdict_keys`: the number of verdict public keys in force.
+    pub in_force: prometheus::IntGauge,
+}
+
+impl VerdictKeyMetrics {
+    /// Make and register them.
+    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
+        let reloads = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "stellaops_verdict_keys_reloads_total",
+                "Changes of the verdict public key file: put in force (loaded) or refused (unusable; the keys in force stay)",
+            ),
+            &["result"],
+        )?;
+        for result in ["loaded", "refused"] {
+            reloads.with_label_values(&[result]);
+        }
+        let in_force = prometheus::IntGauge::new(
+            "stellaops_verdict_keys",
+            "Verdict public keys in force (0: no verdict is trusted)",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(in_force.clone()))?;
+        Ok(VerdictKeyMetrics { reloads, in_force })
     }
-    Ok(keys)
+}
+
+/// Look at the verdict key file every `every` for as long as the process runs: a changed,
+/// usable file is put in force for the webhook and the Scan controller at once; an
+/// unusable one is refused with an error naming the file and why, and the keys in force
+/// stay.
+pub async fn follow_verdict_keys(
+    mut file: stellaops_store::attestation::KeyFile,
+    every: Duration,
+    metrics: VerdictKeyMetrics,
+) {
+    use stellaops_store::attestation::KeyFileChange;
+    metrics.in_force.set(file.keys().current().len() as i64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        // A file read of a few hundred bytes; off the async threads all the same.
+        let (back, change) = match tokio::task::spawn_blocking(move || {
+            let change = file.check();
+            (file, change)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, "following the verdict public key file stopped");
+                return;
+            }
+        };
+        file = back;
+        match change {
+            KeyFileChange::Unchanged => {}
+            KeyFileChange::Loaded(ids) => {
+                metrics.reloads.with_label_values(&["loaded"]).inc();
+                tracing::info!(keys = ?ids, "verdict public keys reloaded");
+            }
+            KeyFileChange::Refused(why) => {
+                metrics.reloads.with_label_values(&["refused"]).inc();
+                tracing::error!("{why}");
+            }
+        }
+        metrics.in_force.set(file.keys().current().len() as i64);
+    }
 }
 
 async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
@@ -208,7 +287,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_from(kube_config.clone())?;
     let identity = identity(&args);
     let mut config = controller_config(&args);
-    config.verdict_keys = verdict_keys(&args)?;
+    let (keys, key_file) = verdict_keys(&args)?;
+    config.verdict_keys = keys.clone();
+    // Registered even without a key file, so the metrics are always there (0 keys).
+    let key_metrics = VerdictKeyMetrics::register(&registry)?;
+    if let Some(file) = key_file {
+        tokio::spawn(follow_verdict_keys(
+            file,
+            Duration::from_secs(args.verdict_keys_reload_seconds),
+            key_metrics,
+        ));
+    }
     let mut ctx = Context::new(client.clone(), metrics, config, Some(identity.clone()));
     // Two pools: admission reviews must not queue behind reconciles for a connection.
     let mut webhook_pool = None;
@@ -243,7 +332,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     if args.webhook_addr != "off" {
-        let webhook = crate::webhook::start(client.clone(), &args, &registry, webhook_pool).await?;
+        let webhook =
+            crate::webhook::start(client.clone(), &args, &registry, webhook_pool, keys.clone())
+                .await?;
         // The runtime audit reads what this replica's webhook verified.
         ctx = ctx.with_signature_facts(Arc::new(crate::webhook::WebhookFacts(webhook)));
     }

@@ -112,6 +112,7 @@ pub async fn start(
     args: &RunArgs,
     registry: &prometheus::Registry,
     database: Option<sqlx::PgPool>,
+    verdict_keys: stellaops_store::attestation::SharedVerdictKeys,
 ) -> anyhow::Result<Arc<Webhook>> {
     let addr: std::net::SocketAddr = args
         .webhook_addr
@@ -151,7 +152,7 @@ pub async fn start(
             },
         )?,
         database: lookups,
-        verdict_keys: crate::runtime::verdict_keys(args)?,
+        verdict_keys,
     };
     let certificate = Arc::new(ReloadableCert::new(None));
     let webhook = Webhook::new(

@@ -185,6 +185,12 @@ impl VerdictSigner {
         &self.key_id
     }
 
+    /// The private scalar's bytes: only for deriving other keys of the platform (the
+    /// layer-cache key of [`crate::layer_cache::FragmentKey::derive`]).
+    pub(crate) fn secret_bytes(&self) -> p256::elliptic_curve::zeroize::Zeroizing<[u8; 32]> {
+        p256::elliptic_curve::zeroize::Zeroizing::new(self.key.to_bytes().into())
+    }
+
     /// The envelope (JSON bytes) of a Statement about `digest` (`sha256:<hex>`).
     pub fn sign(&self, digest: &str, predicate: &VerdictPredicate) -> Vec<u8> {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
@@ -366,4 +372,164 @@ pub fn generate_key_pair() -> (String, String) {
         .to_public_key_pem(LineEnding::LF)
         .expect("P-256 keys encode");
     (private, public)
+}
+
+/// The verdict public keys in force, shared by everything that verifies (the webhook and
+/// the Scan controller of one process) and replaced whole when the key file changes.
+#[derive(Clone, Debug, Default)]
+pub struct SharedVerdictKeys(std::sync::Arc<std::sync::RwLock<std::sync::Arc<VerdictKeys>>>);
+
+impl From<VerdictKeys> for SharedVerdictKeys {
+    fn from(keys: VerdictKeys) -> Self {
+        SharedVerdictKeys(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(keys),
+        )))
+    }
+}
+
+impl SharedVerdictKeys {
+    /// The keys in force now.
+    pub fn current(&self) -> std::sync::Arc<VerdictKeys> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Put `keys` in force.
+    pub fn replace(&self, keys: VerdictKeys) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(keys);
+    }
+
+    /// The ids of the keys in force.
+    pub fn ids(&self) -> Vec<String> {
+        self.current().ids()
+    }
+}
+
+impl VerdictKeys {
+    /// The ids (`sha256:<hex>` of each SubjectPublicKeyInfo) of these keys.
+    pub fn ids(&self) -> Vec<String> {
+        self.keys.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// What one look at the verdict public key file found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyFileChange {
+    /// Nothing changed since the last look.
+    Unchanged,
+    /// New keys are in force (their ids).
+    Loaded(Vec<String>),
+    /// The file changed but cannot be used: the keys in force before stay; why.
+    Refused(String),
+}
+
+/// A verdict public key file (a mounted Secret's `pub.pem`) followed for changes: each
+/// [`KeyFile::check`] reads it and, when its bytes changed, puts the new keys in force, or
+/// keeps the old ones and says why when the new file is unusable.
+#[derive(Debug)]
+pub struct KeyFile {
+    path: std::path::PathBuf,
+    keys: SharedVerdictKeys,
+    /// SHA-256 of the bytes last looked at (`None`: absent).
+    seen: Option<Option<[u8; 32]>>,
+}
+
+/// Largest key file read (a bundle of a few PEM public keys is well under a kilobyte each).
+pub const MAX_KEY_FILE_BYTES: u64 = 256 * 1024;
+
+impl KeyFile {
+    /// Follow `path`, putting its keys into `keys`.
+    pub fn new(path: impl Into<std::path::PathBuf>, keys: SharedVerdictKeys) -> Self {
+        KeyFile {
+            path: path.into(),
+            keys,
+            seen: None,
+        }
+    }
+
+    /// The keys this file feeds.
+    pub fn keys(&self) -> &SharedVerdictKeys {
+        &self.keys
+    }
+
+    /// Read the file; load it when it changed since the last look.
+    pub fn check(&mut self) -> KeyFileChange {
+        use std::io::Read as _;
+        let path = self.path.display().to_string();
+        let bytes = match std::fs::File::open(&self.path) {
+            Ok(file) => {
+                let mut bytes = Vec::new();
+                match file.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes) {
+                    Ok(_) => Some(bytes),
+                    Err(e) => {
+                        return KeyFileChange::Refused(format!(
+                            "verdict public key file {path} cannot be read: {e}; keeping the {} key(s) in force",
+                            self.keys.current().len()
+                        ));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return KeyFileChange::Refused(format!(
+                    "verdict public key file {path} cannot be read: {e}; keeping the {} key(s) in force",
+                    self.keys.current().len()
+                ));
+            }
+        };
+        let digest = bytes
+            .as_deref()
+            .map(|b| <[u8; 32]>::from(Sha256::digest(b)));
+        if self.seen == Some(digest) {
+            return KeyFileChange::Unchanged;
+        }
+        self.seen = Some(digest);
+        let in_force = self.keys.current().len();
+        let Some(bytes) = bytes else {
+            return if in_force == 0 {
+                KeyFileChange::Refused(format!(
+                    "verdict public key file {path} does not exist: no verdict is trusted until it does (the Secret stellaops-verdict-signing)"
+                ))
+            } else {
+                KeyFileChange::Refused(format!(
+                    "verdict public key file {path} is gone; keeping the {in_force} key(s) in force (to revoke a key, remove it from the file)"
+                ))
+            };
+        };
+        if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+            return KeyFileChange::Refused(format!(
+                "verdict public key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes; keeping the {in_force} key(s) in force"
+            ));
+        }
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|_| "is not text".to_string())
+            .and_then(|text| VerdictKeys::from_pem_bundle(text).map_err(|e| e.to_string()))
+            .and_then(|keys| {
+                if keys.is_empty() {
+                    Err("holds no PEM public key".into())
+                } else {
+                    Ok(keys)
+                }
+            });
+        match parsed {
+            Ok(keys) => {
+                let ids = keys.ids();
+                self.keys.replace(keys);
+                KeyFileChange::Loaded(ids)
+            }
+            Err(why) => KeyFileChange::Refused(format!(
+                "verdict public key file {path} {why}; keeping the {in_force} key(s) in force"
+            )),
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod advisories;
 pub mod attestation;
 pub mod exploits;
 pub mod inventory_diff;
+pub mod layer_cache;
 pub mod lifecycle;
 pub mod notify;
 pub mod outbox;

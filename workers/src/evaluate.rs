@@ -34,8 +34,8 @@ pub struct Settings {
     pub name: Option<String>,
     /// Run whose progress is recorded.
     pub run_id: Option<String>,
-    /// Signs each re-evaluation's verdict.
-    pub signer: Option<std::sync::Arc<stellaops_store::attestation::VerdictSigner>>,
+    /// Signs each re-evaluation's verdict and stores its envelope in the platform bucket.
+    pub signer: Option<std::sync::Arc<Signing>>,
     /// Decide under this policy instead of each result's own. With a `policyRef`, only
     /// the results recorded under that ScanPolicy are evaluated (the latest of each image
     /// for each Scan), each keeping its Scan so the Scan's status follows.
@@ -60,6 +60,30 @@ impl Settings {
         }
     }
 }
+
+/// The verdict signing key and where its envelopes go: every re-evaluation's verdict is
+/// signed, written to `attest/<sha256>.dsse.json` in the platform bucket and referenced from
+/// its row, exactly like a scan's, so whatever trusts a scan's verdict trusts it too.
+pub struct Signing {
+    /// The key (from the platform namespace's signing Secret).
+    pub signer: stellaops_store::attestation::VerdictSigner,
+    /// S3 client.
+    pub s3: aws_sdk_s3::Client,
+    /// The platform bucket.
+    pub bucket: String,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("signer", &self.signer)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Envelopes written to S3 at once.
+const ENVELOPE_UPLOADS: usize = 16;
 
 /// What a batch did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -356,8 +380,8 @@ async fn evaluate_chunk(
         }
         // Each re-evaluation is a verdict of its own, signed like a scan's (kept with the
         // row; without a key it is recorded unsigned and nothing trusts it).
-        let envelope = settings.signer.as_ref().map(|signer| {
-            signer.sign(
+        let envelope = settings.signer.as_ref().map(|signing| {
+            signing.signer.sign(
                 o.digest,
                 &stellaops_store::attestation::VerdictPredicate {
                     image: o.previous.image_ref.clone(),
@@ -387,6 +411,29 @@ async fn evaluate_chunk(
         verdicts.push(j.verdict);
         digests_of_policy.push(j.policy_digest.as_str());
         policies.push(serde_json::to_value(&o.previous.policy.0)?);
+    }
+    // The envelopes in S3 before the rows that reference them (a row never points at an
+    // envelope that is not there; an envelope whose rows are not committed is harmless).
+    if let Some(signing) = &settings.signer {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        futures::stream::iter(
+            attestation_keys
+                .iter()
+                .zip(&attestations)
+                .filter_map(|(key, envelope)| Some((key.as_deref()?, envelope.as_ref()?))),
+        )
+        .map(|(key, envelope)| {
+            crate::scan::put_object(
+                &signing.s3,
+                &signing.bucket,
+                key,
+                envelope.clone(),
+                "application/vnd.dsse.envelope.v1+json",
+            )
+        })
+        .buffer_unordered(ENVELOPE_UPLOADS)
+        .try_collect::<Vec<()>>()
+        .await?;
     }
     // Keyed by image and Scan: under a ScanPolicy one image may have a result per Scan.
     let ids: HashMap<(String, Option<String>), i64> = sqlx::query_as::<_, (String, Option<String>, i64)>(
@@ -674,7 +721,7 @@ pub async fn announce_refresh(
 pub async fn run(
     pool: &PgPool,
     run_id: &str,
-    signer: Option<std::sync::Arc<stellaops_store::attestation::VerdictSigner>>,
+    signer: Option<std::sync::Arc<Signing>>,
 ) -> anyhow::Result<Report> {
     let run = stellaops_store::schedules::run(pool, run_id)
         .await?

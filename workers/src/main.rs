@@ -78,6 +78,9 @@ enum Command {
         /// signing Secret); without it the result is recorded unsigned and nothing trusts it.
         #[arg(long, env = "STELLAOPS_VERDICT_SIGNING_KEY")]
         verdict_signing_key: Option<std::path::PathBuf>,
+        /// Bucket the signed verdict envelopes go to (`attest/<sha256>.dsse.json`).
+        #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
+        bucket: String,
     },
     /// Scan one image: inventory, SBOM to S3, findings and verdict to PostgreSQL.
     Scan {
@@ -207,6 +210,9 @@ enum VexCommand {
         /// (`key.pem` of the platform namespace's signing Secret).
         #[arg(long, env = "STELLAOPS_VERDICT_SIGNING_KEY")]
         verdict_signing_key: Option<std::path::PathBuf>,
+        /// Bucket the signed verdict envelopes go to (`attest/<sha256>.dsse.json`).
+        #[arg(long, env = "STELLAOPS_BUCKET", default_value = "stellaops")]
+        bucket: String,
     },
 }
 
@@ -422,6 +428,24 @@ fn verdict_signer(
 }
 
 /// A command-line value kept as a secret (never shown by `Debug`).
+/// The verdict signing key with the bucket its envelopes go to (none without a key).
+async fn signing(
+    path: Option<&std::path::Path>,
+    s3: &S3Settings,
+    bucket: String,
+) -> anyhow::Result<Option<std::sync::Arc<stellaops_workers::evaluate::Signing>>> {
+    let Some(signer) = verdict_signer(path)? else {
+        return Ok(None);
+    };
+    Ok(Some(std::sync::Arc::new(
+        stellaops_workers::evaluate::Signing {
+            signer,
+            s3: stellaops_store::s3::client(s3).await,
+            bucket,
+        },
+    )))
+}
+
 fn secret_arg(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value))
 }
@@ -654,8 +678,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             notify,
             min_severity,
             verdict_signing_key,
+            bucket,
         } => {
-            let signer = verdict_signer(verdict_signing_key.as_deref())?.map(std::sync::Arc::new);
+            let signer = signing(verdict_signing_key.as_deref(), &s3, bucket).await?;
             let policy = scan_policy(policy_ref, policy_json.as_deref())?;
             let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let settings = stellaops_workers::evaluate::Settings {
@@ -765,9 +790,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     provider,
                     source,
                     verdict_signing_key,
+                    bucket,
                 },
         } => {
-            let signer = verdict_signer(verdict_signing_key.as_deref())?.map(std::sync::Arc::new);
+            let signer = signing(verdict_signing_key.as_deref(), &s3, bucket).await?;
             let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             return stellaops_workers::vex::ingest(&pool, &format, &provider, &source, signer)
                 .await;

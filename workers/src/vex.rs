@@ -55,7 +55,7 @@ pub async fn ingest(
     format: &str,
     provider: &str,
     source: &Path,
-    signer: Option<std::sync::Arc<stellaops_store::attestation::VerdictSigner>>,
+    signer: Option<std::sync::Arc<crate::evaluate::Signing>>,
 ) -> anyhow::Result<bool> {
     let format = Format::parse(format).context("--format is openvex, csaf or cyclonedx")?;
     let mut all_stored = true;

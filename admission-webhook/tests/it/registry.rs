@@ -181,7 +181,9 @@ async fn scan_verdicts_come_from_the_database_and_denials_reach_the_outbox() {
     let evidence = RegistryEvidence {
         registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
         database: Some(webhook_pool.clone()),
-        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap(),
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public)
+            .unwrap()
+            .into(),
     };
     let latest = evidence.latest_scan(failing).await.unwrap().unwrap();
     assert_eq!(
@@ -365,7 +367,9 @@ async fn a_forged_pass_row_does_not_admit_and_a_tampered_envelope_is_named() {
     let evidence = RegistryEvidence {
         registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
         database: Some(pool.clone()),
-        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap(),
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public)
+            .unwrap()
+            .into(),
     };
     let record = evidence.latest_scan(forged).await.unwrap().unwrap();
     assert!(
@@ -435,4 +439,106 @@ async fn a_forged_pass_row_does_not_admit_and_a_tampered_envelope_is_named() {
     let (_, answer) = webhook.review("prod", &decide(signed)).await;
     let answer: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
+#[tokio::test]
+async fn a_rotated_verdict_key_file_is_trusted_without_a_restart_and_a_bad_one_is_refused() {
+    use stellaops_store::attestation::{KeyFile, KeyFileChange, SharedVerdictKeys};
+    let Some(pool) =
+        stellaops_testing::migrated_database("zastava_key_reload", &stellaops_store::MIGRATOR)
+            .await
+    else {
+        return;
+    };
+    let (old_private, old_public) = stellaops_store::attestation::generate_key_pair();
+    let (new_private, new_public) = stellaops_store::attestation::generate_key_pair();
+    let old = stellaops_store::attestation::VerdictSigner::from_pem(&old_private).unwrap();
+    let new = stellaops_store::attestation::VerdictSigner::from_pem(&new_private).unwrap();
+    let by_old = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    let by_new = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    insert_verdict(&pool, by_old, "Pass", 1, Some(&old)).await;
+    insert_verdict(&pool, by_new, "Pass", 1, Some(&new)).await;
+
+    let dir = std::env::temp_dir().join(format!("zastava-key-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pub.pem");
+    std::fs::write(&path, &old_public).unwrap();
+    let keys = SharedVerdictKeys::default();
+    let mut file = KeyFile::new(&path, keys.clone());
+    assert_eq!(
+        file.check(),
+        KeyFileChange::Loaded(vec![old.key_id().to_string()])
+    );
+    let evidence = RegistryEvidence {
+        registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
+        database: Some(pool.clone()),
+        verdict_keys: keys.clone(),
+    };
+    let unverified = |digest: &'static str| {
+        let evidence = &evidence;
+        async move {
+            evidence
+                .latest_scan(digest)
+                .await
+                .unwrap()
+                .unwrap()
+                .unverified
+        }
+    };
+    assert_eq!(unverified(by_old).await, None);
+    let refused = unverified(by_new).await.unwrap();
+    assert!(
+        refused.contains("no signature by a configured verdict key"),
+        "{refused}"
+    );
+
+    // Rotation, step one: the new key next to the old one; the same evidence source, no
+    // restart, trusts both.
+    std::fs::write(&path, format!("{old_public}{new_public}")).unwrap();
+    assert_eq!(
+        file.check(),
+        KeyFileChange::Loaded(vec![old.key_id().to_string(), new.key_id().to_string()])
+    );
+    assert_eq!(file.check(), KeyFileChange::Unchanged);
+    assert_eq!(
+        (unverified(by_old).await, unverified(by_new).await),
+        (None, None)
+    );
+
+    // A broken file (a half-written Secret, a private key by mistake) is refused with a
+    // message naming it; the keys in force stay.
+    for bad in ["not a key", old_private.as_str(), ""] {
+        std::fs::write(&path, bad).unwrap();
+        let KeyFileChange::Refused(why) = file.check() else {
+            panic!("{bad:?} was not refused");
+        };
+        assert!(
+            why.contains(&path.display().to_string()) && why.contains("keeping the 2 key(s)"),
+            "{why}"
+        );
+        assert_eq!(
+            (unverified(by_old).await, unverified(by_new).await),
+            (None, None)
+        );
+    }
+    // The file gone (the Secret deleted): the keys in force stay too.
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(file.check(), KeyFileChange::Refused(why) if why.contains("is gone")));
+    assert_eq!(keys.current().len(), 2);
+
+    // Rotation, last step: only the new key; verdicts signed by the old one are no longer
+    // trusted.
+    std::fs::write(&path, &new_public).unwrap();
+    assert_eq!(
+        file.check(),
+        KeyFileChange::Loaded(vec![new.key_id().to_string()])
+    );
+    assert_eq!(unverified(by_new).await, None);
+    assert!(
+        unverified(by_old)
+            .await
+            .is_some_and(|r| r.contains("no signature by a configured verdict key"))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

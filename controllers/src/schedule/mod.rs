@@ -192,6 +192,8 @@ pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
         .env
         .get_or_insert_with(Vec::new)
         .push(workload::database_url_env(config));
+    // The signed verdicts' envelopes go to the platform bucket, as a scan's do.
+    workload::verdict_bucket(&mut container, config);
     let mut volumes = vec![workload::tmp_volume()];
     workload::verdict_signing(&mut container, &mut volumes, config);
     let mut labels = workload::labels(&schedule.name_any(), "Schedule", COMPONENT);
@@ -222,6 +224,8 @@ pub fn refresh_scan(schedule: &Schedule, run_id: &str, image: &RunningImage) -> 
         serde_json::from_value(json!({"image": image.reference, "force": true}))
             .expect("a Scan spec from an image and force"),
     );
+    // The Schedule's ScanPolicy decides each of its Scans' verdicts.
+    scan.spec.policy.policy_ref = schedule.spec.policy_ref.clone();
     scan.metadata.namespace = schedule.namespace();
     scan.metadata.labels = Some(labels);
     scan.metadata.owner_references = Some(vec![workload::owner_reference(schedule)]);

@@ -497,7 +497,9 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
         .unwrap();
     }
     let config = Config {
-        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap(),
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public)
+            .unwrap()
+            .into(),
         ..Config::default()
     };
     let image = format!("r/app@{digest}");

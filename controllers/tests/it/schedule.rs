@@ -754,7 +754,7 @@ mod controller {
             )
         };
         let s = schedule(json!({"schedule": "*/5 * * * *", "mode": "content-refresh",
-            "limits": {"maxScans": 2, "ratePerSecond": 1}}));
+            "limits": {"maxScans": 2, "ratePerSecond": 1}, "policyRef": {"name": "shop-policy"}}));
         let scans_path = "/apis/stella-ops.org/v1alpha1/namespaces/shop/scans";
         let status_path = "/apis/stella-ops.org/v1alpha1/namespaces/shop/schedules/nightly/status";
 
@@ -763,6 +763,11 @@ mod controller {
         let verifier = tokio::spawn(async move {
             let scan = server.expect(Method::POST, scans_path).await;
             assert_eq!(scan.body["spec"]["force"], true);
+            // The Schedule's ScanPolicy decides each of its Scans' verdicts.
+            assert_eq!(
+                scan.body["spec"]["policy"]["policyRef"],
+                json!({"name": "shop-policy"})
+            );
             assert_eq!(
                 scan.body["spec"]["image"],
                 format!("registry.example.com/web@{A}")

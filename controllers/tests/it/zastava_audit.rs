@@ -425,6 +425,7 @@ async fn a_tick_writes_the_outbox_a_scan_an_event_and_the_status() {
         "namespaceSelector": {"matchLabels": {"environment": "production"}},
         "requireScan": {"maxAge": "24h"},
         "audit": {"createScans": true, "scanBudget": 5, "interval": "10m"},
+        "policyRef": {"name": "prod-policy"},
     }));
     let d = digest(41);
     let caches = Caches::filled(Contents {
@@ -462,6 +463,11 @@ async fn a_tick_writes_the_outbox_a_scan_an_event_and_the_status() {
         assert!(scan.is_forced_apply());
         assert_eq!(scan.field_manager(), Some(FIELD_MANAGER));
         assert_eq!(scan.body["spec"]["image"], format!("r.example/web@{d}"));
+        // The policy's ScanPolicy decides the Scan's verdict.
+        assert_eq!(
+            scan.body["spec"]["policy"]["policyRef"],
+            json!({"name": "prod-policy"})
+        );
         assert_eq!(
             scan.body["metadata"]["labels"]["stella-ops.org/requested-by"],
             "zastava-audit"

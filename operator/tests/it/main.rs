@@ -13,6 +13,7 @@ mod packaging;
 mod preview;
 mod probes;
 mod startup;
+mod verdict_keys;
 mod workflows;
 
 use std::path::PathBuf;

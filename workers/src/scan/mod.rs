@@ -672,6 +672,9 @@ pub struct ScanSummary {
     pub layers_analysed: usize,
     /// Layers taken from the cache.
     pub layers_cached: usize,
+    /// Cached fragments refused by their seal (forged, changed, another key or layer) and
+    /// analysed again.
+    pub layers_refused: usize,
     /// Compressed size of the image's layers, as the manifest gives it (the operator files
     /// scan latency by it); 0 when the result was reused without reading the manifest.
     pub image_bytes: u64,
@@ -981,6 +984,7 @@ async fn reuse(
         advisory_snapshot: snapshot,
         layers_analysed: 0,
         layers_cached: 0,
+        layers_refused: 0,
         image_bytes: 0,
     }))
 }
@@ -1005,22 +1009,114 @@ fn is_index(manifest: &Manifest, json: &Value) -> bool {
         || json.get("manifests").is_some()
 }
 
-async fn get_object(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
+/// Largest cached fragment object read (compressed), and the most it may decompress to.
+const MAX_FRAGMENT_OBJECT: usize = 64 << 20;
+const MAX_FRAGMENT_BYTES: u64 = 512 << 20;
+
+/// What the layer cache holds for a layer.
+enum Cached {
+    /// Nothing usable and nothing wrong: no object, or one of another analyzer version.
+    Miss,
+    /// A fragment the scanner sealed for this layer and analyzer.
+    Hit(Fragment),
+    /// An object that fails its check: why (the message continues "it …").
+    Refused(String),
+}
+
+/// The cached fragment of `layer` at `key`, checked against its seal.
+async fn cached_fragment(
+    job: &ScanJob<'_>,
+    fragment_key: &stellaops_store::layer_cache::FragmentKey,
     key: &str,
-) -> anyhow::Result<Option<Vec<u8>>> {
-    match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(anyhow::anyhow!(
-            "reading s3://{bucket}/{key}: {}",
-            aws_sdk_s3::error::DisplayErrorContext(e)
-        )),
+    layer: &str,
+) -> anyhow::Result<Cached> {
+    use std::io::Read as _;
+    let bytes = match get_object_capped(job.s3, job.bucket, key, MAX_FRAGMENT_OBJECT).await? {
+        Capped::Missing => return Ok(Cached::Miss),
+        Capped::TooLarge => {
+            return Ok(Cached::Refused(format!(
+                "is larger than {MAX_FRAGMENT_OBJECT} bytes"
+            )));
+        }
+        Capped::Bytes(bytes) => bytes,
+    };
+    let mut object = Vec::new();
+    let decoded = zstd::stream::read::Decoder::new(bytes.as_slice())
+        .and_then(|d| d.take(MAX_FRAGMENT_BYTES + 1).read_to_end(&mut object));
+    if decoded.is_err() {
+        return Ok(Cached::Refused("is not zstd".into()));
+    }
+    if object.len() as u64 > MAX_FRAGMENT_BYTES {
+        return Ok(Cached::Refused(format!(
+            "decompresses to more than {MAX_FRAGMENT_BYTES} bytes"
+        )));
+    }
+    use stellaops_store::layer_cache::FragmentRefusal;
+    match fragment_key.open(layer, analyze::ANALYZER_VERSION, &object) {
+        Ok(body) => match serde_json::from_slice::<Fragment>(body) {
+            Ok(fragment) if fragment.analyzer == analyze::ANALYZER_VERSION => {
+                Ok(Cached::Hit(fragment))
+            }
+            Ok(_) => Ok(Cached::Refused(
+                "names another analyzer version inside than its seal".into(),
+            )),
+            Err(e) => Ok(Cached::Refused(format!(
+                "is sealed but not a fragment: {e}"
+            ))),
+        },
+        Err(FragmentRefusal::Stale(_)) => Ok(Cached::Miss),
+        Err(FragmentRefusal::Refused(why)) => Ok(Cached::Refused(why)),
     }
 }
 
-async fn put_object(
+/// An object read with a size cap.
+enum Capped {
+    Missing,
+    TooLarge,
+    Bytes(Vec<u8>),
+}
+
+async fn get_object_capped(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    cap: usize,
+) -> anyhow::Result<Capped> {
+    let mut object = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => object,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+            return Ok(Capped::Missing);
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "reading s3://{bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            ));
+        }
+    };
+    if object
+        .content_length()
+        .is_some_and(|n| n < 0 || n as u64 > cap as u64)
+    {
+        return Ok(Capped::TooLarge);
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = object
+        .body
+        .try_next()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+    {
+        if out.len() + chunk.len() > cap {
+            return Ok(Capped::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Bytes(out))
+}
+
+/// Write `bytes` to `s3://bucket/key`.
+pub(crate) async fn put_object(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
@@ -1080,7 +1176,12 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         .collect();
     let image_bytes: u64 = layers.iter().filter_map(|(_, _, size)| *size).sum();
     let mut fragments = Vec::new();
-    let (mut analysed, mut cached) = (0, 0);
+    let (mut analysed, mut cached, mut refused) = (0, 0, 0);
+    // Fragments are reused only when sealed by the key only platform scan workers hold
+    // (derived from the verdict key); without it the cache is neither read nor written.
+    let fragment_key = job
+        .signer
+        .map(stellaops_store::layer_cache::FragmentKey::derive);
     for (layer, media_type, size) in &layers {
         if !layer.starts_with("sha256:") {
             anyhow::bail!("{image}: layer digest {layer:?} is not sha256");
@@ -1089,14 +1190,26 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
             continue;
         }
         let key = stellaops_store::s3::layout::layer_fragment(layer);
-        if let Some(bytes) = get_object(job.s3, job.bucket, &key).await?
-            && let Ok(text) = zstd::decode_all(bytes.as_slice())
-            && let Ok(fragment) = serde_json::from_slice::<Fragment>(&text)
-            && fragment.analyzer == analyze::ANALYZER_VERSION
-        {
-            cached += 1;
-            fragments.push((layer.clone(), fragment));
-            continue;
+        if let Some(fragment_key) = &fragment_key {
+            match cached_fragment(job, fragment_key, &key, layer).await? {
+                Cached::Hit(fragment) => {
+                    cached += 1;
+                    fragments.push((layer.clone(), fragment));
+                    continue;
+                }
+                Cached::Refused(why) => {
+                    refused += 1;
+                    tracing::warn!(
+                        object = %format!("s3://{}/{key}", job.bucket),
+                        %layer,
+                        key = fragment_key.id(),
+                        "layer-cache fragment s3://{}/{key} refused (checked with the fragment key of verdict key {}): it {why}; analysing layer {layer} again",
+                        job.bucket,
+                        fragment_key.id()
+                    );
+                }
+                Cached::Miss => {}
+            }
         }
         let file = job.scratch.join(layer.replace(':', "-"));
         // The descriptor's size bounds the download: a registry cannot fill the disk.
@@ -1113,8 +1226,15 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
                 format!("layer {layer} is not a readable (gzip, zstd or plain) tar")
             })?;
         let _ = std::fs::remove_file(&file);
-        let encoded = zstd::encode_all(serde_json::to_vec(&fragment)?.as_slice(), 3)?;
-        put_object(job.s3, job.bucket, &key, encoded, "application/zstd").await?;
+        if let Some(fragment_key) = &fragment_key {
+            let sealed = fragment_key.seal(
+                layer,
+                analyze::ANALYZER_VERSION,
+                &serde_json::to_vec(&fragment)?,
+            );
+            let encoded = zstd::encode_all(sealed.as_slice(), 3)?;
+            put_object(job.s3, job.bucket, &key, encoded, "application/zstd").await?;
+        }
         analysed += 1;
         fragments.push((layer.clone(), fragment));
     }
@@ -1179,6 +1299,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         advisory_snapshot: snapshot,
         layers_analysed: analysed,
         layers_cached: cached,
+        layers_refused: refused,
         image_bytes,
     })
 }

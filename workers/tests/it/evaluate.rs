@@ -590,3 +590,199 @@ async fn a_scan_policy_waiver_passes_until_it_expires_then_fails_again() {
         ("Fail", "threshold")
     );
 }
+
+/// The result the webhook would read for `digest` (its query), checked as it checks it.
+async fn as_the_webhook_reads(
+    pool: &sqlx::PgPool,
+    keys: &stellaops_store::attestation::VerdictKeys,
+    digest: &str,
+) -> (
+    String,
+    Vec<u8>,
+    Result<stellaops_store::attestation::VerdictPredicate, String>,
+) {
+    let (verdict, _, key, envelope): (
+        String,
+        chrono::DateTime<chrono::Utc>,
+        Option<String>,
+        Option<Vec<u8>>,
+    ) = sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
+        .bind(digest)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let checked = stellaops_store::attestation::check_row(
+        keys,
+        digest,
+        &verdict,
+        key.as_deref(),
+        envelope.as_deref(),
+    );
+    (
+        key.unwrap_or_default(),
+        envelope.unwrap_or_default(),
+        checked,
+    )
+}
+
+#[tokio::test]
+async fn re_evaluations_store_their_signed_envelopes_in_s3_and_the_webhook_trusts_them() {
+    let Some(env) = crate::scan::env("evaluate_attest").await else {
+        return;
+    };
+    let pool = &env.pool;
+    ingest(
+        pool,
+        vec![osv(
+            "GHSA-minimist",
+            "npm",
+            "minimist",
+            json!([{"introduced": "0"}, {"fixed": "1.2.6"}]),
+            "CRITICAL",
+        )],
+    )
+    .await;
+    let x = digest('f');
+    let components = [npm("minimist", "1.2.0")];
+    let (rows, snapshot) = advisories_for(pool, &components).await.unwrap();
+    let findings = match_components(&components, &rows);
+    let (private, public) = stellaops_store::attestation::generate_key_pair();
+    let keys = stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap();
+    let under_policy = |rules: serde_json::Value| {
+        let policy: stellaops_policy::evaluate::Policy =
+            serde_json::from_value(json!({"failOn": "critical", "rules": rules})).unwrap();
+        Policy::from_evaluator(Some("shop-policy".into()), policy)
+    };
+    // The scan: signed, under the ScanPolicy.
+    let scan_signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
+    record(
+        pool,
+        &Requester {
+            namespace: Some("shop".into()),
+            name: Some("web".into()),
+            uid: Some("uid-web".into()),
+        },
+        "registry.example.com/shop/web",
+        &x,
+        snapshot,
+        ("s3://stellaops/sboms/x.json", "sha256:sbom"),
+        &components,
+        &findings,
+        &under_policy(json!([])),
+        chrono::Utc::now(),
+        Some(&stellaops_workers::scan::Attest {
+            signer: &scan_signer,
+            s3: &env.s3,
+            bucket: &env.bucket,
+        }),
+    )
+    .await
+    .unwrap();
+    let (scanned_key, _, checked) = as_the_webhook_reads(pool, &keys, &x).await;
+    assert_eq!(checked.unwrap().verdict, "Fail");
+
+    let settings = Settings {
+        signer: Some(std::sync::Arc::new(stellaops_workers::evaluate::Signing {
+            signer: stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap(),
+            s3: env.s3.clone(),
+            bucket: env.bucket.clone(),
+        })),
+        rate_per_second: 1000,
+        notify: false,
+        min_severity: None,
+        namespace: None,
+        name: None,
+        run_id: None,
+        policy: None,
+        now: None,
+    };
+    let in_bucket = |key: String| {
+        let (s3, bucket) = (env.s3.clone(), env.bucket.clone());
+        async move {
+            s3.get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{key} is not in the bucket: {e:?}"))
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+                .to_vec()
+        }
+    };
+    // An advisory-delta re-evaluation (a Schedule run, `evaluate --digest`, VEX ingest).
+    evaluate(pool, std::slice::from_ref(&x), &settings)
+        .await
+        .unwrap();
+    // A ScanPolicy re-evaluation: a waiver makes the same image pass.
+    reevaluate_policy(
+        pool,
+        &under_policy(json!([{
+            "name": "waive-minimist",
+            "matchers": {"vulnerabilities": ["GHSA-minimist"]},
+            "action": {"type": "ignore", "justification": "not reachable from the entry point"}
+        }])),
+        &settings,
+    )
+    .await
+    .unwrap();
+    let results: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, verdict, attestation_key, attestation FROM scan_results
+         WHERE image_digest = $1 ORDER BY id",
+    )
+    .bind(&x)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let verdicts: Vec<&str> = results.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(verdicts, ["Fail", "Fail", "Pass"]);
+    for (id, verdict, key, envelope) in &results {
+        // Each re-evaluation's envelope is in S3 under its own name, byte for byte the row's.
+        assert!(
+            key.starts_with("attest/") && key.ends_with(".dsse.json"),
+            "{key}"
+        );
+        assert_eq!(&in_bucket(key.clone()).await, envelope, "result {id}");
+        let signed = keys.verify(key, envelope, &x).unwrap();
+        assert_eq!(&signed.verdict, verdict, "result {id}");
+    }
+    assert_eq!(results[0].2, scanned_key);
+    // The webhook reads the newest, the waived Pass, and trusts it.
+    let (key, envelope, checked) = as_the_webhook_reads(pool, &keys, &x).await;
+    assert_eq!(key, results[2].2);
+    assert_eq!(checked.unwrap().verdict, "Pass");
+
+    // Tampered: the stored envelope edited in place.
+    let mut edited = envelope.clone();
+    let at = edited.len() / 2;
+    edited[at] ^= 1;
+    sqlx::query("UPDATE scan_results SET attestation = $2 WHERE id = $1")
+        .bind(results[2].0)
+        .bind(&edited)
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, _, checked) = as_the_webhook_reads(pool, &keys, &x).await;
+    let refused = checked.unwrap_err();
+    assert!(
+        refused.contains(&format!("verdict envelope {key} does not hash to its name")),
+        "{refused}"
+    );
+    // Tampered and renamed to match: no signature by the configured key, named.
+    let renamed = stellaops_store::attestation::object_key(&edited);
+    sqlx::query("UPDATE scan_results SET attestation_key = $2 WHERE id = $1")
+        .bind(results[2].0)
+        .bind(&renamed)
+        .execute(pool)
+        .await
+        .unwrap();
+    let (_, _, checked) = as_the_webhook_reads(pool, &keys, &x).await;
+    let refused = checked.unwrap_err();
+    assert!(
+        refused.contains(&format!("verdict envelope {renamed} ")),
+        "{refused}"
+    );
+}

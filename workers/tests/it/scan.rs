@@ -43,14 +43,14 @@ pub fn osv(id: &str, ecosystem: &str, name: &str, events: Value, severity: &str)
     .unwrap()
 }
 
-struct Env {
-    registry: String,
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    pool: sqlx::PgPool,
+pub(crate) struct Env {
+    pub(crate) registry: String,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) bucket: String,
+    pub(crate) pool: sqlx::PgPool,
 }
 
-async fn env(name: &str) -> Option<Env> {
+pub(crate) async fn env(name: &str) -> Option<Env> {
     let registry = stellaops_testing::service("STELLAOPS_TEST_REGISTRY")?;
     let endpoint = stellaops_testing::service("STELLAOPS_TEST_S3_ENDPOINT")?;
     let pool = stellaops_testing::migrated_database(name, &stellaops_store::MIGRATOR).await?;
@@ -614,4 +614,183 @@ fn a_layer_decompressing_past_its_cap_is_refused() {
     assert_eq!(max_layer_bytes(10), 1 << 30, "at least 1 GiB");
     assert_eq!(max_layer_bytes(100 << 20), 20_000 << 20, "200 times");
     assert_eq!(max_layer_bytes(u64::MAX), 64 << 30, "at most 64 GiB");
+}
+
+/// Rewrites the cached fragment object of `layer` with `object` (zstd-compressed here),
+/// straight into the bucket, as anything holding S3 write access could.
+async fn overwrite_fragment(env: &Env, layer: &str, object: &[u8]) {
+    env.s3
+        .put_object()
+        .bucket(&env.bucket)
+        .key(stellaops_store::s3::layout::layer_fragment(layer))
+        .body(zstd::encode_all(object, 3).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn read_fragment(env: &Env, layer: &str) -> Vec<u8> {
+    let bytes = env
+        .s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(stellaops_store::s3::layout::layer_fragment(layer))
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    zstd::decode_all(bytes.as_ref()).unwrap()
+}
+
+#[tokio::test]
+async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
+    let Some(env) = env("scan_fragment_seal").await else {
+        return;
+    };
+    ingest(
+        &env.pool,
+        vec![osv(
+            "DSA-0001",
+            "Debian:12",
+            "openssl",
+            json!([{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u2"}]),
+            "high",
+        )],
+    )
+    .await;
+    let built = push(&env, "sealed", vec![base_layer()]);
+    let layer = built.layer_digests[0].clone();
+    let image = format!("{}/stellaops-it/sealed:v1", env.registry);
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let scratch = std::env::temp_dir().join(format!(
+        "stellaops-scan-sealed-scratch-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (private, _) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
+    let job = ScanJob {
+        signer: Some(&signer),
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy {
+            fail_on: "high".into(),
+            ..Default::default()
+        },
+        requester: Requester::default(),
+        spdx: false,
+        scratch: &scratch,
+        force: true,
+    };
+    let vulnerable = |summary: &stellaops_workers::scan::ScanSummary| {
+        (
+            summary.verdict,
+            summary.findings["high"],
+            summary.components,
+        )
+    };
+    let first = scan(&job, &image).await.unwrap();
+    assert_eq!((first.layers_analysed, first.layers_cached), (1, 0));
+    assert_eq!(vulnerable(&first), ("Fail", 1, 7), "openssl is vulnerable");
+    // The scanner's own fragment is reused.
+    let again = scan(&job, &image).await.unwrap();
+    assert_eq!(
+        (
+            again.layers_analysed,
+            again.layers_cached,
+            again.layers_refused
+        ),
+        (0, 1, 0)
+    );
+    assert_eq!(vulnerable(&again), ("Fail", 1, 7));
+
+    // What a forger would store: the layer with a fixed openssl and nothing else.
+    let genuine = read_fragment(&env, &layer).await;
+    let newline = genuine.iter().position(|b| *b == b'\n').unwrap();
+    let mut forged: stellaops_workers::scan::analyze::Fragment =
+        serde_json::from_slice(&genuine[newline + 1..]).unwrap();
+    forged.files.retain(|path, _| path == "var/lib/dpkg/status");
+    for package in forged.files.values_mut().flatten() {
+        if package.name == "openssl" {
+            package.version = "3.0.11-1~deb12u2".into();
+        }
+    }
+    let forged = serde_json::to_vec(&forged).unwrap();
+    let attacker = stellaops_store::attestation::VerdictSigner::from_pem(
+        &stellaops_store::attestation::generate_key_pair().0,
+    )
+    .unwrap();
+    let other_layer = "sha256:".to_string() + &"ab".repeat(32);
+    let ours = stellaops_store::layer_cache::FragmentKey::derive(&signer);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // The genuine seal kept, the fragment under it rewritten.
+        ("seal kept, body rewritten", {
+            let mut object = genuine[..=newline].to_vec();
+            object.extend_from_slice(&forged);
+            object
+        }),
+        // Unsealed, as the cache stored fragments before (or a tenant in the past).
+        ("unsealed", forged.clone()),
+        // Sealed by another key.
+        (
+            "another key",
+            stellaops_store::layer_cache::FragmentKey::derive(&attacker).seal(
+                &layer,
+                stellaops_workers::scan::analyze::ANALYZER_VERSION,
+                &forged,
+            ),
+        ),
+        // Genuinely sealed by our key, but for another layer (copied across).
+        (
+            "another layer",
+            ours.seal(
+                &other_layer,
+                stellaops_workers::scan::analyze::ANALYZER_VERSION,
+                &forged,
+            ),
+        ),
+    ];
+    for (case, object) in cases {
+        overwrite_fragment(&env, &layer, &object).await;
+        let summary = scan(&job, &image).await.unwrap();
+        assert_eq!(
+            (
+                summary.layers_analysed,
+                summary.layers_cached,
+                summary.layers_refused
+            ),
+            (1, 0, 1),
+            "{case}: the fragment is refused and the layer analysed again"
+        );
+        assert_eq!(
+            vulnerable(&summary),
+            ("Fail", 1, 7),
+            "{case}: the result is the true one"
+        );
+        // The layer's fragment is the scanner's again, and reused.
+        assert_eq!(read_fragment(&env, &layer).await, genuine, "{case}");
+        let reused = scan(&job, &image).await.unwrap();
+        assert_eq!(
+            (reused.layers_cached, reused.layers_refused),
+            (1, 0),
+            "{case}"
+        );
+    }
+    // Without the verdict key nothing is read from (or written to) the cache.
+    overwrite_fragment(&env, &layer, &forged).await;
+    let keyless = ScanJob {
+        signer: None,
+        ..job
+    };
+    let summary = scan(&keyless, &image).await.unwrap();
+    assert_eq!((summary.layers_analysed, summary.layers_cached), (1, 0));
+    assert_eq!(vulnerable(&summary), ("Fail", 1, 7));
+    std::fs::remove_dir_all(&scratch).unwrap();
 }
