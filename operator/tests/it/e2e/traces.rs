@@ -18,9 +18,12 @@ use super::{Cluster, workspace_binary};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
-/// A Slack incoming-webhook stand-in: records each body with its `traceparent` header.
-async fn slack() -> (String, Arc<Mutex<Vec<(Value, Option<String>)>>>) {
-    let got: Arc<Mutex<Vec<(Value, Option<String>)>>> = Arc::default();
+/// What the Slack stand-in got: each body with its `traceparent` header.
+type Messages = Arc<Mutex<Vec<(Value, Option<String>)>>>;
+
+/// A Slack incoming-webhook stand-in.
+async fn slack() -> (String, Messages) {
+    let got: Messages = Arc::default();
     let state = got.clone();
     let app = axum::Router::new().route(
         "/slack",
