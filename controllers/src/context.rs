@@ -36,6 +36,9 @@ pub struct Config {
     /// Public keys a recorded verdict must be signed by before a Scan reports or reuses it
     /// (none: no verdict is trusted).
     pub verdict_keys: stellaops_store::attestation::SharedVerdictKeys,
+    /// OTLP/HTTP endpoint the workers export their spans to (`OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// of every worker container); `None`: the workers do not trace.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             reports_service: "stellaops-reports".to_string(),
             verdict_signing_secret: "stellaops-verdict-signing".to_string(),
             verdict_keys: Default::default(),
+            otlp_endpoint: None,
             storage: stellaops_crds::S3Location {
                 bucket: "stellaops".to_string(),
                 prefix: String::new(),

@@ -111,9 +111,26 @@ where
     F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
     Fut: std::future::Future<Output = Result<Action>>,
 {
+    use kube::ResourceExt;
+    use stellaops_telemetry::{Attribute, FutureExt, Kind, TraceContext};
     let key = retry_key(object.as_ref());
     let started = std::time::Instant::now();
-    let result = reconcile(object, ctx.clone()).await;
+    // One trace per reconcile: what it creates (a scan Job's TRACEPARENT) and the events it
+    // publishes are its children.
+    let span = stellaops_telemetry::start(
+        format!("reconcile {}", K::KIND),
+        &TraceContext::new(),
+        Kind::Internal,
+        vec![
+            Attribute::new("k8s.kind", K::KIND),
+            Attribute::new("k8s.namespace", object.namespace().unwrap_or_default()),
+            Attribute::new("k8s.name", object.name_any()),
+        ],
+    );
+    let result = reconcile(object, ctx.clone())
+        .with_context(span.clone())
+        .await;
+    stellaops_telemetry::finish(&span, &result);
     ctx.metrics
         .duration
         .with_label_values(&[K::KIND])

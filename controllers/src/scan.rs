@@ -182,6 +182,22 @@ pub fn job_for(scan: &Scan, config: &Config, policy_json: Option<&str>) -> Job {
     )
 }
 
+/// Give the Job's worker container `TRACEPARENT`, the W3C trace context its spans continue.
+pub fn set_traceparent(job: &mut Job, traceparent: &str) {
+    let containers = job
+        .spec
+        .iter_mut()
+        .filter_map(|spec| spec.template.spec.as_mut())
+        .flat_map(|pod| pod.containers.iter_mut());
+    for container in containers {
+        container.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: stellaops_telemetry::TRACEPARENT.into(),
+            value: Some(traceparent.to_string()),
+            ..Default::default()
+        });
+    }
+}
+
 /// What `preview` shows: the Job.
 pub fn desired(scan: &Scan, config: &Config) -> Vec<Value> {
     vec![workload::typed(&job(scan, config))]
@@ -494,7 +510,12 @@ async fn create_job(
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let copies = pull_secret_copies(scan);
-    let body = job_for(scan, &ctx.config, policy_json);
+    let mut body = job_for(scan, &ctx.config, policy_json);
+    // The worker's spans continue this reconcile's trace. Set only here, when the Job is
+    // made (a Job's template is immutable, and no later reconcile applies it again).
+    if let Some(traceparent) = stellaops_telemetry::current_traceparent() {
+        set_traceparent(&mut body, &traceparent);
+    }
     let copy_meta = kube::api::ObjectMeta {
         labels: body.metadata.labels.clone(),
         annotations: body.metadata.annotations.clone(),

@@ -104,19 +104,33 @@ pub fn database_url_env(config: &Config) -> EnvVar {
     }
 }
 
-/// A worker container: our image, restricted, with a writable /tmp.
+/// A worker container: our image, restricted, with a writable /tmp; JSON logs (with
+/// periodic progress records for long work), and the operator's OTLP endpoint when tracing
+/// is on.
 pub fn worker_container(
     config: &Config,
     name: &str,
     args: Vec<String>,
     resources: ResourceRequirements,
 ) -> Container {
+    let mut env = vec![EnvVar {
+        name: "STELLAOPS_LOG_FORMAT".into(),
+        value: Some("json".into()),
+        ..Default::default()
+    }];
+    if let Some(endpoint) = &config.otlp_endpoint {
+        env.push(EnvVar {
+            name: "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            value: Some(endpoint.clone()),
+            ..Default::default()
+        });
+    }
     Container {
         name: name.to_string(),
         image: Some(config.worker_image.clone()),
         command: Some(vec!["stellaops-worker".into()]),
         args: Some(args),
-        env: Some(Vec::new()),
+        env: Some(env),
         resources: Some(resources),
         security_context: Some(restricted_container()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),

@@ -42,6 +42,15 @@ pub async fn export(
     pool: &PgPool,
     options: &ExportOptions<'_>,
 ) -> Result<Vec<ExportedBundle>, stellaops_store::Error> {
+    export_observed(pool, options, &|_| {}).await
+}
+
+/// [`export`], telling `observe` about each bundle as soon as it is written (progress).
+pub async fn export_observed(
+    pool: &PgPool,
+    options: &ExportOptions<'_>,
+    observe: &(dyn Fn(&ExportedBundle) + Sync),
+) -> Result<Vec<ExportedBundle>, stellaops_store::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -96,6 +105,9 @@ pub async fn export(
             cursor: cursor.to_string(),
             counts,
         });
+        if let Some(bundle) = bundles.last() {
+            observe(bundle);
+        }
         since = Some(cursor);
         if cut.is_none() {
             break;

@@ -294,6 +294,18 @@ pub async fn import(
     options: &ImportOptions,
     trusted: &TrustedKeys,
 ) -> Result<ImportResponse, ImportError> {
+    import_observed(pool, bytes, options, trusted, &|_, _| {}).await
+}
+
+/// [`import`], telling `observe(done, total)` how many of the bundle's items (canonicals,
+/// edges, deletions) are written after each step (progress).
+pub async fn import_observed(
+    pool: &PgPool,
+    bytes: &[u8],
+    options: &ImportOptions,
+    trusted: &TrustedKeys,
+    observe: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ImportResponse, ImportError> {
     let started = Instant::now();
     let opened = match options.max_expanded_bytes {
         Some(expanded) => bundle::open_with_limit(bytes, options.max_bundle_size_bytes, expanded)?,
@@ -312,7 +324,7 @@ pub async fn import(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "bundle opened and checked"
     );
-    let result = apply(pool, &opened, options, trusted, started).await;
+    let result = apply(pool, &opened, options, trusted, started, observe).await;
     if !options.dry_run && !matches!(result, Err(ImportError::SiteNotAllowed(_))) {
         let entry = HistoryEntry {
             bundle_hash: opened.bundle_hash.clone(),
@@ -343,7 +355,10 @@ async fn apply(
     options: &ImportOptions,
     trusted: &TrustedKeys,
     started: Instant,
+    observe: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ImportResponse, ImportError> {
+    let total = (opened.canonicals.len() + opened.edges.len() + opened.deletions.len()) as u64;
+    observe(0, total);
     let signed_by = check_site_policy(pool, opened, options, trusted).await?;
     let manifest = &opened.manifest;
     let bundle_cursor: Cursor = manifest
@@ -464,6 +479,7 @@ async fn apply(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "canonicals written"
     );
+    observe(opened.canonicals.len() as u64, total);
     let created: HashSet<&str> = actions
         .iter()
         .filter(|(_, action)| *action == "Created")
@@ -475,7 +491,9 @@ async fn apply(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "edges written"
     );
+    observe((opened.canonicals.len() + opened.edges.len()) as u64, total);
     counts.deletions_processed = advisories::write_deletions(&mut tx, &opened.deletions).await?;
+    observe(total, total);
 
     // One canonical-imported event per created or updated canonical, built in the
     // database from the rows just written (no per-row round trips). The key names the

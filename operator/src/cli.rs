@@ -216,6 +216,11 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// OTLP/HTTP endpoint (base URL, `/v1/traces` is appended) to export traces to: a span
+    /// per reconcile here, and the same endpoint is given to every worker the operator
+    /// starts, whose spans continue the reconcile's trace. Unset: no tracing.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl RunArgs {

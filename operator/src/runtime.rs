@@ -37,6 +37,7 @@ pub fn controller_config(args: &RunArgs) -> Config {
         name: args.s3_secret.clone(),
     });
     config.verdict_signing_secret = args.verdict_signing_secret.clone();
+    config.otlp_endpoint = args.otlp_endpoint.clone().filter(|e| !e.trim().is_empty());
     config
 }
 
@@ -253,8 +254,19 @@ async fn retention(pool: sqlx::PgPool, ages: stellaops_store::retention::Ages, i
     }
 }
 
-/// Run until shutdown or loss of leadership (an error, so the Pod restarts as a standby).
+/// Run until shutdown or loss of leadership (an error, so the Pod restarts as a standby);
+/// the spans still queued are sent before returning.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let traces = stellaops_telemetry::init("stellaops-operator", args.otlp_endpoint.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let outcome = run_traced(args).await;
+    if let Some(traces) = traces {
+        traces.shutdown(Duration::from_secs(2)).await;
+    }
+    outcome
+}
+
+async fn run_traced(args: RunArgs) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
     let leader_gauge = prometheus::IntGauge::new(

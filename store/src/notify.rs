@@ -95,6 +95,10 @@ pub struct NotifyEvent {
     pub payload: Value,
     /// When it was written.
     pub created_at: DateTime<Utc>,
+    /// Trace context of the span that wrote it (W3C `traceparent`), carried into the
+    /// delivery so its span continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 fn severity_rank(severity: &str) -> u8 {
@@ -237,7 +241,7 @@ pub async fn plan(
     let watermark: i64 = row.get("watermark");
     let now: DateTime<Utc> = row.get("now");
     let events: Vec<NotifyEvent> = sqlx::query_as(
-        "SELECT e.id, e.kind, e.namespace, e.subject, e.severity, e.payload, e.created_at
+        "SELECT e.id, e.kind, e.namespace, e.subject, e.severity, e.payload, e.created_at, e.traceparent
          FROM events_outbox e
          WHERE e.id > $1 AND e.kind = ANY($2)
            AND NOT EXISTS (SELECT 1 FROM notify_planned p WHERE p.consumer = $3 AND p.event_id = e.id)
@@ -614,6 +618,7 @@ mod tests {
             severity: severity.map(Into::into),
             payload: serde_json::json!({}),
             created_at: Utc::now(),
+            traceparent: None,
         }
     }
 

@@ -46,10 +46,12 @@ pub struct Event {
 
 /// Append `event`; returns its id, or `None` when an event with the same idempotency key
 /// already exists. Pass a transaction to make the event part of the producer's change.
+/// The current span's trace context is stored with it, so its notification's delivery span
+/// continues the producer's trace.
 pub async fn publish<'e>(executor: impl PgExecutor<'e>, event: &NewEvent) -> Result<Option<i64>> {
     let id = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING id",
     )
@@ -59,29 +61,33 @@ pub async fn publish<'e>(executor: impl PgExecutor<'e>, event: &NewEvent) -> Res
     .bind(&event.severity)
     .bind(&event.payload)
     .bind(&event.idempotency_key)
+    .bind(stellaops_telemetry::current_traceparent())
     .fetch_optional(executor)
     .await?;
     Ok(id)
 }
 
 /// Append many events in order with one statement per thousand; events whose
-/// idempotency key exists already are skipped. Returns how many were added.
+/// idempotency key exists already are skipped. Returns how many were added. Each carries
+/// the current span's trace context, as with [`publish`].
 pub async fn publish_many(conn: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<u64> {
     let mut added = 0;
+    let traceparent = stellaops_telemetry::current_traceparent();
     for chunk in events.chunks(1_000) {
         let rows: Vec<Value> = chunk
             .iter()
             .map(|e| {
                 serde_json::json!({"kind": e.kind, "namespace": e.namespace, "subject": e.subject,
-                                   "severity": e.severity, "payload": e.payload, "idempotency_key": e.idempotency_key})
+                                   "severity": e.severity, "payload": e.payload, "idempotency_key": e.idempotency_key,
+                                   "traceparent": traceparent})
             })
             .collect();
         added += sqlx::query(
-            "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
-             SELECT x.kind, x.namespace, x.subject, x.severity, x.payload, x.idempotency_key
+            "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key, traceparent)
+             SELECT x.kind, x.namespace, x.subject, x.severity, x.payload, x.idempotency_key, x.traceparent
              FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
                   LATERAL jsonb_to_record(e.doc) AS x(kind text, namespace text, subject text, severity text,
-                                                      payload jsonb, idempotency_key text)
+                                                      payload jsonb, idempotency_key text, traceparent text)
              ORDER BY e.ord
              ON CONFLICT (idempotency_key) DO NOTHING",
         )

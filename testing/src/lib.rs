@@ -9,6 +9,7 @@
 
 pub mod apiserver;
 pub mod kubelet;
+pub mod otlp;
 pub mod rbac;
 
 use std::collections::BTreeMap;

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use sqlx::PgPool;
 use stellaops_federation::cursor::Cursor;
 use stellaops_federation::dsse::{Signer, TrustedKeys};
-use stellaops_federation::export::{ExportOptions, export};
-use stellaops_federation::import::{ImportOptions, OnConflict, import};
+use stellaops_federation::export::{ExportOptions, export, export_observed};
+use stellaops_federation::import::{ImportOptions, OnConflict, import, import_observed};
 use stellaops_federation::sites::{self, PolicyUpdate};
 use stellaops_federation::{ingest, osv, validate};
 use stellaops_store::s3::S3Settings;
@@ -599,7 +599,14 @@ pub async fn federation(
                 signer: signer.as_ref(),
             };
             let started = std::time::Instant::now();
-            let bundles = export(pool, &options).await?;
+            // Changes exported (the total is not known before the snapshot is read).
+            let progress =
+                crate::progress::Progress::start("federation bundle export", "changes", None, None);
+            let bundles = export_observed(pool, &options, &|bundle| {
+                progress.advance(bundle.counts.total(), bundle.bytes.len() as u64)
+            })
+            .await?;
+            progress.finish();
             crate::metrics::EXPORT_DURATION.observe(started.elapsed().as_secs_f64());
             if bundles.is_empty() {
                 eprintln!(
@@ -686,7 +693,20 @@ pub async fn federation(
             };
             let trusted = trusted_keys(&args.trusted_keys)?;
             let started = std::time::Instant::now();
-            let result = import(pool, &bytes, &options, &trusted).await;
+            let progress =
+                crate::progress::Progress::start("federation bundle import", "items", None, None);
+            let done = std::sync::atomic::AtomicU64::new(0);
+            let result = import_observed(pool, &bytes, &options, &trusted, &|now, total| {
+                if now == 0 {
+                    progress.set_totals(Some(total), None);
+                }
+                let before = done.swap(now, std::sync::atomic::Ordering::Relaxed);
+                progress.advance(now.saturating_sub(before), 0);
+            })
+            .await;
+            if result.is_ok() {
+                progress.finish();
+            }
             crate::metrics::IMPORT_DURATION.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(response) => {

@@ -7,6 +7,7 @@ pub mod federation_cli;
 pub mod metrics;
 pub mod mirror;
 pub mod notify;
+pub mod progress;
 pub use stellaops_registry as registry;
 pub mod scan;
 pub mod termination;

@@ -19,8 +19,47 @@ struct Cli {
     /// Endpoint of an S3-compatible server (credentials from the standard AWS_* variables).
     #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
     s3_endpoint: Option<String>,
+    /// Log format: `text` lines, or one JSON object per line (what the operator's
+    /// workloads use). Long work logs a `progress` record every 5 s when stderr is not a
+    /// terminal, and shows a progress bar when it is.
+    #[arg(long, value_enum, env = "STELLAOPS_LOG_FORMAT", default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// OTLP/HTTP endpoint (base URL; `/v1/traces` is appended) to export spans to, each
+    /// stage of the work a span; a `TRACEPARENT` in the environment (set by the operator on
+    /// the Jobs it makes) is the parent. Unset: no tracing.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The span a command runs in, when it is one-off work (long-running servers get none:
+/// a span lasting the process's life says nothing).
+fn command_span(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Scan { .. } => "scan",
+        Command::Evaluate { .. } => "evaluate",
+        Command::Mirror {
+            command: MirrorCommand::Sync { .. },
+        } => "mirror sync",
+        Command::Federation { command } => match command {
+            FederationCommand::Serve { .. } => return None,
+            _ => "federation",
+        },
+        Command::Advisories { .. } => "advisories",
+        Command::Vex { .. } => "vex",
+        Command::Artifacts { .. } => "artifacts",
+        _ => return None,
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -373,10 +412,45 @@ async fn main() -> ExitCode {
     // The one rustls provider of the workspace, chosen explicitly rather than left to
     // rustls' feature detection (which panics the first TLS connection if a second appears).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs.init(),
+    }
+    let traces = match stellaops_telemetry::init("stellaops-worker", cli.otlp_endpoint.as_deref()) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match command_span(&cli.command) {
+        Some(name) => {
+            use stellaops_telemetry::FutureExt;
+            let span = stellaops_telemetry::start(
+                name,
+                &stellaops_telemetry::parent_from_env(),
+                stellaops_telemetry::Kind::Consumer,
+                Vec::new(),
+            );
+            let outcome = run(cli).with_context(span.clone()).await;
+            match &outcome {
+                Ok(false) => stellaops_telemetry::finish(&span, &Err::<(), _>("failed")),
+                _ => stellaops_telemetry::finish(&span, &outcome),
+            }
+            outcome
+        }
+        None => run(cli).await,
+    };
+    if let Some(traces) = traces {
+        traces.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

@@ -538,7 +538,14 @@ mod controller {
             json!(["evaluate", "--run", "nightly-29926080"])
         );
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
-        assert_eq!(container["env"][0]["name"], "DATABASE_URL");
+        assert!(
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == "DATABASE_URL"),
+            "{container}"
+        );
         let notes = preview_notes(&s, "2026-11-25T12:00:00Z".parse().unwrap());
         assert_eq!(
             notes[0],

@@ -339,6 +339,12 @@ where
                 carry_over(&baseline.join(relative), &staging.join(relative))?;
             }
         }
+        let progress = crate::progress::Progress::start(
+            "mirror sync",
+            "files",
+            Some(wanted.len() as u64),
+            Some(wanted.iter().map(|(_, size)| size).sum()),
+        );
         let mut copies = futures::stream::iter(wanted.into_iter().map(|(relative, size)| {
             let key = format!("{prefix}{relative}");
             let target: PathBuf = staging.join(&relative);
@@ -351,11 +357,15 @@ where
                 Ok(bytes) => {
                     counts.copied += 1;
                     counts.bytes += bytes;
+                    progress.advance(1, bytes);
                 }
                 Err(error) => {
                     first_error.get_or_insert(error);
                 }
             }
+        }
+        if first_error.is_none() {
+            progress.finish();
         }
         if let Some(error) = first_error {
             return Err(error.context(format!(

@@ -268,7 +268,35 @@ impl Worker {
         Ok(count)
     }
 
+    /// Deliver one leased notification in a span that continues the trace of the event's
+    /// producer (the `traceparent` stored with the outbox event; digests start their own).
     async fn deliver(&self, lease: Lease) -> anyhow::Result<()> {
+        use stellaops_telemetry::{Attribute, FutureExt, Kind};
+        let parent = stellaops_telemetry::remote_parent(lease.event["traceparent"].as_str());
+        let span = stellaops_telemetry::start(
+            format!("notify deliver {}", lease.channel),
+            &parent,
+            Kind::Producer,
+            vec![
+                Attribute::new("notify.channel", lease.channel.clone()),
+                Attribute::new(
+                    "notify.rule",
+                    format!("{}/{}", lease.rule_namespace, lease.rule_name),
+                ),
+                Attribute::new("notify.action", lease.action.clone()),
+                Attribute::new("notify.attempt", i64::from(lease.attempts)),
+                Attribute::new(
+                    "notify.event_kind",
+                    lease.event["kind"].as_str().unwrap_or("digest").to_string(),
+                ),
+            ],
+        );
+        let outcome = self.deliver_in_span(lease).with_context(span.clone()).await;
+        stellaops_telemetry::finish(&span, &outcome);
+        outcome
+    }
+
+    async fn deliver_in_span(&self, lease: Lease) -> anyhow::Result<()> {
         let config = self.config();
         let found = config
             .rules
@@ -311,6 +339,15 @@ impl Worker {
                 Outcome::Retry(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())
             }
         };
+        if let Some(status) = answer.status {
+            stellaops_telemetry::annotate(vec![stellaops_telemetry::Attribute::new(
+                "http.response.status_code",
+                i64::from(status),
+            )]);
+        }
+        if !matches!(outcome, Outcome::Sent) {
+            stellaops_telemetry::mark_error(answer.error.clone().unwrap_or_default());
+        }
         let kept = store::finish(
             &self.pool,
             &lease,
@@ -403,6 +440,10 @@ impl Worker {
             .post(url)
             .header("content-type", "application/json")
             .body(body);
+        // W3C trace context for receivers that trace (Slack and Teams ignore it).
+        if let Some(traceparent) = stellaops_telemetry::current_traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
         for (name, value) in headers {
             request = request.header(name, value);
         }

@@ -1139,13 +1139,24 @@ pub(crate) async fn put_object(
     Ok(())
 }
 
-/// Scan `image`: everything from the registry to the recorded verdict.
+/// Scan `image`: everything from the registry to the recorded verdict. Each stage is a span
+/// (`scan.pull` for the manifest and each layer, `scan.analyze` per layer, `scan.match`,
+/// `scan.store`), children of the current one; the layers' progress is shown as it goes.
 pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary> {
+    use stellaops_telemetry::{Attribute, in_span};
     let started = chrono::Utc::now();
     let reference: ImageReference = image
         .parse()
         .map_err(|e: RegistryError| anyhow::anyhow!("{e}"))?;
-    let top = job.registry.fetch_manifest(&reference).await?;
+    let top = in_span(
+        "scan.pull",
+        vec![
+            Attribute::new("scan.image", image.to_string()),
+            Attribute::new("scan.object", "manifest"),
+        ],
+        job.registry.fetch_manifest(&reference),
+    )
+    .await?;
     let digest = top.digest.clone();
     if !job.force
         && let Some(summary) = reuse(job, image, &digest).await?
@@ -1159,7 +1170,15 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         })?;
         let mut by_digest = reference.clone();
         by_digest.reference = crate::registry::Reference::Digest(chosen);
-        let manifest = job.registry.fetch_manifest(&by_digest).await?;
+        let manifest = in_span(
+            "scan.pull",
+            vec![
+                Attribute::new("scan.image", image.to_string()),
+                Attribute::new("scan.object", "platform manifest"),
+            ],
+            job.registry.fetch_manifest(&by_digest),
+        )
+        .await?;
         json = serde_json::from_slice(&manifest.bytes).context("the manifest is not JSON")?;
     }
     let layers: Vec<(String, String, Option<u64>)> = json["layers"]
@@ -1175,6 +1194,12 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         })
         .collect();
     let image_bytes: u64 = layers.iter().filter_map(|(_, _, size)| *size).sum();
+    let progress = crate::progress::Progress::start(
+        "scan",
+        "layers",
+        Some(layers.len() as u64),
+        Some(image_bytes),
+    );
     let mut fragments = Vec::new();
     let (mut analysed, mut cached, mut refused) = (0, 0, 0);
     // Fragments are reused only when sealed by the key only platform scan workers hold
@@ -1187,6 +1212,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
             anyhow::bail!("{image}: layer digest {layer:?} is not sha256");
         }
         if media_type.contains("foreign") || media_type.contains("nondistributable") {
+            progress.advance(1, size.unwrap_or(0));
             continue;
         }
         let key = stellaops_store::s3::layout::layer_fragment(layer);
@@ -1195,6 +1221,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
                 Cached::Hit(fragment) => {
                     cached += 1;
                     fragments.push((layer.clone(), fragment));
+                    progress.advance(1, size.unwrap_or(0));
                     continue;
                 }
                 Cached::Refused(why) => {
@@ -1215,16 +1242,29 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         // The descriptor's size bounds the download: a registry cannot fill the disk.
         let size = size
             .ok_or_else(|| anyhow::anyhow!("{image}: layer {layer} has no size in the manifest"))?;
-        job.registry
-            .download_blob(&reference, layer, size, &file)
-            .await
-            .with_context(|| format!("downloading layer {layer}"))?;
+        let layer_attributes = || {
+            vec![
+                Attribute::new("scan.layer", layer.clone()),
+                Attribute::new("scan.layer_bytes", size as i64),
+            ]
+        };
+        in_span(
+            "scan.pull",
+            layer_attributes(),
+            job.registry.download_blob(&reference, layer, size, &file),
+        )
+        .await
+        .with_context(|| format!("downloading layer {layer}"))?;
         let path = file.clone();
-        let fragment = tokio::task::spawn_blocking(move || analyze::analyse_layer(&path))
-            .await?
-            .with_context(|| {
-                format!("layer {layer} is not a readable (gzip, zstd or plain) tar")
-            })?;
+        let fragment = in_span("scan.analyze", layer_attributes(), async {
+            tokio::task::spawn_blocking(move || analyze::analyse_layer(&path))
+                .await
+                .map_err(anyhow::Error::from)?
+                .with_context(|| {
+                    format!("layer {layer} is not a readable (gzip, zstd or plain) tar")
+                })
+        })
+        .await?;
         let _ = std::fs::remove_file(&file);
         if let Some(fragment_key) = &fragment_key {
             let sealed = fragment_key.seal(
@@ -1237,7 +1277,9 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         }
         analysed += 1;
         fragments.push((layer.clone(), fragment));
+        progress.advance(1, size);
     }
+    progress.finish();
     let (components, os) = merge(&fragments);
     let sbom = cyclonedx(image, &digest, &components, os.as_ref());
     let sbom_sha = format!(
@@ -1247,44 +1289,67 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
     // Content-addressed: the key names the bytes, so no later scan of this digest (other
     // reference, other advisories, forced) can replace an SBOM a result points to.
     let sbom_key = stellaops_store::s3::layout::image_inventory(&sbom_sha);
-    put_object(
-        job.s3,
-        job.bucket,
-        &sbom_key,
-        sbom,
-        "application/vnd.cyclonedx+json",
+    in_span(
+        "scan.store",
+        vec![Attribute::new("scan.object", "sbom")],
+        async {
+            put_object(
+                job.s3,
+                job.bucket,
+                &sbom_key,
+                sbom,
+                "application/vnd.cyclonedx+json",
+            )
+            .await?;
+            if job.spdx {
+                let spdx = spdx(image, &digest, &components);
+                put_object(
+                    job.s3,
+                    job.bucket,
+                    &stellaops_store::s3::layout::image_inventory_spdx(&sbom_sha),
+                    spdx,
+                    "application/spdx+json",
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        },
     )
     .await?;
-    if job.spdx {
-        let spdx = spdx(image, &digest, &components);
-        put_object(
-            job.s3,
-            job.bucket,
-            &stellaops_store::s3::layout::image_inventory_spdx(&sbom_sha),
-            spdx,
-            "application/spdx+json",
-        )
-        .await?;
-    }
-    let (rows, snapshot) = advisories_for(job.pool, &components).await?;
-    let findings = match_components(&components, &rows);
+    let (findings, snapshot) = in_span(
+        "scan.match",
+        vec![Attribute::new("scan.components", components.len() as i64)],
+        async {
+            let (rows, snapshot) = advisories_for(job.pool, &components).await?;
+            anyhow::Ok((match_components(&components, &rows), snapshot))
+        },
+    )
+    .await?;
     let sbom_uri = format!("s3://{}/{sbom_key}", job.bucket);
+    // The verdict and its `report.ready` event: the event carries this span's trace context.
     let Recorded {
         id: scan_id,
         verdict,
         counts: counted,
-    } = record(
-        job.pool,
-        &job.requester,
-        image,
-        &digest,
-        snapshot,
-        (&sbom_uri, &sbom_sha),
-        &components,
-        &findings,
-        &job.policy,
-        started,
-        attest(job).as_ref(),
+    } = in_span(
+        "scan.store",
+        vec![
+            Attribute::new("scan.object", "verdict"),
+            Attribute::new("scan.findings", findings.len() as i64),
+        ],
+        record(
+            job.pool,
+            &job.requester,
+            image,
+            &digest,
+            snapshot,
+            (&sbom_uri, &sbom_sha),
+            &components,
+            &findings,
+            &job.policy,
+            started,
+            attest(job).as_ref(),
+        ),
     )
     .await?;
     Ok(ScanSummary {

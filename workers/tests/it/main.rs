@@ -11,6 +11,7 @@ mod federation_hardening;
 mod mirror_serve;
 mod mirror_sync;
 mod notify;
+mod progress;
 mod registry;
 mod rpmdb;
 mod scan;

@@ -6,6 +6,7 @@
 mod observability;
 mod operator_runs;
 mod reports;
+mod traces;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
