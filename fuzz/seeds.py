@@ -88,6 +88,14 @@ def main():
     # The start of a Go binary's build info blob and a minimal ELF header.
     put("binaries", "go-buildinfo", b"\xff Go buildinf:\x08\x02" + b"\0" * 16 + b"\x06go1.22" + b"\x20path\texample.com/app\nmod\texample.com/app\t(devel)\t\n")
     put("binaries", "elf-header", b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, 64, 0, 0, 64, 56, 0, 64, 0, 0))
+    for i, script in enumerate([
+        "#!/bin/sh\nset -e\nif [ \"$1\" = 'serve' ]; then\n  shift\n  exec /app/server \"$@\"\nfi\nexec \"$@\"\n",
+        "cd /srv && FOO=bar exec env A=1 python3 -m app --port ${PORT:-80} 2>&1 | tee log &\n",
+        "main() {\n  local x=\"$(id -u)\"\n  cat <<-EOF >/tmp/x\n\tbody $x\n\tEOF\n  exec gosu app \"$@\"\n}\nmain \"$@\" # done\n",
+        "echo 'unterminated\n",
+        "a=`date`; b=${c:+alt}; . ./lib.sh; source \"$b\"; exec ${a#x}\n",
+    ]):
+        put("shell", "script-%d" % i, script)
     osv = {"id": "GHSA-aaaa-bbbb-cccc", "modified": "2024-05-01T00:00:00Z", "published": "2024-04-01T00:00:00Z",
            "summary": "demo", "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
            "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},

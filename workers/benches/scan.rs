@@ -187,6 +187,7 @@ fn evaluation() {
             version: format!("1.{}.{}", i % 7, i % 13),
             layer: "sha256:l".into(),
             path: String::new(),
+            used_by_entrypoint: None,
         })
         .collect();
     let rows: Vec<AdvisoryRow> = (0..20000)

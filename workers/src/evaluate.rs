@@ -246,7 +246,7 @@ async fn evaluate_chunk(
     let mut inventories: HashMap<String, BTreeMap<String, Component>> = HashMap::new();
     let mut keys = BTreeSet::new();
     for row in sqlx::query(
-        "SELECT image_digest, purl, affects_key, version, layer_digest FROM image_packages
+        "SELECT image_digest, purl, affects_key, version, layer_digest, used_by_entrypoint FROM image_packages
          WHERE image_digest = ANY($1)",
     )
     .bind(digests)
@@ -270,6 +270,7 @@ async fn evaluate_chunk(
                 source_version: String::new(),
                 layer: row.get(4),
                 path: String::new(),
+                used_by_entrypoint: row.get(5),
             });
         // Each key keeps the version it is matched at (a source package's for its keys).
         component.affects_keys.push(MatchKey { key, version });
@@ -667,6 +668,7 @@ pub async fn announce_refresh(
                 severity,
                 fixed_version,
                 layer: layer.unwrap_or_default(),
+                used_by_entrypoint: None,
             },
         )
         .filter(|f| !before.contains(&(f.merge_hash.clone(), f.purl.clone())))

@@ -145,6 +145,10 @@ enum Command {
         /// Findings without a fix do not count for the verdict.
         #[arg(long)]
         ignore_unfixed: bool,
+        /// Which components the thresholds count: `inventory` (all) or `usage` (those the
+        /// entrypoint uses).
+        #[arg(long, default_value = "inventory", value_parser = ["inventory", "usage"])]
+        scope: String,
         /// The ScanPolicy deciding the verdict (recorded with it, so its changes and expiring
         /// waivers re-evaluate this result); needs `--policy-json`.
         #[arg(long, requires = "policy_json")]
@@ -787,6 +791,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             fail_on,
             warn_on,
             ignore_unfixed,
+            scope,
             policy_ref,
             policy_json,
             sbom_format,
@@ -807,6 +812,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     fail_on,
                     warn_on,
                     ignore_unfixed,
+                    scope: if scope == "usage" {
+                        stellaops_policy::evaluate::Scope::Usage
+                    } else {
+                        stellaops_policy::evaluate::Scope::Inventory
+                    },
                     ..Default::default()
                 },
             };

@@ -439,6 +439,7 @@ fn the_ready_message_names_the_top_reasons_and_the_status_counts_exploitation() 
             sha256: "sha256:def".into(),
             components: 12,
         },
+        usage: None,
         findings: FindingCounts {
             critical: 1,
             high: 4,

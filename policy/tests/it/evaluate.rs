@@ -61,6 +61,43 @@ fn thresholds_decide_as_the_inline_policy_does() {
     assert_eq!(e.counts["high"], 1);
 }
 
+#[test]
+fn scope_usage_counts_only_components_the_entrypoint_uses() {
+    let with_use = |used: Option<bool>| Finding {
+        used_by_entrypoint: used,
+        ..finding("CVE-9", "critical", Some("2.0"))
+    };
+    let usage = policy(json!({"failOn": "critical", "scope": "usage"}));
+    let inventory = policy(json!({"failOn": "critical"}));
+    let unused = [with_use(Some(false))];
+    assert_eq!(
+        evaluate(&unused, &[], &SUBJECT, &usage, now()).verdict,
+        "Pass"
+    );
+    let e = evaluate(&unused, &[], &SUBJECT, &usage, now());
+    assert_eq!(e.findings[0].outcome, Outcome::Ignored);
+    assert!(
+        e.findings[0].reason.contains("scope usage"),
+        "{}",
+        e.findings[0].reason
+    );
+    assert_eq!(
+        evaluate(&unused, &[], &SUBJECT, &inventory, now()).verdict,
+        "Fail"
+    );
+    // Used, or not known: it counts.
+    for used in [Some(true), None] {
+        let e = evaluate(&[with_use(used)], &[], &SUBJECT, &usage, now());
+        assert_eq!(e.verdict, "Fail", "{used:?}");
+    }
+    // The default scope leaves the policy's JSON (and so its digest) as it was.
+    assert_eq!(
+        serde_json::to_value(&inventory).unwrap(),
+        json!({"rules": [], "failOn": "critical", "warnOn": null, "ignoreUnfixed": false})
+    );
+    assert_ne!(usage.digest(), inventory.digest());
+}
+
 fn vex(status: Status, provider: &str, justification: Option<&str>) -> Decision {
     Decision {
         status: Some(status),

@@ -185,6 +185,7 @@ pub async fn record(
         purl: purl.to_string(),
         version: purl.split('@').nth(1).unwrap().into(),
         layer_digest: digest(1000),
+        used_by_entrypoint: None,
     })
     .collect();
     let mut tx = pool.begin().await.unwrap();

@@ -12,7 +12,46 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 3;
+pub const ANALYZER_VERSION: u32 = 4;
+
+/// Largest script, dpkg file list or loader configuration kept for the Usage view.
+const MAX_TEXT: u64 = 4 << 20;
+
+/// An entry of a layer's file tree, as the Usage view (EntryTrace) needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum Node {
+    /// A regular file (a hard link is its target's copy).
+    File {
+        /// Some execute bit is set.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        exec: bool,
+        /// Its dynamic-linking facts, when it is an ELF file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elf: Option<super::elf::ElfInfo>,
+        /// Its text, for scripts (`#!`, `*.sh`), dpkg file lists, `ld.so.conf` and the
+        /// apk database.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink {
+        /// Its target, as written.
+        target: String,
+    },
+}
+
+/// Whether a file's text is kept for the Usage view whatever its first bytes.
+fn text_wanted(path: &str) -> bool {
+    (path.starts_with("var/lib/dpkg/info/") && path.ends_with(".list"))
+        || (path.starts_with("var/lib/dpkg/status.d/") && path.ends_with(".md5sums"))
+        || path == "etc/ld.so.conf"
+        || path.starts_with("etc/ld.so.conf.d/")
+        || path == "lib/apk/db/installed"
+        || path.ends_with(".sh")
+}
 
 /// A package as found in a file, before the OS is known.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -96,6 +135,10 @@ pub struct Fragment {
     pub opaque: Vec<String>,
     /// The OS release file, if the layer has one.
     pub os: Option<OsRelease>,
+    /// Every entry of the layer (files, directories, links) with what the Usage view
+    /// reads of it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tree: BTreeMap<String, Node>,
 }
 
 /// Parse a dpkg `status` file (or a `status.d/` entry): installed packages only, with the
@@ -595,19 +638,72 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
             continue;
         }
         let header = entry.header();
-        if !header.entry_type().is_file() {
+        let entry_type = header.entry_type();
+        if path.is_empty() {
+            continue;
+        }
+        if entry_type.is_dir() {
+            fragment
+                .tree
+                .insert(path.trim_end_matches('/').to_string(), Node::Dir);
+            continue;
+        }
+        if entry_type.is_symlink() || entry_type.is_hard_link() {
+            let target = entry
+                .link_name()?
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let node = if entry_type.is_symlink() {
+                Node::Symlink { target }
+            } else {
+                // A hard link names an earlier entry of the same archive.
+                let target = target.trim_start_matches("./").trim_start_matches('/');
+                fragment.tree.get(target).cloned().unwrap_or(Node::File {
+                    exec: false,
+                    elf: None,
+                    text: None,
+                })
+            };
+            fragment.tree.insert(path, node);
+            continue;
+        }
+        if !entry_type.is_file() {
             continue;
         }
         let size = header.size().unwrap_or(0);
         let executable = header.mode().unwrap_or(0) & 0o111 != 0;
-        let Some(kind) = interest(&path, executable) else {
+        // The first bytes say whether it is an ELF file or a script.
+        let mut head = Vec::with_capacity(4);
+        (&mut entry).take(4).read_to_end(&mut head)?;
+        let is_elf = head == b"\x7fELF";
+        let is_script = head.starts_with(b"#!");
+        let kind = interest(&path, executable);
+        let wants_text = (is_script || text_wanted(&path)) && size <= MAX_TEXT;
+        let mut bytes = Vec::new();
+        if (kind.is_some() || is_elf || wants_text) && size <= MAX_FILE {
+            bytes.reserve(size as usize);
+            bytes.extend_from_slice(&head);
+            entry.read_to_end(&mut bytes)?;
+        }
+        let whole = bytes.len() as u64 == size && size > 0;
+        fragment.tree.insert(
+            path.clone(),
+            Node::File {
+                exec: executable,
+                elf: if is_elf && whole {
+                    super::elf::parse(&bytes)
+                } else {
+                    None
+                },
+                text: (wants_text && whole).then(|| String::from_utf8_lossy(&bytes).into_owned()),
+            },
+        );
+        let Some(kind) = kind else {
             continue;
         };
         if size > MAX_FILE {
             continue;
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        entry.read_to_end(&mut bytes)?;
         let text = || String::from_utf8_lossy(&bytes).into_owned();
         let packages = match kind {
             Interest::Dpkg => parse_dpkg(&text()),
@@ -633,7 +729,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
             Interest::DotNet => parse_deps_json(&text()),
             Interest::Jar => parse_jar(&bytes),
             Interest::Binary => {
-                if bytes.get(..4) != Some(b"\x7fELF") {
+                if !is_elf {
                     continue;
                 }
                 let mut found = parse_go_binary(&bytes);

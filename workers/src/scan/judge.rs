@@ -91,6 +91,7 @@ pub fn policy_of(policy: &Policy) -> evaluate::Policy {
         fail_on: (!policy.fail_on.is_empty()).then(|| policy.fail_on.clone()),
         warn_on: policy.warn_on.clone(),
         ignore_unfixed: policy.ignore_unfixed,
+        scope: policy.scope,
     }
 }
 
@@ -166,9 +167,9 @@ pub fn judge_under(
                 .get(&finding.merge_hash)
                 .cloned()
                 .unwrap_or_default(),
-            // Not known until the Usage view (EntryTrace) exists: a rule asking for it
-            // never matches rather than guessing.
-            used_by_entrypoint: None,
+            // From the Usage view (EntryTrace); `None` when it is not known, and then a
+            // rule asking for it never matches rather than guessing.
+            used_by_entrypoint: finding.used_by_entrypoint,
             kev: signal.is_some_and(|s| s.kev_since.is_some()),
             epss: signal.and_then(|s| s.epss),
         });

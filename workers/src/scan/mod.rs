@@ -4,9 +4,12 @@
 
 pub mod analyze;
 pub mod diff;
+pub mod elf;
 pub mod judge;
 pub mod purl;
 pub mod rpmdb;
+pub mod shell;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -65,6 +68,9 @@ pub struct Component {
     pub layer: String,
     /// File it was found in.
     pub path: String,
+    /// Whether the image's entrypoint uses it (the Usage view); `None`: not known.
+    #[serde(default)]
+    pub used_by_entrypoint: Option<bool>,
 }
 
 impl Component {
@@ -316,6 +322,7 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
                 },
                 layer,
                 path: path.clone(),
+                used_by_entrypoint: None,
             });
         }
     }
@@ -354,6 +361,10 @@ pub fn cyclonedx(
                 json!({"name": "stellaops:layer.digest", "value": c.layer}),
                 json!({"name": "stellaops:file.path", "value": c.path}),
             ];
+            if let Some(used) = c.used_by_entrypoint {
+                properties
+                    .push(json!({"name": "stellaops:usedByEntrypoint", "value": used.to_string()}));
+            }
             let mut component = json!({
                 "type": "library",
                 "bom-ref": c.purl,
@@ -392,6 +403,57 @@ pub fn cyclonedx(
         },
         "components": list,
     });
+    let mut out = serde_json::to_vec_pretty(&bom).expect("SBOM serializes");
+    out.push(b'\n');
+    out
+}
+
+/// The Usage view as CycloneDX 1.6 JSON: the components the entrypoint uses, and in the
+/// metadata how it was followed (the chain, as `path (where from)` with `FILE:LINE` for
+/// script lines) and the config it started from. Deterministic like the inventory.
+pub fn usage_cyclonedx(
+    image: &str,
+    digest: &str,
+    components: &[Component],
+    os: Option<&OsRelease>,
+    view: &usage::UsageView,
+) -> Vec<u8> {
+    let used: Vec<Component> = components
+        .iter()
+        .filter(|c| c.used_by_entrypoint == Some(true))
+        .cloned()
+        .collect();
+    let inventory = cyclonedx(image, digest, &used, os);
+    let mut bom: Value = serde_json::from_slice(&inventory).expect("our own SBOM parses");
+    // Its own serial number: the usage view is another BOM of the same image.
+    use sha2::{Digest, Sha256};
+    let h = hex::encode(&Sha256::digest(format!("usage:{digest}").as_bytes())[..16]);
+    bom["serialNumber"] = json!(format!(
+        "urn:uuid:{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    ));
+    let mut properties = vec![json!({"name": "stellaops:view", "value": "usage"})];
+    for (i, step) in view.trace.chain.iter().enumerate() {
+        properties.push(json!({"name": format!("stellaops:entrypoint.chain.{i}"),
+                               "value": format!("{} ({})", step.path, step.from)}));
+    }
+    for step in &view.trace.also_run {
+        properties.push(json!({"name": "stellaops:entrypoint.alsoRun",
+                               "value": format!("{} ({})", step.path, step.from)}));
+    }
+    for note in &view.trace.notes {
+        properties.push(json!({"name": "stellaops:entrypoint.note", "value": note}));
+    }
+    for missing in &view.closure.missing {
+        properties.push(json!({"name": "stellaops:closure.missing", "value": missing}));
+    }
+    properties.push(json!({"name": "stellaops:closure.files",
+                           "value": view.closure.files.len().to_string()}));
+    bom["metadata"]["properties"] = Value::Array(properties);
     let mut out = serde_json::to_vec_pretty(&bom).expect("SBOM serializes");
     out.push(b'\n');
     out
@@ -478,6 +540,9 @@ pub struct Finding {
     pub fixed_version: Option<String>,
     /// Layer of the component.
     pub layer: String,
+    /// Whether the image's entrypoint uses the component (`None`: not known).
+    #[serde(default)]
+    pub used_by_entrypoint: Option<bool>,
 }
 
 /// Advisory rows by affects key, built once for many images.
@@ -519,6 +584,7 @@ pub fn match_indexed(
                         severity: row.severity.clone(),
                         fixed_version: hit.fixed,
                         layer: c.layer.clone(),
+                        used_by_entrypoint: c.used_by_entrypoint,
                     });
                 }
             }
@@ -547,6 +613,12 @@ pub struct Policy {
     /// results decided under it are evaluated again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_ref: Option<String>,
+    /// Which components the thresholds count (`usage`: those the entrypoint uses).
+    #[serde(
+        default,
+        skip_serializing_if = "stellaops_policy::evaluate::Scope::is_inventory"
+    )]
+    pub scope: stellaops_policy::evaluate::Scope,
 }
 
 impl Default for Policy {
@@ -558,6 +630,7 @@ impl Default for Policy {
             ignore_unfixed: false,
             rules: Vec::new(),
             policy_ref: None,
+            scope: Default::default(),
         }
     }
 }
@@ -575,6 +648,7 @@ impl Policy {
             ignore_unfixed: policy.ignore_unfixed,
             rules: policy.rules,
             policy_ref: name,
+            scope: policy.scope,
         }
     }
 }
@@ -678,6 +752,20 @@ pub struct ScanSummary {
     /// Compressed size of the image's layers, as the manifest gives it (the operator files
     /// scan latency by it); 0 when the result was reused without reading the manifest.
     pub image_bytes: u64,
+    /// The Usage SBOM (used components only), when the entrypoint could be followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_sbom_uri: Option<String>,
+    /// `sha256:` of the Usage SBOM bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_sbom_sha256: Option<String>,
+    /// Components the entrypoint uses (`None`: not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used_components: Option<i64>,
+    /// The entrypoint chain, `path (where it came from)` per step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
+    /// Time the Usage view took (trace, closure, ownership), in microseconds.
+    pub usage_micros: u64,
 }
 
 /// Who asked (the Scan), for the record.
@@ -792,6 +880,7 @@ pub async fn record(
                     purl: comp.purl.clone(),
                     version: key.version.clone(),
                     layer_digest: comp.layer.clone(),
+                    used_by_entrypoint: comp.used_by_entrypoint,
                 })
         })
         .collect();
@@ -902,7 +991,8 @@ async fn reuse(
     let mut tx = job.pool.begin().await?;
     let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
     let Some(row) = sqlx::query(
-        "SELECT id, sbom_uri, sbom_sha256, components, verdict, attestation_key, attestation
+        "SELECT id, sbom_uri, sbom_sha256, components, verdict, attestation_key, attestation,
+                usage_sbom_uri, usage_sbom_sha256, used_components
          FROM scan_results
          WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1",
     )
@@ -929,7 +1019,7 @@ async fn reuse(
         }
     }
     let earlier: i64 = row.get("id");
-    let findings: Vec<Finding> = sqlx::query(
+    let mut findings: Vec<Finding> = sqlx::query(
         "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest FROM scan_findings WHERE scan_id = $1",
     )
     .bind(earlier)
@@ -943,9 +1033,19 @@ async fn reuse(
         severity: r.get("severity"),
         fixed_version: r.get("fixed_version"),
         layer: r.get::<Option<String>, _>("layer_digest").unwrap_or_default(),
+        used_by_entrypoint: None,
     })
     .collect();
     tx.commit().await?;
+    let used = stellaops_store::scans::usage_of(job.pool, digest).await?;
+    for f in &mut findings {
+        f.used_by_entrypoint = used.get(&f.purl).copied();
+    }
+    let usage: (Option<String>, Option<String>, Option<i32>) = (
+        row.get("usage_sbom_uri"),
+        row.get("usage_sbom_sha256"),
+        row.get("used_components"),
+    );
     let sbom_uri: String = row.get("sbom_uri");
     let sbom_sha: String = row.get("sbom_sha256");
     let components: i32 = row.get("components");
@@ -972,6 +1072,11 @@ async fn reuse(
         .bind(components)
         .execute(job.pool)
         .await?;
+    if let (Some(uri), Some(sha), Some(used)) = (&usage.0, &usage.1, usage.2) {
+        let mut tx = job.pool.begin().await?;
+        stellaops_store::scans::set_usage(&mut tx, scan_id, uri, sha, used).await?;
+        tx.commit().await?;
+    }
     Ok(Some(ScanSummary {
         scan_id,
         image: image.to_string(),
@@ -986,6 +1091,11 @@ async fn reuse(
         layers_cached: 0,
         layers_refused: 0,
         image_bytes: 0,
+        usage_sbom_uri: usage.0,
+        usage_sbom_sha256: usage.1,
+        used_components: usage.2.map(i64::from),
+        entrypoint: Vec::new(),
+        usage_micros: 0,
     }))
 }
 
@@ -1280,7 +1390,24 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         progress.advance(1, size);
     }
     progress.finish();
-    let (components, os) = merge(&fragments);
+    let (mut components, os) = merge(&fragments);
+    // The Usage view: what the config's entrypoint runs, over all layers.
+    let run_config = match json["config"]["digest"].as_str() {
+        Some(config_digest) => {
+            let bytes = job
+                .registry
+                .fetch_blob(&reference, config_digest)
+                .await
+                .with_context(|| format!("reading the image config {config_digest}"))?;
+            let config: Value =
+                serde_json::from_slice(&bytes).context("the image config is not JSON")?;
+            usage::RunConfig::from_image_config(&config)
+        }
+        None => usage::RunConfig::default(),
+    };
+    let usage_started = std::time::Instant::now();
+    let view = usage::analyse(&fragments, &run_config, &mut components);
+    let usage_micros = usage_started.elapsed().as_micros() as u64;
     let sbom = cyclonedx(image, &digest, &components, os.as_ref());
     let sbom_sha = format!(
         "sha256:{}",
@@ -1325,6 +1452,27 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         },
     )
     .await?;
+    // The Usage SBOM beside it: the used components and how the entrypoint was followed
+    // (content-addressed too). None when nothing is known about use.
+    let usage_sbom = if view.known() {
+        let bytes = usage_cyclonedx(image, &digest, &components, os.as_ref(), &view);
+        let sha = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        );
+        let key = stellaops_store::s3::layout::image_usage(&sha);
+        put_object(
+            job.s3,
+            job.bucket,
+            &key,
+            bytes,
+            "application/vnd.cyclonedx+json",
+        )
+        .await?;
+        Some((format!("s3://{}/{key}", job.bucket), sha))
+    } else {
+        None
+    };
     let sbom_uri = format!("s3://{}/{sbom_key}", job.bucket);
     // The verdict and its `report.ready` event: the event carries this span's trace context.
     let Recorded {
@@ -1352,6 +1500,12 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         ),
     )
     .await?;
+    let used_components = view.known().then_some(view.used as i64);
+    if let (Some((uri, sha)), Some(used)) = (&usage_sbom, used_components) {
+        let mut tx = job.pool.begin().await?;
+        stellaops_store::scans::set_usage(&mut tx, scan_id, uri, sha, used as i32).await?;
+        tx.commit().await?;
+    }
     Ok(ScanSummary {
         scan_id,
         image: image.to_string(),
@@ -1366,6 +1520,16 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         layers_cached: cached,
         layers_refused: refused,
         image_bytes,
+        usage_sbom_uri: usage_sbom.as_ref().map(|(u, _)| u.clone()),
+        usage_sbom_sha256: usage_sbom.map(|(_, s)| s),
+        used_components,
+        entrypoint: view
+            .trace
+            .chain
+            .iter()
+            .map(|s| format!("{} ({})", s.path, s.from))
+            .collect(),
+        usage_micros,
     })
 }
 
@@ -1519,6 +1683,7 @@ mod tests {
             source_version: String::new(),
             layer: "sha256:l".into(),
             path: String::new(),
+            used_by_entrypoint: None,
         };
         let row = |id: &str, ranges: Value| AdvisoryRow {
             merge_hash: format!("m-{id}"),
@@ -1572,6 +1737,7 @@ mod tests {
             severity: Some(sev.into()),
             fixed_version: fixed.map(Into::into),
             layer: String::new(),
+            used_by_entrypoint: None,
         };
         let policy = Policy {
             fail_on: "high".into(),

@@ -21,6 +21,7 @@ pub fn npm(name: &str, version: &str) -> Component {
         version: version.into(),
         layer: "sha256:layer".into(),
         path: format!("node_modules/{name}/package.json"),
+        used_by_entrypoint: None,
     }
 }
 
@@ -294,6 +295,7 @@ async fn stored_debian_packages_are_rematched_by_their_source_package() {
         source_version: found.source_version.clone(),
         layer: "sha256:layer".into(),
         path: "var/lib/dpkg/status".into(),
+        used_by_entrypoint: None,
     };
     let image = digest('d');
     stored_scan(&pool, &image, std::slice::from_ref(&component)).await;

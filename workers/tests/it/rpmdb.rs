@@ -209,6 +209,7 @@ fn packages_are_read_from_rpmdb_sqlite() {
         source_version: String::new(),
         layer: "sha256:l".into(),
         path: "var/lib/rpm/rpmdb.sqlite".into(),
+        used_by_entrypoint: None,
     };
     let row = |fixed: &str| AdvisoryRow {
         merge_hash: format!("h-{fixed}"),

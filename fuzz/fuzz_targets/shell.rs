@@ -1,0 +1,59 @@
+//! The EntryTrace shell tokenizer and expansion on entrypoint scripts from images, and
+//! EntryTrace itself over a file system holding the input as its entrypoint script.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use stellaops_workers::scan::analyze::Node;
+use stellaops_workers::scan::shell::{Vars, expand, parse};
+use stellaops_workers::scan::usage::{RunConfig, Vfs, closure, trace};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(commands) = parse(&text) {
+        let vars = Vars {
+            named: BTreeMap::from([("A".to_string(), "x y".to_string())]),
+            positional: vec!["1".into(), "two words".into()],
+        };
+        for c in &commands {
+            for w in &c.words {
+                let _ = expand(w, &vars);
+                let _ = w.assignment();
+            }
+        }
+    }
+    // The same text as an entrypoint script that may call itself.
+    let vfs = Vfs::from_nodes(BTreeMap::from([
+        (
+            "entrypoint.sh".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: Some(format!("#!/bin/sh\n{text}")),
+            },
+        ),
+        (
+            "bin/sh".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: None,
+            },
+        ),
+        (
+            "bin/self".to_string(),
+            Node::Symlink {
+                target: "/entrypoint.sh".into(),
+            },
+        ),
+    ]));
+    let config = RunConfig {
+        entrypoint: vec!["/entrypoint.sh".into()],
+        cmd: vec!["self".into()],
+        env: vec!["PATH=/bin".into()],
+        working_dir: "/".into(),
+    };
+    let t = trace(&vfs, &config);
+    let _ = closure(&vfs, &t, &config.env);
+});

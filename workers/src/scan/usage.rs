@@ -1,0 +1,2043 @@
+//! The Usage view (EntryTrace): from the image config's `Entrypoint`/`Cmd`, `WorkingDir`
+//! and `Env`, the program the container actually runs, over the merged file system of all
+//! layers; then the closure of what it loads (ELF interpreter and `DT_NEEDED` libraries
+//! resolved as the dynamic loader does, script interpreters, the language packages a
+//! Python, Node or Java launcher reaches) and the packages owning those files.
+//!
+//! Pure: the file system comes from the layer fragments ([`super::analyze::Node`]); no
+//! file is read here. Every input is untrusted: symlink chains, script nesting and the
+//! number of programs followed are bounded, and what cannot be known statically is
+//! noted rather than guessed.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::analyze::{Fragment, Node};
+use super::elf::ElfInfo;
+use super::shell::{self, Command, Vars};
+
+/// Symlinks followed while resolving one path (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+/// Programs, scripts and launchers followed from one entrypoint.
+const MAX_STEPS: usize = 256;
+/// Scripts nested in scripts (sourced files, functions, scripts run by scripts).
+const MAX_DEPTH: usize = 16;
+/// The `PATH` of a container whose config sets none (what Docker and containerd use).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What an implicit directory resolves to.
+static IMPLICIT_DIR: Node = Node::Dir;
+
+/// The merged file system of an image's layers: later layers win, whiteouts and opaque
+/// directories hide what earlier layers had. Paths have no leading `/`.
+#[derive(Debug, Default)]
+pub struct Vfs {
+    nodes: BTreeMap<String, Node>,
+}
+
+/// A path resolved through its symlinks.
+#[derive(Debug)]
+pub struct Resolved<'a> {
+    /// The path with every symlink resolved (no leading `/`).
+    pub path: String,
+    /// What is there.
+    pub node: &'a Node,
+    /// The symlinks passed on the way (themselves files a package owns).
+    pub links: Vec<String>,
+}
+
+fn components(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty() && *c != ".")
+}
+
+/// `dir` joined with `path` (`path` absolute: itself), normalized without resolving links.
+pub fn join(dir: &str, path: &str) -> String {
+    let mut out: Vec<&str> = if path.starts_with('/') {
+        Vec::new()
+    } else {
+        components(dir).collect()
+    };
+    for c in components(path) {
+        if c == ".." {
+            out.pop();
+        } else {
+            out.push(c);
+        }
+    }
+    out.join("/")
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
+}
+
+impl Vfs {
+    /// Stack the fragments' trees in layer order.
+    pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> Vfs {
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let under = |p: &str, dir: &str| {
+            dir.is_empty()
+                || p.len() > dir.len() && p.starts_with(dir) && p.as_bytes()[dir.len()] == b'/'
+        };
+        for fragment in fragments {
+            for dir in &fragment.opaque {
+                nodes.retain(|p, _| !under(p, dir));
+            }
+            for gone in &fragment.whiteouts {
+                nodes.retain(|p, _| p != gone && !under(p, gone));
+            }
+            for (path, node) in &fragment.tree {
+                nodes.insert(path.clone(), node.clone());
+            }
+        }
+        Vfs { nodes }
+    }
+
+    /// A file system made of these entries (tests).
+    pub fn from_nodes(nodes: BTreeMap<String, Node>) -> Vfs {
+        Vfs { nodes }
+    }
+
+    /// Entries.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Resolve `path` (relative paths from `cwd`) through its symlinks, the last one
+    /// included when `follow_last`. `None` when something on the way is missing or the
+    /// links loop.
+    pub fn resolve_with(&self, cwd: &str, path: &str, follow_last: bool) -> Option<Resolved<'_>> {
+        let mut todo: VecDeque<String> = components(&join(cwd, path)).map(String::from).collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut links = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            done.push(c);
+            let here = done.join("/");
+            let last = todo.is_empty();
+            if let Some(Node::Symlink { target }) = self.nodes.get(&here)
+                && (follow_last || !last)
+            {
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return None;
+                }
+                links.push(here);
+                done.pop();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for c in components(target).collect::<Vec<_>>().into_iter().rev() {
+                    todo.push_front(c.to_string());
+                }
+            }
+        }
+        let path = done.join("/");
+        let node = match self.nodes.get(&path) {
+            Some(node) => node,
+            // A directory the tar left implicit: there as the parent of its entries.
+            None if path.is_empty() || self.has_children(&path) => &IMPLICIT_DIR,
+            None => return None,
+        };
+        Some(Resolved { path, node, links })
+    }
+
+    fn has_children(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        self.nodes
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(p, _)| p.starts_with(&prefix))
+    }
+
+    /// [`Vfs::resolve_with`] following every link.
+    pub fn resolve(&self, cwd: &str, path: &str) -> Option<Resolved<'_>> {
+        self.resolve_with(cwd, path, true)
+    }
+
+    /// The path with the links of its directories resolved, the last component kept (how a
+    /// package database names a file that may itself be a link).
+    pub fn canonical_dir(&self, path: &str) -> String {
+        let path = join("", path);
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (d, n),
+            None => return path,
+        };
+        let dir = match self.resolve(dir, "") {
+            Some(r) => r.path,
+            None => dir.to_string(),
+        };
+        join(&dir, name)
+    }
+
+    /// The entries directly in `dir`.
+    pub fn list(&self, dir: &str) -> Vec<&str> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        // Directories a tar leaves implicit are there as the parents of their files.
+        let names: BTreeSet<&str> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .filter_map(|(p, _)| p[prefix.len()..].split('/').next())
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.into_iter().collect()
+    }
+
+    fn text(&self, path: &str) -> Option<&str> {
+        match self.nodes.get(path)? {
+            Node::File { text, .. } => text.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn is_dir(&self, cwd: &str, path: &str) -> bool {
+        matches!(
+            self.resolve(cwd, path),
+            Some(Resolved {
+                node: Node::Dir,
+                ..
+            })
+        )
+    }
+}
+
+/// What the image config says to run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// `Cmd`.
+    pub cmd: Vec<String>,
+    /// `Env`, `NAME=value`.
+    pub env: Vec<String>,
+    /// `WorkingDir`.
+    pub working_dir: String,
+}
+
+impl RunConfig {
+    /// From an OCI / Docker image config document (its `config` object).
+    pub fn from_image_config(config: &serde_json::Value) -> RunConfig {
+        let c = &config["config"];
+        let list = |v: &serde_json::Value| -> Vec<String> {
+            match v {
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect(),
+                // Docker's legacy string form: run by `/bin/sh -c`.
+                serde_json::Value::String(s) => {
+                    vec!["/bin/sh".into(), "-c".into(), s.clone()]
+                }
+                _ => Vec::new(),
+            }
+        };
+        RunConfig {
+            entrypoint: list(&c["Entrypoint"]),
+            cmd: list(&c["Cmd"]),
+            env: list(&c["Env"]),
+            working_dir: c["WorkingDir"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// One program on the way from the config to what runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The file run (absolute, links resolved).
+    pub path: String,
+    /// Its arguments as they were given (the first as invoked).
+    pub argv: Vec<String>,
+    /// Where it came from: `config` (Entrypoint/Cmd), `FILE:LINE` of a script, `shebang
+    /// of FILE`, or the launcher that ran it (`env`, `tini`, …).
+    pub from: String,
+}
+
+/// What EntryTrace found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    /// From the config to the terminal program: each launcher, script and interpreter.
+    pub chain: Vec<Step>,
+    /// Other programs the scripts on the way run before it (`mkdir`, `chown`, …).
+    pub also_run: Vec<Step>,
+    /// Scripts and language entry files read on the way (absolute).
+    pub scripts: BTreeSet<String>,
+    /// Directories whose language packages the launchers reach (site-packages,
+    /// node_modules, class path directories), absolute.
+    pub language_dirs: BTreeSet<String>,
+    /// Jars on a Java class path, absolute.
+    pub language_files: BTreeSet<String>,
+    /// What could not be followed, and why.
+    pub notes: Vec<String>,
+}
+
+impl Trace {
+    /// The program finally run.
+    pub fn terminal(&self) -> Option<&Step> {
+        self.chain.last()
+    }
+}
+
+/// Where the argument list being traced comes from.
+#[derive(Clone)]
+struct Ctx {
+    env: BTreeMap<String, String>,
+    cwd: String,
+    depth: usize,
+}
+
+struct Tracer<'a> {
+    vfs: &'a Vfs,
+    trace: Trace,
+    steps: usize,
+    /// Steps go to the main chain (false: to `also_run`).
+    main: bool,
+}
+
+/// Options of launchers that take a value (so the value is no program).
+fn takes_value(launcher: &str, opt: &str) -> bool {
+    match launcher {
+        "tini" => matches!(opt, "-p" | "-e"),
+        "dumb-init" => matches!(opt, "-r" | "--rewrite"),
+        "env" => matches!(
+            opt,
+            "-u" | "--unset" | "-C" | "--chdir" | "-S" | "--split-string"
+        ),
+        _ => false,
+    }
+}
+
+fn is_python(name: &str) -> bool {
+    let rest = name
+        .strip_prefix("python")
+        .or_else(|| name.strip_prefix("pypy"));
+    rest.is_some_and(|r| r.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
+fn is_shell(name: &str) -> bool {
+    matches!(
+        name,
+        "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh" | "mksh"
+    )
+}
+
+impl<'a> Tracer<'a> {
+    fn note(&mut self, note: String) {
+        if self.trace.notes.len() < 100 {
+            self.trace.notes.push(note);
+        }
+    }
+
+    fn push(&mut self, step: Step) {
+        if self.main {
+            self.trace.chain.push(step);
+        } else if self.trace.also_run.len() < MAX_STEPS {
+            self.trace.also_run.push(step);
+        }
+    }
+
+    /// Find `program` as `execvp` would: a name with a slash from `cwd`, else along PATH.
+    fn find_program(&self, ctx: &Ctx, program: &str) -> Option<(String, Resolved<'a>)> {
+        if program.contains('/') {
+            let r = self.vfs.resolve(&ctx.cwd, program)?;
+            return matches!(r.node, Node::File { .. }).then(|| (join(&ctx.cwd, program), r));
+        }
+        let path = ctx
+            .env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_PATH.to_string());
+        for dir in path.split(':') {
+            let dir = if dir.is_empty() { "." } else { dir };
+            let candidate = join(&join(&ctx.cwd, dir), program);
+            if let Some(r) = self.vfs.resolve("", &candidate)
+                && matches!(r.node, Node::File { exec: true, .. })
+            {
+                return Some((candidate, r));
+            }
+        }
+        None
+    }
+
+    /// Follow `argv` run from `from`.
+    fn run(&mut self, argv: &[String], ctx: &Ctx, from: String) {
+        let Some(program) = argv.first() else {
+            return;
+        };
+        self.steps += 1;
+        if self.steps > MAX_STEPS || ctx.depth > MAX_DEPTH {
+            self.note(format!("{from}: stopped following at {program} (too deep)"));
+            return;
+        }
+        let Some((invoked, found)) = self.find_program(ctx, program) else {
+            self.note(format!("{from}: {program} is not in the image"));
+            return;
+        };
+        let path = format!("/{}", found.path);
+        let node = found.node;
+        self.push(Step {
+            path: path.clone(),
+            argv: argv.to_vec(),
+            from,
+        });
+        // Behaviour follows the name it was invoked by (busybox applets, python3 → 3.11).
+        let name = basename(&invoked).to_string();
+        let args = &argv[1..];
+        let here = format!("/{invoked}");
+        match name.as_str() {
+            "env" => {
+                let mut ctx = ctx.clone();
+                let mut i = 0;
+                while let Some(a) = args.get(i) {
+                    if a == "--" {
+                        i += 1;
+                        break;
+                    } else if a == "-i" || a == "--ignore-environment" {
+                        ctx.env.clear();
+                    } else if a.starts_with('-') {
+                        if takes_value("env", a) {
+                            i += 1;
+                        }
+                    } else if let Some((k, v)) = a.split_once('=') {
+                        ctx.env.insert(k.to_string(), v.to_string());
+                    } else {
+                        break;
+                    }
+                    i += 1;
+                }
+                self.run(&args[i.min(args.len())..], &ctx, here)
+            }
+            "tini" | "tini-static" | "dumb-init" | "catatonit" => {
+                let launcher = if name.starts_with("tini") {
+                    "tini"
+                } else {
+                    name.as_str()
+                };
+                let mut i = 0;
+                while let Some(a) = args.get(i) {
+                    if a == "--" {
+                        i += 1;
+                        break;
+                    } else if a.starts_with('-') {
+                        if takes_value(launcher, a) {
+                            i += 1;
+                        }
+                    } else {
+                        break;
+                    }
+                    i += 1;
+                }
+                self.run(&args[i.min(args.len())..], ctx, here)
+            }
+            "su-exec" | "gosu" => {
+                // USER[:GROUP] COMMAND ARGS…
+                self.run(args.get(1..).unwrap_or_default(), ctx, here)
+            }
+            "busybox" if args.first().is_some_and(|a| is_shell(a)) => {
+                self.shell(args.get(1..).unwrap_or_default(), ctx, &path)
+            }
+            n if is_shell(n) => self.shell(args, ctx, &path),
+            n if is_python(n) => self.python(&invoked, &found.path, args, ctx),
+            "node" | "nodejs" => self.node(args, ctx),
+            "java" => self.java(args, ctx),
+            _ => {
+                // A script run directly: its shebang names the interpreter.
+                if let Node::File {
+                    text: Some(text), ..
+                } = node
+                    && let Some(line) = text.strip_prefix("#!")
+                {
+                    let line = line.lines().next().unwrap_or_default().trim();
+                    let mut parts = line.splitn(2, [' ', '\t']);
+                    let interp = parts.next().unwrap_or_default().to_string();
+                    let mut new: Vec<String> = vec![interp];
+                    if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
+                        new.push(arg.to_string());
+                    }
+                    new.push(path.clone());
+                    new.extend(args.iter().cloned());
+                    self.trace.scripts.insert(path.clone());
+                    self.run(&new, ctx, format!("shebang of {path}"));
+                }
+            }
+        }
+    }
+
+    /// `sh [-eux] [-o opt] -c SCRIPT [$0 args…]` or `sh [options] FILE args…`.
+    fn shell(&mut self, args: &[String], ctx: &Ctx, shell_path: &str) {
+        let mut i = 0;
+        let mut command = false;
+        while let Some(a) = args.get(i) {
+            if a == "--" {
+                i += 1;
+                break;
+            }
+            if a == "-o" || a == "+o" || a == "-O" || a == "+O" {
+                i += 2;
+                continue;
+            }
+            if let Some(flags) = a.strip_prefix('-').filter(|_| a.len() > 1) {
+                if !flags.starts_with('-') && flags.contains('c') {
+                    command = true;
+                }
+                i += 1;
+                continue;
+            }
+            if a.starts_with('+') && a.len() > 1 {
+                i += 1;
+                continue;
+            }
+            break;
+        }
+        let rest = &args[i.min(args.len())..];
+        let Some(first) = rest.first() else {
+            return; // an interactive shell: the shell is the program
+        };
+        let (label, text, positional) = if command {
+            (
+                format!("{shell_path} -c"),
+                first.clone(),
+                rest.get(2..).unwrap_or_default().to_vec(),
+            )
+        } else {
+            let Some(r) = self.vfs.resolve(&ctx.cwd, first) else {
+                self.note(format!("{shell_path}: script {first} is not in the image"));
+                return;
+            };
+            let file = format!("/{}", r.path);
+            let Some(text) = self.vfs.text(&r.path) else {
+                self.note(format!("{file}: not a readable script"));
+                return;
+            };
+            self.trace.scripts.insert(file.clone());
+            (file, text.to_string(), rest[1..].to_vec())
+        };
+        let mut vars = Vars {
+            named: ctx.env.clone(),
+            positional,
+        };
+        let mut ctx = ctx.clone();
+        ctx.depth += 1;
+        self.script(&label, &text, &mut vars, &mut ctx);
+    }
+
+    /// Run a script's text: follow `exec`, or else its last command, as the main program;
+    /// every other command it runs is traced too.
+    fn script(&mut self, label: &str, text: &str, vars: &mut Vars, ctx: &mut Ctx) {
+        let commands = match shell::parse(text) {
+            Ok(c) => c,
+            Err(e) => {
+                self.note(format!("{label}: {e}"));
+                return;
+            }
+        };
+        let functions = function_bodies(&commands);
+        let mut last: Option<(Vec<String>, Ctx, String)> = None;
+        let flow = self.block(label, &commands, &functions, vars, ctx, &mut last);
+        if let Some((argv, ctx, from)) = last {
+            if flow == Flow::Continue {
+                // The script ends with this command: the program the container keeps
+                // running.
+                self.run(&argv, &ctx, from);
+            } else {
+                let main = std::mem::replace(&mut self.main, false);
+                self.run(&argv, &ctx, from);
+                self.main = main;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &mut self,
+        label: &str,
+        commands: &[Command],
+        functions: &BTreeMap<String, (usize, usize)>,
+        vars: &mut Vars,
+        ctx: &mut Ctx,
+        last: &mut Option<(Vec<String>, Ctx, String)>,
+    ) -> Flow {
+        let mut skip_until = 0;
+        // Inside `if`, `case` or a loop: an `exec` there may not happen, so it is
+        // followed as a program that may run, and the script goes on.
+        let mut loops = 0usize;
+        // Open `if`s: which branch runs, when a string test decides it.
+        let mut ifs: Vec<Branch> = Vec::new();
+        for (i, command) in commands.iter().enumerate() {
+            if i < skip_until {
+                continue;
+            }
+            if command.defines_function {
+                if let Some(name) = command.words.first().and_then(|w| w.literal())
+                    && let Some((_, end)) = functions.get(&name)
+                {
+                    skip_until = *end;
+                }
+                continue;
+            }
+            let from = format!("{label}:{}", command.line);
+            // Reserved words in front of a command are no programs.
+            let mut words = &command.words[..];
+            let mut opens: Option<&str> = None;
+            while let Some(w) = words.first().and_then(|w| w.literal())
+                && matches!(
+                    w.as_str(),
+                    "if" | "then"
+                        | "else"
+                        | "elif"
+                        | "do"
+                        | "while"
+                        | "until"
+                        | "!"
+                        | "{"
+                        | "fi"
+                        | "done"
+                        | "esac"
+                        | "}"
+                        | "time"
+                )
+            {
+                match w.as_str() {
+                    "if" => opens = Some("if"),
+                    "elif" => opens = Some("elif"),
+                    "else" => {
+                        if let Some(top) = ifs.last_mut() {
+                            *top = match *top {
+                                Branch::Running => Branch::Done,
+                                Branch::Skipping => Branch::Running,
+                                other => other,
+                            };
+                        }
+                    }
+                    "fi" => {
+                        ifs.pop();
+                    }
+                    "while" | "until" => loops += 1,
+                    "done" | "esac" => loops = loops.saturating_sub(1),
+                    _ => {}
+                }
+                words = &words[1..];
+            }
+            if let Some(w) = words.first().and_then(|w| w.literal())
+                && matches!(w.as_str(), "for" | "case" | "function" | "select" | "[[")
+            {
+                if matches!(w.as_str(), "for" | "case" | "select") {
+                    loops += 1;
+                }
+                continue;
+            }
+            if let Some(kind) = opens {
+                // `if`/`elif` CONDITION: a string test of known values decides the branch.
+                let test = words
+                    .iter()
+                    .map(|w| shell::expand(w, vars))
+                    .collect::<Option<Vec<Vec<String>>>>()
+                    .map(|f| f.concat())
+                    .and_then(|argv| eval_test(&argv));
+                let decided = match test {
+                    Some(true) => Branch::Running,
+                    Some(false) => Branch::Skipping,
+                    None => Branch::Unknown,
+                };
+                let outer_skipped = ifs
+                    .iter()
+                    .any(|b| matches!(b, Branch::Skipping | Branch::Done));
+                if kind == "if" {
+                    ifs.push(if outer_skipped { Branch::Done } else { decided });
+                } else if let Some(top) = ifs.last_mut() {
+                    *top = match *top {
+                        Branch::Running => Branch::Done,
+                        Branch::Skipping => decided,
+                        other => other,
+                    };
+                }
+                if test.is_some() {
+                    continue;
+                }
+            }
+            if ifs
+                .iter()
+                .any(|b| matches!(b, Branch::Skipping | Branch::Done))
+            {
+                continue;
+            }
+            let conditional = loops > 0 || ifs.contains(&Branch::Unknown);
+            // Leading assignments: the command's environment, or the shell's variables.
+            let mut assigned = BTreeMap::new();
+            while let Some((name, value)) = words.first().and_then(|w| w.assignment()) {
+                let value = shell::expand(&value, vars)
+                    .map(|f| f.join(" "))
+                    .unwrap_or_default();
+                assigned.insert(name, value);
+                words = &words[1..];
+            }
+            if words.is_empty() {
+                for (k, v) in assigned {
+                    vars.named.insert(k.clone(), v.clone());
+                    ctx.env.insert(k, v);
+                }
+                continue;
+            }
+            let mut argv = Vec::new();
+            let mut known = true;
+            for (n, w) in words.iter().enumerate() {
+                match shell::expand(w, vars) {
+                    Some(fields) => argv.extend(fields),
+                    None if n == 0 => known = false,
+                    None => argv.push("?".into()),
+                }
+            }
+            if !known {
+                self.note(format!("{from}: the command is not known statically"));
+                continue;
+            }
+            let Some(program) = argv.first().cloned() else {
+                continue;
+            };
+            let mut run_ctx = ctx.clone();
+            for (k, v) in &assigned {
+                run_ctx.env.insert(k.clone(), v.clone());
+            }
+            match program.as_str() {
+                "exec" => {
+                    let rest: Vec<String> = argv[1..]
+                        .iter()
+                        .skip_while(|a| a.starts_with('-'))
+                        .cloned()
+                        .collect();
+                    if rest.is_empty() {
+                        continue; // `exec >log 2>&1`: redirections only
+                    }
+                    if conditional {
+                        self.side(&rest, &run_ctx, from, last);
+                        continue;
+                    }
+                    // What ran before it ran on the side.
+                    if let Some((argv, ctx, from)) = last.take() {
+                        let main = std::mem::replace(&mut self.main, false);
+                        self.run(&argv, &ctx, from);
+                        self.main = main;
+                    }
+                    let main = std::mem::replace(&mut self.main, true);
+                    self.run(&rest, &run_ctx, from);
+                    self.main = main;
+                    return Flow::Exec;
+                }
+                "exit" | "return" if !conditional => return Flow::Exit,
+                "cd" => {
+                    if let Some(dir) = argv.get(1).filter(|d| !d.starts_with('-')) {
+                        ctx.cwd = join(&ctx.cwd, dir);
+                    }
+                }
+                "export" | "local" | "readonly" | "declare" | "typeset" => {
+                    for a in &argv[1..] {
+                        if let Some((k, v)) = a.split_once('=') {
+                            vars.named.insert(k.to_string(), v.to_string());
+                            ctx.env.insert(k.to_string(), v.to_string());
+                        } else if let Some(v) = vars.named.get(a) {
+                            ctx.env.insert(a.clone(), v.clone());
+                        }
+                    }
+                }
+                "set" => {
+                    if let Some(at) = argv.iter().position(|a| a == "--") {
+                        vars.positional = argv[at + 1..].to_vec();
+                    }
+                }
+                "shift" => {
+                    let n: usize = argv.get(1).and_then(|n| n.parse().ok()).unwrap_or(1);
+                    let n = n.min(vars.positional.len());
+                    vars.positional.drain(..n);
+                }
+                "unset" => {
+                    for a in &argv[1..] {
+                        vars.named.remove(a);
+                        ctx.env.remove(a);
+                    }
+                }
+                "." | "source" => {
+                    let Some(file) = argv.get(1) else { continue };
+                    if ctx.depth >= MAX_DEPTH {
+                        continue;
+                    }
+                    match self.vfs.resolve(&ctx.cwd, file) {
+                        Some(r) => {
+                            let path = format!("/{}", r.path);
+                            let Some(text) = self.vfs.text(&r.path).map(str::to_string) else {
+                                self.note(format!("{from}: {path} is not a readable script"));
+                                continue;
+                            };
+                            self.trace.scripts.insert(path.clone());
+                            ctx.depth += 1;
+                            let inner = match shell::parse(&text) {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    self.note(format!("{path}: {e}"));
+                                    ctx.depth -= 1;
+                                    continue;
+                                }
+                            };
+                            let inner_functions = function_bodies(&inner);
+                            let flow = self.block(&path, &inner, &inner_functions, vars, ctx, last);
+                            ctx.depth -= 1;
+                            if flow != Flow::Continue {
+                                return flow;
+                            }
+                        }
+                        None => self.note(format!("{from}: {file} is not in the image")),
+                    }
+                }
+                "command" | "nohup" | "nice" | "stdbuf" | "timeout" | "chroot" => {
+                    // Runs the rest (their own options aside) as a program.
+                    let rest: Vec<String> = argv[1..]
+                        .iter()
+                        .skip_while(|a| a.starts_with('-'))
+                        .cloned()
+                        .collect();
+                    let rest = if program == "timeout" {
+                        rest.get(1..).unwrap_or_default().to_vec()
+                    } else {
+                        rest
+                    };
+                    if program != "command" {
+                        self.side(&argv, &run_ctx, from.clone(), last);
+                    }
+                    self.side(&rest, &run_ctx, from, last);
+                }
+                ":" | "true" | "false" | "echo" | "printf" | "test" | "[" | "trap" | "umask"
+                | "ulimit" | "wait" | "read" | "break" | "continue" | "eval" | "alias"
+                | "getopts" | "hash" | "type" | "pwd" | "let" | "shopt" => {}
+                name if functions.contains_key(name) => {
+                    let (start, end) = functions[name];
+                    if ctx.depth >= MAX_DEPTH {
+                        continue;
+                    }
+                    let mut inner = Vars {
+                        named: vars.named.clone(),
+                        positional: argv[1..].to_vec(),
+                    };
+                    ctx.depth += 1;
+                    let flow = self.block(
+                        label,
+                        &commands[start..end],
+                        functions,
+                        &mut inner,
+                        ctx,
+                        last,
+                    );
+                    ctx.depth -= 1;
+                    vars.named = inner.named;
+                    match flow {
+                        Flow::Exec => return Flow::Exec,
+                        Flow::Exit | Flow::Continue => {}
+                    }
+                }
+                _ => self.side(&argv, &run_ctx, from, last),
+            }
+        }
+        Flow::Continue
+    }
+
+    /// A command that is not `exec`: traced at once as a side program, and remembered as
+    /// the last one (which, if the script ends there, is the main program).
+    fn side(
+        &mut self,
+        argv: &[String],
+        ctx: &Ctx,
+        from: String,
+        last: &mut Option<(Vec<String>, Ctx, String)>,
+    ) {
+        if argv.is_empty() {
+            return;
+        }
+        if let Some((argv, ctx, from)) = last.take() {
+            let main = std::mem::replace(&mut self.main, false);
+            self.run(&argv, &ctx, from);
+            self.main = main;
+        }
+        *last = Some((argv.to_vec(), ctx.clone(), from));
+    }
+
+    /// `python [options] (-m MODULE | -c CODE | SCRIPT) args…`.
+    fn python(&mut self, invoked: &str, resolved: &str, args: &[String], ctx: &Ctx) {
+        // sys.path: the site directories of the interpreter's prefix (as invoked, so a
+        // virtual environment's; and as resolved, the base installation's).
+        let mut site = Vec::new();
+        for exe in [invoked, resolved] {
+            let prefix = parent(parent(exe));
+            for lib in [join(prefix, "lib"), join(prefix, "local/lib")] {
+                for dir in self.vfs.list(&lib) {
+                    if dir.starts_with("python") {
+                        site.push(join(&lib, dir));
+                        for sub in ["site-packages", "dist-packages"] {
+                            let d = join(&join(&lib, dir), sub);
+                            if self.vfs.is_dir("", &d) {
+                                self.trace.language_dirs.insert(format!("/{d}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if parent(parent(resolved)) == "usr" {
+            for dir in self.vfs.list("usr/local/lib") {
+                if dir.starts_with("python") {
+                    let d = join(&join("usr/local/lib", dir), "dist-packages");
+                    if self.vfs.is_dir("", &d) {
+                        self.trace.language_dirs.insert(format!("/{d}"));
+                    }
+                }
+            }
+        }
+        let python_path: Vec<String> = ctx
+            .env
+            .get("PYTHONPATH")
+            .map(|p| {
+                p.split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(|d| join(&ctx.cwd, d))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for d in &python_path {
+            self.trace.language_dirs.insert(format!("/{d}"));
+        }
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            match a.as_str() {
+                "-c" => return,
+                "-m" => {
+                    let Some(module) = args.get(i + 1) else {
+                        return;
+                    };
+                    let relative = module.replace('.', "/");
+                    let mut dirs = vec![ctx.cwd.clone()];
+                    dirs.extend(python_path.iter().cloned());
+                    dirs.extend(
+                        self.trace
+                            .language_dirs
+                            .iter()
+                            .map(|d| d.trim_start_matches('/').to_string()),
+                    );
+                    dirs.extend(site.iter().cloned());
+                    for dir in dirs {
+                        for candidate in [
+                            format!("{relative}.py"),
+                            format!("{relative}/__main__.py"),
+                            format!("{relative}/__init__.py"),
+                        ] {
+                            if let Some(r) = self.vfs.resolve(&dir, &candidate) {
+                                let file = format!("/{}", r.path);
+                                self.trace.scripts.insert(file.clone());
+                                // The module's own package directory is reached.
+                                self.trace
+                                    .language_dirs
+                                    .insert(format!("/{}", parent(&r.path)));
+                                self.push(Step {
+                                    path: file,
+                                    argv: args[i..].to_vec(),
+                                    from: format!("python -m {module}"),
+                                });
+                                return;
+                            }
+                        }
+                    }
+                    self.note(format!("python -m {module}: no such module in the image"));
+                    return;
+                }
+                "-W" | "-X" | "--check-hash-based-pycs" => i += 2,
+                "-" => return,
+                s if s.starts_with('-') => i += 1,
+                script => {
+                    match self.vfs.resolve(&ctx.cwd, script) {
+                        Some(r) => {
+                            let file = format!("/{}", r.path);
+                            self.trace.scripts.insert(file.clone());
+                            // sys.path[0]: the script's directory.
+                            self.trace
+                                .language_dirs
+                                .insert(format!("/{}", parent(&r.path)));
+                            self.push(Step {
+                                path: file,
+                                argv: args[i..].to_vec(),
+                                from: "python".into(),
+                            });
+                        }
+                        None => self.note(format!("python: script {script} is not in the image")),
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `node [options] SCRIPT args…`: the script and the `node_modules` directories
+    /// `require` searches from it.
+    fn node(&mut self, args: &[String], ctx: &Ctx) {
+        if let Some(paths) = ctx.env.get("NODE_PATH") {
+            for d in paths.split(':').filter(|d| !d.is_empty()) {
+                self.trace
+                    .language_dirs
+                    .insert(format!("/{}", join(&ctx.cwd, d)));
+            }
+        }
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            match a.as_str() {
+                "-e" | "--eval" | "-p" | "--print" | "-" => return,
+                "-r"
+                | "--require"
+                | "--import"
+                | "--loader"
+                | "--experimental-loader"
+                | "-C"
+                | "--conditions"
+                | "--title" => i += 2,
+                s if s.starts_with('-') => i += 1,
+                script => {
+                    let Some(r) = self.vfs.resolve(&ctx.cwd, script) else {
+                        self.note(format!("node: script {script} is not in the image"));
+                        return;
+                    };
+                    let mut entry = r.path.clone();
+                    if matches!(r.node, Node::Dir) || self.vfs.is_dir("", &r.path) {
+                        entry = join(&r.path, "index.js");
+                    }
+                    let file = format!("/{entry}");
+                    self.trace.scripts.insert(file.clone());
+                    let mut dir = parent(&entry).to_string();
+                    loop {
+                        if basename(&dir) != "node_modules" {
+                            let nm = join(&dir, "node_modules");
+                            if self.vfs.is_dir("", &nm) {
+                                self.trace.language_dirs.insert(format!("/{nm}"));
+                            }
+                        }
+                        if dir.is_empty() {
+                            break;
+                        }
+                        dir = parent(&dir).to_string();
+                    }
+                    self.push(Step {
+                        path: file,
+                        argv: args[i..].to_vec(),
+                        from: "node".into(),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `java [options] (-jar JAR | -cp PATH MAIN) args…`.
+    fn java(&mut self, args: &[String], ctx: &Ctx) {
+        let mut class_path: Option<String> = ctx.env.get("CLASSPATH").cloned();
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            match a.as_str() {
+                "-jar" => {
+                    let Some(jar) = args.get(i + 1) else { return };
+                    match self.vfs.resolve(&ctx.cwd, jar) {
+                        Some(r) => {
+                            let file = format!("/{}", r.path);
+                            self.trace.language_files.insert(file.clone());
+                            self.push(Step {
+                                path: file,
+                                argv: args[i..].to_vec(),
+                                from: "java -jar".into(),
+                            });
+                        }
+                        None => self.note(format!("java: {jar} is not in the image")),
+                    }
+                    return;
+                }
+                "-cp" | "-classpath" | "--class-path" => {
+                    class_path = args.get(i + 1).cloned();
+                    i += 2;
+                }
+                s if s.starts_with("--class-path=") => {
+                    class_path = Some(s["--class-path=".len()..].to_string());
+                    i += 1;
+                }
+                "-p" | "--module-path" | "--add-modules" | "-m" | "--module" => i += 2,
+                s if s.starts_with('-') => i += 1,
+                _ => break,
+            }
+        }
+        for entry in class_path.iter().flat_map(|c| c.split(':')) {
+            if entry.is_empty() {
+                continue;
+            }
+            if let Some(dir) = entry
+                .strip_suffix("/*")
+                .or_else(|| (entry == "*").then_some(""))
+            {
+                let dir = join(&ctx.cwd, if dir.is_empty() { "." } else { dir });
+                let dir = self.vfs.resolve("", &dir).map(|r| r.path).unwrap_or(dir);
+                for name in self.vfs.list(&dir) {
+                    if name.ends_with(".jar") || name.ends_with(".JAR") {
+                        self.trace
+                            .language_files
+                            .insert(format!("/{}", join(&dir, name)));
+                    }
+                }
+            } else if let Some(r) = self.vfs.resolve(&ctx.cwd, entry) {
+                if matches!(r.node, Node::File { .. }) {
+                    self.trace.language_files.insert(format!("/{}", r.path));
+                } else {
+                    self.trace.language_dirs.insert(format!("/{}", r.path));
+                }
+            } else if self.vfs.is_dir(&ctx.cwd, entry) {
+                self.trace
+                    .language_dirs
+                    .insert(format!("/{}", join(&ctx.cwd, entry)));
+            }
+        }
+        if let Some(main) = args.get(i) {
+            self.push(Step {
+                path: format!("class {main}"),
+                argv: args[i..].to_vec(),
+                from: "java".into(),
+            });
+        }
+    }
+}
+
+/// Which branch of an `if` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Branch {
+    /// The condition is not known statically: any branch may run.
+    Unknown,
+    /// This branch runs.
+    Running,
+    /// This branch does not run; a later one may.
+    Skipping,
+    /// A branch ran; the rest do not.
+    Done,
+}
+
+/// `[ A = B ]`, `test A != B`, `[ -n A ]`, `[ -z A ]`, `[ A ]`, with `!`: the answer when
+/// every operand is known.
+fn eval_test(argv: &[String]) -> Option<bool> {
+    let args: &[String] = match argv.first()?.as_str() {
+        "[" => argv.get(1..argv.len().checked_sub(1)?)?,
+        "test" => &argv[1..],
+        _ => return None,
+    };
+    if argv[0] == "[" && argv.last().map(String::as_str) != Some("]") {
+        return None;
+    }
+    let (negate, args) = match args.first().map(String::as_str) {
+        Some("!") => (true, &args[1..]),
+        _ => (false, args),
+    };
+    if args.iter().any(|a| a == "?") {
+        return None;
+    }
+    let answer = match args {
+        [a, op, b] if op == "=" || op == "==" => a == b,
+        [a, op, b] if op == "!=" => a != b,
+        [op, a] if op == "-n" => !a.is_empty(),
+        [op, a] if op == "-z" => a.is_empty(),
+        [a] => !a.is_empty(),
+        _ => return None,
+    };
+    Some(answer != negate)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Exec,
+    Exit,
+}
+
+/// Function definitions of a script: name → the range of its body's commands.
+fn function_bodies(commands: &[Command]) -> BTreeMap<String, (usize, usize)> {
+    let mut out = BTreeMap::new();
+    for (i, c) in commands.iter().enumerate() {
+        if !c.defines_function {
+            continue;
+        }
+        let Some(name) = c.words.first().and_then(|w| w.literal()) else {
+            continue;
+        };
+        // The body: from the command opening `{` to the one closing it.
+        let mut depth = 0i64;
+        let mut end = i + 1;
+        for (j, body) in commands.iter().enumerate().skip(i + 1) {
+            for w in &body.words {
+                match w.literal().as_deref() {
+                    Some("{") => depth += 1,
+                    Some("}") => depth -= 1,
+                    _ => {}
+                }
+            }
+            end = j + 1;
+            if depth <= 0 {
+                break;
+            }
+        }
+        out.insert(name, (i + 1, end));
+    }
+    out
+}
+
+/// Follow the config's `Entrypoint` + `Cmd` over `vfs`.
+pub fn trace(vfs: &Vfs, config: &RunConfig) -> Trace {
+    let mut argv = config.entrypoint.clone();
+    argv.extend(config.cmd.iter().cloned());
+    let mut env = BTreeMap::new();
+    for e in &config.env {
+        if let Some((k, v)) = e.split_once('=') {
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    let mut tracer = Tracer {
+        vfs,
+        trace: Trace::default(),
+        steps: 0,
+        main: true,
+    };
+    if argv.is_empty() {
+        tracer.note("the image config names no Entrypoint or Cmd".into());
+        return tracer.trace;
+    }
+    let ctx = Ctx {
+        env,
+        cwd: join("", &config.working_dir),
+        depth: 0,
+    };
+    tracer.run(&argv, &ctx, "config".into());
+    tracer.trace
+}
+
+/// The library search directories of `/etc/ld.so.conf` and its `include`s.
+pub fn ld_so_conf(vfs: &Vfs) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut todo = vec!["etc/ld.so.conf".to_string()];
+    while let Some(file) = todo.pop() {
+        if !seen.insert(file.clone()) || seen.len() > 256 {
+            continue;
+        }
+        let Some(r) = vfs.resolve("", &file) else {
+            continue;
+        };
+        let Some(text) = vfs.text(&r.path) else {
+            continue;
+        };
+        let mut includes = Vec::new();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(pattern) = line.strip_prefix("include").map(str::trim) {
+                for pattern in pattern.split_whitespace() {
+                    let pattern = join("etc", pattern);
+                    let (dir, glob) = pattern.rsplit_once('/').unwrap_or(("", &pattern));
+                    let dir = vfs
+                        .resolve("", dir)
+                        .map(|r| r.path)
+                        .unwrap_or(dir.to_string());
+                    let mut matched: Vec<String> = vfs
+                        .list(&dir)
+                        .into_iter()
+                        .filter(|n| glob_match(glob, n))
+                        .map(|n| join(&dir, n))
+                        .collect();
+                    matched.sort();
+                    includes.extend(matched);
+                }
+            } else {
+                for dir in line.split([':', ',', ' ', '\t']).filter(|d| !d.is_empty()) {
+                    out.push(join("", dir));
+                }
+            }
+        }
+        // Depth-first in file order.
+        todo.extend(includes.into_iter().rev());
+    }
+    out
+}
+
+/// `*` and `?` globbing of one path component.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The files the traced programs load, absolute: the programs and scripts themselves,
+/// the links passed to reach them, ELF interpreters and `DT_NEEDED` libraries found as
+/// the dynamic loader finds them (`DT_RPATH` of the object and its loaders unless it has
+/// `DT_RUNPATH`, `LD_LIBRARY_PATH`, `DT_RUNPATH`, `ld.so.conf`, the default directories),
+/// and script interpreters.
+pub fn closure(vfs: &Vfs, trace: &Trace, env: &[String]) -> Closure {
+    let ld_library_path: Vec<String> = env
+        .iter()
+        .find_map(|e| e.strip_prefix("LD_LIBRARY_PATH="))
+        .map(|p| {
+            p.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| join("", d))
+                .collect()
+        })
+        .unwrap_or_default();
+    let conf = ld_so_conf(vfs);
+    let mut c = Closure::default();
+    // (path, rpaths inherited from the objects that loaded it)
+    let mut todo: VecDeque<(String, Vec<String>)> = VecDeque::new();
+    let mut start = |path: &str, c: &mut Closure| {
+        if let Some(r) = vfs.resolve("", path) {
+            for l in &r.links {
+                c.files.insert(format!("/{}", vfs.canonical_dir(l)));
+            }
+            todo.push_back((r.path, Vec::new()));
+        } else {
+            c.missing.push(path.to_string());
+        }
+    };
+    for step in trace.chain.iter().chain(&trace.also_run) {
+        if step.path.starts_with('/') {
+            start(&step.path, &mut c);
+        }
+    }
+    for s in trace.scripts.iter().chain(&trace.language_files) {
+        start(s, &mut c);
+    }
+    let mut seen = BTreeSet::new();
+    while let Some((path, inherited)) = todo.pop_front() {
+        if !seen.insert(path.clone()) || seen.len() > 100_000 {
+            continue;
+        }
+        c.files.insert(format!("/{path}"));
+        let Some(Node::File { elf, text, .. }) = vfs.nodes.get(&path) else {
+            continue;
+        };
+        if let Some(line) = text.as_deref().and_then(|t| t.strip_prefix("#!")) {
+            let interp = line.split_whitespace().next().unwrap_or_default();
+            if interp.starts_with('/') {
+                match vfs.resolve("", interp) {
+                    Some(r) => {
+                        for l in &r.links {
+                            c.files.insert(format!("/{}", vfs.canonical_dir(l)));
+                        }
+                        todo.push_back((r.path, Vec::new()));
+                    }
+                    None => c.missing.push(format!("{interp} (interpreter of /{path})")),
+                }
+            }
+        }
+        let Some(elf) = elf else { continue };
+        let origin = parent(&path).to_string();
+        let expand = |dirs: &[String]| -> Vec<String> {
+            dirs.iter()
+                .map(|d| {
+                    join(
+                        "",
+                        &d.replace("${ORIGIN}", &format!("/{origin}"))
+                            .replace("$ORIGIN", &format!("/{origin}")),
+                    )
+                })
+                .collect()
+        };
+        let own_rpath = expand(&elf.rpath);
+        let runpath = expand(&elf.runpath);
+        // DT_RPATH applies (the object's, then its loaders') only without DT_RUNPATH.
+        let mut rpath_chain = own_rpath.clone();
+        rpath_chain.extend(inherited.iter().cloned());
+        if let Some(interp) = &elf.interp {
+            match vfs.resolve("", interp) {
+                Some(r) => {
+                    for l in &r.links {
+                        c.files.insert(format!("/{}", vfs.canonical_dir(l)));
+                    }
+                    todo.push_back((r.path, Vec::new()));
+                }
+                None => c.missing.push(format!("{interp} (interpreter of /{path})")),
+            }
+        }
+        for needed in &elf.needed {
+            let found = if needed.contains('/') {
+                vfs.resolve(&origin, needed)
+            } else {
+                let mut dirs: Vec<&String> = Vec::new();
+                if runpath.is_empty() {
+                    dirs.extend(rpath_chain.iter());
+                }
+                dirs.extend(ld_library_path.iter());
+                dirs.extend(runpath.iter());
+                dirs.extend(conf.iter());
+                let defaults = default_dirs(elf);
+                dirs.extend(defaults.iter());
+                dirs.into_iter().find_map(|d| {
+                    let r = vfs.resolve(d, needed)?;
+                    match r.node {
+                        Node::File { elf: Some(lib), .. }
+                            if lib.bits == elf.bits && lib.machine == elf.machine =>
+                        {
+                            Some(r)
+                        }
+                        _ => None,
+                    }
+                })
+            };
+            match found {
+                Some(r) => {
+                    for l in &r.links {
+                        c.files.insert(format!("/{}", vfs.canonical_dir(l)));
+                    }
+                    let pass = if runpath.is_empty() {
+                        rpath_chain.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    c.libraries.insert(needed.clone());
+                    todo.push_back((r.path, pass));
+                }
+                None => c.missing.push(format!("{needed} (needed by /{path})")),
+            }
+        }
+    }
+    c.missing.sort();
+    c.missing.dedup();
+    c
+}
+
+/// The loader's built-in directories for an object of this class and machine: Debian's
+/// and Ubuntu's multiarch directories (built into their `ld.so` as system directories),
+/// then `lib64`/`lib` as glibc has them.
+fn default_dirs(elf: &ElfInfo) -> Vec<String> {
+    let triplet = match (elf.machine, elf.bits) {
+        (62, 64) => Some("x86_64-linux-gnu"),
+        (183, 64) => Some("aarch64-linux-gnu"),
+        (3, 32) => Some("i386-linux-gnu"),
+        (40, 32) => Some("arm-linux-gnueabihf"),
+        (21, 64) => Some("powerpc64le-linux-gnu"),
+        (22, 64) => Some("s390x-linux-gnu"),
+        _ => None,
+    };
+    let mut dirs = Vec::new();
+    if let Some(t) = triplet {
+        dirs.push(format!("lib/{t}"));
+        dirs.push(format!("usr/lib/{t}"));
+    }
+    if elf.bits == 64 {
+        dirs.extend(["lib64".to_string(), "usr/lib64".to_string()]);
+    }
+    dirs.extend(["lib".to_string(), "usr/lib".to_string()]);
+    dirs
+}
+
+/// What the traced programs load.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closure {
+    /// Every file, absolute (links resolved in the directories, the file's own name
+    /// kept for links).
+    pub files: BTreeSet<String>,
+    /// Sonames resolved.
+    pub libraries: BTreeSet<String>,
+    /// What could not be found.
+    pub missing: Vec<String>,
+}
+
+/// Which OS packages own which files: dpkg's `info/*.list` (and distroless images'
+/// `status.d/*.md5sums`), apk's installed database (`F:` directory, `R:` file).
+#[derive(Clone, Debug, Default)]
+pub struct Owners {
+    /// Absolute path (directories' links resolved) → package names.
+    pub files: BTreeMap<String, BTreeSet<String>>,
+    /// Packages (`deb:name`, `apk:name`) whose file lists were found: only for those is
+    /// "owns no closure file" a known "not used".
+    pub listed: BTreeSet<String>,
+}
+
+/// Read the package databases' file lists from `vfs`.
+pub fn owners(vfs: &Vfs) -> Owners {
+    let mut out = Owners::default();
+    let add = |out: &mut Owners, kind: &str, package: &str, path: &str| {
+        out.files
+            .entry(format!("/{}", vfs.canonical_dir(path)))
+            .or_default()
+            .insert(format!("{kind}:{package}"));
+    };
+    let info = "var/lib/dpkg/info";
+    for name in vfs.list(info) {
+        let Some(package) = name.strip_suffix(".list") else {
+            continue;
+        };
+        let package = package.split(':').next().unwrap_or(package);
+        let Some(text) = vfs.text(&join(info, name)) else {
+            continue;
+        };
+        out.listed.insert(format!("deb:{package}"));
+        for line in text.lines().filter(|l| l.starts_with('/') && l.len() > 1) {
+            add(&mut out, "deb", package, line);
+        }
+    }
+    let status_d = "var/lib/dpkg/status.d";
+    for name in vfs.list(status_d) {
+        let Some(package) = name.strip_suffix(".md5sums") else {
+            continue;
+        };
+        let Some(text) = vfs.text(&join(status_d, name)) else {
+            continue;
+        };
+        out.listed.insert(format!("deb:{package}"));
+        for line in text.lines() {
+            if let Some((_, path)) = line.split_once("  ") {
+                add(&mut out, "deb", package, path);
+            }
+        }
+    }
+    if let Some(text) = vfs.text("lib/apk/db/installed") {
+        let mut package = String::new();
+        let mut dir = String::new();
+        for line in text.lines() {
+            if let Some(p) = line.strip_prefix("P:") {
+                package = p.trim().to_string();
+                out.listed.insert(format!("apk:{package}"));
+            } else if let Some(d) = line.strip_prefix("F:") {
+                dir = d.trim().to_string();
+            } else if let Some(f) = line.strip_prefix("R:") {
+                let path = join(&dir, f.trim());
+                add(&mut out, "apk", &package, &path);
+            } else if line.is_empty() {
+                dir.clear();
+            }
+        }
+    }
+    out
+}
+
+/// The OS packages (`deb:name`, `apk:name`) owning a file of the closure.
+pub fn used_os_packages(owners: &Owners, closure: &Closure) -> BTreeSet<String> {
+    closure
+        .files
+        .iter()
+        .filter_map(|f| owners.files.get(f))
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// Whether a component (its kind, name and the file it was found in, no leading `/`)
+/// is used: an OS package owning a closure file (not known without its file list; RPM
+/// file lists are not read); a language package found under a reached directory, or in
+/// a reached file (a jar, a Go or Rust binary).
+pub fn is_used(
+    kind: &str,
+    name: &str,
+    path: &str,
+    owners: &Owners,
+    os_packages: &BTreeSet<String>,
+    trace: &Trace,
+    closure: &Closure,
+) -> Option<bool> {
+    match kind {
+        "deb" | "apk" => {
+            let key = format!("{kind}:{name}");
+            owners
+                .listed
+                .contains(&key)
+                .then(|| os_packages.contains(&key))
+        }
+        "rpm" => None,
+        _ => {
+            let file = format!("/{path}");
+            Some(
+                closure.files.contains(&file)
+                    || trace.language_files.contains(&file)
+                    || trace.language_dirs.iter().any(|d| {
+                        file.len() > d.len()
+                            && file.starts_with(d.as_str())
+                            && file.as_bytes()[d.len()] == b'/'
+                    }),
+            )
+        }
+    }
+}
+
+/// The Usage view of one image.
+#[derive(Clone, Debug, Default)]
+pub struct UsageView {
+    /// What the config says to run.
+    pub config: RunConfig,
+    /// How it was followed.
+    pub trace: Trace,
+    /// What it loads.
+    pub closure: Closure,
+    /// Components marked used.
+    pub used: usize,
+}
+
+impl UsageView {
+    /// Whether the entrypoint was followed to a program in the image (else nothing is
+    /// known about use).
+    pub fn known(&self) -> bool {
+        self.trace
+            .chain
+            .first()
+            .is_some_and(|s| s.path.starts_with('/'))
+    }
+}
+
+/// Follow `config` over the layers and mark each component `used_by_entrypoint`.
+pub fn analyse(
+    fragments: &[(String, Fragment)],
+    config: &RunConfig,
+    components: &mut [super::Component],
+) -> UsageView {
+    let vfs = Vfs::merge(fragments.iter().map(|(_, f)| f));
+    let trace = trace(&vfs, config);
+    let closure = closure(&vfs, &trace, &config.env);
+    let mut view = UsageView {
+        config: config.clone(),
+        trace,
+        closure,
+        used: 0,
+    };
+    if !view.known() {
+        return view;
+    }
+    let owners = owners(&vfs);
+    let os = used_os_packages(&owners, &view.closure);
+    for c in components.iter_mut() {
+        // Maven names are `group/artifact`; the OS package names are plain.
+        c.used_by_entrypoint = is_used(
+            &c.kind,
+            &c.name,
+            &c.path,
+            &owners,
+            &os,
+            &view.trace,
+            &view.closure,
+        );
+        if c.used_by_entrypoint == Some(true) {
+            view.used += 1;
+        }
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(exec: bool, text: Option<&str>, elf: Option<ElfInfo>) -> Node {
+        Node::File {
+            exec,
+            elf,
+            text: text.map(str::to_string),
+        }
+    }
+
+    fn lib(needed: &[&str]) -> ElfInfo {
+        ElfInfo {
+            bits: 64,
+            machine: 62,
+            needed: needed.iter().map(|s| s.to_string()).collect(),
+            ..ElfInfo::default()
+        }
+    }
+
+    fn image() -> Vfs {
+        let mut exe = lib(&["libtinfo.so.6", "libc.so.6"]);
+        exe.interp = Some("/lib64/ld-linux-x86-64.so.2".into());
+        let mut app = lib(&["libapp.so", "libc.so.6"]);
+        app.interp = Some("/lib64/ld-linux-x86-64.so.2".into());
+        app.runpath = vec!["$ORIGIN/../lib".into()];
+        let nodes = BTreeMap::from([
+            (
+                "bin".into(),
+                Node::Symlink {
+                    target: "usr/bin".into(),
+                },
+            ),
+            (
+                "lib".into(),
+                Node::Symlink {
+                    target: "usr/lib".into(),
+                },
+            ),
+            (
+                "lib64".into(),
+                Node::Symlink {
+                    target: "usr/lib64".into(),
+                },
+            ),
+            ("usr/bin/bash".into(), file(true, None, Some(exe))),
+            (
+                "usr/bin/sh".into(),
+                Node::Symlink {
+                    target: "bash".into(),
+                },
+            ),
+            (
+                "usr/bin/env".into(),
+                file(true, None, Some(lib(&["libc.so.6"]))),
+            ),
+            ("usr/bin/tini".into(), file(true, None, Some(lib(&[])))),
+            (
+                "usr/bin/mkdir".into(),
+                file(true, None, Some(lib(&["libc.so.6"]))),
+            ),
+            (
+                "usr/lib64/ld-linux-x86-64.so.2".into(),
+                Node::Symlink {
+                    target: "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into(),
+                },
+            ),
+            (
+                "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into(),
+                file(false, None, Some(lib(&[]))),
+            ),
+            (
+                "usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+                file(false, None, Some(lib(&[]))),
+            ),
+            (
+                "usr/lib/x86_64-linux-gnu/libtinfo.so.6".into(),
+                Node::Symlink {
+                    target: "libtinfo.so.6.4".into(),
+                },
+            ),
+            (
+                "usr/lib/x86_64-linux-gnu/libtinfo.so.6.4".into(),
+                file(false, None, Some(lib(&["libc.so.6"]))),
+            ),
+            (
+                "etc/ld.so.conf".into(),
+                file(false, Some("include /etc/ld.so.conf.d/*.conf\n"), None),
+            ),
+            (
+                "etc/ld.so.conf.d/x86_64-linux-gnu.conf".into(),
+                file(
+                    false,
+                    Some(
+                        "# Multiarch support\n/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n",
+                    ),
+                    None,
+                ),
+            ),
+            ("opt/app/bin/server".into(), file(true, None, Some(app))),
+            (
+                "opt/app/lib/libapp.so".into(),
+                file(false, None, Some(lib(&[]))),
+            ),
+            (
+                "entrypoint.sh".into(),
+                file(
+                    true,
+                    Some(
+                        "#!/bin/sh\nset -e\nmkdir -p /run/app\nif [ \"$1\" = 'serve' ]; then\n  shift\n  exec /opt/app/bin/server \"$@\"\nfi\nexec \"$@\"\n",
+                    ),
+                    None,
+                ),
+            ),
+            (
+                "var/lib/dpkg/info/libc6:amd64.list".into(),
+                file(
+                    false,
+                    Some(
+                        "/.\n/lib64\n/lib64/ld-linux-x86-64.so.2\n/lib/x86_64-linux-gnu/libc.so.6\n/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\n",
+                    ),
+                    None,
+                ),
+            ),
+            (
+                "var/lib/dpkg/info/bash.list".into(),
+                file(false, Some("/bin/bash\n/usr/bin/bash\n"), None),
+            ),
+            (
+                "var/lib/dpkg/info/libtinfo6:amd64.list".into(),
+                file(
+                    false,
+                    Some(
+                        "/lib/x86_64-linux-gnu/libtinfo.so.6\n/lib/x86_64-linux-gnu/libtinfo.so.6.4\n",
+                    ),
+                    None,
+                ),
+            ),
+            (
+                "var/lib/dpkg/info/coreutils.list".into(),
+                file(false, Some("/bin/mkdir\n"), None),
+            ),
+            (
+                "var/lib/dpkg/info/openssl.list".into(),
+                file(false, Some("/usr/bin/openssl\n"), None),
+            ),
+        ]);
+        Vfs::from_nodes(nodes)
+    }
+
+    fn config(entrypoint: &[&str], cmd: &[&str]) -> RunConfig {
+        RunConfig {
+            entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+            working_dir: "/".into(),
+        }
+    }
+
+    #[test]
+    fn a_script_entrypoint_execs_the_server_and_its_closure_is_the_loaders() {
+        let vfs = image();
+        let t = trace(
+            &vfs,
+            &config(
+                &["tini", "--", "/entrypoint.sh"],
+                &["serve", "--port", "80"],
+            ),
+        );
+        let chain: Vec<(&str, &str)> = t
+            .chain
+            .iter()
+            .map(|s| (s.path.as_str(), s.from.as_str()))
+            .collect();
+        assert_eq!(
+            chain,
+            vec![
+                ("/usr/bin/tini", "config"),
+                ("/entrypoint.sh", "/usr/bin/tini"),
+                ("/usr/bin/bash", "shebang of /entrypoint.sh"),
+                ("/opt/app/bin/server", "/entrypoint.sh:6"),
+            ],
+            "{t:#?}"
+        );
+        assert_eq!(t.chain[3].argv, vec!["/opt/app/bin/server", "--port", "80"]);
+        assert_eq!(t.also_run.len(), 1);
+        assert_eq!(t.also_run[0].path, "/usr/bin/mkdir");
+        assert_eq!(
+            ld_so_conf(&vfs),
+            vec![
+                "usr/local/lib/x86_64-linux-gnu",
+                "lib/x86_64-linux-gnu",
+                "usr/lib/x86_64-linux-gnu"
+            ]
+        );
+        let c = closure(&vfs, &t, &[]);
+        assert!(c.missing.is_empty(), "{:?}", c.missing);
+        for f in [
+            "/opt/app/lib/libapp.so",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libtinfo.so.6.4",
+            "/usr/lib/x86_64-linux-gnu/libtinfo.so.6",
+            "/usr/lib64/ld-linux-x86-64.so.2",
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/usr/bin/sh",
+            "/entrypoint.sh",
+        ] {
+            assert!(c.files.contains(f), "{f} in {:#?}", c.files);
+        }
+        let owners = owners(&vfs);
+        let used = used_os_packages(&owners, &c);
+        assert_eq!(
+            used,
+            BTreeSet::from([
+                "deb:bash".into(),
+                "deb:coreutils".into(),
+                "deb:libc6".into(),
+                "deb:libtinfo6".into()
+            ])
+        );
+        let t0 = Trace::default();
+        assert_eq!(
+            is_used("deb", "openssl", "", &owners, &used, &t0, &c),
+            Some(false)
+        );
+        assert_eq!(
+            is_used("deb", "libc6", "", &owners, &used, &t0, &c),
+            Some(true)
+        );
+        assert_eq!(
+            is_used("deb", "unlisted", "", &owners, &used, &t0, &c),
+            None
+        );
+    }
+
+    #[test]
+    fn launchers_and_shell_forms() {
+        let vfs = image();
+        // sh -c with && and an env launcher: the last command is what keeps running.
+        let t = trace(
+            &vfs,
+            &config(
+                &["/bin/sh", "-c", "cd /opt/app && X=1 env Y=2 bin/server"],
+                &[],
+            ),
+        );
+        let paths: Vec<&str> = t.chain.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["/usr/bin/bash", "/usr/bin/env", "/opt/app/bin/server"],
+            "{t:#?}"
+        );
+        assert_eq!(t.chain[1].from, "/usr/bin/bash -c:1");
+        // exec "$@" with the Cmd as arguments; unknown program noted, not guessed.
+        let t = trace(&vfs, &config(&["/entrypoint.sh"], &["mkdir", "x"]));
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/mkdir");
+        assert_eq!(t.terminal().unwrap().from, "/entrypoint.sh:8");
+        let t = trace(&vfs, &config(&["sh", "-c", "$(which server)"], &[]));
+        assert_eq!(t.chain.len(), 1);
+        assert!(t.notes[0].contains("not known statically"), "{:?}", t.notes);
+        let t = trace(&vfs, &config(&["nope"], &[]));
+        assert!(t.chain.is_empty() && t.notes[0].contains("nope is not in the image"));
+        // A symlink loop is refused.
+        let looped = Vfs::from_nodes(BTreeMap::from([
+            ("a".into(), Node::Symlink { target: "b".into() }),
+            ("b".into(), Node::Symlink { target: "a".into() }),
+        ]));
+        assert!(looped.resolve("", "a").is_none());
+    }
+
+    #[test]
+    fn python_node_and_java_reach_their_packages() {
+        let mut nodes = image().nodes;
+        let py = lib(&["libc.so.6"]);
+        for (p, n) in [
+            ("usr/local/bin/python3.12", file(true, None, Some(py))),
+            (
+                "usr/local/bin/python3",
+                Node::Symlink {
+                    target: "python3.12".into(),
+                },
+            ),
+            (
+                "usr/local/lib/python3.12/site-packages/flask/__init__.py",
+                file(false, None, None),
+            ),
+            (
+                "usr/local/lib/python3.12/site-packages/flask-3.0.0.dist-info/METADATA",
+                file(false, None, None),
+            ),
+            ("app/main.py", file(false, None, None)),
+            ("usr/bin/node", file(true, None, Some(lib(&["libc.so.6"])))),
+            ("srv/web/server.js", file(false, None, None)),
+            (
+                "srv/web/node_modules/express/package.json",
+                file(false, None, None),
+            ),
+            (
+                "srv/node_modules/left-pad/package.json",
+                file(false, None, None),
+            ),
+            ("usr/bin/java", file(true, None, Some(lib(&["libc.so.6"])))),
+            ("opt/lib/a.jar", file(false, None, None)),
+            ("opt/lib/b.jar", file(false, None, None)),
+            ("opt/app.jar", file(false, None, None)),
+        ] {
+            nodes.insert(p.into(), n);
+        }
+        let vfs = Vfs::from_nodes(nodes);
+        let t = trace(&vfs, &config(&["python3", "-u", "/app/main.py"], &[]));
+        assert_eq!(t.terminal().unwrap().path, "/app/main.py");
+        assert!(
+            t.language_dirs
+                .contains("/usr/local/lib/python3.12/site-packages"),
+            "{t:#?}"
+        );
+        let none = BTreeSet::new();
+        let o = Owners::default();
+        let c = closure(&vfs, &t, &[]);
+        assert_eq!(
+            is_used(
+                "pypi",
+                "flask",
+                "usr/local/lib/python3.12/site-packages/flask-3.0.0.dist-info/METADATA",
+                &o,
+                &none,
+                &t,
+                &c
+            ),
+            Some(true)
+        );
+        let t = trace(&vfs, &config(&["python3", "-m", "flask"], &[]));
+        assert_eq!(
+            t.terminal().unwrap().path,
+            "/usr/local/lib/python3.12/site-packages/flask/__init__.py"
+        );
+        let mut cfg = config(&["node", "server.js"], &[]);
+        cfg.working_dir = "/srv/web".into();
+        let t = trace(&vfs, &cfg);
+        assert_eq!(t.terminal().unwrap().path, "/srv/web/server.js");
+        assert_eq!(
+            t.language_dirs,
+            BTreeSet::from(["/srv/web/node_modules".into(), "/srv/node_modules".into()])
+        );
+        let c = closure(&vfs, &t, &[]);
+        assert_eq!(
+            is_used(
+                "npm",
+                "express",
+                "srv/web/node_modules/express/package.json",
+                &o,
+                &none,
+                &t,
+                &c
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            is_used(
+                "pypi",
+                "flask",
+                "usr/local/lib/python3.12/site-packages/flask-3.0.0.dist-info/METADATA",
+                &o,
+                &none,
+                &t,
+                &c
+            ),
+            Some(false)
+        );
+        let t = trace(
+            &vfs,
+            &config(
+                &["java", "-Xmx1g", "-cp", "/opt/lib/*", "com.example.Main"],
+                &[],
+            ),
+        );
+        assert_eq!(
+            t.language_files,
+            BTreeSet::from(["/opt/lib/a.jar".into(), "/opt/lib/b.jar".into()])
+        );
+        let t = trace(&vfs, &config(&["java", "-jar", "/opt/app.jar"], &[]));
+        assert_eq!(t.language_files, BTreeSet::from(["/opt/app.jar".into()]));
+    }
+}
