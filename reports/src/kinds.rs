@@ -565,7 +565,7 @@ pub fn finding(row: &FindingRow) -> Finding {
         outcome: row.outcome.clone().filter(|v| !v.is_empty()),
         decided_by: row.decided_by.clone().filter(|v| !v.is_empty()),
         reason: row.reason.clone().filter(|v| !v.is_empty()),
-        used_by_entrypoint: None,
+        used_by_entrypoint: row.used_by_entrypoint,
         layer_digest: row.layer_digest.clone().filter(|v| !v.is_empty()),
     }
 }

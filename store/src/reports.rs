@@ -228,6 +228,9 @@ pub struct FindingRow {
     pub decided_by: Option<String>,
     /// For a person.
     pub reason: Option<String>,
+    /// Whether the image's entrypoint uses the component (the Usage view; `None`: not
+    /// known).
+    pub used_by_entrypoint: Option<bool>,
 }
 
 /// The findings of results `ids` (any order), each result's in decision order (what fails
@@ -244,11 +247,14 @@ pub async fn findings(
         "SELECT * FROM (
              SELECT f.scan_id, f.vuln_id, COALESCE(a.aliases, '{}') AS aliases, f.purl, f.severity, a.cvss,
                     f.fixed_version, f.layer_digest, f.outcome, f.decided_by, f.reason,
+                    (SELECT bool_or(p.used_by_entrypoint) FROM image_packages p
+                     WHERE p.image_digest = r.image_digest AND p.purl = f.purl) AS used_by_entrypoint,
                     row_number() OVER (PARTITION BY f.scan_id ORDER BY
                         CASE f.outcome WHEN 'fails' THEN 0 WHEN 'warns' THEN 1 WHEN 'counted' THEN 2 ELSE 3 END,
                         CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END,
                         f.vuln_id, f.purl) AS n
              FROM scan_findings f
+             JOIN scan_results r ON r.id = f.scan_id
              LEFT JOIN canonical_advisories a ON a.merge_hash = f.merge_hash
              WHERE f.scan_id = ANY($1)) t
          WHERE n <= $2
@@ -271,6 +277,7 @@ pub async fn findings(
         outcome: r.get("outcome"),
         decided_by: r.get("decided_by"),
         reason: r.get("reason"),
+        used_by_entrypoint: r.get("used_by_entrypoint"),
     })
     .collect())
 }

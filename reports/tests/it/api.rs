@@ -514,6 +514,28 @@ async fn running_workloads_have_reports_and_verdicts_say_where_images_run() {
         serde_json::json!({"namespace": "team-c", "kind": "Deployment", "name": "shop", "container": "web"})
     );
     assert_eq!(shop["findings"][0]["id"], "CVE-2024-0004", "{shop}");
+    assert_eq!(shop["findings"][0]["usedByEntrypoint"], true, "{shop}");
+    let (_, web) = get(
+        &security,
+        &f,
+        &format!("{BASE}/namespaces/team-a/vulnerabilityreports/web"),
+    )
+    .await;
+    let used: Vec<(&str, &Value)> = web["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap(), &f["usedByEntrypoint"]))
+        .collect();
+    assert_eq!(
+        used,
+        [
+            ("CVE-2024-0001", &Value::Null),
+            ("CVE-2024-0002", &Value::Bool(true)),
+            ("CVE-2024-0003", &Value::Bool(false))
+        ],
+        "{web}"
+    );
     assert_eq!(shop["metadata"]["labels"]["source"], "workload");
     assert_eq!(shop["metadata"]["labels"]["workload-kind"], "deployment");
     let (_, workloads) = get(
