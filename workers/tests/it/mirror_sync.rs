@@ -375,9 +375,12 @@ async fn a_sync_killed_midway_through_a_new_export_leaves_the_previous_one_serve
         new_files_staged |= on_volume
             .iter()
             .any(|f| f.starts_with(".staging-") && f.ends_with("2025-02-02/mirror/index.json"));
-        if on_volume
-            .iter()
-            .any(|f| f.contains("zz-filler") && f.ends_with(".partial"))
+        // Kill once a large file is being copied and the new index is staged (copies run
+        // concurrently, so under load a filler can start before the index has landed).
+        if new_files_staged
+            && on_volume
+                .iter()
+                .any(|f| f.contains("zz-filler") && f.ends_with(".partial"))
         {
             killed_midway = true;
             break;
