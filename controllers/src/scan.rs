@@ -44,9 +44,16 @@ pub fn job_name(scan: &Scan) -> String {
     )
 }
 
-/// The copies of the Scan's pull secrets the Job mounts: `(source, copy)` in the platform
-/// namespace, named after the Job (which owns them once it exists).
+/// The copies of the Scan's pull secrets (and push secret) the Job mounts: `(source, copy)`
+/// in the platform namespace, named after the Job (which owns them once it exists).
 pub fn pull_secret_copies(scan: &Scan) -> Vec<crate::tenancy::SecretCopy> {
+    pull_only_copies(scan)
+        .into_iter()
+        .chain(push_secret_copy(scan))
+        .collect()
+}
+
+fn pull_only_copies(scan: &Scan) -> Vec<crate::tenancy::SecretCopy> {
     let job = job_name(scan);
     scan.spec
         .image_pull_secrets
@@ -57,6 +64,20 @@ pub fn pull_secret_copies(scan: &Scan) -> Vec<crate::tenancy::SecretCopy> {
             copy: format!("{job}-pull-{i}"),
         })
         .collect()
+}
+
+/// The copy of the Scan's push secret (`spec.attach` with `spec.pushSecret`), which the Job
+/// mounts beside the pull secrets.
+fn push_secret_copy(scan: &Scan) -> Option<crate::tenancy::SecretCopy> {
+    let secret = scan
+        .spec
+        .push_secret
+        .as_ref()
+        .filter(|_| scan.spec.attach)?;
+    Some(crate::tenancy::SecretCopy {
+        source: secret.name.clone(),
+        copy: format!("{}-push", job_name(scan)),
+    })
 }
 
 /// Whether the image names a digest (`…@sha256:<64 hex>`).
@@ -115,6 +136,9 @@ pub fn job_for(scan: &Scan, config: &Config, policy_json: Option<&str>) -> Job {
     if spec.force {
         args.push("--force".into());
     }
+    if spec.attach {
+        args.push("--attach".into());
+    }
     // A Scan of a content-refresh Schedule run reports its new findings to that run.
     if let Some(run) = scan.labels().get(crate::schedule::RUN_LABEL) {
         args.extend(["--schedule-run".into(), run.clone()]);
@@ -142,8 +166,23 @@ pub fn job_for(scan: &Scan, config: &Config, policy_json: Option<&str>) -> Job {
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
     // The target image's pull secrets go to the worker's registry client, not the kubelet;
     // the Job mounts the platform namespace's copies of them.
-    for (i, copy) in pull_secret_copies(scan).into_iter().enumerate() {
-        let name = format!("pull-secret-{i}");
+    let pull_copies = pull_only_copies(scan).into_iter().enumerate();
+    let push_copy = push_secret_copy(scan).map(|c| (usize::MAX, c));
+    for (i, copy) in pull_copies.chain(push_copy) {
+        // The push secret goes to the worker's pushing client only.
+        let (name, path, flag) = if i == usize::MAX {
+            (
+                "push-secret".to_string(),
+                "/etc/stellaops/push-secret".to_string(),
+                "--push-docker-config",
+            )
+        } else {
+            (
+                format!("pull-secret-{i}"),
+                format!("/etc/stellaops/pull-secrets/{i}"),
+                "--docker-config",
+            )
+        };
         volumes.push(Volume {
             name: name.clone(),
             secret: Some(SecretVolumeSource {
@@ -157,14 +196,13 @@ pub fn job_for(scan: &Scan, config: &Config, policy_json: Option<&str>) -> Job {
             }),
             ..Default::default()
         });
-        let path = format!("/etc/stellaops/pull-secrets/{i}");
         mounts.push(VolumeMount {
             name,
             mount_path: path.clone(),
             read_only: Some(true),
             ..Default::default()
         });
-        args.extend(["--docker-config".into(), format!("{path}/config.json")]);
+        args.extend([flag.into(), format!("{path}/config.json")]);
     }
     container.args = Some(args);
     workload::verdict_signing(&mut container, &mut volumes, config);
@@ -206,6 +244,9 @@ pub fn desired(scan: &Scan, config: &Config) -> Vec<Value> {
     vec![workload::typed(&job(scan, config))]
 }
 
+/// Condition type reporting `spec.attach`.
+pub const CONDITION_ATTACHED: &str = "Attached";
+
 /// A recorded result, as the status shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanResult {
@@ -224,6 +265,28 @@ pub struct ScanResult {
     /// The findings that made the verdict and the exploited ones among those counted
     /// (from the database; `None` from a termination message).
     pub reasons: Option<stellaops_store::scans::ResultReasons>,
+    /// What the worker attached to the image (`spec.attach`), from its termination message.
+    pub attach: Option<AttachReport>,
+}
+
+/// The worker's account of `spec.attach`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachReport {
+    /// Artifacts attached (or already there).
+    pub attached: Vec<stellaops_crds::scan::AttachedArtifact>,
+    /// Why attaching failed (the result is recorded all the same).
+    pub error: Option<String>,
+}
+
+/// The `attached`/`attachError` fields of a worker's summary; `None` when it attached
+/// nothing and reports no error (no `spec.attach`).
+pub fn attach_from_summary(summary: &Value) -> Option<AttachReport> {
+    let attached: Vec<stellaops_crds::scan::AttachedArtifact> = summary
+        .get("attached")
+        .and_then(|a| serde_json::from_value(a.clone()).ok())
+        .unwrap_or_default();
+    let error = summary["attachError"].as_str().map(str::to_string);
+    (!attached.is_empty() || error.is_some()).then_some(AttachReport { attached, error })
 }
 
 /// How the Job ended.
@@ -277,6 +340,7 @@ pub fn result_from_summary(summary: &Value) -> Option<ScanResult> {
         verdict: verdict_of(summary["verdict"].as_str()?),
         policy_digest: None,
         reasons: None,
+        attach: attach_from_summary(summary),
     })
 }
 
@@ -390,6 +454,31 @@ pub fn compute_status(
             status.completed_at = status.completed_at.or(Some(now.clone()));
             status.started_at = status.started_at.or(Some(now.clone()));
             conditions.retain(|c| c.type_ != "Queued");
+            if let Some(report) = &result.attach {
+                status.attached = report.attached.clone();
+                let (ok, reason, message) = match &report.error {
+                    Some(error) => (false, "AttachFailed", error.clone()),
+                    None => (
+                        true,
+                        "Attached",
+                        format!(
+                            "{} attached to {} as OCI referrers: {}",
+                            report.attached.len(),
+                            result.image_digest,
+                            report
+                                .attached
+                                .iter()
+                                .map(|a| format!("{} ({}, {})", a.artifact_type, a.digest, a.via))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                };
+                set_condition(
+                    &mut conditions,
+                    cond(CONDITION_ATTACHED, ok, reason, message),
+                );
+            }
             let f = &result.findings;
             set_condition(
                 &mut conditions,
@@ -519,6 +608,7 @@ async fn recorded(
             verdict: verdict_of(&signed.verdict),
             policy_digest: Some(signed.policy_digest).filter(|d| !d.is_empty()),
             reasons: Some(reasons),
+            attach: None,
         })
     }))
 }
@@ -636,7 +726,10 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                         .map(Ok)
                 };
                 let outcome = match (succeeded, from_db.or_else(from_summary)) {
-                    (true, Some(Ok(result))) => Outcome::Succeeded(result),
+                    (true, Some(Ok(mut result))) => {
+                        result.attach = summary.as_ref().and_then(attach_from_summary);
+                        Outcome::Succeeded(result)
+                    }
                     (true, Some(Err(reason))) => {
                         Outcome::Failed(format!("the recorded verdict is not trusted: {reason}"))
                     }
@@ -677,7 +770,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             let reuse = match (
                 &ctx.outbox,
                 pinned_digest(&scan.spec.image),
-                scan.spec.force || policy_json.is_some(),
+                scan.spec.force || policy_json.is_some() || scan.spec.attach,
             ) {
                 (Some(pool), Some(digest), false) => {
                     let snapshot = current_snapshot(pool).await?;

@@ -60,6 +60,7 @@ use crate::common::{LocalObjectReference, Scope, Severity};
     ),
     selectable = ".spec.image"
 )]
+#[x_kube(validation = Rule::new("!has(self.pushSecret) || (has(self.attach) && self.attach)").message("pushSecret is used only with attach: true"))]
 #[serde(rename_all = "camelCase")]
 pub struct ScanSpec {
     /// Image to scan, by tag (`registry/repo:tag`) or by digest (`registry/repo@sha256:…`).
@@ -101,6 +102,17 @@ pub struct ScanSpec {
     #[serde(default = "default_active_deadline_seconds")]
     #[schemars(range(min = 30, max = 86400))]
     pub active_deadline_seconds: i64,
+
+    /// Attach the SBOM (CycloneDX; SPDX too when `sbomFormat` is `spdx-json`) and the signed
+    /// verdict statement to the image as OCI 1.1 referrers (the `sha256-<hex>` referrers tag
+    /// schema where the registry has no referrers API). Attaching again is a no-op.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attach: bool,
+
+    /// A `kubernetes.io/dockerconfigjson` Secret that may push to the image's repository,
+    /// for `attach`; without it the pull secrets are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_secret: Option<LocalObjectReference>,
 
     /// Compute resources of the scan container. Defaults to 250m CPU and 512Mi memory
     /// requested, 2Gi memory limit; the worker streams layers, so memory does not grow
@@ -217,7 +229,10 @@ pub struct ScanStatus {
     /// When the result was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
-    /// `Ready`, `Queued`, `Succeeded` and `Failed` conditions.
+    /// Artifacts attached to the image as OCI referrers (`spec.attach`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<AttachedArtifact>,
+    /// `Ready`, `Queued`, `Attached` (with `spec.attach`) conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -246,6 +261,19 @@ pub enum Verdict {
     Warn,
     /// A finding at or above `failOn`.
     Fail,
+}
+
+/// An artifact attached to the scanned image as an OCI referrer.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachedArtifact {
+    /// Its `artifactType` (`application/vnd.cyclonedx+json`, `application/spdx+json`,
+    /// `application/vnd.dsse.envelope.v1+json`).
+    pub artifact_type: String,
+    /// Digest of the artifact manifest in the image's repository.
+    pub digest: String,
+    /// Where it is listed: `referrersAPI` or `tagSchema` (the `sha256-<hex>` index).
+    pub via: String,
 }
 
 /// Location and digest of a stored SBOM.

@@ -17,6 +17,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LOCATION, WWW_AUTHENTICA
 use reqwest::{StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 
+pub mod push;
 pub mod referrers;
 
 pub use referrers::{Referrer, Referrers, ReferrersSource, referrers_tag};
@@ -38,6 +39,15 @@ pub enum RegistryError {
     /// The registry answered 401/403 even after authenticating.
     #[error("registry {registry} refused access to {repository} ({status}); check the pull secret")]
     Unauthorized {
+        registry: String,
+        repository: String,
+        status: u16,
+    },
+    /// The registry refused a push even after authenticating.
+    #[error(
+        "registry {registry} refused a push to {repository} ({status}); check that the push secret may write there"
+    )]
+    PushRefused {
         registry: String,
         repository: String,
         status: u16,

@@ -273,6 +273,16 @@ pub async fn set_usage(
     Ok(())
 }
 
+/// The signed verdict envelope of result `id` (`None`: recorded unsigned).
+pub async fn attestation_of(pool: &sqlx::PgPool, id: i64) -> sqlx::Result<Option<Vec<u8>>> {
+    let row: Option<(Option<Vec<u8>>,)> =
+        sqlx::query_as("SELECT attestation FROM scan_results WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(envelope,)| envelope))
+}
+
 /// Which package URLs of `image_digest`'s stored inventory its entrypoint uses (`true`),
 /// does not use (`false`); URLs not known either way are absent.
 pub async fn usage_of(

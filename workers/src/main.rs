@@ -170,6 +170,13 @@ enum Command {
         /// Scan again even when this digest was scanned at the current advisory snapshot.
         #[arg(long)]
         force: bool,
+        /// Attach the recorded SBOM(s) and signed verdict to the image as OCI referrers.
+        #[arg(long)]
+        attach: bool,
+        /// `.dockerconfigjson` with push rights for `--attach` (default: the pull
+        /// credentials); used for nothing else.
+        #[arg(long, requires = "attach")]
+        push_docker_config: Option<PathBuf>,
         /// The Scan this runs for (namespace), for the record.
         #[arg(long, env = "STELLAOPS_SCAN_NAMESPACE")]
         scan_namespace: Option<String>,
@@ -798,6 +805,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             docker_config,
             plain_http,
             force,
+            attach,
+            push_docker_config,
             scan_namespace,
             scan_name,
             scan_uid,
@@ -830,6 +839,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     .map_err(anyhow::Error::msg)?,
                 );
             }
+            let pusher = match (&push_docker_config, attach) {
+                (Some(path), _) => Some(RegistryClient::new(
+                    Credentials::from_docker_config(
+                        &std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                    plain_http.clone(),
+                )?),
+                (None, true) => Some(RegistryClient::new(
+                    credentials.clone(),
+                    plain_http.clone(),
+                )?),
+                (None, false) => None,
+            };
             let registry = RegistryClient::new(credentials, plain_http)?;
             let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
             let client = stellaops_store::s3::client(&s3).await;
@@ -853,7 +877,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 scratch: &scratch,
                 force,
             };
-            let outcome = stellaops_workers::scan::run(&job, &image).await;
+            let outcome =
+                stellaops_workers::scan::run_and_attach(&job, &image, pusher.as_ref()).await;
             let _ = std::fs::remove_dir_all(&scratch);
             let summary = outcome?;
             if let Some(run) = schedule_run {

@@ -93,6 +93,121 @@ fn the_job_runs_the_worker_restricted_with_the_pull_secret_and_a_deadline() {
     assert_eq!(pinned_digest("r/app:1"), None);
 }
 
+#[test]
+fn with_attach_the_job_gets_the_push_secret_and_the_status_lists_what_was_attached() {
+    let mut s = scan("app", "registry.example.com/app:1.0");
+    s.spec.attach = true;
+    s.spec.push_secret = Some(stellaops_crds::common::LocalObjectReference {
+        name: "pushcred".into(),
+    });
+    let j = job(&s, &Config::default());
+    let pod = j.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap().join(" ");
+    assert!(
+        args.ends_with(
+            "--attach --docker-config /etc/stellaops/pull-secrets/0/config.json \
+             --push-docker-config /etc/stellaops/push-secret/config.json"
+        ),
+        "{args}"
+    );
+    let secrets: Vec<String> = pod
+        .volumes
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert!(
+        secrets.contains(&"prod-eu-app-scan-1-push".to_string()),
+        "{secrets:?}"
+    );
+    // The copy is made (and cleaned up) with the pull secrets' copies.
+    let copies: Vec<(String, String)> = stellaops_controllers::scan::pull_secret_copies(&s)
+        .into_iter()
+        .map(|c| (c.source, c.copy))
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            (
+                "regcred".to_string(),
+                "prod-eu-app-scan-1-pull-0".to_string()
+            ),
+            (
+                "pushcred".to_string(),
+                "prod-eu-app-scan-1-push".to_string()
+            )
+        ]
+    );
+    // Without attach, a push secret is never mounted (CEL refuses it at apply time too).
+    s.spec.attach = false;
+    let plain = job(&s, &Config::default());
+    let args = plain.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap()
+        .join(" ");
+    assert!(
+        !args.contains("push") && !args.contains("--attach"),
+        "{args}"
+    );
+    s.spec.attach = true;
+
+    let summary = json!({"success": true, "imageDigest": "sha256:abc", "sbomUri": "s3://stellaops/x",
+        "sbomSha256": "sha256:def", "components": 3, "verdict": "Pass",
+        "findings": {"critical": 0, "high": 0, "medium": 0, "low": 0},
+        "attached": [{"artifactType": "application/vnd.cyclonedx+json", "digest": "sha256:111", "via": "tagSchema"},
+                     {"artifactType": "application/vnd.dsse.envelope.v1+json", "digest": "sha256:222", "via": "tagSchema"}]});
+    let done = compute_status(
+        &s,
+        Some("prod-eu-app-scan-1"),
+        None,
+        &Outcome::Succeeded(result_from_summary(&summary).unwrap()),
+        false,
+        t(),
+    );
+    assert_eq!(done.attached.len(), 2);
+    assert_eq!(done.attached[1].digest, "sha256:222");
+    let attached = done
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Attached")
+        .unwrap();
+    assert_eq!(
+        (attached.status.as_str(), attached.reason.as_str()),
+        ("True", "Attached")
+    );
+    assert!(
+        attached.message.contains("sha256:111"),
+        "{}",
+        attached.message
+    );
+
+    let refused = json!({"success": true, "imageDigest": "sha256:abc", "sbomUri": "s3://stellaops/x",
+        "sbomSha256": "sha256:def", "components": 3, "verdict": "Pass", "findings": {},
+        "attachError": "registry r refused a push to app (403); check that the push secret may write there"});
+    let done = compute_status(
+        &s,
+        Some("prod-eu-app-scan-1"),
+        None,
+        &Outcome::Succeeded(result_from_summary(&refused).unwrap()),
+        false,
+        t(),
+    );
+    // The verdict stands; the condition says what went wrong.
+    assert_eq!(done.phase, Some(ScanPhase::Succeeded));
+    assert!(done.attached.is_empty());
+    let attached = done
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Attached")
+        .unwrap();
+    assert_eq!(
+        (attached.status.as_str(), attached.reason.as_str()),
+        ("False", "AttachFailed")
+    );
+    assert!(attached.message.contains("push secret"));
+}
+
 fn scan_created(ns: &str, name: &str, created: &str) -> Scan {
     let mut s = scan(name, "r/app:1");
     s.metadata.namespace = Some(ns.into());

@@ -458,6 +458,7 @@ fn the_ready_message_names_the_top_reasons_and_the_status_counts_exploitation() 
             kev: 1,
             high_epss: 2,
         }),
+        attach: None,
     };
     let t = Time(at("2027-01-01T00:00:00Z"));
     let s = compute_status(

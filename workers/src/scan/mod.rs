@@ -3,6 +3,7 @@
 //! advisories → verdict, all recorded in PostgreSQL with a `report.ready` event.
 
 pub mod analyze;
+pub mod attach;
 pub mod diff;
 pub mod elf;
 pub mod judge;
@@ -1579,11 +1580,31 @@ pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
 
 /// Run a scan and report it as JSON on stdout and as the Pod's termination message.
 pub async fn run(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary> {
+    run_and_attach(job, image, None).await
+}
+
+/// [`run`], then with `pusher` (`--attach`) attach what was recorded to the image as OCI
+/// referrers. A failure to attach is reported (`attachError`) but does not undo the
+/// recorded result: the verdict stands whether or not the registry took the artifacts.
+pub async fn run_and_attach(
+    job: &ScanJob<'_>,
+    image: &str,
+    pusher: Option<&RegistryClient>,
+) -> anyhow::Result<ScanSummary> {
     let outcome = scan(job, image).await;
     let summary = match &outcome {
         Ok(s) => {
             let mut v = serde_json::to_value(s)?;
             v["success"] = json!(true);
+            if let Some(pusher) = pusher {
+                match attach::attach(job, pusher, image, s).await {
+                    Ok(attached) => v["attached"] = serde_json::to_value(attached)?,
+                    Err(e) => {
+                        tracing::warn!(image, error = %format!("{e:#}"), "attaching failed");
+                        v["attachError"] = json!(format!("{e:#}"));
+                    }
+                }
+            }
             v
         }
         Err(e) => json!({"success": false, "image": image, "error": format!("{e:#}")}),

@@ -1,6 +1,7 @@
 //! Worker tests; the registry ones run against the real registry from scripts/test.sh.
 
 mod artifacts;
+mod attach;
 mod debian;
 mod diff;
 mod evaluate;

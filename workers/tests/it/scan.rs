@@ -84,7 +84,7 @@ pub async fn ingest(pool: &sqlx::PgPool, docs: Vec<Vec<u8>>) {
         .unwrap();
 }
 
-fn push(env: &Env, repo: &str, layers: Vec<Vec<u8>>) -> oci::BuiltImage {
+pub(crate) fn push(env: &Env, repo: &str, layers: Vec<Vec<u8>>) -> oci::BuiltImage {
     let dir = std::env::temp_dir().join(format!("stellaops-scan-{repo}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let built = oci::write_layout(&dir, &layers, "v1");
@@ -93,7 +93,7 @@ fn push(env: &Env, repo: &str, layers: Vec<Vec<u8>>) -> oci::BuiltImage {
     built
 }
 
-fn base_layer() -> Vec<u8> {
+pub(crate) fn base_layer() -> Vec<u8> {
     let dpkg = b"Package: openssl\nStatus: install ok installed\nVersion: 3.0.11-1~deb12u1\n\nPackage: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u4\n\nPackage: removed\nStatus: deinstall ok config-files\nVersion: 1.0\n";
     let jar = jar("org.apache.logging.log4j", "log4j-core", "2.14.1");
     oci::tar_of(&[
