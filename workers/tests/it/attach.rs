@@ -272,3 +272,172 @@ async fn attaching_needs_push_rights_and_uses_only_the_push_credentials_given() 
     assert_eq!(attached[0].artifact_type, CYCLONEDX_ARTIFACT_TYPE);
     std::fs::remove_dir_all(&scratch).ok();
 }
+
+/// A front over the real registry that behaves as a registry with the referrers API: a
+/// manifest with a `subject` is answered with `OCI-Subject` and listed by
+/// `GET /v2/<name>/referrers/<digest>`; everything else is passed through (upload
+/// locations rewritten to the front, as the registry would name itself).
+#[derive(Clone)]
+struct ReferrersFront {
+    upstream: String,
+    address: std::sync::Arc<std::sync::OnceLock<String>>,
+    listed: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+async fn referrers_front(
+    axum::extract::State(front): axum::extract::State<ReferrersFront>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let method = request.method().clone();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let path = request.uri().path().to_string();
+    if let Some((_, digest)) = path.split_once("/referrers/") {
+        let manifests: Vec<Value> = front
+            .listed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(subject, _)| subject == digest)
+            .map(|(_, d)| d.clone())
+            .collect();
+        return (
+            [("content-type", "application/vnd.oci.image.index.v1+json")],
+            serde_json::json!({"schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests})
+            .to_string(),
+        )
+            .into_response();
+    }
+    let headers = request.headers().clone();
+    let body = axum::body::to_bytes(request.into_body(), 64 << 20)
+        .await
+        .unwrap();
+    let mut upstream = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .request(
+            method.as_str().parse().unwrap(),
+            format!("http://{}{path_and_query}", front.upstream),
+        )
+        .body(body.to_vec());
+    for name in ["content-type", "accept"] {
+        if let Some(value) = headers.get(name) {
+            upstream = upstream.header(name, value.to_str().unwrap());
+        }
+    }
+    let answer = upstream.send().await.unwrap();
+    let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+    let mut out = axum::http::HeaderMap::new();
+    for name in [
+        "content-type",
+        "docker-content-digest",
+        "location",
+        "content-length",
+    ] {
+        if let Some(value) = answer.headers().get(name) {
+            let value = value
+                .to_str()
+                .unwrap()
+                .replace(&front.upstream, front.address.get().unwrap());
+            out.insert(name, value.parse().unwrap());
+        }
+    }
+    let pushed_manifest = method == axum::http::Method::PUT && path.contains("/manifests/");
+    if pushed_manifest && status == axum::http::StatusCode::CREATED {
+        let manifest: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(subject) = manifest["subject"]["digest"].as_str() {
+            out.insert("oci-subject", subject.parse().unwrap());
+            front.listed.lock().unwrap().push((
+                subject.to_string(),
+                serde_json::json!({"mediaType": manifest["mediaType"],
+                    "artifactType": manifest["artifactType"],
+                    "digest": stellaops_workers::registry::sha256_digest(&body),
+                    "size": body.len()}),
+            ));
+        }
+    }
+    let bytes = answer.bytes().await.unwrap();
+    (status, out, bytes.to_vec()).into_response()
+}
+
+#[tokio::test]
+async fn a_registry_with_the_referrers_api_indexes_the_artifacts_and_gets_no_tag_schema_index() {
+    let Some(env) = env("scan_attach_api").await else {
+        return;
+    };
+    let repo = format!("attach-api-{}", std::process::id());
+    let built = push(&env, &repo, vec![base_layer()]);
+    let front = ReferrersFront {
+        upstream: env.registry.clone(),
+        address: Default::default(),
+        listed: Default::default(),
+    };
+    let app = axum::Router::new()
+        .fallback(referrers_front)
+        .with_state(front.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    front.address.set(address.clone()).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let repository = format!("stellaops-it/{repo}");
+    let image = format!("{address}/{repository}:v1");
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let scratch = std::env::temp_dir().join(format!("stellaops-attach-api-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (private, _) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
+    let job = ScanJob {
+        signer: Some(&signer),
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy::default(),
+        requester: Requester::default(),
+        spdx: false,
+        scratch: &scratch,
+        force: true,
+    };
+    let summary = scan(&job, &image).await.unwrap();
+    let attached = attach(&job, &registry, &image, &summary).await.unwrap();
+    assert_eq!(attached.len(), 2, "{attached:?}");
+    assert!(
+        attached.iter().all(|a| a.via == "referrersAPI"),
+        "{attached:?}"
+    );
+    // Listed by the API, and no tag schema index written behind it.
+    let subject: stellaops_workers::registry::ImageReference = image.parse().unwrap();
+    let found = registry
+        .referrers(&subject, &built.manifest_digest, None)
+        .await
+        .unwrap();
+    let digests: Vec<&str> = found.referrers.iter().map(|r| r.digest.as_str()).collect();
+    assert_eq!(
+        digests,
+        attached
+            .iter()
+            .map(|a| a.digest.as_str())
+            .collect::<Vec<_>>()
+    );
+    let tag = built.manifest_digest.replacen(':', "-", 1);
+    let index = reqwest::get(format!(
+        "http://{}/v2/{repository}/manifests/{tag}",
+        env.registry
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        index.status(),
+        404,
+        "no tag schema index with a referrers API"
+    );
+    std::fs::remove_dir_all(&scratch).ok();
+}
