@@ -266,7 +266,7 @@ pub struct ScanResult {
     /// (from the database; `None` from a termination message).
     pub reasons: Option<stellaops_store::scans::ResultReasons>,
     /// What the worker attached to the image (`spec.attach`), from its termination message.
-    pub attach: Option<AttachReport>,
+    pub attach: Option<Box<AttachReport>>,
 }
 
 /// The worker's account of `spec.attach`.
@@ -340,7 +340,7 @@ pub fn result_from_summary(summary: &Value) -> Option<ScanResult> {
         verdict: verdict_of(summary["verdict"].as_str()?),
         policy_digest: None,
         reasons: None,
-        attach: attach_from_summary(summary),
+        attach: attach_from_summary(summary).map(Box::new),
     })
 }
 
@@ -727,7 +727,8 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 };
                 let outcome = match (succeeded, from_db.or_else(from_summary)) {
                     (true, Some(Ok(mut result))) => {
-                        result.attach = summary.as_ref().and_then(attach_from_summary);
+                        result.attach =
+                            summary.as_ref().and_then(attach_from_summary).map(Box::new);
                         Outcome::Succeeded(result)
                     }
                     (true, Some(Err(reason))) => {

@@ -135,13 +135,13 @@ fn selected(request: &WatchRequest, row: &ResultRow) -> bool {
 }
 
 /// The workload reports a new result of a digest changes: one per workload container
-/// running the digest (`ADDED` when it is the digest's first result), those the watch
-/// selects. What runs where is not history, so a workload that starts or stops running a
-/// digest shows in the next LIST, not as a watch event.
+/// running the digest (`running`: the rows of that digest; `ADDED` when it is the digest's
+/// first result), those the watch selects. What runs where is not history, so a workload
+/// that starts or stops running a digest shows in the next LIST, not as a watch event.
 fn workload_events(
     request: &WatchRequest,
     newer: &NewerResult,
-    running: &[RunningImage],
+    running: &[&RunningImage],
 ) -> Vec<(&'static str, ResultRow)> {
     let kind = if newer.first_of_digest {
         "ADDED"
@@ -150,7 +150,6 @@ fn workload_events(
     };
     running
         .iter()
-        .filter(|w| w.image_digest == newer.row.image_digest)
         .map(|w| (kind, workload_row(&newer.row, w)))
         .filter(|(_, row)| selected(request, row))
         .collect()
@@ -277,12 +276,26 @@ impl Reports {
                     } else {
                         Vec::new()
                     };
+                    // Grouped once per batch: each result looks up its digest's workloads
+                    // instead of scanning every running row.
+                    let mut running_by_digest: std::collections::HashMap<&str, Vec<&RunningImage>> =
+                        std::collections::HashMap::new();
+                    for w in &running {
+                        running_by_digest
+                            .entry(w.image_digest.as_str())
+                            .or_default()
+                            .push(w);
+                    }
                     for n in &newer {
                         let mut events: Vec<(&str, ResultRow)> = selects(&request, n)
                             .map(|kind| (kind, n.row.clone()))
                             .into_iter()
                             .collect();
-                        events.extend(workload_events(&request, n, &running));
+                        let of_digest = running_by_digest
+                            .get(n.row.image_digest.as_str())
+                            .map(Vec::as_slice)
+                            .unwrap_or_default();
+                        events.extend(workload_events(&request, n, of_digest));
                         for (kind, row) in events {
                             // The object (findings and all) is read only for what is selected.
                             let shown = reports
