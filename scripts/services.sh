@@ -48,6 +48,9 @@ install_missing() {
   command -v zstd >/dev/null || apt+=(zstd)
   # BerkeleyDB's db_load writes the RPM Packages databases the scanner tests read.
   command -v db5.3_load >/dev/null || apt+=(db5.3-util)
+  # rpmbuild and rpm build and install the packages whose real rpmdb.sqlite the Usage
+  # view test reads.
+  command -v rpmbuild >/dev/null || apt+=(rpm)
   # promtool checks and unit-tests the PrometheusRule; a real prometheus scrapes the
   # operator and workers in the end-to-end tests and answers every dashboard query.
   { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || apt+=(prometheus)

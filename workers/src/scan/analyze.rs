@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 4;
+pub const ANALYZER_VERSION: u32 = 5;
 
 /// Largest script, dpkg file list or loader configuration kept for the Usage view.
 const MAX_TEXT: u64 = 4 << 20;
@@ -139,6 +139,10 @@ pub struct Fragment {
     /// reads of it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tree: BTreeMap<String, Node>,
+    /// For each RPM database in the layer (by path): package name → the files it owns
+    /// (absolute paths), for the Usage view's ownership of files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rpm_files: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 /// Parse a dpkg `status` file (or a `status.d/` entry): installed packages only, with the
@@ -708,18 +712,31 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         let packages = match kind {
             Interest::Dpkg => parse_dpkg(&text()),
             Interest::Apk => parse_apk(&text()),
-            Interest::RpmSqlite => super::rpmdb::parse_rpmdb_sqlite(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{path} is not a readable RPM database: {e}"),
-                )
-            })?,
-            Interest::RpmBdb => super::rpmdb::parse_rpmdb_bdb(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{path} is not a readable RPM database: {e}"),
-                )
-            })?,
+            Interest::RpmSqlite | Interest::RpmBdb => {
+                let read = if matches!(kind, Interest::RpmSqlite) {
+                    super::rpmdb::read_rpmdb_sqlite(&bytes)
+                } else {
+                    super::rpmdb::read_rpmdb_bdb(&bytes)
+                }
+                .map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{path} is not a readable RPM database: {e}"),
+                    )
+                })?;
+                let mut owned: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                let mut packages = Vec::with_capacity(read.len());
+                for rpm in read {
+                    owned
+                        .entry(rpm.package.name.clone())
+                        .or_default()
+                        .extend(rpm.files);
+                    packages.push(rpm.package);
+                }
+                packages.sort();
+                fragment.rpm_files.insert(path.clone(), owned);
+                packages
+            }
             Interest::OsRelease => {
                 fragment.os = Some(parse_os_release(&text()));
                 continue;

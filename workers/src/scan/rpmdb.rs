@@ -226,9 +226,58 @@ fn field(record: &[u8], start: usize, size: usize) -> Option<&[u8]> {
     record.get(start..start.checked_add(size)?)
 }
 
+/// An installed RPM and the files it owns (absolute paths, as rpm records them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RpmPackage {
+    /// The package.
+    pub package: FoundPackage,
+    /// Its files: `DIRNAMES[DIRINDEXES[i]] + BASENAMES[i]`, or the legacy `OLDFILENAMES`.
+    pub files: Vec<String>,
+}
+
+/// `count` NUL-terminated strings from `data` at `offset` (a `STRING_ARRAY` entry).
+fn string_array(data: &[u8], offset: usize, count: usize) -> Result<Vec<String>, String> {
+    // Every string takes at least its NUL: a count past the data is a lie, not a big array.
+    if count > data.len() {
+        return Err("RPM string array longer than the header's data".into());
+    }
+    let mut rest = data.get(offset..).ok_or("RPM string array past the data")?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let end = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or("unterminated string in an RPM string array")?;
+        out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+        rest = &rest[end + 1..];
+    }
+    Ok(out)
+}
+
+/// `count` big-endian 32-bit integers from `data` at `offset` (an `INT32` entry).
+fn int32_array(data: &[u8], offset: usize, count: usize) -> Result<Vec<u32>, String> {
+    let end = count
+        .checked_mul(4)
+        .and_then(|n| n.checked_add(offset))
+        .ok_or("RPM integer array too large")?;
+    let bytes = data
+        .get(offset..end)
+        .ok_or("RPM integer array past the data")?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
 /// Name, epoch, version, release, arch and source RPM from one RPM header blob (as rpm stores it in
 /// its database: index count, data length, index entries, data).
 pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
+    Ok(parse_header_with_files(blob)?.map(|p| p.package))
+}
+
+/// [`parse_header`] and the package's file list (for the Usage view: which package owns
+/// a file the entrypoint loads).
+pub fn parse_header_with_files(blob: &[u8]) -> Result<Option<RpmPackage>, String> {
     let count = be32(blob, 0).ok_or("truncated RPM header")? as usize;
     let data_len = be32(blob, 4).ok_or("truncated RPM header")? as usize;
     let data_start = 8 + count.checked_mul(16).ok_or("RPM header too large")?;
@@ -237,11 +286,14 @@ pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
         .ok_or("RPM header data past the blob")?;
     let (mut name, mut version, mut release, mut arch, mut epoch) = (None, None, None, None, None);
     let mut source_rpm = None;
+    let (mut dir_indexes, mut base_names, mut dir_names, mut old_file_names) =
+        (None, None, None, None);
     for i in 0..count {
         let entry = 8 + 16 * i;
         let tag = be32(blob, entry).ok_or("truncated index")?;
         let kind = be32(blob, entry + 4).ok_or("truncated index")?;
         let offset = be32(blob, entry + 8).ok_or("truncated index")? as usize;
+        let items = be32(blob, entry + 12).ok_or("truncated index")? as usize;
         let string = || -> Option<String> {
             let rest = data.get(offset..)?;
             let end = rest.iter().position(|b| *b == 0)?;
@@ -254,9 +306,31 @@ pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
             (1022, 6) => arch = string(),
             (1044, 6) => source_rpm = string(),
             (1003, 4) => epoch = be32(data, offset),
+            (1116, 4) => dir_indexes = Some(int32_array(data, offset, items)?),
+            (1117, 8) => base_names = Some(string_array(data, offset, items)?),
+            (1118, 8) => dir_names = Some(string_array(data, offset, items)?),
+            (1027, 8) => old_file_names = Some(string_array(data, offset, items)?),
             _ => {}
         }
     }
+    let files = match (base_names, dir_indexes, dir_names, old_file_names) {
+        (Some(bases), Some(indexes), Some(dirs), _) => {
+            if bases.len() != indexes.len() {
+                return Err("RPM header with BASENAMES and DIRINDEXES of different lengths".into());
+            }
+            bases
+                .iter()
+                .zip(&indexes)
+                .map(|(base, &i)| {
+                    dirs.get(i as usize)
+                        .map(|dir| format!("{dir}{base}"))
+                        .ok_or("RPM DIRINDEXES entry past DIRNAMES")
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        (_, _, _, Some(old)) => old,
+        _ => Vec::new(),
+    };
     let (Some(name), Some(version)) = (name, version) else {
         return Err("RPM header without name or version".into());
     };
@@ -272,6 +346,7 @@ pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
         evr = format!("{evr}-{release}");
     }
     let mut found = FoundPackage::new("rpm", &arch.unwrap_or_default(), &name, &evr);
+    let package_files = files;
     // The source RPM shares the binary's epoch (one spec file builds both).
     if let Some((src_name, src_version)) = source_rpm.as_deref().and_then(split_source_rpm) {
         let src_evr = match epoch {
@@ -285,7 +360,10 @@ pub fn parse_header(blob: &[u8]) -> Result<Option<FoundPackage>, String> {
             found.source_version = src_evr;
         }
     }
-    Ok(Some(found))
+    Ok(Some(RpmPackage {
+        package: found,
+        files: package_files,
+    }))
 }
 
 /// `openssl-3.0.7-27.el9.src.rpm` → (`openssl`, `3.0.7-27.el9`): the name is everything
@@ -304,6 +382,17 @@ pub fn split_source_rpm(file: &str) -> Option<(&str, &str)> {
 
 /// Every installed package in an `rpmdb.sqlite`.
 pub fn parse_rpmdb_sqlite(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
+    Ok(packages_of(read_rpmdb_sqlite(bytes)?))
+}
+
+fn packages_of(read: Vec<RpmPackage>) -> Vec<FoundPackage> {
+    let mut found: Vec<FoundPackage> = read.into_iter().map(|p| p.package).collect();
+    found.sort();
+    found
+}
+
+/// Every installed package in an `rpmdb.sqlite`, with its files.
+pub fn read_rpmdb_sqlite(bytes: &[u8]) -> Result<Vec<RpmPackage>, String> {
     let db = Db::open(bytes)?;
     let mut root = None;
     for record in db.table(1)? {
@@ -326,7 +415,7 @@ pub fn parse_rpmdb_sqlite(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
         let Some(Value::Bytes(blob)) = cols.get(1) else {
             return Err("a Packages row without a header blob".into());
         };
-        if let Some(package) = parse_header(blob)? {
+        if let Some(package) = parse_header_with_files(blob)? {
             found.push(package);
         }
     }
@@ -338,6 +427,11 @@ pub fn parse_rpmdb_sqlite(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
 /// UBI 8, older Fedora and SUSE): each hash page's key/data pairs, a data item either on
 /// the page or in a chain of overflow pages, each data an RPM header. Either byte order.
 pub fn parse_rpmdb_bdb(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
+    Ok(packages_of(read_rpmdb_bdb(bytes)?))
+}
+
+/// Every installed package in a BerkeleyDB `Packages` file, with its files.
+pub fn read_rpmdb_bdb(bytes: &[u8]) -> Result<Vec<RpmPackage>, String> {
     const P_OVERHEAD: usize = 26;
     let magic = bytes.get(12..16).ok_or("not a BerkeleyDB file")?;
     let little = match magic {
@@ -432,7 +526,7 @@ pub fn parse_rpmdb_bdb(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
                 }
                 other => return Err(format!("unexpected hash item type {other:?}")),
             };
-            if let Some(package) = parse_header(&blob)? {
+            if let Some(package) = parse_header_with_files(&blob)? {
                 found.push(package);
             }
         }

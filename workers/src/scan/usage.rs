@@ -1478,12 +1478,13 @@ pub struct Closure {
 }
 
 /// Which OS packages own which files: dpkg's `info/*.list` (and distroless images'
-/// `status.d/*.md5sums`), apk's installed database (`F:` directory, `R:` file).
+/// `status.d/*.md5sums`), apk's installed database (`F:` directory, `R:` file), and the
+/// RPM database's file lists ([`add_rpm_owners`]).
 #[derive(Clone, Debug, Default)]
 pub struct Owners {
     /// Absolute path (directories' links resolved) → package names.
     pub files: BTreeMap<String, BTreeSet<String>>,
-    /// Packages (`deb:name`, `apk:name`) whose file lists were found: only for those is
+    /// Packages (`deb:name`, `apk:name`, `rpm:name`) whose file lists were found: only for those is
     /// "owns no closure file" a known "not used".
     pub listed: BTreeSet<String>,
 }
@@ -1546,7 +1547,31 @@ pub fn owners(vfs: &Vfs) -> Owners {
     out
 }
 
-/// The OS packages (`deb:name`, `apk:name`) owning a file of the closure.
+/// Add the file lists of the RPM database the image ends up with: the last layer's
+/// database at a path still present in `vfs` (a database is rewritten whole, so a later
+/// layer's copy replaces an earlier one's lists).
+pub fn add_rpm_owners(out: &mut Owners, vfs: &Vfs, fragments: &[(String, Fragment)]) {
+    let current = fragments
+        .iter()
+        .rev()
+        .flat_map(|(_, f)| f.rpm_files.iter().rev())
+        .find(|(path, _)| vfs.nodes.contains_key(path.as_str()));
+    let Some((_, packages)) = current else {
+        return;
+    };
+    for (package, files) in packages {
+        let key = format!("rpm:{package}");
+        out.listed.insert(key.clone());
+        for file in files.iter().filter(|f| f.len() > 1) {
+            out.files
+                .entry(format!("/{}", vfs.canonical_dir(file)))
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+}
+
+/// The OS packages (`deb:name`, `apk:name`, `rpm:name`) owning a file of the closure.
 pub fn used_os_packages(owners: &Owners, closure: &Closure) -> BTreeSet<String> {
     closure
         .files
@@ -1558,9 +1583,9 @@ pub fn used_os_packages(owners: &Owners, closure: &Closure) -> BTreeSet<String> 
 }
 
 /// Whether a component (its kind, name and the file it was found in, no leading `/`)
-/// is used: an OS package owning a closure file (not known without its file list; RPM
-/// file lists are not read); a language package found under a reached directory, or in
-/// a reached file (a jar, a Go or Rust binary).
+/// is used: an OS package owning a closure file (not known without its file list); a
+/// language package found under a reached directory, or in a reached file (a jar, a Go
+/// or Rust binary).
 pub fn is_used(
     kind: &str,
     name: &str,
@@ -1571,14 +1596,15 @@ pub fn is_used(
     closure: &Closure,
 ) -> Option<bool> {
     match kind {
-        "deb" | "apk" => {
-            let key = format!("{kind}:{name}");
+        "deb" | "apk" | "rpm" => {
+            // An RPM component is named `arch/name`; the database lists plain names.
+            let plain = name.rsplit_once('/').map_or(name, |(_, n)| n);
+            let key = format!("{kind}:{plain}");
             owners
                 .listed
                 .contains(&key)
                 .then(|| os_packages.contains(&key))
         }
-        "rpm" => None,
         _ => {
             let file = format!("/{path}");
             Some(
@@ -1636,10 +1662,11 @@ pub fn analyse(
     if !view.known() {
         return view;
     }
-    let owners = owners(&vfs);
+    let mut owners = owners(&vfs);
+    add_rpm_owners(&mut owners, &vfs, fragments);
     let os = used_os_packages(&owners, &view.closure);
     for c in components.iter_mut() {
-        // Maven names are `group/artifact`; the OS package names are plain.
+        // Maven names are `group/artifact`, RPM names `arch/name`.
         c.used_by_entrypoint = is_used(
             &c.kind,
             &c.name,

@@ -6,9 +6,13 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
+use stellaops_testing::oci;
+use stellaops_workers::registry::RegistryClient;
 use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
 use stellaops_workers::scan::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_sqlite};
-use stellaops_workers::scan::{AdvisoryRow, match_components, purl_of};
+use stellaops_workers::scan::{
+    AdvisoryRow, Policy, Requester, ScanJob, match_components, purl_of, scan,
+};
 
 /// An RPM header blob as rpm stores it: index count, data length, entries, data. Its
 /// SOURCERPM is `<name>-<version>-<release>.src.rpm`, with a `-libs` suffix dropped from
@@ -372,4 +376,227 @@ fn packages_are_read_from_a_berkeleydb_packages_file() {
         broken[at] ^= 0xff;
         let _ = parse_rpmdb_bdb(&broken);
     }
+}
+
+/// Build a noarch-less RPM with `rpmbuild` whose `%install` runs `install` and whose
+/// `%files` lists `files`, in `topdir`; returns its path.
+fn rpmbuild(
+    topdir: &std::path::Path,
+    name: &str,
+    install: &str,
+    files: &[&str],
+) -> std::path::PathBuf {
+    let specs = topdir.join("SPECS");
+    std::fs::create_dir_all(&specs).unwrap();
+    let spec = specs.join(format!("{name}.spec"));
+    std::fs::write(
+        &spec,
+        format!(
+            "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: {name}\nLicense: MIT\nAutoReqProv: no\n\
+             %description\n{name}\n%install\n{install}\n%files\n{}\n",
+            files.join("\n")
+        ),
+    )
+    .unwrap();
+    let out = Command::new("rpmbuild")
+        .arg("--define")
+        .arg(format!("_topdir {}", topdir.display()))
+        .args([
+            "--define",
+            "_build_id_links none",
+            "--define",
+            "debug_package %{nil}",
+            "--define",
+            "__os_install_post %{nil}",
+            "-bb",
+        ])
+        .arg(&spec)
+        .output()
+        .expect("rpmbuild (the rpm package, installed by scripts/services.sh)");
+    assert!(
+        out.status.success(),
+        "rpmbuild {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rpms: Vec<std::path::PathBuf> = walk_files(&topdir.join("RPMS"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}-1.0")))
+        })
+        .collect();
+    assert_eq!(rpms.len(), 1, "{rpms:?}");
+    rpms[0].clone()
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The Usage view on an image whose packages `rpm` itself installed: the file lists come
+/// from the real `rpmdb.sqlite` (DIRNAMES/BASENAMES/DIRINDEXES), a `/bin → usr/bin` link
+/// is followed as on RHEL, and a package the entrypoint never reaches is known unused.
+#[tokio::test]
+async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
+    if stellaops_testing::service("STELLAOPS_TEST_DEBS").is_none() {
+        return;
+    }
+    let Some(env) = crate::scan::env("scan_rpm_usage").await else {
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("stellaops-rpm-usage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let topdir = work.join("rpmbuild");
+    let rpms = [
+        rpmbuild(
+            &topdir,
+            "minsh",
+            "mkdir -p %{buildroot}/usr/bin && cp /bin/dash %{buildroot}/usr/bin/sh",
+            &["/usr/bin/sh"],
+        ),
+        rpmbuild(
+            &topdir,
+            "greeter",
+            "mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/libexec/greeter\n\
+             printf '#!/bin/sh\\nexec /usr/libexec/greeter/run \"$@\"\\n' > %{buildroot}/usr/bin/greet\n\
+             printf '#!/bin/sh\\necho hello\\n' > %{buildroot}/usr/libexec/greeter/run\n\
+             chmod 755 %{buildroot}/usr/bin/greet %{buildroot}/usr/libexec/greeter/run",
+            &["/usr/bin/greet", "/usr/libexec/greeter"],
+        ),
+        rpmbuild(
+            &topdir,
+            "unused-tool",
+            "mkdir -p %{buildroot}/usr/bin && printf '#!/bin/sh\\n' > %{buildroot}/usr/bin/other && chmod 755 %{buildroot}/usr/bin/other",
+            &["/usr/bin/other"],
+        ),
+    ];
+    let root = work.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let rpm = |args: &[&str]| {
+        let out = Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args(["--dbpath", "/var/lib/rpm"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rpm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    rpm(&["--initdb"]);
+    let mut install = vec!["-i", "--nodeps", "--noscripts", "--ignorearch"];
+    let paths: Vec<String> = rpms.iter().map(|p| p.display().to_string()).collect();
+    install.extend(paths.iter().map(String::as_str));
+    rpm(&install);
+    // rpm's own account of who owns what: the reference for ours.
+    assert_eq!(
+        rpm(&["-qf", "/usr/bin/sh", "--qf", "%{NAME}\n"]).trim(),
+        "minsh"
+    );
+    for lock in ["rpmdb.sqlite-shm", "rpmdb.sqlite-wal", ".rpm.lock"] {
+        let _ = std::fs::remove_file(root.join("var/lib/rpm").join(lock));
+    }
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=fedora\nVERSION_ID=40\nPRETTY_NAME=\"Fedora Linux 40\"\n",
+    )
+    .unwrap();
+    let tar = Command::new("tar")
+        .args([
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-cf",
+            "-",
+            "-C",
+        ])
+        .arg(&root)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+
+    // The layer's fragment holds each package's files as rpm recorded them.
+    let fragment = stellaops_workers::scan::analyze::analyse_tar(tar.stdout.as_slice()).unwrap();
+    let lists = &fragment.rpm_files["var/lib/rpm/rpmdb.sqlite"];
+    for (package, file) in [
+        ("minsh", "/usr/bin/sh"),
+        ("greeter", "/usr/libexec/greeter/run"),
+    ] {
+        let listed: Vec<String> = rpm(&["-ql", package]).lines().map(str::to_string).collect();
+        assert_eq!(
+            lists[package], listed,
+            "{package}: our file list is rpm -ql's"
+        );
+        assert!(listed.iter().any(|f| f == file), "{listed:?}");
+    }
+
+    let dir = work.join("layout");
+    oci::write_layout_with_config(
+        &dir,
+        &[tar.stdout],
+        "v1",
+        json!({"Entrypoint": ["/usr/bin/greet"], "Env": ["PATH=/usr/bin:/bin"]}),
+    );
+    let repo = format!("stellaops-it/rpm-usage-{}", std::process::id());
+    oci::push(&dir, "v1", &env.registry, &repo);
+    let registry = RegistryClient::new(Default::default(), vec![]).unwrap();
+    let scratch = work.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let job = ScanJob {
+        signer: None,
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy::default(),
+        requester: Requester::default(),
+        spdx: false,
+        scratch: &scratch,
+        force: true,
+    };
+    let summary = scan(&job, &format!("{}/{repo}:v1", env.registry))
+        .await
+        .unwrap();
+    let rows: Vec<(String, Option<bool>)> = sqlx::query_as(
+        "SELECT purl, used_by_entrypoint FROM image_packages WHERE image_digest = $1 ORDER BY purl",
+    )
+    .bind(&summary.image_digest)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let used = |name: &str| {
+        rows.iter()
+            .find(|(purl, _)| purl.starts_with(&format!("pkg:rpm/fedora/{name}@")))
+            .unwrap_or_else(|| panic!("{name} in {rows:?}"))
+            .1
+    };
+    // greet → /bin/sh (through the /bin link) → run: greeter and minsh; nothing reaches
+    // unused-tool, and with its file list that is known.
+    assert_eq!(
+        used("greeter"),
+        Some(true),
+        "{rows:?}, entrypoint {:?}",
+        summary.entrypoint
+    );
+    assert_eq!(used("minsh"), Some(true), "{rows:?}");
+    assert_eq!(used("unused-tool"), Some(false), "{rows:?}");
+    assert_eq!(summary.used_components, Some(2));
+    std::fs::remove_dir_all(&work).ok();
 }
