@@ -178,7 +178,9 @@ pub fn parse_hours_minutes(text: &str) -> Option<Duration> {
 
 /// Compile `policy`; `key_pems` are the values of its public-key Secret (when it names one).
 pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPolicy, PolicyError> {
-    let spec = &policy.spec;
+    // A preset's requirements, plus what the spec adds.
+    let effective = policy.spec.with_preset();
+    let spec = &effective;
     let signature = match &spec.require_signature {
         None => None,
         Some(requirement) if requirement.public_keys.is_none() => {
@@ -219,7 +221,8 @@ pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPo
         budget: answer_budget(spec.timeout_seconds),
         name,
         generation,
-        mode: spec.mode,
+        // A staged rollout's mode in force (it lives in the status).
+        mode: policy.effective_mode(),
         images: spec.images.clone(),
         exempt_images: spec.exemptions.images.clone(),
         exempt_namespaces: spec.exemptions.namespaces.clone(),

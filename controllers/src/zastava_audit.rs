@@ -30,7 +30,7 @@ use stellaops_admission_webhook::policy::{
 };
 use stellaops_admission_webhook::workload::{ContainerImage, ContainerKind};
 use stellaops_crds::scan::ScanPhase;
-use stellaops_crds::zastava_policy::{AuditFinding, AuditStatus};
+use stellaops_crds::zastava_policy::{AuditFinding, AuditStatus, Mode, Promotion, RolloutStatus};
 use stellaops_crds::{Scan, ZastavaPolicy};
 
 use crate::context::{Context, FIELD_MANAGER};
@@ -452,6 +452,125 @@ pub struct PassPlan {
     pub events: Vec<(ObjectReference, String)>,
     /// Scans to create: (namespace, name, image).
     pub scans: Vec<(String, String, String)>,
+    /// `status.rollout`, with `spec.stage`.
+    pub rollout: Option<RolloutStatus>,
+    /// A promotion this pass made: (from, to).
+    pub promoted: Option<(Mode, Mode)>,
+}
+
+/// Promotions kept in `status.rollout.promotions`.
+pub const MAX_PROMOTIONS: usize = 10;
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::DryRun => "dryRun",
+        Mode::Warn => "warn",
+        Mode::Enforce => "enforce",
+    }
+}
+
+/// The staged rollout after one audit pass that found `not_clean` violating or unscanned
+/// Pods at `now`. Pure. A pass with any starts the clean run over; once the run and the
+/// time in the current mode both reach `cleanPeriod`, the next mode (up to `until`) comes
+/// into force and a new run starts. A changed `spec.mode` starts the rollout over.
+pub fn advance_rollout(
+    policy: &ZastavaPolicy,
+    not_clean: usize,
+    passes_note: &str,
+    now: jiff::Timestamp,
+) -> Option<(RolloutStatus, Option<(Mode, Mode)>)> {
+    let stage = policy.spec.stage.as_ref()?;
+    let period = webhook_policy::parse_hours_minutes(&stage.clean_period)
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    let start = policy.spec.mode;
+    let mut rollout = match policy.status.as_ref().and_then(|s| s.rollout.clone()) {
+        Some(r) if r.started_from == start => r,
+        _ => RolloutStatus {
+            mode: start,
+            started_from: start,
+            since: Time(now),
+            clean_since: None,
+            clean_passes: 0,
+            last_violation: None,
+            message: String::new(),
+            promotions: Vec::new(),
+        },
+    };
+    if not_clean > 0 {
+        rollout.clean_since = None;
+        rollout.clean_passes = 0;
+        rollout.last_violation = Some(Time(now));
+    } else {
+        rollout.clean_since.get_or_insert(Time(now));
+        rollout.clean_passes = rollout.clean_passes.saturating_add(1);
+    }
+    let elapsed = |since: &Time| {
+        Duration::from_secs(u64::try_from(now.as_second() - since.0.as_second()).unwrap_or(0))
+    };
+    let rank = |m: Mode| m as u8;
+    let next = rollout
+        .mode
+        .next()
+        .filter(|n| rank(*n) <= rank(stage.until));
+    let mut promoted = None;
+    match (next, rollout.clean_since.clone()) {
+        (None, _) => {
+            rollout.message = format!(
+                "{} is in force; the rollout is complete",
+                mode_name(rollout.mode)
+            );
+        }
+        (Some(_), None) => {
+            rollout.message = format!(
+                "{not_clean} Pod(s) would be refused under stricter modes; waiting for a clean {} ({passes_note})",
+                stage.clean_period
+            );
+        }
+        (Some(next), Some(clean_since)) => {
+            let clean_for = elapsed(&clean_since);
+            let in_mode = elapsed(&rollout.since);
+            if clean_for >= period && in_mode >= period {
+                let evidence = format!(
+                    "{} audit passes without a violating or unscanned Pod since {}",
+                    rollout.clean_passes, clean_since.0
+                );
+                rollout.promotions.push(Promotion {
+                    from: rollout.mode,
+                    to: next,
+                    at: Time(now),
+                    evidence,
+                });
+                if rollout.promotions.len() > MAX_PROMOTIONS {
+                    let drop = rollout.promotions.len() - MAX_PROMOTIONS;
+                    rollout.promotions.drain(..drop);
+                }
+                promoted = Some((rollout.mode, next));
+                rollout.mode = next;
+                rollout.since = Time(now);
+                rollout.clean_since = Some(Time(now));
+                rollout.clean_passes = 0;
+                rollout.message = match next.next().filter(|n| rank(*n) <= rank(stage.until)) {
+                    Some(after) => format!(
+                        "{} in force; {} after another clean {}",
+                        mode_name(next),
+                        mode_name(after),
+                        stage.clean_period
+                    ),
+                    None => format!("{} is in force; the rollout is complete", mode_name(next)),
+                };
+            } else {
+                let wait = period.saturating_sub(clean_for.min(in_mode));
+                rollout.message = format!(
+                    "clean for {}m ({} passes); {} in about {}m",
+                    clean_for.as_secs() / 60,
+                    rollout.clean_passes,
+                    mode_name(next),
+                    wait.as_secs().div_ceil(60)
+                );
+            }
+        }
+    }
+    Some((rollout, promoted))
 }
 
 fn workload_key(reference: &ObjectReference) -> String {
@@ -583,6 +702,15 @@ pub fn plan_pass(
             })
             .collect(),
     };
+    if let Some((rollout, promoted)) = advance_rollout(
+        policy,
+        audit.violations + audit.unscanned,
+        &format!("{} Pods audited", audit.pods),
+        wall,
+    ) {
+        plan.rollout = Some(rollout);
+        plan.promoted = promoted;
+    }
     memory.last = Some(LastPass {
         generation,
         at: now,
@@ -727,7 +855,7 @@ pub async fn apply_plan(ctx: &Context, policy: &ZastavaPolicy, plan: &PassPlan) 
         let events: Vec<stellaops_store::outbox::NewEvent> = plan
             .new_violations
             .iter()
-            .map(|v| runtime_event(&name, policy.spec.mode, v))
+            .map(|v| runtime_event(&name, policy.effective_mode(), v))
             .collect();
         for event in &events {
             stellaops_store::outbox::publish(pool, event).await?;
@@ -763,9 +891,33 @@ pub async fn apply_plan(ctx: &Context, policy: &ZastavaPolicy, plan: &PassPlan) 
                 field_manager: Some(FIELD_MANAGER.to_string()),
                 ..Default::default()
             },
-            &Patch::Merge(&json!({"status": {"audit": plan.status}})),
+            &Patch::Merge(&json!({"status": {"audit": plan.status, "rollout": plan.rollout}})),
         )
         .await?;
+    if let Some((from, to)) = plan.promoted {
+        let evidence = plan
+            .rollout
+            .as_ref()
+            .and_then(|r| r.promotions.last())
+            .map(|p| p.evidence.clone())
+            .unwrap_or_default();
+        ctx.recorder
+            .publish(
+                &Event {
+                    type_: EventType::Normal,
+                    reason: "StagePromoted".into(),
+                    note: Some(format!(
+                        "ZastavaPolicy {name} moved from {} to {}: {evidence}",
+                        mode_name(from),
+                        mode_name(to)
+                    )),
+                    action: "Promote".into(),
+                    secondary: None,
+                },
+                &policy.object_ref(&()),
+            )
+            .await?;
+    }
     Ok(())
 }
 

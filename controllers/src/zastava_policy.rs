@@ -717,7 +717,7 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
     status.matching_namespaces = Some(matching.len() as i32);
     ctx.metrics.webhook_certificate_expiry.set(not_after);
     status.certificate_not_after = jiff::Timestamp::from_second(not_after).ok().map(Time);
-    let mode = serde_json::to_value(policy.spec.mode)?;
+    let mode = serde_json::to_value(policy.effective_mode())?;
     let message = format!(
         "webhook registered for {} namespace(s) in {} mode (failure policy {:?})",
         matching.len(),

@@ -21,6 +21,12 @@ use crate::scan::Verdict;
     category = "stellaops",
     derive = "PartialEq",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Preset", type_ = "string", json_path = ".spec.preset"),
+    printcolumn(
+        name = "In Force",
+        type_ = "string",
+        json_path = ".status.rollout.mode"
+    ),
     printcolumn(name = "Digest", type_ = "boolean", json_path = ".spec.requireDigest"),
     printcolumn(
         name = "Namespaces",
@@ -49,12 +55,29 @@ use crate::scan::Verdict;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(
+    validation = Rule::new("!has(self.preset) || !(self.preset in ['signed', 'strict']) || has(self.requireSignature)").message("presets signed and strict need requireSignature (the keys or keyless authorities to trust)"),
+    validation = Rule::new("!has(self.stage) || !has(self.audit) || !has(self.audit.enabled) || self.audit.enabled").message("stage needs audit.enabled: the runtime audit is the evidence for each promotion")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ZastavaPolicySpec {
     /// `dryRun` admits and records an audit annotation; `warn` admits with warnings;
-    /// `enforce` denies.
+    /// `enforce` denies. With `stage`, the mode the rollout starts from.
     #[serde(default)]
     pub mode: Mode,
+    /// A documented bundle of requirements the policy starts from (docs/zastava.md,
+    /// "Presets"): `baseline` (images by digest), `scanned` (baseline and a scan within
+    /// 168h whose verdict is not Fail), `signed` (baseline and a signature by
+    /// `requireSignature`'s authorities), `strict` (signed, and a scan within 24h whose
+    /// verdict is neither Fail nor Warn; `onTimeout: deny`). Fields set here only add to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// Staged rollout: from `mode`, move on its own `dryRun → warn → enforce` (up to
+    /// `until`) each time the runtime audit has found no violating or unscanned Pod for
+    /// `cleanPeriod`; `status.rollout` records the mode in force and each promotion with
+    /// its evidence. Editing `mode` starts over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageSettings>,
     /// Namespaces the policy applies to; all when omitted. The operator's own namespace
     /// and `kube-system` are always excluded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +122,106 @@ pub struct ZastavaPolicySpec {
     /// does (each waits, `PolicyNotReady`, until it is Ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_ref: Option<crate::common::LocalObjectReference>,
+}
+
+/// A preset of requirements.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Preset {
+    /// Images by digest.
+    Baseline,
+    /// Baseline, and a recent scan whose verdict is not Fail.
+    Scanned,
+    /// Baseline, and a signature by `requireSignature`'s authorities.
+    Signed,
+    /// Signed and scanned, Warn denied too, scans within 24h, `onTimeout: deny`.
+    Strict,
+}
+
+/// How a staged rollout advances.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageSettings {
+    /// Time without a violating or unscanned Pod in the runtime audit before the next
+    /// mode (`24h`, `90m`); also the least time spent in each mode.
+    #[serde(default = "default_clean_period")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?$"), length(min = 2, max = 16))]
+    pub clean_period: String,
+    /// The last mode the rollout moves to.
+    #[serde(default = "default_stage_until")]
+    pub until: Mode,
+}
+
+fn default_clean_period() -> String {
+    "24h".to_string()
+}
+
+fn default_stage_until() -> Mode {
+    Mode::Enforce
+}
+
+impl Mode {
+    /// The next, stricter mode (`None` from `enforce`).
+    pub fn next(self) -> Option<Mode> {
+        match self {
+            Mode::DryRun => Some(Mode::Warn),
+            Mode::Warn => Some(Mode::Enforce),
+            Mode::Enforce => None,
+        }
+    }
+}
+
+impl ZastavaPolicySpec {
+    /// The spec with its `preset` applied: the preset's requirements, plus whatever the
+    /// spec asks on top (a preset never loosens an explicit setting).
+    pub fn with_preset(&self) -> ZastavaPolicySpec {
+        let mut spec = self.clone();
+        let Some(preset) = self.preset else {
+            return spec;
+        };
+        spec.require_digest = true;
+        let scan = |max_age: &str, deny: Vec<Verdict>| ScanRequirement {
+            max_age: max_age.to_string(),
+            deny_on_verdict: deny,
+        };
+        match preset {
+            Preset::Baseline | Preset::Signed => {}
+            Preset::Scanned => {
+                if spec.require_scan.is_none() {
+                    spec.require_scan = Some(scan("168h", vec![Verdict::Fail]));
+                }
+            }
+            Preset::Strict => {
+                spec.require_scan = Some(match spec.require_scan.take() {
+                    None => scan("24h", vec![Verdict::Fail, Verdict::Warn]),
+                    Some(mut own) => {
+                        for verdict in [Verdict::Fail, Verdict::Warn] {
+                            if !own.deny_on_verdict.contains(&verdict) {
+                                own.deny_on_verdict.push(verdict);
+                            }
+                        }
+                        own
+                    }
+                });
+                spec.on_timeout = OnTimeout::Deny;
+            }
+        }
+        spec
+    }
+}
+
+impl ZastavaPolicy {
+    /// The mode in force: the staged rollout's while it follows the current `spec.mode`,
+    /// else `spec.mode`.
+    pub fn effective_mode(&self) -> Mode {
+        match (
+            &self.spec.stage,
+            self.status.as_ref().and_then(|s| s.rollout.as_ref()),
+        ) {
+            (Some(_), Some(rollout)) if rollout.started_from == self.spec.mode => rollout.mode,
+            _ => self.spec.mode,
+        }
+    }
 }
 
 /// The runtime audit (the Observer) of a policy.
@@ -258,6 +381,9 @@ pub struct ZastavaPolicyStatus {
     /// The latest runtime audit of running Pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditStatus>,
+    /// Where the staged rollout (`spec.stage`) stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
     /// `Ready` condition: the webhook is configured and serving this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -290,6 +416,47 @@ pub struct AuditStatus {
     /// The first violations (at most 20), so `kubectl describe` shows what to fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<AuditFinding>,
+}
+
+/// A staged rollout's state.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The mode in force (what the webhook applies).
+    pub mode: Mode,
+    /// The `spec.mode` this rollout started from (a different one starts over).
+    pub started_from: Mode,
+    /// When `mode` came into force.
+    pub since: Time,
+    /// Start of the current run of clean audit passes (none: the last pass was not clean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_since: Option<Time>,
+    /// Clean audit passes in that run.
+    #[serde(default)]
+    pub clean_passes: i32,
+    /// The last audit pass that found a violating or unscanned Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_violation: Option<Time>,
+    /// What keeps the rollout where it is, or that it is done.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Promotions so far (the last 10), each with its evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promotions: Vec<Promotion>,
+}
+
+/// One step of a staged rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    /// Mode before.
+    pub from: Mode,
+    /// Mode after.
+    pub to: Mode,
+    /// When.
+    pub at: Time,
+    /// Why: the clean run of audit passes that allowed it.
+    pub evidence: String,
 }
 
 /// One broken rule on a running Pod.

@@ -20,6 +20,7 @@ use stellaops_controllers::zastava_audit::{
 };
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};
 use stellaops_crds::scan::Verdict;
+use stellaops_crds::zastava_policy::Mode;
 use stellaops_crds::{Scan, ZastavaPolicy};
 use stellaops_testing::mock_client;
 
@@ -551,4 +552,146 @@ async fn a_tick_writes_the_outbox_a_scan_an_event_and_the_status() {
             .unwrap();
         assert_eq!(count, 1);
     }
+}
+
+fn staged(mode: &str, clean_period: &str, until: &str) -> ZastavaPolicy {
+    policy(json!({"mode": mode, "requireDigest": true,
+        "stage": {"cleanPeriod": clean_period, "until": until}}))
+}
+
+fn at(hours: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_800_000_000 + hours * 3600).unwrap()
+}
+
+/// One audit pass of `policy` at `now` with `not_clean` violating or unscanned Pods; the
+/// status written back as the controller writes it.
+fn pass(
+    policy: &mut ZastavaPolicy,
+    not_clean: usize,
+    now: jiff::Timestamp,
+) -> Option<(Mode, Mode)> {
+    let (rollout, promoted) =
+        stellaops_controllers::zastava_audit::advance_rollout(policy, not_clean, "test", now)
+            .expect("a staged policy");
+    policy.status.get_or_insert_with(Default::default).rollout = Some(rollout);
+    promoted
+}
+
+#[test]
+fn a_staged_rollout_moves_on_only_after_a_clean_period_and_records_its_evidence() {
+    let mut p = staged("dryRun", "24h", "enforce");
+    assert_eq!(p.effective_mode(), Mode::DryRun);
+    // Hourly passes: a violation at hour 10 starts the clean run over.
+    for hour in 0..=10 {
+        let dirty = usize::from(hour == 10);
+        assert_eq!(pass(&mut p, dirty, at(hour)), None, "hour {hour}");
+    }
+    let rollout = p.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert_eq!(rollout.last_violation.unwrap().0, at(10));
+    assert!(rollout.clean_since.is_none());
+    for hour in 11..34 {
+        assert_eq!(
+            pass(&mut p, 0, at(hour)),
+            None,
+            "hour {hour}: clean for less than 24h"
+        );
+    }
+    assert_eq!(p.effective_mode(), Mode::DryRun);
+    // Clean since hour 11: at hour 35 the run is 24h long.
+    assert_eq!(pass(&mut p, 0, at(35)), Some((Mode::DryRun, Mode::Warn)));
+    assert_eq!(p.effective_mode(), Mode::Warn);
+    let rollout = p.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert_eq!(rollout.promotions.len(), 1);
+    assert!(
+        rollout.promotions[0]
+            .evidence
+            .starts_with("24 audit passes without"),
+        "{}",
+        rollout.promotions[0].evidence
+    );
+    assert!(
+        rollout.message.contains("enforce after another clean 24h"),
+        "{}",
+        rollout.message
+    );
+    // A violation in warn does not demote; it only restarts the clock.
+    assert_eq!(pass(&mut p, 3, at(40)), None);
+    assert_eq!(p.effective_mode(), Mode::Warn);
+    for hour in 41..64 {
+        assert_eq!(pass(&mut p, 0, at(hour)), None, "hour {hour}");
+    }
+    assert_eq!(pass(&mut p, 0, at(65)), Some((Mode::Warn, Mode::Enforce)));
+    assert_eq!(p.effective_mode(), Mode::Enforce);
+    assert_eq!(pass(&mut p, 0, at(200)), None, "enforce is the end");
+    let rollout = p.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert!(rollout.message.contains("complete"), "{}", rollout.message);
+    assert_eq!(rollout.promotions.len(), 2);
+}
+
+#[test]
+fn a_staged_rollout_stops_at_until_and_starts_over_when_the_mode_is_edited() {
+    let mut p = staged("dryRun", "1h", "warn");
+    pass(&mut p, 0, at(0));
+    assert_eq!(pass(&mut p, 0, at(1)), Some((Mode::DryRun, Mode::Warn)));
+    assert_eq!(pass(&mut p, 0, at(5)), None, "until: warn");
+    assert_eq!(p.effective_mode(), Mode::Warn);
+    // Someone sets mode: enforce by hand; the rollout follows the new starting point.
+    p.spec.mode = Mode::Enforce;
+    assert_eq!(p.effective_mode(), Mode::Enforce);
+    pass(&mut p, 0, at(6));
+    let rollout = p.status.as_ref().unwrap().rollout.clone().unwrap();
+    assert_eq!(
+        (rollout.started_from, rollout.mode),
+        (Mode::Enforce, Mode::Enforce)
+    );
+    assert!(rollout.promotions.is_empty());
+    // Without a stage there is no rollout, whatever the status says.
+    p.spec.stage = None;
+    p.spec.mode = Mode::DryRun;
+    assert_eq!(p.effective_mode(), Mode::DryRun);
+    assert!(stellaops_controllers::zastava_audit::advance_rollout(&p, 0, "", at(7)).is_none());
+}
+
+#[test]
+fn presets_expand_to_their_documented_requirements_and_the_webhook_uses_them() {
+    let scanned = policy(json!({"preset": "scanned"}));
+    let compiled = compile_for_audit(&scanned).unwrap();
+    assert!(compiled.require_digest);
+    let scan = compiled.scan.as_ref().unwrap();
+    assert_eq!(scan.max_age, Duration::from_secs(168 * 3600));
+    assert_eq!(scan.deny_on, vec![Verdict::Fail]);
+    // strict: 24h, Warn denied too; an explicit requirement is kept and tightened.
+    let strict = policy(json!({"preset": "strict", "onTimeout": "allow",
+        "requireScan": {"maxAge": "12h", "denyOnVerdict": ["Fail"]},
+        "requireSignature": {"publicKeys": {"name": "keys", "namespace": "stellaops-system"}}}));
+    let effective = strict.spec.with_preset();
+    let scan = effective.require_scan.unwrap();
+    assert_eq!(scan.max_age, "12h");
+    assert_eq!(scan.deny_on_verdict, vec![Verdict::Fail, Verdict::Warn]);
+    assert_eq!(
+        effective.on_timeout,
+        stellaops_crds::zastava_policy::OnTimeout::Deny
+    );
+    assert!(effective.require_digest && effective.require_signature.is_some());
+    // baseline: digest only; nothing else appears.
+    let baseline = policy(json!({"preset": "baseline"})).spec.with_preset();
+    assert!(baseline.require_digest && baseline.require_scan.is_none());
+    // The mode the webhook applies is the rollout's while it follows spec.mode.
+    let mut p = staged("dryRun", "1h", "enforce");
+    p.status = Some(
+        serde_json::from_value(
+            json!({"rollout": {"mode": "enforce", "startedFrom": "dryRun",
+            "since": "2026-12-01T00:00:00Z"}}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(compile_for_audit(&p).unwrap().mode, Mode::Enforce);
+    p.status
+        .as_mut()
+        .unwrap()
+        .rollout
+        .as_mut()
+        .unwrap()
+        .started_from = Mode::Warn;
+    assert_eq!(compile_for_audit(&p).unwrap().mode, Mode::DryRun);
 }
