@@ -84,6 +84,18 @@ pub enum FederationCommand {
         /// PEM private key of `--tls-cert`.
         #[arg(long, requires = "tls_cert", env = "STELLAOPS_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// Failed authentications (a wrong token, a certificate naming no site, a token or
+        /// certificate used for another site's bundle) a client address may have per
+        /// window; past them it gets 429 until the window passes. 0: no limit.
+        #[arg(long, default_value_t = 10)]
+        auth_failures_per_window: u32,
+        /// Length of the failed-authentication window, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        auth_failure_window_seconds: u64,
+        /// Client addresses whose failures are tracked at once; further addresses share
+        /// one window (memory stays bounded under a flood of addresses).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        auth_failure_max_addresses: u64,
     },
     /// Generate an ES256 signing key pair: PREFIX.pem (private) and PREFIX.pub (public,
     /// to distribute to importing sites).
@@ -763,6 +775,9 @@ pub async fn federation(
             client_ca,
             tls_cert,
             tls_key,
+            auth_failures_per_window,
+            auth_failure_window_seconds,
+            auth_failure_max_addresses,
         } => {
             let tokens = match &tokens_file {
                 Some(path) => crate::federation_api::Tokens::from_file(path)?,
@@ -773,13 +788,23 @@ pub async fn federation(
                 crate::federation_api::memory_limit(),
                 std::time::Duration::from_secs(body_timeout_seconds),
             );
-            let state = std::sync::Arc::new(crate::federation_api::ApiState::new(
-                pool.clone(),
-                trusted_keys(&keys)?,
-                limits,
-                tokens,
-                client_ca.is_some(),
-            )?);
+            let state = std::sync::Arc::new(
+                crate::federation_api::ApiState::new(
+                    pool.clone(),
+                    trusted_keys(&keys)?,
+                    limits,
+                    tokens,
+                    client_ca.is_some(),
+                )?
+                .with_auth_failure_limits(
+                    crate::federation_api::AuthFailureLimits {
+                        max_failures: auth_failures_per_window,
+                        window: std::time::Duration::from_secs(auth_failure_window_seconds),
+                        max_addresses: usize::try_from(auth_failure_max_addresses)
+                            .unwrap_or(usize::MAX),
+                    },
+                ),
+            );
             eprintln!(
                 "request bodies up to {} bytes ({} decompressed), {} s to arrive",
                 limits.max_body_bytes,
