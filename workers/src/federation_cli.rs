@@ -279,6 +279,42 @@ pub enum SitesCommand {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Keys trusted to sign one site's bundles, kept in the database (used by import,
+    /// sync and serve at each import, besides any --trusted-key files).
+    Keys {
+        #[command(subcommand)]
+        command: SiteKeysCommand,
+    },
+}
+
+/// `federation sites keys` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SiteKeysCommand {
+    /// Trust a PEM public key (`federation keygen`'s PREFIX.pub) for one site's bundles.
+    Add {
+        /// Site id (added first with `federation sites add`).
+        site: String,
+        /// PEM public key file, or `-` for stdin.
+        key: PathBuf,
+        /// No longer trusted from this time on (RFC 3339, `2027-06-30T00:00:00Z`).
+        #[arg(long)]
+        not_after: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// List the keys of one site, or of every site.
+    List {
+        /// Site id; every site when omitted.
+        site: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a key for a site (final: it is not added back).
+    Revoke {
+        /// Site id.
+        site: String,
+        /// Key id (`sha256:<hex>`, as `list` shows it).
+        key_id: String,
+    },
 }
 
 /// Policy flags.
@@ -936,8 +972,80 @@ async fn sites_command(pool: &PgPool, command: SitesCommand) -> anyhow::Result<b
             let site = sites::set_policy(pool, &site, &update).await?;
             println!("{}", serde_json::to_string_pretty(&site)?);
         }
+        SitesCommand::Keys { command } => site_keys_command(pool, command).await?,
     }
     Ok(true)
+}
+
+/// Largest PEM public key file read (a P-256 key is about 180 bytes).
+const MAX_PUBLIC_KEY_FILE: u64 = 64 << 10;
+
+async fn site_keys_command(pool: &PgPool, command: SiteKeysCommand) -> anyhow::Result<()> {
+    match command {
+        SiteKeysCommand::Add {
+            site,
+            key,
+            not_after,
+        } => {
+            let mut bytes = Vec::new();
+            let reader: Box<dyn Read> = if key.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(
+                    std::fs::File::open(&key)
+                        .with_context(|| format!("reading {}", key.display()))?,
+                )
+            };
+            reader
+                .take(MAX_PUBLIC_KEY_FILE + 1)
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("reading {}", key.display()))?;
+            if bytes.len() as u64 > MAX_PUBLIC_KEY_FILE {
+                bail!(
+                    "{}: more than {MAX_PUBLIC_KEY_FILE} bytes, not a PEM public key",
+                    key.display()
+                );
+            }
+            let pem = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{}: not a PEM text file", key.display()))?;
+            let stored = sites::add_key(pool, &site, &pem, not_after)
+                .await
+                .with_context(|| format!("adding {} for site {site}", key.display()))?;
+            println!("{}", serde_json::to_string_pretty(&stored)?);
+        }
+        SiteKeysCommand::List { site, json } => {
+            let keys = sites::list_keys(pool, site.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                let now = chrono::Utc::now();
+                println!("{:<25} {:<8} {:<17} KEY ID", "SITE ID", "STATUS", "ADDED");
+                for key in keys {
+                    let status = if key.revoked_at.is_some() {
+                        "revoked"
+                    } else if key.active_at(now) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    println!(
+                        "{:<25} {:<8} {:<17} {}",
+                        key.site_id,
+                        status,
+                        key.added_at.format("%Y-%m-%d %H:%M"),
+                        key.key_id
+                    );
+                }
+            }
+        }
+        SiteKeysCommand::Revoke { site, key_id } => {
+            if !sites::revoke_key(pool, &site, &key_id).await? {
+                bail!("site {site} has no key {key_id} (see `federation sites keys list {site}`)");
+            }
+            println!("revoked {key_id} for site {site}");
+        }
+    }
+    Ok(())
 }
 
 /// `federation bundle validate`: needs no database. Returns whether the bundle is ready.

@@ -1057,3 +1057,208 @@ async fn client_certificates_authenticate_only_for_the_site_they_name() {
     server.abort();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Keys in the database (`federation sites keys add|list|revoke`) verify only their own
+/// site's bundles, in `bundle import` and `serve`; a revoked or retired key is not trusted
+/// for its site even when a `--trusted-key` file names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_keys_in_the_database_verify_only_their_site() {
+    let Some(url) =
+        stellaops_testing::migrated_database_url("site_keys", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let dir = temp("site-keys");
+    let key_pair = |name: &str| {
+        let (private, public) = generate_key_pair();
+        let path = dir.join(format!("{name}.pub"));
+        std::fs::write(&path, public).unwrap();
+        (Signer::from_pem(&private).unwrap(), path)
+    };
+    let (signer_a, pub_a) = key_pair("a");
+    let (signer_b, pub_b) = key_pair("b");
+    let (signer_old, pub_old) = key_pair("old");
+    let (pub_a, pub_b, pub_old) = (
+        pub_a.to_str().unwrap().to_string(),
+        pub_b.to_str().unwrap().to_string(),
+        pub_old.to_str().unwrap().to_string(),
+    );
+    for site in ["site-a", "site-b"] {
+        ok(&worker(&url, &["federation", "sites", "add", site]));
+    }
+    // Bad input: an unknown site, a file that is not a public key.
+    let unknown = worker(
+        &url,
+        &["federation", "sites", "keys", "add", "site-z", &pub_a],
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("site site-z is not known"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let not_a_key = dir.join("not-a-key.pub");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    let refused = worker(
+        &url,
+        &[
+            "federation",
+            "sites",
+            "keys",
+            "add",
+            "site-a",
+            not_a_key.to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an ES256"));
+
+    let added: Value = serde_json::from_str(&ok(&worker(
+        &url,
+        &["federation", "sites", "keys", "add", "site-a", &pub_a],
+    )))
+    .unwrap();
+    assert_eq!(added["key_id"], signer_a.key_id());
+    // A key past its not_after is kept but not trusted.
+    ok(&worker(
+        &url,
+        &[
+            "federation",
+            "sites",
+            "keys",
+            "add",
+            "site-a",
+            &pub_old,
+            "--not-after",
+            "2020-01-01T00:00:00Z",
+        ],
+    ));
+
+    let mut n = 0;
+    let mut import_file = |site: &str, signer: &Signer, extra: &[&str]| {
+        n += 1;
+        let file = dir.join(format!("bundle-{n}.zst"));
+        std::fs::write(
+            &file,
+            bundle_of(
+                site,
+                &format!("2025-01-15T10:00:00.000Z#{n:04}"),
+                &format!("GO-2024-{:04}", 500 + n),
+                Some(signer),
+            ),
+        )
+        .unwrap();
+        let mut args = vec![
+            "federation",
+            "bundle",
+            "import",
+            file.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = worker(&url, &args);
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.success(), body)
+    };
+    // site-a's key from the database, no --trusted-key: site-a's bundle imports ...
+    let (imported, body) = import_file("site-a", &signer_a, &[]);
+    assert!(imported, "{body}");
+    // ... but it does not vouch for site-b.
+    let (imported, body) = import_file("site-b", &signer_a, &[]);
+    assert!(!imported);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no key trusted for site site-b"),
+        "{body}"
+    );
+    let (imported, _) = import_file("site-a", &signer_old, &[]);
+    assert!(!imported, "a key past its not_after");
+
+    // serve reads the keys at each import: site-b's key added while it runs counts.
+    let state = ApiState::new(
+        pool.clone(),
+        TrustedKeys::default(),
+        limits(1 << 20),
+        tokens(),
+        false,
+    )
+    .unwrap();
+    let (base, server) = serve_plain(state).await;
+    let post = |body: Vec<u8>| {
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/federation/import"))
+            .bearer_auth(ANY_SITE_TOKEN)
+            .header("content-type", "application/zstd")
+            .body(body)
+            .send()
+    };
+    let from_b = bundle_of(
+        "site-b",
+        "2025-01-16T10:00:00.000Z#0001",
+        "GO-2024-0601",
+        Some(&signer_b),
+    );
+    assert_eq!(post(from_b.clone()).await.unwrap().status(), 403);
+    ok(&worker(
+        &url,
+        &["federation", "sites", "keys", "add", "site-b", &pub_b],
+    ));
+    let served = post(from_b).await.unwrap();
+    assert_eq!(served.status(), 200, "{}", served.text().await.unwrap());
+    let from_b_signed_a = bundle_of(
+        "site-b",
+        "2025-01-16T10:00:00.000Z#0002",
+        "GO-2024-0602",
+        Some(&signer_a),
+    );
+    assert_eq!(post(from_b_signed_a).await.unwrap().status(), 403);
+    server.abort();
+
+    // Revoked: refused, even with the key given as a file for the site.
+    ok(&worker(
+        &url,
+        &[
+            "federation",
+            "sites",
+            "keys",
+            "revoke",
+            "site-a",
+            signer_a.key_id(),
+        ],
+    ));
+    let file_key = format!("site-a={pub_a}");
+    let (imported, body) = import_file("site-a", &signer_a, &["--trusted-key", &file_key]);
+    assert!(!imported, "a revoked key: {body}");
+    // A file key the database does not withdraw still counts.
+    let file_key = format!("site-a={pub_b}");
+    let (imported, body) = import_file("site-a", &signer_b, &["--trusted-key", &file_key]);
+    assert!(imported, "{body}");
+    let listed: Value = serde_json::from_str(&ok(&worker(
+        &url,
+        &["federation", "sites", "keys", "list", "site-a", "--json"],
+    )))
+    .unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let a = listed
+        .iter()
+        .find(|k| k["key_id"] == signer_a.key_id())
+        .unwrap();
+    assert!(a["revoked_at"].is_string(), "{a}");
+    let revoke_again = worker(
+        &url,
+        &[
+            "federation",
+            "sites",
+            "keys",
+            "revoke",
+            "site-a",
+            "sha256:00",
+        ],
+    );
+    assert!(!revoke_again.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
