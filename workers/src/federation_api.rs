@@ -571,7 +571,7 @@ fn authenticate(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Result<Cr
 /// Let a request in or answer it: `429` while its address is over the failure limit (no
 /// token is compared then), `401` without valid credentials (a failure counted against
 /// the address unless none were sent).
-fn admit(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Result<Credential, Response> {
+fn admit(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Result<Credential, Box<Response>> {
     if let Some(wait) = state.auth_failures.retry_after(peer.addr, Instant::now()) {
         crate::metrics::AUTH_REFUSED
             .with_label_values(&["rate_limited"])
@@ -584,19 +584,19 @@ fn admit(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Result<Credentia
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        return Err(response);
+        return Err(Box::new(response));
     }
     match authenticate(state, headers, peer) {
         Ok(credential) => Ok(credential),
-        Err(Refusal::Anonymous) => Err(unauthorized(
+        Err(Refusal::Anonymous) => Err(Box::new(unauthorized(
             "authentication required: a bearer token or a client certificate",
-        )),
+        ))),
         Err(Refusal::Failed(why)) => {
             state.auth_failures.record(peer.addr, Instant::now());
             crate::metrics::AUTH_REFUSED
                 .with_label_values(&["bad_credentials"])
                 .inc();
-            Err(unauthorized(&why))
+            Err(Box::new(unauthorized(&why)))
         }
     }
 }
@@ -625,7 +625,7 @@ async fn import_bundle(
     let peer = peer_of(&connect);
     let credential = match admit(&state, &headers, &peer) {
         Ok(credential) => credential,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if query.force && !peer.tls {
         return refuse(
@@ -754,7 +754,7 @@ async fn sync_status(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = admit(&state, &headers, &peer_of(&connect)) {
-        return response;
+        return *response;
     }
     let sites = match sites::list(&state.pool).await {
         Ok(sites) => sites,

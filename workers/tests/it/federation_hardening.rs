@@ -717,6 +717,7 @@ async fn the_serve_command_needs_authentication_and_honours_its_tokens_file() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stellaops-worker"))
         .args(["federation", "serve", "--listen", &listen, "--tokens-file"])
         .arg(&tokens_file)
+        .args(["--auth-failures-per-window", "2"])
         .env("DATABASE_URL", &url)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -744,10 +745,22 @@ async fn the_serve_command_needs_authentication_and_honours_its_tokens_file() {
         .send()
         .await
         .unwrap();
+    // --auth-failures-per-window 2: the third wrong token from this address gets 429.
+    let mut wrong = Vec::new();
+    for _ in 0..3 {
+        let answer = http
+            .get(&status_url)
+            .bearer_auth("wrong-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        wrong.push(answer.status().as_u16());
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(anonymous.status(), 401);
     assert_eq!(with_token.status(), 200);
+    assert_eq!(wrong, [401, 401, 429]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
