@@ -226,7 +226,8 @@ pub async fn add_key(
     let stored: SiteKey = sqlx::query_as(&format!(
         "INSERT INTO federation_site_keys AS k (site_id, key_id, public_key_pem, not_after)
          VALUES ($1, $2, $3, $4)
-         ON CONFLICT (site_id, key_id) DO UPDATE SET not_after = $4
+         ON CONFLICT (site_id, key_id) DO UPDATE
+             SET not_after = CASE WHEN k.revoked_at IS NULL THEN $4 ELSE k.not_after END
          RETURNING {KEY_COLUMNS}"
     ))
     .bind(site_id)

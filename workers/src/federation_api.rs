@@ -290,6 +290,18 @@ impl AuthFailures {
         slot.failures = slot.failures.saturating_add(1);
     }
 
+    /// Failures counted against `addr`'s current window (its own or the shared one).
+    pub fn failures(&self, addr: Option<SocketAddr>, now: Instant) -> u32 {
+        let key = client_key(addr);
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let window = match state.by_address.get(&key) {
+            Some(w) => Some(*w),
+            None if state.by_address.len() >= self.limits.max_addresses => state.overflow,
+            None => None,
+        };
+        self.live(window, now).map_or(0, |w| w.failures)
+    }
+
     /// Addresses tracked now (for tests and the bound on memory).
     pub fn tracked(&self) -> usize {
         self.state

@@ -1013,10 +1013,11 @@ async fn client_certificates_authenticate_only_for_the_site_they_name() {
     )
     .unwrap();
     let listener = stellaops_workers::tls::TlsListener::new(tcp, config).unwrap();
+    let served_state = state.clone();
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
-            router(state).into_make_service_with_connect_info::<Peer>(),
+            router(served_state).into_make_service_with_connect_info::<Peer>(),
         )
         .await
         .unwrap()
@@ -1061,12 +1062,17 @@ async fn client_certificates_authenticate_only_for_the_site_they_name() {
         other.json::<Value>().await.unwrap()["error"],
         "Site mismatch: the bundle is from site site-b, the client certificate is for site site-a"
     );
+    // The mismatch counts as a failed authentication of this address, as does a
+    // certificate naming no site.
+    let loopback = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    assert_eq!(state.auth_failures.failures(loopback, Instant::now()), 1);
     let unnamed = post(&client_with("nosite.pem"), from_a).await.unwrap();
     assert_eq!(unnamed.status(), 401);
     assert_eq!(
         unnamed.json::<Value>().await.unwrap()["error"],
         "the client certificate names no site: it needs a URI SAN stellaops-site://SITE"
     );
+    assert_eq!(state.auth_failures.failures(loopback, Instant::now()), 2);
     server.abort();
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -1245,6 +1251,17 @@ async fn site_keys_in_the_database_verify_only_their_site() {
     let file_key = format!("site-a={pub_a}");
     let (imported, body) = import_file("site-a", &signer_a, &["--trusted-key", &file_key]);
     assert!(!imported, "a revoked key: {body}");
+    // Revocation is final: adding the key again is refused and leaves it revoked.
+    let again = worker(
+        &url,
+        &["federation", "sites", "keys", "add", "site-a", &pub_a],
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("was revoked for site site-a"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     // A file key the database does not withdraw still counts.
     let file_key = format!("site-a={pub_b}");
     let (imported, body) = import_file("site-a", &signer_b, &["--trusted-key", &file_key]);
