@@ -145,6 +145,23 @@ impl TrustedKeys {
         }
     }
 
+    /// These keys less those whose id is in `key_ids`.
+    pub fn without(&self, key_ids: &[&str]) -> TrustedKeys {
+        TrustedKeys {
+            keys: self
+                .keys
+                .iter()
+                .filter(|(id, _, _)| !key_ids.contains(&id.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Every key's id, in the order added.
+    pub fn key_ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|(id, _, _)| id.as_str()).collect()
+    }
+
     /// Key ids trusted for every site (a caller may want to warn about them).
     pub fn unscoped(&self) -> Vec<&str> {
         self.keys

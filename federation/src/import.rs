@@ -240,6 +240,8 @@ async fn check_site_policy(
     let site = site
         .filter(|s| s.enabled)
         .ok_or_else(|| ImportError::SiteNotAllowed(site_id.clone()))?;
+    // The keys given to the command (files) and the site's keys in the database.
+    let trusted = &sites::trusted_for_site(&mut conn, site_id, trusted, chrono::Utc::now()).await?;
     if opened.size > site.max_bundle_size_bytes as u64 {
         return Err(BundleError::TooLarge {
             size: opened.size,

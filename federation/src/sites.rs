@@ -153,3 +153,147 @@ pub async fn record_history(
     .await?;
     Ok(())
 }
+
+/// A key trusted to sign one site's bundles, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct SiteKey {
+    /// The site whose bundles it verifies.
+    pub site_id: String,
+    /// `sha256:<hex>` of the key (SubjectPublicKeyInfo DER).
+    pub key_id: String,
+    /// The public key, PEM.
+    pub public_key_pem: String,
+    /// When it was added.
+    pub added_at: DateTime<Utc>,
+    /// Not trusted from then on.
+    pub not_after: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl SiteKey {
+    /// Trusted at `now`: not revoked, not past `not_after`.
+    pub fn active_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.not_after.is_none_or(|end| now < end)
+    }
+}
+
+/// Why a key cannot be added.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteKeyError {
+    /// Not a PEM public key of the bundle-signing kind.
+    #[error("not an ES256 (P-256) PEM public key: {0}")]
+    BadKey(crate::dsse::KeyError),
+    /// The site is not known.
+    #[error("site {0} is not known: add it first with `federation sites add {0}`")]
+    UnknownSite(String),
+    /// The key was revoked for this site; revocation is final.
+    #[error("key {key_id} was revoked for site {site_id}; a revoked key is not added back")]
+    Revoked {
+        /// The site.
+        site_id: String,
+        /// The key.
+        key_id: String,
+    },
+    /// The database.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+const KEY_COLUMNS: &str = "site_id, key_id, public_key_pem, added_at, not_after, revoked_at";
+
+/// Trust `public_key_pem` for `site_id`'s bundles (until `not_after`, when given). Adding
+/// a key again updates its `not_after`.
+pub async fn add_key(
+    pool: &PgPool,
+    site_id: &str,
+    public_key_pem: &str,
+    not_after: Option<DateTime<Utc>>,
+) -> Result<SiteKey, SiteKeyError> {
+    let mut parsed = crate::dsse::TrustedKeys::default();
+    parsed
+        .push_pem(public_key_pem, Some(site_id))
+        .map_err(SiteKeyError::BadKey)?;
+    let key_id = parsed
+        .key_ids()
+        .first()
+        .map(|id| id.to_string())
+        .expect("one key was pushed");
+    let mut conn = pool.acquire().await?;
+    if get(&mut conn, site_id, false).await?.is_none() {
+        return Err(SiteKeyError::UnknownSite(site_id.to_string()));
+    }
+    let stored: SiteKey = sqlx::query_as(&format!(
+        "INSERT INTO federation_site_keys AS k (site_id, key_id, public_key_pem, not_after)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (site_id, key_id) DO UPDATE
+             SET not_after = CASE WHEN k.revoked_at IS NULL THEN $4 ELSE k.not_after END
+         RETURNING {KEY_COLUMNS}"
+    ))
+    .bind(site_id)
+    .bind(&key_id)
+    .bind(public_key_pem.trim())
+    .bind(not_after)
+    .fetch_one(&mut *conn)
+    .await?;
+    if stored.revoked_at.is_some() {
+        return Err(SiteKeyError::Revoked {
+            site_id: site_id.to_string(),
+            key_id,
+        });
+    }
+    Ok(stored)
+}
+
+/// The keys of one site, or of every site, by site and time added.
+pub async fn list_keys(pool: &PgPool, site_id: Option<&str>) -> sqlx::Result<Vec<SiteKey>> {
+    sqlx::query_as(&format!(
+        "SELECT {KEY_COLUMNS} FROM federation_site_keys
+         WHERE $1::text IS NULL OR site_id = $1 ORDER BY site_id, added_at, key_id"
+    ))
+    .bind(site_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Revoke a key for a site; false when the site has no such key.
+pub async fn revoke_key(pool: &PgPool, site_id: &str, key_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE federation_site_keys SET revoked_at = coalesce(revoked_at, now())
+         WHERE site_id = $1 AND key_id = $2",
+    )
+    .bind(site_id)
+    .bind(key_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The keys trusted for `site_id`'s bundles at `now`: `file_keys` narrowed to the site,
+/// less the keys the database revoked (or retired) for it, plus its active database keys.
+pub async fn trusted_for_site(
+    conn: &mut PgConnection,
+    site_id: &str,
+    file_keys: &crate::dsse::TrustedKeys,
+    now: DateTime<Utc>,
+) -> sqlx::Result<crate::dsse::TrustedKeys> {
+    let stored: Vec<SiteKey> = sqlx::query_as(&format!(
+        "SELECT {KEY_COLUMNS} FROM federation_site_keys WHERE site_id = $1"
+    ))
+    .bind(site_id)
+    .fetch_all(conn)
+    .await?;
+    let withdrawn: Vec<&str> = stored
+        .iter()
+        .filter(|k| !k.active_at(now))
+        .map(|k| k.key_id.as_str())
+        .collect();
+    let mut trusted = file_keys.for_site(site_id).without(&withdrawn);
+    for key in stored.iter().filter(|k| k.active_at(now)) {
+        // Rows were checked when added; one that no longer parses is skipped, not fatal.
+        if let Err(error) = trusted.push_pem(&key.public_key_pem, Some(site_id)) {
+            tracing::warn!(site = site_id, key = %key.key_id, %error, "stored site key does not parse");
+        }
+    }
+    Ok(trusted)
+}

@@ -9,14 +9,19 @@
 //! Import and status need authentication: a bearer token from the tokens file (a mounted
 //! Secret; a token may be bound to one site, and then only that site's bundles are
 //! accepted with it) or a client certificate issued by the configured CA (HTTPS only).
-//! `force` is refused over plain HTTP. A body is read with its limit applied while it
+//! A client certificate authenticates for the one site it names in a URI SAN
+//! `stellaops-site://SITE`. Failed authentication (a wrong token, a certificate or token
+//! used for another site's bundle) is rate-limited per client address: past the limit the
+//! address gets `429` with `Retry-After` until its window passes, before any token is
+//! compared. `force` is refused over plain HTTP. A body is read with its limit applied while it
 //! arrives (an announced `Content-Length` past it is refused before reading), one import
 //! at a time, the limit sized to the container's memory.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -112,6 +117,201 @@ impl Tokens {
     }
 }
 
+/// The URI SAN scheme naming the site a client certificate authenticates for.
+pub const SITE_URI_SCHEME: &str = "stellaops-site://";
+
+/// The site a client certificate (DER) names: its one URI SAN `stellaops-site://SITE`.
+/// An error says why the certificate names no usable site.
+pub fn certificate_site(der: &[u8]) -> Result<String, String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, certificate) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("the client certificate does not parse: {e}"))?;
+    let names = certificate
+        .subject_alternative_name()
+        .map_err(|e| format!("the client certificate's subjectAltName: {e}"))?;
+    let mut sites: Vec<&str> = names
+        .iter()
+        .flat_map(|san| san.value.general_names.iter())
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => uri.strip_prefix(SITE_URI_SCHEME),
+            _ => None,
+        })
+        .collect();
+    sites.dedup();
+    match sites.as_slice() {
+        [] => Err(format!(
+            "the client certificate names no site: it needs a URI SAN {SITE_URI_SCHEME}SITE"
+        )),
+        [site] if valid_site_id(site) => Ok((*site).to_string()),
+        [site] => Err(format!(
+            "the client certificate's site {site:?} is not a site id (letters, digits, '.', '_', '-')"
+        )),
+        _ => Err(format!(
+            "the client certificate names {} sites ({}); it may name one",
+            sites.len(),
+            sites.join(", ")
+        )),
+    }
+}
+
+fn valid_site_id(site: &str) -> bool {
+    !site.is_empty()
+        && site.len() <= 253
+        && site
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Limits on failed authentication, per client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthFailureLimits {
+    /// Failures an address may have within one window; the next request from it is
+    /// answered `429` until the window passes. `0` turns the limit off.
+    pub max_failures: u32,
+    /// The window's length, from an address's first failure.
+    pub window: Duration,
+    /// Addresses tracked at once; past it, further addresses share one window, so a flood
+    /// of addresses cannot grow memory.
+    pub max_addresses: usize,
+}
+
+impl Default for AuthFailureLimits {
+    fn default() -> Self {
+        AuthFailureLimits {
+            max_failures: 10,
+            window: Duration::from_secs(60),
+            max_addresses: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FailureWindow {
+    started: Instant,
+    failures: u32,
+}
+
+/// Failed authentications per client address in fixed windows (IPv6 addresses counted by
+/// their /64, what one host usually holds).
+#[derive(Debug)]
+pub struct AuthFailures {
+    limits: AuthFailureLimits,
+    state: Mutex<FailureState>,
+}
+
+#[derive(Debug, Default)]
+struct FailureState {
+    by_address: HashMap<IpAddr, FailureWindow>,
+    /// Shared by addresses that found the map full.
+    overflow: Option<FailureWindow>,
+}
+
+fn client_key(addr: Option<SocketAddr>) -> IpAddr {
+    match addr.map(|a| a.ip()) {
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        Some(v4) => v4,
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+impl AuthFailures {
+    /// Empty, with these limits.
+    pub fn new(limits: AuthFailureLimits) -> AuthFailures {
+        AuthFailures {
+            limits,
+            state: Mutex::new(FailureState::default()),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> AuthFailureLimits {
+        self.limits
+    }
+
+    fn live(&self, window: Option<FailureWindow>, now: Instant) -> Option<FailureWindow> {
+        window.filter(|w| now.duration_since(w.started) < self.limits.window)
+    }
+
+    /// When `addr` is over its limit: how long until its window passes.
+    pub fn retry_after(&self, addr: Option<SocketAddr>, now: Instant) -> Option<Duration> {
+        if self.limits.max_failures == 0 {
+            return None;
+        }
+        let key = client_key(addr);
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let window = match state.by_address.get(&key) {
+            Some(w) => Some(*w),
+            // An address that found the map full is counted in the shared window.
+            None if state.by_address.len() >= self.limits.max_addresses => state.overflow,
+            None => None,
+        };
+        self.live(window, now)
+            .filter(|w| w.failures >= self.limits.max_failures)
+            .map(|w| self.limits.window - now.duration_since(w.started))
+    }
+
+    /// Count a failed authentication from `addr`.
+    pub fn record(&self, addr: Option<SocketAddr>, now: Instant) {
+        if self.limits.max_failures == 0 {
+            return;
+        }
+        let key = client_key(addr);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !state.by_address.contains_key(&key)
+            && state.by_address.len() >= self.limits.max_addresses
+        {
+            let window = self.limits.window;
+            state
+                .by_address
+                .retain(|_, w| now.duration_since(w.started) < window);
+        }
+        let fresh = FailureWindow {
+            started: now,
+            failures: 0,
+        };
+        let slot = if state.by_address.contains_key(&key)
+            || state.by_address.len() < self.limits.max_addresses
+        {
+            let entry = state.by_address.entry(key).or_insert(fresh);
+            if now.duration_since(entry.started) >= self.limits.window {
+                *entry = fresh;
+            }
+            entry
+        } else {
+            let live = self.live(state.overflow, now).unwrap_or(fresh);
+            state.overflow.insert(live)
+        };
+        slot.failures = slot.failures.saturating_add(1);
+    }
+
+    /// Failures counted against `addr`'s current window (its own or the shared one).
+    pub fn failures(&self, addr: Option<SocketAddr>, now: Instant) -> u32 {
+        let key = client_key(addr);
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let window = match state.by_address.get(&key) {
+            Some(w) => Some(*w),
+            None if state.by_address.len() >= self.limits.max_addresses => state.overflow,
+            None => None,
+        };
+        self.live(window, now).map_or(0, |w| w.failures)
+    }
+
+    /// Addresses tracked now (for tests and the bound on memory).
+    pub fn tracked(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_address
+            .len()
+    }
+}
+
 /// Body limits of the import endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -177,6 +377,8 @@ pub struct ApiState {
     pub client_certificates: bool,
     /// One import at a time: each holds its body in memory.
     pub imports: tokio::sync::Semaphore,
+    /// Failed authentications per client address.
+    pub auth_failures: AuthFailures,
 }
 
 impl ApiState {
@@ -200,7 +402,14 @@ impl ApiState {
             tokens,
             client_certificates,
             imports: tokio::sync::Semaphore::new(1),
+            auth_failures: AuthFailures::new(AuthFailureLimits::default()),
         })
+    }
+
+    /// With these limits on failed authentication instead of the defaults.
+    pub fn with_auth_failure_limits(mut self, limits: AuthFailureLimits) -> ApiState {
+        self.auth_failures = AuthFailures::new(limits);
+        self
     }
 }
 
@@ -210,21 +419,23 @@ impl std::fmt::Debug for ApiState {
             .field("limits", &self.limits)
             .field("tokens", &self.tokens)
             .field("client_certificates", &self.client_certificates)
+            .field("auth_failures", &self.auth_failures.limits())
             .finish_non_exhaustive()
     }
 }
 
 /// What the server knows of a connection: served with
 /// `router(..).into_make_service_with_connect_info::<Peer>()`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Peer {
     /// The client's address.
     pub addr: Option<SocketAddr>,
     /// Over TLS.
     pub tls: bool,
     /// The client presented a certificate that verified against the configured CA (the
-    /// handshake fails for any other certificate).
-    pub client_certificate: bool,
+    /// handshake fails for any other certificate): the site it names, or why it names
+    /// none.
+    pub client_certificate: Option<Result<String, String>>,
 }
 
 impl Peer {
@@ -233,7 +444,7 @@ impl Peer {
         Peer {
             addr: Some(*addr),
             tls: false,
-            client_certificate: false,
+            client_certificate: None,
         }
     }
 
@@ -248,7 +459,8 @@ impl Peer {
             tls: true,
             client_certificate: connection
                 .peer_certificates()
-                .is_some_and(|chain| !chain.is_empty()),
+                .and_then(|chain| chain.first())
+                .map(|leaf| certificate_site(leaf.as_ref())),
         }
     }
 }
@@ -320,27 +532,90 @@ fn refuse(status: StatusCode, error: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-/// Who is asking: `Some(Some(site))` for a token bound to one site, `Some(None)` for a
-/// token for any site or a client certificate; `None` when unauthenticated.
-fn authenticate(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Option<Option<String>> {
+/// Who is asking, once authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Credential {
+    /// A bearer token, bound to one site or (`None`) any.
+    Token(Option<String>),
+    /// A client certificate, for the site it names.
+    Certificate(String),
+}
+
+impl Credential {
+    /// The only site whose bundles this credential imports, if bound to one.
+    fn site(&self) -> Option<&str> {
+        match self {
+            Credential::Token(site) => site.as_deref(),
+            Credential::Certificate(site) => Some(site),
+        }
+    }
+}
+
+/// Why a request is not let in.
+enum Refusal {
+    /// No credentials at all.
+    Anonymous,
+    /// Credentials that do not authenticate (a wrong token, a certificate naming no site).
+    Failed(String),
+}
+
+/// Authenticate a request: a bearer token when one is sent, else a client certificate.
+fn authenticate(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Result<Credential, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match bearer {
-        Some(token) => state.tokens.scope(token),
-        None if state.client_certificates && peer.client_certificate => Some(None),
-        None => None,
+    match (bearer, &peer.client_certificate) {
+        (Some(token), _) => state
+            .tokens
+            .scope(token)
+            .map(Credential::Token)
+            .ok_or_else(|| Refusal::Failed("the bearer token is not accepted".into())),
+        (None, Some(Ok(site))) if state.client_certificates => {
+            Ok(Credential::Certificate(site.clone()))
+        }
+        (None, Some(Err(why))) if state.client_certificates => Err(Refusal::Failed(why.clone())),
+        (None, _) => Err(Refusal::Anonymous),
+    }
+}
+
+/// Let a request in or answer it: `429` while its address is over the failure limit (no
+/// token is compared then), `401` without valid credentials (a failure counted against
+/// the address unless none were sent).
+fn admit(state: &ApiState, headers: &HeaderMap, peer: &Peer) -> Result<Credential, Box<Response>> {
+    if let Some(wait) = state.auth_failures.retry_after(peer.addr, Instant::now()) {
+        crate::metrics::AUTH_REFUSED
+            .with_label_values(&["rate_limited"])
+            .inc();
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed authentications from this address; try again in {seconds} s"),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        return Err(Box::new(response));
+    }
+    match authenticate(state, headers, peer) {
+        Ok(credential) => Ok(credential),
+        Err(Refusal::Anonymous) => Err(Box::new(unauthorized(
+            "authentication required: a bearer token or a client certificate",
+        ))),
+        Err(Refusal::Failed(why)) => {
+            state.auth_failures.record(peer.addr, Instant::now());
+            crate::metrics::AUTH_REFUSED
+                .with_label_values(&["bad_credentials"])
+                .inc();
+            Err(Box::new(unauthorized(&why)))
+        }
     }
 }
 
 /// `401` with the challenge.
-fn unauthorized() -> Response {
-    let mut response = refuse(
-        StatusCode::UNAUTHORIZED,
-        "authentication required: a bearer token or a client certificate",
-    );
+fn unauthorized(why: &str) -> Response {
+    let mut response = refuse(StatusCode::UNAUTHORIZED, why);
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"stellaops-federation\""),
@@ -349,7 +624,7 @@ fn unauthorized() -> Response {
 }
 
 fn peer_of(connect: &Option<axum::Extension<ConnectInfo<Peer>>>) -> Peer {
-    connect.as_ref().map(|c| c.0.0).unwrap_or_default()
+    connect.as_ref().map(|c| c.0.0.clone()).unwrap_or_default()
 }
 
 async fn import_bundle(
@@ -360,8 +635,9 @@ async fn import_bundle(
     body: Body,
 ) -> Response {
     let peer = peer_of(&connect);
-    let Some(site_scope) = authenticate(&state, &headers, &peer) else {
-        return unauthorized();
+    let credential = match admit(&state, &headers, &peer) {
+        Ok(credential) => credential,
+        Err(response) => return *response,
     };
     if query.force && !peer.tls {
         return refuse(
@@ -449,7 +725,7 @@ async fn import_bundle(
         on_conflict,
         expected_hash: None,
         max_bundle_size_bytes: limit,
-        expected_site_id: site_scope,
+        expected_site_id: credential.site().map(str::to_string),
         max_expanded_bytes: Some(state.limits.max_expanded_bytes),
     };
     let started = std::time::Instant::now();
@@ -460,6 +736,22 @@ async fn import_bundle(
         Ok(response) => {
             crate::metrics::record_import(&response);
             (StatusCode::OK, axum::Json(json!(response))).into_response()
+        }
+        Err(ImportError::WrongSite { expected, got }) => {
+            // A credential used for another site's bundle: a failed site binding.
+            state.auth_failures.record(peer.addr, Instant::now());
+            crate::metrics::AUTH_REFUSED
+                .with_label_values(&["site_mismatch"])
+                .inc();
+            let whose = match credential {
+                Credential::Certificate(_) => "the client certificate is for",
+                Credential::Token(_) => "the token is for",
+            };
+            tracing::warn!(bundle_site = %got, credential_site = %expected, "federation import refused: site mismatch");
+            refuse(
+                StatusCode::FORBIDDEN,
+                format!("Site mismatch: the bundle is from site {got}, {whose} site {expected}"),
+            )
         }
         Err(error) => {
             tracing::warn!(%error, "federation import refused");
@@ -473,8 +765,8 @@ async fn sync_status(
     connect: Option<axum::Extension<ConnectInfo<Peer>>>,
     headers: HeaderMap,
 ) -> Response {
-    if authenticate(&state, &headers, &peer_of(&connect)).is_none() {
-        return unauthorized();
+    if let Err(response) = admit(&state, &headers, &peer_of(&connect)) {
+        return *response;
     }
     let sites = match sites::list(&state.pool).await {
         Ok(sites) => sites,
@@ -515,6 +807,7 @@ async fn metrics() -> Response {
     let _ = (
         &*crate::metrics::ITEMS_PROCESSED,
         &*crate::metrics::CONFLICTS,
+        &*crate::metrics::AUTH_REFUSED,
     );
     match prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut body) {
         Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),

@@ -84,6 +84,18 @@ pub enum FederationCommand {
         /// PEM private key of `--tls-cert`.
         #[arg(long, requires = "tls_cert", env = "STELLAOPS_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// Failed authentications (a wrong token, a certificate naming no site, a token or
+        /// certificate used for another site's bundle) a client address may have per
+        /// window; past them it gets 429 until the window passes. 0: no limit.
+        #[arg(long, default_value_t = 10)]
+        auth_failures_per_window: u32,
+        /// Length of the failed-authentication window, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        auth_failure_window_seconds: u64,
+        /// Client addresses whose failures are tracked at once; further addresses share
+        /// one window (memory stays bounded under a flood of addresses).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        auth_failure_max_addresses: u64,
     },
     /// Generate an ES256 signing key pair: PREFIX.pem (private) and PREFIX.pub (public,
     /// to distribute to importing sites).
@@ -266,6 +278,42 @@ pub enum SitesCommand {
         site: String,
         #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Keys trusted to sign one site's bundles, kept in the database (used by import,
+    /// sync and serve at each import, besides any --trusted-key files).
+    Keys {
+        #[command(subcommand)]
+        command: SiteKeysCommand,
+    },
+}
+
+/// `federation sites keys` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SiteKeysCommand {
+    /// Trust a PEM public key (`federation keygen`'s PREFIX.pub) for one site's bundles.
+    Add {
+        /// Site id (added first with `federation sites add`).
+        site: String,
+        /// PEM public key file, or `-` for stdin.
+        key: PathBuf,
+        /// No longer trusted from this time on (RFC 3339, `2027-06-30T00:00:00Z`).
+        #[arg(long)]
+        not_after: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// List the keys of one site, or of every site.
+    List {
+        /// Site id; every site when omitted.
+        site: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a key for a site (final: it is not added back).
+    Revoke {
+        /// Site id.
+        site: String,
+        /// Key id (`sha256:<hex>`, as `list` shows it).
+        key_id: String,
     },
 }
 
@@ -763,6 +811,9 @@ pub async fn federation(
             client_ca,
             tls_cert,
             tls_key,
+            auth_failures_per_window,
+            auth_failure_window_seconds,
+            auth_failure_max_addresses,
         } => {
             let tokens = match &tokens_file {
                 Some(path) => crate::federation_api::Tokens::from_file(path)?,
@@ -773,13 +824,23 @@ pub async fn federation(
                 crate::federation_api::memory_limit(),
                 std::time::Duration::from_secs(body_timeout_seconds),
             );
-            let state = std::sync::Arc::new(crate::federation_api::ApiState::new(
-                pool.clone(),
-                trusted_keys(&keys)?,
-                limits,
-                tokens,
-                client_ca.is_some(),
-            )?);
+            let state = std::sync::Arc::new(
+                crate::federation_api::ApiState::new(
+                    pool.clone(),
+                    trusted_keys(&keys)?,
+                    limits,
+                    tokens,
+                    client_ca.is_some(),
+                )?
+                .with_auth_failure_limits(
+                    crate::federation_api::AuthFailureLimits {
+                        max_failures: auth_failures_per_window,
+                        window: std::time::Duration::from_secs(auth_failure_window_seconds),
+                        max_addresses: usize::try_from(auth_failure_max_addresses)
+                            .unwrap_or(usize::MAX),
+                    },
+                ),
+            );
             eprintln!(
                 "request bodies up to {} bytes ({} decompressed), {} s to arrive",
                 limits.max_body_bytes,
@@ -911,8 +972,80 @@ async fn sites_command(pool: &PgPool, command: SitesCommand) -> anyhow::Result<b
             let site = sites::set_policy(pool, &site, &update).await?;
             println!("{}", serde_json::to_string_pretty(&site)?);
         }
+        SitesCommand::Keys { command } => site_keys_command(pool, command).await?,
     }
     Ok(true)
+}
+
+/// Largest PEM public key file read (a P-256 key is about 180 bytes).
+const MAX_PUBLIC_KEY_FILE: u64 = 64 << 10;
+
+async fn site_keys_command(pool: &PgPool, command: SiteKeysCommand) -> anyhow::Result<()> {
+    match command {
+        SiteKeysCommand::Add {
+            site,
+            key,
+            not_after,
+        } => {
+            let mut bytes = Vec::new();
+            let reader: Box<dyn Read> = if key.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(
+                    std::fs::File::open(&key)
+                        .with_context(|| format!("reading {}", key.display()))?,
+                )
+            };
+            reader
+                .take(MAX_PUBLIC_KEY_FILE + 1)
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("reading {}", key.display()))?;
+            if bytes.len() as u64 > MAX_PUBLIC_KEY_FILE {
+                bail!(
+                    "{}: more than {MAX_PUBLIC_KEY_FILE} bytes, not a PEM public key",
+                    key.display()
+                );
+            }
+            let pem = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{}: not a PEM text file", key.display()))?;
+            let stored = sites::add_key(pool, &site, &pem, not_after)
+                .await
+                .with_context(|| format!("adding {} for site {site}", key.display()))?;
+            println!("{}", serde_json::to_string_pretty(&stored)?);
+        }
+        SiteKeysCommand::List { site, json } => {
+            let keys = sites::list_keys(pool, site.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                let now = chrono::Utc::now();
+                println!("{:<25} {:<8} {:<17} KEY ID", "SITE ID", "STATUS", "ADDED");
+                for key in keys {
+                    let status = if key.revoked_at.is_some() {
+                        "revoked"
+                    } else if key.active_at(now) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    println!(
+                        "{:<25} {:<8} {:<17} {}",
+                        key.site_id,
+                        status,
+                        key.added_at.format("%Y-%m-%d %H:%M"),
+                        key.key_id
+                    );
+                }
+            }
+        }
+        SiteKeysCommand::Revoke { site, key_id } => {
+            if !sites::revoke_key(pool, &site, &key_id).await? {
+                bail!("site {site} has no key {key_id} (see `federation sites keys list {site}`)");
+            }
+            println!("revoked {key_id} for site {site}");
+        }
+    }
+    Ok(())
 }
 
 /// `federation bundle validate`: needs no database. Returns whether the bundle is ready.

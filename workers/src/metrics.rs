@@ -55,6 +55,21 @@ pub static CONFLICTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("registers once")
 });
 
+/// `federation_auth_refused_total{reason}`: requests to `federation serve` refused for
+/// authentication: `bad_credentials` (a wrong token, a certificate naming no site),
+/// `site_mismatch` (a token or certificate used for another site's bundle),
+/// `rate_limited` (the address is over its failure limit).
+pub static AUTH_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        Opts::new(
+            "federation_auth_refused_total",
+            "Federation API requests refused for authentication, by reason"
+        ),
+        &["reason"]
+    )
+    .expect("registers once")
+});
+
 /// Count an import's items and conflicts (a dry run processed nothing).
 pub fn record_import(response: &ImportResponse) {
     if response.dry_run {
