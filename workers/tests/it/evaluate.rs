@@ -194,7 +194,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
             .unwrap(),
         "idempotent"
     );
-    let report = run(&pool, "nightly-1", None).await.unwrap();
+    let report = run(&pool, "nightly-1", None, None).await.unwrap();
     assert_eq!(report.evaluated, 1);
     let stored = stellaops_store::schedules::run(&pool, "nightly-1")
         .await
@@ -206,7 +206,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
         (2, 0, None)
     );
     assert!(
-        run(&pool, "missing", None)
+        run(&pool, "missing", None, None)
             .await
             .unwrap_err()
             .to_string()
@@ -968,5 +968,126 @@ async fn a_scan_policys_vex_weights_and_accepted_justifications_decide_the_conse
     assert_eq!(
         (verdict.as_str(), decided_by.as_str()),
         ("Fail", "threshold")
+    );
+}
+
+/// An analysis-only Schedule run naming a ScanPolicy decides each selected image's latest
+/// result under that policy, whatever it was decided under before (an inline policy here,
+/// another ScanPolicy there); without the policy the same run keeps each result's own.
+#[tokio::test]
+async fn a_schedule_run_naming_a_scan_policy_decides_every_image_under_it() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("evaluate_run_policy", &stellaops_store::MIGRATOR)
+            .await
+    else {
+        return;
+    };
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    ingest(
+        &pool,
+        vec![osv("GHSA-minimist", "npm", "minimist", minimist, "HIGH")],
+    )
+    .await;
+    let (inline, other) = (digest('1'), digest('2'));
+    let components = [npm("minimist", "1.2.0")];
+    let (rows, snapshot) = advisories_for(&pool, &components).await.unwrap();
+    let findings = match_components(&components, &rows);
+    let scan_policy = |name: &str, fail_on: &str| {
+        let policy: stellaops_policy::evaluate::Policy =
+            serde_json::from_value(json!({"failOn": fail_on})).unwrap();
+        Policy::from_evaluator(Some(name.into()), policy)
+    };
+    // A high finding: Pass under the inline critical threshold and under "lenient".
+    for (digest, policy) in [
+        (&inline, Policy::default()),
+        (&other, scan_policy("lenient", "critical")),
+    ] {
+        record(
+            &pool,
+            &Requester::default(),
+            "registry.example.com/shop/web",
+            digest,
+            snapshot,
+            ("s3://stellaops/sboms/x.json", "sha256:sbom"),
+            &components,
+            &findings,
+            &policy,
+            chrono::Utc::now(),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let new_run = |id: &str| stellaops_store::schedules::NewRun {
+        id: id.into(),
+        namespace: "shop".into(),
+        name: "nightly".into(),
+        trigger: "cron".into(),
+        mode: "analysis-only".into(),
+        scheduled_at: chrono::Utc::now(),
+        images: vec![inline.clone(), other.clone()],
+        selected: 2,
+        skipped: 0,
+        rate_per_second: 100,
+        notify: false,
+        min_severity: None,
+    };
+    let latest = |digest: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>, Option<String>, Option<String>)>(
+                "SELECT verdict, policy->>'policyRef', policy_digest, scan_name FROM scan_results
+                 WHERE image_digest = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(digest)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    // Without a policy the run keeps each result's own: both still pass.
+    stellaops_store::schedules::create_run(&pool, &new_run("nightly-own"))
+        .await
+        .unwrap();
+    let report = run(&pool, "nightly-own", None, None).await.unwrap();
+    assert_eq!(report.verdicts.get("Pass"), Some(&2), "{report:?}");
+
+    // Under the Schedule's ScanPolicy "strict" (fail on high) both fail.
+    let strict = scan_policy("strict", "high");
+    let strict_digest = stellaops_workers::scan::judge::policy_of(&strict).digest();
+    stellaops_store::schedules::create_run(&pool, &new_run("nightly-strict"))
+        .await
+        .unwrap();
+    let report = run(&pool, "nightly-strict", None, Some(strict.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.evaluated, report.verdicts.get("Fail")),
+        (2, Some(&2)),
+        "{report:?}"
+    );
+    for digest in [&inline, &other] {
+        assert_eq!(
+            latest(digest.clone()).await,
+            (
+                "Fail".to_string(),
+                Some("strict".to_string()),
+                Some(strict_digest.clone()),
+                Some("schedule/nightly".to_string())
+            )
+        );
+    }
+    let stored = stellaops_store::schedules::run(&pool, "nightly-strict")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.finished_at.is_some(), stored.error), (true, None));
+    // The results now belong to "strict": its own re-evaluation (after a change) finds them.
+    assert_eq!(
+        stellaops_store::scans::digests_under_policy(&pool, "strict")
+            .await
+            .unwrap(),
+        vec![inline.clone(), other.clone()]
     );
 }
