@@ -390,6 +390,19 @@ pub fn ready_policy(
     }
 }
 
+/// The current digest of the ScanPolicy `name` when it is Ready (what the verdicts
+/// decided under it record), or why there is none.
+pub fn ready_digest(
+    policy: Option<&ScanPolicy>,
+    name: &str,
+) -> std::result::Result<String, String> {
+    ready_policy(policy, name)?;
+    policy
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.policy_digest.clone())
+        .ok_or_else(|| format!("ScanPolicy {name} has no digest yet"))
+}
+
 /// The ScanPolicy a re-evaluation Job was made for (its `stella-ops.org/scanpolicy` label).
 pub fn policy_of_job(job: &Job) -> Option<String> {
     job.labels().get("stella-ops.org/scanpolicy").cloned()

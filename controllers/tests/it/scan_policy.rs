@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::scan::{Outcome, ScanResult, compute_status, job_for};
-use stellaops_controllers::scan_policy::{decide, policy_json, ready_policy, reconcile, to_policy};
+use stellaops_controllers::scan_policy::{
+    decide, policy_json, ready_digest, ready_policy, reconcile, to_policy,
+};
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};
 use stellaops_crds::scan::{FindingCounts, SbomRef, ScanPhase, Verdict};
 use stellaops_crds::{Scan, ScanPolicy};
@@ -390,6 +392,18 @@ fn a_policy_the_evaluator_refuses_is_invalid_with_a_message_naming_the_rule() {
         ready_policy(Some(&unchecked), "production")
             .unwrap_err()
             .contains("not been checked")
+    );
+    // What the webhook judges by: the digest of a Ready policy, else why there is none.
+    assert!(
+        ready_digest(Some(&stored), "production")
+            .unwrap_err()
+            .contains("is not Ready")
+    );
+    let mut ready = policy(json!({"failOn": "high"}));
+    ready.status = Some(decide(&ready, &Config::default(), at("2026-12-01T00:00:00Z")).status);
+    assert_eq!(
+        ready_digest(Some(&ready), "production"),
+        Ok(to_policy(&ready.spec).digest())
     );
 }
 
