@@ -63,6 +63,31 @@ pub trait EvidenceSource: Send + Sync + 'static {
         &'a self,
         digest: &'a str,
     ) -> BoxFuture<'a, Result<Option<ScanRecord>, String>>;
+    /// The latest scan result of `digest` decided under the ScanPolicy digest
+    /// `policy_digest` (named `policy`). `None`: never scanned at all; a result decided
+    /// only under other policies comes back unverified, saying so. Sources that keep no
+    /// policy digests say they cannot answer (an outage, never a verdict).
+    fn latest_scan_under<'a>(
+        &'a self,
+        _digest: &'a str,
+        policy: &'a str,
+        _policy_digest: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ScanRecord>, String>> {
+        Box::pin(async move {
+            Err(format!(
+                "this evidence source cannot tell which verdicts ScanPolicy {policy} decided"
+            ))
+        })
+    }
+}
+
+/// Why an image scanned only under other policies does not count under `policy`.
+pub fn not_judged_under(policy: &str, policy_digest: &str) -> String {
+    format!(
+        "no verdict of it was decided under ScanPolicy {policy} ({policy_digest}): its latest was \
+         decided under another policy and no re-evaluation under {policy} exists yet (a Scan \
+         with spec.policy.policyRef {policy} makes one)"
+    )
 }
 
 /// The real sources: an OCI registry client and the platform database.
@@ -275,43 +300,102 @@ impl EvidenceSource for RegistryEvidence {
                 .database
                 .as_ref()
                 .ok_or("the webhook has no database to read scan results from")?;
-            type Row = (
-                String,
-                chrono::DateTime<chrono::Utc>,
-                Option<String>,
-                Option<Vec<u8>>,
-            );
-            let row: Option<Row> = sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
-                .bind(digest)
-                .fetch_optional(pool)
-                .await
-                .map_err(|e| format!("scan results unavailable: {e}"))?;
-            let verdict_of = |v: &str| match v {
-                "Pass" => Verdict::Pass,
-                "Warn" => Verdict::Warn,
-                _ => Verdict::Fail,
-            };
-            // Only what the envelope says is trusted: its verdict and its time.
-            Ok(row.map(|(verdict, finished_at, key, envelope)| {
-                match stellaops_store::attestation::check_row(
-                    &self.verdict_keys.current(),
-                    digest,
-                    &verdict,
-                    key.as_deref(),
-                    envelope.as_deref(),
-                ) {
-                    Ok(signed) => ScanRecord {
-                        verdict: verdict_of(&signed.verdict),
-                        finished_at: signed.scanned_at,
-                        unverified: None,
-                    },
-                    Err(reason) => ScanRecord {
-                        verdict: verdict_of(&verdict),
-                        finished_at,
-                        unverified: Some(reason),
-                    },
-                }
+            let row: Option<VerdictRow> =
+                sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
+                    .bind(digest)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(|e| format!("scan results unavailable: {e}"))?;
+            Ok(row.map(|row| self.record(digest, row, None)))
+        })
+    }
+
+    fn latest_scan_under<'a>(
+        &'a self,
+        digest: &'a str,
+        policy: &'a str,
+        policy_digest: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ScanRecord>, String>> {
+        Box::pin(async move {
+            let pool = self
+                .database
+                .as_ref()
+                .ok_or("the webhook has no database to read scan results from")?;
+            let unavailable = |e: sqlx::Error| format!("scan results unavailable: {e}");
+            let under: Option<VerdictRow> =
+                sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_UNDER_POLICY_SQL)
+                    .bind(digest)
+                    .bind(policy_digest)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(unavailable)?;
+            if let Some(row) = under {
+                return Ok(Some(self.record(digest, row, Some(policy_digest))));
+            }
+            // None under this policy: scanned under another one, or never scanned.
+            let any: Option<VerdictRow> =
+                sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
+                    .bind(digest)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(unavailable)?;
+            Ok(any.map(|(verdict, finished_at, _, _)| ScanRecord {
+                verdict: verdict_of(&verdict),
+                finished_at,
+                unverified: Some(not_judged_under(policy, policy_digest)),
             }))
         })
+    }
+}
+
+/// A `scan_results` row as the webhook reads it: verdict, finish time, envelope key and
+/// envelope.
+type VerdictRow = (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
+fn verdict_of(v: &str) -> Verdict {
+    match v {
+        "Pass" => Verdict::Pass,
+        "Warn" => Verdict::Warn,
+        _ => Verdict::Fail,
+    }
+}
+
+impl RegistryEvidence {
+    /// The record of `row`: only what its envelope says is trusted (its verdict and time),
+    /// and, when `policy_digest` is given, only if the envelope names that policy digest.
+    fn record(&self, digest: &str, row: VerdictRow, policy_digest: Option<&str>) -> ScanRecord {
+        let (verdict, finished_at, key, envelope) = row;
+        match stellaops_store::attestation::check_row(
+            &self.verdict_keys.current(),
+            digest,
+            &verdict,
+            key.as_deref(),
+            envelope.as_deref(),
+        ) {
+            Ok(signed) if policy_digest.is_some_and(|p| p != signed.policy_digest) => ScanRecord {
+                verdict: verdict_of(&verdict),
+                finished_at,
+                unverified: Some(format!(
+                    "its signed verdict names policy {} where the row says {}",
+                    signed.policy_digest,
+                    policy_digest.unwrap_or_default()
+                )),
+            },
+            Ok(signed) => ScanRecord {
+                verdict: verdict_of(&signed.verdict),
+                finished_at: signed.scanned_at,
+                unverified: None,
+            },
+            Err(reason) => ScanRecord {
+                verdict: verdict_of(&verdict),
+                finished_at,
+                unverified: Some(reason),
+            },
+        }
     }
 }

@@ -72,6 +72,33 @@ pub struct ScanCheck {
     pub max_age: Duration,
     /// Verdicts that deny.
     pub deny_on: Vec<Verdict>,
+    /// The ScanPolicy the ZastavaPolicy's `policyRef` names: only a verdict decided under
+    /// its current digest counts (`None`: the image's latest verdict, whatever decided it).
+    pub under: Option<ScanPolicyUnder>,
+}
+
+/// A ScanPolicy verdicts must have been decided under.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanPolicyUnder {
+    /// Its name.
+    pub name: String,
+    /// Its current `status.policyDigest`, or why it has none usable (missing, not Ready):
+    /// then no verdict counts and `requireScan` denies, naming the policy.
+    pub digest: Result<String, String>,
+}
+
+impl CompiledPolicy {
+    /// Record the current digest of the ScanPolicy `policyRef` names (or why there is
+    /// none); `compile` leaves it unresolved. Part of the cache key, so a new digest is a
+    /// new policy.
+    pub fn resolve_scan_policy(&mut self, digest: Result<String, String>) {
+        if let Some(under) = self.scan.as_mut().and_then(|s| s.under.as_mut()) {
+            if let Ok(d) = &digest {
+                self.cache_key = format!("{}|{}={d}", self.cache_key, under.name);
+            }
+            under.digest = digest;
+        }
+    }
 }
 
 /// A policy ready to apply.
@@ -207,6 +234,10 @@ pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPo
             max_age: parse_hours_minutes(&requirement.max_age)
                 .ok_or_else(|| PolicyError::InvalidMaxAge(requirement.max_age.clone()))?,
             deny_on: requirement.deny_on_verdict.clone(),
+            under: spec.policy_ref.as_ref().map(|r| ScanPolicyUnder {
+                name: r.name.clone(),
+                digest: Err(format!("ScanPolicy {} has not been read yet", r.name)),
+            }),
         }),
     };
     let name = policy.metadata.name.clone().unwrap_or_default();

@@ -428,8 +428,32 @@ impl Webhook {
         Ok(result)
     }
 
-    async fn scan_of(&self, digest: &str) -> Result<Option<ScanRecord>, String> {
-        let key = format!("scan|{digest}");
+    /// The verdict of `digest` that counts: its latest, or with a ScanPolicy (`under`) its
+    /// latest decided under that policy's current digest.
+    async fn scan_of(
+        &self,
+        digest: &str,
+        under: Option<&policy::ScanPolicyUnder>,
+    ) -> Result<Option<ScanRecord>, String> {
+        let under = match under {
+            Some(under) => match &under.digest {
+                Ok(policy_digest) => Some((under.name.clone(), policy_digest.clone())),
+                // No digest to judge by: nothing counts (never an outage, so `onTimeout`
+                // does not let it through).
+                Err(why) => {
+                    return Ok(Some(ScanRecord {
+                        verdict: stellaops_crds::scan::Verdict::Fail,
+                        finished_at: chrono::Utc::now(),
+                        unverified: Some(format!("{why}, and requireScan judges under it")),
+                    }));
+                }
+            },
+            None => None,
+        };
+        let key = match &under {
+            Some((_, policy_digest)) => format!("scan|{policy_digest}|{digest}"),
+            None => format!("scan|{digest}"),
+        };
         if let Some(Fact::Scan(record)) = self.cached("scan", &key) {
             return Ok(record);
         }
@@ -440,7 +464,14 @@ impl Webhook {
         );
         let (digest, cache_key) = (digest.to_string(), key.clone());
         let lookup = async move {
-            let result = evidence.latest_scan(&digest).await;
+            let result = match &under {
+                Some((name, policy_digest)) => {
+                    evidence
+                        .latest_scan_under(&digest, name, policy_digest)
+                        .await
+                }
+                None => evidence.latest_scan(&digest).await,
+            };
             if let Ok(record) = &result {
                 cache.insert(cache_key, Fact::Scan(record.clone()), ttl, Instant::now());
             }
@@ -503,9 +534,12 @@ impl Webhook {
                     return None;
                 }
                 Some(
-                    tokio::time::timeout_at(deadline, self.scan_of(&digest))
-                        .await
-                        .unwrap_or_else(|_| Err(self.lookup_failed("scan", late("the database")))),
+                    tokio::time::timeout_at(
+                        deadline,
+                        self.scan_of(&digest, policy.scan.as_ref().and_then(|s| s.under.as_ref())),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(self.lookup_failed("scan", late("the database")))),
                 )
             }
         );

@@ -178,6 +178,15 @@ impl Caches {
         self.scan_jobs.wait_until_ready().await.map_err(not_ready)
     }
 
+    /// Wait until the ScanPolicy store holds its first full list: before that a policy
+    /// would read as missing.
+    pub async fn scan_policies_ready(&self) -> Result<()> {
+        self.scan_policies
+            .wait_until_ready()
+            .await
+            .map_err(not_ready)
+    }
+
     /// Scan Jobs still running: those in the store that have not finished plus those this
     /// replica just created, counted up to `cap` (the caller only needs to know whether
     /// a slot is free, so the walk stops there).

@@ -20,10 +20,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 use stellaops_crds::scan_policy::{
-    PolicyRule, Reevaluation, RuleAction, ScanPolicySpec, ScanPolicyStatus,
+    PolicyRule, Reevaluation, RuleAction, ScanPolicySpec, ScanPolicyStatus, VexSettings,
 };
 use stellaops_crds::{CONDITION_READY, ScanPolicy, condition, set_condition};
 use stellaops_policy::evaluate::{self, Action as RuleEffect, Matchers, Rule};
+use stellaops_policy::vex::consensus::Trust;
 
 use crate::acceptance;
 use crate::context::{Config, Context, FIELD_MANAGER};
@@ -92,7 +93,26 @@ pub fn to_policy(spec: &ScanPolicySpec) -> evaluate::Policy {
             stellaops_crds::common::Scope::Inventory => evaluate::Scope::Inventory,
             stellaops_crds::common::Scope::Usage => evaluate::Scope::Usage,
         },
+        vex: spec.vex.as_ref().and_then(trust_of),
     }
+}
+
+/// The consensus's trust from the policy's VEX settings; `None` when they say what the
+/// defaults say, so equal policies keep equal digests however they are written.
+fn trust_of(settings: &VexSettings) -> Option<Trust> {
+    let trust = Trust {
+        weights: settings
+            .providers
+            .iter()
+            .map(|p| (p.name.clone(), p.weight))
+            .collect(),
+        default_weight: settings.default_weight,
+        accepted_justifications: match &settings.accepted_justifications {
+            Some(list) => list.iter().map(|j| j.as_str().to_string()).collect(),
+            None => Trust::default().accepted_justifications,
+        },
+    };
+    (trust != Trust::default()).then_some(trust)
 }
 
 /// The evaluator's form as the JSON the workers take.
@@ -368,6 +388,19 @@ pub fn ready_policy(
         }
         _ => Err(format!("ScanPolicy {name} has not been checked yet")),
     }
+}
+
+/// The current digest of the ScanPolicy `name` when it is Ready (what the verdicts
+/// decided under it record), or why there is none.
+pub fn ready_digest(
+    policy: Option<&ScanPolicy>,
+    name: &str,
+) -> std::result::Result<String, String> {
+    ready_policy(policy, name)?;
+    policy
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.policy_digest.clone())
+        .ok_or_else(|| format!("ScanPolicy {name} has no digest yet"))
 }
 
 /// The ScanPolicy a re-evaluation Job was made for (its `stella-ops.org/scanpolicy` label).

@@ -68,6 +68,85 @@ pub struct ScanPolicySpec {
     /// (those the image's entrypoint uses, from the Usage view).
     #[serde(default, skip_serializing_if = "crate::common::Scope::is_inventory")]
     pub scope: crate::common::Scope,
+    /// How the VEX consensus believes providers under this policy: their weights and the
+    /// justifications a `not_affected` must carry to count. Not given: every provider
+    /// weighs 1 and every justification is accepted. Part of the policy digest, so a change
+    /// re-evaluates the verdicts decided under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vex: Option<VexSettings>,
+}
+
+/// The VEX consensus's trust under a policy (docs/vex.md, "Consensus").
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VexSettings {
+    /// Weights of named providers (the `--provider` a document was ingested with). The
+    /// statuses' summed weights decide; a provider of weight 0 is not counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("VEX provider names must be unique within a policy"))]
+    pub providers: Vec<VexProviderWeight>,
+    /// Weight of a provider not listed in `providers` (default 1; 0: only listed
+    /// providers count).
+    #[serde(default = "default_vex_weight")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub default_weight: f64,
+    /// Justifications a `not_affected` statement must carry to count (not given: all
+    /// five). A `not_affected` without one of these is kept in the decision, not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 5))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b == a))").message("accepted justifications must be unique"))]
+    pub accepted_justifications: Option<Vec<VexJustification>>,
+}
+
+fn default_vex_weight() -> f64 {
+    1.0
+}
+
+/// One provider's weight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VexProviderWeight {
+    /// The provider's name, as given to `vex ingest --provider`.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Its weight (0: its statements are not counted).
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub weight: f64,
+}
+
+/// A VEX `not_affected` justification (the OpenVEX/CSAF set; CycloneDX's are mapped onto
+/// it at ingest).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VexJustification {
+    /// The vulnerable component is not in the product.
+    ComponentNotPresent,
+    /// The component is present but not its vulnerable code.
+    VulnerableCodeNotPresent,
+    /// The vulnerable code is present but never executed.
+    VulnerableCodeNotInExecutePath,
+    /// The vulnerable code cannot be reached by an attacker's input.
+    VulnerableCodeCannotBeControlledByAdversary,
+    /// Mitigations in the product prevent exploitation.
+    InlineMitigationsAlreadyExist,
+}
+
+impl VexJustification {
+    /// The justification as VEX documents write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VexJustification::ComponentNotPresent => "component_not_present",
+            VexJustification::VulnerableCodeNotPresent => "vulnerable_code_not_present",
+            VexJustification::VulnerableCodeNotInExecutePath => {
+                "vulnerable_code_not_in_execute_path"
+            }
+            VexJustification::VulnerableCodeCannotBeControlledByAdversary => {
+                "vulnerable_code_cannot_be_controlled_by_adversary"
+            }
+            VexJustification::InlineMitigationsAlreadyExist => "inline_mitigations_already_exist",
+        }
+    }
 }
 
 fn default_fail_on() -> Severity {

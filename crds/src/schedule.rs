@@ -124,8 +124,8 @@ pub struct ScheduleSpec {
     /// A ScanPolicy (cluster-scoped) whose rules and thresholds decide the verdicts of this
     /// Schedule's runs, as a Scan's `spec.policy.policyRef` does: each Scan a
     /// `content-refresh` run creates names it (and waits, `PolicyNotReady`, until it is
-    /// Ready). `analysis-only` runs do not take it yet: they decide under each image's own
-    /// earlier policy.
+    /// Ready); an `analysis-only` run decides every selected image's latest result under
+    /// it (no run starts, `PolicyNotReady`, until it is Ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_ref: Option<crate::common::LocalObjectReference>,
 

@@ -119,7 +119,8 @@ pub struct ZastavaPolicySpec {
     pub audit: AuditSettings,
     /// A ScanPolicy (cluster-scoped) whose rules and thresholds decide the verdicts of the
     /// Scans the audit creates (`audit.createScans`), as a Scan's `spec.policy.policyRef`
-    /// does (each waits, `PolicyNotReady`, until it is Ready).
+    /// does (each waits, `PolicyNotReady`, until it is Ready); `requireScan` then counts
+    /// only a verdict decided under its current digest (none while it is not Ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_ref: Option<crate::common::LocalObjectReference>,
 }

@@ -45,13 +45,31 @@ pub async fn compile_all(
             }
         };
         match compile(&policy, &keys) {
-            Ok(policy) => compiled.push(policy),
+            Ok(mut compiled_policy) => {
+                // requireScan under the ScanPolicy `policyRef` names: its current digest
+                // (re-read with the keys, so a change counts within 30 s).
+                if let Some(reference) = &policy.spec.policy_ref {
+                    let digest = scan_policy_digest(client, &reference.name).await;
+                    compiled_policy.resolve_scan_policy(digest);
+                }
+                compiled.push(compiled_policy)
+            }
             Err(error) => {
                 tracing::warn!(policy = %policy.name_any(), %error, "policy not enforced")
             }
         }
     }
     compiled
+}
+
+/// The current digest of the ScanPolicy `name`, or why it has none usable.
+async fn scan_policy_digest(client: &Client, name: &str) -> Result<String, String> {
+    let api: Api<stellaops_crds::ScanPolicy> = Api::all(client.clone());
+    let found = tokio::time::timeout(Duration::from_secs(10), api.get_opt(name))
+        .await
+        .map_err(|_| format!("ScanPolicy {name} could not be read within 10 s"))?
+        .map_err(|e| format!("ScanPolicy {name} could not be read: {e}"))?;
+    stellaops_controllers::scan_policy::ready_digest(found.as_ref(), name)
 }
 
 /// The webhook as the runtime audit sees it: what it verified, and background

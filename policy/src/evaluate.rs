@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::vex::JUSTIFICATIONS;
 use crate::vex::Status;
-use crate::vex::consensus::Decision;
+use crate::vex::consensus::{Decision, Trust};
 
 /// Severities in order.
 pub const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
@@ -177,9 +178,19 @@ pub struct Policy {
     /// Which components the thresholds count.
     #[serde(default, skip_serializing_if = "Scope::is_inventory")]
     pub scope: Scope,
+    /// How the VEX consensus weighs providers and which justifications it accepts (`None`:
+    /// [`Trust::default`], left out of the JSON so digests of policies without it stay the
+    /// same). Part of the digest: other trust can decide findings differently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vex: Option<Trust>,
 }
 
 impl Policy {
+    /// The trust the VEX consensus decides with under this policy.
+    pub fn trust(&self) -> Trust {
+        self.vex.clone().unwrap_or_default()
+    }
+
     /// SHA-256 of the policy's canonical JSON (object keys sorted, no whitespace): equal
     /// policies have equal digests however they were written.
     pub fn digest(&self) -> String {
@@ -246,6 +257,32 @@ impl Policy {
                     ));
                 }
                 _ => {}
+            }
+        }
+        if let Some(trust) = &self.vex {
+            let weight_ok = |w: f64| w.is_finite() && w >= 0.0;
+            if !weight_ok(trust.default_weight) {
+                problems.push(format!(
+                    "vex.defaultWeight {} is not a finite weight of 0 or more",
+                    trust.default_weight
+                ));
+            }
+            for (provider, weight) in &trust.weights {
+                if provider.trim().is_empty() {
+                    problems.push("vex.providers: a provider has no name".to_string());
+                }
+                if !weight_ok(*weight) {
+                    problems.push(format!(
+                        "vex.providers ({provider:?}): weight {weight} is not a finite weight of 0 or more"
+                    ));
+                }
+            }
+            for j in &trust.accepted_justifications {
+                if !JUSTIFICATIONS.contains(&j.as_str()) {
+                    problems.push(format!(
+                        "vex.acceptedJustifications: {j:?} is not one of {JUSTIFICATIONS:?}"
+                    ));
+                }
             }
         }
         problems

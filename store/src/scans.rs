@@ -5,6 +5,13 @@ pub const LATEST_VERDICT_SQL: &str =
     "SELECT verdict, finished_at, attestation_key, attestation FROM scan_results
      WHERE image_digest = $1 ORDER BY finished_at DESC, id DESC LIMIT 1";
 
+/// The latest result of a digest (`$1`) decided under the policy digest `$2` (a Scan
+/// naming that ScanPolicy or a re-evaluation under it): what a ZastavaPolicy with a
+/// `policyRef` judges.
+pub const LATEST_VERDICT_UNDER_POLICY_SQL: &str =
+    "SELECT verdict, finished_at, attestation_key, attestation FROM scan_results
+     WHERE image_digest = $1 AND policy_digest = $2 ORDER BY finished_at DESC, id DESC LIMIT 1";
+
 /// The latest result recorded for a Scan, by its uid (`$1`).
 pub const BY_SCAN_SQL: &str =
     "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,

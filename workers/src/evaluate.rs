@@ -36,9 +36,10 @@ pub struct Settings {
     pub run_id: Option<String>,
     /// Signs each re-evaluation's verdict and stores its envelope in the platform bucket.
     pub signer: Option<std::sync::Arc<Signing>>,
-    /// Decide under this policy instead of each result's own. With a `policyRef`, only
-    /// the results recorded under that ScanPolicy are evaluated (the latest of each image
-    /// for each Scan), each keeping its Scan so the Scan's status follows.
+    /// Decide under this policy instead of each result's own. With a `policyRef` and no
+    /// `run_id`, only the results recorded under that ScanPolicy are evaluated (the latest
+    /// of each image for each Scan), each keeping its Scan so the Scan's status follows; a
+    /// Schedule run (`run_id`) decides each image's latest result under it.
     pub policy: Option<Policy>,
     /// The clock waivers are judged by (`None`: now).
     pub now: Option<jiff::Timestamp>,
@@ -183,10 +184,14 @@ async fn evaluate_chunk(
     settings: &Settings,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    // A ScanPolicy's own re-evaluation takes the results decided under it; a Schedule run
+    // naming one takes each selected image's latest result, whatever it was decided under,
+    // and decides it under the named policy.
     let policy_ref = settings
         .policy
         .as_ref()
-        .and_then(|p| p.policy_ref.as_deref());
+        .and_then(|p| p.policy_ref.as_deref())
+        .filter(|_| settings.run_id.is_none());
     let rows = match policy_ref {
         // Under one ScanPolicy: each Scan's latest result of the image.
         Some(name) => {
@@ -724,12 +729,14 @@ pub async fn run(
     pool: &PgPool,
     run_id: &str,
     signer: Option<std::sync::Arc<Signing>>,
+    policy: Option<Policy>,
 ) -> anyhow::Result<Report> {
     let run = stellaops_store::schedules::run(pool, run_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("schedule run {run_id} does not exist"))?;
     let settings = Settings {
         signer,
+        policy,
         ..Settings::of_run(&run)
     };
     match evaluate(pool, &run.plan.images, &settings).await {

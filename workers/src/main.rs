@@ -90,8 +90,10 @@ enum Command {
     /// pulled): a Schedule run (`--run`), the given digests, or every result decided under
     /// a ScanPolicy (`--policy-ref` with `--policy-json`). Prints a JSON report.
     Evaluate {
-        /// A run recorded by the Schedule controller (its images, rate and notify settings).
-        #[arg(long, conflicts_with_all = ["digest", "policy_ref"])]
+        /// A run recorded by the Schedule controller (its images, rate and notify settings);
+        /// with `--policy-ref`, each image's latest result is decided under that ScanPolicy
+        /// (the Schedule's `policyRef`) instead of its own stored policy.
+        #[arg(long, conflicts_with = "digest")]
         run: Option<String>,
         /// Image digests (`sha256:…`) to re-evaluate.
         #[arg(long, required_unless_present_any = ["run", "policy_ref"], conflicts_with = "policy_ref")]
@@ -780,7 +782,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 now: None,
             };
             let report = match (run, policy) {
-                (Some(run), _) => stellaops_workers::evaluate::run(&pool, &run, signer).await?,
+                (Some(run), policy) => {
+                    stellaops_workers::evaluate::run(&pool, &run, signer, policy).await?
+                }
                 (None, Some(policy)) => {
                     stellaops_workers::evaluate::reevaluate_policy(&pool, &policy, &settings)
                         .await?

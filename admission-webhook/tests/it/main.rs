@@ -5,4 +5,5 @@ mod policy;
 mod referrers;
 mod registry;
 mod review;
+mod scan_policy;
 mod server;

@@ -180,12 +180,33 @@ pub fn evaluate_job_name(ns: &str, run_id: &str) -> String {
 }
 
 /// The Job running an analysis-only run, in the platform namespace (it holds the database
-/// credentials).
-pub fn evaluate_job(schedule: &Schedule, run_id: &str, config: &Config) -> Job {
+/// credentials). With the Schedule's `policyRef`, every image is decided under that
+/// ScanPolicy: `policy_json` is its evaluator's form (`None`: as `preview` shows it, the
+/// rules read when the run starts).
+pub fn evaluate_job(
+    schedule: &Schedule,
+    run_id: &str,
+    config: &Config,
+    policy_json: Option<&str>,
+) -> Job {
+    let mut args = vec!["evaluate".into(), "--run".into(), run_id.to_string()];
+    if let Some(reference) = &schedule.spec.policy_ref {
+        args.extend([
+            "--policy-ref".into(),
+            reference.name.clone(),
+            "--policy-json".into(),
+            policy_json.map(str::to_string).unwrap_or_else(|| {
+                format!(
+                    "<the rules of ScanPolicy {}, read when the run starts>",
+                    reference.name
+                )
+            }),
+        ]);
+    }
     let mut container = workload::worker_container(
         config,
         "evaluate",
-        vec!["evaluate".into(), "--run".into(), run_id.to_string()],
+        args,
         workload::resources("100m", "128Mi", "512Mi"),
     );
     container
@@ -237,7 +258,9 @@ pub fn desired(schedule: &Schedule, config: &Config) -> Vec<Value> {
     let run_id = format!("{}-<run>", schedule.name_any());
     match schedule.spec.mode {
         ScheduleMode::AnalysisOnly => {
-            vec![workload::typed(&evaluate_job(schedule, &run_id, config))]
+            vec![workload::typed(&evaluate_job(
+                schedule, &run_id, config, None,
+            ))]
         }
         ScheduleMode::ContentRefresh => vec![
             serde_json::to_value(refresh_scan(
@@ -454,7 +477,9 @@ async fn running_images(ctx: &Context, schedule: &Schedule) -> Result<Vec<Runnin
     select(schedule, &namespaces, &pods)
 }
 
-/// Create the run (selection, limits, database row) and start what it runs.
+/// Create the run (selection, limits, database row) and start what it runs (an
+/// analysis-only run under `policy_json`, the Schedule's ScanPolicy, when it names one).
+#[allow(clippy::too_many_arguments)]
 async fn start_run(
     ctx: &Context,
     pool: &sqlx::PgPool,
@@ -463,6 +488,7 @@ async fn start_run(
     trigger: &str,
     scheduled_at: jiff::Timestamp,
     candidates: Vec<RunningImage>,
+    policy_json: Option<&str>,
 ) -> Result<()> {
     let ns = schedule
         .namespace()
@@ -515,7 +541,7 @@ async fn start_run(
             workload::apply(
                 Api::<Job>::namespaced(ctx.client.clone(), &ctx.config.operator_namespace),
                 &evaluate_job_name(&ns, run_id),
-                &workload::typed(&evaluate_job(schedule, run_id, &ctx.config)),
+                &workload::typed(&evaluate_job(schedule, run_id, &ctx.config, policy_json)),
             )
             .await?;
             ctx.metrics.jobs_enqueued.inc();
@@ -712,6 +738,31 @@ async fn apply(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await;
     };
+    // An analysis-only run naming a ScanPolicy decides every image under its rules (handed
+    // to the worker, which needs no access to the cluster): the policy must be Ready. Until
+    // it is, no run starts (looked at again within five minutes).
+    let policy_json = match (&schedule.spec.policy_ref, schedule.spec.mode) {
+        (Some(reference), ScheduleMode::AnalysisOnly) => {
+            ctx.caches.scan_policies_ready().await?;
+            let policy = ctx
+                .caches
+                .scan_policies
+                .get(&kube::runtime::reflector::ObjectRef::new(&reference.name));
+            match crate::scan_policy::ready_policy(policy.as_deref(), &reference.name) {
+                Ok(json) => Some(json),
+                Err(why) => {
+                    return not_ready(
+                        &schedule,
+                        &ctx,
+                        "PolicyNotReady",
+                        format!("{why}; analysis-only runs decide under it and none starts until it is Ready"),
+                    )
+                    .await;
+                }
+            }
+        }
+        _ => None,
+    };
     let limit = schedule.spec.history_limit.max(1) as i64 + 10;
     let runs = stellaops_store::schedules::runs(&pool, &ns, &name, limit).await?;
     // Content-refresh runs still creating their Scans go on at their rate.
@@ -781,7 +832,17 @@ async fn apply(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
         let run_id = timing::run_id(&name, scheduled);
         let images = running_images(&ctx, &schedule).await?;
         running = Some(images.clone());
-        start_run(&ctx, &pool, &schedule, &run_id, "cron", scheduled, images).await?;
+        start_run(
+            &ctx,
+            &pool,
+            &schedule,
+            &run_id,
+            "cron",
+            scheduled,
+            images,
+            policy_json.as_deref(),
+        )
+        .await?;
     }
     let mut delta_pending = false;
     if schedule.spec.triggers.on_advisory_delta && !schedule.spec.suspend {
@@ -818,6 +879,7 @@ async fn apply(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
                     "advisory-delta",
                     now,
                     running,
+                    policy_json.as_deref(),
                 )
                 .await?;
             }

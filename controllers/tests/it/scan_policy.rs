@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use stellaops_controllers::cache::{Caches, Contents};
 use stellaops_controllers::metrics::Metrics;
 use stellaops_controllers::scan::{Outcome, ScanResult, compute_status, job_for};
-use stellaops_controllers::scan_policy::{decide, policy_json, ready_policy, reconcile, to_policy};
+use stellaops_controllers::scan_policy::{
+    decide, policy_json, ready_digest, ready_policy, reconcile, to_policy,
+};
 use stellaops_controllers::{Config, Context, FIELD_MANAGER};
 use stellaops_crds::scan::{FindingCounts, SbomRef, ScanPhase, Verdict};
 use stellaops_crds::{Scan, ScanPolicy};
@@ -224,6 +226,118 @@ fn a_changed_policy_starts_a_reevaluation_under_the_new_digest() {
     assert_eq!(d.events[0].1, "PolicyChanged");
 }
 
+/// The VEX settings become the consensus's trust in the evaluator's form (so the digest and
+/// the worker's `--policy-json`); settings equal to the defaults keep the digest of a policy
+/// without them; a change of the settings re-evaluates like any other change.
+#[test]
+fn vex_settings_are_the_consensus_trust_and_part_of_the_digest() {
+    let config = Config::default();
+    let plain = policy(json!({"failOn": "high"}));
+    let spelled_out = policy(json!({"failOn": "high", "vex": {"defaultWeight": 1}}));
+    assert_eq!(to_policy(&spelled_out.spec).vex, None);
+    assert_eq!(
+        to_policy(&spelled_out.spec).digest(),
+        to_policy(&plain.spec).digest()
+    );
+    let weighted = policy(json!({"failOn": "high", "vex": {
+        "providers": [{"name": "debian", "weight": 2}, {"name": "community", "weight": 0}],
+        "defaultWeight": 0.5,
+        "acceptedJustifications": ["component_not_present", "vulnerable_code_not_present"]
+    }}));
+    let p = to_policy(&weighted.spec);
+    let trust = p.trust();
+    assert_eq!(trust.weights.get("debian"), Some(&2.0));
+    assert_eq!(trust.weights.get("community"), Some(&0.0));
+    assert_eq!(trust.default_weight, 0.5);
+    assert_eq!(
+        trust.accepted_justifications.iter().collect::<Vec<_>>(),
+        ["component_not_present", "vulnerable_code_not_present"]
+    );
+    assert!(p.problems().is_empty(), "{:?}", p.problems());
+    let sent: stellaops_policy::evaluate::Policy =
+        serde_json::from_str(&policy_json(&weighted.spec)).unwrap();
+    assert_eq!(sent.trust(), trust, "the worker receives the settings");
+    assert_ne!(p.digest(), to_policy(&plain.spec).digest());
+
+    // Only the settings change: the verdicts decided under the policy are evaluated again.
+    let mut before = weighted.clone();
+    before.status = Some(decide(&before, &config, at("2026-12-01T00:00:00Z")).status);
+    let mut changed = policy(json!({"failOn": "high", "vex": {
+        "providers": [{"name": "debian", "weight": 3}, {"name": "community", "weight": 0}],
+        "defaultWeight": 0.5,
+        "acceptedJustifications": ["component_not_present", "vulnerable_code_not_present"]
+    }}));
+    changed.status = before.status.clone();
+    let d = decide(&changed, &config, at("2026-12-01T00:05:00Z"));
+    assert!(d.job.is_some(), "a re-evaluation Job");
+    assert_eq!(d.events[0].1, "PolicyChanged");
+    let args = d
+        .job
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(
+        args.iter().any(|a| a.contains(r#""debian":3.0"#)),
+        "{args:?}"
+    );
+}
+
+/// The schema refuses VEX settings the consensus could not use.
+#[test]
+fn vex_settings_are_checked_at_admission() {
+    let refused = |vex: Value| {
+        let object = json!({
+            "apiVersion": "stella-ops.org/v1alpha1", "kind": "ScanPolicy",
+            "metadata": {"name": "p"}, "spec": {"vex": vex}
+        });
+        match stellaops_crds::validation::admit(&object) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }
+    };
+    let twice =
+        refused(json!({"providers": [{"name": "a", "weight": 1}, {"name": "a", "weight": 2}]}));
+    assert!(
+        twice
+            .iter()
+            .any(|m| m.contains("VEX provider names must be unique")),
+        "{twice:?}"
+    );
+    let negative = refused(json!({"providers": [{"name": "a", "weight": -1}]}));
+    assert!(
+        negative
+            .iter()
+            .any(|m| m.starts_with("spec.vex.providers[0].weight")),
+        "{negative:?}"
+    );
+    let unknown = refused(json!({"acceptedJustifications": ["because"]}));
+    assert!(
+        unknown
+            .iter()
+            .any(|m| m.starts_with("spec.vex.acceptedJustifications[0]")),
+        "{unknown:?}"
+    );
+    let repeated = refused(
+        json!({"acceptedJustifications": ["component_not_present", "component_not_present"]}),
+    );
+    assert!(
+        repeated
+            .iter()
+            .any(|m| m.contains("accepted justifications must be unique")),
+        "{repeated:?}"
+    );
+    assert!(
+        refused(json!({"providers": [{"name": "a", "weight": 0}], "defaultWeight": 0})).is_empty()
+    );
+}
+
 #[test]
 fn a_policy_the_evaluator_refuses_is_invalid_with_a_message_naming_the_rule() {
     // CEL admits a blank justification; the evaluator's check does not.
@@ -278,6 +392,18 @@ fn a_policy_the_evaluator_refuses_is_invalid_with_a_message_naming_the_rule() {
         ready_policy(Some(&unchecked), "production")
             .unwrap_err()
             .contains("not been checked")
+    );
+    // What the webhook judges by: the digest of a Ready policy, else why there is none.
+    assert!(
+        ready_digest(Some(&stored), "production")
+            .unwrap_err()
+            .contains("is not Ready")
+    );
+    let mut ready = policy(json!({"failOn": "high"}));
+    ready.status = Some(decide(&ready, &Config::default(), at("2026-12-01T00:00:00Z")).status);
+    assert_eq!(
+        ready_digest(Some(&ready), "production"),
+        Ok(to_policy(&ready.spec).digest())
     );
 }
 

@@ -512,8 +512,13 @@ mod controller {
     #[test]
     fn a_run_is_an_owned_restricted_evaluate_job_and_preview_lists_next_runs() {
         let s = schedule(json!({"schedule": "0 2 * * *", "timeZone": "Europe/Sofia"}));
-        let job =
-            serde_json::to_value(evaluate_job(&s, "nightly-29926080", &Config::default())).unwrap();
+        let job = serde_json::to_value(evaluate_job(
+            &s,
+            "nightly-29926080",
+            &Config::default(),
+            None,
+        ))
+        .unwrap();
         // In the platform namespace (it holds the database URL), owned by labels.
         assert_eq!(job["metadata"]["name"], "shop-nightly-29926080");
         assert_eq!(job["metadata"]["namespace"], "stellaops-system");
@@ -735,6 +740,161 @@ mod controller {
                 .await;
         });
         reconcile(Arc::new(restarted), ctx).await.unwrap();
+        verifier.await.unwrap();
+        assert_eq!(
+            stellaops_store::schedules::runs(&pool, "shop", "nightly", 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    /// An analysis-only Schedule naming a ScanPolicy: its run's Job decides under the
+    /// policy's rules (`--policy-ref`, `--policy-json`); while the policy is not Ready no run
+    /// starts and the Schedule says why.
+    #[tokio::test]
+    async fn an_analysis_only_run_decides_under_the_named_scan_policy() {
+        let Some(pool) =
+            stellaops_testing::migrated_database("schedule_policy_ref", &stellaops_store::MIGRATOR)
+                .await
+        else {
+            return;
+        };
+        let scan_policy = |ready: bool| -> stellaops_crds::ScanPolicy {
+            serde_json::from_value(json!({
+                "apiVersion": "stella-ops.org/v1alpha1", "kind": "ScanPolicy",
+                "metadata": {"name": "strict", "generation": 2},
+                "spec": {"failOn": "high", "rules": [
+                    {"name": "kev", "match": {"kev": true}, "action": "fail"}]},
+                "status": {"observedGeneration": 2, "policyDigest": "sha256:00",
+                    "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+                        "reason": if ready {"Valid"} else {"Invalid"},
+                        "message": if ready {"valid"} else {"rules[0]: broken"},
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+            }))
+            .unwrap()
+        };
+        let context = |policies: Vec<stellaops_crds::ScanPolicy>, client| {
+            Arc::new(
+                Context::new(client, Metrics::unregistered(), Config::default(), None)
+                    .with_outbox(pool.clone())
+                    .with_caches(Caches::filled(Contents {
+                        namespaces: namespaces(),
+                        pods: pods(),
+                        scan_policies: policies,
+                        ..Default::default()
+                    })),
+            )
+        };
+        let s = schedule(json!({"schedule": "*/5 * * * *", "catchUp": "once",
+            "policyRef": {"name": "strict"},
+            "selection": {"namespaceSelector": {"matchLabels": {"environment": "production"}}}}));
+        let status_path = "/apis/stella-ops.org/v1alpha1/namespaces/shop/schedules/nightly/status";
+
+        // Not Ready: no Job, no run; the Schedule is not Ready, naming the policy and why.
+        let (client, mut server) = mock_client("default");
+        let verifier = tokio::spawn(async move {
+            let event = server
+                .expect(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/shop/events",
+                )
+                .await;
+            assert_eq!(event.body["reason"], "PolicyNotReady");
+            event.respond_with_request_body();
+            let status = server.expect(Method::PATCH, status_path).await;
+            let ready = status.body["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()
+                .clone();
+            assert_eq!(
+                (ready["status"].as_str(), ready["reason"].as_str()),
+                (Some("False"), Some("PolicyNotReady"))
+            );
+            assert!(
+                ready["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("ScanPolicy strict is not Ready: rules[0]: broken"),
+                "{ready}"
+            );
+            status.respond(
+                200,
+                serde_json::to_value(schedule(json!({"schedule": "*/5 * * * *"}))).unwrap(),
+            );
+            server
+                .expect_no_more_calls(std::time::Duration::from_millis(200))
+                .await;
+        });
+        reconcile(
+            Arc::new(s.clone()),
+            context(vec![scan_policy(false)], client),
+        )
+        .await
+        .unwrap();
+        verifier.await.unwrap();
+        assert!(
+            stellaops_store::schedules::runs(&pool, "shop", "nightly", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Ready: the run's Job carries the policy as the evaluator takes it.
+        let expected_json =
+            stellaops_controllers::scan_policy::policy_json(&scan_policy(true).spec);
+        let (client, mut server) = mock_client("default");
+        let verifier = tokio::spawn(async move {
+            let job = server.next_call().await;
+            assert_eq!(job.method, Method::PATCH);
+            assert!(
+                job.path
+                    .starts_with("/apis/batch/v1/namespaces/stellaops-system/jobs/shop-nightly-"),
+                "{}",
+                job.path
+            );
+            let args = job.body["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+            let run_id = job.body["metadata"]["labels"]["stella-ops.org/schedule-run"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                args,
+                json!([
+                    "evaluate",
+                    "--run",
+                    run_id,
+                    "--policy-ref",
+                    "strict",
+                    "--policy-json",
+                    expected_json
+                ])
+            );
+            job.respond_with_request_body();
+            let event = server
+                .expect(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/shop/events",
+                )
+                .await;
+            assert_eq!(event.body["reason"], "RunStarted");
+            event.respond_with_request_body();
+            let status = server.expect(Method::PATCH, status_path).await;
+            status.respond(
+                200,
+                serde_json::to_value(schedule(json!({"schedule": "*/5 * * * *"}))).unwrap(),
+            );
+            server
+                .expect_no_more_calls(std::time::Duration::from_millis(200))
+                .await;
+        });
+        reconcile(Arc::new(s), context(vec![scan_policy(true)], client))
+            .await
+            .unwrap();
         verifier.await.unwrap();
         assert_eq!(
             stellaops_store::schedules::runs(&pool, "shop", "nightly", 10)

@@ -328,6 +328,37 @@ fn problems_name_the_rule_and_what_is_wrong() {
 }
 
 #[test]
+fn vex_trust_is_checked_and_left_out_of_the_digest_when_not_given() {
+    let p = policy(json!({"failOn": "high", "vex": {
+        "weights": {"vendor": -1.0, "": 1.0}, "defaultWeight": -0.5,
+        "acceptedJustifications": ["because"]}}));
+    let problems = p.problems();
+    for expected in [
+        "vex.defaultWeight -0.5",
+        "vex.providers (\"vendor\"): weight -1",
+        "vex.providers: a provider has no name",
+        "vex.acceptedJustifications: \"because\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected} not in {problems:?}"
+        );
+    }
+    // Without settings the JSON (so the digest) is what it was before they existed.
+    let plain = policy(json!({"failOn": "high"}));
+    assert_eq!(serde_json::to_value(&plain).unwrap().get("vex"), None);
+    assert_eq!(
+        plain.trust(),
+        stellaops_policy::vex::consensus::Trust::default()
+    );
+    let weighted = policy(json!({"failOn": "high", "vex": {
+        "weights": {"vendor": 2.0}, "defaultWeight": 1.0,
+        "acceptedJustifications": ["component_not_present"]}}));
+    assert!(weighted.problems().is_empty(), "{:?}", weighted.problems());
+    assert_ne!(weighted.digest(), plain.digest());
+}
+
+#[test]
 fn a_source_matcher_holds_when_any_source_of_the_advisory_is_listed() {
     let p = policy(json!({"failOn": "critical", "rules": [
         {"name": "debian-says", "matchers": {"sources": ["debian"]}, "action": {"type": "fail"}}

@@ -92,6 +92,7 @@ pub fn policy_of(policy: &Policy) -> evaluate::Policy {
         warn_on: policy.warn_on.clone(),
         ignore_unfixed: policy.ignore_unfixed,
         scope: policy.scope,
+        vex: policy.vex.clone(),
     }
 }
 
@@ -101,6 +102,8 @@ pub fn policy_of(policy: &Policy) -> evaluate::Policy {
 pub struct Decider {
     policy: evaluate::Policy,
     digest: String,
+    /// The policy's VEX trust, made once.
+    trust: Trust,
 }
 
 impl Decider {
@@ -108,7 +111,12 @@ impl Decider {
     pub fn of(policy: &Policy) -> Decider {
         let policy = policy_of(policy);
         let digest = policy.digest();
-        Decider { policy, digest }
+        let trust = policy.trust();
+        Decider {
+            policy,
+            digest,
+            trust,
+        }
     }
 }
 
@@ -143,7 +151,7 @@ pub fn judge_under(
     decider: &Decider,
     now: jiff::Timestamp,
 ) -> Judged {
-    let trust = Trust::default();
+    let trust = &decider.trust;
     let mut inputs = Vec::with_capacity(findings.len());
     let mut vex = Vec::with_capacity(findings.len());
     for finding in findings {
@@ -153,7 +161,7 @@ pub fn judge_under(
             .iter()
             .filter(|c| applies(&c.statement, &ids, &finding.purl, digest))
             .collect();
-        vex.push((!applicable.is_empty()).then(|| decide(applicable, &trust)));
+        vex.push((!applicable.is_empty()).then(|| decide(applicable, trust)));
         let signal = ids.iter().find_map(|id| evidence.signals.get(*id));
         inputs.push(evaluate::Finding {
             id: finding.vuln_id.clone(),

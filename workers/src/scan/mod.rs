@@ -620,6 +620,10 @@ pub struct Policy {
         skip_serializing_if = "stellaops_policy::evaluate::Scope::is_inventory"
     )]
     pub scope: stellaops_policy::evaluate::Scope,
+    /// The ScanPolicy's VEX trust: provider weights and accepted justifications (`None`:
+    /// the consensus's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vex: Option<stellaops_policy::vex::consensus::Trust>,
 }
 
 impl Default for Policy {
@@ -632,6 +636,7 @@ impl Default for Policy {
             rules: Vec::new(),
             policy_ref: None,
             scope: Default::default(),
+            vex: None,
         }
     }
 }
@@ -650,6 +655,7 @@ impl Policy {
             rules: policy.rules,
             policy_ref: name,
             scope: policy.scope,
+            vex: policy.vex,
         }
     }
 }

@@ -194,7 +194,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
             .unwrap(),
         "idempotent"
     );
-    let report = run(&pool, "nightly-1", None).await.unwrap();
+    let report = run(&pool, "nightly-1", None, None).await.unwrap();
     assert_eq!(report.evaluated, 1);
     let stored = stellaops_store::schedules::run(&pool, "nightly-1")
         .await
@@ -206,7 +206,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
         (2, 0, None)
     );
     assert!(
-        run(&pool, "missing", None)
+        run(&pool, "missing", None, None)
             .await
             .unwrap_err()
             .to_string()
@@ -786,5 +786,308 @@ async fn re_evaluations_store_their_signed_envelopes_in_s3_and_the_webhook_trust
     assert!(
         refused.contains(&format!("verdict envelope {renamed} ")),
         "{refused}"
+    );
+}
+
+/// A ScanPolicy's VEX settings decide the consensus wherever it judges: the re-evaluation
+/// under the policy, a scan recorded under it, and a re-evaluation under each result's own
+/// stored policy. Two providers disagree about one finding: at equal weight the cautious
+/// `affected` holds (Fail); with the vendor weighing 2 its `not_affected` wins (Pass);
+/// accepting only `component_not_present` leaves the vendor's statement uncounted (Fail).
+#[tokio::test]
+async fn a_scan_policys_vex_weights_and_accepted_justifications_decide_the_consensus() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("evaluate_vex_trust", &stellaops_store::MIGRATOR)
+            .await
+    else {
+        return;
+    };
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    ingest(
+        &pool,
+        vec![osv(
+            "GHSA-minimist",
+            "npm",
+            "minimist",
+            minimist,
+            "CRITICAL",
+        )],
+    )
+    .await;
+    for (provider, status, justification) in [
+        (
+            "vendor",
+            "not_affected",
+            Some("vulnerable_code_not_in_execute_path"),
+        ),
+        ("scanner-team", "affected", None),
+    ] {
+        let mut statement = json!({"vulnerability": {"name": "GHSA-minimist"},
+                                   "products": [{"@id": "pkg:npm/minimist@1.2.0"}],
+                                   "status": status});
+        if let Some(j) = justification {
+            statement["justification"] = json!(j);
+        }
+        let document = json!({
+            "@context": "https://openvex.dev/ns/v0.2.0",
+            "@id": format!("https://{provider}.example/vex/1"), "author": provider,
+            "version": 1, "timestamp": "2026-01-01T00:00:00Z", "statements": [statement]
+        });
+        let document = stellaops_policy::vex::parse(
+            stellaops_policy::vex::Format::OpenVex,
+            document.to_string().as_bytes(),
+        )
+        .unwrap();
+        stellaops_store::vex::ingest(&pool, provider, &document)
+            .await
+            .unwrap();
+    }
+    let x = digest('f');
+    let components = [npm("minimist", "1.2.0")];
+    let (rows, snapshot) = advisories_for(&pool, &components).await.unwrap();
+    let findings = match_components(&components, &rows);
+    let under = |vex: Option<serde_json::Value>| {
+        let mut policy = json!({"failOn": "critical"});
+        if let Some(vex) = vex {
+            policy["vex"] = vex;
+        }
+        let policy: stellaops_policy::evaluate::Policy = serde_json::from_value(policy).unwrap();
+        assert!(policy.problems().is_empty(), "{:?}", policy.problems());
+        Policy::from_evaluator(Some("vex-policy".into()), policy)
+    };
+    let record_under = |policy: Policy| {
+        let (pool, findings, x) = (pool.clone(), findings.clone(), x.clone());
+        async move {
+            record(
+                &pool,
+                &Requester {
+                    namespace: Some("shop".into()),
+                    name: Some("scan-web".into()),
+                    uid: Some("uid-vex".into()),
+                },
+                "registry.example.com/shop/web",
+                &x,
+                snapshot,
+                ("s3://stellaops/sboms/x.json", "sha256:sbom"),
+                &[npm("minimist", "1.2.0")],
+                &findings,
+                &policy,
+                chrono::Utc::now(),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let latest = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, Option<String>, serde_json::Value)>(
+                "SELECT r.verdict, f.decided_by, r.policy_digest, r.policy FROM scan_results r
+                 JOIN scan_findings f ON f.scan_id = r.id
+                 WHERE r.scan_uid = 'uid-vex' ORDER BY r.id DESC LIMIT 1",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let settings = |policy: Option<Policy>| Settings {
+        signer: None,
+        rate_per_second: 1000,
+        notify: false,
+        min_severity: None,
+        namespace: None,
+        name: None,
+        run_id: None,
+        policy,
+        now: None,
+    };
+
+    // Default trust: a tie, the cautious status, the threshold fails it.
+    let plain = under(None);
+    record_under(plain.clone()).await;
+    let (verdict, decided_by, plain_digest, _) = latest().await;
+    assert_eq!(
+        (verdict.as_str(), decided_by.as_str()),
+        ("Fail", "threshold")
+    );
+
+    // The policy weighs the vendor 2: re-evaluated under it, not_affected wins.
+    let vendor_heavy = under(Some(json!({
+        "weights": {"vendor": 2.0}, "defaultWeight": 1.0,
+        "acceptedJustifications": ["component_not_present", "vulnerable_code_not_present",
+            "vulnerable_code_not_in_execute_path",
+            "vulnerable_code_cannot_be_controlled_by_adversary",
+            "inline_mitigations_already_exist"]
+    })));
+    let heavy_digest = stellaops_workers::scan::judge::policy_of(&vendor_heavy).digest();
+    assert_ne!(
+        Some(&heavy_digest),
+        plain_digest.as_ref(),
+        "the settings are in the digest"
+    );
+    let report = reevaluate_policy(&pool, &vendor_heavy, &settings(Some(vendor_heavy.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.evaluated, report.decisions_changed),
+        (1, 1),
+        "{report:?}"
+    );
+    let (verdict, decided_by, digest_now, stored) = latest().await;
+    assert_eq!(
+        (verdict.as_str(), decided_by.as_str()),
+        ("Pass", "vex:vendor")
+    );
+    assert_eq!(digest_now.as_ref(), Some(&heavy_digest));
+    assert_eq!(
+        stored["vex"]["weights"]["vendor"], 2.0,
+        "stored with the result: {stored}"
+    );
+
+    // Re-evaluated under each result's own stored policy (a VEX change, a Schedule run):
+    // the stored settings still hold.
+    evaluate(&pool, std::slice::from_ref(&x), &settings(None))
+        .await
+        .unwrap();
+    assert_eq!(latest().await.0, "Pass");
+    // A scan recorded under the policy (the scan worker's path) is judged the same way.
+    record_under(vendor_heavy.clone()).await;
+    assert_eq!(latest().await.0, "Pass");
+
+    // Only component_not_present accepted: the vendor's statement does not count.
+    let strict = under(Some(json!({
+        "weights": {"vendor": 2.0}, "defaultWeight": 1.0,
+        "acceptedJustifications": ["component_not_present"]
+    })));
+    reevaluate_policy(&pool, &strict, &settings(Some(strict.clone())))
+        .await
+        .unwrap();
+    let (verdict, decided_by, _, _) = latest().await;
+    assert_eq!(
+        (verdict.as_str(), decided_by.as_str()),
+        ("Fail", "threshold")
+    );
+}
+
+/// An analysis-only Schedule run naming a ScanPolicy decides each selected image's latest
+/// result under that policy, whatever it was decided under before (an inline policy here,
+/// another ScanPolicy there); without the policy the same run keeps each result's own.
+#[tokio::test]
+async fn a_schedule_run_naming_a_scan_policy_decides_every_image_under_it() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("evaluate_run_policy", &stellaops_store::MIGRATOR)
+            .await
+    else {
+        return;
+    };
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    ingest(
+        &pool,
+        vec![osv("GHSA-minimist", "npm", "minimist", minimist, "HIGH")],
+    )
+    .await;
+    let (inline, other) = (digest('1'), digest('2'));
+    let components = [npm("minimist", "1.2.0")];
+    let (rows, snapshot) = advisories_for(&pool, &components).await.unwrap();
+    let findings = match_components(&components, &rows);
+    let scan_policy = |name: &str, fail_on: &str| {
+        let policy: stellaops_policy::evaluate::Policy =
+            serde_json::from_value(json!({"failOn": fail_on})).unwrap();
+        Policy::from_evaluator(Some(name.into()), policy)
+    };
+    // A high finding: Pass under the inline critical threshold and under "lenient".
+    for (digest, policy) in [
+        (&inline, Policy::default()),
+        (&other, scan_policy("lenient", "critical")),
+    ] {
+        record(
+            &pool,
+            &Requester::default(),
+            "registry.example.com/shop/web",
+            digest,
+            snapshot,
+            ("s3://stellaops/sboms/x.json", "sha256:sbom"),
+            &components,
+            &findings,
+            &policy,
+            chrono::Utc::now(),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let new_run = |id: &str| stellaops_store::schedules::NewRun {
+        id: id.into(),
+        namespace: "shop".into(),
+        name: "nightly".into(),
+        trigger: "cron".into(),
+        mode: "analysis-only".into(),
+        scheduled_at: chrono::Utc::now(),
+        images: vec![inline.clone(), other.clone()],
+        selected: 2,
+        skipped: 0,
+        rate_per_second: 100,
+        notify: false,
+        min_severity: None,
+    };
+    let latest = |digest: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>, Option<String>, Option<String>)>(
+                "SELECT verdict, policy->>'policyRef', policy_digest, scan_name FROM scan_results
+                 WHERE image_digest = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(digest)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    // Without a policy the run keeps each result's own: both still pass.
+    stellaops_store::schedules::create_run(&pool, &new_run("nightly-own"))
+        .await
+        .unwrap();
+    let report = run(&pool, "nightly-own", None, None).await.unwrap();
+    assert_eq!(report.verdicts.get("Pass"), Some(&2), "{report:?}");
+
+    // Under the Schedule's ScanPolicy "strict" (fail on high) both fail.
+    let strict = scan_policy("strict", "high");
+    let strict_digest = stellaops_workers::scan::judge::policy_of(&strict).digest();
+    stellaops_store::schedules::create_run(&pool, &new_run("nightly-strict"))
+        .await
+        .unwrap();
+    let report = run(&pool, "nightly-strict", None, Some(strict.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.evaluated, report.verdicts.get("Fail")),
+        (2, Some(&2)),
+        "{report:?}"
+    );
+    for digest in [&inline, &other] {
+        assert_eq!(
+            latest(digest.clone()).await,
+            (
+                "Fail".to_string(),
+                Some("strict".to_string()),
+                Some(strict_digest.clone()),
+                Some("schedule/nightly".to_string())
+            )
+        );
+    }
+    let stored = stellaops_store::schedules::run(&pool, "nightly-strict")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.finished_at.is_some(), stored.error), (true, None));
+    // The results now belong to "strict": its own re-evaluation (after a change) finds them.
+    assert_eq!(
+        stellaops_store::scans::digests_under_policy(&pool, "strict")
+            .await
+            .unwrap(),
+        vec![inline.clone(), other.clone()]
     );
 }

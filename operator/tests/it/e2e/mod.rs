@@ -7,6 +7,7 @@ mod observability;
 mod operator_runs;
 mod reports;
 mod traces;
+mod waiver;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
