@@ -9,9 +9,9 @@ use stellaops_workers::registry::{Credentials, RegistryClient, RegistryError};
 use stellaops_workers::scan::attach::{
     CYCLONEDX_ARTIFACT_TYPE, SPDX_ARTIFACT_TYPE, VERDICT_ARTIFACT_TYPE, attach,
 };
-use stellaops_workers::scan::{Policy, Requester, ScanJob, scan};
+use stellaops_workers::scan::scan;
 
-use crate::scan::{auth_registry, base_layer, env, push};
+use crate::scan::{auth_registry, base_layer, default_job, env, push};
 
 /// `skopeo inspect --raw` of `reference`: the registry's bytes, read by another client.
 fn skopeo_raw(reference: &str) -> Vec<u8> {
@@ -57,19 +57,7 @@ async fn sboms_and_the_signed_verdict_are_attached_as_referrers_once() {
     std::fs::create_dir_all(&scratch).unwrap();
     let (private, public) = stellaops_store::attestation::generate_key_pair();
     let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
-    let job = ScanJob {
-        signer: Some(&signer),
-        registry: &registry,
-        s3: &env.s3,
-        bucket: &env.bucket,
-        pool: &env.pool,
-        platform: "linux/amd64",
-        policy: Policy::default(),
-        requester: Requester::default(),
-        spdx: true,
-        scratch: &scratch,
-        force: true,
-    };
+    let job = default_job(&env, &registry, &scratch, Some(&signer), true);
     let summary = scan(&job, &image).await.unwrap();
     assert_eq!(summary.image_digest, built.manifest_digest);
 
@@ -233,19 +221,7 @@ async fn attaching_needs_push_rights_and_uses_only_the_push_credentials_given() 
     let scratch =
         std::env::temp_dir().join(format!("stellaops-attach-auth-s-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
-    let job = ScanJob {
-        signer: None,
-        registry: &puller,
-        s3: &env.s3,
-        bucket: &env.bucket,
-        pool: &env.pool,
-        platform: "linux/amd64",
-        policy: Policy::default(),
-        requester: Requester::default(),
-        spdx: false,
-        scratch: &scratch,
-        force: true,
-    };
+    let job = default_job(&env, &puller, &scratch, None, false);
     let summary = scan(&job, &image).await.unwrap();
     assert_eq!(summary.image_digest, built.manifest_digest);
 
@@ -393,19 +369,7 @@ async fn a_registry_with_the_referrers_api_indexes_the_artifacts_and_gets_no_tag
     std::fs::create_dir_all(&scratch).unwrap();
     let (private, _) = stellaops_store::attestation::generate_key_pair();
     let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
-    let job = ScanJob {
-        signer: Some(&signer),
-        registry: &registry,
-        s3: &env.s3,
-        bucket: &env.bucket,
-        pool: &env.pool,
-        platform: "linux/amd64",
-        policy: Policy::default(),
-        requester: Requester::default(),
-        spdx: false,
-        scratch: &scratch,
-        force: true,
-    };
+    let job = default_job(&env, &registry, &scratch, Some(&signer), false);
     let summary = scan(&job, &image).await.unwrap();
     let attached = attach(&job, &registry, &image, &summary).await.unwrap();
     assert_eq!(attached.len(), 2, "{attached:?}");

@@ -10,9 +10,7 @@ use stellaops_testing::oci;
 use stellaops_workers::registry::RegistryClient;
 use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
 use stellaops_workers::scan::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_sqlite};
-use stellaops_workers::scan::{
-    AdvisoryRow, Policy, Requester, ScanJob, match_components, purl_of, scan,
-};
+use stellaops_workers::scan::{AdvisoryRow, match_components, purl_of, scan};
 
 /// An RPM header blob as rpm stores it: index count, data length, entries, data. Its
 /// SOURCERPM is `<name>-<version>-<release>.src.rpm`, with a `-libs` suffix dropped from
@@ -558,19 +556,7 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
     let registry = RegistryClient::new(Default::default(), vec![]).unwrap();
     let scratch = work.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    let job = ScanJob {
-        signer: None,
-        registry: &registry,
-        s3: &env.s3,
-        bucket: &env.bucket,
-        pool: &env.pool,
-        platform: "linux/amd64",
-        policy: Policy::default(),
-        requester: Requester::default(),
-        spdx: false,
-        scratch: &scratch,
-        force: true,
-    };
+    let job = crate::scan::default_job(&env, &registry, &scratch, None, false);
     let summary = scan(&job, &format!("{}/{repo}:v1", env.registry))
         .await
         .unwrap();

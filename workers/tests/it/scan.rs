@@ -70,6 +70,30 @@ pub(crate) async fn env(name: &str) -> Option<Env> {
     })
 }
 
+/// A forced scan job against `env` with the default policy and no requester: what the
+/// tests of one feature (attach, the Usage view) need around it.
+pub(crate) fn default_job<'a>(
+    env: &'a Env,
+    registry: &'a RegistryClient,
+    scratch: &'a std::path::Path,
+    signer: Option<&'a stellaops_store::attestation::VerdictSigner>,
+    spdx: bool,
+) -> ScanJob<'a> {
+    ScanJob {
+        signer,
+        registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy::default(),
+        requester: Requester::default(),
+        spdx,
+        scratch,
+        force: true,
+    }
+}
+
 pub async fn ingest(pool: &sqlx::PgPool, docs: Vec<Vec<u8>>) {
     let parsed = docs
         .iter()
