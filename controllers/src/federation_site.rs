@@ -4,11 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
-    KeyToPath, PersistentVolumeClaimVolumeSource, SecretVolumeSource, Volume, VolumeMount,
+    ContainerPort, HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSpec,
+    PodTemplateSpec, Probe, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -28,6 +32,21 @@ pub use crate::workload::{SyncResult, job_finished};
 pub const VOLUME_MOUNT: &str = "/var/lib/stellaops/federation";
 const TRUSTED_KEYS_MOUNT: &str = "/etc/stellaops/trusted-keys";
 const SIGNING_KEY_MOUNT: &str = "/etc/stellaops/signing";
+const API_SECRETS_MOUNT: &str = "/etc/stellaops/federation-api";
+/// Port `federation serve` listens on in its Pod.
+pub const API_PORT: i32 = 8080;
+/// Component label of the `federation serve` Deployment, Service and Secret copies.
+const API_COMPONENT: &str = "federation-api";
+
+/// Name of the Deployment and Service serving a FederationSite's HTTP API (`spec.serve`).
+pub fn api_name(site: &FederationSite) -> String {
+    crate::tenancy::platform_name(
+        &site.namespace().unwrap_or_default(),
+        &site.name_any(),
+        "-federation-api",
+        63,
+    )
+}
 
 /// Name of the CronJob of a FederationSite (CronJob names are at most 52 characters).
 pub fn cron_job_name(site: &FederationSite) -> String {
@@ -143,7 +162,282 @@ pub fn secret_copies(site: &FederationSite) -> Vec<crate::tenancy::SecretCopy> {
     {
         add(&key.name, "signing-key");
     }
+    if let Some(serve) = serving(site) {
+        if let Some(tokens) = &serve.tokens_secret {
+            add(&tokens.name, "api-tokens");
+        }
+        if let Some(tls) = &serve.tls_secret {
+            add(&tls.name, "api-tls");
+        }
+        if let Some(ca) = &serve.client_ca_secret {
+            add(&ca.name, "api-client-ca");
+        }
+    }
     copies
+}
+
+/// The site's `spec.serve`, when it applies (an import site).
+fn serving(site: &FederationSite) -> Option<&stellaops_crds::federation_site::ServeSettings> {
+    site.spec
+        .serve
+        .as_ref()
+        .filter(|_| site.spec.direction == Direction::Import)
+}
+
+/// A Secret copy mounted read-only at `API_SECRETS_MOUNT/<purpose>` with `key` as `file`.
+fn api_secret(
+    site: &FederationSite,
+    purpose: &str,
+    items: Vec<(String, String)>,
+) -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: purpose.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(copy_of(site, purpose)),
+                items: Some(
+                    items
+                        .into_iter()
+                        .map(|(key, path)| KeyToPath {
+                            key,
+                            path,
+                            mode: Some(0o400),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: purpose.into(),
+            mount_path: format!("{API_SECRETS_MOUNT}/{purpose}"),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    )
+}
+
+/// The `federation serve` Deployment of an import site with `spec.serve`, in the
+/// platform namespace. Pure.
+pub fn api_deployment(site: &FederationSite, config: &Config) -> Option<Deployment> {
+    let serve = serving(site)?;
+    let policy = &site.spec.policy;
+    let tls = serve.tls_secret.is_some();
+    let mut args: Vec<String> = vec![
+        "federation".into(),
+        "serve".into(),
+        "--listen".into(),
+        format!("0.0.0.0:{API_PORT}"),
+        "--max-bundle-size".into(),
+        policy.max_bundle_size_bytes.to_string(),
+    ];
+    let mut volumes = vec![workload::tmp_volume()];
+    let mut mounts = Vec::new();
+    if policy.trusted_keys.is_some() {
+        volumes.push(Volume {
+            name: "trusted-keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(copy_of(site, "trusted-keys")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "trusted-keys".into(),
+            mount_path: TRUSTED_KEYS_MOUNT.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        args.extend(["--trusted-key".into(), TRUSTED_KEYS_MOUNT.into()]);
+    }
+    let mut secret = |purpose: &str, items: Vec<(String, String)>, flags: &[(&str, &str)]| {
+        let (volume, mount) = api_secret(site, purpose, items);
+        volumes.push(volume);
+        mounts.push(mount);
+        for (flag, file) in flags {
+            args.extend([
+                flag.to_string(),
+                format!("{API_SECRETS_MOUNT}/{purpose}/{file}"),
+            ]);
+        }
+    };
+    if let Some(tokens) = &serve.tokens_secret {
+        let key = tokens.key.clone().unwrap_or_else(|| "tokens".into());
+        secret(
+            "api-tokens",
+            vec![(key, "tokens".into())],
+            &[("--tokens-file", "tokens")],
+        );
+    }
+    if tls {
+        secret(
+            "api-tls",
+            vec![
+                ("tls.crt".into(), "tls.crt".into()),
+                ("tls.key".into(), "tls.key".into()),
+            ],
+            &[("--tls-cert", "tls.crt"), ("--tls-key", "tls.key")],
+        );
+    }
+    if let Some(ca) = &serve.client_ca_secret {
+        let key = ca.key.clone().unwrap_or_else(|| "ca.crt".into());
+        secret(
+            "api-client-ca",
+            vec![(key, "ca.crt".into())],
+            &[("--client-ca", "ca.crt")],
+        );
+    }
+    let mut container = workload::worker_container(
+        config,
+        "federation-api",
+        args,
+        workload::resources("100m", "256Mi", "1Gi"),
+    );
+    container
+        .env
+        .get_or_insert_with(Vec::new)
+        .push(workload::database_url_env(config));
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .extend(mounts);
+    let port_name = if tls { "https" } else { "http" };
+    container.ports = Some(vec![ContainerPort {
+        name: Some(port_name.into()),
+        container_port: API_PORT,
+        ..Default::default()
+    }]);
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(port_name.into()),
+            scheme: Some(if tls { "HTTPS" } else { "HTTP" }.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    container.liveness_probe = Some(probe("/healthz"));
+    container.readiness_probe = Some(probe("/readyz"));
+    let labels = workload::labels(&site.name_any(), "FederationSite", API_COMPONENT);
+    let selector = crate::tenancy::owner_labels(site)
+        .into_iter()
+        .chain(labels.clone())
+        .collect::<std::collections::BTreeMap<_, _>>();
+    Some(Deployment {
+        metadata: crate::tenancy::platform_meta(
+            site,
+            &config.operator_namespace,
+            api_name(site),
+            labels,
+        ),
+        spec: DeploymentSpec {
+            replicas: Some(serve.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(selector),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    security_context: Some(workload::pod_security()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// The Service in front of [`api_deployment`]: port 443 with TLS, 80 without.
+pub fn api_service(site: &FederationSite, config: &Config) -> Option<Service> {
+    let serve = serving(site)?;
+    let (port_name, port) = if serve.tls_secret.is_some() {
+        ("https", 443)
+    } else {
+        ("http", 80)
+    };
+    let labels = workload::labels(&site.name_any(), "FederationSite", API_COMPONENT);
+    let selector = crate::tenancy::owner_labels(site)
+        .into_iter()
+        .chain(labels.clone())
+        .collect();
+    Some(Service {
+        metadata: crate::tenancy::platform_meta(
+            site,
+            &config.operator_namespace,
+            api_name(site),
+            labels,
+        ),
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some(port_name.into()),
+                port,
+                target_port: Some(IntOrString::String(port_name.into())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The `Serving` condition of a site with `spec.serve`, from its Deployment. Pure.
+pub fn serving_condition(
+    site: &FederationSite,
+    deployment: Option<&Deployment>,
+    now: Time,
+) -> Option<Condition> {
+    let serve = serving(site)?;
+    let available = deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    let scheme = if serve.tls_secret.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let generation = site.metadata.generation;
+    Some(if available > 0 {
+        condition(
+            "Serving",
+            true,
+            "Available",
+            format!(
+                "{available} of {} federation serve Pod(s) available at {scheme}://{}.{}.svc/api/v1/federation/import",
+                serve.replicas,
+                api_name(site),
+                deployment
+                    .and_then(|d| d.metadata.namespace.clone())
+                    .unwrap_or_default()
+            ),
+            generation,
+            now,
+        )
+    } else {
+        condition(
+            "Serving",
+            false,
+            "Unavailable",
+            format!(
+                "no federation serve Pod of Deployment {} is available yet",
+                api_name(site)
+            ),
+            generation,
+            now,
+        )
+    })
 }
 
 fn copy_of(site: &FederationSite, purpose: &str) -> String {
@@ -249,7 +543,14 @@ pub fn desired(site: &FederationSite, config: &Config) -> Vec<Value> {
     let mut value = serde_json::to_value(cron_job(site, config)).expect("CronJobs serialize");
     value["apiVersion"] = json!("batch/v1");
     value["kind"] = json!("CronJob");
-    vec![value]
+    let mut out = vec![value];
+    if let Some(deployment) = api_deployment(site, config) {
+        out.push(workload::typed(&deployment));
+    }
+    if let Some(service) = api_service(site, config) {
+        out.push(workload::typed(&service));
+    }
+    out
 }
 
 /// The status a FederationSite should have. Pure.
@@ -458,13 +759,62 @@ async fn apply(site: Arc<FederationSite>, ctx: Arc<Context>) -> Result<Action> {
             &Patch::Apply(&body),
         )
         .await?;
+    // The HTTP endpoint (`spec.serve`): applied while asked for, deleted once not.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &platform_ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &platform_ns);
+    let api = api_name(&site);
+    let serving_deployment = match (
+        api_deployment(&site, &ctx.config),
+        api_service(&site, &ctx.config),
+    ) {
+        (Some(deployment), Some(service)) => {
+            services
+                .patch(
+                    &api,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&workload::typed(&service)),
+                )
+                .await?;
+            Some(
+                deployments
+                    .patch(
+                        &api,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&workload::typed(&deployment)),
+                    )
+                    .await?,
+            )
+        }
+        _ => {
+            let was_serving = site
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Serving"));
+            if was_serving {
+                for result in [
+                    deployments
+                        .delete(&api, &Default::default())
+                        .await
+                        .map(|_| ()),
+                    services.delete(&api, &Default::default()).await.map(|_| ()),
+                ] {
+                    match result {
+                        Ok(()) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            None
+        }
+    };
     let latest = workload::latest_job_result(&ctx, &platform_ns, &owned).await?;
-    let status = compute_status(
-        &site,
-        Some(&applied),
-        latest.as_ref(),
-        Time(jiff::Timestamp::now()),
-    );
+    let now = Time(jiff::Timestamp::now());
+    let mut status = compute_status(&site, Some(&applied), latest.as_ref(), now.clone());
+    match serving_condition(&site, serving_deployment.as_ref(), now) {
+        Some(serving) => set_condition(&mut status.conditions, serving),
+        None => status.conditions.retain(|c| c.type_ != "Serving"),
+    }
     if let Some(lag) = status.cursor_lag_seconds {
         ctx.metrics
             .federation_cursor_lag

@@ -31,7 +31,8 @@ use crate::schedule::CRON_PATTERN;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.spec.direction != 'import' || !self.spec.policy.requireSignature || has(self.spec.policy.trustedKeys)").message("spec.policy.trustedKeys is required to import with requireSignature: true").field_path(".spec.policy"),
-    validation = Rule::new("self.spec.direction != 'export' || !self.spec.policy.requireSignature || has(self.spec.policy.signingKey)").message("spec.policy.signingKey is required to export with requireSignature: true").field_path(".spec.policy")
+    validation = Rule::new("self.spec.direction != 'export' || !self.spec.policy.requireSignature || has(self.spec.policy.signingKey)").message("spec.policy.signingKey is required to export with requireSignature: true").field_path(".spec.policy"),
+    validation = Rule::new("self.spec.direction == 'import' || !has(self.spec.serve)").message("spec.serve is for import sites: it accepts the bundles the site pushes").field_path(".spec.serve")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FederationSiteSpec {
@@ -61,6 +62,42 @@ pub struct FederationSiteSpec {
     /// Import and export policy.
     #[serde(default)]
     pub policy: FederationPolicy,
+    /// Also accept the site's bundles pushed over HTTP: a Deployment and Service in the
+    /// platform namespace running `stellaops-worker federation serve` (the seed's
+    /// `POST /api/v1/federation/import`), with this site's trusted keys and policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeSettings>,
+}
+
+/// The HTTP endpoint of an import site. `federation serve` never runs without
+/// authentication: bearer tokens, client certificates, or both.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.tokensSecret) || has(self.clientCASecret)").message("serve needs tokensSecret or clientCASecret: federation serve does not run without authentication"),
+    validation = Rule::new("!has(self.clientCASecret) || has(self.tlsSecret)").message("clientCASecret needs tlsSecret: client certificates are checked over HTTPS only")
+)]
+pub struct ServeSettings {
+    /// Secret whose key (default `tokens`) holds the bearer tokens, one `SITE:TOKEN` per
+    /// line (`*:TOKEN` for any site; at least 16 characters each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_secret: Option<SecretKeyRef>,
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`): serve HTTPS with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<LocalObjectReference>,
+    /// Secret whose key (default `ca.crt`) holds the PEM CA of accepted client
+    /// certificates (each must name its site as the URI SAN `stellaops-site://<site>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "clientCASecret")]
+    pub client_ca_secret: Option<SecretKeyRef>,
+    /// Server Pods.
+    #[serde(default = "default_serve_replicas")]
+    #[schemars(range(min = 1, max = 10))]
+    pub replicas: i32,
+}
+
+fn default_serve_replicas() -> i32 {
+    1
 }
 
 fn default_true() -> bool {

@@ -485,3 +485,165 @@ async fn a_finished_sync_is_read_from_its_pod_into_the_status() {
     reconcile(Arc::new(import_site()), ctx).await.unwrap();
     verifier.await.unwrap();
 }
+
+fn serving_site(serve: Value) -> FederationSite {
+    let mut s = import_site();
+    s.spec.serve = Some(serde_json::from_value(serve).unwrap());
+    s
+}
+
+#[test]
+fn an_import_site_with_serve_gets_an_authenticated_federation_api() {
+    use stellaops_controllers::federation_site::{
+        api_deployment, api_name, api_service, desired, secret_copies, serving_condition,
+    };
+    let s = serving_site(json!({
+        "tokensSecret": {"name": "fed-tokens"},
+        "tlsSecret": {"name": "fed-tls"},
+        "clientCASecret": {"name": "fed-ca", "key": "bundle.pem"},
+        "replicas": 2}));
+    let config = Config::default();
+    let deployment = api_deployment(&s, &config).unwrap();
+    assert_eq!(
+        deployment.metadata.name.as_deref(),
+        Some(api_name(&s).as_str())
+    );
+    assert_eq!(
+        deployment.metadata.namespace.as_deref(),
+        Some("stellaops-system")
+    );
+    assert_eq!(deployment.spec.replicas, Some(2));
+    let pod = deployment.spec.template.spec.clone().unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.args.clone().unwrap().join(" "),
+        "federation serve --listen 0.0.0.0:8080 --max-bundle-size 1048576 \
+         --trusted-key /etc/stellaops/trusted-keys \
+         --tokens-file /etc/stellaops/federation-api/api-tokens/tokens \
+         --tls-cert /etc/stellaops/federation-api/api-tls/tls.crt \
+         --tls-key /etc/stellaops/federation-api/api-tls/tls.key \
+         --client-ca /etc/stellaops/federation-api/api-client-ca/ca.crt"
+    );
+    let probe = c.readiness_probe.clone().unwrap().http_get.unwrap();
+    assert_eq!(
+        (probe.path.as_deref(), probe.scheme.as_deref()),
+        (Some("/readyz"), Some("HTTPS"))
+    );
+    assert!(
+        c.env
+            .clone()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "DATABASE_URL"),
+        "the server records imports in the database"
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(
+        pod.security_context.unwrap().run_as_non_root,
+        Some(true),
+        "restricted like every worker"
+    );
+    // Every Secret it mounts is the platform namespace's copy, with the key renamed.
+    let mounted: Vec<(String, Vec<String>)> = pod
+        .volumes
+        .unwrap()
+        .iter()
+        .filter_map(|v| {
+            let secret = v.secret.as_ref()?;
+            Some((
+                secret.secret_name.clone().unwrap(),
+                secret
+                    .items
+                    .iter()
+                    .flatten()
+                    .map(|i| format!("{}→{}", i.key, i.path))
+                    .collect(),
+            ))
+        })
+        .collect();
+    let cron = "stellaops-hub-federation-sync";
+    assert!(
+        mounted.contains(&(
+            format!("{cron}-api-client-ca"),
+            vec!["bundle.pem→ca.crt".into()]
+        )),
+        "{mounted:?}"
+    );
+    assert!(
+        mounted.contains(&(format!("{cron}-api-tokens"), vec!["tokens→tokens".into()])),
+        "{mounted:?}"
+    );
+    let copies: Vec<(String, String)> = secret_copies(&s)
+        .into_iter()
+        .map(|c| (c.source, c.copy))
+        .collect();
+    for (source, purpose) in [
+        ("fed-tokens", "api-tokens"),
+        ("fed-tls", "api-tls"),
+        ("fed-ca", "api-client-ca"),
+    ] {
+        assert!(
+            copies.contains(&(source.to_string(), format!("{cron}-{purpose}"))),
+            "{copies:?}"
+        );
+    }
+    let service = api_service(&s, &config).unwrap();
+    let port = &service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    assert_eq!((port.port, port.name.as_deref()), (443, Some("https")));
+    assert_eq!(
+        service.spec.unwrap().selector.unwrap(),
+        deployment.spec.selector.match_labels.clone().unwrap(),
+        "the Service selects exactly the Deployment's Pods"
+    );
+    // preview shows both; the status says whether it serves.
+    let kinds: Vec<String> = desired(&s, &config)
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["CronJob", "Deployment", "Service"]);
+    let waiting = serving_condition(&s, Some(&deployment), t(0)).unwrap();
+    assert_eq!(
+        (waiting.status.as_str(), waiting.reason.as_str()),
+        ("False", "Unavailable")
+    );
+    let mut up = deployment.clone();
+    up.metadata.namespace = Some("stellaops-system".into());
+    up.status = Some(serde_json::from_value(json!({"availableReplicas": 2})).unwrap());
+    let serving = serving_condition(&s, Some(&up), t(0)).unwrap();
+    assert_eq!(serving.status, "True");
+    assert!(
+        serving.message.contains(&format!(
+            "https://{}.stellaops-system.svc/api/v1/federation/import",
+            api_name(&s)
+        )),
+        "{}",
+        serving.message
+    );
+    // Tokens only, over plain HTTP (behind a TLS-terminating ingress): port 80, HTTP probes.
+    let plain = serving_site(json!({"tokensSecret": {"name": "fed-tokens", "key": "list"}}));
+    let d = api_deployment(&plain, &config).unwrap();
+    let args = d.spec.template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap()
+        .join(" ");
+    assert!(
+        args.ends_with("--tokens-file /etc/stellaops/federation-api/api-tokens/tokens"),
+        "{args}"
+    );
+    assert!(!args.contains("--tls"), "{args}");
+    assert_eq!(
+        api_service(&plain, &config)
+            .unwrap()
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()[0]
+            .port,
+        80
+    );
+    // No serve, or an export site: nothing more than the CronJob.
+    assert!(api_deployment(&import_site(), &config).is_none());
+    assert!(serving_condition(&import_site(), None, t(0)).is_none());
+    assert_eq!(desired(&import_site(), &config).len(), 1);
+}
