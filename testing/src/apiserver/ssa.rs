@@ -446,6 +446,18 @@ pub(crate) fn apply(
     for path in previous.difference(&new_set) {
         if !others.contains(path) {
             remove_at(&mut result, path);
+            // A map the manager no longer applies goes with its last field, as the API
+            // server removes an owned struct (fields defaulted inside it included) rather
+            // than leaving it empty or holding only defaults.
+            for depth in (2..path.len()).rev() {
+                let parent = &path[..depth];
+                let still_set = |set: &FieldSet| set.iter().any(|p| p.starts_with(parent));
+                if !parent[depth - 1].starts_with("f:") || still_set(&new_set) || still_set(&others)
+                {
+                    break;
+                }
+                remove_at(&mut result, parent);
+            }
         }
     }
     let mut applied_body = applied.clone();
@@ -529,5 +541,22 @@ mod tests {
         assert_eq!(conflicts, vec![("m".to_string(), ".spec.a".to_string())]);
         let forced = apply(Some(&live), &other, "n", true, "", "v1").unwrap();
         assert_eq!(forced["spec"]["a"], 4);
+    }
+
+    #[test]
+    fn a_map_the_manager_no_longer_applies_goes_whole() {
+        let first = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"},
+            "spec": {"a": 1, "serve": {"secret": {"name": "s"}}, "keep": {"x": 1}}});
+        let mut live = apply(None, &first, "m", false, "", "v1").unwrap();
+        // A default the server filled in: owned by nobody.
+        live["spec"]["serve"]["replicas"] = json!(1);
+        // Another manager owns a field inside `keep`.
+        let theirs = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"},
+            "spec": {"keep": {"y": 2}}});
+        let live = apply(Some(&live), &theirs, "n", false, "", "v1").unwrap();
+        let second =
+            json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"a": 1}});
+        let live = apply(Some(&live), &second, "m", false, "", "v1").unwrap();
+        assert_eq!(live["spec"], json!({"a": 1, "keep": {"y": 2}}));
     }
 }

@@ -253,7 +253,11 @@ fn family_of(name: &str, exposed: &BTreeSet<String>) -> Option<String> {
 
 /// The loopback address the runner gave the `--listen` of a Pod whose name starts with
 /// `pod_prefix` in `namespace`.
-fn listen_address(cluster: &Cluster, namespace: &str, pod_prefix: &str) -> Option<String> {
+pub(super) fn listen_address(
+    cluster: &Cluster,
+    namespace: &str,
+    pod_prefix: &str,
+) -> Option<String> {
     cluster
         .runner
         .as_ref()?

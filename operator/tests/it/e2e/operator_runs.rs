@@ -1281,3 +1281,92 @@ async fn the_leader_audits_the_pods_already_running_against_a_new_policy() {
     assert_eq!(policy["status"]["audit"]["violations"], 1);
     cluster.stop().await;
 }
+
+/// `spec.serve`: the real operator deploys `federation serve` for an import site, the
+/// runner starts the real worker with the copied tokens Secret, the site reports the
+/// endpoint, the server answers only with a token, and dropping `serve` removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_site_with_serve_runs_the_federation_api_with_its_tokens() {
+    let Some(mut cluster) = Cluster::start("e2e_fed_serve").await else {
+        return;
+    };
+    cluster.start_operator("solo", &[]);
+    let token = "site-hub-token-0123456789";
+    cluster
+        .apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "hub-tokens", "namespace": "tenant-a"},
+            "stringData": {"tokens": format!("site-hub:{token}\n")}}))
+        .await;
+    let site = json!({"apiVersion": "stella-ops.org/v1alpha1", "kind": "FederationSite",
+        "metadata": {"name": "hub", "namespace": "tenant-a"},
+        "spec": {"siteId": "site-hub", "direction": "import",
+                 "transport": {"s3": {"bucket": cluster.bucket.clone(), "prefix": "bundles/hub",
+                               "endpoint": cluster.services.s3_endpoint.clone(), "forcePathStyle": true}},
+                 "policy": {"requireSignature": false},
+                 "serve": {"tokensSecret": {"name": "hub-tokens"}}}});
+    cluster.apply(site.clone()).await;
+    let serving = cluster
+        .wait_for("the site reports its endpoint", SETTLE, || async {
+            let site = cluster
+                .get("FederationSite", Some("tenant-a"), "hub")
+                .await?;
+            site["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Serving" && c["status"] == "True")
+                .cloned()
+        })
+        .await;
+    let message = serving["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "http://tenant-a-hub-federation-api.{OPERATOR_NAMESPACE}.svc/api/v1/federation/import"
+        )),
+        "{message}"
+    );
+    let address = cluster
+        .wait_for("the server's address", SETTLE, || async {
+            super::observability::listen_address(
+                &cluster,
+                OPERATOR_NAMESPACE,
+                "tenant-a-hub-federation-api",
+            )
+        })
+        .await;
+    let http = reqwest::Client::new();
+    let status_url = format!("http://{address}/api/v1/federation/sync/status");
+    let answered = cluster
+        .wait_for("the server answers", SETTLE, || async {
+            http.get(&status_url).send().await.ok()
+        })
+        .await;
+    assert_eq!(answered.status(), 401, "no token, no answer");
+    let with_token = http
+        .get(&status_url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        with_token.status(),
+        200,
+        "the token from the tenant's Secret (copied to the platform namespace) works"
+    );
+    // Without `serve`, the Deployment and Service go.
+    let mut without = site;
+    without["spec"].as_object_mut().unwrap().remove("serve");
+    // Applied again by the same field manager: the field it no longer sends goes.
+    cluster.apply(without).await;
+    cluster
+        .wait_for("the federation API removed", SETTLE, || async {
+            let left = cluster
+                .emulator
+                .objects("apps/v1", "Deployment")
+                .into_iter()
+                .chain(cluster.emulator.objects("v1", "Service"))
+                .any(|o| o["metadata"]["name"] == "tenant-a-hub-federation-api");
+            (!left).then_some(())
+        })
+        .await;
+    cluster.stop().await;
+}
