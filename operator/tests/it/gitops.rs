@@ -96,7 +96,7 @@ fn samples() -> Vec<(&'static str, Option<Value>, &'static str, &'static str)> {
         ("MirrorDomain", "SyncFailed"),
         ("MirrorDomain", "SignatureInvalid"),
         ("ZastavaPolicy", "KeySecretMissing"),
-        ("ZastavaPolicy", "KeylessUnsupported"),
+        ("ZastavaPolicy", "InvalidTrustedRoot"),
         ("Platform", "BackupMissing"),
         ("Platform", "SignatureMismatch"),
         ("Platform", "RolledBack"),
