@@ -97,6 +97,7 @@ fn samples() -> Vec<(&'static str, Option<Value>, &'static str, &'static str)> {
         ("MirrorDomain", "SignatureInvalid"),
         ("ZastavaPolicy", "KeySecretMissing"),
         ("ZastavaPolicy", "InvalidTrustedRoot"),
+        ("ZastavaPolicy", "TrustedRootMissing"),
         ("Platform", "BackupMissing"),
         ("Platform", "SignatureMismatch"),
         ("Platform", "RolledBack"),
