@@ -27,6 +27,8 @@ pub const TRUSTED_ROOT_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
     "application/vnd.dev.sigstore.trustedroot.v0.1+json",
 ];
+/// `id-ecPublicKey`, the algorithm of an ECDSA SubjectPublicKeyInfo.
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 /// Fulcio's OIDC issuer extension, DER UTF8String (current).
 const OID_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
 /// Fulcio's OIDC issuer extension, raw string (legacy).
@@ -139,8 +141,10 @@ pub struct TransparencyLog {
 pub struct TrustedRoot {
     /// Fulcio CAs.
     pub certificate_authorities: Vec<CertificateAuthority>,
-    /// Rekor logs.
+    /// Rekor logs with ECDSA keys.
     pub tlogs: Vec<TransparencyLog>,
+    /// Logs listed with keys of other kinds (Ed25519, RSA), not used.
+    pub skipped_tlogs: usize,
     /// First 16 hex digits of the SHA-256 of the document (names it in cache keys).
     pub fingerprint: String,
 }
@@ -257,10 +261,18 @@ pub fn parse_trusted_root(text: &str) -> Result<TrustedRoot, String> {
             valid_for: window(ca.valid_for.as_ref(), &what)?,
         });
     }
-    let mut tlogs = Vec::new();
+    let (mut tlogs, mut skipped_tlogs) = (Vec::new(), 0);
     for (i, log) in document.tlogs.iter().enumerate() {
         let what = format!("tlogs[{i}]");
         let der = base64(&log.public_key.raw_bytes, &format!("{what} public key"))?;
+        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
+            .map_err(|e| format!("{what}: public key is not a DER SubjectPublicKeyInfo: {e}"))?;
+        // Logs with other keys (Rekor v2's Ed25519, RSA) are left out, not refused: the
+        // public-good root lists such logs next to the ECDSA ones this verifier uses.
+        if spki.algorithm.algorithm.to_id_string() != OID_EC_PUBLIC_KEY {
+            skipped_tlogs += 1;
+            continue;
+        }
         let key = EcKey::from_spki(&der).map_err(|e| format!("{what}: {e}"))?;
         tlogs.push(TransparencyLog {
             log_id: hex::encode(Sha256::digest(&der)),
@@ -274,6 +286,7 @@ pub fn parse_trusted_root(text: &str) -> Result<TrustedRoot, String> {
     Ok(TrustedRoot {
         certificate_authorities,
         tlogs,
+        skipped_tlogs,
         fingerprint: hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string(),
     })
 }

@@ -294,7 +294,8 @@ fn compile_signature(
         })?;
         if authority.require_tlog && root.tlogs.is_empty() {
             return Err(PolicyError::InvalidTrustedRoot(format!(
-                "keyless authority {n}: requireTlog is true but the trusted root lists no tlogs (Rekor keys)"
+                "keyless authority {n}: requireTlog is true but the trusted root lists no tlogs (Rekor keys) with an ECDSA key ({} with other keys)",
+                root.skipped_tlogs
             )));
         }
         keyless.push(crate::keyless::Authority {

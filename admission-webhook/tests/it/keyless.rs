@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use base64::Engine;
+
 use serde_json::{Value, json};
 use stellaops_admission_webhook::cosign;
 use stellaops_admission_webhook::evidence::RegistryEvidence;
@@ -104,6 +106,37 @@ fn independently_made_keyless_signatures_verify_and_each_broken_part_is_refused(
     assert_eq!(
         check(&policy, &material, "good", &payload).unwrap(),
         format!("keyless:{subject} ({issuer})")
+    );
+    // A log with a key of another kind (Rekor v2's Ed25519) is left out, not refused.
+    let mut with_ed25519: Value = serde_json::from_str(root).unwrap();
+    let mut ed25519 = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    ed25519.extend([7u8; 32]);
+    let ed25519 = base64::engine::general_purpose::STANDARD.encode(ed25519);
+    let mut ed25519_log = with_ed25519["tlogs"][0].clone();
+    ed25519_log["publicKey"] = json!({"rawBytes": ed25519, "keyDetails": "PKIX_ED25519"});
+    with_ed25519["tlogs"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, ed25519_log.clone());
+    let mixed = keyless_policy(authority(&material), &with_ed25519.to_string());
+    assert!(check(&mixed, &material, "good", &payload).is_ok());
+    with_ed25519["tlogs"] = json!([ed25519_log]);
+    let error = compile_with_trusted_roots(
+        &zastava_policy(
+            json!({"requireSignature": {"keyless": [authority(&material)]}}),
+            1,
+        ),
+        &[],
+        &[with_ed25519.to_string()],
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no tlogs (Rekor keys) with an ECDSA key (1 with other keys)"),
+        "{error}"
     );
     // Identities by expression, anchored.
     let by_pattern = json!({"subjectRegExp": ".*@stella-ops\\.example", "issuerRegExp": "https://issuer\\..*",
