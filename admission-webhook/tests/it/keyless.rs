@@ -138,6 +138,30 @@ fn independently_made_keyless_signatures_verify_and_each_broken_part_is_refused(
             .contains("no tlogs (Rekor keys) with an ECDSA key (1 with other keys)"),
         "{error}"
     );
+    // The legacy issuer extension; a URI identity (a CI workflow), by expression.
+    assert_eq!(
+        check(&policy, &material, "legacy_issuer", &payload).unwrap(),
+        format!("keyless:{subject} ({issuer})")
+    );
+    refused(
+        check(&policy, &material, "uri_subject", &payload),
+        "the certificate's identity https://github.com/example/app/",
+    );
+    let workflow = json!({"subjectRegExp": "https://github\\.com/example/app/\\.github/workflows/release\\.yml@refs/tags/v.*",
+                          "issuer": issuer, "trustedRoot": {"name": "r"}});
+    assert_eq!(
+        check(
+            &keyless_policy(workflow, root),
+            &material,
+            "uri_subject",
+            &payload
+        )
+        .unwrap(),
+        format!(
+            "keyless:{} ({issuer})",
+            material["workflow"].as_str().unwrap()
+        )
+    );
     // Identities by expression, anchored.
     let by_pattern = json!({"subjectRegExp": ".*@stella-ops\\.example", "issuerRegExp": "https://issuer\\..*",
                             "trustedRoot": {"name": "r"}});

@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SUBJECT = "ci@stella-ops.example"
 ISSUER = "https://issuer.stella-ops.example"
+WORKFLOW = "https://github.com/example/app/.github/workflows/release.yml@refs/tags/v1.2.3"
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
@@ -73,7 +74,13 @@ def issuer_extension(issuer):
     )
 
 
-def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after):
+def legacy_issuer_extension(issuer):
+    # Fulcio's older 1.3.6.1.4.1.57264.1.1: the issuer as raw bytes.
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode())
+
+
+def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after,
+         san=None, issuer_ext=issuer_extension):
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = (
         x509.CertificateBuilder()
@@ -88,8 +95,8 @@ def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after)
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(subject)]), critical=True)
-        .add_extension(issuer_extension(issuer), critical=False)
+        .add_extension(x509.SubjectAlternativeName([san or x509.RFC822Name(subject)]), critical=True)
+        .add_extension(issuer_ext(issuer), critical=False)
         .sign(intermediate_key, hashes.SHA384())
     )
     return certificate, key
@@ -196,7 +203,16 @@ def main():
     stray_cert, stray_key = leaf(other_intermediate, other_intermediate_key, SUBJECT, ISSUER, lived_from, lived_until)
     cases["untrusted_ca"] = case(stray_cert, stray_key, chain=(other_intermediate, other_root))
 
+    # The issuer in the legacy extension; a workflow URI as the identity.
+    legacy_cert, legacy_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until,
+                                   issuer_ext=legacy_issuer_extension)
+    cases["legacy_issuer"] = case(legacy_cert, legacy_key)
+    uri_cert, uri_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until,
+                             san=x509.UniformResourceIdentifier(WORKFLOW))
+    cases["uri_subject"] = case(uri_cert, uri_key)
+
     json.dump({
+        "workflow": WORKFLOW,
         "subject": SUBJECT,
         "issuer": ISSUER,
         "signed_at": signed_at,
