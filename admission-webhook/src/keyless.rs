@@ -5,7 +5,8 @@
 //! certificate must carry the identity (SAN) and OIDC issuer the policy names.
 //!
 //! Built on x509-parser and the RustCrypto ECDSA crates already in the build rather than the
-//! `sigstore` crate (see docs/zastava.md). Certificate transparency SCTs are not verified.
+//! `sigstore` crate (see docs/zastava.md). The certificate's embedded SCT is verified
+//! against the root's CT logs when the authority requires it.
 
 use std::sync::Arc;
 
@@ -145,6 +146,8 @@ pub struct TrustedRoot {
     pub tlogs: Vec<TransparencyLog>,
     /// Logs listed with keys of other kinds (Ed25519, RSA), not used.
     pub skipped_tlogs: usize,
+    /// Certificate transparency logs with ECDSA keys.
+    pub ctlogs: Vec<TransparencyLog>,
     /// First 16 hex digits of the SHA-256 of the document (names it in cache keys).
     pub fingerprint: String,
 }
@@ -157,6 +160,8 @@ struct RootDocument {
     tlogs: Vec<LogDocument>,
     #[serde(default)]
     certificate_authorities: Vec<CaDocument>,
+    #[serde(default)]
+    ctlogs: Vec<LogDocument>,
 }
 
 #[derive(Deserialize)]
@@ -261,9 +266,25 @@ pub fn parse_trusted_root(text: &str) -> Result<TrustedRoot, String> {
             valid_for: window(ca.valid_for.as_ref(), &what)?,
         });
     }
+    let (tlogs, skipped_tlogs) = parse_logs(&document.tlogs, "tlogs")?;
+    let (ctlogs, _) = parse_logs(&document.ctlogs, "ctlogs")?;
+    if certificate_authorities.is_empty() {
+        return Err("trusted root names no certificateAuthorities (Fulcio)".into());
+    }
+    Ok(TrustedRoot {
+        certificate_authorities,
+        tlogs,
+        skipped_tlogs,
+        ctlogs,
+        fingerprint: hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string(),
+    })
+}
+
+/// The logs of a trusted root with ECDSA keys, and how many were left out for another key kind.
+fn parse_logs(logs: &[LogDocument], field: &str) -> Result<(Vec<TransparencyLog>, usize), String> {
     let (mut tlogs, mut skipped_tlogs) = (Vec::new(), 0);
-    for (i, log) in document.tlogs.iter().enumerate() {
-        let what = format!("tlogs[{i}]");
+    for (i, log) in logs.iter().enumerate() {
+        let what = format!("{field}[{i}]");
         let der = base64(&log.public_key.raw_bytes, &format!("{what} public key"))?;
         let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
             .map_err(|e| format!("{what}: public key is not a DER SubjectPublicKeyInfo: {e}"))?;
@@ -280,15 +301,7 @@ pub fn parse_trusted_root(text: &str) -> Result<TrustedRoot, String> {
             valid_for: window(log.public_key.valid_for.as_ref(), &what)?,
         });
     }
-    if certificate_authorities.is_empty() {
-        return Err("trusted root names no certificateAuthorities (Fulcio)".into());
-    }
-    Ok(TrustedRoot {
-        certificate_authorities,
-        tlogs,
-        skipped_tlogs,
-        fingerprint: hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string(),
-    })
+    Ok((tlogs, skipped_tlogs))
 }
 
 /// An exact string or an anchored regular expression.
@@ -345,6 +358,8 @@ pub struct Authority {
     pub root: Arc<TrustedRoot>,
     /// Require a verified Rekor entry and check the certificate at its integrated time.
     pub require_tlog: bool,
+    /// Require an embedded SCT by a CT log of the root.
+    pub require_sct: bool,
 }
 
 /// One keyless signature as found in the registry.
@@ -442,7 +457,11 @@ fn time(at: i64) -> String {
 
 /// Verify that `leaf` chains to `ca` at `at`: each certificate signed by the next, each a
 /// CA valid at `at`, the CA itself valid then. The last certificate is the trust anchor.
-fn chains_to(leaf: &X509Certificate<'_>, ca: &CertificateAuthority, at: i64) -> Result<(), String> {
+fn chains_to(
+    leaf: &X509Certificate<'_>,
+    ca: &CertificateAuthority,
+    at: i64,
+) -> Result<Vec<u8>, String> {
     if !ca.valid_for.contains(at) {
         return Err(format!(
             "the Fulcio CA is trusted only from {} to {}",
@@ -472,7 +491,9 @@ fn chains_to(leaf: &X509Certificate<'_>, ca: &CertificateAuthority, at: i64) -> 
         signed_by(child, issuer)?;
         child = issuer;
     }
-    Ok(())
+    let (_, issuer) = X509Certificate::from_der(&ca.chain[0])
+        .map_err(|e| format!("trusted root certificate: {e}"))?;
+    Ok(issuer.public_key().raw.to_vec())
 }
 
 /// The identities (email and URI SANs) of a certificate.
@@ -520,6 +541,139 @@ fn oidc_issuer(certificate: &X509Certificate<'_>) -> Result<String, String> {
     legacy.ok_or_else(|| {
         "signing certificate records no OIDC issuer (not a Fulcio certificate)".into()
     })
+}
+
+/// DER of the OID of the embedded SCT list extension (1.3.6.1.4.1.11129.2.4.2).
+const SCT_OID_DER: [u8; 12] = [
+    0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x02,
+];
+
+/// Tag, header length and content length of the DER element at the start of `data`.
+fn der_header(data: &[u8]) -> Result<(u8, usize, usize), String> {
+    let malformed = || "malformed DER in the signing certificate".to_string();
+    let (&tag, rest) = data.split_first().ok_or_else(malformed)?;
+    let (&first, rest) = rest.split_first().ok_or_else(malformed)?;
+    let (header, length) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return Err(malformed());
+        }
+        let length = rest[..count]
+            .iter()
+            .fold(0usize, |n, &b| (n << 8) | usize::from(b));
+        (2 + count, length)
+    };
+    if data.len() < header + length {
+        return Err(malformed());
+    }
+    Ok((tag, header, length))
+}
+
+fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let length = content.len();
+    if length < 0x80 {
+        out.push(length as u8);
+    } else {
+        let bytes: Vec<u8> = length
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The TBS certificate as the CT log signed it (the precertificate's): without the SCT
+/// list extension, everything else byte for byte.
+fn precertificate_tbs(tbs: &[u8]) -> Result<Vec<u8>, String> {
+    let (_, header, length) = der_header(tbs)?;
+    let mut fields = &tbs[header..header + length];
+    let mut out = Vec::new();
+    while !fields.is_empty() {
+        let (tag, header, length) = der_header(fields)?;
+        let field = &fields[..header + length];
+        if tag == 0xa3 {
+            let sequence = &field[header..];
+            let (_, inner_header, inner_length) = der_header(sequence)?;
+            let mut extensions = &sequence[inner_header..inner_header + inner_length];
+            let mut kept = Vec::new();
+            while !extensions.is_empty() {
+                let (_, header, length) = der_header(extensions)?;
+                let extension = &extensions[..header + length];
+                if !extension[header..].starts_with(&SCT_OID_DER) {
+                    kept.extend_from_slice(extension);
+                }
+                extensions = &extensions[header + length..];
+            }
+            out.extend(der_wrap(0xa3, &der_wrap(0x30, &kept)));
+        } else {
+            out.extend_from_slice(field);
+        }
+        fields = &fields[header + length..];
+    }
+    Ok(der_wrap(0x30, &out))
+}
+
+/// Verify that one embedded SCT of `leaf` is signed by a CT log of `root` (RFC 6962: the
+/// log's signature over the precertificate entry: the TBS without the SCT extension and
+/// the SHA-256 of the issuer's key).
+fn verify_sct(
+    leaf: &X509Certificate<'_>,
+    issuer_spki: &[u8],
+    root: &TrustedRoot,
+) -> Result<(), String> {
+    use x509_parser::extensions::ParsedExtension;
+    let scts = leaf
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SCT(list) => Some(list),
+            _ => None,
+        })
+        .ok_or("the signing certificate has no embedded SCT (requireSCT)")?;
+    let tbs = precertificate_tbs(leaf.tbs_certificate.as_ref())?;
+    let mut refused = Vec::new();
+    for sct in scts {
+        let log_id = hex::encode(sct.id.key_id);
+        let Some(log) = root.ctlogs.iter().find(|l| l.log_id == log_id) else {
+            refused.push(format!(
+                "SCT from CT log {log_id}, which the trusted root does not list"
+            ));
+            continue;
+        };
+        if (sct.signature.hash_alg_id, sct.signature.sign_alg_id) != (4, 3) {
+            refused.push("SCT not signed with ECDSA SHA-256".to_string());
+            continue;
+        }
+        let mut signed = vec![sct.version.0, 0];
+        signed.extend(sct.timestamp.to_be_bytes());
+        signed.extend([0, 1]);
+        signed.extend(Sha256::digest(issuer_spki));
+        signed.extend(&(tbs.len() as u32).to_be_bytes()[1..]);
+        signed.extend(&tbs);
+        signed.extend(&(sct.extensions.0.len() as u16).to_be_bytes());
+        signed.extend(sct.extensions.0);
+        if !log.key.verifies(Hash::Sha256, &signed, sct.signature.data) {
+            refused.push(format!("SCT from CT log {log_id} does not verify"));
+            continue;
+        }
+        let at = i64::try_from(sct.timestamp / 1000).unwrap_or(i64::MAX);
+        if !log.valid_for.contains(at) {
+            refused.push(format!(
+                "CT log {log_id} is not trusted at the SCT's time {}",
+                time(at)
+            ));
+            continue;
+        }
+        return Ok(());
+    }
+    Err(format!("no valid SCT: {}", refused.join("; ")))
 }
 
 #[derive(Deserialize)]
@@ -667,20 +821,25 @@ pub fn verify(
         return Err("the signing certificate is not for code signing (extended key usage)".into());
     }
     let mut failures = Vec::new();
-    let trusted = authority.root.certificate_authorities.iter().any(|ca| {
-        match chains_to(&leaf, ca, signed_at) {
-            Ok(()) => true,
+    let issuer_spki = authority
+        .root
+        .certificate_authorities
+        .iter()
+        .find_map(|ca| match chains_to(&leaf, ca, signed_at) {
+            Ok(issuer_spki) => Some(issuer_spki),
             Err(e) => {
                 failures.push(e);
-                false
+                None
             }
-        }
-    });
-    if !trusted {
+        });
+    let Some(issuer_spki) = issuer_spki else {
         return Err(format!(
             "the signing certificate does not chain to the trusted root: {}",
             failures.join("; ")
         ));
+    };
+    if authority.require_sct {
+        verify_sct(&leaf, &issuer_spki, &authority.root)?;
     }
     let issuer = oidc_issuer(&leaf)?;
     if !authority.issuer.matches(&issuer) {

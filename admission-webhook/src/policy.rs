@@ -121,11 +121,6 @@ pub enum PolicyError {
     /// A keyless authority's subject or issuer is not a usable exact value or expression.
     #[error("{0}")]
     InvalidIdentity(String),
-    /// `requireSCT: true`, which this version cannot verify.
-    #[error(
-        "keyless authority {0}: requireSCT is true, but this version does not verify certificate transparency SCTs; set requireSCT: false (the Rekor entry is still required with requireTlog)"
-    )]
-    SctUnsupported(usize),
     /// `maxAge` does not parse.
     #[error("requireScan.maxAge {0:?} is not a duration such as 24h or 90m")]
     InvalidMaxAge(String),
@@ -138,7 +133,6 @@ impl PolicyError {
             PolicyError::InvalidKeys(_) => "InvalidKeys",
             PolicyError::InvalidTrustedRoot(_) => "InvalidTrustedRoot",
             PolicyError::InvalidIdentity(_) => "InvalidIdentity",
-            PolicyError::SctUnsupported(_) => "SCTUnsupported",
             PolicyError::InvalidMaxAge(_) => "InvalidMaxAge",
         }
     }
@@ -262,9 +256,6 @@ fn compile_signature(
     let mut keyless = Vec::new();
     for (i, authority) in requirement.keyless.iter().enumerate() {
         let n = i + 1;
-        if authority.require_sct {
-            return Err(PolicyError::SctUnsupported(n));
-        }
         let identity =
             |e: String| PolicyError::InvalidIdentity(format!("keyless authority {n}: {e}"));
         let subject = Matcher::new(
@@ -298,11 +289,17 @@ fn compile_signature(
                 root.skipped_tlogs
             )));
         }
+        if authority.require_sct && root.ctlogs.is_empty() {
+            return Err(PolicyError::InvalidTrustedRoot(format!(
+                "keyless authority {n}: requireSCT is true but the trusted root lists no ctlogs with an ECDSA key"
+            )));
+        }
         keyless.push(crate::keyless::Authority {
             subject,
             issuer,
             root: std::sync::Arc::new(root),
             require_tlog: authority.require_tlog,
+            require_sct: authority.require_sct,
         });
     }
     Ok(SignatureCheck { keys, keyless })

@@ -247,10 +247,9 @@ pub struct KeylessAuthority {
     /// certificate must be valid now, which a short-lived Fulcio certificate rarely is.
     #[serde(default = "default_true")]
     pub require_tlog: bool,
-    /// Require a certificate transparency SCT in the certificate. Not verified by this
-    /// version: `true` makes the policy `Ready=False` (`SCTUnsupported`) rather than pass
-    /// unchecked.
-    #[serde(default, rename = "requireSCT")]
+    /// Require a certificate transparency SCT embedded in the certificate, signed by one of
+    /// the trusted root's `ctlogs` (as Fulcio's certificates carry).
+    #[serde(default = "default_true", rename = "requireSCT")]
     pub require_sct: bool,
 }
 

@@ -233,6 +233,35 @@ fn independently_made_keyless_signatures_verify_and_each_broken_part_is_refused(
         check(&policy, &material, "other_entry", &payload),
         "the Rekor entry records another signature",
     );
+    // Certificate transparency: an SCT is required (the default), by a CT log of the root.
+    refused(
+        check(&policy, &material, "no_sct", &payload),
+        "the signing certificate has no embedded SCT",
+    );
+    refused(
+        check(&policy, &material, "rogue_sct", &payload),
+        "which the trusted root does not list",
+    );
+    let mut no_sct = authority(&material);
+    no_sct["requireSCT"] = json!(false);
+    assert!(check(&keyless_policy(no_sct, root), &material, "no_sct", &payload).is_ok());
+    let mut without_ctlogs: Value = serde_json::from_str(root).unwrap();
+    without_ctlogs["ctlogs"] = json!([]);
+    let error = compile_with_trusted_roots(
+        &zastava_policy(
+            json!({"requireSignature": {"keyless": [authority(&material)]}}),
+            1,
+        ),
+        &[],
+        &[without_ctlogs.to_string()],
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("requireSCT is true but the trusted root lists no ctlogs"),
+        "{error}"
+    );
     // A payload changed after signing.
     let tampered = cosign::payload("registry.example/evil", DIGEST);
     refused(

@@ -14,6 +14,7 @@ import base64
 import datetime
 import hashlib
 import json
+import struct
 import sys
 
 from cryptography import x509
@@ -79,10 +80,27 @@ def legacy_issuer_extension(issuer):
     return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode())
 
 
+def sct_extension(tbs, issuer_certificate, ct_key, timestamp_ms):
+    """RFC 6962 embedded SCT list: the CT log's signature over the precertificate entry."""
+    issuer_key_hash = hashlib.sha256(issuer_certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+    signed = (struct.pack(">BBQH", 0, 0, timestamp_ms, 1) + issuer_key_hash
+              + len(tbs).to_bytes(3, "big") + tbs + b"\x00\x00")
+    signature = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    sct = (bytes([0]) + hashlib.sha256(spki(ct_key)).digest() + struct.pack(">Q", timestamp_ms)
+           + b"\x00\x00" + bytes([4, 3]) + struct.pack(">H", len(signature)) + signature)
+    listed = struct.pack(">H", len(sct)) + sct
+    sct_list = struct.pack(">H", len(listed)) + listed
+    assert len(sct_list) < 128
+    return x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"), bytes([0x04, len(sct_list)]) + sct_list
+    )
+
+
 def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after,
-         san=None, issuer_ext=issuer_extension):
+         san=None, issuer_ext=issuer_extension, ct_key=None):
     key = ec.generate_private_key(ec.SECP256R1())
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
         .issuer_name(intermediate.subject)
@@ -97,9 +115,16 @@ def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after,
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
         .add_extension(x509.SubjectAlternativeName([san or x509.RFC822Name(subject)]), critical=True)
         .add_extension(issuer_ext(issuer), critical=False)
-        .sign(intermediate_key, hashes.SHA384())
     )
-    return certificate, key
+    if ct_key is not None:
+        # The log signs the certificate as it is without the SCT (the precertificate).
+        precertificate = builder.sign(intermediate_key, hashes.SHA384())
+        timestamp_ms = int(not_before.timestamp()) * 1000
+        builder = builder.add_extension(
+            sct_extension(precertificate.tbs_certificate_bytes, intermediate, ct_key, timestamp_ms),
+            critical=False,
+        )
+    return builder.sign(intermediate_key, hashes.SHA384()), key
 
 
 def pem(certificate):
@@ -139,7 +164,7 @@ def rekor_bundle(log_key, payload, signature, certificate, integrated_time, log_
     return {"SignedEntryTimestamp": b64(set_), "Payload": entry}
 
 
-def trusted_root(root, intermediate, log_key):
+def trusted_root(root, intermediate, log_key, ct_key):
     start = (NOW - datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
@@ -159,7 +184,16 @@ def trusted_root(root, intermediate, log_key):
             "certChain": {"certificates": [{"rawBytes": b64(der(intermediate))}, {"rawBytes": b64(der(root))}]},
             "validFor": {"start": start},
         }],
-        "ctlogs": [],
+        "ctlogs": [{
+            "baseUrl": "https://ctfe.stella-ops.example/test",
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {
+                "rawBytes": b64(spki(ct_key)),
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                "validFor": {"start": start},
+            },
+            "logId": {"keyId": b64(hashlib.sha256(spki(ct_key)).digest())},
+        }],
     }
 
 
@@ -169,6 +203,8 @@ def main():
     other_root, other_intermediate, other_intermediate_key = fulcio("untrusted")
     log_key = ec.generate_private_key(ec.SECP256R1())
     rogue_log_key = ec.generate_private_key(ec.SECP256R1())
+    ct_key = ec.generate_private_key(ec.SECP256R1())
+    rogue_ct_key = ec.generate_private_key(ec.SECP256R1())
 
     # The leaf lived ten minutes, an hour ago (expired now, as Fulcio's do); the log
     # integrated the signature while it was valid.
@@ -185,7 +221,7 @@ def main():
             "bundle": json.dumps(rekor_bundle(log, payload, signature, certificate, integrated_time)),
         }
 
-    good_cert, good_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until)
+    good_cert, good_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until, ct_key=ct_key)
     cases = {"good": case(good_cert, good_key)}
     # Signed (and logged) after the certificate expired.
     cases["expired"] = case(good_cert, good_key, integrated_time=int(NOW.timestamp()) - 60)
@@ -196,28 +232,35 @@ def main():
     altered["Payload"]["integratedTime"] += 1
     cases["altered_set"] = dict(cases["good"], bundle=json.dumps(altered))
     # The entry of another signature (another leaf) next to this signature.
-    other_cert, other_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until)
+    other_cert, other_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until, ct_key=ct_key)
     cases["other_entry"] = dict(cases["good"], bundle=case(other_cert, other_key)["bundle"])
     cases["no_bundle"] = dict(cases["good"], bundle=None)
     # Issued by a CA the trusted root does not hold (logged in the trusted log).
-    stray_cert, stray_key = leaf(other_intermediate, other_intermediate_key, SUBJECT, ISSUER, lived_from, lived_until)
+    stray_cert, stray_key = leaf(other_intermediate, other_intermediate_key, SUBJECT, ISSUER, lived_from, lived_until, ct_key=ct_key)
     cases["untrusted_ca"] = case(stray_cert, stray_key, chain=(other_intermediate, other_root))
 
     # The issuer in the legacy extension; a workflow URI as the identity.
     legacy_cert, legacy_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until,
-                                   issuer_ext=legacy_issuer_extension)
+                                   issuer_ext=legacy_issuer_extension, ct_key=ct_key)
     cases["legacy_issuer"] = case(legacy_cert, legacy_key)
     uri_cert, uri_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until,
-                             san=x509.UniformResourceIdentifier(WORKFLOW))
+                             san=x509.UniformResourceIdentifier(WORKFLOW), ct_key=ct_key)
     cases["uri_subject"] = case(uri_cert, uri_key)
+
+    # No SCT; an SCT from a CT log the root does not hold.
+    bare_cert, bare_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until)
+    cases["no_sct"] = case(bare_cert, bare_key)
+    rogue_cert, rogue_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until,
+                                 ct_key=rogue_ct_key)
+    cases["rogue_sct"] = case(rogue_cert, rogue_key)
 
     json.dump({
         "workflow": WORKFLOW,
         "subject": SUBJECT,
         "issuer": ISSUER,
         "signed_at": signed_at,
-        "trusted_root": json.dumps(trusted_root(root, intermediate, log_key)),
-        "other_root": json.dumps(trusted_root(other_root, other_intermediate, log_key)),
+        "trusted_root": json.dumps(trusted_root(root, intermediate, log_key, ct_key)),
+        "other_root": json.dumps(trusted_root(other_root, other_intermediate, log_key, ct_key)),
         "cases": cases,
     }, open(sys.argv[2], "w"))
 

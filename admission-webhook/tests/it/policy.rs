@@ -13,8 +13,8 @@ use serde_json::json;
 use stellaops_admission_webhook::cache::Cache;
 use stellaops_admission_webhook::cosign;
 use stellaops_admission_webhook::policy::{
-    CompiledPolicy, Evidence, PolicyError, ScanRecord, compile, compile_with_trusted_roots, decide,
-    glob_match, normalize, respond,
+    CompiledPolicy, Evidence, ScanRecord, compile, compile_with_trusted_roots, decide, glob_match,
+    normalize, respond,
 };
 use stellaops_admission_webhook::workload::{ContainerImage, ContainerKind};
 use stellaops_crds::ZastavaPolicy;
@@ -143,12 +143,6 @@ fn compiling_reports_what_cannot_be_enforced() {
             .to_string()
             .contains("Secret sigstore-root key trusted_root.json"),
         "{error}"
-    );
-    let mut sct = authority.clone();
-    sct["requireSCT"] = json!(true);
-    assert_eq!(
-        compile_with_trusted_roots(&keyless(sct), &[], &["{}".into()]).unwrap_err(),
-        PolicyError::SctUnsupported(1)
     );
     let mut bad_pattern = authority.clone();
     bad_pattern.as_object_mut().unwrap().remove("subject");
