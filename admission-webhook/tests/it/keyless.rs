@@ -242,6 +242,10 @@ fn independently_made_keyless_signatures_verify_and_each_broken_part_is_refused(
         check(&policy, &material, "rogue_sct", &payload),
         "which the trusted root does not list",
     );
+    refused(
+        check(&policy, &material, "copied_sct", &payload),
+        "does not verify",
+    );
     let mut no_sct = authority(&material);
     no_sct["requireSCT"] = json!(false);
     assert!(check(&keyless_policy(no_sct, root), &material, "no_sct", &payload).is_ok());

@@ -98,7 +98,7 @@ def sct_extension(tbs, issuer_certificate, ct_key, timestamp_ms):
 
 
 def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after,
-         san=None, issuer_ext=issuer_extension, ct_key=None):
+         san=None, issuer_ext=issuer_extension, ct_key=None, sct_tbs=None):
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
         x509.CertificateBuilder()
@@ -121,7 +121,7 @@ def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after,
         precertificate = builder.sign(intermediate_key, hashes.SHA384())
         timestamp_ms = int(not_before.timestamp()) * 1000
         builder = builder.add_extension(
-            sct_extension(precertificate.tbs_certificate_bytes, intermediate, ct_key, timestamp_ms),
+            sct_extension(sct_tbs or precertificate.tbs_certificate_bytes, intermediate, ct_key, timestamp_ms),
             critical=False,
         )
     return builder.sign(intermediate_key, hashes.SHA384()), key
@@ -253,6 +253,10 @@ def main():
     rogue_cert, rogue_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until,
                                  ct_key=rogue_ct_key)
     cases["rogue_sct"] = case(rogue_cert, rogue_key)
+    # An SCT by the trusted CT log, but for another certificate (copied over).
+    copied_cert, copied_key = leaf(intermediate, intermediate_key, SUBJECT, ISSUER, lived_from, lived_until,
+                                   ct_key=ct_key, sct_tbs=bare_cert.tbs_certificate_bytes)
+    cases["copied_sct"] = case(copied_cert, copied_key)
 
     json.dump({
         "workflow": WORKFLOW,
