@@ -12,7 +12,10 @@ use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Verifier;
 use serde_json::{Value, json};
 
-use crate::policy::TrustedKey;
+use chrono::{DateTime, Utc};
+
+use crate::keyless::{self, KeylessSignature};
+use crate::policy::{SignatureCheck, TrustedKey};
 
 /// Annotation holding a layer's signature.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -144,8 +147,8 @@ pub fn payload(reference: &str, digest: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Verify one signature: the payload must be signed by one of `keys` and name `digest`.
-/// Returns the fingerprint of the key that signed.
+/// Verify one signature by a key: the payload must be signed by one of `keys` and name
+/// `digest`. Returns the fingerprint of the key that signed.
 pub fn verify(
     payload: &[u8],
     signature_b64: &str,
@@ -162,6 +165,12 @@ pub fn verify(
         .iter()
         .find(|k| k.key.verify(payload, &signature).is_ok())
         .ok_or("not signed by any trusted key".to_string())?;
+    check_payload(payload, digest)?;
+    Ok(signer.fingerprint.clone())
+}
+
+/// Check that a signed payload is a cosign image signature naming `digest`.
+pub fn check_payload(payload: &[u8], digest: &str) -> Result<(), String> {
     let claims: Value =
         serde_json::from_slice(payload).map_err(|e| format!("signed payload is not JSON: {e}"))?;
     if claims["critical"]["type"] != PAYLOAD_TYPE {
@@ -175,5 +184,40 @@ pub fn verify(
             "signature is for {signed_digest}, not this image's digest"
         ));
     }
-    Ok(signer.fingerprint.clone())
+    Ok(())
+}
+
+/// Verify one signature against everything a policy trusts: its keys, then each keyless
+/// authority. Returns what accepted it (a key fingerprint, or `keyless:<subject> (<issuer>)`),
+/// or every reason it was refused.
+pub fn verify_with(
+    check: &SignatureCheck,
+    signature: &KeylessSignature<'_>,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let mut refused = Vec::new();
+    if !check.keys.is_empty() {
+        match verify(
+            signature.payload,
+            signature.signature_b64,
+            digest,
+            &check.keys,
+        ) {
+            Ok(fingerprint) => return Ok(fingerprint),
+            Err(e) => refused.push(e),
+        }
+    }
+    for (i, authority) in check.keyless.iter().enumerate() {
+        let outcome = keyless::verify(signature, authority, now)
+            .and_then(|identity| check_payload(signature.payload, digest).map(|()| identity));
+        match outcome {
+            Ok(identity) => return Ok(format!("keyless:{identity}")),
+            Err(e) => refused.push(format!("keyless authority {}: {e}", i + 1)),
+        }
+    }
+    if refused.is_empty() {
+        refused.push("the policy trusts no key and no keyless authority".into());
+    }
+    Err(refused.join("; "))
 }

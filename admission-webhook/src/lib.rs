@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cosign;
 pub mod evidence;
+pub mod keyless;
 pub mod policy;
 pub mod review;
 pub mod server;

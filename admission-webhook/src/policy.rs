@@ -13,6 +13,7 @@ use stellaops_crds::ZastavaPolicy;
 use stellaops_crds::scan::Verdict;
 use stellaops_crds::zastava_policy::{Mode, OnTimeout};
 
+use crate::keyless::Matcher;
 use crate::workload::ContainerImage;
 
 /// Namespaces no policy ever applies to (besides the operator's own).
@@ -59,10 +60,12 @@ pub fn trusted_key(key: VerifyingKey) -> TrustedKey {
 }
 
 /// The signature check of a policy.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SignatureCheck {
     /// Keys whose signature is accepted.
     pub keys: Vec<TrustedKey>,
+    /// Keyless authorities whose signatures are accepted.
+    pub keyless: Vec<crate::keyless::Authority>,
 }
 
 /// The scan check of a policy.
@@ -139,11 +142,12 @@ pub enum PolicyError {
     /// The public-key Secret holds no usable key.
     #[error("{0}")]
     InvalidKeys(String),
-    /// Keyless verification is asked for but not offered.
-    #[error(
-        "keyless (Fulcio) signatures cannot be verified by this version; use publicKeys instead"
-    )]
-    KeylessUnsupported,
+    /// A keyless authority's trusted root is missing or not a usable Sigstore trusted root.
+    #[error("{0}")]
+    InvalidTrustedRoot(String),
+    /// A keyless authority's subject or issuer is not a usable exact value or expression.
+    #[error("{0}")]
+    InvalidIdentity(String),
     /// `maxAge` does not parse.
     #[error("requireScan.maxAge {0:?} is not a duration such as 24h or 90m")]
     InvalidMaxAge(String),
@@ -154,7 +158,8 @@ impl PolicyError {
     pub fn reason(&self) -> &'static str {
         match self {
             PolicyError::InvalidKeys(_) => "InvalidKeys",
-            PolicyError::KeylessUnsupported => "KeylessUnsupported",
+            PolicyError::InvalidTrustedRoot(_) => "InvalidTrustedRoot",
+            PolicyError::InvalidIdentity(_) => "InvalidIdentity",
             PolicyError::InvalidMaxAge(_) => "InvalidMaxAge",
         }
     }
@@ -179,7 +184,7 @@ pub fn compile_for_audit(policy: &ZastavaPolicy) -> Result<CompiledPolicy, Polic
     let mut unsigned = policy.clone();
     let require_signature = unsigned.spec.require_signature.take();
     let mut compiled = compile(&unsigned, &[])?;
-    compiled.signature = require_signature.map(|_| SignatureCheck { keys: Vec::new() });
+    compiled.signature = require_signature.map(|_| SignatureCheck::default());
     Ok(compiled)
 }
 
@@ -204,29 +209,24 @@ pub fn parse_hours_minutes(text: &str) -> Option<Duration> {
 }
 
 /// Compile `policy`; `key_pems` are the values of its public-key Secret (when it names one).
+/// A policy with keyless authorities needs [`compile_with_trusted_roots`].
 pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPolicy, PolicyError> {
+    compile_with_trusted_roots(policy, key_pems, &[])
+}
+
+/// Compile `policy`; `key_pems` are the values of its public-key Secret (when it names one),
+/// `trusted_roots` the trusted-root documents of its keyless authorities, in their order.
+pub fn compile_with_trusted_roots(
+    policy: &ZastavaPolicy,
+    key_pems: &[String],
+    trusted_roots: &[String],
+) -> Result<CompiledPolicy, PolicyError> {
     // A preset's requirements, plus what the spec adds.
     let effective = policy.spec.with_preset();
     let spec = &effective;
     let signature = match &spec.require_signature {
         None => None,
-        Some(requirement) if requirement.public_keys.is_none() => {
-            return Err(PolicyError::KeylessUnsupported);
-        }
-        Some(_) => {
-            let mut keys = Vec::new();
-            for pem in key_pems {
-                keys.extend(parse_public_keys(pem).map_err(PolicyError::InvalidKeys)?);
-            }
-            if keys.is_empty() {
-                return Err(PolicyError::InvalidKeys(
-                    "the public-key Secret holds no PEM PUBLIC KEY".into(),
-                ));
-            }
-            keys.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-            keys.dedup_by(|a, b| a.fingerprint == b.fingerprint);
-            Some(SignatureCheck { keys })
-        }
+        Some(requirement) => Some(compile_signature(requirement, key_pems, trusted_roots)?),
     };
     let scan = match &spec.require_scan {
         None => None,
@@ -244,7 +244,12 @@ pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPo
     let generation = policy.metadata.generation.unwrap_or(0);
     let fingerprints: Vec<&str> = signature
         .iter()
-        .flat_map(|s| s.keys.iter().map(|k| k.fingerprint.as_str()))
+        .flat_map(|s| {
+            s.keys
+                .iter()
+                .map(|k| k.fingerprint.as_str())
+                .chain(s.keyless.iter().map(|a| a.root.fingerprint.as_str()))
+        })
         .collect();
     let cache_key = format!("{name}/{generation}/{}", fingerprints.join(","));
     Ok(CompiledPolicy {
@@ -262,6 +267,76 @@ pub fn compile(policy: &ZastavaPolicy, key_pems: &[String]) -> Result<CompiledPo
         scan,
         cache_key,
     })
+}
+
+fn compile_signature(
+    requirement: &stellaops_crds::zastava_policy::SignatureRequirement,
+    key_pems: &[String],
+    trusted_roots: &[String],
+) -> Result<SignatureCheck, PolicyError> {
+    let mut keys = Vec::new();
+    if requirement.public_keys.is_some() {
+        for pem in key_pems {
+            keys.extend(parse_public_keys(pem).map_err(PolicyError::InvalidKeys)?);
+        }
+        if keys.is_empty() {
+            return Err(PolicyError::InvalidKeys(
+                "the public-key Secret holds no PEM PUBLIC KEY".into(),
+            ));
+        }
+        keys.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        keys.dedup_by(|a, b| a.fingerprint == b.fingerprint);
+    }
+    let mut keyless = Vec::new();
+    for (i, authority) in requirement.keyless.iter().enumerate() {
+        let n = i + 1;
+        let identity =
+            |e: String| PolicyError::InvalidIdentity(format!("keyless authority {n}: {e}"));
+        let subject = Matcher::new(
+            authority.subject.as_deref(),
+            authority.subject_reg_exp.as_deref(),
+            "subject",
+        )
+        .map_err(identity)?;
+        let issuer = Matcher::new(
+            authority.issuer.as_deref(),
+            authority.issuer_reg_exp.as_deref(),
+            "issuer",
+        )
+        .map_err(identity)?;
+        let reference = &authority.trusted_root;
+        let Some(document) = trusted_roots.get(i) else {
+            return Err(PolicyError::InvalidTrustedRoot(format!(
+                "keyless authority {n}: trusted root (Secret {}, key {}) was not read",
+                reference.name, reference.key
+            )));
+        };
+        let root = crate::keyless::parse_trusted_root(document).map_err(|e| {
+            PolicyError::InvalidTrustedRoot(format!(
+                "keyless authority {n}: Secret {} key {}: {e}",
+                reference.name, reference.key
+            ))
+        })?;
+        if authority.require_tlog && root.tlogs.is_empty() {
+            return Err(PolicyError::InvalidTrustedRoot(format!(
+                "keyless authority {n}: requireTlog is true but the trusted root lists no tlogs (Rekor keys) with an ECDSA key ({} with other keys)",
+                root.skipped_tlogs
+            )));
+        }
+        if authority.require_sct && root.ctlogs.is_empty() {
+            return Err(PolicyError::InvalidTrustedRoot(format!(
+                "keyless authority {n}: requireSCT is true but the trusted root lists no ctlogs with an ECDSA key"
+            )));
+        }
+        keyless.push(crate::keyless::Authority {
+            subject,
+            issuer,
+            root: std::sync::Arc::new(root),
+            require_tlog: authority.require_tlog,
+            require_sct: authority.require_sct,
+        });
+    }
+    Ok(SignatureCheck { keys, keyless })
 }
 
 /// Glob over image references: `*` matches within one path segment, `**` across

@@ -400,12 +400,13 @@ impl Webhook {
             let mut last = String::new();
             let mut verified = None;
             for signature in &found {
-                match cosign::verify(
-                    &signature.payload,
-                    &signature.signature,
-                    digest,
-                    &check.keys,
-                ) {
+                let found = crate::keyless::KeylessSignature {
+                    payload: &signature.payload,
+                    signature_b64: &signature.signature,
+                    certificate_pem: signature.certificate.as_deref(),
+                    rekor_bundle: signature.rekor_bundle.as_deref(),
+                };
+                match cosign::verify_with(check, &found, digest, chrono::Utc::now()) {
                     Ok(fingerprint) => {
                         verified = Some(fingerprint);
                         break;

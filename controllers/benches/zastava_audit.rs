@@ -98,7 +98,7 @@ fn world() -> (Caches, Vec<ZastavaPolicy>) {
         json!({"requireDigest": true}),
         json!({"requireScan": {"maxAge": "87600h"}}),
         json!({"requireScan": {"maxAge": "1h"}, "requireDigest": true}),
-        json!({"requireSignature": {"keyless": {"issuer": "https://issuer.example", "subject": "ci"}}}),
+        json!({"requireSignature": {"keyless": [{"issuer": "https://issuer.example", "subject": "ci", "trustedRoot": {"name": "sigstore-root"}}]}}),
         json!({"namespaceSelector": {"matchLabels": {"environment": "production"}}, "requireDigest": true,
                "requireScan": {"maxAge": "87600h"}}),
         json!({"images": ["registry.example.com/team/app-1*"], "requireScan": {"maxAge": "87600h"}}),

@@ -552,6 +552,39 @@ pub async fn policy_keys(
     })
 }
 
+/// The trusted-root documents of a policy's keyless authorities, in their order, read from
+/// the Secrets they name (the operator's namespace when they name none): the inner `Err`
+/// names the first Secret or key that does not exist.
+pub async fn policy_trusted_roots(
+    client: &kube::Client,
+    policy: &ZastavaPolicy,
+    operator_namespace: &str,
+) -> Result<std::result::Result<Vec<String>, String>> {
+    let authorities = policy
+        .spec
+        .require_signature
+        .as_ref()
+        .map(|s| s.keyless.as_slice())
+        .unwrap_or_default();
+    let mut roots = Vec::new();
+    for reference in authorities.iter().map(|a| &a.trusted_root) {
+        let namespace = reference.namespace.as_deref().unwrap_or(operator_namespace);
+        let document = workload::secret_entries(client, namespace, &reference.name)
+            .await?
+            .and_then(|entries| entries.get(&reference.key).cloned());
+        match document {
+            Some(document) => roots.push(document),
+            None => {
+                return Ok(Err(format!(
+                    "{namespace}/{} (key {})",
+                    reference.name, reference.key
+                )));
+            }
+        }
+    }
+    Ok(Ok(roots))
+}
+
 /// Make sure the CA and serving certificate exist and are not near expiry; returns the
 /// CA bundle and the serving certificate's expiry, and what was renewed.
 pub async fn ensure_certificates(
@@ -676,7 +709,21 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         )
         .await;
     };
-    if let Err(error) = webhook_policy::compile(&policy, &keys) {
+    let trusted_roots = match policy_trusted_roots(&client, &policy, &ctx.config.operator_namespace)
+        .await?
+    {
+        Ok(roots) => roots,
+        Err(missing) => {
+            return not_ready(
+                    &policy,
+                    &ctx,
+                    "TrustedRootMissing",
+                    format!("trusted-root Secret {missing} does not exist; the webhook cannot verify keyless signatures for this policy and leaves it to the failure policy"),
+                )
+                .await;
+        }
+    };
+    if let Err(error) = webhook_policy::compile_with_trusted_roots(&policy, &keys, &trusted_roots) {
         return not_ready(&policy, &ctx, error.reason(), error.to_string()).await;
     }
     let now = jiff::Timestamp::now().as_second();

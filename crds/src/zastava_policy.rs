@@ -320,28 +320,81 @@ pub struct Exemptions {
     pub namespaces: Vec<String>,
 }
 
-/// Signature requirement: keys from a Secret, keyless identity, or both.
+/// Signature requirement: keys from a Secret, keyless authorities, or both (a signature
+/// any of them accepts is enough).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.publicKeys) || has(self.keyless)").message("requireSignature needs publicKeys or keyless"))]
+#[x_kube(validation = Rule::new("has(self.publicKeys) || (has(self.keyless) && size(self.keyless) > 0)").message("requireSignature needs publicKeys or keyless"))]
 pub struct SignatureRequirement {
     /// Secret holding PEM ECDSA P-256 public keys; a signature by any of them is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_keys: Option<NamespacedSecretRef>,
-    /// Keyless (Fulcio) identity the signing certificate must carry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyless: Option<KeylessIdentity>,
+    /// Keyless (Fulcio/Rekor) authorities: a signature whose short-lived certificate chains
+    /// to the authority's trusted root and carries one of its identities is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub keyless: Vec<KeylessAuthority>,
 }
 
-/// A keyless signing identity.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-pub struct KeylessIdentity {
-    /// OIDC issuer of the signing certificate.
-    #[schemars(regex(pattern = r"^https://"))]
-    pub issuer: String,
-    /// Subject (email or URI) of the signing certificate.
-    #[schemars(length(min = 1))]
-    pub subject: String,
+/// A keyless signing authority: a trusted root (Fulcio CAs, Rekor keys) and the identity
+/// the signing certificate must carry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.subject) != has(self.subjectRegExp)").message("set exactly one of subject or subjectRegExp"),
+    validation = Rule::new("has(self.issuer) != has(self.issuerRegExp)").message("set exactly one of issuer or issuerRegExp")
+)]
+pub struct KeylessAuthority {
+    /// Subject (the certificate's email or URI SAN), matched exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject: Option<String>,
+    /// Regular expression (RE2 syntax, anchored at both ends) the subject must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject_reg_exp: Option<String>,
+    /// OIDC issuer recorded in the certificate (Fulcio extension 1.3.6.1.4.1.57264.1.8 or
+    /// .1.1), matched exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub issuer: Option<String>,
+    /// Regular expression (anchored at both ends) the OIDC issuer must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub issuer_reg_exp: Option<String>,
+    /// Secret key holding a Sigstore `trusted_root.json`
+    /// (`application/vnd.dev.sigstore.trustedroot+json;version=0.1`): the Fulcio CA chains
+    /// and Rekor keys trusted, so verification needs no network (air-gapped clusters).
+    pub trusted_root: TrustedRootRef,
+    /// Require a Rekor entry (its signed entry timestamp, verified offline with the trusted
+    /// root's log key) and check the certificate at its integrated time. Without it the
+    /// certificate must be valid now, which a short-lived Fulcio certificate rarely is.
+    #[serde(default = "default_true")]
+    pub require_tlog: bool,
+    /// Require a certificate transparency SCT embedded in the certificate, signed by one of
+    /// the trusted root's `ctlogs` (as Fulcio's certificates carry).
+    #[serde(default = "default_true", rename = "requireSCT")]
+    pub require_sct: bool,
+}
+
+/// A key of a Secret holding a Sigstore trusted root.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct TrustedRootRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Secret. Defaults to the operator's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Key inside the Secret.
+    #[serde(default = "default_trusted_root_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_trusted_root_key() -> String {
+    "trusted_root.json".to_string()
 }
 
 /// Scan requirement.

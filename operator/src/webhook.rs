@@ -14,9 +14,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use secrecy::ExposeSecret;
 use stellaops_admission_webhook::evidence::RegistryEvidence;
-use stellaops_admission_webhook::policy::{CompiledPolicy, compile};
+use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_roots};
 use stellaops_admission_webhook::server::{Metrics, Settings, Webhook, health_router, serve_tls};
-use stellaops_controllers::zastava_policy::{TLS_SECRET, policy_keys};
+use stellaops_controllers::zastava_policy::{TLS_SECRET, policy_keys, policy_trusted_roots};
 use stellaops_crds::ZastavaPolicy;
 use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_tls::ReloadableCert;
@@ -44,7 +44,18 @@ pub async fn compile_all(
                 continue;
             }
         };
-        match compile(&policy, &keys) {
+        let trusted_roots = match policy_trusted_roots(client, &policy, operator_namespace).await {
+            Ok(Ok(roots)) => roots,
+            Ok(Err(missing)) => {
+                tracing::warn!(policy = %policy.name_any(), %missing, "trusted-root Secret missing; policy not enforced");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(policy = %policy.name_any(), %error, "reading trusted roots failed");
+                continue;
+            }
+        };
+        match compile_with_trusted_roots(&policy, &keys, &trusted_roots) {
             Ok(mut compiled_policy) => {
                 // requireScan under the ScanPolicy `policyRef` names: its current digest
                 // (re-read with the keys, so a change counts within 30 s).

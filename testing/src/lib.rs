@@ -395,6 +395,20 @@ pub mod oci {
         payload: &[u8],
         signature: &str,
     ) {
+        let annotations = json!({"dev.cosignproject.cosign/signature": signature});
+        push_cosign_signature_annotated(registry, repository, image_digest, payload, annotations)
+            .await
+    }
+
+    /// [`push_cosign_signature`] with the layer's annotations given whole (a keyless
+    /// signature's certificate, chain and Rekor bundle next to the signature).
+    pub async fn push_cosign_signature_annotated(
+        registry: &str,
+        repository: &str,
+        image_digest: &str,
+        payload: &[u8],
+        annotations: serde_json::Value,
+    ) {
         let http = reqwest::Client::new();
         let config =
             br#"{"architecture":"","config":{},"os":"","rootfs":{"type":"layers","diff_ids":[]}}"#;
@@ -407,7 +421,7 @@ pub mod oci {
             "layers": [{
                 "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
                 "digest": payload_digest, "size": payload.len(),
-                "annotations": {"dev.cosignproject.cosign/signature": signature},
+                "annotations": annotations,
             }],
         });
         let tag = format!("{}.sig", image_digest.replacen(':', "-", 1));

@@ -1,6 +1,7 @@
 //! Zastava tests with real AdmissionReview documents.
 
 mod deadline;
+mod keyless;
 mod policy;
 mod referrers;
 mod registry;

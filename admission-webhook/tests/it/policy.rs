@@ -13,8 +13,8 @@ use serde_json::json;
 use stellaops_admission_webhook::cache::Cache;
 use stellaops_admission_webhook::cosign;
 use stellaops_admission_webhook::policy::{
-    CompiledPolicy, Evidence, PolicyError, ScanRecord, compile, decide, glob_match, normalize,
-    respond,
+    CompiledPolicy, Evidence, ScanRecord, compile, compile_with_trusted_roots, decide, glob_match,
+    normalize, respond,
 };
 use stellaops_admission_webhook::workload::{ContainerImage, ContainerKind};
 use stellaops_crds::ZastavaPolicy;
@@ -123,14 +123,33 @@ fn globs_match_within_and_across_segments() {
 
 #[test]
 fn compiling_reports_what_cannot_be_enforced() {
-    let keyless = zastava_policy(
-        json!({"requireSignature": {"keyless": {"issuer": "https://accounts.example.com", "subject": "ci@example.com"}}}),
-        1,
-    );
+    let keyless = |authority: serde_json::Value| {
+        zastava_policy(json!({"requireSignature": {"keyless": [authority]}}), 1)
+    };
+    let authority = json!({"issuer": "https://accounts.example.com", "subject": "ci@example.com",
+        "trustedRoot": {"name": "sigstore-root"}});
+    // The trusted root must be read (and be one).
     assert_eq!(
-        compile(&keyless, &[]).unwrap_err(),
-        PolicyError::KeylessUnsupported
+        compile(&keyless(authority.clone()), &[])
+            .unwrap_err()
+            .reason(),
+        "InvalidTrustedRoot"
     );
+    let error =
+        compile_with_trusted_roots(&keyless(authority.clone()), &[], &["{}".into()]).unwrap_err();
+    assert_eq!(error.reason(), "InvalidTrustedRoot");
+    assert!(
+        error
+            .to_string()
+            .contains("Secret sigstore-root key trusted_root.json"),
+        "{error}"
+    );
+    let mut bad_pattern = authority.clone();
+    bad_pattern.as_object_mut().unwrap().remove("subject");
+    bad_pattern["subjectRegExp"] = json!("(unclosed");
+    let error = compile_with_trusted_roots(&keyless(bad_pattern), &[], &["{}".into()]).unwrap_err();
+    assert_eq!(error.reason(), "InvalidIdentity");
+    assert!(error.to_string().contains("subjectRegExp"), "{error}");
     let keyed = zastava_policy(
         json!({"requireSignature": {"publicKeys": {"name": "keys", "namespace": "stellaops-system"}}}),
         1,

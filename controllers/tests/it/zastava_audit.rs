@@ -224,7 +224,7 @@ impl SignatureFacts for KnownSignatures {
 #[test]
 fn signatures_count_as_the_webhook_verified_them_and_unknown_ones_are_unscanned() {
     let policy = compile_for_audit(&policy(json!({
-        "requireSignature": {"keyless": {"issuer": "https://token.actions.githubusercontent.com", "subject": "x"}},
+        "requireSignature": {"keyless": [{"issuer": "https://token.actions.githubusercontent.com", "subject": "x", "trustedRoot": {"name": "sigstore-root"}}]},
     })))
     .unwrap();
     let (signed, forged, unknown) = (digest(11), digest(12), digest(13));

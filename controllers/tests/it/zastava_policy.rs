@@ -442,6 +442,70 @@ async fn a_missing_key_secret_is_reported_not_ready_without_touching_the_webhook
     verifier.await.unwrap();
 }
 
+/// A keyless authority's trusted-root Secret without the named key, then with a document
+/// that is not a trusted root: each reported, neither touching the webhook.
+#[tokio::test]
+async fn a_missing_or_broken_trusted_root_is_reported_not_ready() {
+    for (data, reason, message) in [
+        (
+            json!({"other.json": base64_encode("{}")}),
+            "TrustedRootMissing",
+            "trusted-root Secret security/sigstore-root (key trusted_root.json) does not exist",
+        ),
+        (
+            json!({"trusted_root.json": base64_encode(r#"{"mediaType": "text/plain"}"#)}),
+            "InvalidTrustedRoot",
+            "keyless authority 1: Secret sigstore-root key trusted_root.json: trusted root has mediaType \"text/plain\"",
+        ),
+    ] {
+        let (client, mut server) = mock_client("default");
+        let verifier = tokio::spawn(async move {
+            server
+                .expect(
+                    Method::GET,
+                    "/api/v1/namespaces/security/secrets/sigstore-root",
+                )
+                .await
+                .respond(
+                    200,
+                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sigstore-root"},
+                           "data": data}),
+                );
+            let event = server
+                .expect(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/default/events",
+                )
+                .await;
+            assert_eq!(event.body["reason"], reason);
+            event.respond_with_request_body();
+            let status = server
+                .expect(
+                    Method::PATCH,
+                    "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
+                )
+                .await;
+            let ready = &status.body["status"]["conditions"][0];
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], reason);
+            assert!(
+                ready["message"].as_str().unwrap().starts_with(message),
+                "{}",
+                ready["message"]
+            );
+            status_accepted_and_done(status, server).await;
+        });
+        let policy = policy(json!({
+            "mode": "enforce",
+            "requireSignature": {"keyless": [{
+                "subject": "release@example.com", "issuer": "https://accounts.example.com",
+                "trustedRoot": {"name": "sigstore-root", "namespace": "security"}}]},
+        }));
+        reconcile(Arc::new(policy), context(client)).await.unwrap();
+        verifier.await.unwrap();
+    }
+}
+
 fn base64_encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
