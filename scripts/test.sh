@@ -11,6 +11,12 @@ set -euo pipefail
 source "$(dirname "$0")/services.sh"
 start_services
 
+# Every crate the lock names, for every platform: the Dockerfile tests resolve the image's
+# cargo steps offline, which needs crates (e.g. Android- or Windows-only ones) that a build
+# on this host never downloads.
+log "cargo fetch --locked"
+cargo fetch --locked
+
 log "cargo test --workspace"
 cargo test --workspace --locked "$@"
 

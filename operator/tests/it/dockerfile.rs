@@ -403,11 +403,15 @@ fn cargo_output(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(format!(
-            "`cargo {}` failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Offline resolution needs every locked crate in the local cache, including ones
+        // only other platforms build; scripts/test.sh fetches them first.
+        let hint = if stderr.contains("--offline was specified") {
+            "\n(the local crate cache lacks a locked crate: run `cargo fetch --locked` first, as scripts/test.sh does)"
+        } else {
+            ""
+        };
+        Err(format!("`cargo {}` failed:\n{stderr}{hint}", args.join(" ")))
     }
 }
 
