@@ -2,7 +2,9 @@
 # Run one coverage-guided fuzz target for SECONDS: scripts/fuzz.sh TARGET SECONDS
 #   scripts/fuzz.sh list            the targets
 #   scripts/fuzz.sh build [TARGET]  build only (all targets when none is named)
-#   scripts/fuzz.sh smoke SECONDS   every target for SECONDS each (CI's opt-in smoke)
+#   scripts/fuzz.sh smoke SECONDS   every target for SECONDS each (CI's smoke)
+# FUZZ_PROFILE=fuzz-smoke builds with less optimisation (CI); the default `fuzz` profile is
+# for long runs.
 #
 # libFuzzer through the libfuzzer-sys crate, instrumented with rustc's stable SanitizerCoverage
 # flags (what cargo-fuzz passes with --sanitizer none), so neither a nightly toolchain nor
@@ -21,6 +23,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
 export CARGO_INCREMENTAL=0
+profile="${FUZZ_PROFILE:-fuzz}"
 
 targets() { sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | grep -v '^stellaops-fuzz$'; }
 
@@ -28,7 +31,7 @@ build() {
     local args=()
     for t in "$@"; do args+=(--bin "$t"); done
     # --target keeps the instrumentation off build scripts and proc macros.
-    cargo build --locked --manifest-path "$manifest" --profile fuzz --target "$triple" \
+    cargo build --locked --manifest-path "$manifest" --profile "$profile" --target "$triple" \
         --target-dir "$target_dir" "${args[@]}"
 }
 
@@ -65,6 +68,6 @@ work="${FUZZ_WORK_DIR:-${TMPDIR:-/tmp}/stellaops-fuzz-$target}"
 artifacts="$root/fuzz/artifacts/$target"
 mkdir -p "$seeds" "$work" "$artifacts"
 # -timeout: one input taking 10 s is a hang, reported like a crash; -rss_limit_mb: so is 2 GiB.
-exec "$target_dir/$triple/fuzz/$target" \
+exec "$target_dir/$triple/$profile/$target" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$seeds"
