@@ -487,11 +487,24 @@ pub struct Checkpoint {
     pub root_hash: Vec<u8>,
 }
 
-/// Verify a checkpoint (a signed note: the origin, the tree size and the base64 root hash
-/// on lines of their own, optional further lines, a blank line, then lines
-/// `— <name> <base64(key hint ‖ signature)>`) with `log`'s key: a signature whose 4-byte
-/// key hint is the start of the log's ID must verify over the note text.
-pub fn verify_checkpoint(text: &str, log: &TransparencyLog) -> Result<Checkpoint, String> {
+/// One signature line of a signed note: the signer's name, its 4-byte key hint and the
+/// signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteSignature {
+    /// The name after the em dash.
+    pub name: String,
+    /// The first four bytes of the key's ID.
+    pub key_hint: [u8; 4],
+    /// The signature (DER ECDSA for Rekor).
+    pub signature: Vec<u8>,
+}
+
+/// Parse a checkpoint (a signed note: the origin, the tree size and the base64 root hash on
+/// lines of their own, optional further lines, a blank line, then lines
+/// `— <name> <base64(key hint ‖ signature)>`). Returns the tree head, the note text the
+/// signatures sign (everything up to and including the newline before the blank line) and
+/// the signatures.
+pub fn parse_checkpoint(text: &str) -> Result<(Checkpoint, &str, Vec<NoteSignature>), String> {
     if text.len() > MAX_CHECKPOINT_BYTES {
         return Err("the checkpoint is too large".into());
     }
@@ -517,30 +530,57 @@ pub fn verify_checkpoint(text: &str, log: &TransparencyLog) -> Result<Checkpoint
     if signatures.is_empty() || !signatures.ends_with('\n') {
         return Err("the checkpoint's signature lines are missing or unterminated".into());
     }
-    let log_id = hex::decode(&log.log_id).map_err(|_| "the log's ID is not hex")?;
-    let hint = log_id.get(..4).ok_or("the log's ID is too short")?;
-    let mut hinted = false;
+    let mut parsed = Vec::new();
     for line in signatures.split_terminator('\n') {
-        let (_name, signature) = line
+        let (name, signature) = line
             .strip_prefix("\u{2014} ")
             .and_then(|rest| rest.split_once(' '))
             .ok_or("a checkpoint signature line is not `— <name> <signature>`")?;
         let raw = STANDARD
             .decode(signature)
             .map_err(|_| "a checkpoint signature is not base64")?;
-        if raw.len() < 5 {
+        let (Some(hint), Some(signature)) = (raw.get(..4), raw.get(4..)) else {
+            return Err("a checkpoint signature is too short".into());
+        };
+        if signature.is_empty() {
             return Err("a checkpoint signature is too short".into());
         }
-        if &raw[..4] != hint {
+        parsed.push(NoteSignature {
+            name: name.to_string(),
+            key_hint: hint
+                .try_into()
+                .map_err(|_| "a checkpoint key hint is not 4 bytes")?,
+            signature: signature.to_vec(),
+        });
+    }
+    Ok((
+        Checkpoint {
+            origin: origin.to_string(),
+            tree_size,
+            root_hash,
+        },
+        note,
+        parsed,
+    ))
+}
+
+/// Verify a checkpoint ([`parse_checkpoint`]) with `log`'s key: a signature whose key hint
+/// is the start of the log's ID must verify (ECDSA SHA-256) over the note text.
+pub fn verify_checkpoint(text: &str, log: &TransparencyLog) -> Result<Checkpoint, String> {
+    let (head, note, signatures) = parse_checkpoint(text)?;
+    let log_id = hex::decode(&log.log_id).map_err(|_| "the log's ID is not hex")?;
+    let hint = log_id.get(..4).ok_or("the log's ID is too short")?;
+    let mut hinted = false;
+    for signature in &signatures {
+        if signature.key_hint != hint {
             continue;
         }
         hinted = true;
-        if log.key.verifies(Hash::Sha256, note.as_bytes(), &raw[4..]) {
-            return Ok(Checkpoint {
-                origin: origin.to_string(),
-                tree_size,
-                root_hash,
-            });
+        if log
+            .key
+            .verifies(Hash::Sha256, note.as_bytes(), &signature.signature)
+        {
+            return Ok(head);
         }
     }
     Err(if hinted {
@@ -963,18 +1003,11 @@ pub fn verify_image_signature(
     let mut refused = Vec::new();
     if let Signer::PublicKey(_) = bundle.signer {
         if check.keys.is_empty() {
-            refused.push("a keyed bundle, and the policy trusts no key".to_string());
+            return Err("a keyed bundle, and the policy trusts no key".into());
         }
-        if !check.keys.is_empty() {
-            match verify_keyed(&bundle, &check.keys).and_then(|v| {
-                signs_image(&v.signed, digest)?;
-                Ok(v)
-            }) {
-                Ok(verified) => return Ok(verified.signer),
-                Err(e) => refused.push(e),
-            }
-        }
-        return Err(refused.join("; "));
+        let verified = verify_keyed(&bundle, &check.keys)?;
+        signs_image(&verified.signed, digest)?;
+        return Ok(verified.signer);
     }
     for (i, authority) in check.keyless.iter().enumerate() {
         match verify_keyless(&bundle, authority, now).and_then(|v| {
