@@ -88,18 +88,19 @@ fn ours(policy: &CompiledPolicy, bundle: &str) -> Result<String, String> {
     )
 }
 
-/// The scenarios bundle_crosscheck.py also runs: (name, case, root, identity, issuer,
-/// what our refusal says or `None` for accepted).
-fn scenarios(
-    material: &Value,
-) -> Vec<(
+/// One scenario bundle_crosscheck.py also runs: (name, case, root, identity, issuer, what
+/// our refusal says or `None` for accepted).
+type Scenario = (
     &'static str,
     &'static str,
     &'static str,
     String,
     String,
     Option<&'static str>,
-)> {
+);
+
+/// The scenarios bundle_crosscheck.py also runs.
+fn scenarios(material: &Value) -> Vec<Scenario> {
     let subject = material["subject"].as_str().unwrap().to_string();
     let issuer = material["issuer"].as_str().unwrap().to_string();
     let ok = |name, case| {
