@@ -337,6 +337,41 @@ fn bundles_verify_like_sigstore_python_and_every_broken_part_is_refused_by_both(
         .unwrap_err()
         .contains("not an image signature")
     );
+    // A keyed bundle (a public-key hint) is checked against the policy's keys.
+    let keyed = material["keyed"]["bundle"].as_str().unwrap();
+    let keyed_policy = |pem: &str| {
+        compile_with_trusted_roots(
+            &zastava_policy(
+                json!({"mode": "enforce", "requireSignature": {
+                    "publicKeys": {"name": "keys", "namespace": "stellaops-system"}}}),
+                1,
+            ),
+            &[pem.to_string()],
+            &[],
+        )
+        .expect("compiles")
+    };
+    let by_key = keyed_policy(material["keyed"]["public_key"].as_str().unwrap());
+    let fingerprint = by_key.signature.as_ref().unwrap().keys[0]
+        .fingerprint
+        .clone();
+    assert_eq!(ours(&by_key, keyed), Ok(fingerprint));
+    let other_key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let other_pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
+        other_key.verifying_key(),
+        p256::pkcs8::LineEnding::LF,
+    )
+    .unwrap();
+    let error = ours(&keyed_policy(&other_pem), keyed).unwrap_err();
+    assert!(error.contains("not signed by any trusted key"), "{error}");
+    let error = ours(&trusted, keyed).unwrap_err();
+    assert!(
+        error.contains("a keyed bundle, and the policy trusts no key"),
+        "{error}"
+    );
+    // A keyless bundle under a keyed-only policy.
+    let error = ours(&by_key, cases["good"].as_str().unwrap()).unwrap_err();
+    assert!(error.contains("no keyless authority"), "{error}");
     // Malformed bundles are refused with a message.
     for (text, why) in [
         ("{", "not a Sigstore bundle"),
@@ -443,6 +478,12 @@ async fn the_webhook_admits_an_image_signed_by_a_bundle_referrer_and_denies_a_ta
         &tag,
         &format!("tampered {tag}"),
     );
+    let attested = push_image(
+        &registry,
+        "zastava/bundle-attested",
+        &tag,
+        &format!("attested {tag}"),
+    );
     let Some((material, dir)) = material(&signed, "e2e") else {
         return;
     };
@@ -491,6 +532,30 @@ async fn the_webhook_admits_an_image_signed_by_a_bundle_referrer_and_denies_a_ta
         true,
     )
     .await;
+    // A valid signature bundle of the third image, but announced as an attestation (another
+    // predicate type): not fetched as a signature, so that image counts as unsigned.
+    let Some((attested_material, dir)) = self::material(&attested, "e2e-attested") else {
+        return;
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let attested_bundle = attested_material["cases"]["good"]
+        .as_str()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    oci::push_referrer(
+        &registry,
+        "zastava/bundle-attested",
+        &attested,
+        bundle_type,
+        &[(
+            &attested_bundle,
+            bundle_type,
+            json!({"dev.sigstore.bundle.predicateType": "https://slsa.dev/provenance/v1"}),
+        )],
+        true,
+    )
+    .await;
 
     let evidence = Arc::new(RegistryEvidence {
         registry: RegistryClient::new(Credentials::default(), vec![registry.clone()]).unwrap(),
@@ -527,6 +592,21 @@ async fn the_webhook_admits_an_image_signed_by_a_bundle_referrer_and_denies_a_ta
     assert!(message.contains("Sigstore bundle"), "{answer}");
     assert!(
         message.contains("names other digests, not this image's"),
+        "{answer}"
+    );
+    // The attested image's bundle is trusted by the same authority (its own material's root
+    // is another), so the policy is set for it: still unsigned, the referrer is an attestation.
+    running.webhook.set_policies([policy(
+        authority(&attested_material),
+        attested_material["trusted_root"].as_str().unwrap(),
+    )]);
+    let answer = ask(format!("{registry}/zastava/bundle-attested@{attested}")).await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no cosign signature"),
         "{answer}"
     );
 }

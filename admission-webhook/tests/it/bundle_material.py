@@ -299,7 +299,26 @@ def main():
     stray_certificate, stray_key = leaf(other_intermediate, other_intermediate_key, ct_key, lived_from, lived_until)
     cases["untrusted_ca"] = dsse_bundle(log, stray_certificate, stray_key, digest_hex, signed_at)
 
+    # A keyed bundle: a public-key hint, a message signature by a P-256 key, no log entry
+    # (sigstore-python does not verify keyed bundles; the webhook checks the policy's keys).
+    keyed_key = ec.generate_private_key(ec.SECP256R1())
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    keyed = {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {"publicKey": {"hint": b64(sha256(spki(keyed_key)))}, "tlogEntries": []},
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": b64(bytes.fromhex(digest_hex))},
+            "signature": b64(keyed_key.sign(bytes.fromhex(digest_hex), ec.ECDSA(Prehashed(hashes.SHA256())))),
+        },
+    }
+
     json.dump({
+        "keyed": {
+            "bundle": json.dumps(keyed),
+            "public_key": keyed_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+        },
         "subject": SUBJECT,
         "issuer": ISSUER,
         "digest": "sha256:" + digest_hex,
