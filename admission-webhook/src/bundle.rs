@@ -990,31 +990,32 @@ pub fn signs_image(signed: &Signed, digest: &str) -> Result<(), String> {
     }
 }
 
-/// Verify a bundle as the signature of the image `digest` against everything a policy
-/// trusts: its keys (a keyed bundle), then each keyless authority. Returns what accepted it
-/// (a key fingerprint, or `keyless:<subject> (<issuer>)`), or every reason it was refused.
-pub fn verify_image_signature(
+/// Verify a bundle against everything a policy trusts: its keys (a keyed bundle), then each
+/// keyless authority, with `accept` judging what it signed (e.g. [`signs_image`], or an
+/// attestation's predicate checks). Returns what accepted it (a key fingerprint, or
+/// `keyless:<subject> (<issuer>)`) with what was signed, or every reason it was refused.
+pub fn verify_with_check(
     check: &SignatureCheck,
     bytes: &[u8],
-    digest: &str,
     now: DateTime<Utc>,
-) -> Result<String, String> {
+    accept: impl Fn(&Signed) -> Result<(), String>,
+) -> Result<(String, Signed), String> {
     let bundle = parse_bundle(bytes)?;
-    let mut refused = Vec::new();
     if let Signer::PublicKey(_) = bundle.signer {
         if check.keys.is_empty() {
             return Err("a keyed bundle, and the policy trusts no key".into());
         }
         let verified = verify_keyed(&bundle, &check.keys)?;
-        signs_image(&verified.signed, digest)?;
-        return Ok(verified.signer);
+        accept(&verified.signed)?;
+        return Ok((verified.signer, verified.signed));
     }
+    let mut refused = Vec::new();
     for (i, authority) in check.keyless.iter().enumerate() {
         match verify_keyless(&bundle, authority, now).and_then(|v| {
-            signs_image(&v.signed, digest)?;
+            accept(&v.signed)?;
             Ok(v)
         }) {
-            Ok(verified) => return Ok(format!("keyless:{}", verified.signer)),
+            Ok(verified) => return Ok((format!("keyless:{}", verified.signer), verified.signed)),
             Err(e) => refused.push(format!("keyless authority {}: {e}", i + 1)),
         }
     }
@@ -1022,4 +1023,15 @@ pub fn verify_image_signature(
         refused.push("a keyless bundle, and the policy has no keyless authority".into());
     }
     Err(refused.join("; "))
+}
+
+/// Verify a bundle as the signature of the image `digest` ([`verify_with_check`] with
+/// [`signs_image`]). Returns what accepted it, or every reason it was refused.
+pub fn verify_image_signature(
+    check: &SignatureCheck,
+    bytes: &[u8],
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    verify_with_check(check, bytes, now, |signed| signs_image(signed, digest)).map(|(by, _)| by)
 }
