@@ -130,6 +130,9 @@ def main():
                                     "dev.sigstore.cosign/certificate": "-----BEGIN CERTIFICATE-----"}},
         {"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": "sha256:" + "3" * 64, "size": 3,
          "annotations": {"predicateType": "https://slsa.dev/provenance/v1"}}]}))
+    # sigstore_bundle: bundles (DSSE v0.3, message signature v0.3, certificate chain v0.2)
+    # and a checkpoint made by admission-webhook/tests/it/bundle_material.py, kept as
+    # committed (not regenerated here).
     # federation_bundle: a real (unsigned) bundle exported by `stellaops-worker federation
     # bundle export` after ingesting osv/ghsa.json, kept as committed (not regenerated here):
     # "unsigned-bundle" = 0x00 + the .zst file, "unsigned-bundle-tar" = 0x01 + its tar.

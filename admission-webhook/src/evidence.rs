@@ -21,6 +21,9 @@ pub struct FoundSignature {
     pub chain: Option<String>,
     /// Rekor bundle JSON (signed entry timestamp and entry).
     pub rekor_bundle: Option<String>,
+    /// A whole Sigstore bundle (found as an OCI referrer): then `payload` and `signature`
+    /// are empty and everything is in here.
+    pub bundle: Option<Vec<u8>>,
     /// Where it was found (`referrers API`, `referrers tag sha256-…`, `tag sha256-….sig`),
     /// for messages.
     pub found_at: String,
@@ -221,6 +224,7 @@ impl EvidenceSource for RegistryEvidence {
                         certificate: layer.certificate,
                         chain: layer.chain,
                         rekor_bundle: layer.rekor_bundle,
+                        bundle: None,
                         found_at: at.clone(),
                     };
                     if !found.iter().any(|f| {
@@ -230,7 +234,29 @@ impl EvidenceSource for RegistryEvidence {
                     }
                 }
             }
-            match referrers_error {
+            // Sigstore bundles referring to the digest (cosign 3's layout): those whose content
+            // is an image signature (a message signature, or a DSSE statement of cosign's
+            // signature predicate); other predicate types are attestations.
+            let (bundles, bundle_error) = self
+                .referring_manifests(&repository, digest, cosign::SIGSTORE_BUNDLE_ARTIFACT_TYPE)
+                .await;
+            for (at, manifest) in bundles {
+                for layer in cosign::signature_bundle_layers(&manifest)? {
+                    let bytes = self
+                        .registry
+                        .fetch_blob(&repository, &layer)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !found.iter().any(|f| f.bundle.as_ref() == Some(&bytes)) {
+                        found.push(FoundSignature {
+                            bundle: Some(bytes),
+                            found_at: at.clone(),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+            match referrers_error.or(bundle_error) {
                 Some(error) if found.is_empty() => Err(error),
                 _ => Ok(found),
             }

@@ -112,7 +112,7 @@ pub struct Window {
 }
 
 impl Window {
-    fn contains(&self, at: i64) -> bool {
+    pub(crate) fn contains(&self, at: i64) -> bool {
         at >= self.start && self.end.is_none_or(|end| at <= end)
     }
 }
@@ -225,7 +225,7 @@ fn window(document: Option<&WindowDocument>, what: &str) -> Result<Window, Strin
     })
 }
 
-fn base64(text: &str, what: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn base64(text: &str, what: &str) -> Result<Vec<u8>, String> {
     STANDARD
         .decode(text.trim())
         .map_err(|_| format!("{what} is not base64"))
@@ -449,7 +449,7 @@ fn valid_at(certificate: &X509Certificate<'_>, at: i64, what: &str) -> Result<()
     Ok(())
 }
 
-fn time(at: i64) -> String {
+pub(crate) fn time(at: i64) -> String {
     DateTime::<Utc>::from_timestamp(at, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| at.to_string())
@@ -695,6 +695,23 @@ struct RekorPayload {
     log_id: String,
 }
 
+/// What a Rekor signed entry timestamp signs: the canonical JSON (keys sorted, no spaces)
+/// of the entry's base64 body, integrated time, hex log ID and log index.
+pub(crate) fn set_message(
+    body_b64: &str,
+    integrated_time: i64,
+    log_id_hex: &str,
+    log_index: i64,
+) -> String {
+    format!(
+        r#"{{"body":{},"integratedTime":{},"logID":{},"logIndex":{}}}"#,
+        Value::String(body_b64.to_string()),
+        integrated_time,
+        Value::String(log_id_hex.to_string()),
+        log_index
+    )
+}
+
 /// Verify cosign's Rekor bundle offline: the SET (the log key's signature over the
 /// canonical JSON of the payload) by a log of `root`, and the entry (a `hashedrekord`)
 /// describing this payload hash, signature and certificate. Returns the integrated time.
@@ -721,13 +738,11 @@ pub fn verify_rekor_bundle(
                 entry.log_id
             )
         })?;
-    // The SET signs the payload's canonical JSON: keys sorted, no spaces.
-    let canonical = format!(
-        r#"{{"body":{},"integratedTime":{},"logID":{},"logIndex":{}}}"#,
-        Value::String(entry.body.clone()),
+    let canonical = set_message(
+        &entry.body,
         entry.integrated_time,
-        Value::String(entry.log_id.clone()),
-        entry.log_index
+        &entry.log_id,
+        entry.log_index,
     );
     let set = base64(&bundle.signed_entry_timestamp, "the SignedEntryTimestamp")?;
     if !log.key.verifies(Hash::Sha256, canonical.as_bytes(), &set) {
@@ -811,7 +826,18 @@ pub fn verify(
         }
         (None, false) => now.timestamp(),
     };
-    valid_at(&leaf, signed_at, "the signing certificate")?;
+    check_certificate(&leaf, authority, signed_at)
+}
+
+/// Check a signing certificate against `authority` at `signed_at`: valid then, for code
+/// signing, chained to one of the root's Fulcio CAs, with an SCT by one of its CT logs when
+/// required, and the issuer and identity the authority names. Returns `subject (issuer)`.
+pub(crate) fn check_certificate(
+    leaf: &X509Certificate<'_>,
+    authority: &Authority,
+    signed_at: i64,
+) -> Result<String, String> {
+    valid_at(leaf, signed_at, "the signing certificate")?;
     if !leaf
         .extended_key_usage()
         .ok()
@@ -825,7 +851,7 @@ pub fn verify(
         .root
         .certificate_authorities
         .iter()
-        .find_map(|ca| match chains_to(&leaf, ca, signed_at) {
+        .find_map(|ca| match chains_to(leaf, ca, signed_at) {
             Ok(issuer_spki) => Some(issuer_spki),
             Err(e) => {
                 failures.push(e);
@@ -839,16 +865,16 @@ pub fn verify(
         ));
     };
     if authority.require_sct {
-        verify_sct(&leaf, &issuer_spki, &authority.root)?;
+        verify_sct(leaf, &issuer_spki, &authority.root)?;
     }
-    let issuer = oidc_issuer(&leaf)?;
+    let issuer = oidc_issuer(leaf)?;
     if !authority.issuer.matches(&issuer) {
         return Err(format!(
             "the certificate's OIDC issuer {issuer:?} is not {}",
             authority.issuer.describe()
         ));
     }
-    let names = identities(&leaf)?;
+    let names = identities(leaf)?;
     let Some(subject) = names.iter().find(|n| authority.subject.matches(n)) else {
         return Err(format!(
             "the certificate's identity {} is not {}",

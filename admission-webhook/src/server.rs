@@ -400,6 +400,21 @@ impl Webhook {
             let mut last = String::new();
             let mut verified = None;
             for signature in &found {
+                if let Some(bundle) = &signature.bundle {
+                    match crate::bundle::verify_image_signature(
+                        check,
+                        bundle,
+                        digest,
+                        chrono::Utc::now(),
+                    ) {
+                        Ok(signer) => {
+                            verified = Some(signer);
+                            break;
+                        }
+                        Err(e) => last = format!("Sigstore bundle ({}): {e}", signature.found_at),
+                    }
+                    continue;
+                }
                 let found = crate::keyless::KeylessSignature {
                     payload: &signature.payload,
                     signature_b64: &signature.signature,

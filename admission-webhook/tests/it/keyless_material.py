@@ -269,4 +269,5 @@ def main():
     }, open(sys.argv[2], "w"))
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,6 @@
 //! Zastava tests with real AdmissionReview documents.
 
+mod bundle;
 mod deadline;
 mod keyless;
 mod policy;

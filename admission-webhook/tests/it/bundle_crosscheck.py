@@ -1,0 +1,77 @@
+"""The independent verdict on the bundles of bundle_material.py: sigstore-python (PyPI
+`sigstore`, the Sigstore project's own Python client) verifies each one offline against the
+same custom trusted root (`TrustedRoot.from_file` + `Verifier(trusted_root=...)`: no TUF,
+no network) under an identity policy, then, as the webhook does for an image signature,
+checks what was signed: the message digest is the image's, or the DSSE statement is
+cosign's image-signature statement naming the image's digest.
+
+Usage: python bundle_crosscheck.py MATERIAL_JSON OUT_JSON
+
+Writes {scenario: "ok" | "refused: <reason>"} for the scenarios SCENARIOS lists
+(name, case, root, identity, issuer).
+"""
+
+import base64
+import json
+import os
+import sys
+import tempfile
+
+from sigstore.hashes import Hashed
+from sigstore.models import Bundle, TrustedRoot
+from sigstore.verify import Verifier, policy
+from sigstore_models.common.v1 import HashAlgorithm
+
+SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
+IN_TOTO = "application/vnd.in-toto+json"
+
+
+def scenarios(material):
+    subject, issuer = material["subject"], material["issuer"]
+    listed = [(case, case, "trusted_root", subject, issuer) for case in material["cases"]]
+    listed += [
+        ("wrong_identity", "good", "trusted_root", "someone-else@stella-ops.example", issuer),
+        ("wrong_issuer", "good", "trusted_root", subject, "https://accounts.example.com"),
+        ("untrusted_root", "good", "other_root", subject, issuer),
+    ]
+    return listed
+
+
+def verify(material, case, root, identity, issuer):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(material[root])
+    try:
+        verifier = Verifier(trusted_root=TrustedRoot.from_file(f.name))
+    finally:
+        os.unlink(f.name)
+    bundle = Bundle.from_json(material["cases"][case])
+    identity_policy = policy.Identity(identity=identity, issuer=issuer)
+    digest_hex = material["digest"].removeprefix("sha256:")
+    if bundle._inner.dsse_envelope is not None:
+        payload_type, payload = verifier.verify_dsse(bundle, identity_policy)
+        if payload_type != IN_TOTO:
+            raise ValueError(f"payload type {payload_type}")
+        statement = json.loads(payload)
+        if statement.get("predicateType") != SIGN_PREDICATE_TYPE:
+            raise ValueError("not an image signature statement")
+        if not any(s.get("digest", {}).get("sha256") == digest_hex for s in statement.get("subject", [])):
+            raise ValueError("statement is for another digest")
+    else:
+        hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(digest_hex))
+        verifier.verify_artifact(hashed, bundle, identity_policy)
+
+
+def main():
+    material = json.load(open(sys.argv[1]))
+    verdicts = {}
+    for name, case, root, identity, issuer in scenarios(material):
+        try:
+            verify(material, case, root, identity, issuer)
+            verdicts[name] = "ok"
+        except Exception as e:  # every failure is a refusal, with its reason
+            verdicts[name] = f"refused: {type(e).__name__}: {e}"[:400]
+    json.dump(verdicts, open(sys.argv[2], "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
