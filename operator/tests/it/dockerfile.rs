@@ -411,7 +411,10 @@ fn cargo_output(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
         } else {
             ""
         };
-        Err(format!("`cargo {}` failed:\n{stderr}{hint}", args.join(" ")))
+        Err(format!(
+            "`cargo {}` failed:\n{stderr}{hint}",
+            args.join(" ")
+        ))
     }
 }
 
