@@ -273,12 +273,20 @@ impl Expr {
             Expr::And(parts) => {
                 let inner: Vec<String> = parts.iter().map(|p| p.render_at(rename, 2)).collect();
                 let text = inner.join(" AND ");
-                if parent > 2 { format!("({text})") } else { text }
+                if parent > 2 {
+                    format!("({text})")
+                } else {
+                    text
+                }
             }
             Expr::Or(parts) => {
                 let inner: Vec<String> = parts.iter().map(|p| p.render_at(rename, 1)).collect();
                 let text = inner.join(" OR ");
-                if parent > 1 { format!("({text})") } else { text }
+                if parent > 1 {
+                    format!("({text})")
+                } else {
+                    text
+                }
             }
         }
     }

@@ -124,7 +124,12 @@ pub async fn insert_licenses(
     )
     .bind(image_digest)
     .bind(licenses.iter().map(|l| l.purl.as_str()).collect::<Vec<_>>())
-    .bind(licenses.iter().map(|l| l.declared.as_str()).collect::<Vec<_>>())
+    .bind(
+        licenses
+            .iter()
+            .map(|l| l.declared.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(licenses.iter().map(|l| l.ids.join(" ")).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
@@ -193,13 +198,15 @@ pub async fn license_decisions(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(purl, license, outcome, decided_by, reason)| LicenseDecision {
-            purl,
-            license,
-            outcome,
-            decided_by,
-            reason,
-        })
+        .map(
+            |(purl, license, outcome, decided_by, reason)| LicenseDecision {
+                purl,
+                license,
+                outcome,
+                decided_by,
+                reason,
+            },
+        )
         .collect())
 }
 

@@ -288,8 +288,7 @@ async fn evaluate_chunk(
         };
         for (purl, (expression, ids)) in licenses {
             if let Some(component) = inventory.get_mut(&purl) {
-                component.license =
-                    Some(stellaops_policy::license::Declared { expression, ids });
+                component.license = Some(stellaops_policy::license::Declared { expression, ids });
             }
         }
     }
@@ -303,7 +302,10 @@ async fn evaluate_chunk(
     .fetch_all(pool)
     .await?
     {
-        licenses_before.entry(id).or_default().insert((purl, outcome));
+        licenses_before
+            .entry(id)
+            .or_default()
+            .insert((purl, outcome));
     }
     let mut known: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
     // Of those, the ones that counted (rows from before the decider have no outcome: all

@@ -110,7 +110,11 @@ fn or_is_denied_only_when_every_alternative_is_and_and_when_any_part_is() {
         ("Public Domain", false), // not an expression: unknown, never denied
     ];
     for (license, denied) in cases {
-        let d = decide(&[component("pkg:npm/x@1", license)], &SUBJECT, &rules.licenses);
+        let d = decide(
+            &[component("pkg:npm/x@1", license)],
+            &SUBJECT,
+            &rules.licenses,
+        );
         assert_eq!(!d.is_empty(), denied, "{license}");
         if denied {
             assert_eq!(d[0].outcome, Outcome::Fails);
@@ -130,9 +134,8 @@ fn or_is_denied_only_when_every_alternative_is_and_and_when_any_part_is() {
     let classpath: Policy = policy(json!({"licenses": [
         {"name": "classpath", "action": "warn", "ids": ["GPL-2.0-* WITH Classpath-exception-2.0"]}
     ]}));
-    let hit = |l: &str| {
-        !decide(&[component("pkg:x/y@1", l)], &SUBJECT, &classpath.licenses).is_empty()
-    };
+    let hit =
+        |l: &str| !decide(&[component("pkg:x/y@1", l)], &SUBJECT, &classpath.licenses).is_empty();
     assert!(hit("GPL-2.0-only WITH Classpath-exception-2.0"));
     assert!(!hit("GPL-2.0-only"));
 }
@@ -225,7 +228,11 @@ fn the_first_rule_that_hits_decides_and_feeds_the_verdict() {
     // The license rules are part of the digest; a policy without them keeps its old one.
     let without = policy(json!({"failOn": "critical"}));
     assert_ne!(p.digest(), without.digest());
-    assert!(!serde_json::to_string(&without).unwrap().contains("licenses"));
+    assert!(
+        !serde_json::to_string(&without)
+            .unwrap()
+            .contains("licenses")
+    );
 }
 
 #[test]
@@ -235,7 +242,22 @@ fn bad_license_rules_are_named() {
         {"name": "a", "action": "warn", "ids": ["GPL-3.0 (or later)"]}
     ]}));
     let problems = p.problems();
-    assert!(problems.iter().any(|m| m.contains("licenses[0]") && m.contains("no license ids")), "{problems:?}");
-    assert!(problems.iter().any(|m| m.contains("licenses[1]") && m.contains("used by an earlier")), "{problems:?}");
-    assert!(problems.iter().any(|m| m.contains("not an SPDX license id")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("licenses[0]") && m.contains("no license ids")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("licenses[1]") && m.contains("used by an earlier")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("not an SPDX license id")),
+        "{problems:?}"
+    );
 }

@@ -54,8 +54,14 @@ const CLASSIFIERS: &[(&str, &str)] = &[
     ("Apache Software License 2.0", "Apache-2.0"),
     ("ISC License (ISCL)", "ISC"),
     ("Mozilla Public License 2.0 (MPL 2.0)", "MPL-2.0"),
-    ("GNU General Public License v3 or later (GPLv3+)", "GPL-3.0-or-later"),
-    ("GNU General Public License v2 or later (GPLv2+)", "GPL-2.0-or-later"),
+    (
+        "GNU General Public License v3 or later (GPLv3+)",
+        "GPL-3.0-or-later",
+    ),
+    (
+        "GNU General Public License v2 or later (GPLv2+)",
+        "GPL-2.0-or-later",
+    ),
     (
         "GNU Lesser General Public License v3 or later (LGPLv3+)",
         "LGPL-3.0-or-later",
@@ -64,7 +70,10 @@ const CLASSIFIERS: &[(&str, &str)] = &[
         "GNU Lesser General Public License v2 or later (LGPLv2+)",
         "LGPL-2.0-or-later",
     ),
-    ("GNU Affero General Public License v3 or later (AGPLv3+)", "AGPL-3.0-or-later"),
+    (
+        "GNU Affero General Public License v3 or later (AGPLv3+)",
+        "AGPL-3.0-or-later",
+    ),
     ("Python Software Foundation License", "PSF-2.0"),
     ("The Unlicense (Unlicense)", "Unlicense"),
     ("zlib/libpng License", "Zlib"),
@@ -232,9 +241,10 @@ fn dep5_synopsis(synopsis: &str) -> Option<String> {
                         let end = words[at + 2..].iter().position(|w| *w == "exception")?;
                         let exception = words[at + 2..at + 2 + end].join("-");
                         let license = dep5_short_name(name);
-                        let listed_exception = [exception.clone(), format!("{exception}-exception")]
-                            .iter()
-                            .find_map(|e| exception_ignoring_case(e));
+                        let listed_exception =
+                            [exception.clone(), format!("{exception}-exception")]
+                                .iter()
+                                .find_map(|e| exception_ignoring_case(e));
                         match listed_exception {
                             Some(e) if !license.starts_with("LicenseRef-") => {
                                 out.push(format!("{license} WITH {e}"));
@@ -375,8 +385,8 @@ pub fn spdx_document_form(
             Some(e) => format!("{id} WITH {e}"),
             None => id.to_string(),
         };
-        let fine = (listed(id) || id.starts_with("LicenseRef-"))
-            && exception.is_none_or(listed_exception);
+        let fine =
+            (listed(id) || id.starts_with("LicenseRef-")) && exception.is_none_or(listed_exception);
         if fine && !id.starts_with("LicenseRef-") {
             return whole;
         }
@@ -415,7 +425,8 @@ pub fn cyclonedx(declared: &stellaops_policy::license::Declared) -> Value {
     }
     let all_fine = std::cell::Cell::new(true);
     expr.render_with(&|id, exception| {
-        if !((listed(id) || id.starts_with("LicenseRef-")) && exception.is_none_or(listed_exception))
+        if !((listed(id) || id.starts_with("LicenseRef-"))
+            && exception.is_none_or(listed_exception))
         {
             all_fine.set(false);
         }

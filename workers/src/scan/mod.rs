@@ -1669,7 +1669,11 @@ pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
         if let Some((name, version)) = c.source_package() {
             package["sourceInfo"] = json!(format!("built package from: {name} {version}"));
         }
-        match c.license.as_ref().map(|d| (d, license::spdx_document_form(d))) {
+        match c
+            .license
+            .as_ref()
+            .map(|d| (d, license::spdx_document_form(d)))
+        {
             Some((_, Some((expression, refs)))) => {
                 package["licenseDeclared"] = json!(expression);
                 extracted.extend(refs);

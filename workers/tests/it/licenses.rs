@@ -82,11 +82,26 @@ fn each_ecosystem_declares_its_license_its_own_way() {
     );
     // npm: a string (expression or not), the legacy object, the legacy array (a choice).
     for (manifest, want) in [
-        (json!({"license": "(MIT OR Apache-2.0)"}), Some("(MIT OR Apache-2.0)")),
-        (json!({"license": "SEE LICENSE IN LICENSE.md"}), Some("SEE LICENSE IN LICENSE.md")),
-        (json!({"license": {"type": "ISC", "url": "https://opensource.org/licenses/ISC"}}), Some("ISC")),
-        (json!({"licenses": [{"type": "MIT", "url": "x"}, {"type": "Apache-2.0", "url": "y"}]}), Some("(MIT) OR (Apache-2.0)")),
-        (json!({"licenses": [{"type": "MIT"}, {"type": "Custom licence"}]}), None),
+        (
+            json!({"license": "(MIT OR Apache-2.0)"}),
+            Some("(MIT OR Apache-2.0)"),
+        ),
+        (
+            json!({"license": "SEE LICENSE IN LICENSE.md"}),
+            Some("SEE LICENSE IN LICENSE.md"),
+        ),
+        (
+            json!({"license": {"type": "ISC", "url": "https://opensource.org/licenses/ISC"}}),
+            Some("ISC"),
+        ),
+        (
+            json!({"licenses": [{"type": "MIT", "url": "x"}, {"type": "Apache-2.0", "url": "y"}]}),
+            Some("(MIT) OR (Apache-2.0)"),
+        ),
+        (
+            json!({"licenses": [{"type": "MIT"}, {"type": "Custom licence"}]}),
+            None,
+        ),
         (json!({"license": 7}), None),
         (json!({"name": "x"}), None),
     ] {
@@ -101,13 +116,31 @@ fn each_ecosystem_declares_its_license_its_own_way() {
             .collect()
     };
     for (headers, want) in [
-        ("License-Expression: MIT AND (Apache-2.0 OR BSD-2-Clause)\nLicense: ignored", Some("MIT AND (Apache-2.0 OR BSD-2-Clause)")),
-        ("License: Apache-2.0\nClassifier: License :: OSI Approved :: MIT License", Some("Apache-2.0")),
-        ("License: BSD\nClassifier: License :: OSI Approved :: MIT License", Some("MIT")),
-        ("Classifier: License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)", Some("GPL-3.0-or-later")),
+        (
+            "License-Expression: MIT AND (Apache-2.0 OR BSD-2-Clause)\nLicense: ignored",
+            Some("MIT AND (Apache-2.0 OR BSD-2-Clause)"),
+        ),
+        (
+            "License: Apache-2.0\nClassifier: License :: OSI Approved :: MIT License",
+            Some("Apache-2.0"),
+        ),
+        (
+            "License: BSD\nClassifier: License :: OSI Approved :: MIT License",
+            Some("MIT"),
+        ),
+        (
+            "Classifier: License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+            Some("GPL-3.0-or-later"),
+        ),
         ("Classifier: License :: OSI Approved :: BSD License", None),
-        ("Classifier: License :: OSI Approved :: GNU General Public License v2 (GPLv2)", None),
-        ("Classifier: License :: OSI Approved :: MIT License\nClassifier: License :: OSI Approved :: Apache Software License 2.0", None),
+        (
+            "Classifier: License :: OSI Approved :: GNU General Public License v2 (GPLv2)",
+            None,
+        ),
+        (
+            "Classifier: License :: OSI Approved :: MIT License\nClassifier: License :: OSI Approved :: Apache Software License 2.0",
+            None,
+        ),
         ("License: Apache Software License", None),
     ] {
         assert_eq!(python(&header(headers)).as_deref(), want, "{headers}");
@@ -127,7 +160,9 @@ fn each_ecosystem_declares_its_license_its_own_way() {
         None
     );
     assert_eq!(
-        debian_copyright("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nCopyright: someone\n"),
+        debian_copyright(
+            "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nCopyright: someone\n"
+        ),
         None,
         "a Files paragraph without License: not known"
     );
@@ -226,7 +261,10 @@ fn debian_copyright_files_of_real_packages() {
         Some("Apache-2.0 AND (LicenseRef-Artistic OR GPL-1.0-or-later)")
     );
     // glibc's is not machine-readable: not known.
-    assert_eq!(debian_copyright(&copyright_of(&deb("libc6"), "libc6")), None);
+    assert_eq!(
+        debian_copyright(&copyright_of(&deb("libc6"), "libc6")),
+        None
+    );
     // Through the layer analyzer and the merge: the package gets its copyright's licenses.
     let layer = oci::tar_of(&[
         (
@@ -293,8 +331,7 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
     };
     let built = push(&env, "licenses", vec![alpine_layer()]);
     let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
-    let scratch =
-        std::env::temp_dir().join(format!("stellaops-licenses-{}", std::process::id()));
+    let scratch = std::env::temp_dir().join(format!("stellaops-licenses-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     // The ScanPolicy as the controller hands it to the worker.
     let evaluator: stellaops_policy::evaluate::Policy = serde_json::from_value(json!({
@@ -419,7 +456,10 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
         let s3 = env.s3.clone();
         let bucket = env.bucket.clone();
         async move {
-            let key = uri.strip_prefix(&format!("s3://{bucket}/")).unwrap().to_string();
+            let key = uri
+                .strip_prefix(&format!("s3://{bucket}/"))
+                .unwrap()
+                .to_string();
             s3.get_object()
                 .bucket(&bucket)
                 .key(key)
@@ -472,9 +512,15 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
                 .unwrap()
                 .clone()
         };
-        assert_eq!(package("libgcc")["licenseDeclared"], "GPL-2.0-or-later AND LGPL-2.1-or-later");
+        assert_eq!(
+            package("libgcc")["licenseDeclared"],
+            "GPL-2.0-or-later AND LGPL-2.1-or-later"
+        );
         assert_eq!(package("inhouse")["licenseDeclared"], "NOASSERTION");
-        assert_eq!(package("oddball")["licenseDeclared"], "MIT AND LicenseRef-Oddball");
+        assert_eq!(
+            package("oddball")["licenseDeclared"],
+            "MIT AND LicenseRef-Oddball"
+        );
         assert!(
             spdx["hasExtractedLicensingInfos"]
                 .as_array()
@@ -488,7 +534,10 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
         assert!(ok, "SPDX with licenses: {report}");
         // The validator does look at licenses: an undeclared reference is refused.
         let mut undeclared = spdx.clone();
-        undeclared.as_object_mut().unwrap().remove("hasExtractedLicensingInfos");
+        undeclared
+            .as_object_mut()
+            .unwrap()
+            .remove("hasExtractedLicensingInfos");
         let (ok, report) = pyspdxtools(&serde_json::to_vec(&undeclared).unwrap());
         assert!(!ok, "an undeclared LicenseRef is refused: {report}");
     }
@@ -514,7 +563,11 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
     )
     .await
     .unwrap();
-    assert_eq!((report.evaluated, report.decisions_changed), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.evaluated, report.decisions_changed),
+        (1, 1),
+        "{report:?}"
+    );
     let explanation = stellaops_store::scans::explain(&env.pool, &summary.image_digest)
         .await
         .unwrap()
