@@ -138,7 +138,9 @@ impl Decider {
     }
 }
 
-/// Judge `findings` of `digest` (asked for from `namespace`, image `repository`).
+/// Judge `findings` of `digest` (asked for from `namespace`, image `repository`), and the
+/// declared licenses of its `components` under the policy's license rules.
+#[allow(clippy::too_many_arguments)]
 pub fn judge(
     evidence: &Evidence,
     digest: &str,

@@ -149,13 +149,13 @@ pub fn dep5_short_name(name: &str) -> String {
                 "1.3" if family == "GFDL" => Some("1.3"),
                 _ => None,
             };
-            let known = match (family, version) {
-                ("GPL", Some("1.0" | "2.0" | "3.0")) => true,
-                ("LGPL", Some("2.0" | "2.1" | "3.0")) => true,
-                ("AGPL", Some("3.0")) => true,
-                ("GFDL", Some("1.1" | "1.2" | "1.3")) => true,
-                _ => false,
-            };
+            let known = matches!(
+                (family, version),
+                ("GPL", Some("1.0" | "2.0" | "3.0"))
+                    | ("LGPL", Some("2.0" | "2.1" | "3.0"))
+                    | ("AGPL", Some("3.0"))
+                    | ("GFDL", Some("1.1" | "1.2" | "1.3"))
+            );
             if known && let Some(v) = version {
                 return format!("{family}-{v}-{}", if plus { "or-later" } else { "only" });
             }
