@@ -261,3 +261,25 @@ fn bad_license_rules_are_named() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_normal_form_reads_back_to_itself() {
+    for text in [
+        "MIT",
+        "(A AND B) AND C",
+        "a or (b and (c or d))",
+        "(MIT OR Apache-2.0) AND (BSD-3-Clause OR (GPL-2.0-only WITH Classpath-exception-2.0))",
+        "((((MIT))))",
+        "LicenseRef-x OR DocumentRef-d:LicenseRef-y AND GPL-2.0+",
+    ] {
+        let expr = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let written = expr.render();
+        let again = parse(&written).unwrap_or_else(|e| panic!("{written}: {e}"));
+        assert_eq!(again.render(), written, "{text}");
+        assert_eq!(again.ids(), expr.ids(), "{text}");
+    }
+    assert_eq!(
+        parse("(A AND B) AND (C OR D) OR E").unwrap().render(),
+        "A AND B AND (C OR D) OR E"
+    );
+}
