@@ -24,6 +24,7 @@ use stellaops_crds::scan_policy::{
 };
 use stellaops_crds::{CONDITION_READY, ScanPolicy, condition, set_condition};
 use stellaops_policy::evaluate::{self, Action as RuleEffect, Matchers, Rule};
+use stellaops_policy::license::{LicenseAction, LicenseRule};
 use stellaops_policy::vex::consensus::Trust;
 
 use crate::acceptance;
@@ -94,6 +95,22 @@ pub fn to_policy(spec: &ScanPolicySpec) -> evaluate::Policy {
             stellaops_crds::common::Scope::Usage => evaluate::Scope::Usage,
         },
         vex: spec.vex.as_ref().and_then(trust_of),
+        licenses: spec.licenses.iter().map(license_rule_of).collect(),
+    }
+}
+
+/// A license rule as the evaluator takes it.
+fn license_rule_of(rule: &stellaops_crds::scan_policy::LicenseRule) -> LicenseRule {
+    LicenseRule {
+        name: rule.name.clone(),
+        action: match rule.action {
+            stellaops_crds::scan_policy::LicenseAction::Deny => LicenseAction::Deny,
+            stellaops_crds::scan_policy::LicenseAction::Warn => LicenseAction::Warn,
+        },
+        ids: rule.ids.clone(),
+        namespaces: rule.namespaces.clone(),
+        images: rule.images.clone(),
+        except_packages: rule.except_packages.clone(),
     }
 }
 

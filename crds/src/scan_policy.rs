@@ -74,6 +74,60 @@ pub struct ScanPolicySpec {
     /// re-evaluates the verdicts decided under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vex: Option<VexSettings>,
+    /// License rules, in order. For each component whose declared license is known (an
+    /// SPDX expression from its package metadata) the first rule in scope whose `ids` hit
+    /// the license decides: `deny` fails the verdict, `warn` makes it at least `Warn`. An
+    /// `OR` expression is hit only when every alternative is, an `AND` expression when any
+    /// part is. A component whose license is not known never matches a rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("license rule names must be unique within a policy"))]
+    pub licenses: Vec<LicenseRule>,
+}
+
+/// A license rule: deny or warn by SPDX license id.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.ids.all(i, i.matches('^[A-Za-z0-9.+:*-]+( WITH [A-Za-z0-9.+:*-]+)?$'))").message("ids must be SPDX license ids (`MIT`, `GPL-3.0-only`, `LicenseRef-x`), optionally with `WITH exception`, and may use * as a wildcard")
+)]
+pub struct LicenseRule {
+    /// Name, shown as what decided a component (`license:<name>`).
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$")
+    )]
+    pub name: String,
+    /// `deny` (fails the verdict) or `warn`.
+    pub action: LicenseAction,
+    /// SPDX license ids the rule is about; `*` matches any run of characters
+    /// (`GPL-3.0*`, `AGPL-*`). Matched case-insensitively against each license id of the
+    /// expression, and against a whole `id WITH exception` term.
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 128)))]
+    pub ids: Vec<String>,
+    /// Namespace globs of the Scan or workload (none: every namespace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub namespaces: Vec<String>,
+    /// Image repository globs (none: every image).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub images: Vec<String>,
+    /// Package URL globs (matched without qualifiers, `pkg:npm/left-pad@*`) the rule
+    /// leaves alone: a vetted exception.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub except_packages: Vec<String>,
+}
+
+/// What a license rule does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LicenseAction {
+    /// The component fails the verdict.
+    Deny,
+    /// The component makes the verdict at least `Warn`.
+    Warn,
 }
 
 /// The VEX consensus's trust under a policy (docs/vex.md, "Consensus").

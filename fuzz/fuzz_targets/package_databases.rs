@@ -1,9 +1,13 @@
 //! Text package databases and manifests: dpkg status, apk installed, os-release, Python
-//! METADATA, .NET deps.json.
+//! METADATA, .NET deps.json; the declared licenses in them (Debian copyright files, npm
+//! `license`, SPDX expressions). An SPDX expression that parses, written back in its normal
+//! form, parses to the same normal form and ids.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use stellaops_policy::license;
 use stellaops_workers::scan::analyze;
+use stellaops_workers::scan::license as declared;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -12,4 +16,18 @@ fuzz_target!(|data: &[u8]| {
     let _ = analyze::parse_os_release(&text);
     let _ = analyze::parse_python(&text);
     let _ = analyze::parse_deps_json(&text);
+    let _ = declared::debian_copyright(&text);
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+        let _ = declared::npm(&json);
+    }
+    if let Ok(expr) = license::parse(&text) {
+        let written = expr.render();
+        let again = license::parse(&written).expect("a written-back expression parses");
+        assert_eq!(again.render(), written);
+        assert_eq!(again.ids(), expr.ids());
+        if let Some(d) = license::Declared::of(&text) {
+            let _ = declared::spdx_document_form(&d);
+            let _ = declared::cyclonedx(&d);
+        }
+    }
 });

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::license::{self, LicenseDecided, LicenseRule};
 use crate::vex::JUSTIFICATIONS;
 use crate::vex::Status;
 use crate::vex::consensus::{Decision, Trust};
@@ -183,6 +184,10 @@ pub struct Policy {
     /// same). Part of the digest: other trust can decide findings differently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vex: Option<Trust>,
+    /// License rules (deny or warn by SPDX license id), in order; left out of the JSON when
+    /// there are none, so digests of policies without them stay the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licenses: Vec<LicenseRule>,
 }
 
 impl Policy {
@@ -259,6 +264,7 @@ impl Policy {
                 _ => {}
             }
         }
+        problems.extend(license::problems(&self.licenses));
         if let Some(trust) = &self.vex {
             let weight_ok = |w: f64| w.is_finite() && w >= 0.0;
             if !weight_ok(trust.default_weight) {
@@ -331,6 +337,9 @@ pub struct Evaluation {
     pub findings: Vec<Decided>,
     /// Counted findings (not ignored) by severity.
     pub counts: BTreeMap<String, u64>,
+    /// The components a license rule decided (in the order of the components given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licenses: Vec<LicenseDecided>,
 }
 
 /// Linear-time `*` glob (no other metacharacters).
@@ -442,12 +451,33 @@ pub fn evaluate_digested(
     digest: &str,
     now: Timestamp,
 ) -> Evaluation {
+    evaluate_all(findings, vex, &[], subject, policy, digest, now)
+}
+
+/// [`evaluate_digested`] with the image's components and their declared licenses, for the
+/// policy's license rules: a component a deny rule hits fails the verdict, one a warn rule
+/// hits makes it at least `Warn`, as findings do.
+pub fn evaluate_all(
+    findings: &[Finding],
+    vex: &[Option<Decision>],
+    components: &[license::Component],
+    subject: &Subject<'_>,
+    policy: &Policy,
+    digest: &str,
+    now: Timestamp,
+) -> Evaluation {
     let mut decided = Vec::with_capacity(findings.len());
     for (index, finding) in findings.iter().enumerate() {
         let decision = vex.get(index).and_then(Option::as_ref);
         decided.push(decide_one(index, finding, decision, subject, policy, now));
     }
-    let verdict = match decided.iter().map(|d| d.outcome).max() {
+    let licenses = license::decide(components, subject, &policy.licenses);
+    let worst = decided
+        .iter()
+        .map(|d| d.outcome)
+        .chain(licenses.iter().map(|l| l.outcome))
+        .max();
+    let verdict = match worst {
         Some(Outcome::Fails) => "Fail",
         Some(Outcome::Warns) => "Warn",
         _ => "Pass",
@@ -463,6 +493,7 @@ pub fn evaluate_digested(
         policy_digest: digest.to_string(),
         findings: decided,
         counts,
+        licenses,
     }
 }
 

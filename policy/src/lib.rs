@@ -4,4 +4,5 @@
 
 pub mod evaluate;
 pub mod exploits;
+pub mod license;
 pub mod vex;

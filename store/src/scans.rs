@@ -74,6 +74,140 @@ pub struct Explanation {
     pub finished_at: chrono::DateTime<chrono::Utc>,
     /// Every matched finding.
     pub findings: Vec<ExplainedFinding>,
+    /// The components a license rule decided.
+    pub licenses: Vec<LicenseDecision>,
+}
+
+/// A component a ScanPolicy license rule decided (stored with the result).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseDecision {
+    /// The component's package URL.
+    pub purl: String,
+    /// Its declared license expression.
+    pub license: String,
+    /// `fails` (a deny rule) or `warns`.
+    pub outcome: String,
+    /// `license:<rule>`.
+    pub decided_by: String,
+    /// For a person.
+    pub reason: String,
+}
+
+/// A component's declared license, as the stored inventory keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewLicense {
+    /// Package URL.
+    pub purl: String,
+    /// The SPDX expression (normal form) or the declaration as given.
+    pub declared: String,
+    /// License ids of the expression (empty: not an SPDX expression).
+    pub ids: Vec<String>,
+}
+
+/// Record the declared licenses of `image_digest`'s components (the stored inventory's,
+/// kept once per image) and the license decisions of result `scan_id`, in `tx`.
+pub async fn insert_licenses(
+    tx: &mut sqlx::PgConnection,
+    scan_id: i64,
+    image_digest: &str,
+    licenses: &[NewLicense],
+    decisions: &[LicenseDecision],
+) -> sqlx::Result<()> {
+    // License ids never contain spaces: one text per component, split in SQL.
+    sqlx::query(
+        "INSERT INTO image_licenses (image_digest, purl, declared, license_ids)
+         SELECT $1, p, d, CASE WHEN i = '' THEN '{}'::text[] ELSE string_to_array(i, ' ') END
+         FROM unnest($2::text[], $3::text[], $4::text[]) AS t(p, d, i)
+         ON CONFLICT (image_digest, purl) DO UPDATE
+             SET declared = EXCLUDED.declared, license_ids = EXCLUDED.license_ids",
+    )
+    .bind(image_digest)
+    .bind(licenses.iter().map(|l| l.purl.as_str()).collect::<Vec<_>>())
+    .bind(
+        licenses
+            .iter()
+            .map(|l| l.declared.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(licenses.iter().map(|l| l.ids.join(" ")).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    insert_license_decisions(tx, &vec![scan_id; decisions.len()], decisions).await
+}
+
+/// Record license decisions, the `i`-th for result `scan_ids[i]`, in `tx`.
+pub async fn insert_license_decisions(
+    tx: &mut sqlx::PgConnection,
+    scan_ids: &[i64],
+    decisions: &[LicenseDecision],
+) -> sqlx::Result<()> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&LicenseDecision) -> &str| decisions.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO scan_license_decisions (scan_id, purl, license, outcome, decided_by, reason)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+         ON CONFLICT (scan_id, purl) DO NOTHING",
+    )
+    .bind(scan_ids)
+    .bind(col(|d| d.purl.as_str()))
+    .bind(col(|d| d.license.as_str()))
+    .bind(col(|d| d.outcome.as_str()))
+    .bind(col(|d| d.decided_by.as_str()))
+    .bind(col(|d| d.reason.as_str()))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The declared licenses stored for `digests`: digest → package URL → (declared, ids).
+pub async fn licenses_of(
+    pool: &sqlx::PgPool,
+    digests: &[String],
+) -> sqlx::Result<
+    std::collections::HashMap<String, std::collections::BTreeMap<String, (String, Vec<String>)>>,
+> {
+    let rows: Vec<(String, String, String, Vec<String>)> = sqlx::query_as(
+        "SELECT image_digest, purl, declared, license_ids FROM image_licenses
+         WHERE image_digest = ANY($1)",
+    )
+    .bind(digests)
+    .fetch_all(pool)
+    .await?;
+    let mut out: std::collections::HashMap<String, std::collections::BTreeMap<_, _>> =
+        Default::default();
+    for (digest, purl, declared, ids) in rows {
+        out.entry(digest).or_default().insert(purl, (declared, ids));
+    }
+    Ok(out)
+}
+
+/// The license decisions of result `scan_id`, failing ones first.
+pub async fn license_decisions(
+    pool: &sqlx::PgPool,
+    scan_id: i64,
+) -> sqlx::Result<Vec<LicenseDecision>> {
+    let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT purl, license, outcome, decided_by, reason FROM scan_license_decisions
+         WHERE scan_id = $1 ORDER BY CASE outcome WHEN 'fails' THEN 0 ELSE 1 END, purl",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(purl, license, outcome, decided_by, reason)| LicenseDecision {
+                purl,
+                license,
+                outcome,
+                decided_by,
+                reason,
+            },
+        )
+        .collect())
 }
 
 /// One finding of an [`Explanation`].
@@ -144,6 +278,7 @@ pub async fn explain(pool: &sqlx::PgPool, image: &str) -> crate::Result<Option<E
         epss: r.get("epss"),
     })
     .collect();
+    let licenses = license_decisions(pool, scan_id).await?;
     Ok(Some(Explanation {
         scan_id,
         image: row.get("image_ref"),
@@ -153,6 +288,7 @@ pub async fn explain(pool: &sqlx::PgPool, image: &str) -> crate::Result<Option<E
         policy_digest: row.get("policy_digest"),
         finished_at: row.get("finished_at"),
         findings,
+        licenses,
     }))
 }
 
@@ -198,6 +334,24 @@ pub async fn reasons(
     .fetch_all(pool)
     .await?;
     let mut out = ResultReasons::default();
+    // Components a license rule decided count among the deciding reasons: denied ones
+    // before the findings, warned-about ones after them.
+    let (denied, warned): (Vec<_>, Vec<_>) = license_decisions(pool, scan_id)
+        .await?
+        .into_iter()
+        .partition(|d| d.outcome == "fails");
+    let license_reason = |out: &mut ResultReasons, d: &LicenseDecision| {
+        out.deciding += 1;
+        if out.top.len() < limit {
+            out.top.push(format!(
+                "license {} of {} ({}: {})",
+                d.license, d.purl, d.decided_by, d.reason
+            ));
+        }
+    };
+    for d in &denied {
+        license_reason(&mut out, d);
+    }
     for r in rows {
         let epss: Option<f64> = r.get("epss");
         out.kev += i64::from(r.get::<bool, _>("kev"));
@@ -219,6 +373,9 @@ pub async fn reasons(
                 reason.as_deref().unwrap_or("")
             ));
         }
+    }
+    for d in &warned {
+        license_reason(&mut out, d);
     }
     Ok(out)
 }

@@ -188,6 +188,7 @@ fn evaluation() {
             layer: "sha256:l".into(),
             path: String::new(),
             used_by_entrypoint: None,
+            license: None,
         })
         .collect();
     let rows: Vec<AdvisoryRow> = (0..20000)

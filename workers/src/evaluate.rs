@@ -276,11 +276,37 @@ async fn evaluate_chunk(
                 layer: row.get(4),
                 path: String::new(),
                 used_by_entrypoint: row.get(5),
+                license: None,
             });
         // Each key keeps the version it is matched at (a source package's for its keys).
         component.affects_keys.push(MatchKey { key, version });
     }
+    // Their declared licenses, for the license rules.
+    for (digest, licenses) in stellaops_store::scans::licenses_of(pool, digests).await? {
+        let Some(inventory) = inventories.get_mut(&digest) else {
+            continue;
+        };
+        for (purl, (expression, ids)) in licenses {
+            if let Some(component) = inventory.get_mut(&purl) {
+                component.license = Some(stellaops_policy::license::Declared { expression, ids });
+            }
+        }
+    }
     let previous_ids: Vec<i64> = previous.iter().map(|p| p.id).collect();
+    // The license decisions of the previous results (a change is a decision change).
+    let mut licenses_before: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
+    for (id, purl, outcome) in sqlx::query_as::<_, (i64, String, String)>(
+        "SELECT scan_id, purl, outcome FROM scan_license_decisions WHERE scan_id = ANY($1)",
+    )
+    .bind(&previous_ids)
+    .fetch_all(pool)
+    .await?
+    {
+        licenses_before
+            .entry(id)
+            .or_default()
+            .insert((purl, outcome));
+    }
     let mut known: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
     // Of those, the ones that counted (rows from before the decider have no outcome: all
     // of them counted).
@@ -312,6 +338,7 @@ async fn evaluate_chunk(
     struct Outcome<'a> {
         digest: &'a str,
         previous: &'a Previous,
+        components: Vec<Component>,
         findings: Vec<Finding>,
         judged: Option<Judged>,
         new: Vec<Finding>,
@@ -336,6 +363,7 @@ async fn evaluate_chunk(
         outcomes.push(Outcome {
             digest,
             previous: prev,
+            components,
             findings,
             judged: None,
             new,
@@ -351,6 +379,7 @@ async fn evaluate_chunk(
             requester(settings, o.previous).0,
             repository_of(&o.previous.image_ref),
             &o.findings,
+            &o.components,
             &o.previous.policy.1,
             now,
         ));
@@ -482,9 +511,19 @@ async fn evaluate_chunk(
     let (mut f_severities, mut fixed, mut layers) = (Vec::new(), Vec::new(), Vec::new());
     let (mut f_outcomes, mut deciders, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
     let mut events = Vec::new();
+    let (mut license_ids, mut license_decisions) = (Vec::new(), Vec::new());
     for o in &outcomes {
         let id = ids[&(o.digest.to_string(), o.previous.scan_uid.clone())];
         let j = judged(o);
+        for decision in crate::scan::license_decisions(&j.licenses) {
+            license_ids.push(id);
+            license_decisions.push(decision);
+        }
+        let licenses_now: BTreeSet<(String, String)> = j
+            .licenses
+            .iter()
+            .map(|l| (l.purl.clone(), l.outcome.to_string()))
+            .collect();
         for (f, d) in o.findings.iter().zip(&j.decided) {
             scan_ids.push(id);
             hashes.push(f.merge_hash.as_str());
@@ -512,7 +551,8 @@ async fn evaluate_chunk(
             .map(|(f, _)| (f.merge_hash.clone(), f.purl.clone()))
             .collect();
         let decision_changed = verdict != o.previous.verdict
-            || counted_before.get(&o.previous.id).unwrap_or(&none) != &counted_now;
+            || counted_before.get(&o.previous.id).unwrap_or(&none) != &counted_now
+            || licenses_before.get(&o.previous.id).unwrap_or(&none) != &licenses_now;
         if o.new.is_empty() {
             if !decision_changed {
                 continue;
@@ -552,6 +592,8 @@ async fn evaluate_chunk(
     .bind(&reasons)
     .execute(&mut *tx)
     .await?;
+    stellaops_store::scans::insert_license_decisions(&mut tx, &license_ids, &license_decisions)
+        .await?;
     report.events += stellaops_store::outbox::publish_many(&mut tx, &events).await? as i64;
     tx.commit().await?;
     report.evaluated += outcomes.len() as i64;

@@ -614,3 +614,37 @@ fn the_ready_message_names_the_top_reasons_and_the_status_counts_exploitation() 
             .contains("1 in CISA KEV, 2 with EPSS at least 0.1")
     );
 }
+
+/// License rules reach the evaluator one to one (and so the worker's `--policy-json`), are
+/// part of the digest, and a policy without them keeps the digest it had.
+#[test]
+fn license_rules_are_the_evaluators_and_part_of_the_digest() {
+    let plain = policy(json!({"failOn": "high"}));
+    let licensed = policy(json!({"failOn": "high", "licenses": [
+        {"name": "no-agpl", "action": "deny", "ids": ["AGPL-*"], "namespaces": ["shop"],
+         "images": ["registry.example.com/shop/*"], "exceptPackages": ["pkg:npm/vetted@*"]},
+        {"name": "gpl-warns", "action": "warn", "ids": ["GPL-*"]}
+    ]}));
+    let p = to_policy(&licensed.spec);
+    assert!(p.problems().is_empty(), "{:?}", p.problems());
+    assert_eq!(p.licenses.len(), 2);
+    assert_eq!(
+        p.licenses[0].action,
+        stellaops_policy::license::LicenseAction::Deny
+    );
+    assert_eq!(p.licenses[0].ids, vec!["AGPL-*".to_string()]);
+    assert_eq!(p.licenses[0].namespaces, vec!["shop".to_string()]);
+    assert_eq!(
+        p.licenses[0].except_packages,
+        vec!["pkg:npm/vetted@*".to_string()]
+    );
+    assert_eq!(
+        p.licenses[1].action,
+        stellaops_policy::license::LicenseAction::Warn
+    );
+    let sent: stellaops_policy::evaluate::Policy =
+        serde_json::from_str(&policy_json(&licensed.spec)).unwrap();
+    assert_eq!(sent.licenses, p.licenses, "the worker receives the rules");
+    assert_ne!(p.digest(), to_policy(&plain.spec).digest());
+    assert!(!policy_json(&plain.spec).contains("licenses"));
+}

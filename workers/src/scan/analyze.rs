@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 5;
+pub const ANALYZER_VERSION: u32 = 6;
+
+/// Longest declared license kept.
+const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
 
 /// Largest script, dpkg file list or loader configuration kept for the Usage view.
 const MAX_TEXT: u64 = 4 << 20;
@@ -75,6 +78,12 @@ pub struct FoundPackage {
     /// `version` (dpkg `Source: glibc (2.36-9)` of a binNMU, the release of a source RPM).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source_version: String,
+    /// The license the package declares, as its metadata gives it (apk `L:`, RPM
+    /// `License`, npm `license`, Python `License-Expression`); empty when it declares none
+    /// the analyzer can read. Debian packages get theirs from `copyright` files when the
+    /// layers are merged.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub license: String,
 }
 
 impl FoundPackage {
@@ -143,6 +152,11 @@ pub struct Fragment {
     /// (absolute paths), for the Usage view's ownership of files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rpm_files: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Machine-readable Debian `usr/share/doc/PKG/copyright` files (by path) and the SPDX
+    /// expression of their licenses; a copyright file whose licenses are not known maps to
+    /// an empty string (it still hides an earlier layer's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub copyrights: BTreeMap<String, String>,
 }
 
 /// Parse a dpkg `status` file (or a `status.d/` entry): installed packages only, with the
@@ -206,6 +220,7 @@ pub fn parse_apk(text: &str) -> Vec<FoundPackage> {
         let mut name = None;
         let mut version = None;
         let mut origin = None;
+        let mut license = String::new();
         for line in stanza.lines() {
             if let Some(v) = line.strip_prefix("P:") {
                 name = Some(v.trim().to_string());
@@ -213,10 +228,13 @@ pub fn parse_apk(text: &str) -> Vec<FoundPackage> {
                 version = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("o:") {
                 origin = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("L:") {
+                license = v.trim().chars().take(MAX_DECLARED).collect();
             }
         }
         if let (Some(name), Some(version)) = (name, version) {
             let mut p = FoundPackage::new("apk", "", &name, &version);
+            p.license = license;
             if let Some(origin) = origin.filter(|o| !o.is_empty() && *o != name) {
                 p.source = origin;
             }
@@ -242,6 +260,13 @@ pub fn parse_os_release(text: &str) -> OsRelease {
         }
     }
     os
+}
+
+/// `usr/share/doc/<package>/copyright`.
+fn is_debian_copyright(path: &str) -> bool {
+    path.strip_prefix("usr/share/doc/")
+        .and_then(|rest| rest.strip_suffix("/copyright"))
+        .is_some_and(|package| !package.is_empty() && !package.contains('/'))
 }
 
 /// An npm `package.json` directly under `node_modules/<name>` or
@@ -272,6 +297,7 @@ fn parse_npm(text: &str) -> Vec<FoundPackage> {
             namespace: String::new(),
             name: name.to_string(),
             version: version.to_string(),
+            license: super::license::npm(&json).unwrap_or_default(),
             ..FoundPackage::default()
         }],
         _ => Vec::new(),
@@ -282,6 +308,7 @@ fn parse_npm(text: &str) -> Vec<FoundPackage> {
 pub fn parse_python(text: &str) -> Vec<FoundPackage> {
     let mut name = None;
     let mut version = None;
+    let mut headers = Vec::new();
     for line in text.lines() {
         if line.is_empty() {
             break; // the body starts
@@ -291,6 +318,12 @@ pub fn parse_python(text: &str) -> Vec<FoundPackage> {
         } else if let Some(v) = line.strip_prefix("Version:") {
             version = Some(v.trim().to_string());
         }
+        // Continuation lines (a long `License:` text) are not fields.
+        if !line.starts_with([' ', '\t'])
+            && let Some((key, value)) = line.split_once(':')
+        {
+            headers.push((key.trim(), value));
+        }
     }
     match (name, version) {
         (Some(name), Some(version)) => vec![FoundPackage {
@@ -298,6 +331,7 @@ pub fn parse_python(text: &str) -> Vec<FoundPackage> {
             namespace: String::new(),
             name: name.to_ascii_lowercase().replace('_', "-"),
             version,
+            license: super::license::python(&headers).unwrap_or_default(),
             ..FoundPackage::default()
         }],
         _ => Vec::new(),
@@ -513,6 +547,7 @@ enum Interest {
     RpmSqlite,
     RpmBdb,
     OsRelease,
+    DebianCopyright,
     Npm,
     Python,
     DotNet,
@@ -537,6 +572,9 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     }
     if path == "etc/os-release" || path == "usr/lib/os-release" {
         return Some(Interest::OsRelease);
+    }
+    if is_debian_copyright(path) {
+        return Some(Interest::DebianCopyright);
     }
     if is_npm_manifest(path) {
         return Some(Interest::Npm);
@@ -708,6 +746,17 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         if size > MAX_FILE {
             continue;
         }
+        if matches!(kind, Interest::DebianCopyright) {
+            let license = if size <= super::license::MAX_COPYRIGHT && whole {
+                super::license::debian_copyright(&String::from_utf8_lossy(&bytes))
+            } else {
+                None
+            };
+            fragment
+                .copyrights
+                .insert(path, license.unwrap_or_default());
+            continue;
+        }
         let text = || String::from_utf8_lossy(&bytes).into_owned();
         let packages = match kind {
             Interest::Dpkg => parse_dpkg(&text()),
@@ -741,6 +790,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                 fragment.os = Some(parse_os_release(&text()));
                 continue;
             }
+            Interest::DebianCopyright => continue,
             Interest::Npm => parse_npm(&text()),
             Interest::Python => parse_python(&text()),
             Interest::DotNet => parse_deps_json(&text()),

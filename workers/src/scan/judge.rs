@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use stellaops_policy::evaluate::{self, Decided, Outcome, Subject};
 use stellaops_policy::vex::consensus::{Claim, Trust, applies, decide, purl_base};
 
-use super::{Finding, Policy};
+use super::{Component, Finding, Policy};
 
 /// What the decider needs besides the findings, looked up once for many of them.
 #[derive(Clone, Debug, Default)]
@@ -82,6 +82,23 @@ pub struct Judged {
     pub decided: Vec<Decided>,
     /// The policy's digest.
     pub policy_digest: String,
+    /// The components a license rule decided.
+    pub licenses: Vec<JudgedLicense>,
+}
+
+/// A component a license rule decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JudgedLicense {
+    /// The component's package URL.
+    pub purl: String,
+    /// Its declared license expression.
+    pub license: String,
+    /// `fails` (a deny rule) or `warns`.
+    pub outcome: &'static str,
+    /// `license:<rule>`.
+    pub decided_by: String,
+    /// For a person.
+    pub reason: String,
 }
 
 /// The policy as the decider's (its digest is the one the ScanPolicy's status shows).
@@ -93,6 +110,7 @@ pub fn policy_of(policy: &Policy) -> evaluate::Policy {
         ignore_unfixed: policy.ignore_unfixed,
         scope: policy.scope,
         vex: policy.vex.clone(),
+        licenses: policy.licenses.clone(),
     }
 }
 
@@ -120,13 +138,16 @@ impl Decider {
     }
 }
 
-/// Judge `findings` of `digest` (asked for from `namespace`, image `repository`).
+/// Judge `findings` of `digest` (asked for from `namespace`, image `repository`), and the
+/// declared licenses of its `components` under the policy's license rules.
+#[allow(clippy::too_many_arguments)]
 pub fn judge(
     evidence: &Evidence,
     digest: &str,
     namespace: Option<&str>,
     repository: &str,
     findings: &[Finding],
+    components: &[Component],
     policy: &Policy,
     now: jiff::Timestamp,
 ) -> Judged {
@@ -136,18 +157,21 @@ pub fn judge(
         namespace,
         repository,
         findings,
+        components,
         &Decider::of(policy),
         now,
     )
 }
 
 /// [`judge`] under a [`Decider`] made once.
+#[allow(clippy::too_many_arguments)]
 pub fn judge_under(
     evidence: &Evidence,
     digest: &str,
     namespace: Option<&str>,
     repository: &str,
     findings: &[Finding],
+    components: &[Component],
     decider: &Decider,
     now: jiff::Timestamp,
 ) -> Judged {
@@ -186,9 +210,23 @@ pub fn judge_under(
         namespace,
         repository,
     };
-    let evaluation = evaluate::evaluate_digested(
+    // License rules look at the components (only those with a known license matter).
+    let licensed: Vec<&Component> = if decider.policy.licenses.is_empty() {
+        Vec::new()
+    } else {
+        components.iter().filter(|c| c.license.is_some()).collect()
+    };
+    let license_inputs: Vec<stellaops_policy::license::Component> = licensed
+        .iter()
+        .map(|c| stellaops_policy::license::Component {
+            purl: c.purl.clone(),
+            license: c.license.clone(),
+        })
+        .collect();
+    let evaluation = evaluate::evaluate_all(
         &inputs,
         &vex,
+        &license_inputs,
         &subject,
         &decider.policy,
         &decider.digest,
@@ -208,11 +246,34 @@ pub fn judge_under(
             *counts.get_mut(slot).expect("a known severity") += 1;
         }
     }
+    let licenses = evaluation
+        .licenses
+        .iter()
+        .map(|l| {
+            let c = licensed[l.component];
+            JudgedLicense {
+                purl: c.purl.clone(),
+                license: c
+                    .license
+                    .as_ref()
+                    .map(|d| d.expression.clone())
+                    .unwrap_or_default(),
+                outcome: if l.outcome == Outcome::Fails {
+                    "fails"
+                } else {
+                    "warns"
+                },
+                decided_by: l.decided_by.clone(),
+                reason: l.reason.clone(),
+            }
+        })
+        .collect();
     Judged {
         verdict: evaluation.verdict,
         counts,
         decided: evaluation.findings,
         policy_digest: evaluation.policy_digest,
+        licenses,
     }
 }
 
@@ -290,6 +351,24 @@ pub fn render(e: &stellaops_store::scans::Explanation) -> String {
     }
     if e.findings.is_empty() {
         out.push_str("\nno findings\n");
+    }
+    if !e.licenses.is_empty() {
+        let _ = writeln!(out, "\nLicenses decided by rules ({}):", e.licenses.len());
+        for l in &e.licenses {
+            let _ = writeln!(
+                out,
+                "  {:<9} {} declares {} — {}: {}",
+                if l.outcome == "fails" {
+                    "denied"
+                } else {
+                    "warned"
+                },
+                l.purl,
+                l.license,
+                l.decided_by,
+                l.reason
+            );
+        }
     }
     out
 }

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod diff;
 pub mod elf;
 pub mod judge;
+pub mod license;
 pub mod purl;
 pub mod rpmdb;
 pub mod shell;
@@ -72,6 +73,9 @@ pub struct Component {
     /// Whether the image's entrypoint uses it (the Usage view); `None`: not known.
     #[serde(default)]
     pub used_by_entrypoint: Option<bool>,
+    /// The license it declares (`None`: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<stellaops_policy::license::Declared>,
 }
 
 impl Component {
@@ -278,6 +282,7 @@ pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<MatchKe
 /// surviving package keeps the earliest layer it appeared in at that path.
 pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRelease>) {
     let mut files: BTreeMap<String, Vec<FoundPackage>> = BTreeMap::new();
+    let mut copyrights: BTreeMap<String, String> = BTreeMap::new();
     let mut os = None;
     let hidden = |path: &str, dir: &str| {
         dir.is_empty() || path == dir || path.starts_with(&format!("{dir}/"))
@@ -285,12 +290,17 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
     for (_, fragment) in fragments {
         for dir in &fragment.opaque {
             files.retain(|p, _| !(p.starts_with(&format!("{dir}/")) || (dir.is_empty())));
+            copyrights.retain(|p, _| !(p.starts_with(&format!("{dir}/")) || (dir.is_empty())));
         }
         for gone in &fragment.whiteouts {
             files.retain(|p, _| !hidden(p, gone));
+            copyrights.retain(|p, _| !hidden(p, gone));
         }
         for (path, packages) in &fragment.files {
             files.insert(path.clone(), packages.clone());
+        }
+        for (path, license) in &fragment.copyrights {
+            copyrights.insert(path.clone(), license.clone());
         }
         if fragment.os.is_some() {
             os = fragment.os.clone();
@@ -324,6 +334,7 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
                 layer,
                 path: path.clone(),
                 used_by_entrypoint: None,
+                license: declared_license(p, &copyrights),
             });
         }
     }
@@ -334,6 +345,20 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
         .filter(|c| seen.insert(c.purl.clone()))
         .collect();
     (unique, os)
+}
+
+/// What a package declares: its own metadata's license, or for a Debian package the
+/// licenses of its machine-readable `copyright` file.
+fn declared_license(
+    p: &FoundPackage,
+    copyrights: &BTreeMap<String, String>,
+) -> Option<stellaops_policy::license::Declared> {
+    let text = if p.kind == "deb" {
+        copyrights.get(&format!("usr/share/doc/{}/copyright", p.name))?
+    } else {
+        &p.license
+    };
+    stellaops_policy::license::Declared::of(text)
 }
 
 /// A CycloneDX 1.6 JSON SBOM. Deterministic: no timestamp, serial number derived from the
@@ -373,6 +398,9 @@ pub fn cyclonedx(
                 "version": c.version,
                 "purl": c.purl,
             });
+            if let Some(declared) = &c.license {
+                component["licenses"] = license::cyclonedx(declared);
+            }
             if let Some((name, version)) = c.source_package() {
                 properties.push(json!({"name": "stellaops:source.name", "value": name}));
                 properties.push(json!({"name": "stellaops:source.version", "value": version}));
@@ -624,6 +652,9 @@ pub struct Policy {
     /// the consensus's defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vex: Option<stellaops_policy::vex::consensus::Trust>,
+    /// The ScanPolicy's license rules, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licenses: Vec<stellaops_policy::license::LicenseRule>,
 }
 
 impl Default for Policy {
@@ -637,6 +668,7 @@ impl Default for Policy {
             policy_ref: None,
             scope: Default::default(),
             vex: None,
+            licenses: Vec::new(),
         }
     }
 }
@@ -656,6 +688,7 @@ impl Policy {
             policy_ref: name,
             scope: policy.scope,
             vex: policy.vex,
+            licenses: policy.licenses,
         }
     }
 }
@@ -674,6 +707,7 @@ pub fn verdict(findings: &[Finding], policy: &Policy) -> &'static str {
         None,
         "",
         findings,
+        &[],
         policy,
         jiff::Timestamp::now(),
     )
@@ -819,6 +853,7 @@ pub async fn record(
         requester.namespace.as_deref(),
         judge::repository_of(image),
         findings,
+        components,
         policy,
         jiff::Timestamp::now(),
     );
@@ -916,6 +951,25 @@ pub async fn record(
         &packages,
     )
     .await?;
+    let licenses: Vec<_> = components
+        .iter()
+        .filter_map(|c| {
+            let d = c.license.as_ref()?;
+            Some(stellaops_store::scans::NewLicense {
+                purl: c.purl.clone(),
+                declared: d.expression.clone(),
+                ids: d.ids.clone(),
+            })
+        })
+        .collect();
+    stellaops_store::scans::insert_licenses(
+        &mut tx,
+        id,
+        digest,
+        &licenses,
+        &license_decisions(&judged.licenses),
+    )
+    .await?;
     let highest = ["critical", "high", "medium", "low"]
         .into_iter()
         .find(|s| c[s] > 0)
@@ -940,6 +994,50 @@ pub async fn record(
         verdict,
         counts: c,
     })
+}
+
+/// The license decisions of a judgement as the store keeps them.
+pub fn license_decisions(
+    judged: &[judge::JudgedLicense],
+) -> Vec<stellaops_store::scans::LicenseDecision> {
+    judged
+        .iter()
+        .map(|l| stellaops_store::scans::LicenseDecision {
+            purl: l.purl.clone(),
+            license: l.license.clone(),
+            outcome: l.outcome.to_string(),
+            decided_by: l.decided_by.clone(),
+            reason: l.reason.clone(),
+        })
+        .collect()
+}
+
+/// The components of `digest`'s stored inventory that declare a license, as license
+/// rules need them (package URL and license only): what judging without the image uses.
+pub async fn stored_licenses(pool: &PgPool, digest: &str) -> anyhow::Result<Vec<Component>> {
+    let stored = stellaops_store::scans::licenses_of(pool, &[digest.to_string()]).await?;
+    Ok(stored
+        .into_values()
+        .flatten()
+        .map(|(purl, (declared, ids))| licensed_component(purl, declared, ids))
+        .collect())
+}
+
+/// A component known only by its package URL and declared license.
+pub fn licensed_component(purl: String, expression: String, ids: Vec<String>) -> Component {
+    Component {
+        purl,
+        affects_keys: Vec::new(),
+        kind: String::new(),
+        name: String::new(),
+        version: String::new(),
+        source: String::new(),
+        source_version: String::new(),
+        layer: String::new(),
+        path: String::new(),
+        used_by_entrypoint: None,
+        license: Some(stellaops_policy::license::Declared { expression, ids }),
+    }
 }
 
 /// The verdict signing key and the bucket its envelopes go to.
@@ -1056,6 +1154,8 @@ async fn reuse(
     let sbom_uri: String = row.get("sbom_uri");
     let sbom_sha: String = row.get("sbom_sha256");
     let components: i32 = row.get("components");
+    // License rules judge the stored inventory's declared licenses.
+    let licensed = stored_licenses(job.pool, digest).await?;
     let Recorded {
         id: scan_id,
         verdict,
@@ -1067,7 +1167,7 @@ async fn reuse(
         digest,
         snapshot,
         (&sbom_uri, &sbom_sha),
-        &[],
+        &licensed,
         &findings,
         &job.policy,
         chrono::Utc::now(),
@@ -1555,6 +1655,8 @@ pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": IMAGE,
     })];
+    // Licenses not on the SPDX list, as the document declares them.
+    let mut extracted: BTreeMap<String, String> = BTreeMap::new();
     for (i, c) in components.iter().enumerate() {
         let id = format!("SPDXRef-Package-{i}");
         let mut package = json!({
@@ -1567,18 +1669,45 @@ pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
         if let Some((name, version)) = c.source_package() {
             package["sourceInfo"] = json!(format!("built package from: {name} {version}"));
         }
+        match c
+            .license
+            .as_ref()
+            .map(|d| (d, license::spdx_document_form(d)))
+        {
+            Some((_, Some((expression, refs)))) => {
+                package["licenseDeclared"] = json!(expression);
+                extracted.extend(refs);
+            }
+            Some((declared, None)) => {
+                package["licenseDeclared"] = json!("NOASSERTION");
+                package["licenseComments"] = json!(format!(
+                    "declared, not an SPDX expression: {}",
+                    declared.expression
+                ));
+            }
+            None => package["licenseDeclared"] = json!("NOASSERTION"),
+        }
         packages.push(package);
         relationships.push(json!({
             "spdxElementId": IMAGE, "relationshipType": "CONTAINS", "relatedSpdxElement": id,
         }));
     }
-    let doc = json!({
+    let mut doc = json!({
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
         "name": image, "documentNamespace": format!("https://stella-ops.org/spdx/{}", digest.replace(':', "-")),
         "creationInfo": {"creators": [format!("Tool: stellaops-worker-{}", env!("CARGO_PKG_VERSION"))], "created": "1970-01-01T00:00:00Z"},
         "packages": packages,
         "relationships": relationships,
     });
+    if !extracted.is_empty() {
+        doc["hasExtractedLicensingInfos"] = extracted
+            .into_iter()
+            .map(|(id, text)| {
+                json!({"licenseId": id, "name": text,
+                       "extractedText": format!("The license the package metadata names {text:?}; not on the SPDX license list.")})
+            })
+            .collect();
+    }
     let mut out = serde_json::to_vec_pretty(&doc).expect("SPDX serializes");
     out.push(b'\n');
     out
@@ -1711,6 +1840,7 @@ mod tests {
             layer: "sha256:l".into(),
             path: String::new(),
             used_by_entrypoint: None,
+            license: None,
         };
         let row = |id: &str, ranges: Value| AdvisoryRow {
             merge_hash: format!("m-{id}"),

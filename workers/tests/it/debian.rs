@@ -151,7 +151,7 @@ fn python(script: &str, input: &[u8]) -> (bool, String) {
 
 /// The SPDX project's validator (`pyspdxtools -i FILE`, spdx-tools): exits non-zero and
 /// names the issues when the document is invalid.
-fn pyspdxtools(document: &[u8]) -> (bool, String) {
+pub(crate) fn pyspdxtools(document: &[u8]) -> (bool, String) {
     let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
     let tool = Path::new(&python).with_file_name("pyspdxtools");
     let file = std::env::temp_dir().join(format!("stellaops-spdx-{}.json", std::process::id()));
@@ -164,7 +164,7 @@ fn pyspdxtools(document: &[u8]) -> (bool, String) {
 }
 
 /// CycloneDX 1.6 JSON schema validation (strict) by cyclonedx-python-lib.
-fn cyclonedx_valid(document: &[u8]) -> (bool, String) {
+pub(crate) fn cyclonedx_valid(document: &[u8]) -> (bool, String) {
     python(
         r#"import sys
 from cyclonedx.schema import SchemaVersion
@@ -414,6 +414,15 @@ async fn real_debian_packages_are_matched_by_their_source_packages() {
             .unwrap()
             .contains(&json!({"name": "stellaops:source.name", "value": "bzip2"}))
     );
+    assert_eq!(
+        cdx["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "libssl3")
+            .unwrap()["licenses"],
+        json!([{"expression": "Apache-2.0 AND (LicenseRef-Artistic OR GPL-1.0-or-later)"}])
+    );
     let (ok, report) = cyclonedx_valid(&cdx_bytes);
     assert!(
         ok,
@@ -449,6 +458,26 @@ async fn real_debian_packages_are_matched_by_their_source_packages() {
     assert_eq!(
         libc["sourceInfo"],
         format!("built package from: glibc {}", libc6.source_version)
+    );
+    // Licenses from the packages' machine-readable copyright files are in the document
+    // the validator checks (glibc's copyright is not machine-readable: not known).
+    assert_eq!(libc["licenseDeclared"], "NOASSERTION");
+    let libssl = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "libssl3")
+        .unwrap();
+    assert_eq!(
+        libssl["licenseDeclared"],
+        "Apache-2.0 AND (LicenseRef-Artistic OR GPL-1.0-or-later)"
+    );
+    assert!(
+        spdx["hasExtractedLicensingInfos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["licenseId"] == "LicenseRef-Artistic")
     );
     let (ok, report) = pyspdxtools(&spdx_bytes);
     assert!(ok, "pyspdxtools rejects our SPDX document: {report}");

@@ -22,6 +22,7 @@ pub fn npm(name: &str, version: &str) -> Component {
         layer: "sha256:layer".into(),
         path: format!("node_modules/{name}/package.json"),
         used_by_entrypoint: None,
+        license: None,
     }
 }
 
@@ -296,6 +297,7 @@ async fn stored_debian_packages_are_rematched_by_their_source_package() {
         layer: "sha256:layer".into(),
         path: "var/lib/dpkg/status".into(),
         used_by_entrypoint: None,
+        license: None,
     };
     let image = digest('d');
     stored_scan(&pool, &image, std::slice::from_ref(&component)).await;

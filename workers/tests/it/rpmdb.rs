@@ -212,6 +212,7 @@ fn packages_are_read_from_rpmdb_sqlite() {
         layer: "sha256:l".into(),
         path: "var/lib/rpm/rpmdb.sqlite".into(),
         used_by_entrypoint: None,
+        license: None,
     };
     let row = |fixed: &str| AdvisoryRow {
         merge_hash: format!("h-{fixed}"),
@@ -390,9 +391,15 @@ fn rpmbuild(
     std::fs::write(
         &spec,
         format!(
-            "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: {name}\nLicense: MIT\nAutoReqProv: no\n\
+            "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: {name}\nLicense: {license}\nAutoReqProv: no\n\
              %description\n{name}\n%install\n{install}\n%files\n{}\n",
-            files.join("\n")
+            files.join("\n"),
+            // One package declares an expression, as current Fedora writes them.
+            license = if name == "greeter" {
+                "MIT AND (GPL-2.0-or-later OR Apache-2.0)"
+            } else {
+                "MIT"
+            }
         ),
     )
     .unwrap();
@@ -531,6 +538,16 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
 
     // The layer's fragment holds each package's files as rpm recorded them.
     let fragment = stellaops_workers::scan::analyze::analyse_tar(tar.stdout.as_slice()).unwrap();
+    // Each package's LICENSE tag as rpm itself reads it.
+    for package in &fragment.files["var/lib/rpm/rpmdb.sqlite"] {
+        let want = rpm(&["-q", &package.name, "--qf", "%{LICENSE}"]);
+        assert_eq!(package.license, want.trim(), "{}", package.name);
+    }
+    assert!(
+        fragment.files["var/lib/rpm/rpmdb.sqlite"]
+            .iter()
+            .any(|p| p.license == "MIT AND (GPL-2.0-or-later OR Apache-2.0)")
+    );
     let lists = &fragment.rpm_files["var/lib/rpm/rpmdb.sqlite"];
     for (package, file) in [
         ("minsh", "/usr/bin/sh"),

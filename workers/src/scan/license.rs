@@ -1,0 +1,468 @@
+//! Declared licenses from the package metadata the analyzers read: what each ecosystem
+//! writes, turned into an SPDX expression where that can be done without guessing. Every
+//! function is total: anything it cannot read is "not known" (`None`), never an error.
+
+use serde_json::Value;
+
+/// Largest Debian `copyright` file read (a larger one: license not known).
+pub const MAX_COPYRIGHT: u64 = 2 << 20;
+
+/// Largest declaration kept.
+const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
+
+fn bounded(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty() && text.len() <= MAX_DECLARED).then(|| text.to_string())
+}
+
+/// npm `package.json`: `license` as a string (an SPDX expression, `UNLICENSED` or
+/// `SEE LICENSE IN …`, kept as given), the legacy `license: {type, url}` object, or the
+/// legacy `licenses: [{type}, …]` array (several: a choice, as npm documented it).
+pub fn npm(json: &Value) -> Option<String> {
+    match &json["license"] {
+        Value::String(s) => return bounded(s),
+        Value::Object(o) => return o.get("type").and_then(Value::as_str).and_then(bounded),
+        _ => {}
+    }
+    let list: Vec<&str> = json["licenses"]
+        .as_array()?
+        .iter()
+        .map(|l| l["type"].as_str().or_else(|| l.as_str()))
+        .collect::<Option<Vec<_>>>()?;
+    match list.as_slice() {
+        [] => None,
+        [one] => bounded(one),
+        many => {
+            // Only a choice of SPDX ids can be written as one expression.
+            let ids: Vec<String> = many
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| stellaops_policy::license::parse(s).is_ok_and(|e| e.ids().len() == 1))
+                .map(|s| format!("({s})"))
+                .collect();
+            (ids.len() == many.len()).then(|| ids.join(" OR "))
+        }
+    }
+}
+
+/// Trove classifiers that name one license unambiguously, with its SPDX id (those that
+/// leave the version or the "or later" open, like `BSD License` or `GNU General Public
+/// License v2 (GPLv2)`, are not here: they do not say which license).
+const CLASSIFIERS: &[(&str, &str)] = &[
+    ("MIT License", "MIT"),
+    ("MIT No Attribution License (MIT-0)", "MIT-0"),
+    ("Apache Software License 2.0", "Apache-2.0"),
+    ("ISC License (ISCL)", "ISC"),
+    ("Mozilla Public License 2.0 (MPL 2.0)", "MPL-2.0"),
+    (
+        "GNU General Public License v3 or later (GPLv3+)",
+        "GPL-3.0-or-later",
+    ),
+    (
+        "GNU General Public License v2 or later (GPLv2+)",
+        "GPL-2.0-or-later",
+    ),
+    (
+        "GNU Lesser General Public License v3 or later (LGPLv3+)",
+        "LGPL-3.0-or-later",
+    ),
+    (
+        "GNU Lesser General Public License v2 or later (LGPLv2+)",
+        "LGPL-2.0-or-later",
+    ),
+    (
+        "GNU Affero General Public License v3 or later (AGPLv3+)",
+        "AGPL-3.0-or-later",
+    ),
+    ("Python Software Foundation License", "PSF-2.0"),
+    ("The Unlicense (Unlicense)", "Unlicense"),
+    ("zlib/libpng License", "Zlib"),
+    ("Boost Software License 1.0 (BSL-1.0)", "BSL-1.0"),
+    ("Eclipse Public License 2.0 (EPL-2.0)", "EPL-2.0"),
+    ("European Union Public Licence 1.2 (EUPL 1.2)", "EUPL-1.2"),
+    ("Universal Permissive License (UPL)", "UPL-1.0"),
+];
+
+/// Python `METADATA` / `PKG-INFO` headers: `License-Expression` (core metadata 2.4) as
+/// given; else a `License:` field that is itself one SPDX id from the classifier table's
+/// ids; else a single license classifier that maps to one id. Anything else: not known.
+pub fn python(headers: &[(&str, &str)]) -> Option<String> {
+    let field = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if let Some(expression) = field("License-Expression") {
+        return bounded(expression);
+    }
+    if let Some(license) = field("License")
+        && let Some((_, id)) = CLASSIFIERS
+            .iter()
+            .find(|(_, id)| id.eq_ignore_ascii_case(license))
+    {
+        return Some(id.to_string());
+    }
+    let licenses: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Classifier"))
+        .filter_map(|(_, v)| v.trim().strip_prefix("License ::"))
+        .map(|rest| rest.rsplit("::").next().unwrap_or(rest).trim())
+        .collect();
+    match licenses.as_slice() {
+        [one] => CLASSIFIERS
+            .iter()
+            .find(|(name, _)| name == one)
+            .map(|(_, id)| id.to_string()),
+        _ => None,
+    }
+}
+
+/// The URL a machine-readable `debian/copyright` names in `Format:` (DEP-5).
+fn is_dep5_format(value: &str) -> bool {
+    let v = value.trim().trim_end_matches('/');
+    let v = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))
+        .unwrap_or("");
+    v == "www.debian.org/doc/packaging-manuals/copyright-format/1.0"
+}
+
+/// A DEP-5 license short name as an SPDX id (`GPL-2+` → `GPL-2.0-or-later`, `Expat` →
+/// `MIT`); a name with no SPDX counterpart becomes `LicenseRef-<name>`.
+pub fn dep5_short_name(name: &str) -> String {
+    let n = name.trim();
+    let (base, plus) = match n.strip_suffix('+') {
+        Some(b) => (b, true),
+        None => (n, false),
+    };
+    // The GNU family: GPL, LGPL, AGPL, GFDL with a version.
+    for family in ["GPL", "LGPL", "AGPL", "GFDL"] {
+        if let Some(version) = base.strip_prefix(family).and_then(|r| r.strip_prefix('-')) {
+            let version = match version {
+                "1" | "1.0" => Some("1.0"),
+                "2" | "2.0" => Some("2.0"),
+                "2.1" => Some("2.1"),
+                "3" | "3.0" => Some("3.0"),
+                "1.1" if family == "GFDL" => Some("1.1"),
+                "1.2" if family == "GFDL" => Some("1.2"),
+                "1.3" if family == "GFDL" => Some("1.3"),
+                _ => None,
+            };
+            let known = matches!(
+                (family, version),
+                ("GPL", Some("1.0" | "2.0" | "3.0"))
+                    | ("LGPL", Some("2.0" | "2.1" | "3.0"))
+                    | ("AGPL", Some("3.0"))
+                    | ("GFDL", Some("1.1" | "1.2" | "1.3"))
+            );
+            if known && let Some(v) = version {
+                return format!("{family}-{v}-{}", if plus { "or-later" } else { "only" });
+            }
+        }
+    }
+    let mapped = match n {
+        "Expat" | "MIT" => "MIT",
+        "BSD-2-clause" | "BSD-2-Clause" => "BSD-2-Clause",
+        "BSD-3-clause" | "BSD-3-Clause" => "BSD-3-Clause",
+        "BSD-4-clause" | "BSD-4-Clause" => "BSD-4-Clause",
+        "Apache-1.0" => "Apache-1.0",
+        "Apache-1.1" => "Apache-1.1",
+        "Apache-2.0" | "Apache-2" => "Apache-2.0",
+        "Artistic-1.0" | "Artistic-1" => "Artistic-1.0",
+        "Artistic-2.0" | "Artistic-2" => "Artistic-2.0",
+        "ISC" => "ISC",
+        "Zlib" | "zlib" => "Zlib",
+        "CC0-1.0" | "CC0" => "CC0-1.0",
+        "MPL-1.1" => "MPL-1.1",
+        "MPL-2.0" => "MPL-2.0",
+        "CDDL-1.0" => "CDDL-1.0",
+        "EPL-1.0" => "EPL-1.0",
+        "EPL-2.0" => "EPL-2.0",
+        "Python-2.0" => "Python-2.0",
+        "Zope-2.1" => "ZPL-2.1",
+        "OpenSSL" => "OpenSSL",
+        "curl" => "curl",
+        "Unicode-DFS-2016" => "Unicode-DFS-2016",
+        "X11" => "X11",
+        _ => "",
+    };
+    if !mapped.is_empty() {
+        return mapped.to_string();
+    }
+    // A name that is an SPDX id but for its case (`BSD-4-clause-UC`, `Latex2e`).
+    if let Some(id) = listed_ignoring_case(n) {
+        return id.to_string();
+    }
+    let cleaned: String = n
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("LicenseRef-{}", cleaned.trim_matches('-'))
+}
+
+/// One DEP-5 `License:` synopsis (`GPL-2+ or Artistic-1.0, and BSD-3-clause`) as an SPDX
+/// expression: short names mapped, `and` binding tighter than `or`, commas grouping
+/// (`A or B, and C` is `(A OR B) AND C`), a `with … exception` kept in the name of a
+/// `LicenseRef-`.
+fn dep5_synopsis(synopsis: &str) -> Option<String> {
+    let mut groups: Vec<(Option<&str>, String)> = Vec::new();
+    for (i, group) in synopsis.split(',').enumerate() {
+        let group = group.trim();
+        let (op, rest) = if i == 0 {
+            (None, group)
+        } else if let Some(rest) = group.strip_prefix("and ") {
+            (Some("AND"), rest)
+        } else if let Some(rest) = group.strip_prefix("or ") {
+            (Some("OR"), rest)
+        } else {
+            return None;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        if words.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < words.len() {
+            match words[at] {
+                "and" => out.push("AND".to_string()),
+                "or" => out.push("OR".to_string()),
+                name => {
+                    // `NAME with SOMETHING exception`: an SPDX `WITH` when both are on the
+                    // SPDX list, a `LicenseRef-` of the whole otherwise.
+                    if words.get(at + 1) == Some(&"with") {
+                        let end = words[at + 2..].iter().position(|w| *w == "exception")?;
+                        let exception = words[at + 2..at + 2 + end].join("-");
+                        let license = dep5_short_name(name);
+                        let listed_exception =
+                            [exception.clone(), format!("{exception}-exception")]
+                                .iter()
+                                .find_map(|e| exception_ignoring_case(e));
+                        match listed_exception {
+                            Some(e) if !license.starts_with("LicenseRef-") => {
+                                out.push(format!("{license} WITH {e}"));
+                            }
+                            _ => out.push(dep5_short_name(&words[at..at + 3 + end].join(" "))),
+                        }
+                        at += 3 + end;
+                        continue;
+                    }
+                    out.push(dep5_short_name(name));
+                }
+            }
+            at += 1;
+        }
+        groups.push((op, out.join(" ")));
+    }
+    let mut expression = String::new();
+    for (op, text) in groups {
+        match op {
+            None => expression = format!("({text})"),
+            Some(op) => expression = format!("({expression} {op} ({text}))"),
+        }
+    }
+    let parsed = stellaops_policy::license::parse(&expression).ok()?;
+    Some(parsed.render())
+}
+
+/// A Debian `usr/share/doc/PKG/copyright` file: when it is machine-readable (DEP-5, its
+/// `Format:` the copyright-format 1.0 URL), the `License:` synopses of its `Files`
+/// paragraphs, all applying (`AND`), as an SPDX expression. Not machine-readable, a
+/// `Files` paragraph without a license, or a synopsis that cannot be read: not known.
+pub fn debian_copyright(text: &str) -> Option<String> {
+    if text.len() as u64 > MAX_COPYRIGHT {
+        return None;
+    }
+    // Paragraphs: separated by lines that are empty or only whitespace.
+    let mut paragraphs: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !paragraphs.last().is_some_and(Vec::is_empty) {
+                paragraphs.push(Vec::new());
+            }
+        } else if let Some(last) = paragraphs.last_mut() {
+            last.push(line);
+        }
+    }
+    paragraphs.retain(|p| !p.is_empty());
+    let field = |paragraph: &[&str], name: &str| -> Option<String> {
+        paragraph.iter().find_map(|line| {
+            if line.starts_with([' ', '\t']) {
+                return None;
+            }
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let header = paragraphs.first()?;
+    if !field(header, "Format").is_some_and(|f| is_dep5_format(&f)) {
+        return None;
+    }
+    let mut synopses: Vec<String> = Vec::new();
+    for paragraph in paragraphs.iter().skip(1) {
+        if field(paragraph, "Files").is_none() {
+            continue; // a stand-alone License paragraph: the text of a license named above
+        }
+        let synopsis = field(paragraph, "License")?;
+        if synopsis.is_empty() {
+            return None;
+        }
+        let expression = dep5_synopsis(&synopsis)?;
+        if !synopses.contains(&expression) {
+            synopses.push(expression);
+        }
+    }
+    if synopses.is_empty() {
+        return None;
+    }
+    let all = synopses
+        .iter()
+        .map(|s| format!("({s})"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let parsed = stellaops_policy::license::parse(&all).ok()?;
+    bounded(&parsed.render())
+}
+
+/// The SPDX license id equal to `name` but for ASCII case.
+fn listed_ignoring_case(name: &str) -> Option<&'static str> {
+    spdx::identifiers::LICENSES
+        .iter()
+        .map(|l| l.0)
+        .find(|id| id.eq_ignore_ascii_case(name))
+}
+
+/// The SPDX exception id equal to `name` but for ASCII case.
+fn exception_ignoring_case(name: &str) -> Option<&'static str> {
+    spdx::identifiers::EXCEPTIONS
+        .iter()
+        .map(|e| e.0)
+        .find(|id| id.eq_ignore_ascii_case(name))
+}
+
+/// Whether `id` is a license id of the SPDX license list.
+pub fn listed(id: &str) -> bool {
+    spdx::license_id(id).is_some()
+}
+
+/// Whether `id` is an exception id of the SPDX license list.
+pub fn listed_exception(id: &str) -> bool {
+    spdx::exception_id(id).is_some()
+}
+
+fn license_ref(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| match c {
+            '+' => 'p',
+            c if c.is_ascii_alphanumeric() || c == '.' || c == '-' => c,
+            _ => '-',
+        })
+        .collect();
+    format!("LicenseRef-{}", cleaned.trim_matches('-'))
+}
+
+/// A declared license as an SPDX 2.3 document writes it: the expression with each license
+/// (or license `WITH` exception) that is not on the SPDX list written as a `LicenseRef-`,
+/// and those references with the text each stands for (the document must declare them).
+/// `None` when the declaration is not an SPDX expression.
+pub fn spdx_document_form(
+    declared: &stellaops_policy::license::Declared,
+) -> Option<(String, Vec<(String, String)>)> {
+    let expr = declared.expr()?;
+    let refs = std::cell::RefCell::new(Vec::new());
+    let text = expr.render_with(&|id, exception| {
+        let whole = match exception {
+            Some(e) => format!("{id} WITH {e}"),
+            None => id.to_string(),
+        };
+        let fine =
+            (listed(id) || id.starts_with("LicenseRef-")) && exception.is_none_or(listed_exception);
+        if fine && !id.starts_with("LicenseRef-") {
+            return whole;
+        }
+        let reference = if fine {
+            id.to_string()
+        } else {
+            license_ref(&whole)
+        };
+        let mut refs = refs.borrow_mut();
+        if !refs.iter().any(|(r, _): &(String, String)| *r == reference) {
+            refs.push((reference.clone(), whole));
+        }
+        match (fine, exception) {
+            (true, Some(e)) => format!("{reference} WITH {e}"),
+            _ => reference,
+        }
+    });
+    Some((text, refs.into_inner()))
+}
+
+/// A declared license as a CycloneDX 1.6 `licenses` array: one SPDX id as `license.id`,
+/// an expression of listed ids (or `LicenseRef-`s) as `expression`, anything else as
+/// `license.name` with the text as declared.
+pub fn cyclonedx(declared: &stellaops_policy::license::Declared) -> Value {
+    use stellaops_policy::license::Expr;
+    let Some(expr) = declared.expr() else {
+        return serde_json::json!([{"license": {"name": declared.expression}}]);
+    };
+    if let Expr::License {
+        id,
+        exception: None,
+    } = &expr
+        && listed(id)
+    {
+        return serde_json::json!([{"license": {"id": id}}]);
+    }
+    let all_fine = std::cell::Cell::new(true);
+    expr.render_with(&|id, exception| {
+        if !((listed(id) || id.starts_with("LicenseRef-"))
+            && exception.is_none_or(listed_exception))
+        {
+            all_fine.set(false);
+        }
+        String::new()
+    });
+    if all_fine.get() {
+        serde_json::json!([{"expression": declared.expression}])
+    } else {
+        serde_json::json!([{"license": {"name": declared.expression}}])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep5_names() {
+        assert_eq!(dep5_short_name("GPL-2+"), "GPL-2.0-or-later");
+        assert_eq!(dep5_short_name("GPL-3"), "GPL-3.0-only");
+        assert_eq!(dep5_short_name("LGPL-2.1+"), "LGPL-2.1-or-later");
+        assert_eq!(dep5_short_name("Expat"), "MIT");
+        assert_eq!(dep5_short_name("public-domain"), "LicenseRef-public-domain");
+        assert_eq!(
+            dep5_synopsis("GPL-2+ or Artistic-1.0, and BSD-3-clause").as_deref(),
+            Some("(GPL-2.0-or-later OR Artistic-1.0) AND BSD-3-Clause")
+        );
+        assert_eq!(
+            dep5_synopsis("GPL-3+ with Bison exception").as_deref(),
+            Some("LicenseRef-GPL-3--with-Bison-exception")
+        );
+        assert_eq!(
+            dep5_synopsis("GPL-2 with Linux-syscall-note exception").as_deref(),
+            Some("GPL-2.0-only WITH Linux-syscall-note")
+        );
+        assert_eq!(dep5_short_name("BSD-4-clause-UC"), "BSD-4-Clause-UC");
+        assert_eq!(dep5_short_name("MIT/X11"), "LicenseRef-MIT-X11");
+    }
+}

@@ -1,0 +1,588 @@
+//! License rules end to end: declared licenses read from each ecosystem's metadata (apk,
+//! npm, Python, RPM headers, Debian `copyright` files of real packages), carried in both
+//! SBOMs (which the official validators accept), stored with the inventory, and a
+//! ScanPolicy license deny failing a scan's verdict with `explain` saying why; a
+//! re-evaluation under the policy without the rule passes the image again.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use stellaops_testing::oci;
+use stellaops_workers::evaluate::{Settings, reevaluate_policy};
+use stellaops_workers::registry::{Credentials, RegistryClient};
+use stellaops_workers::scan::analyze::{analyse_tar, parse_apk, parse_python};
+use stellaops_workers::scan::license::{debian_copyright, npm, python};
+use stellaops_workers::scan::{Policy, Requester, merge};
+
+use crate::debian::{cyclonedx_valid, pyspdxtools};
+use crate::scan::{env, push};
+
+/// An apk database as Alpine writes it (fields of a real `lib/apk/db/installed`).
+const APK_DB: &str = "C:Q1sFVYoK2sAqqIk8aJI6bV0GFJm1Q=
+P:musl
+V:1.2.5-r0
+A:x86_64
+S:411734
+I:655360
+T:the musl c library (libc) implementation
+U:https://musl.libc.org/
+L:MIT
+o:musl
+m:Natanael Copa <ncopa@alpinelinux.org>
+t:1717145447
+c:8c3f5ab1a4b5b07d2ad3a4c0d8dc3b6ac1e6aec6
+
+C:Q1ZC8kGK0vdzV5QjAxHbQ0cdwpFzk=
+P:busybox
+V:1.36.1-r29
+A:x86_64
+L:GPL-2.0-only
+o:busybox
+
+C:Q1Ltr1Cs6DSBZU8P1H3ZP1kJO5Lgo=
+P:libgcc
+V:13.2.1_git20240309-r0
+A:x86_64
+L:GPL-2.0-or-later AND LGPL-2.1-or-later
+o:gcc
+
+C:Q1qD9kn1QgkIxIoCgvuI4aX/ZGh4A=
+P:ca-certificates-bundle
+V:20240705-r0
+A:x86_64
+L:MPL-2.0 AND MIT
+o:ca-certificates
+
+C:Q1xUMrD4yFNxLiSHHbpgV/GX5iMds=
+P:scanelf
+V:1.3.7-r2
+A:x86_64
+L:GPL-2.0-only OR MIT
+o:pax-utils
+";
+
+#[test]
+fn each_ecosystem_declares_its_license_its_own_way() {
+    // apk `L:`: an SPDX expression as given.
+    let apk = parse_apk(APK_DB);
+    let licenses: Vec<(&str, &str)> = apk
+        .iter()
+        .map(|p| (p.name.as_str(), p.license.as_str()))
+        .collect();
+    assert_eq!(
+        licenses,
+        vec![
+            ("musl", "MIT"),
+            ("busybox", "GPL-2.0-only"),
+            ("libgcc", "GPL-2.0-or-later AND LGPL-2.1-or-later"),
+            ("ca-certificates-bundle", "MPL-2.0 AND MIT"),
+            ("scanelf", "GPL-2.0-only OR MIT"),
+        ]
+    );
+    // npm: a string (expression or not), the legacy object, the legacy array (a choice).
+    for (manifest, want) in [
+        (
+            json!({"license": "(MIT OR Apache-2.0)"}),
+            Some("(MIT OR Apache-2.0)"),
+        ),
+        (
+            json!({"license": "SEE LICENSE IN LICENSE.md"}),
+            Some("SEE LICENSE IN LICENSE.md"),
+        ),
+        (
+            json!({"license": {"type": "ISC", "url": "https://opensource.org/licenses/ISC"}}),
+            Some("ISC"),
+        ),
+        (
+            json!({"licenses": [{"type": "MIT", "url": "x"}, {"type": "Apache-2.0", "url": "y"}]}),
+            Some("(MIT) OR (Apache-2.0)"),
+        ),
+        (
+            json!({"licenses": [{"type": "MIT"}, {"type": "Custom licence"}]}),
+            None,
+        ),
+        (json!({"license": 7}), None),
+        (json!({"name": "x"}), None),
+    ] {
+        assert_eq!(npm(&manifest).as_deref(), want, "{manifest}");
+    }
+    // Python: License-Expression; a License: that is an id; a single unambiguous
+    // classifier; not an ambiguous one, nor two.
+    let header = |text: &'static str| -> Vec<(&'static str, &'static str)> {
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim(), v))
+            .collect()
+    };
+    for (headers, want) in [
+        (
+            "License-Expression: MIT AND (Apache-2.0 OR BSD-2-Clause)\nLicense: ignored",
+            Some("MIT AND (Apache-2.0 OR BSD-2-Clause)"),
+        ),
+        (
+            "License: Apache-2.0\nClassifier: License :: OSI Approved :: MIT License",
+            Some("Apache-2.0"),
+        ),
+        (
+            "License: BSD\nClassifier: License :: OSI Approved :: MIT License",
+            Some("MIT"),
+        ),
+        (
+            "Classifier: License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+            Some("GPL-3.0-or-later"),
+        ),
+        ("Classifier: License :: OSI Approved :: BSD License", None),
+        (
+            "Classifier: License :: OSI Approved :: GNU General Public License v2 (GPLv2)",
+            None,
+        ),
+        (
+            "Classifier: License :: OSI Approved :: MIT License\nClassifier: License :: OSI Approved :: Apache Software License 2.0",
+            None,
+        ),
+        ("License: Apache Software License", None),
+    ] {
+        assert_eq!(python(&header(headers)).as_deref(), want, "{headers}");
+    }
+    // Through the METADATA parser, continuation lines are no fields.
+    let found = parse_python(
+        "Metadata-Version: 2.4\nName: attrs\nVersion: 24.2.0\nLicense-Expression: MIT\nLicense-File: LICENSE\n\nbody\n",
+    );
+    assert_eq!(found[0].license, "MIT");
+    let found = parse_python(
+        "Metadata-Version: 2.1\nName: legacy\nVersion: 1\nLicense: Copyright (c) 2010\n        Permission is hereby granted\nClassifier: License :: OSI Approved :: MIT License\n",
+    );
+    assert_eq!(found[0].license, "MIT");
+    // Debian: only machine-readable files.
+    assert_eq!(
+        debian_copyright("This is the Debian prepackaged version of the GNU C Library.\n"),
+        None
+    );
+    assert_eq!(
+        debian_copyright(
+            "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nCopyright: someone\n"
+        ),
+        None,
+        "a Files paragraph without License: not known"
+    );
+    assert_eq!(
+        debian_copyright("Format: http://www.debian.org/doc/packaging-manuals/copyright-format/1.0\nUpstream-Name: x\n\nFiles: *\nCopyright: 2001 A\n 2002 B\nLicense: GPL-2+\n long text\n\nFiles: debian/*\nLicense: Expat\n\nLicense: GPL-2+\n the text\n").as_deref(),
+        Some("GPL-2.0-or-later AND MIT")
+    );
+}
+
+/// The `copyright` file of a real Debian package (`dpkg-deb --fsys-tarfile`).
+fn copyright_of(deb: &PathBuf, package: &str) -> String {
+    let tar = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let mut archive = tar::Archive::new(tar.stdout.as_slice());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if path.trim_start_matches("./") == format!("usr/share/doc/{package}/copyright") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            return text;
+        }
+    }
+    panic!("{package} has no copyright file");
+}
+
+#[test]
+fn debian_copyright_files_of_real_packages() {
+    let Some(debs_dir) = stellaops_testing::service("STELLAOPS_TEST_DEBS") else {
+        return;
+    };
+    let deb = |name: &str| {
+        std::fs::read_dir(&debs_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}_"))
+            })
+            .unwrap_or_else(|| panic!("{name} downloaded"))
+    };
+    // Every License: synopsis of a Files paragraph, independently of the parser: the
+    // mapped ids must be exactly those of the expression.
+    let synopses = |text: &str| -> Vec<String> {
+        text.split("\n\n")
+            .filter(|p| p.lines().any(|l| l.starts_with("Files:")))
+            .filter_map(|p| p.lines().find_map(|l| l.strip_prefix("License:")))
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let systemd = copyright_of(&deb("libsystemd0"), "libsystemd0");
+    let expression = debian_copyright(&systemd).expect("machine-readable");
+    let declared = stellaops_policy::license::Declared::of(&expression).unwrap();
+    assert!(!declared.ids.is_empty(), "{expression}");
+    for s in synopses(&systemd) {
+        match s.as_str() {
+            "LGPL-2.1+" => assert!(declared.ids.contains(&"LGPL-2.1-or-later".into())),
+            "GPL-2+" => assert!(declared.ids.contains(&"GPL-2.0-or-later".into())),
+            "CC0-1.0" => assert!(declared.ids.contains(&"CC0-1.0".into())),
+            "Expat" => assert!(declared.ids.contains(&"MIT".into())),
+            "public-domain" => assert!(declared.ids.contains(&"LicenseRef-public-domain".into())),
+            "GPL-2 with Linux-syscall-note exception" => assert!(
+                expression.contains("GPL-2.0-only WITH Linux-syscall-note"),
+                "{expression}"
+            ),
+            other => panic!("a synopsis the test does not know: {other} (in {expression})"),
+        }
+    }
+    // Every Files paragraph applies: a deny of any of them hits the package.
+    let rules: Vec<stellaops_policy::license::LicenseRule> = serde_json::from_value(json!([
+        {"name": "no-gpl2", "action": "deny", "ids": ["GPL-2.0-or-later"]}
+    ]))
+    .unwrap();
+    let subject = stellaops_policy::evaluate::Subject {
+        namespace: None,
+        repository: "x",
+    };
+    let component = stellaops_policy::license::Component {
+        purl: "pkg:deb/debian/libsystemd0".into(),
+        license: Some(declared),
+    };
+    assert_eq!(
+        stellaops_policy::license::decide(&[component], &subject, &rules).len(),
+        1
+    );
+    // openssl's: Apache-2.0 for the code, a choice for the bundled Perl module.
+    let ssl = copyright_of(&deb("libssl3"), "libssl3");
+    assert_eq!(
+        debian_copyright(&ssl).as_deref(),
+        Some("Apache-2.0 AND (LicenseRef-Artistic OR GPL-1.0-or-later)")
+    );
+    // glibc's is not machine-readable: not known.
+    assert_eq!(
+        debian_copyright(&copyright_of(&deb("libc6"), "libc6")),
+        None
+    );
+    // Through the layer analyzer and the merge: the package gets its copyright's licenses.
+    let layer = oci::tar_of(&[
+        (
+            "var/lib/dpkg/status",
+            b"Package: libssl3\nStatus: install ok installed\nVersion: 3.0.15-1~deb12u1\nSource: openssl\n\nPackage: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u9\n",
+        ),
+        ("usr/share/doc/libssl3/copyright", ssl.as_bytes()),
+    ]);
+    let fragment = analyse_tar(layer.as_slice()).unwrap();
+    let (components, _) = merge(&[("sha256:l1".into(), fragment)]);
+    let of = |name: &str| {
+        components
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .license
+            .clone()
+    };
+    assert_eq!(
+        of("libssl3").unwrap().expression,
+        "Apache-2.0 AND (LicenseRef-Artistic OR GPL-1.0-or-later)"
+    );
+    assert_eq!(of("libc6"), None);
+}
+
+fn alpine_layer() -> Vec<u8> {
+    oci::tar_of(&[
+        (
+            "etc/os-release",
+            b"NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME=\"Alpine Linux v3.20\"\n",
+        ),
+        ("lib/apk/db/installed", APK_DB.as_bytes()),
+        (
+            "app/node_modules/left-pad/package.json",
+            br#"{"name": "left-pad", "version": "1.3.0", "license": "WTFPL"}"#,
+        ),
+        (
+            "app/node_modules/mongo-shim/package.json",
+            br#"{"name": "mongo-shim", "version": "2.0.0", "license": "SSPL-1.0 OR AGPL-3.0-only"}"#,
+        ),
+        (
+            "app/node_modules/inhouse/package.json",
+            br#"{"name": "inhouse", "version": "0.1.0", "license": "SEE LICENSE IN LICENSE.md"}"#,
+        ),
+        (
+            "app/node_modules/legacy/package.json",
+            br#"{"name": "legacy", "version": "0.0.1", "license": {"type": "MIT", "url": "x"}}"#,
+        ),
+        (
+            "usr/lib/python3.12/site-packages/ghostscript_wrap-0.7.dist-info/METADATA",
+            b"Metadata-Version: 2.4\nName: ghostscript_wrap\nVersion: 0.7\nLicense-Expression: AGPL-3.0-or-later\n",
+        ),
+        (
+            "usr/lib/python3.12/site-packages/oddball-1.0.dist-info/METADATA",
+            b"Metadata-Version: 2.4\nName: oddball\nVersion: 1.0\nLicense-Expression: MIT AND LicenseRef-Oddball\n",
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn a_license_deny_fails_the_scan_and_explain_says_why() {
+    let Some(env) = env("scan_licenses").await else {
+        return;
+    };
+    let built = push(&env, "licenses", vec![alpine_layer()]);
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let scratch = std::env::temp_dir().join(format!("stellaops-licenses-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    // The ScanPolicy as the controller hands it to the worker.
+    let evaluator: stellaops_policy::evaluate::Policy = serde_json::from_value(json!({
+        "failOn": "critical",
+        "licenses": [
+            {"name": "no-agpl", "action": "deny", "ids": ["AGPL-*"],
+             "exceptPackages": ["pkg:pypi/vetted*"]},
+            {"name": "copyleft-warns", "action": "warn", "ids": ["GPL-*", "LGPL-*"],
+             "exceptPackages": ["pkg:apk/alpine/busybox@*"]}
+        ]
+    }))
+    .unwrap();
+    assert!(evaluator.problems().is_empty());
+    let policy = Policy::from_evaluator(Some("licensing".into()), evaluator.clone());
+    let job = stellaops_workers::scan::ScanJob {
+        signer: None,
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: policy.clone(),
+        requester: Requester {
+            namespace: Some("shop".into()),
+            name: Some("api".into()),
+            uid: Some("uid-licenses".into()),
+        },
+        spdx: true,
+        scratch: &scratch,
+        force: true,
+    };
+    let image = format!("{}/stellaops-it/licenses:v1", env.registry);
+    let summary = stellaops_workers::scan::scan(&job, &image).await.unwrap();
+    assert_eq!(summary.image_digest, built.manifest_digest);
+    // No findings at all: the license deny alone fails the image.
+    assert_eq!(summary.findings.values().sum::<i64>(), 0);
+    assert_eq!(summary.verdict, "Fail");
+
+    // Stored with the inventory: declared expression and ids; nothing for unknowns.
+    let stored: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        "SELECT purl, declared, license_ids FROM image_licenses WHERE image_digest = $1 ORDER BY purl",
+    )
+    .bind(&summary.image_digest)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let find = |needle: &str| {
+        stored
+            .iter()
+            .find(|(p, ..)| p.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {stored:?}"))
+    };
+    assert_eq!(
+        (find("mongo-shim").1.as_str(), find("mongo-shim").2.clone()),
+        (
+            "SSPL-1.0 OR AGPL-3.0-only",
+            vec!["AGPL-3.0-only".to_string(), "SSPL-1.0".to_string()]
+        )
+    );
+    assert_eq!(find("inhouse").1, "SEE LICENSE IN LICENSE.md");
+    assert!(find("inhouse").2.is_empty(), "not an expression: no ids");
+    assert_eq!(find("legacy").1, "MIT");
+    assert_eq!(stored.len(), 11, "{stored:?}");
+
+    // The decisions: AGPL denied in the Python package; the OR with SSPL is not denied
+    // (SSPL is not in the rule); the GPL AND LGPL of libgcc warns; GPL OR MIT does not;
+    // busybox is excepted.
+    let decisions = stellaops_store::scans::license_decisions(&env.pool, summary.scan_id)
+        .await
+        .unwrap();
+    let brief: Vec<(String, &str, &str)> = decisions
+        .iter()
+        .map(|d| {
+            (
+                d.purl.split('?').next().unwrap().to_string(),
+                d.outcome.as_str(),
+                d.decided_by.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            (
+                "pkg:pypi/ghostscript-wrap@0.7".to_string(),
+                "fails",
+                "license:no-agpl"
+            ),
+            (
+                "pkg:apk/alpine/libgcc@13.2.1_git20240309-r0".to_string(),
+                "warns",
+                "license:copyleft-warns"
+            ),
+        ]
+    );
+    // explain prints them with the rule and the reason.
+    let explanation = stellaops_store::scans::explain(&env.pool, &summary.image_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = stellaops_workers::scan::judge::render(&explanation);
+    assert!(text.contains("verdict Fail"), "{text}");
+    assert!(
+        text.contains(
+            "denied    pkg:pypi/ghostscript-wrap@0.7 declares AGPL-3.0-or-later — license:no-agpl: AGPL-3.0-or-later denied in AGPL-3.0-or-later"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("warned    pkg:apk/alpine/libgcc@"), "{text}");
+    // The Scan status's top reasons lead with the denied license.
+    let reasons = stellaops_store::scans::reasons(&env.pool, summary.scan_id, 3)
+        .await
+        .unwrap();
+    assert_eq!(reasons.deciding, 2);
+    assert!(
+        reasons.top[0].starts_with("license AGPL-3.0-or-later of pkg:pypi/ghostscript-wrap@0.7"),
+        "{reasons:?}"
+    );
+
+    // Both SBOMs carry the licenses, and the official validators accept them.
+    let get = |uri: String| {
+        let s3 = env.s3.clone();
+        let bucket = env.bucket.clone();
+        async move {
+            let key = uri
+                .strip_prefix(&format!("s3://{bucket}/"))
+                .unwrap()
+                .to_string();
+            s3.get_object()
+                .bucket(&bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+                .to_vec()
+        }
+    };
+    let cdx_bytes = get(summary.sbom_uri.clone()).await;
+    let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();
+    let licenses_of = |name: &str| {
+        cdx["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))["licenses"]
+            .clone()
+    };
+    assert_eq!(licenses_of("musl"), json!([{"license": {"id": "MIT"}}]));
+    assert_eq!(
+        licenses_of("scanelf"),
+        json!([{"expression": "GPL-2.0-only OR MIT"}])
+    );
+    assert_eq!(
+        licenses_of("inhouse"),
+        json!([{"license": {"name": "SEE LICENSE IN LICENSE.md"}}])
+    );
+    assert_eq!(
+        licenses_of("oddball"),
+        json!([{"expression": "MIT AND LicenseRef-Oddball"}])
+    );
+    if std::env::var("STELLAOPS_TEST_PYTHON").is_ok() {
+        let (ok, report) = cyclonedx_valid(&cdx_bytes);
+        assert!(ok, "CycloneDX with licenses: {report}");
+        let spdx_bytes = get(summary.sbom_uri.replace(".cdx.json", ".spdx.json")).await;
+        let spdx: Value = serde_json::from_slice(&spdx_bytes).unwrap();
+        let package = |name: &str| {
+            spdx["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            package("libgcc")["licenseDeclared"],
+            "GPL-2.0-or-later AND LGPL-2.1-or-later"
+        );
+        assert_eq!(package("inhouse")["licenseDeclared"], "NOASSERTION");
+        assert_eq!(
+            package("oddball")["licenseDeclared"],
+            "MIT AND LicenseRef-Oddball"
+        );
+        assert!(
+            spdx["hasExtractedLicensingInfos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["licenseId"] == "LicenseRef-Oddball"),
+            "{}",
+            spdx["hasExtractedLicensingInfos"]
+        );
+        let (ok, report) = pyspdxtools(&spdx_bytes);
+        assert!(ok, "SPDX with licenses: {report}");
+        // The validator does look at licenses: an undeclared reference is refused.
+        let mut undeclared = spdx.clone();
+        undeclared
+            .as_object_mut()
+            .unwrap()
+            .remove("hasExtractedLicensingInfos");
+        let (ok, report) = pyspdxtools(&serde_json::to_vec(&undeclared).unwrap());
+        assert!(!ok, "an undeclared LicenseRef is refused: {report}");
+    }
+
+    // The ScanPolicy loses its deny: re-evaluation (no pull) passes the image with a warning.
+    let mut relaxed = evaluator.clone();
+    relaxed.licenses.remove(0);
+    let relaxed = Policy::from_evaluator(Some("licensing".into()), relaxed);
+    let report = reevaluate_policy(
+        &env.pool,
+        &relaxed,
+        &Settings {
+            signer: None,
+            rate_per_second: 1000,
+            notify: true,
+            min_severity: None,
+            namespace: None,
+            name: None,
+            run_id: None,
+            policy: None,
+            now: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.evaluated, report.decisions_changed),
+        (1, 1),
+        "{report:?}"
+    );
+    let explanation = stellaops_store::scans::explain(&env.pool, &summary.image_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(explanation.verdict, "Warn");
+    assert_eq!(explanation.licenses.len(), 1);
+    assert_eq!(explanation.licenses[0].decided_by, "license:copyleft-warns");
+    // And back: a rescan of the same digest at the same snapshot reuses the stored
+    // inventory's licenses and is denied again.
+    let again = stellaops_workers::scan::ScanJob {
+        force: false,
+        ..job
+    };
+    let reused = stellaops_workers::scan::scan(&again, &image).await.unwrap();
+    assert_eq!(reused.layers_analysed, 0, "reused, not pulled");
+    assert_eq!(reused.verdict, "Fail");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
