@@ -2,6 +2,7 @@
 //! workload runs, applying ZastavaPolicies (a pure decision over gathered evidence),
 //! verifying cosign signatures, looking up scan verdicts, and the TLS server around it.
 
+pub mod attestation;
 pub mod cache;
 pub mod cosign;
 pub mod evidence;

@@ -1,5 +1,6 @@
 //! Zastava tests with real AdmissionReview documents.
 
+mod attestation;
 mod deadline;
 mod keyless;
 mod policy;
