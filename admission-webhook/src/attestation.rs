@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use chrono::{DateTime, Utc};
 use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Verifier;
 use serde_json::Value;
@@ -384,14 +384,18 @@ fn envelope(blob: &[u8]) -> Result<Envelope, String> {
             blob.len()
         ));
     }
-    let json: Value = serde_json::from_slice(blob)
-        .map_err(|e| format!("its DSSE envelope is not JSON: {e}"))?;
+    let json: Value =
+        serde_json::from_slice(blob).map_err(|e| format!("its DSSE envelope is not JSON: {e}"))?;
     let payload_type = json["payloadType"]
         .as_str()
         .ok_or("its DSSE envelope has no payloadType")?
         .to_string();
     let payload = STANDARD
-        .decode(json["payload"].as_str().ok_or("its DSSE envelope has no payload")?)
+        .decode(
+            json["payload"]
+                .as_str()
+                .ok_or("its DSSE envelope has no payload")?,
+        )
         .map_err(|_| "its DSSE payload is not base64".to_string())?;
     let signatures = json["signatures"]
         .as_array()
@@ -436,10 +440,15 @@ fn statement(envelope: &Envelope) -> Result<Statement, String> {
         .map_err(|e| format!("its Statement is not JSON: {e}"))?;
     let kind = json["_type"].as_str().unwrap_or_default();
     if !STATEMENT_TYPES.contains(&kind) {
-        return Err(format!("its payload is not an in-toto Statement (_type {kind:?})"));
+        return Err(format!(
+            "its payload is not an in-toto Statement (_type {kind:?})"
+        ));
     }
     Ok(Statement {
-        predicate_type: json["predicateType"].as_str().unwrap_or_default().to_string(),
+        predicate_type: json["predicateType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         json,
     })
 }
@@ -448,10 +457,11 @@ fn statement(envelope: &Envelope) -> Result<Statement, String> {
 fn names_digest(statement: &Value, digest: &str) -> Result<(), String> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     let subjects = statement["subject"].as_array().cloned().unwrap_or_default();
-    if subjects
-        .iter()
-        .any(|s| s["digest"]["sha256"].as_str().is_some_and(|d| d.eq_ignore_ascii_case(hex)))
-    {
+    if subjects.iter().any(|s| {
+        s["digest"]["sha256"]
+            .as_str()
+            .is_some_and(|d| d.eq_ignore_ascii_case(hex))
+    }) {
         return Ok(());
     }
     let named: Vec<String> = subjects
@@ -607,9 +617,7 @@ fn verify_attestation_entry(
         .iter()
         .any(|(signature, verifier)| signature_matches(signature) && same_certificate(verifier))
     {
-        return Err(
-            "the Rekor entry records another signature or signing certificate".into(),
-        );
+        return Err("the Rekor entry records another signature or signing certificate".into());
     }
     Ok(integrated_time)
 }
@@ -642,7 +650,9 @@ fn verify_keyless(
     let mut at_entry = authority.clone();
     at_entry.require_tlog = false;
     let at = match signed_at {
-        Some(t) => DateTime::<Utc>::from_timestamp(t, 0).ok_or("the Rekor entry time is out of range")?,
+        Some(t) => {
+            DateTime::<Utc>::from_timestamp(t, 0).ok_or("the Rekor entry time is out of range")?
+        }
         None => now,
     };
     keyless::verify(
@@ -710,8 +720,14 @@ pub fn judge(
                 }
             }
             for (i, authority) in check.keyless.iter().enumerate() {
-                match verify_keyless(&message, &envelope.payload, sig, attestation, authority, now)
-                {
+                match verify_keyless(
+                    &message,
+                    &envelope.payload,
+                    sig,
+                    attestation,
+                    authority,
+                    now,
+                ) {
                     Ok(identity) => {
                         signer = Some(format!("keyless:{identity}"));
                         break 'signatures;

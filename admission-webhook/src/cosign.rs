@@ -135,7 +135,9 @@ pub fn attestation_layers(manifest: &[u8]) -> Result<Vec<AttestationLayer>, Stri
                     .as_str()
                     .or(annotations[BUNDLE_PREDICATE_TYPE_ANNOTATION].as_str())
                     .map(str::to_string),
-                certificate: annotations[CERTIFICATE_ANNOTATION].as_str().map(str::to_string),
+                certificate: annotations[CERTIFICATE_ANNOTATION]
+                    .as_str()
+                    .map(str::to_string),
                 chain: annotations[CHAIN_ANNOTATION].as_str().map(str::to_string),
                 rekor_bundle: annotations[REKOR_BUNDLE_ANNOTATION]
                     .as_str()

@@ -192,7 +192,16 @@ pub fn compile_for_audit(policy: &ZastavaPolicy) -> Result<CompiledPolicy, Polic
     let require_signature = unsigned.spec.require_signature.take();
     let require_attestations = std::mem::take(&mut unsigned.spec.require_attestations);
     let mut compiled = compile(&unsigned, &[])?;
-    compiled.signature = require_signature.map(|_| SignatureCheck::default());
+    let preset_signed = matches!(
+        policy.spec.preset,
+        Some(
+            stellaops_crds::zastava_policy::Preset::Signed
+                | stellaops_crds::zastava_policy::Preset::Strict
+        )
+    );
+    compiled.signature = require_signature
+        .filter(|r| r.image_signature || preset_signed)
+        .map(|_| SignatureCheck::default());
     // Attestations likewise: what the webhook verified is read, so no authorities here.
     compiled.attestations = compile_attestations(&require_attestations, None)?;
     Ok(compiled)
@@ -239,6 +248,24 @@ pub fn compile_with_trusted_roots(
         Some(requirement) => Some(compile_signature(requirement, key_pems, trusted_roots)?),
     };
     let attestations = compile_attestations(&spec.require_attestations, Some(signature.as_ref()))?;
+    // Authorities that only sign attestations (`imageSignature: false`, no preset asking
+    // for signed images): the image itself needs no signature. Their fingerprints stay in
+    // the cache key.
+    let preset_signed = matches!(
+        spec.preset,
+        Some(
+            stellaops_crds::zastava_policy::Preset::Signed
+                | stellaops_crds::zastava_policy::Preset::Strict
+        )
+    );
+    let authorities = signature.clone();
+    let signature = signature.filter(|_| {
+        preset_signed
+            || spec
+                .require_signature
+                .as_ref()
+                .is_none_or(|r| r.image_signature)
+    });
     let scan = match &spec.require_scan {
         None => None,
         Some(requirement) => Some(ScanCheck {
@@ -253,7 +280,7 @@ pub fn compile_with_trusted_roots(
     };
     let name = policy.metadata.name.clone().unwrap_or_default();
     let generation = policy.metadata.generation.unwrap_or(0);
-    let fingerprints: Vec<&str> = signature
+    let fingerprints: Vec<&str> = authorities
         .iter()
         .flat_map(|s| {
             s.keys
@@ -291,7 +318,8 @@ fn compile_attestations(
     use stellaops_crds::zastava_policy::AttestationSigners;
     let mut checks = Vec::new();
     for (i, requirement) in requirements.iter().enumerate() {
-        let invalid = |e: String| PolicyError::InvalidAttestation(format!("requireAttestations[{i}]: {e}"));
+        let invalid =
+            |e: String| PolicyError::InvalidAttestation(format!("requireAttestations[{i}]: {e}"));
         let predicate_type = predicate_type_uri(&requirement.predicate_type).map_err(invalid)?;
         let (keys, keyless) = match signature {
             None => (Vec::new(), Vec::new()),
@@ -320,8 +348,11 @@ fn compile_attestations(
             .iter()
             .enumerate()
             .map(|(j, c)| {
-                Condition::compile(&c.expression, c.message.as_deref())
-                    .map_err(|e| PolicyError::InvalidAttestation(format!("requireAttestations[{i}].conditions[{j}]: {e}")))
+                Condition::compile(&c.expression, c.message.as_deref()).map_err(|e| {
+                    PolicyError::InvalidAttestation(format!(
+                        "requireAttestations[{i}].conditions[{j}]: {e}"
+                    ))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         checks.push(AttestationCheck {

@@ -277,10 +277,10 @@ impl Webhook {
         if policy.attestations.is_empty() {
             return None;
         }
-        match self
-            .cache
-            .get(&attestation_cache_key(&policy, image, digest), Instant::now())
-        {
+        match self.cache.get(
+            &attestation_cache_key(&policy, image, digest),
+            Instant::now(),
+        ) {
             Some(Fact::Attestations(outcomes)) => Some(outcomes),
             _ => None,
         }
@@ -528,8 +528,12 @@ impl Webhook {
         } else {
             self.settings.negative_ttl
         };
-        self.cache
-            .insert(key, Fact::Attestations(outcomes.clone()), ttl, Instant::now());
+        self.cache.insert(
+            key,
+            Fact::Attestations(outcomes.clone()),
+            ttl,
+            Instant::now(),
+        );
         Ok(outcomes)
     }
 
@@ -639,14 +643,11 @@ impl Webhook {
                     return None;
                 }
                 Some(
-                    tokio::time::timeout_at(
-                        deadline,
-                        self.attestations_of(policy, image, &digest),
-                    )
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(self.lookup_failed("attestation", late("the registry")))
-                    }),
+                    tokio::time::timeout_at(deadline, self.attestations_of(policy, image, &digest))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(self.lookup_failed("attestation", late("the registry")))
+                        }),
                 )
             },
             async {

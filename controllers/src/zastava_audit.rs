@@ -372,8 +372,7 @@ pub fn audit_policy<'p>(
                         && let Some(digest) =
                             digest.or_else(|| webhook_policy::pinned_digest(image))
                         && facts.signatures.is_none_or(|s| {
-                            (needs_signature
-                                && s.verified(&policy.name, image, digest).is_none())
+                            (needs_signature && s.verified(&policy.name, image, digest).is_none())
                                 || (needs.attestations
                                     && s.verified_attestations(&policy.name, image, digest)
                                         .is_none())

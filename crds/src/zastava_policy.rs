@@ -342,6 +342,11 @@ pub struct SignatureRequirement {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub keyless: Vec<KeylessAuthority>,
+    /// Require the image itself to carry a signature by these authorities. `false`: they
+    /// only sign the attestations `requireAttestations` asks for (the presets `signed` and
+    /// `strict` require the image signature all the same).
+    #[serde(default = "default_true")]
+    pub image_signature: bool,
 }
 
 /// A keyless signing authority: a trusted root (Fulcio CAs, Rekor keys) and the identity

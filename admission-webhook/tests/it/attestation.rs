@@ -33,16 +33,13 @@ fn named_policy(name: &str, spec: Value) -> ZastavaPolicy {
 
 fn keyed(requirements: Value) -> Value {
     json!({"mode": "enforce",
-           "requireSignature": {"publicKeys": {"name": "keys", "namespace": "ns"}},
+           "requireSignature": {"publicKeys": {"name": "keys", "namespace": "ns"},
+                                "imageSignature": false},
            "requireAttestations": requirements})
 }
 
 fn compile_error(spec: Value) -> PolicyError {
-    compile(
-        &named_policy("p", spec),
-        &[public_pem(&signing_key(1))],
-    )
-    .expect_err("must not compile")
+    compile(&named_policy("p", spec), &[public_pem(&signing_key(1))]).expect_err("must not compile")
 }
 
 #[test]
@@ -55,7 +52,10 @@ fn predicate_types_short_names_and_uris() {
         predicate_type_uri("cyclonedx").unwrap(),
         "https://cyclonedx.org/bom"
     );
-    assert_eq!(predicate_type_uri("spdx").unwrap(), "https://spdx.dev/Document");
+    assert_eq!(
+        predicate_type_uri("spdx").unwrap(),
+        "https://spdx.dev/Document"
+    );
     assert_eq!(
         predicate_type_uri("vuln").unwrap(),
         "https://cosign.sigstore.dev/attestation/vuln/v1"
@@ -69,7 +69,10 @@ fn predicate_types_short_names_and_uris() {
         "https://example.com/custom/v2"
     );
     let error = predicate_type_uri("slsa").unwrap_err();
-    assert!(error.contains("neither a URI nor one of slsaprovenance1"), "{error}");
+    assert!(
+        error.contains("neither a URI nor one of slsaprovenance1"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -88,7 +91,10 @@ fn conditions_are_compiled_and_refused_with_a_reason_when_the_policy_is_loaded()
                       "conditions": [{"expression": expression}]}]))
     };
     let error = compile_error(with("predicate.runDetails.builder.id.startsWith(")).to_string();
-    assert!(error.contains("requireAttestations[0].conditions[0]"), "{error}");
+    assert!(
+        error.contains("requireAttestations[0].conditions[0]"),
+        "{error}"
+    );
     assert!(error.contains("does not parse"), "{error}");
     assert_eq!(
         compile_error(with("predicate.a == ")).reason(),
@@ -98,16 +104,13 @@ fn conditions_are_compiled_and_refused_with_a_reason_when_the_policy_is_loaded()
     assert!(error.contains("unknown variable \"predicat\""), "{error}");
     let error = compile_error(with("predicate.x.startswith('a')")).to_string();
     assert!(error.contains("unknown function \"startswith\""), "{error}");
-    let error = compile_error(with(
-        "predicate.a.all(x, predicate.b.exists(y, x == y))",
-    ))
-    .to_string();
+    let error =
+        compile_error(with("predicate.a.all(x, predicate.b.exists(y, x == y))")).to_string();
     assert!(error.contains("may not be nested"), "{error}");
     let error = compile_error(with(&format!("'{}' == 'a'", "a".repeat(1100)))).to_string();
     assert!(error.contains("more than the 1024 accepted"), "{error}");
     // Unknown predicate type; attestations without an authority to verify them.
-    let error =
-        compile_error(keyed(json!([{"predicateType": "provenance"}]))).to_string();
+    let error = compile_error(keyed(json!([{"predicateType": "provenance"}]))).to_string();
     assert!(error.contains("neither a URI"), "{error}");
     let error = compile(
         &named_policy(
@@ -119,8 +122,10 @@ fn conditions_are_compiled_and_refused_with_a_reason_when_the_policy_is_loaded()
     .unwrap_err()
     .to_string();
     assert!(error.contains("needs requireSignature"), "{error}");
-    let error = compile_error(keyed(json!([{"predicateType": "spdx", "signedBy": "keyless"}])))
-        .to_string();
+    let error = compile_error(keyed(
+        json!([{"predicateType": "spdx", "signedBy": "keyless"}]),
+    ))
+    .to_string();
     assert!(error.contains("no such authority"), "{error}");
     // Good ones compile, comprehension variables included; the audit compiles them too.
     let good = keyed(json!([{"predicateType": "slsaprovenance1", "conditions": [
@@ -129,8 +134,11 @@ fn conditions_are_compiled_and_refused_with_a_reason_when_the_policy_is_loaded()
          "message": "built from example's sources"},
         {"expression": "predicateType == 'https://slsa.dev/provenance/v1' && size(subject) > 0"},
     ]}]));
-    let compiled = compile(&named_policy("p", good.clone()), &[public_pem(&signing_key(1))])
-        .expect("compiles");
+    let compiled = compile(
+        &named_policy("p", good.clone()),
+        &[public_pem(&signing_key(1))],
+    )
+    .expect("compiles");
     assert_eq!(compiled.attestations.len(), 1);
     assert_eq!(compiled.attestations[0].conditions.len(), 3);
     let audit = compile_for_audit(&named_policy("p", good)).unwrap();
@@ -163,7 +171,10 @@ fn conditions_evaluate_over_the_predicate_and_fail_closed() {
     );
     assert_eq!(eval("predicate.runDetails.builder.id == 'x'"), Ok(false));
     // JSON integers compare with CEL ints.
-    assert_eq!(eval("predicate.count == 3 && predicate.count > 2"), Ok(true));
+    assert_eq!(
+        eval("predicate.count == 3 && predicate.count > 2"),
+        Ok(true)
+    );
     assert_eq!(
         eval("predicate.materials.all(m, m.uri.startsWith('git+'))"),
         Ok(true)
@@ -223,18 +234,27 @@ fn a_statement_is_judged_by_type_signature_subject_and_conditions() {
             .unwrap();
     let failure = attestation::judge(&check(vec![], other_keys), &found, &digest, now).unwrap_err();
     assert_eq!(failure.reason, "AttestationUnverified");
-    assert!(failure.message.contains("not signed by any trusted key"), "{failure}");
+    assert!(
+        failure.message.contains("not signed by any trusted key"),
+        "{failure}"
+    );
     let other_digest = format!("sha256:{}", "cd".repeat(32));
     let failure =
         attestation::judge(&check(vec![], keys.clone()), &found, &other_digest, now).unwrap_err();
     assert_eq!(failure.reason, "AttestationUnverified");
-    assert!(failure.message.contains("not this image's digest"), "{failure}");
-    let unmet = Condition::compile("predicate.runDetails.builder.id == 'y'", Some("builder y")).unwrap();
-    let failure = attestation::judge(&check(vec![unmet], keys.clone()), &found, &digest, now)
-        .unwrap_err();
+    assert!(
+        failure.message.contains("not this image's digest"),
+        "{failure}"
+    );
+    let unmet =
+        Condition::compile("predicate.runDetails.builder.id == 'y'", Some("builder y")).unwrap();
+    let failure =
+        attestation::judge(&check(vec![unmet], keys.clone()), &found, &digest, now).unwrap_err();
     assert_eq!(failure.reason, "AttestationConditionFailed");
     assert!(
-        failure.message.contains("condition builder y (predicate.runDetails.builder.id == 'y') is false"),
+        failure
+            .message
+            .contains("condition builder y (predicate.runDetails.builder.id == 'y') is false"),
         "{failure}"
     );
     let mut spdx = check(vec![], keys);
@@ -247,8 +267,7 @@ fn a_statement_is_judged_by_type_signature_subject_and_conditions() {
 fn material(registry: &str, repository: &str) -> Option<Value> {
     let python = stellaops_testing::service("STELLAOPS_TEST_PYTHON")?;
     let out = std::env::temp_dir().join(format!("attestations-{}.json", std::process::id()));
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/attestation_material.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/attestation_material.py");
     let run = std::process::Command::new(python)
         .arg(script)
         .arg(registry)
@@ -296,7 +315,8 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
 
     let keys = [material["key_pem"].as_str().unwrap().to_string()];
     let root = material["trusted_root"].as_str().unwrap().to_string();
-    let slsa = |conditions: Value| json!([{"predicateType": "slsaprovenance1", "conditions": conditions}]);
+    let slsa =
+        |conditions: Value| json!([{"predicateType": "slsaprovenance1", "conditions": conditions}]);
     let keyed_policy = |name: &str, mode: &str, conditions: Value| -> CompiledPolicy {
         let mut spec = keyed(slsa(conditions));
         spec["mode"] = json!(mode);
@@ -308,7 +328,8 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
                 name,
                 json!({"mode": "enforce",
                        "requireSignature": {"keyless": [{"subject": subject, "issuer": material["issuer"],
-                                                         "trustedRoot": {"name": "root"}}]},
+                                                         "trustedRoot": {"name": "root"}}],
+                                            "imageSignature": false},
                        "requireAttestations": [{"predicateType": "https://slsa.dev/provenance/v1",
                                                 "signedBy": "keyless"}]}),
             ),
@@ -345,11 +366,20 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
         ),
         keyless_policy("keyless", material["subject"].as_str().unwrap()),
         keyless_policy("keyless-other", "someone-else@stella-ops.example"),
+        {
+            // The authorities sign the image too unless `imageSignature: false`.
+            let mut spec = keyed(slsa(json!([])));
+            spec["requireSignature"]["imageSignature"] = json!(true);
+            compile(&named_policy("signed-too", spec), &keys).expect("compiles")
+        },
     ]);
     let https = client(&running, &running.cert_pem);
     let ask = |policy: &str, image: String| {
         let https = https.clone();
-        let url = format!("https://localhost:{}/validate/{policy}", running.addr.port());
+        let url = format!(
+            "https://localhost:{}/validate/{policy}",
+            running.addr.port()
+        );
         async move {
             let answer: Value = https
                 .post(&url)
@@ -380,12 +410,23 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
     // As an OCI referrer.
     let answer = ask("enforce", image("referrer")).await;
     assert_eq!(answer["allowed"], true, "{answer}");
+    // The image signature is required as well when the policy says so (the default).
+    denied(
+        &ask("signed-too", image("keyed")).await,
+        &["no cosign signature"],
+    );
     // Missing: denied in enforce, a warning in warn.
     denied(
         &ask("enforce", image("missing")).await,
-        &["AttestationMissing", "slsaprovenance1 (https://slsa.dev/provenance/v1)"],
+        &[
+            "AttestationMissing",
+            "slsaprovenance1 (https://slsa.dev/provenance/v1)",
+        ],
     );
-    denied(&ask("enforce", image("only_sbom")).await, &["AttestationMissing"]);
+    denied(
+        &ask("enforce", image("only_sbom")).await,
+        &["AttestationMissing"],
+    );
     let answer = ask("warn", image("missing")).await;
     assert_eq!(answer["allowed"], true, "{answer}");
     assert!(
@@ -413,7 +454,11 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
     assert_eq!(answer["allowed"], true, "{answer}");
     denied(
         &ask("cel-false", image("keyed")).await,
-        &["AttestationConditionFailed", "built from evil/app", "is false"],
+        &[
+            "AttestationConditionFailed",
+            "built from evil/app",
+            "is false",
+        ],
     );
     denied(
         &ask("cel-error", image("keyed")).await,
@@ -430,10 +475,16 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
     );
     denied(
         &ask("keyless", image("keyless_other_entry")).await,
-        &["AttestationUnverified", "the Rekor entry is for another payload"],
+        &[
+            "AttestationUnverified",
+            "the Rekor entry is for another payload",
+        ],
     );
     // A keyed-only requirement does not accept the keyless attestation.
-    denied(&ask("enforce", image("keyless")).await, &["AttestationUnverified"]);
+    denied(
+        &ask("enforce", image("keyless")).await,
+        &["AttestationUnverified"],
+    );
     // Results are cached like signature verdicts (what the runtime audit reads).
     let digest = image("keyed").rsplit_once('@').unwrap().1.to_string();
     let outcomes = running
