@@ -97,9 +97,9 @@ pub struct ZastavaPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_signature: Option<SignatureRequirement>,
     /// Require signed in-toto attestations of the image (DSSE envelopes stored as cosign
-    /// `.att` layers, OCI referrers or Sigstore bundles), each signed by the authorities of
-    /// `requireSignature` and, optionally, with a predicate meeting CEL conditions. All of
-    /// them must hold.
+    /// `.att` layers or OCI referrers; those inside Sigstore bundles are not verified yet),
+    /// each signed by the authorities of `requireSignature` and, optionally, with a
+    /// predicate meeting CEL conditions. All of them must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub require_attestations: Vec<AttestationRequirement>,
