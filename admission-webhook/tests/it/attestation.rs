@@ -493,3 +493,65 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
         .expect("cached");
     assert!(outcomes[0].is_ok(), "{outcomes:?}");
 }
+
+#[test]
+fn the_platforms_signed_scan_verdict_meets_a_verdict_requirement() {
+    use stellaops_store::attestation::{
+        FindingCounts, SbomRef, VerdictPredicate, VerdictSigner, generate_key_pair,
+    };
+    let (private, public) = generate_key_pair();
+    let signer = VerdictSigner::from_pem(&private).unwrap();
+    let digest = format!("sha256:{}", "ef".repeat(32));
+    let envelope = signer.sign(
+        &digest,
+        &VerdictPredicate {
+            image: "registry.example/app:1".into(),
+            verdict: "Pass".into(),
+            findings: FindingCounts::default(),
+            sbom: SbomRef {
+                uri: "s3://bucket/sbom".into(),
+                sha256: format!("sha256:{}", "00".repeat(32)),
+            },
+            advisory_snapshot: 7,
+            policy_digest: format!("sha256:{}", "11".repeat(32)),
+            scanned_at: chrono::Utc::now(),
+        },
+    );
+    // As `scan --attach` stores it: a DSSE referrer announcing the verdict type.
+    let found = vec![stellaops_admission_webhook::evidence::FoundAttestation {
+        media_type: "application/vnd.dsse.envelope.v1+json".into(),
+        blob: envelope,
+        predicate_type: Some(stellaops_store::attestation::PREDICATE_TYPE.into()),
+        found_at: "referrers API".into(),
+        ..Default::default()
+    }];
+    let policy = compile(
+        &named_policy(
+            "p",
+            keyed(json!([{"predicateType": "verdict", "signedBy": "keys", "conditions": [
+                {"expression": "predicate.verdict == 'Pass' && predicate.findings.critical == 0"}]}])),
+        ),
+        &[public],
+    )
+    .unwrap();
+    let check = &policy.attestations[0];
+    assert!(attestation::judge(check, &found, &digest, chrono::Utc::now()).is_ok());
+    let failing = compile(
+        &named_policy(
+            "p",
+            keyed(json!([{"predicateType": "verdict", "conditions": [
+                {"expression": "predicate.verdict == 'Fail'"}]}])),
+        ),
+        &[generate_key_pair().1],
+    )
+    .unwrap();
+    // Another key: unverified, whatever the predicate says.
+    let failure = attestation::judge(
+        &failing.attestations[0],
+        &found,
+        &digest,
+        chrono::Utc::now(),
+    )
+    .unwrap_err();
+    assert_eq!(failure.reason, "AttestationUnverified");
+}
