@@ -49,6 +49,8 @@ pub const MAX_EXPRESSION_LEN: usize = 1024;
 pub const MAX_LIST_LEN: usize = 10_000;
 /// Most JSON values (objects, lists, scalars) of a predicate given to CEL.
 pub const MAX_VALUES: usize = 200_000;
+/// Most signatures of one envelope tried (each may cost a certificate chain check).
+pub const MAX_SIGNATURES: usize = 16;
 /// Largest Rekor bundle annotation read.
 const MAX_BUNDLE_BYTES: usize = 256 << 10;
 
@@ -409,6 +411,12 @@ fn envelope(blob: &[u8]) -> Result<Envelope, String> {
         .unwrap_or_default();
     if signatures.is_empty() {
         return Err("its DSSE envelope has no signature".into());
+    }
+    if signatures.len() > MAX_SIGNATURES {
+        return Err(format!(
+            "its DSSE envelope has {} signatures, more than the {MAX_SIGNATURES} tried",
+            signatures.len()
+        ));
     }
     Ok(Envelope {
         payload_type,

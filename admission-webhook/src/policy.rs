@@ -335,10 +335,11 @@ fn compile_attestations(
                     AttestationSigners::Keyless => (Vec::new(), check.keyless.clone()),
                 };
                 if keys.is_empty() && keyless.is_empty() {
-                    return Err(invalid(format!(
-                        "signedBy {:?} but requireSignature has no such authority",
-                        requirement.signed_by
-                    )));
+                    let wanted = match requirement.signed_by {
+                        AttestationSigners::Keys => "keys but requireSignature has no publicKeys",
+                        _ => "keyless but requireSignature has no keyless authority",
+                    };
+                    return Err(invalid(format!("signedBy {wanted}")));
                 }
                 (keys, keyless)
             }

@@ -126,7 +126,10 @@ fn conditions_are_compiled_and_refused_with_a_reason_when_the_policy_is_loaded()
         json!([{"predicateType": "spdx", "signedBy": "keyless"}]),
     ))
     .to_string();
-    assert!(error.contains("no such authority"), "{error}");
+    assert!(
+        error.contains("signedBy keyless but requireSignature has no keyless authority"),
+        "{error}"
+    );
     // Good ones compile, comprehension variables included; the audit compiles them too.
     let good = keyed(json!([{"predicateType": "slsaprovenance1", "conditions": [
         {"expression": "predicate.runDetails.builder.id.startsWith('https://github.com/')"},
