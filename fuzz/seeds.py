@@ -133,6 +133,17 @@ def main():
     # sigstore_bundle: bundles (DSSE v0.3, message signature v0.3, certificate chain v0.2)
     # and a checkpoint made by admission-webhook/tests/it/bundle_material.py, kept as
     # committed (not regenerated here).
+    # attestation: 0x00 + a DSSE envelope of an in-toto Statement; 0x01 + a Statement.
+    statement = {"_type": "https://in-toto.io/Statement/v1",
+                 "subject": [{"name": "app", "digest": {"sha256": "1" * 64}}],
+                 "predicateType": "https://slsa.dev/provenance/v1",
+                 "predicate": {"runDetails": {"builder": {"id": "https://github.com/x"}}, "list": [1, 2.5, None]}}
+    import base64
+    put("attestation", "envelope", b"\x00" + json.dumps({
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": base64.b64encode(json.dumps(statement).encode()).decode(),
+        "signatures": [{"keyid": "", "sig": "MEUCIQ=="}]}).encode())
+    put("attestation", "statement", b"\x01" + json.dumps(statement).encode())
     # federation_bundle: a real (unsigned) bundle exported by `stellaops-worker federation
     # bundle export` after ingesting osv/ghsa.json, kept as committed (not regenerated here):
     # "unsigned-bundle" = 0x00 + the .zst file, "unsigned-bundle-tar" = 0x01 + its tar.

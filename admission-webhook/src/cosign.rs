@@ -138,6 +138,12 @@ pub struct AttestationLayer {
     pub digest: String,
     /// The predicate type the annotation announces (to be checked against the statement).
     pub predicate_type: Option<String>,
+    /// PEM signing certificate (keyless), from the annotation.
+    pub certificate: Option<String>,
+    /// PEM chain (keyless), from the annotation.
+    pub chain: Option<String>,
+    /// Rekor bundle JSON, from the annotation.
+    pub rekor_bundle: Option<String>,
 }
 
 /// The attestation layers of an attestation manifest: DSSE envelopes and Sigstore bundles.
@@ -159,6 +165,13 @@ pub fn attestation_layers(manifest: &[u8]) -> Result<Vec<AttestationLayer>, Stri
                 predicate_type: annotations[PREDICATE_TYPE_ANNOTATION]
                     .as_str()
                     .or(annotations[BUNDLE_PREDICATE_TYPE_ANNOTATION].as_str())
+                    .map(str::to_string),
+                certificate: annotations[CERTIFICATE_ANNOTATION]
+                    .as_str()
+                    .map(str::to_string),
+                chain: annotations[CHAIN_ANNOTATION].as_str().map(str::to_string),
+                rekor_bundle: annotations[REKOR_BUNDLE_ANNOTATION]
+                    .as_str()
                     .map(str::to_string),
             })
         })

@@ -38,6 +38,12 @@ pub struct FoundAttestation {
     pub blob: Vec<u8>,
     /// The predicate type its annotation announces.
     pub predicate_type: Option<String>,
+    /// PEM signing certificate of a keyless attestation (cosign's annotation).
+    pub certificate: Option<String>,
+    /// PEM chain of a keyless attestation.
+    pub chain: Option<String>,
+    /// Rekor bundle JSON of a keyless attestation.
+    pub rekor_bundle: Option<String>,
     /// Where it was found, for messages.
     pub found_at: String,
 }
@@ -273,8 +279,11 @@ impl EvidenceSource for RegistryEvidence {
             let mut found: Vec<FoundAttestation> = Vec::new();
             let mut manifests = Vec::new();
             let mut errors = Vec::new();
+            // Bundles, bare DSSE envelopes (as `scan --attach` stores the signed verdict),
+            // then cosign's attestation manifests and their legacy tag.
             for (artifact_type, legacy) in [
                 (cosign::SIGSTORE_BUNDLE_ARTIFACT_TYPE, None),
+                (cosign::DSSE_MEDIA_TYPE, None),
                 (
                     cosign::ATTESTATION_ARTIFACT_TYPE,
                     Some(cosign::attestation_tag(digest)),
@@ -305,6 +314,9 @@ impl EvidenceSource for RegistryEvidence {
                             media_type: layer.media_type,
                             blob,
                             predicate_type: layer.predicate_type,
+                            certificate: layer.certificate,
+                            chain: layer.chain,
+                            rekor_bundle: layer.rekor_bundle,
                             found_at: at.clone(),
                         });
                     }

@@ -3,6 +3,7 @@
 //! verifying cosign signatures, looking up scan verdicts, and the TLS server around it.
 
 pub mod bundle;
+pub mod attestation;
 pub mod cache;
 pub mod cosign;
 pub mod evidence;

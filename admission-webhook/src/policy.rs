@@ -123,6 +123,8 @@ pub struct CompiledPolicy {
     pub require_digest: bool,
     /// Require a signature by one of these keys.
     pub signature: Option<SignatureCheck>,
+    /// Require these attestations (each signed by its authorities, conditions met).
+    pub attestations: Vec<crate::attestation::AttestationCheck>,
     /// Require an acceptable recent scan.
     pub scan: Option<ScanCheck>,
     /// What `enforce` does with checks that did not finish within `budget`.
@@ -151,6 +153,10 @@ pub enum PolicyError {
     /// `maxAge` does not parse.
     #[error("requireScan.maxAge {0:?} is not a duration such as 24h or 90m")]
     InvalidMaxAge(String),
+    /// A `requireAttestations` entry cannot be applied: unknown predicate type, no
+    /// authority to verify with, or a CEL condition that does not compile.
+    #[error("{0}")]
+    InvalidAttestation(String),
 }
 
 impl PolicyError {
@@ -161,6 +167,7 @@ impl PolicyError {
             PolicyError::InvalidTrustedRoot(_) => "InvalidTrustedRoot",
             PolicyError::InvalidIdentity(_) => "InvalidIdentity",
             PolicyError::InvalidMaxAge(_) => "InvalidMaxAge",
+            PolicyError::InvalidAttestation(_) => "InvalidAttestation",
         }
     }
 }
@@ -183,8 +190,20 @@ pub fn answer_budget(timeout_seconds: i32) -> Duration {
 pub fn compile_for_audit(policy: &ZastavaPolicy) -> Result<CompiledPolicy, PolicyError> {
     let mut unsigned = policy.clone();
     let require_signature = unsigned.spec.require_signature.take();
+    let require_attestations = std::mem::take(&mut unsigned.spec.require_attestations);
     let mut compiled = compile(&unsigned, &[])?;
-    compiled.signature = require_signature.map(|_| SignatureCheck::default());
+    let preset_signed = matches!(
+        policy.spec.preset,
+        Some(
+            stellaops_crds::zastava_policy::Preset::Signed
+                | stellaops_crds::zastava_policy::Preset::Strict
+        )
+    );
+    compiled.signature = require_signature
+        .filter(|r| r.image_signature || preset_signed)
+        .map(|_| SignatureCheck::default());
+    // Attestations likewise: what the webhook verified is read, so no authorities here.
+    compiled.attestations = compile_attestations(&require_attestations, None)?;
     Ok(compiled)
 }
 
@@ -228,6 +247,25 @@ pub fn compile_with_trusted_roots(
         None => None,
         Some(requirement) => Some(compile_signature(requirement, key_pems, trusted_roots)?),
     };
+    let attestations = compile_attestations(&spec.require_attestations, Some(signature.as_ref()))?;
+    // Authorities that only sign attestations (`imageSignature: false`, no preset asking
+    // for signed images): the image itself needs no signature. Their fingerprints stay in
+    // the cache key.
+    let preset_signed = matches!(
+        spec.preset,
+        Some(
+            stellaops_crds::zastava_policy::Preset::Signed
+                | stellaops_crds::zastava_policy::Preset::Strict
+        )
+    );
+    let authorities = signature.clone();
+    let signature = signature.filter(|_| {
+        preset_signed
+            || spec
+                .require_signature
+                .as_ref()
+                .is_none_or(|r| r.image_signature)
+    });
     let scan = match &spec.require_scan {
         None => None,
         Some(requirement) => Some(ScanCheck {
@@ -242,7 +280,7 @@ pub fn compile_with_trusted_roots(
     };
     let name = policy.metadata.name.clone().unwrap_or_default();
     let generation = policy.metadata.generation.unwrap_or(0);
-    let fingerprints: Vec<&str> = signature
+    let fingerprints: Vec<&str> = authorities
         .iter()
         .flat_map(|s| {
             s.keys
@@ -264,9 +302,72 @@ pub fn compile_with_trusted_roots(
         exempt_namespaces: spec.exemptions.namespaces.clone(),
         require_digest: spec.require_digest,
         signature,
+        attestations,
         scan,
         cache_key,
     })
+}
+
+/// Compile `requireAttestations`. `signature`: the policy's compiled signature check, whose
+/// authorities sign attestations (`None`: compiling for the audit, which verifies nothing).
+fn compile_attestations(
+    requirements: &[stellaops_crds::zastava_policy::AttestationRequirement],
+    signature: Option<Option<&SignatureCheck>>,
+) -> Result<Vec<crate::attestation::AttestationCheck>, PolicyError> {
+    use crate::attestation::{AttestationCheck, Condition, predicate_type_uri};
+    use stellaops_crds::zastava_policy::AttestationSigners;
+    let mut checks = Vec::new();
+    for (i, requirement) in requirements.iter().enumerate() {
+        let invalid =
+            |e: String| PolicyError::InvalidAttestation(format!("requireAttestations[{i}]: {e}"));
+        let predicate_type = predicate_type_uri(&requirement.predicate_type).map_err(invalid)?;
+        let (keys, keyless) = match signature {
+            None => (Vec::new(), Vec::new()),
+            Some(None) => {
+                return Err(invalid(
+                    "requireAttestations needs requireSignature: its keys and keyless authorities sign attestations".into(),
+                ));
+            }
+            Some(Some(check)) => {
+                let (keys, keyless) = match requirement.signed_by {
+                    AttestationSigners::Any => (check.keys.clone(), check.keyless.clone()),
+                    AttestationSigners::Keys => (check.keys.clone(), Vec::new()),
+                    AttestationSigners::Keyless => (Vec::new(), check.keyless.clone()),
+                };
+                if keys.is_empty() && keyless.is_empty() {
+                    let wanted = match requirement.signed_by {
+                        AttestationSigners::Keys => "keys but requireSignature has no publicKeys",
+                        _ => "keyless but requireSignature has no keyless authority",
+                    };
+                    return Err(invalid(format!("signedBy {wanted}")));
+                }
+                (keys, keyless)
+            }
+        };
+        let conditions = requirement
+            .conditions
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                Condition::compile(&c.expression, c.message.as_deref()).map_err(|e| {
+                    PolicyError::InvalidAttestation(format!(
+                        "requireAttestations[{i}].conditions[{j}]: {e}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        checks.push(AttestationCheck {
+            name: requirement
+                .name
+                .clone()
+                .unwrap_or_else(|| requirement.predicate_type.clone()),
+            predicate_type,
+            keys,
+            keyless,
+            conditions,
+        });
+    }
+    Ok(checks)
 }
 
 fn compile_signature(
@@ -472,6 +573,9 @@ pub struct Evidence {
     pub digest: Option<Result<String, String>>,
     /// The fingerprint of the key whose signature verified, or why none did.
     pub signature: Option<Result<String, String>>,
+    /// Each attestation requirement's outcome, in the policy's order (what signed the
+    /// attestation that met it, or why none did), or why attestations could not be read.
+    pub attestations: Option<Result<Vec<Result<String, String>>, String>>,
     /// The latest scan of the digest (`None` when never scanned), or why it is unknown.
     pub scan: Option<Result<Option<ScanRecord>, String>>,
     /// Lookups that did not finish within the answer budget or could not be made (registry
@@ -486,6 +590,8 @@ pub enum Lookup {
     Digest,
     /// Signatures, at the registry.
     Signature,
+    /// Attestations, at the registry.
+    Attestation,
     /// Latest scan, in the database.
     Scan,
 }
@@ -509,6 +615,8 @@ pub struct Needs {
     pub digest: bool,
     /// A verified signature.
     pub signature: bool,
+    /// Verified attestations.
+    pub attestations: bool,
     /// The latest scan.
     pub scan: bool,
 }
@@ -516,8 +624,11 @@ pub struct Needs {
 /// What `policy` needs to decide on `image`.
 pub fn needs(policy: &CompiledPolicy) -> Needs {
     Needs {
-        digest: policy.signature.is_some() || policy.scan.is_some(),
+        digest: policy.signature.is_some()
+            || policy.scan.is_some()
+            || !policy.attestations.is_empty(),
         signature: policy.signature.is_some(),
+        attestations: !policy.attestations.is_empty(),
         scan: policy.scan.is_some(),
     }
 }
@@ -589,7 +700,11 @@ pub fn check_image_detailed(
     }
     let digest = match &evidence.digest {
         Some(Ok(d)) => Some(d.as_str()),
-        Some(Err(e)) if policy.signature.is_some() || policy.scan.is_some() => {
+        Some(Err(e))
+            if policy.signature.is_some()
+                || policy.scan.is_some()
+                || !policy.attestations.is_empty() =>
+        {
             broken.push(unchecked(
                 Lookup::Digest,
                 format!("cannot resolve its digest: {e}"),
@@ -606,6 +721,22 @@ pub fn check_image_detailed(
                 format!("signature check failed for {digest}: {e}"),
             )),
             None => broken.push(broke(format!("signature of {digest} was not checked"))),
+        }
+    }
+    if let (false, Some(digest)) = (policy.attestations.is_empty(), digest) {
+        match &evidence.attestations {
+            Some(Ok(outcomes)) => {
+                for outcome in outcomes {
+                    if let Err(e) = outcome {
+                        broken.push(broke(e.clone()));
+                    }
+                }
+            }
+            Some(Err(e)) => broken.push(unchecked(
+                Lookup::Attestation,
+                format!("attestation check failed for {digest}: {e}"),
+            )),
+            None => broken.push(broke(format!("attestations of {digest} were not checked"))),
         }
     }
     if let (Some(scan), Some(digest)) = (&policy.scan, digest) {

@@ -23,7 +23,7 @@ use stellaops_tls::ReloadableCert;
 
 use crate::cache::Cache;
 use crate::cosign;
-use crate::evidence::{EvidenceSource, FoundSignature};
+use crate::evidence::{EvidenceSource, FoundAttestation, FoundSignature};
 use crate::policy::{self, CompiledPolicy, Decision, Evidence, Lookup, ScanRecord, Violation};
 use crate::review;
 use crate::workload;
@@ -108,7 +108,7 @@ impl Metrics {
             &["kind"],
         )?;
         // Zero from the start, so the error ratio exists before the first failed lookup.
-        for kind in ["digest", "signature", "scan"] {
+        for kind in ["digest", "signature", "attestation", "scan"] {
             lookup_errors.with_label_values(&[kind]);
         }
         registry.register(Box::new(decisions.clone()))?;
@@ -128,6 +128,7 @@ impl Metrics {
 enum Fact {
     Digest(String),
     Signature(Result<String, String>),
+    Attestations(Vec<Result<String, String>>),
     Scan(Option<ScanRecord>),
 }
 
@@ -136,6 +137,7 @@ enum Fact {
 enum Flight {
     Digest(Result<String, String>),
     Signatures(Result<Vec<FoundSignature>, String>),
+    Attestations(Result<Vec<FoundAttestation>, String>),
     Scan(Result<Option<ScanRecord>, String>),
     Failed(String),
 }
@@ -145,12 +147,28 @@ type Flights = Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Flight>>>>>;
 /// The cache key of a signature verification: the policy's generation and key fingerprints
 /// (a new key or spec is a miss), the image's repository and the digest.
 fn signature_cache_key(policy: &CompiledPolicy, image: &str, digest: &str) -> String {
+    format!(
+        "signature|{}|{}|{digest}",
+        policy.cache_key,
+        repository_of(image)
+    )
+}
+
+/// The cache key of an attestation verification, as [`signature_cache_key`].
+fn attestation_cache_key(policy: &CompiledPolicy, image: &str, digest: &str) -> String {
+    format!(
+        "attestation|{}|{}|{digest}",
+        policy.cache_key,
+        repository_of(image)
+    )
+}
+
+fn repository_of(image: &str) -> &str {
     let repository = image.split('@').next().unwrap_or(image);
-    let repository = match repository.rsplit_once(':') {
+    match repository.rsplit_once(':') {
         Some((name, tag)) if !tag.contains('/') => name,
         _ => repository,
-    };
-    format!("signature|{}|{repository}|{digest}", policy.cache_key)
+    }
 }
 
 /// The `policy` label of requests for a policy this replica has not loaded: a name from the
@@ -168,7 +186,7 @@ pub struct Webhook {
     metrics: Metrics,
     outbox: Option<sqlx::PgPool>,
     synced: AtomicBool,
-    cache_counters: [prometheus::IntCounter; 6],
+    cache_counters: [prometheus::IntCounter; 8],
     /// The serving certificate (readiness waits for it).
     pub certificate: Arc<ReloadableCert>,
 }
@@ -190,6 +208,8 @@ impl Webhook {
             counter("signature", "miss"),
             counter("scan", "hit"),
             counter("scan", "miss"),
+            counter("attestation", "hit"),
+            counter("attestation", "miss"),
         ];
         Arc::new(Webhook {
             cache_counters,
@@ -245,6 +265,27 @@ impl Webhook {
         }
     }
 
+    /// What this replica verified of `digest`'s attestations under the policy named
+    /// `policy_name` (each requirement's outcome), as [`Webhook::verified_signature`].
+    pub fn verified_attestations(
+        &self,
+        policy_name: &str,
+        image: &str,
+        digest: &str,
+    ) -> Option<Vec<Result<String, String>>> {
+        let policy = self.policy(policy_name)?;
+        if policy.attestations.is_empty() {
+            return None;
+        }
+        match self.cache.get(
+            &attestation_cache_key(&policy, image, digest),
+            Instant::now(),
+        ) {
+            Some(Fact::Attestations(outcomes)) => Some(outcomes),
+            _ => None,
+        }
+    }
+
     /// Verify `digest`'s signature under the policy named `policy_name` in the background
     /// (the result fills the cache [`Webhook::verified_signature`] reads), bounded by
     /// `lookup_timeout`; does nothing for a policy not loaded here.
@@ -252,14 +293,21 @@ impl Webhook {
         let Some(policy) = self.policy(policy_name) else {
             return;
         };
-        if policy.signature.is_none() {
+        if policy.signature.is_none() && policy.attestations.is_empty() {
             return;
         }
         let (webhook, image, digest) = (self.clone(), image.to_string(), digest.to_string());
         let limit = self.settings.lookup_timeout;
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(limit, webhook.signature_of(&policy, &image, &digest)).await;
+            let _ = tokio::time::timeout(limit, async {
+                if policy.signature.is_some() {
+                    let _ = webhook.signature_of(&policy, &image, &digest).await;
+                }
+                if !policy.attestations.is_empty() {
+                    let _ = webhook.attestations_of(&policy, &image, &digest).await;
+                }
+            })
+            .await;
         });
     }
 
@@ -324,6 +372,7 @@ impl Webhook {
         let index = match kind {
             "digest" => 0,
             "signature" => 2,
+            "attestation" => 6,
             _ => 4,
         } + usize::from(hit.is_none());
         self.cache_counters[index].inc();
@@ -444,6 +493,65 @@ impl Webhook {
         Ok(result)
     }
 
+    /// Each attestation requirement's outcome for `digest`; the error says the attestations
+    /// could not be fetched at all. Verification (signatures, CEL) runs on a blocking
+    /// thread; outcomes are cached like signature verdicts.
+    async fn attestations_of(
+        &self,
+        policy: &Arc<CompiledPolicy>,
+        image: &str,
+        digest: &str,
+    ) -> Result<Vec<Result<String, String>>, String> {
+        if policy.attestations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = attestation_cache_key(policy, image, digest);
+        if let Some(Fact::Attestations(outcomes)) = self.cached("attestation", &key) {
+            return Ok(outcomes);
+        }
+        let evidence = self.evidence.clone();
+        let (owned_image, owned_digest) = (image.to_string(), digest.to_string());
+        let lookup = async move {
+            Flight::Attestations(evidence.attestations(&owned_image, &owned_digest).await)
+        };
+        let found = match self
+            .shared_lookup(format!("attestations|{image}|{digest}"), lookup.boxed())
+            .await
+        {
+            Flight::Attestations(found) => {
+                found.map_err(|e| self.lookup_failed("attestation", e))?
+            }
+            Flight::Failed(e) => return Err(self.lookup_failed("attestation", e)),
+            _ => return Err("internal error: mismatched lookup".into()),
+        };
+        let (judged, owned_digest) = (policy.clone(), digest.to_string());
+        let outcomes = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now();
+            judged
+                .attestations
+                .iter()
+                .map(|check| {
+                    crate::attestation::judge(check, &found, &owned_digest, now)
+                        .map_err(|failure| failure.to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| format!("attestation verification failed: {e}"))?;
+        let ttl = if outcomes.iter().all(Result::is_ok) {
+            self.settings.signature_ttl
+        } else {
+            self.settings.negative_ttl
+        };
+        self.cache.insert(
+            key,
+            Fact::Attestations(outcomes.clone()),
+            ttl,
+            Instant::now(),
+        );
+        Ok(outcomes)
+    }
+
     /// The verdict of `digest` that counts: its latest, or with a ScanPolicy (`under`) its
     /// latest decided under that policy's current digest.
     async fn scan_of(
@@ -505,7 +613,7 @@ impl Webhook {
     /// that failed (registry or database unreachable) likewise.
     pub async fn evidence_for(
         &self,
-        policy: &CompiledPolicy,
+        policy: &Arc<CompiledPolicy>,
         image: &str,
         deadline: tokio::time::Instant,
     ) -> Evidence {
@@ -531,7 +639,7 @@ impl Webhook {
         let Ok(digest) = digest else {
             return evidence;
         };
-        let (signature, scan) = tokio::join!(
+        let (signature, attestations, scan) = tokio::join!(
             async {
                 if !needs.signature {
                     return None;
@@ -544,6 +652,18 @@ impl Webhook {
                     Ok(Err(unreachable)) => Err(Err(unreachable)),
                     Err(_) => Err(Err(self.lookup_failed("signature", late("the registry")))),
                 })
+            },
+            async {
+                if !needs.attestations {
+                    return None;
+                }
+                Some(
+                    tokio::time::timeout_at(deadline, self.attestations_of(policy, image, &digest))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(self.lookup_failed("attestation", late("the registry")))
+                        }),
+                )
             },
             async {
                 if !needs.scan {
@@ -566,6 +686,11 @@ impl Webhook {
                 unavailable
             }
         });
+        if let Some(Err(_)) = &attestations {
+            // Judged outcomes come back as Ok; an error is an outage or a timeout.
+            evidence.unavailable.push(Lookup::Attestation);
+        }
+        evidence.attestations = attestations;
         if let Some(Err(_)) = &scan {
             // A scan lookup answers "never scanned" as Ok(None): an error is always an
             // outage, never a verdict.

@@ -55,6 +55,17 @@ pub trait SignatureFacts: Send + Sync {
     /// The fingerprint (or identity) that verified `digest` of `image` under the policy
     /// named `policy`, why none did, or `None` when nothing is known.
     fn verified(&self, policy: &str, image: &str, digest: &str) -> Option<Result<String, String>>;
+    /// Each attestation requirement's outcome for `digest` of `image` under the policy
+    /// named `policy` (what signed it, or why it is not met), or `None` when nothing is
+    /// known.
+    fn verified_attestations(
+        &self,
+        _policy: &str,
+        _image: &str,
+        _digest: &str,
+    ) -> Option<Vec<Result<String, String>>> {
+        None
+    }
     /// Ask for `digest` to be verified in the background, so a later pass knows.
     fn request(&self, _policy: &str, _image: &str, _digest: &str) {}
 }
@@ -285,6 +296,18 @@ fn check_running(
             Err("the webhook has not verified its signature yet".to_string())
         }));
     }
+    if let (true, Some(digest)) = (needs.attestations, digest) {
+        let known = facts
+            .signatures
+            .and_then(|s| s.verified_attestations(&policy.name, image, digest));
+        evidence.attestations = Some(match known {
+            Some(outcomes) => Ok(outcomes),
+            None => {
+                evidence.unavailable.push(Lookup::Attestation);
+                Err("the webhook has not verified its attestations yet".to_string())
+            }
+        });
+    }
     if let (true, Some(digest)) = (needs.scan, digest) {
         evidence.scan = Some(match facts.verdicts.get(digest) {
             Some(record) => Ok(Some(record.clone())),
@@ -345,12 +368,15 @@ pub fn audit_policy<'p>(
                 std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     let findings = Arc::new(check_running(policy, image, digest, facts));
-                    if needs_signature
+                    if (needs_signature || needs.attestations)
                         && let Some(digest) =
                             digest.or_else(|| webhook_policy::pinned_digest(image))
-                        && facts
-                            .signatures
-                            .is_none_or(|s| s.verified(&policy.name, image, digest).is_none())
+                        && facts.signatures.is_none_or(|s| {
+                            (needs_signature && s.verified(&policy.name, image, digest).is_none())
+                                || (needs.attestations
+                                    && s.verified_attestations(&policy.name, image, digest)
+                                        .is_none())
+                        })
                     {
                         audit
                             .unverified

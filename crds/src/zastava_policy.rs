@@ -57,7 +57,8 @@ use crate::scan::Verdict;
 )]
 #[x_kube(
     validation = Rule::new("!has(self.preset) || !(self.preset in ['signed', 'strict']) || has(self.requireSignature)").message("presets signed and strict need requireSignature (the keys or keyless authorities to trust)"),
-    validation = Rule::new("!has(self.stage) || !has(self.audit) || !has(self.audit.enabled) || self.audit.enabled").message("stage needs audit.enabled: the runtime audit is the evidence for each promotion")
+    validation = Rule::new("!has(self.stage) || !has(self.audit) || !has(self.audit.enabled) || self.audit.enabled").message("stage needs audit.enabled: the runtime audit is the evidence for each promotion"),
+    validation = Rule::new("!has(self.requireAttestations) || size(self.requireAttestations) == 0 || has(self.requireSignature)").message("requireAttestations needs requireSignature: its keys and keyless authorities are the ones trusted to sign attestations")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZastavaPolicySpec {
@@ -95,6 +96,13 @@ pub struct ZastavaPolicySpec {
     /// Require a cosign signature by one of the given keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_signature: Option<SignatureRequirement>,
+    /// Require signed in-toto attestations of the image (DSSE envelopes stored as cosign
+    /// `.att` layers or OCI referrers; those inside Sigstore bundles are not verified yet),
+    /// each signed by the authorities of `requireSignature` and, optionally, with a
+    /// predicate meeting CEL conditions. All of them must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub require_attestations: Vec<AttestationRequirement>,
     /// Require a recent scan whose verdict is acceptable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_scan: Option<ScanRequirement>,
@@ -334,6 +342,11 @@ pub struct SignatureRequirement {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub keyless: Vec<KeylessAuthority>,
+    /// Require the image itself to carry a signature by these authorities. `false`: they
+    /// only sign the attestations `requireAttestations` asks for (the presets `signed` and
+    /// `strict` require the image signature all the same).
+    #[serde(default = "default_true")]
+    pub image_signature: bool,
 }
 
 /// A keyless signing authority: a trusted root (Fulcio CAs, Rekor keys) and the identity
@@ -375,6 +388,69 @@ pub struct KeylessAuthority {
     /// the trusted root's `ctlogs` (as Fulcio's certificates carry).
     #[serde(default = "default_true", rename = "requireSCT")]
     pub require_sct: bool,
+}
+
+/// A required attestation: an in-toto Statement about the image's digest, of one predicate
+/// type, signed by the policy's authorities, whose predicate meets every condition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationRequirement {
+    /// A name for messages (defaults to the predicate type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: Option<String>,
+    /// The predicate type: a full URI, or one of the short names `slsaprovenance1`
+    /// (https://slsa.dev/provenance/v1), `slsaprovenance02` (https://slsa.dev/provenance/v0.2),
+    /// `cyclonedx` (https://cyclonedx.org/bom), `spdx` (https://spdx.dev/Document),
+    /// `spdxjson` (https://spdx.dev/Document, as cosign names it), `vuln`
+    /// (https://cosign.sigstore.dev/attestation/vuln/v1), `verdict` (Stella Ops' signed scan
+    /// verdict, https://stella-ops.org/attestations/scan-verdict/v1).
+    #[schemars(
+        length(min = 1, max = 512),
+        regex(
+            pattern = r"^(slsaprovenance1|slsaprovenance02|cyclonedx|spdx|spdxjson|vuln|verdict|[a-zA-Z][a-zA-Z0-9+.-]*://\S+)$"
+        )
+    )]
+    pub predicate_type: String,
+    /// Which of `requireSignature`'s authorities may have signed it: `any` (its keys and
+    /// keyless authorities), `keys` (only its public keys) or `keyless` (only its keyless
+    /// authorities).
+    #[serde(default)]
+    pub signed_by: AttestationSigners,
+    /// CEL expressions over the attestation, each of which must be `true`: `predicate`
+    /// is the Statement's predicate (JSON), `predicateType` its type and `subject` its
+    /// subjects. Compiled when the policy is loaded (a broken one makes the policy not
+    /// Ready); an evaluation error counts as a failed condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub conditions: Vec<AttestationCondition>,
+}
+
+/// Which authorities may sign an attestation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AttestationSigners {
+    /// Any key or keyless authority of `requireSignature`.
+    #[default]
+    Any,
+    /// Only `requireSignature.publicKeys`.
+    Keys,
+    /// Only `requireSignature.keyless`.
+    Keyless,
+}
+
+/// One CEL condition on an attestation's predicate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationCondition {
+    /// A CEL expression yielding a bool, such as
+    /// `predicate.runDetails.builder.id.startsWith("https://github.com/")`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub expression: String,
+    /// What the condition means, for denial messages (defaults to the expression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub message: Option<String>,
 }
 
 /// A key of a Secret holding a Sigstore trusted root.

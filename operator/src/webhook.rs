@@ -92,6 +92,15 @@ impl stellaops_controllers::zastava_audit::SignatureFacts for WebhookFacts {
         self.0.verified_signature(policy, image, digest)
     }
 
+    fn verified_attestations(
+        &self,
+        policy: &str,
+        image: &str,
+        digest: &str,
+    ) -> Option<Vec<Result<String, String>>> {
+        self.0.verified_attestations(policy, image, digest)
+    }
+
     fn request(&self, policy: &str, image: &str, digest: &str) {
         self.0.verify_in_background(policy, image, digest);
     }

@@ -1,6 +1,7 @@
 //! Zastava tests with real AdmissionReview documents.
 
 mod bundle;
+mod attestation;
 mod deadline;
 mod keyless;
 mod policy;

@@ -205,6 +205,7 @@ fn decisions_table() {
     let verified = Evidence {
         digest: Some(Ok(DIGEST.into())),
         signature: Some(Ok("fingerprint".into())),
+        attestations: None,
         scan: scanned(Verdict::Pass, 1),
         unavailable: Vec::new(),
     };
@@ -318,6 +319,7 @@ fn decisions_table() {
             Evidence {
                 digest: Some(Ok(DIGEST.into())),
                 signature: Some(Err("no cosign signature".into())),
+                attestations: None,
                 scan: scanned(Verdict::Pass, 48),
                 unavailable: Vec::new(),
             },

@@ -221,6 +221,83 @@ impl SignatureFacts for KnownSignatures {
     }
 }
 
+struct KnownAttestations {
+    known: HashMap<String, Vec<Result<String, String>>>,
+}
+
+impl SignatureFacts for KnownAttestations {
+    fn verified(&self, _: &str, _: &str, _: &str) -> Option<Result<String, String>> {
+        panic!("imageSignature: false asks for no image signature")
+    }
+    fn verified_attestations(
+        &self,
+        policy: &str,
+        _image: &str,
+        digest: &str,
+    ) -> Option<Vec<Result<String, String>>> {
+        assert_eq!(policy, "prod");
+        self.known.get(digest).cloned()
+    }
+}
+
+#[test]
+fn attestations_count_as_the_webhook_verified_them_and_unknown_ones_are_unscanned() {
+    let policy = compile_for_audit(&policy(json!({
+        "requireSignature": {"publicKeys": {"name": "keys"}, "imageSignature": false},
+        "requireAttestations": [{"predicateType": "slsaprovenance1",
+            "conditions": [{"expression": "predicate.runDetails.builder.id.startsWith('https://github.com/')"}]}],
+    })))
+    .unwrap();
+    assert!(policy.signature.is_none());
+    let (attested, unmet, unknown) = (digest(21), digest(22), digest(23));
+    let facts_source = KnownAttestations {
+        known: HashMap::from([
+            (attested.clone(), vec![Ok("abcd".to_string())]),
+            (
+                unmet.clone(),
+                vec![Err(
+                    "AttestationMissing: no attestation slsaprovenance1".to_string()
+                )],
+            ),
+        ]),
+    };
+    let verdicts = HashMap::new();
+    let facts = Facts {
+        verdicts: &verdicts,
+        signatures: Some(&facts_source),
+        own_namespace: "stellaops-system",
+        now: Utc::now(),
+    };
+    let pods = [
+        pod(
+            "shop",
+            "attested",
+            "r.example/a:1",
+            Some(&attested),
+            "Running",
+        ),
+        pod("shop", "unmet", "r.example/a:2", Some(&unmet), "Running"),
+        pod(
+            "shop",
+            "unknown",
+            "r.example/a:3",
+            Some(&unknown),
+            "Running",
+        ),
+    ];
+    let audit = audit_policy(&policy, &namespaces(&["shop"]), pods.iter(), &facts);
+    assert_eq!(
+        (audit.compliant, audit.violations, audit.unscanned),
+        (1, 1, 1)
+    );
+    assert!(audit.found[0].reason.contains("AttestationMissing"));
+    // Not verified yet: asked for in the background.
+    assert_eq!(
+        audit.unverified,
+        [("r.example/a:3".to_string(), unknown.clone())]
+    );
+}
+
 #[test]
 fn signatures_count_as_the_webhook_verified_them_and_unknown_ones_are_unscanned() {
     let policy = compile_for_audit(&policy(json!({
