@@ -2,8 +2,8 @@
 //! workload runs, applying ZastavaPolicies (a pure decision over gathered evidence),
 //! verifying cosign signatures, looking up scan verdicts, and the TLS server around it.
 
-pub mod bundle;
 pub mod attestation;
+pub mod bundle;
 pub mod cache;
 pub mod cosign;
 pub mod evidence;

@@ -1,7 +1,7 @@
 //! Zastava tests with real AdmissionReview documents.
 
-mod bundle;
 mod attestation;
+mod bundle;
 mod deadline;
 mod keyless;
 mod policy;
