@@ -485,16 +485,29 @@ fn maven_items(v: &str) -> Vec<MavenItem> {
         }
         current.clear();
     };
+    // Zeros before a `-` or a qualifier carry no meaning either (1.0-rc1 == 1-rc1,
+    // 1.0.alpha == 1-alpha, as Maven normalises each sub-list); the first item stays.
+    let trim_zeros = |items: &mut Vec<MavenItem>| {
+        while items.len() > 1 && items.last() == Some(&MavenItem::Number(0)) {
+            items.pop();
+        }
+    };
     let mut last_digit: Option<bool> = None;
     for c in v.chars() {
         if c == '.' || c == '-' || c == '_' {
             flush(&mut current, &mut items);
+            if c == '-' {
+                trim_zeros(&mut items);
+            }
             last_digit = None;
             continue;
         }
         let digit = c.is_ascii_digit();
         if last_digit.is_some_and(|d| d != digit) {
             flush(&mut current, &mut items);
+        }
+        if !digit && current.is_empty() {
+            trim_zeros(&mut items);
         }
         current.push(c);
         last_digit = Some(digit);
@@ -516,7 +529,11 @@ fn maven_items(v: &str) -> Vec<MavenItem> {
     items
 }
 
-/// Maven version comparison (ComparableVersion's ordering for the usual forms).
+/// Maven version comparison (ComparableVersion's ordering for the usual forms). A total
+/// order: the shorter list is padded with the release qualifier, which sorts after the
+/// pre-release qualifiers and before `sp`, unknown qualifiers and every number (a number
+/// against padding is never "equal to 0": trailing zeros were trimmed, and treating a
+/// middle zero as padding made 1.0-snapshot < 1 < 1-x0 while 1.0-snapshot > 1-x0).
 pub fn maven_compare(a: &str, b: &str) -> Ordering {
     let (ia, ib) = (maven_items(a), maven_items(b));
     let len = ia.len().max(ib.len());
@@ -528,8 +545,8 @@ pub fn maven_compare(a: &str, b: &str) -> Ordering {
             (Some(MavenItem::Qualifier(x)), Some(MavenItem::Qualifier(y))) => {
                 maven_qualifier_rank(x).cmp(&maven_qualifier_rank(y))
             }
-            (Some(MavenItem::Number(x)), None) => x.cmp(&0),
-            (None, Some(MavenItem::Number(y))) => 0.cmp(y),
+            (Some(MavenItem::Number(_)), None) => Ordering::Greater,
+            (None, Some(MavenItem::Number(_))) => Ordering::Less,
             (Some(MavenItem::Qualifier(x)), None) => {
                 maven_qualifier_rank(x).cmp(&(5, String::new()))
             }
@@ -818,8 +835,25 @@ mod tests {
                 ("2.17.1", "2.17.0", Greater),
                 ("2.9.10.8", "2.10.0", Less),
                 ("1.0.1", "1.0-foo", Greater),
+                ("1.0-1", "1-1", Equal),
+                ("1.0.alpha", "1-alpha", Equal),
+                ("0-1", "1", Less),
             ],
         );
+    }
+
+    /// Found by the `version_order` fuzz target (fuzz/artifacts, 2026-12-03): a middle zero
+    /// compared as padding made the order intransitive.
+    #[test]
+    fn maven_is_transitive_where_the_fuzzer_found_it_was_not() {
+        let (a, b, c) = ("1.0-SNAPSHOt", "1.0", "1\u{fffd}0-alpha-1");
+        let cmp = |x, y| Scheme::Maven.compare(x, y);
+        assert_eq!(cmp(a, b), Less);
+        assert_eq!(cmp(b, c), Less);
+        assert_eq!(cmp(a, c), Less);
+        for (x, y) in [(a, b), (b, c), (a, c)] {
+            assert_eq!(cmp(x, y), cmp(y, x).reverse());
+        }
     }
 
     #[test]
