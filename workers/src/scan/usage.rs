@@ -551,7 +551,15 @@ impl<'a> Tracer<'a> {
         };
         let functions = function_bodies(&commands);
         let mut last: Option<(Vec<String>, Ctx, String)> = None;
-        let flow = self.block(label, &commands, &functions, vars, ctx, &mut last);
+        let flow = self.block(
+            label,
+            &commands,
+            0..commands.len(),
+            &functions,
+            vars,
+            ctx,
+            &mut last,
+        );
         if let Some((argv, ctx, from)) = last {
             if flow == Flow::Continue {
                 // The script ends with this command: the program the container keeps
@@ -569,19 +577,25 @@ impl<'a> Tracer<'a> {
     fn block(
         &mut self,
         label: &str,
-        commands: &[Command],
+        script: &[Command],
+        range: std::ops::Range<usize>,
         functions: &BTreeMap<String, (usize, usize)>,
         vars: &mut Vars,
         ctx: &mut Ctx,
         last: &mut Option<(Vec<String>, Ctx, String)>,
     ) -> Flow {
+        // `functions` holds ranges of the whole `script`, so a function body is run as a
+        // range of it, and indices here are the script's, not the block's.
+        let offset = range.start;
+        let commands = &script[range];
         let mut skip_until = 0;
         // Inside `if`, `case` or a loop: an `exec` there may not happen, so it is
         // followed as a program that may run, and the script goes on.
         let mut loops = 0usize;
         // Open `if`s: which branch runs, when a string test decides it.
         let mut ifs: Vec<Branch> = Vec::new();
-        for (i, command) in commands.iter().enumerate() {
+        for (k, command) in commands.iter().enumerate() {
+            let i = offset + k;
             if i < skip_until {
                 continue;
             }
@@ -796,7 +810,15 @@ impl<'a> Tracer<'a> {
                                 }
                             };
                             let inner_functions = function_bodies(&inner);
-                            let flow = self.block(&path, &inner, &inner_functions, vars, ctx, last);
+                            let flow = self.block(
+                                &path,
+                                &inner,
+                                0..inner.len(),
+                                &inner_functions,
+                                vars,
+                                ctx,
+                                last,
+                            );
                             ctx.depth -= 1;
                             if flow != Flow::Continue {
                                 return flow;
@@ -835,14 +857,8 @@ impl<'a> Tracer<'a> {
                         positional: argv[1..].to_vec(),
                     };
                     ctx.depth += 1;
-                    let flow = self.block(
-                        label,
-                        &commands[start..end],
-                        functions,
-                        &mut inner,
-                        ctx,
-                        last,
-                    );
+                    let flow =
+                        self.block(label, script, start..end, functions, &mut inner, ctx, last);
                     ctx.depth -= 1;
                     vars.named = inner.named;
                     match flow {
@@ -1840,6 +1856,40 @@ mod tests {
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
             working_dir: "/".into(),
+        }
+    }
+
+    /// Found by the `shell` fuzz target (2026-12-03): a function called from inside a
+    /// function body was looked up by its index in the whole script but sliced out of the
+    /// body, past its end. Plain recursion did it too.
+    #[test]
+    fn functions_called_from_function_bodies_are_followed_not_a_panic() {
+        let scripts = [
+            "#!/usr/bin/bash\nf() {\n  a\n  b\n  c\n  f\n}\nf\n".to_string(),
+            "#!/usr/bin/bash\ng() {\n  exec /usr/bin/bash -c true\n}\nf() {\n  x=1\n  g\n}\nf \"$@\"\n"
+                .to_string(),
+            // The fuzzer's input, as it found it.
+            String::from_utf8_lossy(
+                b"#!/usr/bin/bash\nmain() {\n  local x=\"$(id -u)\"\n  c\0\0\0\0\0\0\0\0in/tee//x\n\tbody $x\nmain(+\0\0\0  loca#l x! \"$@\"\n}\nmain \"$@\" # \x9cone\n",
+            )
+            .into_owned(),
+        ];
+        for (n, text) in scripts.iter().enumerate() {
+            let nodes = BTreeMap::from([
+                ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
+                ("entry.sh".into(), file(true, Some(text), None)),
+            ]);
+            let vfs = Vfs::from_nodes(nodes);
+            let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            if n == 1 {
+                // g, called from f, execs bash.
+                assert!(
+                    t.chain
+                        .iter()
+                        .any(|s| s.path == "/usr/bin/bash" && s.from == "/entry.sh:3"),
+                    "{t:#?}"
+                );
+            }
         }
     }
 
