@@ -219,14 +219,33 @@ struct FinishedMember {
     frame: Vec<u8>,
 }
 
-/// Hashes and compresses each member's blocks as they come; returns the finished members.
-fn compress_members(work: std::sync::mpsc::Receiver<Work>, level: i32) -> Vec<FinishedMember> {
+/// Compression threads a writer uses by default: one per core the process may use, at
+/// most [`MAX_WORKERS`]. The bytes do not depend on it (see [`BundleWriter::with_workers`]).
+pub fn default_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() as u32)
+        .min(MAX_WORKERS)
+}
+
+/// Most compression threads per data member.
+const MAX_WORKERS: u32 = 8;
+
+/// Hashes each member's blocks as they come and hands them to zstd, which compresses
+/// them on `workers` threads of its own; returns the finished members.
+fn compress_members(
+    work: std::sync::mpsc::Receiver<Work>,
+    level: i32,
+    workers: u32,
+) -> Vec<FinishedMember> {
     let start = || {
-        (
-            Sha256::new(),
-            0u64,
-            zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd accepts the level"),
-        )
+        let mut encoder =
+            zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd accepts the level");
+        // zstd's multithreaded mode cuts the member into jobs whose size depends on the
+        // level alone, so the frame is the same for any number of workers ≥ 1.
+        encoder
+            .multithread(workers.max(1))
+            .expect("zstd is built with multithreading");
+        (Sha256::new(), 0u64, encoder)
     };
     let mut finished = Vec::with_capacity(DATA_MEMBERS.len());
     let mut member = start();
@@ -252,12 +271,13 @@ fn compress_members(work: std::sync::mpsc::Receiver<Work>, level: i32) -> Vec<Fi
     finished
 }
 
-/// Writes a bundle while its data arrives: each data member is hashed and compressed, on
-/// a thread of its own, as its lines come in (export streams them out of the database
-/// while PostgreSQL is still sending), and the manifest, which needs every digest, is
-/// put in front at the end. The result is the concatenation of zstd frames described in
-/// docs/federation-bundle.md ("Compression"); the same members and key give the same
-/// bytes, however the lines arrived.
+/// Writes a bundle while its data arrives: each data member is hashed, on a thread of
+/// its own, and compressed by zstd's worker threads as its lines come in (export streams
+/// them out of the database while PostgreSQL is still sending), and the manifest, which
+/// needs every digest, is put in front at the end. The result is the concatenation of
+/// zstd frames described in docs/federation-bundle.md ("Compression"); the same members
+/// and key give the same bytes, however the lines arrived and however many threads
+/// compressed them.
 pub struct BundleWriter {
     level: i32,
     block: Vec<u8>,
@@ -267,8 +287,14 @@ pub struct BundleWriter {
 }
 
 impl BundleWriter {
-    /// A writer compressing at zstd `level`.
+    /// A writer compressing at zstd `level` on [`default_workers`] threads.
     pub fn new(level: i32) -> Self {
+        Self::with_workers(level, default_workers())
+    }
+
+    /// A writer compressing at zstd `level` on `workers` threads (0 counts as 1). The
+    /// output is the same for every count.
+    pub fn with_workers(level: i32, workers: u32) -> Self {
         let (work, queue) = std::sync::mpsc::sync_channel(QUEUED_BLOCKS);
         BundleWriter {
             level,
@@ -277,7 +303,7 @@ impl BundleWriter {
             work,
             compressor: std::thread::Builder::new()
                 .name("bundle-compress".into())
-                .spawn(move || compress_members(queue, level))
+                .spawn(move || compress_members(queue, level, workers))
                 .expect("a thread can be started"),
         }
     }
@@ -445,6 +471,16 @@ pub struct Contents<'a> {
 
 /// Write a bundle. The same inputs (and key) give byte-identical output.
 pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level: i32) -> Vec<u8> {
+    write_with_workers(contents, signer, compression_level, default_workers())
+}
+
+/// [`write`] compressing on `workers` threads; the bytes are the same for every count.
+pub fn write_with_workers(
+    contents: &Contents<'_>,
+    signer: Option<&Signer>,
+    compression_level: i32,
+    workers: u32,
+) -> Vec<u8> {
     fn member<T: Serialize>(writer: &mut BundleWriter, items: &[T], line: &mut Vec<u8>) {
         writer.next_member();
         for item in items {
@@ -453,7 +489,7 @@ pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level
             writer.line(line);
         }
     }
-    let mut writer = BundleWriter::new(compression_level);
+    let mut writer = BundleWriter::with_workers(compression_level, workers);
     let mut line = Vec::new();
     member(&mut writer, contents.canonicals, &mut line);
     member(&mut writer, contents.edges, &mut line);
