@@ -205,123 +205,98 @@ const BLOCK_BYTES: usize = 256 << 10;
 /// Blocks waiting for the compressing thread before `line` waits for it.
 const QUEUED_BLOCKS: usize = 16;
 
-/// What the compressing thread is told.
-enum Work {
-    /// The next bytes of the current member.
-    Block(Vec<u8>),
-    /// The current member is complete; the next block starts the next one.
-    EndMember,
-}
-
 /// A finished data member: its digest and its zstd frame.
 struct FinishedMember {
     digest: MemberDigest,
     frame: Vec<u8>,
 }
 
-/// Hashes and compresses each member's blocks as they come; returns the finished members.
-fn compress_members(work: std::sync::mpsc::Receiver<Work>, level: i32) -> Vec<FinishedMember> {
-    let start = || {
-        (
-            Sha256::new(),
-            0u64,
-            zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd accepts the level"),
-        )
-    };
-    let mut finished = Vec::with_capacity(DATA_MEMBERS.len());
-    let mut member = start();
-    for item in work {
-        match item {
-            Work::Block(block) => {
-                member.0.update(&block);
-                member.1 += block.len() as u64;
-                member.2.write_all(&block).expect("compressing into memory");
-            }
-            Work::EndMember => {
-                let (hasher, size, frame) = std::mem::replace(&mut member, start());
-                finished.push(FinishedMember {
-                    digest: MemberDigest {
-                        sha256: format!("sha256:{}", hex::encode(hasher.finalize())),
-                        size,
-                    },
-                    frame: frame.finish().expect("compressing into memory"),
-                });
-            }
-        }
-    }
-    finished
+/// Compression threads a writer uses by default: one per core the process may use, at
+/// most [`MAX_WORKERS`]. The bytes do not depend on it (see [`BundleWriter::with_workers`]).
+pub fn default_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() as u32)
+        .min(MAX_WORKERS)
 }
 
-/// Writes a bundle while its data arrives: each data member is hashed and compressed, on
-/// a thread of its own, as its lines come in (export streams them out of the database
-/// while PostgreSQL is still sending), and the manifest, which needs every digest, is
-/// put in front at the end. The result is the concatenation of zstd frames described in
-/// docs/federation-bundle.md ("Compression"); the same members and key give the same
-/// bytes, however the lines arrived.
-pub struct BundleWriter {
+/// Most compression threads per data member.
+const MAX_WORKERS: u32 = 8;
+
+/// Hashes one member's blocks as they come and hands them to zstd, which compresses them
+/// on `workers` threads of its own.
+fn compress_member(
+    blocks: std::sync::mpsc::Receiver<Vec<u8>>,
     level: i32,
-    block: Vec<u8>,
-    lines: Vec<u64>,
-    work: std::sync::mpsc::SyncSender<Work>,
-    compressor: std::thread::JoinHandle<Vec<FinishedMember>>,
+    workers: u32,
+) -> FinishedMember {
+    let mut encoder =
+        zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd accepts the level");
+    // zstd's multithreaded mode cuts the member into jobs whose size depends on the level
+    // alone, so the frame is the same for any number of workers ≥ 1.
+    encoder
+        .multithread(workers.max(1))
+        .expect("zstd is built with multithreading");
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    for block in blocks {
+        hasher.update(&block);
+        size += block.len() as u64;
+        encoder.write_all(&block).expect("compressing into memory");
+    }
+    FinishedMember {
+        digest: MemberDigest {
+            sha256: format!("sha256:{}", hex::encode(hasher.finalize())),
+            size,
+        },
+        frame: encoder.finish().expect("compressing into memory"),
+    }
 }
 
-impl BundleWriter {
-    /// A writer compressing at zstd `level`.
-    pub fn new(level: i32) -> Self {
-        let (work, queue) = std::sync::mpsc::sync_channel(QUEUED_BLOCKS);
-        BundleWriter {
-            level,
-            block: Vec::with_capacity(BLOCK_BYTES),
-            lines: Vec::with_capacity(DATA_MEMBERS.len()),
-            work,
-            compressor: std::thread::Builder::new()
-                .name("bundle-compress".into())
-                .spawn(move || compress_members(queue, level))
-                .expect("a thread can be started"),
-        }
-    }
+/// One data member being written: its lines are cut into blocks that a thread of its
+/// own hashes and compresses. The three members of a [`BundleWriter`] may be written at
+/// the same time ([`BundleWriter::data_members`]).
+pub struct MemberWriter {
+    block: Vec<u8>,
+    lines: u64,
+    blocks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    compressor: Option<std::thread::JoinHandle<FinishedMember>>,
+}
 
-    fn send(&mut self, work: Work) {
-        // The thread only stops when this writer drops its sender, so it is there.
-        self.work
-            .send(work)
-            .expect("the compressing thread runs until finish()");
+impl MemberWriter {
+    fn new(level: i32, workers: u32) -> Self {
+        let (blocks, queue) = std::sync::mpsc::sync_channel(QUEUED_BLOCKS);
+        MemberWriter {
+            block: Vec::new(),
+            lines: 0,
+            blocks: Some(blocks),
+            compressor: Some(
+                std::thread::Builder::new()
+                    .name("bundle-compress".into())
+                    .spawn(move || compress_member(queue, level, workers))
+                    .expect("a thread can be started"),
+            ),
+        }
     }
 
     fn send_block(&mut self) {
         if !self.block.is_empty() {
             let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES));
-            self.send(Work::Block(block));
+            // The thread only stops when its sender is dropped (in finish()), so it is there.
+            self.blocks
+                .as_ref()
+                .expect("a member is not written after finish()")
+                .send(block)
+                .expect("the compressing thread runs until finish()");
         }
     }
 
-    /// Start the next data member (`canonicals.ndjson`, then `edges.ndjson`, then
-    /// `deletions.ndjson`), ending the one before.
-    pub fn next_member(&mut self) {
-        assert!(
-            self.lines.len() < DATA_MEMBERS.len(),
-            "a bundle has three data members"
-        );
-        if !self.lines.is_empty() {
-            self.send_block();
-            self.send(Work::EndMember);
-        }
-        self.lines.push(0);
-    }
-
-    /// Append one JSON object (given without its newline) to the current member.
+    /// Append one JSON object (given without its newline).
     pub fn line(&mut self, line: &[u8]) {
         self.joined_lines(line);
     }
 
-    /// Append lines joined by newlines (with none after the last) to the current member.
+    /// Append lines joined by newlines (with none after the last).
     pub fn joined_lines(&mut self, lines: &[u8]) {
-        let count = self
-            .lines
-            .last_mut()
-            .expect("next_member() is called before the first line");
-        *count += 1 + lines.iter().filter(|b| **b == b'\n').count() as u64;
+        self.lines += 1 + lines.iter().filter(|b| **b == b'\n').count() as u64;
         self.push(lines);
         self.push(b"\n");
     }
@@ -330,6 +305,9 @@ impl BundleWriter {
     /// way the lines arrived.
     fn push(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
+            if self.block.capacity() == 0 {
+                self.block.reserve_exact(BLOCK_BYTES);
+            }
             let take = (BLOCK_BYTES - self.block.len()).min(bytes.len());
             self.block.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
@@ -339,18 +317,99 @@ impl BundleWriter {
         }
     }
 
-    /// Lines written so far to each data member.
-    pub fn counts(&self) -> Counts {
-        let line_count = |i: usize| self.lines.get(i).copied().unwrap_or(0);
-        Counts {
-            canonicals: line_count(0),
-            edges: line_count(1),
-            deletions: line_count(2),
+    /// Lines written so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    fn finish(&mut self) -> FinishedMember {
+        self.send_block();
+        drop(self.blocks.take());
+        self.compressor
+            .take()
+            .expect("finish() is called once")
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// Writes a bundle while its data arrives: each data member is hashed, on a thread of
+/// its own, and compressed by zstd's worker threads as its lines come in (export streams
+/// them out of the database while PostgreSQL is still sending, two tables at once), and
+/// the manifest, which needs every digest, is put in front at the end. The result is the
+/// concatenation of zstd frames described in docs/federation-bundle.md ("Compression");
+/// the same members and key give the same bytes, however the lines arrived and however
+/// many threads compressed them.
+pub struct BundleWriter {
+    level: i32,
+    members: [MemberWriter; 3],
+    /// Members started with [`BundleWriter::next_member`].
+    started: usize,
+}
+
+impl BundleWriter {
+    /// A writer compressing at zstd `level` on [`default_workers`] threads.
+    pub fn new(level: i32) -> Self {
+        Self::with_workers(level, default_workers())
+    }
+
+    /// A writer compressing at zstd `level` on `workers` threads per member (0 counts as
+    /// 1). The output is the same for every count.
+    pub fn with_workers(level: i32, workers: u32) -> Self {
+        BundleWriter {
+            level,
+            members: std::array::from_fn(|_| MemberWriter::new(level, workers)),
+            started: 0,
         }
     }
 
-    /// End the last member (members never started are empty), write the manifest and,
-    /// with `signer`, the signature; return the bundle's bytes.
+    /// The three data members (`canonicals.ndjson`, `edges.ndjson`, `deletions.ndjson`),
+    /// to be written in any order or at the same time.
+    pub fn data_members(&mut self) -> [&mut MemberWriter; 3] {
+        let [canonicals, edges, deletions] = &mut self.members;
+        [canonicals, edges, deletions]
+    }
+
+    /// Start the next data member (`canonicals.ndjson`, then `edges.ndjson`, then
+    /// `deletions.ndjson`) for [`BundleWriter::line`] and [`BundleWriter::joined_lines`].
+    pub fn next_member(&mut self) {
+        assert!(
+            self.started < DATA_MEMBERS.len(),
+            "a bundle has three data members"
+        );
+        self.started += 1;
+    }
+
+    fn current(&mut self) -> &mut MemberWriter {
+        let i = self
+            .started
+            .checked_sub(1)
+            .expect("next_member() is called before the first line");
+        &mut self.members[i]
+    }
+
+    /// Append one JSON object (given without its newline) to the current member.
+    pub fn line(&mut self, line: &[u8]) {
+        self.current().line(line);
+    }
+
+    /// Append lines joined by newlines (with none after the last) to the current member.
+    pub fn joined_lines(&mut self, lines: &[u8]) {
+        self.current().joined_lines(lines);
+    }
+
+    /// Lines written so far to each data member.
+    pub fn counts(&self) -> Counts {
+        let [canonicals, edges, deletions] = &self.members;
+        Counts {
+            canonicals: canonicals.lines(),
+            edges: edges.lines(),
+            deletions: deletions.lines(),
+        }
+    }
+
+    /// End the members (members never written are empty), write the manifest and, with
+    /// `signer`, the signature; return the bundle's bytes.
     pub fn finish(
         mut self,
         site_id: &str,
@@ -358,22 +417,9 @@ impl BundleWriter {
         cursor: String,
         signer: Option<&Signer>,
     ) -> Vec<u8> {
-        while self.lines.len() < DATA_MEMBERS.len() {
-            self.next_member();
-        }
-        self.send_block();
-        self.send(Work::EndMember);
         let counts = self.counts();
-        let BundleWriter {
-            level,
-            work,
-            compressor,
-            ..
-        } = self;
-        drop(work);
-        let finished = compressor
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let level = self.level;
+        let finished: Vec<FinishedMember> = self.members.iter_mut().map(|m| m.finish()).collect();
         let manifest = Manifest {
             version: FORMAT_VERSION.to_string(),
             site_id: site_id.to_string(),
@@ -445,6 +491,16 @@ pub struct Contents<'a> {
 
 /// Write a bundle. The same inputs (and key) give byte-identical output.
 pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level: i32) -> Vec<u8> {
+    write_with_workers(contents, signer, compression_level, default_workers())
+}
+
+/// [`write`] compressing on `workers` threads; the bytes are the same for every count.
+pub fn write_with_workers(
+    contents: &Contents<'_>,
+    signer: Option<&Signer>,
+    compression_level: i32,
+    workers: u32,
+) -> Vec<u8> {
     fn member<T: Serialize>(writer: &mut BundleWriter, items: &[T], line: &mut Vec<u8>) {
         writer.next_member();
         for item in items {
@@ -453,7 +509,7 @@ pub fn write(contents: &Contents<'_>, signer: Option<&Signer>, compression_level
             writer.line(line);
         }
     }
-    let mut writer = BundleWriter::new(compression_level);
+    let mut writer = BundleWriter::with_workers(compression_level, workers);
     let mut line = Vec::new();
     member(&mut writer, contents.canonicals, &mut line);
     member(&mut writer, contents.edges, &mut line);

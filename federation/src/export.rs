@@ -60,6 +60,9 @@ pub async fn export_observed(
     sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
         .execute(&mut *tx)
         .await?;
+    // Edges are read on a second connection in the same snapshot, at the same time as the
+    // canonicals: PostgreSQL's reading is most of an export's time.
+    let mut edges_tx = second_reader(pool, &mut tx).await?;
     let mut bundles = Vec::new();
     let mut since = options.since;
     let limit = i64::try_from(options.max_items.max(1)).unwrap_or(i64::MAX);
@@ -76,15 +79,39 @@ pub async fn export_observed(
             at: last.at,
             seq: last.seq,
         };
-        // Each member is hashed and compressed while PostgreSQL is still sending it.
+        // Each member is hashed and compressed while PostgreSQL is still sending it, the
+        // canonicals and the edges at the same time.
         let mut writer = BundleWriter::new(options.compression_level);
-        for kind in ChangeKind::ALL {
-            writer.next_member();
-            advisories::stream_changes(&mut tx, kind, after, last.seq, |lines| {
-                writer.joined_lines(lines)
-            })
-            .await?;
+        let [canonicals, edges, deletions] = writer.data_members();
+        let read_canonicals =
+            advisories::stream_changes(&mut tx, ChangeKind::Canonical, after, last.seq, |lines| {
+                canonicals.joined_lines(lines)
+            });
+        match &mut edges_tx {
+            Some(edges_tx) => {
+                let read_edges = advisories::stream_changes(
+                    edges_tx,
+                    ChangeKind::Edge,
+                    after,
+                    last.seq,
+                    |lines| edges.joined_lines(lines),
+                );
+                let (read_canonicals, read_edges) = tokio::join!(read_canonicals, read_edges);
+                read_canonicals?;
+                read_edges?;
+            }
+            None => {
+                read_canonicals.await?;
+                advisories::stream_changes(&mut tx, ChangeKind::Edge, after, last.seq, |lines| {
+                    edges.joined_lines(lines)
+                })
+                .await?;
+            }
         }
+        advisories::stream_changes(&mut tx, ChangeKind::Deletion, after, last.seq, |lines| {
+            deletions.joined_lines(lines)
+        })
+        .await?;
         let counts = writer.counts();
         let since_cursor = since.map(|c| c.to_string());
         let bytes = writer.finish(
@@ -113,6 +140,45 @@ pub async fn export_observed(
             break;
         }
     }
+    if let Some(edges_tx) = edges_tx {
+        edges_tx.commit().await?;
+    }
     tx.commit().await?;
     Ok(bundles)
+}
+
+/// A second read-only transaction in `tx`'s snapshot (`pg_export_snapshot`), when the
+/// pool has a connection to spare within a second; `None` (read everything on `tx`)
+/// otherwise, so an export never waits long for a busy pool.
+async fn second_reader(
+    pool: &PgPool,
+    tx: &mut sqlx::PgConnection,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, stellaops_store::Error> {
+    let spare = pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections();
+    if !spare {
+        return Ok(None);
+    }
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *tx)
+        .await?;
+    // SET TRANSACTION SNAPSHOT takes no parameters; the id is PostgreSQL's own
+    // (hex digits and dashes), checked before it is spliced in.
+    if !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Ok(None);
+    }
+    let acquire = tokio::time::timeout(std::time::Duration::from_secs(1), pool.begin());
+    let Ok(Ok(mut second)) = acquire.await else {
+        return Ok(None);
+    };
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *second)
+        .await?;
+    sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        .execute(&mut *second)
+        .await?;
+    sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+        .execute(&mut *second)
+        .await?;
+    tracing::debug!(%snapshot, "edges read on a second connection");
+    Ok(Some(second))
 }

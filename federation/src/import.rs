@@ -500,7 +500,11 @@ async fn apply(
     // One canonical-imported event per created or updated canonical, built in the
     // database from the rows just written (no per-row round trips). The key names the
     // change: each write takes its own number, and a number ascending with the index
-    // keeps the unique index's inserts at its right edge.
+    // keeps the unique index's inserts at its right edge. The numbers were just drawn
+    // under the change lock, so no key can exist yet: a plain INSERT (a duplicate would
+    // fail the import) spares ON CONFLICT's speculative insertion: a quarter to a third
+    // less time for 100,000 events (psql, alternating rounds on a loaded 2-core machine:
+    // medians 1.6 s → 1.2 s at load 7, 3.4 s → 2.4 s at load 10).
     if let Some(range) = written {
         sqlx::query(
             "INSERT INTO events_outbox (kind, namespace, subject, severity, payload, idempotency_key)
@@ -510,8 +514,7 @@ async fn apply(
                      'action', CASE WHEN c.change_seq <= $3 THEN 'Created' ELSE 'Updated' END,
                      'bundle_hash', $1::text, 'site_id', $2::text, 'imported_at', now()),
                  'canonical-imported/' || lpad(c.change_seq::text, 19, '0')
-             FROM canonical_advisories c WHERE c.change_seq BETWEEN $4 AND $5 ORDER BY c.change_seq
-             ON CONFLICT (idempotency_key) DO NOTHING",
+             FROM canonical_advisories c WHERE c.change_seq BETWEEN $4 AND $5 ORDER BY c.change_seq",
         )
         .bind(&opened.bundle_hash)
         .bind(&manifest.site_id)

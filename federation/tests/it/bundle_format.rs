@@ -306,3 +306,60 @@ fn padding_and_trailing_bytes_are_checked() {
         );
     }
 }
+
+/// Canonicals enough for data members of several zstd jobs (a job is 2 MiB at level 1),
+/// with varied content.
+fn many_canonicals(n: usize) -> Vec<stellaops_store::advisories::CanonicalAdvisory> {
+    use stellaops_store::advisories::CanonicalAdvisory;
+    (0..n)
+        .map(|i| {
+            let vuln_id = format!("CVE-2024-{i:06}");
+            let affects_key = format!("pkg:npm/package-{}", i * 7919 % 100_003);
+            CanonicalAdvisory {
+                merge_hash: CanonicalAdvisory::merge_hash_of(&vuln_id, &affects_key),
+                cve: Some(vuln_id.clone()),
+                aliases: vec![format!("GHSA-{:x}", i * 2_654_435_761 % 1_000_003)],
+                vuln_id,
+                affects_key,
+                ecosystem: "npm".into(),
+                ranges: serde_json::json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": format!("{}.{}.0", i % 13, i % 97)}]}]),
+                versions: vec![],
+                severity: Some(["critical", "high", "medium", "low"][i % 4].into()),
+                cvss: None,
+                summary: Some(format!("advisory {i}: {}", sha256_hex(&i.to_le_bytes()))),
+                published: None,
+                modified: None,
+                withdrawn: None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn output_is_the_same_for_any_number_of_compression_threads() {
+    let canonicals = many_canonicals(24_000);
+    let contents = Contents {
+        site_id: "site-a",
+        since_cursor: None,
+        cursor: "2025-01-15T10:30:00.000Z#0042".into(),
+        canonicals: &canonicals,
+        edges: &[],
+        deletions: &[],
+    };
+    let one = bundle::write_with_workers(&contents, None, 1, 1);
+    let opened = bundle::open(&one, 1 << 30).unwrap();
+    // Several jobs per member, or the thread count would have nothing to change.
+    assert!(
+        opened.manifest.files["canonicals.ndjson"].size > 3 * (2 << 20),
+        "{}",
+        opened.manifest.files["canonicals.ndjson"].size
+    );
+    assert_eq!(opened.canonicals, canonicals);
+    for workers in [2, 3, 5] {
+        assert!(
+            one == bundle::write_with_workers(&contents, None, 1, workers),
+            "{workers} threads gave other bytes than one"
+        );
+    }
+    assert!(one == bundle::write(&contents, None, 1));
+}

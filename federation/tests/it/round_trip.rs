@@ -741,4 +741,16 @@ async fn streamed_export_matches_the_store_and_the_in_memory_writer() {
     // 2,800 canonicals and edges each, less the 10 withdrawn with their edges, plus 10
     // deletions.
     assert_eq!(total, 2 * 2790 + 10);
+    // Edges are read on a second connection when the pool has one to spare; a pool of
+    // one reads everything on one connection, and the bundles are the same.
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*a.connect_options()).clone())
+        .await
+        .unwrap();
+    let sequential = export_all(&one, None, &signer, 1500).await;
+    assert_eq!(sequential.len(), bundles.len());
+    for (one, two) in sequential.iter().zip(&bundles) {
+        assert!(one.bytes == two.bytes, "bundles differ with one connection");
+    }
 }
