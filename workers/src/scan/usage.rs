@@ -23,6 +23,9 @@ const MAX_SYMLINKS: usize = 40;
 const MAX_STEPS: usize = 256;
 /// Scripts nested in scripts (sourced files, functions, scripts run by scripts).
 const MAX_DEPTH: usize = 16;
+/// Shell function calls followed from one entrypoint: functions calling each other twice
+/// or more per body would otherwise take 2^MAX_DEPTH calls.
+const MAX_FUNCTION_CALLS: usize = 256;
 /// The `PATH` of a container whose config sets none (what Docker and containerd use).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -308,6 +311,8 @@ struct Tracer<'a> {
     vfs: &'a Vfs,
     trace: Trace,
     steps: usize,
+    /// Shell function calls followed so far.
+    function_calls: usize,
     /// Steps go to the main chain (false: to `also_run`).
     main: bool,
 }
@@ -852,6 +857,15 @@ impl<'a> Tracer<'a> {
                     if ctx.depth >= MAX_DEPTH {
                         continue;
                     }
+                    self.function_calls += 1;
+                    if self.function_calls > MAX_FUNCTION_CALLS {
+                        if self.function_calls == MAX_FUNCTION_CALLS + 1 {
+                            self.note(format!(
+                                "{from}: stopped following shell functions after {MAX_FUNCTION_CALLS} calls"
+                            ));
+                        }
+                        continue;
+                    }
                     let mut inner = Vars {
                         named: vars.named.clone(),
                         positional: argv[1..].to_vec(),
@@ -1231,6 +1245,7 @@ pub fn trace(vfs: &Vfs, config: &RunConfig) -> Trace {
         vfs,
         trace: Trace::default(),
         steps: 0,
+        function_calls: 0,
         main: true,
     };
     if argv.is_empty() {
@@ -1873,6 +1888,8 @@ mod tests {
                 b"#!/usr/bin/bash\nmain() {\n  local x=\"$(id -u)\"\n  c\0\0\0\0\0\0\0\0in/tee//x\n\tbody $x\nmain(+\0\0\0  loca#l x! \"$@\"\n}\nmain \"$@\" # \x9cone\n",
             )
             .into_owned(),
+            // Found next (a timeout): functions calling each other several times per body.
+            "#!/usr/bin/bash\na() {\n  b; b; b\n}\nb() {\n  c; c; c\n}\nc() {\n  a; a; a\n}\na\n".to_string(),
         ];
         for (n, text) in scripts.iter().enumerate() {
             let nodes = BTreeMap::from([
@@ -1881,6 +1898,13 @@ mod tests {
             ]);
             let vfs = Vfs::from_nodes(nodes);
             let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            if n == 3 {
+                // 3^16 calls without the budget.
+                assert!(
+                    t.notes.iter().any(|note| note.contains("after 256 calls")),
+                    "{t:#?}"
+                );
+            }
             if n == 1 {
                 // g, called from f, execs bash.
                 assert!(
