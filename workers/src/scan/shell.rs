@@ -703,8 +703,20 @@ pub fn expand(word: &Word, vars: &Vars) -> Option<Vec<String>> {
         }
     }
     fields.extend(current);
+    // "$@" and "$*" fed back through scripts calling themselves double at each step: an
+    // expansion past these bounds is not known statically rather than a memory blowup.
+    if fields.len() > MAX_EXPANDED_FIELDS
+        || fields.iter().map(String::len).sum::<usize>() > MAX_EXPANDED_BYTES
+    {
+        return None;
+    }
     Some(fields)
 }
+
+/// Fields one word may expand to.
+pub const MAX_EXPANDED_FIELDS: usize = 1024;
+/// Bytes one word may expand to.
+pub const MAX_EXPANDED_BYTES: usize = 64 << 10;
 
 fn resolve(
     value: Option<String>,

@@ -724,6 +724,12 @@ impl<'a> Tracer<'a> {
                     None => argv.push("?".into()),
                 }
             }
+            // Many words each expanding "$@": bounded like one word's expansion.
+            if argv.len() > shell::MAX_EXPANDED_FIELDS
+                || argv.iter().map(String::len).sum::<usize>() > shell::MAX_EXPANDED_BYTES
+            {
+                known = false;
+            }
             if !known {
                 self.note(format!("{from}: the command is not known statically"));
                 continue;
@@ -1888,6 +1894,9 @@ mod tests {
                 b"#!/usr/bin/bash\nmain() {\n  local x=\"$(id -u)\"\n  c\0\0\0\0\0\0\0\0in/tee//x\n\tbody $x\nmain(+\0\0\0  loca#l x! \"$@\"\n}\nmain \"$@\" # \x9cone\n",
             )
             .into_owned(),
+            // Then an out-of-memory: a script running itself with "$@" "$@" doubles its
+            // arguments at each of its 256 steps.
+            "#!/usr/bin/bash\nexec /entry.sh \"$@\" \"$@\" x\n".to_string(),
             // Found next (a timeout): functions calling each other several times per body.
             "#!/usr/bin/bash\na() {\n  b; b; b\n}\nb() {\n  c; c; c\n}\nc() {\n  a; a; a\n}\na\n".to_string(),
         ];
@@ -1899,6 +1908,15 @@ mod tests {
             let vfs = Vfs::from_nodes(nodes);
             let t = trace(&vfs, &config(&["/entry.sh"], &[]));
             if n == 3 {
+                // The doubling stops at the expansion bounds.
+                assert!(
+                    t.notes
+                        .iter()
+                        .any(|note| note.contains("not known statically")),
+                    "{t:#?}"
+                );
+            }
+            if n == 4 {
                 // 3^16 calls without the budget.
                 assert!(
                     t.notes.iter().any(|note| note.contains("after 256 calls")),
