@@ -23,8 +23,9 @@ const MAX_SYMLINKS: usize = 40;
 const MAX_STEPS: usize = 256;
 /// Scripts nested in scripts (sourced files, functions, scripts run by scripts).
 const MAX_DEPTH: usize = 16;
-/// Shell function calls followed from one entrypoint: functions calling each other twice
-/// or more per body would otherwise take 2^MAX_DEPTH calls.
+/// Shell function calls and sourced scripts followed from one entrypoint: functions (or
+/// scripts sourcing themselves) calling each other twice or more per body would otherwise
+/// take 2^MAX_DEPTH calls.
 const MAX_FUNCTION_CALLS: usize = 256;
 /// The `PATH` of a container whose config sets none (what Docker and containerd use).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -380,6 +381,18 @@ impl<'a> Tracer<'a> {
             }
         }
         None
+    }
+
+    /// Counts a shell function call or sourced script; true (noted once) past
+    /// [`MAX_FUNCTION_CALLS`].
+    fn over_call_budget(&mut self, from: &str) -> bool {
+        self.function_calls += 1;
+        if self.function_calls == MAX_FUNCTION_CALLS + 1 {
+            self.note(format!(
+                "{from}: stopped following shell functions and sourced scripts after {MAX_FUNCTION_CALLS} calls"
+            ));
+        }
+        self.function_calls > MAX_FUNCTION_CALLS
     }
 
     /// Follow `argv` run from `from`.
@@ -800,7 +813,7 @@ impl<'a> Tracer<'a> {
                 }
                 "." | "source" => {
                     let Some(file) = argv.get(1) else { continue };
-                    if ctx.depth >= MAX_DEPTH {
+                    if ctx.depth >= MAX_DEPTH || self.over_call_budget(&from) {
                         continue;
                     }
                     match self.vfs.resolve(&ctx.cwd, file) {
@@ -863,13 +876,7 @@ impl<'a> Tracer<'a> {
                     if ctx.depth >= MAX_DEPTH {
                         continue;
                     }
-                    self.function_calls += 1;
-                    if self.function_calls > MAX_FUNCTION_CALLS {
-                        if self.function_calls == MAX_FUNCTION_CALLS + 1 {
-                            self.note(format!(
-                                "{from}: stopped following shell functions after {MAX_FUNCTION_CALLS} calls"
-                            ));
-                        }
+                    if self.over_call_budget(&from) {
                         continue;
                     }
                     let mut inner = Vars {
@@ -1897,6 +1904,8 @@ mod tests {
             // Then an out-of-memory: a script running itself with "$@" "$@" doubles its
             // arguments at each of its 256 steps.
             "#!/usr/bin/bash\nexec /entry.sh \"$@\" \"$@\" x\n".to_string(),
+            // And a script sourcing itself three times: 3^16 sourced scripts.
+            "#!/usr/bin/bash\n. /entry.sh\n. /entry.sh\n. /entry.sh\n".to_string(),
             // Found next (a timeout): functions calling each other several times per body.
             "#!/usr/bin/bash\na() {\n  b; b; b\n}\nb() {\n  c; c; c\n}\nc() {\n  a; a; a\n}\na\n".to_string(),
         ];
@@ -1916,7 +1925,7 @@ mod tests {
                     "{t:#?}"
                 );
             }
-            if n == 4 {
+            if n == 4 || n == 5 {
                 // 3^16 calls without the budget.
                 assert!(
                     t.notes.iter().any(|note| note.contains("after 256 calls")),
