@@ -799,18 +799,6 @@ pub fn check_body(
     }
 }
 
-/// DSSE's pre-authentication encoding of a payload.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
-
 fn verifies_prehash(key: &EcKey, prehash: &[u8], signature: &[u8]) -> bool {
     match key {
         EcKey::P256(key) => p256::ecdsa::Signature::from_der(signature)
@@ -862,7 +850,11 @@ fn verify_content(content: &Content, key: &EcKey) -> Result<Signed, String> {
             payload,
             signature,
         } => {
-            if !key.verifies(key.natural_hash(), &pae(payload_type, payload), signature) {
+            if !key.verifies(
+                key.natural_hash(),
+                &crate::attestation::pae(payload_type, payload),
+                signature,
+            ) {
                 return Err(
                     "the bundle's DSSE signature does not verify with the signer's key".into(),
                 );
