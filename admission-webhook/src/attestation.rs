@@ -9,6 +9,12 @@
 //! `dsse` or `intoto` checked offline), a subject names the image's sha256 digest, and every
 //! condition evaluates to `true`. A condition that cannot be evaluated fails (closed).
 //!
+//! An attestation may also arrive as a Sigstore bundle whose content is a DSSE envelope (an
+//! OCI referrer of artifact type `application/vnd.dev.sigstore.bundle.v0.3+json`): the
+//! bundle is verified by [`crate::bundle`] with the requirement's signers (its certificate,
+//! its log entries of kind `dsse` 0.0.1 or `intoto` 0.0.2 recording this envelope), then
+//! its Statement meets the same predicate-type, subject and condition checks.
+//!
 //! CEL cost is bounded when the policy is compiled and when a predicate is read: at most
 //! [`MAX_EXPRESSION_LEN`] characters, no nested comprehensions (`all`, `exists`, `map`,
 //! `filter` inside one another), only the variables `predicate`, `predicateType` and
@@ -431,21 +437,20 @@ struct Statement {
     json: Value,
 }
 
-fn statement(envelope: &Envelope) -> Result<Statement, String> {
-    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+fn statement(payload_type: &str, payload: &[u8]) -> Result<Statement, String> {
+    if payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(format!(
-            "its DSSE payload type is {:?}, not {IN_TOTO_PAYLOAD_TYPE}",
-            envelope.payload_type
+            "its DSSE payload type is {payload_type:?}, not {IN_TOTO_PAYLOAD_TYPE}"
         ));
     }
-    if envelope.payload.len() > MAX_STATEMENT_BYTES {
+    if payload.len() > MAX_STATEMENT_BYTES {
         return Err(format!(
             "its Statement is {} bytes, more than the {MAX_STATEMENT_BYTES} accepted",
-            envelope.payload.len()
+            payload.len()
         ));
     }
-    let json: Value = serde_json::from_slice(&envelope.payload)
-        .map_err(|e| format!("its Statement is not JSON: {e}"))?;
+    let json: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("its Statement is not JSON: {e}"))?;
     let kind = json["_type"].as_str().unwrap_or_default();
     if !STATEMENT_TYPES.contains(&kind) {
         return Err(format!(
@@ -675,6 +680,146 @@ fn verify_keyless(
     )
 }
 
+/// How one attestation fares against a requirement.
+enum Judged {
+    /// Not an attestation of the required predicate type (or not one at all).
+    NotThis,
+    /// Of the required type, but not valid: why.
+    Unverified(String),
+    /// Valid, but a condition is not met: which and why.
+    ConditionFailed(String),
+    /// Meets the requirement: what signed it.
+    Met(String),
+}
+
+/// Judge a bare DSSE envelope (a cosign `.att` layer or a DSSE referrer).
+fn judge_envelope(
+    check: &AttestationCheck,
+    attestation: &FoundAttestation,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Judged {
+    let parsed = envelope(&attestation.blob)
+        .and_then(|e| statement(&e.payload_type, &e.payload).map(|s| (e, s)));
+    let (envelope, statement) = match parsed {
+        Ok(parsed) => parsed,
+        // Unreadable: a candidate only when announced as one.
+        Err(e) if attestation.predicate_type.is_some() => return Judged::Unverified(e),
+        Err(_) => return Judged::NotThis,
+    };
+    if statement.predicate_type != check.predicate_type {
+        return Judged::NotThis;
+    }
+    let message = pae(&envelope.payload_type, &envelope.payload);
+    let mut refused = Vec::new();
+    let mut signer = None;
+    'signatures: for sig in &envelope.signatures {
+        if !check.keys.is_empty() {
+            match verify_keyed(&message, sig, &check.keys) {
+                Ok(fingerprint) => {
+                    signer = Some(fingerprint);
+                    break 'signatures;
+                }
+                Err(e) => refused.push(e),
+            }
+        }
+        for (i, authority) in check.keyless.iter().enumerate() {
+            match verify_keyless(
+                &message,
+                &envelope.payload,
+                sig,
+                attestation,
+                authority,
+                now,
+            ) {
+                Ok(identity) => {
+                    signer = Some(format!("keyless:{identity}"));
+                    break 'signatures;
+                }
+                Err(e) => refused.push(format!("keyless authority {}: {e}", i + 1)),
+            }
+        }
+    }
+    let Some(signer) = signer else {
+        if refused.is_empty() {
+            refused.push("the requirement trusts no key and no keyless authority".into());
+        }
+        refused.dedup();
+        return Judged::Unverified(format!("signature not valid: {}", refused.join("; ")));
+    };
+    judge_statement(check, &statement, digest, signer)
+}
+
+/// Judge a Sigstore bundle whose content is a DSSE envelope (cosign's
+/// `attest --new-bundle-format`, sigstore-python's `sigstore attest`): verified as a whole
+/// by [`crate::bundle`] (signature over the PAE, log entries of kind `dsse` 0.0.1 or
+/// `intoto` 0.0.2 recording this envelope, certificate at the signed time) with the
+/// requirement's keys and keyless authorities, then its Statement judged as an envelope's.
+/// A bundle holding a message signature is an image signature, not an attestation.
+fn judge_bundle(
+    check: &AttestationCheck,
+    attestation: &FoundAttestation,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Judged {
+    let announced = attestation.predicate_type.is_some();
+    let bundle = match crate::bundle::parse_bundle(&attestation.blob) {
+        Ok(bundle) => bundle,
+        Err(e) if announced => return Judged::Unverified(format!("Sigstore bundle: {e}")),
+        Err(_) => return Judged::NotThis,
+    };
+    let crate::bundle::Content::Dsse {
+        payload_type,
+        payload,
+        ..
+    } = &bundle.content
+    else {
+        return if announced {
+            Judged::Unverified(
+                "the Sigstore bundle holds a message signature, not a DSSE attestation".into(),
+            )
+        } else {
+            Judged::NotThis
+        };
+    };
+    let statement = match statement(payload_type, payload) {
+        Ok(statement) => statement,
+        Err(e) if announced => return Judged::Unverified(format!("Sigstore bundle: {e}")),
+        Err(_) => return Judged::NotThis,
+    };
+    if statement.predicate_type != check.predicate_type {
+        return Judged::NotThis;
+    }
+    if check.keys.is_empty() && check.keyless.is_empty() {
+        return Judged::Unverified("the requirement trusts no key and no keyless authority".into());
+    }
+    match crate::bundle::verify_parsed(&bundle, &check.keys, &check.keyless, now, |_| Ok(())) {
+        Ok((signer, _)) => judge_statement(check, &statement, digest, signer),
+        Err(e) => Judged::Unverified(format!("Sigstore bundle not valid: {e}")),
+    }
+}
+
+/// The checks after the signature: the subject names `digest`, the conditions hold.
+fn judge_statement(
+    check: &AttestationCheck,
+    statement: &Statement,
+    digest: &str,
+    signer: String,
+) -> Judged {
+    if let Err(e) = names_digest(&statement.json, digest) {
+        return Judged::Unverified(e);
+    }
+    match conditions_hold(check, statement) {
+        Ok(()) => Judged::Met(signer),
+        Err(e) => Judged::ConditionFailed(e),
+    }
+}
+
+/// Whether `media_type` is a Sigstore bundle's.
+fn is_bundle(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.dev.sigstore.bundle")
+}
+
 /// Judge `check` on the attestations found for `digest`: `Ok` names what signed the
 /// attestation that met it.
 pub fn judge(
@@ -687,10 +832,6 @@ pub fn judge(
     let mut failed_conditions = Vec::new();
     let mut candidates = 0;
     for attestation in found {
-        if attestation.media_type != DSSE_MEDIA_TYPE {
-            // Sigstore bundle referrers: not verified here yet (docs/zastava.md).
-            continue;
-        }
         // The annotation is a hint: a layer announcing another type is not read.
         if attestation
             .predicate_type
@@ -699,70 +840,24 @@ pub fn judge(
         {
             continue;
         }
-        let parsed = envelope(&attestation.blob).and_then(|e| statement(&e).map(|s| (e, s)));
-        let (envelope, statement) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                if attestation.predicate_type.is_some() {
-                    candidates += 1;
-                    unverified.push(format!("{}: {e}", attestation.found_at));
-                }
-                continue;
-            }
-        };
-        if statement.predicate_type != check.predicate_type {
-            continue;
-        }
-        candidates += 1;
-        let message = pae(&envelope.payload_type, &envelope.payload);
-        let mut refused = Vec::new();
-        let mut signer = None;
-        'signatures: for sig in &envelope.signatures {
-            if !check.keys.is_empty() {
-                match verify_keyed(&message, sig, &check.keys) {
-                    Ok(fingerprint) => {
-                        signer = Some(fingerprint);
-                        break 'signatures;
-                    }
-                    Err(e) => refused.push(e),
-                }
-            }
-            for (i, authority) in check.keyless.iter().enumerate() {
-                match verify_keyless(
-                    &message,
-                    &envelope.payload,
-                    sig,
-                    attestation,
-                    authority,
-                    now,
-                ) {
-                    Ok(identity) => {
-                        signer = Some(format!("keyless:{identity}"));
-                        break 'signatures;
-                    }
-                    Err(e) => refused.push(format!("keyless authority {}: {e}", i + 1)),
-                }
-            }
-        }
-        let Some(signer) = signer else {
-            if refused.is_empty() {
-                refused.push("the requirement trusts no key and no keyless authority".into());
-            }
-            refused.dedup();
-            unverified.push(format!(
-                "{}: signature not valid: {}",
-                attestation.found_at,
-                refused.join("; ")
-            ));
+        let judged = if attestation.media_type == DSSE_MEDIA_TYPE {
+            judge_envelope(check, attestation, digest, now)
+        } else if is_bundle(&attestation.media_type) {
+            judge_bundle(check, attestation, digest, now)
+        } else {
             continue;
         };
-        if let Err(e) = names_digest(&statement.json, digest) {
-            unverified.push(format!("{}: {e}", attestation.found_at));
-            continue;
-        }
-        match conditions_hold(check, &statement) {
-            Ok(()) => return Ok(signer),
-            Err(e) => failed_conditions.push(e),
+        match judged {
+            Judged::NotThis => {}
+            Judged::Met(signer) => return Ok(signer),
+            Judged::Unverified(e) => {
+                candidates += 1;
+                unverified.push(format!("{}: {e}", attestation.found_at));
+            }
+            Judged::ConditionFailed(e) => {
+                candidates += 1;
+                failed_conditions.push(e);
+            }
         }
     }
     let wanted = format!("{} ({})", check.name, check.predicate_type);

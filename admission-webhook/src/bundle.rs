@@ -729,8 +729,10 @@ fn is_sha256_of(hash: &Value, expected: &[u8]) -> bool {
 
 /// Check that a log entry's body records this content and signer: a `hashedrekord` 0.0.1
 /// with the message digest, signature and signer; a `dsse` 0.0.1 with the payload's hash
-/// and the envelope's signature by the signer (the envelope hash is not checked: it is over
-/// a JSON serialization the bundle does not keep).
+/// and the envelope's signature by the signer; an `intoto` 0.0.2 (what cosign's older
+/// `attest` logged) with the payload's hash, the payload type and the envelope's signature
+/// by the signer. The envelope hash of `dsse` and `intoto` entries is not checked: it is
+/// over a JSON serialization the bundle does not keep.
 pub fn check_body(
     entry: &TlogEntry,
     content: &Content,
@@ -785,6 +787,49 @@ pub fn check_body(
                 return Err("the log entry records another DSSE signature".into());
             }
             if !names_signer(&logged["verifier"], signer) {
+                return Err("the log entry records another signer".into());
+            }
+            Ok(())
+        }
+        (
+            "intoto",
+            "0.0.2",
+            Content::Dsse {
+                payload_type,
+                payload,
+                signature,
+            },
+        ) => {
+            let content = &spec["content"];
+            if !is_sha256_of(&content["payloadHash"], &Sha256::digest(payload)) {
+                return Err("the log entry is for another DSSE payload (its hash differs)".into());
+            }
+            let envelope = &content["envelope"];
+            if envelope["payloadType"] != payload_type.as_str() {
+                return Err(format!(
+                    "the log entry records payload type {}, not the envelope's {payload_type:?}",
+                    envelope["payloadType"]
+                ));
+            }
+            let logged = envelope["signatures"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let [logged] = logged.as_slice() else {
+                return Err(format!(
+                    "the log entry records {} DSSE signatures, not the envelope's one",
+                    logged.len()
+                ));
+            };
+            // intoto 0.0.2 keeps the envelope's base64 `sig` text, base64-encoded again.
+            let logged_signature = logged["sig"]
+                .as_str()
+                .and_then(|s| STANDARD.decode(s).ok())
+                .and_then(|text| STANDARD.decode(text.trim_ascii()).ok());
+            if logged_signature.as_deref() != Some(signature.as_slice()) {
+                return Err("the log entry records another DSSE signature".into());
+            }
+            if !names_signer(&logged["publicKey"], signer) {
                 return Err("the log entry records another signer".into());
             }
             Ok(())
@@ -992,18 +1037,35 @@ pub fn verify_with_check(
     now: DateTime<Utc>,
     accept: impl Fn(&Signed) -> Result<(), String>,
 ) -> Result<(String, Signed), String> {
-    let bundle = parse_bundle(bytes)?;
+    verify_parsed(
+        &parse_bundle(bytes)?,
+        &check.keys,
+        &check.keyless,
+        now,
+        accept,
+    )
+}
+
+/// [`verify_with_check`] of a parsed bundle, trusting `keys` and `keyless` (an attestation
+/// requirement's signers, which may be fewer than the policy's).
+pub fn verify_parsed(
+    bundle: &Bundle,
+    keys: &[TrustedKey],
+    keyless: &[Authority],
+    now: DateTime<Utc>,
+    accept: impl Fn(&Signed) -> Result<(), String>,
+) -> Result<(String, Signed), String> {
     if let Signer::PublicKey(_) = bundle.signer {
-        if check.keys.is_empty() {
+        if keys.is_empty() {
             return Err("a keyed bundle, and the policy trusts no key".into());
         }
-        let verified = verify_keyed(&bundle, &check.keys)?;
+        let verified = verify_keyed(bundle, keys)?;
         accept(&verified.signed)?;
         return Ok((verified.signer, verified.signed));
     }
     let mut refused = Vec::new();
-    for (i, authority) in check.keyless.iter().enumerate() {
-        match verify_keyless(&bundle, authority, now).and_then(|v| {
+    for (i, authority) in keyless.iter().enumerate() {
+        match verify_keyless(bundle, authority, now).and_then(|v| {
             accept(&v.signed)?;
             Ok(v)
         }) {

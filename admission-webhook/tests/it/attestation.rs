@@ -1,10 +1,11 @@
 //! Attestation policies (`requireAttestations`). The compile-time checks of predicate types
 //! and CEL conditions; then, end to end, images and their in-toto attestations (DSSE,
-//! keyed and keyless) made and pushed to the real registry by `attestation_material.py`
-//! (Python `cryptography` and plain HTTP, not our code), admitted through the webhook
-//! server over TLS.
+//! keyed and keyless, and Sigstore bundles holding DSSE attestations) made and pushed to the
+//! real registry by `attestation_material.py` (Python `cryptography` and plain HTTP, not our
+//! code), admitted through the webhook server over TLS; the bundles are also put to
+//! sigstore-python (`bundle_crosscheck.py`), whose verdicts must agree with ours.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -19,6 +20,7 @@ use stellaops_crds::ZastavaPolicy;
 use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
+use crate::material::{Scratch, generate, sigstore_python_verdicts};
 use crate::policy::{public_pem, signing_key};
 use crate::server::{client, pod, review, start};
 
@@ -268,24 +270,12 @@ fn a_statement_is_judged_by_type_signature_subject_and_conditions() {
 
 /// Run `attestation_material.py` against the registry; `None` without the test Python.
 fn material(registry: &str, repository: &str) -> Option<Value> {
-    let python = stellaops_testing::service("STELLAOPS_TEST_PYTHON")?;
-    let out = std::env::temp_dir().join(format!("attestations-{}.json", std::process::id()));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/attestation_material.py");
-    let run = std::process::Command::new(python)
-        .arg(script)
-        .arg(registry)
-        .arg(repository)
-        .arg(&out)
-        .output()
-        .expect("run attestation_material.py");
-    assert!(
-        run.status.success(),
-        "attestation_material.py: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let material = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&out);
-    Some(material)
+    let scratch = Scratch::new(&format!("attestations-{}", repository.replace('/', "-")));
+    generate(
+        "attestation_material.py",
+        &[OsStr::new(registry), OsStr::new(repository)],
+        &scratch,
+    )
 }
 
 #[tokio::test]
@@ -557,4 +547,312 @@ fn the_platforms_signed_scan_verdict_meets_a_verdict_requirement() {
     )
     .unwrap_err();
     assert_eq!(failure.reason, "AttestationUnverified");
+}
+
+/// A scenario judged by us and by sigstore-python: (name, case, root, identity, issuer, what
+/// our refusal says or `None` for accepted).
+type Scenario<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+
+/// The Sigstore bundles of `attestation_material.py` hold DSSE attestations (what `cosign
+/// attest --new-bundle-format` and `sigstore attest` push as OCI referrers): judged by us
+/// and by sigstore-python with the same trusted root and identity, then through the webhook.
+#[tokio::test]
+async fn attestations_in_sigstore_bundles_verify_like_sigstore_python_and_are_judged_by_the_webhook()
+ {
+    let Some(registry) = stellaops_testing::service("STELLAOPS_TEST_REGISTRY") else {
+        return;
+    };
+    let repository = format!("zastava/attest-bundle-{}", std::process::id());
+    let Some(material) = material(&registry, &repository) else {
+        return;
+    };
+    let bundles = &material["bundles"];
+    let slsa = "https://slsa.dev/provenance/v1";
+    let bundle_type = stellaops_admission_webhook::cosign::SIGSTORE_BUNDLE_ARTIFACT_TYPE;
+    let keys = [material["key_pem"].as_str().unwrap().to_string()];
+    let subject = bundles["subject"].as_str().unwrap();
+    let issuer = bundles["issuer"].as_str().unwrap();
+    let policy = |name: &str, identity: &str, issuer: &str, root: &str, requirement: Value| {
+        compile_with_trusted_roots(
+            &named_policy(
+                name,
+                json!({"mode": "enforce",
+                       "requireSignature": {
+                           "publicKeys": {"name": "keys", "namespace": "ns"},
+                           "keyless": [{"subject": identity, "issuer": issuer,
+                                        "trustedRoot": {"name": "root"}}],
+                           "imageSignature": false},
+                       "requireAttestations": [requirement]}),
+            ),
+            &keys,
+            &[bundles[root].as_str().unwrap().to_string()],
+        )
+        .expect("compiles")
+    };
+    let keyless = json!({"predicateType": "slsaprovenance1", "signedBy": "keyless"});
+
+    // Each scenario judged by us, next to sigstore-python's verdict.
+    let case = |name: &str| bundles["cases"][name].clone();
+    let scenarios: Vec<Scenario> = vec![
+        ("bundle", "bundle", "trusted_root", subject, issuer, None),
+        (
+            "bundle_intoto",
+            "bundle_intoto",
+            "trusted_root",
+            subject,
+            issuer,
+            None,
+        ),
+        (
+            "bundle_tampered",
+            "bundle_tampered",
+            "trusted_root",
+            subject,
+            issuer,
+            Some("the bundle's DSSE signature does not verify"),
+        ),
+        (
+            "bundle_other_subject",
+            "bundle_other_subject",
+            "trusted_root",
+            subject,
+            issuer,
+            Some("its subject names sha256:2222"),
+        ),
+        (
+            "bundle_no_tlog",
+            "bundle_no_tlog",
+            "trusted_root",
+            subject,
+            issuer,
+            Some("the bundle has no transparency log entry"),
+        ),
+        (
+            "wrong_identity",
+            "bundle",
+            "trusted_root",
+            "someone-else@stella-ops.example",
+            issuer,
+            Some("the certificate's identity ci@stella-ops.example is not"),
+        ),
+        (
+            "wrong_issuer",
+            "bundle",
+            "trusted_root",
+            subject,
+            "https://accounts.example.com",
+            Some("the certificate's OIDC issuer"),
+        ),
+        (
+            "untrusted_root",
+            "bundle",
+            "other_root",
+            subject,
+            issuer,
+            Some("does not chain to the trusted root"),
+        ),
+    ];
+    let mut verdicts = Vec::new();
+    for (name, case_name, root, identity, issuer, expected) in &scenarios {
+        let compiled = policy("p", identity, issuer, root, keyless.clone());
+        let held = case(case_name);
+        let digest = held["digest"].as_str().unwrap();
+        let found = [stellaops_admission_webhook::evidence::FoundAttestation {
+            media_type: bundle_type.into(),
+            blob: held["bundle"].as_str().unwrap().as_bytes().to_vec(),
+            predicate_type: Some(slsa.into()),
+            found_at: "referrers API".into(),
+            ..Default::default()
+        }];
+        let result = attestation::judge(
+            &compiled.attestations[0],
+            &found,
+            digest,
+            chrono::Utc::now(),
+        );
+        match (expected, &result) {
+            (None, Ok(signer)) => {
+                assert_eq!(signer, &format!("keyless:{subject} ({issuer})"), "{name}")
+            }
+            (Some(why), Err(failure)) => {
+                assert_eq!(failure.reason, "AttestationUnverified", "{name}: {failure}");
+                assert!(
+                    failure.message.contains(why),
+                    "{name}: expected {why:?} in {failure}"
+                );
+                assert!(
+                    failure.message.contains("referrers API"),
+                    "{name}: {failure}"
+                );
+            }
+            _ => panic!("{name}: expected {expected:?}, got {result:?}"),
+        }
+        verdicts.push((*name, result.is_ok()));
+    }
+    let scratch = Scratch::new("attestation-bundles");
+    if let Some(theirs) = sigstore_python_verdicts(bundles, &scratch) {
+        assert_eq!(
+            theirs.as_object().unwrap().len(),
+            verdicts.len(),
+            "{theirs}"
+        );
+        for (name, ours) in &verdicts {
+            let their = theirs[*name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} missing: {theirs}"));
+            if *name == "bundle_intoto" {
+                // The one documented difference: sigstore-python reads only dsse (and Rekor
+                // v2 hashedrekord) entries for DSSE bundles; an intoto 0.0.2 entry (cosign's
+                // older attestation uploads) is refused by it and checked by us.
+                assert!(
+                    their.contains("only supported for dsse/hashedrekord"),
+                    "{name}: {their}"
+                );
+                continue;
+            }
+            assert_eq!(
+                *ours,
+                their == "ok",
+                "{name}: ours {ours}, sigstore-python {their}"
+            );
+        }
+    }
+
+    // Through the webhook: each bundle an OCI referrer of its image, as cosign pushes it.
+    for name in [
+        "bundle",
+        "bundle_intoto",
+        "bundle_tampered",
+        "bundle_other_subject",
+        "bundle_no_tlog",
+    ] {
+        let held = case(name);
+        oci::push_referrer(
+            &registry,
+            &repository,
+            held["digest"].as_str().unwrap(),
+            bundle_type,
+            &[(
+                held["bundle"].as_str().unwrap().as_bytes(),
+                bundle_type,
+                json!({"dev.sigstore.bundle.content": "dsse-envelope",
+                       "dev.sigstore.bundle.predicateType": slsa}),
+            )],
+            true,
+        )
+        .await;
+    }
+    let evidence = Arc::new(RegistryEvidence {
+        registry: RegistryClient::new(Credentials::default(), vec![registry.clone()]).unwrap(),
+        database: None,
+        verdict_keys: Default::default(),
+    });
+    let running = start(evidence).await;
+    let with_condition = |expression: &str| {
+        json!({"predicateType": "slsaprovenance1", "signedBy": "keyless",
+               "conditions": [{"expression": expression, "message": "built by example's workflow"}]})
+    };
+    running.webhook.set_policies([
+        policy("keyless", subject, issuer, "trusted_root", keyless.clone()),
+        policy(
+            "keyless-other",
+            "someone-else@stella-ops.example",
+            issuer,
+            "trusted_root",
+            keyless.clone(),
+        ),
+        policy(
+            "cel-true",
+            subject,
+            issuer,
+            "trusted_root",
+            with_condition(
+                "predicate.runDetails.builder.id.startsWith('https://github.com/example/app/')",
+            ),
+        ),
+        policy(
+            "cel-false",
+            subject,
+            issuer,
+            "trusted_root",
+            with_condition("predicate.runDetails.builder.id.startsWith('https://evil.example/')"),
+        ),
+        policy(
+            "keys-only",
+            subject,
+            issuer,
+            "trusted_root",
+            json!({"predicateType": "slsaprovenance1", "signedBy": "keys"}),
+        ),
+    ]);
+    let https = client(&running, &running.cert_pem);
+    let ask = |policy: &str, case: &str| {
+        let https = https.clone();
+        let url = format!(
+            "https://localhost:{}/validate/{policy}",
+            running.addr.port()
+        );
+        let image = material["images"][case].as_str().unwrap().to_string();
+        async move {
+            let answer: Value = https
+                .post(&url)
+                .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["response"].clone()
+        }
+    };
+    let denied = |answer: &Value, expected: &[&str]| {
+        assert_eq!(answer["allowed"], false, "{answer}");
+        let message = answer["status"]["message"].as_str().unwrap();
+        for part in expected {
+            assert!(message.contains(part), "expected {part:?} in {message}");
+        }
+    };
+    for case in ["bundle", "bundle_intoto"] {
+        let answer = ask("keyless", case).await;
+        assert_eq!(answer["allowed"], true, "{case}: {answer}");
+    }
+    let answer = ask("cel-true", "bundle").await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    denied(
+        &ask("keyless-other", "bundle").await,
+        &[
+            "AttestationUnverified",
+            "Sigstore bundle not valid",
+            "someone-else@stella-ops.example",
+        ],
+    );
+    denied(
+        &ask("keyless", "bundle_tampered").await,
+        &[
+            "AttestationUnverified",
+            "the bundle's DSSE signature does not verify",
+        ],
+    );
+    denied(
+        &ask("keyless", "bundle_other_subject").await,
+        &["AttestationUnverified", "not this image's digest"],
+    );
+    denied(
+        &ask("keyless", "bundle_no_tlog").await,
+        &["AttestationUnverified", "no transparency log entry"],
+    );
+    denied(
+        &ask("cel-false", "bundle").await,
+        &[
+            "AttestationConditionFailed",
+            "built by example's workflow",
+            "is false",
+        ],
+    );
+    // A requirement trusting only the policy's keys does not take the keyless bundle.
+    denied(
+        &ask("keys-only", "bundle").await,
+        &["AttestationUnverified", "no keyless authority"],
+    );
 }

@@ -8,34 +8,36 @@ envelopes (`application/vnd.dsse.envelope.v1+json`, annotations `predicateType` 
 
 Usage: python attestation_material.py REGISTRY REPOSITORY OUT_JSON
 
+Also Sigstore bundles whose content is a DSSE attestation (what `cosign attest
+--new-bundle-format` and `sigstore attest` make), signed by the same certificate and logged
+in a Rekor-like log keeping a Merkle tree (SET, inclusion proof, checkpoint), with entries
+of kind dsse 0.0.1 or intoto 0.0.2; the test pushes them as OCI referrers. The CA, logs and
+entries come from sigstore_material.py, shared with the other material scripts.
+
 Each case is an image tagged with the case's name; each is good except for the one thing its
 name says. Writes {"key_pem", "other_key_pem", "trusted_root", "subject", "issuer",
-"images": {case: "REGISTRY/REPOSITORY@sha256:..."}, "envelopes": {name: envelope JSON}}.
+"images": {case: "REGISTRY/REPOSITORY@sha256:..."}, "envelopes": {name: envelope JSON},
+"bundles": the bundles in the form bundle_crosscheck.py reads}.
 """
 
-import base64
 import datetime
 import hashlib
 import json
 import os
-import struct
 import sys
 import urllib.request
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sigstore_material import (  # noqa: E402
+    ISSUER, NOW, SUBJECT, Log, b64, cosign_rekor_bundle, dsse_body, dsse_bundle, fulcio, intoto_body, leaf,
+    pem, public_pem, sign_envelope, trusted_root,
+)
 
 SLSA = "https://slsa.dev/provenance/v1"
 CYCLONEDX = "https://cyclonedx.org/bom"
-SUBJECT = "release@stella-ops.example"
-ISSUER = "https://issuer.stella-ops.example"
-NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 def sha256(data):
@@ -137,125 +139,21 @@ def sbom(digest):
             "predicate": {"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []}}
 
 
-def pae(payload_type, payload):
-    t = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
-
-
 def envelope(statement, key, payload=None):
     """A DSSE envelope of `statement` signed by `key` (over `payload` when given: tampering)."""
-    body = json.dumps(statement).encode()
-    signed = body if payload is None else payload
-    signature = key.sign(pae("application/vnd.in-toto+json", signed), ec.ECDSA(hashes.SHA256()))
-    return {"payloadType": "application/vnd.in-toto+json", "payload": b64(body),
-            "signatures": [{"keyid": "", "sig": b64(signature)}]}, signature
+    return sign_envelope(key, json.dumps(statement).encode(), signed=payload)
 
 
 def keyed_annotations(statement):
     return {"dev.cosignproject.cosign/signature": "", "predicateType": statement["predicateType"]}
 
 
-# --- a Fulcio-like CA, a CT log and a Rekor-like log -----------------------------------------
-
-def name(common_name):
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "stella-ops attest test"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def ca(common_name, key, issuer_name, issuer_key, path_length):
-    return (x509.CertificateBuilder().subject_name(name(common_name)).issuer_name(issuer_name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - datetime.timedelta(days=30))
-            .not_valid_after(NOW + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                           critical=True)
-            .sign(issuer_key, hashes.SHA384()))
-
-
-def spki(key):
-    return key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def pem(certificate):
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def der(certificate):
-    return certificate.public_bytes(serialization.Encoding.DER)
-
-
-def sct_extension(tbs, issuer_certificate, ct_key, timestamp_ms):
-    issuer_key_hash = hashlib.sha256(issuer_certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
-    signed = (struct.pack(">BBQH", 0, 0, timestamp_ms, 1) + issuer_key_hash
-              + len(tbs).to_bytes(3, "big") + tbs + b"\x00\x00")
-    signature = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
-    sct = (bytes([0]) + hashlib.sha256(spki(ct_key)).digest() + struct.pack(">Q", timestamp_ms)
-           + b"\x00\x00" + bytes([4, 3]) + struct.pack(">H", len(signature)) + signature)
-    listed = struct.pack(">H", len(sct)) + sct
-    sct_list = struct.pack(">H", len(listed)) + listed
-    return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"),
-                                      bytes([0x04, len(sct_list)]) + sct_list)
-
-
-def leaf(intermediate, intermediate_key, ct_key, not_before, not_after):
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer = ISSUER.encode()
-    builder = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(intermediate.subject)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(not_before).not_valid_after(not_after)
-               .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-                              critical=True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-               .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(SUBJECT)]), critical=True)
-               .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"),
-                                                         bytes([0x0C, len(issuer)]) + issuer), critical=False))
-    precertificate = builder.sign(intermediate_key, hashes.SHA384())
-    builder = builder.add_extension(
-        sct_extension(precertificate.tbs_certificate_bytes, intermediate, ct_key,
-                      int(not_before.timestamp()) * 1000), critical=False)
-    return builder.sign(intermediate_key, hashes.SHA384()), key
-
+# --- keyless: a Fulcio-like CA, a CT log and a Rekor-like log (sigstore_material.py) --------
 
 def rekor_bundle(log_key, kind, env, signature, certificate, integrated_time):
-    payload = base64.b64decode(env["payload"])
-    verifier = b64(pem(certificate).encode())
-    if kind == "dsse":
-        body = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {
-            "envelopeHash": {"algorithm": "sha256", "value": sha256(json.dumps(env).encode())},
-            "payloadHash": {"algorithm": "sha256", "value": sha256(payload)},
-            "signatures": [{"signature": b64(signature), "verifier": verifier}]}}
-    else:
-        body = {"apiVersion": "0.0.2", "kind": "intoto", "spec": {"content": {
-            "envelope": {"payloadType": env["payloadType"],
-                         "signatures": [{"publicKey": verifier, "sig": b64(b64(signature).encode())}]},
-            "hash": {"algorithm": "sha256", "value": sha256(json.dumps(env).encode())},
-            "payloadHash": {"algorithm": "sha256", "value": sha256(payload)}}}}
-    entry = {"body": b64(json.dumps(body).encode()), "integratedTime": integrated_time,
-             "logID": sha256(spki(log_key)), "logIndex": 42}
-    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
-    return json.dumps({"SignedEntryTimestamp": b64(log_key.sign(canonical, ec.ECDSA(hashes.SHA256()))),
-                       "Payload": entry})
-
-
-def trusted_root(root, intermediate, log_key, ct_key):
-    start = (NOW - datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def log(key):
-        return {"baseUrl": "https://log.stella-ops.example", "hashAlgorithm": "SHA2_256",
-                "publicKey": {"rawBytes": b64(spki(key)), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                              "validFor": {"start": start}},
-                "logId": {"keyId": b64(hashlib.sha256(spki(key)).digest())}}
-    return {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [log(log_key)], "ctlogs": [log(ct_key)],
-            "certificateAuthorities": [{
-                "subject": {"organization": "stella-ops attest test", "commonName": "fulcio"},
-                "uri": "https://fulcio.stella-ops.example",
-                "certChain": {"certificates": [{"rawBytes": b64(der(intermediate))},
-                                               {"rawBytes": b64(der(root))}]},
-                "validFor": {"start": start}}]}
+    """cosign's Rekor bundle annotation of an attestation: a dsse or intoto entry."""
+    body = (dsse_body if kind == "dsse" else intoto_body)(env, signature, certificate)
+    return json.dumps(cosign_rekor_bundle(log_key, body, integrated_time, 42))
 
 
 def main():
@@ -296,15 +194,12 @@ def main():
     envelopes["referrer"] = envelope(provenance(digest), key)[0]
 
     # Keyless: a certificate that lived ten minutes an hour ago, the entry logged then.
-    root_key = ec.generate_private_key(ec.SECP384R1())
-    root = ca("fulcio root", root_key, name("fulcio root"), root_key, 1)
-    intermediate_key = ec.generate_private_key(ec.SECP384R1())
-    intermediate = ca("fulcio intermediate", intermediate_key, root.subject, root_key, 0)
+    root, intermediate, intermediate_key = fulcio("fulcio")
     log_key = ec.generate_private_key(ec.SECP256R1())
     ct_key = ec.generate_private_key(ec.SECP256R1())
     lived_from = NOW - datetime.timedelta(minutes=60)
-    certificate, leaf_key = leaf(intermediate, intermediate_key, ct_key, lived_from,
-                                 NOW - datetime.timedelta(minutes=50))
+    certificate, leaf_key = leaf(intermediate, intermediate_key, lived_from, NOW - datetime.timedelta(minutes=50),
+                                 ct_key=ct_key)
     signed_at = int((NOW - datetime.timedelta(minutes=55)).timestamp())
     chain = pem(intermediate) + pem(root)
 
@@ -325,16 +220,49 @@ def main():
     other = envelope(provenance("sha256:" + "1" * 64), leaf_key)
     push_attestations(registry, repository, digest, [keyless(provenance(digest), "dsse", entry_of=other)])
 
+    # Sigstore bundles whose content is a DSSE attestation (what `cosign attest
+    # --new-bundle-format` and `sigstore attest` make), for the OCI referrers the test pushes:
+    # the same certificate, the entry in a Merkle-tree log of the same key (SET, inclusion
+    # proof, checkpoint), of kind dsse 0.0.1 or intoto 0.0.2.
+    log = Log(log_key)
+    bundles = {}
+
+    def attestation_bundle(case, statement, kind="dsse"):
+        digest = image(case)
+        signed = dsse_bundle(log, certificate, leaf_key, json.dumps(statement(digest)).encode(), signed_at, kind=kind)
+        bundles[case] = {"digest": digest, "bundle": signed}
+        return signed
+
+    attestation_bundle("bundle", provenance)
+    attestation_bundle("bundle_intoto", provenance, kind="intoto")
+    # The statement changed after signing (another builder).
+    tampered = attestation_bundle("bundle_tampered", provenance)
+    tampered["dsseEnvelope"]["payload"] = b64(json.dumps(
+        provenance(bundles["bundle_tampered"]["digest"], builder="https://evil.example/builder")).encode())
+    # A valid attestation about another image.
+    attestation_bundle("bundle_other_subject", lambda _: provenance("sha256:" + "2" * 64))
+    # No transparency log entry.
+    attestation_bundle("bundle_no_tlog", provenance)["verificationMaterial"]["tlogEntries"] = []
+    other_root, other_intermediate, _ = fulcio("untrusted")
+
     json.dump({
-        "key_pem": key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
-        "other_key_pem": other_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+        "key_pem": public_pem(key),
+        "other_key_pem": public_pem(other_key),
         "trusted_root": json.dumps(trusted_root(root, intermediate, log_key, ct_key)),
         "subject": SUBJECT,
         "issuer": ISSUER,
         "images": images,
         "envelopes": envelopes,
+        # In the form bundle_crosscheck.py reads.
+        "bundles": {
+            "trusted_root": json.dumps(trusted_root(root, intermediate, log_key, ct_key)),
+            "other_root": json.dumps(trusted_root(other_root, other_intermediate, log_key, ct_key)),
+            "subject": SUBJECT,
+            "issuer": ISSUER,
+            "predicate_type": SLSA,
+            "good": "bundle",
+            "cases": {case: {"digest": b["digest"], "bundle": json.dumps(b["bundle"])} for case, b in bundles.items()},
+        },
     }, open(out, "w"))
 
 

@@ -5,7 +5,7 @@
 //! also put to sigstore-python (the Sigstore project's Python client, offline with the same
 //! custom trusted root) by `bundle_crosscheck.py`, and both verdicts must agree.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -16,50 +16,16 @@ use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_r
 use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
+use crate::material::{Scratch, generate, sigstore_python_verdicts};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
 use crate::server::{client, pod, review, start};
 
 const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/it")
-        .join(name)
-}
-
-fn run(python: &str, script_name: &str, args: &[&std::path::Path]) {
-    let out = std::process::Command::new(python)
-        .arg(script(script_name))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {script_name}: {e}"));
-    assert!(
-        out.status.success(),
-        "{script_name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Bundles for `digest` from the independent generator; `None` without the test Python.
-fn material(digest: &str, label: &str) -> Option<(Value, PathBuf)> {
-    let python = stellaops_testing::service("STELLAOPS_TEST_PYTHON")?;
-    let dir = std::env::temp_dir().join(format!("bundle-{}-{label}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("material.json");
-    let status = std::process::Command::new(&python)
-        .arg(script("bundle_material.py"))
-        .arg(digest)
-        .arg(&out)
-        .output()
-        .expect("run bundle_material.py");
-    assert!(
-        status.status.success(),
-        "bundle_material.py: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let material = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    Some((material, dir))
+fn material(digest: &str, scratch: &Scratch) -> Option<Value> {
+    generate("bundle_material.py", &[OsStr::new(digest)], scratch)
 }
 
 fn authority(material: &Value) -> Value {
@@ -194,7 +160,8 @@ fn scenarios(material: &Value) -> Vec<Scenario> {
 
 #[test]
 fn bundles_verify_like_sigstore_python_and_every_broken_part_is_refused_by_both() {
-    let Some((material, dir)) = material(DIGEST, "unit") else {
+    let scratch = Scratch::new("bundle-unit");
+    let Some(material) = material(DIGEST, &scratch) else {
         return;
     };
     let cases = &material["cases"];
@@ -224,14 +191,7 @@ fn bundles_verify_like_sigstore_python_and_every_broken_part_is_refused_by_both(
     }
 
     // The same scenarios through sigstore-python: the same verdict each time.
-    if let Some(python) = stellaops_testing::service("STELLAOPS_TEST_SIGSTORE_PYTHON") {
-        let out = dir.join("verdicts.json");
-        run(
-            &python,
-            "bundle_crosscheck.py",
-            &[&dir.join("material.json"), &out],
-        );
-        let theirs: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    if let Some(theirs) = sigstore_python_verdicts(&material, &scratch) {
         assert_eq!(
             theirs.as_object().unwrap().len(),
             verdicts.len(),
@@ -248,7 +208,6 @@ fn bundles_verify_like_sigstore_python_and_every_broken_part_is_refused_by_both(
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 
     // Our rule differs from sigstore-python's in one documented place: an entry with a
     // valid SET and no inclusion proof counts (sigstore-python wants a proof in a v0.2+
@@ -484,10 +443,10 @@ async fn the_webhook_admits_an_image_signed_by_a_bundle_referrer_and_denies_a_ta
         &tag,
         &format!("attested {tag}"),
     );
-    let Some((material, dir)) = material(&signed, "e2e") else {
+    let scratch = Scratch::new("bundle-e2e");
+    let Some(material) = material(&signed, &scratch) else {
         return;
     };
-    let _ = std::fs::remove_dir_all(&dir);
     let layer = |case: &str| {
         material["cases"][case]
             .as_str()
@@ -534,10 +493,9 @@ async fn the_webhook_admits_an_image_signed_by_a_bundle_referrer_and_denies_a_ta
     .await;
     // A valid signature bundle of the third image, but announced as an attestation (another
     // predicate type): not fetched as a signature, so that image counts as unsigned.
-    let Some((attested_material, dir)) = self::material(&attested, "e2e-attested") else {
+    let Some(attested_material) = self::material(&attested, &scratch) else {
         return;
     };
-    let _ = std::fs::remove_dir_all(&dir);
     let attested_bundle = attested_material["cases"]["good"]
         .as_str()
         .unwrap()

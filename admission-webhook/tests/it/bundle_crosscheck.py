@@ -2,12 +2,17 @@
 `sigstore`, the Sigstore project's own Python client) verifies each one offline against the
 same custom trusted root (`TrustedRoot.from_file` + `Verifier(trusted_root=...)`: no TUF,
 no network) under an identity policy, then, as the webhook does for an image signature,
-checks what was signed: the message digest is the image's, or the DSSE statement is
-cosign's image-signature statement naming the image's digest.
+checks what was signed: the message digest is the image's, or the DSSE statement is an
+in-toto statement of the expected predicate type naming the image's digest.
 
 Usage: python bundle_crosscheck.py MATERIAL_JSON OUT_JSON
 
-Writes {scenario: "ok" | "refused: <reason>"} for the scenarios SCENARIOS lists
+MATERIAL_JSON: {"trusted_root", "other_root", "subject", "issuer", "cases"} and either
+"digest" (every case is about it; each case is the bundle's JSON text) or cases
+{"digest", "bundle"} each; "predicate_type" (default cosign's image signature) and "good"
+(the case the identity and root scenarios use, default "good") are optional.
+
+Writes {scenario: "ok" | "refused: <reason>"} for the scenarios `scenarios` lists
 (name, case, root, identity, issuer).
 """
 
@@ -28,11 +33,12 @@ IN_TOTO = "application/vnd.in-toto+json"
 
 def scenarios(material):
     subject, issuer = material["subject"], material["issuer"]
+    good = material.get("good", "good")
     listed = [(case, case, "trusted_root", subject, issuer) for case in material["cases"]]
     listed += [
-        ("wrong_identity", "good", "trusted_root", "someone-else@stella-ops.example", issuer),
-        ("wrong_issuer", "good", "trusted_root", subject, "https://accounts.example.com"),
-        ("untrusted_root", "good", "other_root", subject, issuer),
+        ("wrong_identity", good, "trusted_root", "someone-else@stella-ops.example", issuer),
+        ("wrong_issuer", good, "trusted_root", subject, "https://accounts.example.com"),
+        ("untrusted_root", good, "other_root", subject, issuer),
     ]
     return listed
 
@@ -44,16 +50,21 @@ def verify(material, case, root, identity, issuer):
         verifier = Verifier(trusted_root=TrustedRoot.from_file(f.name))
     finally:
         os.unlink(f.name)
-    bundle = Bundle.from_json(material["cases"][case])
+    held = material["cases"][case]
+    if isinstance(held, dict):
+        bundle, digest = Bundle.from_json(held["bundle"]), held["digest"]
+    else:
+        bundle, digest = Bundle.from_json(held), material["digest"]
+    predicate_type = material.get("predicate_type", SIGN_PREDICATE_TYPE)
     identity_policy = policy.Identity(identity=identity, issuer=issuer)
-    digest_hex = material["digest"].removeprefix("sha256:")
+    digest_hex = digest.removeprefix("sha256:")
     if bundle._inner.dsse_envelope is not None:
         payload_type, payload = verifier.verify_dsse(bundle, identity_policy)
         if payload_type != IN_TOTO:
             raise ValueError(f"payload type {payload_type}")
         statement = json.loads(payload)
-        if statement.get("predicateType") != SIGN_PREDICATE_TYPE:
-            raise ValueError("not an image signature statement")
+        if statement.get("predicateType") != predicate_type:
+            raise ValueError(f"predicate type {statement.get('predicateType')}, not {predicate_type}")
         if not any(s.get("digest", {}).get("sha256") == digest_hex for s in statement.get("subject", [])):
             raise ValueError("statement is for another digest")
     else:

@@ -3,7 +3,6 @@
 //! timestamp, trusted_root.json) is made by Python `cryptography` in
 //! `keyless_material.py`, not by our code, so the verifier is not only agreeing with itself.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -16,6 +15,7 @@ use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_r
 use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
+use crate::material::{Scratch, generate};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
 use crate::server::{client, pod, review, start};
@@ -24,25 +24,10 @@ const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f037939
 
 /// Material for `payload` from the independent generator; `None` without the test Python.
 fn material(payload: &[u8], label: &str) -> Option<Value> {
-    let python = stellaops_testing::service("STELLAOPS_TEST_PYTHON")?;
-    let dir = std::env::temp_dir().join(format!("keyless-{}-{label}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("payload.json"), payload).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/keyless_material.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(dir.join("payload.json"))
-        .arg(dir.join("material.json"))
-        .output()
-        .expect("run keyless_material.py");
-    assert!(
-        out.status.success(),
-        "keyless_material.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let material = serde_json::from_slice(&std::fs::read(dir.join("material.json")).unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
-    Some(material.unwrap())
+    let scratch = Scratch::new(&format!("keyless-{label}"));
+    let payload_file = scratch.path("payload.json");
+    std::fs::write(&payload_file, payload).unwrap();
+    generate("keyless_material.py", &[payload_file.as_os_str()], &scratch)
 }
 
 fn keyless_policy(authority: Value, root: &str) -> CompiledPolicy {

@@ -10,191 +10,36 @@ Writes {"trusted_root": ..., "other_root": ..., "cases": {name: {certificate, ch
 signature, bundle}}}; each case is good except for the one thing its name says.
 """
 
-import base64
 import datetime
-import hashlib
 import json
-import struct
+import os
 import sys
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SUBJECT = "ci@stella-ops.example"
-ISSUER = "https://issuer.stella-ops.example"
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sigstore_material import (  # noqa: E402
+    ISSUER, NOW, SUBJECT, b64, cosign_rekor_bundle, fulcio, hashedrekord_body, issuer_extension,
+    legacy_issuer_extension, leaf as fulcio_leaf, pem, sha256, trusted_root,
+)
+
 WORKFLOW = "https://github.com/example/app/.github/workflows/release.yml@refs/tags/v1.2.3"
-NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
-
-
-def name(common_name):
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "stella-ops test"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
-
-
-def ca(common_name, key, issuer_name, issuer_key, path_length):
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name(common_name))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=365))
-        .not_valid_after(NOW + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .sign(issuer_key, hashes.SHA384())
-    )
-
-
-def fulcio(label):
-    """A root and an intermediate, both P-384 as Fulcio's are."""
-    root_key = ec.generate_private_key(ec.SECP384R1())
-    root = ca(f"{label} root", root_key, name(f"{label} root"), root_key, 1)
-    intermediate_key = ec.generate_private_key(ec.SECP384R1())
-    intermediate = ca(f"{label} intermediate", intermediate_key, root.subject, root_key, 0)
-    return root, intermediate, intermediate_key
-
-
-def issuer_extension(issuer):
-    # Fulcio's 1.3.6.1.4.1.57264.1.8: the issuer as a DER UTF8String.
-    raw = issuer.encode()
-    assert len(raw) < 128
-    return x509.UnrecognizedExtension(
-        x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), bytes([0x0C, len(raw)]) + raw
-    )
-
-
-def legacy_issuer_extension(issuer):
-    # Fulcio's older 1.3.6.1.4.1.57264.1.1: the issuer as raw bytes.
-    return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode())
-
-
-def sct_extension(tbs, issuer_certificate, ct_key, timestamp_ms):
-    """RFC 6962 embedded SCT list: the CT log's signature over the precertificate entry."""
-    issuer_key_hash = hashlib.sha256(issuer_certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
-    signed = (struct.pack(">BBQH", 0, 0, timestamp_ms, 1) + issuer_key_hash
-              + len(tbs).to_bytes(3, "big") + tbs + b"\x00\x00")
-    signature = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
-    sct = (bytes([0]) + hashlib.sha256(spki(ct_key)).digest() + struct.pack(">Q", timestamp_ms)
-           + b"\x00\x00" + bytes([4, 3]) + struct.pack(">H", len(signature)) + signature)
-    listed = struct.pack(">H", len(sct)) + sct
-    sct_list = struct.pack(">H", len(listed)) + listed
-    assert len(sct_list) < 128
-    return x509.UnrecognizedExtension(
-        x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"), bytes([0x04, len(sct_list)]) + sct_list
-    )
 
 
 def leaf(intermediate, intermediate_key, subject, issuer, not_before, not_after,
          san=None, issuer_ext=issuer_extension, ct_key=None, sct_tbs=None):
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(intermediate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([san or x509.RFC822Name(subject)]), critical=True)
-        .add_extension(issuer_ext(issuer), critical=False)
-    )
-    if ct_key is not None:
-        # The log signs the certificate as it is without the SCT (the precertificate).
-        precertificate = builder.sign(intermediate_key, hashes.SHA384())
-        timestamp_ms = int(not_before.timestamp()) * 1000
-        builder = builder.add_extension(
-            sct_extension(sct_tbs or precertificate.tbs_certificate_bytes, intermediate, ct_key, timestamp_ms),
-            critical=False,
-        )
-    return builder.sign(intermediate_key, hashes.SHA384()), key
-
-
-def pem(certificate):
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def der(certificate):
-    return certificate.public_bytes(serialization.Encoding.DER)
-
-
-def spki(key):
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    """A Fulcio-like leaf with one issuer extension (the current one unless told)."""
+    return fulcio_leaf(intermediate, intermediate_key, not_before, not_after, subject=subject, issuer=issuer,
+                       san=san, issuer_extensions=(issuer_ext,), ct_key=ct_key, sct_tbs=sct_tbs)
 
 
 def rekor_bundle(log_key, payload, signature, certificate, integrated_time, log_index=7):
-    body = {
-        "apiVersion": "0.0.1",
-        "kind": "hashedrekord",
-        "spec": {
-            "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()}},
-            "signature": {
-                "content": b64(signature),
-                "publicKey": {"content": b64(pem(certificate).encode())},
-            },
-        },
-    }
-    entry = {
-        "body": b64(json.dumps(body).encode()),
-        "integratedTime": integrated_time,
-        "logID": hashlib.sha256(spki(log_key)).hexdigest(),
-        "logIndex": log_index,
-    }
-    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
-    set_ = log_key.sign(canonical, ec.ECDSA(hashes.SHA256()))
-    return {"SignedEntryTimestamp": b64(set_), "Payload": entry}
-
-
-def trusted_root(root, intermediate, log_key, ct_key):
-    start = (NOW - datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-        "tlogs": [{
-            "baseUrl": "https://rekor.stella-ops.example",
-            "hashAlgorithm": "SHA2_256",
-            "publicKey": {
-                "rawBytes": b64(spki(log_key)),
-                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                "validFor": {"start": start},
-            },
-            "logId": {"keyId": b64(hashlib.sha256(spki(log_key)).digest())},
-        }],
-        "certificateAuthorities": [{
-            "subject": {"organization": "stella-ops test", "commonName": "fulcio"},
-            "uri": "https://fulcio.stella-ops.example",
-            "certChain": {"certificates": [{"rawBytes": b64(der(intermediate))}, {"rawBytes": b64(der(root))}]},
-            "validFor": {"start": start},
-        }],
-        "ctlogs": [{
-            "baseUrl": "https://ctfe.stella-ops.example/test",
-            "hashAlgorithm": "SHA2_256",
-            "publicKey": {
-                "rawBytes": b64(spki(ct_key)),
-                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                "validFor": {"start": start},
-            },
-            "logId": {"keyId": b64(hashlib.sha256(spki(ct_key)).digest())},
-        }],
-    }
+    """cosign's Rekor bundle annotation: a hashedrekord entry of the payload's SHA-256."""
+    body = hashedrekord_body(sha256(payload).hex(), signature, certificate)
+    return cosign_rekor_bundle(log_key, body, integrated_time, log_index)
 
 
 def main():

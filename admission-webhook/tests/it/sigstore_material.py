@@ -1,0 +1,383 @@
+"""What the Sigstore test material scripts share (keyless_material.py, bundle_material.py,
+attestation_material.py), made with Python `cryptography`, independently of the webhook's
+code: a root CA and intermediate acting as Fulcio, Fulcio-like leaf certificates with the
+issuer extensions and an embedded SCT signed by a CT log key, the trusted root naming them,
+DSSE's PAE, the bodies of Rekor entries (hashedrekord, dsse, intoto), cosign's Rekor bundle
+annotation (an entry and its signed entry timestamp), and a log keeping a real RFC 6962
+Merkle tree (leaf hash SHA-256(0x00 || body), node hash SHA-256(0x01 || l || r)) that signs
+checkpoints (signed notes) and signed entry timestamps for Sigstore bundles.
+
+Not a script: imported by the others.
+"""
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+import struct
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+SUBJECT = "ci@stella-ops.example"
+ISSUER = "https://issuer.stella-ops.example"
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+IN_TOTO = "application/vnd.in-toto+json"
+SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
+BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_V02 = "application/vnd.dev.sigstore.bundle+json;version=0.2"
+ORIGIN = "rekor.stella-ops.example - 2605736670972794746"
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def sha256(data):
+    return hashlib.sha256(data).digest()
+
+
+def spki(key):
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def pem(certificate):
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def der(certificate):
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def public_pem(key):
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+# --- a Fulcio-like CA ----------------------------------------------------------------------
+
+def name(common_name):
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "stella-ops test"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
+def ca(common_name, key, issuer_name, issuer_key, path_length):
+    """A CA certificate with key identifiers (OpenSSL's strict mode wants them)."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name(common_name))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=365))
+        .not_valid_after(NOW + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer_key is not key:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    return builder.sign(issuer_key, hashes.SHA384())
+
+
+def fulcio(label):
+    """A root and an intermediate, both P-384 as Fulcio's are."""
+    root_key = ec.generate_private_key(ec.SECP384R1())
+    root = ca(f"{label} root", root_key, name(f"{label} root"), root_key, 1)
+    intermediate_key = ec.generate_private_key(ec.SECP384R1())
+    intermediate = ca(f"{label} intermediate", intermediate_key, root.subject, root_key, 0)
+    return root, intermediate, intermediate_key
+
+
+def issuer_extension(issuer):
+    # Fulcio's 1.3.6.1.4.1.57264.1.8: the issuer as a DER UTF8String.
+    raw = issuer.encode()
+    assert len(raw) < 128
+    return x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), bytes([0x0C, len(raw)]) + raw
+    )
+
+
+def legacy_issuer_extension(issuer):
+    # Fulcio's older 1.3.6.1.4.1.57264.1.1: the issuer as raw bytes.
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode())
+
+
+def sct_extension(tbs, issuer_certificate, ct_key, timestamp_ms):
+    """RFC 6962 embedded SCT list: the CT log's signature over the precertificate entry."""
+    issuer_key_hash = sha256(issuer_certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    signed = (struct.pack(">BBQH", 0, 0, timestamp_ms, 1) + issuer_key_hash
+              + len(tbs).to_bytes(3, "big") + tbs + b"\x00\x00")
+    signature = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    sct = (bytes([0]) + sha256(spki(ct_key)) + struct.pack(">Q", timestamp_ms)
+           + b"\x00\x00" + bytes([4, 3]) + struct.pack(">H", len(signature)) + signature)
+    listed = struct.pack(">H", len(sct)) + sct
+    sct_list = struct.pack(">H", len(listed)) + listed
+    assert len(sct_list) < 128
+    return x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"), bytes([0x04, len(sct_list)]) + sct_list
+    )
+
+
+def leaf(intermediate, intermediate_key, not_before, not_after, subject=SUBJECT, issuer=ISSUER,
+         san=None, issuer_extensions=(legacy_issuer_extension, issuer_extension), ct_key=None,
+         sct_tbs=None):
+    """A Fulcio-like leaf for `subject` (an email SAN, or `san`), with the issuer extensions
+    (both, as Fulcio writes them, by default) and, given a CT log key, an embedded SCT (over
+    `sct_tbs` instead of this certificate's precertificate: an SCT copied from another)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(intermediate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(intermediate_key.public_key()), critical=False)
+        .add_extension(x509.SubjectAlternativeName([san or x509.RFC822Name(subject)]), critical=True)
+    )
+    for extension in issuer_extensions:
+        builder = builder.add_extension(extension(issuer), critical=False)
+    if ct_key is not None:
+        # The log signs the certificate as it is without the SCT (the precertificate).
+        precertificate = builder.sign(intermediate_key, hashes.SHA384())
+        builder = builder.add_extension(
+            sct_extension(sct_tbs or precertificate.tbs_certificate_bytes, intermediate, ct_key,
+                          int(not_before.timestamp()) * 1000),
+            critical=False,
+        )
+    return builder.sign(intermediate_key, hashes.SHA384()), key
+
+
+def trusted_root(root, intermediate, log_key, ct_key):
+    """The Sigstore trusted_root.json naming the CA, the log and the CT log."""
+    start = (NOW - datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def log(url, key):
+        return {
+            "baseUrl": url,
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {
+                "rawBytes": b64(spki(key)),
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                "validFor": {"start": start},
+            },
+            "logId": {"keyId": b64(sha256(spki(key)))},
+        }
+    return {
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [log("https://rekor.stella-ops.example", log_key)],
+        "certificateAuthorities": [{
+            "subject": {"organization": "stella-ops test", "commonName": "fulcio"},
+            "uri": "https://fulcio.stella-ops.example",
+            "certChain": {"certificates": [{"rawBytes": b64(der(intermediate))}, {"rawBytes": b64(der(root))}]},
+            "validFor": {"start": start},
+        }],
+        "ctlogs": [log("https://ctfe.stella-ops.example/test", ct_key)],
+    }
+
+
+# --- DSSE and Rekor entries ------------------------------------------------------------------
+
+def pae(payload_type, payload):
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def sign_envelope(key, payload, signed=None, payload_type=IN_TOTO):
+    """A DSSE envelope of `payload` signed by `key` (over `signed` when given: tampering);
+    the envelope and the raw signature."""
+    signature = key.sign(pae(payload_type, payload if signed is None else signed), ec.ECDSA(hashes.SHA256()))
+    return {"payload": b64(payload), "payloadType": payload_type,
+            "signatures": [{"sig": b64(signature), "keyid": ""}]}, signature
+
+
+def hashedrekord_body(hash_hex, signature, certificate):
+    return {
+        "apiVersion": "0.0.1", "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hash_hex}},
+            "signature": {"content": b64(signature), "publicKey": {"content": b64(pem(certificate).encode())}},
+        },
+    }
+
+
+def dsse_body(envelope, signature, certificate):
+    """Rekor's dsse 0.0.1 entry of a one-signature envelope."""
+    return {
+        "apiVersion": "0.0.1", "kind": "dsse",
+        "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": sha256(json.dumps(envelope).encode()).hex()},
+            "payloadHash": {"algorithm": "sha256", "value": sha256(base64.b64decode(envelope["payload"])).hex()},
+            "signatures": [{"signature": b64(signature), "verifier": b64(pem(certificate).encode())}],
+        },
+    }
+
+
+def intoto_body(envelope, signature, certificate):
+    """Rekor's intoto 0.0.2 entry: the envelope without its payload, each `sig` the
+    envelope's base64 text base64-encoded again (as Rekor stores it)."""
+    return {
+        "apiVersion": "0.0.2", "kind": "intoto",
+        "spec": {"content": {
+            "envelope": {"payloadType": envelope["payloadType"],
+                         "signatures": [{"publicKey": b64(pem(certificate).encode()),
+                                         "sig": b64(b64(signature).encode())}]},
+            "hash": {"algorithm": "sha256", "value": sha256(json.dumps(envelope).encode()).hex()},
+            "payloadHash": {"algorithm": "sha256", "value": sha256(base64.b64decode(envelope["payload"])).hex()},
+        }},
+    }
+
+
+def set_message(body_b64, integrated_time, log_id_hex, log_index):
+    """The canonical JSON a signed entry timestamp signs."""
+    return json.dumps({
+        "body": body_b64, "integratedTime": integrated_time, "logID": log_id_hex, "logIndex": log_index,
+    }, sort_keys=True, separators=(",", ":")).encode()
+
+
+def cosign_rekor_bundle(log_key, body, integrated_time, log_index):
+    """cosign's `dev.sigstore.cosign/bundle` annotation: the entry and its SET."""
+    entry = {"body": b64(json.dumps(body).encode()), "integratedTime": integrated_time,
+             "logID": sha256(spki(log_key)).hex(), "logIndex": log_index}
+    message = set_message(entry["body"], integrated_time, entry["logID"], log_index)
+    return {"SignedEntryTimestamp": b64(log_key.sign(message, ec.ECDSA(hashes.SHA256()))), "Payload": entry}
+
+
+# --- a Rekor-like log with a Merkle tree, and Sigstore bundles --------------------------------
+
+def leaf_hash(body):
+    return sha256(b"\x00" + body)
+
+
+def node_hash(left, right):
+    return sha256(b"\x01" + left + right)
+
+
+def split_point(n):
+    """The largest power of two smaller than n (RFC 6962 section 2.1)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def tree_hash(leaves):
+    if len(leaves) == 1:
+        return leaves[0]
+    k = split_point(len(leaves))
+    return node_hash(tree_hash(leaves[:k]), tree_hash(leaves[k:]))
+
+
+def audit_path(m, leaves):
+    """RFC 6962 PATH(m, D[n]), lowest level first."""
+    if len(leaves) == 1:
+        return []
+    k = split_point(len(leaves))
+    if m < k:
+        return audit_path(m, leaves[:k]) + [tree_hash(leaves[k:])]
+    return audit_path(m - k, leaves[k:]) + [tree_hash(leaves[:k])]
+
+
+class Log:
+    """A transparency log: a key and a tree of earlier entries our entry is appended to."""
+
+    def __init__(self, key, earlier=11, later=5):
+        self.key = key
+        self.log_id = sha256(spki(key))
+        self.earlier = [leaf_hash(os.urandom(40)) for _ in range(earlier)]
+        self.later = [leaf_hash(os.urandom(40)) for _ in range(later)]
+
+    def checkpoint(self, size, root, key=None, hint=None):
+        note = f"{ORIGIN}\n{size}\n{b64(root)}\n"
+        signature = (key or self.key).sign(note.encode(), ec.ECDSA(hashes.SHA256()))
+        return note + f"\n\u2014 rekor.stella-ops.example {b64((hint or self.log_id)[:4] + signature)}\n"
+
+    def entry(self, body, integrated_time):
+        """A bundle's tlog entry of `body` (a dict: its kind and version are the entry's)."""
+        kind, version = body["kind"], body["apiVersion"]
+        body = json.dumps(body).encode()
+        index = len(self.earlier)
+        leaves = self.earlier + [leaf_hash(body)] + self.later
+        root = tree_hash(leaves)
+        log_index = 4000 + index  # a global index (other shards before this one)
+        canonical = set_message(b64(body), integrated_time, self.log_id.hex(), log_index)
+        return {
+            "logIndex": str(log_index),
+            "logId": {"keyId": b64(self.log_id)},
+            "kindVersion": {"kind": kind, "version": version},
+            "integratedTime": str(integrated_time),
+            "inclusionPromise": {"signedEntryTimestamp": b64(self.key.sign(canonical, ec.ECDSA(hashes.SHA256())))},
+            "inclusionProof": {
+                "logIndex": str(index),
+                "rootHash": b64(root),
+                "treeSize": str(len(leaves)),
+                "hashes": [b64(h) for h in audit_path(index, leaves)],
+                "checkpoint": {"envelope": self.checkpoint(len(leaves), root)},
+            },
+            "canonicalizedBody": b64(body),
+        }
+
+
+def statement(digest_hex, predicate_type=SIGN_PREDICATE_TYPE, predicate=None, name="registry.example/app"):
+    """An in-toto Statement v1 about `digest_hex` (cosign's image-signature one by default)."""
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": name, "digest": {"sha256": digest_hex}}],
+        "predicateType": predicate_type,
+        "predicate": predicate if predicate is not None else {},
+    }
+
+
+def verification_material(certificate, media_type, entries):
+    if media_type == BUNDLE_V03:
+        held = {"certificate": {"rawBytes": b64(der(certificate))}}
+    else:
+        held = {"x509CertificateChain": {"certificates": [{"rawBytes": b64(der(certificate))}]}}
+    return dict(held, tlogEntries=entries)
+
+
+def dsse_bundle(log, certificate, key, payload, integrated_time, kind="dsse", media_type=BUNDLE_V03):
+    """A bundle of a DSSE envelope of `payload` (bytes) signed by `key`, logged as a `dsse`
+    0.0.1 or `intoto` 0.0.2 entry."""
+    envelope, signature = sign_envelope(key, payload)
+    body = (dsse_body if kind == "dsse" else intoto_body)(envelope, signature, certificate)
+    return {
+        "mediaType": media_type,
+        "verificationMaterial": verification_material(certificate, media_type, [log.entry(body, integrated_time)]),
+        "dsseEnvelope": envelope,
+    }
+
+
+def message_bundle(log, certificate, key, digest_hex, integrated_time, media_type=BUNDLE_V03):
+    """A bundle of an ECDSA signature over the artifact (an image manifest) given by its SHA-256."""
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    digest = bytes.fromhex(digest_hex)
+    signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    body = hashedrekord_body(digest_hex, signature, certificate)
+    return {
+        "mediaType": media_type,
+        "verificationMaterial": verification_material(certificate, media_type, [log.entry(body, integrated_time)]),
+        "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(digest)},
+                             "signature": b64(signature)},
+    }
