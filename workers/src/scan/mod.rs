@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
-use stellaops_federation::versions::{Scheme, affected};
+use stellaops_scanner::versions::{Scheme, affected};
 
 use crate::registry::{ImageReference, Manifest, RegistryClient, RegistryError};
 use analyze::{FoundPackage, Fragment, OsRelease};
