@@ -32,6 +32,29 @@ pub const SCANNED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM scan_results WHERE i
 pub const INVENTORY_SQL: &str = "SELECT DISTINCT purl, layer_digest FROM image_packages
      WHERE image_digest = $1 ORDER BY purl, layer_digest";
 
+/// The stored inventory of a digest, or `None` when it was never scanned.
+pub async fn stored_inventory(
+    pool: &sqlx::PgPool,
+    digest: &str,
+) -> crate::Result<Option<Vec<stellaops_scanner::diff::Installed>>> {
+    let scanned: bool = sqlx::query_scalar(SCANNED_SQL)
+        .bind(digest)
+        .fetch_one(pool)
+        .await?;
+    if !scanned {
+        return Ok(None);
+    }
+    let rows: Vec<(String, String)> = sqlx::query_as(INVENTORY_SQL)
+        .bind(digest)
+        .fetch_all(pool)
+        .await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|(purl, layer)| stellaops_scanner::diff::Installed { purl, layer })
+            .collect(),
+    ))
+}
+
 /// Each Scan's latest result of the digests `$1`, of those recorded under the ScanPolicy
 /// named `$2`: what a change of that policy (or a waiver's expiry) re-evaluates. A Scan
 /// whose latest result came from another policy is left alone.

@@ -14,10 +14,9 @@ use sqlx::{PgPool, Row};
 
 use std::sync::Arc;
 
-use crate::scan::judge::{Decider, Evidence, Judged, judge_under, repository_of};
-use crate::scan::{
-    Component, Finding, MatchKey, Policy, advisories_for_keys, index_rows, match_indexed, rank,
-};
+use crate::scan::advisories_for_keys;
+use stellaops_scanner::judge::{Decider, Judged, judge_under, repository_of};
+use stellaops_scanner::{Component, Finding, MatchKey, Policy, index_rows, match_indexed, rank};
 
 /// How a batch of images is re-evaluated.
 #[derive(Clone, Debug)]
@@ -370,7 +369,7 @@ async fn evaluate_chunk(
         });
     }
     // The decider's lookups (VEX, KEV/EPSS) once for the chunk, then each image judged.
-    let evidence = Evidence::load(pool, outcomes.iter().flat_map(|o| &o.findings)).await?;
+    let evidence = crate::scan::evidence(pool, outcomes.iter().flat_map(|o| &o.findings)).await?;
     let now = settings.now.unwrap_or_else(jiff::Timestamp::now);
     for o in &mut outcomes {
         o.judged = Some(judge_under(
