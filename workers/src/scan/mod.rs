@@ -14,7 +14,7 @@ use std::io::Write;
 use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use stellaops_policy::vex::consensus::purl_base;
 use stellaops_scanner::analyze::{self, Fragment};
 use stellaops_scanner::judge::{self, Evidence, Exploitation};
@@ -81,40 +81,7 @@ pub async fn advisories_for(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    advisories_for_keys(pool, &keys).await
-}
-
-/// Read the advisory rows stored under `keys` and the snapshot they were read at.
-pub async fn advisories_for_keys(
-    pool: &PgPool,
-    keys: &[String],
-) -> anyhow::Result<(Vec<AdvisoryRow>, i64)> {
-    let mut tx = pool.begin().await?;
-    // One snapshot: the rows and the sequence value agree.
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
-    let rows = sqlx::query(
-        "SELECT merge_hash, vuln_id, affects_key, ecosystem, ranges, versions, severity
-         FROM canonical_advisories WHERE affects_key = ANY($1) AND withdrawn IS NULL",
-    )
-    .bind(keys)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| AdvisoryRow {
-        merge_hash: r.get("merge_hash"),
-        vuln_id: r.get("vuln_id"),
-        affects_key: r.get("affects_key"),
-        ecosystem: r.get("ecosystem"),
-        ranges: r.get("ranges"),
-        versions: r.get("versions"),
-        severity: r.get("severity"),
-    })
-    .collect();
-    tx.commit().await?;
-    Ok((rows, snapshot))
+    Ok(stellaops_store::advisories::matching_rows(pool, &keys).await?)
 }
 
 /// What a finished scan records.
@@ -434,17 +401,7 @@ async fn reuse(
 ) -> anyhow::Result<Option<ScanSummary>> {
     let mut tx = job.pool.begin().await?;
     let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
-    let Some(row) = sqlx::query(
-        "SELECT id, sbom_uri, sbom_sha256, components, verdict, attestation_key, attestation,
-                usage_sbom_uri, usage_sbom_sha256, used_components
-         FROM scan_results
-         WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(digest)
-    .bind(snapshot)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
+    let Some(row) = stellaops_store::scans::reusable(&mut *tx, digest, snapshot).await? else {
         return Ok(None);
     };
     // A result is reused (and signed again) only when this key's signature on it verifies:
@@ -454,45 +411,26 @@ async fn reuse(
         if let Err(reason) = stellaops_store::attestation::check_row(
             &keys,
             digest,
-            row.get::<String, _>("verdict").as_str(),
-            row.get::<Option<String>, _>("attestation_key").as_deref(),
-            row.get::<Option<Vec<u8>>, _>("attestation").as_deref(),
+            &row.verdict,
+            row.attestation_key.as_deref(),
+            row.attestation.as_deref(),
         ) {
             eprintln!("not reusing the earlier result of {digest}: {reason}");
             return Ok(None);
         }
     }
-    let earlier: i64 = row.get("id");
-    let mut findings: Vec<Finding> = sqlx::query(
-        "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest FROM scan_findings WHERE scan_id = $1",
-    )
-    .bind(earlier)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| Finding {
-        merge_hash: r.get("merge_hash"),
-        vuln_id: r.get("vuln_id"),
-        purl: r.get("purl"),
-        severity: r.get("severity"),
-        fixed_version: r.get("fixed_version"),
-        layer: r.get::<Option<String>, _>("layer_digest").unwrap_or_default(),
-        used_by_entrypoint: None,
-    })
-    .collect();
+    let mut findings = stellaops_store::scans::findings_of(&mut *tx, row.id).await?;
     tx.commit().await?;
     let used = stellaops_store::scans::usage_of(job.pool, digest).await?;
     for f in &mut findings {
         f.used_by_entrypoint = used.get(&f.purl).copied();
     }
-    let usage: (Option<String>, Option<String>, Option<i32>) = (
-        row.get("usage_sbom_uri"),
-        row.get("usage_sbom_sha256"),
-        row.get("used_components"),
+    let usage = (
+        row.usage_sbom_uri,
+        row.usage_sbom_sha256,
+        row.used_components,
     );
-    let sbom_uri: String = row.get("sbom_uri");
-    let sbom_sha: String = row.get("sbom_sha256");
-    let components: i32 = row.get("components");
+    let (sbom_uri, sbom_sha, components) = (row.sbom_uri, row.sbom_sha256, row.components);
     // License rules judge the stored inventory's declared licenses.
     let licensed = stored_licenses(job.pool, digest).await?;
     let Recorded {
@@ -513,11 +451,7 @@ async fn reuse(
         attest(job).as_ref(),
     )
     .await?;
-    sqlx::query("UPDATE scan_results SET components = $2 WHERE id = $1")
-        .bind(scan_id)
-        .bind(components)
-        .execute(job.pool)
-        .await?;
+    stellaops_store::scans::set_components(job.pool, scan_id, components).await?;
     if let (Some(uri), Some(sha), Some(used)) = (&usage.0, &usage.1, usage.2) {
         let mut tx = job.pool.begin().await?;
         stellaops_store::scans::set_usage(&mut tx, scan_id, uri, sha, used).await?;

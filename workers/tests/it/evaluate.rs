@@ -604,15 +604,14 @@ async fn as_the_webhook_reads(
     Vec<u8>,
     Result<stellaops_store::attestation::VerdictPredicate, String>,
 ) {
-    let (verdict, _, key, envelope): (
-        String,
-        chrono::DateTime<chrono::Utc>,
-        Option<String>,
-        Option<Vec<u8>>,
-    ) = sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
-        .bind(digest)
-        .fetch_one(pool)
+    let stellaops_store::scans::VerdictRow {
+        verdict,
+        attestation_key: key,
+        attestation: envelope,
+        ..
+    } = stellaops_store::scans::latest_verdict(pool, digest)
         .await
+        .unwrap()
         .unwrap();
     let checked = stellaops_store::attestation::check_row(
         keys,
