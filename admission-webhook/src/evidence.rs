@@ -338,12 +338,9 @@ impl EvidenceSource for RegistryEvidence {
                 .database
                 .as_ref()
                 .ok_or("the webhook has no database to read scan results from")?;
-            let row: Option<VerdictRow> =
-                sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
-                    .bind(digest)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(|e| format!("scan results unavailable: {e}"))?;
+            let row = stellaops_store::scans::latest_verdict(pool, digest)
+                .await
+                .map_err(|e| format!("scan results unavailable: {e}"))?;
             Ok(row.map(|row| self.record(digest, row, None)))
         })
     }
@@ -360,40 +357,25 @@ impl EvidenceSource for RegistryEvidence {
                 .as_ref()
                 .ok_or("the webhook has no database to read scan results from")?;
             let unavailable = |e: sqlx::Error| format!("scan results unavailable: {e}");
-            let under: Option<VerdictRow> =
-                sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_UNDER_POLICY_SQL)
-                    .bind(digest)
-                    .bind(policy_digest)
-                    .fetch_optional(pool)
+            let under =
+                stellaops_store::scans::latest_verdict_under_policy(pool, digest, policy_digest)
                     .await
                     .map_err(unavailable)?;
             if let Some(row) = under {
                 return Ok(Some(self.record(digest, row, Some(policy_digest))));
             }
             // None under this policy: scanned under another one, or never scanned.
-            let any: Option<VerdictRow> =
-                sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
-                    .bind(digest)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(unavailable)?;
-            Ok(any.map(|(verdict, finished_at, _, _)| ScanRecord {
-                verdict: verdict_of(&verdict),
-                finished_at,
+            let any = stellaops_store::scans::latest_verdict(pool, digest)
+                .await
+                .map_err(unavailable)?;
+            Ok(any.map(|row| ScanRecord {
+                verdict: verdict_of(&row.verdict),
+                finished_at: row.finished_at,
                 unverified: Some(not_judged_under(policy, policy_digest)),
             }))
         })
     }
 }
-
-/// A `scan_results` row as the webhook reads it: verdict, finish time, envelope key and
-/// envelope.
-type VerdictRow = (
-    String,
-    chrono::DateTime<chrono::Utc>,
-    Option<String>,
-    Option<Vec<u8>>,
-);
 
 fn verdict_of(v: &str) -> Verdict {
     match v {
@@ -406,8 +388,18 @@ fn verdict_of(v: &str) -> Verdict {
 impl RegistryEvidence {
     /// The record of `row`: only what its envelope says is trusted (its verdict and time),
     /// and, when `policy_digest` is given, only if the envelope names that policy digest.
-    fn record(&self, digest: &str, row: VerdictRow, policy_digest: Option<&str>) -> ScanRecord {
-        let (verdict, finished_at, key, envelope) = row;
+    fn record(
+        &self,
+        digest: &str,
+        row: stellaops_store::scans::VerdictRow,
+        policy_digest: Option<&str>,
+    ) -> ScanRecord {
+        let stellaops_store::scans::VerdictRow {
+            verdict,
+            finished_at,
+            attestation_key: key,
+            attestation: envelope,
+        } = row;
         match stellaops_store::attestation::check_row(
             &self.verdict_keys.current(),
             digest,

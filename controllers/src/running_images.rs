@@ -16,7 +16,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use serde_json::json;
-use stellaops_store::inventory_diff::{self, Change, Diff};
+use stellaops_scanner::diff::{self, Change, Diff};
 use stellaops_store::outbox::NewEvent;
 use stellaops_store::running_images::{self, RunningImage};
 
@@ -232,11 +232,10 @@ async fn change_events(
     let mut events = Vec::with_capacity(moved.len());
     for (i, (before, now)) in moved.iter().enumerate() {
         let diff = if i < MAX_DIFFS_PER_PASS {
-            let old = inventory_diff::stored_inventory(pool, &before.image_digest).await?;
-            let new = inventory_diff::stored_inventory(pool, &now.image_digest).await?;
-            old.zip(new).map(|(old, new)| {
-                inventory_diff::diff(&before.image_digest, &old, &now.image_digest, &new)
-            })
+            let old = stellaops_store::scans::stored_inventory(pool, &before.image_digest).await?;
+            let new = stellaops_store::scans::stored_inventory(pool, &now.image_digest).await?;
+            old.zip(new)
+                .map(|(old, new)| diff::diff(&before.image_digest, &old, &now.image_digest, &new))
         } else {
             None
         };
@@ -455,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_move_is_an_image_changed_event_with_the_layer_attributed_diff() {
-        use stellaops_store::inventory_diff::{Installed, diff};
+        use stellaops_scanner::diff::{Installed, diff};
         let b = observe([&pod(
             "b",
             "2026-01-01T00:00:00Z",

@@ -535,63 +535,54 @@ pub fn compute_status(
     status
 }
 
-/// The latest result recorded for this Scan (by uid), or for `digest` at `snapshot`
-/// (`sql` is one of `stellaops_store::scans`' lookups).
-/// The recorded result `sql` finds, once its DSSE envelope verifies against the configured
-/// keys (`Err` says why it does not: then the row is not trusted). What is reported comes
-/// from the signed Statement, not from the row's columns.
+/// Which recorded result a Scan reports: its own latest (by uid), or the latest of a
+/// digest at an advisory snapshot (a reuse).
+enum Lookup<'a> {
+    OfScan(&'a str),
+    Reusable(&'a str, i64),
+}
+
+/// The recorded result `lookup` finds, once its DSSE envelope verifies against the
+/// configured keys (`Err` says why it does not: then the row is not trusted). What is
+/// reported comes from the signed Statement, not from the row's columns.
 async fn recorded(
     keys: &stellaops_store::attestation::VerdictKeys,
     pool: &sqlx::PgPool,
-    sql: &str,
-    bind: &str,
-    snapshot: Option<i64>,
+    lookup: Lookup<'_>,
 ) -> Result<Option<std::result::Result<ScanResult, String>>> {
-    use sqlx::Row;
-    let mut query = sqlx::query(sql).bind(bind);
-    if let Some(s) = snapshot {
-        query = query.bind(s);
+    let row = match lookup {
+        Lookup::OfScan(uid) => stellaops_store::scans::latest_of_scan(pool, uid).await,
+        Lookup::Reusable(digest, snapshot) => {
+            stellaops_store::scans::reusable(pool, digest, snapshot).await
+        }
     }
-    let row = query
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| Error::Outbox(e.into()))?;
+    .map_err(|e| Error::Outbox(e.into()))?;
     let Some(r) = row else {
         return Ok(None);
     };
-    let digest: String = r.get("image_digest");
+    let digest = r.image_digest;
     let signed = match stellaops_store::attestation::check_row(
         keys,
         &digest,
-        r.get::<String, _>("verdict").as_str(),
-        r.get::<Option<String>, _>("attestation_key").as_deref(),
-        r.get::<Option<Vec<u8>>, _>("attestation").as_deref(),
+        &r.verdict,
+        r.attestation_key.as_deref(),
+        r.attestation.as_deref(),
     ) {
         Ok(signed) => signed,
         Err(reason) => return Ok(Some(Err(reason))),
     };
     // What decided the verdict, for the `Ready` message (explanatory: the counts and the
     // verdict come from the signed statement).
-    let reasons = stellaops_store::scans::reasons(pool, r.get("id"), TOP_REASONS).await?;
+    let reasons = stellaops_store::scans::reasons(pool, r.id, TOP_REASONS).await?;
     Ok(Some({
         Ok(ScanResult {
             image_digest: digest,
             sbom: SbomRef {
                 uri: signed.sbom.uri,
                 sha256: signed.sbom.sha256,
-                components: i64::from(r.get::<i32, _>("components")),
+                components: i64::from(r.components),
             },
-            usage: match (
-                r.try_get::<Option<String>, _>("usage_sbom_uri")
-                    .ok()
-                    .flatten(),
-                r.try_get::<Option<String>, _>("usage_sbom_sha256")
-                    .ok()
-                    .flatten(),
-                r.try_get::<Option<i32>, _>("used_components")
-                    .ok()
-                    .flatten(),
-            ) {
+            usage: match (r.usage_sbom_uri, r.usage_sbom_sha256, r.used_components) {
                 (Some(uri), Some(sha256), Some(used)) => Some(Box::new(SbomRef {
                     uri,
                     sha256,
@@ -709,9 +700,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                         recorded(
                             &ctx.config.verdict_keys.current(),
                             pool,
-                            stellaops_store::scans::BY_SCAN_SQL,
-                            &uid,
-                            None,
+                            Lookup::OfScan(&uid),
                         )
                         .await?
                     }
@@ -778,9 +767,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                     match recorded(
                         &ctx.config.verdict_keys.current(),
                         pool,
-                        stellaops_store::scans::REUSE_SQL,
-                        digest,
-                        Some(snapshot),
+                        Lookup::Reusable(digest, snapshot),
                     )
                     .await?
                     {
@@ -938,9 +925,7 @@ async fn follow_reevaluation(
     let result = match recorded(
         &ctx.config.verdict_keys.current(),
         pool,
-        stellaops_store::scans::BY_SCAN_SQL,
-        &uid,
-        None,
+        Lookup::OfScan(&uid),
     )
     .await?
     {

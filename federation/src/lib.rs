@@ -11,4 +11,3 @@ pub mod ingest;
 pub mod osv;
 pub mod sites;
 pub mod validate;
-pub mod versions;

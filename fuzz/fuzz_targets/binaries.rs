@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stellaops_workers::scan::analyze;
+use stellaops_scanner::analyze;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = stellaops_workers::scan::elf::parse(data);
+    let _ = stellaops_scanner::elf::parse(data);
     let _ = analyze::parse_go_binary(data);
     let _ = analyze::parse_cargo_auditable(data);
     let _ = analyze::parse_jar(data);

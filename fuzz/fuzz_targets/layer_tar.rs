@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stellaops_workers::scan::analyze;
+use stellaops_scanner::analyze;
 
 fuzz_target!(|data: &[u8]| {
     let _ = analyze::analyse_tar(data);

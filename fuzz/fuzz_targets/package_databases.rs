@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use stellaops_policy::license;
-use stellaops_workers::scan::analyze;
-use stellaops_workers::scan::license as declared;
+use stellaops_scanner::analyze;
+use stellaops_scanner::license as declared;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stellaops_workers::scan::rpmdb;
+use stellaops_scanner::rpmdb;
 
 fuzz_target!(|data: &[u8]| {
     let _ = rpmdb::parse_rpmdb_bdb(data);

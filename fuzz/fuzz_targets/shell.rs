@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use stellaops_workers::scan::analyze::Node;
-use stellaops_workers::scan::shell::{Vars, expand, parse};
-use stellaops_workers::scan::usage::{RunConfig, Vfs, closure, trace};
+use stellaops_scanner::analyze::Node;
+use stellaops_scanner::shell::{Vars, expand, parse};
+use stellaops_scanner::usage::{RunConfig, Vfs, closure, trace};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

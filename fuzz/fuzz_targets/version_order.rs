@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 
 use libfuzzer_sys::fuzz_target;
-use stellaops_federation::versions::Scheme;
+use stellaops_scanner::versions::Scheme;
 
 const SCHEMES: [Scheme; 6] = [
     Scheme::Dpkg,

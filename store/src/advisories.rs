@@ -890,6 +890,51 @@ pub async fn sources_of(
     Ok(sources)
 }
 
+/// The advisory rows stored under `keys` (withdrawn ones left out), as matching reads them,
+/// and the snapshot they were read at: one read-only transaction, so the rows and the
+/// sequence value agree.
+pub async fn matching_rows(
+    pool: &PgPool,
+    keys: &[String],
+) -> Result<(Vec<stellaops_scanner::AdvisoryRow>, i64)> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let snapshot = snapshot(&mut *tx).await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        merge_hash: String,
+        vuln_id: String,
+        affects_key: String,
+        ecosystem: String,
+        ranges: serde_json::Value,
+        versions: Vec<String>,
+        severity: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT merge_hash, vuln_id, affects_key, ecosystem, ranges, versions, severity
+         FROM canonical_advisories WHERE affects_key = ANY($1) AND withdrawn IS NULL",
+    )
+    .bind(keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let rows = rows
+        .into_iter()
+        .map(|r| stellaops_scanner::AdvisoryRow {
+            merge_hash: r.merge_hash,
+            vuln_id: r.vuln_id,
+            affects_key: r.affects_key,
+            ecosystem: r.ecosystem,
+            ranges: r.ranges,
+            versions: r.versions,
+            severity: r.severity,
+        })
+        .collect();
+    Ok((rows, snapshot))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

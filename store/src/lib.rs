@@ -4,7 +4,6 @@
 pub mod advisories;
 pub mod attestation;
 pub mod exploits;
-pub mod inventory_diff;
 pub mod layer_cache;
 pub mod lifecycle;
 pub mod notify;

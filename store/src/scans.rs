@@ -1,19 +1,21 @@
-//! Scan results: the lookups the Scan controller makes (the worker writes the rows).
+//! Scan results: every statement on them — results, findings, stored inventories,
+//! licenses and their decisions — for the scan worker, `evaluate`, the Scan controller,
+//! the webhook and the reports API.
 
 /// The newest verdict of a digest (`$1`) with its signed envelope: what the webhook checks.
-pub const LATEST_VERDICT_SQL: &str =
+const LATEST_VERDICT_SQL: &str =
     "SELECT verdict, finished_at, attestation_key, attestation FROM scan_results
      WHERE image_digest = $1 ORDER BY finished_at DESC, id DESC LIMIT 1";
 
 /// The latest result of a digest (`$1`) decided under the policy digest `$2` (a Scan
 /// naming that ScanPolicy or a re-evaluation under it): what a ZastavaPolicy with a
 /// `policyRef` judges.
-pub const LATEST_VERDICT_UNDER_POLICY_SQL: &str =
+const LATEST_VERDICT_UNDER_POLICY_SQL: &str =
     "SELECT verdict, finished_at, attestation_key, attestation FROM scan_results
      WHERE image_digest = $1 AND policy_digest = $2 ORDER BY finished_at DESC, id DESC LIMIT 1";
 
 /// The latest result recorded for a Scan, by its uid (`$1`).
-pub const BY_SCAN_SQL: &str =
+const BY_SCAN_SQL: &str =
     "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
             attestation_key, attestation, usage_sbom_uri, usage_sbom_sha256, used_components
      FROM scan_results WHERE scan_uid = $1 ORDER BY id DESC LIMIT 1";
@@ -26,16 +28,39 @@ pub const REUSE_SQL: &str =
      FROM scan_results WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1";
 
 /// Whether a digest (`$1`) has any recorded scan (then its inventory is stored).
-pub const SCANNED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM scan_results WHERE image_digest = $1)";
+const SCANNED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM scan_results WHERE image_digest = $1)";
 
 /// The stored inventory of a digest (`$1`): each package URL once, with its layer.
-pub const INVENTORY_SQL: &str = "SELECT DISTINCT purl, layer_digest FROM image_packages
+const INVENTORY_SQL: &str = "SELECT DISTINCT purl, layer_digest FROM image_packages
      WHERE image_digest = $1 ORDER BY purl, layer_digest";
+
+/// The stored inventory of a digest, or `None` when it was never scanned.
+pub async fn stored_inventory(
+    pool: &sqlx::PgPool,
+    digest: &str,
+) -> crate::Result<Option<Vec<stellaops_scanner::diff::Installed>>> {
+    let scanned: bool = sqlx::query_scalar(SCANNED_SQL)
+        .bind(digest)
+        .fetch_one(pool)
+        .await?;
+    if !scanned {
+        return Ok(None);
+    }
+    let rows: Vec<(String, String)> = sqlx::query_as(INVENTORY_SQL)
+        .bind(digest)
+        .fetch_all(pool)
+        .await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|(purl, layer)| stellaops_scanner::diff::Installed { purl, layer })
+            .collect(),
+    ))
+}
 
 /// Each Scan's latest result of the digests `$1`, of those recorded under the ScanPolicy
 /// named `$2`: what a change of that policy (or a waiver's expiry) re-evaluates. A Scan
 /// whose latest result came from another policy is left alone.
-pub const LATEST_UNDER_POLICY_SQL: &str = "SELECT * FROM (
+const LATEST_UNDER_POLICY_SQL: &str = "SELECT * FROM (
          SELECT DISTINCT ON (image_digest, scan_uid) id, image_digest, image_ref, sbom_uri,
                 sbom_sha256, components, policy, verdict, scan_namespace, scan_name, scan_uid
          FROM scan_results WHERE image_digest = ANY($1)
@@ -577,4 +602,451 @@ pub async fn insert_result(
     .execute(&mut *tx)
     .await?;
     Ok(id)
+}
+
+/// A result's verdict with its signed envelope, as the webhook checks it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct VerdictRow {
+    /// `Pass`, `Warn` or `Fail` (as the row says; the envelope decides what is trusted).
+    pub verdict: String,
+    /// When the result was recorded.
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// S3 key of the signed verdict.
+    pub attestation_key: Option<String>,
+    /// The DSSE envelope.
+    pub attestation: Option<Vec<u8>>,
+}
+
+/// The newest verdict of `digest` (`LATEST_VERDICT_SQL`).
+pub async fn latest_verdict(pool: &sqlx::PgPool, digest: &str) -> sqlx::Result<Option<VerdictRow>> {
+    sqlx::query_as(LATEST_VERDICT_SQL)
+        .bind(digest)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The newest verdict of `digest` decided under `policy_digest`
+/// (`LATEST_VERDICT_UNDER_POLICY_SQL`).
+pub async fn latest_verdict_under_policy(
+    pool: &sqlx::PgPool,
+    digest: &str,
+    policy_digest: &str,
+) -> sqlx::Result<Option<VerdictRow>> {
+    sqlx::query_as(LATEST_VERDICT_UNDER_POLICY_SQL)
+        .bind(digest)
+        .bind(policy_digest)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A recorded result as the Scan controller reports it and a scan reuses it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredResult {
+    /// Row id.
+    pub id: i64,
+    /// The digest scanned.
+    pub image_digest: String,
+    /// `s3://…` of the CycloneDX SBOM.
+    pub sbom_uri: String,
+    /// `sha256:` of the SBOM bytes.
+    pub sbom_sha256: String,
+    /// Components in the SBOM.
+    pub components: i32,
+    /// Counted findings by severity.
+    pub critical: i32,
+    /// See `critical`.
+    pub high: i32,
+    /// See `critical`.
+    pub medium: i32,
+    /// See `critical`.
+    pub low: i32,
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: String,
+    /// S3 key of the signed verdict.
+    pub attestation_key: Option<String>,
+    /// The DSSE envelope.
+    pub attestation: Option<Vec<u8>>,
+    /// The Usage SBOM, when the entrypoint could be followed.
+    pub usage_sbom_uri: Option<String>,
+    /// `sha256:` of the Usage SBOM bytes.
+    pub usage_sbom_sha256: Option<String>,
+    /// Components the entrypoint uses.
+    pub used_components: Option<i32>,
+}
+
+/// The latest result recorded for the Scan with uid `uid` (`BY_SCAN_SQL`).
+pub async fn latest_of_scan(pool: &sqlx::PgPool, uid: &str) -> sqlx::Result<Option<StoredResult>> {
+    sqlx::query_as(BY_SCAN_SQL)
+        .bind(uid)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The latest result of `digest` at advisory snapshot `snapshot` ([`REUSE_SQL`]): a scan
+/// of that digest now would find the same.
+pub async fn reusable<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    digest: &str,
+    snapshot: i64,
+) -> sqlx::Result<Option<StoredResult>> {
+    sqlx::query_as(REUSE_SQL)
+        .bind(digest)
+        .bind(snapshot)
+        .fetch_optional(db)
+        .await
+}
+
+/// Set the component count of result `id` (a reused result counts its inventory's).
+pub async fn set_components<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: i64,
+    components: i32,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE scan_results SET components = $2 WHERE id = $1")
+        .bind(id)
+        .bind(components)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The findings recorded with result `scan_id` (whether the entrypoint uses each is
+/// not stored with them: `None`).
+pub async fn findings_of<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    scan_id: i64,
+) -> sqlx::Result<Vec<stellaops_scanner::Finding>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        merge_hash: String,
+        vuln_id: String,
+        purl: String,
+        severity: Option<String>,
+        fixed_version: Option<String>,
+        layer_digest: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest
+         FROM scan_findings WHERE scan_id = $1",
+    )
+    .bind(scan_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| stellaops_scanner::Finding {
+            merge_hash: r.merge_hash,
+            vuln_id: r.vuln_id,
+            purl: r.purl,
+            severity: r.severity,
+            fixed_version: r.fixed_version,
+            layer: r.layer_digest.unwrap_or_default(),
+            used_by_entrypoint: None,
+        })
+        .collect())
+}
+
+/// The newest result of `digest` other than `scan_id`, if any.
+pub async fn previous_result(
+    pool: &sqlx::PgPool,
+    digest: &str,
+    scan_id: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT id FROM scan_results WHERE image_digest = $1 AND id <> $2
+         ORDER BY finished_at DESC, id DESC LIMIT 1",
+    )
+    .bind(digest)
+    .bind(scan_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// What a `rescan.delta` event names of a result.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ResultHead {
+    /// The image as scanned.
+    pub image_ref: String,
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: String,
+    /// The advisory snapshot it was matched at.
+    pub advisory_snapshot: i64,
+}
+
+/// The image, verdict and advisory snapshot of result `id`.
+pub async fn result_head(pool: &sqlx::PgPool, id: i64) -> sqlx::Result<ResultHead> {
+    sqlx::query_as("SELECT image_ref, verdict, advisory_snapshot FROM scan_results WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+/// A result as a re-evaluation starts from: what it keeps (image, SBOM, who asked) and
+/// what it decides again (under the stored policy or another).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct LatestResult {
+    /// Row id.
+    pub id: i64,
+    /// The digest.
+    pub image_digest: String,
+    /// The image as scanned.
+    pub image_ref: String,
+    /// `s3://…` of the SBOM.
+    pub sbom_uri: String,
+    /// `sha256:` of the SBOM bytes.
+    pub sbom_sha256: String,
+    /// Components in the SBOM.
+    pub components: i32,
+    /// The policy it was decided under (JSON).
+    pub policy: serde_json::Value,
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: String,
+    /// The Scan that asked (namespace, name, uid), when one did.
+    pub scan_namespace: Option<String>,
+    /// See `scan_namespace`.
+    pub scan_name: Option<String>,
+    /// See `scan_namespace`.
+    pub scan_uid: Option<String>,
+}
+
+/// The latest result of each of `digests`.
+pub async fn latest_results(
+    pool: &sqlx::PgPool,
+    digests: &[String],
+) -> sqlx::Result<Vec<LatestResult>> {
+    sqlx::query_as(
+        "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256,
+                components, policy, verdict, scan_namespace, scan_name, scan_uid
+         FROM scan_results WHERE image_digest = ANY($1)
+         ORDER BY image_digest, finished_at DESC, id DESC",
+    )
+    .bind(digests)
+    .fetch_all(pool)
+    .await
+}
+
+/// Each Scan's latest result of `digests`, of those recorded under the ScanPolicy `name`
+/// (`LATEST_UNDER_POLICY_SQL`).
+pub async fn latest_results_under_policy(
+    pool: &sqlx::PgPool,
+    digests: &[String],
+    name: &str,
+) -> sqlx::Result<Vec<LatestResult>> {
+    sqlx::query_as(LATEST_UNDER_POLICY_SQL)
+        .bind(digests)
+        .bind(name)
+        .fetch_all(pool)
+        .await
+}
+
+/// One row of a stored inventory (per affects key).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredPackage {
+    /// The image.
+    pub image_digest: String,
+    /// Package URL with version.
+    pub purl: String,
+    /// Key its advisories are stored under.
+    pub affects_key: String,
+    /// The version matched under that key.
+    pub version: String,
+    /// The layer that introduced it.
+    pub layer_digest: String,
+    /// Whether the entrypoint uses it (`None`: not known).
+    pub used_by_entrypoint: Option<bool>,
+}
+
+/// The stored inventories of `digests`, row by row.
+pub async fn packages_of(
+    pool: &sqlx::PgPool,
+    digests: &[String],
+) -> sqlx::Result<Vec<StoredPackage>> {
+    sqlx::query_as(
+        "SELECT image_digest, purl, affects_key, version, layer_digest, used_by_entrypoint FROM image_packages
+         WHERE image_digest = ANY($1)",
+    )
+    .bind(digests)
+    .fetch_all(pool)
+    .await
+}
+
+/// A recorded license decision, as a re-evaluation compares it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LicenseOutcome {
+    /// The result it belongs to.
+    pub scan_id: i64,
+    /// The component.
+    pub purl: String,
+    /// `fails` or `warns`.
+    pub outcome: String,
+}
+
+/// The license decisions of results `ids`.
+pub async fn license_outcomes(
+    pool: &sqlx::PgPool,
+    ids: &[i64],
+) -> sqlx::Result<Vec<LicenseOutcome>> {
+    sqlx::query_as(
+        "SELECT scan_id, purl, outcome FROM scan_license_decisions WHERE scan_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// A recorded finding and what it came to.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct FindingOutcome {
+    /// The result it belongs to.
+    pub scan_id: i64,
+    /// The advisory.
+    pub merge_hash: String,
+    /// The component.
+    pub purl: String,
+    /// `fails`, `warns`, `counted` or `ignored` (`None`: recorded before the decider).
+    pub outcome: Option<String>,
+}
+
+/// The findings of results `ids` with their outcomes.
+pub async fn finding_outcomes(
+    pool: &sqlx::PgPool,
+    ids: &[i64],
+) -> sqlx::Result<Vec<FindingOutcome>> {
+    sqlx::query_as(
+        "SELECT scan_id, merge_hash, purl, outcome FROM scan_findings WHERE scan_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// A re-evaluated result: a new row that keeps the image, SBOM and asker of an earlier
+/// one with a new decision.
+#[derive(Clone, Debug)]
+pub struct Reevaluated<'a> {
+    /// The digest.
+    pub image_digest: &'a str,
+    /// The image as scanned.
+    pub image_ref: &'a str,
+    /// Who it is recorded for (namespace, name, uid).
+    pub scan_namespace: Option<&'a str>,
+    /// See `scan_namespace`.
+    pub scan_name: Option<String>,
+    /// See `scan_namespace`.
+    pub scan_uid: Option<&'a str>,
+    /// `s3://…` of the SBOM.
+    pub sbom_uri: &'a str,
+    /// `sha256:` of the SBOM bytes.
+    pub sbom_sha256: &'a str,
+    /// Components in the SBOM.
+    pub components: i32,
+    /// Counted findings: critical, high, medium, low.
+    pub counts: [i32; 4],
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: &'a str,
+    /// The policy decided under (JSON).
+    pub policy: serde_json::Value,
+    /// Its digest.
+    pub policy_digest: &'a str,
+    /// S3 key of the signed verdict.
+    pub attestation_key: Option<String>,
+    /// The DSSE envelope.
+    pub attestation: Option<Vec<u8>>,
+}
+
+/// Insert re-evaluated results matched at `snapshot`, in one statement; returns each new
+/// row's (digest, Scan uid, id).
+pub async fn insert_reevaluated(
+    tx: &mut sqlx::PgConnection,
+    snapshot: i64,
+    results: &[Reevaluated<'_>],
+) -> sqlx::Result<Vec<(String, Option<String>, i64)>> {
+    fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+        items.iter().map(f).collect()
+    }
+    sqlx::query_as(
+        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name,
+             sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at,
+             policy_digest, attestation_key, attestation, scan_uid)
+         SELECT d, r, $3, ns, n, u, s, c, cr, hi, me, lo, v, p, now(), pd, ak, a, uid
+         FROM unnest($1::text[], $2::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+                     $9::int[], $10::int[], $11::int[], $12::int[], $13::text[], $14::jsonb[],
+                     $15::text[], $16::text[], $17::bytea[], $18::text[])
+              AS t(d, r, ns, n, u, s, c, cr, hi, me, lo, v, p, pd, ak, a, uid)
+         RETURNING image_digest, scan_uid, id",
+    )
+    .bind(col(results, |r| r.image_digest))
+    .bind(col(results, |r| r.image_ref))
+    .bind(snapshot)
+    .bind(col(results, |r| r.scan_namespace))
+    .bind(col(results, |r| r.scan_name.as_deref()))
+    .bind(col(results, |r| r.sbom_uri))
+    .bind(col(results, |r| r.sbom_sha256))
+    .bind(col(results, |r| r.components))
+    .bind(col(results, |r| r.counts[0]))
+    .bind(col(results, |r| r.counts[1]))
+    .bind(col(results, |r| r.counts[2]))
+    .bind(col(results, |r| r.counts[3]))
+    .bind(col(results, |r| r.verdict))
+    .bind(col(results, |r| &r.policy))
+    .bind(col(results, |r| r.policy_digest))
+    .bind(col(results, |r| r.attestation_key.as_deref()))
+    .bind(col(results, |r| r.attestation.as_deref()))
+    .bind(col(results, |r| r.scan_uid))
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// A finding of a re-evaluated result, borrowed from the caller's.
+#[derive(Clone, Debug)]
+pub struct DecidedFinding<'a> {
+    /// The result it belongs to.
+    pub scan_id: i64,
+    /// Canonical advisory it matched.
+    pub merge_hash: &'a str,
+    /// Vulnerability id.
+    pub vuln_id: &'a str,
+    /// Component (package URL with version).
+    pub purl: &'a str,
+    /// Severity.
+    pub severity: Option<&'a str>,
+    /// Fixed version.
+    pub fixed_version: Option<&'a str>,
+    /// Layer that introduced the component.
+    pub layer_digest: &'a str,
+    /// `fails`, `warns`, `counted` or `ignored`.
+    pub outcome: String,
+    /// `vex:<providers>`, `rule:<name>` or `threshold`.
+    pub decided_by: &'a str,
+    /// For a person.
+    pub reason: &'a str,
+}
+
+/// Insert findings of several results, in one statement.
+pub async fn insert_decided_findings(
+    tx: &mut sqlx::PgConnection,
+    findings: &[DecidedFinding<'_>],
+) -> sqlx::Result<()> {
+    fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+        items.iter().map(f).collect()
+    }
+    sqlx::query(
+        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest,
+             outcome, decided_by, reason)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[])",
+    )
+    .bind(col(findings, |f| f.scan_id))
+    .bind(col(findings, |f| f.merge_hash))
+    .bind(col(findings, |f| f.vuln_id))
+    .bind(col(findings, |f| f.purl))
+    .bind(col(findings, |f| f.severity))
+    .bind(col(findings, |f| f.fixed_version))
+    .bind(col(findings, |f| f.layer_digest))
+    .bind(col(findings, |f| f.outcome.as_str()))
+    .bind(col(findings, |f| f.decided_by))
+    .bind(col(findings, |f| f.reason))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

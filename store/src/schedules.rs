@@ -114,6 +114,16 @@ pub async fn progress(pool: &PgPool, id: &str, created: i64, new_findings: i64) 
     Ok(())
 }
 
+/// Count one more image with new findings in run `id` (a content-refresh Scan that found
+/// some), in `tx`.
+pub async fn count_new_findings(tx: &mut sqlx::PgConnection, id: &str) -> Result<()> {
+    sqlx::query("UPDATE schedule_runs SET new_findings = new_findings + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Record how many Scans a content-refresh run has created.
 pub async fn record_created(pool: &PgPool, id: &str, created: i64) -> Result<()> {
     sqlx::query("UPDATE schedule_runs SET created = $2 WHERE id = $1")

@@ -159,7 +159,7 @@ async fn main() {
     let evaluator: stellaops_policy::evaluate::Policy =
         serde_json::from_value(json!({"failOn": "critical", "warnOn": "medium", "rules": rules}))
             .unwrap();
-    let policy = stellaops_workers::scan::Policy::from_evaluator(Some("bench".into()), evaluator);
+    let policy = stellaops_scanner::Policy::from_evaluator(Some("bench".into()), evaluator);
     let settings = Settings {
         name: None,
         namespace: None,

@@ -12,10 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use stellaops_scanner::{AdvisoryRow, Component, MatchKey, Policy, match_components, verdict};
 use stellaops_testing::oci;
-use stellaops_workers::scan::{
-    AdvisoryRow, Component, MatchKey, Policy, match_components, verdict,
-};
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     // xorshift: incompressible enough, deterministic.

@@ -10,14 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use std::sync::Arc;
 
-use crate::scan::judge::{Decider, Evidence, Judged, judge_under, repository_of};
-use crate::scan::{
-    Component, Finding, MatchKey, Policy, advisories_for_keys, index_rows, match_indexed, rank,
-};
+use stellaops_scanner::judge::{Decider, Judged, judge_under, repository_of};
+use stellaops_scanner::{Component, Finding, MatchKey, Policy, index_rows, match_indexed, rank};
 
 /// How a batch of images is re-evaluated.
 #[derive(Clone, Debug)]
@@ -195,21 +193,9 @@ async fn evaluate_chunk(
     let rows = match policy_ref {
         // Under one ScanPolicy: each Scan's latest result of the image.
         Some(name) => {
-            sqlx::query(stellaops_store::scans::LATEST_UNDER_POLICY_SQL)
-                .bind(digests)
-                .bind(name)
-                .fetch_all(pool)
-                .await?
+            stellaops_store::scans::latest_results_under_policy(pool, digests, name).await?
         }
-        None => sqlx::query(
-            "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256,
-                        components, policy, verdict, scan_namespace, scan_name, scan_uid
-                 FROM scan_results WHERE image_digest = ANY($1)
-                 ORDER BY image_digest, finished_at DESC, id DESC",
-        )
-        .bind(digests)
-        .fetch_all(pool)
-        .await?,
+        None => stellaops_store::scans::latest_results(pool, digests).await?,
     };
     let shared = settings
         .policy
@@ -221,24 +207,24 @@ async fn evaluate_chunk(
             let policy = match &shared {
                 Some(p) => p.clone(),
                 None => {
-                    let own: Policy = serde_json::from_value(r.get("policy"))
-                        .unwrap_or_else(|_| default_policy());
+                    let own: Policy =
+                        serde_json::from_value(r.policy).unwrap_or_else(|_| default_policy());
                     let decider = Decider::of(&own);
                     Arc::new((own, decider))
                 }
             };
             Previous {
-                id: r.get("id"),
-                image_digest: r.get("image_digest"),
-                image_ref: r.get("image_ref"),
-                scan_namespace: r.get("scan_namespace"),
-                scan_name: r.get("scan_name"),
-                scan_uid: r.get("scan_uid"),
-                sbom_uri: r.get("sbom_uri"),
-                sbom_sha256: r.get("sbom_sha256"),
-                components: r.get("components"),
+                id: r.id,
+                image_digest: r.image_digest,
+                image_ref: r.image_ref,
+                scan_namespace: r.scan_namespace,
+                scan_name: r.scan_name,
+                scan_uid: r.scan_uid,
+                sbom_uri: r.sbom_uri,
+                sbom_sha256: r.sbom_sha256,
+                components: r.components,
                 policy,
-                verdict: r.get("verdict"),
+                verdict: r.verdict,
             }
         })
         .collect();
@@ -250,16 +236,15 @@ async fn evaluate_chunk(
     // The stored inventories, grouped back into components.
     let mut inventories: HashMap<String, BTreeMap<String, Component>> = HashMap::new();
     let mut keys = BTreeSet::new();
-    for row in sqlx::query(
-        "SELECT image_digest, purl, affects_key, version, layer_digest, used_by_entrypoint FROM image_packages
-         WHERE image_digest = ANY($1)",
-    )
-    .bind(digests)
-    .fetch_all(pool)
-    .await?
-    {
-        let (digest, purl, key): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        let version: String = row.get(3);
+    for row in stellaops_store::scans::packages_of(pool, digests).await? {
+        let stellaops_store::scans::StoredPackage {
+            image_digest: digest,
+            purl,
+            affects_key: key,
+            version,
+            layer_digest,
+            used_by_entrypoint,
+        } = row;
         keys.insert(key.clone());
         let component = inventories
             .entry(digest)
@@ -273,9 +258,9 @@ async fn evaluate_chunk(
                 version: version.clone(),
                 source: String::new(),
                 source_version: String::new(),
-                layer: row.get(4),
+                layer: layer_digest,
                 path: String::new(),
-                used_by_entrypoint: row.get(5),
+                used_by_entrypoint,
                 license: None,
             });
         // Each key keeps the version it is matched at (a source package's for its keys).
@@ -295,12 +280,11 @@ async fn evaluate_chunk(
     let previous_ids: Vec<i64> = previous.iter().map(|p| p.id).collect();
     // The license decisions of the previous results (a change is a decision change).
     let mut licenses_before: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
-    for (id, purl, outcome) in sqlx::query_as::<_, (i64, String, String)>(
-        "SELECT scan_id, purl, outcome FROM scan_license_decisions WHERE scan_id = ANY($1)",
-    )
-    .bind(&previous_ids)
-    .fetch_all(pool)
-    .await?
+    for stellaops_store::scans::LicenseOutcome {
+        scan_id: id,
+        purl,
+        outcome,
+    } in stellaops_store::scans::license_outcomes(pool, &previous_ids).await?
     {
         licenses_before
             .entry(id)
@@ -311,13 +295,12 @@ async fn evaluate_chunk(
     // Of those, the ones that counted (rows from before the decider have no outcome: all
     // of them counted).
     let mut counted_before: HashMap<i64, BTreeSet<(String, String)>> = HashMap::new();
-    for (id, merge_hash, purl, outcome) in
-        sqlx::query_as::<_, (i64, String, String, Option<String>)>(
-            "SELECT scan_id, merge_hash, purl, outcome FROM scan_findings WHERE scan_id = ANY($1)",
-        )
-        .bind(&previous_ids)
-        .fetch_all(pool)
-        .await?
+    for stellaops_store::scans::FindingOutcome {
+        scan_id: id,
+        merge_hash,
+        purl,
+        outcome,
+    } in stellaops_store::scans::finding_outcomes(pool, &previous_ids).await?
     {
         if outcome.as_deref() != Some("ignored") {
             counted_before
@@ -328,7 +311,7 @@ async fn evaluate_chunk(
         known.entry(id).or_default().insert((merge_hash, purl));
     }
     let keys: Vec<String> = keys.into_iter().collect();
-    let (rows, snapshot) = advisories_for_keys(pool, &keys).await?;
+    let (rows, snapshot) = stellaops_store::advisories::matching_rows(pool, &keys).await?;
     let by_key = index_rows(&rows);
     report.advisory_snapshot = snapshot;
     let threshold = settings.min_severity.as_deref().map(rank).unwrap_or(0);
@@ -370,7 +353,7 @@ async fn evaluate_chunk(
         });
     }
     // The decider's lookups (VEX, KEV/EPSS) once for the chunk, then each image judged.
-    let evidence = Evidence::load(pool, outcomes.iter().flat_map(|o| &o.findings)).await?;
+    let evidence = crate::scan::evidence(pool, outcomes.iter().flat_map(|o| &o.findings)).await?;
     let now = settings.now.unwrap_or_else(jiff::Timestamp::now);
     for o in &mut outcomes {
         o.judged = Some(judge_under(
@@ -390,29 +373,11 @@ async fn evaluate_chunk(
 
     // One transaction for the chunk: results, findings, events.
     let mut tx = pool.begin().await?;
-    // Columns of the new scan_results rows.
-    let (mut digests_col, mut refs, mut sbom_uris, mut sbom_hashes, mut component_counts) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut severities: [Vec<i32>; 4] = Default::default();
-    let mut verdicts = Vec::new();
-    let mut policies = Vec::new();
-    let (mut namespaces, mut names, mut uids) = (Vec::new(), Vec::new(), Vec::new());
-    let mut digests_of_policy = Vec::new();
-    let (mut attestation_keys, mut attestations) = (Vec::new(), Vec::new());
+    // The new scan_results rows.
+    let mut results = Vec::with_capacity(outcomes.len());
     for o in &outcomes {
-        digests_col.push(o.digest);
         let (namespace, name, uid) = requester(settings, o.previous);
-        namespaces.push(namespace);
-        names.push(name);
-        uids.push(uid);
-        refs.push(o.previous.image_ref.as_str());
-        sbom_uris.push(o.previous.sbom_uri.as_str());
-        sbom_hashes.push(o.previous.sbom_sha256.as_str());
-        component_counts.push(o.previous.components);
         let j = judged(o);
-        for (i, s) in ["critical", "high", "medium", "low"].iter().enumerate() {
-            severities[i].push(j.counts[s] as i32);
-        }
         // Each re-evaluation is a verdict of its own, signed like a scan's (kept with the
         // row; without a key it is recorded unsigned and nothing trusts it).
         let envelope = settings.signer.as_ref().map(|signing| {
@@ -437,25 +402,33 @@ async fn evaluate_chunk(
                 },
             )
         });
-        attestation_keys.push(
-            envelope
+        results.push(stellaops_store::scans::Reevaluated {
+            image_digest: o.digest,
+            image_ref: o.previous.image_ref.as_str(),
+            scan_namespace: namespace,
+            scan_name: name,
+            scan_uid: uid,
+            sbom_uri: o.previous.sbom_uri.as_str(),
+            sbom_sha256: o.previous.sbom_sha256.as_str(),
+            components: o.previous.components,
+            counts: ["critical", "high", "medium", "low"].map(|s| j.counts[s] as i32),
+            verdict: j.verdict,
+            policy: serde_json::to_value(&o.previous.policy.0)?,
+            policy_digest: j.policy_digest.as_str(),
+            attestation_key: envelope
                 .as_deref()
                 .map(stellaops_store::attestation::object_key),
-        );
-        attestations.push(envelope);
-        verdicts.push(j.verdict);
-        digests_of_policy.push(j.policy_digest.as_str());
-        policies.push(serde_json::to_value(&o.previous.policy.0)?);
+            attestation: envelope,
+        });
     }
     // The envelopes in S3 before the rows that reference them (a row never points at an
     // envelope that is not there; an envelope whose rows are not committed is harmless).
     if let Some(signing) = &settings.signer {
         use futures::{StreamExt as _, TryStreamExt as _};
         futures::stream::iter(
-            attestation_keys
+            results
                 .iter()
-                .zip(&attestations)
-                .filter_map(|(key, envelope)| Some((key.as_deref()?, envelope.as_ref()?))),
+                .filter_map(|r| Some((r.attestation_key.as_deref()?, r.attestation.as_ref()?))),
         )
         .map(|(key, envelope)| {
             crate::scan::put_object(
@@ -471,45 +444,14 @@ async fn evaluate_chunk(
         .await?;
     }
     // Keyed by image and Scan: under a ScanPolicy one image may have a result per Scan.
-    let ids: HashMap<(String, Option<String>), i64> = sqlx::query_as::<_, (String, Option<String>, i64)>(
-        "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name,
-             sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at,
-             policy_digest, attestation_key, attestation, scan_uid)
-         SELECT d, r, $3, ns, n, u, s, c, cr, hi, me, lo, v, p, now(), pd, ak, a, uid
-         FROM unnest($1::text[], $2::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
-                     $9::int[], $10::int[], $11::int[], $12::int[], $13::text[], $14::jsonb[],
-                     $15::text[], $16::text[], $17::bytea[], $18::text[])
-              AS t(d, r, ns, n, u, s, c, cr, hi, me, lo, v, p, pd, ak, a, uid)
-         RETURNING image_digest, scan_uid, id",
-    )
-    .bind(&digests_col)
-    .bind(&refs)
-    .bind(report.advisory_snapshot)
-    .bind(&namespaces)
-    .bind(&names)
-    .bind(&sbom_uris)
-    .bind(&sbom_hashes)
-    .bind(&component_counts)
-    .bind(&severities[0])
-    .bind(&severities[1])
-    .bind(&severities[2])
-    .bind(&severities[3])
-    .bind(&verdicts)
-    .bind(&policies)
-    .bind(&digests_of_policy)
-    .bind(&attestation_keys)
-    .bind(&attestations)
-    .bind(&uids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|(digest, uid, id)| ((digest, uid), id))
-    .collect();
-    // Columns of the findings rows.
-    let (mut scan_ids, mut hashes, mut vulns, mut purls) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut f_severities, mut fixed, mut layers) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut f_outcomes, mut deciders, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
+    let ids: HashMap<(String, Option<String>), i64> =
+        stellaops_store::scans::insert_reevaluated(&mut tx, report.advisory_snapshot, &results)
+            .await?
+            .into_iter()
+            .map(|(digest, uid, id)| ((digest, uid), id))
+            .collect();
+    // The findings rows.
+    let mut finding_rows = Vec::new();
     let mut events = Vec::new();
     let (mut license_ids, mut license_decisions) = (Vec::new(), Vec::new());
     for o in &outcomes {
@@ -525,21 +467,21 @@ async fn evaluate_chunk(
             .map(|l| (l.purl.clone(), l.outcome.to_string()))
             .collect();
         for (f, d) in o.findings.iter().zip(&j.decided) {
-            scan_ids.push(id);
-            hashes.push(f.merge_hash.as_str());
-            vulns.push(f.vuln_id.as_str());
-            purls.push(f.purl.as_str());
-            f_severities.push(f.severity.as_deref());
-            fixed.push(f.fixed_version.as_deref());
-            layers.push(f.layer.as_str());
-            f_outcomes.push(
-                serde_json::to_value(d.outcome)?
+            finding_rows.push(stellaops_store::scans::DecidedFinding {
+                scan_id: id,
+                merge_hash: f.merge_hash.as_str(),
+                vuln_id: f.vuln_id.as_str(),
+                purl: f.purl.as_str(),
+                severity: f.severity.as_deref(),
+                fixed_version: f.fixed_version.as_deref(),
+                layer_digest: f.layer.as_str(),
+                outcome: serde_json::to_value(d.outcome)?
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
-            );
-            deciders.push(d.decided_by.clone());
-            reasons.push(d.reason.clone());
+                decided_by: d.decided_by.as_str(),
+                reason: d.reason.as_str(),
+            });
         }
         let verdict = j.verdict;
         *report.verdicts.entry(verdict.to_string()).or_default() += 1;
@@ -574,24 +516,7 @@ async fn evaluate_chunk(
             ));
         }
     }
-    sqlx::query(
-        "INSERT INTO scan_findings (scan_id, merge_hash, vuln_id, purl, severity, fixed_version, layer_digest,
-             outcome, decided_by, reason)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::text[], $10::text[])",
-    )
-    .bind(&scan_ids)
-    .bind(&hashes)
-    .bind(&vulns)
-    .bind(&purls)
-    .bind(&f_severities)
-    .bind(&fixed)
-    .bind(&layers)
-    .bind(&f_outcomes)
-    .bind(&deciders)
-    .bind(&reasons)
-    .execute(&mut *tx)
-    .await?;
+    stellaops_store::scans::insert_decided_findings(&mut tx, &finding_rows).await?;
     stellaops_store::scans::insert_license_decisions(&mut tx, &license_ids, &license_decisions)
         .await?;
     report.events += stellaops_store::outbox::publish_many(&mut tx, &events).await? as i64;
@@ -669,72 +594,34 @@ pub async fn announce_refresh(
     let run = stellaops_store::schedules::run(pool, run_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("schedule run {run_id} does not exist"))?;
-    let previous: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM scan_results WHERE image_digest = $1 AND id <> $2
-         ORDER BY finished_at DESC, id DESC LIMIT 1",
-    )
-    .bind(digest)
-    .bind(scan_id)
-    .fetch_optional(pool)
-    .await?;
+    let previous = stellaops_store::scans::previous_result(pool, digest, scan_id).await?;
     let Some(previous) = previous else {
         return Ok(false);
     };
-    let findings_of = |id: i64| {
-        sqlx::query_as::<
-            _,
-            (
-                String,
-                String,
-                String,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            ),
-        >(
-            "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest
-             FROM scan_findings WHERE scan_id = $1",
-        )
-        .bind(id)
-        .fetch_all(pool)
-    };
+    let findings_of = |id: i64| stellaops_store::scans::findings_of(pool, id);
     let before: BTreeSet<(String, String)> = findings_of(previous)
         .await?
         .into_iter()
-        .map(|(hash, _, purl, ..)| (hash, purl))
+        .map(|f| (f.merge_hash, f.purl))
         .collect();
     let threshold = run.plan.min_severity.as_deref().map(rank).unwrap_or(0);
     let new: Vec<Finding> = findings_of(scan_id)
         .await?
         .into_iter()
-        .map(
-            |(merge_hash, vuln_id, purl, severity, fixed_version, layer)| Finding {
-                merge_hash,
-                vuln_id,
-                purl,
-                severity,
-                fixed_version,
-                layer: layer.unwrap_or_default(),
-                used_by_entrypoint: None,
-            },
-        )
         .filter(|f| !before.contains(&(f.merge_hash.clone(), f.purl.clone())))
         .filter(|f| f.severity.as_deref().map(rank).unwrap_or(0) >= threshold)
         .collect();
     if new.is_empty() {
         return Ok(false);
     }
-    let (image_ref, verdict, snapshot): (String, String, i64) = sqlx::query_as(
-        "SELECT image_ref, verdict, advisory_snapshot FROM scan_results WHERE id = $1",
-    )
-    .bind(scan_id)
-    .fetch_one(pool)
-    .await?;
-    let previous_verdict: String =
-        sqlx::query_scalar("SELECT verdict FROM scan_results WHERE id = $1")
-            .bind(previous)
-            .fetch_one(pool)
-            .await?;
+    let stellaops_store::scans::ResultHead {
+        image_ref,
+        verdict,
+        advisory_snapshot: snapshot,
+    } = stellaops_store::scans::result_head(pool, scan_id).await?;
+    let previous_verdict = stellaops_store::scans::result_head(pool, previous)
+        .await?
+        .verdict;
     let settings = Settings::of_run(&run);
     let mut tx = pool.begin().await?;
     // With notify the event's key makes a repeated announcement count once; without, a
@@ -757,10 +644,7 @@ pub async fn announce_refresh(
         true
     };
     if counted {
-        sqlx::query("UPDATE schedule_runs SET new_findings = new_findings + 1 WHERE id = $1")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
+        stellaops_store::schedules::count_new_findings(&mut tx, run_id).await?;
     }
     tx.commit().await?;
     Ok(true)

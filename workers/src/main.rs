@@ -480,7 +480,7 @@ async fn main() -> ExitCode {
 fn scan_policy(
     name: Option<String>,
     json: Option<&str>,
-) -> anyhow::Result<Option<stellaops_workers::scan::Policy>> {
+) -> anyhow::Result<Option<stellaops_scanner::Policy>> {
     let (Some(name), Some(json)) = (name, json) else {
         return Ok(None);
     };
@@ -491,7 +491,7 @@ fn scan_policy(
     if !problems.is_empty() {
         anyhow::bail!("--policy-json: ScanPolicy {name}: {}", problems.join("; "));
     }
-    Ok(Some(stellaops_workers::scan::Policy::from_evaluator(
+    Ok(Some(stellaops_scanner::Policy::from_evaluator(
         Some(name),
         policy,
     )))
@@ -817,7 +817,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             schedule_run,
             verdict_signing_key,
         } => {
-            use stellaops_workers::scan::{Policy, Requester, ScanJob};
+            use stellaops_scanner::Policy;
+            use stellaops_workers::scan::{Requester, ScanJob};
             let signer = verdict_signer(verdict_signing_key.as_deref())?;
             let policy = match scan_policy(policy_ref, policy_json.as_deref())? {
                 Some(policy) => policy,
@@ -947,7 +948,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&explanation)?);
             } else {
-                print!("{}", stellaops_workers::scan::judge::render(&explanation));
+                print!("{}", stellaops_workers::scan::explain::render(&explanation));
             }
         }
         Command::Diff {
@@ -959,8 +960,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             docker_config,
             plain_http,
         } => {
-            use stellaops_workers::scan::diff::{diff, inventory_of, render};
-            use stellaops_workers::scan::{Policy, Requester, ScanJob};
+            use stellaops_scanner::Policy;
+            use stellaops_scanner::diff::{diff, render};
+            use stellaops_workers::scan::diff::inventory_of;
+            use stellaops_workers::scan::{Requester, ScanJob};
             let mut credentials = Credentials::default();
             for path in &docker_config {
                 credentials.merge(

@@ -1,12 +1,11 @@
 //! `stellaops-worker diff OLD NEW`: what changed between two images' inventories, package
 //! by package, with the layer that caused each change (the diff itself is
-//! [`stellaops_store::inventory_diff`]). Read from the stored inventories
+//! [`stellaops_scanner::diff`]). Read from the stored inventories
 //! (`image_packages`); an image not scanned yet is scanned first (that pulls it), an image
 //! scanned before is not pulled again.
 
-pub use stellaops_store::inventory_diff::{
-    Change, Diff, Installed, diff, render, split_purl, stored_inventory,
-};
+use stellaops_scanner::diff::Installed;
+use stellaops_store::scans::stored_inventory;
 
 /// An image's digest and stored inventory, and whether it had to be scanned now. `image`
 /// is a digest (`sha256:…`, which must have been scanned) or a reference: one that names a

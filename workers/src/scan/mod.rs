@@ -1,717 +1,73 @@
 //! `stellaops-worker scan IMAGE`: registry → layers (cached per layer digest in S3) →
 //! inventory with package URLs → CycloneDX SBOM in S3 → findings against the canonical
-//! advisories → verdict, all recorded in PostgreSQL with a `report.ready` event.
+//! advisories → verdict, all recorded in PostgreSQL with a `report.ready` event. The
+//! analysis itself (analyzers, Usage view, SBOM writers, matching, judging) is
+//! `stellaops_scanner`'s; this module pulls, caches, stores and records.
 
-pub mod analyze;
 pub mod attach;
 pub mod diff;
-pub mod elf;
-pub mod judge;
-pub mod license;
-pub mod purl;
-pub mod rpmdb;
-pub mod shell;
-pub mod usage;
+pub mod explain;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
-use stellaops_federation::versions::{Scheme, affected};
+use sqlx::PgPool;
+use stellaops_policy::vex::consensus::purl_base;
+use stellaops_scanner::analyze::{self, Fragment};
+use stellaops_scanner::judge::{self, Evidence, Exploitation};
+use stellaops_scanner::{
+    AdvisoryRow, Component, Finding, Policy, cyclonedx, match_components, merge, spdx, usage,
+    usage_cyclonedx,
+};
 
 use crate::registry::{ImageReference, Manifest, RegistryClient, RegistryError};
-use analyze::{FoundPackage, Fragment, OsRelease};
 
-/// A key advisories are looked up by, and the version to compare with their ranges.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MatchKey {
-    /// Package URL without version, as the advisory store keys advisories
-    /// ([`stellaops_federation::osv::affects_key`]).
-    pub key: String,
-    /// The version compared under this key: the binary package's, or its source
-    /// package's for keys that name the source.
-    pub version: String,
-}
-
-impl MatchKey {
-    /// `key` matched at `version`.
-    pub fn new(key: String, version: &str) -> Self {
-        MatchKey {
-            key,
-            version: version.to_string(),
-        }
+/// Look up the evidence `findings` need to be judged (four queries, whatever their
+/// number): every id of their advisories, the VEX statements about them, their KEV/EPSS
+/// signals and their advisories' sources.
+pub async fn evidence<'a>(
+    pool: &PgPool,
+    findings: impl IntoIterator<Item = &'a Finding>,
+) -> anyhow::Result<Evidence> {
+    let mut hashes = Vec::new();
+    let mut bases = Vec::new();
+    for f in findings {
+        hashes.push(f.merge_hash.clone());
+        bases.extend(purl_base(&f.purl));
     }
-}
-
-/// One component of an image, with where it came from.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Component {
-    /// Package URL with version.
-    pub purl: String,
-    /// Keys advisories are stored under, each with the version to match (package URL
-    /// without version; with and without the distro qualifier; the source package's for
-    /// distributions whose advisories name source packages).
-    pub affects_keys: Vec<MatchKey>,
-    /// Package URL type.
-    pub kind: String,
-    /// Name (with namespace for Maven: `group/artifact`).
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// The source package it was built from, when it differs from the package itself
-    /// (name empty otherwise).
-    pub source: String,
-    /// The source package's version, when `source` is set or the version differs.
-    pub source_version: String,
-    /// Digest of the layer that introduced it.
-    pub layer: String,
-    /// File it was found in.
-    pub path: String,
-    /// Whether the image's entrypoint uses it (the Usage view); `None`: not known.
-    #[serde(default)]
-    pub used_by_entrypoint: Option<bool>,
-    /// The license it declares (`None`: not known).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub license: Option<stellaops_policy::license::Declared>,
-}
-
-impl Component {
-    /// The source package (name, version) when it is not the component itself.
-    pub fn source_package(&self) -> Option<(&str, &str)> {
-        if self.source.is_empty() && self.source_version.is_empty() {
-            return None;
-        }
-        let name = if self.source.is_empty() {
-            self.name.as_str()
-        } else {
-            self.source.as_str()
-        };
-        let version = if self.source_version.is_empty() {
-            self.version.as_str()
-        } else {
-            self.source_version.as_str()
-        };
-        Some((name, version))
+    hashes.sort();
+    hashes.dedup();
+    bases.sort();
+    bases.dedup();
+    if hashes.is_empty() {
+        return Ok(Evidence::default());
     }
-}
-
-/// The major release (`12` of `12.5`) of the image's OS, if known.
-fn major_version(os: Option<&OsRelease>) -> Option<String> {
-    os.map(|o| {
-        o.version_id
-            .split('.')
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    })
-    .filter(|m| !m.is_empty())
-}
-
-/// The `major.minor` release of an Alpine image (`3.19` of `3.19.1`), if known.
-fn alpine_release(os: Option<&OsRelease>) -> Option<String> {
-    let o = os?;
-    let mut parts = o.version_id.split('.');
-    let (major, minor) = (parts.next()?, parts.next()?);
-    (!major.is_empty() && !minor.is_empty()).then(|| format!("{major}.{minor}"))
-}
-
-/// The RPM vendor (purl namespace) of an `os-release` `ID`.
-fn rpm_vendor(id: &str) -> &str {
-    match id {
-        "rhel" | "" => "redhat",
-        "rocky" => "rocky-linux",
-        "opensuse-leap" | "opensuse-tumbleweed" | "opensuse" => "opensuse",
-        "sles" => "suse",
-        "ol" => "oracle",
-        "amzn" => "amazon",
-        other => other,
-    }
-}
-
-/// Keys `pkg:<base>` with and without `?<qualifier>` (the qualified one first).
-fn keys(base: String, qualifier: Option<String>, version: &str) -> Vec<MatchKey> {
-    let mut out = Vec::new();
-    if let Some(q) = qualifier {
-        out.push(MatchKey::new(format!("{base}?{q}"), version));
-    }
-    out.push(MatchKey::new(base, version));
-    out
-}
-
-/// The package URL of a found package (canonical form of the purl specification) and the
-/// keys to look its advisories up by.
-///
-/// Debian, Ubuntu and Alpine advisories name *source* packages (OSV's `Debian:12`
-/// `glibc`, not `libc6`): their packages are looked up by their source package and its
-/// version only. RPM advisories come both ways (Red Hat's name binary RPMs, others the
-/// source RPM): RPMs are looked up by both. The purl names the binary package; a Debian
-/// package's source rides in the `upstream` qualifier (`upstream=glibc`, or
-/// `upstream=bash%405.2.15-2` when the source version differs), as Syft and Trivy write it.
-pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<MatchKey>) {
-    use purl::PackageUrl;
-    let v = p.version.as_str();
-    let (src, src_version) = p.source_package();
-    match p.kind.as_str() {
-        "deb" => {
-            let ubuntu = os.is_some_and(|o| o.id == "ubuntu");
-            let vendor = if ubuntu { "ubuntu" } else { "debian" };
-            let distro = (!ubuntu)
-                .then(|| major_version(os).map(|m| format!("debian-{m}")))
-                .flatten();
-            let upstream = if p.source_version.is_empty() {
-                p.source.clone()
-            } else {
-                format!("{src}@{src_version}")
-            };
-            let purl = PackageUrl::new("deb", &p.name.to_ascii_lowercase())
-                .namespace(vendor)
-                .version(v)
-                .qualifier("distro", distro.as_deref().unwrap_or_default())
-                .qualifier("upstream", &upstream);
-            let base = format!("pkg:deb/{vendor}/{src}");
-            (
-                purl.to_string(),
-                keys(base, distro.map(|d| format!("distro={d}")), src_version),
-            )
-        }
-        "apk" => {
-            let release = alpine_release(os);
-            let distro = release.as_ref().map(|r| format!("alpine-{r}"));
-            let purl = PackageUrl::new("apk", &p.name.to_ascii_lowercase())
-                .namespace("alpine")
-                .version(v)
-                .qualifier("distro", distro.as_deref().unwrap_or_default());
-            let base = format!("pkg:apk/alpine/{src}");
-            (
-                purl.to_string(),
-                keys(base, distro.map(|d| format!("distro={d}")), src_version),
-            )
-        }
-        "rpm" => {
-            let id = os.map(|o| o.id.as_str()).unwrap_or("");
-            let vendor = rpm_vendor(id);
-            let distro = major_version(os)
-                .filter(|_| !id.is_empty())
-                .map(|m| format!("{id}-{m}"));
-            // The purl carries the epoch as a qualifier, the version is version-release.
-            let (epoch, evr) = match v.split_once(':') {
-                Some((e, rest)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => {
-                    (e, rest)
-                }
-                _ => ("", v),
-            };
-            let purl = PackageUrl::new("rpm", &p.name)
-                .namespace(vendor)
-                .version(evr)
-                .qualifier("arch", &p.namespace)
-                .qualifier("distro", distro.as_deref().unwrap_or_default())
-                .qualifier("epoch", epoch);
-            let qualifier = distro.map(|d| format!("distro={d}"));
-            let mut all = keys(format!("pkg:rpm/{vendor}/{}", p.name), qualifier.clone(), v);
-            for key in keys(format!("pkg:rpm/{vendor}/{src}"), qualifier, src_version) {
-                if !all.iter().any(|k| k.key == key.key) {
-                    all.push(key);
-                }
-            }
-            (purl.to_string(), all)
-        }
-        "npm" => {
-            let (scope, name) = match p.name.split_once('/') {
-                Some((scope, name)) if scope.starts_with('@') => (scope, name),
-                _ => ("", p.name.as_str()),
-            };
-            let purl = PackageUrl::new("npm", name).namespace(scope).version(v);
-            (
-                purl.to_string(),
-                vec![MatchKey::new(
-                    format!("pkg:npm/{}", p.name.replace('@', "%40")),
-                    v,
-                )],
-            )
-        }
-        "pypi" => {
-            // The purl spec: lower case, `_` as `-`; advisories are keyed by the PEP 503
-            // form (`.` as `-` too), as the advisory store makes it.
-            let name = p.name.to_ascii_lowercase().replace('_', "-");
-            let purl = PackageUrl::new("pypi", &name).version(v);
-            (
-                purl.to_string(),
-                vec![MatchKey::new(
-                    format!("pkg:pypi/{}", name.replace('.', "-")),
-                    v,
-                )],
-            )
-        }
-        "maven" => {
-            let purl = PackageUrl::new("maven", &p.name)
-                .namespace(&p.namespace)
-                .version(v);
-            (
-                purl.to_string(),
-                vec![MatchKey::new(
-                    format!("pkg:maven/{}/{}", p.namespace, p.name),
-                    v,
-                )],
-            )
-        }
-        "golang" => {
-            let (namespace, name) = p.name.rsplit_once('/').unwrap_or(("", p.name.as_str()));
-            let purl = PackageUrl::new("golang", name)
-                .namespace(namespace)
-                .version(v);
-            (
-                purl.to_string(),
-                vec![MatchKey::new(format!("pkg:golang/{}", p.name), v)],
-            )
-        }
-        other => {
-            let purl = PackageUrl::new(other, &p.name).version(v);
-            (
-                purl.to_string(),
-                vec![MatchKey::new(format!("pkg:{other}/{}", p.name), v)],
-            )
-        }
-    }
-}
-
-/// Stack the layers' fragments as the container's filesystem would: whiteouts and opaque
-/// directories hide earlier layers' files, a later file replaces an earlier one. Each
-/// surviving package keeps the earliest layer it appeared in at that path.
-pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRelease>) {
-    let mut files: BTreeMap<String, Vec<FoundPackage>> = BTreeMap::new();
-    let mut copyrights: BTreeMap<String, String> = BTreeMap::new();
-    let mut os = None;
-    let hidden = |path: &str, dir: &str| {
-        dir.is_empty() || path == dir || path.starts_with(&format!("{dir}/"))
-    };
-    for (_, fragment) in fragments {
-        for dir in &fragment.opaque {
-            files.retain(|p, _| !(p.starts_with(&format!("{dir}/")) || (dir.is_empty())));
-            copyrights.retain(|p, _| !(p.starts_with(&format!("{dir}/")) || (dir.is_empty())));
-        }
-        for gone in &fragment.whiteouts {
-            files.retain(|p, _| !hidden(p, gone));
-            copyrights.retain(|p, _| !hidden(p, gone));
-        }
-        for (path, packages) in &fragment.files {
-            files.insert(path.clone(), packages.clone());
-        }
-        for (path, license) in &fragment.copyrights {
-            copyrights.insert(path.clone(), license.clone());
-        }
-        if fragment.os.is_some() {
-            os = fragment.os.clone();
-        }
-    }
-    let mut components = BTreeSet::new();
-    for (path, packages) in &files {
-        for p in packages {
-            let layer = fragments
-                .iter()
-                .find(|(_, f)| f.files.get(path).is_some_and(|ps| ps.contains(p)))
-                .map(|(d, _)| d.clone())
-                .unwrap_or_default();
-            let (purl, affects_keys) = purl_of(p, os.as_ref());
-            components.insert(Component {
-                purl,
-                affects_keys,
-                kind: p.kind.clone(),
-                name: if p.namespace.is_empty() {
-                    p.name.clone()
-                } else {
-                    format!("{}/{}", p.namespace, p.name)
-                },
-                version: p.version.clone(),
-                source: p.source.clone(),
-                source_version: if p.has_distinct_source() {
-                    p.source_package().1.to_string()
-                } else {
-                    String::new()
-                },
-                layer,
-                path: path.clone(),
-                used_by_entrypoint: None,
-                license: declared_license(p, &copyrights),
-            });
-        }
-    }
-    // One entry per package URL (the same package can sit in several files).
-    let mut seen = BTreeSet::new();
-    let unique = components
-        .into_iter()
-        .filter(|c| seen.insert(c.purl.clone()))
-        .collect();
-    (unique, os)
-}
-
-/// What a package declares: its own metadata's license, or for a Debian package the
-/// licenses of its machine-readable `copyright` file.
-fn declared_license(
-    p: &FoundPackage,
-    copyrights: &BTreeMap<String, String>,
-) -> Option<stellaops_policy::license::Declared> {
-    let text = if p.kind == "deb" {
-        copyrights.get(&format!("usr/share/doc/{}/copyright", p.name))?
-    } else {
-        &p.license
-    };
-    stellaops_policy::license::Declared::of(text)
-}
-
-/// A CycloneDX 1.6 JSON SBOM. Deterministic: no timestamp, serial number derived from the
-/// image digest, components sorted by package URL.
-pub fn cyclonedx(
-    image: &str,
-    digest: &str,
-    components: &[Component],
-    os: Option<&OsRelease>,
-) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let hash = Sha256::digest(digest.as_bytes());
-    let h = hex::encode(&hash[..16]);
-    let serial = format!(
-        "urn:uuid:{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    );
-    let mut list: Vec<Value> = components
+    let ids = stellaops_store::advisories::ids_of(pool, &hashes).await?;
+    let mut all_ids: Vec<String> = ids.values().flatten().cloned().collect();
+    all_ids.sort();
+    all_ids.dedup();
+    let claims = stellaops_store::vex::claims(pool, &all_ids, &bases).await?;
+    let cves: Vec<String> = all_ids
         .iter()
-        .map(|c| {
-            let mut properties = vec![
-                json!({"name": "stellaops:layer.digest", "value": c.layer}),
-                json!({"name": "stellaops:file.path", "value": c.path}),
-            ];
-            if let Some(used) = c.used_by_entrypoint {
-                properties
-                    .push(json!({"name": "stellaops:usedByEntrypoint", "value": used.to_string()}));
-            }
-            let mut component = json!({
-                "type": "library",
-                "bom-ref": c.purl,
-                "name": c.name,
-                "version": c.version,
-                "purl": c.purl,
-            });
-            if let Some(declared) = &c.license {
-                component["licenses"] = license::cyclonedx(declared);
-            }
-            if let Some((name, version)) = c.source_package() {
-                properties.push(json!({"name": "stellaops:source.name", "value": name}));
-                properties.push(json!({"name": "stellaops:source.version", "value": version}));
-                // The source package is what the binary package descends from.
-                let mut ancestor = json!({"type": "library", "name": name, "version": version});
-                if let Some(purl) = source_purl(c, name, version) {
-                    ancestor["purl"] = json!(purl);
-                }
-                component["pedigree"] = json!({"ancestors": [ancestor]});
-            }
-            component["properties"] = Value::Array(properties);
-            component
-        })
-        .collect();
-    if let Some(os) = os {
-        list.push(
-            json!({"type": "operating-system", "bom-ref": format!("os:{}@{}", os.id, os.version_id),
-                         "name": os.id, "version": os.version_id, "description": os.pretty_name}),
-        );
-    }
-    let bom = json!({
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.6",
-        "serialNumber": serial,
-        "version": 1,
-        "metadata": {
-            "tools": {"components": [{"type": "application", "name": "stellaops-worker", "version": env!("CARGO_PKG_VERSION")}]},
-            "component": {"type": "container", "bom-ref": digest, "name": image, "version": digest}
-        },
-        "components": list,
-    });
-    let mut out = serde_json::to_vec_pretty(&bom).expect("SBOM serializes");
-    out.push(b'\n');
-    out
-}
-
-/// The Usage view as CycloneDX 1.6 JSON: the components the entrypoint uses, and in the
-/// metadata how it was followed (the chain, as `path (where from)` with `FILE:LINE` for
-/// script lines) and the config it started from. Deterministic like the inventory.
-pub fn usage_cyclonedx(
-    image: &str,
-    digest: &str,
-    components: &[Component],
-    os: Option<&OsRelease>,
-    view: &usage::UsageView,
-) -> Vec<u8> {
-    let used: Vec<Component> = components
-        .iter()
-        .filter(|c| c.used_by_entrypoint == Some(true))
+        .filter(|id| id.starts_with("CVE-"))
         .cloned()
         .collect();
-    let inventory = cyclonedx(image, digest, &used, os);
-    let mut bom: Value = serde_json::from_slice(&inventory).expect("our own SBOM parses");
-    // Its own serial number: the usage view is another BOM of the same image.
-    use sha2::{Digest, Sha256};
-    let h = hex::encode(&Sha256::digest(format!("usage:{digest}").as_bytes())[..16]);
-    bom["serialNumber"] = json!(format!(
-        "urn:uuid:{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    ));
-    let mut properties = vec![json!({"name": "stellaops:view", "value": "usage"})];
-    for (i, step) in view.trace.chain.iter().enumerate() {
-        properties.push(json!({"name": format!("stellaops:entrypoint.chain.{i}"),
-                               "value": format!("{} ({})", step.path, step.from)}));
-    }
-    for step in &view.trace.also_run {
-        properties.push(json!({"name": "stellaops:entrypoint.alsoRun",
-                               "value": format!("{} ({})", step.path, step.from)}));
-    }
-    for note in &view.trace.notes {
-        properties.push(json!({"name": "stellaops:entrypoint.note", "value": note}));
-    }
-    for missing in &view.closure.missing {
-        properties.push(json!({"name": "stellaops:closure.missing", "value": missing}));
-    }
-    properties.push(json!({"name": "stellaops:closure.files",
-                           "value": view.closure.files.len().to_string()}));
-    bom["metadata"]["properties"] = Value::Array(properties);
-    let mut out = serde_json::to_vec_pretty(&bom).expect("SBOM serializes");
-    out.push(b'\n');
-    out
-}
-
-/// The package URL of a component's source package, where the purl type has a way to say
-/// "source": Debian's `arch=source`, RPM's `arch=src`.
-fn source_purl(c: &Component, name: &str, version: &str) -> Option<String> {
-    use purl::PackageUrl;
-    let parsed = PackageUrlParts::of(&c.purl)?;
-    let arch = match c.kind.as_str() {
-        "deb" => "source",
-        "rpm" => "src",
-        _ => return None,
-    };
-    let mut p = PackageUrl::new(&c.kind, name)
-        .namespace(&parsed.namespace)
-        .qualifier("arch", arch)
-        .qualifier("distro", &parsed.distro);
-    p = if c.kind == "rpm" {
-        match version.split_once(':') {
-            Some((epoch, rest)) => p.version(rest).qualifier("epoch", epoch),
-            None => p.version(version),
-        }
-    } else {
-        p.version(version)
-    };
-    Some(p.to_string())
-}
-
-/// The namespace and `distro` qualifier of a package URL we made.
-struct PackageUrlParts {
-    namespace: String,
-    distro: String,
-}
-
-impl PackageUrlParts {
-    fn of(purl: &str) -> Option<Self> {
-        let rest = purl.strip_prefix("pkg:")?;
-        let (path, qualifiers) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut segments = path.split('/');
-        let _type = segments.next()?;
-        let namespace = segments.next()?.to_string();
-        let distro = qualifiers
-            .split('&')
-            .find_map(|q| q.strip_prefix("distro="))
-            .unwrap_or_default()
-            .to_string();
-        Some(PackageUrlParts { namespace, distro })
-    }
-}
-
-/// An advisory row as matching needs it.
-#[derive(Clone, Debug)]
-pub struct AdvisoryRow {
-    /// Identity.
-    pub merge_hash: String,
-    /// CVE or source id.
-    pub vuln_id: String,
-    /// Package URL without version.
-    pub affects_key: String,
-    /// OSV ecosystem.
-    pub ecosystem: String,
-    /// OSV ranges.
-    pub ranges: Value,
-    /// Explicit versions.
-    pub versions: Vec<String>,
-    /// Severity.
-    pub severity: Option<String>,
-}
-
-/// A component affected by an advisory.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Finding {
-    /// Advisory identity.
-    pub merge_hash: String,
-    /// CVE or source id.
-    pub vuln_id: String,
-    /// Component.
-    pub purl: String,
-    /// Severity, if rated.
-    pub severity: Option<String>,
-    /// First fixed version, if any.
-    pub fixed_version: Option<String>,
-    /// Layer of the component.
-    pub layer: String,
-    /// Whether the image's entrypoint uses the component (`None`: not known).
-    #[serde(default)]
-    pub used_by_entrypoint: Option<bool>,
-}
-
-/// Advisory rows by affects key, built once for many images.
-pub fn index_rows(rows: &[AdvisoryRow]) -> BTreeMap<&str, Vec<&AdvisoryRow>> {
-    let mut by_key: BTreeMap<&str, Vec<&AdvisoryRow>> = BTreeMap::new();
-    for row in rows {
-        by_key
-            .entry(row.affects_key.as_str())
-            .or_default()
-            .push(row);
-    }
-    by_key
-}
-
-/// Match components against advisory rows. Pure.
-pub fn match_components(components: &[Component], rows: &[AdvisoryRow]) -> Vec<Finding> {
-    match_indexed(components, &index_rows(rows))
-}
-
-/// Match components against rows indexed by [`index_rows`]. Pure.
-pub fn match_indexed(
-    components: &[Component],
-    by_key: &BTreeMap<&str, Vec<&AdvisoryRow>>,
-) -> Vec<Finding> {
-    let mut findings = BTreeSet::new();
-    for c in components {
-        for key in &c.affects_keys {
-            for row in by_key.get(key.key.as_str()).into_iter().flatten() {
-                if let Some(hit) = affected(
-                    Scheme::of(&row.ecosystem),
-                    &key.version,
-                    &row.ranges,
-                    &row.versions,
-                ) {
-                    findings.insert(Finding {
-                        merge_hash: row.merge_hash.clone(),
-                        vuln_id: row.vuln_id.clone(),
-                        purl: c.purl.clone(),
-                        severity: row.severity.clone(),
-                        fixed_version: hit.fixed,
-                        layer: c.layer.clone(),
-                        used_by_entrypoint: c.used_by_entrypoint,
-                    });
-                }
-            }
-        }
-    }
-    findings.into_iter().collect()
-}
-
-/// The policy a verdict is decided under: the Scan's inline thresholds, or a ScanPolicy's
-/// rules and thresholds (`policyRef` names it). Stored with each result (the `policy`
-/// column), so a re-evaluation decides under the same policy; results from before rules
-/// existed read back with none.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Policy {
-    /// Fail at or above this severity.
-    pub fail_on: String,
-    /// Warn at or above this severity.
-    pub warn_on: Option<String>,
-    /// Findings without a fixed version do not count.
-    pub ignore_unfixed: bool,
-    /// The ScanPolicy's rules, in order (the evaluator's own type: one evaluator).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<stellaops_policy::evaluate::Rule>,
-    /// The ScanPolicy these came from: when it changes or one of its waivers expires, the
-    /// results decided under it are evaluated again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_ref: Option<String>,
-    /// Which components the thresholds count (`usage`: those the entrypoint uses).
-    #[serde(
-        default,
-        skip_serializing_if = "stellaops_policy::evaluate::Scope::is_inventory"
-    )]
-    pub scope: stellaops_policy::evaluate::Scope,
-    /// The ScanPolicy's VEX trust: provider weights and accepted justifications (`None`:
-    /// the consensus's defaults).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vex: Option<stellaops_policy::vex::consensus::Trust>,
-    /// The ScanPolicy's license rules, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub licenses: Vec<stellaops_policy::license::LicenseRule>,
-}
-
-impl Default for Policy {
-    /// The Scan kind's default: fail on critical, nothing else.
-    fn default() -> Self {
-        Policy {
-            fail_on: "critical".into(),
-            warn_on: None,
-            ignore_unfixed: false,
-            rules: Vec::new(),
-            policy_ref: None,
-            scope: Default::default(),
-            vex: None,
-            licenses: Vec::new(),
-        }
-    }
-}
-
-impl Policy {
-    /// A ScanPolicy's policy as the evaluator has it (`stellaops_policy::evaluate::Policy`,
-    /// the form the controller computes the digest of), named `name`.
-    pub fn from_evaluator(
-        name: Option<String>,
-        policy: stellaops_policy::evaluate::Policy,
-    ) -> Policy {
-        Policy {
-            fail_on: policy.fail_on.unwrap_or_default(),
-            warn_on: policy.warn_on,
-            ignore_unfixed: policy.ignore_unfixed,
-            rules: policy.rules,
-            policy_ref: name,
-            scope: policy.scope,
-            vex: policy.vex,
-            licenses: policy.licenses,
-        }
-    }
-}
-
-/// Order of severities (unknown is 0).
-pub fn rank(severity: &str) -> u8 {
-    stellaops_policy::evaluate::rank(severity)
-}
-
-/// `Pass`, `Warn` or `Fail` under `policy` with no VEX statement or exploitation signal
-/// known: the decider's thresholds ([`judge::judge`] is what scans and re-evaluations use).
-pub fn verdict(findings: &[Finding], policy: &Policy) -> &'static str {
-    judge::judge(
-        &judge::Evidence::default(),
-        "",
-        None,
-        "",
-        findings,
-        &[],
-        policy,
-        jiff::Timestamp::now(),
-    )
-    .verdict
+    let signals = stellaops_store::exploits::signals(pool, &cves)
+        .await?
+        .into_iter()
+        .map(|(cve, s)| {
+            let signal = Exploitation {
+                kev: s.kev_since.is_some(),
+                epss: s.epss,
+            };
+            (cve, signal)
+        })
+        .collect();
+    let sources = stellaops_store::advisories::sources_of(pool, &hashes).await?;
+    Ok(Evidence::new(ids, claims, signals, sources))
 }
 
 /// Read the advisory rows for `components` and the snapshot they were read at.
@@ -725,40 +81,7 @@ pub async fn advisories_for(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    advisories_for_keys(pool, &keys).await
-}
-
-/// Read the advisory rows stored under `keys` and the snapshot they were read at.
-pub async fn advisories_for_keys(
-    pool: &PgPool,
-    keys: &[String],
-) -> anyhow::Result<(Vec<AdvisoryRow>, i64)> {
-    let mut tx = pool.begin().await?;
-    // One snapshot: the rows and the sequence value agree.
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
-    let rows = sqlx::query(
-        "SELECT merge_hash, vuln_id, affects_key, ecosystem, ranges, versions, severity
-         FROM canonical_advisories WHERE affects_key = ANY($1) AND withdrawn IS NULL",
-    )
-    .bind(keys)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| AdvisoryRow {
-        merge_hash: r.get("merge_hash"),
-        vuln_id: r.get("vuln_id"),
-        affects_key: r.get("affects_key"),
-        ecosystem: r.get("ecosystem"),
-        ranges: r.get("ranges"),
-        versions: r.get("versions"),
-        severity: r.get("severity"),
-    })
-    .collect();
-    tx.commit().await?;
-    Ok((rows, snapshot))
+    Ok(stellaops_store::advisories::matching_rows(pool, &keys).await?)
 }
 
 /// What a finished scan records.
@@ -846,7 +169,7 @@ pub async fn record(
     started: chrono::DateTime<chrono::Utc>,
     attest: Option<&Attest<'_>>,
 ) -> anyhow::Result<Recorded> {
-    let evidence = judge::Evidence::load(pool, findings).await?;
+    let evidence = evidence(pool, findings).await?;
     let judged = judge::judge(
         &evidence,
         digest,
@@ -1019,25 +342,8 @@ pub async fn stored_licenses(pool: &PgPool, digest: &str) -> anyhow::Result<Vec<
     Ok(stored
         .into_values()
         .flatten()
-        .map(|(purl, (declared, ids))| licensed_component(purl, declared, ids))
+        .map(|(purl, (declared, ids))| stellaops_scanner::licensed_component(purl, declared, ids))
         .collect())
-}
-
-/// A component known only by its package URL and declared license.
-pub fn licensed_component(purl: String, expression: String, ids: Vec<String>) -> Component {
-    Component {
-        purl,
-        affects_keys: Vec::new(),
-        kind: String::new(),
-        name: String::new(),
-        version: String::new(),
-        source: String::new(),
-        source_version: String::new(),
-        layer: String::new(),
-        path: String::new(),
-        used_by_entrypoint: None,
-        license: Some(stellaops_policy::license::Declared { expression, ids }),
-    }
 }
 
 /// The verdict signing key and the bucket its envelopes go to.
@@ -1095,17 +401,7 @@ async fn reuse(
 ) -> anyhow::Result<Option<ScanSummary>> {
     let mut tx = job.pool.begin().await?;
     let snapshot = stellaops_store::advisories::snapshot(&mut *tx).await?;
-    let Some(row) = sqlx::query(
-        "SELECT id, sbom_uri, sbom_sha256, components, verdict, attestation_key, attestation,
-                usage_sbom_uri, usage_sbom_sha256, used_components
-         FROM scan_results
-         WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(digest)
-    .bind(snapshot)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
+    let Some(row) = stellaops_store::scans::reusable(&mut *tx, digest, snapshot).await? else {
         return Ok(None);
     };
     // A result is reused (and signed again) only when this key's signature on it verifies:
@@ -1115,45 +411,26 @@ async fn reuse(
         if let Err(reason) = stellaops_store::attestation::check_row(
             &keys,
             digest,
-            row.get::<String, _>("verdict").as_str(),
-            row.get::<Option<String>, _>("attestation_key").as_deref(),
-            row.get::<Option<Vec<u8>>, _>("attestation").as_deref(),
+            &row.verdict,
+            row.attestation_key.as_deref(),
+            row.attestation.as_deref(),
         ) {
             eprintln!("not reusing the earlier result of {digest}: {reason}");
             return Ok(None);
         }
     }
-    let earlier: i64 = row.get("id");
-    let mut findings: Vec<Finding> = sqlx::query(
-        "SELECT merge_hash, vuln_id, purl, severity, fixed_version, layer_digest FROM scan_findings WHERE scan_id = $1",
-    )
-    .bind(earlier)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| Finding {
-        merge_hash: r.get("merge_hash"),
-        vuln_id: r.get("vuln_id"),
-        purl: r.get("purl"),
-        severity: r.get("severity"),
-        fixed_version: r.get("fixed_version"),
-        layer: r.get::<Option<String>, _>("layer_digest").unwrap_or_default(),
-        used_by_entrypoint: None,
-    })
-    .collect();
+    let mut findings = stellaops_store::scans::findings_of(&mut *tx, row.id).await?;
     tx.commit().await?;
     let used = stellaops_store::scans::usage_of(job.pool, digest).await?;
     for f in &mut findings {
         f.used_by_entrypoint = used.get(&f.purl).copied();
     }
-    let usage: (Option<String>, Option<String>, Option<i32>) = (
-        row.get("usage_sbom_uri"),
-        row.get("usage_sbom_sha256"),
-        row.get("used_components"),
+    let usage = (
+        row.usage_sbom_uri,
+        row.usage_sbom_sha256,
+        row.used_components,
     );
-    let sbom_uri: String = row.get("sbom_uri");
-    let sbom_sha: String = row.get("sbom_sha256");
-    let components: i32 = row.get("components");
+    let (sbom_uri, sbom_sha, components) = (row.sbom_uri, row.sbom_sha256, row.components);
     // License rules judge the stored inventory's declared licenses.
     let licensed = stored_licenses(job.pool, digest).await?;
     let Recorded {
@@ -1174,11 +451,7 @@ async fn reuse(
         attest(job).as_ref(),
     )
     .await?;
-    sqlx::query("UPDATE scan_results SET components = $2 WHERE id = $1")
-        .bind(scan_id)
-        .bind(components)
-        .execute(job.pool)
-        .await?;
+    stellaops_store::scans::set_components(job.pool, scan_id, components).await?;
     if let (Some(uri), Some(sha), Some(used)) = (&usage.0, &usage.1, usage.2) {
         let mut tx = job.pool.begin().await?;
         stellaops_store::scans::set_usage(&mut tx, scan_id, uri, sha, used).await?;
@@ -1640,79 +913,6 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
     })
 }
 
-/// An SPDX 2.3 JSON document of the same inventory (deterministic, like the CycloneDX one):
-/// the document DESCRIBES the image (a package of purpose CONTAINER), the image CONTAINS
-/// every component; a component built from another source package says so in
-/// `sourceInfo`.
-pub fn spdx(image: &str, digest: &str, components: &[Component]) -> Vec<u8> {
-    const IMAGE: &str = "SPDXRef-Image";
-    let mut packages = vec![json!({
-        "SPDXID": IMAGE, "name": image, "versionInfo": digest,
-        "downloadLocation": "NOASSERTION", "filesAnalyzed": false,
-        "primaryPackagePurpose": "CONTAINER",
-        "checksums": digest.strip_prefix("sha256:").map(|hex| vec![json!({"algorithm": "SHA256", "checksumValue": hex})]).unwrap_or_default(),
-    })];
-    let mut relationships = vec![json!({
-        "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": IMAGE,
-    })];
-    // Licenses not on the SPDX list, as the document declares them.
-    let mut extracted: BTreeMap<String, String> = BTreeMap::new();
-    for (i, c) in components.iter().enumerate() {
-        let id = format!("SPDXRef-Package-{i}");
-        let mut package = json!({
-            "SPDXID": id, "name": c.name, "versionInfo": c.version,
-            "downloadLocation": "NOASSERTION", "filesAnalyzed": false,
-            "primaryPackagePurpose": "LIBRARY",
-            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": c.purl}],
-            "comment": format!("layer {}, {}", c.layer, c.path),
-        });
-        if let Some((name, version)) = c.source_package() {
-            package["sourceInfo"] = json!(format!("built package from: {name} {version}"));
-        }
-        match c
-            .license
-            .as_ref()
-            .map(|d| (d, license::spdx_document_form(d)))
-        {
-            Some((_, Some((expression, refs)))) => {
-                package["licenseDeclared"] = json!(expression);
-                extracted.extend(refs);
-            }
-            Some((declared, None)) => {
-                package["licenseDeclared"] = json!("NOASSERTION");
-                package["licenseComments"] = json!(format!(
-                    "declared, not an SPDX expression: {}",
-                    declared.expression
-                ));
-            }
-            None => package["licenseDeclared"] = json!("NOASSERTION"),
-        }
-        packages.push(package);
-        relationships.push(json!({
-            "spdxElementId": IMAGE, "relationshipType": "CONTAINS", "relatedSpdxElement": id,
-        }));
-    }
-    let mut doc = json!({
-        "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
-        "name": image, "documentNamespace": format!("https://stella-ops.org/spdx/{}", digest.replace(':', "-")),
-        "creationInfo": {"creators": [format!("Tool: stellaops-worker-{}", env!("CARGO_PKG_VERSION"))], "created": "1970-01-01T00:00:00Z"},
-        "packages": packages,
-        "relationships": relationships,
-    });
-    if !extracted.is_empty() {
-        doc["hasExtractedLicensingInfos"] = extracted
-            .into_iter()
-            .map(|(id, text)| {
-                json!({"licenseId": id, "name": text,
-                       "extractedText": format!("The license the package metadata names {text:?}; not on the SPDX license list.")})
-            })
-            .collect();
-    }
-    let mut out = serde_json::to_vec_pretty(&doc).expect("SPDX serializes");
-    out.push(b'\n');
-    out
-}
-
 /// Run a scan and report it as JSON on stdout and as the Pod's termination message.
 pub async fn run(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary> {
     run_and_attach(job, image, None).await
@@ -1754,165 +954,6 @@ pub async fn run_and_attach(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pkg(kind: &str, name: &str, version: &str) -> FoundPackage {
-        FoundPackage::new(kind, "", name, version)
-    }
-
-    #[test]
-    fn layers_stack_with_whiteouts_and_replacements() {
-        let base = Fragment {
-            files: BTreeMap::from([
-                (
-                    "var/lib/dpkg/status".into(),
-                    vec![
-                        pkg("deb", "openssl", "3.0.11-1~deb12u1"),
-                        pkg("deb", "libc6", "2.36-9"),
-                    ],
-                ),
-                (
-                    "app/node_modules/left-pad/package.json".into(),
-                    vec![pkg("npm", "left-pad", "1.3.0")],
-                ),
-            ]),
-            os: Some(OsRelease {
-                id: "debian".into(),
-                version_id: "12".into(),
-                pretty_name: String::new(),
-            }),
-            ..Fragment::default()
-        };
-        let upgrade = Fragment {
-            files: BTreeMap::from([(
-                "var/lib/dpkg/status".into(),
-                vec![
-                    pkg("deb", "openssl", "3.0.11-1~deb12u2"),
-                    pkg("deb", "libc6", "2.36-9"),
-                ],
-            )]),
-            whiteouts: vec!["app/node_modules/left-pad".into()],
-            ..Fragment::default()
-        };
-        let (components, os) = merge(&[("sha256:a".into(), base), ("sha256:b".into(), upgrade)]);
-        assert_eq!(os.unwrap().version_id, "12");
-        let got: Vec<(&str, &str)> = components
-            .iter()
-            .map(|c| (c.purl.as_str(), c.layer.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("pkg:deb/debian/libc6@2.36-9?distro=debian-12", "sha256:a"),
-                (
-                    "pkg:deb/debian/openssl@3.0.11-1~deb12u2?distro=debian-12",
-                    "sha256:b"
-                ),
-            ],
-            "the upgraded openssl came with layer b; left-pad was deleted"
-        );
-        let keys: Vec<(&str, &str)> = components[1]
-            .affects_keys
-            .iter()
-            .map(|k| (k.key.as_str(), k.version.as_str()))
-            .collect();
-        assert_eq!(
-            keys,
-            vec![
-                (
-                    "pkg:deb/debian/openssl?distro=debian-12",
-                    "3.0.11-1~deb12u2"
-                ),
-                ("pkg:deb/debian/openssl", "3.0.11-1~deb12u2")
-            ]
-        );
-    }
-
-    #[test]
-    fn the_fix_reported_and_ignore_unfixed_follow_the_range_holding_the_version() {
-        let component = |version: &str| Component {
-            purl: format!("pkg:npm/lib@{version}"),
-            affects_keys: vec![MatchKey::new("pkg:npm/lib".into(), version)],
-            kind: "npm".into(),
-            name: "lib".into(),
-            version: version.into(),
-            source: String::new(),
-            source_version: String::new(),
-            layer: "sha256:l".into(),
-            path: String::new(),
-            used_by_entrypoint: None,
-            license: None,
-        };
-        let row = |id: &str, ranges: Value| AdvisoryRow {
-            merge_hash: format!("m-{id}"),
-            vuln_id: id.into(),
-            affects_key: "pkg:npm/lib".into(),
-            ecosystem: "npm".into(),
-            ranges,
-            versions: vec![],
-            severity: Some("critical".into()),
-        };
-        // The issue's example: 1.2.0 in ranges 0–0.2.1 and 1.0.0–1.2.3.
-        let two = row(
-            "GHSA-two",
-            json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.2.1"}]},
-                   {"type": "SEMVER", "events": [{"introduced": "1.0.0"}, {"fixed": "1.2.3"}]}]),
-        );
-        // A fixed early stretch, and an open one holding 2.1.0.
-        let open = row(
-            "GHSA-open",
-            json!([{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.2.1"}]},
-                   {"type": "SEMVER", "events": [{"introduced": "2.0.0"}, {"last_affected": "2.9.9"}]}]),
-        );
-        let rows = [two, open];
-        let found = match_components(&[component("1.2.0")], &rows);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].fixed_version.as_deref(), Some("1.2.3"));
-        let found = match_components(&[component("2.1.0")], &rows);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].vuln_id, "GHSA-open");
-        assert_eq!(found[0].fixed_version, None, "not the other range's 0.2.1");
-        let policy = Policy {
-            fail_on: "high".into(),
-            warn_on: None,
-            ignore_unfixed: true,
-            ..Default::default()
-        };
-        assert_eq!(verdict(&found, &policy), "Pass", "unfixed for 2.1.0");
-        let strict = Policy {
-            ignore_unfixed: false,
-            ..policy
-        };
-        assert_eq!(verdict(&found, &strict), "Fail");
-    }
-
-    #[test]
-    fn verdicts_follow_the_policy() {
-        let f = |sev: &str, fixed: Option<&str>| Finding {
-            merge_hash: format!("m{sev}"),
-            vuln_id: "CVE-1".into(),
-            purl: "p".into(),
-            severity: Some(sev.into()),
-            fixed_version: fixed.map(Into::into),
-            layer: String::new(),
-            used_by_entrypoint: None,
-        };
-        let policy = Policy {
-            fail_on: "high".into(),
-            warn_on: Some("medium".into()),
-            ignore_unfixed: false,
-            ..Default::default()
-        };
-        assert_eq!(verdict(&[], &policy), "Pass");
-        assert_eq!(verdict(&[f("low", None)], &policy), "Pass");
-        assert_eq!(verdict(&[f("medium", None)], &policy), "Warn");
-        assert_eq!(verdict(&[f("critical", None)], &policy), "Fail");
-        let lenient = Policy {
-            ignore_unfixed: true,
-            ..policy
-        };
-        assert_eq!(verdict(&[f("critical", None)], &lenient), "Pass");
-        assert_eq!(verdict(&[f("critical", Some("2.0"))], &lenient), "Fail");
-    }
 
     #[test]
     fn platform_selection() {

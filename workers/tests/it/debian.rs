@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
+use stellaops_scanner::analyze::{FoundPackage, OsRelease};
+use stellaops_scanner::{Policy, purl_of};
 use stellaops_store::s3::{S3Settings, client};
 use stellaops_testing::oci;
 use stellaops_workers::registry::{Credentials, RegistryClient};
-use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
-use stellaops_workers::scan::{Policy, Requester, ScanJob, purl_of, scan};
+use stellaops_workers::scan::{Requester, ScanJob, scan};
 
 use crate::scan::{ingest, osv};
 
@@ -765,14 +766,14 @@ async fn the_usage_view_of_real_debian_images() {
     let bash_needed = readelf_needed(&unpacked.join("bin/bash"));
     assert_eq!(bash_needed, vec!["libtinfo.so.6", "libc.so.6"]);
     let bash_bytes = std::fs::read(unpacked.join("bin/bash")).unwrap();
-    let ours = stellaops_workers::scan::elf::parse(&bash_bytes).unwrap();
+    let ours = stellaops_scanner::elf::parse(&bash_bytes).unwrap();
     assert_eq!(
         ours.needed, bash_needed,
         "our DT_NEEDED reading agrees with readelf"
     );
     assert_eq!(ours.interp.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
     let tinfo = std::fs::canonicalize(unpacked.join("lib/x86_64-linux-gnu/libtinfo.so.6")).unwrap();
-    let tinfo_ours = stellaops_workers::scan::elf::parse(&std::fs::read(&tinfo).unwrap()).unwrap();
+    let tinfo_ours = stellaops_scanner::elf::parse(&std::fs::read(&tinfo).unwrap()).unwrap();
     assert_eq!(tinfo_ours.needed, readelf_needed(&tinfo));
     let by_loader = loader_list(&unpacked, "/bin/bash");
 

@@ -3,10 +3,9 @@
 //! advisory-delta index, and a Schedule run recorded end to end.
 
 use serde_json::json;
+use stellaops_scanner::{Component, MatchKey, Policy, match_components};
 use stellaops_workers::evaluate::{Settings, announce_refresh, evaluate, reevaluate_policy, run};
-use stellaops_workers::scan::{
-    Component, MatchKey, Policy, Requester, advisories_for, match_components, record,
-};
+use stellaops_workers::scan::{Requester, advisories_for, record};
 
 use crate::scan::{ingest, osv};
 
@@ -271,7 +270,7 @@ async fn stored_inventories_are_rematched_and_only_new_findings_are_announced() 
 /// source version, as the scan did: the stored inventory keeps each key's own version.
 #[tokio::test]
 async fn stored_debian_packages_are_rematched_by_their_source_package() {
-    use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
+    use stellaops_scanner::analyze::{FoundPackage, OsRelease};
     let Some(pool) =
         stellaops_testing::migrated_database("evaluate_source", &stellaops_store::MIGRATOR).await
     else {
@@ -285,7 +284,7 @@ async fn stored_debian_packages_are_rematched_by_their_source_package() {
         version_id: "12".into(),
         pretty_name: String::new(),
     };
-    let (purl, affects_keys) = stellaops_workers::scan::purl_of(&found, Some(&os));
+    let (purl, affects_keys) = stellaops_scanner::purl_of(&found, Some(&os));
     let component = Component {
         purl: purl.clone(),
         affects_keys,
@@ -575,7 +574,7 @@ async fn a_scan_policy_waiver_passes_until_it_expires_then_fails_again() {
     assert_eq!(scan_name.as_deref(), Some("scan-uid-web"));
     assert_eq!(
         policy_digest,
-        Some(stellaops_workers::scan::judge::policy_of(&policy).digest())
+        Some(stellaops_scanner::judge::policy_of(&policy).digest())
     );
 
     // Nothing changes while the waiver is in force: no new decision, no event.
@@ -605,15 +604,14 @@ async fn as_the_webhook_reads(
     Vec<u8>,
     Result<stellaops_store::attestation::VerdictPredicate, String>,
 ) {
-    let (verdict, _, key, envelope): (
-        String,
-        chrono::DateTime<chrono::Utc>,
-        Option<String>,
-        Option<Vec<u8>>,
-    ) = sqlx::query_as(stellaops_store::scans::LATEST_VERDICT_SQL)
-        .bind(digest)
-        .fetch_one(pool)
+    let stellaops_store::scans::VerdictRow {
+        verdict,
+        attestation_key: key,
+        attestation: envelope,
+        ..
+    } = stellaops_store::scans::latest_verdict(pool, digest)
         .await
+        .unwrap()
         .unwrap();
     let checked = stellaops_store::attestation::check_row(
         keys,
@@ -923,7 +921,7 @@ async fn a_scan_policys_vex_weights_and_accepted_justifications_decide_the_conse
             "vulnerable_code_cannot_be_controlled_by_adversary",
             "inline_mitigations_already_exist"]
     })));
-    let heavy_digest = stellaops_workers::scan::judge::policy_of(&vendor_heavy).digest();
+    let heavy_digest = stellaops_scanner::judge::policy_of(&vendor_heavy).digest();
     assert_ne!(
         Some(&heavy_digest),
         plain_digest.as_ref(),
@@ -1057,7 +1055,7 @@ async fn a_schedule_run_naming_a_scan_policy_decides_every_image_under_it() {
 
     // Under the Schedule's ScanPolicy "strict" (fail on high) both fail.
     let strict = scan_policy("strict", "high");
-    let strict_digest = stellaops_workers::scan::judge::policy_of(&strict).digest();
+    let strict_digest = stellaops_scanner::judge::policy_of(&strict).digest();
     stellaops_store::schedules::create_run(&pool, &new_run("nightly-strict"))
         .await
         .unwrap();

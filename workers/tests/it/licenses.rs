@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value, json};
+use stellaops_scanner::analyze::{analyse_tar, parse_apk, parse_python};
+use stellaops_scanner::license::{debian_copyright, npm, python};
+use stellaops_scanner::{Policy, merge};
 use stellaops_testing::oci;
 use stellaops_workers::evaluate::{Settings, reevaluate_policy};
 use stellaops_workers::registry::{Credentials, RegistryClient};
-use stellaops_workers::scan::analyze::{analyse_tar, parse_apk, parse_python};
-use stellaops_workers::scan::license::{debian_copyright, npm, python};
-use stellaops_workers::scan::{Policy, Requester, merge};
+use stellaops_workers::scan::Requester;
 
 use crate::debian::{cyclonedx_valid, pyspdxtools};
 use crate::scan::{env, push};
@@ -432,7 +433,7 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
         .await
         .unwrap()
         .unwrap();
-    let text = stellaops_workers::scan::judge::render(&explanation);
+    let text = stellaops_workers::scan::explain::render(&explanation);
     assert!(text.contains("verdict Fail"), "{text}");
     assert!(
         text.contains(

@@ -6,11 +6,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
+use stellaops_scanner::analyze::{FoundPackage, OsRelease};
+use stellaops_scanner::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_sqlite};
+use stellaops_scanner::{AdvisoryRow, match_components, purl_of};
 use stellaops_testing::oci;
 use stellaops_workers::registry::RegistryClient;
-use stellaops_workers::scan::analyze::{FoundPackage, OsRelease};
-use stellaops_workers::scan::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_sqlite};
-use stellaops_workers::scan::{AdvisoryRow, match_components, purl_of, scan};
+use stellaops_workers::scan::scan;
 
 /// An RPM header blob as rpm stores it: index count, data length, entries, data. Its
 /// SOURCERPM is `<name>-<version>-<release>.src.rpm`, with a `-libs` suffix dropped from
@@ -201,7 +202,7 @@ fn packages_are_read_from_rpmdb_sqlite() {
             "pkg:rpm/redhat/openssl"
         ]
     );
-    let component = stellaops_workers::scan::Component {
+    let component = stellaops_scanner::Component {
         purl,
         affects_keys: keys,
         kind: "rpm".into(),
@@ -344,15 +345,15 @@ fn packages_are_read_from_a_berkeleydb_packages_file() {
         ]
     );
     assert_eq!(
-        stellaops_workers::scan::rpmdb::split_source_rpm("xz-5.2.5-8.el9_0.src.rpm"),
+        stellaops_scanner::rpmdb::split_source_rpm("xz-5.2.5-8.el9_0.src.rpm"),
         Some(("xz", "5.2.5-8.el9_0"))
     );
     assert_eq!(
-        stellaops_workers::scan::rpmdb::split_source_rpm("python3.11-3.11.5-1.el9_3.src.rpm"),
+        stellaops_scanner::rpmdb::split_source_rpm("python3.11-3.11.5-1.el9_3.src.rpm"),
         Some(("python3.11", "3.11.5-1.el9_3"))
     );
     assert_eq!(
-        stellaops_workers::scan::rpmdb::split_source_rpm("nonsense.rpm"),
+        stellaops_scanner::rpmdb::split_source_rpm("nonsense.rpm"),
         None
     );
     assert!(
@@ -537,7 +538,7 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
     assert!(tar.status.success());
 
     // The layer's fragment holds each package's files as rpm recorded them.
-    let fragment = stellaops_workers::scan::analyze::analyse_tar(tar.stdout.as_slice()).unwrap();
+    let fragment = stellaops_scanner::analyze::analyse_tar(tar.stdout.as_slice()).unwrap();
     // Each package's LICENSE tag as rpm itself reads it.
     for package in &fragment.files["var/lib/rpm/rpmdb.sqlite"] {
         let want = rpm(&["-q", &package.name, "--qf", "%{LICENSE}"]);

@@ -5,10 +5,11 @@
 use std::io::Write;
 
 use serde_json::{Value, json};
+use stellaops_scanner::Policy;
 use stellaops_store::s3::{S3Settings, client};
 use stellaops_testing::oci;
 use stellaops_workers::registry::{Credentials, RegistryClient};
-use stellaops_workers::scan::{Policy, Requester, ScanJob, scan};
+use stellaops_workers::scan::{Requester, ScanJob, scan};
 
 fn jar(group: &str, artifact: &str, version: &str) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
@@ -622,7 +623,7 @@ async fn a_registry_refusing_access_fails_with_a_clear_message_and_the_pull_secr
 
 #[test]
 fn a_layer_decompressing_past_its_cap_is_refused() {
-    use stellaops_workers::scan::analyze::{analyse_layer_capped, max_layer_bytes};
+    use stellaops_scanner::analyze::{analyse_layer_capped, max_layer_bytes};
     let layer = oci::gzip(&oci::tar_of(&[("zeros", &vec![0u8; 4 << 20])]));
     let file = std::env::temp_dir().join(format!("stellaops-bomb-{}", std::process::id()));
     std::fs::write(&file, &layer).unwrap();
@@ -738,7 +739,7 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
     // What a forger would store: the layer with a fixed openssl and nothing else.
     let genuine = read_fragment(&env, &layer).await;
     let newline = genuine.iter().position(|b| *b == b'\n').unwrap();
-    let mut forged: stellaops_workers::scan::analyze::Fragment =
+    let mut forged: stellaops_scanner::analyze::Fragment =
         serde_json::from_slice(&genuine[newline + 1..]).unwrap();
     forged.files.retain(|path, _| path == "var/lib/dpkg/status");
     for package in forged.files.values_mut().flatten() {
@@ -767,7 +768,7 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
             "another key",
             stellaops_store::layer_cache::FragmentKey::derive(&attacker).seal(
                 &layer,
-                stellaops_workers::scan::analyze::ANALYZER_VERSION,
+                stellaops_scanner::analyze::ANALYZER_VERSION,
                 &forged,
             ),
         ),
@@ -776,7 +777,7 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
             "another layer",
             ours.seal(
                 &other_layer,
-                stellaops_workers::scan::analyze::ANALYZER_VERSION,
+                stellaops_scanner::analyze::ANALYZER_VERSION,
                 &forged,
             ),
         ),

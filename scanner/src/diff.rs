@@ -1,12 +1,12 @@
 //! What changed between two images' stored inventories, package by package, with the
-//! layer that caused each change (seed HLA §3.3: image → layer → package): the pure diff,
-//! its text form, and the read of a stored inventory. Used by `stellaops-worker diff` and
-//! by the operator's `image.changed` events when a running workload moves to a new digest.
+//! layer that caused each change (seed HLA §3.3: image → layer → package): the diff and
+//! its text form (the stored inventories are `stellaops_store::scans::stored_inventory`).
+//! Used by `stellaops-worker diff` and by the operator's `image.changed` events when a
+//! running workload moves to a new digest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use sqlx::PgPool;
 
 /// One package of a stored inventory.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -157,29 +157,6 @@ pub fn diff(old_digest: &str, old: &[Installed], new_digest: &str, new: &[Instal
         }
     }
     out
-}
-
-/// The stored inventory of a digest, or `None` when it was never scanned.
-pub async fn stored_inventory(
-    pool: &PgPool,
-    digest: &str,
-) -> crate::Result<Option<Vec<Installed>>> {
-    let scanned: bool = sqlx::query_scalar(crate::scans::SCANNED_SQL)
-        .bind(digest)
-        .fetch_one(pool)
-        .await?;
-    if !scanned {
-        return Ok(None);
-    }
-    let rows: Vec<(String, String)> = sqlx::query_as(crate::scans::INVENTORY_SQL)
-        .bind(digest)
-        .fetch_all(pool)
-        .await?;
-    Ok(Some(
-        rows.into_iter()
-            .map(|(purl, layer)| Installed { purl, layer })
-            .collect(),
-    ))
 }
 
 /// The diff as text, one line per package: `+` added, `-` removed, `~` changed.

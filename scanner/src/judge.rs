@@ -1,14 +1,107 @@
 //! From matched findings to the verdict through the decider (`stellaops_policy`): the VEX
-//! consensus about each finding, its KEV/EPSS signals, the policy. The lookups for many
-//! images are made once ([`Evidence::load`]); judging an image is then pure ([`judge`]).
+//! consensus about each finding, its KEV/EPSS signals, the policy. The evidence for many
+//! images is looked up once by the caller ([`Evidence::new`]); judging an image is pure
+//! ([`judge`]).
 
 use std::collections::BTreeMap;
 
-use sqlx::PgPool;
+use serde::{Deserialize, Serialize};
 use stellaops_policy::evaluate::{self, Decided, Outcome, Subject};
-use stellaops_policy::vex::consensus::{Claim, Trust, applies, decide, purl_base};
+use stellaops_policy::vex::consensus::{Claim, Trust, applies, decide};
 
-use super::{Component, Finding, Policy};
+use crate::{Component, Finding};
+
+/// The policy a verdict is decided under: the Scan's inline thresholds, or a ScanPolicy's
+/// rules and thresholds (`policyRef` names it). Stored with each result (the `policy`
+/// column), so a re-evaluation decides under the same policy; results from before rules
+/// existed read back with none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Fail at or above this severity.
+    pub fail_on: String,
+    /// Warn at or above this severity.
+    pub warn_on: Option<String>,
+    /// Findings without a fixed version do not count.
+    pub ignore_unfixed: bool,
+    /// The ScanPolicy's rules, in order (the evaluator's own type: one evaluator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<stellaops_policy::evaluate::Rule>,
+    /// The ScanPolicy these came from: when it changes or one of its waivers expires, the
+    /// results decided under it are evaluated again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<String>,
+    /// Which components the thresholds count (`usage`: those the entrypoint uses).
+    #[serde(
+        default,
+        skip_serializing_if = "stellaops_policy::evaluate::Scope::is_inventory"
+    )]
+    pub scope: stellaops_policy::evaluate::Scope,
+    /// The ScanPolicy's VEX trust: provider weights and accepted justifications (`None`:
+    /// the consensus's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vex: Option<stellaops_policy::vex::consensus::Trust>,
+    /// The ScanPolicy's license rules, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licenses: Vec<stellaops_policy::license::LicenseRule>,
+}
+
+impl Default for Policy {
+    /// The Scan kind's default: fail on critical, nothing else.
+    fn default() -> Self {
+        Policy {
+            fail_on: "critical".into(),
+            warn_on: None,
+            ignore_unfixed: false,
+            rules: Vec::new(),
+            policy_ref: None,
+            scope: Default::default(),
+            vex: None,
+            licenses: Vec::new(),
+        }
+    }
+}
+
+impl Policy {
+    /// A ScanPolicy's policy as the evaluator has it (`stellaops_policy::evaluate::Policy`,
+    /// the form the controller computes the digest of), named `name`.
+    pub fn from_evaluator(
+        name: Option<String>,
+        policy: stellaops_policy::evaluate::Policy,
+    ) -> Policy {
+        Policy {
+            fail_on: policy.fail_on.unwrap_or_default(),
+            warn_on: policy.warn_on,
+            ignore_unfixed: policy.ignore_unfixed,
+            rules: policy.rules,
+            policy_ref: name,
+            scope: policy.scope,
+            vex: policy.vex,
+            licenses: policy.licenses,
+        }
+    }
+}
+
+/// Order of severities (unknown is 0).
+pub fn rank(severity: &str) -> u8 {
+    stellaops_policy::evaluate::rank(severity)
+}
+
+/// `Pass`, `Warn` or `Fail` under `policy` with no VEX statement or exploitation signal
+/// known: the decider's thresholds ([`judge`] is what scans and re-evaluations use).
+pub fn verdict(findings: &[Finding], policy: &Policy) -> &'static str {
+    judge(
+        &Evidence::default(),
+        "",
+        None,
+        "",
+        findings,
+        &[],
+        policy,
+        jiff::Timestamp::now(),
+    )
+    .verdict
+}
 
 /// What the decider needs besides the findings, looked up once for many of them.
 #[derive(Clone, Debug, Default)]
@@ -18,48 +111,36 @@ pub struct Evidence {
     /// VEX statements about any of those ids, for the findings' packages.
     claims: Vec<Claim>,
     /// KEV/EPSS per CVE.
-    signals: BTreeMap<String, stellaops_store::exploits::Signals>,
+    signals: BTreeMap<String, Exploitation>,
     /// The sources each advisory came from, by merge hash.
     sources: BTreeMap<String, Vec<String>>,
 }
 
+/// What is known of a CVE's exploitation.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Exploitation {
+    /// In CISA's Known Exploited Vulnerabilities catalog.
+    pub kev: bool,
+    /// EPSS probability.
+    pub epss: Option<f64>,
+}
+
 impl Evidence {
-    /// Look up what `findings` need (four queries, whatever their number).
-    pub async fn load<'a>(
-        pool: &PgPool,
-        findings: impl IntoIterator<Item = &'a Finding>,
-    ) -> anyhow::Result<Evidence> {
-        let mut hashes = Vec::new();
-        let mut bases = Vec::new();
-        for f in findings {
-            hashes.push(f.merge_hash.clone());
-            bases.extend(purl_base(&f.purl));
-        }
-        hashes.sort();
-        hashes.dedup();
-        bases.sort();
-        bases.dedup();
-        if hashes.is_empty() {
-            return Ok(Evidence::default());
-        }
-        let ids = stellaops_store::advisories::ids_of(pool, &hashes).await?;
-        let mut all_ids: Vec<String> = ids.values().flatten().cloned().collect();
-        all_ids.sort();
-        all_ids.dedup();
-        let claims = stellaops_store::vex::claims(pool, &all_ids, &bases).await?;
-        let cves: Vec<String> = all_ids
-            .iter()
-            .filter(|id| id.starts_with("CVE-"))
-            .cloned()
-            .collect();
-        let signals = stellaops_store::exploits::signals(pool, &cves).await?;
-        let sources = stellaops_store::advisories::sources_of(pool, &hashes).await?;
-        Ok(Evidence {
+    /// The evidence about a set of findings, as the caller looked it up: every id each
+    /// advisory is known by (by merge hash), the VEX statements about those ids, the
+    /// exploitation signals by CVE and the sources of each advisory (by merge hash).
+    pub fn new(
+        ids: BTreeMap<String, Vec<String>>,
+        claims: Vec<Claim>,
+        signals: BTreeMap<String, Exploitation>,
+        sources: BTreeMap<String, Vec<String>>,
+    ) -> Evidence {
+        Evidence {
             ids,
             claims,
             signals,
             sources,
-        })
+        }
     }
 
     fn ids<'a>(&'a self, finding: &'a Finding) -> Vec<&'a str> {
@@ -202,7 +283,7 @@ pub fn judge_under(
             // From the Usage view (EntryTrace); `None` when it is not known, and then a
             // rule asking for it never matches rather than guessing.
             used_by_entrypoint: finding.used_by_entrypoint,
-            kev: signal.is_some_and(|s| s.kev_since.is_some()),
+            kev: signal.is_some_and(|s| s.kev),
             epss: signal.and_then(|s| s.epss),
         });
     }
@@ -287,88 +368,36 @@ pub fn repository_of(image: &str) -> &str {
     }
 }
 
-/// An explanation for a person: the verdict and policy, then the findings that decided it,
-/// those that count, and those taken out (with who took them out and why).
-pub fn render(e: &stellaops_store::scans::Explanation) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} ({})\nverdict {} — result {} of {}, policy {} {}",
-        e.image,
-        e.image_digest,
-        e.verdict,
-        e.scan_id,
-        e.finished_at.to_rfc3339(),
-        e.policy,
-        e.policy_digest.as_deref().unwrap_or("")
-    );
-    let groups = [
-        ("fails", "Failing"),
-        ("warns", "Warning"),
-        ("counted", "Counted, below the thresholds"),
-        ("ignored", "Taken out"),
-    ];
-    for (outcome, title) in groups {
-        let members: Vec<_> = e
-            .findings
-            .iter()
-            .filter(|f| f.outcome.as_deref().unwrap_or("counted") == outcome)
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "\n{title} ({}):", members.len());
-        for f in members {
-            let mut exploitation = Vec::new();
-            if let Some(since) = f.kev_since {
-                exploitation.push(format!("KEV since {since}"));
-            }
-            if let Some(epss) = f.epss {
-                exploitation.push(format!("EPSS {epss:.3}"));
-            }
-            let _ = writeln!(
-                out,
-                "  {:<9} {} in {}{}{} — {}: {}",
-                f.severity.as_deref().unwrap_or("unrated"),
-                f.vuln_id,
-                f.purl,
-                f.fixed_version
-                    .as_deref()
-                    .map(|v| format!(" (fixed in {v})"))
-                    .unwrap_or_default(),
-                if exploitation.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", exploitation.join(", "))
-                },
-                f.decided_by
-                    .as_deref()
-                    .unwrap_or("recorded before the decider"),
-                f.reason.as_deref().unwrap_or("")
-            );
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_policy() {
+        let f = |sev: &str, fixed: Option<&str>| Finding {
+            merge_hash: format!("m{sev}"),
+            vuln_id: "CVE-1".into(),
+            purl: "p".into(),
+            severity: Some(sev.into()),
+            fixed_version: fixed.map(Into::into),
+            layer: String::new(),
+            used_by_entrypoint: None,
+        };
+        let policy = Policy {
+            fail_on: "high".into(),
+            warn_on: Some("medium".into()),
+            ignore_unfixed: false,
+            ..Default::default()
+        };
+        assert_eq!(verdict(&[], &policy), "Pass");
+        assert_eq!(verdict(&[f("low", None)], &policy), "Pass");
+        assert_eq!(verdict(&[f("medium", None)], &policy), "Warn");
+        assert_eq!(verdict(&[f("critical", None)], &policy), "Fail");
+        let lenient = Policy {
+            ignore_unfixed: true,
+            ..policy
+        };
+        assert_eq!(verdict(&[f("critical", None)], &lenient), "Pass");
+        assert_eq!(verdict(&[f("critical", Some("2.0"))], &lenient), "Fail");
     }
-    if e.findings.is_empty() {
-        out.push_str("\nno findings\n");
-    }
-    if !e.licenses.is_empty() {
-        let _ = writeln!(out, "\nLicenses decided by rules ({}):", e.licenses.len());
-        for l in &e.licenses {
-            let _ = writeln!(
-                out,
-                "  {:<9} {} declares {} — {}: {}",
-                if l.outcome == "fails" {
-                    "denied"
-                } else {
-                    "warned"
-                },
-                l.purl,
-                l.license,
-                l.decided_by,
-                l.reason
-            );
-        }
-    }
-    out
 }
