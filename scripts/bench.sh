@@ -19,6 +19,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v aws >/dev/null || { log "installing the AWS CLI (pip)"; python3 -m pip install -q awscli; }
 
+# The real Debian packages the scan benchmark builds its Debian image from (cached).
+"$(dirname "$0")/bench-debs.sh"
+
 # The scale benchmark (controllers/benches/scale.rs, STELLAOPS_SCALE_N=1000,10000) needs
 # no service: it runs the controllers against the in-process API server emulator.
 log "cargo bench"

@@ -8,6 +8,7 @@
 //! * [`rbac`]: the RBAC decision the emulator enforces.
 
 pub mod apiserver;
+pub mod debian;
 pub mod kubelet;
 pub mod otlp;
 pub mod rbac;

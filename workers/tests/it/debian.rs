@@ -13,124 +13,12 @@ use serde_json::{Value, json};
 use stellaops_scanner::analyze::{FoundPackage, OsRelease};
 use stellaops_scanner::{Policy, purl_of};
 use stellaops_store::s3::{S3Settings, client};
+use stellaops_testing::debian::{Deb, deb_fields, rootfs_layer};
 use stellaops_testing::oci;
 use stellaops_workers::registry::{Credentials, RegistryClient};
 use stellaops_workers::scan::{Requester, ScanJob, scan};
 
 use crate::scan::{ingest, osv};
-
-/// One real package: its fields as dpkg itself reports them.
-#[derive(Debug)]
-struct Deb {
-    package: String,
-    version: String,
-    source: String,
-    source_version: String,
-}
-
-/// `dpkg-deb --show` with dpkg's own `source:Package` / `source:Version` virtual fields:
-/// the reference for what our `Source:` parsing must find.
-fn deb_fields(file: &Path) -> Deb {
-    let out = Command::new("dpkg-deb")
-        .args([
-            "--show",
-            "--showformat=${Package}\\n${Version}\\n${source:Package}\\n${source:Version}\\n",
-        ])
-        .arg(file)
-        .output()
-        .expect("dpkg-deb runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    Deb {
-        package: lines[0].into(),
-        version: lines[1].into(),
-        source: lines[2].into(),
-        source_version: lines[3].into(),
-    }
-}
-
-/// A layer with the packages' files unpacked (`dpkg-deb -x`), a dpkg `status` made of
-/// their control stanzas and an `info/<package>.list` of each one's files (from the
-/// package's own data archive), as dpkg writes them after installing them, and the
-/// `/etc/ld.so.conf` libc-bin ships.
-fn rootfs_layer(debs: &[PathBuf], work: &Path) -> Vec<u8> {
-    let root = work.join("root");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/ld.so.conf"),
-        "include /etc/ld.so.conf.d/*.conf\n\n",
-    )
-    .unwrap();
-    let mut status = String::new();
-    for deb in debs {
-        let listing = Command::new("dpkg-deb")
-            .arg("-c")
-            .arg(deb)
-            .output()
-            .unwrap();
-        assert!(listing.status.success());
-        let mut list = String::new();
-        for line in String::from_utf8(listing.stdout).unwrap().lines() {
-            // `drwxr-xr-x root/root 0 2023-01-01 00:00 ./usr/bin/` (links: `a -> b`).
-            let Some(at) = line.find(" ./") else { continue };
-            let path = line[at + 2..]
-                .split(" -> ")
-                .next()
-                .unwrap()
-                .trim_end_matches('/');
-            list.push_str(if path.is_empty() { "/." } else { path });
-            list.push('\n');
-        }
-        let package = deb_fields(deb).package;
-        std::fs::write(root.join(format!("var/lib/dpkg/info/{package}.list")), list).unwrap();
-        let ok = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(deb)
-            .arg(&root)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let control = Command::new("dpkg-deb")
-            .arg("-f")
-            .arg(deb)
-            .output()
-            .unwrap();
-        let control = String::from_utf8(control.stdout).unwrap();
-        for line in control.lines() {
-            status.push_str(line);
-            status.push('\n');
-            if line.starts_with("Package:") {
-                status.push_str("Status: install ok installed\n");
-            }
-        }
-        status.push('\n');
-    }
-    std::fs::write(root.join("var/lib/dpkg/status"), status).unwrap();
-    let out = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--mtime=@0",
-            "--owner=0",
-            "--group=0",
-            "-cf",
-            "-",
-            "-C",
-        ])
-        .arg(&root)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    std::fs::remove_dir_all(&root).unwrap();
-    out.stdout
-}
 
 /// Run a Python snippet of the test venv with `input` as its first argument's file.
 fn python(script: &str, input: &[u8]) -> (bool, String) {
