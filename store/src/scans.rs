@@ -42,6 +42,24 @@ pub const LATEST_UNDER_POLICY_SQL: &str = "SELECT * FROM (
          ORDER BY image_digest, scan_uid, finished_at DESC, id DESC) latest
      WHERE policy->>'policyRef' = $2";
 
+/// What a change that is not a policy's (a VEX statement, `evaluate --digest`) re-evaluates
+/// of the digests `$1`: of each Scan's latest result (those recorded for no Scan count as
+/// one), the latest under each policy — per ScanPolicy name, and one for the inline
+/// policies. So the newest verdict under every ScanPolicy (what `requireScan` under its
+/// `policyRef` reads) and the image's latest (what it reads otherwise) are both decided
+/// again, each for its own Scan, bounded by the policies rather than by every Scan that
+/// ever scanned the image; no Scan gets a result for an older one of its results. In id
+/// order: recorded in that order, the image's latest result stays the latest.
+pub const LATEST_PER_POLICY_SQL: &str = "SELECT * FROM (
+         SELECT DISTINCT ON (image_digest, policy->>'policyRef') * FROM (
+             SELECT DISTINCT ON (image_digest, scan_uid) id, image_digest, image_ref, sbom_uri,
+                    sbom_sha256, components, policy, verdict, scan_namespace, scan_name,
+                    scan_uid, finished_at
+             FROM scan_results WHERE image_digest = ANY($1)
+             ORDER BY image_digest, scan_uid, finished_at DESC, id DESC) per_scan
+         ORDER BY image_digest, policy->>'policyRef', finished_at DESC, id DESC) per_policy
+     ORDER BY finished_at, id";
+
 /// The digests with a result recorded under the ScanPolicy `name` (served by the
 /// partial index `scan_results_policy_ref`).
 pub async fn digests_under_policy(pool: &sqlx::PgPool, name: &str) -> crate::Result<Vec<String>> {

@@ -192,16 +192,25 @@ async fn evaluate_chunk(
         .as_ref()
         .and_then(|p| p.policy_ref.as_deref())
         .filter(|_| settings.run_id.is_none());
-    let rows = match policy_ref {
+    let rows = match (policy_ref, &settings.name) {
         // Under one ScanPolicy: each Scan's latest result of the image.
-        Some(name) => {
+        (Some(name), _) => {
             sqlx::query(stellaops_store::scans::LATEST_UNDER_POLICY_SQL)
                 .bind(digests)
                 .bind(name)
                 .fetch_all(pool)
                 .await?
         }
-        None => sqlx::query(
+        // A VEX change, `evaluate --digest`: the latest result under each policy the image
+        // was decided under, each recorded again for its own Scan.
+        (None, None) => {
+            sqlx::query(stellaops_store::scans::LATEST_PER_POLICY_SQL)
+                .bind(digests)
+                .fetch_all(pool)
+                .await?
+        }
+        // A Schedule's run: the image's latest result, recorded for the Schedule.
+        (None, Some(_)) => sqlx::query(
             "SELECT DISTINCT ON (image_digest) id, image_digest, image_ref, sbom_uri, sbom_sha256,
                         components, policy, verdict, scan_namespace, scan_name, scan_uid
                  FROM scan_results WHERE image_digest = ANY($1)
@@ -564,6 +573,7 @@ async fn evaluate_chunk(
         if settings.notify {
             events.push(delta_event(
                 settings,
+                requester(settings, o.previous),
                 &o.previous.image_ref,
                 o.digest,
                 id,
@@ -625,6 +635,7 @@ fn requester<'a>(
 #[allow(clippy::too_many_arguments)]
 fn delta_event(
     settings: &Settings,
+    (scan_namespace, scan_name, scan_uid): (Option<&str>, Option<String>, Option<&str>),
     image_ref: &str,
     digest: &str,
     scan_id: i64,
@@ -647,6 +658,8 @@ fn delta_event(
             "image": image_ref, "imageDigest": digest,
             "verdict": verdict, "previousVerdict": previous_verdict, "advisorySnapshot": snapshot,
             "schedule": {"namespace": settings.namespace, "name": settings.name, "run": settings.run_id},
+            // The Scan the new result is recorded for (its status reads it), when one.
+            "scan": scan_uid.map(|uid| json!({"namespace": scan_namespace, "name": scan_name, "uid": uid})),
             "newFindings": new.iter().map(|f| json!({
                 "vulnId": f.vuln_id, "purl": f.purl, "severity": f.severity,
                 "fixedVersion": f.fixed_version,
@@ -724,8 +737,17 @@ pub async fn announce_refresh(
     if new.is_empty() {
         return Ok(false);
     }
-    let (image_ref, verdict, snapshot): (String, String, i64) = sqlx::query_as(
-        "SELECT image_ref, verdict, advisory_snapshot FROM scan_results WHERE id = $1",
+    #[allow(clippy::type_complexity)]
+    let (image_ref, verdict, snapshot, scan_namespace, scan_name, scan_uid): (
+        String,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT image_ref, verdict, advisory_snapshot, scan_namespace, scan_name, scan_uid
+         FROM scan_results WHERE id = $1",
     )
     .bind(scan_id)
     .fetch_one(pool)
@@ -742,6 +764,7 @@ pub async fn announce_refresh(
     let counted = if run.plan.notify {
         let event = delta_event(
             &settings,
+            (scan_namespace.as_deref(), scan_name, scan_uid.as_deref()),
             &image_ref,
             digest,
             scan_id,
