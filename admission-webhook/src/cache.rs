@@ -79,6 +79,19 @@ impl<V: Clone> Cache<V> {
         }
     }
 
+    /// Drop the entries whose keys `forget` picks; returns how many went.
+    pub fn forget(&self, forget: impl Fn(&str) -> bool) -> usize {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let before = inner.entries.len();
+        inner.entries.retain(|key, _| !forget(key));
+        let gone = before - inner.entries.len();
+        if gone > 0 {
+            let Inner { entries, order, .. } = &mut *inner;
+            order.retain(|(seq, key)| entries.get(key).is_some_and(|e| e.seq == *seq));
+        }
+        gone
+    }
+
     /// Number of entries (live or expired but not yet evicted).
     pub fn len(&self) -> usize {
         self.inner

@@ -3,7 +3,7 @@
 //! its namespace selector), `/readyz` on its own port, Prometheus metrics.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -187,6 +187,9 @@ pub struct Webhook {
     outbox: Option<sqlx::PgPool>,
     synced: AtomicBool,
     cache_counters: [prometheus::IntCounter; 8],
+    /// Bumped whenever cached verdicts are forgotten: a scan lookup that was running then
+    /// leaves nothing in the cache (it may have read the row the change replaced).
+    scan_epoch: Arc<AtomicU64>,
     /// The serving certificate (readiness waits for it).
     pub certificate: Arc<ReloadableCert>,
 }
@@ -222,8 +225,50 @@ impl Webhook {
             metrics,
             outbox,
             synced: AtomicBool::new(false),
+            scan_epoch: Arc::new(AtomicU64::new(0)),
             certificate,
         })
+    }
+
+    /// Forget the cached verdicts of `digests` (under any ScanPolicy): the next review
+    /// reads their latest result again. Returns how many cache entries went.
+    pub fn forget_scans<'d>(&self, digests: impl IntoIterator<Item = &'d str>) -> usize {
+        let digests: BTreeSet<&str> = digests.into_iter().collect();
+        if digests.is_empty() {
+            return 0;
+        }
+        // First the epoch, then the entries: a lookup inserting after this checks the epoch.
+        self.scan_epoch.fetch_add(1, Ordering::SeqCst);
+        self.cache.forget(|key| {
+            key.strip_prefix("scan|")
+                .and_then(|rest| rest.rsplit('|').next())
+                .is_some_and(|digest| digests.contains(digest))
+        })
+    }
+
+    /// Forget a digest's cached verdict as soon as a re-evaluation changes it (a VEX
+    /// statement, a ScanPolicy change, a waiver's expiry: each writes `rescan.delta` with
+    /// the new result), so admission follows at once rather than when the cache entry
+    /// expires. Follows the outbox of `pool` (the webhook's role may read it); never returns.
+    pub async fn forget_changed_verdicts(self: Arc<Self>, pool: sqlx::PgPool) {
+        stellaops_store::outbox::follow(
+            pool,
+            "rescan.delta",
+            Duration::from_secs(10),
+            move |events| {
+                let digests: Vec<&str> = events
+                    .iter()
+                    .filter_map(|e| e.payload["imageDigest"].as_str())
+                    .collect();
+                let forgotten = self.forget_scans(digests.iter().copied());
+                tracing::debug!(
+                    events = events.len(),
+                    forgotten,
+                    "verdicts changed by re-evaluations"
+                );
+            },
+        )
+        .await
     }
 
     /// Replace the policies (all of them: one that is gone stops applying).
@@ -587,6 +632,8 @@ impl Webhook {
             self.settings.fact_ttl,
         );
         let (digest, cache_key) = (digest.to_string(), key.clone());
+        let epoch = self.scan_epoch.clone();
+        let started = epoch.load(Ordering::SeqCst);
         let lookup = async move {
             let result = match &under {
                 Some((name, policy_digest)) => {
@@ -597,7 +644,16 @@ impl Webhook {
                 None => evidence.latest_scan(&digest).await,
             };
             if let Ok(record) = &result {
-                cache.insert(cache_key, Fact::Scan(record.clone()), ttl, Instant::now());
+                cache.insert(
+                    cache_key.clone(),
+                    Fact::Scan(record.clone()),
+                    ttl,
+                    Instant::now(),
+                );
+                // Verdicts were forgotten while this read: what it read may be older.
+                if epoch.load(Ordering::SeqCst) != started {
+                    cache.forget(|key| key == cache_key);
+                }
             }
             Flight::Scan(result)
         };

@@ -292,8 +292,12 @@ async fn run_scans<S>(
     let for_policies = ctx.caches.clone();
     let for_reevaluations = ctx.caches.clone();
     let cap = ctx.config.max_concurrent_scans as usize;
+    let reevaluations = reevaluated_scans(ctx.outbox.clone());
     drive(
         root_controller(&ctx.client, scans)
+            // A result a re-evaluation recorded for a Scan (`vex ingest`, a ScanPolicy's
+            // Job): the Scan reads it into its status.
+            .reconcile_on(reevaluations)
             // A ScanPolicy becoming Ready starts the Scans waiting for it.
             .watches(
                 kube::Api::<ScanPolicy>::all(ctx.client.clone()),
@@ -334,6 +338,43 @@ async fn run_scans<S>(
         scan::reconcile,
     )
     .await;
+}
+
+/// The Scans re-evaluations recorded new results for, from the `rescan.delta` events of the
+/// outbox of `pool` as they are written (nothing without a database). The follower stops
+/// with the stream.
+fn reevaluated_scans(
+    pool: Option<sqlx::PgPool>,
+) -> futures::stream::BoxStream<'static, ObjectRef<Scan>> {
+    let Some(pool) = pool else {
+        return futures::stream::empty().boxed();
+    };
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    let follower = tokio::spawn(stellaops_store::outbox::follow(
+        pool,
+        "rescan.delta",
+        std::time::Duration::from_secs(30),
+        move |events| {
+            for event in events {
+                if let Some(scan) = scan::reevaluated(&event.payload) {
+                    let _ = sender.unbounded_send(scan);
+                }
+            }
+        },
+    ));
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let guard = AbortOnDrop(follower);
+    receiver
+        .map(move |scan| {
+            let _ = &guard;
+            scan
+        })
+        .boxed()
 }
 
 async fn run_scan_policies(

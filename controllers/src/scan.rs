@@ -903,10 +903,11 @@ async fn wait_for_policy(
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-/// A finished Scan deciding under a ScanPolicy: its result is evaluated again when the
-/// policy changes or a waiver expires (a re-evaluation Job records a new result for this
-/// Scan's uid). The status follows the latest verified result; an Event says when the
-/// verdict changed.
+/// A finished Scan: its result is evaluated again when a VEX statement about it changes
+/// (`vex ingest`), and under a ScanPolicy when the policy changes or a waiver expires; each
+/// re-evaluation records a new result for this Scan's uid. The status follows the latest
+/// verified result; an Event says when the verdict changed. Woken by the re-evaluation's
+/// `rescan.delta` event (see [`reevaluated`]) and by a ScanPolicy's re-evaluation Job.
 async fn follow_reevaluation(
     scan: &Scan,
     ctx: &Context,
@@ -914,12 +915,9 @@ async fn follow_reevaluation(
     now: Time,
 ) -> Result<Action> {
     let previous = scan.status.clone().unwrap_or_default();
-    let (Some(_), Some(pool), Some(uid), Some(ScanPhase::Succeeded)) = (
-        &scan.spec.policy.policy_ref,
-        &ctx.outbox,
-        scan.uid(),
-        previous.phase,
-    ) else {
+    let (Some(pool), Some(uid), Some(ScanPhase::Succeeded)) =
+        (&ctx.outbox, scan.uid(), previous.phase)
+    else {
         return Ok(Action::await_change());
     };
     let result = match recorded(
@@ -977,6 +975,16 @@ async fn follow_reevaluation(
         }
     }
     Ok(Action::await_change())
+}
+
+/// The Scan a `rescan.delta` event's new result was recorded for (its payload's `scan`):
+/// woken to read it into its status. `None` for a result recorded for a Schedule.
+pub fn reevaluated(payload: &Value) -> Option<kube::runtime::reflector::ObjectRef<Scan>> {
+    let scan = &payload["scan"];
+    Some(
+        kube::runtime::reflector::ObjectRef::new(scan["name"].as_str()?)
+            .within(scan["namespace"].as_str()?),
+    )
 }
 
 /// The Scans that name the ScanPolicy `name` (from the shared store).

@@ -170,16 +170,52 @@ fn identity(args: &RunArgs) -> String {
     })
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Set once SIGTERM or SIGINT has arrived, from the moment [`listen_for_shutdown`] ran.
+static SHUTDOWN: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>> =
+    std::sync::OnceLock::new();
+
+/// Start listening for SIGTERM and SIGINT for the whole process, before anything waits for
+/// them: a signal is then never lost because it arrived while nothing was waiting (between
+/// winning the election and starting the controllers, for one: the process ran on). The
+/// handlers are installed before this returns.
+pub(crate) fn listen_for_shutdown() {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    if SHUTDOWN.set(receiver).is_err() {
+        return;
+    }
+    let signalled = os_signal();
+    tokio::spawn(async move {
+        signalled.await;
+        let _ = sender.send(true);
+    });
+}
+
+/// A future that resolves on the next SIGTERM or SIGINT; its handlers are installed now.
+fn os_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+        async move {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Resolves once SIGTERM or SIGINT has arrived (at once if it already has, after
+/// [`listen_for_shutdown`]).
+pub(crate) async fn shutdown_signal() {
+    match SHUTDOWN.get() {
+        Some(receiver) => {
+            let _ = receiver.clone().wait_for(|signalled| *signalled).await;
+        }
+        None => os_signal().await,
+    }
 }
 
 /// Run the controllers until a shutdown signal, then let in-flight reconciles finish for at
@@ -209,6 +245,11 @@ async fn run_controllers(
     .await
     {
         tracing::error!(%error, "applying the artifact lifecycle CronJob failed");
+    }
+    // Signalled meanwhile (the controllers' own graceful shutdown listens from their start
+    // only): nothing to start.
+    if SHUTDOWN.get().is_some_and(|signalled| *signalled.borrow()) {
+        return;
     }
     tokio::select! {
         _ = stellaops_controllers::run(ctx.clone()) => {}
@@ -267,6 +308,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_traced(args: RunArgs) -> anyhow::Result<()> {
+    listen_for_shutdown();
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
     let leader_gauge = prometheus::IntGauge::new(
@@ -413,4 +455,27 @@ async fn run_traced(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("shut down");
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// A SIGTERM that arrives before anything waits for it (between winning the election
+    /// and starting the controllers, say) still stops the operator: whoever waits later
+    /// sees it at once.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_signal_that_arrived_before_anyone_waited_is_not_lost() {
+        super::listen_for_shutdown();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::timeout(Duration::from_secs(5), super::shutdown_signal())
+            .await
+            .expect("the SIGTERM that arrived earlier counts");
+    }
 }

@@ -199,10 +199,15 @@ pub async fn start(
             ..Settings::default()
         },
         Arc::new(evidence),
-        database,
+        database.clone(),
         Metrics::register(registry)?,
         certificate.clone(),
     );
+    // A re-evaluation that changes a verdict (a VEX statement, a ScanPolicy change, a
+    // waiver's expiry) is admitted by its new verdict at once, not when the cache expires.
+    if let Some(pool) = database {
+        tokio::spawn(webhook.clone().forget_changed_verdicts(pool));
+    }
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -110,3 +110,143 @@ pub async fn read_after(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<
     .fetch_all(pool)
     .await?)
 }
+
+/// How long an outbox writer's transaction may take at most: an event id allocated up to
+/// this long ago may still become visible after higher ids (the notify worker's default
+/// `--grace-seconds`, too).
+pub const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Reads the events of one kind as they are written, for a process that reacts to them
+/// while it runs (the webhook forgetting a cached verdict, the Scan controller reading a
+/// re-evaluated result). Kept in memory only: it starts with the events of the last
+/// `grace` (older ones are already reflected in whatever the process read when it
+/// started), and it reads again every id above its watermark it has not handed out yet,
+/// so an event whose transaction commits after a later one's is not missed.
+#[derive(Debug)]
+pub struct Follower {
+    kind: String,
+    grace: std::time::Duration,
+    watermark: i64,
+    seen: std::collections::BTreeSet<i64>,
+}
+
+impl Follower {
+    /// A follower of `kind` from the events of the last `grace` on.
+    pub async fn start(pool: &PgPool, kind: &str, grace: std::time::Duration) -> Result<Follower> {
+        let watermark: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(id), 0) FROM events_outbox
+             WHERE created_at < now() - make_interval(secs => $1)",
+        )
+        .bind(grace.as_secs_f64())
+        .fetch_one(pool)
+        .await?;
+        Ok(Follower {
+            kind: kind.to_string(),
+            grace,
+            watermark,
+            seen: Default::default(),
+        })
+    }
+
+    /// The events of its kind not handed out before, oldest first, at most `limit`.
+    pub async fn next(&mut self, pool: &PgPool, limit: i64) -> Result<Vec<Event>> {
+        let seen: Vec<i64> = self.seen.iter().copied().collect();
+        let events = sqlx::query_as::<_, Event>(
+            "SELECT id, kind, namespace, subject, severity, payload, idempotency_key
+             FROM events_outbox WHERE kind = $1 AND id > $2 AND NOT (id = ANY($3))
+             ORDER BY id LIMIT $4",
+        )
+        .bind(&self.kind)
+        .bind(self.watermark)
+        .bind(&seen)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+        self.seen.extend(events.iter().map(|e| e.id));
+        // Past everything old enough that no lower id can still commit, once every visible
+        // event below it has been handed out (a full batch may have left some).
+        if (events.len() as i64) < limit {
+            let watermark: i64 = sqlx::query_scalar(
+                "SELECT coalesce(max(id), $1) FROM events_outbox
+                 WHERE id > $1 AND created_at < now() - make_interval(secs => $2)",
+            )
+            .bind(self.watermark)
+            .bind(self.grace.as_secs_f64())
+            .fetch_one(pool)
+            .await?;
+            self.watermark = watermark;
+            self.seen = self.seen.split_off(&(watermark + 1));
+        }
+        Ok(events)
+    }
+}
+
+/// Hand every batch of new events of `kind` to `handle` as they are written: woken by the
+/// outbox's notifications (`LISTEN stellaops_events`, on a connection of its own, never one
+/// of `pool`'s), and every `poll` besides (a notification lost with a connection). Errors
+/// are logged and retried; it never returns.
+pub async fn follow<F>(pool: PgPool, kind: &str, poll: std::time::Duration, mut handle: F)
+where
+    F: FnMut(Vec<Event>) + Send,
+{
+    const BATCH: i64 = 1_000;
+    let retry = std::time::Duration::from_secs(1);
+    let mut follower = loop {
+        match Follower::start(&pool, kind, WRITER_GRACE).await {
+            Ok(follower) => break follower,
+            Err(error) => {
+                tracing::warn!(%error, kind, "cannot read the events outbox; retrying");
+                tokio::time::sleep(retry).await;
+            }
+        }
+    };
+    let listen_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener: Option<sqlx::postgres::PgListener> = None;
+    loop {
+        if listener.is_none() {
+            match sqlx::postgres::PgListener::connect_with(&listen_pool).await {
+                Ok(mut connected) => match connected.listen(NOTIFY_CHANNEL).await {
+                    Ok(()) => listener = Some(connected),
+                    Err(error) => tracing::warn!(%error, kind, "LISTEN {NOTIFY_CHANNEL} failed"),
+                },
+                Err(error) => tracing::warn!(%error, kind, "LISTEN {NOTIFY_CHANNEL} failed"),
+            }
+        }
+        loop {
+            match follower.next(&pool, BATCH).await {
+                Ok(events) => {
+                    let full = events.len() as i64 == BATCH;
+                    if !events.is_empty() {
+                        handle(events);
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, kind, "reading the events outbox");
+                    break;
+                }
+            }
+        }
+        match listener.as_mut() {
+            Some(connected) => {
+                tokio::select! {
+                    notification = connected.recv() => match notification {
+                        // One read for everything announced meanwhile.
+                        Ok(_) => while connected.next_buffered().is_some() {},
+                        Err(error) => {
+                            tracing::warn!(%error, kind, "LISTEN connection lost; reconnecting");
+                            listener = None;
+                            tokio::time::sleep(retry).await;
+                        }
+                    },
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+            None => tokio::time::sleep(poll.min(std::time::Duration::from_secs(5))).await,
+        }
+    }
+}

@@ -67,6 +67,24 @@ const LATEST_UNDER_POLICY_SQL: &str = "SELECT * FROM (
          ORDER BY image_digest, scan_uid, finished_at DESC, id DESC) latest
      WHERE policy->>'policyRef' = $2";
 
+/// What a change that is not a policy's (a VEX statement, `evaluate --digest`) re-evaluates
+/// of the digests `$1`: of each Scan's latest result (those recorded for no Scan count as
+/// one), the latest under each policy — per ScanPolicy name, and one for the inline
+/// policies. So the newest verdict under every ScanPolicy (what `requireScan` under its
+/// `policyRef` reads) and the image's latest (what it reads otherwise) are both decided
+/// again, each for its own Scan, bounded by the policies rather than by every Scan that
+/// ever scanned the image; no Scan gets a result for an older one of its results. In id
+/// order: recorded in that order, the image's latest result stays the latest.
+const LATEST_PER_POLICY_SQL: &str = "SELECT * FROM (
+         SELECT DISTINCT ON (image_digest, policy->>'policyRef') * FROM (
+             SELECT DISTINCT ON (image_digest, scan_uid) id, image_digest, image_ref, sbom_uri,
+                    sbom_sha256, components, policy, verdict, scan_namespace, scan_name,
+                    scan_uid, finished_at
+             FROM scan_results WHERE image_digest = ANY($1)
+             ORDER BY image_digest, scan_uid, finished_at DESC, id DESC) per_scan
+         ORDER BY image_digest, policy->>'policyRef', finished_at DESC, id DESC) per_policy
+     ORDER BY finished_at, id";
+
 /// The digests with a result recorded under the ScanPolicy `name` (served by the
 /// partial index `scan_results_policy_ref`).
 pub async fn digests_under_policy(pool: &sqlx::PgPool, name: &str) -> crate::Result<Vec<String>> {
@@ -771,14 +789,23 @@ pub struct ResultHead {
     pub verdict: String,
     /// The advisory snapshot it was matched at.
     pub advisory_snapshot: i64,
+    /// The Scan it was recorded for (namespace, name, uid), when one asked.
+    pub scan_namespace: Option<String>,
+    /// See `scan_namespace`.
+    pub scan_name: Option<String>,
+    /// See `scan_namespace`.
+    pub scan_uid: Option<String>,
 }
 
-/// The image, verdict and advisory snapshot of result `id`.
+/// The image, verdict, advisory snapshot and Scan of result `id`.
 pub async fn result_head(pool: &sqlx::PgPool, id: i64) -> sqlx::Result<ResultHead> {
-    sqlx::query_as("SELECT image_ref, verdict, advisory_snapshot FROM scan_results WHERE id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
+    sqlx::query_as(
+        "SELECT image_ref, verdict, advisory_snapshot, scan_namespace, scan_name, scan_uid
+         FROM scan_results WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
 }
 
 /// A result as a re-evaluation starts from: what it keeps (image, SBOM, who asked) and
@@ -835,6 +862,18 @@ pub async fn latest_results_under_policy(
     sqlx::query_as(LATEST_UNDER_POLICY_SQL)
         .bind(digests)
         .bind(name)
+        .fetch_all(pool)
+        .await
+}
+
+/// Of `digests`, the latest result under each policy they were decided under
+/// (`LATEST_PER_POLICY_SQL`): what a VEX change or `evaluate --digest` re-evaluates.
+pub async fn latest_results_per_policy(
+    pool: &sqlx::PgPool,
+    digests: &[String],
+) -> sqlx::Result<Vec<LatestResult>> {
+    sqlx::query_as(LATEST_PER_POLICY_SQL)
+        .bind(digests)
         .fetch_all(pool)
         .await
 }

@@ -190,12 +190,16 @@ async fn evaluate_chunk(
         .as_ref()
         .and_then(|p| p.policy_ref.as_deref())
         .filter(|_| settings.run_id.is_none());
-    let rows = match policy_ref {
+    let rows = match (policy_ref, &settings.name) {
         // Under one ScanPolicy: each Scan's latest result of the image.
-        Some(name) => {
+        (Some(name), _) => {
             stellaops_store::scans::latest_results_under_policy(pool, digests, name).await?
         }
-        None => stellaops_store::scans::latest_results(pool, digests).await?,
+        // A VEX change, `evaluate --digest`: the latest result under each policy the image
+        // was decided under, each recorded again for its own Scan.
+        (None, None) => stellaops_store::scans::latest_results_per_policy(pool, digests).await?,
+        // A Schedule's run: the image's latest result, recorded for the Schedule.
+        (None, Some(_)) => stellaops_store::scans::latest_results(pool, digests).await?,
     };
     let shared = settings
         .policy
@@ -506,6 +510,7 @@ async fn evaluate_chunk(
         if settings.notify {
             events.push(delta_event(
                 settings,
+                requester(settings, o.previous),
                 &o.previous.image_ref,
                 o.digest,
                 id,
@@ -550,6 +555,7 @@ fn requester<'a>(
 #[allow(clippy::too_many_arguments)]
 fn delta_event(
     settings: &Settings,
+    (scan_namespace, scan_name, scan_uid): (Option<&str>, Option<String>, Option<&str>),
     image_ref: &str,
     digest: &str,
     scan_id: i64,
@@ -572,6 +578,8 @@ fn delta_event(
             "image": image_ref, "imageDigest": digest,
             "verdict": verdict, "previousVerdict": previous_verdict, "advisorySnapshot": snapshot,
             "schedule": {"namespace": settings.namespace, "name": settings.name, "run": settings.run_id},
+            // The Scan the new result is recorded for (its status reads it), when one.
+            "scan": scan_uid.map(|uid| json!({"namespace": scan_namespace, "name": scan_name, "uid": uid})),
             "newFindings": new.iter().map(|f| json!({
                 "vulnId": f.vuln_id, "purl": f.purl, "severity": f.severity,
                 "fixedVersion": f.fixed_version,
@@ -618,6 +626,9 @@ pub async fn announce_refresh(
         image_ref,
         verdict,
         advisory_snapshot: snapshot,
+        scan_namespace,
+        scan_name,
+        scan_uid,
     } = stellaops_store::scans::result_head(pool, scan_id).await?;
     let previous_verdict = stellaops_store::scans::result_head(pool, previous)
         .await?
@@ -629,6 +640,7 @@ pub async fn announce_refresh(
     let counted = if run.plan.notify {
         let event = delta_event(
             &settings,
+            (scan_namespace.as_deref(), scan_name, scan_uid.as_deref()),
             &image_ref,
             digest,
             scan_id,

@@ -95,7 +95,8 @@ enum Command {
         /// (the Schedule's `policyRef`) instead of its own stored policy.
         #[arg(long, conflicts_with = "digest")]
         run: Option<String>,
-        /// Image digests (`sha256:…`) to re-evaluate.
+        /// Image digests (`sha256:…`) to re-evaluate: of each, the latest result under each
+        /// policy it was decided under, each recorded again for its own Scan.
         #[arg(long, required_unless_present_any = ["run", "policy_ref"], conflicts_with = "policy_ref")]
         digest: Vec<String>,
         /// The ScanPolicy whose results are re-evaluated (after it changed or a waiver of it

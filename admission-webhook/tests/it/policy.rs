@@ -442,3 +442,24 @@ fn the_cache_is_bounded_and_expires() {
     assert_eq!(cache.get("k4", start), Some(9));
     assert!(cache.len() <= 3);
 }
+
+#[test]
+fn cache_entries_are_forgotten_by_key() {
+    let cache: Cache<u32> = Cache::new(3);
+    let start = Instant::now();
+    for key in ["scan|sha256:a", "scan|sha256:p|sha256:a", "scan|sha256:b"] {
+        cache.insert(key.into(), 1, Duration::from_secs(10), start);
+    }
+    assert_eq!(cache.forget(|key| key.ends_with("|sha256:a")), 2);
+    assert_eq!(cache.get("scan|sha256:a", start), None);
+    assert_eq!(cache.get("scan|sha256:p|sha256:a", start), None);
+    assert_eq!(cache.get("scan|sha256:b", start), Some(1));
+    assert_eq!(cache.forget(|_| false), 0);
+    // The room is free again, and the oldest left is still the first to go.
+    for i in 0..3 {
+        cache.insert(format!("k{i}"), i, Duration::from_secs(10), start);
+    }
+    assert_eq!(cache.len(), 3);
+    assert_eq!(cache.get("scan|sha256:b", start), None);
+    assert_eq!(cache.get("k0", start), Some(0));
+}

@@ -59,32 +59,36 @@ async fn insert(
     .unwrap();
 }
 
+/// A migrated database: the owner's pool, and the webhook's (as its own database role,
+/// docs/security.md); `None` without the test database.
+async fn databases(name: &str, roles: &str) -> Option<(sqlx::PgPool, sqlx::PgPool)> {
+    let owner_url =
+        stellaops_testing::migrated_database_url(name, &stellaops_store::MIGRATOR).await?;
+    let pool = stellaops_store::connect(&owner_url).await.unwrap();
+    let owner: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let pid = std::process::id();
+    let (worker, webhook) = (
+        format!("{roles}_worker_{pid}"),
+        format!("{roles}_webhook_{pid}"),
+    );
+    let grants = stellaops_store::roles::grants(&stellaops_store::roles::Roles {
+        owner: &owner,
+        worker: &worker,
+        webhook: &webhook,
+    });
+    stellaops_testing::database_role(&owner_url, &webhook, "SELECT 1").await;
+    stellaops_testing::database_role(&owner_url, &worker, "SELECT 1").await;
+    let url = stellaops_testing::database_role(&owner_url, &webhook, &grants).await;
+    Some((pool, stellaops_store::connect(&url).await.unwrap()))
+}
+
 #[tokio::test]
 async fn require_scan_judges_the_verdict_decided_under_the_named_scan_policy() {
-    let Some(owner_url) =
-        stellaops_testing::migrated_database_url("zastava_scan_policy", &stellaops_store::MIGRATOR)
-            .await
-    else {
+    let Some((pool, webhook_pool)) = databases("zastava_scan_policy", "zsp").await else {
         return;
-    };
-    let pool = stellaops_store::connect(&owner_url).await.unwrap();
-    // The webhook reads as its own database role (docs/security.md).
-    let webhook_pool = {
-        let owner: String = sqlx::query_scalar("SELECT current_user::text")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let pid = std::process::id();
-        let (worker, webhook) = (format!("zsp_worker_{pid}"), format!("zsp_webhook_{pid}"));
-        let grants = stellaops_store::roles::grants(&stellaops_store::roles::Roles {
-            owner: &owner,
-            worker: &worker,
-            webhook: &webhook,
-        });
-        stellaops_testing::database_role(&owner_url, &webhook, "SELECT 1").await;
-        stellaops_testing::database_role(&owner_url, &worker, "SELECT 1").await;
-        let url = stellaops_testing::database_role(&owner_url, &webhook, &grants).await;
-        stellaops_store::connect(&url).await.unwrap()
     };
     let (private, public) = stellaops_store::attestation::generate_key_pair();
     let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
@@ -203,5 +207,105 @@ async fn require_scan_judges_the_verdict_decided_under_the_named_scan_policy() {
     assert!(
         message.contains("ScanPolicy strict is not Ready: rules[0] broken"),
         "{message}"
+    );
+}
+
+/// A re-evaluation that changes a verdict (a VEX statement, a ScanPolicy change, a waiver's
+/// expiry) writes `rescan.delta`; the webhook, following the outbox as its own database
+/// role, forgets the digest's cached verdict, so the next review reads the new one at once
+/// instead of up to 30 s later. Nothing else is forgotten.
+#[tokio::test]
+async fn a_changed_verdict_is_read_again_as_soon_as_its_rescan_delta_is_written() {
+    let Some((pool, webhook_pool)) = databases("zastava_forget", "zfg").await else {
+        return;
+    };
+    let (private, public) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
+    let changed = "sha256:bbbb000000000000000000000000000000000000000000000000000000000001";
+    let unchanged = "sha256:bbbb000000000000000000000000000000000000000000000000000000000002";
+    insert(&pool, &signer, changed, "Fail", 10, STRICT, STRICT).await;
+    insert(&pool, &signer, unchanged, "Fail", 10, STRICT, STRICT).await;
+    let evidence = RegistryEvidence {
+        registry: RegistryClient::new(Credentials::default(), Vec::new()).unwrap(),
+        database: Some(webhook_pool.clone()),
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public)
+            .unwrap()
+            .into(),
+    };
+    let webhook = stellaops_admission_webhook::server::Webhook::new(
+        Default::default(),
+        Arc::new(evidence),
+        Some(webhook_pool.clone()),
+        stellaops_admission_webhook::server::Metrics::register(&prometheus::Registry::new())
+            .unwrap(),
+        Arc::new(stellaops_tls::ReloadableCert::new(None)),
+    );
+    let mut resolved = compile(
+        &zastava_policy(
+            json!({"mode": "enforce", "policyRef": {"name": "strict"},
+                   "requireScan": {"maxAge": "24h", "denyOnVerdict": ["Fail"]}}),
+            1,
+        ),
+        &[],
+    )
+    .unwrap();
+    resolved.resolve_scan_policy(Ok(STRICT.to_string()));
+    webhook.set_policies([resolved]);
+    let allowed = |image: &str| {
+        let webhook = webhook.clone();
+        let body = serde_json::to_vec(&review(
+            "Pod",
+            "CREATE",
+            pod(&[&format!("registry.example.com/app@{image}")]),
+            Value::Null,
+        ))
+        .unwrap();
+        async move {
+            let (status, answer) = webhook.review("prod", &body).await;
+            assert_eq!(status, 200);
+            let answer: Value = serde_json::from_slice(&answer).unwrap();
+            answer["response"]["allowed"].as_bool().unwrap()
+        }
+    };
+    tokio::spawn(
+        webhook
+            .clone()
+            .forget_changed_verdicts(webhook_pool.clone()),
+    );
+    assert!(!allowed(changed).await);
+    assert!(!allowed(unchanged).await);
+
+    // Re-evaluated to Pass, both of them; only `changed`'s re-evaluation is announced yet.
+    insert(&pool, &signer, changed, "Pass", 0, STRICT, STRICT).await;
+    insert(&pool, &signer, unchanged, "Pass", 0, STRICT, STRICT).await;
+    assert!(!allowed(changed).await, "the cached Fail, until the event");
+    stellaops_store::outbox::publish(
+        &pool,
+        &stellaops_store::outbox::NewEvent {
+            kind: "rescan.delta".into(),
+            namespace: None,
+            subject: format!("registry.example.com/app@{changed}"),
+            severity: None,
+            payload: json!({"imageDigest": changed, "verdict": "Pass", "previousVerdict": "Fail"}),
+            idempotency_key: "rescan.delta/e2e-1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let announced = std::time::Instant::now();
+    while !allowed(changed).await {
+        assert!(
+            announced.elapsed() < std::time::Duration::from_secs(5),
+            "still the cached Fail 5 s after the event (the cache keeps it 30 s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "read again {:.3}s after the event",
+        announced.elapsed().as_secs_f64()
+    );
+    assert!(
+        !allowed(unchanged).await,
+        "a digest no event named keeps its cached verdict"
     );
 }

@@ -811,3 +811,20 @@ async fn deleting_a_scan_deletes_its_job_and_copies_then_releases_the_finalizer(
     reconcile(Arc::new(deleted), ctx).await.unwrap();
     verifier.await.unwrap();
 }
+
+#[test]
+fn a_rescan_delta_wakes_the_scan_its_result_was_recorded_for() {
+    use stellaops_controllers::scan::reevaluated;
+    // As `vex ingest` and `evaluate --policy-ref` write it: the result is the Scan's.
+    let payload = json!({"imageDigest": "sha256:ab", "verdict": "Pass", "previousVerdict": "Fail",
+        "scan": {"namespace": "prod-eu", "name": "app", "uid": "44440000-0000-4000-8000-000000000001"}});
+    assert_eq!(
+        reevaluated(&payload),
+        Some(ObjectRef::<Scan>::new("app").within("prod-eu"))
+    );
+    // A Schedule's run records results for the Schedule: no Scan to wake.
+    let schedule = json!({"imageDigest": "sha256:ab", "scan": null,
+        "schedule": {"namespace": "prod-eu", "name": "nightly", "run": "r1"}});
+    assert_eq!(reevaluated(&schedule), None);
+    assert_eq!(reevaluated(&json!({"imageDigest": "sha256:ab"})), None);
+}

@@ -89,3 +89,58 @@ async fn listeners_are_woken_by_inserts() {
         .unwrap();
     assert_eq!(notification.payload(), id.to_string());
 }
+
+/// A follower hands out each event of its kind once, in id order, including one whose
+/// transaction took an id first and committed after a later event was read; it starts with
+/// the events of the last `grace`, and other kinds are not its business.
+#[tokio::test]
+async fn a_follower_hands_out_each_event_of_its_kind_once_even_one_committed_late() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("store_follower", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let delta = |key: &str| NewEvent {
+        kind: "rescan.delta".into(),
+        ..event(key)
+    };
+    let recent = outbox::publish(&pool, &delta("recent"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut follower = outbox::Follower::start(&pool, "rescan.delta", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ids = |events: Vec<outbox::Event>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(follower.next(&pool, 10).await.unwrap()),
+        vec![recent],
+        "written within the grace before it started"
+    );
+    // A writer takes an id, and a later event commits (and is read) before it does.
+    let mut tx = pool.begin().await.unwrap();
+    let late = outbox::publish(&mut *tx, &delta("late"))
+        .await
+        .unwrap()
+        .unwrap();
+    let early = outbox::publish(&pool, &delta("early"))
+        .await
+        .unwrap()
+        .unwrap();
+    outbox::publish(&pool, &event("another-kind"))
+        .await
+        .unwrap();
+    assert!(late < early);
+    assert_eq!(ids(follower.next(&pool, 10).await.unwrap()), vec![early]);
+    assert!(follower.next(&pool, 10).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+    assert_eq!(ids(follower.next(&pool, 10).await.unwrap()), vec![late]);
+    assert!(follower.next(&pool, 10).await.unwrap().is_empty());
+    // A full batch leaves the rest for the next call.
+    for key in ["b1", "b2", "b3"] {
+        outbox::publish(&pool, &delta(key)).await.unwrap();
+    }
+    assert_eq!(follower.next(&pool, 2).await.unwrap().len(), 2);
+    assert_eq!(follower.next(&pool, 2).await.unwrap().len(), 1);
+    assert!(follower.next(&pool, 2).await.unwrap().is_empty());
+}

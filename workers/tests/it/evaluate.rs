@@ -545,6 +545,18 @@ async fn a_scan_policy_waiver_passes_until_it_expires_then_fails_again() {
     );
     assert_eq!(report.decisions_changed, 1);
     assert_eq!(report.events, 1, "the changed verdict is announced");
+    // Naming the Scan it was recorded for: the Scan controller follows these events to
+    // read a re-evaluated result into the Scan's status.
+    let delta = stellaops_store::outbox::read_after(&pool, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind == "rescan.delta")
+        .unwrap();
+    assert_eq!(
+        delta.payload["scan"],
+        json!({"namespace": "shop", "name": "scan-uid-web", "uid": "uid-web"})
+    );
     let (verdict, decided_by, reason) = latest("uid-web").await;
     assert_eq!(
         (verdict.as_str(), decided_by.as_str()),

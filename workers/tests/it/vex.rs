@@ -263,3 +263,146 @@ async fn a_changed_statement_re_evaluates_exactly_the_images_it_speaks_about() {
         "{text}"
     );
 }
+
+/// One image, Scans deciding it under different policies: one under a ScanPolicy, then two
+/// with an inline policy (the latter scanned last). A statement re-evaluates the latest
+/// result under each policy, each recorded again for its own Scan — not only the image's
+/// latest result — so `requireScan` under the ScanPolicy (the newest verdict decided under
+/// its digest) and that Scan's status follow too. The image's latest result is still the
+/// inline Scan's, and no Scan gets a result for an older one of its results.
+#[tokio::test]
+async fn a_statement_re_evaluates_the_latest_result_under_each_policy_of_an_image() {
+    use crate::evaluate::npm;
+    use crate::scan::{ingest, osv};
+    use serde_json::json;
+    use stellaops_scanner::{Policy, match_components};
+    use stellaops_workers::scan::{Requester, advisories_for, record};
+
+    let Some(database_url) = stellaops_testing::fresh_database("workers_vex_policies").await else {
+        return;
+    };
+    let pool = stellaops_store::connect(&database_url).await.unwrap();
+    stellaops_store::migrate(&pool).await.unwrap();
+    let minimist = json!([{"introduced": "0"}, {"fixed": "1.2.6"}]);
+    ingest(
+        &pool,
+        vec![osv(
+            "GHSA-minimist",
+            "npm",
+            "minimist",
+            minimist,
+            "CRITICAL",
+        )],
+    )
+    .await;
+    let x = format!("sha256:{}", "d".repeat(64));
+    let components = [npm("minimist", "1.2.0")];
+    let (rows, snapshot) = advisories_for(&pool, &components).await.unwrap();
+    let findings = match_components(&components, &rows);
+    let strict = Policy::from_evaluator(
+        Some("strict".into()),
+        serde_json::from_value(json!({"failOn": "high"})).unwrap(),
+    );
+    let strict_digest = stellaops_scanner::judge::policy_of(&strict).digest();
+    let inline = Policy {
+        fail_on: "critical".into(),
+        ..Default::default()
+    };
+    let record_for = |uid: &str, policy: &Policy| {
+        let (pool, findings, x) = (pool.clone(), findings.clone(), x.clone());
+        let (requester, policy) = (
+            Requester {
+                namespace: Some("shop".into()),
+                name: Some(format!("scan-{uid}")),
+                uid: Some(uid.into()),
+            },
+            policy.clone(),
+        );
+        async move {
+            record(
+                &pool,
+                &requester,
+                "registry.example.com/shop/web",
+                &x,
+                snapshot,
+                ("s3://stellaops/sboms/x.json", "sha256:sbom"),
+                &[npm("minimist", "1.2.0")],
+                &findings,
+                &policy,
+                chrono::Utc::now(),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    record_for("uid-strict", &strict).await;
+    record_for("uid-old-inline", &inline).await;
+    record_for("uid-inline", &inline).await;
+    let results_of = |uid: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT verdict FROM scan_results WHERE scan_uid = $1 ORDER BY id",
+            )
+            .bind(uid)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let document = json!({"@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://vendor.example/vex/minimist", "author": "vendor", "version": 1,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "statements": [{"vulnerability": {"name": "GHSA-minimist"},
+            "products": [{"@id": "pkg:npm/minimist@1.2.0"}], "status": "not_affected",
+            "justification": "vulnerable_code_not_in_execute_path"}]})
+    .to_string();
+    let out = vex_ingest(
+        &database_url,
+        &["--format", "openvex", "--provider", "vendor", "-"],
+        Some(document.as_bytes()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "re-evaluated 2 images: 2 with a changed verdict or counted findings, 2 events"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(results_of("uid-strict").await, ["Fail", "Pass"]);
+    assert_eq!(results_of("uid-inline").await, ["Fail", "Pass"]);
+    assert_eq!(
+        results_of("uid-old-inline").await,
+        ["Fail"],
+        "not the latest under its policy: left alone"
+    );
+    // What the webhook reads (the queries of `stellaops_store::scans`): under the
+    // ScanPolicy's digest, and the image's latest.
+    let verdict = |policy_digest: Option<String>| {
+        let (pool, x) = (pool.clone(), x.clone());
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT verdict || ' ' || coalesce(scan_uid, '') FROM scan_results
+                 WHERE image_digest = $1 AND ($2::text IS NULL OR policy_digest = $2)
+                 ORDER BY finished_at DESC, id DESC LIMIT 1",
+            )
+            .bind(x)
+            .bind(policy_digest)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(verdict(Some(strict_digest)).await, "Pass uid-strict");
+    assert_eq!(
+        verdict(None).await,
+        "Pass uid-inline",
+        "the image's latest result is still the inline Scan's"
+    );
+}

@@ -7,6 +7,7 @@ mod observability;
 mod operator_runs;
 mod reports;
 mod traces;
+mod vex_admission;
 mod waiver;
 
 use std::collections::BTreeMap;
@@ -245,7 +246,16 @@ impl Cluster {
                 "stringData": {"key.pem": private, "pub.pem": public}}))
             .await;
         std::fs::write(cluster.dir.join("verdict-keys.pem"), &public).unwrap();
+        // The administrator who made the key keeps key.pem (docs/security.md), for what runs
+        // outside the cluster: `vex ingest` signs the re-evaluations it causes.
+        std::fs::write(cluster.verdict_signing_key(), &private).unwrap();
         Some(cluster)
+    }
+
+    /// The administrator's copy of the verdict signing key (`key.pem` of the Secret
+    /// `stellaops-verdict-signing`).
+    pub fn verdict_signing_key(&self) -> PathBuf {
+        self.dir.join("verdict-signing-key.pem")
     }
 
     async fn platform_secrets(&self, ns: &str) {
@@ -448,6 +458,55 @@ impl Cluster {
             .map(|o| serde_json::to_value(o).unwrap())
     }
 
+    /// The running operator's admission webhook for the ZastavaPolicy `policy`, reached as
+    /// the API server reaches it: its ValidatingWebhookConfiguration (waited for, up to
+    /// `limit`, until it carries the CA bundle the controller made) names the Service and
+    /// path, and the certificate is verified for the Service's DNS name against that bundle.
+    pub async fn webhook(&self, policy: &str, limit: Duration) -> Webhook {
+        let path = format!("/validate/{policy}");
+        let configuration = self
+            .wait_for(
+                "the ValidatingWebhookConfiguration with a caBundle",
+                limit,
+                || async {
+                    self.emulator
+                        .objects(
+                            "admissionregistration.k8s.io/v1",
+                            "ValidatingWebhookConfiguration",
+                        )
+                        .into_iter()
+                        .find(|c| {
+                            let client = &c["webhooks"][0]["clientConfig"];
+                            client["service"]["path"] == path.as_str()
+                                && client["caBundle"].as_str().is_some_and(|b| !b.is_empty())
+                        })
+                },
+            )
+            .await;
+        let webhook = &configuration["webhooks"][0];
+        let service = &webhook["clientConfig"]["service"];
+        let host = format!(
+            "{}.{}.svc",
+            service["name"].as_str().unwrap(),
+            service["namespace"].as_str().unwrap()
+        );
+        assert_eq!(service["namespace"], OPERATOR_NAMESPACE);
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(webhook["clientConfig"]["caBundle"].as_str().unwrap())
+            .unwrap();
+        let addr: std::net::SocketAddr = self.operators[0].webhook_addr.parse().unwrap();
+        Webhook {
+            client: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .resolve(&host, addr)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            url: format!("https://{host}:{}{path}", addr.port()),
+        }
+    }
+
     /// Requests answered 403 to the operator's service account: a verb the code uses that
     /// `config/rbac` does not grant.
     pub fn forbidden_operator_requests(&self) -> Vec<String> {
@@ -471,6 +530,24 @@ impl Cluster {
         }
         self.emulator.shutdown().await;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The first operator's admission webhook for one ZastavaPolicy ([`Cluster::webhook`]).
+pub struct Webhook {
+    pub client: reqwest::Client,
+    pub url: String,
+}
+
+impl Webhook {
+    /// The AdmissionReview answered to `review`; `None` while the webhook refuses (no
+    /// certificate or policy loaded yet) or cannot be reached.
+    pub async fn review(&self, review: &Value) -> Option<Value> {
+        let response = self.client.post(&self.url).json(review).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json::<Value>().await.ok()
     }
 }
 
