@@ -571,8 +571,15 @@ fn decide_one(
             } => {
                 let vouched = vex.is_some_and(|d| {
                     d.votes.iter().any(|v| {
+                        // Named vendors are trusted by the rule itself; "any vendor" means
+                        // any whose statement the consensus counted (a provider weighted 0,
+                        // or a justification the policy does not accept, vouches for nothing).
                         v.status == Status::NotAffected
-                            && (vendors.is_empty() || vendors.contains(&v.provider))
+                            && if vendors.is_empty() {
+                                v.not_counted.is_none() && v.weight > 0.0
+                            } else {
+                                vendors.contains(&v.provider)
+                            }
                             && (justifications.is_empty()
                                 || v.justification
                                     .as_ref()

@@ -237,6 +237,49 @@ fn require_vex_fails_until_a_named_vendor_vouches() {
 }
 
 #[test]
+fn require_vex_from_any_vendor_takes_only_statements_the_consensus_counted() {
+    // No statement counted, so no consensus takes the finding out first: the rule decides.
+    let findings = [finding("CVE-1", "low", None)];
+    let p = policy(json!({"rules": [{
+        "name": "any-vendor",
+        "matchers": {"purls": ["pkg:deb/debian/openssl@*"]},
+        "action": {"type": "requireVex", "vendors": [], "justifications": []}
+    }]}));
+    let uncounted = |weight: f64, not_counted: Option<&str>| Decision {
+        status: None,
+        votes: vec![Vote {
+            provider: "community".into(),
+            status: Status::NotAffected,
+            weight,
+            not_counted: not_counted.map(str::to_string),
+            document: "doc@1".into(),
+            justification: Some("vulnerable_code_not_in_execute_path".into()),
+        }],
+        conflicts: vec![],
+    };
+    for decision in [
+        uncounted(0.0, Some("weight 0")),
+        uncounted(1.0, Some("justification not accepted")),
+    ] {
+        assert_eq!(
+            evaluate(&findings, &[Some(decision.clone())], &SUBJECT, &p, now()).verdict,
+            "Fail",
+            "{decision:?}"
+        );
+    }
+    // The same statement counted by the consensus satisfies "any vendor".
+    let counted = vex(
+        Status::NotAffected,
+        "community",
+        Some("vulnerable_code_not_in_execute_path"),
+    );
+    assert_eq!(
+        evaluate(&findings, &[Some(counted)], &SUBJECT, &p, now()).verdict,
+        "Pass"
+    );
+}
+
+#[test]
 fn defer_warns_and_never_fails() {
     let findings = [finding("CVE-1", "critical", None)];
     let p = policy(json!({"failOn": "high", "rules": [
