@@ -368,31 +368,14 @@ async fn the_webhook_admits_images_by_their_attestations_in_the_real_registry() 
     ]);
     let https = client(&running, &running.cert_pem);
     let ask = |policy: &str, image: String| {
-        let https = https.clone();
-        let url = format!(
-            "https://localhost:{}/validate/{policy}",
-            running.addr.port()
-        );
-        async move {
-            let answer: Value = https
-                .post(&url)
-                .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["response"].clone()
-        }
+        ask_for_pod(
+            https.clone(),
+            running.addr.port(),
+            policy.to_string(),
+            image,
+        )
     };
-    let denied = |answer: &Value, expected: &[&str]| {
-        assert_eq!(answer["allowed"], false, "{answer}");
-        let message = answer["status"]["message"].as_str().unwrap();
-        for part in expected {
-            assert!(message.contains(part), "expected {part:?} in {message}");
-        }
-    };
+    let denied = assert_denied;
 
     // Present and valid (next to an SBOM attestation in the same .att manifest).
     let answer = ask("enforce", image("keyed")).await;
@@ -787,32 +770,15 @@ async fn attestations_in_sigstore_bundles_verify_like_sigstore_python_and_are_ju
     ]);
     let https = client(&running, &running.cert_pem);
     let ask = |policy: &str, case: &str| {
-        let https = https.clone();
-        let url = format!(
-            "https://localhost:{}/validate/{policy}",
-            running.addr.port()
-        );
         let image = material["images"][case].as_str().unwrap().to_string();
-        async move {
-            let answer: Value = https
-                .post(&url)
-                .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["response"].clone()
-        }
+        ask_for_pod(
+            https.clone(),
+            running.addr.port(),
+            policy.to_string(),
+            image,
+        )
     };
-    let denied = |answer: &Value, expected: &[&str]| {
-        assert_eq!(answer["allowed"], false, "{answer}");
-        let message = answer["status"]["message"].as_str().unwrap();
-        for part in expected {
-            assert!(message.contains(part), "expected {part:?} in {message}");
-        }
-    };
+    let denied = assert_denied;
     for case in ["bundle", "bundle_intoto"] {
         let answer = ask("keyless", case).await;
         assert_eq!(answer["allowed"], true, "{case}: {answer}");
@@ -855,4 +821,27 @@ async fn attestations_in_sigstore_bundles_verify_like_sigstore_python_and_are_ju
         &ask("keys-only", "bundle").await,
         &["AttestationUnverified", "no keyless authority"],
     );
+}
+
+/// The webhook's answer (`response`) to a Pod CREATE running `image`, under `policy`.
+async fn ask_for_pod(https: reqwest::Client, port: u16, policy: String, image: String) -> Value {
+    let answer: Value = https
+        .post(format!("https://localhost:{port}/validate/{policy}"))
+        .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["response"].clone()
+}
+
+/// `answer` is a denial whose message names every part of `expected`.
+fn assert_denied(answer: &Value, expected: &[&str]) {
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let message = answer["status"]["message"].as_str().unwrap();
+    for part in expected {
+        assert!(message.contains(part), "expected {part:?} in {message}");
+    }
 }
