@@ -1,8 +1,14 @@
 //! Mirror throughput next to the references issue 8 names, in the same run:
 //! * serving `index.json` and a 10 MB `bundle.json` with auth and budgets on, against
-//!   nginx serving the same files from the same directory with the same htpasswd (wrk);
+//!   nginx serving the same files from the same directory with the same htpasswd (wrk),
+//!   then both without auth; our server runs as `mirror serve` runs it
+//!   ([`stellaops_workers::mirror::serve::serve`]: connection limits, header timeout,
+//!   the client's address). Each figure is the median of [`ROUNDS`] rounds, ours and
+//!   nginx back to back in each (which goes first alternates), so load from elsewhere on
+//!   the machine weighs on both alike;
 //! * syncing 2,000 objects (~500 MB, mixed sizes) from the local S3 server, against
-//!   `aws s3 sync --delete --size-only`, and a no-change re-sync of each.
+//!   `aws s3 sync --delete --size-only`, and a no-change re-sync of each
+//!   (`STELLAOPS_MIRROR_BENCH=serve` skips it).
 //!
 //! Run through scripts/bench.sh (needs the S3 server, nginx, wrk and the AWS CLI).
 //! Prints figures; asserts nothing but that both sides served and synced.
@@ -14,7 +20,15 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
-use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, router};
+use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, serve};
+
+/// Rounds per serving figure (STELLAOPS_MIRROR_ROUNDS overrides).
+static ROUNDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("STELLAOPS_MIRROR_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+});
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -22,6 +36,12 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn wrk(url: &str, auth: &str) -> f64 {
@@ -43,6 +63,26 @@ fn wrk(url: &str, auth: &str) -> f64 {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// Start `mirror` the way `mirror serve` does, on a free port.
+async fn start(mirror: Mirror) -> (u16, tokio::task::JoinHandle<()>) {
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let task = tokio::spawn(serve(
+        listener,
+        Arc::new(mirror),
+        std::future::pending::<()>(),
+    ));
+    (port, task)
 }
 
 fn start_nginx(root: &Path, htpasswd: &Path, port: u16, dir: &Path) -> Child {
@@ -96,100 +136,94 @@ async fn serving(dir: &Path) {
     .unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode("bench:bench-password");
 
-    let mirror = Arc::new(
-        Mirror::new(MirrorConfig {
-            root: root.clone(),
-            domain_id: "primary".into(),
-            active_export_id: None,
-            require_authentication: true,
-            htpasswd: Some(htpasswd.clone()),
-            max_index_requests_per_hour: u32::MAX,
-            max_download_requests_per_hour: u32::MAX,
-            signature_key: None,
-        })
-        .unwrap(),
-    );
-    let ours = free_port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", ours))
-        .await
-        .unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, router(mirror)).await.unwrap() });
+    let config = |require_authentication: bool| MirrorConfig {
+        root: root.clone(),
+        domain_id: "primary".into(),
+        active_export_id: None,
+        require_authentication,
+        htpasswd: require_authentication.then(|| htpasswd.clone()),
+        max_index_requests_per_hour: if require_authentication { u32::MAX } else { 0 },
+        max_download_requests_per_hour: if require_authentication { u32::MAX } else { 0 },
+        signature_key: None,
+    };
+    let (ours, server) = start(Mirror::new(config(true)).unwrap()).await;
+    // Without authentication on either side: nginx's raw file serving as the ceiling.
+    let (open_port, open_server) = start(Mirror::new(config(false)).unwrap()).await;
     let nginx_port = free_port();
     let mut nginx = start_nginx(&root, &htpasswd, nginx_port, dir);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    for (name, path, nginx_path) in [
-        (
-            "index.json",
-            "/concelier/exports/index.json",
-            "/concelier/exports/index.json",
-        ),
+    let index = "/concelier/exports/index.json";
+    let bundle = "/concelier/exports/mirror/primary/bundle.json";
+    let cases = [
+        ("index.json", ours, index, index.to_string(), auth.clone()),
         (
             "10 MB bundle.json",
-            "/concelier/exports/mirror/primary/bundle.json",
-            "/concelier/exports/primary/bundle.json",
+            ours,
+            bundle,
+            "/concelier/exports/primary/bundle.json".to_string(),
+            auth.clone(),
         ),
-    ] {
-        let ours_rate = tokio::task::spawn_blocking({
-            let url = format!("http://127.0.0.1:{ours}{path}");
-            let auth = auth.clone();
-            move || wrk(&url, &auth)
-        })
-        .await
-        .unwrap();
-        let nginx_rate = wrk(&format!("http://127.0.0.1:{nginx_port}{nginx_path}"), &auth);
-        println!(
-            "serve {name:<18} ours {ours_rate:>10.0} req/s | nginx {nginx_rate:>10.0} req/s | ours/nginx {:.2}",
-            ours_rate / nginx_rate
-        );
-    }
-    // Without authentication on either side: nginx's raw file serving as the ceiling.
-    let open = Arc::new(
-        Mirror::new(MirrorConfig {
-            root: root.clone(),
-            domain_id: "primary".into(),
-            active_export_id: None,
-            require_authentication: false,
-            htpasswd: None,
-            max_index_requests_per_hour: 0,
-            max_download_requests_per_hour: 0,
-            signature_key: None,
-        })
-        .unwrap(),
+        (
+            "index.json (no auth)",
+            open_port,
+            index,
+            "/open/index.json".to_string(),
+            "none".to_string(),
+        ),
+        (
+            "10 MB bundle.json (no auth)",
+            open_port,
+            bundle,
+            "/open/primary/bundle.json".to_string(),
+            "none".to_string(),
+        ),
+    ];
+    println!(
+        "serving: wrk -t2 -c32 -d5s, {} rounds, ours and nginx back to back; load average {}",
+        *ROUNDS,
+        load_average()
     );
-    let open_port = free_port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", open_port))
-        .await
-        .unwrap();
-    let open_server =
-        tokio::spawn(async move { axum::serve(listener, router(open)).await.unwrap() });
-    for (name, path, nginx_path) in [
-        (
-            "index.json",
-            "/concelier/exports/index.json",
-            "/open/index.json",
-        ),
-        (
-            "10 MB bundle.json",
-            "/concelier/exports/mirror/primary/bundle.json",
-            "/open/primary/bundle.json",
-        ),
-    ] {
-        let ours_rate = tokio::task::spawn_blocking({
-            let url = format!("http://127.0.0.1:{open_port}{path}");
-            move || wrk(&url, "none")
-        })
-        .await
-        .unwrap();
-        let nginx_rate = wrk(
-            &format!("http://127.0.0.1:{nginx_port}{nginx_path}"),
-            "none",
-        );
+    let mut rates = vec![(Vec::new(), Vec::new()); cases.len()];
+    for round in 0..*ROUNDS {
+        for (case, (_, port, path, nginx_path, auth)) in cases.iter().enumerate() {
+            let ours_url = format!("http://127.0.0.1:{port}{path}");
+            let nginx_url = format!("http://127.0.0.1:{nginx_port}{nginx_path}");
+            let auth = auth.clone();
+            let (ours_rate, nginx_rate) = tokio::task::spawn_blocking(move || {
+                if round % 2 == 0 {
+                    let ours = wrk(&ours_url, &auth);
+                    (ours, wrk(&nginx_url, &auth))
+                } else {
+                    let nginx = wrk(&nginx_url, &auth);
+                    (wrk(&ours_url, &auth), nginx)
+                }
+            })
+            .await
+            .unwrap();
+            rates[case].0.push(ours_rate);
+            rates[case].1.push(nginx_rate);
+        }
+    }
+    for ((name, ..), (ours_rates, nginx_rates)) in cases.iter().zip(&rates) {
+        let ratios: Vec<f64> = ours_rates
+            .iter()
+            .zip(nginx_rates)
+            .map(|(o, n)| o / n)
+            .collect();
         println!(
-            "serve {name:<18} (no auth) ours {ours_rate:>10.0} req/s | nginx {nginx_rate:>10.0} req/s | ours/nginx {:.2}",
-            ours_rate / nginx_rate
+            "serve {name:<28} ours {:>8.0} req/s | nginx {:>8.0} req/s | ours/nginx {:.2} (rounds: {})",
+            median(ours_rates),
+            median(nginx_rates),
+            median(&ratios),
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
+    println!("serving done; load average {}", load_average());
     let _ = nginx.kill();
     let _ = nginx.wait();
     server.abort();
@@ -301,6 +335,9 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     runtime.block_on(async {
         serving(&dir).await;
+        if std::env::var("STELLAOPS_MIRROR_BENCH").as_deref() == Ok("serve") {
+            return;
+        }
         let endpoint = std::env::var("STELLAOPS_TEST_S3_ENDPOINT")
             .expect("STELLAOPS_TEST_S3_ENDPOINT (use scripts/bench.sh)");
         syncing(&dir, &endpoint).await;

@@ -683,7 +683,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     listen,
                 },
         } => {
-            use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, router};
+            use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, serve};
             let mirror = Mirror::new(MirrorConfig {
                 root,
                 domain_id,
@@ -698,13 +698,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("mirror on http://{listen}");
-            // With connect info: failed logins are limited per user and client address.
-            // Open connections and the time to send headers are bounded.
-            stellaops_workers::tls::serve_bounded(
+            serve(
                 listener,
-                router(std::sync::Arc::new(mirror)),
-                stellaops_workers::mirror::serve::CONNECTION_LIMITS,
-                |_, addr: &std::net::SocketAddr| *addr,
+                std::sync::Arc::new(mirror),
                 stellaops_workers::federation_api::shutdown_signal(),
             )
             .await;

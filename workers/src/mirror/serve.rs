@@ -7,17 +7,20 @@
 //! * strong ETags, `If-None-Match` → 304; Basic auth against a bcrypt htpasswd file →
 //!   401 with `WWW-Authenticate`; hourly budgets per credential → 429 with `Retry-After`;
 //! * the export served: the explicit id, else the `latest` link, else the newest directory,
-//!   looked up in the complete snapshot `.current` points to (see `mirror::sync`).
+//!   looked up in the complete snapshot `.current` points to (see `mirror::sync`);
+//! * files served from memory; the disk is asked again at most every [`REVALIDATE_AFTER`],
+//!   so a request costs no system call of its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -125,7 +128,8 @@ pub const CONNECTION_LIMITS: crate::tls::ConnectionLimits = crate::tls::Connecti
 pub const CACHE_BYTES: u64 = 256 << 20;
 
 /// A file's content and strong ETag (pre-rendered as a header value), valid while the
-/// file keeps the modification time and length it had when read.
+/// file keeps the modification time and length it had when read; trusted without asking
+/// the disk until [`REVALIDATE_AFTER`] has passed since `checked`.
 #[derive(Clone)]
 struct CachedFile {
     modified: SystemTime,
@@ -133,7 +137,16 @@ struct CachedFile {
     body: axum::body::Bytes,
     etag: HeaderValue,
     used: u64,
+    checked: Instant,
 }
+
+/// How long what the disk said is trusted before it is asked again: which export is
+/// served (the `.current` link, the snapshot directory's modification time) and each
+/// cached file's modification time and length. A request within it costs no system call
+/// (on this project's 2-core benchmark machine the `readlink` and two `stat`s a request
+/// made cost more CPU than the rest of its answer); a change on the volume is served at
+/// most this long after it happens.
+pub const REVALIDATE_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct FileCache {
@@ -143,13 +156,27 @@ struct FileCache {
 }
 
 impl FileCache {
-    /// The content and ETag of `path` when it is cached as `(modified, len)`; a lookup by
-    /// reference, no allocation.
+    /// The content and ETag of `path` when it was checked against the disk less than
+    /// [`REVALIDATE_AFTER`] before `now`; a lookup by reference, no allocation.
+    fn fresh(&mut self, path: &Path, now: Instant) -> Option<(axum::body::Bytes, HeaderValue)> {
+        self.clock += 1;
+        let clock = self.clock;
+        let entry = self.entries.get_mut(path)?;
+        if now.saturating_duration_since(entry.checked) >= REVALIDATE_AFTER {
+            return None;
+        }
+        entry.used = clock;
+        Some((entry.body.clone(), entry.etag.clone()))
+    }
+
+    /// The content and ETag of `path` when it is cached as `(modified, len)`, which the
+    /// disk said at `now`.
     fn get(
         &mut self,
         path: &Path,
         modified: SystemTime,
         len: u64,
+        now: Instant,
     ) -> Option<(axum::body::Bytes, HeaderValue)> {
         self.clock += 1;
         let clock = self.clock;
@@ -158,6 +185,7 @@ impl FileCache {
             return None;
         }
         entry.used = clock;
+        entry.checked = now;
         Some((entry.body.clone(), entry.etag.clone()))
     }
 
@@ -167,6 +195,7 @@ impl FileCache {
         modified: SystemTime,
         body: axum::body::Bytes,
         etag: HeaderValue,
+        checked: Instant,
     ) {
         let size = body.len() as u64;
         if size > CACHE_BYTES / 2 {
@@ -197,20 +226,87 @@ impl FileCache {
             body,
             etag,
             used: self.clock,
+            checked,
         };
         self.entries.insert(path, entry);
     }
 }
 
-/// The export directory resolved for a state of the mirror's root: reused while the
-/// `.current` link points to the same snapshot and the snapshot directory keeps its
-/// modification time (adding, removing or replacing an export, or the `latest` link,
-/// changes it), so a request costs two system calls instead of a directory listing.
+/// The export directory resolved for a state of the mirror's root: used without asking
+/// the disk for [`REVALIDATE_AFTER`] after `checked`, then kept while the `.current` link
+/// points to the same snapshot and the snapshot directory keeps its modification time
+/// (adding, removing or replacing an export, or the `latest` link, changes it), so a check
+/// costs two system calls instead of a directory listing.
 #[derive(Clone)]
 struct ResolvedExport {
     served_root: PathBuf,
-    root_modified: SystemTime,
-    export: Option<Arc<PathBuf>>,
+    root_modified: Option<SystemTime>,
+    /// Whether the root's modification time can tell a later change (see
+    /// [`RESOLUTION_SETTLE`]); if not, the next check lists it again.
+    settled: bool,
+    checked: Instant,
+    export: Option<Arc<ExportFiles>>,
+}
+
+/// The files a request can name, each with its route's answer headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServedFile {
+    Index,
+    Manifest,
+    Bundle,
+    Signature,
+}
+
+impl ServedFile {
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            ServedFile::Signature => "application/jose",
+            _ => "application/json",
+        })
+    }
+
+    fn cache_control(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            ServedFile::Index => "public, max-age=60",
+            _ => "public, max-age=300, immutable",
+        })
+    }
+
+    fn budget(self) -> Budget {
+        match self {
+            ServedFile::Index => Budget::Index,
+            _ => Budget::Download,
+        }
+    }
+}
+
+/// An export directory and the paths of the files served from it, joined once when the
+/// export is resolved rather than on every request.
+struct ExportFiles {
+    dir: PathBuf,
+    /// `mirror/index.json`, then the domain's `manifest.json`, `bundle.json` and
+    /// `bundle.json.jws`, in [`ServedFile`] order.
+    files: [PathBuf; 4],
+}
+
+impl ExportFiles {
+    fn new(dir: PathBuf, domain_id: &str) -> Self {
+        let mirror = dir.join("mirror");
+        let domain = mirror.join(domain_id);
+        ExportFiles {
+            files: [
+                mirror.join("index.json"),
+                domain.join("manifest.json"),
+                domain.join("bundle.json"),
+                domain.join("bundle.json.jws"),
+            ],
+            dir,
+        }
+    }
+
+    fn path(&self, file: ServedFile) -> &Path {
+        &self.files[file as usize]
+    }
 }
 
 /// A directory modified this recently is not trusted to stay as resolved: a second change
@@ -278,34 +374,49 @@ impl Mirror {
         })
     }
 
-    /// The export directory served now.
+    /// The export directory served now, checked against the disk.
     pub fn active_export(&self) -> Option<PathBuf> {
-        self.served_export().map(|export| export.as_ref().clone())
+        self.resolve(Instant::now())
+            .map(|export| export.dir.clone())
+    }
+
+    /// The export requests are served from: as resolved last, unless that was
+    /// [`REVALIDATE_AFTER`] ago or more.
+    fn served_export(&self, now: Instant) -> Option<Arc<ExportFiles>> {
+        if let Some(resolved) = self.resolved.lock().expect("lock").as_ref()
+            && now.saturating_duration_since(resolved.checked) < REVALIDATE_AFTER
+        {
+            return resolved.export.clone();
+        }
+        self.resolve(now)
     }
 
     /// [`Mirror::active_export`] without listing the root again while it has not changed.
-    fn served_export(&self) -> Option<Arc<PathBuf>> {
+    fn resolve(&self, now: Instant) -> Option<Arc<ExportFiles>> {
         let served_root = super::served_root(&self.config.root);
         let root_modified = std::fs::metadata(&served_root)
             .and_then(|m| m.modified())
             .ok();
-        if let Some(root_modified) = root_modified
-            && let Some(resolved) = self.resolved.lock().expect("lock").as_ref()
+        if let Some(resolved) = self.resolved.lock().expect("lock").as_mut()
+            && resolved.settled
             && resolved.served_root == served_root
             && resolved.root_modified == root_modified
         {
+            resolved.checked = now;
             return resolved.export.clone();
         }
         let export = super::active_export(&served_root, self.config.active_export_id.as_deref())
-            .map(Arc::new);
-        let settled = root_modified.filter(|modified| {
+            .map(|dir| Arc::new(ExportFiles::new(dir, &self.config.domain_id)));
+        let settled = root_modified.is_some_and(|modified| {
             SystemTime::now()
-                .duration_since(*modified)
+                .duration_since(modified)
                 .is_ok_and(|age| age >= RESOLUTION_SETTLE)
         });
-        *self.resolved.lock().expect("lock") = settled.map(|root_modified| ResolvedExport {
+        *self.resolved.lock().expect("lock") = Some(ResolvedExport {
             served_root,
             root_modified,
+            settled,
+            checked: now,
             export: export.clone(),
         });
         export
@@ -424,17 +535,25 @@ impl Mirror {
         Ok(())
     }
 
-    /// The content and strong ETag of `path`, from memory when it has not changed. The
-    /// `stat` runs inline (one cheap system call; a trip to the blocking pool would cost
-    /// more than the whole answer); reading a changed file runs on the blocking pool.
-    async fn read(&self, path: &Path) -> std::io::Result<(axum::body::Bytes, HeaderValue)> {
+    /// The content and strong ETag of `path`, from memory when it has not changed: without
+    /// a system call within [`REVALIDATE_AFTER`] of the last check, else after a `stat`
+    /// (inline: a trip to the blocking pool would cost more than the whole answer).
+    /// Reading a changed file runs on the blocking pool.
+    async fn read(
+        &self,
+        path: &Path,
+        now: Instant,
+    ) -> std::io::Result<(axum::body::Bytes, HeaderValue)> {
+        if let Some(hit) = self.files.lock().expect("lock").fresh(path, now) {
+            return Ok(hit);
+        }
         let metadata = std::fs::metadata(path)?;
         let modified = metadata.modified().unwrap_or(UNIX_EPOCH);
         if let Some(hit) = self
             .files
             .lock()
             .expect("lock")
-            .get(path, modified, metadata.len())
+            .get(path, modified, metadata.len(), now)
         {
             return Ok(hit);
         }
@@ -449,26 +568,27 @@ impl Mirror {
             modified,
             body.clone(),
             etag.clone(),
+            now,
         );
         Ok((body, etag))
     }
 }
 
 impl Mirror {
-    /// With a signature key: whether `bundle` (at `path`) carries a valid detached JWS
+    /// With a signature key: whether `bundle` (of `export`) carries a valid detached JWS
     /// next to it. Checked once per (bundle, signature) content.
     async fn check_signature(
         &self,
-        path: &Path,
+        export: &ExportFiles,
         bundle: &[u8],
         bundle_etag: &HeaderValue,
+        now: Instant,
     ) -> Result<(), String> {
         let Some(key) = &self.signature_key else {
             return Ok(());
         };
-        let jws_path = path.with_file_name("bundle.json.jws");
         let (jws, jws_etag) = self
-            .read(&jws_path)
+            .read(export.path(ServedFile::Signature), now)
             .await
             .map_err(|_| "bundle.json.jws is missing".to_string())?;
         let cache_key = (bundle_etag.clone(), jws_etag);
@@ -500,14 +620,8 @@ fn unauthorized() -> Response {
     response
 }
 
-async fn serve_file(
-    mirror: &Arc<Mirror>,
-    headers: &HeaderMap,
-    connect: &Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    budget: Budget,
-    relative: &str,
-    cache: &'static str,
-) -> Response {
+async fn serve_file(mirror: &Arc<Mirror>, request: &Parts, file: ServedFile) -> Response {
+    let headers = &request.headers;
     // An anonymous request to an open mirror needs no credential check (nor the client's
     // address, which only failed logins are counted by).
     let anonymous_allowed =
@@ -515,7 +629,7 @@ async fn serve_file(
     let checked = if anonymous_allowed {
         Ok(None)
     } else {
-        mirror.authenticate(headers, &client_of(connect)).await
+        mirror.authenticate(headers, &client_of(request)).await
     };
     let credential = match checked {
         Ok(credential) => credential,
@@ -533,7 +647,7 @@ async fn serve_file(
         }
     };
     let client = credential.as_deref().unwrap_or("anonymous");
-    if let Err(retry_after) = mirror.spend(budget, client, SystemTime::now()) {
+    if let Err(retry_after) = mirror.spend(file.budget(), client, SystemTime::now()) {
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
             "hourly request budget exhausted\n",
@@ -544,19 +658,20 @@ async fn serve_file(
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         return response;
     }
-    let Some(export) = mirror.served_export() else {
+    let now = Instant::now();
+    let Some(export) = mirror.served_export(now) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "no export has been synced yet\n",
         )
             .into_response();
     };
-    let path = export.join("mirror").join(relative);
-    let Ok((body, etag)) = mirror.read(&path).await else {
+    let path = export.path(file);
+    let Ok((body, etag)) = mirror.read(path, now).await else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    if relative.ends_with("/bundle.json")
-        && let Err(reason) = mirror.check_signature(&path, &body, &etag).await
+    if file == ServedFile::Bundle
+        && let Err(reason) = mirror.check_signature(&export, &body, &etag, now).await
     {
         // Never hand out a bundle the exporter's key does not vouch for.
         tracing::warn!(path = %path.display(), %reason, "bundle.json refused");
@@ -564,7 +679,7 @@ async fn serve_file(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "bundle.json of export {} failed signature verification: {reason}\n",
-                super::export_id(&export)
+                super::export_id(&export.dir)
             ),
         )
             .into_response();
@@ -573,19 +688,21 @@ async fn serve_file(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| etag == t.trim() || t.trim() == "*"));
+    // Built directly: the header values are static or shared, the body is the cached bytes.
     let mut response = if matches {
-        StatusCode::NOT_MODIFIED.into_response()
+        let mut response = Response::new(axum::body::Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
     } else {
-        let content_type = if relative.ends_with(".json") {
-            "application/json"
-        } else {
-            "application/jose"
-        };
-        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        let mut response = Response::new(axum::body::Body::from(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, file.content_type());
+        response
     };
     let h = response.headers_mut();
     h.insert(header::ETAG, etag);
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(header::CACHE_CONTROL, file.cache_control());
     response
 }
 
@@ -616,56 +733,40 @@ fn counted(route: &'static str, response: Response) -> Response {
 }
 
 /// The client's address when the server was started with connect info (as `main` does).
-fn client_of(connect: &Option<axum::Extension<ConnectInfo<SocketAddr>>>) -> String {
-    connect
-        .as_ref()
-        .map(|c| c.0.0.ip().to_string())
+fn client_of(request: &Parts) -> String {
+    request
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn index(
-    State(mirror): State<Arc<Mirror>>,
-    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-) -> Response {
+// The request is taken whole and split (no copy), not through the `HeaderMap` extractor,
+// which clones every header.
+async fn index(State(mirror): State<Arc<Mirror>>, request: Request) -> Response {
+    let (request, _) = request.into_parts();
     counted(
         "index",
-        serve_file(
-            &mirror,
-            &headers,
-            &connect,
-            Budget::Index,
-            "index.json",
-            "public, max-age=60",
-        )
-        .await,
+        serve_file(&mirror, &request, ServedFile::Index).await,
     )
 }
 
 async fn domain_file(
     State(mirror): State<Arc<Mirror>>,
     UrlPath((domain, file)): UrlPath<(String, String)>,
-    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    if domain != mirror.config.domain_id
-        || !matches!(
-            file.as_str(),
-            "manifest.json" | "bundle.json" | "bundle.json.jws"
-        )
-    {
+    let file = match file.as_str() {
+        "manifest.json" => ServedFile::Manifest,
+        "bundle.json" => ServedFile::Bundle,
+        "bundle.json.jws" => ServedFile::Signature,
+        _ => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    };
+    if domain != mirror.config.domain_id {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    let response = serve_file(
-        &mirror,
-        &headers,
-        &connect,
-        Budget::Download,
-        &format!("{domain}/{file}"),
-        "public, max-age=300, immutable",
-    )
-    .await;
-    counted("download", response)
+    let (request, _) = request.into_parts();
+    counted("download", serve_file(&mirror, &request, file).await)
 }
 
 async fn metrics() -> Response {
@@ -687,6 +788,24 @@ async fn readyz(State(mirror): State<Arc<Mirror>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Serve `mirror` on `listener` until `shutdown` completes, as `stellaops-worker mirror
+/// serve` does: with each client's address (failed logins are limited per user and
+/// address), at most [`CONNECTION_LIMITS`] open connections and a header-read timeout.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mirror: Arc<Mirror>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    crate::tls::serve_bounded(
+        listener,
+        router(mirror),
+        CONNECTION_LIMITS,
+        |_, addr: &SocketAddr| *addr,
+        shutdown,
+    )
+    .await;
 }
 
 /// The router of one domain.
@@ -734,20 +853,70 @@ mod tests {
         .unwrap();
         assert_eq!(mirror.active_export(), Some(root.join("2025-01-01")));
         assert!(
-            mirror.resolved.lock().unwrap().is_some(),
-            "a settled root is remembered"
+            mirror.resolved.lock().unwrap().as_ref().unwrap().settled,
+            "a settled root is trusted by its modification time"
         );
         // A new export changes the root's modification time: found at the next request.
         std::fs::create_dir_all(root.join("2025-01-02")).unwrap();
         assert_eq!(mirror.active_export(), Some(root.join("2025-01-02")));
         assert!(
-            mirror.resolved.lock().unwrap().is_none(),
-            "a root changed this second is not remembered"
+            !mirror.resolved.lock().unwrap().as_ref().unwrap().settled,
+            "a root changed this second is not trusted by its modification time"
         );
         // So is a `latest` link, once the root has settled.
         std::os::unix::fs::symlink("2025-01-01", root.join("latest")).unwrap();
         age(&root, 60);
         assert_eq!(mirror.active_export(), Some(root.join("latest")));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_ask_the_disk_again_only_once_revalidate_after_has_passed() {
+        let root =
+            std::env::temp_dir().join(format!("stellaops-revalidate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let index = root.join("2025-01-01/mirror/index.json");
+        std::fs::create_dir_all(index.parent().unwrap()).unwrap();
+        std::fs::write(&index, "v1").unwrap();
+        age(&root.join("2025-01-01"), 7200);
+        age(&root, 3600);
+        let mirror = Mirror::new(MirrorConfig {
+            root: root.clone(),
+            domain_id: "primary".into(),
+            active_export_id: None,
+            require_authentication: false,
+            htpasswd: None,
+            max_index_requests_per_hour: 0,
+            max_download_requests_per_hour: 0,
+            signature_key: None,
+        })
+        .unwrap();
+        let start = Instant::now();
+        let export = mirror.served_export(start).unwrap();
+        assert_eq!(export.dir, root.join("2025-01-01"));
+        assert_eq!(export.path(ServedFile::Index), index);
+        assert_eq!(&mirror.read(&index, start).await.unwrap().0[..], b"v1");
+        // A newer export appears and the served file is rewritten in place.
+        std::fs::create_dir_all(root.join("2025-01-02/mirror")).unwrap();
+        std::fs::write(&index, "version 2").unwrap();
+        let within = start + REVALIDATE_AFTER / 2;
+        assert_eq!(mirror.served_export(within).unwrap().dir, export.dir);
+        assert_eq!(&mirror.read(&index, within).await.unwrap().0[..], b"v1");
+        // Once the window has passed, both are checked again.
+        let after = start + REVALIDATE_AFTER;
+        assert_eq!(
+            mirror.served_export(after).unwrap().dir,
+            root.join("2025-01-02")
+        );
+        let (body, etag) = mirror.read(&index, after).await.unwrap();
+        assert_eq!(&body[..], b"version 2");
+        assert_eq!(
+            etag,
+            format!("\"sha256-{}\"", hex::encode(Sha256::digest(b"version 2"))).as_str()
+        );
+        // Readiness asks the disk every time.
+        std::fs::remove_dir_all(root.join("2025-01-02")).unwrap();
+        assert_eq!(mirror.active_export(), Some(root.join("2025-01-01")));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -7,8 +7,8 @@
 //! * once every file is there and, with a signature key, every `bundle.json` of the export
 //!   that would be served verifies, the staging directory becomes `.snapshots/<name>` and
 //!   the link `<root>/.current` is replaced by one `rename(2)`. The server resolves that
-//!   link once per request, so it reads the previous snapshot or the new one, never a mix
-//!   and never a file being written;
+//!   link as a whole (again at most every `serve::REVALIDATE_AFTER`), so it reads the
+//!   previous snapshot or the new one, never a mix and never a file being written;
 //! * anything less (an error, a kill, a bad signature) leaves `.current` as it was; the next
 //!   run removes the leftovers. The snapshot replaced is kept (a request that resolved the
 //!   link just before the switch still finds its files) and older ones are deleted.

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
-use stellaops_workers::mirror::serve::{Mirror, MirrorConfig, parse_htpasswd, router};
+use stellaops_workers::mirror::serve::{
+    Mirror, MirrorConfig, REVALIDATE_AFTER, parse_htpasswd, router,
+};
 
 fn write(root: &Path, export: &str, files: &[(&str, &str)]) {
     for (path, body) in files {
@@ -153,12 +155,14 @@ async fn auth_cache_headers_etags_and_export_fallback() {
         .unwrap();
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(cached.headers()["etag"].to_str().unwrap(), etag);
-    // A re-synced file is served fresh, with a new ETag (the memory cache follows the disk).
+    // A re-synced file is served fresh, with a new ETag (the memory cache follows the disk,
+    // which it asks again once REVALIDATE_AFTER has passed).
     std::fs::write(
         root.join("2025-01-15/mirror/primary/manifest.json"),
         b"{\"exportId\":\"2025-01-15\",\"v\":2}",
     )
     .unwrap();
+    tokio::time::sleep(REVALIDATE_AFTER).await;
     let fresh = http
         .get(&manifest)
         .basic_auth("site-b", Some("s3cret"))
@@ -194,6 +198,7 @@ async fn auth_cache_headers_etags_and_export_fallback() {
 
     // A `latest` link wins over the newest directory.
     std::os::unix::fs::symlink(root.join("2025-01-14"), root.join("latest")).unwrap();
+    tokio::time::sleep(REVALIDATE_AFTER).await;
     let latest = http
         .get(&index)
         .basic_auth("site-b", Some("s3cret"))
@@ -370,6 +375,7 @@ async fn signed_bundles_verify_with_the_published_key_and_tampered_ones_are_with
 
     // An export whose bundle no longer matches its signature is not handed out.
     std::fs::write(domain.join("bundle.json"), &altered).unwrap();
+    tokio::time::sleep(REVALIDATE_AFTER).await;
     let withheld = reqwest::get(url("bundle.json")).await.unwrap();
     assert_eq!(withheld.status(), 503);
     assert!(

@@ -415,6 +415,8 @@ async fn a_sync_killed_midway_through_a_new_export_leaves_the_previous_one_serve
     assert!(out.status.success(), "{report}");
     assert_eq!(report["activeExportId"], "2025-02-02", "{report}");
     assert_eq!(report["signaturesVerified"], serde_json::json!(["primary"]));
+    // The server asks the disk again once REVALIDATE_AFTER has passed.
+    tokio::time::sleep(stellaops_workers::mirror::serve::REVALIDATE_AFTER).await;
     expect_export(
         &served_files(&http, &base).await,
         &new,
