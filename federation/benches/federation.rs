@@ -4,7 +4,7 @@
 //! `tar | zstd -3` of the same NDJSON files. Each figure is the median of three rounds,
 //! ours and the reference back to back in each, after a CHECKPOINT. Needs
 //! STELLAOPS_TEST_DATABASE_URL (run through scripts/bench.sh). Prints figures; asserts
-//! nothing about speed.
+//! nothing about speed. `STELLAOPS_FEDERATION_BENCH=export` skips the import rounds.
 
 use std::io::Write as _;
 use std::process::Command;
@@ -299,7 +299,9 @@ fn main() {
 
         let (mut copy_empty, mut copy_populated) = (Vec::new(), Vec::new());
         let (mut import_empty, mut import_populated) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
+        // STELLAOPS_FEDERATION_BENCH=export measures the export alone.
+        let imports = std::env::var("STELLAOPS_FEDERATION_BENCH").as_deref() != Ok("export");
+        for _ in 0..if imports { ROUNDS } else { 0 } {
             let reference = fresh("bench_copy").await;
             checkpoint(&reference).await;
             copy_empty.push(copy_rows(&reference, &set1, &edges1, 1).await);
@@ -321,14 +323,16 @@ fn main() {
             reference.close().await;
             pool.close().await;
         }
-        report("import into an empty store", &import_empty, &copy_empty, "COPY", rows);
-        report(
-            "import into a populated store (100k)",
-            &import_populated,
-            &copy_populated,
-            "COPY",
-            rows,
-        );
+        if imports {
+            report("import into an empty store", &import_empty, &copy_empty, "COPY", rows);
+            report(
+                "import into a populated store (100k)",
+                &import_populated,
+                &copy_populated,
+                "COPY",
+                rows,
+            );
+        }
 
         // Export of one set (100k canonicals + 100k edges) from a store holding it, once
         // autovacuum would have visited it after the bulk load (hint bits set).
@@ -397,6 +401,10 @@ fn main() {
             &tar_zstd_times,
             "tar|zstd -3",
             rows,
+        );
+        println!(
+            "load average during the export rounds: {}",
+            std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
         );
         println!(
             "export bundle {:.1} MiB vs tar|zstd -3 {:.1} MiB",
