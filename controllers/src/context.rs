@@ -97,6 +97,61 @@ pub struct Context {
     /// What the webhook in this process verified, read by the runtime audit (none: every
     /// signature counts as not verified yet).
     pub signature_facts: Option<std::sync::Arc<dyn crate::zastava_audit::SignatureFacts>>,
+    /// How many `Queued` Events the Scan controller may still publish (see [`EventBudget`]).
+    pub queued_events: std::sync::Arc<EventBudget>,
+    /// Which Scans re-evaluations woke, and every Scan's latest result as read at start.
+    pub reevaluations: std::sync::Arc<crate::scan::Reevaluations>,
+}
+
+/// An operator-wide token bucket for Events that a burst of objects would otherwise each
+/// get at once (ten thousand Scans created together, each `Queued`): `burst` at once,
+/// then one per `every`. An Event over budget is not published; the object's status says
+/// the same (the Event only adds when it happened). Events are best-effort in Kubernetes
+/// too: the API server may drop them under load.
+#[derive(Debug)]
+pub struct EventBudget {
+    burst: u32,
+    every: std::time::Duration,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl EventBudget {
+    /// A full bucket of `burst` Events, refilled by one every `every`.
+    pub fn new(burst: u32, every: std::time::Duration) -> Self {
+        EventBudget {
+            burst,
+            every,
+            state: std::sync::Mutex::new((f64::from(burst), std::time::Instant::now())),
+        }
+    }
+
+    /// Take one Event from the budget at `now`; `false` when none is left.
+    pub fn take_at(&self, now: std::time::Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = &mut *state;
+        let refill = now.saturating_duration_since(*last).as_secs_f64()
+            / self.every.as_secs_f64().max(f64::MIN_POSITIVE);
+        *tokens = (*tokens + refill).min(f64::from(self.burst));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// [`EventBudget::take_at`] now.
+    pub fn take(&self) -> bool {
+        self.take_at(std::time::Instant::now())
+    }
+}
+
+impl Default for EventBudget {
+    /// 50 at once, then one a second.
+    fn default() -> Self {
+        EventBudget::new(50, std::time::Duration::from_secs(1))
+    }
 }
 
 impl Context {
@@ -116,6 +171,8 @@ impl Context {
             retries: Default::default(),
             notify_syncs: Default::default(),
             signature_facts: None,
+            queued_events: Default::default(),
+            reevaluations: Default::default(),
         }
     }
 
@@ -138,5 +195,25 @@ impl Context {
     pub fn with_outbox(mut self, pool: sqlx::PgPool) -> Self {
         self.outbox = Some(pool);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventBudget;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_event_budget_gives_a_burst_then_one_per_period() {
+        let budget = EventBudget::new(3, Duration::from_secs(1));
+        let start = Instant::now();
+        let taken = (0..10).filter(|_| budget.take_at(start)).count();
+        assert_eq!(taken, 3, "the burst, then nothing");
+        assert!(!budget.take_at(start + Duration::from_millis(900)));
+        assert!(budget.take_at(start + Duration::from_millis(1000)));
+        assert!(!budget.take_at(start + Duration::from_millis(1100)));
+        // A long quiet spell refills no more than the burst.
+        let later = start + Duration::from_secs(3600);
+        assert_eq!((0..10).filter(|_| budget.take_at(later)).count(), 3);
     }
 }

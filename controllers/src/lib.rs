@@ -292,7 +292,8 @@ async fn run_scans<S>(
     let for_policies = ctx.caches.clone();
     let for_reevaluations = ctx.caches.clone();
     let cap = ctx.config.max_concurrent_scans as usize;
-    let reevaluations = reevaluated_scans(ctx.outbox.clone());
+    let reevaluations = reevaluated_scans(ctx.outbox.clone(), ctx.reevaluations.clone());
+    let woken = ctx.reevaluations.clone();
     drive(
         root_controller(&ctx.client, scans)
             // A result a re-evaluation recorded for a Scan (`vex ingest`, a ScanPolicy's
@@ -315,10 +316,14 @@ async fn run_scans<S>(
                     scan_policy::COMPONENT
                 )),
                 move |job| {
-                    scan_policy::policy_of_job(&job)
+                    let scans = scan_policy::policy_of_job(&job)
                         .filter(|_| workload::job_finished(&job).is_some())
                         .map(|name| scan::scans_naming(&for_reevaluations.scans, &name))
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    for scan in &scans {
+                        woken.woke(scan);
+                    }
+                    scans
                 },
             )
             // A scan Job (in the platform namespace, mapped back to its Scan by owner labels)
@@ -341,10 +346,11 @@ async fn run_scans<S>(
 }
 
 /// The Scans re-evaluations recorded new results for, from the `rescan.delta` events of the
-/// outbox of `pool` as they are written (nothing without a database). The follower stops
-/// with the stream.
+/// outbox of `pool` as they are written (nothing without a database), each marked in
+/// `woken` first. The follower stops with the stream.
 fn reevaluated_scans(
     pool: Option<sqlx::PgPool>,
+    woken: Arc<scan::Reevaluations>,
 ) -> futures::stream::BoxStream<'static, ObjectRef<Scan>> {
     let Some(pool) = pool else {
         return futures::stream::empty().boxed();
@@ -357,6 +363,8 @@ fn reevaluated_scans(
         move |events| {
             for event in events {
                 if let Some(scan) = scan::reevaluated(&event.payload) {
+                    // Marked before it is woken: its reconcile reads the new result.
+                    woken.woke(&scan);
                     let _ = sender.unbounded_send(scan);
                 }
             }

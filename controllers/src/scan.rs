@@ -612,12 +612,29 @@ async fn current_snapshot(pool: &sqlx::PgPool) -> Result<i64> {
 }
 
 /// Reconcile one Scan: its Job (and pull-secret copies) in the platform namespace, removed by
-/// the finalizer when the Scan is deleted.
+/// the finalizer when the Scan is deleted. The finalizer is added right before the Job is
+/// made: a Scan that only waits in the queue, reuses a result or waits for its ScanPolicy has
+/// made nothing to clean up, and ten thousand queued Scans cost ten thousand status writes,
+/// not twice as many writes and reconciles.
 pub async fn reconcile(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
-    crate::tenancy::reconcile_with_cleanup(scan, ctx, apply, |scan, ctx| async move {
-        crate::tenancy::cleanup_by_uid(&*scan, &ctx).await
-    })
-    .await
+    if has_finalizer(&scan) {
+        return crate::tenancy::reconcile_with_cleanup(scan, ctx, apply, cleanup).await;
+    }
+    if scan.metadata.deletion_timestamp.is_some() {
+        // Deleted before anything was made for it.
+        return Ok(Action::await_change());
+    }
+    apply(scan, ctx).await
+}
+
+async fn cleanup(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
+    crate::tenancy::cleanup_by_uid(&*scan, &ctx).await
+}
+
+fn has_finalizer(scan: &Scan) -> bool {
+    scan.finalizers()
+        .iter()
+        .any(|f| f == crate::tenancy::FINALIZER)
 }
 
 /// Create the Job with the pull-secret copies: labelled with the Scan first (so a failure in
@@ -675,8 +692,17 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
         s.observed_generation == scan.metadata.generation
             && matches!(s.phase, Some(ScanPhase::Succeeded | ScanPhase::Failed))
     });
+    let woken = ctx.reevaluations.take_woken(&scan);
     if done {
-        return follow_reevaluation(&scan, &ctx, &scans, now).await;
+        let result = follow_reevaluation(&scan, &ctx, woken, now).await;
+        if woken && result.is_err() {
+            // Still to be read: the retry must not take the result read at start for it.
+            ctx.reevaluations
+                .woke(&kube::runtime::reflector::ObjectRef::from_obj(
+                    scan.as_ref(),
+                ));
+        }
+        return result;
     }
     ctx.caches.scans_ready().await?;
     let platform_ns = ctx.config.operator_namespace.clone();
@@ -748,7 +774,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                     match crate::scan_policy::ready_policy(policy.as_deref(), &reference.name) {
                         Ok(json) => Some(json),
                         Err(why) => {
-                            return wait_for_policy(&ctx, &scan, &scans, why, now).await;
+                            return wait_for_policy(&ctx, &scan, why, now).await;
                         }
                     }
                 }
@@ -794,6 +820,19 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
                 } else {
                     // The store may trail a deletion: one point read before making a Job
                     // for it (the finalizer's cleanup may have run already).
+                    if !has_finalizer(&scan) {
+                        // The finalizer before anything is made: added (and nothing else
+                        // done) by the finalizer helper, whose patch fails should another
+                        // writer have changed the finalizers meanwhile; its change
+                        // reconciles the Scan again, which makes the Job.
+                        return crate::tenancy::reconcile_with_cleanup(
+                            scan.clone(),
+                            ctx.clone(),
+                            |_, _| async { Ok(Action::await_change()) },
+                            |_, _| async { Ok(Action::await_change()) },
+                        )
+                        .await;
+                    }
                     let fresh = scans.get_opt(&name).await?;
                     if fresh.is_none_or(|s| {
                         s.metadata.uid != scan.metadata.uid
@@ -824,13 +863,7 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     let status = compute_status(&scan, job_ref, queued, &outcome, reused, now.clone());
     let phase_changed = scan.status.as_ref().and_then(|s| s.phase) != status.phase;
     if scan.status.as_ref() != Some(&status) {
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..Default::default()
-        };
-        scans
-            .patch_status(&name, &params, &Patch::Merge(&json!({"status": status})))
-            .await?;
+        write_status(&ctx, &scan, &status).await?;
     }
     if phase_changed {
         record_result(&ctx, &scan, &outcome, reused, summary_seen.as_ref(), now);
@@ -848,7 +881,9 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
             Outcome::Failed(m) => {
                 publish(&ctx, &scan, EventType::Warning, "ScanFailed", m.clone()).await
             }
-            Outcome::Running if queued.is_some() => {
+            // One per Scan would be ten thousand Events when ten thousand Scans are
+            // created together: the status says `Queued` in any case.
+            Outcome::Running if queued.is_some() && ctx.queued_events.take() => {
                 publish(
                     &ctx,
                     &scan,
@@ -870,14 +905,32 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
+/// Write a Scan's status (a merge patch of the status subresource). The answer, the whole
+/// Scan, is not decoded into one: the Scan watch brings the same object to the store, and
+/// at ten thousand Scans a second decoding of each is a large share of a pass.
+async fn write_status(ctx: &Context, scan: &Scan, status: &ScanStatus) -> Result<()> {
+    let ns = scan
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    let mut request = kube::core::Request::new(Scan::url_path(&(), Some(&ns)))
+        .patch_subresource(
+            "status",
+            &scan.name_any(),
+            &params,
+            &Patch::Merge(&json!({ "status": status })),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("patch_status");
+    ctx.client.request::<serde::de::IgnoredAny>(request).await?;
+    Ok(())
+}
+
 /// A Scan waiting for its ScanPolicy: `Pending` with why; the ScanPolicy watch wakes it.
-async fn wait_for_policy(
-    ctx: &Context,
-    scan: &Scan,
-    scans: &Api<Scan>,
-    why: String,
-    now: Time,
-) -> Result<Action> {
+async fn wait_for_policy(ctx: &Context, scan: &Scan, why: String, now: Time) -> Result<Action> {
     let status = compute_status(
         scan,
         None,
@@ -887,20 +940,79 @@ async fn wait_for_policy(
         now,
     );
     if scan.status.as_ref() != Some(&status) {
-        scans
-            .patch_status(
-                &scan.name_any(),
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&json!({"status": status})),
-            )
-            .await?;
+        write_status(ctx, scan, &status).await?;
         publish(ctx, scan, EventType::Warning, "PolicyNotReady", why).await;
     }
     // The ScanPolicy's changes wake the Scan; this is only a safety net.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// What the Scan controller knows of re-evaluations, so that the reconcile of a finished
+/// Scan whose status already shows its latest result (every Scan at each start of the
+/// operator) costs no query: the latest result of every Scan is read in one query at the
+/// first such reconcile, each Scan's entry taken by its first reconcile; a Scan a
+/// re-evaluation wakes afterwards (its `rescan.delta` event, its ScanPolicy's Job) is
+/// marked, and reads its own latest result as before.
+#[derive(Default)]
+pub struct Reevaluations {
+    woken: std::sync::Mutex<std::collections::HashSet<kube::runtime::reflector::ObjectRef<Scan>>>,
+    at_start: tokio::sync::OnceCell<
+        std::sync::Mutex<std::collections::HashMap<String, stellaops_store::scans::LatestSummary>>,
+    >,
+}
+
+impl Reevaluations {
+    /// A re-evaluation recorded a new result for `scan`: its next reconcile reads it.
+    pub fn woke(&self, scan: &kube::runtime::reflector::ObjectRef<Scan>) {
+        self.woken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(scan.clone());
+    }
+
+    /// Whether `scan` was woken by a re-evaluation since its last reconcile (forgotten now).
+    fn take_woken(&self, scan: &Scan) -> bool {
+        self.woken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&kube::runtime::reflector::ObjectRef::from_obj(scan))
+    }
+
+    /// The latest result of the Scan `uid` as read at start, once (`None` the second
+    /// time, or when it had none then).
+    async fn at_start(
+        &self,
+        pool: &sqlx::PgPool,
+        uid: &str,
+    ) -> Result<Option<stellaops_store::scans::LatestSummary>> {
+        let all = self
+            .at_start
+            .get_or_try_init(|| async {
+                stellaops_store::scans::latest_summaries(pool)
+                    .await
+                    .map(std::sync::Mutex::new)
+            })
+            .await
+            .map_err(|e| Error::Outbox(e.into()))?;
+        Ok(all.lock().unwrap_or_else(|e| e.into_inner()).remove(uid))
+    }
+}
+
+/// Whether `status` already shows the result `latest` summarizes.
+fn shows(status: &ScanStatus, latest: &stellaops_store::scans::LatestSummary) -> bool {
+    let findings = status.findings.as_ref();
+    status.image_digest.as_deref() == Some(latest.image_digest.as_str())
+        && status.verdict == Some(verdict_of(&latest.verdict))
+        && status.policy_digest == latest.policy_digest.clone().filter(|d| !d.is_empty())
+        && findings.is_some_and(|f| {
+            (f.critical, f.high, f.medium, f.low)
+                == (
+                    i64::from(latest.critical),
+                    i64::from(latest.high),
+                    i64::from(latest.medium),
+                    i64::from(latest.low),
+                )
+        })
 }
 
 /// A finished Scan: its result is evaluated again when a VEX statement about it changes
@@ -908,18 +1020,24 @@ async fn wait_for_policy(
 /// re-evaluation records a new result for this Scan's uid. The status follows the latest
 /// verified result; an Event says when the verdict changed. Woken by the re-evaluation's
 /// `rescan.delta` event (see [`reevaluated`]) and by a ScanPolicy's re-evaluation Job.
-async fn follow_reevaluation(
-    scan: &Scan,
-    ctx: &Context,
-    scans: &Api<Scan>,
-    now: Time,
-) -> Result<Action> {
+async fn follow_reevaluation(scan: &Scan, ctx: &Context, woken: bool, now: Time) -> Result<Action> {
     let previous = scan.status.clone().unwrap_or_default();
     let (Some(pool), Some(uid), Some(ScanPhase::Succeeded)) =
         (&ctx.outbox, scan.uid(), previous.phase)
     else {
         return Ok(Action::await_change());
     };
+    // Not woken by a re-evaluation, and the status shows the latest result as read at
+    // start: nothing new (no query of its own).
+    if !woken
+        && ctx
+            .reevaluations
+            .at_start(pool, &uid)
+            .await?
+            .is_some_and(|latest| shows(&previous, &latest))
+    {
+        return Ok(Action::await_change());
+    }
     let result = match recorded(
         &ctx.config.verdict_keys.current(),
         pool,
@@ -944,16 +1062,7 @@ async fn follow_reevaluation(
         now,
     );
     if scan.status.as_ref() != Some(&status) {
-        scans
-            .patch_status(
-                &scan.name_any(),
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&json!({"status": status})),
-            )
-            .await?;
+        write_status(ctx, scan, &status).await?;
         if previous.verdict != Some(result.verdict) {
             publish(
                 ctx,

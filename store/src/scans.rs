@@ -700,6 +700,44 @@ pub async fn latest_of_scan(pool: &sqlx::PgPool, uid: &str) -> sqlx::Result<Opti
         .await
 }
 
+/// What a Scan's latest result says, as its columns hold it (unverified: enough to tell
+/// whether a Scan's status already shows it, not to report it).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LatestSummary {
+    /// The Scan's uid.
+    pub scan_uid: String,
+    /// The digest scanned.
+    pub image_digest: String,
+    /// `Pass`, `Warn` or `Fail`.
+    pub verdict: String,
+    /// Counted findings by severity.
+    pub critical: i32,
+    /// See `critical`.
+    pub high: i32,
+    /// See `critical`.
+    pub medium: i32,
+    /// See `critical`.
+    pub low: i32,
+    /// The policy digest the verdict was decided under.
+    pub policy_digest: Option<String>,
+}
+
+/// The latest result of every Scan that has one, in one query: read once when the
+/// operator starts, so the reconcile of a finished Scan whose status already shows its
+/// latest result costs no query of its own.
+pub async fn latest_summaries(
+    pool: &sqlx::PgPool,
+) -> sqlx::Result<std::collections::HashMap<String, LatestSummary>> {
+    let rows: Vec<LatestSummary> = sqlx::query_as(
+        "SELECT DISTINCT ON (scan_uid) scan_uid, image_digest, verdict, critical, high, medium,
+                low, policy_digest
+         FROM scan_results WHERE scan_uid IS NOT NULL ORDER BY scan_uid, id DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.scan_uid.clone(), r)).collect())
+}
+
 /// The latest result of `digest` at advisory snapshot `snapshot` ([`REUSE_SQL`]): a scan
 /// of that digest now would find the same.
 pub async fn reusable<'e>(

@@ -700,6 +700,48 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
 }
 
 #[tokio::test]
+async fn a_new_scan_that_waits_gets_its_status_and_no_finalizer() {
+    // Nothing is made for a queued Scan, so nothing needs cleaning up: one write (its
+    // status), not a finalizer patch and a second reconcile first. Over the Queued Event
+    // budget, the status alone says it waits.
+    let mut fresh = scan("app", "r/app:1");
+    fresh.metadata.finalizers = None;
+    let stored = fresh.clone();
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["phase"], "Queued");
+        let mut body = serde_json::to_value(&stored).unwrap();
+        body["status"] = status.body["status"].clone();
+        status.respond(200, body);
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let config = Config {
+        max_concurrent_scans: 1,
+        ..Config::default()
+    };
+    let caches = Caches::filled(Contents {
+        scans: vec![fresh.clone()],
+        scan_jobs: vec![job_of("busy-scan-1", true)],
+        ..Default::default()
+    });
+    let mut ctx = Context::new(client, Metrics::unregistered(), config, None).with_caches(caches);
+    ctx.queued_events = Arc::new(stellaops_controllers::context::EventBudget::new(
+        0,
+        std::time::Duration::from_secs(3600),
+    ));
+    reconcile(Arc::new(fresh), Arc::new(ctx)).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_new_scan_gets_the_finalizer_before_anything_is_made() {
     let mut fresh = scan("app", "r/app:1");
     fresh.metadata.finalizers = None;
@@ -827,4 +869,123 @@ fn a_rescan_delta_wakes_the_scan_its_result_was_recorded_for() {
         "schedule": {"namespace": "prod-eu", "name": "nightly", "run": "r1"}});
     assert_eq!(reevaluated(&schedule), None);
     assert_eq!(reevaluated(&json!({"imageDigest": "sha256:ab"})), None);
+}
+
+#[tokio::test]
+async fn a_finished_scan_reads_its_result_again_only_when_a_reevaluation_woke_it() {
+    // At a start of the operator every finished Scan is reconciled: those whose status
+    // shows their latest result (as read once, for every Scan, at the first such reconcile)
+    // cost no API call and no query of their own; one a re-evaluation woke reads its own
+    // latest result even though the read at start (older) matched its status.
+    let Some(pool) =
+        stellaops_testing::migrated_database("scan_finished", &stellaops_store::MIGRATOR).await
+    else {
+        return;
+    };
+    let (private, public) = stellaops_store::attestation::generate_key_pair();
+    let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let record = |uid: &'static str, verdict: &'static str, high: i32| {
+        let envelope = signer.sign(
+            &digest,
+            &stellaops_store::attestation::VerdictPredicate {
+                image: "r/app".into(),
+                verdict: verdict.into(),
+                findings: stellaops_store::attestation::FindingCounts {
+                    critical: 0,
+                    high: high.into(),
+                    medium: 0,
+                    low: 0,
+                },
+                sbom: stellaops_store::attestation::SbomRef {
+                    uri: "s3://stellaops/x".into(),
+                    sha256: "sha256:s".into(),
+                },
+                advisory_snapshot: 0,
+                policy_digest: "sha256:p".into(),
+                scanned_at: chrono::Utc::now(),
+            },
+        );
+        let key = stellaops_store::attestation::object_key(&envelope);
+        let (pool, digest) = (pool.clone(), digest.clone());
+        async move {
+            sqlx::query(
+                "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_uid,
+                    sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
+                    started_at, policy_digest, attestation_key, attestation)
+                 VALUES ($1, 'r/app', 0, $2, 's3://stellaops/x', 'sha256:s', 12, 0, $3, 0, 0,
+                    $4, now(), 'sha256:p', $5, $6)",
+            )
+            .bind(digest)
+            .bind(uid)
+            .bind(high)
+            .bind(verdict)
+            .bind(key)
+            .bind(envelope)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    const OTHER: &str = "44440000-0000-4000-8000-000000000002";
+    let mine = scan("app", "r/app:1").metadata.uid.unwrap();
+    let mine: &'static str = Box::leak(mine.into_boxed_str());
+    record(mine, "Pass", 0).await;
+    record(OTHER, "Pass", 0).await;
+    let finished = |name: &str, uid: &str| {
+        let mut s = serde_json::to_value(scan(name, "r/app:1")).unwrap();
+        s["metadata"]["uid"] = json!(uid);
+        s["status"] = json!({"observedGeneration": 1, "phase": "Succeeded",
+            "imageDigest": digest, "verdict": "Pass", "policyDigest": "sha256:p",
+            "findings": {"critical": 0, "high": 0, "medium": 0, "low": 0},
+            "sbom": {"uri": "s3://stellaops/x", "sha256": "sha256:s", "components": 12}});
+        serde_json::from_value::<Scan>(s).unwrap()
+    };
+    let config = Config {
+        verdict_keys: stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public)
+            .unwrap()
+            .into(),
+        ..Config::default()
+    };
+    let (client, mut server) = mock_client("default");
+    let verifier = tokio::spawn(async move {
+        // Nothing for the other Scan: the first call is this one's new status.
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/namespaces/prod-eu/scans/app/status",
+            )
+            .await;
+        assert_eq!(status.body["status"]["verdict"], "Fail", "{}", status.body);
+        assert_eq!(status.body["status"]["findings"]["high"], 2);
+        let mut stored = serde_json::to_value(scan("app", "r/app:1")).unwrap();
+        stored["status"] = status.body["status"].clone();
+        status.respond(200, stored);
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/prod-eu/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "Reevaluated");
+        event.respond_with_request_body();
+        server
+            .expect_no_more_calls(std::time::Duration::from_millis(100))
+            .await;
+    });
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), config, None).with_outbox(pool.clone()),
+    );
+    // The other Scan's reconcile reads every Scan's latest result (this one's: Pass).
+    reconcile(Arc::new(finished("other", OTHER)), ctx.clone())
+        .await
+        .unwrap();
+    // A re-evaluation records Fail for this Scan and its rescan.delta wakes it.
+    record(mine, "Fail", 2).await;
+    ctx.reevaluations
+        .woke(&ObjectRef::from_obj(&finished("app", mine)));
+    reconcile(Arc::new(finished("app", mine)), ctx)
+        .await
+        .unwrap();
+    verifier.await.unwrap();
 }

@@ -244,6 +244,26 @@ impl Emulator {
             .with_store(|store| store.objects_of(api_version, kind))
     }
 
+    /// How many stored objects of `api_version`/`kind` satisfy `predicate`, without copying
+    /// them (a benchmark polling thousands of objects).
+    pub fn count(
+        &self,
+        api_version: &str,
+        kind: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> usize {
+        self.shared
+            .with_store(|store| store.count_of(api_version, kind, predicate))
+    }
+
+    /// Change every stored object of `api_version`/`kind` in place: no new resourceVersion
+    /// and no watch event, so only for setting up (a benchmark's Scans already finished,
+    /// before any client watches).
+    pub fn rewrite(&self, api_version: &str, kind: &str, change: impl FnMut(&mut Value)) {
+        self.shared
+            .with_store(|store| store.rewrite(api_version, kind, change));
+    }
+
     /// Every request served so far.
     pub fn audit_log(&self) -> Vec<AuditEntry> {
         self.shared.audit_log()

@@ -389,6 +389,35 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// How many stored objects of `api_version`/`kind` satisfy `predicate` (nothing copied).
+    pub fn count_of(
+        &self,
+        api_version: &str,
+        kind: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> usize {
+        let Some(rt) = self.resource_for(api_version, kind) else {
+            return 0;
+        };
+        self.objects
+            .get(&rt.storage())
+            .map(|m| m.values().filter(|v| predicate(v)).count())
+            .unwrap_or_default()
+    }
+
+    /// Change every stored object of `api_version`/`kind` in place with `change`: no new
+    /// resourceVersion, no watch event (setting up a benchmark before anything watches).
+    pub fn rewrite(&mut self, api_version: &str, kind: &str, mut change: impl FnMut(&mut Value)) {
+        let Some(rt) = self.resource_for(api_version, kind) else {
+            return;
+        };
+        if let Some(map) = self.objects.get_mut(&rt.storage()) {
+            for object in map.values_mut() {
+                change(Arc::make_mut(object));
+            }
+        }
+    }
+
     /// The objects of `rt` in `namespace` (all when `None`), cheaply shared.
     pub fn snapshot(&self, rt: &ResourceType, namespace: Option<&str>) -> Vec<Arc<Value>> {
         let Some(map) = self.objects.get(&rt.storage()) else {
