@@ -138,7 +138,9 @@ async fn start_webhook(
     settings: Settings,
     policy: stellaops_admission_webhook::policy::CompiledPolicy,
 ) -> std::net::SocketAddr {
-    start_webhook_with_handle(tls, evidence, settings, policy).await.0
+    start_webhook_with_handle(tls, evidence, settings, policy)
+        .await
+        .0
 }
 
 async fn start_webhook_with_handle(
