@@ -220,3 +220,31 @@ fn the_admitting_answer_is_what_serde_json_renders() {
         assert_eq!(parsed["response"]["allowed"], true);
     }
 }
+
+/// What the reader skips unread is still checked for JSON syntax (a broken body is
+/// refused wherever the break is); unlike a JSON tree it is not checked for nesting depth
+/// or number range.
+#[test]
+fn skipped_parts_are_checked_for_syntax_only() {
+    let body = |annotations: &str| {
+        format!(
+            r#"{{"apiVersion": "admission.k8s.io/v1", "request": {{"uid": "u", "kind": {{"kind": "Pod"}}, "operation": "CREATE", "object": {{"metadata": {{"annotations": {annotations}}}, "spec": {{"containers": [{{"image": "nginx"}}]}}}}}}}}"#
+        )
+    };
+    for broken in [
+        r#"{"a": tru}"#,
+        r#"{"a": "\x"}"#,
+        r#"{"a" 1}"#,
+        r#"[1,]"#,
+        r#"{"a": 01}"#,
+    ] {
+        assert!(parse(body(broken).as_bytes()).is_err(), "{broken}");
+    }
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for unread in [r#"{"a": 1e400}"#, deep.as_str()] {
+        let text = body(unread);
+        assert!(serde_json::from_str::<Value>(&text).is_err());
+        let request = parse(text.as_bytes()).unwrap();
+        assert_eq!(request.object.unwrap().images("Pod")[0].image, "nginx");
+    }
+}
