@@ -48,7 +48,7 @@ def tar(files):
 
 def main():
     for target in os.listdir(ROOT) if os.path.isdir(ROOT) else []:
-        if target != "federation_bundle":
+        if target not in ("federation_bundle", "sigstore_bundle"):
             shutil.rmtree(os.path.join(ROOT, target))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rpmdb.sqlite")
@@ -144,6 +144,19 @@ def main():
         "payload": base64.b64encode(json.dumps(statement).encode()).decode(),
         "signatures": [{"keyid": "", "sig": "MEUCIQ=="}]}).encode())
     put("attestation", "statement", b"\x01" + json.dumps(statement).encode())
+    # 0x02 (v0.3 media type), 0x08 (the same, predicate type announced), 0x05 (v0.2) + a
+    # Sigstore bundle carrying that Statement: the committed sigstore_bundle seed with its
+    # payload replaced (so its signature no longer verifies), keyless and keyed.
+    with open(os.path.join(ROOT, "sigstore_bundle", "good.json")) as f:
+        bundle = json.load(f)
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    put("attestation", "bundle", b"\x02" + json.dumps(bundle).encode())
+    put("attestation", "bundle-announced", b"\x08" + json.dumps(bundle).encode())
+    keyed = json.loads(json.dumps(bundle))
+    keyed["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.2"
+    del keyed["verificationMaterial"]["certificate"]
+    keyed["verificationMaterial"]["publicKey"] = {"hint": "fuzz"}
+    put("attestation", "bundle-keyed", b"\x05" + json.dumps(keyed).encode())
     # federation_bundle: a real (unsigned) bundle exported by `stellaops-worker federation
     # bundle export` after ingesting osv/ghsa.json, kept as committed (not regenerated here):
     # "unsigned-bundle" = 0x00 + the .zst file, "unsigned-bundle-tar" = 0x01 + its tar.

@@ -1,8 +1,9 @@
 //! A bounded cache with a time-to-live per entry. When full, expired entries go first,
-//! then the oldest. Lookups take a short lock and never wait on I/O.
+//! then the oldest. Lookups take a short shared (read) lock, so concurrent reviews do not
+//! queue behind one another; they never wait on I/O.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 struct Entry<V> {
@@ -20,7 +21,7 @@ struct Inner<V> {
 
 /// The cache.
 pub struct Cache<V> {
-    inner: Mutex<Inner<V>>,
+    inner: RwLock<Inner<V>>,
     capacity: usize,
 }
 
@@ -28,7 +29,7 @@ impl<V: Clone> Cache<V> {
     /// A cache holding at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         Cache {
-            inner: Mutex::new(Inner {
+            inner: RwLock::new(Inner {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
                 next_seq: 0,
@@ -39,7 +40,7 @@ impl<V: Clone> Cache<V> {
 
     /// The live value under `key`.
     pub fn get(&self, key: &str, now: Instant) -> Option<V> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner
             .entries
             .get(key)
@@ -49,7 +50,7 @@ impl<V: Clone> Cache<V> {
 
     /// Store `value` under `key` for `ttl`.
     pub fn insert(&self, key: String, value: V, ttl: Duration, now: Instant) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.order.push_back((seq, key.clone()));
@@ -81,7 +82,7 @@ impl<V: Clone> Cache<V> {
 
     /// Drop the entries whose keys `forget` picks; returns how many went.
     pub fn forget(&self, forget: impl Fn(&str) -> bool) -> usize {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let before = inner.entries.len();
         inner.entries.retain(|key, _| !forget(key));
         let gone = before - inner.entries.len();
@@ -95,7 +96,7 @@ impl<V: Clone> Cache<V> {
     /// Number of entries (live or expired but not yet evicted).
     pub fn len(&self) -> usize {
         self.inner
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .entries
             .len()
