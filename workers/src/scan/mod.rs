@@ -238,8 +238,8 @@ pub async fn record(
 }
 
 /// [`record`], pointing the result at its Usage SBOM (`usage`) too, with `written` the
-/// writes of the objects the row names (its SBOMs): they run while the verdict is signed
-/// and stored and the rows are inserted, and the transaction commits only once all of them
+/// writes of the objects the row names (its SBOMs): they run (after the evidence is read and the
+/// verdict signed) while the signed verdict is stored and the rows are inserted, and the transaction commits only once all of them
 /// (and the signed verdict's) have succeeded, so no committed row names a missing object.
 #[allow(clippy::too_many_arguments)]
 pub async fn record_with(
