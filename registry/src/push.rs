@@ -374,33 +374,76 @@ impl RegistryClient {
         subject: &ImageReference,
         artifact: &Artifact,
     ) -> Result<Attached, RegistryError> {
+        let mut attached = self
+            .attach_all(subject, std::slice::from_ref(artifact))
+            .await?;
+        Ok(attached.remove(0))
+    }
+
+    /// [`attach`](Self::attach) for several artifacts at once, each in the order given: the
+    /// subject manifest read once, the blobs and manifests pushed concurrently, and the
+    /// referrers tag schema index (when the registry indexes no subject) read and written
+    /// back once with every artifact listed.
+    pub async fn attach_all(
+        &self,
+        subject: &ImageReference,
+        artifacts: &[Artifact],
+    ) -> Result<Vec<Attached>, RegistryError> {
         let Reference::Digest(subject_digest) = &subject.reference else {
             return Err(RegistryError::Protocol(format!(
                 "{subject}: an artifact is attached to a manifest by digest"
             )));
         };
-        let subject_manifest = self.fetch_manifest(subject).await?;
-        self.push_blob(subject, b"{}").await?;
-        for layer in &artifact.layers {
-            self.push_blob(subject, &layer.bytes).await?;
+        let (subject_manifest, empty_config) =
+            futures::future::join(self.fetch_manifest(subject), self.push_blob(subject, b"{}"))
+                .await;
+        let subject_manifest = subject_manifest?;
+        empty_config?;
+        let blobs = artifacts
+            .iter()
+            .flat_map(|a| &a.layers)
+            .map(|layer| self.push_blob(subject, &layer.bytes));
+        for pushed in futures::future::join_all(blobs).await {
+            pushed?;
         }
-        let manifest = artifact_manifest(
-            artifact,
-            &subject_manifest.media_type,
-            subject_digest,
-            subject_manifest.bytes.len(),
-        );
-        let digest = sha256_digest(&manifest);
-        let (_, indexed) = self
-            .push_manifest(subject, &digest, OCI_MANIFEST, &manifest)
-            .await?;
-        if indexed {
-            return Ok(Attached {
+        let manifests: Vec<Vec<u8>> = artifacts
+            .iter()
+            .map(|artifact| {
+                artifact_manifest(
+                    artifact,
+                    &subject_manifest.media_type,
+                    subject_digest,
+                    subject_manifest.bytes.len(),
+                )
+            })
+            .collect();
+        let digests: Vec<String> = manifests.iter().map(|m| sha256_digest(m)).collect();
+        let pushes = manifests
+            .iter()
+            .zip(&digests)
+            .map(|(manifest, digest)| self.push_manifest(subject, digest, OCI_MANIFEST, manifest));
+        let indexed: Vec<bool> = futures::future::join_all(pushes)
+            .await
+            .into_iter()
+            .map(|pushed| pushed.map(|(_, indexed)| indexed))
+            .collect::<Result<_, _>>()?;
+        let mut out: Vec<Attached> = manifests
+            .iter()
+            .zip(digests)
+            .zip(&indexed)
+            .map(|((manifest, digest), indexed)| Attached {
                 digest,
                 size: manifest.len(),
-                via: AttachedVia::ReferrersApi,
+                via: if *indexed {
+                    AttachedVia::ReferrersApi
+                } else {
+                    AttachedVia::TagSchema
+                },
                 unchanged: false,
-            });
+            })
+            .collect();
+        if indexed.iter().all(|i| *i) {
+            return Ok(out);
         }
         let tag = crate::referrers_tag(subject_digest);
         let mut index_ref = subject.clone();
@@ -410,29 +453,33 @@ impl RegistryClient {
             Err(RegistryError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        let mut descriptor = json!({
-            "mediaType": OCI_MANIFEST,
-            "artifactType": artifact.artifact_type,
-            "digest": digest,
-            "size": manifest.len(),
-        });
-        if !artifact.annotations.is_empty() {
-            descriptor["annotations"] = json!(artifact.annotations);
-        }
-        let unchanged =
-            match index_with(existing.as_deref(), descriptor).map_err(RegistryError::Protocol)? {
-                Some(index) => {
-                    self.push_manifest(subject, &tag, OCI_INDEX, &index).await?;
-                    false
+        let mut index = existing;
+        let mut changed = false;
+        for ((artifact, attached), indexed) in artifacts.iter().zip(&mut out).zip(&indexed) {
+            if *indexed {
+                continue;
+            }
+            let mut descriptor = json!({
+                "mediaType": OCI_MANIFEST,
+                "artifactType": artifact.artifact_type,
+                "digest": attached.digest,
+                "size": attached.size,
+            });
+            if !artifact.annotations.is_empty() {
+                descriptor["annotations"] = json!(artifact.annotations);
+            }
+            match index_with(index.as_deref(), descriptor).map_err(RegistryError::Protocol)? {
+                Some(extended) => {
+                    index = Some(extended);
+                    changed = true;
                 }
-                None => true,
-            };
-        Ok(Attached {
-            digest,
-            size: manifest.len(),
-            via: AttachedVia::TagSchema,
-            unchanged,
-        })
+                None => attached.unchanged = true,
+            }
+        }
+        if changed && let Some(index) = &index {
+            self.push_manifest(subject, &tag, OCI_INDEX, index).await?;
+        }
+        Ok(out)
     }
 }
 

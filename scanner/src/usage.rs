@@ -1665,7 +1665,7 @@ pub fn is_used(
 }
 
 /// The Usage view of one image.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageView {
     /// What the config says to run.
     pub config: RunConfig,

@@ -55,6 +55,13 @@ struct Header {
     mac: String,
 }
 
+/// What the analysis of image manifest `manifest_digest` (its layers stacked, the Usage
+/// view worked out; `scanner/images/<hex>/analysis.v<N>.json.zst`) is sealed for, in place
+/// of a layer digest: a form no layer digest takes, so neither object passes for the other.
+pub fn image_subject(manifest_digest: &str) -> String {
+    format!("image {manifest_digest}")
+}
+
 /// Why a fragment object is not used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FragmentRefusal {

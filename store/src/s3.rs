@@ -69,6 +69,16 @@ pub mod layout {
         )
     }
 
+    /// The sealed analysis of one image manifest (`sha256:<hex>`: its layers stacked, the
+    /// Usage view worked out) by analyzer version `analyzer`, which a forced rescan of the
+    /// same image reads instead of every layer's fragment.
+    pub fn image_analysis(manifest_digest: &str, analyzer: u32) -> String {
+        format!(
+            "scanner/images/{}/analysis.v{analyzer}.json.zst",
+            hex_part(manifest_digest)
+        )
+    }
+
     /// An image's inventory SBOM (CycloneDX), named by the SHA-256 of its own bytes:
     /// content-addressed, so an object never changes once written and every stored
     /// `sbom_sha256` keeps matching the object its result points to (the seed's

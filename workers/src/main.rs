@@ -857,8 +857,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 (None, false) => None,
             };
             let registry = RegistryClient::new(credentials, plain_http)?;
-            let pool = database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)).await?;
-            let client = stellaops_store::s3::client(&s3).await;
+            // PostgreSQL and S3 set up at once: connecting is a round trip or two each.
+            let (pool, client) = tokio::join!(
+                database(cli.database_url.as_ref().map(ExposeSecret::expose_secret)),
+                stellaops_store::s3::client(&s3)
+            );
+            let pool = pool?;
             let scratch =
                 std::env::temp_dir().join(format!("stellaops-scan-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;

@@ -91,42 +91,55 @@ pub async fn attach(
         .parse()
         .map_err(|e: RegistryError| anyhow::anyhow!("{e}"))?;
     subject.reference = Reference::Digest(summary.image_digest.clone());
-    let mut artifacts = vec![single_layer(
-        CYCLONEDX_ARTIFACT_TYPE,
-        sbom_object(
-            job,
-            &stellaops_store::s3::layout::image_inventory(&summary.sbom_sha256),
-        )
-        .await?,
-        "sbom.cdx.json",
-    )];
-    if job.spdx {
-        artifacts.push(single_layer(
-            SPDX_ARTIFACT_TYPE,
+    // What this run wrote is attached as it was written; a reused result's objects are read
+    // back (the same bytes: they are content-addressed).
+    let recorded = &summary.recorded;
+    let sbom = match &recorded.sbom {
+        Some(bytes) => bytes.clone(),
+        None => {
             sbom_object(
                 job,
-                &stellaops_store::s3::layout::image_inventory_spdx(&summary.sbom_sha256),
+                &stellaops_store::s3::layout::image_inventory(&summary.sbom_sha256),
             )
-            .await?,
-            "sbom.spdx.json",
-        ));
+            .await?
+        }
+    };
+    let mut artifacts = vec![single_layer(CYCLONEDX_ARTIFACT_TYPE, sbom, "sbom.cdx.json")];
+    if job.spdx {
+        let spdx = match &recorded.spdx {
+            Some(bytes) => bytes.clone(),
+            None => {
+                sbom_object(
+                    job,
+                    &stellaops_store::s3::layout::image_inventory_spdx(&summary.sbom_sha256),
+                )
+                .await?
+            }
+        };
+        artifacts.push(single_layer(SPDX_ARTIFACT_TYPE, spdx, "sbom.spdx.json"));
     }
-    if let Some(envelope) =
-        stellaops_store::scans::attestation_of(job.pool, summary.scan_id).await?
-    {
+    let envelope = match &recorded.envelope {
+        Some(envelope) => Some(envelope.clone()),
+        None => stellaops_store::scans::attestation_of(job.pool, summary.scan_id).await?,
+    };
+    if let Some(envelope) = envelope {
         artifacts.push(verdict_artifact(envelope));
     }
-    let mut attached = Vec::with_capacity(artifacts.len());
-    for artifact in &artifacts {
-        let done = pusher
-            .attach(&subject, artifact)
-            .await
-            .with_context(|| format!("attaching {} to {subject}", artifact.artifact_type))?;
-        attached.push(AttachedArtifact {
+    let done = pusher
+        .attach_all(&subject, &artifacts)
+        .await
+        .with_context(|| {
+            let types: Vec<&str> = artifacts.iter().map(|a| a.artifact_type.as_str()).collect();
+            format!("attaching {} to {subject}", types.join(", "))
+        })?;
+    let attached = artifacts
+        .iter()
+        .zip(done)
+        .map(|(artifact, done)| AttachedArtifact {
             artifact_type: artifact.artifact_type.clone(),
             digest: done.digest,
             via: done.via.as_str().to_string(),
-        });
-    }
+        })
+        .collect();
     Ok(attached)
 }

@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod diff;
 pub mod explain;
+pub mod stages;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -45,18 +46,27 @@ pub async fn evidence<'a>(
     if hashes.is_empty() {
         return Ok(Evidence::default());
     }
-    let ids = stellaops_store::advisories::ids_of(pool, &hashes).await?;
+    // The sources need only the advisories; the statements and signals their ids: two
+    // round trips of two queries each.
+    let (ids, sources) = tokio::join!(
+        stellaops_store::advisories::ids_of(pool, &hashes),
+        stellaops_store::advisories::sources_of(pool, &hashes)
+    );
+    let (ids, sources) = (ids?, sources?);
     let mut all_ids: Vec<String> = ids.values().flatten().cloned().collect();
     all_ids.sort();
     all_ids.dedup();
-    let claims = stellaops_store::vex::claims(pool, &all_ids, &bases).await?;
     let cves: Vec<String> = all_ids
         .iter()
         .filter(|id| id.starts_with("CVE-"))
         .cloned()
         .collect();
-    let signals = stellaops_store::exploits::signals(pool, &cves)
-        .await?
+    let (claims, signals) = tokio::join!(
+        stellaops_store::vex::claims(pool, &all_ids, &bases),
+        stellaops_store::exploits::signals(pool, &cves)
+    );
+    let claims = claims?;
+    let signals = signals?
         .into_iter()
         .map(|(cve, s)| {
             let signal = Exploitation {
@@ -66,7 +76,6 @@ pub async fn evidence<'a>(
             (cve, signal)
         })
         .collect();
-    let sources = stellaops_store::advisories::sources_of(pool, &hashes).await?;
     Ok(Evidence::new(ids, claims, signals, sources))
 }
 
@@ -75,13 +84,17 @@ pub async fn advisories_for(
     pool: &PgPool,
     components: &[Component],
 ) -> anyhow::Result<(Vec<AdvisoryRow>, i64)> {
-    let keys: Vec<String> = components
+    Ok(stellaops_store::advisories::matching_rows(pool, &affects_keys(components)).await?)
+}
+
+/// Every affects key of `components`, sorted, once.
+fn affects_keys(components: &[Component]) -> Vec<String> {
+    components
         .iter()
         .flat_map(|c| c.affects_keys.iter().map(|k| k.key.clone()))
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .collect();
-    Ok(stellaops_store::advisories::matching_rows(pool, &keys).await?)
+        .collect()
 }
 
 /// What a finished scan records.
@@ -108,11 +121,14 @@ pub struct ScanSummary {
     pub advisory_snapshot: i64,
     /// Layers analysed now / taken from the cache.
     pub layers_analysed: usize,
-    /// Layers taken from the cache.
+    /// Layers taken from the cache (all of them when the image's analysis was).
     pub layers_cached: usize,
     /// Cached fragments refused by their seal (forged, changed, another key or layer) and
     /// analysed again.
     pub layers_refused: usize,
+    /// The image's whole analysis (its layers stacked, the Usage view) was read from the
+    /// cache: this image manifest was scanned before by this analyzer.
+    pub analysis_cached: bool,
     /// Compressed size of the image's layers, as the manifest gives it (the operator files
     /// scan latency by it); 0 when the result was reused without reading the manifest.
     pub image_bytes: u64,
@@ -130,6 +146,35 @@ pub struct ScanSummary {
     pub entrypoint: Vec<String>,
     /// Time the Usage view took (trace, closure, ownership), in microseconds.
     pub usage_micros: u64,
+    /// Wall-clock time of each stage of this run, in the order they ended.
+    pub stages: Vec<stages::Stage>,
+    /// What this run wrote, kept for attaching it (none when the result was reused: then
+    /// the objects are read back).
+    #[serde(skip)]
+    pub recorded: RecordedBytes,
+}
+
+/// The SBOMs and the signed verdict a scan just recorded, as written.
+#[derive(Clone, Default)]
+pub struct RecordedBytes {
+    /// The CycloneDX inventory.
+    pub sbom: Option<Vec<u8>>,
+    /// The SPDX inventory.
+    pub spdx: Option<Vec<u8>>,
+    /// The DSSE envelope of the verdict.
+    pub envelope: Option<Vec<u8>>,
+}
+
+/// Sizes only: the bytes are large.
+impl std::fmt::Debug for RecordedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = |b: &Option<Vec<u8>>| b.as_ref().map(Vec::len);
+        f.debug_struct("RecordedBytes")
+            .field("sbom", &len(&self.sbom))
+            .field("spdx", &len(&self.spdx))
+            .field("envelope", &len(&self.envelope))
+            .finish()
+    }
 }
 
 /// Who asked (the Scan), for the record.
@@ -151,7 +196,12 @@ pub struct Recorded {
     pub verdict: &'static str,
     /// Findings that count, by severity (VEX and waivers taken out).
     pub counts: BTreeMap<&'static str, i64>,
+    /// The signed verdict envelope recorded with it, when the job signs.
+    pub envelope: Option<Vec<u8>>,
 }
+
+/// The Usage SBOM a result points to: `s3://…`, `sha256:…`, components used.
+pub type UsageRecord<'a> = (&'a str, &'a str, i32);
 
 /// Record a scan, its findings (with what decided each: VEX, a rule, the thresholds) and
 /// package index, and the `report.ready` event, in one transaction.
@@ -169,6 +219,44 @@ pub async fn record(
     started: chrono::DateTime<chrono::Utc>,
     attest: Option<&Attest<'_>>,
 ) -> anyhow::Result<Recorded> {
+    record_with(
+        pool,
+        requester,
+        image,
+        digest,
+        snapshot,
+        sbom,
+        components,
+        findings,
+        policy,
+        started,
+        attest,
+        None,
+        async { Ok(()) },
+    )
+    .await
+}
+
+/// [`record`], pointing the result at its Usage SBOM (`usage`) too, with `written` the
+/// writes of the objects the row names (its SBOMs): they run (after the evidence is read and the
+/// verdict signed) while the signed verdict is stored and the rows are inserted, and the transaction commits only once all of them
+/// (and the signed verdict's) have succeeded, so no committed row names a missing object.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_with(
+    pool: &PgPool,
+    requester: &Requester,
+    image: &str,
+    digest: &str,
+    snapshot: i64,
+    sbom: (&str, &str),
+    components: &[Component],
+    findings: &[Finding],
+    policy: &Policy,
+    started: chrono::DateTime<chrono::Utc>,
+    attest: Option<&Attest<'_>>,
+    usage: Option<UsageRecord<'_>>,
+    written: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<Recorded> {
     let evidence = evidence(pool, findings).await?;
     let judged = judge::judge(
         &evidence,
@@ -182,7 +270,7 @@ pub async fn record(
     );
     let verdict = judged.verdict;
     let c = judged.counts.clone();
-    // The signed verdict, in S3 before the row that references it.
+    // The signed verdict, in S3 before the row that references it commits.
     let attestation = match attest {
         Some(a) => {
             let predicate = stellaops_store::attestation::VerdictPredicate {
@@ -204,118 +292,136 @@ pub async fn record(
             };
             let envelope = a.signer.sign(digest, &predicate);
             let key = stellaops_store::attestation::object_key(&envelope);
-            put_object(
-                a.s3,
-                a.bucket,
-                &key,
-                envelope.clone(),
-                "application/vnd.dsse.envelope.v1+json",
-            )
-            .await?;
             Some((key, envelope))
         }
         None => None,
     };
-    let mut tx = pool.begin().await?;
-    let new_findings: Vec<_> = findings
-        .iter()
-        .zip(&judged.decided)
-        .map(|(f, d)| stellaops_store::scans::NewFinding {
-            merge_hash: f.merge_hash.clone(),
-            vuln_id: f.vuln_id.clone(),
-            purl: f.purl.clone(),
-            severity: f.severity.clone(),
-            fixed_version: f.fixed_version.clone(),
-            layer_digest: f.layer.clone(),
-            outcome: serde_json::to_value(d.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            decided_by: d.decided_by.clone(),
-            reason: d.reason.clone(),
-        })
-        .collect();
-    let packages: Vec<_> = components
-        .iter()
-        .flat_map(|comp| {
-            comp.affects_keys
-                .iter()
-                .map(|key| stellaops_store::scans::NewPackage {
-                    affects_key: key.key.clone(),
-                    purl: comp.purl.clone(),
-                    version: key.version.clone(),
-                    layer_digest: comp.layer.clone(),
-                    used_by_entrypoint: comp.used_by_entrypoint,
-                })
-        })
-        .collect();
-    let id = stellaops_store::scans::insert_result(
-        &mut tx,
-        &stellaops_store::scans::NewResult {
-            image_digest: digest,
-            image_ref: image,
-            advisory_snapshot: snapshot,
-            scan_namespace: requester.namespace.as_deref(),
-            scan_name: requester.name.as_deref(),
-            scan_uid: requester.uid.as_deref(),
-            sbom_uri: sbom.0,
-            sbom_sha256: sbom.1,
-            components: components.len() as i32,
-            counts: ["critical", "high", "medium", "low"].map(|s| c[s] as i32),
-            verdict,
-            policy: serde_json::to_value(policy)?,
-            policy_digest: Some(&judged.policy_digest),
-            started_at: started,
-            attestation: attestation
-                .as_ref()
-                .map(|(key, envelope)| (key.as_str(), envelope.as_slice())),
-        },
-        &new_findings,
-        &packages,
-    )
-    .await?;
-    let licenses: Vec<_> = components
-        .iter()
-        .filter_map(|c| {
-            let d = c.license.as_ref()?;
-            Some(stellaops_store::scans::NewLicense {
-                purl: c.purl.clone(),
-                declared: d.expression.clone(),
-                ids: d.ids.clone(),
+    let envelope_written = async {
+        match (attest, &attestation) {
+            (Some(a), Some((key, envelope))) => {
+                put_object(
+                    a.s3,
+                    a.bucket,
+                    key,
+                    envelope.clone(),
+                    "application/vnd.dsse.envelope.v1+json",
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    };
+    let rows = async {
+        let mut tx = pool.begin().await?;
+        let new_findings: Vec<_> = findings
+            .iter()
+            .zip(&judged.decided)
+            .map(|(f, d)| stellaops_store::scans::NewFinding {
+                merge_hash: f.merge_hash.clone(),
+                vuln_id: f.vuln_id.clone(),
+                purl: f.purl.clone(),
+                severity: f.severity.clone(),
+                fixed_version: f.fixed_version.clone(),
+                layer_digest: f.layer.clone(),
+                outcome: serde_json::to_value(d.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                decided_by: d.decided_by.clone(),
+                reason: d.reason.clone(),
             })
-        })
-        .collect();
-    stellaops_store::scans::insert_licenses(
-        &mut tx,
-        id,
-        digest,
-        &licenses,
-        &license_decisions(&judged.licenses),
-    )
-    .await?;
-    let highest = ["critical", "high", "medium", "low"]
-        .into_iter()
-        .find(|s| c[s] > 0)
-        .map(str::to_string);
-    stellaops_store::outbox::publish(
-        &mut *tx,
-        &stellaops_store::outbox::NewEvent {
-            kind: "report.ready".into(),
-            namespace: requester.namespace.clone(),
-            subject: format!("{image}@{digest}"),
-            severity: highest,
-            payload: json!({"scanId": id, "image": image, "imageDigest": digest, "verdict": verdict,
-                            "findings": c, "sbom": {"uri": sbom.0, "sha256": sbom.1, "components": components.len()},
-                            "scan": {"namespace": requester.namespace, "name": requester.name}}),
-            idempotency_key: format!("report.ready/{id}"),
-        },
-    )
-    .await?;
+            .collect();
+        let packages: Vec<_> = components
+            .iter()
+            .flat_map(|comp| {
+                comp.affects_keys
+                    .iter()
+                    .map(|key| stellaops_store::scans::NewPackage {
+                        affects_key: key.key.clone(),
+                        purl: comp.purl.clone(),
+                        version: key.version.clone(),
+                        layer_digest: comp.layer.clone(),
+                        used_by_entrypoint: comp.used_by_entrypoint,
+                    })
+            })
+            .collect();
+        let id = stellaops_store::scans::insert_result(
+            &mut tx,
+            &stellaops_store::scans::NewResult {
+                image_digest: digest,
+                image_ref: image,
+                advisory_snapshot: snapshot,
+                scan_namespace: requester.namespace.as_deref(),
+                scan_name: requester.name.as_deref(),
+                scan_uid: requester.uid.as_deref(),
+                sbom_uri: sbom.0,
+                sbom_sha256: sbom.1,
+                components: components.len() as i32,
+                counts: ["critical", "high", "medium", "low"].map(|s| c[s] as i32),
+                verdict,
+                policy: serde_json::to_value(policy)?,
+                policy_digest: Some(&judged.policy_digest),
+                started_at: started,
+                attestation: attestation
+                    .as_ref()
+                    .map(|(key, envelope)| (key.as_str(), envelope.as_slice())),
+            },
+            &new_findings,
+            &packages,
+        )
+        .await?;
+        let licenses: Vec<_> = components
+            .iter()
+            .filter_map(|c| {
+                let d = c.license.as_ref()?;
+                Some(stellaops_store::scans::NewLicense {
+                    purl: c.purl.clone(),
+                    declared: d.expression.clone(),
+                    ids: d.ids.clone(),
+                })
+            })
+            .collect();
+        stellaops_store::scans::insert_licenses(
+            &mut tx,
+            id,
+            digest,
+            &licenses,
+            &license_decisions(&judged.licenses),
+        )
+        .await?;
+        let highest = ["critical", "high", "medium", "low"]
+            .into_iter()
+            .find(|s| c[s] > 0)
+            .map(str::to_string);
+        stellaops_store::outbox::publish(
+            &mut *tx,
+            &stellaops_store::outbox::NewEvent {
+                kind: "report.ready".into(),
+                namespace: requester.namespace.clone(),
+                subject: format!("{image}@{digest}"),
+                severity: highest,
+                payload: json!({"scanId": id, "image": image, "imageDigest": digest, "verdict": verdict,
+                                "findings": c, "sbom": {"uri": sbom.0, "sha256": sbom.1, "components": components.len()},
+                                "scan": {"namespace": requester.namespace, "name": requester.name}}),
+                idempotency_key: format!("report.ready/{id}"),
+            },
+        )
+        .await?;
+        if let Some((uri, sha, used)) = usage {
+            stellaops_store::scans::set_usage(&mut tx, id, uri, sha, used).await?;
+        }
+        anyhow::Ok((tx, id))
+    };
+    let (rows, envelope_written, written) = tokio::join!(rows, envelope_written, written);
+    let (tx, id) = rows?;
+    envelope_written?;
+    written?;
     tx.commit().await?;
     Ok(Recorded {
         id,
         verdict,
         counts: c,
+        envelope: attestation.map(|(_, envelope)| envelope),
     })
 }
 
@@ -437,7 +543,8 @@ async fn reuse(
         id: scan_id,
         verdict,
         counts: counted,
-    } = record(
+        envelope,
+    } = record_with(
         job.pool,
         &job.requester,
         image,
@@ -449,14 +556,14 @@ async fn reuse(
         &job.policy,
         chrono::Utc::now(),
         attest(job).as_ref(),
+        match (&usage.0, &usage.1, usage.2) {
+            (Some(uri), Some(sha), Some(used)) => Some((uri.as_str(), sha.as_str(), used)),
+            _ => None,
+        },
+        async { Ok(()) },
     )
     .await?;
     stellaops_store::scans::set_components(job.pool, scan_id, components).await?;
-    if let (Some(uri), Some(sha), Some(used)) = (&usage.0, &usage.1, usage.2) {
-        let mut tx = job.pool.begin().await?;
-        stellaops_store::scans::set_usage(&mut tx, scan_id, uri, sha, used).await?;
-        tx.commit().await?;
-    }
     Ok(Some(ScanSummary {
         scan_id,
         image: image.to_string(),
@@ -470,12 +577,18 @@ async fn reuse(
         layers_analysed: 0,
         layers_cached: 0,
         layers_refused: 0,
+        analysis_cached: false,
         image_bytes: 0,
         usage_sbom_uri: usage.0,
         usage_sbom_sha256: usage.1,
         used_components: usage.2.map(i64::from),
         entrypoint: Vec::new(),
         usage_micros: 0,
+        stages: Vec::new(),
+        recorded: RecordedBytes {
+            envelope,
+            ..RecordedBytes::default()
+        },
     }))
 }
 
@@ -517,11 +630,10 @@ enum Cached {
 async fn cached_fragment(
     job: &ScanJob<'_>,
     fragment_key: &stellaops_store::layer_cache::FragmentKey,
-    key: &str,
     layer: &str,
 ) -> anyhow::Result<Cached> {
-    use std::io::Read as _;
-    let bytes = match get_object_capped(job.s3, job.bucket, key, MAX_FRAGMENT_OBJECT).await? {
+    let key = stellaops_store::s3::layout::layer_fragment(layer);
+    let bytes = match get_object_capped(job.s3, job.bucket, &key, MAX_FRAGMENT_OBJECT).await? {
         Capped::Missing => return Ok(Cached::Miss),
         Capped::TooLarge => {
             return Ok(Cached::Refused(format!(
@@ -530,33 +642,46 @@ async fn cached_fragment(
         }
         Capped::Bytes(bytes) => bytes,
     };
-    let mut object = Vec::new();
-    let decoded = zstd::stream::read::Decoder::new(bytes.as_slice())
-        .and_then(|d| d.take(MAX_FRAGMENT_BYTES + 1).read_to_end(&mut object));
-    if decoded.is_err() {
-        return Ok(Cached::Refused("is not zstd".into()));
-    }
-    if object.len() as u64 > MAX_FRAGMENT_BYTES {
-        return Ok(Cached::Refused(format!(
-            "decompresses to more than {MAX_FRAGMENT_BYTES} bytes"
-        )));
-    }
+    let (fragment_key, layer) = (fragment_key.clone(), layer.to_string());
+    Ok(tokio::task::spawn_blocking(move || open_fragment(&fragment_key, &layer, &bytes)).await?)
+}
+
+/// The fragment in a cached object's `bytes`, checked against its seal.
+fn open_fragment(
+    fragment_key: &stellaops_store::layer_cache::FragmentKey,
+    layer: &str,
+    bytes: &[u8],
+) -> Cached {
+    let object = match decompress_capped(bytes) {
+        Ok(object) => object,
+        Err(why) => return Cached::Refused(why),
+    };
     use stellaops_store::layer_cache::FragmentRefusal;
     match fragment_key.open(layer, analyze::ANALYZER_VERSION, &object) {
         Ok(body) => match serde_json::from_slice::<Fragment>(body) {
-            Ok(fragment) if fragment.analyzer == analyze::ANALYZER_VERSION => {
-                Ok(Cached::Hit(fragment))
-            }
-            Ok(_) => Ok(Cached::Refused(
-                "names another analyzer version inside than its seal".into(),
-            )),
-            Err(e) => Ok(Cached::Refused(format!(
-                "is sealed but not a fragment: {e}"
-            ))),
+            Ok(fragment) if fragment.analyzer == analyze::ANALYZER_VERSION => Cached::Hit(fragment),
+            Ok(_) => Cached::Refused("names another analyzer version inside than its seal".into()),
+            Err(e) => Cached::Refused(format!("is sealed but not a fragment: {e}")),
         },
-        Err(FragmentRefusal::Stale(_)) => Ok(Cached::Miss),
-        Err(FragmentRefusal::Refused(why)) => Ok(Cached::Refused(why)),
+        Err(FragmentRefusal::Stale(_)) => Cached::Miss,
+        Err(FragmentRefusal::Refused(why)) => Cached::Refused(why),
     }
+}
+
+/// A cached object's zstd `bytes` decompressed, at most [`MAX_FRAGMENT_BYTES`] of them;
+/// why not (the message continues "it …").
+fn decompress_capped(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut object = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .and_then(|d| d.take(MAX_FRAGMENT_BYTES + 1).read_to_end(&mut object))
+        .map_err(|_| "is not zstd".to_string())?;
+    if object.len() as u64 > MAX_FRAGMENT_BYTES {
+        return Err(format!(
+            "decompresses to more than {MAX_FRAGMENT_BYTES} bytes"
+        ));
+    }
+    Ok(object)
 }
 
 /// An object read with a size cap.
@@ -635,6 +760,7 @@ pub(crate) async fn put_object(
 pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary> {
     use stellaops_telemetry::{Attribute, in_span};
     let started = chrono::Utc::now();
+    let mut stages = stages::Stages::new();
     let reference: ImageReference = image
         .parse()
         .map_err(|e: RegistryError| anyhow::anyhow!("{e}"))?;
@@ -648,12 +774,18 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
     )
     .await?;
     let digest = top.digest.clone();
+    stages.mark("manifest");
     if !job.force
-        && let Some(summary) = reuse(job, image, &digest).await?
+        && let Some(mut summary) = reuse(job, image, &digest).await?
     {
+        stages.mark("reuse");
+        summary.stages = stages.into_vec();
         return Ok(summary);
     }
     let mut json: Value = serde_json::from_slice(&top.bytes).context("the manifest is not JSON")?;
+    // The image manifest (the platform's, for an index): its digest names the config and
+    // every layer, so it names the whole analysis too.
+    let mut manifest_digest = digest.clone();
     if is_index(&top, &json) {
         let chosen = select_platform(&json, job.platform).ok_or_else(|| {
             anyhow::anyhow!("{image} has no manifest for platform {}", job.platform)
@@ -670,6 +802,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         )
         .await?;
         json = serde_json::from_slice(&manifest.bytes).context("the manifest is not JSON")?;
+        manifest_digest = manifest.digest;
     }
     let layers: Vec<(String, String, Option<u64>)> = json["layers"]
         .as_array()
@@ -683,6 +816,294 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
             )
         })
         .collect();
+    for (layer, _, _) in &layers {
+        if !layer.starts_with("sha256:") {
+            anyhow::bail!("{image}: layer digest {layer:?} is not sha256");
+        }
+    }
+    let image_bytes: u64 = layers.iter().filter_map(|(_, _, size)| *size).sum();
+    // Fragments and image analyses are reused only when sealed by the key only platform
+    // scan workers hold (derived from the verdict key); without it the cache is neither
+    // read nor written.
+    let fragment_key = job
+        .signer
+        .map(stellaops_store::layer_cache::FragmentKey::derive);
+    let analysis_key =
+        stellaops_store::s3::layout::image_analysis(&manifest_digest, analyze::ANALYZER_VERSION);
+    let cached_analysis = match &fragment_key {
+        Some(fragment_key) => {
+            cached_image_analysis(job, fragment_key, &analysis_key, &manifest_digest).await?
+        }
+        None => None,
+    };
+    let analysis_cached = cached_analysis.is_some();
+    let (analysis, counts, sealed_analysis) = match cached_analysis {
+        Some(analysis) => {
+            let wanted = layers.iter().filter(|(_, m, _)| !skipped(m)).count();
+            (analysis, (0, wanted, 0), None)
+        }
+        None => {
+            let (analysis, counts) = analyse_layers(
+                job,
+                image,
+                &reference,
+                &json,
+                &layers,
+                fragment_key.as_ref(),
+                &mut stages,
+            )
+            .await?;
+            // Sealed like a fragment, for the next scan of this very image.
+            let sealed = match &fragment_key {
+                Some(fragment_key) => Some(zstd::encode_all(
+                    fragment_key
+                        .seal(
+                            &stellaops_store::layer_cache::image_subject(&manifest_digest),
+                            analyze::ANALYZER_VERSION,
+                            &serde_json::to_vec(&analysis)?,
+                        )
+                        .as_slice(),
+                    3,
+                )?),
+                None => None,
+            };
+            (analysis, counts, sealed)
+        }
+    };
+    stages.mark(if analysis_cached {
+        "analysis-cached"
+    } else {
+        "usage"
+    });
+    let ImageAnalysis {
+        components,
+        os,
+        view,
+        usage_micros,
+        ..
+    } = analysis;
+    let (rows, snapshot) = in_span(
+        "scan.match",
+        vec![Attribute::new("scan.components", components.len() as i64)],
+        advisories_for(job.pool, &components),
+    )
+    .await?;
+    let findings = match_components(&components, &rows);
+    stages.mark("match");
+    // The SBOMs, content-addressed: the key names the bytes, so no later scan of this digest
+    // (other reference, other advisories, forced) can replace an SBOM a result points to.
+    let sbom = cyclonedx(image, &digest, &components, os.as_ref());
+    let sbom_sha = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sbom))
+    );
+    let sbom_key = stellaops_store::s3::layout::image_inventory(&sbom_sha);
+    let spdx_bytes = job.spdx.then(|| spdx(image, &digest, &components));
+    // The Usage SBOM beside it: the used components and how the entrypoint was followed.
+    // None when nothing is known about use.
+    let usage_sbom = view.known().then(|| {
+        let bytes = usage_cyclonedx(image, &digest, &components, os.as_ref(), &view);
+        let sha = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        );
+        let key = stellaops_store::s3::layout::image_usage(&sha);
+        (key, sha, bytes)
+    });
+    stages.mark("sboms");
+    let mut objects = vec![(
+        sbom_key.clone(),
+        sbom.clone(),
+        "application/vnd.cyclonedx+json",
+    )];
+    if let Some(bytes) = &spdx_bytes {
+        objects.push((
+            stellaops_store::s3::layout::image_inventory_spdx(&sbom_sha),
+            bytes.clone(),
+            "application/spdx+json",
+        ));
+    }
+    if let Some((key, _, bytes)) = &usage_sbom {
+        objects.push((key.clone(), bytes.clone(), "application/vnd.cyclonedx+json"));
+    }
+    if let Some(sealed) = sealed_analysis {
+        objects.push((analysis_key.clone(), sealed, "application/zstd"));
+    }
+    // Written while the verdict is signed and the rows are inserted; the rows commit after.
+    let written = in_span(
+        "scan.store",
+        vec![Attribute::new("scan.object", "sbom")],
+        async {
+            futures::future::try_join_all(objects.into_iter().map(
+                |(key, bytes, content_type)| async move {
+                    put_object(job.s3, job.bucket, &key, bytes, content_type).await
+                },
+            ))
+            .await?;
+            anyhow::Ok(())
+        },
+    );
+    let sbom_uri = format!("s3://{}/{sbom_key}", job.bucket);
+    let usage_sbom = usage_sbom.map(|(key, sha, _)| (format!("s3://{}/{key}", job.bucket), sha));
+    let used_components = view.known().then_some(view.used as i64);
+    // The verdict and its `report.ready` event (the event carries this span's trace
+    // context).
+    let Recorded {
+        id: scan_id,
+        verdict,
+        counts: counted,
+        envelope,
+    } = in_span(
+        "scan.store",
+        vec![
+            Attribute::new("scan.object", "verdict"),
+            Attribute::new("scan.findings", findings.len() as i64),
+        ],
+        record_with(
+            job.pool,
+            &job.requester,
+            image,
+            &digest,
+            snapshot,
+            (&sbom_uri, &sbom_sha),
+            &components,
+            &findings,
+            &job.policy,
+            started,
+            attest(job).as_ref(),
+            usage_sbom
+                .as_ref()
+                .zip(used_components)
+                .map(|((uri, sha), used)| (uri.as_str(), sha.as_str(), used as i32)),
+            written,
+        ),
+    )
+    .await?;
+    stages.mark("record");
+    let (analysed, cached, refused) = counts;
+    Ok(ScanSummary {
+        scan_id,
+        image: image.to_string(),
+        image_digest: digest,
+        sbom_uri,
+        sbom_sha256: sbom_sha,
+        components: components.len() as i64,
+        findings: counted,
+        verdict,
+        advisory_snapshot: snapshot,
+        layers_analysed: analysed,
+        layers_cached: cached,
+        layers_refused: refused,
+        analysis_cached,
+        image_bytes,
+        usage_sbom_uri: usage_sbom.as_ref().map(|(u, _)| u.clone()),
+        usage_sbom_sha256: usage_sbom.map(|(_, s)| s),
+        used_components,
+        entrypoint: view
+            .trace
+            .chain
+            .iter()
+            .map(|s| format!("{} ({})", s.path, s.from))
+            .collect(),
+        usage_micros,
+        stages: stages.into_vec(),
+        recorded: RecordedBytes {
+            sbom: Some(sbom),
+            spdx: spdx_bytes,
+            envelope,
+        },
+    })
+}
+
+/// Layers the scanner never reads (foreign and non-distributable ones).
+fn skipped(media_type: &str) -> bool {
+    media_type.contains("foreign") || media_type.contains("nondistributable")
+}
+
+/// What one image manifest comes to once its layers are stacked and its entrypoint
+/// followed: everything a scan needs of the image besides the advisories. A function of
+/// the manifest digest (which names the config and every layer) and the analyzer, so it is
+/// kept, sealed, under both (`scanner/images/<hex>/analysis.v<N>.json.zst`) and a forced
+/// rescan of the same image reads it instead of its layers' fragments.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+struct ImageAnalysis {
+    /// Analyzer version that made it (also in the key and the seal).
+    analyzer: u32,
+    /// Components, sorted by package URL, with their use by the entrypoint.
+    components: Vec<Component>,
+    /// The OS release of the stacked layers.
+    os: Option<stellaops_scanner::analyze::OsRelease>,
+    /// The Usage view.
+    view: usage::UsageView,
+    /// Time the Usage view took when it was worked out, in microseconds (0 when read from
+    /// the cache).
+    #[serde(skip)]
+    usage_micros: u64,
+}
+
+/// The cached analysis of the image manifest `manifest_digest` at `key`, when the scanner
+/// sealed one for it with this key and analyzer; anything else is analysed again (a
+/// refused object is logged).
+async fn cached_image_analysis(
+    job: &ScanJob<'_>,
+    fragment_key: &stellaops_store::layer_cache::FragmentKey,
+    key: &str,
+    manifest_digest: &str,
+) -> anyhow::Result<Option<ImageAnalysis>> {
+    let bytes = match get_object_capped(job.s3, job.bucket, key, MAX_FRAGMENT_OBJECT).await? {
+        Capped::Missing => return Ok(None),
+        Capped::TooLarge => {
+            tracing::warn!(object = %format!("s3://{}/{key}", job.bucket), "image analysis refused: larger than {MAX_FRAGMENT_OBJECT} bytes; analysing the layers");
+            return Ok(None);
+        }
+        Capped::Bytes(bytes) => bytes,
+    };
+    let (fragment_key, subject) = (
+        fragment_key.clone(),
+        stellaops_store::layer_cache::image_subject(manifest_digest),
+    );
+    let opened = tokio::task::spawn_blocking(move || {
+        use stellaops_store::layer_cache::FragmentRefusal;
+        let object = decompress_capped(&bytes)?;
+        match fragment_key.open(&subject, analyze::ANALYZER_VERSION, &object) {
+            Ok(body) => match serde_json::from_slice::<ImageAnalysis>(body) {
+                Ok(analysis) if analysis.analyzer == analyze::ANALYZER_VERSION => {
+                    Ok(Some(analysis))
+                }
+                Ok(_) => Err("names another analyzer version inside than its seal".to_string()),
+                Err(e) => Err(format!("is sealed but not an image analysis: {e}")),
+            },
+            Err(FragmentRefusal::Stale(_)) => Ok(None),
+            Err(FragmentRefusal::Refused(why)) => Err(why),
+        }
+    })
+    .await?;
+    match opened {
+        Ok(analysis) => Ok(analysis),
+        Err(why) => {
+            tracing::warn!(
+                object = %format!("s3://{}/{key}", job.bucket),
+                "image analysis s3://{}/{key} refused: it {why}; analysing the layers of {manifest_digest}",
+                job.bucket
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Every layer's fragment (from the layer cache, or pulled and analysed), stacked, with the
+/// Usage view worked out over them; and how many layers were analysed, cached, refused.
+#[allow(clippy::too_many_arguments)]
+async fn analyse_layers(
+    job: &ScanJob<'_>,
+    image: &str,
+    reference: &ImageReference,
+    manifest: &Value,
+    layers: &[(String, String, Option<u64>)],
+    fragment_key: Option<&stellaops_store::layer_cache::FragmentKey>,
+    stages: &mut stages::Stages,
+) -> anyhow::Result<(ImageAnalysis, (usize, usize, usize))> {
+    use stellaops_telemetry::{Attribute, in_span};
     let image_bytes: u64 = layers.iter().filter_map(|(_, _, size)| *size).sum();
     let progress = crate::progress::Progress::start(
         "scan",
@@ -692,41 +1113,60 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
     );
     let mut fragments = Vec::new();
     let (mut analysed, mut cached, mut refused) = (0, 0, 0);
-    // Fragments are reused only when sealed by the key only platform scan workers hold
-    // (derived from the verdict key); without it the cache is neither read nor written.
-    let fragment_key = job
-        .signer
-        .map(stellaops_store::layer_cache::FragmentKey::derive);
-    for (layer, media_type, size) in &layers {
-        if !layer.starts_with("sha256:") {
-            anyhow::bail!("{image}: layer digest {layer:?} is not sha256");
+    // The image config and every layer's cached fragment, all at once: the reads overlap,
+    // and each fragment is decoded on its own blocking thread.
+    let run_config = async {
+        match manifest["config"]["digest"].as_str() {
+            Some(config_digest) => {
+                let bytes = job
+                    .registry
+                    .fetch_blob(reference, config_digest)
+                    .await
+                    .with_context(|| format!("reading the image config {config_digest}"))?;
+                let config: Value =
+                    serde_json::from_slice(&bytes).context("the image config is not JSON")?;
+                anyhow::Ok(usage::RunConfig::from_image_config(&config))
+            }
+            None => Ok(usage::RunConfig::default()),
         }
-        if media_type.contains("foreign") || media_type.contains("nondistributable") {
+    };
+    let lookups = futures::future::join_all(layers.iter().map(|(layer, media_type, _)| {
+        let fragment_key = fragment_key.filter(|_| !skipped(media_type));
+        async move {
+            match fragment_key {
+                Some(fragment_key) => cached_fragment(job, fragment_key, layer).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    }));
+    let (run_config, lookups) = tokio::join!(run_config, lookups);
+    let run_config = run_config?;
+    for ((layer, media_type, size), lookup) in layers.iter().zip(lookups) {
+        if skipped(media_type) {
             progress.advance(1, size.unwrap_or(0));
             continue;
         }
         let key = stellaops_store::s3::layout::layer_fragment(layer);
-        if let Some(fragment_key) = &fragment_key {
-            match cached_fragment(job, fragment_key, &key, layer).await? {
-                Cached::Hit(fragment) => {
-                    cached += 1;
-                    fragments.push((layer.clone(), fragment));
-                    progress.advance(1, size.unwrap_or(0));
-                    continue;
-                }
-                Cached::Refused(why) => {
-                    refused += 1;
-                    tracing::warn!(
-                        object = %format!("s3://{}/{key}", job.bucket),
-                        %layer,
-                        key = fragment_key.id(),
-                        "layer-cache fragment s3://{}/{key} refused (checked with the fragment key of verdict key {}): it {why}; analysing layer {layer} again",
-                        job.bucket,
-                        fragment_key.id()
-                    );
-                }
-                Cached::Miss => {}
+        match lookup? {
+            Some(Cached::Hit(fragment)) => {
+                cached += 1;
+                fragments.push((layer.clone(), fragment));
+                progress.advance(1, size.unwrap_or(0));
+                continue;
             }
+            Some(Cached::Refused(why)) => {
+                let fragment_key = fragment_key.expect("looked up with a key");
+                refused += 1;
+                tracing::warn!(
+                    object = %format!("s3://{}/{key}", job.bucket),
+                    %layer,
+                    key = fragment_key.id(),
+                    "layer-cache fragment s3://{}/{key} refused (checked with the fragment key of verdict key {}): it {why}; analysing layer {layer} again",
+                    job.bucket,
+                    fragment_key.id()
+                );
+            }
+            Some(Cached::Miss) | None => {}
         }
         let file = job.scratch.join(layer.replace(':', "-"));
         // The descriptor's size bounds the download: a registry cannot fill the disk.
@@ -741,7 +1181,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         in_span(
             "scan.pull",
             layer_attributes(),
-            job.registry.download_blob(&reference, layer, size, &file),
+            job.registry.download_blob(reference, layer, size, &file),
         )
         .await
         .with_context(|| format!("downloading layer {layer}"))?;
@@ -756,7 +1196,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         })
         .await?;
         let _ = std::fs::remove_file(&file);
-        if let Some(fragment_key) = &fragment_key {
+        if let Some(fragment_key) = fragment_key {
             let sealed = fragment_key.seal(
                 layer,
                 analyze::ANALYZER_VERSION,
@@ -770,147 +1210,22 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         progress.advance(1, size);
     }
     progress.finish();
-    let (mut components, os) = merge(&fragments);
-    // The Usage view: what the config's entrypoint runs, over all layers.
-    let run_config = match json["config"]["digest"].as_str() {
-        Some(config_digest) => {
-            let bytes = job
-                .registry
-                .fetch_blob(&reference, config_digest)
-                .await
-                .with_context(|| format!("reading the image config {config_digest}"))?;
-            let config: Value =
-                serde_json::from_slice(&bytes).context("the image config is not JSON")?;
-            usage::RunConfig::from_image_config(&config)
+    stages.mark("layers");
+    // Stacked, and the Usage view worked out, on a blocking thread.
+    let analysis = tokio::task::spawn_blocking(move || {
+        let (mut components, os) = merge(&fragments);
+        let started = std::time::Instant::now();
+        let view = usage::analyse(&fragments, &run_config, &mut components);
+        ImageAnalysis {
+            analyzer: analyze::ANALYZER_VERSION,
+            components,
+            os,
+            view,
+            usage_micros: started.elapsed().as_micros() as u64,
         }
-        None => usage::RunConfig::default(),
-    };
-    let usage_started = std::time::Instant::now();
-    let view = usage::analyse(&fragments, &run_config, &mut components);
-    let usage_micros = usage_started.elapsed().as_micros() as u64;
-    let sbom = cyclonedx(image, &digest, &components, os.as_ref());
-    let sbom_sha = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sbom))
-    );
-    // Content-addressed: the key names the bytes, so no later scan of this digest (other
-    // reference, other advisories, forced) can replace an SBOM a result points to.
-    let sbom_key = stellaops_store::s3::layout::image_inventory(&sbom_sha);
-    in_span(
-        "scan.store",
-        vec![Attribute::new("scan.object", "sbom")],
-        async {
-            put_object(
-                job.s3,
-                job.bucket,
-                &sbom_key,
-                sbom,
-                "application/vnd.cyclonedx+json",
-            )
-            .await?;
-            if job.spdx {
-                let spdx = spdx(image, &digest, &components);
-                put_object(
-                    job.s3,
-                    job.bucket,
-                    &stellaops_store::s3::layout::image_inventory_spdx(&sbom_sha),
-                    spdx,
-                    "application/spdx+json",
-                )
-                .await?;
-            }
-            anyhow::Ok(())
-        },
-    )
-    .await?;
-    let (findings, snapshot) = in_span(
-        "scan.match",
-        vec![Attribute::new("scan.components", components.len() as i64)],
-        async {
-            let (rows, snapshot) = advisories_for(job.pool, &components).await?;
-            anyhow::Ok((match_components(&components, &rows), snapshot))
-        },
-    )
-    .await?;
-    // The Usage SBOM beside it: the used components and how the entrypoint was followed
-    // (content-addressed too). None when nothing is known about use.
-    let usage_sbom = if view.known() {
-        let bytes = usage_cyclonedx(image, &digest, &components, os.as_ref(), &view);
-        let sha = format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
-        );
-        let key = stellaops_store::s3::layout::image_usage(&sha);
-        put_object(
-            job.s3,
-            job.bucket,
-            &key,
-            bytes,
-            "application/vnd.cyclonedx+json",
-        )
-        .await?;
-        Some((format!("s3://{}/{key}", job.bucket), sha))
-    } else {
-        None
-    };
-    let sbom_uri = format!("s3://{}/{sbom_key}", job.bucket);
-    // The verdict and its `report.ready` event: the event carries this span's trace context.
-    let Recorded {
-        id: scan_id,
-        verdict,
-        counts: counted,
-    } = in_span(
-        "scan.store",
-        vec![
-            Attribute::new("scan.object", "verdict"),
-            Attribute::new("scan.findings", findings.len() as i64),
-        ],
-        record(
-            job.pool,
-            &job.requester,
-            image,
-            &digest,
-            snapshot,
-            (&sbom_uri, &sbom_sha),
-            &components,
-            &findings,
-            &job.policy,
-            started,
-            attest(job).as_ref(),
-        ),
-    )
-    .await?;
-    let used_components = view.known().then_some(view.used as i64);
-    if let (Some((uri, sha)), Some(used)) = (&usage_sbom, used_components) {
-        let mut tx = job.pool.begin().await?;
-        stellaops_store::scans::set_usage(&mut tx, scan_id, uri, sha, used as i32).await?;
-        tx.commit().await?;
-    }
-    Ok(ScanSummary {
-        scan_id,
-        image: image.to_string(),
-        image_digest: digest,
-        sbom_uri,
-        sbom_sha256: sbom_sha,
-        components: components.len() as i64,
-        findings: counted,
-        verdict,
-        advisory_snapshot: snapshot,
-        layers_analysed: analysed,
-        layers_cached: cached,
-        layers_refused: refused,
-        image_bytes,
-        usage_sbom_uri: usage_sbom.as_ref().map(|(u, _)| u.clone()),
-        usage_sbom_sha256: usage_sbom.map(|(_, s)| s),
-        used_components,
-        entrypoint: view
-            .trace
-            .chain
-            .iter()
-            .map(|s| format!("{} ({})", s.path, s.from))
-            .collect(),
-        usage_micros,
     })
+    .await?;
+    Ok((analysis, (analysed, cached, refused)))
 }
 
 /// Run a scan and report it as JSON on stdout and as the Pod's termination message.
@@ -926,19 +1241,33 @@ pub async fn run_and_attach(
     image: &str,
     pusher: Option<&RegistryClient>,
 ) -> anyhow::Result<ScanSummary> {
-    let outcome = scan(job, image).await;
-    let summary = match &outcome {
+    let mut outcome = scan(job, image).await;
+    let summary = match &mut outcome {
         Ok(s) => {
-            let mut v = serde_json::to_value(s)?;
-            v["success"] = json!(true);
+            let mut attached = None;
             if let Some(pusher) = pusher {
-                match attach::attach(job, pusher, image, s).await {
-                    Ok(attached) => v["attached"] = serde_json::to_value(attached)?,
-                    Err(e) => {
-                        tracing::warn!(image, error = %format!("{e:#}"), "attaching failed");
-                        v["attachError"] = json!(format!("{e:#}"));
-                    }
+                let started = std::time::Instant::now();
+                attached = Some(attach::attach(job, pusher, image, s).await);
+                s.stages.push(stages::Stage {
+                    name: "attach",
+                    micros: started.elapsed().as_micros() as u64,
+                });
+            }
+            tracing::info!(
+                image,
+                digest = %s.image_digest,
+                stages = %stages::describe(&s.stages),
+                "scan stages"
+            );
+            let mut v = serde_json::to_value(&*s)?;
+            v["success"] = json!(true);
+            match attached {
+                Some(Ok(attached)) => v["attached"] = serde_json::to_value(attached)?,
+                Some(Err(e)) => {
+                    tracing::warn!(image, error = %format!("{e:#}"), "attaching failed");
+                    v["attachError"] = json!(format!("{e:#}"));
                 }
+                None => {}
             }
             v
         }

@@ -654,6 +654,26 @@ async fn overwrite_fragment(env: &Env, layer: &str, object: &[u8]) {
         .unwrap();
 }
 
+/// The key of the sealed analysis of image manifest `digest`.
+fn analysis_key(digest: &str) -> String {
+    stellaops_store::s3::layout::image_analysis(
+        digest,
+        stellaops_scanner::analyze::ANALYZER_VERSION,
+    )
+}
+
+/// Deletes the sealed analysis of image manifest `digest`, so that the next scan of the
+/// image reads its layers' fragments.
+async fn forget_analysis(env: &Env, digest: &str) {
+    env.s3
+        .delete_object()
+        .bucket(&env.bucket)
+        .key(analysis_key(digest))
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn read_fragment(env: &Env, layer: &str) -> Vec<u8> {
     let bytes = env
         .s3
@@ -723,9 +743,18 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
     };
     let first = scan(&job, &image).await.unwrap();
     assert_eq!((first.layers_analysed, first.layers_cached), (1, 0));
+    assert!(!first.analysis_cached);
     assert_eq!(vulnerable(&first), ("Fail", 1, 7), "openssl is vulnerable");
-    // The scanner's own fragment is reused.
+    // The image's own analysis is reused.
+    let whole = scan(&job, &image).await.unwrap();
+    assert!(whole.analysis_cached);
+    assert_eq!((whole.layers_analysed, whole.layers_cached), (0, 1));
+    assert_eq!(vulnerable(&whole), ("Fail", 1, 7));
+    // Without it (another image on the same layer), the scanner's own fragment is reused.
+    let digest = built.manifest_digest.clone();
+    forget_analysis(&env, &digest).await;
     let again = scan(&job, &image).await.unwrap();
+    assert!(!again.analysis_cached);
     assert_eq!(
         (
             again.layers_analysed,
@@ -784,6 +813,7 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
     ];
     for (case, object) in cases {
         overwrite_fragment(&env, &layer, &object).await;
+        forget_analysis(&env, &digest).await;
         let summary = scan(&job, &image).await.unwrap();
         assert_eq!(
             (
@@ -801,6 +831,7 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
         );
         // The layer's fragment is the scanner's again, and reused.
         assert_eq!(read_fragment(&env, &layer).await, genuine, "{case}");
+        forget_analysis(&env, &digest).await;
         let reused = scan(&job, &image).await.unwrap();
         assert_eq!(
             (reused.layers_cached, reused.layers_refused),
@@ -808,6 +839,81 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
             "{case}"
         );
     }
+
+    // The image analysis is sealed the same way: what a forger would store there (an image
+    // without packages) is refused, and the layers' genuine fragments decide.
+    scan(&job, &image).await.unwrap();
+    let object = env
+        .s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(analysis_key(&digest))
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let genuine_analysis = zstd::decode_all(object.as_ref()).unwrap();
+    let newline = genuine_analysis.iter().position(|b| *b == b'\n').unwrap();
+    let mut empty: Value = serde_json::from_slice(&genuine_analysis[newline + 1..]).unwrap();
+    assert_eq!(empty["components"].as_array().unwrap().len(), 7);
+    empty["components"] = json!([]);
+    let empty = serde_json::to_vec(&empty).unwrap();
+    let subject = stellaops_store::layer_cache::image_subject(&digest);
+    let version = stellaops_scanner::analyze::ANALYZER_VERSION;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("seal kept, body rewritten", {
+            let mut object = genuine_analysis[..=newline].to_vec();
+            object.extend_from_slice(&empty);
+            object
+        }),
+        ("unsealed", empty.clone()),
+        (
+            "another key",
+            stellaops_store::layer_cache::FragmentKey::derive(&attacker)
+                .seal(&subject, version, &empty),
+        ),
+        (
+            "another image",
+            ours.seal(
+                &stellaops_store::layer_cache::image_subject(&other_layer),
+                version,
+                &empty,
+            ),
+        ),
+        // Sealed by our key for a layer whose digest is the manifest's.
+        ("a layer's seal", ours.seal(&digest, version, &empty)),
+    ];
+    for (case, object) in cases {
+        env.s3
+            .put_object()
+            .bucket(&env.bucket)
+            .key(analysis_key(&digest))
+            .body(zstd::encode_all(object.as_slice(), 3).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+        let summary = scan(&job, &image).await.unwrap();
+        assert!(!summary.analysis_cached, "{case}: the analysis is refused");
+        assert_eq!(
+            (summary.layers_analysed, summary.layers_cached),
+            (0, 1),
+            "{case}: the layer's genuine fragment is read"
+        );
+        assert_eq!(
+            vulnerable(&summary),
+            ("Fail", 1, 7),
+            "{case}: the result is the true one"
+        );
+        // The scan stored the genuine analysis again, and the next scan reads it.
+        let reused = scan(&job, &image).await.unwrap();
+        assert!(reused.analysis_cached, "{case}");
+        assert_eq!(vulnerable(&reused), ("Fail", 1, 7), "{case}");
+    }
+
     // Without the verdict key nothing is read from (or written to) the cache.
     overwrite_fragment(&env, &layer, &forged).await;
     let keyless = ScanJob {
