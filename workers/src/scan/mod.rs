@@ -930,18 +930,23 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         objects.push((analysis_key.clone(), sealed, "application/zstd"));
     }
     // Written while the verdict is signed and the rows are inserted; the rows commit after.
-    let written = in_span(
-        "scan.store",
-        vec![Attribute::new("scan.object", "sbom")],
-        async {
-            futures::future::try_join_all(objects.into_iter().map(
-                |(key, bytes, content_type)| async move {
-                    put_object(job.s3, job.bucket, &key, bytes, content_type).await
-                },
-            ))
-            .await?;
-            anyhow::Ok(())
-        },
+    // Its span is a sibling of the verdict's, under the scan's: it is first polled inside
+    // the verdict's span, so the scan's context is fixed here.
+    let written = stellaops_telemetry::FutureExt::with_context(
+        in_span(
+            "scan.store",
+            vec![Attribute::new("scan.object", "sbom")],
+            async {
+                futures::future::try_join_all(objects.into_iter().map(
+                    |(key, bytes, content_type)| async move {
+                        put_object(job.s3, job.bucket, &key, bytes, content_type).await
+                    },
+                ))
+                .await?;
+                anyhow::Ok(())
+            },
+        ),
+        stellaops_telemetry::TraceContext::current(),
     );
     let sbom_uri = format!("s3://{}/{sbom_key}", job.bucket);
     let usage_sbom = usage_sbom.map(|(key, sha, _)| (format!("s3://{}/{key}", job.bucket), sha));
