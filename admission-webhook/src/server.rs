@@ -255,6 +255,27 @@ impl Loaded {
     }
 }
 
+/// The index in `cache_counters` of the hit counter of a lookup `kind` (its miss counter
+/// follows it). Counters are resolved once: this runs for every image of every request.
+fn hit_counter(kind: &str) -> usize {
+    match kind {
+        "digest" => 0,
+        "signature" => 2,
+        "attestation" => 6,
+        _ => 4,
+    }
+}
+
+/// The verdict that counts when `requireScan` judges under a ScanPolicy without a digest
+/// to judge by: nothing counts (never an outage, so `onTimeout` does not let it through).
+fn unjudgeable_scan(why: &str) -> ScanRecord {
+    ScanRecord {
+        verdict: stellaops_crds::scan::Verdict::Fail,
+        finished_at: chrono::Utc::now(),
+        unverified: Some(format!("{why}, and requireScan judges under it")),
+    }
+}
+
 fn repository_of(image: &str) -> &str {
     let repository = image.split('@').next().unwrap_or(image);
     match repository.rsplit_once(':') {
@@ -498,14 +519,7 @@ impl Webhook {
 
     fn cached(&self, kind: &str, key: &str) -> Option<Fact> {
         let hit = self.cache.get(key, Instant::now());
-        // Counters resolved once: this runs for every image of every request.
-        let index = match kind {
-            "digest" => 0,
-            "signature" => 2,
-            "attestation" => 6,
-            _ => 4,
-        } + usize::from(hit.is_none());
-        self.cache_counters[index].inc();
+        self.cache_counters[hit_counter(kind) + usize::from(hit.is_none())].inc();
         hit
     }
 
@@ -699,15 +713,7 @@ impl Webhook {
         let under = match under {
             Some(under) => match &under.digest {
                 Ok(policy_digest) => Some((under.name.as_str(), policy_digest.as_str())),
-                // No digest to judge by: nothing counts (never an outage, so `onTimeout`
-                // does not let it through).
-                Err(why) => {
-                    return Ok(Some(ScanRecord {
-                        verdict: stellaops_crds::scan::Verdict::Fail,
-                        finished_at: chrono::Utc::now(),
-                        unverified: Some(format!("{why}, and requireScan judges under it")),
-                    }));
-                }
+                Err(why) => return Ok(Some(unjudgeable_scan(why))),
             },
             None => None,
         };
@@ -792,14 +798,7 @@ impl Webhook {
             None => (None, false),
             Some(scan) => match scan.under.as_ref().map(|under| &under.digest) {
                 // As `scan_of`: no ScanPolicy digest to judge by, nothing counts.
-                Some(Err(why)) => (
-                    Some(Ok(Some(ScanRecord {
-                        verdict: stellaops_crds::scan::Verdict::Fail,
-                        finished_at: chrono::Utc::now(),
-                        unverified: Some(format!("{why}, and requireScan judges under it")),
-                    }))),
-                    false,
-                ),
+                Some(Err(why)) => (Some(Ok(Some(unjudgeable_scan(why)))), false),
                 under => match get(&scan_cache_key(
                     &digest,
                     under.and_then(|d| d.as_ref().ok()).map(String::as_str),
@@ -809,15 +808,15 @@ impl Webhook {
                 },
             },
         };
-        // Counted as `cached` counts them (hit = even index).
-        for (hit, index) in [
-            (digest_hit, 0),
-            (signature.is_some(), 2),
-            (attestations.is_some(), 6),
-            (scan_hit, 4),
+        // Counted as `cached` counts them.
+        for (hit, kind) in [
+            (digest_hit, "digest"),
+            (signature.is_some(), "signature"),
+            (attestations.is_some(), "attestation"),
+            (scan_hit, "scan"),
         ] {
             if hit {
-                self.cache_counters[index].inc();
+                self.cache_counters[hit_counter(kind)].inc();
             }
         }
         Some(Evidence {

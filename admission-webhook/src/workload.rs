@@ -227,7 +227,8 @@ struct Lenient<T>(T);
 
 struct LenientVisitor<T>(PhantomData<T>);
 
-macro_rules! anything_else_is_the_default {
+/// Every value but strings, lists and objects reads as the default.
+macro_rules! scalars_are_the_default {
     () => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok(Default::default())
@@ -239,9 +240,6 @@ macro_rules! anything_else_is_the_default {
             Ok(Default::default())
         }
         fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
             Ok(Default::default())
         }
         fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Self::Value, E> {
@@ -266,7 +264,11 @@ impl<'de, T: Object<'de>> Visitor<'de> for LenientVisitor<T> {
         f.write_str("any JSON value")
     }
 
-    anything_else_is_the_default!();
+    scalars_are_the_default!();
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -314,6 +316,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// A string, or `None` for any other value.
+#[derive(Default)]
 struct LenientStr<'a>(Option<Cow<'a, str>>);
 
 impl<'de> Deserialize<'de> for LenientStr<'de> {
@@ -334,30 +337,7 @@ impl<'de> Deserialize<'de> for LenientStr<'de> {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(LenientStr(Some(Cow::Owned(v.to_string()))))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(LenientStr(None))
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(self)
-            }
+            scalars_are_the_default!();
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(LenientStr(None))
@@ -383,8 +363,11 @@ impl<'de, T: Object<'de>> Deserialize<'de> for LenientList<T> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            anything_else_is_the_default!();
+            scalars_are_the_default!();
 
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Default::default())
+            }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
                 while let Some(Lenient(item)) = seq.next_element::<Lenient<T>>()? {

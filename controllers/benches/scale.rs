@@ -221,22 +221,26 @@ async fn start_and_pass(
     ));
     let started = Instant::now();
     let operator = tokio::spawn(stellaops_controllers::run(ctx));
+    let reconciled = reconciles_reached(metrics, n, started).await;
+    assert!(
+        reconciled >= n as u64,
+        "{instance}: only {reconciled} of {n} Scans reconciled in 10 minutes"
+    );
+    (operator, started.elapsed())
+}
+
+/// Wait until `n` Scan reconciles succeeded, at most 10 minutes from `started`; how many did.
+async fn reconciles_reached(metrics: &Metrics, n: usize, started: Instant) -> u64 {
     let reconciled = || {
         metrics
             .reconciliations
             .with_label_values(&["Scan", "ok"])
             .get()
     };
-    while reconciled() < n as u64 {
-        if started.elapsed() > Duration::from_secs(600) {
-            panic!(
-                "{instance}: only {} of {n} Scans reconciled in 10 minutes",
-                reconciled()
-            );
-        }
+    while reconciled() < n as u64 && started.elapsed() < Duration::from_secs(600) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    (operator, started.elapsed())
+    reconciled()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -485,15 +489,7 @@ async fn measure_finished(emulator: &Emulator, n: usize, pool: sqlx::PgPool) {
     );
     let started = Instant::now();
     let operator = tokio::spawn(stellaops_controllers::run(ctx));
-    let reconciled = || {
-        metrics
-            .reconciliations
-            .with_label_values(&["Scan", "ok"])
-            .get()
-    };
-    while reconciled() < n as u64 && started.elapsed() < Duration::from_secs(600) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    reconciles_reached(&metrics, n, started).await;
     let pass = started.elapsed();
     let cpu_pass = cpu() - cpu_before;
     let lookups = result_lookups(&pool).await - lookups_before;

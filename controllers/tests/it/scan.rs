@@ -558,6 +558,35 @@ async fn a_failed_job_reports_the_workers_message() {
     verifier.await.unwrap();
 }
 
+/// The verdict envelope the worker would sign for `r/app` at `digest` (`high` findings).
+fn signed_verdict(
+    signer: &stellaops_store::attestation::VerdictSigner,
+    digest: &str,
+    verdict: &str,
+    high: i32,
+) -> Vec<u8> {
+    signer.sign(
+        digest,
+        &stellaops_store::attestation::VerdictPredicate {
+            image: "r/app".into(),
+            verdict: verdict.into(),
+            findings: stellaops_store::attestation::FindingCounts {
+                critical: 0,
+                high: high.into(),
+                medium: 0,
+                low: 0,
+            },
+            sbom: stellaops_store::attestation::SbomRef {
+                uri: "s3://stellaops/x".into(),
+                sha256: "sha256:s".into(),
+            },
+            advisory_snapshot: 0,
+            policy_digest: "sha256:p".into(),
+            scanned_at: chrono::Utc::now(),
+        },
+    )
+}
+
 #[tokio::test]
 async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
     let Some(pool) =
@@ -570,26 +599,7 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
     // without its envelope (written straight into PostgreSQL) is not.
     let (private, public) = stellaops_store::attestation::generate_key_pair();
     let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
-    let envelope = signer.sign(
-        &digest,
-        &stellaops_store::attestation::VerdictPredicate {
-            image: "r/app".into(),
-            verdict: "Fail".into(),
-            findings: stellaops_store::attestation::FindingCounts {
-                critical: 0,
-                high: 1,
-                medium: 0,
-                low: 0,
-            },
-            sbom: stellaops_store::attestation::SbomRef {
-                uri: "s3://stellaops/x".into(),
-                sha256: "sha256:s".into(),
-            },
-            advisory_snapshot: 0,
-            policy_digest: "sha256:p".into(),
-            scanned_at: chrono::Utc::now(),
-        },
-    );
+    let envelope = signed_verdict(&signer, &digest, "Fail", 1);
     let forged = format!("sha256:{}", "c".repeat(64));
     for (d, key, envelope) in [
         (
@@ -886,26 +896,7 @@ async fn a_finished_scan_reads_its_result_again_only_when_a_reevaluation_woke_it
     let signer = stellaops_store::attestation::VerdictSigner::from_pem(&private).unwrap();
     let digest = format!("sha256:{}", "d".repeat(64));
     let record = |uid: &'static str, verdict: &'static str, high: i32| {
-        let envelope = signer.sign(
-            &digest,
-            &stellaops_store::attestation::VerdictPredicate {
-                image: "r/app".into(),
-                verdict: verdict.into(),
-                findings: stellaops_store::attestation::FindingCounts {
-                    critical: 0,
-                    high: high.into(),
-                    medium: 0,
-                    low: 0,
-                },
-                sbom: stellaops_store::attestation::SbomRef {
-                    uri: "s3://stellaops/x".into(),
-                    sha256: "sha256:s".into(),
-                },
-                advisory_snapshot: 0,
-                policy_digest: "sha256:p".into(),
-                scanned_at: chrono::Utc::now(),
-            },
-        );
+        let envelope = signed_verdict(&signer, &digest, verdict, high);
         let key = stellaops_store::attestation::object_key(&envelope);
         let (pool, digest) = (pool.clone(), digest.clone());
         async move {

@@ -833,15 +833,10 @@ mod tests {
             .expect("set the directory's modification time");
     }
 
-    #[test]
-    fn the_served_export_is_resolved_again_when_the_root_changes() {
-        let root = std::env::temp_dir().join(format!("stellaops-resolve-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("2025-01-01")).unwrap();
-        age(&root.join("2025-01-01"), 7200);
-        age(&root, 3600);
-        let mirror = Mirror::new(MirrorConfig {
-            root: root.clone(),
+    /// A mirror of `root` without authentication, budgets or signature check.
+    fn open_mirror(root: &Path) -> Mirror {
+        Mirror::new(MirrorConfig {
+            root: root.to_path_buf(),
             domain_id: "primary".into(),
             active_export_id: None,
             require_authentication: false,
@@ -850,7 +845,17 @@ mod tests {
             max_download_requests_per_hour: 0,
             signature_key: None,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_served_export_is_resolved_again_when_the_root_changes() {
+        let root = std::env::temp_dir().join(format!("stellaops-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("2025-01-01")).unwrap();
+        age(&root.join("2025-01-01"), 7200);
+        age(&root, 3600);
+        let mirror = open_mirror(&root);
         assert_eq!(mirror.active_export(), Some(root.join("2025-01-01")));
         assert!(
             mirror.resolved.lock().unwrap().as_ref().unwrap().settled,
@@ -880,17 +885,7 @@ mod tests {
         std::fs::write(&index, "v1").unwrap();
         age(&root.join("2025-01-01"), 7200);
         age(&root, 3600);
-        let mirror = Mirror::new(MirrorConfig {
-            root: root.clone(),
-            domain_id: "primary".into(),
-            active_export_id: None,
-            require_authentication: false,
-            htpasswd: None,
-            max_index_requests_per_hour: 0,
-            max_download_requests_per_hour: 0,
-            signature_key: None,
-        })
-        .unwrap();
+        let mirror = open_mirror(&root);
         let start = Instant::now();
         let export = mirror.served_export(start).unwrap();
         assert_eq!(export.dir, root.join("2025-01-01"));

@@ -238,9 +238,10 @@ pub async fn record(
 }
 
 /// [`record`], pointing the result at its Usage SBOM (`usage`) too, with `written` the
-/// writes of the objects the row names (its SBOMs): they run (after the evidence is read and the
-/// verdict signed) while the signed verdict is stored and the rows are inserted, and the transaction commits only once all of them
-/// (and the signed verdict's) have succeeded, so no committed row names a missing object.
+/// writes of the objects the row names (its SBOMs): they run, once the evidence is read and
+/// the verdict signed, while the signed verdict is stored and the rows are inserted; the
+/// transaction commits only when they (and the verdict's write) have succeeded, so no
+/// committed row names a missing object.
 #[allow(clippy::too_many_arguments)]
 pub async fn record_with(
     pool: &PgPool,

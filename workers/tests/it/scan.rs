@@ -643,15 +643,43 @@ fn a_layer_decompressing_past_its_cap_is_refused() {
 
 /// Rewrites the cached fragment object of `layer` with `object` (zstd-compressed here),
 /// straight into the bucket, as anything holding S3 write access could.
-async fn overwrite_fragment(env: &Env, layer: &str, object: &[u8]) {
+/// Store `object` zstd-compressed at `key`, as the layer cache stores its objects.
+async fn put_compressed(env: &Env, key: &str, object: &[u8]) {
     env.s3
         .put_object()
         .bucket(&env.bucket)
-        .key(stellaops_store::s3::layout::layer_fragment(layer))
+        .key(key)
         .body(zstd::encode_all(object, 3).unwrap().into())
         .send()
         .await
         .unwrap();
+}
+
+/// The object at `key`, decompressed.
+async fn get_compressed(env: &Env, key: &str) -> Vec<u8> {
+    let bytes = env
+        .s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    zstd::decode_all(bytes.as_ref()).unwrap()
+}
+
+async fn overwrite_fragment(env: &Env, layer: &str, object: &[u8]) {
+    put_compressed(
+        env,
+        &stellaops_store::s3::layout::layer_fragment(layer),
+        object,
+    )
+    .await;
 }
 
 /// The key of the sealed analysis of image manifest `digest`.
@@ -675,20 +703,7 @@ async fn forget_analysis(env: &Env, digest: &str) {
 }
 
 async fn read_fragment(env: &Env, layer: &str) -> Vec<u8> {
-    let bytes = env
-        .s3
-        .get_object()
-        .bucket(&env.bucket)
-        .key(stellaops_store::s3::layout::layer_fragment(layer))
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
-    zstd::decode_all(bytes.as_ref()).unwrap()
+    get_compressed(env, &stellaops_store::s3::layout::layer_fragment(layer)).await
 }
 
 #[tokio::test]
@@ -843,20 +858,7 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
     // The image analysis is sealed the same way: what a forger would store there (an image
     // without packages) is refused, and the layers' genuine fragments decide.
     scan(&job, &image).await.unwrap();
-    let object = env
-        .s3
-        .get_object()
-        .bucket(&env.bucket)
-        .key(analysis_key(&digest))
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
-    let genuine_analysis = zstd::decode_all(object.as_ref()).unwrap();
+    let genuine_analysis = get_compressed(&env, &analysis_key(&digest)).await;
     let newline = genuine_analysis.iter().position(|b| *b == b'\n').unwrap();
     let mut empty: Value = serde_json::from_slice(&genuine_analysis[newline + 1..]).unwrap();
     assert_eq!(empty["components"].as_array().unwrap().len(), 7);
@@ -888,14 +890,7 @@ async fn a_layer_fragment_written_by_anything_but_the_scanner_is_not_reused() {
         ("a layer's seal", ours.seal(&digest, version, &empty)),
     ];
     for (case, object) in cases {
-        env.s3
-            .put_object()
-            .bucket(&env.bucket)
-            .key(analysis_key(&digest))
-            .body(zstd::encode_all(object.as_slice(), 3).unwrap().into())
-            .send()
-            .await
-            .unwrap();
+        put_compressed(&env, &analysis_key(&digest), &object).await;
         let summary = scan(&job, &image).await.unwrap();
         assert!(!summary.analysis_cached, "{case}: the analysis is refused");
         assert_eq!(
