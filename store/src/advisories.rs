@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
 use crate::Result;
+use crate::copy::{CopyRows, copy_in};
 
 /// One canonical advisory: a vulnerability as it affects one package. Field order is the
 /// canonical JSON order (see docs/canonical-advisory.md).
@@ -162,93 +163,8 @@ pub async fn stored_canonicals(
     Ok(stored)
 }
 
-/// COPY text format: tab-separated fields, one row per line.
-struct CopyRows(String);
-
-impl CopyRows {
-    fn new() -> Self {
-        CopyRows(String::with_capacity(COPY_CHUNK_BYTES + (64 << 10)))
-    }
-
-    fn field(&mut self, value: Option<&str>) -> &mut Self {
-        if !self.0.is_empty() && !self.0.ends_with('\n') {
-            self.0.push('\t');
-        }
-        match value {
-            None => self.0.push_str("\\N"),
-            Some(v) => {
-                for ch in v.chars() {
-                    match ch {
-                        '\\' => self.0.push_str("\\\\"),
-                        '\t' => self.0.push_str("\\t"),
-                        '\n' => self.0.push_str("\\n"),
-                        '\r' => self.0.push_str("\\r"),
-                        c => self.0.push(c),
-                    }
-                }
-            }
-        }
-        self
-    }
-
-    fn array(&mut self, items: &[String]) -> &mut Self {
-        let mut literal = String::from("{");
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                literal.push(',');
-            }
-            literal.push('"');
-            literal.push_str(&item.replace('\\', "\\\\").replace('"', "\\\""));
-            literal.push('"');
-        }
-        literal.push('}');
-        self.field(Some(&literal))
-    }
-}
-
 fn timestamp(t: &Option<DateTime<Utc>>) -> Option<String> {
     t.map(|t| t.to_rfc3339())
-}
-
-/// Rows are sent in chunks of about this size, so the server stores one chunk while
-/// the next is built (building 100,000 rows takes as long as half their COPY).
-const COPY_CHUNK_BYTES: usize = 1 << 20;
-
-/// One `COPY … FROM STDIN` fed row by row.
-struct CopyStream<'c> {
-    copy: sqlx::postgres::PgCopyIn<&'c mut PgConnection>,
-    rows: CopyRows,
-}
-
-impl<'c> CopyStream<'c> {
-    async fn start(conn: &'c mut PgConnection, statement: &str) -> Result<Self> {
-        Ok(CopyStream {
-            copy: conn.copy_in_raw(statement).await?,
-            rows: CopyRows::new(),
-        })
-    }
-
-    /// The row being written; end it with [`CopyStream::end_row`].
-    fn row(&mut self) -> &mut CopyRows {
-        &mut self.rows
-    }
-
-    async fn end_row(&mut self) -> Result<()> {
-        self.rows.0.push('\n');
-        if self.rows.0.len() >= COPY_CHUNK_BYTES {
-            self.copy.send(self.rows.0.as_bytes()).await?;
-            self.rows.0.clear();
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self) -> Result<()> {
-        if !self.rows.0.is_empty() {
-            self.copy.send(self.rows.0.as_bytes()).await?;
-        }
-        self.copy.finish().await?;
-        Ok(())
-    }
 }
 
 /// An empty session-private table shaped like `like`, for rows that replace stored ones
@@ -318,28 +234,31 @@ pub async fn write_canonicals(
         .partition(|c| !is_stored(&c.merge_hash));
     const COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, \
         summary, published, modified, withdrawn, content_hash, document, origin_site, change_seq, changed_at";
-    async fn copy_canonicals(
-        copy: &mut CopyStream<'_>,
-        canonicals: &[&CanonicalAdvisory],
-        origin_site: Option<&str>,
+    // Every row's fields, in COLUMNS order. The document is the canonical JSON, and
+    // its hash the content hash.
+    fn canonical_rows<'a>(
+        canonicals: Vec<&'a CanonicalAdvisory>,
         first_seq: i64,
-        changed_at: &str,
-    ) -> Result<()> {
-        for (i, c) in canonicals.iter().enumerate() {
-            let document = serde_json::to_string(c).expect("canonicals serialize");
-            let ranges = if c.ranges.is_null() {
-                "[]".to_string()
-            } else {
-                c.ranges.to_string()
+        origin_site: Option<&'a str>,
+        changed_at: &'a str,
+    ) -> impl FnMut(&mut CopyRows) -> bool + Send + 'a {
+        let mut rows = canonicals.into_iter().zip(first_seq..);
+        move |out: &mut CopyRows| {
+            let Some((c, seq)) = rows.next() else {
+                return false;
             };
-            copy.row()
-                .field(Some(&c.merge_hash))
+            let document = serde_json::to_string(c).expect("canonicals serialize");
+            out.field(Some(&c.merge_hash))
                 .field(Some(&c.vuln_id))
                 .field(c.cve.as_deref())
                 .array(&c.aliases)
                 .field(Some(&c.affects_key))
                 .field(Some(&c.ecosystem))
-                .field(Some(&ranges))
+                .field(Some(&if c.ranges.is_null() {
+                    "[]".to_string()
+                } else {
+                    c.ranges.to_string()
+                }))
                 .array(&c.versions)
                 .field(c.severity.as_deref())
                 .field(c.cvss.as_ref().map(Value::to_string).as_deref())
@@ -350,23 +269,22 @@ pub async fn write_canonicals(
                 .field(Some(&sha256_hex(document.as_bytes())))
                 .field(Some(&document))
                 .field(origin_site)
-                .field(Some(&(first_seq + i as i64).to_string()))
+                .number(seq)
                 .field(Some(changed_at));
-            copy.end_row().await?;
+            true
         }
-        Ok(())
     }
+    let (new_count, replaced_count) = (new.len(), replaced.len());
     if !new.is_empty() {
-        let mut copy = CopyStream::start(
+        copy_in(
             conn,
             &format!("COPY canonical_advisories ({COLUMNS}) FROM STDIN"),
+            canonical_rows(new, first, origin_site, &changed_at),
         )
         .await?;
-        copy_canonicals(&mut copy, &new, origin_site, first, &changed_at).await?;
-        copy.finish().await?;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            rows = new.len(),
+            rows = new_count,
             "new canonicals copied"
         );
         // A recreated canonical is no longer deleted. Driven from the (small) deletions
@@ -376,27 +294,18 @@ pub async fn write_canonicals(
              WHERE c.merge_hash = d.merge_hash AND c.change_seq BETWEEN $1 AND $2",
         )
         .bind(first)
-        .bind(first + new.len() as i64 - 1)
+        .bind(first + new_count as i64 - 1)
         .execute(&mut *conn)
         .await?;
     }
     if !replaced.is_empty() {
         empty_staging_table(conn, "staged_canonicals", "canonical_advisories").await?;
-        let mut copy = CopyStream::start(
+        copy_in(
             conn,
             &format!("COPY staged_canonicals ({COLUMNS}) FROM STDIN"),
+            canonical_rows(replaced, first + new_count as i64, origin_site, &changed_at),
         )
         .await?;
-        let first_replaced = first + new.len() as i64;
-        copy_canonicals(
-            &mut copy,
-            &replaced,
-            origin_site,
-            first_replaced,
-            &changed_at,
-        )
-        .await?;
-        copy.finish().await?;
         sqlx::query(
             "UPDATE canonical_advisories c SET vuln_id = s.vuln_id, cve = s.cve, aliases = s.aliases,
                  affects_key = s.affects_key, ecosystem = s.ecosystem, ranges = s.ranges, versions = s.versions,
@@ -409,13 +318,13 @@ pub async fn write_canonicals(
         .await?;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            rows = replaced.len(),
+            rows = replaced_count,
             "replaced canonicals updated"
         );
     }
     Ok(Some(ChangeRange {
         first,
-        last_created: first + new.len() as i64 - 1,
+        last_created: first + new_count as i64 - 1,
         last: ChangePoint {
             seq: first + canonicals.len() as i64 - 1,
             at: now,
@@ -488,61 +397,44 @@ pub async fn write_edges(
     let (first, now) = reserve(conn, wanted.len()).await?;
     let changed_at = now.to_rfc3339();
     const COLUMNS: &str = "merge_hash, source, source_advisory_id, document_hash, fetched_at, document, change_seq, changed_at";
-    async fn copy_edges(
-        copy: &mut CopyStream<'_>,
-        edges: impl Iterator<Item = (i64, &SourceEdge)>,
-        changed_at: &str,
-    ) -> Result<()> {
-        for (seq, e) in edges {
-            copy.row()
-                .field(Some(&e.merge_hash))
+    let edge_rows = |new: bool| {
+        let changed_at = &changed_at;
+        let mut rows = wanted
+            .iter()
+            .zip(first..)
+            .filter(move |((_, is_new), _)| *is_new == new);
+        move |out: &mut CopyRows| {
+            let Some(((e, _), seq)) = rows.next() else {
+                return false;
+            };
+            out.field(Some(&e.merge_hash))
                 .field(Some(&e.source))
                 .field(Some(&e.source_advisory_id))
                 .field(Some(&e.document_hash))
                 .field(Some(&e.fetched_at.to_rfc3339()))
                 .field(Some(&serde_json::to_string(e).expect("edges serialize")))
-                .field(Some(&seq.to_string()))
+                .number(seq)
                 .field(Some(changed_at));
-            copy.end_row().await?;
+            true
         }
-        Ok(())
-    }
-    // Change numbers follow input order across new and replaced edges.
-    let numbered = || {
-        wanted
-            .iter()
-            .enumerate()
-            .map(|(i, (e, new))| (first + i as i64, *e, *new))
     };
+    // Change numbers follow input order across new and replaced edges.
     if wanted.iter().any(|(_, new)| *new) {
-        let mut copy = CopyStream::start(
+        copy_in(
             conn,
             &format!("COPY advisory_source_edges ({COLUMNS}) FROM STDIN"),
+            edge_rows(true),
         )
         .await?;
-        copy_edges(
-            &mut copy,
-            numbered()
-                .filter(|(_, _, new)| *new)
-                .map(|(seq, e, _)| (seq, e)),
-            &changed_at,
-        )
-        .await?;
-        copy.finish().await?;
     }
     if wanted.iter().any(|(_, new)| !*new) {
         empty_staging_table(conn, "staged_edges", "advisory_source_edges").await?;
-        let mut copy =
-            CopyStream::start(conn, &format!("COPY staged_edges ({COLUMNS}) FROM STDIN")).await?;
-        copy_edges(
-            &mut copy,
-            numbered()
-                .filter(|(_, _, new)| !*new)
-                .map(|(seq, e, _)| (seq, e)),
-            &changed_at,
+        copy_in(
+            conn,
+            &format!("COPY staged_edges ({COLUMNS}) FROM STDIN"),
+            edge_rows(false),
         )
         .await?;
-        copy.finish().await?;
         sqlx::query(
             "UPDATE advisory_source_edges e SET document_hash = s.document_hash, fetched_at = s.fetched_at,
                  document = s.document, change_seq = s.change_seq, changed_at = s.changed_at

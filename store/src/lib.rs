@@ -3,6 +3,7 @@
 
 pub mod advisories;
 pub mod attestation;
+mod copy;
 pub mod exploits;
 pub mod layer_cache;
 pub mod lifecycle;

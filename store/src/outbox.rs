@@ -99,6 +99,47 @@ pub async fn publish_many(conn: &mut sqlx::PgConnection, events: &[NewEvent]) ->
     Ok(added)
 }
 
+/// One event for [`publish_copied`].
+#[derive(Clone, Debug)]
+pub struct BulkEvent<'a> {
+    /// What the event is about.
+    pub subject: &'a str,
+    /// Highest severity involved, when there is one.
+    pub severity: Option<&'a str>,
+    /// Kind-specific body, as JSON text.
+    pub payload: String,
+    /// Producer's key.
+    pub idempotency_key: String,
+}
+
+/// Append `events` of `kind` (no namespace, no trace context) in order through one
+/// `COPY`, built while the server stores them: for a producer of many events whose keys
+/// are new by construction. Unlike [`publish_many`], an existing key is not skipped but
+/// fails the statement, and with it the producer's transaction. Returns how many were
+/// added.
+pub async fn publish_copied<'a>(
+    conn: &mut sqlx::PgConnection,
+    kind: &str,
+    mut events: impl Iterator<Item = BulkEvent<'a>> + Send,
+) -> Result<u64> {
+    crate::copy::copy_in(
+        conn,
+        "COPY events_outbox (kind, subject, severity, payload, idempotency_key) FROM STDIN",
+        move |row| {
+            let Some(event) = events.next() else {
+                return false;
+            };
+            row.field(Some(kind))
+                .field(Some(event.subject))
+                .field(event.severity)
+                .field(Some(&event.payload))
+                .field(Some(&event.idempotency_key));
+            true
+        },
+    )
+    .await
+}
+
 /// Events after `after_id`, oldest first, at most `limit`.
 pub async fn read_after(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<Event>> {
     Ok(sqlx::query_as::<_, Event>(

@@ -1,7 +1,7 @@
 //! ingest → export → validate → import on a second database, and every refusal leaving
 //! the store unchanged. Real PostgreSQL.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use stellaops_federation::cursor::Cursor;
 use stellaops_federation::dsse::TrustedKeys;
@@ -134,7 +134,9 @@ async fn ingest_is_idempotent_and_a_modified_document_advances_the_cursor() {
     assert_eq!(count(&pool, "advisory_deletions").await, 1);
 }
 
-#[tokio::test]
+// Multi-threaded, so imports build their COPY rows on a thread of their own (the other
+// tests build them between sends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_and_delta_round_trip_between_two_sites() {
     let (Some(a), Some(b)) = (database("fed_rt_a").await, database("fed_rt_b").await) else {
         return;
@@ -256,6 +258,42 @@ async fn full_and_delta_round_trip_between_two_sites() {
         "updates from the origin site are not conflicts"
     );
     assert_eq!(digest(a.clone()).await, digest(b.clone()).await);
+    // The delta's events: the created canonical's first, then the updated one's, each
+    // keyed by the change number its write took, with the documented payload.
+    let events: Vec<(String, Option<String>, Value, String, i64, bool)> = sqlx::query_as(
+        "SELECT e.subject, e.severity, e.payload, e.idempotency_key, c.change_seq,
+                e.payload->>'imported_at' = to_json(e.created_at) #>> '{}'
+         FROM events_outbox e JOIN canonical_advisories c ON c.merge_hash = e.subject
+         WHERE e.kind = 'canonical-imported' AND e.payload->>'bundle_hash' = $1 ORDER BY e.id",
+    )
+    .bind(&response.bundle_hash)
+    .fetch_all(&b)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 2);
+    for ((subject, severity, payload, key, seq, at_commit), action) in
+        events.iter().zip(["Created", "Updated"])
+    {
+        let stored: (Option<String>, Option<String>, String) = sqlx::query_as(
+            "SELECT cve, severity, affects_key FROM canonical_advisories WHERE merge_hash = $1",
+        )
+        .bind(subject)
+        .fetch_one(&b)
+        .await
+        .unwrap();
+        assert_eq!(*severity, stored.1);
+        assert_eq!(*key, format!("canonical-imported/{seq:019}"));
+        let mut payload = payload.clone();
+        assert!(payload["imported_at"].as_str().is_some());
+        payload.as_object_mut().unwrap().remove("imported_at");
+        assert_eq!(
+            payload,
+            json!({"canonical_id": subject, "merge_hash": subject, "cve": stored.0,
+                   "affects_key": stored.2, "action": action,
+                   "bundle_hash": response.bundle_hash, "site_id": "site-a"})
+        );
+        assert!(at_commit, "imported_at is the transaction's now()");
+    }
 
     // The status the seed's `sites list` shows.
     let site = sites::list(&b).await.unwrap().remove(0);
