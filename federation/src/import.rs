@@ -529,7 +529,7 @@ async fn apply(
             .map(|((c, action), seq)| outbox::BulkEvent {
                 subject: &c.merge_hash,
                 severity: c.severity.as_deref(),
-                payload: serde_json::to_string(&Payload {
+                payload: Payload {
                     canonical_id: &c.merge_hash,
                     cve: c.cve.as_deref(),
                     affects_key: &c.affects_key,
@@ -538,8 +538,7 @@ async fn apply(
                     bundle_hash: &opened.bundle_hash,
                     site_id: &manifest.site_id,
                     imported_at: &imported_at,
-                })
-                .expect("event payloads serialize"),
+                },
                 idempotency_key: format!("canonical-imported/{seq:019}"),
             });
         let published = outbox::publish_copied(&mut tx, "canonical-imported", events).await?;

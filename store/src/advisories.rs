@@ -163,10 +163,6 @@ pub async fn stored_canonicals(
     Ok(stored)
 }
 
-fn timestamp(t: &Option<DateTime<Utc>>) -> Option<String> {
-    t.map(|t| t.to_rfc3339())
-}
-
 /// An empty session-private table shaped like `like`, for rows that replace stored ones
 /// through one `UPDATE … FROM`; its rows go at commit.
 async fn empty_staging_table(conn: &mut PgConnection, name: &str, like: &str) -> Result<()> {
@@ -225,7 +221,6 @@ pub async fn write_canonicals(
     }
     let started = std::time::Instant::now();
     let (first, now) = reserve(conn, canonicals.len()).await?;
-    let changed_at = now.to_rfc3339();
     // New canonicals take the first numbers, replaced ones the rest (each group in input
     // order), so readers can tell them apart by number alone.
     let (new, replaced): (Vec<&CanonicalAdvisory>, Vec<&CanonicalAdvisory>) = canonicals
@@ -233,44 +228,44 @@ pub async fn write_canonicals(
         .copied()
         .partition(|c| !is_stored(&c.merge_hash));
     const COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key, ecosystem, ranges, versions, severity, cvss, \
-        summary, published, modified, withdrawn, content_hash, document, origin_site, change_seq, changed_at";
-    // Every row's fields, in COLUMNS order. The document is the canonical JSON, and
-    // its hash the content hash.
+        summary, published, modified, withdrawn, document, content_hash, origin_site, change_seq, changed_at";
+    // Every row's fields, in COLUMNS order. The document is the canonical JSON, and its
+    // hash (taken from the bytes just written) the content hash.
     fn canonical_rows<'a>(
         canonicals: Vec<&'a CanonicalAdvisory>,
         first_seq: i64,
         origin_site: Option<&'a str>,
-        changed_at: &'a str,
+        changed_at: DateTime<Utc>,
     ) -> impl FnMut(&mut CopyRows) -> bool + Send + 'a {
+        static NO_RANGES: Value = Value::Array(Vec::new());
         let mut rows = canonicals.into_iter().zip(first_seq..);
         move |out: &mut CopyRows| {
             let Some((c, seq)) = rows.next() else {
                 return false;
             };
-            let document = serde_json::to_string(c).expect("canonicals serialize");
-            out.field(Some(&c.merge_hash))
-                .field(Some(&c.vuln_id))
-                .field(c.cve.as_deref())
-                .array(&c.aliases)
-                .field(Some(&c.affects_key))
-                .field(Some(&c.ecosystem))
-                .field(Some(&if c.ranges.is_null() {
-                    "[]".to_string()
+            out.text(Some(&c.merge_hash))
+                .text(Some(&c.vuln_id))
+                .text(c.cve.as_deref())
+                .text_array(&c.aliases)
+                .text(Some(&c.affects_key))
+                .text(Some(&c.ecosystem))
+                .jsonb(Some(if c.ranges.is_null() {
+                    &NO_RANGES
                 } else {
-                    c.ranges.to_string()
+                    &c.ranges
                 }))
-                .array(&c.versions)
-                .field(c.severity.as_deref())
-                .field(c.cvss.as_ref().map(Value::to_string).as_deref())
-                .field(c.summary.as_deref())
-                .field(timestamp(&c.published).as_deref())
-                .field(timestamp(&c.modified).as_deref())
-                .field(timestamp(&c.withdrawn).as_deref())
-                .field(Some(&sha256_hex(document.as_bytes())))
-                .field(Some(&document))
-                .field(origin_site)
-                .number(seq)
-                .field(Some(changed_at));
+                .text_array(&c.versions)
+                .text(c.severity.as_deref())
+                .jsonb(c.cvss.as_ref())
+                .text(c.summary.as_deref())
+                .timestamptz(c.published)
+                .timestamptz(c.modified)
+                .timestamptz(c.withdrawn);
+            let content_hash = sha256_hex(out.json_text(c));
+            out.text(Some(&content_hash))
+                .text(origin_site)
+                .int8(seq)
+                .timestamptz(Some(changed_at));
             true
         }
     }
@@ -278,8 +273,8 @@ pub async fn write_canonicals(
     if !new.is_empty() {
         copy_in(
             conn,
-            &format!("COPY canonical_advisories ({COLUMNS}) FROM STDIN"),
-            canonical_rows(new, first, origin_site, &changed_at),
+            &format!("COPY canonical_advisories ({COLUMNS})"),
+            canonical_rows(new, first, origin_site, now),
         )
         .await?;
         tracing::debug!(
@@ -302,8 +297,8 @@ pub async fn write_canonicals(
         empty_staging_table(conn, "staged_canonicals", "canonical_advisories").await?;
         copy_in(
             conn,
-            &format!("COPY staged_canonicals ({COLUMNS}) FROM STDIN"),
-            canonical_rows(replaced, first + new_count as i64, origin_site, &changed_at),
+            &format!("COPY staged_canonicals ({COLUMNS})"),
+            canonical_rows(replaced, first + new_count as i64, origin_site, now),
         )
         .await?;
         sqlx::query(
@@ -395,10 +390,8 @@ pub async fn write_edges(
         return Ok(0);
     }
     let (first, now) = reserve(conn, wanted.len()).await?;
-    let changed_at = now.to_rfc3339();
     const COLUMNS: &str = "merge_hash, source, source_advisory_id, document_hash, fetched_at, document, change_seq, changed_at";
     let edge_rows = |new: bool| {
-        let changed_at = &changed_at;
         let mut rows = wanted
             .iter()
             .zip(first..)
@@ -407,14 +400,13 @@ pub async fn write_edges(
             let Some(((e, _), seq)) = rows.next() else {
                 return false;
             };
-            out.field(Some(&e.merge_hash))
-                .field(Some(&e.source))
-                .field(Some(&e.source_advisory_id))
-                .field(Some(&e.document_hash))
-                .field(Some(&e.fetched_at.to_rfc3339()))
-                .field(Some(&serde_json::to_string(e).expect("edges serialize")))
-                .number(seq)
-                .field(Some(changed_at));
+            out.text(Some(&e.merge_hash))
+                .text(Some(&e.source))
+                .text(Some(&e.source_advisory_id))
+                .text(Some(&e.document_hash))
+                .timestamptz(Some(e.fetched_at));
+            out.json_text(e);
+            out.int8(seq).timestamptz(Some(now));
             true
         }
     };
@@ -422,7 +414,7 @@ pub async fn write_edges(
     if wanted.iter().any(|(_, new)| *new) {
         copy_in(
             conn,
-            &format!("COPY advisory_source_edges ({COLUMNS}) FROM STDIN"),
+            &format!("COPY advisory_source_edges ({COLUMNS})"),
             edge_rows(true),
         )
         .await?;
@@ -431,7 +423,7 @@ pub async fn write_edges(
         empty_staging_table(conn, "staged_edges", "advisory_source_edges").await?;
         copy_in(
             conn,
-            &format!("COPY staged_edges ({COLUMNS}) FROM STDIN"),
+            &format!("COPY staged_edges ({COLUMNS})"),
             edge_rows(false),
         )
         .await?;

@@ -1,6 +1,12 @@
-//! Bulk writes through `COPY … FROM STDIN` (text format), with the rows built on a
+//! Bulk writes through `COPY … FROM STDIN (FORMAT binary)`, with the rows built on a
 //! thread of their own while the server stores the ones already sent.
+//!
+//! The binary format spares the server parsing timestamps, integers and arrays from
+//! text, and the client escaping every value: 100,000 canonicals and their edges are
+//! stored in about a fifth less server time than from COPY's text format (psql, three
+//! alternating rounds on a loaded 2-core machine).
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::Result;
@@ -12,114 +18,182 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Built chunks waiting to be sent; more would only hold memory.
 const CHUNKS_AHEAD: usize = 4;
 
-/// COPY text format: tab-separated fields, one row per line.
-pub struct CopyRows(String);
+/// The binary COPY header: signature, flags, no header extension.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// The binary COPY trailer: a field count of -1.
+const TRAILER: &[u8] = &[0xff, 0xff];
+
+/// The `text` type's oid, which binary arrays name as their element type.
+const TEXT_OID: i32 = 25;
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z).
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Rows in COPY's binary format: per row a field count, then each field as its length
+/// (-1 for NULL) and bytes. Fields are appended in the COPY statement's column order.
+pub struct CopyRows {
+    buf: Vec<u8>,
+    row_start: usize,
+    fields: i16,
+}
 
 impl CopyRows {
     fn new() -> Self {
-        CopyRows(String::with_capacity(CHUNK_BYTES + (64 << 10)))
-    }
-
-    fn separate(&mut self) {
-        if !self.0.is_empty() && !self.0.ends_with('\n') {
-            self.0.push('\t');
+        CopyRows {
+            buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)),
+            row_start: 0,
+            fields: 0,
         }
     }
 
-    /// Append `value` as the row's next field (`None`: NULL).
-    pub fn field(&mut self, value: Option<&str>) -> &mut Self {
-        self.separate();
-        match value {
-            None => self.0.push_str("\\N"),
-            Some(v) => escape_into(&mut self.0, v),
-        }
-        self
-    }
-
-    /// Append `value`, formatted by `Display`, as the row's next field. For values whose
-    /// text needs no escaping (numbers).
-    pub fn number(&mut self, value: impl std::fmt::Display) -> &mut Self {
-        use std::fmt::Write as _;
-        self.separate();
-        write!(self.0, "{value}").expect("writing to a String");
-        self
-    }
-
-    /// Append a text array literal (`{"a","b"}`) as the row's next field.
-    pub fn array(&mut self, items: &[String]) -> &mut Self {
-        self.separate();
-        self.0.push('{');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.0.push(',');
-            }
-            self.0.push('"');
-            // Array quoting first (`\` and `"`), then COPY's escaping of that text.
-            for ch in item.chars() {
-                match ch {
-                    '\\' => self.0.push_str("\\\\\\\\"),
-                    '"' => self.0.push_str("\\\\\""),
-                    c => escape_char(&mut self.0, c),
-                }
-            }
-            self.0.push('"');
-        }
-        self.0.push('}');
-        self
+    fn begin_row(&mut self) {
+        self.row_start = self.buf.len();
+        self.fields = 0;
+        self.buf.extend_from_slice(&[0, 0]);
     }
 
     fn end_row(&mut self) {
-        self.0.push('\n');
+        let at = self.row_start;
+        self.buf[at..at + 2].copy_from_slice(&self.fields.to_be_bytes());
+    }
+
+    fn discard_row(&mut self) {
+        self.buf.truncate(self.row_start);
+    }
+
+    /// Append a field whose bytes `write` appends; returns where they are in the buffer.
+    fn value(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> std::ops::Range<usize> {
+        self.fields += 1;
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        write(&mut self.buf);
+        let len = i32::try_from(self.buf.len() - at - 4).expect("a COPY value fits in 2 GiB");
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        at + 4..self.buf.len()
+    }
+
+    fn null(&mut self) -> &mut Self {
+        self.fields += 1;
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        self
+    }
+
+    /// A `text` field (`None`: NULL).
+    pub fn text(&mut self, value: Option<&str>) -> &mut Self {
+        match value {
+            None => self.null(),
+            Some(v) => {
+                self.value(|b| b.extend_from_slice(v.as_bytes()));
+                self
+            }
+        }
+    }
+
+    /// A `text` field holding `value` serialized as JSON; returns the JSON bytes.
+    pub fn json_text(&mut self, value: &impl serde::Serialize) -> &[u8] {
+        let range = self.value(|b| serde_json::to_writer(b, value).expect("values serialize"));
+        &self.buf[range]
+    }
+
+    /// A `jsonb` field holding `value` serialized as JSON (`None`: NULL).
+    pub fn jsonb(&mut self, value: Option<&impl serde::Serialize>) -> &mut Self {
+        match value {
+            None => self.null(),
+            Some(v) => {
+                self.value(|b| {
+                    // jsonb's binary form: version 1, then the JSON text.
+                    b.push(1);
+                    serde_json::to_writer(b, v).expect("values serialize")
+                });
+                self
+            }
+        }
+    }
+
+    /// A `bigint` field.
+    pub fn int8(&mut self, value: i64) -> &mut Self {
+        self.value(|b| b.extend_from_slice(&value.to_be_bytes()));
+        self
+    }
+
+    /// A `timestamptz` field (`None`: NULL), to the nearest microsecond (PostgreSQL's
+    /// precision).
+    pub fn timestamptz(&mut self, value: Option<DateTime<Utc>>) -> &mut Self {
+        match value {
+            None => self.null(),
+            Some(t) => {
+                let micros = t.timestamp() * 1_000_000
+                    + (i64::from(t.timestamp_subsec_nanos()) + 500) / 1_000
+                    - POSTGRES_EPOCH_MICROS;
+                self.int8(micros)
+            }
+        }
+    }
+
+    /// A one-dimensional `text[]` field without NULLs.
+    pub fn text_array(&mut self, items: &[String]) -> &mut Self {
+        self.value(|b| {
+            let dimensions: i32 = if items.is_empty() { 0 } else { 1 };
+            for word in [dimensions, 0, TEXT_OID] {
+                b.extend_from_slice(&word.to_be_bytes());
+            }
+            if !items.is_empty() {
+                let len = i32::try_from(items.len()).expect("arrays fit in i32");
+                // Length and lower bound of the one dimension.
+                for word in [len, 1] {
+                    b.extend_from_slice(&word.to_be_bytes());
+                }
+            }
+            for item in items {
+                let len = i32::try_from(item.len()).expect("a COPY value fits in 2 GiB");
+                b.extend_from_slice(&len.to_be_bytes());
+                b.extend_from_slice(item.as_bytes());
+            }
+        });
+        self
     }
 }
 
-fn escape_char(out: &mut String, c: char) {
-    match c {
-        '\\' => out.push_str("\\\\"),
-        '\t' => out.push_str("\\t"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        c => out.push(c),
-    }
-}
-
-/// COPY text escaping. Most values have nothing to escape and are copied whole.
-fn escape_into(out: &mut String, value: &str) {
-    let special = |b: &u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r');
-    let mut rest = value;
-    while let Some(at) = rest.bytes().position(|b| special(&b)) {
-        out.push_str(&rest[..at]);
-        escape_char(out, rest.as_bytes()[at] as char);
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-}
-
-/// Run `COPY {statement} FROM STDIN` with the rows `next_row` writes: each call appends
-/// one row's fields and returns `true`, or returns `false` (having written nothing) when
-/// there are no more. On a multi-threaded runtime the rows are built on a thread of
-/// their own while the chunks already built are sent, so building costs no time when
-/// the server is slower; on a current-thread runtime they are built between sends.
-/// Returns the number of rows.
-pub(crate) async fn copy_in<F>(
-    conn: &mut PgConnection,
-    statement: &str,
-    mut next_row: F,
-) -> Result<u64>
+/// Run `{copy} FROM STDIN (FORMAT binary)` (`copy` is `COPY table (columns)`) with the
+/// rows `next_row` writes: each call appends one row's fields in column order and
+/// returns `true`, or returns `false` when there are no more. On a multi-threaded
+/// runtime the rows are built on a thread of their own while the chunks already built
+/// are sent, so building costs no time while the server is slower; on a current-thread
+/// runtime they are built between sends. Returns the number of rows.
+pub(crate) async fn copy_in<F>(conn: &mut PgConnection, copy: &str, mut next_row: F) -> Result<u64>
 where
     F: FnMut(&mut CopyRows) -> bool + Send,
 {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut stream = conn
+        .copy_in_raw(&format!("{copy} FROM STDIN (FORMAT binary)"))
+        .await?;
     let mut rows = 0u64;
-    // One chunk of rows; `None` when `next_row` has no more.
+    let mut first = true;
+    // The next chunk of rows (the first opens with the header, the last ends with the
+    // trailer); `None` after the last.
+    let mut done = false;
     let mut build_chunk = move |rows: &mut u64| {
+        if done {
+            return None;
+        }
         let mut chunk = CopyRows::new();
-        while chunk.0.len() < CHUNK_BYTES && next_row(&mut chunk) {
+        if std::mem::take(&mut first) {
+            chunk.buf.extend_from_slice(HEADER);
+        }
+        while chunk.buf.len() < CHUNK_BYTES {
+            chunk.begin_row();
+            if !next_row(&mut chunk) {
+                chunk.discard_row();
+                chunk.buf.extend_from_slice(TRAILER);
+                done = true;
+                break;
+            }
             chunk.end_row();
             *rows += 1;
         }
-        (!chunk.0.is_empty()).then_some(chunk)
+        Some(chunk)
     };
     if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
         // The builder borrows the caller's rows, so it runs on a scoped thread; this
@@ -139,7 +213,7 @@ where
                 });
                 let sent = Handle::current().block_on(async {
                     while let Some(chunk) = receiver.recv().await {
-                        copy.send(chunk.0.as_bytes()).await?;
+                        stream.send(chunk.buf.as_slice()).await?;
                     }
                     Ok::<_, crate::Error>(())
                 });
@@ -150,35 +224,64 @@ where
         })?;
     } else {
         while let Some(chunk) = build_chunk(&mut rows) {
-            copy.send(chunk.0.as_bytes()).await?;
+            stream.send(chunk.buf.as_slice()).await?;
         }
     }
-    copy.finish().await?;
+    stream.finish().await?;
     Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
-    fn copy_text_escapes_what_copy_reads_specially() {
+    fn fields_follow_the_binary_copy_format() {
         let mut rows = CopyRows::new();
-        rows.field(Some("plain"))
-            .field(Some("a\\b\tc\nd\re"))
-            .field(None)
-            .number(42)
-            .array(&[
-                "x".into(),
-                "q\"uote".into(),
-                "back\\slash".into(),
-                "t\tab".into(),
-            ])
-            .array(&[]);
+        rows.begin_row();
+        rows.text(Some("é"))
+            .text(None)
+            .int8(-2)
+            .text_array(&["ab".into(), "c".into()])
+            .text_array(&[])
+            .jsonb(Some(&serde_json::json!({"a": 1})));
+        rows.timestamptz(Some(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 1).unwrap()));
         rows.end_row();
+        let be = |n: i32| n.to_be_bytes().to_vec();
+        let expected: Vec<u8> = [
+            7i16.to_be_bytes().to_vec(),
+            be(2),
+            "é".as_bytes().to_vec(),
+            be(-1),
+            be(8),
+            (-2i64).to_be_bytes().to_vec(),
+            be(31),
+            [be(1), be(0), be(25), be(2), be(1), be(2), b"ab".to_vec()].concat(),
+            [be(1), b"c".to_vec()].concat(),
+            be(12),
+            [be(0), be(0), be(25)].concat(),
+            be(8),
+            [vec![1], br#"{"a":1}"#.to_vec()].concat(),
+            be(8),
+            1_000_000i64.to_be_bytes().to_vec(),
+        ]
+        .concat();
+        assert_eq!(rows.buf, expected);
+    }
+
+    #[test]
+    fn timestamps_round_to_the_microsecond() {
+        let micros = |nanos: u32| {
+            let mut rows = CopyRows::new();
+            rows.timestamptz(Some(
+                Utc.timestamp_opt(946_684_800, nanos).single().unwrap(),
+            ));
+            i64::from_be_bytes(rows.buf[4..12].try_into().unwrap())
+        };
         assert_eq!(
-            rows.0,
-            "plain\ta\\\\b\\tc\\nd\\re\t\\N\t42\t{\"x\",\"q\\\\\"uote\",\"back\\\\\\\\slash\",\"t\\tab\"}\t{}\n"
+            [micros(0), micros(1_499), micros(1_500), micros(999_999_999)],
+            [0, 1, 2, 1_000_000]
         );
     }
 }

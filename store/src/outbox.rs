@@ -101,13 +101,13 @@ pub async fn publish_many(conn: &mut sqlx::PgConnection, events: &[NewEvent]) ->
 
 /// One event for [`publish_copied`].
 #[derive(Clone, Debug)]
-pub struct BulkEvent<'a> {
+pub struct BulkEvent<'a, P> {
     /// What the event is about.
     pub subject: &'a str,
     /// Highest severity involved, when there is one.
     pub severity: Option<&'a str>,
-    /// Kind-specific body, as JSON text.
-    pub payload: String,
+    /// Kind-specific body.
+    pub payload: P,
     /// Producer's key.
     pub idempotency_key: String,
 }
@@ -117,23 +117,23 @@ pub struct BulkEvent<'a> {
 /// are new by construction. Unlike [`publish_many`], an existing key is not skipped but
 /// fails the statement, and with it the producer's transaction. Returns how many were
 /// added.
-pub async fn publish_copied<'a>(
+pub async fn publish_copied<'a, P: serde::Serialize>(
     conn: &mut sqlx::PgConnection,
     kind: &str,
-    mut events: impl Iterator<Item = BulkEvent<'a>> + Send,
+    mut events: impl Iterator<Item = BulkEvent<'a, P>> + Send,
 ) -> Result<u64> {
     crate::copy::copy_in(
         conn,
-        "COPY events_outbox (kind, subject, severity, payload, idempotency_key) FROM STDIN",
+        "COPY events_outbox (kind, subject, severity, payload, idempotency_key)",
         move |row| {
             let Some(event) = events.next() else {
                 return false;
             };
-            row.field(Some(kind))
-                .field(Some(event.subject))
-                .field(event.severity)
-                .field(Some(&event.payload))
-                .field(Some(&event.idempotency_key));
+            row.text(Some(kind))
+                .text(Some(event.subject))
+                .text(event.severity)
+                .jsonb(Some(&event.payload))
+                .text(Some(&event.idempotency_key));
             true
         },
     )

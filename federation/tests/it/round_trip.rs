@@ -207,6 +207,34 @@ async fn full_and_delta_round_trip_between_two_sites() {
     ] {
         assert!(body.get(key).is_some(), "response lacks {key}");
     }
+    // The columns hold what the documents say (they are COPYed in binary form).
+    let disagreeing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM canonical_advisories c, LATERAL (SELECT c.document::jsonb AS d) j
+         WHERE c.vuln_id <> d->>'vuln_id' OR c.cve IS DISTINCT FROM d->>'cve'
+            OR c.aliases <> ARRAY(SELECT jsonb_array_elements_text(coalesce(d->'aliases', '[]')))
+            OR c.versions <> ARRAY(SELECT jsonb_array_elements_text(coalesce(d->'versions', '[]')))
+            OR c.ranges <> coalesce(d->'ranges', '[]') OR c.cvss IS DISTINCT FROM d->'cvss'
+            OR c.severity IS DISTINCT FROM d->>'severity' OR c.summary IS DISTINCT FROM d->>'summary'
+            OR c.published IS DISTINCT FROM (d->>'published')::timestamptz
+            OR c.modified IS DISTINCT FROM (d->>'modified')::timestamptz
+            OR c.withdrawn IS DISTINCT FROM (d->>'withdrawn')::timestamptz
+            OR c.content_hash <> 'sha256:' || encode(sha256(convert_to(c.document, 'UTF8')), 'hex')
+            OR c.origin_site IS DISTINCT FROM 'site-a'",
+    )
+    .fetch_one(&b)
+    .await
+    .unwrap();
+    assert_eq!(disagreeing, 0);
+    let edges_disagreeing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM advisory_source_edges e, LATERAL (SELECT e.document::jsonb AS d) j
+         WHERE e.merge_hash <> d->>'merge_hash' OR e.source <> d->>'source'
+            OR e.source_advisory_id <> d->>'source_advisory_id' OR e.document_hash <> d->>'document_hash'
+            OR e.fetched_at <> (d->>'fetched_at')::timestamptz",
+    )
+    .fetch_one(&b)
+    .await
+    .unwrap();
+    assert_eq!(edges_disagreeing, 0);
     // One canonical-imported event per created canonical, plus the summary event.
     let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM events_outbox ORDER BY id")
         .fetch_all(&b)
