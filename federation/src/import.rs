@@ -518,13 +518,12 @@ async fn apply(
             site_id: &'a str,
             imported_at: &'a str,
         }
-        let in_change_order = ["Created", "Updated"].into_iter().flat_map(|kind| {
-            actions
-                .iter()
-                .filter(move |(_, action)| *action == kind)
-                .map(|(c, action)| (*c, *action))
-        });
+        let mut in_change_order = Vec::with_capacity(actions.len());
+        for kind in ["Created", "Updated"] {
+            in_change_order.extend(actions.iter().copied().filter(|(_, a)| *a == kind));
+        }
         let events = in_change_order
+            .into_iter()
             .zip(range.first..)
             .map(|((c, action), seq)| outbox::BulkEvent {
                 subject: &c.merge_hash,
