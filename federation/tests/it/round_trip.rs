@@ -132,6 +132,10 @@ async fn ingest_is_idempotent_and_a_modified_document_advances_the_cursor() {
     let summary = ingest_docs(&pool, &[withdrawn]).await;
     assert_eq!(summary.withdrawn, 1);
     assert_eq!(count(&pool, "advisory_deletions").await, 1);
+    // Published again, it is recreated and no longer deleted.
+    let summary = ingest_docs(&pool, &docs(1)).await;
+    assert_eq!(summary.created, 1);
+    assert_eq!(count(&pool, "advisory_deletions").await, 0);
 }
 
 // Multi-threaded, so imports build their COPY rows on a thread of their own (the other
