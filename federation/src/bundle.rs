@@ -598,7 +598,11 @@ pub fn open_with_limit(
     let bundle_hash = sha256_hex(bytes);
     // Bound decompression so a small bomb cannot exhaust memory.
     let limit = max_expanded;
+    // Room for a typical expansion up front (NDJSON shrinks 15–20× at level 3), so the
+    // archive is not copied on every doubling; untouched capacity costs no memory, and a
+    // reservation the allocator refuses is simply not made.
     let mut tar_bytes = Vec::new();
+    let _ = tar_bytes.try_reserve_exact(bytes.len().saturating_mul(20).min(limit as usize));
     zstd::stream::read::Decoder::new(bytes)
         .map_err(|e| BundleError::Corrupt(format!("not zstd: {e}")))?
         .take(limit + 1)
@@ -681,9 +685,20 @@ pub fn open_with_limit(
         let canonicals = digest_matches("canonicals.ndjson").and_then(|()| {
             let canonicals: Vec<CanonicalAdvisory> =
                 parse_ndjson_halves("canonicals.ndjson", member("canonicals.ndjson").unwrap())?;
-            if let Some(bad) = canonicals.iter().find(|c| {
-                c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key)
-            }) {
+            // Each half on its own thread; the first bad one in the file is reported.
+            let first_bad = |canonicals: &[CanonicalAdvisory]| {
+                canonicals.iter().position(|c| {
+                    c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key)
+                })
+            };
+            let (first, second) = canonicals.split_at(canonicals.len() / 2);
+            let bad = std::thread::scope(|scope| {
+                let in_second = scope.spawn(|| first_bad(second));
+                let in_first = first_bad(first);
+                let in_second = in_second.join().expect("hashing does not panic");
+                in_first.or(in_second.map(|at| first.len() + at))
+            });
+            if let Some(bad) = bad.map(|at| &canonicals[at]) {
                 return Err(BundleError::Corrupt(format!(
                     "canonical {} has a merge hash that does not match its identity",
                     bad.merge_hash
@@ -794,5 +809,54 @@ mod tests {
         assert!(error(&[7]).contains("m line 8:"), "{}", error(&[7]));
         assert!(error(&[1, 7]).contains("m line 2:"), "{}", error(&[1, 7]));
         assert!(error(&[8]).contains("m line 9:"), "{}", error(&[8]));
+    }
+
+    #[test]
+    fn the_first_canonical_with_a_wrong_merge_hash_is_reported() {
+        let canonical = |i: usize| {
+            let (vuln_id, affects_key) = (format!("CVE-2024-{i:04}"), format!("pkg:npm/p{i}"));
+            CanonicalAdvisory {
+                merge_hash: CanonicalAdvisory::merge_hash_of(&vuln_id, &affects_key),
+                vuln_id,
+                cve: None,
+                aliases: vec![],
+                affects_key,
+                ecosystem: "npm".into(),
+                ranges: serde_json::Value::Null,
+                versions: vec![],
+                severity: None,
+                cvss: None,
+                summary: None,
+                published: None,
+                modified: None,
+                withdrawn: None,
+            }
+        };
+        let open_with_bad = |bad: &[usize]| {
+            let mut canonicals: Vec<CanonicalAdvisory> = (0..10).map(canonical).collect();
+            for i in bad {
+                canonicals[*i].merge_hash = format!("sha256:{:064x}", i);
+            }
+            let bytes = write(
+                &Contents {
+                    site_id: "s",
+                    since_cursor: None,
+                    cursor: "2025-01-01T00:00:00.000Z#10".into(),
+                    canonicals: &canonicals,
+                    edges: &[],
+                    deletions: &[],
+                },
+                None,
+                3,
+            );
+            open(&bytes, 1 << 20).map(|_| ()).unwrap_err().to_string()
+        };
+        for (bad, named) in [(&[7][..], 7), (&[2, 7][..], 2), (&[0][..], 0)] {
+            let error = open_with_bad(bad);
+            assert!(
+                error.contains(&format!("canonical sha256:{:064x} has a merge hash", named)),
+                "{error}"
+            );
+        }
     }
 }
