@@ -595,6 +595,7 @@ pub fn open_with_limit(
             max: max_size,
         });
     }
+    let opening = std::time::Instant::now();
     let bundle_hash = sha256_hex(bytes);
     // Bound decompression so a small bomb cannot exhaust memory.
     let limit = max_expanded;
@@ -614,7 +615,16 @@ pub fn open_with_limit(
         )));
     }
 
+    tracing::debug!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        bytes = tar_bytes.len(),
+        "bundle decompressed"
+    );
     let members = canonical_members(&tar_bytes)?;
+    tracing::debug!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        "archive form checked"
+    );
     let names: Vec<&str> = members.iter().map(|(n, _)| *n).collect();
     let expected: &[&str] = if names.len() == 5 {
         &MEMBERS
@@ -721,6 +731,10 @@ pub fn open_with_limit(
         (canonicals, rest)
     });
     // The first failing member in archive order decides the message.
+    tracing::debug!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        "members checked and parsed"
+    );
     let canonicals = canonicals?;
     let (edges, deletions) = rest?;
     let counts = Counts {
