@@ -286,6 +286,24 @@ async fn fixed_rate(
     (latencies, failed)
 }
 
+/// CPU time this process has used so far (user + system, all threads: the client's and
+/// the servers'), from `/proc/self/stat` in clock ticks of 10 ms; zero where unreadable.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // The fields after the command name (which is in parentheses and may hold spaces):
+    // utime and stime are the 14th and 15th of the line, the 12th and 13th after it.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// Closed loop with `concurrency` requests in flight for `seconds`: requests per second.
 async fn max_throughput(
     client: &reqwest::Client,
@@ -294,6 +312,19 @@ async fn max_throughput(
     concurrency: usize,
     seconds: u64,
 ) -> f64 {
+    let (done, elapsed) = closed_loop(client, url, body, concurrency, seconds).await;
+    done as f64 / elapsed.as_secs_f64()
+}
+
+/// Closed loop with `concurrency` requests in flight for `seconds`: requests answered and
+/// the time taken.
+async fn closed_loop(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    concurrency: usize,
+    seconds: u64,
+) -> (u64, Duration) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
@@ -314,22 +345,42 @@ async fn max_throughput(
     for worker in workers {
         total += worker.await.unwrap();
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    (total, started.elapsed())
+}
+
+/// One target's figures from [`alternating_throughput`].
+struct Throughput {
+    /// Mean requests per second over the rounds.
+    rate: f64,
+    /// The lowest and highest ratio of the first target's rate to this one's in a round.
+    ratios: (f64, f64),
+    /// CPU time of the whole process (client and servers) per request, in microseconds,
+    /// and the share of the machine's cores it kept busy.
+    cpu_us: f64,
+    busy: f64,
 }
 
 /// Maximum throughput of several targets measured in alternating one-second rounds, so
-/// that other work on a shared machine weighs on all alike: each one's mean requests per
-/// second, and the lowest and highest ratio of each to the first within a round.
+/// that other work on a shared machine weighs on all alike.
 async fn alternating_throughput(
     targets: &[(&reqwest::Client, &str, &[u8])],
     rounds: usize,
-) -> Vec<(f64, f64, f64)> {
+) -> Vec<Throughput> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut sums = vec![0.0; targets.len()];
     let mut ranges = vec![(f64::MAX, 0.0f64); targets.len()];
+    let mut cpu = vec![Duration::ZERO; targets.len()];
+    let mut requests = vec![0u64; targets.len()];
+    let mut wall = vec![Duration::ZERO; targets.len()];
     for _ in 0..rounds {
         let mut round = Vec::new();
-        for (client, url, body) in targets {
-            round.push(max_throughput(client, url, body, CONCURRENCY, 1).await);
+        for (i, (client, url, body)) in targets.iter().enumerate() {
+            let before = process_cpu();
+            let (done, elapsed) = closed_loop(client, url, body, CONCURRENCY, 1).await;
+            cpu[i] += process_cpu().saturating_sub(before);
+            requests[i] += done;
+            wall[i] += elapsed;
+            round.push(done as f64 / elapsed.as_secs_f64());
         }
         for (i, rate) in round.iter().enumerate() {
             sums[i] += rate;
@@ -337,9 +388,13 @@ async fn alternating_throughput(
             ranges[i] = (ranges[i].0.min(ratio), ranges[i].1.max(ratio));
         }
     }
-    sums.iter()
-        .zip(ranges)
-        .map(|(sum, (lowest, highest))| (sum / rounds as f64, lowest, highest))
+    (0..targets.len())
+        .map(|i| Throughput {
+            rate: sums[i] / rounds as f64,
+            ratios: ranges[i],
+            cpu_us: cpu[i].as_secs_f64() * 1e6 / requests[i].max(1) as f64,
+            busy: cpu[i].as_secs_f64() / wall[i].as_secs_f64() / cores,
+        })
         .collect()
 }
 
@@ -497,13 +552,28 @@ async fn main() {
         ROUNDS,
     )
     .await;
-    let (zastava, (echo_rate, lowest, highest), (bounded_rate, bounded_lowest, bounded_highest)) =
-        (rates[0].0, rates[1], rates[2]);
+    let (zastava, echo_figures, bounded) = (&rates[0], &rates[1], &rates[2]);
     println!(
-        "max throughput ({CONCURRENCY} connections, {ROUNDS} alternating 1 s rounds): zastava {zastava:.0} req/s, echo {echo_rate:.0} req/s, ratio {:.2} (per round {lowest:.2}-{highest:.2}; aim >= 0.8); echo served like the webhook (serve_bounded) {bounded_rate:.0} req/s, ratio {:.2} (per round {bounded_lowest:.2}-{bounded_highest:.2}); zastava p99 {:.3} ms (aim < 2 ms)",
-        zastava / echo_rate,
-        zastava / bounded_rate,
+        "max throughput ({CONCURRENCY} connections, {ROUNDS} alternating 1 s rounds): zastava {:.0} req/s, echo {:.0} req/s, ratio {:.2} (per round {:.2}-{:.2}; aim >= 0.8); echo served like the webhook (serve_bounded) {:.0} req/s, ratio {:.2} (per round {:.2}-{:.2}); zastava p99 {:.3} ms (aim < 2 ms)",
+        zastava.rate,
+        echo_figures.rate,
+        zastava.rate / echo_figures.rate,
+        echo_figures.ratios.0,
+        echo_figures.ratios.1,
+        bounded.rate,
+        zastava.rate / bounded.rate,
+        bounded.ratios.0,
+        bounded.ratios.1,
         ms(p99[0])
+    );
+    println!(
+        "CPU per request, whole process (client and server): zastava {:.1} us ({:.0}% of the cores busy), echo {:.1} us ({:.0}%), serve_bounded echo {:.1} us ({:.0}%)",
+        zastava.cpu_us,
+        zastava.busy * 100.0,
+        echo_figures.cpu_us,
+        echo_figures.busy * 100.0,
+        bounded.cpu_us,
+        bounded.busy * 100.0,
     );
     println!(
         "handler alone (Webhook::review in-process, no TLS/HTTP, cached, 3-container Pod): {:.2} us per review",
@@ -733,13 +803,19 @@ async fn keyless(tls: &Tls, echo_client: &reqwest::Client, echo: std::net::Socke
         ROUNDS,
     )
     .await;
-    let (throughput, (echo_throughput, lowest, highest)) = (rates[0].0, rates[1]);
+    let (zastava, echo) = (&rates[0], &rates[1]);
     println!(
-        "keyless: one verification (uncached) p50 {:.3} ms, p99 {:.3} ms; cached 1-container Pod at {RATE}/s for {SECONDS}s: p50 {:.3} ms, p99 {:.3} ms (aim < 2 ms), failed {failed}; max throughput {throughput:.0} req/s, echo {echo_throughput:.0} req/s with the same body in alternating rounds, ratio {:.2} (per round {lowest:.2}-{highest:.2}; aim >= 0.8)",
+        "keyless: one verification (uncached) p50 {:.3} ms, p99 {:.3} ms; cached 1-container Pod at {RATE}/s for {SECONDS}s: p50 {:.3} ms, p99 {:.3} ms (aim < 2 ms), failed {failed}; max throughput {:.0} req/s, echo {:.0} req/s with the same body in alternating rounds, ratio {:.2} (per round {:.2}-{:.2}; aim >= 0.8); CPU per request (client and server) {:.1} us against the echo's {:.1} us",
         ms(percentile(&each, 0.5)),
         ms(percentile(&each, 0.99)),
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99)),
-        throughput / echo_throughput,
+        zastava.rate,
+        echo.rate,
+        zastava.rate / echo.rate,
+        echo.ratios.0,
+        echo.ratios.1,
+        zastava.cpu_us,
+        echo.cpu_us,
     );
 }

@@ -19,6 +19,20 @@ struct Inner<V> {
     next_seq: u64,
 }
 
+/// Lookups under one shared lock of a [`Cache`].
+pub struct Reader<'c, V>(std::sync::RwLockReadGuard<'c, Inner<V>>);
+
+impl<V: Clone> Reader<'_, V> {
+    /// The live value under `key`.
+    pub fn get(&self, key: &str, now: Instant) -> Option<V> {
+        self.0
+            .entries
+            .get(key)
+            .filter(|e| e.expires > now)
+            .map(|e| e.value.clone())
+    }
+}
+
 /// The cache.
 pub struct Cache<V> {
     inner: RwLock<Inner<V>>,
@@ -40,12 +54,14 @@ impl<V: Clone> Cache<V> {
 
     /// The live value under `key`.
     pub fn get(&self, key: &str, now: Instant) -> Option<V> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner
-            .entries
-            .get(key)
-            .filter(|e| e.expires > now)
-            .map(|e| e.value.clone())
+        self.read().get(key, now)
+    }
+
+    /// A view for several lookups under one shared lock: a review reads all its images'
+    /// facts at once, and each lock taken is a write to a line every core shares. Held
+    /// only while looking up (never across a wait: it cannot be sent between threads).
+    pub fn read(&self) -> Reader<'_, V> {
+        Reader(self.inner.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Store `value` under `key` for `ttl`.

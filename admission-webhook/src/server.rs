@@ -764,14 +764,22 @@ impl Webhook {
     /// What [`Webhook::evidence_for`] gathers for `image` when every fact `policy` needs
     /// of it is cached (or pinned in the reference): the same evidence, counted as the
     /// same cache hits, without a task, a timer or a wait. `None`, with nothing counted,
-    /// when anything must be looked up: then `evidence_for` does it all.
-    fn cached_evidence(&self, policy: &CompiledPolicy, image: &str) -> Option<Evidence> {
+    /// when anything must be looked up: then `evidence_for` does it all. Reads through
+    /// `cache` (one lock for all of a review's images) as of `now`, and adds the hits to
+    /// `hits` (indexed as `cache_counters`), which the caller counts once per review.
+    fn cached_evidence(
+        &self,
+        cache: &crate::cache::Reader<'_, Fact>,
+        now: Instant,
+        policy: &CompiledPolicy,
+        image: &str,
+        hits: &mut [u64; 8],
+    ) -> Option<Evidence> {
         let needs = policy::needs(policy);
         if !needs.digest || image.is_empty() {
             return Some(Evidence::default());
         }
-        let now = Instant::now();
-        let get = |parts: &[&str]| with_key(parts, |key| self.cache.get(key, now));
+        let get = |parts: &[&str]| with_key(parts, |key| cache.get(key, now));
         let (digest, digest_hit) = match policy::pinned_digest(image) {
             Some(pinned) => (pinned.to_string(), false),
             None => match get(&["digest|", image]) {
@@ -816,7 +824,7 @@ impl Webhook {
             (scan_hit, "scan"),
         ] {
             if hit {
-                self.cache_counters[hit_counter(kind)].inc();
+                hits[hit_counter(kind)] += 1;
             }
         }
         Some(Evidence {
@@ -988,7 +996,7 @@ impl Webhook {
         // Bounded concurrency: past the limit a review is answered at once, as if its
         // lookups had timed out, instead of queueing behind the others.
         let permit = if needs_lookups {
-            self.in_flight.clone().try_acquire_owned().ok()
+            self.in_flight.try_acquire().ok()
         } else {
             None
         };
@@ -1017,12 +1025,22 @@ impl Webhook {
             // What is all cached is read at once; the rest is looked up concurrently.
             let mut evidence = BTreeMap::new();
             let mut missing = Vec::new();
-            for image in &distinct {
-                match self.cached_evidence(policy, image) {
-                    Some(known) => {
-                        evidence.insert(image.to_string(), known);
+            let mut hits = [0u64; 8];
+            {
+                let (cache, now) = (self.cache.read(), Instant::now());
+                for image in &distinct {
+                    match self.cached_evidence(&cache, now, policy, image, &mut hits) {
+                        Some(known) => {
+                            evidence.insert(image.to_string(), known);
+                        }
+                        None => missing.push(*image),
                     }
-                    None => missing.push(*image),
+                }
+            }
+            // Each counter once per review: an increment is a write every core shares.
+            for (counter, hits) in self.cache_counters.iter().zip(hits) {
+                if hits > 0 {
+                    counter.inc_by(hits);
                 }
             }
             if !missing.is_empty() {
