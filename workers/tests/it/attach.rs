@@ -103,19 +103,7 @@ async fn sboms_and_the_signed_verdict_are_attached_as_referrers_once() {
         .strip_prefix(&format!("s3://{}/", env.bucket))
         .unwrap()
         .to_string();
-    let stored_sbom = env
-        .s3
-        .get_object()
-        .bucket(&env.bucket)
-        .key(&sbom_key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let stored_sbom = env.object(&sbom_key).await;
     let (attestation_key, envelope): (String, Vec<u8>) =
         sqlx::query_as("SELECT attestation_key, attestation FROM scan_results WHERE id = $1")
             .bind(summary.scan_id)
@@ -147,7 +135,7 @@ async fn sboms_and_the_signed_verdict_are_attached_as_referrers_once() {
         .await;
         assert_eq!(layer["size"], bytes.len());
         match artifact.artifact_type.as_str() {
-            CYCLONEDX_ARTIFACT_TYPE => assert_eq!(bytes, stored_sbom.as_ref()),
+            CYCLONEDX_ARTIFACT_TYPE => assert_eq!(bytes, stored_sbom.as_slice()),
             SPDX_ARTIFACT_TYPE => {
                 let spdx: Value = serde_json::from_slice(&bytes).unwrap();
                 assert_eq!(spdx["spdxVersion"], "SPDX-2.3");

@@ -68,19 +68,11 @@ if error is not None:
 }
 
 async fn get(s3: &aws_sdk_s3::Client, bucket: &str, uri: &str) -> Vec<u8> {
-    let key = uri.strip_prefix(&format!("s3://{bucket}/")).unwrap();
-    s3.get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{uri}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
+    assert!(
+        uri.starts_with(&format!("s3://{bucket}/")),
+        "{uri} is outside {bucket}"
+    );
+    crate::scan::read_uri(s3, uri).await
 }
 
 fn sha256(bytes: &[u8]) -> String {

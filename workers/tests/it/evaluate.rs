@@ -711,21 +711,8 @@ async fn re_evaluations_store_their_signed_envelopes_in_s3_and_the_webhook_trust
         now: None,
     };
     let in_bucket = |key: String| {
-        let (s3, bucket) = (env.s3.clone(), env.bucket.clone());
-        async move {
-            s3.get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{key} is not in the bucket: {e:?}"))
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes()
-                .to_vec()
-        }
+        let env = &env;
+        async move { env.object(&key).await }
     };
     // An advisory-delta re-evaluation (a Schedule run, `evaluate --digest`, VEX ingest).
     evaluate(pool, std::slice::from_ref(&x), &settings)

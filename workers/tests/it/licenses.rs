@@ -455,25 +455,7 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
     // Both SBOMs carry the licenses, and the official validators accept them.
     let get = |uri: String| {
         let s3 = env.s3.clone();
-        let bucket = env.bucket.clone();
-        async move {
-            let key = uri
-                .strip_prefix(&format!("s3://{bucket}/"))
-                .unwrap()
-                .to_string();
-            s3.get_object()
-                .bucket(&bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes()
-                .to_vec()
-        }
+        async move { crate::scan::read_uri(&s3, &uri).await }
     };
     let cdx_bytes = get(summary.sbom_uri.clone()).await;
     let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();

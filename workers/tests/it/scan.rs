@@ -71,6 +71,38 @@ pub(crate) async fn env(name: &str) -> Option<Env> {
     })
 }
 
+/// The bytes of the object at `key` in `bucket`; panics naming the key when it is absent.
+pub(crate) async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{key} is not in bucket {bucket}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+/// The bytes of the object an `s3://bucket/key` URI names.
+pub(crate) async fn read_uri(s3: &aws_sdk_s3::Client, uri: &str) -> Vec<u8> {
+    let (bucket, key) = uri
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .unwrap_or_else(|| panic!("{uri} is not an s3:// URI"));
+    read_object(s3, bucket, key).await
+}
+
+impl Env {
+    /// The bytes of the object at `key` in the test's bucket.
+    pub(crate) async fn object(&self, key: &str) -> Vec<u8> {
+        read_object(&self.s3, &self.bucket, key).await
+    }
+}
+
 /// A forced scan job against `env` with the default policy and no requester: what the
 /// tests of one feature (attach, the Usage view) need around it.
 pub(crate) fn default_job<'a>(
@@ -254,20 +286,8 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
             .await
             .unwrap();
     assert!(attestation_key.starts_with("attest/"), "{attestation_key}");
-    let stored = env
-        .s3
-        .get_object()
-        .bucket(&env.bucket)
-        .key(&attestation_key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
-    assert_eq!(stored.as_ref(), attestation.as_slice());
+    let stored = env.object(&attestation_key).await;
+    assert_eq!(stored.as_slice(), attestation.as_slice());
     let keys = stellaops_store::attestation::VerdictKeys::from_pem_bundle(&public).unwrap();
     let signed = keys
         .verify(&attestation_key, &stored, &summary.image_digest)
@@ -281,19 +301,7 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
         .strip_prefix(&format!("s3://{}/", env.bucket))
         .unwrap()
         .to_string();
-    let bytes = env
-        .s3
-        .get_object()
-        .bucket(&env.bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let bytes = env.object(&key).await;
     let sbom: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(sbom["specVersion"], "1.6");
     let purls: Vec<&str> = sbom["components"]
@@ -657,20 +665,7 @@ async fn put_compressed(env: &Env, key: &str, object: &[u8]) {
 
 /// The object at `key`, decompressed.
 async fn get_compressed(env: &Env, key: &str) -> Vec<u8> {
-    let bytes = env
-        .s3
-        .get_object()
-        .bucket(&env.bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
-    zstd::decode_all(bytes.as_ref()).unwrap()
+    zstd::decode_all(env.object(key).await.as_slice()).unwrap()
 }
 
 async fn overwrite_fragment(env: &Env, layer: &str, object: &[u8]) {
