@@ -52,6 +52,9 @@ struct Counters {
     bytes: AtomicU64,
     bytes_total: AtomicU64,
     started: Instant,
+    /// Set with the last record, under this lock: the ticker may be mid-record on another
+    /// thread when it is aborted, and a `running` record must never follow the last one.
+    ended: std::sync::Mutex<bool>,
 }
 
 /// Unknown total.
@@ -60,6 +63,21 @@ const UNKNOWN: u64 = u64::MAX;
 impl Counters {
     fn total(value: &AtomicU64) -> Option<u64> {
         Some(value.load(Ordering::Relaxed)).filter(|v| *v != UNKNOWN)
+    }
+
+    /// A periodic `running` record, unless the last record was written.
+    fn record_running(&self) {
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if !*ended {
+            self.record("running");
+        }
+    }
+
+    /// The last record (`done` or `stopped`); nothing is recorded after it.
+    fn record_last(&self, state: &'static str) {
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        *ended = true;
+        self.record(state);
     }
 
     /// One progress record.
@@ -141,6 +159,7 @@ impl Progress {
             bytes: AtomicU64::new(0),
             bytes_total: AtomicU64::new(bytes_total.unwrap_or(UNKNOWN)),
             started: Instant::now(),
+            ended: std::sync::Mutex::new(false),
         });
         let (bar, ticker) = match mode {
             Mode::Bar => (Some(bar(task, unit, items_total, bytes_total)), None),
@@ -152,7 +171,7 @@ impl Progress {
                         tick.tick().await;
                         loop {
                             tick.tick().await;
-                            counters.record("running");
+                            counters.record_running();
                         }
                     })
                 });
@@ -223,7 +242,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.finish_and_clear(),
-            None => self.counters.record(state),
+            None => self.counters.record_last(state),
         }
     }
 }
