@@ -8,8 +8,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodStatus, Secret};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -28,6 +29,10 @@ const SHARED_BUFFER: usize = 256;
 
 /// Label selector of the sync Jobs in [`Caches::sync_jobs`].
 pub const SYNC_JOBS: &str = "app.kubernetes.io/component in (federation-sync,mirror-sync)";
+
+/// Label selector of the NotifyRule workers' ConfigMaps and Deployments in
+/// [`Caches::notify_configs`] and [`Caches::notify_workers`].
+pub const NOTIFY_WORKERS: &str = "stella-ops.org/notifyrule";
 
 /// Label selector of the Secret copies in [`Caches::secret_copies`].
 pub const SECRET_COPIES: &str = crate::tenancy::OWNER_KIND;
@@ -48,6 +53,11 @@ pub struct Caches {
     /// The copies of tenants' Secrets in the platform namespace (labelled with their owner):
     /// what a reconcile compares with before writing a copy, and prunes from.
     pub secret_copies: Store<Secret>,
+    /// The NotifyRule workers' Deployments in the platform namespace ([`NOTIFY_WORKERS`]):
+    /// what a sync compares with before applying a worker again.
+    pub notify_workers: Store<Deployment>,
+    /// The NotifyRule workers' ConfigMaps in the platform namespace ([`NOTIFY_WORKERS`]).
+    pub notify_configs: Store<ConfigMap>,
     /// FederationSite and MirrorDomain sync Jobs of the platform namespace (a shared store:
     /// its watch also triggers those two controllers).
     pub sync_jobs: Store<Job>,
@@ -72,6 +82,10 @@ pub struct Writers {
     pub notify_rules: reflector::store::Writer<NotifyRule>,
     /// Fills [`Caches::secret_copies`].
     pub secret_copies: reflector::store::Writer<Secret>,
+    /// Fills [`Caches::notify_workers`].
+    pub notify_workers: reflector::store::Writer<Deployment>,
+    /// Fills [`Caches::notify_configs`].
+    pub notify_configs: reflector::store::Writer<ConfigMap>,
     /// Fills [`Caches::sync_jobs`]; subscribe before handing it to its watch.
     pub sync_jobs: reflector::store::Writer<Job>,
     /// Fills [`Caches::scan_policies`].
@@ -93,6 +107,10 @@ pub struct Contents {
     pub notify_rules: Vec<NotifyRule>,
     /// Secret copies in the platform namespace.
     pub secret_copies: Vec<Secret>,
+    /// NotifyRule worker Deployments.
+    pub notify_workers: Vec<Deployment>,
+    /// NotifyRule worker ConfigMaps.
+    pub notify_configs: Vec<ConfigMap>,
     /// Sync Jobs.
     pub sync_jobs: Vec<Job>,
     /// ScanPolicies.
@@ -120,6 +138,8 @@ impl Caches {
         let (namespaces, namespaces_writer) = reflector::store();
         let (notify_rules, notify_rules_writer) = reflector::store();
         let (secret_copies, secret_copies_writer) = reflector::store();
+        let (notify_workers, notify_workers_writer) = reflector::store();
+        let (notify_configs, notify_configs_writer) = reflector::store();
         let (sync_jobs, sync_jobs_writer) = reflector::store_shared(SHARED_BUFFER);
         let (scan_policies, scan_policies_writer) = reflector::store();
         (
@@ -130,6 +150,8 @@ impl Caches {
                 namespaces,
                 notify_rules,
                 secret_copies,
+                notify_workers,
+                notify_configs,
                 sync_jobs,
                 scan_policies,
                 started: Arc::default(),
@@ -141,6 +163,8 @@ impl Caches {
                 namespaces: namespaces_writer,
                 notify_rules: notify_rules_writer,
                 secret_copies: secret_copies_writer,
+                notify_workers: notify_workers_writer,
+                notify_configs: notify_configs_writer,
                 sync_jobs: sync_jobs_writer,
                 scan_policies: scan_policies_writer,
             },
@@ -166,6 +190,8 @@ impl Caches {
         );
         fill(&mut writers.notify_rules, contents.notify_rules);
         fill(&mut writers.secret_copies, contents.secret_copies);
+        fill(&mut writers.notify_workers, contents.notify_workers);
+        fill(&mut writers.notify_configs, contents.notify_configs);
         fill(&mut writers.sync_jobs, contents.sync_jobs);
         fill(&mut writers.scan_policies, contents.scan_policies);
         caches

@@ -398,30 +398,30 @@ async fn run_scan_policies(
     .await;
 }
 
-async fn run_notify_rules(
+async fn run_notify_rules<W>(
     ctx: Arc<Context>,
     rules: kube::runtime::reflector::store::Writer<NotifyRule>,
-) {
+    workers: W,
+) where
+    W: futures::Stream<Item = Result<k8s_openapi::api::apps::v1::Deployment, watcher::Error>>
+        + Send
+        + 'static,
+{
     let client = ctx.client.clone();
-    let owned = watcher::Config::default().labels("stella-ops.org/notifyrule");
     let syncs = ctx.notify_syncs.clone();
     drive(
         root_controller(&client, rules)
             // The worker Deployment (in the platform namespace) is shared by a namespace's
             // rules: a change to it reconciles every rule it names.
-            .watches(
-                platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
-                owned,
-                move |deployment| {
-                    // The rules' status reads the worker: their next reconcile syncs afresh.
-                    if let Some(ns) =
-                        kube::ResourceExt::labels(&deployment).get(tenancy::OWNER_NAMESPACE)
-                    {
-                        syncs.forget(ns);
-                    }
-                    notify_rule::rules_of(&deployment)
-                },
-            ),
+            .watches_stream(workers, move |deployment| {
+                // The rules' status reads the worker: their next reconcile syncs afresh.
+                if let Some(ns) =
+                    kube::ResourceExt::labels(&deployment).get(tenancy::OWNER_NAMESPACE)
+                {
+                    syncs.forget(ns);
+                }
+                notify_rule::rules_of(&deployment)
+            }),
         ctx,
         notify_rule::reconcile,
     )
@@ -546,6 +546,28 @@ pub async fn run(ctx: Arc<Context>) {
     .modify(|secret| secret.metadata.managed_fields = None)
     .reflect(writers.secret_copies)
     .for_each(|_| async {});
+    // The NotifyRule workers in the platform namespace: a sync compares with them before
+    // applying again; the Deployments' watch also triggers the rules they serve.
+    let notify_workers = watcher::watcher(
+        platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
+        watcher::Config::default()
+            .labels(cache::NOTIFY_WORKERS)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .modify(|deployment| deployment.metadata.managed_fields = None)
+    .reflect(writers.notify_workers)
+    .touched_objects();
+    let notify_configs = watcher::watcher(
+        platform_api::<k8s_openapi::api::core::v1::ConfigMap>(&ctx),
+        watcher::Config::default()
+            .labels(cache::NOTIFY_WORKERS)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .modify(|config| config.metadata.managed_fields = None)
+    .reflect(writers.notify_configs)
+    .for_each(|_| async {});
     // One watch of the sync Jobs fills their shared store and triggers both controllers.
     let sync_jobs_writer = writers.sync_jobs;
     let federation_jobs = sync_jobs_writer
@@ -568,7 +590,7 @@ pub async fn run(ctx: Arc<Context>) {
             run_scans(ctx.clone(), writers.scans, scan_jobs),
             run_scan_policies(ctx.clone(), writers.scan_policies),
             run_schedules(ctx.clone()),
-            run_notify_rules(ctx.clone(), writers.notify_rules),
+            run_notify_rules(ctx.clone(), writers.notify_rules, notify_workers),
             run_federation_sites(ctx.clone(), federation_jobs),
             run_mirror_domains(ctx.clone(), mirror_jobs),
             run_zastava_policies(ctx.clone(), namespace_changes),
@@ -577,9 +599,10 @@ pub async fn run(ctx: Arc<Context>) {
     };
     // These watches feed no controller directly (the sync Jobs' subscribers do): they run
     // until the controllers stop (on a signal), as does the running-images keeper.
-    let stores = futures::future::join4(
+    let stores = futures::future::join5(
         pods,
         secret_copies,
+        notify_configs,
         sync_jobs,
         running_images::run(ctx.clone()),
     );

@@ -689,35 +689,39 @@ async fn sync_namespace(
         Some(&worker_selector(ns)),
     )
     .await?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // At a restart every namespace syncs again; its worker is applied only where the
+    // stores show it differs (an unchanged apply is a write and a watch event per object).
     let platform_ns = &ctx.config.operator_namespace;
     let name = worker_name(ns);
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), platform_ns);
-    config_maps
-        .patch(
-            &name,
-            &params,
-            &Patch::Apply(&workload::typed(&config_map(
-                ns,
-                &config,
-                &all_refs,
-                &ctx.config,
-            ))),
-        )
-        .await?;
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), platform_ns);
-    let worker = deployments
-        .patch(
-            &name,
-            &params,
-            &Patch::Apply(&workload::typed(&deployment(
-                ns,
-                &config,
-                &all_refs,
-                &ctx.config,
-            ))),
-        )
-        .await?;
+    use kube::runtime::reflector::ObjectRef;
+    workload::apply_unless_current(
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), platform_ns),
+        &name,
+        &workload::with_applied_digest(workload::typed(&config_map(
+            ns,
+            &config,
+            &all_refs,
+            &ctx.config,
+        ))),
+        ctx.caches
+            .notify_configs
+            .get(&ObjectRef::new(&name).within(platform_ns)),
+    )
+    .await?;
+    let worker = workload::apply_unless_current(
+        Api::<Deployment>::namespaced(ctx.client.clone(), platform_ns),
+        &name,
+        &workload::with_applied_digest(workload::typed(&deployment(
+            ns,
+            &config,
+            &all_refs,
+            &ctx.config,
+        ))),
+        ctx.caches
+            .notify_workers
+            .get(&ObjectRef::new(&name).within(platform_ns)),
+    )
+    .await?;
     ctx.notify_syncs.remember(
         ns,
         NamespaceSync {

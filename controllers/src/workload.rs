@@ -629,6 +629,73 @@ where
         .await?)
 }
 
+/// Annotation holding a digest of the body the operator last applied to an object, so that a
+/// field it stops setting also reads as a change in [`is_current`].
+pub const APPLIED_DIGEST: &str = "stella-ops.org/applied-digest";
+
+/// `object` (a typed body from [`typed`]) with [`APPLIED_DIGEST`] set to a digest of its
+/// content (its canonical JSON: `serde_json` keeps object keys sorted); idempotent.
+pub fn with_applied_digest(mut object: Value) -> Value {
+    use sha2::{Digest, Sha256};
+    // A digest already there is not part of the content (nor the map made to hold it).
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        && let Some(annotations) = metadata
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+        && annotations.remove(APPLIED_DIGEST).is_some()
+        && annotations.is_empty()
+    {
+        metadata.remove("annotations");
+    }
+    let digest = Sha256::digest(object.to_string().as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = metadata
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(APPLIED_DIGEST.into(), Value::from(hex));
+        }
+    }
+    object
+}
+
+/// Whether `stored` already holds all of `wanted`: each field of `wanted` with the same value
+/// in `stored`, lists of the same length item by item. What the API server defaults or
+/// another manager adds is ignored; a field `wanted` no longer has is caught by the digest
+/// of [`with_applied_digest`] differing.
+pub fn is_current(stored: &Value, wanted: &Value) -> bool {
+    match (stored, wanted) {
+        (Value::Object(have), Value::Object(want)) => want
+            .iter()
+            .all(|(key, w)| have.get(key).is_some_and(|h| is_current(h, w))),
+        (Value::Array(have), Value::Array(want)) => {
+            have.len() == want.len() && have.iter().zip(want).all(|(h, w)| is_current(h, w))
+        }
+        (have, want) => have == want,
+    }
+}
+
+/// Apply `object` (from [`with_applied_digest`]) unless `stored`, the object as a store last
+/// saw it, already holds it ([`is_current`]): then `stored` is the answer and nothing is
+/// written. A store that trails a change reads as not current, which only costs an apply.
+pub async fn apply_unless_current<K>(
+    api: Api<K>,
+    name: &str,
+    object: &Value,
+    stored: Option<std::sync::Arc<K>>,
+) -> Result<K>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if let Some(stored) = stored
+        && serde_json::to_value(stored.as_ref()).is_ok_and(|have| is_current(&have, object))
+    {
+        return Ok(stored.as_ref().clone());
+    }
+    apply(api, name, object).await
+}
+
 /// Set `Ready=False` with `reason` and `message` in `conditions`; returns whether that
 /// is news (so the caller raises a Warning Event once, not at every reconcile).
 pub fn set_not_ready(

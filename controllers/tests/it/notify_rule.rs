@@ -579,3 +579,196 @@ async fn the_rules_of_one_namespace_share_one_sync_of_their_worker() {
     // Each rule's own status is still written.
     assert_eq!(count(Method::PATCH, "/status"), 3, "{calls:?}");
 }
+
+#[test]
+fn an_applied_body_is_current_in_what_the_api_server_stores_until_it_changes() {
+    use stellaops_controllers::workload::{APPLIED_DIGEST, is_current, with_applied_digest};
+    let wanted = with_applied_digest(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "w", "labels": {"a": "1"}},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "args": ["x"]}]}}}
+    }));
+    let digest = wanted["metadata"]["annotations"][APPLIED_DIGEST].clone();
+    assert_eq!(digest.as_str().unwrap().len(), 24);
+    // What the API server adds (defaults, metadata, status) does not make it stale.
+    let mut stored = wanted.clone();
+    stored["metadata"]["uid"] = json!("u-1");
+    stored["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
+    stored["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+        json!("/dev/termination-log");
+    stored["status"] = json!({"readyReplicas": 1});
+    assert!(is_current(&stored, &wanted));
+    // Another manager's edit of a field we set does.
+    let mut edited = stored.clone();
+    edited["spec"]["replicas"] = json!(0);
+    assert!(!is_current(&edited, &wanted));
+    let mut edited = stored.clone();
+    edited["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["x", "y"]);
+    assert!(!is_current(&edited, &wanted));
+    // A field we stop setting changes the digest, so the stored object is stale even though
+    // it still holds everything wanted.
+    let mut fewer = wanted.clone();
+    fewer["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove(APPLIED_DIGEST);
+    fewer["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("a");
+    let fewer = with_applied_digest(fewer);
+    assert_ne!(fewer["metadata"]["annotations"][APPLIED_DIGEST], digest);
+    assert!(!is_current(&stored, &fewer));
+    // The same body gives the same digest.
+    assert_eq!(with_applied_digest(wanted.clone()), wanted);
+}
+
+/// Reconcile `names` of namespace `stellaops` against a mock API server that stores what is
+/// applied (with a default the API server would add) and answers reads; returns each call
+/// and the objects last applied, by path.
+async fn recorded_reconciles(
+    caches: Caches,
+    names: &[&str],
+) -> (Vec<(Method, String)>, BTreeMap<String, Value>) {
+    let (client, mut server) = mock_client("default");
+    let recorder = tokio::spawn(async move {
+        let mut calls: Vec<(Method, String)> = Vec::new();
+        let mut applied: BTreeMap<String, Value> = BTreeMap::new();
+        while let Ok(call) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), server.next_call()).await
+        {
+            calls.push((call.method.clone(), call.path.clone()));
+            if call.method == Method::GET && call.path.ends_with("/secrets/slack-sec-alerts") {
+                call.respond(
+                    200,
+                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "slack-sec-alerts"},
+                           "data": {"url": "aHR0cHM6Ly9ob29rcy5zbGFjay5jb20vc2VydmljZXMvVDAvQjAveA=="}}),
+                );
+            } else if call.method == Method::GET {
+                call.respond_status(404, "NotFound", "not found");
+            } else if call.path.ends_with("/status") {
+                let name = call.path.split('/').rev().nth(1).unwrap().to_string();
+                let mut stored = serde_json::to_value(rule(&name, true)).unwrap();
+                stored["status"] = call.body["status"].clone();
+                call.respond(200, stored);
+            } else if call.method == Method::PATCH {
+                let mut stored = call.body.clone();
+                stored["metadata"]["uid"] = json!(format!("uid-{}", applied.len()));
+                if stored["kind"] == "Deployment" {
+                    stored["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+                        json!("/dev/termination-log");
+                }
+                applied.insert(call.path.clone(), stored.clone());
+                call.respond(200, stored);
+            } else {
+                call.respond_with_request_body();
+            }
+        }
+        (calls, applied)
+    });
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
+    );
+    for name in names {
+        reconcile(Arc::new(rule(name, true)), ctx.clone())
+            .await
+            .unwrap();
+    }
+    let recorded = recorder.await.unwrap();
+    drop(ctx);
+    recorded
+}
+
+#[tokio::test]
+async fn a_restart_applies_the_worker_again_only_where_the_stores_show_it_differs() {
+    let rules = || vec![rule("high-critical-alerts", true), rule("zz-other", true)];
+    let worker_writes = |calls: &[(Method, String)]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|(m, p)| {
+                *m == Method::PATCH
+                    && (p.ends_with("/configmaps/stellaops-stellaops-notify")
+                        || p.ends_with("/deployments/stellaops-stellaops-notify"))
+            })
+            .map(|(_, p)| p.rsplit('/').nth(1).unwrap().to_string())
+            .collect()
+    };
+    // First start: nothing stored, both applied.
+    let (calls, applied) = recorded_reconciles(
+        Caches::filled(Contents {
+            notify_rules: rules(),
+            ..Default::default()
+        }),
+        &["high-critical-alerts"],
+    )
+    .await;
+    assert_eq!(
+        worker_writes(&calls),
+        ["configmaps", "deployments"],
+        "{calls:?}"
+    );
+    let object = |kind: &str| {
+        applied
+            .iter()
+            .find(|(path, _)| path.contains(kind))
+            .map(|(_, o)| o.clone())
+            .unwrap()
+    };
+    let config_map: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(object("/configmaps/")).unwrap();
+    let deployment: k8s_openapi::api::apps::v1::Deployment =
+        serde_json::from_value(object("/deployments/")).unwrap();
+    // A restart whose stores hold what was applied (with the API server's defaults): no
+    // worker write, and the rules' status is still written.
+    let (calls, _) = recorded_reconciles(
+        Caches::filled(Contents {
+            notify_rules: rules(),
+            notify_configs: vec![config_map.clone()],
+            notify_workers: vec![deployment.clone()],
+            ..Default::default()
+        }),
+        &["high-critical-alerts", "zz-other"],
+    )
+    .await;
+    assert!(worker_writes(&calls).is_empty(), "{calls:?}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|(m, p)| *m == Method::PATCH && p.ends_with("/status"))
+            .count(),
+        2,
+        "{calls:?}"
+    );
+    // Someone scaled the worker to zero: only the Deployment is applied again.
+    let mut scaled = deployment.clone();
+    scaled.spec.replicas = Some(0);
+    let (calls, _) = recorded_reconciles(
+        Caches::filled(Contents {
+            notify_rules: rules(),
+            notify_configs: vec![config_map.clone()],
+            notify_workers: vec![scaled],
+            ..Default::default()
+        }),
+        &["high-critical-alerts"],
+    )
+    .await;
+    assert_eq!(worker_writes(&calls), ["deployments"], "{calls:?}");
+    // A rule added since: its name is in both objects' annotation, so both are applied.
+    let mut more = rules();
+    more.push(rule("new-rule", true));
+    let (calls, _) = recorded_reconciles(
+        Caches::filled(Contents {
+            notify_rules: more,
+            notify_configs: vec![config_map],
+            notify_workers: vec![deployment],
+            ..Default::default()
+        }),
+        &["new-rule"],
+    )
+    .await;
+    assert_eq!(
+        worker_writes(&calls),
+        ["configmaps", "deployments"],
+        "{calls:?}"
+    );
+}
