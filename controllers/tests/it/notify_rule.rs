@@ -515,44 +515,11 @@ async fn the_rules_of_one_namespace_share_one_sync_of_their_worker() {
         notify_rules: vec![rule("high-critical-alerts", true), rule("zz-other", true)],
         ..Default::default()
     });
-    let (client, mut server) = mock_client("default");
-    // Answers every call and records it, until the calls stop.
-    let recorder = tokio::spawn(async move {
-        let mut calls: Vec<(Method, String)> = Vec::new();
-        while let Ok(call) =
-            tokio::time::timeout(std::time::Duration::from_millis(500), server.next_call()).await
-        {
-            calls.push((call.method.clone(), call.path.clone()));
-            if call.method == Method::GET && call.path.ends_with("/secrets/slack-sec-alerts") {
-                call.respond(
-                    200,
-                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "slack-sec-alerts"},
-                           "data": {"url": "aHR0cHM6Ly9ob29rcy5zbGFjay5jb20vc2VydmljZXMvVDAvQjAveA=="}}),
-                );
-            } else if call.method == Method::GET {
-                call.respond_status(404, "NotFound", "not found");
-            } else if call.path.ends_with("/status") {
-                let name = call.path.split('/').rev().nth(1).unwrap().to_string();
-                let mut stored = serde_json::to_value(rule(&name, true)).unwrap();
-                stored["status"] = call.body["status"].clone();
-                call.respond(200, stored);
-            } else {
-                call.respond_with_request_body();
-            }
-        }
-        calls
-    });
-    let ctx = Arc::new(
-        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
-    );
-    for name in ["high-critical-alerts", "zz-other", "high-critical-alerts"] {
-        reconcile(Arc::new(rule(name, true)), ctx.clone())
-            .await
-            .unwrap();
-    }
-    // The recorder stops after half a second without a call (the client stays alive).
-    let calls = recorder.await.unwrap();
-    drop(ctx);
+    let (calls, _) = recorded_reconciles(
+        caches,
+        &["high-critical-alerts", "zz-other", "high-critical-alerts"],
+    )
+    .await;
     let count = |method: Method, suffix: &str| {
         calls
             .iter()
