@@ -85,7 +85,7 @@ pub async fn export_observed(
         let [canonicals, edges, deletions] = writer.data_members();
         let read_canonicals =
             advisories::stream_changes(&mut tx, ChangeKind::Canonical, after, last.seq, |lines| {
-                canonicals.joined_lines(lines)
+                canonicals.joined_lines_shared(lines)
             });
         match &mut edges_tx {
             Some(edges_tx) => {
@@ -94,7 +94,7 @@ pub async fn export_observed(
                     ChangeKind::Edge,
                     after,
                     last.seq,
-                    |lines| edges.joined_lines(lines),
+                    |lines| edges.joined_lines_shared(lines),
                 );
                 let (read_canonicals, read_edges) = tokio::join!(read_canonicals, read_edges);
                 read_canonicals?;
@@ -103,13 +103,13 @@ pub async fn export_observed(
             None => {
                 read_canonicals.await?;
                 advisories::stream_changes(&mut tx, ChangeKind::Edge, after, last.seq, |lines| {
-                    edges.joined_lines(lines)
+                    edges.joined_lines_shared(lines)
                 })
                 .await?;
             }
         }
         advisories::stream_changes(&mut tx, ChangeKind::Deletion, after, last.seq, |lines| {
-            deletions.joined_lines(lines)
+            deletions.joined_lines_shared(lines)
         })
         .await?;
         let counts = writer.counts();

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -580,13 +581,14 @@ const LINES_PER_GROUP: i64 = 1024;
 /// PostgreSQL joins the lines of each run of [`LINES_PER_GROUP`] numbers, so a
 /// 100,000-row export arrives as about a hundred large messages rather than 100,000
 /// small ones (receiving a message costs as much as the server's work on a row); the
-/// binary COPY format hands over the stored bytes with nothing to decode or unescape.
+/// binary COPY format hands over the stored bytes with nothing to decode or unescape,
+/// and each run is handed on as a slice of the received message, not a copy.
 pub async fn stream_changes(
     conn: &mut PgConnection,
     kind: ChangeKind,
     after: i64,
     upto: i64,
-    mut on_lines: impl FnMut(&[u8]),
+    mut on_lines: impl FnMut(Bytes),
 ) -> Result<()> {
     use futures::StreamExt as _;
     if upto <= after {
@@ -616,16 +618,17 @@ pub async fn stream_changes(
     let mut stream = conn.copy_out_raw(&statement).await?;
     let mut reader = BinaryCopyReader::default();
     while let Some(chunk) = stream.next().await {
-        reader.feed(&chunk?, &mut on_lines)?;
+        reader.feed(chunk?, &mut on_lines)?;
     }
     reader.end()
 }
 
 /// Reads PostgreSQL's binary COPY format for rows of one non-null column, whatever
-/// way the bytes are split into messages.
+/// way the bytes are split into messages. Values that lie within one message are handed
+/// on as slices of it; only a value split across messages is copied (joined).
 #[derive(Default)]
 struct BinaryCopyReader {
-    pending: Vec<u8>,
+    pending: BytesMut,
     header_read: bool,
     ended: bool,
 }
@@ -637,22 +640,21 @@ fn copy_format_error(what: &str) -> crate::Error {
 impl BinaryCopyReader {
     const SIGNATURE: &'static [u8] = b"PGCOPY\n\xff\r\n\0";
 
-    fn feed(&mut self, chunk: &[u8], on_value: &mut impl FnMut(&[u8])) -> Result<()> {
+    fn feed(&mut self, chunk: Bytes, on_value: &mut impl FnMut(Bytes)) -> Result<()> {
         if self.pending.is_empty() {
-            let used = self.parse(chunk, on_value)?;
+            let used = self.parse(&chunk, on_value)?;
             self.pending.extend_from_slice(&chunk[used..]);
         } else {
-            self.pending.extend_from_slice(chunk);
-            let pending = std::mem::take(&mut self.pending);
+            self.pending.extend_from_slice(&chunk);
+            let pending = std::mem::take(&mut self.pending).freeze();
             let used = self.parse(&pending, on_value)?;
-            self.pending = pending;
-            self.pending.drain(..used);
+            self.pending.extend_from_slice(&pending[used..]);
         }
         Ok(())
     }
 
     /// Hands every complete value in `bytes` to `on_value`; returns the bytes used.
-    fn parse(&mut self, bytes: &[u8], on_value: &mut impl FnMut(&[u8])) -> Result<usize> {
+    fn parse(&mut self, bytes: &Bytes, on_value: &mut impl FnMut(Bytes)) -> Result<usize> {
         let be32 = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let mut at = 0;
         if !self.header_read {
@@ -698,7 +700,7 @@ impl BinaryCopyReader {
             if rest < 6 + len {
                 return Ok(at);
             }
-            on_value(&bytes[at + 6..at + 6 + len]);
+            on_value(bytes.slice(at + 6..at + 6 + len));
             at += 6 + len;
         }
     }
@@ -850,7 +852,9 @@ mod tests {
         let mut reader = BinaryCopyReader::default();
         let mut values = Vec::new();
         for piece in bytes.chunks(chunk) {
-            reader.feed(piece, &mut |v: &[u8]| values.push(v.to_vec()))?;
+            reader.feed(Bytes::copy_from_slice(piece), &mut |v: Bytes| {
+                values.push(v.to_vec())
+            })?;
         }
         reader.end()?;
         Ok(values)
