@@ -705,7 +705,10 @@ impl Evidence {
     /// This evidence, borrowed.
     pub fn known(&self) -> Known<'_> {
         Known {
-            digest: self.digest.as_ref().map(|d| d.as_deref().map_err(String::as_str)),
+            digest: self
+                .digest
+                .as_ref()
+                .map(|d| d.as_deref().map_err(String::as_str)),
             signature: self
                 .signature
                 .as_ref()
