@@ -25,11 +25,18 @@ pub struct Reader<'c, V>(std::sync::RwLockReadGuard<'c, Inner<V>>);
 impl<V: Clone> Reader<'_, V> {
     /// The live value under `key`.
     pub fn get(&self, key: &str, now: Instant) -> Option<V> {
+        self.peek(key, now).cloned()
+    }
+}
+
+impl<V> Reader<'_, V> {
+    /// The live value under `key`, borrowed for as long as this lock is held.
+    pub fn peek(&self, key: &str, now: Instant) -> Option<&V> {
         self.0
             .entries
             .get(key)
             .filter(|e| e.expires > now)
-            .map(|e| e.value.clone())
+            .map(|e| &e.value)
     }
 }
 

@@ -681,6 +681,59 @@ pub fn check_image_detailed(
     evidence: &Evidence,
     now: DateTime<Utc>,
 ) -> Vec<Finding> {
+    judge(policy, &image.image, evidence.known(), now)
+}
+
+/// What is known of one image, borrowed: from an [`Evidence`] ([`Evidence::known`]) or
+/// straight from where the facts are kept (the webhook's cache), so that judging an image
+/// whose facts are all known copies none of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Known<'e> {
+    /// As [`Evidence::digest`].
+    pub digest: Option<Result<&'e str, &'e str>>,
+    /// As [`Evidence::signature`].
+    pub signature: Option<Result<&'e str, &'e str>>,
+    /// As [`Evidence::attestations`].
+    pub attestations: Option<Result<&'e [Result<String, String>], &'e str>>,
+    /// As [`Evidence::scan`].
+    pub scan: Option<Result<Option<&'e ScanRecord>, &'e str>>,
+    /// As [`Evidence::unavailable`].
+    pub unavailable: &'e [Lookup],
+}
+
+impl Evidence {
+    /// This evidence, borrowed.
+    pub fn known(&self) -> Known<'_> {
+        Known {
+            digest: self
+                .digest
+                .as_ref()
+                .map(|d| d.as_deref().map_err(String::as_str)),
+            signature: self
+                .signature
+                .as_ref()
+                .map(|s| s.as_deref().map_err(String::as_str)),
+            attestations: self
+                .attestations
+                .as_ref()
+                .map(|a| a.as_deref().map_err(String::as_str)),
+            scan: self
+                .scan
+                .as_ref()
+                .map(|s| s.as_ref().map(Option::as_ref).map_err(String::as_str)),
+            unavailable: &self.unavailable,
+        }
+    }
+}
+
+/// Every rule the image referenced as `image` breaks under `policy`, given what is known
+/// of it ([`check_image_detailed`] on borrowed facts). Pure; allocates only for findings.
+pub fn judge(
+    policy: &CompiledPolicy,
+    image: &str,
+    evidence: Known<'_>,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
     let mut broken = Vec::new();
     let broke = |reason: String| Finding {
         reason,
@@ -690,12 +743,12 @@ pub fn check_image_detailed(
         unchecked: evidence.unavailable.contains(&lookup),
         reason,
     };
-    if image.image.is_empty() {
+    if image.is_empty() {
         broken.push(broke("the container names no image".to_string()));
         return broken;
     }
-    if policy.require_digest && pinned_digest(&image.image).is_none() {
-        let name = image.image.split('@').next().unwrap_or(&image.image);
+    if policy.require_digest && pinned_digest(image).is_none() {
+        let name = image.split('@').next().unwrap_or(image);
         let name = match name.rsplit_once(':') {
             Some((n, tag)) if !tag.contains('/') => n,
             _ => name,
@@ -704,8 +757,8 @@ pub fn check_image_detailed(
             "not pinned by digest; reference it as {name}@sha256:<digest>"
         )));
     }
-    let digest = match &evidence.digest {
-        Some(Ok(d)) => Some(d.as_str()),
+    let digest = match evidence.digest {
+        Some(Ok(d)) => Some(d),
         Some(Err(e))
             if policy.signature.is_some()
                 || policy.scan.is_some()
@@ -720,7 +773,7 @@ pub fn check_image_detailed(
         _ => None,
     };
     if let (Some(_), Some(digest)) = (&policy.signature, digest) {
-        match &evidence.signature {
+        match evidence.signature {
             Some(Ok(_)) => {}
             Some(Err(e)) => broken.push(unchecked(
                 Lookup::Signature,
@@ -730,7 +783,7 @@ pub fn check_image_detailed(
         }
     }
     if let (false, Some(digest)) = (policy.attestations.is_empty(), digest) {
-        match &evidence.attestations {
+        match evidence.attestations {
             Some(Ok(outcomes)) => {
                 for outcome in outcomes {
                     if let Err(e) = outcome {
@@ -746,7 +799,7 @@ pub fn check_image_detailed(
         }
     }
     if let (Some(scan), Some(digest)) = (&policy.scan, digest) {
-        match &evidence.scan {
+        match evidence.scan {
             Some(Ok(Some(record))) if record.unverified.is_some() => broken.push(broke(format!(
                 "{digest} counts as not scanned: {}; apply a Scan for it",
                 record.unverified.as_deref().unwrap_or_default()
@@ -844,19 +897,54 @@ pub fn decide(
     evidence: &BTreeMap<String, Evidence>,
     now: DateTime<Utc>,
 ) -> Decision {
+    let none = Evidence::default();
+    decide_by(policy, images, |image| {
+        judge(
+            policy,
+            image,
+            evidence.get(image).unwrap_or(&none).known(),
+            now,
+        )
+    })
+}
+
+/// A container as a decision reads it: its image reference, and the field path a
+/// violation names (built only for a violation).
+pub trait Container {
+    /// The image as written.
+    fn image(&self) -> &str;
+    /// Field path of the image, such as `spec.containers[1].image`.
+    fn path(&self) -> String;
+}
+
+impl Container for ContainerImage {
+    fn image(&self) -> &str {
+        &self.image
+    }
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+}
+
+/// [`decide`] with each image's findings from `findings` (called with the image reference,
+/// once per container that the policy checks, in container order).
+pub fn decide_by<C: Container>(
+    policy: &CompiledPolicy,
+    images: &[C],
+    mut findings: impl FnMut(&str) -> Vec<Finding>,
+) -> Decision {
     let mut violations = Vec::new();
     let mut checked = 0;
-    let none = Evidence::default();
-    for image in images {
-        if !image.image.is_empty() && !applies_to_image(policy, &image.image) {
+    for container in images {
+        let image = container.image();
+        if !image.is_empty() && !applies_to_image(policy, image) {
             continue;
         }
         checked += 1;
-        let known = evidence.get(&image.image).unwrap_or(&none);
-        for finding in check_image_detailed(policy, image, known, now) {
+        for finding in findings(image) {
             violations.push(Violation {
-                path: image.path.clone(),
-                image: image.image.clone(),
+                path: container.path(),
+                image: image.to_string(),
                 reason: finding.reason,
                 unchecked: finding.unchecked,
             });

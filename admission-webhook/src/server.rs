@@ -28,7 +28,9 @@ use stellaops_tls::ReloadableCert;
 use crate::cache::Cache;
 use crate::cosign;
 use crate::evidence::{EvidenceSource, FoundAttestation, FoundSignature};
-use crate::policy::{self, CompiledPolicy, Decision, Evidence, Lookup, ScanRecord, Violation};
+use crate::policy::{
+    self, CompiledPolicy, Decision, Evidence, Known, Lookup, ScanRecord, Violation,
+};
 use crate::review;
 
 /// Tunables of the webhook.
@@ -761,57 +763,62 @@ impl Webhook {
         }
     }
 
-    /// What [`Webhook::evidence_for`] gathers for `image` when every fact `policy` needs
-    /// of it is cached (or pinned in the reference): the same evidence, counted as the
-    /// same cache hits, without a task, a timer or a wait. `None`, with nothing counted,
-    /// when anything must be looked up: then `evidence_for` does it all. Reads through
-    /// `cache` (one lock for all of a review's images) as of `now`, and adds the hits to
-    /// `hits` (indexed as `cache_counters`), which the caller counts once per review.
-    fn cached_evidence(
+    /// The findings on `image` when every fact `policy` needs of it is cached (or pinned in
+    /// the reference): what judging [`Webhook::evidence_for`]'s evidence would find, counted
+    /// as the same cache hits, judged on the cached facts in place (nothing copied, no task,
+    /// timer or wait). `None`, with nothing counted, when anything must be looked up: then
+    /// `evidence_for` does it all. Reads through `cache` (one lock for all of a review's
+    /// images) as of `now`, judges as of `at`, and adds the hits to `hits` (indexed as
+    /// `cache_counters`), which the caller counts once per review.
+    fn judge_cached(
         &self,
         cache: &crate::cache::Reader<'_, Fact>,
-        now: Instant,
+        (now, at): (Instant, chrono::DateTime<chrono::Utc>),
         policy: &CompiledPolicy,
         image: &str,
         hits: &mut [u64; 8],
-    ) -> Option<Evidence> {
+    ) -> Option<Vec<policy::Finding>> {
         let needs = policy::needs(policy);
         if !needs.digest || image.is_empty() {
-            return Some(Evidence::default());
+            return Some(policy::judge(policy, image, Known::default(), at));
         }
-        let get = |parts: &[&str]| with_key(parts, |key| cache.get(key, now));
+        let get = |parts: &[&str]| with_key(parts, |key| cache.peek(key, now));
         let (digest, digest_hit) = match policy::pinned_digest(image) {
-            Some(pinned) => (pinned.to_string(), false),
+            Some(pinned) => (pinned, false),
             None => match get(&["digest|", image]) {
-                Some(Fact::Digest(digest)) => (digest, true),
+                Some(Fact::Digest(digest)) => (digest.as_str(), true),
                 _ => return None,
             },
         };
         let signature = match &policy.signature {
-            Some(_) => match get(&signature_cache_key(policy, image, &digest)) {
-                Some(Fact::Signature(result)) => Some(result),
+            Some(_) => match get(&signature_cache_key(policy, image, digest)) {
+                Some(Fact::Signature(result)) => Some(result.as_deref().map_err(String::as_str)),
                 _ => return None,
             },
             None => None,
         };
         let attestations = if needs.attestations {
-            match get(&attestation_cache_key(policy, image, &digest)) {
-                Some(Fact::Attestations(outcomes)) => Some(Ok(outcomes)),
+            match get(&attestation_cache_key(policy, image, digest)) {
+                Some(Fact::Attestations(outcomes)) => Some(Ok(outcomes.as_slice())),
                 _ => return None,
             }
         } else {
             None
         };
+        let unjudgeable;
         let (scan, scan_hit) = match &policy.scan {
             None => (None, false),
             Some(scan) => match scan.under.as_ref().map(|under| &under.digest) {
                 // As `scan_of`: no ScanPolicy digest to judge by, nothing counts.
-                Some(Err(why)) => (Some(Ok(Some(unjudgeable_scan(why)))), false),
+                Some(Err(why)) => {
+                    unjudgeable = unjudgeable_scan(why);
+                    (Some(Ok(Some(&unjudgeable))), false)
+                }
                 under => match get(&scan_cache_key(
-                    &digest,
+                    digest,
                     under.and_then(|d| d.as_ref().ok()).map(String::as_str),
                 )) {
-                    Some(Fact::Scan(record)) => (Some(Ok(record)), true),
+                    Some(Fact::Scan(record)) => (Some(Ok(record.as_ref())), true),
                     _ => return None,
                 },
             },
@@ -827,13 +834,14 @@ impl Webhook {
                 hits[hit_counter(kind)] += 1;
             }
         }
-        Some(Evidence {
+        let known = Known {
             digest: Some(Ok(digest)),
             signature,
             attestations,
             scan,
-            unavailable: Vec::new(),
-        })
+            unavailable: &[],
+        };
+        Some(policy::judge(policy, image, known, at))
     }
 
     /// Everything `policy` needs to know of `image`, as far as it is known by `deadline`.
@@ -969,26 +977,27 @@ impl Webhook {
         let skip = matches!(request.operation, Operation::Delete | Operation::Connect)
             || !policy::applies_to_namespace(policy, namespace, &self.settings.own_namespace);
         let kind = &*request.kind.kind;
+        // Borrowed from the body: an image's strings are copied only into a violation.
         let images = match (&request.object, skip) {
-            (Some(object), false) => object.images(kind),
+            (Some(object), false) => object.image_refs(kind),
             _ => Vec::new(),
         };
         // On update only images that are new are judged: relabelling a running Pod or
         // scaling a Deployment must not be refused for what was admitted before.
-        let previous: BTreeSet<String> = match (&request.old_object, &request.operation) {
+        let previous: BTreeSet<&str> = match (&request.old_object, &request.operation) {
             (Some(old), Operation::Update) => {
-                old.images(kind).into_iter().map(|i| i.image).collect()
+                old.image_refs(kind).into_iter().map(|i| i.image).collect()
             }
             _ => BTreeSet::new(),
         };
         let images: Vec<_> = images
             .into_iter()
-            .filter(|i| !previous.contains(&i.image))
+            .filter(|i| !previous.contains(i.image))
             .collect();
         // Each distinct image is looked up once, all of them concurrently.
         let distinct: BTreeSet<&str> = images
             .iter()
-            .map(|i| i.image.as_str())
+            .map(|i| i.image)
             .filter(|i| !i.is_empty() && policy::applies_to_image(policy, i))
             .collect();
         let deadline = tokio::time::Instant::from_std(started) + policy.budget;
@@ -1012,27 +1021,26 @@ impl Webhook {
                 checked: images.len(),
                 violations: images
                     .iter()
-                    .filter(|i| distinct.contains(i.image.as_str()))
+                    .filter(|i| distinct.contains(i.image))
                     .map(|i| Violation {
-                        path: i.path.clone(),
-                        image: i.image.clone(),
+                        path: i.path(),
+                        image: i.image.to_string(),
                         reason: reason.clone(),
                         unchecked: true,
                     })
                     .collect(),
             }
         } else {
-            // What is all cached is read at once; the rest is looked up concurrently.
-            let mut evidence = BTreeMap::new();
+            // What is all cached is judged at once, on the cached facts; the rest is looked
+            // up concurrently, then judged.
+            let mut judged: Vec<(&str, Vec<policy::Finding>)> = Vec::with_capacity(distinct.len());
             let mut missing = Vec::new();
             let mut hits = [0u64; 8];
             {
-                let (cache, now) = (self.cache.read(), Instant::now());
+                let (cache, now) = (self.cache.read(), (Instant::now(), chrono::Utc::now()));
                 for image in &distinct {
-                    match self.cached_evidence(&cache, now, policy, image, &mut hits) {
-                        Some(known) => {
-                            evidence.insert(image.to_string(), known);
-                        }
+                    match self.judge_cached(&cache, now, policy, image, &mut hits) {
+                        Some(findings) => judged.push((image, findings)),
                         None => missing.push(*image),
                     }
                 }
@@ -1043,6 +1051,7 @@ impl Webhook {
                     counter.inc_by(hits);
                 }
             }
+            let mut evidence = BTreeMap::new();
             if !missing.is_empty() {
                 let gathered = futures::future::join_all(missing.iter().map(|image| async {
                     (
@@ -1053,7 +1062,18 @@ impl Webhook {
                 .await;
                 evidence.extend(gathered);
             }
-            policy::decide(policy, &images, &evidence, chrono::Utc::now())
+            let (none, now) = (Evidence::default(), chrono::Utc::now());
+            policy::decide_by(policy, &images, |image| {
+                match judged.iter().find(|(judged, _)| *judged == image) {
+                    Some((_, findings)) => findings.clone(),
+                    None => policy::judge(
+                        policy,
+                        image,
+                        evidence.get(image).unwrap_or(&none).known(),
+                        now,
+                    ),
+                }
+            })
         };
         drop(permit);
         // Admitted with nothing to say (nearly every review): the serialized answer from
@@ -1131,19 +1151,92 @@ async fn validate(
     body: Bytes,
 ) -> Response {
     let (status, review) = webhook.review(&policy, &body).await;
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        review,
-    )
-        .into_response()
+    answer(status, review)
 }
+
+fn answer(status: StatusCode, review: Vec<u8>) -> Response {
+    let mut response = Response::new(axum::body::Body::from(review));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Largest AdmissionReview body read (the API server sends at most a few MiB of object;
+/// anything larger is refused with 413 before it is read).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// The AdmissionReview routes.
 pub fn router(webhook: Arc<Webhook>) -> Router {
     Router::new()
         .route("/validate/{policy}", post(validate))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(webhook)
+}
+
+/// The policy named by a request that [`router`] would route to `validate` and that can be
+/// answered without it: `POST /validate/{policy}` with a name needing no percent-decoding
+/// and a `Content-Length` within [`MAX_BODY`]. Anything else (other methods and paths,
+/// escaped names, chunked or oversized bodies) goes through the router, which answers it
+/// as always (405, 404, 413, …).
+fn direct_policy(parts: &axum::http::request::Parts) -> Option<&str> {
+    if parts.method != axum::http::Method::POST {
+        return None;
+    }
+    let policy = parts.uri.path().strip_prefix("/validate/")?;
+    if policy.is_empty() || policy.contains(['/', '%']) {
+        return None;
+    }
+    let length: usize = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    (length <= MAX_BODY).then_some(policy)
+}
+
+/// What [`serve_tls`] answers requests with: `POST /validate/{policy}` straight to
+/// [`Webhook::review`] (the hot path: no route matching, path extraction or extension map
+/// per request), anything else through [`router`].
+#[derive(Clone)]
+pub struct Endpoint(Arc<(Arc<Webhook>, Router)>);
+
+impl Endpoint {
+    /// The endpoint of `webhook`.
+    pub fn new(webhook: Arc<Webhook>) -> Self {
+        Endpoint(Arc::new((webhook.clone(), router(webhook))))
+    }
+
+    /// Answer one request.
+    pub async fn answer(self, request: axum::http::Request<axum::body::Body>) -> Response {
+        use tower::ServiceExt as _;
+        let (webhook, routes) = &*self.0;
+        let (parts, body) = request.into_parts();
+        let Some(policy) = direct_policy(&parts) else {
+            let request = axum::http::Request::from_parts(parts, body);
+            return match routes.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+        };
+        // Within MAX_BODY by its Content-Length, which hyper holds the body to.
+        let body = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(body) => body,
+            Err(error) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("Failed to buffer the request body: {error}"),
+                )
+                    .into_response();
+            }
+        };
+        let (status, review) = webhook.review(policy, &body).await;
+        answer(status, review)
+    }
 }
 
 /// `/healthz` and `/readyz` (ready once policies and a certificate are loaded).
@@ -1183,11 +1276,11 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     let config = stellaops_tls::config_with_resolver(webhook.certificate.clone());
     let listener = stellaops_tls::TlsListener::new(listener, config)?;
-    stellaops_tls::serve_bounded(
+    let endpoint = Endpoint::new(webhook);
+    stellaops_tls::serve_bounded_fn(
         listener,
-        router(webhook),
+        move |request| endpoint.clone().answer(request),
         CONNECTION_LIMITS,
-        |_, peer: &std::net::SocketAddr| *peer,
         std::future::pending(),
     )
     .await;

@@ -107,6 +107,15 @@ impl<'a> Workload<'a> {
     /// Every container image of this object read as `kind`: what [`images`] finds in the
     /// same object as a JSON tree.
     pub fn images(&self, kind: &str) -> Vec<ContainerImage> {
+        self.image_refs(kind)
+            .iter()
+            .map(ImageRef::to_container_image)
+            .collect()
+    }
+
+    /// [`Workload::images`] borrowed from this object: nothing is copied, and a field path
+    /// is built only when asked for ([`ImageRef::path`]).
+    pub fn image_refs(&self, kind: &str) -> Vec<ImageRef<'_>> {
         let (prefix, spec) = match kind {
             "Pod" => ("spec", &self.spec.pod),
             "Deployment"
@@ -134,16 +143,59 @@ impl<'a> Workload<'a> {
             let Some(list) = list else {
                 continue;
             };
-            for (i, container) in list.iter().enumerate() {
-                found.push(ContainerImage {
-                    path: image_path(prefix, field, i),
-                    container: container.name.as_deref().unwrap_or_default().to_string(),
-                    image: container.image.as_deref().unwrap_or_default().to_string(),
+            for (index, container) in list.iter().enumerate() {
+                found.push(ImageRef {
+                    prefix,
+                    field,
+                    index,
+                    container: container.name.as_deref().unwrap_or_default(),
+                    image: container.image.as_deref().unwrap_or_default(),
                     kind,
                 });
             }
         }
         found
+    }
+}
+
+/// One container's image as read from the body, borrowed: a [`ContainerImage`] that has
+/// not been copied out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageRef<'w> {
+    prefix: &'static str,
+    field: &'static str,
+    index: usize,
+    /// Container name.
+    pub container: &'w str,
+    /// Image reference as written.
+    pub image: &'w str,
+    /// Which container list it is in.
+    pub kind: ContainerKind,
+}
+
+impl ImageRef<'_> {
+    /// Field path, such as `spec.template.spec.initContainers[0].image`.
+    pub fn path(&self) -> String {
+        image_path(self.prefix, self.field, self.index)
+    }
+
+    /// The owned [`ContainerImage`].
+    pub fn to_container_image(&self) -> ContainerImage {
+        ContainerImage {
+            path: self.path(),
+            container: self.container.to_string(),
+            image: self.image.to_string(),
+            kind: self.kind,
+        }
+    }
+}
+
+impl crate::policy::Container for ImageRef<'_> {
+    fn image(&self) -> &str {
+        self.image
+    }
+    fn path(&self) -> String {
+        ImageRef::path(self)
     }
 }
 

@@ -231,7 +231,7 @@ impl Default for ConnectionLimits {
 /// its connection, and its memory, forever). Each request carries
 /// `ConnectInfo(connect_info(&io, &addr))`. HTTP/1.1 only (what the ALPN offers).
 pub async fn serve_bounded<L, C, F, S>(
-    mut listener: L,
+    listener: L,
     router: axum::Router,
     limits: ConnectionLimits,
     connect_info: F,
@@ -243,6 +243,90 @@ pub async fn serve_bounded<L, C, F, S>(
     S: std::future::Future<Output = ()> + Send,
 {
     use tower::ServiceExt as _;
+    serve_connections(
+        listener,
+        move |io, addr| {
+            let info = connect_info(io, addr);
+            let service = router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(info)))
+                .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
+                    request.map(axum::body::Body::new)
+                });
+            hyper_util::service::TowerToHyperService::new(service)
+        },
+        limits,
+        shutdown,
+    )
+    .await;
+}
+
+/// [`serve_bounded`] for a server whose requests are answered by `handler` instead of a
+/// router (and carry no `ConnectInfo`): the same connection bound, header-read timeout and
+/// graceful shutdown, for a server whose hot route must not pay the generic router's
+/// per-request work (matching, path parameters, extension maps). `handler` is cloned for
+/// each request.
+pub async fn serve_bounded_fn<L, H, R, S>(
+    listener: L,
+    handler: H,
+    limits: ConnectionLimits,
+    shutdown: S,
+) where
+    L: axum::serve::Listener,
+    H: Fn(axum::http::Request<axum::body::Body>) -> R + Clone + Send + Sync + 'static,
+    R: std::future::Future<Output = axum::response::Response> + Send + 'static,
+    S: std::future::Future<Output = ()> + Send,
+{
+    serve_connections(
+        listener,
+        move |_, _| FnService(handler.clone()),
+        limits,
+        shutdown,
+    )
+    .await;
+}
+
+/// A connection's service answering each request with `handler` (called by reference: no
+/// clone of the service per request, as a tower service needs).
+struct FnService<H>(H);
+
+impl<H, R> hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for FnService<H>
+where
+    H: Fn(axum::http::Request<axum::body::Body>) -> R,
+    R: std::future::Future<Output = axum::response::Response>,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Map<
+        R,
+        fn(axum::response::Response) -> Result<axum::response::Response, std::convert::Infallible>,
+    >;
+
+    fn call(&self, request: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        use futures::FutureExt as _;
+        (self.0)(request.map(axum::body::Body::new)).map(Ok)
+    }
+}
+
+/// The accept loop of [`serve_bounded`] and [`serve_bounded_fn`], with `service_for`
+/// making each connection's service.
+async fn serve_connections<L, M, T, S>(
+    mut listener: L,
+    mut service_for: M,
+    limits: ConnectionLimits,
+    shutdown: S,
+) where
+    L: axum::serve::Listener,
+    M: FnMut(&L::Io, &L::Addr) -> T,
+    T: hyper::service::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    T::Future: Send + 'static,
+    S: std::future::Future<Output = ()> + Send,
+{
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -255,14 +339,7 @@ pub async fn serve_bounded<L, C, F, S>(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let info = connect_info(&io, &addr);
-        let service = router
-            .clone()
-            .layer(axum::Extension(axum::extract::ConnectInfo(info)))
-            .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
-                request.map(axum::body::Body::new)
-            });
-        let service = hyper_util::service::TowerToHyperService::new(service);
+        let service = service_for(&io, &addr);
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = permit;

@@ -370,6 +370,92 @@ async fn bad_bodies_get_invalid_and_unknown_policies_fall_to_the_failure_policy(
     );
 }
 
+/// The AdmissionReview path answered without the router and every request it leaves to
+/// the router agree: a chunked body and a percent-escaped policy name are judged alike,
+/// other methods and paths are refused as before, and a body over the cap is refused,
+/// whether its length is declared or not.
+#[tokio::test]
+async fn requests_off_the_direct_path_are_answered_as_by_the_router() {
+    use stellaops_admission_webhook::server::{Endpoint, MAX_BODY};
+    let running = start(Arc::new(signed_registry())).await;
+    running.webhook.set_policies([enforce_signatures(1)]);
+    let endpoint = Endpoint::new(running.webhook.clone());
+    let body = review(
+        "Pod",
+        "CREATE",
+        pod(&[&format!("registry.example.com/shop/web@{UNSIGNED}")]),
+        Value::Null,
+    )
+    .to_string();
+    let send = |method: &str, path: &str, chunked: bool, body: String| {
+        let request = axum::http::Request::builder().method(method).uri(path);
+        let request = if chunked {
+            let chunks: Vec<Result<String, std::io::Error>> = vec![Ok(body)];
+            request.body(axum::body::Body::from_stream(futures::stream::iter(chunks)))
+        } else {
+            request
+                .header("content-length", body.len())
+                .body(axum::body::Body::from(body))
+        };
+        let answer = endpoint.clone().answer(request.unwrap());
+        async move {
+            let response = answer.await;
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, body)
+        }
+    };
+    // The same denial by every route to `validate`, and over TLS.
+    let (status, direct) = send("POST", "/validate/prod", false, body.clone()).await;
+    assert_eq!(status, 200);
+    let direct: Value = serde_json::from_slice(&direct).unwrap();
+    assert_eq!(direct["response"]["allowed"], false, "{direct}");
+    for (path, chunked) in [("/validate/prod", true), ("/validate/%70rod", false)] {
+        let (status, answer) = send("POST", path, chunked, body.clone()).await;
+        assert_eq!(status, 200, "{path}");
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer, direct, "{path}");
+    }
+    let client = client(&running, &running.cert_pem);
+    for path in ["prod", "%70rod"] {
+        let response = client
+            .post(format!(
+                "https://localhost:{}/validate/{path}",
+                running.addr.port()
+            ))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        assert_eq!(response.json::<Value>().await.unwrap(), direct, "{path}");
+    }
+    // Not routes of the webhook.
+    for path in ["/validate/", "/validate/prod/more", "/other"] {
+        let (status, _) = send("POST", path, false, body.clone()).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let (status, _) = send("GET", "/validate/prod", false, String::new()).await;
+    assert_eq!(status, 405);
+    // Over the cap: 413, declared or streamed.
+    for chunked in [false, true] {
+        let (status, _) = send("POST", "/validate/prod", chunked, " ".repeat(MAX_BODY + 1)).await;
+        assert_eq!(status, 413, "chunked: {chunked}");
+    }
+    // At the cap, read and judged (a malformed review).
+    let (status, answer) = send("POST", "/validate/prod", false, " ".repeat(MAX_BODY)).await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["response"]["status"]["reason"], "InvalidRequest");
+}
+
 #[tokio::test]
 async fn a_rotated_certificate_serves_new_connections() {
     let running = start(Arc::new(FakeRegistry::default())).await;
