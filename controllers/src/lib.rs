@@ -169,6 +169,31 @@ where
     kube::Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace)
 }
 
+/// The watch of the platform namespace's objects labelled `selector`, filling `writer`'s
+/// store without their managed fields (which no reconcile reads).
+fn platform_store<K>(
+    ctx: &Context,
+    selector: &str,
+    writer: kube::runtime::reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher::watcher(
+        platform_api::<K>(ctx),
+        watcher::Config::default().labels(selector).any_semantic(),
+    )
+    .default_backoff()
+    .modify(|object| object.meta_mut().managed_fields = None)
+    .reflect(writer)
+}
+
 /// A root kind's controller input: its watch fills `writer`'s store (every change), and
 /// only changes that call for a reconcile ([`cache::spec_changes`]) trigger one.
 fn root_controller<K>(
@@ -536,38 +561,14 @@ pub async fn run(ctx: Arc<Context>) {
     .filter_map(|change| async move { change.ok().map(|_| ()) });
     // Copies of tenants' Secrets in the platform namespace: compared before writing a copy
     // again, and pruned from, instead of LISTing Secrets in a reconcile.
-    let secret_copies = watcher::watcher(
-        platform_api::<k8s_openapi::api::core::v1::Secret>(&ctx),
-        watcher::Config::default()
-            .labels(cache::SECRET_COPIES)
-            .any_semantic(),
-    )
-    .default_backoff()
-    .modify(|secret| secret.metadata.managed_fields = None)
-    .reflect(writers.secret_copies)
-    .for_each(|_| async {});
+    let secret_copies =
+        platform_store(&ctx, cache::SECRET_COPIES, writers.secret_copies).for_each(|_| async {});
     // The NotifyRule workers in the platform namespace: a sync compares with them before
     // applying again; the Deployments' watch also triggers the rules they serve.
-    let notify_workers = watcher::watcher(
-        platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
-        watcher::Config::default()
-            .labels(cache::NOTIFY_WORKERS)
-            .any_semantic(),
-    )
-    .default_backoff()
-    .modify(|deployment| deployment.metadata.managed_fields = None)
-    .reflect(writers.notify_workers)
-    .touched_objects();
-    let notify_configs = watcher::watcher(
-        platform_api::<k8s_openapi::api::core::v1::ConfigMap>(&ctx),
-        watcher::Config::default()
-            .labels(cache::NOTIFY_WORKERS)
-            .any_semantic(),
-    )
-    .default_backoff()
-    .modify(|config| config.metadata.managed_fields = None)
-    .reflect(writers.notify_configs)
-    .for_each(|_| async {});
+    let notify_workers =
+        platform_store(&ctx, cache::NOTIFY_WORKERS, writers.notify_workers).touched_objects();
+    let notify_configs =
+        platform_store(&ctx, cache::NOTIFY_WORKERS, writers.notify_configs).for_each(|_| async {});
     // One watch of the sync Jobs fills their shared store and triggers both controllers.
     let sync_jobs_writer = writers.sync_jobs;
     let federation_jobs = sync_jobs_writer

@@ -335,26 +335,33 @@ fn many_canonicals(n: usize) -> Vec<stellaops_store::advisories::CanonicalAdviso
         .collect()
 }
 
-#[test]
-fn output_is_the_same_for_any_number_of_compression_threads() {
-    let canonicals = many_canonicals(24_000);
-    let contents = Contents {
+/// A bundle of `canonicals` alone.
+fn canonicals_only(canonicals: &[stellaops_store::advisories::CanonicalAdvisory]) -> Contents<'_> {
+    Contents {
         site_id: "site-a",
         since_cursor: None,
         cursor: "2025-01-15T10:30:00.000Z#0042".into(),
-        canonicals: &canonicals,
+        canonicals,
         edges: &[],
         deletions: &[],
-    };
+    }
+}
+
+/// `bytes` opened, checked to hold a canonicals member of several zstd jobs (or the thread
+/// count and the cutting of writes would have nothing to change).
+fn open_with_several_jobs(bytes: &[u8]) -> bundle::OpenedBundle {
+    let opened = bundle::open(bytes, 1 << 30).unwrap();
+    let size = opened.manifest.files["canonicals.ndjson"].size;
+    assert!(size > 3 * (1 << 20), "one zstd job only: {size} bytes");
+    opened
+}
+
+#[test]
+fn output_is_the_same_for_any_number_of_compression_threads() {
+    let canonicals = many_canonicals(24_000);
+    let contents = canonicals_only(&canonicals);
     let one = bundle::write_with_workers(&contents, None, 1, 1);
-    let opened = bundle::open(&one, 1 << 30).unwrap();
-    // Several jobs per member, or the thread count would have nothing to change.
-    assert!(
-        opened.manifest.files["canonicals.ndjson"].size > 3 * (1 << 20),
-        "{}",
-        opened.manifest.files["canonicals.ndjson"].size
-    );
-    assert_eq!(opened.canonicals, canonicals);
+    assert_eq!(open_with_several_jobs(&one).canonicals, canonicals);
     for workers in [2, 3, 5] {
         assert!(
             one == bundle::write_with_workers(&contents, None, 1, workers),
@@ -373,20 +380,9 @@ fn output_is_the_same_however_the_lines_arrive() {
     use bytes::Bytes;
     use stellaops_federation::bundle::BundleWriter;
     let canonicals = many_canonicals(12_000);
-    let contents = Contents {
-        site_id: "site-a",
-        since_cursor: None,
-        cursor: "2025-01-15T10:30:00.000Z#0042".into(),
-        canonicals: &canonicals,
-        edges: &[],
-        deletions: &[],
-    };
+    let contents = canonicals_only(&canonicals);
     let expected = bundle::write_with_workers(&contents, None, 3, 1);
-    let opened = bundle::open(&expected, 1 << 30).unwrap();
-    assert!(
-        opened.manifest.files["canonicals.ndjson"].size > 3 * (1 << 20),
-        "several zstd jobs per member"
-    );
+    open_with_several_jobs(&expected);
     let lines: Vec<Vec<u8>> = canonicals
         .iter()
         .map(|c| serde_json::to_vec(c).unwrap())
