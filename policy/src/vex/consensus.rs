@@ -5,7 +5,9 @@
 //!    component's package URL (type, namespace and name equal; the version too when the
 //!    statement names one; qualifiers ignored), and the image when the statement names one.
 //! 2. Per provider one statement wins: one naming the image beats one that does not, then
-//!    the newest (statement time, then document version).
+//!    the newest (statement time, then document version). Should those tie, the more
+//!    cautious status wins, then one with a justification; any remaining tie is broken by
+//!    the document id and then the statement itself, so the winner never depends on order.
 //! 3. A provider of weight 0 is not counted; a `not_affected` whose justification is not in
 //!    the accepted set (or that has none) is not counted. Both are kept, with the reason.
 //! 4. The counted statements' weights are summed per status; the heaviest status is the
@@ -159,15 +161,22 @@ pub fn applies(
 }
 
 /// Which of two statements of one provider wins.
+/// Whether `a` beats `b` as its provider's statement. A total order: two different claims
+/// never tie, so the winner does not depend on which came first.
 fn newer(a: &Claim, b: &Claim) -> bool {
-    let key = |c: &Claim| {
+    // Past the rules of the module doc only tie-breakers remain: the document id, then
+    // the whole statement.
+    fn key(c: &Claim) -> impl Ord + '_ {
         (
             c.statement.product.image_digest.is_some(),
             c.statement.timestamp,
-            c.document_version.clone(),
-            c.statement.status,
+            &c.document_version,
+            caution(c.statement.status),
+            c.statement.justification.is_some(),
+            &c.document_id,
+            &c.statement,
         )
-    };
+    }
     key(a) > key(b)
 }
 

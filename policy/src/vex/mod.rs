@@ -140,8 +140,8 @@ fn oci_digest(purl: &str) -> Option<String> {
     is_digest(&digest).then_some(digest)
 }
 
-/// One statement.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One statement. Ordered only so that consensus can break ties deterministically.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Statement {
     /// Vulnerability id (CVE, GHSA, …).
     pub vulnerability: String,

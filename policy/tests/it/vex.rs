@@ -415,6 +415,32 @@ fn consensus_tables() {
             want: Some(NotAffected),
             conflicts: vec![],
         },
+        // Found by the `vex` fuzz target: two statements of one provider that tie in scope,
+        // time, document version and status were picked by arrival order, so the decision
+        // depended on the order the statements came in.
+        Case {
+            what: "a full tie: the statement with a justification wins, in either order",
+            claims: vec![
+                claim("vendor", NotAffected, None, t1, "1"),
+                claim("vendor", NotAffected, J, t1, "1"),
+            ],
+            trust: &default,
+            want: Some(NotAffected),
+            conflicts: vec![],
+        },
+        Case {
+            what: "a full tie in another document: still one winner, in either order",
+            claims: vec![
+                claim("vendor", NotAffected, J, t1, "1"),
+                Claim {
+                    document_id: "vendor-other-doc".into(),
+                    ..claim("vendor", NotAffected, None, t1, "1")
+                },
+            ],
+            trust: &default,
+            want: Some(NotAffected),
+            conflicts: vec![],
+        },
     ];
     for case in cases {
         let decision = decide(&case.claims, case.trust);
