@@ -265,14 +265,15 @@ impl Caches {
         if n == 0 {
             return Vec::new();
         }
-        let heads: Mutex<Vec<(QueueKey, ObjectRef<Scan>)>> = Mutex::new(Vec::with_capacity(n + 1));
+        let heads: Mutex<Vec<(OwnedQueueKey, ObjectRef<Scan>)>> =
+            Mutex::new(Vec::with_capacity(n + 1));
         let _ = self.scans.find(|scan| {
             if is_waiting(scan) {
                 let mut heads = heads.lock().unwrap_or_else(|e| e.into_inner());
                 let key = queue_key(scan);
-                if heads.len() < n || heads.last().is_some_and(|(last, _)| key < *last) {
-                    let at = heads.partition_point(|(k, _)| *k < key);
-                    heads.insert(at, (key, ObjectRef::from_obj(scan)));
+                if heads.len() < n || heads.last().is_some_and(|(last, _)| key < borrowed(last)) {
+                    let at = heads.partition_point(|(k, _)| borrowed(k) < key);
+                    heads.insert(at, (owned(key), ObjectRef::from_obj(scan)));
                     heads.truncate(n);
                 }
             }
@@ -291,15 +292,30 @@ fn not_ready(error: reflector::store::WriterDropped) -> Error {
     Error::CacheNotReady(error.to_string())
 }
 
-/// Order in the Scan queue: creation time, ties broken by namespace and name.
-type QueueKey = (Option<jiff::Timestamp>, Option<String>, String);
+/// Order in the Scan queue: creation time, ties broken by namespace and name. Borrowed:
+/// the queue walks compare every waiting Scan's key and copy only the few they keep.
+type QueueKey<'a> = (Option<jiff::Timestamp>, Option<&'a str>, &'a str);
+type OwnedQueueKey = (Option<jiff::Timestamp>, Option<String>, String);
 
-fn queue_key(scan: &Scan) -> QueueKey {
+fn queue_key(scan: &Scan) -> QueueKey<'_> {
+    let meta = &scan.metadata;
     (
-        scan.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        scan.namespace(),
-        scan.name_any(),
+        meta.creation_timestamp.as_ref().map(|t| t.0),
+        meta.namespace.as_deref(),
+        // As `name_any`: the name, else the generate-name prefix.
+        meta.name
+            .as_deref()
+            .or(meta.generate_name.as_deref())
+            .unwrap_or_default(),
     )
+}
+
+fn owned(key: QueueKey<'_>) -> OwnedQueueKey {
+    (key.0, key.1.map(str::to_string), key.2.to_string())
+}
+
+fn borrowed(key: &OwnedQueueKey) -> QueueKey<'_> {
+    (key.0, key.1.as_deref(), key.2.as_str())
 }
 
 /// Whether a Scan still waits for a slot: not started, finished or deleted at its current

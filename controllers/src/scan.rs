@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use stellaops_crds::scan::{Exploitation, FindingCounts, SbomRef, ScanPhase, ScanStatus, Verdict};
 use stellaops_crds::{CONDITION_READY, Scan, condition, set_condition};
 
@@ -908,6 +908,12 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
 /// Write a Scan's status (a merge patch of the status subresource). The answer, the whole
 /// Scan, is not decoded into one: the Scan watch brings the same object to the store, and
 /// at ten thousand Scans a second decoding of each is a large share of a pass.
+/// The body of a status merge patch.
+#[derive(serde::Serialize)]
+struct StatusPatch<'a> {
+    status: &'a ScanStatus,
+}
+
 async fn write_status(ctx: &Context, scan: &Scan, status: &ScanStatus) -> Result<()> {
     let ns = scan
         .namespace()
@@ -921,7 +927,8 @@ async fn write_status(ctx: &Context, scan: &Scan, status: &ScanStatus) -> Result
             "status",
             &scan.name_any(),
             &params,
-            &Patch::Merge(&json!({ "status": status })),
+            // Serialized straight from the typed status, not through a `Value` first.
+            &Patch::Merge(&StatusPatch { status }),
         )
         .map_err(kube::Error::BuildRequest)?;
     request.extensions_mut().insert("patch_status");

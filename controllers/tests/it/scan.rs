@@ -270,6 +270,29 @@ fn the_queue_admits_in_creation_order_up_to_the_cap() {
     assert_eq!(caches.running_scan_jobs(4), 3);
 }
 
+#[test]
+fn scans_created_together_queue_by_namespace_then_name() {
+    let at = "2026-11-22T08:00:00Z";
+    let b_a = scan_created("b", "a", at);
+    let a_z = scan_created("a", "z", at);
+    let a_b = scan_created("a", "b", at);
+    let older = scan_created("c", "older", "2026-11-22T07:59:59Z");
+    let caches = Caches::filled(Contents {
+        scans: vec![b_a.clone(), a_z.clone(), a_b.clone(), older.clone()],
+        ..Default::default()
+    });
+    assert_eq!(
+        caches.queue_heads(4),
+        [&older, &a_b, &a_z, &b_a].map(ObjectRef::from_obj).to_vec()
+    );
+    assert_eq!(
+        caches.queue_heads(2),
+        [&older, &a_b].map(ObjectRef::from_obj).to_vec()
+    );
+    assert!(!caches.waiting_ahead_at_least(&a_z, 3));
+    assert!(caches.waiting_ahead_at_least(&b_a, 3));
+}
+
 fn t() -> Time {
     Time(jiff::Timestamp::from_second(1_763_800_000).unwrap())
 }
