@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodStatus, Secret};
+use kube::Resource;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 use stellaops_crds::scan::ScanPhase;
 use stellaops_crds::{NotifyRule, Scan, ScanPolicy};
 
