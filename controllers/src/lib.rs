@@ -145,29 +145,6 @@ where
     result
 }
 
-/// Run a reconcile as a task of its own, so reconciles spread over the runtime's threads
-/// instead of being polled inside the controller's one task; aborted when the controller
-/// drops it. A panic is resumed in the controller, as if the reconcile had run inline.
-async fn own_task<F>(reconcile: F) -> Result<Action>
-where
-    F: std::future::Future<Output = Result<Action>> + Send + 'static,
-{
-    struct AbortOnDrop(tokio::task::JoinHandle<Result<Action>>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let mut task = AbortOnDrop(tokio::spawn(reconcile));
-    match (&mut task.0).await {
-        Ok(result) => result,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        // Only the runtime shutting down cancels a task nobody aborted; nothing is left
-        // to retry then.
-        Err(_) => Ok(Action::await_change()),
-    }
-}
-
 fn error_policy<K: StellaKind>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconciliations
@@ -270,7 +247,7 @@ where
         .with_config(config)
         .shutdown_on_signal()
         .run(
-            move |object, ctx| own_task(tracked(object, ctx, reconcile)),
+            move |object, ctx| tracked(object, ctx, reconcile),
             error_policy::<K>,
             ctx,
         )
@@ -612,81 +589,31 @@ pub async fn run(ctx: Arc<Context>) {
     .default_backoff()
     .reflect_shared(sync_jobs_writer)
     .for_each(|_| async {});
-    // Every controller and watch is a task of its own: decoding one kind's watch pages (10,000
-    // Scans at a restart) does not hold up the others, and they spread over the threads.
-    let mut controllers = tokio::task::JoinSet::new();
-    controllers.spawn(run_scans(ctx.clone(), writers.scans, scan_jobs));
-    controllers.spawn(run_scan_policies(ctx.clone(), writers.scan_policies));
-    controllers.spawn(run_schedules(ctx.clone()));
-    controllers.spawn(run_notify_rules(
-        ctx.clone(),
-        writers.notify_rules,
-        notify_workers,
-    ));
-    controllers.spawn(run_federation_sites(ctx.clone(), federation_jobs));
-    controllers.spawn(run_mirror_domains(ctx.clone(), mirror_jobs));
-    controllers.spawn(run_zastava_policies(ctx.clone(), namespace_changes));
-    controllers.spawn(run_platforms(ctx.clone()));
+    // Every controller and watch is polled from this one task, on purpose: kube's
+    // `Store::wait_until_ready` keeps a single waker, so tasks of their own waiting for one
+    // store together can leave one asleep for good (seen: the running-images keeper never
+    // started when each watch was a task of its own). Splitting them needs a readiness
+    // signal that wakes every waiter first.
+    let controllers = async {
+        futures::join!(
+            run_scans(ctx.clone(), writers.scans, scan_jobs),
+            run_scan_policies(ctx.clone(), writers.scan_policies),
+            run_schedules(ctx.clone()),
+            run_notify_rules(ctx.clone(), writers.notify_rules, notify_workers),
+            run_federation_sites(ctx.clone(), federation_jobs),
+            run_mirror_domains(ctx.clone(), mirror_jobs),
+            run_zastava_policies(ctx.clone(), namespace_changes),
+            run_platforms(ctx.clone()),
+        );
+    };
     // These watches feed no controller directly (the sync Jobs' subscribers do): they run
-    // until the controllers stop (on a signal), as does the running-images keeper; dropping
-    // their set aborts them.
-    let mut stores = tokio::task::JoinSet::new();
-    stores.spawn(pods);
-    stores.spawn(secret_copies);
-    stores.spawn(notify_configs);
-    stores.spawn(sync_jobs);
-    stores.spawn(running_images::run(ctx.clone()));
-    tokio::select! {
-        () = join_all(&mut controllers) => {}
-        () = join_all(&mut stores) => {}
-    }
-}
-
-/// Wait for every task of `set`; a task's panic is resumed here, as it was when they all
-/// ran inside this one future.
-async fn join_all(set: &mut tokio::task::JoinSet<()>) {
-    while let Some(joined) = set.join_next().await {
-        if let Err(error) = joined
-            && error.is_panic()
-        {
-            std::panic::resume_unwind(error.into_panic());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_reconcile_in_its_own_task_gives_its_result_and_is_aborted_when_dropped() {
-        let action = own_task(async { Ok(Action::requeue(Duration::from_secs(7))) })
-            .await
-            .expect("the reconcile's own result");
-        assert_eq!(action, Action::requeue(Duration::from_secs(7)));
-
-        let (alive, gone) = tokio::sync::oneshot::channel::<()>();
-        let mut running = Box::pin(own_task(async move {
-            let _alive = alive;
-            std::future::pending::<Result<Action>>().await
-        }));
-        assert!(futures::poll!(running.as_mut()).is_pending());
-        drop(running);
-        // The task was aborted: its future, and the sender it holds, were dropped.
-        assert!(gone.await.is_err());
-    }
-
-    #[tokio::test]
-    #[should_panic(expected = "a bug in a reconcile")]
-    async fn a_reconcile_that_panics_in_its_own_task_panics_its_controller() {
-        let _ = own_task(async {
-            if Duration::ZERO.is_zero() {
-                panic!("a bug in a reconcile");
-            }
-            Ok(Action::await_change())
-        })
-        .await;
-    }
+    // until the controllers stop (on a signal), as does the running-images keeper.
+    let stores = futures::future::join5(
+        pods,
+        secret_copies,
+        notify_configs,
+        sync_jobs,
+        running_images::run(ctx.clone()),
+    );
+    futures::future::select(Box::pin(controllers), Box::pin(stores)).await;
 }
