@@ -1,6 +1,7 @@
 //! VEX documents from providers: OpenVEX, CSAF and CycloneDX. The first byte picks the
 //! format; a document that reads must read the same again (its statements are sorted and
-//! deduplicated), and the consensus over its statements must not depend on their order.
+//! deduplicated), and the consensus over its statements (status, votes and conflicts) must
+//! not depend on their order.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +32,17 @@ fuzz_target!(|data: &[u8]| {
             statement: statement.clone(),
         })
         .collect();
+    // The whole decision (votes, conflicts), not only its status, whatever the order: the
+    // claims reversed and rotated by a count the input picks.
     let forward = decide(&claims, &Trust::default());
     let backward = decide(claims.iter().rev(), &Trust::default());
-    assert_eq!(forward.status, backward.status);
+    assert_eq!(forward, backward);
+    if !claims.is_empty() {
+        let turn = usize::from(selector) % claims.len();
+        let rotated = decide(
+            claims.iter().cycle().skip(turn).take(claims.len()),
+            &Trust::default(),
+        );
+        assert_eq!(forward, rotated);
+    }
 });
