@@ -190,8 +190,14 @@ where
         watcher::Config::default().labels(selector).any_semantic(),
     )
     .default_backoff()
-    .modify(|object| object.meta_mut().managed_fields = None)
+    .modify(without_managed_fields)
     .reflect(writer)
+}
+
+/// Drop an object's managed fields before it is stored: no reconcile reads them, and at
+/// 10,000 Scans they are a third of the store.
+fn without_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
 
 /// A root kind's controller input: its watch fills `writer`'s store (every change, managed
@@ -210,8 +216,7 @@ where
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    // No reconcile reads managed fields; at 10,000 Scans they are a third of the store.
-    .modify(|object| object.meta_mut().managed_fields = None)
+    .modify(without_managed_fields)
     .reflect(writer)
     .applied_objects()
     .predicate_filter(cache::spec_changes, Default::default());

@@ -905,15 +905,15 @@ async fn apply(scan: Arc<Scan>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
-/// Write a Scan's status (a merge patch of the status subresource). The answer, the whole
-/// Scan, is not decoded into one: the Scan watch brings the same object to the store, and
-/// at ten thousand Scans a second decoding of each is a large share of a pass.
 /// The body of a status merge patch.
 #[derive(serde::Serialize)]
 struct StatusPatch<'a> {
     status: &'a ScanStatus,
 }
 
+/// Write a Scan's status (a merge patch of the status subresource). The answer, the whole
+/// Scan, is not decoded into one: the Scan watch brings the same object to the store, and
+/// at ten thousand Scans a second decoding of each is a large share of a pass.
 async fn write_status(ctx: &Context, scan: &Scan, status: &ScanStatus) -> Result<()> {
     let ns = scan
         .namespace()

@@ -160,7 +160,6 @@ pub fn applies(
     }
 }
 
-/// Which of two statements of one provider wins.
 /// Whether `a` beats `b` as its provider's statement. A total order: two different claims
 /// never tie, so the winner does not depend on which came first.
 fn newer(a: &Claim, b: &Claim) -> bool {
