@@ -80,7 +80,7 @@ pub struct Manifest {
 }
 
 /// Why a bundle was refused. Messages start with the seed's wording.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BundleError {
     /// Over the size limit.
     #[error("Bundle too large: {size} bytes exceeds the limit of {max} bytes")]
@@ -605,7 +605,7 @@ fn parse_ndjson_halves<T: serde::de::DeserializeOwned + Send>(
 /// Open and check a bundle: size limit, archive structure, canonical form, format
 /// version, member digests and counts, merge hashes, and the envelope's payload.
 pub fn open(bytes: &[u8], max_size: u64) -> Result<OpenedBundle, BundleError> {
-    open_with_limit(bytes, max_size, max_size.saturating_mul(64).max(1 << 20))
+    open_with_limit(bytes, max_size, default_expanded_limit(max_size))
 }
 
 /// [`open`] with an explicit cap on the decompressed archive (`open` allows 64 × the
@@ -615,6 +615,100 @@ pub fn open_with_limit(
     max_size: u64,
     max_expanded: u64,
 ) -> Result<OpenedBundle, BundleError> {
+    let unpacked = unpack_with_limit(bytes, max_size, max_expanded)?;
+    let parsed = unpacked.parse()?;
+    Ok(unpacked.into_opened(parsed))
+}
+
+/// The decompressed archive `open` allows for a bundle of at most `max_size` bytes.
+pub fn default_expanded_limit(max_size: u64) -> u64 {
+    max_size.saturating_mul(64).max(1 << 20)
+}
+
+/// A bundle decompressed, its archive form and manifest checked, its data members not yet
+/// checked against the manifest nor parsed: the first half of [`open`], so an import can
+/// start on the database while [`Unpacked::parse`] runs.
+#[derive(Debug)]
+pub struct Unpacked {
+    /// `sha256:<hex>` of the compressed bytes.
+    pub bundle_hash: String,
+    /// Size of the compressed bytes.
+    pub size: u64,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The manifest bytes (what the signature covers).
+    pub manifest_bytes: Vec<u8>,
+    tar: Vec<u8>,
+    /// Where each of [`DATA_MEMBERS`] lies in `tar`.
+    data: [std::ops::Range<usize>; 3],
+    /// Where `SIGNATURE.json` lies in `tar`, when present.
+    signature: Option<std::ops::Range<usize>>,
+}
+
+/// A bundle's data members, checked against its manifest and parsed, and its envelope:
+/// the second half of [`open`].
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    /// Canonicals in file order.
+    pub canonicals: Vec<CanonicalAdvisory>,
+    /// Edges in file order.
+    pub edges: Vec<SourceEdge>,
+    /// Deletions in file order.
+    pub deletions: Vec<Deletion>,
+    /// The DSSE envelope, when signed.
+    pub signature: Option<Envelope>,
+}
+
+/// What an import must know of a canonical before the bundle is parsed (the
+/// `canonical-imported` event's fields), read by a quick pass over its line.
+#[derive(Deserialize, Debug, PartialEq, Eq)]
+pub struct CanonicalKey<'a> {
+    /// The identity.
+    #[serde(borrow)]
+    pub merge_hash: std::borrow::Cow<'a, str>,
+    /// CVE id.
+    #[serde(default)]
+    pub cve: Option<std::borrow::Cow<'a, str>>,
+    /// Affected package key.
+    #[serde(borrow)]
+    pub affects_key: std::borrow::Cow<'a, str>,
+    /// Severity.
+    #[serde(default)]
+    pub severity: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> CanonicalKey<'a> {
+    /// The key of a parsed canonical.
+    pub fn of(canonical: &'a CanonicalAdvisory) -> Self {
+        use std::borrow::Cow::Borrowed;
+        CanonicalKey {
+            merge_hash: Borrowed(&canonical.merge_hash),
+            cve: canonical.cve.as_deref().map(Borrowed),
+            affects_key: Borrowed(&canonical.affects_key),
+            severity: canonical.severity.as_deref().map(Borrowed),
+        }
+    }
+}
+
+/// An edge's source, read by a quick pass over its line.
+#[derive(Deserialize)]
+struct EdgeSource<'a> {
+    #[serde(borrow)]
+    source: std::borrow::Cow<'a, str>,
+}
+
+/// The first half of [`open`]: size limit, decompression, archive form, member names,
+/// format version and manifest.
+pub fn unpack(bytes: &[u8], max_size: u64) -> Result<Unpacked, BundleError> {
+    unpack_with_limit(bytes, max_size, default_expanded_limit(max_size))
+}
+
+/// [`unpack`] with an explicit cap on the decompressed archive.
+pub fn unpack_with_limit(
+    bytes: &[u8],
+    max_size: u64,
+    max_expanded: u64,
+) -> Result<Unpacked, BundleError> {
     let size = bytes.len() as u64;
     if size > max_size {
         return Err(BundleError::TooLarge {
@@ -687,112 +781,245 @@ pub fn open_with_limit(
     if manifest.files.len() != DATA_MEMBERS.len() {
         return Err(BundleError::Corrupt("manifest lists unknown files".into()));
     }
-    let digest_matches = |name: &str| -> Result<(), BundleError> {
-        let bytes = member(name).expect("checked above");
-        let want = &manifest.files[name];
-        if want.size != bytes.len() as u64 || want.sha256 != sha256_hex(bytes) {
-            return Err(BundleError::Corrupt(format!(
-                "{name} does not match its digest in the manifest"
-            )));
-        }
-        Ok(())
+    // Members are slices of the archive: kept as ranges, so the archive can move.
+    let range = |name: &str| {
+        member(name).map(|bytes| {
+            let start = bytes.as_ptr() as usize - tar_bytes.as_ptr() as usize;
+            start..start + bytes.len()
+        })
     };
-    // Canonicals on one thread, edges and deletions on another: checking and parsing is
-    // most of the time an import spends before it reaches the database.
-    let (canonicals, rest) = std::thread::scope(|scope| {
-        let edges_and_deletions = scope.spawn(|| {
-            digest_matches("edges.ndjson")?;
-            digest_matches("deletions.ndjson")?;
-            let edges: Vec<SourceEdge> =
-                parse_ndjson("edges.ndjson", member("edges.ndjson").unwrap())?;
-            let deletions: Vec<Deletion> =
-                parse_ndjson("deletions.ndjson", member("deletions.ndjson").unwrap())?;
-            let mut seen = HashSet::with_capacity(edges.len());
-            if let Some(twice) = edges
-                .iter()
-                .find(|e| !seen.insert((&e.merge_hash, &e.source, &e.source_advisory_id)))
-            {
-                return Err(BundleError::Corrupt(format!(
-                    "edges.ndjson lists the edge {} {} {} twice",
-                    twice.merge_hash, twice.source, twice.source_advisory_id
-                )));
-            }
-            Ok::<_, BundleError>((edges, deletions))
-        });
-        let canonicals = digest_matches("canonicals.ndjson").and_then(|()| {
-            let canonicals: Vec<CanonicalAdvisory> =
-                parse_ndjson_halves("canonicals.ndjson", member("canonicals.ndjson").unwrap())?;
-            // Each half on its own thread; the first bad one in the file is reported.
-            let first_bad = |canonicals: &[CanonicalAdvisory]| {
-                canonicals.iter().position(|c| {
-                    c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key)
-                })
-            };
-            let (first, second) = canonicals.split_at(canonicals.len() / 2);
-            let bad = std::thread::scope(|scope| {
-                let in_second = scope.spawn(|| first_bad(second));
-                let in_first = first_bad(first);
-                let in_second = in_second.join().expect("hashing does not panic");
-                in_first.or(in_second.map(|at| first.len() + at))
-            });
-            if let Some(bad) = bad.map(|at| &canonicals[at]) {
-                return Err(BundleError::Corrupt(format!(
-                    "canonical {} has a merge hash that does not match its identity",
-                    bad.merge_hash
-                )));
-            }
-            // An export holds each canonical once (its latest state); two copies would
-            // leave which one wins to chance.
-            let mut seen = HashSet::with_capacity(canonicals.len());
-            if let Some(twice) = canonicals.iter().find(|c| !seen.insert(&c.merge_hash)) {
-                return Err(BundleError::Corrupt(format!(
-                    "canonicals.ndjson lists canonical {} twice",
-                    twice.merge_hash
-                )));
-            }
-            Ok(canonicals)
-        });
-        let rest = edges_and_deletions
-            .join()
-            .expect("bundle parsing does not panic");
-        (canonicals, rest)
-    });
-    // The first failing member in archive order decides the message.
-    tracing::debug!(
-        elapsed_ms = opening.elapsed().as_millis() as u64,
-        "members checked and parsed"
-    );
-    let canonicals = canonicals?;
-    let (edges, deletions) = rest?;
-    let counts = Counts {
-        canonicals: canonicals.len() as u64,
-        edges: edges.len() as u64,
-        deletions: deletions.len() as u64,
-    };
-    if counts != manifest.counts {
-        return Err(BundleError::Corrupt(format!(
-            "counts {:?} do not match the manifest {:?}",
-            counts, manifest.counts
-        )));
-    }
-    let signature = match member("SIGNATURE.json") {
-        None => None,
-        Some(bytes) => {
-            let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| {
-                BundleError::BadSignature(format!("SIGNATURE.json is not a DSSE envelope: {e}"))
-            })?;
-            Some(envelope)
-        }
-    };
-    Ok(OpenedBundle {
+    let data = DATA_MEMBERS.map(|name| range(name).expect("checked above"));
+    let signature = range("SIGNATURE.json");
+    Ok(Unpacked {
         bundle_hash,
         size,
         manifest,
         manifest_bytes,
-        canonicals,
-        edges,
-        deletions,
+        tar: tar_bytes,
+        data,
         signature,
+    })
+}
+
+impl Unpacked {
+    fn member(&self, name: &str) -> &[u8] {
+        let at = DATA_MEMBERS
+            .iter()
+            .position(|n| *n == name)
+            .expect("a data member");
+        &self.tar[self.data[at].clone()]
+    }
+
+    /// The second half of [`open`]: each data member against its digest and size in the
+    /// manifest, then parsed and checked (merge hashes, nothing listed twice, counts),
+    /// and the envelope read. On three threads; a few hundred milliseconds for 100,000
+    /// canonicals.
+    pub fn parse(&self) -> Result<Parsed, BundleError> {
+        let opening = std::time::Instant::now();
+        let manifest = &self.manifest;
+        let member = |name: &str| self.member(name);
+        let digest_matches = |name: &str| -> Result<(), BundleError> {
+            let bytes = member(name);
+            let want = &manifest.files[name];
+            if want.size != bytes.len() as u64 || want.sha256 != sha256_hex(bytes) {
+                return Err(BundleError::Corrupt(format!(
+                    "{name} does not match its digest in the manifest"
+                )));
+            }
+            Ok(())
+        };
+        // Canonicals on one thread, edges and deletions on another: checking and parsing
+        // is most of the time an import spends before it reaches the database.
+        let (canonicals, rest) = std::thread::scope(|scope| {
+            let edges_and_deletions = scope.spawn(|| {
+                digest_matches("edges.ndjson")?;
+                digest_matches("deletions.ndjson")?;
+                let edges: Vec<SourceEdge> = parse_ndjson("edges.ndjson", member("edges.ndjson"))?;
+                let deletions: Vec<Deletion> =
+                    parse_ndjson("deletions.ndjson", member("deletions.ndjson"))?;
+                let mut seen = HashSet::with_capacity(edges.len());
+                if let Some(twice) = edges
+                    .iter()
+                    .find(|e| !seen.insert((&e.merge_hash, &e.source, &e.source_advisory_id)))
+                {
+                    return Err(BundleError::Corrupt(format!(
+                        "edges.ndjson lists the edge {} {} {} twice",
+                        twice.merge_hash, twice.source, twice.source_advisory_id
+                    )));
+                }
+                Ok::<_, BundleError>((edges, deletions))
+            });
+            let canonicals = digest_matches("canonicals.ndjson").and_then(|()| {
+                let canonicals: Vec<CanonicalAdvisory> =
+                    parse_ndjson_halves("canonicals.ndjson", member("canonicals.ndjson"))?;
+                // Each half on its own thread; the first bad one in the file is reported.
+                let first_bad = |canonicals: &[CanonicalAdvisory]| {
+                    canonicals.iter().position(|c| {
+                        c.merge_hash != CanonicalAdvisory::merge_hash_of(&c.vuln_id, &c.affects_key)
+                    })
+                };
+                let (first, second) = canonicals.split_at(canonicals.len() / 2);
+                let bad = std::thread::scope(|scope| {
+                    let in_second = scope.spawn(|| first_bad(second));
+                    let in_first = first_bad(first);
+                    let in_second = in_second.join().expect("hashing does not panic");
+                    in_first.or(in_second.map(|at| first.len() + at))
+                });
+                if let Some(bad) = bad.map(|at| &canonicals[at]) {
+                    return Err(BundleError::Corrupt(format!(
+                        "canonical {} has a merge hash that does not match its identity",
+                        bad.merge_hash
+                    )));
+                }
+                // An export holds each canonical once (its latest state); two copies would
+                // leave which one wins to chance.
+                let mut seen = HashSet::with_capacity(canonicals.len());
+                if let Some(twice) = canonicals.iter().find(|c| !seen.insert(&c.merge_hash)) {
+                    return Err(BundleError::Corrupt(format!(
+                        "canonicals.ndjson lists canonical {} twice",
+                        twice.merge_hash
+                    )));
+                }
+                Ok(canonicals)
+            });
+            let rest = edges_and_deletions
+                .join()
+                .expect("bundle parsing does not panic");
+            (canonicals, rest)
+        });
+        // The first failing member in archive order decides the message.
+        tracing::debug!(
+            elapsed_ms = opening.elapsed().as_millis() as u64,
+            "members checked and parsed"
+        );
+        let canonicals = canonicals?;
+        let (edges, deletions) = rest?;
+        let counts = Counts {
+            canonicals: canonicals.len() as u64,
+            edges: edges.len() as u64,
+            deletions: deletions.len() as u64,
+        };
+        if counts != manifest.counts {
+            return Err(BundleError::Corrupt(format!(
+                "counts {:?} do not match the manifest {:?}",
+                counts, manifest.counts
+            )));
+        }
+        Ok(Parsed {
+            canonicals,
+            edges,
+            deletions,
+            signature: self.signature()?,
+        })
+    }
+
+    /// The DSSE envelope in `SIGNATURE.json`, when there is one.
+    pub fn signature(&self) -> Result<Option<Envelope>, BundleError> {
+        let Some(range) = &self.signature else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&self.tar[range.clone()])
+            .map(Some)
+            .map_err(|e| {
+                BundleError::BadSignature(format!("SIGNATURE.json is not a DSSE envelope: {e}"))
+            })
+    }
+
+    /// Each canonical's [`CanonicalKey`], in file order, from a quick pass over
+    /// `canonicals.ndjson` that neither checks the member's digest nor parses the rest of
+    /// each line; `None` when a line does not read (then only [`Unpacked::parse`] can
+    /// say why). What it returns is only to be trusted once `parse` has succeeded and
+    /// agrees with it.
+    pub fn canonical_keys(&self) -> Option<Vec<CanonicalKey<'_>>> {
+        quick_pass(self.member("canonicals.ndjson"))
+    }
+
+    /// Each edge's source, in file order, by a quick pass like
+    /// [`Unpacked::canonical_keys`].
+    pub fn edge_sources(&self) -> Option<Vec<std::borrow::Cow<'_, str>>> {
+        quick_pass::<EdgeSource>(self.member("edges.ndjson"))
+            .map(|edges| edges.into_iter().map(|e| e.source).collect())
+    }
+
+    /// The bundle as [`open`] returns it.
+    pub fn into_opened(self, parsed: Parsed) -> OpenedBundle {
+        OpenedBundle {
+            bundle_hash: self.bundle_hash,
+            size: self.size,
+            manifest: self.manifest,
+            manifest_bytes: self.manifest_bytes,
+            canonicals: parsed.canonicals,
+            edges: parsed.edges,
+            deletions: parsed.deletions,
+            signature: parsed.signature,
+        }
+    }
+
+    /// [`OpenedBundle::verify_signature`] for `envelope` over this bundle's manifest.
+    pub fn verify_signature(
+        &self,
+        envelope: Option<&Envelope>,
+        trusted: &TrustedKeys,
+    ) -> Result<String, BundleError> {
+        verify_manifest_signature(&self.manifest, &self.manifest_bytes, envelope, trusted)
+    }
+}
+
+/// The objects on `bytes`' non-empty lines (the lines [`parse_ndjson`] reads), as `T`;
+/// `None` at the first that does not read. The second half of the lines on another
+/// thread, as [`parse_ndjson_halves`] does.
+fn quick_pass<'a, T: Deserialize<'a> + Send>(bytes: &'a [u8]) -> Option<Vec<T>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let middle = text.len() / 2;
+    let cut = text.as_bytes()[middle..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(text.len(), |at| middle + at + 1);
+    let (first, second) = text.split_at(cut);
+    let lines = |text: &'a str| -> Option<Vec<T>> {
+        text.lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| serde_json::from_str(line).ok())
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| lines(second));
+        let mut items = lines(first)?;
+        items.extend(second.join().expect("reading does not panic")?);
+        Some(items)
+    })
+}
+
+/// Verify `envelope` against `trusted` as the signature over `manifest_bytes`; returns
+/// the signing key's id. Only keys trusted for the manifest's `site_id` count (see
+/// [`TrustedKeys::for_site`]).
+fn verify_manifest_signature(
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    envelope: Option<&Envelope>,
+    trusted: &TrustedKeys,
+) -> Result<String, BundleError> {
+    let trusted = trusted.for_site(&manifest.site_id);
+    let envelope = envelope.ok_or(BundleError::Unsigned)?;
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(BundleError::BadSignature(format!(
+            "payload type {:?}",
+            envelope.payload_type
+        )));
+    }
+    let payload = STANDARD
+        .decode(&envelope.payload)
+        .map_err(|_| BundleError::BadSignature("payload is not base64".into()))?;
+    if payload != manifest_bytes {
+        return Err(BundleError::BadSignature(
+            "the signed payload is not this bundle's manifest".into(),
+        ));
+    }
+    trusted.verify(envelope, &payload).ok_or_else(|| {
+        BundleError::BadSignature(format!(
+            "no key trusted for site {} verifies the signature (key mismatch)",
+            manifest.site_id
+        ))
     })
 }
 
@@ -800,28 +1027,12 @@ impl OpenedBundle {
     /// Verify the DSSE signature against `trusted`; returns the signing key's id.
     /// Only keys trusted for the manifest's `site_id` count (see [`TrustedKeys::for_site`]).
     pub fn verify_signature(&self, trusted: &TrustedKeys) -> Result<String, BundleError> {
-        let trusted = trusted.for_site(&self.manifest.site_id);
-        let envelope = self.signature.as_ref().ok_or(BundleError::Unsigned)?;
-        if envelope.payload_type != PAYLOAD_TYPE {
-            return Err(BundleError::BadSignature(format!(
-                "payload type {:?}",
-                envelope.payload_type
-            )));
-        }
-        let payload = STANDARD
-            .decode(&envelope.payload)
-            .map_err(|_| BundleError::BadSignature("payload is not base64".into()))?;
-        if payload != self.manifest_bytes {
-            return Err(BundleError::BadSignature(
-                "the signed payload is not this bundle's manifest".into(),
-            ));
-        }
-        trusted.verify(envelope, &payload).ok_or_else(|| {
-            BundleError::BadSignature(format!(
-                "no key trusted for site {} verifies the signature (key mismatch)",
-                self.manifest.site_id
-            ))
-        })
+        verify_manifest_signature(
+            &self.manifest,
+            &self.manifest_bytes,
+            self.signature.as_ref(),
+            trusted,
+        )
     }
 }
 

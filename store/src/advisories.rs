@@ -200,7 +200,7 @@ pub struct ChangeRange {
 
 /// Reserve `n` consecutive change numbers and return the first, with the transaction's
 /// timestamp. Callers hold [`lock_changes`], so nobody else draws from the sequence.
-async fn reserve(conn: &mut PgConnection, n: usize) -> Result<(i64, DateTime<Utc>)> {
+pub async fn reserve_changes(conn: &mut PgConnection, n: usize) -> Result<(i64, DateTime<Utc>)> {
     let (first, now): (i64, DateTime<Utc>) =
         sqlx::query_as("SELECT nextval('advisory_change_seq'), now()")
             .fetch_one(&mut *conn)
@@ -228,8 +228,23 @@ pub async fn write_canonicals(
     if canonicals.is_empty() {
         return Ok(None);
     }
+    let reserved = reserve_changes(conn, canonicals.len()).await?;
+    write_canonicals_reserved(conn, canonicals, origin_site, is_stored, reserved)
+        .await
+        .map(Some)
+}
+
+/// [`write_canonicals`] with the change numbers already taken by [`reserve_changes`]
+/// (`canonicals.len()` of them), for a writer that needs the numbers first (the
+/// federation import writes its events before the canonicals).
+pub async fn write_canonicals_reserved(
+    conn: &mut PgConnection,
+    canonicals: &[&CanonicalAdvisory],
+    origin_site: Option<&str>,
+    is_stored: impl Fn(&str) -> bool,
+    (first, now): (i64, DateTime<Utc>),
+) -> Result<ChangeRange> {
     let started = std::time::Instant::now();
-    let (first, now) = reserve(conn, canonicals.len()).await?;
     // New canonicals take the first numbers, replaced ones the rest (each group in input
     // order), so readers can tell them apart by number alone.
     let (new, replaced): (Vec<&CanonicalAdvisory>, Vec<&CanonicalAdvisory>) = canonicals
@@ -326,14 +341,14 @@ pub async fn write_canonicals(
             "replaced canonicals updated"
         );
     }
-    Ok(Some(ChangeRange {
+    Ok(ChangeRange {
         first,
         last_created: first + new_count as i64 - 1,
         last: ChangePoint {
             seq: first + canonicals.len() as i64 - 1,
             at: now,
         },
-    }))
+    })
 }
 
 /// Insert or replace `edges` whose canonical exists; returns how many were written
@@ -398,7 +413,7 @@ pub async fn write_edges(
     if wanted.is_empty() {
         return Ok(0);
     }
-    let (first, now) = reserve(conn, wanted.len()).await?;
+    let (first, now) = reserve_changes(conn, wanted.len()).await?;
     const COLUMNS: &str = "merge_hash, source, source_advisory_id, document_hash, fetched_at, document, change_seq, changed_at";
     let edge_rows = |new: bool| {
         let mut rows = wanted

@@ -536,6 +536,163 @@ async fn refusals_leave_the_store_unchanged() {
     );
 }
 
+/// `bytes` with each canonical line rewritten by `edit` (line number from 1, line), the
+/// manifest's digest and size of that member made to match and the signature dropped:
+/// a bundle that unpacks, for the parse to judge.
+fn with_canonical_lines(bytes: &[u8], edit: impl Fn(usize, &str) -> String) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut tar_bytes = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .unwrap()
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let mut members = Vec::new();
+    for entry in tar::Archive::new(tar_bytes.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        members.push((name, content));
+    }
+    members.retain(|(name, _)| name != "SIGNATURE.json");
+    let (_, canonicals) = members
+        .iter_mut()
+        .find(|(name, _)| name == "canonicals.ndjson")
+        .unwrap();
+    let text = String::from_utf8(canonicals.clone()).unwrap();
+    *canonicals = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| edit(i + 1, line) + "\n")
+        .collect::<String>()
+        .into_bytes();
+    let digest = json!({"sha256": stellaops_store::advisories::sha256_hex(canonicals), "size": canonicals.len()});
+    let (_, manifest) = members
+        .iter_mut()
+        .find(|(name, _)| name == "MANIFEST.json")
+        .unwrap();
+    let mut value: Value = serde_json::from_slice(manifest).unwrap();
+    value["files"]["canonicals.ndjson"] = digest;
+    *manifest = serde_json::to_vec(&value).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content) in &members {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).unwrap();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder.append(&header, content.as_slice()).unwrap();
+    }
+    zstd::bulk::compress(&builder.into_inner().unwrap(), 3).unwrap()
+}
+
+/// The import reads each canonical's key by a quick pass and writes its events while the
+/// bundle is still being parsed: a bundle that pass reads but the parse refuses must be
+/// refused as a corrupt bundle (before any site check's verdict), roll back what was
+/// written meanwhile, and leave no history.
+#[tokio::test]
+async fn a_bundle_the_parse_refuses_after_the_quick_pass_changes_nothing() {
+    let (Some(a), Some(b), Some(c)) = (
+        database("fed_late_a").await,
+        database("fed_late_b").await,
+        database("fed_late_c").await,
+    ) else {
+        return;
+    };
+    let (signer, _) = key_pair();
+    ingest_docs(&a, &docs(4)).await;
+    let bundle = export_all(&a, None, &signer, 10_000).await.remove(0);
+    for pool in [&b, &c] {
+        sites::set_policy(
+            pool,
+            "site-a",
+            &PolicyUpdate {
+                require_signature: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // c does not take site-a's bundles at all.
+    sites::set_policy(
+        &c,
+        "site-a",
+        &PolicyUpdate {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let history = |pool: &PgPool| {
+        let pool = pool.clone();
+        async move { count(&pool, "federation_sync_history").await }
+    };
+    let before = (snapshot(&b).await, history(&b).await);
+
+    let unknown_field = with_canonical_lines(&bundle.bytes, |n, line| {
+        if n == 3 {
+            line.replacen('{', "{\"extra\":1,", 1)
+        } else {
+            line.to_string()
+        }
+    });
+    let error = import(&b, &unknown_field, &options(), &TrustedKeys::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("Bundle is corrupt: canonicals.ndjson line 3: unknown field `extra`"),
+        "{error}"
+    );
+    let error = import(&c, &unknown_field, &options(), &TrustedKeys::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("Bundle is corrupt: canonicals.ndjson line 3"),
+        "the bundle's own fault is named first, as when it was parsed first: {error}"
+    );
+
+    let wrong_merge_hash = with_canonical_lines(&bundle.bytes, |n, line| {
+        let mut value: Value = serde_json::from_str(line).unwrap();
+        if n == 2 {
+            value["merge_hash"] = json!(format!("sha256:{:064x}", 7));
+        }
+        serde_json::to_string(&value).unwrap()
+    });
+    let error = import(&b, &wrong_merge_hash, &options(), &TrustedKeys::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("has a merge hash that does not match its identity"),
+        "{error}"
+    );
+    assert_eq!(
+        (snapshot(&b).await, history(&b).await),
+        before,
+        "no row, event or history entry stays behind"
+    );
+
+    // The same rewriting without a fault imports: the refusals above are the faults'.
+    let intact = with_canonical_lines(&bundle.bytes, |_, line| line.to_string());
+    let imported = import(&b, &intact, &options(), &TrustedKeys::default())
+        .await
+        .unwrap();
+    assert_eq!(imported.counts.canonical_created, 4);
+    assert_eq!(
+        count(&b, "events_outbox").await,
+        before.0[3] + 4 + 1,
+        "an event per canonical and one for the bundle"
+    );
+}
+
 #[tokio::test]
 async fn conflicts_follow_the_strategy() {
     let (Some(a), Some(b)) = (
