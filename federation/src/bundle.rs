@@ -575,6 +575,17 @@ fn parse_lines<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
+/// `text` cut after the first line break at or past its middle (all of it first when
+/// there is none), so each half holds whole lines.
+fn split_lines_in_halves(text: &str) -> (&str, &str) {
+    let middle = text.len() / 2;
+    let cut = text.as_bytes()[middle..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(text.len(), |at| middle + at + 1);
+    text.split_at(cut)
+}
+
 /// [`parse_ndjson`] with the second half of the lines parsed on another thread: the
 /// canonicals are most of a bundle, and parsing them most of its opening.
 fn parse_ndjson_halves<T: serde::de::DeserializeOwned + Send>(
@@ -583,12 +594,7 @@ fn parse_ndjson_halves<T: serde::de::DeserializeOwned + Send>(
 ) -> Result<Vec<T>, BundleError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| BundleError::Corrupt(format!("{name} is not UTF-8")))?;
-    let middle = text.len() / 2;
-    let cut = text.as_bytes()[middle..]
-        .iter()
-        .position(|b| *b == b'\n')
-        .map_or(text.len(), |at| middle + at + 1);
-    let (first, second) = text.split_at(cut);
+    let (first, second) = split_lines_in_halves(text);
     let second_from = first.bytes().filter(|b| *b == b'\n').count();
     std::thread::scope(|scope| {
         let second = scope.spawn(|| parse_lines::<T>(name, second, second_from));
@@ -970,12 +976,7 @@ impl Unpacked {
 /// thread, as [`parse_ndjson_halves`] does.
 fn quick_pass<'a, T: Deserialize<'a> + Send>(bytes: &'a [u8]) -> Option<Vec<T>> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let middle = text.len() / 2;
-    let cut = text.as_bytes()[middle..]
-        .iter()
-        .position(|b| *b == b'\n')
-        .map_or(text.len(), |at| middle + at + 1);
-    let (first, second) = text.split_at(cut);
+    let (first, second) = split_lines_in_halves(text);
     let lines = |text: &'a str| -> Option<Vec<T>> {
         text.lines()
             .filter(|line| !line.is_empty())

@@ -3,7 +3,7 @@ use std::io::Read;
 use stellaops_federation::bundle::{self, BundleError, Contents};
 use stellaops_store::advisories::{Deletion, sha256_hex};
 
-use crate::fixtures::{key_pair, osv_doc, parse};
+use crate::fixtures::{bundle_members, bundle_of, key_pair, osv_doc, parse};
 
 fn sample_bundle(signer: Option<&stellaops_federation::dsse::Signer>) -> Vec<u8> {
     let a = parse(&osv_doc("GHSA-aaaa-bbbb-0001", "express", "4.19.2", "HIGH"));
@@ -35,31 +35,11 @@ fn sample_bundle(signer: Option<&stellaops_federation::dsse::Signer>) -> Vec<u8>
 
 /// Decompress, change one member with `edit`, and rebuild a canonical archive.
 fn repack(bytes: &[u8], edit: impl Fn(&str, &mut Vec<u8>)) -> Vec<u8> {
-    let mut tar_bytes = Vec::new();
-    zstd::stream::read::Decoder::new(bytes)
-        .unwrap()
-        .read_to_end(&mut tar_bytes)
-        .unwrap();
-    let mut archive = tar::Archive::new(tar_bytes.as_slice());
-    let mut builder = tar::Builder::new(Vec::new());
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        edit(&name, &mut content);
-        let mut header = tar::Header::new_ustar();
-        header.set_path(&name).unwrap();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
-        builder.append(&header, content.as_slice()).unwrap();
+    let mut members = bundle_members(bytes);
+    for (name, content) in &mut members {
+        edit(name, content);
     }
-    zstd::bulk::compress(&builder.into_inner().unwrap(), 3).unwrap()
+    bundle_of(&members)
 }
 
 #[test]

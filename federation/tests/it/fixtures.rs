@@ -52,3 +52,40 @@ pub async fn count(pool: &PgPool, table: &str) -> i64 {
         .await
         .unwrap()
 }
+
+/// The members of a bundle's archive, in order, as (name, bytes).
+pub fn bundle_members(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read as _;
+    let mut tar_bytes = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .unwrap()
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let mut members = Vec::new();
+    for entry in tar::Archive::new(tar_bytes.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        members.push((name, content));
+    }
+    members
+}
+
+/// `members` as a bundle in canonical form, written by the `tar` crate (not by ours).
+pub fn bundle_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content) in members {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).unwrap();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder.append(&header, content.as_slice()).unwrap();
+    }
+    zstd::bulk::compress(&builder.into_inner().unwrap(), 3).unwrap()
+}

@@ -10,7 +10,7 @@ use stellaops_federation::import::{ImportError, ImportOptions, OnConflict, impor
 use stellaops_federation::sites::{self, PolicyUpdate};
 use stellaops_federation::{ingest, validate};
 
-use crate::fixtures::{count, database, key_pair, osv_doc, parse};
+use crate::fixtures::{bundle_members, bundle_of, count, database, key_pair, osv_doc, parse};
 
 fn docs(n: usize) -> Vec<serde_json::Value> {
     (1..=n)
@@ -540,20 +540,7 @@ async fn refusals_leave_the_store_unchanged() {
 /// manifest's digest and size of that member made to match and the signature dropped:
 /// a bundle that unpacks, for the parse to judge.
 fn with_canonical_lines(bytes: &[u8], edit: impl Fn(usize, &str) -> String) -> Vec<u8> {
-    use std::io::Read as _;
-    let mut tar_bytes = Vec::new();
-    zstd::stream::read::Decoder::new(bytes)
-        .unwrap()
-        .read_to_end(&mut tar_bytes)
-        .unwrap();
-    let mut members = Vec::new();
-    for entry in tar::Archive::new(tar_bytes.as_slice()).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        members.push((name, content));
-    }
+    let mut members = bundle_members(bytes);
     members.retain(|(name, _)| name != "SIGNATURE.json");
     let (_, canonicals) = members
         .iter_mut()
@@ -574,20 +561,7 @@ fn with_canonical_lines(bytes: &[u8], edit: impl Fn(usize, &str) -> String) -> V
     let mut value: Value = serde_json::from_slice(manifest).unwrap();
     value["files"]["canonicals.ndjson"] = digest;
     *manifest = serde_json::to_vec(&value).unwrap();
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, content) in &members {
-        let mut header = tar::Header::new_ustar();
-        header.set_path(name).unwrap();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
-        builder.append(&header, content.as_slice()).unwrap();
-    }
-    zstd::bulk::compress(&builder.into_inner().unwrap(), 3).unwrap()
+    bundle_of(&members)
 }
 
 /// The import reads each canonical's key by a quick pass and writes its events while the
