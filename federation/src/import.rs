@@ -5,6 +5,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -286,53 +289,22 @@ async fn check_site_policy(
 /// The bundle's data members, checked and parsed on blocking threads while the import
 /// does what needs only the bundle's head and the quick pass (site checks, the lookup of
 /// stored canonicals, the events): opening a 100,000-canonical bundle takes about half a
-/// second, a tenth of the import.
-struct Body {
-    unpacked: Arc<Unpacked>,
-    started: std::sync::atomic::AtomicBool,
-    parsing: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Parsed, BundleError>>>>,
-    parsed: tokio::sync::OnceCell<Result<Parsed, BundleError>>,
-}
+/// second, a tenth of the import. Each place that needs the parsed members awaits a clone.
+type Body = Shared<BoxFuture<'static, Result<Arc<Parsed>, BundleError>>>;
 
-impl Body {
-    fn new(unpacked: &Arc<Unpacked>) -> Body {
-        Body {
-            unpacked: Arc::clone(unpacked),
-            started: std::sync::atomic::AtomicBool::new(false),
-            parsing: std::sync::Mutex::new(None),
-            parsed: tokio::sync::OnceCell::new(),
+/// Start [`Unpacked::parse`] on a blocking thread.
+fn parse_in_background(unpacked: &Arc<Unpacked>) -> Body {
+    let unpacked = Arc::clone(unpacked);
+    let parsing = tokio::task::spawn_blocking(move || unpacked.parse().map(Arc::new));
+    async move {
+        match parsing.await {
+            Ok(parsed) => parsed,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("the bundle's parse was cancelled: {error}"),
         }
     }
-
-    /// Start the parse on a blocking thread, unless it has started (started late, it
-    /// leaves the cores to the quick pass first).
-    fn start(&self) {
-        if !self
-            .started
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            let unpacked = Arc::clone(&self.unpacked);
-            *self.parsing.lock().expect("not poisoned") =
-                Some(tokio::task::spawn_blocking(move || unpacked.parse()));
-        }
-    }
-
-    /// The parsed members, once the parse is done; its error, when it failed.
-    async fn ready(&self) -> Result<&Parsed, BundleError> {
-        self.start();
-        let parsed = self
-            .parsed
-            .get_or_init(|| async {
-                let parsing = self.parsing.lock().expect("not poisoned").take();
-                match parsing.expect("started above, taken only here").await {
-                    Ok(parsed) => parsed,
-                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                    Err(error) => panic!("the bundle's parse was cancelled: {error}"),
-                }
-            })
-            .await;
-        parsed.as_ref().map_err(Clone::clone)
-    }
+    .boxed()
+    .shared()
 }
 
 /// Import `bytes`. On refusal the store is untouched (and, unless a dry run, the attempt
@@ -362,13 +334,20 @@ pub async fn import_observed(
         }
         None => bundle::unpack(bytes, options.max_bundle_size_bytes)?,
     });
-    let body = Body::new(&unpacked);
-    let result = apply(pool, &unpacked, &body, options, trusted, started, observe).await;
+    // What the checks and the events need before the parse: the envelope and each
+    // canonical's key, read by a quick pass before the parse takes the cores. When the
+    // quick pass cannot read them, the parse decides.
+    let quick = unpacked.signature().ok().zip(unpacked.canonical_keys());
+    let body = parse_in_background(&unpacked);
+    let result = apply(
+        pool, &unpacked, quick, &body, options, trusted, started, observe,
+    )
+    .await;
     // A bundle that does not open is refused for that, whatever else failed meanwhile (as
     // when it was opened before anything else), and not recorded in any site's history:
     // what it claims is in doubt.
     if result.is_err() {
-        body.ready().await?;
+        body.await?;
     }
     if let Err(ImportError::WrongSite { .. }) = result {
         return result;
@@ -402,9 +381,10 @@ pub async fn import_observed(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn apply(
+async fn apply<'a>(
     pool: &PgPool,
-    unpacked: &Unpacked,
+    unpacked: &'a Unpacked,
+    quick: Option<(Option<Envelope>, Vec<CanonicalKey<'a>>)>,
     body: &Body,
     options: &ImportOptions,
     trusted: &TrustedKeys,
@@ -423,19 +403,14 @@ async fn apply(
     }
     let total = manifest.counts.total();
     observe(0, total);
-    // What the checks and the events need before the parse: the envelope and each
-    // canonical's key. When the quick pass cannot read them, the parse decides.
-    let quick = match (unpacked.signature(), unpacked.canonical_keys()) {
-        (Ok(signature), Some(keys)) => Some((signature, keys)),
-        _ => None,
-    };
-    body.start();
+    // Parsed here only when the quick pass could not read the bundle.
+    let unread: Arc<Parsed>;
     let (signature, keys) = match quick {
-        Some((signature, keys)) => (signature, keys),
+        Some(quick) => quick,
         None => {
-            let parsed = body.ready().await?;
-            let keys = parsed.canonicals.iter().map(CanonicalKey::of).collect();
-            (parsed.signature.clone(), keys)
+            unread = body.clone().await?;
+            let keys = unread.canonicals.iter().map(CanonicalKey::of).collect();
+            (unread.signature.clone(), keys)
         }
     };
     let (signed_by, allowed_sources) =
@@ -448,8 +423,9 @@ async fn apply(
                 .find(|s| !allowed(s))
                 .map(std::borrow::Cow::into_owned),
             None => {
-                let edges = &body.ready().await?.edges;
-                edges
+                let parsed = body.clone().await?;
+                parsed
+                    .edges
                     .iter()
                     .find(|e| !allowed(&e.source))
                     .map(|e| e.source.clone())
@@ -531,7 +507,7 @@ async fn apply(
     let early = if stored.is_empty() {
         None
     } else {
-        Some(body.ready().await?)
+        Some(body.clone().await?)
     };
     // Indexes into the bundle's canonicals, with what is done to each.
     let mut actions: Vec<(usize, &str)> = Vec::new();
@@ -541,7 +517,10 @@ async fn apply(
             actions.push((at, "Created"));
             continue;
         };
-        let remote = &early.expect("parsed when anything is stored").canonicals[at];
+        let remote = &early
+            .as_ref()
+            .expect("parsed when anything is stored")
+            .canonicals[at];
         if local.content_hash == remote.content_hash() {
             counts.canonical_skipped += 1
         } else if local.origin_site.as_deref() == Some(manifest.site_id.as_str()) {
@@ -637,7 +616,7 @@ async fn apply(
         "events published"
     );
 
-    let parsed = body.ready().await?;
+    let parsed = body.clone().await?;
     // The quick pass read the same bytes as the parse; that they agree is checked, not
     // assumed, before anything it decided is committed.
     if keys.len() != parsed.canonicals.len()
