@@ -307,6 +307,23 @@ fn parse_in_background(unpacked: &Arc<Unpacked>) -> Body {
     .shared()
 }
 
+/// The quick pass read the same bytes as the parse; that they agree is checked, not
+/// assumed, before anything decided on the quick pass is used with the parsed members
+/// or committed.
+fn agrees(keys: &[CanonicalKey<'_>], parsed: &Parsed) -> Result<(), BundleError> {
+    if keys.len() != parsed.canonicals.len()
+        || keys
+            .iter()
+            .zip(&parsed.canonicals)
+            .any(|(key, canonical)| *key != CanonicalKey::of(canonical))
+    {
+        return Err(BundleError::Corrupt(
+            "canonicals.ndjson reads differently in two passes".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Import `bytes`. On refusal the store is untouched (and, unless a dry run, the attempt
 /// is recorded in the site's history).
 pub async fn import(
@@ -507,7 +524,9 @@ async fn apply<'a>(
     let early = if stored.is_empty() {
         None
     } else {
-        Some(body.clone().await?)
+        let parsed = body.clone().await?;
+        agrees(&keys, &parsed)?;
+        Some(parsed)
     };
     // Indexes into the bundle's canonicals, with what is done to each.
     let mut actions: Vec<(usize, &str)> = Vec::new();
@@ -617,19 +636,7 @@ async fn apply<'a>(
     );
 
     let parsed = body.clone().await?;
-    // The quick pass read the same bytes as the parse; that they agree is checked, not
-    // assumed, before anything it decided is committed.
-    if keys.len() != parsed.canonicals.len()
-        || keys
-            .iter()
-            .zip(&parsed.canonicals)
-            .any(|(key, canonical)| *key != CanonicalKey::of(canonical))
-    {
-        return Err(BundleError::Corrupt(
-            "canonicals.ndjson reads differently in two passes".into(),
-        )
-        .into());
-    }
+    agrees(&keys, &parsed)?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "bundle parsed"
