@@ -3,6 +3,7 @@
 //! parsed while the transaction starts (see [`Body`]). Answers with the seed's response
 //! shape.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use stellaops_store::outbox::{self, NewEvent};
 use crate::bundle::{self, BundleError, CanonicalKey, Parsed, Unpacked};
 use crate::cursor::Cursor;
 use crate::dsse::{Envelope, TrustedKeys};
+use crate::events::{self, CanonicalImported, ImportedItem};
 use crate::sites::{self, HistoryEntry};
 
 /// Conflict strategy (the seed's `on_conflict`).
@@ -585,50 +587,53 @@ async fn apply<'a>(
         Some(advisories::reserve_changes(&mut tx, in_change_order.len()).await?)
     };
 
-    // One canonical-imported event per created or updated canonical, in change order,
-    // COPYed from here while the server stores them (reading the rows back to build the
-    // events in SQL cost as much again as storing them), and before the canonicals, so
-    // the server stores them while the bundle is still being parsed. The key names the
-    // change: each write takes its own number, so no key can exist yet and a duplicate
-    // fails the import. `imported_at` is the transaction's `now()`, as JSON.
+    // The canonical-imported events (crate::events: one row per chunk of canonicals, in
+    // change order), COPYed from here before the canonicals, so the server stores them
+    // while the bundle is still being parsed. Each key names its chunk's first change:
+    // each write takes its own number, so no key can exist yet and a duplicate fails the
+    // import. `imported_at` is the transaction's `now()`, as JSON.
     if let Some((first, _)) = reserved {
         let imported_at: String = sqlx::query_scalar("SELECT to_json(now()) #>> '{}'")
             .fetch_one(&mut *tx)
             .await?;
-        #[derive(Serialize)]
-        struct Payload<'a> {
-            canonical_id: &'a str,
-            cve: Option<&'a str>,
-            affects_key: &'a str,
-            merge_hash: &'a str,
-            action: &'a str,
-            bundle_hash: &'a str,
-            site_id: &'a str,
-            imported_at: &'a str,
-        }
-        let events = in_change_order
+        let items: Vec<ImportedItem<'_>> = in_change_order
             .iter()
             .zip(first..)
-            .map(|(&(at, action), seq)| {
+            .map(|(&(at, action), change)| {
                 let key = &keys[at];
-                outbox::BulkEvent {
-                    subject: &key.merge_hash,
-                    severity: key.severity.as_deref(),
-                    payload: Payload {
-                        canonical_id: &key.merge_hash,
-                        cve: key.cve.as_deref(),
-                        affects_key: &key.affects_key,
-                        merge_hash: &key.merge_hash,
-                        action,
-                        bundle_hash: &unpacked.bundle_hash,
-                        site_id: &manifest.site_id,
-                        imported_at: &imported_at,
-                    },
-                    idempotency_key: format!("canonical-imported/{seq:019}"),
-                }
-            });
-        let published = outbox::publish_copied(&mut tx, "canonical-imported", events).await?;
-        debug_assert_eq!(published, in_change_order.len() as u64);
+                ImportedItem(
+                    change,
+                    Cow::Borrowed(&*key.merge_hash),
+                    key.cve.as_deref().map(Cow::Borrowed),
+                    Cow::Borrowed(&*key.affects_key),
+                    Cow::Borrowed(action),
+                    key.severity.as_deref().map(Cow::Borrowed),
+                )
+            })
+            .collect();
+        let rows: Vec<CanonicalImported<'_>> = items
+            .chunks(events::ITEMS_PER_EVENT)
+            .map(|chunk| {
+                CanonicalImported::new(
+                    &unpacked.bundle_hash,
+                    &manifest.site_id,
+                    &imported_at,
+                    chunk.to_vec(),
+                )
+            })
+            .collect();
+        let published = outbox::publish_copied(
+            &mut tx,
+            events::KIND,
+            rows.iter().map(|row| outbox::BulkEvent {
+                subject: &manifest.site_id,
+                severity: row.severity(),
+                payload: row,
+                idempotency_key: row.idempotency_key(),
+            }),
+        )
+        .await?;
+        debug_assert_eq!(published, rows.len() as u64);
     }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod cursor;
 pub mod cvss;
 pub mod dsse;
+pub mod events;
 pub mod export;
 pub mod import;
 pub mod ingest;

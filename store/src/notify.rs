@@ -101,16 +101,6 @@ pub struct NotifyEvent {
     pub traceparent: Option<String>,
 }
 
-fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
-}
-
 /// Shell-style glob with `*` and `?`.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
@@ -150,7 +140,7 @@ pub fn matches(rule: &RuleConfig, event: &NotifyEvent) -> bool {
         return false;
     }
     if let (Some(min), Some(severity)) = (&rule.min_severity, &event.severity)
-        && severity_rank(severity) < severity_rank(min)
+        && crate::outbox::severity_rank(severity) < crate::outbox::severity_rank(min)
     {
         return false;
     }

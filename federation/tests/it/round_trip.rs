@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use stellaops_federation::cursor::Cursor;
 use stellaops_federation::dsse::TrustedKeys;
+use stellaops_federation::events::CanonicalImported;
 use stellaops_federation::export::{ExportOptions, ExportedBundle, export};
 use stellaops_federation::import::{ImportError, ImportOptions, OnConflict, import};
 use stellaops_federation::sites::{self, PolicyUpdate};
@@ -239,15 +240,19 @@ async fn full_and_delta_round_trip_between_two_sites() {
     .await
     .unwrap();
     assert_eq!(edges_disagreeing, 0);
-    // One canonical-imported event per created canonical, plus the summary event.
+    // One canonical-imported row holding the five created canonicals, then the summary.
     let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM events_outbox ORDER BY id")
         .fetch_all(&b)
         .await
         .unwrap();
-    assert_eq!(
-        kinds.iter().filter(|k| *k == "canonical-imported").count(),
-        5
-    );
+    assert_eq!(kinds, ["canonical-imported", "federation.imported"]);
+    let payload: Value =
+        sqlx::query_scalar("SELECT payload FROM events_outbox WHERE kind = 'canonical-imported'")
+            .fetch_one(&b)
+            .await
+            .unwrap();
+    let row: CanonicalImported<'_> = serde_json::from_value(payload).unwrap();
+    assert_eq!(row.seed_events().len(), 5);
     assert_eq!(
         kinds.last().map(String::as_str),
         Some("federation.imported")
@@ -290,42 +295,60 @@ async fn full_and_delta_round_trip_between_two_sites() {
         "updates from the origin site are not conflicts"
     );
     assert_eq!(digest(a.clone()).await, digest(b.clone()).await);
-    // The delta's events: the created canonical's first, then the updated one's, each
-    // keyed by the change number its write took, with the documented payload.
-    let events: Vec<(String, Option<String>, Value, String, i64, bool)> = sqlx::query_as(
-        "SELECT e.subject, e.severity, e.payload, e.idempotency_key, c.change_seq,
+    // The delta's events: one row, the created canonical first, then the updated one,
+    // each with the change number its write took; the row keyed by the first of them,
+    // its severity the highest of its canonicals', its time the transaction's now().
+    let rows: Vec<(String, Option<String>, Value, String, bool)> = sqlx::query_as(
+        "SELECT e.subject, e.severity, e.payload, e.idempotency_key,
                 e.payload->>'imported_at' = to_json(e.created_at) #>> '{}'
-         FROM events_outbox e JOIN canonical_advisories c ON c.merge_hash = e.subject
+         FROM events_outbox e
          WHERE e.kind = 'canonical-imported' AND e.payload->>'bundle_hash' = $1 ORDER BY e.id",
     )
     .bind(&response.bundle_hash)
     .fetch_all(&b)
     .await
     .unwrap();
-    assert_eq!(events.len(), 2);
-    for ((subject, severity, payload, key, seq, at_commit), action) in
-        events.iter().zip(["Created", "Updated"])
+    assert_eq!(rows.len(), 1);
+    let (subject, severity, payload, key, at_commit) = &rows[0];
+    assert_eq!(subject, "site-a");
+    assert!(at_commit, "imported_at is the transaction's now()");
+    let row: CanonicalImported<'_> = serde_json::from_value(payload.clone()).unwrap();
+    assert_eq!(row.items.len(), 2);
+    assert_eq!(*key, format!("canonical-imported/{:019}", row.items[0].0));
+    let mut severities = Vec::new();
+    for (item, (event, action)) in row
+        .items
+        .iter()
+        .zip(row.seed_events().into_iter().zip(["Created", "Updated"]))
     {
-        let stored: (Option<String>, Option<String>, String) = sqlx::query_as(
-            "SELECT cve, severity, affects_key FROM canonical_advisories WHERE merge_hash = $1",
+        let stored: (Option<String>, Option<String>, String, i64) = sqlx::query_as(
+            "SELECT cve, severity, affects_key, change_seq FROM canonical_advisories WHERE merge_hash = $1",
         )
-        .bind(subject)
+        .bind(&*item.1)
         .fetch_one(&b)
         .await
         .unwrap();
-        assert_eq!(*severity, stored.1);
-        assert_eq!(*key, format!("canonical-imported/{seq:019}"));
-        let mut payload = payload.clone();
-        assert!(payload["imported_at"].as_str().is_some());
-        payload.as_object_mut().unwrap().remove("imported_at");
         assert_eq!(
-            payload,
-            json!({"canonical_id": subject, "merge_hash": subject, "cve": stored.0,
+            item.0, stored.3,
+            "the item carries its write's change number"
+        );
+        assert_eq!(item.5.as_deref(), stored.1.as_deref());
+        severities.extend(stored.1.clone());
+        let mut event = event;
+        assert!(event["imported_at"].as_str().is_some());
+        event.as_object_mut().unwrap().remove("imported_at");
+        assert_eq!(
+            event,
+            json!({"canonical_id": &*item.1, "merge_hash": &*item.1, "cve": stored.0,
                    "affects_key": stored.2, "action": action,
                    "bundle_hash": response.bundle_hash, "site_id": "site-a"})
         );
-        assert!(at_commit, "imported_at is the transaction's now()");
     }
+    let highest = severities
+        .iter()
+        .max_by_key(|s| stellaops_store::outbox::severity_rank(s))
+        .cloned();
+    assert_eq!(*severity, highest);
 
     // The status the seed's `sites list` shows.
     let site = sites::list(&b).await.unwrap().remove(0);
@@ -662,8 +685,8 @@ async fn a_bundle_the_parse_refuses_after_the_quick_pass_changes_nothing() {
     assert_eq!(imported.counts.canonical_created, 4);
     assert_eq!(
         count(&b, "events_outbox").await,
-        before.0[3] + 4 + 1,
-        "an event per canonical and one for the bundle"
+        before.0[3] + 1 + 1,
+        "a row of the four canonicals' events and one event for the bundle"
     );
 }
 
@@ -954,4 +977,104 @@ async fn streamed_export_matches_the_store_and_the_in_memory_writer() {
     for (one, two) in sequential.iter().zip(&bundles) {
         assert!(one.bytes == two.bytes, "bundles differ with one connection");
     }
+}
+
+#[tokio::test]
+async fn canonical_imported_events_come_in_rows_of_a_thousand_in_change_order() {
+    use stellaops_federation::bundle::{self, Contents};
+    use stellaops_federation::events::{ITEMS_PER_EVENT, ImportedItem};
+    use stellaops_store::advisories::CanonicalAdvisory;
+    let Some(b) = database("fed_event_rows").await else {
+        return;
+    };
+    sites::set_policy(
+        &b,
+        "site-a",
+        &PolicyUpdate {
+            require_signature: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let severities = ["low", "medium", "high"];
+    let canonicals: Vec<CanonicalAdvisory> = (0..2 * ITEMS_PER_EVENT + 300)
+        .map(|i| {
+            let vuln_id = format!("CVE-2024-{i:05}");
+            let affects_key = format!("pkg:npm/rows-{i}");
+            CanonicalAdvisory {
+                merge_hash: CanonicalAdvisory::merge_hash_of(&vuln_id, &affects_key),
+                cve: (i % 7 != 0).then(|| vuln_id.clone()),
+                vuln_id,
+                aliases: vec![],
+                affects_key,
+                ecosystem: "npm".into(),
+                ranges: json!([]),
+                versions: vec![],
+                // The last row alone holds a critical one.
+                severity: Some(if i == 2 * ITEMS_PER_EVENT + 299 {
+                    "critical".into()
+                } else {
+                    severities[i % 3].into()
+                }),
+                cvss: None,
+                summary: None,
+                published: None,
+                modified: None,
+                withdrawn: None,
+            }
+        })
+        .collect();
+    let bytes = bundle::write(
+        &Contents {
+            site_id: "site-a",
+            since_cursor: None,
+            cursor: "2025-01-15T10:30:00.000Z#0001".into(),
+            canonicals: &canonicals,
+            edges: &[],
+            deletions: &[],
+        },
+        None,
+        3,
+    );
+    let response = import(&b, &bytes, &options(), &TrustedKeys::default())
+        .await
+        .unwrap();
+    assert_eq!(response.counts.canonical_created, canonicals.len() as u64);
+    let rows: Vec<(Option<String>, Value, String)> = sqlx::query_as(
+        "SELECT severity, payload, idempotency_key FROM events_outbox
+         WHERE kind = 'canonical-imported' ORDER BY id",
+    )
+    .fetch_all(&b)
+    .await
+    .unwrap();
+    let sizes: Vec<usize> = rows
+        .iter()
+        .map(|(_, payload, _)| payload["items"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [1000, 1000, 300]);
+    let severities: Vec<Option<&str>> = rows.iter().map(|(s, _, _)| s.as_deref()).collect();
+    assert_eq!(severities, [Some("high"), Some("high"), Some("critical")]);
+    let stored: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT merge_hash, change_seq FROM canonical_advisories ORDER BY change_seq",
+    )
+    .fetch_all(&b)
+    .await
+    .unwrap();
+    let mut items: Vec<(String, i64)> = Vec::new();
+    for (_, payload, key) in &rows {
+        let row: CanonicalImported<'_> = serde_json::from_value(payload.clone()).unwrap();
+        assert_eq!(*key, row.idempotency_key());
+        assert_eq!(*key, format!("canonical-imported/{:019}", row.items[0].0));
+        for ImportedItem(change, merge_hash, ..) in &row.items {
+            items.push((merge_hash.to_string(), *change));
+        }
+        assert!(row.seed_events().iter().all(|e| e["action"] == "Created"));
+    }
+    // Every created canonical once, with its write's change number, in change order, which
+    // is the bundle's order.
+    assert_eq!(items, stored);
+    let in_bundle: Vec<&str> = canonicals.iter().map(|c| c.merge_hash.as_str()).collect();
+    let in_rows: Vec<&str> = items.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(in_rows, in_bundle);
 }

@@ -30,6 +30,23 @@ async fn migrations_apply_once_and_outbox_round_trips() {
         .await
         .unwrap();
     assert_eq!(applied, stellaops_store::MIGRATOR.iter().count() as i64);
+    // Large payloads (a federation import's event rows) are compressed with lz4 where the
+    // server has it (the test server, Debian's PostgreSQL, does).
+    let lz4_available: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_settings
+                        WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let compression: String = sqlx::query_scalar(
+        "SELECT attcompression::text FROM pg_attribute
+         WHERE attrelid = 'events_outbox'::regclass AND attname = 'payload'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(compression, if lz4_available { "l" } else { "" });
 
     let first = outbox::publish(&pool, &event("scan/abc")).await.unwrap();
     assert!(first.is_some());
