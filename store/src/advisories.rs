@@ -152,11 +152,18 @@ pub async fn stored_canonicals(
     if merge_hashes.is_empty() || !any_stored {
         return Ok(HashMap::new());
     }
+    // Sent sorted: where the server probes the index (a store much larger than the
+    // bundle), it sorts the array first, and its sort checks for sorted input (100,000
+    // hashes into 100,000 rows by index: 0.2 s → 0.1 s in psql). Merge hashes
+    // are lowercase hex after a common prefix, in byte order under the usual collations;
+    // were the server's order another, the answer would be the same, only slower.
+    let mut sorted: Vec<&str> = merge_hashes.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
     let query = format!(
         "SELECT {CANONICAL_COLUMNS}, content_hash, origin_site FROM canonical_advisories WHERE merge_hash = ANY($1)"
     );
     let rows = sqlx::query(&query)
-        .bind(merge_hashes)
+        .bind(&sorted)
         .fetch_all(&mut *conn)
         .await?;
     let mut stored = HashMap::with_capacity(rows.len());
