@@ -596,29 +596,26 @@ async fn apply<'a>(
         let imported_at: String = sqlx::query_scalar("SELECT to_json(now()) #>> '{}'")
             .fetch_one(&mut *tx)
             .await?;
-        let items: Vec<ImportedItem<'_>> = in_change_order
-            .iter()
-            .zip(first..)
-            .map(|(&(at, action), change)| {
-                let key = &keys[at];
-                ImportedItem(
-                    change,
-                    Cow::Borrowed(&*key.merge_hash),
-                    key.cve.as_deref().map(Cow::Borrowed),
-                    Cow::Borrowed(&*key.affects_key),
-                    Cow::Borrowed(action),
-                    key.severity.as_deref().map(Cow::Borrowed),
-                )
-            })
-            .collect();
-        let rows: Vec<CanonicalImported<'_>> = items
+        let item = |(&(at, action), change): (&(usize, &'static str), i64)| {
+            let key = &keys[at];
+            ImportedItem(
+                change,
+                Cow::Borrowed(&*key.merge_hash),
+                key.cve.as_deref().map(Cow::Borrowed),
+                Cow::Borrowed(&*key.affects_key),
+                Cow::Borrowed(action),
+                key.severity.as_deref().map(Cow::Borrowed),
+            )
+        };
+        let rows: Vec<CanonicalImported<'_>> = in_change_order
             .chunks(events::ITEMS_PER_EVENT)
-            .map(|chunk| {
+            .zip((first..).step_by(events::ITEMS_PER_EVENT))
+            .map(|(chunk, chunk_first)| {
                 CanonicalImported::new(
                     &unpacked.bundle_hash,
                     &manifest.site_id,
                     &imported_at,
-                    chunk.to_vec(),
+                    chunk.iter().zip(chunk_first..).map(item).collect(),
                 )
             })
             .collect();

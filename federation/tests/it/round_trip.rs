@@ -72,6 +72,20 @@ async fn allow_site_a(pool: &PgPool) {
     .unwrap();
 }
 
+/// Site a's bundles are taken unsigned (tests that rewrite or build bundles by hand).
+async fn accept_unsigned_from_site_a(pool: &PgPool) {
+    sites::set_policy(
+        pool,
+        "site-a",
+        &PolicyUpdate {
+            require_signature: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// Row counts of everything an import may touch.
 async fn snapshot(pool: &PgPool) -> Vec<i64> {
     let mut counts = Vec::new();
@@ -604,16 +618,7 @@ async fn a_bundle_the_parse_refuses_after_the_quick_pass_changes_nothing() {
     ingest_docs(&a, &docs(4)).await;
     let bundle = export_all(&a, None, &signer, 10_000).await.remove(0);
     for pool in [&b, &c] {
-        sites::set_policy(
-            pool,
-            "site-a",
-            &PolicyUpdate {
-                require_signature: Some(false),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        accept_unsigned_from_site_a(pool).await;
     }
     // c does not take site-a's bundles at all.
     sites::set_policy(
@@ -987,16 +992,7 @@ async fn canonical_imported_events_come_in_rows_of_a_thousand_in_change_order() 
     let Some(b) = database("fed_event_rows").await else {
         return;
     };
-    sites::set_policy(
-        &b,
-        "site-a",
-        &PolicyUpdate {
-            require_signature: Some(false),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    accept_unsigned_from_site_a(&b).await;
     let severities = ["low", "medium", "high"];
     let canonicals: Vec<CanonicalAdvisory> = (0..2 * ITEMS_PER_EVENT + 300)
         .map(|i| {
