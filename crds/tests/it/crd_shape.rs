@@ -113,3 +113,33 @@ fn yaml_rendering_is_stable_and_named_by_group_and_plural() {
         assert!(crd_file_name(&crd).starts_with("stella-ops.org_"));
     }
 }
+
+/// A NotifyRule cannot select `canonical-imported`: a federation import stores those
+/// events as rows of up to 1,000 canonicals (docs/federation-bundle.md, "Events"), which
+/// the notify planner would deliver as one notification per row. Adding the kind needs
+/// the planner to expand the rows first.
+#[test]
+fn a_notify_rule_cannot_select_the_batched_canonical_imported_events() {
+    let crd = all_crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "NotifyRule")
+        .expect("NotifyRule CRD");
+    let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap()).unwrap();
+    fn event_kinds(schema: &Value) -> Option<&Value> {
+        match schema {
+            Value::Object(map) => map
+                .get("eventKinds")
+                .or_else(|| map.values().find_map(event_kinds)),
+            Value::Array(items) => items.iter().find_map(event_kinds),
+            _ => None,
+        }
+    }
+    let allowed: Vec<&str> = event_kinds(&schema)
+        .and_then(|kinds| kinds["items"]["enum"].as_array())
+        .expect("eventKinds is an enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(allowed.contains(&"federation.imported"), "{allowed:?}");
+    assert!(!allowed.contains(&"canonical-imported"), "{allowed:?}");
+}
