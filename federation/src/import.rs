@@ -515,9 +515,8 @@ async fn apply<'a>(
 
     let mut counts = ImportCounts::default();
     let mut conflicts = Vec::new();
-    let hashes: Vec<String> = keys.iter().map(|k| k.merge_hash.to_string()).collect();
+    let hashes: Vec<&str> = keys.iter().map(|k| &*k.merge_hash).collect();
     let stored = advisories::stored_canonicals(&mut tx, &hashes).await?;
-    drop(hashes);
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "stored canonicals read"

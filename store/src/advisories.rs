@@ -141,7 +141,7 @@ const CANONICAL_COLUMNS: &str = "merge_hash, vuln_id, cve, aliases, affects_key,
 /// The stored canonicals among `merge_hashes`.
 pub async fn stored_canonicals(
     conn: &mut PgConnection,
-    merge_hashes: &[String],
+    merge_hashes: &[impl AsRef<str>],
 ) -> Result<HashMap<String, StoredCanonical>> {
     use sqlx::Row as _;
     // Into an empty store (a new site's first import) there is nothing to look up: one
@@ -157,7 +157,7 @@ pub async fn stored_canonicals(
     // hashes into 100,000 rows by index: 0.2 s → 0.1 s in psql). Merge hashes
     // are lowercase hex after a common prefix, in byte order under the usual collations;
     // were the server's order another, the answer would be the same, only slower.
-    let mut sorted: Vec<&str> = merge_hashes.iter().map(String::as_str).collect();
+    let mut sorted: Vec<&str> = merge_hashes.iter().map(AsRef::as_ref).collect();
     sorted.sort_unstable();
     let query = format!(
         "SELECT {CANONICAL_COLUMNS}, content_hash, origin_site FROM canonical_advisories WHERE merge_hash = ANY($1)"
