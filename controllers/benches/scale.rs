@@ -2,7 +2,7 @@
 //! API server emulator holding N Scans (1k, 10k), 5,000 Pods, 200 Namespaces and 100
 //! NotifyRules. Measures (a) the time from start until every Scan was reconciled once and
 //! until every Scan has its status, (b) API requests and response bytes per reconcile,
-//! (c) peak RSS, (d) one Scan's spec change → its reconcile at the largest N, and the same
+//! (c) peak RSS and peak heap in use, (d) one Scan's spec change → its reconcile at the largest N, and the same
 //! after a restart, when every status is already written; the floor in the same run is
 //! deserializing the N-Scan list once. Aims (issue 18): full pass ≤ 3× the floor, no LIST
 //! from reconcilers, peak RSS ≤ 300 MB at 10k, log-log slope ≈ 1.
@@ -13,6 +13,109 @@
 //! the API server, whose work a real cluster does elsewhere).
 //!
 //! `cargo bench -p stellaops-controllers --bench scale` (`STELLAOPS_SCALE_N=1000,10000`).
+
+/// The operator binary's allocator (operator/src/main.rs), so the pass costs what it costs
+/// there, counting the bytes in use: RSS cannot tell the operator's memory from the rest,
+/// as mimalloc hands the operator the pages the benchmark's set-up freed.
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
+
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
+
+    /// Bytes allocated minus bytes freed, one counter per thread slot (a cache line each):
+    /// a single counter bounced between the cores would slow every allocation.
+    #[repr(align(128))]
+    struct Shard(AtomicIsize);
+    const SHARDS: usize = 64;
+    static IN_USE: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+    static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    fn count(delta: isize) {
+        let slot = SLOT
+            .try_with(|slot| {
+                if slot.get() == usize::MAX {
+                    slot.set(NEXT_SLOT.fetch_add(1, Relaxed) % SHARDS);
+                }
+                slot.get()
+            })
+            .unwrap_or(0);
+        IN_USE[slot].0.fetch_add(delta, Relaxed);
+    }
+
+    /// Bytes in use in the whole process now.
+    pub fn in_use() -> usize {
+        IN_USE
+            .iter()
+            .map(|s| s.0.load(Relaxed))
+            .sum::<isize>()
+            .max(0) as usize
+    }
+
+    pub struct Counting;
+
+    // SAFETY: every call is passed on to mimalloc unchanged; the counters only observe.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { mimalloc::MiMalloc.alloc(layout) };
+            if !ptr.is_null() {
+                count(layout.size() as isize);
+            }
+            ptr
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+            if !ptr.is_null() {
+                count(layout.size() as isize);
+            }
+            ptr
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
+            count(-(layout.size() as isize));
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let moved = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+            if !moved.is_null() {
+                count(new_size as isize - layout.size() as isize);
+            }
+            moved
+        }
+    }
+
+    /// The most bytes in use seen while it runs, sampled every 2 ms on a thread of its own.
+    pub struct PeakSampler {
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: std::thread::JoinHandle<usize>,
+    }
+
+    impl PeakSampler {
+        pub fn start() -> Self {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopped = stop.clone();
+            let thread = std::thread::spawn(move || {
+                let mut peak = in_use();
+                while !stopped.load(Relaxed) {
+                    peak = peak.max(in_use());
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                peak.max(in_use())
+            });
+            PeakSampler { stop, thread }
+        }
+
+        /// The peak, in bytes.
+        pub fn finish(self) -> usize {
+            self.stop.store(true, Relaxed);
+            self.thread.join().expect("the sampler does not panic")
+        }
+    }
+}
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -243,6 +346,10 @@ async fn reconciles_reached(metrics: &Metrics, n: usize, started: Instant) -> u6
     reconciled()
 }
 
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -253,6 +360,8 @@ async fn measure(emulator: &Emulator, n: usize, change: bool) -> Figures {
 
     let (rss_before, _) = rss_mib();
     reset_peak_rss();
+    let heap_before = heap::in_use();
+    let heap_peak = heap::PeakSampler::start();
     let before = emulator.traffic();
     let audited = emulator.audit_log().len();
     let cpu_before = cpu();
@@ -270,6 +379,7 @@ async fn measure(emulator: &Emulator, n: usize, change: bool) -> Figures {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = emulator.traffic();
     let (_, peak) = rss_mib();
+    let heap_peak = heap_peak.finish();
     let reconciles: u64 = ["Scan", "NotifyRule"]
         .iter()
         .map(|k| metrics.reconciliations.with_label_values(&[k, "ok"]).get())
@@ -318,8 +428,10 @@ async fn measure(emulator: &Emulator, n: usize, change: bool) -> Figures {
         "scale N={n}: {lists} LIST requests in all (the watches' initial lists: one per watched kind and page of 500; any more would be reconcilers')"
     );
     println!(
-        "scale N={n}: RSS before the operator {rss_before:.0} MiB (the emulator and its {n} Scans, {PODS} Pods), peak while it ran {peak:.0} MiB (the operator's share ≈ {:.0} MiB)",
-        peak - rss_before
+        "scale N={n}: RSS before the operator {rss_before:.0} MiB (the emulator and its {n} Scans, {PODS} Pods, and pages freed by the set-up), peak while it ran {peak:.0} MiB; heap in use before the operator {:.0} MiB, peak while it ran {:.0} MiB: the operator's share ≤ {:.0} MiB (the emulator's growth, statuses and audit log, included)",
+        mib(heap_before),
+        mib(heap_peak),
+        mib(heap_peak.saturating_sub(heap_before)),
     );
 
     if change {

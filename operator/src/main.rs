@@ -4,6 +4,13 @@ use clap::Parser;
 use stellaops_operator::cli::{Cli, Command};
 use stellaops_operator::{crdgen, preview, runtime, telemetry};
 
+/// mimalloc rather than glibc's malloc: a pass over 10,000 Scans spent a fifth of the
+/// operator's CPU in glibc's allocator (`_int_malloc`, `malloc_consolidate`, …) decoding
+/// watch events and serving reconciles; with mimalloc the pass took a fifth less CPU and the
+/// process's peak RSS fell by a third (README, "Scale"). The scale benchmark uses the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // The one rustls provider of the workspace, chosen explicitly rather than left to
     // rustls' feature detection (which panics the first TLS connection if a second appears).
