@@ -9,6 +9,10 @@
 //!
 //! Run with `scripts/bench.sh -p stellaops-admission-webhook --bench admission`.
 
+/// The operator binary's allocator (operator/src/main.rs), which serves the webhook.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,10 @@
 //!
 //! `cargo bench -p stellaops-controllers --bench zastava_audit` (`STELLAOPS_AUDIT_PASSES=N`).
 
+/// The operator binary's allocator (operator/src/main.rs), which runs the Observer.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 

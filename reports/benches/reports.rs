@@ -7,6 +7,10 @@
 //!
 //! Run with `scripts/bench.sh -p stellaops-reports --bench reports`.
 
+/// The operator binary's allocator (operator/src/main.rs), which serves the reports API.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
