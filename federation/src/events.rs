@@ -84,7 +84,7 @@ impl<'a> CanonicalImported<'a> {
         self.items
             .iter()
             .filter_map(|item| item.5.as_deref())
-            .max_by_key(|severity| stellaops_store::outbox::severity_rank(severity))
+            .max_by_key(|severity| stellaops_policy::evaluate::rank(severity))
     }
 
     /// The seed's event per canonical, in change order: `canonical_id` (the merge hash),

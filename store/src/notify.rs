@@ -140,7 +140,7 @@ pub fn matches(rule: &RuleConfig, event: &NotifyEvent) -> bool {
         return false;
     }
     if let (Some(min), Some(severity)) = (&rule.min_severity, &event.severity)
-        && crate::outbox::severity_rank(severity) < crate::outbox::severity_rank(min)
+        && stellaops_policy::evaluate::rank(severity) < stellaops_policy::evaluate::rank(min)
     {
         return false;
     }

@@ -8,17 +8,6 @@ use crate::Result;
 /// Channel on which inserts are announced (`LISTEN stellaops_events`).
 pub const NOTIFY_CHANNEL: &str = "stellaops_events";
 
-/// An event severity's rank: `critical` 4 down to `low` 1, anything else 0.
-pub fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
-}
-
 /// An event to append.
 #[derive(Clone, Debug)]
 pub struct NewEvent {

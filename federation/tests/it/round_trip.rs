@@ -360,7 +360,7 @@ async fn full_and_delta_round_trip_between_two_sites() {
     }
     let highest = severities
         .iter()
-        .max_by_key(|s| stellaops_store::outbox::severity_rank(s))
+        .max_by_key(|s| stellaops_policy::evaluate::rank(s))
         .cloned();
     assert_eq!(*severity, highest);
 
