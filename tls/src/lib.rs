@@ -167,6 +167,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Before the handshake too: its server flight is several writes.
+                no_delay(&stream);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let _handshake = handshake;
@@ -225,10 +227,39 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// A server connection over TCP, whose socket options can be set.
+pub trait TcpConnection {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl TcpConnection for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl TcpConnection for TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Switch Nagle's algorithm off, as Go's servers (the API server) and nginx
+/// (`tcp_nodelay on`) do: with it on, the last partial segment of an answer longer than
+/// one segment waits for the client's delayed ACK (up to 40 ms on Linux), which a LIST of
+/// a few hundred objects or a mirrored file hits on every response.
+fn no_delay(tcp: &TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY not set");
+    }
+}
+
 /// Serve `router` on `listener` like `axum::serve(..).with_graceful_shutdown(shutdown)`,
 /// but with a bound on open connections and on the time to send request headers (which
 /// `axum::serve` leaves unbounded: a client trickling a header byte a minute would hold
-/// its connection, and its memory, forever). Each request carries
+/// its connection, and its memory, forever), and with `TCP_NODELAY` on every connection
+/// (see [`no_delay`]). Each request carries
 /// `ConnectInfo(connect_info(&io, &addr))`. HTTP/1.1 only (what the ALPN offers).
 pub async fn serve_bounded<L, C, F, S>(
     listener: L,
@@ -238,6 +269,7 @@ pub async fn serve_bounded<L, C, F, S>(
     shutdown: S,
 ) where
     L: axum::serve::Listener,
+    L::Io: TcpConnection,
     C: Clone + Send + Sync + 'static,
     F: Fn(&L::Io, &L::Addr) -> C,
     S: std::future::Future<Output = ()> + Send,
@@ -273,6 +305,7 @@ pub async fn serve_bounded_fn<L, H, R, S>(
     shutdown: S,
 ) where
     L: axum::serve::Listener,
+    L::Io: TcpConnection,
     H: Fn(axum::http::Request<axum::body::Body>) -> R + Clone + Send + Sync + 'static,
     R: std::future::Future<Output = axum::response::Response> + Send + 'static,
     S: std::future::Future<Output = ()> + Send,
@@ -317,6 +350,7 @@ async fn serve_connections<L, M, T, S>(
     shutdown: S,
 ) where
     L: axum::serve::Listener,
+    L::Io: TcpConnection,
     M: FnMut(&L::Io, &L::Addr) -> T,
     T: hyper::service::Service<
             axum::http::Request<hyper::body::Incoming>,
@@ -339,6 +373,7 @@ async fn serve_connections<L, M, T, S>(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
+        no_delay(io.tcp());
         let service = service_for(&io, &addr);
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -366,4 +401,171 @@ async fn serve_connections<L, M, T, S>(
     let _ = stop_tx.send(true);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A plain listener that keeps a duplicate of each accepted socket (the same socket:
+    /// its options read through either) and notes whether Nagle was on at accept.
+    struct Recording {
+        inner: TcpListener,
+        sockets: Arc<std::sync::Mutex<Vec<(bool, std::net::TcpStream)>>>,
+    }
+
+    impl axum::serve::Listener for Recording {
+        type Io = TcpStream;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+            let (stream, peer) = self.inner.accept().await.expect("accepted");
+            let delayed_at_accept = !stream.nodelay().expect("readable");
+            let stream = stream.into_std().expect("a std socket");
+            let duplicate = stream.try_clone().expect("duplicated");
+            self.sockets
+                .lock()
+                .unwrap()
+                .push((delayed_at_accept, duplicate));
+            (TcpStream::from_std(stream).expect("a tokio socket"), peer)
+        }
+
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            self.inner.local_addr()
+        }
+    }
+
+    /// A TLS listener that notes, for each connection it hands on, whether Nagle was off.
+    struct RecordingTls {
+        inner: TlsListener,
+        no_delay: Arc<std::sync::Mutex<Vec<bool>>>,
+    }
+
+    impl axum::serve::Listener for RecordingTls {
+        type Io = TlsStream<TcpStream>;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+            let (tls, peer) = self.inner.accept().await;
+            let no_delay = tls.get_ref().0.nodelay().expect("readable");
+            self.no_delay.lock().unwrap().push(no_delay);
+            (tls, peer)
+        }
+
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            Ok(self.inner.local)
+        }
+    }
+
+    fn router() -> axum::Router {
+        // An answer of several TCP segments: the case Nagle's algorithm delays.
+        axum::Router::new().route("/", axum::routing::get(|| async { "x".repeat(200_000) }))
+    }
+
+    /// Send one request on `stream` and read the whole answer (the server closes).
+    async fn get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        mut stream: S,
+    ) -> Vec<u8> {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        answer
+    }
+
+    #[tokio::test]
+    async fn plain_connections_are_served_without_nagle() {
+        for handler_server in [false, true] {
+            let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = inner.local_addr().unwrap();
+            let sockets = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let listener = Recording {
+                inner,
+                sockets: sockets.clone(),
+            };
+            let server = if handler_server {
+                tokio::spawn(serve_bounded_fn(
+                    listener,
+                    |_request| async {
+                        axum::response::IntoResponse::into_response("x".repeat(200_000))
+                    },
+                    ConnectionLimits::default(),
+                    std::future::pending(),
+                ))
+            } else {
+                tokio::spawn(serve_bounded(
+                    listener,
+                    router(),
+                    ConnectionLimits::default(),
+                    |_, peer: &SocketAddr| *peer,
+                    std::future::pending(),
+                ))
+            };
+            let answer = get(TcpStream::connect(addr).await.unwrap()).await;
+            assert!(answer.starts_with(b"HTTP/1.1 200 OK"), "{handler_server}");
+            assert!(answer.len() > 200_000);
+            let sockets = sockets.lock().unwrap();
+            assert_eq!(sockets.len(), 1);
+            let (delayed_at_accept, socket) = &sockets[0];
+            // Linux accepts with Nagle on: the server is what switched it off.
+            assert!(delayed_at_accept);
+            assert!(
+                socket.nodelay().unwrap(),
+                "handler server: {handler_server}"
+            );
+            server.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_connections_are_served_without_nagle() {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert_pem = certified.cert.pem();
+        let key = certified_key(
+            cert_pem.as_bytes(),
+            certified.signing_key.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+        let config = config_with_resolver(Arc::new(ReloadableCert::new(Some(key))));
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let no_delay = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listener = RecordingTls {
+            inner: TlsListener::new(tcp, config).unwrap(),
+            no_delay: no_delay.clone(),
+        };
+        let server = tokio::spawn(serve_bounded(
+            listener,
+            router(),
+            ConnectionLimits::default(),
+            |_, peer: &SocketAddr| *peer,
+            std::future::pending(),
+        ));
+
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        roots.add(certified.cert.der().clone()).unwrap();
+        let client = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let stream = connector
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                TcpStream::connect(addr).await.unwrap(),
+            )
+            .await
+            .unwrap();
+        let answer = get(stream).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK"));
+        // Off before the handshake already, not only once the connection is served.
+        assert_eq!(*no_delay.lock().unwrap(), vec![true]);
+        server.abort();
+    }
 }
