@@ -12,7 +12,10 @@
 //! operator's share is reported apart from the emulator's (a test tool standing in for
 //! the API server, whose work a real cluster does elsewhere).
 //!
-//! `cargo bench -p stellaops-controllers --bench scale` (`STELLAOPS_SCALE_N=1000,10000`).
+//! `cargo bench -p stellaops-controllers --bench scale` (`STELLAOPS_SCALE_N=1000,10000`;
+//! `STELLAOPS_SCALE_DEBOUNCE_MS` sets the controllers' debounce, the operator's
+//! `--reconcile-debounce-ms`, 200 by default; `STELLAOPS_SCALE_TIMELINE=1` prints each
+//! pass's progress every 10 ms: Scans reconciled, LIST and PATCH requests so far).
 
 /// The operator binary's allocator (operator/src/main.rs), so the pass costs what it costs
 /// there, counting the bytes in use: RSS cannot tell the operator's memory from the rest,
@@ -311,6 +314,7 @@ struct Figures {
 /// Start the real `run` wiring as replica `instance`; return it and the time until every
 /// one of the `n` Scans was reconciled once.
 async fn start_and_pass(
+    emulator: &Emulator,
     client: &kube::Client,
     metrics: &Metrics,
     instance: &str,
@@ -319,12 +323,12 @@ async fn start_and_pass(
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
-        Config::default(),
+        bench_config(),
         Some(instance.into()),
     ));
     let started = Instant::now();
     let operator = tokio::spawn(stellaops_controllers::run(ctx));
-    let reconciled = reconciles_reached(metrics, n, started).await;
+    let reconciled = reconciles_reached(metrics, n, started, emulator).await;
     assert!(
         reconciled >= n as u64,
         "{instance}: only {reconciled} of {n} Scans reconciled in 10 minutes"
@@ -332,18 +336,63 @@ async fn start_and_pass(
     (operator, started.elapsed())
 }
 
+/// The operator's defaults, but for the debounce when `STELLAOPS_SCALE_DEBOUNCE_MS` sets it.
+fn bench_config() -> Config {
+    let mut config = Config::default();
+    if let Some(ms) = std::env::var("STELLAOPS_SCALE_DEBOUNCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.reconcile_debounce = Duration::from_millis(ms);
+    }
+    config
+}
+
 /// Wait until `n` Scan reconciles succeeded, at most 10 minutes from `started`; how many did.
-async fn reconciles_reached(metrics: &Metrics, n: usize, started: Instant) -> u64 {
+/// With `STELLAOPS_SCALE_TIMELINE` set, prints the progress of the pass (what showed the
+/// emulator's Nagle stalls: LIST pages 30 ms apart while both runtimes sat idle).
+async fn reconciles_reached(
+    metrics: &Metrics,
+    n: usize,
+    started: Instant,
+    emulator: &Emulator,
+) -> u64 {
     let reconciled = || {
         metrics
             .reconciliations
             .with_label_values(&["Scan", "ok"])
             .get()
     };
-    while reconciled() < n as u64 && started.elapsed() < Duration::from_secs(600) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let timeline = std::env::var_os("STELLAOPS_SCALE_TIMELINE")
+        .is_some()
+        .then_some(emulator);
+    let mut printed = None;
+    loop {
+        let done = reconciled();
+        if let Some(emulator) = timeline {
+            let requests = emulator.traffic().requests;
+            let count = |verb: &str| requests.get(verb).copied().unwrap_or(0);
+            let shown = (done / 500, count("list"), count("patch") / 500);
+            if printed != Some(shown) {
+                println!(
+                    "  +{:4} ms: {done} Scans reconciled, {} LISTs, {} PATCHes",
+                    started.elapsed().as_millis(),
+                    count("list"),
+                    count("patch")
+                );
+                printed = Some(shown);
+            }
+        }
+        if done >= n as u64 || started.elapsed() >= Duration::from_secs(600) {
+            return done;
+        }
+        tokio::time::sleep(Duration::from_millis(if timeline.is_some() {
+            10
+        } else {
+            5
+        }))
+        .await;
     }
-    reconciled()
 }
 
 fn mib(bytes: usize) -> f64 {
@@ -367,7 +416,7 @@ async fn measure(emulator: &Emulator, n: usize, change: bool) -> Figures {
     let cpu_before = cpu();
     let metrics = Metrics::unregistered();
     let started = Instant::now();
-    let (operator, full_pass) = start_and_pass(&client, &metrics, "bench", n).await;
+    let (operator, full_pass) = start_and_pass(emulator, &client, &metrics, "bench", n).await;
     // Every Scan's first reconcile writes its status (a Scan given a Job also gets the
     // finalizer first): the pass is over when every one shows it.
     while with_status(emulator) < n && started.elapsed() < Duration::from_secs(600) {
@@ -476,7 +525,7 @@ async fn measure(emulator: &Emulator, n: usize, change: bool) -> Figures {
     let audited = emulator.audit_log().len();
     let cpu_before = cpu();
     let metrics = Metrics::unregistered();
-    let (operator, restart) = start_and_pass(&client, &metrics, "bench-restart", n).await;
+    let (operator, restart) = start_and_pass(emulator, &client, &metrics, "bench-restart", n).await;
     let cpu_restart = cpu() - cpu_before;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = emulator.traffic();
@@ -594,14 +643,14 @@ async fn measure_finished(emulator: &Emulator, n: usize, pool: sqlx::PgPool) {
         Context::new(
             client.clone(),
             metrics.clone(),
-            Config::default(),
+            bench_config(),
             Some("bench-finished".into()),
         )
         .with_outbox(pool.clone()),
     );
     let started = Instant::now();
     let operator = tokio::spawn(stellaops_controllers::run(ctx));
-    reconciles_reached(&metrics, n, started).await;
+    reconciles_reached(&metrics, n, started, emulator).await;
     let pass = started.elapsed();
     let cpu_pass = cpu() - cpu_before;
     let lookups = result_lookups(&pool).await - lookups_before;

@@ -306,6 +306,10 @@ fn serve(
                     continue;
                 }
             };
+            // As the real API server (Go sets TCP_NODELAY on every connection): with Nagle's
+            // algorithm the last partial segment of a large answer waits for the client's
+            // delayed ACK.
+            let _ = stream.set_nodelay(true);
             let (acceptor, shared) = (acceptor.clone(), shared.clone());
             let mut set = tracked.lock().unwrap_or_else(|e| e.into_inner());
             // Reap finished connections so the set stays small.
