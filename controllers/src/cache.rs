@@ -204,6 +204,30 @@ impl Caches {
         self.scan_jobs.wait_until_ready().await.map_err(not_ready)
     }
 
+    /// Wait until the store of Secret copies holds its first full list: before that a
+    /// copy would read as missing (and be written again) and a stale one would escape
+    /// pruning.
+    pub async fn secret_copies_ready(&self) -> Result<()> {
+        self.secret_copies
+            .wait_until_ready()
+            .await
+            .map_err(not_ready)
+    }
+
+    /// Wait until the stores of the notify workers' ConfigMaps and Deployments hold their
+    /// first full list: before that a worker would read as missing and be applied again
+    /// (seen at restarts when the rules' list finished first: 8 Deployments re-applied).
+    pub async fn notify_workers_ready(&self) -> Result<()> {
+        self.notify_configs
+            .wait_until_ready()
+            .await
+            .map_err(not_ready)?;
+        self.notify_workers
+            .wait_until_ready()
+            .await
+            .map_err(not_ready)
+    }
+
     /// Wait until the ScanPolicy store holds its first full list: before that a policy
     /// would read as missing.
     pub async fn scan_policies_ready(&self) -> Result<()> {

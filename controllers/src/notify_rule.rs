@@ -694,6 +694,7 @@ async fn sync_namespace(
     let platform_ns = &ctx.config.operator_namespace;
     let name = worker_name(ns);
     use kube::runtime::reflector::ObjectRef;
+    ctx.caches.notify_workers_ready().await?;
     workload::apply_unless_current(
         Api::<ConfigMap>::namespaced(ctx.client.clone(), platform_ns),
         &name,

@@ -217,6 +217,7 @@ pub async fn copy_read_secrets(
 ) -> Result<Vec<String>> {
     let platform_ns = &ctx.config.operator_namespace;
     let targets: Api<Secret> = Api::namespaced(ctx.client.clone(), platform_ns);
+    ctx.caches.secret_copies_ready().await?;
     let mut missing = Vec::new();
     for copy in copies {
         let Some(source) = sources.get(&copy.source) else {

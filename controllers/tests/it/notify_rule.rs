@@ -590,9 +590,38 @@ fn an_applied_body_is_current_in_what_the_api_server_stores_until_it_changes() {
     assert_eq!(with_applied_digest(wanted.clone()), wanted);
 }
 
-/// Reconcile `names` of namespace `stellaops` against a mock API server that stores what is
-/// applied (with a default the API server would add) and answers reads; returns each call
-/// and the objects last applied, by path.
+/// Answer `call` as an API server that stores what is applied (with a default the API
+/// server would add, recorded in `applied` by path) and holds one tenant Secret.
+fn answer(call: stellaops_testing::Call, applied: &mut BTreeMap<String, Value>) {
+    if call.method == Method::GET && call.path.ends_with("/secrets/slack-sec-alerts") {
+        call.respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "slack-sec-alerts"},
+                   "data": {"url": "aHR0cHM6Ly9ob29rcy5zbGFjay5jb20vc2VydmljZXMvVDAvQjAveA=="}}),
+        );
+    } else if call.method == Method::GET {
+        call.respond_status(404, "NotFound", "not found");
+    } else if call.path.ends_with("/status") {
+        let name = call.path.split('/').rev().nth(1).unwrap().to_string();
+        let mut stored = serde_json::to_value(rule(&name, true)).unwrap();
+        stored["status"] = call.body["status"].clone();
+        call.respond(200, stored);
+    } else if call.method == Method::PATCH {
+        let mut stored = call.body.clone();
+        stored["metadata"]["uid"] = json!(format!("uid-{}", applied.len()));
+        if stored["kind"] == "Deployment" {
+            stored["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+                json!("/dev/termination-log");
+        }
+        applied.insert(call.path.clone(), stored.clone());
+        call.respond(200, stored);
+    } else {
+        call.respond_with_request_body();
+    }
+}
+
+/// Reconcile `names` of namespace `stellaops` against a mock API server answering as
+/// [`answer`]; returns each call and the objects last applied, by path.
 async fn recorded_reconciles(
     caches: Caches,
     names: &[&str],
@@ -605,31 +634,7 @@ async fn recorded_reconciles(
             tokio::time::timeout(std::time::Duration::from_millis(300), server.next_call()).await
         {
             calls.push((call.method.clone(), call.path.clone()));
-            if call.method == Method::GET && call.path.ends_with("/secrets/slack-sec-alerts") {
-                call.respond(
-                    200,
-                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "slack-sec-alerts"},
-                           "data": {"url": "aHR0cHM6Ly9ob29rcy5zbGFjay5jb20vc2VydmljZXMvVDAvQjAveA=="}}),
-                );
-            } else if call.method == Method::GET {
-                call.respond_status(404, "NotFound", "not found");
-            } else if call.path.ends_with("/status") {
-                let name = call.path.split('/').rev().nth(1).unwrap().to_string();
-                let mut stored = serde_json::to_value(rule(&name, true)).unwrap();
-                stored["status"] = call.body["status"].clone();
-                call.respond(200, stored);
-            } else if call.method == Method::PATCH {
-                let mut stored = call.body.clone();
-                stored["metadata"]["uid"] = json!(format!("uid-{}", applied.len()));
-                if stored["kind"] == "Deployment" {
-                    stored["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
-                        json!("/dev/termination-log");
-                }
-                applied.insert(call.path.clone(), stored.clone());
-                call.respond(200, stored);
-            } else {
-                call.respond_with_request_body();
-            }
+            answer(call, &mut applied);
         }
         (calls, applied)
     });
@@ -646,20 +651,108 @@ async fn recorded_reconciles(
     recorded
 }
 
+fn worker_writes(calls: &[(Method, String)]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|(m, p)| {
+            *m == Method::PATCH
+                && (p.ends_with("/configmaps/stellaops-stellaops-notify")
+                    || p.ends_with("/deployments/stellaops-stellaops-notify"))
+        })
+        .map(|(_, p)| p.rsplit('/').nth(1).unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sync_waits_for_the_worker_stores_first_list_before_comparing() {
+    use kube::runtime::watcher::Event;
+    let rules = || vec![rule("high-critical-alerts", true)];
+    // What a first start applied, as the API server stores it.
+    let (_, applied) = recorded_reconciles(
+        Caches::filled(Contents {
+            notify_rules: rules(),
+            ..Default::default()
+        }),
+        &["high-critical-alerts"],
+    )
+    .await;
+    let object = |kind: &str| {
+        applied
+            .iter()
+            .find(|(path, _)| path.contains(kind))
+            .map(|(_, o)| o.clone())
+            .unwrap()
+    };
+    let config_map: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(object("/configmaps/")).unwrap();
+    let deployment: k8s_openapi::api::apps::v1::Deployment =
+        serde_json::from_value(object("/deployments/")).unwrap();
+
+    // A restart where the rules' list is done but the workers' lists are still arriving
+    // (objects received, the list not finished: the stores still read empty).
+    let (caches, mut writers) = Caches::new();
+    writers.notify_rules.apply_watcher_event(&Event::Init);
+    for rule in rules() {
+        writers
+            .notify_rules
+            .apply_watcher_event(&Event::InitApply(rule));
+    }
+    writers.notify_rules.apply_watcher_event(&Event::InitDone);
+    writers.secret_copies.apply_watcher_event(&Event::Init);
+    writers.secret_copies.apply_watcher_event(&Event::InitDone);
+    writers.notify_configs.apply_watcher_event(&Event::Init);
+    writers
+        .notify_configs
+        .apply_watcher_event(&Event::InitApply(config_map));
+    writers.notify_workers.apply_watcher_event(&Event::Init);
+    writers
+        .notify_workers
+        .apply_watcher_event(&Event::InitApply(deployment));
+
+    let (client, mut server) = mock_client("default");
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = tokio::spawn({
+        let calls = calls.clone();
+        async move {
+            let mut applied = BTreeMap::new();
+            loop {
+                let call = server.next_call().await;
+                calls
+                    .lock()
+                    .unwrap()
+                    .push((call.method.clone(), call.path.clone()));
+                answer(call, &mut applied);
+            }
+        }
+    });
+    let ctx = Arc::new(
+        Context::new(client, Metrics::unregistered(), Config::default(), None).with_caches(caches),
+    );
+    let mut sync = tokio::spawn(reconcile(
+        Arc::new(rule("high-critical-alerts", true)),
+        ctx.clone(),
+    ));
+    // The sync waits for the lists to finish instead of taking the worker for missing.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut sync)
+            .await
+            .is_err(),
+        "the sync finished before the worker stores were ready: {:?}",
+        calls.lock().unwrap()
+    );
+    assert!(worker_writes(&calls.lock().unwrap()).is_empty());
+    writers.notify_configs.apply_watcher_event(&Event::InitDone);
+    writers.notify_workers.apply_watcher_event(&Event::InitDone);
+    sync.await.unwrap().unwrap();
+    recorder.abort();
+    let calls = calls.lock().unwrap();
+    // Once the stores show the worker as applied, nothing is applied again.
+    assert!(worker_writes(&calls).is_empty(), "{calls:?}");
+}
+
 #[tokio::test]
 async fn a_restart_applies_the_worker_again_only_where_the_stores_show_it_differs() {
     let rules = || vec![rule("high-critical-alerts", true), rule("zz-other", true)];
-    let worker_writes = |calls: &[(Method, String)]| -> Vec<String> {
-        calls
-            .iter()
-            .filter(|(m, p)| {
-                *m == Method::PATCH
-                    && (p.ends_with("/configmaps/stellaops-stellaops-notify")
-                        || p.ends_with("/deployments/stellaops-stellaops-notify"))
-            })
-            .map(|(_, p)| p.rsplit('/').nth(1).unwrap().to_string())
-            .collect()
-    };
     // First start: nothing stored, both applied.
     let (calls, applied) = recorded_reconciles(
         Caches::filled(Contents {
