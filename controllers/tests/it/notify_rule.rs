@@ -663,14 +663,18 @@ fn worker_writes(calls: &[(Method, String)]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_sync_waits_for_the_worker_stores_first_list_before_comparing() {
-    use kube::runtime::watcher::Event;
-    let rules = || vec![rule("high-critical-alerts", true)];
-    // What a first start applied, as the API server stores it.
-    let (_, applied) = recorded_reconciles(
+/// A first start with nothing stored, reconciling `high-critical-alerts` among `rules`: its
+/// calls, and the worker ConfigMap and Deployment as the API server stores them.
+async fn first_start(
+    rules: Vec<NotifyRule>,
+) -> (
+    Vec<(Method, String)>,
+    k8s_openapi::api::core::v1::ConfigMap,
+    k8s_openapi::api::apps::v1::Deployment,
+) {
+    let (calls, applied) = recorded_reconciles(
         Caches::filled(Contents {
-            notify_rules: rules(),
+            notify_rules: rules,
             ..Default::default()
         }),
         &["high-critical-alerts"],
@@ -683,10 +687,18 @@ async fn a_sync_waits_for_the_worker_stores_first_list_before_comparing() {
             .map(|(_, o)| o.clone())
             .unwrap()
     };
-    let config_map: k8s_openapi::api::core::v1::ConfigMap =
-        serde_json::from_value(object("/configmaps/")).unwrap();
-    let deployment: k8s_openapi::api::apps::v1::Deployment =
-        serde_json::from_value(object("/deployments/")).unwrap();
+    (
+        calls,
+        serde_json::from_value(object("/configmaps/")).unwrap(),
+        serde_json::from_value(object("/deployments/")).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_sync_waits_for_the_worker_stores_first_list_before_comparing() {
+    use kube::runtime::watcher::Event;
+    let rules = || vec![rule("high-critical-alerts", true)];
+    let (_, config_map, deployment) = first_start(rules()).await;
 
     // A restart where the rules' list is done but the workers' lists are still arriving
     // (objects received, the list not finished: the stores still read empty).
@@ -754,30 +766,12 @@ async fn a_sync_waits_for_the_worker_stores_first_list_before_comparing() {
 async fn a_restart_applies_the_worker_again_only_where_the_stores_show_it_differs() {
     let rules = || vec![rule("high-critical-alerts", true), rule("zz-other", true)];
     // First start: nothing stored, both applied.
-    let (calls, applied) = recorded_reconciles(
-        Caches::filled(Contents {
-            notify_rules: rules(),
-            ..Default::default()
-        }),
-        &["high-critical-alerts"],
-    )
-    .await;
+    let (calls, config_map, deployment) = first_start(rules()).await;
     assert_eq!(
         worker_writes(&calls),
         ["configmaps", "deployments"],
         "{calls:?}"
     );
-    let object = |kind: &str| {
-        applied
-            .iter()
-            .find(|(path, _)| path.contains(kind))
-            .map(|(_, o)| o.clone())
-            .unwrap()
-    };
-    let config_map: k8s_openapi::api::core::v1::ConfigMap =
-        serde_json::from_value(object("/configmaps/")).unwrap();
-    let deployment: k8s_openapi::api::apps::v1::Deployment =
-        serde_json::from_value(object("/deployments/")).unwrap();
     // A restart whose stores hold what was applied (with the API server's defaults): no
     // worker write, and the rules' status is still written.
     let (calls, _) = recorded_reconciles(
