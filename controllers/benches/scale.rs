@@ -15,7 +15,7 @@
 //! `cargo bench -p stellaops-controllers --bench scale` (`STELLAOPS_SCALE_N=1000,10000`;
 //! `STELLAOPS_SCALE_DEBOUNCE_MS` sets the controllers' debounce, the operator's
 //! `--reconcile-debounce-ms`, 200 by default; `STELLAOPS_SCALE_TIMELINE=1` prints each
-//! pass's progress every 10 ms: Scans reconciled, LIST and PATCH requests so far).
+//! pass's progress as it changes: Scans reconciled, LIST and PATCH requests so far).
 
 /// The operator binary's allocator (operator/src/main.rs), so the pass costs what it costs
 /// there, counting the bytes in use: RSS cannot tell the operator's memory from the rest,
@@ -386,12 +386,7 @@ async fn reconciles_reached(
         if done >= n as u64 || started.elapsed() >= Duration::from_secs(600) {
             return done;
         }
-        tokio::time::sleep(Duration::from_millis(if timeline.is_some() {
-            10
-        } else {
-            5
-        }))
-        .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -200,41 +200,29 @@ impl Caches {
     /// Wait until the Scan and scan Job stores hold their first full list: before that
     /// an empty store would read as "no Job running" and admit too many Scans.
     pub async fn scans_ready(&self) -> Result<()> {
-        self.scans.wait_until_ready().await.map_err(not_ready)?;
-        self.scan_jobs.wait_until_ready().await.map_err(not_ready)
+        listed(&self.scans).await?;
+        listed(&self.scan_jobs).await
     }
 
     /// Wait until the store of Secret copies holds its first full list: before that a
     /// copy would read as missing (and be written again) and a stale one would escape
     /// pruning.
     pub async fn secret_copies_ready(&self) -> Result<()> {
-        self.secret_copies
-            .wait_until_ready()
-            .await
-            .map_err(not_ready)
+        listed(&self.secret_copies).await
     }
 
     /// Wait until the stores of the notify workers' ConfigMaps and Deployments hold their
     /// first full list: before that a worker would read as missing and be applied again
     /// (seen at restarts when the rules' list finished first: 8 Deployments re-applied).
     pub async fn notify_workers_ready(&self) -> Result<()> {
-        self.notify_configs
-            .wait_until_ready()
-            .await
-            .map_err(not_ready)?;
-        self.notify_workers
-            .wait_until_ready()
-            .await
-            .map_err(not_ready)
+        listed(&self.notify_configs).await?;
+        listed(&self.notify_workers).await
     }
 
     /// Wait until the ScanPolicy store holds its first full list: before that a policy
     /// would read as missing.
     pub async fn scan_policies_ready(&self) -> Result<()> {
-        self.scan_policies
-            .wait_until_ready()
-            .await
-            .map_err(not_ready)
+        listed(&self.scan_policies).await
     }
 
     /// Scan Jobs still running: those in the store that have not finished plus those this
@@ -312,8 +300,16 @@ impl Caches {
     }
 }
 
-fn not_ready(error: reflector::store::WriterDropped) -> Error {
-    Error::CacheNotReady(error.to_string())
+/// Wait until `store` holds its first full list.
+async fn listed<K>(store: &Store<K>) -> Result<()>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store
+        .wait_until_ready()
+        .await
+        .map_err(|error| Error::CacheNotReady(error.to_string()))
 }
 
 /// Order in the Scan queue: creation time, ties broken by namespace and name. Borrowed:
