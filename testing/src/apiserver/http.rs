@@ -575,33 +575,34 @@ impl Shared {
             })?),
             None => None,
         };
-        let (rv, objects) = self.with_store(|store| {
-            (
-                store.current_rv(),
-                store.snapshot(&target.rt, target.namespace.as_deref()),
-            )
+        let after_key = after
+            .as_ref()
+            .map(|(_, ns, name)| (ns.as_str(), name.as_str()));
+        let selected = |o: &Value| labels.matches(o) && fields.matches(o);
+        let (current_rv, matched, more, remaining) = self.with_store(|store| {
+            let namespace = target.namespace.as_deref();
+            let (page, more) = store.page(&target.rt, namespace, after_key, limit, selected);
+            // Like the API server: the count of what is left only when nothing is
+            // filtered out (counting the matches would read every remaining object).
+            let remaining = match page.last() {
+                Some(last) if more && labels.is_empty() && fields.is_empty() => {
+                    Some(store.count_after(&target.rt, namespace, object_key(last)))
+                }
+                _ => None,
+            };
+            (store.current_rv(), page, more, remaining)
         });
-        let rv = after.as_ref().map_or(rv, |(rv, _, _)| *rv);
-        let mut matched: Vec<Arc<Value>> = objects
-            .into_iter()
-            .filter(|o| {
-                let key = object_key(o);
-                after
-                    .as_ref()
-                    .is_none_or(|(_, ns, name)| key > (ns.as_str(), name.as_str()))
-            })
-            .filter(|o| labels.matches(o) && fields.matches(o))
-            .collect();
+        let rv = after.as_ref().map_or(current_rv, |(rv, _, _)| *rv);
         let mut list_meta = json!({"resourceVersion": rv.to_string()});
-        if matched.len() > limit {
-            let remaining = matched.len() - limit;
-            matched.truncate(limit);
-            let (ns, name) = object_key(matched.last().expect("limit > 0"));
+        if more {
+            let (ns, name) = object_key(matched.last().expect("a page with more after it"));
             let token = base64::engine::general_purpose::STANDARD.encode(
                 serde_json::to_vec(&json!({"rv": rv, "ns": ns, "name": name})).expect("JSON"),
             );
             list_meta["continue"] = json!(token);
-            list_meta["remainingItemCount"] = json!(remaining);
+            if let Some(remaining) = remaining {
+                list_meta["remainingItemCount"] = json!(remaining);
+            }
         }
         if table {
             let include = query

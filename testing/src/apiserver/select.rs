@@ -77,6 +77,11 @@ impl LabelSelector {
         Ok(LabelSelector(requirements))
     }
 
+    /// No requirement: every object matches.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object["metadata"]["labels"].as_object();
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
@@ -139,6 +144,11 @@ impl FieldSelector {
             .iter()
             .find(|(p, eq, _)| p == "metadata.name" && *eq)
             .map(|(_, _, v)| v.as_str())
+    }
+
+    /// No term: every object matches.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn matches(&self, object: &Value) -> bool {

@@ -433,6 +433,64 @@ impl Store {
         }
     }
 
+    /// One page of a list: the first `limit` objects of `rt` (in `namespace`; all when
+    /// `None`) that come after `after` in (namespace, name) order and that `keep` accepts,
+    /// and whether another accepted object follows them. Walks from `after` on, like
+    /// etcd's range reads: a page costs its own size, not the whole collection's.
+    pub fn page(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<Arc<Value>>, bool) {
+        use std::ops::Bound;
+        let Some(map) = self.objects.get(&rt.storage()) else {
+            return (Vec::new(), false);
+        };
+        let namespace = namespace.filter(|_| rt.namespaced);
+        let from = (
+            namespace.map_or_else(String::new, str::to_string),
+            String::new(),
+        );
+        let start = match after {
+            Some((ns, name)) if (ns, name) >= (from.0.as_str(), from.1.as_str()) => {
+                Bound::Excluded((ns.to_string(), name.to_string()))
+            }
+            _ => Bound::Included(from),
+        };
+        let mut objects = map
+            .range((start, Bound::Unbounded))
+            .take_while(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
+            .map(|(_, object)| object)
+            .filter(|object| keep(object));
+        let page: Vec<Arc<Value>> = objects.by_ref().take(limit).cloned().collect();
+        let more = page.len() == limit && objects.next().is_some();
+        (page, more)
+    }
+
+    /// How many objects of `rt` (in `namespace`) come after `after`: a key walk, no
+    /// object read.
+    pub fn count_after(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        after: (&str, &str),
+    ) -> usize {
+        use std::ops::Bound;
+        let Some(map) = self.objects.get(&rt.storage()) else {
+            return 0;
+        };
+        let namespace = namespace.filter(|_| rt.namespaced);
+        map.range((
+            Bound::Excluded((after.0.to_string(), after.1.to_string())),
+            Bound::Unbounded,
+        ))
+        .take_while(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
+        .count()
+    }
+
     fn lookup(&self, rt: &ResourceType, ns: &str, name: &str) -> Option<Arc<Value>> {
         self.objects
             .get(&rt.storage())

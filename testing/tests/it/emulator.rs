@@ -107,6 +107,21 @@ async fn unknown_tokens_get_401_and_missing_namespaces_404() {
     emulator.shutdown().await;
 }
 
+/// Every page of a list: the names on each (joined by commas) and the
+/// `remainingItemCount` it gave.
+async fn list_pages(api: &Api<ConfigMap>, mut params: ListParams) -> Vec<(String, Option<i64>)> {
+    let mut pages = Vec::new();
+    loop {
+        let page = api.list(&params).await.expect("list page");
+        let names: Vec<String> = page.items.iter().map(|c| c.name_any()).collect();
+        pages.push((names.join(","), page.metadata.remaining_item_count));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return pages,
+        }
+    }
+}
+
 #[tokio::test]
 async fn create_get_list_pages_conflicts_and_patches() {
     let (emulator, client) = start().await;
@@ -133,21 +148,34 @@ async fn create_get_list_pages_conflicts_and_patches() {
         (409, "AlreadyExists")
     );
 
-    let mut names = Vec::new();
-    let mut params = ListParams::default().limit(2);
-    let mut pages = 0;
-    loop {
-        let page = api.list(&params).await.expect("list page");
-        assert!(page.items.len() <= 2);
-        pages += 1;
-        names.extend(page.items.iter().map(|c| c.name_any()));
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => break,
-        }
-    }
-    assert_eq!(pages, 3);
-    assert_eq!(names, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
+    // A ConfigMap in a namespace after "default": a namespaced list's pages stop before it.
+    let kube_system: Api<ConfigMap> = Api::namespaced(api_client.clone(), "kube-system");
+    kube_system
+        .create(&PostParams::default(), &config_map("cm-9", json!({})))
+        .await
+        .expect("create in kube-system");
+    let pages = list_pages(&api, ListParams::default().limit(2)).await;
+    let expected = [
+        ("cm-0,cm-1", Some(3)),
+        ("cm-2,cm-3", Some(1)),
+        ("cm-4", None),
+    ];
+    assert_eq!(
+        pages,
+        expected.map(|(names, left)| (names.to_string(), left))
+    );
+    // With a selector a page ends the list when no later object matches, and the count of
+    // what is left is not given (as the API server does).
+    let pages = list_pages(&api, ListParams::default().limit(1).labels("parity=odd")).await;
+    assert_eq!(
+        pages,
+        [("cm-1".to_string(), None), ("cm-3".to_string(), None)]
+    );
+    let all: Api<ConfigMap> = Api::all(api_client.clone());
+    let pages = list_pages(&all, ListParams::default().limit(3)).await;
+    let names: Vec<&str> = pages.iter().map(|(names, _)| names.as_str()).collect();
+    assert_eq!(names, ["cm-0,cm-1,cm-2", "cm-3,cm-4,cm-9"]);
+    assert_eq!(pages[0].1, Some(3));
     let odd = api
         .list(&ListParams::default().labels("parity in (odd)"))
         .await
