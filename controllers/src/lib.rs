@@ -8,6 +8,7 @@ pub mod context;
 pub mod error;
 pub mod housekeeping;
 pub mod kind;
+pub mod lean;
 pub mod metrics;
 pub mod retry;
 pub mod running_images;
@@ -170,7 +171,7 @@ where
 }
 
 /// The watch of the platform namespace's objects labelled `selector`, filling `writer`'s
-/// store without their managed fields (which no reconcile reads).
+/// store without their managed fields (which no reconcile reads; never decoded).
 fn platform_store<K>(
     ctx: &Context,
     selector: &str,
@@ -178,6 +179,7 @@ fn platform_store<K>(
 ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + lean::Shape
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
@@ -185,38 +187,30 @@ where
         + Sync
         + 'static,
 {
-    watcher::watcher(
-        platform_api::<K>(ctx),
+    lean::watch(
+        platform_api::<lean::Lean<K>>(ctx),
         watcher::Config::default().labels(selector).any_semantic(),
     )
     .default_backoff()
-    .modify(without_managed_fields)
     .reflect(writer)
 }
 
-/// Drop an object's managed fields before it is stored: no reconcile reads them, and at
-/// 10,000 Scans they are a third of the store.
-fn without_managed_fields<K: kube::Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
-}
-
 /// A root kind's controller input: its watch fills `writer`'s store (every change, managed
-/// fields dropped), and only changes that call for a reconcile ([`cache::spec_changes`])
-/// trigger one.
+/// fields never decoded), and only changes that call for a reconcile
+/// ([`cache::spec_changes`]) trigger one.
 fn root_controller<K>(
     client: &kube::Client,
     writer: kube::runtime::reflector::store::Writer<K>,
 ) -> Controller<K>
 where
-    K: StellaKind + kube::Resource<DynamicType = ()>,
+    K: StellaKind + lean::Shape + kube::Resource<DynamicType = ()>,
 {
     let reader = writer.as_reader();
-    let trigger = watcher::watcher(
-        kube::Api::<K>::all(client.clone()),
+    let trigger = lean::watch(
+        kube::Api::<lean::Lean<K>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(without_managed_fields)
     .reflect(writer)
     .applied_objects()
     .predicate_filter(cache::spec_changes, Default::default());
@@ -226,7 +220,7 @@ where
 /// [`root_controller`] with a store of its own.
 fn own_root_controller<K>(client: &kube::Client) -> Controller<K>
 where
-    K: StellaKind + kube::Resource<DynamicType = ()>,
+    K: StellaKind + lean::Shape + kube::Resource<DynamicType = ()>,
 {
     root_controller(client, kube::runtime::reflector::store::Writer::default())
 }
@@ -541,8 +535,8 @@ pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     // Scan Jobs run in the platform namespace only (and the operator may watch Jobs only
     // there).
-    let scan_jobs = watcher::watcher(
-        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+    let scan_jobs = lean::watch(
+        platform_api::<lean::Lean<k8s_openapi::api::batch::v1::Job>>(&ctx),
         watcher::Config::default()
             .labels(&format!("app.kubernetes.io/component={}", scan::COMPONENT))
             .any_semantic(),
@@ -550,20 +544,20 @@ pub async fn run(ctx: Arc<Context>) {
     .default_backoff()
     .reflect(writers.scan_jobs)
     .touched_objects();
-    let pods = watcher::watcher(
-        kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+    // Pods and Namespaces are decoded as their stores keep them (lean::POD, lean::NAMESPACE):
+    // specs, annotations and managed fields are stepped over, not built and dropped.
+    let pods = lean::watch(
+        kube::Api::<lean::Lean<k8s_openapi::api::core::v1::Pod>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(|pod| *pod = cache::trim_pod(std::mem::take(pod)))
     .reflect(writers.pods)
     .for_each(|_| async {});
-    let namespace_changes = watcher::watcher(
-        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+    let namespace_changes = lean::watch(
+        kube::Api::<lean::Lean<k8s_openapi::api::core::v1::Namespace>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(|ns| *ns = cache::trim_namespace(std::mem::take(ns)))
     .reflect(writers.namespaces)
     .touched_objects()
     .filter_map(|change| async move { change.ok().map(|_| ()) });
@@ -585,8 +579,8 @@ pub async fn run(ctx: Arc<Context>) {
     let mirror_jobs = sync_jobs_writer
         .subscribe()
         .expect("the sync Job store is shared");
-    let sync_jobs = watcher::watcher(
-        platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+    let sync_jobs = lean::watch(
+        platform_api::<lean::Lean<k8s_openapi::api::batch::v1::Job>>(&ctx),
         watcher::Config::default()
             .labels(cache::SYNC_JOBS)
             .any_semantic(),
