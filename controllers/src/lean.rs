@@ -173,6 +173,16 @@ struct Shaped<D> {
     level: &'static Level,
 }
 
+impl<D> Shaped<D> {
+    /// `visitor`, reading the object it is given through this level.
+    fn shaping<V>(&self, visitor: V) -> ShapedVisitor<V> {
+        ShapedVisitor {
+            inner: visitor,
+            level: self.level,
+        }
+    }
+}
+
 /// The methods an object is read through take the shaping visitor; every other one is
 /// handed on as it is.
 macro_rules! forward {
@@ -187,16 +197,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Shaped<D> {
     type Error = D::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_any(ShapedVisitor {
-            inner: visitor,
-            level: self.level,
-        })
+        let visitor = self.shaping(visitor);
+        self.inner.deserialize_any(visitor)
     }
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_map(ShapedVisitor {
-            inner: visitor,
-            level: self.level,
-        })
+        let visitor = self.shaping(visitor);
+        self.inner.deserialize_map(visitor)
     }
     fn deserialize_struct<V: Visitor<'de>>(
         self,
@@ -204,21 +210,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Shaped<D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_struct(
-            name,
-            fields,
-            ShapedVisitor {
-                inner: visitor,
-                level: self.level,
-            },
-        )
+        let visitor = self.shaping(visitor);
+        self.inner.deserialize_struct(name, fields, visitor)
     }
     // An optional object (`status: Option<…>`) is shaped too.
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_option(ShapedVisitor {
-            inner: visitor,
-            level: self.level,
-        })
+        let visitor = self.shaping(visitor);
+        self.inner.deserialize_option(visitor)
     }
 
     forward! {

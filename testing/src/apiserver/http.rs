@@ -578,19 +578,12 @@ impl Shared {
         let after_key = after
             .as_ref()
             .map(|(_, ns, name)| (ns.as_str(), name.as_str()));
-        let selected = |o: &Value| labels.matches(o) && fields.matches(o);
-        let (current_rv, matched, more, remaining) = self.with_store(|store| {
+        let selected = (!labels.is_empty() || !fields.is_empty())
+            .then_some(|o: &Value| labels.matches(o) && fields.matches(o));
+        let (current_rv, (matched, more, remaining)) = self.with_store(|store| {
             let namespace = target.namespace.as_deref();
-            let (page, more) = store.page(&target.rt, namespace, after_key, limit, selected);
-            // Like the API server: the count of what is left only when nothing is
-            // filtered out (counting the matches would read every remaining object).
-            let remaining = match page.last() {
-                Some(last) if more && labels.is_empty() && fields.is_empty() => {
-                    Some(store.count_after(&target.rt, namespace, object_key(last)))
-                }
-                _ => None,
-            };
-            (store.current_rv(), page, more, remaining)
+            let page = store.page(&target.rt, namespace, after_key, limit, selected);
+            (store.current_rv(), page)
         });
         let rv = after.as_ref().map_or(current_rv, |(rv, _, _)| *rv);
         let mut list_meta = json!({"resourceVersion": rv.to_string()});

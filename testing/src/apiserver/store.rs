@@ -434,8 +434,10 @@ impl Store {
     }
 
     /// One page of a list: the first `limit` objects of `rt` (in `namespace`; all when
-    /// `None`) that come after `after` in (namespace, name) order and that `keep` accepts,
-    /// and whether another accepted object follows them. Walks from `after` on, like
+    /// `None`) that come after `after` in (namespace, name) order and that `keep` accepts
+    /// (every one when `None`), whether another accepted object follows them, and, when
+    /// nothing is filtered out, how many objects follow them (a walk over the keys, as the
+    /// API server gives `remainingItemCount` only then). Walks from `after` on, like
     /// etcd's range reads: a page costs its own size, not the whole collection's.
     pub fn page(
         &self,
@@ -443,11 +445,11 @@ impl Store {
         namespace: Option<&str>,
         after: Option<(&str, &str)>,
         limit: usize,
-        keep: impl Fn(&Value) -> bool,
-    ) -> (Vec<Arc<Value>>, bool) {
+        keep: Option<impl Fn(&Value) -> bool>,
+    ) -> (Vec<Arc<Value>>, bool, Option<usize>) {
         use std::ops::Bound;
         let Some(map) = self.objects.get(&rt.storage()) else {
-            return (Vec::new(), false);
+            return (Vec::new(), false, None);
         };
         let namespace = namespace.filter(|_| rt.namespaced);
         let from = (
@@ -463,32 +465,20 @@ impl Store {
         let mut objects = map
             .range((start, Bound::Unbounded))
             .take_while(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
-            .map(|(_, object)| object)
-            .filter(|object| keep(object));
-        let page: Vec<Arc<Value>> = objects.by_ref().take(limit).cloned().collect();
-        let more = page.len() == limit && objects.next().is_some();
-        (page, more)
-    }
-
-    /// How many objects of `rt` (in `namespace`) come after `after`: a key walk, no
-    /// object read.
-    pub fn count_after(
-        &self,
-        rt: &ResourceType,
-        namespace: Option<&str>,
-        after: (&str, &str),
-    ) -> usize {
-        use std::ops::Bound;
-        let Some(map) = self.objects.get(&rt.storage()) else {
-            return 0;
-        };
-        let namespace = namespace.filter(|_| rt.namespaced);
-        map.range((
-            Bound::Excluded((after.0.to_string(), after.1.to_string())),
-            Bound::Unbounded,
-        ))
-        .take_while(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
-        .count()
+            .map(|(_, object)| object);
+        let (mut page, mut more) = (Vec::new(), false);
+        for object in objects.by_ref() {
+            if keep.as_ref().is_some_and(|keep| !keep(object)) {
+                continue;
+            }
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push(object.clone());
+        }
+        let remaining = (more && keep.is_none()).then(|| 1 + objects.count());
+        (page, more, remaining)
     }
 
     fn lookup(&self, rt: &ResourceType, ns: &str, name: &str) -> Option<Arc<Value>> {
