@@ -61,7 +61,7 @@ pub async fn start(client: Client, args: &RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the reports API on {addr}"))?;
-    tracing::info!(%addr, "serving the reports API");
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving the reports API");
     tokio::spawn(async move {
         if let Err(error) =
             stellaops_reports::server::serve(listener, reports, crate::runtime::shutdown_signal())

@@ -321,7 +321,9 @@ async fn run_traced(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding {}", args.metrics_addr))?;
-    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    // The bound address, so `:0` (any free port) says which port it got.
+    let bound = listener.local_addr().unwrap_or(args.metrics_addr);
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     let app = router(Probes {
         registry: registry.clone(),
         ready: ready.clone(),

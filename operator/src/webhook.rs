@@ -215,7 +215,11 @@ pub async fn start(
     let health = tokio::net::TcpListener::bind(args.webhook_health_addr)
         .await
         .with_context(|| format!("binding {}", args.webhook_health_addr))?;
-    tracing::info!(%addr, health = %args.webhook_health_addr, "serving the Zastava webhook");
+    tracing::info!(
+        addr = %listener.local_addr().unwrap_or(addr),
+        health = %health.local_addr().unwrap_or(args.webhook_health_addr),
+        "serving the Zastava webhook"
+    );
     tokio::spawn(serve_tls(listener, webhook.clone()));
     let health_app = health_router(webhook.clone());
     tokio::spawn(stellaops_tls::serve_bounded(

@@ -1991,10 +1991,7 @@ fn own_address(arg: &str) -> String {
     if port.parse::<u16>().is_err() {
         return arg.to_string();
     }
-    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(addr) => addr.to_string(),
-        Err(_) => arg.to_string(),
-    }
+    format!("127.0.0.1:{}", crate::ports::unused_port())
 }
 
 #[cfg(test)]

@@ -6,11 +6,13 @@
 //!   `scripts/test.sh`; under `CI=true` a missing service fails the test instead of skipping.
 //! * [`apiserver::Emulator`]: an HTTPS Kubernetes API server emulator for end-to-end tests.
 //! * [`rbac`]: the RBAC decision the emulator enforces.
+//! * [`ports::unused_port`]: a port for a server a test starts in another process.
 
 pub mod apiserver;
 pub mod debian;
 pub mod kubelet;
 pub mod otlp;
+pub mod ports;
 pub mod rbac;
 
 use std::collections::BTreeMap;

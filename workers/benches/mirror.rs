@@ -30,14 +30,6 @@ static ROUNDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
         .unwrap_or(3)
 });
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -73,7 +65,7 @@ fn median(values: &[f64]) -> f64 {
 
 /// Start `mirror` the way `mirror serve` does, on a free port.
 async fn start(mirror: Mirror) -> (u16, tokio::task::JoinHandle<()>) {
-    let port = free_port();
+    let port = stellaops_testing::ports::unused_port();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
@@ -149,7 +141,7 @@ async fn serving(dir: &Path) {
     let (ours, server) = start(Mirror::new(config(true)).unwrap()).await;
     // Without authentication on either side: nginx's raw file serving as the ceiling.
     let (open_port, open_server) = start(Mirror::new(config(false)).unwrap()).await;
-    let nginx_port = free_port();
+    let nginx_port = stellaops_testing::ports::unused_port();
     let mut nginx = start_nginx(&root, &htpasswd, nginx_port, dir);
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -37,8 +37,7 @@ async fn black_hole() -> String {
 
 /// A loopback address nothing listens on (a stopped server).
 fn closed_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", stellaops_testing::ports::unused_port())
 }
 
 fn webhook(

@@ -41,11 +41,7 @@ fn the_workspace_has_one_rustls_crypto_provider() {
 fn run_starts_against_an_https_kubeconfig_without_panicking() {
     // Nothing listens on the port: the client is built (TLS config and all), the webhook's
     // TLS server starts, and the first request fails with a connection error.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = stellaops_testing::ports::unused_port();
     let dir = std::env::temp_dir().join(format!("stellaops-startup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
@@ -101,4 +97,38 @@ fn run_starts_against_an_https_kubeconfig_without_panicking() {
         stderr.contains("reaching the Kubernetes API"),
         "the error names what failed:\n{stderr}"
     );
+    // Given `:0`, each server logs the port it got, not the `:0` it was asked for.
+    let plain = without_ansi_escapes(&stderr);
+    let serving: Vec<&str> = plain.lines().filter(|l| l.contains(" serving ")).collect();
+    assert!(
+        serving.len() >= 2,
+        "the servers log their addresses:\n{plain}"
+    );
+    for line in serving {
+        for (_, rest) in line
+            .match_indices("127.0.0.1:")
+            .map(|(i, _)| line.split_at(i + 10))
+        {
+            let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "{line}");
+        }
+    }
+}
+
+/// `text` without the terminal colour sequences (`ESC [ ... m`) the log is written with.
+fn without_ansi_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

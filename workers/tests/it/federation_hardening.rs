@@ -698,11 +698,7 @@ async fn the_serve_command_needs_authentication_and_honours_its_tokens_file() {
     else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = stellaops_testing::ports::unused_port();
     let listen = format!("127.0.0.1:{port}");
     let refused = worker(&url, &["federation", "serve", "--listen", &listen]);
     assert!(!refused.status.success());

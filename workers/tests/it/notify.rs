@@ -643,10 +643,7 @@ async fn email_goes_to_a_real_smtp_server_over_starttls_with_auth() {
     std::fs::write(f.dir.join("key.pem"), key.serialize_pem()).unwrap();
     let mail = f.dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = stellaops_testing::ports::unused_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
     let mut server = std::process::Command::new(python)
         .arg(script)

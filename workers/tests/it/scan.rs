@@ -509,11 +509,7 @@ pub(crate) async fn auth_registry(name: &str, user: &str, password: &str) -> Aut
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let hash = bcrypt::hash(password, 4).unwrap();
     std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = stellaops_testing::ports::unused_port();
     std::fs::write(
         dir.join("config.yml"),
         format!(

@@ -142,14 +142,6 @@ pub struct Operator {
     pub log: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Cluster {
     /// Start the emulator with the project's RBAC, the runner, and the platform's database
     /// and bucket; `None` when the test services are missing (outside CI).
@@ -350,10 +342,10 @@ impl Cluster {
             .emulator
             .service_account_token(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT);
         let kubeconfig = self.kubeconfig(&format!("operator-{name}"), &token);
-        let metrics_addr = format!("127.0.0.1:{}", free_port());
-        let webhook_addr = format!("127.0.0.1:{}", free_port());
-        let health_addr = format!("127.0.0.1:{}", free_port());
-        let reports_addr = format!("127.0.0.1:{}", free_port());
+        let metrics_addr = format!("127.0.0.1:{}", stellaops_testing::ports::unused_port());
+        let webhook_addr = format!("127.0.0.1:{}", stellaops_testing::ports::unused_port());
+        let health_addr = format!("127.0.0.1:{}", stellaops_testing::ports::unused_port());
+        let reports_addr = format!("127.0.0.1:{}", stellaops_testing::ports::unused_port());
         let log = self.dir.join(format!("operator-{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_stellaops-operator"))
             .args([

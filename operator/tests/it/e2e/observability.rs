@@ -28,11 +28,7 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(binary: &str, dir: &Path, targets: &BTreeMap<&str, String>) -> Prometheus {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = stellaops_testing::ports::unused_port();
         let scrape_configs: Vec<Value> = targets
             .iter()
             .map(|(job, addr)| {

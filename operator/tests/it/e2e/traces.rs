@@ -132,10 +132,7 @@ async fn one_trace_runs_from_the_scan_reconcile_through_the_job_and_outbox_to_sl
         .to_string(),
     )
     .unwrap();
-    let listen = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let listen = format!("127.0.0.1:{}", stellaops_testing::ports::unused_port());
     let notify_log = cluster.dir.join("notify.log");
     let mut notify = Command::new(workspace_binary("stellaops-worker"))
         .args(["notify", "run", "--config"])
