@@ -323,10 +323,7 @@ async fn failures_are_retried_with_backoff_honouring_retry_after_then_dead_lette
     let gone = receiver(vec![Answer::Status(404)]).await;
     let hanging = receiver(vec![Answer::Hang, Answer::Ok]).await;
     // A Slack URL is a secret: nothing may repeat it once nobody answers there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = format!("127.0.0.1:{}", stellaops_testing::ports::unused_port());
     let unreachable = format!("http://{closed}/services/T0000/B0000/SECRETPATHTOKEN");
     let rules = vec![
         rule(
