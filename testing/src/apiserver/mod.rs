@@ -69,7 +69,8 @@ pub struct EmulatorOptions {
     pub stella_crds: bool,
     /// Enforce RBAC for non-admin users via [`crate::rbac::authorize`].
     pub authorize: bool,
-    /// Address to bind; port 0 picks a free one.
+    /// Address to bind; port 0 picks a free one below the ephemeral range (see
+    /// [`crate::ports`]), so nothing takes it while [`Emulator::restart`] has it unbound.
     pub addr: SocketAddr,
 }
 
@@ -82,6 +83,27 @@ impl Default for EmulatorOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
+}
+
+/// Binds `addr`; port 0 as a port of [`crate::ports::unused_port`]: a kernel-chosen port
+/// could be given to an outgoing connection (a database pool's, held for the test) while a
+/// restart has it unbound, and the restart could not bind it again.
+async fn bind_emulator(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    if addr.port() != 0 {
+        return TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"));
+    }
+    // Another process may bind the checked port before we do; then take the next one.
+    let mut last_error = None;
+    for _ in 0..10 {
+        let candidate = SocketAddr::new(addr.ip(), crate::ports::unused_port());
+        match TcpListener::bind(candidate).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.expect("tried at least once")).with_context(|| format!("binding {addr}"))
 }
 
 /// A running API server emulator.
@@ -141,9 +163,7 @@ impl Emulator {
                 .map_err(anyhow::Error::msg)
                 .context("preloading an object")?;
         }
-        let listener = TcpListener::bind(options.addr)
-            .await
-            .with_context(|| format!("binding {}", options.addr))?;
+        let listener = bind_emulator(options.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(http::Shared::new(
             store,
