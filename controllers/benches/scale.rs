@@ -297,7 +297,7 @@ fn list_floor(emulator: &Emulator, n: usize) -> Duration {
         "metadata": {}, "items": emulator.objects("stella-ops.org/v1alpha1", "Scan")}),
     )
     .expect("list serializes");
-    let mut decodes: Vec<Duration> = (0..5)
+    let decodes = (0..5)
         .map(|_| {
             let started = Instant::now();
             let parsed: kube::core::ObjectList<Scan> =
@@ -307,8 +307,7 @@ fn list_floor(emulator: &Emulator, n: usize) -> Duration {
             decode
         })
         .collect();
-    decodes.sort();
-    decodes[decodes.len() / 2]
+    stellaops_testing::median(decodes)
 }
 
 struct Figures {

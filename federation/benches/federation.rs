@@ -165,11 +165,6 @@ fn rate(rows: usize, d: Duration) -> f64 {
 /// back to back in each round.
 const ROUNDS: usize = 3;
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
 fn report(
     name: &str,
     ours: &[Duration],
@@ -177,7 +172,10 @@ fn report(
     reference_name: &str,
     rows: usize,
 ) {
-    let (ours_median, reference_median) = (median(ours.to_vec()), median(reference.to_vec()));
+    let (ours_median, reference_median) = (
+        stellaops_testing::median(ours.to_vec()),
+        stellaops_testing::median(reference.to_vec()),
+    );
     let ratios: Vec<String> = ours
         .iter()
         .zip(reference)

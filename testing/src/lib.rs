@@ -216,6 +216,13 @@ pub fn service(var: &str) -> Option<String> {
     }
 }
 
+/// The median of benchmark timings (the upper one of an even count): the figure the
+/// benchmarks report, steadier than one run on this shared 2-core machine.
+pub fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
 /// Build OCI images on disk and push them to the test registry with `skopeo`.
 pub mod oci {
     use std::path::Path;
