@@ -15,10 +15,10 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use stellaops_store::advisories::{self, CanonicalAdvisory};
+use stellaops_store::advisories::{self, CanonicalAdvisory, Deletion, SourceEdge};
 use stellaops_store::outbox::{self, NewEvent};
 
-use crate::bundle::{self, BundleError, CanonicalKey, Parsed, Unpacked};
+use crate::bundle::{self, BundleError, CanonicalKey, Unpacked};
 use crate::cursor::Cursor;
 use crate::dsse::{Envelope, TrustedKeys};
 use crate::events::{self, CanonicalImported, ImportedItem};
@@ -288,35 +288,88 @@ async fn check_site_policy(
     Ok((signed_by, site.allowed_sources))
 }
 
-/// The bundle's data members, checked and parsed on blocking threads while the import
+/// The bundle's data members, checked and parsed on a blocking thread while the import
 /// does what needs only the bundle's head and the quick pass (site checks, the lookup of
 /// stored canonicals, the events): opening a 100,000-canonical bundle takes about half a
-/// second, a tenth of the import. Each place that needs the parsed members awaits a clone.
-type Body = Shared<BoxFuture<'static, Result<Arc<Parsed>, BundleError>>>;
-
-/// Start [`Unpacked::parse`] on a blocking thread.
-fn parse_in_background(unpacked: &Arc<Unpacked>) -> Body {
-    let unpacked = Arc::clone(unpacked);
-    let parsing = tokio::task::spawn_blocking(move || unpacked.parse().map(Arc::new));
-    async move {
-        match parsing.await {
-            Ok(parsed) => parsed,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => panic!("the bundle's parse was cancelled: {error}"),
-        }
-    }
-    .boxed()
-    .shared()
+/// second, a tenth of the import. The canonicals come first, on both cores, and the
+/// edges and deletions after them, while the canonicals are being written: the import
+/// needs them only then. Each place that needs a part awaits a clone of its future.
+#[derive(Clone)]
+struct Body {
+    canonicals: Shared<BoxFuture<'static, Result<Arc<Vec<CanonicalAdvisory>>, BundleError>>>,
+    rest: Shared<BoxFuture<'static, Result<Arc<EdgesAndDeletions>, BundleError>>>,
 }
+
+type EdgesAndDeletions = (Vec<SourceEdge>, Vec<Deletion>);
+
+impl Body {
+    /// Start [`Unpacked::parse_canonicals`], then [`Unpacked::parse_edges_and_deletions`],
+    /// on a blocking thread.
+    fn parse_in_background(unpacked: &Arc<Unpacked>) -> Body {
+        let unpacked = Arc::clone(unpacked);
+        let (canonicals_parsed, canonicals) = tokio::sync::oneshot::channel();
+        let parsing = tokio::task::spawn_blocking(move || {
+            let canonicals = unpacked.parse_canonicals().map(Arc::new);
+            let failed = canonicals.as_ref().err().cloned();
+            let _ = canonicals_parsed.send(canonicals);
+            // Past a bad canonicals member nothing else is read: its error is the answer.
+            match failed {
+                Some(error) => Err(error),
+                None => unpacked.parse_edges_and_deletions().map(Arc::new),
+            }
+        });
+        let rest = async move {
+            match parsing.await {
+                Ok(parsed) => parsed,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => panic!("the bundle's parse was cancelled: {error}"),
+            }
+        }
+        .boxed()
+        .shared();
+        let canonicals = {
+            let rest = rest.clone();
+            async move {
+                match canonicals.await {
+                    Ok(canonicals) => canonicals,
+                    // The parsing thread ended without an answer: it panicked, and the
+                    // rest's future says so.
+                    Err(_) => {
+                        rest.await?;
+                        unreachable!("the canonicals are sent before the rest is parsed")
+                    }
+                }
+            }
+            .boxed()
+            .shared()
+        };
+        Body { canonicals, rest }
+    }
+
+    /// Every part, once all are parsed and the counts and envelope checked: what
+    /// [`Unpacked::parse`] returns, with the error it would return.
+    async fn all(&self, unpacked: &Unpacked) -> Result<AllParts, BundleError> {
+        let canonicals = self.canonicals.clone().await?;
+        let rest = self.rest.clone().await?;
+        unpacked.check_counts(canonicals.len(), rest.0.len(), rest.1.len())?;
+        Ok((canonicals, rest, unpacked.signature()?))
+    }
+}
+
+type AllParts = (
+    Arc<Vec<CanonicalAdvisory>>,
+    Arc<EdgesAndDeletions>,
+    Option<Envelope>,
+);
 
 /// The quick pass read the same bytes as the parse; that they agree is checked, not
 /// assumed, before anything decided on the quick pass is used with the parsed members
 /// or committed.
-fn agrees(keys: &[CanonicalKey<'_>], parsed: &Parsed) -> Result<(), BundleError> {
-    if keys.len() != parsed.canonicals.len()
+fn agrees(keys: &[CanonicalKey<'_>], canonicals: &[CanonicalAdvisory]) -> Result<(), BundleError> {
+    if keys.len() != canonicals.len()
         || keys
             .iter()
-            .zip(&parsed.canonicals)
+            .zip(canonicals)
             .any(|(key, canonical)| *key != CanonicalKey::of(canonical))
     {
         return Err(BundleError::Corrupt(
@@ -357,7 +410,7 @@ pub async fn import_observed(
     // canonical's key, read by a quick pass before the parse takes the cores. When the
     // quick pass cannot read them, the parse decides.
     let quick = unpacked.signature().ok().zip(unpacked.canonical_keys());
-    let body = parse_in_background(&unpacked);
+    let body = Body::parse_in_background(&unpacked);
     let result = apply(
         pool, &unpacked, quick, &body, options, trusted, started, observe,
     )
@@ -366,7 +419,7 @@ pub async fn import_observed(
     // when it was opened before anything else), and not recorded in any site's history:
     // what it claims is in doubt.
     if result.is_err() {
-        body.await?;
+        body.all(&unpacked).await?;
     }
     if let Err(ImportError::WrongSite { .. }) = result {
         return result;
@@ -423,13 +476,14 @@ async fn apply<'a>(
     let total = manifest.counts.total();
     observe(0, total);
     // Parsed here only when the quick pass could not read the bundle.
-    let unread: Arc<Parsed>;
+    let unread: Arc<Vec<CanonicalAdvisory>>;
     let (signature, keys) = match quick {
         Some(quick) => quick,
         None => {
-            unread = body.clone().await?;
-            let keys = unread.canonicals.iter().map(CanonicalKey::of).collect();
-            (unread.signature.clone(), keys)
+            let (canonicals, _, signature) = body.all(unpacked).await?;
+            unread = canonicals;
+            let keys = unread.iter().map(CanonicalKey::of).collect();
+            (signature, keys)
         }
     };
     let (signed_by, allowed_sources) =
@@ -442,9 +496,8 @@ async fn apply<'a>(
                 .find(|s| !allowed(s))
                 .map(std::borrow::Cow::into_owned),
             None => {
-                let parsed = body.clone().await?;
-                parsed
-                    .edges
+                let (_, rest, _) = body.all(unpacked).await?;
+                rest.0
                     .iter()
                     .find(|e| !allowed(&e.source))
                     .map(|e| e.source.clone())
@@ -525,7 +578,7 @@ async fn apply<'a>(
     let early = if stored.is_empty() {
         None
     } else {
-        let parsed = body.clone().await?;
+        let parsed = body.canonicals.clone().await?;
         agrees(&keys, &parsed)?;
         Some(parsed)
     };
@@ -537,10 +590,7 @@ async fn apply<'a>(
             actions.push((at, "Created"));
             continue;
         };
-        let remote = &early
-            .as_ref()
-            .expect("parsed when anything is stored")
-            .canonicals[at];
+        let remote = &early.as_ref().expect("parsed when anything is stored")[at];
         if local.content_hash == remote.content_hash() {
             counts.canonical_skipped += 1
         } else if local.origin_site.as_deref() == Some(manifest.site_id.as_str()) {
@@ -636,16 +686,14 @@ async fn apply<'a>(
         "events published"
     );
 
-    let parsed = body.clone().await?;
+    let parsed = body.canonicals.clone().await?;
     agrees(&keys, &parsed)?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "bundle parsed"
     );
-    let to_write: Vec<&CanonicalAdvisory> = in_change_order
-        .iter()
-        .map(|(at, _)| &parsed.canonicals[*at])
-        .collect();
+    let to_write: Vec<&CanonicalAdvisory> =
+        in_change_order.iter().map(|(at, _)| &parsed[*at]).collect();
     if let Some(reserved) = reserved {
         advisories::write_canonicals_reserved(
             &mut tx,
@@ -661,19 +709,26 @@ async fn apply<'a>(
         "canonicals written"
     );
     observe(manifest.counts.canonicals, total);
+    // The edges and deletions were parsed while the canonicals were written.
+    let rest = body.rest.clone().await?;
+    let (edges, deletions) = &*rest;
+    unpacked.check_counts(parsed.len(), edges.len(), deletions.len())?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "edges and deletions parsed"
+    );
     let created: HashSet<&str> = actions
         .iter()
         .filter(|(_, action)| *action == "Created")
         .map(|(at, _)| &*keys[*at].merge_hash)
         .collect();
-    counts.edges_added =
-        advisories::write_edges(&mut tx, &parsed.edges, |h| created.contains(h)).await?;
+    counts.edges_added = advisories::write_edges(&mut tx, edges, |h| created.contains(h)).await?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "edges written"
     );
     observe(manifest.counts.canonicals + manifest.counts.edges, total);
-    counts.deletions_processed = advisories::write_deletions(&mut tx, &parsed.deletions).await?;
+    counts.deletions_processed = advisories::write_deletions(&mut tx, deletions).await?;
     observe(total, total);
 
     let items = counts.canonical_created

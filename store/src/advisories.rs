@@ -69,6 +69,22 @@ impl CanonicalAdvisory {
         sha256_hex(format!("{vuln_id}|{affects_key}").as_bytes())
     }
 
+    /// Whether `merge_hash` is [`CanonicalAdvisory::merge_hash_of`] the pair, without
+    /// building the string: an import checks every canonical of a bundle.
+    pub fn is_merge_hash_of(merge_hash: &str, vuln_id: &str, affects_key: &str) -> bool {
+        let Some(hex_digest) = merge_hash.strip_prefix("sha256:") else {
+            return false;
+        };
+        let digest = Sha256::new()
+            .chain_update(vuln_id)
+            .chain_update("|")
+            .chain_update(affects_key)
+            .finalize();
+        let mut expected = [0u8; 64];
+        hex::encode_to_slice(digest, &mut expected).expect("64 hex digits for 32 bytes");
+        hex_digest.as_bytes() == expected
+    }
+
     /// `sha256:<hex>` of the canonical JSON: equal content, equal hash.
     pub fn content_hash(&self) -> String {
         sha256_hex(&serde_json::to_vec(self).expect("canonicals serialize"))
@@ -854,6 +870,29 @@ pub async fn matching_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_hashes_are_checked_as_they_are_made() {
+        // `printf 'CVE-2024-0001|pkg:deb/debian/openssl' | sha256sum`
+        let known = "sha256:fbea80aa2616f4bf241dcaae83218f0a2a54ac224fec201f83ad08f4f528be30";
+        let (vuln, key) = ("CVE-2024-0001", "pkg:deb/debian/openssl");
+        assert_eq!(CanonicalAdvisory::merge_hash_of(vuln, key), known);
+        assert!(CanonicalAdvisory::is_merge_hash_of(known, vuln, key));
+        for wrong in [
+            known.to_uppercase().replacen("SHA256", "sha256", 1),
+            known.trim_start_matches("sha256:").to_string(),
+            known[..known.len() - 1].to_string(),
+            format!("{known}0"),
+            CanonicalAdvisory::merge_hash_of("CVE-2024-0002", key),
+            CanonicalAdvisory::merge_hash_of(vuln, "pkg:deb/debian/openssl3"),
+            String::new(),
+        ] {
+            assert!(
+                !CanonicalAdvisory::is_merge_hash_of(&wrong, vuln, key),
+                "{wrong}"
+            );
+        }
+    }
 
     /// A binary COPY stream of one text column, as PostgreSQL sends it.
     fn copy_stream(values: &[&[u8]]) -> Vec<u8> {

@@ -573,32 +573,35 @@ async fn refusals_leave_the_store_unchanged() {
     );
 }
 
-/// `bytes` with each canonical line rewritten by `edit` (line number from 1, line), the
+/// `bytes` with each line of the data member `name` rewritten by `edit` (line number
+/// from 1, line; an empty answer leaves an empty line, which readers skip), the
 /// manifest's digest and size of that member made to match and the signature dropped:
 /// a bundle that unpacks, for the parse to judge.
-fn with_canonical_lines(bytes: &[u8], edit: impl Fn(usize, &str) -> String) -> Vec<u8> {
+fn with_member_lines(bytes: &[u8], name: &str, edit: impl Fn(usize, &str) -> String) -> Vec<u8> {
     let mut members = bundle_members(bytes);
     members.retain(|(name, _)| name != "SIGNATURE.json");
-    let (_, canonicals) = members
-        .iter_mut()
-        .find(|(name, _)| name == "canonicals.ndjson")
-        .unwrap();
-    let text = String::from_utf8(canonicals.clone()).unwrap();
-    *canonicals = text
+    let (_, member) = members.iter_mut().find(|(n, _)| n == name).unwrap();
+    let text = String::from_utf8(member.clone()).unwrap();
+    *member = text
         .lines()
         .enumerate()
         .map(|(i, line)| edit(i + 1, line) + "\n")
         .collect::<String>()
         .into_bytes();
-    let digest = json!({"sha256": stellaops_store::advisories::sha256_hex(canonicals), "size": canonicals.len()});
+    let digest =
+        json!({"sha256": stellaops_store::advisories::sha256_hex(member), "size": member.len()});
     let (_, manifest) = members
         .iter_mut()
         .find(|(name, _)| name == "MANIFEST.json")
         .unwrap();
     let mut value: Value = serde_json::from_slice(manifest).unwrap();
-    value["files"]["canonicals.ndjson"] = digest;
+    value["files"][name] = digest;
     *manifest = serde_json::to_vec(&value).unwrap();
     bundle_of(&members)
+}
+
+fn with_canonical_lines(bytes: &[u8], edit: impl Fn(usize, &str) -> String) -> Vec<u8> {
+    with_member_lines(bytes, "canonicals.ndjson", edit)
 }
 
 /// The import reads each canonical's key by a quick pass and writes its events while the
@@ -674,6 +677,38 @@ async fn a_bundle_the_parse_refuses_after_the_quick_pass_changes_nothing() {
         .to_string();
     assert!(
         error.contains("has a merge hash that does not match its identity"),
+        "{error}"
+    );
+    // The edges are parsed while the canonicals are written: a fault found there is
+    // refused as well, after rows were written, and they go with the transaction.
+    let unknown_edge_field = with_member_lines(&bundle.bytes, "edges.ndjson", |n, line| {
+        if n == 2 {
+            line.replacen('{', "{\"extra\":1,", 1)
+        } else {
+            line.to_string()
+        }
+    });
+    let error = import(&b, &unknown_edge_field, &options(), &TrustedKeys::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("Bundle is corrupt: edges.ndjson line 2: unknown field `extra`"),
+        "{error}"
+    );
+    let edge_missing = with_member_lines(&bundle.bytes, "edges.ndjson", |n, line| {
+        if n == 4 {
+            String::new()
+        } else {
+            line.to_string()
+        }
+    });
+    let error = import(&b, &edge_missing, &options(), &TrustedKeys::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("Bundle is corrupt: counts") && error.contains("edges: 3"),
         "{error}"
     );
     assert_eq!(
