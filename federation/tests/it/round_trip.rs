@@ -640,25 +640,34 @@ async fn a_bundle_the_parse_refuses_after_the_quick_pass_changes_nothing() {
     };
     let before = (snapshot(&b).await, history(&b).await);
 
-    let unknown_field = with_canonical_lines(&bundle.bytes, |n, line| {
-        if n == 3 {
-            line.replacen('{', "{\"extra\":1,", 1)
-        } else {
-            line.to_string()
+    // The error an import of `bytes` into `pool` ends with.
+    let refusal = |pool: &PgPool, bytes: Vec<u8>| {
+        let pool = pool.clone();
+        async move {
+            import(&pool, &bytes, &options(), &TrustedKeys::default())
+                .await
+                .unwrap_err()
+                .to_string()
         }
-    });
-    let error = import(&b, &unknown_field, &options(), &TrustedKeys::default())
-        .await
-        .unwrap_err()
-        .to_string();
+    };
+    // The bundle with a field no reader knows on line `at` of `member`.
+    let with_extra_field = |member: &str, at: usize| {
+        with_member_lines(&bundle.bytes, member, |n, line| {
+            if n == at {
+                line.replacen('{', "{\"extra\":1,", 1)
+            } else {
+                line.to_string()
+            }
+        })
+    };
+
+    let unknown_field = with_extra_field("canonicals.ndjson", 3);
+    let error = refusal(&b, unknown_field.clone()).await;
     assert!(
         error.starts_with("Bundle is corrupt: canonicals.ndjson line 3: unknown field `extra`"),
         "{error}"
     );
-    let error = import(&c, &unknown_field, &options(), &TrustedKeys::default())
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&c, unknown_field).await;
     assert!(
         error.starts_with("Bundle is corrupt: canonicals.ndjson line 3"),
         "the bundle's own fault is named first, as when it was parsed first: {error}"
@@ -671,27 +680,14 @@ async fn a_bundle_the_parse_refuses_after_the_quick_pass_changes_nothing() {
         }
         serde_json::to_string(&value).unwrap()
     });
-    let error = import(&b, &wrong_merge_hash, &options(), &TrustedKeys::default())
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&b, wrong_merge_hash).await;
     assert!(
         error.contains("has a merge hash that does not match its identity"),
         "{error}"
     );
     // The edges are parsed while the canonicals are written: a fault found there is
     // refused as well, after rows were written, and they go with the transaction.
-    let unknown_edge_field = with_member_lines(&bundle.bytes, "edges.ndjson", |n, line| {
-        if n == 2 {
-            line.replacen('{', "{\"extra\":1,", 1)
-        } else {
-            line.to_string()
-        }
-    });
-    let error = import(&b, &unknown_edge_field, &options(), &TrustedKeys::default())
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&b, with_extra_field("edges.ndjson", 2)).await;
     assert!(
         error.starts_with("Bundle is corrupt: edges.ndjson line 2: unknown field `extra`"),
         "{error}"
@@ -703,10 +699,7 @@ async fn a_bundle_the_parse_refuses_after_the_quick_pass_changes_nothing() {
             line.to_string()
         }
     });
-    let error = import(&b, &edge_missing, &options(), &TrustedKeys::default())
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&b, edge_missing).await;
     assert!(
         error.starts_with("Bundle is corrupt: counts") && error.contains("edges: 3"),
         "{error}"
