@@ -66,7 +66,7 @@ fn is_empty_array(v: &Value) -> bool {
 impl CanonicalAdvisory {
     /// The merge hash of a (vulnerability, package) pair.
     pub fn merge_hash_of(vuln_id: &str, affects_key: &str) -> String {
-        sha256_hex(format!("{vuln_id}|{affects_key}").as_bytes())
+        format!("sha256:{}", hex::encode(merge_digest(vuln_id, affects_key)))
     }
 
     /// Whether `merge_hash` is [`CanonicalAdvisory::merge_hash_of`] the pair, without
@@ -75,13 +75,9 @@ impl CanonicalAdvisory {
         let Some(hex_digest) = merge_hash.strip_prefix("sha256:") else {
             return false;
         };
-        let digest = Sha256::new()
-            .chain_update(vuln_id)
-            .chain_update("|")
-            .chain_update(affects_key)
-            .finalize();
         let mut expected = [0u8; 64];
-        hex::encode_to_slice(digest, &mut expected).expect("64 hex digits for 32 bytes");
+        hex::encode_to_slice(merge_digest(vuln_id, affects_key), &mut expected)
+            .expect("64 hex digits for 32 bytes");
         hex_digest.as_bytes() == expected
     }
 
@@ -89,6 +85,16 @@ impl CanonicalAdvisory {
     pub fn content_hash(&self) -> String {
         sha256_hex(&serde_json::to_vec(self).expect("canonicals serialize"))
     }
+}
+
+/// The SHA-256 of `vuln_id|affects_key`, the pair's identity.
+fn merge_digest(vuln_id: &str, affects_key: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(vuln_id)
+        .chain_update("|")
+        .chain_update(affects_key)
+        .finalize()
+        .into()
 }
 
 /// `sha256:<hex>` of `bytes`.
