@@ -170,6 +170,21 @@ where
     kube::Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace)
 }
 
+/// A watch that triggers a controller (`watches_stream`, and `owns_stream` with an
+/// `Api<PartialObjectMeta<_>>`, which watches metadata only), with a backoff of its own:
+/// the controllers' merged triggers do not back off ([`retry::EachWatchOnItsOwn`]).
+fn trigger_watch<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher::watcher(api, config)
+        .default_backoff()
+        .touched_objects()
+}
+
 /// The watch of the platform namespace's objects labelled `selector`, filling `writer`'s
 /// store without their managed fields (which no reconcile reads; never decoded).
 fn platform_store<K>(
@@ -243,6 +258,7 @@ where
 {
     let config = controller_config(&ctx);
     controller
+        .trigger_backoff(retry::EachWatchOnItsOwn)
         .with_config(config)
         .shutdown_on_signal()
         .run(
@@ -265,9 +281,11 @@ where
             // The CronJob and its Jobs run in the platform namespace: mapped back by owner
             // labels (the Jobs get them from the CronJob's template), so a finished sync is
             // reported at once. The Jobs come from the shared sync Job store's watch.
-            .watches(
-                platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-                owned,
+            .watches_stream(
+                trigger_watch(
+                    platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+                    owned,
+                ),
                 |o| tenancy::owner_of::<FederationSite, _>(&o),
             )
             .watches_shared_stream(sync_jobs, |o| {
@@ -287,14 +305,18 @@ where
     let owned = watcher::Config::default().labels("stella-ops.org/mirrordomain");
     drive(
         own_root_controller::<MirrorDomain>(&client)
-            .watches(
-                platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
-                owned.clone(),
+            .watches_stream(
+                trigger_watch(
+                    platform_api::<k8s_openapi::api::apps::v1::Deployment>(&ctx),
+                    owned.clone(),
+                ),
                 |o| tenancy::owner_of::<MirrorDomain, _>(&o),
             )
-            .watches(
-                platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
-                owned,
+            .watches_stream(
+                trigger_watch(
+                    platform_api::<k8s_openapi::api::batch::v1::CronJob>(&ctx),
+                    owned,
+                ),
                 |o| tenancy::owner_of::<MirrorDomain, _>(&o),
             )
             .watches_shared_stream(sync_jobs, |o| {
@@ -327,21 +349,25 @@ async fn run_scans<S>(
             // Job): the Scan reads it into its status.
             .reconcile_on(reevaluations)
             // A ScanPolicy becoming Ready starts the Scans waiting for it.
-            .watches(
-                kube::Api::<ScanPolicy>::all(ctx.client.clone()),
-                watcher::Config::default(),
+            .watches_stream(
+                trigger_watch(
+                    kube::Api::<ScanPolicy>::all(ctx.client.clone()),
+                    watcher::Config::default(),
+                ),
                 move |policy| {
                     use kube::ResourceExt;
                     scan::scans_naming(&for_policies.scans, &policy.name_any())
                 },
             )
             // A finished re-evaluation under a ScanPolicy: its Scans read their new result.
-            .watches(
-                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-                watcher::Config::default().labels(&format!(
-                    "app.kubernetes.io/component={}",
-                    scan_policy::COMPONENT
-                )),
+            .watches_stream(
+                trigger_watch(
+                    platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+                    watcher::Config::default().labels(&format!(
+                        "app.kubernetes.io/component={}",
+                        scan_policy::COMPONENT
+                    )),
+                ),
                 move |job| {
                     let scans = scan_policy::policy_of_job(&job)
                         .filter(|_| workload::job_finished(&job).is_some())
@@ -461,10 +487,12 @@ async fn run_platforms(ctx: Arc<Context>) {
         own_root_controller::<Platform>(&client)
             // Migration Jobs are owned; component Deployments belong to the chart, so a rollout
             // in progress is polled instead (every 10 s).
-            .owns(
-                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+            .owns_stream(trigger_watch(
+                platform_api::<kube::core::PartialObjectMeta<k8s_openapi::api::batch::v1::Job>>(
+                    &ctx,
+                ),
                 watcher::Config::default().labels("stella-ops.org/platform"),
-            ),
+            )),
         ctx,
         platform::reconcile,
     )
@@ -474,9 +502,11 @@ async fn run_platforms(ctx: Arc<Context>) {
 async fn run_schedules(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     drive(
-        own_root_controller::<Schedule>(&client).watches(
-            platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
-            watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
+        own_root_controller::<Schedule>(&client).watches_stream(
+            trigger_watch(
+                platform_api::<k8s_openapi::api::batch::v1::Job>(&ctx),
+                watcher::Config::default().labels("app.kubernetes.io/component=schedule-run"),
+            ),
             |job| tenancy::owner_of::<Schedule, _>(&job),
         ),
         ctx,
@@ -495,12 +525,14 @@ where
     let observer = zastava_audit::run(ctx.clone(), controller.store());
     let controller = drive(
         controller
-            .owns(
+            .owns_stream(trigger_watch(
                 kube::Api::<
-                    k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
+                    kube::core::PartialObjectMeta<
+                        k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
+                    >,
                 >::all(client.clone()),
                 watcher::Config::default().labels("app.kubernetes.io/component=zastava-webhook"),
-            )
+            ))
             // A new or relabelled namespace changes every policy's count.
             .reconcile_all_on(namespace_changes)
             // The webhook certificates are shared by every policy: when they change (a rotation by
