@@ -61,6 +61,20 @@ fn config(root: &Path, htpasswd: Option<&Path>) -> MirrorConfig {
     }
 }
 
+/// Wait, if need be, until the current wall-clock window of `window_secs` (the budgets' hour,
+/// the failed-login minute) has more than `margin_secs` left, so that a test's requests all
+/// count in one window.
+async fn away_from_a_window_end(window_secs: u64, margin_secs: u64) {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_window = since_epoch.as_secs_f64() % window_secs as f64;
+    let left = window_secs as f64 - into_window;
+    if left <= margin_secs as f64 {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(left + 0.1)).await;
+    }
+}
+
 fn temp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("stellaops-mirror-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -244,6 +258,7 @@ async fn budgets_answer_429_with_retry_after_per_credential() {
     cfg.max_index_requests_per_hour = 2;
     cfg.max_download_requests_per_hour = 1;
     let server = start(cfg).await;
+    away_from_a_window_end(3600, 10).await;
     let index = format!("{}/concelier/exports/index.json", server.base);
     for _ in 0..2 {
         assert_eq!(reqwest::get(&index).await.unwrap().status(), 200);
@@ -433,6 +448,7 @@ async fn failed_logins_are_limited_per_user_and_address_and_only_successes_are_c
             .basic_auth(user, Some(password));
         async move { request.send().await.unwrap() }
     };
+    away_from_a_window_end(60, 10).await;
     assert_eq!(get("site-b", "s3cret").await.status(), StatusCode::OK);
     for _ in 0..5 {
         assert_eq!(

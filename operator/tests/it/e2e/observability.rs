@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::operator_runs::{ingest_openssl_advisory, pod_review, push_image, scan};
-use super::{Cluster, OPERATOR_NAMESPACE};
+use super::{Cluster, OPERATOR_NAMESPACE, YEARLY};
 use crate::repo_root;
 
 const SETTLE: Duration = Duration::from_secs(90);
@@ -337,7 +337,10 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
             "metadata": {"name": "e2e", "namespace": "tenant-a"},
             "spec": {"domainId": "e2e", "source": {"bucket": bucket, "prefix": "exports",
                      "endpoint": endpoint, "forcePathStyle": true, "secretRef": {"name": "tenant-s3"}},
-                     "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false}}}))
+                     "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false},
+                     // Once a year, so that only the trigger below runs it: a scheduled run
+                     // beside it would leave the second run with nothing to copy.
+                     "syncSchedule": YEARLY}}))
         .await;
     cluster
         .apply(
@@ -347,7 +350,7 @@ async fn prometheus_scrapes_the_running_binaries_and_every_dashboard_query_retur
                      "transport": {"s3": {"bucket": bucket, "prefix": "federation",
                                           "endpoint": endpoint, "forcePathStyle": true,
                                           "secretRef": {"name": "tenant-s3"}}},
-                     "schedule": "0 3 * * *", "policy": {"requireSignature": false}}}),
+                     "schedule": YEARLY, "policy": {"requireSignature": false}}}),
         )
         .await;
     cluster

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stellaops_testing::oci;
 
-use super::{Cluster, OPERATOR_NAMESPACE, create, ready};
+use super::{Cluster, OPERATOR_NAMESPACE, YEARLY, create, ready};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -747,7 +747,10 @@ async fn a_mirror_sync_run_reports_what_it_copied_on_the_mirror_domain() {
             "metadata": {"name": "e2e", "namespace": "tenant-a"},
             "spec": {"domainId": "e2e", "source": {"bucket": bucket, "prefix": "exports",
                      "endpoint": endpoint, "forcePathStyle": true, "secretRef": {"name": "source-s3"}},
-                     "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false}}}))
+                     "storage": {"size": "1Gi"}, "auth": {"requireAuthentication": false},
+                     // Once a year, so that only the trigger below runs it: a scheduled run
+                     // beside it would leave the second run with nothing to copy.
+                     "syncSchedule": YEARLY}}))
         .await;
     let cron_job = cluster
         .wait_for("the sync CronJob", SETTLE, || async {
@@ -1062,7 +1065,17 @@ async fn the_leader_keeps_the_artifact_lifecycle_cron_job_and_its_run_sweeps() {
     let Some(mut cluster) = Cluster::start("e2e_lifecycle").await else {
         return;
     };
-    cluster.start_operator("solo", &["--artifact-short-days", "0"]);
+    // Once a year, so that only the trigger below runs it (the default, 17 3 * * *, fires
+    // beside it when the test runs at 03:17 UTC and records a second pass).
+    cluster.start_operator(
+        "solo",
+        &[
+            "--artifact-short-days",
+            "0",
+            "--artifact-lifecycle-schedule",
+            YEARLY,
+        ],
+    );
     let cron_job = cluster
         .wait_for("the artifact lifecycle CronJob", SETTLE, || async {
             cluster
@@ -1075,7 +1088,7 @@ async fn the_leader_keeps_the_artifact_lifecycle_cron_job_and_its_run_sweeps() {
                 })
         })
         .await;
-    assert_eq!(cron_job["spec"]["schedule"], "17 3 * * *");
+    assert_eq!(cron_job["spec"]["schedule"], YEARLY);
     assert_eq!(cron_job["spec"]["timeZone"], "Etc/UTC");
     // A working artifact older than its class's age (zero days here) is swept by the run.
     let s3 = stellaops_store::s3::client(&stellaops_store::s3::S3Settings {
