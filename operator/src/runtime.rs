@@ -463,6 +463,35 @@ async fn run_traced(args: RunArgs) -> anyhow::Result<()> {
 mod tests {
     use std::time::Duration;
 
+    use clap::Parser;
+
+    fn run_args(extra: &[&str]) -> crate::cli::RunArgs {
+        let argv = ["stellaops-operator", "run"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Run(args) => *args,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    /// The lifecycle CronJob's schedule (the e2e tests replace it with a yearly one, so the
+    /// default is checked here).
+    #[test]
+    fn the_artifact_lifecycle_runs_daily_at_03_17_unless_set_and_off_removes_it() {
+        let default = super::artifact_lifecycle(&run_args(&[])).expect("on by default");
+        assert_eq!(default.schedule, "17 3 * * *");
+        assert_eq!(default.short_days, 14);
+        let set =
+            super::artifact_lifecycle(&run_args(&["--artifact-lifecycle-schedule", "0 0 1 1 *"]))
+                .unwrap();
+        assert_eq!(set.schedule, "0 0 1 1 *");
+        assert!(
+            super::artifact_lifecycle(&run_args(&["--artifact-lifecycle-schedule", "off"]))
+                .is_none()
+        );
+    }
+
     /// A SIGTERM that arrives before anything waits for it (between winning the election
     /// and starting the controllers, say) still stops the operator: whoever waits later
     /// sees it at once.
