@@ -373,6 +373,56 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The controller of `K` and the `Child` objects it owns (all namespaces), each watch
+/// backing off on its own. kube's `Controller::new(..).owns(..)` backs off the *merge* of
+/// its triggers whenever one of them fails and polls none meanwhile: after an emulator
+/// restart, when every watch fails once (410 Gone), the runner's Job watch sat unpolled
+/// for minutes while the Pod watch's errors and its own took turns, and a Job the operator
+/// made after the restart did not run (the operator had the same fault, see
+/// `stellaops_controllers::retry::EachWatchOnItsOwn`). Here each watch's errors stay in
+/// its own stream: logged, waited out by its own backoff, never passed to the merge.
+fn owning_controller<K, Child>(client: &Client) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    Child: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let owners = watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    let children = watcher::watcher(
+        Api::<Child>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    Controller::for_stream(errors_kept_in(owners), reader).owns_stream(errors_kept_in(children))
+}
+
+/// `watch` without its errors, each logged (after it the watch's own backoff waits).
+fn errors_kept_in<T>(
+    watch: impl futures::Stream<Item = Result<T, watcher::Error>>,
+) -> impl futures::Stream<Item = Result<T, watcher::Error>> {
+    watch.filter(|item| {
+        if let Err(error) = item {
+            tracing::debug!(%error, "local runner: a watch failed; it retries after its backoff");
+        }
+        futures::future::ready(item.is_ok())
+    })
+}
+
 fn error_policy<K>(_: Arc<K>, error: &kube::Error, _: Arc<Inner>) -> Action {
     tracing::debug!(%error, "local runner reconcile failed; retrying");
     Action::requeue(Duration::from_millis(500))
@@ -383,8 +433,7 @@ fn error_policy<K>(_: Arc<K>, error: &kube::Error, _: Arc<Inner>) -> Action {
 
 async fn job_controller(inner: Arc<Inner>) {
     let client = inner.client.clone();
-    Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
+    owning_controller::<Job, Pod>(&client)
         .run(reconcile_job, error_policy, inner)
         .for_each(|_| futures::future::ready(()))
         .await;
@@ -581,14 +630,10 @@ async fn create_job_pod(inner: &Inner, job: &Job, namespace: &str, uid: &str) ->
 
 async fn cron_job_controller(inner: Arc<Inner>) {
     let client = inner.client.clone();
-    Controller::new(
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Job>::all(client), watcher::Config::default())
-    .run(reconcile_cron_job, error_policy, inner)
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    owning_controller::<CronJob, Job>(&client)
+        .run(reconcile_cron_job, error_policy, inner)
+        .for_each(|_| futures::future::ready(()))
+        .await;
 }
 
 fn job_from_cron_job(cron_job: &CronJob, name: &str) -> Job {
@@ -758,14 +803,10 @@ async fn reconcile_cron_job(cron_job: Arc<CronJob>, inner: Arc<Inner>) -> kube::
 
 async fn deployment_controller(inner: Arc<Inner>) {
     let client = inner.client.clone();
-    Controller::new(
-        Api::<Deployment>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Pod>::all(client), watcher::Config::default())
-    .run(reconcile_deployment, error_policy, inner)
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    owning_controller::<Deployment, Pod>(&client)
+        .run(reconcile_deployment, error_policy, inner)
+        .for_each(|_| futures::future::ready(()))
+        .await;
 }
 
 /// A stable hash of a Pod template, as the `pod-template-hash` label.
