@@ -394,7 +394,12 @@ impl Cluster {
             )
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,kube=warn")
+            // STELLAOPS_E2E_OPERATOR_LOG to see more of a failing test's operator.
+            .env(
+                "RUST_LOG",
+                std::env::var("STELLAOPS_E2E_OPERATOR_LOG")
+                    .unwrap_or_else(|_| "info,kube=warn".to_string()),
+            )
             .env_remove("KUBERNETES_SERVICE_HOST")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -430,9 +435,12 @@ impl Cluster {
         }
     }
 
-    /// The operators' logs, for failure messages.
+    /// The operators' logs and the API server's last writes, lists and watches, for
+    /// failure messages: what a rare failure in CI leaves to go on (which side stopped
+    /// asking, the operator or the local runner).
     pub fn logs(&self) -> String {
-        self.operators
+        let mut parts: Vec<String> = self
+            .operators
             .iter()
             .map(|o| {
                 let text = std::fs::read_to_string(&o.log).unwrap_or_default();
@@ -443,8 +451,22 @@ impl Cluster {
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )
             })
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        let requests: Vec<String> = self
+            .emulator
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.verb != "get")
+            .map(|e| format!("{} {} {} {}", e.status, e.verb, e.path, e.user))
+            .collect();
+        let tail = &requests[requests.len().saturating_sub(40)..];
+        parts.push(format!(
+            "--- API requests other than get (last {} of {})\n{}",
+            tail.len(),
+            requests.len(),
+            tail.join("\n")
+        ));
+        parts.join("\n")
     }
 
     /// A custom resource of ours, as JSON.
