@@ -375,12 +375,13 @@ fn pod_ready(pod: &Pod) -> bool {
 
 /// The controller of `K` and the `Child` objects it owns (all namespaces), each watch
 /// backing off on its own. kube's `Controller::new(..).owns(..)` backs off the *merge* of
-/// its triggers whenever one of them fails and polls none meanwhile: after an emulator
-/// restart, when every watch fails once (410 Gone), the runner's Job watch sat unpolled
-/// for minutes while the Pod watch's errors and its own took turns, and a Job the operator
-/// made after the restart did not run (the operator had the same fault, see
-/// `stellaops_controllers::retry::EachWatchOnItsOwn`). Here each watch's errors stay in
-/// its own stream: logged, waited out by its own backoff, never passed to the merge.
+/// its triggers whenever one of them fails and polls none meanwhile, so after an emulator
+/// restart (every watch fails once, 410 Gone) the Job watch can sit unpolled while the
+/// Pod watch's errors and its own take turns, and a Job made after the restart waits (the
+/// operator had this fault, see `stellaops_controllers::retry::EachWatchOnItsOwn`; the
+/// likely cause of one e2e restart test timing out, not confirmed). Here each watch's
+/// errors stay in its own stream: logged, waited out by its own backoff, never passed to
+/// the merge.
 fn owning_controller<K, Child>(client: &Client) -> Controller<K>
 where
     K: Resource<DynamicType = ()>
