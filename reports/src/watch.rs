@@ -2,7 +2,9 @@
 //! `LISTEN stellaops_events` (every scan and re-evaluation writes its event in the same
 //! transaction as its result) with a slow poll behind it in case a notification is lost.
 //! A resourceVersion is a result id, the same as a LIST's, so `kubectl get --watch`
-//! (LIST, then WATCH from its resourceVersion) misses nothing and repeats nothing.
+//! (LIST, then WATCH from its resourceVersion) misses nothing and repeats nothing: result
+//! ids commit in order (see `stellaops_store::reports`), so no result can commit below an
+//! id a LIST or a watch has already passed.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -5,6 +5,7 @@ mod indexes;
 mod lifecycle;
 mod object_storage;
 mod postgres;
+mod reports;
 mod retention;
 mod roles;
 mod vex;

@@ -239,9 +239,8 @@ pub async fn record(
 
 /// [`record`], pointing the result at its Usage SBOM (`usage`) too, with `written` the
 /// writes of the objects the row names (its SBOMs): they run, once the evidence is read and
-/// the verdict signed, while the signed verdict is stored and the rows are inserted; the
-/// transaction commits only when they (and the verdict's write) have succeeded, so no
-/// committed row names a missing object.
+/// the verdict signed, beside the signed verdict's write; the rows are inserted and
+/// committed only when both have succeeded, so no committed row names a missing object.
 #[allow(clippy::too_many_arguments)]
 pub async fn record_with(
     pool: &PgPool,
@@ -413,10 +412,12 @@ pub async fn record_with(
         }
         anyhow::Ok((tx, id))
     };
-    let (rows, envelope_written, written) = tokio::join!(rows, envelope_written, written);
-    let (tx, id) = rows?;
+    // The objects first, then the rows: the result's INSERT takes the lock that makes result
+    // ids commit in order (migration 0021), held until the commit, so no upload runs under it.
+    let (envelope_written, written) = tokio::join!(envelope_written, written);
     envelope_written?;
     written?;
+    let (tx, id) = rows.await?;
     tx.commit().await?;
     Ok(Recorded {
         id,
@@ -930,7 +931,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
     if let Some(sealed) = sealed_analysis {
         objects.push((analysis_key.clone(), sealed, "application/zstd"));
     }
-    // Written while the verdict is signed and the rows are inserted; the rows commit after.
+    // Written while the verdict is signed and stored; the rows are inserted after.
     // Its span is a sibling of the verdict's, under the scan's: it is first polled inside
     // the verdict's span, so the scan's context is fixed here.
     let written = stellaops_telemetry::FutureExt::with_context(
