@@ -46,10 +46,16 @@ def tar(files):
     return out.getvalue()
 
 
+WRITTEN = ["admission_review", "attestation", "binaries", "cron", "htpasswd", "layer_tar",
+           "oci_referrers", "osv", "package_databases", "registry_auth", "release_manifest",
+           "rpmdb_bdb", "rpmdb_sqlite", "shell", "trusted_root", "version_order"]
+
+
 def main():
-    for target in os.listdir(ROOT) if os.path.isdir(ROOT) else []:
-        if target not in ("federation_bundle", "sigstore_bundle"):
-            shutil.rmtree(os.path.join(ROOT, target))
+    # Only the corpora written below; the others (federation_bundle, sigstore_bundle,
+    # exploit_feeds, lean_decode, reports_query, vex) are committed as they are.
+    for target in WRITTEN:
+        shutil.rmtree(os.path.join(ROOT, target), ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rpmdb.sqlite")
         db = sqlite3.connect(path)
@@ -157,6 +163,33 @@ def main():
     del keyed["verificationMaterial"]["certificate"]
     keyed["verificationMaterial"]["publicKey"] = {"hint": "fuzz"}
     put("attestation", "bundle-keyed", b"\x05" + json.dumps(keyed).encode())
+    # registry_auth: 0x00 + a registry's WWW-Authenticate, 0x01 + a pull Secret's config.
+    put("registry_auth", "bearer", b"\x00" + b'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:app:pull"')
+    put("registry_auth", "basic", b"\x00" + b'Basic realm="registry"')
+    put("registry_auth", "dockerconfig", b"\x01" + json.dumps({"auths": {
+        "https://registry.example/v1/": {"auth": base64.b64encode(b"user:pass").decode()},
+        "index.docker.io": {"username": "u", "password": "p"}}}).encode())
+    # release_manifest: the Platform sample's signature, key and manifest, NUL-separated.
+    sample = os.path.join(os.path.dirname(ROOT), "..", "config", "samples", "platform-release.yaml")
+    with open(sample) as f:
+        lines = f.read().split("\n")
+    def block(key):
+        start = next(i for i, l in enumerate(lines) if l.strip() == key + ": |") + 1
+        body = []
+        for l in lines[start:]:
+            if l and not l.startswith("    "):
+                break
+            body.append(l[4:])
+        return "\n".join(body).strip() + "\n"
+    signature = next(l.split(": ", 1)[1] for l in lines if l.strip().startswith("release.yaml.sig:"))
+    put("release_manifest", "sample", b"\0".join([signature.encode(), block("cosign.pub").encode(), block("release.yaml").encode()]))
+    # trusted_root: Sigstore's public-good root as sigstore-python ships it (installed by
+    # scripts/services.sh into .test-services/venv), when it is there.
+    venv = os.path.join(os.path.dirname(ROOT), "..", ".test-services", "venv", "lib")
+    for dirpath, _, files in os.walk(venv):
+        if "trusted_root.json" in files and "tuf-repo-cdn.sigstore.dev" in dirpath:
+            with open(os.path.join(dirpath, "trusted_root.json"), "rb") as f:
+                put("trusted_root", "public-good.json", f.read())
     # federation_bundle: a real (unsigned) bundle exported by `stellaops-worker federation
     # bundle export` after ingesting osv/ghsa.json, kept as committed (not regenerated here):
     # "unsigned-bundle" = 0x00 + the .zst file, "unsigned-bundle-tar" = 0x01 + its tar.

@@ -200,7 +200,7 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut hosts: Vec<&String> = self.by_registry.keys().collect();
+        let mut hosts: Vec<&str> = self.registries().collect();
         hosts.sort();
         f.debug_struct("Credentials")
             .field("registries", &hosts)
@@ -259,6 +259,11 @@ impl Credentials {
         for (registry, pair) in other.by_registry {
             self.by_registry.entry(registry).or_insert(pair);
         }
+    }
+
+    /// The registries (bare hosts, `host:port`) a credential is filed under.
+    pub fn registries(&self) -> impl Iterator<Item = &str> {
+        self.by_registry.keys().map(String::as_str)
     }
 
     fn for_registry(&self, registry: &str) -> Option<&(String, String)> {
