@@ -545,7 +545,9 @@ pub struct NewPackage {
 }
 
 /// Record a result with its findings and the image's inventory, in `tx` (the caller adds
-/// its events and commits); returns the result id.
+/// its events and commits); returns the result id. From here to its end `tx` holds the lock
+/// that makes result ids commit in order (migration 0021): keep uploads and other waits
+/// before it.
 pub async fn insert_result(
     tx: &mut sqlx::PgConnection,
     result: &NewResult<'_>,
@@ -1032,7 +1034,8 @@ pub struct Reevaluated<'a> {
 }
 
 /// Insert re-evaluated results matched at `snapshot`, in one statement; returns each new
-/// row's (digest, Scan uid, id).
+/// row's (digest, Scan uid, id). Like [`insert_result`], `tx` holds the results'
+/// commit-order lock from here to its end.
 pub async fn insert_reevaluated(
     tx: &mut sqlx::PgConnection,
     snapshot: i64,
