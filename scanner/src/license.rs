@@ -333,6 +333,383 @@ pub fn debian_copyright(text: &str) -> Option<String> {
     bounded(&parsed.render())
 }
 
+/// Maven license names as projects write them in `<license><name>`, lower-cased with
+/// runs of whitespace made one space and a leading "the " dropped, with the SPDX id each
+/// names unambiguously. GNU licenses are not here unless the name says "only" or "or
+/// later": a bare "version 2.1" leaves that open.
+const MAVEN_NAMES: &[(&str, &str)] = &[
+    ("apache software license, version 2.0", "Apache-2.0"),
+    ("apache license, version 2.0", "Apache-2.0"),
+    ("apache license version 2.0", "Apache-2.0"),
+    ("apache license 2.0", "Apache-2.0"),
+    ("apache license, version 2", "Apache-2.0"),
+    ("apache software license - version 2.0", "Apache-2.0"),
+    ("apache software license 2.0", "Apache-2.0"),
+    ("apache license v2.0", "Apache-2.0"),
+    ("apache 2.0", "Apache-2.0"),
+    ("apache 2", "Apache-2.0"),
+    ("asl 2.0", "Apache-2.0"),
+    ("mit license", "MIT"),
+    ("mit-0", "MIT-0"),
+    ("eclipse public license - v 1.0", "EPL-1.0"),
+    ("eclipse public license v1.0", "EPL-1.0"),
+    ("eclipse public license 1.0", "EPL-1.0"),
+    ("eclipse public license - version 1.0", "EPL-1.0"),
+    ("epl 1.0", "EPL-1.0"),
+    ("eclipse public license - v 2.0", "EPL-2.0"),
+    ("eclipse public license v2.0", "EPL-2.0"),
+    ("eclipse public license 2.0", "EPL-2.0"),
+    ("eclipse public license - version 2.0", "EPL-2.0"),
+    ("epl 2.0", "EPL-2.0"),
+    // The Eclipse Distribution License 1.0 is the BSD 3-clause text (SPDX says so).
+    ("eclipse distribution license - v 1.0", "BSD-3-Clause"),
+    ("eclipse distribution license v. 1.0", "BSD-3-Clause"),
+    ("edl 1.0", "BSD-3-Clause"),
+    ("bsd 3-clause license", "BSD-3-Clause"),
+    ("bsd 3-clause", "BSD-3-Clause"),
+    ("3-clause bsd license", "BSD-3-Clause"),
+    ("new bsd license", "BSD-3-Clause"),
+    ("revised bsd license", "BSD-3-Clause"),
+    ("bsd 2-clause license", "BSD-2-Clause"),
+    ("bsd 2-clause", "BSD-2-Clause"),
+    ("2-clause bsd license", "BSD-2-Clause"),
+    ("simplified bsd license", "BSD-2-Clause"),
+    ("mozilla public license 2.0", "MPL-2.0"),
+    ("mozilla public license, version 2.0", "MPL-2.0"),
+    ("mozilla public license version 2.0", "MPL-2.0"),
+    ("mpl 2.0", "MPL-2.0"),
+    ("mozilla public license 1.1", "MPL-1.1"),
+    ("mpl 1.1", "MPL-1.1"),
+    (
+        "common development and distribution license (cddl) v1.0",
+        "CDDL-1.0",
+    ),
+    (
+        "common development and distribution license 1.0",
+        "CDDL-1.0",
+    ),
+    ("cddl 1.0", "CDDL-1.0"),
+    ("cddl 1.1", "CDDL-1.1"),
+    ("universal permissive license, version 1.0", "UPL-1.0"),
+    ("universal permissive license v1.0", "UPL-1.0"),
+    ("upl 1.0", "UPL-1.0"),
+    ("isc license", "ISC"),
+    ("unlicense", "Unlicense"),
+    ("cc0 1.0 universal", "CC0-1.0"),
+    ("cc0", "CC0-1.0"),
+    ("public domain, per creative commons cc0", "CC0-1.0"),
+    (
+        "gnu lesser general public license v2.1 or later",
+        "LGPL-2.1-or-later",
+    ),
+    (
+        "gnu lesser general public license, version 2.1 or later",
+        "LGPL-2.1-or-later",
+    ),
+    (
+        "gnu lesser general public license v3.0 or later",
+        "LGPL-3.0-or-later",
+    ),
+    (
+        "gnu general public license v2.0 or later",
+        "GPL-2.0-or-later",
+    ),
+    (
+        "gnu general public license v3.0 or later",
+        "GPL-3.0-or-later",
+    ),
+    ("gnu general public license v2.0 only", "GPL-2.0-only"),
+    ("gnu general public license v3.0 only", "GPL-3.0-only"),
+    (
+        "gnu lesser general public license v2.1 only",
+        "LGPL-2.1-only",
+    ),
+    (
+        "gnu lesser general public license v3.0 only",
+        "LGPL-3.0-only",
+    ),
+    (
+        "gnu affero general public license v3.0 or later",
+        "AGPL-3.0-or-later",
+    ),
+    (
+        "gnu affero general public license v3.0 only",
+        "AGPL-3.0-only",
+    ),
+];
+
+/// License URLs as projects write them in `<license><url>` (and OSGi `Bundle-License`),
+/// without scheme, `www.`, a trailing `/` or a `.txt`/`.html`/`.php` ending, lower-cased.
+const MAVEN_URLS: &[(&str, &str)] = &[
+    ("apache.org/licenses/license-2.0", "Apache-2.0"),
+    ("opensource.org/licenses/mit-license", "MIT"),
+    ("opensource.org/licenses/bsd-license", "BSD-2-Clause"),
+    ("eclipse.org/legal/epl-v10", "EPL-1.0"),
+    ("eclipse.org/org/documents/epl-v10", "EPL-1.0"),
+    ("eclipse.org/legal/epl-2.0", "EPL-2.0"),
+    ("eclipse.org/legal/epl-v20", "EPL-2.0"),
+    ("eclipse.org/org/documents/edl-v10", "BSD-3-Clause"),
+    ("mozilla.org/mpl/2.0", "MPL-2.0"),
+    ("mozilla.org/mpl/mpl-1.1", "MPL-1.1"),
+    ("creativecommons.org/publicdomain/zero/1.0", "CC0-1.0"),
+    (
+        "creativecommons.org/publicdomain/zero/1.0/legalcode",
+        "CC0-1.0",
+    ),
+    ("unlicense.org", "Unlicense"),
+    ("oss.oracle.com/licenses/upl", "UPL-1.0"),
+];
+
+fn normal_name(name: &str) -> String {
+    let lower = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lower = lower.to_ascii_lowercase();
+    lower
+        .strip_prefix("the ")
+        .unwrap_or(&lower)
+        .trim_end_matches(['.', ','])
+        .to_string()
+}
+
+/// A license name that is an SPDX license id (or the name of one in the table above).
+fn license_by_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    if let Some(id) = listed_ignoring_case(name) {
+        return Some(id.to_string());
+    }
+    let normal = normal_name(name);
+    MAVEN_NAMES
+        .iter()
+        .find(|(n, _)| *n == normal)
+        .map(|(_, id)| id.to_string())
+}
+
+/// A license URL of the table above, or a page of the SPDX or OSI list naming one id
+/// (`spdx.org/licenses/MIT.html`, `opensource.org/licenses/Apache-2.0`).
+fn license_by_url(url: &str) -> Option<String> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let rest = rest
+        .strip_prefix("www.")
+        .unwrap_or(rest)
+        .trim_end_matches('/');
+    let rest = [".txt", ".html", ".htm", ".php"]
+        .iter()
+        .find_map(|ext| rest.strip_suffix(ext))
+        .unwrap_or(rest);
+    let lower = rest.to_ascii_lowercase();
+    if let Some((_, id)) = MAVEN_URLS.iter().find(|(u, _)| *u == lower) {
+        return Some(id.to_string());
+    }
+    [
+        "spdx.org/licenses/",
+        "opensource.org/licenses/",
+        "opensource.org/license/",
+    ]
+    .iter()
+    .find_map(|page| lower.strip_prefix(page))
+    .and_then(listed_ignoring_case)
+    .map(str::to_string)
+}
+
+/// One Maven `<license>`: its `<name>` or its `<url>` naming one license; when both name
+/// one, they must agree.
+pub fn maven_license(name: &str, url: &str) -> Option<String> {
+    match (license_by_name(name), license_by_url(url)) {
+        (Some(a), Some(b)) => (a == b).then_some(a),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Several licenses a Maven project or OSGi bundle lists, as one expression: a choice, as
+/// the POM reference says of `<licenses>` ("the user can select any of them"). Every one
+/// must be known; the same license listed twice counts once.
+fn choice(licenses: Vec<Option<String>>) -> Option<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for license in licenses {
+        let id = license?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    match ids.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        many => {
+            let expression = many.join(" OR ");
+            bounded(&stellaops_policy::license::parse(&expression).ok()?.render())
+        }
+    }
+}
+
+/// XML character data with the predefined entities and character references replaced;
+/// any other entity reference makes it unreadable (`None`).
+fn xml_text(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find(';')? + at;
+        let entity = &rest[at + 1..end];
+        let c = match entity {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => {
+                let code = if let Some(hex) = entity.strip_prefix("#x") {
+                    u32::from_str_radix(hex, 16).ok()?
+                } else {
+                    entity.strip_prefix('#')?.parse().ok()?
+                };
+                char::from_u32(code)?
+            }
+        };
+        out.push(c);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Largest POM read for its licenses.
+pub const MAX_POM: usize = 1 << 20;
+
+/// A Maven `pom.xml` (as a jar carries it under `META-INF/maven/<group>/<artifact>/`):
+/// the licenses `<project><licenses>` lists, several as a choice ([`choice`]). None
+/// listed (the usual case when a parent POM holds them, which a jar does not carry), one
+/// that names no license this can tell (`${…}` properties, unknown names), or XML that
+/// does not parse: not known.
+pub fn maven_pom(xml: &str) -> Option<String> {
+    use xmlparser::{ElementEnd, Token, Tokenizer};
+    if xml.len() > MAX_POM {
+        return None;
+    }
+    let mut path: Vec<&str> = Vec::new();
+    let mut licenses: Vec<Option<String>> = Vec::new();
+    let (mut name, mut url) = (String::new(), String::new());
+    for token in Tokenizer::from(xml) {
+        let (text, cdata) = match token.ok()? {
+            Token::ElementStart { local, .. } => {
+                path.push(local.as_str());
+                if path.len() > 64 {
+                    return None;
+                }
+                continue;
+            }
+            Token::ElementEnd { end, .. } => {
+                let closed = match end {
+                    ElementEnd::Open => continue,
+                    ElementEnd::Empty => path.pop()?,
+                    // A tokenizer, not a parser: the tags' nesting is checked here.
+                    ElementEnd::Close(_, local) => {
+                        let open = path.pop()?;
+                        if open != local.as_str() {
+                            return None;
+                        }
+                        open
+                    }
+                };
+                if closed == "license" && path == ["project", "licenses"] {
+                    licenses.push(maven_license(&name, &url));
+                    name.clear();
+                    url.clear();
+                }
+                continue;
+            }
+            Token::Text { text } => (text, false),
+            Token::Cdata { text, .. } => (text, true),
+            _ => continue,
+        };
+        let field = match path.as_slice() {
+            ["project", "licenses", "license", "name"] => &mut name,
+            ["project", "licenses", "license", "url"] => &mut url,
+            _ => continue,
+        };
+        if cdata {
+            field.push_str(text.as_str());
+        } else {
+            field.push_str(&xml_text(text.as_str())?);
+        }
+    }
+    choice(licenses)
+}
+
+/// A jar's `META-INF/MANIFEST.MF`: the OSGi `Bundle-License` of its main section — SPDX
+/// ids or license URLs, each clause's `link` attribute read when its name is neither;
+/// several clauses as a choice. `<<EXTERNAL>>` or anything not read: not known.
+pub fn bundle_license(manifest: &str) -> Option<String> {
+    if manifest.len() > MAX_POM {
+        return None;
+    }
+    // Lines of at most 72 bytes: a line starting with one space continues the one before.
+    let mut value: Option<String> = None;
+    for line in manifest.lines() {
+        if line.is_empty() {
+            break; // the end of the main section
+        }
+        if let Some(more) = line.strip_prefix(' ') {
+            if let Some(v) = value.as_mut() {
+                v.push_str(more);
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        if let Some((key, v)) = line.split_once(':')
+            && key.eq_ignore_ascii_case("Bundle-License")
+        {
+            value = Some(v.trim_start().to_string());
+        }
+    }
+    let value = value?;
+    let value = value.trim();
+    if value.is_empty() || value == "<<EXTERNAL>>" || value.len() > MAX_DECLARED {
+        return None;
+    }
+    // One SPDX expression of listed ids, as the OSGi specification now recommends.
+    if let Ok(expr) = stellaops_policy::license::parse(value)
+        && expr.ids().iter().all(|id| listed(id))
+        && expr.exceptions().iter().all(|e| listed_exception(e))
+    {
+        return Some(expr.render());
+    }
+    let mut licenses = Vec::new();
+    for clause in split_outside_quotes(value, ',') {
+        let mut parts = split_outside_quotes(clause, ';').into_iter();
+        let name = parts.next().unwrap_or_default().trim();
+        let link = parts.find_map(|attr| {
+            let (k, v) = attr.split_once('=')?;
+            (k.trim() == "link").then(|| v.trim().trim_matches('"').to_string())
+        });
+        licenses.push(
+            license_by_name(name)
+                .or_else(|| license_by_url(name))
+                .or_else(|| link.as_deref().and_then(license_by_url)),
+        );
+    }
+    choice(licenses)
+}
+
+/// `text` split at each `sep` that is not inside double quotes.
+fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut start) = (false, 0);
+    for (i, c) in text.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
 /// The SPDX license id equal to `name` but for ASCII case.
 fn listed_ignoring_case(name: &str) -> Option<&'static str> {
     spdx::identifiers::LICENSES
@@ -442,6 +819,148 @@ pub fn cyclonedx(declared: &stellaops_policy::license::Declared) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maven_poms() {
+        let pom = |licenses: &str| {
+            format!(
+                "<?xml version=\"1.0\"?>\n<project xmlns=\"http://maven.apache.org/POM/4.0.0\"><modelVersion>4.0.0</modelVersion><name>x</name>{licenses}<profiles><profile><licenses><license><name>GPL</name></license></licenses></profile></profiles></project>"
+            )
+        };
+        let one = |name: &str, url: &str| {
+            format!(
+                "<license>\n  <name>{name}</name>\n  <url>{url}</url>\n  <distribution>repo</distribution>\n</license>"
+            )
+        };
+        let of = |licenses: &[String]| {
+            maven_pom(&pom(&format!("<licenses>{}</licenses>", licenses.concat())))
+        };
+        // Name and URL as jackson writes them; a URL alone; a name alone; an SPDX id as name.
+        assert_eq!(
+            of(&[one(
+                "The Apache Software License, Version 2.0",
+                "https://www.apache.org/licenses/LICENSE-2.0.txt"
+            )])
+            .as_deref(),
+            Some("Apache-2.0")
+        );
+        assert_eq!(
+            of(&[one(
+                "Apache Software Licenses",
+                "http://www.apache.org/licenses/LICENSE-2.0.txt"
+            )])
+            .as_deref(),
+            Some("Apache-2.0")
+        );
+        assert_eq!(of(&[one("MIT License", "")]).as_deref(), Some("MIT"));
+        assert_eq!(of(&[one("epl-2.0", "")]).as_deref(), Some("EPL-2.0"));
+        assert_eq!(
+            of(&[one(
+                "Whatever",
+                "https://spdx.org/licenses/BSD-3-Clause.html"
+            )])
+            .as_deref(),
+            Some("BSD-3-Clause")
+        );
+        // Several: a choice; the same one twice counts once.
+        assert_eq!(
+            of(&[
+                one(
+                    "Eclipse Public License - v 2.0",
+                    "https://www.eclipse.org/legal/epl-2.0/"
+                ),
+                one("MIT", "")
+            ])
+            .as_deref(),
+            Some("EPL-2.0 OR MIT")
+        );
+        assert_eq!(
+            of(&[one("Apache 2.0", ""), one("ASL 2.0", "")]).as_deref(),
+            Some("Apache-2.0")
+        );
+        // Not known: an unversioned GNU license in the choice, a property, a name and URL
+        // that disagree, no licenses, an unknown entity, XML that does not parse.
+        assert_eq!(
+            of(&[
+                one("Eclipse Public License - v 1.0", ""),
+                one(
+                    "GNU Lesser General Public License",
+                    "http://www.gnu.org/licenses/old-licenses/lgpl-2.1.html"
+                )
+            ]),
+            None
+        );
+        assert_eq!(of(&[one("${license.name}", "")]), None);
+        assert_eq!(
+            of(&[one(
+                "MIT License",
+                "https://www.apache.org/licenses/LICENSE-2.0"
+            )]),
+            None
+        );
+        assert_eq!(maven_pom(&pom("")), None);
+        assert_eq!(of(&[one("MIT&foo;", "")]), None);
+        assert_eq!(
+            maven_pom("<project><licenses><license><name>MIT</name></licenses></project>"),
+            None
+        );
+        // Entities and CDATA are read as text.
+        assert_eq!(
+            of(&[one("Eclipse Distribution License &#45; v 1.0", "")]).as_deref(),
+            Some("BSD-3-Clause")
+        );
+        assert_eq!(
+            of(&[one("<![CDATA[MIT License]]>", "")]).as_deref(),
+            Some("MIT")
+        );
+    }
+
+    #[test]
+    fn bundle_licenses() {
+        let manifest = |value: &str| {
+            format!(
+                "Manifest-Version: 1.0\r\nBundle-License: {value}\r\nBundle-Name: x\r\n\r\nName: other\r\nBundle-License: MIT\r\n"
+            )
+        };
+        // A URL folded at 72 bytes, as the jar tool writes it.
+        assert_eq!(
+            bundle_license("Manifest-Version: 1.0\r\nBundle-License: https://www.apache.org/licenses/LICENSE-2.0.tx\r\n t\r\n").as_deref(),
+            Some("Apache-2.0")
+        );
+        assert_eq!(
+            bundle_license(&manifest("Apache-2.0 OR MIT")).as_deref(),
+            Some("Apache-2.0 OR MIT")
+        );
+        assert_eq!(
+            bundle_license(&manifest(
+                "\"Eclipse Public License, v2.0\";link=\"https://www.eclipse.org/legal/epl-2.0/\""
+            ))
+            .as_deref(),
+            Some("EPL-2.0")
+        );
+        assert_eq!(
+            bundle_license(&manifest(
+                "http://opensource.org/licenses/MIT, https://www.apache.org/licenses/LICENSE-2.0"
+            ))
+            .as_deref(),
+            Some("MIT OR Apache-2.0")
+        );
+        assert_eq!(
+            bundle_license(&manifest("GPL-2.0-only WITH Classpath-exception-2.0")).as_deref(),
+            Some("GPL-2.0-only WITH Classpath-exception-2.0")
+        );
+        assert_eq!(
+            bundle_license(&manifest("MIT WITH Made-Up-exception")),
+            None
+        );
+        assert_eq!(bundle_license(&manifest("<<EXTERNAL>>")), None);
+        assert_eq!(bundle_license(&manifest("Proprietary")), None);
+        // Only the main section counts.
+        assert_eq!(
+            bundle_license("Manifest-Version: 1.0\r\n\r\nName: a\r\nBundle-License: MIT\r\n"),
+            None
+        );
+    }
 
     #[test]
     fn dep5_names() {

@@ -1,0 +1,281 @@
+//! Java archives made of real jars: the Java libraries Debian ships (downloaded once by
+//! scripts/services.sh into .test-services/java-debs, jars with the Maven metadata their
+//! builds left), nested by Python's `zipfile` the way Spring Boot nests them (stored, under
+//! `BOOT-INF/lib/`) and the way an EAR holds a WAR that holds jars (deflated). The scan
+//! finds every artifact Python finds in the same jars, with the licenses their POMs and
+//! manifests declare, matches an advisory to a jar two levels deep, and both SBOMs pass
+//! the official validators.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use stellaops_scanner::Policy;
+use stellaops_testing::oci;
+use stellaops_workers::registry::{Credentials, RegistryClient};
+use stellaops_workers::scan::{Requester, ScanJob, scan};
+
+use crate::debian::{cyclonedx_valid, pyspdxtools};
+use crate::scan::{env, ingest, osv, push};
+
+/// Builds `shop.jar` (Spring Boot) and `legacy.ear` (EAR > WAR > jars) in `argv[2]` from
+/// the jars in `argv[1]`, and prints the Maven artifacts (`group:artifact:version`) that
+/// the `pom.properties` of every jar put in them names: the reference for the scan.
+const BUILD: &str = r##"
+import json, sys, zipfile, io, os
+jars, out = sys.argv[1], sys.argv[2]
+def artifacts(data):
+    found = []
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for name in z.namelist():
+            if name.startswith("META-INF/maven/") and name.endswith("/pom.properties"):
+                props = dict(l.split("=", 1) for l in z.read(name).decode().splitlines()
+                             if "=" in l and not l.startswith("#"))
+                found.append(":".join(props[k].strip() for k in ("groupId", "artifactId", "version")))
+    return found
+def read(name):
+    with open(os.path.join(jars, name), "rb") as f:
+        return f.read()
+expected = []
+app_pom = b"""<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>com.example</groupId><artifactId>shop</artifactId><version>1.4.2</version>
+  <licenses><license><name>MIT License</name><url>https://opensource.org/licenses/MIT</url></license></licenses>
+</project>
+"""
+with zipfile.ZipFile(os.path.join(out, "shop.jar"), "w", zipfile.ZIP_DEFLATED) as boot:
+    boot.writestr("META-INF/MANIFEST.MF",
+        "Manifest-Version: 1.0\r\nMain-Class: org.springframework.boot.loader.launch.JarLauncher\r\n"
+        "Start-Class: com.example.shop.Application\r\nSpring-Boot-Classes: BOOT-INF/classes/\r\n"
+        "Spring-Boot-Lib: BOOT-INF/lib/\r\nSpring-Boot-Classpath-Index: BOOT-INF/classpath.idx\r\n\r\n")
+    boot.writestr("META-INF/maven/com.example/shop/pom.properties",
+                  "groupId=com.example\nartifactId=shop\nversion=1.4.2\n")
+    boot.writestr("META-INF/maven/com.example/shop/pom.xml", app_pom)
+    boot.writestr("BOOT-INF/classes/com/example/shop/Application.class", b"\xca\xfe\xba\xbe")
+    expected.append("com.example:shop:1.4.2")
+    libs = ["jackson-databind.jar", "log4j-core.jar", "log4j-api.jar", "slf4j-api.jar", "commons-lang3.jar"]
+    index = ""
+    for lib in libs:
+        data = read(lib)
+        # Spring Boot stores nested jars uncompressed.
+        boot.writestr(zipfile.ZipInfo("BOOT-INF/lib/" + lib), data, zipfile.ZIP_STORED)
+        index += '- "BOOT-INF/lib/%s"\n' % lib
+        expected += artifacts(data)
+    boot.writestr("BOOT-INF/classpath.idx", index)
+war = io.BytesIO()
+with zipfile.ZipFile(war, "w", zipfile.ZIP_DEFLATED) as w:
+    w.writestr("WEB-INF/web.xml", "<web-app/>")
+    for lib in ["log4j-over-slf4j.jar", "jcl-over-slf4j.jar", "log4j-core.jar"]:
+        data = read(lib)
+        w.writestr("WEB-INF/lib/" + lib, data)
+        expected += artifacts(data)
+with zipfile.ZipFile(os.path.join(out, "legacy.ear"), "w", zipfile.ZIP_DEFLATED) as ear:
+    ear.writestr("META-INF/application.xml", "<application><module><web><web-uri>legacy.war</web-uri></web></module></application>")
+    ear.writestr("legacy.war", war.getvalue())
+print(json.dumps(sorted(set(expected))))
+"##;
+
+/// The jars of the Debian packages in `debs`, unpacked into `work`.
+fn debian_jars(debs: &Path, work: &Path) -> PathBuf {
+    let root = work.join("root");
+    for deb in std::fs::read_dir(debs).unwrap() {
+        let deb = deb.unwrap().path();
+        if deb.extension().is_some_and(|e| e == "deb") {
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(status.success(), "dpkg-deb -x {}", deb.display());
+        }
+    }
+    root.join("usr/share/java")
+}
+
+#[tokio::test]
+async fn real_jars_nested_in_spring_boot_and_ear_archives_are_found_with_their_licenses() {
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_JAVA_DEBS") else {
+        return;
+    };
+    let Some(env) = env("scan_java").await else {
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("stellaops-java-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let jars = debian_jars(Path::new(&debs), &work);
+    let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
+    let built = Command::new(python)
+        .args(["-c", BUILD])
+        .arg(&jars)
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let expected: BTreeSet<String> = serde_json::from_slice(&built.stdout).unwrap();
+    // What the real jars hold, as Python read it: the test means nothing without them.
+    for gav in [
+        "com.fasterxml.jackson.core:jackson-databind:",
+        "org.apache.logging.log4j:log4j-core:",
+        "org.slf4j:log4j-over-slf4j:",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.starts_with(gav)),
+            "{gav} in {expected:?}"
+        );
+    }
+    let version_of = |ga: &str| {
+        expected
+            .iter()
+            .find_map(|e| e.strip_prefix(&format!("{ga}:")))
+            .unwrap()
+            .to_string()
+    };
+    let log4j_version = version_of("org.apache.logging.log4j:log4j-core");
+    let bridge_version = version_of("org.slf4j:log4j-over-slf4j");
+
+    // Advisories fixed just above the versions Debian ships: log4j-core (in the Spring
+    // Boot jar, one level down, and in the WAR) and log4j-over-slf4j (only in the EAR's
+    // WAR, two levels down).
+    ingest(
+        &env.pool,
+        vec![
+            osv(
+                "GHSA-T-LOG4J",
+                "Maven",
+                "org.apache.logging.log4j:log4j-core",
+                json!([{"introduced": "2.0"}, {"fixed": format!("{log4j_version}.1")}]),
+                "critical",
+            ),
+            osv(
+                "GHSA-T-BRIDGE",
+                "Maven",
+                "org.slf4j:log4j-over-slf4j",
+                json!([{"introduced": "0"}, {"fixed": format!("{bridge_version}.1")}]),
+                "medium",
+            ),
+        ],
+    )
+    .await;
+    let layer = oci::tar_of(&[
+        (
+            "etc/os-release",
+            b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+        ),
+        (
+            "app/shop.jar",
+            &std::fs::read(work.join("shop.jar")).unwrap(),
+        ),
+        (
+            "opt/server/deployments/legacy.ear",
+            &std::fs::read(work.join("legacy.ear")).unwrap(),
+        ),
+    ]);
+    let pushed = push(&env, "java", vec![layer]);
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let scratch = work.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let job = ScanJob {
+        signer: None,
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy {
+            fail_on: "critical".into(),
+            ..Default::default()
+        },
+        requester: Requester::default(),
+        spdx: true,
+        scratch: &scratch,
+        force: true,
+    };
+    let image = format!("{}/stellaops-it/java:v1", env.registry);
+    let summary = scan(&job, &image).await.unwrap();
+    assert_eq!(summary.image_digest, pushed.manifest_digest);
+    assert_eq!(summary.verdict, "Fail");
+
+    // Every artifact Python found, and nothing else.
+    let cdx_bytes = crate::scan::read_uri(&env.s3, &summary.sbom_uri).await;
+    let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();
+    let components = cdx["components"].as_array().unwrap();
+    let found: BTreeSet<String> = components
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .filter_map(|p| p.strip_prefix("pkg:maven/"))
+        .map(|p| {
+            let p = p.split('?').next().unwrap();
+            let (ga, v) = p.split_once('@').unwrap();
+            format!("{}:{v}", ga.replace('/', ":"))
+        })
+        .collect();
+    assert_eq!(found, expected);
+
+    // Licenses: from the POM's name and URL (jackson-databind), a name alone
+    // (jcl-over-slf4j), a URL whose name is not one (log4j-over-slf4j: "Apache Software
+    // Licenses"), the application's own POM; the others' POMs name a parent holding their
+    // licenses, which no jar carries: not known, and no license written.
+    let license_of = |name: &str| {
+        let component = components
+            .iter()
+            .find(|c| {
+                c["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(&format!("/{name}")))
+            })
+            .unwrap_or_else(|| panic!("{name} in the SBOM"));
+        component["licenses"].clone()
+    };
+    for (name, id) in [
+        ("jackson-databind", "Apache-2.0"),
+        ("jcl-over-slf4j", "Apache-2.0"),
+        ("log4j-over-slf4j", "Apache-2.0"),
+        ("shop", "MIT"),
+    ] {
+        assert_eq!(license_of(name), json!([{"license": {"id": id}}]), "{name}");
+    }
+    for name in ["log4j-core", "commons-lang3", "slf4j-api"] {
+        assert_eq!(license_of(name), Value::Null, "{name}");
+    }
+
+    // Both advisories matched, at whatever depth their jar was.
+    let findings: Vec<(String, String)> =
+        sqlx::query_as("SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1 ORDER BY purl")
+            .bind(summary.scan_id)
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        findings,
+        vec![
+            (
+                "GHSA-T-LOG4J".to_string(),
+                format!("pkg:maven/org.apache.logging.log4j/log4j-core@{log4j_version}")
+            ),
+            (
+                "GHSA-T-BRIDGE".to_string(),
+                format!("pkg:maven/org.slf4j/log4j-over-slf4j@{bridge_version}")
+            )
+        ]
+    );
+
+    // The official validators accept both SBOMs.
+    let (ok, report) = cyclonedx_valid(&cdx_bytes);
+    assert!(ok, "{report}");
+    let spdx = crate::scan::read_uri(
+        &env.s3,
+        &summary.sbom_uri.replace(".cdx.json", ".spdx.json"),
+    )
+    .await;
+    let (ok, report) = pyspdxtools(&spdx);
+    assert!(ok, "{report}");
+    std::fs::remove_dir_all(&work).unwrap();
+}
