@@ -377,7 +377,7 @@ const MAX_JAR_METADATA: u64 = 1 << 20;
 /// The Maven artifacts of a Java archive (`*.jar`, `*.war`, `*.ear`): each
 /// `META-INF/maven/<group>/<artifact>/pom.properties`, with the licenses of the
 /// `pom.xml` beside it (or, for an archive of one artifact, its manifest's OSGi
-/// `Bundle-License`), and those of the archives nested in it — a Spring Boot jar's
+/// `Bundle-License`, else the license its `META-INF/LICENSE` holds word for word), and those of the archives nested in it — a Spring Boot jar's
 /// `BOOT-INF/lib/`, a WAR's `WEB-INF/lib/`, an EAR's modules — down to
 /// [`MAX_JAR_DEPTH`], within [`MAX_JAR_READ`] bytes in all. What cannot be read is left
 /// out, never an error.
@@ -456,18 +456,39 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
             ..FoundPackage::default()
         });
     }
-    // The manifest speaks for the archive, so only for an archive of one artifact.
+    // The manifest and the license file speak for the archive, so only for an archive of
+    // one artifact whose POM named no license.
     if let [only] = found.as_mut_slice()
         && only.license.is_empty()
-        && let Some(manifest) = zip_entry(
-            &mut archive,
-            "META-INF/MANIFEST.MF",
-            MAX_JAR_METADATA,
-            budget,
-        )
-        && let Some(license) = super::license::bundle_license(&String::from_utf8_lossy(&manifest))
     {
-        only.license = license;
+        let mut candidates = vec!["META-INF/MANIFEST.MF".to_string()];
+        candidates.extend(
+            archive
+                .file_names()
+                .filter(|n| is_license_file(n))
+                .map(str::to_string),
+        );
+        candidates[1..].sort();
+        for (i, name) in candidates.iter().enumerate() {
+            let cap = if i == 0 {
+                MAX_JAR_METADATA
+            } else {
+                super::license::MAX_LICENSE_FILE as u64
+            };
+            let Some(bytes) = zip_entry(&mut archive, name, cap, budget) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let license = if i == 0 {
+                super::license::bundle_license(&text)
+            } else {
+                super::license::license_file(&text)
+            };
+            if let Some(license) = license {
+                only.license = license;
+                break;
+            }
+        }
     }
     out.extend(found);
     for name in &nested {
@@ -475,6 +496,15 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
             read_java_archive(&inner, depth + 1, budget, out);
         }
     }
+}
+
+/// A jar's own license file: `META-INF/LICENSE`, `LICENSE.txt` or `LICENSE.md`.
+fn is_license_file(name: &str) -> bool {
+    name.strip_prefix("META-INF/").is_some_and(|rest| {
+        ["LICENSE", "LICENSE.TXT", "LICENSE.MD"]
+            .iter()
+            .any(|n| rest.eq_ignore_ascii_case(n))
+    })
 }
 
 /// An entry name of a Java archive inside another.

@@ -710,6 +710,112 @@ fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
     parts
 }
 
+/// A license text known by the SHA-256 of its normalized terms: the words from the first
+/// phrase through the last, as [`license_words`] gives them. Only spans that hold no
+/// names or years (Apache's terms, not its appendix; MIT's and ISC's grant and
+/// conditions, not the copyright line) so that every copy of the license has the same
+/// hash. Computed from the SPDX license list's texts; Debian's `common-licenses` give the
+/// same (both checked in the tests).
+struct KnownText {
+    id: &'static str,
+    first: &'static str,
+    last: &'static str,
+    /// The span's length in words.
+    words: usize,
+    sha256: &'static str,
+}
+
+const KNOWN_TEXTS: &[KnownText] = &[
+    KnownText {
+        id: "Apache-2.0",
+        first: "terms and conditions for use reproduction and distribution",
+        last: "end of terms and conditions",
+        words: 1419,
+        sha256: "d8221a4f10c01c6fa5390685929a5ce31d7264a024162fd3dd4d805c57ce0f43",
+    },
+    KnownText {
+        id: "MIT",
+        first: "permission is hereby granted free of charge",
+        last: "other dealings in the software",
+        words: 163,
+        sha256: "0cf21bdfd1964a97a8615e128534845826afbc887edc95aa5c925cbf64386b5c",
+    },
+    KnownText {
+        id: "ISC",
+        first: "permission to use copy modify and or distribute this software for any purpose",
+        last: "appear in all copies",
+        words: 34,
+        sha256: "9389a691ca5c7f60b97953bec8eb47ccc1e84a991f29fe47694b4042138ae0ce",
+    },
+    KnownText {
+        id: "MPL-2.0",
+        first: "mozilla public license version 2 0",
+        last: "defined by the mozilla public license v 2 0",
+        words: 2426,
+        sha256: "f82071285728ca3ec7685ee9bc4acdae0b8267142a4d20b8f1805eabedb4a98a",
+    },
+];
+
+/// Largest license file read.
+pub const MAX_LICENSE_FILE: usize = 1 << 20;
+
+/// A text as the license matcher compares it: runs of ASCII letters and digits,
+/// lower-cased, `https` read as `http` (SPDX's matching guidelines make them equal);
+/// punctuation, layout, quotes and bullets are gone.
+fn license_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let w = w.to_ascii_lowercase();
+            if w == "https" { "http".to_string() } else { w }
+        })
+        .collect()
+}
+
+/// A license file (`LICENSE`, `META-INF/LICENSE.txt`): the licenses whose whole terms it
+/// holds word for word (after [`license_words`]), several as all applying (`AND`: a file
+/// that adds the license of bundled code to the project's own). A text that is changed in
+/// any word, or a license not in the known set: not known. Exact, not a likeness score:
+/// a wrong license is worse than none.
+pub fn license_file(text: &str) -> Option<String> {
+    if text.len() > MAX_LICENSE_FILE {
+        return None;
+    }
+    use sha2::Digest;
+    let words = license_words(text);
+    let mut ids: Vec<&str> = Vec::new();
+    for known in KNOWN_TEXTS {
+        let first: Vec<&str> = known.first.split(' ').collect();
+        let last: Vec<&str> = known.last.split(' ').collect();
+        let holds = |at: usize, phrase: &[&str]| {
+            words
+                .get(at..at + phrase.len())
+                .is_some_and(|w| w.iter().zip(phrase).all(|(a, b)| a == b))
+        };
+        // Hashing is the costly part: a crafted file repeating the phrases gets a bounded
+        // number of tries.
+        let mut tries = 0;
+        for start in 0..words.len().saturating_sub(known.words - 1) {
+            if !holds(start, &first) || !holds(start + known.words - last.len(), &last) {
+                continue;
+            }
+            tries += 1;
+            if tries > 16 {
+                break;
+            }
+            let span = words[start..start + known.words].join(" ");
+            if hex::encode(sha2::Sha256::digest(span.as_bytes())) == known.sha256 {
+                ids.push(known.id);
+                break;
+            }
+        }
+    }
+    match ids.as_slice() {
+        [] => None,
+        ids => Some(ids.join(" AND ")),
+    }
+}
+
 /// The SPDX license id equal to `name` but for ASCII case.
 fn listed_ignoring_case(name: &str) -> Option<&'static str> {
     spdx::identifiers::LICENSES
@@ -960,6 +1066,57 @@ mod tests {
             bundle_license("Manifest-Version: 1.0\r\n\r\nName: a\r\nBundle-License: MIT\r\n"),
             None
         );
+    }
+
+    fn spdx_text(id: &str) -> &'static str {
+        spdx::text::LICENSE_TEXTS
+            .iter()
+            .find(|(i, _)| *i == id)
+            .unwrap_or_else(|| panic!("{id} on the SPDX list"))
+            .1
+    }
+
+    #[test]
+    fn license_files_hold_the_known_texts_word_for_word() {
+        // The SPDX list's own texts, with a copyright line and another layout.
+        for id in ["Apache-2.0", "MIT", "ISC", "MPL-2.0"] {
+            let text = spdx_text(id);
+            assert_eq!(license_file(text).as_deref(), Some(id), "{id}");
+            let relaid = format!(
+                "Copyright (c) 2031 Someone Else <a@b.example>\n\n{}",
+                text.split_whitespace().collect::<Vec<_>>().join("\n   ")
+            );
+            assert_eq!(license_file(&relaid).as_deref(), Some(id), "{id} re-laid");
+        }
+        // Close relatives are not taken for them: X11 and MIT-0 hold MIT's phrases, 0BSD
+        // ISC's grant, MPL-1.1 and Apache-1.1 their namesakes'.
+        for id in [
+            "X11",
+            "MIT-0",
+            "0BSD",
+            "MPL-1.1",
+            "Apache-1.1",
+            "BSD-3-Clause",
+            "GPL-2.0-only",
+        ] {
+            assert_eq!(license_file(spdx_text(id)), None, "{id}");
+        }
+        // One word changed: not known.
+        let changed = spdx_text("MIT").replace("free of charge", "for a small fee");
+        assert_eq!(license_file(&changed), None);
+        // The project's license with a bundled library's after it: both apply.
+        let both = format!(
+            "{}\n\nThis product bundles foo:\n\n{}",
+            spdx_text("Apache-2.0"),
+            spdx_text("MIT")
+        );
+        assert_eq!(license_file(&both).as_deref(), Some("Apache-2.0 AND MIT"));
+        // A text whose phrases line up 2,000 times (one inner word changed) costs a bounded
+        // number of hashes and finds nothing.
+        let mit = spdx_text("MIT").replace("sublicense", "relicense");
+        assert!(mit.contains("relicense"));
+        let crafted = mit.repeat(2000);
+        assert_eq!(license_file(&crafted), None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! scripts/services.sh into .test-services/java-debs, jars with the Maven metadata their
 //! builds left), nested by Python's `zipfile` the way Spring Boot nests them (stored, under
 //! `BOOT-INF/lib/`) and the way an EAR holds a WAR that holds jars (deflated). The scan
-//! finds every artifact Python finds in the same jars, with the licenses their POMs and
-//! manifests declare, matches an advisory to a jar two levels deep, and both SBOMs pass
+//! finds every artifact Python finds in the same jars, with the licenses their POMs,
+//! manifests and license files declare, matches an advisory to a jar two levels deep, and both SBOMs pass
 //! the official validators.
 
 use std::collections::BTreeSet;
@@ -221,8 +221,10 @@ async fn real_jars_nested_in_spring_boot_and_ear_archives_are_found_with_their_l
 
     // Licenses: from the POM's name and URL (jackson-databind), a name alone
     // (jcl-over-slf4j), a URL whose name is not one (log4j-over-slf4j: "Apache Software
-    // Licenses"), the application's own POM; the others' POMs name a parent holding their
-    // licenses, which no jar carries: not known, and no license written.
+    // Licenses"), the application's own POM; log4j-core's and commons-lang3's POMs name a
+    // parent holding their licenses, which no jar carries, but their `META-INF/LICENSE`
+    // holds the Apache License 2.0 word for word; slf4j-api and log4j-api have neither:
+    // not known, and no license written.
     let license_of = |name: &str| {
         let component = components
             .iter()
@@ -239,10 +241,12 @@ async fn real_jars_nested_in_spring_boot_and_ear_archives_are_found_with_their_l
         ("jcl-over-slf4j", "Apache-2.0"),
         ("log4j-over-slf4j", "Apache-2.0"),
         ("shop", "MIT"),
+        ("log4j-core", "Apache-2.0"),
+        ("commons-lang3", "Apache-2.0"),
     ] {
         assert_eq!(license_of(name), json!([{"license": {"id": id}}]), "{name}");
     }
-    for name in ["log4j-core", "commons-lang3", "slf4j-api"] {
+    for name in ["slf4j-api", "log4j-api"] {
         assert_eq!(license_of(name), Value::Null, "{name}");
     }
 
@@ -277,5 +281,66 @@ async fn real_jars_nested_in_spring_boot_and_ear_archives_are_found_with_their_l
     .await;
     let (ok, report) = pyspdxtools(&spdx);
     assert!(ok, "{report}");
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// The license texts Debian ships in base-files (`/usr/share/common-licenses`): those the
+/// matcher knows are recognised, the others (GPL, LGPL, GFDL, Artistic, BSD, MPL-1.1,
+/// CC0) are not taken for anything.
+#[test]
+fn debians_common_license_texts() {
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_DEBS") else {
+        return;
+    };
+    let base_files = std::fs::read_dir(&debs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("base-files_"))
+        })
+        .expect("base-files among the test packages");
+    let work =
+        std::env::temp_dir().join(format!("stellaops-common-licenses-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&base_files)
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = work.join("usr/share/common-licenses");
+    let mut seen = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_symlink() {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want = match name.as_str() {
+            "Apache-2.0" => Some("Apache-2.0"),
+            "MPL-2.0" => Some("MPL-2.0"),
+            _ => None,
+        };
+        assert_eq!(
+            stellaops_scanner::license::license_file(&text).as_deref(),
+            want,
+            "{name}"
+        );
+        seen.insert(name);
+    }
+    for name in [
+        "Apache-2.0",
+        "MPL-2.0",
+        "GPL-2",
+        "GPL-3",
+        "LGPL-2.1",
+        "MPL-1.1",
+        "BSD",
+    ] {
+        assert!(seen.contains(name), "{name} in {seen:?}");
+    }
     std::fs::remove_dir_all(&work).unwrap();
 }
