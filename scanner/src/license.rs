@@ -84,8 +84,11 @@ const CLASSIFIERS: &[(&str, &str)] = &[
 ];
 
 /// Python `METADATA` / `PKG-INFO` headers: `License-Expression` (core metadata 2.4) as
-/// given; else a `License:` field that is itself one SPDX id from the classifier table's
-/// ids; else a single license classifier that maps to one id. Anything else: not known.
+/// given; else a `License:` field that is itself one SPDX id (not a deprecated one), a
+/// name that says one license (`Apache License, Version 2.0`, `MIT license`: the table
+/// Maven's names use) or a whole known license text ([`license_file`]); else a single
+/// license classifier that maps to one id. Anything else: not known (the scanner then
+/// tries the `License-File`s the metadata lists).
 pub fn python(headers: &[(&str, &str)]) -> Option<String> {
     let field = |name: &str| {
         headers
@@ -96,12 +99,19 @@ pub fn python(headers: &[(&str, &str)]) -> Option<String> {
     if let Some(expression) = field("License-Expression") {
         return bounded(expression);
     }
-    if let Some(license) = field("License")
-        && let Some((_, id)) = CLASSIFIERS
+    if let Some(license) = field("License") {
+        if let Some((_, id)) = CLASSIFIERS
             .iter()
             .find(|(_, id)| id.eq_ignore_ascii_case(license))
-    {
-        return Some(id.to_string());
+        {
+            return Some(id.to_string());
+        }
+        if let Some(id) = license_by_name(license) {
+            return Some(id);
+        }
+        if let Some(text) = license_file(license) {
+            return Some(text);
+        }
     }
     let licenses: Vec<&str> = headers
         .iter()
@@ -473,7 +483,10 @@ fn normal_name(name: &str) -> String {
 /// A license name that is an SPDX license id (or the name of one in the table above).
 fn license_by_name(name: &str) -> Option<String> {
     let name = name.trim();
-    if let Some(id) = listed_ignoring_case(name) {
+    // A deprecated id (`GPL-3.0`) leaves "only" or "or later" open.
+    if let Some(id) = listed_ignoring_case(name)
+        && spdx::license_id(id).is_some_and(|l| !l.is_deprecated())
+    {
         return Some(id.to_string());
     }
     let normal = normal_name(name);
@@ -1117,6 +1130,23 @@ mod tests {
         assert!(mit.contains("relicense"));
         let crafted = mit.repeat(2000);
         assert_eq!(license_file(&crafted), None);
+    }
+
+    #[test]
+    fn python_license_fields_by_name_or_text() {
+        let of = |license: &str| python(&[("Name", "x"), ("License", license)]);
+        assert_eq!(
+            of("Apache License, Version 2.0").as_deref(),
+            Some("Apache-2.0")
+        );
+        assert_eq!(of("MIT license").as_deref(), Some("MIT"));
+        assert_eq!(of("Apache 2.0").as_deref(), Some("Apache-2.0"));
+        assert_eq!(of("BSD-3-Clause").as_deref(), Some("BSD-3-Clause"));
+        // A deprecated id, a family name: not known.
+        assert_eq!(of("GPL-3.0"), None);
+        assert_eq!(of("BSD"), None);
+        // A whole license text in the field.
+        assert_eq!(of(spdx_text("MIT")).as_deref(), Some("MIT"));
     }
 
     #[test]

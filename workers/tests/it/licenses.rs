@@ -569,3 +569,54 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
     assert_eq!(reused.verdict, "Fail");
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// Python packages as pip installs them (scripts/services.sh: pinned wheels into
+/// .test-services/python-site): where the metadata says which license, that; where it
+/// leaves it open (a bare `Apache Software License` classifier says no version), the
+/// license files it lists as `License-File`, when each holds a known license word for
+/// word; a common name in `License:` read as the license it names.
+#[test]
+fn pip_installed_packages_and_their_license_files() {
+    let Some(site) = stellaops_testing::service("STELLAOPS_TEST_PYTHON_SITE") else {
+        return;
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_dir_all("usr/lib/python3.12/site-packages", &site)
+        .unwrap();
+    let layer = builder.into_inner().unwrap();
+    let fragment = analyse_tar(layer.as_slice()).unwrap();
+    let mut found: Vec<(String, String)> = fragment
+        .files
+        .values()
+        .flatten()
+        .filter(|p| p.kind == "pypi")
+        .map(|p| (format!("{}@{}", p.name, p.version), p.license.clone()))
+        .collect();
+    found.sort();
+    let want = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        found,
+        want(&[
+            // Classifier "Apache Software License" only; License-File LICENSE: Apache 2.0.
+            ("arrow@1.4.0", "Apache-2.0"),
+            ("id@1.6.1", "Apache-2.0"),
+            // `License: Apache-2.0`.
+            ("requests@2.34.2", "Apache-2.0"),
+            // `License: MIT license`.
+            ("rfc3339-validator@0.1.4", "MIT"),
+            // `License: BSD` (which one?), no license file: not known.
+            ("semantic-version@2.10.0", ""),
+            ("sigstore@4.5.0", "Apache-2.0"),
+            // `License: Apache 2.0`.
+            ("sortedcontainers@2.4.0", "Apache-2.0"),
+            // `License-Expression: Apache-2.0 OR MIT`.
+            ("tuf@7.0.1", "Apache-2.0 OR MIT"),
+        ])
+    );
+}
