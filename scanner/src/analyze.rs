@@ -438,10 +438,10 @@ const MAX_JAR_METADATA: u64 = 1 << 20;
 /// The Maven artifacts of a Java archive (`*.jar`, `*.war`, `*.ear`): each
 /// `META-INF/maven/<group>/<artifact>/pom.properties`, with the licenses of the
 /// `pom.xml` beside it (or, for an archive of one artifact, its manifest's OSGi
-/// `Bundle-License`, else the license its `META-INF/LICENSE` holds word for word), and those of the archives nested in it — a Spring Boot jar's
-/// `BOOT-INF/lib/`, a WAR's `WEB-INF/lib/`, an EAR's modules — down to
-/// [`MAX_JAR_DEPTH`], within [`MAX_JAR_READ`] bytes in all. What cannot be read is left
-/// out, never an error.
+/// `Bundle-License`, else the license its `META-INF/LICENSE` holds word for word), and
+/// those of the archives nested in it — a Spring Boot jar's `BOOT-INF/lib/`, a WAR's
+/// `WEB-INF/lib/`, an EAR's modules — down to [`MAX_JAR_DEPTH`], within
+/// [`MAX_JAR_READ`] bytes in all. What cannot be read is left out, never an error.
 pub fn parse_jar(bytes: &[u8]) -> Vec<FoundPackage> {
     let mut out = Vec::new();
     let mut budget = MAX_JAR_READ;
