@@ -46,7 +46,29 @@ def tar(files):
     return out.getvalue()
 
 
-WRITTEN = ["admission_review", "attestation", "binaries", "cron", "htpasswd", "layer_tar",
+# The MIT License as the SPDX list words it (license_file's seed).
+MIT_TEXT = """MIT License
+
+Copyright (c) <year> <copyright holders>
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction, including
+without limitation the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is furnished to do so, subject to the
+following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or substantial
+portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT
+LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO
+EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER
+IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE
+USE OR OTHER DEALINGS IN THE SOFTWARE.
+"""
+
+
+WRITTEN = ["admission_review", "attestation", "binaries", "cron", "htpasswd", "java_archives", "layer_tar",
            "oci_referrers", "osv", "package_databases", "registry_auth", "release_manifest",
            "rpmdb_bdb", "rpmdb_sqlite", "shell", "trusted_root", "version_order"]
 
@@ -91,6 +113,32 @@ def main():
         z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nImplementation-Title: demo\nImplementation-Version: 1.2\n")
         z.writestr("META-INF/maven/org.example/demo/pom.properties", "groupId=org.example\nartifactId=demo\nversion=1.2\n")
     put("binaries", "demo.jar", jar.getvalue())
+    # java_archives: 0x00 + a Spring Boot jar (a jar stored inside, a WAR deflated inside
+    # holding another), 0x01 + a pom.xml, 0x02 + a MANIFEST.MF.
+    pom = ('<?xml version="1.0"?>\n<project xmlns="http://maven.apache.org/POM/4.0.0"><licenses>'
+           '<license><name>The Apache Software License, Version 2.0</name>'
+           '<url>https://www.apache.org/licenses/LICENSE-2.0.txt</url></license>'
+           '<license><name>MIT &amp; more</name><url><![CDATA[https://opensource.org/licenses/MIT]]></url></license>'
+           '</licenses></project>\n')
+    manifest = ("Manifest-Version: 1.0\r\nBundle-License: https://www.apache.org/licenses/LICENSE-2.0.tx\r\n t"
+                ';link="https://www.apache.org/licenses/LICENSE-2.0", MIT\r\n\r\nName: x\r\n')
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("META-INF/MANIFEST.MF", manifest)
+        z.writestr("META-INF/maven/org.example/lib/pom.properties", "groupId=org.example\nartifactId=lib\nversion=2.0\n")
+    war = io.BytesIO()
+    with zipfile.ZipFile(war, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("WEB-INF/lib/lib.jar", inner.getvalue())
+    boot = io.BytesIO()
+    with zipfile.ZipFile(boot, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("META-INF/maven/org.example/app/pom.properties", "groupId=org.example\nartifactId=app\nversion=1.0\n")
+        z.writestr("META-INF/maven/org.example/app/pom.xml", pom)
+        z.writestr(zipfile.ZipInfo("BOOT-INF/lib/lib.jar"), inner.getvalue(), zipfile.ZIP_STORED)
+        z.writestr("app.war", war.getvalue())
+    put("java_archives", "spring-boot.jar", b"\x00" + boot.getvalue())
+    put("java_archives", "pom.xml", b"\x01" + pom.encode())
+    put("java_archives", "MANIFEST.MF", b"\x02" + manifest.encode())
+    put("java_archives", "LICENSE", b"\x03" + MIT_TEXT.encode())
     # The start of a Go binary's build info blob and a minimal ELF header.
     put("binaries", "go-buildinfo", b"\xff Go buildinf:\x08\x02" + b"\0" * 16 + b"\x06go1.22" + b"\x20path\texample.com/app\nmod\texample.com/app\t(devel)\t\n")
     put("binaries", "elf-header", b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, 64, 0, 0, 64, 56, 0, 64, 0, 0))

@@ -1,0 +1,55 @@
+//! Java archives and the Maven metadata in them, first byte picks: a jar with the archives
+//! nested in it (`parse_jar`), a `pom.xml` (`maven_pom`), a `MANIFEST.MF`
+//! (`bundle_license`), a license file (`license_file`). A license read from any of them is an SPDX expression of listed
+//! ids: nothing a hostile archive writes gets through as a license of its own making.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stellaops_scanner::{analyze, license};
+
+fn listed_expression(declared: &str) {
+    let expr = stellaops_policy::license::parse(declared).expect("a read license parses");
+    for id in expr.ids() {
+        assert!(
+            license::listed(&id),
+            "{id} of {declared:?} is on the SPDX list"
+        );
+    }
+    for e in expr.exceptions() {
+        assert!(
+            license::listed_exception(&e),
+            "{e} of {declared:?} is on the SPDX list"
+        );
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    match pick % 4 {
+        0 => {
+            for found in analyze::parse_jar(rest) {
+                assert_eq!(found.kind, "maven");
+                if !found.license.is_empty() {
+                    listed_expression(&found.license);
+                }
+            }
+        }
+        1 => {
+            if let Some(l) = license::maven_pom(&String::from_utf8_lossy(rest)) {
+                listed_expression(&l);
+            }
+        }
+        2 => {
+            if let Some(l) = license::bundle_license(&String::from_utf8_lossy(rest)) {
+                listed_expression(&l);
+            }
+        }
+        _ => {
+            if let Some(l) = license::license_file(&String::from_utf8_lossy(rest)) {
+                listed_expression(&l);
+            }
+        }
+    }
+});
