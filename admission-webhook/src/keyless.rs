@@ -112,7 +112,7 @@ pub struct Window {
 }
 
 impl Window {
-    pub(crate) fn contains(&self, at: i64) -> bool {
+    pub fn contains(&self, at: i64) -> bool {
         at >= self.start && self.end.is_none_or(|end| at <= end)
     }
 }
@@ -148,6 +148,9 @@ pub struct TrustedRoot {
     pub skipped_tlogs: usize,
     /// Certificate transparency logs with ECDSA keys.
     pub ctlogs: Vec<TransparencyLog>,
+    /// RFC 3161 timestamp authorities: each chain the signing certificate first, the root
+    /// last.
+    pub timestamp_authorities: Vec<CertificateAuthority>,
     /// First 16 hex digits of the SHA-256 of the document (names it in cache keys).
     pub fingerprint: String,
 }
@@ -162,6 +165,8 @@ struct RootDocument {
     certificate_authorities: Vec<CaDocument>,
     #[serde(default)]
     ctlogs: Vec<LogDocument>,
+    #[serde(default)]
+    timestamp_authorities: Vec<CaDocument>,
 }
 
 #[derive(Deserialize)]
@@ -248,24 +253,10 @@ pub fn parse_trusted_root(text: &str) -> Result<TrustedRoot, String> {
             document.media_type, TRUSTED_ROOT_MEDIA_TYPES[0]
         ));
     }
-    let mut certificate_authorities = Vec::new();
-    for (i, ca) in document.certificate_authorities.iter().enumerate() {
-        let what = format!("certificateAuthorities[{i}]");
-        let mut chain = Vec::new();
-        for (j, certificate) in ca.cert_chain.certificates.iter().enumerate() {
-            let der = base64(&certificate.raw_bytes, &format!("{what} certificate {j}"))?;
-            X509Certificate::from_der(&der)
-                .map_err(|e| format!("{what} certificate {j} is not a DER certificate: {e}"))?;
-            chain.push(der);
-        }
-        if chain.is_empty() {
-            return Err(format!("{what} has no certificates"));
-        }
-        certificate_authorities.push(CertificateAuthority {
-            chain,
-            valid_for: window(ca.valid_for.as_ref(), &what)?,
-        });
-    }
+    let certificate_authorities =
+        parse_authorities(&document.certificate_authorities, "certificateAuthorities")?;
+    let timestamp_authorities =
+        parse_authorities(&document.timestamp_authorities, "timestampAuthorities")?;
     let (tlogs, skipped_tlogs) = parse_logs(&document.tlogs, "tlogs")?;
     let (ctlogs, _) = parse_logs(&document.ctlogs, "ctlogs")?;
     if certificate_authorities.is_empty() {
@@ -276,8 +267,36 @@ pub fn parse_trusted_root(text: &str) -> Result<TrustedRoot, String> {
         tlogs,
         skipped_tlogs,
         ctlogs,
+        timestamp_authorities,
         fingerprint: hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string(),
     })
+}
+
+/// The certificate chains of a trusted root's CAs or timestamp authorities: every
+/// certificate must parse, and every chain hold one.
+fn parse_authorities(
+    authorities: &[CaDocument],
+    field: &str,
+) -> Result<Vec<CertificateAuthority>, String> {
+    let mut parsed = Vec::new();
+    for (i, ca) in authorities.iter().enumerate() {
+        let what = format!("{field}[{i}]");
+        let mut chain = Vec::new();
+        for (j, certificate) in ca.cert_chain.certificates.iter().enumerate() {
+            let der = base64(&certificate.raw_bytes, &format!("{what} certificate {j}"))?;
+            X509Certificate::from_der(&der)
+                .map_err(|e| format!("{what} certificate {j} is not a DER certificate: {e}"))?;
+            chain.push(der);
+        }
+        if chain.is_empty() {
+            return Err(format!("{what} has no certificates"));
+        }
+        parsed.push(CertificateAuthority {
+            chain,
+            valid_for: window(ca.valid_for.as_ref(), &what)?,
+        });
+    }
+    Ok(parsed)
 }
 
 /// The logs of a trusted root with ECDSA keys, and how many were left out for another key kind.
@@ -410,7 +429,7 @@ fn signature_hash(certificate: &X509Certificate<'_>) -> Result<Hash, String> {
 }
 
 /// Whether `issuer` signed `certificate`.
-fn signed_by(
+pub(crate) fn signed_by(
     certificate: &X509Certificate<'_>,
     issuer: &X509Certificate<'_>,
 ) -> Result<(), String> {
@@ -432,7 +451,11 @@ fn signed_by(
     }
 }
 
-fn valid_at(certificate: &X509Certificate<'_>, at: i64, what: &str) -> Result<(), String> {
+pub(crate) fn valid_at(
+    certificate: &X509Certificate<'_>,
+    at: i64,
+    what: &str,
+) -> Result<(), String> {
     let validity = certificate.validity();
     let (from, until) = (
         validity.not_before.timestamp(),
@@ -550,7 +573,12 @@ const SCT_OID_DER: [u8; 12] = [
 
 /// Tag, header length and content length of the DER element at the start of `data`.
 fn der_header(data: &[u8]) -> Result<(u8, usize, usize), String> {
-    let malformed = || "malformed DER in the signing certificate".to_string();
+    der_header_in(data, "the signing certificate")
+}
+
+/// [`der_header`] for DER in `what`.
+pub(crate) fn der_header_in(data: &[u8], what: &str) -> Result<(u8, usize, usize), String> {
+    let malformed = || format!("malformed DER in {what}");
     let (&tag, rest) = data.split_first().ok_or_else(malformed)?;
     let (&first, rest) = rest.split_first().ok_or_else(malformed)?;
     let (header, length) = if first < 0x80 {

@@ -11,4 +11,5 @@ pub mod keyless;
 pub mod policy;
 pub mod review;
 pub mod server;
+pub mod timestamp;
 pub mod workload;

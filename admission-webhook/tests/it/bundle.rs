@@ -1,7 +1,8 @@
 //! Sigstore bundles verified offline, cross-checked with an independent verifier. The
 //! material (Fulcio-like CA, Rekor-like log keeping a real Merkle tree with checkpoints and
-//! signed entry timestamps, CT log, bundles v0.2 and v0.3 with message signatures and DSSE
-//! envelopes) is made by Python `cryptography` in `bundle_material.py`; every scenario is
+//! signed entry timestamps, CT log, an RFC 3161 timestamp authority, bundles v0.2 and v0.3
+//! with message signatures and DSSE envelopes) is made by Python `cryptography` (and
+//! asn1crypto for the timestamp tokens) in `bundle_material.py`; every scenario is
 //! also put to sigstore-python (the Sigstore project's Python client, offline with the same
 //! custom trusted root) by `bundle_crosscheck.py`, and both verdicts must agree.
 
@@ -130,6 +131,26 @@ fn scenarios(material: &Value) -> Vec<Scenario> {
             "untrusted_ca",
             "untrusted_ca",
             "does not chain to the trusted root",
+        ),
+        // RFC 3161 timestamps on an entry without a SET: the stamped time is the signing
+        // time; a late, misdirected, foreign or altered timestamp is refused.
+        ok("tsa_proof_only", "tsa_proof_only"),
+        ok("tsa_message", "tsa_message"),
+        bad("tsa_late", "tsa_late", "not at the signing time"),
+        bad(
+            "tsa_other_signature",
+            "tsa_other_signature",
+            "does not stamp this bundle's signature",
+        ),
+        bad(
+            "tsa_untrusted",
+            "tsa_untrusted",
+            "not from a timestamp authority of the trusted root",
+        ),
+        bad(
+            "tsa_tampered",
+            "tsa_tampered",
+            "signed message digest is not its TSTInfo's",
         ),
         (
             "wrong_identity",
@@ -567,4 +588,42 @@ async fn the_webhook_admits_an_image_signed_by_a_bundle_referrer_and_denies_a_ta
             .contains("no cosign signature"),
         "{answer}"
     );
+}
+
+/// The committed pair the `rfc3161_timestamp` fuzz target starts from (written by
+/// fuzz/rfc3161_seed.py with the same material as above): the response verifies against
+/// its root, stamping the fixed bytes (not others), and a change to any byte of its
+/// stamped time or message imprint is refused.
+#[test]
+fn the_fuzz_seed_timestamp_verifies_and_altered_copies_do_not() {
+    use stellaops_admission_webhook::{keyless, timestamp};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let root = keyless::parse_trusted_root(
+        &std::fs::read_to_string(dir.join("rfc3161_trusted_root.json")).unwrap(),
+    )
+    .unwrap();
+    let response = std::fs::read(dir.join("corpus/rfc3161_timestamp/granted")).unwrap();
+    let signature = b"stellaops fuzz signature";
+    let at = timestamp::verify(&response, signature, &root.timestamp_authorities).unwrap();
+    assert!(root.timestamp_authorities[0].valid_for.contains(at));
+    assert!(timestamp::verify(&response, b"other bytes", &root.timestamp_authorities).is_err());
+    assert!(timestamp::verify(&response, signature, &[]).is_err());
+    // What it says is sealed: a change to any byte of the stamped time or of the message
+    // imprint is refused (the signed attributes carry the TSTInfo's digest).
+    let gen_time = response
+        .windows(2)
+        .position(|w| w == [0x18, 0x0f])
+        .expect("a GeneralizedTime of 15 characters");
+    let imprint = response
+        .windows(32)
+        .position(|w| w == Sha256::digest(signature).as_slice())
+        .expect("the imprint");
+    for i in (gen_time + 2..gen_time + 17).chain(imprint..imprint + 32) {
+        let mut altered = response.clone();
+        altered[i] ^= 0x01;
+        assert!(
+            timestamp::verify(&altered, signature, &root.timestamp_authorities).is_err(),
+            "byte {i} altered"
+        );
+    }
 }

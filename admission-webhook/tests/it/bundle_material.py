@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sigstore_material import (  # noqa: E402
-    BUNDLE_V02, BUNDLE_V03, ISSUER, NOW, SUBJECT, Log, b64, dsse_bundle as sign_dsse, fulcio, leaf,
-    message_bundle, public_pem, sha256, spki, statement, trusted_root,
+    BUNDLE_V02, BUNDLE_V03, ISSUER, NOW, SUBJECT, Log, b64, bundle_signature, dsse_bundle as sign_dsse,
+    fulcio, leaf, message_bundle, public_pem, sha256, spki, statement, timestamp, trusted_root, tsa,
+    with_timestamps,
 )
 
 
@@ -93,6 +94,28 @@ def main():
                                         ct_key=ct_key)
     cases["untrusted_ca"] = dsse_bundle(log, stray_certificate, stray_key, digest_hex, signed_at)
 
+    # RFC 3161 timestamps on a bundle whose log entry has only an inclusion proof (no SET):
+    # the timestamp authority's time is the signing time.
+    authority = tsa("stella-ops")
+    stray_authority = tsa("untrusted")
+    signature = bundle_signature(proof_only)
+    at = datetime.datetime.fromtimestamp(signed_at, datetime.timezone.utc)
+    cases["tsa_proof_only"] = with_timestamps(proof_only, timestamp(authority, signature, at))
+    stamped_message = message_bundle(log, certificate, key, digest_hex, signed_at)
+    cases["tsa_message"] = with_timestamps(
+        stamped_message, timestamp(authority, bundle_signature(stamped_message), at))
+    # Stamped after the certificate expired.
+    cases["tsa_late"] = with_timestamps(proof_only, timestamp(authority, signature, NOW - datetime.timedelta(minutes=1)))
+    # Stamping other bytes than this bundle's signature.
+    cases["tsa_other_signature"] = with_timestamps(proof_only, timestamp(authority, b"another signature", at))
+    # Stamped by an authority the trusted root does not list.
+    cases["tsa_untrusted"] = with_timestamps(proof_only, timestamp(stray_authority, signature, at))
+    # The time changed after signing (a byte of the TSTInfo's genTime, inside the token).
+    good_token = timestamp(authority, signature, at)
+    when = at.strftime("%Y%m%d%H%M%SZ").encode()
+    assert good_token.count(when) == 1
+    cases["tsa_tampered"] = with_timestamps(proof_only, good_token.replace(when, when[:3] + b"0" + when[4:]))
+
     # A keyed bundle: a public-key hint, a message signature by a P-256 key, no log entry
     # (sigstore-python does not verify keyed bundles; the webhook checks the policy's keys).
     keyed_key = ec.generate_private_key(ec.SECP256R1())
@@ -114,8 +137,8 @@ def main():
         "subject": SUBJECT,
         "issuer": ISSUER,
         "digest": "sha256:" + digest_hex,
-        "trusted_root": json.dumps(trusted_root(root, intermediate, log.key, ct_key)),
-        "other_root": json.dumps(trusted_root(other_root, other_intermediate, log.key, ct_key)),
+        "trusted_root": json.dumps(trusted_root(root, intermediate, log.key, ct_key, tsa=authority)),
+        "other_root": json.dumps(trusted_root(other_root, other_intermediate, log.key, ct_key, tsa=authority)),
         "cases": {name: json.dumps(bundle) for name, bundle in cases.items()},
     }, open(sys.argv[2], "w"))
 

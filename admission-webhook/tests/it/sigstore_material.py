@@ -169,8 +169,9 @@ def leaf(intermediate, intermediate_key, not_before, not_after, subject=SUBJECT,
     return builder.sign(intermediate_key, hashes.SHA384()), key
 
 
-def trusted_root(root, intermediate, log_key, ct_key):
-    """The Sigstore trusted_root.json naming the CA, the log and the CT log."""
+def trusted_root(root, intermediate, log_key, ct_key, tsa=None):
+    """The Sigstore trusted_root.json naming the CA, the log and the CT log (and, given a
+    `tsa()`, the timestamp authority)."""
     start = (NOW - datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def log(url, key):
@@ -194,7 +195,105 @@ def trusted_root(root, intermediate, log_key, ct_key):
             "validFor": {"start": start},
         }],
         "ctlogs": [log("https://ctfe.stella-ops.example/test", ct_key)],
+        "timestampAuthorities": [] if tsa is None else [{
+            "subject": {"organization": "stella-ops test", "commonName": "tsa"},
+            "uri": "https://tsa.stella-ops.example",
+            "certChain": {"certificates": [{"rawBytes": b64(der(tsa[1]))}, {"rawBytes": b64(der(tsa[0]))}]},
+            "validFor": {"start": start},
+        }],
     }
+
+
+# --- an RFC 3161 timestamp authority -------------------------------------------------------
+
+def tsa(label):
+    """A timestamp authority as Sigstore's runs one: a P-384 root and a P-256 signing
+    certificate with the critical extended key usage id-kp-timeStamping (RFC 3161 2.3).
+    Returns (root, leaf, leaf_key)."""
+    root_key = ec.generate_private_key(ec.SECP384R1())
+    root = ca(f"{label} TSA root", root_key, name(f"{label} TSA root"), root_key, 0)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name(f"{label} TSA"))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=30))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA384())
+    )
+    return root, leaf, key
+
+
+def timestamp(authority, message, gen_time, serial=1):
+    """An RFC 3161 TimeStampResp (status granted) whose token stamps SHA-256(`message`) at
+    `gen_time`, built with asn1crypto's CMS and TSP types and signed by the authority's key:
+    a SignedData over a TSTInfo with the content-type, message-digest and
+    signing-certificate-v2 signed attributes (RFC 5816), the signing certificate embedded."""
+    from asn1crypto import algos, cms, core, tsp
+    from asn1crypto import x509 as ax509
+    _, leaf, key = authority
+    leaf_der = der(leaf)
+    tst_info = tsp.TSTInfo({
+        "version": "v1",
+        "policy": "1.3.6.1.4.1.57264.2",
+        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": sha256(message)},
+        "serial_number": serial,
+        "gen_time": gen_time,
+    })
+    attributes = [
+        cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
+        cms.CMSAttribute({"type": "message_digest", "values": [sha256(tst_info.dump())]}),
+        cms.CMSAttribute({"type": "signing_certificate_v2",
+                          "values": [{"certs": [{"cert_hash": sha256(leaf_der)}]}]}),
+    ]
+    # DER sorts a SET OF by encoding; OpenSSL re-encodes the attributes before checking.
+    signed_attrs = cms.CMSAttributes(sorted(attributes, key=lambda a: a.dump()))
+    signature = key.sign(signed_attrs.dump(), ec.ECDSA(hashes.SHA256()))
+    certificate = ax509.Certificate.load(leaf_der)
+    signer = cms.SignerInfo({
+        "version": "v1",
+        "sid": cms.SignerIdentifier({"issuer_and_serial_number": {
+            "issuer": certificate.issuer, "serial_number": certificate.serial_number}}),
+        "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
+        "signed_attrs": signed_attrs,
+        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}),
+        "signature": signature,
+    })
+    signed_data = cms.SignedData({
+        "version": "v3",
+        "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
+        "encap_content_info": {"content_type": "tst_info", "content": core.ParsableOctetString(tst_info.dump())},
+        "certificates": [certificate],
+        "signer_infos": [signer],
+    })
+    response = tsp.TimeStampResp({
+        "status": {"status": "granted"},
+        "time_stamp_token": cms.ContentInfo({"content_type": "signed_data", "content": signed_data}),
+    })
+    return response.dump()
+
+
+def with_timestamps(bundle, *responses):
+    """`bundle` with RFC 3161 timestamps in its verification material."""
+    bundle = json.loads(json.dumps(bundle))
+    bundle["verificationMaterial"]["timestampVerificationData"] = {
+        "rfc3161Timestamps": [{"signedTimestamp": b64(r)} for r in responses]}
+    return bundle
+
+
+def bundle_signature(bundle):
+    """The signature bytes a timestamp of `bundle` stamps: the message signature, or the
+    DSSE envelope's."""
+    if "dsseEnvelope" in bundle:
+        return base64.b64decode(bundle["dsseEnvelope"]["signatures"][0]["sig"])
+    return base64.b64decode(bundle["messageSignature"]["signature"])
 
 
 # --- DSSE and Rekor entries ------------------------------------------------------------------
