@@ -343,11 +343,11 @@ pub fn debian_copyright(text: &str) -> Option<String> {
     bounded(&parsed.render())
 }
 
-/// Maven license names as projects write them in `<license><name>`, lower-cased with
-/// runs of whitespace made one space and a leading "the " dropped, with the SPDX id each
-/// names unambiguously. GNU licenses are not here unless the name says "only" or "or
-/// later": a bare "version 2.1" leaves that open.
-const MAVEN_NAMES: &[(&str, &str)] = &[
+/// License names as projects write them (Maven's `<license><name>`, Python's `License:`),
+/// lower-cased with runs of whitespace made one space and a leading "the " dropped, with
+/// the SPDX id each names unambiguously. GNU licenses are not here unless the name says
+/// "only" or "or later": a bare "version 2.1" leaves that open.
+const LICENSE_NAMES: &[(&str, &str)] = &[
     ("apache software license, version 2.0", "Apache-2.0"),
     ("apache license, version 2.0", "Apache-2.0"),
     ("apache license version 2.0", "Apache-2.0"),
@@ -450,7 +450,7 @@ const MAVEN_NAMES: &[(&str, &str)] = &[
 
 /// License URLs as projects write them in `<license><url>` (and OSGi `Bundle-License`),
 /// without scheme, `www.`, a trailing `/` or a `.txt`/`.html`/`.php` ending, lower-cased.
-const MAVEN_URLS: &[(&str, &str)] = &[
+const LICENSE_URLS: &[(&str, &str)] = &[
     ("apache.org/licenses/license-2.0", "Apache-2.0"),
     ("opensource.org/licenses/mit-license", "MIT"),
     ("opensource.org/licenses/bsd-license", "BSD-2-Clause"),
@@ -490,7 +490,7 @@ fn license_by_name(name: &str) -> Option<String> {
         return Some(id.to_string());
     }
     let normal = normal_name(name);
-    MAVEN_NAMES
+    LICENSE_NAMES
         .iter()
         .find(|(n, _)| *n == normal)
         .map(|(_, id)| id.to_string())
@@ -512,7 +512,7 @@ fn license_by_url(url: &str) -> Option<String> {
         .find_map(|ext| rest.strip_suffix(ext))
         .unwrap_or(rest);
     let lower = rest.to_ascii_lowercase();
-    if let Some((_, id)) = MAVEN_URLS.iter().find(|(u, _)| *u == lower) {
+    if let Some((_, id)) = LICENSE_URLS.iter().find(|(u, _)| *u == lower) {
         return Some(id.to_string());
     }
     [

@@ -43,7 +43,10 @@ fn python(script: &str, input: &[u8]) -> (bool, String) {
 pub(crate) fn pyspdxtools(document: &[u8]) -> (bool, String) {
     let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
     let tool = Path::new(&python).with_file_name("pyspdxtools");
-    let file = std::env::temp_dir().join(format!("stellaops-spdx-{}.json", std::process::id()));
+    // One file per call: tests run side by side in this process.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let file = std::env::temp_dir().join(format!("stellaops-spdx-{}-{n}.json", std::process::id()));
     std::fs::write(&file, document).unwrap();
     let out = Command::new(tool).arg("-i").arg(&file).output().unwrap();
     std::fs::remove_file(&file).unwrap();
