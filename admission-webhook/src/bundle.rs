@@ -3,10 +3,11 @@
 //! certificate (v0.3 `certificate`, or the first of an older bundle's
 //! `x509CertificateChain`) or a public-key hint (keyed), the signed content (a
 //! `messageSignature` over the artifact's SHA-256, or a `dsseEnvelope` signed over its PAE),
-//! and each Rekor entry in `tlogEntries`: its signed entry timestamp (`inclusionPromise`)
-//! and/or its RFC 6962 inclusion proof checked against a checkpoint (a signed note) signed
-//! by the log's key from the trusted root, and its `canonicalizedBody` describing this very
-//! signature. The certificate checks (chain at the signed time, SCT, issuer, identity) are
+//! and each Rekor entry in `tlogEntries` (Rekor v1, or v2 with its Ed25519 checkpoints):
+//! its signed entry timestamp (`inclusionPromise`) and/or its RFC 6962 inclusion proof
+//! checked against a checkpoint (a signed note) signed by the log's key from the trusted
+//! root, and its `canonicalizedBody` describing this very signature; and its RFC 3161
+//! timestamps (timestamp.rs). The certificate checks (chain at the signed time, SCT, issuer, identity) are
 //! keyless.rs's.
 //!
 //! The rule for the log (docs/zastava.md): an entry counts when everything it carries
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha384};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -781,8 +782,9 @@ fn is_sha256_of(hash: &Value, expected: &[u8]) -> bool {
 /// with the message digest, signature and signer; a `dsse` 0.0.1 with the payload's hash
 /// and the envelope's signature by the signer; an `intoto` 0.0.2 (what cosign's older
 /// `attest` logged) with the payload's hash, the payload type and the envelope's signature
-/// by the signer. The envelope hash of `dsse` and `intoto` entries is not checked: it is
-/// over a JSON serialization the bundle does not keep.
+/// by the signer; a Rekor v2 `hashedrekord` 0.0.2 with the message digest (or the PAE's)
+/// and the signature by the signer. The envelope hash of `dsse` and `intoto` entries is not
+/// checked: it is over a JSON serialization the bundle does not keep.
 pub fn check_body(
     entry: &TlogEntry,
     content: &Content,
@@ -884,6 +886,58 @@ pub fn check_body(
             }
             Ok(())
         }
+        // Rekor v2 logs both kinds of content as a hashedrekord 0.0.2 (rekor-v2 spec
+        // 6.1.4): the digest of the artifact, or of the DSSE PAE hashed as the signer's
+        // key details say, and the signature with its verifier.
+        ("hashedrekord", "0.0.2", content) => {
+            let record = &spec["hashedRekordV002"];
+            let (key_details, natural) = signer_key_details(signer)?;
+            let (algorithm, digest) = match content {
+                Content::Message { digest, .. } => ("SHA2_256", digest.clone()),
+                Content::Dsse {
+                    payload_type,
+                    payload,
+                    ..
+                } => {
+                    let pae = crate::attestation::pae(payload_type, payload);
+                    match natural {
+                        Hash::Sha384 => ("SHA2_384", Sha384::digest(&pae).to_vec()),
+                        _ => ("SHA2_256", Sha256::digest(&pae).to_vec()),
+                    }
+                }
+            };
+            let data = &record["data"];
+            if data["algorithm"] != algorithm
+                || data["digest"]
+                    .as_str()
+                    .and_then(|d| STANDARD.decode(d).ok())
+                    != Some(digest)
+            {
+                return Err("the log entry is for another artifact (its digest differs)".into());
+            }
+            let logged = &record["signature"];
+            let logged_signature = logged["content"]
+                .as_str()
+                .and_then(|s| STANDARD.decode(s).ok());
+            if logged_signature.as_deref() != Some(content.signature()) {
+                return Err("the log entry records another signature".into());
+            }
+            let verifier = &logged["verifier"];
+            let named = match signer {
+                SignerRef::Certificate(der) => verifier["x509Certificate"]["rawBytes"]
+                    .as_str()
+                    .and_then(|b| STANDARD.decode(b).ok())
+                    .is_some_and(|d| d == der),
+                SignerRef::Key(spki) => verifier["publicKey"]["rawBytes"]
+                    .as_str()
+                    .and_then(|b| STANDARD.decode(b).ok())
+                    .is_some_and(|d| d == spki),
+            };
+            if !named || verifier["keyDetails"] != key_details {
+                return Err("the log entry records another signer".into());
+            }
+            Ok(())
+        }
         (kind, version, _) => Err(format!(
             "a {kind} {version} log entry cannot record this bundle's {}",
             match content {
@@ -891,6 +945,22 @@ pub fn check_body(
                 Content::Dsse { .. } => "DSSE envelope",
             }
         )),
+    }
+}
+
+/// The Sigstore key details of a signer's key (`PKIX_ECDSA_P256_SHA_256`, …) and its hash.
+fn signer_key_details(signer: SignerRef<'_>) -> Result<(&'static str, Hash), String> {
+    let spki = match signer {
+        SignerRef::Certificate(der) => {
+            let (_, certificate) = X509Certificate::from_der(der)
+                .map_err(|e| format!("the signing certificate does not parse: {e}"))?;
+            certificate.public_key().raw.to_vec()
+        }
+        SignerRef::Key(spki) => spki.to_vec(),
+    };
+    match EcKey::from_spki(&spki)? {
+        EcKey::P256(_) => Ok(("PKIX_ECDSA_P256_SHA_256", Hash::Sha256)),
+        EcKey::P384(_) => Ok(("PKIX_ECDSA_P384_SHA_384", Hash::Sha384)),
     }
 }
 

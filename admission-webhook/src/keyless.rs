@@ -30,6 +30,7 @@ pub const TRUSTED_ROOT_MEDIA_TYPES: [&str; 2] = [
 ];
 /// `id-ecPublicKey`, the algorithm of an ECDSA SubjectPublicKeyInfo.
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_ED25519: &str = "1.3.101.112";
 /// Fulcio's OIDC issuer extension, DER UTF8String (current).
 const OID_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
 /// Fulcio's OIDC issuer extension, raw string (legacy).
@@ -102,6 +103,27 @@ impl EcKey {
     }
 }
 
+/// The key of a transparency log: ECDSA (Rekor v1, CT logs) or Ed25519 (Rekor v2, whose
+/// checkpoints are C2SP signed notes).
+#[derive(Clone, Debug)]
+pub enum LogKey {
+    /// An ECDSA key: signatures over a message hashed with the given hash.
+    Ecdsa(EcKey),
+    /// An Ed25519 key: signatures over the message itself (the hash does not apply).
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl LogKey {
+    /// Whether `signature` signs `message` (ECDSA: hashed with `hash`).
+    pub fn verifies(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            LogKey::Ecdsa(key) => key.verifies(hash, message, signature),
+            LogKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify_strict(message, &s).is_ok()),
+        }
+    }
+}
+
 /// A time window (`validFor`): open-ended when `end` is absent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Window {
@@ -129,10 +151,12 @@ pub struct CertificateAuthority {
 /// A Rekor log of a trusted root.
 #[derive(Clone, Debug)]
 pub struct TransparencyLog {
-    /// Hex SHA-256 of the DER key: the log ID entries name.
+    /// The log ID entries name, in hex: the root's `logId.keyId` (Rekor v1 and CT logs: the
+    /// SHA-256 of the DER key; Rekor v2: the checkpoint key's C2SP signed-note ID), else the
+    /// SHA-256 of the DER key.
     pub log_id: String,
     /// Its key.
-    pub key: EcKey,
+    pub key: LogKey,
     /// When entries it integrated are trusted.
     pub valid_for: Window,
 }
@@ -142,11 +166,11 @@ pub struct TransparencyLog {
 pub struct TrustedRoot {
     /// Fulcio CAs.
     pub certificate_authorities: Vec<CertificateAuthority>,
-    /// Rekor logs with ECDSA keys.
+    /// Rekor logs with ECDSA or Ed25519 keys.
     pub tlogs: Vec<TransparencyLog>,
-    /// Logs listed with keys of other kinds (Ed25519, RSA), not used.
+    /// Logs listed with keys of other kinds (RSA), not used.
     pub skipped_tlogs: usize,
-    /// Certificate transparency logs with ECDSA keys.
+    /// Certificate transparency logs with ECDSA or Ed25519 keys.
     pub ctlogs: Vec<TransparencyLog>,
     /// RFC 3161 timestamp authorities: each chain the signing certificate first, the root
     /// last.
@@ -173,6 +197,14 @@ struct RootDocument {
 #[serde(rename_all = "camelCase")]
 struct LogDocument {
     public_key: PublicKeyDocument,
+    #[serde(default)]
+    log_id: Option<LogIdDocument>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogIdDocument {
+    key_id: String,
 }
 
 #[derive(Deserialize)]
@@ -299,7 +331,8 @@ fn parse_authorities(
     Ok(parsed)
 }
 
-/// The logs of a trusted root with ECDSA keys, and how many were left out for another key kind.
+/// The logs of a trusted root with ECDSA or Ed25519 keys, and how many were left out for
+/// another key kind.
 fn parse_logs(logs: &[LogDocument], field: &str) -> Result<(Vec<TransparencyLog>, usize), String> {
     let (mut tlogs, mut skipped_tlogs) = (Vec::new(), 0);
     for (i, log) in logs.iter().enumerate() {
@@ -307,15 +340,41 @@ fn parse_logs(logs: &[LogDocument], field: &str) -> Result<(Vec<TransparencyLog>
         let der = base64(&log.public_key.raw_bytes, &format!("{what} public key"))?;
         let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
             .map_err(|e| format!("{what}: public key is not a DER SubjectPublicKeyInfo: {e}"))?;
-        // Logs with other keys (Rekor v2's Ed25519, RSA) are left out, not refused: the
-        // public-good root lists such logs next to the ECDSA ones this verifier uses.
-        if spki.algorithm.algorithm.to_id_string() != OID_EC_PUBLIC_KEY {
-            skipped_tlogs += 1;
-            continue;
-        }
-        let key = EcKey::from_spki(&der).map_err(|e| format!("{what}: {e}"))?;
+        let key = match spki.algorithm.algorithm.to_id_string().as_str() {
+            OID_EC_PUBLIC_KEY => {
+                LogKey::Ecdsa(EcKey::from_spki(&der).map_err(|e| format!("{what}: {e}"))?)
+            }
+            OID_ED25519 => {
+                let raw: [u8; 32] = spki
+                    .subject_public_key
+                    .data
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| format!("{what}: an Ed25519 key is 32 bytes"))?;
+                LogKey::Ed25519(
+                    ed25519_dalek::VerifyingKey::from_bytes(&raw)
+                        .map_err(|e| format!("{what}: not an Ed25519 key: {e}"))?,
+                )
+            }
+            // Logs with other keys (RSA) are left out, not refused: a root may list such
+            // logs next to the ones this verifier uses.
+            _ => {
+                skipped_tlogs += 1;
+                continue;
+            }
+        };
+        let log_id = match &log.log_id {
+            Some(id) => {
+                let id = base64(&id.key_id, &format!("{what} logId.keyId"))?;
+                if id.len() != 32 {
+                    return Err(format!("{what}: logId.keyId is {} bytes, not 32", id.len()));
+                }
+                hex::encode(id)
+            }
+            None => hex::encode(Sha256::digest(&der)),
+        };
         tlogs.push(TransparencyLog {
-            log_id: hex::encode(Sha256::digest(&der)),
+            log_id,
             key,
             valid_for: window(log.public_key.valid_for.as_ref(), &what)?,
         });

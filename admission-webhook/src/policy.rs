@@ -420,13 +420,13 @@ fn compile_signature(
         })?;
         if authority.require_tlog && root.tlogs.is_empty() {
             return Err(PolicyError::InvalidTrustedRoot(format!(
-                "keyless authority {n}: requireTlog is true but the trusted root lists no tlogs (Rekor keys) with an ECDSA key ({} with other keys)",
+                "keyless authority {n}: requireTlog is true but the trusted root lists no tlogs (Rekor keys) with an ECDSA or Ed25519 key ({} with other keys)",
                 root.skipped_tlogs
             )));
         }
         if authority.require_sct && root.ctlogs.is_empty() {
             return Err(PolicyError::InvalidTrustedRoot(format!(
-                "keyless authority {n}: requireSCT is true but the trusted root lists no ctlogs with an ECDSA key"
+                "keyless authority {n}: requireSCT is true but the trusted root lists no ctlogs with an ECDSA or Ed25519 key"
             )));
         }
         keyless.push(crate::keyless::Authority {

@@ -152,6 +152,25 @@ fn scenarios(material: &Value) -> Vec<Scenario> {
             "tsa_tampered",
             "signed message digest is not its TSTInfo's",
         ),
+        // Rekor v2: an Ed25519 log named by its signed-note key ID, hashedrekord 0.0.2
+        // entries for a message signature and a DSSE envelope, the time from a timestamp.
+        ok("v2_message", "v2_message"),
+        ok("v2_dsse", "v2_dsse"),
+        bad(
+            "v2_no_time",
+            "v2_no_time",
+            "the integrated time is unsigned",
+        ),
+        bad(
+            "v2_rogue_checkpoint",
+            "v2_rogue_checkpoint",
+            "the checkpoint's signature does not verify with the log's key",
+        ),
+        bad(
+            "v2_other_entry",
+            "v2_other_entry",
+            "the log entry records another signature",
+        ),
         (
             "wrong_identity",
             "good",

@@ -24,9 +24,10 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sigstore_material import (  # noqa: E402
     BUNDLE_V02, BUNDLE_V03, ISSUER, NOW, SUBJECT, Log, b64, bundle_signature, dsse_bundle as sign_dsse,
-    fulcio, leaf, message_bundle, public_pem, sha256, spki, statement, timestamp, trusted_root, tsa,
-    with_timestamps,
+    LogV2, fulcio, leaf, message_bundle, public_pem, sha256, spki, statement, timestamp, trusted_root, tsa,
+    v2_dsse_bundle, v2_message_bundle, with_timestamps,
 )
+from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
 
 
 def dsse_bundle(log, certificate, key, digest_hex, integrated_time):
@@ -116,6 +117,27 @@ def main():
     assert good_token.count(when) == 1
     cases["tsa_tampered"] = with_timestamps(proof_only, good_token.replace(when, when[:3] + b"0" + when[4:]))
 
+    # Rekor v2: entries with an inclusion proof and a checkpoint signed (Ed25519) by a log
+    # whose ID is its signed-note key ID; the time from an RFC 3161 timestamp.
+    v2_log = LogV2(ed25519.Ed25519PrivateKey.generate())
+    v2_message = v2_message_bundle(v2_log, certificate, key, digest_hex)
+    cases["v2_message"] = with_timestamps(v2_message, timestamp(authority, bundle_signature(v2_message), at))
+    v2_dsse = v2_dsse_bundle(v2_log, certificate, key, json.dumps(statement(digest_hex)).encode())
+    cases["v2_dsse"] = with_timestamps(v2_dsse, timestamp(authority, bundle_signature(v2_dsse), at))
+    # No timestamp: a v2 entry signs no time.
+    cases["v2_no_time"] = v2_message
+    # The checkpoint signed by another Ed25519 key (with the log's key hint).
+    rogue_v2 = json.loads(json.dumps(cases["v2_message"]))
+    proof = rogue_v2["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+    proof["checkpoint"]["envelope"] = v2_log.checkpoint(
+        int(proof["treeSize"]), base64.b64decode(proof["rootHash"]), key=ed25519.Ed25519PrivateKey.generate())
+    cases["v2_rogue_checkpoint"] = rogue_v2
+    # The entry of another signature (a good entry, logged, but not this bundle's).
+    other_v2 = v2_message_bundle(v2_log, certificate, key, digest_hex)
+    swapped = json.loads(json.dumps(cases["v2_message"]))
+    swapped["verificationMaterial"]["tlogEntries"] = other_v2["verificationMaterial"]["tlogEntries"]
+    cases["v2_other_entry"] = swapped
+
     # A keyed bundle: a public-key hint, a message signature by a P-256 key, no log entry
     # (sigstore-python does not verify keyed bundles; the webhook checks the policy's keys).
     keyed_key = ec.generate_private_key(ec.SECP256R1())
@@ -137,7 +159,7 @@ def main():
         "subject": SUBJECT,
         "issuer": ISSUER,
         "digest": "sha256:" + digest_hex,
-        "trusted_root": json.dumps(trusted_root(root, intermediate, log.key, ct_key, tsa=authority)),
+        "trusted_root": json.dumps(trusted_root(root, intermediate, log.key, ct_key, tsa=authority, v2_log=v2_log)),
         "other_root": json.dumps(trusted_root(other_root, other_intermediate, log.key, ct_key, tsa=authority)),
         "cases": {name: json.dumps(bundle) for name, bundle in cases.items()},
     }, open(sys.argv[2], "w"))

@@ -92,15 +92,23 @@ fn independently_made_keyless_signatures_verify_and_each_broken_part_is_refused(
         check(&policy, &material, "good", &payload).unwrap(),
         format!("keyless:{subject} ({issuer})")
     );
-    // A log with a key of another kind (Rekor v2's Ed25519) is left out, not refused.
+    // A Rekor v2 log (an Ed25519 key) beside the ECDSA one: the entry still finds its
+    // log by ID; with the Ed25519 log alone, the ECDSA log's entry names a log the root
+    // does not list.
     let mut with_ed25519: Value = serde_json::from_str(root).unwrap();
     let mut ed25519 = vec![
         0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
     ];
-    ed25519.extend([7u8; 32]);
+    ed25519.extend(
+        ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
     let ed25519 = base64::engine::general_purpose::STANDARD.encode(ed25519);
     let mut ed25519_log = with_ed25519["tlogs"][0].clone();
     ed25519_log["publicKey"] = json!({"rawBytes": ed25519, "keyDetails": "PKIX_ED25519"});
+    ed25519_log["logId"] =
+        json!({"keyId": base64::engine::general_purpose::STANDARD.encode([9u8; 32])});
     with_ed25519["tlogs"]
         .as_array_mut()
         .unwrap()
@@ -108,21 +116,29 @@ fn independently_made_keyless_signatures_verify_and_each_broken_part_is_refused(
     let mixed = keyless_policy(authority(&material), &with_ed25519.to_string());
     assert!(check(&mixed, &material, "good", &payload).is_ok());
     with_ed25519["tlogs"] = json!([ed25519_log]);
+    let only_v2 = keyless_policy(authority(&material), &with_ed25519.to_string());
+    refused(
+        check(&only_v2, &material, "good", &payload),
+        "which the trusted root does not list",
+    );
+    // An Ed25519 key that is no curve point: the root is refused when compiled.
+    let mut broken: Value = serde_json::from_str(root).unwrap();
+    let mut junk = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    junk.extend([7u8; 32]);
+    broken["tlogs"][0]["publicKey"]["rawBytes"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(junk));
     let error = compile_with_trusted_roots(
         &zastava_policy(
             json!({"requireSignature": {"keyless": [authority(&material)]}}),
             1,
         ),
         &[],
-        &[with_ed25519.to_string()],
+        &[broken.to_string()],
     )
     .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("no tlogs (Rekor keys) with an ECDSA key (1 with other keys)"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("not an Ed25519 key"), "{error}");
     // The legacy issuer extension; a URI identity (a CI workflow), by expression.
     assert_eq!(
         check(&policy, &material, "legacy_issuer", &payload).unwrap(),

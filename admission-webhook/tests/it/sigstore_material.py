@@ -169,9 +169,9 @@ def leaf(intermediate, intermediate_key, not_before, not_after, subject=SUBJECT,
     return builder.sign(intermediate_key, hashes.SHA384()), key
 
 
-def trusted_root(root, intermediate, log_key, ct_key, tsa=None):
+def trusted_root(root, intermediate, log_key, ct_key, tsa=None, v2_log=None):
     """The Sigstore trusted_root.json naming the CA, the log and the CT log (and, given a
-    `tsa()`, the timestamp authority)."""
+    `tsa()`, the timestamp authority; given a `LogV2`, that Rekor v2 log)."""
     start = (NOW - datetime.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def log(url, key):
@@ -187,7 +187,13 @@ def trusted_root(root, intermediate, log_key, ct_key, tsa=None):
         }
     return {
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-        "tlogs": [log("https://rekor.stella-ops.example", log_key)],
+        "tlogs": [log("https://rekor.stella-ops.example", log_key)] + ([] if v2_log is None else [{
+            "baseUrl": "https://" + V2_ORIGIN,
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": b64(spki(v2_log.key)), "keyDetails": "PKIX_ED25519",
+                          "validFor": {"start": start}},
+            "logId": {"keyId": b64(v2_log.log_id)},
+        }]),
         "certificateAuthorities": [{
             "subject": {"organization": "stella-ops test", "commonName": "fulcio"},
             "uri": "https://fulcio.stella-ops.example",
@@ -436,6 +442,86 @@ class Log:
             },
             "canonicalizedBody": b64(body),
         }
+
+
+V2_ORIGIN = "log2026-1.rekor.stella-ops.example"
+
+
+class LogV2(Log):
+    """A Rekor v2 log: an Ed25519 key whose ID is its C2SP signed-note key ID,
+    SHA-256(origin || "\n" || 0x01 || key), as Sigstore's trusted root lists it; checkpoints
+    are signed notes with that ID's first four bytes as key hint; entries carry an inclusion
+    proof and a checkpoint only (no integrated time, no SET)."""
+
+    def __init__(self, key, earlier=11, later=5):
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        super().__init__(key, earlier, later)
+        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.log_id = sha256(V2_ORIGIN.encode() + b"\n\x01" + raw)
+
+    def checkpoint(self, size, root, key=None, hint=None):
+        note = f"{V2_ORIGIN}\n{size}\n{b64(root)}\n"
+        signature = (key or self.key).sign(note.encode())
+        return note + f"\n\u2014 {V2_ORIGIN} {b64((hint or self.log_id)[:4] + signature)}\n"
+
+    def entry(self, body, integrated_time=None):
+        kind, version = body["kind"], body["apiVersion"]
+        body = json.dumps(body).encode()
+        index = len(self.earlier)
+        leaves = self.earlier + [leaf_hash(body)] + self.later
+        root = tree_hash(leaves)
+        return {
+            "logIndex": str(index),
+            "logId": {"keyId": b64(self.log_id)},
+            "kindVersion": {"kind": kind, "version": version},
+            "inclusionProof": {
+                "logIndex": str(index),
+                "rootHash": b64(root),
+                "treeSize": str(len(leaves)),
+                "hashes": [b64(h) for h in audit_path(index, leaves)],
+                "checkpoint": {"envelope": self.checkpoint(len(leaves), root)},
+            },
+            "canonicalizedBody": b64(body),
+        }
+
+
+def hashedrekord_v2_body(algorithm, digest, signature, certificate):
+    """Rekor v2's hashedrekord 0.0.2 entry (the log's protobuf JSON)."""
+    return {
+        "kind": "hashedrekord", "apiVersion": "0.0.2",
+        "spec": {"hashedRekordV002": {
+            "data": {"algorithm": algorithm, "digest": b64(digest)},
+            "signature": {"content": b64(signature), "verifier": {
+                "x509Certificate": {"rawBytes": b64(der(certificate))},
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256"}},
+        }},
+    }
+
+
+def v2_message_bundle(log, certificate, key, digest_hex):
+    """A v0.3 bundle of a message signature logged in Rekor v2."""
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    digest = bytes.fromhex(digest_hex)
+    signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    body = hashedrekord_v2_body("SHA2_256", digest, signature, certificate)
+    return {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": verification_material(certificate, BUNDLE_V03, [log.entry(body)]),
+        "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": b64(digest)},
+                             "signature": b64(signature)},
+    }
+
+
+def v2_dsse_bundle(log, certificate, key, payload):
+    """A v0.3 bundle of a DSSE envelope logged in Rekor v2: a hashedrekord 0.0.2 of the
+    PAE's SHA-256 and the envelope's signature (rekor-v2 spec 6.1.4)."""
+    envelope, signature = sign_envelope(key, payload)
+    body = hashedrekord_v2_body("SHA2_256", sha256(pae(IN_TOTO, payload)), signature, certificate)
+    return {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": verification_material(certificate, BUNDLE_V03, [log.entry(body)]),
+        "dsseEnvelope": envelope,
+    }
 
 
 def statement(digest_hex, predicate_type=SIGN_PREDICATE_TYPE, predicate=None, name="registry.example/app"):
