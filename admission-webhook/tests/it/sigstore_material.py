@@ -418,21 +418,18 @@ class Log:
         signature = (key or self.key).sign(note.encode(), ec.ECDSA(hashes.SHA256()))
         return note + f"\n\u2014 rekor.stella-ops.example {b64((hint or self.log_id)[:4] + signature)}\n"
 
-    def entry(self, body, integrated_time):
-        """A bundle's tlog entry of `body` (a dict: its kind and version are the entry's)."""
+    def logged(self, body, log_index):
+        """A bundle's tlog entry of `body` (a dict: its kind and version are the entry's)
+        with its inclusion proof and checkpoint, and the canonical body."""
         kind, version = body["kind"], body["apiVersion"]
         body = json.dumps(body).encode()
         index = len(self.earlier)
         leaves = self.earlier + [leaf_hash(body)] + self.later
         root = tree_hash(leaves)
-        log_index = 4000 + index  # a global index (other shards before this one)
-        canonical = set_message(b64(body), integrated_time, self.log_id.hex(), log_index)
         return {
             "logIndex": str(log_index),
             "logId": {"keyId": b64(self.log_id)},
             "kindVersion": {"kind": kind, "version": version},
-            "integratedTime": str(integrated_time),
-            "inclusionPromise": {"signedEntryTimestamp": b64(self.key.sign(canonical, ec.ECDSA(hashes.SHA256())))},
             "inclusionProof": {
                 "logIndex": str(index),
                 "rootHash": b64(root),
@@ -441,7 +438,16 @@ class Log:
                 "checkpoint": {"envelope": self.checkpoint(len(leaves), root)},
             },
             "canonicalizedBody": b64(body),
-        }
+        }, body
+
+    def entry(self, body, integrated_time):
+        """A Rekor v1 entry of `body`: the proof and a SET over the integrated time."""
+        log_index = 4000 + len(self.earlier)  # a global index (other shards before this one)
+        entry, body = self.logged(body, log_index)
+        canonical = set_message(b64(body), integrated_time, self.log_id.hex(), log_index)
+        entry["integratedTime"] = str(integrated_time)
+        entry["inclusionPromise"] = {"signedEntryTimestamp": b64(self.key.sign(canonical, ec.ECDSA(hashes.SHA256())))}
+        return entry
 
 
 V2_ORIGIN = "log2026-1.rekor.stella-ops.example"
@@ -465,24 +471,8 @@ class LogV2(Log):
         return note + f"\n\u2014 {V2_ORIGIN} {b64((hint or self.log_id)[:4] + signature)}\n"
 
     def entry(self, body, integrated_time=None):
-        kind, version = body["kind"], body["apiVersion"]
-        body = json.dumps(body).encode()
-        index = len(self.earlier)
-        leaves = self.earlier + [leaf_hash(body)] + self.later
-        root = tree_hash(leaves)
-        return {
-            "logIndex": str(index),
-            "logId": {"keyId": b64(self.log_id)},
-            "kindVersion": {"kind": kind, "version": version},
-            "inclusionProof": {
-                "logIndex": str(index),
-                "rootHash": b64(root),
-                "treeSize": str(len(leaves)),
-                "hashes": [b64(h) for h in audit_path(index, leaves)],
-                "checkpoint": {"envelope": self.checkpoint(len(leaves), root)},
-            },
-            "canonicalizedBody": b64(body),
-        }
+        """A Rekor v2 entry of `body`: the proof only (v2 signs no time)."""
+        return self.logged(body, len(self.earlier))[0]
 
 
 def hashedrekord_v2_body(algorithm, digest, signature, certificate):
