@@ -1025,15 +1025,7 @@ fn listed_license_files(
             licenses.push(license);
         }
     }
-    if licenses.is_empty() {
-        return None;
-    }
-    let all = licenses
-        .iter()
-        .map(|l| format!("({l})"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    Some(stellaops_policy::license::parse(&all).ok()?.render())
+    super::license::all_apply(&licenses)
 }
 
 #[cfg(test)]

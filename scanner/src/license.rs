@@ -331,16 +331,21 @@ pub fn debian_copyright(text: &str) -> Option<String> {
             synopses.push(expression);
         }
     }
-    if synopses.is_empty() {
+    all_apply(&synopses)
+}
+
+/// Several license expressions that all apply, as one (`(A) AND (B)`, normal form);
+/// nothing, or a result that does not parse or is too long: not known.
+pub fn all_apply<S: AsRef<str>>(expressions: &[S]) -> Option<String> {
+    if expressions.is_empty() {
         return None;
     }
-    let all = synopses
+    let all = expressions
         .iter()
-        .map(|s| format!("({s})"))
+        .map(|e| format!("({})", e.as_ref()))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let parsed = stellaops_policy::license::parse(&all).ok()?;
-    bounded(&parsed.render())
+    bounded(&stellaops_policy::license::parse(&all).ok()?.render())
 }
 
 /// License names as projects write them (Maven's `<license><name>`, Python's `License:`),
@@ -823,10 +828,7 @@ pub fn license_file(text: &str) -> Option<String> {
             }
         }
     }
-    match ids.as_slice() {
-        [] => None,
-        ids => Some(ids.join(" AND ")),
-    }
+    all_apply(&ids)
 }
 
 /// The SPDX license id equal to `name` but for ASCII case.
