@@ -488,7 +488,7 @@ fn signature_hash(certificate: &X509Certificate<'_>) -> Result<Hash, String> {
 }
 
 /// Whether `issuer` signed `certificate`.
-pub(crate) fn signed_by(
+fn signed_by(
     certificate: &X509Certificate<'_>,
     issuer: &X509Certificate<'_>,
 ) -> Result<(), String> {
@@ -551,8 +551,22 @@ fn chains_to(
             ca.valid_for.end.map(time).unwrap_or_else(|| "now".into())
         ));
     }
+    issued_through(leaf, &ca.chain, at)?;
+    let (_, issuer) = X509Certificate::from_der(&ca.chain[0])
+        .map_err(|e| format!("trusted root certificate: {e}"))?;
+    Ok(issuer.public_key().raw.to_vec())
+}
+
+/// Verify that `leaf` was issued through `issuers` (DER, the nearest first, the trust
+/// anchor last) at `at`: each certificate signed by the next, each issuer a CA valid at
+/// `at`. Fulcio's chains and timestamp authorities' are checked alike.
+pub(crate) fn issued_through(
+    leaf: &X509Certificate<'_>,
+    issuers: &[Vec<u8>],
+    at: i64,
+) -> Result<(), String> {
     let mut parsed = Vec::new();
-    for der in &ca.chain {
+    for der in issuers {
         let (_, certificate) =
             X509Certificate::from_der(der).map_err(|e| format!("trusted root certificate: {e}"))?;
         parsed.push(certificate);
@@ -573,9 +587,7 @@ fn chains_to(
         signed_by(child, issuer)?;
         child = issuer;
     }
-    let (_, issuer) = X509Certificate::from_der(&ca.chain[0])
-        .map_err(|e| format!("trusted root certificate: {e}"))?;
-    Ok(issuer.public_key().raw.to_vec())
+    Ok(())
 }
 
 /// The identities (email and URI SANs) of a certificate.

@@ -411,29 +411,7 @@ fn signed_by_authority(token: &Token<'_>, authority: &CertificateAuthority) -> R
     if issuers.is_empty() {
         return Err("the authority's chain has no issuer for its signing certificate".into());
     }
-    let mut parsed = Vec::new();
-    for der in issuers {
-        let (_, certificate) =
-            X509Certificate::from_der(der).map_err(|e| format!("its chain: {e}"))?;
-        parsed.push(certificate);
-    }
-    let mut child = &leaf;
-    for issuer in &parsed {
-        if !issuer.is_ca() {
-            return Err(format!(
-                "{:?} of its chain is not a CA",
-                issuer.subject().to_string()
-            ));
-        }
-        keyless::valid_at(
-            issuer,
-            at,
-            &format!("CA certificate {:?}", issuer.subject().to_string()),
-        )?;
-        keyless::signed_by(child, issuer)?;
-        child = issuer;
-    }
-    Ok(())
+    keyless::issued_through(&leaf, issuers, at)
 }
 
 #[cfg(test)]
