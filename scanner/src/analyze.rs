@@ -306,10 +306,14 @@ fn parse_npm(text: &str) -> Vec<FoundPackage> {
 
 /// Python `METADATA` / `PKG-INFO`.
 pub fn parse_python(text: &str) -> Vec<FoundPackage> {
+    python_package(&metadata_headers(text))
+}
+
+/// The package that Python metadata headers ([`metadata_headers`]) describe.
+fn python_package(headers: &[(&str, String)]) -> Vec<FoundPackage> {
     let mut name = None;
     let mut version = None;
-    let headers = metadata_headers(text);
-    for (key, value) in &headers {
+    for (key, value) in headers {
         if *key == "Name" {
             name = Some(value.trim().to_string());
         } else if *key == "Version" {
@@ -353,12 +357,12 @@ fn metadata_headers(text: &str) -> Vec<(&str, String)> {
 /// The `License-File`s a `*.dist-info/METADATA` lists that hold license texts (not the
 /// NOTICE, AUTHORS, README or change log files projects list there too), each as the path
 /// of the file (PEP 639's `licenses/` directory first, the dist-info itself before it).
-fn python_license_files(metadata_path: &str, text: &str) -> Vec<[String; 2]> {
+fn python_license_files(metadata_path: &str, headers: &[(&str, String)]) -> Vec<[String; 2]> {
     let Some(dir) = metadata_path.strip_suffix("METADATA") else {
         return Vec::new();
     };
-    metadata_headers(text)
-        .into_iter()
+    headers
+        .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("License-File"))
         .map(|(_, v)| v)
         .filter(|f| {
@@ -477,15 +481,19 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
     // Names from the central directory: no entry is opened that is not wanted.
     let mut properties = Vec::new();
     let mut nested = Vec::new();
+    let mut license_files = Vec::new();
     for name in archive.file_names() {
         if name.starts_with("META-INF/maven/") && name.ends_with("/pom.properties") {
             properties.push(name.to_string());
         } else if depth < MAX_JAR_DEPTH && is_java_archive(name) {
             nested.push(name.to_string());
+        } else if is_license_file(name) {
+            license_files.push(name.to_string());
         }
     }
     properties.sort();
     nested.sort();
+    license_files.sort();
     let mut found = Vec::new();
     for name in &properties {
         let Some(text) = zip_entry(&mut archive, name, MAX_JAR_METADATA, budget) else {
@@ -522,34 +530,7 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
     if let [only] = found.as_mut_slice()
         && only.license.is_empty()
     {
-        let mut candidates = vec!["META-INF/MANIFEST.MF".to_string()];
-        candidates.extend(
-            archive
-                .file_names()
-                .filter(|n| is_license_file(n))
-                .map(str::to_string),
-        );
-        candidates[1..].sort();
-        for (i, name) in candidates.iter().enumerate() {
-            let cap = if i == 0 {
-                MAX_JAR_METADATA
-            } else {
-                super::license::MAX_LICENSE_FILE as u64
-            };
-            let Some(bytes) = zip_entry(&mut archive, name, cap, budget) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            let license = if i == 0 {
-                super::license::bundle_license(&text)
-            } else {
-                super::license::license_file(&text)
-            };
-            if let Some(license) = license {
-                only.license = license;
-                break;
-            }
-        }
+        only.license = archive_license(&mut archive, &license_files, budget).unwrap_or_default();
     }
     out.extend(found);
     for name in &nested {
@@ -557,6 +538,26 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
             read_java_archive(&inner, depth + 1, budget, out);
         }
     }
+}
+
+/// What an archive says of its own license: its manifest's `Bundle-License`, else the
+/// first of its license files that holds a known license word for word.
+fn archive_license(
+    archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+    license_files: &[String],
+    budget: &mut u64,
+) -> Option<String> {
+    let manifest = zip_entry(archive, "META-INF/MANIFEST.MF", MAX_JAR_METADATA, budget);
+    if let Some(license) =
+        manifest.and_then(|m| super::license::bundle_license(&String::from_utf8_lossy(&m)))
+    {
+        return Some(license);
+    }
+    let cap = super::license::MAX_LICENSE_FILE as u64;
+    license_files.iter().find_map(|name| {
+        zip_entry(archive, name, cap, budget)
+            .and_then(|text| super::license::license_file(&String::from_utf8_lossy(&text)))
+    })
 }
 
 /// A jar's own license file: `META-INF/LICENSE`, `LICENSE.txt` or `LICENSE.md`.
@@ -967,9 +968,12 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
             Interest::DebianCopyright => continue,
             Interest::Npm => parse_npm(&text()),
             Interest::Python => {
-                let found = parse_python(&text());
+                let text = text();
+                let headers = metadata_headers(&text);
+                let found = python_package(&headers);
                 if found.first().is_some_and(|p| p.license.is_empty()) {
-                    license_files_wanted.push((path.clone(), python_license_files(&path, &text())));
+                    license_files_wanted
+                        .push((path.clone(), python_license_files(&path, &headers)));
                 }
                 found
             }
