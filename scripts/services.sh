@@ -76,6 +76,9 @@ install_missing() {
   { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || apt+=(prometheus)
   # The Argo CD health checks in docs/ are Lua; the tests run them with a real interpreter.
   command -v lua5.4 >/dev/null || apt+=(lua5.4)
+  # The keyed-signature tests make RSA, ECDSA and Ed25519 keys and signatures with the
+  # OpenSSL command line, and check each verdict against OpenSSL's own.
+  command -v openssl >/dev/null || apt+=(openssl)
   if [ ${#apt[@]} -gt 0 ]; then
     log "installing ${apt[*]} (apt)"
     as_root apt-get update -qq

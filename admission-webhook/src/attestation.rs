@@ -28,8 +28,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use chrono::{DateTime, Utc};
-use p256::ecdsa::Signature;
-use p256::ecdsa::signature::Verifier;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -497,11 +495,8 @@ fn verify_keyed(message: &[u8], sig_b64: &str, keys: &[TrustedKey]) -> Result<St
     let raw = STANDARD
         .decode(sig_b64.trim())
         .map_err(|_| "a DSSE signature is not base64".to_string())?;
-    let signature = Signature::from_der(&raw)
-        .or_else(|_| Signature::from_slice(&raw))
-        .map_err(|_| "a DSSE signature is not an ECDSA P-256 signature".to_string())?;
     keys.iter()
-        .find(|k| k.key.verify(message, &signature).is_ok())
+        .find(|k| k.key.verifies_as_cosign(message, &raw))
         .map(|k| k.fingerprint.clone())
         .ok_or_else(|| "not signed by any trusted key".to_string())
 }

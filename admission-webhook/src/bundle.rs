@@ -18,7 +18,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384};
@@ -26,7 +25,8 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 use crate::keyless::{self, Authority, EcKey, Hash, TransparencyLog, TrustedRoot};
-use crate::policy::{SignatureCheck, TrustedKey};
+use crate::keys::{PublicKey, TrustedKey};
+use crate::policy::SignatureCheck;
 
 /// Media types of the bundles this verifier reads.
 pub const BUNDLE_MEDIA_TYPES: [&str; 4] = [
@@ -964,17 +964,6 @@ fn signer_key_details(signer: SignerRef<'_>) -> Result<(&'static str, Hash), Str
     }
 }
 
-fn verifies_prehash(key: &EcKey, prehash: &[u8], signature: &[u8]) -> bool {
-    match key {
-        EcKey::P256(key) => p256::ecdsa::Signature::from_der(signature)
-            .or_else(|_| p256::ecdsa::Signature::from_slice(signature))
-            .is_ok_and(|s| key.verify_prehash(prehash, &s).is_ok()),
-        EcKey::P384(key) => p384::ecdsa::Signature::from_der(signature)
-            .or_else(|_| p384::ecdsa::Signature::from_slice(signature))
-            .is_ok_and(|s| key.verify_prehash(prehash, &s).is_ok()),
-    }
-}
-
 /// What a verified bundle signed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signed {
@@ -1002,10 +991,10 @@ pub struct Verified {
     pub stamped: Vec<i64>,
 }
 
-fn verify_content(content: &Content, key: &EcKey) -> Result<Signed, String> {
+fn verify_content(content: &Content, key: &PublicKey) -> Result<Signed, String> {
     match content {
         Content::Message { digest, signature } => {
-            if !verifies_prehash(key, digest, signature) {
+            if !key.verifies_digest(digest, signature)? {
                 return Err(
                     "the bundle's message signature does not verify with the signer's key".into(),
                 );
@@ -1017,11 +1006,7 @@ fn verify_content(content: &Content, key: &EcKey) -> Result<Signed, String> {
             payload,
             signature,
         } => {
-            if !key.verifies(
-                key.natural_hash(),
-                &crate::attestation::pae(payload_type, payload),
-                signature,
-            ) {
+            if !key.verifies(&crate::attestation::pae(payload_type, payload), signature) {
                 return Err(
                     "the bundle's DSSE signature does not verify with the signer's key".into(),
                 );
@@ -1052,7 +1037,7 @@ pub fn verify_keyless(
         .map_err(|e| format!("the bundle's signing certificate does not parse: {e}"))?;
     let key = EcKey::from_spki(leaf.public_key().raw)
         .map_err(|e| format!("the bundle's signing certificate: {e}"))?;
-    let signed = verify_content(&bundle.content, &key)?;
+    let signed = verify_content(&bundle.content, &PublicKey::Ecdsa(key))?;
     if bundle.entries.is_empty() && authority.require_tlog {
         return Err("the bundle has no transparency log entry (the authority requires one)".into());
     }
@@ -1114,7 +1099,7 @@ pub fn verify_keyed(bundle: &Bundle, keys: &[TrustedKey]) -> Result<Verified, St
     }
     let mut last = "the policy trusts no key".to_string();
     for key in keys {
-        match verify_content(&bundle.content, &EcKey::P256(key.key)) {
+        match verify_content(&bundle.content, &key.key) {
             Ok(signed) => {
                 return Ok(Verified {
                     signer: key.fingerprint.clone(),

@@ -8,8 +8,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use p256::ecdsa::Signature;
-use p256::ecdsa::signature::Verifier;
 use serde_json::{Value, json};
 
 use chrono::{DateTime, Utc};
@@ -202,12 +200,9 @@ pub fn verify(
     let raw = STANDARD
         .decode(signature_b64.trim())
         .map_err(|_| "signature annotation is not base64".to_string())?;
-    let signature = Signature::from_der(&raw)
-        .or_else(|_| Signature::from_slice(&raw))
-        .map_err(|_| "signature is not an ECDSA P-256 signature".to_string())?;
     let signer = keys
         .iter()
-        .find(|k| k.key.verify(payload, &signature).is_ok())
+        .find(|k| k.key.verifies_as_cosign(payload, &raw))
         .ok_or("not signed by any trusted key".to_string())?;
     check_payload(payload, digest)?;
     Ok(signer.fingerprint.clone())

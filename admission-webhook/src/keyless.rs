@@ -91,14 +91,18 @@ impl EcKey {
 
     /// Whether `signature` (DER, or fixed-size r‖s) signs `message` hashed with `hash`.
     pub fn verifies(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
-        let prehash = hash.digest(message);
+        self.verifies_prehash(&hash.digest(message), signature)
+    }
+
+    /// Whether `signature` (DER, or fixed-size r‖s) signs the hash `prehash`.
+    pub fn verifies_prehash(&self, prehash: &[u8], signature: &[u8]) -> bool {
         match self {
             EcKey::P256(key) => p256::ecdsa::Signature::from_der(signature)
                 .or_else(|_| p256::ecdsa::Signature::from_slice(signature))
-                .is_ok_and(|s| key.verify_prehash(&prehash, &s).is_ok()),
+                .is_ok_and(|s| key.verify_prehash(prehash, &s).is_ok()),
             EcKey::P384(key) => p384::ecdsa::Signature::from_der(signature)
                 .or_else(|_| p384::ecdsa::Signature::from_slice(signature))
-                .is_ok_and(|s| key.verify_prehash(&prehash, &s).is_ok()),
+                .is_ok_and(|s| key.verify_prehash(prehash, &s).is_ok()),
         }
     }
 }

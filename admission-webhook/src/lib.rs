@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cosign;
 pub mod evidence;
 pub mod keyless;
+pub mod keys;
 pub mod policy;
 pub mod review;
 pub mod server;

@@ -6,58 +6,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kube::core::admission::AdmissionResponse;
-use p256::ecdsa::VerifyingKey;
-use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
-use sha2::{Digest as _, Sha256};
 use stellaops_crds::ZastavaPolicy;
 use stellaops_crds::scan::Verdict;
 use stellaops_crds::zastava_policy::{Mode, OnTimeout};
 
 use crate::keyless::Matcher;
+pub use crate::keys::{TrustedKey, parse_public_keys};
 use crate::workload::ContainerImage;
 
 /// Namespaces no policy ever applies to (besides the operator's own).
 pub const ALWAYS_EXEMPT_NAMESPACES: [&str; 1] = ["kube-system"];
-
-/// A verification key with its fingerprint (first 16 hex digits of the SHA-256 of its
-/// SubjectPublicKeyInfo, as people compare them).
-#[derive(Clone, Debug)]
-pub struct TrustedKey {
-    /// Fingerprint.
-    pub fingerprint: String,
-    /// The key.
-    pub key: VerifyingKey,
-}
-
-/// Parse every `PUBLIC KEY` PEM block in `pem` (a Secret value may hold several).
-pub fn parse_public_keys(pem: &str) -> Result<Vec<TrustedKey>, String> {
-    let mut keys = Vec::new();
-    let mut rest = pem;
-    while let Some(start) = rest.find("-----BEGIN PUBLIC KEY-----") {
-        let end_marker = "-----END PUBLIC KEY-----";
-        let Some(end) = rest[start..].find(end_marker) else {
-            return Err("a PUBLIC KEY block has no END line".into());
-        };
-        let block = &rest[start..start + end + end_marker.len()];
-        let key = VerifyingKey::from_public_key_pem(block)
-            .map_err(|e| format!("not an ECDSA P-256 public key: {e}"))?;
-        keys.push(trusted_key(key));
-        rest = &rest[start + end + end_marker.len()..];
-    }
-    Ok(keys)
-}
-
-/// A key with its fingerprint.
-pub fn trusted_key(key: VerifyingKey) -> TrustedKey {
-    let der = key
-        .to_public_key_der()
-        .map(|d| d.as_bytes().to_vec())
-        .unwrap_or_default();
-    TrustedKey {
-        fingerprint: hex::encode(Sha256::digest(der))[..16].to_string(),
-        key,
-    }
-}
 
 /// The signature check of a policy.
 #[derive(Clone, Debug, Default)]

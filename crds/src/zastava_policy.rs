@@ -334,7 +334,9 @@ pub struct Exemptions {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.publicKeys) || (has(self.keyless) && size(self.keyless) > 0)").message("requireSignature needs publicKeys or keyless"))]
 pub struct SignatureRequirement {
-    /// Secret holding PEM ECDSA P-256 public keys; a signature by any of them is accepted.
+    /// Secret holding PEM public keys (ECDSA P-256/P-384, RSA 2048–4096 bits, Ed25519;
+    /// `PUBLIC KEY` or `RSA PUBLIC KEY` blocks, several per value); a signature by any of
+    /// them is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_keys: Option<NamespacedSecretRef>,
     /// Keyless (Fulcio/Rekor) authorities: a signature whose short-lived certificate chains

@@ -4,6 +4,7 @@ mod attestation;
 mod bundle;
 mod deadline;
 mod keyless;
+mod keys;
 mod material;
 mod policy;
 mod referrers;

@@ -1,0 +1,321 @@
+//! Public keys a policy trusts for keyed signatures: the kinds cosign and the Sigstore
+//! clients sign with (ECDSA P-256 and P-384, RSA, Ed25519), read from PEM, and how a
+//! signature by each is checked.
+
+use p256::pkcs8::der::Decode as _;
+use p256::pkcs8::spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
+use rsa::pkcs1::DecodeRsaPublicKey as _;
+use rsa::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
+use rsa::traits::PublicKeyParts as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::keyless::{EcKey, Hash};
+
+/// Smallest RSA modulus accepted (NIST's floor since 2013; Sigstore's algorithm registry
+/// starts there too).
+pub const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted (the registry's largest; bounds the cost of one check).
+pub const MAX_RSA_BITS: usize = 4096;
+/// Most PEM blocks read from one Secret value (a key list is short; this bounds the work a
+/// large Secret can cause at policy compile).
+pub const MAX_KEYS_PER_VALUE: usize = 256;
+
+const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// Curves and algorithms people meet that are refused, by OID, for the error message.
+const NAMED_UNSUPPORTED: [(&str, &str); 5] = [
+    ("1.3.132.0.35", "an EC key on P-521"),
+    ("1.3.132.0.10", "an EC key on secp256k1"),
+    ("1.2.840.113549.1.1.10", "an RSASSA-PSS-only key"),
+    ("1.3.101.113", "an Ed448 key"),
+    ("1.2.840.10040.4.1", "a DSA key"),
+];
+
+/// A public key of one of the kinds a keyed signature may be made with.
+#[derive(Clone, Debug)]
+pub enum PublicKey {
+    /// ECDSA on P-256 or P-384.
+    Ecdsa(EcKey),
+    /// RSA of [`MIN_RSA_BITS`] to [`MAX_RSA_BITS`] bits: PKCS #1 v1.5 signatures with
+    /// SHA-256 (cosign's RSA verifier; Sigstore's `PKIX_RSA_PKCS1V15_*_SHA256`).
+    Rsa(Box<rsa::RsaPublicKey>),
+    /// Ed25519: signatures over the whole message (no prehash).
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl PublicKey {
+    /// The key of a DER SubjectPublicKeyInfo, or why it is not one we verify with.
+    pub fn from_spki(der: &[u8]) -> Result<PublicKey, String> {
+        let info = SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| format!("not a DER SubjectPublicKeyInfo: {e}"))?;
+        let algorithm = info.algorithm.oid;
+        if algorithm == ID_EC_PUBLIC_KEY {
+            let curve = info
+                .algorithm
+                .parameters_oid()
+                .map_err(|_| "an EC key without a named curve".to_string())?;
+            if curve != SECP256R1 && curve != SECP384R1 {
+                return Err(unsupported(curve, format!("an EC key on curve {curve}")));
+            }
+            return EcKey::from_spki(der).map(PublicKey::Ecdsa);
+        }
+        if algorithm == RSA_ENCRYPTION {
+            let key = rsa::RsaPublicKey::from_public_key_der(der)
+                .map_err(|e| format!("an RSA key that does not parse: {e}"))?;
+            return rsa_key(key);
+        }
+        if algorithm == ID_ED25519 {
+            let raw: [u8; 32] = info
+                .subject_public_key
+                .as_bytes()
+                .and_then(|b| b.try_into().ok())
+                .ok_or("an Ed25519 key that is not 32 bytes")?;
+            return ed25519_dalek::VerifyingKey::from_bytes(&raw)
+                .map(PublicKey::Ed25519)
+                .map_err(|_| "an Ed25519 key that is no curve point".to_string());
+        }
+        Err(unsupported(
+            algorithm,
+            format!("a key of algorithm {algorithm}"),
+        ))
+    }
+
+    /// What the key is, for messages: `ECDSA P-256`, `RSA-3072`, `Ed25519`.
+    pub fn describe(&self) -> String {
+        match self {
+            PublicKey::Ecdsa(EcKey::P256(_)) => "ECDSA P-256".into(),
+            PublicKey::Ecdsa(EcKey::P384(_)) => "ECDSA P-384".into(),
+            PublicKey::Rsa(key) => format!("RSA-{}", key.n().bits()),
+            PublicKey::Ed25519(_) => "Ed25519".into(),
+        }
+    }
+
+    /// The DER SubjectPublicKeyInfo (what fingerprints hash).
+    pub fn spki_der(&self) -> Vec<u8> {
+        let der = match self {
+            PublicKey::Ecdsa(EcKey::P256(key)) => key.to_public_key_der(),
+            PublicKey::Ecdsa(EcKey::P384(key)) => key.to_public_key_der(),
+            PublicKey::Rsa(key) => key.to_public_key_der(),
+            PublicKey::Ed25519(key) => {
+                return ed25519_spki(key.as_bytes());
+            }
+        };
+        der.map(|d| d.as_bytes().to_vec()).unwrap_or_default()
+    }
+
+    /// Whether `signature` signs `message` as Sigstore's key details for this key say:
+    /// ECDSA over the message hashed with the curve's own hash (DER or r‖s), RSA PKCS #1
+    /// v1.5 over its SHA-256, Ed25519 over the message itself.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            PublicKey::Ecdsa(key) => key.verifies(key.natural_hash(), message, signature),
+            PublicKey::Rsa(key) => rsa_verifies(key, &Sha256::digest(message), signature),
+            PublicKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify_strict(message, &s).is_ok()),
+        }
+    }
+
+    /// Whether `signature` signs an artifact of which only its SHA-256 `digest` is known
+    /// (a bundle's message signature). Ed25519 signs the artifact itself, so no digest can
+    /// stand in for it: an error says so.
+    pub fn verifies_digest(&self, digest: &[u8], signature: &[u8]) -> Result<bool, String> {
+        match self {
+            PublicKey::Ecdsa(key) => Ok(key.verifies_prehash(digest, signature)),
+            PublicKey::Rsa(key) => Ok(digest.len() == 32 && rsa_verifies(key, digest, signature)),
+            PublicKey::Ed25519(_) => Err(
+                "an Ed25519 message signature covers the artifact itself, and only its digest is known"
+                    .into(),
+            ),
+        }
+    }
+
+    /// [`PublicKey::verifies`] as cosign checks its own signatures (the `.sig` layout, bare
+    /// DSSE attestations): cosign 2 signs with SHA-256 whatever the curve, so a P-384 key's
+    /// signature is also accepted over the SHA-256 of the message.
+    pub fn verifies_as_cosign(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verifies(message, signature)
+            || matches!(self, PublicKey::Ecdsa(key @ EcKey::P384(_))
+                if key.verifies(Hash::Sha256, message, signature))
+    }
+}
+
+fn rsa_key(key: rsa::RsaPublicKey) -> Result<PublicKey, String> {
+    let bits = key.n().bits();
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(format!(
+            "an RSA key of {bits} bits (from {MIN_RSA_BITS} to {MAX_RSA_BITS} are accepted)"
+        ));
+    }
+    Ok(PublicKey::Rsa(Box::new(key)))
+}
+
+fn rsa_verifies(key: &rsa::RsaPublicKey, sha256: &[u8], signature: &[u8]) -> bool {
+    key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), sha256, signature)
+        .is_ok()
+}
+
+fn unsupported(oid: ObjectIdentifier, generic: String) -> String {
+    let oid = oid.to_string();
+    let named = NAMED_UNSUPPORTED
+        .iter()
+        .find(|(id, _)| *id == oid)
+        .map_or(generic, |(_, name)| name.to_string());
+    format!(
+        "{named}, which is not supported (ECDSA P-256 or P-384, RSA of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, Ed25519)"
+    )
+}
+
+/// The SubjectPublicKeyInfo of an Ed25519 key (RFC 8410: a fixed 12-byte prefix).
+fn ed25519_spki(raw: &[u8; 32]) -> Vec<u8> {
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.extend_from_slice(raw);
+    der
+}
+
+/// A verification key with its fingerprint (first 16 hex digits of the SHA-256 of its
+/// SubjectPublicKeyInfo, as people compare them).
+#[derive(Clone, Debug)]
+pub struct TrustedKey {
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// The key.
+    pub key: PublicKey,
+}
+
+impl TrustedKey {
+    /// A key with its fingerprint.
+    pub fn new(key: PublicKey) -> TrustedKey {
+        TrustedKey {
+            fingerprint: hex::encode(Sha256::digest(key.spki_der()))[..16].to_string(),
+            key,
+        }
+    }
+}
+
+impl From<p256::ecdsa::VerifyingKey> for TrustedKey {
+    fn from(key: p256::ecdsa::VerifyingKey) -> TrustedKey {
+        TrustedKey::new(PublicKey::Ecdsa(EcKey::P256(key)))
+    }
+}
+
+/// Parse every `PUBLIC KEY` (SubjectPublicKeyInfo) and `RSA PUBLIC KEY` (PKCS #1) PEM block
+/// in `pem` (a Secret value may hold several); text between blocks is ignored. The error
+/// names the block (counted from 1) and what is wrong with it.
+pub fn parse_public_keys(pem: &str) -> Result<Vec<TrustedKey>, String> {
+    let mut keys = Vec::new();
+    let mut rest = pem;
+    let mut n = 0;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        n += 1;
+        if n > MAX_KEYS_PER_VALUE {
+            return Err(format!("more than {MAX_KEYS_PER_VALUE} PEM blocks"));
+        }
+        let after = &rest[start + "-----BEGIN ".len()..];
+        let label = after
+            .split_once("-----")
+            .map(|(label, _)| label)
+            .filter(|label| !label.contains('\n'))
+            .ok_or_else(|| format!("PEM block {n}: a BEGIN line that does not end in -----"))?;
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = rest[start..].find(&end_marker) else {
+            return Err(format!("PEM block {n} ({label}) has no END line"));
+        };
+        let block = &rest[start..start + end + end_marker.len()];
+        rest = &rest[start + end + end_marker.len()..];
+        let key = match label {
+            "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+                let (_, der) = p256::pkcs8::der::pem::decode_vec(block.as_bytes())
+                    .map_err(|e| format!("PEM block {n} ({label}): {e}"))?;
+                if label == "PUBLIC KEY" {
+                    PublicKey::from_spki(&der)
+                } else {
+                    rsa::RsaPublicKey::from_pkcs1_der(&der)
+                        .map_err(|e| format!("an RSA key that does not parse: {e}"))
+                        .and_then(rsa_key)
+                }
+                .map_err(|e| format!("PEM block {n} ({label}): {e}"))?
+            }
+            "CERTIFICATE" => {
+                return Err(format!(
+                    "PEM block {n} is a CERTIFICATE; a keyed policy takes public keys (keyless authorities take certificates through a trusted root)"
+                ));
+            }
+            other if other.contains("PRIVATE KEY") => {
+                return Err(format!(
+                    "PEM block {n} holds a private key ({other}): never put a private key in the policy's Secret (remove it, and rotate it if it was shared)"
+                ));
+            }
+            other => return Err(format!("PEM block {n} is labelled {other}, not PUBLIC KEY")),
+        };
+        keys.push(TrustedKey::new(key));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::pkcs8::LineEnding;
+
+    fn p256_pem(seed: u8) -> String {
+        p256::ecdsa::SigningKey::from_slice(&[seed; 32])
+            .unwrap()
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap()
+    }
+
+    #[test]
+    fn blocks_are_counted_and_bounded() {
+        let two = format!("{}\n{}", p256_pem(1), p256_pem(2));
+        assert_eq!(parse_public_keys(&two).unwrap().len(), 2);
+        assert!(parse_public_keys("").unwrap().is_empty());
+        let many = p256_pem(3).repeat(MAX_KEYS_PER_VALUE + 1);
+        assert_eq!(
+            parse_public_keys(&many).unwrap_err(),
+            format!("more than {MAX_KEYS_PER_VALUE} PEM blocks")
+        );
+        let cut = p256_pem(4).replace("-----END PUBLIC KEY-----", "");
+        assert_eq!(
+            parse_public_keys(&cut).unwrap_err(),
+            "PEM block 1 (PUBLIC KEY) has no END line"
+        );
+        assert!(
+            parse_public_keys("-----BEGIN PUBLIC KEY\nMFk=\n")
+                .unwrap_err()
+                .contains("a BEGIN line that does not end in -----")
+        );
+        let private = "-----BEGIN EC PRIVATE KEY-----\nAA==\n-----END EC PRIVATE KEY-----\n";
+        assert!(
+            parse_public_keys(private)
+                .unwrap_err()
+                .starts_with("PEM block 1 holds a private key (EC PRIVATE KEY): never put")
+        );
+    }
+
+    #[test]
+    fn an_ed25519_key_round_trips_through_its_subject_public_key_info() {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&[
+            0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64,
+            0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68,
+            0xf7, 0x07, 0x51, 0x1a,
+        ])
+        .unwrap();
+        let der = PublicKey::Ed25519(key).spki_der();
+        let PublicKey::Ed25519(back) = PublicKey::from_spki(&der).unwrap() else {
+            panic!("not Ed25519");
+        };
+        assert_eq!(back, key);
+        assert!(
+            PublicKey::from_spki(&der[..der.len() - 1])
+                .unwrap_err()
+                .contains("SubjectPublicKeyInfo")
+        );
+    }
+}
