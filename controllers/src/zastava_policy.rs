@@ -24,7 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use stellaops_admission_webhook::policy::{self as webhook_policy, ALWAYS_EXEMPT_NAMESPACES};
-use stellaops_crds::zastava_policy::{FailurePolicy, ZastavaPolicyStatus};
+use stellaops_crds::zastava_policy::{FailurePolicy, TrustedKeyStatus, ZastavaPolicyStatus};
 use stellaops_crds::{CONDITION_READY, ZastavaPolicy, condition, set_condition};
 
 use crate::acceptance;
@@ -640,6 +640,46 @@ pub async fn ensure_serving_certificate(
     Ok((ca.bundle(now), not_after, renewed))
 }
 
+/// The keys a compiled policy trusts, for its status.
+pub fn trusted_key_statuses(compiled: &webhook_policy::CompiledPolicy) -> Vec<TrustedKeyStatus> {
+    compiled
+        .signature
+        .iter()
+        .flat_map(|check| &check.keys)
+        .map(|key| TrustedKeyStatus {
+            fingerprint: key.fingerprint.clone(),
+            algorithm: key.key.describe(),
+        })
+        .collect()
+}
+
+/// The Event note when the trusted keys changed from `before` to `after` (both sorted by
+/// fingerprint, as compiled), or `None` when they did not.
+pub fn trusted_keys_change(
+    before: &[TrustedKeyStatus],
+    after: &[TrustedKeyStatus],
+) -> Option<String> {
+    if before == after {
+        return None;
+    }
+    let describe = |keys: Vec<&TrustedKeyStatus>| {
+        keys.iter()
+            .map(|k| format!("{} {}", k.algorithm, k.fingerprint))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let added: Vec<_> = after.iter().filter(|k| !before.contains(k)).collect();
+    let removed: Vec<_> = before.iter().filter(|k| !after.contains(k)).collect();
+    let mut note = format!("trusts {} key(s)", after.len());
+    if !added.is_empty() {
+        note.push_str(&format!("; added {}", describe(added)));
+    }
+    if !removed.is_empty() {
+        note.push_str(&format!("; removed {}", describe(removed)));
+    }
+    Some(note)
+}
+
 async fn report(
     policy: &ZastavaPolicy,
     ctx: &Context,
@@ -723,9 +763,12 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
                 .await;
         }
     };
-    if let Err(error) = webhook_policy::compile_with_trusted_roots(&policy, &keys, &trusted_roots) {
-        return not_ready(&policy, &ctx, error.reason(), error.to_string()).await;
-    }
+    let compiled = match webhook_policy::compile_with_trusted_roots(&policy, &keys, &trusted_roots)
+    {
+        Ok(compiled) => compiled,
+        Err(error) => return not_ready(&policy, &ctx, error.reason(), error.to_string()).await,
+    };
+    let trusted_keys = trusted_key_statuses(&compiled);
     let now = jiff::Timestamp::now().as_second();
     let (bundle, not_after, renewed) = ensure_certificates(&client, &ctx.config, now).await?;
     if !renewed.is_empty() {
@@ -760,6 +803,18 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
     let matching = matching_namespaces(&policy, &ctx.config, &namespaces)?;
     let generation = policy.meta().generation;
     let mut status = policy.status.clone().unwrap_or_default();
+    if let Some(note) = trusted_keys_change(&status.trusted_keys, &trusted_keys) {
+        workload::publish_event(
+            &ctx.recorder,
+            &*policy,
+            EventType::Normal,
+            "TrustedKeysChanged",
+            note,
+            "Compile",
+        )
+        .await?;
+    }
+    status.trusted_keys = trusted_keys;
     status.observed_generation = generation;
     status.matching_namespaces = Some(matching.len() as i32);
     ctx.metrics.webhook_certificate_expiry.set(not_after);

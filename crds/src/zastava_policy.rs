@@ -516,9 +516,25 @@ pub struct ZastavaPolicyStatus {
     /// Where the staged rollout (`spec.stage`) stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The keys of `requireSignature.publicKeys` the webhook trusts for this policy, as
+    /// last compiled (empty for a keyless-only policy); a change is also an Event
+    /// (`TrustedKeysChanged`).
+    #[serde(default)]
+    pub trusted_keys: Vec<TrustedKeyStatus>,
     /// `Ready` condition: the webhook is configured and serving this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// A key a policy trusts, as people compare keys.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedKeyStatus {
+    /// First 16 hex digits of the SHA-256 of the key's DER SubjectPublicKeyInfo
+    /// (`openssl pkey -pubin -outform DER | sha256sum`).
+    pub fingerprint: String,
+    /// `ECDSA P-256`, `ECDSA P-384`, `RSA-<bits>` or `Ed25519`.
+    pub algorithm: String,
 }
 
 /// What the latest runtime audit found. Each running Pod the policy covers counts once:

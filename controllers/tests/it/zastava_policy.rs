@@ -296,6 +296,10 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
         p256::pkcs8::LineEnding::LF,
     )
     .unwrap();
+    let fingerprint = stellaops_admission_webhook::policy::parse_public_keys(&pem).unwrap()[0]
+        .fingerprint
+        .clone();
+    let expected_fingerprint = fingerprint.clone();
     let verifier = tokio::spawn(async move {
         let keys = server
             .expect(
@@ -369,6 +373,19 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
             .to_string();
         assert_eq!(base64_decode(&bundle), stored_ca.cert_pem);
         vwc.respond_with_request_body();
+        // The keys it trusts from now on are named, for the audit trail of key rotations.
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "TrustedKeysChanged");
+        assert_eq!(
+            event.body["note"],
+            format!("trusts 1 key(s); added ECDSA P-256 {expected_fingerprint}")
+        );
+        event.respond_with_request_body();
         // The namespaces it counts come from the shared store: no LIST.
         let status = server
             .expect(
@@ -379,6 +396,10 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
         let body = &status.body["status"];
         assert_eq!(body["matchingNamespaces"], 1);
         assert_eq!(body["observedGeneration"], 3);
+        assert_eq!(
+            body["trustedKeys"],
+            json!([{"fingerprint": expected_fingerprint, "algorithm": "ECDSA P-256"}])
+        );
         assert!(body["certificateNotAfter"].is_string());
         assert_eq!(body["conditions"][0]["type"], "Ready");
         assert_eq!(body["conditions"][0]["status"], "True");
@@ -396,6 +417,29 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
     }));
     reconcile(Arc::new(policy), context(client)).await.unwrap();
     verifier.await.unwrap();
+    assert_eq!(fingerprint.len(), 16);
+}
+
+#[test]
+fn a_change_of_trusted_keys_names_what_was_added_and_removed() {
+    use stellaops_controllers::zastava_policy::trusted_keys_change;
+    use stellaops_crds::zastava_policy::TrustedKeyStatus;
+    let key = |fingerprint: &str, algorithm: &str| TrustedKeyStatus {
+        fingerprint: fingerprint.into(),
+        algorithm: algorithm.into(),
+    };
+    let old = vec![key("0a", "ECDSA P-256"), key("1b", "RSA-3072")];
+    let new = vec![key("1b", "RSA-3072"), key("2c", "Ed25519")];
+    assert_eq!(trusted_keys_change(&old, &old), None);
+    assert_eq!(trusted_keys_change(&[], &[]), None);
+    assert_eq!(
+        trusted_keys_change(&old, &new).unwrap(),
+        "trusts 2 key(s); added Ed25519 2c; removed ECDSA P-256 0a"
+    );
+    assert_eq!(
+        trusted_keys_change(&new, &[]).unwrap(),
+        "trusts 0 key(s); removed RSA-3072 1b, Ed25519 2c"
+    );
 }
 
 #[tokio::test]
