@@ -135,6 +135,20 @@ install_missing() {
     "$venv/bin/pip" install -q --no-deps --no-compile --target "$pysite" $pywanted && echo "$pywanted" > "$pysite/.complete"
   fi
   [ -f "$pysite/.complete" ] && export STELLAOPS_TEST_PYTHON_SITE="$pysite"
+  # npm packages as `npm install` lays them out (pinned, no dependencies, no install
+  # scripts): the scanner's license tests read their package.json and, where it names no
+  # license, their license files.
+  local npmsite="$ROOT/.test-services/npm-site"
+  local npmwanted="ms@0.7.0 mime@1.2.11 uid2@0.0.3 esprima@1.0.4 node-uuid@1.4.8 tweetnacl@0.14.5 amdefine@1.0.1 indexof@0.0.1 xmldom@0.1.27 bson@0.1.5 jsonify@0.0.0"
+  if [ "$(cat "$npmsite/.complete" 2>/dev/null)" != "$npmwanted" ]; then
+    log "installing npm packages for the scanner's license tests into .test-services/npm-site"
+    rm -rf "$npmsite"
+    mkdir -p "$npmsite"
+    # shellcheck disable=SC2086 # the list is words
+    npm install --silent --no-save --no-package-lock --ignore-scripts --no-audit --no-fund \
+      --prefix "$npmsite" $npmwanted >/dev/null && echo "$npmwanted" > "$npmsite/.complete"
+  fi
+  [ -f "$npmsite/.complete" ] && export STELLAOPS_TEST_NPM_SITE="$npmsite"
   # The official validators the scanner tests run over our SBOMs (the SPDX project's
   # pyspdxtools, CycloneDX's JSON schema through cyclonedx-python-lib, schemas bundled)
   # and the reference purl implementation our package URLs are compared with.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 7;
+pub const ANALYZER_VERSION: u32 = 8;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
@@ -284,6 +284,67 @@ fn is_npm_manifest(path: &str) -> bool {
         [name] => !name.is_empty() && !name.starts_with('.'),
         [scope, name] => scope.starts_with('@') && !name.is_empty(),
         _ => false,
+    }
+}
+
+/// A license file directly in an npm package's directory (`LICENSE`, `LICENCE.md`,
+/// `license-mit`, `COPYING`).
+fn is_npm_license_file(path: &str) -> bool {
+    let Some((dir, base)) = path.rsplit_once('/') else {
+        return false;
+    };
+    let upper = base.to_ascii_uppercase();
+    ["LICENSE", "LICENCE", "COPYING"]
+        .iter()
+        .any(|p| upper.starts_with(p))
+        && is_npm_manifest(&format!("{dir}/package.json"))
+}
+
+/// Which license files of an npm package to read its license from when its `package.json`
+/// leaves it open: the file `SEE LICENSE IN` names, or (no license at all) every license
+/// file in its directory.
+enum NpmLicenseFiles {
+    Named(String),
+    All(String),
+}
+
+fn npm_license_files_wanted(manifest: &str, license: &str) -> Option<NpmLicenseFiles> {
+    let dir = manifest.strip_suffix("/package.json")?;
+    if license.is_empty() {
+        return Some(NpmLicenseFiles::All(format!("{dir}/")));
+    }
+    super::license::npm_license_file_named(license)
+        .map(|file| NpmLicenseFiles::Named(format!("{dir}/{file}")))
+}
+
+/// The license of an npm package from its license files ([`npm_license_files_wanted`]):
+/// the named file's, or all of the directory's applying (`AND`) when each holds a known
+/// license; else not known.
+fn npm_license_from_files(
+    wanted: &NpmLicenseFiles,
+    read: &BTreeMap<String, Option<String>>,
+) -> Option<String> {
+    match wanted {
+        NpmLicenseFiles::Named(path) => read.get(path)?.clone(),
+        NpmLicenseFiles::All(dir) => {
+            let mut licenses: Vec<&str> = Vec::new();
+            for (path, license) in read.range(dir.clone()..) {
+                let Some(base) = path.strip_prefix(dir.as_str()) else {
+                    break;
+                };
+                // Direct files named LICENSE…/COPYING… sort before `node_modules/`, the
+                // only directory whose license files are read: the first path with a `/`
+                // ends them.
+                if base.contains('/') {
+                    break;
+                }
+                let license = license.as_deref()?;
+                if !licenses.contains(&license) {
+                    licenses.push(license);
+                }
+            }
+            super::license::all_apply(&licenses)
+        }
     }
 }
 
@@ -715,6 +776,9 @@ enum Interest {
     Python,
     /// A file in a `*.dist-info` directory that METADATA may list as a `License-File`.
     DistInfoFile,
+    /// A license file in an npm package's directory, read when its `package.json` leaves
+    /// the license open.
+    NpmLicenseFile,
     DotNet,
     Jar,
     Binary,
@@ -743,6 +807,9 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     }
     if is_npm_manifest(path) {
         return Some(Interest::Npm);
+    }
+    if is_npm_license_file(path) {
+        return Some(Interest::NpmLicenseFile);
     }
     if path.ends_with(".dist-info/METADATA") || path.ends_with(".egg-info/PKG-INFO") {
         return Some(Interest::Python);
@@ -831,6 +898,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
     // lists, and what each license file of a dist-info holds: joined once the layer is read
     // (the tar's order is anyone's).
     let mut license_files_wanted: Vec<(String, Vec<[String; 2]>)> = Vec::new();
+    let mut npm_license_files: Vec<(String, NpmLicenseFiles)> = Vec::new();
     let mut license_files: BTreeMap<String, Option<String>> = BTreeMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -893,7 +961,8 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         let is_elf = head == b"\x7fELF";
         let is_script = head.starts_with(b"#!");
         let kind = interest(&path, executable).filter(|k| {
-            !matches!(k, Interest::DistInfoFile) || size <= super::license::MAX_LICENSE_FILE as u64
+            !matches!(k, Interest::DistInfoFile | Interest::NpmLicenseFile)
+                || size <= super::license::MAX_LICENSE_FILE as u64
         });
         let wants_text = (is_script || text_wanted(&path)) && size <= MAX_TEXT;
         let mut bytes = Vec::new();
@@ -966,7 +1035,16 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                 continue;
             }
             Interest::DebianCopyright => continue,
-            Interest::Npm => parse_npm(&text()),
+            Interest::Npm => {
+                let found = parse_npm(&text());
+                if let Some(wanted) = found
+                    .first()
+                    .and_then(|p| npm_license_files_wanted(&path, &p.license))
+                {
+                    npm_license_files.push((path.clone(), wanted));
+                }
+                found
+            }
             Interest::Python => {
                 let text = text();
                 let headers = metadata_headers(&text);
@@ -977,7 +1055,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                 }
                 found
             }
-            Interest::DistInfoFile => {
+            Interest::DistInfoFile | Interest::NpmLicenseFile => {
                 if whole {
                     license_files.insert(path, super::license::license_file(&text()));
                 }
@@ -999,10 +1077,21 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         };
         fragment.files.insert(path, packages);
     }
-    for (metadata, wanted) in license_files_wanted {
-        let Some(license) = listed_license_files(&wanted, &license_files) else {
-            continue;
-        };
+    // Packages whose metadata left the license open, with what their license files say.
+    let from_files: Vec<(String, String)> = license_files_wanted
+        .into_iter()
+        .filter_map(|(metadata, wanted)| {
+            Some((metadata, listed_license_files(&wanted, &license_files)?))
+        })
+        .chain(
+            npm_license_files
+                .into_iter()
+                .filter_map(|(manifest, wanted)| {
+                    Some((manifest, npm_license_from_files(&wanted, &license_files)?))
+                }),
+        )
+        .collect();
+    for (metadata, license) in from_files {
         if let Some(package) = fragment
             .files
             .get_mut(&metadata)
@@ -1303,6 +1392,119 @@ mod tests {
         assert_eq!(license("oldstyle"), "Apache-2.0", "in the dist-info itself");
         assert_eq!(license("unknown"), "", "one file not known: not known");
         assert_eq!(license("missing"), "", "a listed file that is not there");
+    }
+
+    #[test]
+    fn npm_license_files_fill_in_what_package_json_leaves_open() {
+        let text = |id: &str| {
+            spdx::text::LICENSE_TEXTS
+                .iter()
+                .find(|(i, _)| *i == id)
+                .unwrap()
+                .1
+        };
+        let (mit, isc) = (text("MIT"), text("ISC"));
+        let nm = "app/node_modules";
+        let manifest = |name: &str, license: &str| {
+            format!(r#"{{"name": "{name}", "version": "1.0.0"{license}}}"#)
+        };
+        let files: Vec<(String, Vec<u8>)> = vec![
+            // No license field: every license file of the directory, known.
+            (format!("{nm}/bare/LICENSE"), mit.into()),
+            (
+                format!("{nm}/bare/package.json"),
+                manifest("bare", "").into(),
+            ),
+            // Two files, both known: both apply.
+            (
+                format!("{nm}/@scope/two/package.json"),
+                manifest("@scope/two", "").into(),
+            ),
+            (format!("{nm}/@scope/two/LICENSE-MIT"), mit.into()),
+            (format!("{nm}/@scope/two/license.isc.txt"), isc.into()),
+            // Two files, one not known: not known.
+            (
+                format!("{nm}/mixed/package.json"),
+                manifest("mixed", "").into(),
+            ),
+            (format!("{nm}/mixed/LICENSE"), mit.into()),
+            (
+                format!("{nm}/mixed/COPYING"),
+                b"All rights reserved.".to_vec(),
+            ),
+            // SEE LICENSE IN a file that holds a known text.
+            (
+                format!("{nm}/seen/package.json"),
+                manifest("seen", r#", "license": "SEE LICENSE IN ./LICENCE.md""#).into(),
+            ),
+            (format!("{nm}/seen/LICENCE.md"), isc.into()),
+            (format!("{nm}/seen/LICENSE"), mit.into()),
+            // SEE LICENSE IN a file of other terms, or outside the package: kept as given.
+            (
+                format!("{nm}/eula/package.json"),
+                manifest("eula", r#", "license": "SEE LICENSE IN LICENSE""#).into(),
+            ),
+            (
+                format!("{nm}/eula/LICENSE"),
+                b"Proprietary. Ask us.".to_vec(),
+            ),
+            (
+                format!("{nm}/escape/package.json"),
+                manifest("escape", r#", "license": "SEE LICENSE IN ../bare/LICENSE""#).into(),
+            ),
+            // A declared license wins over the file; a common name reads as its id.
+            (
+                format!("{nm}/named/package.json"),
+                manifest("named", r#", "license": "Apache 2.0""#).into(),
+            ),
+            (format!("{nm}/named/LICENSE"), mit.into()),
+            // A nested package's file is its own, not its parent's.
+            (
+                format!("{nm}/parent/package.json"),
+                manifest("parent", "").into(),
+            ),
+            (
+                format!("{nm}/parent/node_modules/child/package.json"),
+                manifest("child", "").into(),
+            ),
+            (
+                format!("{nm}/parent/node_modules/child/LICENSE"),
+                mit.into(),
+            ),
+            // A license file of a directory that is not a package: not read.
+            (format!("{nm}/bare/lib/LICENSE"), isc.into()),
+        ];
+        let files: Vec<(String, &[u8])> = files
+            .iter()
+            .map(|(p, b)| (p.clone(), b.as_slice()))
+            .collect();
+        let fragment = analyse_tar(tar_of(&files).as_slice()).unwrap();
+        let license = |name: &str| {
+            fragment
+                .files
+                .values()
+                .flatten()
+                .find(|p| p.name == name)
+                .unwrap()
+                .license
+                .clone()
+        };
+        assert_eq!(license("bare"), "MIT");
+        assert_eq!(license("@scope/two"), "MIT AND ISC");
+        assert_eq!(license("mixed"), "");
+        assert_eq!(
+            license("seen"),
+            "ISC",
+            "the file it names, not the other one"
+        );
+        assert_eq!(license("eula"), "SEE LICENSE IN LICENSE");
+        assert_eq!(license("escape"), "SEE LICENSE IN ../bare/LICENSE");
+        assert_eq!(license("named"), "Apache-2.0");
+        assert_eq!(license("parent"), "");
+        assert_eq!(license("child"), "MIT");
+        assert!(!is_npm_license_file("app/node_modules/bare/lib/LICENSE"));
+        assert!(is_npm_license_file("node_modules/@s/p/LICENSE.md"));
+        assert!(!is_npm_license_file("app/LICENSE"));
     }
 
     fn tar_of(files: &[(String, &[u8])]) -> Vec<u8> {

@@ -16,12 +16,14 @@ fn bounded(text: &str) -> Option<String> {
 }
 
 /// npm `package.json`: `license` as a string (an SPDX expression, `UNLICENSED` or
-/// `SEE LICENSE IN …`, kept as given), the legacy `license: {type, url}` object, or the
-/// legacy `licenses: [{type}, …]` array (several: a choice, as npm documented it).
+/// `SEE LICENSE IN …`, kept as given; a common name that is no expression, like `Apache
+/// 2.0` or `MIT License`, read as the license it names, else kept as given), the legacy
+/// `license: {type, url}` object, or the legacy `licenses: [{type}, …]` array (several: a
+/// choice, as npm documented it).
 pub fn npm(json: &Value) -> Option<String> {
     match &json["license"] {
-        Value::String(s) => return bounded(s),
-        Value::Object(o) => return o.get("type").and_then(Value::as_str).and_then(bounded),
+        Value::String(s) => return npm_license(s),
+        Value::Object(o) => return o.get("type").and_then(Value::as_str).and_then(npm_license),
         _ => {}
     }
     let list: Vec<&str> = json["licenses"]
@@ -31,18 +33,40 @@ pub fn npm(json: &Value) -> Option<String> {
         .collect::<Option<Vec<_>>>()?;
     match list.as_slice() {
         [] => None,
-        [one] => bounded(one),
+        [one] => npm_license(one),
         many => {
             // Only a choice of SPDX ids can be written as one expression.
             let ids: Vec<String> = many
                 .iter()
-                .map(|s| s.trim())
+                .filter_map(|s| npm_license(s))
                 .filter(|s| stellaops_policy::license::parse(s).is_ok_and(|e| e.ids().len() == 1))
                 .map(|s| format!("({s})"))
                 .collect();
             (ids.len() == many.len()).then(|| ids.join(" OR "))
         }
     }
+}
+
+/// One npm license value: an expression as given, else the license a common name names,
+/// else as given.
+fn npm_license(value: &str) -> Option<String> {
+    let value = bounded(value)?;
+    if stellaops_policy::license::parse(&value).is_ok() || value.starts_with("SEE LICENSE IN") {
+        return Some(value);
+    }
+    Some(license_by_name(&value).unwrap_or(value))
+}
+
+/// The file an npm `SEE LICENSE IN <file>` names, when it is a file of the package (not a
+/// URL, not outside the package's directory).
+pub fn npm_license_file_named(license: &str) -> Option<&str> {
+    let file = license.strip_prefix("SEE LICENSE IN ")?.trim();
+    let file = file.strip_prefix("./").unwrap_or(file);
+    (!file.is_empty()
+        && !file.contains("://")
+        && !file.starts_with('/')
+        && !file.split('/').any(|part| part == ".." || part.is_empty()))
+    .then_some(file)
 }
 
 /// Trove classifiers that name one license unambiguously, with its SPDX id (those that

@@ -91,6 +91,14 @@ fn each_ecosystem_declares_its_license_its_own_way() {
             json!({"license": "SEE LICENSE IN LICENSE.md"}),
             Some("SEE LICENSE IN LICENSE.md"),
         ),
+        // A common name that is no expression: the license it names; other words as given.
+        (json!({"license": "Apache 2.0"}), Some("Apache-2.0")),
+        (json!({"license": "The MIT License"}), Some("MIT")),
+        (json!({"license": "Public Domain"}), Some("Public Domain")),
+        (
+            json!({"licenses": [{"type": "MIT License"}, {"type": "Apache License, Version 2.0"}]}),
+            Some("(MIT) OR (Apache-2.0)"),
+        ),
         (
             json!({"license": {"type": "ISC", "url": "https://opensource.org/licenses/ISC"}}),
             Some("ISC"),
@@ -619,4 +627,57 @@ fn pip_installed_packages_and_their_license_files() {
             ("tuf@7.0.1", "Apache-2.0 OR MIT"),
         ])
     );
+}
+
+/// npm packages as `npm install` lays them out (scripts/services.sh: pinned, into
+/// .test-services/npm-site): `license` as an expression, a legacy object or array, a
+/// common name (`Apache License, Version 2.0`) read as its id, other words kept as given;
+/// and where package.json names no license at all, the package's own license files when
+/// each holds a known license word for word.
+#[test]
+fn npm_installed_packages_and_their_license_files() {
+    let Some(site) = stellaops_testing::service("STELLAOPS_TEST_NPM_SITE") else {
+        return;
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_dir_all(
+            "srv/app/node_modules",
+            std::path::Path::new(&site).join("node_modules"),
+        )
+        .unwrap();
+    let layer = builder.into_inner().unwrap();
+    let fragment = analyse_tar(layer.as_slice()).unwrap();
+    let mut found: Vec<(String, String)> = fragment
+        .files
+        .values()
+        .flatten()
+        .filter(|p| p.kind == "npm")
+        .map(|p| (format!("{}@{}", p.name, p.version), p.license.clone()))
+        .collect();
+    found.sort();
+    let want: Vec<(String, String)> = [
+        // `license`: an SPDX expression.
+        ("amdefine@1.0.1", "BSD-3-Clause OR MIT"),
+        // `licenses: [{type: "Apache License, Version 2.0"}]`: the name of Apache-2.0.
+        ("bson@0.1.5", "Apache-2.0"),
+        // `licenses: [{type: "BSD"}]` (which BSD?): kept as given, matches no rule.
+        ("esprima@1.0.4", "BSD"),
+        // No license and no license file.
+        ("indexof@0.0.1", ""),
+        ("jsonify@0.0.0", "Public Domain"),
+        // No license in package.json; LICENSE holds the MIT terms.
+        ("mime@1.2.11", "MIT"),
+        ("ms@0.7.0", "MIT"),
+        // `licenses: [{type: "MIT"}]`.
+        ("node-uuid@1.4.8", "MIT"),
+        ("tweetnacl@0.14.5", "Unlicense"),
+        ("uid2@0.0.3", "MIT"),
+        // `licenses: [{type: "LGPL"}]`: declared, so its LICENSE file is not read.
+        ("xmldom@0.1.27", "LGPL"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(found, want);
 }
