@@ -140,7 +140,7 @@ install_missing() {
   # scripts): the scanner's license tests read their package.json and, where it names no
   # license, their license files.
   local npmsite="$ROOT/.test-services/npm-site"
-  local npmwanted="ms@0.7.0 mime@1.2.11 uid2@0.0.3 esprima@1.0.4 node-uuid@1.4.8 tweetnacl@0.14.5 amdefine@1.0.1 indexof@0.0.1 xmldom@0.1.27 bson@0.1.5 jsonify@0.0.0"
+  local npmwanted="ms@0.7.0 mime@1.2.11 uid2@0.0.3 esprima@1.0.4 node-uuid@1.4.8 tweetnacl@0.14.5 amdefine@1.0.1 indexof@0.0.1 xmldom@0.1.27 bson@0.1.5 jsonify@0.0.0 graceful-fs@1.2.3 sigmund@1.0.0 dtrace-provider@0.2.8"
   if [ "$(cat "$npmsite/.complete" 2>/dev/null)" != "$npmwanted" ]; then
     log "installing npm packages for the scanner's license tests into .test-services/npm-site"
     rm -rf "$npmsite"

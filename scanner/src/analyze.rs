@@ -301,8 +301,8 @@ fn is_npm_license_file(path: &str) -> bool {
 }
 
 /// Which license files of an npm package to read its license from when its `package.json`
-/// leaves it open: the file `SEE LICENSE IN` names, or (no license at all) every license
-/// file in its directory.
+/// leaves it open: the file `SEE LICENSE IN` names, or (no license at all, or anything but
+/// an expression of listed licenses, like `BSD`) every license file in its directory.
 enum NpmLicenseFiles {
     Named(String),
     All(String),
@@ -310,11 +310,11 @@ enum NpmLicenseFiles {
 
 fn npm_license_files_wanted(manifest: &str, license: &str) -> Option<NpmLicenseFiles> {
     let dir = manifest.strip_suffix("/package.json")?;
-    if license.is_empty() {
-        return Some(NpmLicenseFiles::All(format!("{dir}/")));
+    if let Some(file) = super::license::npm_license_file_named(license) {
+        return Some(NpmLicenseFiles::Named(format!("{dir}/{file}")));
     }
-    super::license::npm_license_file_named(license)
-        .map(|file| NpmLicenseFiles::Named(format!("{dir}/{file}")))
+    (!super::license::names_listed_licenses(license))
+        .then(|| NpmLicenseFiles::All(format!("{dir}/")))
 }
 
 /// The license of an npm package from its license files ([`npm_license_files_wanted`]):

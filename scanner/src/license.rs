@@ -57,6 +57,16 @@ fn npm_license(value: &str) -> Option<String> {
     Some(license_by_name(&value).unwrap_or(value))
 }
 
+/// Whether `declared` is an SPDX expression whose licenses are all on the SPDX list (or
+/// `LicenseRef-`s): it says which licenses. `BSD`, `GPL`, `Public Domain` do not.
+pub fn names_listed_licenses(declared: &str) -> bool {
+    stellaops_policy::license::parse(declared).is_ok_and(|e| {
+        e.ids()
+            .iter()
+            .all(|id| listed(id) || id.starts_with("LicenseRef-"))
+    })
+}
+
 /// The file an npm `SEE LICENSE IN <file>` names, when it is a file of the package (not a
 /// URL, not outside the package's directory).
 pub fn npm_license_file_named(license: &str) -> Option<&str> {
@@ -783,13 +793,6 @@ const KNOWN_TEXTS: &[KnownText] = &[
         sha256: "0cf21bdfd1964a97a8615e128534845826afbc887edc95aa5c925cbf64386b5c",
     },
     KnownText {
-        id: "ISC",
-        first: "permission to use copy modify and or distribute this software for any purpose",
-        last: "appear in all copies",
-        words: 34,
-        sha256: "9389a691ca5c7f60b97953bec8eb47ccc1e84a991f29fe47694b4042138ae0ce",
-    },
-    KnownText {
         id: "MPL-2.0",
         first: "mozilla public license version 2 0",
         last: "defined by the mozilla public license v 2 0",
@@ -816,9 +819,11 @@ fn license_words(text: &str) -> Vec<String> {
 
 /// A license file (`LICENSE`, `META-INF/LICENSE.txt`): the licenses whose whole terms it
 /// holds word for word (after [`license_words`]), several as all applying (`AND`: a file
-/// that adds the license of bundled code to the project's own). A text that is changed in
-/// any word, or a license not in the known set: not known. Exact, not a likeness score:
-/// a wrong license is worse than none.
+/// that adds the license of bundled code to the project's own). What lies outside the
+/// known texts may only be titles and copyright notices: a stretch there that states terms
+/// of its own ([`TERMS_WORDS`]: a governing-law clause, an export notice, a license not
+/// known) makes the whole file not known, as does a text changed in any word. Exact, not a
+/// likeness score: a wrong license is worse than none.
 pub fn license_file(text: &str) -> Option<String> {
     if text.len() > MAX_LICENSE_FILE {
         return None;
@@ -826,33 +831,293 @@ pub fn license_file(text: &str) -> Option<String> {
     use sha2::Digest;
     let words = license_words(text);
     let mut ids: Vec<&str> = Vec::new();
+    let mut covered: Vec<(usize, usize)> = Vec::new();
     for known in KNOWN_TEXTS {
         let first: Vec<&str> = known.first.split(' ').collect();
         let last: Vec<&str> = known.last.split(' ').collect();
-        let holds = |at: usize, phrase: &[&str]| {
-            words
-                .get(at..at + phrase.len())
-                .is_some_and(|w| w.iter().zip(phrase).all(|(a, b)| a == b))
-        };
         // Hashing is the costly part: a crafted file repeating the phrases gets a bounded
         // number of tries.
         let mut tries = 0;
-        for start in 0..words.len().saturating_sub(known.words - 1) {
-            if !holds(start, &first) || !holds(start + known.words - last.len(), &last) {
+        let mut start = 0;
+        while start + known.words <= words.len() && tries < 16 {
+            if !holds(&words, start, &first)
+                || !holds(&words, start + known.words - last.len(), &last)
+            {
+                start += 1;
                 continue;
             }
             tries += 1;
-            if tries > 16 {
-                break;
-            }
             let span = words[start..start + known.words].join(" ");
             if hex::encode(sha2::Sha256::digest(span.as_bytes())) == known.sha256 {
-                ids.push(known.id);
-                break;
+                if !ids.contains(&known.id) {
+                    ids.push(known.id);
+                }
+                covered.push((start, start + known.words));
+                start += known.words;
+            } else {
+                start += 1;
             }
         }
     }
+    for template in KNOWN_TEMPLATES {
+        let spans = template.spans_in(&words);
+        if !spans.is_empty() && !ids.contains(&template.id) {
+            ids.push(template.id);
+        }
+        covered.extend(spans);
+    }
+    if ids.is_empty() {
+        return None;
+    }
+    covered.extend(apache_notices(&words));
+    covered.sort_unstable();
+    let mut at = 0;
+    for (start, end) in covered.into_iter().chain([(words.len(), words.len())]) {
+        if start > at
+            && words[at..start]
+                .iter()
+                .any(|w| TERMS_WORDS.contains(&w.as_str()))
+        {
+            return None;
+        }
+        at = at.max(end);
+    }
     all_apply(&ids)
+}
+
+/// Words that state terms. Titles (`The MIT License (MIT)`, `Apache License Version 2.0,
+/// January 2004`), copyright notices and "this product bundles …" lines hold none; the
+/// additions that make a known text another license do (`This agreement shall be governed
+/// …`, `EXPORT LAWS: this license adds no restrictions …`).
+const TERMS_WORDS: &[&str] = &[
+    "shall",
+    "must",
+    "agreement",
+    "warranty",
+    "warranties",
+    "liable",
+    "liability",
+    "governed",
+    "jurisdiction",
+    "restrictions",
+    "restricted",
+    "permission",
+    "granted",
+    "obligation",
+    "acknowledge",
+    "redistribution",
+    "redistributions",
+    "royalty",
+];
+
+/// Apache's own additions around its terms, which state no other terms: the appendix on
+/// how to apply it, and the notice it asks files to carry (`Licensed under the Apache
+/// License, Version 2.0 … limitations under the License.`).
+fn apache_notices(words: &[String]) -> Vec<(usize, usize)> {
+    const STARTS: [&str; 2] = [
+        "appendix how to apply the apache license to your work",
+        "licensed under the apache license version 2 0",
+    ];
+    const END: &str = "limitations under the license";
+    /// The appendix with its notice is some 170 words.
+    const LONGEST: usize = 400;
+    let end: Vec<&str> = END.split(' ').collect();
+    let mut spans = Vec::new();
+    for start_phrase in STARTS {
+        let phrase: Vec<&str> = start_phrase.split(' ').collect();
+        let mut at = 0;
+        while at < words.len() && spans.len() < 64 {
+            if !holds(words, at, &phrase) {
+                at += 1;
+                continue;
+            }
+            let Some(stop) = (at..words.len().min(at + LONGEST)).find(|&i| holds(words, i, &end))
+            else {
+                break;
+            };
+            spans.push((at, stop + end.len()));
+            at = stop + end.len();
+        }
+    }
+    spans
+}
+
+/// A part of a [`KnownTemplate`].
+#[derive(Clone, Copy)]
+enum Part {
+    /// These words, exactly.
+    Words(&'static str),
+    /// Between `min` and `max` words of any kind: a name the license leaves to fill in
+    /// (the copyright holder, the organization), or a clause's number.
+    Any(usize, usize),
+}
+
+/// A license whose terms carry names (the BSD licenses name the copyright holder in the
+/// disclaimer): fixed words with bounded gaps where the SPDX list's template has
+/// variable text. All of it must be there, in order, with nothing else between; and
+/// what follows must not be one of the additions that make it a relative with other
+/// terms (`BSD-3-Clause-LBNL`, `BSD-2-Clause-Views`, …).
+struct KnownTemplate {
+    id: &'static str,
+    parts: &'static [Part],
+    /// Words that, right after the template's last word, make the text another license.
+    not_followed_by: &'static [&'static str],
+}
+
+/// Longest name a template's gap takes.
+const MAX_NAME_WORDS: usize = 24;
+
+const BSD_OPENING: Part = Part::Words(
+    "redistribution and use in source and binary forms with or without modification are permitted provided that the following conditions are met",
+);
+const BSD_CLAUSE_SOURCE: Part = Part::Words(
+    "redistributions of source code must retain the above copyright notice this list of conditions and the following disclaimer",
+);
+const BSD_CLAUSE_BINARY: Part = Part::Words(
+    "redistributions in binary form must reproduce the above copyright notice this list of conditions and the following disclaimer in the documentation and or other materials provided with the distribution",
+);
+const BSD_DISCLAIMER: [Part; 5] = [
+    Part::Words("this software is provided by"),
+    Part::Any(1, MAX_NAME_WORDS),
+    Part::Words(
+        "as is and any express or implied warranties including but not limited to the implied warranties of merchantability and fitness for a particular purpose are disclaimed in no event shall",
+    ),
+    Part::Any(1, MAX_NAME_WORDS),
+    Part::Words(
+        "be liable for any direct indirect incidental special exemplary or consequential damages including but not limited to procurement of substitute goods or services loss of use data or profits or business interruption however caused and on any theory of liability whether in contract strict liability or tort including negligence or otherwise arising in any way out of the use of this software even if advised of the possibility of such damage",
+    ),
+];
+/// Clause numbers (`1.`, `(a)`, `*` leaves none).
+const BULLET: Part = Part::Any(0, 2);
+/// The additions after the disclaimer of the SPDX list's BSD relatives.
+const BSD_ADDITIONS: &[&str] = &[
+    // BSD-2-Clause-Views, -FreeBSD
+    "the views and conclusions contained in the software",
+    // BSD-3-Clause-LBNL
+    "you are under no obligation whatsoever",
+    // BSD-3-Clause-No-Nuclear-*, -No-Military-License
+    "you acknowledge that this software",
+];
+
+const KNOWN_TEMPLATES: &[KnownTemplate] = &[
+    // ISC names the author in its disclaimer (`THE AUTHOR`, `ISC`), and older copies
+    // grant "modify, and distribute" without "/or".
+    KnownTemplate {
+        id: "ISC",
+        parts: &[
+            Part::Words("permission to use copy modify and"),
+            Part::Any(0, 1),
+            Part::Words(
+                "distribute this software for any purpose with or without fee is hereby granted provided that the above copyright notice and this permission notice appear in all copies",
+            ),
+            Part::Any(1, 1),
+            Part::Words("software is provided as is and"),
+            Part::Any(1, MAX_NAME_WORDS),
+            Part::Words(
+                "disclaims all warranties with regard to this software including all implied warranties of merchantability and fitness in no event shall",
+            ),
+            Part::Any(1, MAX_NAME_WORDS),
+            Part::Words(
+                "be liable for any special direct indirect or consequential damages or any damages whatsoever resulting from loss of use data or profits whether in an action of contract negligence or other tortious action arising out of or in connection with the use or performance of this software",
+            ),
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "BSD-2-Clause",
+        parts: &[
+            BSD_OPENING,
+            BULLET,
+            BSD_CLAUSE_SOURCE,
+            BULLET,
+            BSD_CLAUSE_BINARY,
+            BSD_DISCLAIMER[0],
+            BSD_DISCLAIMER[1],
+            BSD_DISCLAIMER[2],
+            BSD_DISCLAIMER[3],
+            BSD_DISCLAIMER[4],
+        ],
+        not_followed_by: BSD_ADDITIONS,
+    },
+    KnownTemplate {
+        id: "BSD-3-Clause",
+        parts: &[
+            BSD_OPENING,
+            BULLET,
+            BSD_CLAUSE_SOURCE,
+            BULLET,
+            BSD_CLAUSE_BINARY,
+            BULLET,
+            Part::Words("neither the name of"),
+            Part::Any(1, MAX_NAME_WORDS),
+            Part::Words(
+                "nor the names of its contributors may be used to endorse or promote products derived from this software without specific prior written permission",
+            ),
+            BSD_DISCLAIMER[0],
+            BSD_DISCLAIMER[1],
+            BSD_DISCLAIMER[2],
+            BSD_DISCLAIMER[3],
+            BSD_DISCLAIMER[4],
+        ],
+        not_followed_by: BSD_ADDITIONS,
+    },
+];
+
+impl KnownTemplate {
+    /// Where the words hold the template (start and end of each). The first part is
+    /// tried at a bounded number of places (a crafted file repeating it costs no more).
+    fn spans_in(&self, words: &[String]) -> Vec<(usize, usize)> {
+        let mut spans = Vec::new();
+        let Some(Part::Words(first)) = self.parts.first() else {
+            return spans;
+        };
+        let first: Vec<&str> = first.split(' ').collect();
+        let mut tries = 0;
+        let mut start = 0;
+        while start < words.len() && tries < 16 {
+            if !holds(words, start, &first) {
+                start += 1;
+                continue;
+            }
+            tries += 1;
+            match self.matches_from(words, start + first.len(), &self.parts[1..]) {
+                Some(end)
+                    if !self.not_followed_by.iter().any(|addition| {
+                        holds(words, end, &addition.split(' ').collect::<Vec<_>>())
+                    }) =>
+                {
+                    spans.push((start, end));
+                    start = end;
+                }
+                _ => start += 1,
+            }
+        }
+        spans
+    }
+
+    /// Where the parts end when they match from `at` (a gap takes the fewest words that
+    /// let the fixed words after it match: names never hold the license's own phrases).
+    fn matches_from(&self, words: &[String], at: usize, parts: &[Part]) -> Option<usize> {
+        match parts {
+            [] => Some(at),
+            [Part::Words(fixed), rest @ ..] => {
+                let fixed: Vec<&str> = fixed.split(' ').collect();
+                holds(words, at, &fixed)
+                    .then(|| self.matches_from(words, at + fixed.len(), rest))
+                    .flatten()
+            }
+            [Part::Any(min, max), rest @ ..] => {
+                (*min..=*max).find_map(|gap| self.matches_from(words, at + gap, rest))
+            }
+        }
+    }
+}
+
+/// Whether `phrase` stands in `words` at `at`.
+fn holds(words: &[String], at: usize, phrase: &[&str]) -> bool {
+    words
+        .get(at..at + phrase.len())
+        .is_some_and(|w| w.iter().zip(phrase).all(|(a, b)| a == b))
 }
 
 /// The SPDX license id equal to `name` but for ASCII case.
@@ -1135,7 +1400,6 @@ mod tests {
             "0BSD",
             "MPL-1.1",
             "Apache-1.1",
-            "BSD-3-Clause",
             "GPL-2.0-only",
         ] {
             assert_eq!(license_file(spdx_text(id)), None, "{id}");
@@ -1156,6 +1420,90 @@ mod tests {
         assert!(mit.contains("relicense"));
         let crafted = mit.repeat(2000);
         assert_eq!(license_file(&crafted), None);
+    }
+
+    #[test]
+    fn templates_take_the_names_a_license_leaves_to_fill_in_and_nothing_else() {
+        // BSD with the holder named in the disclaimer and another bullet style (npm's
+        // graceful-fs writes it so), and Debian's BSD-3-Clause of the Regents.
+        let bsd2 = "Copyright (c) Isaac Z. Schlueter (\"Author\")\nAll rights reserved.\n\nThe BSD License\n\n\
+            Redistribution and use in source and binary forms, with or without modification, are permitted provided that the following conditions are met:\n\
+            * Redistributions of source code must retain the above copyright notice, this list of conditions and the following disclaimer.\n\
+            * Redistributions in binary form must reproduce the above copyright notice, this list of conditions and the following disclaimer in the documentation and/or other materials provided with the distribution.\n\n\
+            THIS SOFTWARE IS PROVIDED BY THE AUTHOR AND CONTRIBUTORS ``AS IS'' AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE DISCLAIMED.  IN NO EVENT SHALL THE AUTHOR OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.\n";
+        assert_eq!(license_file(bsd2).as_deref(), Some("BSD-2-Clause"));
+        // A name longer than any holder's: not known.
+        let long_name = bsd2.replace("THE AUTHOR AND", &"VERY ".repeat(30));
+        assert_eq!(license_file(&long_name), None);
+        // ISC naming ISC, granting "modify, and distribute" (older copies).
+        let isc = spdx_text("ISC")
+            .replace("and/or distribute", "and distribute")
+            .replace("THE AUTHOR", "ISC");
+        assert_eq!(license_file(&isc).as_deref(), Some("ISC"));
+        // Apache's notice before its terms is no other license.
+        let noticed = format!(
+            "Licensed under the Apache License, Version 2.0 (the \"License\"); you may not use this file except in compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0 Unless required by applicable law or agreed to in writing, software distributed under the License is distributed on an \"AS IS\" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the License for the specific language governing permissions and limitations under the License.\n\n{}",
+            spdx_text("Apache-2.0")
+        );
+        assert_eq!(license_file(&noticed).as_deref(), Some("Apache-2.0"));
+        // Terms outside every known text: the file is not known.
+        let governed = format!(
+            "{}\nThis agreement shall be governed by the laws of Utopia.",
+            spdx_text("MIT")
+        );
+        assert_eq!(license_file(&governed), None);
+        let with_unknown = format!(
+            "{}\n\nPortions: Redistribution is permitted only with our written permission.",
+            spdx_text("MIT")
+        );
+        assert_eq!(license_file(&with_unknown), None);
+        // The same text twice (two bundled parts under one license) is one license.
+        let twice = format!("{}\n\nbundled:\n{}", spdx_text("MIT"), spdx_text("MIT"));
+        assert_eq!(license_file(&twice).as_deref(), Some("MIT"));
+    }
+
+    #[test]
+    fn no_text_on_the_spdx_list_is_taken_for_another_license() {
+        let mut taken = Vec::new();
+        let mut known = Vec::new();
+        for (id, text) in spdx::text::LICENSE_TEXTS {
+            match license_file(text) {
+                Some(found) if found == *id => known.push(*id),
+                Some(found) => taken.push(format!("{id} taken for {found}")),
+                None => {}
+            }
+        }
+        // The two that are the same text: MPL-2.0-no-copyleft-exception is MPL-2.0 word for
+        // word (the difference is the Exhibit B notice in the source files), and the
+        // deprecated BSD-2-Clause-NetBSD is BSD-2-Clause naming The NetBSD Foundation.
+        assert_eq!(
+            taken,
+            [
+                "BSD-2-Clause-NetBSD taken for BSD-2-Clause",
+                "MPL-2.0-no-copyleft-exception taken for MPL-2.0"
+            ]
+        );
+        assert!(
+            spdx::license_id("BSD-2-Clause-NetBSD")
+                .unwrap()
+                .is_deprecated()
+        );
+        assert_eq!(
+            license_words(spdx_text("MPL-2.0")),
+            license_words(spdx_text("MPL-2.0-no-copyleft-exception"))
+        );
+        known.sort();
+        assert_eq!(
+            known,
+            [
+                "Apache-2.0",
+                "BSD-2-Clause",
+                "BSD-3-Clause",
+                "ISC",
+                "MIT",
+                "MPL-2.0"
+            ]
+        );
     }
 
     #[test]

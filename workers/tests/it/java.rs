@@ -322,6 +322,8 @@ fn debians_common_license_texts() {
         let want = match name.as_str() {
             "Apache-2.0" => Some("Apache-2.0"),
             "MPL-2.0" => Some("MPL-2.0"),
+            // BSD-3-Clause naming the Regents of the University of California.
+            "BSD" => Some("BSD-3-Clause"),
             _ => None,
         };
         assert_eq!(

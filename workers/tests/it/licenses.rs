@@ -631,9 +631,10 @@ fn pip_installed_packages_and_their_license_files() {
 
 /// npm packages as `npm install` lays them out (scripts/services.sh: pinned, into
 /// .test-services/npm-site): `license` as an expression, a legacy object or array, a
-/// common name (`Apache License, Version 2.0`) read as its id, other words kept as given;
-/// and where package.json names no license at all, the package's own license files when
-/// each holds a known license word for word.
+/// common name (`Apache License, Version 2.0`) read as its id; and where package.json names
+/// no license, or words that are no expression (`BSD`), the package's own license files
+/// when each holds a known license word for word (BSD with the author's name in its
+/// disclaimer); other words kept as given.
 #[test]
 fn npm_installed_packages_and_their_license_files() {
     let Some(site) = stellaops_testing::service("STELLAOPS_TEST_NPM_SITE") else {
@@ -656,21 +657,27 @@ fn npm_installed_packages_and_their_license_files() {
         .map(|p| (format!("{}@{}", p.name, p.version), p.license.clone()))
         .collect();
     found.sort();
-    let want: Vec<(String, String)> = [
+    let mut want: Vec<(String, String)> = [
         // `license`: an SPDX expression.
         ("amdefine@1.0.1", "BSD-3-Clause OR MIT"),
         // `licenses: [{type: "Apache License, Version 2.0"}]`: the name of Apache-2.0.
         ("bson@0.1.5", "Apache-2.0"),
-        // `licenses: [{type: "BSD"}]` (which BSD?): kept as given, matches no rule.
+        // `licenses: [{type: "BSD"}]` (which BSD?) and no license file: kept as given,
+        // matches no rule.
         ("esprima@1.0.4", "BSD"),
         // No license and no license file.
         ("indexof@0.0.1", ""),
         ("jsonify@0.0.0", "Public Domain"),
+        // No license in package.json; LICENCE holds BSD-2-Clause naming its author.
+        ("dtrace-provider@0.2.8", "BSD-2-Clause"),
+        // `license: "BSD"` (which one?): LICENSE says, BSD-2-Clause naming "the author".
+        ("graceful-fs@1.2.3", "BSD-2-Clause"),
         // No license in package.json; LICENSE holds the MIT terms.
         ("mime@1.2.11", "MIT"),
         ("ms@0.7.0", "MIT"),
         // `licenses: [{type: "MIT"}]`.
         ("node-uuid@1.4.8", "MIT"),
+        ("sigmund@1.0.0", "BSD-2-Clause"),
         ("tweetnacl@0.14.5", "Unlicense"),
         ("uid2@0.0.3", "MIT"),
         // `licenses: [{type: "LGPL"}]`: declared, so its LICENSE file is not read.
@@ -679,5 +686,6 @@ fn npm_installed_packages_and_their_license_files() {
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
+    want.sort();
     assert_eq!(found, want);
 }
