@@ -22,7 +22,7 @@ use stellaops_testing::oci;
 
 use crate::material::{Scratch, generate, sigstore_python_verdicts};
 use crate::policy::{public_pem, signing_key};
-use crate::server::{client, pod, review, start};
+use crate::server::{ask_for_pod, client, start};
 
 fn named_policy(name: &str, spec: Value) -> ZastavaPolicy {
     serde_json::from_value(json!({
@@ -821,20 +821,6 @@ async fn attestations_in_sigstore_bundles_verify_like_sigstore_python_and_are_ju
         &ask("keys-only", "bundle").await,
         &["AttestationUnverified", "no keyless authority"],
     );
-}
-
-/// The webhook's answer (`response`) to a Pod CREATE running `image`, under `policy`.
-async fn ask_for_pod(https: reqwest::Client, port: u16, policy: String, image: String) -> Value {
-    let answer: Value = https
-        .post(format!("https://localhost:{port}/validate/{policy}"))
-        .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["response"].clone()
 }
 
 /// `answer` is a denial whose message names every part of `expected`.

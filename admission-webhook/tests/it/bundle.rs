@@ -20,7 +20,7 @@ use stellaops_testing::oci;
 use crate::material::{Scratch, generate, sigstore_python_verdicts};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
-use crate::server::{client, pod, review, start};
+use crate::server::{ask_for_pod, client, start};
 
 const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 
@@ -566,22 +566,7 @@ async fn the_webhook_admits_an_image_signed_by_a_bundle_referrer_and_denies_a_ta
         material["trusted_root"].as_str().unwrap(),
     )]);
     let https = client(&running, &running.cert_pem);
-    let url = format!("https://localhost:{}/validate/prod", running.addr.port());
-    let ask = |image: String| {
-        let (https, url) = (https.clone(), url.clone());
-        async move {
-            let answer: Value = https
-                .post(&url)
-                .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["response"].clone()
-        }
-    };
+    let ask = |image: String| ask_for_pod(https.clone(), running.addr.port(), "prod".into(), image);
     let answer = ask(format!("{registry}/zastava/bundle-signed:{tag}")).await;
     assert_eq!(answer["allowed"], true, "{answer}");
     let answer = ask(format!("{registry}/zastava/bundle-tampered@{tampered}")).await;

@@ -22,7 +22,7 @@ use stellaops_testing::oci;
 use crate::material::Scratch;
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
-use crate::server::{client, pod, review, start};
+use crate::server::{ask_for_pod, client, start};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -555,23 +555,13 @@ async fn rsa_and_ed25519_signatures_in_the_real_registry_admit_their_images_thro
     .unwrap();
     running.webhook.set_policies([policy]);
     let https = client(&running, &running.cert_pem);
-    let url = format!("https://localhost:{}/validate/prod", running.addr.port());
     let ask = |image: &str| {
-        let https = https.clone();
-        let url = url.clone();
-        let image = image.to_string();
-        async move {
-            let answer: Value = https
-                .post(&url)
-                .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["response"].clone()
-        }
+        ask_for_pod(
+            https.clone(),
+            running.addr.port(),
+            "prod".into(),
+            image.into(),
+        )
     };
     assert_eq!(ask(&images[0]).await["allowed"], true, "RSA-signed");
     assert_eq!(ask(&images[1]).await["allowed"], true, "Ed25519-signed");

@@ -151,6 +151,25 @@ pub async fn start(evidence: Arc<dyn EvidenceSource>) -> Running {
     }
 }
 
+/// The webhook's answer (`response`) to a Pod CREATE running `image`, under `policy`.
+pub async fn ask_for_pod(
+    https: reqwest::Client,
+    port: u16,
+    policy: String,
+    image: String,
+) -> Value {
+    let answer: Value = https
+        .post(format!("https://localhost:{port}/validate/{policy}"))
+        .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["response"].clone()
+}
+
 pub fn client(running: &Running, cert_pem: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())

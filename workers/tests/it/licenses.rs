@@ -578,6 +578,28 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
+/// The packages of `kind` the analyzer finds in `dir` laid into a layer at `at`, as sorted
+/// (`name@version`, declared license) pairs.
+fn installed_licenses(
+    at: &str,
+    dir: impl AsRef<std::path::Path>,
+    kind: &str,
+) -> Vec<(String, String)> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append_dir_all(at, dir).unwrap();
+    let layer = builder.into_inner().unwrap();
+    let fragment = analyse_tar(layer.as_slice()).unwrap();
+    let mut found: Vec<(String, String)> = fragment
+        .files
+        .values()
+        .flatten()
+        .filter(|p| p.kind == kind)
+        .map(|p| (format!("{}@{}", p.name, p.version), p.license.clone()))
+        .collect();
+    found.sort();
+    found
+}
+
 /// Python packages as pip installs them (scripts/services.sh: pinned wheels into
 /// .test-services/python-site): where the metadata says which license, that; where it
 /// leaves it open (a bare `Apache Software License` classifier says no version), the
@@ -588,20 +610,7 @@ fn pip_installed_packages_and_their_license_files() {
     let Some(site) = stellaops_testing::service("STELLAOPS_TEST_PYTHON_SITE") else {
         return;
     };
-    let mut builder = tar::Builder::new(Vec::new());
-    builder
-        .append_dir_all("usr/lib/python3.12/site-packages", &site)
-        .unwrap();
-    let layer = builder.into_inner().unwrap();
-    let fragment = analyse_tar(layer.as_slice()).unwrap();
-    let mut found: Vec<(String, String)> = fragment
-        .files
-        .values()
-        .flatten()
-        .filter(|p| p.kind == "pypi")
-        .map(|p| (format!("{}@{}", p.name, p.version), p.license.clone()))
-        .collect();
-    found.sort();
+    let found = installed_licenses("usr/lib/python3.12/site-packages", &site, "pypi");
     let want = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         pairs
             .iter()
@@ -640,23 +649,11 @@ fn npm_installed_packages_and_their_license_files() {
     let Some(site) = stellaops_testing::service("STELLAOPS_TEST_NPM_SITE") else {
         return;
     };
-    let mut builder = tar::Builder::new(Vec::new());
-    builder
-        .append_dir_all(
-            "srv/app/node_modules",
-            std::path::Path::new(&site).join("node_modules"),
-        )
-        .unwrap();
-    let layer = builder.into_inner().unwrap();
-    let fragment = analyse_tar(layer.as_slice()).unwrap();
-    let mut found: Vec<(String, String)> = fragment
-        .files
-        .values()
-        .flatten()
-        .filter(|p| p.kind == "npm")
-        .map(|p| (format!("{}@{}", p.name, p.version), p.license.clone()))
-        .collect();
-    found.sort();
+    let found = installed_licenses(
+        "srv/app/node_modules",
+        std::path::Path::new(&site).join("node_modules"),
+        "npm",
+    );
     let mut want: Vec<(String, String)> = [
         // `license`: an SPDX expression.
         ("amdefine@1.0.1", "BSD-3-Clause OR MIT"),
