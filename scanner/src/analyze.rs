@@ -1374,16 +1374,7 @@ mod tests {
             ),
         ]);
         let fragment = analyse_tar(layer.as_slice()).unwrap();
-        let license = |name: &str| {
-            fragment
-                .files
-                .values()
-                .flatten()
-                .find(|p| p.name == name)
-                .unwrap()
-                .license
-                .clone()
-        };
+        let license = |name: &str| license_of(&fragment, name);
         assert_eq!(
             license("arrowish"),
             "Apache-2.0",
@@ -1479,16 +1470,7 @@ mod tests {
             .map(|(p, b)| (p.clone(), b.as_slice()))
             .collect();
         let fragment = analyse_tar(tar_of(&files).as_slice()).unwrap();
-        let license = |name: &str| {
-            fragment
-                .files
-                .values()
-                .flatten()
-                .find(|p| p.name == name)
-                .unwrap()
-                .license
-                .clone()
-        };
+        let license = |name: &str| license_of(&fragment, name);
         assert_eq!(license("bare"), "MIT");
         assert_eq!(license("@scope/two"), "MIT AND ISC");
         assert_eq!(license("mixed"), "");
@@ -1505,6 +1487,18 @@ mod tests {
         assert!(!is_npm_license_file("app/node_modules/bare/lib/LICENSE"));
         assert!(is_npm_license_file("node_modules/@s/p/LICENSE.md"));
         assert!(!is_npm_license_file("app/LICENSE"));
+    }
+
+    /// The declared license of the package named `name` in `fragment`.
+    fn license_of(fragment: &Fragment, name: &str) -> String {
+        fragment
+            .files
+            .values()
+            .flatten()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("{name} found"))
+            .license
+            .clone()
     }
 
     fn tar_of(files: &[(String, &[u8])]) -> Vec<u8> {

@@ -21,7 +21,7 @@ use stellaops_testing::oci;
 
 use crate::policy::{public_pem, sign, signing_key, zastava_policy};
 use crate::registry::push_image;
-use crate::server::{client, pod, review, start};
+use crate::server::{ask_for_pod, client, start};
 
 const SBOM_TYPE: &str = "application/vnd.cyclonedx+json";
 
@@ -191,21 +191,18 @@ async fn without_a_referrers_api_the_tag_schema_finds_signatures_and_attestation
     )
     .unwrap()]);
     let https = client_for(&running);
-    let url = format!("https://localhost:{}/validate/prod", running.addr.port());
     for (image, allowed) in [
         (image.clone(), true),
         (format!("{registry}/referrers/bare@{bare}"), false),
     ] {
-        let answer: Value = https
-            .post(&url)
-            .json(&review("Pod", "CREATE", pod(&[&image]), Value::Null))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["response"]["allowed"], allowed, "{image}: {answer}");
+        let answer = ask_for_pod(
+            https.clone(),
+            running.addr.port(),
+            "prod".into(),
+            image.clone(),
+        )
+        .await;
+        assert_eq!(answer["allowed"], allowed, "{image}: {answer}");
     }
 }
 
