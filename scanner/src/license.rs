@@ -762,11 +762,10 @@ fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
     parts
 }
 
-/// A license text known by the SHA-256 of its normalized terms: the words from the first
-/// phrase through the last, as [`license_words`] gives them. Only spans that hold no
-/// names or years (Apache's terms, not its appendix; MIT's and ISC's grant and
-/// conditions, not the copyright line) so that every copy of the license has the same
-/// hash. Computed from the SPDX license list's texts; Debian's `common-licenses` give the
+/// A long license text known by the SHA-256 of its normalized terms: the words from the
+/// first phrase through the last, as [`license_words`] gives them. Only spans that hold no
+/// names or years (Apache's terms, not its appendix), so that every copy of the license
+/// has the same hash; shorter texts and those naming someone are [`KnownTemplate`]s. Computed from the SPDX license list's texts; Debian's `common-licenses` give the
 /// same (both checked in the tests).
 struct KnownText {
     id: &'static str,
@@ -784,13 +783,6 @@ const KNOWN_TEXTS: &[KnownText] = &[
         last: "end of terms and conditions",
         words: 1419,
         sha256: "d8221a4f10c01c6fa5390685929a5ce31d7264a024162fd3dd4d805c57ce0f43",
-    },
-    KnownText {
-        id: "MIT",
-        first: "permission is hereby granted free of charge",
-        last: "other dealings in the software",
-        words: 163,
-        sha256: "0cf21bdfd1964a97a8615e128534845826afbc887edc95aa5c925cbf64386b5c",
     },
     KnownText {
         id: "MPL-2.0",
@@ -987,6 +979,24 @@ const BSD_DISCLAIMER: [Part; 5] = [
         "be liable for any direct indirect incidental special exemplary or consequential damages including but not limited to procurement of substitute goods or services loss of use data or profits or business interruption however caused and on any theory of liability whether in contract strict liability or tort including negligence or otherwise arising in any way out of the use of this software even if advised of the possibility of such damage",
     ),
 ];
+/// ISC's (and 0BSD's) disclaimer: `THE`/`THIS SOFTWARE IS PROVIDED "AS IS" AND <name>
+/// DISCLAIMS … IN NO EVENT SHALL <name> BE LIABLE …`.
+const ISC_DISCLAIMER: [Part; 6] = [
+    Part::Any(1, 1),
+    Part::Words("software is provided as is and"),
+    Part::Any(1, MAX_NAME_WORDS),
+    Part::Words(
+        "disclaims all warranties with regard to this software including all implied warranties of merchantability and fitness in no event shall",
+    ),
+    Part::Any(1, MAX_NAME_WORDS),
+    Part::Words(
+        "be liable for any special direct indirect or consequential damages or any damages whatsoever resulting from loss of use data or profits whether in an action of contract negligence or other tortious action arising out of or in connection with the use or performance of this software",
+    ),
+];
+/// The end of MIT's (and the Unlicense's) disclaimer.
+const MIT_LIABILITY: Part = Part::Words(
+    "be liable for any claim damages or other liability whether in an action of contract tort or otherwise arising from out of or in connection with the software or the use or other dealings in the software",
+);
 /// Clause numbers (`1.`, `(a)`, `*` leaves none).
 const BULLET: Part = Part::Any(0, 2);
 /// The additions after the disclaimer of the SPDX list's BSD relatives.
@@ -1010,17 +1020,78 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
             Part::Words(
                 "distribute this software for any purpose with or without fee is hereby granted provided that the above copyright notice and this permission notice appear in all copies",
             ),
-            Part::Any(1, 1),
-            Part::Words("software is provided as is and"),
-            Part::Any(1, MAX_NAME_WORDS),
-            Part::Words(
-                "disclaims all warranties with regard to this software including all implied warranties of merchantability and fitness in no event shall",
-            ),
-            Part::Any(1, MAX_NAME_WORDS),
-            Part::Words(
-                "be liable for any special direct indirect or consequential damages or any damages whatsoever resulting from loss of use data or profits whether in an action of contract negligence or other tortious action arising out of or in connection with the use or performance of this software",
-            ),
+            ISC_DISCLAIMER[0],
+            ISC_DISCLAIMER[1],
+            ISC_DISCLAIMER[2],
+            ISC_DISCLAIMER[3],
+            ISC_DISCLAIMER[4],
+            ISC_DISCLAIMER[5],
         ],
+        not_followed_by: &[],
+    },
+    // ISC without its one condition.
+    KnownTemplate {
+        id: "0BSD",
+        parts: &[
+            Part::Words(
+                "permission to use copy modify and or distribute this software for any purpose with or without fee is hereby granted",
+            ),
+            ISC_DISCLAIMER[0],
+            ISC_DISCLAIMER[1],
+            ISC_DISCLAIMER[2],
+            ISC_DISCLAIMER[3],
+            ISC_DISCLAIMER[4],
+            ISC_DISCLAIMER[5],
+        ],
+        not_followed_by: &[],
+    },
+    // MIT names the authors or holders in its disclaimer in some copies (`IN NO EVENT
+    // SHALL JOYENT BE LIABLE`).
+    KnownTemplate {
+        id: "MIT",
+        parts: &[
+            Part::Words(
+                "permission is hereby granted free of charge to any person obtaining a copy of this software and associated documentation files the software to deal in the software without restriction including without limitation the rights to use copy modify merge publish distribute sublicense and or sell copies of the software and to permit persons to whom the software is furnished to do so subject to the following conditions the above copyright notice and this permission notice shall be included in all copies or substantial portions of the software the software is provided as is without warranty of any kind express or implied including but not limited to the warranties of merchantability fitness for a particular purpose and noninfringement in no event shall",
+            ),
+            Part::Any(1, MAX_NAME_WORDS),
+            MIT_LIABILITY,
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "Unlicense",
+        parts: &[
+            Part::Words(
+                "this is free and unencumbered software released into the public domain anyone is free to copy modify publish use compile sell or distribute this software either in source code form or as a compiled binary for any purpose commercial or non commercial and by any means in jurisdictions that recognize copyright laws the author or authors of this software dedicate any and all copyright interest in the software to the public domain we make this dedication for the benefit of the public at large and to the detriment of our heirs and successors we intend this dedication to be an overt act of relinquishment in perpetuity of all present and future rights to this software under copyright law the software is provided as is without warranty of any kind express or implied including but not limited to the warranties of merchantability fitness for a particular purpose and noninfringement in no event shall the authors",
+            ),
+            MIT_LIABILITY,
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "Zlib",
+        parts: &[
+            Part::Words(
+                "this software is provided as is without any express or implied warranty in no event will the authors be held liable for any damages arising from the use of this software permission is granted to anyone to use this software for any purpose including commercial applications and to alter it and redistribute it freely subject to the following restrictions",
+            ),
+            BULLET,
+            Part::Words(
+                "the origin of this software must not be misrepresented you must not claim that you wrote the original software if you use this software in a product an acknowledgment in the product documentation would be appreciated but is not required",
+            ),
+            BULLET,
+            Part::Words(
+                "altered source versions must be plainly marked as such and must not be misrepresented as being the original software",
+            ),
+            BULLET,
+            Part::Words("this notice may not be removed or altered from any source distribution"),
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "BSL-1.0",
+        parts: &[Part::Words(
+            "permission is hereby granted free of charge to any person or organization obtaining a copy of the software and accompanying documentation covered by this license the software to use reproduce display distribute execute and transmit the software and to prepare derivative works of the software and to permit third parties to whom the software is furnished to do so all subject to the following the copyright notices in the software and this entire statement including the above license grant this restriction and the following disclaimer must be included in all copies of the software in whole or in part and all derivative works of the software unless such copies or derivative works are solely in the form of machine executable object code generated by a source language processor the software is provided as is without warranty of any kind express or implied including but not limited to the warranties of merchantability fitness for a particular purpose title and non infringement in no event shall the copyright holders or anyone distributing the software be liable for any damages or other liability whether in contract tort or otherwise arising from out of or in connection with the software or the use or other dealings in the software",
+        )],
         not_followed_by: &[],
     },
     KnownTemplate {
@@ -1392,12 +1463,13 @@ mod tests {
             );
             assert_eq!(license_file(&relaid).as_deref(), Some(id), "{id} re-laid");
         }
-        // Close relatives are not taken for them: X11 and MIT-0 hold MIT's phrases, 0BSD
-        // ISC's grant, MPL-1.1 and Apache-1.1 their namesakes'.
+        // Close relatives are not taken for them: X11 and MIT-0 hold MIT's phrases, MPL-1.1
+        // and Apache-1.1 their namesakes'; 0BSD (ISC's grant without its condition) is
+        // itself.
+        assert_eq!(license_file(spdx_text("0BSD")).as_deref(), Some("0BSD"));
         for id in [
             "X11",
             "MIT-0",
-            "0BSD",
             "MPL-1.1",
             "Apache-1.1",
             "GPL-2.0-only",
@@ -1457,6 +1529,11 @@ mod tests {
             spdx_text("MIT")
         );
         assert_eq!(license_file(&with_unknown), None);
+        // MIT naming the holder where the list's text says "the authors or copyright
+        // holders".
+        let joyent = spdx_text("MIT").replace("THE AUTHORS OR COPYRIGHT HOLDERS", "JOYENT");
+        assert!(joyent.contains("SHALL JOYENT BE LIABLE"));
+        assert_eq!(license_file(&joyent).as_deref(), Some("MIT"));
         // The same text twice (two bundled parts under one license) is one license.
         let twice = format!("{}\n\nbundled:\n{}", spdx_text("MIT"), spdx_text("MIT"));
         assert_eq!(license_file(&twice).as_deref(), Some("MIT"));
@@ -1496,12 +1573,16 @@ mod tests {
         assert_eq!(
             known,
             [
+                "0BSD",
                 "Apache-2.0",
                 "BSD-2-Clause",
                 "BSD-3-Clause",
+                "BSL-1.0",
                 "ISC",
                 "MIT",
-                "MPL-2.0"
+                "MPL-2.0",
+                "Unlicense",
+                "Zlib"
             ]
         );
     }
