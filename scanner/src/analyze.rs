@@ -287,65 +287,76 @@ fn is_npm_manifest(path: &str) -> bool {
     }
 }
 
-/// A license file directly in an npm package's directory (`LICENSE`, `LICENCE.md`,
-/// `license-mit`, `COPYING`).
-fn is_npm_license_file(path: &str) -> bool {
-    let Some((dir, base)) = path.rsplit_once('/') else {
-        return false;
-    };
+/// Whether a file's name says it is a license (`LICENSE`, `LICENCE.md`, `license-mit`,
+/// `COPYING`).
+fn is_license_file_name(base: &str) -> bool {
     let upper = base.to_ascii_uppercase();
     ["LICENSE", "LICENCE", "COPYING"]
         .iter()
         .any(|p| upper.starts_with(p))
-        && is_npm_manifest(&format!("{dir}/package.json"))
+}
+
+/// A license file directly in an npm package's directory.
+fn is_npm_license_file(path: &str) -> bool {
+    let Some((dir, base)) = path.rsplit_once('/') else {
+        return false;
+    };
+    is_license_file_name(base) && is_npm_manifest(&format!("{dir}/package.json"))
+}
+
+/// The license files a package's license is read from when its metadata leaves it open.
+enum LicenseFiles {
+    /// The `License-File`s Python metadata lists (each where PEP 639 puts it, or beside
+    /// the metadata).
+    Listed(Vec<[String; 2]>),
+    /// The one file npm's `SEE LICENSE IN` names.
+    Named(String),
+    /// Every file named like a license directly in this directory (an npm package's, or a
+    /// dist-info whose metadata lists none).
+    All(String),
 }
 
 /// Which license files of an npm package to read its license from when its `package.json`
 /// leaves it open: the file `SEE LICENSE IN` names, or (no license at all, or anything but
 /// an expression of listed licenses, like `BSD`) every license file in its directory.
-enum NpmLicenseFiles {
-    Named(String),
-    All(String),
-}
-
-fn npm_license_files_wanted(manifest: &str, license: &str) -> Option<NpmLicenseFiles> {
+fn npm_license_files_wanted(manifest: &str, license: &str) -> Option<LicenseFiles> {
     let dir = manifest.strip_suffix("/package.json")?;
     if let Some(file) = super::license::npm_license_file_named(license) {
-        return Some(NpmLicenseFiles::Named(format!("{dir}/{file}")));
+        return Some(LicenseFiles::Named(format!("{dir}/{file}")));
     }
-    (!super::license::names_listed_licenses(license))
-        .then(|| NpmLicenseFiles::All(format!("{dir}/")))
+    (!super::license::names_listed_licenses(license)).then(|| LicenseFiles::All(format!("{dir}/")))
 }
 
-/// The license of an npm package from its license files ([`npm_license_files_wanted`]):
-/// the named file's, or all of the directory's applying (`AND`) when each holds a known
-/// license; else not known.
-fn npm_license_from_files(
-    wanted: &NpmLicenseFiles,
+/// The license of a package from its license files: all of them applying (`AND`) when
+/// each is there and holds a known license; else not known.
+fn license_from_files(
+    wanted: &LicenseFiles,
     read: &BTreeMap<String, Option<String>>,
 ) -> Option<String> {
-    match wanted {
-        NpmLicenseFiles::Named(path) => read.get(path)?.clone(),
-        NpmLicenseFiles::All(dir) => {
-            let mut licenses: Vec<&str> = Vec::new();
-            for (path, license) in read.range(dir.clone()..) {
-                let Some(base) = path.strip_prefix(dir.as_str()) else {
-                    break;
-                };
-                // Direct files named LICENSE…/COPYING… sort before `node_modules/`, the
-                // only directory whose license files are read: the first path with a `/`
-                // ends them.
-                if base.contains('/') {
-                    break;
-                }
-                let license = license.as_deref()?;
-                if !licenses.contains(&license) {
-                    licenses.push(license);
-                }
-            }
-            super::license::all_apply(&licenses)
+    // Each file's license, in order; `None` for a file that is missing or not known.
+    let found: Vec<Option<&String>> = match wanted {
+        LicenseFiles::Listed(paths) => paths
+            .iter()
+            .map(|candidates| candidates.iter().find_map(|p| read.get(p))?.as_ref())
+            .collect(),
+        LicenseFiles::Named(path) => vec![read.get(path).and_then(Option::as_ref)],
+        LicenseFiles::All(dir) => read
+            .range(dir.clone()..)
+            .map_while(|(path, license)| Some((path.strip_prefix(dir.as_str())?, license)))
+            // A nested package's files (`node_modules/…`) are its own.
+            .take_while(|(base, _)| !base.starts_with("node_modules/"))
+            .filter(|(base, _)| !base.contains('/') && is_license_file_name(base))
+            .map(|(_, license)| license.as_ref())
+            .collect(),
+    };
+    let mut licenses: Vec<&str> = Vec::new();
+    for license in found {
+        let license = license?.as_str();
+        if !licenses.contains(&license) {
+            licenses.push(license);
         }
     }
+    super::license::all_apply(&licenses)
 }
 
 fn parse_npm(text: &str) -> Vec<FoundPackage> {
@@ -415,34 +426,43 @@ fn metadata_headers(text: &str) -> Vec<(&str, String)> {
     headers
 }
 
-/// The `License-File`s a `*.dist-info/METADATA` lists that hold license texts (not the
-/// NOTICE, AUTHORS, README or change log files projects list there too), each as the path
-/// of the file (PEP 639's `licenses/` directory first, the dist-info itself before it).
-fn python_license_files(metadata_path: &str, headers: &[(&str, String)]) -> Vec<[String; 2]> {
+/// The license files of a Python package whose metadata leaves its license open: the
+/// `License-File`s a `*.dist-info/METADATA` lists (NOTICE, AUTHORS, README and change logs
+/// skipped), or, when it lists none (flit and older setuptools put the file there without
+/// saying so), the files named like a license in the dist-info itself.
+fn python_license_files(metadata_path: &str, headers: &[(&str, String)]) -> LicenseFiles {
     let Some(dir) = metadata_path.strip_suffix("METADATA") else {
-        return Vec::new();
+        return LicenseFiles::Listed(Vec::new());
     };
-    headers
+    let listed: Vec<&String> = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("License-File"))
         .map(|(_, v)| v)
-        .filter(|f| {
-            let base = f.rsplit('/').next().unwrap_or(f).to_ascii_uppercase();
-            ![
-                "NOTICE",
-                "AUTHORS",
-                "README",
-                "CHANGELOG",
-                "CHANGES",
-                "CODE_OF_CONDUCT",
-                "CONTRIBUTORS",
-                "HISTORY",
-            ]
-            .iter()
-            .any(|p| base.starts_with(p))
-        })
-        .map(|f| [format!("{dir}licenses/{f}"), format!("{dir}{f}")])
-        .collect()
+        .collect();
+    if listed.is_empty() {
+        return LicenseFiles::All(dir.to_string());
+    }
+    LicenseFiles::Listed(
+        listed
+            .into_iter()
+            .filter(|f| {
+                let base = f.rsplit('/').next().unwrap_or(f).to_ascii_uppercase();
+                ![
+                    "NOTICE",
+                    "AUTHORS",
+                    "README",
+                    "CHANGELOG",
+                    "CHANGES",
+                    "CODE_OF_CONDUCT",
+                    "CONTRIBUTORS",
+                    "HISTORY",
+                ]
+                .iter()
+                .any(|p| base.starts_with(p))
+            })
+            .map(|f| [format!("{dir}licenses/{f}"), format!("{dir}{f}")])
+            .collect(),
+    )
 }
 
 /// A file inside a `*.dist-info` directory other than the metadata pip itself reads: a
@@ -897,8 +917,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
     // Python packages that declared no license, with the license files their metadata
     // lists, and what each license file of a dist-info holds: joined once the layer is read
     // (the tar's order is anyone's).
-    let mut license_files_wanted: Vec<(String, Vec<[String; 2]>)> = Vec::new();
-    let mut npm_license_files: Vec<(String, NpmLicenseFiles)> = Vec::new();
+    let mut license_files_wanted: Vec<(String, LicenseFiles)> = Vec::new();
     let mut license_files: BTreeMap<String, Option<String>> = BTreeMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -1041,7 +1060,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                     .first()
                     .and_then(|p| npm_license_files_wanted(&path, &p.license))
                 {
-                    npm_license_files.push((path.clone(), wanted));
+                    license_files_wanted.push((path.clone(), wanted));
                 }
                 found
             }
@@ -1081,15 +1100,8 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
     let from_files: Vec<(String, String)> = license_files_wanted
         .into_iter()
         .filter_map(|(metadata, wanted)| {
-            Some((metadata, listed_license_files(&wanted, &license_files)?))
+            Some((metadata, license_from_files(&wanted, &license_files)?))
         })
-        .chain(
-            npm_license_files
-                .into_iter()
-                .filter_map(|(manifest, wanted)| {
-                    Some((manifest, npm_license_from_files(&wanted, &license_files)?))
-                }),
-        )
         .collect();
     for (metadata, license) in from_files {
         if let Some(package) = fragment
@@ -1103,22 +1115,6 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
     fragment.whiteouts.sort();
     fragment.opaque.sort();
     Ok(fragment)
-}
-
-/// The licenses of a package's license files, all applying (`AND`), when every one of
-/// them is there and holds a known license; else not known.
-fn listed_license_files(
-    wanted: &[[String; 2]],
-    read: &BTreeMap<String, Option<String>>,
-) -> Option<String> {
-    let mut licenses: Vec<&str> = Vec::new();
-    for paths in wanted {
-        let license = paths.iter().find_map(|p| read.get(p))?.as_deref()?;
-        if !licenses.contains(&license) {
-            licenses.push(license);
-        }
-    }
-    super::license::all_apply(&licenses)
 }
 
 #[cfg(test)]

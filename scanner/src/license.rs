@@ -1467,13 +1467,7 @@ mod tests {
         // and Apache-1.1 their namesakes'; 0BSD (ISC's grant without its condition) is
         // itself.
         assert_eq!(license_file(spdx_text("0BSD")).as_deref(), Some("0BSD"));
-        for id in [
-            "X11",
-            "MIT-0",
-            "MPL-1.1",
-            "Apache-1.1",
-            "GPL-2.0-only",
-        ] {
+        for id in ["X11", "MIT-0", "MPL-1.1", "Apache-1.1", "GPL-2.0-only"] {
             assert_eq!(license_file(spdx_text(id)), None, "{id}");
         }
         // One word changed: not known.

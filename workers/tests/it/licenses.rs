@@ -602,9 +602,10 @@ fn installed_licenses(
 
 /// Python packages as pip installs them (scripts/services.sh: pinned wheels into
 /// .test-services/python-site): where the metadata says which license, that; where it
-/// leaves it open (a bare `Apache Software License` classifier says no version), the
-/// license files it lists as `License-File`, when each holds a known license word for
-/// word; a common name in `License:` read as the license it names.
+/// leaves it open (a bare `Apache Software License` or `BSD License` classifier, `License:
+/// BSD`), the license files it lists as `License-File` (or, listing none, those its
+/// dist-info holds), when each holds a known license word for word; a common name in
+/// `License:` read as the license it names.
 #[test]
 fn pip_installed_packages_and_their_license_files() {
     let Some(site) = stellaops_testing::service("STELLAOPS_TEST_PYTHON_SITE") else {
@@ -623,12 +624,20 @@ fn pip_installed_packages_and_their_license_files() {
             // Classifier "Apache Software License" only; License-File LICENSE: Apache 2.0.
             ("arrow@1.4.0", "Apache-2.0"),
             ("id@1.6.1", "Apache-2.0"),
+            // A bare `BSD License` classifier (flit: no `License-File` listed) and
+            // LICENSE.md in the dist-info: BSD-3-Clause.
+            ("idna@3.7", "BSD-3-Clause"),
+            // The same; its LICENSE.txt names Pallets in place of "the copyright holder".
+            ("jinja2@3.1.4", "BSD-3-Clause"),
+            // `License: BSD`, and a LICENSE (bullets as `*`) naming Eli Bendersky.
+            ("pycparser@2.21", "BSD-3-Clause"),
             // `License: Apache-2.0`.
             ("requests@2.34.2", "Apache-2.0"),
             // `License: MIT license`.
             ("rfc3339-validator@0.1.4", "MIT"),
-            // `License: BSD` (which one?), no license file: not known.
-            ("semantic-version@2.10.0", ""),
+            // `License: BSD` (which one?) and no `License-File`: the LICENSE its dist-info
+            // holds says BSD-2-Clause.
+            ("semantic-version@2.10.0", "BSD-2-Clause"),
             ("sigstore@4.5.0", "Apache-2.0"),
             // `License: Apache 2.0`.
             ("sortedcontainers@2.4.0", "Apache-2.0"),
