@@ -4,8 +4,7 @@
 
 use p256::pkcs8::der::Decode as _;
 use p256::pkcs8::spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
-use rsa::pkcs1::DecodeRsaPublicKey as _;
-use rsa::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
+use rsa::pkcs8::EncodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use sha2::{Digest as _, Sha256};
 
@@ -64,9 +63,11 @@ impl PublicKey {
             return EcKey::from_spki(der).map(PublicKey::Ecdsa);
         }
         if algorithm == RSA_ENCRYPTION {
-            let key = rsa::RsaPublicKey::from_public_key_der(der)
-                .map_err(|e| format!("an RSA key that does not parse: {e}"))?;
-            return rsa_key(key);
+            return rsa_key(
+                info.subject_public_key
+                    .as_bytes()
+                    .ok_or("an RSA key that is not whole bytes")?,
+            );
         }
         if algorithm == ID_ED25519 {
             let raw: [u8; 32] = info
@@ -143,14 +144,21 @@ impl PublicKey {
     }
 }
 
-fn rsa_key(key: rsa::RsaPublicKey) -> Result<PublicKey, String> {
-    let bits = key.n().bits();
+/// An RSA key from its PKCS #1 `RSAPublicKey` DER, its size checked before anything else.
+fn rsa_key(pkcs1: &[u8]) -> Result<PublicKey, String> {
+    let parts = rsa::pkcs1::RsaPublicKey::from_der(pkcs1)
+        .map_err(|e| format!("an RSA key that does not parse: {e}"))?;
+    let modulus = rsa::BigUint::from_bytes_be(parts.modulus.as_bytes());
+    let bits = modulus.bits();
     if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
         return Err(format!(
             "an RSA key of {bits} bits (from {MIN_RSA_BITS} to {MAX_RSA_BITS} are accepted)"
         ));
     }
-    Ok(PublicKey::Rsa(Box::new(key)))
+    let exponent = rsa::BigUint::from_bytes_be(parts.public_exponent.as_bytes());
+    rsa::RsaPublicKey::new(modulus, exponent)
+        .map(|key| PublicKey::Rsa(Box::new(key)))
+        .map_err(|e| format!("an RSA key that is not usable: {e}"))
 }
 
 fn rsa_verifies(key: &rsa::RsaPublicKey, sha256: &[u8], signature: &[u8]) -> bool {
@@ -235,9 +243,7 @@ pub fn parse_public_keys(pem: &str) -> Result<Vec<TrustedKey>, String> {
                 if label == "PUBLIC KEY" {
                     PublicKey::from_spki(&der)
                 } else {
-                    rsa::RsaPublicKey::from_pkcs1_der(&der)
-                        .map_err(|e| format!("an RSA key that does not parse: {e}"))
-                        .and_then(rsa_key)
+                    rsa_key(&der)
                 }
                 .map_err(|e| format!("PEM block {n} ({label}): {e}"))?
             }
@@ -296,6 +302,45 @@ mod tests {
             parse_public_keys(private)
                 .unwrap_err()
                 .starts_with("PEM block 1 holds a private key (EC PRIVATE KEY): never put")
+        );
+    }
+
+    #[test]
+    fn rsa_keys_are_sized_before_they_are_used() {
+        use p256::pkcs8::der::Encode as _;
+        let pem_of = |bits: usize, exponent: &[u8]| {
+            let mut modulus = vec![0xc5; bits / 8];
+            modulus[bits / 8 - 1] |= 1;
+            let der = rsa::pkcs1::RsaPublicKey {
+                modulus: rsa::pkcs1::UintRef::new(&modulus).unwrap(),
+                public_exponent: rsa::pkcs1::UintRef::new(exponent).unwrap(),
+            }
+            .to_der()
+            .unwrap();
+            p256::pkcs8::der::pem::encode_string(
+                "RSA PUBLIC KEY",
+                p256::pkcs8::LineEnding::LF,
+                &der,
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            parse_public_keys(&pem_of(8192, &[1, 0, 1])).unwrap_err(),
+            "PEM block 1 (RSA PUBLIC KEY): an RSA key of 8192 bits (from 2048 to 4096 are accepted)"
+        );
+        let keys = parse_public_keys(&pem_of(3072, &[1, 0, 1])).unwrap();
+        assert_eq!(keys[0].key.describe(), "RSA-3072");
+        // The same key as a SubjectPublicKeyInfo: the same fingerprint.
+        let spki = keys[0].key.spki_der();
+        assert_eq!(
+            TrustedKey::new(PublicKey::from_spki(&spki).unwrap()).fingerprint,
+            keys[0].fingerprint
+        );
+        // An exponent of 1 verifies anything: refused.
+        assert!(
+            parse_public_keys(&pem_of(3072, &[1]))
+                .unwrap_err()
+                .contains("not usable")
         );
     }
 
