@@ -714,6 +714,8 @@ async fn not_ready(
     let generation = policy.meta().generation;
     let mut status = policy.status.clone().unwrap_or_default();
     status.observed_generation = generation;
+    // A policy that does not compile is not served: no key of it is trusted.
+    status.trusted_keys.clear();
     if workload::set_not_ready(&mut status.conditions, reason, &message, generation) {
         workload::publish_event(
             &ctx.recorder,

@@ -517,8 +517,8 @@ pub struct ZastavaPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
     /// The keys of `requireSignature.publicKeys` the webhook trusts for this policy, as
-    /// last compiled (empty for a keyless-only policy); a change is also an Event
-    /// (`TrustedKeysChanged`).
+    /// last compiled (empty for a keyless-only policy, and while the policy is not Ready);
+    /// a change while Ready is also an Event (`TrustedKeysChanged`).
     #[serde(default)]
     pub trusted_keys: Vec<TrustedKeyStatus>,
     /// `Ready` condition: the webhook is configured and serving this policy.

@@ -476,12 +476,21 @@ async fn a_missing_key_secret_is_reported_not_ready_without_touching_the_webhook
             assert!(ready["message"].as_str().unwrap().starts_with(
                 "public-key Secret security/signing-keys (or its key) does not exist"
             ));
+            // Not served, so no key of it is trusted any more.
+            assert_eq!(status.body["status"]["trustedKeys"], json!([]));
             status_accepted_and_done(status, server).await;
         });
-    let policy = policy(json!({
+    let mut policy = policy(json!({
         "mode": "enforce",
         "requireSignature": {"publicKeys": {"name": "signing-keys", "namespace": "security"}},
     }));
+    policy.status = Some(stellaops_crds::zastava_policy::ZastavaPolicyStatus {
+        trusted_keys: vec![stellaops_crds::zastava_policy::TrustedKeyStatus {
+            fingerprint: "0123456789abcdef".into(),
+            algorithm: "RSA-3072".into(),
+        }],
+        ..Default::default()
+    });
     reconcile(Arc::new(policy), context(client)).await.unwrap();
     verifier.await.unwrap();
 }
