@@ -794,7 +794,8 @@ enum Interest {
     DebianCopyright,
     Npm,
     Python,
-    /// A file in a `*.dist-info` directory that METADATA may list as a `License-File`.
+    /// A file in a `*.dist-info` directory: a `License-File` METADATA lists, or a license
+    /// file it leaves unlisted.
     DistInfoFile,
     /// A license file in an npm package's directory, read when its `package.json` leaves
     /// the license open.
@@ -914,9 +915,9 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         ..Fragment::default()
     };
     let mut archive = tar::Archive::new(reader);
-    // Python packages that declared no license, with the license files their metadata
-    // lists, and what each license file of a dist-info holds: joined once the layer is read
-    // (the tar's order is anyone's).
+    // Python and npm packages whose metadata leaves the license open, with the license
+    // files to read it from, and what each license file of a dist-info or npm package
+    // holds: joined once the layer is read (the tar's order is anyone's).
     let mut license_files_wanted: Vec<(String, LicenseFiles)> = Vec::new();
     let mut license_files: BTreeMap<String, Option<String>> = BTreeMap::new();
     for entry in archive.entries()? {
