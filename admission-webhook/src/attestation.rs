@@ -495,10 +495,7 @@ fn verify_keyed(message: &[u8], sig_b64: &str, keys: &[TrustedKey]) -> Result<St
     let raw = STANDARD
         .decode(sig_b64.trim())
         .map_err(|_| "a DSSE signature is not base64".to_string())?;
-    keys.iter()
-        .find(|k| k.key.verifies_as_cosign(message, &raw))
-        .map(|k| k.fingerprint.clone())
-        .ok_or_else(|| "not signed by any trusted key".to_string())
+    crate::keys::signed_by(keys, message, &raw)
 }
 
 /// Verify cosign's Rekor bundle of an attestation offline: the signed entry timestamp by a

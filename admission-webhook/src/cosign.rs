@@ -200,12 +200,9 @@ pub fn verify(
     let raw = STANDARD
         .decode(signature_b64.trim())
         .map_err(|_| "signature annotation is not base64".to_string())?;
-    let signer = keys
-        .iter()
-        .find(|k| k.key.verifies_as_cosign(payload, &raw))
-        .ok_or("not signed by any trusted key".to_string())?;
+    let signer = crate::keys::signed_by(keys, payload, &raw)?;
     check_payload(payload, digest)?;
-    Ok(signer.fingerprint.clone())
+    Ok(signer)
 }
 
 /// Check that a signed payload is a cosign image signature naming `digest`.

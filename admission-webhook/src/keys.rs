@@ -206,10 +206,13 @@ impl TrustedKey {
     }
 }
 
-impl From<p256::ecdsa::VerifyingKey> for TrustedKey {
-    fn from(key: p256::ecdsa::VerifyingKey) -> TrustedKey {
-        TrustedKey::new(PublicKey::Ecdsa(EcKey::P256(key)))
-    }
+/// The fingerprint of the first of `keys` whose signature `signature` over `message` is,
+/// checked as cosign checks its own formats ([`PublicKey::verifies_as_cosign`]).
+pub fn signed_by(keys: &[TrustedKey], message: &[u8], signature: &[u8]) -> Result<String, String> {
+    keys.iter()
+        .find(|k| k.key.verifies_as_cosign(message, signature))
+        .map(|k| k.fingerprint.clone())
+        .ok_or_else(|| "not signed by any trusted key".to_string())
 }
 
 /// Parse every `PUBLIC KEY` (SubjectPublicKeyInfo) and `RSA PUBLIC KEY` (PKCS #1) PEM block

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(key) = PublicKey::from_spki(data) {
-        // What is read back is what was given (the fingerprint hashes these bytes).
+        // A key that was read can be written back (the fingerprint hashes that).
         assert!(!key.spki_der().is_empty());
         let _ = key.verifies(data, data);
     }

@@ -861,7 +861,9 @@ pub fn license_file(text: &str) -> Option<String> {
     if ids.is_empty() {
         return None;
     }
-    covered.extend(apache_notices(&words));
+    for notice in &APACHE_NOTICES {
+        covered.extend(notice.spans_in(&words));
+    }
     covered.sort_unstable();
     let mut at = 0;
     for (start, end) in covered.into_iter().chain([(words.len(), words.len())]) {
@@ -904,35 +906,29 @@ const TERMS_WORDS: &[&str] = &[
 
 /// Apache's own additions around its terms, which state no other terms: the appendix on
 /// how to apply it, and the notice it asks files to carry (`Licensed under the Apache
-/// License, Version 2.0 … limitations under the License.`).
-fn apache_notices(words: &[String]) -> Vec<(usize, usize)> {
-    const STARTS: [&str; 2] = [
-        "appendix how to apply the apache license to your work",
-        "licensed under the apache license version 2 0",
-    ];
-    const END: &str = "limitations under the license";
-    /// The appendix with its notice is some 170 words.
-    const LONGEST: usize = 400;
-    let end: Vec<&str> = END.split(' ').collect();
-    let mut spans = Vec::new();
-    for start_phrase in STARTS {
-        let phrase: Vec<&str> = start_phrase.split(' ').collect();
-        let mut at = 0;
-        while at < words.len() && spans.len() < 64 {
-            if !holds(words, at, &phrase) {
-                at += 1;
-                continue;
-            }
-            let Some(stop) = (at..words.len().min(at + LONGEST)).find(|&i| holds(words, i, &end))
-            else {
-                break;
-            };
-            spans.push((at, stop + end.len()));
-            at = stop + end.len();
-        }
-    }
-    spans
-}
+/// License, Version 2.0 … limitations under the License.`). They cover words of a license
+/// file without naming a license of their own.
+const APACHE_NOTICES: [KnownTemplate; 2] = [
+    KnownTemplate {
+        id: "Apache-2.0",
+        parts: &[
+            Part::Words("appendix how to apply the apache license to your work"),
+            // The appendix with its notice is some 170 words.
+            Part::Any(0, 400),
+            Part::Words("limitations under the license"),
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "Apache-2.0",
+        parts: &[
+            Part::Words("licensed under the apache license version 2 0"),
+            Part::Any(0, 400),
+            Part::Words("limitations under the license"),
+        ],
+        not_followed_by: &[],
+    },
+];
 
 /// A part of a [`KnownTemplate`].
 #[derive(Clone, Copy)]
@@ -945,8 +941,8 @@ enum Part {
 }
 
 /// A license whose terms carry names (the BSD licenses name the copyright holder in the
-/// disclaimer): fixed words with bounded gaps where the SPDX list's template has
-/// variable text. All of it must be there, in order, with nothing else between; and
+/// disclaimer), or a notice about one: fixed words with bounded gaps where the SPDX
+/// list's template has variable text. All of it must be there, in order, with nothing else between; and
 /// what follows must not be one of the additions that make it a relative with other
 /// terms (`BSD-3-Clause-LBNL`, `BSD-2-Clause-Views`, …).
 struct KnownTemplate {
