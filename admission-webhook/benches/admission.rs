@@ -776,6 +776,7 @@ async fn keyless(tls: &Tls, echo_client: &reqwest::Client, echo: std::net::Socke
         signature_b64: &found.signature,
         certificate_pem: found.certificate.as_deref(),
         rekor_bundle: found.rekor_bundle.as_deref(),
+        rfc3161_timestamp: None,
     };
     let mut each = Vec::new();
     for _ in 0..200 {

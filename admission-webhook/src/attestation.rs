@@ -628,7 +628,10 @@ fn verify_attestation_entry(
 }
 
 /// Verify one DSSE signature with a keyless authority: the certificate's key over the PAE,
-/// then the certificate (chain, SCT, identity) at the Rekor entry's time.
+/// then the certificate (chain, SCT, identity) at each signed time: the Rekor entry's and
+/// the RFC 3161 timestamp's. cosign's verifier reads a timestamp of a `.att` layer as
+/// stamping the whole envelope (what cosign 2 sent the authority); cosign 3 writes the
+/// timestamp of its bundle, which stamps the DSSE signature, so either is taken.
 fn verify_keyless(
     message: &[u8],
     payload: &[u8],
@@ -642,34 +645,39 @@ fn verify_keyless(
         .as_deref()
         .ok_or("no signing certificate (dev.sigstore.cosign/certificate annotation)")?;
     let der = keyless::first_pem_certificate(certificate)?;
-    let signed_at = match (found.rekor_bundle.as_deref(), authority.require_tlog) {
-        (Some(bundle), _) => Some(verify_attestation_entry(
+    let signature = KeylessSignature {
+        payload: message,
+        signature_b64: sig_b64,
+        certificate_pem: Some(certificate),
+        rekor_bundle: None,
+        rfc3161_timestamp: None,
+    };
+    let mut signed_times = Vec::new();
+    match (found.rekor_bundle.as_deref(), authority.require_tlog) {
+        (Some(bundle), _) => signed_times.push(verify_attestation_entry(
             bundle, authority, payload, sig_b64, &der,
         )?),
         (None, true) => {
             return Err("no Rekor bundle (the transparency log entry is required)".into());
         }
-        (None, false) => None,
-    };
-    // The log entry is checked above; the certificate checks run at its time.
-    let mut at_entry = authority.clone();
-    at_entry.require_tlog = false;
-    let at = match signed_at {
-        Some(t) => {
-            DateTime::<Utc>::from_timestamp(t, 0).ok_or("the Rekor entry time is out of range")?
+        (None, false) => {}
+    }
+    match (
+        found.rfc3161_timestamp.as_deref(),
+        authority.require_timestamp,
+    ) {
+        (Some(annotation), _) => {
+            let raw_signature = keyless::base64(sig_b64, "the DSSE signature")?;
+            signed_times.push(keyless::stamped_time(
+                annotation,
+                &[&found.blob, &raw_signature],
+                &authority.root,
+            )?);
         }
-        None => now,
-    };
-    keyless::verify(
-        &KeylessSignature {
-            payload: message,
-            signature_b64: sig_b64,
-            certificate_pem: Some(certificate),
-            rekor_bundle: None,
-        },
-        &at_entry,
-        at,
-    )
+        (None, true) => return Err(keyless::NO_TIMESTAMP.into()),
+        (None, false) => {}
+    }
+    keyless::verify_at(&signature, authority, &signed_times, now)
 }
 
 /// How one attestation fares against a requirement.

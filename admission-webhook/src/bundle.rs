@@ -18,6 +18,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
+use rsa::traits::PublicKeyParts as _;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384};
@@ -958,9 +959,20 @@ fn signer_key_details(signer: SignerRef<'_>) -> Result<(&'static str, Hash), Str
         }
         SignerRef::Key(spki) => spki.to_vec(),
     };
-    match EcKey::from_spki(&spki)? {
-        EcKey::P256(_) => Ok(("PKIX_ECDSA_P256_SHA_256", Hash::Sha256)),
-        EcKey::P384(_) => Ok(("PKIX_ECDSA_P384_SHA_384", Hash::Sha384)),
+    match PublicKey::from_spki(&spki)? {
+        PublicKey::Ecdsa(EcKey::P256(_)) => Ok(("PKIX_ECDSA_P256_SHA_256", Hash::Sha256)),
+        PublicKey::Ecdsa(EcKey::P384(_)) => Ok(("PKIX_ECDSA_P384_SHA_384", Hash::Sha384)),
+        PublicKey::Rsa(key) => match key.n().bits() {
+            2048 => Ok(("PKIX_RSA_PKCS1V15_2048_SHA256", Hash::Sha256)),
+            3072 => Ok(("PKIX_RSA_PKCS1V15_3072_SHA256", Hash::Sha256)),
+            4096 => Ok(("PKIX_RSA_PKCS1V15_4096_SHA256", Hash::Sha256)),
+            bits => Err(format!(
+                "Sigstore's key details name no RSA key of {bits} bits (2048, 3072 or 4096)"
+            )),
+        },
+        PublicKey::Ed25519(_) => {
+            Err("an Ed25519 signer in a hashedrekord 0.0.2 entry is not supported".into())
+        }
     }
 }
 
@@ -1035,11 +1047,14 @@ pub fn verify_keyless(
     };
     let (_, leaf) = X509Certificate::from_der(der)
         .map_err(|e| format!("the bundle's signing certificate does not parse: {e}"))?;
-    let key = EcKey::from_spki(leaf.public_key().raw)
+    let key = PublicKey::from_spki(leaf.public_key().raw)
         .map_err(|e| format!("the bundle's signing certificate: {e}"))?;
-    let signed = verify_content(&bundle.content, &PublicKey::Ecdsa(key))?;
+    let signed = verify_content(&bundle.content, &key)?;
     if bundle.entries.is_empty() && authority.require_tlog {
         return Err("the bundle has no transparency log entry (the authority requires one)".into());
+    }
+    if bundle.timestamps.is_empty() && authority.require_timestamp {
+        return Err(keyless::NO_TIMESTAMP.into());
     }
     let mut signed_times = Vec::new();
     let mut tlog = Vec::new();

@@ -28,6 +28,11 @@ pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 /// Annotation holding the Rekor bundle (signed entry timestamp and entry) of a signature.
 pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+/// Annotation holding an RFC 3161 timestamp of a signature (`cosign sign
+/// --timestamp-server-url`): JSON `{"SignedRFC3161Timestamp": "<base64 DER TimeStampResp>"}`.
+pub const RFC3161_TIMESTAMP_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
+/// Largest timestamp annotation accepted (a response with its TSA chain is a few KiB).
+const MAX_TIMESTAMP_ANNOTATION_BYTES: usize = 64 << 10;
 /// Artifact type of a cosign signature manifest stored as an OCI 1.1 referrer.
 pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// Artifact type of a Sigstore bundle stored as an OCI 1.1 referrer (cosign's bundle spec).
@@ -64,6 +69,31 @@ pub struct SignatureLayer {
     pub chain: Option<String>,
     /// Rekor bundle JSON, from the annotation.
     pub rekor_bundle: Option<String>,
+    /// RFC 3161 timestamp annotation (JSON), from the annotation.
+    pub rfc3161_timestamp: Option<String>,
+}
+
+/// The DER `TimeStampResp` of cosign's RFC 3161 timestamp annotation.
+pub fn rfc3161_timestamp_response(annotation: &str) -> Result<Vec<u8>, String> {
+    #[derive(serde::Deserialize)]
+    struct Annotation {
+        #[serde(rename = "SignedRFC3161Timestamp")]
+        signed: String,
+    }
+    if annotation.len() > MAX_TIMESTAMP_ANNOTATION_BYTES {
+        return Err(format!(
+            "the {RFC3161_TIMESTAMP_ANNOTATION} annotation is larger than {} KiB",
+            MAX_TIMESTAMP_ANNOTATION_BYTES >> 10
+        ));
+    }
+    let parsed: Annotation = serde_json::from_str(annotation).map_err(|e| {
+        format!("the {RFC3161_TIMESTAMP_ANNOTATION} annotation is not cosign's timestamp JSON: {e}")
+    })?;
+    STANDARD.decode(parsed.signed.trim()).map_err(|_| {
+        format!(
+            "the {RFC3161_TIMESTAMP_ANNOTATION} annotation's SignedRFC3161Timestamp is not base64"
+        )
+    })
 }
 
 fn layers_of(manifest: &[u8], what: &str) -> Result<Vec<Value>, String> {
@@ -90,6 +120,7 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, String> 
                 certificate: annotation(CERTIFICATE_ANNOTATION),
                 chain: annotation(CHAIN_ANNOTATION),
                 rekor_bundle: annotation(REKOR_BUNDLE_ANNOTATION),
+                rfc3161_timestamp: annotation(RFC3161_TIMESTAMP_ANNOTATION),
             })
         })
         .collect())
@@ -142,6 +173,8 @@ pub struct AttestationLayer {
     pub chain: Option<String>,
     /// Rekor bundle JSON, from the annotation.
     pub rekor_bundle: Option<String>,
+    /// RFC 3161 timestamp annotation (JSON), from the annotation.
+    pub rfc3161_timestamp: Option<String>,
 }
 
 /// The attestation layers of an attestation manifest: DSSE envelopes and Sigstore bundles.
@@ -169,6 +202,9 @@ pub fn attestation_layers(manifest: &[u8]) -> Result<Vec<AttestationLayer>, Stri
                     .map(str::to_string),
                 chain: annotations[CHAIN_ANNOTATION].as_str().map(str::to_string),
                 rekor_bundle: annotations[REKOR_BUNDLE_ANNOTATION]
+                    .as_str()
+                    .map(str::to_string),
+                rfc3161_timestamp: annotations[RFC3161_TIMESTAMP_ANNOTATION]
                     .as_str()
                     .map(str::to_string),
             })

@@ -21,6 +21,8 @@ pub struct FoundSignature {
     pub chain: Option<String>,
     /// Rekor bundle JSON (signed entry timestamp and entry).
     pub rekor_bundle: Option<String>,
+    /// cosign's RFC 3161 timestamp annotation (JSON) of the signature.
+    pub rfc3161_timestamp: Option<String>,
     /// A whole Sigstore bundle (found as an OCI referrer): then `payload` and `signature`
     /// are empty and everything is in here.
     pub bundle: Option<Vec<u8>>,
@@ -44,6 +46,8 @@ pub struct FoundAttestation {
     pub chain: Option<String>,
     /// Rekor bundle JSON of a keyless attestation.
     pub rekor_bundle: Option<String>,
+    /// cosign's RFC 3161 timestamp annotation (JSON) of the attestation.
+    pub rfc3161_timestamp: Option<String>,
     /// Where it was found, for messages.
     pub found_at: String,
 }
@@ -230,6 +234,7 @@ impl EvidenceSource for RegistryEvidence {
                         certificate: layer.certificate,
                         chain: layer.chain,
                         rekor_bundle: layer.rekor_bundle,
+                        rfc3161_timestamp: layer.rfc3161_timestamp,
                         bundle: None,
                         found_at: at.clone(),
                     };
@@ -317,6 +322,7 @@ impl EvidenceSource for RegistryEvidence {
                             certificate: layer.certificate,
                             chain: layer.chain,
                             rekor_bundle: layer.rekor_bundle,
+                            rfc3161_timestamp: layer.rfc3161_timestamp,
                             found_at: at.clone(),
                         });
                     }

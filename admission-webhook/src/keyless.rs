@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::pkcs8::DecodePublicKey;
 use regex::Regex;
+
+use crate::keys::{PublicKey, SignatureScheme};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
@@ -442,6 +444,9 @@ pub struct Authority {
     pub require_tlog: bool,
     /// Require an embedded SCT by a CT log of the root.
     pub require_sct: bool,
+    /// Require an RFC 3161 timestamp by a timestamp authority of the root, and check the
+    /// certificate at its time.
+    pub require_timestamp: bool,
 }
 
 /// One keyless signature as found in the registry.
@@ -455,6 +460,9 @@ pub struct KeylessSignature<'a> {
     pub certificate_pem: Option<&'a str>,
     /// Rekor bundle JSON (cosign's `dev.sigstore.cosign/bundle` annotation).
     pub rekor_bundle: Option<&'a str>,
+    /// RFC 3161 timestamp of the signature (cosign's `dev.sigstore.cosign/rfc3161timestamp`
+    /// annotation, JSON).
+    pub rfc3161_timestamp: Option<&'a str>,
 }
 
 /// The DER of the first `CERTIFICATE` block of `pem`.
@@ -474,33 +482,22 @@ pub fn first_pem_certificate(pem: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| "the certificate's PEM block is not base64".to_string())
 }
 
-fn signature_hash(certificate: &X509Certificate<'_>) -> Result<Hash, String> {
-    match certificate
-        .signature_algorithm
-        .algorithm
-        .to_id_string()
-        .as_str()
-    {
-        "1.2.840.10045.4.3.2" => Ok(Hash::Sha256),
-        "1.2.840.10045.4.3.3" => Ok(Hash::Sha384),
-        "1.2.840.10045.4.3.4" => Ok(Hash::Sha512),
-        other => Err(format!(
-            "certificate {:?} is signed with algorithm {other}, not ECDSA",
-            certificate.subject().to_string()
-        )),
-    }
-}
-
-/// Whether `issuer` signed `certificate`.
+/// Whether `issuer` signed `certificate`: by the algorithm the certificate names (ECDSA,
+/// RSA PKCS #1 v1.5 or Ed25519) with the issuer's key.
 fn signed_by(
     certificate: &X509Certificate<'_>,
     issuer: &X509Certificate<'_>,
 ) -> Result<(), String> {
-    let hash = signature_hash(certificate)?;
-    let key = EcKey::from_spki(issuer.public_key().raw)
+    let subject = || certificate.subject().to_string();
+    let scheme = SignatureScheme::of_oid(
+        &certificate.signature_algorithm.algorithm.to_id_string(),
+        None,
+    )
+    .map_err(|e| format!("certificate {:?} is signed with {e}", subject()))?;
+    let key = PublicKey::from_spki(issuer.public_key().raw)
         .map_err(|e| format!("issuer {:?}: {e}", issuer.subject().to_string()))?;
-    if key.verifies(
-        hash,
+    if key.verifies_by(
+        scheme,
         certificate.tbs_certificate.as_ref(),
         &certificate.signature_value.data,
     ) {
@@ -508,7 +505,7 @@ fn signed_by(
     } else {
         Err(format!(
             "certificate {:?} is not signed by {:?}",
-            certificate.subject().to_string(),
+            subject(),
             issuer.subject().to_string()
         ))
     }
@@ -897,13 +894,64 @@ pub fn verify_rekor_bundle(
 }
 
 /// Verify a keyless signature of `payload` against `authority`; returns the identity it
-/// was made by (`subject (issuer)`). The payload's contents (digest) are checked by the
-/// caller.
+/// was made by (`subject (issuer)`). The signature must verify with the certificate's key;
+/// a Rekor bundle (required when the authority requires the log) and an RFC 3161 timestamp
+/// of the signature (required when the authority requires one) each give a signed time,
+/// and the certificate is checked at every one of them, or now when there is none. The
+/// payload's contents (digest) are checked by the caller.
 pub fn verify(
     signature: &KeylessSignature<'_>,
     authority: &Authority,
     now: DateTime<Utc>,
 ) -> Result<String, String> {
+    let (der, raw_signature) = certificate_signed(signature)?;
+    let mut signed_times = Vec::new();
+    match (signature.rekor_bundle, authority.require_tlog) {
+        (Some(bundle), _) => signed_times.push(verify_rekor_bundle(
+            bundle,
+            &authority.root,
+            signature.payload,
+            &raw_signature,
+            &der,
+        )?),
+        (None, true) => {
+            return Err("no Rekor bundle (the transparency log entry is required)".into());
+        }
+        (None, false) => {}
+    }
+    match (signature.rfc3161_timestamp, authority.require_timestamp) {
+        (Some(annotation), _) => signed_times.push(stamped_time(
+            annotation,
+            &[&raw_signature],
+            &authority.root,
+        )?),
+        (None, true) => return Err(NO_TIMESTAMP.into()),
+        (None, false) => {}
+    }
+    check_certificate_at(&der, authority, &signed_times, now)
+}
+
+/// Why a signature without a timestamp is refused by an authority that requires one.
+pub(crate) const NO_TIMESTAMP: &str =
+    "no RFC 3161 timestamp (the authority requires one: sign with cosign's --timestamp-server-url)";
+
+/// Verify a keyless signature whose signed times the caller established (an attestation's
+/// log entry and timestamp): the signature by the certificate's key, then the certificate
+/// at each of `signed_times` (now when there is none). Its Rekor bundle and timestamp
+/// fields are not read.
+pub fn verify_at(
+    signature: &KeylessSignature<'_>,
+    authority: &Authority,
+    signed_times: &[i64],
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let (der, _) = certificate_signed(signature)?;
+    check_certificate_at(&der, authority, signed_times, now)
+}
+
+/// The signing certificate's DER and the raw signature, once the certificate's key verifies
+/// the signature as cosign signs (ECDSA, RSA PKCS #1 v1.5 with SHA-256, Ed25519).
+fn certificate_signed(signature: &KeylessSignature<'_>) -> Result<(Vec<u8>, Vec<u8>), String> {
     let certificate_pem = signature
         .certificate_pem
         .ok_or("no signing certificate (not a keyless signature)")?;
@@ -911,25 +959,50 @@ pub fn verify(
     let (_, leaf) = X509Certificate::from_der(&der)
         .map_err(|e| format!("the signing certificate does not parse: {e}"))?;
     let raw_signature = base64(signature.signature_b64, "the signature annotation")?;
-    let key =
-        EcKey::from_spki(leaf.public_key().raw).map_err(|e| format!("signing certificate: {e}"))?;
-    if !key.verifies(key.natural_hash(), signature.payload, &raw_signature) {
+    let key = PublicKey::from_spki(leaf.public_key().raw)
+        .map_err(|e| format!("signing certificate: {e}"))?;
+    if !key.verifies_as_cosign(signature.payload, &raw_signature) {
         return Err("the signature does not verify with the signing certificate's key".into());
     }
-    let signed_at = match (signature.rekor_bundle, authority.require_tlog) {
-        (Some(bundle), _) => verify_rekor_bundle(
-            bundle,
-            &authority.root,
-            signature.payload,
-            &raw_signature,
-            &der,
-        )?,
-        (None, true) => {
-            return Err("no Rekor bundle (the transparency log entry is required)".into());
+    Ok((der, raw_signature))
+}
+
+/// The time cosign's RFC 3161 timestamp annotation signs, verified against the root's
+/// timestamp authorities; its imprint must hash one of `stamped` (what the signer may have
+/// sent the authority).
+pub(crate) fn stamped_time(
+    annotation: &str,
+    stamped: &[&[u8]],
+    root: &TrustedRoot,
+) -> Result<i64, String> {
+    let response = crate::cosign::rfc3161_timestamp_response(annotation)?;
+    let mut refusal = String::new();
+    for bytes in stamped {
+        match crate::timestamp::verify(&response, bytes, &root.timestamp_authorities) {
+            Ok(at) => return Ok(at),
+            Err(e) => refusal = e,
         }
-        (None, false) => now.timestamp(),
-    };
-    check_certificate(&leaf, authority, signed_at)
+    }
+    Err(refusal)
+}
+
+/// Check the certificate (DER) at each of `signed_times`, or now when there is none.
+fn check_certificate_at(
+    der: &[u8],
+    authority: &Authority,
+    signed_times: &[i64],
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let (_, leaf) = X509Certificate::from_der(der)
+        .map_err(|e| format!("the signing certificate does not parse: {e}"))?;
+    if signed_times.is_empty() {
+        return check_certificate(&leaf, authority, now.timestamp());
+    }
+    let mut signer = String::new();
+    for &at in signed_times {
+        signer = check_certificate(&leaf, authority, at)?;
+    }
+    Ok(signer)
 }
 
 /// Check a signing certificate against `authority` at `signed_at`: valid then, for code

@@ -6,7 +6,7 @@ use p256::pkcs8::der::Decode as _;
 use p256::pkcs8::spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
 use rsa::pkcs8::EncodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use crate::keyless::{EcKey, Hash};
 
@@ -164,6 +164,88 @@ fn rsa_key(pkcs1: &[u8]) -> Result<PublicKey, String> {
 fn rsa_verifies(key: &rsa::RsaPublicKey, sha256: &[u8], signature: &[u8]) -> bool {
     key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), sha256, signature)
         .is_ok()
+}
+
+/// How a certificate or a CMS signer signs: the algorithm its `signatureAlgorithm` names,
+/// with the hash it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// ECDSA over the message hashed with this hash.
+    Ecdsa(Hash),
+    /// RSA PKCS #1 v1.5 over the message hashed with this hash.
+    RsaPkcs1(Hash),
+    /// Ed25519 over the message itself.
+    Ed25519,
+}
+
+impl SignatureScheme {
+    /// The scheme an AlgorithmIdentifier's OID names. `digest` is the hash a CMS signer
+    /// names apart (its `digestAlgorithm`), which applies when the OID names only the key's
+    /// algorithm (`rsaEncryption`, `id-ecPublicKey`, as some timestamp authorities write).
+    pub fn of_oid(oid: &str, digest: Option<Hash>) -> Result<SignatureScheme, String> {
+        let scheme = match oid {
+            "1.2.840.10045.4.3.2" => SignatureScheme::Ecdsa(Hash::Sha256),
+            "1.2.840.10045.4.3.3" => SignatureScheme::Ecdsa(Hash::Sha384),
+            "1.2.840.10045.4.3.4" => SignatureScheme::Ecdsa(Hash::Sha512),
+            "1.2.840.113549.1.1.11" => SignatureScheme::RsaPkcs1(Hash::Sha256),
+            "1.2.840.113549.1.1.12" => SignatureScheme::RsaPkcs1(Hash::Sha384),
+            "1.2.840.113549.1.1.13" => SignatureScheme::RsaPkcs1(Hash::Sha512),
+            "1.3.101.112" => SignatureScheme::Ed25519,
+            "1.2.840.113549.1.1.1" | "1.2.840.10045.2.1" => {
+                let Some(hash) = digest else {
+                    return Err(format!("algorithm {oid} names a key type without a hash"));
+                };
+                if oid == "1.2.840.113549.1.1.1" {
+                    SignatureScheme::RsaPkcs1(hash)
+                } else {
+                    SignatureScheme::Ecdsa(hash)
+                }
+            }
+            "1.2.840.113549.1.1.10" => {
+                return Err("algorithm RSASSA-PSS (1.2.840.113549.1.1.10), which is not supported (ECDSA, RSA PKCS #1 v1.5 or Ed25519)".into());
+            }
+            other => {
+                return Err(format!(
+                    "algorithm {other}, which is not supported (ECDSA, RSA PKCS #1 v1.5 or Ed25519 with SHA-256, SHA-384 or SHA-512)"
+                ));
+            }
+        };
+        Ok(scheme)
+    }
+}
+
+impl PublicKey {
+    /// Whether `signature` signs `message` by `scheme`; false when the scheme is not this
+    /// key's kind.
+    pub fn verifies_by(&self, scheme: SignatureScheme, message: &[u8], signature: &[u8]) -> bool {
+        match (self, scheme) {
+            (PublicKey::Ecdsa(key), SignatureScheme::Ecdsa(hash)) => {
+                key.verifies(hash, message, signature)
+            }
+            (PublicKey::Rsa(key), SignatureScheme::RsaPkcs1(hash)) => {
+                let (padding, digest) = match hash {
+                    Hash::Sha256 => (
+                        rsa::Pkcs1v15Sign::new::<Sha256>(),
+                        Sha256::digest(message).to_vec(),
+                    ),
+                    Hash::Sha384 => (
+                        rsa::Pkcs1v15Sign::new::<Sha384>(),
+                        Sha384::digest(message).to_vec(),
+                    ),
+                    Hash::Sha512 => (
+                        rsa::Pkcs1v15Sign::new::<Sha512>(),
+                        Sha512::digest(message).to_vec(),
+                    ),
+                };
+                key.verify(padding, &digest, signature).is_ok()
+            }
+            (PublicKey::Ed25519(key), SignatureScheme::Ed25519) => {
+                ed25519_dalek::Signature::from_slice(signature)
+                    .is_ok_and(|s| key.verify_strict(message, &s).is_ok())
+            }
+            _ => false,
+        }
+    }
 }
 
 fn unsupported(oid: ObjectIdentifier, generic: String) -> String {

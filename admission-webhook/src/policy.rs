@@ -387,12 +387,18 @@ fn compile_signature(
                 "keyless authority {n}: requireSCT is true but the trusted root lists no ctlogs with an ECDSA or Ed25519 key"
             )));
         }
+        if authority.require_timestamp && root.timestamp_authorities.is_empty() {
+            return Err(PolicyError::InvalidTrustedRoot(format!(
+                "keyless authority {n}: requireTimestamp is true but the trusted root lists no timestampAuthorities"
+            )));
+        }
         keyless.push(crate::keyless::Authority {
             subject,
             issuer,
             root: std::sync::Arc::new(root),
             require_tlog: authority.require_tlog,
             require_sct: authority.require_sct,
+            require_timestamp: authority.require_timestamp,
         });
     }
     Ok(SignatureCheck { keys, keyless })

@@ -619,6 +619,7 @@ impl Webhook {
                     signature_b64: &signature.signature,
                     certificate_pem: signature.certificate.as_deref(),
                     rekor_bundle: signature.rekor_bundle.as_deref(),
+                    rfc3161_timestamp: signature.rfc3161_timestamp.as_deref(),
                 };
                 match cosign::verify_with(check, &found, digest, chrono::Utc::now()) {
                     Ok(fingerprint) => {

@@ -9,7 +9,8 @@
 //! attributes verifies with that certificate's key; that certificate carries the critical
 //! extended key usage `id-kp-timeStamping` (RFC 3161 2.3) and chains to the authority's root,
 //! every certificate valid at the stamped time, which the authority's `validFor` covers; and
-//! the TSTInfo's message imprint is the hash of the bundle's signature. Its `genTime` is
+//! the TSTInfo's message imprint is the hash of the bundle's signature (in cosign's `.sig`
+//! layout, of the signature; see [`crate::keyless::verify`]). Its `genTime` is
 //! then a signing time the certificate is checked at, like the integrated time a signed
 //! entry timestamp signs. The parsing is by hand, strict DER, over bounded input.
 
@@ -18,7 +19,8 @@ use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::keyless::{self, CertificateAuthority, EcKey, Hash};
+use crate::keyless::{self, CertificateAuthority, Hash};
+use crate::keys::{PublicKey, SignatureScheme};
 
 /// Most timestamps one bundle may carry (sigstore-go's and sigstore-python's limit).
 pub const MAX_TIMESTAMPS: usize = 32;
@@ -31,7 +33,6 @@ const OID_TST_INFO: &str = "1.2.840.113549.1.9.16.1.4";
 const OID_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
 const OID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
 const OID_TIME_STAMPING: &str = "1.3.6.1.5.5.7.3.8";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 
 const WHAT: &str = "the RFC 3161 timestamp";
 
@@ -138,8 +139,8 @@ struct Token<'a> {
     signer: SignerId<'a>,
     /// The signed attributes as DER (tag SET), which the signature signs.
     signed_attributes: Vec<u8>,
-    /// The hash of the signature algorithm.
-    signature_hash: Hash,
+    /// The signature algorithm, or why it is not one we verify.
+    signature_scheme: Result<SignatureScheme, String>,
     /// The signature.
     signature: &'a [u8],
     /// The imprint's hash and value.
@@ -226,20 +227,12 @@ fn read(response: &[u8]) -> Result<Token<'_>, String> {
     let attributes = signer_info.expect(CONTEXT_0, "signedAttrs")?;
     let signature_algorithm = signer_info.expect(SEQUENCE, "signatureAlgorithm")?;
     let signature = signer_info.expect(OCTET_STRING, "signature")?.content;
-    let signature_hash = {
+    let signature_scheme = {
         let mut fields = Elements::of(signature_algorithm.content);
-        match oid(fields.next("signatureAlgorithm")?, "signatureAlgorithm")?.as_str() {
-            "1.2.840.10045.4.3.2" => Hash::Sha256,
-            "1.2.840.10045.4.3.3" => Hash::Sha384,
-            "1.2.840.10045.4.3.4" => Hash::Sha512,
-            // Some authorities name the key's algorithm; the digest algorithm is the hash.
-            OID_EC_PUBLIC_KEY => attribute_hash,
-            other => {
-                return Err(format!(
-                    "{WHAT} is signed with algorithm {other}, not ECDSA"
-                ));
-            }
-        }
+        let algorithm = oid(fields.next("signatureAlgorithm")?, "signatureAlgorithm")?;
+        // Some authorities name only the key's algorithm; the digest algorithm is the hash.
+        SignatureScheme::of_oid(&algorithm, Some(attribute_hash))
+            .map_err(|e| format!("{WHAT} is signed with {e}"))
     };
 
     // The signed attributes: the content type is a TSTInfo's, the message digest the
@@ -295,7 +288,7 @@ fn read(response: &[u8]) -> Result<Token<'_>, String> {
     Ok(Token {
         signer,
         signed_attributes,
-        signature_hash,
+        signature_scheme,
         signature,
         imprint: (imprint_hash, imprinted),
         gen_time: generalized_time(gen_time)?,
@@ -327,12 +320,12 @@ pub fn verify(
     let (hash, imprinted) = token.imprint;
     if imprinted != digest(hash, signature).as_slice() {
         return Err(format!(
-            "{WHAT} does not stamp this bundle's signature (its message imprint differs)"
+            "{WHAT} does not stamp this signature (its message imprint differs)"
         ));
     }
     if authorities.is_empty() {
         return Err(format!(
-            "the bundle carries {WHAT}s but the trusted root lists no timestampAuthorities"
+            "{WHAT} cannot be verified: the trusted root lists no timestampAuthorities"
         ));
     }
     let mut refusals = Vec::new();
@@ -373,13 +366,10 @@ fn signed_by_authority(token: &Token<'_>, authority: &CertificateAuthority) -> R
     if !named {
         return Err("the token names another signer than its signing certificate".into());
     }
-    let key = EcKey::from_spki(leaf.public_key().raw)
+    let key = PublicKey::from_spki(leaf.public_key().raw)
         .map_err(|e| format!("its signing certificate: {e}"))?;
-    if !key.verifies(
-        token.signature_hash,
-        &token.signed_attributes,
-        token.signature,
-    ) {
+    let scheme = token.signature_scheme.clone()?;
+    if !key.verifies_by(scheme, &token.signed_attributes, token.signature) {
         return Err("the token's signature does not verify with its signing certificate".into());
     }
     let eku = leaf

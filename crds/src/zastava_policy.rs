@@ -390,6 +390,13 @@ pub struct KeylessAuthority {
     /// the trusted root's `ctlogs` (as Fulcio's certificates carry).
     #[serde(default = "default_true", rename = "requireSCT")]
     pub require_sct: bool,
+    /// Require an RFC 3161 timestamp of the signature by one of the trusted root's
+    /// `timestampAuthorities` (cosign's `--timestamp-server-url`; a bundle's
+    /// `timestampVerificationData`) and check the certificate at its time. A timestamp
+    /// that is present is verified either way; with `requireTlog: false` it is what lets a
+    /// short-lived certificate be checked at signing time where no Rekor log is used.
+    #[serde(default)]
+    pub require_timestamp: bool,
 }
 
 /// A required attestation: an in-toto Statement about the image's digest, of one predicate

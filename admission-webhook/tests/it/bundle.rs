@@ -140,7 +140,7 @@ fn scenarios(material: &Value) -> Vec<Scenario> {
         bad(
             "tsa_other_signature",
             "tsa_other_signature",
-            "does not stamp this bundle's signature",
+            "does not stamp this signature",
         ),
         bad(
             "tsa_untrusted",

@@ -59,6 +59,7 @@ fn check(
         signature_b64: case["signature"].as_str().unwrap(),
         certificate_pem: case["certificate"].as_str(),
         rekor_bundle: case["bundle"].as_str(),
+        rfc3161_timestamp: None,
     };
     cosign::verify_with(
         policy.signature.as_ref().unwrap(),

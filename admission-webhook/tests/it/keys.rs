@@ -29,7 +29,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// Run `openssl` with `args`; its stdout, or a panic with its stderr.
-fn openssl(args: &[&str]) -> Vec<u8> {
+pub(crate) fn openssl(args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
         .output()
@@ -44,36 +44,36 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 
 /// How a key of one kind is made and signs.
 #[derive(Clone, Copy)]
-struct Kind {
+pub(crate) struct Kind {
     /// As our key describes itself.
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// `openssl genpkey` arguments.
     genpkey: &'static [&'static str],
     /// The digest OpenSSL signs with (`None`: the message itself, Ed25519).
     hash: Option<&'static str>,
 }
 
-const RSA_2048: Kind = Kind {
+pub(crate) const RSA_2048: Kind = Kind {
     name: "RSA-2048",
     genpkey: &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
     hash: Some("sha256"),
 };
-const RSA_3072: Kind = Kind {
+pub(crate) const RSA_3072: Kind = Kind {
     name: "RSA-3072",
     genpkey: &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
     hash: Some("sha256"),
 };
-const RSA_4096: Kind = Kind {
+pub(crate) const RSA_4096: Kind = Kind {
     name: "RSA-4096",
     genpkey: &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
     hash: Some("sha256"),
 };
-const P256: Kind = Kind {
+pub(crate) const P256: Kind = Kind {
     name: "ECDSA P-256",
     genpkey: &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     hash: Some("sha256"),
 };
-const P384: Kind = Kind {
+pub(crate) const P384: Kind = Kind {
     name: "ECDSA P-384",
     genpkey: &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
     hash: Some("sha384"),
@@ -83,22 +83,22 @@ const P384_SHA256: Kind = Kind {
     hash: Some("sha256"),
     ..P384
 };
-const ED25519: Kind = Kind {
+pub(crate) const ED25519: Kind = Kind {
     name: "Ed25519",
     genpkey: &["-algorithm", "ED25519"],
     hash: None,
 };
 
 /// A private key made by OpenSSL, with its public key in PEM.
-struct Key {
-    kind: Kind,
-    private: PathBuf,
-    public: PathBuf,
+pub(crate) struct Key {
+    pub(crate) kind: Kind,
+    pub(crate) private: PathBuf,
+    pub(crate) public: PathBuf,
     scratch: PathBuf,
 }
 
 impl Key {
-    fn new(kind: Kind, dir: &Scratch, name: &str) -> Key {
+    pub(crate) fn new(kind: Kind, dir: &Scratch, name: &str) -> Key {
         let private = dir.path(&format!("{name}.key"));
         let public = dir.path(&format!("{name}.pub"));
         let mut args = vec!["genpkey", "-out", private.to_str().unwrap()];
@@ -120,7 +120,7 @@ impl Key {
         }
     }
 
-    fn public_pem(&self) -> String {
+    pub(crate) fn public_pem(&self) -> String {
         std::fs::read_to_string(&self.public).unwrap()
     }
 
@@ -144,7 +144,7 @@ impl Key {
     }
 
     /// OpenSSL's signature of `message` (DER for ECDSA).
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         let input = self.write_message(message);
         let key = self.private.to_str().unwrap();
         match self.kind.hash {
@@ -168,7 +168,7 @@ impl Key {
     }
 
     /// Whether OpenSSL verifies `signature` over `message` with this public key.
-    fn openssl_verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn openssl_verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         let input = self.write_message(message);
         let sig = self.scratch.with_extension("sig");
         std::fs::write(&sig, signature).unwrap();

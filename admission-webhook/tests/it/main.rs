@@ -12,3 +12,4 @@ mod registry;
 mod review;
 mod scan_policy;
 mod server;
+mod timestamps;
