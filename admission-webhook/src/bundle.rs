@@ -962,6 +962,7 @@ fn signer_key_details(signer: SignerRef<'_>) -> Result<(&'static str, Hash), Str
     match PublicKey::from_spki(&spki)? {
         PublicKey::Ecdsa(EcKey::P256(_)) => Ok(("PKIX_ECDSA_P256_SHA_256", Hash::Sha256)),
         PublicKey::Ecdsa(EcKey::P384(_)) => Ok(("PKIX_ECDSA_P384_SHA_384", Hash::Sha384)),
+        PublicKey::Ecdsa(EcKey::P521(_)) => Ok(("PKIX_ECDSA_P521_SHA_512", Hash::Sha512)),
         PublicKey::Rsa(key) => match key.n().bits() {
             2048 => Ok(("PKIX_RSA_PKCS1V15_2048_SHA256", Hash::Sha256)),
             3072 => Ok(("PKIX_RSA_PKCS1V15_3072_SHA256", Hash::Sha256)),

@@ -49,7 +49,28 @@ pub enum EcKey {
     P256(p256::ecdsa::VerifyingKey),
     /// NIST P-384 (Fulcio's root and intermediate).
     P384(p384::ecdsa::VerifyingKey),
+    /// NIST P-521 (KMS keys, e.g. AWS KMS `ECC_NIST_P521`).
+    P521(P521Key),
 }
+
+/// A P-521 verifying key (the p521 crate's own has no `Debug`).
+#[derive(Clone)]
+pub struct P521Key(p521::ecdsa::VerifyingKey);
+
+impl std::fmt::Debug for P521Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("P521Key")
+    }
+}
+
+/// The DER of a P-521 SubjectPublicKeyInfo up to its uncompressed point: SEQUENCE {
+/// SEQUENCE { id-ecPublicKey, secp521r1 }, BIT STRING (0 unused bits) }.
+const P521_SPKI_PREFIX: [u8; 25] = [
+    0x30, 0x81, 0x9b, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05,
+    0x2b, 0x81, 0x04, 0x00, 0x23, 0x03, 0x81, 0x86, 0x00,
+];
+/// Bytes of a P-521 field element (and so of a prehash the ECDSA crate takes whole).
+const P521_FIELD_BYTES: usize = 66;
 
 /// A hash function of a signature algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,9 +99,28 @@ impl EcKey {
         if let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
             return Ok(EcKey::P256(key));
         }
-        p384::ecdsa::VerifyingKey::from_public_key_der(der)
-            .map(EcKey::P384)
-            .map_err(|_| "not an ECDSA P-256 or P-384 public key".to_string())
+        if let Ok(key) = p384::ecdsa::VerifyingKey::from_public_key_der(der) {
+            return Ok(EcKey::P384(key));
+        }
+        der.strip_prefix(&P521_SPKI_PREFIX[..])
+            .and_then(|point| p521::ecdsa::VerifyingKey::from_sec1_bytes(point).ok())
+            .map(|key| EcKey::P521(P521Key(key)))
+            .ok_or_else(|| "not an ECDSA P-256, P-384 or P-521 public key".to_string())
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> Vec<u8> {
+        use p256::pkcs8::EncodePublicKey as _;
+        match self {
+            EcKey::P256(key) => key.to_public_key_der().map(|d| d.as_bytes().to_vec()),
+            EcKey::P384(key) => key.to_public_key_der().map(|d| d.as_bytes().to_vec()),
+            EcKey::P521(key) => {
+                let mut der = P521_SPKI_PREFIX.to_vec();
+                der.extend_from_slice(key.0.to_encoded_point(false).as_bytes());
+                Ok(der)
+            }
+        }
+        .unwrap_or_default()
     }
 
     /// The hash a message signature by this key uses (the curve's own size, as cosign does).
@@ -88,6 +128,7 @@ impl EcKey {
         match self {
             EcKey::P256(_) => Hash::Sha256,
             EcKey::P384(_) => Hash::Sha384,
+            EcKey::P521(_) => Hash::Sha512,
         }
     }
 
@@ -105,6 +146,21 @@ impl EcKey {
             EcKey::P384(key) => p384::ecdsa::Signature::from_der(signature)
                 .or_else(|_| p384::ecdsa::Signature::from_slice(signature))
                 .is_ok_and(|s| key.verify_prehash(prehash, &s).is_ok()),
+            EcKey::P521(key) => {
+                // A hash shorter than the field is taken as an integer as it is (FIPS
+                // 186-5): left-padded, which the ECDSA crate does itself only for hashes
+                // of at least half the field (so P-521 with SHA-256 would be refused).
+                let mut padded = [0u8; P521_FIELD_BYTES];
+                let prehash = if prehash.len() < P521_FIELD_BYTES {
+                    padded[P521_FIELD_BYTES - prehash.len()..].copy_from_slice(prehash);
+                    &padded[..]
+                } else {
+                    prehash
+                };
+                p521::ecdsa::Signature::from_der(signature)
+                    .or_else(|_| p521::ecdsa::Signature::from_slice(signature))
+                    .is_ok_and(|s| key.0.verify_prehash(prehash, &s).is_ok())
+            }
         }
     }
 }

@@ -22,12 +22,12 @@ pub const MAX_KEYS_PER_VALUE: usize = 256;
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const SECP521R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// Curves and algorithms people meet that are refused, by OID, for the error message.
-const NAMED_UNSUPPORTED: [(&str, &str); 5] = [
-    ("1.3.132.0.35", "an EC key on P-521"),
+const NAMED_UNSUPPORTED: [(&str, &str); 4] = [
     ("1.3.132.0.10", "an EC key on secp256k1"),
     ("1.2.840.113549.1.1.10", "an RSASSA-PSS-only key"),
     ("1.3.101.113", "an Ed448 key"),
@@ -37,7 +37,7 @@ const NAMED_UNSUPPORTED: [(&str, &str); 5] = [
 /// A public key of one of the kinds a keyed signature may be made with.
 #[derive(Clone, Debug)]
 pub enum PublicKey {
-    /// ECDSA on P-256 or P-384.
+    /// ECDSA on P-256, P-384 or P-521.
     Ecdsa(EcKey),
     /// RSA of [`MIN_RSA_BITS`] to [`MAX_RSA_BITS`] bits: PKCS #1 v1.5 signatures with
     /// SHA-256 (cosign's RSA verifier; Sigstore's `PKIX_RSA_PKCS1V15_*_SHA256`).
@@ -57,7 +57,7 @@ impl PublicKey {
                 .algorithm
                 .parameters_oid()
                 .map_err(|_| "an EC key without a named curve".to_string())?;
-            if curve != SECP256R1 && curve != SECP384R1 {
+            if curve != SECP256R1 && curve != SECP384R1 && curve != SECP521R1 {
                 return Err(unsupported(curve, format!("an EC key on curve {curve}")));
             }
             return EcKey::from_spki(der).map(PublicKey::Ecdsa);
@@ -90,6 +90,7 @@ impl PublicKey {
         match self {
             PublicKey::Ecdsa(EcKey::P256(_)) => "ECDSA P-256".into(),
             PublicKey::Ecdsa(EcKey::P384(_)) => "ECDSA P-384".into(),
+            PublicKey::Ecdsa(EcKey::P521(_)) => "ECDSA P-521".into(),
             PublicKey::Rsa(key) => format!("RSA-{}", key.n().bits()),
             PublicKey::Ed25519(_) => "Ed25519".into(),
         }
@@ -98,8 +99,7 @@ impl PublicKey {
     /// The DER SubjectPublicKeyInfo (what fingerprints hash).
     pub fn spki_der(&self) -> Vec<u8> {
         let der = match self {
-            PublicKey::Ecdsa(EcKey::P256(key)) => key.to_public_key_der(),
-            PublicKey::Ecdsa(EcKey::P384(key)) => key.to_public_key_der(),
+            PublicKey::Ecdsa(key) => return key.spki_der(),
             PublicKey::Rsa(key) => key.to_public_key_der(),
             PublicKey::Ed25519(key) => {
                 return ed25519_spki(key.as_bytes());
@@ -135,11 +135,11 @@ impl PublicKey {
     }
 
     /// [`PublicKey::verifies`] as cosign checks its own signatures (the `.sig` layout, bare
-    /// DSSE attestations): cosign 2 signs with SHA-256 whatever the curve, so a P-384 key's
-    /// signature is also accepted over the SHA-256 of the message.
+    /// DSSE attestations): cosign 2 signs with SHA-256 whatever the curve, so a P-384 or
+    /// P-521 key's signature is also accepted over the SHA-256 of the message.
     pub fn verifies_as_cosign(&self, message: &[u8], signature: &[u8]) -> bool {
         self.verifies(message, signature)
-            || matches!(self, PublicKey::Ecdsa(key @ EcKey::P384(_))
+            || matches!(self, PublicKey::Ecdsa(key @ (EcKey::P384(_) | EcKey::P521(_)))
                 if key.verifies(Hash::Sha256, message, signature))
     }
 }
@@ -255,7 +255,7 @@ fn unsupported(oid: ObjectIdentifier, generic: String) -> String {
         .find(|(id, _)| *id == oid)
         .map_or(generic, |(_, name)| name.to_string());
     format!(
-        "{named}, which is not supported (ECDSA P-256 or P-384, RSA of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, Ed25519)"
+        "{named}, which is not supported (ECDSA P-256, P-384 or P-521, RSA of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, Ed25519)"
     )
 }
 

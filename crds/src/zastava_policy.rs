@@ -334,7 +334,7 @@ pub struct Exemptions {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.publicKeys) || (has(self.keyless) && size(self.keyless) > 0)").message("requireSignature needs publicKeys or keyless"))]
 pub struct SignatureRequirement {
-    /// Secret holding PEM public keys (ECDSA P-256/P-384, RSA 2048–4096 bits, Ed25519;
+    /// Secret holding PEM public keys (ECDSA P-256/P-384/P-521, RSA 2048–4096 bits, Ed25519;
     /// `PUBLIC KEY` or `RSA PUBLIC KEY` blocks, several per value); a signature by any of
     /// them is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -540,7 +540,7 @@ pub struct TrustedKeyStatus {
     /// First 16 hex digits of the SHA-256 of the key's DER SubjectPublicKeyInfo
     /// (`openssl pkey -pubin -outform DER | sha256sum`).
     pub fingerprint: String,
-    /// `ECDSA P-256`, `ECDSA P-384`, `RSA-<bits>` or `Ed25519`.
+    /// `ECDSA P-256`, `ECDSA P-384`, `ECDSA P-521`, `RSA-<bits>` or `Ed25519`.
     pub algorithm: String,
 }
 

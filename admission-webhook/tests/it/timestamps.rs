@@ -22,7 +22,7 @@ use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_r
 use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
-use crate::keys::{ED25519, Key, Kind, P256, P384, RSA_2048, RSA_3072, RSA_4096, openssl};
+use crate::keys::{ED25519, Key, Kind, P256, P384, P521, RSA_2048, RSA_3072, RSA_4096, openssl};
 use crate::material::Scratch;
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
@@ -395,6 +395,8 @@ fn signing_certificates_of_every_kind_of_key_and_ca_are_judged_as_openssl_judges
         (ED25519, ED25519),
         (P256, P384),
         (RSA_2048, P256),
+        // OpenSSL signs with SHA-256 under a P-521 CA: a hash shorter than the field.
+        (P521, P521),
     ] {
         let label = format!("{}-{}", ca_kind.name, leaf_kind.name).replace(' ', "");
         let root = pki.issue(
