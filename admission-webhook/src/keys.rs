@@ -136,11 +136,13 @@ impl PublicKey {
 
     /// [`PublicKey::verifies`] as cosign checks its own signatures (the `.sig` layout, bare
     /// DSSE attestations): cosign 2 signs with SHA-256 whatever the curve, so a P-384 or
-    /// P-521 key's signature is also accepted over the SHA-256 of the message.
+    /// P-521 key's signature is also accepted over the SHA-256 of the message; an RSA key's
+    /// also as its KMS signers make them ([`rsa_verifies_as_kms`]).
     pub fn verifies_as_cosign(&self, message: &[u8], signature: &[u8]) -> bool {
         self.verifies(message, signature)
             || matches!(self, PublicKey::Ecdsa(key @ (EcKey::P384(_) | EcKey::P521(_)))
                 if key.verifies(Hash::Sha256, message, signature))
+            || matches!(self, PublicKey::Rsa(key) if rsa_verifies_as_kms(key, message, signature))
     }
 }
 
@@ -159,6 +161,48 @@ fn rsa_key(pkcs1: &[u8]) -> Result<PublicKey, String> {
     rsa::RsaPublicKey::new(modulus, exponent)
         .map(|key| PublicKey::Rsa(Box::new(key)))
         .map_err(|e| format!("an RSA key that is not usable: {e}"))
+}
+
+/// Whether an RSA signature is one of those cosign's KMS signers make with the key specs the
+/// clouds offer: PKCS #1 v1.5 or PSS (salt as long as the hash: GCP `RSA_SIGN_PSS_*`, AWS
+/// `RSASSA_PSS_*`, Azure `PS256`) over SHA-256, SHA-384 or SHA-512. Each is a standard
+/// scheme for the same key, so accepting any one admits nothing the key did not sign.
+fn rsa_verifies_as_kms(key: &rsa::RsaPublicKey, message: &[u8], signature: &[u8]) -> bool {
+    [Hash::Sha256, Hash::Sha384, Hash::Sha512]
+        .into_iter()
+        .any(|hash| {
+            let (digest, pss) = match hash {
+                Hash::Sha256 => (Sha256::digest(message).to_vec(), rsa::Pss::new::<Sha256>()),
+                Hash::Sha384 => (Sha384::digest(message).to_vec(), rsa::Pss::new::<Sha384>()),
+                Hash::Sha512 => (Sha512::digest(message).to_vec(), rsa::Pss::new::<Sha512>()),
+            };
+            key.verify(pss, &digest, signature).is_ok()
+                || rsa_pkcs1_verifies(key, hash, message, signature)
+        })
+}
+
+/// Whether `signature` is an RSA PKCS #1 v1.5 signature of `message` hashed with `hash`.
+fn rsa_pkcs1_verifies(
+    key: &rsa::RsaPublicKey,
+    hash: Hash,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    let (padding, digest) = match hash {
+        Hash::Sha256 => (
+            rsa::Pkcs1v15Sign::new::<Sha256>(),
+            Sha256::digest(message).to_vec(),
+        ),
+        Hash::Sha384 => (
+            rsa::Pkcs1v15Sign::new::<Sha384>(),
+            Sha384::digest(message).to_vec(),
+        ),
+        Hash::Sha512 => (
+            rsa::Pkcs1v15Sign::new::<Sha512>(),
+            Sha512::digest(message).to_vec(),
+        ),
+    };
+    key.verify(padding, &digest, signature).is_ok()
 }
 
 fn rsa_verifies(key: &rsa::RsaPublicKey, sha256: &[u8], signature: &[u8]) -> bool {
@@ -223,21 +267,7 @@ impl PublicKey {
                 key.verifies(hash, message, signature)
             }
             (PublicKey::Rsa(key), SignatureScheme::RsaPkcs1(hash)) => {
-                let (padding, digest) = match hash {
-                    Hash::Sha256 => (
-                        rsa::Pkcs1v15Sign::new::<Sha256>(),
-                        Sha256::digest(message).to_vec(),
-                    ),
-                    Hash::Sha384 => (
-                        rsa::Pkcs1v15Sign::new::<Sha384>(),
-                        Sha384::digest(message).to_vec(),
-                    ),
-                    Hash::Sha512 => (
-                        rsa::Pkcs1v15Sign::new::<Sha512>(),
-                        Sha512::digest(message).to_vec(),
-                    ),
-                };
-                key.verify(padding, &digest, signature).is_ok()
+                rsa_pkcs1_verifies(key, hash, message, signature)
             }
             (PublicKey::Ed25519(key), SignatureScheme::Ed25519) => {
                 ed25519_dalek::Signature::from_slice(signature)

@@ -51,32 +51,39 @@ pub(crate) struct Kind {
     genpkey: &'static [&'static str],
     /// The digest OpenSSL signs with (`None`: the message itself, Ed25519).
     hash: Option<&'static str>,
+    /// `openssl dgst -sigopt` options (RSA-PSS padding).
+    pub(crate) sigopt: &'static [&'static str],
 }
 
 pub(crate) const RSA_2048: Kind = Kind {
     name: "RSA-2048",
     genpkey: &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
     hash: Some("sha256"),
+    sigopt: &[],
 };
 pub(crate) const RSA_3072: Kind = Kind {
     name: "RSA-3072",
     genpkey: &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
     hash: Some("sha256"),
+    sigopt: &[],
 };
 pub(crate) const RSA_4096: Kind = Kind {
     name: "RSA-4096",
     genpkey: &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
     hash: Some("sha256"),
+    sigopt: &[],
 };
 pub(crate) const P256: Kind = Kind {
     name: "ECDSA P-256",
     genpkey: &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     hash: Some("sha256"),
+    sigopt: &[],
 };
 pub(crate) const P384: Kind = Kind {
     name: "ECDSA P-384",
     genpkey: &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
     hash: Some("sha384"),
+    sigopt: &[],
 };
 /// A P-384 key signing with SHA-256, as cosign 2 does whatever the curve.
 const P384_SHA256: Kind = Kind {
@@ -87,16 +94,33 @@ pub(crate) const P521: Kind = Kind {
     name: "ECDSA P-521",
     genpkey: &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
     hash: Some("sha512"),
+    sigopt: &[],
 };
 /// A P-521 key signing with SHA-256 (cosign 2; a hash shorter than the curve's field).
 const P521_SHA256: Kind = Kind {
     hash: Some("sha256"),
     ..P521
 };
+/// RSA keys as cosign's KMS signers use them: PSS with SHA-256 (GCP `RSA_SIGN_PSS_3072_SHA256`,
+/// AWS `RSASSA_PSS_SHA_256`), PSS with SHA-512, PKCS #1 v1.5 with SHA-512.
+const RSA_3072_PSS: Kind = Kind {
+    sigopt: &["rsa_padding_mode:pss", "rsa_pss_saltlen:digest"],
+    ..RSA_3072
+};
+const RSA_4096_PSS_SHA512: Kind = Kind {
+    hash: Some("sha512"),
+    sigopt: &["rsa_padding_mode:pss", "rsa_pss_saltlen:digest"],
+    ..RSA_4096
+};
+const RSA_2048_SHA512: Kind = Kind {
+    hash: Some("sha512"),
+    ..RSA_2048
+};
 pub(crate) const ED25519: Kind = Kind {
     name: "Ed25519",
     genpkey: &["-algorithm", "ED25519"],
     hash: None,
+    sigopt: &[],
 };
 
 /// A private key made by OpenSSL, with its public key in PEM.
@@ -158,13 +182,15 @@ impl Key {
         let input = self.write_message(message);
         let key = self.private.to_str().unwrap();
         match self.kind.hash {
-            Some(hash) => openssl(&[
-                "dgst",
-                &format!("-{hash}"),
-                "-sign",
-                key,
-                input.to_str().unwrap(),
-            ]),
+            Some(hash) => {
+                let digest = format!("-{hash}");
+                let mut args = vec!["dgst", &digest, "-sign", key];
+                for option in self.kind.sigopt {
+                    args.extend(["-sigopt", option]);
+                }
+                args.push(input.to_str().unwrap());
+                openssl(&args)
+            }
             None => openssl(&[
                 "pkeyutl",
                 "-sign",
@@ -185,15 +211,13 @@ impl Key {
         let public = self.public.to_str().unwrap();
         let mut command = Command::new("openssl");
         match self.kind.hash {
-            Some(hash) => command.args([
-                "dgst",
-                &format!("-{hash}"),
-                "-verify",
-                public,
-                "-signature",
-                sig.to_str().unwrap(),
-                input.to_str().unwrap(),
-            ]),
+            Some(hash) => {
+                command.args(["dgst", &format!("-{hash}"), "-verify", public]);
+                for option in self.kind.sigopt {
+                    command.args(["-sigopt", option]);
+                }
+                command.args(["-signature", sig.to_str().unwrap(), input.to_str().unwrap()])
+            }
             None => command.args([
                 "pkeyutl",
                 "-verify",
@@ -252,6 +276,9 @@ fn openssl_signatures_by_every_supported_kind_of_key_verify_as_openssl_verifies_
         P384_SHA256,
         P521,
         P521_SHA256,
+        RSA_3072_PSS,
+        RSA_4096_PSS_SHA512,
+        RSA_2048_SHA512,
         ED25519,
     ];
     for (i, kind) in kinds.into_iter().enumerate() {
@@ -337,6 +364,8 @@ fn openssl_signatures_by_every_supported_kind_of_key_verify_as_openssl_verifies_
         let natural = match kind.name {
             "ECDSA P-384" => kind.hash == Some("sha384"),
             "ECDSA P-521" => kind.hash == Some("sha512"),
+            // Sigstore's RSA key details are PKCS #1 v1.5 over SHA-256.
+            rsa if rsa.starts_with("RSA") => kind.hash == Some("sha256") && kind.sigopt.is_empty(),
             _ => true,
         };
         let dsse = keyed_bundle(("dsseEnvelope", envelope.clone()));
@@ -380,10 +409,11 @@ fn openssl_signatures_by_every_supported_kind_of_key_verify_as_openssl_verifies_
                     .contains("covers the artifact itself"),
                 "{judged:?}"
             ),
-            // A message digest is SHA-256: signatures over the SHA-256 of the artifact.
+            // A message digest is SHA-256: signatures over the SHA-256 of the artifact
+            // (RSA: PKCS #1 v1.5, as Sigstore's key details say).
             _ => assert_eq!(
                 judged.is_ok(),
-                kind.hash == Some("sha256"),
+                kind.hash == Some("sha256") && kind.sigopt.is_empty(),
                 "{} message bundle: {judged:?}",
                 kind.name
             ),
@@ -479,6 +509,7 @@ fn keys_openssl_makes_that_policies_do_not_take_are_refused_at_compile_naming_wh
                 name: "",
                 genpkey,
                 hash: None,
+                sigopt: &[],
             },
             &dir,
             &format!("k{i}"),
@@ -496,6 +527,7 @@ fn keys_openssl_makes_that_policies_do_not_take_are_refused_at_compile_naming_wh
             name: "",
             genpkey: &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
             hash: None,
+            sigopt: &[],
         },
         &dir,
         "weak",
