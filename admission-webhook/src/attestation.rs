@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cosign::DSSE_MEDIA_TYPE;
 use crate::evidence::FoundAttestation;
-use crate::keyless::{self, Authority, Hash, KeylessSignature};
+use crate::keyless::{self, Authority, Hash, KeylessSignature, LoggedSigner, TrustedRoot};
 use crate::policy::TrustedKey;
 
 /// DSSE payload type of an in-toto Statement.
@@ -344,6 +344,8 @@ pub struct AttestationCheck {
     pub keys: Vec<TrustedKey>,
     /// Keyless authorities whose signature is accepted.
     pub keyless: Vec<Authority>,
+    /// The trusted root whose Rekor logs must record a keyed signature (`publicKeysTlog`).
+    pub keys_log: Option<std::sync::Arc<TrustedRoot>>,
     /// Conditions the predicate must meet.
     pub conditions: Vec<Condition>,
 }
@@ -490,23 +492,44 @@ fn names_digest(statement: &Value, digest: &str) -> Result<(), String> {
     ))
 }
 
-/// Verify one DSSE signature with the trusted keys; the fingerprint of the key.
-fn verify_keyed(message: &[u8], sig_b64: &str, keys: &[TrustedKey]) -> Result<String, String> {
+/// Verify one DSSE signature with the requirement's keys and, under `publicKeysTlog`, its
+/// Rekor entry (recording this payload, signature and key); the fingerprint of the key.
+fn verify_keyed(
+    message: &[u8],
+    payload: &[u8],
+    sig_b64: &str,
+    found: &FoundAttestation,
+    check: &AttestationCheck,
+) -> Result<String, String> {
     let raw = STANDARD
         .decode(sig_b64.trim())
         .map_err(|_| "a DSSE signature is not base64".to_string())?;
-    crate::keys::signed_by(keys, message, &raw)
+    let signer = crate::keys::signing_key(&check.keys, message, &raw)?;
+    if let Some(root) = &check.keys_log {
+        let bundle = found
+            .rekor_bundle
+            .as_deref()
+            .ok_or(crate::keys::NO_KEYED_LOG_ENTRY)?;
+        verify_attestation_entry(
+            bundle,
+            root,
+            payload,
+            sig_b64,
+            LoggedSigner::Key(&signer.key),
+        )?;
+    }
+    Ok(signer.fingerprint.clone())
 }
 
 /// Verify cosign's Rekor bundle of an attestation offline: the signed entry timestamp by a
-/// log of the authority's root, and the entry (kind `dsse` or `intoto`) recording this
-/// payload's hash, this signature and this certificate. Returns the integrated time.
+/// log of `root`, and the entry (kind `dsse` or `intoto`) recording this payload's hash,
+/// this signature and this signer (certificate or key). Returns the integrated time.
 fn verify_attestation_entry(
     bundle: &str,
-    authority: &Authority,
+    root: &TrustedRoot,
     payload: &[u8],
     sig_b64: &str,
-    certificate_der: &[u8],
+    signer: LoggedSigner<'_>,
 ) -> Result<i64, String> {
     if bundle.len() > MAX_BUNDLE_BYTES {
         return Err("the Rekor bundle annotation is too large".into());
@@ -523,8 +546,7 @@ fn verify_attestation_entry(
     ) else {
         return Err("the Rekor bundle annotation is not a cosign bundle".into());
     };
-    let log = authority
-        .root
+    let log = root
         .tlogs
         .iter()
         .find(|log| log.log_id.eq_ignore_ascii_case(log_id))
@@ -553,13 +575,6 @@ fn verify_attestation_entry(
         .map_err(|e| format!("the Rekor entry body is not JSON: {e}"))?;
     let payload_hash = hex::encode(Sha256::digest(payload));
     let raw_signature = STANDARD.decode(sig_b64.trim()).unwrap_or_default();
-    let same_certificate = |encoded: &str| {
-        STANDARD
-            .decode(encoded)
-            .ok()
-            .and_then(|pem| keyless::first_pem_certificate(&String::from_utf8_lossy(&pem)).ok())
-            .is_some_and(|der| der == certificate_der)
-    };
     let spec = &body["spec"];
     let (hash, signatures) = match body["kind"].as_str() {
         // dsse 0.0.1: signatures [{signature: base64, verifier: base64 PEM}].
@@ -618,11 +633,16 @@ fn verify_attestation_entry(
             .unwrap_or_default();
         (!raw_signature.is_empty()) && (once == raw_signature || twice == raw_signature)
     };
-    if !signatures
-        .iter()
-        .any(|(signature, verifier)| signature_matches(signature) && same_certificate(verifier))
-    {
-        return Err("the Rekor entry records another signature or signing certificate".into());
+    if !signatures.iter().any(|(signature, verifier)| {
+        signature_matches(signature) && signer.is_recorded_as(verifier)
+    }) {
+        return Err(match signer {
+            LoggedSigner::Certificate(_) => {
+                "the Rekor entry records another signature or signing certificate"
+            }
+            LoggedSigner::Key(_) => "the Rekor entry records another signature or public key",
+        }
+        .into());
     }
     Ok(integrated_time)
 }
@@ -655,7 +675,11 @@ fn verify_keyless(
     let mut signed_times = Vec::new();
     match (found.rekor_bundle.as_deref(), authority.require_tlog) {
         (Some(bundle), _) => signed_times.push(verify_attestation_entry(
-            bundle, authority, payload, sig_b64, &der,
+            bundle,
+            &authority.root,
+            payload,
+            sig_b64,
+            LoggedSigner::Certificate(&der),
         )?),
         (None, true) => {
             return Err("no Rekor bundle (the transparency log entry is required)".into());
@@ -715,7 +739,7 @@ fn judge_envelope(
     let mut signer = None;
     'signatures: for sig in &envelope.signatures {
         if !check.keys.is_empty() {
-            match verify_keyed(&message, sig, &check.keys) {
+            match verify_keyed(&message, &envelope.payload, sig, attestation, check) {
                 Ok(fingerprint) => {
                     signer = Some(fingerprint);
                     break 'signatures;
@@ -793,7 +817,8 @@ fn judge_bundle(
     if check.keys.is_empty() && check.keyless.is_empty() {
         return Judged::Unverified("the requirement trusts no key and no keyless authority".into());
     }
-    match crate::bundle::verify_parsed(&bundle, &check.keys, &check.keyless, now, |_| Ok(())) {
+    let keys = (check.keys.as_slice(), check.keys_log.as_deref());
+    match crate::bundle::verify_parsed(&bundle, keys, &check.keyless, now, |_| Ok(())) {
         Ok((signer, _)) => judge_statement(check, &statement, digest, signer),
         Err(e) => Judged::Unverified(format!("Sigstore bundle not valid: {e}")),
     }

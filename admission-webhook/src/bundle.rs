@@ -1107,27 +1107,47 @@ pub fn verify_keyless(
 }
 
 /// Verify a keyed bundle (a `publicKey` hint) with one of `keys`: the content signed by it.
-/// Its log entries are not checked (a keyed policy names no trusted root), as for keyed
-/// signatures in cosign's `.sig` layout.
-pub fn verify_keyed(bundle: &Bundle, keys: &[TrustedKey]) -> Result<Verified, String> {
+/// With `keys_log` (`publicKeysTlog`) it must carry a log entry, and every entry must
+/// verify against that root ([`verify_entry`]) and record this content and key; without,
+/// its log entries are not read (as for keyed signatures in cosign's `.sig` layout).
+pub fn verify_keyed(
+    bundle: &Bundle,
+    keys: &[TrustedKey],
+    keys_log: Option<&TrustedRoot>,
+) -> Result<Verified, String> {
     if !matches!(bundle.signer, Signer::PublicKey(_)) {
         return Err("the bundle carries a certificate, not a public-key hint".into());
     }
     let mut last = "the policy trusts no key".to_string();
-    for key in keys {
-        match verify_content(&bundle.content, &key.key) {
-            Ok(signed) => {
-                return Ok(Verified {
-                    signer: key.fingerprint.clone(),
-                    signed,
-                    tlog: Vec::new(),
-                    stamped: Vec::new(),
-                });
-            }
-            Err(e) => last = e,
+    let Some((key, signed)) = keys.iter().find_map(|key| {
+        verify_content(&bundle.content, &key.key)
+            .map_err(|e| last = e)
+            .ok()
+            .map(|signed| (key, signed))
+    }) else {
+        return Err(format!("not signed by any trusted key: {last}"));
+    };
+    let mut tlog = Vec::new();
+    if let Some(root) = keys_log {
+        if bundle.entries.is_empty() {
+            return Err(
+                "the bundle has no transparency log entry (publicKeysTlog requires one)".into(),
+            );
+        }
+        let spki = key.key.spki_der();
+        for (i, entry) in bundle.entries.iter().enumerate() {
+            let verdict = verify_entry(entry, root)
+                .and_then(|v| check_body(entry, &bundle.content, SignerRef::Key(&spki)).map(|()| v))
+                .map_err(|e| format!("tlog entry {}: {e}", i + 1))?;
+            tlog.push(verdict.how);
         }
     }
-    Err(format!("not signed by any trusted key: {last}"))
+    Ok(Verified {
+        signer: key.fingerprint.clone(),
+        signed,
+        tlog,
+        stamped: Vec::new(),
+    })
 }
 
 /// Whether `signed` is a signature of the image `digest`: the message digest is the
@@ -1185,18 +1205,19 @@ pub fn verify_with_check(
 ) -> Result<(String, Signed), String> {
     verify_parsed(
         &parse_bundle(bytes)?,
-        &check.keys,
+        (&check.keys, check.keys_log.as_deref()),
         &check.keyless,
         now,
         accept,
     )
 }
 
-/// [`verify_with_check`] of a parsed bundle, trusting `keys` and `keyless` (an attestation
-/// requirement's signers, which may be fewer than the policy's).
+/// [`verify_with_check`] of a parsed bundle, trusting `keys` (with the root whose logs must
+/// record their signatures, if any) and `keyless` (an attestation requirement's signers,
+/// which may be fewer than the policy's).
 pub fn verify_parsed(
     bundle: &Bundle,
-    keys: &[TrustedKey],
+    (keys, keys_log): (&[TrustedKey], Option<&TrustedRoot>),
     keyless: &[Authority],
     now: DateTime<Utc>,
     accept: impl Fn(&Signed) -> Result<(), String>,
@@ -1205,7 +1226,7 @@ pub fn verify_parsed(
         if keys.is_empty() {
             return Err("a keyed bundle, and the policy trusts no key".into());
         }
-        let verified = verify_keyed(bundle, keys)?;
+        let verified = verify_keyed(bundle, keys, keys_log)?;
         accept(&verified.signed)?;
         return Ok((verified.signer, verified.signed));
     }

@@ -233,12 +233,46 @@ pub fn verify(
     digest: &str,
     keys: &[TrustedKey],
 ) -> Result<String, String> {
+    verify_logged(
+        &KeylessSignature {
+            payload,
+            signature_b64,
+            certificate_pem: None,
+            rekor_bundle: None,
+            rfc3161_timestamp: None,
+        },
+        digest,
+        keys,
+        None,
+    )
+}
+
+/// [`verify`], and with `keys_log` (`publicKeysTlog`) the signature's Rekor bundle
+/// annotation must verify against that root and record this payload, signature and key.
+pub fn verify_logged(
+    signature: &KeylessSignature<'_>,
+    digest: &str,
+    keys: &[TrustedKey],
+    keys_log: Option<&keyless::TrustedRoot>,
+) -> Result<String, String> {
     let raw = STANDARD
-        .decode(signature_b64.trim())
+        .decode(signature.signature_b64.trim())
         .map_err(|_| "signature annotation is not base64".to_string())?;
-    let signer = crate::keys::signed_by(keys, payload, &raw)?;
-    check_payload(payload, digest)?;
-    Ok(signer)
+    let signer = crate::keys::signing_key(keys, signature.payload, &raw)?;
+    check_payload(signature.payload, digest)?;
+    if let Some(root) = keys_log {
+        let bundle = signature
+            .rekor_bundle
+            .ok_or(crate::keys::NO_KEYED_LOG_ENTRY)?;
+        keyless::verify_rekor_bundle(
+            bundle,
+            root,
+            signature.payload,
+            &raw,
+            keyless::LoggedSigner::Key(&signer.key),
+        )?;
+    }
+    Ok(signer.fingerprint.clone())
 }
 
 /// Check that a signed payload is a cosign image signature naming `digest`.
@@ -270,12 +304,7 @@ pub fn verify_with(
 ) -> Result<String, String> {
     let mut refused = Vec::new();
     if !check.keys.is_empty() {
-        match verify(
-            signature.payload,
-            signature.signature_b64,
-            digest,
-            &check.keys,
-        ) {
+        match verify_logged(signature, digest, &check.keys, check.keys_log.as_deref()) {
             Ok(fingerprint) => return Ok(fingerprint),
             Err(e) => refused.push(e),
         }

@@ -353,9 +353,6 @@ pub fn parse_trusted_root(text: &str) -> Result<TrustedRoot, String> {
         parse_authorities(&document.timestamp_authorities, "timestampAuthorities")?;
     let (tlogs, skipped_tlogs) = parse_logs(&document.tlogs, "tlogs")?;
     let (ctlogs, _) = parse_logs(&document.ctlogs, "ctlogs")?;
-    if certificate_authorities.is_empty() {
-        return Err("trusted root names no certificateAuthorities (Fulcio)".into());
-    }
     Ok(TrustedRoot {
         certificate_authorities,
         tlogs,
@@ -868,15 +865,43 @@ pub(crate) fn set_message(
     )
 }
 
+/// Who a log entry must record as the signer.
+#[derive(Clone, Copy, Debug)]
+pub enum LoggedSigner<'a> {
+    /// A signing certificate (DER): a keyless signature.
+    Certificate(&'a [u8]),
+    /// A public key: a keyed signature.
+    Key(&'a PublicKey),
+}
+
+impl LoggedSigner<'_> {
+    /// Whether `encoded` (base64 of the PEM a Rekor entry records: a certificate for a
+    /// keyless signature, a public key for a keyed one) names this signer.
+    pub fn is_recorded_as(&self, encoded: &str) -> bool {
+        let Ok(pem) = STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&pem);
+        match self {
+            LoggedSigner::Certificate(der) => {
+                first_pem_certificate(&text).is_ok_and(|logged| logged == *der)
+            }
+            LoggedSigner::Key(key) => crate::keys::parse_public_keys(&text).is_ok_and(|logged| {
+                logged.len() == 1 && logged[0].key.spki_der() == key.spki_der()
+            }),
+        }
+    }
+}
+
 /// Verify cosign's Rekor bundle offline: the SET (the log key's signature over the
 /// canonical JSON of the payload) by a log of `root`, and the entry (a `hashedrekord`)
-/// describing this payload hash, signature and certificate. Returns the integrated time.
+/// describing this payload hash, signature and signer. Returns the integrated time.
 pub fn verify_rekor_bundle(
     bundle: &str,
     root: &TrustedRoot,
     payload: &[u8],
     signature: &[u8],
-    certificate_der: &[u8],
+    signer: LoggedSigner<'_>,
 ) -> Result<i64, String> {
     if bundle.len() > MAX_BUNDLE_BYTES {
         return Err("the Rekor bundle annotation is too large".into());
@@ -935,16 +960,15 @@ pub fn verify_rekor_bundle(
     if logged_signature != signature {
         return Err("the Rekor entry records another signature".into());
     }
-    let logged_key = base64(
-        spec["signature"]["publicKey"]["content"]
-            .as_str()
-            .unwrap_or_default(),
-        "the Rekor entry's public key",
-    )?;
-    let logged_certificate = first_pem_certificate(&String::from_utf8_lossy(&logged_key))
-        .map_err(|e| format!("the Rekor entry's public key: {e}"))?;
-    if logged_certificate != certificate_der {
-        return Err("the Rekor entry records another signing certificate".into());
+    let logged_signer = spec["signature"]["publicKey"]["content"]
+        .as_str()
+        .unwrap_or_default();
+    if !signer.is_recorded_as(logged_signer) {
+        return Err(match signer {
+            LoggedSigner::Certificate(_) => "the Rekor entry records another signing certificate",
+            LoggedSigner::Key(_) => "the Rekor entry records another public key",
+        }
+        .into());
     }
     Ok(entry.integrated_time)
 }
@@ -968,7 +992,7 @@ pub fn verify(
             &authority.root,
             signature.payload,
             &raw_signature,
-            &der,
+            LoggedSigner::Certificate(&der),
         )?),
         (None, true) => {
             return Err("no Rekor bundle (the transparency log entry is required)".into());

@@ -321,11 +321,22 @@ impl TrustedKey {
 /// The fingerprint of the first of `keys` whose signature `signature` over `message` is,
 /// checked as cosign checks its own formats ([`PublicKey::verifies_as_cosign`]).
 pub fn signed_by(keys: &[TrustedKey], message: &[u8], signature: &[u8]) -> Result<String, String> {
+    signing_key(keys, message, signature).map(|k| k.fingerprint.clone())
+}
+
+/// The first of `keys` whose signature `signature` over `message` is ([`signed_by`]).
+pub fn signing_key<'k>(
+    keys: &'k [TrustedKey],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<&'k TrustedKey, String> {
     keys.iter()
         .find(|k| k.key.verifies_as_cosign(message, signature))
-        .map(|k| k.fingerprint.clone())
         .ok_or_else(|| "not signed by any trusted key".to_string())
 }
+
+/// Why a keyed signature without its log entry is refused under `publicKeysTlog`.
+pub const NO_KEYED_LOG_ENTRY: &str = "no Rekor bundle (publicKeysTlog requires the signature to be logged: sign without --tlog-upload=false)";
 
 /// Parse every `PUBLIC KEY` (SubjectPublicKeyInfo) and `RSA PUBLIC KEY` (PKCS #1) PEM block
 /// in `pem` (a Secret value may hold several); text between blocks is ignored. The error

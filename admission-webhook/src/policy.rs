@@ -24,6 +24,9 @@ pub struct SignatureCheck {
     pub keys: Vec<TrustedKey>,
     /// Keyless authorities whose signatures are accepted.
     pub keyless: Vec<crate::keyless::Authority>,
+    /// The trusted root whose Rekor logs must record every keyed signature
+    /// (`publicKeysTlog`); `None`: keyed signatures' log entries are not read.
+    pub keys_log: Option<std::sync::Arc<crate::keyless::TrustedRoot>>,
 }
 
 /// The scan check of a policy.
@@ -245,6 +248,7 @@ pub fn compile_with_trusted_roots(
                 .iter()
                 .map(|k| k.fingerprint.as_str())
                 .chain(s.keyless.iter().map(|a| a.root.fingerprint.as_str()))
+                .chain(s.keys_log.iter().map(|root| root.fingerprint.as_str()))
         })
         .collect();
     let cache_key = format!("{name}/{generation}/{}", fingerprints.join(","));
@@ -314,6 +318,11 @@ fn compile_attestations(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Keys signing attestations must be logged as their image signatures must.
+        let keys_log = match signature {
+            Some(Some(check)) if !keys.is_empty() => check.keys_log.clone(),
+            _ => None,
+        };
         checks.push(AttestationCheck {
             name: requirement
                 .name
@@ -322,6 +331,7 @@ fn compile_attestations(
             predicate_type,
             keys,
             keyless,
+            keys_log,
             conditions,
         });
     }
@@ -376,6 +386,11 @@ fn compile_signature(
                 reference.name, reference.key
             ))
         })?;
+        if root.certificate_authorities.is_empty() {
+            return Err(PolicyError::InvalidTrustedRoot(format!(
+                "keyless authority {n}: the trusted root names no certificateAuthorities (Fulcio)"
+            )));
+        }
         if authority.require_tlog && root.tlogs.is_empty() {
             return Err(PolicyError::InvalidTrustedRoot(format!(
                 "keyless authority {n}: requireTlog is true but the trusted root lists no tlogs (Rekor keys) with an ECDSA or Ed25519 key ({} with other keys)",
@@ -401,7 +416,38 @@ fn compile_signature(
             require_timestamp: authority.require_timestamp,
         });
     }
-    Ok(SignatureCheck { keys, keyless })
+    let keys_log = match &requirement.public_keys_tlog {
+        None => None,
+        Some(tlog) => {
+            let reference = &tlog.trusted_root;
+            let document = trusted_roots
+                .get(requirement.keyless.len())
+                .ok_or_else(|| {
+                    PolicyError::InvalidTrustedRoot(format!(
+                        "publicKeysTlog: trusted root (Secret {}, key {}) was not read",
+                        reference.name, reference.key
+                    ))
+                })?;
+            let root = crate::keyless::parse_trusted_root(document).map_err(|e| {
+                PolicyError::InvalidTrustedRoot(format!(
+                    "publicKeysTlog: Secret {} key {}: {e}",
+                    reference.name, reference.key
+                ))
+            })?;
+            if root.tlogs.is_empty() {
+                return Err(PolicyError::InvalidTrustedRoot(format!(
+                    "publicKeysTlog: the trusted root lists no tlogs (Rekor keys) with an ECDSA or Ed25519 key ({} with other keys)",
+                    root.skipped_tlogs
+                )));
+            }
+            Some(std::sync::Arc::new(root))
+        }
+    };
+    Ok(SignatureCheck {
+        keys,
+        keyless,
+        keys_log,
+    })
 }
 
 /// Glob over image references: `*` matches within one path segment, `**` across

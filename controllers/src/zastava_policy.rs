@@ -552,22 +552,26 @@ pub async fn policy_keys(
     })
 }
 
-/// The trusted-root documents of a policy's keyless authorities, in their order, read from
-/// the Secrets they name (the operator's namespace when they name none): the inner `Err`
-/// names the first Secret or key that does not exist.
+/// The trusted-root documents of a policy's keyless authorities, in their order, then that
+/// of `publicKeysTlog` when it names one, read from the Secrets they name (the operator's
+/// namespace when they name none): the inner `Err` names the first Secret or key that does
+/// not exist.
 pub async fn policy_trusted_roots(
     client: &kube::Client,
     policy: &ZastavaPolicy,
     operator_namespace: &str,
 ) -> Result<std::result::Result<Vec<String>, String>> {
-    let authorities = policy
-        .spec
-        .require_signature
-        .as_ref()
+    let requirement = policy.spec.require_signature.as_ref();
+    let authorities = requirement
         .map(|s| s.keyless.as_slice())
         .unwrap_or_default();
+    let keys_log = requirement.and_then(|s| s.public_keys_tlog.as_ref());
     let mut roots = Vec::new();
-    for reference in authorities.iter().map(|a| &a.trusted_root) {
+    for reference in authorities
+        .iter()
+        .map(|a| &a.trusted_root)
+        .chain(keys_log.map(|t| &t.trusted_root))
+    {
         let namespace = reference.namespace.as_deref().unwrap_or(operator_namespace);
         let document = workload::secret_entries(client, namespace, &reference.name)
             .await?
@@ -760,7 +764,7 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
                     &policy,
                     &ctx,
                     "TrustedRootMissing",
-                    format!("trusted-root Secret {missing} does not exist; the webhook cannot verify keyless signatures for this policy and leaves it to the failure policy"),
+                    format!("trusted-root Secret {missing} does not exist; the webhook cannot verify the keyless signatures (or keyed signatures' log entries) this policy asks for and leaves it to the failure policy"),
                 )
                 .await;
         }

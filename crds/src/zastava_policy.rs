@@ -332,13 +332,25 @@ pub struct Exemptions {
 /// any of them accepts is enough).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.publicKeys) || (has(self.keyless) && size(self.keyless) > 0)").message("requireSignature needs publicKeys or keyless"))]
+#[x_kube(
+    validation = Rule::new("has(self.publicKeys) || (has(self.keyless) && size(self.keyless) > 0)").message("requireSignature needs publicKeys or keyless"),
+    validation = Rule::new("!has(self.publicKeysTlog) || has(self.publicKeys)").message("publicKeysTlog needs publicKeys: it says where the keys' signatures must be logged")
+)]
 pub struct SignatureRequirement {
     /// Secret holding PEM public keys (ECDSA P-256/P-384/P-521, RSA 2048–4096 bits, Ed25519;
     /// `PUBLIC KEY` or `RSA PUBLIC KEY` blocks, several per value); a signature by any of
     /// them is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_keys: Option<NamespacedSecretRef>,
+    /// Require every signature by `publicKeys` to be recorded in a Rekor transparency log
+    /// of this trusted root, as `cosign verify --key` does by default: the entry cosign
+    /// stores beside the signature (a `hashedrekord`, or an attestation's `dsse`/`intoto`,
+    /// recording this payload, signature and public key) with its signed entry timestamp by
+    /// one of the root's `tlogs`, or a keyed Sigstore bundle's log entries. A key used
+    /// outside the log (stolen, or by a careless pipeline) then signs nothing admitted.
+    /// Without it the log entries of keyed signatures are not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_keys_tlog: Option<KeyedTlog>,
     /// Keyless (Fulcio/Rekor) authorities: a signature whose short-lived certificate chains
     /// to the authority's trusted root and carries one of its identities is accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -460,6 +472,15 @@ pub struct AttestationCondition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub message: Option<String>,
+}
+
+/// Where keyed signatures must be logged.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyedTlog {
+    /// Secret key holding a Sigstore `trusted_root.json` whose `tlogs` (Rekor keys) are
+    /// trusted; its Fulcio CAs are not used here.
+    pub trusted_root: TrustedRootRef,
 }
 
 /// A key of a Secret holding a Sigstore trusted root.

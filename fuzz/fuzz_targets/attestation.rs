@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         predicate_type: PREDICATE_TYPE.into(),
         keys: policy::parse_public_keys(KEY).expect("a valid key"),
         keyless: Vec::new(),
+        keys_log: None,
         conditions: vec![condition.clone()],
     };
     match mode % 3 {

@@ -226,6 +226,7 @@ fn a_statement_is_judged_by_type_signature_subject_and_conditions() {
         predicate_type: "https://slsa.dev/provenance/v1".into(),
         keys,
         keyless: Vec::new(),
+        keys_log: None,
         conditions,
     };
     let now = chrono::Utc::now();

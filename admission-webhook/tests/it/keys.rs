@@ -342,6 +342,7 @@ fn openssl_signatures_by_every_supported_kind_of_key_verify_as_openssl_verifies_
             predicate_type: "https://slsa.dev/provenance/v1".into(),
             keys,
             keyless: Vec::new(),
+            keys_log: None,
             conditions: Vec::new(),
         };
         assert_eq!(
@@ -373,6 +374,7 @@ fn openssl_signatures_by_every_supported_kind_of_key_verify_as_openssl_verifies_
             &stellaops_admission_webhook::policy::SignatureCheck {
                 keys: trusted.clone(),
                 keyless: Vec::new(),
+                keys_log: None,
             },
             &dsse,
             now,
@@ -395,6 +397,7 @@ fn openssl_signatures_by_every_supported_kind_of_key_verify_as_openssl_verifies_
             &stellaops_admission_webhook::policy::SignatureCheck {
                 keys: trusted.clone(),
                 keyless: Vec::new(),
+                keys_log: None,
             },
             &message,
             now,
@@ -422,6 +425,7 @@ fn openssl_signatures_by_every_supported_kind_of_key_verify_as_openssl_verifies_
             &stellaops_admission_webhook::policy::SignatureCheck {
                 keys: others,
                 keyless: Vec::new(),
+                keys_log: None,
             },
             &dsse,
             now,

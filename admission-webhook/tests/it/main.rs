@@ -3,6 +3,7 @@
 mod attestation;
 mod bundle;
 mod deadline;
+mod keyed_log;
 mod keyless;
 mod keys;
 mod material;

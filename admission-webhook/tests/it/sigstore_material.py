@@ -1,5 +1,5 @@
 """What the Sigstore test material scripts share (keyless_material.py, bundle_material.py,
-attestation_material.py), made with Python `cryptography`, independently of the webhook's
+attestation_material.py, keyed_log_material.py), made with Python `cryptography`, independently of the webhook's
 code: a root CA and intermediate acting as Fulcio, Fulcio-like leaf certificates with the
 issuer extensions and an embedded SCT signed by a CT log key, the trusted root naming them,
 DSSE's PAE, the bodies of Rekor entries (hashedrekord, dsse, intoto), cosign's Rekor bundle
@@ -46,8 +46,12 @@ def spki(key):
     )
 
 
-def pem(certificate):
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+def pem(signer):
+    """The PEM of a certificate, or of a public key (the signer a keyed log entry records)."""
+    if isinstance(signer, x509.Certificate):
+        return signer.public_bytes(serialization.Encoding.PEM).decode()
+    return signer.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def der(certificate):

@@ -676,6 +676,7 @@ fn rfc3161_timestamps_of_attestations_stamp_the_envelope_or_its_signature() {
         predicate_type: "https://slsa.dev/provenance/v1".into(),
         keys: Vec::new(),
         keyless: policy.signature.as_ref().unwrap().keyless.clone(),
+        keys_log: None,
         conditions: Vec::new(),
     };
     let judge = |timestamp: Option<String>, now: DateTime<Utc>| {

@@ -559,6 +559,71 @@ async fn a_missing_or_broken_trusted_root_is_reported_not_ready() {
     }
 }
 
+/// `publicKeysTlog`'s trusted root is read after the public keys, like a keyless
+/// authority's: missing, the policy is not ready and names the Secret.
+#[tokio::test]
+async fn a_missing_trusted_root_of_the_keys_log_is_reported_not_ready() {
+    let (client, mut server) = mock_client("default");
+    let key = p256::ecdsa::SigningKey::from_slice(&[6; 32]).unwrap();
+    let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
+        key.verifying_key(),
+        p256::pkcs8::LineEnding::LF,
+    )
+    .unwrap();
+    let verifier = tokio::spawn(async move {
+        server
+            .expect(
+                Method::GET,
+                "/api/v1/namespaces/security/secrets/signing-keys",
+            )
+            .await
+            .respond(
+                200,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "signing-keys"},
+                       "data": {"cosign.pub": base64_encode(&pem)}}),
+            );
+        not_found(
+            server
+                .expect(
+                    Method::GET,
+                    "/api/v1/namespaces/stellaops-system/secrets/rekor-root",
+                )
+                .await,
+        );
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+            )
+            .await;
+        assert_eq!(event.body["reason"], "TrustedRootMissing");
+        event.respond_with_request_body();
+        let status = server
+            .expect(
+                Method::PATCH,
+                "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
+            )
+            .await;
+        let ready = &status.body["status"]["conditions"][0];
+        assert_eq!(ready["reason"], "TrustedRootMissing");
+        assert!(
+            ready["message"].as_str().unwrap().starts_with(
+                "trusted-root Secret stellaops-system/rekor-root (key trusted_root.json) does not exist"
+            ),
+            "{}",
+            ready["message"]
+        );
+        status_accepted_and_done(status, server).await;
+    });
+    let policy = policy(json!({
+        "mode": "enforce",
+        "requireSignature": {"publicKeys": {"name": "signing-keys", "namespace": "security"},
+                             "publicKeysTlog": {"trustedRoot": {"name": "rekor-root"}}},
+    }));
+    reconcile(Arc::new(policy), context(client)).await.unwrap();
+    verifier.await.unwrap();
+}
+
 fn base64_encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
