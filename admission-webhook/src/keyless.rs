@@ -542,11 +542,8 @@ fn signed_by(
     issuer: &X509Certificate<'_>,
 ) -> Result<(), String> {
     let subject = || certificate.subject().to_string();
-    let scheme = SignatureScheme::of_oid(
-        &certificate.signature_algorithm.algorithm.to_id_string(),
-        None,
-    )
-    .map_err(|e| format!("certificate {:?} is signed with {e}", subject()))?;
+    let scheme = SignatureScheme::of_algorithm(&certificate.signature_algorithm, None)
+        .map_err(|e| format!("certificate {:?} is signed with {e}", subject()))?;
     let key = PublicKey::from_spki(issuer.public_key().raw)
         .map_err(|e| format!("issuer {:?}: {e}", issuer.subject().to_string()))?;
     if key.verifies_by(

@@ -218,9 +218,25 @@ pub enum SignatureScheme {
     Ecdsa(Hash),
     /// RSA PKCS #1 v1.5 over the message hashed with this hash.
     RsaPkcs1(Hash),
+    /// RSASSA-PSS over the message hashed with this hash (MGF1 with the same hash), with a
+    /// salt of this many bytes.
+    RsaPss(Hash, usize),
     /// Ed25519 over the message itself.
     Ed25519,
 }
+
+/// The hash an OID names (SHA-256, SHA-384, SHA-512).
+fn hash_named(oid: &str) -> Option<Hash> {
+    match oid {
+        "2.16.840.1.101.3.4.2.1" => Some(Hash::Sha256),
+        "2.16.840.1.101.3.4.2.2" => Some(Hash::Sha384),
+        "2.16.840.1.101.3.4.2.3" => Some(Hash::Sha512),
+        _ => None,
+    }
+}
+
+/// Largest PSS salt accepted (real ones are the hash's length).
+const MAX_PSS_SALT: u32 = 512;
 
 impl SignatureScheme {
     /// The scheme an AlgorithmIdentifier's OID names. `digest` is the hash a CMS signer
@@ -246,7 +262,9 @@ impl SignatureScheme {
                 }
             }
             "1.2.840.113549.1.1.10" => {
-                return Err("algorithm RSASSA-PSS (1.2.840.113549.1.1.10), which is not supported (ECDSA, RSA PKCS #1 v1.5 or Ed25519)".into());
+                return Err(
+                    "algorithm RSASSA-PSS (1.2.840.113549.1.1.10) without its parameters".into(),
+                );
             }
             other => {
                 return Err(format!(
@@ -255,6 +273,46 @@ impl SignatureScheme {
             }
         };
         Ok(scheme)
+    }
+}
+
+impl SignatureScheme {
+    /// The scheme an AlgorithmIdentifier names, with RSASSA-PSS's parameters (its hash, the
+    /// same hash for MGF1, the salt length, trailer 1; SHA-1 is refused); `digest` as for
+    /// [`SignatureScheme::of_oid`].
+    pub fn of_algorithm(
+        algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+        digest: Option<Hash>,
+    ) -> Result<SignatureScheme, String> {
+        use x509_parser::signature_algorithm::SignatureAlgorithm;
+        let oid = algorithm.algorithm.to_id_string();
+        if oid != "1.2.840.113549.1.1.10" {
+            return SignatureScheme::of_oid(&oid, digest);
+        }
+        let Ok(SignatureAlgorithm::RSASSA_PSS(params)) = SignatureAlgorithm::try_from(algorithm)
+        else {
+            return Err("algorithm RSASSA-PSS with parameters that do not parse".into());
+        };
+        let hash = hash_named(&params.hash_algorithm_oid().to_id_string()).ok_or_else(|| {
+            format!(
+                "algorithm RSASSA-PSS over hash {}, which is not supported (SHA-256, SHA-384 or SHA-512)",
+                params.hash_algorithm_oid().to_id_string()
+            )
+        })?;
+        let mask = params
+            .mask_gen_algorithm()
+            .map_err(|_| "algorithm RSASSA-PSS with a mask generation that does not parse")?;
+        if mask.mgf.to_id_string() != "1.2.840.113549.1.1.8"
+            || hash_named(&mask.hash.to_id_string()) != Some(hash)
+        {
+            return Err(
+                "algorithm RSASSA-PSS whose mask generation is not MGF1 with its own hash".into(),
+            );
+        }
+        if params.trailer_field() != 1 || params.salt_length() > MAX_PSS_SALT {
+            return Err("algorithm RSASSA-PSS with an unusual trailer or salt length".into());
+        }
+        Ok(SignatureScheme::RsaPss(hash, params.salt_length() as usize))
     }
 }
 
@@ -268,6 +326,23 @@ impl PublicKey {
             }
             (PublicKey::Rsa(key), SignatureScheme::RsaPkcs1(hash)) => {
                 rsa_pkcs1_verifies(key, hash, message, signature)
+            }
+            (PublicKey::Rsa(key), SignatureScheme::RsaPss(hash, salt)) => {
+                let (digest, pss) = match hash {
+                    Hash::Sha256 => (
+                        Sha256::digest(message).to_vec(),
+                        rsa::Pss::new_with_salt::<Sha256>(salt),
+                    ),
+                    Hash::Sha384 => (
+                        Sha384::digest(message).to_vec(),
+                        rsa::Pss::new_with_salt::<Sha384>(salt),
+                    ),
+                    Hash::Sha512 => (
+                        Sha512::digest(message).to_vec(),
+                        rsa::Pss::new_with_salt::<Sha512>(salt),
+                    ),
+                };
+                key.verify(pss, &digest, signature).is_ok()
             }
             (PublicKey::Ed25519(key), SignatureScheme::Ed25519) => {
                 ed25519_dalek::Signature::from_slice(signature)

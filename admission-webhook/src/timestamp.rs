@@ -227,13 +227,14 @@ fn read(response: &[u8]) -> Result<Token<'_>, String> {
     let attributes = signer_info.expect(CONTEXT_0, "signedAttrs")?;
     let signature_algorithm = signer_info.expect(SEQUENCE, "signatureAlgorithm")?;
     let signature = signer_info.expect(OCTET_STRING, "signature")?.content;
-    let signature_scheme = {
-        let mut fields = Elements::of(signature_algorithm.content);
-        let algorithm = oid(fields.next("signatureAlgorithm")?, "signatureAlgorithm")?;
-        // Some authorities name only the key's algorithm; the digest algorithm is the hash.
-        SignatureScheme::of_oid(&algorithm, Some(attribute_hash))
-            .map_err(|e| format!("{WHAT} is signed with {e}"))
-    };
+    // Some authorities name only the key's algorithm; the digest algorithm is the hash.
+    let signature_scheme =
+        x509_parser::x509::AlgorithmIdentifier::from_der(signature_algorithm.whole)
+            .map_err(|_| format!("{WHAT}'s signatureAlgorithm does not parse"))
+            .and_then(|(_, algorithm)| {
+                SignatureScheme::of_algorithm(&algorithm, Some(attribute_hash))
+                    .map_err(|e| format!("{WHAT} is signed with {e}"))
+            });
 
     // The signed attributes: the content type is a TSTInfo's, the message digest the
     // TSTInfo's hash; each attribute type once.

@@ -142,8 +142,21 @@ impl Pki {
         name: &str,
         kind: Kind,
         issuer: Option<&Certificate>,
+        validity: (DateTime<Utc>, DateTime<Utc>),
+        extensions: &str,
+    ) -> Certificate {
+        self.issue_signing_with(name, kind, issuer, validity, extensions, &[])
+    }
+
+    /// [`Pki::issue`], the issuer signing with more `openssl ca` options (RSA-PSS).
+    fn issue_signing_with(
+        &self,
+        name: &str,
+        kind: Kind,
+        issuer: Option<&Certificate>,
         (from, until): (DateTime<Utc>, DateTime<Utc>),
         extensions: &str,
+        signing: &[&str],
     ) -> Certificate {
         let key = Key::new(kind, &self.dir, name);
         let csr = self.dir.path(&format!("{name}.csr"));
@@ -191,6 +204,7 @@ impl Pki {
             ]),
             None => args.extend(["-selfsign", "-keyfile", path(&key.private)]),
         }
+        args.extend(signing);
         openssl(&args);
         Certificate { key, pem }
     }
@@ -389,36 +403,57 @@ fn signing_certificates_of_every_kind_of_key_and_ca_are_judged_as_openssl_judges
     let leaf_window = window(Duration::minutes(-10), Duration::minutes(10));
     // Fulcio's own shape (P-384 CA, P-256 leaf), and the keys Fulcio issues for beside it,
     // under CAs of each kind a private Fulcio or a company PKI uses.
-    for (ca_kind, leaf_kind) in [
-        (P384, P256),
-        (RSA_4096, RSA_3072),
-        (ED25519, ED25519),
-        (P256, P384),
-        (RSA_2048, P256),
+    const PSS: &[&str] = &[
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:digest",
+    ];
+    const PSS_SHA512: &[&str] = &[
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:digest",
+        "-md",
+        "sha512",
+    ];
+    for (ca_kind, leaf_kind, signing) in [
+        (P384, P256, &[][..]),
+        (RSA_4096, RSA_3072, &[]),
+        (ED25519, ED25519, &[]),
+        (P256, P384, &[]),
+        (RSA_2048, P256, &[]),
         // OpenSSL signs with SHA-256 under a P-521 CA: a hash shorter than the field.
-        (P521, P521),
+        (P521, P521, &[]),
+        // CAs signing with RSASSA-PSS (its parameters in each signature algorithm).
+        (RSA_3072, RSA_2048, PSS),
+        (RSA_4096, P256, PSS_SHA512),
     ] {
-        let label = format!("{}-{}", ca_kind.name, leaf_kind.name).replace(' ', "");
-        let root = pki.issue(
+        let label =
+            format!("{}-{}-{}", ca_kind.name, leaf_kind.name, signing.len()).replace(' ', "");
+        let root = pki.issue_signing_with(
             &format!("{label}-root"),
             ca_kind,
             None,
             ca_window(),
             "ca_ext",
+            signing,
         );
-        let intermediate = pki.issue(
+        let intermediate = pki.issue_signing_with(
             &format!("{label}-intermediate"),
             ca_kind,
             Some(&root),
             ca_window(),
             "ca_ext",
+            signing,
         );
-        let leaf = pki.issue(
+        let leaf = pki.issue_signing_with(
             &format!("{label}-leaf"),
             leaf_kind,
             Some(&intermediate),
             leaf_window,
             "leaf_ext",
+            signing,
         );
         let policy = keyless_policy(&trusted_root(&[&intermediate, &root], &[]), false).unwrap();
         let signature = leaf.key.sign(&payload);
