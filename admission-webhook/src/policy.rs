@@ -27,6 +27,8 @@ pub struct SignatureCheck {
     /// The trusted root whose Rekor logs must record every keyed signature
     /// (`publicKeysTlog`); `None`: keyed signatures' log entries are not read.
     pub keys_log: Option<std::sync::Arc<crate::keyless::TrustedRoot>>,
+    /// Whether [`SignatureCheck::keys_log`] also holds for attestations signed by the keys.
+    pub keys_log_attestations: bool,
 }
 
 /// The scan check of a policy.
@@ -320,7 +322,9 @@ fn compile_attestations(
             .collect::<Result<Vec<_>, _>>()?;
         // Keys signing attestations must be logged as their image signatures must.
         let keys_log = match signature {
-            Some(Some(check)) if !keys.is_empty() => check.keys_log.clone(),
+            Some(Some(check)) if !keys.is_empty() && check.keys_log_attestations => {
+                check.keys_log.clone()
+            }
             _ => None,
         };
         checks.push(AttestationCheck {
@@ -447,6 +451,10 @@ fn compile_signature(
         keys,
         keyless,
         keys_log,
+        keys_log_attestations: requirement
+            .public_keys_tlog
+            .as_ref()
+            .is_some_and(|t| t.attestations),
     })
 }
 

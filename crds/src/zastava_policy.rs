@@ -481,6 +481,11 @@ pub struct KeyedTlog {
     /// Secret key holding a Sigstore `trusted_root.json` whose `tlogs` (Rekor keys) are
     /// trusted; its Fulcio CAs are not used here.
     pub trusted_root: TrustedRootRef,
+    /// Also require the log entry of attestations signed by the keys (`cosign attest
+    /// --key` logs them). `false` for attestations made offline by a key that also signs
+    /// images, such as the platform's own signed scan verdicts (`scan --attach`).
+    #[serde(default = "default_true")]
+    pub attestations: bool,
 }
 
 /// A key of a Secret holding a Sigstore trusted root.

@@ -149,7 +149,7 @@ fn keyed_attestations_and_bundles_must_be_logged_under_public_keys_tlog() {
         "keys sign attestations logged"
     );
     let envelope = material["attestation"]["envelope"].as_str().unwrap();
-    let judge = |case: &str| {
+    let judge_under = |requirement: &attestation::AttestationCheck, case: &str| {
         let found = [FoundAttestation {
             media_type: cosign::DSSE_MEDIA_TYPE.into(),
             blob: envelope.as_bytes().to_vec(),
@@ -163,6 +163,7 @@ fn keyed_attestations_and_bundles_must_be_logged_under_public_keys_tlog() {
         attestation::judge(requirement, &found, DIGEST, chrono::Utc::now())
             .map_err(|f| f.to_string())
     };
+    let judge = |case: &str| judge_under(requirement, case);
     assert_eq!(judge("dsse"), Ok(fingerprint.clone()));
     assert_eq!(judge("intoto"), Ok(fingerprint.clone()));
     refused(
@@ -172,6 +173,26 @@ fn keyed_attestations_and_bundles_must_be_logged_under_public_keys_tlog() {
     refused(
         judge("other_key"),
         "records another signature or public key",
+    );
+    // `attestations: false`: attestations made offline by the keys (the platform's own
+    // signed verdicts) count without an entry; image signatures still need theirs.
+    let offline = compile_with_trusted_roots(
+        &zastava_policy(
+            json!({"mode": "enforce",
+                   "requireSignature": {"publicKeys": {"name": "keys"},
+                                        "publicKeysTlog": {"trustedRoot": {"name": "rekor-root"},
+                                                           "attestations": false}},
+                   "requireAttestations": [{"predicateType": "slsaprovenance1", "signedBy": "keys"}]}),
+            1,
+        ),
+        &[material["key_pem"].as_str().unwrap().to_string()],
+        &[material["trusted_root"].as_str().unwrap().to_string()],
+    )
+    .unwrap();
+    assert!(offline.signature.as_ref().unwrap().keys_log.is_some());
+    assert_eq!(
+        judge_under(&offline.attestations[0], "unlogged"),
+        Ok(fingerprint.clone())
     );
 
     // Keyed Sigstore bundles: their tlog entries (inclusion proof, SET) against the root.
