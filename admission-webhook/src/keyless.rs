@@ -500,6 +500,79 @@ pub struct Authority {
     /// Require an RFC 3161 timestamp by a timestamp authority of the root, and check the
     /// certificate at its time.
     pub require_timestamp: bool,
+    /// Fulcio certificate extensions that must hold exactly these values.
+    pub extensions: Vec<RequiredExtension>,
+}
+
+/// A Fulcio certificate extension (`1.3.6.1.4.1.57264.1.9` to `.22`, a DER UTF8String)
+/// whose value a policy requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequiredExtension {
+    /// Its name in the policy (`sourceRepositoryRef`).
+    pub name: &'static str,
+    /// Its OID.
+    pub oid: &'static str,
+    /// The value required.
+    pub value: String,
+}
+
+/// Fulcio's certificate extensions a policy may require, by name and OID
+/// (fulcio/docs/oid-info.md: the OIDC token's claims, as the CI system states them).
+pub const FULCIO_EXTENSIONS: [(&str, &str); 14] = [
+    ("buildSignerURI", "1.3.6.1.4.1.57264.1.9"),
+    ("buildSignerDigest", "1.3.6.1.4.1.57264.1.10"),
+    ("runnerEnvironment", "1.3.6.1.4.1.57264.1.11"),
+    ("sourceRepositoryURI", "1.3.6.1.4.1.57264.1.12"),
+    ("sourceRepositoryDigest", "1.3.6.1.4.1.57264.1.13"),
+    ("sourceRepositoryRef", "1.3.6.1.4.1.57264.1.14"),
+    ("sourceRepositoryIdentifier", "1.3.6.1.4.1.57264.1.15"),
+    ("sourceRepositoryOwnerURI", "1.3.6.1.4.1.57264.1.16"),
+    ("sourceRepositoryOwnerIdentifier", "1.3.6.1.4.1.57264.1.17"),
+    ("buildConfigURI", "1.3.6.1.4.1.57264.1.18"),
+    ("buildConfigDigest", "1.3.6.1.4.1.57264.1.19"),
+    ("buildTrigger", "1.3.6.1.4.1.57264.1.20"),
+    ("runInvocationURI", "1.3.6.1.4.1.57264.1.21"),
+    (
+        "sourceRepositoryVisibilityAtSigning",
+        "1.3.6.1.4.1.57264.1.22",
+    ),
+];
+
+/// Check the Fulcio extensions `required` of a certificate: each present once, a DER
+/// UTF8String, equal to the value required.
+fn check_extensions(
+    certificate: &X509Certificate<'_>,
+    required: &[RequiredExtension],
+) -> Result<(), String> {
+    for wanted in required {
+        let mut found = certificate
+            .extensions()
+            .iter()
+            .filter(|e| e.oid.to_id_string() == wanted.oid);
+        let (Some(extension), None) = (found.next(), found.next()) else {
+            return Err(format!(
+                "the certificate does not carry {} once (extension {})",
+                wanted.name, wanted.oid
+            ));
+        };
+        let value = x509_parser::der_parser::der::parse_der_utf8string(extension.value)
+            .ok()
+            .filter(|(rest, _)| rest.is_empty())
+            .and_then(|(_, value)| value.as_str().ok().map(str::to_string))
+            .ok_or_else(|| {
+                format!(
+                    "the certificate's {} (extension {}) is not a UTF8String",
+                    wanted.name, wanted.oid
+                )
+            })?;
+        if value != wanted.value {
+            return Err(format!(
+                "the certificate's {} {value:?} is not {:?}",
+                wanted.name, wanted.value
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One keyless signature as found in the registry.
@@ -1135,5 +1208,6 @@ pub(crate) fn check_certificate(
             authority.subject.describe()
         ));
     };
+    check_extensions(leaf, &authority.extensions)?;
     Ok(format!("{subject} ({issuer})"))
 }

@@ -342,6 +342,28 @@ fn compile_attestations(
     Ok(checks)
 }
 
+/// The Fulcio extensions a keyless authority requires, by the names
+/// [`crate::keyless::FULCIO_EXTENSIONS`] gives them (the CRD's field names).
+fn required_extensions(
+    extensions: Option<&stellaops_crds::zastava_policy::CertificateExtensions>,
+) -> Vec<crate::keyless::RequiredExtension> {
+    let Some(fields) = extensions.and_then(|e| serde_json::to_value(e).ok()) else {
+        return Vec::new();
+    };
+    crate::keyless::FULCIO_EXTENSIONS
+        .iter()
+        .filter_map(|&(name, oid)| {
+            fields[name]
+                .as_str()
+                .map(|value| crate::keyless::RequiredExtension {
+                    name,
+                    oid,
+                    value: value.to_string(),
+                })
+        })
+        .collect()
+}
+
 fn compile_signature(
     requirement: &stellaops_crds::zastava_policy::SignatureRequirement,
     key_pems: &[String],
@@ -418,6 +440,7 @@ fn compile_signature(
             require_tlog: authority.require_tlog,
             require_sct: authority.require_sct,
             require_timestamp: authority.require_timestamp,
+            extensions: required_extensions(authority.certificate_extensions.as_ref()),
         });
     }
     let keys_log = match &requirement.public_keys_tlog {

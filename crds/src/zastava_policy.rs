@@ -409,6 +409,11 @@ pub struct KeylessAuthority {
     /// short-lived certificate be checked at signing time where no Rekor log is used.
     #[serde(default)]
     pub require_timestamp: bool,
+    /// Values the certificate's Fulcio extensions must hold (the source repository, its
+    /// ref, the runner environment, the build trigger, …), each exactly; as cosign's
+    /// `--certificate-github-workflow-*` flags and sigstore's extension policies check them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_extensions: Option<CertificateExtensions>,
 }
 
 /// A required attestation: an in-toto Statement about the image's digest, of one predicate
@@ -472,6 +477,125 @@ pub struct AttestationCondition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub message: Option<String>,
+}
+
+/// What Fulcio certifies about the build that signed, from the CI system's OIDC token
+/// (its certificate extensions; fulcio/docs/oid-info.md): each value set must be the
+/// certificate's exactly.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct CertificateExtensions {
+    /// `1.3.6.1.4.1.57264.1.9`: the workflow that signed (for GitHub, the workflow file at a ref).
+    #[serde(
+        rename = "buildSignerURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub build_signer_uri: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.10`: the commit of that workflow.
+    #[serde(
+        rename = "buildSignerDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub build_signer_digest: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.11`: where the build ran: `github-hosted` or `self-hosted`.
+    #[serde(
+        rename = "runnerEnvironment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub runner_environment: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.12`: the source repository (`https://github.com/org/repo`).
+    #[serde(
+        rename = "sourceRepositoryURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub source_repository_uri: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.13`: the source commit.
+    #[serde(
+        rename = "sourceRepositoryDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub source_repository_digest: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.14`: the source ref (`refs/heads/main`, `refs/tags/v1.2.3`).
+    #[serde(
+        rename = "sourceRepositoryRef",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub source_repository_ref: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.15`: the repository's immutable ID.
+    #[serde(
+        rename = "sourceRepositoryIdentifier",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub source_repository_identifier: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.16`: the repository owner (`https://github.com/org`).
+    #[serde(
+        rename = "sourceRepositoryOwnerURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub source_repository_owner_uri: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.17`: the owner's immutable ID.
+    #[serde(
+        rename = "sourceRepositoryOwnerIdentifier",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub source_repository_owner_identifier: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.18`: the build instructions (the top-level workflow at a ref).
+    #[serde(
+        rename = "buildConfigURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub build_config_uri: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.19`: the commit of the build instructions.
+    #[serde(
+        rename = "buildConfigDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub build_config_digest: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.20`: what started the build (`push`, `release`, `workflow_dispatch`).
+    #[serde(
+        rename = "buildTrigger",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub build_trigger: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.21`: the run (`https://github.com/org/repo/actions/runs/…`).
+    #[serde(
+        rename = "runInvocationURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub run_invocation_uri: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.22`: `public` or `private` when signed.
+    #[serde(
+        rename = "sourceRepositoryVisibilityAtSigning",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub source_repository_visibility_at_signing: Option<String>,
 }
 
 /// Where keyed signatures must be logged.

@@ -92,6 +92,7 @@ fn scenarios(material: &Value) -> Vec<Scenario> {
     };
     vec![
         ok("good", "good"),
+        ok("good_github", "good_github"),
         ok("good_message", "good_message"),
         ok("good_v02_chain", "good_v02_chain"),
         bad("expired", "expired", "not at the signing time"),
@@ -198,6 +199,46 @@ fn scenarios(material: &Value) -> Vec<Scenario> {
     ]
 }
 
+/// Scenarios under Fulcio extension requirements, which bundle_crosscheck.py runs under
+/// sigstore-python's extension policies: (name, case, `certificateExtensions`, what our
+/// refusal says or `None` for accepted). The material's `good_github` certificate states a
+/// GitHub Actions build of stella-ops/app at refs/heads/main, on a GitHub-hosted runner,
+/// triggered by a push.
+fn extension_scenarios() -> Vec<(&'static str, &'static str, Value, Option<&'static str>)> {
+    vec![
+        (
+            "extensions_match",
+            "good_github",
+            json!({"runnerEnvironment": "github-hosted",
+                   "sourceRepositoryURI": "https://github.com/stella-ops/app",
+                   "sourceRepositoryDigest": "0123456789abcdef0123456789abcdef01234567",
+                   "sourceRepositoryRef": "refs/heads/main",
+                   "buildTrigger": "push"}),
+            None,
+        ),
+        (
+            "extensions_other_ref",
+            "good_github",
+            json!({"sourceRepositoryRef": "refs/heads/dev"}),
+            Some(
+                r#"the certificate's sourceRepositoryRef "refs/heads/main" is not "refs/heads/dev""#,
+            ),
+        ),
+        (
+            "extensions_self_hosted",
+            "good_github",
+            json!({"sourceRepositoryRef": "refs/heads/main", "runnerEnvironment": "self-hosted"}),
+            Some(r#"the certificate's runnerEnvironment "github-hosted" is not "self-hosted""#),
+        ),
+        (
+            "extensions_absent",
+            "good",
+            json!({"sourceRepositoryRef": "refs/heads/main"}),
+            Some("the certificate does not carry sourceRepositoryRef once"),
+        ),
+    ]
+}
+
 #[test]
 fn bundles_verify_like_sigstore_python_and_every_broken_part_is_refused_by_both() {
     let scratch = Scratch::new("bundle-unit");
@@ -229,8 +270,29 @@ fn bundles_verify_like_sigstore_python_and_every_broken_part_is_refused_by_both(
         }
         verdicts.push((name, result));
     }
+    for (name, case, extensions, expected) in extension_scenarios() {
+        let policy = policy(
+            json!({"subject": material["subject"], "issuer": material["issuer"],
+                   "trustedRoot": {"name": "r"}, "certificateExtensions": extensions}),
+            material["trusted_root"].as_str().unwrap(),
+        );
+        let result = ours(&policy, cases[case].as_str().unwrap());
+        match (expected, &result) {
+            (None, Ok(_)) => {}
+            (Some(why), Err(error)) => {
+                assert!(error.contains(why), "{name}: expected {why:?} in {error:?}")
+            }
+            _ => panic!("{name}: expected {expected:?}, got {result:?}"),
+        }
+        verdicts.push((name, result));
+    }
 
     // The same scenarios through sigstore-python: the same verdict each time.
+    let mut material = material.clone();
+    material["extension_scenarios"] = extension_scenarios()
+        .into_iter()
+        .map(|(name, case, extensions, _)| json!([name, case, extensions]))
+        .collect();
     if let Some(theirs) = sigstore_python_verdicts(&material, &scratch) {
         assert_eq!(
             theirs.as_object().unwrap().len(),

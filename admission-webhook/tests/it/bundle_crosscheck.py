@@ -12,8 +12,11 @@ MATERIAL_JSON: {"trusted_root", "other_root", "subject", "issuer", "cases"} and 
 {"digest", "bundle"} each; "predicate_type" (default cosign's image signature) and "good"
 (the case the identity and root scenarios use, default "good") are optional.
 
+"extension_scenarios" ([name, case, {extension name: value}], with a "good_github" case)
+adds scenarios under Fulcio extension policies as well as the identity.
+
 Writes {scenario: "ok" | "refused: <reason>"} for the scenarios `scenarios` lists
-(name, case, root, identity, issuer).
+(name, case, root, identity, issuer, extensions).
 """
 
 import base64
@@ -31,19 +34,34 @@ SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
 IN_TOTO = "application/vnd.in-toto+json"
 
 
+# The policy's names of Fulcio's extensions (ZastavaPolicy certificateExtensions) and
+# sigstore-python's policies checking them.
+EXTENSION_POLICIES = {
+    "runnerEnvironment": policy.OIDCRunnerEnvironment,
+    "sourceRepositoryURI": policy.OIDCSourceRepositoryURI,
+    "sourceRepositoryDigest": policy.OIDCSourceRepositoryDigest,
+    "sourceRepositoryRef": policy.OIDCSourceRepositoryRef,
+    "buildTrigger": policy.OIDCBuildTrigger,
+}
+
+
 def scenarios(material):
     subject, issuer = material["subject"], material["issuer"]
     good = material.get("good", "good")
-    listed = [(case, case, "trusted_root", subject, issuer) for case in material["cases"]]
+    listed = [(case, case, "trusted_root", subject, issuer, {}) for case in material["cases"]]
     listed += [
-        ("wrong_identity", good, "trusted_root", "someone-else@stella-ops.example", issuer),
-        ("wrong_issuer", good, "trusted_root", subject, "https://accounts.example.com"),
-        ("untrusted_root", good, "other_root", subject, issuer),
+        ("wrong_identity", good, "trusted_root", "someone-else@stella-ops.example", issuer, {}),
+        ("wrong_issuer", good, "trusted_root", subject, "https://accounts.example.com", {}),
+        ("untrusted_root", good, "other_root", subject, issuer, {}),
     ]
+    # Fulcio extension policies, when the material has a GitHub build's certificate.
+    if "good_github" in material["cases"]:
+        listed += [(name, case, "trusted_root", subject, issuer, extensions)
+                   for name, case, extensions in material["extension_scenarios"]]
     return listed
 
 
-def verify(material, case, root, identity, issuer):
+def verify(material, case, root, identity, issuer, extensions):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(material[root])
     try:
@@ -57,6 +75,9 @@ def verify(material, case, root, identity, issuer):
         bundle, digest = Bundle.from_json(held), material["digest"]
     predicate_type = material.get("predicate_type", SIGN_PREDICATE_TYPE)
     identity_policy = policy.Identity(identity=identity, issuer=issuer)
+    if extensions:
+        identity_policy = policy.AllOf(
+            [identity_policy] + [EXTENSION_POLICIES[name](value) for name, value in extensions.items()])
     digest_hex = digest.removeprefix("sha256:")
     if bundle._inner.dsse_envelope is not None:
         payload_type, payload = verifier.verify_dsse(bundle, identity_policy)
@@ -75,9 +96,9 @@ def verify(material, case, root, identity, issuer):
 def main():
     material = json.load(open(sys.argv[1]))
     verdicts = {}
-    for name, case, root, identity, issuer in scenarios(material):
+    for name, case, root, identity, issuer, extensions in scenarios(material):
         try:
-            verify(material, case, root, identity, issuer)
+            verify(material, case, root, identity, issuer, extensions)
             verdicts[name] = "ok"
         except Exception as e:  # every failure is a refusal, with its reason
             verdicts[name] = f"refused: {type(e).__name__}: {e}"[:400]

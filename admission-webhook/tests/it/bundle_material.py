@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sigstore_material import (  # noqa: E402
-    BUNDLE_V02, BUNDLE_V03, ISSUER, NOW, SUBJECT, Log, b64, bundle_signature, dsse_bundle as sign_dsse,
-    LogV2, fulcio, leaf, message_bundle, public_pem, sha256, spki, statement, timestamp, trusted_root, tsa,
+    BUNDLE_V02, BUNDLE_V03, GITHUB_BUILD, ISSUER, NOW, SUBJECT, Log, b64, bundle_signature,
+    dsse_bundle as sign_dsse, LogV2, fulcio, fulcio_extension, issuer_extension, leaf,
+    legacy_issuer_extension, message_bundle, public_pem, sha256, spki, statement, timestamp, trusted_root, tsa,
     v2_dsse_bundle, v2_message_bundle, with_timestamps,
 )
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
@@ -94,6 +95,13 @@ def main():
     stray_certificate, stray_key = leaf(other_intermediate, other_intermediate_key, lived_from, lived_until,
                                         ct_key=ct_key)
     cases["untrusted_ca"] = dsse_bundle(log, stray_certificate, stray_key, digest_hex, signed_at)
+    # A certificate stating what a GitHub Actions build's does (source repository, ref,
+    # commit, runner environment, trigger), for the extension policies.
+    github_extensions = [legacy_issuer_extension, issuer_extension] + [
+        (lambda _issuer, oid=oid, value=value: fulcio_extension(oid, value)) for oid, value in GITHUB_BUILD.items()]
+    github_certificate, github_key = leaf(intermediate, intermediate_key, lived_from, lived_until, ct_key=ct_key,
+                                          issuer_extensions=github_extensions)
+    cases["good_github"] = message_bundle(log, github_certificate, github_key, digest_hex, signed_at)
 
     # RFC 3161 timestamps on a bundle whose log entry has only an inclusion proof (no SET):
     # the timestamp authority's time is the signing time.

@@ -113,6 +113,23 @@ def issuer_extension(issuer):
     )
 
 
+def fulcio_extension(oid, value):
+    """One of Fulcio's v2 extensions (1.3.6.1.4.1.57264.1.8 to .22): a DER UTF8String."""
+    raw = value.encode()
+    assert len(raw) < 128
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), bytes([0x0C, len(raw)]) + raw)
+
+
+# What a GitHub Actions build's Fulcio certificate states about it (its v2 extensions).
+GITHUB_BUILD = {
+    "1.3.6.1.4.1.57264.1.11": "github-hosted",
+    "1.3.6.1.4.1.57264.1.12": "https://github.com/stella-ops/app",
+    "1.3.6.1.4.1.57264.1.13": "0123456789abcdef0123456789abcdef01234567",
+    "1.3.6.1.4.1.57264.1.14": "refs/heads/main",
+    "1.3.6.1.4.1.57264.1.20": "push",
+}
+
+
 def legacy_issuer_extension(issuer):
     # Fulcio's older 1.3.6.1.4.1.57264.1.1: the issuer as raw bytes.
     return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode())
