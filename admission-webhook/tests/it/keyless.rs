@@ -407,7 +407,7 @@ fn every_fulcio_extension_the_crd_names_is_required_by_its_oid() {
                       "certificateAuthorities": [{"certChain": {"certificates": [
                           {"rawBytes": base64::engine::general_purpose::STANDARD.encode(
                               rcgen::generate_simple_self_signed(vec!["ca".to_string()])
-                                  .unwrap().cert.der().to_vec())}]}}]})
+                                  .unwrap().cert.der())}]}}]})
     .to_string();
     // Every field of certificateExtensions, each set to its own name.
     let fields: serde_json::Map<String, Value> = FULCIO_EXTENSIONS
