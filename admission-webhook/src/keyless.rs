@@ -1,12 +1,13 @@
 //! Keyless (Fulcio/Rekor) cosign signatures, verified offline against a Sigstore
 //! `trusted_root.json`: the signing certificate must chain to one of the root's Fulcio CAs
-//! at the time the Rekor log integrated the entry, the log's signed entry timestamp (SET)
-//! must verify with one of the root's log keys and describe this very signature, and the
-//! certificate must carry the identity (SAN) and OIDC issuer the policy names.
+//! at every signed time (the Rekor log's integrated time, an RFC 3161 timestamp's time),
+//! the log's signed entry timestamp (SET) must verify with one of the root's log keys and
+//! describe this very signature, and the certificate must carry the identity (SAN), OIDC
+//! issuer and Fulcio extensions the policy names.
 //!
-//! Built on x509-parser and the RustCrypto ECDSA crates already in the build rather than the
-//! `sigstore` crate (see docs/zastava.md). The certificate's embedded SCT is verified
-//! against the root's CT logs when the authority requires it.
+//! Built on x509-parser and the RustCrypto crates already in the build (ECDSA, RSA,
+//! Ed25519) rather than the `sigstore` crate (see docs/zastava.md). The certificate's
+//! embedded SCT is verified against the root's CT logs when the authority requires it.
 
 use std::sync::Arc;
 
@@ -16,14 +17,14 @@ use chrono::{DateTime, Utc};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::pkcs8::DecodePublicKey;
 use regex::Regex;
-
-use crate::keys::{PublicKey, SignatureScheme};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
+
+use crate::keys::{PublicKey, SignatureScheme};
 
 /// Media types of a trusted root this verifier reads.
 pub const TRUSTED_ROOT_MEDIA_TYPES: [&str; 2] = [
@@ -84,6 +85,15 @@ pub enum Hash {
 }
 
 impl Hash {
+    /// Its output length in bytes.
+    pub fn output_bytes(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+
     fn digest(self, message: &[u8]) -> Vec<u8> {
         match self {
             Hash::Sha256 => Sha256::digest(message).to_vec(),
@@ -609,7 +619,7 @@ pub fn first_pem_certificate(pem: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Whether `issuer` signed `certificate`: by the algorithm the certificate names (ECDSA,
-/// RSA PKCS #1 v1.5 or Ed25519) with the issuer's key.
+/// RSA PKCS #1 v1.5, RSASSA-PSS or Ed25519) with the issuer's key.
 fn signed_by(
     certificate: &X509Certificate<'_>,
     issuer: &X509Certificate<'_>,
@@ -1100,7 +1110,7 @@ pub fn verify_at(
 }
 
 /// The signing certificate's DER and the raw signature, once the certificate's key verifies
-/// the signature as cosign signs (ECDSA, RSA PKCS #1 v1.5 with SHA-256, Ed25519).
+/// the signature as cosign checks its own ([`PublicKey::verifies_as_cosign`]).
 fn certificate_signed(signature: &KeylessSignature<'_>) -> Result<(Vec<u8>, Vec<u8>), String> {
     let certificate_pem = signature
         .certificate_pem

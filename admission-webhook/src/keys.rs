@@ -171,14 +171,35 @@ fn rsa_verifies_as_kms(key: &rsa::RsaPublicKey, message: &[u8], signature: &[u8]
     [Hash::Sha256, Hash::Sha384, Hash::Sha512]
         .into_iter()
         .any(|hash| {
-            let (digest, pss) = match hash {
-                Hash::Sha256 => (Sha256::digest(message).to_vec(), rsa::Pss::new::<Sha256>()),
-                Hash::Sha384 => (Sha384::digest(message).to_vec(), rsa::Pss::new::<Sha384>()),
-                Hash::Sha512 => (Sha512::digest(message).to_vec(), rsa::Pss::new::<Sha512>()),
-            };
-            key.verify(pss, &digest, signature).is_ok()
+            rsa_pss_verifies(key, hash, hash.output_bytes(), message, signature)
                 || rsa_pkcs1_verifies(key, hash, message, signature)
         })
+}
+
+/// Whether `signature` is an RSASSA-PSS signature of `message` hashed with `hash` (MGF1
+/// with the same hash) and a salt of `salt` bytes.
+fn rsa_pss_verifies(
+    key: &rsa::RsaPublicKey,
+    hash: Hash,
+    salt: usize,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    let (digest, pss) = match hash {
+        Hash::Sha256 => (
+            Sha256::digest(message).to_vec(),
+            rsa::Pss::new_with_salt::<Sha256>(salt),
+        ),
+        Hash::Sha384 => (
+            Sha384::digest(message).to_vec(),
+            rsa::Pss::new_with_salt::<Sha384>(salt),
+        ),
+        Hash::Sha512 => (
+            Sha512::digest(message).to_vec(),
+            rsa::Pss::new_with_salt::<Sha512>(salt),
+        ),
+    };
+    key.verify(pss, &digest, signature).is_ok()
 }
 
 /// Whether `signature` is an RSA PKCS #1 v1.5 signature of `message` hashed with `hash`.
@@ -274,9 +295,7 @@ impl SignatureScheme {
         };
         Ok(scheme)
     }
-}
 
-impl SignatureScheme {
     /// The scheme an AlgorithmIdentifier names, with RSASSA-PSS's parameters (its hash, the
     /// same hash for MGF1, the salt length, trailer 1; SHA-1 is refused); `digest` as for
     /// [`SignatureScheme::of_oid`].
@@ -328,21 +347,7 @@ impl PublicKey {
                 rsa_pkcs1_verifies(key, hash, message, signature)
             }
             (PublicKey::Rsa(key), SignatureScheme::RsaPss(hash, salt)) => {
-                let (digest, pss) = match hash {
-                    Hash::Sha256 => (
-                        Sha256::digest(message).to_vec(),
-                        rsa::Pss::new_with_salt::<Sha256>(salt),
-                    ),
-                    Hash::Sha384 => (
-                        Sha384::digest(message).to_vec(),
-                        rsa::Pss::new_with_salt::<Sha384>(salt),
-                    ),
-                    Hash::Sha512 => (
-                        Sha512::digest(message).to_vec(),
-                        rsa::Pss::new_with_salt::<Sha512>(salt),
-                    ),
-                };
-                key.verify(pss, &digest, signature).is_ok()
+                rsa_pss_verifies(key, hash, salt, message, signature)
             }
             (PublicKey::Ed25519(key), SignatureScheme::Ed25519) => {
                 ed25519_dalek::Signature::from_slice(signature)
