@@ -522,6 +522,9 @@ pub struct RequiredExtension {
     pub name: &'static str,
     /// Its OID.
     pub oid: &'static str,
+    /// Whether the extension holds the value's bytes as they are (Fulcio's first GitHub
+    /// extensions) rather than a DER UTF8String.
+    pub raw: bool,
     /// The value required.
     pub value: String,
 }
@@ -548,8 +551,18 @@ pub const FULCIO_EXTENSIONS: [(&str, &str); 14] = [
     ),
 ];
 
+/// Fulcio's first GitHub Actions extensions (`1.3.6.1.4.1.57264.1.2` to `.6`, the value's
+/// bytes as they are), which cosign's `--certificate-github-workflow-*` flags check.
+pub const FULCIO_GITHUB_EXTENSIONS: [(&str, &str); 5] = [
+    ("githubWorkflowTrigger", "1.3.6.1.4.1.57264.1.2"),
+    ("githubWorkflowSHA", "1.3.6.1.4.1.57264.1.3"),
+    ("githubWorkflowName", "1.3.6.1.4.1.57264.1.4"),
+    ("githubWorkflowRepository", "1.3.6.1.4.1.57264.1.5"),
+    ("githubWorkflowRef", "1.3.6.1.4.1.57264.1.6"),
+];
+
 /// Check the Fulcio extensions `required` of a certificate: each present once, a DER
-/// UTF8String, equal to the value required.
+/// UTF8String (or raw UTF-8 for the first GitHub ones), equal to the value required.
 fn check_extensions(
     certificate: &X509Certificate<'_>,
     required: &[RequiredExtension],
@@ -565,16 +578,22 @@ fn check_extensions(
                 wanted.name, wanted.oid
             ));
         };
-        let value = x509_parser::der_parser::der::parse_der_utf8string(extension.value)
-            .ok()
-            .filter(|(rest, _)| rest.is_empty())
-            .and_then(|(_, value)| value.as_str().ok().map(str::to_string))
-            .ok_or_else(|| {
-                format!(
-                    "the certificate's {} (extension {}) is not a UTF8String",
-                    wanted.name, wanted.oid
-                )
-            })?;
+        let value = if wanted.raw {
+            std::str::from_utf8(extension.value)
+                .ok()
+                .map(str::to_string)
+        } else {
+            x509_parser::der_parser::der::parse_der_utf8string(extension.value)
+                .ok()
+                .filter(|(rest, _)| rest.is_empty())
+                .and_then(|(_, value)| value.as_str().ok().map(str::to_string))
+        }
+        .ok_or_else(|| {
+            format!(
+                "the certificate's {} (extension {}) is not a UTF8String",
+                wanted.name, wanted.oid
+            )
+        })?;
         if value != wanted.value {
             return Err(format!(
                 "the certificate's {} {value:?} is not {:?}",

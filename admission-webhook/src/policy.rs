@@ -343,21 +343,26 @@ fn compile_attestations(
 }
 
 /// The Fulcio extensions a keyless authority requires, by the names
-/// [`crate::keyless::FULCIO_EXTENSIONS`] gives them (the CRD's field names).
+/// [`crate::keyless::FULCIO_EXTENSIONS`] and [`crate::keyless::FULCIO_GITHUB_EXTENSIONS`]
+/// give them (the CRD's field names).
 fn required_extensions(
     extensions: Option<&stellaops_crds::zastava_policy::CertificateExtensions>,
 ) -> Vec<crate::keyless::RequiredExtension> {
     let Some(fields) = extensions.and_then(|e| serde_json::to_value(e).ok()) else {
         return Vec::new();
     };
-    crate::keyless::FULCIO_EXTENSIONS
+    let v2 = crate::keyless::FULCIO_EXTENSIONS.iter().map(|e| (e, false));
+    let github = crate::keyless::FULCIO_GITHUB_EXTENSIONS
         .iter()
-        .filter_map(|&(name, oid)| {
+        .map(|e| (e, true));
+    v2.chain(github)
+        .filter_map(|(&(name, oid), raw)| {
             fields[name]
                 .as_str()
                 .map(|value| crate::keyless::RequiredExtension {
                     name,
                     oid,
+                    raw,
                     value: value.to_string(),
                 })
         })

@@ -596,6 +596,51 @@ pub struct CertificateExtensions {
     )]
     #[schemars(length(min = 1, max = 1024))]
     pub source_repository_visibility_at_signing: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.2` (Fulcio's first GitHub extension, raw bytes; what cosign's
+    /// `--certificate-github-workflow-*` flags check): the event that started the workflow (`push`).
+    #[serde(
+        rename = "githubWorkflowTrigger",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub github_workflow_trigger: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.3` (Fulcio's first GitHub extension, raw bytes; what cosign's
+    /// `--certificate-github-workflow-*` flags check): the commit the workflow ran on.
+    #[serde(
+        rename = "githubWorkflowSHA",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub github_workflow_sha: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.4` (Fulcio's first GitHub extension, raw bytes; what cosign's
+    /// `--certificate-github-workflow-*` flags check): the workflow's name.
+    #[serde(
+        rename = "githubWorkflowName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub github_workflow_name: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.5` (Fulcio's first GitHub extension, raw bytes; what cosign's
+    /// `--certificate-github-workflow-*` flags check): the repository (`org/repo`).
+    #[serde(
+        rename = "githubWorkflowRepository",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub github_workflow_repository: Option<String>,
+    /// `1.3.6.1.4.1.57264.1.6` (Fulcio's first GitHub extension, raw bytes; what cosign's
+    /// `--certificate-github-workflow-*` flags check): the ref (`refs/heads/main`).
+    #[serde(
+        rename = "githubWorkflowRef",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 1024))]
+    pub github_workflow_ref: Option<String>,
 }
 
 /// Where keyed signatures must be logged.

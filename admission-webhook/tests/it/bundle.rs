@@ -203,7 +203,7 @@ fn scenarios(material: &Value) -> Vec<Scenario> {
 /// sigstore-python's extension policies: (name, case, `certificateExtensions`, what our
 /// refusal says or `None` for accepted). The material's `good_github` certificate states a
 /// GitHub Actions build of stella-ops/app at refs/heads/main, on a GitHub-hosted runner,
-/// triggered by a push.
+/// triggered by a push (in Fulcio's v2 extensions and in its first GitHub ones).
 fn extension_scenarios() -> Vec<(&'static str, &'static str, Value, Option<&'static str>)> {
     vec![
         (
@@ -235,6 +235,25 @@ fn extension_scenarios() -> Vec<(&'static str, &'static str, Value, Option<&'sta
             "good",
             json!({"sourceRepositoryRef": "refs/heads/main"}),
             Some("the certificate does not carry sourceRepositoryRef once"),
+        ),
+        // Fulcio's first GitHub extensions, as cosign's --certificate-github-workflow-*
+        // flags check them.
+        (
+            "github_workflow_match",
+            "good_github",
+            json!({"githubWorkflowTrigger": "push",
+                   "githubWorkflowSHA": "0123456789abcdef0123456789abcdef01234567",
+                   "githubWorkflowRepository": "stella-ops/app",
+                   "githubWorkflowRef": "refs/heads/main"}),
+            None,
+        ),
+        (
+            "github_workflow_other_repository",
+            "good_github",
+            json!({"githubWorkflowRepository": "stella-ops/other"}),
+            Some(
+                r#"the certificate's githubWorkflowRepository "stella-ops/app" is not "stella-ops/other""#,
+            ),
         ),
     ]
 }

@@ -42,6 +42,10 @@ EXTENSION_POLICIES = {
     "sourceRepositoryDigest": policy.OIDCSourceRepositoryDigest,
     "sourceRepositoryRef": policy.OIDCSourceRepositoryRef,
     "buildTrigger": policy.OIDCBuildTrigger,
+    "githubWorkflowTrigger": policy.GitHubWorkflowTrigger,
+    "githubWorkflowSHA": policy.GitHubWorkflowSHA,
+    "githubWorkflowRepository": policy.GitHubWorkflowRepository,
+    "githubWorkflowRef": policy.GitHubWorkflowRef,
 }
 
 

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sigstore_material import (  # noqa: E402
-    BUNDLE_V02, BUNDLE_V03, GITHUB_BUILD, ISSUER, NOW, SUBJECT, Log, b64, bundle_signature,
+    BUNDLE_V02, BUNDLE_V03, GITHUB_BUILD, GITHUB_BUILD_LEGACY, ISSUER, NOW, SUBJECT, Log, b64, bundle_signature,
     dsse_bundle as sign_dsse, LogV2, fulcio, fulcio_extension, issuer_extension, leaf,
-    legacy_issuer_extension, message_bundle, public_pem, sha256, spki, statement, timestamp, trusted_root, tsa,
+    legacy_github_extension, legacy_issuer_extension, message_bundle, public_pem, sha256, spki, statement, timestamp, trusted_root, tsa,
     v2_dsse_bundle, v2_message_bundle, with_timestamps,
 )
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
@@ -99,6 +99,9 @@ def main():
     # commit, runner environment, trigger), for the extension policies.
     github_extensions = [legacy_issuer_extension, issuer_extension] + [
         (lambda _issuer, oid=oid, value=value: fulcio_extension(oid, value)) for oid, value in GITHUB_BUILD.items()]
+    github_extensions += [
+        (lambda _issuer, oid=oid, value=value: legacy_github_extension(oid, value))
+        for oid, value in GITHUB_BUILD_LEGACY.items()]
     github_certificate, github_key = leaf(intermediate, intermediate_key, lived_from, lived_until, ct_key=ct_key,
                                           issuer_extensions=github_extensions)
     cases["good_github"] = message_bundle(log, github_certificate, github_key, digest_hex, signed_at)

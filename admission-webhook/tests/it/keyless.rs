@@ -402,7 +402,7 @@ async fn the_webhook_admits_a_keyless_signed_image_from_the_registry_and_denies_
 
 #[test]
 fn every_fulcio_extension_the_crd_names_is_required_by_its_oid() {
-    use stellaops_admission_webhook::keyless::FULCIO_EXTENSIONS;
+    use stellaops_admission_webhook::keyless::{FULCIO_EXTENSIONS, FULCIO_GITHUB_EXTENSIONS};
     let root = json!({"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
                       "certificateAuthorities": [{"certChain": {"certificates": [
                           {"rawBytes": base64::engine::general_purpose::STANDARD.encode(
@@ -412,6 +412,7 @@ fn every_fulcio_extension_the_crd_names_is_required_by_its_oid() {
     // Every field of certificateExtensions, each set to its own name.
     let fields: serde_json::Map<String, Value> = FULCIO_EXTENSIONS
         .iter()
+        .chain(&FULCIO_GITHUB_EXTENSIONS)
         .map(|(name, _)| (name.to_string(), json!(format!("value of {name}"))))
         .collect();
     let mut authority = json!({"subject": "a@example.com", "issuer": "https://issuer.example",
@@ -420,10 +421,17 @@ fn every_fulcio_extension_the_crd_names_is_required_by_its_oid() {
     authority["certificateExtensions"] = Value::Object(fields);
     let policy = keyless_policy(authority, &root);
     let required = &policy.signature.as_ref().unwrap().keyless[0].extensions;
-    assert_eq!(required.len(), FULCIO_EXTENSIONS.len(), "{required:?}");
-    for (wanted, (name, oid)) in required.iter().zip(FULCIO_EXTENSIONS) {
-        assert_eq!((wanted.name, wanted.oid), (name, oid));
+    assert_eq!(required.len(), 19, "{required:?}");
+    let listed = FULCIO_EXTENSIONS
+        .iter()
+        .map(|e| (e, false))
+        .chain(FULCIO_GITHUB_EXTENSIONS.iter().map(|e| (e, true)));
+    for (wanted, (&(name, oid), raw)) in required.iter().zip(listed) {
+        assert_eq!((wanted.name, wanted.oid, wanted.raw), (name, oid, raw));
         assert_eq!(wanted.value, format!("value of {name}"));
+    }
+    for (i, (_, oid)) in FULCIO_GITHUB_EXTENSIONS.iter().enumerate() {
+        assert_eq!(*oid, format!("1.3.6.1.4.1.57264.1.{}", i + 2));
     }
     // The OIDs are Fulcio's .9 to .22, in order.
     for (i, (_, oid)) in FULCIO_EXTENSIONS.iter().enumerate() {

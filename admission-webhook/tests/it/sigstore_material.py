@@ -130,6 +130,19 @@ GITHUB_BUILD = {
 }
 
 
+# The same build in Fulcio's first GitHub extensions (.2 to .6: the value's bytes as they are).
+GITHUB_BUILD_LEGACY = {
+    "1.3.6.1.4.1.57264.1.2": "push",
+    "1.3.6.1.4.1.57264.1.3": "0123456789abcdef0123456789abcdef01234567",
+    "1.3.6.1.4.1.57264.1.5": "stella-ops/app",
+    "1.3.6.1.4.1.57264.1.6": "refs/heads/main",
+}
+
+
+def legacy_github_extension(oid, value):
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value.encode())
+
+
 def legacy_issuer_extension(issuer):
     # Fulcio's older 1.3.6.1.4.1.57264.1.1: the issuer as raw bytes.
     return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode())
