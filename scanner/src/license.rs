@@ -782,14 +782,14 @@ const KNOWN_TEXTS: &[KnownText] = &[
         first: "terms and conditions for use reproduction and distribution",
         last: "end of terms and conditions",
         words: 1419,
-        sha256: "d8221a4f10c01c6fa5390685929a5ce31d7264a024162fd3dd4d805c57ce0f43",
+        sha256: "fb388936c12fba660a278043424b3f9a17c6b2e536674e390813ac3d06e7e73a",
     },
     KnownText {
         id: "MPL-2.0",
         first: "mozilla public license version 2 0",
         last: "defined by the mozilla public license v 2 0",
         words: 2426,
-        sha256: "f82071285728ca3ec7685ee9bc4acdae0b8267142a4d20b8f1805eabedb4a98a",
+        sha256: "fed30cace846a13ba04565551e526a8de00de8f2938c37a0cfb4d9f9430d70e9",
     },
 ];
 
@@ -797,16 +797,89 @@ const KNOWN_TEXTS: &[KnownText] = &[
 pub const MAX_LICENSE_FILE: usize = 1 << 20;
 
 /// A text as the license matcher compares it: runs of ASCII letters and digits,
-/// lower-cased, `https` read as `http` (SPDX's matching guidelines make them equal);
-/// punctuation, layout, quotes and bullets are gone.
+/// lower-cased, `https` read as `http` and each varietal spelling SPDX's matching guidelines
+/// make equal read as one ([`equivalent_word`], [`joined_words`]); punctuation, layout,
+/// quotes and bullets are gone.
 fn license_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
+    let mut words: Vec<String> = Vec::new();
+    for word in text
+        .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| {
-            let w = w.to_ascii_lowercase();
-            if w == "https" { "http".to_string() } else { w }
-        })
-        .collect()
+    {
+        let word = word.to_ascii_lowercase();
+        let word = equivalent_word(&word).map_or(word, str::to_string);
+        if let Some(previous) = words.last_mut()
+            && let Some(joined) = joined_words(previous, &word)
+        {
+            *previous = joined.to_string();
+            continue;
+        }
+        if word == "owner" && words.last().is_some_and(|w| w == "copyright") {
+            words.push("holder".to_string());
+            continue;
+        }
+        words.push(word);
+    }
+    words
+}
+
+/// The spelling a varietal word is read as: SPDX's list of equivalent words (the
+/// license-list-XML `equivalentwords.txt` the matching guidelines name), each read as its
+/// first form; `https` as `http`.
+fn equivalent_word(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "https" => "http",
+        "acknowledgment" => "acknowledgement",
+        "analogue" => "analog",
+        "analyse" => "analyze",
+        "artefact" => "artifact",
+        "authorisation" => "authorization",
+        "authorised" => "authorized",
+        "calibre" => "caliber",
+        "cancelled" => "canceled",
+        "capitalisations" => "capitalizations",
+        "catalogue" => "catalog",
+        "categorise" => "categorize",
+        "centre" => "center",
+        "emphasised" => "emphasized",
+        "favour" => "favor",
+        "favourite" => "favorite",
+        "fulfil" => "fulfill",
+        "fulfilment" => "fulfillment",
+        "initialise" => "initialize",
+        "judgment" => "judgement",
+        "labelling" => "labeling",
+        "labour" => "labor",
+        "licence" => "license",
+        "maximise" => "maximize",
+        "modelled" => "modeled",
+        "modelling" => "modeling",
+        "offence" => "offense",
+        "optimise" => "optimize",
+        "organisation" => "organization",
+        "organise" => "organize",
+        "practise" => "practice",
+        "programme" => "program",
+        "realise" => "realize",
+        "recognise" => "recognize",
+        "signalling" => "signaling",
+        "utilisation" => "utilization",
+        "whilst" => "while",
+        "wilful" => "wilfull",
+        _ => return None,
+    })
+}
+
+/// The one word two words are read as (SPDX's equivalents written apart or hyphenated:
+/// `sub-license`, `non-commercial`, `per cent`); `copyright owner` is read as `copyright
+/// holder` by [`license_words`].
+fn joined_words(previous: &str, word: &str) -> Option<&'static str> {
+    match (previous, word) {
+        ("sub", "license") => Some("sublicense"),
+        ("non", "commercial") => Some("noncommercial"),
+        ("per", "cent") => Some("percent"),
+        _ => None,
+    }
 }
 
 /// A license file (`LICENSE`, `META-INF/LICENSE.txt`): the licenses whose whole terms it
@@ -1058,7 +1131,7 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
         id: "Unlicense",
         parts: &[
             Part::Words(
-                "this is free and unencumbered software released into the public domain anyone is free to copy modify publish use compile sell or distribute this software either in source code form or as a compiled binary for any purpose commercial or non commercial and by any means in jurisdictions that recognize copyright laws the author or authors of this software dedicate any and all copyright interest in the software to the public domain we make this dedication for the benefit of the public at large and to the detriment of our heirs and successors we intend this dedication to be an overt act of relinquishment in perpetuity of all present and future rights to this software under copyright law the software is provided as is without warranty of any kind express or implied including but not limited to the warranties of merchantability fitness for a particular purpose and noninfringement in no event shall the authors",
+                "this is free and unencumbered software released into the public domain anyone is free to copy modify publish use compile sell or distribute this software either in source code form or as a compiled binary for any purpose commercial or noncommercial and by any means in jurisdictions that recognize copyright laws the author or authors of this software dedicate any and all copyright interest in the software to the public domain we make this dedication for the benefit of the public at large and to the detriment of our heirs and successors we intend this dedication to be an overt act of relinquishment in perpetuity of all present and future rights to this software under copyright law the software is provided as is without warranty of any kind express or implied including but not limited to the warranties of merchantability fitness for a particular purpose and noninfringement in no event shall the authors",
             ),
             MIT_LIABILITY,
         ],
@@ -1072,7 +1145,7 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
             ),
             BULLET,
             Part::Words(
-                "the origin of this software must not be misrepresented you must not claim that you wrote the original software if you use this software in a product an acknowledgment in the product documentation would be appreciated but is not required",
+                "the origin of this software must not be misrepresented you must not claim that you wrote the original software if you use this software in a product an acknowledgement in the product documentation would be appreciated but is not required",
             ),
             BULLET,
             Part::Words(
@@ -1527,6 +1600,36 @@ mod tests {
         // The same text twice (two bundled parts under one license) is one license.
         let twice = format!("{}\n\nbundled:\n{}", spdx_text("MIT"), spdx_text("MIT"));
         assert_eq!(license_file(&twice).as_deref(), Some("MIT"));
+    }
+
+    #[test]
+    fn varietal_spellings_are_read_as_spdx_makes_them_equal() {
+        // MIT's grant in British spelling and hyphenated (SPDX's equivalent words).
+        let mit = spdx_text("MIT").replace("sublicense", "sub-licence");
+        assert!(mit.contains("sub-licence"));
+        assert_eq!(license_file(&mit).as_deref(), Some("MIT"));
+        // Apache with "copyright holder" where the list's text says "copyright owner", and
+        // "the Licence" throughout.
+        let apache = spdx_text("Apache-2.0")
+            .replace("copyright owner", "copyright holder")
+            .replace("the License", "the Licence");
+        assert!(apache.contains("the Licence") && apache.contains("copyright holder"));
+        assert_eq!(license_file(&apache).as_deref(), Some("Apache-2.0"));
+        // Zlib's "acknowledgment" spelt the other way; the Unlicense's "non-commercial"
+        // written apart.
+        let zlib = spdx_text("Zlib").replace("acknowledgment", "acknowledgement");
+        assert!(zlib.contains("acknowledgement"));
+        assert_eq!(license_file(&zlib).as_deref(), Some("Zlib"));
+        let unlicense = spdx_text("Unlicense").replace("non-commercial", "non commercial");
+        assert!(unlicense.contains("non commercial"));
+        assert_eq!(license_file(&unlicense).as_deref(), Some("Unlicense"));
+        // A changed word that is no variety of the original stays not known.
+        let changed = spdx_text("MIT").replace("sublicense", "sub-lease");
+        assert_eq!(license_file(&changed), None);
+        assert_eq!(
+            license_words("Sub-Licence, per cent, whilst the copyright owner"),
+            ["sublicense", "percent", "while", "the", "copyright", "holder"]
+        );
     }
 
     #[test]
