@@ -24,7 +24,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use stellaops_admission_webhook::policy::{self as webhook_policy, ALWAYS_EXEMPT_NAMESPACES};
-use stellaops_crds::zastava_policy::{FailurePolicy, TrustedKeyStatus, ZastavaPolicyStatus};
+use stellaops_crds::zastava_policy::{
+    FailurePolicy, TrustedKeyStatus, TrustedRootStatus, ZastavaPolicyStatus,
+};
 use stellaops_crds::{CONDITION_READY, ZastavaPolicy, condition, set_condition};
 
 use crate::acceptance;
@@ -657,6 +659,98 @@ pub fn trusted_key_statuses(compiled: &webhook_policy::CompiledPolicy) -> Vec<Tr
         .collect()
 }
 
+/// The trusted roots a compiled policy verifies with, for its status: each keyless
+/// authority's in order, then `publicKeysTlog`'s.
+pub fn trusted_root_statuses(compiled: &webhook_policy::CompiledPolicy) -> Vec<TrustedRootStatus> {
+    let describe = |used_by: String, root: &stellaops_admission_webhook::keyless::TrustedRoot| {
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        TrustedRootStatus {
+            used_by,
+            fingerprint: root.fingerprint.clone(),
+            certificate_authorities: count(root.certificate_authorities.len()),
+            tlogs: count(root.tlogs.len()),
+            ctlogs: count(root.ctlogs.len()),
+            timestamp_authorities: count(root.timestamp_authorities.len()),
+        }
+    };
+    // Authorities that sign only attestations (`imageSignature: false`) are in the
+    // attestation checks, all of them in each that takes keyless signers.
+    let (keyless, keys_log) = match &compiled.signature {
+        Some(check) => (check.keyless.as_slice(), check.keys_log.as_ref()),
+        None => (
+            compiled
+                .attestations
+                .iter()
+                .map(|a| a.keyless.as_slice())
+                .max_by_key(|k| k.len())
+                .unwrap_or_default(),
+            compiled
+                .attestations
+                .iter()
+                .find_map(|a| a.keys_log.as_ref()),
+        ),
+    };
+    let mut roots: Vec<TrustedRootStatus> = keyless
+        .iter()
+        .enumerate()
+        .map(|(i, authority)| describe(format!("keyless authority {}", i + 1), &authority.root))
+        .collect();
+    roots.extend(keys_log.map(|root| describe("publicKeysTlog".into(), root)));
+    roots
+}
+
+/// The Event note when the trusted roots changed from `before` to `after`, or `None` when
+/// they did not: each use whose root is new, gone or another document.
+pub fn trusted_roots_change(
+    before: &[TrustedRootStatus],
+    after: &[TrustedRootStatus],
+) -> Option<String> {
+    if before == after {
+        return None;
+    }
+    let describe = |root: &TrustedRootStatus| {
+        format!(
+            "{} ({} CA(s), {} log(s), {} CT log(s), {} timestamp authorit{})",
+            root.fingerprint,
+            root.certificate_authorities,
+            root.tlogs,
+            root.ctlogs,
+            root.timestamp_authorities,
+            if root.timestamp_authorities == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        )
+    };
+    let mut changes = Vec::new();
+    for root in after {
+        match before.iter().find(|b| b.used_by == root.used_by) {
+            Some(old) if old == root => {}
+            Some(old) => changes.push(format!(
+                "{}: {} instead of {}",
+                root.used_by,
+                describe(root),
+                old.fingerprint
+            )),
+            None => changes.push(format!("{}: {}", root.used_by, describe(root))),
+        }
+    }
+    for old in before {
+        if !after.iter().any(|a| a.used_by == old.used_by) {
+            changes.push(format!(
+                "{}: no longer used ({})",
+                old.used_by, old.fingerprint
+            ));
+        }
+    }
+    Some(format!(
+        "verifies with {} trusted root(s); {}",
+        after.len(),
+        changes.join("; ")
+    ))
+}
+
 /// The Event note when the trusted keys changed from `before` to `after` (both sorted by
 /// fingerprint, as compiled), or `None` when they did not.
 pub fn trusted_keys_change(
@@ -718,8 +812,9 @@ async fn not_ready(
     let generation = policy.meta().generation;
     let mut status = policy.status.clone().unwrap_or_default();
     status.observed_generation = generation;
-    // A policy that does not compile is not served: no key of it is trusted.
+    // A policy that does not compile is not served: no key or root of it is trusted.
     status.trusted_keys.clear();
+    status.trusted_roots.clear();
     if workload::set_not_ready(&mut status.conditions, reason, &message, generation) {
         workload::publish_event(
             &ctx.recorder,
@@ -775,6 +870,7 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         Err(error) => return not_ready(&policy, &ctx, error.reason(), error.to_string()).await,
     };
     let trusted_keys = trusted_key_statuses(&compiled);
+    let trusted_roots = trusted_root_statuses(&compiled);
     let now = jiff::Timestamp::now().as_second();
     let (bundle, not_after, renewed) = ensure_certificates(&client, &ctx.config, now).await?;
     if !renewed.is_empty() {
@@ -820,7 +916,19 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         )
         .await?;
     }
+    if let Some(note) = trusted_roots_change(&status.trusted_roots, &trusted_roots) {
+        workload::publish_event(
+            &ctx.recorder,
+            &*policy,
+            EventType::Normal,
+            "TrustedRootsChanged",
+            note,
+            "Compile",
+        )
+        .await?;
+    }
     status.trusted_keys = trusted_keys;
+    status.trusted_roots = trusted_roots;
     status.observed_generation = generation;
     status.matching_namespaces = Some(matching.len() as i32);
     ctx.metrics.webhook_certificate_expiry.set(not_after);

@@ -723,6 +723,11 @@ pub struct ZastavaPolicyStatus {
     /// a change while Ready is also an Event (`TrustedKeysChanged`).
     #[serde(default)]
     pub trusted_keys: Vec<TrustedKeyStatus>,
+    /// The Sigstore trusted roots the webhook verifies with for this policy (each keyless
+    /// authority's, `publicKeysTlog`'s), as last compiled (empty while not Ready); a change
+    /// while Ready — a root rotated in its Secret — is also an Event (`TrustedRootsChanged`).
+    #[serde(default)]
+    pub trusted_roots: Vec<TrustedRootStatus>,
     /// `Ready` condition: the webhook is configured and serving this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -737,6 +742,24 @@ pub struct TrustedKeyStatus {
     pub fingerprint: String,
     /// `ECDSA P-256`, `ECDSA P-384`, `ECDSA P-521`, `RSA-<bits>` or `Ed25519`.
     pub algorithm: String,
+}
+
+/// A trusted root a policy verifies with, and what it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedRootStatus {
+    /// What uses it: `keyless authority 1`, `publicKeysTlog`.
+    pub used_by: String,
+    /// First 16 hex digits of the SHA-256 of the `trusted_root.json` document.
+    pub fingerprint: String,
+    /// Fulcio certificate authorities it lists.
+    pub certificate_authorities: i32,
+    /// Rekor logs it lists with a key the webhook verifies (ECDSA, Ed25519).
+    pub tlogs: i32,
+    /// Certificate transparency logs it lists with such a key.
+    pub ctlogs: i32,
+    /// RFC 3161 timestamp authorities it lists.
+    pub timestamp_authorities: i32,
 }
 
 /// What the latest runtime audit found. Each running Pod the policy covers counts once:

@@ -1628,7 +1628,14 @@ mod tests {
         assert_eq!(license_file(&changed), None);
         assert_eq!(
             license_words("Sub-Licence, per cent, whilst the copyright owner"),
-            ["sublicense", "percent", "while", "the", "copyright", "holder"]
+            [
+                "sublicense",
+                "percent",
+                "while",
+                "the",
+                "copyright",
+                "holder"
+            ]
         );
     }
 

@@ -420,6 +420,81 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
     assert_eq!(fingerprint.len(), 16);
 }
 
+/// A trusted root of `cas` CA certificates and `logs` Rekor keys.
+fn trusted_root_document(cas: usize, logs: usize) -> String {
+    use base64::Engine;
+    let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
+    let ca = |i: usize| {
+        let cert = rcgen::generate_simple_self_signed(vec![format!("ca-{i}")]).unwrap();
+        json!({"certChain": {"certificates": [{"rawBytes": b64(cert.cert.der())}]}})
+    };
+    let log = |i: u8| {
+        let key = p256::ecdsa::SigningKey::from_slice(&[i + 1; 32]).unwrap();
+        let der = p256::pkcs8::EncodePublicKey::to_public_key_der(key.verifying_key()).unwrap();
+        json!({"publicKey": {"rawBytes": b64(der.as_bytes())}})
+    };
+    json!({"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+           "certificateAuthorities": (0..cas).map(ca).collect::<Vec<_>>(),
+           "tlogs": (0..logs).map(|i| log(i as u8)).collect::<Vec<_>>()})
+    .to_string()
+}
+
+#[test]
+fn the_status_lists_each_trusted_root_and_a_rotation_names_what_changed() {
+    use stellaops_controllers::zastava_policy::{trusted_root_statuses, trusted_roots_change};
+    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
+        key.verifying_key(),
+        p256::pkcs8::LineEnding::LF,
+    )
+    .unwrap();
+    let spec = json!({"mode": "enforce", "requireSignature": {
+        "publicKeys": {"name": "keys"},
+        "publicKeysTlog": {"trustedRoot": {"name": "rekor"}},
+        "keyless": [{"subject": "a@example.com", "issuer": "https://issuer.example",
+                     "trustedRoot": {"name": "fulcio"}, "requireSCT": false}]}});
+    let compile = |roots: &[String]| {
+        stellaops_admission_webhook::policy::compile_with_trusted_roots(
+            &policy(spec.clone()),
+            std::slice::from_ref(&pem),
+            roots,
+        )
+        .unwrap()
+    };
+    let (fulcio, rekor) = (trusted_root_document(2, 1), trusted_root_document(0, 2));
+    let first = trusted_root_statuses(&compile(&[fulcio.clone(), rekor.clone()]));
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].used_by, "keyless authority 1");
+    assert_eq!((first[0].certificate_authorities, first[0].tlogs), (2, 1));
+    assert_eq!(first[1].used_by, "publicKeysTlog");
+    assert_eq!((first[1].certificate_authorities, first[1].tlogs), (0, 2));
+    assert_eq!(first[1].fingerprint.len(), 16);
+    assert_eq!(trusted_roots_change(&first, &first), None);
+    let note = trusted_roots_change(&[], &first).unwrap();
+    assert!(
+        note.starts_with("verifies with 2 trusted root(s); keyless authority 1: ")
+            && note.contains("(2 CA(s), 1 log(s), 0 CT log(s), 0 timestamp authorities)"),
+        "{note}"
+    );
+    // The Rekor root rotated in its Secret: named, with the fingerprint it replaced.
+    let rotated = trusted_root_statuses(&compile(&[fulcio, trusted_root_document(0, 3)]));
+    let note = trusted_roots_change(&first, &rotated).unwrap();
+    assert_eq!(
+        note,
+        format!(
+            "verifies with 2 trusted root(s); publicKeysTlog: {} (0 CA(s), 3 log(s), 0 CT log(s), 0 timestamp authorities) instead of {}",
+            rotated[1].fingerprint, first[1].fingerprint
+        )
+    );
+    assert_eq!(
+        trusted_roots_change(&rotated, &rotated[..1]).unwrap(),
+        format!(
+            "verifies with 1 trusted root(s); publicKeysTlog: no longer used ({})",
+            rotated[1].fingerprint
+        )
+    );
+}
+
 #[test]
 fn a_change_of_trusted_keys_names_what_was_added_and_removed() {
     use stellaops_controllers::zastava_policy::trusted_keys_change;
