@@ -663,6 +663,18 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
         ),
         "dev.sigstore.cosign/rfc3161timestamp annotation is not cosign's timestamp JSON",
     );
+    let oversized = annotation(&vec![0u8; 64 << 10]);
+    refused(
+        verdict(
+            &policy,
+            &payload,
+            &signature,
+            &leaf,
+            Some(&oversized),
+            later,
+        ),
+        "dev.sigstore.cosign/rfc3161timestamp annotation is larger than 64 KiB",
+    );
     // A policy requiring timestamps from a root that lists no authority does not compile.
     let error = keyless_policy(&trusted_root(&[&intermediate, &root], &[]), true).unwrap_err();
     assert!(
