@@ -238,10 +238,21 @@ impl EvidenceSource for RegistryEvidence {
                         bundle: None,
                         found_at: at.clone(),
                     };
-                    if !found.iter().any(|f| {
+                    // The same signature found twice (a referrer and the tag): one entry,
+                    // keeping whatever either copy carries (a log entry, a timestamp).
+                    match found.iter_mut().find(|f| {
                         f.payload == signature.payload && f.signature == signature.signature
                     }) {
-                        found.push(signature);
+                        Some(kept) => {
+                            kept.certificate = kept.certificate.take().or(signature.certificate);
+                            kept.chain = kept.chain.take().or(signature.chain);
+                            kept.rekor_bundle = kept.rekor_bundle.take().or(signature.rekor_bundle);
+                            kept.rfc3161_timestamp = kept
+                                .rfc3161_timestamp
+                                .take()
+                                .or(signature.rfc3161_timestamp);
+                        }
+                        None => found.push(signature),
                     }
                 }
             }

@@ -252,7 +252,7 @@ async fn the_webhook_admits_keyed_signatures_only_with_their_log_entry_from_the_
         return;
     };
     let mut pushed = Vec::new();
-    for name in ["logged", "unlogged"] {
+    for name in ["logged", "unlogged", "twice"] {
         let repository = format!("zastava/keyed-log-{name}");
         let digest = push_image(&registry, &repository, "1.0", name);
         let payload = cosign::payload(&format!("{registry}/{repository}"), &digest);
@@ -271,8 +271,21 @@ async fn the_webhook_admits_keyed_signatures_only_with_their_log_entry_from_the_
             signed["signature"].clone(),
         );
         // The first image's signature keeps its log entry; the second's lost it (as
-        // `cosign sign --tlog-upload=false` leaves none).
-        if i == 0 {
+        // `cosign sign --tlog-upload=false` leaves none); the third's is found twice, as a
+        // referrer without the entry and under the tag with it.
+        if i == 2 {
+            let bare = serde_json::json!({cosign::SIGNATURE_ANNOTATION: signed["signature"]});
+            oci::push_referrer(
+                &registry,
+                repository,
+                digest,
+                cosign::SIGNATURE_ARTIFACT_TYPE,
+                &[(payload, cosign::SIMPLE_SIGNING_MEDIA_TYPE, bare)],
+                true,
+            )
+            .await;
+        }
+        if i != 1 {
             annotations.insert(
                 cosign::REKOR_BUNDLE_ANNOTATION.into(),
                 signed["bundle"].clone(),
@@ -307,6 +320,11 @@ async fn the_webhook_admits_keyed_signatures_only_with_their_log_entry_from_the_
         )
     };
     assert_eq!(ask(&images[0]).await["allowed"], true, "logged");
+    assert_eq!(
+        ask(&images[2]).await["allowed"],
+        true,
+        "one copy without the entry, one with"
+    );
     let answer = ask(&images[1]).await;
     assert_eq!(answer["allowed"], false);
     assert!(
