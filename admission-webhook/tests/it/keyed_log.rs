@@ -4,20 +4,18 @@
 //! `cryptography` in `keyed_log_material.py`, not by our code.
 
 use std::ffi::OsStr;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
-use stellaops_admission_webhook::evidence::{FoundAttestation, RegistryEvidence};
+use stellaops_admission_webhook::evidence::FoundAttestation;
 use stellaops_admission_webhook::keyless::KeylessSignature;
 use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_roots};
 use stellaops_admission_webhook::{attestation, bundle, cosign};
-use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
 use crate::material::{Scratch, generate};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
-use crate::server::{ask_for_pod, client, start};
+use crate::server::RegistryWebhook;
 
 const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 
@@ -301,37 +299,17 @@ async fn the_webhook_admits_keyed_signatures_only_with_their_log_entry_from_the_
         .await;
         images.push(format!("{registry}/{repository}@{digest}"));
     }
-    let evidence = Arc::new(RegistryEvidence {
-        registry: RegistryClient::new(Credentials::default(), vec![registry.clone()]).unwrap(),
-        database: None,
-        verdict_keys: Default::default(),
-    });
-    let running = start(evidence).await;
-    running
-        .webhook
-        .set_policies([keyed_policy(&material, true, false)]);
-    let https = client(&running, &running.cert_pem);
-    let ask = |image: &str| {
-        ask_for_pod(
-            https.clone(),
-            running.addr.port(),
-            "prod".into(),
-            image.into(),
-        )
-    };
-    assert_eq!(ask(&images[0]).await["allowed"], true, "logged");
+    let webhook = RegistryWebhook::start(&registry, keyed_policy(&material, true, false)).await;
+    assert_eq!(webhook.ask(&images[0]).await["allowed"], true, "logged");
     assert_eq!(
-        ask(&images[2]).await["allowed"],
+        webhook.ask(&images[2]).await["allowed"],
         true,
         "one copy without the entry, one with"
     );
-    let answer = ask(&images[1]).await;
-    assert_eq!(answer["allowed"], false);
-    assert!(
-        answer["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("publicKeysTlog requires the signature to be logged"),
-        "{answer}"
-    );
+    webhook
+        .denies(
+            &images[1],
+            "publicKeysTlog requires the signature to be logged",
+        )
+        .await;
 }

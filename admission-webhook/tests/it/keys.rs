@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -14,15 +13,14 @@ use sha2::{Digest as _, Sha256};
 use stellaops_admission_webhook::attestation::{self, AttestationCheck, pae};
 use stellaops_admission_webhook::bundle;
 use stellaops_admission_webhook::cosign;
-use stellaops_admission_webhook::evidence::{FoundAttestation, RegistryEvidence};
+use stellaops_admission_webhook::evidence::FoundAttestation;
 use stellaops_admission_webhook::policy::{compile, parse_public_keys};
-use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
 use crate::material::Scratch;
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
-use crate::server::{ask_for_pod, client, start};
+use crate::server::RegistryWebhook;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -590,12 +588,6 @@ async fn rsa_and_ed25519_signatures_in_the_real_registry_admit_their_images_thro
             .await;
         images.push(format!("{registry}/{repository}@{digest}"));
     }
-    let evidence = Arc::new(RegistryEvidence {
-        registry: RegistryClient::new(Credentials::default(), vec![registry.clone()]).unwrap(),
-        database: None,
-        verdict_keys: Default::default(),
-    });
-    let running = start(evidence).await;
     let policy = compile(
         &zastava_policy(
             json!({"mode": "enforce",
@@ -605,25 +597,14 @@ async fn rsa_and_ed25519_signatures_in_the_real_registry_admit_their_images_thro
         &[rsa.public_pem(), ed.public_pem()],
     )
     .unwrap();
-    running.webhook.set_policies([policy]);
-    let https = client(&running, &running.cert_pem);
-    let ask = |image: &str| {
-        ask_for_pod(
-            https.clone(),
-            running.addr.port(),
-            "prod".into(),
-            image.into(),
-        )
-    };
-    assert_eq!(ask(&images[0]).await["allowed"], true, "RSA-signed");
-    assert_eq!(ask(&images[1]).await["allowed"], true, "Ed25519-signed");
-    let answer = ask(&images[2]).await;
-    assert_eq!(answer["allowed"], false);
-    assert!(
-        answer["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("none valid: not signed by any trusted key"),
-        "{answer}"
+    let webhook = RegistryWebhook::start(&registry, policy).await;
+    assert_eq!(webhook.ask(&images[0]).await["allowed"], true, "RSA-signed");
+    assert_eq!(
+        webhook.ask(&images[1]).await["allowed"],
+        true,
+        "Ed25519-signed"
     );
+    webhook
+        .denies(&images[2], "none valid: not signed by any trusted key")
+        .await;
 }

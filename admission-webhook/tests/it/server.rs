@@ -494,3 +494,55 @@ async fn a_rotated_certificate_serves_new_connections() {
     let fresh_old = client(&running, &running.cert_pem);
     assert!(fresh_old.post(&url).body("{}").send().await.is_err());
 }
+
+/// The webhook over TLS reading the real registry at `registry` (no database), serving one
+/// policy, asked about Pods as the API server asks.
+pub struct RegistryWebhook {
+    running: Running,
+    https: reqwest::Client,
+}
+
+impl RegistryWebhook {
+    pub async fn start(
+        registry: &str,
+        policy: stellaops_admission_webhook::policy::CompiledPolicy,
+    ) -> RegistryWebhook {
+        let evidence = Arc::new(stellaops_admission_webhook::evidence::RegistryEvidence {
+            registry: stellaops_registry::RegistryClient::new(
+                stellaops_registry::Credentials::default(),
+                vec![registry.to_string()],
+            )
+            .unwrap(),
+            database: None,
+            verdict_keys: Default::default(),
+        });
+        let running = start(evidence).await;
+        running.webhook.set_policies([policy]);
+        let https = client(&running, &running.cert_pem);
+        RegistryWebhook { running, https }
+    }
+
+    /// The answer (`response`) to a Pod in namespace `prod` running `image`.
+    pub async fn ask(&self, image: &str) -> Value {
+        ask_for_pod(
+            self.https.clone(),
+            self.running.addr.port(),
+            "prod".into(),
+            image.into(),
+        )
+        .await
+    }
+
+    /// Assert that `image` is denied with a message holding `why`.
+    pub async fn denies(&self, image: &str, why: &str) {
+        let answer = self.ask(image).await;
+        assert_eq!(answer["allowed"], false, "{answer}");
+        assert!(
+            answer["status"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(why),
+            "expected {why:?} in {answer}"
+        );
+    }
+}

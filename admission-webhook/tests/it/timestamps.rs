@@ -8,7 +8,6 @@
 //! thing (`openssl verify -attime`, `openssl ts -verify`), its verdict must be ours.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
@@ -16,17 +15,16 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use stellaops_admission_webhook::attestation::{self, AttestationCheck, pae};
 use stellaops_admission_webhook::cosign;
-use stellaops_admission_webhook::evidence::{FoundAttestation, RegistryEvidence};
+use stellaops_admission_webhook::evidence::FoundAttestation;
 use stellaops_admission_webhook::keyless::KeylessSignature;
 use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_roots};
-use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
 use crate::keys::{ED25519, Key, Kind, P256, P384, P521, RSA_2048, RSA_3072, RSA_4096, openssl};
 use crate::material::Scratch;
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
-use crate::server::{ask_for_pod, client, start};
+use crate::server::RegistryWebhook;
 
 const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 const SUBJECT: &str = "dev@example.com";
@@ -207,6 +205,38 @@ impl Pki {
         args.extend(signing);
         openssl(&args);
         Certificate { key, pem }
+    }
+
+    /// A Fulcio-like P-384 root and intermediate: (intermediate, root).
+    fn fulcio(&self) -> (Certificate, Certificate) {
+        let root = self.issue("fulcio-root", P384, None, ca_window(), "ca_ext");
+        let intermediate = self.issue(
+            "fulcio-intermediate",
+            P384,
+            Some(&root),
+            ca_window(),
+            "ca_ext",
+        );
+        (intermediate, root)
+    }
+
+    /// A timestamp authority named `name`: its signing certificate for a key of `kind`
+    /// under a root of `root_kind`: (signing certificate, root).
+    fn timestamp_authority(
+        &self,
+        name: &str,
+        kind: Kind,
+        root_kind: Kind,
+    ) -> (Certificate, Certificate) {
+        let root = self.issue(
+            &format!("{name}-root"),
+            root_kind,
+            None,
+            ca_window(),
+            "ca_ext",
+        );
+        let tsa = self.issue(name, kind, Some(&root), ca_window(), "tsa_ext");
+        (tsa, root)
     }
 
     /// OpenSSL's timestamp authority's response stamping `data` (SHA-256 imprint, its
@@ -515,14 +545,7 @@ fn signing_certificates_of_every_kind_of_key_and_ca_are_judged_as_openssl_judges
 fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifies_them() {
     let pki = Pki::new("stamps");
     let payload = cosign::payload("registry.example/app", DIGEST);
-    let root = pki.issue("fulcio-root", P384, None, ca_window(), "ca_ext");
-    let intermediate = pki.issue(
-        "fulcio-intermediate",
-        P384,
-        Some(&root),
-        ca_window(),
-        "ca_ext",
-    );
+    let (intermediate, root) = pki.fulcio();
     // Ten minutes of life around now, as Fulcio's certificates have.
     let leaf = pki.issue(
         "leaf",
@@ -541,12 +564,9 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
     // Timestamp authorities: an ECDSA one under an Ed25519 root, an RSA one under an RSA
     // root (OpenSSL names its signature `rsaEncryption`, the digest apart), and one the
     // trusted root does not list.
-    let ec_root = pki.issue("tsa-ec-root", ED25519, None, ca_window(), "ca_ext");
-    let ec_tsa = pki.issue("tsa-ec", P256, Some(&ec_root), ca_window(), "tsa_ext");
-    let rsa_root = pki.issue("tsa-rsa-root", RSA_3072, None, ca_window(), "ca_ext");
-    let rsa_tsa = pki.issue("tsa-rsa", RSA_2048, Some(&rsa_root), ca_window(), "tsa_ext");
-    let stray_root = pki.issue("tsa-stray-root", P256, None, ca_window(), "ca_ext");
-    let stray_tsa = pki.issue("tsa-stray", P256, Some(&stray_root), ca_window(), "tsa_ext");
+    let (ec_tsa, ec_root) = pki.timestamp_authority("tsa-ec", P256, ED25519);
+    let (rsa_tsa, rsa_root) = pki.timestamp_authority("tsa-rsa", RSA_2048, RSA_3072);
+    let (stray_tsa, stray_root) = pki.timestamp_authority("tsa-stray", P256, P256);
     let root_json = trusted_root(
         &[&intermediate, &root],
         &[&[&ec_tsa, &ec_root], &[&rsa_tsa, &rsa_root]],
@@ -688,8 +708,7 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
 #[test]
 fn rfc3161_timestamps_of_attestations_stamp_the_envelope_or_its_signature() {
     let pki = Pki::new("attestation-stamps");
-    let root = pki.issue("root", P384, None, ca_window(), "ca_ext");
-    let intermediate = pki.issue("intermediate", P384, Some(&root), ca_window(), "ca_ext");
+    let (intermediate, root) = pki.fulcio();
     let leaf = pki.issue(
         "leaf",
         RSA_3072,
@@ -697,8 +716,7 @@ fn rfc3161_timestamps_of_attestations_stamp_the_envelope_or_its_signature() {
         window(Duration::minutes(-5), Duration::minutes(5)),
         "leaf_ext",
     );
-    let tsa_root = pki.issue("tsa-root", P384, None, ca_window(), "ca_ext");
-    let tsa = pki.issue("tsa", P256, Some(&tsa_root), ca_window(), "tsa_ext");
+    let (tsa, tsa_root) = pki.timestamp_authority("tsa", P256, P384);
     let policy = keyless_policy(
         &trusted_root(&[&intermediate, &root], &[&[&tsa, &tsa_root]]),
         false,
@@ -761,8 +779,7 @@ async fn timestamped_keyless_signatures_in_the_real_registry_admit_their_images(
         return;
     };
     let pki = Pki::new("stamps-registry");
-    let root = pki.issue("root", P384, None, ca_window(), "ca_ext");
-    let intermediate = pki.issue("intermediate", P384, Some(&root), ca_window(), "ca_ext");
+    let (intermediate, root) = pki.fulcio();
     let leaf = pki.issue(
         "leaf",
         P256,
@@ -770,8 +787,7 @@ async fn timestamped_keyless_signatures_in_the_real_registry_admit_their_images(
         window(Duration::minutes(-5), Duration::minutes(30)),
         "leaf_ext",
     );
-    let tsa_root = pki.issue("tsa-root", RSA_3072, None, ca_window(), "ca_ext");
-    let tsa = pki.issue("tsa", RSA_2048, Some(&tsa_root), ca_window(), "tsa_ext");
+    let (tsa, tsa_root) = pki.timestamp_authority("tsa", RSA_2048, RSA_3072);
     let root_json = trusted_root(&[&intermediate, &root], &[&[&tsa, &tsa_root]]);
     let mut images = Vec::new();
     for (name, stamped) in [("stamped", true), ("unstamped", false)] {
@@ -806,32 +822,17 @@ async fn timestamped_keyless_signatures_in_the_real_registry_admit_their_images(
         .await;
         images.push(format!("{registry}/{repository}@{digest}"));
     }
-    let evidence = Arc::new(RegistryEvidence {
-        registry: RegistryClient::new(Credentials::default(), vec![registry.clone()]).unwrap(),
-        database: None,
-        verdict_keys: Default::default(),
-    });
-    let running = start(evidence).await;
-    running
-        .webhook
-        .set_policies([keyless_policy(&root_json, true).unwrap()]);
-    let https = client(&running, &running.cert_pem);
-    let ask = |image: &str| {
-        ask_for_pod(
-            https.clone(),
-            running.addr.port(),
-            "prod".into(),
-            image.into(),
-        )
-    };
-    assert_eq!(ask(&images[0]).await["allowed"], true, "timestamped");
-    let answer = ask(&images[1]).await;
-    assert_eq!(answer["allowed"], false);
-    assert!(
-        answer["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no RFC 3161 timestamp (the authority requires one"),
-        "{answer}"
+    let webhook =
+        RegistryWebhook::start(&registry, keyless_policy(&root_json, true).unwrap()).await;
+    assert_eq!(
+        webhook.ask(&images[0]).await["allowed"],
+        true,
+        "timestamped"
     );
+    webhook
+        .denies(
+            &images[1],
+            "no RFC 3161 timestamp (the authority requires one",
+        )
+        .await;
 }
