@@ -290,12 +290,7 @@ fn not_found(call: stellaops_testing::Call) {
 #[tokio::test]
 async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_ready() {
     let (client, mut server) = mock_client("default");
-    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
-    let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
-        key.verifying_key(),
-        p256::pkcs8::LineEnding::LF,
-    )
-    .unwrap();
+    let pem = public_key_pem(5);
     let fingerprint = stellaops_admission_webhook::policy::parse_public_keys(&pem).unwrap()[0]
         .fingerprint
         .clone();
@@ -442,12 +437,7 @@ fn trusted_root_document(cas: usize, logs: usize) -> String {
 #[test]
 fn the_status_lists_each_trusted_root_and_a_rotation_names_what_changed() {
     use stellaops_controllers::zastava_policy::{trusted_root_statuses, trusted_roots_change};
-    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
-    let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
-        key.verifying_key(),
-        p256::pkcs8::LineEnding::LF,
-    )
-    .unwrap();
+    let pem = public_key_pem(5);
     let spec = json!({"mode": "enforce", "requireSignature": {
         "publicKeys": {"name": "keys"},
         "publicKeysTlog": {"trustedRoot": {"name": "rekor"}},
@@ -639,12 +629,7 @@ async fn a_missing_or_broken_trusted_root_is_reported_not_ready() {
 #[tokio::test]
 async fn a_missing_trusted_root_of_the_keys_log_is_reported_not_ready() {
     let (client, mut server) = mock_client("default");
-    let key = p256::ecdsa::SigningKey::from_slice(&[6; 32]).unwrap();
-    let pem = p256::pkcs8::EncodePublicKey::to_public_key_pem(
-        key.verifying_key(),
-        p256::pkcs8::LineEnding::LF,
-    )
-    .unwrap();
+    let pem = public_key_pem(6);
     let verifier = tokio::spawn(async move {
         server
             .expect(
@@ -697,6 +682,16 @@ async fn a_missing_trusted_root_of_the_keys_log_is_reported_not_ready() {
     }));
     reconcile(Arc::new(policy), context(client)).await.unwrap();
     verifier.await.unwrap();
+}
+
+/// The PEM public key of the P-256 key whose scalar is `seed` repeated.
+fn public_key_pem(seed: u8) -> String {
+    let key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+    p256::pkcs8::EncodePublicKey::to_public_key_pem(
+        key.verifying_key(),
+        p256::pkcs8::LineEnding::LF,
+    )
+    .unwrap()
 }
 
 fn base64_encode(text: &str) -> String {
