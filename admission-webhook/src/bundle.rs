@@ -1081,12 +1081,8 @@ pub fn verify_keyless(
     }
     signed_times.extend(&stamped);
     let unsigned = signed_times.is_empty();
-    if unsigned {
-        signed_times.push(now.timestamp());
-    }
-    let mut signer = String::new();
-    for &at in &signed_times {
-        signer = keyless::check_certificate(&leaf, authority, at).map_err(|e| {
+    let signer =
+        keyless::check_certificate_at(&leaf, authority, &signed_times, now).map_err(|e| {
             if unsigned && !bundle.entries.is_empty() {
                 format!(
                     "no log entry has a signed entry timestamp and the bundle no RFC 3161 \
@@ -1097,7 +1093,6 @@ pub fn verify_keyless(
                 e
             }
         })?;
-    }
     Ok(Verified {
         signer,
         signed,

@@ -94,7 +94,8 @@ impl Hash {
         }
     }
 
-    fn digest(self, message: &[u8]) -> Vec<u8> {
+    /// The digest of `message`.
+    pub(crate) fn digest(self, message: &[u8]) -> Vec<u8> {
         match self {
             Hash::Sha256 => Sha256::digest(message).to_vec(),
             Hash::Sha384 => Sha384::digest(message).to_vec(),
@@ -1083,7 +1084,9 @@ pub fn verify(
     authority: &Authority,
     now: DateTime<Utc>,
 ) -> Result<String, String> {
-    let (der, raw_signature) = certificate_signed(signature)?;
+    let (der, raw_signature) = signing_certificate(signature)?;
+    let leaf = parse_leaf(&der)?;
+    check_signature(&leaf, signature.payload, &raw_signature)?;
     let mut signed_times = Vec::new();
     match (signature.rekor_bundle, authority.require_tlog) {
         (Some(bundle), _) => signed_times.push(verify_rekor_bundle(
@@ -1107,7 +1110,7 @@ pub fn verify(
         (None, true) => return Err(NO_TIMESTAMP.into()),
         (None, false) => {}
     }
-    check_certificate_at(&der, authority, &signed_times, now)
+    check_certificate_at(&leaf, authority, &signed_times, now)
 }
 
 /// Why a signature without a timestamp is refused by an authority that requires one.
@@ -1124,26 +1127,41 @@ pub fn verify_at(
     signed_times: &[i64],
     now: DateTime<Utc>,
 ) -> Result<String, String> {
-    let (der, _) = certificate_signed(signature)?;
-    check_certificate_at(&der, authority, signed_times, now)
+    let (der, raw_signature) = signing_certificate(signature)?;
+    let leaf = parse_leaf(&der)?;
+    check_signature(&leaf, signature.payload, &raw_signature)?;
+    check_certificate_at(&leaf, authority, signed_times, now)
 }
 
-/// The signing certificate's DER and the raw signature, once the certificate's key verifies
-/// the signature as cosign checks its own ([`PublicKey::verifies_as_cosign`]).
-fn certificate_signed(signature: &KeylessSignature<'_>) -> Result<(Vec<u8>, Vec<u8>), String> {
+/// The signing certificate's DER and the raw signature of a keyless signature.
+fn signing_certificate(signature: &KeylessSignature<'_>) -> Result<(Vec<u8>, Vec<u8>), String> {
     let certificate_pem = signature
         .certificate_pem
         .ok_or("no signing certificate (not a keyless signature)")?;
     let der = first_pem_certificate(certificate_pem)?;
-    let (_, leaf) = X509Certificate::from_der(&der)
-        .map_err(|e| format!("the signing certificate does not parse: {e}"))?;
     let raw_signature = base64(signature.signature_b64, "the signature annotation")?;
+    Ok((der, raw_signature))
+}
+
+fn parse_leaf(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+    X509Certificate::from_der(der)
+        .map(|(_, leaf)| leaf)
+        .map_err(|e| format!("the signing certificate does not parse: {e}"))
+}
+
+/// Whether the certificate's key verifies `raw_signature` over `payload` as cosign checks its
+/// own signatures ([`PublicKey::verifies_as_cosign`]).
+fn check_signature(
+    leaf: &X509Certificate<'_>,
+    payload: &[u8],
+    raw_signature: &[u8],
+) -> Result<(), String> {
     let key = PublicKey::from_spki(leaf.public_key().raw)
         .map_err(|e| format!("signing certificate: {e}"))?;
-    if !key.verifies_as_cosign(signature.payload, &raw_signature) {
+    if !key.verifies_as_cosign(payload, raw_signature) {
         return Err("the signature does not verify with the signing certificate's key".into());
     }
-    Ok((der, raw_signature))
+    Ok(())
 }
 
 /// The time cosign's RFC 3161 timestamp annotation signs, verified against the root's
@@ -1165,21 +1183,19 @@ pub(crate) fn stamped_time(
     Err(refusal)
 }
 
-/// Check the certificate (DER) at each of `signed_times`, or now when there is none.
-fn check_certificate_at(
-    der: &[u8],
+/// Check the certificate at each of `signed_times`, or now when there is none.
+pub(crate) fn check_certificate_at(
+    leaf: &X509Certificate<'_>,
     authority: &Authority,
     signed_times: &[i64],
     now: DateTime<Utc>,
 ) -> Result<String, String> {
-    let (_, leaf) = X509Certificate::from_der(der)
-        .map_err(|e| format!("the signing certificate does not parse: {e}"))?;
     if signed_times.is_empty() {
-        return check_certificate(&leaf, authority, now.timestamp());
+        return check_certificate(leaf, authority, now.timestamp());
     }
     let mut signer = String::new();
     for &at in signed_times {
-        signer = check_certificate(&leaf, authority, at)?;
+        signer = check_certificate(leaf, authority, at)?;
     }
     Ok(signer)
 }

@@ -114,7 +114,9 @@ impl PublicKey {
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             PublicKey::Ecdsa(key) => key.verifies(key.natural_hash(), message, signature),
-            PublicKey::Rsa(key) => rsa_verifies(key, &Sha256::digest(message), signature),
+            PublicKey::Rsa(key) => {
+                rsa_verifies_digest(key, Hash::Sha256, None, &Sha256::digest(message), signature)
+            }
             PublicKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|s| key.verify_strict(message, &s).is_ok()),
         }
@@ -126,7 +128,8 @@ impl PublicKey {
     pub fn verifies_digest(&self, digest: &[u8], signature: &[u8]) -> Result<bool, String> {
         match self {
             PublicKey::Ecdsa(key) => Ok(key.verifies_prehash(digest, signature)),
-            PublicKey::Rsa(key) => Ok(digest.len() == 32 && rsa_verifies(key, digest, signature)),
+            PublicKey::Rsa(key) => Ok(digest.len() == 32
+                && rsa_verifies_digest(key, Hash::Sha256, None, digest, signature)),
             PublicKey::Ed25519(_) => Err(
                 "an Ed25519 message signature covers the artifact itself, and only its digest is known"
                     .into(),
@@ -143,6 +146,27 @@ impl PublicKey {
             || matches!(self, PublicKey::Ecdsa(key @ (EcKey::P384(_) | EcKey::P521(_)))
                 if key.verifies(Hash::Sha256, message, signature))
             || matches!(self, PublicKey::Rsa(key) if rsa_verifies_as_kms(key, message, signature))
+    }
+
+    /// Whether `signature` signs `message` by `scheme`; false when the scheme is not this
+    /// key's kind.
+    pub fn verifies_by(&self, scheme: SignatureScheme, message: &[u8], signature: &[u8]) -> bool {
+        match (self, scheme) {
+            (PublicKey::Ecdsa(key), SignatureScheme::Ecdsa(hash)) => {
+                key.verifies(hash, message, signature)
+            }
+            (PublicKey::Rsa(key), SignatureScheme::RsaPkcs1(hash)) => {
+                rsa_verifies_digest(key, hash, None, &hash.digest(message), signature)
+            }
+            (PublicKey::Rsa(key), SignatureScheme::RsaPss(hash, salt)) => {
+                rsa_verifies_digest(key, hash, Some(salt), &hash.digest(message), signature)
+            }
+            (PublicKey::Ed25519(key), SignatureScheme::Ed25519) => {
+                ed25519_dalek::Signature::from_slice(signature)
+                    .is_ok_and(|s| key.verify_strict(message, &s).is_ok())
+            }
+            _ => false,
+        }
     }
 }
 
@@ -167,68 +191,43 @@ fn rsa_key(pkcs1: &[u8]) -> Result<PublicKey, String> {
 /// clouds offer: PKCS #1 v1.5 or PSS (salt as long as the hash: GCP `RSA_SIGN_PSS_*`, AWS
 /// `RSASSA_PSS_*`, Azure `PS256`) over SHA-256, SHA-384 or SHA-512. Each is a standard
 /// scheme for the same key, so accepting any one admits nothing the key did not sign.
+/// PKCS #1 v1.5 over SHA-256 is [`PublicKey::verifies`]' own and not tried again.
 fn rsa_verifies_as_kms(key: &rsa::RsaPublicKey, message: &[u8], signature: &[u8]) -> bool {
     [Hash::Sha256, Hash::Sha384, Hash::Sha512]
         .into_iter()
         .any(|hash| {
-            rsa_pss_verifies(key, hash, hash.output_bytes(), message, signature)
-                || rsa_pkcs1_verifies(key, hash, message, signature)
+            let digest = hash.digest(message);
+            rsa_verifies_digest(key, hash, Some(hash.output_bytes()), &digest, signature)
+                || (hash != Hash::Sha256
+                    && rsa_verifies_digest(key, hash, None, &digest, signature))
         })
 }
 
-/// Whether `signature` is an RSASSA-PSS signature of `message` hashed with `hash` (MGF1
-/// with the same hash) and a salt of `salt` bytes.
-fn rsa_pss_verifies(
+/// Whether `signature` is an RSA signature of `digest` (made with `hash`): PKCS #1 v1.5, or
+/// with `pss_salt` RSASSA-PSS (MGF1 with the same hash) with a salt of that many bytes.
+fn rsa_verifies_digest(
     key: &rsa::RsaPublicKey,
     hash: Hash,
-    salt: usize,
-    message: &[u8],
+    pss_salt: Option<usize>,
+    digest: &[u8],
     signature: &[u8],
 ) -> bool {
-    let (digest, pss) = match hash {
-        Hash::Sha256 => (
-            Sha256::digest(message).to_vec(),
-            rsa::Pss::new_with_salt::<Sha256>(salt),
-        ),
-        Hash::Sha384 => (
-            Sha384::digest(message).to_vec(),
-            rsa::Pss::new_with_salt::<Sha384>(salt),
-        ),
-        Hash::Sha512 => (
-            Sha512::digest(message).to_vec(),
-            rsa::Pss::new_with_salt::<Sha512>(salt),
-        ),
-    };
-    key.verify(pss, &digest, signature).is_ok()
-}
-
-/// Whether `signature` is an RSA PKCS #1 v1.5 signature of `message` hashed with `hash`.
-fn rsa_pkcs1_verifies(
-    key: &rsa::RsaPublicKey,
-    hash: Hash,
-    message: &[u8],
-    signature: &[u8],
-) -> bool {
-    let (padding, digest) = match hash {
-        Hash::Sha256 => (
-            rsa::Pkcs1v15Sign::new::<Sha256>(),
-            Sha256::digest(message).to_vec(),
-        ),
-        Hash::Sha384 => (
-            rsa::Pkcs1v15Sign::new::<Sha384>(),
-            Sha384::digest(message).to_vec(),
-        ),
-        Hash::Sha512 => (
-            rsa::Pkcs1v15Sign::new::<Sha512>(),
-            Sha512::digest(message).to_vec(),
-        ),
-    };
-    key.verify(padding, &digest, signature).is_ok()
-}
-
-fn rsa_verifies(key: &rsa::RsaPublicKey, sha256: &[u8], signature: &[u8]) -> bool {
-    key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), sha256, signature)
-        .is_ok()
+    use rsa::{Pkcs1v15Sign, Pss};
+    match (hash, pss_salt) {
+        (Hash::Sha256, None) => key.verify(Pkcs1v15Sign::new::<Sha256>(), digest, signature),
+        (Hash::Sha384, None) => key.verify(Pkcs1v15Sign::new::<Sha384>(), digest, signature),
+        (Hash::Sha512, None) => key.verify(Pkcs1v15Sign::new::<Sha512>(), digest, signature),
+        (Hash::Sha256, Some(salt)) => {
+            key.verify(Pss::new_with_salt::<Sha256>(salt), digest, signature)
+        }
+        (Hash::Sha384, Some(salt)) => {
+            key.verify(Pss::new_with_salt::<Sha384>(salt), digest, signature)
+        }
+        (Hash::Sha512, Some(salt)) => {
+            key.verify(Pss::new_with_salt::<Sha512>(salt), digest, signature)
+        }
+    }
+    .is_ok()
 }
 
 /// How a certificate or a CMS signer signs: the algorithm its `signatureAlgorithm` names,
@@ -247,7 +246,7 @@ pub enum SignatureScheme {
 }
 
 /// The hash an OID names (SHA-256, SHA-384, SHA-512).
-fn hash_named(oid: &str) -> Option<Hash> {
+pub(crate) fn hash_named(oid: &str) -> Option<Hash> {
     match oid {
         "2.16.840.1.101.3.4.2.1" => Some(Hash::Sha256),
         "2.16.840.1.101.3.4.2.2" => Some(Hash::Sha384),
@@ -332,29 +331,6 @@ impl SignatureScheme {
             return Err("algorithm RSASSA-PSS with an unusual trailer or salt length".into());
         }
         Ok(SignatureScheme::RsaPss(hash, params.salt_length() as usize))
-    }
-}
-
-impl PublicKey {
-    /// Whether `signature` signs `message` by `scheme`; false when the scheme is not this
-    /// key's kind.
-    pub fn verifies_by(&self, scheme: SignatureScheme, message: &[u8], signature: &[u8]) -> bool {
-        match (self, scheme) {
-            (PublicKey::Ecdsa(key), SignatureScheme::Ecdsa(hash)) => {
-                key.verifies(hash, message, signature)
-            }
-            (PublicKey::Rsa(key), SignatureScheme::RsaPkcs1(hash)) => {
-                rsa_pkcs1_verifies(key, hash, message, signature)
-            }
-            (PublicKey::Rsa(key), SignatureScheme::RsaPss(hash, salt)) => {
-                rsa_pss_verifies(key, hash, salt, message, signature)
-            }
-            (PublicKey::Ed25519(key), SignatureScheme::Ed25519) => {
-                ed25519_dalek::Signature::from_slice(signature)
-                    .is_ok_and(|s| key.verify_strict(message, &s).is_ok())
-            }
-            _ => false,
-        }
     }
 }
 

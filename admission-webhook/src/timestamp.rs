@@ -15,7 +15,6 @@
 //! entry timestamp signs. The parsing is by hand, strict DER, over bounded input.
 
 use chrono::NaiveDateTime;
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -114,22 +113,9 @@ fn oid(element: Element<'_>, what: &str) -> Result<String, String> {
 /// The hash an AlgorithmIdentifier names (SHA-256, SHA-384, SHA-512).
 fn hash_of(algorithm: Element<'_>, what: &str) -> Result<Hash, String> {
     let mut fields = Elements::of(algorithm.content);
-    match oid(fields.next(what)?, what)?.as_str() {
-        "2.16.840.1.101.3.4.2.1" => Ok(Hash::Sha256),
-        "2.16.840.1.101.3.4.2.2" => Ok(Hash::Sha384),
-        "2.16.840.1.101.3.4.2.3" => Ok(Hash::Sha512),
-        other => Err(format!(
-            "{WHAT}: its {what} is {other}, not SHA-256, SHA-384 or SHA-512"
-        )),
-    }
-}
-
-fn digest(hash: Hash, data: &[u8]) -> Vec<u8> {
-    match hash {
-        Hash::Sha256 => Sha256::digest(data).to_vec(),
-        Hash::Sha384 => Sha384::digest(data).to_vec(),
-        Hash::Sha512 => Sha512::digest(data).to_vec(),
-    }
+    let named = oid(fields.next(what)?, what)?;
+    crate::keys::hash_named(&named)
+        .ok_or_else(|| format!("{WHAT}: its {what} is {named}, not SHA-256, SHA-384 or SHA-512"))
 }
 
 /// What a timestamp response says, before any authority is trusted with it.
@@ -263,7 +249,7 @@ fn read(response: &[u8]) -> Result<Token<'_>, String> {
     }
     match message_digest {
         Some(value) if value.tag == OCTET_STRING => {
-            if value.content != digest(attribute_hash, tst_info).as_slice() {
+            if value.content != attribute_hash.digest(tst_info).as_slice() {
                 return Err(format!(
                     "{WHAT}'s signed message digest is not its TSTInfo's"
                 ));
@@ -319,7 +305,7 @@ pub fn verify(
 ) -> Result<i64, String> {
     let token = read(response)?;
     let (hash, imprinted) = token.imprint;
-    if imprinted != digest(hash, signature).as_slice() {
+    if imprinted != hash.digest(signature).as_slice() {
         return Err(format!(
             "{WHAT} does not stamp this signature (its message imprint differs)"
         ));
