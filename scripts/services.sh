@@ -80,6 +80,9 @@ install_missing() {
   # The keyed-signature tests make RSA, ECDSA and Ed25519 keys and signatures with the
   # OpenSSL command line, and check each verdict against OpenSSL's own.
   command -v openssl >/dev/null || apt+=(openssl)
+  # Debian's licensecheck reads license texts the scanner's license-file matcher reads;
+  # the tests compare their readings of real copies.
+  command -v licensecheck >/dev/null || apt+=(licensecheck)
   if [ ${#apt[@]} -gt 0 ]; then
     log "installing ${apt[*]} (apt)"
     as_root apt-get update -qq
@@ -128,7 +131,7 @@ install_missing() {
   # Python packages as `pip install` lays them out (wheels, no dependencies, pinned): the
   # scanner's license tests read their metadata and the license files it lists.
   local pysite="$ROOT/.test-services/python-site"
-  local pywanted="arrow==1.4.0 sigstore==4.5.0 sortedcontainers==2.4.0 rfc3339-validator==0.1.4 requests==2.34.2 semantic-version==2.10.0 tuf==7.0.1 id==1.6.1 idna==3.7 jinja2==3.1.4 pycparser==2.21"
+  local pywanted="arrow==1.4.0 sigstore==4.5.0 sortedcontainers==2.4.0 rfc3339-validator==0.1.4 requests==2.34.2 semantic-version==2.10.0 tuf==7.0.1 id==1.6.1 idna==3.7 jinja2==3.1.4 pycparser==2.21 paramiko==3.5.0 psycopg==3.2.3"
   if [ "$(cat "$pysite/.complete" 2>/dev/null)" != "$pywanted" ]; then
     log "installing Python packages for the scanner's license tests into .test-services/python-site"
     rm -rf "$pysite"
@@ -266,4 +269,5 @@ start_services() {
   export STELLAOPS_TEST_PROMTOOL; STELLAOPS_TEST_PROMTOOL=$(command -v promtool)
   export STELLAOPS_TEST_PROMETHEUS; STELLAOPS_TEST_PROMETHEUS=$(command -v prometheus)
   export STELLAOPS_TEST_LUA; STELLAOPS_TEST_LUA=$(command -v lua5.4)
+  export STELLAOPS_TEST_LICENSECHECK; STELLAOPS_TEST_LICENSECHECK=$(command -v licensecheck)
 }

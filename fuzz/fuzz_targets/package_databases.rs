@@ -1,6 +1,6 @@
 //! Text package databases and manifests: dpkg status, apk installed, os-release, Python
 //! METADATA, .NET deps.json; the declared licenses in them (Debian copyright files, npm
-//! `license`, SPDX expressions). An SPDX expression that parses, written back in its normal
+//! `license`, SPDX expressions) and license files. An SPDX expression that parses, written back in its normal
 //! form, parses to the same normal form and ids.
 #![no_main]
 
@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = analyze::parse_python(&text);
     let _ = analyze::parse_deps_json(&text);
     let _ = declared::debian_copyright(&text);
+    let _ = declared::license_file(&text);
     if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
         let _ = declared::npm(&json);
     }

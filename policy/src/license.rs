@@ -8,7 +8,11 @@
 //!   SPDX ids are matched) matches the id, or the whole `id WITH exception` term;
 //! * `A AND B` is hit when either side is (the component carries both);
 //! * `A OR B` is hit only when both sides are (otherwise the component can be used under
-//!   the alternative that is not hit).
+//!   the alternative that is not hit);
+//! * a deprecated GNU id that leaves "only" or "or later" open (`GPL-2.0`, `LGPL-2.1`,
+//!   `AGPL-3.0`: what a license text alone says, and what many packages declare) is either,
+//!   so it is hit when the rule would hit its `-only` or its `-or-later` form; the
+//!   deprecated `+` forms (`GPL-2.0+`) are hit as their `-or-later` form.
 //!
 //! A component whose license is not known — nothing declared, or a declaration that is not
 //! an SPDX expression — is never hit: license rules say nothing about it.
@@ -297,15 +301,17 @@ impl Expr {
         match self {
             Expr::License { id, exception } => {
                 let whole = exception.as_ref().map(|e| format!("{id} WITH {e}"));
-                let lower_id = id.to_ascii_lowercase();
-                let lower_whole = whole.as_ref().map(|w| w.to_ascii_lowercase());
-                patterns
-                    .iter()
-                    .any(|p| {
+                let hit = gnu_readings(id).iter().any(|reading| {
+                    let lower_id = reading.to_ascii_lowercase();
+                    let lower_whole = exception
+                        .as_ref()
+                        .map(|e| format!("{lower_id} with {}", e.to_ascii_lowercase()));
+                    patterns.iter().any(|p| {
                         let p = p.to_ascii_lowercase();
                         glob(&p, &lower_id) || lower_whole.as_ref().is_some_and(|w| glob(&p, w))
                     })
-                    .then(|| vec![whole.unwrap_or_else(|| id.clone())])
+                });
+                hit.then(|| vec![whole.unwrap_or_else(|| id.clone())])
             }
             Expr::And(parts) => {
                 let mut hit = Vec::new();
@@ -323,6 +329,30 @@ impl Expr {
             }
         }
     }
+}
+
+/// The deprecated GNU ids that name a version but leave "only" or "or later" open: what a
+/// GNU license text alone, or a name with a version and no more, says.
+pub const GNU_OPEN_IDS: &[&str] = &[
+    "GPL-1.0", "GPL-2.0", "GPL-3.0", "LGPL-2.0", "LGPL-2.1", "LGPL-3.0", "AGPL-1.0", "AGPL-3.0",
+];
+
+/// The ids a rule may hit for `id`: the id itself and, for a deprecated GNU id, what it
+/// may stand for (`GPL-2.0` → `GPL-2.0-only`, `GPL-2.0-or-later`; `GPL-2.0+` →
+/// `GPL-2.0-or-later`).
+fn gnu_readings(id: &str) -> Vec<String> {
+    let mut readings = vec![id.to_string()];
+    if let Some(open) = GNU_OPEN_IDS.iter().find(|g| g.eq_ignore_ascii_case(id)) {
+        readings.push(format!("{open}-only"));
+        readings.push(format!("{open}-or-later"));
+    } else if let Some(version) = id.strip_suffix('+')
+        && let Some(open) = GNU_OPEN_IDS
+            .iter()
+            .find(|g| g.eq_ignore_ascii_case(version))
+    {
+        readings.push(format!("{open}-or-later"));
+    }
+    readings
 }
 
 /// A declared license as components carry it: the declaration as the package gave it and,

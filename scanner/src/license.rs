@@ -3,6 +3,7 @@
 //! function is total: anything it cannot read is "not known" (`None`), never an error.
 
 use serde_json::Value;
+use stellaops_policy::license::GNU_OPEN_IDS;
 
 /// Largest Debian `copyright` file read (a larger one: license not known).
 pub const MAX_COPYRIGHT: u64 = 2 << 20;
@@ -79,10 +80,16 @@ pub fn npm_license_file_named(license: &str) -> Option<&str> {
     .then_some(file)
 }
 
-/// Trove classifiers that name one license unambiguously, with its SPDX id (those that
-/// leave the version or the "or later" open, like `BSD License` or `GNU General Public
-/// License v2 (GPLv2)`, are not here: they do not say which license).
+/// Trove classifiers that name one license, with its SPDX id: GNU ones with a version but
+/// no "or later" as the version with "only" or "or later" left open (`GPL-3.0`); those that
+/// leave the license open, like `BSD License`, `GNU General Public License (GPL)` or `GNU
+/// Lesser General Public License v2 (LGPLv2)` (2.0 or 2.1?), are not here: they do not say
+/// which license.
 const CLASSIFIERS: &[(&str, &str)] = &[
+    ("GNU General Public License v2 (GPLv2)", "GPL-2.0"),
+    ("GNU General Public License v3 (GPLv3)", "GPL-3.0"),
+    ("GNU Lesser General Public License v3 (LGPLv3)", "LGPL-3.0"),
+    ("GNU Affero General Public License v3", "AGPL-3.0"),
     ("MIT License", "MIT"),
     ("MIT No Attribution License (MIT-0)", "MIT-0"),
     ("Apache Software License 2.0", "Apache-2.0"),
@@ -384,8 +391,8 @@ pub fn all_apply<S: AsRef<str>>(expressions: &[S]) -> Option<String> {
 
 /// License names as projects write them (Maven's `<license><name>`, Python's `License:`),
 /// lower-cased with runs of whitespace made one space and a leading "the " dropped, with
-/// the SPDX id each names unambiguously. GNU licenses are not here unless the name says
-/// "only" or "or later": a bare "version 2.1" leaves that open.
+/// the SPDX id each names unambiguously. A GNU license's name with a version and no more
+/// ("version 2.1") leaves "only" or "or later" open: the deprecated id that says as much.
 const LICENSE_NAMES: &[(&str, &str)] = &[
     ("apache software license, version 2.0", "Apache-2.0"),
     ("apache license, version 2.0", "Apache-2.0"),
@@ -485,6 +492,18 @@ const LICENSE_NAMES: &[(&str, &str)] = &[
         "gnu affero general public license v3.0 only",
         "AGPL-3.0-only",
     ),
+    // A version and no more: "only" or "or later" left open (license rules read the
+    // deprecated id as either).
+    ("gnu general public license, version 2", "GPL-2.0"),
+    ("gnu general public license v2.0", "GPL-2.0"),
+    ("gnu general public license, version 3", "GPL-3.0"),
+    ("gnu general public license v3.0", "GPL-3.0"),
+    ("gnu lesser general public license, version 2.1", "LGPL-2.1"),
+    ("gnu lesser general public license v2.1", "LGPL-2.1"),
+    ("gnu lesser general public license, version 3", "LGPL-3.0"),
+    ("gnu lesser general public license v3.0", "LGPL-3.0"),
+    ("gnu affero general public license, version 3", "AGPL-3.0"),
+    ("gnu affero general public license v3.0", "AGPL-3.0"),
 ];
 
 /// License URLs as projects write them in `<license><url>` (and OSGi `Bundle-License`),
@@ -507,6 +526,15 @@ const LICENSE_URLS: &[(&str, &str)] = &[
     ),
     ("unlicense.org", "Unlicense"),
     ("oss.oracle.com/licenses/upl", "UPL-1.0"),
+    // The GNU licenses' pages name a version, "only" or "or later" left open.
+    ("gnu.org/licenses/old-licenses/gpl-2.0", "GPL-2.0"),
+    ("gnu.org/licenses/gpl-2.0", "GPL-2.0"),
+    ("gnu.org/licenses/gpl-3.0", "GPL-3.0"),
+    ("gnu.org/licenses/old-licenses/lgpl-2.0", "LGPL-2.0"),
+    ("gnu.org/licenses/old-licenses/lgpl-2.1", "LGPL-2.1"),
+    ("gnu.org/licenses/lgpl-2.1", "LGPL-2.1"),
+    ("gnu.org/licenses/lgpl-3.0", "LGPL-3.0"),
+    ("gnu.org/licenses/agpl-3.0", "AGPL-3.0"),
 ];
 
 fn normal_name(name: &str) -> String {
@@ -520,13 +548,18 @@ fn normal_name(name: &str) -> String {
 }
 
 /// A license name that is an SPDX license id (or the name of one in the table above).
+/// Of the deprecated ids only the GNU ones that leave "only" or "or later" open (`GPL-3.0`,
+/// which license rules read as either) and their `+` forms (`GPL-2.0+`, read as
+/// `GPL-2.0-or-later`); the others were replaced by ids that say something else.
 fn license_by_name(name: &str) -> Option<String> {
     let name = name.trim();
-    // A deprecated id (`GPL-3.0`) leaves "only" or "or later" open.
-    if let Some(id) = listed_ignoring_case(name)
-        && spdx::license_id(id).is_some_and(|l| !l.is_deprecated())
-    {
-        return Some(id.to_string());
+    if let Some(id) = listed_ignoring_case(name) {
+        if spdx::license_id(id).is_some_and(|l| !l.is_deprecated()) || GNU_OPEN_IDS.contains(&id) {
+            return Some(id.to_string());
+        }
+        if let Some(open) = id.strip_suffix('+').filter(|v| GNU_OPEN_IDS.contains(v)) {
+            return Some(format!("{open}-or-later"));
+        }
     }
     let normal = normal_name(name);
     LICENSE_NAMES
@@ -569,7 +602,13 @@ fn license_by_url(url: &str) -> Option<String> {
 /// one, they must agree.
 pub fn maven_license(name: &str, url: &str) -> Option<String> {
     match (license_by_name(name), license_by_url(url)) {
-        (Some(a), Some(b)) => (a == b).then_some(a),
+        // A GNU license's page names its version only: the name may say "or later".
+        (Some(a), Some(b)) => {
+            let version = a
+                .strip_suffix("-only")
+                .or_else(|| a.strip_suffix("-or-later"));
+            (a == b || version == Some(b.as_str())).then_some(a)
+        }
         (a, b) => a.or(b),
     }
 }
@@ -777,12 +816,13 @@ struct KnownText {
 }
 
 const KNOWN_TEXTS: &[KnownText] = &[
+    // Through section 9: some copies (requests') end there, without the end line.
     KnownText {
         id: "Apache-2.0",
         first: "terms and conditions for use reproduction and distribution",
-        last: "end of terms and conditions",
-        words: 1419,
-        sha256: "fb388936c12fba660a278043424b3f9a17c6b2e536674e390813ac3d06e7e73a",
+        last: "accepting any such warranty or additional liability",
+        words: 1414,
+        sha256: "d7dd8e5c661e35d656a43688fc21624b0ba52216e4c419c747129bf83780d165",
     },
     KnownText {
         id: "MPL-2.0",
@@ -924,7 +964,7 @@ pub fn license_file(text: &str) -> Option<String> {
             }
         }
     }
-    for template in KNOWN_TEMPLATES {
+    for template in KNOWN_TEMPLATES.iter().chain(GNU_LICENSES) {
         let spans = template.spans_in(&words);
         if !spans.is_empty() && !ids.contains(&template.id) {
             ids.push(template.id);
@@ -934,8 +974,16 @@ pub fn license_file(text: &str) -> Option<String> {
     if ids.is_empty() {
         return None;
     }
-    for notice in &APACHE_NOTICES {
-        covered.extend(notice.spans_in(&words));
+    // A license's own notices and appendix cover words only beside its terms.
+    for notice in APACHE_NOTICES.iter().chain(GNU_NOTICES) {
+        if ids.contains(&notice.id) {
+            covered.extend(notice.spans_in(&words));
+        }
+    }
+    // The LGPL-3.0 is the GPL-3.0's terms with additional permissions, and asks to be
+    // given with its text: the two together are the LGPL-3.0 alone.
+    if ids.contains(&"LGPL-3.0") {
+        ids.retain(|id| *id != "GPL-3.0");
     }
     covered.sort_unstable();
     let mut at = 0;
@@ -1011,6 +1059,14 @@ enum Part {
     /// Between `min` and `max` words of any kind: a name the license leaves to fill in
     /// (the copyright holder, the organization), or a clause's number.
     Any(usize, usize),
+    /// `words` words, from `first` to `last`, whose SHA-256 (joined by single spaces) is
+    /// `sha256`: a long fixed stretch (the GNU licenses' terms) without writing it out.
+    Hashed {
+        first: &'static str,
+        last: &'static str,
+        words: usize,
+        sha256: &'static str,
+    },
 }
 
 /// A license whose terms carry names (the BSD licenses name the copyright holder in the
@@ -1156,6 +1212,24 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
         ],
         not_followed_by: &[],
     },
+    // Apache's notice alone (a project's `LICENSE` that only points at the license):
+    // "Licensed under the Apache License, Version 2.0 … limitations under the License."
+    // word for word — it names one license as plainly as a `License: Apache-2.0` field.
+    KnownTemplate {
+        id: "Apache-2.0",
+        parts: &[
+            Part::Words(
+                "licensed under the apache license version 2 0 the license you may not use this file except in compliance with the license you may obtain a copy of the license at",
+            ),
+            // The license's address (`http://www.apache.org/licenses/LICENSE-2.0`, with
+            // `https` or `.txt`).
+            Part::Any(4, 10),
+            Part::Words(
+                "unless required by applicable law or agreed to in writing software distributed under the license is distributed on an as is basis without warranties or conditions of any kind either express or implied see the license for the specific language governing permissions and limitations under the license",
+            ),
+        ],
+        not_followed_by: &[],
+    },
     KnownTemplate {
         id: "BSL-1.0",
         parts: &[Part::Words(
@@ -1200,6 +1274,271 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
             BSD_DISCLAIMER[4],
         ],
         not_followed_by: BSD_ADDITIONS,
+    },
+];
+
+/// The FSF's address, as copies of each age give it (`675 Mass Ave, Cambridge`, `59 Temple
+/// Place - Suite 330`, `51 Franklin Street, Fifth Floor`, `51 Franklin St`).
+const FSF_ADDRESS: Part = Part::Any(5, 12);
+/// `(C)`, or nothing (copies of the version 3 licenses differ there).
+const COPYRIGHT_SIGN: Part = Part::Any(0, 1);
+
+/// The GNU licenses, by their whole text from the title to the end of the terms (the
+/// version 3 LGPL has no end line: to its last words). Each is read as the version its text
+/// is, with "only" or "or later" left open — the deprecated SPDX id (`GPL-2.0`), which the
+/// policy's rules treat as either (`stellaops_policy::license`): a text does not say
+/// whether later versions may be chosen; the program's notices do. The stretches between
+/// the gaps are the same words in the SPDX list's texts, Debian's `common-licenses` and the
+/// copies projects ship (pip packages' and crates' `LICENSE`/`COPYING`), checked in the
+/// tests; the gaps are where those copies differ.
+const GNU_LICENSES: &[KnownTemplate] = &[
+    KnownTemplate {
+        id: "GPL-2.0",
+        parts: &[
+            Part::Words(
+                "gnu general public license version 2 june 1991 copyright c 1989 1991 free software foundation inc",
+            ),
+            FSF_ADDRESS,
+            Part::Hashed {
+                first: "everyone is permitted to copy and",
+                last: "software is covered by the gnu",
+                words: 103,
+                sha256: "15a925190fe1f88f7632f7a5e3aa586beab142898f14998d3d3f95c9bab24376",
+            },
+            // The GNU `Lesser` (or, in older copies, `Library`) General Public License.
+            Part::Any(1, 1),
+            Part::Hashed {
+                first: "general public license instead you can",
+                last: "for copying distribution and modification follow",
+                words: 351,
+                sha256: "ed9e05d58c8e01a496d03ad019b6aee85f88e41bf08a7085304abb13268cd70d",
+            },
+            // The title repeated before the terms (not in the SPDX list's copy).
+            Part::Any(0, 4),
+            Part::Hashed {
+                first: "terms and conditions for copying distribution",
+                last: "damages end of terms and conditions",
+                words: 2027,
+                sha256: "d10503a91f71a9b7c7d5a2e52100e7b853c2f94548e4ec6f75f5a4159c9863cb",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "GPL-3.0",
+        parts: &[
+            Part::Words("gnu general public license version 3 29 june 2007 copyright"),
+            COPYRIGHT_SIGN,
+            Part::Hashed {
+                first: "2007 free software foundation inc http",
+                last: "fee end of terms and conditions",
+                words: 5240,
+                sha256: "893bf7ee04c98dc9d23b0606143879ab43a91317ae6ae6b1f963849011aec135",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "LGPL-2.0",
+        parts: &[
+            Part::Words(
+                "gnu library general public license version 2 june 1991 copyright c 1991 free software foundation inc",
+            ),
+            FSF_ADDRESS,
+            Part::Hashed {
+                first: "everyone is permitted to copy and",
+                last: "damages end of terms and conditions",
+                words: 3846,
+                sha256: "3e6e0ac69045283b7acea90cb19200ee5a8e6a793a54362c6bc3470670a60683",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "LGPL-2.1",
+        parts: &[
+            Part::Words(
+                "gnu lesser general public license version 2 1 february 1999 copyright c 1991 1999 free software foundation inc",
+            ),
+            FSF_ADDRESS,
+            Part::Hashed {
+                first: "everyone is permitted to copy and",
+                last: "damages end of terms and conditions",
+                words: 4045,
+                sha256: "7e58fdbadc2b3ee5c3f88789cc64143a111679f59445951560133293bf0a6bf5",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "LGPL-3.0",
+        parts: &[
+            Part::Words("gnu lesser general public license version 3 29 june 2007 copyright"),
+            COPYRIGHT_SIGN,
+            Part::Hashed {
+                first: "2007 free software foundation inc http",
+                last: "choose that version for the library",
+                words: 1229,
+                sha256: "f4ff3acc005bdcb1ddab99c165671daf053fd89645995e02fdb08a53df176d9c",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "AGPL-3.0",
+        parts: &[
+            Part::Words("gnu affero general public license version 3 19 november 2007 copyright"),
+            COPYRIGHT_SIGN,
+            Part::Hashed {
+                first: "2007 free software foundation inc http",
+                last: "fee end of terms and conditions",
+                words: 5202,
+                sha256: "bd968c619ea553f3c831a6c0d326a2990926d523e7a704071abc206b572403fb",
+            },
+        ],
+        not_followed_by: &[],
+    },
+];
+
+/// `<one line to give the program's name and a brief idea of what it does.> Copyright (C)
+/// <year> <name of author>`: `a brief` or `an` idea, `year` or `yyyy`.
+const BRIEF_IDEA: [Part; 3] = [
+    Part::Any(1, 2),
+    Part::Words("idea of what it does copyright c"),
+    Part::Any(1, 1),
+];
+
+/// The GNU licenses' appendices ("How to Apply These Terms to Your New Programs"), which
+/// follow the terms in most copies: a sample notice and instructions, no terms of their own.
+const GNU_NOTICES: &[KnownTemplate] = &[
+    KnownTemplate {
+        id: "GPL-2.0",
+        parts: &[
+            Part::Words("how to apply these terms to your new programs if you develop"),
+            Part::Hashed {
+                first: "a new program and you want",
+                last: "give the program s name and",
+                words: 98,
+                sha256: "eb966af51c4403c37d1ce92bbc09351932aa5dd317102ebbfdf99441007af518",
+            },
+            BRIEF_IDEA[0],
+            BRIEF_IDEA[1],
+            BRIEF_IDEA[2],
+            Part::Hashed {
+                first: "name of author this program is",
+                last: "to the free software foundation inc",
+                words: 108,
+                sha256: "a9957ba45f6c89bd19963597e71311c4152d0c1d187e4b9997ba838157026ade",
+            },
+            FSF_ADDRESS,
+            Part::Hashed {
+                first: "also add information on how to",
+                last: "1989 ty coon president of vice",
+                words: 186,
+                sha256: "8e41204dcf87bbf4ba32b59ae04764c13c5aa72e701b544cfc19c882fe5d41f9",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    // The GPL-2.0 appendix's last paragraph (not in the SPDX list's copy).
+    KnownTemplate {
+        id: "GPL-2.0",
+        parts: &[
+            Part::Words(
+                "this general public license does not permit incorporating your program into proprietary programs if your program is a subroutine library you may consider it more useful to permit linking proprietary applications with the library if this is what you want to do use the gnu",
+            ),
+            // `Lesser` or `Library`.
+            Part::Any(1, 1),
+            Part::Words("general public license instead of this license"),
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "GPL-3.0",
+        parts: &[
+            Part::Words("how to apply these terms to your new programs if you develop"),
+            Part::Hashed {
+                first: "a new program and you want",
+                last: "please read http www gnu org",
+                words: 432,
+                sha256: "a6a8e9ca9446970f00a7eca7903eea40e68b2e9fc869d2cf35e8d50ee25f44c3",
+            },
+            // `licenses/why-not-lgpl.html`, or `philosophy/…` in older copies.
+            Part::Any(1, 1),
+            Part::Words("why not lgpl html"),
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "LGPL-2.0",
+        parts: &[
+            Part::Words("how to apply these terms to your new libraries if you develop"),
+            Part::Hashed {
+                first: "a new library and you want",
+                last: "give the library s name and",
+                words: 111,
+                sha256: "0da7885cf3d00d0ff70fc711b2111147f3be54c8ed5edd171fc719f4236337e7",
+            },
+            BRIEF_IDEA[0],
+            BRIEF_IDEA[1],
+            BRIEF_IDEA[2],
+            Part::Hashed {
+                first: "name of author this library is",
+                last: "to the free software foundation inc",
+                words: 111,
+                sha256: "2808cd5e4b10b349776794d55ce606ea4140aad1d9ddc6e844e7df8125fd01dd",
+            },
+            FSF_ADDRESS,
+            Part::Hashed {
+                first: "also add information on how to",
+                last: "s all there is to it",
+                words: 87,
+                sha256: "aca352671917d6a8b028f44451d798214850e328f745302a230389c9c3db1cbc",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "LGPL-2.1",
+        parts: &[
+            Part::Words("how to apply these terms to your new libraries if you develop"),
+            Part::Hashed {
+                first: "a new library and you want",
+                last: "give the library s name and",
+                words: 111,
+                sha256: "0da7885cf3d00d0ff70fc711b2111147f3be54c8ed5edd171fc719f4236337e7",
+            },
+            BRIEF_IDEA[0],
+            BRIEF_IDEA[1],
+            BRIEF_IDEA[2],
+            Part::Hashed {
+                first: "name of author this library is",
+                last: "to the free software foundation inc",
+                words: 112,
+                sha256: "36ab2e1c8e3c37313b26cc977e1a1d2eee8cd1f9255a452974af5b60414bbd7a",
+            },
+            FSF_ADDRESS,
+            Part::Hashed {
+                first: "also add information on how to",
+                last: "s all there is to it",
+                words: 87,
+                sha256: "aca352671917d6a8b028f44451d798214850e328f745302a230389c9c3db1cbc",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "AGPL-3.0",
+        parts: &[
+            Part::Words("how to apply these terms to your new programs if you develop"),
+            Part::Hashed {
+                first: "a new program and you want",
+                last: "see http www gnu org licenses",
+                words: 354,
+                sha256: "8f52fec8c8c6fa5e46902459d8f4453003d3572cd2cf9d9614ae368898d4c246",
+            },
+        ],
+        not_followed_by: &[],
     },
 ];
 
@@ -1248,6 +1587,26 @@ impl KnownTemplate {
             }
             [Part::Any(min, max), rest @ ..] => {
                 (*min..=*max).find_map(|gap| self.matches_from(words, at + gap, rest))
+            }
+            [
+                Part::Hashed {
+                    first,
+                    last,
+                    words: count,
+                    sha256,
+                },
+                rest @ ..,
+            ] => {
+                use sha2::Digest;
+                let first: Vec<&str> = first.split(' ').collect();
+                let last: Vec<&str> = last.split(' ').collect();
+                // The ends are compared first: hashing is the costly part.
+                let span = words.get(at..at + count)?;
+                let fits = holds(words, at, &first)
+                    && holds(words, at + count - last.len(), &last)
+                    && hex::encode(sha2::Sha256::digest(span.join(" ").as_bytes())) == *sha256;
+                fits.then(|| self.matches_from(words, at + count, rest))
+                    .flatten()
             }
         }
     }
@@ -1428,8 +1787,8 @@ mod tests {
             of(&[one("Apache 2.0", ""), one("ASL 2.0", "")]).as_deref(),
             Some("Apache-2.0")
         );
-        // Not known: an unversioned GNU license in the choice, a property, a name and URL
-        // that disagree, no licenses, an unknown entity, XML that does not parse.
+        // A GNU license by its page: the version, "or later" left open; a name that says
+        // "or later" agrees with the page of its version.
         assert_eq!(
             of(&[
                 one("Eclipse Public License - v 1.0", ""),
@@ -1437,6 +1796,31 @@ mod tests {
                     "GNU Lesser General Public License",
                     "http://www.gnu.org/licenses/old-licenses/lgpl-2.1.html"
                 )
+            ])
+            .as_deref(),
+            Some("EPL-1.0 OR LGPL-2.1")
+        );
+        assert_eq!(
+            of(&[one(
+                "GNU Lesser General Public License v2.1 or later",
+                "https://www.gnu.org/licenses/old-licenses/lgpl-2.1.html"
+            )])
+            .as_deref(),
+            Some("LGPL-2.1-or-later")
+        );
+        assert_eq!(
+            of(&[one(
+                "GNU General Public License, version 2",
+                "https://www.gnu.org/licenses/gpl-3.0.html"
+            )]),
+            None
+        );
+        // Not known: an unversioned GNU license in the choice, a property, a name and URL
+        // that disagree, no licenses, an unknown entity, XML that does not parse.
+        assert_eq!(
+            of(&[
+                one("Eclipse Public License - v 1.0", ""),
+                one("GNU Lesser General Public License", "")
             ]),
             None
         );
@@ -1536,7 +1920,7 @@ mod tests {
         // and Apache-1.1 their namesakes'; 0BSD (ISC's grant without its condition) is
         // itself.
         assert_eq!(license_file(spdx_text("0BSD")).as_deref(), Some("0BSD"));
-        for id in ["X11", "MIT-0", "MPL-1.1", "Apache-1.1", "GPL-2.0-only"] {
+        for id in ["X11", "MIT-0", "MPL-1.1", "Apache-1.1", "GPL-1.0-only"] {
             assert_eq!(license_file(spdx_text(id)), None, "{id}");
         }
         // One word changed: not known.
@@ -1603,6 +1987,100 @@ mod tests {
     }
 
     #[test]
+    fn gnu_license_texts_are_read_as_their_version_with_or_later_left_open() {
+        // The SPDX list's texts, relaid with a copyright line above.
+        for (text, id) in [
+            ("GPL-2.0-only", "GPL-2.0"),
+            ("GPL-3.0-or-later", "GPL-3.0"),
+            ("LGPL-2.0-only", "LGPL-2.0"),
+            ("LGPL-2.1-only", "LGPL-2.1"),
+            ("AGPL-3.0-only", "AGPL-3.0"),
+        ] {
+            let relaid = format!(
+                "Copyright (C) 2031 Someone\n\n{}",
+                spdx_text(text)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join("\n ")
+            );
+            assert_eq!(license_file(&relaid).as_deref(), Some(id), "{text}");
+        }
+        // The GPL 2 as older copies give it: the FSF at 59 Temple Place, the "Library"
+        // GPL named in the preamble and the appendix, the title before the terms, and the
+        // appendix's last paragraph.
+        let old = spdx_text("GPL-2.0-only")
+            .replacen(
+                "51 Franklin Street, Fifth Floor, Boston, MA  02110-1301, USA",
+                "59 Temple Place - Suite 330, Boston, MA  02111-1307  USA",
+                1,
+            )
+            .replacen("GNU Lesser General", "GNU Library General", 1)
+            .replacen(
+                "TERMS AND CONDITIONS FOR COPYING",
+                "GNU GENERAL PUBLIC LICENSE\nTERMS AND CONDITIONS FOR COPYING",
+                2,
+            )
+            + "\nThis General Public License does not permit incorporating your program into proprietary programs.  If your program is a subroutine library, you may consider it more useful to permit linking proprietary applications with the library.  If this is what you want to do, use the GNU Library General Public License instead of this License.\n";
+        assert!(old.contains("59 Temple Place") && old.contains("GNU Library General"));
+        assert_eq!(license_file(&old).as_deref(), Some("GPL-2.0"));
+        // Without its appendix: the terms are the license.
+        let terms_only = spdx_text("GPL-3.0-only");
+        let terms_only = &terms_only[..terms_only.find("How to Apply These Terms").unwrap()];
+        assert_eq!(license_file(terms_only).as_deref(), Some("GPL-3.0"));
+        // The LGPL 3 with the GPL 3 it builds on (as the SPDX list gives it, and as copies
+        // ship both) is the LGPL 3 alone; the GPL 3 with a bundled library's MIT is both.
+        assert!(spdx_text("LGPL-3.0-only").contains("GNU GENERAL PUBLIC LICENSE"));
+        assert_eq!(
+            license_file(spdx_text("LGPL-3.0-only")).as_deref(),
+            Some("LGPL-3.0")
+        );
+        let both = format!("{}\n\n{}", spdx_text("GPL-3.0-only"), spdx_text("MIT"));
+        assert_eq!(license_file(&both).as_deref(), Some("MIT AND GPL-3.0"));
+        // A word of the terms changed, or terms added after them (an exception is a
+        // grant of its own): not known.
+        let changed =
+            spdx_text("GPL-2.0-only").replacen("any later version", "no later version", 1);
+        assert_ne!(changed, spdx_text("GPL-2.0-only"));
+        assert_eq!(license_file(&changed), None);
+        let excepted = format!(
+            "{}\n\nAs a special exception, the copyright holders give you permission to link this library with independent modules.",
+            spdx_text("GPL-2.0-only")
+        );
+        assert_eq!(license_file(&excepted), None);
+        // The appendix covers words only beside its license's terms: MIT with the GPL's
+        // "How to Apply" is not known.
+        let appendix = &spdx_text("GPL-3.0-only")[terms_only.len()..];
+        let mit_and_appendix = format!("{}\n{appendix}", spdx_text("MIT"));
+        assert_eq!(license_file(&mit_and_appendix), None);
+        assert_eq!(
+            license_file(&format!("{terms_only}\n{appendix}")).as_deref(),
+            Some("GPL-3.0")
+        );
+        // The GPL 1 is not known.
+        assert_eq!(license_file(spdx_text("GPL-1.0-only")), None);
+    }
+
+    #[test]
+    fn apaches_notice_alone_names_apache_and_its_terms_may_stop_before_the_end_line() {
+        let notice = "Copyright 2014-2019 Grant Jenks\n\nLicensed under the Apache License, Version 2.0 (the \"License\");\nyou may not use this file except in compliance with the License.\nYou may obtain a copy of the License at\n\n    https://www.apache.org/licenses/LICENSE-2.0.txt\n\nUnless required by applicable law or agreed to in writing, software\ndistributed under the License is distributed on an \"AS IS\" BASIS,\nWITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.\nSee the License for the specific language governing permissions and\nlimitations under the License.\n";
+        assert_eq!(license_file(notice).as_deref(), Some("Apache-2.0"));
+        // A notice with a word changed, or with a condition added, is not.
+        assert_eq!(
+            license_file(&notice.replace("either express or implied", "express")),
+            None
+        );
+        assert_eq!(
+            license_file(&format!("{notice}\nCommercial use is restricted.")),
+            None
+        );
+        // The terms without "END OF TERMS AND CONDITIONS" and the appendix (requests'
+        // copy).
+        let apache = spdx_text("Apache-2.0");
+        let cut = &apache[..apache.find("END OF TERMS AND CONDITIONS").unwrap()];
+        assert_eq!(license_file(cut).as_deref(), Some("Apache-2.0"));
+    }
+
+    #[test]
     fn varietal_spellings_are_read_as_spdx_makes_them_equal() {
         // MIT's grant in British spelling and hyphenated (SPDX's equivalent words).
         let mit = spdx_text("MIT").replace("sublicense", "sub-licence");
@@ -1650,6 +2128,27 @@ mod tests {
                 None => {}
             }
         }
+        // The GNU licenses' `-only`, `-or-later` and `+` forms are one text, read as the
+        // version with "only" or "or later" left open (the program's notices say which).
+        let mut gnu_forms = Vec::new();
+        for open in [
+            "AGPL-3.0", "GPL-2.0", "GPL-3.0", "LGPL-2.0", "LGPL-2.1", "LGPL-3.0",
+        ] {
+            assert_eq!(
+                license_words(spdx_text(&format!("{open}-only"))),
+                license_words(spdx_text(&format!("{open}-or-later")))
+            );
+            for form in ["+", "-only", "-or-later"] {
+                let id = format!("{open}{form}");
+                if spdx::text::LICENSE_TEXTS.iter().any(|(i, _)| *i == id) {
+                    gnu_forms.push(format!("{id} taken for {open}"));
+                }
+            }
+        }
+        for form in &gnu_forms {
+            assert!(taken.contains(form), "{form}");
+        }
+        taken.retain(|t| !gnu_forms.contains(t));
         // The two that are the same text: MPL-2.0-no-copyleft-exception is MPL-2.0 word for
         // word (the difference is the Exhibit B notice in the source files), and the
         // deprecated BSD-2-Clause-NetBSD is BSD-2-Clause naming The NetBSD Foundation.
@@ -1674,11 +2173,17 @@ mod tests {
             known,
             [
                 "0BSD",
+                "AGPL-3.0",
                 "Apache-2.0",
                 "BSD-2-Clause",
                 "BSD-3-Clause",
                 "BSL-1.0",
+                "GPL-2.0",
+                "GPL-3.0",
                 "ISC",
+                "LGPL-2.0",
+                "LGPL-2.1",
+                "LGPL-3.0",
                 "MIT",
                 "MPL-2.0",
                 "Unlicense",
@@ -1697,9 +2202,40 @@ mod tests {
         assert_eq!(of("MIT license").as_deref(), Some("MIT"));
         assert_eq!(of("Apache 2.0").as_deref(), Some("Apache-2.0"));
         assert_eq!(of("BSD-3-Clause").as_deref(), Some("BSD-3-Clause"));
-        // A deprecated id, a family name: not known.
-        assert_eq!(of("GPL-3.0"), None);
+        // A deprecated GNU id: the version, "only" or "or later" left open (license rules
+        // read it as either); its `+` form says "or later". Other deprecated ids and family
+        // names: not known.
+        assert_eq!(of("GPL-3.0").as_deref(), Some("GPL-3.0"));
+        assert_eq!(of("lgpl-2.1").as_deref(), Some("LGPL-2.1"));
+        assert_eq!(of("GPL-2.0+").as_deref(), Some("GPL-2.0-or-later"));
+        assert_eq!(of("GPL-2.0-with-classpath-exception"), None);
         assert_eq!(of("BSD"), None);
+        assert_eq!(of("GPL"), None);
+        // Classifiers: a GNU license with a version and no "or later" as that version;
+        // without a version, or LGPL v2 (2.0 or 2.1?), not known.
+        let classified = |c: &str| {
+            python(&[
+                ("Name", "x"),
+                ("Classifier", &format!("License :: OSI Approved :: {c}")),
+            ])
+        };
+        assert_eq!(
+            classified("GNU General Public License v2 (GPLv2)").as_deref(),
+            Some("GPL-2.0")
+        );
+        assert_eq!(
+            classified("GNU Affero General Public License v3").as_deref(),
+            Some("AGPL-3.0")
+        );
+        assert_eq!(
+            classified("GNU General Public License v3 or later (GPLv3+)").as_deref(),
+            Some("GPL-3.0-or-later")
+        );
+        assert_eq!(
+            classified("GNU Lesser General Public License v2 (LGPLv2)"),
+            None
+        );
+        assert_eq!(classified("GNU General Public License (GPL)"), None);
         // A whole license text in the field.
         assert_eq!(of(spdx_text("MIT")).as_deref(), Some("MIT"));
     }

@@ -140,6 +140,58 @@ fn or_is_denied_only_when_every_alternative_is_and_and_when_any_part_is() {
     assert!(!hit("GPL-2.0-only"));
 }
 
+/// A deprecated GNU id names a version and leaves "only" or "or later" open (a license text
+/// alone says no more): a rule naming either form hits it, and one naming neither does not.
+#[test]
+fn gnu_ids_that_leave_only_or_later_open_are_hit_as_either() {
+    let rules = |ids: &[&str]| -> Policy {
+        policy(json!({"licenses": [{"name": "r", "action": "deny", "ids": ids}]}))
+    };
+    let hit = |ids: &[&str], license: &str| {
+        let rules = rules(ids);
+        let d = decide(
+            &[component("pkg:npm/x@1", license)],
+            &SUBJECT,
+            &rules.licenses,
+        );
+        d.first().map(|d| d.reason.clone())
+    };
+    // The open id is hit by a rule on either reading, by the glob, and by itself.
+    for ids in [
+        &["GPL-3.0-only"][..],
+        &["GPL-3.0-or-later"],
+        &["GPL-3.0*"],
+        &["GPL-3.0"],
+        &["gpl-*"],
+    ] {
+        assert_eq!(
+            hit(ids, "GPL-3.0").as_deref(),
+            Some("GPL-3.0 denied in GPL-3.0"),
+            "{ids:?}"
+        );
+    }
+    assert!(hit(&["AGPL-3.0-or-later"], "MIT AND AGPL-3.0").is_some());
+    assert!(hit(&["LGPL-2.1-only"], "lgpl-2.1").is_some());
+    // Another version, another family, or an alternative not hit: not hit.
+    assert!(hit(&["GPL-2.0-only", "GPL-2.0-or-later"], "GPL-3.0").is_none());
+    assert!(hit(&["GPL-3.0-only"], "LGPL-3.0").is_none());
+    assert!(hit(&["GPL-3.0-only"], "MIT OR GPL-3.0").is_none());
+    // The `+` form is the `-or-later` one only.
+    assert!(hit(&["GPL-2.0-or-later"], "GPL-2.0+").is_some());
+    assert!(hit(&["GPL-2.0-only"], "GPL-2.0+").is_none());
+    // The named forms are not widened: `-only` is not `-or-later`.
+    assert!(hit(&["GPL-2.0-or-later"], "GPL-2.0-only").is_none());
+    // With an exception, the whole term as either reading.
+    assert!(
+        hit(
+            &["GPL-2.0-only WITH Classpath-exception-2.0"],
+            "GPL-2.0 WITH Classpath-exception-2.0"
+        )
+        .is_some()
+    );
+    assert!(hit(&["GPL-2.0-only WITH Classpath-exception-2.0"], "GPL-2.0").is_none());
+}
+
 #[test]
 fn unknown_licenses_never_match_and_rules_keep_to_their_scope() {
     let p = policy(json!({"licenses": [

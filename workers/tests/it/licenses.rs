@@ -142,8 +142,14 @@ fn each_ecosystem_declares_its_license_its_own_way() {
             Some("GPL-3.0-or-later"),
         ),
         ("Classifier: License :: OSI Approved :: BSD License", None),
+        // The version without "or later": the deprecated id that leaves it open (license
+        // rules read it as either form).
         (
             "Classifier: License :: OSI Approved :: GNU General Public License v2 (GPLv2)",
+            Some("GPL-2.0"),
+        ),
+        (
+            "Classifier: License :: OSI Approved :: GNU Library or Lesser General Public License (LGPL)",
             None,
         ),
         (
@@ -629,6 +635,12 @@ fn pip_installed_packages_and_their_license_files() {
             ("idna@3.7", "BSD-3-Clause"),
             // The same; its LICENSE.txt names Pallets in place of "the copyright holder".
             ("jinja2@3.1.4", "BSD-3-Clause"),
+            // `License: LGPL` and the bare LGPL classifier; its LICENSE is the LGPL 2.1
+            // (with the FSF's Suite 500 address): the version, "or later" left open.
+            ("paramiko@3.5.0", "LGPL-2.1"),
+            // `License: GNU Lesser General Public License v3 (LGPLv3)`, no "or later"; its
+            // LICENSE.txt is the LGPL 3.0.
+            ("psycopg@3.2.3", "LGPL-3.0"),
             // `License: BSD`, and a LICENSE (bullets as `*`) naming Eli Bendersky.
             ("pycparser@2.21", "BSD-3-Clause"),
             // `License: Apache-2.0`.
@@ -694,4 +706,140 @@ fn npm_installed_packages_and_their_license_files() {
     .collect();
     want.sort();
     assert_eq!(found, want);
+}
+
+/// How Debian's `licensecheck` reads license files, as the scanner's ids: its GNU names
+/// (`GPL-2`, `LGPL-3`, `AGPLv3`: the version, "or later" not said) as the deprecated SPDX
+/// ids that say as much; `None` where it names no one license (`UNKNOWN`, `A and/or B`).
+pub(crate) fn licensecheck(files: &[PathBuf]) -> Option<Vec<Option<String>>> {
+    let tool = stellaops_testing::service("STELLAOPS_TEST_LICENSECHECK")?;
+    let out = Command::new(tool)
+        .args(["--check=.", "--machine", "--shortname-scheme=spdx", "--"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let readings: std::collections::BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    Some(
+        files
+            .iter()
+            .map(|f| {
+                let name = readings
+                    .get(f.to_str().unwrap())
+                    .unwrap_or_else(|| panic!("licensecheck read {f:?}:\n{text}"));
+                if *name == "UNKNOWN" || name.contains(' ') {
+                    return None;
+                }
+                for family in ["AGPL", "LGPL", "GPL"] {
+                    if let Some(version) = name
+                        .strip_prefix(family)
+                        .map(|v| v.trim_start_matches(['-', 'v']))
+                        .filter(|v| {
+                            !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+                        })
+                    {
+                        let version = if version.contains('.') {
+                            version.to_string()
+                        } else {
+                            format!("{version}.0")
+                        };
+                        return Some(format!("{family}-{version}"));
+                    }
+                }
+                Some(name.to_string())
+            })
+            .collect(),
+    )
+}
+
+/// The ids the license-file matcher knows (the SPDX list's texts it reads as themselves).
+pub(crate) const MATCHER_KNOWS: &[&str] = &[
+    "0BSD",
+    "AGPL-3.0",
+    "Apache-2.0",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "BSL-1.0",
+    "GPL-2.0",
+    "GPL-3.0",
+    "ISC",
+    "LGPL-2.0",
+    "LGPL-2.1",
+    "LGPL-3.0",
+    "MIT",
+    "MPL-2.0",
+    "Unlicense",
+    "Zlib",
+];
+
+/// Our reading of each file beside licensecheck's: where it names one license we know,
+/// ours is the same; where it names one we do not, ours is nothing (not taken for another).
+/// The files where licensecheck names none are returned for the caller's own expectations.
+pub(crate) fn agrees_with_licensecheck(files: &[PathBuf]) -> Option<usize> {
+    let theirs = licensecheck(files)?;
+    let mut compared = 0;
+    for (file, theirs) in files.iter().zip(theirs) {
+        let text = std::fs::read(file).unwrap();
+        let ours = stellaops_scanner::license::license_file(&String::from_utf8_lossy(&text));
+        let Some(theirs) = theirs else { continue };
+        compared += 1;
+        if MATCHER_KNOWS.contains(&theirs.as_str()) {
+            assert_eq!(ours.as_deref(), Some(theirs.as_str()), "{file:?}");
+        } else {
+            assert_eq!(ours, None, "{file:?}: licensecheck reads {theirs}");
+        }
+    }
+    Some(compared)
+}
+
+/// The license files of the pip- and npm-installed packages (real copies, as projects ship
+/// them: Apache, BSD, MIT, the Unlicense, the LGPL 2.1 and 3.0) read as Debian's
+/// licensecheck reads them.
+#[test]
+fn installed_packages_license_files_read_as_licensecheck_reads_them() {
+    let (Some(pysite), Some(npmsite)) = (
+        stellaops_testing::service("STELLAOPS_TEST_PYTHON_SITE"),
+        stellaops_testing::service("STELLAOPS_TEST_NPM_SITE"),
+    ) else {
+        return;
+    };
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(&pysite).unwrap() {
+        let dir = dir.unwrap().path();
+        if dir.extension().is_some_and(|e| e == "dist-info") {
+            for sub in [dir.clone(), dir.join("licenses")] {
+                files.extend(license_files_in(&sub));
+            }
+        }
+    }
+    for dir in std::fs::read_dir(PathBuf::from(&npmsite).join("node_modules")).unwrap() {
+        files.extend(license_files_in(&dir.unwrap().path()));
+    }
+    files.sort();
+    assert!(files.len() >= 20, "{files:?}");
+    let Some(compared) = agrees_with_licensecheck(&files) else {
+        return;
+    };
+    // All but amdefine's (`BSD-3-Clause and/or MIT`) and xmldom's (a choice, by URL).
+    assert_eq!(compared, files.len() - 2, "{files:?}");
+}
+
+fn license_files_in(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy().to_ascii_uppercase();
+                    n.starts_with("LICEN") || n.starts_with("COPYING")
+                })
+        })
+        .collect()
 }
