@@ -306,7 +306,18 @@ fn debian_copyright_files_of_real_packages() {
 }
 
 fn alpine_layer() -> Vec<u8> {
+    let gpl3 = spdx::text::LICENSE_TEXTS
+        .iter()
+        .find(|(id, _)| *id == "GPL-3.0-only")
+        .unwrap()
+        .1;
     oci::tar_of(&[
+        // `license: "GPL"` says no version: its COPYING says GPL 3.0, "or later" open.
+        (
+            "app/node_modules/copyleft-lib/package.json",
+            br#"{"name": "copyleft-lib", "version": "3.1.0", "license": "GPL"}"#,
+        ),
+        ("app/node_modules/copyleft-lib/COPYING", gpl3.as_bytes()),
         (
             "etc/os-release",
             b"NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME=\"Alpine Linux v3.20\"\n",
@@ -354,6 +365,7 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
         "licenses": [
             {"name": "no-agpl", "action": "deny", "ids": ["AGPL-*"],
              "exceptPackages": ["pkg:pypi/vetted*"]},
+            {"name": "gpl3-or-later-warns", "action": "warn", "ids": ["GPL-3.0-or-later"]},
             {"name": "copyleft-warns", "action": "warn", "ids": ["GPL-*", "LGPL-*"],
              "exceptPackages": ["pkg:apk/alpine/busybox@*"]}
         ]
@@ -409,11 +421,19 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
     assert_eq!(find("inhouse").1, "SEE LICENSE IN LICENSE.md");
     assert!(find("inhouse").2.is_empty(), "not an expression: no ids");
     assert_eq!(find("legacy").1, "MIT");
-    assert_eq!(stored.len(), 11, "{stored:?}");
+    assert_eq!(
+        (
+            find("copyleft-lib").1.as_str(),
+            find("copyleft-lib").2.clone()
+        ),
+        ("GPL-3.0", vec!["GPL-3.0".to_string()])
+    );
+    assert_eq!(stored.len(), 12, "{stored:?}");
 
     // The decisions: AGPL denied in the Python package; the OR with SSPL is not denied
-    // (SSPL is not in the rule); the GPL AND LGPL of libgcc warns; GPL OR MIT does not;
-    // busybox is excepted.
+    // (SSPL is not in the rule); the GPL 3.0 of copyleft-lib's COPYING may be "or later",
+    // so the rule on `GPL-3.0-or-later` warns; the GPL AND LGPL of libgcc warns; GPL OR MIT
+    // does not; busybox is excepted.
     let decisions = stellaops_store::scans::license_decisions(&env.pool, summary.scan_id)
         .await
         .unwrap();
@@ -440,6 +460,11 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
                 "warns",
                 "license:copyleft-warns"
             ),
+            (
+                "pkg:npm/copyleft-lib@3.1.0".to_string(),
+                "warns",
+                "license:gpl3-or-later-warns"
+            ),
         ]
     );
     // explain prints them with the rule and the reason.
@@ -460,7 +485,7 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
     let reasons = stellaops_store::scans::reasons(&env.pool, summary.scan_id, 3)
         .await
         .unwrap();
-    assert_eq!(reasons.deciding, 2);
+    assert_eq!(reasons.deciding, 3);
     assert!(
         reasons.top[0].starts_with("license AGPL-3.0-or-later of pkg:pypi/ghostscript-wrap@0.7"),
         "{reasons:?}"
@@ -495,6 +520,11 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
         licenses_of("oddball"),
         json!([{"expression": "MIT AND LicenseRef-Oddball"}])
     );
+    // The deprecated id is on the SPDX list (and in CycloneDX's): an id, no name.
+    assert_eq!(
+        licenses_of("copyleft-lib"),
+        json!([{"license": {"id": "GPL-3.0"}}])
+    );
     if std::env::var("STELLAOPS_TEST_PYTHON").is_ok() {
         let (ok, report) = cyclonedx_valid(&cdx_bytes);
         assert!(ok, "CycloneDX with licenses: {report}");
@@ -514,6 +544,7 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
             "GPL-2.0-or-later AND LGPL-2.1-or-later"
         );
         assert_eq!(package("inhouse")["licenseDeclared"], "NOASSERTION");
+        assert_eq!(package("copyleft-lib")["licenseDeclared"], "GPL-3.0");
         assert_eq!(
             package("oddball")["licenseDeclared"],
             "MIT AND LicenseRef-Oddball"
@@ -570,8 +601,16 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
         .unwrap()
         .unwrap();
     assert_eq!(explanation.verdict, "Warn");
-    assert_eq!(explanation.licenses.len(), 1);
-    assert_eq!(explanation.licenses[0].decided_by, "license:copyleft-warns");
+    let mut warned: Vec<&str> = explanation
+        .licenses
+        .iter()
+        .map(|l| l.decided_by.as_str())
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        ["license:copyleft-warns", "license:gpl3-or-later-warns"]
+    );
     // And back: a rescan of the same digest at the same snapshot reuses the stored
     // inventory's licenses and is denied again.
     let again = stellaops_workers::scan::ScanJob {
