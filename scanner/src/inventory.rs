@@ -330,18 +330,21 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
     (unique, os)
 }
 
-/// What a package declares: its own metadata's license, or for a Debian package the
-/// licenses of its machine-readable `copyright` file.
+/// What a package declares: its own metadata's license (an RPM tag in Fedora's legacy
+/// abbreviations as SPDX), or for a Debian package the licenses of its machine-readable
+/// `copyright` file.
 fn declared_license(
     p: &FoundPackage,
     copyrights: &BTreeMap<String, String>,
 ) -> Option<stellaops_policy::license::Declared> {
-    let text = if p.kind == "deb" {
-        copyrights.get(&format!("usr/share/doc/{}/copyright", p.name))?
+    if p.kind == "deb" {
+        let text = copyrights.get(&format!("usr/share/doc/{}/copyright", p.name))?;
+        stellaops_policy::license::Declared::of(text)
+    } else if p.kind == "rpm" {
+        stellaops_policy::license::Declared::of(&crate::license::rpm(&p.license))
     } else {
-        &p.license
-    };
-    stellaops_policy::license::Declared::of(text)
+        stellaops_policy::license::Declared::of(&p.license)
+    }
 }
 
 /// A component known only by its package URL and declared license.

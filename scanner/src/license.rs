@@ -375,6 +375,100 @@ pub fn debian_copyright(text: &str) -> Option<String> {
     all_apply(&synopses)
 }
 
+/// Fedora's legacy license abbreviations (RPM `License:` tags before Fedora 38 and on RHEL
+/// 9 and older, CentOS, Rocky, Alma, Amazon Linux 2) with the SPDX id each stands for. Only
+/// those that name one license: `BSD`, `GFDL`, `AFL`, `Python` or `LGPLv2` (2.0 or 2.1
+/// only?) name a family and stay `LicenseRef-`s. `LGPLv2+` was written for "2.0 or later"
+/// and "2.1 or later" alike; both may be used under `LGPL-2.1-or-later`, so that.
+const FEDORA_LEGACY: &[(&str, &str)] = &[
+    ("GPL+", "GPL-1.0-or-later"),
+    ("GPLv2", "GPL-2.0-only"),
+    ("GPLv2+", "GPL-2.0-or-later"),
+    ("GPLv3", "GPL-3.0-only"),
+    ("GPLv3+", "GPL-3.0-or-later"),
+    ("LGPLv2+", "LGPL-2.1-or-later"),
+    ("LGPLv2.1", "LGPL-2.1-only"),
+    ("LGPLv2.1+", "LGPL-2.1-or-later"),
+    ("LGPLv3", "LGPL-3.0-only"),
+    ("LGPLv3+", "LGPL-3.0-or-later"),
+    ("AGPLv3", "AGPL-3.0-only"),
+    ("AGPLv3+", "AGPL-3.0-or-later"),
+    ("ASL 1.1", "Apache-1.1"),
+    ("ASL 2.0", "Apache-2.0"),
+    ("MPLv1.0", "MPL-1.0"),
+    ("MPLv1.1", "MPL-1.1"),
+    ("MPLv2.0", "MPL-2.0"),
+    ("Artistic 2.0", "Artistic-2.0"),
+    ("Artistic clarified", "ClArtistic"),
+    ("Boost", "BSL-1.0"),
+    ("CC0", "CC0-1.0"),
+    ("Public Domain", "LicenseRef-Fedora-Public-Domain"),
+];
+
+/// An RPM `License:` tag as an SPDX expression. Current Fedora, RHEL 10 and SUSE write SPDX
+/// already (kept as given); older tags use Fedora's legacy abbreviations joined by `and`
+/// and `or` with parentheses (`GPLv2+ and (LGPLv2+ or MIT)`, `ASL 2.0`, `GPLv3+ with
+/// exceptions`): each abbreviation that names one license becomes its SPDX id
+/// ([`FEDORA_LEGACY`], or an SPDX id in another case: `zlib` → `Zlib`), anything else a
+/// `LicenseRef-` of its words (a `with exceptions` term whole, as Debian's are). A tag in
+/// which no term names a license is kept as given.
+pub fn rpm(tag: &str) -> String {
+    let tag = tag.trim();
+    if names_listed_licenses(tag) || tag.len() > MAX_DECLARED {
+        return tag.to_string();
+    }
+    let mut out = String::new();
+    let mut term: Vec<&str> = Vec::new();
+    let mut named = false;
+    let mut flush = |term: &mut Vec<&str>, out: &mut String| {
+        if !term.is_empty() {
+            let text = term.join(" ");
+            term.clear();
+            let id = fedora_term(&text);
+            named |= id.is_some();
+            out.push_str(&id.unwrap_or_else(|| license_ref(&text)));
+        }
+    };
+    // Words and parentheses; `and`/`or` (as Fedora wrote them, lower case) join terms.
+    let spaced = tag.replace('(', " ( ").replace(')', " ) ");
+    for word in spaced.split_whitespace() {
+        match word {
+            "(" | ")" => {
+                flush(&mut term, &mut out);
+                out.push_str(word);
+            }
+            "and" | "AND" => {
+                flush(&mut term, &mut out);
+                out.push_str(" AND ");
+            }
+            "or" | "OR" => {
+                flush(&mut term, &mut out);
+                out.push_str(" OR ");
+            }
+            _ => term.push(word),
+        }
+    }
+    flush(&mut term, &mut out);
+    if named && stellaops_policy::license::parse(&out).is_ok() {
+        out
+    } else {
+        tag.to_string()
+    }
+}
+
+/// One term of a legacy RPM tag as the SPDX id it names, if it names one.
+fn fedora_term(term: &str) -> Option<String> {
+    FEDORA_LEGACY
+        .iter()
+        .find(|(legacy, _)| *legacy == term)
+        .map(|(_, id)| id.to_string())
+        .or_else(|| {
+            listed_ignoring_case(term)
+                .filter(|id| spdx::license_id(id).is_some_and(|l| !l.is_deprecated()))
+                .map(str::to_string)
+        })
+}
+
 /// Several license expressions that all apply, as one (`(A) AND (B)`, normal form);
 /// nothing, or a result that does not parse or is too long: not known.
 pub fn all_apply<S: AsRef<str>>(expressions: &[S]) -> Option<String> {
@@ -2238,6 +2332,56 @@ mod tests {
         assert_eq!(classified("GNU General Public License (GPL)"), None);
         // A whole license text in the field.
         assert_eq!(of(spdx_text("MIT")).as_deref(), Some("MIT"));
+    }
+
+    #[test]
+    fn legacy_rpm_tags_in_spdx() {
+        // Tags of RHEL 9 packages (bash, glibc, zlib, dbus, gmp, procps-ng, libcap, vim).
+        for (tag, want) in [
+            ("GPLv3+", "GPL-3.0-or-later"),
+            (
+                "LGPLv2+ and LGPLv2+ with exceptions and GPLv2+ and GPLv2+ with exceptions and BSD and Inner-Net and ISC and Public Domain and GFDL",
+                "LGPL-2.1-or-later AND LicenseRef-LGPLv2p-with-exceptions AND GPL-2.0-or-later AND LicenseRef-GPLv2p-with-exceptions AND LicenseRef-BSD AND LicenseRef-Inner-Net AND ISC AND LicenseRef-Fedora-Public-Domain AND LicenseRef-GFDL",
+            ),
+            ("ASL 2.0", "Apache-2.0"),
+            ("zlib and Boost", "Zlib AND BSL-1.0"),
+            (
+                "(GPLv2+ or AFL) and GPLv2+",
+                "(GPL-2.0-or-later OR LicenseRef-AFL) AND GPL-2.0-or-later",
+            ),
+            ("LGPLv3+ or GPLv2+", "LGPL-3.0-or-later OR GPL-2.0-or-later"),
+            (
+                "GPL+ and GPLv2 and GPLv2+ and GPLv3+ and LGPLv2+",
+                "GPL-1.0-or-later AND GPL-2.0-only AND GPL-2.0-or-later AND GPL-3.0-or-later AND LGPL-2.1-or-later",
+            ),
+            ("BSD or GPLv2", "LicenseRef-BSD OR GPL-2.0-only"),
+            ("Vim and MIT", "Vim and MIT"),
+            ("MPLv2.0", "MPL-2.0"),
+            ("Public Domain", "LicenseRef-Fedora-Public-Domain"),
+            // SPDX already (current Fedora, RHEL 10; SUSE's `+` forms): as given.
+            ("MIT", "MIT"),
+            (
+                "MIT AND (GPL-2.0-or-later OR Apache-2.0)",
+                "MIT AND (GPL-2.0-or-later OR Apache-2.0)",
+            ),
+            ("GPL-2.0+ and LGPL-2.1+", "GPL-2.0+ and LGPL-2.1+"),
+            // Nothing in it names a license: as given.
+            ("BSD", "BSD"),
+            ("Python", "Python"),
+            (
+                "Redistributable, no modification permitted",
+                "Redistributable, no modification permitted",
+            ),
+            ("GPLv2 with exceptions", "GPLv2 with exceptions"),
+            // Unbalanced: as given.
+            ("(GPLv2+ or MIT", "(GPLv2+ or MIT"),
+        ] {
+            assert_eq!(rpm(tag), want, "{tag}");
+        }
+        // Each converted tag is an expression of listed ids and references.
+        assert!(names_listed_licenses(&rpm(
+            "(GPLv2+ or AFL) and GPLv2+ and Public Domain"
+        )));
     }
 
     #[test]

@@ -395,11 +395,12 @@ fn rpmbuild(
             "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: {name}\nLicense: {license}\nAutoReqProv: no\n\
              %description\n{name}\n%install\n{install}\n%files\n{}\n",
             files.join("\n"),
-            // One package declares an expression, as current Fedora writes them.
-            license = if name == "greeter" {
-                "MIT AND (GPL-2.0-or-later OR Apache-2.0)"
-            } else {
-                "MIT"
+            // One package declares an expression, as current Fedora writes them; one in
+            // Fedora's legacy abbreviations, as RHEL 9 and older do.
+            license = match name {
+                "greeter" => "MIT AND (GPL-2.0-or-later OR Apache-2.0)",
+                "minsh" => "GPLv3+ and (LGPLv2+ or ASL 2.0) and BSD",
+                _ => "MIT",
             }
         ),
     )
@@ -548,6 +549,26 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
         fragment.files["var/lib/rpm/rpmdb.sqlite"]
             .iter()
             .any(|p| p.license == "MIT AND (GPL-2.0-or-later OR Apache-2.0)")
+    );
+    // The inventory declares the legacy tag in SPDX (the BSD family as a reference), and
+    // keeps SPDX tags as they are.
+    let (components, _) =
+        stellaops_scanner::merge(&[("sha256:layer".to_string(), fragment.clone())]);
+    let declared = |name: &str| {
+        components
+            .iter()
+            .find(|c| c.name == format!("x86_64/{name}"))
+            .and_then(|c| c.license.clone())
+            .unwrap_or_else(|| panic!("{name} declares a license"))
+            .expression
+    };
+    assert_eq!(
+        declared("minsh"),
+        "GPL-3.0-or-later AND (LGPL-2.1-or-later OR Apache-2.0) AND LicenseRef-BSD"
+    );
+    assert_eq!(
+        declared("greeter"),
+        "MIT AND (GPL-2.0-or-later OR Apache-2.0)"
     );
     let lists = &fragment.rpm_files["var/lib/rpm/rpmdb.sqlite"];
     for (package, file) in [
