@@ -1,6 +1,6 @@
 //! Text package databases and manifests: dpkg status, apk installed, os-release, Python
 //! METADATA, .NET deps.json; the declared licenses in them (Debian copyright files, npm
-//! `license`, SPDX expressions) and license files. An SPDX expression that parses, written back in its normal
+//! `license`, SPDX expressions, RPM tags in Fedora's legacy abbreviations) and license files. An SPDX expression that parses, written back in its normal
 //! form, parses to the same normal form and ids.
 #![no_main]
 
@@ -18,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = analyze::parse_deps_json(&text);
     let _ = declared::debian_copyright(&text);
     let _ = declared::license_file(&text);
+    let rpm = declared::rpm(&text);
+    if rpm != text.trim() {
+        // A legacy tag read in SPDX is an expression.
+        license::parse(&rpm).expect("a converted RPM tag parses");
+    }
     if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
         let _ = declared::npm(&json);
     }

@@ -52,9 +52,10 @@ pub fn npm(json: &Value) -> Option<String> {
 /// else as given.
 fn npm_license(value: &str) -> Option<String> {
     let value = bounded(value)?;
-    if stellaops_policy::license::parse(&value).is_ok() || value.starts_with("SEE LICENSE IN") {
+    if names_listed_licenses(&value) || value.starts_with("SEE LICENSE IN") {
         return Some(value);
     }
+    // A name, even one that parses as an id of no list (`GPLv3`).
     Some(license_by_name(&value).unwrap_or(value))
 }
 
@@ -598,6 +599,21 @@ const LICENSE_NAMES: &[(&str, &str)] = &[
     ("gnu lesser general public license v3.0", "LGPL-3.0"),
     ("gnu affero general public license, version 3", "AGPL-3.0"),
     ("gnu affero general public license v3.0", "AGPL-3.0"),
+    // The short names packages write (`License: GPLv3`, npm's `"license": "LGPLv3"`).
+    ("gplv2", "GPL-2.0"),
+    ("gpl v2", "GPL-2.0"),
+    ("gplv2+", "GPL-2.0-or-later"),
+    ("gplv3", "GPL-3.0"),
+    ("gpl v3", "GPL-3.0"),
+    ("gplv3+", "GPL-3.0-or-later"),
+    ("lgplv2.1", "LGPL-2.1"),
+    ("lgpl v2.1", "LGPL-2.1"),
+    ("lgplv3", "LGPL-3.0"),
+    ("lgpl v3", "LGPL-3.0"),
+    ("lgplv3+", "LGPL-3.0-or-later"),
+    ("agplv3", "AGPL-3.0"),
+    ("agpl v3", "AGPL-3.0"),
+    ("agplv3+", "AGPL-3.0-or-later"),
 ];
 
 /// License URLs as projects write them in `<license><url>` (and OSGi `Bundle-License`),
@@ -2305,6 +2321,13 @@ mod tests {
         assert_eq!(of("GPL-2.0-with-classpath-exception"), None);
         assert_eq!(of("BSD"), None);
         assert_eq!(of("GPL"), None);
+        // The short names: the version, "or later" when they say so.
+        assert_eq!(of("GPLv3").as_deref(), Some("GPL-3.0"));
+        assert_eq!(of("GPLv3+").as_deref(), Some("GPL-3.0-or-later"));
+        assert_eq!(of("LGPL v2.1").as_deref(), Some("LGPL-2.1"));
+        assert_eq!(of("AGPLv3").as_deref(), Some("AGPL-3.0"));
+        // LGPLv2: 2.0 or 2.1? Not known.
+        assert_eq!(of("LGPLv2"), None);
         // Classifiers: a GNU license with a version and no "or later" as that version;
         // without a version, or LGPL v2 (2.0 or 2.1?), not known.
         let classified = |c: &str| {

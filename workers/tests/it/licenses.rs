@@ -95,6 +95,12 @@ fn each_ecosystem_declares_its_license_its_own_way() {
         (json!({"license": "Apache 2.0"}), Some("Apache-2.0")),
         (json!({"license": "The MIT License"}), Some("MIT")),
         (json!({"license": "Public Domain"}), Some("Public Domain")),
+        // A short name that parses as an id of no list: the license it names; the
+        // deprecated GNU id (the version, "or later" open) as given.
+        (json!({"license": "GPLv3"}), Some("GPL-3.0")),
+        (json!({"license": "LGPLv3+"}), Some("LGPL-3.0-or-later")),
+        (json!({"license": "GPL-3.0"}), Some("GPL-3.0")),
+        (json!({"license": "WTFPL OR Foo"}), Some("WTFPL OR Foo")),
         (
             json!({"licenses": [{"type": "MIT License"}, {"type": "Apache License, Version 2.0"}]}),
             Some("(MIT) OR (Apache-2.0)"),
