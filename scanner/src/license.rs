@@ -539,6 +539,9 @@ const LICENSE_NAMES: &[(&str, &str)] = &[
         "common development and distribution license 1.0",
         "CDDL-1.0",
     ),
+    // Jakarta EE's secondary license (its sources say `GPL-2.0 WITH
+    // Classpath-exception-2.0`).
+    ("gpl2 w/ cpe", "GPL-2.0 WITH Classpath-exception-2.0"),
     ("cddl 1.0", "CDDL-1.0"),
     ("cddl 1.1", "CDDL-1.1"),
     ("universal permissive license, version 1.0", "UPL-1.0"),
@@ -778,11 +781,25 @@ fn xml_text(raw: &str) -> Option<String> {
 /// Largest POM read for its licenses.
 pub const MAX_POM: usize = 1 << 20;
 
+/// Parent POMs whose license every module inherits, as each declares it (`groupId`,
+/// `artifactId`, SPDX id), for the jars whose own POM lists none.
+const KNOWN_PARENTS: &[(&str, &str, &str)] = &[
+    // The ASF's own parents, also of its projects in groups of their own (`commons-io`).
+    ("org.apache", "apache", "Apache-2.0"),
+    ("org.apache.commons", "commons-parent", "Apache-2.0"),
+    ("org.slf4j", "slf4j-parent", "MIT"),
+    ("io.netty", "netty-parent", "Apache-2.0"),
+    ("com.google.guava", "guava-parent", "Apache-2.0"),
+];
+
 /// A Maven `pom.xml` (as a jar carries it under `META-INF/maven/<group>/<artifact>/`):
-/// the licenses `<project><licenses>` lists, several as a choice ([`choice`]). None
-/// listed (the usual case when a parent POM holds them, which a jar does not carry), one
-/// that names no license this can tell (`${…}` properties, unknown names), or XML that
-/// does not parse: not known.
+/// the licenses `<project><licenses>` lists, several as a choice ([`choice`]). When it
+/// lists none (a parent POM holds them, which the jar does not carry): the license of a
+/// known parent ([`KNOWN_PARENTS`]), or Apache-2.0 for a project of the Apache Software
+/// Foundation (its group, or the parent's it inherits, `org.apache` or under it: the ASF
+/// releases under the Apache License 2.0 only, and that namespace on Maven Central is
+/// its). One that names no license this can tell (`${…}` properties, unknown names), any
+/// other parent, or XML that does not parse: not known.
 pub fn maven_pom(xml: &str) -> Option<String> {
     use xmlparser::{ElementEnd, Token, Tokenizer};
     if xml.len() > MAX_POM {
@@ -790,7 +807,10 @@ pub fn maven_pom(xml: &str) -> Option<String> {
     }
     let mut path: Vec<&str> = Vec::new();
     let mut licenses: Vec<Option<String>> = Vec::new();
+    let mut lists_licenses = false;
     let (mut name, mut url) = (String::new(), String::new());
+    let (mut group, mut parent_group, mut parent_artifact) =
+        (String::new(), String::new(), String::new());
     for token in Tokenizer::from(xml) {
         let (text, cdata) = match token.ok()? {
             Token::ElementStart { local, .. } => {
@@ -798,6 +818,7 @@ pub fn maven_pom(xml: &str) -> Option<String> {
                 if path.len() > 64 {
                     return None;
                 }
+                lists_licenses |= path == ["project", "licenses"];
                 continue;
             }
             Token::ElementEnd { end, .. } => {
@@ -827,6 +848,9 @@ pub fn maven_pom(xml: &str) -> Option<String> {
         let field = match path.as_slice() {
             ["project", "licenses", "license", "name"] => &mut name,
             ["project", "licenses", "license", "url"] => &mut url,
+            ["project", "groupId"] => &mut group,
+            ["project", "parent", "groupId"] => &mut parent_group,
+            ["project", "parent", "artifactId"] => &mut parent_artifact,
             _ => continue,
         };
         if cdata {
@@ -835,7 +859,22 @@ pub fn maven_pom(xml: &str) -> Option<String> {
             field.push_str(&xml_text(text.as_str())?);
         }
     }
-    choice(licenses)
+    if lists_licenses {
+        return choice(licenses);
+    }
+    let (parent_group, parent_artifact) = (parent_group.trim(), parent_artifact.trim());
+    if let Some((.., id)) = KNOWN_PARENTS
+        .iter()
+        .find(|(g, a, _)| *g == parent_group && *a == parent_artifact)
+    {
+        return Some(id.to_string());
+    }
+    // The group is the parent's unless the POM sets its own.
+    let group = match group.trim() {
+        "" => parent_group,
+        own => own,
+    };
+    (group == "org.apache" || group.starts_with("org.apache.")).then(|| "Apache-2.0".to_string())
 }
 
 /// A jar's `META-INF/MANIFEST.MF`: the OSGi `Bundle-License` of its main section — SPDX
@@ -1947,6 +1986,62 @@ mod tests {
         assert_eq!(
             maven_pom("<project><licenses><license><name>MIT</name></licenses></project>"),
             None
+        );
+        // No licenses listed: a known parent's, or the ASF's for its own groups; another
+        // parent, or licenses listed but not known, say nothing.
+        let child = |group: &str, parent: (&str, &str), licenses: &str| {
+            maven_pom(&format!(
+                "<project><parent><groupId>{}</groupId><artifactId>{}</artifactId><version>1</version></parent>{group}<artifactId>x</artifactId>{licenses}</project>",
+                parent.0, parent.1
+            ))
+        };
+        assert_eq!(
+            child("", ("org.slf4j", "slf4j-parent"), "").as_deref(),
+            Some("MIT")
+        );
+        assert_eq!(
+            child(
+                "<groupId>commons-io</groupId>",
+                ("org.apache.commons", "commons-parent"),
+                ""
+            )
+            .as_deref(),
+            Some("Apache-2.0")
+        );
+        // log4j-api: its group is its parent's, under org.apache.
+        assert_eq!(
+            child("", ("org.apache.logging.log4j", "log4j"), "").as_deref(),
+            Some("Apache-2.0")
+        );
+        // Its own group outside org.apache under an ASF parent it does not name as known.
+        assert_eq!(
+            child(
+                "<groupId>com.example</groupId>",
+                ("org.apache.logging.log4j", "log4j"),
+                ""
+            ),
+            None
+        );
+        assert_eq!(child("", ("com.example", "parent"), ""), None);
+        assert_eq!(
+            child(
+                "",
+                ("org.slf4j", "slf4j-parent"),
+                "<licenses><license><name>Custom</name></license></licenses>"
+            ),
+            None
+        );
+        // Jakarta EE's pair: EPL-2.0 or the GPL 2 with the Classpath exception.
+        assert_eq!(
+            of(&[
+                one("EPL 2.0", "http://www.eclipse.org/legal/epl-2.0"),
+                one(
+                    "GPL2 w/ CPE",
+                    "https://www.gnu.org/software/classpath/license.html"
+                )
+            ])
+            .as_deref(),
+            Some("EPL-2.0 OR GPL-2.0 WITH Classpath-exception-2.0")
         );
         // Entities and CDATA are read as text.
         assert_eq!(
