@@ -1379,6 +1379,66 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
         ],
         not_followed_by: &[],
     },
+    // MIT without its condition (the notice need not be kept).
+    KnownTemplate {
+        id: "MIT-0",
+        parts: &[
+            Part::Words(
+                "permission is hereby granted free of charge to any person obtaining a copy of this software and associated documentation files the software to deal in the software without restriction including without limitation the rights to use copy modify merge publish distribute sublicense and or sell copies of the software and to permit persons to whom the software is furnished to do so the software is provided as is without warranty of any kind express or implied including but not limited to the warranties of merchantability fitness for a particular purpose and noninfringement in no event shall",
+            ),
+            Part::Any(1, MAX_NAME_WORDS),
+            MIT_LIABILITY,
+        ],
+        not_followed_by: &[],
+    },
+    // Long texts without names, whole (the SPDX list's copies, which Debian's
+    // `common-licenses` and the copies projects ship repeat word for word).
+    KnownTemplate {
+        id: "CC0-1.0",
+        parts: &[
+            Part::Words(
+                "creative commons legal code cc0 1 0 universal creative commons corporation is",
+            ),
+            Part::Hashed {
+                first: "not a law firm and does",
+                last: "cc0 or use of the work",
+                words: 1076,
+                sha256: "2fb5cdd5629f04aa241c910f961256ab87337acdbb3475d2f9ded782846e9b39",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "EPL-1.0",
+        parts: &[
+            Part::Words("eclipse public license"),
+            // `- v 1.0`, `v1.0`, `version 1.0`.
+            Part::Any(2, 3),
+            Part::Words("the accompanying program is provided under"),
+            Part::Hashed {
+                first: "the terms of this eclipse public",
+                last: "jury trial in any resulting litigation",
+                words: 1706,
+                sha256: "7f1b1e0303ec4e2d785f12da31613bb0b5a46104e81b05c3809f1c0814306e10",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "EPL-2.0",
+        parts: &[
+            Part::Words("eclipse public license"),
+            Part::Any(2, 3),
+            Part::Words("the accompanying program is provided under"),
+            Part::Hashed {
+                first: "the terms of this eclipse public",
+                last: "additional accurate notices of copyright ownership",
+                words: 2149,
+                sha256: "a67bd009c210f305e0775f29afdfab2c3d8186bfb68cab9cbab1f7137675aec8",
+            },
+        ],
+        not_followed_by: &[],
+    },
     KnownTemplate {
         id: "BSL-1.0",
         parts: &[Part::Words(
@@ -2125,9 +2185,19 @@ mod tests {
         // and Apache-1.1 their namesakes'; 0BSD (ISC's grant without its condition) is
         // itself.
         assert_eq!(license_file(spdx_text("0BSD")).as_deref(), Some("0BSD"));
-        for id in ["X11", "MIT-0", "MPL-1.1", "Apache-1.1", "GPL-1.0-only"] {
+        for id in ["X11", "MPL-1.1", "Apache-1.1", "GPL-1.0-only"] {
             assert_eq!(license_file(spdx_text(id)), None, "{id}");
         }
+        // MIT-0 is MIT without its condition: itself, not MIT.
+        assert_eq!(license_file(spdx_text("MIT-0")).as_deref(), Some("MIT-0"));
+        // EPL's title as copies write it (`v2.0`), and EPL-1.0 is not EPL-2.0.
+        let epl = spdx_text("EPL-2.0").replacen("v 2.0", "v2.0", 1);
+        assert_ne!(epl, spdx_text("EPL-2.0"));
+        assert_eq!(license_file(&epl).as_deref(), Some("EPL-2.0"));
+        assert_eq!(
+            license_file(spdx_text("EPL-1.0")).as_deref(),
+            Some("EPL-1.0")
+        );
         // One word changed: not known.
         let changed = spdx_text("MIT").replace("free of charge", "for a small fee");
         assert_eq!(license_file(&changed), None);
@@ -2383,6 +2453,9 @@ mod tests {
                 "BSD-2-Clause",
                 "BSD-3-Clause",
                 "BSL-1.0",
+                "CC0-1.0",
+                "EPL-1.0",
+                "EPL-2.0",
                 "GPL-2.0",
                 "GPL-3.0",
                 "ISC",
@@ -2390,6 +2463,7 @@ mod tests {
                 "LGPL-2.1",
                 "LGPL-3.0",
                 "MIT",
+                "MIT-0",
                 "MPL-2.0",
                 "Unlicense",
                 "Zlib"

@@ -285,7 +285,7 @@ async fn real_jars_nested_in_spring_boot_and_ear_archives_are_found_with_their_l
 
 /// The license texts Debian ships in base-files (`/usr/share/common-licenses`): those the
 /// matcher knows are recognised (the GNU licenses as their version, "or later" left open),
-/// the others (GPL 1, GFDL, Artistic, MPL-1.1, CC0) are not taken for anything — each as
+/// the others (GPL 1, GFDL, Artistic, MPL-1.1) are not taken for anything — each as
 /// Debian's licensecheck reads it, where it names one license.
 #[test]
 fn debians_common_license_texts() {
@@ -331,6 +331,7 @@ fn debians_common_license_texts() {
             "LGPL-2" => Some("LGPL-2.0"),
             "LGPL-2.1" => Some("LGPL-2.1"),
             "LGPL-3" => Some("LGPL-3.0"),
+            "CC0-1.0" => Some("CC0-1.0"),
             _ => None,
         };
         assert_eq!(
