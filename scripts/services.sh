@@ -131,7 +131,7 @@ install_missing() {
   # Python packages as `pip install` lays them out (wheels, no dependencies, pinned): the
   # scanner's license tests read their metadata and the license files it lists.
   local pysite="$ROOT/.test-services/python-site"
-  local pywanted="arrow==1.4.0 sigstore==4.5.0 sortedcontainers==2.4.0 rfc3339-validator==0.1.4 requests==2.34.2 semantic-version==2.10.0 tuf==7.0.1 id==1.6.1 idna==3.7 jinja2==3.1.4 pycparser==2.21 paramiko==3.5.0 psycopg==3.2.3"
+  local pywanted="arrow==1.4.0 sigstore==4.5.0 sortedcontainers==2.4.0 rfc3339-validator==0.1.4 requests==2.34.2 semantic-version==2.10.0 tuf==7.0.1 id==1.6.1 idna==3.7 jinja2==3.1.4 pycparser==2.21 paramiko==3.5.0 psycopg==3.2.3 pylint==3.3.1 ultralytics==8.3.40 chardet==5.2.0"
   if [ "$(cat "$pysite/.complete" 2>/dev/null)" != "$pywanted" ]; then
     log "installing Python packages for the scanner's license tests into .test-services/python-site"
     rm -rf "$pysite"

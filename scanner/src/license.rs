@@ -141,14 +141,32 @@ pub fn python(headers: &[(&str, &str)]) -> Option<String> {
     if let Some(expression) = field("License-Expression") {
         return bounded(expression);
     }
+    let classified: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Classifier"))
+        .filter_map(|(_, v)| v.trim().strip_prefix("License ::"))
+        .map(|rest| rest.rsplit("::").next().unwrap_or(rest).trim())
+        .filter_map(|name| CLASSIFIERS.iter().find(|(n, _)| *n == name))
+        .map(|(_, id)| *id)
+        .collect();
     if let Some(license) = field("License") {
-        if let Some((_, id)) = CLASSIFIERS
+        let named = CLASSIFIERS
             .iter()
             .find(|(_, id)| id.eq_ignore_ascii_case(license))
-        {
-            return Some(id.to_string());
-        }
-        if let Some(id) = license_by_name(license) {
+            .map(|(_, id)| id.to_string())
+            .or_else(|| license_by_name(license));
+        if let Some(id) = named {
+            // `License: AGPL-3.0` leaves "or later" open; a classifier of the same version
+            // may say (`… v3 or later (AGPLv3+)`).
+            if GNU_OPEN_IDS.contains(&id.as_str())
+                && let Some(said) = classified.iter().find(|c| {
+                    c.strip_suffix("-or-later")
+                        .or_else(|| c.strip_suffix("-only"))
+                        == Some(id.as_str())
+                })
+            {
+                return Some(said.to_string());
+            }
             return Some(id);
         }
         if let Some(text) = license_file(license) {
@@ -2485,6 +2503,29 @@ mod tests {
         // read it as either); its `+` form says "or later". Other deprecated ids and family
         // names: not known.
         assert_eq!(of("GPL-3.0").as_deref(), Some("GPL-3.0"));
+        // … unless a classifier of the same version says "or later" (ultralytics).
+        assert_eq!(
+            python(&[
+                ("License", "AGPL-3.0"),
+                (
+                    "Classifier",
+                    "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)"
+                ),
+            ])
+            .as_deref(),
+            Some("AGPL-3.0-or-later")
+        );
+        assert_eq!(
+            python(&[
+                ("License", "GPLv2"),
+                (
+                    "Classifier",
+                    "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)"
+                ),
+            ])
+            .as_deref(),
+            Some("GPL-2.0")
+        );
         assert_eq!(of("lgpl-2.1").as_deref(), Some("LGPL-2.1"));
         assert_eq!(of("GPL-2.0+").as_deref(), Some("GPL-2.0-or-later"));
         assert_eq!(of("GPL-2.0-with-classpath-exception"), None);

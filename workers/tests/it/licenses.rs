@@ -674,6 +674,9 @@ fn pip_installed_packages_and_their_license_files() {
         want(&[
             // Classifier "Apache Software License" only; License-File LICENSE: Apache 2.0.
             ("arrow@1.4.0", "Apache-2.0"),
+            // `License: LGPL` (which?) and the classifier `LGPLv2+`: LGPL-2.0-or-later
+            // (its LICENSE, the LGPL 2.1, is not read: the classifier says).
+            ("chardet@5.2.0", "LGPL-2.0-or-later"),
             ("id@1.6.1", "Apache-2.0"),
             // A bare `BSD License` classifier (flit: no `License-File` listed) and
             // LICENSE.md in the dist-info: BSD-3-Clause.
@@ -688,6 +691,8 @@ fn pip_installed_packages_and_their_license_files() {
             ("psycopg@3.2.3", "LGPL-3.0"),
             // `License: BSD`, and a LICENSE (bullets as `*`) naming Eli Bendersky.
             ("pycparser@2.21", "BSD-3-Clause"),
+            // `License: GPL-2.0-or-later`.
+            ("pylint@3.3.1", "GPL-2.0-or-later"),
             // `License: Apache-2.0`.
             ("requests@2.34.2", "Apache-2.0"),
             // `License: MIT license`.
@@ -700,6 +705,9 @@ fn pip_installed_packages_and_their_license_files() {
             ("sortedcontainers@2.4.0", "Apache-2.0"),
             // `License-Expression: Apache-2.0 OR MIT`.
             ("tuf@7.0.1", "Apache-2.0 OR MIT"),
+            // `License: AGPL-3.0` (deprecated: "or later" open) and the classifier `GNU
+            // Affero General Public License v3 or later (AGPLv3+)`, which says.
+            ("ultralytics@8.3.40", "AGPL-3.0-or-later"),
         ])
     );
 }
@@ -846,8 +854,9 @@ pub(crate) fn agrees_with_licensecheck(files: &[PathBuf]) -> Option<usize> {
 }
 
 /// The license files of the pip- and npm-installed packages (real copies, as projects ship
-/// them: Apache, BSD, MIT, the Unlicense, the LGPL 2.1 and 3.0) read as Debian's
-/// licensecheck reads them.
+/// them: Apache, BSD, MIT, the Unlicense, the GPL 2 (pylint's, naming the "Library" GPL),
+/// the LGPL 2.1 (paramiko's with the FSF's Suite 500 address, chardet's) and 3.0, the AGPL
+/// 3.0) read as Debian's licensecheck reads them.
 #[test]
 fn installed_packages_license_files_read_as_licensecheck_reads_them() {
     let (Some(pysite), Some(npmsite)) = (
