@@ -1167,6 +1167,15 @@ pub fn license_file(text: &str) -> Option<String> {
     all_apply(&ids)
 }
 
+/// The licenses [`license_file`] can find (each as the id it gives).
+pub fn license_file_ids() -> std::collections::BTreeSet<&'static str> {
+    KNOWN_TEXTS
+        .iter()
+        .map(|k| k.id)
+        .chain(KNOWN_TEMPLATES.iter().chain(GNU_LICENSES).map(|t| t.id))
+        .collect()
+}
+
 /// Words that state terms. Titles (`The MIT License (MIT)`, `Apache License Version 2.0,
 /// January 2004`), copyright notices and "this product bundles …" lines hold none; the
 /// additions that make a known text another license do (`This agreement shall be governed
@@ -1289,6 +1298,13 @@ const ISC_DISCLAIMER: [Part; 6] = [
 const MIT_LIABILITY: Part = Part::Words(
     "be liable for any claim damages or other liability whether in an action of contract tort or otherwise arising from out of or in connection with the software or the use or other dealings in the software",
 );
+/// The EPLs' title and first words; the version (`- v 1.0`, `v2.0`, `version 2.0`) is
+/// told apart by the terms after them.
+const EPL_OPENING: [Part; 3] = [
+    Part::Words("eclipse public license"),
+    Part::Any(2, 3),
+    Part::Words("the accompanying program is provided under"),
+];
 /// Clause numbers (`1.`, `(a)`, `*` leaves none).
 const BULLET: Part = Part::Any(0, 2);
 /// The additions after the disclaimer of the SPDX list's BSD relatives.
@@ -1429,10 +1445,9 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
     KnownTemplate {
         id: "EPL-1.0",
         parts: &[
-            Part::Words("eclipse public license"),
-            // `- v 1.0`, `v1.0`, `version 1.0`.
-            Part::Any(2, 3),
-            Part::Words("the accompanying program is provided under"),
+            EPL_OPENING[0],
+            EPL_OPENING[1],
+            EPL_OPENING[2],
             Part::Hashed {
                 first: "the terms of this eclipse public",
                 last: "jury trial in any resulting litigation",
@@ -1445,9 +1460,9 @@ const KNOWN_TEMPLATES: &[KnownTemplate] = &[
     KnownTemplate {
         id: "EPL-2.0",
         parts: &[
-            Part::Words("eclipse public license"),
-            Part::Any(2, 3),
-            Part::Words("the accompanying program is provided under"),
+            EPL_OPENING[0],
+            EPL_OPENING[1],
+            EPL_OPENING[2],
             Part::Hashed {
                 first: "the terms of this eclipse public",
                 last: "additional accurate notices of copyright ownership",
@@ -1635,6 +1650,24 @@ const BRIEF_IDEA: [Part; 3] = [
     Part::Any(1, 1),
 ];
 
+/// The LGPL 2.0's and 2.1's appendices begin and end alike ("How to Apply These Terms to
+/// Your New Libraries" … "That's all there is to it!").
+const LIBRARY_APPENDIX_OPENING: [Part; 2] = [
+    Part::Words("how to apply these terms to your new libraries if you develop"),
+    Part::Hashed {
+        first: "a new library and you want",
+        last: "give the library s name and",
+        words: 111,
+        sha256: "0da7885cf3d00d0ff70fc711b2111147f3be54c8ed5edd171fc719f4236337e7",
+    },
+];
+const LIBRARY_APPENDIX_END: Part = Part::Hashed {
+    first: "also add information on how to",
+    last: "s all there is to it",
+    words: 87,
+    sha256: "aca352671917d6a8b028f44451d798214850e328f745302a230389c9c3db1cbc",
+};
+
 /// The GNU licenses' appendices ("How to Apply These Terms to Your New Programs"), which
 /// follow the terms in most copies: a sample notice and instructions, no terms of their own.
 const GNU_NOTICES: &[KnownTemplate] = &[
@@ -1699,13 +1732,8 @@ const GNU_NOTICES: &[KnownTemplate] = &[
     KnownTemplate {
         id: "LGPL-2.0",
         parts: &[
-            Part::Words("how to apply these terms to your new libraries if you develop"),
-            Part::Hashed {
-                first: "a new library and you want",
-                last: "give the library s name and",
-                words: 111,
-                sha256: "0da7885cf3d00d0ff70fc711b2111147f3be54c8ed5edd171fc719f4236337e7",
-            },
+            LIBRARY_APPENDIX_OPENING[0],
+            LIBRARY_APPENDIX_OPENING[1],
             BRIEF_IDEA[0],
             BRIEF_IDEA[1],
             BRIEF_IDEA[2],
@@ -1716,25 +1744,15 @@ const GNU_NOTICES: &[KnownTemplate] = &[
                 sha256: "2808cd5e4b10b349776794d55ce606ea4140aad1d9ddc6e844e7df8125fd01dd",
             },
             FSF_ADDRESS,
-            Part::Hashed {
-                first: "also add information on how to",
-                last: "s all there is to it",
-                words: 87,
-                sha256: "aca352671917d6a8b028f44451d798214850e328f745302a230389c9c3db1cbc",
-            },
+            LIBRARY_APPENDIX_END,
         ],
         not_followed_by: &[],
     },
     KnownTemplate {
         id: "LGPL-2.1",
         parts: &[
-            Part::Words("how to apply these terms to your new libraries if you develop"),
-            Part::Hashed {
-                first: "a new library and you want",
-                last: "give the library s name and",
-                words: 111,
-                sha256: "0da7885cf3d00d0ff70fc711b2111147f3be54c8ed5edd171fc719f4236337e7",
-            },
+            LIBRARY_APPENDIX_OPENING[0],
+            LIBRARY_APPENDIX_OPENING[1],
             BRIEF_IDEA[0],
             BRIEF_IDEA[1],
             BRIEF_IDEA[2],
@@ -1745,12 +1763,7 @@ const GNU_NOTICES: &[KnownTemplate] = &[
                 sha256: "36ab2e1c8e3c37313b26cc977e1a1d2eee8cd1f9255a452974af5b60414bbd7a",
             },
             FSF_ADDRESS,
-            Part::Hashed {
-                first: "also add information on how to",
-                last: "s all there is to it",
-                words: 87,
-                sha256: "aca352671917d6a8b028f44451d798214850e328f745302a230389c9c3db1cbc",
-            },
+            LIBRARY_APPENDIX_END,
         ],
         not_followed_by: &[],
     },
@@ -2462,6 +2475,8 @@ mod tests {
             license_words(spdx_text("MPL-2.0-no-copyleft-exception"))
         );
         known.sort();
+        // Every license the matcher knows is found in its own SPDX text.
+        assert_eq!(license_file_ids().into_iter().collect::<Vec<_>>(), known);
         assert_eq!(
             known,
             [

@@ -809,30 +809,6 @@ pub(crate) fn licensecheck(files: &[PathBuf]) -> Option<Vec<Option<String>>> {
     )
 }
 
-/// The ids the license-file matcher knows (the SPDX list's texts it reads as themselves).
-pub(crate) const MATCHER_KNOWS: &[&str] = &[
-    "0BSD",
-    "AGPL-3.0",
-    "Apache-2.0",
-    "BSD-2-Clause",
-    "BSD-3-Clause",
-    "BSL-1.0",
-    "CC0-1.0",
-    "EPL-1.0",
-    "EPL-2.0",
-    "GPL-2.0",
-    "GPL-3.0",
-    "ISC",
-    "LGPL-2.0",
-    "LGPL-2.1",
-    "LGPL-3.0",
-    "MIT",
-    "MIT-0",
-    "MPL-2.0",
-    "Unlicense",
-    "Zlib",
-];
-
 /// Our reading of each file beside licensecheck's: where it names one license we know,
 /// ours is the same; where it names one we do not, ours is nothing (not taken for another).
 /// The files where licensecheck names none are returned for the caller's own expectations.
@@ -844,7 +820,7 @@ pub(crate) fn agrees_with_licensecheck(files: &[PathBuf]) -> Option<usize> {
         let ours = stellaops_scanner::license::license_file(&String::from_utf8_lossy(&text));
         let Some(theirs) = theirs else { continue };
         compared += 1;
-        if MATCHER_KNOWS.contains(&theirs.as_str()) {
+        if stellaops_scanner::license::license_file_ids().contains(theirs.as_str()) {
             assert_eq!(ours.as_deref(), Some(theirs.as_str()), "{file:?}");
         } else {
             assert_eq!(ours, None, "{file:?}: licensecheck reads {theirs}");
