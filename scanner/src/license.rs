@@ -141,49 +141,39 @@ pub fn python(headers: &[(&str, &str)]) -> Option<String> {
     if let Some(expression) = field("License-Expression") {
         return bounded(expression);
     }
-    let classified: Vec<&str> = headers
+    let classifiers: Vec<&str> = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("Classifier"))
         .filter_map(|(_, v)| v.trim().strip_prefix("License ::"))
         .map(|rest| rest.rsplit("::").next().unwrap_or(rest).trim())
-        .filter_map(|name| CLASSIFIERS.iter().find(|(n, _)| *n == name))
-        .map(|(_, id)| *id)
         .collect();
+    let classified = |name: &str| {
+        CLASSIFIERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, id)| *id)
+    };
     if let Some(license) = field("License") {
         let named = CLASSIFIERS
             .iter()
             .find(|(_, id)| id.eq_ignore_ascii_case(license))
             .map(|(_, id)| id.to_string())
-            .or_else(|| license_by_name(license));
+            .or_else(|| license_by_name(license))
+            .or_else(|| license_file(license));
         if let Some(id) = named {
             // `License: AGPL-3.0` leaves "or later" open; a classifier of the same version
             // may say (`… v3 or later (AGPLv3+)`).
-            if GNU_OPEN_IDS.contains(&id.as_str())
-                && let Some(said) = classified.iter().find(|c| {
-                    c.strip_suffix("-or-later")
+            let said = classifiers.iter().filter_map(|c| classified(c)).find(|c| {
+                GNU_OPEN_IDS.contains(&id.as_str())
+                    && c.strip_suffix("-or-later")
                         .or_else(|| c.strip_suffix("-only"))
                         == Some(id.as_str())
-                })
-            {
-                return Some(said.to_string());
-            }
-            return Some(id);
-        }
-        if let Some(text) = license_file(license) {
-            return Some(text);
+            });
+            return Some(said.map_or(id, str::to_string));
         }
     }
-    let licenses: Vec<&str> = headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("Classifier"))
-        .filter_map(|(_, v)| v.trim().strip_prefix("License ::"))
-        .map(|rest| rest.rsplit("::").next().unwrap_or(rest).trim())
-        .collect();
-    match licenses.as_slice() {
-        [one] => CLASSIFIERS
-            .iter()
-            .find(|(name, _)| name == one)
-            .map(|(_, id)| id.to_string()),
+    match classifiers.as_slice() {
+        [one] => classified(one).map(str::to_string),
         _ => None,
     }
 }
