@@ -958,38 +958,6 @@ fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
     parts
 }
 
-/// A long license text known by the SHA-256 of its normalized terms: the words from the
-/// first phrase through the last, as [`license_words`] gives them. Only spans that hold no
-/// names or years (Apache's terms, not its appendix), so that every copy of the license
-/// has the same hash; shorter texts and those naming someone are [`KnownTemplate`]s. Computed from the SPDX license list's texts; Debian's `common-licenses` give the
-/// same (both checked in the tests).
-struct KnownText {
-    id: &'static str,
-    first: &'static str,
-    last: &'static str,
-    /// The span's length in words.
-    words: usize,
-    sha256: &'static str,
-}
-
-const KNOWN_TEXTS: &[KnownText] = &[
-    // Through section 9: some copies (requests') end there, without the end line.
-    KnownText {
-        id: "Apache-2.0",
-        first: "terms and conditions for use reproduction and distribution",
-        last: "accepting any such warranty or additional liability",
-        words: 1414,
-        sha256: "d7dd8e5c661e35d656a43688fc21624b0ba52216e4c419c747129bf83780d165",
-    },
-    KnownText {
-        id: "MPL-2.0",
-        first: "mozilla public license version 2 0",
-        last: "defined by the mozilla public license v 2 0",
-        words: 2426,
-        sha256: "fed30cace846a13ba04565551e526a8de00de8f2938c37a0cfb4d9f9430d70e9",
-    },
-];
-
 /// Largest license file read.
 pub const MAX_LICENSE_FILE: usize = 1 << 20;
 
@@ -1090,37 +1058,9 @@ pub fn license_file(text: &str) -> Option<String> {
     if text.len() > MAX_LICENSE_FILE {
         return None;
     }
-    use sha2::Digest;
     let words = license_words(text);
     let mut ids: Vec<&str> = Vec::new();
     let mut covered: Vec<(usize, usize)> = Vec::new();
-    for known in KNOWN_TEXTS {
-        let first: Vec<&str> = known.first.split(' ').collect();
-        let last: Vec<&str> = known.last.split(' ').collect();
-        // Hashing is the costly part: a crafted file repeating the phrases gets a bounded
-        // number of tries.
-        let mut tries = 0;
-        let mut start = 0;
-        while start + known.words <= words.len() && tries < 16 {
-            if !holds(&words, start, &first)
-                || !holds(&words, start + known.words - last.len(), &last)
-            {
-                start += 1;
-                continue;
-            }
-            tries += 1;
-            let span = words[start..start + known.words].join(" ");
-            if hex::encode(sha2::Sha256::digest(span.as_bytes())) == known.sha256 {
-                if !ids.contains(&known.id) {
-                    ids.push(known.id);
-                }
-                covered.push((start, start + known.words));
-                start += known.words;
-            } else {
-                start += 1;
-            }
-        }
-    }
     for template in KNOWN_TEMPLATES.iter().chain(GNU_LICENSES) {
         let spans = template.spans_in(&words);
         if !spans.is_empty() && !ids.contains(&template.id) {
@@ -1159,10 +1099,10 @@ pub fn license_file(text: &str) -> Option<String> {
 
 /// The licenses [`license_file`] can find (each as the id it gives).
 pub fn license_file_ids() -> std::collections::BTreeSet<&'static str> {
-    KNOWN_TEXTS
+    KNOWN_TEMPLATES
         .iter()
-        .map(|k| k.id)
-        .chain(KNOWN_TEMPLATES.iter().chain(GNU_LICENSES).map(|t| t.id))
+        .chain(GNU_LICENSES)
+        .map(|t| t.id)
         .collect()
 }
 
@@ -1235,11 +1175,12 @@ enum Part {
     },
 }
 
-/// A license whose terms carry names (the BSD licenses name the copyright holder in the
-/// disclaimer), or a notice about one: fixed words with bounded gaps where the SPDX
-/// list's template has variable text. All of it must be there, in order, with nothing else between; and
-/// what follows must not be one of the additions that make it a relative with other
-/// terms (`BSD-3-Clause-LBNL`, `BSD-2-Clause-Views`, …).
+/// A license's text, or a notice about one: fixed words (long stretches by their SHA-256)
+/// with bounded gaps where the SPDX list's template has variable text (the BSD licenses
+/// name the copyright holder in the disclaimer) or real copies differ. All of it must be
+/// there, in order, with nothing else between; and what follows must not be one of the
+/// additions that make it a relative with other terms (`BSD-3-Clause-LBNL`,
+/// `BSD-2-Clause-Views`, …).
 struct KnownTemplate {
     id: &'static str,
     parts: &'static [Part],
@@ -1308,6 +1249,36 @@ const BSD_ADDITIONS: &[&str] = &[
 ];
 
 const KNOWN_TEMPLATES: &[KnownTemplate] = &[
+    // Long texts that name no one, by the SHA-256 of their terms (Apache's through section
+    // 9, as some copies — requests' — end there without the end line; not its appendix,
+    // which holds names), so that every copy has the same hash. Computed from the SPDX
+    // list's texts; Debian's `common-licenses` give the same (both checked in the tests).
+    KnownTemplate {
+        id: "Apache-2.0",
+        parts: &[
+            Part::Words("terms and conditions for use reproduction and distribution"),
+            Part::Hashed {
+                first: "1 definitions license shall mean the",
+                last: "any such warranty or additional liability",
+                words: 1406,
+                sha256: "9dbe4591840ade1e884dd13b226aeca0b0bdedac3851e4921d30a1b2decee0eb",
+            },
+        ],
+        not_followed_by: &[],
+    },
+    KnownTemplate {
+        id: "MPL-2.0",
+        parts: &[
+            Part::Words("mozilla public license version 2 0"),
+            Part::Hashed {
+                first: "1 definitions 1 1 contributor means",
+                last: "defined by the mozilla public license v 2 0",
+                words: 2420,
+                sha256: "a3050735d7c4bcfeb041024cd8cef4538eefab15ea5d750024f8027bc1fc5233",
+            },
+        ],
+        not_followed_by: &[],
+    },
     // ISC names the author in its disclaimer (`THE AUTHOR`, `ISC`), and older copies
     // grant "modify, and distribute" without "/or".
     KnownTemplate {
