@@ -301,7 +301,7 @@ impl Expr {
         match self {
             Expr::License { id, exception } => {
                 let whole = exception.as_ref().map(|e| format!("{id} WITH {e}"));
-                let hit = gnu_readings(id).iter().any(|reading| {
+                let hit = gnu_readings(id).into_iter().find(|reading| {
                     let lower_id = reading.to_ascii_lowercase();
                     let lower_whole = exception
                         .as_ref()
@@ -310,8 +310,14 @@ impl Expr {
                         let p = p.to_ascii_lowercase();
                         glob(&p, &lower_id) || lower_whole.as_ref().is_some_and(|w| glob(&p, w))
                     })
-                });
-                hit.then(|| vec![whole.unwrap_or_else(|| id.clone())])
+                })?;
+                let term = whole.unwrap_or_else(|| id.clone());
+                // Say which reading the rule hit when it is not the id as declared.
+                Some(vec![if hit == *id {
+                    term
+                } else {
+                    format!("{term} (read as {hit})")
+                }])
             }
             Expr::And(parts) => {
                 let mut hit = Vec::new();

@@ -156,19 +156,22 @@ fn gnu_ids_that_leave_only_or_later_open_are_hit_as_either() {
         );
         d.first().map(|d| d.reason.clone())
     };
-    // The open id is hit by a rule on either reading, by the glob, and by itself.
-    for ids in [
-        &["GPL-3.0-only"][..],
-        &["GPL-3.0-or-later"],
-        &["GPL-3.0*"],
-        &["GPL-3.0"],
-        &["gpl-*"],
+    // The open id is hit by a rule on either reading (the reason says which), by the glob,
+    // and by itself.
+    for (ids, reason) in [
+        (
+            &["GPL-3.0-only"][..],
+            "GPL-3.0 (read as GPL-3.0-only) denied in GPL-3.0",
+        ),
+        (
+            &["GPL-3.0-or-later"],
+            "GPL-3.0 (read as GPL-3.0-or-later) denied in GPL-3.0",
+        ),
+        (&["GPL-3.0*"], "GPL-3.0 denied in GPL-3.0"),
+        (&["GPL-3.0"], "GPL-3.0 denied in GPL-3.0"),
+        (&["gpl-*"], "GPL-3.0 denied in GPL-3.0"),
     ] {
-        assert_eq!(
-            hit(ids, "GPL-3.0").as_deref(),
-            Some("GPL-3.0 denied in GPL-3.0"),
-            "{ids:?}"
-        );
+        assert_eq!(hit(ids, "GPL-3.0").as_deref(), Some(reason), "{ids:?}");
     }
     assert!(hit(&["AGPL-3.0-or-later"], "MIT AND AGPL-3.0").is_some());
     assert!(hit(&["LGPL-2.1-only"], "lgpl-2.1").is_some());

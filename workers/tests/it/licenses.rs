@@ -487,6 +487,11 @@ async fn a_license_deny_fails_the_scan_and_explain_says_why() {
         "{text}"
     );
     assert!(text.contains("warned    pkg:apk/alpine/libgcc@"), "{text}");
+    // The rule on `GPL-3.0-or-later` hit `GPL-3.0` as that reading, and explain says so.
+    assert!(
+        text.contains("pkg:npm/copyleft-lib@3.1.0 declares GPL-3.0 — license:gpl3-or-later-warns: GPL-3.0 (read as GPL-3.0-or-later)"),
+        "{text}"
+    );
     // The Scan status's top reasons lead with the denied license.
     let reasons = stellaops_store::scans::reasons(&env.pool, summary.scan_id, 3)
         .await
