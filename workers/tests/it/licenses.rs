@@ -816,7 +816,7 @@ pub(crate) fn licensecheck(files: &[PathBuf]) -> Option<Vec<Option<String>>> {
 
 /// Our reading of each file beside licensecheck's: where it names one license we know,
 /// ours is the same; where it names one we do not, ours is nothing (not taken for another).
-/// The files where licensecheck names none are returned for the caller's own expectations.
+/// How many files were compared (licensecheck named one license), for the caller to check.
 pub(crate) fn agrees_with_licensecheck(files: &[PathBuf]) -> Option<usize> {
     let theirs = licensecheck(files)?;
     let mut compared = 0;
