@@ -369,6 +369,29 @@ fn required_extensions(
         .collect()
 }
 
+/// The trusted root `trusted_roots[index]` (the keyless authorities' in order, then
+/// `publicKeysTlog`'s, as the controller reads them), parsed; errors name `label` and the
+/// Secret it came from.
+fn read_trusted_root(
+    trusted_roots: &[String],
+    index: usize,
+    label: &str,
+    reference: &stellaops_crds::zastava_policy::TrustedRootRef,
+) -> Result<crate::keyless::TrustedRoot, PolicyError> {
+    let document = trusted_roots.get(index).ok_or_else(|| {
+        PolicyError::InvalidTrustedRoot(format!(
+            "{label}: trusted root (Secret {}, key {}) was not read",
+            reference.name, reference.key
+        ))
+    })?;
+    crate::keyless::parse_trusted_root(document).map_err(|e| {
+        PolicyError::InvalidTrustedRoot(format!(
+            "{label}: Secret {} key {}: {e}",
+            reference.name, reference.key
+        ))
+    })
+}
+
 fn compile_signature(
     requirement: &stellaops_crds::zastava_policy::SignatureRequirement,
     key_pems: &[String],
@@ -404,19 +427,12 @@ fn compile_signature(
             "issuer",
         )
         .map_err(identity)?;
-        let reference = &authority.trusted_root;
-        let Some(document) = trusted_roots.get(i) else {
-            return Err(PolicyError::InvalidTrustedRoot(format!(
-                "keyless authority {n}: trusted root (Secret {}, key {}) was not read",
-                reference.name, reference.key
-            )));
-        };
-        let root = crate::keyless::parse_trusted_root(document).map_err(|e| {
-            PolicyError::InvalidTrustedRoot(format!(
-                "keyless authority {n}: Secret {} key {}: {e}",
-                reference.name, reference.key
-            ))
-        })?;
+        let root = read_trusted_root(
+            trusted_roots,
+            i,
+            &format!("keyless authority {n}"),
+            &authority.trusted_root,
+        )?;
         if root.certificate_authorities.is_empty() {
             return Err(PolicyError::InvalidTrustedRoot(format!(
                 "keyless authority {n}: the trusted root names no certificateAuthorities (Fulcio)"
@@ -451,21 +467,12 @@ fn compile_signature(
     let keys_log = match &requirement.public_keys_tlog {
         None => None,
         Some(tlog) => {
-            let reference = &tlog.trusted_root;
-            let document = trusted_roots
-                .get(requirement.keyless.len())
-                .ok_or_else(|| {
-                    PolicyError::InvalidTrustedRoot(format!(
-                        "publicKeysTlog: trusted root (Secret {}, key {}) was not read",
-                        reference.name, reference.key
-                    ))
-                })?;
-            let root = crate::keyless::parse_trusted_root(document).map_err(|e| {
-                PolicyError::InvalidTrustedRoot(format!(
-                    "publicKeysTlog: Secret {} key {}: {e}",
-                    reference.name, reference.key
-                ))
-            })?;
+            let root = read_trusted_root(
+                trusted_roots,
+                requirement.keyless.len(),
+                "publicKeysTlog",
+                &tlog.trusted_root,
+            )?;
             if root.tlogs.is_empty() {
                 return Err(PolicyError::InvalidTrustedRoot(format!(
                     "publicKeysTlog: the trusted root lists no tlogs (Rekor keys) with an ECDSA or Ed25519 key ({} with other keys)",

@@ -300,8 +300,7 @@ impl Expr {
     pub fn hit_by(&self, patterns: &[String]) -> Option<Vec<String>> {
         match self {
             Expr::License { id, exception } => {
-                let whole = exception.as_ref().map(|e| format!("{id} WITH {e}"));
-                let hit = gnu_readings(id).into_iter().find(|reading| {
+                let hits = |reading: &str| {
                     let lower_id = reading.to_ascii_lowercase();
                     let lower_whole = exception
                         .as_ref()
@@ -310,14 +309,17 @@ impl Expr {
                         let p = p.to_ascii_lowercase();
                         glob(&p, &lower_id) || lower_whole.as_ref().is_some_and(|w| glob(&p, w))
                     })
-                })?;
-                let term = whole.unwrap_or_else(|| id.clone());
+                };
+                let term = match exception {
+                    Some(e) => format!("{id} WITH {e}"),
+                    None => id.clone(),
+                };
+                if hits(id) {
+                    return Some(vec![term]);
+                }
                 // Say which reading the rule hit when it is not the id as declared.
-                Some(vec![if hit == *id {
-                    term
-                } else {
-                    format!("{term} (read as {hit})")
-                }])
+                let reading = gnu_readings(id).into_iter().find(|r| hits(r))?;
+                Some(vec![format!("{term} (read as {reading})")])
             }
             Expr::And(parts) => {
                 let mut hit = Vec::new();
@@ -343,22 +345,20 @@ pub const GNU_OPEN_IDS: &[&str] = &[
     "GPL-1.0", "GPL-2.0", "GPL-3.0", "LGPL-2.0", "LGPL-2.1", "LGPL-3.0", "AGPL-1.0", "AGPL-3.0",
 ];
 
-/// The ids a rule may hit for `id`: the id itself and, for a deprecated GNU id, what it
-/// may stand for (`GPL-2.0` → `GPL-2.0-only`, `GPL-2.0-or-later`; `GPL-2.0+` →
-/// `GPL-2.0-or-later`).
+/// What a deprecated GNU id may stand for besides itself (`GPL-2.0` → `GPL-2.0-only`,
+/// `GPL-2.0-or-later`; `GPL-2.0+` → `GPL-2.0-or-later`); nothing for other ids.
 fn gnu_readings(id: &str) -> Vec<String> {
-    let mut readings = vec![id.to_string()];
     if let Some(open) = GNU_OPEN_IDS.iter().find(|g| g.eq_ignore_ascii_case(id)) {
-        readings.push(format!("{open}-only"));
-        readings.push(format!("{open}-or-later"));
+        vec![format!("{open}-only"), format!("{open}-or-later")]
     } else if let Some(version) = id.strip_suffix('+')
         && let Some(open) = GNU_OPEN_IDS
             .iter()
             .find(|g| g.eq_ignore_ascii_case(version))
     {
-        readings.push(format!("{open}-or-later"));
+        vec![format!("{open}-or-later")]
+    } else {
+        Vec::new()
     }
-    readings
 }
 
 /// A declared license as components carry it: the declaration as the package gave it and,

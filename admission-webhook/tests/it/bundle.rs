@@ -17,12 +17,10 @@ use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_r
 use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
-use crate::material::{Scratch, generate, sigstore_python_verdicts};
+use crate::material::{DIGEST, Scratch, generate, sigstore_python_verdicts};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
 use crate::server::{ask_for_pod, client, start};
-
-const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 
 /// Bundles for `digest` from the independent generator; `None` without the test Python.
 fn material(digest: &str, scratch: &Scratch) -> Option<Value> {

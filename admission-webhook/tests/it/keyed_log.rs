@@ -7,17 +7,14 @@ use std::ffi::OsStr;
 
 use serde_json::{Value, json};
 use stellaops_admission_webhook::evidence::FoundAttestation;
-use stellaops_admission_webhook::keyless::KeylessSignature;
 use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_roots};
 use stellaops_admission_webhook::{attestation, bundle, cosign};
 use stellaops_testing::oci;
 
-use crate::material::{Scratch, generate};
+use crate::material::{DIGEST, Scratch, generate, refused, verify_case};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
 use crate::server::RegistryWebhook;
-
-const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 
 /// Material signing each of `payloads`; `None` without the test Python.
 fn material(payloads: &[Vec<u8>], label: &str) -> Option<Value> {
@@ -58,30 +55,6 @@ fn keyed_policy(material: &Value, logged: bool, attestations: bool) -> CompiledP
     .expect("compiles")
 }
 
-fn check(policy: &CompiledPolicy, payload: &[u8], case: &Value) -> Result<String, String> {
-    cosign::verify_with(
-        policy.signature.as_ref().unwrap(),
-        &KeylessSignature {
-            payload,
-            signature_b64: case["signature"].as_str().unwrap(),
-            certificate_pem: None,
-            rekor_bundle: case["bundle"].as_str(),
-            rfc3161_timestamp: None,
-        },
-        DIGEST,
-        chrono::Utc::now(),
-    )
-}
-
-#[track_caller]
-fn refused(result: Result<String, String>, expected: &str) {
-    let error = result.expect_err("must be refused");
-    assert!(
-        error.contains(expected),
-        "expected {expected:?} in {error:?}"
-    );
-}
-
 #[test]
 fn keyed_signatures_must_be_logged_under_public_keys_tlog() {
     let payload = cosign::payload("registry.example/app", DIGEST);
@@ -95,33 +68,33 @@ fn keyed_signatures_must_be_logged_under_public_keys_tlog() {
         .fingerprint
         .clone();
     assert_eq!(
-        check(&logged, &payload, &cases["logged"]),
+        verify_case(&logged, &payload, &cases["logged"]),
         Ok(fingerprint.clone())
     );
     refused(
-        check(&logged, &payload, &cases["unlogged"]),
+        verify_case(&logged, &payload, &cases["unlogged"]),
         "no Rekor bundle (publicKeysTlog requires the signature to be logged",
     );
     refused(
-        check(&logged, &payload, &cases["other_key"]),
+        verify_case(&logged, &payload, &cases["other_key"]),
         "the Rekor entry records another public key",
     );
     refused(
-        check(&logged, &payload, &cases["other_signature"]),
+        verify_case(&logged, &payload, &cases["other_signature"]),
         "the Rekor entry records another signature",
     );
     refused(
-        check(&logged, &payload, &cases["other_payload"]),
+        verify_case(&logged, &payload, &cases["other_payload"]),
         "the Rekor entry is for another payload",
     );
     refused(
-        check(&logged, &payload, &cases["rogue_log"]),
+        verify_case(&logged, &payload, &cases["rogue_log"]),
         "which the trusted root does not list",
     );
     // Without publicKeysTlog the log entry is not read: every case verifies by the key.
     for case in ["logged", "unlogged", "other_key", "rogue_log"] {
         assert_eq!(
-            check(&unlogged, &payload, &cases[case]),
+            verify_case(&unlogged, &payload, &cases[case]),
             Ok(fingerprint.clone()),
             "{case}"
         );

@@ -10,17 +10,14 @@ use base64::Engine;
 use serde_json::{Value, json};
 use stellaops_admission_webhook::cosign;
 use stellaops_admission_webhook::evidence::RegistryEvidence;
-use stellaops_admission_webhook::keyless::KeylessSignature;
 use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_roots};
 use stellaops_registry::{Credentials, RegistryClient};
 use stellaops_testing::oci;
 
-use crate::material::{Scratch, generate};
+use crate::material::{DIGEST, Scratch, generate, refused, verify_case};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
 use crate::server::{ask_for_pod, client, start};
-
-const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 
 /// Material for `payload` from the independent generator; `None` without the test Python.
 fn material(payload: &[u8], label: &str) -> Option<Value> {
@@ -53,29 +50,7 @@ fn check(
     case: &str,
     payload: &[u8],
 ) -> Result<String, String> {
-    let case = &material["cases"][case];
-    let signature = KeylessSignature {
-        payload,
-        signature_b64: case["signature"].as_str().unwrap(),
-        certificate_pem: case["certificate"].as_str(),
-        rekor_bundle: case["bundle"].as_str(),
-        rfc3161_timestamp: None,
-    };
-    cosign::verify_with(
-        policy.signature.as_ref().unwrap(),
-        &signature,
-        DIGEST,
-        chrono::Utc::now(),
-    )
-}
-
-#[track_caller]
-fn refused(result: Result<String, String>, expected: &str) {
-    let error = result.expect_err("must be refused");
-    assert!(
-        error.contains(expected),
-        "expected {expected:?} in {error:?}"
-    );
+    verify_case(policy, payload, &material["cases"][case])
 }
 
 #[test]

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+/// The image digest the material scripts sign for.
+pub const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
+
 /// A scratch directory for a script's files, removed when dropped.
 pub struct Scratch(PathBuf);
 
@@ -79,4 +82,35 @@ pub fn sigstore_python_verdicts(material: &Value, scratch: &Scratch) -> Option<V
         &[input.as_os_str(), out.as_os_str()],
     );
     Some(serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap())
+}
+
+/// Asserts `result` is a refusal whose message holds `expected`.
+#[track_caller]
+pub fn refused(result: Result<String, String>, expected: &str) {
+    let error = result.expect_err("must be refused");
+    assert!(
+        error.contains(expected),
+        "expected {expected:?} in {error:?}"
+    );
+}
+
+/// The verdict of `policy`'s signature check on one case of a material script's output:
+/// its `signature`, and its `certificate` and Rekor `bundle` when it has them.
+pub fn verify_case(
+    policy: &stellaops_admission_webhook::policy::CompiledPolicy,
+    payload: &[u8],
+    case: &Value,
+) -> Result<String, String> {
+    stellaops_admission_webhook::cosign::verify_with(
+        policy.signature.as_ref().unwrap(),
+        &stellaops_admission_webhook::keyless::KeylessSignature {
+            payload,
+            signature_b64: case["signature"].as_str().unwrap(),
+            certificate_pem: case["certificate"].as_str(),
+            rekor_bundle: case["bundle"].as_str(),
+            rfc3161_timestamp: None,
+        },
+        DIGEST,
+        chrono::Utc::now(),
+    )
 }

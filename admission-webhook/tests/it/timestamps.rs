@@ -21,12 +21,11 @@ use stellaops_admission_webhook::policy::{CompiledPolicy, compile_with_trusted_r
 use stellaops_testing::oci;
 
 use crate::keys::{ED25519, Key, Kind, P256, P384, P521, RSA_2048, RSA_3072, RSA_4096, openssl};
-use crate::material::Scratch;
+use crate::material::{DIGEST, Scratch, refused};
 use crate::policy::zastava_policy;
 use crate::registry::push_image;
 use crate::server::RegistryWebhook;
 
-const DIGEST: &str = "sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1";
 const SUBJECT: &str = "dev@example.com";
 const ISSUER: &str = "https://issuer.example";
 
@@ -412,15 +411,6 @@ fn verdict(
     )
 }
 
-#[track_caller]
-fn refused(result: Result<String, String>, expected: &str) {
-    let error = result.expect_err("must be refused");
-    assert!(
-        error.contains(expected),
-        "expected {expected:?} in {error:?}"
-    );
-}
-
 fn accepted() -> String {
     format!("keyless:{SUBJECT} ({ISSUER})")
 }
@@ -577,18 +567,14 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
     let signature = leaf.key.sign(&payload);
     // A day later the leaf has long expired: only a signed time can admit the signature.
     let later = Utc::now() + Duration::days(1);
-    refused(
-        verdict(&policy, &payload, &signature, &leaf, None, later),
-        "not at the signing time",
-    );
+    // The leaf's signature with `stamp`, judged a day later.
+    let judged = |stamp: Option<&str>| verdict(&policy, &payload, &signature, &leaf, stamp, later);
+    refused(judged(None), "not at the signing time");
     for (tsa, tsa_root) in [(&ec_tsa, &ec_root), (&rsa_tsa, &rsa_root)] {
         let response = pki.stamp(tsa, &signature);
         assert!(pki.openssl_stamp_verifies(&response, &signature, tsa, tsa_root));
         let stamped = annotation(&response);
-        assert_eq!(
-            verdict(&policy, &payload, &signature, &leaf, Some(&stamped), later),
-            Ok(accepted())
-        );
+        assert_eq!(judged(Some(&stamped)), Ok(accepted()));
         assert_eq!(
             verdict(
                 &requiring,
@@ -605,14 +591,7 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
         let of_payload = pki.stamp(tsa, &payload);
         assert!(!pki.openssl_stamp_verifies(&of_payload, &signature, tsa, tsa_root));
         refused(
-            verdict(
-                &policy,
-                &payload,
-                &signature,
-                &leaf,
-                Some(&annotation(&of_payload)),
-                later,
-            ),
+            judged(Some(&annotation(&of_payload))),
             "does not stamp this signature",
         );
 
@@ -621,17 +600,7 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
         let last = altered.len() - 1;
         altered[last] ^= 0x01;
         assert!(!pki.openssl_stamp_verifies(&altered, &signature, tsa, tsa_root));
-        refused(
-            verdict(
-                &policy,
-                &payload,
-                &signature,
-                &leaf,
-                Some(&annotation(&altered)),
-                later,
-            ),
-            "RFC 3161 timestamp",
-        );
+        refused(judged(Some(&annotation(&altered))), "RFC 3161 timestamp");
     }
 
     // An authority the trusted root does not list: OpenSSL, trusting the listed roots,
@@ -640,14 +609,7 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
     assert!(pki.openssl_stamp_verifies(&stray_stamp, &signature, &stray_tsa, &stray_root));
     assert!(!pki.openssl_stamp_verifies(&stray_stamp, &signature, &stray_tsa, &ec_root));
     refused(
-        verdict(
-            &policy,
-            &payload,
-            &signature,
-            &leaf,
-            Some(&annotation(&stray_stamp)),
-            later,
-        ),
+        judged(Some(&annotation(&stray_stamp))),
         "not from a timestamp authority of the trusted root",
     );
 
@@ -673,26 +635,12 @@ fn rfc3161_timestamps_in_cosigns_signature_layout_are_verified_as_openssl_verifi
         "no RFC 3161 timestamp (the authority requires one",
     );
     refused(
-        verdict(
-            &policy,
-            &payload,
-            &signature,
-            &leaf,
-            Some("{\"SignedRFC3161Timestamp\": 5}"),
-            later,
-        ),
+        judged(Some("{\"SignedRFC3161Timestamp\": 5}")),
         "dev.sigstore.cosign/rfc3161timestamp annotation is not cosign's timestamp JSON",
     );
     let oversized = annotation(&vec![0u8; 64 << 10]);
     refused(
-        verdict(
-            &policy,
-            &payload,
-            &signature,
-            &leaf,
-            Some(&oversized),
-            later,
-        ),
+        judged(Some(&oversized)),
         "dev.sigstore.cosign/rfc3161timestamp annotation is larger than 64 KiB",
     );
     // A policy requiring timestamps from a root that lists no authority does not compile.

@@ -283,6 +283,59 @@ async fn status_accepted_and_done(
         .await;
 }
 
+/// Expect the Event of `reason`, then the status patch whose Ready condition has that
+/// reason and a message starting with `message`: the Event's body, and the patch for more
+/// checks and [`status_accepted_and_done`].
+async fn expect_event_and_ready_condition(
+    server: &mut stellaops_testing::ApiServer,
+    reason: &str,
+    message: &str,
+) -> (Value, stellaops_testing::Call) {
+    let event = server
+        .expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        )
+        .await;
+    assert_eq!(event.body["reason"], reason);
+    let event_body = event.body.clone();
+    event.respond_with_request_body();
+    let status = server
+        .expect(
+            Method::PATCH,
+            "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
+        )
+        .await;
+    let ready = &status.body["status"]["conditions"][0];
+    assert_eq!(ready["reason"], reason);
+    assert!(
+        ready["message"].as_str().unwrap().starts_with(message),
+        "{}",
+        ready["message"]
+    );
+    (event_body, status)
+}
+
+/// Expect the GET of Secret `namespace/name` and answer it with `data`.
+async fn serve_secret(
+    server: &mut stellaops_testing::ApiServer,
+    namespace: &str,
+    name: &str,
+    data: Value,
+) {
+    server
+        .expect(
+            Method::GET,
+            &format!("/api/v1/namespaces/{namespace}/secrets/{name}"),
+        )
+        .await
+        .respond(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                   "data": data}),
+        );
+}
+
 fn not_found(call: stellaops_testing::Call) {
     call.respond_status(404, "NotFound", "not found");
 }
@@ -296,17 +349,13 @@ async fn first_reconcile_issues_certificates_registers_the_webhook_and_reports_r
         .clone();
     let expected_fingerprint = fingerprint.clone();
     let verifier = tokio::spawn(async move {
-        let keys = server
-            .expect(
-                Method::GET,
-                "/api/v1/namespaces/stellaops-system/secrets/signing-keys",
-            )
-            .await;
-        keys.respond(
-            200,
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "signing-keys"},
-            "data": {"cosign.pub": base64_encode(&pem)}}),
-        );
+        serve_secret(
+            &mut server,
+            "stellaops-system",
+            "signing-keys",
+            json!({"cosign.pub": base64_encode(&pem)}),
+        )
+        .await;
         not_found(
             server
                 .expect(
@@ -510,41 +559,27 @@ fn a_change_of_trusted_keys_names_what_was_added_and_removed() {
 #[tokio::test]
 async fn a_missing_key_secret_is_reported_not_ready_without_touching_the_webhook() {
     let (client, mut server) = mock_client("default");
-    let verifier =
-        tokio::spawn(async move {
-            not_found(
-                server
-                    .expect(
-                        Method::GET,
-                        "/api/v1/namespaces/security/secrets/signing-keys",
-                    )
-                    .await,
-            );
-            let event = server
+    let verifier = tokio::spawn(async move {
+        not_found(
+            server
                 .expect(
-                    Method::POST,
-                    "/apis/events.k8s.io/v1/namespaces/default/events",
+                    Method::GET,
+                    "/api/v1/namespaces/security/secrets/signing-keys",
                 )
-                .await;
-            assert_eq!(event.body["reason"], "KeySecretMissing");
-            assert_eq!(event.body["type"], "Warning");
-            event.respond_with_request_body();
-            let status = server
-                .expect(
-                    Method::PATCH,
-                    "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
-                )
-                .await;
-            let ready = &status.body["status"]["conditions"][0];
-            assert_eq!(ready["status"], "False");
-            assert_eq!(ready["reason"], "KeySecretMissing");
-            assert!(ready["message"].as_str().unwrap().starts_with(
-                "public-key Secret security/signing-keys (or its key) does not exist"
-            ));
-            // Not served, so no key of it is trusted any more.
-            assert_eq!(status.body["status"]["trustedKeys"], json!([]));
-            status_accepted_and_done(status, server).await;
-        });
+                .await,
+        );
+        let (event, status) = expect_event_and_ready_condition(
+            &mut server,
+            "KeySecretMissing",
+            "public-key Secret security/signing-keys (or its key) does not exist",
+        )
+        .await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(status.body["status"]["conditions"][0]["status"], "False");
+        // Not served, so no key of it is trusted any more.
+        assert_eq!(status.body["status"]["trustedKeys"], json!([]));
+        status_accepted_and_done(status, server).await;
+    });
     let mut policy = policy(json!({
         "mode": "enforce",
         "requireSignature": {"publicKeys": {"name": "signing-keys", "namespace": "security"}},
@@ -578,39 +613,9 @@ async fn a_missing_or_broken_trusted_root_is_reported_not_ready() {
     ] {
         let (client, mut server) = mock_client("default");
         let verifier = tokio::spawn(async move {
-            server
-                .expect(
-                    Method::GET,
-                    "/api/v1/namespaces/security/secrets/sigstore-root",
-                )
-                .await
-                .respond(
-                    200,
-                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sigstore-root"},
-                           "data": data}),
-                );
-            let event = server
-                .expect(
-                    Method::POST,
-                    "/apis/events.k8s.io/v1/namespaces/default/events",
-                )
-                .await;
-            assert_eq!(event.body["reason"], reason);
-            event.respond_with_request_body();
-            let status = server
-                .expect(
-                    Method::PATCH,
-                    "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
-                )
-                .await;
-            let ready = &status.body["status"]["conditions"][0];
-            assert_eq!(ready["status"], "False");
-            assert_eq!(ready["reason"], reason);
-            assert!(
-                ready["message"].as_str().unwrap().starts_with(message),
-                "{}",
-                ready["message"]
-            );
+            serve_secret(&mut server, "security", "sigstore-root", data).await;
+            let (_, status) = expect_event_and_ready_condition(&mut server, reason, message).await;
+            assert_eq!(status.body["status"]["conditions"][0]["status"], "False");
             status_accepted_and_done(status, server).await;
         });
         let policy = policy(json!({
@@ -631,17 +636,13 @@ async fn a_missing_trusted_root_of_the_keys_log_is_reported_not_ready() {
     let (client, mut server) = mock_client("default");
     let pem = public_key_pem(6);
     let verifier = tokio::spawn(async move {
-        server
-            .expect(
-                Method::GET,
-                "/api/v1/namespaces/security/secrets/signing-keys",
-            )
-            .await
-            .respond(
-                200,
-                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "signing-keys"},
-                       "data": {"cosign.pub": base64_encode(&pem)}}),
-            );
+        serve_secret(
+            &mut server,
+            "security",
+            "signing-keys",
+            json!({"cosign.pub": base64_encode(&pem)}),
+        )
+        .await;
         not_found(
             server
                 .expect(
@@ -650,29 +651,12 @@ async fn a_missing_trusted_root_of_the_keys_log_is_reported_not_ready() {
                 )
                 .await,
         );
-        let event = server
-            .expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/default/events",
-            )
-            .await;
-        assert_eq!(event.body["reason"], "TrustedRootMissing");
-        event.respond_with_request_body();
-        let status = server
-            .expect(
-                Method::PATCH,
-                "/apis/stella-ops.org/v1alpha1/zastavapolicies/production-images/status",
-            )
-            .await;
-        let ready = &status.body["status"]["conditions"][0];
-        assert_eq!(ready["reason"], "TrustedRootMissing");
-        assert!(
-            ready["message"].as_str().unwrap().starts_with(
-                "trusted-root Secret stellaops-system/rekor-root (key trusted_root.json) does not exist"
-            ),
-            "{}",
-            ready["message"]
-        );
+        let (_, status) = expect_event_and_ready_condition(
+            &mut server,
+            "TrustedRootMissing",
+            "trusted-root Secret stellaops-system/rekor-root (key trusted_root.json) does not exist",
+        )
+        .await;
         status_accepted_and_done(status, server).await;
     });
     let policy = policy(json!({
