@@ -83,6 +83,10 @@ install_missing() {
   # Debian's licensecheck reads license texts the scanner's license-file matcher reads;
   # the tests compare their readings of real copies.
   command -v licensecheck >/dev/null || apt+=(licensecheck)
+  # Ruby (RubyGems) and PHP with Composer: the gem and Composer analyzers' readings and
+  # version orderings are checked against their own package managers'.
+  command -v gem >/dev/null || apt+=(ruby)
+  command -v composer >/dev/null || apt+=(php-cli composer)
   if [ ${#apt[@]} -gt 0 ]; then
     log "installing ${apt[*]} (apt)"
     as_root apt-get update -qq
@@ -270,4 +274,6 @@ start_services() {
   export STELLAOPS_TEST_PROMETHEUS; STELLAOPS_TEST_PROMETHEUS=$(command -v prometheus)
   export STELLAOPS_TEST_LUA; STELLAOPS_TEST_LUA=$(command -v lua5.4)
   export STELLAOPS_TEST_LICENSECHECK; STELLAOPS_TEST_LICENSECHECK=$(command -v licensecheck)
+  export STELLAOPS_TEST_RUBY; STELLAOPS_TEST_RUBY=$(command -v ruby)
+  export STELLAOPS_TEST_COMPOSER; STELLAOPS_TEST_COMPOSER=$(command -v composer)
 }

@@ -7,13 +7,15 @@ use std::cmp::Ordering;
 use libfuzzer_sys::fuzz_target;
 use stellaops_scanner::versions::Scheme;
 
-const SCHEMES: [Scheme; 6] = [
+const SCHEMES: [Scheme; 8] = [
     Scheme::Dpkg,
     Scheme::Apk,
     Scheme::Pep440,
     Scheme::Maven,
     Scheme::Semver,
     Scheme::Rpm,
+    Scheme::Gem,
+    Scheme::Composer,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,7 @@
 //! Version ordering per ecosystem, as each package manager orders its own versions, and
 //! OSV range semantics on top: dpkg (Debian, Ubuntu), apk (Alpine), PEP 440 (PyPI),
-//! Maven, and semantic versions (npm, crates.io, Go, NuGet, RubyGems and the rest).
+//! Maven, RPM, RubyGems, Composer (Packagist), and semantic versions (npm, crates.io, Go,
+//! NuGet and the rest).
 
 use std::cmp::Ordering;
 
@@ -19,6 +20,10 @@ pub enum Scheme {
     Semver,
     /// RPM's `[epoch:]version[-release]` with `rpmvercmp` (`~` and `^` included).
     Rpm,
+    /// RubyGems' `Gem::Version`.
+    Gem,
+    /// Composer's normalized versions under PHP's `version_compare` (Packagist).
+    Composer,
 }
 
 impl Scheme {
@@ -33,6 +38,8 @@ impl Scheme {
             "Maven" | "maven" => Scheme::Maven,
             "Red Hat" | "Rocky Linux" | "AlmaLinux" | "openSUSE" | "SUSE" | "Mageia"
             | "openEuler" | "rpm" => Scheme::Rpm,
+            "RubyGems" | "gem" => Scheme::Gem,
+            "Packagist" | "composer" => Scheme::Composer,
             _ => Scheme::Semver,
         }
     }
@@ -46,6 +53,8 @@ impl Scheme {
             Scheme::Maven => maven_compare(a, b),
             Scheme::Semver => semver_compare(a, b),
             Scheme::Rpm => rpm_compare(a, b),
+            Scheme::Gem => gem_compare(a, b),
+            Scheme::Composer => composer_compare(a, b),
         }
     }
 }
@@ -603,6 +612,362 @@ pub fn semver_compare(a: &str, b: &str) -> Ordering {
     })
 }
 
+// ---- RubyGems -----------------------------------------------------------------------
+
+/// Two runs of ASCII digits as the numbers they write, of any length (leading zeros
+/// carry no meaning).
+fn compare_digits(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GemSegment<'a> {
+    Number(&'a str),
+    Text(&'a str),
+}
+
+impl GemSegment<'_> {
+    fn is_zero(self) -> bool {
+        matches!(self, GemSegment::Number(n) if n.bytes().all(|b| b == b'0'))
+    }
+}
+
+/// `Gem::Version#canonical_segments`: runs of digits and of letters (a `-` reads as
+/// `.pre.`, as `Gem::Version.new` rewrites it), the release part and the pre-release
+/// part (from the first letters on) each without trailing zeros.
+fn gem_segments(v: &str) -> Vec<GemSegment<'_>> {
+    let bytes = v.as_bytes();
+    let mut segments = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        if bytes[i].is_ascii_digit() {
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            segments.push(GemSegment::Number(&v[start..i]));
+        } else if bytes[i].is_ascii_alphabetic() {
+            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            segments.push(GemSegment::Text(&v[start..i]));
+        } else {
+            if bytes[i] == b'-' {
+                segments.push(GemSegment::Text("pre"));
+            }
+            i += 1;
+        }
+    }
+    let split = segments
+        .iter()
+        .position(|s| matches!(s, GemSegment::Text(_)))
+        .unwrap_or(segments.len());
+    let mut pre = segments.split_off(split);
+    for part in [&mut segments, &mut pre] {
+        while part.last().is_some_and(|s| s.is_zero()) {
+            part.pop();
+        }
+    }
+    segments.extend(pre);
+    segments
+}
+
+/// RubyGems' `Gem::Version#<=>`: segment by segment, a missing one as 0, letters (a
+/// pre-release) before any number, letters compared byte by byte (`1.0.a` = `1.a` <
+/// `1.0` = `1`; `1.0.0.pre.rc1` < `1.0.0.rc1` < `1.0.0`).
+pub fn gem_compare(a: &str, b: &str) -> Ordering {
+    let (sa, sb) = (gem_segments(a.trim()), gem_segments(b.trim()));
+    for i in 0..sa.len().max(sb.len()) {
+        let x = sa.get(i).copied().unwrap_or(GemSegment::Number("0"));
+        let y = sb.get(i).copied().unwrap_or(GemSegment::Number("0"));
+        let ord = match (x, y) {
+            (GemSegment::Number(m), GemSegment::Number(n)) => compare_digits(m, n),
+            (GemSegment::Text(_), GemSegment::Number(_)) => Ordering::Less,
+            (GemSegment::Number(_), GemSegment::Text(_)) => Ordering::Greater,
+            (GemSegment::Text(s), GemSegment::Text(t)) => s.cmp(t),
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
+// ---- Composer (Packagist) -----------------------------------------------------------
+
+/// PHP `version_compare`'s special forms, by the prefix they start with: `dev` <
+/// `alpha`/`a` < `beta`/`b` < `RC`/`rc` < a number (`#`) < `pl`/`p`; anything else
+/// before `dev`.
+fn php_form_rank(form: &str) -> i8 {
+    const FORMS: [(&str, i8); 10] = [
+        ("dev", 0),
+        ("alpha", 1),
+        ("a", 1),
+        ("beta", 2),
+        ("b", 2),
+        ("RC", 3),
+        ("rc", 3),
+        ("#", 4),
+        ("pl", 5),
+        ("p", 5),
+    ];
+    FORMS
+        .iter()
+        .find(|(prefix, _)| form.starts_with(prefix))
+        .map_or(-1, |&(_, rank)| rank)
+}
+
+/// The rank a number has against a special form.
+const PHP_NUMBER_RANK: i8 = 4;
+
+/// A part of a version as `version_compare` splits it: its form's rank and, for a
+/// number, its digits. A missing part is (number rank, none): below every number,
+/// between `RC` and `patch`.
+type PhpPart<'a> = (i8, Option<&'a str>);
+
+/// `version_compare`'s canonical parts: `-`, `_`, `+` and `.` separate, and so does a
+/// change between digits and anything else.
+fn php_parts(v: &str) -> Vec<PhpPart<'_>> {
+    let bytes = v.as_bytes();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if matches!(bytes[i], b'.' | b'-' | b'_' | b'+') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let digits = bytes[i].is_ascii_digit();
+        while i < bytes.len()
+            && !matches!(bytes[i], b'.' | b'-' | b'_' | b'+')
+            && bytes[i].is_ascii_digit() == digits
+        {
+            i += 1;
+        }
+        let part = &v[start..i];
+        parts.push(if digits {
+            (PHP_NUMBER_RANK, Some(part))
+        } else {
+            (php_form_rank(part), None)
+        });
+    }
+    parts
+}
+
+/// Composer's `VersionParser::normalize` for the versions packages are released under:
+/// `v1.2` → `1.2.0.0`, `1.0.0-b2` → `1.0.0.0-beta2`, `2.0.0p1` → `2.0.0.0-patch1`,
+/// `2023-12-01` → `2023.12.01`; `None` for what it refuses or reads as a branch
+/// (`dev-main`, `1.x-dev`).
+fn composer_normalize(v: &str) -> Option<String> {
+    let v = v.trim();
+    // An alias (`1.0.0 as 1.0.1`) is its first version; `@stability` and build metadata
+    // carry no order.
+    let v = match v.split_once(" as ") {
+        Some((first, _)) if !first.trim().contains([',', ' ']) => first.trim(),
+        _ => v,
+    };
+    let v = ["@stable", "@rc", "@beta", "@alpha", "@dev"]
+        .iter()
+        .find_map(|flag| {
+            let cut = v.len().checked_sub(flag.len())?;
+            (v.is_char_boundary(cut) && v[cut..].eq_ignore_ascii_case(flag)).then(|| &v[..cut])
+        })
+        .unwrap_or(v);
+    if v.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("dev-"))
+        || ["master", "trunk", "default"].contains(&v)
+    {
+        return None;
+    }
+    let v = match v.split_once('+') {
+        Some((core, meta))
+            if !core.is_empty()
+                && !core.contains([',', '+'])
+                && !core.contains(char::is_whitespace)
+                && !meta.is_empty()
+                && !meta.contains(char::is_whitespace) =>
+        {
+            core
+        }
+        _ => v,
+    };
+    let body = v.strip_prefix(['v', 'V']).unwrap_or(v);
+    // Classic: one to five digits, up to three more `.`-numbers (all of them: the
+    // modifier cannot start with a digit), then the modifier.
+    let major = body.bytes().take_while(u8::is_ascii_digit).count();
+    if (1..=5).contains(&major) {
+        let mut end = major;
+        let mut numbers = vec![&body[..major]];
+        while numbers.len() < 4 {
+            let digits = body[end..]
+                .strip_prefix('.')
+                .map_or(0, |r| r.bytes().take_while(u8::is_ascii_digit).count());
+            if digits == 0 {
+                break;
+            }
+            numbers.push(&body[end + 1..end + 1 + digits]);
+            end += 1 + digits;
+        }
+        if let Some(suffix) = composer_modifier(&body[end..]) {
+            numbers.resize(4, "0");
+            return Some(numbers.join(".") + &suffix);
+        }
+    }
+    // Dates: four digits, one to six pairs, then a group of one to three, any of `.`,
+    // `:` or `-` before each; the longest reading the modifier accepts.
+    let digits_at = |at: usize, n: usize| {
+        body.get(at..at + n)
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let separated = |at: usize| {
+        let sep = usize::from(body[at..].starts_with(['.', ':', '-']));
+        [at, at + sep]
+    };
+    if !digits_at(0, 4) {
+        return composer_numeric_branch(v);
+    }
+    let mut ends = Vec::new();
+    let mut frontier = vec![4];
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for at in frontier {
+            for start in separated(at) {
+                if digits_at(start, 2) {
+                    next.push(start + 2);
+                }
+            }
+        }
+        next.dedup();
+        ends.extend(&next);
+        frontier = next;
+    }
+    for at in ends.clone() {
+        for start in separated(at) {
+            for n in 1..=3 {
+                if digits_at(start, n) {
+                    ends.push(start + n);
+                }
+            }
+        }
+    }
+    ends.sort_unstable();
+    ends.dedup();
+    ends.into_iter()
+        .rev()
+        .find_map(|end| {
+            let suffix = composer_modifier(&body[end..])?;
+            let date: String = body[..end]
+                .chars()
+                .map(|c| if c.is_ascii_digit() { c } else { '.' })
+                .collect();
+            Some(date + &suffix)
+        })
+        .or_else(|| composer_numeric_branch(v))
+}
+
+/// A numeric branch (`1.0.x-dev`, `2-dev`): its numbers with `x` (and missing ones) as
+/// 9999999, then `-dev`, as Composer's `normalizeBranch` makes it.
+fn composer_numeric_branch(v: &str) -> Option<String> {
+    let lower = v.to_ascii_lowercase();
+    let name = lower.strip_suffix("dev")?;
+    let name = name.strip_suffix(['.', '-']).unwrap_or(name);
+    let name = name.trim();
+    let name = name.strip_prefix('v').unwrap_or(name);
+    let mut parts: Vec<&str> = name.split('.').collect();
+    let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() > 4
+        || !numeric(parts[0])
+        || !parts[1..]
+            .iter()
+            .all(|p| numeric(p) || *p == "x" || *p == "*")
+    {
+        return None;
+    }
+    parts.resize(4, "x");
+    let numbers: Vec<&str> = parts
+        .iter()
+        .map(|p| if numeric(p) { *p } else { "9999999" })
+        .collect();
+    Some(numbers.join(".") + "-dev")
+}
+
+/// Composer's version modifier, `[._-]?(?:(stability)((?:[.-]?\d+)*))?([.-]?dev)?` in
+/// any case, as the suffix the normalized version gets (`-beta2`, `-RC1-dev`, `-dev`, or
+/// nothing for none or `stable`); `None` when `rest` is no modifier.
+fn composer_modifier(rest: &str) -> Option<String> {
+    let rest = rest.strip_prefix(['.', '_', '-']).unwrap_or(rest);
+    let lower = rest.to_ascii_lowercase();
+    let mut m = lower.as_str();
+    let stability = [
+        "stable", "beta", "b", "rc", "alpha", "a", "patch", "pl", "p",
+    ]
+    .into_iter()
+    .find(|s| m.starts_with(s));
+    let mut suffix = String::new();
+    if let Some(stability) = stability {
+        m = &m[stability.len()..];
+        // Digit groups, each after an optional `.` or `-`.
+        let mut number_len = 0;
+        loop {
+            let at = &m[number_len..];
+            let sep = usize::from(at.starts_with(['.', '-']));
+            let digits = at[sep..].bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                break;
+            }
+            number_len += sep + digits;
+        }
+        let number = &m[..number_len];
+        m = &m[number_len..];
+        // Composer leaves the version as it is (not even `-dev`) for `stable` written in
+        // lower case; in another case it is a stability of its own.
+        if &rest[..stability.len()] == "stable" {
+            return matches!(m.strip_prefix(['.', '-']).unwrap_or(m), "" | "dev")
+                .then(String::new)
+                .filter(|_| !matches!(m, "." | "-"));
+        } else {
+            let expanded = match stability {
+                "a" => "alpha",
+                "b" => "beta",
+                "p" | "pl" => "patch",
+                "rc" => "RC",
+                other => other,
+            };
+            suffix = format!("-{expanded}{}", number.trim_start_matches(['.', '-']));
+        }
+    }
+    match m.strip_prefix(['.', '-']).unwrap_or(m) {
+        "" if m.is_empty() => Some(suffix),
+        "dev" => Some(suffix + "-dev"),
+        _ => None,
+    }
+}
+
+/// Composer's ordering of package versions: both normalized as Composer normalizes them
+/// (what it stores as `version_normalized` and compares constraints with), then PHP's
+/// `version_compare` (`1.0.0-beta9` < `1.0.0-beta10` < `1.0.0-RC1` < `1.0.0` <
+/// `1.0.0-patch1`); a version it cannot normalize (a `dev-` branch) as written.
+pub fn composer_compare(a: &str, b: &str) -> Ordering {
+    let (na, nb) = (composer_normalize(a), composer_normalize(b));
+    let pa = php_parts(na.as_deref().unwrap_or(a.trim()));
+    let pb = php_parts(nb.as_deref().unwrap_or(b.trim()));
+    let missing: PhpPart = (PHP_NUMBER_RANK, None);
+    for i in 0..pa.len().max(pb.len()) {
+        let (x, y) = (
+            pa.get(i).copied().unwrap_or(missing),
+            pb.get(i).copied().unwrap_or(missing),
+        );
+        let ord = x.0.cmp(&y.0).then_with(|| match (x.1, y.1) {
+            (Some(m), Some(n)) => compare_digits(m, n),
+            (m, n) => m.is_some().cmp(&n.is_some()),
+        });
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
 // ---- OSV ranges ---------------------------------------------------------------------
 
 /// Whether `version` is affected by OSV `ranges` (SEMVER and ECOSYSTEM; GIT ranges name
@@ -754,6 +1119,73 @@ mod tests {
                 ("7.88.1-10+deb12u5", "7.88.1-10+deb12u12", Less),
             ],
         );
+    }
+
+    #[test]
+    fn rubygems_orders_prereleases_first_and_ignores_trailing_zeros() {
+        // Cases from RubyGems' `Gem::Version#<=>` (the workers' tests compare thousands
+        // more with a real Ruby).
+        check(
+            Scheme::Gem,
+            &[
+                ("1.0", "1", Equal),
+                ("1.0.a", "1.a", Equal),
+                ("1.0.0.pre", "1.0.0", Less),
+                ("1.0.0-rc1", "1.0.0.rc1", Less),
+                ("7.1.0.beta1", "7.1.0", Less),
+                ("7.1.0.beta1", "7.0.8.1", Greater),
+                ("1.0.0.rc10", "1.0.0.rc9", Greater),
+                ("1.0.0.RC1", "1.0.0.rc1", Less),
+                ("2.2.22", "2.2.3", Greater),
+                ("1.0.0.1", "1.0.0", Greater),
+                ("1.01", "1.1", Equal),
+            ],
+        );
+        assert_eq!(Scheme::of("RubyGems"), Scheme::Gem);
+    }
+
+    #[test]
+    fn composer_normalizes_then_orders_as_php_version_compare() {
+        check(
+            Scheme::Composer,
+            &[
+                ("v1.2", "1.2.0", Equal),
+                ("1.0.0-beta9", "1.0.0-beta10", Less),
+                ("1.0.0-b2", "1.0.0-beta2", Equal),
+                ("1.0.0-RC1", "1.0.0-rc1", Equal),
+                ("1.0.0-RC1", "1.0.0", Less),
+                ("1.0.0-patch1", "1.0.0", Greater),
+                ("2.0.0p1", "2.0.0-pl1", Equal),
+                ("1.0.0-alpha", "1.0.0-dev", Greater),
+                ("1.0.x-dev", "1.0.5", Greater),
+                ("dev-main", "0.0.1", Less),
+                ("5.4.45", "v5.4.46", Less),
+                ("1.0.0+build.5", "1.0.0", Equal),
+            ],
+        );
+        // What Composer's `VersionParser::normalize` gives (checked with Composer 2.5).
+        for (version, normalized) in [
+            ("1.0.0-b2", Some("1.0.0.0-beta2")),
+            ("2.0.0p1", Some("2.0.0.0-patch1")),
+            ("2023-12-01", Some("2023.12.01")),
+            ("1.0.x-dev", Some("1.0.9999999.9999999-dev")),
+            ("v1", Some("1.0.0.0")),
+            ("1.0.0-stable-dev", Some("1.0.0.0")),
+            ("1.0.0-STABLE", Some("1.0.0.0-stable")),
+            ("1.0.0-beta.1.2", Some("1.0.0.0-beta1.2")),
+            ("1.0.0-RC1-dev", Some("1.0.0.0-RC1-dev")),
+            ("1.0.0@beta", Some("1.0.0.0")),
+            ("1.0.0-", Some("1.0.0.0")),
+            ("1.2.3.4.5", None),
+            ("dev-main", None),
+        ] {
+            assert_eq!(
+                composer_normalize(version).as_deref(),
+                normalized,
+                "{version}"
+            );
+        }
+        assert_eq!(Scheme::of("Packagist"), Scheme::Composer);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod exploits;
 mod federation_api;
 mod federation_cli;
 mod federation_hardening;
+mod gems_composer;
 mod java;
 mod licenses;
 mod mirror_serve;
