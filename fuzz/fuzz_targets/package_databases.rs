@@ -1,5 +1,6 @@
 //! Text package databases and manifests: dpkg status, apk installed, os-release, Python
-//! METADATA, .NET deps.json; the declared licenses in them (Debian copyright files, npm
+//! METADATA, .NET deps.json, installed gem specifications, Composer's installed.json; the
+//! declared licenses in them (Debian copyright files, npm
 //! `license`, SPDX expressions, RPM tags in Fedora's legacy abbreviations) and license files. An SPDX expression that parses, written back in its normal
 //! form, parses to the same normal form and ids.
 #![no_main]
@@ -16,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = analyze::parse_os_release(&text);
     let _ = analyze::parse_python(&text);
     let _ = analyze::parse_deps_json(&text);
+    for gem in analyze::parse_gemspec(&text) {
+        assert!(!gem.name.is_empty() && !gem.version.is_empty());
+    }
+    let _ = analyze::parse_composer_installed(&text);
     let _ = declared::debian_copyright(&text);
     let _ = declared::license_file(&text);
     let rpm = declared::rpm(&text);

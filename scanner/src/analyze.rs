@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 10;
+pub const ANALYZER_VERSION: u32 = 11;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
@@ -60,10 +60,10 @@ fn text_wanted(path: &str) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FoundPackage {
     /// Package URL type: `deb`, `apk`, `rpm`, `npm`, `pypi`, `maven`, `nuget`, `golang`,
-    /// `cargo`.
+    /// `cargo`, `gem`, `composer`.
     pub kind: String,
-    /// Namespace part (Maven group id; for `rpm` the architecture; an npm scope is part
-    /// of the name).
+    /// Namespace part (Maven group id, Composer vendor; for `rpm` the architecture, for
+    /// `gem` the platform of a gem built for one; an npm scope is part of the name).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     /// Name.
@@ -510,6 +510,167 @@ pub fn parse_deps_json(text: &str) -> Vec<FoundPackage> {
     out
 }
 
+/// Largest gem specification read (real ones are a few KiB; the description is the
+/// longest part).
+const MAX_GEMSPEC: u64 = 1 << 20;
+
+/// An installed gem's specification, as RubyGems keeps it: `<name>-<version>.gemspec`
+/// directly in a `specifications` directory of a gem home (`usr/local/bundle/`,
+/// `var/lib/gems/3.1.0/`, Debian's `rubygems-integration`) or in its `default`
+/// subdirectory (the gems Ruby ships). A `.gemspec` elsewhere is a gem's source, not an
+/// installed gem.
+fn is_installed_gemspec(path: &str) -> bool {
+    let Some(dir) = path
+        .strip_suffix(".gemspec")
+        .and_then(|p| p.rsplit_once('/'))
+    else {
+        return false;
+    };
+    let (dir, name) = dir;
+    let dir = dir.strip_suffix("/default").unwrap_or(dir);
+    !name.is_empty() && (dir == "specifications" || dir.ends_with("/specifications"))
+}
+
+/// A Ruby string literal as `Gem::Specification#to_ruby` writes one: `"…"` (with `.freeze`
+/// or not), `'…'` or `%q{…}`; `None` for anything else (a variable, a method call).
+fn ruby_string(text: &str) -> Option<(String, &str)> {
+    let text = text.trim_start();
+    let (close, body) = if let Some(rest) = text.strip_prefix('"') {
+        ('"', rest)
+    } else if let Some(rest) = text.strip_prefix('\'') {
+        ('\'', rest)
+    } else if let Some(rest) = text.strip_prefix("%q{") {
+        ('}', rest)
+    } else {
+        return None;
+    };
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                (_, 'n') if close == '"' => out.push('\n'),
+                (_, 't') if close == '"' => out.push('\t'),
+                (_, e) if e == close || e == '\\' => out.push(e),
+                (_, e) => {
+                    out.push('\\');
+                    out.push(e);
+                }
+            },
+            // Interpolation is Ruby code, not a value.
+            '#' if close == '"' && body[i + 1..].starts_with('{') => return None,
+            c if c == close => {
+                let rest = &body[i + 1..];
+                return Some((out, rest.strip_prefix(".freeze").unwrap_or(rest)));
+            }
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// `["MIT".freeze, "Ruby".freeze]`: the strings of a literal array.
+fn ruby_string_array(text: &str) -> Option<Vec<String>> {
+    let mut rest = text.trim_start().strip_prefix('[')?;
+    let mut out = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix(']') {
+            return after.trim().is_empty().then_some(out);
+        }
+        let (value, after) = ruby_string(rest)?;
+        out.push(value);
+        rest = after.trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+}
+
+/// An installed gem's specification (RubyGems' `Gem::Specification#to_ruby`): the name,
+/// version, platform (kept as the namespace, like an RPM's architecture; none for pure
+/// Ruby gems) and licenses it assigns; the `# stub:` line RubyGems writes first gives the
+/// name, version and platform when the assignments do not.
+pub fn parse_gemspec(text: &str) -> Vec<FoundPackage> {
+    let (mut name, mut version, mut platform) = (None, None, None);
+    let mut licenses: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(stub) = line.strip_prefix("# stub: ") {
+            let mut fields = stub.split_whitespace();
+            if let (Some(n), Some(v), Some(p)) = (fields.next(), fields.next(), fields.next()) {
+                name.get_or_insert_with(|| n.to_string());
+                version.get_or_insert_with(|| v.to_string());
+                platform.get_or_insert_with(|| p.to_string());
+            }
+            continue;
+        }
+        let Some((target, value)) = line
+            .strip_prefix("s.")
+            .and_then(|l| l.split_once(" = "))
+            .map(|(t, v)| (t.trim(), v))
+        else {
+            continue;
+        };
+        match target {
+            "name" => name = ruby_string(value).map(|(v, _)| v).or(name),
+            "version" => version = ruby_string(value).map(|(v, _)| v).or(version),
+            "platform" => platform = ruby_string(value).map(|(v, _)| v).or(platform),
+            "licenses" => licenses = ruby_string_array(value).unwrap_or_default(),
+            "license" => licenses = ruby_string(value).map(|(v, _)| vec![v]).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    let (Some(name), Some(version)) = (name, version) else {
+        return Vec::new();
+    };
+    if name.is_empty() || version.is_empty() {
+        return Vec::new();
+    }
+    let platform = platform.filter(|p| p != "ruby").unwrap_or_default();
+    let licenses: Vec<&str> = licenses.iter().map(String::as_str).collect();
+    vec![FoundPackage {
+        license: super::license::choice_of(&licenses).unwrap_or_default(),
+        ..FoundPackage::new("gem", &platform, &name, &version)
+    }]
+}
+
+/// Composer's `vendor/composer/installed.json`: Composer 2's `{"packages": […]}` or
+/// Composer 1's bare list; each package's `name` (`vendor/project`), `version` as
+/// released (`v5.4.45`) and `license` (a list is a choice, as Composer documents it).
+pub fn parse_composer_installed(text: &str) -> Vec<FoundPackage> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let packages = json
+        .get("packages")
+        .and_then(serde_json::Value::as_array)
+        .or_else(|| json.as_array());
+    let mut out: Vec<FoundPackage> = packages
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let (vendor, project) = p["name"].as_str()?.split_once('/')?;
+            let version = p["version"].as_str()?;
+            if vendor.is_empty() || project.is_empty() || version.is_empty() {
+                return None;
+            }
+            let licenses: Vec<&str> = match &p["license"] {
+                serde_json::Value::String(s) => vec![s.as_str()],
+                serde_json::Value::Array(list) => {
+                    list.iter().filter_map(serde_json::Value::as_str).collect()
+                }
+                _ => Vec::new(),
+            };
+            Some(FoundPackage {
+                license: super::license::choice_of(&licenses).unwrap_or_default(),
+                ..FoundPackage::new("composer", vendor, project, version)
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Deepest nesting of Java archives read: an EAR's WAR's jar.
 const MAX_JAR_DEPTH: usize = 3;
 
@@ -801,6 +962,11 @@ enum Interest {
     /// the license open.
     NpmLicenseFile,
     DotNet,
+    /// An installed gem's specification (`…/specifications/<name>-<version>.gemspec`,
+    /// default gems under `specifications/default/`).
+    Gemspec,
+    /// Composer's record of the packages it installed (`vendor/composer/installed.json`).
+    Composer,
     Jar,
     Binary,
 }
@@ -840,6 +1006,13 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     }
     if path.ends_with(".deps.json") {
         return Some(Interest::DotNet);
+    }
+    if is_installed_gemspec(path) {
+        return Some(Interest::Gemspec);
+    }
+    if path == "vendor/composer/installed.json" || path.ends_with("/vendor/composer/installed.json")
+    {
+        return Some(Interest::Composer);
     }
     if path.ends_with(".jar") || path.ends_with(".war") || path.ends_with(".ear") {
         return Some(Interest::Jar);
@@ -980,9 +1153,12 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         (&mut entry).take(4).read_to_end(&mut head)?;
         let is_elf = head == b"\x7fELF";
         let is_script = head.starts_with(b"#!");
-        let kind = interest(&path, executable).filter(|k| {
-            !matches!(k, Interest::DistInfoFile | Interest::NpmLicenseFile)
-                || size <= super::license::MAX_LICENSE_FILE as u64
+        let kind = interest(&path, executable).filter(|k| match k {
+            Interest::DistInfoFile | Interest::NpmLicenseFile => {
+                size <= super::license::MAX_LICENSE_FILE as u64
+            }
+            Interest::Gemspec => size <= MAX_GEMSPEC,
+            _ => true,
         });
         let wants_text = (is_script || text_wanted(&path)) && size <= MAX_TEXT;
         let mut bytes = Vec::new();
@@ -1082,6 +1258,8 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                 continue;
             }
             Interest::DotNet => parse_deps_json(&text()),
+            Interest::Gemspec => parse_gemspec(&text()),
+            Interest::Composer => parse_composer_installed(&text()),
             Interest::Jar => parse_jar(&bytes),
             Interest::Binary => {
                 if !is_elf {

@@ -250,6 +250,31 @@ pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<MatchKe
                 vec![MatchKey::new(format!("pkg:golang/{}", p.name), v)],
             )
         }
+        "gem" => {
+            // A gem built for one platform (`x86_64-linux`) says so; pure Ruby gems
+            // (`ruby`, the purl default) carry no qualifier.
+            let purl = PackageUrl::new("gem", &p.name)
+                .version(v)
+                .qualifier("platform", &p.namespace);
+            (
+                purl.to_string(),
+                vec![MatchKey::new(format!("pkg:gem/{}", p.name), v)],
+            )
+        }
+        "composer" => {
+            // Packagist names are lower case; the purl spec has both parts in lower case.
+            let (vendor, project) = (
+                p.namespace.to_ascii_lowercase(),
+                p.name.to_ascii_lowercase(),
+            );
+            let purl = PackageUrl::new("composer", &project)
+                .namespace(&vendor)
+                .version(v);
+            (
+                purl.to_string(),
+                vec![MatchKey::new(format!("pkg:composer/{vendor}/{project}"), v)],
+            )
+        }
         other => {
             let purl = PackageUrl::new(other, &p.name).version(v);
             (

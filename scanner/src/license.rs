@@ -32,19 +32,25 @@ pub fn npm(json: &Value) -> Option<String> {
         .iter()
         .map(|l| l["type"].as_str().or_else(|| l.as_str()))
         .collect::<Option<Vec<_>>>()?;
-    match list.as_slice() {
-        [] => None,
+    choice_of(&list)
+}
+
+/// A list of licenses to choose from (npm's legacy `licenses`, a gem's `licenses`,
+/// Composer's `license` list), each an expression or a name as [`npm`] reads it: one as
+/// itself, several as their `OR` when each says one license (a list holding anything
+/// else cannot be written as one expression: not known).
+pub fn choice_of(list: &[&str]) -> Option<String> {
+    match list {
         [one] => npm_license(one),
-        many => {
-            // Only a choice of SPDX ids can be written as one expression.
-            let ids: Vec<String> = many
-                .iter()
-                .filter_map(|s| npm_license(s))
-                .filter(|s| stellaops_policy::license::parse(s).is_ok_and(|e| e.ids().len() == 1))
-                .map(|s| format!("({s})"))
-                .collect();
-            (ids.len() == many.len()).then(|| ids.join(" OR "))
-        }
+        many => choice(
+            many.iter()
+                .map(|s| {
+                    npm_license(s).filter(|l| {
+                        stellaops_policy::license::parse(l).is_ok_and(|e| e.ids().len() == 1)
+                    })
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -734,9 +740,9 @@ pub fn maven_license(name: &str, url: &str) -> Option<String> {
     }
 }
 
-/// Several licenses a Maven project or OSGi bundle lists, as one expression: a choice, as
-/// the POM reference says of `<licenses>` ("the user can select any of them"). Every one
-/// must be known; the same license listed twice counts once.
+/// Several licenses a package lists, as one expression: a choice, as the POM reference
+/// says of Maven's `<licenses>` ("the user can select any of them"), npm, RubyGems and
+/// Composer of theirs. Every one must be known; the same license listed twice counts once.
 fn choice(licenses: Vec<Option<String>>) -> Option<String> {
     let mut ids: Vec<String> = Vec::new();
     for license in licenses {

@@ -14,18 +14,23 @@ const LATEST_VERDICT_UNDER_POLICY_SQL: &str =
     "SELECT verdict, finished_at, attestation_key, attestation FROM scan_results
      WHERE image_digest = $1 AND policy_digest = $2 ORDER BY finished_at DESC, id DESC LIMIT 1";
 
+/// This build's analyzer version, as results record it (PostgreSQL `integer`).
+const ANALYZER: i32 = stellaops_scanner::analyze::ANALYZER_VERSION as i32;
+
 /// The latest result recorded for a Scan, by its uid (`$1`).
 const BY_SCAN_SQL: &str =
     "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
             attestation_key, attestation, usage_sbom_uri, usage_sbom_sha256, used_components
      FROM scan_results WHERE scan_uid = $1 ORDER BY id DESC LIMIT 1";
 
-/// The latest result of a digest (`$1`) at an advisory snapshot (`$2`): a Scan of that
-/// digest now would find the same, so it is reused. Served by index `scan_results_reuse`.
+/// The latest result of a digest (`$1`) at an advisory snapshot (`$2`) whose inventory
+/// this analyzer version (`$3`) made: a Scan of that digest now would find the same, so
+/// it is reused. Served by index `scan_results_reuse`.
 pub const REUSE_SQL: &str =
     "SELECT id, image_digest, sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict,
             attestation_key, attestation, usage_sbom_uri, usage_sbom_sha256, used_components
-     FROM scan_results WHERE image_digest = $1 AND advisory_snapshot = $2 ORDER BY id DESC LIMIT 1";
+     FROM scan_results WHERE image_digest = $1 AND advisory_snapshot = $2 AND analyzer = $3
+     ORDER BY id DESC LIMIT 1";
 
 /// Whether a digest (`$1`) has any recorded scan (then its inventory is stored).
 const SCANNED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM scan_results WHERE image_digest = $1)";
@@ -558,8 +563,8 @@ pub async fn insert_result(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name, scan_uid,
             sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at, policy_digest,
-            attestation_key, attestation)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) RETURNING id",
+            attestation_key, attestation, analyzer)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) RETURNING id",
     )
     .bind(result.image_digest)
     .bind(result.image_ref)
@@ -580,6 +585,7 @@ pub async fn insert_result(
     .bind(result.policy_digest)
     .bind(attestation_key)
     .bind(attestation)
+    .bind(ANALYZER)
     .fetch_one(&mut *tx)
     .await?;
     fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
@@ -740,8 +746,8 @@ pub async fn latest_summaries(
     Ok(rows.into_iter().map(|r| (r.scan_uid.clone(), r)).collect())
 }
 
-/// The latest result of `digest` at advisory snapshot `snapshot` ([`REUSE_SQL`]): a scan
-/// of that digest now would find the same.
+/// The latest result of `digest` at advisory snapshot `snapshot` whose inventory this
+/// build's analyzer made ([`REUSE_SQL`]): a scan of that digest now would find the same.
 pub async fn reusable<'e>(
     db: impl sqlx::PgExecutor<'e>,
     digest: &str,
@@ -750,6 +756,7 @@ pub async fn reusable<'e>(
     sqlx::query_as(REUSE_SQL)
         .bind(digest)
         .bind(snapshot)
+        .bind(ANALYZER)
         .fetch_optional(db)
         .await
 }
@@ -1047,8 +1054,11 @@ pub async fn insert_reevaluated(
     sqlx::query_as(
         "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, scan_namespace, scan_name,
              sbom_uri, sbom_sha256, components, critical, high, medium, low, verdict, policy, started_at,
-             policy_digest, attestation_key, attestation, scan_uid)
-         SELECT d, r, $3, ns, n, u, s, c, cr, hi, me, lo, v, p, now(), pd, ak, a, uid
+             policy_digest, attestation_key, attestation, scan_uid, analyzer)
+         SELECT d, r, $3, ns, n, u, s, c, cr, hi, me, lo, v, p, now(), pd, ak, a, uid,
+             -- The inventory judged is the one the digest's latest result judged.
+             COALESCE((SELECT x.analyzer FROM scan_results x WHERE x.image_digest = d
+                       ORDER BY x.id DESC LIMIT 1), 0)
          FROM unnest($1::text[], $2::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
                      $9::int[], $10::int[], $11::int[], $12::int[], $13::text[], $14::jsonb[],
                      $15::text[], $16::text[], $17::bytea[], $18::text[])

@@ -54,8 +54,10 @@ async fn scan_reuse_and_a_rules_last_error_use_indexes_at_scale() {
 
     let digest = format!("sha256:{:0>64}", "2a");
     // Snapshot as text: EXPLAIN of a parameterized query needs typed binds; cast in place.
-    let reuse = scans::REUSE_SQL.replace("$2", "$2::bigint");
-    let reuse_plan = plan(&pool, &reuse, &[&digest, "3"]).await;
+    let reuse = scans::REUSE_SQL
+        .replace("$2", "$2::bigint")
+        .replace("$3", "$3::integer");
+    let reuse_plan = plan(&pool, &reuse, &[&digest, "3", "11"]).await;
     assert!(
         reuse_plan.contains("scan_results_reuse") && !reuse_plan.contains("Seq Scan"),
         "{reuse_plan}"

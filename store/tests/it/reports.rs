@@ -143,3 +143,56 @@ async fn result_ids_commit_in_order_so_reading_on_from_a_version_misses_nothing(
         vec![after]
     );
 }
+
+/// A result is reused only by the analyzer whose inventory it judged: a re-evaluation
+/// judges the digest's stored inventory, so its rows carry the analyzer of the digest's
+/// latest result; once those are an older analyzer's (an upgrade that reads more), nothing
+/// of that digest is reused at the same advisory snapshot, so the image is scanned again.
+#[tokio::test]
+async fn a_result_is_reused_only_by_the_analyzer_whose_inventory_it_judged() {
+    let Some(pool) =
+        stellaops_testing::migrated_database("store_reuse_analyzer", &stellaops_store::MIGRATOR)
+            .await
+    else {
+        return;
+    };
+    let digest = format!("sha256:{}", "cd".repeat(32));
+    let mut tx = pool.begin().await.unwrap();
+    let scanned_id = scans::insert_result(&mut tx, &scanned(&digest, "scan"), &[], &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let reusable = |pool: sqlx::PgPool, digest: String| async move {
+        scans::reusable(&pool, &digest, 1)
+            .await
+            .unwrap()
+            .map(|r| r.id)
+    };
+    assert_eq!(
+        reusable(pool.clone(), digest.clone()).await,
+        Some(scanned_id)
+    );
+    let reevaluate = |pool: sqlx::PgPool, digest: String| async move {
+        let mut tx = pool.begin().await.unwrap();
+        let ids = scans::insert_reevaluated(&mut tx, 1, &[reevaluated(&digest, "re")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        ids[0].2
+    };
+    let reevaluated_id = reevaluate(pool.clone(), digest.clone()).await;
+    assert_eq!(
+        reusable(pool.clone(), digest.clone()).await,
+        Some(reevaluated_id)
+    );
+    // The rows as an older analyzer left them.
+    sqlx::query("UPDATE scan_results SET analyzer = analyzer - 1 WHERE image_digest = $1")
+        .bind(&digest)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(reusable(pool.clone(), digest.clone()).await, None);
+    // A re-evaluation of that inventory is that analyzer's too: still nothing to reuse.
+    reevaluate(pool.clone(), digest.clone()).await;
+    assert_eq!(reusable(pool.clone(), digest.clone()).await, None);
+}

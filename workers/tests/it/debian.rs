@@ -508,6 +508,27 @@ fn package_urls_are_canonical_for_the_reference_implementation() {
             None,
             json!({"type": "cargo", "name": "serde_json", "version": "1.0.117"}),
         ),
+        (
+            FoundPackage::new("gem", "", "rack", "2.2.22"),
+            None,
+            json!({"type": "gem", "name": "rack", "version": "2.2.22"}),
+        ),
+        (
+            FoundPackage::new("gem", "x86_64-linux", "nokogiri", "1.15.4"),
+            None,
+            json!({"type": "gem", "name": "nokogiri", "version": "1.15.4",
+                   "qualifiers": {"platform": "x86_64-linux"}}),
+        ),
+        (
+            FoundPackage::new("gem", "", "rails", "7.1.0.beta1"),
+            None,
+            json!({"type": "gem", "name": "rails", "version": "7.1.0.beta1"}),
+        ),
+        (
+            FoundPackage::new("composer", "symfony", "http-kernel", "v5.4.45"),
+            None,
+            json!({"type": "composer", "namespace": "symfony", "name": "http-kernel", "version": "v5.4.45"}),
+        ),
     ];
     let cases: Vec<Value> = samples
         .iter()
@@ -532,7 +553,7 @@ sys.exit(1 if bad else 0)
         &serde_json::to_vec(&cases).unwrap(),
     );
     assert!(ok, "not canonical for packageurl-python:\n{report}");
-    assert_eq!(cases.len(), 14);
+    assert_eq!(cases.len(), 18);
 }
 
 /// A layer of `files` (path, contents, mode), as a build writes them.

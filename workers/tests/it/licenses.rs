@@ -103,7 +103,7 @@ fn each_ecosystem_declares_its_license_its_own_way() {
         (json!({"license": "WTFPL OR Foo"}), Some("WTFPL OR Foo")),
         (
             json!({"licenses": [{"type": "MIT License"}, {"type": "Apache License, Version 2.0"}]}),
-            Some("(MIT) OR (Apache-2.0)"),
+            Some("MIT OR Apache-2.0"),
         ),
         (
             json!({"license": {"type": "ISC", "url": "https://opensource.org/licenses/ISC"}}),
@@ -111,7 +111,7 @@ fn each_ecosystem_declares_its_license_its_own_way() {
         ),
         (
             json!({"licenses": [{"type": "MIT", "url": "x"}, {"type": "Apache-2.0", "url": "y"}]}),
-            Some("(MIT) OR (Apache-2.0)"),
+            Some("MIT OR Apache-2.0"),
         ),
         (
             json!({"licenses": [{"type": "MIT"}, {"type": "Custom licence"}]}),

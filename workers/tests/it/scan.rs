@@ -426,6 +426,29 @@ async fn an_image_is_inventoried_matched_and_judged_and_shared_layers_come_from_
     assert_eq!(reused.findings, summary.findings);
     assert_eq!(reused.verdict, "Fail", "log4j is critical");
     assert_ne!(reused.scan_id, summary.scan_id);
+    // Results an older analyzer made (before an upgrade that reads more) are not reused:
+    // the image is analysed again, and that result is reused in turn.
+    sqlx::query("UPDATE scan_results SET analyzer = analyzer - 1 WHERE image_digest = $1")
+        .bind(&summary.image_digest)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let rescanned = scan(&lenient, &image).await.unwrap();
+    assert!(
+        rescanned.analysis_cached || rescanned.layers_analysed + rescanned.layers_cached > 0,
+        "{rescanned:?}"
+    );
+    assert_eq!(rescanned.components, 7);
+    let again = scan(&lenient, &image).await.unwrap();
+    assert_eq!(
+        (
+            again.layers_analysed,
+            again.layers_cached,
+            again.analysis_cached
+        ),
+        (0, 0, false)
+    );
+    assert_eq!(again.sbom_sha256, rescanned.sbom_sha256);
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
