@@ -222,6 +222,13 @@ impl Vfs {
             })
         )
     }
+
+    /// A directory's path with its links resolved, when it exists (as an entry, or only as
+    /// the parent of files a tar lists without it).
+    fn directory(&self, path: &str) -> Option<String> {
+        let resolved = self.resolve("", path).map_or(path.to_string(), |r| r.path);
+        (self.is_dir("", &resolved) || !self.list(&resolved).is_empty()).then_some(resolved)
+    }
 }
 
 /// What the image config says to run.
@@ -289,6 +296,12 @@ pub struct Trace {
     pub language_dirs: BTreeSet<String>,
     /// Jars on a Java class path, absolute.
     pub language_files: BTreeSet<String>,
+    /// The ecosystems (package URL types) whose module search was followed: a package of
+    /// one of them that lies nowhere reached is known to be unused; a package of another
+    /// (a gem under an unmodelled Ruby server, a NuGet package under `dotnet`, jars a
+    /// Tomcat loads from its `webapps`) is not known either way.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub runtimes: BTreeSet<String>,
     /// What could not be followed, and why.
     pub notes: Vec<String>,
 }
@@ -336,6 +349,18 @@ fn is_python(name: &str) -> bool {
         .strip_prefix("python")
         .or_else(|| name.strip_prefix("pypy"));
     rest.is_some_and(|r| r.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
+fn is_ruby(name: &str) -> bool {
+    name.strip_prefix("ruby")
+        .is_some_and(|r| r.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
+/// The PHP command line (`php`, `php8.2`); not `php-fpm`, which runs whatever scripts
+/// its web server hands it.
+fn is_php_cli(name: &str) -> bool {
+    name.strip_prefix("php")
+        .is_some_and(|r| r.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
 }
 
 fn is_shell(name: &str) -> bool {
@@ -476,6 +501,8 @@ impl<'a> Tracer<'a> {
             n if is_python(n) => self.python(&invoked, &found.path, args, ctx),
             "node" | "nodejs" => self.node(args, ctx),
             "java" => self.java(args, ctx),
+            n if is_ruby(n) => self.ruby(&found.path, args, ctx),
+            n if is_php_cli(n) => self.php(args, ctx),
             _ => {
                 // A script run directly: its shebang names the interpreter.
                 if let Node::File {
@@ -921,6 +948,7 @@ impl<'a> Tracer<'a> {
 
     /// `python [options] (-m MODULE | -c CODE | SCRIPT) args…`.
     fn python(&mut self, invoked: &str, resolved: &str, args: &[String], ctx: &Ctx) {
+        self.trace.runtimes.insert("pypi".into());
         // sys.path: the site directories of the interpreter's prefix (as invoked, so a
         // virtual environment's; and as resolved, the base installation's).
         let mut site = Vec::new();
@@ -1035,6 +1063,7 @@ impl<'a> Tracer<'a> {
     /// `node [options] SCRIPT args…`: the script and the `node_modules` directories
     /// `require` searches from it.
     fn node(&mut self, args: &[String], ctx: &Ctx) {
+        self.trace.runtimes.insert("npm".into());
         if let Some(paths) = ctx.env.get("NODE_PATH") {
             for d in paths.split(':').filter(|d| !d.is_empty()) {
                 self.trace
@@ -1100,6 +1129,11 @@ impl<'a> Tracer<'a> {
                     let Some(jar) = args.get(i + 1) else { return };
                     match self.vfs.resolve(&ctx.cwd, jar) {
                         Some(r) => {
+                            // Jetty's and WildFly's launchers load the deployed
+                            // applications' jars themselves: those are not known.
+                            if !matches!(basename(&r.path), "start.jar" | "jboss-modules.jar") {
+                                self.trace.runtimes.insert("maven".into());
+                            }
                             let file = format!("/{}", r.path);
                             self.trace.language_files.insert(file.clone());
                             self.push(Step {
@@ -1155,10 +1189,155 @@ impl<'a> Tracer<'a> {
             }
         }
         if let Some(main) = args.get(i) {
+            // Tomcat's bootstrap loads each web application's `WEB-INF/lib`: not known.
+            if main != "org.apache.catalina.startup.Bootstrap" {
+                self.trace.runtimes.insert("maven".into());
+            }
             self.push(Step {
                 path: format!("class {main}"),
                 argv: args[i..].to_vec(),
                 from: "java".into(),
+            });
+        }
+    }
+
+    /// `ruby [options] (SCRIPT | -S PROGRAM) args…` — also the Ruby programs run through
+    /// their `#!` (`rails`, `bundle`, `puma`, `rackup`): the script, and the gem homes
+    /// RubyGems and Bundler search: `GEM_HOME`, `GEM_PATH`, `BUNDLE_PATH` and the
+    /// application's `vendor/bundle` (their `ruby/<version>`), the interpreter prefix's
+    /// `lib/ruby/gems/<version>`, and Debian's `var/lib/gems` and `rubygems-integration`.
+    fn ruby(&mut self, resolved: &str, args: &[String], ctx: &Ctx) {
+        self.trace.runtimes.insert("gem".into());
+        let mut homes: Vec<String> = Vec::new();
+        for var in ["GEM_HOME", "GEM_PATH"] {
+            if let Some(value) = ctx.env.get(var) {
+                homes.extend(
+                    value
+                        .split(':')
+                        .filter(|d| !d.is_empty())
+                        .map(|d| join(&ctx.cwd, d)),
+                );
+            }
+        }
+        // Directories holding one gem home per Ruby version.
+        let mut per_version = vec![
+            join(&ctx.cwd, "vendor/bundle/ruby"),
+            join(parent(parent(resolved)), "lib/ruby/gems"),
+            "var/lib/gems".to_string(),
+            "usr/share/rubygems-integration".to_string(),
+        ];
+        if let Some(bundle) = ctx.env.get("BUNDLE_PATH") {
+            per_version.push(join(&join(&ctx.cwd, bundle), "ruby"));
+        }
+        for arch in self.vfs.list("usr/lib") {
+            if arch.contains("-linux-") {
+                per_version.push(join(&join("usr/lib", arch), "rubygems-integration"));
+            }
+        }
+        for dir in per_version {
+            if let Some(dir) = self.vfs.directory(&dir) {
+                homes.extend(self.vfs.list(&dir).into_iter().map(|v| join(&dir, v)));
+            }
+        }
+        for home in homes {
+            if let Some(home) = self.vfs.directory(&home) {
+                self.trace.language_dirs.insert(format!("/{home}"));
+            }
+        }
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            match a.as_str() {
+                "-e" | "-" => return,
+                "-I" | "-r" | "-C" | "-E" | "--encoding" => i += 2,
+                "-S" => {
+                    let Some(program) = args.get(i + 1) else {
+                        return;
+                    };
+                    match self.find_program(ctx, program) {
+                        Some((_, found)) => self.ruby_script(found.path, &args[i + 1..]),
+                        None => self.note(format!("ruby -S {program}: not in the PATH")),
+                    }
+                    return;
+                }
+                s if s.starts_with('-') => i += 1,
+                script => {
+                    match self.vfs.resolve(&ctx.cwd, script) {
+                        Some(r) => self.ruby_script(r.path, &args[i..]),
+                        None => self.note(format!("ruby: script {script} is not in the image")),
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn ruby_script(&mut self, path: String, argv: &[String]) {
+        let file = format!("/{path}");
+        self.trace.scripts.insert(file.clone());
+        self.push(Step {
+            path: file,
+            argv: argv.to_vec(),
+            from: "ruby".into(),
+        });
+    }
+
+    /// `php [options] [-f] SCRIPT args…` and the built-in server `php -S ADDR [-t ROOT]
+    /// [ROUTER]`: the script (or document root), and the Composer `vendor` directories in
+    /// it and the directories above, where `require __DIR__.'/vendor/autoload.php'` finds
+    /// them. Code given with `-r` is not followed.
+    fn php(&mut self, args: &[String], ctx: &Ctx) {
+        let mut server = false;
+        let mut root: Option<&String> = None;
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            match a.as_str() {
+                "-r" | "-R" | "-B" | "-E" | "-F" | "-a" | "-" => return,
+                "-S" => {
+                    server = true;
+                    i += 2;
+                }
+                "-t" => {
+                    root = args.get(i + 1);
+                    i += 2;
+                }
+                "-f" => {
+                    i += 1;
+                    break;
+                }
+                "-d" | "-c" | "-z" => i += 2,
+                s if s.starts_with('-') => i += 1,
+                _ => break,
+            }
+        }
+        let (dir, step) = match args.get(i) {
+            Some(script) => {
+                let Some(r) = self.vfs.resolve(&ctx.cwd, script) else {
+                    self.note(format!("php: script {script} is not in the image"));
+                    return;
+                };
+                let file = format!("/{}", r.path);
+                self.trace.scripts.insert(file.clone());
+                (parent(&r.path).to_string(), Some(file))
+            }
+            None if server => (root.map_or(ctx.cwd.clone(), |r| join(&ctx.cwd, r)), None),
+            None => return,
+        };
+        self.trace.runtimes.insert("composer".into());
+        let mut dir = self.vfs.directory(&dir).unwrap_or(dir);
+        loop {
+            if let Some(vendor) = self.vfs.directory(&join(&dir, "vendor")) {
+                self.trace.language_dirs.insert(format!("/{vendor}"));
+            }
+            if dir.is_empty() {
+                break;
+            }
+            dir = parent(&dir).to_string();
+        }
+        if let Some(file) = step {
+            self.push(Step {
+                path: file,
+                argv: args[i..].to_vec(),
+                from: "php".into(),
             });
         }
     }
@@ -1629,7 +1808,10 @@ pub fn used_os_packages(owners: &Owners, closure: &Closure) -> BTreeSet<String> 
 /// Whether a component (its kind, name and the file it was found in, no leading `/`)
 /// is used: an OS package owning a closure file (not known without its file list); a
 /// language package found under a reached directory, or in a reached file (a jar, a Go
-/// or Rust binary).
+/// or Rust binary). A language package reached by nothing is unused only when the trace
+/// followed its ecosystem's module search (or it is compiled into a binary that is not
+/// run); otherwise a runtime the trace does not model may load it, so it is not known —
+/// never "unused", which `scope: usage` would let through.
 pub fn is_used(
     kind: &str,
     name: &str,
@@ -1651,15 +1833,18 @@ pub fn is_used(
         }
         _ => {
             let file = format!("/{path}");
-            Some(
-                closure.files.contains(&file)
-                    || trace.language_files.contains(&file)
-                    || trace.language_dirs.iter().any(|d| {
-                        file.len() > d.len()
-                            && file.starts_with(d.as_str())
-                            && file.as_bytes()[d.len()] == b'/'
-                    }),
-            )
+            let reached = closure.files.contains(&file)
+                || trace.language_files.contains(&file)
+                || trace.language_dirs.iter().any(|d| {
+                    file.len() > d.len()
+                        && file.starts_with(d.as_str())
+                        && file.as_bytes()[d.len()] == b'/'
+                });
+            if reached || matches!(kind, "golang" | "cargo") || trace.runtimes.contains(kind) {
+                Some(reached)
+            } else {
+                None
+            }
         }
     }
 }
@@ -2056,6 +2241,110 @@ mod tests {
     }
 
     #[test]
+    fn ruby_and_php_reach_their_packages_and_unmodelled_servers_leave_use_unknown() {
+        let mut nodes = image().nodes;
+        let elf = || file(true, None, Some(lib(&["libc.so.6"])));
+        let plain = || file(false, None, None);
+        for (p, n) in [
+            ("usr/local/bin/ruby", elf()),
+            (
+                "usr/local/bundle/bin/rails",
+                file(true, Some("#!/usr/local/bin/ruby\nrequire 'rails'\n"), None),
+            ),
+            (
+                "usr/local/bundle/specifications/rack-3.0.8.gemspec",
+                plain(),
+            ),
+            (
+                "usr/local/lib/ruby/gems/3.3.0/specifications/default/json-2.7.1.gemspec",
+                plain(),
+            ),
+            ("opt/unused/specifications/old-1.0.gemspec", plain()),
+            ("usr/local/bin/php", elf()),
+            ("usr/local/sbin/php-fpm", elf()),
+            ("var/www/app/artisan", plain()),
+            ("var/www/app/vendor/composer/installed.json", plain()),
+            ("srv/other/vendor/composer/installed.json", plain()),
+            ("usr/bin/java", elf()),
+            ("usr/local/tomcat/bin/bootstrap.jar", plain()),
+            ("usr/local/tomcat/webapps/shop/WEB-INF/lib/x.jar", plain()),
+        ] {
+            nodes.insert(p.into(), n);
+        }
+        let vfs = Vfs::from_nodes(nodes);
+        let none = BTreeSet::new();
+        let o = Owners::default();
+        let used = |t: &Trace, kind: &str, path: &str| {
+            is_used(kind, "x", path, &o, &none, t, &closure(&vfs, t, &[]))
+        };
+        let gem = "usr/local/bundle/specifications/rack-3.0.8.gemspec";
+        let default_gem = "usr/local/lib/ruby/gems/3.3.0/specifications/default/json-2.7.1.gemspec";
+        let app_packages = "var/www/app/vendor/composer/installed.json";
+
+        // The official Ruby image: GEM_HOME, binstubs on the PATH, `rails server`.
+        let mut rails = config(&["rails", "server"], &[]);
+        rails.env = vec![
+            "PATH=/usr/local/bundle/bin:/usr/local/bin:/usr/bin:/bin".into(),
+            "GEM_HOME=/usr/local/bundle".into(),
+        ];
+        let t = trace(&vfs, &rails);
+        assert_eq!(t.terminal().unwrap().path, "/usr/local/bundle/bin/rails");
+        assert_eq!(used(&t, "gem", gem), Some(true));
+        assert_eq!(used(&t, "gem", default_gem), Some(true));
+        assert_eq!(
+            used(&t, "gem", "opt/unused/specifications/old-1.0.gemspec"),
+            Some(false)
+        );
+        assert_eq!(used(&t, "composer", app_packages), None, "no PHP ran");
+
+        // `php artisan serve` from the application's directory.
+        let mut artisan = config(&["php", "artisan", "serve"], &[]);
+        artisan.working_dir = "/var/www/app".into();
+        let t = trace(&vfs, &artisan);
+        assert_eq!(t.terminal().unwrap().path, "/var/www/app/artisan");
+        assert_eq!(used(&t, "composer", app_packages), Some(true));
+        assert_eq!(
+            used(&t, "composer", "srv/other/vendor/composer/installed.json"),
+            Some(false)
+        );
+        // The built-in server with a document root.
+        let t = trace(
+            &vfs,
+            &config(&["php", "-S", "0.0.0.0:80", "-t", "/var/www/app"], &[]),
+        );
+        assert_eq!(used(&t, "composer", app_packages), Some(true));
+
+        // php-fpm runs what its web server hands it; Tomcat loads its web applications'
+        // jars itself; a gem under no Ruby: none of these is known to be unused.
+        let t = trace(&vfs, &config(&["php-fpm"], &[]));
+        assert_eq!(used(&t, "composer", app_packages), None);
+        assert_eq!(used(&t, "gem", gem), None);
+        let tomcat = config(
+            &[
+                "java",
+                "-cp",
+                "/usr/local/tomcat/bin/bootstrap.jar",
+                "org.apache.catalina.startup.Bootstrap",
+                "start",
+            ],
+            &[],
+        );
+        let t = trace(&vfs, &tomcat);
+        assert_eq!(
+            used(
+                &t,
+                "maven",
+                "usr/local/tomcat/webapps/shop/WEB-INF/lib/x.jar"
+            ),
+            None
+        );
+        assert_eq!(
+            used(&t, "maven", "usr/local/tomcat/bin/bootstrap.jar"),
+            Some(true)
+        );
+    }
+
+    #[test]
     fn python_node_and_java_reach_their_packages() {
         let mut nodes = image().nodes;
         let py = lib(&["libc.so.6"]);
@@ -2152,7 +2441,8 @@ mod tests {
                 &t,
                 &c
             ),
-            Some(false)
+            None,
+            "no Python ran: whether anything loads flask is not known"
         );
         let t = trace(
             &vfs,

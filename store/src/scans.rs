@@ -15,7 +15,7 @@ const LATEST_VERDICT_UNDER_POLICY_SQL: &str =
      WHERE image_digest = $1 AND policy_digest = $2 ORDER BY finished_at DESC, id DESC LIMIT 1";
 
 /// This build's analyzer version, as results record it (PostgreSQL `integer`).
-const ANALYZER: i32 = stellaops_scanner::analyze::ANALYZER_VERSION as i32;
+pub const ANALYZER: i32 = stellaops_scanner::analyze::ANALYZER_VERSION as i32;
 
 /// The latest result recorded for a Scan, by its uid (`$1`).
 const BY_SCAN_SQL: &str =

@@ -634,12 +634,13 @@ async fn a_digest_scanned_at_the_current_snapshot_is_reused_without_a_job() {
     ] {
         sqlx::query(
             "INSERT INTO scan_results (image_digest, image_ref, advisory_snapshot, sbom_uri, sbom_sha256, components,
-                critical, high, medium, low, verdict, started_at, attestation_key, attestation)
-             VALUES ($1, 'r/app', 0, 's3://stellaops/x', 'sha256:s', 12, 0, 1, 0, 0, 'Fail', now(), $2, $3)",
+                critical, high, medium, low, verdict, started_at, attestation_key, attestation, analyzer)
+             VALUES ($1, 'r/app', 0, 's3://stellaops/x', 'sha256:s', 12, 0, 1, 0, 0, 'Fail', now(), $2, $3, $4)",
         )
         .bind(d)
         .bind(key)
         .bind(envelope)
+        .bind(stellaops_store::scans::ANALYZER)
         .execute(&pool)
         .await
         .unwrap();
