@@ -951,6 +951,8 @@ enum Interest {
     Apk,
     RpmSqlite,
     RpmBdb,
+    /// SUSE's ndb `Packages.db`.
+    RpmNdb,
     OsRelease,
     DebianCopyright,
     Npm,
@@ -985,6 +987,9 @@ fn interest(path: &str, executable: bool) -> Option<Interest> {
     }
     if path == "var/lib/rpm/Packages" || path == "usr/lib/sysimage/rpm/Packages" {
         return Some(Interest::RpmBdb);
+    }
+    if path == "var/lib/rpm/Packages.db" || path == "usr/lib/sysimage/rpm/Packages.db" {
+        return Some(Interest::RpmNdb);
     }
     if path == "etc/os-release" || path == "usr/lib/os-release" {
         return Some(Interest::OsRelease);
@@ -1201,11 +1206,11 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
         let packages = match kind {
             Interest::Dpkg => parse_dpkg(&text()),
             Interest::Apk => parse_apk(&text()),
-            Interest::RpmSqlite | Interest::RpmBdb => {
-                let read = if matches!(kind, Interest::RpmSqlite) {
-                    super::rpmdb::read_rpmdb_sqlite(&bytes)
-                } else {
-                    super::rpmdb::read_rpmdb_bdb(&bytes)
+            Interest::RpmSqlite | Interest::RpmBdb | Interest::RpmNdb => {
+                let read = match kind {
+                    Interest::RpmSqlite => super::rpmdb::read_rpmdb_sqlite(&bytes),
+                    Interest::RpmBdb => super::rpmdb::read_rpmdb_bdb(&bytes),
+                    _ => super::rpmdb::read_rpmdb_ndb(&bytes),
                 }
                 .map_err(|e| {
                     std::io::Error::new(

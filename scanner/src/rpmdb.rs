@@ -1,10 +1,11 @@
-//! The RPM database of Red Hat-family images (`rpmdb.sqlite`, RHEL/UBI 9, Fedora, Rocky,
-//! Alma, openSUSE): a read-only walk of the SQLite table `Packages` and a parse of each
+//! The RPM database of Red Hat-family and SUSE images (`rpmdb.sqlite`, RHEL/UBI 9, Fedora,
+//! Rocky, Alma; BerkeleyDB `Packages`, RHEL 7–8; ndb `Packages.db`, SLES/openSUSE 15): for
+//! SQLite a read-only walk of the SQLite table `Packages` and a parse of each
 //! stored RPM header for name, epoch, version, release and arch. No SQLite library: the
 //! file format is stable and documented (sqlite.org/fileformat2.html), and only one table
 //! is read. Anything malformed stops with an error, never a panic.
 //!
-//! Both readers cap the record bytes they produce at the size of the file itself: in a
+//! All three readers cap the record bytes they produce at the size of the file itself: in a
 //! valid database every payload byte is stored once, so more means overflow chains shared
 //! between records (a small file expanding to gigabytes), refused with an error.
 
@@ -540,6 +541,102 @@ pub fn read_rpmdb_bdb(bytes: &[u8]) -> Result<Vec<RpmPackage>, String> {
     }
     found.sort();
     Ok(found)
+}
+
+/// Every installed package in an ndb `Packages.db` (SUSE: SLES and openSUSE 15.3 and
+/// later, SLE BCI images), with its files. The format is rpm's own (`lib/backend/ndb`),
+/// little-endian: a header (`RpmP`, version 0, generation, the number of 4 KiB slot pages)
+/// in the first 32 bytes, then 16-byte slots (`Slot`, package index, block offset, block
+/// count) filling the slot pages, each used slot pointing at a blob in 16-byte blocks:
+/// `BlbS`, package index, generation, length, the RPM header, padding, then a trailer
+/// ending the slot's blocks (Adler-32 of all before it, length, `BlbE`), which is checked.
+pub fn read_rpmdb_ndb(bytes: &[u8]) -> Result<Vec<RpmPackage>, String> {
+    const SLOT_PAGE: usize = 4096;
+    const BLOCK: usize = 16;
+    const TRAILER: usize = 12;
+    let le32 = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(
+            bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
+    if bytes.get(..4) != Some(b"RpmP") {
+        return Err("not an ndb Packages.db (no RpmP header)".into());
+    }
+    let version = le32(4).ok_or("truncated ndb header")?;
+    if version != 0 {
+        return Err(format!("ndb version {version} is not known"));
+    }
+    let slot_pages = le32(12).ok_or("truncated ndb header")? as usize;
+    let slots_end = slot_pages
+        .checked_mul(SLOT_PAGE)
+        .filter(|end| *end <= bytes.len() && *end > 0)
+        .ok_or_else(|| format!("{slot_pages} slot pages do not fit the file"))?;
+    let mut found = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut budget = bytes.len();
+    // The header takes the first two slots' room.
+    for at in (2 * BLOCK..slots_end).step_by(BLOCK) {
+        if bytes.get(at..at + 4) != Some(b"Slot") {
+            return Err(format!("slot at byte {at} has no Slot magic"));
+        }
+        let index = le32(at + 4).ok_or("truncated slot")?;
+        if index == 0 {
+            continue; // free
+        }
+        if !seen.insert(index) {
+            return Err(format!("package index {index} has two slots"));
+        }
+        let offset = (le32(at + 8).ok_or("truncated slot")? as usize)
+            .checked_mul(BLOCK)
+            .ok_or("slot offset overflows")?;
+        let blocks = (le32(at + 12).ok_or("truncated slot")? as usize)
+            .checked_mul(BLOCK)
+            .ok_or("slot size overflows")?;
+        let end = offset
+            .checked_add(blocks)
+            .filter(|end| offset >= slots_end && *end <= bytes.len())
+            .ok_or_else(|| format!("package {index}'s blob lies outside the file"))?;
+        let blob = &bytes[offset..end];
+        if blob.get(..4) != Some(b"BlbS") || le32(offset + 4) != Some(index) {
+            return Err(format!(
+                "package {index}'s blob has no BlbS header of its own"
+            ));
+        }
+        let length = le32(offset + 12).ok_or("truncated blob header")? as usize;
+        let header = length
+            .checked_add(BLOCK + TRAILER)
+            .filter(|needed| *needed <= blob.len())
+            .and_then(|_| blob.get(BLOCK..BLOCK + length))
+            .ok_or_else(|| format!("package {index}'s blob is longer than its slot"))?;
+        // The trailer ends the slot's blocks: Adler-32 of everything before it, the length
+        // again, `BlbE` — as rpm checks it before trusting a blob.
+        let (body, trailer) = blob.split_at(blob.len() - TRAILER);
+        let stored = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+        if &trailer[8..] != b"BlbE"
+            || trailer[4..8] != (length as u32).to_le_bytes()
+            || adler2::adler32_slice(body) != stored
+        {
+            return Err(format!(
+                "package {index}'s blob fails its checksum (a damaged Packages.db)"
+            ));
+        }
+        budget = budget.checked_sub(length).ok_or_else(|| {
+            format!(
+                "blobs add up to more than the file's {} bytes (overlapping slots); refused",
+                bytes.len()
+            )
+        })?;
+        if let Some(package) = parse_header_with_files(header)? {
+            found.push(package);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Every installed package in an ndb `Packages.db`.
+pub fn parse_rpmdb_ndb(bytes: &[u8]) -> Result<Vec<FoundPackage>, String> {
+    Ok(packages_of(read_rpmdb_ndb(bytes)?))
 }
 
 #[cfg(test)]

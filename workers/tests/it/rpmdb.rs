@@ -1,13 +1,14 @@
 //! RPM databases (`rpmdb.sqlite`) made by SQLite itself, read by our own reader: many
 //! pages (interior B-tree pages), a header larger than a page (overflow chains), epochs,
-//! the signing-key pseudo-packages, and corrupt files.
+//! the signing-key pseudo-packages, and corrupt files; BerkeleyDB `Packages` files made by
+//! BerkeleyDB; SUSE's ndb `Packages.db` in rpm's layout.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
 use stellaops_scanner::analyze::{FoundPackage, OsRelease};
-use stellaops_scanner::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_sqlite};
+use stellaops_scanner::rpmdb::{parse_rpmdb_bdb, parse_rpmdb_ndb, parse_rpmdb_sqlite};
 use stellaops_scanner::{AdvisoryRow, match_components, purl_of};
 use stellaops_testing::oci;
 use stellaops_workers::registry::RegistryClient;
@@ -378,6 +379,114 @@ fn packages_are_read_from_a_berkeleydb_packages_file() {
     }
 }
 
+/// An ndb `Packages.db` (SUSE) holding `blobs`, laid out as rpm's ndb backend writes it:
+/// the `RpmP` header, 16-byte slots filling whole 4 KiB slot pages (a free slot among
+/// the used ones), and each blob in 16-byte blocks after them, in the reverse order of its
+/// slot: `BlbS`, index, generation, length, the header, padding, then the trailer (the
+/// Adler-32 of all before it, the length, `BlbE`). Debian's rpm is built without the ndb
+/// backend, so no outside writer exists here; the layout was checked against a real SLE 15
+/// BCI image's `Packages.db` (outside the tests, see docs/scan.md).
+fn packages_ndb(blobs: &[Vec<u8>]) -> Vec<u8> {
+    let slots = blobs.len() + 1;
+    let slot_pages = ((2 + slots) * 16).div_ceil(4096);
+    let mut out = vec![0u8; slot_pages * 4096];
+    let le = |v: u32| v.to_le_bytes();
+    out[..4].copy_from_slice(b"RpmP");
+    out[8..12].copy_from_slice(&le(7));
+    out[12..16].copy_from_slice(&le(slot_pages as u32));
+    out[16..20].copy_from_slice(&le(blobs.len() as u32 + 1));
+    for slot in 0..(slot_pages * 4096 / 16 - 2) {
+        out[32 + slot * 16..36 + slot * 16].copy_from_slice(b"Slot");
+    }
+    for (i, blob) in blobs.iter().enumerate().rev() {
+        let index = i as u32 + 1;
+        let offset = out.len();
+        let blocks = (16 + blob.len() + 12).div_ceil(16);
+        out.extend_from_slice(b"BlbS");
+        for v in [index, 7, blob.len() as u32] {
+            out.extend_from_slice(&le(v));
+        }
+        out.extend_from_slice(blob);
+        out.resize(offset + blocks * 16 - 12, 0);
+        let checksum = adler2::adler32_slice(&out[offset..]);
+        for v in [checksum, blob.len() as u32] {
+            out.extend_from_slice(&le(v));
+        }
+        out.extend_from_slice(b"BlbE");
+        // Slot 3 stays free; the others in order.
+        let slot = if i < 2 { i } else { i + 1 };
+        let at = 32 + slot * 16 + 4;
+        for (k, v) in [index, (offset / 16) as u32, blocks as u32]
+            .into_iter()
+            .enumerate()
+        {
+            out[at + 4 * k..at + 4 * k + 4].copy_from_slice(&le(v));
+        }
+    }
+    out
+}
+
+#[test]
+fn packages_are_read_from_an_ndb_packages_db() {
+    // Enough packages for two slot pages; a header larger than a page.
+    let blobs = distribution(
+        ("openssl-1_1", "1.1.1w", "150600.5.3.1"),
+        ("6.4.0", "150600.21.1", 1500),
+        300,
+        "2.0",
+        "150600",
+    );
+    let bytes = packages_ndb(&blobs);
+    let found = parse_rpmdb_ndb(&bytes).unwrap();
+    assert_eq!(found.len(), 302, "every package but the signing key");
+    // The same packages as the same headers in an rpmdb.sqlite SQLite wrote.
+    assert_eq!(found, parse_rpmdb_sqlite(&rpmdb(&blobs)).unwrap());
+    // Found where SUSE keeps it, and named as SUSE's packages.
+    let layer = oci::tar_of(&[
+        ("usr/lib/sysimage/rpm/Packages.db", bytes.as_slice()),
+        (
+            "etc/os-release",
+            b"ID=\"sles\"\nVERSION_ID=\"15.6\"\nPRETTY_NAME=\"SUSE Linux Enterprise Server 15 SP6\"\n",
+        ),
+    ]);
+    let fragment = stellaops_scanner::analyze::analyse_tar(layer.as_slice()).unwrap();
+    let (components, _) = stellaops_scanner::merge(&[("sha256:l".to_string(), fragment)]);
+    assert_eq!(components.len(), 302);
+    assert!(
+        components.iter().any(|c| c.purl
+            == "pkg:rpm/suse/openssl-1_1@1.1.1w-150600.5.3.1?arch=x86_64&distro=sles-15&epoch=1"),
+        "{:?}",
+        components
+            .iter()
+            .map(|c| &c.purl)
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    // A changed byte in a blob fails its checksum; other damage is an error, never a
+    // panic; a slot pointing outside the file, or two slots' blobs overlapping, likewise.
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 40;
+    damaged[last] ^= 0x01;
+    let error = parse_rpmdb_ndb(&damaged).unwrap_err();
+    assert!(error.contains("checksum"), "{error}");
+    assert!(parse_rpmdb_ndb(b"not a database at all").is_err());
+    for cut in (0..bytes.len()).step_by(4093) {
+        let _ = parse_rpmdb_ndb(&bytes[..cut]);
+    }
+    for at in (0..bytes.len()).step_by(257) {
+        let mut broken = bytes.clone();
+        broken[at] ^= 0xff;
+        let _ = parse_rpmdb_ndb(&broken);
+    }
+    let mut outside = bytes.clone();
+    outside[32 + 8..32 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(
+        parse_rpmdb_ndb(&outside)
+            .unwrap_err()
+            .contains("outside the file")
+    );
+}
+
 /// Build a noarch-less RPM with `rpmbuild` whose `%install` runs `install` and whose
 /// `%files` lists `files`, in `topdir`; returns its path.
 fn rpmbuild(
@@ -540,6 +649,32 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
 
     // The layer's fragment holds each package's files as rpm recorded them.
     let fragment = stellaops_scanner::analyze::analyse_tar(tar.stdout.as_slice()).unwrap();
+    // The same headers rpm wrote, moved into an ndb Packages.db (SUSE's layout), read the
+    // same: packages and file lists.
+    let real = std::fs::read(root.join("var/lib/rpm/rpmdb.sqlite")).unwrap();
+    let blobs: Vec<Vec<u8>> = {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys\n\
+                 for (b,) in sqlite3.connect(sys.argv[1]).execute('SELECT blob FROM Packages ORDER BY hnum'):\n\
+                 \x20   print(bytes(b).hex())",
+            ])
+            .arg(root.join("var/lib/rpm/rpmdb.sqlite"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| hex::decode(l).unwrap())
+            .collect()
+    };
+    assert_eq!(blobs.len(), 3);
+    assert_eq!(
+        stellaops_scanner::rpmdb::read_rpmdb_ndb(&packages_ndb(&blobs)).unwrap(),
+        stellaops_scanner::rpmdb::read_rpmdb_sqlite(&real).unwrap()
+    );
     // Each package's LICENSE tag as rpm itself reads it.
     for package in &fragment.files["var/lib/rpm/rpmdb.sqlite"] {
         let want = rpm(&["-q", &package.name, "--qf", "%{LICENSE}"]);
