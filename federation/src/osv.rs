@@ -109,15 +109,15 @@ pub fn source_rank(source: &str) -> u8 {
 
 /// The package URL (without version) OSV's ecosystem and name map to.
 ///
-/// For the distribution ecosystems (Debian, Ubuntu, Alpine) the key is made from the
-/// ecosystem and name even when OSV gives a purl: their records name the *source* package
-/// with a purl like `pkg:deb/debian/glibc?arch=source` that carries no release, while the
-/// ecosystem (`Debian:12`) does; the scanner looks such advisories up by the source package
-/// of each binary package.
+/// For the distribution ecosystems (Debian, Ubuntu, Alpine, Wolfi, Chainguard) the key is
+/// made from the ecosystem and name even when OSV gives a purl: their records name the
+/// *source* package with a purl like `pkg:deb/debian/glibc?arch=source` that carries no
+/// release, while the ecosystem (`Debian:12`) does; the scanner looks such advisories up
+/// by the source package of each binary package.
 pub fn affects_key(ecosystem: &str, name: &str, purl: Option<&str>) -> String {
     let distro = matches!(
         ecosystem.split(':').next(),
-        Some("Debian" | "Ubuntu" | "Alpine")
+        Some("Debian" | "Ubuntu" | "Alpine" | "Wolfi" | "Chainguard")
     );
     if let Some(purl) = purl.filter(|p| p.starts_with("pkg:") && !distro) {
         // Drop any version, qualifiers stay (they carry the distro).
@@ -144,6 +144,9 @@ pub fn affects_key(ecosystem: &str, name: &str, purl: Option<&str>) -> String {
         "crates.io" => format!("pkg:cargo/{name}"),
         "NuGet" => format!("pkg:nuget/{name}"),
         "RubyGems" => format!("pkg:gem/{name}"),
+        // Rolling releases of their own apk packages, named by origin.
+        "Wolfi" => format!("pkg:apk/wolfi/{name}"),
+        "Chainguard" => format!("pkg:apk/chainguard/{name}"),
         "Packagist" => format!("pkg:composer/{name}"),
         "Debian" => match release {
             Some(r) => format!("pkg:deb/debian/{name}?distro=debian-{r}"),

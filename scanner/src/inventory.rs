@@ -160,6 +160,19 @@ pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<MatchKe
                 keys(base, distro.map(|d| format!("distro={d}")), src_version),
             )
         }
+        "apk" if os.is_some_and(|o| matches!(o.id.as_str(), "wolfi" | "chainguard")) => {
+            // Wolfi and Chainguard OS build their own apk packages from their own origins,
+            // in one rolling release: Alpine's advisories say nothing of them, theirs
+            // (OSV `Wolfi`, `Chainguard`) are keyed by origin without a release.
+            let id = os.map(|o| o.id.as_str()).unwrap_or_default();
+            let purl = PackageUrl::new("apk", &p.name.to_ascii_lowercase())
+                .namespace(id)
+                .version(v);
+            (
+                purl.to_string(),
+                keys(format!("pkg:apk/{id}/{src}"), None, src_version),
+            )
+        }
         "apk" => {
             let release = alpine_release(os);
             let distro = release.as_ref().map(|r| format!("alpine-{r}"));
@@ -395,6 +408,57 @@ mod tests {
 
     fn pkg(kind: &str, name: &str, version: &str) -> FoundPackage {
         FoundPackage::new(kind, "", name, version)
+    }
+
+    #[test]
+    fn wolfi_packages_are_their_own_and_meet_only_wolfi_advisories() {
+        let mut libssl = FoundPackage::new("apk", "", "libssl3", "3.3.2-r0");
+        libssl.source = "openssl".into();
+        let os = |id: &str, version: &str| OsRelease {
+            id: id.into(),
+            version_id: version.into(),
+            pretty_name: String::new(),
+        };
+        let wolfi = os("wolfi", "20230201");
+        let (purl, keys) = purl_of(&libssl, Some(&wolfi));
+        assert_eq!(purl, "pkg:apk/wolfi/libssl3@3.3.2-r0");
+        let keys: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.version.as_str()))
+            .collect();
+        assert_eq!(keys, [("pkg:apk/wolfi/openssl", "3.3.2-r0")]);
+        let (purl, _) = purl_of(&libssl, Some(&os("chainguard", "")));
+        assert_eq!(purl, "pkg:apk/chainguard/libssl3@3.3.2-r0");
+        // On Alpine, as before.
+        let (purl, _) = purl_of(&libssl, Some(&os("alpine", "3.20.3")));
+        assert_eq!(purl, "pkg:apk/alpine/libssl3@3.3.2-r0?distro=alpine-3.20");
+
+        // An Alpine advisory on openssl no longer meets Wolfi's openssl; Wolfi's does, in
+        // apk's ordering (`_rc` before the release).
+        let component = Component {
+            affects_keys: purl_of(&libssl, Some(&wolfi)).1,
+            ..licensed_component("pkg:apk/wolfi/libssl3@3.3.2-r0".into(), String::new(), vec![])
+        };
+        let row = |ecosystem: &str, key: &str, fixed: &str| crate::AdvisoryRow {
+            merge_hash: format!("{ecosystem}-{fixed}"),
+            vuln_id: format!("CVE-{ecosystem}"),
+            affects_key: key.into(),
+            ecosystem: ecosystem.into(),
+            ranges: serde_json::json!([{"type": "ECOSYSTEM",
+                "events": [{"introduced": "0"}, {"fixed": fixed}]}]),
+            versions: Vec::new(),
+            severity: Some("high".into()),
+        };
+        let findings = crate::match_components(
+            &[component],
+            &[
+                row("Alpine:v3.20", "pkg:apk/alpine/openssl", "3.3.3-r0"),
+                row("Wolfi", "pkg:apk/wolfi/openssl", "3.3.2-r1"),
+                row("Wolfi", "pkg:apk/wolfi/openssl", "3.3.2_rc1-r0"),
+            ],
+        );
+        let hit: Vec<&str> = findings.iter().map(|f| f.merge_hash.as_str()).collect();
+        assert_eq!(hit, ["Wolfi-3.3.2-r1"]);
     }
 
     #[test]

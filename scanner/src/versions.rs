@@ -33,7 +33,7 @@ impl Scheme {
         let base = ecosystem.split(':').next().unwrap_or(ecosystem);
         match base {
             "Debian" | "Ubuntu" | "deb" => Scheme::Dpkg,
-            "Alpine" | "apk" => Scheme::Apk,
+            "Alpine" | "Wolfi" | "Chainguard" | "apk" => Scheme::Apk,
             "PyPI" | "pypi" => Scheme::Pep440,
             "Maven" | "maven" => Scheme::Maven,
             "Red Hat" | "Rocky Linux" | "AlmaLinux" | "openSUSE" | "SUSE" | "Mageia"

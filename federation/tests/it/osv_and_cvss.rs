@@ -89,6 +89,19 @@ fn package_urls_follow_each_ecosystem() {
         affects_key("Alpine:v3.19", "busybox", None),
         "pkg:apk/alpine/busybox?distro=alpine-3.19"
     );
+    // Wolfi and Chainguard: their own apk packages, one rolling release, by origin.
+    assert_eq!(
+        affects_key(
+            "Wolfi",
+            "openssl",
+            Some("pkg:apk/wolfi/openssl?arch=x86_64")
+        ),
+        "pkg:apk/wolfi/openssl"
+    );
+    assert_eq!(
+        affects_key("Chainguard", "glibc", None),
+        "pkg:apk/chainguard/glibc"
+    );
     assert_eq!(
         affects_key(
             "Go",
