@@ -437,7 +437,11 @@ mod tests {
         // apk's ordering (`_rc` before the release).
         let component = Component {
             affects_keys: purl_of(&libssl, Some(&wolfi)).1,
-            ..licensed_component("pkg:apk/wolfi/libssl3@3.3.2-r0".into(), String::new(), vec![])
+            ..licensed_component(
+                "pkg:apk/wolfi/libssl3@3.3.2-r0".into(),
+                String::new(),
+                vec![],
+            )
         };
         let row = |ecosystem: &str, key: &str, fixed: &str| crate::AdvisoryRow {
             merge_hash: format!("{ecosystem}-{fixed}"),

@@ -150,20 +150,7 @@ fn composer_versions() -> Vec<String> {
 /// back one line per pair of versions: `-1`, `0`, `1`, or `skip` for a pair the tool
 /// does not take as versions.
 fn reference_order(program: &str, args: &[&str], versions: &[String]) -> Vec<Option<Ordering>> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(versions.join("\n").as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{program}: {out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = piped(program, args, &versions.join("\n"));
     let answers: Vec<Option<Ordering>> = text
         .lines()
         .map(|line| match line {
@@ -176,6 +163,25 @@ fn reference_order(program: &str, args: &[&str], versions: &[String]) -> Vec<Opt
         .collect();
     assert_eq!(answers.len(), versions.len() * versions.len());
     answers
+}
+
+/// What `program args…` prints when fed `input` on standard input; fails the test when it
+/// fails.
+fn piped(program: &str, args: &[&str], input: &str) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{program}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Every pair's order by `scheme` against the reference's; returns how many pairs were
@@ -387,28 +393,11 @@ fn installed_gems_read_as_rubygems_reads_them() {
         .iter()
         .map(|(_, p)| p.display().to_string())
         .collect();
-    let mut child = Command::new(&ruby)
-        .args(["-e", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(paths.join("\n").as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let readings: Vec<(String, String, String, Vec<String>)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let readings: Vec<(String, String, String, Vec<String>)> =
+        piped(&ruby, &["-e", script], &paths.join("\n"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
     assert_eq!(readings.len(), layer_files.len());
     let mut licenses_compared = 0;
     for ((in_layer, _), (name, version, platform, licenses)) in layer_files.iter().zip(&readings) {
