@@ -87,6 +87,9 @@ install_missing() {
   # version orderings are checked against their own package managers'.
   command -v gem >/dev/null || apt+=(ruby)
   command -v composer >/dev/null || apt+=(php-cli composer)
+  # The Go toolchain builds the Go binaries whose build information the scanner reads,
+  # and `go version -m` is the reference for that reading.
+  command -v go >/dev/null || apt+=(golang-go)
   if [ ${#apt[@]} -gt 0 ]; then
     log "installing ${apt[*]} (apt)"
     as_root apt-get update -qq
@@ -276,4 +279,5 @@ start_services() {
   export STELLAOPS_TEST_LICENSECHECK; STELLAOPS_TEST_LICENSECHECK=$(command -v licensecheck)
   export STELLAOPS_TEST_RUBY; STELLAOPS_TEST_RUBY=$(command -v ruby)
   export STELLAOPS_TEST_COMPOSER; STELLAOPS_TEST_COMPOSER=$(command -v composer)
+  export STELLAOPS_TEST_GO; STELLAOPS_TEST_GO=$(command -v go)
 }

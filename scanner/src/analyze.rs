@@ -836,11 +836,20 @@ pub fn parse_go_binary(bytes: &[u8]) -> Vec<FoundPackage> {
         rest = &rest[end..];
         Some(String::from_utf8_lossy(s).into_owned())
     };
-    let _go_version = read_string();
+    let go_version = read_string();
     let Some(modinfo) = read_string() else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    // The standard library it was built with, as the Go vulnerability database names it
+    // (`stdlib`): many Go advisories are in it (net/http, crypto/tls, …).
+    let mut out: Vec<FoundPackage> = go_version
+        .as_deref()
+        .and_then(go_stdlib_version)
+        .map(|v| FoundPackage::new("golang", "", "stdlib", &v))
+        .into_iter()
+        .collect();
+    // Whether the line before was a module just listed (a `=>` line replaces it).
+    let mut replaceable = false;
     for line in modinfo.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         match fields.as_slice() {
@@ -854,9 +863,12 @@ pub fn parse_go_binary(bytes: &[u8]) -> Vec<FoundPackage> {
                     version: version.to_string(),
                     ..FoundPackage::default()
                 });
+                replaceable = true;
+                continue;
             }
-            // A replacement names the module actually built in.
-            ["=>", path, version, ..] if version.starts_with('v') => {
+            // A replacement names the module actually built in (a local directory, with
+            // no version, leaves the module as required).
+            ["=>", path, version, ..] if version.starts_with('v') && replaceable => {
                 if let Some(last) = out.last_mut() {
                     last.name = path.to_string();
                     last.version = version.to_string();
@@ -864,8 +876,39 @@ pub fn parse_go_binary(bytes: &[u8]) -> Vec<FoundPackage> {
             }
             _ => {}
         }
+        replaceable = false;
     }
     out
+}
+
+/// A Go toolchain version (`go1.21.3`, `go1.20`, `go1.22rc1`, `go1.21.5 X:boringcrypto`)
+/// as the semantic version the Go vulnerability database uses for `stdlib` (`v1.21.3`,
+/// `v1.20.0`, `v1.22.0-rc.1`); `None` for a development build (`devel …`).
+pub fn go_stdlib_version(go: &str) -> Option<String> {
+    let version = go.split_whitespace().next()?.strip_prefix("go")?;
+    let (release, pre) = match version.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => (&version[..at], Some(&version[at..])),
+        None => (version, None),
+    };
+    let numbers: Vec<&str> = release.split('.').collect();
+    if !(2..=3).contains(&numbers.len())
+        || numbers
+            .iter()
+            .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let patch = numbers.get(2).copied().unwrap_or("0");
+    let mut out = format!("v{}.{}.{patch}", numbers[0], numbers[1]);
+    if let Some(pre) = pre {
+        let digits = pre.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+        let label = &pre[..pre.len() - digits.len()];
+        if !matches!(label, "rc" | "beta") || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        out.push_str(&format!("-{label}.{digits}"));
+    }
+    Some(out)
 }
 
 fn read_uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
@@ -1723,9 +1766,22 @@ mod tests {
         assert_eq!(
             mods,
             vec![
+                ("stdlib", "v1.22.1"),
                 ("golang.org/x/net", "v0.17.0"),
                 ("github.com/new/lib", "v1.2.0")
             ]
         );
+        for (go, stdlib) in [
+            ("go1.21.3", Some("v1.21.3")),
+            ("go1.20", Some("v1.20.0")),
+            ("go1.22rc1", Some("v1.22.0-rc.1")),
+            ("go1.21beta2", Some("v1.21.0-beta.2")),
+            ("go1.21.5 X:boringcrypto", Some("v1.21.5")),
+            ("devel go1.22-abc123 Tue Jan 2 2024", None),
+            ("go1", None),
+            ("go1.21.x", None),
+        ] {
+            assert_eq!(go_stdlib_version(go).as_deref(), stdlib, "{go}");
+        }
     }
 }

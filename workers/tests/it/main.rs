@@ -10,6 +10,7 @@ mod federation_api;
 mod federation_cli;
 mod federation_hardening;
 mod gems_composer;
+mod go_binaries;
 mod java;
 mod licenses;
 mod mirror_serve;
