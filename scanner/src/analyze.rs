@@ -514,6 +514,10 @@ pub fn parse_deps_json(text: &str) -> Vec<FoundPackage> {
 /// longest part).
 const MAX_GEMSPEC: u64 = 1 << 20;
 
+/// Largest `installed.json` read (a large application's is about 1 MiB; decoded as JSON
+/// a file takes several times its size in memory).
+const MAX_COMPOSER_INSTALLED: u64 = 32 << 20;
+
 /// An installed gem's specification, as RubyGems keeps it: `<name>-<version>.gemspec`
 /// directly in a `specifications` directory of a gem home (`usr/local/bundle/`,
 /// `var/lib/gems/3.1.0/`, Debian's `rubygems-integration`) or in its `default`
@@ -1206,6 +1210,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                 size <= super::license::MAX_LICENSE_FILE as u64
             }
             Interest::Gemspec => size <= MAX_GEMSPEC,
+            Interest::Composer => size <= MAX_COMPOSER_INSTALLED,
             _ => true,
         });
         let wants_text = (is_script || text_wanted(&path)) && size <= MAX_TEXT;
