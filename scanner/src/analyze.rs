@@ -48,7 +48,10 @@ pub enum Node {
 
 /// Whether a file's text is kept for the Usage view whatever its first bytes.
 fn text_wanted(path: &str) -> bool {
-    (path.starts_with("var/lib/dpkg/info/") && path.ends_with(".list"))
+    // An application's own `package.json` (not a dependency's): its `scripts` say what
+    // `npm start` runs.
+    ((path == "package.json" || path.ends_with("/package.json")) && !path.contains("node_modules/"))
+        || (path.starts_with("var/lib/dpkg/info/") && path.ends_with(".list"))
         || (path.starts_with("var/lib/dpkg/status.d/") && path.ends_with(".md5sums"))
         || path == "etc/ld.so.conf"
         || path.starts_with("etc/ld.so.conf.d/")

@@ -363,6 +363,28 @@ fn is_php_cli(name: &str) -> bool {
         .is_some_and(|r| r.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
 }
 
+/// The package manager a Node entry script is the command line of (npm's, Yarn's,
+/// pnpm's), by the package it lies in.
+fn package_manager(entry: &str) -> Option<&'static str> {
+    let (_, inside) = entry.rsplit_once("node_modules/")?;
+    let package = inside.split('/').next()?;
+    match package {
+        "npm" => Some("npm"),
+        "yarn" => Some("yarn"),
+        "pnpm" => Some("pnpm"),
+        // Corepack's shims (`corepack/dist/yarn.js`) stand for the manager they name.
+        "corepack" => Some(
+            match basename(entry).split('.').next().unwrap_or_default() {
+                "yarn" | "yarnpkg" => "yarn",
+                "pnpm" | "pnpx" => "pnpm",
+                "npm" | "npx" => "npm",
+                _ => "corepack",
+            },
+        ),
+        _ => None,
+    }
+}
+
 fn is_shell(name: &str) -> bool {
     matches!(
         name,
@@ -1063,7 +1085,6 @@ impl<'a> Tracer<'a> {
     /// `node [options] SCRIPT args…`: the script and the `node_modules` directories
     /// `require` searches from it.
     fn node(&mut self, args: &[String], ctx: &Ctx) {
-        self.trace.runtimes.insert("npm".into());
         if let Some(paths) = ctx.env.get("NODE_PATH") {
             for d in paths.split(':').filter(|d| !d.is_empty()) {
                 self.trace
@@ -1095,6 +1116,17 @@ impl<'a> Tracer<'a> {
                     }
                     let file = format!("/{entry}");
                     self.trace.scripts.insert(file.clone());
+                    if let Some(manager) = package_manager(&entry) {
+                        // `npm start`: what runs is the application's script, not npm.
+                        self.push(Step {
+                            path: file,
+                            argv: args[i..].to_vec(),
+                            from: "node".into(),
+                        });
+                        self.package_script(manager, &args[i + 1..], ctx);
+                        return;
+                    }
+                    self.trace.runtimes.insert("npm".into());
                     let mut dir = parent(&entry).to_string();
                     loop {
                         if basename(&dir) != "node_modules" {
@@ -1117,6 +1149,52 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
+    }
+
+    /// `npm start`, `npm run NAME`, `yarn NAME`, `pnpm run NAME` …: the script the
+    /// application's `package.json` (in the working directory) names, run by `sh -c` with
+    /// `node_modules/.bin` first on the `PATH`, as the package managers run it (`npm start`
+    /// without one runs `node server.js`). Anything else a package manager does is not
+    /// followed, and leaves the use of npm packages not known.
+    fn package_script(&mut self, manager: &str, args: &[String], ctx: &Ctx) {
+        let words: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let name = match (manager, words.as_slice()) {
+            (_, ["start", ..]) => "start",
+            (_, ["test" | "t", ..]) => "test",
+            (_, ["run" | "run-script" | "rum" | "urn", name, ..]) => name,
+            ("yarn" | "pnpm", [name, ..]) => name,
+            _ => {
+                self.note(format!("{manager} {}: not followed", args.join(" ")));
+                return;
+            }
+        };
+        let manifest = join(&ctx.cwd, "package.json");
+        let script = self
+            .vfs
+            .text(&manifest)
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .and_then(|json| json["scripts"][name].as_str().map(str::to_string))
+            .or_else(|| {
+                (name == "start" && self.vfs.resolve(&ctx.cwd, "server.js").is_some())
+                    .then(|| "node server.js".to_string())
+            });
+        let Some(script) = script else {
+            self.note(format!("{manager} {name}: no such script in /{manifest}"));
+            return;
+        };
+        let mut ctx = ctx.clone();
+        let bin = format!("/{}", join(&ctx.cwd, "node_modules/.bin"));
+        let path = ctx.env.get("PATH").cloned().unwrap_or_default();
+        ctx.env.insert("PATH".into(), format!("{bin}:{path}"));
+        self.shell(
+            &["-c".to_string(), script],
+            &ctx,
+            &format!("{manager} run {name}"),
+        );
     }
 
     /// `java [options] (-jar JAR | -cp PATH MAIN) args…`.
@@ -2238,6 +2316,83 @@ mod tests {
             ("b".into(), Node::Symlink { target: "a".into() }),
         ]));
         assert!(looped.resolve("", "a").is_none());
+    }
+
+    #[test]
+    fn npm_start_runs_the_applications_script_and_reaches_its_packages() {
+        let mut nodes = image().nodes;
+        let plain = || file(false, None, None);
+        for (p, n) in [
+            (
+                "usr/local/bin/node",
+                file(true, None, Some(lib(&["libc.so.6"]))),
+            ),
+            (
+                "usr/local/bin/npm",
+                Node::Symlink {
+                    target: "../lib/node_modules/npm/bin/npm-cli.js".into(),
+                },
+            ),
+            (
+                "usr/local/lib/node_modules/npm/bin/npm-cli.js",
+                file(
+                    true,
+                    Some("#!/usr/local/bin/node\nrequire('../lib/cli.js')\n"),
+                    None,
+                ),
+            ),
+            (
+                "usr/local/lib/node_modules/npm/node_modules/semver/package.json",
+                plain(),
+            ),
+            (
+                "app/package.json",
+                file(
+                    false,
+                    Some(
+                        r#"{"name": "shop", "scripts": {"start": "node dist/server.js", "worker": "node jobs/run.js --queue"}}"#,
+                    ),
+                    None,
+                ),
+            ),
+            ("app/dist/server.js", plain()),
+            ("app/jobs/run.js", plain()),
+            ("app/node_modules/express/package.json", plain()),
+        ] {
+            nodes.insert(p.into(), n);
+        }
+        let vfs = Vfs::from_nodes(nodes);
+        let none = BTreeSet::new();
+        let o = Owners::default();
+        let used =
+            |t: &Trace, path: &str| is_used("npm", "x", path, &o, &none, t, &closure(&vfs, t, &[]));
+        let express = "app/node_modules/express/package.json";
+        let in_app = |cmd: &[&str]| {
+            let mut c = config(cmd, &[]);
+            c.working_dir = "/app".into();
+            trace(&vfs, &c)
+        };
+        let t = in_app(&["npm", "start"]);
+        assert_eq!(t.terminal().unwrap().path, "/app/dist/server.js", "{t:#?}");
+        assert_eq!(used(&t, express), Some(true));
+        let t = in_app(&["npm", "run", "worker"]);
+        assert_eq!(t.terminal().unwrap().path, "/app/jobs/run.js");
+        assert_eq!(used(&t, express), Some(true));
+        // What npm does otherwise is not followed: the application's packages are not
+        // known to be unused.
+        let t = in_app(&["npm", "exec", "some-tool"]);
+        assert_eq!(used(&t, express), None, "{t:#?}");
+        let t = in_app(&["npm", "run", "missing"]);
+        assert_eq!(used(&t, express), None);
+        assert!(
+            t.notes.iter().any(|n| n.contains("no such script")),
+            "{t:#?}"
+        );
+        assert_eq!(
+            package_manager("usr/lib/node_modules/corepack/dist/yarn.js"),
+            Some("yarn")
+        );
+        assert_eq!(package_manager("app/node_modules/left-pad/index.js"), None);
     }
 
     #[test]
