@@ -525,6 +525,15 @@ impl<'a> Tracer<'a> {
             "java" => self.java(args, ctx),
             n if is_ruby(n) => self.ruby(&found.path, args, ctx),
             n if is_php_cli(n) => self.php(args, ctx),
+            "dotnet" => self.dotnet(args, ctx),
+            // A .NET application's own launcher (apphost) beside its `.runtimeconfig.json`.
+            _ if self
+                .vfs
+                .resolve("", &format!("{}.runtimeconfig.json", found.path))
+                .is_some() =>
+            {
+                self.dotnet_application(&found.path);
+            }
             _ => {
                 // A script run directly: its shebang names the interpreter.
                 if let Node::File {
@@ -1149,6 +1158,52 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
+    }
+
+    /// `dotnet [options] APP.dll args…`: the application, whose NuGet packages its
+    /// `APP.deps.json` beside it lists and its directory holds. `dotnet` commands of the
+    /// SDK (`dotnet run`, `dotnet test`) are not followed.
+    fn dotnet(&mut self, args: &[String], ctx: &Ctx) {
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            match a.as_str() {
+                "exec" => i += 1,
+                "--depsfile"
+                | "--runtimeconfig"
+                | "--additionalprobingpath"
+                | "--additional-deps"
+                | "--fx-version"
+                | "--roll-forward" => i += 2,
+                s if s.starts_with('-') => i += 1,
+                app if app.ends_with(".dll") => {
+                    match self.vfs.resolve(&ctx.cwd, app) {
+                        Some(r) => {
+                            let file = format!("/{}", r.path);
+                            self.push(Step {
+                                path: file,
+                                argv: args[i..].to_vec(),
+                                from: "dotnet".into(),
+                            });
+                            let launcher = r.path.strip_suffix(".dll").unwrap_or(&r.path);
+                            self.dotnet_application(launcher);
+                        }
+                        None => self.note(format!("dotnet: {app} is not in the image")),
+                    }
+                    return;
+                }
+                other => {
+                    self.note(format!("dotnet {other}: not followed"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A .NET application (`dir/App`, for `App.dll`, `App.deps.json`): its directory is
+    /// where its NuGet packages are loaded from.
+    fn dotnet_application(&mut self, app: &str) {
+        self.trace.runtimes.insert("nuget".into());
+        self.trace.language_dirs.insert(format!("/{}", parent(app)));
     }
 
     /// `npm start`, `npm run NAME`, `yarn NAME`, `pnpm run NAME` …: the script the
@@ -2316,6 +2371,44 @@ mod tests {
             ("b".into(), Node::Symlink { target: "a".into() }),
         ]));
         assert!(looped.resolve("", "a").is_none());
+    }
+
+    #[test]
+    fn dotnet_applications_reach_the_packages_beside_them() {
+        let mut nodes = image().nodes;
+        let elf = || file(true, None, Some(lib(&["libc.so.6"])));
+        let plain = || file(false, None, None);
+        for (p, n) in [
+            ("usr/share/dotnet/dotnet", elf()),
+            (
+                "usr/bin/dotnet",
+                Node::Symlink {
+                    target: "../share/dotnet/dotnet".into(),
+                },
+            ),
+            ("app/Shop.dll", plain()),
+            ("app/Shop.deps.json", plain()),
+            ("app/Shop.runtimeconfig.json", plain()),
+            ("app/Shop", elf()),
+            ("other/Tool.deps.json", plain()),
+        ] {
+            nodes.insert(p.into(), n);
+        }
+        let vfs = Vfs::from_nodes(nodes);
+        let none = BTreeSet::new();
+        let o = Owners::default();
+        let used = |t: &Trace, path: &str| {
+            is_used("nuget", "x", path, &o, &none, t, &closure(&vfs, t, &[]))
+        };
+        let mut run = config(&["dotnet", "Shop.dll"], &[]);
+        run.working_dir = "/app".into();
+        for t in [trace(&vfs, &run), trace(&vfs, &config(&["/app/Shop"], &[]))] {
+            assert_eq!(used(&t, "app/Shop.deps.json"), Some(true), "{t:#?}");
+            assert_eq!(used(&t, "other/Tool.deps.json"), Some(false));
+        }
+        // The SDK's own commands are not followed: not known.
+        let t = trace(&vfs, &config(&["dotnet", "run"], &[]));
+        assert_eq!(used(&t, "app/Shop.deps.json"), None);
     }
 
     #[test]
