@@ -2373,12 +2373,34 @@ mod tests {
         assert!(looped.resolve("", "a").is_none());
     }
 
+    /// The test image with `files` added.
+    fn image_with(files: Vec<(&str, Node)>) -> Vfs {
+        let mut nodes = image().nodes;
+        for (path, node) in files {
+            nodes.insert(path.into(), node);
+        }
+        Vfs::from_nodes(nodes)
+    }
+
+    /// Whether a language package of `kind` found at `path` is used under trace `t`.
+    fn language_use(vfs: &Vfs, t: &Trace, kind: &str, path: &str) -> Option<bool> {
+        let closure = closure(vfs, t, &[]);
+        is_used(
+            kind,
+            "x",
+            path,
+            &Owners::default(),
+            &BTreeSet::new(),
+            t,
+            &closure,
+        )
+    }
+
     #[test]
     fn dotnet_applications_reach_the_packages_beside_them() {
-        let mut nodes = image().nodes;
         let elf = || file(true, None, Some(lib(&["libc.so.6"])));
         let plain = || file(false, None, None);
-        for (p, n) in [
+        let vfs = image_with(vec![
             ("usr/share/dotnet/dotnet", elf()),
             (
                 "usr/bin/dotnet",
@@ -2391,15 +2413,8 @@ mod tests {
             ("app/Shop.runtimeconfig.json", plain()),
             ("app/Shop", elf()),
             ("other/Tool.deps.json", plain()),
-        ] {
-            nodes.insert(p.into(), n);
-        }
-        let vfs = Vfs::from_nodes(nodes);
-        let none = BTreeSet::new();
-        let o = Owners::default();
-        let used = |t: &Trace, path: &str| {
-            is_used("nuget", "x", path, &o, &none, t, &closure(&vfs, t, &[]))
-        };
+        ]);
+        let used = |t: &Trace, path: &str| language_use(&vfs, t, "nuget", path);
         let mut run = config(&["dotnet", "Shop.dll"], &[]);
         run.working_dir = "/app".into();
         for t in [trace(&vfs, &run), trace(&vfs, &config(&["/app/Shop"], &[]))] {
@@ -2413,9 +2428,8 @@ mod tests {
 
     #[test]
     fn npm_start_runs_the_applications_script_and_reaches_its_packages() {
-        let mut nodes = image().nodes;
         let plain = || file(false, None, None);
-        for (p, n) in [
+        let vfs = image_with(vec![
             (
                 "usr/local/bin/node",
                 file(true, None, Some(lib(&["libc.so.6"]))),
@@ -2451,14 +2465,8 @@ mod tests {
             ("app/dist/server.js", plain()),
             ("app/jobs/run.js", plain()),
             ("app/node_modules/express/package.json", plain()),
-        ] {
-            nodes.insert(p.into(), n);
-        }
-        let vfs = Vfs::from_nodes(nodes);
-        let none = BTreeSet::new();
-        let o = Owners::default();
-        let used =
-            |t: &Trace, path: &str| is_used("npm", "x", path, &o, &none, t, &closure(&vfs, t, &[]));
+        ]);
+        let used = |t: &Trace, path: &str| language_use(&vfs, t, "npm", path);
         let express = "app/node_modules/express/package.json";
         let in_app = |cmd: &[&str]| {
             let mut c = config(cmd, &[]);
@@ -2490,10 +2498,9 @@ mod tests {
 
     #[test]
     fn ruby_and_php_reach_their_packages_and_unmodelled_servers_leave_use_unknown() {
-        let mut nodes = image().nodes;
         let elf = || file(true, None, Some(lib(&["libc.so.6"])));
         let plain = || file(false, None, None);
-        for (p, n) in [
+        let vfs = image_with(vec![
             ("usr/local/bin/ruby", elf()),
             (
                 "usr/local/bundle/bin/rails",
@@ -2516,15 +2523,8 @@ mod tests {
             ("usr/bin/java", elf()),
             ("usr/local/tomcat/bin/bootstrap.jar", plain()),
             ("usr/local/tomcat/webapps/shop/WEB-INF/lib/x.jar", plain()),
-        ] {
-            nodes.insert(p.into(), n);
-        }
-        let vfs = Vfs::from_nodes(nodes);
-        let none = BTreeSet::new();
-        let o = Owners::default();
-        let used = |t: &Trace, kind: &str, path: &str| {
-            is_used(kind, "x", path, &o, &none, t, &closure(&vfs, t, &[]))
-        };
+        ]);
+        let used = |t: &Trace, kind: &str, path: &str| language_use(&vfs, t, kind, path);
         let gem = "usr/local/bundle/specifications/rack-3.0.8.gemspec";
         let default_gem = "usr/local/lib/ruby/gems/3.3.0/specifications/default/json-2.7.1.gemspec";
         let app_packages = "var/www/app/vendor/composer/installed.json";
