@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use libfuzzer_sys::fuzz_target;
 use stellaops_scanner::versions::Scheme;
 
-const SCHEMES: [Scheme; 8] = [
+const SCHEMES: [Scheme; 9] = [
     Scheme::Dpkg,
     Scheme::Apk,
     Scheme::Pep440,
@@ -16,6 +16,7 @@ const SCHEMES: [Scheme; 8] = [
     Scheme::Rpm,
     Scheme::Gem,
     Scheme::Composer,
+    Scheme::NuGet,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -24,6 +24,9 @@ pub enum Scheme {
     Gem,
     /// Composer's normalized versions under PHP's `version_compare` (Packagist).
     Composer,
+    /// NuGet's: semantic versions with up to four numbers, pre-release labels compared
+    /// without regard to case (`1.0.0-Beta` = `1.0.0-beta`).
+    NuGet,
 }
 
 impl Scheme {
@@ -40,6 +43,7 @@ impl Scheme {
             | "openEuler" | "rpm" => Scheme::Rpm,
             "RubyGems" | "gem" => Scheme::Gem,
             "Packagist" | "composer" => Scheme::Composer,
+            "NuGet" | "nuget" => Scheme::NuGet,
             _ => Scheme::Semver,
         }
     }
@@ -55,6 +59,7 @@ impl Scheme {
             Scheme::Rpm => rpm_compare(a, b),
             Scheme::Gem => gem_compare(a, b),
             Scheme::Composer => composer_compare(a, b),
+            Scheme::NuGet => semver_compare(&a.to_ascii_lowercase(), &b.to_ascii_lowercase()),
         }
     }
 }
@@ -1142,6 +1147,24 @@ mod tests {
             ],
         );
         assert_eq!(Scheme::of("RubyGems"), Scheme::Gem);
+    }
+
+    #[test]
+    fn nuget_compares_prerelease_labels_without_case() {
+        check(
+            Scheme::NuGet,
+            &[
+                ("1.0.0-Beta", "1.0.0-beta", Equal),
+                ("1.0.0-Beta", "1.0.0-alpha", Greater),
+                ("1.0.0-RC.2", "1.0.0-rc.10", Less),
+                ("1.0.0.0", "1.0.0", Equal),
+                ("4.0.0-preview1", "4.0.0", Less),
+                ("13.0.1", "12.0.3.1", Greater),
+            ],
+        );
+        // Semantic versions proper (npm) keep ASCII order: `Beta` < `alpha`.
+        assert_eq!(Scheme::Semver.compare("1.0.0-Beta", "1.0.0-alpha"), Less);
+        assert_eq!(Scheme::of("NuGet"), Scheme::NuGet);
     }
 
     #[test]
