@@ -527,13 +527,12 @@ const MAX_COMPOSER_INSTALLED: u64 = 32 << 20;
 /// subdirectory (the gems Ruby ships). A `.gemspec` elsewhere is a gem's source, not an
 /// installed gem.
 fn is_installed_gemspec(path: &str) -> bool {
-    let Some(dir) = path
+    let Some((dir, name)) = path
         .strip_suffix(".gemspec")
         .and_then(|p| p.rsplit_once('/'))
     else {
         return false;
     };
-    let (dir, name) = dir;
     let dir = dir.strip_suffix("/default").unwrap_or(dir);
     !name.is_empty() && (dir == "specifications" || dir.ends_with("/specifications"))
 }

@@ -195,15 +195,38 @@ impl Vfs {
         } else {
             format!("{dir}/")
         };
-        // Directories a tar leaves implicit are there as the parents of their files.
-        let names: BTreeSet<&str> = self
-            .nodes
-            .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .filter_map(|(p, _)| p[prefix.len()..].split('/').next())
-            .filter(|name| !name.is_empty())
-            .collect();
+        // Directories a tar leaves implicit are there as the parents of their files. Each
+        // child's subtree is stepped over (`name/…` sorts just before `name0`), so a
+        // directory of a few entries holding many files costs a few lookups.
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut from = prefix.clone();
+        while let Some((path, _)) = self.nodes.range(from.clone()..).next() {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                break;
+            };
+            let (name, below) = match rest.split_once('/') {
+                Some((name, _)) => (name, true),
+                None => (rest, false),
+            };
+            if !name.is_empty() {
+                names.insert(name);
+            }
+            from = if below {
+                format!("{prefix}{name}0")
+            } else {
+                format!("{path}\0")
+            };
+        }
         names.into_iter().collect()
+    }
+
+    /// Whether anything lies below `dir`.
+    fn has_entries(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        self.nodes
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(p, _)| p.starts_with(&prefix))
     }
 
     fn text(&self, path: &str) -> Option<&str> {
@@ -227,7 +250,7 @@ impl Vfs {
     /// the parent of files a tar lists without it).
     fn directory(&self, path: &str) -> Option<String> {
         let resolved = self.resolve("", path).map_or(path.to_string(), |r| r.path);
-        (self.is_dir("", &resolved) || !self.list(&resolved).is_empty()).then_some(resolved)
+        (self.is_dir("", &resolved) || self.has_entries(&resolved)).then_some(resolved)
     }
 }
 
@@ -2371,6 +2394,15 @@ mod tests {
             ("b".into(), Node::Symlink { target: "a".into() }),
         ]));
         assert!(looped.resolve("", "a").is_none());
+        // Listing steps over subtrees without losing a sibling that sorts inside one
+        // (`a.b` sorts between `a` and `a/x`), and counts implicit directories.
+        let tree = Vfs::from_nodes(BTreeMap::from(
+            ["d/a", "d/a.b", "d/a/x", "d/a/y/z", "d/b/c", "d/c", "e/f"]
+                .map(|p| (p.to_string(), Node::Dir)),
+        ));
+        assert_eq!(tree.list("d"), ["a", "a.b", "b", "c"]);
+        assert_eq!(tree.list(""), ["d", "e"]);
+        assert!(tree.has_entries("d/b") && !tree.has_entries("d/c"));
     }
 
     /// The test image with `files` added.
