@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 11;
+pub const ANALYZER_VERSION: u32 = 12;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
@@ -87,6 +87,61 @@ pub struct FoundPackage {
     /// layers are merged.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub license: String,
+    /// An OS package the distribution itself builds and maintains, whose advisories
+    /// therefore cover what it installs: every apk; a deb whose `Maintainer:` is at
+    /// Debian or Ubuntu ([`distro_maintainer`]). A language package in a file such a
+    /// package installed is that package's, not a separate component.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub distro: bool,
+    /// The RPM `Vendor` tag (`Red Hat, Inc.`, `Fedora Project`, `SUSE LLC
+    /// <https://www.suse.com/>`); whether that is the image's distribution is known only
+    /// once its `os-release` is ([`rpm_vendor_of_distro`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vendor: String,
+}
+
+/// Whether an RPM's `Vendor` is the distribution `os_id` (`os-release` `ID`) itself, whose
+/// advisories then cover the package: Red Hat's for RHEL and UBI, CentOS's, Fedora's,
+/// Rocky's, AlmaLinux's, Amazon's, Oracle's, SUSE's and openSUSE's, Microsoft's for Azure
+/// Linux and CBL-Mariner. A package of another vendor — EPEL's (`Fedora Project`) on RHEL,
+/// NodeSource's, a vendor's own — is not, even when it names a distribution.
+pub fn rpm_vendor_of_distro(vendor: &str, os_id: &str) -> bool {
+    let vendors: &[&str] = match os_id {
+        "rhel" => &["Red Hat"],
+        "centos" => &["CentOS"],
+        "fedora" => &["Fedora Project"],
+        "rocky" => &["Rocky Enterprise Software Foundation"],
+        "almalinux" => &["AlmaLinux"],
+        "amzn" => &["Amazon"],
+        "ol" => &["Oracle America"],
+        "sles" | "sled" | "sle-micro" | "opensuse-leap" | "opensuse-tumbleweed" | "opensuse" => {
+            &["SUSE", "openSUSE"]
+        }
+        "mariner" | "azurelinux" => &["Microsoft Corporation"],
+        _ => &[],
+    };
+    vendors.iter().any(|v| vendor.trim_start().starts_with(v))
+}
+
+/// Whether a dpkg `Maintainer:` (`Name <address>`) is the distribution's own: an address
+/// at `debian.org` or under it (`@debian.org`, `lists.debian.org`, `tracker.debian.org`,
+/// `lists.alioth.debian.org`), Debian's `alioth-lists.debian.net`, or Ubuntu's
+/// (`lists.ubuntu.com`, `ubuntu.com`, `canonical.com`). A package from another
+/// repository (NodeSource's `nodejs`, Docker's, Google Cloud's CLI) names its own, and
+/// the distribution's advisories do not cover it.
+pub fn distro_maintainer(field: &str) -> bool {
+    let address = field
+        .rsplit_once('<')
+        .map_or(field, |(_, rest)| rest.split('>').next().unwrap_or(rest));
+    let Some((_, domain)) = address.trim().rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim().to_ascii_lowercase();
+    let within = |zone: &str| domain == zone || domain.ends_with(&format!(".{zone}"));
+    within("debian.org")
+        || domain == "alioth-lists.debian.net"
+        || within("ubuntu.com")
+        || domain == "canonical.com"
 }
 
 impl FoundPackage {
@@ -171,8 +226,11 @@ pub fn parse_dpkg(text: &str) -> Vec<FoundPackage> {
         let mut version = None;
         let mut source = None;
         let mut installed = true;
+        let mut distro = false;
         for line in stanza.lines() {
-            if let Some(v) = line.strip_prefix("Package:") {
+            if let Some(v) = line.strip_prefix("Maintainer:") {
+                distro = distro_maintainer(v);
+            } else if let Some(v) = line.strip_prefix("Package:") {
                 name = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Version:") {
                 version = Some(v.trim().to_string());
@@ -188,6 +246,7 @@ pub fn parse_dpkg(text: &str) -> Vec<FoundPackage> {
                 None => (String::new(), String::new()),
             };
             let mut p = FoundPackage::new("deb", "", &name, &version);
+            p.distro = distro;
             if source != name {
                 p.source = source;
             }
@@ -238,6 +297,9 @@ pub fn parse_apk(text: &str) -> Vec<FoundPackage> {
         if let (Some(name), Some(version)) = (name, version) {
             let mut p = FoundPackage::new("apk", "", &name, &version);
             p.license = license;
+            // The apk database names no vendor; images take their packages from their
+            // distribution's own repositories (Alpine's aports, Wolfi's).
+            p.distro = true;
             if let Some(origin) = origin.filter(|o| !o.is_empty() && *o != name) {
                 p.source = origin;
             }

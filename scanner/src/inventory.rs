@@ -302,6 +302,30 @@ pub fn purl_of(p: &FoundPackage, os: Option<&OsRelease>) -> (String, Vec<MatchKe
 /// directories hide earlier layers' files, a later file replaces an earlier one. Each
 /// surviving package keeps the earliest layer it appeared in at that path.
 pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRelease>) {
+    let merged = merge_leaving_out(fragments, |_| false);
+    (merged.components, merged.os)
+}
+
+/// What [`merge_leaving_out`] makes of the layers.
+#[derive(Clone, Debug, Default)]
+pub struct Merged {
+    /// The components, one per package URL.
+    pub components: Vec<Component>,
+    /// The OS release of the stacked layers.
+    pub os: Option<OsRelease>,
+    /// Language packages left out, one per package URL, and only those found nowhere
+    /// else in the image.
+    pub left_out: Vec<Component>,
+}
+
+/// [`merge`], leaving out the language packages (every kind but deb, apk and rpm) found in
+/// a file for which `distro_installed` (given the path) says a package of the
+/// distribution installed it (see `usage::Stacked::distro_installed`): that package
+/// stands for them. The same package found in another file is still a component.
+pub fn merge_leaving_out(
+    fragments: &[(String, Fragment)],
+    distro_installed: impl Fn(&str) -> bool,
+) -> Merged {
     let mut files: BTreeMap<String, Vec<FoundPackage>> = BTreeMap::new();
     let mut copyrights: BTreeMap<String, String> = BTreeMap::new();
     let mut os = None;
@@ -328,7 +352,12 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
         }
     }
     let mut components = BTreeSet::new();
+    let mut left_out = BTreeSet::new();
     for (path, packages) in &files {
+        let in_distro_file = packages
+            .iter()
+            .any(|p| !matches!(p.kind.as_str(), "deb" | "apk" | "rpm"))
+            && distro_installed(path);
         for p in packages {
             let layer = fragments
                 .iter()
@@ -336,7 +365,13 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
                 .map(|(d, _)| d.clone())
                 .unwrap_or_default();
             let (purl, affects_keys) = purl_of(p, os.as_ref());
-            components.insert(Component {
+            let language = !matches!(p.kind.as_str(), "deb" | "apk" | "rpm");
+            let into = if in_distro_file && language {
+                &mut left_out
+            } else {
+                &mut components
+            };
+            into.insert(Component {
                 purl,
                 affects_keys,
                 kind: p.kind.clone(),
@@ -361,11 +396,19 @@ pub fn merge(fragments: &[(String, Fragment)]) -> (Vec<Component>, Option<OsRele
     }
     // One entry per package URL (the same package can sit in several files).
     let mut seen = BTreeSet::new();
-    let unique = components
+    let components = components
         .into_iter()
         .filter(|c| seen.insert(c.purl.clone()))
         .collect();
-    (unique, os)
+    let left_out = left_out
+        .into_iter()
+        .filter(|c| seen.insert(c.purl.clone()))
+        .collect();
+    Merged {
+        components,
+        os,
+        left_out,
+    }
 }
 
 /// What a package declares: its own metadata's license (an RPM tag in Fedora's legacy

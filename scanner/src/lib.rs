@@ -27,7 +27,9 @@ pub mod shell;
 pub mod usage;
 pub mod versions;
 
-pub use inventory::{Component, MatchKey, licensed_component, merge, purl_of};
+pub use inventory::{
+    Component, MatchKey, Merged, licensed_component, merge, merge_leaving_out, purl_of,
+};
 pub use judge::{Policy, rank, verdict};
 pub use matching::{AdvisoryRow, Finding, index_rows, match_components, match_indexed};
 pub use sbom::{cyclonedx, spdx, usage_cyclonedx};

@@ -288,6 +288,7 @@ pub fn parse_header_with_files(blob: &[u8]) -> Result<Option<RpmPackage>, String
     let (mut name, mut version, mut release, mut arch, mut epoch) = (None, None, None, None, None);
     let mut source_rpm = None;
     let mut license = None;
+    let mut vendor = None;
     let (mut dir_indexes, mut base_names, mut dir_names, mut old_file_names) =
         (None, None, None, None);
     for i in 0..count {
@@ -310,6 +311,7 @@ pub fn parse_header_with_files(blob: &[u8]) -> Result<Option<RpmPackage>, String
             // LICENSE: an SPDX expression on current Fedora and its descendants, the
             // distribution's own short names on older ones; kept as given.
             (1014, 6 | 9) => license = string(),
+            (1011, 6 | 9) => vendor = string(),
             (1003, 4) => epoch = be32(data, offset),
             (1116, 4) => dir_indexes = Some(int32_array(data, offset, items)?),
             (1117, 8) => base_names = Some(string_array(data, offset, items)?),
@@ -353,6 +355,9 @@ pub fn parse_header_with_files(blob: &[u8]) -> Result<Option<RpmPackage>, String
     let mut found = FoundPackage::new("rpm", &arch.unwrap_or_default(), &name, &evr);
     found.license = license
         .map(|l| l.trim().chars().take(4096).collect())
+        .unwrap_or_default();
+    found.vendor = vendor
+        .map(|v| v.trim().chars().take(256).collect())
         .unwrap_or_default();
     let package_files = files;
     // The source RPM shares the binary's epoch (one spec file builds both).

@@ -2029,43 +2029,94 @@ impl UsageView {
     }
 }
 
-/// Follow `config` over the layers and mark each component `used_by_entrypoint`.
-pub fn analyse(
-    fragments: &[(String, Fragment)],
-    config: &RunConfig,
-    components: &mut [super::Component],
-) -> UsageView {
-    let vfs = Vfs::merge(fragments.iter().map(|(_, f)| f));
-    let trace = trace(&vfs, config);
-    let closure = closure(&vfs, &trace, &config.env);
-    let mut view = UsageView {
-        config: config.clone(),
-        trace,
-        closure,
-        used: 0,
-    };
-    if !view.known() {
-        return view;
-    }
-    let mut owners = owners(&vfs);
-    add_rpm_owners(&mut owners, &vfs, fragments);
-    let os = used_os_packages(&owners, &view.closure);
-    for c in components.iter_mut() {
-        // Maven names are `group/artifact`, RPM names `arch/name`.
-        c.used_by_entrypoint = is_used(
-            &c.kind,
-            &c.name,
-            &c.path,
-            &owners,
-            &os,
-            &view.trace,
-            &view.closure,
-        );
-        if c.used_by_entrypoint == Some(true) {
-            view.used += 1;
+/// An image's file system stacked from its layers, with the package databases' file
+/// lists: what both the inventory ([`Stacked::distro_installed`]) and the Usage view
+/// ([`Stacked::usage`]) read.
+pub struct Stacked {
+    vfs: Vfs,
+    owners: Owners,
+    /// The OS packages (`deb:name`, `apk:name`, `rpm:name`) the distribution maintains
+    /// ([`Fragment`]'s packages with `distro`; RPMs whose vendor is the distribution).
+    distro: BTreeSet<String>,
+}
+
+impl Stacked {
+    /// Stack `fragments` (in layer order).
+    pub fn new(fragments: &[(String, Fragment)]) -> Self {
+        let vfs = Vfs::merge(fragments.iter().map(|(_, f)| f));
+        let mut owners = owners(&vfs);
+        add_rpm_owners(&mut owners, &vfs, fragments);
+        let os_id = fragments
+            .iter()
+            .rev()
+            .find_map(|(_, f)| f.os.as_ref())
+            .map_or("", |os| os.id.as_str());
+        let distro = fragments
+            .iter()
+            .flat_map(|(_, f)| f.files.values().flatten())
+            .filter(|p| {
+                p.distro
+                    || (p.kind == "rpm" && super::analyze::rpm_vendor_of_distro(&p.vendor, os_id))
+            })
+            .map(|p| format!("{}:{}", p.kind, p.name))
+            .collect();
+        Stacked {
+            vfs,
+            owners,
+            distro,
         }
     }
-    view
+
+    /// Whether a package of the distribution installed the file at `path` (relative to
+    /// the root, directory links resolved). A language package (every kind but deb, apk
+    /// and rpm) found in such a file — Debian's `python3-requests` holds
+    /// `requests-2.28.1.egg-info`, Alpine's `py3-*` their `dist-info`, Debian's `ruby-*`
+    /// their gemspecs, `libjackson2-databind-java` its jar — is that package's build, with
+    /// the distribution's patches: the distribution's advisories say whether it is
+    /// affected, and matching the same files again as the upstream release would report
+    /// fixes the distribution backported as open, and everything else twice
+    /// ([`super::inventory::merge_leaving_out`]). A file installed by another repository's
+    /// package (NodeSource's `nodejs` and its bundled npm modules, an EPEL package on RHEL)
+    /// keeps its language packages.
+    pub fn distro_installed(&self, path: &str) -> bool {
+        let file = format!("/{}", self.vfs.canonical_dir(path));
+        self.owners
+            .files
+            .get(&file)
+            .is_some_and(|packages| packages.iter().any(|p| self.distro.contains(p)))
+    }
+
+    /// Follow `config` over the layers and mark each component `used_by_entrypoint`.
+    pub fn usage(&self, config: &RunConfig, components: &mut [super::Component]) -> UsageView {
+        let trace = trace(&self.vfs, config);
+        let closure = closure(&self.vfs, &trace, &config.env);
+        let mut view = UsageView {
+            config: config.clone(),
+            trace,
+            closure,
+            used: 0,
+        };
+        if !view.known() {
+            return view;
+        }
+        let os = used_os_packages(&self.owners, &view.closure);
+        for c in components.iter_mut() {
+            // Maven names are `group/artifact`, RPM names `arch/name`.
+            c.used_by_entrypoint = is_used(
+                &c.kind,
+                &c.name,
+                &c.path,
+                &self.owners,
+                &os,
+                &view.trace,
+                &view.closure,
+            );
+            if c.used_by_entrypoint == Some(true) {
+                view.used += 1;
+            }
+        }
+        view
+    }
 }
 
 #[cfg(test)]
@@ -2737,5 +2788,175 @@ mod tests {
         );
         let t = trace(&vfs, &config(&["java", "-jar", "/opt/app.jar"], &[]));
         assert_eq!(t.language_files, BTreeSet::from(["/opt/app.jar".into()]));
+    }
+
+    #[test]
+    fn language_packages_in_files_the_distribution_installed_are_left_to_its_packages() {
+        use crate::analyze::FoundPackage;
+        let deb = |name: &str, distro: bool| FoundPackage {
+            distro,
+            ..FoundPackage::new("deb", "", name, "1")
+        };
+        let pypi = |name: &str, version: &str| vec![FoundPackage::new("pypi", "", name, version)];
+        let egg = "usr/lib/python3/dist-packages/requests-2.28.1.egg-info/PKG-INFO";
+        let bundled = "usr/lib/node_modules/npm/node_modules/semver/package.json";
+        let own = "usr/local/lib/python3.11/site-packages/requests-2.31.0.dist-info/METADATA";
+        let copy = "opt/app/lib/python3/requests-2.28.1.egg-info/PKG-INFO";
+        let base = Fragment {
+            files: BTreeMap::from([
+                (
+                    "var/lib/dpkg/status".into(),
+                    vec![deb("python3-requests", true), deb("nodejs", false)],
+                ),
+                (egg.into(), pypi("requests", "2.28.1")),
+                (
+                    bundled.into(),
+                    vec![FoundPackage::new("npm", "", "semver", "7.5.4")],
+                ),
+            ]),
+            tree: BTreeMap::from([
+                (
+                    "lib".into(),
+                    Node::Symlink {
+                        target: "usr/lib".into(),
+                    },
+                ),
+                (egg.into(), file(false, None, None)),
+                (bundled.into(), file(false, None, None)),
+                // dpkg lists a path through the /lib link; the file is the same.
+                (
+                    "var/lib/dpkg/info/python3-requests.list".into(),
+                    file(
+                        false,
+                        Some("/.\n/lib/python3/dist-packages/requests-2.28.1.egg-info/PKG-INFO\n"),
+                        None,
+                    ),
+                ),
+                (
+                    "var/lib/dpkg/info/nodejs.list".into(),
+                    file(false, Some(&format!("/{bundled}\n")), None),
+                ),
+            ]),
+            ..Fragment::default()
+        };
+        // A later layer: pip installs a newer requests, and the app copies the old one.
+        let app = Fragment {
+            files: BTreeMap::from([
+                (own.into(), pypi("requests", "2.31.0")),
+                (copy.into(), pypi("requests", "2.28.1")),
+            ]),
+            tree: BTreeMap::from([
+                (own.into(), file(false, None, None)),
+                (copy.into(), file(false, None, None)),
+            ]),
+            ..Fragment::default()
+        };
+        let purls = |cs: &[crate::Component]| -> Vec<String> {
+            cs.iter()
+                .map(|c| format!("{} {}", c.purl, c.path))
+                .collect()
+        };
+        // The distribution's egg-info is python3-requests'; NodeSource's bundled npm
+        // modules stay (its package is not Debian's).
+        let only_base = [("sha256:a".to_string(), base.clone())];
+        let stacked = Stacked::new(&only_base);
+        assert!(stacked.distro_installed(egg));
+        assert!(!stacked.distro_installed(bundled));
+        let merged = crate::merge_leaving_out(&only_base, |p| stacked.distro_installed(p));
+        assert_eq!(
+            purls(&merged.components),
+            [
+                "pkg:deb/debian/nodejs@1 var/lib/dpkg/status",
+                "pkg:deb/debian/python3-requests@1 var/lib/dpkg/status",
+                &format!("pkg:npm/semver@7.5.4 {bundled}"),
+            ]
+        );
+        assert_eq!(
+            purls(&merged.left_out),
+            [format!("pkg:pypi/requests@2.28.1 {egg}")]
+        );
+        // With the app's layer, the same release sits in a file no package installed:
+        // it is a component again (from that file), and nothing is counted as left out.
+        let both = [
+            ("sha256:a".to_string(), base.clone()),
+            ("sha256:b".to_string(), app),
+        ];
+        let stacked = Stacked::new(&both);
+        let merged = crate::merge_leaving_out(&both, |p| stacked.distro_installed(p));
+        let found = purls(&merged.components);
+        assert!(
+            found.contains(&format!("pkg:pypi/requests@2.28.1 {copy}")),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&format!("pkg:pypi/requests@2.31.0 {own}")),
+            "{found:?}"
+        );
+        assert!(merged.left_out.is_empty(), "{:?}", purls(&merged.left_out));
+        // A Debian package whose maintainer is not the distribution's keeps its files'
+        // packages; so does everything when no file list names the file.
+        let mut third_party = base;
+        third_party.files.insert(
+            "var/lib/dpkg/status".into(),
+            vec![deb("python3-requests", false), deb("nodejs", false)],
+        );
+        let alone = [("sha256:a".to_string(), third_party)];
+        let stacked = Stacked::new(&alone);
+        assert!(!stacked.distro_installed(egg));
+        assert!(
+            crate::merge_leaving_out(&alone, |p| stacked.distro_installed(p))
+                .left_out
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_distributions_maintainers() {
+        use crate::analyze::distro_maintainer;
+        for ours in [
+            "Debian Python Team <team+python@tracker.debian.org>",
+            "Debian Java Maintainers <pkg-java-maintainers@lists.alioth.debian.org>",
+            "Debian OpenSSL Team <pkg-openssl-devel@alioth-lists.debian.net>",
+            "Matthias Klose <doko@debian.org>",
+            "GNU Libc Maintainers <debian-glibc@lists.debian.org>",
+            "Ubuntu Developers <ubuntu-devel-discuss@lists.ubuntu.com>",
+            "Ubuntu Core Developers <ubuntu-devel@lists.ubuntu.com>",
+            " Someone <SOMEONE@Debian.Org> ",
+        ] {
+            assert!(distro_maintainer(ours), "{ours}");
+        }
+        for theirs in [
+            "NodeSource <contact@nodesource.com>",
+            "Docker <support@docker.com>",
+            "Google Cloud CLI Authors <google-cloud-sdk@google.com>",
+            "Someone <someone@debian.org.example.com>",
+            "Someone <someone@notdebian.org>",
+            "Someone <someone@gmail.com>",
+            "no address at all",
+            "",
+        ] {
+            assert!(!distro_maintainer(theirs), "{theirs}");
+        }
+        use crate::analyze::rpm_vendor_of_distro;
+        for (vendor, os) in [
+            ("Red Hat, Inc.", "rhel"),
+            ("Fedora Project", "fedora"),
+            ("SUSE LLC <https://www.suse.com/>", "sles"),
+            ("openSUSE", "opensuse-leap"),
+            ("Amazon Linux", "amzn"),
+            ("Microsoft Corporation", "azurelinux"),
+        ] {
+            assert!(rpm_vendor_of_distro(vendor, os), "{vendor} on {os}");
+        }
+        for (vendor, os) in [
+            // EPEL on RHEL: built by Fedora, not covered by Red Hat's advisories.
+            ("Fedora Project", "rhel"),
+            ("NodeSource", "rhel"),
+            ("", "fedora"),
+            ("Red Hat, Inc.", ""),
+            ("Red Hat, Inc.", "debian"),
+        ] {
+            assert!(!rpm_vendor_of_distro(vendor, os), "{vendor} on {os}");
+        }
     }
 }

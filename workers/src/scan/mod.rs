@@ -20,8 +20,8 @@ use stellaops_policy::vex::consensus::purl_base;
 use stellaops_scanner::analyze::{self, Fragment};
 use stellaops_scanner::judge::{self, Evidence, Exploitation};
 use stellaops_scanner::{
-    AdvisoryRow, Component, Finding, Policy, cyclonedx, match_components, merge, spdx, usage,
-    usage_cyclonedx,
+    AdvisoryRow, Component, Finding, Merged, Policy, cyclonedx, match_components,
+    merge_leaving_out, spdx, usage, usage_cyclonedx,
 };
 
 use crate::registry::{ImageReference, Manifest, RegistryClient, RegistryError};
@@ -144,6 +144,11 @@ pub struct ScanSummary {
     /// The entrypoint chain, `path (where it came from)` per step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entrypoint: Vec<String>,
+    /// Language packages left out of the inventory because a package of the
+    /// distribution installed their files (its advisories cover them; see
+    /// `usage::Stacked::remove_distro_installed`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub distro_installed: usize,
     /// Time the Usage view took (trace, closure, ownership), in microseconds.
     pub usage_micros: u64,
     /// Wall-clock time of each stage of this run, in the order they ended.
@@ -152,6 +157,10 @@ pub struct ScanSummary {
     /// the objects are read back).
     #[serde(skip)]
     pub recorded: RecordedBytes,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The SBOMs and the signed verdict a scan just recorded, as written.
@@ -585,6 +594,7 @@ async fn reuse(
         usage_sbom_sha256: usage.1,
         used_components: usage.2.map(i64::from),
         entrypoint: Vec::new(),
+        distro_installed: 0,
         usage_micros: 0,
         stages: Vec::new(),
         recorded: RecordedBytes {
@@ -882,6 +892,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
         os,
         view,
         usage_micros,
+        distro_installed,
         ..
     } = analysis;
     let (rows, snapshot) = in_span(
@@ -1012,6 +1023,7 @@ pub async fn scan(job: &ScanJob<'_>, image: &str) -> anyhow::Result<ScanSummary>
             .iter()
             .map(|s| format!("{} ({})", s.path, s.from))
             .collect(),
+        distro_installed,
         usage_micros,
         stages: stages.into_vec(),
         recorded: RecordedBytes {
@@ -1042,6 +1054,9 @@ struct ImageAnalysis {
     os: Option<stellaops_scanner::analyze::OsRelease>,
     /// The Usage view.
     view: usage::UsageView,
+    /// Language packages left out because a distribution package installed their files.
+    #[serde(default)]
+    distro_installed: usize,
     /// Time the Usage view took when it was worked out, in microseconds (0 when read from
     /// the cache).
     #[serde(skip)]
@@ -1220,14 +1235,26 @@ async fn analyse_layers(
     stages.mark("layers");
     // Stacked, and the Usage view worked out, on a blocking thread.
     let analysis = tokio::task::spawn_blocking(move || {
-        let (mut components, os) = merge(&fragments);
         let started = std::time::Instant::now();
-        let view = usage::analyse(&fragments, &run_config, &mut components);
+        let stacked = usage::Stacked::new(&fragments);
+        let Merged {
+            mut components,
+            os,
+            left_out,
+        } = merge_leaving_out(&fragments, |path| stacked.distro_installed(path));
+        if !left_out.is_empty() {
+            tracing::debug!(
+                packages = %left_out.iter().map(|c| c.purl.as_str()).collect::<Vec<_>>().join(" "),
+                "language packages installed by the distribution's packages, left to their advisories"
+            );
+        }
+        let view = stacked.usage(&run_config, &mut components);
         ImageAnalysis {
             analyzer: analyze::ANALYZER_VERSION,
             components,
             os,
             view,
+            distro_installed: left_out.len(),
             usage_micros: started.elapsed().as_micros() as u64,
         }
     })

@@ -362,3 +362,133 @@ fn debians_common_license_texts() {
     }
     std::fs::remove_dir_all(&work).unwrap();
 }
+
+/// The Maven artifacts (`group:artifact:version`) in the jars that are regular files
+/// under `argv[1]`, as Python's `zipfile` reads their `pom.properties`.
+const ARTIFACTS_IN_DIR: &str = r##"
+import json, sys, zipfile, os
+found = set()
+for name in sorted(os.listdir(sys.argv[1])):
+    path = os.path.join(sys.argv[1], name)
+    if not name.endswith(".jar") or os.path.islink(path):
+        continue
+    with zipfile.ZipFile(path) as z:
+        for entry in z.namelist():
+            if entry.startswith("META-INF/maven/") and entry.endswith("/pom.properties"):
+                props = dict(l.split("=", 1) for l in z.read(entry).decode().splitlines()
+                             if "=" in l and not l.startswith("#"))
+                found.add(":".join(props[k].strip() for k in ("groupId", "artifactId", "version")))
+print(json.dumps(sorted(found)))
+"##;
+
+/// Debian's Java packages install jars with Maven metadata; their file lists (written from
+/// `dpkg-deb -c` of the real packages) say so, and their maintainer is Debian's, so the
+/// inventory holds the Debian packages (whose advisories know Debian's patches) and leaves
+/// out every artifact of those jars, as Python finds them; the same jar copied into an
+/// application's directory is the application's and is a component again.
+#[test]
+fn jars_debian_installed_are_its_packages_and_a_copy_is_the_applications() {
+    use stellaops_scanner::analyze::analyse_tar;
+    use stellaops_scanner::{merge_leaving_out, usage::Stacked};
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_JAVA_DEBS") else {
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("stellaops-java-distro-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let mut packages: Vec<PathBuf> = std::fs::read_dir(&debs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    packages.sort();
+    let base = stellaops_testing::debian::rootfs_layer(&packages, &work);
+    let jars = debian_jars(Path::new(&debs), &work);
+    let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
+    let out = Command::new(python)
+        .args(["-c", ARTIFACTS_IN_DIR])
+        .arg(&jars)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed: BTreeSet<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let databind = installed
+        .iter()
+        .find(|a| a.starts_with("com.fasterxml.jackson.core:jackson-databind:"))
+        .expect("libjackson2-databind-java's jar names its artifact")
+        .clone();
+    assert!(installed.len() >= 5, "{installed:?}");
+    // The application's layer: the real jackson-databind jar, copied.
+    let mut app = tar::Builder::new(Vec::new());
+    let bytes = std::fs::read(jars.join("jackson-databind.jar")).unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    app.append_data(&mut header, "opt/app/lib/jackson-databind.jar", &bytes[..])
+        .unwrap();
+    let app = app.into_inner().unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+
+    let gav = |c: &stellaops_scanner::Component| {
+        let (group, artifact) = c.name.split_once('/').unwrap();
+        format!("{group}:{artifact}:{}", c.version)
+    };
+    let base = ("sha256:base".to_string(), analyse_tar(&base[..]).unwrap());
+    let only_base = [base.clone()];
+    let stacked = Stacked::new(&only_base);
+    let merged = merge_leaving_out(&only_base, |p| stacked.distro_installed(p));
+    let debs_found: BTreeSet<&str> = merged
+        .components
+        .iter()
+        .filter(|c| c.kind == "deb")
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        debs_found,
+        BTreeSet::from([
+            "libcommons-lang3-java",
+            "libjackson2-databind-java",
+            "liblog4j2-java",
+            "libslf4j-java"
+        ])
+    );
+    assert!(
+        merged.components.iter().all(|c| c.kind == "deb"),
+        "{:?}",
+        merged.components
+    );
+    let left_out: BTreeSet<String> = merged.left_out.iter().map(gav).collect();
+    assert_eq!(left_out, installed);
+    assert!(
+        merged
+            .left_out
+            .iter()
+            .all(|c| c.path.starts_with("usr/share/java/"))
+    );
+
+    let both = [
+        base,
+        ("sha256:app".to_string(), analyse_tar(&app[..]).unwrap()),
+    ];
+    let stacked = Stacked::new(&both);
+    let merged = merge_leaving_out(&both, |p| stacked.distro_installed(p));
+    let maven: Vec<(String, &str)> = merged
+        .components
+        .iter()
+        .filter(|c| c.kind == "maven")
+        .map(|c| (gav(c), c.path.as_str()))
+        .collect();
+    assert_eq!(
+        maven,
+        [(databind.clone(), "opt/app/lib/jackson-databind.jar")]
+    );
+    let left_out: BTreeSet<String> = merged.left_out.iter().map(gav).collect();
+    let mut rest = installed;
+    rest.remove(&databind);
+    assert_eq!(left_out, rest);
+}

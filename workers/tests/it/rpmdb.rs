@@ -501,9 +501,15 @@ fn rpmbuild(
     std::fs::write(
         &spec,
         format!(
-            "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: {name}\nLicense: {license}\nAutoReqProv: no\n\
+            "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: {name}\nLicense: {license}\nAutoReqProv: no\n{vendor}\
              %description\n{name}\n%install\n{install}\n%files\n{}\n",
             files.join("\n"),
+            // The distribution's own package, another vendor's, and one naming none.
+            vendor = match name {
+                "greeter" => "Vendor: Fedora Project\n",
+                "unused-tool" => "Vendor: Example Corp\n",
+                _ => "",
+            },
             // One package declares an expression, as current Fedora writes them; one in
             // Fedora's legacy abbreviations, as RHEL 9 and older do.
             license = match name {
@@ -585,14 +591,25 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
             "mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/libexec/greeter\n\
              printf '#!/bin/sh\\nexec /usr/libexec/greeter/run \"$@\"\\n' > %{buildroot}/usr/bin/greet\n\
              printf '#!/bin/sh\\necho hello\\n' > %{buildroot}/usr/libexec/greeter/run\n\
-             chmod 755 %{buildroot}/usr/bin/greet %{buildroot}/usr/libexec/greeter/run",
-            &["/usr/bin/greet", "/usr/libexec/greeter"],
+             chmod 755 %{buildroot}/usr/bin/greet %{buildroot}/usr/libexec/greeter/run\n\
+             mkdir -p %{buildroot}/usr/lib/python3.12/site-packages/greeter-1.0.dist-info\n\
+             printf 'Metadata-Version: 2.1\\nName: greeter\\nVersion: 1.0\\n' > %{buildroot}/usr/lib/python3.12/site-packages/greeter-1.0.dist-info/METADATA",
+            &[
+                "/usr/bin/greet",
+                "/usr/libexec/greeter",
+                "/usr/lib/python3.12/site-packages/greeter-1.0.dist-info",
+            ],
         ),
         rpmbuild(
             &topdir,
             "unused-tool",
-            "mkdir -p %{buildroot}/usr/bin && printf '#!/bin/sh\\n' > %{buildroot}/usr/bin/other && chmod 755 %{buildroot}/usr/bin/other",
-            &["/usr/bin/other"],
+            "mkdir -p %{buildroot}/usr/bin && printf '#!/bin/sh\\n' > %{buildroot}/usr/bin/other && chmod 755 %{buildroot}/usr/bin/other\n\
+             mkdir -p %{buildroot}/usr/lib/python3.12/site-packages/example_tool-2.0.dist-info\n\
+             printf 'Metadata-Version: 2.1\\nName: example-tool\\nVersion: 2.0\\n' > %{buildroot}/usr/lib/python3.12/site-packages/example_tool-2.0.dist-info/METADATA",
+            &[
+                "/usr/bin/other",
+                "/usr/lib/python3.12/site-packages/example_tool-2.0.dist-info",
+            ],
         ),
     ];
     let root = work.join("root");
@@ -675,11 +692,23 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
         stellaops_scanner::rpmdb::read_rpmdb_ndb(&packages_ndb(&blobs)).unwrap(),
         stellaops_scanner::rpmdb::read_rpmdb_sqlite(&real).unwrap()
     );
-    // Each package's LICENSE tag as rpm itself reads it.
+    // Each package's LICENSE and VENDOR tags as rpm itself reads them.
     for package in &fragment.files["var/lib/rpm/rpmdb.sqlite"] {
         let want = rpm(&["-q", &package.name, "--qf", "%{LICENSE}"]);
         assert_eq!(package.license, want.trim(), "{}", package.name);
+        let want = rpm(&["-q", &package.name, "--qf", "%{VENDOR}"]);
+        let want = if want.trim() == "(none)" {
+            ""
+        } else {
+            want.trim()
+        };
+        assert_eq!(package.vendor, want, "{}", package.name);
     }
+    assert!(
+        fragment.files["var/lib/rpm/rpmdb.sqlite"]
+            .iter()
+            .any(|p| p.vendor == "Fedora Project")
+    );
     assert!(
         fragment.files["var/lib/rpm/rpmdb.sqlite"]
             .iter()
@@ -758,5 +787,19 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
     assert_eq!(used("minsh"), Some(true), "{rows:?}");
     assert_eq!(used("unused-tool"), Some(false), "{rows:?}");
     assert_eq!(summary.used_components, Some(2));
+    // The Python package Fedora's own `greeter` installed is greeter's, left to Fedora's
+    // advisories; the one Example Corp's package installed is a component.
+    assert!(
+        rows.iter()
+            .any(|(purl, _)| purl == "pkg:pypi/example-tool@2.0"),
+        "{rows:?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|(purl, _)| purl.starts_with("pkg:pypi/greeter@")),
+        "{rows:?}"
+    );
+    assert_eq!(summary.distro_installed, 1);
     std::fs::remove_dir_all(&work).ok();
 }
