@@ -56,6 +56,11 @@ fn text_wanted(path: &str) -> bool {
         || path == "etc/ld.so.conf"
         || path.starts_with("etc/ld.so.conf.d/")
         || path == "lib/apk/db/installed"
+        // Tomcat's configuration (`conf/`, Debian's `/etc/tomcat10/`): where its web
+        // applications are deployed.
+        || path == "server.xml"
+        || path.ends_with("/server.xml")
+        || (path.contains("/Catalina/") && path.ends_with(".xml"))
         || path.ends_with(".sh")
 }
 

@@ -80,6 +80,60 @@ fn basename(path: &str) -> &str {
     path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
 }
 
+/// Tomcat's main class.
+const TOMCAT_MAIN: &str = "org.apache.catalina.startup.Bootstrap";
+
+/// `text` without its `<!-- … -->` comments (Tomcat's `server.xml` keeps examples in them).
+fn without_xml_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<!--") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("-->") {
+            Some(end) => rest = &rest[start + end + 3..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The values of every `name="…"` (or `'…'`) attribute in `xml`, in order; entity
+/// references other than the five predefined ones are left as written.
+fn xml_attribute_values(xml: &str, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(at) = rest.find(name) {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + name.len()..];
+        if !before.is_some_and(char::is_whitespace) {
+            continue;
+        }
+        let after = rest.trim_start();
+        let Some(after) = after.strip_prefix('=') else {
+            continue;
+        };
+        let after = after.trim_start();
+        let Some(quote) = after.chars().next().filter(|q| *q == '"' || *q == '\'') else {
+            continue;
+        };
+        let Some(end) = after[1..].find(quote) else {
+            break;
+        };
+        let value = after[1..1 + end]
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        if !value.is_empty() {
+            out.push(value);
+        }
+        rest = &after[1 + end..];
+    }
+    out
+}
+
 impl Vfs {
     /// Stack the fragments' trees in layer order.
     pub fn merge<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> Vfs {
@@ -322,7 +376,7 @@ pub struct Trace {
     /// The ecosystems (package URL types) whose module search was followed: a package of
     /// one of them that lies nowhere reached is known to be unused; a package of another
     /// (a gem under an unmodelled Ruby server, a NuGet package under `dotnet`, jars a
-    /// Tomcat loads from its `webapps`) is not known either way.
+    /// Jetty or WildFly deploys) is not known either way.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub runtimes: BTreeSet<String>,
     /// What could not be followed, and why.
@@ -546,6 +600,22 @@ impl<'a> Tracer<'a> {
             n if is_python(n) => self.python(&invoked, &found.path, args, ctx),
             "node" | "nodejs" => self.node(args, ctx),
             "java" => self.java(args, ctx),
+            // Tomcat's own launcher (the official image's `catalina.sh run`): it builds
+            // the `java` command line from CATALINA_HOME (its own directory's parent
+            // unless set) and CATALINA_BASE (CATALINA_HOME unless set).
+            "catalina.sh" => {
+                let home = ctx
+                    .env
+                    .get("CATALINA_HOME")
+                    .map(|h| join(&ctx.cwd, h))
+                    .unwrap_or_else(|| parent(parent(&found.path)).to_string());
+                let base = ctx
+                    .env
+                    .get("CATALINA_BASE")
+                    .map(|b| join(&ctx.cwd, b))
+                    .unwrap_or_else(|| home.clone());
+                self.tomcat(&home, &base, args, &here);
+            }
             n if is_ruby(n) => self.ruby(&found.path, args, ctx),
             n if is_php_cli(n) => self.php(args, ctx),
             "dotnet" => self.dotnet(args, ctx),
@@ -1278,9 +1348,16 @@ impl<'a> Tracer<'a> {
     /// `java [options] (-jar JAR | -cp PATH MAIN) args…`.
     fn java(&mut self, args: &[String], ctx: &Ctx) {
         let mut class_path: Option<String> = ctx.env.get("CLASSPATH").cloned();
+        let mut properties: BTreeMap<&str, &str> = BTreeMap::new();
         let mut i = 0;
         while let Some(a) = args.get(i) {
             match a.as_str() {
+                s if s.starts_with("-D") => {
+                    if let Some((key, value)) = s[2..].split_once('=') {
+                        properties.insert(key, value);
+                    }
+                    i += 1;
+                }
                 "-jar" => {
                     let Some(jar) = args.get(i + 1) else { return };
                     match self.vfs.resolve(&ctx.cwd, jar) {
@@ -1323,15 +1400,7 @@ impl<'a> Tracer<'a> {
                 .strip_suffix("/*")
                 .or_else(|| (entry == "*").then_some(""))
             {
-                let dir = join(&ctx.cwd, if dir.is_empty() { "." } else { dir });
-                let dir = self.vfs.resolve("", &dir).map(|r| r.path).unwrap_or(dir);
-                for name in self.vfs.list(&dir) {
-                    if name.ends_with(".jar") || name.ends_with(".JAR") {
-                        self.trace
-                            .language_files
-                            .insert(format!("/{}", join(&dir, name)));
-                    }
-                }
+                self.jars_in(&join(&ctx.cwd, if dir.is_empty() { "." } else { dir }));
             } else if let Some(r) = self.vfs.resolve(&ctx.cwd, entry) {
                 if matches!(r.node, Node::File { .. }) {
                     self.trace.language_files.insert(format!("/{}", r.path));
@@ -1345,15 +1414,133 @@ impl<'a> Tracer<'a> {
             }
         }
         if let Some(main) = args.get(i) {
-            // Tomcat's bootstrap loads each web application's `WEB-INF/lib`: not known.
-            if main != "org.apache.catalina.startup.Bootstrap" {
-                self.trace.runtimes.insert("maven".into());
+            if main == TOMCAT_MAIN {
+                // `catalina.sh` passes both directories as properties; without them
+                // Tomcat takes CATALINA_HOME from where bootstrap.jar lies.
+                let home = properties
+                    .get("catalina.home")
+                    .map(|h| join(&ctx.cwd, h))
+                    .or_else(|| {
+                        self.trace
+                            .language_files
+                            .iter()
+                            .find(|f| f.ends_with("/bin/bootstrap.jar"))
+                            .map(|f| join("", parent(parent(f))))
+                    });
+                let Some(home) = home else {
+                    self.note(format!(
+                        "java {TOMCAT_MAIN}: neither catalina.home nor bin/bootstrap.jar on the class path says where Tomcat is"
+                    ));
+                    return;
+                };
+                let base = properties
+                    .get("catalina.base")
+                    .map_or_else(|| home.clone(), |b| join(&ctx.cwd, b));
+                self.tomcat(&home, &base, &args[i + 1..], "java");
+                return;
             }
+            self.trace.runtimes.insert("maven".into());
             self.push(Step {
                 path: format!("class {main}"),
                 argv: args[i..].to_vec(),
                 from: "java".into(),
             });
+        }
+    }
+
+    /// Tomcat, from CATALINA_HOME `home` and CATALINA_BASE `base` (relative to the root):
+    /// its bootstrap jars, the default `common.loader` (`base/lib` and `home/lib`), and the
+    /// web applications it deploys — the WARs and directories under each `<Host appBase>`
+    /// of `base/conf/server.xml` (`webapps` when it names none) and each `<Context
+    /// docBase>` there or in `base/conf/Catalina/<host>/*.xml` that lies elsewhere. A
+    /// `common.loader` changed in `catalina.properties` is not read.
+    fn tomcat(&mut self, home: &str, base: &str, args: &[String], from: &str) {
+        self.trace.runtimes.insert("maven".into());
+        for jar in ["bin/bootstrap.jar", "bin/tomcat-juli.jar"] {
+            if let Some(r) = self.vfs.resolve("", &join(home, jar)) {
+                self.trace.language_files.insert(format!("/{}", r.path));
+            }
+        }
+        // Debian's `conf` is a link to /etc/tomcat10.
+        let server = join(base, "conf/server.xml");
+        let server = self.vfs.resolve("", &server).map_or(server, |r| r.path);
+        let server_xml = self.vfs.text(&server).map(without_xml_comments);
+        let mut app_bases = server_xml
+            .as_deref()
+            .map(|x| xml_attribute_values(x, "appBase"))
+            .unwrap_or_default();
+        if server_xml.is_none() && self.vfs.resolve("", &server).is_some() {
+            self.note(format!(
+                "/{server} was not read: its applications are taken to be in webapps"
+            ));
+        }
+        if app_bases.is_empty() {
+            app_bases.push("webapps".into());
+        }
+        let mut doc_bases: Vec<String> = server_xml
+            .as_deref()
+            .map(|x| xml_attribute_values(x, "docBase"))
+            .unwrap_or_default();
+        if let Some(contexts) = self.vfs.directory(&join(base, "conf/Catalina")) {
+            for host in self.vfs.list(&contexts) {
+                let dir = join(&contexts, host);
+                for name in self
+                    .vfs
+                    .list(&dir)
+                    .into_iter()
+                    .filter(|n| n.ends_with(".xml"))
+                {
+                    if let Some(text) = self.vfs.text(&join(&dir, name)) {
+                        doc_bases
+                            .extend(xml_attribute_values(&without_xml_comments(text), "docBase"));
+                    }
+                }
+            }
+        }
+        // The common loader's `lib/*.jar`, each followed to the file it names (Debian's are
+        // links into /usr/share/java).
+        for lib in [join(base, "lib"), join(home, "lib")] {
+            self.jars_in(&lib);
+        }
+        let mut dirs = vec![join(base, "lib"), join(home, "lib")];
+        dirs.extend(app_bases.iter().map(|a| join(base, a)));
+        // A relative docBase is relative to its host's appBase.
+        let first_app_base = join(base, &app_bases[0]);
+        dirs.extend(doc_bases.iter().map(|d| join(&first_app_base, d)));
+        for dir in dirs {
+            match self.vfs.resolve("", &dir) {
+                Some(r) if matches!(r.node, Node::File { .. }) => {
+                    self.trace.language_files.insert(format!("/{}", r.path));
+                }
+                Some(r) => {
+                    self.trace.language_dirs.insert(format!("/{}", r.path));
+                }
+                None => {}
+            }
+        }
+        self.push(Step {
+            path: format!("class {TOMCAT_MAIN}"),
+            argv: args.to_vec(),
+            from: from.to_string(),
+        });
+    }
+
+    /// The jars directly in `dir` (a class path's `dir/*`), each as the file it is after
+    /// its links.
+    fn jars_in(&mut self, dir: &str) {
+        let Some(dir) = self.vfs.directory(dir) else {
+            return;
+        };
+        let jars: Vec<String> = self
+            .vfs
+            .list(&dir)
+            .into_iter()
+            .filter(|n| n.ends_with(".jar") || n.ends_with(".JAR"))
+            .map(|n| join(&dir, n))
+            .collect();
+        for jar in jars {
+            let file = self.vfs.resolve("", &jar).map_or(jar, |r| r.path);
+            self.trace.language_files.insert(format!("/{file}"));
         }
     }
 
@@ -2605,7 +2792,47 @@ mod tests {
             ("srv/other/vendor/composer/installed.json", plain()),
             ("usr/bin/java", elf()),
             ("usr/local/tomcat/bin/bootstrap.jar", plain()),
+            (
+                "usr/local/tomcat/bin/catalina.sh",
+                file(
+                    true,
+                    Some(
+                        "#!/bin/sh\neval exec \"\\\"$_RUNJAVA\\\"\" org.apache.catalina.startup.Bootstrap \"$@\" start\n",
+                    ),
+                    None,
+                ),
+            ),
+            ("usr/local/tomcat/lib/catalina.jar", plain()),
             ("usr/local/tomcat/webapps/shop/WEB-INF/lib/x.jar", plain()),
+            ("usr/local/tomcat/webapps/ROOT.war", plain()),
+            (
+                "usr/local/tomcat/webapps.dist/docs/WEB-INF/lib/old.jar",
+                plain(),
+            ),
+            ("opt/other/lib/y.jar", plain()),
+            // A second instance (CATALINA_BASE) deploying from elsewhere.
+            (
+                "srv/instance/conf/server.xml",
+                file(
+                    false,
+                    Some(
+                        "<Server><!-- <Host name=\"old\" appBase=\"/opt/other\"/> -->\n\
+                         <Service><Engine><Host name=\"localhost\" appBase='/srv/apps' unpackWARs=\"true\">\n\
+                         </Host></Engine></Service></Server>\n",
+                    ),
+                    None,
+                ),
+            ),
+            (
+                "srv/instance/conf/Catalina/localhost/ext.xml",
+                file(
+                    false,
+                    Some("<Context docBase=\"/opt/ext/app.war\"/>\n"),
+                    None,
+                ),
+            ),
+            ("srv/apps/api.war", plain()),
+            ("opt/ext/app.war", plain()),
         ]);
         let used = |t: &Trace, kind: &str, path: &str| language_use(&vfs, t, kind, path);
         let gem = "usr/local/bundle/specifications/rack-3.0.8.gemspec";
@@ -2645,11 +2872,13 @@ mod tests {
         );
         assert_eq!(used(&t, "composer", app_packages), Some(true));
 
-        // php-fpm runs what its web server hands it; Tomcat loads its web applications'
-        // jars itself; a gem under no Ruby: none of these is known to be unused.
+        // php-fpm runs what its web server hands it; a gem under no Ruby: neither is known
+        // to be unused.
         let t = trace(&vfs, &config(&["php-fpm"], &[]));
         assert_eq!(used(&t, "composer", app_packages), None);
         assert_eq!(used(&t, "gem", gem), None);
+        // Tomcat, as `java` runs it: its lib and its webapps (WARs and exploded ones)
+        // are reached; a jar elsewhere, or in the image's unused `webapps.dist`, is not.
         let tomcat = config(
             &[
                 "java",
@@ -2661,18 +2890,82 @@ mod tests {
             &[],
         );
         let t = trace(&vfs, &tomcat);
-        assert_eq!(
-            used(
-                &t,
-                "maven",
-                "usr/local/tomcat/webapps/shop/WEB-INF/lib/x.jar"
+        let webapp_jar = "usr/local/tomcat/webapps/shop/WEB-INF/lib/x.jar";
+        for (path, want) in [
+            (webapp_jar, Some(true)),
+            ("usr/local/tomcat/webapps/ROOT.war", Some(true)),
+            ("usr/local/tomcat/lib/catalina.jar", Some(true)),
+            ("usr/local/tomcat/bin/bootstrap.jar", Some(true)),
+            (
+                "usr/local/tomcat/webapps.dist/docs/WEB-INF/lib/old.jar",
+                Some(false),
             ),
-            None
-        );
+            ("opt/other/lib/y.jar", Some(false)),
+        ] {
+            assert_eq!(used(&t, "maven", path), want, "{path}: {t:#?}");
+        }
         assert_eq!(
-            used(&t, "maven", "usr/local/tomcat/bin/bootstrap.jar"),
-            Some(true)
+            t.terminal().unwrap().path,
+            "class org.apache.catalina.startup.Bootstrap"
         );
+        // The official image: `catalina.sh run` with CATALINA_HOME set; the script's
+        // `eval exec` is not followed, the launcher is known by its name.
+        let mut official = config(&["catalina.sh", "run"], &[]);
+        official.env = vec![
+            "PATH=/usr/local/tomcat/bin:/usr/bin:/bin".into(),
+            "CATALINA_HOME=/usr/local/tomcat".into(),
+        ];
+        let t = trace(&vfs, &official);
+        let paths: Vec<&str> = t.chain.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/usr/local/tomcat/bin/catalina.sh",
+                "class org.apache.catalina.startup.Bootstrap"
+            ]
+        );
+        assert_eq!(used(&t, "maven", webapp_jar), Some(true));
+        assert_eq!(used(&t, "maven", "opt/other/lib/y.jar"), Some(false));
+        // A second instance: CATALINA_BASE's server.xml moves the host's appBase (the
+        // commented-out host does not count) and a context file deploys a WAR elsewhere.
+        let mut instance = official.clone();
+        instance.env.push("CATALINA_BASE=/srv/instance".into());
+        let t = trace(&vfs, &instance);
+        for (path, want) in [
+            ("srv/apps/api.war", Some(true)),
+            ("opt/ext/app.war", Some(true)),
+            ("usr/local/tomcat/lib/catalina.jar", Some(true)),
+            (webapp_jar, Some(false)),
+            ("opt/other/lib/y.jar", Some(false)),
+        ] {
+            assert_eq!(used(&t, "maven", path), want, "{path}: {t:#?}");
+        }
+        // The same through `java` with catalina.sh's properties.
+        let direct = config(
+            &[
+                "java",
+                "-Dcatalina.base=/srv/instance",
+                "-Dcatalina.home=/usr/local/tomcat",
+                "-classpath",
+                "/usr/local/tomcat/bin/bootstrap.jar",
+                "org.apache.catalina.startup.Bootstrap",
+                "start",
+            ],
+            &[],
+        );
+        let t = trace(&vfs, &direct);
+        assert_eq!(used(&t, "maven", "srv/apps/api.war"), Some(true), "{t:#?}");
+        assert_eq!(used(&t, "maven", webapp_jar), Some(false));
+    }
+
+    #[test]
+    fn xml_attributes_outside_comments() {
+        let xml = without_xml_comments(
+            "<a appBase=\"x\"/><!-- appBase=\"no\" --><b\n appBase = 'y &amp; z' docBase=\"d\"/><c xappBase=\"no\"/><!-- open",
+        );
+        assert_eq!(xml_attribute_values(&xml, "appBase"), ["x", "y & z"]);
+        assert_eq!(xml_attribute_values(&xml, "docBase"), ["d"]);
+        assert!(xml_attribute_values("<a appBase=\"unterminated", "appBase").is_empty());
     }
 
     #[test]

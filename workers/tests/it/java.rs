@@ -492,3 +492,154 @@ fn jars_debian_installed_are_its_packages_and_a_copy_is_the_applications() {
     rest.remove(&databind);
     assert_eq!(left_out, rest);
 }
+
+/// Writes `argv[2]` as a Java archive holding `META-INF/maven/<group>/<artifact>/pom.properties`
+/// for `argv[1]` (`group:artifact:version`).
+const ARCHIVE_WITH_POM: &str = r##"
+import sys, zipfile
+group, artifact, version = sys.argv[1].split(":")
+with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+    z.writestr(f"META-INF/maven/{group}/{artifact}/pom.properties",
+               f"groupId={group}\nartifactId={artifact}\nversion={version}\n")
+"##;
+
+/// Tomcat as Debian packages it, started the way Debian's unit starts it: its own
+/// `tomcat-start.sh` (which sources `/etc/default/tomcat10` and the Java locator, then
+/// `exec`s `catalina.sh run` from CATALINA_BASE) is followed to Tomcat, whose real
+/// `server.xml` (comments and all, through the `conf → /etc/tomcat10` link) deploys from
+/// `webapps`: a WAR there is used, a jar elsewhere is not, and the common loader's jars
+/// (links in `lib/` into /usr/share/java) are reached where they lie.
+#[test]
+fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
+    use stellaops_scanner::analyze::analyse_tar;
+    use stellaops_scanner::usage::{RunConfig, Stacked};
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_TOMCAT_DEBS") else {
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("stellaops-tomcat-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let mut packages: Vec<PathBuf> = std::fs::read_dir(&debs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    packages.sort();
+    let base = stellaops_testing::debian::rootfs_layer(&packages, &work);
+    // What tomcat10's postinst installs from its templates (ucf): server.xml and the
+    // service defaults.
+    let unpacked = work.join("unpacked");
+    for deb in &packages {
+        let ok = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(&unpacked)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let server_xml = std::fs::read(unpacked.join("usr/share/tomcat10/etc/server.xml")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&server_xml).contains("<!--"),
+        "Debian's server.xml keeps commented examples"
+    );
+    let defaults = std::fs::read(unpacked.join("usr/share/tomcat10/default.template")).unwrap();
+    let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
+    let archive = |gav: &str, name: &str| {
+        let path = work.join(name);
+        let out = Command::new(&python)
+            .args(["-c", ARCHIVE_WITH_POM, gav])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(path).unwrap()
+    };
+    let war = archive("com.example:shop:1.4.2", "shop.war");
+    let tool = archive("com.example:tool:0.9", "tool.jar");
+    let mut app = tar::Builder::new(Vec::new());
+    for (path, bytes) in [
+        ("etc/tomcat10/server.xml", &server_xml),
+        ("etc/default/tomcat10", &defaults),
+        ("var/lib/tomcat10/webapps/shop.war", &war),
+        ("opt/tools/tool.jar", &tool),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        app.append_data(&mut header, path, &bytes[..]).unwrap();
+    }
+    let app = app.into_inner().unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+
+    let fragments = [
+        ("sha256:debian".to_string(), analyse_tar(&base[..]).unwrap()),
+        ("sha256:app".to_string(), analyse_tar(&app[..]).unwrap()),
+    ];
+    let stacked = Stacked::new(&fragments);
+    let mut merged =
+        stellaops_scanner::merge_leaving_out(&fragments, |p| stacked.distro_installed(p));
+    let config = RunConfig {
+        entrypoint: vec!["/usr/libexec/tomcat10/tomcat-start.sh".into()],
+        env: vec![
+            "PATH=/usr/local/bin:/usr/bin:/bin".into(),
+            "CATALINA_HOME=/usr/share/tomcat10".into(),
+            "CATALINA_BASE=/var/lib/tomcat10".into(),
+            "JAVA_HOME=/usr/lib/jvm/default-java".into(),
+        ],
+        ..RunConfig::default()
+    };
+    let view = stacked.usage(&config, &mut merged.components);
+    let chain: Vec<&str> = view.trace.chain.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        chain,
+        [
+            "/usr/libexec/tomcat10/tomcat-start.sh",
+            "/bin/dash",
+            "/usr/share/tomcat10/bin/catalina.sh",
+            "class org.apache.catalina.startup.Bootstrap"
+        ],
+        "{:#?}",
+        view.trace
+    );
+    let used = |artifact: &str| {
+        merged
+            .components
+            .iter()
+            .find(|c| c.name == format!("com.example/{artifact}"))
+            .unwrap_or_else(|| panic!("{artifact} in {:?}", merged.components))
+            .used_by_entrypoint
+    };
+    // server.xml was read (through the link), not assumed.
+    assert!(
+        !view.trace.notes.iter().any(|n| n.contains("server.xml")),
+        "{:?}",
+        view.trace.notes
+    );
+    assert_eq!(used("shop"), Some(true), "{:#?}", view.trace);
+    assert_eq!(used("tool"), Some(false), "{:#?}", view.trace);
+    // The common loader's jars are links into /usr/share/java, followed to the files
+    // (Debian's Tomcat jars carry no Maven metadata: they are the Debian packages only).
+    assert!(
+        view.trace
+            .language_files
+            .iter()
+            .any(|f| f.starts_with("/usr/share/java/tomcat10-catalina")),
+        "{:?}",
+        view.trace.language_files
+    );
+    assert!(
+        merged
+            .components
+            .iter()
+            .all(|c| c.kind == "deb" || c.name.starts_with("com.example/")),
+        "{:?}",
+        merged.components
+    );
+}
