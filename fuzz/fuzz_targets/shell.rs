@@ -1,5 +1,6 @@
 //! The EntryTrace shell tokenizer and expansion on entrypoint scripts from images, and
-//! EntryTrace itself over a file system holding the input as its entrypoint script.
+//! EntryTrace itself over a file system holding the input as its entrypoint script, and
+//! as Tomcat's `server.xml` and a context file (their attribute reading).
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -56,4 +57,33 @@ fuzz_target!(|data: &[u8]| {
     };
     let t = trace(&vfs, &config);
     let _ = closure(&vfs, &t, &config.env);
+    let xml = |text: &str| Node::File {
+        exec: false,
+        elf: None,
+        text: Some(text.to_string()),
+    };
+    let tomcat = Vfs::from_nodes(BTreeMap::from([
+        (
+            "tomcat/bin/catalina.sh".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: Some("#!/bin/sh\n".into()),
+            },
+        ),
+        ("tomcat/conf/server.xml".to_string(), xml(&text)),
+        (
+            "tomcat/conf/Catalina/localhost/app.xml".to_string(),
+            xml(&text),
+        ),
+    ]));
+    let _ = trace(
+        &tomcat,
+        &RunConfig {
+            entrypoint: vec!["/tomcat/bin/catalina.sh".into(), "run".into()],
+            env: vec!["CATALINA_HOME=/tomcat".into()],
+            working_dir: "/".into(),
+            ..RunConfig::default()
+        },
+    );
 });

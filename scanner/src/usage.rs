@@ -375,8 +375,8 @@ pub struct Trace {
     pub language_files: BTreeSet<String>,
     /// The ecosystems (package URL types) whose module search was followed: a package of
     /// one of them that lies nowhere reached is known to be unused; a package of another
-    /// (a gem under an unmodelled Ruby server, a NuGet package under `dotnet`, jars a
-    /// Jetty or WildFly deploys) is not known either way.
+    /// (a gem under an unmodelled Ruby server, a NuGet package under `dotnet`) is not known
+    /// either way.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub runtimes: BTreeSet<String>,
     /// What could not be followed, and why.
@@ -615,6 +615,20 @@ impl<'a> Tracer<'a> {
                     .map(|b| join(&ctx.cwd, b))
                     .unwrap_or_else(|| home.clone());
                 self.tomcat(&home, &base, args, &here);
+            }
+            // WildFly's launcher: JBOSS_HOME (its own directory's parent unless set) and
+            // the server's base directory (JBOSS_BASE_DIR, else `standalone`).
+            "standalone.sh" => {
+                let home = ctx
+                    .env
+                    .get("JBOSS_HOME")
+                    .map(|h| join(&ctx.cwd, h))
+                    .unwrap_or_else(|| parent(parent(&found.path)).to_string());
+                let base = ctx
+                    .env
+                    .get("JBOSS_BASE_DIR")
+                    .map_or_else(|| join(&home, "standalone"), |b| join(&ctx.cwd, b));
+                self.wildfly(&home, &base, args, &here);
             }
             n if is_ruby(n) => self.ruby(&found.path, args, ctx),
             n if is_php_cli(n) => self.php(args, ctx),
@@ -1362,11 +1376,6 @@ impl<'a> Tracer<'a> {
                     let Some(jar) = args.get(i + 1) else { return };
                     match self.vfs.resolve(&ctx.cwd, jar) {
                         Some(r) => {
-                            // Jetty's and WildFly's launchers load the deployed
-                            // applications' jars themselves: those are not known.
-                            if !matches!(basename(&r.path), "start.jar" | "jboss-modules.jar") {
-                                self.trace.runtimes.insert("maven".into());
-                            }
                             let file = format!("/{}", r.path);
                             self.trace.language_files.insert(file.clone());
                             self.push(Step {
@@ -1374,6 +1383,36 @@ impl<'a> Tracer<'a> {
                                 argv: args[i..].to_vec(),
                                 from: "java -jar".into(),
                             });
+                            // Jetty's and WildFly's launchers load the deployed
+                            // applications' jars themselves.
+                            let home = parent(&r.path).to_string();
+                            match basename(&r.path) {
+                                "start.jar" => {
+                                    // `jetty.base` as a property or a `key=value`
+                                    // argument, else JETTY_BASE, else the working
+                                    // directory (Jetty's own default).
+                                    let argument = args[i + 2..]
+                                        .iter()
+                                        .find_map(|a| a.strip_prefix("jetty.base="));
+                                    let base = properties
+                                        .get("jetty.base")
+                                        .copied()
+                                        .or(argument)
+                                        .or(ctx.env.get("JETTY_BASE").map(String::as_str))
+                                        .map_or_else(|| join("", &ctx.cwd), |b| join(&ctx.cwd, b));
+                                    self.jetty(&home, &base);
+                                }
+                                "jboss-modules.jar" => {
+                                    let base = properties.get("jboss.server.base.dir").map_or_else(
+                                        || join(&home, "standalone"),
+                                        |b| join(&ctx.cwd, b),
+                                    );
+                                    self.wildfly(&home, &base, &args[i + 2..], "java -jar");
+                                }
+                                _ => {
+                                    self.trace.runtimes.insert("maven".into());
+                                }
+                            }
                         }
                         None => self.note(format!("java: {jar} is not in the image")),
                     }
@@ -1523,6 +1562,45 @@ impl<'a> Tracer<'a> {
             argv: args.to_vec(),
             from: from.to_string(),
         });
+    }
+
+    /// Jetty (`java -jar start.jar`) from JETTY_HOME `home` and JETTY_BASE `base`: the jars
+    /// of `home/lib` and `base/lib` (all of them: which modules a base enables is not
+    /// read) and the web applications in `base/webapps`.
+    fn jetty(&mut self, home: &str, base: &str) {
+        self.trace.runtimes.insert("maven".into());
+        for dir in [join(home, "lib"), join(base, "lib"), join(base, "webapps")] {
+            self.reach_dir(&dir);
+        }
+    }
+
+    /// WildFly in standalone mode (`standalone.sh`, or `java -jar jboss-modules.jar`) from
+    /// JBOSS_HOME `home` and the server's base directory `base`: `jboss-modules.jar`, the
+    /// module repository `home/modules`, and what `base/deployments` and `base/lib` hold.
+    fn wildfly(&mut self, home: &str, base: &str, args: &[String], from: &str) {
+        self.trace.runtimes.insert("maven".into());
+        if let Some(r) = self.vfs.resolve("", &join(home, "jboss-modules.jar")) {
+            self.trace.language_files.insert(format!("/{}", r.path));
+        }
+        for dir in [
+            join(home, "modules"),
+            join(base, "deployments"),
+            join(base, "lib"),
+        ] {
+            self.reach_dir(&dir);
+        }
+        self.push(Step {
+            path: "module org.jboss.as.standalone".into(),
+            argv: args.to_vec(),
+            from: from.to_string(),
+        });
+    }
+
+    /// Mark `dir` (links resolved) as reached, when it is in the image.
+    fn reach_dir(&mut self, dir: &str) {
+        if let Some(dir) = self.vfs.directory(dir) {
+            self.trace.language_dirs.insert(format!("/{dir}"));
+        }
     }
 
     /// The jars directly in `dir` (a class path's `dir/*`), each as the file it is after
@@ -2833,6 +2911,26 @@ mod tests {
             ),
             ("srv/apps/api.war", plain()),
             ("opt/ext/app.war", plain()),
+            // Jetty as its official image lays it out, and WildFly.
+            ("usr/local/jetty/start.jar", plain()),
+            ("usr/local/jetty/lib/jetty-server-12.0.jar", plain()),
+            ("var/lib/jetty/webapps/app.war", plain()),
+            (
+                "opt/jboss/wildfly/bin/standalone.sh",
+                file(
+                    true,
+                    Some(
+                        "#!/bin/sh\neval \\\"$JAVA\\\" -jar \\\"$JBOSS_HOME/jboss-modules.jar\\\"\n",
+                    ),
+                    None,
+                ),
+            ),
+            ("opt/jboss/wildfly/jboss-modules.jar", plain()),
+            (
+                "opt/jboss/wildfly/modules/system/layers/base/org/jboss/as/server/main/wildfly-server.jar",
+                plain(),
+            ),
+            ("opt/jboss/wildfly/standalone/deployments/shop.war", plain()),
         ]);
         let used = |t: &Trace, kind: &str, path: &str| language_use(&vfs, t, kind, path);
         let gem = "usr/local/bundle/specifications/rack-3.0.8.gemspec";
@@ -2956,6 +3054,57 @@ mod tests {
         let t = trace(&vfs, &direct);
         assert_eq!(used(&t, "maven", "srv/apps/api.war"), Some(true), "{t:#?}");
         assert_eq!(used(&t, "maven", webapp_jar), Some(false));
+
+        // Jetty's official image: `java -jar $JETTY_HOME/start.jar` from JETTY_BASE.
+        let mut jetty = config(&["java", "-jar", "/usr/local/jetty/start.jar"], &[]);
+        jetty.working_dir = "/var/lib/jetty".into();
+        let t = trace(&vfs, &jetty);
+        for (path, want) in [
+            ("var/lib/jetty/webapps/app.war", Some(true)),
+            ("usr/local/jetty/lib/jetty-server-12.0.jar", Some(true)),
+            ("usr/local/jetty/start.jar", Some(true)),
+            (webapp_jar, Some(false)),
+        ] {
+            assert_eq!(used(&t, "maven", path), want, "{path}: {t:#?}");
+        }
+        // jetty.base given as an argument instead.
+        let t = trace(
+            &vfs,
+            &config(
+                &[
+                    "java",
+                    "-jar",
+                    "/usr/local/jetty/start.jar",
+                    "jetty.base=/srv/nowhere",
+                ],
+                &[],
+            ),
+        );
+        assert_eq!(
+            used(&t, "maven", "var/lib/jetty/webapps/app.war"),
+            Some(false)
+        );
+        // WildFly's `standalone.sh`, by name (its `eval` is not followed).
+        let wildfly = config(
+            &["/opt/jboss/wildfly/bin/standalone.sh", "-b", "0.0.0.0"],
+            &[],
+        );
+        let t = trace(&vfs, &wildfly);
+        assert_eq!(t.terminal().unwrap().path, "module org.jboss.as.standalone");
+        for (path, want) in [
+            (
+                "opt/jboss/wildfly/standalone/deployments/shop.war",
+                Some(true),
+            ),
+            (
+                "opt/jboss/wildfly/modules/system/layers/base/org/jboss/as/server/main/wildfly-server.jar",
+                Some(true),
+            ),
+            ("opt/jboss/wildfly/jboss-modules.jar", Some(true)),
+            ("var/lib/jetty/webapps/app.war", Some(false)),
+        ] {
+            assert_eq!(used(&t, "maven", path), want, "{path}: {t:#?}");
+        }
     }
 
     #[test]
