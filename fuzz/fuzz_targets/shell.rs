@@ -1,6 +1,7 @@
 //! The EntryTrace shell tokenizer and expansion on entrypoint scripts from images, and
 //! EntryTrace itself over a file system holding the input as its entrypoint script, and
-//! as Tomcat's `server.xml` and a context file (their attribute reading).
+//! as Tomcat's `server.xml` and a context file (their attribute reading) and as uWSGI's
+//! ini file.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -76,7 +77,24 @@ fuzz_target!(|data: &[u8]| {
             "tomcat/conf/Catalina/localhost/app.xml".to_string(),
             xml(&text),
         ),
+        (
+            "bin/uwsgi".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: None,
+            },
+        ),
+        ("app/uwsgi.ini".to_string(), xml(&text)),
     ]));
+    let _ = trace(
+        &tomcat,
+        &RunConfig {
+            entrypoint: vec!["/bin/uwsgi".into(), "--ini".into(), "/app/uwsgi.ini".into()],
+            working_dir: "/".into(),
+            ..RunConfig::default()
+        },
+    );
     let _ = trace(
         &tomcat,
         &RunConfig {

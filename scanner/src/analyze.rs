@@ -58,6 +58,11 @@ fn text_wanted(path: &str) -> bool {
         || path == "lib/apk/db/installed"
         // Tomcat's configuration (`conf/`, Debian's `/etc/tomcat10/`): where its web
         // applications are deployed.
+        // An application's ini files (uWSGI's configuration), not the system's.
+        || (path.ends_with(".ini")
+            && !["usr/share/", "usr/lib/", "usr/local/lib/", "usr/local/etc/php", "etc/php"]
+                .iter()
+                .any(|system| path.starts_with(system)))
         || path == "server.xml"
         || path.ends_with("/server.xml")
         || (path.contains("/Catalina/") && path.ends_with(".xml"))

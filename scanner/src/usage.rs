@@ -80,6 +80,23 @@ fn basename(path: &str) -> &str {
     path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
 }
 
+/// The `key = value` lines of an ini file's `[uwsgi]` section, in order.
+fn uwsgi_ini(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut in_section = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_section = section.trim() == "uwsgi";
+        } else if in_section
+            && !line.starts_with(['#', ';'])
+            && let Some((key, value)) = line.split_once('=')
+        {
+            out.push((key.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    out
+}
+
 /// Tomcat's main class.
 const TOMCAT_MAIN: &str = "org.apache.catalina.startup.Bootstrap";
 
@@ -598,6 +615,7 @@ impl<'a> Tracer<'a> {
             }
             n if is_shell(n) => self.shell(args, ctx, &path),
             n if is_python(n) => self.python(&invoked, &found.path, args, ctx),
+            "uwsgi" => self.uwsgi(&invoked, &found.path, args, ctx),
             "node" | "nodejs" => self.node(args, ctx),
             "java" => self.java(args, ctx),
             // Tomcat's own launcher (the official image's `catalina.sh run`): it builds
@@ -1089,33 +1107,7 @@ impl<'a> Tracer<'a> {
         self.trace.runtimes.insert("pypi".into());
         // sys.path: the site directories of the interpreter's prefix (as invoked, so a
         // virtual environment's; and as resolved, the base installation's).
-        let mut site = Vec::new();
-        for exe in [invoked, resolved] {
-            let prefix = parent(parent(exe));
-            for lib in [join(prefix, "lib"), join(prefix, "local/lib")] {
-                for dir in self.vfs.list(&lib) {
-                    if dir.starts_with("python") {
-                        site.push(join(&lib, dir));
-                        for sub in ["site-packages", "dist-packages"] {
-                            let d = join(&join(&lib, dir), sub);
-                            if self.vfs.is_dir("", &d) {
-                                self.trace.language_dirs.insert(format!("/{d}"));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if parent(parent(resolved)) == "usr" {
-            for dir in self.vfs.list("usr/local/lib") {
-                if dir.starts_with("python") {
-                    let d = join(&join("usr/local/lib", dir), "dist-packages");
-                    if self.vfs.is_dir("", &d) {
-                        self.trace.language_dirs.insert(format!("/{d}"));
-                    }
-                }
-            }
-        }
+        let site = self.python_site(&[parent(parent(invoked)), parent(parent(resolved))]);
         let python_path: Vec<String> = ctx
             .env
             .get("PYTHONPATH")
@@ -1195,6 +1187,163 @@ impl<'a> Tracer<'a> {
                     return;
                 }
             }
+        }
+    }
+
+    /// The standard library directories (`lib/python3.X`) of the Python installations or
+    /// virtual environments at `prefixes`; their `site-packages` and `dist-packages`
+    /// (and, for the system's `/usr`, Debian's `/usr/local/lib/python3.X/dist-packages`)
+    /// are marked reached.
+    fn python_site(&mut self, prefixes: &[&str]) -> Vec<String> {
+        let mut site = Vec::new();
+        for prefix in prefixes {
+            for lib in [join(prefix, "lib"), join(prefix, "local/lib")] {
+                for dir in self.vfs.list(&lib) {
+                    if dir.starts_with("python") {
+                        site.push(join(&lib, dir));
+                        for sub in ["site-packages", "dist-packages"] {
+                            let d = join(&join(&lib, dir), sub);
+                            if self.vfs.is_dir("", &d) {
+                                self.trace.language_dirs.insert(format!("/{d}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if prefixes.contains(&"usr") {
+            for dir in self.vfs.list("usr/local/lib") {
+                if dir.starts_with("python") {
+                    let d = join(&join("usr/local/lib", dir), "dist-packages");
+                    if self.vfs.is_dir("", &d) {
+                        self.trace.language_dirs.insert(format!("/{d}"));
+                    }
+                }
+            }
+        }
+        site
+    }
+
+    /// uWSGI serving a Python application: its options from the command line (`--key
+    /// value`, `--key=value`, the short `-H`, `-w`) and from ini files (`--ini FILE`, or a
+    /// `FILE.ini` argument; their `[uwsgi]` section). The Python it embeds searches the
+    /// site directories of its own prefix (a virtual environment's when pip installed it
+    /// there, else the system's) and of `home` (`virtualenv`, `venv`, `pyhome`, `-H`),
+    /// `pythonpath` and the application's directory `chdir`; the application is `module`
+    /// (`wsgi`, `-w`; `package.module[:callable]`) or `wsgi-file` (`file`). Other plugins'
+    /// applications, YAML/XML/JSON configuration and `%(…)` placeholders are not read.
+    fn uwsgi(&mut self, invoked: &str, resolved: &str, args: &[String], ctx: &Ctx) {
+        self.trace.runtimes.insert("pypi".into());
+        let mut options: Vec<(String, String)> = Vec::new();
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            let (key, inline) = match a.strip_prefix("--") {
+                Some(rest) => match rest.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (rest.to_string(), None),
+                },
+                None => match a.as_str() {
+                    "-H" => ("home".to_string(), None),
+                    "-w" => ("module".to_string(), None),
+                    s if s.ends_with(".ini") => ("ini".to_string(), Some(s.to_string())),
+                    s if s.starts_with('-') => {
+                        i += 1;
+                        continue;
+                    }
+                    _ => {
+                        i += 1;
+                        continue;
+                    }
+                },
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => match args.get(i + 1) {
+                    Some(v) if !v.starts_with('-') => {
+                        i += 1;
+                        v.clone()
+                    }
+                    // A flag without a value (`--master`).
+                    _ => String::new(),
+                },
+            };
+            i += 1;
+            if key == "ini" {
+                let file = value.split(':').next().unwrap_or_default().to_string();
+                match self.vfs.resolve(&ctx.cwd, &file) {
+                    Some(r) => match self.vfs.text(&r.path) {
+                        Some(text) => options.extend(uwsgi_ini(text)),
+                        None => self.note(format!("uwsgi: /{} was not read", r.path)),
+                    },
+                    None => self.note(format!("uwsgi: {file} is not in the image")),
+                }
+            } else {
+                options.push((key, value));
+            }
+        }
+        let last = |keys: &[&str]| {
+            options
+                .iter()
+                .rev()
+                .find(|(k, v)| keys.contains(&k.as_str()) && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        };
+        let chdir = last(&["chdir"]).map_or_else(|| ctx.cwd.clone(), |d| join(&ctx.cwd, &d));
+        let home = last(&["home", "virtualenv", "venv", "pyhome"]).map(|h| join(&ctx.cwd, &h));
+        let mut prefixes = vec![parent(parent(invoked)), parent(parent(resolved))];
+        if let Some(home) = &home {
+            prefixes.push(home);
+        }
+        let site = self.python_site(&prefixes);
+        let mut search = vec![chdir.clone()];
+        for (key, value) in &options {
+            if matches!(key.as_str(), "pythonpath" | "python-path" | "pp") {
+                let dir = join(&chdir, value);
+                self.trace.language_dirs.insert(format!("/{dir}"));
+                search.push(dir);
+            }
+        }
+        search.extend(site);
+        self.trace.language_dirs.insert(format!("/{chdir}"));
+        if let Some(module) = last(&["module", "wsgi"]) {
+            let module = module
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .replace('.', "/");
+            for dir in &search {
+                for candidate in [format!("{module}.py"), format!("{module}/__init__.py")] {
+                    if let Some(r) = self.vfs.resolve(dir, &candidate) {
+                        let file = format!("/{}", r.path);
+                        self.trace.scripts.insert(file.clone());
+                        self.push(Step {
+                            path: file,
+                            argv: args.to_vec(),
+                            from: "uwsgi module".into(),
+                        });
+                        return;
+                    }
+                }
+            }
+            self.note(format!("uwsgi: module {module} is not in the image"));
+        } else if let Some(script) = last(&["wsgi-file", "file"]) {
+            match self.vfs.resolve(&chdir, &script) {
+                Some(r) => {
+                    let file = format!("/{}", r.path);
+                    self.trace.scripts.insert(file.clone());
+                    self.trace
+                        .language_dirs
+                        .insert(format!("/{}", parent(&r.path)));
+                    self.push(Step {
+                        path: file,
+                        argv: args.to_vec(),
+                        from: "uwsgi wsgi-file".into(),
+                    });
+                }
+                None => self.note(format!("uwsgi: {script} is not in the image")),
+            }
+        } else {
+            self.note("uwsgi: no Python application (module or wsgi-file) given".to_string());
         }
     }
 
@@ -3105,6 +3254,130 @@ mod tests {
         ] {
             assert_eq!(used(&t, "maven", path), want, "{path}: {t:#?}");
         }
+    }
+
+    #[test]
+    fn uwsgi_serves_its_python_application_from_its_prefix_and_home() {
+        let mut nodes = image().nodes;
+        let plain = || file(false, None, None);
+        for (p, n) in [
+            (
+                "usr/local/bin/python3.12",
+                file(true, None, Some(lib(&["libc.so.6"]))),
+            ),
+            // pip installed uWSGI into the virtual environment.
+            (
+                "venv/bin/uwsgi",
+                file(true, None, Some(lib(&["libc.so.6"]))),
+            ),
+            (
+                "venv/lib/python3.12/site-packages/django/__init__.py",
+                plain(),
+            ),
+            (
+                "venv/lib/python3.12/site-packages/Django-5.0.dist-info/METADATA",
+                plain(),
+            ),
+            (
+                "usr/local/lib/python3.12/site-packages/pip-24.0.dist-info/METADATA",
+                plain(),
+            ),
+            (
+                "opt/tools/lib/python3.12/site-packages/other-1.0.dist-info/METADATA",
+                plain(),
+            ),
+            ("srv/app/mysite/__init__.py", plain()),
+            ("srv/app/mysite/wsgi.py", plain()),
+            ("srv/app/libs/helper-2.0.dist-info/METADATA", plain()),
+            (
+                "srv/app/uwsgi.ini",
+                file(
+                    false,
+                    Some(
+                        "[uwsgi]\n; comment\nchdir = /srv/app\nmodule = mysite.wsgi:application\n\
+                         home = /usr/local\npythonpath = libs\nmaster = true\n[other]\nmodule = nope\n",
+                    ),
+                    None,
+                ),
+            ),
+        ] {
+            nodes.insert(p.into(), n);
+        }
+        let vfs = Vfs::from_nodes(nodes);
+        let used = |t: &Trace, path: &str| language_use(&vfs, t, "pypi", path);
+        let mut run = config(
+            &["uwsgi", "--ini", "/srv/app/uwsgi.ini", "--http", ":8000"],
+            &[],
+        );
+        run.env = vec!["PATH=/venv/bin:/usr/local/bin:/usr/bin:/bin".into()];
+        let t = trace(&vfs, &run);
+        assert_eq!(
+            t.terminal().unwrap().path,
+            "/srv/app/mysite/wsgi.py",
+            "{t:#?}"
+        );
+        for (path, want) in [
+            (
+                "venv/lib/python3.12/site-packages/Django-5.0.dist-info/METADATA",
+                Some(true),
+            ),
+            // home = /usr/local: the base installation's site-packages too.
+            (
+                "usr/local/lib/python3.12/site-packages/pip-24.0.dist-info/METADATA",
+                Some(true),
+            ),
+            ("srv/app/libs/helper-2.0.dist-info/METADATA", Some(true)),
+            (
+                "opt/tools/lib/python3.12/site-packages/other-1.0.dist-info/METADATA",
+                Some(false),
+            ),
+        ] {
+            assert_eq!(used(&t, path), want, "{path}: {t:#?}");
+        }
+        // The same on the command line, with a WSGI file instead of a module and no home.
+        let mut run = config(
+            &[
+                "uwsgi",
+                "--chdir=/srv/app",
+                "--wsgi-file",
+                "mysite/wsgi.py",
+                "--master",
+            ],
+            &[],
+        );
+        run.env = vec!["PATH=/venv/bin".into()];
+        let t = trace(&vfs, &run);
+        assert_eq!(
+            t.terminal().unwrap().path,
+            "/srv/app/mysite/wsgi.py",
+            "{t:#?}"
+        );
+        assert_eq!(
+            used(
+                &t,
+                "usr/local/lib/python3.12/site-packages/pip-24.0.dist-info/METADATA"
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            used(
+                &t,
+                "venv/lib/python3.12/site-packages/Django-5.0.dist-info/METADATA"
+            ),
+            Some(true)
+        );
+        // No application given: noted, and the search still followed.
+        let mut run = config(&["uwsgi", "--http", ":8000"], &[]);
+        run.env = vec!["PATH=/venv/bin".into()];
+        let t = trace(&vfs, &run);
+        assert!(
+            t.notes.iter().any(|n| n.contains("no Python application")),
+            "{t:#?}"
+        );
+        assert_eq!(
+            uwsgi_ini("[uwsgi]\nkey = a = b\n#x = y\n"),
+            [("key".to_string(), "a = b".to_string())]
+        );
     }
 
     #[test]
