@@ -77,6 +77,17 @@ with zipfile.ZipFile(os.path.join(out, "legacy.ear"), "w", zipfile.ZIP_DEFLATED)
 print(json.dumps(sorted(set(expected))))
 "##;
 
+/// The `.deb` files in `dir`, sorted.
+fn debs_in(dir: &str) -> Vec<PathBuf> {
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    debs.sort();
+    debs
+}
+
 /// The jars of the Debian packages in `debs`, unpacked into `work`.
 fn debian_jars(debs: &Path, work: &Path) -> PathBuf {
     let root = work.join("root");
@@ -396,12 +407,7 @@ fn jars_debian_installed_are_its_packages_and_a_copy_is_the_applications() {
     let work = std::env::temp_dir().join(format!("stellaops-java-distro-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let mut packages: Vec<PathBuf> = std::fs::read_dir(&debs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    packages.sort();
+    let packages = debs_in(&debs);
     let base = stellaops_testing::debian::rootfs_layer(&packages, &work);
     let jars = debian_jars(Path::new(&debs), &work);
     let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
@@ -423,15 +429,8 @@ fn jars_debian_installed_are_its_packages_and_a_copy_is_the_applications() {
         .clone();
     assert!(installed.len() >= 5, "{installed:?}");
     // The application's layer: the real jackson-databind jar, copied.
-    let mut app = tar::Builder::new(Vec::new());
     let bytes = std::fs::read(jars.join("jackson-databind.jar")).unwrap();
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    app.append_data(&mut header, "opt/app/lib/jackson-databind.jar", &bytes[..])
-        .unwrap();
-    let app = app.into_inner().unwrap();
+    let app = oci::tar_of(&[("opt/app/lib/jackson-databind.jar", &bytes)]);
     std::fs::remove_dir_all(&work).unwrap();
 
     let gav = |c: &stellaops_scanner::Component| {
@@ -520,12 +519,7 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     let work = std::env::temp_dir().join(format!("stellaops-tomcat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let mut packages: Vec<PathBuf> = std::fs::read_dir(&debs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    packages.sort();
+    let packages = debs_in(&debs);
     let base = stellaops_testing::debian::rootfs_layer(&packages, &work);
     // What tomcat10's postinst installs from its templates (ucf): server.xml and the
     // service defaults.
@@ -562,20 +556,12 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     };
     let war = archive("com.example:shop:1.4.2", "shop.war");
     let tool = archive("com.example:tool:0.9", "tool.jar");
-    let mut app = tar::Builder::new(Vec::new());
-    for (path, bytes) in [
+    let app = oci::tar_of(&[
         ("etc/tomcat10/server.xml", &server_xml),
         ("etc/default/tomcat10", &defaults),
         ("var/lib/tomcat10/webapps/shop.war", &war),
         ("opt/tools/tool.jar", &tool),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        app.append_data(&mut header, path, &bytes[..]).unwrap();
-    }
-    let app = app.into_inner().unwrap();
+    ]);
     std::fs::remove_dir_all(&work).unwrap();
 
     let fragments = [
