@@ -48,23 +48,23 @@ pub enum Node {
 
 /// Whether a file's text is kept for the Usage view whatever its first bytes.
 fn text_wanted(path: &str) -> bool {
+    let name = path.rsplit_once('/').map_or(path, |(_, name)| name);
     // An application's own `package.json` (not a dependency's): its `scripts` say what
     // `npm start` runs.
-    ((path == "package.json" || path.ends_with("/package.json")) && !path.contains("node_modules/"))
+    (name == "package.json" && !path.contains("node_modules/"))
         || (path.starts_with("var/lib/dpkg/info/") && path.ends_with(".list"))
         || (path.starts_with("var/lib/dpkg/status.d/") && path.ends_with(".md5sums"))
         || path == "etc/ld.so.conf"
         || path.starts_with("etc/ld.so.conf.d/")
         || path == "lib/apk/db/installed"
-        // Tomcat's configuration (`conf/`, Debian's `/etc/tomcat10/`): where its web
-        // applications are deployed.
         // An application's ini files (uWSGI's configuration), not the system's.
         || (path.ends_with(".ini")
             && !["usr/share/", "usr/lib/", "usr/local/lib/", "usr/local/etc/php", "etc/php"]
                 .iter()
                 .any(|system| path.starts_with(system)))
-        || path == "server.xml"
-        || path.ends_with("/server.xml")
+        // Tomcat's configuration (`conf/`, Debian's `/etc/tomcat10/`): where its web
+        // applications are deployed.
+        || name == "server.xml"
         || (path.contains("/Catalina/") && path.ends_with(".xml"))
         || path.ends_with(".sh")
 }

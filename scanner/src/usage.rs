@@ -415,6 +415,14 @@ struct Ctx {
     depth: usize,
 }
 
+impl Ctx {
+    /// The directory environment variable `var` names (relative to the working
+    /// directory), when it is set.
+    fn env_dir(&self, var: &str) -> Option<String> {
+        self.env.get(var).map(|d| join(&self.cwd, d))
+    }
+}
+
 struct Tracer<'a> {
     vfs: &'a Vfs,
     trace: Trace,
@@ -623,29 +631,20 @@ impl<'a> Tracer<'a> {
             // unless set) and CATALINA_BASE (CATALINA_HOME unless set).
             "catalina.sh" => {
                 let home = ctx
-                    .env
-                    .get("CATALINA_HOME")
-                    .map(|h| join(&ctx.cwd, h))
+                    .env_dir("CATALINA_HOME")
                     .unwrap_or_else(|| parent(parent(&found.path)).to_string());
-                let base = ctx
-                    .env
-                    .get("CATALINA_BASE")
-                    .map(|b| join(&ctx.cwd, b))
-                    .unwrap_or_else(|| home.clone());
+                let base = ctx.env_dir("CATALINA_BASE").unwrap_or_else(|| home.clone());
                 self.tomcat(&home, &base, args, &here);
             }
             // WildFly's launcher: JBOSS_HOME (its own directory's parent unless set) and
             // the server's base directory (JBOSS_BASE_DIR, else `standalone`).
             "standalone.sh" => {
                 let home = ctx
-                    .env
-                    .get("JBOSS_HOME")
-                    .map(|h| join(&ctx.cwd, h))
+                    .env_dir("JBOSS_HOME")
                     .unwrap_or_else(|| parent(parent(&found.path)).to_string());
                 let base = ctx
-                    .env
-                    .get("JBOSS_BASE_DIR")
-                    .map_or_else(|| join(&home, "standalone"), |b| join(&ctx.cwd, b));
+                    .env_dir("JBOSS_BASE_DIR")
+                    .unwrap_or_else(|| join(&home, "standalone"));
                 self.wildfly(&home, &base, args, &here);
             }
             n if is_ruby(n) => self.ruby(&found.path, args, ctx),
@@ -1246,10 +1245,7 @@ impl<'a> Tracer<'a> {
                     "-H" => ("home".to_string(), None),
                     "-w" => ("module".to_string(), None),
                     s if s.ends_with(".ini") => ("ini".to_string(), Some(s.to_string())),
-                    s if s.starts_with('-') => {
-                        i += 1;
-                        continue;
-                    }
+                    // Other short options, and their values.
                     _ => {
                         i += 1;
                         continue;
@@ -1589,16 +1585,8 @@ impl<'a> Tracer<'a> {
                 .or_else(|| (entry == "*").then_some(""))
             {
                 self.jars_in(&join(&ctx.cwd, if dir.is_empty() { "." } else { dir }));
-            } else if let Some(r) = self.vfs.resolve(&ctx.cwd, entry) {
-                if matches!(r.node, Node::File { .. }) {
-                    self.trace.language_files.insert(format!("/{}", r.path));
-                } else {
-                    self.trace.language_dirs.insert(format!("/{}", r.path));
-                }
-            } else if self.vfs.is_dir(&ctx.cwd, entry) {
-                self.trace
-                    .language_dirs
-                    .insert(format!("/{}", join(&ctx.cwd, entry)));
+            } else {
+                self.reach(&join(&ctx.cwd, entry));
             }
         }
         if let Some(main) = args.get(i) {
@@ -1645,19 +1633,22 @@ impl<'a> Tracer<'a> {
     fn tomcat(&mut self, home: &str, base: &str, args: &[String], from: &str) {
         self.trace.runtimes.insert("maven".into());
         for jar in ["bin/bootstrap.jar", "bin/tomcat-juli.jar"] {
-            if let Some(r) = self.vfs.resolve("", &join(home, jar)) {
-                self.trace.language_files.insert(format!("/{}", r.path));
-            }
+            self.reach(&join(home, jar));
         }
         // Debian's `conf` is a link to /etc/tomcat10.
-        let server = join(base, "conf/server.xml");
-        let server = self.vfs.resolve("", &server).map_or(server, |r| r.path);
-        let server_xml = self.vfs.text(&server).map(without_xml_comments);
+        let server = self
+            .vfs
+            .resolve("", &join(base, "conf/server.xml"))
+            .map(|r| r.path);
+        let server_xml = server
+            .as_deref()
+            .and_then(|path| self.vfs.text(path))
+            .map(without_xml_comments);
         let mut app_bases = server_xml
             .as_deref()
             .map(|x| xml_attribute_values(x, "appBase"))
             .unwrap_or_default();
-        if server_xml.is_none() && self.vfs.resolve("", &server).is_some() {
+        if let (Some(server), None) = (&server, &server_xml) {
             self.note(format!(
                 "/{server} was not read: its applications are taken to be in webapps"
             ));
@@ -1696,15 +1687,7 @@ impl<'a> Tracer<'a> {
         let first_app_base = join(base, &app_bases[0]);
         dirs.extend(doc_bases.iter().map(|d| join(&first_app_base, d)));
         for dir in dirs {
-            match self.vfs.resolve("", &dir) {
-                Some(r) if matches!(r.node, Node::File { .. }) => {
-                    self.trace.language_files.insert(format!("/{}", r.path));
-                }
-                Some(r) => {
-                    self.trace.language_dirs.insert(format!("/{}", r.path));
-                }
-                None => {}
-            }
+            self.reach(&dir);
         }
         self.push(Step {
             path: format!("class {TOMCAT_MAIN}"),
@@ -1719,7 +1702,7 @@ impl<'a> Tracer<'a> {
     fn jetty(&mut self, home: &str, base: &str) {
         self.trace.runtimes.insert("maven".into());
         for dir in [join(home, "lib"), join(base, "lib"), join(base, "webapps")] {
-            self.reach_dir(&dir);
+            self.reach(&dir);
         }
     }
 
@@ -1728,15 +1711,13 @@ impl<'a> Tracer<'a> {
     /// module repository `home/modules`, and what `base/deployments` and `base/lib` hold.
     fn wildfly(&mut self, home: &str, base: &str, args: &[String], from: &str) {
         self.trace.runtimes.insert("maven".into());
-        if let Some(r) = self.vfs.resolve("", &join(home, "jboss-modules.jar")) {
-            self.trace.language_files.insert(format!("/{}", r.path));
-        }
         for dir in [
+            join(home, "jboss-modules.jar"),
             join(home, "modules"),
             join(base, "deployments"),
             join(base, "lib"),
         ] {
-            self.reach_dir(&dir);
+            self.reach(&dir);
         }
         self.push(Step {
             path: "module org.jboss.as.standalone".into(),
@@ -1745,10 +1726,18 @@ impl<'a> Tracer<'a> {
         });
     }
 
-    /// Mark `dir` (links resolved) as reached, when it is in the image.
-    fn reach_dir(&mut self, dir: &str) {
-        if let Some(dir) = self.vfs.directory(dir) {
-            self.trace.language_dirs.insert(format!("/{dir}"));
+    /// Mark what `path` (from the root, links resolved) is as reached, when it is in the
+    /// image: a file (a jar, a WAR) or a directory, also one a tar leaves implicit.
+    fn reach(&mut self, path: &str) {
+        match self.vfs.resolve("", path) {
+            Some(r) if matches!(r.node, Node::File { .. }) => {
+                self.trace.language_files.insert(format!("/{}", r.path));
+            }
+            _ => {
+                if let Some(dir) = self.vfs.directory(path) {
+                    self.trace.language_dirs.insert(format!("/{dir}"));
+                }
+            }
         }
     }
 
