@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 12;
+pub const ANALYZER_VERSION: u32 = 13;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
@@ -845,12 +845,26 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
             ..FoundPackage::default()
         });
     }
+    // Without a `pom.properties`, the manifest may still name the artifact.
+    let mut manifest = None;
+    if properties.is_empty() {
+        manifest = zip_entry(&mut archive, MANIFEST, MAX_JAR_METADATA, budget);
+        found.extend(
+            manifest
+                .as_deref()
+                .and_then(|m| tomcat_jar(&String::from_utf8_lossy(m))),
+        );
+    }
     // The manifest and the license file speak for the archive, so only for an archive of
     // one artifact whose POM named no license.
     if let [only] = found.as_mut_slice()
         && only.license.is_empty()
     {
-        only.license = archive_license(&mut archive, &license_files, budget).unwrap_or_default();
+        if manifest.is_none() {
+            manifest = zip_entry(&mut archive, MANIFEST, MAX_JAR_METADATA, budget);
+        }
+        only.license = archive_license(&mut archive, manifest.as_deref(), &license_files, budget)
+            .unwrap_or_default();
     }
     out.extend(found);
     for name in &nested {
@@ -860,16 +874,66 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
     }
 }
 
+/// Apache Tomcat's own jars — `catalina.jar`, `tomcat-coyote.jar`, … of its binary
+/// distribution and the official image, and the `tomcat-embed-*` jars Spring Boot
+/// applications carry — are built with Ant and bnd and hold no `pom.properties`; their
+/// manifest's `Bundle-SymbolicName` (`org.apache.tomcat-catalina`,
+/// `org.apache.tomcat-embed-core`) names the Maven artifact they are published as.
+/// Tomcat 9 on; 8.5's jars name no bundle and stay unidentified.
+fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
+    let attribute = |name| {
+        super::license::manifest_attribute(manifest, name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    // Directives (`;singleton:=true`) may follow the name.
+    let symbolic = attribute("Bundle-SymbolicName")?;
+    let rest = symbolic
+        .split(';')
+        .next()?
+        .trim()
+        .strip_prefix("org.apache.tomcat-")?
+        .to_string();
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if !rest.split('-').all(word) {
+        return None;
+    }
+    let (namespace, name) = match rest.strip_prefix("embed-") {
+        // The embedded EL jar is bundle `tomcat-embed-jasper-el`, artifact `tomcat-embed-el`.
+        Some("jasper-el") => ("org.apache.tomcat.embed", "tomcat-embed-el".to_string()),
+        Some(_) => ("org.apache.tomcat.embed", format!("tomcat-{rest}")),
+        None => ("org.apache.tomcat", format!("tomcat-{rest}")),
+    };
+    // `Bundle-Version` is an OSGi version (`11.0.0.M1`); the implementation's is Maven's.
+    let version = attribute("Implementation-Version").or_else(|| attribute("Bundle-Version"))?;
+    if !version.starts_with(|c: char| c.is_ascii_digit()) || version.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(FoundPackage {
+        kind: "maven".into(),
+        namespace: namespace.into(),
+        name,
+        version,
+        ..FoundPackage::default()
+    })
+}
+
+const MANIFEST: &str = "META-INF/MANIFEST.MF";
+
 /// What an archive says of its own license: its manifest's `Bundle-License`, else the
 /// first of its license files that holds a known license word for word.
 fn archive_license(
     archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+    manifest: Option<&[u8]>,
     license_files: &[String],
     budget: &mut u64,
 ) -> Option<String> {
-    let manifest = zip_entry(archive, "META-INF/MANIFEST.MF", MAX_JAR_METADATA, budget);
     if let Some(license) =
-        manifest.and_then(|m| super::license::bundle_license(&String::from_utf8_lossy(&m)))
+        manifest.and_then(|m| super::license::bundle_license(&String::from_utf8_lossy(m)))
     {
         return Some(license);
     }
@@ -1579,6 +1643,97 @@ mod tests {
         // can still show a whole nested jar's own directory, so the deflated EAR is cut.)
         assert!(parse_jar(b"PK\x03\x04 not really").is_empty());
         assert!(parse_jar(&ear[..ear.len() - 30]).is_empty());
+    }
+
+    #[test]
+    fn tomcats_jars_are_named_by_their_bundle() {
+        let manifest = |symbolic: &str, version: &str| {
+            format!(
+                "Manifest-Version: 1.0\r\nBundle-License: https://www.apache.org/licenses/LICENSE-2.0.txt\r\nBundle-Name: x\r\nBundle-SymbolicName: {symbolic}\r\nBundle-Version: 10.1.60\r\nExport-Package: org.apache.catalina;uses:=\"jakarta.servlet,jakarta.ser\r\n vlet.descriptor\";version=\"10.1.60\"\r\n{version}Specification-Title: Apache Tomcat\r\n\r\nName: other\r\nImplementation-Version: 1\r\n"
+            )
+        };
+        let jar = |manifest: &str| zip_of(&[("META-INF/MANIFEST.MF", manifest.as_bytes())], false);
+        let brief = |jar: &[u8]| -> Vec<(String, String, String, String)> {
+            parse_jar(jar)
+                .into_iter()
+                .map(|p| (p.namespace, p.name, p.version, p.license))
+                .collect()
+        };
+        let one = |g: &str, a: &str, v: &str| {
+            vec![(g.into(), a.into(), v.into(), "Apache-2.0".to_string())]
+        };
+        let catalina = jar(&manifest(
+            "org.apache.tomcat-catalina",
+            "Implementation-Version: 10.1.60\r\n",
+        ));
+        assert_eq!(
+            brief(&catalina),
+            one("org.apache.tomcat", "tomcat-catalina", "10.1.60")
+        );
+        // The API jars name no implementation: the bundle's version.
+        let servlet = jar(&manifest(
+            "org.apache.tomcat-servlet-api;singleton:=true",
+            "",
+        ));
+        assert_eq!(
+            brief(&servlet),
+            one("org.apache.tomcat", "tomcat-servlet-api", "10.1.60")
+        );
+        // Embedded Tomcat in a Spring Boot jar; a milestone's Maven version.
+        let core = jar(&manifest(
+            "org.apache.tomcat-embed-core",
+            "Implementation-Version: 11.0.0-M1\r\n",
+        ));
+        let el = jar(&manifest(
+            "org.apache.tomcat-embed-jasper-el",
+            "Implementation-Version: 10.1.60\r\n",
+        ));
+        let boot = zip_of(
+            &[
+                ("BOOT-INF/lib/tomcat-embed-core-11.0.0-M1.jar", &core),
+                ("BOOT-INF/lib/tomcat-embed-el-10.1.60.jar", &el),
+            ],
+            true,
+        );
+        assert_eq!(
+            brief(&boot),
+            [
+                one("org.apache.tomcat.embed", "tomcat-embed-core", "11.0.0-M1"),
+                one("org.apache.tomcat.embed", "tomcat-embed-el", "10.1.60")
+            ]
+            .concat()
+        );
+        // Other bundles, odd names or versions: not Tomcat's, nothing guessed.
+        for (symbolic, version) in [
+            ("org.apache.commons.lang3", ""),
+            ("org.apache.tomcat-Catalina", ""),
+            ("org.apache.tomcat-", ""),
+            ("org.apache.tomcatcatalina", ""),
+            (
+                "org.apache.tomcat-catalina",
+                "Implementation-Version: latest\r\n",
+            ),
+        ] {
+            assert!(
+                brief(&jar(&manifest(symbolic, version))).is_empty(),
+                "{symbolic}"
+            );
+        }
+        // A jar with a `pom.properties` is named by it.
+        let with_pom = zip_of(
+            &[
+                (
+                    "META-INF/MANIFEST.MF",
+                    manifest("org.apache.tomcat-catalina", "").as_bytes(),
+                ),
+                (
+                    "META-INF/maven/g/a/pom.properties",
+                    b"groupId=g\nartifactId=a\nversion=1\n",
+                ),
+            ],
+            false,
+        );
+        assert_eq!(brief(&with_pom), one("g", "a", "1"));
     }
 
     #[test]

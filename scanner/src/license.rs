@@ -891,14 +891,9 @@ pub fn maven_pom(xml: &str) -> Option<String> {
     (group == "org.apache" || group.starts_with("org.apache.")).then(|| "Apache-2.0".to_string())
 }
 
-/// A jar's `META-INF/MANIFEST.MF`: the OSGi `Bundle-License` of its main section — SPDX
-/// ids or license URLs, each clause's `link` attribute read when its name is neither;
-/// several clauses as a choice. `<<EXTERNAL>>` or anything not read: not known.
-pub fn bundle_license(manifest: &str) -> Option<String> {
-    if manifest.len() > MAX_POM {
-        return None;
-    }
-    // Lines of at most 72 bytes: a line starting with one space continues the one before.
+/// An attribute of a jar manifest's main section (names compared without case; a line
+/// starting with one space continues the one before, as lines hold at most 72 bytes).
+pub fn manifest_attribute(manifest: &str, name: &str) -> Option<String> {
     let mut value: Option<String> = None;
     for line in manifest.lines() {
         if line.is_empty() {
@@ -914,11 +909,22 @@ pub fn bundle_license(manifest: &str) -> Option<String> {
             break;
         }
         if let Some((key, v)) = line.split_once(':')
-            && key.eq_ignore_ascii_case("Bundle-License")
+            && key.eq_ignore_ascii_case(name)
         {
             value = Some(v.trim_start().to_string());
         }
     }
+    value
+}
+
+/// A jar's `META-INF/MANIFEST.MF`: the OSGi `Bundle-License` of its main section — SPDX
+/// ids or license URLs, each clause's `link` attribute read when its name is neither;
+/// several clauses as a choice. `<<EXTERNAL>>` or anything not read: not known.
+pub fn bundle_license(manifest: &str) -> Option<String> {
+    if manifest.len() > MAX_POM {
+        return None;
+    }
+    let value = manifest_attribute(manifest, "Bundle-License");
     let value = value?;
     let value = value.trim();
     if value.is_empty() || value == "<<EXTERNAL>>" || value.len() > MAX_DECLARED {

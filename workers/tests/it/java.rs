@@ -611,7 +611,8 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     assert_eq!(used("shop"), Some(true), "{:#?}", view.trace);
     assert_eq!(used("tool"), Some(false), "{:#?}", view.trace);
     // The common loader's jars are links into /usr/share/java, followed to the files
-    // (Debian's Tomcat jars carry no Maven metadata: they are the Debian packages only).
+    // (Debian's Tomcat jars are named by their manifests as Maven artifacts, and left
+    // out as files a Debian package installed: they are the Debian packages only).
     assert!(
         view.trace
             .language_files
@@ -628,4 +629,173 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
         "{:?}",
         merged.components
     );
+}
+
+/// Tomcat's own jars (built with Ant and bnd: no `pom.properties`) are named by their
+/// manifests as the Maven artifacts they are published as — checked against Debian's
+/// packaging, which links each jar from its Maven coordinates under
+/// `/usr/share/maven-repo` — and Tomcat laid out as the official image lays it out
+/// (`/usr/local/tomcat/lib/catalina.jar`, …) is matched against Tomcat's advisories.
+#[tokio::test]
+async fn tomcats_own_jars_are_its_maven_artifacts() {
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_TOMCAT_DEBS") else {
+        return;
+    };
+    let Some(env) = env("scan_tomcat").await else {
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("stellaops-tomcat-jars-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let java = debian_jars(Path::new(&debs), &work);
+    let repo = work.join("root/usr/share/maven-repo/org/apache/tomcat");
+    // Debian's coordinates of each jar: maven-repo/<group>/<artifact>/<version>/<file>.
+    let mut coordinates = Vec::new();
+    for artifact in std::fs::read_dir(&repo).unwrap() {
+        let artifact = artifact.unwrap().path();
+        for version in std::fs::read_dir(&artifact).unwrap() {
+            let version = version.unwrap().path();
+            let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+            let (a, v) = (name(&artifact), name(&version));
+            if v.ends_with(".x") {
+                continue; // Debian's version-less alias of the same jar
+            }
+            let jar = version.join(format!("{a}-{v}.jar"));
+            let target = std::fs::canonicalize(&jar).unwrap();
+            assert!(target.starts_with(std::fs::canonicalize(&java).unwrap()));
+            coordinates.push((a, v, target));
+        }
+    }
+    coordinates.sort();
+    assert!(coordinates.len() >= 25, "{coordinates:?}");
+    let mut named = BTreeSet::new();
+    let mut unnamed = BTreeSet::new();
+    for (artifact, version, jar) in &coordinates {
+        let found = stellaops_scanner::analyze::parse_jar(&std::fs::read(jar).unwrap());
+        match found.as_slice() {
+            [] => {
+                unnamed.insert(artifact.clone());
+            }
+            [one] => {
+                assert_eq!(
+                    (one.namespace.as_str(), &one.name, &one.version),
+                    ("org.apache.tomcat", artifact, version),
+                    "{}",
+                    jar.display()
+                );
+                assert_eq!(one.license, "Apache-2.0", "{artifact}");
+                named.insert(artifact.clone());
+            }
+            more => panic!("{}: {more:?}", jar.display()),
+        }
+    }
+    // Every jar with a bundle name is named; those without one (the translations, the
+    // Ant tasks, jdbc-pool) are left unnamed rather than guessed.
+    for artifact in [
+        "tomcat-catalina",
+        "tomcat-coyote",
+        "tomcat-util",
+        "tomcat-servlet-api",
+    ] {
+        assert!(named.contains(artifact), "{artifact}: {named:?}");
+    }
+    assert!(
+        unnamed.iter().all(|a| a.starts_with("tomcat-i18n-")
+            || a == "tomcat-catalina-ant"
+            || a == "tomcat-jdbc"),
+        "{unnamed:?}"
+    );
+
+    // The official image's layout: the same jars under upstream's file names.
+    let jar_of = |artifact: &str| {
+        let (_, _, path) = coordinates.iter().find(|(a, ..)| a == artifact).unwrap();
+        std::fs::read(path).unwrap()
+    };
+    let version = coordinates[0].1.clone();
+    let (catalina, coyote, juli) = (
+        jar_of("tomcat-catalina"),
+        jar_of("tomcat-coyote"),
+        jar_of("tomcat-juli"),
+    );
+    let layer = oci::tar_of(&[
+        (
+            "etc/os-release",
+            b"PRETTY_NAME=\"Ubuntu 24.04 LTS\"\nID=ubuntu\nVERSION_ID=\"24.04\"\n",
+        ),
+        ("usr/local/tomcat/lib/catalina.jar", &catalina),
+        ("usr/local/tomcat/lib/tomcat-coyote.jar", &coyote),
+        ("usr/local/tomcat/bin/tomcat-juli.jar", &juli),
+    ]);
+    // An advisory fixed just above the version Debian ships, one fixed below it.
+    ingest(
+        &env.pool,
+        vec![
+            osv(
+                "GHSA-T-CATALINA",
+                "Maven",
+                "org.apache.tomcat:tomcat-catalina",
+                json!([{"introduced": "10.1.0-M1"}, {"fixed": format!("{version}.1")}]),
+                "high",
+            ),
+            osv(
+                "GHSA-T-COYOTE-OLD",
+                "Maven",
+                "org.apache.tomcat:tomcat-coyote",
+                json!([{"introduced": "10.1.0-M1"}, {"fixed": "10.1.1"}]),
+                "high",
+            ),
+        ],
+    )
+    .await;
+    push(&env, "tomcat", vec![layer]);
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let scratch = work.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let job = ScanJob {
+        signer: None,
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy::default(),
+        requester: Requester::default(),
+        spdx: false,
+        scratch: &scratch,
+        force: true,
+    };
+    let image = format!("{}/stellaops-it/tomcat:v1", env.registry);
+    let summary = scan(&job, &image).await.unwrap();
+    let cdx_bytes = crate::scan::read_uri(&env.s3, &summary.sbom_uri).await;
+    let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();
+    let purls: BTreeSet<&str> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    let expected: BTreeSet<String> = ["tomcat-catalina", "tomcat-coyote", "tomcat-juli"]
+        .iter()
+        .map(|a| format!("pkg:maven/org.apache.tomcat/{a}@{version}"))
+        .collect();
+    assert_eq!(
+        purls,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+    let findings: Vec<(String, String)> =
+        sqlx::query_as("SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1")
+            .bind(summary.scan_id)
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        findings,
+        vec![(
+            "GHSA-T-CATALINA".to_string(),
+            format!("pkg:maven/org.apache.tomcat/tomcat-catalina@{version}")
+        )]
+    );
+    let (ok, report) = cyclonedx_valid(&cdx_bytes);
+    assert!(ok, "{report}");
+    std::fs::remove_dir_all(&work).unwrap();
 }
