@@ -1,6 +1,6 @@
 //! Java archives and the Maven metadata in them, first byte picks: a jar with the archives
 //! nested in it (`parse_jar`), a `pom.xml` (`maven_pom`), a `MANIFEST.MF`
-//! (`bundle_license`), a license file (`license_file`). A license read from any of them is an SPDX expression of listed
+//! (`bundle_license`, `tomcat_jar`), a license file (`license_file`). A license read from any of them is an SPDX expression of listed
 //! ids: nothing a hostile archive writes gets through as a license of its own making.
 #![no_main]
 
@@ -42,8 +42,22 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         2 => {
-            if let Some(l) = license::bundle_license(&String::from_utf8_lossy(rest)) {
+            let manifest = String::from_utf8_lossy(rest);
+            if let Some(l) = license::bundle_license(&manifest) {
                 listed_expression(&l);
+            }
+            // Only Tomcat's own coordinates, whatever the manifest says.
+            if let Some(tomcat) = analyze::tomcat_jar(&manifest) {
+                assert!(
+                    ["org.apache.tomcat", "org.apache.tomcat.embed"]
+                        .contains(&tomcat.namespace.as_str())
+                );
+                assert!(tomcat.name.starts_with("tomcat-"), "{tomcat:?}");
+                assert!(
+                    tomcat.version.starts_with(|c: char| c.is_ascii_digit())
+                        && !tomcat.version.contains(char::is_whitespace),
+                    "{tomcat:?}"
+                );
             }
         }
         _ => {

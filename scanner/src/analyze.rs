@@ -880,7 +880,7 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
 /// manifest's `Bundle-SymbolicName` (`org.apache.tomcat-catalina`,
 /// `org.apache.tomcat-embed-core`) names the Maven artifact they are published as.
 /// Tomcat 9 on; 8.5's jars name no bundle and stay unidentified.
-fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
+pub fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
     let attribute = |name| {
         super::license::manifest_attribute(manifest, name)
             .map(|v| v.trim().to_string())
