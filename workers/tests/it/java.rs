@@ -633,9 +633,10 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
 
 /// Tomcat's own jars (built with Ant and bnd: no `pom.properties`) are named by their
 /// manifests as the Maven artifacts they are published as — checked against Debian's
-/// packaging, which links each jar from its Maven coordinates under
-/// `/usr/share/maven-repo` — and Tomcat laid out as the official image lays it out
-/// (`/usr/local/tomcat/lib/catalina.jar`, …) is matched against Tomcat's advisories.
+/// packaging of Tomcat and of the embedded Tomcat, which links each jar from its Maven
+/// coordinates under `/usr/share/maven-repo` — and Tomcat laid out as the official image
+/// lays it out (`/usr/local/tomcat/lib/catalina.jar`, …), beside an exploded Spring Boot
+/// application's `tomcat-embed-core`, is matched against Tomcat's advisories.
 #[tokio::test]
 async fn tomcats_own_jars_are_its_maven_artifacts() {
     let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_TOMCAT_DEBS") else {
@@ -648,29 +649,52 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let java = debian_jars(Path::new(&debs), &work);
-    let repo = work.join("root/usr/share/maven-repo/org/apache/tomcat");
-    // Debian's coordinates of each jar: maven-repo/<group>/<artifact>/<version>/<file>.
+    let repo = work.join("root/usr/share/maven-repo");
+    // Debian's coordinates of each jar: maven-repo/<group path>/<artifact>/<version>/<file>.
     let mut coordinates = Vec::new();
-    for artifact in std::fs::read_dir(&repo).unwrap() {
-        let artifact = artifact.unwrap().path();
-        for version in std::fs::read_dir(&artifact).unwrap() {
-            let version = version.unwrap().path();
-            let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
-            let (a, v) = (name(&artifact), name(&version));
-            if v.ends_with(".x") {
-                continue; // Debian's version-less alias of the same jar
+    let mut dirs = vec![repo.join("org/apache/tomcat")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
             }
-            let jar = version.join(format!("{a}-{v}.jar"));
-            let target = std::fs::canonicalize(&jar).unwrap();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            let version_dir = path.parent().unwrap();
+            let artifact_dir = version_dir.parent().unwrap();
+            let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+            let (a, v) = (name(artifact_dir), name(version_dir));
+            // Debian's version-less alias (`10.x`) links the same jar.
+            if file != format!("{a}-{v}.jar") || v.ends_with(".x") {
+                continue;
+            }
+            let group = artifact_dir
+                .parent()
+                .unwrap()
+                .strip_prefix(&repo)
+                .unwrap()
+                .to_string_lossy()
+                .replace('/', ".");
+            let target = std::fs::canonicalize(&path).unwrap();
             assert!(target.starts_with(std::fs::canonicalize(&java).unwrap()));
-            coordinates.push((a, v, target));
+            coordinates.push((group, a, v, target));
         }
     }
     coordinates.sort();
-    assert!(coordinates.len() >= 25, "{coordinates:?}");
+    assert!(coordinates.len() >= 29, "{coordinates:?}");
+    // The embedded Tomcat's jars are there, under their own group.
+    for embedded in ["tomcat-embed-core", "tomcat-embed-el"] {
+        assert!(
+            coordinates
+                .iter()
+                .any(|(g, a, ..)| g == "org.apache.tomcat.embed" && a == embedded),
+            "{embedded}: {coordinates:?}"
+        );
+    }
     let mut named = BTreeSet::new();
     let mut unnamed = BTreeSet::new();
-    for (artifact, version, jar) in &coordinates {
+    for (group, artifact, version, jar) in &coordinates {
         let found = stellaops_scanner::analyze::parse_jar(&std::fs::read(jar).unwrap());
         match found.as_slice() {
             [] => {
@@ -678,8 +702,8 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
             }
             [one] => {
                 assert_eq!(
-                    (one.namespace.as_str(), &one.name, &one.version),
-                    ("org.apache.tomcat", artifact, version),
+                    (&one.namespace, &one.name, &one.version),
+                    (group, artifact, version),
                     "{}",
                     jar.display()
                 );
@@ -689,13 +713,16 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
             more => panic!("{}: {more:?}", jar.display()),
         }
     }
-    // Every jar with a bundle name is named; those without one (the translations, the
-    // Ant tasks, jdbc-pool) are left unnamed rather than guessed.
+    // Every jar with a bundle name is named (the embedded EL jar, bundle
+    // `tomcat-embed-jasper-el`, as `tomcat-embed-el`); those without one (the
+    // translations, the Ant tasks, jdbc-pool) are left unnamed rather than guessed.
     for artifact in [
         "tomcat-catalina",
         "tomcat-coyote",
         "tomcat-util",
         "tomcat-servlet-api",
+        "tomcat-embed-core",
+        "tomcat-embed-el",
     ] {
         assert!(named.contains(artifact), "{artifact}: {named:?}");
     }
@@ -708,15 +735,17 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
 
     // The official image's layout: the same jars under upstream's file names.
     let jar_of = |artifact: &str| {
-        let (_, _, path) = coordinates.iter().find(|(a, ..)| a == artifact).unwrap();
+        let (.., path) = coordinates.iter().find(|(_, a, ..)| a == artifact).unwrap();
         std::fs::read(path).unwrap()
     };
-    let version = coordinates[0].1.clone();
-    let (catalina, coyote, juli) = (
+    let version = coordinates[0].2.clone();
+    let (catalina, coyote, juli, embedded) = (
         jar_of("tomcat-catalina"),
         jar_of("tomcat-coyote"),
         jar_of("tomcat-juli"),
+        jar_of("tomcat-embed-core"),
     );
+    let exploded = format!("workspace/BOOT-INF/lib/tomcat-embed-core-{version}.jar");
     let layer = oci::tar_of(&[
         (
             "etc/os-release",
@@ -725,6 +754,8 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
         ("usr/local/tomcat/lib/catalina.jar", &catalina),
         ("usr/local/tomcat/lib/tomcat-coyote.jar", &coyote),
         ("usr/local/tomcat/bin/tomcat-juli.jar", &juli),
+        // A Spring Boot application as buildpacks lay it out (the jar exploded).
+        (exploded.as_str(), &embedded),
     ]);
     // An advisory fixed just above the version Debian ships, one fixed below it.
     ingest(
@@ -734,6 +765,13 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
                 "GHSA-T-CATALINA",
                 "Maven",
                 "org.apache.tomcat:tomcat-catalina",
+                json!([{"introduced": "10.1.0-M1"}, {"fixed": format!("{version}.1")}]),
+                "high",
+            ),
+            osv(
+                "GHSA-T-EMBED",
+                "Maven",
+                "org.apache.tomcat.embed:tomcat-embed-core",
                 json!([{"introduced": "10.1.0-M1"}, {"fixed": format!("{version}.1")}]),
                 "high",
             ),
@@ -774,26 +812,38 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
         .iter()
         .filter_map(|c| c["purl"].as_str())
         .collect();
-    let expected: BTreeSet<String> = ["tomcat-catalina", "tomcat-coyote", "tomcat-juli"]
-        .iter()
-        .map(|a| format!("pkg:maven/org.apache.tomcat/{a}@{version}"))
-        .collect();
+    let expected: BTreeSet<String> = [
+        "org.apache.tomcat/tomcat-catalina",
+        "org.apache.tomcat/tomcat-coyote",
+        "org.apache.tomcat/tomcat-juli",
+        "org.apache.tomcat.embed/tomcat-embed-core",
+    ]
+    .iter()
+    .map(|ga| format!("pkg:maven/{ga}@{version}"))
+    .collect();
     assert_eq!(
         purls,
         expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
     );
-    let findings: Vec<(String, String)> =
-        sqlx::query_as("SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1")
-            .bind(summary.scan_id)
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
+    let findings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1 ORDER BY vuln_id",
+    )
+    .bind(summary.scan_id)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
     assert_eq!(
         findings,
-        vec![(
-            "GHSA-T-CATALINA".to_string(),
-            format!("pkg:maven/org.apache.tomcat/tomcat-catalina@{version}")
-        )]
+        vec![
+            (
+                "GHSA-T-CATALINA".to_string(),
+                format!("pkg:maven/org.apache.tomcat/tomcat-catalina@{version}")
+            ),
+            (
+                "GHSA-T-EMBED".to_string(),
+                format!("pkg:maven/org.apache.tomcat.embed/tomcat-embed-core@{version}")
+            )
+        ]
     );
     let (ok, report) = cyclonedx_valid(&cdx_bytes);
     assert!(ok, "{report}");
