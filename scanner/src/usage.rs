@@ -1138,29 +1138,22 @@ impl<'a> Tracer<'a> {
                             .map(|d| d.trim_start_matches('/').to_string()),
                     );
                     dirs.extend(site.iter().cloned());
-                    for dir in dirs {
-                        for candidate in [
-                            format!("{relative}.py"),
-                            format!("{relative}/__main__.py"),
-                            format!("{relative}/__init__.py"),
-                        ] {
-                            if let Some(r) = self.vfs.resolve(&dir, &candidate) {
-                                let file = format!("/{}", r.path);
-                                self.trace.scripts.insert(file.clone());
-                                // The module's own package directory is reached.
-                                self.trace
-                                    .language_dirs
-                                    .insert(format!("/{}", parent(&r.path)));
-                                self.push(Step {
-                                    path: file,
-                                    argv: args[i..].to_vec(),
-                                    from: format!("python -m {module}"),
-                                });
-                                return;
-                            }
+                    match self.find_python_module(&dirs, &relative, true) {
+                        Some(path) => {
+                            // The module's own package directory is reached.
+                            self.trace
+                                .language_dirs
+                                .insert(format!("/{}", parent(&path)));
+                            self.enter_script(
+                                &path,
+                                args[i..].to_vec(),
+                                format!("python -m {module}"),
+                            );
+                        }
+                        None => {
+                            self.note(format!("python -m {module}: no such module in the image"))
                         }
                     }
-                    self.note(format!("python -m {module}: no such module in the image"));
                     return;
                 }
                 "-W" | "-X" | "--check-hash-based-pycs" => i += 2,
@@ -1169,17 +1162,11 @@ impl<'a> Tracer<'a> {
                 script => {
                     match self.vfs.resolve(&ctx.cwd, script) {
                         Some(r) => {
-                            let file = format!("/{}", r.path);
-                            self.trace.scripts.insert(file.clone());
                             // sys.path[0]: the script's directory.
                             self.trace
                                 .language_dirs
                                 .insert(format!("/{}", parent(&r.path)));
-                            self.push(Step {
-                                path: file,
-                                argv: args[i..].to_vec(),
-                                from: "python".into(),
-                            });
+                            self.enter_script(&r.path, args[i..].to_vec(), "python".into());
                         }
                         None => self.note(format!("python: script {script} is not in the image")),
                     }
@@ -1221,6 +1208,35 @@ impl<'a> Tracer<'a> {
             }
         }
         site
+    }
+
+    /// The file a Python module (`relative`: its dotted name with slashes) is in, searched
+    /// in `dirs` in order: `M.py`, then (when run as the main module) `M/__main__.py`,
+    /// then the package's `M/__init__.py`; its path from the root, links resolved.
+    fn find_python_module(&self, dirs: &[String], relative: &str, main: bool) -> Option<String> {
+        let candidates = [
+            Some(format!("{relative}.py")),
+            main.then(|| format!("{relative}/__main__.py")),
+            Some(format!("{relative}/__init__.py")),
+        ];
+        dirs.iter().find_map(|dir| {
+            candidates
+                .iter()
+                .flatten()
+                .find_map(|candidate| self.vfs.resolve(dir, candidate))
+                .map(|r| r.path)
+        })
+    }
+
+    /// A script (`path` from the root) the trace goes on into: recorded, and the next step.
+    fn enter_script(&mut self, path: &str, argv: Vec<String>, from: String) {
+        let file = format!("/{path}");
+        self.trace.scripts.insert(file.clone());
+        self.push(Step {
+            path: file,
+            argv,
+            from,
+        });
     }
 
     /// uWSGI serving a Python application: its options from the command line (`--key
@@ -1307,34 +1323,17 @@ impl<'a> Tracer<'a> {
                 .next()
                 .unwrap_or_default()
                 .replace('.', "/");
-            for dir in &search {
-                for candidate in [format!("{module}.py"), format!("{module}/__init__.py")] {
-                    if let Some(r) = self.vfs.resolve(dir, &candidate) {
-                        let file = format!("/{}", r.path);
-                        self.trace.scripts.insert(file.clone());
-                        self.push(Step {
-                            path: file,
-                            argv: args.to_vec(),
-                            from: "uwsgi module".into(),
-                        });
-                        return;
-                    }
-                }
+            match self.find_python_module(&search, &module, false) {
+                Some(path) => self.enter_script(&path, args.to_vec(), "uwsgi module".into()),
+                None => self.note(format!("uwsgi: module {module} is not in the image")),
             }
-            self.note(format!("uwsgi: module {module} is not in the image"));
         } else if let Some(script) = last(&["wsgi-file", "file"]) {
             match self.vfs.resolve(&chdir, &script) {
                 Some(r) => {
-                    let file = format!("/{}", r.path);
-                    self.trace.scripts.insert(file.clone());
                     self.trace
                         .language_dirs
                         .insert(format!("/{}", parent(&r.path)));
-                    self.push(Step {
-                        path: file,
-                        argv: args.to_vec(),
-                        from: "uwsgi wsgi-file".into(),
-                    });
+                    self.enter_script(&r.path, args.to_vec(), "uwsgi wsgi-file".into());
                 }
                 None => self.note(format!("uwsgi: {script} is not in the image")),
             }
