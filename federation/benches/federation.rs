@@ -8,6 +8,7 @@
 
 use std::io::Write as _;
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -21,7 +22,7 @@ use stellaops_federation::sites::{self, PolicyUpdate};
 use stellaops_store::advisories::{CanonicalAdvisory, SourceEdge};
 
 /// Canonicals per set (STELLAOPS_BENCH_N overrides, for quick profiling).
-static N: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+static N: LazyLock<usize> = LazyLock::new(|| {
     std::env::var("STELLAOPS_BENCH_N")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -162,8 +163,15 @@ fn rate(rows: usize, d: Duration) -> f64 {
 
 /// Rounds per measurement: this 2-core machine's disk write-back makes single runs swing
 /// by a third, so each figure is the median of several, ours and the reference taken
-/// back to back in each round.
-const ROUNDS: usize = 3;
+/// back to back in each round. `STELLAOPS_FEDERATION_ROUNDS` asks for more (at least 3),
+/// for steadier medians or a profiler's sake.
+static ROUNDS: LazyLock<usize> = LazyLock::new(|| {
+    std::env::var("STELLAOPS_FEDERATION_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+        .max(3)
+});
 
 fn report(
     name: &str,
@@ -190,6 +198,26 @@ fn report(
         reference_median.as_secs_f64() / ours_median.as_secs_f64(),
         ratios.join(", ")
     );
+}
+
+/// CPU time the whole machine has spent outside its idle loop (every core, from
+/// `/proc/stat`; zero where there is none): what a measured step cost, with whatever
+/// else ran beside it.
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        // user, nice, system, (idle, iowait,) irq, softirq, steal
+        .filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8)
+        .filter_map(|(_, t)| t.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
 }
 
 /// Write dirty pages out first, so no measurement pays for the one before it.
@@ -268,8 +296,9 @@ fn main() {
             3,
         );
         println!(
-            "federation benchmark: {n} canonicals + {n} edges per set; bundle {:.1} MiB compressed; median of {ROUNDS} rounds",
+            "federation benchmark: {n} canonicals + {n} edges per set; bundle {:.1} MiB compressed; median of {} rounds",
             bundle1.len() as f64 / 1048576.0,
+            *ROUNDS,
             n = *N
         );
         let options = ImportOptions {
@@ -307,7 +336,7 @@ fn main() {
         let (mut import_empty, mut import_populated) = (Vec::new(), Vec::new());
         // STELLAOPS_FEDERATION_BENCH=export measures the export alone.
         let imports = std::env::var("STELLAOPS_FEDERATION_BENCH").as_deref() != Ok("export");
-        for _ in 0..if imports { ROUNDS } else { 0 } {
+        for _ in 0..if imports { *ROUNDS } else { 0 } {
             let reference = fresh("bench_copy").await;
             checkpoint(&reference).await;
             copy_empty.push(copy_rows(&reference, &set1, &edges1, 1).await);
@@ -374,11 +403,15 @@ fn main() {
             file.flush().unwrap();
         }
         let (mut export_times, mut tar_zstd_times) = (Vec::new(), Vec::new());
+        let (mut export_cpu, mut tar_zstd_cpu) = (Vec::new(), Vec::new());
         let mut exported = Vec::new();
-        for _ in 0..ROUNDS {
-            let started = Instant::now();
+        println!("export rounds start");
+        std::io::stdout().flush().unwrap();
+        for _ in 0..*ROUNDS {
+            let (started, busy) = (Instant::now(), machine_busy());
             exported = export(&export_db, &export_options).await.unwrap();
             export_times.push(started.elapsed());
+            export_cpu.push(machine_busy() - busy);
             assert_eq!(
                 exported
                     .iter()
@@ -386,7 +419,7 @@ fn main() {
                     .sum::<usize>(),
                 rows
             );
-            let started = Instant::now();
+            let (started, busy) = (Instant::now(), machine_busy());
             let status = Command::new("sh")
                 .arg("-c")
                 .arg(format!(
@@ -397,6 +430,7 @@ fn main() {
                 .status()
                 .expect("tar and zstd (installed by scripts/services.sh)");
             tar_zstd_times.push(started.elapsed());
+            tar_zstd_cpu.push(machine_busy() - busy);
             assert!(status.success());
         }
         let ref_size = std::fs::metadata(dir.join("ref.tar.zst")).unwrap().len();
@@ -407,6 +441,15 @@ fn main() {
             &tar_zstd_times,
             "tar|zstd -3",
             rows,
+        );
+        // Wall time on this shared 2-core machine swings by a third between rounds; the
+        // CPU time each side costs the machine (our process and PostgreSQL's backends,
+        // or tar and zstd) is steadier and says which side a change helped.
+        println!(
+            "export CPU, machine-wide: ours {:.3} s | tar|zstd -3 {:.3} s (medians of {} rounds)",
+            stellaops_testing::median(export_cpu).as_secs_f64(),
+            stellaops_testing::median(tar_zstd_cpu).as_secs_f64(),
+            *ROUNDS
         );
         println!(
             "load average during the export rounds: {}",
