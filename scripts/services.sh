@@ -18,7 +18,8 @@ chmod 755 "$STATE"   # the postgres user must reach its data directory
 PIDS=()
 PG_BIN=/usr/lib/postgresql/15/bin
 
-log() { printf '==> %s\n' "$*" >&2; }
+# With the time of day, so a slow step stands out in CI's log.
+log() { printf '==> %s %s\n' "$(date +%T)" "$*" >&2; }
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -87,6 +88,10 @@ install_missing() {
   # version orderings are checked against their own package managers'.
   command -v gem >/dev/null || apt+=(ruby)
   command -v composer >/dev/null || apt+=(php-cli composer)
+  # Debian's uWSGI with its Python plugin: the Usage view's reading of uWSGI's options
+  # (environment, command line, ini, JSON, YAML and XML files) is checked against the
+  # application the real uWSGI loads.
+  command -v uwsgi_python3 >/dev/null || apt+=(uwsgi-core uwsgi-plugin-python3)
   # The Go toolchain builds the Go binaries whose build information the scanner reads,
   # and `go version -m` is the reference for that reading.
   command -v go >/dev/null || apt+=(golang-go)
@@ -286,4 +291,5 @@ start_services() {
   export STELLAOPS_TEST_RUBY; STELLAOPS_TEST_RUBY=$(command -v ruby)
   export STELLAOPS_TEST_COMPOSER; STELLAOPS_TEST_COMPOSER=$(command -v composer)
   export STELLAOPS_TEST_GO; STELLAOPS_TEST_GO=$(command -v go)
+  export STELLAOPS_TEST_UWSGI; STELLAOPS_TEST_UWSGI=$(command -v uwsgi_python3)
 }

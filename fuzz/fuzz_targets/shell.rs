@@ -1,7 +1,7 @@
 //! The EntryTrace shell tokenizer and expansion on entrypoint scripts from images, and
 //! EntryTrace itself over a file system holding the input as its entrypoint script, and
 //! as Tomcat's `server.xml` and a context file (their attribute reading) and as uWSGI's
-//! ini file.
+//! ini, JSON, YAML and XML files and options in the environment.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -86,11 +86,33 @@ fuzz_target!(|data: &[u8]| {
             },
         ),
         ("app/uwsgi.ini".to_string(), xml(&text)),
+        ("app/uwsgi.json".to_string(), xml(&text)),
+        ("app/uwsgi.yaml".to_string(), xml(&text)),
+        ("app/uwsgi.xml".to_string(), xml(&text)),
     ]));
+    for format in ["ini", "json", "yaml", "xml"] {
+        let _ = trace(
+            &tomcat,
+            &RunConfig {
+                entrypoint: vec![
+                    "/bin/uwsgi".into(),
+                    format!("--{format}"),
+                    format!("/app/uwsgi.{format}"),
+                ],
+                working_dir: "/".into(),
+                ..RunConfig::default()
+            },
+        );
+    }
+    // The text as the value of uWSGI options set in the environment.
     let _ = trace(
         &tomcat,
         &RunConfig {
-            entrypoint: vec!["/bin/uwsgi".into(), "--ini".into(), "/app/uwsgi.ini".into()],
+            entrypoint: vec!["/bin/uwsgi".into(), "/app/uwsgi.yaml".into()],
+            env: vec![
+                format!("UWSGI_MODULE={text}"),
+                format!("UWSGI_CHDIR={text}"),
+            ],
             working_dir: "/".into(),
             ..RunConfig::default()
         },

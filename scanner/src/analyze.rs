@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 13;
+pub const ANALYZER_VERSION: u32 = 14;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
@@ -62,6 +62,14 @@ fn text_wanted(path: &str) -> bool {
             && !["usr/share/", "usr/lib/", "usr/local/lib/", "usr/local/etc/php", "etc/php"]
                 .iter()
                 .any(|system| path.starts_with(system)))
+        // uWSGI's configuration in its other formats, when the file's name says it is
+        // uWSGI's (`uwsgi.yaml`, `app-uwsgi.json`): reading every JSON, YAML and XML
+        // file of an image would keep far too much.
+        || (name.contains("uwsgi")
+            && [".json", ".js", ".yaml", ".yml", ".xml"]
+                .iter()
+                .any(|extension| name.ends_with(extension))
+            && !path.starts_with("usr/share/"))
         // Tomcat's configuration (`conf/`, Debian's `/etc/tomcat10/`): where its web
         // applications are deployed.
         || name == "server.xml"

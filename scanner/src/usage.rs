@@ -80,6 +80,45 @@ fn basename(path: &str) -> &str {
     path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
 }
 
+/// The kinds of configuration file uWSGI reads (`--ini`, `--json`, `--yaml`, `--xml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UwsgiFormat {
+    Ini,
+    Json,
+    Yaml,
+    Xml,
+}
+
+impl UwsgiFormat {
+    /// The format an option loads (`ini`, `json`/`js`, `yaml`/`yml`, `xml`), as uWSGI
+    /// names them on the command line and in `UWSGI_*` variables.
+    fn of_option(key: &str) -> Option<UwsgiFormat> {
+        match key {
+            "ini" => Some(UwsgiFormat::Ini),
+            "json" | "js" => Some(UwsgiFormat::Json),
+            "yaml" | "yml" => Some(UwsgiFormat::Yaml),
+            "xml" => Some(UwsgiFormat::Xml),
+            _ => None,
+        }
+    }
+
+    /// The format uWSGI deduces from a bare argument's extension (`uwsgi app.yaml`).
+    fn of_file(path: &str) -> Option<UwsgiFormat> {
+        let (_, extension) = basename(path).rsplit_once('.')?;
+        UwsgiFormat::of_option(extension)
+    }
+
+    /// The options of the file's `uwsgi` part, in order.
+    fn options(self, text: &str) -> Vec<(String, String)> {
+        match self {
+            UwsgiFormat::Ini => uwsgi_ini(text),
+            UwsgiFormat::Json => uwsgi_json(text),
+            UwsgiFormat::Yaml => uwsgi_yaml(text),
+            UwsgiFormat::Xml => uwsgi_xml(text),
+        }
+    }
+}
+
 /// The `key = value` lines of an ini file's `[uwsgi]` section, in order.
 fn uwsgi_ini(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -95,6 +134,123 @@ fn uwsgi_ini(text: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The members of a JSON file's `uwsgi` object: a string, number or boolean is one value,
+/// an array one option per element (how JSON repeats an option). Not JSON: none.
+fn uwsgi_json(text: &str) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(mut top)) = serde_json::from_str(text) else {
+        return Vec::new();
+    };
+    let Some(serde_json::Value::Object(section)) = top.remove("uwsgi") else {
+        return Vec::new();
+    };
+    let scalar = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (key, value) in &section {
+        match value {
+            serde_json::Value::Array(items) => {
+                out.extend(items.iter().filter_map(scalar).map(|v| (key.clone(), v)));
+            }
+            v => out.extend(scalar(v).map(|v| (key.clone(), v))),
+        }
+    }
+    out
+}
+
+/// The `key: value` lines of a YAML file's top-level `uwsgi:` mapping, in order, read as
+/// uWSGI's own YAML reader reads them: one option per line (a key may repeat), a leading
+/// `- ` and quotes around the value dropped, `#` comments skipped.
+fn uwsgi_yaml(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut in_section = false;
+    for line in text.lines() {
+        let content = line.trim();
+        if content.is_empty() || content.starts_with('#') || content == "---" {
+            continue;
+        }
+        if !line.starts_with([' ', '\t', '-']) {
+            in_section = content
+                .strip_suffix(':')
+                .is_some_and(|name| name.trim() == "uwsgi");
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        let item = content.strip_prefix("- ").unwrap_or(content).trim_start();
+        let Some((key, value)) = item.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(open, close)| value.strip_prefix(*open)?.strip_suffix(*close))
+            .unwrap_or(value);
+        out.push((key.trim().to_string(), value.to_string()));
+    }
+    out
+}
+
+/// The child elements of an XML file's `<uwsgi>` element, each an option with its text as
+/// the value (`<module>app.wsgi</module>`; an empty element is a flag). XML that does not
+/// parse gives what came before the error.
+fn uwsgi_xml(text: &str) -> Vec<(String, String)> {
+    use xmlparser::{ElementEnd, Token, Tokenizer};
+    let mut out = Vec::new();
+    let mut path: Vec<&str> = Vec::new();
+    let mut value = String::new();
+    for token in Tokenizer::from(text) {
+        let Ok(token) = token else { break };
+        match token {
+            Token::ElementStart { local, .. } => {
+                path.push(local.as_str());
+                value.clear();
+            }
+            Token::Text { text } | Token::Cdata { text, .. } if path.len() == 2 => {
+                value.push_str(text.as_str());
+            }
+            Token::ElementEnd { end, .. } => {
+                let closed = match end {
+                    ElementEnd::Open => continue,
+                    ElementEnd::Empty => path.pop(),
+                    ElementEnd::Close(..) => path.pop(),
+                };
+                if let Some(key) = closed
+                    && path == ["uwsgi"]
+                {
+                    let value = value.trim();
+                    let value = value
+                        .replace("&lt;", "<")
+                        .replace("&gt;", ">")
+                        .replace("&quot;", "\"")
+                        .replace("&apos;", "'")
+                        .replace("&amp;", "&");
+                    out.push((key.to_string(), value));
+                }
+                value.clear();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// uWSGI's options set in the environment: `UWSGI_WSGI_FILE=app.py` is `wsgi-file`. uWSGI
+/// reads them before its command line and configuration files, which override them.
+fn uwsgi_env_options(env: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    env.iter()
+        .filter_map(|(name, value)| {
+            let option = name.strip_prefix("UWSGI_")?;
+            (!option.is_empty())
+                .then(|| (option.to_ascii_lowercase().replace('_', "-"), value.clone()))
+        })
+        .collect()
 }
 
 /// Tomcat's main class.
@@ -623,7 +779,11 @@ impl<'a> Tracer<'a> {
             }
             n if is_shell(n) => self.shell(args, ctx, &path),
             n if is_python(n) => self.python(&invoked, &found.path, args, ctx),
-            "uwsgi" => self.uwsgi(&invoked, &found.path, args, ctx),
+            // Debian builds uWSGI with its Python plugin as `uwsgi_python3` (and per
+            // version, `uwsgi_python311`).
+            n if n == "uwsgi" || n.starts_with("uwsgi_python") => {
+                self.uwsgi(&invoked, &found.path, args, ctx)
+            }
             "node" | "nodejs" => self.node(args, ctx),
             "java" => self.java(args, ctx),
             // Tomcat's own launcher (the official image's `catalina.sh run`): it builds
@@ -1239,17 +1399,26 @@ impl<'a> Tracer<'a> {
         });
     }
 
-    /// uWSGI serving a Python application: its options from the command line (`--key
-    /// value`, `--key=value`, the short `-H`, `-w`) and from ini files (`--ini FILE`, or a
-    /// `FILE.ini` argument; their `[uwsgi]` section). The Python it embeds searches the
-    /// site directories of its own prefix (a virtual environment's when pip installed it
-    /// there, else the system's) and of `home` (`virtualenv`, `venv`, `pyhome`, `-H`),
-    /// `pythonpath` and the application's directory `chdir`; the application is `module`
-    /// (`wsgi`, `-w`; `package.module[:callable]`) or `wsgi-file` (`file`). Other plugins'
-    /// applications, YAML/XML/JSON configuration and `%(…)` placeholders are not read.
+    /// uWSGI serving a Python application: its options from the environment (`UWSGI_*`),
+    /// then the command line (`--key value`, `--key=value`, the short `-H`, `-w`) and the
+    /// configuration files either names (`--ini`, `--json`, `--yaml`, `--xml` and their
+    /// short forms, or a bare `FILE.ini`/`.json`/`.yaml`/`.yml`/`.xml` argument; the file's
+    /// `uwsgi` section); a later value of an option overrides an earlier one. The Python
+    /// it embeds searches the site directories of its own prefix (a virtual environment's
+    /// when pip installed it there, else the system's) and of `home` (`virtualenv`,
+    /// `venv`, `pyhome`, `-H`), `pythonpath` and the application's directory `chdir`; the
+    /// application is `module` (`wsgi`, `-w`; `package.module[:callable]`) or `wsgi-file`
+    /// (`file`). Other plugins' applications, files named in configuration files and
+    /// `%(…)` placeholders are not read.
     fn uwsgi(&mut self, invoked: &str, resolved: &str, args: &[String], ctx: &Ctx) {
         self.trace.runtimes.insert("pypi".into());
         let mut options: Vec<(String, String)> = Vec::new();
+        for (key, value) in uwsgi_env_options(&ctx.env) {
+            match UwsgiFormat::of_option(&key) {
+                Some(format) => self.uwsgi_config_file(format, &value, ctx, &mut options),
+                None => options.push((key, value)),
+            }
+        }
         let mut i = 0;
         while let Some(a) = args.get(i) {
             let (key, inline) = match a.strip_prefix("--") {
@@ -1260,7 +1429,15 @@ impl<'a> Tracer<'a> {
                 None => match a.as_str() {
                     "-H" => ("home".to_string(), None),
                     "-w" => ("module".to_string(), None),
-                    s if s.ends_with(".ini") => ("ini".to_string(), Some(s.to_string())),
+                    "-j" => ("json".to_string(), None),
+                    "-y" => ("yaml".to_string(), None),
+                    "-x" => ("xml".to_string(), None),
+                    s if !s.starts_with('-') && UwsgiFormat::of_file(s).is_some() => {
+                        let format = UwsgiFormat::of_file(s).unwrap_or(UwsgiFormat::Ini);
+                        self.uwsgi_config_file(format, s, ctx, &mut options);
+                        i += 1;
+                        continue;
+                    }
                     // Other short options, and their values.
                     _ => {
                         i += 1;
@@ -1280,17 +1457,9 @@ impl<'a> Tracer<'a> {
                 },
             };
             i += 1;
-            if key == "ini" {
-                let file = value.split(':').next().unwrap_or_default().to_string();
-                match self.vfs.resolve(&ctx.cwd, &file) {
-                    Some(r) => match self.vfs.text(&r.path) {
-                        Some(text) => options.extend(uwsgi_ini(text)),
-                        None => self.note(format!("uwsgi: /{} was not read", r.path)),
-                    },
-                    None => self.note(format!("uwsgi: {file} is not in the image")),
-                }
-            } else {
-                options.push((key, value));
+            match UwsgiFormat::of_option(&key) {
+                Some(format) => self.uwsgi_config_file(format, &value, ctx, &mut options),
+                None => options.push((key, value)),
             }
         }
         let last = |keys: &[&str]| {
@@ -1339,6 +1508,25 @@ impl<'a> Tracer<'a> {
             }
         } else {
             self.note("uwsgi: no Python application (module or wsgi-file) given".to_string());
+        }
+    }
+
+    /// Appends the `uwsgi` options of the configuration file `value` names (`FILE` or
+    /// `FILE:section`; only the `uwsgi` section is read) to `options`.
+    fn uwsgi_config_file(
+        &mut self,
+        format: UwsgiFormat,
+        value: &str,
+        ctx: &Ctx,
+        options: &mut Vec<(String, String)>,
+    ) {
+        let file = value.split(':').next().unwrap_or_default();
+        match self.vfs.resolve(&ctx.cwd, file) {
+            Some(r) => match self.vfs.text(&r.path) {
+                Some(text) => options.extend(format.options(text)),
+                None => self.note(format!("uwsgi: /{} was not read", r.path)),
+            },
+            None => self.note(format!("uwsgi: {file} is not in the image")),
         }
     }
 
@@ -3288,6 +3476,43 @@ mod tests {
                     None,
                 ),
             ),
+            // The same options in uWSGI's other formats.
+            (
+                "srv/app/uwsgi.json",
+                file(
+                    false,
+                    Some(
+                        r#"{"uwsgi": {"chdir": "/srv/app", "module": "mysite.wsgi:application",
+                            "home": "/usr/local", "pythonpath": ["libs"], "master": true,
+                            "processes": 4}, "other": {"module": "nope"}}"#,
+                    ),
+                    None,
+                ),
+            ),
+            (
+                "srv/app/uwsgi.yaml",
+                file(
+                    false,
+                    Some(
+                        "# deployment\nother:\n  module: nope\nuwsgi:\n  chdir: /srv/app\n  \
+                         module: 'mysite.wsgi:application'\n  home: \"/usr/local\"\n  - pythonpath: libs\n  \
+                         master: 1\nlast:\n  module: nope\n",
+                    ),
+                    None,
+                ),
+            ),
+            (
+                "srv/app/uwsgi.xml",
+                file(
+                    false,
+                    Some(
+                        "<?xml version=\"1.0\"?>\n<uwsgi>\n  <!-- <module>nope</module> -->\n  \
+                         <chdir>/srv/app</chdir>\n  <module>mysite.wsgi:application</module>\n  \
+                         <home>/usr/local</home>\n  <pythonpath>libs</pythonpath>\n  <master/>\n</uwsgi>\n",
+                    ),
+                    None,
+                ),
+            ),
         ] {
             nodes.insert(p.into(), n);
         }
@@ -3365,6 +3590,110 @@ mod tests {
         assert_eq!(
             uwsgi_ini("[uwsgi]\nkey = a = b\n#x = y\n"),
             [("key".to_string(), "a = b".to_string())]
+        );
+        // The JSON, YAML and XML files, named by option or by their extension, and the
+        // options set in the environment (`UWSGI_INI`, `UWSGI_WSGI_FILE`, …), give the same
+        // application and the same search.
+        let reaches_the_application = |args: &[&str], env: &[&str]| {
+            let mut run = config(args, &[]);
+            run.env = vec!["PATH=/venv/bin:/usr/local/bin:/usr/bin:/bin".into()];
+            run.env.extend(env.iter().map(|e| e.to_string()));
+            let t = trace(&vfs, &run);
+            assert_eq!(
+                t.terminal().map(|s| s.path.as_str()),
+                Some("/srv/app/mysite/wsgi.py"),
+                "{args:?} {env:?}: {t:#?}"
+            );
+            for path in [
+                "usr/local/lib/python3.12/site-packages/pip-24.0.dist-info/METADATA",
+                "srv/app/libs/helper-2.0.dist-info/METADATA",
+            ] {
+                assert_eq!(
+                    used(&t, path),
+                    Some(true),
+                    "{args:?} {env:?}: {path}: {t:#?}"
+                );
+            }
+        };
+        for (args, env) in [
+            (&["uwsgi", "--json", "/srv/app/uwsgi.json"][..], &[][..]),
+            (&["uwsgi", "-j", "/srv/app/uwsgi.json"], &[]),
+            (
+                &["uwsgi", "--yaml=/srv/app/uwsgi.yaml", "--http", ":8000"],
+                &[],
+            ),
+            (&["uwsgi", "-y", "/srv/app/uwsgi.yaml"], &[]),
+            (&["uwsgi", "--xml", "/srv/app/uwsgi.xml"], &[]),
+            (&["uwsgi", "/srv/app/uwsgi.xml"], &[]),
+            (&["uwsgi", "/srv/app/uwsgi.yaml"], &[]),
+            (
+                &["uwsgi", "--http", ":8000"],
+                &["UWSGI_INI=/srv/app/uwsgi.ini"],
+            ),
+            (&["uwsgi"], &["UWSGI_YAML=/srv/app/uwsgi.yaml"]),
+            (
+                &["uwsgi", "--master"],
+                &[
+                    "UWSGI_CHDIR=/srv/app",
+                    "UWSGI_WSGI_FILE=mysite/wsgi.py",
+                    "UWSGI_HOME=/usr/local",
+                    "UWSGI_PYTHONPATH=libs",
+                ],
+            ),
+            // A file overrides the environment.
+            (
+                &["uwsgi", "--ini", "/srv/app/uwsgi.ini"],
+                &["UWSGI_MODULE=nope", "UWSGI_CHDIR=/nowhere"],
+            ),
+        ] {
+            reaches_the_application(args, env);
+        }
+        // The command line overrides the environment too.
+        let mut run = config(&["uwsgi", "--module", "missing"], &[]);
+        run.env = vec![
+            "PATH=/venv/bin".into(),
+            "UWSGI_CHDIR=/srv/app".into(),
+            "UWSGI_MODULE=mysite.wsgi".into(),
+        ];
+        let t = trace(&vfs, &run);
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("module missing is not in the image")),
+            "{t:#?}"
+        );
+        // A configuration file the image lacks is noted.
+        let mut run = config(&["uwsgi", "--yaml", "/srv/app/absent.yaml"], &[]);
+        run.env = vec!["PATH=/venv/bin".into()];
+        let t = trace(&vfs, &run);
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("/srv/app/absent.yaml is not in the image")),
+            "{t:#?}"
+        );
+        let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            uwsgi_json(r#"{"uwsgi": {"a": ["x", 2, null, {}], "b": false, "c": null}}"#),
+            pairs(&[("a", "x"), ("a", "2"), ("b", "false")])
+        );
+        assert!(uwsgi_json("[1]").is_empty() && uwsgi_json("{\"uwsgi\": 1}").is_empty());
+        assert_eq!(
+            uwsgi_yaml("uwsgi:\n  a: 'x: y'\n  a: two\n  # c: no\n\n  novalue\nb:\n  a: no\n"),
+            pairs(&[("a", "x: y"), ("a", "two")])
+        );
+        assert_eq!(
+            uwsgi_xml("<uwsgi><a> x &amp; y </a><b/><c><d>no</d></c></uwsgi><e>no</e>"),
+            pairs(&[("a", "x & y"), ("b", ""), ("c", "")])
+        );
+        assert_eq!(
+            uwsgi_xml("<uwsgi><a>x</a><b>unclosed"),
+            pairs(&[("a", "x")])
         );
     }
 

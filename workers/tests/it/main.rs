@@ -20,4 +20,5 @@ mod progress;
 mod registry;
 mod rpmdb;
 mod scan;
+mod uwsgi;
 mod vex;
