@@ -111,23 +111,9 @@ pub fn rootfs_layers(groups: &[&[PathBuf]], work: &Path) -> Vec<Vec<u8>> {
             status.push('\n');
         }
         std::fs::write(root.join("var/lib/dpkg/status"), &status).expect("write status");
-        let out = Command::new("tar")
-            .args([
-                "--sort=name",
-                "--mtime=@0",
-                "--owner=0",
-                "--group=0",
-                "-cf",
-                "-",
-                "-C",
-            ])
-            .arg(&root)
-            .arg(".")
-            .output()
-            .expect("tar runs");
-        assert!(out.status.success(), "tar of {}", root.display());
+        let layer = crate::oci::tar_dir(&root);
         std::fs::remove_dir_all(&root).expect("remove the unpacked root");
-        layers.push(out.stdout);
+        layers.push(layer);
     }
     layers
 }

@@ -335,6 +335,15 @@ pub mod oci {
             std::fs::create_dir_all(file.parent().expect("file has a parent")).expect("mkdir");
             std::fs::write(&file, contents).expect("write file");
         }
+        let tar = tar_dir(&root);
+        let _ = std::fs::remove_dir_all(&root);
+        tar
+    }
+
+    /// A tar archive of everything under `root` (as an image layer holds it: paths
+    /// relative to the root, owned by root, in name order, dated 1970), made with the
+    /// system `tar`; modes and symbolic links as they are on disk.
+    pub fn tar_dir(root: &std::path::Path) -> Vec<u8> {
         let out = Command::new("tar")
             .args([
                 "--sort=name",
@@ -346,16 +355,16 @@ pub mod oci {
                 "-",
                 "-C",
             ])
-            .arg(&root)
+            .arg(root)
             .arg(".")
             .output()
             .expect("run tar");
         assert!(
             out.status.success(),
-            "tar failed: {}",
+            "tar of {} failed: {}",
+            root.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        let _ = std::fs::remove_dir_all(&root);
         out.stdout
     }
 

@@ -648,24 +648,10 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
         "ID=fedora\nVERSION_ID=40\nPRETTY_NAME=\"Fedora Linux 40\"\n",
     )
     .unwrap();
-    let tar = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "-cf",
-            "-",
-            "-C",
-        ])
-        .arg(&root)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(tar.status.success());
+    let tar = stellaops_testing::oci::tar_dir(&root);
 
     // The layer's fragment holds each package's files as rpm recorded them.
-    let fragment = stellaops_scanner::analyze::analyse_tar(tar.stdout.as_slice()).unwrap();
+    let fragment = stellaops_scanner::analyze::analyse_tar(tar.as_slice()).unwrap();
     // The same headers rpm wrote, moved into an ndb Packages.db (SUSE's layout), read the
     // same: packages and file lists.
     let real = std::fs::read(root.join("var/lib/rpm/rpmdb.sqlite")).unwrap();
@@ -750,7 +736,7 @@ async fn the_usage_view_reads_the_rpm_file_lists_of_a_database_rpm_wrote() {
     let dir = work.join("layout");
     oci::write_layout_with_config(
         &dir,
-        &[tar.stdout],
+        &[tar],
         "v1",
         json!({"Entrypoint": ["/usr/bin/greet"], "Env": ["PATH=/usr/bin:/bin"]}),
     );

@@ -125,22 +125,7 @@ fn the_usage_view_finds_the_application_debians_uwsgi_imports() {
     // The image holds the same tree and Debian's binary itself.
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
     std::fs::copy(&uwsgi, root.join("usr/bin/uwsgi_python3")).unwrap();
-    let tar = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "-cf",
-            "-",
-            "-C",
-        ])
-        .arg(&root)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(tar.status.success());
-    let fragment = analyse_tar(&tar.stdout[..]).unwrap();
+    let fragment = analyse_tar(&stellaops_testing::oci::tar_dir(&root)[..]).unwrap();
     let vfs = Vfs::merge([&fragment]);
 
     let cases: &[(&[&str], &[&str])] = &[
