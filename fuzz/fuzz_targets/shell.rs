@@ -1,6 +1,7 @@
 //! The EntryTrace shell tokenizer and expansion on entrypoint scripts from images, and
 //! EntryTrace itself over a file system holding the input as its entrypoint script, and
-//! as Tomcat's `server.xml` and a context file (their attribute reading) and as uWSGI's
+//! as Tomcat's `server.xml`, a context file (their attribute reading) and
+//! `catalina.properties` (its class loaders), and as uWSGI's
 //! ini, JSON, YAML and XML files and options in the environment.
 #![no_main]
 
@@ -73,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
             },
         ),
         ("tomcat/conf/server.xml".to_string(), xml(&text)),
+        ("tomcat/conf/catalina.properties".to_string(), xml(&text)),
         (
             "tomcat/conf/Catalina/localhost/app.xml".to_string(),
             xml(&text),

@@ -73,6 +73,7 @@ fn text_wanted(path: &str) -> bool {
         // Tomcat's configuration (`conf/`, Debian's `/etc/tomcat10/`): where its web
         // applications are deployed.
         || name == "server.xml"
+        || name == "catalina.properties"
         || (path.contains("/Catalina/") && path.ends_with(".xml"))
         || path.ends_with(".sh")
 }

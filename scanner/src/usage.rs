@@ -271,6 +271,86 @@ fn without_xml_comments(text: &str) -> String {
     out
 }
 
+/// The properties of a Java `.properties` file (`key=value`, `key: value` or `key value`;
+/// `#` and `!` comments; a line ending in an odd number of backslashes continues on the
+/// next, whose leading blanks are dropped). Other escapes are left as written.
+fn java_properties(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut logical = String::new();
+    for line in text.lines() {
+        let line = if logical.is_empty() {
+            line.trim_start()
+        } else {
+            line.trim_start_matches([' ', '\t', '\x0c'])
+        };
+        if logical.is_empty() && (line.is_empty() || line.starts_with(['#', '!'])) {
+            continue;
+        }
+        let trailing = line.len() - line.trim_end_matches('\\').len();
+        if trailing % 2 == 1 {
+            logical.push_str(&line[..line.len() - 1]);
+            continue;
+        }
+        logical.push_str(line);
+        let entry = std::mem::take(&mut logical);
+        let split = entry.find(['=', ':', ' ', '\t']).unwrap_or(entry.len());
+        let key = entry[..split].trim_end();
+        let value = entry[split..].trim_start();
+        let value = value
+            .strip_prefix(['=', ':'])
+            .map_or(value, str::trim_start);
+        out.insert(key.to_string(), value.trim_end().to_string());
+    }
+    out
+}
+
+/// One repository of a Tomcat class loader (`common.loader` in `catalina.properties`).
+#[derive(Debug, PartialEq, Eq)]
+enum TomcatRepository {
+    /// A directory of classes.
+    Dir(String),
+    /// Every jar of a directory (`dir/*.jar`).
+    Jars(String),
+    /// One jar.
+    Jar(String),
+}
+
+/// The repositories of a Tomcat class loader's value: comma-separated, each optionally in
+/// double quotes, `${catalina.base}` and `${catalina.home}` replaced; a repository naming
+/// another property, or a URL, is left out (their values are not known here).
+fn tomcat_repositories(value: &str, home: &str, base: &str) -> Vec<TomcatRepository> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while !rest.trim().is_empty() {
+        let trimmed = rest.trim_start();
+        let (item, after) = match trimmed.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((item, after)) => {
+                    (item, after.trim_start().strip_prefix(',').unwrap_or(after))
+                }
+                None => (quoted, ""),
+            },
+            None => trimmed.split_once(',').unwrap_or((trimmed, "")),
+        };
+        rest = after;
+        let item = item
+            .trim()
+            .replace("${catalina.base}", &format!("/{base}"))
+            .replace("${catalina.home}", &format!("/{home}"));
+        if item.is_empty() || item.contains("${") || item.contains("://") {
+            continue;
+        }
+        out.push(if let Some(dir) = item.strip_suffix("/*.jar") {
+            TomcatRepository::Jars(dir.to_string())
+        } else if item.ends_with(".jar") {
+            TomcatRepository::Jar(item)
+        } else {
+            TomcatRepository::Dir(item)
+        });
+    }
+    out
+}
+
 /// The values of every `name="…"` (or `'…'`) attribute in `xml`, in order; entity
 /// references other than the five predefined ones are left as written.
 fn xml_attribute_values(xml: &str, name: &str) -> Vec<String> {
@@ -1863,13 +1943,17 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
-        // The common loader's `lib/*.jar`, each followed to the file it names (Debian's are
-        // links into /usr/share/java).
-        for lib in [join(base, "lib"), join(home, "lib")] {
-            self.jars_in(&lib);
+        // The class loaders' repositories (`conf/catalina.properties`; without one,
+        // Tomcat's default common loader: both `lib` directories and their jars), each
+        // jar followed to the file it names (Debian's are links into /usr/share/java).
+        for repository in self.tomcat_class_loaders(home, base) {
+            match repository {
+                TomcatRepository::Dir(dir) => self.reach(&join("", &dir)),
+                TomcatRepository::Jars(dir) => self.jars_in(&join("", &dir)),
+                TomcatRepository::Jar(jar) => self.reach(&join("", &jar)),
+            }
         }
-        let mut dirs = vec![join(base, "lib"), join(home, "lib")];
-        dirs.extend(app_bases.iter().map(|a| join(base, a)));
+        let mut dirs: Vec<String> = app_bases.iter().map(|a| join(base, a)).collect();
         // A relative docBase is relative to its host's appBase.
         let first_app_base = join(base, &app_bases[0]);
         dirs.extend(doc_bases.iter().map(|d| join(&first_app_base, d)));
@@ -1881,6 +1965,32 @@ impl<'a> Tracer<'a> {
             argv: args.to_vec(),
             from: from.to_string(),
         });
+    }
+
+    /// The repositories of Tomcat's common, server and shared class loaders, from
+    /// `base/conf/catalina.properties`; Tomcat's default common loader when there is none.
+    fn tomcat_class_loaders(&mut self, home: &str, base: &str) -> Vec<TomcatRepository> {
+        let default = "\"${catalina.base}/lib\",\"${catalina.base}/lib/*.jar\",\
+             \"${catalina.home}/lib\",\"${catalina.home}/lib/*.jar\"";
+        let Some(found) = self
+            .vfs
+            .resolve("", &join(base, "conf/catalina.properties"))
+            .map(|r| r.path)
+        else {
+            return tomcat_repositories(default, home, base);
+        };
+        let Some(text) = self.vfs.text(&found) else {
+            self.note(format!(
+                "/{found} was not read: its class loaders are taken to be Tomcat's default"
+            ));
+            return tomcat_repositories(default, home, base);
+        };
+        let properties = java_properties(text);
+        ["common.loader", "server.loader", "shared.loader"]
+            .iter()
+            .filter_map(|key| properties.get(*key))
+            .flat_map(|value| tomcat_repositories(value, home, base))
+            .collect()
     }
 
     /// Jetty (`java -jar start.jar`) from JETTY_HOME `home` and JETTY_BASE `base`: the jars
@@ -3430,6 +3540,41 @@ mod tests {
         ] {
             assert_eq!(used(&t, "maven", path), want, "{path}: {t:#?}");
         }
+    }
+
+    #[test]
+    fn tomcats_class_loaders_from_its_properties() {
+        let properties = java_properties(
+            "# comment\n! another\ncommon.loader=\"${catalina.base}/lib\",\\\n   \
+             \"${catalina.home}/lib/*.jar\", /opt/shared/*.jar ,/opt/one.jar,\\\n\
+             \"${catalina.home}/classes\",${other}/lib,\"http://example.com/x.jar\"\n\
+             server.loader=\nshared.loader : /srv/shared\nkey value with spaces\n\
+             odd=ends with a backslash\\\\\n",
+        );
+        assert_eq!(properties["server.loader"], "");
+        assert_eq!(properties["shared.loader"], "/srv/shared");
+        assert_eq!(properties["key"], "value with spaces");
+        assert_eq!(properties["odd"], "ends with a backslash\\\\");
+        use TomcatRepository::*;
+        assert_eq!(
+            tomcat_repositories(
+                &properties["common.loader"],
+                "usr/share/tomcat10",
+                "var/lib/tomcat10"
+            ),
+            [
+                Dir("/var/lib/tomcat10/lib".into()),
+                Jars("/usr/share/tomcat10/lib".into()),
+                Jars("/opt/shared".into()),
+                Jar("/opt/one.jar".into()),
+                Dir("/usr/share/tomcat10/classes".into()),
+            ]
+        );
+        assert!(tomcat_repositories("", "h", "b").is_empty());
+        assert_eq!(
+            tomcat_repositories("\"unterminated", "h", "b"),
+            [Dir("unterminated".into())]
+        );
     }
 
     #[test]

@@ -508,7 +508,8 @@ with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as z:
 /// `exec`s `catalina.sh run` from CATALINA_BASE) is followed to Tomcat, whose real
 /// `server.xml` (comments and all, through the `conf → /etc/tomcat10` link) deploys from
 /// `webapps`: a WAR there is used, a jar elsewhere is not, and the common loader's jars
-/// (links in `lib/` into /usr/share/java) are reached where they lie.
+/// (links in `lib/` into /usr/share/java, and a directory added to Debian's own
+/// `catalina.properties`) are reached where they lie.
 #[test]
 fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     use stellaops_scanner::analyze::analyse_tar;
@@ -539,6 +540,23 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
         "Debian's server.xml keeps commented examples"
     );
     let defaults = std::fs::read(unpacked.join("usr/share/tomcat10/default.template")).unwrap();
+    // Debian's catalina.properties (also installed into /etc/tomcat10 by the postinst),
+    // with one repository added to the common loader, as an administrator adds one.
+    let properties =
+        std::fs::read_to_string(unpacked.join("usr/share/tomcat10/etc/catalina.properties"))
+            .unwrap();
+    let default_loader = "common.loader=\"${catalina.base}/lib\",\"${catalina.base}/lib/*.jar\",\"${catalina.home}/lib\",\"${catalina.home}/lib/*.jar\"\n";
+    assert!(
+        properties.contains(default_loader),
+        "Debian's common loader"
+    );
+    let properties = properties.replace(
+        default_loader,
+        &format!(
+            "{}, \\\n  \"/opt/shared/*.jar\"\n",
+            default_loader.trim_end()
+        ),
+    );
     let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
     let archive = |gav: &str, name: &str| {
         let path = work.join(name);
@@ -556,8 +574,11 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     };
     let war = archive("com.example:shop:1.4.2", "shop.war");
     let tool = archive("com.example:tool:0.9", "tool.jar");
+    let audit = archive("com.example:audit:2.0", "audit.jar");
     let app = oci::tar_of(&[
         ("etc/tomcat10/server.xml", &server_xml),
+        ("etc/tomcat10/catalina.properties", properties.as_bytes()),
+        ("opt/shared/audit.jar", &audit),
         ("etc/default/tomcat10", &defaults),
         ("var/lib/tomcat10/webapps/shop.war", &war),
         ("opt/tools/tool.jar", &tool),
@@ -610,6 +631,8 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     );
     assert_eq!(used("shop"), Some(true), "{:#?}", view.trace);
     assert_eq!(used("tool"), Some(false), "{:#?}", view.trace);
+    // The jar of the repository added to catalina.properties' common loader.
+    assert_eq!(used("audit"), Some(true), "{:#?}", view.trace);
     // The common loader's jars are links into /usr/share/java, followed to the files
     // (Debian's Tomcat jars are named by their manifests as Maven artifacts, and left
     // out as files a Debian package installed: they are the Debian packages only).
