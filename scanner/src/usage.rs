@@ -224,14 +224,7 @@ fn uwsgi_xml(text: &str) -> Vec<(String, String)> {
                 if let Some(key) = closed
                     && path == ["uwsgi"]
                 {
-                    let value = value.trim();
-                    let value = value
-                        .replace("&lt;", "<")
-                        .replace("&gt;", ">")
-                        .replace("&quot;", "\"")
-                        .replace("&apos;", "'")
-                        .replace("&amp;", "&");
-                    out.push((key.to_string(), value));
+                    out.push((key.to_string(), xml_unescape(value.trim())));
                 }
                 value.clear();
             }
@@ -292,16 +285,34 @@ fn java_properties(text: &str) -> BTreeMap<String, String> {
             continue;
         }
         logical.push_str(line);
-        let entry = std::mem::take(&mut logical);
-        let split = entry.find(['=', ':', ' ', '\t']).unwrap_or(entry.len());
-        let key = entry[..split].trim_end();
-        let value = entry[split..].trim_start();
-        let value = value
-            .strip_prefix(['=', ':'])
-            .map_or(value, str::trim_start);
-        out.insert(key.to_string(), value.trim_end().to_string());
+        property(&std::mem::take(&mut logical), &mut out);
+    }
+    // The last line may end in a continuation.
+    if !logical.is_empty() {
+        property(&logical, &mut out);
     }
     out
+}
+
+/// One logical line of a properties file into `out`.
+fn property(entry: &str, out: &mut BTreeMap<String, String>) {
+    let split = entry.find(['=', ':', ' ', '\t']).unwrap_or(entry.len());
+    let key = entry[..split].trim_end();
+    let value = entry[split..].trim_start();
+    let value = value
+        .strip_prefix(['=', ':'])
+        .map_or(value, str::trim_start);
+    out.insert(key.to_string(), value.trim_end().to_string());
+}
+
+/// `text` with XML's five predefined entity references replaced (others are left as
+/// written); `&amp;` last, so `&amp;lt;` is `&lt;`.
+fn xml_unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// One repository of a Tomcat class loader (`common.loader` in `catalina.properties`).
@@ -373,12 +384,7 @@ fn xml_attribute_values(xml: &str, name: &str) -> Vec<String> {
         let Some(end) = after[1..].find(quote) else {
             break;
         };
-        let value = after[1..1 + end]
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&");
+        let value = xml_unescape(&after[1..1 + end]);
         if !value.is_empty() {
             out.push(value);
         }
@@ -3555,6 +3561,7 @@ mod tests {
         assert_eq!(properties["shared.loader"], "/srv/shared");
         assert_eq!(properties["key"], "value with spaces");
         assert_eq!(properties["odd"], "ends with a backslash\\\\");
+        assert_eq!(java_properties("a=1,\\\n  2,\\")["a"], "1,2,");
         use TomcatRepository::*;
         assert_eq!(
             tomcat_repositories(
