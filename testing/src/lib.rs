@@ -216,6 +216,15 @@ pub fn service(var: &str) -> Option<String> {
     }
 }
 
+/// An empty scratch directory for a test, `stellaops-NAME-PID` under the system's
+/// temporary directory (whatever an earlier run of the same process id left is removed).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("stellaops-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the scratch directory");
+    dir
+}
+
 /// The median of benchmark timings (the upper one of an even count): the figure the
 /// benchmarks report, steadier than one run on this shared 2-core machine.
 pub fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {

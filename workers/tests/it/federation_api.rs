@@ -183,9 +183,7 @@ async fn sync_imports_new_bundles_from_a_directory_in_order_and_reports_json() {
     else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("stellaops-sync-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = stellaops_testing::scratch_dir("sync");
     std::fs::write(
         dir.join("bundle-000000000004.tar.zst"),
         bundle_bytes(

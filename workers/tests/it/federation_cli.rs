@@ -216,9 +216,7 @@ async fn bundles_travel_through_s3() {
     ) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("stellaops-cli-s3-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = stellaops_testing::scratch_dir("cli-s3");
     for i in 0..3 {
         write_osv(
             &dir,
@@ -318,9 +316,7 @@ async fn an_import_killed_mid_transaction_leaves_no_rows_and_a_rerun_completes()
     else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("stellaops-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = stellaops_testing::scratch_dir("kill");
     // A bundle big enough that the import's transaction lasts a while.
     let now = chrono::Utc::now();
     let (mut canonicals, mut edges) = (Vec::new(), Vec::new());

@@ -114,9 +114,7 @@ async fn real_jars_nested_in_spring_boot_and_ear_archives_are_found_with_their_l
     let Some(env) = env("scan_java").await else {
         return;
     };
-    let work = std::env::temp_dir().join(format!("stellaops-java-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = stellaops_testing::scratch_dir("java");
     let jars = debian_jars(Path::new(&debs), &work);
     let python = std::env::var("STELLAOPS_TEST_PYTHON").expect("set by scripts/services.sh");
     let built = Command::new(python)
@@ -404,9 +402,7 @@ fn jars_debian_installed_are_its_packages_and_a_copy_is_the_applications() {
     let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_JAVA_DEBS") else {
         return;
     };
-    let work = std::env::temp_dir().join(format!("stellaops-java-distro-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = stellaops_testing::scratch_dir("java-distro");
     let packages = debs_in(&debs);
     let base = stellaops_testing::debian::rootfs_layer(&packages, &work);
     let jars = debian_jars(Path::new(&debs), &work);
@@ -517,9 +513,7 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_TOMCAT_DEBS") else {
         return;
     };
-    let work = std::env::temp_dir().join(format!("stellaops-tomcat-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = stellaops_testing::scratch_dir("tomcat");
     let packages = debs_in(&debs);
     let base = stellaops_testing::debian::rootfs_layer(&packages, &work);
     // What tomcat10's postinst installs from its templates (ucf): server.xml and the
@@ -668,9 +662,7 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
     let Some(env) = env("scan_tomcat").await else {
         return;
     };
-    let work = std::env::temp_dir().join(format!("stellaops-tomcat-jars-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = stellaops_testing::scratch_dir("tomcat-jars");
     let java = debian_jars(Path::new(&debs), &work);
     let repo = work.join("root/usr/share/maven-repo");
     // Debian's coordinates of each jar: maven-repo/<group path>/<artifact>/<version>/<file>.

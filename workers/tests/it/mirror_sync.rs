@@ -278,9 +278,7 @@ async fn a_sync_killed_midway_through_a_new_export_leaves_the_previous_one_serve
     .await;
     let bucket = format!("mirror-switch-{}", std::process::id());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let work = std::env::temp_dir().join(format!("stellaops-mirror-switch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = stellaops_testing::scratch_dir("mirror-switch");
     let dir = work.join("volume");
     let (private_pem, public_pem) = stellaops_federation::dsse::generate_key_pair();
     let signer = p256::ecdsa::SigningKey::from_pkcs8_pem(&private_pem).unwrap();

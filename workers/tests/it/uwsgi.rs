@@ -115,8 +115,7 @@ fn the_usage_view_finds_the_application_debians_uwsgi_imports() {
     let Some(uwsgi) = stellaops_testing::service("STELLAOPS_TEST_UWSGI") else {
         return;
     };
-    let root = std::env::temp_dir().join(format!("stellaops-uwsgi-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = stellaops_testing::scratch_dir("uwsgi");
     for (path, text) in application_tree() {
         let file = root.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();

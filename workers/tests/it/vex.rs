@@ -37,9 +37,7 @@ async fn a_directory_is_ingested_and_a_bad_document_is_refused_naming_the_field(
     };
     let pool = stellaops_store::connect(&database_url).await.unwrap();
     stellaops_store::migrate(&pool).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("stellaops-vex-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = stellaops_testing::scratch_dir("vex");
     std::fs::write(
         dir.as_path().join("a-good.json"),
         fixture("openvex-0.2.0.json"),
