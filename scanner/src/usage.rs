@@ -188,9 +188,9 @@ fn uwsgi_yaml(text: &str) -> Vec<(String, String)> {
             continue;
         };
         let value = value.trim();
-        let value = [('"', '"'), ('\'', '\'')]
+        let value = ['"', '\'']
             .iter()
-            .find_map(|(open, close)| value.strip_prefix(*open)?.strip_suffix(*close))
+            .find_map(|quote| value.strip_prefix(*quote)?.strip_suffix(*quote))
             .unwrap_or(value);
         out.push((key.trim().to_string(), value.to_string()));
     }
@@ -1500,13 +1500,19 @@ impl<'a> Tracer<'a> {
         self.trace.runtimes.insert("pypi".into());
         let mut options: Vec<(String, String)> = Vec::new();
         for (key, value) in uwsgi_env_options(&ctx.env) {
-            match UwsgiFormat::of_option(&key) {
-                Some(format) => self.uwsgi_config_file(format, &value, ctx, &mut options),
-                None => options.push((key, value)),
-            }
+            self.uwsgi_option(key, value, ctx, &mut options);
         }
         let mut i = 0;
         while let Some(a) = args.get(i) {
+            // A bare configuration file: its extension says its format.
+            if let Some(format) = (!a.starts_with('-'))
+                .then(|| UwsgiFormat::of_file(a))
+                .flatten()
+            {
+                self.uwsgi_config_file(format, a, ctx, &mut options);
+                i += 1;
+                continue;
+            }
             let (key, inline) = match a.strip_prefix("--") {
                 Some(rest) => match rest.split_once('=') {
                     Some((k, v)) => (k.to_string(), Some(v.to_string())),
@@ -1518,12 +1524,6 @@ impl<'a> Tracer<'a> {
                     "-j" => ("json".to_string(), None),
                     "-y" => ("yaml".to_string(), None),
                     "-x" => ("xml".to_string(), None),
-                    s if !s.starts_with('-') && UwsgiFormat::of_file(s).is_some() => {
-                        let format = UwsgiFormat::of_file(s).unwrap_or(UwsgiFormat::Ini);
-                        self.uwsgi_config_file(format, s, ctx, &mut options);
-                        i += 1;
-                        continue;
-                    }
                     // Other short options, and their values.
                     _ => {
                         i += 1;
@@ -1543,10 +1543,7 @@ impl<'a> Tracer<'a> {
                 },
             };
             i += 1;
-            match UwsgiFormat::of_option(&key) {
-                Some(format) => self.uwsgi_config_file(format, &value, ctx, &mut options),
-                None => options.push((key, value)),
-            }
+            self.uwsgi_option(key, value, ctx, &mut options);
         }
         let last = |keys: &[&str]| {
             options
@@ -1594,6 +1591,21 @@ impl<'a> Tracer<'a> {
             }
         } else {
             self.note("uwsgi: no Python application (module or wsgi-file) given".to_string());
+        }
+    }
+
+    /// One uWSGI option into `options`; one that loads a configuration file (`ini`,
+    /// `json`, …) appends that file's options instead.
+    fn uwsgi_option(
+        &mut self,
+        key: String,
+        value: String,
+        ctx: &Ctx,
+        options: &mut Vec<(String, String)>,
+    ) {
+        match UwsgiFormat::of_option(&key) {
+            Some(format) => self.uwsgi_config_file(format, &value, ctx, options),
+            None => options.push((key, value)),
         }
     }
 
@@ -3808,20 +3820,14 @@ mod tests {
             "UWSGI_MODULE=mysite.wsgi".into(),
         ];
         let t = trace(&vfs, &run);
-        assert!(
-            t.notes
-                .iter()
-                .any(|n| n.contains("module missing is not in the image")),
-            "{t:#?}"
-        );
+        let noted = |t: &Trace, text: &str| t.notes.iter().any(|n| n.contains(text));
+        assert!(noted(&t, "module missing is not in the image"), "{t:#?}");
         // A configuration file the image lacks is noted.
         let mut run = config(&["uwsgi", "--yaml", "/srv/app/absent.yaml"], &[]);
         run.env = vec!["PATH=/venv/bin".into()];
         let t = trace(&vfs, &run);
         assert!(
-            t.notes
-                .iter()
-                .any(|n| n.contains("/srv/app/absent.yaml is not in the image")),
+            noted(&t, "/srv/app/absent.yaml is not in the image"),
             "{t:#?}"
         );
         let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
