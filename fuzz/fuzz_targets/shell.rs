@@ -2,7 +2,8 @@
 //! EntryTrace itself over a file system holding the input as its entrypoint script, and
 //! as Tomcat's `server.xml`, a context file (their attribute reading) and
 //! `catalina.properties` (its class loaders), and as uWSGI's
-//! ini, JSON, YAML and XML files and options in the environment.
+//! ini, JSON, YAML and XML files (their sections, the files they name, magic variables,
+//! placeholders and `$(…)` references) and options in the environment.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -114,6 +115,10 @@ fuzz_target!(|data: &[u8]| {
             env: vec![
                 format!("UWSGI_MODULE={text}"),
                 format!("UWSGI_CHDIR={text}"),
+                // For `$(TEXT)` in the files' values.
+                format!("TEXT={text}"),
+                // A file, maybe with a section, that the text names.
+                format!("UWSGI_INI={text}"),
             ],
             working_dir: "/".into(),
             ..RunConfig::default()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 14;
+pub const ANALYZER_VERSION: u32 = 15;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;

@@ -108,24 +108,26 @@ impl UwsgiFormat {
         UwsgiFormat::of_option(extension)
     }
 
-    /// The options of the file's `uwsgi` part, in order.
-    fn options(self, text: &str) -> Vec<(String, String)> {
+    /// The options of the file's section `section` (`FILE:section`; without one, `uwsgi`,
+    /// or in XML the first `<uwsgi>` element), in order.
+    fn options(self, text: &str, section: Option<&str>) -> Vec<(String, String)> {
+        let named = section.unwrap_or("uwsgi");
         match self {
-            UwsgiFormat::Ini => uwsgi_ini(text),
-            UwsgiFormat::Json => uwsgi_json(text),
-            UwsgiFormat::Yaml => uwsgi_yaml(text),
-            UwsgiFormat::Xml => uwsgi_xml(text),
+            UwsgiFormat::Ini => uwsgi_ini(text, named),
+            UwsgiFormat::Json => uwsgi_json(text, named),
+            UwsgiFormat::Yaml => uwsgi_yaml(text, named),
+            UwsgiFormat::Xml => uwsgi_xml(text, section),
         }
     }
 }
 
-/// The `key = value` lines of an ini file's `[uwsgi]` section, in order.
-fn uwsgi_ini(text: &str) -> Vec<(String, String)> {
+/// The `key = value` lines of an ini file's `[section]` sections, in order.
+fn uwsgi_ini(text: &str, section: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut in_section = false;
     for line in text.lines().map(str::trim) {
-        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            in_section = section.trim() == "uwsgi";
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_section = name.trim() == section;
         } else if in_section
             && !line.starts_with(['#', ';'])
             && let Some((key, value)) = line.split_once('=')
@@ -136,13 +138,13 @@ fn uwsgi_ini(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The members of a JSON file's `uwsgi` object: a string, number or boolean is one value,
+/// The members of a JSON file's `section` object: a string, number or boolean is one value,
 /// an array one option per element (how JSON repeats an option). Not JSON: none.
-fn uwsgi_json(text: &str) -> Vec<(String, String)> {
+fn uwsgi_json(text: &str, section: &str) -> Vec<(String, String)> {
     let Ok(serde_json::Value::Object(mut top)) = serde_json::from_str(text) else {
         return Vec::new();
     };
-    let Some(serde_json::Value::Object(section)) = top.remove("uwsgi") else {
+    let Some(serde_json::Value::Object(section)) = top.remove(section) else {
         return Vec::new();
     };
     let scalar = |v: &serde_json::Value| match v {
@@ -163,10 +165,10 @@ fn uwsgi_json(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The `key: value` lines of a YAML file's top-level `uwsgi:` mapping, in order, read as
+/// The `key: value` lines of a YAML file's top-level `section:` mapping, in order, read as
 /// uWSGI's own YAML reader reads them: one option per line (a key may repeat), a leading
 /// `- ` and quotes around the value dropped, `#` comments skipped.
-fn uwsgi_yaml(text: &str) -> Vec<(String, String)> {
+fn uwsgi_yaml(text: &str, section: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut in_section = false;
     for line in text.lines() {
@@ -177,7 +179,7 @@ fn uwsgi_yaml(text: &str) -> Vec<(String, String)> {
         if !line.starts_with([' ', '\t', '-']) {
             in_section = content
                 .strip_suffix(':')
-                .is_some_and(|name| name.trim() == "uwsgi");
+                .is_some_and(|name| name.trim() == section);
             continue;
         }
         if !in_section {
@@ -197,36 +199,69 @@ fn uwsgi_yaml(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The child elements of an XML file's `<uwsgi>` element, each an option with its text as
-/// the value (`<module>app.wsgi</module>`; an empty element is a flag). XML that does not
-/// parse gives what came before the error.
-fn uwsgi_xml(text: &str) -> Vec<(String, String)> {
+/// The child elements of an XML file's first `<uwsgi>` element (with `id`, the first whose
+/// `id` attribute is that), each an option with its text as the value
+/// (`<module>app.wsgi</module>`; an empty element is a flag), as uWSGI finds it at any
+/// depth. XML that does not parse gives what came before the error.
+fn uwsgi_xml(text: &str, id: Option<&str>) -> Vec<(String, String)> {
     use xmlparser::{ElementEnd, Token, Tokenizer};
     let mut out = Vec::new();
-    let mut path: Vec<&str> = Vec::new();
+    // Elements open, the depth of the chosen `<uwsgi>` element, a `<uwsgi>` start tag whose
+    // attributes are being read (its depth and whether it is the one), the open option.
+    let mut depth = 0usize;
+    let mut section: Option<usize> = None;
+    let mut candidate: Option<(usize, bool)> = None;
+    let mut key: Option<&str> = None;
     let mut value = String::new();
     for token in Tokenizer::from(text) {
         let Ok(token) = token else { break };
         match token {
             Token::ElementStart { local, .. } => {
-                path.push(local.as_str());
-                value.clear();
+                depth += 1;
+                if section.is_none() && local.as_str() == "uwsgi" {
+                    candidate = Some((depth, id.is_none()));
+                } else if section == Some(depth - 1) {
+                    key = Some(local.as_str());
+                    value.clear();
+                }
             }
-            Token::Text { text } | Token::Cdata { text, .. } if path.len() == 2 => {
+            Token::Attribute {
+                local, value: v, ..
+            } => {
+                if let (Some((_, chosen)), Some(id)) = (&mut candidate, id)
+                    && local.as_str() == "id"
+                {
+                    *chosen = v.as_str() == id;
+                }
+            }
+            Token::Text { text } | Token::Cdata { text, .. }
+                if section.is_some_and(|d| depth == d + 1) =>
+            {
                 value.push_str(text.as_str());
             }
             Token::ElementEnd { end, .. } => {
-                let closed = match end {
-                    ElementEnd::Open => continue,
-                    ElementEnd::Empty => path.pop(),
-                    ElementEnd::Close(..) => path.pop(),
-                };
-                if let Some(key) = closed
-                    && path == ["uwsgi"]
+                if let Some((at, chosen)) = candidate.take() {
+                    match end {
+                        ElementEnd::Open if chosen => section = Some(at),
+                        // `<uwsgi/>`: the section is empty.
+                        ElementEnd::Empty if chosen => return out,
+                        ElementEnd::Open => {}
+                        _ => depth -= 1,
+                    }
+                    continue;
+                }
+                if matches!(end, ElementEnd::Open) || depth == 0 {
+                    continue;
+                }
+                if section == Some(depth) {
+                    return out;
+                }
+                if section == Some(depth - 1)
+                    && let Some(key) = key.take()
                 {
                     out.push((key.to_string(), xml_unescape(value.trim())));
                 }
-                value.clear();
+                depth -= 1;
             }
             _ => {}
         }
@@ -245,6 +280,131 @@ fn uwsgi_env_options(env: &BTreeMap<String, String>) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A value read from the uWSGI configuration file at `file` (from the root, links
+/// resolved; `given` as it was named) with the file's magic variables replaced, as uWSGI
+/// does while reading the file: `%d` its directory (with a trailing slash), `%p` its path,
+/// `%s` its name, `%n` that without the extension, `%e` the extension, `%c` the directory's
+/// name, `%0`…`%9` the directory's components, `%o` the name as given, `%%` a `%`. Others
+/// (`%h`, the host name; `%(key)`, a placeholder for later) are left.
+fn uwsgi_magic(value: &str, file: &str, given: &str) -> String {
+    let dir = parent(file);
+    let name = basename(file);
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let rest = chars.clone();
+        let replacement = match chars.next() {
+            Some('d') if dir.is_empty() => "/".to_string(),
+            Some('d') => format!("/{dir}/"),
+            Some('p') => format!("/{file}"),
+            Some('s') => name.to_string(),
+            Some('n') => name.rsplit_once('.').map_or(name, |(n, _)| n).to_string(),
+            Some('e') => name.rsplit_once('.').map_or("", |(_, e)| e).to_string(),
+            Some('c') => basename(dir).to_string(),
+            Some('o') => given.to_string(),
+            Some('%') => "%".to_string(),
+            Some(n @ '0'..='9') => components(dir)
+                .nth(n as usize - '0' as usize)
+                .unwrap_or_default()
+                .to_string(),
+            _ => {
+                out.push('%');
+                chars = rest;
+                continue;
+            }
+        };
+        out.push_str(&replacement);
+    }
+    out
+}
+
+/// Most replacements in one uWSGI option's value per pass, and the length past which no
+/// more are made: a placeholder naming itself makes uWSGI loop forever, and two that
+/// double each other grow without bound.
+const UWSGI_EXPANSIONS: usize = 64;
+const UWSGI_VALUE_BYTES: usize = 4096;
+
+/// uWSGI's passes over its options once every file is read ([`uwsgi_pass`]): first the
+/// environment's variables (`$(NAME)`), then references to options (`%(key)`: the first
+/// option named `key`, a custom one being a placeholder — `project = mysite`, `module =
+/// %(project).wsgi`). `@(file)` (a file's contents) is not read.
+fn uwsgi_expand(options: &mut [(String, String)], env: &BTreeMap<String, String>) {
+    uwsgi_pass(options, b'$', |_, name| env.get(name).cloned());
+    uwsgi_pass(options, b'%', |options, name| {
+        options
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    });
+}
+
+/// One of uWSGI's passes: each option's value, in order, is scanned for `S(name)` (`S` the
+/// `symbol`; parentheses inside the name nest) and a known name replaced by `lookup`'s
+/// value; then the scan starts again at the value's second byte, as uWSGI's does — so a
+/// reference the replacement brings is replaced too, unless it starts the value. An
+/// option referring to a later one gets that one's value as written. Unknown names stay.
+fn uwsgi_pass(
+    options: &mut [(String, String)],
+    symbol: u8,
+    lookup: impl Fn(&[(String, String)], &str) -> Option<String>,
+) {
+    for i in 0..options.len() {
+        let mut replaced = 0;
+        // 0: outside a reference; 1: after the symbol; 2 and on: inside `(…)`, counting
+        // from the parenthesis.
+        let mut state = 0usize;
+        let mut depth = 0usize;
+        let mut name_start = 0;
+        let mut j = 0;
+        while j < options[i].1.len() {
+            let c = options[i].1.as_bytes()[j];
+            if c == symbol {
+                state = 1;
+            } else if c == b'(' && state == 1 {
+                state = 2;
+                depth = 0;
+                name_start = j + 1;
+            } else if state > 1 && c == b'(' {
+                state += 1;
+                depth += 1;
+            } else if state > 1 && c == b')' && depth > 0 {
+                state += 1;
+                depth -= 1;
+            } else if state > 2 && c == b')' {
+                state = 0;
+                let name = options[i].1[name_start..j].to_string();
+                if let Some(value) = lookup(options, &name) {
+                    options[i].1.replace_range(name_start - 2..=j, &value);
+                    replaced += 1;
+                    if replaced == UWSGI_EXPANSIONS || options[i].1.len() > UWSGI_VALUE_BYTES {
+                        break;
+                    }
+                    j = 0;
+                }
+            } else if state > 1 && c != b')' {
+                state += 1;
+            } else {
+                state = 0;
+            }
+            j += 1;
+        }
+    }
+}
+
+/// uWSGI's options as read so far, in order, and how many configuration files were read.
+#[derive(Default)]
+struct UwsgiOptions {
+    list: Vec<(String, String)>,
+    files: usize,
+}
+
+/// Most configuration files one uWSGI command reads (a file may name others, itself too).
+const UWSGI_FILES: usize = 32;
 
 /// Tomcat's main class.
 const TOMCAT_MAIN: &str = "org.apache.catalina.startup.Bootstrap";
@@ -1489,16 +1649,18 @@ impl<'a> Tracer<'a> {
     /// then the command line (`--key value`, `--key=value`, the short `-H`, `-w`) and the
     /// configuration files either names (`--ini`, `--json`, `--yaml`, `--xml` and their
     /// short forms, or a bare `FILE.ini`/`.json`/`.yaml`/`.yml`/`.xml` argument; the file's
-    /// `uwsgi` section); a later value of an option overrides an earlier one. The Python
+    /// `uwsgi` section or the one `FILE:section` names, with the files it names in turn and
+    /// its magic variables), then placeholders (`%(key)`) and environment variables
+    /// (`$(NAME)`) replaced as uWSGI does once it has read them all ([`uwsgi_expand`]); a
+    /// later value of an option overrides an earlier one. The Python
     /// it embeds searches the site directories of its own prefix (a virtual environment's
     /// when pip installed it there, else the system's) and of `home` (`virtualenv`,
     /// `venv`, `pyhome`, `-H`), `pythonpath` and the application's directory `chdir`; the
     /// application is `module` (`wsgi`, `-w`; `package.module[:callable]`) or `wsgi-file`
-    /// (`file`). Other plugins' applications, files named in configuration files and
-    /// `%(…)` placeholders are not read.
+    /// (`file`). Other plugins' applications are not read.
     fn uwsgi(&mut self, invoked: &str, resolved: &str, args: &[String], ctx: &Ctx) {
         self.trace.runtimes.insert("pypi".into());
-        let mut options: Vec<(String, String)> = Vec::new();
+        let mut options = UwsgiOptions::default();
         for (key, value) in uwsgi_env_options(&ctx.env) {
             self.uwsgi_option(key, value, ctx, &mut options);
         }
@@ -1545,6 +1707,8 @@ impl<'a> Tracer<'a> {
             i += 1;
             self.uwsgi_option(key, value, ctx, &mut options);
         }
+        let mut options = options.list;
+        uwsgi_expand(&mut options, &ctx.env);
         let last = |keys: &[&str]| {
             options
                 .iter()
@@ -1595,36 +1759,53 @@ impl<'a> Tracer<'a> {
     }
 
     /// One uWSGI option into `options`; one that loads a configuration file (`ini`,
-    /// `json`, …) appends that file's options instead.
-    fn uwsgi_option(
-        &mut self,
-        key: String,
-        value: String,
-        ctx: &Ctx,
-        options: &mut Vec<(String, String)>,
-    ) {
-        match UwsgiFormat::of_option(&key) {
-            Some(format) => self.uwsgi_config_file(format, &value, ctx, options),
-            None => options.push((key, value)),
+    /// `json`, …) appends that file's options instead, and `set`/`set-placeholder`
+    /// (`set-ph`) `key=value` sets `key`.
+    fn uwsgi_option(&mut self, key: String, value: String, ctx: &Ctx, options: &mut UwsgiOptions) {
+        if let Some(format) = UwsgiFormat::of_option(&key) {
+            self.uwsgi_config_file(format, &value, ctx, options);
+        } else if matches!(key.as_str(), "set" | "set-placeholder" | "set-ph")
+            && let Some((name, set)) = value.split_once('=')
+        {
+            options.list.push((name.to_string(), set.to_string()));
+        } else {
+            options.list.push((key, value));
         }
     }
 
-    /// Appends the `uwsgi` options of the configuration file `value` names (`FILE` or
-    /// `FILE:section`; only the `uwsgi` section is read) to `options`.
+    /// Appends the options of the configuration file `value` names (`FILE`, or
+    /// `FILE:section` for a section other than `uwsgi`; relative to the working directory
+    /// as uWSGI reads it) to `options`, its magic variables replaced; the files it names
+    /// are read where they are named.
     fn uwsgi_config_file(
         &mut self,
         format: UwsgiFormat,
         value: &str,
         ctx: &Ctx,
-        options: &mut Vec<(String, String)>,
+        options: &mut UwsgiOptions,
     ) {
-        let file = value.split(':').next().unwrap_or_default();
-        match self.vfs.resolve(&ctx.cwd, file) {
-            Some(r) => match self.vfs.text(&r.path) {
-                Some(text) => options.extend(format.options(text)),
-                None => self.note(format!("uwsgi: /{} was not read", r.path)),
-            },
-            None => self.note(format!("uwsgi: {file} is not in the image")),
+        let (file, section) = match value.split_once(':') {
+            Some((file, section)) => (file, Some(section)),
+            None => (value, None),
+        };
+        if options.files == UWSGI_FILES {
+            self.note(format!(
+                "uwsgi: more than {UWSGI_FILES} configuration files; {file} was not read"
+            ));
+            return;
+        }
+        options.files += 1;
+        let Some(r) = self.vfs.resolve(&ctx.cwd, file) else {
+            self.note(format!("uwsgi: {file} is not in the image"));
+            return;
+        };
+        let Some(text) = self.vfs.text(&r.path) else {
+            self.note(format!("uwsgi: /{} was not read", r.path));
+            return;
+        };
+        for (key, value) in format.options(text, section) {
+            let value = uwsgi_magic(&value, &r.path, file);
+            self.uwsgi_option(key, value, ctx, options);
         }
     }
 
@@ -3640,6 +3821,15 @@ mod tests {
                     None,
                 ),
             ),
+            // A file naming itself twice: read until the bound.
+            (
+                "srv/app/self.ini",
+                file(
+                    false,
+                    Some("[uwsgi]\nini = %p\nini = %p\nchdir = %d\nmodule = mysite.wsgi\n"),
+                    None,
+                ),
+            ),
             // The same options in uWSGI's other formats.
             (
                 "srv/app/uwsgi.json",
@@ -3752,7 +3942,7 @@ mod tests {
             "{t:#?}"
         );
         assert_eq!(
-            uwsgi_ini("[uwsgi]\nkey = a = b\n#x = y\n"),
+            uwsgi_ini("[uwsgi]\nkey = a = b\n#x = y\n", "uwsgi"),
             [("key".to_string(), "a = b".to_string())]
         );
         // The JSON, YAML and XML files, named by option or by their extension, and the
@@ -3822,6 +4012,15 @@ mod tests {
         let t = trace(&vfs, &run);
         let noted = |t: &Trace, text: &str| t.notes.iter().any(|n| n.contains(text));
         assert!(noted(&t, "module missing is not in the image"), "{t:#?}");
+        // A file naming itself is read at most UWSGI_FILES times, and noted.
+        let mut run = config(&["uwsgi", "--ini", "/srv/app/self.ini"], &[]);
+        run.env = vec!["PATH=/venv/bin".into()];
+        let t = trace(&vfs, &run);
+        assert_eq!(
+            t.terminal().map(|s| s.path.as_str()),
+            Some("/srv/app/mysite/wsgi.py")
+        );
+        assert!(noted(&t, "more than 32 configuration files"), "{t:#?}");
         // A configuration file the image lacks is noted.
         let mut run = config(&["uwsgi", "--yaml", "/srv/app/absent.yaml"], &[]);
         run.env = vec!["PATH=/venv/bin".into()];
@@ -3837,21 +4036,97 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            uwsgi_json(r#"{"uwsgi": {"a": ["x", 2, null, {}], "b": false, "c": null}}"#),
+            uwsgi_json(
+                r#"{"uwsgi": {"a": ["x", 2, null, {}], "b": false, "c": null}}"#,
+                "uwsgi"
+            ),
             pairs(&[("a", "x"), ("a", "2"), ("b", "false")])
         );
-        assert!(uwsgi_json("[1]").is_empty() && uwsgi_json("{\"uwsgi\": 1}").is_empty());
+        assert!(
+            uwsgi_json("[1]", "uwsgi").is_empty()
+                && uwsgi_json("{\"uwsgi\": 1}", "uwsgi").is_empty()
+        );
         assert_eq!(
-            uwsgi_yaml("uwsgi:\n  a: 'x: y'\n  a: two\n  # c: no\n\n  novalue\nb:\n  a: no\n"),
+            uwsgi_yaml(
+                "uwsgi:\n  a: 'x: y'\n  a: two\n  # c: no\n\n  novalue\nb:\n  a: no\n",
+                "uwsgi"
+            ),
             pairs(&[("a", "x: y"), ("a", "two")])
         );
         assert_eq!(
-            uwsgi_xml("<uwsgi><a> x &amp; y </a><b/><c><d>no</d></c></uwsgi><e>no</e>"),
+            uwsgi_xml(
+                "<uwsgi><a> x &amp; y </a><b/><c><d>no</d></c></uwsgi><e>no</e>",
+                None
+            ),
             pairs(&[("a", "x & y"), ("b", ""), ("c", "")])
         );
         assert_eq!(
-            uwsgi_xml("<uwsgi><a>x</a><b>unclosed"),
+            uwsgi_xml("<uwsgi><a>x</a><b>unclosed", None),
             pairs(&[("a", "x")])
+        );
+        // Sections: `FILE:section` reads another; XML's `<uwsgi>` anywhere, chosen by `id`.
+        assert_eq!(
+            uwsgi_yaml("uwsgi:\n  a: 1\nprod:\n  a: 2\n", "prod"),
+            pairs(&[("a", "2")])
+        );
+        assert_eq!(
+            uwsgi_json(r#"{"uwsgi": {"a": 1}, "prod": {"a": 2}}"#, "prod"),
+            pairs(&[("a", "2")])
+        );
+        let xml = "<r><uwsgi id='x'><a>1</a></uwsgi><uwsgi id=\"y\"><a>2</a><b/></uwsgi></r></a>";
+        assert_eq!(uwsgi_xml(xml, None), pairs(&[("a", "1")]));
+        assert_eq!(uwsgi_xml(xml, Some("y")), pairs(&[("a", "2"), ("b", "")]));
+        assert!(uwsgi_xml(xml, Some("z")).is_empty());
+        assert!(uwsgi_xml("<r><uwsgi id='y'/><uwsgi><a>1</a></uwsgi></r>", Some("y")).is_empty());
+        // Magic variables, then placeholders and the environment.
+        assert_eq!(
+            uwsgi_magic(
+                "%d|%p|%s|%n|%e|%c|%0|%1|%2|%o|%%|%h|%(x)|%",
+                "srv/app/uwsgi.ini",
+                "app/uwsgi.ini"
+            ),
+            "/srv/app/|/srv/app/uwsgi.ini|uwsgi.ini|uwsgi|ini|app|srv|app||app/uwsgi.ini|%|%h|%(x)|%"
+        );
+        assert_eq!(uwsgi_magic("%d%c", "top.ini", "top.ini"), "/");
+        let mut options = pairs(&[
+            ("base", "/srv"),
+            ("chdir", "%(base)/%(project)"),
+            ("project", "%(name)"),
+            ("name", "mysite"),
+            ("name", "decoy"),
+            ("home", "$(VENV)$(UNSET)%(unset)%()$()%(base"),
+            ("module", "%(app)"),
+            ("app", "%(name).wsgi"),
+            ("pythonpath", "%(a(b))/$(DIR)%(home)"),
+            ("a(b)", "nested"),
+            ("x", "%(y)"),
+            ("y", "-%(x)%(x)"),
+        ]);
+        let env = BTreeMap::from([
+            ("VENV".to_string(), "/venv".to_string()),
+            ("DIR".to_string(), "%(base)".to_string()),
+        ]);
+        uwsgi_expand(&mut options, &env);
+        let value = |key: &str| options.iter().find(|(k, _)| k == key).unwrap().1.clone();
+        // A later option's value as written, its own references replaced after the first
+        // byte; the first of two options with one name.
+        assert_eq!(value("chdir"), "/srv/mysite");
+        assert_eq!(value("project"), "mysite");
+        // A reference the replacement brings at the value's start stays (uWSGI then
+        // imports a module named `%(name)`).
+        assert_eq!(value("module"), "%(name).wsgi");
+        assert_eq!(value("home"), "/venv$(UNSET)%(unset)%()$()%(base");
+        // Nested parentheses in a name; the environment's pass comes first.
+        assert_eq!(
+            value("pythonpath"),
+            "nested//srv/venv$(UNSET)%(unset)%()$()%(base"
+        );
+        // Options that name each other stop at the bounds.
+        let y = value("y");
+        assert!(
+            y.len() <= UWSGI_VALUE_BYTES * 2 && y.len() > 100,
+            "{}",
+            y.len()
         );
     }
 

@@ -1,6 +1,7 @@
 //! The Usage view's reading of uWSGI's options against Debian's uWSGI itself: for each way
 //! of giving uWSGI its application (the environment, the command line, ini, JSON, YAML and
-//! XML files, and which of them overrides which), the real `uwsgi_python3` is started on an
+//! XML files, and which of them overrides which; files naming files, sections, placeholders
+//! and the environment's variables in values), the real `uwsgi_python3` is started on an
 //! application tree and reports the file of the module it imported; the scanner's trace of
 //! an image holding the same tree (and the same binary) must end at that file.
 
@@ -48,6 +49,38 @@ fn application_tree() -> Vec<(&'static str, String)> {
             "srv/app/uwsgi.xml",
             "<?xml version=\"1.0\"?>\n<uwsgi>\n  <!-- <module>decoy</module> -->\n  \
              <chdir>srv/app</chdir>\n  <wsgi-file>mysite/wsgi.py</wsgi-file>\n  <need-app/>\n</uwsgi>\n"
+                .into(),
+        ),
+        // Placeholders: each `%(key)` is the first `key`'s value however late it is
+        // defined, with the references it brings replaced where they do not start the
+        // value; `%d` the file's directory.
+        (
+            "srv/app/placeholders.ini",
+            "[uwsgi]\nmodule = %(project).%(submodule):application\nchdir = %d\n\
+             submodule = %(suffix)\nsuffix = wsgi\nproject = mysite\nproject = decoy\n"
+                .into(),
+        ),
+        // Files naming files: by their own directory (`%d`) and relative to uWSGI's working
+        // directory; a section other than `uwsgi`.
+        (
+            "srv/app/deploy.ini",
+            "[uwsgi]\nini = %dbase.ini\nini = srv/app/more.ini\nmodule = %(project).%(submodule)\n".into(),
+        ),
+        (
+            "srv/app/base.ini",
+            "[uwsgi]\nchdir = %d\nproject = mysite\n[decoy]\nchdir = %d\nmodule = decoy\n".into(),
+        ),
+        ("srv/app/more.ini", "[uwsgi]\nsubmodule = wsgi\n".into()),
+        // The environment's variables in values.
+        (
+            "srv/app/uwsgi-env.json",
+            r#"{"uwsgi": {"chdir": "%d", "wsgi-file": "$(APP_FILE)"}}"#.into(),
+        ),
+        // XML: the first `<uwsgi>` element wherever it is, or the one `FILE:id` names.
+        (
+            "srv/app/uwsgi-sections.xml",
+            "<config>\n  <uwsgi id=\"prod\"><chdir>%d</chdir><module>decoy</module></uwsgi>\n  \
+             <uwsgi id=\"dev\"><chdir>%d</chdir><module>mysite.wsgi</module></uwsgi>\n</config>\n"
                 .into(),
         ),
     ]
@@ -152,6 +185,27 @@ fn the_usage_view_finds_the_application_debians_uwsgi_imports() {
         ),
         (&["--ini", "srv/app/uwsgi.ini"], &["UWSGI_MODULE=decoy"]),
         (&["--chdir", "srv/app", "-w", "decoy"], &[]),
+        // Placeholders, files naming files, sections, the environment's variables.
+        (&["--ini", "srv/app/placeholders.ini"], &[]),
+        (&["--ini", "srv/app/deploy.ini"], &[]),
+        (&["--ini", "srv/app/base.ini:decoy"], &[]),
+        (
+            &["--json", "srv/app/uwsgi-env.json"],
+            &["APP_FILE=mysite/wsgi.py"],
+        ),
+        (&["--xml", "srv/app/uwsgi-sections.xml"], &[]),
+        (&["--xml", "srv/app/uwsgi-sections.xml:dev"], &[]),
+        (
+            &[
+                "--set-ph",
+                "project=mysite",
+                "--chdir",
+                "$(APP_DIR)",
+                "--module",
+                "%(project).wsgi",
+            ],
+            &["APP_DIR=srv/app"],
+        ),
     ];
     let mut imported = std::collections::BTreeSet::new();
     for (args, env) in cases {
