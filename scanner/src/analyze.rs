@@ -46,6 +46,32 @@ pub enum Node {
     },
 }
 
+/// Largest JSON, YAML or XML file read to see whether it holds a uWSGI section.
+const MAX_UWSGI_CONFIG: u64 = 64 << 10;
+
+/// Whether a JSON, YAML or XML file may be uWSGI's configuration under another name
+/// (`deploy/site.yaml`): one outside the system's shared data and `node_modules`, read
+/// (up to [`MAX_UWSGI_CONFIG`]) and kept when [`holds_uwsgi_section`].
+fn uwsgi_config_candidate(path: &str) -> bool {
+    [".json", ".yaml", ".yml", ".xml"]
+        .iter()
+        .any(|extension| path.ends_with(extension))
+        && !path.starts_with("usr/share/")
+        && !path.contains("node_modules/")
+}
+
+/// Whether a file's bytes hold a `uwsgi` section as uWSGI reads one: a JSON `"uwsgi"`
+/// key, a YAML `uwsgi:` line at the top level, an XML `<uwsgi` element.
+fn holds_uwsgi_section(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.contains("\"uwsgi\"")
+        || text.contains("<uwsgi")
+        || text.lines().any(|line| {
+            line.strip_prefix("uwsgi")
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+}
+
 /// Whether a file's text is kept for the Usage view whatever its first bytes.
 fn text_wanted(path: &str) -> bool {
     let name = path.rsplit_once('/').map_or(path, |(_, name)| name);
@@ -63,8 +89,8 @@ fn text_wanted(path: &str) -> bool {
                 .iter()
                 .any(|system| path.starts_with(system)))
         // uWSGI's configuration in its other formats, when the file's name says it is
-        // uWSGI's (`uwsgi.yaml`, `app-uwsgi.json`): reading every JSON, YAML and XML
-        // file of an image would keep far too much.
+        // uWSGI's (`uwsgi.yaml`, `app-uwsgi.json`); others are kept by their contents
+        // ([`uwsgi_config_candidate`]).
         || (name.contains("uwsgi")
             && [".json", ".js", ".yaml", ".yml", ".xml"]
                 .iter()
@@ -1361,8 +1387,9 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
             _ => true,
         });
         let wants_text = (is_script || text_wanted(&path)) && size <= MAX_TEXT;
+        let maybe_uwsgi = size <= MAX_UWSGI_CONFIG && uwsgi_config_candidate(&path);
         let mut bytes = Vec::new();
-        if (kind.is_some() || is_elf || wants_text) && size <= MAX_FILE {
+        if (kind.is_some() || is_elf || wants_text || maybe_uwsgi) && size <= MAX_FILE {
             bytes.reserve(size as usize);
             bytes.extend_from_slice(&head);
             entry.read_to_end(&mut bytes)?;
@@ -1377,7 +1404,8 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                 } else {
                     None
                 },
-                text: (wants_text && whole).then(|| String::from_utf8_lossy(&bytes).into_owned()),
+                text: ((wants_text || (maybe_uwsgi && holds_uwsgi_section(&bytes))) && whole)
+                    .then(|| String::from_utf8_lossy(&bytes).into_owned()),
             },
         );
         let Some(kind) = kind else {
@@ -1499,6 +1527,51 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uwsgi_configuration_under_other_names_is_kept_by_its_contents() {
+        for (path, keep) in [
+            ("srv/app/deploy/site.yaml", true),
+            ("etc/app/site.json", true),
+            ("opt/app/site.xml", true),
+            ("usr/share/doc/x/example.json", false),
+            ("app/node_modules/x/package.yaml", false),
+            ("srv/app/site.js", false),
+        ] {
+            assert_eq!(uwsgi_config_candidate(path), keep, "{path}");
+        }
+        for (text, holds) in [
+            ("uwsgi:\n  module: app\n", true),
+            ("other: 1\nuwsgi :\n  module: app\n", true),
+            ("{\"uwsgi\": {\"module\": \"app\"}}", true),
+            ("<config><uwsgi id=\"a\"/></config>", true),
+            ("  uwsgi: nested\n", false),
+            ("uwsgi_version: 2\n", false),
+            ("{\"name\": \"uwsgi-tools\"}", false),
+        ] {
+            assert_eq!(holds_uwsgi_section(text.as_bytes()), holds, "{text}");
+        }
+        let tar = tar_of(&[
+            (
+                "srv/app/deploy/site.yaml".to_string(),
+                b"uwsgi:\n  module: app\n".as_slice(),
+            ),
+            (
+                "srv/app/deploy/other.yaml".to_string(),
+                b"name: x\n".as_slice(),
+            ),
+        ]);
+        let fragment = analyse_tar(&tar[..]).unwrap();
+        let text = |path: &str| match fragment.tree.get(path) {
+            Some(Node::File { text, .. }) => text.clone(),
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(
+            text("srv/app/deploy/site.yaml").as_deref(),
+            Some("uwsgi:\n  module: app\n")
+        );
+        assert_eq!(text("srv/app/deploy/other.yaml"), None);
+    }
 
     #[test]
     fn dpkg_takes_installed_packages_only() {

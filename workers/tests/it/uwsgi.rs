@@ -76,6 +76,11 @@ fn application_tree() -> Vec<(&'static str, String)> {
             "srv/app/uwsgi-env.json",
             r#"{"uwsgi": {"chdir": "%d", "wsgi-file": "$(APP_FILE)"}}"#.into(),
         ),
+        // A configuration file whose name does not say it is uWSGI's: kept by its contents.
+        (
+            "srv/app/deploy/site.yaml",
+            "uwsgi:\n  chdir: %d..\n  module: mysite.wsgi\n".into(),
+        ),
         // XML: the first `<uwsgi>` element wherever it is, or the one `FILE:id` names.
         (
             "srv/app/uwsgi-sections.xml",
@@ -193,6 +198,7 @@ fn the_usage_view_finds_the_application_debians_uwsgi_imports() {
             &["--json", "srv/app/uwsgi-env.json"],
             &["APP_FILE=mysite/wsgi.py"],
         ),
+        (&["--yaml", "srv/app/deploy/site.yaml"], &[]),
         (&["--xml", "srv/app/uwsgi-sections.xml"], &[]),
         (&["--xml", "srv/app/uwsgi-sections.xml:dev"], &[]),
         (
