@@ -92,6 +92,9 @@ install_missing() {
   # (environment, command line, ini, JSON, YAML and XML files) is checked against the
   # application the real uWSGI loads.
   command -v uwsgi_python3 >/dev/null || apt+=(uwsgi-core uwsgi-plugin-python3)
+  # A Java runtime: Debian's Tomcat itself reports the repositories its class loaders
+  # include, the reference for the Usage view's reading of catalina.properties.
+  command -v java >/dev/null || apt+=(openjdk-17-jre-headless)
   # The Go toolchain builds the Go binaries whose build information the scanner reads,
   # and `go version -m` is the reference for that reading.
   command -v go >/dev/null || apt+=(golang-go)
@@ -292,4 +295,5 @@ start_services() {
   export STELLAOPS_TEST_COMPOSER; STELLAOPS_TEST_COMPOSER=$(command -v composer)
   export STELLAOPS_TEST_GO; STELLAOPS_TEST_GO=$(command -v go)
   export STELLAOPS_TEST_UWSGI; STELLAOPS_TEST_UWSGI=$(command -v uwsgi_python3)
+  export STELLAOPS_TEST_JAVA; STELLAOPS_TEST_JAVA=$(command -v java)
 }

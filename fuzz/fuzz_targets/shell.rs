@@ -128,7 +128,11 @@ fuzz_target!(|data: &[u8]| {
         &tomcat,
         &RunConfig {
             entrypoint: vec!["/tomcat/bin/catalina.sh".into(), "run".into()],
-            env: vec!["CATALINA_HOME=/tomcat".into()],
+            // `${text}` in the class loaders is the text.
+            env: vec![
+                "CATALINA_HOME=/tomcat".into(),
+                format!("CATALINA_OPTS=-Dtext={text}"),
+            ],
             working_dir: "/".into(),
             ..RunConfig::default()
         },

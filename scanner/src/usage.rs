@@ -486,11 +486,50 @@ enum TomcatRepository {
     Jar(String),
 }
 
+/// `item` with each `${name}` replaced as Tomcat's `Bootstrap` replaces it in a class
+/// loader's repositories: `catalina.home` and `catalina.base` by those directories, any
+/// other name by the system property (`properties`); once, not again in what replaced it;
+/// an unknown name is left as written.
+fn tomcat_replace(
+    item: &str,
+    home: &str,
+    base: &str,
+    properties: &BTreeMap<String, String>,
+) -> String {
+    let mut out = String::with_capacity(item.len());
+    let mut rest = item;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let Some(end) = rest[at + 2..].find('}').map(|end| at + 2 + end) else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let name = &rest[at + 2..end];
+        match name {
+            "catalina.home" => out.push_str(&format!("/{home}")),
+            "catalina.base" => out.push_str(&format!("/{base}")),
+            _ => match properties.get(name).filter(|_| !name.is_empty()) {
+                Some(value) => out.push_str(value),
+                None => out.push_str(&rest[at..=end]),
+            },
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The repositories of a Tomcat class loader's value: comma-separated, each optionally in
-/// double quotes, `${catalina.base}` and `${catalina.home}` replaced; a repository naming
-/// another property, or a URL, is left out (their values are not known here).
-fn tomcat_repositories(value: &str, home: &str, base: &str) -> Vec<TomcatRepository> {
+/// double quotes, its `${…}` replaced ([`tomcat_replace`]). A repository still naming an
+/// unknown property, or a URL, is returned apart (its place is not known here).
+fn tomcat_repositories(
+    value: &str,
+    home: &str,
+    base: &str,
+    properties: &BTreeMap<String, String>,
+) -> (Vec<TomcatRepository>, Vec<String>) {
     let mut out = Vec::new();
+    let mut unknown = Vec::new();
     let mut rest = value;
     while !rest.trim().is_empty() {
         let trimmed = rest.trim_start();
@@ -504,11 +543,12 @@ fn tomcat_repositories(value: &str, home: &str, base: &str) -> Vec<TomcatReposit
             None => trimmed.split_once(',').unwrap_or((trimmed, "")),
         };
         rest = after;
-        let item = item
-            .trim()
-            .replace("${catalina.base}", &format!("/{base}"))
-            .replace("${catalina.home}", &format!("/{home}"));
-        if item.is_empty() || item.contains("${") || item.contains("://") {
+        let item = tomcat_replace(item.trim(), home, base, properties);
+        if item.is_empty() {
+            continue;
+        }
+        if item.contains("${") || item.contains("://") {
+            unknown.push(item);
             continue;
         }
         out.push(if let Some(dir) = item.strip_suffix("/*.jar") {
@@ -519,7 +559,7 @@ fn tomcat_repositories(value: &str, home: &str, base: &str) -> Vec<TomcatReposit
             TomcatRepository::Dir(item)
         });
     }
-    out
+    (out, unknown)
 }
 
 /// The values of every `name="…"` (or `'…'`) attribute in `xml`, in order; entity
@@ -1040,7 +1080,16 @@ impl<'a> Tracer<'a> {
                     .env_dir("CATALINA_HOME")
                     .unwrap_or_else(|| parent(parent(&found.path)).to_string());
                 let base = ctx.env_dir("CATALINA_BASE").unwrap_or_else(|| home.clone());
-                self.tomcat(&home, &base, args, &here);
+                // The system properties it passes to `java` from JAVA_OPTS and
+                // CATALINA_OPTS.
+                let system: BTreeMap<String, String> = ["JAVA_OPTS", "CATALINA_OPTS"]
+                    .iter()
+                    .filter_map(|var| ctx.env.get(*var))
+                    .flat_map(|opts| opts.split_whitespace())
+                    .filter_map(|word| word.strip_prefix("-D")?.split_once('='))
+                    .map(|(key, value)| (key.to_string(), value.to_string()))
+                    .collect();
+                self.tomcat(&home, &base, &system, args, &here);
             }
             // WildFly's launcher: JBOSS_HOME (its own directory's parent unless set) and
             // the server's base directory (JBOSS_BASE_DIR, else `standalone`).
@@ -2078,7 +2127,11 @@ impl<'a> Tracer<'a> {
                 let base = properties
                     .get("catalina.base")
                     .map_or_else(|| home.clone(), |b| join(&ctx.cwd, b));
-                self.tomcat(&home, &base, &args[i + 1..], "java");
+                let system = properties
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string()))
+                    .collect();
+                self.tomcat(&home, &base, &system, &args[i + 1..], "java");
                 return;
             }
             self.trace.runtimes.insert("maven".into());
@@ -2090,13 +2143,20 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// Tomcat, from CATALINA_HOME `home` and CATALINA_BASE `base` (relative to the root):
-    /// its bootstrap jars, the default `common.loader` (`base/lib` and `home/lib`), and the
-    /// web applications it deploys — the WARs and directories under each `<Host appBase>`
-    /// of `base/conf/server.xml` (`webapps` when it names none) and each `<Context
-    /// docBase>` there or in `base/conf/Catalina/<host>/*.xml` that lies elsewhere. A
-    /// `common.loader` changed in `catalina.properties` is not read.
-    fn tomcat(&mut self, home: &str, base: &str, args: &[String], from: &str) {
+    /// Tomcat, from CATALINA_HOME `home` and CATALINA_BASE `base` (relative to the root)
+    /// with the command line's system properties `system`: its bootstrap jars, its class
+    /// loaders' repositories ([`Tracer::tomcat_class_loaders`]), and the web applications
+    /// it deploys — the WARs and directories under each `<Host appBase>` of
+    /// `base/conf/server.xml` (`webapps` when it names none) and each `<Context docBase>`
+    /// there or in `base/conf/Catalina/<host>/*.xml` that lies elsewhere.
+    fn tomcat(
+        &mut self,
+        home: &str,
+        base: &str,
+        system: &BTreeMap<String, String>,
+        args: &[String],
+        from: &str,
+    ) {
         self.trace.runtimes.insert("maven".into());
         for jar in ["bin/bootstrap.jar", "bin/tomcat-juli.jar"] {
             self.reach(&join(home, jar));
@@ -2145,7 +2205,7 @@ impl<'a> Tracer<'a> {
         // The class loaders' repositories (`conf/catalina.properties`; without one,
         // Tomcat's default common loader: both `lib` directories and their jars), each
         // jar followed to the file it names (Debian's are links into /usr/share/java).
-        for repository in self.tomcat_class_loaders(home, base) {
+        for repository in self.tomcat_class_loaders(home, base, system) {
             match repository {
                 TomcatRepository::Dir(dir) => self.reach(&join("", &dir)),
                 TomcatRepository::Jars(dir) => self.jars_in(&join("", &dir)),
@@ -2168,7 +2228,15 @@ impl<'a> Tracer<'a> {
 
     /// The repositories of Tomcat's common, server and shared class loaders, from
     /// `base/conf/catalina.properties`; Tomcat's default common loader when there is none.
-    fn tomcat_class_loaders(&mut self, home: &str, base: &str) -> Vec<TomcatRepository> {
+    /// `${name}` in them is the system property: one of `catalina.properties` (Tomcat sets
+    /// them all as system properties, over those of the command line), else one of the
+    /// command line (`-Dname=value`, `system`).
+    fn tomcat_class_loaders(
+        &mut self,
+        home: &str,
+        base: &str,
+        system: &BTreeMap<String, String>,
+    ) -> Vec<TomcatRepository> {
         let default = "\"${catalina.base}/lib\",\"${catalina.base}/lib/*.jar\",\
              \"${catalina.home}/lib\",\"${catalina.home}/lib/*.jar\"";
         let Some(found) = self
@@ -2176,20 +2244,30 @@ impl<'a> Tracer<'a> {
             .resolve("", &join(base, "conf/catalina.properties"))
             .map(|r| r.path)
         else {
-            return tomcat_repositories(default, home, base);
+            return tomcat_repositories(default, home, base, system).0;
         };
         let Some(text) = self.vfs.text(&found) else {
             self.note(format!(
                 "/{found} was not read: its class loaders are taken to be Tomcat's default"
             ));
-            return tomcat_repositories(default, home, base);
+            return tomcat_repositories(default, home, base, system).0;
         };
-        let properties = java_properties(text);
-        ["common.loader", "server.loader", "shared.loader"]
-            .iter()
-            .filter_map(|key| properties.get(*key))
-            .flat_map(|value| tomcat_repositories(value, home, base))
-            .collect()
+        let mut properties = system.clone();
+        properties.extend(java_properties(text));
+        let mut repositories = Vec::new();
+        for key in ["common.loader", "server.loader", "shared.loader"] {
+            let Some(value) = properties.get(key) else {
+                continue;
+            };
+            let (found_here, unknown) = tomcat_repositories(value, home, base, &properties);
+            repositories.extend(found_here);
+            for item in unknown {
+                self.note(format!(
+                    "/{found}: {key} repository {item} is not known here"
+                ));
+            }
+        }
+        repositories
     }
 
     /// Jetty (`java -jar start.jar`) from JETTY_HOME `home` and JETTY_BASE `base`: the jars
@@ -3756,23 +3834,47 @@ mod tests {
         assert_eq!(properties["odd"], "ends with a backslash\\\\");
         assert_eq!(java_properties("a=1,\\\n  2,\\")["a"], "1,2,");
         use TomcatRepository::*;
+        let none = BTreeMap::new();
         assert_eq!(
             tomcat_repositories(
                 &properties["common.loader"],
                 "usr/share/tomcat10",
-                "var/lib/tomcat10"
+                "var/lib/tomcat10",
+                &none
             ),
-            [
-                Dir("/var/lib/tomcat10/lib".into()),
-                Jars("/usr/share/tomcat10/lib".into()),
-                Jars("/opt/shared".into()),
-                Jar("/opt/one.jar".into()),
-                Dir("/usr/share/tomcat10/classes".into()),
-            ]
+            (
+                vec![
+                    Dir("/var/lib/tomcat10/lib".into()),
+                    Jars("/usr/share/tomcat10/lib".into()),
+                    Jars("/opt/shared".into()),
+                    Jar("/opt/one.jar".into()),
+                    Dir("/usr/share/tomcat10/classes".into()),
+                ],
+                vec![
+                    "${other}/lib".to_string(),
+                    "http://example.com/x.jar".to_string()
+                ]
+            )
         );
-        assert!(tomcat_repositories("", "h", "b").is_empty());
+        // Another property: replaced once, not again in its value; unknown or unclosed
+        // ones are left as written.
+        let system = BTreeMap::from([
+            ("other".to_string(), "/opt/other".to_string()),
+            ("twice".to_string(), "${other}".to_string()),
+            ("".to_string(), "/empty".to_string()),
+        ]);
         assert_eq!(
-            tomcat_repositories("\"unterminated", "h", "b"),
+            tomcat_replace(
+                "${other}/lib:${twice}:${}:${nope}:${catalina.base}:${open",
+                "h",
+                "b",
+                &system
+            ),
+            "/opt/other/lib:${other}:${}:${nope}:/b:${open"
+        );
+        assert!(tomcat_repositories("", "h", "b", &none).0.is_empty());
+        assert_eq!(
+            tomcat_repositories("\"unterminated", "h", "b", &none).0,
             [Dir("unterminated".into())]
         );
     }

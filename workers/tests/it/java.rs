@@ -648,6 +648,157 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     );
 }
 
+/// The repositories of Tomcat's class loaders, as Debian's Tomcat itself builds them:
+/// its own `catalina.sh run` is started on a `catalina.properties` whose loaders name
+/// directories, `dir/*.jar` globs and jars through `${catalina.base}`/`${catalina.home}`,
+/// a property the file sets (over the same one on the command line), one only the
+/// command line (`CATALINA_OPTS`) sets and one nobody sets; Tomcat's `ClassLoaderFactory`
+/// logs each directory and jar it includes (at `FINE`, through the base's
+/// `logging.properties`), and the scanner's trace of an image holding the same tree must
+/// reach exactly those, besides the bootstrap class path.
+#[test]
+fn tomcats_class_loaders_are_the_repositories_tomcat_itself_includes() {
+    use stellaops_scanner::analyze::analyse_tar;
+    use stellaops_scanner::usage::{RunConfig, Vfs, trace};
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_TOMCAT_DEBS") else {
+        return;
+    };
+    let Some(java) = stellaops_testing::service("STELLAOPS_TEST_JAVA") else {
+        return;
+    };
+    let root = stellaops_testing::scratch_dir("tomcat-loaders");
+    for deb in debs_in(&debs) {
+        let ok = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let jar = std::fs::read(root.join("usr/share/java/tomcat10-util.jar")).unwrap();
+    let properties = "common.loader=\"${catalina.base}/lib\",\"${catalina.base}/lib/*.jar\",\
+        \"${catalina.home}/lib\",\"${catalina.home}/lib/*.jar\",\\\n  \
+        \"${app.libs}/*.jar\",${extra.dir}/classes,\"${extra.dir}/tool.jar\",\"${undefined.dir}/x.jar\"\n\
+        server.loader=${catalina.base}/server/*.jar\n\
+        shared.loader=\"${catalina.base}/shared\"\n\
+        app.libs=opt/libs\n";
+    let logging = "handlers = java.util.logging.ConsoleHandler\n\
+        java.util.logging.ConsoleHandler.level = ALL\n\
+        org.apache.catalina.startup.ClassLoaderFactory.level = ALL\n";
+    for (path, bytes) in [
+        ("srv/base/conf/catalina.properties", properties.as_bytes()),
+        ("srv/base/conf/logging.properties", logging.as_bytes()),
+        ("srv/base/lib/base.jar", &jar),
+        ("srv/base/server/server.jar", &jar),
+        ("srv/base/shared/classes.txt", b"".as_slice()),
+        ("opt/libs/a.jar", &jar),
+        ("opt/libs/b.jar", &jar),
+        // Named by the command line's app.libs, which catalina.properties overrides.
+        ("opt/other/c.jar", &jar),
+        ("opt/extra/classes/x.txt", b"".as_slice()),
+        ("opt/extra/tool.jar", &jar),
+        ("opt/extra/unlisted.jar", &jar),
+    ] {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    }
+    // Both run from the root, with the same environment (relative directories).
+    let env = [
+        ("CATALINA_HOME", "usr/share/tomcat10"),
+        ("CATALINA_BASE", "srv/base"),
+        (
+            "CATALINA_OPTS",
+            "-Dextra.dir=opt/extra -Dapp.libs=opt/other",
+        ),
+    ];
+    let java_home = std::fs::canonicalize(&java)
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let out = Command::new("sh")
+        .args(["usr/share/tomcat10/bin/catalina.sh", "run"])
+        .current_dir(&root)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("JAVA_HOME", &java_home)
+        .envs(env)
+        .output()
+        .unwrap();
+    // No server.xml: Tomcat stops after building its class loaders.
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let host_root = format!("{}/", root.canonicalize().unwrap().display());
+    let mut included: BTreeSet<String> = BTreeSet::new();
+    for line in log.lines() {
+        let Some((_, what)) = line.split_once("Including ") else {
+            continue;
+        };
+        let path = if let Some(url) = what.strip_prefix("directory file:") {
+            url.trim_end_matches('/')
+        } else if let Some(url) = what.strip_prefix("jar file file:") {
+            url
+        } else if let Some(path) = what.strip_prefix("glob jar file ") {
+            path
+        } else {
+            continue;
+        };
+        let image = path
+            .strip_prefix(&host_root)
+            .unwrap_or_else(|| panic!("{path} is outside {host_root}"));
+        included.insert(format!("/{image}"));
+    }
+    for expected in [
+        "/srv/base/lib",
+        "/srv/base/lib/base.jar",
+        "/opt/libs/a.jar",
+        "/opt/extra/classes",
+        "/opt/extra/tool.jar",
+        "/srv/base/server/server.jar",
+        "/srv/base/shared",
+    ] {
+        assert!(
+            included.contains(expected),
+            "Tomcat included {included:#?}\n{log}"
+        );
+    }
+    assert!(
+        included
+            .iter()
+            .any(|p| p.starts_with("/usr/share/java/tomcat10-catalina")),
+        "{included:#?}"
+    );
+
+    let fragment = analyse_tar(&oci::tar_dir(&root)[..]).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    let vfs = Vfs::merge([&fragment]);
+    let config = RunConfig {
+        entrypoint: vec!["/usr/share/tomcat10/bin/catalina.sh".into(), "run".into()],
+        env: std::iter::once("PATH=/usr/bin:/bin".to_string())
+            .chain(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect(),
+        working_dir: "/".into(),
+        ..RunConfig::default()
+    };
+    let t = trace(&vfs, &config);
+    let reached: BTreeSet<String> = t
+        .language_files
+        .iter()
+        .chain(&t.language_dirs)
+        .filter(|p| !p.starts_with("/usr/share/tomcat10/bin/") && !p.contains("-juli"))
+        .cloned()
+        .collect();
+    assert_eq!(reached, included, "{t:#?}");
+    assert!(
+        t.notes.iter().any(|n| n.contains("${undefined.dir}/x.jar")),
+        "{:?}",
+        t.notes
+    );
+}
+
 /// Tomcat's own jars (built with Ant and bnd: no `pom.properties`) are named by their
 /// manifests as the Maven artifacts they are published as — checked against Debian's
 /// packaging of Tomcat and of the embedded Tomcat, which links each jar from its Maven
