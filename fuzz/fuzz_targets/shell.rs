@@ -1,7 +1,7 @@
 //! The EntryTrace shell tokenizer and expansion on entrypoint scripts from images, and
 //! EntryTrace itself over a file system holding the input as its entrypoint script, and
 //! as Tomcat's `server.xml`, a context file (their attribute reading) and
-//! `catalina.properties` (its class loaders), and as uWSGI's
+//! `catalina.properties` (its class loaders), as a Jetty module and start file, and as uWSGI's
 //! ini, JSON, YAML and XML files (their sections, the files they name, magic variables,
 //! placeholders and `$(…)` references) and options in the environment.
 #![no_main]
@@ -88,6 +88,17 @@ fuzz_target!(|data: &[u8]| {
                 text: None,
             },
         ),
+        (
+            "bin/java".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: None,
+            },
+        ),
+        ("jetty/start.jar".to_string(), xml("")),
+        ("jetty/modules/fuzz.mod".to_string(), xml(&text)),
+        ("jetty/base/start.d/fuzz.ini".to_string(), xml(&text)),
         ("app/uwsgi.ini".to_string(), xml(&text)),
         ("app/uwsgi.json".to_string(), xml(&text)),
         ("app/uwsgi.yaml".to_string(), xml(&text)),
@@ -107,6 +118,21 @@ fuzz_target!(|data: &[u8]| {
             },
         );
     }
+    // The text as a Jetty module and a start file of its base.
+    let _ = trace(
+        &tomcat,
+        &RunConfig {
+            entrypoint: vec![
+                "/bin/java".into(),
+                "-jar".into(),
+                "/jetty/start.jar".into(),
+                "jetty.base=/jetty/base".into(),
+                "--module=fuzz".into(),
+            ],
+            working_dir: "/".into(),
+            ..RunConfig::default()
+        },
+    );
     // The text as the value of uWSGI options set in the environment.
     let _ = trace(
         &tomcat,

@@ -98,6 +98,8 @@ fn text_wanted(path: &str) -> bool {
             && !path.starts_with("usr/share/"))
         // Tomcat's configuration (`conf/`, Debian's `/etc/tomcat10/`): where its web
         // applications are deployed.
+        // Jetty's modules (`modules/http.mod`): what they enable and put on the class path.
+        || (name.ends_with(".mod") && path.contains("modules/"))
         || name == "server.xml"
         || name == "catalina.properties"
         || (path.contains("/Catalina/") && path.ends_with(".xml"))

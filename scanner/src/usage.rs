@@ -2046,21 +2046,37 @@ impl<'a> Tracer<'a> {
                             // Jetty's and WildFly's launchers load the deployed
                             // applications' jars themselves.
                             let home = parent(&r.path).to_string();
-                            match basename(&r.path) {
+                            // Debian's start.jar is a link to jetty9-start.jar.
+                            let named = join(&ctx.cwd, jar);
+                            let name = if basename(&named) == "start.jar" {
+                                "start.jar"
+                            } else {
+                                basename(&r.path)
+                            };
+                            match name {
                                 "start.jar" => {
                                     // `jetty.base` as a property or a `key=value`
                                     // argument, else JETTY_BASE, else the working
-                                    // directory (Jetty's own default).
-                                    let argument = args[i + 2..]
-                                        .iter()
-                                        .find_map(|a| a.strip_prefix("jetty.base="));
-                                    let base = properties
-                                        .get("jetty.base")
-                                        .copied()
-                                        .or(argument)
+                                    // directory (Jetty's own default); `jetty.home`
+                                    // likewise, else where start.jar was named.
+                                    let rest = &args[i + 2..];
+                                    let setting = |key: &str| {
+                                        properties.get(key).copied().or_else(|| {
+                                            rest.iter().find_map(|a| {
+                                                a.strip_prefix(key)?.strip_prefix('=')
+                                            })
+                                        })
+                                    };
+                                    let base = setting("jetty.base")
                                         .or(ctx.env.get("JETTY_BASE").map(String::as_str))
                                         .map_or_else(|| join("", &ctx.cwd), |b| join(&ctx.cwd, b));
-                                    self.jetty(&home, &base);
+                                    let jetty_home = setting("jetty.home").map_or_else(
+                                        || parent(&named).to_string(),
+                                        |h| join(&ctx.cwd, h),
+                                    );
+                                    let jetty_home =
+                                        self.vfs.directory(&jetty_home).unwrap_or(jetty_home);
+                                    self.jetty(&jetty_home, &base, rest);
                                 }
                                 "jboss-modules.jar" => {
                                     let base = properties.get("jboss.server.base.dir").map_or_else(
@@ -2270,14 +2286,233 @@ impl<'a> Tracer<'a> {
         repositories
     }
 
-    /// Jetty (`java -jar start.jar`) from JETTY_HOME `home` and JETTY_BASE `base`: the jars
-    /// of `home/lib` and `base/lib` (all of them: which modules a base enables is not
-    /// read) and the web applications in `base/webapps`.
-    fn jetty(&mut self, home: &str, base: &str) {
+    /// Jetty (`java -jar start.jar`) from JETTY_HOME `home` and JETTY_BASE `base`, with the
+    /// arguments after the jar `args`: the jars and directories of the modules it enables
+    /// ([`Tracer::jetty_modules`]), and the web applications in `base/webapps`. When the
+    /// modules cannot be worked out, every jar of `home/lib` and `base/lib`.
+    fn jetty(&mut self, home: &str, base: &str, args: &[String]) {
         self.trace.runtimes.insert("maven".into());
-        for dir in [join(home, "lib"), join(base, "lib"), join(base, "webapps")] {
-            self.reach(&dir);
+        self.reach(&join(base, "webapps"));
+        match self.jetty_modules(home, base, args) {
+            Some(paths) => {
+                for path in paths {
+                    self.reach(&path);
+                }
+            }
+            None => {
+                for dir in [join(home, "lib"), join(base, "lib")] {
+                    self.reach(&dir);
+                }
+            }
         }
+    }
+
+    /// The files and directories of the `[lib]` sections of the modules Jetty enables: those
+    /// `--module=a,b` (or `--modules=`) names on the command line and in `base`'s
+    /// `start.ini` and `start.d/*.ini`, and, in turn, what their `[depend]` sections name
+    /// (a name no module file has is the module that `[provides]` it: one already enabled,
+    /// else every provider; `name?`, Jetty 10's optional dependency, and `[optional]`
+    /// enable nothing). A module is `modules/NAME.mod` of `base`, else of `home`; a `[lib]`
+    /// entry is relative to `base` and `home` (both searched), with `*` and `**` globs and
+    /// `${jetty.version}` standing for a version; other `${…}` stand for anything. `None`
+    /// (noted) when a module or a configuration file cannot be read: then its libraries
+    /// are not known.
+    fn jetty_modules(&mut self, home: &str, base: &str, args: &[String]) -> Option<Vec<String>> {
+        let mut requested: Vec<String> = Vec::new();
+        let mut request = |line: &str| {
+            let line = line.trim();
+            if let Some(names) = line
+                .strip_prefix("--module=")
+                .or_else(|| line.strip_prefix("--modules="))
+            {
+                requested.extend(
+                    names
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string),
+                );
+            }
+        };
+        let mut ini_files: Vec<String> = vec![join(base, "start.ini")];
+        if let Some(dir) = self.vfs.directory(&join(base, "start.d")) {
+            ini_files.extend(
+                self.vfs
+                    .list(&dir)
+                    .into_iter()
+                    .filter(|n| n.ends_with(".ini"))
+                    .map(|n| join(&dir, n)),
+            );
+        }
+        for file in &ini_files {
+            let Some(found) = self.vfs.resolve("", file) else {
+                continue;
+            };
+            match self.vfs.text(&found.path) {
+                Some(text) => text.lines().for_each(&mut request),
+                None => {
+                    self.note(format!(
+                        "jetty: /{} was not read: every jar of its lib directories is taken to be used",
+                        found.path
+                    ));
+                    return None;
+                }
+            }
+        }
+        args.iter().for_each(|a| request(a));
+        if requested.is_empty() {
+            self.note(format!(
+                "jetty: no module enabled in /{base}/start.ini, /{base}/start.d or the command line: every jar of its lib directories is taken to be used"
+            ));
+            return None;
+        }
+
+        // Every module file: its name (path under `modules/`, without `.mod`) and text.
+        let mut modules: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for root in [home, base] {
+            let Some(dir) = self.vfs.directory(&join(root, "modules")) else {
+                continue;
+            };
+            let mut pending = vec![(dir.clone(), String::new())];
+            while let Some((at, prefix)) = pending.pop() {
+                for entry in self.vfs.list(&at) {
+                    let path = join(&at, entry);
+                    if let Some(name) = entry.strip_suffix(".mod") {
+                        let text = self
+                            .vfs
+                            .resolve("", &path)
+                            .and_then(|r| self.vfs.text(&r.path));
+                        // A base's module replaces the home's of the same name.
+                        modules.insert(format!("{prefix}{name}"), text.map(str::to_string));
+                    } else if self.vfs.is_dir("", &path) && pending.len() < 64 {
+                        pending.push((path, format!("{prefix}{entry}/")));
+                    }
+                }
+            }
+        }
+        let sections = |text: &str, wanted: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            let mut inside = false;
+            for line in text.lines().map(str::trim) {
+                if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    inside = section.trim().eq_ignore_ascii_case(wanted);
+                } else if inside && !line.is_empty() && !line.starts_with('#') {
+                    out.push(line.to_string());
+                }
+            }
+            out
+        };
+
+        let mut enabled: BTreeSet<String> = BTreeSet::new();
+        let mut queue = requested.clone();
+        let mut steps = 0;
+        while let Some(name) = queue.pop() {
+            steps += 1;
+            if steps > 10_000 {
+                self.note("jetty: too many module dependencies to follow".to_string());
+                return None;
+            }
+            // `${…}` in a name (`alpn-impl/alpn-${java.version.platform}`) stands for anything.
+            let pattern = jetty_pattern(&name);
+            let mut chosen: Vec<String> = modules
+                .keys()
+                .filter(|m| glob_match(&pattern, m))
+                .cloned()
+                .collect();
+            if chosen.is_empty() {
+                let providers: Vec<String> = modules
+                    .iter()
+                    .filter(|(_, text)| {
+                        text.as_deref().is_some_and(|text| {
+                            sections(text, "provides")
+                                .iter()
+                                .any(|p| glob_match(&pattern, p))
+                        })
+                    })
+                    .map(|(m, _)| m.clone())
+                    .collect();
+                let already: Vec<String> = providers
+                    .iter()
+                    .filter(|p| enabled.contains(*p) || requested.contains(*p))
+                    .cloned()
+                    .collect();
+                chosen = if already.is_empty() {
+                    providers
+                } else {
+                    already
+                };
+            }
+            if chosen.is_empty() {
+                self.note(format!(
+                    "jetty: no module {name} in /{home}/modules or /{base}/modules: every jar of its lib directories is taken to be used"
+                ));
+                return None;
+            }
+            for module in chosen {
+                if !enabled.insert(module.clone()) {
+                    continue;
+                }
+                let Some(text) = &modules[&module] else {
+                    self.note(format!(
+                        "jetty: the module file of {module} was not read: every jar of its lib directories is taken to be used"
+                    ));
+                    return None;
+                };
+                queue.extend(
+                    sections(text, "depend")
+                        .into_iter()
+                        .filter(|d| !d.ends_with('?')),
+                );
+            }
+        }
+
+        let mut paths = Vec::new();
+        for module in &enabled {
+            let text = modules[module].as_deref().unwrap_or_default();
+            for entry in sections(text, "lib") {
+                let entry = entry
+                    .replace("${jetty.home}", &format!("/{home}"))
+                    .replace("${jetty.base}", &format!("/{base}"));
+                for root in [base, home] {
+                    paths.extend(self.jetty_lib_matches(&join(root, &entry)));
+                }
+            }
+        }
+        Some(paths)
+    }
+
+    /// The files (or the directory) a module's `[lib]` entry names under its root:
+    /// `dir/*.jar` and `dir/name-${jetty.version}.jar` in `dir`, `dir/**.jar` anywhere
+    /// below it.
+    fn jetty_lib_matches(&self, entry: &str) -> Vec<String> {
+        let (dir, file) = (parent(entry), basename(entry));
+        if !file.contains(['*', '$']) {
+            return vec![entry.to_string()];
+        }
+        let Some(dir) = self.vfs.directory(dir) else {
+            return Vec::new();
+        };
+        let recursive = file.starts_with("**");
+        let pattern = jetty_pattern(file.trim_start_matches("**"));
+        let pattern = if recursive {
+            format!("*{pattern}")
+        } else {
+            pattern
+        };
+        let mut out = Vec::new();
+        let mut pending = vec![dir];
+        while let Some(at) = pending.pop() {
+            for name in self.vfs.list(&at) {
+                let path = join(&at, name);
+                if glob_match(&pattern, name) && jetty_version_fits(file, name) {
+                    out.push(path.clone());
+                }
+                if recursive && self.vfs.is_dir("", &path) && out.len() + pending.len() < 10_000 {
+                    pending.push(path);
+                }
+            }
+        }
+        out
     }
 
     /// WildFly in standalone mode (`standalone.sh`, or `java -jar jboss-modules.jar`) from
@@ -2637,6 +2872,32 @@ pub fn ld_so_conf(vfs: &Vfs) -> Vec<String> {
 }
 
 /// `*` and `?` globbing of one path component.
+/// A Jetty module name or `[lib]` file name as a glob: each `${…}` stands for anything.
+fn jetty_pattern(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        out.push('*');
+        rest = rest[at..].find('}').map_or("", |end| &rest[at + end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `name` fits `${jetty.version}` in the `[lib]` file name `file` with a version:
+/// what stands there starts with a digit (`jetty-http-${jetty.version}.jar` is not
+/// `jetty-http-spi-9.4.57.jar`).
+fn jetty_version_fits(file: &str, name: &str) -> bool {
+    match file.split_once("${jetty.version}") {
+        Some((before, _)) if !before.contains(['*', '$']) => name
+            .strip_prefix(before)
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(|c| c.is_ascii_digit()),
+        _ => true,
+    }
+}
+
 fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
@@ -3817,6 +4078,121 @@ mod tests {
         ] {
             assert_eq!(used(&t, "maven", path), want, "{path}: {t:#?}");
         }
+    }
+
+    #[test]
+    fn jettys_modules_put_their_libraries_on_the_class_path() {
+        let elf = || file(true, None, Some(lib(&["libc.so.6"])));
+        let plain = || file(false, None, None);
+        let text = |t: &'static str| file(false, Some(t), None);
+        let vfs = image_with(vec![
+            ("usr/bin/java", elf()),
+            ("usr/local/jetty/start.jar", plain()),
+            (
+                "usr/local/jetty/modules/server.mod",
+                text(
+                    "[depend]\nthreadpool\nlogging\njmx?\n[optional]\nproxy\n[lib]\n# the server\nlib/jetty-server-${jetty.version}.jar\n",
+                ),
+            ),
+            (
+                "usr/local/jetty/modules/threadpool.mod",
+                text("[description]\npool\n"),
+            ),
+            (
+                "usr/local/jetty/modules/logging-jetty.mod",
+                text("[provides]\nlogging\n[lib]\nlib/logging/jetty-slf4j-*.jar\n"),
+            ),
+            (
+                "usr/local/jetty/modules/logging-log4j2.mod",
+                text("[provides]\nlogging\n[lib]\nlib/logging/log4j-*.jar\n"),
+            ),
+            (
+                "usr/local/jetty/modules/http.mod",
+                text("[depend]\nserver\n"),
+            ),
+            (
+                "usr/local/jetty/modules/jmx.mod",
+                text("[lib]\nlib/jetty-jmx-${jetty.version}.jar\n"),
+            ),
+            (
+                "usr/local/jetty/modules/proxy.mod",
+                text("[lib]\nlib/jetty-proxy-${jetty.version}.jar\n"),
+            ),
+            (
+                "usr/local/jetty/modules/ext.mod",
+                text("[lib]\nlib/ext/**.jar\n"),
+            ),
+            (
+                "usr/local/jetty/modules/alpn-impl/alpn-17.mod",
+                text("[lib]\nlib/alpn/alpn-17.jar\n"),
+            ),
+            (
+                "usr/local/jetty/modules/alpn.mod",
+                text("[depend]\nalpn-impl/alpn-${java.version.platform}\n"),
+            ),
+            ("usr/local/jetty/lib/jetty-server-10.0.20.jar", plain()),
+            ("usr/local/jetty/lib/jetty-server-spi-10.0.20.jar", plain()),
+            ("usr/local/jetty/lib/jetty-jmx-10.0.20.jar", plain()),
+            ("usr/local/jetty/lib/jetty-proxy-10.0.20.jar", plain()),
+            ("usr/local/jetty/lib/logging/log4j-core-2.20.jar", plain()),
+            (
+                "usr/local/jetty/lib/logging/jetty-slf4j-impl-10.0.20.jar",
+                plain(),
+            ),
+            ("usr/local/jetty/lib/alpn/alpn-17.jar", plain()),
+            (
+                "var/lib/jetty/start.d/http.ini",
+                text("--module=http,logging-log4j2\n--module=ext\n"),
+            ),
+            ("var/lib/jetty/lib/ext/deep/ext.jar", plain()),
+            ("var/lib/jetty/lib/other.jar", plain()),
+        ]);
+        let jetty = |extra: &[&str]| {
+            let mut args = vec!["java", "-jar", "/usr/local/jetty/start.jar"];
+            args.extend(extra);
+            let mut run = config(&args, &[]);
+            run.env = vec!["PATH=/usr/bin".into(), "JETTY_BASE=/var/lib/jetty".into()];
+            trace(&vfs, &run)
+        };
+        let t = jetty(&["--module=alpn"]);
+        for (path, want) in [
+            ("usr/local/jetty/lib/jetty-server-10.0.20.jar", true),
+            // Not `jetty-server-${jetty.version}.jar`: what stands there is no version.
+            ("usr/local/jetty/lib/jetty-server-spi-10.0.20.jar", false),
+            // `jmx?` and `[optional]` enable nothing.
+            ("usr/local/jetty/lib/jetty-jmx-10.0.20.jar", false),
+            ("usr/local/jetty/lib/jetty-proxy-10.0.20.jar", false),
+            // `logging` is provided by the module enabled: not by every provider.
+            ("usr/local/jetty/lib/logging/log4j-core-2.20.jar", true),
+            (
+                "usr/local/jetty/lib/logging/jetty-slf4j-impl-10.0.20.jar",
+                false,
+            ),
+            ("usr/local/jetty/lib/alpn/alpn-17.jar", true),
+            ("var/lib/jetty/lib/ext/deep/ext.jar", true),
+            ("var/lib/jetty/lib/other.jar", false),
+        ] {
+            assert_eq!(
+                language_use(&vfs, &t, "maven", path),
+                Some(want),
+                "{path}: {t:#?}"
+            );
+        }
+        // A module no file has: its libraries are not known, every jar counts as used.
+        let t = jetty(&["--module=nosuch"]);
+        assert!(
+            t.notes.iter().any(|n| n.contains("no module nosuch")),
+            "{t:#?}"
+        );
+        assert_eq!(
+            language_use(
+                &vfs,
+                &t,
+                "maven",
+                "usr/local/jetty/lib/jetty-proxy-10.0.20.jar"
+            ),
+            Some(true)
+        );
     }
 
     #[test]

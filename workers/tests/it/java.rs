@@ -799,6 +799,146 @@ fn tomcats_class_loaders_are_the_repositories_tomcat_itself_includes() {
     );
 }
 
+/// The class path of Jetty's modules, as Debian's Jetty 9.4 itself works it out: its own
+/// `start.jar --list-config` on a base whose `start.d` enables modules (with their
+/// dependencies, provided names and `${jetty.version}` libraries, the `ext` module's
+/// `lib/ext/**.jar` and the `resources` directory) and one more module on the command
+/// line; the scanner's trace of an image holding the same tree must reach exactly the
+/// jars and directories Jetty lists (besides start.jar and the web applications), so a
+/// jar of a module nobody enables (`jetty-proxy`) or in the base's `lib/` is unused.
+#[test]
+fn jettys_modules_put_on_the_class_path_what_jettys_own_start_jar_lists() {
+    use stellaops_scanner::analyze::analyse_tar;
+    use stellaops_scanner::usage::{RunConfig, Vfs, trace};
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_JETTY_DEBS") else {
+        return;
+    };
+    let Some(java) = stellaops_testing::service("STELLAOPS_TEST_JAVA") else {
+        return;
+    };
+    let root = stellaops_testing::scratch_dir("jetty-modules");
+    for deb in debs_in(&debs) {
+        let ok = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let jar = std::fs::read(root.join("usr/share/java/jetty9-util.jar")).unwrap();
+    for (path, bytes) in [
+        (
+            "var/lib/jetty/start.d/server.ini",
+            b"# the official image's way\n--module=deploy,http,jsp,jstl,websocket,ext,resources\njetty.http.port=8080\n"
+                .as_slice(),
+        ),
+        ("var/lib/jetty/start.d/off.ini", b"# --module=proxy\n".as_slice()),
+        ("var/lib/jetty/lib/ext/audit/audit.jar", &jar),
+        ("var/lib/jetty/lib/unused.jar", &jar),
+        ("var/lib/jetty/resources/jetty-logging.properties", b"".as_slice()),
+        ("var/lib/jetty/webapps/shop.war", &jar),
+    ] {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    }
+    // A `java` for the image's PATH (the trace only needs an executable there).
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy("/bin/true", root.join("usr/bin/java")).unwrap();
+    // The image as Debian lays it out; then, for the real run here, the package's
+    // absolute links (`etc → /etc/jetty9`) pointed into the unpacked tree.
+    let fragment = analyse_tar(&oci::tar_dir(&root)[..]).unwrap();
+    let host_root = root.canonicalize().unwrap();
+    let out = Command::new("find")
+        .arg(&root)
+        .args(["-type", "l", "-lname", "/*"])
+        .output()
+        .unwrap();
+    for link in String::from_utf8(out.stdout).unwrap().lines() {
+        let target = std::fs::read_link(link).unwrap();
+        std::fs::remove_file(link).unwrap();
+        std::os::unix::fs::symlink(host_root.join(target.strip_prefix("/").unwrap()), link)
+            .unwrap();
+    }
+    // Debian's start.jar names jetty-util by its absolute path in its manifest.
+    let home = host_root.join("usr/share/jetty9");
+    let out = Command::new(&java)
+        .arg("-cp")
+        .arg(format!(
+            "{}:{}",
+            home.join("start.jar").display(),
+            host_root.join("usr/share/java/jetty9-util.jar").display()
+        ))
+        .arg("org.eclipse.jetty.start.Main")
+        .arg(format!("jetty.home={}", home.display()))
+        .arg(format!(
+            "jetty.base={}",
+            host_root.join("var/lib/jetty").display()
+        ))
+        .args(["--module=jmx", "--list-config"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{listing}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("{}/", host_root.display());
+    let class_path: BTreeSet<String> = listing
+        .lines()
+        .skip_while(|l| !l.starts_with("Jetty Server Classpath"))
+        .take_while(|l| !l.starts_with("Jetty Active XMLs"))
+        .filter_map(|l| l.split_once(" | ").map(|(_, path)| path.trim()))
+        .map(|path| {
+            // Jetty writes what lies in its base or home from `${jetty.base}`/`${jetty.home}`.
+            let path = path
+                .replace("${jetty.base}", &format!("{prefix}var/lib/jetty"))
+                .replace("${jetty.home}", &home.display().to_string());
+            let image = path
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("{path} is outside {prefix}"));
+            format!("/{}", image.trim_end_matches('/'))
+        })
+        .collect();
+    for expected in [
+        "/usr/share/java/jetty9-server.jar",
+        "/usr/share/java/jetty9-jmx.jar",
+        "/usr/share/java/jetty9-deploy.jar",
+        "/var/lib/jetty/lib/ext/audit/audit.jar",
+        "/var/lib/jetty/resources",
+    ] {
+        assert!(class_path.contains(expected), "{expected}: {listing}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+
+    let vfs = Vfs::merge([&fragment]);
+    let config = RunConfig {
+        entrypoint: vec![
+            "java".into(),
+            "-jar".into(),
+            "/usr/share/jetty9/start.jar".into(),
+            "jetty.base=/var/lib/jetty".into(),
+            "--module=jmx".into(),
+        ],
+        env: vec!["PATH=/usr/bin:/bin".into()],
+        working_dir: "/var/lib/jetty".into(),
+        ..RunConfig::default()
+    };
+    let t = trace(&vfs, &config);
+    let reached: BTreeSet<String> = t
+        .language_files
+        .iter()
+        .chain(&t.language_dirs)
+        .filter(|p| !p.ends_with("-start.jar") && !p.starts_with("/var/lib/jetty/webapps"))
+        .cloned()
+        .collect();
+    assert_eq!(reached, class_path, "{t:#?}");
+    assert!(t.language_dirs.contains("/var/lib/jetty/webapps"), "{t:#?}");
+}
+
 /// Tomcat's own jars (built with Ant and bnd: no `pom.properties`) are named by their
 /// manifests as the Maven artifacts they are published as — checked against Debian's
 /// packaging of Tomcat and of the embedded Tomcat, which links each jar from its Maven
