@@ -1833,6 +1833,13 @@ impl<'a> Tracer<'a> {
         ctx: &Ctx,
         options: &mut UwsgiOptions,
     ) {
+        if value.contains("://") {
+            // uWSGI fetches `http://…` (and other schemes') configuration when it starts.
+            self.note(format!(
+                "uwsgi: configuration {value} is fetched, not in the image"
+            ));
+            return;
+        }
         let (file, section) = match value.split_once(':') {
             Some((file, section)) => (file, Some(section)),
             None => (value, None),
@@ -4490,6 +4497,16 @@ mod tests {
         let t = trace(&vfs, &run);
         let noted = |t: &Trace, text: &str| t.notes.iter().any(|n| n.contains(text));
         assert!(noted(&t, "module missing is not in the image"), "{t:#?}");
+        let mut run = config(
+            &["uwsgi", "--ini", "http://config.example/app.ini:prod"],
+            &[],
+        );
+        run.env = vec!["PATH=/venv/bin".into()];
+        let t = trace(&vfs, &run);
+        assert!(
+            noted(&t, "http://config.example/app.ini:prod is fetched"),
+            "{t:#?}"
+        );
         // A file naming itself is read at most UWSGI_FILES times, and noted.
         let mut run = config(&["uwsgi", "--ini", "/srv/app/self.ini"], &[]);
         run.env = vec!["PATH=/venv/bin".into()];
