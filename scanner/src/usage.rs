@@ -2317,9 +2317,9 @@ impl<'a> Tracer<'a> {
     /// The files and directories of the `[lib]` sections of the modules Jetty enables: those
     /// `--module=a,b` (or `--modules=`) names on the command line and in `base`'s
     /// `start.ini` and `start.d/*.ini`, and, in turn, what their `[depend]` sections name
-    /// (a name no module file has is the module that `[provides]` it: one already enabled,
-    /// else every provider; `name?`, Jetty 10's optional dependency, and `[optional]`
-    /// enable nothing). A module is `modules/NAME.mod` of `base`, else of `home`; a `[lib]`
+    /// or `[depends]` (a name no module file has is the module that `[provides]` it: one
+    /// already enabled, else the one marked `|default`, else every provider; `name?`, Jetty
+    /// 10's optional dependency, and `[optional]` enable nothing). A module is `modules/NAME.mod` of `base`, else of `home`; a `[lib]`
     /// entry is relative to `base` and `home` (both searched), with `*` and `**` globs and
     /// `${jetty.version}` standing for a version; other `${…}` stand for anything. `None`
     /// (noted) when a module or a configuration file cannot be read: then its libraries
@@ -2397,12 +2397,15 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
+        // The lines of a module's section, by its singular or plural name (Jetty 9.4 writes
+        // `[depend]`, Jetty 10 and later `[depends]`; both read either).
         let sections = |text: &str, wanted: &str| -> Vec<String> {
             let mut out = Vec::new();
             let mut inside = false;
             for line in text.lines().map(str::trim) {
                 if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                    inside = section.trim().eq_ignore_ascii_case(wanted);
+                    let section = section.trim().to_ascii_lowercase();
+                    inside = section.strip_suffix('s').unwrap_or(&section) == wanted;
                 } else if inside && !line.is_empty() && !line.starts_with('#') {
                     out.push(line.to_string());
                 }
@@ -2427,27 +2430,33 @@ impl<'a> Tracer<'a> {
                 .cloned()
                 .collect();
             if chosen.is_empty() {
-                let providers: Vec<String> = modules
+                // Its providers, and whether each is the default one (`logging|default`).
+                let providers: Vec<(String, bool)> = modules
                     .iter()
-                    .filter(|(_, text)| {
-                        text.as_deref().is_some_and(|text| {
-                            sections(text, "provides")
-                                .iter()
-                                .any(|p| glob_match(&pattern, p))
-                        })
+                    .filter_map(|(module, text)| {
+                        let provides = sections(text.as_deref()?, "provide");
+                        let default = provides.iter().find_map(|p| {
+                            let (provided, mark) = p.split_once('|').unwrap_or((p, ""));
+                            glob_match(&pattern, provided.trim())
+                                .then_some(mark.trim() == "default")
+                        })?;
+                        Some((module.clone(), default))
                     })
-                    .map(|(m, _)| m.clone())
                     .collect();
-                let already: Vec<String> = providers
-                    .iter()
-                    .filter(|p| enabled.contains(*p) || requested.contains(*p))
-                    .cloned()
-                    .collect();
-                chosen = if already.is_empty() {
+                let pick = |keep: &dyn Fn(&(String, bool)) -> bool| -> Vec<String> {
                     providers
-                } else {
-                    already
+                        .iter()
+                        .filter(|p| keep(p))
+                        .map(|(m, _)| m.clone())
+                        .collect()
                 };
+                chosen = pick(&|(m, _)| enabled.contains(m) || requested.contains(m));
+                if chosen.is_empty() {
+                    chosen = pick(&|(_, default)| *default);
+                }
+                if chosen.is_empty() {
+                    chosen = pick(&|_| true);
+                }
             }
             if chosen.is_empty() {
                 self.note(format!(
@@ -4098,7 +4107,7 @@ mod tests {
             (
                 "usr/local/jetty/modules/server.mod",
                 text(
-                    "[depend]\nthreadpool\nlogging\njmx?\n[optional]\nproxy\n[lib]\n# the server\nlib/jetty-server-${jetty.version}.jar\n",
+                    "[depends]\nthreadpool\nlogging\njmx?\n[optional]\nproxy\n[lib]\n# the server\nlib/jetty-server-${jetty.version}.jar\n",
                 ),
             ),
             (
@@ -4107,7 +4116,7 @@ mod tests {
             ),
             (
                 "usr/local/jetty/modules/logging-jetty.mod",
-                text("[provides]\nlogging\n[lib]\nlib/logging/jetty-slf4j-*.jar\n"),
+                text("[provides]\nlogging|default\n[lib]\nlib/logging/jetty-slf4j-*.jar\n"),
             ),
             (
                 "usr/local/jetty/modules/logging-log4j2.mod",
@@ -4153,14 +4162,32 @@ mod tests {
             ),
             ("var/lib/jetty/lib/ext/deep/ext.jar", plain()),
             ("var/lib/jetty/lib/other.jar", plain()),
+            ("srv/base/start.d/http.ini", text("--modules=http\n")),
         ]);
-        let jetty = |extra: &[&str]| {
+        let jetty_in = |base: &str, extra: &[&str]| {
             let mut args = vec!["java", "-jar", "/usr/local/jetty/start.jar"];
             args.extend(extra);
             let mut run = config(&args, &[]);
-            run.env = vec!["PATH=/usr/bin".into(), "JETTY_BASE=/var/lib/jetty".into()];
+            run.env = vec!["PATH=/usr/bin".into(), format!("JETTY_BASE={base}")];
             trace(&vfs, &run)
         };
+        let jetty = |extra: &[&str]| jetty_in("/var/lib/jetty", extra);
+        // Without a provider enabled, the `|default` one provides `logging`.
+        let t = jetty_in("/srv/base", &[]);
+        for (path, want) in [
+            ("usr/local/jetty/lib/jetty-server-10.0.20.jar", true),
+            (
+                "usr/local/jetty/lib/logging/jetty-slf4j-impl-10.0.20.jar",
+                true,
+            ),
+            ("usr/local/jetty/lib/logging/log4j-core-2.20.jar", false),
+        ] {
+            assert_eq!(
+                language_use(&vfs, &t, "maven", path),
+                Some(want),
+                "{path}: {t:#?}"
+            );
+        }
         let t = jetty(&["--module=alpn"]);
         for (path, want) in [
             ("usr/local/jetty/lib/jetty-server-10.0.20.jar", true),
