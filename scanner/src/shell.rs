@@ -377,6 +377,10 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
     let mut heredoc_next: Option<bool> = None;
     // Open `(` subshells: a `)` without one ends a `case` pattern, which is no command.
     let mut parens = 0usize;
+    // Open `case … in` statements, and whether a pattern (`a | b)`) comes next: its `|`
+    // separates alternatives, not commands of a pipe.
+    let mut cases = 0usize;
+    let mut in_pattern = false;
     let mut finish = |words: &mut Vec<Word>, sep: Sep, line: usize, defines: &mut bool| {
         if !words.is_empty() {
             commands.push(Command {
@@ -422,8 +426,25 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                 lx.bump();
                 if lx.peek() == Some(';') {
                     lx.bump();
+                    // `;;` ends a case item: a pattern follows (or `esac`).
+                    in_pattern = cases > 0;
                 }
                 finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+                continue;
+            }
+            '|' if in_pattern => {
+                lx.bump();
+                continue;
+            }
+            '(' if in_pattern && words.is_empty() => {
+                // `(a | b)`: the optional parenthesis before a pattern.
+                lx.bump();
+                continue;
+            }
+            ')' if in_pattern => {
+                lx.bump();
+                words.clear();
+                in_pattern = false;
                 continue;
             }
             '&' if lx.peek_at(1) == Some('&') => {
@@ -614,7 +635,21 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
         if std::mem::take(&mut redirect_target) {
             continue;
         }
+        let literal = word.literal();
+        if words.is_empty() && cases > 0 && literal.as_deref() == Some("esac") {
+            in_pattern = false;
+            cases = cases.saturating_sub(1);
+        }
+        let case_opened = literal.as_deref() == Some("in")
+            && words.len() >= 2
+            && words[0].literal().as_deref() == Some("case");
         words.push(word);
+        if case_opened {
+            // `case WORD in`: patterns follow, on this line or the next.
+            finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+            cases += 1;
+            in_pattern = true;
+        }
     }
     Ok(commands)
 }
@@ -799,6 +834,25 @@ mod tests {
         assert_eq!(def.words[0].literal().as_deref(), Some("main"));
         assert!(
             all.contains(&(11, vec!["<?>".into(), "<?>".into()])),
+            "{all:?}"
+        );
+        // A case statement's patterns are no commands, whatever alternatives they list and
+        // however they are continued over lines (the official Jetty image's entrypoint);
+        // a `|` after it is a pipe again.
+        let script = "case $A in\n\t--add-module* |\\\n\t--dry-run |\\\n\t-v )\\\n\tJAVA=x\n\
+                      \tshift ;;\n\t(a|b) one ;;\n\t*) case $B in c) two ;; esac\nesac\nthree | four\n\
+                      case $C in d) five\nesac; six\n";
+        let all = words(script, &vars);
+        let programs: Vec<&str> = all
+            .iter()
+            .filter_map(|(_, w)| w.first().map(String::as_str))
+            .collect();
+        assert_eq!(
+            programs,
+            [
+                "case", "JAVA=x", "shift", "one", "case", "two", "esac", "esac", "three", "four",
+                "case", "five", "esac", "six"
+            ],
             "{all:?}"
         );
         // Assignments: name unquoted, value may be quoted.
