@@ -88,21 +88,56 @@ fn debs_in(dir: &str) -> Vec<PathBuf> {
     debs
 }
 
+/// Unpacks each of the Debian packages `debs` into `root` (`dpkg-deb -x`).
+fn unpack_debs(debs: &[PathBuf], root: &Path) {
+    for deb in debs {
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(root)
+            .status()
+            .unwrap();
+        assert!(status.success(), "dpkg-deb -x {}", deb.display());
+    }
+}
+
+/// The Java runtime and the Debian packages the variable `debs` names, unpacked into the
+/// scratch directory `name`; `None` (the test skips) without either.
+fn java_and_unpacked(debs: &str, name: &str) -> Option<(String, PathBuf)> {
+    let debs = stellaops_testing::service(debs)?;
+    let java = stellaops_testing::service("STELLAOPS_TEST_JAVA")?;
+    let root = stellaops_testing::scratch_dir(name);
+    unpack_debs(&debs_in(&debs), &root);
+    Some((java, root))
+}
+
+/// The jars and directories trace `t` reached on Java's class path, but those `left`
+/// names (the launcher's own, the web applications).
+fn reached_except(
+    t: &stellaops_scanner::usage::Trace,
+    left: impl Fn(&str) -> bool,
+) -> BTreeSet<String> {
+    t.language_files
+        .iter()
+        .chain(&t.language_dirs)
+        .filter(|p| !left(p))
+        .cloned()
+        .collect()
+}
+
+/// Writes each `(path, bytes)` under `root`, making the directories on the way.
+fn write_tree(root: &Path, files: &[(&str, &[u8])]) {
+    for (path, bytes) in files {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    }
+}
+
 /// The jars of the Debian packages in `debs`, unpacked into `work`.
 fn debian_jars(debs: &Path, work: &Path) -> PathBuf {
     let root = work.join("root");
-    for deb in std::fs::read_dir(debs).unwrap() {
-        let deb = deb.unwrap().path();
-        if deb.extension().is_some_and(|e| e == "deb") {
-            let status = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(&root)
-                .status()
-                .unwrap();
-            assert!(status.success(), "dpkg-deb -x {}", deb.display());
-        }
-    }
+    unpack_debs(&debs_in(&debs.to_string_lossy()), &root);
     root.join("usr/share/java")
 }
 
@@ -519,15 +554,7 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
     // What tomcat10's postinst installs from its templates (ucf): server.xml and the
     // service defaults.
     let unpacked = work.join("unpacked");
-    for deb in &packages {
-        let ok = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(deb)
-            .arg(&unpacked)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
+    unpack_debs(&packages, &unpacked);
     let server_xml = std::fs::read(unpacked.join("usr/share/tomcat10/etc/server.xml")).unwrap();
     assert!(
         String::from_utf8_lossy(&server_xml).contains("<!--"),
@@ -660,22 +687,10 @@ fn debians_tomcat_started_by_its_own_script_uses_the_war_in_its_webapps() {
 fn tomcats_class_loaders_are_the_repositories_tomcat_itself_includes() {
     use stellaops_scanner::analyze::analyse_tar;
     use stellaops_scanner::usage::{RunConfig, Vfs, trace};
-    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_TOMCAT_DEBS") else {
+    let Some((java, root)) = java_and_unpacked("STELLAOPS_TEST_TOMCAT_DEBS", "tomcat-loaders")
+    else {
         return;
     };
-    let Some(java) = stellaops_testing::service("STELLAOPS_TEST_JAVA") else {
-        return;
-    };
-    let root = stellaops_testing::scratch_dir("tomcat-loaders");
-    for deb in debs_in(&debs) {
-        let ok = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&root)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
     let jar = std::fs::read(root.join("usr/share/java/tomcat10-util.jar")).unwrap();
     let properties = "common.loader=\"${catalina.base}/lib\",\"${catalina.base}/lib/*.jar\",\
         \"${catalina.home}/lib\",\"${catalina.home}/lib/*.jar\",\\\n  \
@@ -686,24 +701,23 @@ fn tomcats_class_loaders_are_the_repositories_tomcat_itself_includes() {
     let logging = "handlers = java.util.logging.ConsoleHandler\n\
         java.util.logging.ConsoleHandler.level = ALL\n\
         org.apache.catalina.startup.ClassLoaderFactory.level = ALL\n";
-    for (path, bytes) in [
-        ("srv/base/conf/catalina.properties", properties.as_bytes()),
-        ("srv/base/conf/logging.properties", logging.as_bytes()),
-        ("srv/base/lib/base.jar", &jar),
-        ("srv/base/server/server.jar", &jar),
-        ("srv/base/shared/classes.txt", b"".as_slice()),
-        ("opt/libs/a.jar", &jar),
-        ("opt/libs/b.jar", &jar),
-        // Named by the command line's app.libs, which catalina.properties overrides.
-        ("opt/other/c.jar", &jar),
-        ("opt/extra/classes/x.txt", b"".as_slice()),
-        ("opt/extra/tool.jar", &jar),
-        ("opt/extra/unlisted.jar", &jar),
-    ] {
-        let file = root.join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, bytes).unwrap();
-    }
+    write_tree(
+        &root,
+        &[
+            ("srv/base/conf/catalina.properties", properties.as_bytes()),
+            ("srv/base/conf/logging.properties", logging.as_bytes()),
+            ("srv/base/lib/base.jar", &jar),
+            ("srv/base/server/server.jar", &jar),
+            ("srv/base/shared/classes.txt", b"".as_slice()),
+            ("opt/libs/a.jar", &jar),
+            ("opt/libs/b.jar", &jar),
+            // Named by the command line's app.libs, which catalina.properties overrides.
+            ("opt/other/c.jar", &jar),
+            ("opt/extra/classes/x.txt", b"".as_slice()),
+            ("opt/extra/tool.jar", &jar),
+            ("opt/extra/unlisted.jar", &jar),
+        ],
+    );
     // Both run from the root, with the same environment (relative directories).
     let env = [
         ("CATALINA_HOME", "usr/share/tomcat10"),
@@ -784,13 +798,9 @@ fn tomcats_class_loaders_are_the_repositories_tomcat_itself_includes() {
         ..RunConfig::default()
     };
     let t = trace(&vfs, &config);
-    let reached: BTreeSet<String> = t
-        .language_files
-        .iter()
-        .chain(&t.language_dirs)
-        .filter(|p| !p.starts_with("/usr/share/tomcat10/bin/") && !p.contains("-juli"))
-        .cloned()
-        .collect();
+    let reached = reached_except(&t, |p| {
+        p.starts_with("/usr/share/tomcat10/bin/") || p.contains("-juli")
+    });
     assert_eq!(reached, included, "{t:#?}");
     assert!(
         t.notes.iter().any(|n| n.contains("${undefined.dir}/x.jar")),
@@ -810,24 +820,13 @@ fn tomcats_class_loaders_are_the_repositories_tomcat_itself_includes() {
 fn jettys_modules_put_on_the_class_path_what_jettys_own_start_jar_lists() {
     use stellaops_scanner::analyze::analyse_tar;
     use stellaops_scanner::usage::{RunConfig, Vfs, trace};
-    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_JETTY_DEBS") else {
+    let Some((java, root)) = java_and_unpacked("STELLAOPS_TEST_JETTY_DEBS", "jetty-modules") else {
         return;
     };
-    let Some(java) = stellaops_testing::service("STELLAOPS_TEST_JAVA") else {
-        return;
-    };
-    let root = stellaops_testing::scratch_dir("jetty-modules");
-    for deb in debs_in(&debs) {
-        let ok = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&root)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
     let jar = std::fs::read(root.join("usr/share/java/jetty9-util.jar")).unwrap();
-    for (path, bytes) in [
+    write_tree(
+        &root,
+        &[
         (
             "var/lib/jetty/start.d/server.ini",
             b"# the official image's way\n--module=deploy,http,jsp,jstl,websocket,ext,resources\njetty.http.port=8080\n"
@@ -838,11 +837,8 @@ fn jettys_modules_put_on_the_class_path_what_jettys_own_start_jar_lists() {
         ("var/lib/jetty/lib/unused.jar", &jar),
         ("var/lib/jetty/resources/jetty-logging.properties", b"".as_slice()),
         ("var/lib/jetty/webapps/shop.war", &jar),
-    ] {
-        let file = root.join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, bytes).unwrap();
-    }
+        ],
+    );
     // A `java` for the image's PATH (the trace only needs an executable there).
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
     std::fs::copy("/bin/true", root.join("usr/bin/java")).unwrap();
@@ -928,13 +924,9 @@ fn jettys_modules_put_on_the_class_path_what_jettys_own_start_jar_lists() {
         ..RunConfig::default()
     };
     let t = trace(&vfs, &config);
-    let reached: BTreeSet<String> = t
-        .language_files
-        .iter()
-        .chain(&t.language_dirs)
-        .filter(|p| !p.ends_with("-start.jar") && !p.starts_with("/var/lib/jetty/webapps"))
-        .cloned()
-        .collect();
+    let reached = reached_except(&t, |p| {
+        p.ends_with("-start.jar") || p.starts_with("/var/lib/jetty/webapps")
+    });
     assert_eq!(reached, class_path, "{t:#?}");
     assert!(t.language_dirs.contains("/var/lib/jetty/webapps"), "{t:#?}");
 }
