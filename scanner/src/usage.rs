@@ -486,37 +486,42 @@ enum TomcatRepository {
     Jar(String),
 }
 
-/// `item` with each `${name}` replaced as Tomcat's `Bootstrap` replaces it in a class
-/// loader's repositories: `catalina.home` and `catalina.base` by those directories, any
-/// other name by the system property (`properties`); once, not again in what replaced it;
-/// an unknown name is left as written.
-fn tomcat_replace(
-    item: &str,
-    home: &str,
-    base: &str,
-    properties: &BTreeMap<String, String>,
-) -> String {
-    let mut out = String::with_capacity(item.len());
-    let mut rest = item;
+/// `text` with each `${name}` replaced by `value(name)`, once (not again in what replaced
+/// it); a name `value` does not know, and an unclosed `${`, are left as written.
+fn replace_references(text: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
     while let Some(at) = rest.find("${") {
         out.push_str(&rest[..at]);
         let Some(end) = rest[at + 2..].find('}').map(|end| at + 2 + end) else {
             out.push_str(&rest[at..]);
             return out;
         };
-        let name = &rest[at + 2..end];
-        match name {
-            "catalina.home" => out.push_str(&format!("/{home}")),
-            "catalina.base" => out.push_str(&format!("/{base}")),
-            _ => match properties.get(name).filter(|_| !name.is_empty()) {
-                Some(value) => out.push_str(value),
-                None => out.push_str(&rest[at..=end]),
-            },
+        match value(&rest[at + 2..end]) {
+            Some(replacement) => out.push_str(&replacement),
+            None => out.push_str(&rest[at..=end]),
         }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// `item` with each `${name}` replaced as Tomcat's `Bootstrap` replaces it in a class
+/// loader's repositories: `catalina.home` and `catalina.base` by those directories, any
+/// other name by the system property (`properties`); once; an unknown name is left.
+fn tomcat_replace(
+    item: &str,
+    home: &str,
+    base: &str,
+    properties: &BTreeMap<String, String>,
+) -> String {
+    replace_references(item, |name| match name {
+        "catalina.home" => Some(format!("/{home}")),
+        "catalina.base" => Some(format!("/{base}")),
+        "" => None,
+        _ => properties.get(name).cloned(),
+    })
 }
 
 /// The repositories of a Tomcat class loader's value: comma-separated, each optionally in
@@ -2397,21 +2402,23 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
-        // The lines of a module's section, by its singular or plural name (Jetty 9.4 writes
-        // `[depend]`, Jetty 10 and later `[depends]`; both read either).
-        let sections = |text: &str, wanted: &str| -> Vec<String> {
-            let mut out = Vec::new();
-            let mut inside = false;
-            for line in text.lines().map(str::trim) {
-                if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                    let section = section.trim().to_ascii_lowercase();
-                    inside = section.strip_suffix('s').unwrap_or(&section) == wanted;
-                } else if inside && !line.is_empty() && !line.starts_with('#') {
-                    out.push(line.to_string());
-                }
-            }
-            out
-        };
+        // What each module provides (`logging|default`: the default provider), read once.
+        let provided: Vec<(String, String, bool)> = modules
+            .iter()
+            .filter_map(|(module, text)| Some((module, text.as_deref()?)))
+            .flat_map(|(module, text)| {
+                jetty_module_section(text, "provide")
+                    .into_iter()
+                    .map(move |line| {
+                        let (name, mark) = line.split_once('|').unwrap_or((&line, ""));
+                        (
+                            module.clone(),
+                            name.trim().to_string(),
+                            mark.trim() == "default",
+                        )
+                    })
+            })
+            .collect();
 
         let mut enabled: BTreeSet<String> = BTreeSet::new();
         let mut queue = requested.clone();
@@ -2430,19 +2437,13 @@ impl<'a> Tracer<'a> {
                 .cloned()
                 .collect();
             if chosen.is_empty() {
-                // Its providers, and whether each is the default one (`logging|default`).
-                let providers: Vec<(String, bool)> = modules
-                    .iter()
-                    .filter_map(|(module, text)| {
-                        let provides = sections(text.as_deref()?, "provide");
-                        let default = provides.iter().find_map(|p| {
-                            let (provided, mark) = p.split_once('|').unwrap_or((p, ""));
-                            glob_match(&pattern, provided.trim())
-                                .then_some(mark.trim() == "default")
-                        })?;
-                        Some((module.clone(), default))
-                    })
-                    .collect();
+                // Its providers, and whether each is the default one.
+                let mut providers: Vec<(String, bool)> = Vec::new();
+                for (module, name, default) in &provided {
+                    if glob_match(&pattern, name) && !providers.iter().any(|(m, _)| m == module) {
+                        providers.push((module.clone(), *default));
+                    }
+                }
                 let pick = |keep: &dyn Fn(&(String, bool)) -> bool| -> Vec<String> {
                     providers
                         .iter()
@@ -2475,7 +2476,7 @@ impl<'a> Tracer<'a> {
                     return None;
                 };
                 queue.extend(
-                    sections(text, "depend")
+                    jetty_module_section(text, "depend")
                         .into_iter()
                         .filter(|d| !d.ends_with('?')),
                 );
@@ -2485,7 +2486,7 @@ impl<'a> Tracer<'a> {
         let mut paths = Vec::new();
         for module in &enabled {
             let text = modules[module].as_deref().unwrap_or_default();
-            for entry in sections(text, "lib") {
+            for entry in jetty_module_section(text, "lib") {
                 let entry = entry
                     .replace("${jetty.home}", &format!("/{home}"))
                     .replace("${jetty.base}", &format!("/{base}"));
@@ -2890,14 +2891,22 @@ pub fn ld_so_conf(vfs: &Vfs) -> Vec<String> {
 /// `*` and `?` globbing of one path component.
 /// A Jetty module name or `[lib]` file name as a glob: each `${…}` stands for anything.
 fn jetty_pattern(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(at) = rest.find("${") {
-        out.push_str(&rest[..at]);
-        out.push('*');
-        rest = rest[at..].find('}').map_or("", |end| &rest[at + end + 1..]);
+    replace_references(name, |_| Some("*".to_string()))
+}
+
+/// The lines of a Jetty module's section `wanted`, by its singular or plural name (Jetty
+/// 9.4 writes `[depend]`, Jetty 10 and later `[depends]`; both read either).
+fn jetty_module_section(text: &str, wanted: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let section = section.trim().to_ascii_lowercase();
+            inside = section.strip_suffix('s').unwrap_or(&section) == wanted;
+        } else if inside && !line.is_empty() && !line.starts_with('#') {
+            out.push(line.to_string());
+        }
     }
-    out.push_str(rest);
     out
 }
 
