@@ -60,10 +60,9 @@ fn uwsgi_config_candidate(path: &str) -> bool {
         && !path.contains("node_modules/")
 }
 
-/// Whether a file's bytes hold a `uwsgi` section as uWSGI reads one: a JSON `"uwsgi"`
+/// Whether a file's text holds a `uwsgi` section as uWSGI reads one: a JSON `"uwsgi"`
 /// key, a YAML `uwsgi:` line at the top level, an XML `<uwsgi` element.
-fn holds_uwsgi_section(bytes: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(bytes);
+fn holds_uwsgi_section(text: &str) -> bool {
     text.contains("\"uwsgi\"")
         || text.contains("<uwsgi")
         || text.lines().any(|line| {
@@ -1406,8 +1405,10 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
                 } else {
                     None
                 },
-                text: ((wants_text || (maybe_uwsgi && holds_uwsgi_section(&bytes))) && whole)
-                    .then(|| String::from_utf8_lossy(&bytes).into_owned()),
+                // Decoded once: a uWSGI candidate is kept by what the decoded text holds.
+                text: ((wants_text || maybe_uwsgi) && whole)
+                    .then(|| String::from_utf8_lossy(&bytes).into_owned())
+                    .filter(|text| wants_text || holds_uwsgi_section(text)),
             },
         );
         let Some(kind) = kind else {
@@ -1551,7 +1552,7 @@ mod tests {
             ("uwsgi_version: 2\n", false),
             ("{\"name\": \"uwsgi-tools\"}", false),
         ] {
-            assert_eq!(holds_uwsgi_section(text.as_bytes()), holds, "{text}");
+            assert_eq!(holds_uwsgi_section(text), holds, "{text}");
         }
         let tar = tar_of(&[
             (
