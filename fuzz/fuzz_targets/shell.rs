@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let vars = Vars {
             named: BTreeMap::from([("A".to_string(), "x y".to_string())]),
             positional: vec!["1".into(), "two words".into()],
+            unknown: ["U".to_string()].into(),
         };
         for c in &commands {
             for w in &c.words {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// Largest file read into memory for analysis (a jar, a binary).
 const MAX_FILE: u64 = 256 << 20;
 
-/// Bumped whenever analysis changes, so cached fragments of older analyzers are redone.
-pub const ANALYZER_VERSION: u32 = 15;
+/// Bumped whenever analysis changes, so cached fragments of older analyzers are redone
+/// (and whenever the Usage view does: an image's cached analysis holds it).
+pub const ANALYZER_VERSION: u32 = 16;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;

@@ -1,15 +1,18 @@
 //! A POSIX shell tokenizer for what entrypoint scripts commonly hold: simple commands
 //! separated by newlines, `;`, `&&`, `||`, `|`, `&`; single and double quotes, backslash
-//! escapes and line continuations; `$NAME`, `${NAME}`, `${NAME:-default}`, `"$@"` and the
-//! positional parameters; redirections (dropped) and here-documents (skipped); comments;
-//! function definitions (`name() { … }`). What it cannot know statically (`$(…)`,
-//! backquotes, `${#NAME}`, `${NAME%pattern}`) is an [`Part::Unknown`] part, so a command
-//! word built from one is never guessed.
+//! escapes and line continuations; `$NAME`, `${NAME}`, `${NAME:-default}`, the pattern
+//! operators (`${NAME#pattern}`, `##`, `%`, `%%`), `${#NAME}`, bash's
+//! `${NAME:offset:length}`, `"$@"` and the positional parameters; redirections (dropped)
+//! and here-documents (skipped); comments; function definitions (`name() { … }`); `case`
+//! items (their patterns kept, [`Command::case_item`]). What it cannot know statically
+//! (`$(…)`, backquotes, a pattern built from an expansion, `${!NAME}`) is an
+//! [`Part::Unknown`] part, so a command word built from one is never guessed.
 //!
 //! The input is untrusted (it comes from an image): every failure is an error value, the
-//! work is linear in the input and the nesting is bounded.
+//! work is linear in the input and the nesting is bounded; a pattern match runs as a set
+//! of pattern positions (characters × tokens, both bounded), never by backtracking.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Scripts longer than this are not parsed.
 pub const MAX_SCRIPT: usize = 1 << 20;
@@ -30,6 +33,8 @@ pub enum Part {
         default: Option<String>,
         /// `${NAME:+word}`: the word used when the parameter is set and not empty.
         alternative: Option<String>,
+        /// `${NAME#pattern}`, `${#NAME}` and the like: what is done to the value.
+        op: Option<VarOp>,
         /// Inside double quotes (no field splitting).
         quoted: bool,
     },
@@ -118,6 +123,9 @@ pub struct Command {
     pub sep: Sep,
     /// `name() …`: the start of a function definition named by the one word.
     pub defines_function: bool,
+    /// A `case` item's patterns (`a | b)`), its words: the commands up to the next item or
+    /// `esac` run when one matches the case's word. No command.
+    pub case_item: bool,
 }
 
 /// Why a script could not be tokenized.
@@ -197,13 +205,17 @@ impl Lexer<'_> {
     fn braced(&mut self, quoted: bool) -> Result<Part, ShellError> {
         let line = self.line;
         let mut body = String::new();
+        // The same text with its backslashes kept: a pattern's `\*` is the character `*`.
+        let mut raw = String::new();
         let mut depth = 0usize;
         loop {
             match self.bump() {
                 None => return Err(ShellError::UnterminatedBrace(line)),
                 Some('\\') => {
+                    raw.push('\\');
                     if let Some(c) = self.bump() {
                         body.push(c);
+                        raw.push(c);
                     }
                 }
                 Some('{') => {
@@ -212,37 +224,58 @@ impl Lexer<'_> {
                         return Err(ShellError::TooDeep(line));
                     }
                     body.push('{');
+                    raw.push('{');
                 }
                 Some('}') if depth == 0 => break,
                 Some('}') => {
                     depth -= 1;
                     body.push('}');
+                    raw.push('}');
                 }
-                Some(c) => body.push(c),
+                Some(c) => {
+                    body.push(c);
+                    raw.push(c);
+                }
             }
         }
-        let name_len = body
-            .char_indices()
-            .find(|(i, c)| {
-                !(c.is_ascii_alphanumeric()
-                    || *c == '_'
-                    || (*i == 0 && matches!(c, '@' | '*' | '#' | '?' | '$' | '!')))
-            })
-            .map(|(i, _)| i)
-            .unwrap_or(body.len());
+        // `${#NAME}`: the length (`${#}` alone is `$#`, `${#…}` with an operator `$#`'s).
+        if let Some(name) = body.strip_prefix('#')
+            && !name.is_empty()
+            && parameter_name_len(name) == name.len()
+        {
+            if matches!(name, "@" | "*") {
+                return Ok(Part::Unknown);
+            }
+            return Ok(Part::Var {
+                name: name.to_string(),
+                default: None,
+                alternative: None,
+                op: Some(VarOp::Length),
+                quoted,
+            });
+        }
+        let name_len = parameter_name_len(&body);
         let (name, op) = body.split_at(name_len);
-        if name.is_empty() || (name == "#" && !op.is_empty()) {
-            return Ok(Part::Unknown); // ${#NAME}, ${!prefix*}
+        if name.is_empty() {
+            return Ok(Part::Unknown); // ${!prefix*}, ${!name}
         }
         let strip_quotes = |w: &str| w.trim_matches('"').trim_matches('\'').to_string();
-        let var = |default: Option<String>, alternative: Option<String>| Part::Var {
-            name: name.to_string(),
-            default,
-            alternative,
-            quoted,
+        let var =
+            |default: Option<String>, alternative: Option<String>, op: Option<VarOp>| Part::Var {
+                name: name.to_string(),
+                default,
+                alternative,
+                op,
+                quoted,
+            };
+        // A pattern's raw text: the operator's text after `skip` characters, when the
+        // backslashes kept do not change where it starts (they never do before the pattern).
+        let pattern_at = |skip: usize| -> Option<Pattern> {
+            let raw_rest = raw.get(name.len()..)?.get(skip..)?;
+            Pattern::parse(raw_rest)
         };
         Ok(if op.is_empty() {
-            var(None, None)
+            var(None, None, None)
         } else if let Some(w) = op
             .strip_prefix(":-")
             .or_else(|| op.strip_prefix(":="))
@@ -252,14 +285,31 @@ impl Lexer<'_> {
             if w.contains('$') || w.contains('`') {
                 Part::Unknown
             } else {
-                var(Some(strip_quotes(w)), None)
+                var(Some(strip_quotes(w)), None, None)
             }
         } else if let Some(w) = op.strip_prefix(":+").or_else(|| op.strip_prefix('+')) {
             if w.contains('$') || w.contains('`') {
                 Part::Unknown
             } else {
-                var(None, Some(strip_quotes(w)))
+                var(None, Some(strip_quotes(w)), None)
             }
+        } else if matches!(name, "@" | "*") {
+            // Per-parameter operators and slices of the positional parameters.
+            Part::Unknown
+        } else if op.starts_with('#') || op.starts_with('%') {
+            let longest = op.starts_with("##") || op.starts_with("%%");
+            let skip = if longest { 2 } else { 1 };
+            match pattern_at(skip) {
+                Some(pattern) if op.starts_with('#') => {
+                    var(None, None, Some(VarOp::RemovePrefix { pattern, longest }))
+                }
+                Some(pattern) => var(None, None, Some(VarOp::RemoveSuffix { pattern, longest })),
+                None => Part::Unknown,
+            }
+        } else if let Some(range) = op.strip_prefix(':')
+            && let Some((offset, length)) = substring_range(range)
+        {
+            var(None, None, Some(VarOp::Substring { offset, length }))
         } else {
             Part::Unknown
         })
@@ -315,6 +365,7 @@ impl Lexer<'_> {
                     name,
                     default: None,
                     alternative: None,
+                    op: None,
                     quoted,
                 })
             }
@@ -324,6 +375,7 @@ impl Lexer<'_> {
                     name: c.to_string(),
                     default: None,
                     alternative: None,
+                    op: None,
                     quoted,
                 })
             }
@@ -356,6 +408,36 @@ fn push_lit(parts: &mut Vec<Part>, c: char) {
     }
 }
 
+fn finish(
+    commands: &mut Vec<Command>,
+    words: &mut Vec<Word>,
+    sep: Sep,
+    line: usize,
+    defines: &mut bool,
+) {
+    if !words.is_empty() {
+        commands.push(Command {
+            words: std::mem::take(words),
+            line,
+            sep,
+            defines_function: std::mem::take(defines),
+            case_item: false,
+        });
+    }
+}
+
+/// A case item's patterns, even none (`)` alone), so that its commands are told from the
+/// item's before.
+fn case_item(commands: &mut Vec<Command>, words: &mut Vec<Word>, line: usize) {
+    commands.push(Command {
+        words: std::mem::take(words),
+        line,
+        sep: Sep::Seq,
+        defines_function: false,
+        case_item: true,
+    });
+}
+
 /// Tokenize `text` into simple commands.
 pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
     if text.len() > MAX_SCRIPT {
@@ -381,20 +463,16 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
     // separates alternatives, not commands of a pipe.
     let mut cases = 0usize;
     let mut in_pattern = false;
-    let mut finish = |words: &mut Vec<Word>, sep: Sep, line: usize, defines: &mut bool| {
-        if !words.is_empty() {
-            commands.push(Command {
-                words: std::mem::take(words),
-                line,
-                sep,
-                defines_function: std::mem::take(defines),
-            });
-        }
-    };
     loop {
         // Between words.
         let Some(c) = lx.peek() else {
-            finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+            finish(
+                &mut commands,
+                &mut words,
+                Sep::Seq,
+                start_line,
+                &mut defines_function,
+            );
             break;
         };
         if words.is_empty() {
@@ -419,7 +497,13 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
             '\n' => {
                 lx.bump();
                 lx.skip_heredocs();
-                finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+                finish(
+                    &mut commands,
+                    &mut words,
+                    Sep::Seq,
+                    start_line,
+                    &mut defines_function,
+                );
                 continue;
             }
             ';' => {
@@ -429,7 +513,13 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                     // `;;` ends a case item: a pattern follows (or `esac`).
                     in_pattern = cases > 0;
                 }
-                finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+                finish(
+                    &mut commands,
+                    &mut words,
+                    Sep::Seq,
+                    start_line,
+                    &mut defines_function,
+                );
                 continue;
             }
             '|' if in_pattern => {
@@ -443,30 +533,49 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
             }
             ')' if in_pattern => {
                 lx.bump();
-                words.clear();
+                case_item(&mut commands, &mut words, start_line);
                 in_pattern = false;
                 continue;
             }
             '&' if lx.peek_at(1) == Some('&') => {
                 lx.bump();
                 lx.bump();
-                finish(&mut words, Sep::And, start_line, &mut defines_function);
+                finish(
+                    &mut commands,
+                    &mut words,
+                    Sep::And,
+                    start_line,
+                    &mut defines_function,
+                );
                 continue;
             }
             '|' if lx.peek_at(1) == Some('|') => {
                 lx.bump();
                 lx.bump();
-                finish(&mut words, Sep::Or, start_line, &mut defines_function);
+                finish(
+                    &mut commands,
+                    &mut words,
+                    Sep::Or,
+                    start_line,
+                    &mut defines_function,
+                );
                 continue;
             }
             '|' => {
                 lx.bump();
-                finish(&mut words, Sep::Pipe, start_line, &mut defines_function);
+                finish(
+                    &mut commands,
+                    &mut words,
+                    Sep::Pipe,
+                    start_line,
+                    &mut defines_function,
+                );
                 continue;
             }
             '&' if lx.peek_at(1) != Some('>') => {
                 lx.bump();
                 finish(
+                    &mut commands,
                     &mut words,
                     Sep::Background,
                     start_line,
@@ -489,17 +598,31 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                 } else {
                     parens += 1;
                 }
-                finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+                finish(
+                    &mut commands,
+                    &mut words,
+                    Sep::Seq,
+                    start_line,
+                    &mut defines_function,
+                );
                 continue;
             }
             ')' => {
                 lx.bump();
                 if parens == 0 {
-                    words.clear(); // `pattern)` of a case
+                    // `pattern)` of a case
+                    case_item(&mut commands, &mut words, start_line);
+                    continue;
                 } else {
                     parens -= 1;
                 }
-                finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+                finish(
+                    &mut commands,
+                    &mut words,
+                    Sep::Seq,
+                    start_line,
+                    &mut defines_function,
+                );
                 continue;
             }
             '<' | '>' | '&' => {
@@ -646,12 +769,379 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
         words.push(word);
         if case_opened {
             // `case WORD in`: patterns follow, on this line or the next.
-            finish(&mut words, Sep::Seq, start_line, &mut defines_function);
+            finish(
+                &mut commands,
+                &mut words,
+                Sep::Seq,
+                start_line,
+                &mut defines_function,
+            );
             cases += 1;
             in_pattern = true;
         }
     }
     Ok(commands)
+}
+
+/// The length of the parameter name `body` starts with: one special character (`@`, `*`,
+/// `#`, `?`, `$`, `!`, `-`), the digits of a positional parameter, or a variable name; 0
+/// when it starts with none.
+fn parameter_name_len(body: &str) -> usize {
+    let mut chars = body.char_indices();
+    match chars.next() {
+        Some((_, '@' | '*' | '#' | '?' | '$' | '!' | '-')) => 1,
+        Some((_, c)) if c.is_ascii_digit() => chars
+            .find(|(_, c)| !c.is_ascii_digit())
+            .map_or(body.len(), |(i, _)| i),
+        Some((_, c)) if c.is_ascii_alphabetic() || c == '_' => chars
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .map_or(body.len(), |(i, _)| i),
+        _ => 0,
+    }
+}
+
+/// bash's `OFFSET` or `OFFSET:LENGTH` after `${NAME:` when both are integers (bash reads
+/// arithmetic there; anything else is not known statically).
+fn substring_range(text: &str) -> Option<(i64, Option<i64>)> {
+    let integer = |t: &str| -> Option<i64> {
+        let t = t.trim_matches([' ', '\t']);
+        let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    match text.split_once(':') {
+        Some((offset, length)) => Some((integer(offset)?, Some(integer(length)?))),
+        None => Some((integer(text)?, None)),
+    }
+}
+
+/// What a `${…}` expansion does to the parameter's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VarOp {
+    /// `${NAME#pattern}` (the shortest matching prefix removed), `${NAME##pattern}` (the
+    /// longest).
+    RemovePrefix {
+        /// What is removed.
+        pattern: Pattern,
+        /// `##`.
+        longest: bool,
+    },
+    /// `${NAME%pattern}`, `${NAME%%pattern}`: the same from the end.
+    RemoveSuffix {
+        /// What is removed.
+        pattern: Pattern,
+        /// `%%`.
+        longest: bool,
+    },
+    /// `${#NAME}`: the value's length in characters.
+    Length,
+    /// bash's `${NAME:offset}` and `${NAME:offset:length}` (negative: from the end).
+    Substring {
+        /// First character (negative: counted from the end).
+        offset: i64,
+        /// How many characters (negative: where the slice ends, from the end).
+        length: Option<i64>,
+    },
+}
+
+/// Patterns longer than this many tokens are not matched (not known statically).
+const MAX_PATTERN: usize = 256;
+/// Work (characters × pattern tokens) one match may take before it is not known statically.
+const MAX_MATCH_WORK: usize = 1 << 22;
+
+/// A shell pattern (`case` items, `${NAME#pattern}`): `*`, `?`, bracket expressions, and
+/// quoted or escaped characters standing for themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern(Vec<PatternToken>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PatternToken {
+    Char(char),
+    /// `?`.
+    AnyChar,
+    /// `*`.
+    AnyString,
+    /// `[…]`, `[!…]`.
+    Class {
+        negated: bool,
+        items: Vec<ClassItem>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ClassItem {
+    Char(char),
+    Range(char, char),
+    /// `[:alpha:]` and the like.
+    Named(String),
+}
+
+impl ClassItem {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            ClassItem::Char(x) => *x == c,
+            ClassItem::Range(a, b) => (*a..=*b).contains(&c),
+            ClassItem::Named(name) => match name.as_str() {
+                "alpha" => c.is_ascii_alphabetic(),
+                "digit" => c.is_ascii_digit(),
+                "alnum" => c.is_ascii_alphanumeric(),
+                "upper" => c.is_ascii_uppercase(),
+                "lower" => c.is_ascii_lowercase(),
+                "space" => c.is_ascii_whitespace() || c == '\x0b',
+                "blank" => c == ' ' || c == '\t',
+                "punct" => c.is_ascii_punctuation(),
+                "xdigit" => c.is_ascii_hexdigit(),
+                "cntrl" => c.is_ascii_control(),
+                "print" => c.is_ascii_graphic() || c == ' ',
+                "graph" => c.is_ascii_graphic(),
+                _ => false,
+            },
+        }
+    }
+}
+
+impl PatternToken {
+    /// Whether this one-character token takes `c`.
+    fn takes(&self, c: char) -> bool {
+        match self {
+            PatternToken::Char(x) => *x == c,
+            PatternToken::AnyChar => true,
+            PatternToken::AnyString => false,
+            PatternToken::Class { negated, items } => {
+                items.iter().any(|i| i.matches(c)) != *negated
+            }
+        }
+    }
+}
+
+impl Pattern {
+    /// A pattern as written in a script (its quotes and backslashes still in it); `None`
+    /// when it expands something (`$`, a backquote), which only running the script tells,
+    /// leaves a quote open, or is too long.
+    pub fn parse(text: &str) -> Option<Pattern> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            i += 1;
+            match c {
+                '$' | '`' => return None,
+                '\\' => tokens.push(PatternToken::Char(*chars.get(i)?)),
+                '\'' => {
+                    let end = i + chars[i..].iter().position(|&c| c == '\'')?;
+                    tokens.extend(chars[i..end].iter().map(|&c| PatternToken::Char(c)));
+                    i = end;
+                }
+                '"' => loop {
+                    let c = *chars.get(i)?;
+                    i += 1;
+                    match c {
+                        '"' => break,
+                        '$' | '`' => return None,
+                        '\\' if matches!(chars.get(i), Some('$' | '`' | '"' | '\\')) => {
+                            tokens.push(PatternToken::Char(chars[i]));
+                            i += 1;
+                        }
+                        c => tokens.push(PatternToken::Char(c)),
+                    }
+                },
+                '*' => tokens.push(PatternToken::AnyString),
+                '?' => tokens.push(PatternToken::AnyChar),
+                '[' => match bracket(&chars[i..]) {
+                    Some((token, used)) => {
+                        tokens.push(token);
+                        i += used;
+                    }
+                    None => tokens.push(PatternToken::Char('[')),
+                },
+                c => tokens.push(PatternToken::Char(c)),
+            }
+            // Escapes and quotes consumed their closing character above.
+            if matches!(c, '\\' | '\'') {
+                i += 1;
+            }
+            if tokens.len() > MAX_PATTERN {
+                return None;
+            }
+        }
+        Some(Pattern(tokens))
+    }
+
+    /// A pattern matching exactly `text`.
+    pub fn literal(text: &str) -> Pattern {
+        Pattern(text.chars().map(PatternToken::Char).collect())
+    }
+
+    /// Whether the pattern matches all of `text` (a `case` item).
+    pub fn matches(&self, text: &str) -> Option<bool> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut ends = self.match_lengths(chars.iter().copied(), false)?;
+        Some(ends.next_back() == Some(chars.len()))
+    }
+
+    /// `${…#pattern}` / `${…##pattern}`: `text` without its shortest (longest) matching
+    /// prefix; `None` when the match would take more work than allowed.
+    pub fn remove_prefix(&self, text: &str, longest: bool) -> Option<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut ends = self.match_lengths(chars.iter().copied(), false)?;
+        let cut = if longest {
+            ends.next_back()
+        } else {
+            ends.next()
+        }
+        .unwrap_or(0);
+        Some(chars[cut..].iter().collect())
+    }
+
+    /// `${…%pattern}` / `${…%%pattern}`: `text` without its shortest (longest) matching
+    /// suffix.
+    pub fn remove_suffix(&self, text: &str, longest: bool) -> Option<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut ends = self.match_lengths(chars.iter().rev().copied(), true)?;
+        let cut = if longest {
+            ends.next_back()
+        } else {
+            ends.next()
+        }
+        .unwrap_or(0);
+        Some(chars[..chars.len() - cut].iter().collect())
+    }
+
+    /// The lengths of the prefixes of `chars` the pattern matches (read backwards when
+    /// `reversed`: then `chars` comes from the end), ascending. The pattern runs as a set
+    /// of positions reached (an NFA), so the work is characters × tokens at most.
+    fn match_lengths(
+        &self,
+        chars: impl ExactSizeIterator<Item = char>,
+        reversed: bool,
+    ) -> Option<std::vec::IntoIter<usize>> {
+        let tokens: Vec<&PatternToken> = if reversed {
+            self.0.iter().rev().collect()
+        } else {
+            self.0.iter().collect()
+        };
+        let m = tokens.len();
+        if chars.len().saturating_add(1).saturating_mul(m + 1) > MAX_MATCH_WORK {
+            return None;
+        }
+        // A `*` also lets the position after it be reached without using a character.
+        let close = |set: &mut Vec<bool>| {
+            for j in 0..m {
+                if set[j] && tokens[j] == &PatternToken::AnyString {
+                    set[j + 1] = true;
+                }
+            }
+        };
+        let mut set = vec![false; m + 1];
+        set[0] = true;
+        close(&mut set);
+        let mut lengths = Vec::new();
+        if set[m] {
+            lengths.push(0);
+        }
+        for (i, c) in chars.enumerate() {
+            let mut next = vec![false; m + 1];
+            let mut any = false;
+            for j in 0..m {
+                if !set[j] {
+                    continue;
+                }
+                if tokens[j] == &PatternToken::AnyString {
+                    next[j] = true;
+                    any = true;
+                } else if tokens[j].takes(c) {
+                    next[j + 1] = true;
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+            close(&mut next);
+            set = next;
+            if set[m] {
+                lengths.push(i + 1);
+            }
+        }
+        Some(lengths.into_iter())
+    }
+}
+
+/// A bracket expression after its `[`: the token and the characters used (up to and with
+/// the closing `]`); `None` when it is not closed (the `[` is then itself).
+fn bracket(chars: &[char]) -> Option<(PatternToken, usize)> {
+    let mut i = 0;
+    let negated = matches!(chars.first(), Some('!' | '^'));
+    if negated {
+        i += 1;
+    }
+    let mut items = Vec::new();
+    let mut first = true;
+    loop {
+        let c = *chars.get(i)?;
+        match c {
+            ']' if !first => {
+                return Some((PatternToken::Class { negated, items }, i + 1));
+            }
+            '[' if chars.get(i + 1) == Some(&':') => {
+                let rest = &chars[i + 2..];
+                let end = rest.windows(2).position(|w| w == [':', ']'])?;
+                items.push(ClassItem::Named(rest[..end].iter().collect()));
+                i += 2 + end + 2;
+            }
+            c => {
+                let c = if c == '\\' {
+                    i += 1;
+                    *chars.get(i)?
+                } else {
+                    c
+                };
+                if chars.get(i + 1) == Some(&'-')
+                    && let Some(&to) = chars.get(i + 2)
+                    && to != ']'
+                {
+                    items.push(ClassItem::Range(c, to));
+                    i += 3;
+                } else {
+                    items.push(ClassItem::Char(c));
+                    i += 1;
+                }
+            }
+        }
+        first = false;
+    }
+}
+
+impl VarOp {
+    /// The operator applied to a parameter's value; `None` when that is not known (a
+    /// slice bash refuses, a match over the work bound).
+    fn apply(&self, value: &str) -> Option<String> {
+        match self {
+            VarOp::RemovePrefix { pattern, longest } => pattern.remove_prefix(value, *longest),
+            VarOp::RemoveSuffix { pattern, longest } => pattern.remove_suffix(value, *longest),
+            VarOp::Length => Some(value.chars().count().to_string()),
+            VarOp::Substring { offset, length } => {
+                let chars: Vec<char> = value.chars().collect();
+                let n = chars.len() as i64;
+                let start = if *offset < 0 { n + offset } else { *offset };
+                if start < 0 || start > n {
+                    return Some(String::new());
+                }
+                let end = match length {
+                    None => n,
+                    Some(l) if *l >= 0 => (start + l).min(n),
+                    Some(l) => n + l,
+                };
+                if end < start {
+                    return None; // bash: "substring expression < 0"
+                }
+                Some(chars[start as usize..end as usize].iter().collect())
+            }
+        }
+    }
 }
 
 /// Variables and positional parameters a script runs with.
@@ -661,6 +1151,31 @@ pub struct Vars {
     pub named: BTreeMap<String, String>,
     /// `$1` … .
     pub positional: Vec<String>,
+    /// Variables the script set to what only running it tells (`x=$(id -u)`, a `for`
+    /// loop's variable, `read`): expanding one is not known statically.
+    pub unknown: BTreeSet<String>,
+}
+
+impl Vars {
+    /// `name=value`, `None` being a value only running the script tells.
+    pub fn assign(&mut self, name: &str, value: Option<String>) {
+        match value {
+            Some(v) => {
+                self.unknown.remove(name);
+                self.named.insert(name.to_string(), v);
+            }
+            None => {
+                self.named.remove(name);
+                self.unknown.insert(name.to_string());
+            }
+        }
+    }
+
+    /// `unset name`.
+    pub fn unset(&mut self, name: &str) {
+        self.named.remove(name);
+        self.unknown.remove(name);
+    }
 }
 
 /// `IFS` field splitting of an unquoted expansion's value.
@@ -689,13 +1204,14 @@ pub fn expand(word: &Word, vars: &Vars) -> Option<Vec<String>> {
                 name,
                 default,
                 alternative,
+                op,
                 quoted,
             } => {
-                let values: Vec<String> = match name.as_str() {
+                let mut values: Vec<String> = match name.as_str() {
                     "@" | "*" if *quoted && name == "@" => vars.positional.clone(),
                     "@" | "*" => vec![vars.positional.join(" ")],
                     "#" => vec![vars.positional.len().to_string()],
-                    "?" | "$" | "!" => return None,
+                    "?" | "$" | "!" | "-" => return None,
                     n if n.bytes().all(|b| b.is_ascii_digit()) => {
                         let i: usize = n.parse().ok()?;
                         if i == 0 {
@@ -704,8 +1220,14 @@ pub fn expand(word: &Word, vars: &Vars) -> Option<Vec<String>> {
                         let v = vars.positional.get(i - 1).cloned();
                         vec![resolve(v, default, alternative)]
                     }
+                    n if vars.unknown.contains(n) => return None,
                     n => vec![resolve(vars.named.get(n).cloned(), default, alternative)],
                 };
+                if let Some(op) = op {
+                    for v in &mut values {
+                        *v = op.apply(v)?;
+                    }
+                }
                 if *quoted {
                     // "$@": one field per parameter, the first and last joined to the
                     // text around them.
@@ -792,6 +1314,7 @@ mod tests {
         let vars = Vars {
             named: BTreeMap::from([("APP".into(), "/srv/app".into())]),
             positional: vec!["--port".into(), "80 80".into()],
+            ..Vars::default()
         };
         let script = "#!/bin/sh\nset -e\n\n# comment\nFOO=bar; export A=\"b c\"\ncd \"$APP\" && echo 'hi there' >/dev/null 2>&1\nexec /usr/bin/app \"$@\" --name=${NAME:-x} $APP/conf\n";
         assert_eq!(
@@ -842,10 +1365,11 @@ mod tests {
         let script = "case $A in\n\t--add-module* |\\\n\t--dry-run |\\\n\t-v )\\\n\tJAVA=x\n\
                       \tshift ;;\n\t(a|b) one ;;\n\t*) case $B in c) two ;; esac\nesac\nthree | four\n\
                       case $C in d) five\nesac; six\n";
-        let all = words(script, &vars);
-        let programs: Vec<&str> = all
+        let commands = parse(script).unwrap();
+        let programs: Vec<String> = commands
             .iter()
-            .filter_map(|(_, w)| w.first().map(String::as_str))
+            .filter(|c| !c.case_item)
+            .filter_map(|c| c.words.first().and_then(Word::literal))
             .collect();
         assert_eq!(
             programs,
@@ -853,13 +1377,180 @@ mod tests {
                 "case", "JAVA=x", "shift", "one", "case", "two", "esac", "esac", "three", "four",
                 "case", "five", "esac", "six"
             ],
-            "{all:?}"
+            "{commands:?}"
+        );
+        // Each item's patterns, in order.
+        let items: Vec<Vec<String>> = commands
+            .iter()
+            .filter(|c| c.case_item)
+            .map(|c| c.words.iter().filter_map(Word::literal).collect())
+            .collect();
+        assert_eq!(
+            items,
+            [
+                &["--add-module*", "--dry-run", "-v"][..],
+                &["a", "b"],
+                &["*"],
+                &["c"],
+                &["d"]
+            ]
         );
         // Assignments: name unquoted, value may be quoted.
         let c = &parse("A=\"x y\" B='z' \"C=no\" cmd").unwrap()[0];
         assert_eq!(c.words[0].assignment().unwrap().0, "A");
         assert_eq!(c.words[1].assignment().unwrap().0, "B");
         assert!(c.words[2].assignment().is_none());
+    }
+
+    /// Each `${v…}` operator over each value, as our expansion gives it, against the same
+    /// expansions printed by the real shell: Debian's `dash` (its `/bin/sh`) for POSIX's
+    /// pattern removal and length, `bash` for those and its substrings.
+    #[test]
+    fn parameter_operators_expand_as_dash_and_bash_expand_them() {
+        let values = [
+            "",
+            "redis-server",
+            "-v",
+            "--port",
+            "/usr/bin/java",
+            "java",
+            "redis.conf",
+            "app.tar.gz",
+            "a*b",
+            "aaa",
+            "x[y]z",
+            "/",
+            "a b",
+            "-Dx=1 -Dy=2",
+            "A9z-",
+            "9lives",
+            "!x",
+        ];
+        let posix_ops = [
+            "#-",
+            "##-",
+            "%.conf",
+            "%%.conf",
+            "##*/",
+            "#*/",
+            "%/*",
+            "%%/*",
+            "%.*",
+            "%%.*",
+            "#*.",
+            "##*.",
+            "#?",
+            "%?",
+            "#??",
+            "##*",
+            "%%*",
+            "#\\*",
+            "#\"a*\"",
+            "#'a*'",
+            "%[0-9]",
+            "%%[0-9]*",
+            "#[!-]",
+            "#[[:upper:]]",
+            "##[[:alpha:]]*",
+            "%[[:punct:]]",
+            "#[]x]",
+            "#[a-c]",
+            "##a*",
+            "#a*",
+            "%%a*",
+            "%a",
+            "#-D*=",
+            "##-D*=",
+            "%% *",
+            "% *",
+            "#x[y",
+            "#[",
+            "%]",
+            "#",
+            "%",
+        ];
+        let bash_ops = [
+            "0:1", "1", "0:0", "2:3", " -2", " -2:1", "1:-1", "20", " -20", "0:-0",
+        ];
+        let run = |shell: &str, ops: &[&str], length: bool| -> Vec<(String, String, String)> {
+            let mut script = String::new();
+            let mut cases = Vec::new();
+            for v in values {
+                for op in ops {
+                    let word = format!("\"${{v{op}}}\"");
+                    // A shell error (bash's negative slice) prints a 0x01 line instead.
+                    script.push_str(&format!(
+                        "v='{v}'; (printf '%s\\n' {word}) 2>/dev/null || printf '\\001\\n'\n"
+                    ));
+                    cases.push((v.to_string(), word));
+                }
+                if length {
+                    let word = "\"${#v}\"".to_string();
+                    script.push_str(&format!("v='{v}'; printf '%s\\n' {word}\n"));
+                    cases.push((v.to_string(), word));
+                }
+            }
+            let out = std::process::Command::new(shell)
+                .args(["-c", &script])
+                .env("LC_ALL", "C")
+                .output()
+                .unwrap_or_else(|e| panic!("{shell}: {e}"));
+            assert!(
+                out.status.success(),
+                "{shell}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let printed = String::from_utf8(out.stdout).unwrap();
+            let lines: Vec<&str> = printed.split('\n').collect();
+            assert_eq!(lines.len(), cases.len() + 1, "{shell}: {printed}");
+            cases
+                .into_iter()
+                .zip(lines)
+                .map(|((v, w), line)| (v, w, line.to_string()))
+                .collect()
+        };
+        let mut checked = 0;
+        for (shell, ops) in [
+            ("dash", &posix_ops[..]),
+            ("bash", &posix_ops[..]),
+            ("bash", &bash_ops[..]),
+        ] {
+            let ops: Vec<String> = if ops == bash_ops {
+                ops.iter().map(|o| format!(":{o}")).collect()
+            } else {
+                ops.iter().map(|o| o.to_string()).collect()
+            };
+            let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
+            for (value, word, want) in run(shell, &ops, true) {
+                let commands = parse(&word).unwrap();
+                let vars = Vars {
+                    named: BTreeMap::from([("v".to_string(), value.clone())]),
+                    ..Vars::default()
+                };
+                let got = expand(&commands[0].words[0], &vars);
+                let want = (want != "\u{1}").then(|| vec![want.clone()]);
+                assert_eq!(got, want, "{shell}: v='{value}'; {word} gives {want:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        // What only running the script tells stays unknown.
+        let vars = Vars::default();
+        for word in [
+            "${v#$x}",
+            "${v%\"$x\"}",
+            "${v#`id`}",
+            "${v:$n}",
+            "${v:1+1}",
+            "${!v}",
+            "${@#-}",
+            "${#@}",
+            "${v/a/b}",
+            "${-}",
+        ] {
+            let commands = parse(word).unwrap();
+            assert_eq!(expand(&commands[0].words[0], &vars), None, "{word}");
+        }
     }
 
     #[test]

@@ -1193,6 +1193,7 @@ impl<'a> Tracer<'a> {
         let mut vars = Vars {
             named: ctx.env.clone(),
             positional,
+            ..Vars::default()
         };
         let mut ctx = ctx.clone();
         ctx.depth += 1;
@@ -1252,11 +1253,45 @@ impl<'a> Tracer<'a> {
         // Inside `if`, `case` or a loop: an `exec` there may not happen, so it is
         // followed as a program that may run, and the script goes on.
         let mut loops = 0usize;
-        // Open `if`s: which branch runs, when a string test decides it.
+        // Open `if`s and `case`s: which branch runs, when a string test or a pattern
+        // decides it.
         let mut ifs: Vec<Branch> = Vec::new();
+        // Each open `case`'s word, when known.
+        let mut cases: Vec<Option<String>> = Vec::new();
         for (k, command) in commands.iter().enumerate() {
             let i = offset + k;
             if i < skip_until {
+                continue;
+            }
+            if command.case_item {
+                // `a | b)`: this item runs when one of its patterns matches and no item
+                // before did.
+                let Some(subject) = cases.last() else {
+                    continue;
+                };
+                let matched = match subject {
+                    None => None,
+                    Some(subject) => {
+                        // An unknown pattern leaves the item unknown unless another matches.
+                        let mut answer = Some(false);
+                        for w in &command.words {
+                            answer = or3(answer, case_pattern(w).and_then(|p| p.matches(subject)));
+                        }
+                        answer
+                    }
+                };
+                let decided = match matched {
+                    Some(true) => Branch::Running,
+                    Some(false) => Branch::Skipping,
+                    None => Branch::Unknown,
+                };
+                if let Some(top) = ifs.last_mut() {
+                    *top = match *top {
+                        Branch::Running => Branch::Done,
+                        Branch::Skipping => decided,
+                        other => other,
+                    };
+                }
                 continue;
             }
             if command.defines_function {
@@ -1305,7 +1340,11 @@ impl<'a> Tracer<'a> {
                         ifs.pop();
                     }
                     "while" | "until" => loops += 1,
-                    "done" | "esac" => loops = loops.saturating_sub(1),
+                    "done" => loops = loops.saturating_sub(1),
+                    "esac" if !cases.is_empty() => {
+                        cases.pop();
+                        ifs.pop();
+                    }
                     _ => {}
                 }
                 words = &words[1..];
@@ -1313,19 +1352,46 @@ impl<'a> Tracer<'a> {
             if let Some(w) = words.first().and_then(|w| w.literal())
                 && matches!(w.as_str(), "for" | "case" | "function" | "select" | "[[")
             {
-                if matches!(w.as_str(), "for" | "case" | "select") {
-                    loops += 1;
+                let skipped = ifs
+                    .iter()
+                    .any(|b| matches!(b, Branch::Skipping | Branch::Done));
+                match w.as_str() {
+                    "for" | "select" => {
+                        loops += 1;
+                        // The loop is not run through: its variable holds what only
+                        // running it tells.
+                        if !skipped && let Some(name) = words.get(1).and_then(|w| w.literal()) {
+                            vars.assign(&name, None);
+                            ctx.env.remove(&name);
+                        }
+                    }
+                    "case" => {
+                        // `case WORD in`: its items are decided as `elif`s are, by
+                        // matching WORD when it is known.
+                        let subject =
+                            words
+                                .get(1)
+                                .and_then(|w| shell::expand(w, vars))
+                                .and_then(|fields| match fields.len() {
+                                    0 => Some(String::new()),
+                                    1 => fields.into_iter().next(),
+                                    _ => None, // split by IFS: the spaces are not known
+                                });
+                        cases.push(subject);
+                        ifs.push(if skipped {
+                            Branch::Done
+                        } else {
+                            Branch::Skipping
+                        });
+                    }
+                    _ => {}
                 }
                 continue;
             }
             if let Some(kind) = opens {
-                // `if`/`elif` CONDITION: a string test of known values decides the branch.
-                let test = words
-                    .iter()
-                    .map(|w| shell::expand(w, vars))
-                    .collect::<Option<Vec<Vec<String>>>>()
-                    .map(|f| f.concat())
-                    .and_then(|argv| eval_test(&argv));
+                // `if`/`elif` CONDITION: tests of known values, joined by `&&` and `||`,
+                // decide the branch.
+                let (test, after) = condition(&script[..offset + commands.len()], i, words, vars);
                 let decided = match test {
                     Some(true) => Branch::Running,
                     Some(false) => Branch::Skipping,
@@ -1344,6 +1410,7 @@ impl<'a> Tracer<'a> {
                     };
                 }
                 if test.is_some() {
+                    skip_until = after;
                     continue;
                 }
             }
@@ -1357,26 +1424,28 @@ impl<'a> Tracer<'a> {
             // Leading assignments: the command's environment, or the shell's variables.
             let mut assigned = BTreeMap::new();
             while let Some((name, value)) = words.first().and_then(|w| w.assignment()) {
-                let value = shell::expand(&value, vars)
-                    .map(|f| f.join(" "))
-                    .unwrap_or_default();
+                let value = shell::expand(&value, vars).map(|f| f.join(" "));
                 assigned.insert(name, value);
                 words = &words[1..];
             }
             if words.is_empty() {
                 for (k, v) in assigned {
-                    vars.named.insert(k.clone(), v.clone());
-                    ctx.env.insert(k, v);
+                    assign(vars, ctx, &k, v);
                 }
                 continue;
             }
             let mut argv = Vec::new();
             let mut known = true;
+            // Where a word only running the script tells stands (as `?`).
+            let mut unknown_at = BTreeSet::new();
             for (n, w) in words.iter().enumerate() {
                 match shell::expand(w, vars) {
                     Some(fields) => argv.extend(fields),
                     None if n == 0 => known = false,
-                    None => argv.push("?".into()),
+                    None => {
+                        unknown_at.insert(argv.len());
+                        argv.push("?".into());
+                    }
                 }
             }
             // Many words each expanding "$@": bounded like one word's expansion.
@@ -1394,17 +1463,30 @@ impl<'a> Tracer<'a> {
             };
             let mut run_ctx = ctx.clone();
             for (k, v) in &assigned {
-                run_ctx.env.insert(k.clone(), v.clone());
+                match v {
+                    Some(v) => run_ctx.env.insert(k.clone(), v.clone()),
+                    None => run_ctx.env.remove(k),
+                };
             }
             match program.as_str() {
                 "exec" => {
-                    let rest: Vec<String> = argv[1..]
-                        .iter()
-                        .skip_while(|a| a.starts_with('-'))
-                        .cloned()
-                        .collect();
+                    let options = argv[1..].iter().take_while(|a| a.starts_with('-')).count();
+                    let rest: Vec<String> = argv[1 + options..].to_vec();
                     if rest.is_empty() {
                         continue; // `exec >log 2>&1`: redirections only
+                    }
+                    if unknown_at.contains(&(1 + options)) {
+                        // The script becomes a program it alone names.
+                        self.note(format!("{from}: the command is not known statically"));
+                        if conditional {
+                            continue;
+                        }
+                        if let Some((argv, ctx, from)) = last.take() {
+                            let main = std::mem::replace(&mut self.main, false);
+                            self.run(&argv, &ctx, from);
+                            self.main = main;
+                        }
+                        return Flow::Exec;
                     }
                     if conditional {
                         self.side(&rest, &run_ctx, from, last);
@@ -1428,12 +1510,25 @@ impl<'a> Tracer<'a> {
                     }
                 }
                 "export" | "local" | "readonly" | "declare" | "typeset" => {
-                    for a in &argv[1..] {
-                        if let Some((k, v)) = a.split_once('=') {
-                            vars.named.insert(k.to_string(), v.to_string());
-                            ctx.env.insert(k.to_string(), v.to_string());
-                        } else if let Some(v) = vars.named.get(a) {
-                            ctx.env.insert(a.clone(), v.clone());
+                    for w in &words[1..] {
+                        if let Some((k, v)) = w.assignment() {
+                            let v = shell::expand(&v, vars).map(|f| f.join(" "));
+                            assign(vars, ctx, &k, v);
+                        } else if let Some(a) = w.literal()
+                            && let Some(v) = vars.named.get(&a)
+                        {
+                            ctx.env.insert(a, v.clone());
+                        }
+                    }
+                }
+                "read" => {
+                    // Its names (the options taking a value stepped over) get what is read.
+                    let mut args = argv[1..].iter();
+                    while let Some(a) = args.next() {
+                        if matches!(a.as_str(), "-p" | "-t" | "-u" | "-d" | "-n" | "-N" | "-i") {
+                            args.next();
+                        } else if !a.starts_with('-') {
+                            assign(vars, ctx, a, None);
                         }
                     }
                 }
@@ -1449,7 +1544,7 @@ impl<'a> Tracer<'a> {
                 }
                 "unset" => {
                     for a in &argv[1..] {
-                        vars.named.remove(a);
+                        vars.unset(a);
                         ctx.env.remove(a);
                     }
                 }
@@ -1511,8 +1606,8 @@ impl<'a> Tracer<'a> {
                     self.side(&rest, &run_ctx, from, last);
                 }
                 ":" | "true" | "false" | "echo" | "printf" | "test" | "[" | "trap" | "umask"
-                | "ulimit" | "wait" | "read" | "break" | "continue" | "eval" | "alias"
-                | "getopts" | "hash" | "type" | "pwd" | "let" | "shopt" => {}
+                | "ulimit" | "wait" | "break" | "continue" | "eval" | "alias" | "getopts"
+                | "hash" | "type" | "pwd" | "let" | "shopt" => {}
                 name if functions.contains_key(name) => {
                     let (start, end) = functions[name];
                     if ctx.depth >= MAX_DEPTH {
@@ -1524,12 +1619,14 @@ impl<'a> Tracer<'a> {
                     let mut inner = Vars {
                         named: vars.named.clone(),
                         positional: argv[1..].to_vec(),
+                        unknown: vars.unknown.clone(),
                     };
                     ctx.depth += 1;
                     let flow =
                         self.block(label, script, start..end, functions, &mut inner, ctx, last);
                     ctx.depth -= 1;
                     vars.named = inner.named;
+                    vars.unknown = inner.unknown;
                     match flow {
                         Flow::Exec => return Flow::Exec,
                         Flow::Exit | Flow::Continue => {}
@@ -2741,8 +2838,10 @@ enum Branch {
     Done,
 }
 
-/// `[ A = B ]`, `test A != B`, `[ -n A ]`, `[ -z A ]`, `[ A ]`, with `!`: the answer when
-/// every operand is known.
+/// `[ … ]` or `test …` of strings and integers: `A = B`, `A != B`, `-n A`, `-z A`, `A`,
+/// `-eq` and the other integer comparisons, with `!`, `-a`, `-o` and parentheses as
+/// `test` reads them; the answer when it is known (a file test, an operand the script
+/// computes, is not).
 fn eval_test(argv: &[String]) -> Option<bool> {
     let args: &[String] = match argv.first()?.as_str() {
         "[" => argv.get(1..argv.len().checked_sub(1)?)?,
@@ -2752,22 +2851,194 @@ fn eval_test(argv: &[String]) -> Option<bool> {
     if argv[0] == "[" && argv.last().map(String::as_str) != Some("]") {
         return None;
     }
-    let (negate, args) = match args.first().map(String::as_str) {
-        Some("!") => (true, &args[1..]),
-        _ => (false, args),
-    };
     if args.iter().any(|a| a == "?") {
         return None;
     }
-    let answer = match args {
-        [a, op, b] if op == "=" || op == "==" => a == b,
-        [a, op, b] if op == "!=" => a != b,
-        [op, a] if op == "-n" => !a.is_empty(),
-        [op, a] if op == "-z" => a.is_empty(),
-        [a] => !a.is_empty(),
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // POSIX decides up to four arguments by their number, so `[ -n ]` and `[ ! = x ]`
+    // read as strings; longer expressions by `test`'s grammar.
+    match args.as_slice() {
+        [] => Some(false),
+        [a] => Some(!a.is_empty()),
+        ["!", a] => Some(a.is_empty()),
+        [op, a] => unary_test(op, a),
+        [a, op, b] if binary_test(op, a, b).is_some() || matches!(*op, "-a" | "-o") => match *op {
+            "-a" => Some(!a.is_empty() && !b.is_empty()),
+            "-o" => Some(!a.is_empty() || !b.is_empty()),
+            _ => binary_test(op, a, b)?,
+        },
+        ["!", rest @ ..] if rest.len() <= 3 => eval_test_words(rest).map(|b| !b),
+        ["(", inner @ .., ")"] if inner.len() <= 2 => eval_test_words(inner),
+        _ => {
+            let mut at = 0;
+            let answer = test_or(&args, &mut at);
+            (at == args.len()).then_some(answer).flatten()
+        }
+    }
+}
+
+/// [`eval_test`] of arguments already taken out of `[ … ]`.
+fn eval_test_words(args: &[&str]) -> Option<bool> {
+    let mut argv = vec!["test".to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    eval_test(&argv)
+}
+
+fn unary_test(op: &str, a: &str) -> Option<bool> {
+    match op {
+        "-n" => Some(!a.is_empty()),
+        "-z" => Some(a.is_empty()),
+        _ => None,
+    }
+}
+
+/// `Some(None)`: a comparison of operands that are not both integers (an error in `test`).
+fn binary_test(op: &str, a: &str, b: &str) -> Option<Option<bool>> {
+    let integers = || Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?));
+    Some(match op {
+        "=" | "==" => Some(a == b),
+        "!=" => Some(a != b),
+        "-eq" => integers().map(|(a, b)| a == b),
+        "-ne" => integers().map(|(a, b)| a != b),
+        "-lt" => integers().map(|(a, b)| a < b),
+        "-le" => integers().map(|(a, b)| a <= b),
+        "-gt" => integers().map(|(a, b)| a > b),
+        "-ge" => integers().map(|(a, b)| a >= b),
         _ => return None,
+    })
+}
+
+/// `test`'s grammar: `-o` binds looser than `-a`, `!` tighter, `( … )` groups.
+fn test_or(args: &[&str], at: &mut usize) -> Option<bool> {
+    let mut answer = test_and(args, at);
+    while args.get(*at) == Some(&"-o") {
+        *at += 1;
+        answer = or3(answer, test_and(args, at));
+    }
+    answer
+}
+
+fn test_and(args: &[&str], at: &mut usize) -> Option<bool> {
+    let mut answer = test_primary(args, at);
+    while args.get(*at) == Some(&"-a") {
+        *at += 1;
+        answer = and3(answer, test_primary(args, at));
+    }
+    answer
+}
+
+fn test_primary(args: &[&str], at: &mut usize) -> Option<bool> {
+    let first = *args.get(*at)?;
+    if first == "!" {
+        *at += 1;
+        return test_primary(args, at).map(|b| !b);
+    }
+    if first == "(" {
+        *at += 1;
+        let inner = test_or(args, at);
+        if args.get(*at) != Some(&")") {
+            *at = args.len() + 1; // unbalanced: the whole test is not read
+            return None;
+        }
+        *at += 1;
+        return inner;
+    }
+    if let (Some(op), Some(b)) = (args.get(*at + 1), args.get(*at + 2))
+        && let Some(answer) = binary_test(op, first, b)
+    {
+        *at += 3;
+        return answer;
+    }
+    if first.starts_with('-')
+        && first.len() == 2
+        && let Some(a) = args.get(*at + 1)
+    {
+        *at += 2;
+        return unary_test(first, a);
+    }
+    *at += 1;
+    Some(!first.is_empty())
+}
+
+/// Three-valued `&&`: false when either side is.
+fn and3(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
+    }
+}
+
+/// Three-valued `||`: true when either side is.
+fn or3(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
+    }
+}
+
+/// `name=value` in the shell and, exported or not, in the environment programs see
+/// (`None`: only running the script tells the value; the variable is then unknown).
+fn assign(vars: &mut Vars, ctx: &mut Ctx, name: &str, value: Option<String>) {
+    match &value {
+        Some(v) => ctx.env.insert(name.to_string(), v.clone()),
+        None => ctx.env.remove(name),
     };
-    Some(answer != negate)
+    vars.assign(name, value);
+}
+
+/// A `case` item's pattern word as a pattern; `None` when it is not known (an
+/// expansion), or quoted with pattern characters in it (which of them were quoted is not
+/// kept, and a quoted `*` is itself).
+fn case_pattern(word: &shell::Word) -> Option<shell::Pattern> {
+    let text = word.literal()?;
+    if word.quoted {
+        if text.contains(['*', '?', '[']) {
+            return None;
+        }
+        return Some(shell::Pattern::literal(&text));
+    }
+    shell::Pattern::parse(&text)
+}
+
+/// An `if`/`elif` condition: the test of `first` (the condition's first command, its
+/// reserved words taken off) and of the commands joined to it by `&&` and `||`, which
+/// the shell runs left to right with equal precedence. The answer, when known, and the
+/// index after the condition's last command.
+fn condition(
+    commands: &[Command],
+    at: usize,
+    first: &[shell::Word],
+    vars: &Vars,
+) -> (Option<bool>, usize) {
+    let test = |words: &[shell::Word]| -> Option<bool> {
+        let (negate, words) = match words.first().and_then(|w| w.literal()).as_deref() {
+            Some("!") => (true, &words[1..]),
+            _ => (false, words),
+        };
+        let argv = words
+            .iter()
+            .map(|w| shell::expand(w, vars))
+            .collect::<Option<Vec<Vec<String>>>>()?
+            .concat();
+        eval_test(&argv).map(|b| b != negate)
+    };
+    let mut answer = test(first);
+    let mut end = at + 1;
+    while let Some(joined) = commands.get(end - 1).map(|c| c.sep)
+        && matches!(joined, shell::Sep::And | shell::Sep::Or)
+        && let Some(next) = commands.get(end)
+    {
+        let value = test(&next.words);
+        answer = if joined == shell::Sep::And {
+            and3(answer, value)
+        } else {
+            or3(answer, value)
+        };
+        end += 1;
+    }
+    (answer, end)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -3386,6 +3657,105 @@ impl Stacked {
 mod tests {
     use super::*;
 
+    /// `[ … ]` as `eval_test` answers it against the answer of Debian's `dash` (its
+    /// `/bin/sh`) and `bash`: every test of strings and integers here is known, and known
+    /// as both shells answer it; one either shell refuses (status 2) is not known.
+    #[test]
+    fn tests_of_strings_and_integers_are_answered_as_dash_and_bash_answer_them() {
+        let tests: &[&[&str]] = &[
+            &["redis-server", "!=", "redis-server"],
+            &["-x", "!=", "x"],
+            &["-n", ""],
+            &["-z", ""],
+            &["-n", "a"],
+            &["-z", "a"],
+            &[""],
+            &["a"],
+            &["-n"],
+            &["-z"],
+            &["!"],
+            &["="],
+            &["!", ""],
+            &["!", "a"],
+            &["!", "-n", ""],
+            &["!", "a", "=", "a"],
+            &["!", "=", "x"],
+            &["a", "=", "b", "-o", "c", "=", "c"],
+            &["a", "=", "b", "-a", "c", "=", "c"],
+            &["java", "=", "java", "-a", "-n", ""],
+            &["java", "=", "java", "-a", "-n", "-Dx=1"],
+            &["!", "a", "=", "b", "-o", "x"],
+            &["a", "=", "a", "-o", "b", "=", "c", "-a", "d", "=", "e"],
+            &["(", "a", "=", "b", ")", "-o", "(", "c", ")"],
+            &["(", "a", ")"],
+            &["(", "", ")"],
+            &["1", "-eq", "01"],
+            &["2", "-lt", "10"],
+            &["10", "-lt", "2"],
+            &["-1", "-le", "-1"],
+            &["3", "-ge", "4"],
+            &["3", "-ne", "4"],
+            &["5", "-gt", "4"],
+            &["a", "-eq", "1"],
+            &["a", "-a", "b"],
+            &["", "-a", "b"],
+            &["", "-o", "b"],
+            &["", "-o", ""],
+            &["(", "a", "=", "b"],
+            &["-n", "a", "-a", "-z", ""],
+            &["!", "!", "a"],
+            &["x", "=="],
+        ];
+        let quote = |a: &str| format!("'{a}'");
+        let script: String = tests
+            .iter()
+            .map(|t| {
+                format!(
+                    "[ {} ] 2>/dev/null; echo $?\n",
+                    t.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+                )
+            })
+            .collect();
+        for shell in ["dash", "bash"] {
+            let out = std::process::Command::new(shell)
+                .args(["-c", &script])
+                .output()
+                .unwrap_or_else(|e| panic!("{shell}: {e}"));
+            let answers: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            assert_eq!(answers.len(), tests.len(), "{shell}");
+            for (t, status) in tests.iter().zip(&answers) {
+                let mut argv = vec!["[".to_string()];
+                argv.extend(t.iter().map(|a| a.to_string()));
+                argv.push("]".into());
+                let want = match status.as_str() {
+                    "0" => Some(true),
+                    "1" => Some(false),
+                    _ => None,
+                };
+                assert_eq!(
+                    eval_test(&argv),
+                    want,
+                    "{shell}: [ {} ] is {status}",
+                    t.join(" ")
+                );
+            }
+        }
+        // What only the file system, or running something, tells.
+        for t in [
+            &["-f", "/etc/passwd"][..],
+            &["-x", "a", "-a", "b"],
+            &["a", "-nt", "b"],
+        ] {
+            let mut argv = vec!["test".to_string()];
+            argv.extend(t.iter().map(|a| a.to_string()));
+            assert_eq!(eval_test(&argv), None, "{t:?}");
+        }
+    }
+
     fn file(exec: bool, text: Option<&str>, elf: Option<ElfInfo>) -> Node {
         Node::File {
             exec,
@@ -3597,6 +3967,183 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Entrypoint scripts that choose their program from their arguments, in the idioms of
+    /// official images (a first argument that is an option or a `.conf` file, a `java`
+    /// named by path, bash's `${1:0:1}`, tests joined by `&&`, `||`, `-a`, `-o`): the
+    /// program and arguments the trace ends at are those the real shell (Debian's `dash`,
+    /// or `bash` for a bash script) execs, run over stub programs that record them.
+    #[test]
+    fn entrypoints_choose_their_program_as_the_real_shell_does() {
+        let scripts: &[(&str, &str, &[&[&str]])] = &[
+            (
+                "/bin/sh",
+                "set -e\nif [ \"${1#-}\" != \"$1\" ] || [ \"${1%.conf}\" != \"$1\" ]; then\n\tset -- redis-server \"$@\"\nfi\nexec \"$@\"\n",
+                &[
+                    &["redis-server"],
+                    &["--port", "7000"],
+                    &["redis.conf"],
+                    &["redis-cli", "ping"],
+                ],
+            ),
+            (
+                "/bin/sh",
+                "JAVA_OPTIONS='-Xmx1g -Dx=1'\nif [ \"${1##*/}\" = java -a -n \"$JAVA_OPTIONS\" ] ; then\n\tjava=\"$1\"\n\tshift\n\tset -- \"$java\" $JAVA_OPTIONS \"$@\"\nfi\nexec \"$@\"\n",
+                &[&["java", "-jar", "start.jar"], &["memcached", "-v"]],
+            ),
+            (
+                "/bin/bash",
+                "set -Eeo pipefail\nif [ \"${1:0:1}\" = '-' ]; then\n\tset -- postgres \"$@\"\nfi\nif [ \"$1\" = postgres ] && [ \"${#2}\" -gt 3 ]; then\n\tset -- \"$@\" -c log=all\nfi\nexec \"$@\"\n",
+                &[
+                    &["-c", "shared_buffers=1GB"],
+                    &["postgres"],
+                    &["postgres", "-p", "5433"],
+                    &["psql"],
+                ],
+            ),
+            (
+                "/bin/sh",
+                "if [ \"$1\" = web ] && [ -n \"$PORT\" ]; then\n\tset -- gunicorn -b \":$PORT\" app\nelif [ \"$1\" = worker -o \"$1\" = beat ]; then\n\tset -- celery \"$1\"\nelif [ \"${1%%:*}\" = memcached ] || [ \"$1\" = web ]; then\n\tset -- memcached -p \"${1#*:}\"\nfi\nexec \"$@\"\n",
+                &[
+                    &["web"],
+                    &["worker"],
+                    &["beat", "-l", "info"],
+                    &["memcached:11311"],
+                    &["psql", "-c", "x"],
+                ],
+            ),
+            (
+                "/bin/sh",
+                "set -e\ncase \"$1\" in\n\t-*|'')\n\t\tset -- app-server \"$@\" ;;\n\t*.conf)\n\t\tset -- app-server -c \"$1\" ;;\n\t(server|serve)\n\t\tshift\n\t\texec app-server --listen 0.0.0.0 \"$@\"\n\t\t;;\n\t[0-9]*) exec app-server --port \"$1\" ;;\n\t*) ;;\nesac\nexec \"$@\"\n",
+                &[
+                    &["--debug"],
+                    &[""],
+                    &["site.conf"],
+                    &["serve", "-v"],
+                    &["8080"],
+                    &["psql"],
+                ],
+            ),
+            (
+                "/bin/bash",
+                "mode=\"${1%%:*}\"\ncase $mode in\n  worker)\n    case \"${1#*:}\" in\n      [[:digit:]]*) set -- celery worker -c \"${1#*:}\" ;;\n      *) set -- celery worker ;;\n    esac ;;\n  redis) set -- redis-server ;;\nesac\nexec \"$@\"\n",
+                &[&["worker:4"], &["worker:x"], &["redis"], &["psql"]],
+            ),
+        ];
+        let programs = [
+            "redis-server",
+            "redis-cli",
+            "java",
+            "memcached",
+            "postgres",
+            "psql",
+            "gunicorn",
+            "celery",
+            "app-server",
+        ];
+        let dir =
+            std::env::temp_dir().join(format!("stellaops-entrypoints-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let out = dir.join("argv");
+        for p in programs {
+            let stub = bin.join(p);
+            std::fs::write(
+                &stub,
+                format!(
+                    "#!/bin/sh\nprintf '%s\\n' \"${{0##*/}}\" \"$@\" > '{}'\n",
+                    out.display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut checked = 0;
+        for (shell, body, cmds) in scripts {
+            let script = format!("#!{shell}\n{body}");
+            std::fs::write(dir.join("entrypoint.sh"), &script).unwrap();
+            let mut nodes = BTreeMap::from([
+                ("bin/sh".to_string(), file(true, None, Some(lib(&[])))),
+                ("bin/bash".to_string(), file(true, None, Some(lib(&[])))),
+                ("entrypoint.sh".to_string(), file(true, Some(&script), None)),
+            ]);
+            for p in programs {
+                nodes.insert(
+                    format!("usr/local/bin/{p}"),
+                    file(true, None, Some(lib(&[]))),
+                );
+            }
+            let vfs = Vfs::from_nodes(nodes);
+            for cmd in cmds.iter() {
+                let _ = std::fs::remove_file(&out);
+                let status = std::process::Command::new(if *shell == "/bin/sh" {
+                    "/bin/dash"
+                } else {
+                    "/bin/bash"
+                })
+                .arg(dir.join("entrypoint.sh"))
+                .args(cmd.iter())
+                .env_clear()
+                .env("PATH", &bin)
+                .env("PORT", "8000")
+                .status()
+                .unwrap();
+                assert!(status.success(), "{shell} {cmd:?}");
+                let real = std::fs::read_to_string(&out).unwrap();
+                let real: Vec<&str> = real.lines().collect();
+                let mut config = config(&["/entrypoint.sh"], cmd);
+                config.env.push("PORT=8000".into());
+                let t = trace(&vfs, &config);
+                let terminal = t.terminal().unwrap_or_else(|| panic!("{cmd:?}: {t:#?}"));
+                let mut traced = vec![terminal.path.rsplit('/').next().unwrap()];
+                traced.extend(terminal.argv[1..].iter().map(String::as_str));
+                assert_eq!(traced, real, "{shell} {body} with {cmd:?}: {t:#?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 25);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A variable set from a command's output, a loop's variable, what `read` reads: the
+    /// program named by one is not known, and is said to be so rather than taken as empty.
+    #[test]
+    fn values_only_running_the_script_tells_are_not_guessed() {
+        for body in [
+            "APP=$(cat /etc/app)\nexec \"$APP\" serve\n",
+            "for APP in /opt/*/bin/server; do :; done\nexec \"$APP\"\n",
+            "read -r -p 'app? ' APP < /etc/app\nexec $APP\n",
+            "export APP=`cat /etc/app` B=1\nexec $APP\n",
+            "APP=/usr/bin/bash\nfor APP; do :; done\nexec \"${APP%/*}/server\"\n",
+        ] {
+            let text = format!("#!/usr/bin/bash\n{body}");
+            let vfs = Vfs::from_nodes(BTreeMap::from([
+                ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
+                ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
+                ("entry.sh".into(), file(true, Some(&text), None)),
+            ]));
+            let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            assert_eq!(
+                t.terminal().unwrap().path,
+                "/usr/bin/bash",
+                "{body}: {t:#?}"
+            );
+            assert!(
+                t.notes.iter().any(|n| n.contains("not known statically")),
+                "{body}: {t:#?}"
+            );
+        }
+        // Set again to something known, it is known again.
+        let text = "#!/usr/bin/bash\nAPP=$(cat /etc/app)\nAPP=/usr/bin/server\nexec \"$APP\"\n";
+        let vfs = Vfs::from_nodes(BTreeMap::from([
+            ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
+            ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
+            ("entry.sh".into(), file(true, Some(text), None)),
+        ]));
+        let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/server", "{t:#?}");
     }
 
     #[test]
