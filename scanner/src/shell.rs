@@ -408,34 +408,42 @@ fn push_lit(parts: &mut Vec<Part>, c: char) {
     }
 }
 
-fn finish(
-    commands: &mut Vec<Command>,
-    words: &mut Vec<Word>,
-    sep: Sep,
-    line: usize,
-    defines: &mut bool,
-) {
-    if !words.is_empty() {
-        commands.push(Command {
-            words: std::mem::take(words),
-            line,
-            sep,
-            defines_function: std::mem::take(defines),
-            case_item: false,
-        });
-    }
+/// The commands parsed so far and the one being read.
+struct Commands {
+    list: Vec<Command>,
+    /// The words of the command being read.
+    words: Vec<Word>,
+    /// Where it starts.
+    start_line: usize,
+    /// It is `name()`.
+    defines_function: bool,
 }
 
-/// A case item's patterns, even none (`)` alone), so that its commands are told from the
-/// item's before.
-fn case_item(commands: &mut Vec<Command>, words: &mut Vec<Word>, line: usize) {
-    commands.push(Command {
-        words: std::mem::take(words),
-        line,
-        sep: Sep::Seq,
-        defines_function: false,
-        case_item: true,
-    });
+impl Commands {
+    /// The command being read ends (if it has words) and is joined to the next by `sep`.
+    fn finish(&mut self, sep: Sep) {
+        if !self.words.is_empty() {
+            self.list.push(Command {
+                words: std::mem::take(&mut self.words),
+                line: self.start_line,
+                sep,
+                defines_function: std::mem::take(&mut self.defines_function),
+                case_item: false,
+            });
+        }
+    }
+
+    /// The words read are a case item's patterns, even none (`)` alone), so that its
+    /// commands are told from the item's before.
+    fn case_item(&mut self) {
+        self.list.push(Command {
+            words: std::mem::take(&mut self.words),
+            line: self.start_line,
+            sep: Sep::Seq,
+            defines_function: false,
+            case_item: true,
+        });
+    }
 }
 
 /// Tokenize `text` into simple commands.
@@ -450,10 +458,12 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
         _text: text,
         heredocs: Vec::new(),
     };
-    let mut commands = Vec::new();
-    let mut words: Vec<Word> = Vec::new();
-    let mut start_line = 1;
-    let mut defines_function = false;
+    let mut out = Commands {
+        list: Vec::new(),
+        words: Vec::new(),
+        start_line: 1,
+        defines_function: false,
+    };
     // The next word is a redirection's target (dropped).
     let mut redirect_target = false;
     let mut heredoc_next: Option<bool> = None;
@@ -466,17 +476,11 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
     loop {
         // Between words.
         let Some(c) = lx.peek() else {
-            finish(
-                &mut commands,
-                &mut words,
-                Sep::Seq,
-                start_line,
-                &mut defines_function,
-            );
+            out.finish(Sep::Seq);
             break;
         };
-        if words.is_empty() {
-            start_line = lx.line;
+        if out.words.is_empty() {
+            out.start_line = lx.line;
         }
         match c {
             ' ' | '\t' | '\r' => {
@@ -497,13 +501,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
             '\n' => {
                 lx.bump();
                 lx.skip_heredocs();
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::Seq,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::Seq);
                 continue;
             }
             ';' => {
@@ -513,74 +511,44 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                     // `;;` ends a case item: a pattern follows (or `esac`).
                     in_pattern = cases > 0;
                 }
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::Seq,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::Seq);
                 continue;
             }
             '|' if in_pattern => {
                 lx.bump();
                 continue;
             }
-            '(' if in_pattern && words.is_empty() => {
+            '(' if in_pattern && out.words.is_empty() => {
                 // `(a | b)`: the optional parenthesis before a pattern.
                 lx.bump();
                 continue;
             }
             ')' if in_pattern => {
                 lx.bump();
-                case_item(&mut commands, &mut words, start_line);
+                out.case_item();
                 in_pattern = false;
                 continue;
             }
             '&' if lx.peek_at(1) == Some('&') => {
                 lx.bump();
                 lx.bump();
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::And,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::And);
                 continue;
             }
             '|' if lx.peek_at(1) == Some('|') => {
                 lx.bump();
                 lx.bump();
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::Or,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::Or);
                 continue;
             }
             '|' => {
                 lx.bump();
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::Pipe,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::Pipe);
                 continue;
             }
             '&' if lx.peek_at(1) != Some('>') => {
                 lx.bump();
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::Background,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::Background);
                 continue;
             }
             '(' => {
@@ -590,39 +558,27 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                 while matches!(lx.peek_at(n), Some(' ' | '\t')) {
                     n += 1;
                 }
-                if words.len() == 1 && lx.peek_at(n) == Some(')') {
+                if out.words.len() == 1 && lx.peek_at(n) == Some(')') {
                     for _ in 0..=n {
                         lx.bump();
                     }
-                    defines_function = true;
+                    out.defines_function = true;
                 } else {
                     parens += 1;
                 }
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::Seq,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::Seq);
                 continue;
             }
             ')' => {
                 lx.bump();
                 if parens == 0 {
                     // `pattern)` of a case
-                    case_item(&mut commands, &mut words, start_line);
+                    out.case_item();
                     continue;
                 } else {
                     parens -= 1;
                 }
-                finish(
-                    &mut commands,
-                    &mut words,
-                    Sep::Seq,
-                    start_line,
-                    &mut defines_function,
-                );
+                out.finish(Sep::Seq);
                 continue;
             }
             '<' | '>' | '&' => {
@@ -759,28 +715,22 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
             continue;
         }
         let literal = word.literal();
-        if words.is_empty() && cases > 0 && literal.as_deref() == Some("esac") {
+        if out.words.is_empty() && cases > 0 && literal.as_deref() == Some("esac") {
             in_pattern = false;
             cases = cases.saturating_sub(1);
         }
         let case_opened = literal.as_deref() == Some("in")
-            && words.len() >= 2
-            && words[0].literal().as_deref() == Some("case");
-        words.push(word);
+            && out.words.len() >= 2
+            && out.words[0].literal().as_deref() == Some("case");
+        out.words.push(word);
         if case_opened {
             // `case WORD in`: patterns follow, on this line or the next.
-            finish(
-                &mut commands,
-                &mut words,
-                Sep::Seq,
-                start_line,
-                &mut defines_function,
-            );
+            out.finish(Sep::Seq);
             cases += 1;
             in_pattern = true;
         }
     }
-    Ok(commands)
+    Ok(out.list)
 }
 
 /// The length of the parameter name `body` starts with: one special character (`@`, `*`,
