@@ -1306,6 +1306,8 @@ impl<'a> Tracer<'a> {
             // Reserved words in front of a command are no programs.
             let mut words = &command.words[..];
             let mut opens: Option<&str> = None;
+            // `if ! CONDITION`: the condition's first command negated.
+            let mut negated = false;
             while let Some(w) = words.first().and_then(|w| w.literal())
                 && matches!(
                     w.as_str(),
@@ -1327,6 +1329,7 @@ impl<'a> Tracer<'a> {
                 match w.as_str() {
                     "if" => opens = Some("if"),
                     "elif" => opens = Some("elif"),
+                    "!" if opens.is_some() => negated = !negated,
                     "else" => {
                         if let Some(top) = ifs.last_mut() {
                             *top = match *top {
@@ -1391,7 +1394,22 @@ impl<'a> Tracer<'a> {
             if let Some(kind) = opens {
                 // `if`/`elif` CONDITION: tests of known values, joined by `&&` and `||`,
                 // decide the branch.
-                let (test, after) = condition(&script[..offset + commands.len()], i, words, vars);
+                // `command -v NAME`: a builtin, a function of the script or a program
+                // on the PATH.
+                let found = |name: &str| {
+                    SHELL_BUILTINS.contains(&name)
+                        || functions.contains_key(name)
+                        || self
+                            .find_program(ctx, name)
+                            .is_some_and(|(_, r)| matches!(r.node, Node::File { exec: true, .. }))
+                };
+                let (test, after) = condition(
+                    &script[..offset + commands.len()],
+                    i,
+                    (words, negated),
+                    vars,
+                    &found,
+                );
                 let decided = match test {
                     Some(true) => Branch::Running,
                     Some(false) => Branch::Skipping,
@@ -3002,35 +3020,112 @@ fn case_pattern(word: &shell::Word) -> Option<shell::Pattern> {
     shell::Pattern::parse(&text)
 }
 
-/// An `if`/`elif` condition: the test of `first` (the condition's first command, its
-/// reserved words taken off) and of the commands joined to it by `&&` and `||`, which
+/// What `command -v` finds without a program: the builtins of `dash` and `bash`.
+const SHELL_BUILTINS: &[&str] = &[
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "break",
+    "builtin",
+    "caller",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "continue",
+    "declare",
+    "dirs",
+    "disown",
+    "echo",
+    "enable",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
+];
+
+/// An `if`/`elif` condition: the test (or `command -v NAME`, answered by `found`) of
+/// `first` (the condition's first command, its reserved words taken off, and whether a
+/// `!` among them negates it) and of the commands joined to it by `&&` and `||`, which
 /// the shell runs left to right with equal precedence. The answer, when known, and the
 /// index after the condition's last command.
 fn condition(
     commands: &[Command],
     at: usize,
-    first: &[shell::Word],
+    (first, first_negated): (&[shell::Word], bool),
     vars: &Vars,
+    found: &dyn Fn(&str) -> bool,
 ) -> (Option<bool>, usize) {
-    let test = |words: &[shell::Word]| -> Option<bool> {
-        let (negate, words) = match words.first().and_then(|w| w.literal()).as_deref() {
-            Some("!") => (true, &words[1..]),
-            _ => (false, words),
+    let test = |words: &[shell::Word], mut negate: bool| -> Option<bool> {
+        let words = match words.first().and_then(|w| w.literal()).as_deref() {
+            Some("!") => {
+                negate = !negate;
+                &words[1..]
+            }
+            _ => words,
         };
         let argv = words
             .iter()
             .map(|w| shell::expand(w, vars))
             .collect::<Option<Vec<Vec<String>>>>()?
             .concat();
-        eval_test(&argv).map(|b| b != negate)
+        let answer = match argv.as_slice() {
+            // `command -v [--] NAME` (its output sent away): whether NAME is found.
+            [command, v, rest @ ..] if command == "command" && v == "-v" => match rest {
+                [name] => Some(found(name)),
+                [dashes, name] if dashes == "--" => Some(found(name)),
+                _ => None,
+            },
+            _ => eval_test(&argv),
+        };
+        answer.map(|b| b != negate)
     };
-    let mut answer = test(first);
+    let mut answer = test(first, first_negated);
     let mut end = at + 1;
     while let Some(joined) = commands.get(end - 1).map(|c| c.sep)
         && matches!(joined, shell::Sep::And | shell::Sep::Or)
         && let Some(next) = commands.get(end)
     {
-        let value = test(&next.words);
+        let value = test(&next.words, false);
         answer = if joined == shell::Sep::And {
             and3(answer, value)
         } else {
@@ -4030,6 +4125,16 @@ mod tests {
                 "mode=\"${1%%:*}\"\ncase $mode in\n  worker)\n    case \"${1#*:}\" in\n      [[:digit:]]*) set -- celery worker -c \"${1#*:}\" ;;\n      *) set -- celery worker ;;\n    esac ;;\n  redis) set -- redis-server ;;\nesac\nexec \"$@\"\n",
                 &[&["worker:4"], &["worker:x"], &["redis"], &["psql"]],
             ),
+            (
+                "/bin/sh",
+                "if ! command -v -- \"$1\" >/dev/null 2>&1 ; then\n\tset -- java -jar /opt/start.jar \"$@\"\nfi\nif ! [ \"$1\" = java ] && command -v \"$1\" > /dev/null; then\n\texec \"$@\"\nfi\nexec \"$@\" --module=http\n",
+                &[
+                    &["--list-config"],
+                    &["memcached", "-vv"],
+                    &["java", "-version"],
+                    &["jetty.sh"],
+                ],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -4103,7 +4208,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 25);
+        assert_eq!(checked, 29);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
