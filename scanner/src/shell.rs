@@ -145,7 +145,8 @@ pub enum ShellError {
     TooDeep(usize),
 }
 
-fn is_name(s: &str) -> bool {
+/// A valid variable name.
+pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -719,9 +720,16 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
             in_pattern = false;
             cases = cases.saturating_sub(1);
         }
+        // `case WORD in`, also after reserved words (`do case $a in`, `then case …`).
         let case_opened = literal.as_deref() == Some("in")
             && out.words.len() >= 2
-            && out.words[0].literal().as_deref() == Some("case");
+            && out.words[out.words.len() - 2].literal().as_deref() == Some("case")
+            && out.words[..out.words.len() - 2].iter().all(|w| {
+                matches!(
+                    w.literal().as_deref(),
+                    Some("do" | "then" | "else" | "{" | "!" | "time")
+                )
+            });
         out.words.push(word);
         if case_opened {
             // `case WORD in`: patterns follow, on this line or the next.
@@ -1314,7 +1322,7 @@ mod tests {
         // a `|` after it is a pipe again.
         let script = "case $A in\n\t--add-module* |\\\n\t--dry-run |\\\n\t-v )\\\n\tJAVA=x\n\
                       \tshift ;;\n\t(a|b) one ;;\n\t*) case $B in c) two ;; esac\nesac\nthree | four\n\
-                      case $C in d) five\nesac; six\n";
+                      case $C in d) five\nesac; six\nfor a in x; do case $a in x|y) seven ;; esac; done\n";
         let commands = parse(script).unwrap();
         let programs: Vec<String> = commands
             .iter()
@@ -1325,7 +1333,7 @@ mod tests {
             programs,
             [
                 "case", "JAVA=x", "shift", "one", "case", "two", "esac", "esac", "three", "four",
-                "case", "five", "esac", "six"
+                "case", "five", "esac", "six", "for", "do", "seven", "esac", "done"
             ],
             "{commands:?}"
         );
@@ -1342,7 +1350,8 @@ mod tests {
                 &["a", "b"],
                 &["*"],
                 &["c"],
-                &["d"]
+                &["d"],
+                &["x", "y"]
             ]
         );
         // Assignments: name unquoted, value may be quoted.

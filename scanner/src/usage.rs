@@ -860,6 +860,9 @@ struct Ctx {
     env: BTreeMap<String, String>,
     cwd: String,
     depth: usize,
+    /// The shell commands being followed run under an undecided condition or in a loop
+    /// around the block (a function called there, a loop's body): an `exec` may not run.
+    conditional: bool,
 }
 
 impl Ctx {
@@ -1197,6 +1200,8 @@ impl<'a> Tracer<'a> {
         };
         let mut ctx = ctx.clone();
         ctx.depth += 1;
+        // A new process: whether it runs at all is the caller's to know.
+        ctx.conditional = false;
         self.script(&label, &text, &mut vars, &mut ctx);
     }
 
@@ -1359,6 +1364,33 @@ impl<'a> Tracer<'a> {
                     .iter()
                     .any(|b| matches!(b, Branch::Skipping | Branch::Done));
                 match w.as_str() {
+                    "for"
+                        if !skipped
+                            && let Some((values, end)) =
+                                for_loop(&script[..offset + commands.len()], i, words, vars) =>
+                    {
+                        // `for NAME [in WORDS]` over known words: its body runs for each.
+                        let name = words[1].literal().unwrap_or_default();
+                        let around = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
+                        let outer = std::mem::replace(&mut ctx.conditional, around);
+                        let mut flow = Flow::Continue;
+                        for value in values {
+                            if self.over_call_budget(&from) {
+                                break;
+                            }
+                            assign(vars, ctx, &name, Some(value));
+                            flow =
+                                self.block(label, script, i + 1..end, functions, vars, ctx, last);
+                            if flow != Flow::Continue {
+                                break;
+                            }
+                        }
+                        ctx.conditional = outer;
+                        if flow != Flow::Continue {
+                            return flow;
+                        }
+                        skip_until = end + 1; // past `done`
+                    }
                     "for" | "select" => {
                         loops += 1;
                         // The loop is not run through: its variable holds what only
@@ -1438,7 +1470,7 @@ impl<'a> Tracer<'a> {
             {
                 continue;
             }
-            let conditional = loops > 0 || ifs.contains(&Branch::Unknown);
+            let conditional = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
             // Leading assignments: the command's environment, or the shell's variables.
             let mut assigned = BTreeMap::new();
             while let Some((name, value)) = words.first().and_then(|w| w.assignment()) {
@@ -1589,6 +1621,7 @@ impl<'a> Tracer<'a> {
                                 }
                             };
                             let inner_functions = function_bodies(&inner);
+                            let outer = std::mem::replace(&mut ctx.conditional, conditional);
                             let flow = self.block(
                                 &path,
                                 &inner,
@@ -1598,6 +1631,7 @@ impl<'a> Tracer<'a> {
                                 ctx,
                                 last,
                             );
+                            ctx.conditional = outer;
                             ctx.depth -= 1;
                             if flow != Flow::Continue {
                                 return flow;
@@ -1640,8 +1674,10 @@ impl<'a> Tracer<'a> {
                         unknown: vars.unknown.clone(),
                     };
                     ctx.depth += 1;
+                    let outer = std::mem::replace(&mut ctx.conditional, conditional);
                     let flow =
                         self.block(label, script, start..end, functions, &mut inner, ctx, last);
+                    ctx.conditional = outer;
                     ctx.depth -= 1;
                     vars.named = inner.named;
                     vars.unknown = inner.unknown;
@@ -3020,6 +3056,72 @@ fn case_pattern(word: &shell::Word) -> Option<shell::Pattern> {
     shell::Pattern::parse(&text)
 }
 
+/// Values one `for` loop is run through for at most.
+const MAX_LOOP_VALUES: usize = 64;
+
+/// `for NAME [in WORDS]` at `at` (`words`, its reserved words taken off): the values it
+/// runs its body for and the index of its `done`, when that can be known: the words
+/// expand to known values with no pattern characters (a glob names files), at most
+/// [`MAX_LOOP_VALUES`], and the body has no `break` or `continue` (which would leave
+/// which commands run to the values).
+fn for_loop(
+    commands: &[Command],
+    at: usize,
+    words: &[shell::Word],
+    vars: &Vars,
+) -> Option<(Vec<String>, usize)> {
+    let name = words.get(1)?.literal()?;
+    if !shell::is_name(&name) {
+        return None;
+    }
+    let values = match words.get(2..)? {
+        [] => vars.positional.clone(),
+        [keyword, list @ ..] if keyword.literal().as_deref() == Some("in") => {
+            let mut values = Vec::new();
+            for w in list {
+                values.extend(shell::expand(w, vars)?);
+            }
+            values
+        }
+        _ => return None,
+    };
+    if values.len() > MAX_LOOP_VALUES || values.iter().any(|v| v.contains(['*', '?', '['])) {
+        return None;
+    }
+    // The matching `done`: loops opened in the body close before it.
+    let mut depth = 1usize;
+    for (j, command) in commands.iter().enumerate().skip(at + 1) {
+        if command.case_item {
+            continue;
+        }
+        for w in &command.words {
+            match w.literal().as_deref() {
+                Some("while" | "until") => depth += 1,
+                Some("for" | "select") => {
+                    depth += 1;
+                    break;
+                }
+                Some("done") => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some((values, j));
+                    }
+                }
+                Some("do" | "then" | "else" | "elif" | "if" | "!" | "{" | "}" | "fi" | "esac") => {}
+                _ => break,
+            }
+        }
+        if command
+            .words
+            .iter()
+            .any(|w| matches!(w.literal().as_deref(), Some("break" | "continue")))
+        {
+            return None;
+        }
+    }
+    None
+}
+
 /// What `command -v` finds without a program: the builtins of `dash` and `bash`.
 const SHELL_BUILTINS: &[&str] = &[
     ".",
@@ -3199,6 +3301,7 @@ pub fn trace(vfs: &Vfs, config: &RunConfig) -> Trace {
         env,
         cwd: join("", &config.working_dir),
         depth: 0,
+        conditional: false,
     };
     tracer.run(&argv, &ctx, "config".into());
     tracer.trace
@@ -4135,6 +4238,16 @@ mod tests {
                     &["jetty.sh"],
                 ],
             ),
+            (
+                "/bin/sh",
+                "for A in \"$@\" ; do\n\tcase $A in\n\t\t--list-config |\\\n\t\t--version |\\\n\t\t-v )\\\n\t\tJAVA=\"$1\"\n\t\tshift\n\t\texec \"$JAVA\" -Dterminating=1 \"$@\"\n\tesac\ndone\nfor opt in -Xmx1g '-Dx=a b'; do\n\tJAVA_OPTS=\"$JAVA_OPTS $opt\"\ndone\nstart() { exec app-server \"$@\"; }\nif [ \"$1\" = serve ]; then shift; start \"$@\"; fi\nexec \"$@\" $JAVA_OPTS\n",
+                &[
+                    &["java", "-jar", "start.jar"],
+                    &["java", "--list-config"],
+                    &["memcached", "-v"],
+                    &["serve", "--x"],
+                ],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -4208,8 +4321,42 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 29);
+        assert_eq!(checked, 33);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An `exec` in a function called, or a file sourced, under an undecided condition may
+    /// not run: it is traced as a program that may run, and the script goes on to its own
+    /// `exec`.
+    #[test]
+    fn an_exec_in_a_function_or_sourced_file_under_an_undecided_condition_may_not_run() {
+        for body in [
+            "start() { exec /usr/bin/server \"$@\"; }\nif [ -f /etc/flag ]; then start; fi\nexec /usr/bin/bash -c true\n",
+            "if [ -f /etc/flag ]; then . /lib.sh; fi\nexec /usr/bin/bash -c true\n",
+        ] {
+            let text = format!("#!/usr/bin/bash\n{body}");
+            let vfs = Vfs::from_nodes(BTreeMap::from([
+                ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
+                ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
+                ("entry.sh".into(), file(true, Some(&text), None)),
+                (
+                    "lib.sh".into(),
+                    file(false, Some("exec /usr/bin/server\n"), None),
+                ),
+            ]));
+            let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            let terminal = t.terminal().unwrap();
+            let last_line = format!("/entry.sh:{}", body.lines().count() + 1);
+            assert_eq!(
+                (terminal.path.as_str(), terminal.from.as_str()),
+                ("/usr/bin/bash", last_line.as_str()),
+                "{body}: {t:#?}"
+            );
+            assert!(
+                t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
+                "{body}: {t:#?}"
+            );
+        }
     }
 
     /// A variable set from a command's output, a loop's variable, what `read` reads: the
@@ -4221,7 +4368,7 @@ mod tests {
             "for APP in /opt/*/bin/server; do :; done\nexec \"$APP\"\n",
             "read -r -p 'app? ' APP < /etc/app\nexec $APP\n",
             "export APP=`cat /etc/app` B=1\nexec $APP\n",
-            "APP=/usr/bin/bash\nfor APP; do :; done\nexec \"${APP%/*}/server\"\n",
+            "APP=/usr/bin/bash\nfor APP in x \"$(ls /opt)\"; do :; done\nexec \"${APP%/*}/server\"\n",
         ] {
             let text = format!("#!/usr/bin/bash\n{body}");
             let vfs = Vfs::from_nodes(BTreeMap::from([
@@ -4240,15 +4387,26 @@ mod tests {
                 "{body}: {t:#?}"
             );
         }
-        // Set again to something known, it is known again.
-        let text = "#!/usr/bin/bash\nAPP=$(cat /etc/app)\nAPP=/usr/bin/server\nexec \"$APP\"\n";
-        let vfs = Vfs::from_nodes(BTreeMap::from([
-            ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
-            ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
-            ("entry.sh".into(), file(true, Some(text), None)),
-        ]));
-        let t = trace(&vfs, &config(&["/entry.sh"], &[]));
-        assert_eq!(t.terminal().unwrap().path, "/usr/bin/server", "{t:#?}");
+        // Set again to something known, it is known again; a loop over known words leaves
+        // its last (and one over none the value before).
+        for body in [
+            "APP=$(cat /etc/app)\nAPP=/usr/bin/server\nexec \"$APP\"\n",
+            "for APP in /nope \"/usr/bin/server\"; do :; done\nexec \"$APP\"\n",
+            "APP=/usr/bin/bash\nfor APP; do :; done\nexec \"${APP%/*}/server\"\n",
+        ] {
+            let text = format!("#!/usr/bin/bash\n{body}");
+            let vfs = Vfs::from_nodes(BTreeMap::from([
+                ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
+                ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
+                ("entry.sh".into(), file(true, Some(&text), None)),
+            ]));
+            let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            assert_eq!(
+                t.terminal().unwrap().path,
+                "/usr/bin/server",
+                "{body}: {t:#?}"
+            );
+        }
     }
 
     #[test]
