@@ -1562,12 +1562,20 @@ impl<'a> Tracer<'a> {
                 "export" | "local" | "readonly" | "declare" | "typeset" => {
                     for w in &words[1..] {
                         if let Some((k, v)) = w.assignment() {
+                            // `export A=$(…)`: A is unknown from here.
                             let v = shell::expand(&v, vars).map(|f| f.join(" "));
                             assign(vars, ctx, &k, v);
-                        } else if let Some(a) = w.literal()
-                            && let Some(v) = vars.named.get(&a)
-                        {
-                            ctx.env.insert(a, v.clone());
+                            continue;
+                        }
+                        // `export "A=b c"`, `export A`.
+                        for a in shell::expand(w, vars).unwrap_or_default() {
+                            if let Some((k, v)) = a.split_once('=') {
+                                if shell::is_name(k) {
+                                    assign(vars, ctx, k, Some(v.to_string()));
+                                }
+                            } else if let Some(v) = vars.named.get(&a) {
+                                ctx.env.insert(a.clone(), v.clone());
+                            }
                         }
                     }
                 }
@@ -4393,6 +4401,7 @@ mod tests {
             "APP=$(cat /etc/app)\nAPP=/usr/bin/server\nexec \"$APP\"\n",
             "for APP in /nope \"/usr/bin/server\"; do :; done\nexec \"$APP\"\n",
             "APP=/usr/bin/bash\nfor APP; do :; done\nexec \"${APP%/*}/server\"\n",
+            "APP=$(cat /etc/app)\nexport \"APP=/usr/bin/server\"\nexec \"$APP\"\n",
         ] {
             let text = format!("#!/usr/bin/bash\n{body}");
             let vfs = Vfs::from_nodes(BTreeMap::from([
