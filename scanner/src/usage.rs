@@ -1005,7 +1005,12 @@ impl<'a> Tracer<'a> {
             return;
         }
         let Some((invoked, found)) = self.find_program(ctx, program) else {
-            self.note(format!("{from}: {program} is not in the image"));
+            if program == "?" {
+                // A word the script computes (`set -- $(cat file)`, then `exec "$@"`).
+                self.note(format!("{from}: the command is not known statically"));
+            } else {
+                self.note(format!("{from}: {program} is not in the image"));
+            }
             return;
         };
         let path = format!("/{}", found.path);
@@ -4373,6 +4378,7 @@ mod tests {
     fn values_only_running_the_script_tells_are_not_guessed() {
         for body in [
             "APP=$(cat /etc/app)\nexec \"$APP\" serve\n",
+            "set -- $(cat /etc/app)\nexec \"$@\"\n",
             "for APP in /opt/*/bin/server; do :; done\nexec \"$APP\"\n",
             "read -r -p 'app? ' APP < /etc/app\nexec $APP\n",
             "export APP=`cat /etc/app` B=1\nexec $APP\n",
