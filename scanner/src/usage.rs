@@ -4338,6 +4338,22 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The trace of `/entry.sh`, a bash script of `body`, in an image holding bash,
+    /// `/usr/bin/server` and `extra`.
+    fn trace_entry_script<const N: usize>(body: &str, extra: [(&str, Node); N]) -> Trace {
+        let text = format!("#!/usr/bin/bash\n{body}");
+        let mut nodes = BTreeMap::from([
+            ("usr/bin/bash".to_string(), file(true, None, Some(lib(&[])))),
+            (
+                "usr/bin/server".to_string(),
+                file(true, None, Some(lib(&[]))),
+            ),
+            ("entry.sh".to_string(), file(true, Some(&text), None)),
+        ]);
+        nodes.extend(extra.map(|(path, node)| (path.to_string(), node)));
+        trace(&Vfs::from_nodes(nodes), &config(&["/entry.sh"], &[]))
+    }
+
     /// An `exec` in a function called, or a file sourced, under an undecided condition may
     /// not run: it is traced as a program that may run, and the script goes on to its own
     /// `exec`.
@@ -4347,17 +4363,8 @@ mod tests {
             "start() { exec /usr/bin/server \"$@\"; }\nif [ -f /etc/flag ]; then start; fi\nexec /usr/bin/bash -c true\n",
             "if [ -f /etc/flag ]; then . /lib.sh; fi\nexec /usr/bin/bash -c true\n",
         ] {
-            let text = format!("#!/usr/bin/bash\n{body}");
-            let vfs = Vfs::from_nodes(BTreeMap::from([
-                ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
-                ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
-                ("entry.sh".into(), file(true, Some(&text), None)),
-                (
-                    "lib.sh".into(),
-                    file(false, Some("exec /usr/bin/server\n"), None),
-                ),
-            ]));
-            let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            let lib_sh = file(false, Some("exec /usr/bin/server\n"), None);
+            let t = trace_entry_script(body, [("lib.sh", lib_sh)]);
             let terminal = t.terminal().unwrap();
             let last_line = format!("/entry.sh:{}", body.lines().count() + 1);
             assert_eq!(
@@ -4384,13 +4391,7 @@ mod tests {
             "export APP=`cat /etc/app` B=1\nexec $APP\n",
             "APP=/usr/bin/bash\nfor APP in x \"$(ls /opt)\"; do :; done\nexec \"${APP%/*}/server\"\n",
         ] {
-            let text = format!("#!/usr/bin/bash\n{body}");
-            let vfs = Vfs::from_nodes(BTreeMap::from([
-                ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
-                ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
-                ("entry.sh".into(), file(true, Some(&text), None)),
-            ]));
-            let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            let t = trace_entry_script(body, []);
             assert_eq!(
                 t.terminal().unwrap().path,
                 "/usr/bin/bash",
@@ -4409,13 +4410,7 @@ mod tests {
             "APP=/usr/bin/bash\nfor APP; do :; done\nexec \"${APP%/*}/server\"\n",
             "APP=$(cat /etc/app)\nexport \"APP=/usr/bin/server\"\nexec \"$APP\"\n",
         ] {
-            let text = format!("#!/usr/bin/bash\n{body}");
-            let vfs = Vfs::from_nodes(BTreeMap::from([
-                ("usr/bin/bash".into(), file(true, None, Some(lib(&[])))),
-                ("usr/bin/server".into(), file(true, None, Some(lib(&[])))),
-                ("entry.sh".into(), file(true, Some(&text), None)),
-            ]));
-            let t = trace(&vfs, &config(&["/entry.sh"], &[]));
+            let t = trace_entry_script(body, []);
             assert_eq!(
                 t.terminal().unwrap().path,
                 "/usr/bin/server",
