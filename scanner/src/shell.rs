@@ -1000,8 +1000,10 @@ impl Pattern {
         if set[m] {
             lengths.push(0);
         }
+        // Two position sets, swapped at each character (no allocation per character).
+        let mut next = vec![false; m + 1];
         for (i, c) in chars.enumerate() {
-            let mut next = vec![false; m + 1];
+            next.fill(false);
             let mut any = false;
             for j in 0..m {
                 if !set[j] {
@@ -1019,7 +1021,7 @@ impl Pattern {
                 break;
             }
             close(&mut next);
-            set = next;
+            std::mem::swap(&mut set, &mut next);
             if set[m] {
                 lengths.push(i + 1);
             }

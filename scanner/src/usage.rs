@@ -1296,11 +1296,7 @@ impl<'a> Tracer<'a> {
                     None => Branch::Unknown,
                 };
                 if let Some(top) = ifs.last_mut() {
-                    *top = match *top {
-                        Branch::Running => Branch::Done,
-                        Branch::Skipping => decided,
-                        other => other,
-                    };
+                    *top = top.next(decided);
                 }
                 continue;
             }
@@ -1371,11 +1367,10 @@ impl<'a> Tracer<'a> {
                 match w.as_str() {
                     "for"
                         if !skipped
-                            && let Some((values, end)) =
+                            && let Some((name, values, end)) =
                                 for_loop(&script[..offset + commands.len()], i, words, vars) =>
                     {
                         // `for NAME [in WORDS]` over known words: its body runs for each.
-                        let name = words[1].literal().unwrap_or_default();
                         let around = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
                         let outer = std::mem::replace(&mut ctx.conditional, around);
                         let mut flow = Flow::Continue;
@@ -1458,11 +1453,7 @@ impl<'a> Tracer<'a> {
                 if kind == "if" {
                     ifs.push(if outer_skipped { Branch::Done } else { decided });
                 } else if let Some(top) = ifs.last_mut() {
-                    *top = match *top {
-                        Branch::Running => Branch::Done,
-                        Branch::Skipping => decided,
-                        other => other,
-                    };
+                    *top = top.next(decided);
                 }
                 if test.is_some() {
                     skip_until = after;
@@ -2892,7 +2883,7 @@ impl<'a> Tracer<'a> {
     }
 }
 
-/// Which branch of an `if` runs.
+/// Which branch of an `if` (or item of a `case`) runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Branch {
     /// The condition is not known statically: any branch may run.
@@ -2903,6 +2894,19 @@ enum Branch {
     Skipping,
     /// A branch ran; the rest do not.
     Done,
+}
+
+impl Branch {
+    /// At the next `elif` (or `case` item), decided as `decided` on its own: after a
+    /// branch that ran none does; after skipped ones this one is as decided; an
+    /// undecided one leaves the rest undecided.
+    fn next(self, decided: Branch) -> Branch {
+        match self {
+            Branch::Running => Branch::Done,
+            Branch::Skipping => decided,
+            other => other,
+        }
+    }
 }
 
 /// `[ … ]` or `test …` of strings and integers: `A = B`, `A != B`, `-n A`, `-z A`, `A`,
@@ -2922,9 +2926,14 @@ fn eval_test(argv: &[String]) -> Option<bool> {
         return None;
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    test_args(&args)
+}
+
+/// The arguments of `test` (or between `[` and `]`).
+fn test_args(args: &[&str]) -> Option<bool> {
     // POSIX decides up to four arguments by their number, so `[ -n ]` and `[ ! = x ]`
     // read as strings; longer expressions by `test`'s grammar.
-    match args.as_slice() {
+    match args {
         [] => Some(false),
         [a] => Some(!a.is_empty()),
         ["!", a] => Some(a.is_empty()),
@@ -2934,21 +2943,14 @@ fn eval_test(argv: &[String]) -> Option<bool> {
             "-o" => Some(!a.is_empty() || !b.is_empty()),
             _ => binary_test(op, a, b)?,
         },
-        ["!", rest @ ..] if rest.len() <= 3 => eval_test_words(rest).map(|b| !b),
-        ["(", inner @ .., ")"] if inner.len() <= 2 => eval_test_words(inner),
+        ["!", rest @ ..] if rest.len() <= 3 => test_args(rest).map(|b| !b),
+        ["(", inner @ .., ")"] if inner.len() <= 2 => test_args(inner),
         _ => {
             let mut at = 0;
-            let answer = test_or(&args, &mut at);
+            let answer = test_or(args, &mut at);
             (at == args.len()).then_some(answer).flatten()
         }
     }
-}
-
-/// [`eval_test`] of arguments already taken out of `[ … ]`.
-fn eval_test_words(args: &[&str]) -> Option<bool> {
-    let mut argv = vec!["test".to_string()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    eval_test(&argv)
 }
 
 fn unary_test(op: &str, a: &str) -> Option<bool> {
@@ -3072,8 +3074,8 @@ fn case_pattern(word: &shell::Word) -> Option<shell::Pattern> {
 /// Values one `for` loop is run through for at most.
 const MAX_LOOP_VALUES: usize = 64;
 
-/// `for NAME [in WORDS]` at `at` (`words`, its reserved words taken off): the values it
-/// runs its body for and the index of its `done`, when that can be known: the words
+/// `for NAME [in WORDS]` at `at` (`words`, its reserved words taken off): NAME, the values
+/// it runs its body for and the index of its `done`, when that can be known: the words
 /// expand to known values with no pattern characters (a glob names files), at most
 /// [`MAX_LOOP_VALUES`], and the body has no `break` or `continue` (which would leave
 /// which commands run to the values).
@@ -3082,7 +3084,7 @@ fn for_loop(
     at: usize,
     words: &[shell::Word],
     vars: &Vars,
-) -> Option<(Vec<String>, usize)> {
+) -> Option<(String, Vec<String>, usize)> {
     let name = words.get(1)?.literal()?;
     if !shell::is_name(&name) {
         return None;
@@ -3117,7 +3119,7 @@ fn for_loop(
                 Some("done") => {
                     depth -= 1;
                     if depth == 0 {
-                        return Some((values, j));
+                        return Some((name, values, j));
                     }
                 }
                 Some("do" | "then" | "else" | "elif" | "if" | "!" | "{" | "}" | "fi" | "esac") => {}
