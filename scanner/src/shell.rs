@@ -4,9 +4,11 @@
 //! operators (`${NAME#pattern}`, `##`, `%`, `%%`), `${#NAME}`, bash's
 //! `${NAME:offset:length}`, `"$@"` and the positional parameters; redirections (dropped)
 //! and here-documents (skipped); comments; function definitions (`name() { … }`); `case`
-//! items (their patterns kept, [`Command::case_item`]). What it cannot know statically
-//! (`$(…)`, backquotes, a pattern built from an expansion, `${!NAME}`) is an
-//! [`Part::Unknown`] part, so a command word built from one is never guessed.
+//! items (their patterns kept, [`Command::case_item`]); `$(command -v WORD)`, whose output
+//! the image's file system tells ([`Part::CommandV`], answered by [`expand_with`]'s
+//! caller). What it cannot know statically (other `$(…)`, backquotes, a pattern built from
+//! an expansion, `${!NAME}`) is an [`Part::Unknown`] part, so a command word built from one
+//! is never guessed.
 //!
 //! The input is untrusted (it comes from an image): every failure is an error value, the
 //! work is linear in the input and the nesting is bounded; a pattern match runs as a set
@@ -38,8 +40,17 @@ pub enum Part {
         /// Inside double quotes (no field splitting).
         quoted: bool,
     },
-    /// Something only running the script would tell: command substitution, arithmetic,
-    /// pattern operators.
+    /// `$(command -v WORD)` (also `command -v -- WORD`): what the shell prints for WORD,
+    /// a builtin's or function's name or the path of the program it would run, nothing
+    /// when there is none (its newline removed).
+    CommandV {
+        /// WORD.
+        name: Box<Word>,
+        /// Inside double quotes (no field splitting).
+        quoted: bool,
+    },
+    /// Something only running the script would tell: another command substitution,
+    /// arithmetic, a pattern built from an expansion.
     Unknown,
 }
 
@@ -326,6 +337,7 @@ impl Lexer<'_> {
             Some('(') => {
                 // $( … ) or $(( … )): skipped by parenthesis depth, quotes respected.
                 let line = self.line;
+                let start = self.at;
                 let mut depth = 0usize;
                 loop {
                     match self.bump() {
@@ -351,7 +363,13 @@ impl Lexer<'_> {
                         Some(_) => {}
                     }
                 }
-                Ok(Part::Unknown)
+                let inner: String = self.chars[start + 1..self.at - 1].iter().collect();
+                Ok(
+                    command_v_name(&inner).map_or(Part::Unknown, |name| Part::CommandV {
+                        name: Box::new(name),
+                        quoted,
+                    }),
+                )
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
                 let mut name = String::new();
@@ -1104,6 +1122,27 @@ impl VarOp {
     }
 }
 
+/// WORD when `text` (a command substitution's) is `command -v [--] WORD` alone, its
+/// output possibly sent away.
+fn command_v_name(text: &str) -> Option<Word> {
+    // Only what could be one: the parse of what is inside is bounded by the parse of the
+    // whole (its nesting is), and most substitutions are something else.
+    if !text.trim_start().starts_with("command") {
+        return None;
+    }
+    let commands = parse(text).ok()?;
+    let [only] = commands.as_slice() else {
+        return None;
+    };
+    let words: Vec<Option<String>> = only.words.iter().map(Word::literal).collect();
+    let name_at = match words.as_slice() {
+        [Some(c), Some(v), _] if c == "command" && v == "-v" => 2,
+        [Some(c), Some(v), Some(dashes), _] if c == "command" && v == "-v" && dashes == "--" => 3,
+        _ => return None,
+    };
+    (!only.case_item).then(|| only.words[name_at].clone())
+}
+
 /// Variables and positional parameters a script runs with.
 #[derive(Clone, Debug, Default)]
 pub struct Vars {
@@ -1146,8 +1185,19 @@ fn split_fields(value: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Expand a word into fields; `None` when it holds something unknowable.
+/// Expand a word into fields; `None` when it holds something unknowable (a
+/// `$(command -v …)` among it).
 pub fn expand(word: &Word, vars: &Vars) -> Option<Vec<String>> {
+    expand_with(word, vars, &|_| None)
+}
+
+/// [`expand`] with `command_v` answering `$(command -v NAME)`: `Some(output)`, or `None`
+/// when it is not known.
+pub fn expand_with(
+    word: &Word,
+    vars: &Vars,
+    command_v: &dyn Fn(&str) -> Option<String>,
+) -> Option<Vec<String>> {
     let mut fields: Vec<String> = Vec::new();
     let mut current: Option<String> = None;
     if word.quoted {
@@ -1160,6 +1210,26 @@ pub fn expand(word: &Word, vars: &Vars) -> Option<Vec<String>> {
         match part {
             Part::Lit(s) => append(&mut current, s),
             Part::Unknown => return None,
+            Part::CommandV { name, quoted } => {
+                let output = match expand_with(name, vars, command_v)?.as_slice() {
+                    [name] => command_v(name)?,
+                    // No name or two (an unquoted name split): not read.
+                    _ => return None,
+                };
+                let output = output.trim_end_matches('\n');
+                if *quoted {
+                    append(&mut current, output);
+                } else {
+                    let mut pieces = split_fields(output).into_iter();
+                    if let Some(first) = pieces.next() {
+                        append(&mut current, first);
+                    }
+                    for v in pieces {
+                        fields.extend(current.take());
+                        current = Some(v.to_string());
+                    }
+                }
+            }
             Part::Var {
                 name,
                 default,
@@ -1298,6 +1368,55 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// `$(command -v WORD)` is kept with its word, answered by `expand_with`'s caller, and
+    /// split as an expansion is when unquoted; other substitutions stay unknown.
+    #[test]
+    fn command_v_substitutions_are_answered_by_the_caller() {
+        let vars = Vars {
+            positional: vec!["node".into()],
+            ..Vars::default()
+        };
+        let lookup = |name: &str| match name {
+            "node" => Some("/usr/local/bin/node".to_string()),
+            "two" => Some("a b".to_string()),
+            "none" => Some(String::new()),
+            _ => None,
+        };
+        let expanded = |text: &str| {
+            let commands = parse(text).unwrap();
+            expand_with(&commands[0].words[1], &vars, &lookup)
+        };
+        for (text, want) in [
+            (
+                "x \"$(command -v \"$1\")\"",
+                Some(vec!["/usr/local/bin/node"]),
+            ),
+            (
+                "x $(command -v -- node 2>/dev/null)",
+                Some(vec!["/usr/local/bin/node"]),
+            ),
+            ("x \"$(command -v none)\"", Some(vec![""])),
+            ("x $(command -v none)", Some(vec![])),
+            ("x $(command -v two)", Some(vec!["a", "b"])),
+            ("x \"$(command -v two)\"", Some(vec!["a b"])),
+            (
+                "x =$(command -v node)=",
+                Some(vec!["=/usr/local/bin/node="]),
+            ),
+            ("x $(command -v other)", None),
+            ("x $(command -v node two)", None),
+            ("x $(command -v node; id)", None),
+            ("x $(cat node)", None),
+            ("x $(command node)", None),
+        ] {
+            let want = want.map(|w| w.into_iter().map(String::from).collect::<Vec<_>>());
+            assert_eq!(expanded(text), want, "{text}");
+        }
+        // Without an answer (plain `expand`), not known.
+        let commands = parse("x \"$(command -v node)\"").unwrap();
+        assert_eq!(expand(&commands[0].words[1], &vars), None);
     }
 
     #[test]

@@ -783,6 +783,10 @@ pub struct RunConfig {
     pub env: Vec<String>,
     /// `WorkingDir`.
     pub working_dir: String,
+    /// `Volumes`: where something is mounted over the image, so a file test there is not
+    /// answered from the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
 }
 
 impl RunConfig {
@@ -807,6 +811,10 @@ impl RunConfig {
             cmd: list(&c["Cmd"]),
             env: list(&c["Env"]),
             working_dir: c["WorkingDir"].as_str().unwrap_or_default().to_string(),
+            volumes: c["Volumes"]
+                .as_object()
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -859,6 +867,11 @@ impl Trace {
 struct Ctx {
     env: BTreeMap<String, String>,
     cwd: String,
+    /// A `cd` to where only running the script tells (or one that may not run) was met:
+    /// relative paths are not known.
+    cwd_unknown: bool,
+    /// Mounted over the image (the config's `Volumes`): file tests there are not known.
+    volumes: Vec<String>,
     depth: usize,
     /// The shell commands being followed run under an undecided condition or in a loop
     /// around the block (a function called there, a loop's body): an `exec` may not run.
@@ -980,6 +993,22 @@ impl<'a> Tracer<'a> {
             }
         }
         None
+    }
+
+    /// [`shell::expand`] with `$(command -v NAME)` answered by the image.
+    fn expand(
+        &self,
+        word: &shell::Word,
+        vars: &Vars,
+        ctx: &Ctx,
+        functions: &BTreeMap<String, (usize, usize)>,
+    ) -> Option<Vec<String>> {
+        let image = ScriptImage {
+            tracer: self,
+            ctx,
+            functions,
+        };
+        shell::expand_with(word, vars, &|name| image.command_v(name))
     }
 
     /// Counts a shell function call or sourced script; true (noted once) past
@@ -1314,6 +1343,8 @@ impl<'a> Tracer<'a> {
             let mut opens: Option<&str> = None;
             // `if ! CONDITION`: the condition's first command negated.
             let mut negated = false;
+            // `if { …; }`: the condition from its group on.
+            let mut condition_words = None;
             while let Some(w) = words.first().and_then(|w| w.literal())
                 && matches!(
                     w.as_str(),
@@ -1335,7 +1366,10 @@ impl<'a> Tracer<'a> {
                 match w.as_str() {
                     "if" => opens = Some("if"),
                     "elif" => opens = Some("elif"),
-                    "!" if opens.is_some() => negated = !negated,
+                    "!" if opens.is_some() && condition_words.is_none() => negated = !negated,
+                    "{" if opens.is_some() && condition_words.is_none() => {
+                        condition_words = Some(words)
+                    }
                     "else" => {
                         if let Some(top) = ifs.last_mut() {
                             *top = match *top {
@@ -1403,15 +1437,14 @@ impl<'a> Tracer<'a> {
                     "case" => {
                         // `case WORD in`: its items are decided as `elif`s are, by
                         // matching WORD when it is known.
-                        let subject =
-                            words
-                                .get(1)
-                                .and_then(|w| shell::expand(w, vars))
-                                .and_then(|fields| match fields.len() {
-                                    0 => Some(String::new()),
-                                    1 => fields.into_iter().next(),
-                                    _ => None, // split by IFS: the spaces are not known
-                                });
+                        let subject = words
+                            .get(1)
+                            .and_then(|w| self.expand(w, vars, ctx, functions))
+                            .and_then(|fields| match fields.len() {
+                                0 => Some(String::new()),
+                                1 => fields.into_iter().next(),
+                                _ => None, // split by IFS: the spaces are not known
+                            });
                         cases.push(subject);
                         ifs.push(if skipped {
                             Branch::Done
@@ -1425,22 +1458,18 @@ impl<'a> Tracer<'a> {
             }
             if let Some(kind) = opens {
                 // `if`/`elif` CONDITION: tests of known values, joined by `&&` and `||`,
-                // decide the branch.
-                // `command -v NAME`: a builtin, a function of the script or a program
-                // on the PATH.
-                let found = |name: &str| {
-                    SHELL_BUILTINS.contains(&name)
-                        || functions.contains_key(name)
-                        || self
-                            .find_program(ctx, name)
-                            .is_some_and(|(_, r)| matches!(r.node, Node::File { exec: true, .. }))
+                // decide the branch; the image answers `command -v` and file tests.
+                let image = ScriptImage {
+                    tracer: self,
+                    ctx,
+                    functions,
                 };
                 let (test, after) = condition(
                     &script[..offset + commands.len()],
                     i,
-                    (words, negated),
+                    (condition_words.unwrap_or(words), negated),
                     vars,
-                    &found,
+                    &image,
                 );
                 let decided = match test {
                     Some(true) => Branch::Running,
@@ -1470,7 +1499,9 @@ impl<'a> Tracer<'a> {
             // Leading assignments: the command's environment, or the shell's variables.
             let mut assigned = BTreeMap::new();
             while let Some((name, value)) = words.first().and_then(|w| w.assignment()) {
-                let value = shell::expand(&value, vars).map(|f| f.join(" "));
+                let value = self
+                    .expand(&value, vars, ctx, functions)
+                    .map(|f| f.join(" "));
                 assigned.insert(name, value);
                 words = &words[1..];
             }
@@ -1485,7 +1516,7 @@ impl<'a> Tracer<'a> {
             // Where a word only running the script tells stands (as `?`).
             let mut unknown_at = BTreeSet::new();
             for (n, w) in words.iter().enumerate() {
-                match shell::expand(w, vars) {
+                match self.expand(w, vars, ctx, functions) {
                     Some(fields) => argv.extend(fields),
                     None if n == 0 => known = false,
                     None => {
@@ -1551,20 +1582,33 @@ impl<'a> Tracer<'a> {
                 }
                 "exit" | "return" if !conditional => return Flow::Exit,
                 "cd" => {
-                    if let Some(dir) = argv.get(1).filter(|d| !d.starts_with('-')) {
-                        ctx.cwd = join(&ctx.cwd, dir);
+                    let dir = match argv.get(1..).unwrap_or_default() {
+                        [] => ctx.env.get("HOME").cloned(),
+                        [dir] if !dir.starts_with('-') && !unknown_at.contains(&1) => {
+                            Some(dir.clone())
+                        }
+                        _ => None, // `cd -`, options, a directory the script computes
+                    };
+                    // Programs are still looked for from where it may go; tests of
+                    // relative paths are not answered after a `cd` that may not run.
+                    match dir {
+                        Some(dir) => {
+                            ctx.cwd = join(&ctx.cwd, &dir);
+                            ctx.cwd_unknown |= conditional;
+                        }
+                        None => ctx.cwd_unknown = true,
                     }
                 }
                 "export" | "local" | "readonly" | "declare" | "typeset" => {
                     for w in &words[1..] {
                         if let Some((k, v)) = w.assignment() {
                             // `export A=$(…)`: A is unknown from here.
-                            let v = shell::expand(&v, vars).map(|f| f.join(" "));
+                            let v = self.expand(&v, vars, ctx, functions).map(|f| f.join(" "));
                             assign(vars, ctx, &k, v);
                             continue;
                         }
                         // `export "A=b c"`, `export A`.
-                        for a in shell::expand(w, vars).unwrap_or_default() {
+                        for a in self.expand(w, vars, ctx, functions).unwrap_or_default() {
                             if let Some((k, v)) = a.split_once('=') {
                                 if shell::is_name(k) {
                                     assign(vars, ctx, k, Some(v.to_string()));
@@ -2909,11 +2953,150 @@ impl Branch {
     }
 }
 
-/// `[ … ]` or `test …` of strings and integers: `A = B`, `A != B`, `-n A`, `-z A`, `A`,
-/// `-eq` and the other integer comparisons, with `!`, `-a`, `-o` and parentheses as
-/// `test` reads them; the answer when it is known (a file test, an operand the script
-/// computes, is not).
-fn eval_test(argv: &[String]) -> Option<bool> {
+/// What a script's tests ask of the image it runs in; `None` when the image does not tell.
+trait Image {
+    /// What `command -v NAME` prints (empty when nothing is found).
+    fn command_v(&self, name: &str) -> Option<String>;
+    /// `test`'s file test `op` (`-e`, `-f`, …) of `path`.
+    fn file_test(&self, op: &str, path: &str) -> Option<bool>;
+}
+
+/// Nothing known of the image (tests of strings and integers only).
+impl Image for () {
+    fn command_v(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn file_test(&self, _: &str, _: &str) -> Option<bool> {
+        None
+    }
+}
+
+/// Where the container runtime mounts its own files (and Kubernetes its service account
+/// token): what the image holds there is not what a running script sees.
+const RUNTIME_MOUNTS: &[&str] = &[
+    "proc",
+    "sys",
+    "dev",
+    "run",
+    "var/run",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+];
+
+/// The image a script runs in, as its shell sees it from where it is.
+struct ScriptImage<'t, 'a> {
+    tracer: &'t Tracer<'a>,
+    ctx: &'t Ctx,
+    functions: &'t BTreeMap<String, (usize, usize)>,
+}
+
+impl ScriptImage<'_, '_> {
+    /// `path` in the image (from the root), when what the script sees there is the image's:
+    /// not after a `cd` that may not run (a relative path), not where something is
+    /// mounted over it.
+    fn seen(&self, path: &str) -> Option<String> {
+        if self.ctx.cwd_unknown && !path.starts_with('/') {
+            return None;
+        }
+        let at = join(&self.ctx.cwd, path);
+        let under = |dir: &str| {
+            at == dir
+                || at
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        let mounted =
+            RUNTIME_MOUNTS.iter().any(|m| under(m)) || self.ctx.volumes.iter().any(|v| under(v));
+        (!mounted).then_some(at)
+    }
+
+    /// What is at `path` (links followed): `Some(None)` when nothing is.
+    fn node(&self, path: &str) -> Option<Option<&Node>> {
+        Some(
+            self.tracer
+                .vfs
+                .resolve("", &self.seen(path)?)
+                .map(|r| r.node),
+        )
+    }
+}
+
+impl Image for ScriptImage<'_, '_> {
+    fn command_v(&self, name: &str) -> Option<String> {
+        let executable = |node: Option<&Node>| matches!(node, Some(Node::File { exec: true, .. }));
+        if name.contains('/') {
+            // dash prints any path that is there, bash only an executable file's: both
+            // agree on those, and on nothing there.
+            return match self.node(name)? {
+                None => Some(String::new()),
+                node if executable(node) => Some(name.to_string()),
+                Some(_) => None,
+            };
+        }
+        if name.is_empty() {
+            return Some(String::new());
+        }
+        if SHELL_BUILTINS.contains(&name) || self.functions.contains_key(name) {
+            return Some(name.to_string());
+        }
+        let path = self
+            .ctx
+            .env
+            .get("PATH")
+            .map_or(DEFAULT_PATH, String::as_str);
+        for dir in path.split(':') {
+            if executable(self.node(&join(dir, name))?) {
+                // Printed as the PATH entry names it (a relative one from where the
+                // shell is, which is not printed here).
+                return (dir.starts_with('/') && !dir.ends_with('/'))
+                    .then(|| format!("{dir}/{name}"));
+            }
+        }
+        Some(String::new())
+    }
+
+    fn file_test(&self, op: &str, path: &str) -> Option<bool> {
+        if path.is_empty() {
+            return Some(false);
+        }
+        let node = self.node(path)?;
+        match op {
+            "-e" => Some(node.is_some()),
+            "-f" => Some(matches!(node, Some(Node::File { .. }))),
+            "-d" => Some(matches!(node, Some(Node::Dir))),
+            "-h" | "-L" => Some(matches!(
+                self.tracer
+                    .vfs
+                    .resolve_with("", &self.seen(path)?, false)
+                    .map(|r| r.node),
+                Some(Node::Symlink { .. })
+            )),
+            // Which execute bit is set is not kept, nor a directory's mode: taken as the
+            // image's root user sees them.
+            "-x" => match node {
+                None => Some(false),
+                Some(Node::File { exec, .. }) => Some(*exec),
+                Some(_) => None,
+            },
+            // A file's size is known when its text was kept.
+            "-s" => match node {
+                None => Some(false),
+                Some(Node::File {
+                    text: Some(text), ..
+                }) => Some(!text.is_empty()),
+                Some(_) => None,
+            },
+            "-r" | "-w" if node.is_none() => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// `[ … ]` or `test …`: `A = B`, `A != B`, `-n A`, `-z A`, `A`, `-eq` and the other integer
+/// comparisons, file tests asked of `image`, with `!`, `-a`, `-o` and parentheses as `test`
+/// reads them; the answer when it is known (an operand the script computes is not).
+fn eval_test(argv: &[String], image: &dyn Image) -> Option<bool> {
     let args: &[String] = match argv.first()?.as_str() {
         "[" => argv.get(1..argv.len().checked_sub(1)?)?,
         "test" => &argv[1..],
@@ -2926,37 +3109,38 @@ fn eval_test(argv: &[String]) -> Option<bool> {
         return None;
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    test_args(&args)
+    test_args(&args, image)
 }
 
 /// The arguments of `test` (or between `[` and `]`).
-fn test_args(args: &[&str]) -> Option<bool> {
+fn test_args(args: &[&str], image: &dyn Image) -> Option<bool> {
     // POSIX decides up to four arguments by their number, so `[ -n ]` and `[ ! = x ]`
     // read as strings; longer expressions by `test`'s grammar.
     match args {
         [] => Some(false),
         [a] => Some(!a.is_empty()),
         ["!", a] => Some(a.is_empty()),
-        [op, a] => unary_test(op, a),
+        [op, a] => unary_test(op, a, image),
         [a, op, b] if binary_test(op, a, b).is_some() || matches!(*op, "-a" | "-o") => match *op {
             "-a" => Some(!a.is_empty() && !b.is_empty()),
             "-o" => Some(!a.is_empty() || !b.is_empty()),
             _ => binary_test(op, a, b)?,
         },
-        ["!", rest @ ..] if rest.len() <= 3 => test_args(rest).map(|b| !b),
-        ["(", inner @ .., ")"] if inner.len() <= 2 => test_args(inner),
+        ["!", rest @ ..] if rest.len() <= 3 => test_args(rest, image).map(|b| !b),
+        ["(", inner @ .., ")"] if inner.len() <= 2 => test_args(inner, image),
         _ => {
             let mut at = 0;
-            let answer = test_or(args, &mut at);
+            let answer = test_or(args, &mut at, image);
             (at == args.len()).then_some(answer).flatten()
         }
     }
 }
 
-fn unary_test(op: &str, a: &str) -> Option<bool> {
+fn unary_test(op: &str, a: &str, image: &dyn Image) -> Option<bool> {
     match op {
         "-n" => Some(!a.is_empty()),
         "-z" => Some(a.is_empty()),
+        "-e" | "-f" | "-d" | "-h" | "-L" | "-x" | "-s" | "-r" | "-w" => image.file_test(op, a),
         _ => None,
     }
 }
@@ -2978,33 +3162,33 @@ fn binary_test(op: &str, a: &str, b: &str) -> Option<Option<bool>> {
 }
 
 /// `test`'s grammar: `-o` binds looser than `-a`, `!` tighter, `( … )` groups.
-fn test_or(args: &[&str], at: &mut usize) -> Option<bool> {
-    let mut answer = test_and(args, at);
+fn test_or(args: &[&str], at: &mut usize, image: &dyn Image) -> Option<bool> {
+    let mut answer = test_and(args, at, image);
     while args.get(*at) == Some(&"-o") {
         *at += 1;
-        answer = or3(answer, test_and(args, at));
+        answer = or3(answer, test_and(args, at, image));
     }
     answer
 }
 
-fn test_and(args: &[&str], at: &mut usize) -> Option<bool> {
-    let mut answer = test_primary(args, at);
+fn test_and(args: &[&str], at: &mut usize, image: &dyn Image) -> Option<bool> {
+    let mut answer = test_primary(args, at, image);
     while args.get(*at) == Some(&"-a") {
         *at += 1;
-        answer = and3(answer, test_primary(args, at));
+        answer = and3(answer, test_primary(args, at, image));
     }
     answer
 }
 
-fn test_primary(args: &[&str], at: &mut usize) -> Option<bool> {
+fn test_primary(args: &[&str], at: &mut usize, image: &dyn Image) -> Option<bool> {
     let first = *args.get(*at)?;
     if first == "!" {
         *at += 1;
-        return test_primary(args, at).map(|b| !b);
+        return test_primary(args, at, image).map(|b| !b);
     }
     if first == "(" {
         *at += 1;
-        let inner = test_or(args, at);
+        let inner = test_or(args, at, image);
         if args.get(*at) != Some(&")") {
             *at = args.len() + 1; // unbalanced: the whole test is not read
             return None;
@@ -3023,7 +3207,7 @@ fn test_primary(args: &[&str], at: &mut usize) -> Option<bool> {
         && let Some(a) = args.get(*at + 1)
     {
         *at += 2;
-        return unary_test(first, a);
+        return unary_test(first, a, image);
     }
     *at += 1;
     Some(!first.is_empty())
@@ -3200,57 +3384,145 @@ const SHELL_BUILTINS: &[&str] = &[
     "wait",
 ];
 
-/// An `if`/`elif` condition: the test (or `command -v NAME`, answered by `found`) of
-/// `first` (the condition's first command, its reserved words taken off, and whether a
-/// `!` among them negates it) and of the commands joined to it by `&&` and `||`, which
-/// the shell runs left to right with equal precedence. The answer, when known, and the
-/// index after the condition's last command.
+/// Deepest `{ … }` group read inside a condition (deeper ones are not known).
+const MAX_CONDITION_GROUPS: usize = 16;
+
+/// An `if`/`elif` condition: the test (or `command -v NAME`, or `true`/`false`) of `first`
+/// (the condition's first command, its reserved words taken off, and whether a `!` among
+/// them negates it) and of the commands joined to it by `&&` and `||`, which the shell
+/// runs left to right with equal precedence, a `{ …; }` group as one. `image` answers
+/// `command -v` and file tests. The answer, when known, and the index after the
+/// condition's last command.
 fn condition(
     commands: &[Command],
     at: usize,
     (first, first_negated): (&[shell::Word], bool),
     vars: &Vars,
-    found: &dyn Fn(&str) -> bool,
+    image: &dyn Image,
 ) -> (Option<bool>, usize) {
-    let test = |words: &[shell::Word], mut negate: bool| -> Option<bool> {
-        let words = match words.first().and_then(|w| w.literal()).as_deref() {
-            Some("!") => {
-                negate = !negate;
-                &words[1..]
-            }
-            _ => words,
-        };
-        let argv = words
-            .iter()
-            .map(|w| shell::expand(w, vars))
-            .collect::<Option<Vec<Vec<String>>>>()?
-            .concat();
-        let answer = match argv.as_slice() {
-            // `command -v [--] NAME` (its output sent away): whether NAME is found.
-            [command, v, rest @ ..] if command == "command" && v == "-v" => match rest {
-                [name] => Some(found(name)),
-                [dashes, name] if dashes == "--" => Some(found(name)),
-                _ => None,
-            },
-            _ => eval_test(&argv),
-        };
-        answer.map(|b| b != negate)
-    };
-    let mut answer = test(first, first_negated);
-    let mut end = at + 1;
-    while let Some(joined) = commands.get(end - 1).map(|c| c.sep)
-        && matches!(joined, shell::Sep::And | shell::Sep::Or)
-        && let Some(next) = commands.get(end)
-    {
-        let value = test(&next.words, false);
-        answer = if joined == shell::Sep::And {
-            and3(answer, value)
+    let (answer, last) = and_or_list(commands, at, first, first_negated, vars, image, 0);
+    (answer, last + 1)
+}
+
+/// The `&&`/`||` list from command `at` (its words `words`): its answer and the index of
+/// its last command.
+fn and_or_list<'c>(
+    commands: &'c [Command],
+    mut at: usize,
+    mut words: &'c [shell::Word],
+    mut negate: bool,
+    vars: &Vars,
+    image: &dyn Image,
+    depth: usize,
+) -> (Option<bool>, usize) {
+    let mut answer = None;
+    let mut joined = None;
+    loop {
+        while words.first().and_then(|w| w.literal()).as_deref() == Some("!") {
+            negate = !negate;
+            words = &words[1..];
+        }
+        let (value, last) = if words.first().and_then(|w| w.literal()).as_deref() == Some("{") {
+            group(commands, at, &words[1..], vars, image, depth)
         } else {
-            or3(answer, value)
+            (simple_test(words, vars, image), at)
         };
-        end += 1;
+        let value = value.map(|b| b != negate);
+        answer = match joined {
+            Some(shell::Sep::And) => and3(answer, value),
+            Some(_) => or3(answer, value),
+            None => value,
+        };
+        match commands.get(last).map(|c| c.sep) {
+            Some(sep @ (shell::Sep::And | shell::Sep::Or)) if last + 1 < commands.len() => {
+                joined = Some(sep);
+                at = last + 1;
+                words = &commands[at].words;
+                negate = false;
+            }
+            _ => return (answer, last),
+        }
     }
-    (answer, end)
+}
+
+/// A `{ LIST; }` group opened at command `at` (`inner`: the words after `{`): the answer
+/// when it holds one `&&`/`||` list, and the index of its `}`.
+fn group(
+    commands: &[Command],
+    at: usize,
+    inner: &[shell::Word],
+    vars: &Vars,
+    image: &dyn Image,
+    depth: usize,
+) -> (Option<bool>, usize) {
+    let closes = |i: usize| {
+        commands
+            .get(i)
+            .is_some_and(|c| c.words.len() == 1 && c.words[0].literal().as_deref() == Some("}"))
+    };
+    let read = if depth >= MAX_CONDITION_GROUPS {
+        None
+    } else if inner.is_empty() {
+        // `{` alone on its line.
+        commands
+            .get(at + 1)
+            .map(|c| and_or_list(commands, at + 1, &c.words, false, vars, image, depth + 1))
+    } else {
+        Some(and_or_list(
+            commands,
+            at,
+            inner,
+            false,
+            vars,
+            image,
+            depth + 1,
+        ))
+    };
+    match read {
+        Some((answer, last)) if closes(last + 1) => (answer, last + 1),
+        _ => {
+            // More than one list, or too deep: not read; the matching `}` ends it.
+            let mut open = 0usize;
+            for (i, c) in commands.iter().enumerate().skip(at) {
+                let leading = c.words.iter().map(|w| w.literal()).take_while(|w| {
+                    matches!(
+                        w.as_deref(),
+                        Some(
+                            "{" | "!" | "if" | "elif" | "then" | "else" | "while" | "until" | "do"
+                        )
+                    )
+                });
+                open += leading.filter(|w| w.as_deref() == Some("{")).count();
+                if closes(i) {
+                    open = open.saturating_sub(1);
+                    if open == 0 {
+                        return (None, i);
+                    }
+                }
+            }
+            (None, commands.len().saturating_sub(1))
+        }
+    }
+}
+
+/// One command of a condition: a test, `command -v [--] NAME` (its output sent away),
+/// `true`, `:` or `false`.
+fn simple_test(words: &[shell::Word], vars: &Vars, image: &dyn Image) -> Option<bool> {
+    let argv = words
+        .iter()
+        .map(|w| shell::expand_with(w, vars, &|name| image.command_v(name)))
+        .collect::<Option<Vec<Vec<String>>>>()?
+        .concat();
+    match argv.as_slice() {
+        [command, v, rest @ ..] if command == "command" && v == "-v" => match rest {
+            [name] => image.command_v(name).map(|out| !out.is_empty()),
+            [dashes, name] if dashes == "--" => image.command_v(name).map(|out| !out.is_empty()),
+            _ => None,
+        },
+        [t] if t == "true" || t == ":" => Some(true),
+        [f] if f == "false" => Some(false),
+        _ => eval_test(&argv, image),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -3315,6 +3587,8 @@ pub fn trace(vfs: &Vfs, config: &RunConfig) -> Trace {
     let ctx = Ctx {
         env,
         cwd: join("", &config.working_dir),
+        cwd_unknown: false,
+        volumes: config.volumes.iter().map(|v| join("", v)).collect(),
         depth: 0,
         conditional: false,
     };
@@ -3919,40 +4193,12 @@ mod tests {
             &["!", "!", "a"],
             &["x", "=="],
         ];
-        let quote = |a: &str| format!("'{a}'");
-        let script: String = tests
-            .iter()
-            .map(|t| {
-                format!(
-                    "[ {} ] 2>/dev/null; echo $?\n",
-                    t.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
-                )
-            })
-            .collect();
         for shell in ["dash", "bash"] {
-            let out = std::process::Command::new(shell)
-                .args(["-c", &script])
-                .output()
-                .unwrap_or_else(|e| panic!("{shell}: {e}"));
-            let answers: Vec<String> = String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect();
-            assert_eq!(answers.len(), tests.len(), "{shell}");
-            for (t, status) in tests.iter().zip(&answers) {
-                let mut argv = vec!["[".to_string()];
-                argv.extend(t.iter().map(|a| a.to_string()));
-                argv.push("]".into());
-                let want = match status.as_str() {
-                    "0" => Some(true),
-                    "1" => Some(false),
-                    _ => None,
-                };
+            for (t, want) in tests.iter().zip(shell_test_answers(shell, tests, None)) {
                 assert_eq!(
-                    eval_test(&argv),
+                    eval_test(&bracketed(t), &()),
                     want,
-                    "{shell}: [ {} ] is {status}",
+                    "{shell}: [ {} ]",
                     t.join(" ")
                 );
             }
@@ -3963,10 +4209,178 @@ mod tests {
             &["-x", "a", "-a", "b"],
             &["a", "-nt", "b"],
         ] {
-            let mut argv = vec!["test".to_string()];
-            argv.extend(t.iter().map(|a| a.to_string()));
-            assert_eq!(eval_test(&argv), None, "{t:?}");
+            assert_eq!(eval_test(&bracketed(t), &()), None, "{t:?}");
         }
+    }
+
+    /// `[ ARGS ]`.
+    fn bracketed(args: &[&str]) -> Vec<String> {
+        let mut argv = vec!["[".to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv.push("]".into());
+        argv
+    }
+
+    /// What `shell` answers to `[ T ]` for each of `tests` (run in `cwd`): true for exit
+    /// status 0, false for 1, `None` for an error (2).
+    fn shell_test_answers(
+        shell: &str,
+        tests: &[&[&str]],
+        cwd: Option<&std::path::Path>,
+    ) -> Vec<Option<bool>> {
+        let quote = |a: &str| format!("'{a}'");
+        let script: String = tests
+            .iter()
+            .map(|t| {
+                format!(
+                    "[ {} ] 2>/dev/null; echo $?\n",
+                    t.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+                )
+            })
+            .collect();
+        let mut command = std::process::Command::new(shell);
+        command.args(["-c", &script]);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let out = command.output().unwrap_or_else(|e| panic!("{shell}: {e}"));
+        let answers: Vec<Option<bool>> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|status| match status {
+                "0" => Some(true),
+                "1" => Some(false),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answers.len(), tests.len(), "{shell}");
+        answers
+    }
+
+    /// File tests answered from the image, against `dash` and `bash` in a directory
+    /// holding the same files: each answer we give is theirs, and what the image does not
+    /// keep (a directory's mode, the size of a file whose text was not kept, whether
+    /// what is there can be read or written) is not known.
+    #[test]
+    fn file_tests_are_answered_from_the_image_as_dash_and_bash_answer_them() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("stellaops-file-tests-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("d/sub")).unwrap();
+        std::fs::write(dir.join("text"), "x").unwrap();
+        std::fs::write(dir.join("empty"), "").unwrap();
+        std::fs::write(dir.join("prog"), "\x7fELF").unwrap();
+        std::fs::set_permissions(dir.join("prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("d/sub/f"), "y").unwrap();
+        std::os::unix::fs::symlink("text", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("d/sub", dir.join("dirlink")).unwrap();
+        std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+        let vfs = Vfs::from_nodes(BTreeMap::from([
+            ("text".to_string(), file(false, Some("x"), None)),
+            ("empty".to_string(), file(false, Some(""), None)),
+            ("prog".to_string(), file(true, None, Some(lib(&[])))),
+            ("d".to_string(), Node::Dir),
+            ("d/sub/f".to_string(), file(false, Some("y"), None)),
+            (
+                "link".to_string(),
+                Node::Symlink {
+                    target: "text".into(),
+                },
+            ),
+            (
+                "dangling".to_string(),
+                Node::Symlink {
+                    target: "nowhere".into(),
+                },
+            ),
+            (
+                "dirlink".to_string(),
+                Node::Symlink {
+                    target: "d/sub".into(),
+                },
+            ),
+            (
+                "loop".to_string(),
+                Node::Symlink {
+                    target: "loop".into(),
+                },
+            ),
+        ]));
+        let paths = [
+            "text",
+            "empty",
+            "prog",
+            "d",
+            "d/sub",
+            "d/sub/f",
+            "./d/../text",
+            "link",
+            "dangling",
+            "dirlink",
+            "dirlink/f",
+            "loop",
+            "missing",
+            "d/missing",
+            "text/x",
+            "",
+        ];
+        let ops = ["-e", "-f", "-d", "-h", "-L", "-x", "-s", "-r", "-w"];
+        let mut tests: Vec<Vec<&str>> = Vec::new();
+        for op in ops {
+            for path in paths {
+                tests.push(vec![op, path]);
+            }
+        }
+        // With `!`, `-a`, `-o`, as the node image's entrypoint combines them.
+        tests.extend([
+            vec!["-f", "text", "-a", "!", "-x", "text"],
+            vec!["-f", "prog", "-a", "!", "-x", "prog"],
+            vec!["-d", "missing", "-o", "-e", "link"],
+            vec!["!", "-e", "dangling"],
+        ]);
+        let tests: Vec<&[&str]> = tests.iter().map(Vec::as_slice).collect();
+        let tracer = Tracer {
+            vfs: &vfs,
+            trace: Trace::default(),
+            steps: 0,
+            function_calls: 0,
+            main: true,
+        };
+        let ctx = Ctx {
+            env: BTreeMap::new(),
+            cwd: String::new(),
+            cwd_unknown: false,
+            volumes: Vec::new(),
+            depth: 0,
+            conditional: false,
+        };
+        let functions = BTreeMap::new();
+        let image = ScriptImage {
+            tracer: &tracer,
+            ctx: &ctx,
+            functions: &functions,
+        };
+        let mut known = 0;
+        for shell in ["dash", "bash"] {
+            for (t, real) in tests
+                .iter()
+                .zip(shell_test_answers(shell, &tests, Some(&dir)))
+            {
+                let ours = eval_test(&bracketed(t), &image);
+                let not_kept = matches!(t, [op, path] if (*op == "-x" && ["d", "d/sub", "dirlink"].contains(path))
+                    || (*op == "-s" && ["prog", "d", "d/sub", "dirlink"].contains(path))
+                    || (["-r", "-w"].contains(op) && real == Some(true)));
+                if not_kept {
+                    assert_eq!(ours, None, "{shell}: [ {} ]", t.join(" "));
+                } else {
+                    assert_eq!(ours, real, "{shell}: [ {} ]", t.join(" "));
+                    known += 1;
+                }
+            }
+        }
+        assert!(known > 200, "{known}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn file(exec: bool, text: Option<&str>, elf: Option<ElfInfo>) -> Node {
@@ -4122,6 +4536,7 @@ mod tests {
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
             working_dir: "/".into(),
+            volumes: Vec::new(),
         }
     }
 
@@ -4263,6 +4678,24 @@ mod tests {
                     &["serve", "--x"],
                 ],
             ),
+            (
+                // The official node image's entrypoint (as its idiom goes, written here).
+                "/bin/sh",
+                "set -e\nif [ \"${1#-}\" != \"${1}\" ] || [ -z \"$(command -v \"${1}\")\" ] || { [ -f \"${1}\" ] && ! [ -x \"${1}\" ]; }; then\n  set -- node \"$@\"\nfi\nexec \"$@\"\n",
+                &[
+                    &["node"],
+                    &["npm", "start"],
+                    &["app.js"],
+                    &["-e", "1"],
+                    &["yarn"],
+                    &["./run.sh", "x"],
+                ],
+            ),
+            (
+                "/bin/sh",
+                "JAVA=\"$(command -v java)\"\nif [ -d conf.d ] && [ -f \"conf.d/$1.conf\" ]; then\n\tset -- app-server -c \"conf.d/$1.conf\"\nelif [ -x \"$JAVA\" ] && [ ! -e app.js ]; then\n\tset -- \"$JAVA\" -jar app.jar \"$@\"\nelif [ \"$1\" = java ] && [ -h app.js -o -s app.js ]; then\n\tshift\n\tset -- \"$JAVA\" \"$@\"\nfi\nexec \"$@\"\n",
+                &[&["site"], &["psql"], &["java", "-version"]],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -4274,14 +4707,23 @@ mod tests {
             "gunicorn",
             "celery",
             "app-server",
+            "node",
+            "npm",
         ];
         let dir =
             std::env::temp_dir().join(format!("stellaops-entrypoints-{}", std::process::id()));
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let out = dir.join("argv");
-        for p in programs {
-            let stub = bin.join(p);
+        // Files in the working directory, for the scripts' file tests.
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        std::fs::write(dir.join("conf.d/site.conf"), "x").unwrap();
+        std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
+        for stub in programs
+            .iter()
+            .map(|p| bin.join(p))
+            .chain([dir.join("run.sh")])
+        {
             std::fs::write(
                 &stub,
                 format!(
@@ -4301,6 +4743,12 @@ mod tests {
                 ("bin/sh".to_string(), file(true, None, Some(lib(&[])))),
                 ("bin/bash".to_string(), file(true, None, Some(lib(&[])))),
                 ("entrypoint.sh".to_string(), file(true, Some(&script), None)),
+                ("conf.d/site.conf".to_string(), file(false, Some("x"), None)),
+                (
+                    "app.js".to_string(),
+                    file(false, Some("console.log(1)"), None),
+                ),
+                ("run.sh".to_string(), file(true, None, Some(lib(&[])))),
             ]);
             for p in programs {
                 nodes.insert(
@@ -4318,6 +4766,7 @@ mod tests {
                 })
                 .arg(dir.join("entrypoint.sh"))
                 .args(cmd.iter())
+                .current_dir(&dir)
                 .env_clear()
                 .env("PATH", &bin)
                 .env("PORT", "8000")
@@ -4329,20 +4778,34 @@ mod tests {
                 let mut config = config(&["/entrypoint.sh"], cmd);
                 config.env.push("PORT=8000".into());
                 let t = trace(&vfs, &config);
-                let terminal = t.terminal().unwrap_or_else(|| panic!("{cmd:?}: {t:#?}"));
-                let mut traced = vec![terminal.path.rsplit('/').next().unwrap()];
-                traced.extend(terminal.argv[1..].iter().map(String::as_str));
+                // The program the script execs (node then runs its own script).
+                let exec = t
+                    .chain
+                    .iter()
+                    .find(|s| s.from.starts_with("/entrypoint.sh:"))
+                    .unwrap_or_else(|| panic!("{cmd:?}: {t:#?}"));
+                let mut traced = vec![exec.path.rsplit('/').next().unwrap()];
+                traced.extend(exec.argv[1..].iter().map(String::as_str));
                 assert_eq!(traced, real, "{shell} {body} with {cmd:?}: {t:#?}");
                 checked += 1;
             }
         }
-        assert_eq!(checked, 33);
+        assert_eq!(checked, 42);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The trace of `/entry.sh`, a bash script of `body`, in an image holding bash,
     /// `/usr/bin/server` and `extra`.
     fn trace_entry_script<const N: usize>(body: &str, extra: [(&str, Node); N]) -> Trace {
+        trace_entry_script_with_volumes(body, extra, &[])
+    }
+
+    /// [`trace_entry_script`] with the config's `Volumes`.
+    fn trace_entry_script_with_volumes<const N: usize>(
+        body: &str,
+        extra: [(&str, Node); N],
+        volumes: &[&str],
+    ) -> Trace {
         let text = format!("#!/usr/bin/bash\n{body}");
         let mut nodes = BTreeMap::from([
             ("usr/bin/bash".to_string(), file(true, None, Some(lib(&[])))),
@@ -4353,7 +4816,57 @@ mod tests {
             ("entry.sh".to_string(), file(true, Some(&text), None)),
         ]);
         nodes.extend(extra.map(|(path, node)| (path.to_string(), node)));
-        trace(&Vfs::from_nodes(nodes), &config(&["/entry.sh"], &[]))
+        let mut config = config(&["/entry.sh"], &[]);
+        config.volumes = volumes.iter().map(|v| v.to_string()).collect();
+        trace(&Vfs::from_nodes(nodes), &config)
+    }
+
+    /// File tests are answered from the image except where something is mounted over it
+    /// (a `Volumes` entry, the runtime's own files), and relative ones after a `cd` that
+    /// may not run; a condition's `{ …; }` group holding more than one list is not read.
+    /// Each leaves its `if` undecided: the `exec` there may run, and the script goes on.
+    #[test]
+    fn file_tests_the_image_cannot_answer_leave_the_condition_undecided() {
+        let flag = || file(false, Some("1"), None);
+        for body in [
+            "if [ -f /data/flag ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if [ -f /etc/hosts ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if [ -e /proc/1/cmdline ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if [ -d /data ]; then cd /srv; fi\nif [ -f flag ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "cd \"$(cat /etc/dir)\"\nif [ -f flag ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if { [ -f /srv/flag ]; true; }; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+        ] {
+            let t = trace_entry_script_with_volumes(
+                body,
+                [
+                    ("data/flag", flag()),
+                    ("etc/hosts", flag()),
+                    ("srv/flag", flag()),
+                    ("flag", flag()),
+                ],
+                &["/data"],
+            );
+            let terminal = t.terminal().unwrap();
+            assert_eq!(terminal.path, "/usr/bin/bash", "{body}: {t:#?}");
+            assert!(
+                t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
+                "{body}: {t:#?}"
+            );
+        }
+        // The same tests where the image decides: the `exec` in the `if` runs.
+        for body in [
+            "if [ -f /srv/flag ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "cd /srv\nif [ -f flag ] && ! [ -d flag ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if false || { [ -f /srv/flag ] && [ -x /usr/bin/server ]; }; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if [ -x \"$(command -v server)\" ]; then exec server; fi\nexec /usr/bin/bash -c true\n",
+        ] {
+            let t = trace_entry_script_with_volumes(body, [("srv/flag", flag())], &["/data"]);
+            assert_eq!(
+                t.terminal().unwrap().path,
+                "/usr/bin/server",
+                "{body}: {t:#?}"
+            );
+        }
     }
 
     /// An `exec` in a function called, or a file sourced, under an undecided condition may
@@ -4362,8 +4875,8 @@ mod tests {
     #[test]
     fn an_exec_in_a_function_or_sourced_file_under_an_undecided_condition_may_not_run() {
         for body in [
-            "start() { exec /usr/bin/server \"$@\"; }\nif [ -f /etc/flag ]; then start; fi\nexec /usr/bin/bash -c true\n",
-            "if [ -f /etc/flag ]; then . /lib.sh; fi\nexec /usr/bin/bash -c true\n",
+            "start() { exec /usr/bin/server \"$@\"; }\nif [ -f /run/flag ]; then start; fi\nexec /usr/bin/bash -c true\n",
+            "if [ -f /run/flag ]; then . /lib.sh; fi\nexec /usr/bin/bash -c true\n",
         ] {
             let lib_sh = file(false, Some("exec /usr/bin/server\n"), None);
             let t = trace_entry_script(body, [("lib.sh", lib_sh)]);
