@@ -872,6 +872,9 @@ struct Ctx {
     cwd_unknown: bool,
     /// Mounted over the image (the config's `Volumes`): file tests there are not known.
     volumes: Vec<String>,
+    /// Loops being run through around the commands followed (`break` and `continue`
+    /// outside one do nothing).
+    loop_depth: usize,
     depth: usize,
     /// The shell commands being followed run under an undecided condition or in a loop
     /// around the block (a function called there, a loop's body): an `exec` may not run.
@@ -995,6 +998,64 @@ impl<'a> Tracer<'a> {
         None
     }
 
+    /// Runs `body` for as long as `next` says, asked before each iteration (`Some(true)`:
+    /// run it, `Some(false)`: the loop ends, `None`: not known); `around`: the loop sits
+    /// under an undecided condition. What a loop that cannot be run through did is undone:
+    /// the variables, the shell's state and the trace are as they were before it (the call
+    /// budget it used stays used).
+    #[allow(clippy::too_many_arguments)]
+    fn run_loop(
+        &mut self,
+        body: &Body<'_>,
+        vars: &mut Vars,
+        ctx: &mut Ctx,
+        last: &mut Option<(Vec<String>, Ctx, String)>,
+        from: &str,
+        around: bool,
+        mut next: impl FnMut(&Self, &mut Vars, &mut Ctx) -> Option<bool>,
+    ) -> LoopRun {
+        let before = (vars.clone(), ctx.clone(), self.trace.clone(), last.clone());
+        let outer = std::mem::replace(&mut ctx.conditional, around);
+        ctx.loop_depth += 1;
+        let mut iterations = 0;
+        let run = loop {
+            match next(self, vars, ctx) {
+                Some(true) => {}
+                Some(false) => break LoopRun::Done,
+                None => break LoopRun::NotRun,
+            }
+            iterations += 1;
+            if iterations > MAX_LOOP_ITERATIONS || self.over_call_budget(from) {
+                break LoopRun::NotRun;
+            }
+            let flow = self.block(
+                body.label,
+                body.script,
+                body.range.clone(),
+                body.functions,
+                vars,
+                ctx,
+                last,
+            );
+            match flow {
+                Flow::Continue | Flow::Next => {}
+                Flow::Break => break LoopRun::Done,
+                Flow::Uncertain => break LoopRun::NotRun,
+                Flow::Exec | Flow::Exit => break LoopRun::Ended(flow),
+            }
+        };
+        ctx.conditional = outer;
+        ctx.loop_depth -= 1;
+        if matches!(run, LoopRun::NotRun) {
+            (*vars, *ctx, self.trace, *last) = before;
+            if self.function_calls > MAX_FUNCTION_CALLS {
+                // The attempt used up the budget, and its note went with it.
+                self.note_call_budget_spent(from);
+            }
+        }
+        run
+    }
+
     /// [`shell::expand`] with `$(command -v NAME)` answered by the image.
     fn expand(
         &self,
@@ -1016,11 +1077,19 @@ impl<'a> Tracer<'a> {
     fn over_call_budget(&mut self, from: &str) -> bool {
         self.function_calls += 1;
         if self.function_calls == MAX_FUNCTION_CALLS + 1 {
-            self.note(format!(
-                "{from}: stopped following shell functions and sourced scripts after {MAX_FUNCTION_CALLS} calls"
-            ));
+            self.note_call_budget_spent(from);
         }
         self.function_calls > MAX_FUNCTION_CALLS
+    }
+
+    /// Notes (once) that the call budget is spent.
+    fn note_call_budget_spent(&mut self, from: &str) {
+        let spent = format!(
+            "stopped following shell functions and sourced scripts after {MAX_FUNCTION_CALLS} calls"
+        );
+        if !self.trace.notes.iter().any(|n| n.ends_with(&spent)) {
+            self.note(format!("{from}: {spent}"));
+        }
     }
 
     /// Follow `argv` run from `from`.
@@ -1261,7 +1330,10 @@ impl<'a> Tracer<'a> {
             &mut last,
         );
         if let Some((argv, ctx, from)) = last {
-            if flow == Flow::Continue {
+            if matches!(
+                flow,
+                Flow::Continue | Flow::Break | Flow::Next | Flow::Uncertain
+            ) {
                 // The script ends with this command: the program the container keeps
                 // running.
                 self.run(&argv, &ctx, from);
@@ -1345,6 +1417,9 @@ impl<'a> Tracer<'a> {
             let mut negated = false;
             // `if { …; }`: the condition from its group on.
             let mut condition_words = None;
+            // `while CONDITION` / `until CONDITION`: whether it is `until`, and the
+            // condition's words.
+            let mut loop_condition = None;
             while let Some(w) = words.first().and_then(|w| w.literal())
                 && matches!(
                     w.as_str(),
@@ -1382,6 +1457,9 @@ impl<'a> Tracer<'a> {
                     "fi" => {
                         ifs.pop();
                     }
+                    "while" | "until" if loop_condition.is_none() => {
+                        loop_condition = Some((w == "until", &words[1..]));
+                    }
                     "while" | "until" => loops += 1,
                     "done" => loops = loops.saturating_sub(1),
                     "esac" if !cases.is_empty() => {
@@ -1391,6 +1469,56 @@ impl<'a> Tracer<'a> {
                     _ => {}
                 }
                 words = &words[1..];
+            }
+            if let Some((until, condition_words)) = loop_condition {
+                // `while`/`until`: run through while its condition is known, else (and
+                // when skipped) its body may run, as before.
+                let whole = &script[..offset + commands.len()];
+                let skipped = ifs
+                    .iter()
+                    .any(|b| matches!(b, Branch::Skipping | Branch::Done));
+                let around = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
+                if !skipped && let Some(end) = loop_end(whole, i) {
+                    let image = ScriptImage {
+                        tracer: self,
+                        ctx,
+                        functions,
+                    };
+                    let (_, after) = condition(whole, i, (condition_words, false), vars, &image);
+                    let body = Body {
+                        label,
+                        script,
+                        range: after.min(end)..end,
+                        functions,
+                    };
+                    let run = self.run_loop(
+                        &body,
+                        vars,
+                        ctx,
+                        last,
+                        &from,
+                        around,
+                        |tracer, vars, ctx| {
+                            let image = ScriptImage {
+                                tracer,
+                                ctx,
+                                functions,
+                            };
+                            let (answer, _) =
+                                condition(whole, i, (condition_words, false), vars, &image);
+                            answer.map(|holds| holds != until)
+                        },
+                    );
+                    match run {
+                        LoopRun::Done => {
+                            skip_until = end + 1; // past `done`
+                            continue;
+                        }
+                        LoopRun::Ended(flow) => return flow,
+                        LoopRun::NotRun => {}
+                    }
+                }
+                loops += 1;
             }
             if let Some(w) = words.first().and_then(|w| w.literal())
                 && matches!(w.as_str(), "for" | "case" | "function" | "select" | "[[")
@@ -1406,24 +1534,31 @@ impl<'a> Tracer<'a> {
                     {
                         // `for NAME [in WORDS]` over known words: its body runs for each.
                         let around = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
-                        let outer = std::mem::replace(&mut ctx.conditional, around);
-                        let mut flow = Flow::Continue;
-                        for value in values {
-                            if self.over_call_budget(&from) {
-                                break;
-                            }
-                            assign(vars, ctx, &name, Some(value));
-                            flow =
-                                self.block(label, script, i + 1..end, functions, vars, ctx, last);
-                            if flow != Flow::Continue {
-                                break;
+                        let mut values = values.into_iter();
+                        let body = Body {
+                            label,
+                            script,
+                            range: i + 1..end,
+                            functions,
+                        };
+                        let run =
+                            self.run_loop(&body, vars, ctx, last, &from, around, |_, vars, ctx| {
+                                let value = values.next();
+                                let more = value.is_some();
+                                if let Some(value) = value {
+                                    assign(vars, ctx, &name, Some(value));
+                                }
+                                Some(more)
+                            });
+                        match run {
+                            LoopRun::Done => skip_until = end + 1, // past `done`
+                            LoopRun::Ended(flow) => return flow,
+                            LoopRun::NotRun => {
+                                loops += 1;
+                                vars.assign(&name, None);
+                                ctx.env.remove(&name);
                             }
                         }
-                        ctx.conditional = outer;
-                        if flow != Flow::Continue {
-                            return flow;
-                        }
-                        skip_until = end + 1; // past `done`
                     }
                     "for" | "select" => {
                         loops += 1;
@@ -1705,6 +1840,17 @@ impl<'a> Tracer<'a> {
                     }
                     self.side(&rest, &run_ctx, from, last);
                 }
+                "break" | "continue" if loops == 0 && ctx.loop_depth > 0 => {
+                    // Of the loop being run through (`break 2` and the like: not read).
+                    let one_level = matches!(argv.get(1..), Some([] | [_]) if argv.get(1).is_none_or(|n| n == "1"));
+                    return if conditional || !one_level {
+                        Flow::Uncertain
+                    } else if program == "break" {
+                        Flow::Break
+                    } else {
+                        Flow::Next
+                    };
+                }
                 ":" | "true" | "false" | "echo" | "printf" | "test" | "[" | "trap" | "umask"
                 | "ulimit" | "wait" | "break" | "continue" | "eval" | "alias" | "getopts"
                 | "hash" | "type" | "pwd" | "let" | "shopt" => {}
@@ -1731,6 +1877,8 @@ impl<'a> Tracer<'a> {
                     vars.unknown = inner.unknown;
                     match flow {
                         Flow::Exec => return Flow::Exec,
+                        // Of the loop the function is called in.
+                        Flow::Break | Flow::Next | Flow::Uncertain => return flow,
                         Flow::Exit | Flow::Continue => {}
                     }
                 }
@@ -3261,8 +3409,7 @@ const MAX_LOOP_VALUES: usize = 64;
 /// `for NAME [in WORDS]` at `at` (`words`, its reserved words taken off): NAME, the values
 /// it runs its body for and the index of its `done`, when that can be known: the words
 /// expand to known values with no pattern characters (a glob names files), at most
-/// [`MAX_LOOP_VALUES`], and the body has no `break` or `continue` (which would leave
-/// which commands run to the values).
+/// [`MAX_LOOP_VALUES`].
 fn for_loop(
     commands: &[Command],
     at: usize,
@@ -3287,7 +3434,12 @@ fn for_loop(
     if values.len() > MAX_LOOP_VALUES || values.iter().any(|v| v.contains(['*', '?', '['])) {
         return None;
     }
-    // The matching `done`: loops opened in the body close before it.
+    Some((name, values, loop_end(commands, at)?))
+}
+
+/// The index of the `done` of the loop opened at `at`: loops opened in its body close
+/// before it.
+fn loop_end(commands: &[Command], at: usize) -> Option<usize> {
     let mut depth = 1usize;
     for (j, command) in commands.iter().enumerate().skip(at + 1) {
         if command.case_item {
@@ -3303,19 +3455,12 @@ fn for_loop(
                 Some("done") => {
                     depth -= 1;
                     if depth == 0 {
-                        return Some((name, values, j));
+                        return Some(j);
                     }
                 }
                 Some("do" | "then" | "else" | "elif" | "if" | "!" | "{" | "}" | "fi" | "esac") => {}
                 _ => break,
             }
-        }
-        if command
-            .words
-            .iter()
-            .any(|w| matches!(w.literal().as_deref(), Some("break" | "continue")))
-        {
-            return None;
         }
     }
     None
@@ -3530,7 +3675,36 @@ enum Flow {
     Continue,
     Exec,
     Exit,
+    /// `break` in a loop being run through.
+    Break,
+    /// `continue` in a loop being run through.
+    Next,
+    /// `break` or `continue` under an undecided condition: which commands the loop runs
+    /// is not known.
+    Uncertain,
 }
+
+/// A loop's body: the commands `range` of `script`, whose functions are `functions`.
+struct Body<'s> {
+    label: &'s str,
+    script: &'s [Command],
+    range: std::ops::Range<usize>,
+    functions: &'s BTreeMap<String, (usize, usize)>,
+}
+
+/// How running a loop through went.
+enum LoopRun {
+    /// To its end (or its `break`).
+    Done,
+    /// The script ended in it (`exec`, `exit`).
+    Ended(Flow),
+    /// Not known (its condition, a `break` under an undecided condition, or more than
+    /// [`MAX_LOOP_ITERATIONS`]): nothing it did is kept.
+    NotRun,
+}
+
+/// Iterations one `while`/`until` loop is run through for at most.
+const MAX_LOOP_ITERATIONS: usize = 64;
 
 /// Function definitions of a script: name → the range of its body's commands.
 fn function_bodies(commands: &[Command]) -> BTreeMap<String, (usize, usize)> {
@@ -3589,6 +3763,7 @@ pub fn trace(vfs: &Vfs, config: &RunConfig) -> Trace {
         cwd: join("", &config.working_dir),
         cwd_unknown: false,
         volumes: config.volumes.iter().map(|v| join("", v)).collect(),
+        loop_depth: 0,
         depth: 0,
         conditional: false,
     };
@@ -4352,6 +4527,7 @@ mod tests {
             cwd: String::new(),
             cwd_unknown: false,
             volumes: Vec::new(),
+            loop_depth: 0,
             depth: 0,
             conditional: false,
         };
@@ -4696,6 +4872,32 @@ mod tests {
                 "JAVA=\"$(command -v java)\"\nif [ -d conf.d ] && [ -f \"conf.d/$1.conf\" ]; then\n\tset -- app-server -c \"conf.d/$1.conf\"\nelif [ -x \"$JAVA\" ] && [ ! -e app.js ]; then\n\tset -- \"$JAVA\" -jar app.jar \"$@\"\nelif [ \"$1\" = java ] && [ -h app.js -o -s app.js ]; then\n\tshift\n\tset -- \"$JAVA\" \"$@\"\nfi\nexec \"$@\"\n",
                 &[&["site"], &["psql"], &["java", "-version"]],
             ),
+            (
+                // Options read by a `while` loop over `case`, `shift` and `break`.
+                "/bin/sh",
+                "set -e\nwhile [ $# -gt 0 ]; do\n\tcase \"$1\" in\n\t\t--debug) DEBUG=1; shift ;;\n\t\t--port) PORT_ARG=\"$2\"; shift 2 ;;\n\t\t--) shift; break ;;\n\t\t-*) set -- app-server \"$@\"; break ;;\n\t\t*) break ;;\n\tesac\ndone\nif [ -n \"$DEBUG\" ]; then set -- \"$@\" --verbose; fi\nif [ -n \"$PORT_ARG\" ]; then set -- \"$@\" -p \"$PORT_ARG\"; fi\nexec \"$@\"\n",
+                &[
+                    &["--debug", "psql"],
+                    &["--port", "9", "--", "memcached", "-v"],
+                    &["-x"],
+                    &["--debug", "--debug", "node"],
+                    &["psql", "-c", "x"],
+                ],
+            ),
+            (
+                "/bin/bash",
+                "prog=\nfor a in \"$@\"; do\n\tcase \"$a\" in\n\t\t-*) continue ;;\n\tesac\n\tprog=\"$a\"\n\tbreak\ndone\nuntil [ \"$1\" = \"$prog\" ]; do shift; done\nexec \"$@\"\n",
+                &[
+                    &["-v", "-q", "memcached", "-p", "1"],
+                    &["psql"],
+                    &["-x", "node", "-e", "1"],
+                ],
+            ),
+            (
+                "/bin/sh",
+                "start() {\n\texec app-server \"$@\"\n}\nn=\nwhile :; do\n\tif [ -n \"$n\" ]; then break; fi\n\tn=1\n\tif [ \"$1\" = serve ]; then shift; start \"$@\"; fi\ndone\nexec \"$@\"\n",
+                &[&["serve", "--x"], &["psql"]],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -4790,7 +4992,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 42);
+        assert_eq!(checked, 52);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -4819,6 +5021,46 @@ mod tests {
         let mut config = config(&["/entry.sh"], &[]);
         config.volumes = volumes.iter().map(|v| v.to_string()).collect();
         trace(&Vfs::from_nodes(nodes), &config)
+    }
+
+    /// A loop whose run is not known — its condition, a `break` under an undecided
+    /// condition, more than 64 iterations — is followed as before (its body may run, its
+    /// variable is unknown), with nothing the attempt to run it through did kept.
+    #[test]
+    fn loops_that_cannot_be_run_through_may_run_and_leave_nothing_behind() {
+        let t = trace_entry_script(
+            "while read line; do exec /usr/bin/server \"$line\"; done < /etc/list\nexec /usr/bin/bash -c true\n",
+            [],
+        );
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
+        assert!(
+            t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
+            "{t:#?}"
+        );
+        // The first iteration's `break` is undecided: X is not `a` (the value the attempt
+        // assigned before reaching it), and not `b`.
+        let t = trace_entry_script(
+            "for x in a b; do X=$x; if [ -f /run/flag ]; then break; fi; done\nexec /usr/bin/server \"$X\"\n",
+            [],
+        );
+        let terminal = t.terminal().unwrap();
+        assert_eq!(terminal.path, "/usr/bin/server", "{t:#?}");
+        assert_eq!(terminal.argv[1..], ["?"], "{t:#?}");
+        // Never ends: given up after 64 iterations, the `exec` after it is still the main
+        // program, and the loop's side program is traced once, not 64 times.
+        let t = trace_entry_script(
+            "while true; do /usr/bin/bash -c 'sleep 1'; done\nexec /usr/bin/server\n",
+            [],
+        );
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/server", "{t:#?}");
+        assert_eq!(
+            t.also_run
+                .iter()
+                .filter(|s| s.path == "/usr/bin/bash")
+                .count(),
+            1,
+            "{t:#?}"
+        );
     }
 
     /// File tests are answered from the image except where something is mounted over it
