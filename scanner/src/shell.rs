@@ -492,6 +492,8 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
     // separates alternatives, not commands of a pipe.
     let mut cases = 0usize;
     let mut in_pattern = false;
+    // Inside bash's `[[ … ]]`: `&&`, `||`, `(`, `)`, `<`, `>` are its words.
+    let mut double_bracket = false;
     loop {
         // Between words.
         let Some(c) = lx.peek() else {
@@ -500,6 +502,20 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
         };
         if out.words.is_empty() {
             out.start_line = lx.line;
+            double_bracket = false;
+        }
+        if double_bracket && matches!(c, '&' | '|' | '(' | ')' | '<' | '>') {
+            lx.bump();
+            let mut op = c.to_string();
+            if matches!(c, '&' | '|') && lx.peek() == Some(c) {
+                lx.bump();
+                op.push(c);
+            }
+            out.words.push(Word {
+                parts: vec![Part::Lit(op)],
+                ..Word::default()
+            });
+            continue;
         }
         match c {
             ' ' | '\t' | '\r' => {
@@ -748,6 +764,17 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                     Some("do" | "then" | "else" | "{" | "!" | "time")
                 )
             });
+        if double_bracket {
+            double_bracket = literal.as_deref() != Some("]]") || word.quoted;
+        } else if literal.as_deref() == Some("[[") && !word.quoted {
+            // A command's first word, also after reserved words (`if [[`, `&& [[`).
+            double_bracket = out.words.iter().all(|w| {
+                matches!(
+                    w.literal().as_deref(),
+                    Some("if" | "elif" | "while" | "until" | "do" | "then" | "else" | "{" | "!")
+                )
+            });
+        }
         out.words.push(word);
         if case_opened {
             // `case WORD in`: patterns follow, on this line or the next.

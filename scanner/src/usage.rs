@@ -1521,7 +1521,7 @@ impl<'a> Tracer<'a> {
                 loops += 1;
             }
             if let Some(w) = words.first().and_then(|w| w.literal())
-                && matches!(w.as_str(), "for" | "case" | "function" | "select" | "[[")
+                && matches!(w.as_str(), "for" | "case" | "function" | "select")
             {
                 let skipped = ifs
                     .iter()
@@ -1851,9 +1851,9 @@ impl<'a> Tracer<'a> {
                         Flow::Next
                     };
                 }
-                ":" | "true" | "false" | "echo" | "printf" | "test" | "[" | "trap" | "umask"
-                | "ulimit" | "wait" | "break" | "continue" | "eval" | "alias" | "getopts"
-                | "hash" | "type" | "pwd" | "let" | "shopt" => {}
+                ":" | "true" | "false" | "echo" | "printf" | "test" | "[" | "[[" | "trap"
+                | "umask" | "ulimit" | "wait" | "break" | "continue" | "eval" | "alias"
+                | "getopts" | "hash" | "type" | "pwd" | "let" | "shopt" => {}
                 name if functions.contains_key(name) => {
                     let (start, end) = functions[name];
                     if ctx.depth >= MAX_DEPTH {
@@ -3529,6 +3529,180 @@ const SHELL_BUILTINS: &[&str] = &[
     "wait",
 ];
 
+/// What is between `[[` and `]]`, when `words` are bash's `[[ … ]]`.
+fn double_bracket_words(words: &[shell::Word]) -> Option<&[shell::Word]> {
+    match words {
+        [open, inner @ .., close]
+            if open.literal().as_deref() == Some("[[")
+                && close.literal().as_deref() == Some("]]")
+                && !close.quoted =>
+        {
+            Some(inner)
+        }
+        _ => None,
+    }
+}
+
+/// Deepest `( … )` nesting read in a `[[ … ]]` (deeper is not known).
+const MAX_BRACKET_NESTING: usize = 32;
+
+/// `word` as an operator of `[[ … ]]` (unquoted).
+fn bracket_operator(word: Option<&shell::Word>) -> Option<String> {
+    word.filter(|w| !w.quoted).and_then(shell::Word::literal)
+}
+
+/// `[[ … ]]`'s `||` (looser than `&&`); `at` moves past what was read.
+fn bracket_or(
+    words: &[shell::Word],
+    at: &mut usize,
+    vars: &Vars,
+    image: &dyn Image,
+    depth: usize,
+) -> Option<bool> {
+    let mut answer = bracket_and(words, at, vars, image, depth);
+    while bracket_operator(words.get(*at)).as_deref() == Some("||") {
+        *at += 1;
+        answer = or3(answer, bracket_and(words, at, vars, image, depth));
+    }
+    answer
+}
+
+fn bracket_and(
+    words: &[shell::Word],
+    at: &mut usize,
+    vars: &Vars,
+    image: &dyn Image,
+    depth: usize,
+) -> Option<bool> {
+    let mut answer = bracket_primary(words, at, vars, image, depth);
+    while bracket_operator(words.get(*at)).as_deref() == Some("&&") {
+        *at += 1;
+        answer = and3(answer, bracket_primary(words, at, vars, image, depth));
+    }
+    answer
+}
+
+/// `! E`, `( E )`, `OP A`, `A OP B` or `A` in `[[ … ]]`: operands are not split, and the
+/// right side of `==`, `=` and `!=` is a pattern where it is not quoted; `=~`, `<`, `>`
+/// and the file comparisons are not read.
+fn bracket_primary(
+    words: &[shell::Word],
+    at: &mut usize,
+    vars: &Vars,
+    image: &dyn Image,
+    depth: usize,
+) -> Option<bool> {
+    if depth > MAX_BRACKET_NESTING {
+        *at = words.len() + 1; // not read
+        return None;
+    }
+    let first = words.get(*at);
+    match bracket_operator(first).as_deref() {
+        Some("!") => {
+            *at += 1;
+            return bracket_primary(words, at, vars, image, depth + 1).map(|b| !b);
+        }
+        Some("(") => {
+            *at += 1;
+            let inner = bracket_or(words, at, vars, image, depth + 1);
+            if bracket_operator(words.get(*at)).as_deref() != Some(")") {
+                *at = words.len() + 1;
+                return None;
+            }
+            *at += 1;
+            return inner;
+        }
+        _ => {}
+    }
+    let first = first?;
+    let ends = |w: Option<&shell::Word>| {
+        w.is_none() || matches!(bracket_operator(w).as_deref(), Some("&&" | "||" | ")"))
+    };
+    let op = bracket_operator(words.get(*at + 1));
+    if let Some(op) = op.as_deref()
+        && !ends(words.get(*at + 1))
+        && !ends(words.get(*at + 2))
+        && matches!(
+            op,
+            "==" | "="
+                | "!="
+                | "=~"
+                | "<"
+                | ">"
+                | "-eq"
+                | "-ne"
+                | "-lt"
+                | "-le"
+                | "-gt"
+                | "-ge"
+                | "-nt"
+                | "-ot"
+                | "-ef"
+        )
+    {
+        let right = &words[*at + 2];
+        *at += 3;
+        let left = bracket_operand(first, vars, image)?;
+        return match op {
+            "==" | "=" | "!=" => {
+                let pattern = bracket_pattern(right, vars, image)?;
+                pattern.matches(&left).map(|m| m != (op == "!="))
+            }
+            "-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge" => {
+                binary_test(op, &left, &bracket_operand(right, vars, image)?)?
+            }
+            _ => None,
+        };
+    }
+    if let Some(op) = bracket_operator(Some(first))
+        && op.len() == 2
+        && op.starts_with('-')
+        && !ends(words.get(*at + 1))
+    {
+        let operand = bracket_operand(&words[*at + 1], vars, image);
+        *at += 2;
+        return unary_test(&op, &operand?, image);
+    }
+    *at += 1;
+    bracket_operand(first, vars, image).map(|v| !v.is_empty())
+}
+
+/// An operand of `[[ … ]]`: expanded as if quoted (no field splitting, no globbing).
+fn bracket_operand(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option<String> {
+    let mut whole = word.clone();
+    whole.quoted = true;
+    for part in &mut whole.parts {
+        match part {
+            shell::Part::Var { quoted, .. } | shell::Part::CommandV { quoted, .. } => {
+                *quoted = true;
+            }
+            shell::Part::Lit(_) | shell::Part::Unknown => {}
+        }
+    }
+    match shell::expand_with(&whole, vars, &|name| image.command_v(name))?.as_slice() {
+        [value] => Some(value.clone()),
+        _ => None, // "$@" of more than one parameter
+    }
+}
+
+/// The right side of `==`/`!=` in `[[ … ]]`: a pattern where it is not quoted. Which
+/// parts were quoted is not kept, so a word partly quoted whose value holds pattern
+/// characters is not known.
+fn bracket_pattern(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option<shell::Pattern> {
+    let value = bracket_operand(word, vars, image)?;
+    // bash reads extended patterns there (`@(a|b)`), which ours are not.
+    if ["?(", "*(", "+(", "@(", "!("]
+        .iter()
+        .any(|p| value.contains(p))
+    {
+        return None;
+    }
+    if word.quoted {
+        return (!value.contains(['*', '?', '['])).then(|| shell::Pattern::literal(&value));
+    }
+    shell::Pattern::parse(&value)
+}
+
 /// Deepest `{ … }` group read inside a condition (deeper ones are not known).
 const MAX_CONDITION_GROUPS: usize = 16;
 
@@ -3650,9 +3824,14 @@ fn group(
     }
 }
 
-/// One command of a condition: a test, `command -v [--] NAME` (its output sent away),
-/// `true`, `:` or `false`.
+/// One command of a condition: a test (`[ … ]`, `test …`, bash's `[[ … ]]`), `command -v
+/// [--] NAME` (its output sent away), `true`, `:` or `false`.
 fn simple_test(words: &[shell::Word], vars: &Vars, image: &dyn Image) -> Option<bool> {
+    if let Some(inner) = double_bracket_words(words) {
+        let mut at = 0;
+        let answer = bracket_or(inner, &mut at, vars, image, 0);
+        return (at == inner.len()).then_some(answer).flatten();
+    }
     let argv = words
         .iter()
         .map(|w| shell::expand_with(w, vars, &|name| image.command_v(name)))
@@ -4388,6 +4567,84 @@ mod tests {
         }
     }
 
+    /// bash's `[[ … ]]` as `simple_test` answers it, against bash's answer (run with
+    /// `mongod x.conf` as its arguments and `A="a b"`): what we read is known and is
+    /// bash's answer; what we do not read (`=~`, `<`, extended patterns, file tests with
+    /// no image) and what bash refuses (status 2) is not known.
+    #[test]
+    fn double_bracket_tests_are_answered_as_bash_answers_them() {
+        let read = [
+            "$1 == mongo*",
+            "$1 == mongo",
+            "\"$1\" == mongo*",
+            "$1 == 'mongo'd",
+            "$1 != -*",
+            "${1:0:1} == '-'",
+            "-n $2 && $2 == *.conf",
+            "-z $3 || $3 = x",
+            "! ( $1 == a || $1 == b ) && -n $1",
+            "$2 == $1",
+            "$# -gt 1",
+            "$# -eq 2 && $1 != x",
+            "$1",
+            "$3",
+            "-n",
+            "( $1 == m* )",
+            "$1 == [a-m]*",
+            "$1 == [!a-m]*",
+            "$A == 'a b'",
+            "$A == a\\ b",
+            "$A == a?b",
+            "-n $A && ( -z $3 || $1 == x )",
+            "$1 == mongod || $1 == x && $2 == y",
+            "! $1 == mongod",
+            "$1 == m*d && ! -z $2",
+        ];
+        let not_read = [
+            "$1 =~ ^m",
+            "$1 < n",
+            "$1 == @(mongod|x)",
+            "-f /etc/passwd",
+            "-d / && $1 == mongod",
+            // Quoted pattern characters: which parts were quoted is not kept.
+            "$A == \"a \"*",
+            "$1 == \"mongo*\"",
+        ];
+        let vars = Vars {
+            named: BTreeMap::from([("A".to_string(), "a b".to_string())]),
+            positional: vec!["mongod".into(), "x.conf".into()],
+            ..Vars::default()
+        };
+        for (expression, known) in read
+            .iter()
+            .map(|e| (e, true))
+            .chain(not_read.iter().map(|e| (e, false)))
+        {
+            let status = std::process::Command::new("bash")
+                .args([
+                    "-c",
+                    &format!("A='a b'; [[ {expression} ]]"),
+                    "--",
+                    "mongod",
+                    "x.conf",
+                ])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .code();
+            let commands = shell::parse(&format!("[[ {expression} ]]")).unwrap();
+            assert_eq!(commands.len(), 1, "{expression}: {commands:?}");
+            let ours = simple_test(&commands[0].words, &vars, &());
+            match (known, status) {
+                (true, Some(0 | 1)) => {
+                    assert_eq!(ours, Some(status == Some(0)), "[[ {expression} ]]")
+                }
+                (true, _) => panic!("bash refused [[ {expression} ]]"),
+                (false, _) => assert_eq!(ours, None, "[[ {expression} ]]"),
+            }
+        }
+    }
+
     /// `[ ARGS ]`.
     fn bracketed(args: &[&str]) -> Vec<String> {
         let mut argv = vec!["[".to_string()];
@@ -4898,6 +5155,18 @@ mod tests {
                 "start() {\n\texec app-server \"$@\"\n}\nn=\nwhile :; do\n\tif [ -n \"$n\" ]; then break; fi\n\tn=1\n\tif [ \"$1\" = serve ]; then shift; start \"$@\"; fi\ndone\nexec \"$@\"\n",
                 &[&["serve", "--x"], &["psql"]],
             ),
+            (
+                // bash's `[[ … ]]` with patterns, as the official mongo image tests.
+                "/bin/bash",
+                "set -e\nif [[ \"$1\" == -* ]]; then\n\tset -- mongod \"$@\"\nfi\nif [[ \"$1\" == mongo* && -n \"$2\" ]] || [[ $1 == app-server ]]; then\n\tset -- \"$@\" --bind_ip_all\nfi\nexec \"$@\"\n",
+                &[
+                    &["--port", "1"],
+                    &["mongod"],
+                    &["mongod", "-v"],
+                    &["psql"],
+                    &["app-server"],
+                ],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -4911,6 +5180,7 @@ mod tests {
             "app-server",
             "node",
             "npm",
+            "mongod",
         ];
         let dir =
             std::env::temp_dir().join(format!("stellaops-entrypoints-{}", std::process::id()));
@@ -4992,7 +5262,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 52);
+        assert_eq!(checked, 57);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
