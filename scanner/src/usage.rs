@@ -1843,13 +1843,20 @@ impl<'a> Tracer<'a> {
                 "break" | "continue" if loops == 0 && ctx.loop_depth > 0 => {
                     // Of the loop being run through (`break 2` and the like: not read).
                     let one_level = matches!(argv.get(1..), Some([] | [_]) if argv.get(1).is_none_or(|n| n == "1"));
-                    return if conditional || !one_level {
-                        Flow::Uncertain
-                    } else if program == "break" {
-                        Flow::Break
-                    } else {
-                        Flow::Next
+                    // `TEST && break`: as the commands before it decide.
+                    let image = ScriptImage {
+                        tracer: self,
+                        ctx,
+                        functions,
                     };
+                    match chain_runs(script, offset, i, vars, &image) {
+                        Some(false) => {}
+                        Some(true) if !conditional && one_level && program == "break" => {
+                            return Flow::Break;
+                        }
+                        Some(true) if !conditional && one_level => return Flow::Next,
+                        _ => return Flow::Uncertain,
+                    }
                 }
                 ":" | "true" | "false" | "echo" | "printf" | "test" | "[" | "[[" | "trap"
                 | "umask" | "ulimit" | "wait" | "break" | "continue" | "eval" | "alias"
@@ -3529,6 +3536,39 @@ const SHELL_BUILTINS: &[&str] = &[
     "wait",
 ];
 
+/// Whether command `i` runs as far as the commands `&&` and `||` join it to (from `start`
+/// on) tell: when it is joined to none, yes; else as their tests decide (a command that is
+/// no test is not known to succeed).
+fn chain_runs(
+    script: &[Command],
+    start: usize,
+    i: usize,
+    vars: &Vars,
+    image: &dyn Image,
+) -> Option<bool> {
+    let joined =
+        |j: usize| j > start && matches!(script[j - 1].sep, shell::Sep::And | shell::Sep::Or);
+    if !joined(i) {
+        return Some(true);
+    }
+    let mut first = i - 1;
+    while joined(first) {
+        first -= 1;
+    }
+    let mut words = &script[first].words[..];
+    while matches!(
+        words.first().and_then(|w| w.literal()).as_deref(),
+        Some("do" | "then" | "else" | "{")
+    ) {
+        words = &words[1..];
+    }
+    let (status, _) = and_or_list(&script[..i], first, words, false, vars, image, 0);
+    match script[i - 1].sep {
+        shell::Sep::And => status,
+        _ => status.map(|s| !s),
+    }
+}
+
 /// What is between `[[` and `]]`, when `words` are bash's `[[ … ]]`.
 fn double_bracket_words(words: &[shell::Word]) -> Option<&[shell::Word]> {
     match words {
@@ -5156,6 +5196,16 @@ mod tests {
                 &[&["serve", "--x"], &["psql"]],
             ),
             (
+                // `break` and `continue` after `&&` and `||`.
+                "/bin/sh",
+                "prog=\nfor a in \"$@\"; do\n\t[ \"${a#-}\" != \"$a\" ] && continue\n\t[ -x \"$(command -v \"$a\")\" ] || continue\n\tprog=\"$a\"\n\tbreak\ndone\nexec \"$prog\"\n",
+                &[
+                    &["-v", "nosuch", "psql", "x"],
+                    &["memcached"],
+                    &["--", "node"],
+                ],
+            ),
+            (
                 // bash's `[[ … ]]` with patterns, as the official mongo image tests.
                 "/bin/bash",
                 "set -e\nif [[ \"$1\" == -* ]]; then\n\tset -- mongod \"$@\"\nfi\nif [[ \"$1\" == mongo* && -n \"$2\" ]] || [[ $1 == app-server ]]; then\n\tset -- \"$@\" --bind_ip_all\nfi\nexec \"$@\"\n",
@@ -5262,7 +5312,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 57);
+        assert_eq!(checked, 60);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -5316,6 +5366,14 @@ mod tests {
         let terminal = t.terminal().unwrap();
         assert_eq!(terminal.path, "/usr/bin/server", "{t:#?}");
         assert_eq!(terminal.argv[1..], ["?"], "{t:#?}");
+        // The same with `TEST && break`, and with a command whose status is not known.
+        for body in [
+            "for x in a b; do X=$x; [ -f /run/flag ] && break; done\nexec /usr/bin/server \"$X\"\n",
+            "for x in a b; do X=$x; mkdir /tmp/x || break; done\nexec /usr/bin/server \"$X\"\n",
+        ] {
+            let t = trace_entry_script(body, []);
+            assert_eq!(t.terminal().unwrap().argv[1..], ["?"], "{body}: {t:#?}");
+        }
         // Never ends: given up after 64 iterations, the `exec` after it is still the main
         // program, and the loop's side program is traced once, not 64 times.
         let t = trace_entry_script(
