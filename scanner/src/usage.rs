@@ -3591,120 +3591,123 @@ fn bracket_operator(word: Option<&shell::Word>) -> Option<String> {
     word.filter(|w| !w.quoted).and_then(shell::Word::literal)
 }
 
-/// `[[ … ]]`'s `||` (looser than `&&`); `at` moves past what was read.
-fn bracket_or(
-    words: &[shell::Word],
-    at: &mut usize,
-    vars: &Vars,
-    image: &dyn Image,
-    depth: usize,
-) -> Option<bool> {
-    let mut answer = bracket_and(words, at, vars, image, depth);
-    while bracket_operator(words.get(*at)).as_deref() == Some("||") {
-        *at += 1;
-        answer = or3(answer, bracket_and(words, at, vars, image, depth));
-    }
-    answer
+/// Three-valued `&&` or `||`.
+type Join = fn(Option<bool>, Option<bool>) -> Option<bool>;
+
+/// Reading the words between `[[` and `]]`; `at`: the next one.
+struct Bracket<'w> {
+    words: &'w [shell::Word],
+    at: usize,
+    vars: &'w Vars,
+    image: &'w dyn Image,
 }
 
-fn bracket_and(
-    words: &[shell::Word],
-    at: &mut usize,
-    vars: &Vars,
-    image: &dyn Image,
-    depth: usize,
-) -> Option<bool> {
-    let mut answer = bracket_primary(words, at, vars, image, depth);
-    while bracket_operator(words.get(*at)).as_deref() == Some("&&") {
-        *at += 1;
-        answer = and3(answer, bracket_primary(words, at, vars, image, depth));
+impl Bracket<'_> {
+    /// The whole expression's answer, when every word was read and it is known.
+    fn answer(mut self) -> Option<bool> {
+        let answer = self.list(true, 0);
+        (self.at == self.words.len()).then_some(answer).flatten()
     }
-    answer
-}
 
-/// `! E`, `( E )`, `OP A`, `A OP B` or `A` in `[[ … ]]`: operands are not split, and the
-/// right side of `==`, `=` and `!=` is a pattern where it is not quoted; `=~`, `<`, `>`
-/// and the file comparisons are not read.
-fn bracket_primary(
-    words: &[shell::Word],
-    at: &mut usize,
-    vars: &Vars,
-    image: &dyn Image,
-    depth: usize,
-) -> Option<bool> {
-    if depth > MAX_BRACKET_NESTING {
-        *at = words.len() + 1; // not read
-        return None;
-    }
-    let first = words.get(*at);
-    match bracket_operator(first).as_deref() {
-        Some("!") => {
-            *at += 1;
-            return bracket_primary(words, at, vars, image, depth + 1).map(|b| !b);
+    /// `A || B` (`or`), looser than `A && B`: left to right, three-valued.
+    fn list(&mut self, or: bool, depth: usize) -> Option<bool> {
+        let (joiner, join): (&str, Join) = if or { ("||", or3) } else { ("&&", and3) };
+        let mut answer = self.operand(or, depth);
+        while bracket_operator(self.words.get(self.at)).as_deref() == Some(joiner) {
+            self.at += 1;
+            answer = join(answer, self.operand(or, depth));
         }
-        Some("(") => {
-            *at += 1;
-            let inner = bracket_or(words, at, vars, image, depth + 1);
-            if bracket_operator(words.get(*at)).as_deref() != Some(")") {
-                *at = words.len() + 1;
-                return None;
-            }
-            *at += 1;
-            return inner;
-        }
-        _ => {}
+        answer
     }
-    let first = first?;
-    let ends = |w: Option<&shell::Word>| {
-        w.is_none() || matches!(bracket_operator(w).as_deref(), Some("&&" | "||" | ")"))
-    };
-    let op = bracket_operator(words.get(*at + 1));
-    if let Some(op) = op.as_deref()
-        && !ends(words.get(*at + 1))
-        && !ends(words.get(*at + 2))
-        && matches!(
-            op,
-            "==" | "="
-                | "!="
-                | "=~"
-                | "<"
-                | ">"
-                | "-eq"
-                | "-ne"
-                | "-lt"
-                | "-le"
-                | "-gt"
-                | "-ge"
-                | "-nt"
-                | "-ot"
-                | "-ef"
-        )
-    {
-        let right = &words[*at + 2];
-        *at += 3;
-        let left = bracket_operand(first, vars, image)?;
-        return match op {
-            "==" | "=" | "!=" => {
-                let pattern = bracket_pattern(right, vars, image)?;
-                pattern.matches(&left).map(|m| m != (op == "!="))
+
+    fn operand(&mut self, of_or: bool, depth: usize) -> Option<bool> {
+        if of_or {
+            self.list(false, depth)
+        } else {
+            self.primary(depth)
+        }
+    }
+
+    /// `! E`, `( E )`, `OP A`, `A OP B` or `A`: operands are not split, and the right side
+    /// of `==`, `=` and `!=` is a pattern where it is not quoted; `=~`, `<`, `>` and the
+    /// file comparisons are not read.
+    fn primary(&mut self, depth: usize) -> Option<bool> {
+        if depth > MAX_BRACKET_NESTING {
+            self.at = self.words.len() + 1; // not read
+            return None;
+        }
+        let words = self.words;
+        let first = words.get(self.at);
+        match bracket_operator(first).as_deref() {
+            Some("!") => {
+                self.at += 1;
+                return self.primary(depth + 1).map(|b| !b);
             }
-            "-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge" => {
-                binary_test(op, &left, &bracket_operand(right, vars, image)?)?
+            Some("(") => {
+                self.at += 1;
+                let inner = self.list(true, depth + 1);
+                if bracket_operator(words.get(self.at)).as_deref() != Some(")") {
+                    self.at = words.len() + 1;
+                    return None;
+                }
+                self.at += 1;
+                return inner;
             }
-            _ => None,
+            _ => {}
+        }
+        let first = first?;
+        let ends = |w: Option<&shell::Word>| {
+            w.is_none() || matches!(bracket_operator(w).as_deref(), Some("&&" | "||" | ")"))
         };
+        let operand = |w: &shell::Word| bracket_operand(w, self.vars, self.image);
+        let op = bracket_operator(words.get(self.at + 1));
+        if let Some(op) = op.as_deref()
+            && !ends(words.get(self.at + 1))
+            && !ends(words.get(self.at + 2))
+            && matches!(
+                op,
+                "==" | "="
+                    | "!="
+                    | "=~"
+                    | "<"
+                    | ">"
+                    | "-eq"
+                    | "-ne"
+                    | "-lt"
+                    | "-le"
+                    | "-gt"
+                    | "-ge"
+                    | "-nt"
+                    | "-ot"
+                    | "-ef"
+            )
+        {
+            let right = &words[self.at + 2];
+            self.at += 3;
+            let left = operand(first)?;
+            return match op {
+                "==" | "=" | "!=" => {
+                    let pattern = bracket_pattern(right, self.vars, self.image)?;
+                    pattern.matches(&left).map(|m| m != (op == "!="))
+                }
+                "-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge" => {
+                    binary_test(op, &left, &operand(right)?)?
+                }
+                _ => None,
+            };
+        }
+        if let Some(op) = bracket_operator(Some(first))
+            && op.len() == 2
+            && op.starts_with('-')
+            && !ends(words.get(self.at + 1))
+        {
+            let value = operand(&words[self.at + 1]);
+            self.at += 2;
+            return unary_test(&op, &value?, self.image);
+        }
+        self.at += 1;
+        operand(first).map(|v| !v.is_empty())
     }
-    if let Some(op) = bracket_operator(Some(first))
-        && op.len() == 2
-        && op.starts_with('-')
-        && !ends(words.get(*at + 1))
-    {
-        let operand = bracket_operand(&words[*at + 1], vars, image);
-        *at += 2;
-        return unary_test(&op, &operand?, image);
-    }
-    *at += 1;
-    bracket_operand(first, vars, image).map(|v| !v.is_empty())
 }
 
 /// An operand of `[[ … ]]`: expanded as if quoted (no field splitting, no globbing).
@@ -3868,9 +3871,13 @@ fn group(
 /// [--] NAME` (its output sent away), `true`, `:` or `false`.
 fn simple_test(words: &[shell::Word], vars: &Vars, image: &dyn Image) -> Option<bool> {
     if let Some(inner) = double_bracket_words(words) {
-        let mut at = 0;
-        let answer = bracket_or(inner, &mut at, vars, image, 0);
-        return (at == inner.len()).then_some(answer).flatten();
+        let bracket = Bracket {
+            words: inner,
+            at: 0,
+            vars,
+            image,
+        };
+        return bracket.answer();
     }
     let argv = words
         .iter()
