@@ -1409,6 +1409,21 @@ impl<'a> Tracer<'a> {
                 }
                 continue;
             }
+            // `TEST && COMMAND`, `cd DIR || exit 1`: a simple command joined to others
+            // runs as they decide.
+            let chained = if starts_simple_command(&command.words) {
+                let image = ScriptImage {
+                    tracer: self,
+                    ctx,
+                    functions,
+                };
+                chain_runs(script, offset, i, vars, &image)
+            } else {
+                Runs::Yes
+            };
+            if chained == Runs::No {
+                continue;
+            }
             let from = format!("{label}:{}", command.line);
             // Reserved words in front of a command are no programs.
             let mut words = &command.words[..];
@@ -1630,7 +1645,10 @@ impl<'a> Tracer<'a> {
             {
                 continue;
             }
-            let conditional = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
+            let conditional = ctx.conditional
+                || loops > 0
+                || ifs.contains(&Branch::Unknown)
+                || chained == Runs::Maybe;
             // Leading assignments: the command's environment, or the shell's variables.
             let mut assigned = BTreeMap::new();
             while let Some((name, value)) = words.first().and_then(|w| w.assignment()) {
@@ -1843,20 +1861,13 @@ impl<'a> Tracer<'a> {
                 "break" | "continue" if loops == 0 && ctx.loop_depth > 0 => {
                     // Of the loop being run through (`break 2` and the like: not read).
                     let one_level = matches!(argv.get(1..), Some([] | [_]) if argv.get(1).is_none_or(|n| n == "1"));
-                    // `TEST && break`: as the commands before it decide.
-                    let image = ScriptImage {
-                        tracer: self,
-                        ctx,
-                        functions,
+                    return if conditional || !one_level {
+                        Flow::Uncertain
+                    } else if program == "break" {
+                        Flow::Break
+                    } else {
+                        Flow::Next
                     };
-                    match chain_runs(script, offset, i, vars, &image) {
-                        Some(false) => {}
-                        Some(true) if !conditional && one_level && program == "break" => {
-                            return Flow::Break;
-                        }
-                        Some(true) if !conditional && one_level => return Flow::Next,
-                        _ => return Flow::Uncertain,
-                    }
                 }
                 ":" | "true" | "false" | "echo" | "printf" | "test" | "[" | "[[" | "trap"
                 | "umask" | "ulimit" | "wait" | "break" | "continue" | "eval" | "alias"
@@ -3536,20 +3547,24 @@ const SHELL_BUILTINS: &[&str] = &[
     "wait",
 ];
 
-/// Whether command `i` runs as far as the commands `&&` and `||` join it to (from `start`
-/// on) tell: when it is joined to none, yes; else as their tests decide (a command that is
-/// no test is not known to succeed).
-fn chain_runs(
-    script: &[Command],
-    start: usize,
-    i: usize,
-    vars: &Vars,
-    image: &dyn Image,
-) -> Option<bool> {
+/// Whether a command runs, as far as what it is joined to by `&&` and `||` tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runs {
+    Yes,
+    No,
+    /// Only running the script tells.
+    Maybe,
+}
+
+/// Whether command `i` (a simple command) runs as far as the commands `&&` and `||` join it
+/// to (from `start` on) tell: when it is joined to none, yes; else as their tests decide.
+/// A command that is no test is taken to succeed (`cd /app && exec …` runs the `exec`),
+/// but what runs only when one fails may run.
+fn chain_runs(script: &[Command], start: usize, i: usize, vars: &Vars, image: &dyn Image) -> Runs {
     let joined =
         |j: usize| j > start && matches!(script[j - 1].sep, shell::Sep::And | shell::Sep::Or);
     if !joined(i) {
-        return Some(true);
+        return Runs::Yes;
     }
     let mut first = i - 1;
     while joined(first) {
@@ -3558,14 +3573,27 @@ fn chain_runs(
     let mut words = &script[first].words[..];
     while matches!(
         words.first().and_then(|w| w.literal()).as_deref(),
-        Some("do" | "then" | "else" | "{")
+        Some("if" | "elif" | "while" | "until" | "do" | "then" | "else" | "{")
     ) {
         words = &words[1..];
     }
-    let (status, _) = and_or_list(&script[..i], first, words, false, vars, image, 0);
-    match script[i - 1].sep {
-        shell::Sep::And => status,
-        _ => status.map(|s| !s),
+    let status = |other| {
+        let conditions = Conditions {
+            commands: &script[..i],
+            vars,
+            image,
+            other,
+        };
+        let (status, _) = conditions.and_or_list(first, words, false, 0);
+        match script[i - 1].sep {
+            shell::Sep::And => status,
+            _ => status.map(|s| !s),
+        }
+    };
+    match (status(Some(true)), status(None)) {
+        (Some(true), _) => Runs::Yes,
+        (Some(false), Some(false)) => Runs::No,
+        _ => Runs::Maybe,
     }
 }
 
@@ -3762,108 +3790,158 @@ fn condition(
     vars: &Vars,
     image: &dyn Image,
 ) -> (Option<bool>, usize) {
-    let (answer, last) = and_or_list(commands, at, first, first_negated, vars, image, 0);
+    let conditions = Conditions {
+        commands,
+        vars,
+        image,
+        other: None,
+    };
+    let (answer, last) = conditions.and_or_list(at, first, first_negated, 0);
     (answer, last + 1)
 }
 
-/// The `&&`/`||` list from command `at` (its words `words`): its answer and the index of
-/// its last command.
-fn and_or_list<'c>(
+/// Reading commands joined by `&&` and `||` for their status: tests of known values
+/// answered, `image` asked for files and `command -v`.
+struct Conditions<'c> {
     commands: &'c [Command],
-    mut at: usize,
-    mut words: &'c [shell::Word],
-    mut negate: bool,
-    vars: &Vars,
-    image: &dyn Image,
-    depth: usize,
-) -> (Option<bool>, usize) {
-    let mut answer = None;
-    let mut joined = None;
-    loop {
-        while words.first().and_then(|w| w.literal()).as_deref() == Some("!") {
-            negate = !negate;
-            words = &words[1..];
-        }
-        let (value, last) = if words.first().and_then(|w| w.literal()).as_deref() == Some("{") {
-            group(commands, at, &words[1..], vars, image, depth)
-        } else {
-            (simple_test(words, vars, image), at)
-        };
-        let value = value.map(|b| b != negate);
-        answer = match joined {
-            Some(shell::Sep::And) => and3(answer, value),
-            Some(_) => or3(answer, value),
-            None => value,
-        };
-        match commands.get(last).map(|c| c.sep) {
-            Some(sep @ (shell::Sep::And | shell::Sep::Or)) if last + 1 < commands.len() => {
-                joined = Some(sep);
-                at = last + 1;
-                words = &commands[at].words;
-                negate = false;
+    vars: &'c Vars,
+    image: &'c dyn Image,
+    /// The status taken for a command that is no test (`None`: not known).
+    other: Option<bool>,
+}
+
+impl<'c> Conditions<'c> {
+    /// The `&&`/`||` list from command `at` (its words `words`): its answer and the index
+    /// of its last command.
+    fn and_or_list(
+        &self,
+        mut at: usize,
+        mut words: &'c [shell::Word],
+        mut negate: bool,
+        depth: usize,
+    ) -> (Option<bool>, usize) {
+        let commands = self.commands;
+        let mut answer = None;
+        let mut joined = None;
+        loop {
+            while words.first().and_then(|w| w.literal()).as_deref() == Some("!") {
+                negate = !negate;
+                words = &words[1..];
             }
-            _ => return (answer, last),
+            let (value, last) = if words.first().and_then(|w| w.literal()).as_deref() == Some("{") {
+                self.group(at, &words[1..], depth)
+            } else if is_test(words) {
+                (simple_test(words, self.vars, self.image), at)
+            } else {
+                (self.other, at)
+            };
+            let value = value.map(|b| b != negate);
+            answer = match joined {
+                Some(shell::Sep::And) => and3(answer, value),
+                Some(_) => or3(answer, value),
+                None => value,
+            };
+            match commands.get(last).map(|c| c.sep) {
+                Some(sep @ (shell::Sep::And | shell::Sep::Or)) if last + 1 < commands.len() => {
+                    joined = Some(sep);
+                    at = last + 1;
+                    words = &commands[at].words;
+                    negate = false;
+                }
+                _ => return (answer, last),
+            }
+        }
+    }
+
+    /// A `{ LIST; }` group opened at command `at` (`inner`: the words after `{`): the
+    /// answer when it holds one `&&`/`||` list, and the index of its `}`.
+    fn group(&self, at: usize, inner: &'c [shell::Word], depth: usize) -> (Option<bool>, usize) {
+        let commands = self.commands;
+        let closes = |i: usize| {
+            commands
+                .get(i)
+                .is_some_and(|c| c.words.len() == 1 && c.words[0].literal().as_deref() == Some("}"))
+        };
+        let read = if depth >= MAX_CONDITION_GROUPS {
+            None
+        } else if inner.is_empty() {
+            // `{` alone on its line.
+            commands
+                .get(at + 1)
+                .map(|c| self.and_or_list(at + 1, &c.words, false, depth + 1))
+        } else {
+            Some(self.and_or_list(at, inner, false, depth + 1))
+        };
+        match read {
+            Some((answer, last)) if closes(last + 1) => (answer, last + 1),
+            _ => {
+                // More than one list, or too deep: not read; the matching `}` ends it.
+                let mut open = 0usize;
+                for (i, c) in commands.iter().enumerate().skip(at) {
+                    let leading = c.words.iter().map(|w| w.literal()).take_while(|w| {
+                        matches!(
+                            w.as_deref(),
+                            Some(
+                                "{" | "!"
+                                    | "if"
+                                    | "elif"
+                                    | "then"
+                                    | "else"
+                                    | "while"
+                                    | "until"
+                                    | "do"
+                            )
+                        )
+                    });
+                    open += leading.filter(|w| w.as_deref() == Some("{")).count();
+                    if closes(i) {
+                        open = open.saturating_sub(1);
+                        if open == 0 {
+                            return (None, i);
+                        }
+                    }
+                }
+                (None, commands.len().saturating_sub(1))
+            }
         }
     }
 }
 
-/// A `{ LIST; }` group opened at command `at` (`inner`: the words after `{`): the answer
-/// when it holds one `&&`/`||` list, and the index of its `}`.
-fn group(
-    commands: &[Command],
-    at: usize,
-    inner: &[shell::Word],
-    vars: &Vars,
-    image: &dyn Image,
-    depth: usize,
-) -> (Option<bool>, usize) {
-    let closes = |i: usize| {
-        commands
-            .get(i)
-            .is_some_and(|c| c.words.len() == 1 && c.words[0].literal().as_deref() == Some("}"))
-    };
-    let read = if depth >= MAX_CONDITION_GROUPS {
-        None
-    } else if inner.is_empty() {
-        // `{` alone on its line.
-        commands
-            .get(at + 1)
-            .map(|c| and_or_list(commands, at + 1, &c.words, false, vars, image, depth + 1))
-    } else {
-        Some(and_or_list(
-            commands,
-            at,
-            inner,
-            false,
-            vars,
-            image,
-            depth + 1,
-        ))
-    };
-    match read {
-        Some((answer, last)) if closes(last + 1) => (answer, last + 1),
-        _ => {
-            // More than one list, or too deep: not read; the matching `}` ends it.
-            let mut open = 0usize;
-            for (i, c) in commands.iter().enumerate().skip(at) {
-                let leading = c.words.iter().map(|w| w.literal()).take_while(|w| {
-                    matches!(
-                        w.as_deref(),
-                        Some(
-                            "{" | "!" | "if" | "elif" | "then" | "else" | "while" | "until" | "do"
-                        )
-                    )
-                });
-                open += leading.filter(|w| w.as_deref() == Some("{")).count();
-                if closes(i) {
-                    open = open.saturating_sub(1);
-                    if open == 0 {
-                        return (None, i);
-                    }
-                }
-            }
-            (None, commands.len().saturating_sub(1))
-        }
+/// Whether a command of `words` is a simple command (no reserved word in front of it, no
+/// `}` of a group, no `!`).
+fn starts_simple_command(words: &[shell::Word]) -> bool {
+    !matches!(
+        words.first().and_then(|w| w.literal()).as_deref(),
+        Some(
+            "if" | "then"
+                | "else"
+                | "elif"
+                | "fi"
+                | "do"
+                | "done"
+                | "while"
+                | "until"
+                | "for"
+                | "case"
+                | "esac"
+                | "{"
+                | "}"
+                | "!"
+                | "function"
+                | "select"
+                | "time"
+        ) | None
+    )
+}
+
+/// Whether `words` (a command, its `!`s taken off) are a test `simple_test` reads: `[`,
+/// `test`, `[[`, `true`, `:`, `false` or `command -v`.
+fn is_test(words: &[shell::Word]) -> bool {
+    let literal = |i: usize| words.get(i).and_then(|w| w.literal());
+    match literal(0).as_deref() {
+        Some("[" | "test" | "[[" | "true" | ":" | "false") => true,
+        Some("command") => literal(1).as_deref() == Some("-v"),
+        _ => false,
     }
 }
 
@@ -5213,6 +5291,12 @@ mod tests {
                 ],
             ),
             (
+                // Commands joined by `&&` and `||` outside conditions.
+                "/bin/sh",
+                "cd conf.d || exit 1\ncd ..\n[ -z \"$PORT\" ] && PORT=8080\n[ -n \"$NOPE\" ] || NOPE=set\n[ -f app.js ] && set -- \"$@\" --app\n[ -f missing ] && exec psql\n[ \"$1\" = memcached ] && exec \"$@\" || exec app-server -p \"$PORT\" -n \"$NOPE\" \"$@\"\n",
+                &[&["x"], &["y", "z"], &["memcached"]],
+            ),
+            (
                 // bash's `[[ … ]]` with patterns, as the official mongo image tests.
                 "/bin/bash",
                 "set -e\nif [[ \"$1\" == -* ]]; then\n\tset -- mongod \"$@\"\nfi\nif [[ \"$1\" == mongo* && -n \"$2\" ]] || [[ $1 == app-server ]]; then\n\tset -- \"$@\" --bind_ip_all\nfi\nexec \"$@\"\n",
@@ -5319,7 +5403,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 60);
+        assert_eq!(checked, 63);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -5394,6 +5478,26 @@ mod tests {
                 .filter(|s| s.path == "/usr/bin/bash")
                 .count(),
             1,
+            "{t:#?}"
+        );
+    }
+
+    /// `cd DIR || exit 1` does not end the script (`cd` is taken to succeed), and what runs
+    /// only when a command that is no test fails may run.
+    #[test]
+    fn commands_joined_by_and_and_or_run_as_what_they_are_joined_to_decides() {
+        let t = trace_entry_script(
+            "cd /srv || exit 1\nexec /usr/bin/server\n",
+            [("srv/x", file(false, Some("x"), None))],
+        );
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/server", "{t:#?}");
+        let t = trace_entry_script(
+            "mkdir -p /srv/x || exec /usr/bin/server\nexec /usr/bin/bash -c true\n",
+            [],
+        );
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
+        assert!(
+            t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
             "{t:#?}"
         );
     }
