@@ -86,6 +86,22 @@ impl Word {
         Some(out)
     }
 
+    /// Whether the word is all literal text equal to `text` (checked without building the
+    /// text, for scans over many commands).
+    pub fn is_literal(&self, text: &str) -> bool {
+        let mut rest = text;
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => match rest.strip_prefix(s.as_str()) {
+                    Some(r) => rest = r,
+                    None => return false,
+                },
+                _ => return false,
+            }
+        }
+        rest.is_empty()
+    }
+
     /// `NAME=value` with an unquoted valid name: (name, the value's parts).
     pub fn assignment(&self) -> Option<(String, Word)> {
         let Some(Part::Lit(first)) = self.parts.first() else {

@@ -1366,7 +1366,7 @@ impl<'a> Tracer<'a> {
         let mut loops = 0usize;
         // Open `if`s and `case`s: which branch runs, when a string test or a pattern
         // decides it.
-        let mut ifs: Vec<Branch> = Vec::new();
+        let mut ifs = Branches::default();
         // Each open `case`'s word, when known.
         let mut cases: Vec<Option<String>> = Vec::new();
         for (k, command) in commands.iter().enumerate() {
@@ -1396,9 +1396,7 @@ impl<'a> Tracer<'a> {
                     Some(false) => Branch::Skipping,
                     None => Branch::Unknown,
                 };
-                if let Some(top) = ifs.last_mut() {
-                    *top = top.next(decided);
-                }
+                ifs.next(decided);
                 continue;
             }
             if command.defines_function {
@@ -1460,15 +1458,7 @@ impl<'a> Tracer<'a> {
                     "{" if opens.is_some() && condition_words.is_none() => {
                         condition_words = Some(words)
                     }
-                    "else" => {
-                        if let Some(top) = ifs.last_mut() {
-                            *top = match *top {
-                                Branch::Running => Branch::Done,
-                                Branch::Skipping => Branch::Running,
-                                other => other,
-                            };
-                        }
-                    }
+                    "else" => ifs.next(Branch::Running),
                     "fi" => {
                         ifs.pop();
                     }
@@ -1489,10 +1479,8 @@ impl<'a> Tracer<'a> {
                 // `while`/`until`: run through while its condition is known, else (and
                 // when skipped) its body may run, as before.
                 let whole = &script[..offset + commands.len()];
-                let skipped = ifs
-                    .iter()
-                    .any(|b| matches!(b, Branch::Skipping | Branch::Done));
-                let around = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
+                let skipped = ifs.skipped();
+                let around = ctx.conditional || loops > 0 || ifs.undecided();
                 if !skipped && let Some(end) = loop_end(whole, i) {
                     let image = ScriptImage {
                         tracer: self,
@@ -1538,9 +1526,7 @@ impl<'a> Tracer<'a> {
             if let Some(w) = words.first().and_then(|w| w.literal())
                 && matches!(w.as_str(), "for" | "case" | "function" | "select")
             {
-                let skipped = ifs
-                    .iter()
-                    .any(|b| matches!(b, Branch::Skipping | Branch::Done));
+                let skipped = ifs.skipped();
                 match w.as_str() {
                     "for"
                         if !skipped
@@ -1548,7 +1534,7 @@ impl<'a> Tracer<'a> {
                                 for_loop(&script[..offset + commands.len()], i, words, vars) =>
                     {
                         // `for NAME [in WORDS]` over known words: its body runs for each.
-                        let around = ctx.conditional || loops > 0 || ifs.contains(&Branch::Unknown);
+                        let around = ctx.conditional || loops > 0 || ifs.undecided();
                         let mut values = values.into_iter();
                         let body = Body {
                             label,
@@ -1626,29 +1612,22 @@ impl<'a> Tracer<'a> {
                     Some(false) => Branch::Skipping,
                     None => Branch::Unknown,
                 };
-                let outer_skipped = ifs
-                    .iter()
-                    .any(|b| matches!(b, Branch::Skipping | Branch::Done));
+                let outer_skipped = ifs.skipped();
                 if kind == "if" {
                     ifs.push(if outer_skipped { Branch::Done } else { decided });
-                } else if let Some(top) = ifs.last_mut() {
-                    *top = top.next(decided);
+                } else {
+                    ifs.next(decided);
                 }
                 if test.is_some() {
                     skip_until = after;
                     continue;
                 }
             }
-            if ifs
-                .iter()
-                .any(|b| matches!(b, Branch::Skipping | Branch::Done))
-            {
+            if ifs.skipped() {
                 continue;
             }
-            let conditional = ctx.conditional
-                || loops > 0
-                || ifs.contains(&Branch::Unknown)
-                || chained == Runs::Maybe;
+            let conditional =
+                ctx.conditional || loops > 0 || ifs.undecided() || chained == Runs::Maybe;
             // Leading assignments: the command's environment, or the shell's variables.
             let mut assigned = BTreeMap::new();
             while let Some((name, value)) = words.first().and_then(|w| w.assignment()) {
@@ -3107,15 +3086,70 @@ enum Branch {
 }
 
 impl Branch {
-    /// At the next `elif` (or `case` item), decided as `decided` on its own: after a
-    /// branch that ran none does; after skipped ones this one is as decided; an
-    /// undecided one leaves the rest undecided.
+    /// At the next `elif`, `else` (decided `Running`) or `case` item, decided as `decided`
+    /// on its own: after a branch that ran none does; after skipped ones this one is as
+    /// decided; an undecided one leaves the rest undecided.
     fn next(self, decided: Branch) -> Branch {
         match self {
             Branch::Running => Branch::Done,
             Branch::Skipping => decided,
             other => other,
         }
+    }
+
+    fn skips(self) -> bool {
+        matches!(self, Branch::Skipping | Branch::Done)
+    }
+}
+
+/// The open `if`s and `case`s, innermost last, counted so that whether any skips or is
+/// undecided takes no walk (a script of many unclosed `if`s stays linear).
+#[derive(Default)]
+struct Branches {
+    open: Vec<Branch>,
+    skipping: usize,
+    undecided: usize,
+}
+
+impl Branches {
+    fn count(&mut self, branch: Branch, by: isize) {
+        let counter = match branch {
+            Branch::Unknown => &mut self.undecided,
+            b if b.skips() => &mut self.skipping,
+            _ => return,
+        };
+        *counter = counter.saturating_add_signed(by);
+    }
+
+    fn push(&mut self, branch: Branch) {
+        self.count(branch, 1);
+        self.open.push(branch);
+    }
+
+    fn pop(&mut self) {
+        if let Some(branch) = self.open.pop() {
+            self.count(branch, -1);
+        }
+    }
+
+    /// The innermost one moves on to its next branch ([`Branch::next`]).
+    fn next(&mut self, decided: Branch) {
+        if let Some(&top) = self.open.last() {
+            let next = top.next(decided);
+            self.count(top, -1);
+            self.count(next, 1);
+            *self.open.last_mut().expect("just read") = next;
+        }
+    }
+
+    /// Some open branch does not run.
+    fn skipped(&self) -> bool {
+        self.skipping > 0
+    }
+
+    /// Some open branch is undecided.
+    fn undecided(&self) -> bool {
+        self.undecided > 0
     }
 }
 
@@ -3459,12 +3493,12 @@ fn for_loop(
 /// before it.
 fn loop_end(commands: &[Command], at: usize) -> Option<usize> {
     let mut depth = 1usize;
-    for (j, command) in commands.iter().enumerate().skip(at + 1) {
+    for (j, command) in commands.iter().enumerate().skip(at + 1).take(MAX_BODY_SCAN) {
         if command.case_item {
             continue;
         }
         for w in &command.words {
-            match w.literal().as_deref() {
+            match keyword(w) {
                 Some("while" | "until") => depth += 1,
                 Some("for" | "select") => {
                     depth += 1;
@@ -3568,6 +3602,9 @@ fn chain_runs(script: &[Command], start: usize, i: usize, vars: &Vars, image: &d
     }
     let mut first = i - 1;
     while joined(first) {
+        if i - first > MAX_CHAIN {
+            return Runs::Maybe;
+        }
         first -= 1;
     }
     let mut words = &script[first].words[..];
@@ -3860,7 +3897,7 @@ impl<'c> Conditions<'c> {
         let closes = |i: usize| {
             commands
                 .get(i)
-                .is_some_and(|c| c.words.len() == 1 && c.words[0].literal().as_deref() == Some("}"))
+                .is_some_and(|c| c.words.len() == 1 && c.words[0].is_literal("}"))
         };
         let read = if depth >= MAX_CONDITION_GROUPS {
             None
@@ -3877,10 +3914,10 @@ impl<'c> Conditions<'c> {
             _ => {
                 // More than one list, or too deep: not read; the matching `}` ends it.
                 let mut open = 0usize;
-                for (i, c) in commands.iter().enumerate().skip(at) {
-                    let leading = c.words.iter().map(|w| w.literal()).take_while(|w| {
+                for (i, c) in commands.iter().enumerate().skip(at).take(MAX_BODY_SCAN) {
+                    let leading = c.words.iter().map(keyword).take_while(|k| {
                         matches!(
-                            w.as_deref(),
+                            k,
                             Some(
                                 "{" | "!"
                                     | "if"
@@ -3893,7 +3930,7 @@ impl<'c> Conditions<'c> {
                             )
                         )
                     });
-                    open += leading.filter(|w| w.as_deref() == Some("{")).count();
+                    open += leading.filter(|k| *k == Some("{")).count();
                     if closes(i) {
                         open = open.saturating_sub(1);
                         if open == 0 {
@@ -3901,6 +3938,7 @@ impl<'c> Conditions<'c> {
                         }
                     }
                 }
+                // No `}` near: the rest is not read.
                 (None, commands.len().saturating_sub(1))
             }
         }
@@ -4006,6 +4044,42 @@ enum LoopRun {
     /// [`MAX_LOOP_ITERATIONS`]): nothing it did is kept.
     NotRun,
 }
+
+/// Commands looked through for a loop's `done` or a group's `}`: a longer body is not run
+/// through (so a script of many unclosed loops costs linear time, not quadratic).
+const MAX_BODY_SCAN: usize = 256;
+
+/// The reserved word (or `{`, `}`, `!`) `word` is, if any (without building its text).
+fn keyword(word: &shell::Word) -> Option<&'static str> {
+    let [shell::Part::Lit(text)] = word.parts.as_slice() else {
+        return None;
+    };
+    Some(match text.as_str() {
+        "if" => "if",
+        "then" => "then",
+        "else" => "else",
+        "elif" => "elif",
+        "fi" => "fi",
+        "do" => "do",
+        "done" => "done",
+        "while" => "while",
+        "until" => "until",
+        "for" => "for",
+        "select" => "select",
+        "case" => "case",
+        "esac" => "esac",
+        "in" => "in",
+        "{" => "{",
+        "}" => "}",
+        "!" => "!",
+        "function" => "function",
+        "time" => "time",
+        _ => return None,
+    })
+}
+
+/// Commands joined by `&&` and `||` read back from one (a longer chain: it may run).
+const MAX_CHAIN: usize = 64;
 
 /// Iterations one `while`/`until` loop is run through for at most.
 const MAX_LOOP_ITERATIONS: usize = 64;
