@@ -1064,11 +1064,7 @@ impl<'a> Tracer<'a> {
         ctx: &Ctx,
         functions: &BTreeMap<String, (usize, usize)>,
     ) -> Option<Vec<String>> {
-        let image = ScriptImage {
-            tracer: self,
-            ctx,
-            functions,
-        };
+        let image = ScriptImage::new(self, ctx, functions);
         shell::expand_with(word, vars, &|name| image.command_v(name))
     }
 
@@ -1410,11 +1406,7 @@ impl<'a> Tracer<'a> {
             // `TEST && COMMAND`, `cd DIR || exit 1`: a simple command joined to others
             // runs as they decide.
             let chained = if starts_simple_command(&command.words) {
-                let image = ScriptImage {
-                    tracer: self,
-                    ctx,
-                    functions,
-                };
+                let image = ScriptImage::new(self, ctx, functions);
                 chain_runs(script, offset, i, vars, &image)
             } else {
                 Runs::Yes
@@ -1482,11 +1474,7 @@ impl<'a> Tracer<'a> {
                 let skipped = ifs.skipped();
                 let around = ctx.conditional || loops > 0 || ifs.undecided();
                 if !skipped && let Some(end) = loop_end(whole, i) {
-                    let image = ScriptImage {
-                        tracer: self,
-                        ctx,
-                        functions,
-                    };
+                    let image = ScriptImage::new(self, ctx, functions);
                     let (_, after) = condition(whole, i, (condition_words, false), vars, &image);
                     let body = Body {
                         label,
@@ -1502,11 +1490,7 @@ impl<'a> Tracer<'a> {
                         &from,
                         around,
                         |tracer, vars, ctx| {
-                            let image = ScriptImage {
-                                tracer,
-                                ctx,
-                                functions,
-                            };
+                            let image = ScriptImage::new(tracer, ctx, functions);
                             let (answer, _) =
                                 condition(whole, i, (condition_words, false), vars, &image);
                             answer.map(|holds| holds != until)
@@ -1595,11 +1579,7 @@ impl<'a> Tracer<'a> {
             if let Some(kind) = opens {
                 // `if`/`elif` CONDITION: tests of known values, joined by `&&` and `||`,
                 // decide the branch; the image answers `command -v` and file tests.
-                let image = ScriptImage {
-                    tracer: self,
-                    ctx,
-                    functions,
-                };
+                let image = ScriptImage::new(self, ctx, functions);
                 let (test, after) = condition(
                     &script[..offset + commands.len()],
                     i,
@@ -3189,6 +3169,20 @@ struct ScriptImage<'t, 'a> {
     tracer: &'t Tracer<'a>,
     ctx: &'t Ctx,
     functions: &'t BTreeMap<String, (usize, usize)>,
+}
+
+impl<'t, 'a> ScriptImage<'t, 'a> {
+    fn new(
+        tracer: &'t Tracer<'a>,
+        ctx: &'t Ctx,
+        functions: &'t BTreeMap<String, (usize, usize)>,
+    ) -> Self {
+        ScriptImage {
+            tracer,
+            ctx,
+            functions,
+        }
+    }
 }
 
 impl ScriptImage<'_, '_> {
