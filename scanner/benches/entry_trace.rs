@@ -1,6 +1,7 @@
 //! EntryTrace over hostile entrypoint scripts: each script is 1 MiB (the most the follower
 //! reads) of one construct repeated — loops and `if`s never closed, long `&&`/`||` chains,
-//! condition groups never closed — and ends with the `exec` the trace must still reach.
+//! condition groups and groups after `||` never closed — and ends with the `exec` the
+//! trace must still reach.
 //! Reference, in the same run: parsing the same script (`shell::parse`), which the trace
 //! does first, so the ratio is what following it adds. Each figure is the median of
 //! `STELLAOPS_TRACE_ROUNDS` rounds (5 unless set).
@@ -31,6 +32,7 @@ fn main() {
         ("unclosed condition groups", "if { a; b;\n"),
         ("an && chain of tests", "[ a ] && "),
         ("an || chain", "true || "),
+        ("unclosed groups after ||", "[ -f /run/x ] || { a;\n"),
         (
             "loops run through",
             "for a in x y; do [ -n \"$a\" ] && continue; done\n",

@@ -1363,6 +1363,8 @@ impl<'a> Tracer<'a> {
         // Open `if`s and `case`s: which branch runs, when a string test or a pattern
         // decides it.
         let mut ifs = Branches::default();
+        // The commands up to this index sit in a `{ … }` group that may run.
+        let mut maybe_until: Option<usize> = None;
         // Each open `case`'s word, when known.
         let mut cases: Vec<Option<String>> = Vec::new();
         for (k, command) in commands.iter().enumerate() {
@@ -1403,16 +1405,30 @@ impl<'a> Tracer<'a> {
                 }
                 continue;
             }
-            // `TEST && COMMAND`, `cd DIR || exit 1`: a simple command joined to others
-            // runs as they decide.
-            let chained = if starts_simple_command(&command.words) {
+            // `TEST && COMMAND`, `cd DIR || exit 1`, `TEST || { …; exit 1; }`: a simple
+            // command or a `{ … }` group joined to others runs as they decide.
+            let opens_group = command.words.first().is_some_and(|w| w.is_literal("{"));
+            let mut chained = if starts_simple_command(&command.words) || opens_group {
                 let image = ScriptImage::new(self, ctx, functions);
                 chain_runs(script, offset, i, vars, &image)
             } else {
                 Runs::Yes
             };
+            if opens_group && chained != Runs::Yes {
+                match group_end(&script[..offset + commands.len()], i) {
+                    Some(end) if chained == Runs::No => {
+                        skip_until = end + 1;
+                        continue;
+                    }
+                    Some(end) => maybe_until = Some(maybe_until.map_or(end, |u| u.max(end))),
+                    None => chained = Runs::Maybe,
+                }
+            }
             if chained == Runs::No {
                 continue;
+            }
+            if maybe_until.is_some_and(|until| i <= until) {
+                chained = Runs::Maybe;
             }
             let from = format!("{label}:{}", command.line);
             // Reserved words in front of a command are no programs.
@@ -3905,38 +3921,37 @@ impl<'c> Conditions<'c> {
         };
         match read {
             Some((answer, last)) if closes(last + 1) => (answer, last + 1),
-            _ => {
-                // More than one list, or too deep: not read; the matching `}` ends it.
-                let mut open = 0usize;
-                for (i, c) in commands.iter().enumerate().skip(at).take(MAX_BODY_SCAN) {
-                    let leading = c.words.iter().map(keyword).take_while(|k| {
-                        matches!(
-                            k,
-                            Some(
-                                "{" | "!"
-                                    | "if"
-                                    | "elif"
-                                    | "then"
-                                    | "else"
-                                    | "while"
-                                    | "until"
-                                    | "do"
-                            )
-                        )
-                    });
-                    open += leading.filter(|k| *k == Some("{")).count();
-                    if closes(i) {
-                        open = open.saturating_sub(1);
-                        if open == 0 {
-                            return (None, i);
-                        }
-                    }
-                }
-                // No `}` near: the rest is not read.
-                (None, commands.len().saturating_sub(1))
+            // More than one list, or too deep: not read; the matching `}` ends it (none
+            // near: the rest is not read).
+            _ => (
+                None,
+                group_end(commands, at).unwrap_or(commands.len().saturating_sub(1)),
+            ),
+        }
+    }
+}
+
+/// The index of the `}` closing the group (or groups) opened by the command at `at`,
+/// looked for within [`MAX_BODY_SCAN`] commands.
+fn group_end(commands: &[Command], at: usize) -> Option<usize> {
+    let closes = |c: &Command| c.words.len() == 1 && c.words[0].is_literal("}");
+    let mut open = 0usize;
+    for (i, c) in commands.iter().enumerate().skip(at).take(MAX_BODY_SCAN) {
+        let leading = c.words.iter().map(keyword).take_while(|k| {
+            matches!(
+                k,
+                Some("{" | "!" | "if" | "elif" | "then" | "else" | "while" | "until" | "do")
+            )
+        });
+        open += leading.filter(|k| *k == Some("{")).count();
+        if closes(c) {
+            open = open.saturating_sub(1);
+            if open == 0 {
+                return Some(i);
             }
         }
     }
+    None
 }
 
 /// Whether a command of `words` is a simple command (no reserved word in front of it, no
@@ -5359,6 +5374,12 @@ mod tests {
                 ],
             ),
             (
+                // `{ … }` groups joined by `&&` and `||`.
+                "/bin/sh",
+                "command -v memcached >/dev/null || { echo missing >&2; exit 1; }\n[ -n \"$NOPE\" ] && { echo never; exit 2; }\n[ -z \"$NOPE\" ] && {\n\tset -- \"$@\" --flag\n}\nexec \"$@\"\n",
+                &[&["psql"], &["memcached", "-v"]],
+            ),
+            (
                 // Commands joined by `&&` and `||` outside conditions.
                 "/bin/sh",
                 "cd conf.d || exit 1\ncd ..\n[ -z \"$PORT\" ] && PORT=8080\n[ -n \"$NOPE\" ] || NOPE=set\n[ -f app.js ] && set -- \"$@\" --app\n[ -f missing ] && exec psql\n[ \"$1\" = memcached ] && exec \"$@\" || exec app-server -p \"$PORT\" -n \"$NOPE\" \"$@\"\n",
@@ -5471,7 +5492,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 63);
+        assert_eq!(checked, 65);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -5561,6 +5582,16 @@ mod tests {
         assert_eq!(t.terminal().unwrap().path, "/usr/bin/server", "{t:#?}");
         let t = trace_entry_script(
             "mkdir -p /srv/x || exec /usr/bin/server\nexec /usr/bin/bash -c true\n",
+            [],
+        );
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
+        assert!(
+            t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
+            "{t:#?}"
+        );
+        // A group that may run: its `exit` does not end the script, its `exec` may run.
+        let t = trace_entry_script(
+            "[ -f /run/x ] || { echo none; exec /usr/bin/server; exit 1; }\nexec /usr/bin/bash -c true\n",
             [],
         );
         assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
