@@ -5502,6 +5502,20 @@ mod tests {
         trace_entry_script_with_volumes(body, extra, &[])
     }
 
+    /// `t` ends in `/usr/bin/bash` (the script's last `exec`), and `/usr/bin/server`, whose
+    /// `exec` may not have run, is traced as a program that may run.
+    fn assert_bash_is_main_and_server_may_run(t: &Trace, script: &str) {
+        assert_eq!(
+            t.terminal().unwrap().path,
+            "/usr/bin/bash",
+            "{script}: {t:#?}"
+        );
+        assert!(
+            t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
+            "{script}: {t:#?}"
+        );
+    }
+
     /// [`trace_entry_script`] with the config's `Volumes`.
     fn trace_entry_script_with_volumes<const N: usize>(
         body: &str,
@@ -5532,11 +5546,7 @@ mod tests {
             "while read line; do exec /usr/bin/server \"$line\"; done < /etc/list\nexec /usr/bin/bash -c true\n",
             [],
         );
-        assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
-        assert!(
-            t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
-            "{t:#?}"
-        );
+        assert_bash_is_main_and_server_may_run(&t, "");
         // The first iteration's `break` is undecided: X is not `a` (the value the attempt
         // assigned before reaching it), and not `b`.
         let t = trace_entry_script(
@@ -5584,21 +5594,13 @@ mod tests {
             "mkdir -p /srv/x || exec /usr/bin/server\nexec /usr/bin/bash -c true\n",
             [],
         );
-        assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
-        assert!(
-            t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
-            "{t:#?}"
-        );
+        assert_bash_is_main_and_server_may_run(&t, "");
         // A group that may run: its `exit` does not end the script, its `exec` may run.
         let t = trace_entry_script(
             "[ -f /run/x ] || { echo none; exec /usr/bin/server; exit 1; }\nexec /usr/bin/bash -c true\n",
             [],
         );
-        assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
-        assert!(
-            t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
-            "{t:#?}"
-        );
+        assert_bash_is_main_and_server_may_run(&t, "");
     }
 
     /// File tests are answered from the image except where something is mounted over it
@@ -5626,12 +5628,7 @@ mod tests {
                 ],
                 &["/data"],
             );
-            let terminal = t.terminal().unwrap();
-            assert_eq!(terminal.path, "/usr/bin/bash", "{body}: {t:#?}");
-            assert!(
-                t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
-                "{body}: {t:#?}"
-            );
+            assert_bash_is_main_and_server_may_run(&t, body);
         }
         // The same tests where the image decides: the `exec` in the `if` runs.
         for body in [
