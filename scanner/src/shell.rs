@@ -1249,6 +1249,18 @@ pub fn expand_with(
     let append = |current: &mut Option<String>, s: &str| {
         current.get_or_insert_with(String::new).push_str(s);
     };
+    // An unquoted expansion's value, split into fields: the first joins the text before it,
+    // each further one starts a field.
+    let append_split = |fields: &mut Vec<String>, current: &mut Option<String>, value: &str| {
+        let mut pieces = split_fields(value).into_iter();
+        if let Some(first) = pieces.next() {
+            append(current, first);
+        }
+        for v in pieces {
+            fields.extend(current.take());
+            *current = Some(v.to_string());
+        }
+    };
     for part in &word.parts {
         match part {
             Part::Lit(s) => append(&mut current, s),
@@ -1263,14 +1275,7 @@ pub fn expand_with(
                 if *quoted {
                     append(&mut current, output);
                 } else {
-                    let mut pieces = split_fields(output).into_iter();
-                    if let Some(first) = pieces.next() {
-                        append(&mut current, first);
-                    }
-                    for v in pieces {
-                        fields.extend(current.take());
-                        current = Some(v.to_string());
-                    }
+                    append_split(&mut fields, &mut current, output);
                 }
             }
             Part::Var {
@@ -1318,16 +1323,7 @@ pub fn expand_with(
                         current = Some(v);
                     }
                 } else {
-                    let joined = values.join(" ");
-                    let pieces = split_fields(&joined);
-                    let mut iter = pieces.into_iter();
-                    if let Some(first) = iter.next() {
-                        append(&mut current, first);
-                    }
-                    for v in iter {
-                        fields.extend(current.take());
-                        current = Some(v.to_string());
-                    }
+                    append_split(&mut fields, &mut current, &values.join(" "));
                 }
             }
         }

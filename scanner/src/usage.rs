@@ -3957,28 +3957,9 @@ fn group_end(commands: &[Command], at: usize) -> Option<usize> {
 /// Whether a command of `words` is a simple command (no reserved word in front of it, no
 /// `}` of a group, no `!`).
 fn starts_simple_command(words: &[shell::Word]) -> bool {
-    !matches!(
-        words.first().and_then(|w| w.literal()).as_deref(),
-        Some(
-            "if" | "then"
-                | "else"
-                | "elif"
-                | "fi"
-                | "do"
-                | "done"
-                | "while"
-                | "until"
-                | "for"
-                | "case"
-                | "esac"
-                | "{"
-                | "}"
-                | "!"
-                | "function"
-                | "select"
-                | "time"
-        ) | None
-    )
+    words
+        .first()
+        .is_some_and(|w| matches!(keyword(w), None | Some("in")))
 }
 
 /// Whether `words` (a command, its `!`s taken off) are a test `simple_test` reads: `[`,
