@@ -63,9 +63,21 @@ pub struct Word {
     pub quoted: bool,
     /// A quote began before any `=`: the word is no assignment.
     pub name_quoted: bool,
+    /// Its literal text as a pattern (`case`, `[[ … == … ]]`): quoted pattern characters
+    /// escaped by a backslash (`-'?'` is `-\?`). Meaningful when the word is all literal.
+    pub glob: String,
 }
 
 impl Word {
+    /// Literal text `c`, quoted or not.
+    fn push_char(&mut self, c: char, quoted: bool) {
+        push_lit(&mut self.parts, c);
+        if quoted && matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            self.glob.push('\\');
+        }
+        self.glob.push(c);
+    }
+
     /// Called where a quote or escape begins.
     fn note_quote(&mut self) {
         self.quoted = true;
@@ -115,6 +127,11 @@ impl Word {
             parts: Vec::new(),
             quoted: self.quoted,
             name_quoted: false,
+            glob: self
+                .glob
+                .get(name.len() + 1..)
+                .unwrap_or_default()
+                .to_string(),
         };
         if !rest.is_empty() {
             value.parts.push(Part::Lit(rest.to_string()));
@@ -265,6 +282,16 @@ impl Lexer<'_> {
                     raw.push(c);
                 }
             }
+        }
+        // bash's `${FUNCNAME[N]}` and `${#FUNCNAME[@]}` (no other array is read).
+        if let Some(name) = funcname_reference(&body) {
+            return Ok(Part::Var {
+                name,
+                default: None,
+                alternative: None,
+                op: None,
+                quoted,
+            });
         }
         // `${#NAME}`: the length (`${#}` alone is `$#`, `${#…}` with an operator `$#`'s).
         if let Some(name) = body.strip_prefix('#')
@@ -528,6 +555,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                 op.push(c);
             }
             out.words.push(Word {
+                glob: op.clone(),
                 parts: vec![Part::Lit(op)],
                 ..Word::default()
             });
@@ -674,7 +702,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                         Some('\n') | None => {}
                         Some(c) => {
                             word.note_quote();
-                            push_lit(&mut word.parts, c);
+                            word.push_char(c, true);
                         }
                     }
                     leading_digits = false;
@@ -690,7 +718,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                         match lx.bump() {
                             None => return Err(ShellError::Unterminated(line)),
                             Some('\'') => break,
-                            Some(c) => push_lit(&mut word.parts, c),
+                            Some(c) => word.push_char(c, true),
                         }
                     }
                     leading_digits = false;
@@ -709,23 +737,21 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                             Some('\\') => match lx.bump() {
                                 None => return Err(ShellError::Unterminated(line)),
                                 Some('\n') => {}
-                                Some(c @ ('$' | '`' | '"' | '\\')) => push_lit(&mut word.parts, c),
+                                Some(c @ ('$' | '`' | '"' | '\\')) => word.push_char(c, true),
                                 Some(c) => {
-                                    push_lit(&mut word.parts, '\\');
-                                    push_lit(&mut word.parts, c);
+                                    word.push_char('\\', true);
+                                    word.push_char(c, true);
                                 }
                             },
                             Some('$') => {
                                 let part = lx.dollar(true)?;
                                 match part {
-                                    Part::Lit(s) => {
-                                        s.chars().for_each(|c| push_lit(&mut word.parts, c))
-                                    }
+                                    Part::Lit(s) => s.chars().for_each(|c| word.push_char(c, true)),
                                     other => word.parts.push(other),
                                 }
                             }
                             Some('`') => word.parts.push(lx.backquote()?),
-                            Some(c) => push_lit(&mut word.parts, c),
+                            Some(c) => word.push_char(c, true),
                         }
                     }
                     leading_digits = false;
@@ -734,7 +760,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                     lx.bump();
                     let part = lx.dollar(false)?;
                     match part {
-                        Part::Lit(s) => s.chars().for_each(|c| push_lit(&mut word.parts, c)),
+                        Part::Lit(s) => s.chars().for_each(|c| word.push_char(c, false)),
                         other => word.parts.push(other),
                     }
                     leading_digits = false;
@@ -749,7 +775,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                     if !c.is_ascii_digit() {
                         leading_digits = false;
                     }
-                    push_lit(&mut word.parts, c);
+                    word.push_char(c, false);
                 }
             }
         }
@@ -800,6 +826,22 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
         }
     }
     Ok(out.list)
+}
+
+/// `FUNCNAME[N]` (an element) or `#FUNCNAME[@]` (how many) when `body` (what is between
+/// `${` and `}`) is one of them: the name [`expand_with`] gives their values under.
+fn funcname_reference(body: &str) -> Option<String> {
+    let (count, rest) = match body.strip_prefix('#') {
+        Some(rest) => (true, rest),
+        None => (false, body),
+    };
+    let index = rest.strip_prefix("FUNCNAME[")?.strip_suffix(']')?;
+    let fits = if count {
+        matches!(index, "@" | "*")
+    } else {
+        !index.is_empty() && index.len() <= 4 && index.bytes().all(|b| b.is_ascii_digit())
+    };
+    fits.then(|| body.to_string())
 }
 
 /// The length of the parameter name `body` starts with: one special character (`@`, `*`,
@@ -1196,6 +1238,10 @@ pub struct Vars {
     /// Variables the script set to what only running it tells (`x=$(id -u)`, a `for`
     /// loop's variable, `read`): expanding one is not known statically.
     pub unknown: BTreeSet<String>,
+    /// bash's `FUNCNAME` array: the shell functions being run, innermost first, then
+    /// `main` (empty outside any function). `None` where it is not known: another shell
+    /// (dash stops at `${FUNCNAME[0]}`: "Bad substitution"), or a sourced script.
+    pub funcname: Option<Vec<String>>,
 }
 
 impl Vars {
@@ -1211,6 +1257,18 @@ impl Vars {
                 self.unknown.insert(name.to_string());
             }
         }
+    }
+
+    /// The `FUNCNAME` a function called `name` sees, when the caller's is known.
+    pub fn funcname_in(&self, name: &str) -> Option<Vec<String>> {
+        let outer = self.funcname.as_ref()?;
+        let mut inner = vec![name.to_string()];
+        if outer.is_empty() {
+            inner.push("main".into());
+        } else {
+            inner.extend(outer.iter().cloned());
+        }
+        Some(inner)
     }
 
     /// `unset name`.
@@ -1290,6 +1348,21 @@ pub fn expand_with(
                     "@" | "*" => vec![vars.positional.join(" ")],
                     "#" => vec![vars.positional.len().to_string()],
                     "?" | "$" | "!" | "-" => return None,
+                    n if n.starts_with("FUNCNAME[") || n.starts_with("#FUNCNAME[") => {
+                        let stack = vars.funcname.as_ref()?;
+                        let value = match n.strip_prefix("FUNCNAME[") {
+                            Some(index) => {
+                                let i: usize = index.trim_end_matches(']').parse().ok()?;
+                                stack.get(i).cloned()
+                            }
+                            None => Some(stack.len().to_string()),
+                        };
+                        vec![resolve(value, default, alternative)]
+                    }
+                    "FUNCNAME" if vars.funcname.is_some() => {
+                        let value = vars.funcname.as_ref().and_then(|s| s.first().cloned());
+                        vec![resolve(value, default, alternative)]
+                    }
                     n if n.bytes().all(|b| b.is_ascii_digit()) => {
                         let i: usize = n.parse().ok()?;
                         if i == 0 {

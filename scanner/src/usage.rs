@@ -9,6 +9,7 @@
 //! number of programs followed are bounded, and what cannot be known statically is
 //! noted rather than guessed.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -892,11 +893,15 @@ impl Ctx {
 struct Tracer<'a> {
     vfs: &'a Vfs,
     trace: Trace,
-    steps: usize,
-    /// Shell function calls followed so far.
-    function_calls: usize,
+    /// Programs followed so far (shared with the runs of functions for their status).
+    steps: Cell<usize>,
+    /// Shell function calls followed so far (likewise shared).
+    function_calls: Cell<usize>,
     /// Steps go to the main chain (false: to `also_run`).
     main: bool,
+    /// A `return` or `exit` that may or may not happen was met (what a run of a function
+    /// for its exit status, [`ScriptImage::function_status`], asks).
+    unsure: bool,
 }
 
 /// Options of launchers that take a value (so the value is no program).
@@ -1041,14 +1046,14 @@ impl<'a> Tracer<'a> {
                 Flow::Continue | Flow::Next => {}
                 Flow::Break => break LoopRun::Done,
                 Flow::Uncertain => break LoopRun::NotRun,
-                Flow::Exec | Flow::Exit => break LoopRun::Ended(flow),
+                Flow::Exec | Flow::Exit | Flow::Return(_) => break LoopRun::Ended(flow),
             }
         };
         ctx.conditional = outer;
         ctx.loop_depth -= 1;
         if matches!(run, LoopRun::NotRun) {
             (*vars, *ctx, self.trace, *last) = before;
-            if self.function_calls > MAX_FUNCTION_CALLS {
+            if self.function_calls.get() > MAX_FUNCTION_CALLS {
                 // The attempt used up the budget, and its note went with it.
                 self.note_call_budget_spent(from);
             }
@@ -1071,11 +1076,12 @@ impl<'a> Tracer<'a> {
     /// Counts a shell function call or sourced script; true (noted once) past
     /// [`MAX_FUNCTION_CALLS`].
     fn over_call_budget(&mut self, from: &str) -> bool {
-        self.function_calls += 1;
-        if self.function_calls == MAX_FUNCTION_CALLS + 1 {
+        let calls = self.function_calls.get() + 1;
+        self.function_calls.set(calls);
+        if calls == MAX_FUNCTION_CALLS + 1 {
             self.note_call_budget_spent(from);
         }
-        self.function_calls > MAX_FUNCTION_CALLS
+        calls > MAX_FUNCTION_CALLS
     }
 
     /// Notes (once) that the call budget is spent.
@@ -1093,8 +1099,8 @@ impl<'a> Tracer<'a> {
         let Some(program) = argv.first() else {
             return;
         };
-        self.steps += 1;
-        if self.steps > MAX_STEPS || ctx.depth > MAX_DEPTH {
+        self.steps.set(self.steps.get() + 1);
+        if self.steps.get() > MAX_STEPS || ctx.depth > MAX_DEPTH {
             self.note(format!("{from}: stopped following at {program} (too deep)"));
             return;
         }
@@ -1168,9 +1174,11 @@ impl<'a> Tracer<'a> {
                 self.run(args.get(1..).unwrap_or_default(), ctx, here)
             }
             "busybox" if args.first().is_some_and(|a| is_shell(a)) => {
-                self.shell(args.get(1..).unwrap_or_default(), ctx, &path)
+                self.shell(args.get(1..).unwrap_or_default(), ctx, &path, false)
             }
-            n if is_shell(n) => self.shell(args, ctx, &path),
+            n if is_shell(n) => {
+                self.shell(args, ctx, &path, n == "bash" || path.ends_with("/bash"))
+            }
             n if is_python(n) => self.python(&invoked, &found.path, args, ctx),
             // Debian builds uWSGI with its Python plugin as `uwsgi_python3` (and per
             // version, `uwsgi_python311`).
@@ -1244,7 +1252,8 @@ impl<'a> Tracer<'a> {
     }
 
     /// `sh [-eux] [-o opt] -c SCRIPT [$0 args…]` or `sh [options] FILE args…`.
-    fn shell(&mut self, args: &[String], ctx: &Ctx, shell_path: &str) {
+    /// `bash`: the shell is bash (whose `FUNCNAME` is then known).
+    fn shell(&mut self, args: &[String], ctx: &Ctx, shell_path: &str, bash: bool) {
         let mut i = 0;
         let mut command = false;
         while let Some(a) = args.get(i) {
@@ -1295,6 +1304,7 @@ impl<'a> Tracer<'a> {
         let mut vars = Vars {
             named: ctx.env.clone(),
             positional,
+            funcname: bash.then(Vec::new),
             ..Vars::default()
         };
         let mut ctx = ctx.clone();
@@ -1409,7 +1419,7 @@ impl<'a> Tracer<'a> {
             // command or a `{ … }` group joined to others runs as they decide.
             let opens_group = command.words.first().is_some_and(|w| w.is_literal("{"));
             let mut chained = if starts_simple_command(&command.words) || opens_group {
-                let image = ScriptImage::new(self, ctx, functions);
+                let image = ScriptImage::new(self, ctx, functions).of(label, script);
                 chain_runs(script, offset, i, vars, &image)
             } else {
                 Runs::Yes
@@ -1490,7 +1500,7 @@ impl<'a> Tracer<'a> {
                 let skipped = ifs.skipped();
                 let around = ctx.conditional || loops > 0 || ifs.undecided();
                 if !skipped && let Some(end) = loop_end(whole, i) {
-                    let image = ScriptImage::new(self, ctx, functions);
+                    let image = ScriptImage::new(self, ctx, functions).of(label, script);
                     let (_, after) = condition(whole, i, (condition_words, false), vars, &image);
                     let body = Body {
                         label,
@@ -1506,7 +1516,7 @@ impl<'a> Tracer<'a> {
                         &from,
                         around,
                         |tracer, vars, ctx| {
-                            let image = ScriptImage::new(tracer, ctx, functions);
+                            let image = ScriptImage::new(tracer, ctx, functions).of(label, script);
                             let (answer, _) =
                                 condition(whole, i, (condition_words, false), vars, &image);
                             answer.map(|holds| holds != until)
@@ -1595,7 +1605,7 @@ impl<'a> Tracer<'a> {
             if let Some(kind) = opens {
                 // `if`/`elif` CONDITION: tests of known values, joined by `&&` and `||`,
                 // decide the branch; the image answers `command -v` and file tests.
-                let image = ScriptImage::new(self, ctx, functions);
+                let image = ScriptImage::new(self, ctx, functions).of(label, script);
                 let (test, after) = condition(
                     &script[..offset + commands.len()],
                     i,
@@ -1708,7 +1718,19 @@ impl<'a> Tracer<'a> {
                     self.main = main;
                     return Flow::Exec;
                 }
-                "exit" | "return" if !conditional => return Flow::Exit,
+                "return" if !conditional => {
+                    let status = match argv.get(1) {
+                        None => None, // the last command's status
+                        Some(_) if unknown_at.contains(&1) => None,
+                        Some(n) => n.parse::<i32>().ok(),
+                    };
+                    return Flow::Return(status);
+                }
+                "exit" if !conditional => return Flow::Exit,
+                "exit" | "return" => {
+                    // It may end the function here: its status is not known.
+                    self.unsure = true;
+                }
                 "cd" => {
                     let dir = match argv.get(1..).unwrap_or_default() {
                         [] => ctx.env.get("HOME").cloned(),
@@ -1798,6 +1820,8 @@ impl<'a> Tracer<'a> {
                             };
                             let inner_functions = function_bodies(&inner);
                             let outer = std::mem::replace(&mut ctx.conditional, conditional);
+                            // bash's `FUNCNAME` in a sourced script: not followed.
+                            let funcname = vars.funcname.take();
                             let flow = self.block(
                                 &path,
                                 &inner,
@@ -1807,9 +1831,11 @@ impl<'a> Tracer<'a> {
                                 ctx,
                                 last,
                             );
+                            vars.funcname = funcname;
                             ctx.conditional = outer;
                             ctx.depth -= 1;
-                            if flow != Flow::Continue {
+                            // Its `return` ends the sourced script only.
+                            if !matches!(flow, Flow::Continue | Flow::Return(_)) {
                                 return flow;
                             }
                         }
@@ -1859,6 +1885,7 @@ impl<'a> Tracer<'a> {
                         named: vars.named.clone(),
                         positional: argv[1..].to_vec(),
                         unknown: vars.unknown.clone(),
+                        funcname: vars.funcname_in(name),
                     };
                     ctx.depth += 1;
                     let outer = std::mem::replace(&mut ctx.conditional, conditional);
@@ -1869,10 +1896,11 @@ impl<'a> Tracer<'a> {
                     vars.named = inner.named;
                     vars.unknown = inner.unknown;
                     match flow {
-                        Flow::Exec => return Flow::Exec,
+                        // `exit` in a function ends the script.
+                        Flow::Exec | Flow::Exit => return flow,
                         // Of the loop the function is called in.
                         Flow::Break | Flow::Next | Flow::Uncertain => return flow,
-                        Flow::Exit | Flow::Continue => {}
+                        Flow::Return(_) | Flow::Continue => {}
                     }
                 }
                 _ => self.side(&argv, &run_ctx, from, last),
@@ -2368,6 +2396,7 @@ impl<'a> Tracer<'a> {
             &["-c".to_string(), script],
             &ctx,
             &format!("{manager} run {name}"),
+            false, // `sh -c`
         );
     }
 
@@ -3155,6 +3184,10 @@ trait Image {
     fn command_v(&self, name: &str) -> Option<String>;
     /// `test`'s file test `op` (`-e`, `-f`, …) of `path`.
     fn file_test(&self, op: &str, path: &str) -> Option<bool>;
+    /// Whether shell function `name` called with `args` succeeds, when that is known.
+    fn function_status(&self, _name: &str, _args: &[String], _vars: &Vars) -> Option<bool> {
+        None
+    }
 }
 
 /// Nothing known of the image (tests of strings and integers only).
@@ -3185,6 +3218,10 @@ struct ScriptImage<'t, 'a> {
     tracer: &'t Tracer<'a>,
     ctx: &'t Ctx,
     functions: &'t BTreeMap<String, (usize, usize)>,
+    /// The script `functions` are ranges of and its label (none: no function is run for
+    /// its status).
+    script: &'t [Command],
+    label: &'t str,
 }
 
 impl<'t, 'a> ScriptImage<'t, 'a> {
@@ -3197,6 +3234,17 @@ impl<'t, 'a> ScriptImage<'t, 'a> {
             tracer,
             ctx,
             functions,
+            script: &[],
+            label: "",
+        }
+    }
+
+    /// Its functions' bodies are ranges of `script`, labelled `label`.
+    fn of(self, label: &'t str, script: &'t [Command]) -> Self {
+        ScriptImage {
+            script,
+            label,
+            ..self
         }
     }
 }
@@ -3221,6 +3269,106 @@ impl ScriptImage<'_, '_> {
         (!mounted).then_some(at)
     }
 
+    /// The exit status of shell function `name` called with `args` (0: `Some(true)`),
+    /// found by running its body on the side. Known only where that run decides it — a
+    /// `return N`, or a last `&&`/`||` list of tests — and changes nothing its caller would
+    /// see: it runs no program, sets no variable but its `local`s, does no `cd`. (So
+    /// `_want_help "$@"` and a check of bash's `FUNCNAME` are answered; a function that
+    /// does more is run, as before, only where the script calls it as a command.)
+    fn function_status(&self, name: &str, args: &[String], vars: &Vars) -> Option<bool> {
+        let &(start, end) = self.functions.get(name)?;
+        let calls = self.tracer.function_calls.get();
+        if end > self.script.len() || self.ctx.depth >= MAX_DEPTH || calls >= MAX_FUNCTION_CALLS {
+            return None;
+        }
+        let steps = self.tracer.steps.get();
+        let mut run = Tracer {
+            vfs: self.tracer.vfs,
+            trace: Trace::default(),
+            steps: Cell::new(steps),
+            function_calls: Cell::new(calls + 1),
+            main: false,
+            unsure: false,
+        };
+        let mut inner = Vars {
+            named: vars.named.clone(),
+            positional: args.to_vec(),
+            unknown: vars.unknown.clone(),
+            funcname: vars.funcname_in(name),
+        };
+        let mut ctx = self.ctx.clone();
+        ctx.depth += 1;
+        ctx.conditional = false;
+        ctx.loop_depth = 0;
+        let mut last = None;
+        let flow = run.block(
+            self.label,
+            self.script,
+            start..end,
+            self.functions,
+            &mut inner,
+            &mut ctx,
+            &mut last,
+        );
+        // Its work counts against the caller's budgets (up to them: the caller notes
+        // going past).
+        self.tracer.steps.set(run.steps.get().min(MAX_STEPS));
+        let within_budget = run.function_calls.get() <= MAX_FUNCTION_CALLS;
+        self.tracer
+            .function_calls
+            .set(run.function_calls.get().min(MAX_FUNCTION_CALLS));
+        let quiet = !run.unsure && last.is_none() && run.steps.get() == steps && within_budget;
+        if !quiet || self.changed_for_caller(start..end, vars, &inner, &ctx) {
+            return None;
+        }
+        let status = match flow {
+            Flow::Return(status) => status?,
+            Flow::Continue => {
+                let image =
+                    ScriptImage::new(&run, &ctx, self.functions).of(self.label, self.script);
+                last_list_status(self.script, start..end, &inner, &image)?
+            }
+            _ => return None,
+        };
+        Some(status == 0)
+    }
+
+    /// Whether a run of the function `body` left a variable (other than its `local`s), the
+    /// environment or the working directory other than the caller had them.
+    fn changed_for_caller(
+        &self,
+        body: std::ops::Range<usize>,
+        before: &Vars,
+        after: &Vars,
+        ctx: &Ctx,
+    ) -> bool {
+        let locals: BTreeSet<String> = self.script[body]
+            .iter()
+            .filter(|c| {
+                c.words
+                    .first()
+                    .and_then(|w| w.literal())
+                    .is_some_and(|w| matches!(w.as_str(), "local" | "declare" | "typeset"))
+            })
+            .flat_map(|c| c.words[1..].iter())
+            .filter_map(|w| w.assignment().map(|(name, _)| name).or_else(|| w.literal()))
+            .collect();
+        let differ = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+            let outside = |(k, _): &(&String, &String)| !locals.contains(*k);
+            !a.iter().filter(outside).eq(b.iter().filter(outside))
+        };
+        let unknown_differ = !before
+            .unknown
+            .iter()
+            .filter(|k| !locals.contains(*k))
+            .eq(after.unknown.iter().filter(|k| !locals.contains(*k)));
+        differ(&before.named, &after.named)
+            || unknown_differ
+            || differ(&self.ctx.env, &ctx.env)
+            || self.ctx.cwd != ctx.cwd
+            || self.ctx.cwd_unknown != ctx.cwd_unknown
+    }
+
     /// What is at `path` (links followed): `Some(None)` when nothing is.
     fn node(&self, path: &str) -> Option<Option<&Node>> {
         Some(
@@ -3233,6 +3381,10 @@ impl ScriptImage<'_, '_> {
 }
 
 impl Image for ScriptImage<'_, '_> {
+    fn function_status(&self, name: &str, args: &[String], vars: &Vars) -> Option<bool> {
+        ScriptImage::function_status(self, name, args, vars)
+    }
+
     fn command_v(&self, name: &str) -> Option<String> {
         let executable = |node: Option<&Node>| matches!(node, Some(Node::File { exec: true, .. }));
         if name.contains('/') {
@@ -3451,18 +3603,11 @@ fn assign(vars: &mut Vars, ctx: &mut Ctx, name: &str, value: Option<String>) {
     vars.assign(name, value);
 }
 
-/// A `case` item's pattern word as a pattern; `None` when it is not known (an
-/// expansion), or quoted with pattern characters in it (which of them were quoted is not
-/// kept, and a quoted `*` is itself).
+/// A `case` item's pattern word as a pattern (a quoted `*` is itself); `None` when it is
+/// not known (an expansion).
 fn case_pattern(word: &shell::Word) -> Option<shell::Pattern> {
-    let text = word.literal()?;
-    if word.quoted {
-        if text.contains(['*', '?', '[']) {
-            return None;
-        }
-        return Some(shell::Pattern::literal(&text));
-    }
-    shell::Pattern::parse(&text)
+    word.literal()?;
+    shell::Pattern::parse(&word.glob)
 }
 
 /// Values one `for` loop is run through for at most.
@@ -3470,7 +3615,7 @@ const MAX_LOOP_VALUES: usize = 64;
 
 /// `for NAME [in WORDS]` at `at` (`words`, its reserved words taken off): NAME, the values
 /// it runs its body for and the index of its `done`, when that can be known: the words
-/// expand to known values with no pattern characters (a glob names files), at most
+/// expand to known values and none is a pattern naming files ([`names_files`]), at most
 /// [`MAX_LOOP_VALUES`].
 fn for_loop(
     commands: &[Command],
@@ -3483,20 +3628,44 @@ fn for_loop(
         return None;
     }
     let values = match words.get(2..)? {
+        // `for NAME;`: the positional parameters, as they are.
         [] => vars.positional.clone(),
         [keyword, list @ ..] if keyword.literal().as_deref() == Some("in") => {
             let mut values = Vec::new();
             for w in list {
-                values.extend(shell::expand(w, vars)?);
+                let fields = shell::expand(w, vars)?;
+                if names_files(w, &fields) {
+                    return None;
+                }
+                values.extend(fields);
             }
             values
         }
         _ => return None,
     };
-    if values.len() > MAX_LOOP_VALUES || values.iter().any(|v| v.contains(['*', '?', '['])) {
+    if values.len() > MAX_LOOP_VALUES {
         return None;
     }
     Some((name, values, loop_end(commands, at)?))
+}
+
+/// Whether word `w`, expanded to `fields`, is a pattern the shell replaces by the file
+/// names it matches: an unquoted `*`, `?` or `[` in its text or in the value of an unquoted
+/// expansion.
+fn names_files(w: &shell::Word, fields: &[String]) -> bool {
+    let mut escaped = false;
+    let in_text = w.glob.chars().any(|c| {
+        let special = !escaped && matches!(c, '*' | '?' | '[');
+        escaped = !escaped && c == '\\';
+        special
+    });
+    let unquoted_expansion = w.parts.iter().any(|p| {
+        matches!(
+            p,
+            shell::Part::Var { quoted: false, .. } | shell::Part::CommandV { quoted: false, .. }
+        )
+    });
+    in_text || (unquoted_expansion && fields.iter().any(|v| v.contains(['*', '?', '['])))
 }
 
 /// The index of the `done` of the loop opened at `at`: loops opened in its body close
@@ -3815,7 +3984,12 @@ fn bracket_pattern(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option
     {
         return None;
     }
+    if word.literal().is_some() {
+        // Its quoted pattern characters stand for themselves.
+        return shell::Pattern::parse(&word.glob);
+    }
     if word.quoted {
+        // Which parts of an expanded word were quoted is not kept.
         return (!value.contains(['*', '?', '['])).then(|| shell::Pattern::literal(&value));
     }
     shell::Pattern::parse(&value)
@@ -3880,7 +4054,7 @@ impl<'c> Conditions<'c> {
             } else if is_test(words) {
                 (simple_test(words, self.vars, self.image), at)
             } else {
-                (self.other, at)
+                (self.function_status(words).or(self.other), at)
             };
             let value = value.map(|b| b != negate);
             answer = match joined {
@@ -3898,6 +4072,17 @@ impl<'c> Conditions<'c> {
                 _ => return (answer, last),
             }
         }
+    }
+
+    /// Whether the command of `words`, a call of a shell function, succeeds.
+    fn function_status(&self, words: &[shell::Word]) -> Option<bool> {
+        let name = words.first()?.literal()?;
+        let args = words[1..]
+            .iter()
+            .map(|w| shell::expand_with(w, self.vars, &|n| self.image.command_v(n)))
+            .collect::<Option<Vec<Vec<String>>>>()?
+            .concat();
+        self.image.function_status(&name, &args, self.vars)
     }
 
     /// A `{ LIST; }` group opened at command `at` (`inner`: the words after `{`): the
@@ -3929,6 +4114,43 @@ impl<'c> Conditions<'c> {
             ),
         }
     }
+}
+
+/// The exit status of a function whose run went past its last command (its body
+/// `body` of `script`, from the command opening `{` to the one closing it): that of its
+/// last `&&`/`||` list when the list stands at the body's top level and `image` answers it.
+fn last_list_status(
+    script: &[Command],
+    body: std::ops::Range<usize>,
+    vars: &Vars,
+    image: &dyn Image,
+) -> Option<i32> {
+    let close = body.end.checked_sub(1)?;
+    let closing = &script[close].words;
+    if !(closing.len() == 1 && closing[0].is_literal("}")) {
+        return None;
+    }
+    let last = close.checked_sub(1).filter(|&last| last >= body.start)?;
+    let mut first = last;
+    while first > body.start && matches!(script[first - 1].sep, shell::Sep::And | shell::Sep::Or) {
+        first -= 1;
+    }
+    let mut words = &script[first].words[..];
+    if first == body.start && words.first().is_some_and(|w| w.is_literal("{")) {
+        words = &words[1..];
+    }
+    // No reserved word in front (a `fi`, `done`, `}` closes what the list would be in).
+    if !words
+        .first()
+        .is_some_and(|w| matches!(keyword(w), None | Some("!")))
+    {
+        return None;
+    }
+    let (answer, after) = condition(&script[..close], first, (words, false), vars, image);
+    if after != last + 1 {
+        return None;
+    }
+    answer.map(|ok| if ok { 0 } else { 1 })
 }
 
 /// The index of the `}` closing the group (or groups) opened by the command at `at`,
@@ -4007,6 +4229,8 @@ enum Flow {
     Continue,
     Exec,
     Exit,
+    /// `return [N]`: N when it is known (none: the last command's status).
+    Return(Option<i32>),
     /// `break` in a loop being run through.
     Break,
     /// `continue` in a loop being run through.
@@ -4118,9 +4342,10 @@ pub fn trace(vfs: &Vfs, config: &RunConfig) -> Trace {
     let mut tracer = Tracer {
         vfs,
         trace: Trace::default(),
-        steps: 0,
-        function_calls: 0,
+        steps: Cell::new(0),
+        function_calls: Cell::new(0),
         main: true,
+        unsure: false,
     };
     if argv.is_empty() {
         tracer.note("the image config names no Entrypoint or Cmd".into());
@@ -4784,6 +5009,14 @@ mod tests {
             "$A == 'a b'",
             "$A == a\\ b",
             "$A == a?b",
+            // Quoted pattern characters stand for themselves.
+            "$A == \"a \"*",
+            "$1 == \"mongo*\"",
+            "$1 == 'mon'g?d",
+            "$1 == \"m\"*\"d\"",
+            "$1 == mongo\\*",
+            "$1 == \"[m]ongod\"",
+            "$1 == [m]\"ongod\"",
             "-n $A && ( -z $3 || $1 == x )",
             "$1 == mongod || $1 == x && $2 == y",
             "! $1 == mongod",
@@ -4795,9 +5028,8 @@ mod tests {
             "$1 == @(mongod|x)",
             "-f /etc/passwd",
             "-d / && $1 == mongod",
-            // Quoted pattern characters: which parts were quoted is not kept.
-            "$A == \"a \"*",
-            "$1 == \"mongo*\"",
+            // Which parts of an expansion were quoted is not kept.
+            "$1 == \"$A\"*",
         ];
         let vars = Vars {
             named: BTreeMap::from([("A".to_string(), "a b".to_string())]),
@@ -4964,9 +5196,10 @@ mod tests {
         let tracer = Tracer {
             vfs: &vfs,
             trace: Trace::default(),
-            steps: 0,
-            function_calls: 0,
+            steps: Cell::new(0),
+            function_calls: Cell::new(0),
             main: true,
+            unsure: false,
         };
         let ctx = Ctx {
             env: BTreeMap::new(),
@@ -4978,11 +5211,7 @@ mod tests {
             conditional: false,
         };
         let functions = BTreeMap::new();
-        let image = ScriptImage {
-            tracer: &tracer,
-            ctx: &ctx,
-            functions: &functions,
-        };
+        let image = ScriptImage::new(&tracer, &ctx, &functions);
         let mut known = 0;
         for shell in ["dash", "bash"] {
             for (t, real) in tests
@@ -5378,6 +5607,35 @@ mod tests {
                     &["app-server"],
                 ],
             ),
+            (
+                // Functions as conditions, as the official postgres and mysql images'
+                // entrypoints use them (the idioms written here): a check of bash's
+                // `FUNCNAME`, a `for`/`case` loop returning 0 or 1, a quoted `?` in a
+                // pattern.
+                "/bin/bash",
+                "set -Eeo pipefail\n_is_sourced() {\n\t[ \"${#FUNCNAME[@]}\" -ge 2 ] \\\n\t\t&& [ \"${FUNCNAME[0]}\" = '_is_sourced' ] \\\n\t\t&& [ \"${FUNCNAME[1]}\" = 'source' ]\n}\n_wants_help() {\n\tlocal arg\n\tfor arg; do\n\t\tcase \"$arg\" in\n\t\t\t-'?'|--help|--describe-config|-V|--version)\n\t\t\t\treturn 0\n\t\t\t\t;;\n\t\tesac\n\tdone\n\treturn 1\n}\n_main() {\n\tif [ \"${1:0:1}\" = '-' ]; then\n\t\tset -- postgres \"$@\"\n\tfi\n\tif [ \"$1\" = 'postgres' ] && ! _wants_help \"$@\"; then\n\t\tset -- \"$@\" -D /var/lib/data\n\tfi\n\texec \"$@\"\n}\nif ! _is_sourced; then\n\t_main \"$@\"\nfi\n",
+                &[
+                    &["postgres"],
+                    &["-c", "max_connections=5"],
+                    &["postgres", "--help"],
+                    &["postgres", "-?"],
+                    &["postgres", "-x"],
+                    &["-V"],
+                    &["psql", "-h", "db"],
+                ],
+            ),
+            (
+                // Functions whose status is their last list's, or a `case` deciding
+                // `return`; an `exit` in a function `||` skips.
+                "/bin/sh",
+                "set -e\nis_server() {\n\t[ \"$1\" = app-server ] || [ \"$1\" = memcached ]\n}\nhas_config() {\n\t[ -f \"conf.d/$1.conf\" ]\n}\nwant_debug() {\n\tcase \"$DEBUG\" in\n\t\t1|yes|true) return 0 ;;\n\tesac\n\treturn 1\n}\ndie() {\n\techo \"$*\" >&2\n\texit 1\n}\n[ \"$1\" = memcached ] && DEBUG=yes\nif has_config \"$1\"; then\n\tset -- app-server -c \"conf.d/$1.conf\"\nfi\nif is_server \"$1\" && want_debug; then\n\tset -- \"$@\" --debug\nfi\nis_server \"$1\" || [ \"$1\" = psql ] || die \"unknown program $1\"\nexec \"$@\"\n",
+                &[
+                    &["site"],
+                    &["memcached", "-v"],
+                    &["app-server"],
+                    &["psql", "-c", "x"],
+                ],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -5473,7 +5731,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 65);
+        assert_eq!(checked, 76);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
