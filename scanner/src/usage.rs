@@ -5636,6 +5636,12 @@ mod tests {
                     &["psql", "-c", "x"],
                 ],
             ),
+            (
+                // bash's FUNCNAME at the top and two functions deep.
+                "/bin/bash",
+                "inner() {\n\texec app-server \"${#FUNCNAME[@]}\" \"${FUNCNAME[0]}\" \"${FUNCNAME[1]}\" \"${FUNCNAME[2]}\" \"x${FUNCNAME[3]}\" \"$FUNCNAME\"\n}\nouter() {\n\tinner \"$@\"\n}\nif [ \"$1\" = top ]; then\n\texec app-server \"${#FUNCNAME[@]}\" \"x${FUNCNAME[0]}\" \"x$FUNCNAME\"\nfi\nouter \"$@\"\n",
+                &[&["top"], &["call"]],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -5731,7 +5737,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 76);
+        assert_eq!(checked, 78);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -5882,6 +5888,87 @@ mod tests {
                 "/usr/bin/server",
                 "{body}: {t:#?}"
             );
+        }
+    }
+
+    /// A function called as a condition decides it where a run of its body tells its
+    /// status and changes nothing its caller sees; where not, the condition stays
+    /// undecided, as before.
+    #[test]
+    fn functions_as_conditions_decide_only_what_their_run_tells() {
+        let flag = || file(false, Some("1"), None);
+        let undecided = [
+            // It runs a program, sets a variable, changes directory.
+            "check() { grep -q x /etc/conf; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "check() { X=1; return 0; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "check() { cd /srv; return 0; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            // A `return` under a test the image cannot answer (a volume), a last list
+            // likewise, a `return` of the last command's status, of `$?`.
+            "check() {\n\tif [ -f /data/flag ]; then return 0; fi\n\treturn 1\n}\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "check() { [ -f /data/flag ]; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "check() { [ -f /srv/flag ]; return; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "check() { false; return $?; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            // Its loop sets a variable that is not `local`.
+            "help() {\n\tfor a; do\n\t\tcase \"$a\" in -'?'|--help) return 0 ;; esac\n\tdone\n\treturn 1\n}\nif ! help -x; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            // Its last command is a loop, or itself.
+            "check() { for a in x; do [ -n \"$a\" ]; done; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "check() { check; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "check() { check && check; }\nif check; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+        ];
+        for body in undecided {
+            let t = trace_entry_script_with_volumes(body, [("data/flag", flag())], &["/data"]);
+            assert_bash_is_main_and_server_may_run(&t, body);
+        }
+        let decided = [
+            "is_on() { [ \"$1\" = on ]; }\nif is_on on; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "is_on() { [ \"$1\" = on ]; }\nif is_on off; then exec /usr/bin/bash -c true; fi\nexec /usr/bin/server\n",
+            "top() { [ \"${#FUNCNAME[@]}\" = 2 ] && [ \"${FUNCNAME[1]}\" = main ]; }\nif top; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "ok() { local x=1; [ \"$x\" = 1 ] && [ -f /srv/flag ]; }\nok && exec /usr/bin/server\nexec /usr/bin/bash -c true\n",
+            "help() {\n\tlocal a\n\tfor a; do\n\t\tcase \"$a\" in -'?'|--help) return 0 ;; esac\n\tdone\n\treturn 1\n}\nif ! help -x '*'; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            // `exit` in a function ends the script; `return` in a sourced file ends only it.
+            "stop() { exit 0; }\nif [ -f /srv/flag ]; then exec /usr/bin/server; fi\nstop\nexec /usr/bin/bash -c true\n",
+            ". /srv/lib.sh\nexec /usr/bin/server\n",
+        ];
+        for body in decided {
+            let t = trace_entry_script_with_volumes(
+                body,
+                [
+                    ("srv/flag", flag()),
+                    (
+                        "srv/lib.sh",
+                        file(false, Some("return 0\nexec /usr/bin/bash -c true\n"), None),
+                    ),
+                ],
+                &["/data"],
+            );
+            assert_eq!(
+                t.terminal().unwrap().path,
+                "/usr/bin/server",
+                "{body}: {t:#?}"
+            );
+            assert!(
+                !t.also_run.iter().any(|s| s.path == "/usr/bin/bash")
+                    && t.chain.iter().filter(|s| s.path == "/usr/bin/bash").count() == 1,
+                "{body}: {t:#?}"
+            );
+        }
+        // What the real shells do with the last two.
+        for shell in ["dash", "bash"] {
+            let out = std::process::Command::new(shell)
+                .args(["-c", "stop() { exit 0; }; stop; echo after exit"])
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout, b"", "{shell}");
+            let dir = std::env::temp_dir().join(format!("stellaops-source-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("lib.sh"), "return 0\necho in lib\n").unwrap();
+            let out = std::process::Command::new(shell)
+                .args(["-c", ". ./lib.sh; echo after source"])
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout, b"after source\n", "{shell}");
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 
