@@ -5925,8 +5925,7 @@ mod tests {
             "top() { [ \"${#FUNCNAME[@]}\" = 2 ] && [ \"${FUNCNAME[1]}\" = main ]; }\nif top; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
             "ok() { local x=1; [ \"$x\" = 1 ] && [ -f /srv/flag ]; }\nok && exec /usr/bin/server\nexec /usr/bin/bash -c true\n",
             "help() {\n\tlocal a\n\tfor a; do\n\t\tcase \"$a\" in -'?'|--help) return 0 ;; esac\n\tdone\n\treturn 1\n}\nif ! help -x '*'; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
-            // `exit` in a function ends the script; `return` in a sourced file ends only it.
-            "stop() { exit 0; }\nif [ -f /srv/flag ]; then exec /usr/bin/server; fi\nstop\nexec /usr/bin/bash -c true\n",
+            // `return` in a sourced file ends only it.
             ". /srv/lib.sh\nexec /usr/bin/server\n",
         ];
         for body in decided {
@@ -5952,7 +5951,16 @@ mod tests {
                 "{body}: {t:#?}"
             );
         }
-        // What the real shells do with the last two.
+        // `exit` in a function ends the script.
+        let t = trace_entry_script("stop() { exit 0; }\nstop\nexec /usr/bin/server\n", []);
+        assert!(
+            !t.chain
+                .iter()
+                .chain(&t.also_run)
+                .any(|s| s.path == "/usr/bin/server"),
+            "{t:#?}"
+        );
+        // What the real shells do with these two.
         for shell in ["dash", "bash"] {
             let out = std::process::Command::new(shell)
                 .args(["-c", "stop() { exit 0; }; stop; echo after exit"])
