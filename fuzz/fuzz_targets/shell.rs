@@ -10,8 +10,26 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use stellaops_scanner::analyze::Node;
-use stellaops_scanner::shell::{Vars, expand, expand_with, parse};
+use stellaops_scanner::shell::{Outside, Vars, expand, expand_with, parse};
 use stellaops_scanner::usage::{RunConfig, Vfs, closure, trace};
+
+/// Answers some of what substitutions ask, not others.
+struct FuzzImage;
+
+impl Outside for FuzzImage {
+    fn command_v(&self, name: &str) -> Option<String> {
+        (!name.len().is_multiple_of(3)).then(|| format!("/bin/{name}"))
+    }
+    fn cwd(&self) -> Option<String> {
+        Some("/srv".into())
+    }
+    fn directory(&self, dir: &str, physical: bool) -> Option<Option<String>> {
+        (dir.len().is_multiple_of(2)).then(|| (!physical).then(|| format!("/srv/{dir}")))
+    }
+    fn canonical(&self, path: &str) -> Option<String> {
+        (!path.len().is_multiple_of(2)).then(|| format!("/real/{path}"))
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -20,19 +38,20 @@ fuzz_target!(|data: &[u8]| {
             named: BTreeMap::from([("A".to_string(), "x y".to_string())]),
             positional: vec!["1".into(), "two words".into()],
             unknown: ["U".to_string()].into(),
+            funcname: Some(vec!["f".into(), "main".into()]),
+            zero: Some("/usr/local/bin/entrypoint.sh".into()),
+            bash_source: Some("/usr/local/bin/entrypoint.sh".into()),
         };
         for c in &commands {
             for w in &c.words {
                 let _ = expand(w, &vars);
-                // `$(command -v NAME)` answered for some names, not others.
-                let _ = expand_with(w, &vars, &|name| {
-                    (name.len() % 3 != 0).then(|| format!("/bin/{name}"))
-                });
+                let _ = expand_with(w, &vars, &FuzzImage);
                 let _ = w.assignment();
             }
         }
     }
-    // The same text as an entrypoint script that may call itself.
+    // The same text as an entrypoint script that may call itself, run by sh and by bash
+    // (which knows FUNCNAME and BASH_SOURCE).
     let vfs = Vfs::from_nodes(BTreeMap::from([
         (
             "entrypoint.sh".to_string(),
@@ -43,7 +62,23 @@ fuzz_target!(|data: &[u8]| {
             },
         ),
         (
+            "bash-entrypoint.sh".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: Some(format!("#!/bin/bash\n{text}")),
+            },
+        ),
+        (
             "bin/sh".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: None,
+            },
+        ),
+        (
+            "bin/bash".to_string(),
             Node::File {
                 exec: true,
                 elf: None,
@@ -66,6 +101,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let t = trace(&vfs, &config);
     let _ = closure(&vfs, &t, &config.env);
+    let _ = trace(
+        &vfs,
+        &RunConfig {
+            entrypoint: vec!["/bash-entrypoint.sh".into()],
+            ..config.clone()
+        },
+    );
     let xml = |text: &str| Node::File {
         exec: false,
         elf: None,

@@ -4,11 +4,13 @@
 //! operators (`${NAME#pattern}`, `##`, `%`, `%%`), `${#NAME}`, bash's
 //! `${NAME:offset:length}`, `"$@"` and the positional parameters; redirections (dropped)
 //! and here-documents (skipped); comments; function definitions (`name() { … }`); `case`
-//! items (their patterns kept, [`Command::case_item`]); `$(command -v WORD)`, whose output
-//! the image's file system tells ([`Part::CommandV`], answered by [`expand_with`]'s
-//! caller). What it cannot know statically (other `$(…)`, backquotes, a pattern built from
-//! an expansion, `${!NAME}`) is an [`Part::Unknown`] part, so a command word built from one
-//! is never guessed.
+//! items (their patterns kept, [`Command::case_item`]); bash's `FUNCNAME` and
+//! `BASH_SOURCE`; the command substitutions whose output is known without running a
+//! program — `command -v`, `dirname`, `basename`, `pwd`, `cd DIR && pwd`, `readlink -f`,
+//! `realpath` ([`Substitution`]; what they ask of the image answered by [`expand_with`]'s
+//! caller, [`Outside`]). What it cannot know statically (other substitutions, a pattern
+//! built from an expansion, `${!NAME}`) is an [`Part::Unknown`] part, so a command word
+//! built from one is never guessed.
 //!
 //! The input is untrusted (it comes from an image): every failure is an error value, the
 //! work is linear in the input and the nesting is bounded; a pattern match runs as a set
@@ -40,12 +42,10 @@ pub enum Part {
         /// Inside double quotes (no field splitting).
         quoted: bool,
     },
-    /// `$(command -v WORD)` (also `command -v -- WORD`): what the shell prints for WORD,
-    /// a builtin's or function's name or the path of the program it would run, nothing
-    /// when there is none (its newline removed).
-    CommandV {
-        /// WORD.
-        name: Box<Word>,
+    /// `$(…)` or `` `…` `` of a command whose output is known statically.
+    Subst {
+        /// The command.
+        command: Box<Substitution>,
         /// Inside double quotes (no field splitting).
         quoted: bool,
     },
@@ -53,6 +53,58 @@ pub enum Part {
     /// arithmetic, a pattern built from an expansion.
     Unknown,
 }
+
+/// A command substitution whose output is known without running a program: what it
+/// prints, its trailing newlines removed, as [`expand_with`] gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Substitution {
+    /// `command -v [--] WORD`: a builtin's or function's name, the path of the program the
+    /// shell would run, nothing when there is none ([`Outside::command_v`]).
+    CommandV(Word),
+    /// `dirname [--] WORD`.
+    Dirname(Word),
+    /// `basename [--] WORD [SUFFIX]`.
+    Basename(Word, Option<Word>),
+    /// `pwd [-L]`: the working directory ([`Outside::cwd`]).
+    Pwd,
+    /// `cd [-L|-P] [--] WORD && pwd [-L|-P]`: the directory WORD names, absolute (with its
+    /// links resolved when `physical`), or nothing when `cd` fails
+    /// ([`Outside::directory`]).
+    CdPwd {
+        /// WORD.
+        dir: Word,
+        /// `-P` given to `cd` or `pwd`.
+        physical: bool,
+    },
+    /// `readlink -f WORD`, `readlink -e WORD`, `realpath [--] WORD`, `pwd -P` (of `.`):
+    /// the path, absolute, with every link resolved ([`Outside::canonical`]).
+    Canonical(Word),
+}
+
+/// What the command substitutions [`expand_with`] reads ask of the script's surroundings
+/// (`None`: not known).
+pub trait Outside {
+    /// What `command -v NAME` prints (empty when nothing is found).
+    fn command_v(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// The working directory, absolute.
+    fn cwd(&self) -> Option<String> {
+        None
+    }
+    /// Where `cd DIR` goes (relative to the working directory), absolute, with its links
+    /// resolved when `physical`: `Some(None)` when there is no such directory.
+    fn directory(&self, _dir: &str, _physical: bool) -> Option<Option<String>> {
+        None
+    }
+    /// `path` absolute with every link resolved, when it is there.
+    fn canonical(&self, _path: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Nothing known outside the script.
+impl Outside for () {}
 
 /// A word: its parts, concatenated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -283,8 +335,9 @@ impl Lexer<'_> {
                 }
             }
         }
-        // bash's `${FUNCNAME[N]}` and `${#FUNCNAME[@]}` (no other array is read).
-        if let Some(name) = funcname_reference(&body) {
+        // bash's `${FUNCNAME[N]}`, `${#FUNCNAME[@]}` and `${BASH_SOURCE[0]}` (no other
+        // array is read).
+        if let Some(name) = array_reference(&body) {
             return Ok(Part::Var {
                 name,
                 default: None,
@@ -407,12 +460,7 @@ impl Lexer<'_> {
                     }
                 }
                 let inner: String = self.chars[start + 1..self.at - 1].iter().collect();
-                Ok(
-                    command_v_name(&inner).map_or(Part::Unknown, |name| Part::CommandV {
-                        name: Box::new(name),
-                        quoted,
-                    }),
-                )
+                Ok(substitution_part(&inner, quoted))
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
                 let mut name = String::new();
@@ -446,16 +494,25 @@ impl Lexer<'_> {
     }
 
     /// A backquoted command substitution after the opening backquote.
-    fn backquote(&mut self) -> Result<Part, ShellError> {
+    fn backquote(&mut self, quoted: bool) -> Result<Part, ShellError> {
         let line = self.line;
+        // The command's text: a backslash before `$`, `` ` `` and `\` (and `"` inside double
+        // quotes) only quotes it.
+        let mut inner = String::new();
         loop {
             match self.bump() {
                 None => return Err(ShellError::Unterminated(line)),
-                Some('\\') => {
-                    self.bump();
-                }
-                Some('`') => return Ok(Part::Unknown),
-                Some(_) => {}
+                Some('\\') => match self.bump() {
+                    Some(c @ ('$' | '`' | '\\')) => inner.push(c),
+                    Some('"') if quoted => inner.push('"'),
+                    Some(c) => {
+                        inner.push('\\');
+                        inner.push(c);
+                    }
+                    None => return Err(ShellError::Unterminated(line)),
+                },
+                Some('`') => return Ok(substitution_part(&inner, quoted)),
+                Some(c) => inner.push(c),
             }
         }
     }
@@ -750,7 +807,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                                     other => word.parts.push(other),
                                 }
                             }
-                            Some('`') => word.parts.push(lx.backquote()?),
+                            Some('`') => word.parts.push(lx.backquote(true)?),
                             Some(c) => word.push_char(c, true),
                         }
                     }
@@ -767,7 +824,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
                 }
                 '`' => {
                     lx.bump();
-                    word.parts.push(lx.backquote()?);
+                    word.parts.push(lx.backquote(false)?);
                     leading_digits = false;
                 }
                 c => {
@@ -828,9 +885,13 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
     Ok(out.list)
 }
 
-/// `FUNCNAME[N]` (an element) or `#FUNCNAME[@]` (how many) when `body` (what is between
-/// `${` and `}`) is one of them: the name [`expand_with`] gives their values under.
-fn funcname_reference(body: &str) -> Option<String> {
+/// `FUNCNAME[N]` (an element), `#FUNCNAME[@]` (how many) or `BASH_SOURCE[0]` when `body`
+/// (what is between `${` and `}`) is one of them: the name [`expand_with`] gives their
+/// values under.
+fn array_reference(body: &str) -> Option<String> {
+    if body == "BASH_SOURCE[0]" {
+        return Some(body.into());
+    }
     let (count, rest) = match body.strip_prefix('#') {
         Some(rest) => (true, rest),
         None => (false, body),
@@ -1207,25 +1268,141 @@ impl VarOp {
     }
 }
 
-/// WORD when `text` (a command substitution's) is `command -v [--] WORD` alone, its
-/// output possibly sent away.
-fn command_v_name(text: &str) -> Option<Word> {
-    // Only what could be one: the parse of what is inside is bounded by the parse of the
-    // whole (its nesting is), and most substitutions are something else.
-    if !text.trim_start().starts_with("command") {
+/// The text of a command substitution longer than this is not read: each one's text is
+/// parsed again (and a nested one's again within it), so this bounds that work.
+const MAX_SUBSTITUTION: usize = 256;
+
+/// The part a command substitution of `text` is.
+fn substitution_part(text: &str, quoted: bool) -> Part {
+    substitution(text).map_or(Part::Unknown, |command| Part::Subst {
+        command: Box::new(command),
+        quoted,
+    })
+}
+
+/// The command of a substitution's `text`, when it is one [`Substitution`] reads.
+fn substitution(text: &str) -> Option<Substitution> {
+    const READ: &[&str] = &[
+        "command", "dirname", "basename", "pwd", "cd", "readlink", "realpath",
+    ];
+    // Most substitutions are something else: only these are parsed.
+    let first = text.trim_start();
+    if text.len() > MAX_SUBSTITUTION || !READ.iter().any(|c| first.starts_with(c)) {
         return None;
     }
     let commands = parse(text).ok()?;
-    let [only] = commands.as_slice() else {
+    if commands.iter().any(|c| c.case_item || c.defines_function) {
         return None;
+    }
+    let literal = |c: &Command, i: usize| c.words.get(i).and_then(Word::literal);
+    // Options, then `--`, then the operands.
+    let operands = |c: &Command, options: &[&str]| -> Option<(Vec<String>, Vec<Word>)> {
+        let mut given = Vec::new();
+        let mut i = 1;
+        while let Some(w) = literal(c, i).filter(|w| w.starts_with('-') && w.len() > 1) {
+            i += 1;
+            if w == "--" {
+                break;
+            }
+            if !options.contains(&w.as_str()) {
+                return None;
+            }
+            given.push(w);
+        }
+        Some((given, c.words[i..].to_vec()))
     };
-    let words: Vec<Option<String>> = only.words.iter().map(Word::literal).collect();
-    let name_at = match words.as_slice() {
-        [Some(c), Some(v), _] if c == "command" && v == "-v" => 2,
-        [Some(c), Some(v), Some(dashes), _] if c == "command" && v == "-v" && dashes == "--" => 3,
-        _ => return None,
-    };
-    (!only.case_item).then(|| only.words[name_at].clone())
+    match commands.as_slice() {
+        [only] if only.sep == Sep::Seq => {
+            let name = literal(only, 0)?;
+            let (options, mut operands) = match name.as_str() {
+                "command" => operands(only, &["-v"])?,
+                "readlink" => operands(only, &["-f", "-e"])?,
+                "pwd" => operands(only, &["-L", "-P"])?,
+                _ => operands(only, &[])?,
+            };
+            let one = |operands: &mut Vec<Word>| (operands.len() == 1).then(|| operands.remove(0));
+            Some(match name.as_str() {
+                "command" if options == ["-v"] => Substitution::CommandV(one(&mut operands)?),
+                "dirname" => Substitution::Dirname(one(&mut operands)?),
+                "basename" if matches!(operands.len(), 1 | 2) => {
+                    let suffix = (operands.len() == 2).then(|| operands.remove(1));
+                    Substitution::Basename(operands.remove(0), suffix)
+                }
+                "pwd" if operands.is_empty() => match options.last().map(String::as_str) {
+                    Some("-P") => Substitution::Canonical(Word {
+                        parts: vec![Part::Lit(".".into())],
+                        glob: ".".into(),
+                        ..Word::default()
+                    }),
+                    _ => Substitution::Pwd,
+                },
+                "readlink" if options.len() == 1 => Substitution::Canonical(one(&mut operands)?),
+                "realpath" => Substitution::Canonical(one(&mut operands)?),
+                _ => return None,
+            })
+        }
+        [cd, pwd] if cd.sep == Sep::And && pwd.sep == Sep::Seq => {
+            if literal(cd, 0)? != "cd" || literal(pwd, 0)? != "pwd" {
+                return None;
+            }
+            let (cd_options, mut dir) = operands(cd, &["-L", "-P"])?;
+            let (pwd_options, rest) = operands(pwd, &["-L", "-P"])?;
+            if dir.len() != 1 || !rest.is_empty() {
+                return None;
+            }
+            let physical = |options: &[String]| options.last().is_some_and(|o| o == "-P");
+            Some(Substitution::CdPwd {
+                dir: dir.remove(0),
+                physical: physical(&cd_options) || physical(&pwd_options),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `dirname`'s output for `path` (POSIX: trailing slashes, then the last component, then
+/// the slashes before it removed; `.` when there is no slash, `/` when only slashes are
+/// left).
+pub fn dirname(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return if path.is_empty() {
+            ".".into()
+        } else {
+            "/".into()
+        };
+    }
+    match trimmed.rfind('/') {
+        None => ".".into(),
+        Some(at) => {
+            let parent = trimmed[..at].trim_end_matches('/');
+            if parent.is_empty() {
+                "/".into()
+            } else {
+                parent.into()
+            }
+        }
+    }
+}
+
+/// `basename`'s output for `path` and `suffix` (the last component, its trailing slashes
+/// removed, then the suffix when it ends it and is not all of it).
+pub fn basename(path: &str, suffix: Option<&str>) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return if path.is_empty() {
+            String::new()
+        } else {
+            "/".into()
+        };
+    }
+    let last = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    match suffix {
+        Some(suffix) if !suffix.is_empty() && last != suffix => {
+            last.strip_suffix(suffix).unwrap_or(last).into()
+        }
+        _ => last.into(),
+    }
 }
 
 /// Variables and positional parameters a script runs with.
@@ -1242,6 +1419,11 @@ pub struct Vars {
     /// `main` (empty outside any function). `None` where it is not known: another shell
     /// (dash stops at `${FUNCNAME[0]}`: "Bad substitution"), or a sourced script.
     pub funcname: Option<Vec<String>>,
+    /// `$0`: the script as the shell was given it (`None`: not known).
+    pub zero: Option<String>,
+    /// bash's `BASH_SOURCE` (`${BASH_SOURCE[0]}`): the file the commands being run come
+    /// from, as the shell was given it (`None`: not known, or not bash).
+    pub bash_source: Option<String>,
 }
 
 impl Vars {
@@ -1289,16 +1471,41 @@ fn split_fields(value: &str) -> Vec<&str> {
 /// Expand a word into fields; `None` when it holds something unknowable (a
 /// `$(command -v …)` among it).
 pub fn expand(word: &Word, vars: &Vars) -> Option<Vec<String>> {
-    expand_with(word, vars, &|_| None)
+    expand_with(word, vars, &())
 }
 
-/// [`expand`] with `command_v` answering `$(command -v NAME)`: `Some(output)`, or `None`
-/// when it is not known.
-pub fn expand_with(
-    word: &Word,
-    vars: &Vars,
-    command_v: &dyn Fn(&str) -> Option<String>,
-) -> Option<Vec<String>> {
+/// What substitution `command` prints, when that is known.
+fn substitute(command: &Substitution, vars: &Vars, outside: &dyn Outside) -> Option<String> {
+    // An operand: one field (none, or an unquoted one split in two, is not read).
+    let operand = |word: &Word| match expand_with(word, vars, outside)?.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    };
+    match command {
+        Substitution::CommandV(name) => outside.command_v(&operand(name)?),
+        Substitution::Dirname(path) => Some(dirname(&operand(path)?)),
+        Substitution::Basename(path, suffix) => {
+            let suffix = match suffix {
+                Some(s) => Some(operand(s)?),
+                None => None,
+            };
+            Some(basename(&operand(path)?, suffix.as_deref()))
+        }
+        Substitution::Pwd => outside.cwd(),
+        Substitution::CdPwd { dir, physical } => {
+            let dir = operand(dir)?;
+            // `cd ""`, `cd -` and CDPATH's directories differ between shells: not read.
+            if dir.is_empty() || dir == "-" || vars.named.contains_key("CDPATH") {
+                return None;
+            }
+            Some(outside.directory(&dir, *physical)?.unwrap_or_default())
+        }
+        Substitution::Canonical(path) => outside.canonical(&operand(path)?),
+    }
+}
+
+/// [`expand`] with `outside` answering what command substitutions ask of the image.
+pub fn expand_with(word: &Word, vars: &Vars, outside: &dyn Outside) -> Option<Vec<String>> {
     let mut fields: Vec<String> = Vec::new();
     let mut current: Option<String> = None;
     if word.quoted {
@@ -1323,12 +1530,8 @@ pub fn expand_with(
         match part {
             Part::Lit(s) => append(&mut current, s),
             Part::Unknown => return None,
-            Part::CommandV { name, quoted } => {
-                let output = match expand_with(name, vars, command_v)?.as_slice() {
-                    [name] => command_v(name)?,
-                    // No name or two (an unquoted name split): not read.
-                    _ => return None,
-                };
+            Part::Subst { command, quoted } => {
+                let output = substitute(command, vars, outside)?;
                 let output = output.trim_end_matches('\n');
                 if *quoted {
                     append(&mut current, output);
@@ -1359,6 +1562,17 @@ pub fn expand_with(
                         };
                         vec![resolve(value, default, alternative)]
                     }
+                    "BASH_SOURCE[0]" => {
+                        vec![resolve(
+                            Some(vars.bash_source.clone()?),
+                            default,
+                            alternative,
+                        )]
+                    }
+                    "BASH_SOURCE" if vars.bash_source.is_some() => {
+                        vec![resolve(vars.bash_source.clone(), default, alternative)]
+                    }
+                    "0" => vec![resolve(Some(vars.zero.clone()?), default, alternative)],
                     "FUNCNAME" if vars.funcname.is_some() => {
                         let value = vars.funcname.as_ref().and_then(|s| s.first().cloned());
                         vec![resolve(value, default, alternative)]
@@ -1482,23 +1696,54 @@ mod tests {
         );
     }
 
-    /// `$(command -v WORD)` is kept with its word, answered by `expand_with`'s caller, and
-    /// split as an expansion is when unquoted; other substitutions stay unknown.
+    /// What the tests' substitutions ask of an image: `node` and `two` on the PATH,
+    /// `/srv` the working directory, `/opt/app` a link to `/opt/app-1.0`.
+    struct FakeImage;
+
+    impl Outside for FakeImage {
+        fn command_v(&self, name: &str) -> Option<String> {
+            match name {
+                "node" => Some("/usr/local/bin/node".to_string()),
+                "two" => Some("a b".to_string()),
+                "none" => Some(String::new()),
+                _ => None,
+            }
+        }
+        fn cwd(&self) -> Option<String> {
+            Some("/srv".into())
+        }
+        fn directory(&self, dir: &str, physical: bool) -> Option<Option<String>> {
+            match dir {
+                "/opt/app/bin" => {
+                    Some(Some(if physical { "/opt/app-1.0/bin" } else { dir }.into()))
+                }
+                "/missing" => Some(None),
+                _ => None,
+            }
+        }
+        fn canonical(&self, path: &str) -> Option<String> {
+            match path {
+                "/opt/app/bin/app" => Some("/opt/app-1.0/bin/app".into()),
+                "." => Some("/srv".into()),
+                _ => None,
+            }
+        }
+    }
+
+    /// The substitutions [`Substitution`] reads are kept with their words, answered by
+    /// `expand_with` and its caller, and split as an expansion is when unquoted; others
+    /// stay unknown.
     #[test]
-    fn command_v_substitutions_are_answered_by_the_caller() {
+    fn substitutions_are_answered_by_the_caller() {
         let vars = Vars {
-            positional: vec!["node".into()],
+            positional: vec!["node".into(), "lib/app-1.0.jar".into()],
+            zero: Some("/opt/app/bin/app".into()),
+            bash_source: Some("/opt/app/bin/app".into()),
             ..Vars::default()
-        };
-        let lookup = |name: &str| match name {
-            "node" => Some("/usr/local/bin/node".to_string()),
-            "two" => Some("a b".to_string()),
-            "none" => Some(String::new()),
-            _ => None,
         };
         let expanded = |text: &str| {
             let commands = parse(text).unwrap();
-            expand_with(&commands[0].words[1], &vars, &lookup)
+            expand_with(&commands[0].words[1], &vars, &FakeImage)
         };
         for (text, want) in [
             (
@@ -1517,18 +1762,121 @@ mod tests {
                 "x =$(command -v node)=",
                 Some(vec!["=/usr/local/bin/node="]),
             ),
+            ("x \"$0\"", Some(vec!["/opt/app/bin/app"])),
+            ("x \"$(dirname \"$0\")\"", Some(vec!["/opt/app/bin"])),
+            ("x `dirname $0`/..", Some(vec!["/opt/app/bin/.."])),
+            ("x \"`basename \\\"$2\\\" .jar`\"", Some(vec!["app-1.0"])),
+            ("x $(basename -- \"$1\")", Some(vec!["node"])),
+            (
+                "x \"$(cd \"$(dirname \"$0\")\" && pwd)\"",
+                Some(vec!["/opt/app/bin"]),
+            ),
+            (
+                "x \"$( cd -- \"$( dirname -- \"${BASH_SOURCE[0]}\" )\" &> /dev/null && pwd )\"",
+                Some(vec!["/opt/app/bin"]),
+            ),
+            (
+                "x \"$(cd -P \"$(dirname \"$BASH_SOURCE\")\" && pwd)\"",
+                Some(vec!["/opt/app-1.0/bin"]),
+            ),
+            (
+                "x \"$(cd \"$(dirname \"$0\")\" >/dev/null 2>&1 && pwd -P)\"",
+                Some(vec!["/opt/app-1.0/bin"]),
+            ),
+            ("x \"$(cd /missing && pwd)\"", Some(vec![""])),
+            ("x $(pwd)", Some(vec!["/srv"])),
+            ("x $(pwd -P)", Some(vec!["/srv"])),
+            (
+                "x \"$(readlink -f \"$0\")\"",
+                Some(vec!["/opt/app-1.0/bin/app"]),
+            ),
+            (
+                "x \"$(realpath -- \"$0\")\"",
+                Some(vec!["/opt/app-1.0/bin/app"]),
+            ),
             ("x $(command -v other)", None),
             ("x $(command -v node two)", None),
             ("x $(command -v node; id)", None),
             ("x $(cat node)", None),
             ("x $(command node)", None),
+            ("x $(cd /missing; pwd)", None),
+            ("x $(cd /elsewhere && pwd)", None),
+            ("x $(cd && pwd)", None),
+            ("x $(readlink \"$0\")", None),
+            ("x $(dirname a b)", None),
+            ("x $(dirname \"$0\" | sed s/a/b/)", None),
+            ("x $(basename)", None),
+            ("x $(dirname $(date))", None),
         ] {
             let want = want.map(|w| w.into_iter().map(String::from).collect::<Vec<_>>());
             assert_eq!(expanded(text), want, "{text}");
         }
-        // Without an answer (plain `expand`), not known.
-        let commands = parse("x \"$(command -v node)\"").unwrap();
-        assert_eq!(expand(&commands[0].words[1], &vars), None);
+        // Without answers (plain `expand`), what the image tells is not known; what the
+        // script's own values tell is.
+        let first = |text: &str| parse(text).unwrap()[0].words[1].clone();
+        assert_eq!(expand(&first("x \"$(command -v node)\""), &vars), None);
+        assert_eq!(expand(&first("x \"$(pwd)\""), &vars), None);
+        assert_eq!(
+            expand(&first("x \"$(dirname \"$0\")\""), &vars),
+            Some(vec!["/opt/app/bin".to_string()])
+        );
+        assert_eq!(expand(&first("x \"$0\""), &Vars::default()), None);
+        // A substitution longer than MAX_SUBSTITUTION is not read.
+        let long = format!("x \"$(dirname /{})\"", "a/".repeat(200));
+        assert_eq!(expand(&first(&long), &vars), None);
+    }
+
+    /// `dirname` and `basename` as coreutils' own print them.
+    #[test]
+    fn dirname_and_basename_as_coreutils_prints_them() {
+        let paths = [
+            "",
+            "/",
+            "a",
+            "a/",
+            "/a",
+            "/a/",
+            "a/b",
+            "/a/b/",
+            "a//b//",
+            "///a///b///",
+            ".",
+            "..",
+            "../x",
+            "a/b/..",
+            "/usr/local/bin/app",
+            "app.sh",
+        ];
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}");
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim_end_matches('\n')
+                .to_string()
+        };
+        for path in paths {
+            assert_eq!(
+                dirname(path),
+                run(&["dirname", "--", path]),
+                "dirname {path:?}"
+            );
+            assert_eq!(
+                basename(path, None),
+                run(&["basename", "--", path]),
+                "basename {path:?}"
+            );
+            for suffix in [".sh", "app.sh", "", "b"] {
+                assert_eq!(
+                    basename(path, Some(suffix)),
+                    run(&["basename", "--", path, suffix]),
+                    "basename {path:?} {suffix:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1070,7 +1070,7 @@ impl<'a> Tracer<'a> {
         functions: &BTreeMap<String, (usize, usize)>,
     ) -> Option<Vec<String>> {
         let image = ScriptImage::new(self, ctx, functions);
-        shell::expand_with(word, vars, &|name| image.command_v(name))
+        shell::expand_with(word, vars, &image)
     }
 
     /// Counts a shell function call or sourced script; true (noted once) past
@@ -1242,7 +1242,7 @@ impl<'a> Tracer<'a> {
                     if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
                         new.push(arg.to_string());
                     }
-                    new.push(path.clone());
+                    new.push(here.clone());
                     new.extend(args.iter().cloned());
                     self.trace.scripts.insert(path.clone());
                     self.run(&new, ctx, format!("shebang of {path}"));
@@ -1282,11 +1282,13 @@ impl<'a> Tracer<'a> {
         let Some(first) = rest.first() else {
             return; // an interactive shell: the shell is the program
         };
-        let (label, text, positional) = if command {
+        // `$0`: the name after `-c SCRIPT`, else the script as given.
+        let (label, text, positional, zero) = if command {
             (
                 format!("{shell_path} -c"),
                 first.clone(),
                 rest.get(2..).unwrap_or_default().to_vec(),
+                rest.get(1).cloned(),
             )
         } else {
             let Some(r) = self.vfs.resolve(&ctx.cwd, first) else {
@@ -1299,12 +1301,19 @@ impl<'a> Tracer<'a> {
                 return;
             };
             self.trace.scripts.insert(file.clone());
-            (file, text.to_string(), rest[1..].to_vec())
+            (
+                file,
+                text.to_string(),
+                rest[1..].to_vec(),
+                Some(first.clone()),
+            )
         };
         let mut vars = Vars {
             named: ctx.env.clone(),
             positional,
             funcname: bash.then(Vec::new),
+            bash_source: if bash && !command { zero.clone() } else { None },
+            zero,
             ..Vars::default()
         };
         let mut ctx = ctx.clone();
@@ -1820,8 +1829,13 @@ impl<'a> Tracer<'a> {
                             };
                             let inner_functions = function_bodies(&inner);
                             let outer = std::mem::replace(&mut ctx.conditional, conditional);
-                            // bash's `FUNCNAME` in a sourced script: not followed.
+                            // bash's `FUNCNAME` in a sourced script: not followed; its
+                            // `BASH_SOURCE` is the file as given.
                             let funcname = vars.funcname.take();
+                            let source = vars.bash_source.clone();
+                            if source.is_some() {
+                                vars.bash_source = Some(file.clone());
+                            }
                             let flow = self.block(
                                 &path,
                                 &inner,
@@ -1832,6 +1846,7 @@ impl<'a> Tracer<'a> {
                                 last,
                             );
                             vars.funcname = funcname;
+                            vars.bash_source = source;
                             ctx.conditional = outer;
                             ctx.depth -= 1;
                             // Its `return` ends the sourced script only.
@@ -1886,6 +1901,8 @@ impl<'a> Tracer<'a> {
                         positional: argv[1..].to_vec(),
                         unknown: vars.unknown.clone(),
                         funcname: vars.funcname_in(name),
+                        zero: vars.zero.clone(),
+                        bash_source: vars.bash_source.clone(),
                     };
                     ctx.depth += 1;
                     let outer = std::mem::replace(&mut ctx.conditional, conditional);
@@ -3178,10 +3195,9 @@ impl Branches {
     }
 }
 
-/// What a script's tests ask of the image it runs in; `None` when the image does not tell.
-trait Image {
-    /// What `command -v NAME` prints (empty when nothing is found).
-    fn command_v(&self, name: &str) -> Option<String>;
+/// What a script's tests (and, [`shell::Outside`], its command substitutions) ask of the
+/// image it runs in; `None` when the image does not tell.
+trait Image: shell::Outside {
     /// `test`'s file test `op` (`-e`, `-f`, …) of `path`.
     fn file_test(&self, op: &str, path: &str) -> Option<bool>;
     /// Whether shell function `name` called with `args` succeeds, when that is known.
@@ -3192,9 +3208,6 @@ trait Image {
 
 /// Nothing known of the image (tests of strings and integers only).
 impl Image for () {
-    fn command_v(&self, _: &str) -> Option<String> {
-        None
-    }
     fn file_test(&self, _: &str, _: &str) -> Option<bool> {
         None
     }
@@ -3295,6 +3308,8 @@ impl ScriptImage<'_, '_> {
             positional: args.to_vec(),
             unknown: vars.unknown.clone(),
             funcname: vars.funcname_in(name),
+            zero: vars.zero.clone(),
+            bash_source: vars.bash_source.clone(),
         };
         let mut ctx = self.ctx.clone();
         ctx.depth += 1;
@@ -3380,9 +3395,28 @@ impl ScriptImage<'_, '_> {
     }
 }
 
-impl Image for ScriptImage<'_, '_> {
-    fn function_status(&self, name: &str, args: &[String], vars: &Vars) -> Option<bool> {
-        ScriptImage::function_status(self, name, args, vars)
+impl shell::Outside for ScriptImage<'_, '_> {
+    fn cwd(&self) -> Option<String> {
+        (!self.ctx.cwd_unknown).then(|| format!("/{}", self.ctx.cwd))
+    }
+
+    fn directory(&self, dir: &str, physical: bool) -> Option<Option<String>> {
+        let at = self.seen(dir)?;
+        match self.tracer.vfs.resolve("", &at) {
+            Some(r) if matches!(r.node, Node::Dir) => Some(Some(format!(
+                "/{}",
+                if physical { r.path.as_str() } else { &at }
+            ))),
+            _ => Some(None),
+        }
+    }
+
+    fn canonical(&self, path: &str) -> Option<String> {
+        let at = self.seen(path)?;
+        self.tracer
+            .vfs
+            .resolve("", &at)
+            .map(|r| format!("/{}", r.path))
     }
 
     fn command_v(&self, name: &str) -> Option<String> {
@@ -3416,6 +3450,12 @@ impl Image for ScriptImage<'_, '_> {
             }
         }
         Some(String::new())
+    }
+}
+
+impl Image for ScriptImage<'_, '_> {
+    fn function_status(&self, name: &str, args: &[String], vars: &Vars) -> Option<bool> {
+        ScriptImage::function_status(self, name, args, vars)
     }
 
     fn file_test(&self, op: &str, path: &str) -> Option<bool> {
@@ -3662,7 +3702,7 @@ fn names_files(w: &shell::Word, fields: &[String]) -> bool {
     let unquoted_expansion = w.parts.iter().any(|p| {
         matches!(
             p,
-            shell::Part::Var { quoted: false, .. } | shell::Part::CommandV { quoted: false, .. }
+            shell::Part::Var { quoted: false, .. } | shell::Part::Subst { quoted: false, .. }
         )
     });
     in_text || (unquoted_expansion && fields.iter().any(|v| v.contains(['*', '?', '['])))
@@ -3960,13 +4000,13 @@ fn bracket_operand(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option
     whole.quoted = true;
     for part in &mut whole.parts {
         match part {
-            shell::Part::Var { quoted, .. } | shell::Part::CommandV { quoted, .. } => {
+            shell::Part::Var { quoted, .. } | shell::Part::Subst { quoted, .. } => {
                 *quoted = true;
             }
             shell::Part::Lit(_) | shell::Part::Unknown => {}
         }
     }
-    match shell::expand_with(&whole, vars, &|name| image.command_v(name))?.as_slice() {
+    match shell::expand_with(&whole, vars, image)?.as_slice() {
         [value] => Some(value.clone()),
         _ => None, // "$@" of more than one parameter
     }
@@ -4079,7 +4119,7 @@ impl<'c> Conditions<'c> {
         let name = words.first()?.literal()?;
         let args = words[1..]
             .iter()
-            .map(|w| shell::expand_with(w, self.vars, &|n| self.image.command_v(n)))
+            .map(|w| shell::expand_with(w, self.vars, self.image))
             .collect::<Option<Vec<Vec<String>>>>()?
             .concat();
         self.image.function_status(&name, &args, self.vars)
@@ -4209,7 +4249,7 @@ fn simple_test(words: &[shell::Word], vars: &Vars, image: &dyn Image) -> Option<
     }
     let argv = words
         .iter()
-        .map(|w| shell::expand_with(w, vars, &|name| image.command_v(name)))
+        .map(|w| shell::expand_with(w, vars, image))
         .collect::<Option<Vec<Vec<String>>>>()?
         .concat();
     match argv.as_slice() {
@@ -5642,6 +5682,22 @@ mod tests {
                 "inner() {\n\texec app-server \"${#FUNCNAME[@]}\" \"${FUNCNAME[0]}\" \"${FUNCNAME[1]}\" \"${FUNCNAME[2]}\" \"x${FUNCNAME[3]}\" \"$FUNCNAME\"\n}\nouter() {\n\tinner \"$@\"\n}\nif [ \"$1\" = top ]; then\n\texec app-server \"${#FUNCNAME[@]}\" \"x${FUNCNAME[0]}\" \"x$FUNCNAME\"\nfi\nouter \"$@\"\n",
                 &[&["top"], &["call"]],
             ),
+            (
+                // The script's own directory: `dirname "$0"`, `cd … && pwd`, `basename`.
+                "/bin/sh",
+                "set -e\ncd conf.d\nHERE=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\ncd \"$HERE\"\nif [ \"$(basename \"$1\" .sh)\" = run ]; then\n\tshift\n\texec ./run.sh \"$@\"\nfi\nexec \"$@\"\n",
+                &[
+                    &["run.sh", "-x"],
+                    &["/opt/run.sh", "a"],
+                    &["memcached", "-v"],
+                ],
+            ),
+            (
+                // bash's idiom for it, with BASH_SOURCE.
+                "/bin/bash",
+                "SCRIPT_DIR=$( cd -- \"$( dirname -- \"${BASH_SOURCE[0]}\" )\" &> /dev/null && pwd )\ncd conf.d\ncd \"$SCRIPT_DIR\"\nif [ -x ./run.sh ] && [ \"$1\" != direct ]; then exec ./run.sh \"$@\"; fi\nshift\nexec \"$@\"\n",
+                &[&["a", "b"], &["direct", "memcached", "-v"]],
+            ),
         ];
         let programs = [
             "redis-server",
@@ -5681,6 +5737,10 @@ mod tests {
             .unwrap();
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // The real tools the scripts' substitutions run.
+        for tool in ["dirname", "basename", "readlink", "realpath"] {
+            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
         }
         let mut checked = 0;
         for (shell, body, cmds) in scripts {
@@ -5737,7 +5797,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 78);
+        assert_eq!(checked, 83);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -5883,6 +5943,68 @@ mod tests {
             "if [ -x \"$(command -v server)\" ]; then exec server; fi\nexec /usr/bin/bash -c true\n",
         ] {
             let t = trace_entry_script_with_volumes(body, [("srv/flag", flag())], &["/data"]);
+            assert_eq!(
+                t.terminal().unwrap().path,
+                "/usr/bin/server",
+                "{body}: {t:#?}"
+            );
+        }
+    }
+
+    /// `$0`, `dirname`, `cd … && pwd -P`, `readlink -f` and `pwd` are answered from the
+    /// image as the script sees it: links resolved, nothing under a volume, no working
+    /// directory after a `cd` to where only running the script tells.
+    #[test]
+    fn substitutions_of_paths_are_answered_from_the_image() {
+        let server = || file(true, None, Some(lib(&[])));
+        let start = "#!/usr/bin/bash\nHOME_DIR=\"$(cd \"$(dirname \"$0\")/..\" && pwd -P)\"\nREAL=\"$(readlink -f \"$0\")\"\n[ \"$REAL\" = /opt/app-1.0/bin/start.sh ] || exit 1\nexec \"$HOME_DIR/bin/server\" --home \"$HOME_DIR\"\n";
+        let vfs = Vfs::from_nodes(BTreeMap::from([
+            ("usr/bin/bash".to_string(), server()),
+            ("opt/app-1.0/bin/server".to_string(), server()),
+            (
+                "opt/app-1.0/bin/start.sh".to_string(),
+                file(true, Some(start), None),
+            ),
+            (
+                "opt/app".to_string(),
+                Node::Symlink {
+                    target: "/opt/app-1.0".into(),
+                },
+            ),
+        ]));
+        let t = trace(&vfs, &config(&["/opt/app/bin/start.sh"], &[]));
+        let terminal = t.terminal().unwrap();
+        assert_eq!(terminal.path, "/opt/app-1.0/bin/server", "{t:#?}");
+        assert_eq!(
+            terminal.argv,
+            ["/opt/app-1.0/bin/server", "--home", "/opt/app-1.0"]
+        );
+        // The script was given to bash as it was invoked, through the link.
+        assert_eq!(t.chain[1].argv[1], "/opt/app/bin/start.sh", "{t:#?}");
+        // Under a volume, and after a `cd` the script computes, not known.
+        for body in [
+            "D=\"$(cd /data && pwd)\"\nif [ \"$D\" = /data ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "cd \"$(cat /etc/dir)\"\nif [ \"$(pwd)\" = / ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if [ -n \"$(readlink -f /data/x)\" ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+        ] {
+            let t = trace_entry_script_with_volumes(
+                body,
+                [("data/x", file(false, Some("1"), None))],
+                &["/data"],
+            );
+            assert_bash_is_main_and_server_may_run(&t, body);
+        }
+        // Where the image answers, decided.
+        for body in [
+            "D=\"$(cd /srv && pwd)\"\nif [ \"$D\" = /srv ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "cd /srv\nif [ \"$(pwd)\" = /srv ] && [ -z \"$(cd /missing && pwd)\" ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            "if [ \"$(dirname \"$0\")\" = / ] && [ \"$(basename \"$0\" .sh)\" = entry ]; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+        ] {
+            let t = trace_entry_script_with_volumes(
+                body,
+                [("srv/x", file(false, Some("1"), None))],
+                &["/data"],
+            );
             assert_eq!(
                 t.terminal().unwrap().path,
                 "/usr/bin/server",
