@@ -13,7 +13,7 @@ const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone
 /// (and whenever the Usage view does: an image's cached analysis holds it).
-pub const ANALYZER_VERSION: u32 = 17;
+pub const ANALYZER_VERSION: u32 = 18;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
