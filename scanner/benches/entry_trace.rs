@@ -1,7 +1,8 @@
 //! EntryTrace over hostile entrypoint scripts: each script is 1 MiB (the most the follower
 //! reads) of one construct repeated — loops and `if`s never closed, long `&&`/`||` chains,
-//! condition groups and groups after `||` never closed — and ends with the `exec` the
-//! trace must still reach.
+//! condition groups and groups after `||` never closed, functions as conditions, path
+//! substitutions, a function of 1 MiB called (and asked for its status) again and again
+//! — and ends with the `exec` the trace must still reach.
 //! Reference, in the same run: parsing the same script (`shell::parse`), which the trace
 //! does first, so the ratio is what following it adds. Each figure is the median of
 //! `STELLAOPS_TRACE_ROUNDS` rounds (5 unless set).
@@ -25,25 +26,59 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
+    // (name, what comes first, the line repeated, what comes after it).
+    let calls = "f\n".repeat(300);
+    let conditions = "if f; then :; fi\n".repeat(300);
     let cases = [
-        ("unclosed for loops", "for a in x; do\n"),
-        ("unclosed while loops", "while [ -n x ]; do\n"),
-        ("unclosed ifs", "if [ -f /run/x ]; then\n"),
-        ("unclosed condition groups", "if { a; b;\n"),
-        ("an && chain of tests", "[ a ] && "),
-        ("an || chain", "true || "),
-        ("unclosed groups after ||", "[ -f /run/x ] || { a;\n"),
+        ("unclosed for loops", "", "for a in x; do\n", ""),
+        ("unclosed while loops", "", "while [ -n x ]; do\n", ""),
+        ("unclosed ifs", "", "if [ -f /run/x ]; then\n", ""),
+        ("unclosed condition groups", "", "if { a; b;\n", ""),
+        ("an && chain of tests", "", "[ a ] && ", ""),
+        ("an || chain", "", "true || ", ""),
+        (
+            "unclosed groups after ||",
+            "",
+            "[ -f /run/x ] || { a;\n",
+            "",
+        ),
         (
             "loops run through",
+            "",
             "for a in x y; do [ -n \"$a\" ] && continue; done\n",
+            "",
+        ),
+        (
+            "functions as conditions",
+            "f() { [ \"$1\" = x ]; }\n",
+            "f x && f y || f z\n",
+            "",
+        ),
+        (
+            "path substitutions",
+            "",
+            "D=\"$(cd \"$(dirname \"$(dirname \"$0\")\")\" && pwd -P)\"\n",
+            "",
+        ),
+        ("a long function called", "f() {\n", ": x\n", &calls),
+        (
+            "a long function as condition",
+            "f() {\n",
+            ": x\n",
+            &conditions,
         ),
     ];
     println!(
         "{:<28} {:>12} {:>12} {:>8}",
         "script (1 MiB)", "trace", "parse", "ratio"
     );
-    for (name, line) in cases {
-        let mut body = line.repeat(((1 << 20) - 64) / line.len());
+    for (name, head, line, tail) in cases {
+        let room = (1 << 20) - 64 - head.len() - tail.len() - 2;
+        let mut body = format!("{head}{}", line.repeat(room / line.len()));
+        if !tail.is_empty() {
+            body.push_str("}\n");
+            body.push_str(tail);
+        }
         body.push_str("exec /usr/bin/server\n");
         let text = format!("#!/usr/bin/bash\n{body}");
         assert!(text.len() <= shell::MAX_SCRIPT);

@@ -42,10 +42,13 @@ pub enum Part {
         /// Inside double quotes (no field splitting).
         quoted: bool,
     },
-    /// `$(…)` or `` `…` `` of a command whose output is known statically.
+    /// `$(…)` or `` `…` ``: a command substitution.
     Subst {
-        /// The command.
-        command: Box<Substitution>,
+        /// The command, when its output is known statically.
+        command: Option<Box<Substitution>>,
+        /// Its text, for the programs it runs ([`substitution_texts`]); `None` when longer
+        /// than [`MAX_SUBSTITUTION_TEXT`].
+        text: Option<Box<str>>,
         /// Inside double quotes (no field splitting).
         quoted: bool,
     },
@@ -460,6 +463,9 @@ impl Lexer<'_> {
                     }
                 }
                 let inner: String = self.chars[start + 1..self.at - 1].iter().collect();
+                if inner.starts_with('(') && inner.ends_with(')') {
+                    return Ok(Part::Unknown); // $(( arithmetic ))
+                }
                 Ok(substitution_part(&inner, quoted))
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
@@ -1272,11 +1278,24 @@ impl VarOp {
 /// parsed again (and a nested one's again within it), so this bounds that work.
 const MAX_SUBSTITUTION: usize = 256;
 
+/// The text of a command substitution longer than this is not kept (so the programs it
+/// runs are not followed, [`substitution_texts`]).
+pub const MAX_SUBSTITUTION_TEXT: usize = 4 << 10;
+
 /// The part a command substitution of `text` is.
 fn substitution_part(text: &str, quoted: bool) -> Part {
-    substitution(text).map_or(Part::Unknown, |command| Part::Subst {
-        command: Box::new(command),
+    Part::Subst {
+        command: substitution(text).map(Box::new),
+        text: (text.len() <= MAX_SUBSTITUTION_TEXT).then(|| text.into()),
         quoted,
+    }
+}
+
+/// The texts of the command substitutions in `word` (`None` for one too long to keep).
+pub fn substitution_texts(word: &Word) -> impl Iterator<Item = Option<&str>> {
+    word.parts.iter().filter_map(|part| match part {
+        Part::Subst { text, .. } => Some(text.as_deref()),
+        _ => None,
     })
 }
 
@@ -1530,8 +1549,10 @@ pub fn expand_with(word: &Word, vars: &Vars, outside: &dyn Outside) -> Option<Ve
         match part {
             Part::Lit(s) => append(&mut current, s),
             Part::Unknown => return None,
-            Part::Subst { command, quoted } => {
-                let output = substitute(command, vars, outside)?;
+            Part::Subst {
+                command, quoted, ..
+            } => {
+                let output = substitute(command.as_ref()?, vars, outside)?;
                 let output = output.trim_end_matches('\n');
                 if *quoted {
                     append(&mut current, output);

@@ -1358,6 +1358,113 @@ impl<'a> Tracer<'a> {
                 self.main = main;
             }
         }
+        self.substitution_programs(label, &commands, &functions, vars, ctx);
+    }
+
+    /// The programs the command substitutions anywhere in `commands` run (`$(curl …)`,
+    /// `` `id -u` ``, `$(dirname …)`), each traced once as a program that may run: whether
+    /// the command holding one runs is not asked, so a substitution in a branch not taken
+    /// still counts (the Usage view errs towards used). A shell function called in one
+    /// is followed as a function called under an undecided condition. Traced after the
+    /// script's own programs, so they never take the budget the main program needs.
+    fn substitution_programs(
+        &mut self,
+        label: &str,
+        commands: &[Command],
+        functions: &BTreeMap<String, (usize, usize)>,
+        vars: &Vars,
+        ctx: &Ctx,
+    ) {
+        let mut ctx = ctx.clone();
+        ctx.conditional = true;
+        let mut seen = BTreeSet::new();
+        let mut pending: Vec<(String, usize, usize)> = Vec::new();
+        let collect = |pending: &mut Vec<_>, notes: &mut Vec<String>, c: &Command, depth| {
+            for text in c.words.iter().flat_map(shell::substitution_texts) {
+                match text {
+                    Some(text) => pending.push((text.to_string(), c.line, depth)),
+                    None => notes.push(format!(
+                        "{label}:{}: a command substitution longer than {} bytes is not followed",
+                        c.line,
+                        shell::MAX_SUBSTITUTION_TEXT
+                    )),
+                }
+            }
+        };
+        let mut notes = Vec::new();
+        for c in commands {
+            collect(&mut pending, &mut notes, c, 0);
+        }
+        while let Some((text, line, depth)) = pending.pop() {
+            let Ok(inner) = shell::parse(&text) else {
+                continue;
+            };
+            let from = format!("{label}:{line}");
+            for c in &inner {
+                if depth < MAX_SUBSTITUTION_DEPTH {
+                    collect(&mut pending, &mut notes, c, depth + 1);
+                }
+                if c.case_item || c.defines_function {
+                    continue;
+                }
+                let mut words = &c.words[..];
+                while words.first().is_some_and(|w| keyword(w).is_some())
+                    || words.first().is_some_and(|w| w.assignment().is_some())
+                {
+                    words = &words[1..];
+                }
+                let Some(program) = words
+                    .first()
+                    .and_then(|w| self.expand(w, vars, &ctx, functions))
+                else {
+                    continue;
+                };
+                let Some(program) = program.into_iter().next() else {
+                    continue;
+                };
+                if SHELL_BUILTINS.contains(&program.as_str()) || !seen.insert(program.clone()) {
+                    continue;
+                }
+                if let Some(&(start, end)) = functions.get(&program) {
+                    // Run in the substitution's subshell: nothing it sets is kept.
+                    if ctx.depth >= MAX_DEPTH || self.over_call_budget(&from) {
+                        continue;
+                    }
+                    let (mut vars, mut ctx) = (vars.clone(), ctx.clone());
+                    ctx.depth += 1;
+                    let mut last = None;
+                    self.block(
+                        label,
+                        commands,
+                        start..end,
+                        functions,
+                        &mut vars,
+                        &mut ctx,
+                        &mut last,
+                    );
+                    if let Some((argv, ctx, from)) = last {
+                        let main = std::mem::replace(&mut self.main, false);
+                        self.run(&argv, &ctx, from);
+                        self.main = main;
+                    }
+                    continue;
+                }
+                let argv: Vec<String> = words
+                    .iter()
+                    .map(|w| match self.expand(w, vars, &ctx, functions) {
+                        Some(fields) => fields,
+                        None => vec!["?".to_string()],
+                    })
+                    .flatten()
+                    .collect();
+                let main = std::mem::replace(&mut self.main, false);
+                self.run(&argv, &ctx, from.clone());
+                self.main = main;
+            }
+        }
+        for note in notes {
+            self.note(note);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1848,6 +1955,7 @@ impl<'a> Tracer<'a> {
                             vars.funcname = funcname;
                             vars.bash_source = source;
                             ctx.conditional = outer;
+                            self.substitution_programs(&path, &inner, &inner_functions, vars, ctx);
                             ctx.depth -= 1;
                             // Its `return` ends the sourced script only.
                             if !matches!(flow, Flow::Continue | Flow::Return(_)) {
@@ -4035,6 +4143,9 @@ fn bracket_pattern(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option
     shell::Pattern::parse(&value)
 }
 
+/// Deepest nesting of command substitutions whose programs are followed.
+const MAX_SUBSTITUTION_DEPTH: usize = 8;
+
 /// Deepest `{ … }` group read inside a condition (deeper ones are not known).
 const MAX_CONDITION_GROUPS: usize = 16;
 
@@ -6011,6 +6122,86 @@ mod tests {
                 "{body}: {t:#?}"
             );
         }
+    }
+
+    /// The programs command substitutions run are traced (as programs that may run), also
+    /// in backquotes, nested, through a function, and in a branch the script does not
+    /// take: every program the real shell runs is traced, and the only one more is the
+    /// untaken branch's.
+    #[test]
+    fn programs_run_in_command_substitutions_are_traced() {
+        let script = "#!/bin/sh\nTOKEN=\"$(curl -s http://x)\"\nV=`id -u`\nif [ -n \"$NEVER\" ]; then X=$(jq . /f); fi\nver() { java -version; }\nJ=\"$(ver 2>&1)\"\nD=\"$(dirname \"$(readlink -f \"$(command -v java)\")\")\"\nA=$((1 + 2))\ncd \"$(dirname \"$0\")\"\nexec memcached -v\n";
+        let programs = [
+            "curl",
+            "id",
+            "jq",
+            "java",
+            "readlink",
+            "dirname",
+            "memcached",
+        ];
+        let dir =
+            std::env::temp_dir().join(format!("stellaops-substitutions-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let log = dir.join("ran");
+        for p in programs {
+            let out = if p == "dirname" { "echo ." } else { "echo x" };
+            std::fs::write(
+                bin.join(p),
+                format!(
+                    "#!/bin/sh\necho \"${{0##*/}}\" >> '{}'\n{out}\n",
+                    log.display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(bin.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(dir.join("entrypoint.sh"), script).unwrap();
+        let status = std::process::Command::new("/bin/dash")
+            .arg("entrypoint.sh")
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", &bin)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let real: BTreeSet<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut nodes = BTreeMap::from([
+            ("bin/sh".to_string(), file(true, None, Some(lib(&[])))),
+            ("entrypoint.sh".to_string(), file(true, Some(script), None)),
+        ]);
+        for p in programs {
+            nodes.insert(
+                format!("usr/local/bin/{p}"),
+                file(true, None, Some(lib(&[]))),
+            );
+        }
+        let t = trace(&Vfs::from_nodes(nodes), &config(&["/entrypoint.sh"], &[]));
+        assert_eq!(
+            t.terminal().unwrap().path,
+            "/usr/local/bin/memcached",
+            "{t:#?}"
+        );
+        let traced: BTreeSet<String> = t
+            .chain
+            .iter()
+            .chain(&t.also_run)
+            .filter_map(|s| s.path.strip_prefix("/usr/local/bin/"))
+            .map(str::to_string)
+            .collect();
+        assert!(real.is_subset(&traced), "ran {real:?}, traced {traced:?}");
+        assert_eq!(
+            traced.difference(&real).collect::<Vec<_>>(),
+            ["jq"],
+            "{t:#?}"
+        );
     }
 
     /// A function called as a condition decides it where a run of its body tells its
