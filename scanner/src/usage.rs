@@ -1451,11 +1451,10 @@ impl<'a> Tracer<'a> {
                 }
                 let argv: Vec<String> = words
                     .iter()
-                    .map(|w| match self.expand(w, vars, &ctx, functions) {
-                        Some(fields) => fields,
-                        None => vec!["?".to_string()],
+                    .flat_map(|w| {
+                        self.expand(w, vars, &ctx, functions)
+                            .unwrap_or_else(|| vec!["?".to_string()])
                     })
-                    .flatten()
                     .collect();
                 let main = std::mem::replace(&mut self.main, false);
                 self.run(&argv, &ctx, from.clone());
