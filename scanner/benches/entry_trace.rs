@@ -60,6 +60,18 @@ fn main() {
             "D=\"$(cd \"$(dirname \"$(dirname \"$0\")\")\" && pwd -P)\"\n",
             "",
         ),
+        (
+            "nested substitutions",
+            "",
+            "D=$(dirname $(dirname $(dirname $(dirname $(dirname $(dirname \"$0\"))))))\n",
+            "",
+        ),
+        (
+            "programs in substitutions",
+            "",
+            "T=\"$(curl -s \"http://x/$1\" | jq -r .token)\"; V=`id -u`\n",
+            "",
+        ),
         ("a long function called", "f() {\n", ": x\n", &calls),
         (
             "a long function as condition",
