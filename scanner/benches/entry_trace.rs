@@ -28,6 +28,12 @@ fn main() {
         .unwrap_or(5);
     // (name, what comes first, the line repeated, what comes after it).
     let calls = "f\n".repeat(300);
+    let values: Vec<String> = (1..=64).map(|n| n.to_string()).collect();
+    let wide_loop = format!(
+        "for a in {}; do {} done\n",
+        values.join(" "),
+        ": x; ".repeat(200)
+    );
     let conditions = "if f; then :; fi\n".repeat(300);
     let cases = [
         ("unclosed for loops", "", "for a in x; do\n", ""),
@@ -48,6 +54,7 @@ fn main() {
             "for a in x y; do [ -n \"$a\" ] && continue; done\n",
             "",
         ),
+        ("loops of 64 values", "", &wide_loop, ""),
         (
             "functions as conditions",
             "f() { [ \"$1\" = x ]; }\n",

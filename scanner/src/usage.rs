@@ -897,6 +897,10 @@ struct Tracer<'a> {
     steps: Cell<usize>,
     /// Shell function calls followed so far (likewise shared).
     function_calls: Cell<usize>,
+    /// Shell commands parsed and walked so far (likewise shared): the walk is bounded by
+    /// the parse ([`Tracer::over_walk_budget`]).
+    parsed: Cell<usize>,
+    walked: Cell<usize>,
     /// Steps go to the main chain (false: to `also_run`).
     main: bool,
     /// A `return` or `exit` that may or may not happen was met (what a run of a function
@@ -1082,6 +1086,24 @@ impl<'a> Tracer<'a> {
             self.note_call_budget_spent(from);
         }
         calls > MAX_FUNCTION_CALLS
+    }
+
+    /// Counts a command walked; true (noted once) past [`WALK_PER_COMMAND`] × the commands
+    /// parsed + [`WALK_BASE`]. Function calls and loops walk their bodies again, so without
+    /// this a long function called many times costs its length × the calls.
+    fn over_walk_budget(&mut self, from: &str) -> bool {
+        let walked = self.walked.get() + 1;
+        self.walked.set(walked);
+        let budget = WALK_PER_COMMAND * self.parsed.get() + WALK_BASE;
+        if walked <= budget {
+            return false;
+        }
+        let stopped =
+            "stopped following shell scripts: more commands walked than their length allows";
+        if !self.trace.notes.iter().any(|n| n.ends_with(stopped)) {
+            self.note(format!("{from}: {stopped}"));
+        }
+        true
     }
 
     /// Notes (once) that the call budget is spent.
@@ -1333,6 +1355,7 @@ impl<'a> Tracer<'a> {
                 return;
             }
         };
+        self.parsed.set(self.parsed.get() + commands.len());
         let functions = function_bodies(&commands);
         let mut last: Option<(Vec<String>, Ctx, String)> = None;
         let flow = self.block(
@@ -1399,6 +1422,7 @@ impl<'a> Tracer<'a> {
             let Ok(inner) = shell::parse(&text) else {
                 continue;
             };
+            self.parsed.set(self.parsed.get() + inner.len());
             let from = format!("{label}:{line}");
             for c in &inner {
                 if depth < MAX_SUBSTITUTION_DEPTH {
@@ -1493,6 +1517,9 @@ impl<'a> Tracer<'a> {
         // Each open `case`'s word, when known.
         let mut cases: Vec<Option<String>> = Vec::new();
         for (k, command) in commands.iter().enumerate() {
+            if self.over_walk_budget(label) {
+                return Flow::Exit;
+            }
             let i = offset + k;
             if i < skip_until {
                 continue;
@@ -1933,6 +1960,7 @@ impl<'a> Tracer<'a> {
                                     continue;
                                 }
                             };
+                            self.parsed.set(self.parsed.get() + inner.len());
                             let inner_functions = function_bodies(&inner);
                             let outer = std::mem::replace(&mut ctx.conditional, conditional);
                             // bash's `FUNCNAME` in a sourced script: not followed; its
@@ -3407,6 +3435,8 @@ impl ScriptImage<'_, '_> {
             trace: Trace::default(),
             steps: Cell::new(steps),
             function_calls: Cell::new(calls + 1),
+            parsed: self.tracer.parsed.clone(),
+            walked: self.tracer.walked.clone(),
             main: false,
             unsure: false,
         };
@@ -3435,6 +3465,7 @@ impl ScriptImage<'_, '_> {
         // Its work counts against the caller's budgets (up to them: the caller notes
         // going past).
         self.tracer.steps.set(run.steps.get().min(MAX_STEPS));
+        self.tracer.walked.set(run.walked.get());
         let within_budget = run.function_calls.get() <= MAX_FUNCTION_CALLS;
         self.tracer
             .function_calls
@@ -4142,6 +4173,11 @@ fn bracket_pattern(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option
     shell::Pattern::parse(&value)
 }
 
+/// Commands the follower may walk per command parsed, and besides (function bodies and
+/// loop bodies are walked again for each call and iteration).
+const WALK_PER_COMMAND: usize = 4;
+const WALK_BASE: usize = 1 << 16;
+
 /// Deepest nesting of command substitutions whose programs are followed.
 const MAX_SUBSTITUTION_DEPTH: usize = 8;
 
@@ -4494,6 +4530,8 @@ pub fn trace(vfs: &Vfs, config: &RunConfig) -> Trace {
         trace: Trace::default(),
         steps: Cell::new(0),
         function_calls: Cell::new(0),
+        parsed: Cell::new(0),
+        walked: Cell::new(0),
         main: true,
         unsure: false,
     };
@@ -5348,6 +5386,8 @@ mod tests {
             trace: Trace::default(),
             steps: Cell::new(0),
             function_calls: Cell::new(0),
+            parsed: Cell::new(0),
+            walked: Cell::new(0),
             main: true,
             unsure: false,
         };
@@ -6200,6 +6240,45 @@ mod tests {
             traced.difference(&real).collect::<Vec<_>>(),
             ["jq"],
             "{t:#?}"
+        );
+    }
+
+    /// A long function called again and again (also as a condition) is walked within a
+    /// budget of the script's length: past it the follower stops, with a note, rather than
+    /// walking its length × the calls.
+    #[test]
+    fn walking_function_bodies_again_is_bounded_by_the_script_length() {
+        for call in ["f", "if f; then :; fi"] {
+            let body = format!(
+                "f() {{\n{}}}\n{}exec /usr/bin/server\n",
+                ": x\n".repeat(1000),
+                format!("{call}\n").repeat(2000)
+            );
+            let t = trace_entry_script(&body, []);
+            assert!(
+                t.notes
+                    .iter()
+                    .any(|n| n.contains("more commands walked than their length allows")),
+                "{call}: {:?}",
+                t.notes
+            );
+            assert!(
+                !t.chain.iter().any(|s| s.path == "/usr/bin/server"),
+                "{call}"
+            );
+        }
+        // A script of ordinary length calling a function often is followed to its end.
+        let body = format!(
+            "f() {{\n{}}}\n{}exec /usr/bin/server\n",
+            ": x\n".repeat(20),
+            "f\n".repeat(200)
+        );
+        let t = trace_entry_script(&body, []);
+        assert_eq!(
+            t.terminal().unwrap().path,
+            "/usr/bin/server",
+            "{:?}",
+            t.notes
         );
     }
 
