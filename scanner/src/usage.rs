@@ -3429,6 +3429,9 @@ impl ScriptImage<'_, '_> {
         if end > self.script.len() || self.ctx.depth >= MAX_DEPTH || calls >= MAX_FUNCTION_CALLS {
             return None;
         }
+        if self.writes_globals(start..end, 0) {
+            return None;
+        }
         let steps = self.tracer.steps.get();
         let mut run = Tracer {
             vfs: self.tracer.vfs,
@@ -3486,6 +3489,78 @@ impl ScriptImage<'_, '_> {
         Some(status == 0)
     }
 
+    /// Whether the function `body` (or a function it calls) may set a variable other than
+    /// its `local`s: an assignment, `export`, `readonly`, `read`, `unset`, `getopts`, `let`,
+    /// a `for` variable, `eval`, `.`. Such a function's status, asked after it ran, need not
+    /// be what it returned (`[ -z "$X" ] && X=1`), so it is not asked.
+    fn writes_globals(&self, body: std::ops::Range<usize>, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return true;
+        }
+        let commands = &self.script[body];
+        let locals = local_names(commands);
+        let global = |name: Option<String>| name.is_some_and(|n| !locals.contains(&n));
+        let named = |words: &[shell::Word]| {
+            words
+                .iter()
+                .filter(|w| !w.literal().is_some_and(|l| l.starts_with('-')))
+                .map(|w| w.assignment().map(|(name, _)| name).or_else(|| w.literal()))
+                .collect::<Vec<_>>()
+        };
+        for c in commands {
+            let mut words = &c.words[..];
+            while words.first().is_some_and(
+                |w| matches!(keyword(w), Some(k) if !matches!(k, "in" | "for" | "select" | "case")),
+            ) {
+                words = &words[1..];
+            }
+            match words.first().and_then(keyword) {
+                Some("for" | "select") => {
+                    if global(words.get(1).and_then(|w| w.literal())) {
+                        return true;
+                    }
+                    continue;
+                }
+                Some(_) => continue, // `case WORD in`, `in` …
+                None => {}
+            }
+            let mut assigned = Vec::new();
+            while let Some((name, _)) = words.first().and_then(|w| w.assignment()) {
+                assigned.push(Some(name));
+                words = &words[1..];
+            }
+            let Some(first) = words.first() else {
+                // Assignments alone set the shell's variables (before a command, only its
+                // environment).
+                if assigned.into_iter().any(global) {
+                    return true;
+                }
+                continue;
+            };
+            let Some(program) = first.literal() else {
+                continue;
+            };
+            let writes = match program.as_str() {
+                "export" | "readonly" | "read" | "unset" => {
+                    named(&words[1..]).into_iter().any(global)
+                }
+                "declare" | "typeset" => words.iter().any(|w| w.is_literal("-g")),
+                "printf" => words.iter().any(|w| w.is_literal("-v")),
+                "eval" | "." | "source" | "getopts" | "let" | "mapfile" | "readarray" => true,
+                name => match self.functions.get(name) {
+                    Some(&(start, end)) => {
+                        end > self.script.len() || self.writes_globals(start..end, depth + 1)
+                    }
+                    None => false,
+                },
+            };
+            if writes {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Whether a run of the function `body` left a variable (other than its `local`s), the
     /// environment or the working directory other than the caller had them.
     fn changed_for_caller(
@@ -3495,17 +3570,7 @@ impl ScriptImage<'_, '_> {
         after: &Vars,
         ctx: &Ctx,
     ) -> bool {
-        let locals: BTreeSet<String> = self.script[body]
-            .iter()
-            .filter(|c| {
-                c.words
-                    .first()
-                    .and_then(|w| w.literal())
-                    .is_some_and(|w| matches!(w.as_str(), "local" | "declare" | "typeset"))
-            })
-            .flat_map(|c| c.words[1..].iter())
-            .filter_map(|w| w.assignment().map(|(name, _)| name).or_else(|| w.literal()))
-            .collect();
+        let locals = local_names(&self.script[body]);
         let differ = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
             let outside = |(k, _): &(&String, &String)| !locals.contains(*k);
             !a.iter().filter(outside).eq(b.iter().filter(outside))
@@ -4300,6 +4365,22 @@ impl<'c> Conditions<'c> {
             ),
         }
     }
+}
+
+/// The names `local`, `declare` and `typeset` make local among `commands` (a function's
+/// body).
+fn local_names(commands: &[Command]) -> BTreeSet<String> {
+    commands
+        .iter()
+        .filter(|c| {
+            c.words
+                .first()
+                .and_then(|w| w.literal())
+                .is_some_and(|w| matches!(w.as_str(), "local" | "declare" | "typeset"))
+        })
+        .flat_map(|c| c.words[1..].iter())
+        .filter_map(|w| w.assignment().map(|(name, _)| name).or_else(|| w.literal()))
+        .collect()
 }
 
 /// The exit status of a function whose run went past its last command (its body
@@ -6316,6 +6397,9 @@ mod tests {
             "top() { [ \"${#FUNCNAME[@]}\" = 2 ] && [ \"${FUNCNAME[1]}\" = main ]; }\nif top; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
             "ok() { local x=1; [ \"$x\" = 1 ] && [ -f /srv/flag ]; }\nok && exec /usr/bin/server\nexec /usr/bin/bash -c true\n",
             "help() {\n\tlocal a\n\tfor a; do\n\t\tcase \"$a\" in -'?'|--help) return 0 ;; esac\n\tdone\n\treturn 1\n}\nif ! help -x '*'; then exec /usr/bin/server; fi\nexec /usr/bin/bash -c true\n",
+            // A function setting a variable is not asked for its status (asked after it
+            // ran, it would answer from what it set): `check` succeeded, so the `exec` runs.
+            "check() { [ -z \"$X\" ] && X=1; }\ncheck && exec /usr/bin/server\nexec /usr/bin/bash -c true\n",
             // `return` in a sourced file ends only it.
             ". /srv/lib.sh\nexec /usr/bin/server\n",
         ];
