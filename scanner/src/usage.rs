@@ -911,13 +911,339 @@ struct Tracer<'a> {
 /// Options of launchers that take a value (so the value is no program).
 fn takes_value(launcher: &str, opt: &str) -> bool {
     match launcher {
-        "tini" => matches!(opt, "-p" | "-e"),
-        "dumb-init" => matches!(opt, "-r" | "--rewrite"),
         "env" => matches!(
             opt,
             "-u" | "--unset" | "-C" | "--chdir" | "-S" | "--split-string"
         ),
         _ => false,
+    }
+}
+
+/// How a program that runs a command given in its arguments reads them (`nohup CMD`,
+/// `timeout 5 CMD`, `setpriv --reuid=1000 CMD`, `flock FILE -c LINE`): options as
+/// `getopt` reads them, up to the first operand, then its own operands, then the command.
+#[derive(Default)]
+struct Wrapper {
+    /// Short options taking a value (`-n 5`, `-n5`).
+    short_values: &'static str,
+    /// Long options taking a value (`--signal KILL`, `--signal=KILL`).
+    long_values: &'static [&'static str],
+    /// Operands of its own before the command (`timeout`'s duration, `taskset`'s mask,
+    /// `flock`'s file, `s6-setuidgid`'s account).
+    operands: usize,
+    /// Options after which it runs no command (`taskset -p PID`, `sudo -l`).
+    no_command: &'static [&'static str],
+    /// Options whose value is a command line it runs by a shell (`flock -c`).
+    shell_line: &'static [&'static str],
+    /// Like `su`: the options may come after its operand and no command follows them; only
+    /// a `-c LINE` runs one (else a login shell).
+    su_like: bool,
+    /// Like `runuser`: with `-u USER` a command follows the options; without, like `su`.
+    user_runs_command: bool,
+}
+
+/// What a [`Wrapper`] runs.
+enum Wrapped {
+    /// The command starting at this argument.
+    Argv(usize),
+    /// This command line, by a shell.
+    Shell(String),
+}
+
+/// The wrappers followed, by the name they are invoked by.
+fn wrapper(name: &str) -> Option<Wrapper> {
+    let w = Wrapper::default();
+    Some(match name {
+        "nohup" | "setsid" | "catatonit" => w,
+        "tini" | "tini-static" => Wrapper {
+            short_values: "pe",
+            ..w
+        },
+        "dumb-init" => Wrapper {
+            short_values: "r",
+            long_values: &["--rewrite"],
+            ..w
+        },
+        "su-exec" | "gosu" | "s6-setuidgid" | "s6-envuidgid" => Wrapper { operands: 1, ..w },
+        "s6-applyuidgid" => Wrapper {
+            short_values: "ugG",
+            ..w
+        },
+        "nice" => Wrapper {
+            short_values: "n",
+            long_values: &["--adjustment"],
+            ..w
+        },
+        "ionice" => Wrapper {
+            short_values: "cn",
+            long_values: &["--class", "--classdata"],
+            no_command: &["-p", "-P", "-u", "--pid", "--pgid", "--uid"],
+            ..w
+        },
+        "timeout" => Wrapper {
+            short_values: "sk",
+            long_values: &["--signal", "--kill-after"],
+            operands: 1,
+            ..w
+        },
+        "stdbuf" => Wrapper {
+            short_values: "ioe",
+            long_values: &["--input", "--output", "--error"],
+            ..w
+        },
+        "taskset" => Wrapper {
+            operands: 1,
+            no_command: &["-p", "--pid"],
+            ..w
+        },
+        "chrt" => Wrapper {
+            short_values: "TPD",
+            long_values: &["--sched-runtime", "--sched-period", "--sched-deadline"],
+            operands: 1,
+            no_command: &["-p", "--pid", "-m", "--max"],
+            ..w
+        },
+        "flock" => Wrapper {
+            short_values: "Ew",
+            long_values: &["--conflict-exit-code", "--timeout", "--wait"],
+            operands: 1,
+            shell_line: &["-c", "--command"],
+            ..w
+        },
+        "setpriv" => Wrapper {
+            long_values: &[
+                "--reuid",
+                "--regid",
+                "--ruid",
+                "--rgid",
+                "--euid",
+                "--egid",
+                "--groups",
+                "--inh-caps",
+                "--ambient-caps",
+                "--bounding-set",
+                "--securebits",
+                "--pdeathsig",
+                "--selinux-label",
+                "--apparmor-profile",
+                "--landlock-access",
+                "--landlock-rule",
+                "--seccomp-filter",
+            ],
+            no_command: &["-d", "--dump"],
+            ..w
+        },
+        "unshare" => Wrapper {
+            short_values: "SGRw",
+            long_values: &[
+                "--setuid",
+                "--setgid",
+                "--root",
+                "--wd",
+                "--propagation",
+                "--setgroups",
+                "--map-user",
+                "--map-group",
+                "--map-users",
+                "--map-groups",
+                "--monotonic",
+                "--boottime",
+            ],
+            ..w
+        },
+        "numactl" => Wrapper {
+            short_values: "iNmCpPw",
+            long_values: &[
+                "--interleave",
+                "--cpunodebind",
+                "--membind",
+                "--physcpubind",
+                "--preferred",
+                "--preferred-many",
+                "--weighted-interleave",
+            ],
+            no_command: &["-s", "-H", "--show", "--hardware"],
+            ..w
+        },
+        "xargs" => Wrapper {
+            short_values: "adEILnPs",
+            long_values: &[
+                "--arg-file",
+                "--delimiter",
+                "--max-args",
+                "--max-procs",
+                "--max-chars",
+                "--process-slot-var",
+            ],
+            ..w
+        },
+        "chpst" => Wrapper {
+            short_values: "uUbe/nlLmdopfcrt",
+            ..w
+        },
+        "sudo" => Wrapper {
+            short_values: "uUgCDprtTR",
+            long_values: &[
+                "--user",
+                "--other-user",
+                "--group",
+                "--close-from",
+                "--chdir",
+                "--prompt",
+                "--role",
+                "--type",
+                "--command-timeout",
+                "--chroot",
+            ],
+            no_command: &[
+                "-e",
+                "-l",
+                "-v",
+                "-V",
+                "-K",
+                "--edit",
+                "--list",
+                "--validate",
+            ],
+            ..w
+        },
+        "doas" => Wrapper {
+            short_values: "Cu",
+            no_command: &["-s", "-L"],
+            ..w
+        },
+        "su" => Wrapper {
+            short_values: "gGsw",
+            long_values: &[
+                "--group",
+                "--supp-group",
+                "--shell",
+                "--whitelist-environment",
+            ],
+            shell_line: &["-c", "--command"],
+            su_like: true,
+            ..w
+        },
+        // `runuser -u USER CMD`, else like `su`.
+        "runuser" => Wrapper {
+            short_values: "ugGsw",
+            long_values: &[
+                "--user",
+                "--group",
+                "--supp-group",
+                "--shell",
+                "--whitelist-environment",
+            ],
+            shell_line: &["-c", "--command"],
+            user_runs_command: true,
+            ..w
+        },
+        _ => return None,
+    })
+}
+
+impl Wrapper {
+    /// The command it runs with `args`, when it runs one.
+    fn command(&self, args: &[String]) -> Option<Wrapped> {
+        let su_like = self.su_like
+            || (self.user_runs_command
+                && !args
+                    .iter()
+                    .take_while(|a| *a != "--")
+                    .any(|a| a.starts_with("-u") || a == "--user" || a.starts_with("--user=")));
+        let mut shell_line = None;
+        let mut i = 0;
+        while let Some(arg) = args.get(i) {
+            if arg == "--" {
+                i += 1;
+                break;
+            }
+            if !arg.starts_with('-') || arg == "-" {
+                if !su_like {
+                    break;
+                }
+                i += 1; // `su USER -c LINE`: options after the user too
+                continue;
+            }
+            let (option, value) = self.option(args, &mut i)?;
+            if self.shell_line.contains(&option.as_str()) {
+                shell_line = value;
+                if !su_like {
+                    return shell_line.map(Wrapped::Shell);
+                }
+            }
+            i += 1;
+        }
+        if su_like {
+            return shell_line.map(Wrapped::Shell);
+        }
+        let at = i + self.operands;
+        // `flock FILE -c LINE`.
+        if let Some(option) = args.get(at)
+            && self.shell_line.contains(&option.as_str())
+        {
+            return Some(Wrapped::Shell(args.get(at + 1)?.clone()));
+        }
+        (at < args.len()).then_some(Wrapped::Argv(at))
+    }
+
+    /// The option at `args[*i]` (a long one, or the cluster of short ones), its value
+    /// taken (`*i` then at the value's argument): the last option of it and its value.
+    /// `None` when it runs no command or a value is missing.
+    fn option(&self, args: &[String], i: &mut usize) -> Option<(String, Option<String>)> {
+        let arg = &args[*i];
+        let takes = |option: &str| {
+            self.shell_line.contains(&option)
+                || match option.strip_prefix("--") {
+                    Some(_) => self.long_values.contains(&option),
+                    None => option
+                        .chars()
+                        .nth(1)
+                        .is_some_and(|c| self.short_values.contains(c)),
+                }
+        };
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, attached) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (long, None),
+            };
+            let option = format!("--{name}");
+            if self.no_command.contains(&option.as_str()) {
+                return None;
+            }
+            if !takes(&option) {
+                return Some((option, None));
+            }
+            let value = match attached {
+                Some(value) => value,
+                None => {
+                    *i += 1;
+                    args.get(*i)?.clone()
+                }
+            };
+            return Some((option, Some(value)));
+        }
+        // A cluster of short options; one taking a value ends it (`-n5`, `-xw 5`).
+        let letters: Vec<char> = arg[1..].chars().collect();
+        let mut last = (String::new(), None);
+        for (k, letter) in letters.iter().enumerate() {
+            let option = format!("-{letter}");
+            if self.no_command.contains(&option.as_str()) {
+                return None;
+            }
+            if takes(&option) {
+                let rest: String = letters[k + 1..].iter().collect();
+                let value = if rest.is_empty() {
+                    *i += 1;
+                    args.get(*i)?.clone()
+                } else {
+                    rest
+                };
+                return Some((option, Some(value)));
+            }
+            last = (option, None);
+        }
+        Some(last)
     }
 }
 
@@ -1169,32 +1495,14 @@ impl<'a> Tracer<'a> {
                 }
                 self.run(&args[i.min(args.len())..], &ctx, here)
             }
-            "tini" | "tini-static" | "dumb-init" | "catatonit" => {
-                let launcher = if name.starts_with("tini") {
-                    "tini"
-                } else {
-                    name.as_str()
-                };
-                let mut i = 0;
-                while let Some(a) = args.get(i) {
-                    if a == "--" {
-                        i += 1;
-                        break;
-                    } else if a.starts_with('-') {
-                        if takes_value(launcher, a) {
-                            i += 1;
-                        }
-                    } else {
-                        break;
-                    }
-                    i += 1;
+            n if wrapper(n).is_some() => match wrapper(n).and_then(|w| w.command(args)) {
+                Some(Wrapped::Argv(at)) => self.run(&args[at..], ctx, here),
+                // `flock FILE -c CMD`, `su USER -c CMD`: the command line, by a shell.
+                Some(Wrapped::Shell(line)) => {
+                    self.run(&["/bin/sh".into(), "-c".into(), line], ctx, here)
                 }
-                self.run(&args[i.min(args.len())..], ctx, here)
-            }
-            "su-exec" | "gosu" => {
-                // USER[:GROUP] COMMAND ARGS…
-                self.run(args.get(1..).unwrap_or_default(), ctx, here)
-            }
+                None => {}
+            },
             "busybox" if args.first().is_some_and(|a| is_shell(a)) => {
                 self.shell(args.get(1..).unwrap_or_default(), ctx, &path, false)
             }
@@ -1992,22 +2300,13 @@ impl<'a> Tracer<'a> {
                         None => self.note(format!("{from}: {file} is not in the image")),
                     }
                 }
-                "command" | "nohup" | "nice" | "stdbuf" | "timeout" | "chroot" => {
-                    // Runs the rest (their own options aside) as a program.
-                    let rest: Vec<String> = argv[1..]
-                        .iter()
-                        .skip_while(|a| a.starts_with('-'))
-                        .cloned()
-                        .collect();
-                    let rest = if program == "timeout" {
-                        rest.get(1..).unwrap_or_default().to_vec()
-                    } else {
-                        rest
-                    };
-                    if program != "command" {
-                        self.side(&argv, &run_ctx, from.clone(), last);
+                "command" => {
+                    // `command [-p] NAME ARGS` runs NAME; `command -v`/`-V` only looks it up.
+                    let options = argv[1..].iter().take_while(|a| a.starts_with('-'));
+                    if !options.clone().any(|a| a.contains(['v', 'V'])) {
+                        let rest: Vec<String> = argv[1 + options.count()..].to_vec();
+                        self.side(&rest, &run_ctx, from, last);
                     }
-                    self.side(&rest, &run_ctx, from, last);
                 }
                 "break" | "continue" if loops == 0 && ctx.loop_depth > 0 => {
                     // Of the loop being run through (`break 2` and the like: not read).
@@ -6361,6 +6660,179 @@ mod tests {
             "{:?}",
             t.notes
         );
+    }
+
+    /// Programs that run a command from their arguments are followed to it, as the real
+    /// programs (util-linux, coreutils, findutils) run it: each real one runs a stub that
+    /// records its argv, and the trace must end in the stub with the same arguments.
+    #[test]
+    fn wrappers_run_the_command_the_real_programs_run() {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n");
+        let cases: &[&[&str]] = &[
+            &["nohup", "stub", "a"],
+            &["nohup", "--", "stub", "-a"],
+            &["nice", "-n", "5", "stub", "a"],
+            &["nice", "-n5", "stub"],
+            &["nice", "--adjustment=3", "stub", "-n", "1"],
+            &["timeout", "10", "stub", "x"],
+            &["timeout", "-s", "KILL", "5s", "stub"],
+            &["timeout", "--kill-after=1", "-v", "9", "stub", "-s"],
+            &["timeout", "-k5", "--signal", "TERM", "9", "stub"],
+            &["stdbuf", "-oL", "stub"],
+            &["stdbuf", "-o", "0", "-e", "L", "stub", "x"],
+            &["stdbuf", "--output=L", "--", "stub"],
+            &["setsid", "stub", "a"],
+            &["setsid", "-w", "stub"],
+            &["taskset", "1", "stub", "a"],
+            &["taskset", "-c", "0", "stub"],
+            &["ionice", "-c", "3", "stub"],
+            &["ionice", "-c2", "-n7", "stub", "a"],
+            &["chrt", "-o", "0", "stub"],
+            &["chrt", "--other", "0", "stub", "-p"],
+            &["flock", "LOCK", "stub", "a"],
+            &["flock", "-w", "5", "LOCK", "stub"],
+            &["flock", "-x", "LOCK", "-c", "exec stub a b"],
+            &["flock", "-n", "LOCK", "--command", "exec stub c"],
+            &["setpriv", "--no-new-privs", "stub", "a"],
+            &[
+                "setpriv",
+                "--reuid",
+                "0",
+                "--regid=0",
+                "--clear-groups",
+                "--",
+                "stub",
+                "x",
+            ],
+            &["xargs", "-n", "2", "stub", "a"],
+            &["xargs", "-0", "-s2048", "stub"],
+            &["runuser", "-u", "root", "--", "stub", "a"],
+            &["runuser", "root", "-c", "exec stub -c x"],
+            &["runuser", "-s", "/bin/sh", "-c", "exec stub y", "root"],
+        ];
+        let dir = std::env::temp_dir().join(format!("stellaops-wrappers-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let out = dir.join("argv");
+        let stub = bin.join("stub");
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"${{0##*/}}\" \"$@\" > '{}'\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let lock = dir.join("lock");
+        std::fs::write(&lock, "").unwrap();
+        let mut checked = 0;
+        for case in cases {
+            let Some(real) = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+                .iter()
+                .map(|d| format!("{d}/{}", case[0]))
+                .find(|p| std::path::Path::new(p).exists())
+            else {
+                continue; // not installed here
+            };
+            if case[0] == "runuser" && !root {
+                continue;
+            }
+            let args: Vec<String> = case[1..]
+                .iter()
+                .map(|a| {
+                    if *a == "LOCK" {
+                        lock.display().to_string()
+                    } else {
+                        a.to_string()
+                    }
+                })
+                .collect();
+            let _ = std::fs::remove_file(&out);
+            let status = std::process::Command::new(&real)
+                .args(&args)
+                .env_clear()
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .stdin(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{case:?}");
+            let recorded = std::fs::read_to_string(&out).unwrap_or_else(|_| panic!("{case:?}"));
+            let recorded: Vec<&str> = recorded.lines().collect();
+            let vfs = Vfs::from_nodes(BTreeMap::from([
+                ("bin/sh".to_string(), file(true, None, Some(lib(&[])))),
+                (
+                    format!("usr/bin/{}", case[0]),
+                    file(true, None, Some(lib(&[]))),
+                ),
+                (
+                    "usr/local/bin/stub".to_string(),
+                    file(true, None, Some(lib(&[]))),
+                ),
+            ]));
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let t = trace(&vfs, &config(&[case[0]], &argv));
+            let terminal = t.terminal().unwrap_or_else(|| panic!("{case:?}: {t:#?}"));
+            assert_eq!(terminal.path, "/usr/local/bin/stub", "{case:?}: {t:#?}");
+            assert_eq!(terminal.argv[1..], recorded[1..], "{case:?}: {t:#?}");
+            checked += 1;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(checked >= 28, "only {checked} wrappers are installed");
+        // In a script: `nohup … &` runs the server, `command -v` only looks it up.
+        let nohup = file(true, None, Some(lib(&[])));
+        let t = trace_entry_script(
+            "nohup /usr/bin/server --port 1 &\nexec /usr/bin/bash -c true\n",
+            [("usr/bin/nohup", nohup.clone())],
+        );
+        assert_bash_is_main_and_server_may_run(&t, "nohup");
+        let t = trace_entry_script(
+            "command -v /usr/bin/server >/dev/null\nexec /usr/bin/bash -c true\n",
+            [("usr/bin/nohup", nohup)],
+        );
+        assert!(
+            !t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
+            "{t:#?}"
+        );
+        // Where no command runs.
+        for args in [
+            &["taskset", "-p", "1"][..],
+            &["chrt", "-p", "1"],
+            &["ionice", "-p", "1"],
+            &["setpriv", "-d"],
+            &["sudo", "-l"],
+            &["su", "root"],
+            &["runuser", "root"],
+            &["flock", "9"],
+        ] {
+            let wrapper = wrapper(args[0]).unwrap();
+            let rest: Vec<String> = args[1..].iter().map(|a| a.to_string()).collect();
+            assert!(wrapper.command(&rest).is_none(), "{args:?}");
+        }
+        // What is not installed here, by its documented syntax.
+        for (args, at) in [
+            (&["chpst", "-u", "app", "-/", "/srv", "stub"][..], 4),
+            (&["s6-setuidgid", "app", "stub"], 1),
+            (&["s6-applyuidgid", "-u", "1", "-g", "1", "stub"], 4),
+            (&["sudo", "-u", "app", "-E", "stub"], 3),
+            (&["sudo", "--user=app", "--", "stub"], 2),
+            (&["doas", "-u", "app", "stub"], 2),
+            (&["su-exec", "app:app", "stub"], 1),
+            (&["tini", "-s", "-e", "143", "--", "stub"], 4),
+            (&["dumb-init", "--rewrite", "15:2", "stub"], 2),
+            (&["numactl", "--interleave=all", "-N", "0", "stub"], 3),
+            (&["unshare", "-S", "0", "--mount", "stub"], 3),
+        ] {
+            let rest: Vec<String> = args[1..].iter().map(|a| a.to_string()).collect();
+            match wrapper(args[0]).unwrap().command(&rest) {
+                Some(Wrapped::Argv(found)) => assert_eq!(found, at, "{args:?}"),
+                _ => panic!("{args:?}"),
+            }
+        }
     }
 
     /// A function called as a condition decides it where a run of its body tells its
