@@ -6243,31 +6243,14 @@ mod tests {
             "npm",
             "mongod",
         ];
-        let dir =
-            std::env::temp_dir().join(format!("stellaops-entrypoints-{}", std::process::id()));
-        let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
+        let stubs: Vec<&str> = programs.iter().copied().chain(["run.sh"]).collect();
+        let (dir, bin) = stub_programs("entrypoints", &stubs, |_| RECORD_ARGV);
         let out = dir.join("argv");
         // Files in the working directory, for the scripts' file tests.
         std::fs::create_dir_all(dir.join("conf.d")).unwrap();
         std::fs::write(dir.join("conf.d/site.conf"), "x").unwrap();
         std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
-        for stub in programs
-            .iter()
-            .map(|p| bin.join(p))
-            .chain([dir.join("run.sh")])
-        {
-            std::fs::write(
-                &stub,
-                format!(
-                    "#!/bin/sh\nprintf '%s\\n' \"${{0##*/}}\" \"$@\" > '{}'\n",
-                    out.display()
-                ),
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        std::fs::rename(bin.join("run.sh"), dir.join("run.sh")).unwrap();
         // The real tools the scripts' substitutions run.
         for tool in ["dirname", "basename", "readlink", "realpath"] {
             std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
@@ -6329,6 +6312,30 @@ mod tests {
         }
         assert_eq!(checked, 83);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What a stub records: its name and arguments, a line each, in `$STUB_DIR/argv`.
+    const RECORD_ARGV: &str = "printf '%s\\n' \"${0##*/}\" \"$@\" > \"$STUB_DIR/argv\"";
+
+    /// A fresh directory (`stellaops-WHAT-PID` under the temporary directory) with `bin/`
+    /// holding an executable `#!/bin/sh` stub for each name, running `body(name)` with
+    /// `STUB_DIR` the directory: the directory and `bin/`.
+    fn stub_programs(
+        what: &str,
+        names: &[&str],
+        body: impl Fn(&str) -> &'static str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("stellaops-{what}-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for name in names {
+            let stub = bin.join(name);
+            let text = format!("#!/bin/sh\nSTUB_DIR='{}'\n{}\n", dir.display(), body(name));
+            std::fs::write(&stub, text).unwrap();
+            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        (dir, bin)
     }
 
     /// The trace of `/entry.sh`, a bash script of `body`, in an image holding bash,
@@ -6559,24 +6566,14 @@ mod tests {
             "dirname",
             "memcached",
         ];
-        let dir =
-            std::env::temp_dir().join(format!("stellaops-substitutions-{}", std::process::id()));
-        let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
+        let (dir, bin) = stub_programs("substitutions", &programs, |p| {
+            if p == "dirname" {
+                "echo \"${0##*/}\" >> \"$STUB_DIR/ran\"; echo ."
+            } else {
+                "echo \"${0##*/}\" >> \"$STUB_DIR/ran\"; echo x"
+            }
+        });
         let log = dir.join("ran");
-        for p in programs {
-            let out = if p == "dirname" { "echo ." } else { "echo x" };
-            std::fs::write(
-                bin.join(p),
-                format!(
-                    "#!/bin/sh\necho \"${{0##*/}}\" >> '{}'\n{out}\n",
-                    log.display()
-                ),
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(bin.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
         std::fs::write(dir.join("entrypoint.sh"), script).unwrap();
         let status = std::process::Command::new("/bin/dash")
             .arg("entrypoint.sh")
@@ -6713,21 +6710,8 @@ mod tests {
             &["runuser", "root", "-c", "exec stub -c x"],
             &["runuser", "-s", "/bin/sh", "-c", "exec stub y", "root"],
         ];
-        let dir = std::env::temp_dir().join(format!("stellaops-wrappers-{}", std::process::id()));
-        let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
+        let (dir, bin) = stub_programs("wrappers", &["stub"], |_| RECORD_ARGV);
         let out = dir.join("argv");
-        let stub = bin.join("stub");
-        std::fs::write(
-            &stub,
-            format!(
-                "#!/bin/sh\nprintf '%s\\n' \"${{0##*/}}\" \"$@\" > '{}'\n",
-                out.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
         let lock = dir.join("lock");
         std::fs::write(&lock, "").unwrap();
         let mut checked = 0;
