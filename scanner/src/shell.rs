@@ -55,6 +55,13 @@ pub enum Part {
     /// Something only running the script would tell: another command substitution,
     /// arithmetic, a pattern built from an expansion.
     Unknown,
+    /// A parameter expansion only running the script tells whose word runs command
+    /// substitutions (`${JAVA_HOME:-$(dirname "$(command -v java)")}`): their texts, for
+    /// the programs they run ([`substitution_texts`]).
+    Opaque {
+        /// The substitutions' texts (`None`: longer than [`MAX_SUBSTITUTION_TEXT`]).
+        substitutions: Vec<Option<Box<str>>>,
+    },
 }
 
 /// A command substitution whose output is known without running a program: what it
@@ -394,13 +401,13 @@ impl Lexer<'_> {
             .or_else(|| op.strip_prefix('='))
         {
             if w.contains('$') || w.contains('`') {
-                Part::Unknown
+                opaque(w)
             } else {
                 var(Some(strip_quotes(w)), None, None)
             }
         } else if let Some(w) = op.strip_prefix(":+").or_else(|| op.strip_prefix('+')) {
             if w.contains('$') || w.contains('`') {
-                Part::Unknown
+                opaque(w)
             } else {
                 var(None, Some(strip_quotes(w)), None)
             }
@@ -1293,10 +1300,71 @@ fn substitution_part(text: &str, quoted: bool) -> Part {
 
 /// The texts of the command substitutions in `word` (`None` for one too long to keep).
 pub fn substitution_texts(word: &Word) -> impl Iterator<Item = Option<&str>> {
-    word.parts.iter().filter_map(|part| match part {
-        Part::Subst { text, .. } => Some(text.as_deref()),
-        _ => None,
+    word.parts.iter().flat_map(|part| match part {
+        Part::Subst { text, .. } => vec![text.as_deref()],
+        Part::Opaque { substitutions } => substitutions.iter().map(|t| t.as_deref()).collect(),
+        _ => Vec::new(),
     })
+}
+
+/// A parameter expansion whose word `word` holds expansions: not known, but the texts of
+/// the command substitutions at its top level kept (found by a scan of `word`, not a
+/// parse, so nested expansions cost nothing more).
+fn opaque(word: &str) -> Part {
+    let chars: Vec<char> = word.chars().collect();
+    let mut substitutions = Vec::new();
+    let mut at = 0;
+    let text = |from: usize, to: usize| -> Option<Box<str>> {
+        (to - from <= MAX_SUBSTITUTION_TEXT)
+            .then(|| chars[from..to].iter().collect::<String>().into())
+    };
+    while at < chars.len() {
+        match chars[at] {
+            '\\' => at += 1,
+            '\'' => {
+                // Quoted text: no substitution in it.
+                at += 1;
+                while at < chars.len() && chars[at] != '\'' {
+                    at += 1;
+                }
+            }
+            '`' => {
+                let start = at + 1;
+                at = start;
+                while at < chars.len() && chars[at] != '`' {
+                    at += 1 + usize::from(chars[at] == '\\');
+                }
+                substitutions.push(text(start, at.min(chars.len())));
+            }
+            '$' if chars.get(at + 1) == Some(&'(') && chars.get(at + 2) != Some(&'(') => {
+                let start = at + 2;
+                let mut depth = 1;
+                at = start;
+                while at < chars.len() {
+                    match chars[at] {
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        '\\' => at += 1,
+                        _ => {}
+                    }
+                    at += 1;
+                }
+                substitutions.push(text(start, at.min(chars.len())));
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    if substitutions.is_empty() {
+        Part::Unknown
+    } else {
+        Part::Opaque { substitutions }
+    }
 }
 
 /// The command of a substitution's `text`, when it is one [`Substitution`] reads.
@@ -1548,7 +1616,7 @@ pub fn expand_with(word: &Word, vars: &Vars, outside: &dyn Outside) -> Option<Ve
     for part in &word.parts {
         match part {
             Part::Lit(s) => append(&mut current, s),
-            Part::Unknown => return None,
+            Part::Unknown | Part::Opaque { .. } => return None,
             Part::Subst {
                 command, quoted, ..
             } => {

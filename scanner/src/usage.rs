@@ -4505,7 +4505,7 @@ fn bracket_operand(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option
             shell::Part::Var { quoted, .. } | shell::Part::Subst { quoted, .. } => {
                 *quoted = true;
             }
-            shell::Part::Lit(_) | shell::Part::Unknown => {}
+            shell::Part::Lit(_) | shell::Part::Unknown | shell::Part::Opaque { .. } => {}
         }
     }
     match shell::expand_with(&whole, vars, image)?.as_slice() {
@@ -6551,15 +6551,18 @@ mod tests {
     }
 
     /// The programs command substitutions run are traced (as programs that may run), also
-    /// in backquotes, nested, through a function, and in a branch the script does not
+    /// in backquotes, nested, in a `${VAR:-…}` default, through a function, and in a
+    /// branch the script does not
     /// take: every program the real shell runs is traced, and the only one more is the
     /// untaken branch's.
     #[test]
     fn programs_run_in_command_substitutions_are_traced() {
-        let script = "#!/bin/sh\nTOKEN=\"$(curl -s http://x)\"\nV=`id -u`\nif [ -n \"$NEVER\" ]; then X=$(jq . /f); fi\nver() { java -version; }\nJ=\"$(ver 2>&1)\"\nD=\"$(dirname \"$(readlink -f \"$(command -v java)\")\")\"\nA=$((1 + 2))\ncd \"$(dirname \"$0\")\"\nexec memcached -v\n";
+        let script = "#!/bin/sh\nTOKEN=\"$(curl -s http://x)\"\nV=`id -u`\nif [ -n \"$NEVER\" ]; then X=$(jq . /f); fi\nver() { java -version; }\nJ=\"$(ver 2>&1)\"\nD=\"$(dirname \"$(readlink -f \"$(command -v java)\")\")\"\nA=$((1 + 2))\nJAVA_HOME=\"${JAVA_HOME:-$(which java)}\"\n: ${PORT:=`cat /port`}\ncd \"$(dirname \"$0\")\"\nexec memcached -v\n";
         let programs = [
             "curl",
             "id",
+            "which",
+            "cat",
             "jq",
             "java",
             "readlink",
