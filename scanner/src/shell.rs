@@ -232,6 +232,9 @@ pub struct Command {
     /// A `case` item's patterns (`a | b)`), its words: the commands up to the next item or
     /// `esac` run when one matches the case's word. No command.
     pub case_item: bool,
+    /// The texts of the command substitutions in its here-documents (`None`: longer than
+    /// [`MAX_SUBSTITUTION_TEXT`]), for the programs they run.
+    pub heredoc: Vec<Option<Box<str>>>,
 }
 
 /// Why a script could not be tokenized.
@@ -266,7 +269,9 @@ struct Lexer<'a> {
     line: usize,
     _text: &'a str,
     /// Here-document delimiters met on the current line: (delimiter, strip tabs).
-    heredocs: Vec<(String, bool)>,
+    /// Here-documents opened on this line: delimiter, `<<-`, and whether its text is
+    /// expanded (an unquoted delimiter).
+    heredocs: Vec<(String, bool, bool)>,
 }
 
 impl Lexer<'_> {
@@ -285,9 +290,11 @@ impl Lexer<'_> {
         Some(c)
     }
 
-    /// After a newline: skip the bodies of the here-documents opened on that line.
-    fn skip_heredocs(&mut self) {
-        for (delimiter, strip) in std::mem::take(&mut self.heredocs) {
+    /// After a newline: skip the bodies of the here-documents opened on that line; the
+    /// texts of the command substitutions in the expanded ones.
+    fn skip_heredocs(&mut self) -> Vec<Option<Box<str>>> {
+        let mut substitutions = Vec::new();
+        for (delimiter, strip, expands) in std::mem::take(&mut self.heredocs) {
             loop {
                 let start = self.at;
                 while self.peek().is_some_and(|c| c != '\n') {
@@ -304,8 +311,12 @@ impl Lexer<'_> {
                 if text == delimiter || done {
                     break;
                 }
+                if expands {
+                    substitutions.extend(substitutions_in(text, false));
+                }
             }
         }
+        substitutions
     }
 
     /// `${…}` after the `${`.
@@ -549,11 +560,14 @@ struct Commands {
     start_line: usize,
     /// It is `name()`.
     defines_function: bool,
+    /// Command substitutions in the here-documents read since the last command ended.
+    heredoc: Vec<Option<Box<str>>>,
 }
 
 impl Commands {
     /// The command being read ends (if it has words) and is joined to the next by `sep`.
     fn finish(&mut self, sep: Sep) {
+        let heredoc = std::mem::take(&mut self.heredoc);
         if !self.words.is_empty() {
             self.list.push(Command {
                 words: std::mem::take(&mut self.words),
@@ -561,7 +575,11 @@ impl Commands {
                 sep,
                 defines_function: std::mem::take(&mut self.defines_function),
                 case_item: false,
+                heredoc,
             });
+        } else if let Some(last) = self.list.last_mut() {
+            // `cat <<EOF; …`: the command with the redirection ended before its text.
+            last.heredoc.extend(heredoc);
         }
     }
 
@@ -574,6 +592,7 @@ impl Commands {
             sep: Sep::Seq,
             defines_function: false,
             case_item: true,
+            heredoc: Vec::new(),
         });
     }
 }
@@ -591,6 +610,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
         heredocs: Vec::new(),
     };
     let mut out = Commands {
+        heredoc: Vec::new(),
         list: Vec::new(),
         words: Vec::new(),
         start_line: 1,
@@ -649,7 +669,8 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
             }
             '\n' => {
                 lx.bump();
-                lx.skip_heredocs();
+                let substitutions = lx.skip_heredocs();
+                out.heredoc.extend(substitutions);
                 out.finish(Sep::Seq);
                 continue;
             }
@@ -854,7 +875,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ShellError> {
         }
         if let Some(strip) = heredoc_next.take() {
             let delimiter = word.literal().unwrap_or_default();
-            lx.heredocs.push((delimiter, strip));
+            lx.heredocs.push((delimiter, strip, !word.quoted));
             redirect_target = false;
             continue;
         }
@@ -1311,7 +1332,19 @@ pub fn substitution_texts(word: &Word) -> impl Iterator<Item = Option<&str>> {
 /// the command substitutions at its top level kept (found by a scan of `word`, not a
 /// parse, so nested expansions cost nothing more).
 fn opaque(word: &str) -> Part {
-    let chars: Vec<char> = word.chars().collect();
+    let substitutions = substitutions_in(word, true);
+    if substitutions.is_empty() {
+        Part::Unknown
+    } else {
+        Part::Opaque { substitutions }
+    }
+}
+
+/// The texts of the command substitutions (`$(…)`, `` `…` ``) at the top level of `text`,
+/// found by a scan rather than a parse (`None`: longer than [`MAX_SUBSTITUTION_TEXT`]);
+/// `quotes`: single quotes quote (not in a here-document's text).
+fn substitutions_in(text: &str, quotes: bool) -> Vec<Option<Box<str>>> {
+    let chars: Vec<char> = text.chars().collect();
     let mut substitutions = Vec::new();
     let mut at = 0;
     let text = |from: usize, to: usize| -> Option<Box<str>> {
@@ -1321,7 +1354,7 @@ fn opaque(word: &str) -> Part {
     while at < chars.len() {
         match chars[at] {
             '\\' => at += 1,
-            '\'' => {
+            '\'' if quotes => {
                 // Quoted text: no substitution in it.
                 at += 1;
                 while at < chars.len() && chars[at] != '\'' {
@@ -1360,11 +1393,7 @@ fn opaque(word: &str) -> Part {
         }
         at += 1;
     }
-    if substitutions.is_empty() {
-        Part::Unknown
-    } else {
-        Part::Opaque { substitutions }
-    }
+    substitutions
 }
 
 /// The command of a substitution's `text`, when it is one [`Substitution`] reads.

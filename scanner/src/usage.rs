@@ -1711,7 +1711,13 @@ impl<'a> Tracer<'a> {
         let mut seen = BTreeSet::new();
         let mut pending: Vec<(String, usize, usize)> = Vec::new();
         let collect = |pending: &mut Vec<_>, notes: &mut Vec<String>, c: &Command, depth| {
-            for text in c.words.iter().flat_map(shell::substitution_texts) {
+            let in_heredocs = c.heredoc.iter().map(|t| t.as_deref());
+            for text in c
+                .words
+                .iter()
+                .flat_map(shell::substitution_texts)
+                .chain(in_heredocs)
+            {
                 match text {
                     Some(text) => pending.push((text.to_string(), c.line, depth)),
                     None => notes.push(format!(
@@ -6551,18 +6557,20 @@ mod tests {
     }
 
     /// The programs command substitutions run are traced (as programs that may run), also
-    /// in backquotes, nested, in a `${VAR:-…}` default, through a function, and in a
-    /// branch the script does not
+    /// in backquotes, nested, in a `${VAR:-…}` default, in a here-document (not in a quoted
+    /// one), through a function, and in a branch the script does not
     /// take: every program the real shell runs is traced, and the only one more is the
     /// untaken branch's.
     #[test]
     fn programs_run_in_command_substitutions_are_traced() {
-        let script = "#!/bin/sh\nTOKEN=\"$(curl -s http://x)\"\nV=`id -u`\nif [ -n \"$NEVER\" ]; then X=$(jq . /f); fi\nver() { java -version; }\nJ=\"$(ver 2>&1)\"\nD=\"$(dirname \"$(readlink -f \"$(command -v java)\")\")\"\nA=$((1 + 2))\nJAVA_HOME=\"${JAVA_HOME:-$(which java)}\"\n: ${PORT:=`cat /port`}\ncd \"$(dirname \"$0\")\"\nexec memcached -v\n";
+        let script = "#!/bin/sh\nTOKEN=\"$(curl -s http://x)\"\nV=`id -u`\nif [ -n \"$NEVER\" ]; then X=$(jq . /f); fi\nver() { java -version; }\nJ=\"$(ver 2>&1)\"\nD=\"$(dirname \"$(readlink -f \"$(command -v java)\")\")\"\nA=$((1 + 2))\nJAVA_HOME=\"${JAVA_HOME:-$(which java)}\"\n: ${PORT:=`cat /port`}\ncat > conf <<EOF\nhost '$(hostname)'\nEOF\ncat > quoted <<'EOF'\n$(uname)\nEOF\ncd \"$(dirname \"$0\")\"\nexec memcached -v\n";
         let programs = [
             "curl",
             "id",
             "which",
             "cat",
+            "hostname",
+            "uname",
             "jq",
             "java",
             "readlink",
