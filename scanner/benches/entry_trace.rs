@@ -27,14 +27,14 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
     // (name, what comes first, the line repeated, what comes after it).
-    let calls = "f\n".repeat(300);
+    let calls = format!("}}\n{}", "f\n".repeat(300));
     let values: Vec<String> = (1..=64).map(|n| n.to_string()).collect();
     let wide_loop = format!(
         "for a in {}; do {} done\n",
         values.join(" "),
         ": x; ".repeat(200)
     );
-    let conditions = "if f; then :; fi\n".repeat(300);
+    let conditions = format!("}}\n{}", "if f; then :; fi\n".repeat(300));
     let cases = [
         ("unclosed for loops", "", "for a in x; do\n", ""),
         ("unclosed while loops", "", "while [ -n x ]; do\n", ""),
@@ -79,6 +79,12 @@ fn main() {
             "T=\"$(curl -s \"http://x/$1\" | jq -r .token)\"; V=`id -u`\n",
             "",
         ),
+        (
+            "here-document substitutions",
+            "cat > /tmp/x <<EOF\n",
+            "$(date) $(id -u) `hostname`\n",
+            "EOF\n",
+        ),
         ("a long function called", "f() {\n", ": x\n", &calls),
         (
             "a long function as condition",
@@ -93,11 +99,7 @@ fn main() {
     );
     for (name, head, line, tail) in cases {
         let room = (1 << 20) - 64 - head.len() - tail.len() - 2;
-        let mut body = format!("{head}{}", line.repeat(room / line.len()));
-        if !tail.is_empty() {
-            body.push_str("}\n");
-            body.push_str(tail);
-        }
+        let mut body = format!("{head}{}{tail}", line.repeat(room / line.len()));
         body.push_str("exec /usr/bin/server\n");
         let text = format!("#!/usr/bin/bash\n{body}");
         assert!(text.len() <= shell::MAX_SCRIPT);
