@@ -1733,10 +1733,11 @@ impl<'a> Tracer<'a> {
             collect(&mut pending, &mut notes, c, 0);
         }
         while let Some((text, line, depth)) = pending.pop() {
+            // (Not counted as parsed: the walk budget is the script's, and these are
+            // parsed again at each depth.)
             let Ok(inner) = shell::parse(&text) else {
                 continue;
             };
-            self.parsed.set(self.parsed.get() + inner.len());
             let from = format!("{label}:{line}");
             for c in &inner {
                 if depth < MAX_SUBSTITUTION_DEPTH {
