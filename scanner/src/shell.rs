@@ -1540,7 +1540,16 @@ pub struct Vars {
     /// bash's `BASH_SOURCE` (`${BASH_SOURCE[0]}`): the file the commands being run come
     /// from, as the shell was given it (`None`: not known, or not bash).
     pub bash_source: Option<String>,
+    /// The other values a variable may hold where an assignment to it may or may not have
+    /// run (under an undecided condition): the value it had before each such assignment
+    /// (`None`: none known), besides the one kept in `named`; at most [`MAX_CANDIDATES`].
+    pub candidates: BTreeMap<String, Vec<Option<String>>>,
+    /// Likewise the positional parameters before a `set --` or `shift` that may not run.
+    pub positional_candidates: Vec<Vec<String>>,
 }
+
+/// Other values kept per variable (and lists of positional parameters).
+pub const MAX_CANDIDATES: usize = 8;
 
 impl Vars {
     /// `name=value`, `None` being a value only running the script tells.
@@ -1567,6 +1576,44 @@ impl Vars {
             inner.extend(outer.iter().cloned());
         }
         Some(inner)
+    }
+
+    /// Before an assignment to `name`: `decided` — it runs, so the variable holds what it
+    /// is given and nothing else; else it may not run, so its value now is one it may keep.
+    pub fn before_assigning(&mut self, name: &str, decided: bool) {
+        if decided {
+            self.candidates.remove(name);
+            return;
+        }
+        let now = if self.unknown.contains(name) {
+            None
+        } else {
+            Some(self.named.get(name).cloned().unwrap_or_default())
+        };
+        let kept = self.candidates.entry(name.to_string()).or_default();
+        if kept.len() < MAX_CANDIDATES && !kept.contains(&now) {
+            kept.push(now);
+        }
+    }
+
+    /// Sets the positional parameters (`set --`, `shift`) to `new`; `decided` as for
+    /// [`Vars::before_assigning`] (a decided `shift` shifts the other lists too).
+    pub fn set_positional(&mut self, new: Vec<String>, decided: bool, shifted: Option<usize>) {
+        if decided {
+            match shifted {
+                Some(n) => {
+                    for list in &mut self.positional_candidates {
+                        list.drain(..n.min(list.len()));
+                    }
+                }
+                None => self.positional_candidates.clear(),
+            }
+        } else if self.positional_candidates.len() < MAX_CANDIDATES
+            && !self.positional_candidates.contains(&self.positional)
+        {
+            self.positional_candidates.push(self.positional.clone());
+        }
+        self.positional = new;
     }
 
     /// `unset name`.

@@ -1391,6 +1391,71 @@ impl<'a> Tracer<'a> {
         run
     }
 
+    /// What `words` may also expand to, each variable they name in turn given each other
+    /// value it may hold ([`Vars::candidates`]; `"$@"` and the positional parameters
+    /// each other list of them): the distinct fully known expansions other than the one
+    /// the variables' kept values give, at most [`shell::MAX_CANDIDATES`] of them.
+    fn alternatives(
+        &self,
+        words: &[shell::Word],
+        vars: &Vars,
+        ctx: &Ctx,
+        functions: &BTreeMap<String, (usize, usize)>,
+    ) -> Vec<Vec<String>> {
+        if vars.candidates.is_empty() && vars.positional_candidates.is_empty() {
+            return Vec::new();
+        }
+        let expand_all = |vars: &Vars| -> Option<Vec<String>> {
+            let mut out = Vec::new();
+            for w in words {
+                out.extend(self.expand(w, vars, ctx, functions)?);
+            }
+            Some(out)
+        };
+        let named: BTreeSet<&str> = words
+            .iter()
+            .flat_map(|w| &w.parts)
+            .filter_map(|p| match p {
+                shell::Part::Var { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut worlds = Vec::new();
+        for name in &named {
+            if let Some(values) = vars.candidates.get(*name) {
+                for value in values.iter().flatten() {
+                    let mut other = vars.clone();
+                    other.unknown.remove(*name);
+                    other.named.insert(name.to_string(), value.clone());
+                    worlds.push(other);
+                }
+            }
+        }
+        let positional = named
+            .iter()
+            .any(|n| matches!(*n, "@" | "*" | "#") || n.bytes().all(|b| b.is_ascii_digit()));
+        if positional {
+            for list in &vars.positional_candidates {
+                let mut other = vars.clone();
+                other.positional = list.clone();
+                worlds.push(other);
+            }
+        }
+        let kept = expand_all(vars);
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for world in worlds {
+            if let Some(argv) = expand_all(&world)
+                && Some(&argv) != kept.as_ref()
+                && argv.first().is_some_and(|program| !program.is_empty())
+                && !out.contains(&argv)
+                && out.len() < shell::MAX_CANDIDATES
+            {
+                out.push(argv);
+            }
+        }
+        out
+    }
+
     /// [`shell::expand`] with `$(command -v NAME)` answered by the image.
     fn expand(
         &self,
@@ -2014,7 +2079,7 @@ impl<'a> Tracer<'a> {
                                 let value = values.next();
                                 let more = value.is_some();
                                 if let Some(value) = value {
-                                    assign(vars, ctx, &name, Some(value));
+                                    assign(vars, ctx, &name, Some(value), true);
                                 }
                                 Some(more)
                             });
@@ -2102,7 +2167,7 @@ impl<'a> Tracer<'a> {
             }
             if words.is_empty() {
                 for (k, v) in assigned {
-                    assign(vars, ctx, &k, v);
+                    assign(vars, ctx, &k, v, !conditional);
                 }
                 continue;
             }
@@ -2160,6 +2225,15 @@ impl<'a> Tracer<'a> {
                         }
                         return Flow::Exec;
                     }
+                    // The programs it may exec instead, where an assignment or `set --`
+                    // before it may not have run.
+                    for other in self.alternatives(&words[1 + options..], vars, ctx, functions) {
+                        if other.first() != rest.first() {
+                            let main = std::mem::replace(&mut self.main, false);
+                            self.run(&other, &run_ctx, from.clone());
+                            self.main = main;
+                        }
+                    }
                     if conditional {
                         self.side(&rest, &run_ctx, from, last);
                         continue;
@@ -2211,14 +2285,14 @@ impl<'a> Tracer<'a> {
                         if let Some((k, v)) = w.assignment() {
                             // `export A=$(…)`: A is unknown from here.
                             let v = self.expand(&v, vars, ctx, functions).map(|f| f.join(" "));
-                            assign(vars, ctx, &k, v);
+                            assign(vars, ctx, &k, v, !conditional);
                             continue;
                         }
                         // `export "A=b c"`, `export A`.
                         for a in self.expand(w, vars, ctx, functions).unwrap_or_default() {
                             if let Some((k, v)) = a.split_once('=') {
                                 if shell::is_name(k) {
-                                    assign(vars, ctx, k, Some(v.to_string()));
+                                    assign(vars, ctx, k, Some(v.to_string()), !conditional);
                                 }
                             } else if let Some(v) = vars.named.get(&a) {
                                 ctx.env.insert(a.clone(), v.clone());
@@ -2233,22 +2307,24 @@ impl<'a> Tracer<'a> {
                         if matches!(a.as_str(), "-p" | "-t" | "-u" | "-d" | "-n" | "-N" | "-i") {
                             args.next();
                         } else if !a.starts_with('-') {
-                            assign(vars, ctx, a, None);
+                            assign(vars, ctx, a, None, !conditional);
                         }
                     }
                 }
                 "set" => {
                     if let Some(at) = argv.iter().position(|a| a == "--") {
-                        vars.positional = argv[at + 1..].to_vec();
+                        vars.set_positional(argv[at + 1..].to_vec(), !conditional, None);
                     }
                 }
                 "shift" => {
                     let n: usize = argv.get(1).and_then(|n| n.parse().ok()).unwrap_or(1);
                     let n = n.min(vars.positional.len());
-                    vars.positional.drain(..n);
+                    let shifted = vars.positional[n..].to_vec();
+                    vars.set_positional(shifted, !conditional, Some(n));
                 }
                 "unset" => {
                     for a in &argv[1..] {
+                        vars.before_assigning(a, !conditional);
                         vars.unset(a);
                         ctx.env.remove(a);
                     }
@@ -2337,6 +2413,10 @@ impl<'a> Tracer<'a> {
                     if self.over_call_budget(&from) {
                         continue;
                     }
+                    // Where the caller's arguments may be others (`set --` that may not
+                    // have run), so may the function's.
+                    let positional_candidates =
+                        self.alternatives(&words[1..], vars, ctx, functions);
                     let mut inner = Vars {
                         named: vars.named.clone(),
                         positional: argv[1..].to_vec(),
@@ -2344,6 +2424,8 @@ impl<'a> Tracer<'a> {
                         funcname: vars.funcname_in(name),
                         zero: vars.zero.clone(),
                         bash_source: vars.bash_source.clone(),
+                        candidates: vars.candidates.clone(),
+                        positional_candidates,
                     };
                     ctx.depth += 1;
                     let outer = std::mem::replace(&mut ctx.conditional, conditional);
@@ -2353,6 +2435,7 @@ impl<'a> Tracer<'a> {
                     ctx.depth -= 1;
                     vars.named = inner.named;
                     vars.unknown = inner.unknown;
+                    vars.candidates = inner.candidates;
                     match flow {
                         // `exit` in a function ends the script.
                         Flow::Exec | Flow::Exit => return flow,
@@ -3756,6 +3839,7 @@ impl ScriptImage<'_, '_> {
             funcname: vars.funcname_in(name),
             zero: vars.zero.clone(),
             bash_source: vars.bash_source.clone(),
+            ..Vars::default()
         };
         let mut ctx = self.ctx.clone();
         ctx.depth += 1;
@@ -4144,7 +4228,10 @@ fn or3(a: Option<bool>, b: Option<bool>) -> Option<bool> {
 
 /// `name=value` in the shell and, exported or not, in the environment programs see
 /// (`None`: only running the script tells the value; the variable is then unknown).
-fn assign(vars: &mut Vars, ctx: &mut Ctx, name: &str, value: Option<String>) {
+/// `decided`: the assignment runs; else the value it replaces is kept as one the variable
+/// may still hold ([`Vars::candidates`]).
+fn assign(vars: &mut Vars, ctx: &mut Ctx, name: &str, value: Option<String>, decided: bool) {
+    vars.before_assigning(name, decided);
     match &value {
         Some(v) => ctx.env.insert(name.to_string(), v.clone()),
         None => ctx.env.remove(name),
@@ -6829,6 +6916,31 @@ mod tests {
                 _ => panic!("{args:?}"),
             }
         }
+    }
+
+    /// An assignment or `set --` under an undecided condition is taken as made, and what
+    /// the variable held before it (or another branch gave it) is followed too, as a
+    /// program that may run: the `exec` may run either.
+    #[test]
+    fn values_an_undecided_assignment_may_not_have_set_are_followed_too() {
+        let flag = || file(false, Some("1"), None);
+        for body in [
+            "set -- /usr/bin/server\nif [ -f /data/flag ]; then set -- /usr/bin/bash -c true; fi\nexec \"$@\"\n",
+            "set -- /usr/bin/server\nif [ -f /data/flag ]; then shift; set -- /usr/bin/bash -c true; fi\nstart() { exec \"$@\"; }\nstart \"$@\"\n",
+            "if [ -f /data/flag ]; then APP=/usr/bin/server; else APP=/usr/bin/bash; fi\nexec \"$APP\" -c true\n",
+            "APP=/usr/bin/server\n[ -f /data/flag ] && APP=/usr/bin/bash\nexec $APP -c true\n",
+        ] {
+            let t = trace_entry_script_with_volumes(body, [("data/flag", flag())], &["/data"]);
+            assert_bash_is_main_and_server_may_run(&t, body);
+        }
+        // A decided assignment after it leaves one value.
+        let body = "APP=/usr/bin/server\nif [ -f /data/flag ]; then APP=/usr/bin/other; fi\nAPP=/usr/bin/bash\nexec \"$APP\" -c true\n";
+        let t = trace_entry_script_with_volumes(body, [("data/flag", flag())], &["/data"]);
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/bash", "{t:#?}");
+        assert!(
+            !t.also_run.iter().any(|s| s.path == "/usr/bin/server"),
+            "{t:#?}"
+        );
     }
 
     /// A function called as a condition decides it where a run of its body tells its
