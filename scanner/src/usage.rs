@@ -1394,11 +1394,12 @@ impl<'a> Tracer<'a> {
     /// What `words` may also expand to, each variable they name in turn given each other
     /// value it may hold ([`Vars::candidates`]; `"$@"` and the positional parameters
     /// each other list of them): the distinct fully known expansions other than the one
-    /// the variables' kept values give, at most [`shell::MAX_CANDIDATES`] of them.
+    /// the variables' kept values give, from at most [`shell::MAX_CANDIDATES`] such
+    /// values (each put in place and taken back: no copy of the variables).
     fn alternatives(
         &self,
         words: &[shell::Word],
-        vars: &Vars,
+        vars: &mut Vars,
         ctx: &Ctx,
         functions: &BTreeMap<String, (usize, usize)>,
     ) -> Vec<Vec<String>> {
@@ -1412,45 +1413,60 @@ impl<'a> Tracer<'a> {
             }
             Some(out)
         };
-        let named: BTreeSet<&str> = words
+        let named: BTreeSet<String> = words
             .iter()
             .flat_map(|w| &w.parts)
             .filter_map(|p| match p {
-                shell::Part::Var { name, .. } => Some(name.as_str()),
+                shell::Part::Var { name, .. } => Some(name.clone()),
                 _ => None,
             })
             .collect();
-        let mut worlds = Vec::new();
-        for name in &named {
-            if let Some(values) = vars.candidates.get(*name) {
-                for value in values.iter().flatten() {
-                    let mut other = vars.clone();
-                    other.unknown.remove(*name);
-                    other.named.insert(name.to_string(), value.clone());
-                    worlds.push(other);
-                }
-            }
-        }
-        let positional = named
-            .iter()
-            .any(|n| matches!(*n, "@" | "*" | "#") || n.bytes().all(|b| b.is_ascii_digit()));
-        if positional {
-            for list in &vars.positional_candidates {
-                let mut other = vars.clone();
-                other.positional = list.clone();
-                worlds.push(other);
-            }
-        }
         let kept = expand_all(vars);
+        let mut tried = 0;
         let mut out: Vec<Vec<String>> = Vec::new();
-        for world in worlds {
-            if let Some(argv) = expand_all(&world)
+        let consider = |argv: Option<Vec<String>>, out: &mut Vec<Vec<String>>| {
+            if let Some(argv) = argv
                 && Some(&argv) != kept.as_ref()
                 && argv.first().is_some_and(|program| !program.is_empty())
                 && !out.contains(&argv)
-                && out.len() < shell::MAX_CANDIDATES
             {
                 out.push(argv);
+            }
+        };
+        for name in &named {
+            let values: Vec<String> = match vars.candidates.get(name) {
+                Some(values) => values.iter().flatten().cloned().collect(),
+                None => continue,
+            };
+            for value in values {
+                if tried == shell::MAX_CANDIDATES {
+                    return out;
+                }
+                tried += 1;
+                let was_unknown = vars.unknown.remove(name);
+                let was = vars.named.insert(name.clone(), value);
+                consider(expand_all(vars), &mut out);
+                match was {
+                    Some(v) => vars.named.insert(name.clone(), v),
+                    None => vars.named.remove(name),
+                };
+                if was_unknown {
+                    vars.unknown.insert(name.clone());
+                }
+            }
+        }
+        let positional = named.iter().any(|n| {
+            matches!(n.as_str(), "@" | "*" | "#") || n.bytes().all(|b| b.is_ascii_digit())
+        });
+        if positional {
+            for k in 0..vars.positional_candidates.len() {
+                if tried == shell::MAX_CANDIDATES {
+                    break;
+                }
+                tried += 1;
+                std::mem::swap(&mut vars.positional, &mut vars.positional_candidates[k]);
+                consider(expand_all(vars), &mut out);
+                std::mem::swap(&mut vars.positional, &mut vars.positional_candidates[k]);
             }
         }
         out
