@@ -85,6 +85,13 @@ fn main() {
             "$(date) $(id -u) `hostname`\n",
             "EOF\n",
         ),
+        ("arguments growing", "", "set -- x \"$@\"\n", ""),
+        (
+            "undecided assignments",
+            "",
+            "[ -f /run/x ] && APP=/usr/bin/other && set -- x \"$@\"\n",
+            "exec $APP \"$@\"\n",
+        ),
         ("a long function called", "f() {\n", ": x\n", &calls),
         (
             "a long function as condition",

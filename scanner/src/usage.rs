@@ -2329,7 +2329,15 @@ impl<'a> Tracer<'a> {
                 }
                 "set" => {
                     if let Some(at) = argv.iter().position(|a| a == "--") {
-                        vars.set_positional(argv[at + 1..].to_vec(), !conditional, None);
+                        let mut new = argv[at + 1..].to_vec();
+                        if new.len() > MAX_POSITIONAL {
+                            // `set -- x "$@"` over and over: not followed further.
+                            self.note(format!(
+                                "{from}: more than {MAX_POSITIONAL} arguments are not followed"
+                            ));
+                            new = vec!["?".into()];
+                        }
+                        vars.set_positional(new, !conditional, None);
                     }
                 }
                 "shift" => {
@@ -4651,6 +4659,10 @@ fn bracket_pattern(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option
 /// loop bodies are walked again for each call and iteration).
 const WALK_PER_COMMAND: usize = 4;
 const WALK_BASE: usize = 1 << 16;
+
+/// Most positional parameters a `set --` gives that are followed (each `"$@"` copies
+/// them: a script of `set -- x "$@"` lines would copy its length squared).
+const MAX_POSITIONAL: usize = 128;
 
 /// Deepest nesting of command substitutions whose programs are followed.
 const MAX_SUBSTITUTION_DEPTH: usize = 8;
