@@ -6771,6 +6771,19 @@ mod tests {
                 "{call}"
             );
         }
+        // Arguments growing past MAX_POSITIONAL are not followed.
+        let body = format!(
+            "{}exec \"$@\"\n",
+            "set -- /usr/bin/server \"$@\"\n".repeat(200)
+        );
+        let t = trace_entry_script(&body, []);
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("more than 128 arguments")),
+            "{:?}",
+            t.notes
+        );
         // A script of ordinary length calling a function often is followed to its end.
         let body = format!(
             "f() {{\n{}}}\n{}exec /usr/bin/server\n",
