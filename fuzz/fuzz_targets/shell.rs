@@ -3,7 +3,8 @@
 //! as Tomcat's `server.xml`, a context file (their attribute reading) and
 //! `catalina.properties` (its class loaders), as a Jetty module and start file, and as uWSGI's
 //! ini, JSON, YAML and XML files (their sections, the files they name, magic variables,
-//! placeholders and `$(…)` references) and options in the environment.
+//! placeholders and `$(…)` references) and options in the environment; the wrappers
+//! `timeout`, `flock`, `runuser` and `setpriv` are there for the script to run.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ fuzz_target!(|data: &[u8]| {
             funcname: Some(vec!["f".into(), "main".into()]),
             zero: Some("/usr/local/bin/entrypoint.sh".into()),
             bash_source: Some("/usr/local/bin/entrypoint.sh".into()),
+            candidates: BTreeMap::from([("A".to_string(), vec![Some("other".into()), None])]),
+            positional_candidates: vec![vec!["self".into()]],
         };
         for c in &commands {
             for w in &c.words {
@@ -83,6 +86,33 @@ fuzz_target!(|data: &[u8]| {
                 exec: true,
                 elf: None,
                 text: None,
+            },
+        ),
+        // Programs that run a command from their arguments (their options parsed).
+        (
+            "bin/timeout".to_string(),
+            Node::File {
+                exec: true,
+                elf: None,
+                text: None,
+            },
+        ),
+        (
+            "bin/flock".to_string(),
+            Node::Symlink {
+                target: "/bin/timeout".into(),
+            },
+        ),
+        (
+            "bin/runuser".to_string(),
+            Node::Symlink {
+                target: "/bin/timeout".into(),
+            },
+        ),
+        (
+            "bin/setpriv".to_string(),
+            Node::Symlink {
+                target: "/bin/timeout".into(),
             },
         ),
         (
