@@ -86,6 +86,7 @@ fn main() {
             "EOF\n",
         ),
         ("arguments growing", "", "set -- x \"$@\"\n", ""),
+        ("a variable growing", "", "X=\"$X x\"\n", ""),
         (
             "undecided assignments",
             "",

@@ -2329,7 +2329,7 @@ impl<'a> Tracer<'a> {
                 }
                 "set" => {
                     if let Some(at) = argv.iter().position(|a| a == "--") {
-                        let mut new = argv[at + 1..].to_vec();
+                        let mut new = argv.split_off(at + 1);
                         if new.len() > MAX_POSITIONAL {
                             // `set -- x "$@"` over and over: not followed further.
                             self.note(format!(
