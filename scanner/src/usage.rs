@@ -2223,7 +2223,7 @@ impl<'a> Tracer<'a> {
             }
             match program.as_str() {
                 "exec" => {
-                    let options = argv[1..].iter().take_while(|a| a.starts_with('-')).count();
+                    let options = exec_options(&argv[1..]);
                     let rest: Vec<String> = argv[1 + options..].to_vec();
                     if rest.is_empty() {
                         continue; // `exec >log 2>&1`: redirections only
@@ -2242,9 +2242,11 @@ impl<'a> Tracer<'a> {
                         return Flow::Exec;
                     }
                     // The programs it may exec instead, where an assignment or `set --`
-                    // before it may not have run.
-                    for other in self.alternatives(&words[1 + options..], vars, ctx, functions) {
-                        if other.first() != rest.first() {
+                    // before it may not have run (its options counted in each: they are
+                    // fields, not words).
+                    for mut other in self.alternatives(&words[1..], vars, ctx, functions) {
+                        let other = other.split_off(exec_options(&other).min(other.len()));
+                        if !other.is_empty() && other.first() != rest.first() {
                             let main = std::mem::replace(&mut self.main, false);
                             self.run(&other, &run_ctx, from.clone());
                             self.main = main;
@@ -4660,6 +4662,22 @@ fn bracket_pattern(word: &shell::Word, vars: &Vars, image: &dyn Image) -> Option
 const WALK_PER_COMMAND: usize = 4;
 const WALK_BASE: usize = 1 << 16;
 
+/// How many of `args` (after `exec`) are its options: `-c`, `-l`, `-a NAME` (bash), up to
+/// `--`.
+fn exec_options(args: &[String]) -> usize {
+    let mut at = 0;
+    while let Some(arg) = args.get(at) {
+        if arg == "--" {
+            return at + 1;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            break;
+        }
+        at += if arg.ends_with('a') { 2 } else { 1 };
+    }
+    at.min(args.len())
+}
+
 /// Most positional parameters a `set --` gives that are followed (each `"$@"` copies
 /// them: a script of `set -- x "$@"` lines would copy its length squared).
 const MAX_POSITIONAL: usize = 128;
@@ -6974,6 +6992,23 @@ mod tests {
             let t = trace_entry_script_with_volumes(body, [("data/flag", flag())], &["/data"]);
             assert_bash_is_main_and_server_may_run(&t, body);
         }
+        // `exec` with options among the fields of one word (the fuzz target found a panic
+        // here: fields were taken for words).
+        let t = trace_entry_script_with_volumes(
+            "set -- -a -b /usr/bin/bash -c true\nif [ -f /data/flag ]; then set -- -x -y -z /usr/bin/server; fi\nexec \"$@\"\n",
+            [("data/flag", flag())],
+            &["/data"],
+        );
+        assert_eq!(t.terminal().unwrap().path, "/usr/bin/server", "{t:#?}");
+        assert!(
+            t.also_run.iter().any(|s| s.path == "/usr/bin/bash"),
+            "{t:#?}"
+        );
+        // bash's `exec -a NAME PROGRAM`.
+        let t = trace_entry_script("exec -a web -c /usr/bin/server --port 1\n", []);
+        let terminal = t.terminal().unwrap();
+        assert_eq!(terminal.path, "/usr/bin/server", "{t:#?}");
+        assert_eq!(terminal.argv, ["/usr/bin/server", "--port", "1"]);
         // A decided assignment after it leaves one value.
         let body = "APP=/usr/bin/server\nif [ -f /data/flag ]; then APP=/usr/bin/other; fi\nAPP=/usr/bin/bash\nexec \"$APP\" -c true\n";
         let t = trace_entry_script_with_volumes(body, [("data/flag", flag())], &["/data"]);
