@@ -1566,6 +1566,21 @@ impl Vars {
         }
     }
 
+    /// What a shell function called `name` with `positional` starts with: these variables
+    /// (its caller's), its arguments, its `FUNCNAME`.
+    pub fn for_call(&self, name: &str, positional: Vec<String>) -> Vars {
+        Vars {
+            named: self.named.clone(),
+            positional,
+            unknown: self.unknown.clone(),
+            funcname: self.funcname_in(name),
+            zero: self.zero.clone(),
+            bash_source: self.bash_source.clone(),
+            candidates: self.candidates.clone(),
+            positional_candidates: Vec::new(),
+        }
+    }
+
     /// The `FUNCNAME` a function called `name` sees, when the caller's is known.
     pub fn funcname_in(&self, name: &str) -> Option<Vec<String>> {
         let outer = self.funcname.as_ref()?;

@@ -908,15 +908,12 @@ struct Tracer<'a> {
     unsure: bool,
 }
 
-/// Options of launchers that take a value (so the value is no program).
-fn takes_value(launcher: &str, opt: &str) -> bool {
-    match launcher {
-        "env" => matches!(
-            opt,
-            "-u" | "--unset" | "-C" | "--chdir" | "-S" | "--split-string"
-        ),
-        _ => false,
-    }
+/// `env`'s options that take a value (so the value is no program).
+fn env_takes_value(opt: &str) -> bool {
+    matches!(
+        opt,
+        "-u" | "--unset" | "-C" | "--chdir" | "-S" | "--split-string"
+    )
 }
 
 /// How a program that runs a command given in its arguments reads them (`nohup CMD`,
@@ -1564,7 +1561,7 @@ impl<'a> Tracer<'a> {
                     } else if a == "-i" || a == "--ignore-environment" {
                         ctx.env.clear();
                     } else if a.starts_with('-') {
-                        if takes_value("env", a) {
+                        if env_takes_value(a) {
                             i += 1;
                         }
                     } else if let Some((k, v)) = a.split_once('=') {
@@ -1765,9 +1762,7 @@ impl<'a> Tracer<'a> {
                 // running.
                 self.run(&argv, &ctx, from);
             } else {
-                let main = std::mem::replace(&mut self.main, false);
-                self.run(&argv, &ctx, from);
-                self.main = main;
+                self.run_aside(&argv, &ctx, from);
             }
         }
         self.substitution_programs(label, &commands, &functions, vars, ctx);
@@ -1863,9 +1858,7 @@ impl<'a> Tracer<'a> {
                         &mut last,
                     );
                     if let Some((argv, ctx, from)) = last {
-                        let main = std::mem::replace(&mut self.main, false);
-                        self.run(&argv, &ctx, from);
-                        self.main = main;
+                        self.run_aside(&argv, &ctx, from);
                     }
                     continue;
                 }
@@ -1876,9 +1869,7 @@ impl<'a> Tracer<'a> {
                             .unwrap_or_else(|| vec!["?".to_string()])
                     })
                     .collect();
-                let main = std::mem::replace(&mut self.main, false);
-                self.run(&argv, &ctx, from.clone());
-                self.main = main;
+                self.run_aside(&argv, &ctx, from.clone());
             }
         }
         for note in notes {
@@ -2235,9 +2226,7 @@ impl<'a> Tracer<'a> {
                             continue;
                         }
                         if let Some((argv, ctx, from)) = last.take() {
-                            let main = std::mem::replace(&mut self.main, false);
-                            self.run(&argv, &ctx, from);
-                            self.main = main;
+                            self.run_aside(&argv, &ctx, from);
                         }
                         return Flow::Exec;
                     }
@@ -2247,9 +2236,7 @@ impl<'a> Tracer<'a> {
                     for mut other in self.alternatives(&words[1..], vars, ctx, functions) {
                         let other = other.split_off(exec_options(&other).min(other.len()));
                         if !other.is_empty() && other.first() != rest.first() {
-                            let main = std::mem::replace(&mut self.main, false);
-                            self.run(&other, &run_ctx, from.clone());
-                            self.main = main;
+                            self.run_aside(&other, &run_ctx, from.clone());
                         }
                     }
                     if conditional {
@@ -2258,9 +2245,7 @@ impl<'a> Tracer<'a> {
                     }
                     // What ran before it ran on the side.
                     if let Some((argv, ctx, from)) = last.take() {
-                        let main = std::mem::replace(&mut self.main, false);
-                        self.run(&argv, &ctx, from);
-                        self.main = main;
+                        self.run_aside(&argv, &ctx, from);
                     }
                     let main = std::mem::replace(&mut self.main, true);
                     self.run(&rest, &run_ctx, from);
@@ -2443,16 +2428,8 @@ impl<'a> Tracer<'a> {
                     // have run), so may the function's.
                     let positional_candidates =
                         self.alternatives(&words[1..], vars, ctx, functions);
-                    let mut inner = Vars {
-                        named: vars.named.clone(),
-                        positional: argv[1..].to_vec(),
-                        unknown: vars.unknown.clone(),
-                        funcname: vars.funcname_in(name),
-                        zero: vars.zero.clone(),
-                        bash_source: vars.bash_source.clone(),
-                        candidates: vars.candidates.clone(),
-                        positional_candidates,
-                    };
+                    let mut inner = vars.for_call(name, argv[1..].to_vec());
+                    inner.positional_candidates = positional_candidates;
                     ctx.depth += 1;
                     let outer = std::mem::replace(&mut ctx.conditional, conditional);
                     let flow =
@@ -2476,6 +2453,13 @@ impl<'a> Tracer<'a> {
         Flow::Continue
     }
 
+    /// Follow `argv` as a program that may run (its steps to `also_run`).
+    fn run_aside(&mut self, argv: &[String], ctx: &Ctx, from: String) {
+        let main = std::mem::replace(&mut self.main, false);
+        self.run(argv, ctx, from);
+        self.main = main;
+    }
+
     /// A command that is not `exec`: traced at once as a side program, and remembered as
     /// the last one (which, if the script ends there, is the main program).
     fn side(
@@ -2489,9 +2473,7 @@ impl<'a> Tracer<'a> {
             return;
         }
         if let Some((argv, ctx, from)) = last.take() {
-            let main = std::mem::replace(&mut self.main, false);
-            self.run(&argv, &ctx, from);
-            self.main = main;
+            self.run_aside(&argv, &ctx, from);
         }
         *last = Some((argv.to_vec(), ctx.clone(), from));
     }
@@ -3858,15 +3840,7 @@ impl ScriptImage<'_, '_> {
             main: false,
             unsure: false,
         };
-        let mut inner = Vars {
-            named: vars.named.clone(),
-            positional: args.to_vec(),
-            unknown: vars.unknown.clone(),
-            funcname: vars.funcname_in(name),
-            zero: vars.zero.clone(),
-            bash_source: vars.bash_source.clone(),
-            ..Vars::default()
-        };
+        let mut inner = vars.for_call(name, args.to_vec());
         let mut ctx = self.ctx.clone();
         ctx.depth += 1;
         ctx.conditional = false;
