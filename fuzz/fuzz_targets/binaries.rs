@@ -9,5 +9,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = stellaops_scanner::elf::parse(data);
     let _ = analyze::parse_go_binary(data);
     let _ = analyze::parse_cargo_auditable(data);
-    let _ = analyze::parse_jar(data);
+    let _ = analyze::parse_jar("app.jar", data);
 });

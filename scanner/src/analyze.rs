@@ -13,7 +13,7 @@ const MAX_FILE: u64 = 256 << 20;
 
 /// Bumped whenever analysis changes, so cached fragments of older analyzers are redone
 /// (and whenever the Usage view does: an image's cached analysis holds it).
-pub const ANALYZER_VERSION: u32 = 18;
+pub const ANALYZER_VERSION: u32 = 19;
 
 /// Longest declared license kept.
 const MAX_DECLARED: usize = stellaops_policy::license::MAX_EXPRESSION;
@@ -802,11 +802,13 @@ const MAX_JAR_METADATA: u64 = 1 << 20;
 /// `Bundle-License`, else the license its `META-INF/LICENSE` holds word for word), and
 /// those of the archives nested in it — a Spring Boot jar's `BOOT-INF/lib/`, a WAR's
 /// `WEB-INF/lib/`, an EAR's modules — down to [`MAX_JAR_DEPTH`], within
-/// [`MAX_JAR_READ`] bytes in all. What cannot be read is left out, never an error.
-pub fn parse_jar(bytes: &[u8]) -> Vec<FoundPackage> {
+/// [`MAX_JAR_READ`] bytes in all. An archive without a `pom.properties` is named by its
+/// manifest and `file_name` where they agree ([`manifest_artifact`]). What cannot be
+/// read is left out, never an error.
+pub fn parse_jar(file_name: &str, bytes: &[u8]) -> Vec<FoundPackage> {
     let mut out = Vec::new();
     let mut budget = MAX_JAR_READ;
-    read_java_archive(bytes, 1, &mut budget, &mut out);
+    read_java_archive(file_name, bytes, 1, &mut budget, &mut out);
     out.sort();
     out.dedup();
     out
@@ -831,7 +833,13 @@ fn zip_entry(
     (read.is_ok() && bytes.len() as u64 <= cap).then_some(bytes)
 }
 
-fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec<FoundPackage>) {
+fn read_java_archive(
+    file_name: &str,
+    bytes: &[u8],
+    depth: usize,
+    budget: &mut u64,
+    out: &mut Vec<FoundPackage>,
+) {
     let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else {
         return;
     };
@@ -889,7 +897,7 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
         found.extend(
             manifest
                 .as_deref()
-                .and_then(|m| tomcat_jar(&String::from_utf8_lossy(m))),
+                .and_then(|m| manifest_artifact(file_name, &String::from_utf8_lossy(m))),
         );
     }
     // The manifest and the license file speak for the archive, so only for an archive of
@@ -906,7 +914,8 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
     out.extend(found);
     for name in &nested {
         if let Some(inner) = zip_entry(&mut archive, name, MAX_FILE, budget) {
-            read_java_archive(&inner, depth + 1, budget, out);
+            let inner_name = name.rsplit('/').next().unwrap_or(name);
+            read_java_archive(inner_name, &inner, depth + 1, budget, out);
         }
     }
 }
@@ -918,11 +927,7 @@ fn read_java_archive(bytes: &[u8], depth: usize, budget: &mut u64, out: &mut Vec
 /// `org.apache.tomcat-embed-core`) names the Maven artifact they are published as.
 /// Tomcat 9 on; 8.5's jars name no bundle and stay unidentified.
 pub fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
-    let attribute = |name| {
-        super::license::manifest_attribute(manifest, name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let attribute = |name| main_attribute(manifest, name);
     // Directives (`;singleton:=true`) may follow the name.
     let symbolic = attribute("Bundle-SymbolicName")?;
     let rest = symbolic
@@ -957,6 +962,242 @@ pub fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
         version,
         ..FoundPackage::default()
     })
+}
+
+/// The Maven artifact a jar without a `pom.properties` is, from its manifest and its file
+/// name, where they agree: Tomcat's own jars ([`tomcat_jar`]), the bundles of
+/// [`KNOWN_BUNDLES`] ([`known_bundle`]), and jars built with sbt's or Maven's default
+/// manifest entries ([`default_entries_artifact`]). A file named `<artifact>-<version>.jar`
+/// for another version than the manifest's, or `None` rather than a guess.
+pub fn manifest_artifact(file_name: &str, manifest: &str) -> Option<FoundPackage> {
+    let found = tomcat_jar(manifest)
+        .or_else(|| known_bundle(manifest))
+        .or_else(|| default_entries_artifact(file_name, manifest))?;
+    match file_name_version(file_name, &found.name)? {
+        Some(named) if named != found.version => None,
+        _ => Some(found),
+    }
+}
+
+/// How a known bundle's Maven version is read from its manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BundleVersion {
+    /// `Implementation-Version`, else `Bundle-Version` without its OSGi qualifier.
+    Manifest,
+    /// Derby's `Bundle-Version` `10.14.2000000.1828579`: its third part is the fix pack
+    /// times a million plus the point release (`10.14.2.0`); no `Implementation-Version`.
+    Derby,
+}
+
+/// Libraries published to Maven Central whose jars hold no `pom.properties` (built with
+/// Ant, Gradle, sbt or bnd), by the `Bundle-SymbolicName` their manifest gives:
+/// (symbolic name, group, artifact, version). Each was read from the real jar (Apache
+/// Spark's and Allure's distributions; see the Java tests); the symbolic name alone does not
+/// give the coordinates (`com.google.gson` is `com.google.code.gson:gson`,
+/// `org.apache.thrift` is `libthrift`, `org.tukaani.xz` is `org.tukaani:xz` while
+/// `org.apache.ivy` is `org.apache.ivy:ivy`), so only those listed are named.
+const KNOWN_BUNDLES: &[(&str, &str, &str, BundleVersion)] = &[
+    (
+        "com.google.gson",
+        "com.google.code.gson",
+        "gson",
+        BundleVersion::Manifest,
+    ),
+    ("derby", "org.apache.derby", "derby", BundleVersion::Derby),
+    (
+        "jackson-core-asl",
+        "org.codehaus.jackson",
+        "jackson-core-asl",
+        BundleVersion::Manifest,
+    ),
+    (
+        "jackson-mapper-asl",
+        "org.codehaus.jackson",
+        "jackson-mapper-asl",
+        BundleVersion::Manifest,
+    ),
+    ("javax.jdo", "javax.jdo", "jdo-api", BundleVersion::Manifest),
+    ("lz4-java", "org.lz4", "lz4-java", BundleVersion::Manifest),
+    (
+        "org.apache.ivy",
+        "org.apache.ivy",
+        "ivy",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.apache.thrift",
+        "org.apache.thrift",
+        "libthrift",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.freemarker.freemarker",
+        "org.freemarker",
+        "freemarker",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.jodd.core",
+        "org.jodd",
+        "jodd-core",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.objenesis",
+        "org.objenesis",
+        "objenesis",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.scala-lang.scala-library",
+        "org.scala-lang",
+        "scala-library",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.scala-lang.scala-reflect",
+        "org.scala-lang",
+        "scala-reflect",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.tukaani.xz",
+        "org.tukaani",
+        "xz",
+        BundleVersion::Manifest,
+    ),
+];
+
+/// A manifest's main-section attribute, trimmed; `None` when absent or empty.
+fn main_attribute(manifest: &str, name: &str) -> Option<String> {
+    super::license::manifest_attribute(manifest, name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A Maven version as a manifest may give it: begins with a digit, no spaces or path
+/// characters (`2.0.8 2003-12-28 11:00:13` is not one).
+fn is_plain_version(version: &str) -> bool {
+    version.starts_with(|c: char| c.is_ascii_digit())
+        && version.len() <= 128
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+}
+
+/// A Maven group or artifact id: letters, digits, `.`, `_`, `-`.
+fn is_maven_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !id.starts_with('.')
+}
+
+/// What a jar's file name says of `artifact`'s version: `Some(Some(v))` for
+/// `<artifact>-<v>.jar`, `Some(None)` for a name that is not of that artifact (`gson.jar`,
+/// `lib.jar`: it says nothing), `None` when the name is the artifact's but without a plain
+/// version.
+fn file_name_version<'a>(file_name: &'a str, artifact: &str) -> Option<Option<&'a str>> {
+    let Some(rest) = file_name
+        .strip_suffix(".jar")
+        .and_then(|stem| stem.strip_prefix(artifact))
+        .and_then(|rest| rest.strip_prefix('-'))
+    else {
+        return Some(None);
+    };
+    is_plain_version(rest).then_some(Some(rest))
+}
+
+/// A jar of [`KNOWN_BUNDLES`]: by its `Bundle-SymbolicName` (directives after `;` aside),
+/// its version as the entry says.
+fn known_bundle(manifest: &str) -> Option<FoundPackage> {
+    let symbolic = main_attribute(manifest, "Bundle-SymbolicName")?;
+    let symbolic = symbolic.split(';').next()?.trim();
+    let &(_, group, artifact, how) = KNOWN_BUNDLES.iter().find(|(s, ..)| *s == symbolic)?;
+    let bundle_version = main_attribute(manifest, "Bundle-Version");
+    let version = match how {
+        BundleVersion::Manifest => main_attribute(manifest, "Implementation-Version")
+            .or_else(|| bundle_version.as_deref().and_then(osgi_release)),
+        BundleVersion::Derby => bundle_version.as_deref().and_then(derby_version),
+    }?;
+    is_plain_version(&version).then(|| FoundPackage::new("maven", group, artifact, &version))
+}
+
+/// An OSGi version's release (`2.12.18.v20230518-020143-VFINAL-ceaf7e6` → `2.12.18`):
+/// its numeric major, minor and micro parts, as many as it gives.
+fn osgi_release(version: &str) -> Option<String> {
+    let parts: Vec<&str> = version
+        .split('.')
+        .take(3)
+        .take_while(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
+/// Derby's release from its `Bundle-Version` ([`BundleVersion::Derby`]).
+fn derby_version(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let (major, minor, maintenance) = (parts.next()?, parts.next()?, parts.next()?);
+    let number = |p: &str| {
+        (!p.is_empty() && p.len() <= 12 && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u64>().ok())
+            .flatten()
+    };
+    let (major, minor, maintenance) = (number(major)?, number(minor)?, number(maintenance)?);
+    Some(format!(
+        "{major}.{minor}.{}.{}",
+        maintenance / 1_000_000,
+        maintenance % 1_000_000
+    ))
+}
+
+/// `Implementation-Vendor-Id`s that name an organisation, not the artifact's group: Apache's
+/// and Oracle's parent builds write them into every jar (`org.apache` in Commons, Log4j and
+/// HttpComponents jars, `com.sun` in JavaBeans Activation's).
+const ORGANISATION_VENDOR_IDS: &[&str] = &[
+    "org.apache",
+    "com.sun",
+    "com.oracle",
+    "org.eclipse",
+    "org.glassfish",
+];
+
+/// Scala's binary versions, which sbt appends to a cross-built artifact's name.
+const SCALA_BINARY_VERSIONS: &[&str] = &["2.10", "2.11", "2.12", "2.13", "3"];
+
+/// A jar built with sbt's default manifest entries (or Maven's `addDefaultImplementationEntries`):
+/// `Implementation-Vendor-Id` is the group, `Implementation-Title` the artifact (the
+/// project's name) and `Implementation-Version` the version — named only when the file
+/// name is `<title>-<version>.jar`, or `<title>_<Scala binary version>-<version>.jar` for a
+/// cross-built Scala library (the artifact is then the file's). A title that is a
+/// description (`Apache Commons Lang`) or a vendor id of [`ORGANISATION_VENDOR_IDS`] names
+/// nothing.
+fn default_entries_artifact(file_name: &str, manifest: &str) -> Option<FoundPackage> {
+    let group = main_attribute(manifest, "Implementation-Vendor-Id")?;
+    let title = main_attribute(manifest, "Implementation-Title")?;
+    let version = main_attribute(manifest, "Implementation-Version")?;
+    if !is_maven_id(&group)
+        || !group.contains('.')
+        || ORGANISATION_VENDOR_IDS.contains(&group.as_str())
+        || !is_maven_id(&title)
+        || !is_plain_version(&version)
+    {
+        return None;
+    }
+    let artifact = file_name
+        .strip_suffix(".jar")?
+        .strip_suffix(version.as_str())?
+        .strip_suffix('-')?;
+    let cross_built = artifact
+        .strip_prefix(title.as_str())
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|scala| SCALA_BINARY_VERSIONS.contains(&scala));
+    if artifact != title && !cross_built {
+        return None;
+    }
+    Some(FoundPackage::new("maven", &group, artifact, &version))
 }
 
 const MANIFEST: &str = "META-INF/MANIFEST.MF";
@@ -1492,7 +1733,7 @@ pub fn analyse_tar(reader: impl Read) -> std::io::Result<Fragment> {
             Interest::DotNet => parse_deps_json(&text()),
             Interest::Gemspec => parse_gemspec(&text()),
             Interest::Composer => parse_composer_installed(&text()),
-            Interest::Jar => parse_jar(&bytes),
+            Interest::Jar => parse_jar(path.rsplit('/').next().unwrap_or(&path), &bytes),
             Interest::Binary => {
                 if !is_elf {
                     continue;
@@ -1700,7 +1941,7 @@ mod tests {
             ],
             true,
         );
-        let found = parse_jar(&boot);
+        let found = parse_jar("app.jar", &boot);
         let brief: Vec<(&str, &str, &str)> = found
             .iter()
             .map(|p| (p.name.as_str(), p.version.as_str(), p.license.as_str()))
@@ -1716,19 +1957,19 @@ mod tests {
         // EAR > WAR > jar is read (depth 3); a jar one level deeper is not.
         let war = zip_of(&[("WEB-INF/lib/log4j-core-2.14.1.jar", &lib)], false);
         let ear = zip_of(&[("shop.war", &war)], false);
-        assert_eq!(parse_jar(&ear).len(), 1);
+        assert_eq!(parse_jar("app.jar", &ear).len(), 1);
         let deeper = zip_of(&[("inner.ear", &ear)], true);
-        assert!(parse_jar(&deeper).is_empty());
+        assert!(parse_jar("app.jar", &deeper).is_empty());
         // Out of budget: the nested archive is not read, the rest still is.
         let mut out = Vec::new();
         let mut budget = 200;
-        read_java_archive(&boot, 1, &mut budget, &mut out);
+        read_java_archive("app.jar", &boot, 1, &mut budget, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].name, "shop");
         // Not a zip, or a truncated one: nothing, no error. (A stored archive cut short
         // can still show a whole nested jar's own directory, so the deflated EAR is cut.)
-        assert!(parse_jar(b"PK\x03\x04 not really").is_empty());
-        assert!(parse_jar(&ear[..ear.len() - 30]).is_empty());
+        assert!(parse_jar("app.jar", b"PK\x03\x04 not really").is_empty());
+        assert!(parse_jar("app.jar", &ear[..ear.len() - 30]).is_empty());
     }
 
     #[test]
@@ -1740,7 +1981,7 @@ mod tests {
         };
         let jar = |manifest: &str| zip_of(&[("META-INF/MANIFEST.MF", manifest.as_bytes())], false);
         let brief = |jar: &[u8]| -> Vec<(String, String, String, String)> {
-            parse_jar(jar)
+            parse_jar("app.jar", jar)
                 .into_iter()
                 .map(|p| (p.namespace, p.name, p.version, p.license))
                 .collect()
@@ -1823,6 +2064,191 @@ mod tests {
     }
 
     #[test]
+    fn jars_without_pom_properties_are_named_where_manifest_and_file_name_agree() {
+        let named = |file: &str, manifest: &str| {
+            manifest_artifact(file, manifest)
+                .map(|p| format!("{}:{}@{}", p.namespace, p.name, p.version))
+        };
+        let sbt = |vendor: &str, title: &str, version: &str| {
+            format!(
+                "Manifest-Version: 1.0\r\nImplementation-Title: {title}\r\nImplementation-Version: {version}\r\nSpecification-Vendor: x\r\nImplementation-Vendor-Id: {vendor}\r\n\r\nName: other\r\nImplementation-Vendor-Id: org.other\r\n"
+            )
+        };
+        // sbt's default entries: the vendor id is the organisation (group), the title the
+        // project's name; a cross-built library's file name carries the Scala version.
+        let json4s = sbt("org.json4s", "json4s-core", "3.7.0-M11");
+        assert_eq!(
+            named("json4s-core_2.12-3.7.0-M11.jar", &json4s).as_deref(),
+            Some("org.json4s:json4s-core_2.12@3.7.0-M11")
+        );
+        assert_eq!(
+            named("json4s-core_3-3.7.0-M11.jar", &json4s).as_deref(),
+            Some("org.json4s:json4s-core_3@3.7.0-M11")
+        );
+        let snappy = sbt("org.xerial.snappy", "snappy-java", "1.1.10.5");
+        assert_eq!(
+            named("snappy-java-1.1.10.5.jar", &snappy).as_deref(),
+            Some("org.xerial.snappy:snappy-java@1.1.10.5")
+        );
+        // The file name must be the title's and the version's: renamed, another version, a
+        // suffix that is no Scala version, a title that is not the artifact's.
+        for file in [
+            "app.jar",
+            "snappy-java.jar",
+            "snappy-java-1.1.10.4.jar",
+            "snappy-java_2.9-1.1.10.5.jar",
+            "snappy-java-1.1.10.5-sources.jar",
+            "snappy-1.1.10.5.jar",
+        ] {
+            assert_eq!(named(file, &snappy), None, "{file}");
+        }
+        assert_eq!(
+            named(
+                "spire_2.12-0.17.0.jar",
+                &sbt("org.typelevel", "core", "0.17.0")
+            ),
+            None
+        );
+        // Maven's titles are descriptions; parents write an organisation as the vendor id.
+        assert_eq!(
+            named(
+                "commons-lang-2.6.jar",
+                &sbt("commons-lang", "Apache Commons Lang", "2.6")
+            ),
+            None
+        );
+        assert_eq!(
+            named(
+                "commons-cli-1.5.0.jar",
+                &sbt("org.apache", "commons-cli", "1.5.0")
+            ),
+            None
+        );
+        assert_eq!(
+            named(
+                "activation-1.1.1.jar",
+                &sbt("com.sun", "activation", "1.1.1")
+            ),
+            None
+        );
+        // Not Maven ids or versions: nothing.
+        assert_eq!(named("a-1.jar", &sbt("org/x", "a", "1")), None);
+        assert_eq!(named("a-1.jar", &sbt("nodots", "a", "1")), None);
+        assert_eq!(
+            named(
+                "oro-2.0.8.jar",
+                &sbt("org.apache.oro", "oro", "2.0.8 2003-12-28")
+            ),
+            None
+        );
+
+        // Known bundles: by symbolic name, the version the implementation's or the OSGi
+        // release; a file name of the artifact with another version refuses it.
+        let bundle = |symbolic: &str, version: &str, implementation: Option<&str>| {
+            let implementation = implementation
+                .map(|v| format!("Implementation-Version: {v}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "Manifest-Version: 1.0\r\nBundle-SymbolicName: {symbolic}\r\nBundle-Version: {version}\r\n{implementation}\r\n"
+            )
+        };
+        let scala = bundle(
+            "org.scala-lang.scala-library",
+            "2.12.18.v20230518-020143-VFINAL-ceaf7e6",
+            None,
+        );
+        for file in ["scala-library-2.12.18.jar", "scala-library.jar", "lib.jar"] {
+            assert_eq!(
+                named(file, &scala).as_deref(),
+                Some("org.scala-lang:scala-library@2.12.18"),
+                "{file}"
+            );
+        }
+        assert_eq!(named("scala-library-2.13.0.jar", &scala), None);
+        assert_eq!(
+            named(
+                "gson-2.2.4.jar",
+                &bundle("com.google.gson;singleton:=true", "2.2.4", None)
+            )
+            .as_deref(),
+            Some("com.google.code.gson:gson@2.2.4")
+        );
+        assert_eq!(
+            named(
+                "libthrift-0.12.0.jar",
+                &bundle("org.apache.thrift", "0.12.0", Some("0.12.0"))
+            )
+            .as_deref(),
+            Some("org.apache.thrift:libthrift@0.12.0")
+        );
+        // The implementation's version is Maven's (`3.3`), the bundle's OSGi's (`3.3.0`).
+        assert_eq!(
+            named(
+                "objenesis-3.3.jar",
+                &bundle("org.objenesis", "3.3.0", Some("3.3"))
+            )
+            .as_deref(),
+            Some("org.objenesis:objenesis@3.3")
+        );
+        assert_eq!(
+            named(
+                "derby-10.14.2.0.jar",
+                &bundle("derby", "10.14.2000000.1828579", None)
+            )
+            .as_deref(),
+            Some("org.apache.derby:derby@10.14.2.0")
+        );
+        assert_eq!(
+            named("derby.jar", &bundle("derby", "10.17.1000000.1913217", None)).as_deref(),
+            Some("org.apache.derby:derby@10.17.1.0")
+        );
+        assert_eq!(named("derby.jar", &bundle("derby", "10.x.1", None)), None);
+        assert_eq!(
+            named("x.jar", &bundle("org.unknown.bundle", "1.0.0", Some("1.0"))),
+            None
+        );
+        assert_eq!(named("x.jar", &bundle("org.tukaani.xz", "v1", None)), None);
+        // Tomcat's jars answer to their file names too.
+        assert_eq!(
+            named(
+                "tomcat-embed-core-10.1.59.jar",
+                &bundle("org.apache.tomcat-embed-core", "10.1.60", Some("10.1.60"))
+            ),
+            None
+        );
+
+        // In an application's jar, a nested jar is named by its own file name; a
+        // `pom.properties` still wins over the manifest.
+        let inner = zip_of(&[("META-INF/MANIFEST.MF", snappy.as_bytes())], false);
+        let boot = zip_of(
+            &[
+                ("BOOT-INF/lib/snappy-java-1.1.10.5.jar", &inner),
+                ("BOOT-INF/lib/renamed.jar", &inner),
+            ],
+            true,
+        );
+        let found: Vec<String> = parse_jar("app.jar", &boot)
+            .iter()
+            .map(|p| format!("{}:{}@{}", p.namespace, p.name, p.version))
+            .collect();
+        assert_eq!(found, ["org.xerial.snappy:snappy-java@1.1.10.5"]);
+        let with_pom = zip_of(
+            &[
+                ("META-INF/MANIFEST.MF", snappy.as_bytes()),
+                (
+                    "META-INF/maven/g/a/pom.properties",
+                    b"groupId=g\nartifactId=a\nversion=1\n",
+                ),
+            ],
+            false,
+        );
+        assert_eq!(
+            parse_jar("snappy-java-1.1.10.5.jar", &with_pom)[0].name,
+            "a"
+        );
+    }
+
+    #[test]
     fn a_manifest_speaks_for_an_archive_of_one_artifact_only() {
         let manifest: &[u8] = b"Manifest-Version: 1.0\r\nBundle-License: https://www.apache.org/licenses/LICENSE-2.0.tx\r\n t\r\nBundle-Version: 1\r\n\r\n";
         let one = zip_of(
@@ -1835,7 +2261,7 @@ mod tests {
             ],
             false,
         );
-        assert_eq!(parse_jar(&one)[0].license, "Apache-2.0");
+        assert_eq!(parse_jar("app.jar", &one)[0].license, "Apache-2.0");
         // A shaded jar: two artifacts, the manifest is the outer one's: not known for both.
         let shaded = zip_of(
             &[
@@ -1851,7 +2277,11 @@ mod tests {
             ],
             false,
         );
-        assert!(parse_jar(&shaded).iter().all(|p| p.license.is_empty()));
+        assert!(
+            parse_jar("app.jar", &shaded)
+                .iter()
+                .all(|p| p.license.is_empty())
+        );
     }
 
     #[test]

@@ -993,7 +993,10 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
     let mut named = BTreeSet::new();
     let mut unnamed = BTreeSet::new();
     for (group, artifact, version, jar) in &coordinates {
-        let found = stellaops_scanner::analyze::parse_jar(&std::fs::read(jar).unwrap());
+        let found = stellaops_scanner::analyze::parse_jar(
+            &jar.file_name().unwrap().to_string_lossy(),
+            &std::fs::read(jar).unwrap(),
+        );
         match found.as_slice() {
             [] => {
                 unnamed.insert(artifact.clone());
