@@ -966,12 +966,16 @@ pub fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
 
 /// The Maven artifact a jar without a `pom.properties` is, from its manifest and its file
 /// name, where they agree: Tomcat's own jars ([`tomcat_jar`]), the bundles of
-/// [`KNOWN_BUNDLES`] ([`known_bundle`]), and jars built with sbt's or Maven's default
-/// manifest entries ([`default_entries_artifact`]). A file named `<artifact>-<version>.jar`
-/// for another version than the manifest's, or `None` rather than a guess.
+/// [`KNOWN_BUNDLES`] ([`known_bundle`]), Spring's Gradle-built jars ([`spring_jar`]), the
+/// coordinates Nebula's Gradle plugin writes ([`nebula_coordinates`]), and jars built with
+/// sbt's or Maven's default manifest entries ([`default_entries_artifact`]). Not when a file
+/// named `<artifact>-<version>.jar` gives another version than the manifest's; `None`
+/// rather than a guess.
 pub fn manifest_artifact(file_name: &str, manifest: &str) -> Option<FoundPackage> {
     let found = tomcat_jar(manifest)
         .or_else(|| known_bundle(file_name, manifest))
+        .or_else(|| spring_jar(file_name, manifest))
+        .or_else(|| nebula_coordinates(manifest))
         .or_else(|| default_entries_artifact(file_name, manifest))?;
     match file_name_version(file_name, &found.name)? {
         Some(named) if named != found.version => None,
@@ -1155,6 +1159,83 @@ fn derby_version(version: &str) -> Option<String> {
         maintenance / 1_000_000,
         maintenance % 1_000_000
     ))
+}
+
+/// Spring Framework's modules (`org.springframework`, 4.x to 6.x), which Gradle builds: their
+/// jars hold no `pom.properties`, and their manifest gives the module as
+/// `Implementation-Title` (and, from 5.0, `Automatic-Module-Name` `spring.core`) but no group.
+const SPRING_FRAMEWORK_MODULES: &[&str] = &[
+    "spring-aop",
+    "spring-aspects",
+    "spring-beans",
+    "spring-context",
+    "spring-context-indexer",
+    "spring-context-support",
+    "spring-core",
+    "spring-core-test",
+    "spring-expression",
+    "spring-instrument",
+    "spring-instrument-tomcat",
+    "spring-jcl",
+    "spring-jdbc",
+    "spring-jms",
+    "spring-messaging",
+    "spring-orm",
+    "spring-oxm",
+    "spring-r2dbc",
+    "spring-test",
+    "spring-tx",
+    "spring-web",
+    "spring-webflux",
+    "spring-webmvc",
+    "spring-webmvc-portlet",
+    "spring-websocket",
+];
+
+/// Spring Framework's and Spring Boot's own jars (Gradle-built, no `pom.properties`), named
+/// only by a file `<artifact>-<version>.jar` whose version is `Implementation-Version`:
+/// * a module of [`SPRING_FRAMEWORK_MODULES`] whose `Implementation-Title` is that module and
+///   whose `Automatic-Module-Name`, if any, is its dotted name → `org.springframework`;
+/// * an `Automatic-Module-Name` `spring.boot` or `spring.boot.…` that is the artifact
+///   dotted, with an `Implementation-Title` beginning `Spring Boot` (the project's
+///   description: `Spring Boot Tomcat Starter`) → `org.springframework.boot`.
+fn spring_jar(file_name: &str, manifest: &str) -> Option<FoundPackage> {
+    let version = main_attribute(manifest, "Implementation-Version")?;
+    let title = main_attribute(manifest, "Implementation-Title")?;
+    let module = main_attribute(manifest, "Automatic-Module-Name");
+    if !is_plain_version(&version) {
+        return None;
+    }
+    let artifact = file_name
+        .strip_suffix(".jar")?
+        .strip_suffix(version.as_str())?
+        .strip_suffix('-')?;
+    let dotted = artifact.replace('-', ".");
+    let group = if SPRING_FRAMEWORK_MODULES.contains(&artifact) {
+        (title == artifact && module.as_ref().is_none_or(|m| *m == dotted))
+            .then_some("org.springframework")
+    } else {
+        let boot = artifact == "spring-boot" || artifact.starts_with("spring-boot-");
+        (boot && module.as_ref() == Some(&dotted) && title.starts_with("Spring Boot"))
+            .then_some("org.springframework.boot")
+    }?;
+    is_maven_id(artifact).then(|| FoundPackage::new("maven", group, artifact, &version))
+}
+
+/// The coordinates Nebula's `gradle-info-plugin` (Netflix OSS, Micrometer) writes as
+/// `Implementation-Title`: `<group>#<artifact>;<version>`, with `Implementation-Version`,
+/// when given, the same version.
+fn nebula_coordinates(manifest: &str) -> Option<FoundPackage> {
+    let title = main_attribute(manifest, "Implementation-Title")?;
+    let (group, rest) = title.split_once('#')?;
+    let (artifact, version) = rest.split_once(';')?;
+    let agrees = main_attribute(manifest, "Implementation-Version").is_none_or(|v| v == version);
+    (agrees
+        && is_maven_id(group)
+        && group.contains('.')
+        && is_maven_id(artifact)
+        && is_plain_version(version))
+    .then(|| FoundPackage::new("maven", group, artifact, version))
 }
 
 /// `Implementation-Vendor-Id`s that name an organisation, not the artifact's group: Apache's
@@ -2225,6 +2306,111 @@ mod tests {
             named(
                 "tomcat-embed-core-10.1.59.jar",
                 &bundle("org.apache.tomcat-embed-core", "10.1.60", Some("10.1.60"))
+            ),
+            None
+        );
+
+        // Spring's Gradle-built jars, their manifests as Spring's builds write them.
+        let spring = |title: &str, module: Option<&str>, version: &str| {
+            let module = module
+                .map(|m| format!("Automatic-Module-Name: {m}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "Manifest-Version: 1.0\r\nImplementation-Title: {title}\r\n{module}Implementation-Version: {version}\r\nCreated-By: 1.8.0_144 (Oracle Corporation)\r\n\r\n"
+            )
+        };
+        let aop = spring("spring-aop", Some("spring.aop"), "5.1.3.RELEASE");
+        assert_eq!(
+            named("spring-aop-5.1.3.RELEASE.jar", &aop).as_deref(),
+            Some("org.springframework:spring-aop@5.1.3.RELEASE")
+        );
+        // 4.x wrote no module name.
+        assert_eq!(
+            named(
+                "spring-core-4.3.10.RELEASE.jar",
+                &spring("spring-core", None, "4.3.10.RELEASE")
+            )
+            .as_deref(),
+            Some("org.springframework:spring-core@4.3.10.RELEASE")
+        );
+        for (file, manifest) in [
+            ("spring-aop.jar", aop.clone()),
+            ("spring-aop-5.1.4.RELEASE.jar", aop.clone()),
+            ("aop-5.1.3.RELEASE.jar", aop.clone()),
+            (
+                "spring-aop-5.1.3.RELEASE.jar",
+                spring("Spring AOP", Some("spring.aop"), "5.1.3.RELEASE"),
+            ),
+            (
+                "spring-aop-5.1.3.RELEASE.jar",
+                spring("spring-aop", Some("org.acme.aop"), "5.1.3.RELEASE"),
+            ),
+            // Spring Security is another group, and not a Framework module.
+            (
+                "spring-security-core-6.2.1.jar",
+                spring(
+                    "spring-security-core",
+                    Some("spring.security.core"),
+                    "6.2.1",
+                ),
+            ),
+        ] {
+            assert_eq!(named(file, &manifest), None, "{file}: {manifest}");
+        }
+        let starter = spring(
+            "Spring Boot Tomcat Starter",
+            Some("spring.boot.starter.tomcat"),
+            "2.0.2.RELEASE",
+        );
+        assert_eq!(
+            named("spring-boot-starter-tomcat-2.0.2.RELEASE.jar", &starter).as_deref(),
+            Some("org.springframework.boot:spring-boot-starter-tomcat@2.0.2.RELEASE")
+        );
+        assert_eq!(
+            named(
+                "spring-boot-3.2.4.jar",
+                &spring("Spring Boot", Some("spring.boot"), "3.2.4")
+            )
+            .as_deref(),
+            Some("org.springframework.boot:spring-boot@3.2.4")
+        );
+        for (file, manifest) in [
+            ("spring-boot-starter-web-2.0.2.RELEASE.jar", starter.clone()),
+            (
+                "spring-boot-starter-acme-1.0.jar",
+                spring("Acme Starter", Some("spring.boot.starter.acme"), "1.0"),
+            ),
+            (
+                "spring-boot-3.2.4.jar",
+                spring("Spring Boot", None, "3.2.4"),
+            ),
+        ] {
+            assert_eq!(named(file, &manifest), None, "{file}: {manifest}");
+        }
+        // Nebula's coordinates in the title.
+        let micrometer = "Manifest-Version: 1.0\r\nImplementation-Title: io.micrometer#micrometer-commons;1.16.5\r\nImplementation-Version: 1.16.5\r\nBundle-SymbolicName: io.micrometer.micrometer-commons\r\nAutomatic-Module-Name: micrometer.commons\r\n\r\n";
+        for file in ["micrometer-commons-1.16.5.jar", "lib.jar"] {
+            assert_eq!(
+                named(file, micrometer).as_deref(),
+                Some("io.micrometer:micrometer-commons@1.16.5"),
+                "{file}"
+            );
+        }
+        assert_eq!(named("micrometer-commons-1.16.4.jar", micrometer), None);
+        assert_eq!(
+            named(
+                "x.jar",
+                &micrometer.replace(
+                    "Implementation-Version: 1.16.5",
+                    "Implementation-Version: 1.16.6"
+                )
+            ),
+            None
+        );
+        assert_eq!(
+            named(
+                "x.jar",
+                &micrometer.replace("1.16.5\r\nImplementation-Version", "1.16 5\r\nX")
             ),
             None
         );

@@ -1485,3 +1485,74 @@ async fn jars_without_pom_properties_are_named_as_maven_central_publishes_them()
     assert!(ok, "{report}");
     std::fs::remove_dir_all(&work).unwrap();
 }
+
+/// Spring Framework 4.3 as Debian builds it with Spring's own Gradle build (jars without
+/// `pom.properties`, the module as the manifest's `Implementation-Title`), each jar linked
+/// from its coordinates in `/usr/share/maven-repo`: every one is named by those
+/// coordinates from its manifest and file name, and no jar under Debian's own names
+/// (`spring3-core.jar`) is.
+#[test]
+fn spring_frameworks_gradle_built_jars_are_named_as_maven_central_publishes_them() {
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_SPRING_DEBS") else {
+        return;
+    };
+    let root = stellaops_testing::scratch_dir("spring-debs");
+    unpack_debs(&debs_in(&debs), &root);
+    let repo = root.join("usr/share/maven-repo/org/springframework");
+    let mut checked = BTreeSet::new();
+    for artifact in std::fs::read_dir(&repo).unwrap() {
+        let artifact = artifact.unwrap().path();
+        let a = artifact.file_name().unwrap().to_string_lossy().into_owned();
+        for version in std::fs::read_dir(&artifact).unwrap() {
+            let version = version.unwrap().path();
+            let v = version.file_name().unwrap().to_string_lossy().into_owned();
+            let file = format!("{a}-{v}.jar");
+            // Debian's version-less aliases (`debian`, `3.x`) link the same jar under
+            // names that give no version of the artifact: not named.
+            if v == "debian" || v.ends_with(".x") {
+                if let Ok(bytes) = std::fs::read(version.join(&file)) {
+                    assert!(
+                        stellaops_scanner::analyze::parse_jar(&file, &bytes).is_empty(),
+                        "{file}"
+                    );
+                }
+                continue;
+            }
+            // The BOM and the parent are POMs only.
+            let Ok(bytes) = std::fs::read(version.join(&file)) else {
+                continue;
+            };
+            let (coordinates, _, manifest) = maven_metadata(&bytes);
+            assert!(coordinates.is_empty(), "{file}: {coordinates:?}");
+            let found: Vec<String> = stellaops_scanner::analyze::parse_jar(&file, &bytes)
+                .into_iter()
+                .map(|p| format!("{}:{}@{}", p.namespace, p.name, p.version))
+                .collect();
+            assert_eq!(
+                found,
+                [format!("org.springframework:{a}@{v}")],
+                "{manifest}"
+            );
+            checked.insert(a.clone());
+        }
+    }
+    // Debian's 17 packages hold 18 modules (spring-web-servlet is spring-webmvc,
+    // libspring-aop-java also spring-aspects, …).
+    assert_eq!(checked.len(), 18, "{checked:?}");
+    assert!(checked.contains("spring-webmvc") && checked.contains("spring-tx"));
+    // Debian's own names for the same jars say no version of the artifact's: unnamed.
+    let java = root.join("usr/share/java");
+    let mut debian_names = 0;
+    for entry in std::fs::read_dir(&java).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            stellaops_scanner::analyze::parse_jar(&file, &bytes).is_empty(),
+            "{file}"
+        );
+        debian_names += 1;
+    }
+    assert!(debian_names >= 17, "{debian_names}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
