@@ -996,7 +996,8 @@ enum BundleVersion {
 /// Libraries published to Maven Central whose jars hold no `pom.properties` (built with
 /// Ant, Gradle, sbt or bnd), by the `Bundle-SymbolicName` their manifest gives:
 /// (symbolic name, group, artifact, version). Each was read from the real jar (Apache
-/// Spark's and Allure's distributions; see the Java tests); the symbolic name alone does not
+/// Spark's and Allure's distributions, ASM's as Jetty and Debian ship it; see the Java
+/// tests); the symbolic name alone does not
 /// give the coordinates (`com.google.gson` is `com.google.code.gson:gson`,
 /// `org.apache.thrift` is `libthrift`, `org.tukaani.xz` is `org.tukaani:xz` while
 /// `org.apache.ivy` is `org.apache.ivy:ivy`), so only those listed are named.
@@ -1043,6 +1044,36 @@ const KNOWN_BUNDLES: &[(&str, &str, &str, BundleVersion)] = &[
         "org.jodd.core",
         "org.jodd",
         "jodd-core",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.objectweb.asm",
+        "org.ow2.asm",
+        "asm",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.objectweb.asm.commons",
+        "org.ow2.asm",
+        "asm-commons",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.objectweb.asm.tree",
+        "org.ow2.asm",
+        "asm-tree",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.objectweb.asm.tree.analysis",
+        "org.ow2.asm",
+        "asm-analysis",
+        BundleVersion::Manifest,
+    ),
+    (
+        "org.objectweb.asm.util",
+        "org.ow2.asm",
+        "asm-util",
         BundleVersion::Manifest,
     ),
     (
@@ -2296,6 +2327,28 @@ mod tests {
             Some("org.apache.derby:derby@10.17.1.0")
         );
         assert_eq!(named("derby.jar", &bundle("derby", "10.x.1", None)), None);
+        // ASM as its Gradle build writes it (Jetty's copy); Debian's build says
+        // `9.4-SNAPSHOT` in a file named 9.4: the two disagree, nothing is named.
+        let asm = |symbolic: &str, version: &str| {
+            format!(
+                "Manifest-Version: 1.0\r\nImplementation-Title: Tree API of ASM, a very small and fast Java bytecode manipulation framework\r\nImplementation-Version: {version}\r\nBundle-SymbolicName: {symbolic}\r\nBundle-Version: 9.7.1\r\n\r\n"
+            )
+        };
+        assert_eq!(
+            named(
+                "asm-tree-9.7.1.jar",
+                &asm("org.objectweb.asm.tree", "9.7.1")
+            )
+            .as_deref(),
+            Some("org.ow2.asm:asm-tree@9.7.1")
+        );
+        assert_eq!(
+            named(
+                "asm-tree-9.4.jar",
+                &asm("org.objectweb.asm.tree", "9.4-SNAPSHOT")
+            ),
+            None
+        );
         assert_eq!(
             named("x.jar", &bundle("org.unknown.bundle", "1.0.0", Some("1.0"))),
             None
