@@ -952,7 +952,7 @@ pub fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
     };
     // `Bundle-Version` is an OSGi version (`11.0.0.M1`); the implementation's is Maven's.
     let version = attribute("Implementation-Version").or_else(|| attribute("Bundle-Version"))?;
-    if !version.starts_with(|c: char| c.is_ascii_digit()) || version.contains(char::is_whitespace) {
+    if !is_plain_version(&version) {
         return None;
     }
     Some(FoundPackage {
@@ -2354,6 +2354,15 @@ mod tests {
             None
         );
         assert_eq!(named("xz.jar", &bundle("org.tukaani.xz", "v1", None)), None);
+        // A version of bytes that are not UTF-8 (the fuzzer's find: Tomcat's own check let
+        // `5\u{FFFD}` through).
+        assert_eq!(
+            named(
+                "x.jar",
+                "Bundle-SymbolicName: org.apache.tomcat-e\r\nImplementation-Version: 5\u{FFFD}\u{b}\r\n"
+            ),
+            None
+        );
         // Tomcat's jars answer to their file names too.
         assert_eq!(
             named(
