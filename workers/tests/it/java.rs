@@ -1086,33 +1086,8 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
         ],
     )
     .await;
-    push(&env, "tomcat", vec![layer]);
-    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
     let scratch = work.join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let job = ScanJob {
-        signer: None,
-        registry: &registry,
-        s3: &env.s3,
-        bucket: &env.bucket,
-        pool: &env.pool,
-        platform: "linux/amd64",
-        policy: Policy::default(),
-        requester: Requester::default(),
-        spdx: false,
-        scratch: &scratch,
-        force: true,
-    };
-    let image = format!("{}/stellaops-it/tomcat:v1", env.registry);
-    let summary = scan(&job, &image).await.unwrap();
-    let cdx_bytes = crate::scan::read_uri(&env.s3, &summary.sbom_uri).await;
-    let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();
-    let purls: BTreeSet<&str> = cdx["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["purl"].as_str())
-        .collect();
+    let (cdx_bytes, purls, findings) = scan_layer(&env, "tomcat", layer, &scratch).await;
     let expected: BTreeSet<String> = [
         "org.apache.tomcat/tomcat-catalina",
         "org.apache.tomcat/tomcat-coyote",
@@ -1122,17 +1097,7 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
     .iter()
     .map(|ga| format!("pkg:maven/{ga}@{version}"))
     .collect();
-    assert_eq!(
-        purls,
-        expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
-    );
-    let findings: Vec<(String, String)> = sqlx::query_as(
-        "SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1 ORDER BY vuln_id",
-    )
-    .bind(summary.scan_id)
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
+    assert_eq!(purls, expected);
     assert_eq!(
         findings,
         vec![
@@ -1149,6 +1114,39 @@ async fn tomcats_own_jars_are_its_maven_artifacts() {
     let (ok, report) = cyclonedx_valid(&cdx_bytes);
     assert!(ok, "{report}");
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// Pushes `layer` as `stellaops-it/<name>:v1`, scans it (forced, the default policy, with
+/// `scratch` as the worker's scratch directory) and returns its CycloneDX SBOM, the package
+/// URLs in it, and the findings (advisory, package URL) the scan stored.
+async fn scan_layer(
+    env: &crate::scan::Env,
+    name: &str,
+    layer: Vec<u8>,
+    scratch: &Path,
+) -> (Vec<u8>, BTreeSet<String>, Vec<(String, String)>) {
+    push(env, name, vec![layer]);
+    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
+    std::fs::create_dir_all(scratch).unwrap();
+    let job = crate::scan::default_job(env, &registry, scratch, None, false);
+    let image = format!("{}/stellaops-it/{name}:v1", env.registry);
+    let summary = scan(&job, &image).await.unwrap();
+    let cdx_bytes = crate::scan::read_uri(&env.s3, &summary.sbom_uri).await;
+    let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();
+    let purls = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str().map(String::from))
+        .collect();
+    let findings = sqlx::query_as(
+        "SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1 ORDER BY vuln_id",
+    )
+    .bind(summary.scan_id)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    (cdx_bytes, purls, findings)
 }
 
 /// A jar's `pom.properties` coordinates (`group:artifact@version`), the (group, artifact)
@@ -1416,52 +1414,22 @@ async fn jars_without_pom_properties_are_named_as_maven_central_publishes_them()
         ],
     )
     .await;
-    push(&env, "spark", vec![layer]);
-    let registry = RegistryClient::new(Credentials::default(), vec![]).unwrap();
     let work = stellaops_testing::scratch_dir("spark-jars");
-    let scratch = work.join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let job = ScanJob {
-        signer: None,
-        registry: &registry,
-        s3: &env.s3,
-        bucket: &env.bucket,
-        pool: &env.pool,
-        platform: "linux/amd64",
-        policy: Policy::default(),
-        requester: Requester::default(),
-        spdx: false,
-        scratch: &scratch,
-        force: true,
-    };
-    let image = format!("{}/stellaops-it/spark:v1", env.registry);
-    let summary = scan(&job, &image).await.unwrap();
-    let cdx_bytes = crate::scan::read_uri(&env.s3, &summary.sbom_uri).await;
-    let cdx: Value = serde_json::from_slice(&cdx_bytes).unwrap();
-    let purls: BTreeSet<&str> = cdx["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["purl"].as_str())
-        .collect();
+    let (cdx_bytes, purls, findings) = scan_layer(&env, "spark", layer, &work).await;
     assert_eq!(
         purls,
-        BTreeSet::from([
-            "pkg:maven/com.google.code.gson/gson@2.2.4",
-            "pkg:maven/org.apache.derby/derby@10.14.2.0",
-            "pkg:maven/org.apache.ivy/ivy@2.5.1",
-            "pkg:maven/org.apache.thrift/libthrift@0.12.0",
-            "pkg:maven/org.scala-lang/scala-library@2.12.18",
-            "pkg:maven/org.xerial.snappy/snappy-java@1.1.10.5",
-        ])
+        BTreeSet::from(
+            [
+                "pkg:maven/com.google.code.gson/gson@2.2.4",
+                "pkg:maven/org.apache.derby/derby@10.14.2.0",
+                "pkg:maven/org.apache.ivy/ivy@2.5.1",
+                "pkg:maven/org.apache.thrift/libthrift@0.12.0",
+                "pkg:maven/org.scala-lang/scala-library@2.12.18",
+                "pkg:maven/org.xerial.snappy/snappy-java@1.1.10.5",
+            ]
+            .map(String::from)
+        )
     );
-    let findings: Vec<(String, String)> = sqlx::query_as(
-        "SELECT vuln_id, purl FROM scan_findings WHERE scan_id = $1 ORDER BY vuln_id",
-    )
-    .bind(summary.scan_id)
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
     assert_eq!(
         findings,
         [
