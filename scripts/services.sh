@@ -199,16 +199,16 @@ install_missing() {
   # view's reading of Jetty's modules.
   download_debs jetty-debs STELLAOPS_TEST_JETTY_DEBS jetty9 libjetty9-java libjetty9-extra-java \
     libservlet-api-java
-  # Spring Framework 4.3 and ASM as Debian builds them (with their own Gradle builds: jars
-  # without pom.properties), each jar linked from its coordinates in /usr/share/maven-repo:
-  # the reference for naming Spring's jars by their manifest (Debian's ASM says it is a
-  # snapshot in files named for the release: left unnamed).
-  download_debs spring-debs STELLAOPS_TEST_SPRING_DEBS libspring-aop-java libspring-beans-java \
+  # Spring Framework 4.3, Kotlin 1.3 and ASM as Debian builds them (with their own Gradle
+  # builds: jars without pom.properties), each jar linked from its coordinates in
+  # /usr/share/maven-repo: the reference for naming Spring's and Kotlin's jars by their
+  # manifest (Debian's ASM says it is a snapshot in files named for the release: unnamed).
+  download_debs gradle-debs STELLAOPS_TEST_GRADLE_DEBS libspring-aop-java libspring-beans-java \
     libspring-context-java libspring-context-support-java libspring-core-java \
     libspring-expression-java libspring-instrument-java libspring-jdbc-java libspring-jms-java \
     libspring-messaging-java libspring-orm-java libspring-oxm-java libspring-test-java \
     libspring-transaction-java libspring-web-java libspring-web-portlet-java \
-    libspring-web-servlet-java libasm-java
+    libspring-web-servlet-java libasm-java kotlin
   # Maven Central's jars as two applications ship them: Apache Spark's 252 (the pyspark
   # sdist on PyPI carries the distribution's jars/ directory) and Allure's 50 (npm
   # allure-commandline). Their pom.properties are the reference the Java tests hold the

@@ -966,7 +966,8 @@ pub fn tomcat_jar(manifest: &str) -> Option<FoundPackage> {
 
 /// The Maven artifact a jar without a `pom.properties` is, from its manifest and its file
 /// name, where they agree: Tomcat's own jars ([`tomcat_jar`]), the bundles of
-/// [`KNOWN_BUNDLES`] ([`known_bundle`]), Spring's Gradle-built jars ([`spring_jar`]), the
+/// [`KNOWN_BUNDLES`] ([`known_bundle`]), Spring's and Kotlin's Gradle-built jars
+/// ([`spring_jar`], [`kotlin_jar`]), the
 /// coordinates Nebula's Gradle plugin writes ([`nebula_coordinates`]), and jars built with
 /// sbt's or Maven's default manifest entries ([`default_entries_artifact`]). Not when a file
 /// named `<artifact>-<version>.jar` gives another version than the manifest's; `None`
@@ -975,6 +976,7 @@ pub fn manifest_artifact(file_name: &str, manifest: &str) -> Option<FoundPackage
     let found = tomcat_jar(manifest)
         .or_else(|| known_bundle(file_name, manifest))
         .or_else(|| spring_jar(file_name, manifest))
+        .or_else(|| kotlin_jar(file_name, manifest))
         .or_else(|| nebula_coordinates(manifest))
         .or_else(|| default_entries_artifact(file_name, manifest))?;
     match file_name_version(file_name, &found.name)? {
@@ -1251,6 +1253,22 @@ fn spring_jar(file_name: &str, manifest: &str) -> Option<FoundPackage> {
             .then_some("org.springframework.boot")
     }?;
     is_maven_id(artifact).then(|| FoundPackage::new("maven", group, artifact, &version))
+}
+
+/// Kotlin's own jars (`org.jetbrains.kotlin`, Gradle-built, no `pom.properties`):
+/// `Implementation-Vendor` `JetBrains` and an `Implementation-Title` `kotlin-…` that is the
+/// artifact, in a file named `<artifact>.jar` or `<artifact>-<Implementation-Version>.jar`
+/// (kotlinx libraries are another group, and their titles begin `kotlinx-`).
+fn kotlin_jar(file_name: &str, manifest: &str) -> Option<FoundPackage> {
+    if main_attribute(manifest, "Implementation-Vendor")? != "JetBrains" {
+        return None;
+    }
+    let title = main_attribute(manifest, "Implementation-Title")?;
+    let version = main_attribute(manifest, "Implementation-Version")?;
+    let named =
+        file_name == format!("{title}.jar") || file_name == format!("{title}-{version}.jar");
+    (named && title.starts_with("kotlin-") && is_maven_id(&title) && is_plain_version(&version))
+        .then(|| FoundPackage::new("maven", "org.jetbrains.kotlin", &title, &version))
 }
 
 /// The coordinates Nebula's `gradle-info-plugin` (Netflix OSS, Micrometer) writes as
@@ -2445,6 +2463,31 @@ mod tests {
             (
                 "spring-boot-3.2.4.jar",
                 spring("Spring Boot", None, "3.2.4"),
+            ),
+        ] {
+            assert_eq!(named(file, &manifest), None, "{file}: {manifest}");
+        }
+        // Kotlin's jars as its Gradle build writes them.
+        let kotlin = |vendor: &str, title: &str| {
+            format!(
+                "Manifest-Version: 1.0\r\nImplementation-Vendor: {vendor}\r\nImplementation-Title: {title}\r\nImplementation-Version: 1.9.22\r\nKotlin-Runtime-Component: Main\r\n\r\n"
+            )
+        };
+        let stdlib = kotlin("JetBrains", "kotlin-stdlib");
+        for file in ["kotlin-stdlib-1.9.22.jar", "kotlin-stdlib.jar"] {
+            assert_eq!(
+                named(file, &stdlib).as_deref(),
+                Some("org.jetbrains.kotlin:kotlin-stdlib@1.9.22"),
+                "{file}"
+            );
+        }
+        for (file, manifest) in [
+            ("kotlin-stdlib-1.9.21.jar", stdlib.clone()),
+            ("stdlib.jar", stdlib.clone()),
+            ("kotlin-stdlib-1.9.22.jar", kotlin("Acme", "kotlin-stdlib")),
+            (
+                "kotlinx-coroutines-core-1.9.22.jar",
+                kotlin("JetBrains", "kotlinx-coroutines-core"),
             ),
         ] {
             assert_eq!(named(file, &manifest), None, "{file}: {manifest}");

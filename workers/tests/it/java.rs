@@ -1459,13 +1459,13 @@ async fn jars_without_pom_properties_are_named_as_maven_central_publishes_them()
 /// from its coordinates in `/usr/share/maven-repo`: every one is named by those
 /// coordinates from its manifest and file name, and no jar under Debian's own names
 /// (`spring3-core.jar`) is; nor is Debian's ASM, whose manifests disagree with its files'
-/// names.
+/// names. Kotlin 1.3.31 likewise: its own jars named, the compiler's internal ones not.
 #[test]
-fn spring_frameworks_gradle_built_jars_are_named_as_maven_central_publishes_them() {
-    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_SPRING_DEBS") else {
+fn spring_and_kotlin_gradle_built_jars_are_named_as_maven_central_publishes_them() {
+    let Some(debs) = stellaops_testing::service("STELLAOPS_TEST_GRADLE_DEBS") else {
         return;
     };
-    let root = stellaops_testing::scratch_dir("spring-debs");
+    let root = stellaops_testing::scratch_dir("gradle-debs");
     unpack_debs(&debs_in(&debs), &root);
     let repo = root.join("usr/share/maven-repo/org/springframework");
     let mut checked = BTreeSet::new();
@@ -1546,5 +1546,53 @@ fn spring_frameworks_gradle_built_jars_are_named_as_maven_central_publishes_them
         asm_jars += 1;
     }
     assert_eq!(asm_jars, 5);
+
+    // Kotlin 1.3.31 as Debian builds it: each of its jars in maven-repo whose manifest is
+    // Kotlin's (vendor JetBrains, the artifact as title, `kotlin-…`) is named by its
+    // coordinates; the compiler's internal jars (`frontend`, `psi`: empty manifests) are
+    // not named at all.
+    let kotlin = root.join("usr/share/maven-repo/org/jetbrains/kotlin");
+    let (mut kotlin_named, mut kotlin_unnamed) = (BTreeSet::new(), 0);
+    for artifact in std::fs::read_dir(&kotlin).unwrap() {
+        let artifact = artifact.unwrap().path();
+        let a = artifact.file_name().unwrap().to_string_lossy().into_owned();
+        let file = format!("{a}-1.3.31.jar");
+        let Ok(bytes) = std::fs::read(artifact.join("1.3.31").join(&file)) else {
+            continue;
+        };
+        let (coordinates, _, manifest) = maven_metadata(&bytes);
+        if !coordinates.is_empty() {
+            continue;
+        }
+        let found: Vec<String> = stellaops_scanner::analyze::parse_jar(&file, &bytes)
+            .into_iter()
+            .map(|p| format!("{}:{}@{}", p.namespace, p.name, p.version))
+            .collect();
+        // Only `kotlin-…` titles: JetBrains writes its vendor into other groups' jars too;
+        // the compiler's `jvm-minimal-for-test` is left unnamed.
+        let kotlins = manifest.contains("Implementation-Vendor: JetBrains")
+            && manifest.contains(&format!("Implementation-Title: {a}\r\n"))
+            && a.starts_with("kotlin-");
+        if kotlins {
+            assert_eq!(
+                found,
+                [format!("org.jetbrains.kotlin:{a}@1.3.31")],
+                "{manifest}"
+            );
+            kotlin_named.insert(a);
+        } else {
+            assert!(found.is_empty(), "{file}: {found:?}");
+            kotlin_unnamed += 1;
+        }
+    }
+    for a in [
+        "kotlin-stdlib",
+        "kotlin-stdlib-jdk7",
+        "kotlin-stdlib-jdk8",
+        "kotlin-reflect",
+    ] {
+        assert!(kotlin_named.contains(a), "{a}: {kotlin_named:?}");
+    }
+    assert!(kotlin_unnamed > 0);
     std::fs::remove_dir_all(&root).unwrap();
 }
