@@ -1146,6 +1146,23 @@ fn file_name_version<'a>(file_name: &'a str, artifact: &str) -> Option<Option<&'
     is_plain_version(rest).then_some(Some(rest))
 }
 
+/// Whether a jar's file is named for `artifact`: `<artifact>.jar` or
+/// `<artifact>-<version>.jar`.
+fn is_file_of(file_name: &str, artifact: &str, version: &str) -> bool {
+    file_name
+        .strip_suffix(".jar")
+        .and_then(|stem| stem.strip_prefix(artifact))
+        .is_some_and(|rest| rest.is_empty() || rest.strip_prefix('-') == Some(version))
+}
+
+/// The artifact a file named `<artifact>-<version>.jar` names, for that `version`.
+fn artifact_of_file<'a>(file_name: &'a str, version: &str) -> Option<&'a str> {
+    file_name
+        .strip_suffix(".jar")?
+        .strip_suffix(version)?
+        .strip_suffix('-')
+}
+
 /// A jar of [`KNOWN_BUNDLES`]: by its `Bundle-SymbolicName` (directives after `;` aside),
 /// its version as the entry says, when the file is named `<artifact>.jar` or
 /// `<artifact>-<version>.jar` — forks keep the symbolic name (DataNucleus's
@@ -1160,8 +1177,7 @@ fn known_bundle(file_name: &str, manifest: &str) -> Option<FoundPackage> {
             .or_else(|| bundle_version.as_deref().and_then(osgi_release)),
         BundleVersion::Derby => bundle_version.as_deref().and_then(derby_version),
     }?;
-    let named =
-        file_name == format!("{artifact}.jar") || file_name == format!("{artifact}-{version}.jar");
+    let named = is_file_of(file_name, artifact, &version);
     (named && is_plain_version(&version))
         .then(|| FoundPackage::new("maven", group, artifact, &version))
 }
@@ -1239,10 +1255,7 @@ fn spring_jar(file_name: &str, manifest: &str) -> Option<FoundPackage> {
     if !is_plain_version(&version) {
         return None;
     }
-    let artifact = file_name
-        .strip_suffix(".jar")?
-        .strip_suffix(version.as_str())?
-        .strip_suffix('-')?;
+    let artifact = artifact_of_file(file_name, &version)?;
     let dotted = artifact.replace('-', ".");
     let group = if SPRING_FRAMEWORK_MODULES.contains(&artifact) {
         (title == artifact && module.as_ref().is_none_or(|m| *m == dotted))
@@ -1265,8 +1278,7 @@ fn kotlin_jar(file_name: &str, manifest: &str) -> Option<FoundPackage> {
     }
     let title = main_attribute(manifest, "Implementation-Title")?;
     let version = main_attribute(manifest, "Implementation-Version")?;
-    let named =
-        file_name == format!("{title}.jar") || file_name == format!("{title}-{version}.jar");
+    let named = is_file_of(file_name, &title, &version);
     (named && title.starts_with("kotlin-") && is_maven_id(&title) && is_plain_version(&version))
         .then(|| FoundPackage::new("maven", "org.jetbrains.kotlin", &title, &version))
 }
@@ -1320,10 +1332,7 @@ fn default_entries_artifact(file_name: &str, manifest: &str) -> Option<FoundPack
     {
         return None;
     }
-    let artifact = file_name
-        .strip_suffix(".jar")?
-        .strip_suffix(version.as_str())?
-        .strip_suffix('-')?;
+    let artifact = artifact_of_file(file_name, &version)?;
     let cross_built = artifact
         .strip_prefix(title.as_str())
         .and_then(|rest| rest.strip_prefix('_'))

@@ -2247,9 +2247,7 @@ impl<'a> Tracer<'a> {
                     if let Some((argv, ctx, from)) = last.take() {
                         self.run_aside(&argv, &ctx, from);
                     }
-                    let main = std::mem::replace(&mut self.main, true);
-                    self.run(&rest, &run_ctx, from);
-                    self.main = main;
+                    self.run_as(true, &rest, &run_ctx, from);
                     return Flow::Exec;
                 }
                 "return" if !conditional => {
@@ -2455,9 +2453,14 @@ impl<'a> Tracer<'a> {
 
     /// Follow `argv` as a program that may run (its steps to `also_run`).
     fn run_aside(&mut self, argv: &[String], ctx: &Ctx, from: String) {
-        let main = std::mem::replace(&mut self.main, false);
+        self.run_as(false, argv, ctx, from);
+    }
+
+    /// Follow `argv` as the main program (`main`) or one that may run, then go on as before.
+    fn run_as(&mut self, main: bool, argv: &[String], ctx: &Ctx, from: String) {
+        let outer = std::mem::replace(&mut self.main, main);
         self.run(argv, ctx, from);
-        self.main = main;
+        self.main = outer;
     }
 
     /// A command that is not `exec`: traced at once as a side program, and remembered as
